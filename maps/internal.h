@@ -1,0 +1,180 @@
+/* Internals shared by the map type implementations. Layout: FORMAT.md. */
+#ifndef BPFGRAFT_MAPS_INTERNAL_H
+#define BPFGRAFT_MAPS_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "maps.h"
+
+#ifndef ENOTSUPP
+#define ENOTSUPP 524   /* kernel-internal errno that bpf(2) returns for some map ops */
+#endif
+
+#define REGION_MAGIC   0x50414d4746504221ull   /* "!BPFGMAP" little-endian */
+#define REGION_VERSION 1u
+#define REGION_PAGE    4096u
+#define HDR_SIZE       REGION_PAGE
+#define LOCK_STRIDE    64u                      /* one robust mutex per cache line */
+#define MAX_LOCK_STRIPES 64u
+#define NIL            0xffffffffu
+#define NULLS_BIT      0x80000000u
+#define MAX_CPUS       4096u
+
+#define ROUND8(x)     (((x) + 7u) & ~7u)
+#define ROUNDUP(x, a) (((x) + (a) - 1) / (a) * (a))
+
+/* Immutable description, written once at creation (offset 0). */
+struct region_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_size;
+    uint32_t map_type;
+    uint32_t key_size;
+    uint32_t value_size;
+    uint32_t max_entries;
+    uint32_t map_flags;
+    uint32_t nr_cpus;
+    uint64_t map_extra;
+    uint32_t btf_key_type_id;
+    uint32_t btf_value_type_id;
+    uint32_t hash_seed;
+    uint32_t page_size;
+    char name[BPFG_MAP_NAME_LEN];
+    uint64_t region_size;
+    uint64_t locks_off;      /* n_locks + 1 robust mutexes, LOCK_STRIDE apart */
+    uint32_t n_locks;        /* stripes; lock n_locks is the repair lock */
+    uint32_t elem_size;      /* stride of data elements */
+    uint64_t aux_off;        /* hash: buckets; ring: consumer page; perf: ctl pages */
+    uint64_t aux_size;
+    uint64_t data_off;       /* elements / ring data */
+    uint64_t data_size;
+    uint64_t lru_off;        /* LRU: 2 bytes per element (live, ref) */
+    uint32_t n_elems;        /* hash: pool size; array: max_entries; queue: slots */
+    uint32_t n_buckets;
+};
+
+/* Mutable state, in the header page at STATE_OFF. */
+#define STATE_OFF 512u
+struct region_state {
+    _Atomic uint32_t frozen;
+    _Atomic uint32_t needs_repair;     /* an owner died: run repair */
+    _Atomic uint32_t count;            /* hash: live elements */
+    _Atomic uint32_t repairs;          /* statistics: repairs done */
+    char pad0[48];
+    _Atomic uint64_t free_head;        /* hash: (tag << 32) | element index */
+    char pad1[56];
+    _Atomic uint64_t clock_hand;       /* LRU victim search */
+    char pad2[56];
+    _Atomic uint32_t q_head, q_tail;   /* queue/stack, under lock 0 */
+    char pad3[56];
+    _Atomic uint32_t rb_waiters;       /* ringbuf: consumers sleeping */
+    _Atomic uint32_t rb_futex;         /* ringbuf: bumped on wakeup */
+    char pad4[56];
+};
+
+/* Per-ring control of ring types. RINGBUF: the kernel's consumer page and
+ * producer page. PERF_EVENT_ARRAY: one page per ring holding both. */
+struct perf_ctl {
+    _Atomic unsigned long consumer_pos;
+    char pad0[56];
+    _Atomic unsigned long producer_pos;
+    char pad1[56];
+    _Atomic uint64_t lost;
+    _Atomic uint64_t lost_reported;
+};
+
+struct ring_view {
+    _Atomic unsigned long *cons;
+    _Atomic unsigned long *prod;
+    uint8_t *data;           /* double mapped */
+    uint64_t mask;
+    pthread_mutex_t *lock;
+    struct perf_ctl *perf;   /* perf rings only */
+    _Atomic unsigned long cons_cache;  /* last consumer_pos seen: a lower bound */
+};
+
+struct map_ops;
+
+/* Process-local handle. Geometry is copied out of the header once, after
+ * validation, so a peer scribbling on the header cannot move our accesses
+ * out of bounds. */
+struct bpfg_map {
+    int fd;
+    uint8_t *base;            /* main mapping */
+    size_t base_len;
+    struct region_hdr *hdr;
+    struct region_state *st;
+    const struct map_ops *ops;
+    uint32_t type, key_size, value_size, max_entries, map_flags, nr_cpus;
+    uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
+    uint32_t value_stride;    /* ROUND8(value_size) */
+    uint32_t key_stride;      /* ROUND8(key_size) */
+    uint8_t *locks;
+    uint8_t *aux;
+    uint8_t *data;
+    uint8_t *lru;
+    /* ring types */
+    struct ring_view *rings;
+    uint32_t n_rings;
+    void **ring_bases;        /* one double mapping per ring */
+    size_t ring_map_len;
+};
+
+/* Geometry of a region, computed from the parameters alone; the validator
+ * recomputes it and compares with what the header says. */
+struct layout {
+    uint64_t region_size, locks_off, aux_off, aux_size, data_off, data_size, lru_off;
+    uint32_t n_locks, elem_size, n_elems, n_buckets;
+};
+
+struct map_ops {
+    int (*check)(const struct bpfg_map_spec *spec);            /* -EINVAL/-E2BIG */
+    void (*layout)(const struct bpfg_map_spec *spec, struct layout *lo);
+    void (*init)(struct bpfg_map *m);                            /* fresh region */
+    void *(*lookup)(struct bpfg_map *m, const void *key);
+    int (*update)(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+    int (*delete)(struct bpfg_map *m, const void *key);
+    int (*lookup_copy)(struct bpfg_map *m, const void *key, void *value);
+    int (*lookup_and_delete)(struct bpfg_map *m, const void *key, void *value);
+    int (*get_next_key)(struct bpfg_map *m, const void *key, void *next);
+    int (*push)(struct bpfg_map *m, const void *value, uint64_t flags);
+    int (*pop)(struct bpfg_map *m, void *value, bool remove);
+    int (*repair)(struct bpfg_map *m);                          /* all locks held */
+};
+
+extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;
+extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_hash_ops;
+extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
+
+/* Locks: robust process-shared mutexes. map_lock() returns 0 with the lock
+ * held (after marking the map for repair if the previous owner died), or a
+ * negative errno. map_repair_if_needed() runs the repair pass. */
+static inline pthread_mutex_t *map_lockp(struct bpfg_map *m, uint32_t i)
+{
+    return (pthread_mutex_t *)(m->locks + (uint64_t)i * LOCK_STRIDE);
+}
+int map_lock(struct bpfg_map *m, uint32_t i);
+int map_trylock(struct bpfg_map *m, uint32_t i);   /* -EBUSY if held */
+void map_unlock(struct bpfg_map *m, uint32_t i);
+int map_repair_if_needed(struct bpfg_map *m);
+bool map_probe_dead_owners(struct bpfg_map *m);
+/* map_lock(), then the repair pass first if an owner died. */
+int map_lock_checked(struct bpfg_map *m, uint32_t i);
+/* This thread's id, cached (reset across fork). */
+uint32_t map_tid(void);
+int map_repair(struct bpfg_map *m);
+
+uint32_t map_current_cpu(const struct bpfg_map *m);
+void map_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Ring internals shared by RINGBUF and PERF_EVENT_ARRAY. */
+void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size);
+void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags);
+int ring_consume(struct bpfg_map *m, struct ring_view *r, bpfg_ringbuf_sample_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,685 @@
+/* HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH.
+ *
+ * Preallocated elements in one pool, chained per bucket by element index;
+ * a chain ends in a "nulls" marker naming its bucket (as the kernel's
+ * hlist_nulls), so a lock-free reader that followed a recycled element
+ * into another chain notices and restarts.
+ *
+ * Readers take no lock. Writers take the robust mutex of the bucket's
+ * stripe. Every change is published with one atomic store:
+ *   insert:  fill a free element (gen odd while writing), link it at the
+ *            head of the chain with one store;
+ *   replace: fill a new element, swap it for the old one with one store;
+ *   delete:  unlink with one store, then push the element on the free list.
+ * A writer killed at any instruction therefore leaves every chain walkable;
+ * the worst left over is an element taken from the free list but not
+ * linked (or unlinked but not freed) and a live count off by one. The
+ * repair pass (run by whoever next takes a lock the dead writer held) walks
+ * every chain, cuts anything malformed, recounts and rebuilds the free list.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define HASH_FLAGS (BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE | BPF_F_RDONLY | \
+                    BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG | BPF_F_ZERO_SEED)
+#define MAX_KEY 512u                 /* MAX_BPF_STACK */
+#define MAX_ENTRIES (1u << 28)
+#define PCPU_MAX_VALUE (32u * 1024)
+#define READ_RETRIES 16
+
+struct helem {
+    _Atomic uint32_t next;       /* element index, or NULLS_BIT | bucket */
+    uint32_t hash;
+    _Atomic uint32_t gen;        /* odd while the element is being written */
+    _Atomic uint32_t free_next;  /* free-list link; `next` stays intact for readers */
+};
+
+static bool type_percpu(uint32_t t)
+{
+    return t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static bool type_lru(uint32_t t)
+{
+    return t == BPF_MAP_TYPE_LRU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static uint32_t roundup_pow2(uint32_t x)
+{
+    uint32_t p = 1;
+    while (p < x)
+        p <<= 1;
+    return p;
+}
+
+static int hash_check(const struct bpfg_map_spec *s)
+{
+    if (s->key_size == 0 || s->value_size == 0 || s->max_entries == 0 ||
+        (s->map_flags & ~HASH_FLAGS))
+        return -EINVAL;
+    if (!type_lru(s->type) && (s->map_flags & BPF_F_NO_COMMON_LRU))
+        return -EINVAL;
+    if (type_lru(s->type) && (s->map_flags & BPF_F_NO_PREALLOC))
+        return -ENOTSUPP;
+    if (s->key_size > MAX_KEY || s->value_size > (1u << 20) || s->max_entries > MAX_ENTRIES)
+        return -E2BIG;
+    if (type_percpu(s->type) && s->value_size > PCPU_MAX_VALUE)
+        return -E2BIG;
+    uint64_t val = (uint64_t)ROUND8(s->value_size) * (type_percpu(s->type) ? s->nr_cpus : 1);
+    if ((sizeof(struct helem) + ROUND8(s->key_size) + val) * (uint64_t)s->max_entries > (1ull << 38))
+        return -E2BIG;
+    return 0;
+}
+
+static void hash_layout(const struct bpfg_map_spec *s, struct layout *lo)
+{
+    lo->n_buckets = roundup_pow2(s->max_entries);
+    lo->n_locks = lo->n_buckets < MAX_LOCK_STRIPES ? lo->n_buckets : MAX_LOCK_STRIPES;
+    lo->locks_off = HDR_SIZE;
+    lo->aux_off = ROUNDUP(lo->locks_off + (uint64_t)(lo->n_locks + 1) * LOCK_STRIDE, 64);
+    lo->aux_size = (uint64_t)lo->n_buckets * 4;
+    /* One spare element per stripe: a replace builds the new element before
+     * freeing the old one, so it never fails with E2BIG on a full map. */
+    lo->n_elems = s->max_entries + lo->n_locks;
+    uint64_t end = lo->aux_off + lo->aux_size;
+    if (type_lru(s->type)) {
+        lo->lru_off = ROUNDUP(end, 64);
+        end = lo->lru_off + 8ull * lo->n_elems;
+    }
+    lo->elem_size = (uint32_t)(sizeof(struct helem) + ROUND8(s->key_size) +
+                               ROUND8(s->value_size) * (type_percpu(s->type) ? s->nr_cpus : 1));
+    lo->data_off = ROUNDUP(end, 64);
+    lo->data_size = (uint64_t)lo->n_elems * lo->elem_size;
+    lo->region_size = ROUNDUP(lo->data_off + lo->data_size, REGION_PAGE);
+}
+
+static inline struct helem *E(struct bpfg_map *m, uint32_t i)
+{
+    return (struct helem *)(m->data + (uint64_t)i * m->elem_size);
+}
+
+static inline uint8_t *ekey(struct helem *e)
+{
+    return (uint8_t *)(e + 1);
+}
+
+static inline uint8_t *eval(struct bpfg_map *m, struct helem *e)
+{
+    return (uint8_t *)(e + 1) + m->key_stride;
+}
+
+static inline _Atomic uint32_t *bucket(struct bpfg_map *m, uint32_t b)
+{
+    return (_Atomic uint32_t *)m->aux + b;
+}
+
+/* LRU bookkeeping, one per element: last-use tick and whether linked. */
+struct lru_ent {
+    _Atomic uint32_t stamp;
+    _Atomic uint32_t live;
+};
+
+static inline struct lru_ent *lru_ent(struct bpfg_map *m, uint32_t i)
+{
+    return (struct lru_ent *)m->lru + i;
+}
+
+static inline _Atomic uint32_t *lru_live(struct bpfg_map *m, uint32_t i)
+{
+    return &lru_ent(m, i)->live;
+}
+
+static inline uint32_t lru_now(struct bpfg_map *m)
+{
+    return (uint32_t)atomic_load_explicit(&m->st->clock_hand, memory_order_relaxed);
+}
+
+/* Marks use; writes only when the tick moved, to spare the cache line. */
+static inline void lru_touch(struct bpfg_map *m, uint32_t i)
+{
+    uint32_t now = lru_now(m);
+    if (atomic_load_explicit(&lru_ent(m, i)->stamp, memory_order_relaxed) != now)
+        atomic_store_explicit(&lru_ent(m, i)->stamp, now, memory_order_relaxed);
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
+{
+    const uint8_t *p = key;
+    uint32_t len = m->key_size;
+    uint64_t h = m->hash_seed ^ ((uint64_t)len << 32);
+    if (len == 4) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return (uint32_t)mix64(h ^ v);
+    }
+    if (len == 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return (uint32_t)mix64(h ^ v);
+    }
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h = (h ^ mix64(v)) * 0x9e3779b97f4a7c15ull;
+    }
+    for (; len; len--, p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return (uint32_t)mix64(h);
+}
+
+static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
+{
+    switch (m->key_size) {
+    case 4: { uint32_t x, y; memcpy(&x, a, 4); memcpy(&y, b, 4); return x == y; }
+    case 8: { uint64_t x, y; memcpy(&x, a, 8); memcpy(&y, b, 8); return x == y; }
+    default: return memcmp(a, b, m->key_size) == 0;
+    }
+}
+
+/* Lock-free search. Returns the element and its (even) generation, NULL if
+ * absent, or sets *busy when churn or corruption kept it from an answer. */
+static struct helem *find_rcu(struct bpfg_map *m, const void *key, uint32_t hash, uint32_t *gen, bool *busy)
+{
+    uint32_t b = hash & (m->n_buckets - 1);
+    for (int attempt = 0; attempt < READ_RETRIES; attempt++) {
+        uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_acquire);
+        uint32_t steps = 0;
+        while (!(i & NULLS_BIT)) {
+            if (i >= m->n_elems || ++steps > m->n_elems)
+                goto again;
+            struct helem *e = E(m, i);
+            uint32_t g = atomic_load_explicit(&e->gen, memory_order_acquire);
+            if (!(g & 1) && e->hash == hash && key_eq(m, ekey(e), key)) {
+                atomic_thread_fence(memory_order_acquire);
+                if (atomic_load_explicit(&e->gen, memory_order_relaxed) == g) {
+                    *gen = g;
+                    return e;
+                }
+                goto again;
+            }
+            i = atomic_load_explicit(&e->next, memory_order_acquire);
+        }
+        if (i == (NULLS_BIT | b))
+            return NULL;
+    again:;
+    }
+    *busy = true;
+    return NULL;
+}
+
+/* Search under the stripe lock: *link is the word that points at the result. */
+static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash,
+                                 _Atomic uint32_t **link_out)
+{
+    uint32_t b = hash & (m->n_buckets - 1);
+    _Atomic uint32_t *link = bucket(m, b);
+    uint32_t i = atomic_load_explicit(link, memory_order_relaxed);
+    uint32_t steps = 0;
+    while (!(i & NULLS_BIT)) {
+        if (i >= m->n_elems || ++steps > m->n_elems) {
+            atomic_store(&m->st->needs_repair, 1);   /* corrupt chain */
+            return NULL;
+        }
+        struct helem *e = E(m, i);
+        if (e->hash == hash && key_eq(m, ekey(e), key)) {
+            *link_out = link;
+            return e;
+        }
+        link = &e->next;
+        i = atomic_load_explicit(link, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static uint32_t stripe_of(struct bpfg_map *m, uint32_t hash)
+{
+    return hash & (m->n_buckets - 1) & (m->n_locks - 1);
+}
+
+static uint32_t idx_of(struct bpfg_map *m, struct helem *e)
+{
+    return (uint32_t)(((uint8_t *)e - m->data) / m->elem_size);
+}
+
+static uint32_t free_pop(struct bpfg_map *m)
+{
+    uint64_t old = atomic_load(&m->st->free_head), nw;
+    uint32_t i;
+    do {
+        i = (uint32_t)old;
+        if (i == NIL)
+            return NIL;
+        if (i >= m->n_elems) {
+            atomic_store(&m->st->needs_repair, 1);
+            return NIL;
+        }
+        nw = ((old >> 32) + 1) << 32 | atomic_load(&E(m, i)->free_next);
+    } while (!atomic_compare_exchange_weak(&m->st->free_head, &old, nw));
+    return i;
+}
+
+static void free_push(struct bpfg_map *m, uint32_t i)
+{
+    uint64_t old = atomic_load(&m->st->free_head), nw;
+    do {
+        atomic_store(&E(m, i)->free_next, (uint32_t)old);
+        nw = ((old >> 32) + 1) << 32 | i;
+    } while (!atomic_compare_exchange_weak(&m->st->free_head, &old, nw));
+}
+
+static void hash_init(struct bpfg_map *m)
+{
+    for (uint32_t b = 0; b < m->n_buckets; b++)
+        atomic_store(bucket(m, b), NULLS_BIT | b);
+    for (uint32_t i = 0; i < m->n_elems; i++)
+        atomic_store(&E(m, i)->free_next, i + 1 < m->n_elems ? i + 1 : NIL);
+    atomic_store(&m->st->free_head, 0);
+    atomic_store(&m->st->count, 0);
+}
+
+/* Writes key and value into a free element. Other CPUs' slots of a per-CPU
+ * element are zeroed when only the current CPU's value is given. */
+static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint32_t hash,
+                      const void *value, bool all)
+{
+    uint32_t g = atomic_load_explicit(&e->gen, memory_order_relaxed);
+    atomic_store_explicit(&e->gen, g | 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    e->hash = hash;
+    memcpy(ekey(e), key, m->key_size);
+    uint8_t *v = eval(m, e);
+    if (!type_percpu(m->type)) {
+        memcpy(v, value, m->value_size);
+    } else if (all) {
+        for (uint32_t c = 0; c < m->nr_cpus; c++)
+            memcpy(v + (uint64_t)c * m->value_stride, (const uint8_t *)value + (uint64_t)c * m->value_stride,
+                   m->value_size);
+    } else {
+        memset(v, 0, (uint64_t)m->value_stride * m->nr_cpus);
+        memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
+    }
+    atomic_store_explicit(&e->gen, (g | 1) + 1, memory_order_release);
+}
+
+/* Unlinks element i from bucket b if it is there; stripe held. */
+static bool unlink_idx(struct bpfg_map *m, uint32_t b, uint32_t i)
+{
+    _Atomic uint32_t *link = bucket(m, b);
+    uint32_t j = atomic_load_explicit(link, memory_order_relaxed), steps = 0;
+    while (!(j & NULLS_BIT)) {
+        if (j >= m->n_elems || ++steps > m->n_elems)
+            return false;
+        if (j == i) {
+            atomic_store_explicit(link, atomic_load_explicit(&E(m, i)->next, memory_order_relaxed),
+                                  memory_order_release);
+            return true;
+        }
+        link = &E(m, j)->next;
+        j = atomic_load_explicit(link, memory_order_relaxed);
+    }
+    return false;
+}
+
+static void release_elem(struct bpfg_map *m, uint32_t i)
+{
+    if (m->lru)
+        atomic_store_explicit(lru_live(m, i), 0, memory_order_relaxed);
+    atomic_fetch_sub(&m->st->count, 1);
+    free_push(m, i);
+}
+
+static __thread uint64_t lru_rng;
+
+static uint32_t lru_rand(uint32_t n)
+{
+    if (!lru_rng)
+        lru_rng = (uint64_t)(uintptr_t)&lru_rng | 1;
+    lru_rng ^= lru_rng << 13;
+    lru_rng ^= lru_rng >> 7;
+    lru_rng ^= lru_rng << 17;
+    return (uint32_t)((lru_rng >> 16) % n);
+}
+
+#define LRU_SAMPLES 8
+
+/* Approximate LRU (as Redis does): among a few sampled live elements evict
+ * the one used longest ago. Holds stripe `held`; others only by trylock. */
+static int lru_evict(struct bpfg_map *m, uint32_t held)
+{
+    uint32_t now = lru_now(m);
+    for (int attempt = 0; attempt < 64; attempt++) {
+        uint32_t best = NIL, best_age = 0;
+        for (uint32_t t = 0, found = 0; t < 4 * LRU_SAMPLES && found < LRU_SAMPLES; t++) {
+            uint32_t i = lru_rand(m->n_elems);
+            if (!atomic_load_explicit(lru_live(m, i), memory_order_relaxed))
+                continue;
+            found++;
+            uint32_t age = now - atomic_load_explicit(&lru_ent(m, i)->stamp, memory_order_relaxed);
+            if (best == NIL || age > best_age) {
+                best = i;
+                best_age = age;
+            }
+        }
+        if (best == NIL) {
+            /* Sparse live set: fall back to a scan. */
+            for (uint32_t i = 0; i < m->n_elems && best == NIL; i++)
+                if (atomic_load_explicit(lru_live(m, i), memory_order_relaxed))
+                    best = i;
+            if (best == NIL)
+                return -E2BIG;
+        }
+        uint32_t b = E(m, best)->hash & (m->n_buckets - 1);
+        uint32_t s = b & (m->n_locks - 1);
+        if (s != held && map_trylock(m, s))
+            continue;
+        bool ok = atomic_load(lru_live(m, best)) && unlink_idx(m, b, best);
+        if (ok)
+            release_elem(m, best);
+        if (s != held)
+            map_unlock(m, s);
+        if (ok)
+            return 0;
+    }
+    return -E2BIG;
+}
+
+/* Reserves room for one more live element (evicting for LRU maps). */
+static int reserve_count(struct bpfg_map *m, uint32_t held)
+{
+    for (;;) {
+        uint32_t c = atomic_load(&m->st->count);
+        if (c < m->max_entries) {
+            if (atomic_compare_exchange_weak(&m->st->count, &c, c + 1))
+                return 0;
+            continue;
+        }
+        if (!m->lru)
+            return -E2BIG;
+        int err = lru_evict(m, held);
+        if (err)
+            return err;
+    }
+}
+
+static int hash_update_once(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+{
+    if (flags > BPF_EXIST)
+        return -EINVAL;
+    uint32_t hash = hash_key(m, key);
+    uint32_t b = hash & (m->n_buckets - 1), s = stripe_of(m, hash);
+    int err = map_lock_checked(m, s);
+    if (err)
+        return err;
+    _Atomic uint32_t *link = NULL;
+    struct helem *old = find_locked(m, key, hash, &link);
+    if (old && flags == BPF_NOEXIST) {
+        err = -EEXIST;
+        goto out;
+    }
+    if (!old && flags == BPF_EXIST) {
+        err = -ENOENT;
+        goto out;
+    }
+    if (old && type_percpu(m->type)) {
+        /* Per-CPU values are updated in place, as the kernel does. */
+        uint8_t *v = eval(m, old);
+        if (all)
+            for (uint32_t c = 0; c < m->nr_cpus; c++)
+                memcpy(v + (uint64_t)c * m->value_stride,
+                       (const uint8_t *)value + (uint64_t)c * m->value_stride, m->value_size);
+        else
+            memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
+        if (m->lru)
+            lru_touch(m, idx_of(m, old));
+        goto out;
+    }
+    if (!old && (err = reserve_count(m, s)))
+        goto out;
+    uint32_t i = free_pop(m);
+    if (i == NIL) {
+        if (old) {
+            /* Pool exhausted by leaks a repair will reclaim: update in place. */
+            memcpy(eval(m, old), value, m->value_size);
+            atomic_store(&m->st->needs_repair, 1);
+            goto out;
+        }
+        atomic_fetch_sub(&m->st->count, 1);
+        atomic_store(&m->st->needs_repair, 1);
+        err = -E2BIG;
+        goto out;
+    }
+    struct helem *e = E(m, i);
+    fill_elem(m, e, key, hash, value, all);
+    if (m->lru) {
+        uint32_t now = (uint32_t)atomic_fetch_add_explicit(&m->st->clock_hand, 1, memory_order_relaxed) + 1;
+        atomic_store_explicit(&lru_ent(m, i)->stamp, now, memory_order_relaxed);
+        atomic_store_explicit(lru_live(m, i), 1, memory_order_relaxed);
+    }
+    if (old) {
+        /* Replace: one store swaps the new element in for the old. */
+        atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(link, i, memory_order_release);
+        uint32_t oi = idx_of(m, old);
+        if (m->lru)
+            atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
+        free_push(m, oi);
+    } else {
+        atomic_store_explicit(&e->next, atomic_load_explicit(bucket(m, b), memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(bucket(m, b), i, memory_order_release);
+    }
+out:
+    map_unlock(m, s);
+    return err;
+}
+
+static int hash_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+{
+    int err = hash_update_once(m, key, value, flags, all);
+    if (err == -E2BIG && map_probe_dead_owners(m))
+        err = hash_update_once(m, key, value, flags, all);
+    return err;
+}
+
+static int hash_delete(struct bpfg_map *m, const void *key)
+{
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    int err = map_lock_checked(m, s);
+    if (err)
+        return err;
+    _Atomic uint32_t *link = NULL;
+    struct helem *e = find_locked(m, key, hash, &link);
+    if (e) {
+        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
+                              memory_order_release);
+        release_elem(m, idx_of(m, e));
+    }
+    map_unlock(m, s);
+    return e ? 0 : -ENOENT;
+}
+
+static void *hash_lookup(struct bpfg_map *m, const void *key)
+{
+    uint32_t hash = hash_key(m, key), g;
+    bool busy = false;
+    struct helem *e = find_rcu(m, key, hash, &g, &busy);
+    if (!e && busy) {
+        /* Endless churn on this chain: ask under the lock instead. */
+        _Atomic uint32_t *link;
+        uint32_t s = stripe_of(m, hash);
+        if (map_lock_checked(m, s))
+            return NULL;
+        e = find_locked(m, key, hash, &link);
+        map_unlock(m, s);
+    }
+    if (!e)
+        return NULL;
+    if (m->lru)
+        lru_touch(m, idx_of(m, e));
+    uint8_t *v = eval(m, e);
+    return type_percpu(m->type) ? v + (uint64_t)map_current_cpu(m) * m->value_stride : v;
+}
+
+static uint32_t copy_size(struct bpfg_map *m)
+{
+    return type_percpu(m->type) ? m->value_stride * m->nr_cpus : m->value_size;
+}
+
+static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
+{
+    uint32_t hash = hash_key(m, key), g;
+    for (int t = 0; t < READ_RETRIES; t++) {
+        bool busy = false;
+        struct helem *e = find_rcu(m, key, hash, &g, &busy);
+        if (!e && !busy)
+            return -ENOENT;
+        if (!e)
+            break;
+        memcpy(value, eval(m, e), copy_size(m));
+        atomic_thread_fence(memory_order_acquire);
+        /* Same generation: the element was not recycled while we copied. */
+        if (atomic_load_explicit(&e->gen, memory_order_relaxed) == g)
+            return 0;
+    }
+    _Atomic uint32_t *link;
+    uint32_t s = stripe_of(m, hash);
+    int err = map_lock_checked(m, s);
+    if (err)
+        return err;
+    struct helem *e = find_locked(m, key, hash, &link);
+    if (e)
+        memcpy(value, eval(m, e), copy_size(m));
+    map_unlock(m, s);
+    return e ? 0 : -ENOENT;
+}
+
+static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *value)
+{
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    int err = map_lock_checked(m, s);
+    if (err)
+        return err;
+    _Atomic uint32_t *link = NULL;
+    struct helem *e = find_locked(m, key, hash, &link);
+    if (e) {
+        memcpy(value, eval(m, e), copy_size(m));
+        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
+                              memory_order_release);
+        release_elem(m, idx_of(m, e));
+    }
+    map_unlock(m, s);
+    return e ? 0 : -ENOENT;
+}
+
+/* First element of the first non-empty bucket at or after b. */
+static int first_from(struct bpfg_map *m, uint32_t b, void *next)
+{
+    for (; b < m->n_buckets; b++) {
+        if (atomic_load_explicit(bucket(m, b), memory_order_relaxed) & NULLS_BIT)
+            continue;   /* cheap skip of empty buckets without the lock */
+        uint32_t s = b & (m->n_locks - 1);
+        int err = map_lock_checked(m, s);
+        if (err)
+            return err;
+        uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_relaxed);
+        bool ok = !(i & NULLS_BIT) && i < m->n_elems;
+        if (ok)
+            memcpy(next, ekey(E(m, i)), m->key_size);
+        map_unlock(m, s);
+        if (ok)
+            return 0;
+    }
+    return -ENOENT;
+}
+
+static int hash_get_next_key(struct bpfg_map *m, const void *key, void *next)
+{
+    if (!key)
+        return first_from(m, 0, next);
+    uint32_t hash = hash_key(m, key), b = hash & (m->n_buckets - 1), s = stripe_of(m, hash);
+    int err = map_lock_checked(m, s);
+    if (err)
+        return err;
+    _Atomic uint32_t *link;
+    struct helem *e = find_locked(m, key, hash, &link);
+    if (!e) {
+        /* Gone: continue at the start of its bucket instead of restarting
+         * the whole walk (the kernel restarts), so iteration terminates. */
+        map_unlock(m, s);
+        return first_from(m, b, next);
+    }
+    uint32_t i = atomic_load_explicit(&e->next, memory_order_relaxed);
+    bool ok = !(i & NULLS_BIT) && i < m->n_elems;
+    if (ok)
+        memcpy(next, ekey(E(m, i)), m->key_size);
+    map_unlock(m, s);
+    return ok ? 0 : first_from(m, b + 1, next);
+}
+
+/* Runs with every stripe held. Rebuilds what a dead writer may have left
+ * half done: malformed chains are cut, the count and LRU flags recomputed,
+ * every unreachable element goes back on the free list. */
+static int hash_repair(struct bpfg_map *m)
+{
+    uint64_t *seen = calloc((m->n_elems + 63) / 64, 8);
+    if (!seen)
+        return -ENOMEM;
+    uint32_t count = 0;
+    for (uint32_t b = 0; b < m->n_buckets; b++) {
+        _Atomic uint32_t *link = bucket(m, b);
+        uint32_t i = atomic_load(link);
+        while (!(i & NULLS_BIT)) {
+            if (i >= m->n_elems || (seen[i / 64] >> (i % 64) & 1) ||
+                (E(m, i)->hash & (m->n_buckets - 1)) != b || (atomic_load(&E(m, i)->gen) & 1))
+                break;
+            seen[i / 64] |= 1ull << (i % 64);
+            count++;
+            link = &E(m, i)->next;
+            i = atomic_load(link);
+        }
+        if (i != (NULLS_BIT | b))
+            atomic_store(link, NULLS_BIT | b);
+    }
+    uint64_t head = atomic_load(&m->st->free_head);
+    uint32_t top = NIL;
+    for (uint32_t i = m->n_elems; i-- > 0;) {
+        bool live = seen[i / 64] >> (i % 64) & 1;
+        if (m->lru)
+            atomic_store(lru_live(m, i), live);
+        if (live)
+            continue;
+        struct helem *e = E(m, i);
+        uint32_t g = atomic_load(&e->gen);
+        if (g & 1)
+            atomic_store(&e->gen, g + 1);
+        atomic_store(&e->free_next, top);
+        top = i;
+    }
+    atomic_store(&m->st->free_head, ((head >> 32) + 1) << 32 | top);
+    atomic_store(&m->st->count, count);
+    free(seen);
+    return 0;
+}
+
+#define HASH_OPS                                                                  \
+    .check = hash_check, .layout = hash_layout, .init = hash_init,               \
+    .lookup = hash_lookup, .update = hash_update, .delete = hash_delete,         \
+    .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete, \
+    .get_next_key = hash_get_next_key, .repair = hash_repair
+
+const struct map_ops hash_ops = {HASH_OPS};
+const struct map_ops percpu_hash_ops = {HASH_OPS};
+const struct map_ops lru_hash_ops = {HASH_OPS};
+const struct map_ops lru_percpu_hash_ops = {HASH_OPS};

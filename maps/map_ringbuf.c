@@ -1,0 +1,424 @@
+/* RINGBUF (the kernel's layout and record format) and PERF_EVENT_ARRAY
+ * (one such ring per CPU).
+ *
+ * Producers serialise only to reserve space: under a robust mutex they
+ * write the record header (length | BUSY, producer tid) and advance
+ * producer_pos with a release store, exactly like the kernel. Submit and
+ * discard clear BUSY with one atomic exchange, outside any lock. A producer
+ * killed while holding the mutex leaves at most header bytes beyond
+ * producer_pos, which no consumer reads. One killed between reserve and
+ * submit leaves a BUSY record; the consumer sees that its tid is gone and
+ * turns the record into a discarded one.
+ *
+ * Wakeups: a sleeping consumer registers in rb_waiters and waits on the
+ * rb_futex word (a shared futex); a producer looks at rb_waiters after
+ * committing and only then makes the futex syscall.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RB_MAX_RECORD (UINT32_MAX / 4)
+#define RB_FLAGS (BPF_F_NUMA_NODE)
+#define PERF_FLAGS (BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
+
+struct rb_hdr {
+    _Atomic uint32_t len;
+    uint32_t pg_off;   /* kernel: page offset; here: the producer's tid */
+};
+
+static bool pow2(uint64_t x)
+{
+    return x && !(x & (x - 1));
+}
+
+static int ringbuf_check(const struct bpfg_map_spec *s)
+{
+    if (s->key_size || s->value_size || (s->map_flags & ~RB_FLAGS) ||
+        !pow2(s->max_entries) || s->max_entries % REGION_PAGE)
+        return -EINVAL;
+    if (s->max_entries > (1u << 30))
+        return -E2BIG;
+    return 0;
+}
+
+static void ringbuf_layout(const struct bpfg_map_spec *s, struct layout *lo)
+{
+    lo->n_locks = 1;
+    lo->locks_off = HDR_SIZE;
+    lo->aux_off = ROUNDUP(lo->locks_off + 2ull * LOCK_STRIDE, REGION_PAGE);
+    lo->aux_size = 2ull * REGION_PAGE;    /* consumer page, producer page */
+    lo->data_off = lo->aux_off + lo->aux_size;
+    lo->data_size = s->max_entries;
+    lo->region_size = lo->data_off + lo->data_size;
+}
+
+static int perf_check(const struct bpfg_map_spec *s)
+{
+    if (s->key_size != 4 || s->value_size != 4 || s->max_entries == 0 ||
+        (s->map_flags & ~PERF_FLAGS) || !pow2(s->map_extra) || s->map_extra % REGION_PAGE)
+        return -EINVAL;
+    if (s->map_extra > (1u << 30) || s->max_entries > MAX_CPUS ||
+        s->map_extra * s->max_entries > (1ull << 36))
+        return -E2BIG;
+    return 0;
+}
+
+static void perf_layout(const struct bpfg_map_spec *s, struct layout *lo)
+{
+    lo->n_locks = s->max_entries;         /* one per ring */
+    lo->locks_off = HDR_SIZE;
+    lo->aux_off = ROUNDUP(lo->locks_off + (uint64_t)(lo->n_locks + 1) * LOCK_STRIDE, REGION_PAGE);
+    lo->aux_size = (uint64_t)s->max_entries * REGION_PAGE;   /* struct perf_ctl each */
+    lo->n_elems = s->max_entries;
+    lo->elem_size = (uint32_t)s->map_extra;
+    lo->data_off = lo->aux_off + lo->aux_size;
+    lo->data_size = (uint64_t)s->max_entries * s->map_extra;
+    lo->region_size = lo->data_off + lo->data_size;
+}
+
+static void wake(struct bpfg_map *m)
+{
+    if (!atomic_load(&m->st->rb_waiters))
+        return;
+    atomic_fetch_add(&m->st->rb_futex, 1);
+    syscall(SYS_futex, &m->st->rb_futex, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
+{
+    if (size > RB_MAX_RECORD)
+        return NULL;
+    uint64_t len = ROUND8(size + sizeof(struct rb_hdr));
+    if (len > r->mask + 1)
+        return NULL;
+    uint32_t tid = map_tid();
+    /* consumer_pos only grows, so a cached value is a safe lower bound;
+     * re-reading it only when short of space keeps its cache line quiet. */
+    unsigned long cons = atomic_load_explicit(&r->cons_cache, memory_order_relaxed);
+    if (map_lock(m, (uint32_t)(r - m->rings)))
+        return NULL;
+    unsigned long prod = atomic_load_explicit(r->prod, memory_order_relaxed);
+    if (prod + len - cons > r->mask) {
+        cons = atomic_load_explicit(r->cons, memory_order_acquire);
+        atomic_store_explicit(&r->cons_cache, cons, memory_order_relaxed);
+        if (prod + len - cons > r->mask) {
+            map_unlock(m, (uint32_t)(r - m->rings));
+            return NULL;
+        }
+    }
+    struct rb_hdr *h = (struct rb_hdr *)(r->data + (prod & r->mask));
+    atomic_store_explicit(&h->len, (uint32_t)size | BPF_RINGBUF_BUSY_BIT, memory_order_relaxed);
+    h->pg_off = tid;
+    atomic_store_explicit(r->prod, prod + len, memory_order_release);
+    map_unlock(m, (uint32_t)(r - m->rings));
+    return h + 1;
+}
+
+void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags)
+{
+    uint8_t *p = (uint8_t *)sample - sizeof(struct rb_hdr);
+    if (p < r->data || p > r->data + r->mask)   /* not a record of this ring */
+        return;
+    struct rb_hdr *h = (struct rb_hdr *)p;
+    uint32_t len = atomic_load_explicit(&h->len, memory_order_relaxed);
+    if (!(len & BPF_RINGBUF_BUSY_BIT))
+        return;
+    uint32_t nl = len & ~BPF_RINGBUF_BUSY_BIT;
+    if (discard)
+        nl |= BPF_RINGBUF_DISCARD_BIT;
+    atomic_exchange(&h->len, nl);
+    if (flags & BPF_RB_FORCE_WAKEUP) {
+        wake(m);
+    } else if (!(flags & BPF_RB_NO_WAKEUP)) {
+        unsigned long rec = (unsigned long)(p - r->data);
+        if ((atomic_load_explicit(r->cons, memory_order_acquire) & r->mask) == rec)
+            wake(m);
+    }
+}
+
+/* A BUSY record whose producer thread no longer exists will never be
+ * committed. Assumes producers and consumers share a pid namespace. */
+static bool producer_dead(const struct rb_hdr *h)
+{
+    return h->pg_off && kill((pid_t)h->pg_off, 0) < 0 && errno == ESRCH;
+}
+
+static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample_fn fn, void *ctx)
+{
+    unsigned long cons = atomic_load_explicit(r->cons, memory_order_acquire);
+    int n = 0;
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        unsigned long prod = atomic_load_explicit(r->prod, memory_order_acquire);
+        while (cons < prod) {
+            struct rb_hdr *h = (struct rb_hdr *)(r->data + (cons & r->mask));
+            uint32_t len = atomic_load_explicit(&h->len, memory_order_acquire);
+            if (len & BPF_RINGBUF_BUSY_BIT) {
+                if (!reap_dead || !producer_dead(h)) {
+                    atomic_store_explicit(r->cons, cons, memory_order_release);
+                    return n;
+                }
+                uint32_t nl = (len & ~BPF_RINGBUF_BUSY_BIT) | BPF_RINGBUF_DISCARD_BIT;
+                atomic_compare_exchange_strong(&h->len, &len, nl);
+                continue;
+            }
+            uint32_t size = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+            uint64_t rlen = ROUND8((uint64_t)size + sizeof(struct rb_hdr));
+            if (rlen > r->mask + 1 || cons + rlen > prod) {
+                /* Corrupt length: resynchronise at the producer position. */
+                atomic_store_explicit(r->cons, prod, memory_order_release);
+                return n ? n : -EBADMSG;
+            }
+            cons += rlen;
+            progress = true;
+            if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+                int err = fn(ctx, h + 1, size);
+                n++;
+                if (err < 0) {
+                    atomic_store_explicit(r->cons, cons, memory_order_release);
+                    return err;
+                }
+            }
+        }
+        /* Once per batch: fewer transfers of the line producers read. */
+        atomic_store_explicit(r->cons, cons, memory_order_release);
+    }
+    return n;
+}
+
+int ring_consume(struct bpfg_map *m, struct ring_view *r, bpfg_ringbuf_sample_fn fn, void *ctx)
+{
+    (void)m;
+    return consume_ring(r, true, fn, ctx);
+}
+
+/* ---- RINGBUF API ---- */
+
+static struct ring_view *rb_of(struct bpfg_map *m)
+{
+    return m->type == BPF_MAP_TYPE_RINGBUF ? &m->rings[0] : NULL;
+}
+
+void *bpfg_ringbuf_reserve(struct bpfg_map *m, uint64_t size, uint64_t flags)
+{
+    struct ring_view *r = rb_of(m);
+    if (!r || flags)
+        return NULL;
+    return ring_reserve(m, r, size);
+}
+
+void bpfg_ringbuf_submit(struct bpfg_map *m, void *data, uint64_t flags)
+{
+    struct ring_view *r = rb_of(m);
+    if (r && data)
+        ring_commit(m, r, data, false, flags);
+}
+
+void bpfg_ringbuf_discard(struct bpfg_map *m, void *data, uint64_t flags)
+{
+    struct ring_view *r = rb_of(m);
+    if (r && data)
+        ring_commit(m, r, data, true, flags);
+}
+
+int bpfg_ringbuf_output(struct bpfg_map *m, const void *data, uint64_t size, uint64_t flags)
+{
+    struct ring_view *r = rb_of(m);
+    if (!r)
+        return -EINVAL;
+    if (flags & ~(uint64_t)(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP))
+        return -EINVAL;
+    void *p = ring_reserve(m, r, size);
+    if (!p)
+        return -EAGAIN;
+    memcpy(p, data, size);
+    ring_commit(m, r, p, false, flags);
+    return 0;
+}
+
+uint64_t bpfg_ringbuf_query(struct bpfg_map *m, uint64_t flags)
+{
+    struct ring_view *r = rb_of(m);
+    if (!r)
+        return 0;
+    unsigned long cons = atomic_load(r->cons), prod = atomic_load(r->prod);
+    switch (flags) {
+    case BPF_RB_AVAIL_DATA: return prod - cons;
+    case BPF_RB_RING_SIZE: return r->mask + 1;
+    case BPF_RB_CONS_POS: return cons;
+    case BPF_RB_PROD_POS: return prod;
+    default: return 0;
+    }
+}
+
+int bpfg_ringbuf_consume(struct bpfg_map *m, bpfg_ringbuf_sample_fn fn, void *ctx)
+{
+    struct ring_view *r = rb_of(m);
+    return r ? ring_consume(m, r, fn, ctx) : -EINVAL;
+}
+
+int bpfg_ringbuf_get_view(struct bpfg_map *m, struct bpfg_ringbuf_view *v)
+{
+    struct ring_view *r = rb_of(m);
+    if (!r)
+        return -EINVAL;
+    v->consumer_pos = (unsigned long *)r->cons;
+    v->producer_pos = (const unsigned long *)r->prod;
+    v->data = r->data;
+    v->size = r->mask + 1;
+    return 0;
+}
+
+int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *v, bpfg_ringbuf_sample_fn fn, void *ctx)
+{
+    if (!pow2(v->size))
+        return -EINVAL;
+    struct ring_view r = {
+        .cons = (_Atomic unsigned long *)v->consumer_pos,
+        .prod = (_Atomic unsigned long *)v->producer_pos,
+        .data = v->data, .mask = v->size - 1,
+    };
+    return consume_ring(&r, false, fn, ctx);
+}
+
+/* Data ready in some ring: a committed record, or a dead producer's one
+ * that consume will skip. */
+static bool any_ready(struct bpfg_map *m)
+{
+    for (uint32_t i = 0; i < m->n_rings; i++) {
+        struct ring_view *r = &m->rings[i];
+        unsigned long cons = atomic_load(r->cons), prod = atomic_load(r->prod);
+        if (cons == prod)
+            continue;
+        struct rb_hdr *h = (struct rb_hdr *)(r->data + (cons & r->mask));
+        uint32_t len = atomic_load_explicit(&h->len, memory_order_acquire);
+        if (!(len & BPF_RINGBUF_BUSY_BIT) || producer_dead(h))
+            return true;
+    }
+    return false;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int bpfg_ringbuf_wait(struct bpfg_map *m, int timeout_ms)
+{
+    if (!m->rings)
+        return -EINVAL;
+    int64_t deadline = timeout_ms >= 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
+    for (;;) {
+        if (any_ready(m))
+            return 0;
+        /* Dekker with the producer: announce, then re-check, then sleep. */
+        atomic_fetch_add(&m->st->rb_waiters, 1);
+        uint32_t seq = atomic_load(&m->st->rb_futex);
+        if (any_ready(m)) {
+            atomic_fetch_sub(&m->st->rb_waiters, 1);
+            return 0;
+        }
+        struct timespec ts, *tsp = NULL;
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - now_ns();
+            if (left <= 0) {
+                atomic_fetch_sub(&m->st->rb_waiters, 1);
+                return -ETIMEDOUT;
+            }
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tsp = &ts;
+        }
+        long rc = syscall(SYS_futex, &m->st->rb_futex, FUTEX_WAIT, seq, tsp, NULL, 0);
+        int e = errno;
+        atomic_fetch_sub(&m->st->rb_waiters, 1);
+        if (rc < 0 && e == EINTR)
+            return -EINTR;
+        /* Woken, timed out or the word already moved: loop and re-check. */
+    }
+}
+
+/* ---- PERF_EVENT_ARRAY ---- */
+
+int bpfg_perf_event_output(struct bpfg_map *m, uint64_t flags, const void *data, uint64_t size)
+{
+    if (m->type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+        return -EINVAL;
+    if (flags & ~BPF_F_INDEX_MASK)
+        return -EINVAL;
+    uint64_t idx = flags & BPF_F_INDEX_MASK;
+    if (idx == BPF_F_CURRENT_CPU)
+        idx = map_current_cpu(m) % m->n_rings;
+    if (idx >= m->n_rings)
+        return -E2BIG;
+    struct ring_view *r = &m->rings[idx];
+    void *p = ring_reserve(m, r, size);
+    if (!p) {
+        atomic_fetch_add(&r->perf->lost, 1);
+        return -ENOSPC;
+    }
+    memcpy(p, data, size);
+    ring_commit(m, r, p, false, 0);
+    return 0;
+}
+
+struct perf_cb {
+    bpfg_perf_sample_fn fn;
+    void *ctx;
+    int cpu;
+};
+
+static int perf_sample(void *ctx, void *data, size_t size)
+{
+    struct perf_cb *c = ctx;
+    if (c->fn)
+        c->fn(c->ctx, c->cpu, data, (uint32_t)size);
+    return 0;
+}
+
+int bpfg_perf_consume(struct bpfg_map *m, bpfg_perf_sample_fn sample, bpfg_perf_lost_fn lost, void *ctx)
+{
+    if (m->type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+        return -EINVAL;
+    int total = 0;
+    for (uint32_t i = 0; i < m->n_rings; i++) {
+        struct ring_view *r = &m->rings[i];
+        uint64_t l = atomic_load(&r->perf->lost), seen = atomic_load(&r->perf->lost_reported);
+        if (l != seen) {
+            atomic_store(&r->perf->lost_reported, l);
+            if (lost)
+                lost(ctx, (int)i, l - seen);
+        }
+        struct perf_cb c = {sample, ctx, (int)i};
+        int n = ring_consume(m, r, perf_sample, &c);
+        if (n < 0)
+            return n;
+        total += n;
+    }
+    return total;
+}
+
+static int perf_lookup_copy(struct bpfg_map *m, const void *key, void *value)
+{
+    (void)m;
+    (void)key;
+    (void)value;
+    return -EOPNOTSUPP;
+}
+
+const struct map_ops ringbuf_ops = {
+    .check = ringbuf_check, .layout = ringbuf_layout,
+};
+
+const struct map_ops perf_ops = {
+    .check = perf_check, .layout = perf_layout, .lookup_copy = perf_lookup_copy,
+};

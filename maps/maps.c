@@ -1,0 +1,764 @@
+/* Map regions: creation, validation, mapping, locking and dispatch. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(struct region_hdr) <= STATE_OFF, "header overlaps state");
+_Static_assert(STATE_OFF + sizeof(struct region_state) <= HDR_SIZE, "state too big");
+_Static_assert(sizeof(pthread_mutex_t) <= LOCK_STRIDE, "mutex too big");
+
+/* Type dispatch: adding a map type means adding one ops table here. */
+static const struct map_ops *const type_ops[] = {
+    [BPF_MAP_TYPE_HASH] = &hash_ops,
+    [BPF_MAP_TYPE_ARRAY] = &array_ops,
+    [BPF_MAP_TYPE_PROG_ARRAY] = &prog_array_ops,
+    [BPF_MAP_TYPE_PERF_EVENT_ARRAY] = &perf_ops,
+    [BPF_MAP_TYPE_PERCPU_HASH] = &percpu_hash_ops,
+    [BPF_MAP_TYPE_PERCPU_ARRAY] = &percpu_array_ops,
+    [BPF_MAP_TYPE_LRU_HASH] = &lru_hash_ops,
+    [BPF_MAP_TYPE_LRU_PERCPU_HASH] = &lru_percpu_hash_ops,
+    [BPF_MAP_TYPE_QUEUE] = &queue_ops,
+    [BPF_MAP_TYPE_STACK] = &stack_ops,
+    [BPF_MAP_TYPE_RINGBUF] = &ringbuf_ops,
+};
+
+static const char *const type_names[] = {
+    [BPF_MAP_TYPE_HASH] = "hash",
+    [BPF_MAP_TYPE_ARRAY] = "array",
+    [BPF_MAP_TYPE_PROG_ARRAY] = "prog_array",
+    [BPF_MAP_TYPE_PERF_EVENT_ARRAY] = "perf_event_array",
+    [BPF_MAP_TYPE_PERCPU_HASH] = "percpu_hash",
+    [BPF_MAP_TYPE_PERCPU_ARRAY] = "percpu_array",
+    [BPF_MAP_TYPE_LRU_HASH] = "lru_hash",
+    [BPF_MAP_TYPE_LRU_PERCPU_HASH] = "lru_percpu_hash",
+    [BPF_MAP_TYPE_QUEUE] = "queue",
+    [BPF_MAP_TYPE_STACK] = "stack",
+    [BPF_MAP_TYPE_RINGBUF] = "ringbuf",
+};
+
+#define NTYPES (sizeof(type_ops) / sizeof(type_ops[0]))
+
+static const struct map_ops *ops_for(uint32_t type)
+{
+    return type < NTYPES ? type_ops[type] : NULL;
+}
+
+const char *bpfg_map_type_name(uint32_t type)
+{
+    return type < NTYPES && type_names[type] ? type_names[type] : "unknown";
+}
+
+static __thread char last_error[192];
+
+void map_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+}
+
+const char *bpfg_map_last_error(void)
+{
+    return last_error[0] ? last_error : "no error";
+}
+
+/* Number of possible CPUs, as the kernel sizes per-CPU maps. */
+static uint32_t possible_cpus(void)
+{
+    static _Atomic uint32_t cached;
+    uint32_t n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n)
+        return n;
+    n = 0;
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+    if (f) {
+        unsigned a, b;
+        int c;
+        while (fscanf(f, "%u", &a) == 1) {
+            b = a;
+            c = fgetc(f);
+            if (c == '-') {
+                if (fscanf(f, "%u", &b) != 1)
+                    break;
+                c = fgetc(f);
+            }
+            if (b + 1 > n)
+                n = b + 1;
+            if (c != ',')
+                break;
+        }
+        fclose(f);
+    }
+    if (!n) {
+        long s = sysconf(_SC_NPROCESSORS_CONF);
+        n = s > 0 ? (uint32_t)s : 1;
+    }
+    atomic_store_explicit(&cached, n, memory_order_relaxed);
+    return n;
+}
+
+uint32_t map_current_cpu(const struct bpfg_map *m)
+{
+    int cpu = sched_getcpu();   /* rseq area read with glibc >= 2.35, no syscall */
+    if (cpu < 0)
+        cpu = 0;
+    return (uint32_t)cpu < m->nr_cpus ? (uint32_t)cpu : (uint32_t)cpu % m->nr_cpus;
+}
+
+/* ---- locks ---- */
+
+int map_lock(struct bpfg_map *m, uint32_t i)
+{
+    pthread_mutex_t *mu = map_lockp(m, i);
+    int r = pthread_mutex_lock(mu);
+    if (r == EOWNERDEAD) {
+        /* The previous owner died inside its critical section. Every update
+         * protocol leaves the structure walkable; what may be left over
+         * (leaked elements, a wrong count) is fixed by the repair pass. */
+        atomic_store(&m->st->needs_repair, 1);
+        pthread_mutex_consistent(mu);
+        return 0;
+    }
+    return -r;
+}
+
+int map_trylock(struct bpfg_map *m, uint32_t i)
+{
+    pthread_mutex_t *mu = map_lockp(m, i);
+    int r = pthread_mutex_trylock(mu);
+    if (r == EOWNERDEAD) {
+        atomic_store(&m->st->needs_repair, 1);
+        pthread_mutex_consistent(mu);
+        return 0;
+    }
+    return -r;
+}
+
+void map_unlock(struct bpfg_map *m, uint32_t i)
+{
+    pthread_mutex_unlock(map_lockp(m, i));
+}
+
+/* Takes the repair lock, then every stripe in order. Normal operations hold
+ * at most one stripe and only ever trylock a second, so this cannot
+ * deadlock with them; two repairers serialise on the repair lock. */
+int map_repair(struct bpfg_map *m)
+{
+    int err = map_lock(m, m->n_locks);
+    if (err)
+        return err;
+    if (!atomic_load(&m->st->needs_repair)) {
+        map_unlock(m, m->n_locks);
+        return 0;
+    }
+    uint32_t held = 0;
+    for (; held < m->n_locks; held++) {
+        err = map_lock(m, held);
+        if (err)
+            break;
+    }
+    if (!err) {
+        err = m->ops->repair ? m->ops->repair(m) : 0;
+        if (!err) {
+            atomic_store(&m->st->needs_repair, 0);
+            atomic_fetch_add(&m->st->repairs, 1);
+        }
+    }
+    while (held)
+        map_unlock(m, --held);
+    map_unlock(m, m->n_locks);
+    return err;
+}
+
+int map_lock_checked(struct bpfg_map *m, uint32_t i)
+{
+    for (;;) {
+        int err = map_lock(m, i);
+        if (err)
+            return err;
+        if (!atomic_load(&m->st->needs_repair))
+            return 0;
+        map_unlock(m, i);
+        if ((err = map_repair(m)))
+            return err;
+    }
+}
+
+static __thread uint32_t cached_tid;
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+
+static void tid_after_fork(void)
+{
+    cached_tid = 0;   /* the child inherited the parent thread's value */
+}
+
+static void tid_register(void)
+{
+    pthread_atfork(NULL, NULL, tid_after_fork);
+}
+
+uint32_t map_tid(void)
+{
+    if (!cached_tid) {
+        pthread_once(&tid_once, tid_register);
+        cached_tid = (uint32_t)gettid();
+    }
+    return cached_tid;
+}
+
+/* Finds locks whose owner died without anyone having taken them since
+ * (trylock acquires such a lock with EOWNERDEAD), then repairs. Used before
+ * reporting "full": capacity leaked by a dead writer is reclaimed first. */
+bool map_probe_dead_owners(struct bpfg_map *m)
+{
+    for (uint32_t i = 0; i < m->n_locks; i++)
+        if (map_trylock(m, i) == 0)
+            map_unlock(m, i);
+    if (!atomic_load(&m->st->needs_repair))
+        return false;
+    return map_repair(m) == 0;
+}
+
+int map_repair_if_needed(struct bpfg_map *m)
+{
+    if (!m->n_locks || !atomic_load_explicit(&m->st->needs_repair, memory_order_acquire))
+        return 0;
+    return map_repair(m);
+}
+
+int bpfg_map_check_repair(struct bpfg_map *map)
+{
+    if (!map->n_locks)
+        return 0;
+    atomic_store(&map->st->needs_repair, 1);
+    return map_repair(map);
+}
+
+/* ---- validation ---- */
+
+static void spec_from_hdr(const struct region_hdr *h, struct bpfg_map_spec *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->type = h->map_type;
+    s->key_size = h->key_size;
+    s->value_size = h->value_size;
+    s->max_entries = h->max_entries;
+    s->map_flags = h->map_flags;
+    s->map_extra = h->map_extra;
+    s->nr_cpus = h->nr_cpus;
+}
+
+#define CHECK_FIELD(f)                                                        \
+    do {                                                                      \
+        if ((uint64_t)h->f != (uint64_t)lo.f) {                               \
+            map_set_error("region: header field " #f " is %llu, expected %llu", \
+                          (unsigned long long)h->f, (unsigned long long)lo.f);  \
+            return -EBADMSG;                                                  \
+        }                                                                     \
+    } while (0)
+
+/* Checks a header copy against the fd's size. On success *lo is the
+ * recomputed geometry, identical to what the header claims. */
+static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
+{
+    struct stat stbuf;
+    if (fstat(fd, &stbuf) < 0) {
+        map_set_error("region: fstat: %s", strerror(errno));
+        return -errno;
+    }
+    if ((uint64_t)stbuf.st_size < HDR_SIZE) {
+        map_set_error("region: fd is %lld bytes, smaller than a header", (long long)stbuf.st_size);
+        return -EBADMSG;
+    }
+    if (h->magic != REGION_MAGIC) {
+        map_set_error("region: bad magic, not a bpfgraft map");
+        return -EBADMSG;
+    }
+    if (h->version != REGION_VERSION) {
+        map_set_error("region: layout version %u, this build reads %u", h->version, REGION_VERSION);
+        return -EPROTONOSUPPORT;
+    }
+    if (h->hdr_size != HDR_SIZE || h->page_size != REGION_PAGE) {
+        map_set_error("region: header size %u / page size %u unsupported", h->hdr_size, h->page_size);
+        return -EBADMSG;
+    }
+    const struct map_ops *ops = ops_for(h->map_type);
+    if (!ops) {
+        map_set_error("region: unknown map type %u", h->map_type);
+        return -EBADMSG;
+    }
+    if (h->nr_cpus == 0 || h->nr_cpus > MAX_CPUS) {
+        map_set_error("region: nr_cpus %u out of range", h->nr_cpus);
+        return -EBADMSG;
+    }
+    struct bpfg_map_spec spec;
+    spec_from_hdr(h, &spec);
+    int err = ops->check(&spec);
+    if (err) {
+        map_set_error("region: invalid %s parameters (key %u value %u entries %u flags %#x)",
+                      bpfg_map_type_name(h->map_type), h->key_size, h->value_size,
+                      h->max_entries, h->map_flags);
+        return -EBADMSG;
+    }
+    struct layout lo = {0};
+    ops->layout(&spec, &lo);
+    CHECK_FIELD(region_size);
+    CHECK_FIELD(locks_off);
+    CHECK_FIELD(n_locks);
+    CHECK_FIELD(elem_size);
+    CHECK_FIELD(aux_off);
+    CHECK_FIELD(aux_size);
+    CHECK_FIELD(data_off);
+    CHECK_FIELD(data_size);
+    CHECK_FIELD(lru_off);
+    CHECK_FIELD(n_elems);
+    CHECK_FIELD(n_buckets);
+    if (lo.region_size > (uint64_t)stbuf.st_size) {
+        map_set_error("region: truncated, needs %llu bytes, fd has %lld",
+                      (unsigned long long)lo.region_size, (long long)stbuf.st_size);
+        return -EBADMSG;
+    }
+    /* A peer able to shrink the file could make our loads fault (SIGBUS). */
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals >= 0 && !(seals & F_SEAL_SHRINK)) {
+        map_set_error("region: memfd is not sealed against shrinking");
+        return -EBADMSG;
+    }
+    *out = lo;
+    return 0;
+}
+
+static int read_hdr(int fd, struct region_hdr *h)
+{
+    ssize_t n = pread(fd, h, sizeof(*h), 0);
+    if (n < 0) {
+        map_set_error("region: read header: %s", strerror(errno));
+        return -errno;
+    }
+    if ((size_t)n < sizeof(*h)) {
+        map_set_error("region: truncated header (%zd bytes)", n);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int bpfg_map_validate_fd(int fd)
+{
+    struct region_hdr h;
+    struct layout lo;
+    int err = read_hdr(fd, &h);
+    return err ? err : validate_hdr(fd, &h, &lo);
+}
+
+/* ---- mapping ---- */
+
+/* Maps [file_off, file_off + head + size) followed by a second mapping of the
+ * last `size` bytes, so records crossing the end of a ring read linearly. */
+static void *map_double(int fd, uint64_t file_off, size_t head, size_t size)
+{
+    uint8_t *r = mmap(NULL, head + 2 * size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED)
+        return NULL;
+    if (mmap(r, head + size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)file_off) == MAP_FAILED ||
+        mmap(r + head + size, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+             (off_t)(file_off + head)) == MAP_FAILED) {
+        int e = errno;
+        munmap(r, head + 2 * size);
+        errno = e;
+        return NULL;
+    }
+    return r;
+}
+
+void bpfg_map_close(struct bpfg_map *m)
+{
+    if (!m)
+        return;
+    if (m->ring_bases) {
+        for (uint32_t i = 0; i < m->n_rings; i++)
+            if (m->ring_bases[i])
+                munmap(m->ring_bases[i], m->ring_map_len);
+        free(m->ring_bases);
+    }
+    free(m->rings);
+    if (m->base)
+        munmap(m->base, m->base_len);
+    if (m->fd >= 0)
+        close(m->fd);
+    free(m);
+}
+
+static int attach_rings(struct bpfg_map *m, const struct layout *lo)
+{
+    bool rb = m->type == BPF_MAP_TYPE_RINGBUF;
+    uint64_t ring_size = rb ? m->max_entries : lo->elem_size;
+    m->n_rings = rb ? 1 : m->max_entries;
+    m->rings = calloc(m->n_rings, sizeof(*m->rings));
+    m->ring_bases = calloc(m->n_rings, sizeof(*m->ring_bases));
+    if (!m->rings || !m->ring_bases)
+        return -ENOMEM;
+    size_t head = rb ? 2 * REGION_PAGE : 0;
+    m->ring_map_len = head + 2 * ring_size;
+    for (uint32_t i = 0; i < m->n_rings; i++) {
+        uint64_t off = rb ? lo->aux_off : lo->data_off + (uint64_t)i * ring_size;
+        uint8_t *p = map_double(m->fd, off, head, ring_size);
+        if (!p) {
+            map_set_error("region: mmap ring: %s", strerror(errno));
+            return -errno;
+        }
+        m->ring_bases[i] = p;
+        struct ring_view *r = &m->rings[i];
+        r->mask = ring_size - 1;
+        r->data = p + head;
+        if (rb) {
+            r->cons = (_Atomic unsigned long *)p;
+            r->prod = (_Atomic unsigned long *)(p + REGION_PAGE);
+            r->lock = map_lockp(m, 0);
+        } else {
+            r->perf = (struct perf_ctl *)(m->aux + (uint64_t)i * REGION_PAGE);
+            r->cons = &r->perf->consumer_pos;
+            r->prod = &r->perf->producer_pos;
+            r->lock = map_lockp(m, i);
+        }
+    }
+    return 0;
+}
+
+/* Validates the region behind fd and builds a handle. Takes ownership of fd
+ * (closed on failure too). */
+static int attach(int fd, struct bpfg_map **out)
+{
+    struct region_hdr h;
+    struct layout lo;
+    struct bpfg_map *m = NULL;
+    int err = read_hdr(fd, &h);
+    if (!err)
+        err = validate_hdr(fd, &h, &lo);
+    if (err)
+        goto fail;
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    m->fd = fd;
+    fd = -1;
+    m->ops = ops_for(h.map_type);
+    m->type = h.map_type;
+    m->key_size = h.key_size;
+    m->value_size = h.value_size;
+    m->max_entries = h.max_entries;
+    m->map_flags = h.map_flags;
+    m->nr_cpus = h.nr_cpus;
+    m->n_elems = lo.n_elems;
+    m->elem_size = lo.elem_size;
+    m->n_buckets = lo.n_buckets;
+    m->n_locks = lo.n_locks;
+    m->hash_seed = h.hash_seed;
+    m->value_stride = ROUND8(h.value_size);
+    m->key_stride = ROUND8(h.key_size);
+
+    bool ring = m->type == BPF_MAP_TYPE_RINGBUF || m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+    m->base_len = m->type == BPF_MAP_TYPE_RINGBUF ? lo.aux_off
+                : m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? lo.data_off : lo.region_size;
+    m->base = mmap(NULL, m->base_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+    if (m->base == MAP_FAILED) {
+        m->base = NULL;
+        err = -errno;
+        map_set_error("region: mmap: %s", strerror(errno));
+        goto fail;
+    }
+    m->hdr = (struct region_hdr *)m->base;
+    m->st = (struct region_state *)(m->base + STATE_OFF);
+    m->locks = m->base + lo.locks_off;
+    m->aux = lo.aux_size && lo.aux_off < m->base_len ? m->base + lo.aux_off : NULL;
+    m->data = lo.data_off < m->base_len ? m->base + lo.data_off : NULL;
+    m->lru = lo.lru_off ? m->base + lo.lru_off : NULL;
+    if (ring && (err = attach_rings(m, &lo)))
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    bpfg_map_close(m);
+    return err;
+}
+
+int bpfg_map_open_fd(int fd, struct bpfg_map **out)
+{
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0) {
+        map_set_error("region: dup fd %d: %s", fd, strerror(errno));
+        return -errno;
+    }
+    return attach(dfd, out);
+}
+
+static int init_locks(uint8_t *base, const struct layout *lo)
+{
+    pthread_mutexattr_t a;
+    int err = pthread_mutexattr_init(&a);
+    if (!err)
+        err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!err)
+        err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    for (uint32_t i = 0; !err && lo->n_locks && i <= lo->n_locks; i++)
+        err = pthread_mutex_init((pthread_mutex_t *)(base + lo->locks_off + (uint64_t)i * LOCK_STRIDE), &a);
+    pthread_mutexattr_destroy(&a);
+    return -err;
+}
+
+int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
+{
+    if (!spec_in || !out)
+        return -EINVAL;
+    struct bpfg_map_spec spec = *spec_in;
+    const struct map_ops *ops = ops_for(spec.type);
+    if (!ops) {
+        map_set_error("create: unsupported map type %u", spec.type);
+        return -EINVAL;
+    }
+    if (!spec.nr_cpus)
+        spec.nr_cpus = possible_cpus();
+    if (spec.nr_cpus > MAX_CPUS)
+        return -EINVAL;
+    if (spec.map_flags & BPFG_F_GLOBAL_DATA)
+        spec.map_flags |= BPF_F_MMAPABLE;
+    if (spec.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && !spec.map_extra)
+        spec.map_extra = BPFG_PERF_RING_DEFAULT;
+    int err = ops->check(&spec);
+    if (err) {
+        map_set_error("create: invalid %s parameters (key %u value %u entries %u flags %#x)",
+                      bpfg_map_type_name(spec.type), spec.key_size, spec.value_size,
+                      spec.max_entries, spec.map_flags);
+        return err;
+    }
+    struct layout lo = {0};
+    ops->layout(&spec, &lo);
+
+    char mname[32 + BPFG_MAP_NAME_LEN];
+    snprintf(mname, sizeof(mname), "bpfg-map:%.15s", spec.name ? spec.name : "");
+    int fd = memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        map_set_error("create: memfd_create: %s", strerror(errno));
+        return -errno;
+    }
+    uint8_t *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)lo.region_size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        err = -errno;
+        map_set_error("create: size/seal memfd: %s", strerror(errno));
+        goto fail;
+    }
+    p = mmap(NULL, lo.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        err = -errno;
+        map_set_error("create: mmap: %s", strerror(errno));
+        goto fail;
+    }
+    struct region_hdr *h = (struct region_hdr *)p;
+    h->version = REGION_VERSION;
+    h->hdr_size = HDR_SIZE;
+    h->map_type = spec.type;
+    h->key_size = spec.key_size;
+    h->value_size = spec.value_size;
+    h->max_entries = spec.max_entries;
+    h->map_flags = spec.map_flags;
+    h->nr_cpus = spec.nr_cpus;
+    h->map_extra = spec.map_extra;
+    h->btf_key_type_id = spec.btf_key_type_id;
+    h->btf_value_type_id = spec.btf_value_type_id;
+    if (getrandom(&h->hash_seed, sizeof(h->hash_seed), GRND_NONBLOCK) != sizeof(h->hash_seed))
+        h->hash_seed = (uint32_t)(uintptr_t)p ^ (uint32_t)getpid();
+    if (spec.map_flags & BPF_F_ZERO_SEED)
+        h->hash_seed = 0;
+    h->page_size = REGION_PAGE;
+    if (spec.name)
+        strncpy(h->name, spec.name, BPFG_MAP_NAME_LEN - 1);
+    h->region_size = lo.region_size;
+    h->locks_off = lo.locks_off;
+    h->n_locks = lo.n_locks;
+    h->elem_size = lo.elem_size;
+    h->aux_off = lo.aux_off;
+    h->aux_size = lo.aux_size;
+    h->data_off = lo.data_off;
+    h->data_size = lo.data_size;
+    h->lru_off = lo.lru_off;
+    h->n_elems = lo.n_elems;
+    h->n_buckets = lo.n_buckets;
+    if ((err = init_locks(p, &lo)))
+        goto fail;
+    /* Type init runs on a temporary handle over the fresh mapping. */
+    struct bpfg_map tmp = {
+        .fd = -1, .base = p, .base_len = lo.region_size, .hdr = h,
+        .st = (struct region_state *)(p + STATE_OFF), .ops = ops,
+        .type = spec.type, .key_size = spec.key_size, .value_size = spec.value_size,
+        .max_entries = spec.max_entries, .map_flags = spec.map_flags, .nr_cpus = spec.nr_cpus,
+        .n_elems = lo.n_elems, .elem_size = lo.elem_size, .n_buckets = lo.n_buckets,
+        .n_locks = lo.n_locks, .hash_seed = h->hash_seed,
+        .value_stride = ROUND8(spec.value_size), .key_stride = ROUND8(spec.key_size),
+        .locks = p + lo.locks_off, .aux = lo.aux_size ? p + lo.aux_off : NULL,
+        .data = p + lo.data_off, .lru = lo.lru_off ? p + lo.lru_off : NULL,
+    };
+    if (ops->init)
+        ops->init(&tmp);
+    /* Magic last: a half-initialised region is never accepted. */
+    atomic_thread_fence(memory_order_release);
+    h->magic = REGION_MAGIC;
+    munmap(p, lo.region_size);
+    return attach(fd, out);
+fail:
+    if (p != MAP_FAILED)
+        munmap(p, lo.region_size);
+    close(fd);
+    return err;
+}
+
+int bpfg_map_fd(const struct bpfg_map *m)
+{
+    return m->fd;
+}
+
+void bpfg_map_get_info(const struct bpfg_map *m, struct bpfg_map_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->type = m->type;
+    info->key_size = m->key_size;
+    info->value_size = m->value_size;
+    info->max_entries = m->max_entries;
+    info->map_flags = m->map_flags;
+    info->nr_cpus = m->nr_cpus;
+    info->btf_key_type_id = m->hdr->btf_key_type_id;
+    info->btf_value_type_id = m->hdr->btf_value_type_id;
+    info->map_extra = m->hdr->map_extra;
+    info->region_size = m->hdr->region_size;
+    bool percpu = m->type == BPF_MAP_TYPE_PERCPU_ARRAY || m->type == BPF_MAP_TYPE_PERCPU_HASH ||
+                  m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    info->value_copy_size = percpu ? m->value_stride * m->nr_cpus : m->value_size;
+    info->frozen = atomic_load(&m->st->frozen);
+    info->repairs = atomic_load(&m->st->repairs);
+    memcpy(info->name, m->hdr->name, BPFG_MAP_NAME_LEN);
+    info->name[BPFG_MAP_NAME_LEN - 1] = 0;
+}
+
+/* ---- dispatch ---- */
+
+void *bpfg_map_lookup_elem(struct bpfg_map *m, const void *key)
+{
+    return m->ops->lookup ? m->ops->lookup(m, key) : NULL;
+}
+
+int bpfg_map_update_elem(struct bpfg_map *m, const void *key, const void *value, uint64_t flags)
+{
+    if (m->map_flags & BPF_F_RDONLY_PROG)
+        return -EPERM;
+    return m->ops->update ? m->ops->update(m, key, value, flags, false) : -EINVAL;
+}
+
+int bpfg_map_delete_elem(struct bpfg_map *m, const void *key)
+{
+    if (m->map_flags & BPF_F_RDONLY_PROG)
+        return -EPERM;
+    return m->ops->delete ? m->ops->delete(m, key) : -EINVAL;
+}
+
+int bpfg_map_push_elem(struct bpfg_map *m, const void *value, uint64_t flags)
+{
+    return m->ops->push ? m->ops->push(m, value, flags) : -EINVAL;
+}
+
+int bpfg_map_pop_elem(struct bpfg_map *m, void *value)
+{
+    return m->ops->pop ? m->ops->pop(m, value, true) : -EINVAL;
+}
+
+int bpfg_map_peek_elem(struct bpfg_map *m, void *value)
+{
+    return m->ops->pop ? m->ops->pop(m, value, false) : -EINVAL;
+}
+
+int bpfg_map_lookup_copy(struct bpfg_map *m, const void *key, void *value)
+{
+    if (m->map_flags & BPF_F_WRONLY)
+        return -EPERM;
+    if (m->ops->pop)
+        return m->ops->pop(m, value, false);
+    return m->ops->lookup_copy ? m->ops->lookup_copy(m, key, value) : -EOPNOTSUPP;
+}
+
+static bool sys_writable(struct bpfg_map *m)
+{
+    return !(m->map_flags & BPF_F_RDONLY) && !atomic_load(&m->st->frozen);
+}
+
+int bpfg_map_update_copy(struct bpfg_map *m, const void *key, const void *value, uint64_t flags)
+{
+    if (!sys_writable(m))
+        return -EPERM;
+    if (m->ops->push)
+        return m->ops->push(m, value, flags);
+    return m->ops->update ? m->ops->update(m, key, value, flags, true) : -EOPNOTSUPP;
+}
+
+int bpfg_map_delete_copy(struct bpfg_map *m, const void *key)
+{
+    if (!sys_writable(m))
+        return -EPERM;
+    return m->ops->delete ? m->ops->delete(m, key) : -EINVAL;
+}
+
+int bpfg_map_lookup_and_delete_copy(struct bpfg_map *m, const void *key, void *value)
+{
+    if (!sys_writable(m))
+        return -EPERM;
+    if (m->ops->pop)
+        return m->ops->pop(m, value, true);
+    return m->ops->lookup_and_delete ? m->ops->lookup_and_delete(m, key, value) : -EOPNOTSUPP;
+}
+
+int bpfg_map_get_next_key(struct bpfg_map *m, const void *key, void *next)
+{
+    return m->ops->get_next_key ? m->ops->get_next_key(m, key, next) : -EINVAL;
+}
+
+int bpfg_map_freeze(struct bpfg_map *m)
+{
+    if (m->type == BPF_MAP_TYPE_RINGBUF || m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ||
+        m->type == BPF_MAP_TYPE_PROG_ARRAY)
+        return -ENOTSUPP;
+    if (atomic_exchange(&m->st->frozen, 1))
+        return -EBUSY;
+    return 0;
+}
+
+uint32_t bpfg_map_prog_array_get(struct bpfg_map *m, uint32_t index)
+{
+    if (m->type != BPF_MAP_TYPE_PROG_ARRAY || index >= m->max_entries)
+        return 0;
+    return atomic_load_explicit((_Atomic uint32_t *)(m->data + (uint64_t)index * 4),
+                                memory_order_acquire);
+}
+
+void *bpfg_map_value_area(struct bpfg_map *m, size_t *size, uint64_t *file_off)
+{
+    if (m->type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
+        return NULL;
+    if (size)
+        *size = (size_t)m->value_stride * m->max_entries;
+    if (file_off)
+        *file_off = (uint64_t)(m->data - m->base);
+    return m->data;
+}

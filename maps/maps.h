@@ -1,0 +1,172 @@
+/* bpfgraft maps: eBPF maps living in memfd shared regions.
+ *
+ * Every map is one self-describing memfd region (layout in maps/FORMAT.md).
+ * The server creates it; targets, the CLI and scripts receive the fd and map
+ * it with bpfg_map_open_fd(). A `struct bpfg_map` is a process-local handle
+ * on one mapping of a region.
+ *
+ * Two families of calls:
+ *   - program side (called from eBPF helper wrappers inside a target):
+ *     bpfg_map_lookup_elem/update_elem/delete_elem, push/pop/peek, the
+ *     ring buffer producer and perf output. No malloc, no syscall on the
+ *     lookup path; per-CPU maps act on the current CPU's slot.
+ *   - syscall side (server/CLI): *_copy calls and get_next_key, which copy
+ *     values in and out; per-CPU maps take/return every CPU's value, each
+ *     rounded up to 8 bytes, like the kernel's bpf(2) interface.
+ *
+ * Map types are the kernel's `enum bpf_map_type` values. Return values
+ * follow libbpf: 0 or a negative errno, with the same errno the kernel
+ * returns for the same operation.
+ */
+#ifndef BPFGRAFT_MAPS_H
+#define BPFGRAFT_MAPS_H
+
+#include <linux/bpf.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BPFG_MAP_NAME_LEN 16  /* BPF_OBJ_NAME_LEN, NUL included */
+
+/* bpfgraft-only creation flag: an ARRAY with max_entries 1 backing a
+ * .data/.bss (or, with BPF_F_RDONLY_PROG, .rodata) section. Implies
+ * BPF_F_MMAPABLE: the value starts on a page boundary of the region. */
+#define BPFG_F_GLOBAL_DATA (1U << 30)
+
+/* Default size of each per-CPU ring of a PERF_EVENT_ARRAY (map_extra). */
+#define BPFG_PERF_RING_DEFAULT (64u * 1024)
+
+struct bpfg_map;
+
+struct bpfg_map_spec {
+    uint32_t type;             /* enum bpf_map_type */
+    uint32_t key_size;
+    uint32_t value_size;
+    uint32_t max_entries;
+    uint32_t map_flags;        /* BPF_F_* plus BPFG_F_GLOBAL_DATA */
+    uint64_t map_extra;        /* PERF_EVENT_ARRAY: bytes per ring (0 = default) */
+    const char *name;          /* may be NULL; truncated to 15 chars */
+    uint32_t btf_key_type_id;
+    uint32_t btf_value_type_id;
+    uint32_t nr_cpus;          /* 0 = possible CPUs of this machine */
+};
+
+struct bpfg_map_info {
+    uint32_t type, key_size, value_size, max_entries, map_flags;
+    uint32_t nr_cpus;          /* slots of per-CPU maps / rings of perf arrays */
+    uint32_t btf_key_type_id, btf_value_type_id;
+    uint64_t map_extra;
+    uint64_t region_size;      /* bytes of the memfd */
+    uint32_t value_copy_size;  /* bytes a *_copy call reads/writes per value */
+    uint32_t frozen;
+    uint32_t repairs;          /* owner-death repairs run on this region */
+    char name[BPFG_MAP_NAME_LEN];
+};
+
+/* Creates a region (memfd named "bpfg-map:<name>", sealed against
+ * resizing) and a handle on it. Returns 0 or -EINVAL/-E2BIG/-ENOMEM/... */
+int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);
+
+/* Validates and maps a region received from elsewhere. The fd is duplicated:
+ * the caller keeps ownership of its fd. A corrupt, truncated or foreign
+ * region is refused with -EBADMSG (or -EPROTONOSUPPORT for another layout
+ * version); bpfg_map_last_error() then says why. */
+int bpfg_map_open_fd(int fd, struct bpfg_map **out);
+
+/* Validates without keeping a mapping. Same return values as open_fd. */
+int bpfg_map_validate_fd(int fd);
+
+/* Human-readable reason for the last failure of create/open in this thread. */
+const char *bpfg_map_last_error(void);
+
+void bpfg_map_close(struct bpfg_map *map);   /* NULL is fine */
+
+/* The handle's own fd (owned by the handle; dup it to keep it). */
+int bpfg_map_fd(const struct bpfg_map *map);
+void bpfg_map_get_info(const struct bpfg_map *map, struct bpfg_map_info *info);
+const char *bpfg_map_type_name(uint32_t type);
+
+/* ---- program side ---- */
+
+/* Pointer into the region (current CPU's slot for per-CPU maps), or NULL. */
+void *bpfg_map_lookup_elem(struct bpfg_map *map, const void *key);
+int bpfg_map_update_elem(struct bpfg_map *map, const void *key,
+                         const void *value, uint64_t flags);
+int bpfg_map_delete_elem(struct bpfg_map *map, const void *key);
+int bpfg_map_push_elem(struct bpfg_map *map, const void *value, uint64_t flags);
+int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
+int bpfg_map_peek_elem(struct bpfg_map *map, void *value);
+
+/* PROG_ARRAY: program id stored at index (0 = empty slot). */
+uint32_t bpfg_map_prog_array_get(struct bpfg_map *map, uint32_t index);
+
+/* Global-data arrays (and any BPF_F_MMAPABLE array): the value area, which
+ * starts on a page boundary of the region at offset *file_off. */
+void *bpfg_map_value_area(struct bpfg_map *map, size_t *size, uint64_t *file_off);
+
+/* ---- syscall side ---- */
+
+int bpfg_map_lookup_copy(struct bpfg_map *map, const void *key, void *value);
+int bpfg_map_update_copy(struct bpfg_map *map, const void *key,
+                         const void *value, uint64_t flags);
+int bpfg_map_delete_copy(struct bpfg_map *map, const void *key);
+/* Queue/stack: pop (key must be NULL). Hash maps: lookup then delete. */
+int bpfg_map_lookup_and_delete_copy(struct bpfg_map *map, const void *key, void *value);
+/* key NULL = first key. -ENOENT after the last. For hash maps a key that is
+ * no longer present continues from its bucket rather than restarting, so a
+ * full iteration terminates under concurrent updates and returns every key
+ * present throughout (possibly some twice). */
+int bpfg_map_get_next_key(struct bpfg_map *map, const void *key, void *next_key);
+/* Like BPF_MAP_FREEZE: later *_copy writes fail with -EPERM. */
+int bpfg_map_freeze(struct bpfg_map *map);
+
+/* ---- ring buffer (BPF_MAP_TYPE_RINGBUF) ---- */
+
+void *bpfg_ringbuf_reserve(struct bpfg_map *map, uint64_t size, uint64_t flags);
+void bpfg_ringbuf_submit(struct bpfg_map *map, void *data, uint64_t flags);
+void bpfg_ringbuf_discard(struct bpfg_map *map, void *data, uint64_t flags);
+int bpfg_ringbuf_output(struct bpfg_map *map, const void *data, uint64_t size,
+                        uint64_t flags);
+uint64_t bpfg_ringbuf_query(struct bpfg_map *map, uint64_t flags);
+
+/* Called per record; a negative return stops consumption and is returned. */
+typedef int (*bpfg_ringbuf_sample_fn)(void *ctx, void *data, size_t size);
+
+/* Consumes every committed record; returns how many were handed to fn.
+ * A record left busy by a producer that died is skipped (see FORMAT.md). */
+int bpfg_ringbuf_consume(struct bpfg_map *map, bpfg_ringbuf_sample_fn fn, void *ctx);
+
+/* Sleeps (futex, no spinning) until a record is ready or timeout_ms passes
+ * (-1 = forever). Returns 0 when data is ready, -ETIMEDOUT, -EINTR. */
+int bpfg_ringbuf_wait(struct bpfg_map *map, int timeout_ms);
+
+/* Kernel-layout view: consumer page, producer page, data mapped twice. */
+struct bpfg_ringbuf_view {
+    unsigned long *consumer_pos;
+    const unsigned long *producer_pos;
+    uint8_t *data;         /* 2 * size bytes readable */
+    uint64_t size;         /* power of two */
+};
+int bpfg_ringbuf_get_view(struct bpfg_map *map, struct bpfg_ringbuf_view *view);
+
+/* Consumes from any ring with the kernel layout (ours or a kernel ringbuf
+ * mmapped through its map fd). Does not skip dead producers' records. */
+int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *view,
+                              bpfg_ringbuf_sample_fn fn, void *ctx);
+
+/* ---- perf event array (one ring per CPU, ring buffer record format) ---- */
+
+/* flags: BPF_F_CURRENT_CPU or an index. -E2BIG for a bad index, -ENOSPC
+ * when the ring is full (the record is counted as lost). */
+int bpfg_perf_event_output(struct bpfg_map *map, uint64_t flags,
+                           const void *data, uint64_t size);
+typedef void (*bpfg_perf_sample_fn)(void *ctx, int cpu, void *data, uint32_t size);
+typedef void (*bpfg_perf_lost_fn)(void *ctx, int cpu, uint64_t lost);
+/* Consumes every ring; returns the number of samples delivered. */
+int bpfg_perf_consume(struct bpfg_map *map, bpfg_perf_sample_fn sample,
+                      bpfg_perf_lost_fn lost, void *ctx);
+
+/* Test hook: runs the owner-death repair of the map now (takes every lock).
+ * Returns 0 or a negative errno. */
+int bpfg_map_check_repair(struct bpfg_map *map);
+
+#endif

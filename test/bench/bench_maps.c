@@ -1,0 +1,404 @@
+/* bpfgraft-bench maps: lookup/update/delete on array and hash maps (1k and
+ * 1M entries, one and two threads) and ring buffer throughput, each beside
+ * the kernel doing the same operations from a BPF program.
+ *
+ * Kernel side: a socket-filter program built from raw instructions does 64
+ * unrolled operations per run (keys computed as in the C loop below), run
+ * with BPF_PROG_TEST_RUN and `repeat`; ns/op = reported duration / 64. The
+ * program's prologue is included, amortised over the 64 operations.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/bpf.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "maps.h"
+
+#define UNROLL 64
+#define KEYMUL 0x9E3779B1u
+
+enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT };
+
+/* ---- kernel side: raw bpf(2) ---- */
+
+static long sys_bpf(int cmd, union bpf_attr *a)
+{
+    return syscall(__NR_bpf, cmd, a, sizeof(*a));
+}
+
+static int kmap_create(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
+{
+    union bpf_attr a = {0};
+    a.map_type = type;
+    a.key_size = ks;
+    a.value_size = vs;
+    a.max_entries = n;
+    int fd = (int)sys_bpf(BPF_MAP_CREATE, &a);
+    return fd < 0 ? -errno : fd;
+}
+
+static int kmap_update(int fd, const void *k, const void *v)
+{
+    union bpf_attr a = {0};
+    a.map_fd = (uint32_t)fd;
+    a.key = (uintptr_t)k;
+    a.value = (uintptr_t)v;
+    return sys_bpf(BPF_MAP_UPDATE_ELEM, &a) < 0 ? -errno : 0;
+}
+
+#define INSN(c, d, s, o, i) ((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+
+struct prog {
+    struct bpf_insn insn[UNROLL * 24 + 64];
+    int n;
+};
+
+static void emit(struct prog *p, struct bpf_insn i) { p->insn[p->n++] = i; }
+
+static void ld_map(struct prog *p, int reg, int fd)
+{
+    emit(p, INSN(BPF_LD | BPF_DW | BPF_IMM, reg, BPF_PSEUDO_MAP_FD, 0, fd));
+    emit(p, INSN(0, 0, 0, 0, 0));
+}
+
+/* r7 = per-run base read from ctl[0] (then advanced), 64 ops on keys
+ * ((base + i) * KEYMUL) & mask, as the C side does. */
+static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
+{
+    struct prog *p = calloc(1, sizeof(*p));
+    emit(p, INSN(BPF_ST | BPF_W | BPF_MEM, BPF_REG_10, 0, -4, 0));
+    ld_map(p, BPF_REG_1, ctl_fd);
+    emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0));
+    emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4));
+    emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+    int jpos = p->n;
+    emit(p, INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 0, 0));   /* patched */
+    emit(p, INSN(BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_7, BPF_REG_0, 0, 0));
+    emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_7, 0, 0));
+    emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, UNROLL));
+    emit(p, INSN(BPF_STX | BPF_DW | BPF_MEM, BPF_REG_0, BPF_REG_1, 0, 0));
+    for (int off = -16; off >= -80; off -= 8)   /* value / record bytes */
+        emit(p, INSN(BPF_ST | BPF_DW | BPF_MEM, BPF_REG_10, 0, (int16_t)off, 1));
+    for (int i = 0; i < UNROLL; i++) {
+        if (op != OP_RBOUT) {
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_7, 0, 0));
+            emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, i));
+            emit(p, INSN(BPF_ALU | BPF_MUL | BPF_K, BPF_REG_1, 0, 0, (int32_t)KEYMUL));
+            emit(p, INSN(BPF_ALU | BPF_AND | BPF_K, BPF_REG_1, 0, 0, (int32_t)mask));
+            emit(p, INSN(BPF_STX | BPF_W | BPF_MEM, BPF_REG_10, BPF_REG_1, -4, 0));
+        }
+        if (op == OP_DELINS) {
+            ld_map(p, BPF_REG_1, map_fd);
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0));
+            emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4));
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_delete_elem));
+        }
+        ld_map(p, BPF_REG_1, map_fd);
+        emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_10, 0, 0));
+        if (op == OP_RBOUT) {
+            emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -80));
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_3, 0, 0, 64));
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_4, 0, 0, BPF_RB_NO_WAKEUP));
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_ringbuf_output));
+            continue;
+        }
+        emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4));
+        if (op == OP_LOOKUP) {
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        } else {
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, BPF_REG_10, 0, 0));
+            emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_3, 0, 0, -16));
+            emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_4, 0, 0, BPF_ANY));
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem));
+        }
+    }
+    p->insn[jpos].off = (int16_t)(p->n - jpos - 1);
+    emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0));
+    emit(p, INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+
+    static char log[1 << 16];
+    union bpf_attr a = {0};
+    a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    a.insns = (uintptr_t)p->insn;
+    a.insn_cnt = (uint32_t)p->n;
+    a.license = (uintptr_t)"GPL";
+    if (getenv("BENCH_VLOG")) {   /* the kernel wants no buffer at log level 0 */
+        a.log_buf = (uintptr_t)log;
+        a.log_size = sizeof(log);
+        a.log_level = 1;
+    }
+    int fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
+    int err = errno;
+    if (fd < 0 && getenv("BENCH_VLOG"))
+        fprintf(stderr, "%s\n", log + (strlen(log) > 2000 ? strlen(log) - 2000 : 0));
+    free(p);
+    return fd < 0 ? -err : fd;
+}
+
+/* Average ns per run over `repeat` runs. */
+static double ktest_run(int prog_fd, uint32_t repeat)
+{
+    uint8_t pkt[64] = {0};
+    union bpf_attr a = {0};
+    a.test.prog_fd = (uint32_t)prog_fd;
+    a.test.data_in = (uintptr_t)pkt;
+    a.test.data_size_in = sizeof(pkt);
+    a.test.repeat = repeat;
+    if (sys_bpf(BPF_PROG_TEST_RUN, &a) < 0)
+        return -1;
+    return (double)a.test.duration;
+}
+
+struct kthr {
+    int prog;
+    uint32_t repeat;
+    double ns_per_run;
+};
+
+static void *kthread(void *arg)
+{
+    struct kthr *t = arg;
+    t->ns_per_run = ktest_run(t->prog, t->repeat);
+    return NULL;
+}
+
+/* ---- our side ---- */
+
+struct othr {
+    struct bpfg_map *m;
+    enum op op;
+    uint32_t mask, base;
+    uint64_t ops;
+    double ns;
+};
+
+static void *othread(void *arg)
+{
+    struct othr *t = arg;
+    uint64_t v = 1;
+    uint32_t base = t->base;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t done = 0; done < t->ops; done += UNROLL, base += UNROLL) {
+        for (uint32_t i = 0; i < UNROLL; i++) {
+            uint32_t k = ((base + i) * KEYMUL) & t->mask;
+            switch (t->op) {
+            case OP_LOOKUP: {
+                void *p = bpfg_map_lookup_elem(t->m, &k);
+                bench_keep(p);
+                break;
+            }
+            case OP_UPDATE:
+                bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
+                break;
+            default:
+                bpfg_map_delete_elem(t->m, &k);
+                bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
+            }
+        }
+    }
+    t->ns = (double)(bench_now_ns() - t0);
+    return NULL;
+}
+
+static double ours_ns_per_op(struct bpfg_map *m, enum op op, uint32_t mask, uint64_t ops, int threads)
+{
+    struct othr t[2];
+    pthread_t th[2];
+    for (int i = 0; i < threads; i++) {
+        t[i] = (struct othr){m, op, mask, (uint32_t)i * 0x40000000u, ops, 0};
+        pthread_create(&th[i], NULL, othread, &t[i]);
+    }
+    double worst = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        if (t[i].ns > worst)
+            worst = t[i].ns;
+    }
+    return worst / (double)ops;
+}
+
+static double kernel_ns_per_op(int prog, uint64_t ops, int threads)
+{
+    struct kthr t[2];
+    pthread_t th[2];
+    uint32_t repeat = (uint32_t)(ops / UNROLL);
+    for (int i = 0; i < threads; i++) {
+        t[i] = (struct kthr){prog, repeat, 0};
+        pthread_create(&th[i], NULL, kthread, &t[i]);
+    }
+    double worst = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        if (t[i].ns_per_run < 0)
+            return -1;
+        if (t[i].ns_per_run > worst)
+            worst = t[i].ns_per_run;
+    }
+    return worst / UNROLL;
+}
+
+static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, const char *label)
+{
+    uint64_t ops = bench_quick(ctx) ? 64 * 1024 : 4 * 1024 * 1024;
+    struct bpfg_map_spec s = {.type = type, .key_size = 4, .value_size = 8, .max_entries = entries, .name = "bench"};
+    struct bpfg_map *m;
+    int err = bpfg_map_create(&s, &m);
+    if (err)
+        return err;
+    int kfd = kmap_create(type, 4, 8, entries), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+    if (kfd < 0 || ctl < 0) {
+        bench_note(ctx, "kernel maps unavailable (%s); kernel figures skipped", strerror(kfd < 0 ? -kfd : -ctl));
+    }
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < entries; k++) {
+        bpfg_map_update_elem(m, &k, &v, BPF_ANY);
+        if (kfd >= 0 && type == BPF_MAP_TYPE_HASH)
+            kmap_update(kfd, &k, &v);
+    }
+    struct { enum op op; const char *name; } ops_list[] = {
+        {OP_LOOKUP, "lookup"}, {OP_UPDATE, "update"}, {OP_DELINS, "delete+insert"},
+    };
+    for (size_t o = 0; o < 3; o++) {
+        if (ops_list[o].op == OP_DELINS && type == BPF_MAP_TYPE_ARRAY)
+            continue;   /* arrays have no delete */
+        int prog = kfd >= 0 && ctl >= 0 ? kprog_load(ops_list[o].op, kfd, ctl, entries - 1) : -1;
+        if (kfd >= 0 && ctl >= 0 && prog < 0)
+            bench_note(ctx, "kernel program load failed: %s", strerror(-prog));
+        for (int threads = 1; threads <= 2; threads++) {
+            char name[64], variant[32];
+            snprintf(name, sizeof(name), "%s %s", label, ops_list[o].name);
+            snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
+            ours_ns_per_op(m, ops_list[o].op, entries - 1, ops / 8, threads);   /* warm up */
+            double ours = ours_ns_per_op(m, ops_list[o].op, entries - 1, ops, threads);
+            double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
+            bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
+        }
+        if (prog >= 0)
+            close(prog);
+    }
+    if (kfd >= 0)
+        close(kfd);
+    if (ctl >= 0)
+        close(ctl);
+    bpfg_map_close(m);
+    return 0;
+}
+
+/* ---- ring buffer ---- */
+
+struct rbc {
+    struct bpfg_ringbuf_view view;
+    struct bpfg_map *m;
+    _Atomic int stop;
+    uint64_t got;
+};
+
+static int count_cb(void *ctx, void *data, size_t size)
+{
+    (void)data;
+    (void)size;
+    ++*(uint64_t *)ctx;
+    return 0;
+}
+
+static void *rb_consumer(void *arg)
+{
+    struct rbc *c = arg;
+    while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+        int n = c->m ? bpfg_ringbuf_consume(c->m, count_cb, &c->got)
+                     : bpfg_ringbuf_consume_view(&c->view, count_cb, &c->got);
+        if (n == 0)
+            __builtin_ia32_pause();
+    }
+    if (c->m)
+        bpfg_ringbuf_consume(c->m, count_cb, &c->got);
+    else
+        bpfg_ringbuf_consume_view(&c->view, count_cb, &c->got);
+    return NULL;
+}
+
+static int bench_ringbuf(struct bench_ctx *ctx)
+{
+    const uint32_t size = 1u << 22;
+    uint64_t events = bench_quick(ctx) ? 200000 : 20000000;
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_RINGBUF, .max_entries = size, .name = "rb"};
+    struct bpfg_map *m;
+    int err = bpfg_map_create(&s, &m);
+    if (err)
+        return err;
+    struct rbc c = {.m = m};
+    pthread_t th;
+    uint8_t rec[64] = {1};
+    pthread_create(&th, NULL, rb_consumer, &c);
+    uint64_t t0 = bench_now_ns(), sent = 0;
+    while (sent < events) {
+        if (bpfg_ringbuf_output(m, rec, sizeof(rec), BPF_RB_NO_WAKEUP) == 0)
+            sent++;
+        else
+            __builtin_ia32_pause();
+    }
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    double ours = (double)c.got / ((double)(bench_now_ns() - t0) / 1e9);
+    bpfg_map_close(m);
+
+    /* Kernel: a BPF program outputs, our view consumer reads the kernel's
+     * mmapped ring (same layout); events/s = records consumed / time. */
+    double kern = -1;
+    int kfd = kmap_create(BPF_MAP_TYPE_RINGBUF, 0, 0, size), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+    int prog = kfd >= 0 && ctl >= 0 ? kprog_load(OP_RBOUT, kfd, ctl, 0) : -1;
+    if (prog >= 0) {
+        long pg = sysconf(_SC_PAGESIZE);
+        void *cons = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_SHARED, kfd, 0);
+        uint8_t *prod = mmap(NULL, (size_t)pg + 2 * size, PROT_READ, MAP_SHARED, kfd, pg);
+        if (cons != MAP_FAILED && prod != MAP_FAILED) {
+            struct rbc kc = {.view = {cons, (const unsigned long *)prod, prod + pg, size}};
+            pthread_create(&th, NULL, rb_consumer, &kc);
+            uint64_t k0 = bench_now_ns();
+            ktest_run(prog, (uint32_t)(events / UNROLL));
+            atomic_store(&kc.stop, 1);
+            pthread_join(th, NULL);
+            kern = (double)kc.got / ((double)(bench_now_ns() - k0) / 1e9);
+            bench_note(ctx, "kernel ringbuf: %llu of %llu records consumed (rest dropped when full)",
+                       (unsigned long long)kc.got, (unsigned long long)events);
+        }
+        if (cons != MAP_FAILED)
+            munmap(cons, (size_t)pg);
+        if (prod != MAP_FAILED)
+            munmap(prod, (size_t)pg + 2 * size);
+        close(prog);
+    } else {
+        bench_note(ctx, "kernel ringbuf program unavailable (%s)", strerror(prog < 0 ? -prog : EINVAL));
+    }
+    if (kfd >= 0)
+        close(kfd);
+    if (ctl >= 0)
+        close(ctl);
+    bench_report(ctx, "ringbuf output 64B", "1p/1c", ours / 1e6, "Mev/s", kern > 0 ? "kernel" : NULL, kern / 1e6);
+    return 0;
+}
+
+static int run(struct bench_ctx *ctx)
+{
+    bench_note(ctx, "kernel figures: socket-filter BPF program, %d unrolled ops per run, "
+               "BPF_PROG_TEST_RUN with repeat; ns/op = duration/%d (prologue amortised)", UNROLL, UNROLL);
+    bench_note(ctx, "keys ((base+i)*0x9E3779B1) & (entries-1) on both sides; 2thr = wall time per thread");
+    uint32_t big = bench_quick(ctx) ? 1u << 16 : 1u << 20;
+    int err;
+    if ((err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, 1024, "array")) ||
+        (err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, big, "array")) ||
+        (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) ||
+        (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
+        return err;
+    return bench_ringbuf(ctx);
+}
+
+const struct bench_suite bench_suite_maps = {"maps", "map lookup/update/delete and ringbuf vs kernel", run};

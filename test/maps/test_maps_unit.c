@@ -1,0 +1,666 @@
+/* Unit tests of maps/: semantics per type, sharing between handles,
+ * region validation (including a header fuzzer) and repair. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "maps.h"
+
+static struct bpfg_map *mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n, uint32_t flags)
+{
+    struct bpfg_map_spec s = {.type = type, .key_size = ks, .value_size = vs,
+                              .max_entries = n, .map_flags = flags, .name = "t"};
+    struct bpfg_map *m = NULL;
+    int err = bpfg_map_create(&s, &m);
+    cr_assert_eq(err, 0, "create type %u: %d (%s)", type, err, bpfg_map_last_error());
+    return m;
+}
+
+static void pin_cpu0(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+}
+
+Test(maps_array, semantics)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_ARRAY, 4, 12, 8, 0);
+    uint32_t k = 3, v[3] = {1, 2, 3}, out[3];
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), 0);
+    uint32_t *p = bpfg_map_lookup_elem(m, &k);
+    cr_assert_not_null(p);
+    cr_assert_eq(p[2], 3);
+    __atomic_fetch_add(&p[0], 41, __ATOMIC_RELAXED);   /* in place */
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), 0);
+    cr_assert_eq(out[0], 42);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_NOEXIST), -EEXIST);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_EXIST), 0);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_F_LOCK), -EINVAL);
+    k = 8;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), -E2BIG);
+    cr_assert_null(bpfg_map_lookup_elem(m, &k));
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), -ENOENT);
+    cr_assert_eq(bpfg_map_delete_elem(m, &k), -EINVAL);
+    uint32_t nk, seen = 0;
+    const uint32_t *cur = NULL;
+    while (bpfg_map_get_next_key(m, cur, &nk) == 0) {
+        cr_assert_eq(nk, seen);
+        seen++;
+        k = nk;
+        cur = &k;
+    }
+    cr_assert_eq(seen, 8);
+    k = 100;
+    cr_assert_eq(bpfg_map_get_next_key(m, &k, &nk), 0);
+    cr_assert_eq(nk, 0);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    cr_assert_eq(info.type, BPF_MAP_TYPE_ARRAY);
+    cr_assert_eq(info.value_size, 12);
+    cr_assert_str_eq(info.name, "t");
+    bpfg_map_close(m);
+}
+
+Test(maps_array, percpu)
+{
+    pin_cpu0();
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 4, 4, 0);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    cr_assert_geq(info.nr_cpus, 1);
+    cr_assert_eq(info.value_copy_size, 8 * info.nr_cpus);
+    uint64_t *all = calloc(info.nr_cpus, 8);
+    for (uint32_t c = 0; c < info.nr_cpus; c++)
+        all[c] = 100 + c;
+    uint32_t k = 1;
+    cr_assert_eq(bpfg_map_update_copy(m, &k, all, BPF_ANY), 0);
+    uint32_t *p = bpfg_map_lookup_elem(m, &k);
+    cr_assert_eq(*p, 100);   /* pinned to CPU 0: its slot */
+    *p = 7;
+    uint32_t v = 9;
+    k = 2;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_ANY), 0);
+    memset(all, 0xff, 8 * info.nr_cpus);
+    k = 1;
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, all), 0);
+    cr_assert_eq(all[0], 7);
+    for (uint32_t c = 1; c < info.nr_cpus; c++)
+        cr_assert_eq(all[c], 100 + c);
+    k = 2;
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, all), 0);
+    cr_assert_eq(all[0], 9);
+    free(all);
+    bpfg_map_close(m);
+}
+
+Test(maps_array, global_data_and_freeze)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_ARRAY, 4, 100, 1, BPFG_F_GLOBAL_DATA | BPF_F_RDONLY_PROG);
+    size_t sz;
+    uint64_t off;
+    uint8_t *area = bpfg_map_value_area(m, &sz, &off);
+    cr_assert_not_null(area);
+    cr_assert_eq(off % 4096, 0);
+    cr_assert_geq(sz, 100);
+    uint32_t k = 0;
+    uint8_t v[100];
+    memset(v, 0x5a, sizeof(v));
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), -EPERM);   /* .rodata: not from programs */
+    cr_assert_eq(bpfg_map_update_copy(m, &k, v, BPF_ANY), 0);
+    /* The value is mmapable on its own at its file offset. */
+    uint8_t *direct = mmap(NULL, 4096, PROT_READ, MAP_SHARED, bpfg_map_fd(m), (off_t)off);
+    cr_assert_neq(direct, MAP_FAILED);
+    cr_assert_eq(memcmp(direct, v, 100), 0);
+    cr_assert_eq(area[99], 0x5a);
+    munmap(direct, 4096);
+    cr_assert_eq(bpfg_map_freeze(m), 0);
+    cr_assert_eq(bpfg_map_freeze(m), -EBUSY);
+    cr_assert_eq(bpfg_map_update_copy(m, &k, v, BPF_ANY), -EPERM);
+    bpfg_map_close(m);
+    struct bpfg_map_spec bad = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
+                                .max_entries = 2, .map_flags = BPFG_F_GLOBAL_DATA};
+    cr_assert_eq(bpfg_map_create(&bad, &m), -EINVAL);
+}
+
+Test(maps_array, prog_array)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4, 0);
+    uint32_t k = 2, id = 77, out;
+    cr_assert_eq(bpfg_map_prog_array_get(m, 2), 0);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, &out), -ENOENT);
+    cr_assert_eq(bpfg_map_update_copy(m, &k, &id, BPF_NOEXIST), -EINVAL);
+    cr_assert_eq(bpfg_map_update_copy(m, &k, &id, BPF_ANY), 0);
+    cr_assert_eq(bpfg_map_prog_array_get(m, 2), 77);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, &out), 0);
+    cr_assert_eq(out, 77);
+    cr_assert_eq(bpfg_map_delete_copy(m, &k), 0);
+    cr_assert_eq(bpfg_map_delete_copy(m, &k), -ENOENT);
+    cr_assert_eq(bpfg_map_prog_array_get(m, 2), 0);
+    k = 9;
+    cr_assert_eq(bpfg_map_update_copy(m, &k, &id, BPF_ANY), -E2BIG);
+    bpfg_map_close(m);
+}
+
+struct kv13 { uint8_t b[13]; };
+
+Test(maps_hash, semantics_and_capacity)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 13, 24, 100, 0);
+    struct kv13 k = {{0}};
+    uint64_t v[3], out[3];
+    for (int i = 0; i < 100; i++) {
+        k.b[0] = (uint8_t)i;
+        k.b[12] = (uint8_t)(i * 7);
+        v[0] = v[1] = v[2] = (uint64_t)i * 3;
+        cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_NOEXIST), 0, "insert %d", i);
+    }
+    k.b[0] = 200;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), -E2BIG);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_EXIST), -ENOENT);
+    /* A full map still replaces existing keys. */
+    k.b[0] = 5;
+    k.b[12] = 35;
+    v[0] = v[1] = v[2] = 999;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_NOEXIST), -EEXIST);
+    for (int r = 0; r < 300; r++)
+        cr_assert_eq(bpfg_map_update_elem(m, &k, v, r % 2 ? BPF_EXIST : BPF_ANY), 0);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), 0);
+    cr_assert_eq(out[2], 999);
+    uint64_t *p = bpfg_map_lookup_elem(m, &k);
+    cr_assert_not_null(p);
+    cr_assert_eq(p[0], 999);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, 8), -EINVAL);
+    cr_assert_eq(bpfg_map_delete_elem(m, &k), 0);
+    cr_assert_eq(bpfg_map_delete_elem(m, &k), -ENOENT);
+    cr_assert_null(bpfg_map_lookup_elem(m, &k));
+    k.b[0] = 201;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), 0);   /* room again */
+    /* Iteration: every key exactly once. */
+    int seen = 0, dup = 0;
+    struct kv13 cur, nk;
+    int err = bpfg_map_get_next_key(m, NULL, &nk);
+    uint8_t mark[256] = {0};
+    while (err == 0) {
+        cr_assert_eq(bpfg_map_lookup_copy(m, &nk, out), 0);
+        dup += mark[nk.b[0]]++;
+        seen++;
+        cur = nk;
+        err = bpfg_map_get_next_key(m, &cur, &nk);
+    }
+    cr_assert_eq(err, -ENOENT);
+    cr_assert_eq(seen, 100);
+    cr_assert_eq(dup, 0);
+    /* lookup_and_delete */
+    k.b[0] = 201;
+    cr_assert_eq(bpfg_map_lookup_and_delete_copy(m, &k, out), 0);
+    cr_assert_eq(out[0], 999);
+    cr_assert_eq(bpfg_map_lookup_and_delete_copy(m, &k, out), -ENOENT);
+    bpfg_map_close(m);
+}
+
+Test(maps_hash, percpu)
+{
+    pin_cpu0();
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_PERCPU_HASH, 4, 8, 16, 0);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    uint64_t *all = calloc(info.nr_cpus, 8);
+    uint32_t k = 5;
+    uint64_t v = 11;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_ANY), 0);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, all), 0);
+    cr_assert_eq(all[0], 11);
+    for (uint32_t c = 1; c < info.nr_cpus; c++)
+        cr_assert_eq(all[c], 0, "other CPUs zeroed");
+    for (uint32_t c = 0; c < info.nr_cpus; c++)
+        all[c] = c + 1;
+    cr_assert_eq(bpfg_map_update_copy(m, &k, all, BPF_EXIST), 0);
+    uint64_t *p = bpfg_map_lookup_elem(m, &k);
+    cr_assert_eq(*p, 1);
+    v = 50;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_ANY), 0);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, all), 0);
+    cr_assert_eq(all[0], 50);
+    for (uint32_t c = 1; c < info.nr_cpus; c++)
+        cr_assert_eq(all[c], c + 1, "in-place update keeps other CPUs");
+    free(all);
+    bpfg_map_close(m);
+}
+
+Test(maps_hash, lru_evicts_cold_keys)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_LRU_HASH, 4, 8, 64, 0);
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < 1000; k++) {
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_NOEXIST), 0, "key %u", k);
+        cr_assert_not_null(bpfg_map_lookup_elem(m, &k), "just inserted %u", k);
+        uint32_t hot = 0;
+        cr_assert_not_null(bpfg_map_lookup_elem(m, &hot), "hot key evicted at %u", k);
+    }
+    uint32_t n = 0, cur, nk;
+    int err = bpfg_map_get_next_key(m, NULL, &nk);
+    while (!err) {
+        n++;
+        cur = nk;
+        err = bpfg_map_get_next_key(m, &cur, &nk);
+    }
+    cr_assert_leq(n, 64);
+    cr_assert_geq(n, 32);
+    bpfg_map_close(m);
+}
+
+static void qs_case(uint32_t type)
+{
+    struct bpfg_map *m = mk(type, 0, 8, 3, 0);
+    uint64_t v, out;
+    cr_assert_eq(bpfg_map_pop_elem(m, &out), -ENOENT);
+    cr_assert_eq(bpfg_map_peek_elem(m, &out), -ENOENT);
+    for (v = 1; v <= 3; v++)
+        cr_assert_eq(bpfg_map_push_elem(m, &v, 0), 0);
+    cr_assert_eq(bpfg_map_push_elem(m, &v, 0), -E2BIG);
+    cr_assert_eq(bpfg_map_push_elem(m, &v, BPF_NOEXIST), -EINVAL);
+    cr_assert_eq(bpfg_map_push_elem(m, &v, BPF_EXIST), 0);   /* drops the oldest (1) */
+    uint64_t expect_q[] = {2, 3, 4}, expect_s[] = {4, 3, 2};
+    const uint64_t *e = type == BPF_MAP_TYPE_QUEUE ? expect_q : expect_s;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(bpfg_map_peek_elem(m, &out), 0);
+        cr_assert_eq(out, e[i]);
+        cr_assert_eq(bpfg_map_lookup_and_delete_copy(m, NULL, &out), 0);
+        cr_assert_eq(out, e[i]);
+    }
+    cr_assert_eq(bpfg_map_pop_elem(m, &out), -ENOENT);
+    cr_assert_eq(bpfg_map_delete_copy(m, NULL), -EINVAL);
+    cr_assert_eq(bpfg_map_get_next_key(m, NULL, &out), -EINVAL);
+    v = 9;
+    cr_assert_eq(bpfg_map_update_copy(m, NULL, &v, 0), 0);   /* syscall push */
+    cr_assert_eq(bpfg_map_lookup_copy(m, NULL, &out), 0);     /* syscall peek */
+    cr_assert_eq(out, 9);
+    bpfg_map_close(m);
+}
+
+Test(maps_queue, queue) { qs_case(BPF_MAP_TYPE_QUEUE); }
+Test(maps_queue, stack) { qs_case(BPF_MAP_TYPE_STACK); }
+
+struct collect {
+    uint64_t seq[4096];
+    size_t n;
+    size_t sizes;
+};
+
+static int collect_cb(void *ctx, void *data, size_t size)
+{
+    struct collect *c = ctx;
+    uint64_t s;
+    memcpy(&s, data, 8);
+    if (c->n < 4096)
+        c->seq[c->n++] = s;
+    c->sizes += size;
+    return 0;
+}
+
+Test(maps_ringbuf, kernel_layout_and_records)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0);
+    struct bpfg_ringbuf_view view;
+    cr_assert_eq(bpfg_ringbuf_get_view(m, &view), 0);
+    cr_assert_eq((uint8_t *)view.producer_pos - (uint8_t *)view.consumer_pos, 4096);
+    cr_assert_eq(view.data - (uint8_t *)view.consumer_pos, 8192);
+    cr_assert_eq(view.size, 4096);
+    cr_assert_null(bpfg_ringbuf_reserve(m, 8, 1), "flags must be 0");
+    cr_assert_null(bpfg_ringbuf_reserve(m, 5000, 0));
+    struct collect *c = calloc(1, sizeof(*c));
+    uint64_t next = 0, expect = 0;
+    /* 100-byte records wrap around the 4 KiB ring many times. */
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 7; i++) {
+            uint8_t rec[100] = {0};
+            memcpy(rec, &next, 8);
+            if (i == 3) {
+                uint64_t *p = bpfg_ringbuf_reserve(m, 100, 0);
+                cr_assert_not_null(p);
+                uint32_t hdr_len = *(uint32_t *)((uint8_t *)p - 8);
+                cr_assert_eq(hdr_len, 100u | BPF_RINGBUF_BUSY_BIT);
+                *p = 0xdead;
+                bpfg_ringbuf_discard(m, p, 0);
+                continue;
+            }
+            cr_assert_eq(bpfg_ringbuf_output(m, rec, 100, BPF_RB_NO_WAKEUP), 0);
+            next++;
+        }
+        cr_assert_eq(bpfg_ringbuf_query(m, BPF_RB_AVAIL_DATA), 7 * 112);
+        c->n = 0;
+        /* The generic kernel-layout consumer reads our ring too. */
+        int n = round % 2 ? bpfg_ringbuf_consume(m, collect_cb, c) : bpfg_ringbuf_consume_view(&view, collect_cb, c);
+        cr_assert_eq(n, 6);
+        for (size_t i = 0; i < c->n; i++)
+            cr_assert_eq(c->seq[i], expect++);
+    }
+    /* Full ring: reserve fails, output reports -EAGAIN. */
+    uint8_t big[1000] = {0};
+    int ok = 0;
+    while (bpfg_ringbuf_output(m, big, sizeof(big), 0) == 0)
+        ok++;
+    cr_assert_eq(ok, 4);
+    cr_assert_eq(bpfg_ringbuf_output(m, big, sizeof(big), 4), -EINVAL);
+    free(c);
+    bpfg_map_close(m);
+}
+
+static void *late_producer(void *arg)
+{
+    usleep(50000);
+    uint64_t v = 42;
+    bpfg_ringbuf_output(arg, &v, 8, 0);
+    return NULL;
+}
+
+Test(maps_ringbuf, wait_without_spinning)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0);
+    cr_assert_eq(bpfg_ringbuf_wait(m, 20), -ETIMEDOUT);
+    pthread_t t;
+    pthread_create(&t, NULL, late_producer, m);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    cr_assert_eq(bpfg_ringbuf_wait(m, 5000), 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    pthread_join(t, NULL);
+    cr_assert_lt(b.tv_sec - a.tv_sec, 4, "woken by the producer, not the timeout");
+    struct collect c = {0};
+    cr_assert_eq(bpfg_ringbuf_consume(m, collect_cb, &c), 1);
+    cr_assert_eq(c.seq[0], 42);
+    bpfg_map_close(m);
+}
+
+Test(maps_ringbuf, dead_producer_record_is_skipped)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        void *p = bpfg_ringbuf_reserve(m, 64, 0);
+        _exit(p ? 0 : 1);     /* dies holding an uncommitted record */
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    uint64_t v = 7;
+    cr_assert_eq(bpfg_ringbuf_output(m, &v, 8, 0), 0);
+    cr_assert_eq(bpfg_ringbuf_wait(m, 1000), 0);
+    struct collect c = {0};
+    cr_assert_eq(bpfg_ringbuf_consume(m, collect_cb, &c), 1);
+    cr_assert_eq(c.seq[0], 7);
+    cr_assert_eq(bpfg_ringbuf_query(m, BPF_RB_AVAIL_DATA), 0);
+    bpfg_map_close(m);
+}
+
+struct perf_seen { int samples[8]; uint64_t lost[8]; };
+
+static void perf_s(void *ctx, int cpu, void *data, uint32_t size)
+{
+    (void)data;
+    (void)size;
+    ((struct perf_seen *)ctx)->samples[cpu]++;
+}
+
+static void perf_l(void *ctx, int cpu, uint64_t lost)
+{
+    ((struct perf_seen *)ctx)->lost[cpu] += lost;
+}
+
+Test(maps_perf, output_and_lost)
+{
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4,
+                              .max_entries = 2, .map_extra = 4096};
+    struct bpfg_map *m;
+    cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
+    uint8_t rec[248] = {1};
+    cr_assert_eq(bpfg_perf_event_output(m, 5, rec, 8), -E2BIG);
+    int ok = 0;
+    while (bpfg_perf_event_output(m, 1, rec, sizeof(rec)) == 0)
+        ok++;
+    cr_assert_eq(ok, 15);   /* 256-byte records in a 4 KiB ring */
+    cr_assert_eq(bpfg_perf_event_output(m, 1, rec, sizeof(rec)), -ENOSPC);
+    cr_assert_eq(bpfg_perf_event_output(m, BPF_F_CURRENT_CPU, rec, 16), 0);
+    struct perf_seen seen = {0};
+    int n = bpfg_perf_consume(m, perf_s, perf_l, &seen);
+    cr_assert_eq(n, 16);
+    cr_assert_eq(seen.samples[0] + seen.samples[1], 16);
+    cr_assert_eq(seen.lost[1], 2);
+    bpfg_map_close(m);
+}
+
+Test(maps_region, shared_between_handles)
+{
+    struct bpfg_map *a = mk(BPF_MAP_TYPE_HASH, 4, 8, 32, 0), *b;
+    cr_assert_eq(bpfg_map_open_fd(bpfg_map_fd(a), &b), 0, "%s", bpfg_map_last_error());
+    cr_assert_neq(bpfg_map_fd(a), bpfg_map_fd(b), "open_fd dups");
+    uint32_t k = 1;
+    uint64_t v = 10, out;
+    cr_assert_eq(bpfg_map_update_elem(a, &k, &v, 0), 0);
+    uint64_t *pb = bpfg_map_lookup_elem(b, &k);
+    cr_assert_not_null(pb);
+    __atomic_fetch_add(pb, 5, __ATOMIC_RELAXED);
+    bpfg_map_close(a);   /* b keeps the region alive */
+    cr_assert_eq(bpfg_map_lookup_copy(b, &k, &out), 0);
+    cr_assert_eq(out, 15);
+    /* A child process sees and changes the same memory. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        k = 2;
+        _exit(bpfg_map_update_elem(b, &k, &v, BPF_NOEXIST) == 0 ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert_eq(WEXITSTATUS(st), 0);
+    k = 2;
+    cr_assert_eq(bpfg_map_lookup_copy(b, &k, &out), 0);
+    bpfg_map_close(b);
+}
+
+/* Copies a region into a fresh sealed memfd, with edits. */
+static int clone_region(int fd, size_t len, void (*edit)(uint8_t *, size_t, void *), void *arg, bool seal)
+{
+    uint8_t *buf = malloc(len);
+    cr_assert_eq(pread(fd, buf, len, 0), (ssize_t)len);
+    if (edit)
+        edit(buf, len, arg);
+    int nfd = memfd_create("clone", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    cr_assert_geq(nfd, 0);
+    cr_assert_eq(pwrite(nfd, buf, len, 0), (ssize_t)len);
+    if (seal)
+        fcntl(nfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+    free(buf);
+    return nfd;
+}
+
+static void put32(uint8_t *b, size_t len, void *arg)
+{
+    uintptr_t a = (uintptr_t)arg;
+    uint32_t off = (uint32_t)(a >> 32), val = (uint32_t)a;
+    (void)len;
+    memcpy(b + off, &val, 4);
+}
+
+static size_t region_len(int fd)
+{
+    struct stat st;
+    fstat(fd, &st);
+    return (size_t)st.st_size;
+}
+
+Test(maps_region, refuses_corrupt_headers)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 32, 0), *o;
+    int fd = bpfg_map_fd(m);
+    size_t len = region_len(fd);
+    struct { uint32_t off, val; int err; } cases[] = {
+        {0, 0x12345678, -EBADMSG},          /* magic */
+        {8, 99, -EPROTONOSUPPORT},          /* version */
+        {16, 1000, -EBADMSG},               /* map type */
+        {20, 0, -EBADMSG},                  /* key size */
+        {28, 1u << 20, -EBADMSG},           /* max entries: does not fit the fd */
+        {36, 0, -EBADMSG},                  /* nr_cpus */
+        {80, 1u << 30, -EBADMSG},           /* region size */
+        {88, 7, -EBADMSG},                  /* locks offset */
+        {104, 12, -EBADMSG},                /* aux (bucket) offset */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int nfd = clone_region(fd, len, put32, (void *)((uintptr_t)cases[i].off << 32 | cases[i].val), true);
+        int err = bpfg_map_open_fd(nfd, &o);
+        cr_assert_eq(err, cases[i].err, "case %zu: %d (%s)", i, err, bpfg_map_last_error());
+        close(nfd);
+    }
+    /* Truncated copy. */
+    int nfd = clone_region(fd, len, NULL, NULL, false);
+    cr_assert_eq(ftruncate(nfd, (off_t)len - 4096), 0);
+    fcntl(nfd, F_ADD_SEALS, F_SEAL_SHRINK);
+    cr_assert_eq(bpfg_map_open_fd(nfd, &o), -EBADMSG);
+    cr_assert(strstr(bpfg_map_last_error(), "truncated"), "%s", bpfg_map_last_error());
+    close(nfd);
+    /* Unsealed memfd: a peer could shrink it under us. */
+    nfd = clone_region(fd, len, NULL, NULL, false);
+    cr_assert_eq(bpfg_map_open_fd(nfd, &o), -EBADMSG);
+    close(nfd);
+    /* Too short to hold a header. */
+    nfd = memfd_create("tiny", MFD_CLOEXEC);
+    cr_assert_eq(write(nfd, "xx", 2), 2);
+    cr_assert_eq(bpfg_map_open_fd(nfd, &o), -EBADMSG);
+    close(nfd);
+    /* Intact clone opens. */
+    nfd = clone_region(fd, len, NULL, NULL, true);
+    cr_assert_eq(bpfg_map_open_fd(nfd, &o), 0, "%s", bpfg_map_last_error());
+    bpfg_map_close(o);
+    close(nfd);
+    bpfg_map_close(m);
+}
+
+static void flip(uint8_t *b, size_t len, void *arg)
+{
+    unsigned *seed = arg;
+    int nflips = 1 + rand_r(seed) % 3;
+    (void)len;
+    for (int i = 0; i < nflips; i++)
+        b[rand_r(seed) % 256] ^= (uint8_t)(1u << (rand_r(seed) % 8));
+}
+
+/* Random bit flips in the header: every open either fails cleanly or yields
+ * a map whose operations stay in bounds. */
+Test(maps_region, header_fuzz)
+{
+    uint32_t types[][4] = {
+        {BPF_MAP_TYPE_HASH, 4, 8, 64}, {BPF_MAP_TYPE_ARRAY, 4, 16, 64},
+        {BPF_MAP_TYPE_LRU_HASH, 8, 8, 32}, {BPF_MAP_TYPE_QUEUE, 0, 8, 16},
+        {BPF_MAP_TYPE_RINGBUF, 0, 0, 4096}, {BPF_MAP_TYPE_PERCPU_HASH, 4, 4, 16},
+    };
+    unsigned seed = 12345;
+    int accepted = 0, refused = 0;
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        struct bpfg_map *m = mk(types[t][0], types[t][1], types[t][2], types[t][3], 0);
+        int fd = bpfg_map_fd(m);
+        size_t len = region_len(fd);
+        for (int it = 0; it < 300; it++) {
+            int nfd = clone_region(fd, len, flip, &seed, true);
+            struct bpfg_map *o;
+            int err = bpfg_map_open_fd(nfd, &o);
+            close(nfd);
+            if (err) {
+                cr_assert(err == -EBADMSG || err == -EPROTONOSUPPORT, "err %d", err);
+                refused++;
+                continue;
+            }
+            accepted++;
+            uint64_t key[8] = {1}, val[64] = {0};
+            bpfg_map_update_copy(o, key, val, BPF_ANY);
+            bpfg_map_lookup_copy(o, key, val);
+            bpfg_map_lookup_elem(o, key);
+            bpfg_map_get_next_key(o, NULL, key);
+            bpfg_map_delete_copy(o, key);
+            bpfg_map_close(o);
+        }
+        bpfg_map_close(m);
+    }
+    cr_assert_gt(refused, 100);
+    cr_assert_gt(accepted, 10);   /* flips in name, btf ids, seed are harmless */
+}
+
+/* Offsets from FORMAT.md, used to damage live state on purpose. */
+#define OFF_BUCKETS_OFF 104
+#define OFF_FREE_HEAD   (512 + 64)
+
+Test(maps_region, corrupt_state_is_survived_and_repaired)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 64, 0);
+    uint32_t k;
+    uint64_t v = 3, out;
+    for (k = 0; k < 40; k++)
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, 0), 0);
+    int fd = bpfg_map_fd(m);
+    uint8_t *raw = mmap(NULL, region_len(fd), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint64_t boff;
+    memcpy(&boff, raw + OFF_BUCKETS_OFF, 8);
+    /* Leak the whole free list: the map reports full. */
+    uint64_t nil = 0xffffffffull;
+    memcpy(raw + OFF_FREE_HEAD, &nil, 8);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    uint32_t repairs = info.repairs;
+    k = 1000;
+    /* The empty free list with a count below max_entries is noticed, the
+     * map repairs itself and the insert succeeds. */
+    cr_assert_eq(bpfg_map_update_elem(m, &k, &v, 0), 0);
+    bpfg_map_get_info(m, &info);
+    cr_assert_eq(info.repairs, repairs + 1);
+    cr_assert_eq(bpfg_map_delete_elem(m, &k), 0);
+    for (k = 40; k < 64; k++)
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, 0), 0, "capacity restored, key %u", k);
+    for (k = 0; k < 64; k++)
+        cr_assert_eq(bpfg_map_lookup_copy(m, &k, &out), 0, "content kept, key %u", k);
+    /* Garbage element indices and a cycle in the buckets: no crash, no hang. */
+    uint32_t *buckets = (uint32_t *)(raw + boff);
+    buckets[0] = 0x7ffffff0;
+    buckets[1] = 3;
+    buckets[2] = 3;
+    for (k = 0; k < 200; k++) {
+        bpfg_map_lookup_elem(m, &k);
+        bpfg_map_lookup_copy(m, &k, &out);
+        bpfg_map_update_elem(m, &k, &v, BPF_ANY);
+        bpfg_map_delete_elem(m, &k);
+    }
+    cr_assert_eq(bpfg_map_check_repair(m), 0);
+    int n = 0;
+    for (k = 0; k < 64; k++)
+        n += bpfg_map_update_elem(m, &k, &v, BPF_ANY) == 0;
+    cr_assert_eq(n, 64, "usable at full capacity after repair");
+    munmap(raw, region_len(fd));
+    bpfg_map_close(m);
+}
+
+Test(maps_region, invalid_specs)
+{
+    struct bpfg_map *m;
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_HASH, .key_size = 0, .value_size = 4, .max_entries = 4};
+    cr_assert_eq(bpfg_map_create(&s, &m), -EINVAL);
+    s.key_size = 4;
+    s.max_entries = 0;
+    cr_assert_eq(bpfg_map_create(&s, &m), -EINVAL);
+    s = (struct bpfg_map_spec){.type = BPF_MAP_TYPE_ARRAY, .key_size = 8, .value_size = 4, .max_entries = 4};
+    cr_assert_eq(bpfg_map_create(&s, &m), -EINVAL);
+    s = (struct bpfg_map_spec){.type = BPF_MAP_TYPE_RINGBUF, .max_entries = 5000};
+    cr_assert_eq(bpfg_map_create(&s, &m), -EINVAL);
+    s = (struct bpfg_map_spec){.type = BPF_MAP_TYPE_LPM_TRIE, .key_size = 8, .value_size = 4, .max_entries = 4};
+    cr_assert_eq(bpfg_map_create(&s, &m), -EINVAL);
+    s = (struct bpfg_map_spec){.type = BPF_MAP_TYPE_HASH, .key_size = 600, .value_size = 4, .max_entries = 4};
+    cr_assert_eq(bpfg_map_create(&s, &m), -E2BIG);
+}
