@@ -1,0 +1,1104 @@
+/* bpfgraft: the command-line client of bpfgraftd.
+ *
+ * Every command is one or a few calls of the control protocol
+ * (proto/PROTOCOL.md). Text output is for people; --json prints one JSON
+ * document per command on stdout (JSON lines for trace/events). Server
+ * errors exit 1 as "bpfgraft: <message> (<error name>)", usage errors 2.
+ */
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "btf_fmt.h"
+#include "client.h"
+#include "out.h"
+#include "rpc.h"
+
+#define EXIT_USAGE 2
+
+static bool g_json;
+static struct cli_conn g_conn;
+
+/* Command arguments after the global options are taken out. Flags of a
+ * command are only looked for before a "--". */
+struct args {
+    char **v;
+    int n;
+    int flag_end;   /* index of the first argument after "--" */
+};
+
+static const char usage_text[] =
+    "usage: bpfgraft [--socket PATH] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  status                          server version, uptime and counts\n"
+    "  load OBJ [--name N]             load a BPF object file\n"
+    "  unload ID                       unload an object with its programs and maps\n"
+    "  prog list | show PROG | dump PROG\n"
+    "  map list | show MAP | dump MAP\n"
+    "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
+    "  map update MAP KEY VALUE [--noexist|--exist]\n"
+    "  attach PID OBJ [PROG...]        attach an object's programs to a process\n"
+    "  detach PID\n"
+    "  ps                              processes with programs attached\n"
+    "  trace                           print trace_printk lines until interrupted\n"
+    "  events [--topic T]...           print events (trace, ringbuf, target)\n"
+    "  api                             the server's methods and error codes\n"
+    "\n"
+    "PROG, MAP and OBJ (in attach) are ids or names. KEY and VALUE follow the\n"
+    "map's BTF types: integers, strings for char arrays; any type also takes\n"
+    "hex:0a0b... or \"0x0a 0x0b ...\" (or one 0x.. argument per byte).\n"
+    "\n"
+    "options:\n"
+    "  --socket PATH   control socket (default $BPFGRAFT_SOCKET or " BPFGRAFT_DEFAULT_SOCKET ")\n"
+    "  --json          machine-readable output\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bpfgraft: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(see bpfgraft --help)\n", stderr);
+    return EXIT_USAGE;
+}
+
+static bool take_flag(struct args *a, const char *flag)
+{
+    for (int i = 0; i < a->flag_end; i++) {
+        if (strcmp(a->v[i], flag) == 0) {
+            memmove(&a->v[i], &a->v[i + 1], (size_t)(a->n - i - 1) * sizeof(char *));
+            a->n--;
+            a->flag_end--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --opt VALUE or --opt=VALUE. Returns 1 found, 0 absent, -1 value missing. */
+static int take_opt(struct args *a, const char *opt, const char **val)
+{
+    size_t ol = strlen(opt);
+    for (int i = 0; i < a->flag_end; i++) {
+        int used;
+        if (strcmp(a->v[i], opt) == 0) {
+            if (i + 1 >= a->flag_end)
+                return -1;
+            *val = a->v[i + 1];
+            used = 2;
+        } else if (strncmp(a->v[i], opt, ol) == 0 && a->v[i][ol] == '=') {
+            *val = a->v[i] + ol + 1;
+            used = 1;
+        } else {
+            continue;
+        }
+        memmove(&a->v[i], &a->v[i + used], (size_t)(a->n - i - used) * sizeof(char *));
+        a->n -= used;
+        a->flag_end -= used;
+        return 1;
+    }
+    return 0;
+}
+
+/* Refuses "--something" left over after a command took its flags. */
+static int check_no_flags(const struct args *a, const char *cmd)
+{
+    for (int i = 0; i < a->flag_end; i++)
+        if (strncmp(a->v[i], "--", 2) == 0 && a->v[i][2])
+            return usage_error("%s: unknown option %s", cmd, a->v[i]);
+    return 0;
+}
+
+static bool is_uint(const char *s)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    if (!is_uint(s))
+        return false;
+    *v = strtoull(s, &end, 10);
+    return !errno && !*end;
+}
+
+static void pack_key(msgpack_packer *pk, const char *k) { bpfg_pack_cstr(pk, k); }
+
+/* An id|name argument: all digits is an id. */
+static void pack_ref(msgpack_packer *pk, const char *s)
+{
+    uint64_t v;
+    if (parse_u64(s, &v))
+        msgpack_pack_uint64(pk, v);
+    else
+        bpfg_pack_cstr(pk, s);
+}
+
+/* ---- calls and errors --------------------------------------------------- */
+
+static int print_server_error(const struct cli_error *e)
+{
+    const char *name = bpfg_rpc_error_name(e->code);
+    fprintf(stderr, "bpfgraft: %s (%s)\n", e->message, name ? name : "unknown_error");
+    if (g_json) {
+        struct sbuf sb = {0};
+        sbuf_printf(&sb, "{\"error\": {\"code\": %d, \"name\": ", e->code);
+        sbuf_json_str(&sb, name ? name : "unknown_error", strlen(name ? name : "unknown_error"));
+        sbuf_puts(&sb, ", \"message\": ");
+        sbuf_json_str(&sb, e->message, strlen(e->message));
+        sbuf_puts(&sb, "}}\n");
+        fputs(sb.s, stdout);
+        sbuf_free(&sb);
+    }
+    return 1;
+}
+
+/* 0 with *resp holding the result, or the exit status (error printed). */
+static int call(struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp)
+{
+    struct cli_error e;
+    int r = cli_call(&g_conn, out, resp, &e);
+    if (r == 1)
+        return print_server_error(&e);
+    return r < 0 ? 1 : 0;
+}
+
+/* A call without arguments, or with one id|name argument. */
+static int call_ref(const char *method, const char *param, const char *ref,
+                    struct bpfg_rpc_msg *resp)
+{
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, method, param ? 1 : 0);
+    if (param) {
+        pack_key(&out.pk, param);
+        pack_ref(&out.pk, ref);
+    }
+    return call(&out, resp);
+}
+
+static void print_json(const msgpack_object *o)
+{
+    struct sbuf sb = {0};
+    json_from_obj(&sb, o);
+    puts(sb.s);
+    sbuf_free(&sb);
+}
+
+/* Prints a result: JSON, or the generic text rendering. */
+static int print_result(const msgpack_object *o)
+{
+    if (g_json)
+        print_json(o);
+    else if (o->type != MSGPACK_OBJECT_BOOLEAN)   /* a bare "true" says nothing */
+        text_print_obj(stdout, o, 0);
+    return 0;
+}
+
+static int simple(const char *method, const char *param, const char *ref)
+{
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref(method, param, ref, &resp);
+    if (rc)
+        return rc;
+    print_result(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* ---- status, load, unload ----------------------------------------------- */
+
+static int cmd_status(struct args *a)
+{
+    if (a->n)
+        return usage_error("status takes no arguments");
+    return simple("server.status", NULL, NULL);
+}
+
+static void print_object(const msgpack_object *obj)
+{
+    printf("object %s %s", obj_str(obj, "id"), obj_str(obj, "name"));
+    if (obj_get(obj, "path"))
+        printf("  %s", obj_str(obj, "path"));
+    putchar('\n');
+    const msgpack_object *progs = obj_get(obj, "programs");
+    if (progs && progs->type == MSGPACK_OBJECT_ARRAY)
+        for (uint32_t i = 0; i < progs->via.array.size; i++) {
+            const msgpack_object *p = &progs->via.array.ptr[i];
+            printf("  prog %-4s %-20s %-18s %s\n", obj_str(p, "id"), obj_str(p, "name"),
+                   obj_str(p, "kind"), obj_str(p, "target"));
+        }
+    const msgpack_object *maps = obj_get(obj, "maps");
+    if (maps && maps->type == MSGPACK_OBJECT_ARRAY)
+        for (uint32_t i = 0; i < maps->via.array.size; i++) {
+            const msgpack_object *m = &maps->via.array.ptr[i];
+            printf("  map  %-4s %-20s %s\n", obj_str(m, "id"), obj_str(m, "name"),
+                   obj_str(m, "type"));
+        }
+}
+
+static int read_file(const char *path, char **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int err = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL
+              : st.st_size > (off_t)BPFG_RPC_MAX_MSG_DEFAULT ? -EFBIG : 0;
+    if (err) {
+        close(fd);
+        return err;
+    }
+    char *b = malloc((size_t)st.st_size + 1);
+    if (!b) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = n < 0 ? -errno : -EIO;
+            free(b);
+            close(fd);
+            return err;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+static int load_call(const char *path, const char *data, size_t len, const char *name,
+                     struct bpfg_rpc_msg *resp, struct cli_error *e)
+{
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "object.load", name ? 2 : 1);
+    if (path) {
+        pack_key(&out.pk, "path");
+        bpfg_pack_cstr(&out.pk, path);
+    } else {
+        pack_key(&out.pk, "data");
+        bpfg_pack_bin(&out.pk, data, len);
+    }
+    if (name) {
+        pack_key(&out.pk, "name");
+        bpfg_pack_cstr(&out.pk, name);
+    }
+    return cli_call(&g_conn, &out, resp, e);
+}
+
+static int cmd_load(struct args *a)
+{
+    const char *name = NULL;
+    if (take_opt(a, "--name", &name) < 0)
+        return usage_error("load: --name needs a value");
+    int rc = check_no_flags(a, "load");
+    if (rc)
+        return rc;
+    if (a->n != 1)
+        return usage_error("usage: bpfgraft load OBJ [--name N]");
+
+    /* The server resolves paths in its own cwd: send an absolute one. */
+    char abs[PATH_MAX];
+    const char *obj = a->v[0];
+    if (!realpath(obj, abs)) {
+        if (obj[0] == '/') {
+            snprintf(abs, sizeof(abs), "%s", obj);
+        } else {
+            char cwd[PATH_MAX];
+            if (!getcwd(cwd, sizeof(cwd)) ||
+                snprintf(abs, sizeof(abs), "%s/%s", cwd, obj) >= (int)sizeof(abs))
+                return usage_error("load: path too long: %s", obj);
+        }
+    }
+
+    struct bpfg_rpc_msg resp;
+    struct cli_error e;
+    int r = load_call(abs, NULL, 0, name, &resp, &e);
+    /* The server may not see our file (another mount namespace, no
+     * permission): send the bytes if we can read them. */
+    if (r == 1 && (e.code == BPFG_RPC_E_NOT_FOUND || e.code == BPFG_RPC_E_PERMISSION)) {
+        char *data = NULL, fallback_name[64];
+        size_t len = 0;
+        if (!name) {   /* what the server would have named it from the path */
+            const char *base = strrchr(abs, '/') ? strrchr(abs, '/') + 1 : abs;
+            snprintf(fallback_name, sizeof(fallback_name), "%.63s", base);
+            char *dot = strstr(fallback_name, ".bpf.o");
+            if (!dot)
+                dot = strrchr(fallback_name, '.');
+            if (dot && dot != fallback_name)
+                *dot = 0;
+            name = fallback_name;
+        }
+        if (read_file(abs, &data, &len) == 0) {
+            r = load_call(NULL, data, len, name, &resp, &e);
+            free(data);
+        }
+    }
+    if (r == 1)
+        return print_server_error(&e);
+    if (r < 0)
+        return 1;
+    if (g_json)
+        print_json(&resp.params);
+    else
+        print_object(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+static int cmd_unload(struct args *a)
+{
+    uint64_t id;
+    if (a->n != 1 || !parse_u64(a->v[0], &id))
+        return usage_error("usage: bpfgraft unload ID");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "object.unload", 1);
+    pack_key(&out.pk, "id");
+    msgpack_pack_uint64(&out.pk, id);
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    print_result(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* ---- prog --------------------------------------------------------------- */
+
+static int cmd_prog(struct args *a)
+{
+    if (a->n < 1)
+        return usage_error("usage: bpfgraft prog list|show PROG|dump PROG");
+    const char *sub = a->v[0];
+    struct bpfg_rpc_msg resp;
+    int rc;
+
+    if (strcmp(sub, "list") == 0) {
+        if (a->n != 1)
+            return usage_error("usage: bpfgraft prog list");
+        if ((rc = call_ref("prog.list", NULL, NULL, &resp)))
+            return rc;
+        const msgpack_object *l = &resp.params;
+        if (g_json) {
+            print_json(l);
+        } else if (l->type == MSGPACK_OBJECT_ARRAY) {
+            printf("%-4s %-20s %-18s %-6s %-6s %s\n", "ID", "NAME", "KIND", "OBJECT", "INSNS",
+                   "TARGET");
+            for (uint32_t i = 0; i < l->via.array.size; i++) {
+                const msgpack_object *p = &l->via.array.ptr[i];
+                printf("%-4s %-20s %-18s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"),
+                       obj_str(p, "kind"), obj_str(p, "object"), obj_str(p, "insns"),
+                       obj_str(p, "target"));
+            }
+        } else {
+            text_print_obj(stdout, l, 0);
+        }
+        bpfg_rpc_msg_release(&resp);
+        return 0;
+    }
+    if (a->n != 2)
+        return usage_error("usage: bpfgraft prog %s PROG", sub);
+    if (strcmp(sub, "show") == 0)
+        return simple("prog.show", "prog", a->v[1]);
+    if (strcmp(sub, "dump") == 0) {
+        if ((rc = call_ref("prog.dump", "prog", a->v[1], &resp)))
+            return rc;
+        const msgpack_object *text = obj_get(&resp.params, "text");
+        if (g_json)
+            print_json(&resp.params);
+        else if (text && text->type == MSGPACK_OBJECT_STR)
+            printf("%.*s%s", (int)text->via.str.size, text->via.str.ptr,
+                   text->via.str.size && text->via.str.ptr[text->via.str.size - 1] == '\n' ? "" : "\n");
+        else
+            text_print_obj(stdout, &resp.params, 0);
+        bpfg_rpc_msg_release(&resp);
+        return 0;
+    }
+    return usage_error("prog: unknown subcommand %s", sub);
+}
+
+/* ---- map ---------------------------------------------------------------- */
+
+/* What printing and parsing a map's keys and values needs. */
+struct map_meta {
+    uint64_t id;
+    uint32_t key_size, value_size;
+    uint32_t key_type, value_type;     /* BTF ids, 0 = none */
+    uint32_t slots;                    /* per-CPU values, 0 for other maps */
+    char type[32];
+    struct btf *btf;
+};
+
+static void map_meta_free(struct map_meta *m)
+{
+    btf__free(m->btf);
+    m->btf = NULL;
+}
+
+static bool is_percpu(const char *type) { return strstr(type, "percpu") != NULL; }
+
+/* map.show, then object.btf when the map has BTF types. */
+static int map_meta_get(const char *ref, struct map_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref("map.show", "map", ref, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *r = &resp.params;
+    uint64_t ks = 0, vs = 0, kt = 0, vt = 0, slots = 0, obj = 0;
+    bool have_obj = obj_u64(r, "object", &obj);
+    if (!have_obj) {   /* tolerate an embedded object description */
+        const msgpack_object *o = obj_get(r, "object");
+        have_obj = o && obj_u64(o, "id", &obj);
+    }
+    if (!obj_u64(r, "id", &m->id) || !obj_u64(r, "key_size", &ks) ||
+        !obj_u64(r, "value_size", &vs)) {
+        bpfg_rpc_msg_release(&resp);
+        fprintf(stderr, "bpfgraft: map.show answer lacks id/key_size/value_size\n");
+        return 1;
+    }
+    obj_u64(r, "btf_key_type_id", &kt);
+    obj_u64(r, "btf_value_type_id", &vt);
+    obj_u64(r, "percpu_slots", &slots);
+    snprintf(m->type, sizeof(m->type), "%s", obj_str(r, "type"));
+    m->key_size = (uint32_t)ks;
+    m->value_size = (uint32_t)vs;
+    m->key_type = (uint32_t)kt;
+    m->value_type = (uint32_t)vt;
+    m->slots = is_percpu(m->type) ? (uint32_t)(slots ? slots : 1) : 0;
+    bpfg_rpc_msg_release(&resp);
+    if ((!kt && !vt) || !have_obj)
+        return 0;
+
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "object.btf", 1);
+    pack_key(&out.pk, "id");
+    msgpack_pack_uint64(&out.pk, obj);
+    if ((rc = call(&out, &resp)))
+        return rc;
+    const msgpack_object *b = obj_get(&resp.params, "btf");
+    if (b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size) {
+        m->btf = btf__new(b->via.bin.ptr, b->via.bin.size);
+        if (libbpf_get_error(m->btf)) {
+            m->btf = NULL;   /* printed as hex then */
+            fprintf(stderr, "bpfgraft: warning: the object's BTF does not parse; showing hex\n");
+        }
+    }
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* One key or value: typed JSON when BTF describes it, else hex. */
+static void fmt_bytes(struct sbuf *sb, const struct map_meta *m, uint32_t type, const void *data,
+                      size_t size, bool *typed)
+{
+    if (m->btf && type && btf_fmt_json(sb, m->btf, type, data, size) == 0) {
+        *typed = true;
+        return;
+    }
+    *typed = false;
+    if (g_json) {
+        sbuf_putc(sb, '"');
+        sbuf_hex(sb, data, size, 0);
+        sbuf_putc(sb, '"');
+    } else {
+        sbuf_hex(sb, data, size, ' ');
+    }
+}
+
+/* One entry (lookup, dump, pop answer) as a text line or a JSON object. */
+static void print_entry(struct sbuf *sb, const struct map_meta *m, const msgpack_object *e)
+{
+    const msgpack_object *k = obj_get(e, "key"), *v = obj_get(e, "value"),
+                         *vals = obj_get(e, "values");
+    struct sbuf fk = {0}, fv = {0};
+    bool tk = false, tv = false;
+
+    if (k && k->type == MSGPACK_OBJECT_BIN)
+        fmt_bytes(&fk, m, m->key_type, k->via.bin.ptr, k->via.bin.size, &tk);
+    if (vals && vals->type == MSGPACK_OBJECT_ARRAY) {
+        if (g_json)
+            sbuf_putc(&fv, '[');
+        for (uint32_t i = 0; i < vals->via.array.size; i++) {
+            const msgpack_object *x = &vals->via.array.ptr[i];
+            bool t = false;
+            if (g_json && i)
+                sbuf_puts(&fv, ", ");
+            if (!g_json)
+                sbuf_printf(&fv, "\n  cpu%u: ", i);
+            if (x->type == MSGPACK_OBJECT_BIN)
+                fmt_bytes(&fv, m, m->value_type, x->via.bin.ptr,
+                          x->via.bin.size > m->value_size ? m->value_size : x->via.bin.size, &t);
+            tv = tv || t;
+        }
+        if (g_json)
+            sbuf_putc(&fv, ']');
+    } else if (v && v->type == MSGPACK_OBJECT_BIN) {
+        fmt_bytes(&fv, m, m->value_type, v->via.bin.ptr, v->via.bin.size, &tv);
+    }
+
+    if (g_json) {
+        /* Raw bytes always, typed values under "formatted" like bpftool. */
+        /* Queue/stack pops have no key. */
+        const char *sep = "";
+        sbuf_putc(sb, '{');
+        if (k) {
+            sbuf_puts(sb, "\"key\": ");
+            json_from_obj(sb, k);
+            sep = ", ";
+        }
+        if (vals || v) {
+            sbuf_printf(sb, "%s\"%s\": ", sep, vals ? "values" : "value");
+            json_from_obj(sb, vals ? vals : v);
+        }
+        if (tk || tv) {
+            sbuf_puts(sb, ", \"formatted\": {");
+            if (k)
+                sbuf_printf(sb, "\"key\": %s, ", fk.s ? fk.s : "null");
+            sbuf_printf(sb, "\"%s\": %s}", vals ? "values" : "value", fv.s ? fv.s : "null");
+        }
+        sbuf_putc(sb, '}');
+    } else if (vals) {
+        sbuf_printf(sb, "key: %s%s", fk.s ? fk.s : "", fv.s ? fv.s : "");
+    } else if (k) {
+        sbuf_printf(sb, "key: %s  value: %s", fk.s ? fk.s : "", fv.s ? fv.s : "");
+    } else {
+        sbuf_printf(sb, "value: %s", fv.s ? fv.s : "");
+    }
+    sbuf_free(&fk);
+    sbuf_free(&fv);
+}
+
+static int parse_kv(const struct map_meta *m, bool value, struct args *a, int *pos, int min_rest,
+                    uint8_t **out, size_t *size)
+{
+    size_t sz = value ? m->value_size : m->key_size;
+    uint32_t type = value ? m->value_type : m->key_type;
+    char err[256];
+    uint8_t *buf = calloc(1, sz ? sz : 1);
+    if (!buf) {
+        fprintf(stderr, "bpfgraft: out of memory\n");
+        return 1;
+    }
+    if (*pos >= a->n) {
+        free(buf);
+        return usage_error("missing %s", value ? "VALUE" : "KEY");
+    }
+    int used = btf_parse_arg(m->btf, type, sz, a->v + *pos, a->n - *pos, min_rest, buf, err,
+                             sizeof(err));
+    if (used < 0) {
+        free(buf);
+        return usage_error("%s: %s", value ? "VALUE" : "KEY", err);
+    }
+    *pos += used;
+    *out = buf;
+    *size = sz;
+    return 0;
+}
+
+static int map_list(void)
+{
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref("map.list", NULL, NULL, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *l = &resp.params;
+    if (g_json) {
+        print_json(l);
+    } else if (l->type == MSGPACK_OBJECT_ARRAY) {
+        printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", "ID", "NAME", "TYPE", "KEY", "VALUE",
+               "ENTRIES", "FLAGS", "OBJECT");
+        for (uint32_t i = 0; i < l->via.array.size; i++) {
+            const msgpack_object *m = &l->via.array.ptr[i];
+            printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", obj_str(m, "id"),
+                   obj_str(m, "name"), obj_str(m, "type"), obj_str(m, "key_size"),
+                   obj_str(m, "value_size"), obj_str(m, "max_entries"), obj_str(m, "flags"),
+                   obj_str(m, "object"));
+        }
+    } else {
+        text_print_obj(stdout, l, 0);
+    }
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+static int map_dump(struct map_meta *m)
+{
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "map.dump", 1);
+    pack_key(&out.pk, "map");
+    msgpack_pack_uint64(&out.pk, m->id);
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *entries = obj_get(&resp.params, "entries");
+    const msgpack_object *trunc = obj_get(&resp.params, "truncated");
+    bool truncated = trunc && trunc->type == MSGPACK_OBJECT_BOOLEAN && trunc->via.boolean;
+    uint32_t n = entries && entries->type == MSGPACK_OBJECT_ARRAY ? entries->via.array.size : 0;
+    struct sbuf sb = {0};
+    if (g_json)
+        sbuf_puts(&sb, "{\"entries\": [");
+    for (uint32_t i = 0; i < n; i++) {
+        if (g_json && i)
+            sbuf_puts(&sb, ", ");
+        print_entry(&sb, m, &entries->via.array.ptr[i]);
+        if (!g_json)
+            sbuf_putc(&sb, '\n');
+    }
+    if (g_json)
+        sbuf_printf(&sb, "], \"truncated\": %s}\n", truncated ? "true" : "false");
+    else
+        sbuf_printf(&sb, "Found %u element%s%s\n", n, n == 1 ? "" : "s",
+                    truncated ? " (truncated)" : "");
+    fputs(sb.s, stdout);
+    sbuf_free(&sb);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* map.lookup / map.delete / map.update / map.pop with typed arguments. */
+static int map_op(const char *sub, struct map_meta *m, struct args *a, uint64_t flags)
+{
+    uint8_t *key = NULL, *val = NULL;
+    size_t ksz = 0, vsz = 0;
+    int pos = 2, rc;
+    bool upd = strcmp(sub, "update") == 0, pop = strcmp(sub, "pop") == 0;
+
+    if (!pop && (rc = parse_kv(m, false, a, &pos, upd ? 1 : 0, &key, &ksz)))
+        return rc;
+    if (upd && (rc = parse_kv(m, true, a, &pos, 0, &val, &vsz))) {
+        free(key);
+        return rc;
+    }
+    if (pos != a->n) {
+        free(key);
+        free(val);
+        return usage_error("map %s: unexpected argument %s", sub, a->v[pos]);
+    }
+    /* Per-CPU maps take every CPU's value, each padded to 8 bytes like
+     * bpf(2): the one given value is stored for all of them. */
+    if (upd && m->slots) {
+        size_t stride = (vsz + 7) & ~(size_t)7;
+        uint8_t *all = calloc(m->slots, stride);
+        if (!all) {
+            free(key);
+            free(val);
+            return 1;
+        }
+        for (uint32_t i = 0; i < m->slots; i++)
+            memcpy(all + (size_t)i * stride, val, vsz);
+        free(val);
+        val = all;
+        vsz = stride * m->slots;
+    }
+
+    char method[32];
+    snprintf(method, sizeof(method), "map.%s", sub);
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, method, 1 + !pop + upd + (upd && flags));
+    pack_key(&out.pk, "map");
+    msgpack_pack_uint64(&out.pk, m->id);
+    if (!pop) {
+        pack_key(&out.pk, "key");
+        bpfg_pack_bin(&out.pk, key, ksz);
+    }
+    if (upd) {
+        pack_key(&out.pk, "value");
+        bpfg_pack_bin(&out.pk, val, vsz);
+        if (flags) {
+            pack_key(&out.pk, "flags");
+            msgpack_pack_uint64(&out.pk, flags);
+        }
+    }
+    free(key);
+    free(val);
+    struct bpfg_rpc_msg resp;
+    if ((rc = call(&out, &resp)))
+        return rc;
+    if (strcmp(sub, "lookup") == 0 || pop) {
+        struct sbuf sb = {0};
+        print_entry(&sb, m, &resp.params);
+        puts(sb.s ? sb.s : "");
+        sbuf_free(&sb);
+    } else {
+        print_result(&resp.params);
+    }
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+static int cmd_map(struct args *a)
+{
+    if (a->n < 1)
+        return usage_error("usage: bpfgraft map list|show|dump|lookup|update|delete|pop ...");
+    const char *sub = a->v[0];
+    uint64_t flags = 0;
+    bool noexist = take_flag(a, "--noexist"), exist = take_flag(a, "--exist");
+    if (noexist && exist)
+        return usage_error("map update: --noexist and --exist exclude each other");
+    if ((noexist || exist) && strcmp(sub, "update") != 0)
+        return usage_error("--noexist/--exist go with map update");
+    flags = noexist ? BPF_NOEXIST : exist ? BPF_EXIST : BPF_ANY;
+    int rc = check_no_flags(a, "map");
+    if (rc)
+        return rc;
+
+    if (strcmp(sub, "list") == 0) {
+        if (a->n != 1)
+            return usage_error("usage: bpfgraft map list");
+        return map_list();
+    }
+    static const struct {
+        const char *name;
+        int nargs;      /* after MAP; -1 = at least 2 (update) */
+    } subs[] = {{"show", 0}, {"dump", 0}, {"pop", 0}, {"lookup", 1}, {"delete", 1}, {"update", -1}};
+    int nargs = -2;
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+        if (strcmp(sub, subs[i].name) == 0)
+            nargs = subs[i].nargs;
+    if (nargs == -2)
+        return usage_error("map: unknown subcommand %s", sub);
+    if (a->n < 2)
+        return usage_error("usage: bpfgraft map %s MAP%s", sub,
+                           nargs == 1 ? " KEY" : nargs < 0 ? " KEY VALUE" : "");
+    if (strcmp(sub, "show") == 0) {
+        if (a->n != 2)
+            return usage_error("usage: bpfgraft map show MAP");
+        return simple("map.show", "map", a->v[1]);
+    }
+    if ((nargs == 0 && a->n != 2) || (nargs == 1 && a->n < 3) || (nargs < 0 && a->n < 4))
+        return usage_error("usage: bpfgraft map %s MAP%s", sub,
+                           nargs == 1 ? " KEY" : nargs < 0 ? " KEY VALUE [--noexist|--exist]" : "");
+
+    struct map_meta m;
+    if ((rc = map_meta_get(a->v[1], &m)))
+        return rc;
+    rc = strcmp(sub, "dump") == 0 ? map_dump(&m) : map_op(sub, &m, a, flags);
+    map_meta_free(&m);
+    return rc;
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+static int cmd_attach(struct args *a)
+{
+    uint64_t pid;
+    if (a->n < 2 || !parse_u64(a->v[0], &pid))
+        return usage_error("usage: bpfgraft attach PID OBJ [PROG...]");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "target.attach", a->n > 2 ? 3 : 2);
+    pack_key(&out.pk, "pid");
+    msgpack_pack_uint64(&out.pk, pid);
+    pack_key(&out.pk, "object");
+    pack_ref(&out.pk, a->v[1]);
+    if (a->n > 2) {
+        pack_key(&out.pk, "programs");
+        msgpack_pack_array(&out.pk, (uint32_t)(a->n - 2));
+        for (int i = 2; i < a->n; i++)
+            pack_ref(&out.pk, a->v[i]);
+    }
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    print_result(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+static int cmd_detach(struct args *a)
+{
+    uint64_t pid;
+    if (a->n != 1 || !parse_u64(a->v[0], &pid))
+        return usage_error("usage: bpfgraft detach PID");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "target.detach", 1);
+    pack_key(&out.pk, "pid");
+    msgpack_pack_uint64(&out.pk, pid);
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    print_result(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+static int cmd_ps(struct args *a)
+{
+    if (a->n)
+        return usage_error("ps takes no arguments");
+    return simple("target.list", NULL, NULL);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static void print_event(const msgpack_object *ev, bool trace_only)
+{
+    struct sbuf sb = {0};
+    if (g_json) {
+        json_from_obj(&sb, ev);
+    } else if (trace_only) {
+        const msgpack_object *line = obj_get(ev, "line");
+        sbuf_printf(&sb, "[%s] ", obj_str(ev, "pid"));
+        if (line && line->type == MSGPACK_OBJECT_STR)
+            sbuf_putn(&sb, line->via.str.ptr, line->via.str.size);
+    } else {
+        sbuf_printf(&sb, "%s:", obj_str(ev, "topic"));
+        for (uint32_t i = 0; ev->type == MSGPACK_OBJECT_MAP && i < ev->via.map.size; i++) {
+            const msgpack_object_kv *kv = &ev->via.map.ptr[i];
+            if (bpfg_obj_str_eq(&kv->key, "topic"))
+                continue;
+            sbuf_putc(&sb, ' ');
+            text_inline_obj(&sb, &kv->key, false);
+            sbuf_putc(&sb, '=');
+            text_inline_obj(&sb, &kv->val, kv->val.type == MSGPACK_OBJECT_STR);
+        }
+    }
+    while (sb.len && sb.s[sb.len - 1] == '\n')   /* trace lines may end in \n */
+        sb.s[--sb.len] = 0;
+    puts(sb.s ? sb.s : "");
+    fflush(stdout);
+    sbuf_free(&sb);
+}
+
+static int event_loop(const char **topics, int ntopics, bool trace_only)
+{
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "events.subscribe", ntopics ? 1 : 0);
+    if (ntopics) {
+        pack_key(&out.pk, "topics");
+        msgpack_pack_array(&out.pk, (uint32_t)ntopics);
+        for (int i = 0; i < ntopics; i++)
+            bpfg_pack_cstr(&out.pk, topics[i]);
+    }
+    struct bpfg_rpc_msg msg;
+    int rc = call(&out, &msg);
+    if (rc)
+        return rc;
+    bpfg_rpc_msg_release(&msg);
+
+    /* No SA_RESTART: poll returns EINTR and the loop ends cleanly. */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int fd = bpfg_rpc_conn_fd(g_conn.rpc);
+    bool read = false;
+    while (!g_stop) {
+        int r = bpfg_rpc_recv(g_conn.rpc, &msg, read);
+        if (r == 1) {
+            if (msg.kind == BPFG_RPC_NOTIFICATION && msg.params.type == MSGPACK_OBJECT_ARRAY)
+                for (uint32_t i = 0; i < msg.params.via.array.size; i++)
+                    print_event(&msg.params.via.array.ptr[i], trace_only);
+            bpfg_rpc_msg_release(&msg);
+            read = false;
+            continue;
+        }
+        bpfg_rpc_msg_release(&msg);
+        if (r < 0) {
+            if (r == -EPIPE)
+                fprintf(stderr, "bpfgraft: %s closed the connection\n", g_conn.path);
+            else
+                fprintf(stderr, "bpfgraft: %s\n", bpfg_rpc_conn_error(g_conn.rpc));
+            return 1;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+            fprintf(stderr, "bpfgraft: poll: %s\n", strerror(errno));
+            return 1;
+        }
+        read = p.revents != 0;
+    }
+    return 0;
+}
+
+static int cmd_trace(struct args *a)
+{
+    if (a->n)
+        return usage_error("trace takes no arguments");
+    const char *topics[] = {"trace"};
+    return event_loop(topics, 1, true);
+}
+
+static int cmd_events(struct args *a)
+{
+    const char *topics[16];
+    int n = 0, r;
+    while ((r = take_opt(a, "--topic", &topics[n])) == 1)
+        if (++n == 16)
+            return usage_error("events: at most 16 topics");
+    if (r < 0)
+        return usage_error("events: --topic needs a value");
+    int rc = check_no_flags(a, "events");
+    if (rc)
+        return rc;
+    if (a->n)
+        return usage_error("usage: bpfgraft events [--topic T]...");
+    return event_loop(topics, n, false);
+}
+
+/* ---- api ---------------------------------------------------------------- */
+
+static int cmd_api(struct args *a)
+{
+    if (a->n)
+        return usage_error("api takes no arguments");
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref("api.info", NULL, NULL, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *r = &resp.params;
+    if (g_json) {
+        print_json(r);
+        bpfg_rpc_msg_release(&resp);
+        return 0;
+    }
+    printf("bpfgraftd %s, api level %s\n\nmethods:\n", obj_str(r, "version"),
+           obj_str(r, "api_level"));
+    const msgpack_object *ms = obj_get(r, "methods");
+    for (uint32_t i = 0; ms && ms->type == MSGPACK_OBJECT_ARRAY && i < ms->via.array.size; i++) {
+        const msgpack_object *m = &ms->via.array.ptr[i];
+        const msgpack_object *ps = obj_get(m, "params");
+        printf("  %s {", obj_str(m, "name"));
+        for (uint32_t j = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && j < ps->via.array.size; j++) {
+            const msgpack_object *p = &ps->via.array.ptr[j];
+            const msgpack_object *req = obj_get(p, "required");
+            bool optional = req && req->type == MSGPACK_OBJECT_BOOLEAN && !req->via.boolean;
+            printf("%s%s%s: %s", j ? ", " : "", obj_str(p, "name"), optional ? "?" : "",
+                   obj_str(p, "type"));
+        }
+        printf("} -> %s  (since %s)\n", obj_str(m, "result"), obj_str(m, "since"));
+        const msgpack_object *doc = obj_get(m, "doc");
+        if (doc && doc->type == MSGPACK_OBJECT_STR && doc->via.str.size)
+            printf("      %.*s\n", (int)doc->via.str.size, doc->via.str.ptr);
+    }
+    printf("\nerrors:\n");
+    const msgpack_object *es = obj_get(r, "errors");
+    for (uint32_t i = 0; es && es->type == MSGPACK_OBJECT_ARRAY && i < es->via.array.size; i++)
+        printf("  %3s %s\n", obj_str(&es->via.array.ptr[i], "code"),
+               obj_str(&es->via.array.ptr[i], "name"));
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static const struct command {
+    const char *name;
+    int (*run)(struct args *a);
+} commands[] = {
+    {"status", cmd_status}, {"load", cmd_load},     {"unload", cmd_unload},
+    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach},
+    {"detach", cmd_detach}, {"ps", cmd_ps},         {"trace", cmd_trace},
+    {"events", cmd_events}, {"api", cmd_api},
+};
+
+int main(int argc, char **argv)
+{
+    const char *socket_path = getenv("BPFGRAFT_SOCKET");
+    if (!socket_path || !*socket_path)
+        socket_path = BPFGRAFT_DEFAULT_SOCKET;
+
+    /* Global options may appear anywhere before "--". */
+    struct args a = {.v = calloc((size_t)argc + 1, sizeof(char *))};
+    if (!a.v) {
+        fputs("bpfgraft: out of memory\n", stderr);
+        return 1;
+    }
+    bool dashdash = false;
+    a.flag_end = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!dashdash) {
+            if (strcmp(s, "--") == 0) {
+                dashdash = true;
+                a.flag_end = a.n;
+                continue;
+            }
+            if (strcmp(s, "--json") == 0 || strcmp(s, "-j") == 0) {
+                g_json = true;
+                continue;
+            }
+            if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+                fputs(usage_text, stdout);
+                free(a.v);
+                return 0;
+            }
+            if (strcmp(s, "--socket") == 0) {
+                if (i + 1 >= argc) {
+                    free(a.v);
+                    return usage_error("--socket needs a path");
+                }
+                socket_path = argv[++i];
+                continue;
+            }
+            if (strncmp(s, "--socket=", 9) == 0) {
+                socket_path = s + 9;
+                continue;
+            }
+        }
+        a.v[a.n++] = argv[i];
+    }
+    if (a.flag_end < 0)
+        a.flag_end = a.n;
+    if (a.n == 0) {
+        fputs(usage_text, stderr);
+        free(a.v);
+        return EXIT_USAGE;
+    }
+
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(a.v[0], commands[i].name) == 0)
+            cmd = &commands[i];
+    if (!cmd) {
+        int rc = usage_error("unknown command %s", a.v[0]);
+        free(a.v);
+        return rc;
+    }
+    /* Drop the command word. */
+    struct args rest = {.v = a.v + 1, .n = a.n - 1, .flag_end = a.flag_end - 1};
+
+    /* The first call connects: usage errors come out without a server. */
+    cli_init(&g_conn, socket_path);
+    int rc = cmd->run(&rest);
+    cli_close(&g_conn);
+    free(a.v);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = 1;
+    return rc;
+}

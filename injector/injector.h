@@ -1,0 +1,104 @@
+/* The ptrace injector: stops every thread of a running process, runs
+ * syscalls in it, maps the payload into it and starts the payload thread,
+ * patches code while no thread can be inside the patched bytes, and lets
+ * the process go exactly as it was.
+ *
+ * All functions return 0 or a negative errno and, on failure, write a
+ * message naming the problem into the caller's err buffer.
+ */
+#ifndef BPFGRAFT_INJECTOR_H
+#define BPFGRAFT_INJECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "abi.h"
+
+#define BPFG_ERRLEN 256
+
+/* One stopped thread and everything needed to put it back exactly. */
+struct bpfg_thread {
+    pid_t tid;
+    struct user_regs_struct regs;    /* as found */
+    uint64_t sigmask;                /* as found */
+    int pending_sig;                 /* signal that arrived while stopping; re-delivered on resume */
+};
+
+/* Every thread of a process, ptrace-stopped. */
+struct bpfg_stopped {
+    pid_t pid;
+    struct bpfg_thread *threads;
+    size_t nthreads;
+    int mem_fd;                      /* /proc/PID/mem, read-write */
+    uint64_t stop_ns;                /* when the first thread was stopped */
+    uint64_t syscall_site;           /* executable address used for remote syscalls */
+};
+
+/* Seizes and stops every thread, re-scanning /proc/PID/task until no new
+ * thread appears. Errors: -ESRCH no such process, -EBUSY already traced
+ * (message names the tracer), -EPERM permission denied, -ENOEXEC not an
+ * x86-64 process, -ECHILD the process exited meanwhile. */
+int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err);
+
+/* Restores every thread's registers and signal mask as found, re-delivers
+ * signals that arrived during the stop and detaches. Returns how long the
+ * threads were stopped in *stopped_ns (may be NULL). */
+int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns);
+
+/* Memory of the stopped process (through /proc/PID/mem: writes ignore page
+ * protections, so they also patch code). */
+int bpfg_mem_read(const struct bpfg_stopped *st, uint64_t addr, void *buf, size_t len);
+int bpfg_mem_write(const struct bpfg_stopped *st, uint64_t addr, const void *buf, size_t len);
+
+/* Runs one syscall on the first stopped thread, with all signals blocked,
+ * and restores that thread afterwards. *ret gets the raw return value. */
+int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err);
+
+/* Runs the first stopped thread from regs until it executes int3 (signals
+ * blocked), then restores it exactly; out gets the registers at the int3. */
+int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err);
+
+/* True if some thread's instruction pointer lies in [start, end). */
+bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t end, pid_t *tid);
+
+/* ---- the payload ---- */
+
+struct bpfg_injected {
+    uint64_t base, size;             /* payload image */
+    uint64_t stack_base, stack_size;
+    uint64_t params;                 /* address of struct bpfg_payload_params */
+    uint64_t uprobe_entry;
+    uint64_t uretprobe_return;
+};
+
+struct bpfg_inject_opts {
+    const char *payload_path;        /* the payload .so */
+    const char *server_socket;
+    uint64_t token;
+    uint32_t server_uid;
+};
+
+/* Maps the payload into the stopped process, fills its parameters and
+ * starts the payload thread (raw clone: no libc code on a hijacked
+ * thread). The process stays stopped; the payload thread runs once the
+ * caller resumes the process. */
+int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts,
+                        struct bpfg_injected *out, char *err);
+
+/* Reads the payload's state word (enum bpfg_payload_state) and error text
+ * from a running process without stopping it. */
+int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *state,
+                        char *msg, size_t msglen);
+
+/* Unmaps the payload image and stack from the stopped process, once its
+ * thread has exited (-EBUSY while some thread executes inside it). */
+int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err);
+
+/* Allocates len bytes of executable memory within +-2 GiB of near. */
+int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, uint64_t *addr, char *err);
+int bpfg_remote_free(struct bpfg_stopped *st, uint64_t addr, size_t len, char *err);
+
+#endif

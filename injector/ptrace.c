@@ -1,0 +1,421 @@
+/* Stopping, inspecting and resuming a whole process with ptrace, and
+ * running code in it on one of its threads.
+ *
+ * Threads are taken with PTRACE_SEIZE + PTRACE_INTERRUPT (no SIGSTOP that
+ * the process could observe), without PTRACE_O_EXITKILL: if we die, the
+ * kernel detaches and the process keeps running. A thread stopped inside a
+ * restartable syscall gets its exact registers back, so the kernel
+ * restarts the syscall as if nothing happened.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "injector.h"
+
+#define XSTATE_MAX 16384
+
+static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, BPFG_ERRLEN, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* TracerPid from /proc/PID/status: 0 if untraced, -errno if unreadable. */
+static int tracer_of(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    int tracer = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "TracerPid: %d", &tracer) == 1)
+            break;
+    fclose(f);
+    return tracer;
+}
+
+static void comm_of(pid_t pid, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    buf[0] = 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    if (fgets(buf, (int)len, f))
+        buf[strcspn(buf, "\n")] = 0;
+    fclose(f);
+}
+
+static int check_arch(pid_t pid, char *err)
+{
+    char path[64];
+    Elf64_Ehdr eh;
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+        if (errno == EACCES || errno == EPERM)
+            return fail(err, -EPERM, "permission denied: cannot inspect process %d", (int)pid);
+        return fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+    }
+    ssize_t n = pread(fd, &eh, sizeof(eh), 0);
+    close(fd);
+    if (n != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        return fail(err, -ENOEXEC, "process %d does not run an ELF executable", (int)pid);
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
+        return fail(err, -ENOEXEC, "process %d is not an x86-64 process (ELF machine %u, class %u)", (int)pid,
+                    eh.e_machine, eh.e_ident[EI_CLASS]);
+    return 0;
+}
+
+static bool seized(const struct bpfg_stopped *st, pid_t tid)
+{
+    for (size_t i = 0; i < st->nthreads; i++)
+        if (st->threads[i].tid == tid)
+            return true;
+    return false;
+}
+
+/* Waits for tid to reach a stop. 1 stopped, 0 it exited, -errno. */
+static int wait_stopped(struct bpfg_thread *t)
+{
+    for (;;) {
+        int status;
+        pid_t r = waitpid(t->tid, &status, __WALL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status))
+            return 0;
+        if (!WIFSTOPPED(status))
+            continue;
+        int sig = WSTOPSIG(status);
+        if ((status >> 16) == PTRACE_EVENT_STOP)
+            return 1;   /* our interrupt (or a group stop) */
+        /* A signal arrived first: the thread is stopped in its delivery.
+         * Keep it to re-deliver at resume; the interrupt stays pending. */
+        if (!t->pending_sig)
+            t->pending_sig = sig;
+        return 1;
+    }
+}
+
+/* Seizes and stops one thread. 1 done, 0 gone, -errno. */
+static int stop_thread(struct bpfg_stopped *st, pid_t tid, char *err)
+{
+    if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
+        if (errno == ESRCH)
+            return 0;
+        if (errno == EPERM) {
+            int tracer = tracer_of(st->pid);
+            if (tracer > 0 && tracer != getpid()) {
+                char comm[32];
+                comm_of(tracer, comm, sizeof(comm));
+                return fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first",
+                            (int)st->pid, tracer, comm[0] ? comm : "?");
+            }
+            return fail(err, -EPERM, "permission denied: cannot ptrace process %d (need the same uid or "
+                        "CAP_SYS_PTRACE; check kernel.yama.ptrace_scope)", (int)st->pid);
+        }
+        return fail(err, -errno, "PTRACE_SEIZE of thread %d: %s", (int)tid, strerror(errno));
+    }
+    struct bpfg_thread *grown = realloc(st->threads, (st->nthreads + 1) * sizeof(*grown));
+    if (!grown) {
+        ptrace(PTRACE_DETACH, tid, NULL, NULL);
+        return fail(err, -ENOMEM, "out of memory");
+    }
+    st->threads = grown;
+    struct bpfg_thread *t = &st->threads[st->nthreads];
+    memset(t, 0, sizeof(*t));
+    t->tid = tid;
+    if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
+        ptrace(PTRACE_DETACH, tid, NULL, NULL);
+        return errno == ESRCH ? 0 : fail(err, -errno, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(errno));
+    }
+    int r = wait_stopped(t);
+    if (r <= 0)
+        return r == 0 ? 0 : fail(err, r, "waiting for thread %d: %s", (int)tid, strerror(-r));
+    if (!st->stop_ns)
+        st->stop_ns = now_ns();
+    st->nthreads++;
+    return 1;
+}
+
+int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
+{
+    memset(st, 0, sizeof(*st));
+    st->pid = pid;
+    st->mem_fd = -1;
+    if (pid <= 0)
+        return fail(err, -ESRCH, "invalid pid %d", (int)pid);
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+    int tracer = tracer_of(pid);
+    if (tracer == -ENOENT)
+        return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+    if (tracer > 0) {
+        char comm[32];
+        comm_of(tracer, comm, sizeof(comm));
+        return fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
+                    tracer, comm[0] ? comm : "?");
+    }
+    int r = check_arch(pid, err);
+    if (r)
+        return r;
+
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    bool found_new = true;
+    for (int pass = 0; found_new; pass++) {
+        found_new = false;
+        DIR *d = opendir(path);
+        if (!d) {
+            r = errno == ENOENT ? fail(err, -ECHILD, "process %d exited during the attach", (int)pid)
+                                : fail(err, -errno, "cannot list %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            pid_t tid = (pid_t)atoi(de->d_name);
+            if (tid <= 0 || seized(st, tid))
+                continue;
+            r = stop_thread(st, tid, err);
+            if (r < 0) {
+                closedir(d);
+                goto fail;
+            }
+            found_new |= r == 1;
+        }
+        closedir(d);
+        if (pass > 1000) {
+            r = fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped", (int)pid);
+            goto fail;
+        }
+    }
+    if (!st->nthreads) {
+        r = fail(err, -ECHILD, "process %d exited during the attach", (int)pid);
+        goto fail;
+    }
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct bpfg_thread *t = &st->threads[i];
+        if (ptrace(PTRACE_GETREGS, t->tid, NULL, &t->regs) != 0 ||
+            ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0) {
+            r = fail(err, -errno, "reading the registers of thread %d: %s", (int)t->tid, strerror(errno));
+            goto fail;
+        }
+    }
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+    st->mem_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (st->mem_fd < 0) {
+        r = fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    return 0;
+fail:
+    bpfg_resume_process(st, NULL);
+    return r;
+}
+
+int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
+{
+    int ret = 0;
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct bpfg_thread *t = &st->threads[i];
+        /* Registers were only changed on threads that ran remote code and
+         * were restored there; PTRACE_DETACH re-delivers a held signal. */
+        if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
+            ret = -errno;
+    }
+    if (stopped_ns)
+        *stopped_ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
+    if (st->mem_fd >= 0)
+        close(st->mem_fd);
+    free(st->threads);
+    st->threads = NULL;
+    st->nthreads = 0;
+    st->mem_fd = -1;
+    return ret;
+}
+
+int bpfg_mem_read(const struct bpfg_stopped *st, uint64_t addr, void *buf, size_t len)
+{
+    ssize_t n = pread(st->mem_fd, buf, len, (off_t)addr);
+    if (n == (ssize_t)len)
+        return 0;
+    return n < 0 ? -errno : -EFAULT;
+}
+
+int bpfg_mem_write(const struct bpfg_stopped *st, uint64_t addr, const void *buf, size_t len)
+{
+    ssize_t n = pwrite(st->mem_fd, buf, len, (off_t)addr);
+    if (n == (ssize_t)len)
+        return 0;
+    return n < 0 ? -errno : -EFAULT;
+}
+
+bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t end, pid_t *tid)
+{
+    for (size_t i = 0; i < st->nthreads; i++) {
+        uint64_t ip = st->threads[i].regs.rip;
+        if (ip >= start && ip < end) {
+            if (tid)
+                *tid = st->threads[i].tid;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An executable mapping's first bytes serve as the place where injected
+ * instructions run; all threads are stopped, so nobody else executes them. */
+static int find_syscall_site(struct bpfg_stopped *st, char *err)
+{
+    if (st->syscall_site)
+        return 0;
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
+    unsigned long lo, hi;
+    char perms[8];
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[2] == 'x' && !strstr(line, "[vsyscall]")) {
+            st->syscall_site = lo;
+            break;
+        }
+    }
+    fclose(f);
+    return st->syscall_site ? 0 : fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
+}
+
+/* Runs the first thread from regs until it executes int3, with all
+ * signals blocked, then puts the thread back as it was (registers, FPU
+ * state, signal mask). out gets the registers at the int3. */
+static int run_until_trap(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out,
+                          char *err)
+{
+    struct bpfg_thread *t = &st->threads[0];
+    static __thread uint8_t xstate[XSTATE_MAX];
+    struct iovec xio = {xstate, sizeof(xstate)};
+    uint64_t all = ~0ull;
+    int r = 0;
+
+    if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0)
+        return fail(err, -errno, "saving the FPU state of thread %d: %s", (int)t->tid, strerror(errno));
+    regs->orig_rax = (uint64_t)-1;           /* no syscall restart for injected code */
+    regs->eflags &= ~(0x100ull | 0x400ull);  /* TF, DF */
+    if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
+        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
+        ptrace(PTRACE_CONT, t->tid, NULL, NULL) != 0) {
+        r = fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
+        goto restore;
+    }
+    for (;;) {
+        int status;
+        if (waitpid(t->tid, &status, __WALL) < 0) {
+            if (errno == EINTR)
+                continue;
+            r = fail(err, -errno, "waiting for thread %d: %s", (int)t->tid, strerror(errno));
+            goto restore;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status))
+            return fail(err, -ECHILD, "process %d exited during the attach", (int)st->pid);
+        if (!WIFSTOPPED(status))
+            continue;
+        int sig = WSTOPSIG(status);
+        if (sig == SIGTRAP && (status >> 16) == 0)
+            break;
+        if ((status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+            ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+            continue;
+        }
+        if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) {
+            struct user_regs_struct bad;
+            ptrace(PTRACE_GETREGS, t->tid, NULL, &bad);
+            r = fail(err, -EFAULT, "injected code faulted with signal %d at 0x%llx", sig, bad.rip);
+            goto restore;
+        }
+        /* Unblockable or already-queued signal: hold it for the resume. */
+        if (!t->pending_sig)
+            t->pending_sig = sig;
+        ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+    }
+    if (ptrace(PTRACE_GETREGS, t->tid, NULL, out) != 0)
+        r = fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));
+restore:
+    if (ptrace(PTRACE_SETREGS, t->tid, NULL, &t->regs) != 0 ||
+        ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0 ||
+        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0) {
+        if (!r)
+            r = fail(err, -errno, "restoring thread %d: %s", (int)t->tid, strerror(errno));
+    }
+    return r;
+}
+
+int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err)
+{
+    static const uint8_t code[4] = {0x0f, 0x05, 0xcc, 0xcc};   /* syscall; int3 */
+    uint8_t saved[sizeof(code)];
+    int r = find_syscall_site(st, err);
+    if (r)
+        return r;
+    if ((r = bpfg_mem_read(st, st->syscall_site, saved, sizeof(saved))) ||
+        (r = bpfg_mem_write(st, st->syscall_site, code, sizeof(code))))
+        return fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
+                    strerror(-r));
+    struct user_regs_struct regs = st->threads[0].regs, out;
+    regs.rax = (uint64_t)nr;
+    regs.rdi = args[0];
+    regs.rsi = args[1];
+    regs.rdx = args[2];
+    regs.r10 = args[3];
+    regs.r8 = args[4];
+    regs.r9 = args[5];
+    regs.rip = st->syscall_site;
+    r = run_until_trap(st, &regs, &out, err);
+    int w = bpfg_mem_write(st, st->syscall_site, saved, sizeof(saved));
+    if (!r && w)
+        r = fail(err, w, "restoring the syscall site: %s", strerror(-w));
+    if (!r)
+        *ret = (int64_t)out.rax;
+    return r;
+}
+
+int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err)
+{
+    return run_until_trap(st, regs, out, err);
+}

@@ -1,0 +1,162 @@
+/* The contract between the injector/server (outside the target) and the
+ * payload (inside it).
+ *
+ * The payload is a freestanding, position-independent ELF shared object
+ * (no libc, no TLS, no DT_NEEDED, only R_X86_64_RELATIVE relocations),
+ * compiled with -mgeneral-regs-only so that running it on a target thread
+ * never disturbs that thread's FPU/SSE/AVX state. The injector maps it from
+ * a memfd into the target with remote mmap calls, applies its relocations
+ * through /proc/PID/mem, fills `bpfg_payload_params` and starts the payload
+ * thread with a raw clone(): no libc code ever runs on a hijacked thread.
+ *
+ * Code that must run on target threads in libc (the robust process-shared
+ * mutexes of maps, which must interoperate with the server's) is called
+ * through pointers the injector resolves in the target's own libc.
+ */
+#ifndef BPFGRAFT_PAYLOAD_ABI_H
+#define BPFGRAFT_PAYLOAD_ABI_H
+
+#include <stdint.h>
+
+#define BPFG_PAYLOAD_MAGIC 0x47465042u   /* "BPFG" */
+#define BPFG_PAYLOAD_ABI_VERSION 1
+
+/* Symbols the injector looks up in the payload's .dynsym. */
+#define BPFG_PAYLOAD_SYM_PARAMS "bpfg_payload_params"     /* struct bpfg_payload_params */
+#define BPFG_PAYLOAD_SYM_START "bpfg_payload_start"       /* clone trampoline, see below */
+#define BPFG_PAYLOAD_SYM_UPROBE "bpfg_uprobe_entry"       /* common uprobe entry (asm) */
+#define BPFG_PAYLOAD_SYM_URETPROBE "bpfg_uretprobe_return" /* return trampoline (asm) */
+
+/* Functions of the target's libc the payload may call on target threads. */
+struct bpfg_libc_imports {
+    uint64_t pthread_mutex_lock;
+    uint64_t pthread_mutex_trylock;
+    uint64_t pthread_mutex_unlock;
+    uint64_t pthread_mutex_consistent;
+};
+
+enum bpfg_payload_state {
+    BPFG_PAYLOAD_LOADED = 0,     /* written by the injector */
+    BPFG_PAYLOAD_RUNNING = 1,    /* payload thread started */
+    BPFG_PAYLOAD_CONNECTED = 2,  /* talking to the server */
+    BPFG_PAYLOAD_FAILED = 3,     /* see error[] */
+    BPFG_PAYLOAD_EXITED = 4,     /* detached: the payload thread is gone */
+};
+
+struct bpfg_payload_params {
+    uint32_t magic;              /* BPFG_PAYLOAD_MAGIC */
+    uint32_t version;            /* BPFG_PAYLOAD_ABI_VERSION */
+    uint64_t load_base;          /* where the payload image starts */
+    uint64_t load_size;
+    uint64_t stack_base;         /* the payload thread's stack mapping */
+    uint64_t stack_size;
+    char server_socket[108];     /* unix socket of bpfgraftd */
+    uint32_t server_uid;         /* the server's uid: checked with SO_PEERCRED */
+    uint64_t token;              /* identifies this attach to the server */
+    struct bpfg_libc_imports libc;
+    /* Written by the payload, read by the injector/server. */
+    volatile uint32_t state;     /* enum bpfg_payload_state */
+    volatile int32_t payload_tid;
+    char error[128];
+};
+
+/* bpfg_payload_start: entered by the injector on a hijacked thread with
+ *   rax = SYS_clone, rdi = clone flags, rsi = new stack top,
+ *   r12 = address of bpfg_payload_main, r13 = &bpfg_payload_params
+ * It executes `syscall`; the parent then hits int3 (the injector takes it
+ * back and restores its registers); the child calls r12(r13) on the new
+ * stack with every signal blocked and never returns. */
+
+/* Uprobe stubs (generated outside the target, placed within +-2 GiB of the
+ * probed site):
+ *     site:  jmp rel32 stub ; nop padding over the displaced bytes
+ *     stub:  push imm32 hook_index ; jmp qword [rip+0] ; .quad bpfg_uprobe_entry
+ *     resume: <displaced instructions, relocated> ; jmp qword [rip+0] ; .quad site+len
+ * bpfg_uprobe_entry builds a kernel-layout struct pt_regs on the stack
+ * (orig_ax = hook index), runs the hook's programs, and either continues
+ * at the hook's resume address or, after bpf_override_return, returns to
+ * the caller with rax set. */
+
+/* ---- payload <-> server messages over the unix socket ----
+ * Every message: struct bpfg_pmsg_hdr, then len - sizeof(hdr) body bytes.
+ * Fds (map memfds) travel with SCM_RIGHTS on the header's bytes. All
+ * integers are little endian; strings are NUL-terminated inside the body. */
+
+struct bpfg_pmsg_hdr {
+    uint32_t len;                /* whole message, header included */
+    uint16_t type;               /* enum bpfg_pmsg_type */
+    uint16_t flags;
+    uint32_t seq;                /* server requests: echoed in the reply */
+    int32_t status;              /* replies: 0 or a negative errno */
+};
+
+#define BPFG_PMSG_MAX (16u << 20)
+
+enum bpfg_pmsg_type {
+    /* payload -> server */
+    BPFG_PMSG_HELLO = 1,         /* struct bpfg_pmsg_hello */
+    BPFG_PMSG_REPLY = 2,         /* status in header; body: text explaining a failure */
+    BPFG_PMSG_TRACE = 3,         /* struct bpfg_pmsg_trace + text */
+    /* server -> payload */
+    BPFG_PMSG_MAP = 16,          /* struct bpfg_pmsg_map, memfd attached */
+    BPFG_PMSG_PROG = 17,         /* struct bpfg_pmsg_prog + insns */
+    BPFG_PMSG_HOOK = 18,         /* struct bpfg_pmsg_hook: activate a hook slot */
+    BPFG_PMSG_UNHOOK = 19,       /* struct bpfg_pmsg_unhook */
+    BPFG_PMSG_UNMAP = 20,        /* struct bpfg_pmsg_unmap: forget a map/program */
+    BPFG_PMSG_DETACH = 21,       /* no body: release everything, exit the thread */
+    BPFG_PMSG_PING = 22,         /* no body */
+};
+
+struct bpfg_pmsg_hello {
+    uint32_t pid;
+    uint32_t abi_version;
+    uint64_t token;
+    uint64_t load_base;
+    uint64_t uprobe_entry;       /* address of bpfg_uprobe_entry */
+    uint64_t uretprobe_return;   /* address of bpfg_uretprobe_return */
+    uint64_t hook_table;         /* address of the hook slot table */
+    uint32_t max_hooks;
+    uint32_t nr_cpus;
+};
+
+struct bpfg_pmsg_map {
+    uint32_t map_id;             /* the server's map id */
+};
+
+struct bpfg_pmsg_prog {
+    uint32_t prog_id;
+    uint32_t insn_cnt;
+    uint32_t map_cnt;            /* then map_cnt uint32_t map ids (BPF_PSEUDO_MAP_IDX i -> ids[i]) */
+    uint32_t flags;
+    /* uint32_t map_ids[map_cnt]; struct bpf_insn insns[insn_cnt]; */
+};
+
+enum bpfg_hook_kind {
+    BPFG_HOOK_UPROBE = 1,
+    BPFG_HOOK_URETPROBE = 2,
+};
+
+struct bpfg_pmsg_hook {
+    uint32_t hook_index;         /* slot in the payload's hook table */
+    uint32_t kind;               /* enum bpfg_hook_kind */
+    uint32_t prog_id;
+    uint32_t pad;
+    uint64_t site;               /* probed address */
+    uint64_t resume;             /* where displaced instructions continue */
+};
+
+struct bpfg_pmsg_unhook {
+    uint32_t hook_index;
+};
+
+struct bpfg_pmsg_unmap {
+    uint32_t map_id;             /* 0: none */
+    uint32_t prog_id;            /* 0: none */
+};
+
+struct bpfg_pmsg_trace {
+    uint32_t pid, tid;
+    /* char text[]; */
+};
+
+#endif

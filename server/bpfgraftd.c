@@ -1,0 +1,174 @@
+/* bpfgraftd: the bpfgraft server. Owns every loaded object, program and
+ * map and serves the control socket.
+ *
+ *   bpfgraftd [--foreground | --daemon] [--socket PATH] [--socket-mode MODE]
+ *             [--socket-group GROUP] [--log FILE] [--debug]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bpfgraftd [options]\n"
+            "  -f, --foreground        stay in the foreground, log to stderr (default)\n"
+            "  -d, --daemon            detach and run in the background\n"
+            "  -s, --socket PATH       control socket (default %s)\n"
+            "  -m, --socket-mode MODE  socket permissions, octal (default 0600)\n"
+            "  -g, --socket-group GRP  group owning the socket\n"
+            "  -l, --log FILE          log file (default: stderr; /dev/null with --daemon)\n"
+            "  -v, --debug             log every request error too\n"
+            "  -h, --help\n",
+            SRV_DEFAULT_SOCKET);
+}
+
+/* Classic double fork; the parent returns only once the child is serving,
+ * so `bpfgraftd --daemon && bpfgraft status` works. */
+static int daemonize(int *ready_fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0) {
+        char ok = 0;
+        close(p[1]);
+        ssize_t n = read(p[0], &ok, 1);
+        _exit(n == 1 && ok == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    if (setsid() < 0)
+        return -errno;
+    pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") != 0)
+        return -errno;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return -errno;
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    close(null);
+    *ready_fd = p[1];
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"foreground", no_argument, NULL, 'f'}, {"daemon", no_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
+        {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
+        {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}, {0},
+    };
+    struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
+    const char *log_path = NULL;
+    bool daemon_mode = false;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "fds:m:g:l:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': daemon_mode = false; break;
+        case 'd': daemon_mode = true; break;
+        case 's': cfg.socket_path = optarg; break;
+        case 'm': {
+            char *end;
+            unsigned long mode = strtoul(optarg, &end, 8);
+            if (*end || mode > 0777) {
+                fprintf(stderr, "bpfgraftd: bad socket mode '%s' (octal, e.g. 0660)\n", optarg);
+                return 2;
+            }
+            cfg.socket_mode = (mode_t)mode;
+            break;
+        }
+        case 'g': {
+            struct group *g = getgrnam(optarg);
+            if (!g) {
+                fprintf(stderr, "bpfgraftd: no group named '%s'\n", optarg);
+                return 2;
+            }
+            cfg.socket_gid = g->gr_gid;
+            break;
+        }
+        case 'l': log_path = optarg; break;
+        case 'v': srv_log_set_level(SRV_DEBUG); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bpfgraftd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (cfg.socket_path[0] != '/') {
+        fprintf(stderr, "bpfgraftd: the socket path must be absolute\n");
+        return 2;
+    }
+
+    FILE *log = NULL;
+    if (log_path) {
+        log = fopen(log_path, "ae");
+        if (!log) {
+            fprintf(stderr, "bpfgraftd: cannot open log %s: %s\n", log_path, strerror(errno));
+            return 1;
+        }
+        srv_log_set_file(log);
+    }
+    int ready_fd = -1;
+    if (daemon_mode) {
+        int err = daemonize(&ready_fd);
+        if (err) {
+            fprintf(stderr, "bpfgraftd: cannot daemonize: %s\n", strerror(-err));
+            return 1;
+        }
+        if (!log) {
+            /* stderr would go nowhere: keep one line per event in syslog's place */
+            int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+            if (null >= 0) {
+                dup2(null, STDERR_FILENO);
+                close(null);
+            }
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct server s;
+    int err = server_init(&s, &cfg);
+    if (err) {
+        if (!daemon_mode)
+            fprintf(stderr, "bpfgraftd: cannot start on %s: %s\n", cfg.socket_path, strerror(-err));
+        if (log)
+            fclose(log);
+        return 1;
+    }
+    if (ready_fd >= 0) {
+        char ok = 1;
+        if (write(ready_fd, &ok, 1) != 1)
+            srv_log(SRV_WARN, "cannot signal readiness to the parent: %s", strerror(errno));
+        close(ready_fd);
+    }
+    err = server_run(&s);
+    server_destroy(&s);
+    srv_log(SRV_INFO, "bpfgraftd exits");
+    if (log)
+        fclose(log);
+    return err ? 1 : 0;
+}

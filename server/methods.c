@@ -1,0 +1,801 @@
+/* RPC method table and handlers. Every handler receives validated named
+ * arguments; on failure it returns an error code with call->err set and the
+ * dispatcher turns that into an error response. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/btf.h>
+
+#include "asm.h"
+#include "log.h"
+#include "methods.h"
+#include "progcheck.h"
+
+enum ptype { P_STR, P_BIN, P_UINT, P_BOOL, P_REF, P_ARRAY };
+
+static const char *const ptype_names[] = {
+    [P_STR] = "str", [P_BIN] = "bin", [P_UINT] = "uint", [P_BOOL] = "bool",
+    [P_REF] = "uint|str", [P_ARRAY] = "array",
+};
+
+struct param {
+    const char *name;
+    enum ptype type;
+    bool required;
+};
+
+#define MAX_PARAMS 6
+
+struct srv_call {
+    struct server *s;
+    struct srv_client *c;
+    const msgpack_object *args[MAX_PARAMS];   /* by the method's param index */
+    int send_fd;
+    char err[512];
+};
+
+struct method {
+    const char *name;
+    int (*fn)(struct srv_call *call, msgpack_packer *pk);
+    struct param params[MAX_PARAMS];
+    const char *result;
+    const char *doc;
+    int since;
+};
+
+static int fail(struct srv_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct srv_call *call, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(call->err, sizeof(call->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int errno_code(int err)
+{
+    switch (err) {
+    case -ENOENT: return BPFG_RPC_E_NOT_FOUND;
+    case -EEXIST: return BPFG_RPC_E_EXISTS;
+    case -EPERM: case -EACCES: return BPFG_RPC_E_PERMISSION;
+    case -EINVAL: case -E2BIG: return BPFG_RPC_E_INVALID_PARAMS;
+    case -EOPNOTSUPP: return BPFG_RPC_E_UNSUPPORTED;
+    case -EBUSY: case -EAGAIN: return BPFG_RPC_E_BUSY;
+    default: return BPFG_RPC_E_INTERNAL;
+    }
+}
+
+/* ---- packing helpers ---- */
+
+static void kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    bpfg_pack_cstr(pk, k);
+    bpfg_pack_cstr(pk, v);
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    bpfg_pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
+{
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m->map, &info);
+    bool percpu = info.value_copy_size != info.value_size;
+    msgpack_pack_map(pk, 11);
+    kv_u64(pk, "id", m->id);
+    kv_str(pk, "name", m->name);
+    kv_str(pk, "type", bpfg_map_type_name(info.type));
+    kv_u64(pk, "key_size", info.key_size);
+    kv_u64(pk, "value_size", info.value_size);
+    kv_u64(pk, "max_entries", info.max_entries);
+    kv_u64(pk, "flags", info.map_flags);
+    kv_u64(pk, "object", m->obj_id);
+    kv_u64(pk, "btf_key_type_id", m->btf_key_type_id);
+    kv_u64(pk, "btf_value_type_id", m->btf_value_type_id);
+    kv_u64(pk, "percpu_slots", percpu ? info.nr_cpus : 0);
+}
+
+static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
+{
+    const struct bpfg_obj_prog *op = p->prog;
+    char target[512] = "";
+    if (op->target_binary && op->target_func)
+        snprintf(target, sizeof(target), op->target_offset ? "%s:%s+%llu" : "%s:%s", op->target_binary,
+                 op->target_func, (unsigned long long)op->target_offset);
+    else if (op->syscall)
+        snprintf(target, sizeof(target), "%s", op->syscall);
+    msgpack_pack_map(pk, 9);
+    kv_u64(pk, "id", p->id);
+    kv_str(pk, "name", op->name);
+    kv_u64(pk, "object", p->obj_id);
+    kv_str(pk, "section", op->section);
+    kv_str(pk, "kind", bpfg_attach_kind_name(op->kind));
+    kv_str(pk, "target", target);
+    kv_u64(pk, "insns", op->insn_cnt);
+    kv_str(pk, "license", op->license ? op->license : "");
+    kv_str(pk, "error", op->error);
+}
+
+static void pack_object_entry(msgpack_packer *pk, const struct server *s, const struct reg_object *o)
+{
+    msgpack_pack_map(pk, 5);
+    kv_u64(pk, "id", o->id);
+    kv_str(pk, "name", o->name);
+    kv_str(pk, "path", o->path);
+    bpfg_pack_cstr(pk, "programs");
+    msgpack_pack_array(pk, o->prog_cnt);
+    for (size_t i = 0; i < o->prog_cnt; i++)
+        pack_prog_entry(pk, registry_prog(&s->reg, o->prog_ids[i]));
+    bpfg_pack_cstr(pk, "maps");
+    msgpack_pack_array(pk, o->map_cnt);
+    for (size_t i = 0; i < o->map_cnt; i++)
+        pack_map_entry(pk, registry_map(&s->reg, o->map_ids[i]));
+}
+
+/* Appends bytes that are already msgpack (packed elsewhere) as they are. */
+static void append_packed(msgpack_packer *pk, const char *data, size_t len)
+{
+    if (len)
+        pk->callback(pk->data, data, len);
+}
+
+/* ---- argument helpers ---- */
+
+static int arg_string(struct srv_call *call, int idx, char *buf, size_t len)
+{
+    int err = bpfg_obj_strcpy(call->args[idx], buf, len);
+    if (err == -E2BIG)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "string argument longer than %zu bytes", len - 1);
+    if (err)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "string argument contains a NUL byte");
+    return 0;
+}
+
+static int arg_map(struct srv_call *call, int idx, struct reg_map **out)
+{
+    const msgpack_object *o = call->args[idx];
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *out = o->via.u64 <= UINT32_MAX ? registry_map(&call->s->reg, (uint32_t)o->via.u64) : NULL;
+        if (!*out)
+            return fail(call, BPFG_RPC_E_NOT_FOUND, "no map with id %llu", (unsigned long long)o->via.u64);
+        return 0;
+    }
+    char name[256];
+    int err = arg_string(call, idx, name, sizeof(name));
+    if (err)
+        return err;
+    err = registry_map_by_name(&call->s->reg, name, out);
+    if (err == -ENOENT)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no map named '%s'", name);
+    if (err == -EEXIST)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "map name '%s' is ambiguous: use its id (map.list)", name);
+    return 0;
+}
+
+static int arg_prog(struct srv_call *call, int idx, struct reg_prog **out)
+{
+    const msgpack_object *o = call->args[idx];
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *out = o->via.u64 <= UINT32_MAX ? registry_prog(&call->s->reg, (uint32_t)o->via.u64) : NULL;
+        if (!*out)
+            return fail(call, BPFG_RPC_E_NOT_FOUND, "no program with id %llu", (unsigned long long)o->via.u64);
+        return 0;
+    }
+    char name[256];
+    int err = arg_string(call, idx, name, sizeof(name));
+    if (err)
+        return err;
+    err = registry_prog_by_name(&call->s->reg, name, out);
+    if (err == -ENOENT)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no program named '%s'", name);
+    if (err == -EEXIST)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "program name '%s' is ambiguous: use its id (prog.list)", name);
+    return 0;
+}
+
+/* A key argument must have exactly the map's key size. */
+static int arg_bytes(struct srv_call *call, int idx, const char *what, size_t want, const void **data)
+{
+    const msgpack_object *o = call->args[idx];
+    if (o->via.bin.size != want)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s is %u bytes, the map takes %zu", what,
+                    o->via.bin.size, want);
+    *data = o->via.bin.ptr;
+    return 0;
+}
+
+/* ---- handlers ---- */
+
+static int m_api_info(struct srv_call *call, msgpack_packer *pk);
+
+static int m_server_status(struct srv_call *call, msgpack_packer *pk)
+{
+    struct server *s = call->s;
+    msgpack_pack_map(pk, 9);
+    kv_str(pk, "version", SRV_VERSION);
+    kv_u64(pk, "pid", (uint64_t)getpid());
+    kv_u64(pk, "uptime_ms", server_now_ms() - s->start_ms);
+    kv_str(pk, "socket", s->cfg.socket_path);
+    kv_u64(pk, "objects", s->reg.nobjects);
+    kv_u64(pk, "programs", s->reg.nprogs);
+    kv_u64(pk, "maps", s->reg.nmaps);
+    kv_u64(pk, "targets", 0);
+    kv_u64(pk, "clients", s->nclients);
+    return 0;
+}
+
+static int m_object_load(struct srv_call *call, msgpack_packer *pk)
+{
+    char path[4096], name[64];
+    const void *data = NULL;
+    size_t len = 0;
+    bool has_path = call->args[0], has_data = call->args[1];
+    int err;
+
+    if (has_path == has_data)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "give exactly one of 'path' and 'data'");
+    if (has_path) {
+        if ((err = arg_string(call, 0, path, sizeof(path))))
+            return err;
+        if (path[0] != '/')
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "path '%s' must be absolute", path);
+    } else {
+        data = call->args[1]->via.bin.ptr;
+        len = call->args[1]->via.bin.size;
+    }
+    if (call->args[2] && (err = arg_string(call, 2, name, sizeof(name))))
+        return err;
+
+    struct reg_object *o;
+    char why[512];
+    err = registry_load(&call->s->reg, has_path ? path : NULL, data, len, call->args[2] ? name : NULL, &o,
+                        why, sizeof(why));
+    if (err) {
+        srv_log(SRV_WARN, "client %u: object.load failed: %s", call->c->id, why);
+        if (err == -ENOMEM)
+            return fail(call, BPFG_RPC_E_INTERNAL, "%s", why);
+        if (has_path && (err == -ENOENT || err == -EACCES))
+            return fail(call, BPFG_RPC_E_NOT_FOUND, "%s: %s", path, why);
+        return fail(call, BPFG_RPC_E_BAD_OBJECT, "%s", why);
+    }
+    err = progcheck_object(&call->s->reg, o, why, sizeof(why));
+    if (err) {
+        srv_log(SRV_WARN, "client %u: object '%s' rejected: %s", call->c->id, o->name, why);
+        registry_unload(&call->s->reg, o->id);
+        return fail(call, BPFG_RPC_E_VERIFIER, "%s", why);
+    }
+    pack_object_entry(pk, call->s, o);
+    return 0;
+}
+
+static int m_object_list(struct srv_call *call, msgpack_packer *pk)
+{
+    const struct registry *r = &call->s->reg;
+    msgpack_pack_array(pk, r->nobjects);
+    for (size_t i = 0; i < r->nobjects; i++)
+        pack_object_entry(pk, call->s, r->objects[i]);
+    return 0;
+}
+
+static int m_object_unload(struct srv_call *call, msgpack_packer *pk)
+{
+    uint64_t id = call->args[0]->via.u64;
+    if (id > UINT32_MAX || registry_unload(&call->s->reg, (uint32_t)id) != 0)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no object with id %llu", (unsigned long long)id);
+    msgpack_pack_true(pk);
+    return 0;
+}
+
+static int m_object_btf(struct srv_call *call, msgpack_packer *pk)
+{
+    uint64_t id = call->args[0]->via.u64;
+    struct reg_object *o = id <= UINT32_MAX ? registry_object(&call->s->reg, (uint32_t)id) : NULL;
+    if (!o)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no object with id %llu", (unsigned long long)id);
+    msgpack_pack_map(pk, 1);
+    bpfg_pack_cstr(pk, "btf");
+    uint32_t size = 0;
+    const void *raw = o->obj->btf ? btf__raw_data(o->obj->btf, &size) : NULL;
+    if (raw)
+        bpfg_pack_bin(pk, raw, size);
+    else
+        msgpack_pack_nil(pk);
+    return 0;
+}
+
+static int m_prog_list(struct srv_call *call, msgpack_packer *pk)
+{
+    const struct registry *r = &call->s->reg;
+    msgpack_pack_array(pk, r->nprogs);
+    for (size_t i = 0; i < r->nprogs; i++)
+        pack_prog_entry(pk, r->progs[i]);
+    return 0;
+}
+
+static int m_prog_show(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_prog *p;
+    int err = arg_prog(call, 0, &p);
+    if (err)
+        return err;
+    pack_prog_entry(pk, p);
+    return 0;
+}
+
+static int m_prog_dump(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_prog *p;
+    int err = arg_prog(call, 0, &p);
+    if (err)
+        return err;
+    const struct bpfg_obj_prog *op = p->prog;
+    if (!op->insns)
+        return fail(call, BPFG_RPC_E_UNSUPPORTED, "program '%s' was not loaded: %s", op->name,
+                    op->error ? op->error : "no instructions");
+    char *text = bpfg_disasm(op->insns, op->insn_cnt);
+    if (!text)
+        return fail(call, BPFG_RPC_E_INTERNAL, "out of memory");
+    msgpack_pack_map(pk, 4);
+    kv_u64(pk, "id", p->id);
+    kv_str(pk, "name", op->name);
+    bpfg_pack_cstr(pk, "insns");
+    bpfg_pack_bin(pk, op->insns, op->insn_cnt * sizeof(struct bpf_insn));
+    kv_str(pk, "text", text);
+    free(text);
+    return 0;
+}
+
+static int m_map_list(struct srv_call *call, msgpack_packer *pk)
+{
+    const struct registry *r = &call->s->reg;
+    msgpack_pack_array(pk, r->nmaps);
+    for (size_t i = 0; i < r->nmaps; i++)
+        pack_map_entry(pk, r->maps[i]);
+    return 0;
+}
+
+static int m_map_show(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    int err = arg_map(call, 0, &m);
+    if (err)
+        return err;
+    pack_map_entry(pk, m);
+    return 0;
+}
+
+static bool is_keyed(uint32_t type)
+{
+    switch (type) {
+    case BPF_MAP_TYPE_RINGBUF: case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+    case BPF_MAP_TYPE_QUEUE: case BPF_MAP_TYPE_STACK:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* Packs one value: a bin, or for per-CPU maps a list of per-CPU bins. */
+static void pack_value(msgpack_packer *pk, const struct bpfg_map_info *info, const uint8_t *value)
+{
+    if (info->value_copy_size == info->value_size) {
+        bpfg_pack_cstr(pk, "value");
+        bpfg_pack_bin(pk, value, info->value_size);
+        return;
+    }
+    uint32_t stride = (info->value_size + 7) & ~7u;
+    bpfg_pack_cstr(pk, "values");
+    msgpack_pack_array(pk, info->nr_cpus);
+    for (uint32_t cpu = 0; cpu < info->nr_cpus; cpu++)
+        bpfg_pack_bin(pk, value + (size_t)cpu * stride, info->value_size);
+}
+
+static int keyed_map(struct srv_call *call, struct reg_map **m, struct bpfg_map_info *info)
+{
+    int err = arg_map(call, 0, m);
+    if (err)
+        return err;
+    bpfg_map_get_info((*m)->map, info);
+    if (!is_keyed(info->type))
+        return fail(call, BPFG_RPC_E_UNSUPPORTED, "map '%s' is a %s: it has no keys", (*m)->name,
+                    bpfg_map_type_name(info->type));
+    return 0;
+}
+
+static int m_map_lookup(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    struct bpfg_map_info info;
+    const void *key = NULL;
+    int err = keyed_map(call, &m, &info);
+    if (err || (err = arg_bytes(call, 1, "key", info.key_size, &key)))
+        return err;
+    uint8_t *value = malloc(info.value_copy_size ? info.value_copy_size : 1);
+    if (!value)
+        return fail(call, BPFG_RPC_E_INTERNAL, "out of memory");
+    err = bpfg_map_lookup_copy(m->map, key, value);
+    if (err) {
+        free(value);
+        return fail(call, errno_code(err), err == -ENOENT ? "key not found in map '%s'" : "lookup in map '%s': %s",
+                    m->name, strerror(-err));
+    }
+    msgpack_pack_map(pk, 2);
+    bpfg_pack_cstr(pk, "key");
+    bpfg_pack_bin(pk, key, info.key_size);
+    pack_value(pk, &info, value);
+    free(value);
+    return 0;
+}
+
+static int m_map_update(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    struct bpfg_map_info info;
+    const void *key = NULL, *value = NULL;
+    int err = keyed_map(call, &m, &info);
+    if (err || (err = arg_bytes(call, 1, "key", info.key_size, &key)) ||
+        (err = arg_bytes(call, 2, "value", info.value_copy_size, &value)))
+        return err;
+    uint64_t flags = call->args[3] ? call->args[3]->via.u64 : BPF_ANY;
+    err = bpfg_map_update_copy(m->map, key, value, flags);
+    if (err) {
+        const char *why = err == -EEXIST ? "key already exists (flags say it must not)"
+                        : err == -ENOENT ? "key does not exist (flags say it must)"
+                        : err == -E2BIG ? "map is full"
+                        : strerror(-err);
+        return fail(call, errno_code(err), "update of map '%s': %s", m->name, why);
+    }
+    msgpack_pack_true(pk);
+    return 0;
+}
+
+static int m_map_delete(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    struct bpfg_map_info info;
+    const void *key = NULL;
+    int err = keyed_map(call, &m, &info);
+    if (err || (err = arg_bytes(call, 1, "key", info.key_size, &key)))
+        return err;
+    err = bpfg_map_delete_copy(m->map, key);
+    if (err)
+        return fail(call, errno_code(err), err == -ENOENT ? "key not found in map '%s'" : "delete in map '%s': %s",
+                    m->name, strerror(-err));
+    msgpack_pack_true(pk);
+    return 0;
+}
+
+static int m_map_dump(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    struct bpfg_map_info info;
+    int err = keyed_map(call, &m, &info);
+    if (err)
+        return err;
+    uint64_t max = call->args[1] ? call->args[1]->via.u64 : UINT64_MAX;
+    /* Stay well inside the message limit whatever the map holds. */
+    size_t per_entry = info.key_size + info.value_copy_size + 16 + 8 * info.nr_cpus;
+    uint64_t by_size = (call->s->cfg.max_msg ? call->s->cfg.max_msg : BPFG_RPC_MAX_MSG_DEFAULT) / 2 / per_entry;
+    if (max > by_size)
+        max = by_size;
+
+    uint8_t *keys = malloc((size_t)info.key_size * 2 + 1);
+    uint8_t *value = malloc(info.value_copy_size + 1);
+    msgpack_sbuffer entries;
+    msgpack_packer epk;
+    msgpack_sbuffer_init(&entries);
+    msgpack_packer_init(&epk, &entries, msgpack_sbuffer_write);
+    if (!keys || !value) {
+        err = fail(call, BPFG_RPC_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    uint8_t *prev = keys, *next = keys + info.key_size;
+    uint64_t count = 0;
+    bool truncated = false, first = true;
+    for (;;) {
+        err = bpfg_map_get_next_key(m->map, first ? NULL : prev, next);
+        if (err == -ENOENT) {
+            err = 0;
+            break;
+        }
+        if (err) {
+            err = fail(call, errno_code(err), "iterating map '%s': %s", m->name, strerror(-err));
+            goto out;
+        }
+        first = false;
+        if (count == max) {
+            truncated = true;
+            break;
+        }
+        /* A key deleted between get_next_key and lookup is skipped. */
+        if (bpfg_map_lookup_copy(m->map, next, value) == 0) {
+            msgpack_pack_map(&epk, 2);
+            bpfg_pack_cstr(&epk, "key");
+            bpfg_pack_bin(&epk, next, info.key_size);
+            pack_value(&epk, &info, value);
+            count++;
+        }
+        uint8_t *t = prev;
+        prev = next;
+        next = t;
+    }
+    msgpack_pack_map(pk, 2);
+    bpfg_pack_cstr(pk, "entries");
+    msgpack_pack_array(pk, count);
+    append_packed(pk, entries.data, entries.size);
+    bpfg_pack_cstr(pk, "truncated");
+    if (truncated)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+out:
+    msgpack_sbuffer_destroy(&entries);
+    free(keys);
+    free(value);
+    return err;
+}
+
+static int m_map_pop(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    int err = arg_map(call, 0, &m);
+    if (err)
+        return err;
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m->map, &info);
+    if (info.type != BPF_MAP_TYPE_QUEUE && info.type != BPF_MAP_TYPE_STACK)
+        return fail(call, BPFG_RPC_E_UNSUPPORTED, "map '%s' is a %s, not a queue or stack", m->name,
+                    bpfg_map_type_name(info.type));
+    uint8_t *value = malloc(info.value_size + 1);
+    if (!value)
+        return fail(call, BPFG_RPC_E_INTERNAL, "out of memory");
+    err = bpfg_map_lookup_and_delete_copy(m->map, NULL, value);
+    if (err) {
+        free(value);
+        return fail(call, errno_code(err), err == -ENOENT ? "map '%s' is empty" : "pop from map '%s': %s",
+                    m->name, strerror(-err));
+    }
+    msgpack_pack_map(pk, 1);
+    bpfg_pack_cstr(pk, "value");
+    bpfg_pack_bin(pk, value, info.value_size);
+    free(value);
+    return 0;
+}
+
+static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    int err = arg_map(call, 0, &m);
+    if (err)
+        return err;
+    call->send_fd = bpfg_map_fd(m->map);
+    pack_map_entry(pk, m);
+    return 0;
+}
+
+static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
+{
+    (void)pk;
+    return fail(call, BPFG_RPC_E_UNSUPPORTED,
+                "attaching to process %llu is not available yet: the injector and payload are not built",
+                (unsigned long long)call->args[0]->via.u64);
+}
+
+static int m_target_detach(struct srv_call *call, msgpack_packer *pk)
+{
+    (void)pk;
+    return fail(call, BPFG_RPC_E_NOT_FOUND, "process %llu is not attached",
+                (unsigned long long)call->args[0]->via.u64);
+}
+
+static int m_target_list(struct srv_call *call, msgpack_packer *pk)
+{
+    (void)call;
+    msgpack_pack_array(pk, 0);   /* nothing can be attached yet */
+    return 0;
+}
+
+static int m_events_subscribe(struct srv_call *call, msgpack_packer *pk)
+{
+    static const struct { const char *name; unsigned bit; } topics[] = {
+        {"trace", SRV_TOPIC_TRACE}, {"ringbuf", SRV_TOPIC_RINGBUF}, {"target", SRV_TOPIC_TARGET},
+    };
+    unsigned mask = 0;
+    const msgpack_object *list = call->args[0];
+    if (!list) {
+        mask = SRV_TOPIC_ALL;
+    } else {
+        for (uint32_t i = 0; i < list->via.array.size; i++) {
+            const msgpack_object *t = &list->via.array.ptr[i];
+            unsigned bit = 0;
+            for (size_t k = 0; k < sizeof(topics) / sizeof(topics[0]); k++)
+                if (bpfg_obj_str_eq(t, topics[k].name))
+                    bit = topics[k].bit;
+            if (!bit)
+                return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown topic (topics: trace, ringbuf, target)");
+            mask |= bit;
+        }
+    }
+    call->c->topics |= mask;
+    msgpack_pack_true(pk);
+    return 0;
+}
+
+static int m_events_unsubscribe(struct srv_call *call, msgpack_packer *pk)
+{
+    call->c->topics = 0;
+    msgpack_pack_true(pk);
+    return 0;
+}
+
+#define REQ true
+#define OPT false
+
+static const struct method methods[] = {
+    {"api.info", m_api_info, {{0}}, "{api_level, version, methods, errors}",
+     "Describes every method, its parameters and the error codes.", 1},
+    {"server.status", m_server_status, {{0}}, "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients}",
+     "Server health and counts.", 1},
+    {"object.load", m_object_load, {{"path", P_STR, OPT}, {"data", P_BIN, OPT}, {"name", P_STR, OPT}},
+     "object", "Loads a BPF ELF object from an absolute path or bytes; creates its maps, checks its programs.", 1},
+    {"object.list", m_object_list, {{0}}, "[object]", "Lists loaded objects with their programs and maps.", 1},
+    {"object.unload", m_object_unload, {{"id", P_UINT, REQ}}, "true", "Removes an object, its programs and maps.", 1},
+    {"object.btf", m_object_btf, {{"id", P_UINT, REQ}}, "{btf: bin|nil}", "The object's raw BTF.", 1},
+    {"prog.list", m_prog_list, {{0}}, "[prog]", "Lists programs.", 1},
+    {"prog.show", m_prog_show, {{"prog", P_REF, REQ}}, "prog", "One program.", 1},
+    {"prog.dump", m_prog_dump, {{"prog", P_REF, REQ}}, "{id, name, insns: bin, text}",
+     "A program's instructions and their disassembly.", 1},
+    {"map.list", m_map_list, {{0}}, "[map]", "Lists maps.", 1},
+    {"map.show", m_map_show, {{"map", P_REF, REQ}}, "map", "One map.", 1},
+    {"map.lookup", m_map_lookup, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}}, "{key, value | values}",
+     "Looks a key up; per-CPU maps return every CPU's value.", 1},
+    {"map.update", m_map_update, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}},
+     "true", "Creates or updates an element (flags: 0 any, 1 noexist, 2 exist).", 1},
+    {"map.delete", m_map_delete, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}}, "true", "Deletes an element.", 1},
+    {"map.dump", m_map_dump, {{"map", P_REF, REQ}, {"max", P_UINT, OPT}}, "{entries: [{key, value | values}], truncated}",
+     "Every element of a keyed map.", 1},
+    {"map.pop", m_map_pop, {{"map", P_REF, REQ}}, "{value}", "Pops a queue or stack.", 1},
+    {"map.fd", m_map_fd, {{"map", P_REF, REQ}}, "map (+ memfd via SCM_RIGHTS)",
+     "Hands the map's memfd to a local client.", 1},
+    {"target.attach", m_target_attach, {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}},
+     "target", "Attaches an object's programs to a running process.", 1},
+    {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
+    {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},
+    {"events.subscribe", m_events_subscribe, {{"topics", P_ARRAY, OPT}}, "true",
+     "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.", 1},
+    {"events.unsubscribe", m_events_unsubscribe, {{0}}, "true", "Stops notifications.", 1},
+};
+
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+static int m_api_info(struct srv_call *call, msgpack_packer *pk)
+{
+    (void)call;
+    msgpack_pack_map(pk, 4);
+    kv_u64(pk, "api_level", SRV_API_LEVEL);
+    kv_str(pk, "version", SRV_VERSION);
+    bpfg_pack_cstr(pk, "methods");
+    msgpack_pack_array(pk, NMETHODS);
+    for (size_t i = 0; i < NMETHODS; i++) {
+        const struct method *m = &methods[i];
+        size_t np = 0;
+        while (np < MAX_PARAMS && m->params[np].name)
+            np++;
+        msgpack_pack_map(pk, 5);
+        kv_str(pk, "name", m->name);
+        bpfg_pack_cstr(pk, "params");
+        msgpack_pack_array(pk, np);
+        for (size_t k = 0; k < np; k++) {
+            msgpack_pack_map(pk, 3);
+            kv_str(pk, "name", m->params[k].name);
+            kv_str(pk, "type", ptype_names[m->params[k].type]);
+            bpfg_pack_cstr(pk, "required");
+            if (m->params[k].required)
+                msgpack_pack_true(pk);
+            else
+                msgpack_pack_false(pk);
+        }
+        kv_str(pk, "result", m->result);
+        kv_u64(pk, "since", (uint64_t)m->since);
+        kv_str(pk, "doc", m->doc);
+    }
+    bpfg_pack_cstr(pk, "errors");
+    msgpack_pack_array(pk, BPFG_RPC_E_BUSY);
+    for (int code = 1; code <= BPFG_RPC_E_BUSY; code++) {
+        msgpack_pack_map(pk, 2);
+        kv_u64(pk, "code", (uint64_t)code);
+        kv_str(pk, "name", bpfg_rpc_error_name(code));
+    }
+    return 0;
+}
+
+static bool type_ok(enum ptype t, const msgpack_object *o)
+{
+    switch (t) {
+    case P_STR: return o->type == MSGPACK_OBJECT_STR;
+    case P_BIN: return o->type == MSGPACK_OBJECT_BIN;
+    case P_UINT: return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    case P_BOOL: return o->type == MSGPACK_OBJECT_BOOLEAN;
+    case P_REF: return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_STR;
+    default: return o->type == MSGPACK_OBJECT_ARRAY;
+    }
+}
+
+/* Binds the named arguments to the method's parameters. */
+static int bind_args(const struct method *m, const msgpack_object *params, struct srv_call *call)
+{
+    const msgpack_object *named = NULL;
+    if (params->via.array.size > 1)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: params must be [] or [{name: value, ...}]", m->name);
+    if (params->via.array.size == 1) {
+        named = &params->via.array.ptr[0];
+        if (named->type != MSGPACK_OBJECT_MAP)
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: params must be [] or [{name: value, ...}]", m->name);
+        for (uint32_t i = 0; i < named->via.map.size; i++) {
+            const msgpack_object *k = &named->via.map.ptr[i].key;
+            int idx = -1;
+            for (int p = 0; p < MAX_PARAMS && m->params[p].name; p++)
+                if (bpfg_obj_str_eq(k, m->params[p].name))
+                    idx = p;
+            if (idx < 0) {
+                if (k->type == MSGPACK_OBJECT_STR)
+                    return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: unknown parameter '%.*s'", m->name,
+                                (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
+                return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: parameter names must be strings", m->name);
+            }
+            const msgpack_object *v = &named->via.map.ptr[i].val;
+            if (v->type == MSGPACK_OBJECT_NIL)
+                continue;   /* nil means "not given" */
+            if (!type_ok(m->params[idx].type, v))
+                return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: parameter '%s' must be %s", m->name,
+                            m->params[idx].name, ptype_names[m->params[idx].type]);
+            call->args[idx] = v;
+        }
+    }
+    for (int p = 0; p < MAX_PARAMS && m->params[p].name; p++)
+        if (m->params[p].required && !call->args[p])
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: missing parameter '%s' (%s)", m->name,
+                        m->params[p].name, ptype_names[m->params[p].type]);
+    return 0;
+}
+
+void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_rpc_msg *msg,
+                      struct bpfg_rpc_out *out, int *send_fd)
+{
+    struct srv_call call = {.s = s, .c = c, .send_fd = -1};
+    const struct method *m = NULL;
+    *send_fd = -1;
+
+    for (size_t i = 0; i < NMETHODS; i++)
+        if (strlen(methods[i].name) == msg->method_len && memcmp(methods[i].name, msg->method, msg->method_len) == 0)
+            m = &methods[i];
+    if (!m) {
+        bpfg_rpc_pack_error(out, msg->msgid, BPFG_RPC_E_NO_METHOD, "no method '%.*s' (see api.info)",
+                            (int)(msg->method_len > 64 ? 64 : msg->method_len), msg->method);
+        return;
+    }
+    int code = bind_args(m, &msg->params, &call);
+    if (!code) {
+        bpfg_rpc_begin_result(out, msg->msgid);
+        code = m->fn(&call, &out->pk);
+    }
+    if (code) {
+        /* Drop whatever part of a result was packed; answer with the error. */
+        msgpack_sbuffer_clear(&out->buf);
+        bpfg_rpc_pack_error(out, msg->msgid, code, "%s", call.err);
+        srv_log(SRV_DEBUG, "client %u: %s -> %s: %s", c->id, m->name, bpfg_rpc_error_name(code), call.err);
+        return;
+    }
+    *send_fd = call.send_fd;
+}

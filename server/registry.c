@@ -1,0 +1,340 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+
+enum { ID_OBJECT, ID_MAP, ID_PROG };
+
+void registry_init(struct registry *r)
+{
+    memset(r, 0, sizeof(*r));
+    for (int i = 0; i < 3; i++)
+        r->next_id[i] = 1;
+}
+
+static int push(void ***arr, size_t *n, void *item)
+{
+    void **bigger = realloc(*arr, (*n + 1) * sizeof(void *));
+    if (!bigger)
+        return -ENOMEM;
+    *arr = bigger;
+    bigger[(*n)++] = item;
+    return 0;
+}
+
+static void remove_at(void **arr, size_t *n, size_t i)
+{
+    memmove(&arr[i], &arr[i + 1], (*n - i - 1) * sizeof(void *));
+    (*n)--;
+}
+
+/* Map creation callback of the loader: our maps are memfd regions; the
+ * object receives a dup of the region's fd and the registry keeps the
+ * handle, matched up by fd after the load. */
+struct create_ctx {
+    struct bpfg_map **handles;
+    size_t n;
+    char *err;
+    size_t errlen;
+};
+
+static int create_map(void *user, const struct bpfg_map_def *def)
+{
+    struct create_ctx *ctx = user;
+    struct bpfg_map_spec spec = {
+        .type = def->type,
+        .key_size = def->key_size,
+        .value_size = def->value_size,
+        .max_entries = def->max_entries,
+        .map_flags = def->flags,
+        .map_extra = def->map_extra,
+        .name = def->name,
+        .btf_key_type_id = def->btf_key_type_id,
+        .btf_value_type_id = def->btf_value_type_id,
+    };
+    if (def->kind != BPFG_MAP_USER) {
+        spec.map_flags |= BPFG_F_GLOBAL_DATA;
+        if (def->kind == BPFG_MAP_RODATA || def->kind == BPFG_MAP_KCONFIG)
+            spec.map_flags |= BPF_F_RDONLY_PROG;
+    }
+    struct bpfg_map *map;
+    int err = bpfg_map_create(&spec, &map);
+    if (err) {
+        snprintf(ctx->err, ctx->errlen, "map '%s': %s", def->name, bpfg_map_last_error());
+        return err;
+    }
+    if (def->init_data && def->init_size) {
+        size_t size;
+        void *area = bpfg_map_value_area(map, &size, NULL);
+        if (!area || size < def->init_size) {
+            bpfg_map_close(map);
+            snprintf(ctx->err, ctx->errlen, "map '%s': no room for its initial data", def->name);
+            return -EINVAL;
+        }
+        memcpy(area, def->init_data, def->init_size);
+    }
+    if (def->kind == BPFG_MAP_RODATA || def->kind == BPFG_MAP_KCONFIG)
+        bpfg_map_freeze(map);
+    int fd = dup(bpfg_map_fd(map));
+    void **grown = fd >= 0 ? realloc(ctx->handles, (ctx->n + 1) * sizeof(void *)) : NULL;
+    if (!grown) {
+        err = fd < 0 ? -errno : -ENOMEM;
+        if (fd >= 0)
+            close(fd);
+        bpfg_map_close(map);
+        return err;
+    }
+    ctx->handles = (struct bpfg_map **)grown;
+    ctx->handles[ctx->n++] = map;
+    return fd;
+}
+
+static void free_object(struct reg_object *o)
+{
+    if (!o)
+        return;
+    bpfg_obj_free(o->obj);
+    free(o->name);
+    free(o->path);
+    free(o->map_ids);
+    free(o->prog_ids);
+    free(o);
+}
+
+/* Finds the handle created for the object's map: its fd is a dup of the
+ * handle's, so both name the same memfd inode. */
+static struct bpfg_map *take_handle(struct create_ctx *ctx, int fd)
+{
+    struct stat want, have;
+    if (fstat(fd, &want) != 0)
+        return NULL;
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (!ctx->handles[i] || fstat(bpfg_map_fd(ctx->handles[i]), &have) != 0)
+            continue;
+        if (have.st_ino == want.st_ino && have.st_dev == want.st_dev) {
+            struct bpfg_map *m = ctx->handles[i];
+            ctx->handles[i] = NULL;
+            return m;
+        }
+    }
+    return NULL;
+}
+
+int registry_load(struct registry *r, const char *path, const void *data, size_t len,
+                  const char *name, struct reg_object **out, char *err, size_t errlen)
+{
+    struct create_ctx ctx = {.err = err, .errlen = errlen};
+    struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx};
+    struct bpfg_obj *obj;
+    int ret = 0;
+
+    err[0] = 0;
+    obj = path ? bpfg_obj_open_file(path, &opts, err, errlen) : bpfg_obj_open_mem(data, len, &opts, err, errlen);
+    if (!obj) {
+        ret = errno ? -errno : -EINVAL;
+        goto fail_handles;
+    }
+    /* The loader creates maps in its own order: one handle per map. */
+    if (ctx.n != obj->map_cnt) {
+        snprintf(err, errlen, "internal: %zu maps created for %zu map definitions", ctx.n, obj->map_cnt);
+        ret = -EPROTO;
+        goto fail_obj;
+    }
+
+    struct bpfg_map **handles = calloc(obj->map_cnt + 1, sizeof(*handles));
+    if (!handles) {
+        ret = -ENOMEM;
+        goto fail_obj;
+    }
+    for (size_t i = 0; i < obj->map_cnt; i++) {
+        handles[i] = take_handle(&ctx, obj->maps[i].fd);
+        if (!handles[i]) {
+            snprintf(err, errlen, "internal: no region for map '%s'", obj->maps[i].name);
+            for (size_t k = 0; k < i; k++)
+                bpfg_map_close(handles[k]);
+            free(handles);
+            ret = -EPROTO;
+            goto fail_obj;
+        }
+    }
+    /* Every handle now lives in handles[]; ctx keeps none. */
+    free(ctx.handles);
+    ctx.handles = handles;
+    ctx.n = obj->map_cnt;
+
+    struct reg_object *o = calloc(1, sizeof(*o));
+    if (!o) {
+        ret = -ENOMEM;
+        goto fail_obj;
+    }
+    o->obj = obj;
+    o->name = strdup(obj->name ? obj->name : "obj");
+    o->path = path ? strdup(path) : NULL;
+    o->map_ids = calloc(obj->map_cnt + 1, sizeof(uint32_t));
+    o->prog_ids = calloc(obj->prog_cnt + 1, sizeof(uint32_t));
+    if (!o->name || (path && !o->path) || !o->map_ids || !o->prog_ids) {
+        free_object(o);   /* frees obj too */
+        ret = -ENOMEM;
+        goto fail_handles;
+    }
+    o->id = r->next_id[ID_OBJECT];
+
+    /* Allocate every entry before publishing any, so failure leaves the
+     * registry untouched. */
+    size_t nm = obj->map_cnt, np = obj->prog_cnt;
+    struct reg_map **maps = calloc(nm + 1, sizeof(*maps));
+    struct reg_prog **progs = calloc(np + 1, sizeof(*progs));
+    void **mgrow = realloc(r->maps, (r->nmaps + nm + 1) * sizeof(void *));
+    if (mgrow)
+        r->maps = (struct reg_map **)mgrow;
+    void **pgrow = realloc(r->progs, (r->nprogs + np + 1) * sizeof(void *));
+    if (pgrow)
+        r->progs = (struct reg_prog **)pgrow;
+    ret = (!maps || !progs || !mgrow || !pgrow) ? -ENOMEM : 0;
+    for (size_t i = 0; i < nm && !ret; i++)
+        if (!(maps[i] = calloc(1, sizeof(**maps))))
+            ret = -ENOMEM;
+    for (size_t i = 0; i < np && !ret; i++)
+        if (!(progs[i] = calloc(1, sizeof(**progs))))
+            ret = -ENOMEM;
+    if (!ret)
+        ret = push((void ***)&r->objects, &r->nobjects, o);
+    if (ret) {
+        for (size_t i = 0; maps && i < nm; i++)
+            free(maps[i]);
+        for (size_t i = 0; progs && i < np; i++)
+            free(progs[i]);
+        free(maps);
+        free(progs);
+        free_object(o);
+        goto fail_handles;
+    }
+
+    r->next_id[ID_OBJECT]++;
+    for (size_t i = 0; i < nm; i++) {
+        const struct bpfg_obj_map *om = &obj->maps[i];
+        struct reg_map *m = maps[i];
+        m->id = r->next_id[ID_MAP]++;
+        m->obj_id = o->id;
+        snprintf(m->name, sizeof(m->name), "%s", om->name);
+        m->kind = om->kind;
+        m->btf_key_type_id = om->btf_key_type_id;
+        m->btf_value_type_id = om->btf_value_type_id;
+        m->map = ctx.handles[i];
+        ctx.handles[i] = NULL;
+        o->map_ids[i] = m->id;
+        r->maps[r->nmaps++] = m;
+    }
+    o->map_cnt = nm;
+    for (size_t i = 0; i < np; i++) {
+        struct reg_prog *p = progs[i];
+        p->id = r->next_id[ID_PROG]++;
+        p->obj_id = o->id;
+        p->prog = &obj->progs[i];
+        o->prog_ids[i] = p->id;
+        r->progs[r->nprogs++] = p;
+    }
+    o->prog_cnt = np;
+    free(maps);
+    free(progs);
+    free(ctx.handles);
+    srv_log(SRV_INFO, "object %u '%s' loaded: %zu programs, %zu maps%s%s", o->id, o->name, np, nm,
+            path ? " from " : "", path ? path : "");
+    *out = o;
+    return 0;
+
+fail_obj:
+    bpfg_obj_free(obj);
+fail_handles:
+    for (size_t i = 0; i < ctx.n; i++)
+        bpfg_map_close(ctx.handles[i]);
+    free(ctx.handles);
+    if (!err[0])
+        snprintf(err, errlen, "%s", strerror(-ret));
+    return ret;
+}
+
+int registry_unload(struct registry *r, uint32_t obj_id)
+{
+    size_t oi;
+    for (oi = 0; oi < r->nobjects && r->objects[oi]->id != obj_id; oi++)
+        ;
+    if (oi == r->nobjects)
+        return -ENOENT;
+    struct reg_object *o = r->objects[oi];
+    for (size_t i = r->nmaps; i-- > 0;) {
+        if (r->maps[i]->obj_id != obj_id)
+            continue;
+        bpfg_map_close(r->maps[i]->map);
+        free(r->maps[i]);
+        remove_at((void **)r->maps, &r->nmaps, i);
+    }
+    for (size_t i = r->nprogs; i-- > 0;) {
+        if (r->progs[i]->obj_id != obj_id)
+            continue;
+        free(r->progs[i]);
+        remove_at((void **)r->progs, &r->nprogs, i);
+    }
+    remove_at((void **)r->objects, &r->nobjects, oi);
+    srv_log(SRV_INFO, "object %u '%s' unloaded", o->id, o->name);
+    free_object(o);
+    return 0;
+}
+
+void registry_destroy(struct registry *r)
+{
+    while (r->nobjects)
+        registry_unload(r, r->objects[r->nobjects - 1]->id);
+    free(r->objects);
+    free(r->maps);
+    free(r->progs);
+    memset(r, 0, sizeof(*r));
+}
+
+struct reg_object *registry_object(const struct registry *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->nobjects; i++)
+        if (r->objects[i]->id == id)
+            return r->objects[i];
+    return NULL;
+}
+
+struct reg_map *registry_map(const struct registry *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->nmaps; i++)
+        if (r->maps[i]->id == id)
+            return r->maps[i];
+    return NULL;
+}
+
+struct reg_prog *registry_prog(const struct registry *r, uint32_t id)
+{
+    for (size_t i = 0; i < r->nprogs; i++)
+        if (r->progs[i]->id == id)
+            return r->progs[i];
+    return NULL;
+}
+
+int registry_map_by_name(const struct registry *r, const char *name, struct reg_map **out)
+{
+    int found = 0;
+    for (size_t i = 0; i < r->nmaps; i++)
+        if (strcmp(r->maps[i]->name, name) == 0 && found++ == 0)
+            *out = r->maps[i];
+    return found == 1 ? 0 : found ? -EEXIST : -ENOENT;
+}
+
+int registry_prog_by_name(const struct registry *r, const char *name, struct reg_prog **out)
+{
+    int found = 0;
+    for (size_t i = 0; i < r->nprogs; i++)
+        if (strcmp(r->progs[i]->prog->name, name) == 0 && found++ == 0)
+            *out = r->progs[i];
+    return found == 1 ? 0 : found ? -EEXIST : -ENOENT;
+}

@@ -1,0 +1,69 @@
+/* The server's state: loaded objects, their programs and maps, by stable id.
+ *
+ * The registry is the single owner of every bpfg_obj and bpfg_map handle;
+ * everything else refers to entries by id. Ids start at 1 and are never
+ * reused while the server runs.
+ */
+#ifndef BPFGRAFT_SERVER_REGISTRY_H
+#define BPFGRAFT_SERVER_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "maps.h"
+#include "objload.h"
+
+struct reg_map {
+    uint32_t id;
+    uint32_t obj_id;
+    char name[BPFG_MAP_NAME_LEN];
+    enum bpfg_map_kind kind;
+    uint32_t btf_key_type_id, btf_value_type_id;
+    struct bpfg_map *map;          /* owned */
+};
+
+struct reg_prog {
+    uint32_t id;
+    uint32_t obj_id;
+    const struct bpfg_obj_prog *prog;   /* points into the object */
+};
+
+struct reg_object {
+    uint32_t id;
+    char *name;
+    char *path;                     /* NULL when loaded from bytes */
+    struct bpfg_obj *obj;           /* owned */
+    uint32_t *map_ids;              /* by the object's map index */
+    size_t map_cnt;
+    uint32_t *prog_ids;
+    size_t prog_cnt;
+};
+
+struct registry {
+    struct reg_object **objects;
+    size_t nobjects;
+    struct reg_map **maps;
+    size_t nmaps;
+    struct reg_prog **progs;
+    size_t nprogs;
+    uint32_t next_id[3];            /* objects, maps, programs */
+};
+
+void registry_init(struct registry *r);
+void registry_destroy(struct registry *r);
+
+/* Loads an object from a path or bytes, creating its maps. On failure
+ * returns a negative errno and writes the reason into err. */
+int registry_load(struct registry *r, const char *path, const void *data, size_t len,
+                  const char *name, struct reg_object **out, char *err, size_t errlen);
+int registry_unload(struct registry *r, uint32_t obj_id);
+
+struct reg_object *registry_object(const struct registry *r, uint32_t id);
+struct reg_map *registry_map(const struct registry *r, uint32_t id);
+struct reg_prog *registry_prog(const struct registry *r, uint32_t id);
+
+/* By name: -ENOENT if none, -EEXIST if several (ambiguous). */
+int registry_map_by_name(const struct registry *r, const char *name, struct reg_map **out);
+int registry_prog_by_name(const struct registry *r, const char *name, struct reg_prog **out);
+
+#endif

@@ -1,0 +1,506 @@
+/* The control socket loop: accept clients, read requests, dispatch, stream
+ * events, shut down cleanly on SIGTERM/SIGINT. Single-threaded; every
+ * socket is nonblocking so one slow client never stalls the others. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "methods.h"
+#include "server.h"
+
+#define MAX_PENDING_OUT (64u << 20)    /* a client this far behind is dropped */
+#define EVENT_TICK_MS 10
+
+/* epoll data: small tags for the fixed fds, client pointers otherwise. */
+#define TAG_LISTEN ((void *)1)
+#define TAG_SIGNAL ((void *)2)
+#define TAG_TIMER ((void *)3)
+
+uint64_t server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int epoll_add(int epfd, int fd, uint32_t events, void *ptr)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = ptr};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+/* The lock file beside the socket makes a second instance refuse to start
+ * instead of stealing the socket; the pid in it names the owner. */
+static int take_lock(struct server *s)
+{
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+    snprintf(path, sizeof(path), "%s.lock", s->cfg.socket_path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = -errno;
+        srv_log(SRV_ERROR, "cannot open lock file %s: %s", path, strerror(errno));
+        return err;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "?";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        if (n > 0)
+            pid[strcspn(pid, "\n")] = 0;
+        srv_log(SRV_ERROR, "another bpfgraftd (pid %s) is already serving %s", n > 0 ? pid : "?",
+                s->cfg.socket_path);
+        close(fd);
+        return -EADDRINUSE;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        srv_log(SRV_WARN, "cannot write pid to %s: %s", path, strerror(errno));
+    s->lock_fd = fd;
+    return 0;
+}
+
+static int make_socket_dir(const char *sock_path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", sock_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = 0;
+    if (mkdir(dir, 0700) == 0) {
+        srv_log(SRV_INFO, "created %s (0700)", dir);
+        return 0;
+    }
+    if (errno == EEXIST)
+        return 0;
+    int err = -errno;
+    srv_log(SRV_ERROR, "cannot create socket directory %s: %s", dir, strerror(errno));
+    return err;
+}
+
+static int listen_socket(struct server *s)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(s->cfg.socket_path) >= sizeof(addr.sun_path)) {
+        srv_log(SRV_ERROR, "socket path %s is too long", s->cfg.socket_path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(addr.sun_path, s->cfg.socket_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* We hold the lock: a socket file left here is a dead instance's. */
+    if (unlink(s->cfg.socket_path) == 0)
+        srv_log(SRV_INFO, "removed stale socket %s", s->cfg.socket_path);
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    umask(old);
+    if (rc != 0 || chmod(s->cfg.socket_path, s->cfg.socket_mode) != 0 ||
+        (s->cfg.socket_gid != (gid_t)-1 && chown(s->cfg.socket_path, (uid_t)-1, s->cfg.socket_gid) != 0) ||
+        listen(fd, 128) != 0) {
+        int err = -errno;
+        srv_log(SRV_ERROR, "cannot serve %s: %s", s->cfg.socket_path, strerror(errno));
+        close(fd);
+        return err;
+    }
+    s->listen_fd = fd;
+    return 0;
+}
+
+int server_init(struct server *s, const struct srv_config *cfg)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = *cfg;
+    if (!s->cfg.socket_path)
+        s->cfg.socket_path = SRV_DEFAULT_SOCKET;
+    if (!s->cfg.socket_mode)
+        s->cfg.socket_mode = 0600;
+    if (!s->cfg.max_clients)
+        s->cfg.max_clients = 256;
+    s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
+    s->start_ms = server_now_ms();
+    s->next_client_id = 1;
+    registry_init(&s->reg);
+
+    int err = make_socket_dir(s->cfg.socket_path);
+    if (!err)
+        err = take_lock(s);
+    if (!err)
+        err = listen_socket(s);
+    if (err)
+        goto fail;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
+        (s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+        (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
+        (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        err = -errno;
+        srv_log(SRV_ERROR, "event loop setup: %s", strerror(errno));
+        goto fail;
+    }
+    struct itimerspec tick = {.it_interval = {0, EVENT_TICK_MS * 1000000L}, .it_value = {0, EVENT_TICK_MS * 1000000L}};
+    if (timerfd_settime(s->timer_fd, 0, &tick, NULL) != 0 ||
+        (err = epoll_add(s->epfd, s->listen_fd, EPOLLIN, TAG_LISTEN)) ||
+        (err = epoll_add(s->epfd, s->signal_fd, EPOLLIN, TAG_SIGNAL)) ||
+        (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER))) {
+        err = err ? err : -errno;
+        srv_log(SRV_ERROR, "event loop setup: %s", strerror(-err));
+        goto fail;
+    }
+    srv_log(SRV_INFO, "bpfgraftd %s listening on %s (mode %04o), pid %d", SRV_VERSION, s->cfg.socket_path,
+            (unsigned)s->cfg.socket_mode, (int)getpid());
+    return 0;
+fail:
+    server_destroy(s);
+    return err;
+}
+
+static void client_free(struct server *s, struct srv_client *c)
+{
+    struct srv_client **pp = &s->clients;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = c->next;
+    s->nclients--;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, bpfg_rpc_conn_fd(c->conn), NULL);
+    srv_log(SRV_INFO, "client %u (pid %d uid %u) disconnected", c->id, (int)c->pid, (unsigned)c->uid);
+    bpfg_rpc_conn_free(c->conn);
+    free(c);
+}
+
+void server_destroy(struct server *s)
+{
+    while (s->clients)
+        client_free(s, s->clients);
+    registry_destroy(&s->reg);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        unlink(s->cfg.socket_path);
+    }
+    if (s->lock_fd >= 0) {
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+        snprintf(path, sizeof(path), "%s.lock", s->cfg.socket_path);
+        unlink(path);
+        close(s->lock_fd);
+    }
+    if (s->signal_fd >= 0)
+        close(s->signal_fd);
+    if (s->timer_fd >= 0)
+        close(s->timer_fd);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    s->listen_fd = s->lock_fd = s->signal_fd = s->timer_fd = s->epfd = -1;
+}
+
+static void accept_clients(struct server *s)
+{
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                srv_log(SRV_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+            srv_log(SRV_WARN, "SO_PEERCRED: %s; refusing client", strerror(errno));
+            close(fd);
+            continue;
+        }
+        if (s->nclients >= s->cfg.max_clients) {
+            srv_log(SRV_WARN, "refusing client pid %d: %zu clients connected", (int)cred.pid, s->nclients);
+            close(fd);
+            continue;
+        }
+        struct srv_client *c = calloc(1, sizeof(*c));
+        struct bpfg_rpc_conn *conn = c ? bpfg_rpc_conn_new(fd, s->cfg.max_msg) : NULL;
+        if (!conn || epoll_add(s->epfd, fd, EPOLLIN | EPOLLRDHUP, c) != 0) {
+            srv_log(SRV_WARN, "refusing client pid %d: out of resources", (int)cred.pid);
+            if (conn)
+                bpfg_rpc_conn_free(conn);   /* closes fd */
+            else
+                close(fd);
+            free(c);
+            continue;
+        }
+        c->conn = conn;
+        c->id = s->next_client_id++;
+        c->pid = cred.pid;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+        c->next = s->clients;
+        s->clients = c;
+        s->nclients++;
+        srv_log(SRV_INFO, "client %u connected (pid %d uid %u)", c->id, (int)c->pid, (unsigned)c->uid);
+    }
+}
+
+static void update_out_interest(struct server *s, struct srv_client *c)
+{
+    bool want = bpfg_rpc_pending(c->conn) > 0;
+    if (want == c->want_out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, bpfg_rpc_conn_fd(c->conn), &ev) == 0)
+        c->want_out = want;
+}
+
+/* Writes what is queued. Returns false if the client must be dropped. */
+static bool client_flush(struct server *s, struct srv_client *c)
+{
+    int r = bpfg_rpc_flush(c->conn);
+    if (r < 0) {
+        if (r != -EPIPE && r != -ECONNRESET)
+            srv_log(SRV_WARN, "client %u: write: %s", c->id, strerror(-r));
+        return false;
+    }
+    if (bpfg_rpc_pending(c->conn) > MAX_PENDING_OUT) {
+        srv_log(SRV_WARN, "client %u: dropped, %zu bytes unread", c->id, bpfg_rpc_pending(c->conn));
+        return false;
+    }
+    if (c->closing && !bpfg_rpc_pending(c->conn))
+        return false;
+    update_out_interest(s, c);
+    return true;
+}
+
+static void queue_out(struct srv_client *c, struct bpfg_rpc_out *out, int fd)
+{
+    int err = bpfg_rpc_queue(c->conn, out, fd);
+    if (err) {
+        srv_log(SRV_WARN, "client %u: cannot queue response: %s", c->id, strerror(-err));
+        c->closing = true;
+    }
+}
+
+static void answer_protocol_error(struct srv_client *c, const struct bpfg_rpc_msg *msg, int code, bool close_after)
+{
+    struct bpfg_rpc_out out;
+    bpfg_rpc_out_init(&out);
+    bpfg_rpc_pack_error(&out, msg ? msg->msgid : 0, code, "%s", bpfg_rpc_conn_error(c->conn));
+    queue_out(c, &out, -1);
+    bpfg_rpc_out_destroy(&out);
+    if (close_after)
+        c->closing = true;
+    srv_log(SRV_WARN, "client %u: %s: %s%s", c->id, bpfg_rpc_error_name(code), bpfg_rpc_conn_error(c->conn),
+            close_after ? "; closing" : "");
+}
+
+/* Reads and answers every complete request. Returns false to drop the client. */
+static bool client_readable(struct server *s, struct srv_client *c)
+{
+    bool read = true;
+    for (int handled = 0; handled < 64 && !c->closing; handled++) {
+        struct bpfg_rpc_msg msg;
+        int r = bpfg_rpc_recv(c->conn, &msg, read);
+        read = false;
+        if (r == 0) {
+            bpfg_rpc_msg_release(&msg);
+            break;
+        }
+        if (r == -EPIPE || r == -ECONNRESET) {
+            bpfg_rpc_msg_release(&msg);
+            return false;
+        }
+        if (r == -EPROTO) {
+            answer_protocol_error(c, &msg, BPFG_RPC_E_INVALID_REQUEST, false);
+        } else if (r == -EMSGSIZE) {
+            answer_protocol_error(c, NULL, BPFG_RPC_E_TOO_LARGE, true);
+        } else if (r == -EBADMSG) {
+            answer_protocol_error(c, NULL, BPFG_RPC_E_PARSE, true);
+        } else if (r < 0) {
+            srv_log(SRV_WARN, "client %u: %s", c->id, bpfg_rpc_conn_error(c->conn));
+            bpfg_rpc_msg_release(&msg);
+            return false;
+        } else if (msg.kind != BPFG_RPC_REQUEST) {
+            /* Clients send requests only; a notification or response is
+             * answered as an invalid request when it carries a msgid. */
+            if (msg.kind == BPFG_RPC_RESPONSE) {
+                struct bpfg_rpc_out out;
+                bpfg_rpc_out_init(&out);
+                bpfg_rpc_pack_error(&out, msg.msgid, BPFG_RPC_E_INVALID_REQUEST, "the server takes requests only");
+                queue_out(c, &out, -1);
+                bpfg_rpc_out_destroy(&out);
+            }
+        } else {
+            struct bpfg_rpc_out out;
+            int fd;
+            bpfg_rpc_out_init(&out);
+            methods_dispatch(s, c, &msg, &out, &fd);
+            queue_out(c, &out, fd);
+            bpfg_rpc_out_destroy(&out);
+        }
+        bpfg_rpc_msg_release(&msg);
+    }
+    return client_flush(s, c);
+}
+
+void server_broadcast(struct server *s, unsigned topic, void (*pack)(msgpack_packer *pk, void *arg), void *arg)
+{
+    struct bpfg_rpc_out out;
+    bool packed = false;
+    for (struct srv_client *c = s->clients; c; c = c->next) {
+        if (!(c->topics & topic) || c->closing)
+            continue;
+        if (!packed) {
+            bpfg_rpc_out_init(&out);
+            bpfg_rpc_begin_notification(&out, "event");
+            msgpack_pack_array(&out.pk, 1);
+            pack(&out.pk, arg);
+            packed = true;
+        }
+        /* queue consumes the buffer: repack a copy for each subscriber */
+        struct bpfg_rpc_out copy;
+        bpfg_rpc_out_init(&copy);
+        msgpack_sbuffer_write(&copy.buf, out.buf.data, out.buf.size);
+        queue_out(c, &copy, -1);
+        bpfg_rpc_out_destroy(&copy);
+    }
+    if (packed)
+        bpfg_rpc_out_destroy(&out);
+}
+
+struct record_event {
+    uint32_t map_id;
+    int cpu;
+    const void *data;
+    size_t size;
+};
+
+static void pack_record(msgpack_packer *pk, void *arg)
+{
+    const struct record_event *ev = arg;
+    msgpack_pack_map(pk, 4);
+    bpfg_pack_cstr(pk, "topic");
+    bpfg_pack_cstr(pk, "ringbuf");
+    bpfg_pack_cstr(pk, "map");
+    msgpack_pack_uint32(pk, ev->map_id);
+    bpfg_pack_cstr(pk, "cpu");
+    msgpack_pack_int(pk, ev->cpu);
+    bpfg_pack_cstr(pk, "data");
+    bpfg_pack_bin(pk, ev->data, ev->size);
+}
+
+struct forward_ctx {
+    struct server *s;
+    uint32_t map_id;
+};
+
+static int forward_ringbuf(void *ctx, void *data, size_t size)
+{
+    struct forward_ctx *f = ctx;
+    struct record_event ev = {f->map_id, -1, data, size};
+    server_broadcast(f->s, SRV_TOPIC_RINGBUF, pack_record, &ev);
+    return 0;
+}
+
+static void forward_perf(void *ctx, int cpu, void *data, uint32_t size)
+{
+    struct forward_ctx *f = ctx;
+    struct record_event ev = {f->map_id, cpu, data, size};
+    server_broadcast(f->s, SRV_TOPIC_RINGBUF, pack_record, &ev);
+}
+
+/* Ring buffer and perf records go to subscribers; without subscribers they
+ * stay in the map for whoever else consumes it (a map.fd reader). */
+static void forward_records(struct server *s)
+{
+    bool any = false;
+    for (struct srv_client *c = s->clients; c; c = c->next)
+        any |= (c->topics & SRV_TOPIC_RINGBUF) != 0;
+    if (!any)
+        return;
+    for (size_t i = 0; i < s->reg.nmaps; i++) {
+        struct reg_map *m = s->reg.maps[i];
+        struct bpfg_map_info info;
+        struct forward_ctx f = {s, m->id};
+        bpfg_map_get_info(m->map, &info);
+        if (info.type == BPF_MAP_TYPE_RINGBUF)
+            bpfg_ringbuf_consume(m->map, forward_ringbuf, &f);
+        else if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+            bpfg_perf_consume(m->map, forward_perf, NULL, &f);
+    }
+    for (struct srv_client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (bpfg_rpc_pending(c->conn) && !client_flush(s, c))
+            client_free(s, c);
+    }
+}
+
+static void handle_signal(struct server *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            srv_log(SRV_INFO, "SIGHUP: nothing to reload");
+            continue;
+        }
+        srv_log(SRV_INFO, "%s received: shutting down", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        s->stop = true;
+    }
+}
+
+int server_run(struct server *s)
+{
+    struct epoll_event evs[64];
+    while (!s->stop) {
+        int n = epoll_wait(s->epfd, evs, 64, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            srv_log(SRV_ERROR, "epoll_wait: %s", strerror(errno));
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (!tag)
+                continue;
+            if (tag == TAG_LISTEN) {
+                accept_clients(s);
+            } else if (tag == TAG_SIGNAL) {
+                handle_signal(s);
+            } else if (tag == TAG_TIMER) {
+                uint64_t ticks;
+                if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0)
+                    forward_records(s);
+            } else {
+                struct srv_client *c = tag;
+                bool keep = true;
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    keep = client_readable(s, c);
+                else if (evs[i].events & EPOLLOUT)
+                    keep = client_flush(s, c);
+                if (!keep) {
+                    client_free(s, c);
+                    /* later events in this batch may name the freed client */
+                    for (int k = i + 1; k < n; k++)
+                        if (evs[k].data.ptr == c)
+                            evs[k].data.ptr = NULL;
+                }
+            }
+        }
+    }
+    srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* bpfgraftd's core: the control socket, client sessions, request dispatch
+ * and event streaming, on one epoll loop. */
+#ifndef BPFGRAFT_SERVER_H
+#define BPFGRAFT_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+#include "rpc.h"
+
+#define SRV_VERSION "0.1.0"
+#define SRV_API_LEVEL 1
+#define SRV_DEFAULT_SOCKET "/run/bpfgraft/control.sock"
+
+enum srv_topic {
+    SRV_TOPIC_TRACE = 1u << 0,
+    SRV_TOPIC_RINGBUF = 1u << 1,
+    SRV_TOPIC_TARGET = 1u << 2,
+    SRV_TOPIC_ALL = 7,
+};
+
+struct srv_config {
+    const char *socket_path;
+    mode_t socket_mode;          /* default 0600 */
+    gid_t socket_gid;            /* (gid_t)-1: leave as is */
+    size_t max_msg;              /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
+    size_t max_clients;          /* 0: 256 */
+};
+
+struct srv_client {
+    struct srv_client *next;
+    uint32_t id;
+    struct bpfg_rpc_conn *conn;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    unsigned topics;             /* subscribed event topics */
+    bool closing;                /* flush what is queued, then close */
+    bool want_out;               /* EPOLLOUT registered */
+};
+
+struct server {
+    struct srv_config cfg;
+    int epfd;
+    int listen_fd;
+    int signal_fd;
+    int timer_fd;
+    int lock_fd;
+    bool stop;
+    uint64_t start_ms;
+    struct srv_client *clients;
+    size_t nclients;
+    uint32_t next_client_id;
+    struct registry reg;
+};
+
+/* Takes the single-instance lock, creates the socket and the loop. Returns
+ * 0 or a negative errno with a message logged. */
+int server_init(struct server *s, const struct srv_config *cfg);
+/* Runs until SIGTERM/SIGINT. */
+int server_run(struct server *s);
+void server_destroy(struct server *s);
+
+uint64_t server_now_ms(void);
+/* Sends an event notification to every client subscribed to topic; the
+ * caller packs the event map with pack(). */
+void server_broadcast(struct server *s, unsigned topic,
+                      void (*pack)(msgpack_packer *pk, void *arg), void *arg);
+
+#endif

@@ -1,0 +1,403 @@
+/* bpfgraft-bench rpc: map.lookup round trips through bpfgraftd's control
+ * socket, from one client and from 8 concurrent clients (one connection
+ * per thread), against the kernel's bpf(BPF_MAP_LOOKUP_ELEM) on a kernel
+ * hash map of the same shape.
+ *
+ * Starts its own bpfgraftd (found next to this binary) on a socket in a
+ * temporary directory and loads cli_maps.bpf.o (built by test/cli) for a
+ * u32 -> u64 hash map. Every answer is checked, so a wrong server fails the
+ * suite rather than looking fast. */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "rpc.h"
+
+#define NKEYS 1024
+#define NTHREADS 8
+
+struct rconn {
+    struct bpfg_rpc_conn *c;
+    uint32_t next_id;
+};
+
+static int rconnect(const char *path, struct rconn *r)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->c = bpfg_rpc_conn_new(fd, 0);
+    if (!r->c) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->next_id = 1;
+    return 0;
+}
+
+static void rclose(struct rconn *r)
+{
+    bpfg_rpc_conn_free(r->c);
+    r->c = NULL;
+}
+
+/* Sends out (destroyed) and waits for the answer: 0 with *resp, -EREMOTEIO
+ * for an error answer (printed), or a transport errno. */
+static int rcall(struct rconn *r, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp)
+{
+    uint32_t id = r->next_id - 1;
+    int err = bpfg_rpc_queue(r->c, out, -1);
+    bpfg_rpc_out_destroy(out);
+    if (!err)
+        err = bpfg_rpc_flush(r->c);
+    if (err)
+        return err < 0 ? err : -EIO;
+    bool read = false;
+    for (;;) {
+        int n = bpfg_rpc_recv(r->c, resp, read);
+        if (n < 0) {
+            bpfg_rpc_msg_release(resp);
+            return n;
+        }
+        if (n == 1 && resp->kind == BPFG_RPC_RESPONSE && resp->msgid == id)
+            break;
+        read = n == 0;
+        bpfg_rpc_msg_release(resp);
+    }
+    if (resp->error.type != MSGPACK_OBJECT_NIL) {
+        const msgpack_object *e = &resp->error;
+        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 2 &&
+            e->via.array.ptr[1].type == MSGPACK_OBJECT_STR)
+            fprintf(stderr, "bench rpc: server error: %.*s\n", (int)e->via.array.ptr[1].via.str.size,
+                    e->via.array.ptr[1].via.str.ptr);
+        bpfg_rpc_msg_release(resp);
+        return -EREMOTEIO;
+    }
+    return 0;
+}
+
+static void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams)
+{
+    bpfg_rpc_out_init(out);
+    bpfg_rpc_begin_request(out, r->next_id++, method);
+    msgpack_pack_array(&out->pk, 1);
+    msgpack_pack_map(&out->pk, nparams);
+}
+
+static int map_update(struct rconn *r, uint64_t map, uint32_t key, uint64_t val)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "map.update", 3);
+    bpfg_pack_cstr(&out.pk, "map");
+    msgpack_pack_uint64(&out.pk, map);
+    bpfg_pack_cstr(&out.pk, "key");
+    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    bpfg_pack_cstr(&out.pk, "value");
+    bpfg_pack_bin(&out.pk, &val, sizeof(val));
+    int err = rcall(r, &out, &resp);
+    if (!err)
+        bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+static int map_lookup(struct rconn *r, uint64_t map, uint32_t key, uint64_t *val)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "map.lookup", 2);
+    bpfg_pack_cstr(&out.pk, "map");
+    msgpack_pack_uint64(&out.pk, map);
+    bpfg_pack_cstr(&out.pk, "key");
+    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    int err = rcall(r, &out, &resp);
+    if (err)
+        return err;
+    const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
+    if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == sizeof(*val))
+        memcpy(val, v->via.bin.ptr, sizeof(*val));
+    else
+        err = -EBADMSG;
+    bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+/* object.load by path; returns the id of its map named "counts". */
+static int load_counts(struct rconn *r, const char *path, uint64_t *map_id)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "object.load", 2);
+    bpfg_pack_cstr(&out.pk, "path");
+    bpfg_pack_cstr(&out.pk, path);
+    bpfg_pack_cstr(&out.pk, "name");
+    bpfg_pack_cstr(&out.pk, "bench");
+    int err = rcall(r, &out, &resp);
+    if (err)
+        return err;
+    err = -ENOENT;
+    const msgpack_object *maps = bpfg_obj_map_get(&resp.params, "maps");
+    for (uint32_t i = 0; maps && maps->type == MSGPACK_OBJECT_ARRAY && i < maps->via.array.size; i++) {
+        const msgpack_object *m = &maps->via.array.ptr[i];
+        const msgpack_object *name = bpfg_obj_map_get(m, "name"), *id = bpfg_obj_map_get(m, "id");
+        if (name && id && bpfg_obj_str_eq(name, "counts") && bpfg_obj_u64(id, map_id) == 0)
+            err = 0;
+    }
+    bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+static uint64_t expect(uint32_t key) { return (uint64_t)key * 0x9e3779b97f4a7c15ull; }
+
+/* ---- the server --------------------------------------------------------- */
+
+struct server {
+    pid_t pid;
+    char dir[64];
+    char sock[128];
+};
+
+static int server_start(struct server *s, const char *bin)
+{
+    snprintf(s->dir, sizeof(s->dir), "/tmp/bpfgraft-bench-XXXXXX");
+    if (!mkdtemp(s->dir))
+        return -errno;
+    snprintf(s->sock, sizeof(s->sock), "%s/control.sock", s->dir);
+    s->pid = fork();
+    if (s->pid < 0) {
+        int err = -errno;
+        rmdir(s->dir);
+        return err;
+    }
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the bench */
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execl(bin, bin, "--socket", s->sock, "--foreground", (char *)NULL);
+        _exit(127);
+    }
+    /* Wait until it accepts connections. */
+    for (int i = 0; i < 1000; i++) {
+        struct rconn r;
+        if (rconnect(s->sock, &r) == 0) {
+            rclose(&r);
+            return 0;
+        }
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = -1;
+            fprintf(stderr, "bench rpc: %s exited at start (status %d)\n", bin, st);
+            rmdir(s->dir);
+            return -ECHILD;
+        }
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+static void server_stop(struct server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        for (int i = 0; i < 500 && waitpid(s->pid, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(s->pid, NULL, WNOHANG) == 0) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+        }
+    }
+    unlink(s->sock);
+    rmdir(s->dir);
+}
+
+/* ---- measurements ------------------------------------------------------- */
+
+struct worker {
+    pthread_t th;
+    const char *sock;
+    uint64_t map_id;
+    int kernel_fd;      /* >= 0: kernel syscall lookups instead of RPC */
+    uint32_t iters, seed;
+    pthread_barrier_t *start;
+    uint64_t ns;
+    int err;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    struct rconn r = {0};
+    if (w->kernel_fd < 0 && (w->err = rconnect(w->sock, &r)) != 0) {
+        pthread_barrier_wait(w->start);
+        return NULL;
+    }
+    /* Warm up (connection, server buffers, caches) outside the timing. */
+    for (uint32_t i = 0; i < 200 && !w->err; i++) {
+        uint32_t key = i % NKEYS;
+        uint64_t v;
+        w->err = w->kernel_fd >= 0 ? (bpf_map_lookup_elem(w->kernel_fd, &key, &v) ? -errno : 0)
+                                   : map_lookup(&r, w->map_id, key, &v);
+    }
+    pthread_barrier_wait(w->start);
+    uint64_t t0 = bench_now_ns();
+    for (uint32_t i = 0; i < w->iters && !w->err; i++) {
+        uint32_t key = (w->seed + i * 7) % NKEYS;
+        uint64_t v = 0;
+        if (w->kernel_fd >= 0)
+            w->err = bpf_map_lookup_elem(w->kernel_fd, &key, &v) ? -errno : 0;
+        else
+            w->err = map_lookup(&r, w->map_id, key, &v);
+        if (!w->err && v != expect(key))
+            w->err = -EBADMSG;
+    }
+    w->ns = bench_now_ns() - t0;
+    if (r.c)
+        rclose(&r);
+    return NULL;
+}
+
+/* Runs n workers; returns 0 and the aggregate ops/s, or the first error. */
+static int run_workers(int n, const char *sock, uint64_t map_id, int kernel_fd, uint32_t iters,
+                       double *ops_per_s)
+{
+    struct worker w[NTHREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    int started = 0, err = 0;
+    for (int i = 0; i < n; i++) {
+        w[i] = (struct worker){.sock = sock, .map_id = map_id, .kernel_fd = kernel_fd,
+                               .iters = iters, .seed = (uint32_t)i * 131, .start = &start};
+        if (pthread_create(&w[i].th, NULL, worker_run, &w[i]) != 0) {
+            err = -EAGAIN;
+            break;
+        }
+        started++;
+    }
+    if (err) {   /* the barrier would never open: not worth recovering */
+        fprintf(stderr, "bench rpc: cannot start threads\n");
+        exit(1);
+    }
+    uint64_t max_ns = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(w[i].th, NULL);
+        if (w[i].err && !err)
+            err = w[i].err;
+        if (w[i].ns > max_ns)
+            max_ns = w[i].ns;
+    }
+    pthread_barrier_destroy(&start);
+    if (!err)
+        *ops_per_s = (double)n * iters / ((double)max_ns / 1e9);
+    return err;
+}
+
+static int find_next_to_self(char *out, size_t len, const char *rel)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = 0;
+    if (snprintf(out, len, "%s/%s", dirname(self), rel) >= (int)len)
+        return -ENAMETOOLONG;
+    return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}
+
+static int run(struct bench_ctx *ctx)
+{
+    bool quick = bench_quick(ctx);
+    uint32_t iters1 = quick ? 2000 : 50000, itersn = quick ? 500 : 20000;
+    uint32_t kiters = quick ? 20000 : 1000000;
+    char bin[PATH_MAX], obj[PATH_MAX];
+    int err;
+
+    if ((err = find_next_to_self(bin, sizeof(bin), "bpfgraftd"))) {
+        fprintf(stderr, "bench rpc: bpfgraftd not found next to bpfgraft-bench (%s)\n", bin);
+        return err;
+    }
+    if ((err = find_next_to_self(obj, sizeof(obj), "../bpf/cli_maps.bpf.o"))) {
+        fprintf(stderr, "bench rpc: %s not built (target cli_test_prog)\n", obj);
+        return err;
+    }
+
+    /* Kernel baseline: the same shape of map, lookups by syscall. */
+    int kfd = bpf_map_create(BPF_MAP_TYPE_HASH, "bench_rpc", 4, 8, 4096, NULL);
+    if (kfd < 0) {
+        fprintf(stderr, "bench rpc: kernel map: %s\n", strerror(errno));
+        return -errno;
+    }
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        uint64_t v = expect(k);
+        if (bpf_map_update_elem(kfd, &k, &v, BPF_ANY)) {
+            err = -errno;
+            close(kfd);
+            return err;
+        }
+    }
+
+    struct server srv = {.pid = -1};
+    if ((err = server_start(&srv, bin))) {
+        close(kfd);
+        return err;
+    }
+    struct rconn r;
+    uint64_t map_id = 0;
+    if ((err = rconnect(srv.sock, &r)))
+        goto out;
+    err = load_counts(&r, obj, &map_id);
+    for (uint32_t k = 0; !err && k < NKEYS; k++)
+        err = map_update(&r, map_id, k, expect(k));
+    rclose(&r);
+    if (err)
+        goto out;
+
+    double rpc1, rpc8, k1, k8;
+    if ((err = run_workers(1, srv.sock, map_id, -1, iters1, &rpc1)) ||
+        (err = run_workers(NTHREADS, srv.sock, map_id, -1, itersn, &rpc8)) ||
+        (err = run_workers(1, NULL, 0, kfd, kiters, &k1)) ||
+        (err = run_workers(NTHREADS, NULL, 0, kfd, kiters / 4, &k8)))
+        goto out;
+
+    bench_report(ctx, "map.lookup round trip", "1 client", 1e9 / rpc1, "ns/op",
+                 "kernel bpf(MAP_LOOKUP_ELEM)", 1e9 / k1);
+    bench_report(ctx, "map.lookup throughput", "1 client", rpc1, "ops/s",
+                 "kernel syscall, 1 thread", k1);
+    bench_report(ctx, "map.lookup throughput", "8 clients", rpc8, "ops/s",
+                 "kernel syscall, 8 threads", k8);
+    bench_note(ctx, "u32->u64 hash, %d keys; one unix socket connection per client; "
+               "every answer checked; %ld CPUs", NKEYS, sysconf(_SC_NPROCESSORS_ONLN));
+out:
+    server_stop(&srv);
+    close(kfd);
+    return err;
+}
+
+const struct bench_suite bench_suite_rpc = {
+    "rpc", "map.lookup over the control socket vs the bpf() syscall", run,
+};

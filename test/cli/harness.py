@@ -1,0 +1,142 @@
+"""Shared plumbing of the CLI/client integration tests: a real bpfgraftd on
+a socket in a temporary directory, the CLI runner and assertion counting.
+
+Every test script: `with Server(args) as srv: ...; sys.exit(report())`.
+The server is killed and the directory removed on the way out, even on an
+exception; PR_SET_PDEATHSIG kills it too if the test itself is killed.
+"""
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+_passed = 0
+_failed = 0
+
+
+def check(cond, what, detail=""):
+    """Records and prints one assertion."""
+    global _passed, _failed
+    if cond:
+        _passed += 1
+        print(f"ok   - {what}", flush=True)
+    else:
+        _failed += 1
+        print(f"FAIL - {what}" + (f"\n       {detail}" if detail else ""), flush=True)
+    return cond
+
+
+def check_eq(got, want, what):
+    return check(got == want, what, f"got {got!r}, want {want!r}")
+
+
+def report():
+    print(f"\n{_passed} passed, {_failed} failed", flush=True)
+    return 1 if _failed or not _passed else 0
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--obj", required=True, help="test/cli/progs/cli_maps.bpf.o")
+    ap.add_argument("--other-obj", required=True, help="an object with global data")
+    ap.add_argument("--scripts", required=True, help="the scripts/ folder")
+    a = ap.parse_args()
+    for k in ("bin_dir", "obj", "other_obj", "scripts"):
+        setattr(a, k, os.path.abspath(getattr(a, k)))
+    sys.path.insert(0, a.scripts)
+    return a
+
+
+def _die_with_parent():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.bpfgraftd = os.path.join(args.bin_dir, "bpfgraftd")
+        self.cli_bin = os.path.join(args.bin_dir, "bpfgraft")
+        self.dir = None
+        self.proc = None
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="bpfgraft-test-")
+        self.socket = os.path.join(self.dir, "control.sock")
+        self.log_path = os.path.join(self.dir, "bpfgraftd.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.bpfgraftd, "--socket", self.socket, "--foreground"],
+            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bpfgraftd exited with {self.proc.returncode}: {self.log_text()}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(self.socket)
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("bpfgraftd did not open its socket within 15 s")
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def __exit__(self, etype, exc, tb):
+        if etype is not None:
+            traceback.print_exception(etype, exc, tb)
+            check(False, f"test body raised {etype.__name__}: {exc}")
+        if self.proc is not None:
+            crashed = self.proc.poll() is not None
+            if not crashed:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            if crashed or _failed:
+                print("---- bpfgraftd log (tail) ----\n" + self.log_text()[-4000:])
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return True   # the failure is counted; report() sets the exit status
+
+    # -- the CLI -----------------------------------------------------------
+
+    def cli(self, *argv, json_out=False, env=None, timeout=30):
+        """Runs bpfgraft against this server: (rc, stdout, stderr)."""
+        cmd = [self.cli_bin, "--socket", self.socket] + (["--json"] if json_out else [])
+        r = subprocess.run(cmd + [str(a) for a in argv], capture_output=True, text=True,
+                           timeout=timeout, env=env)
+        return r.returncode, r.stdout, r.stderr
+
+    def cli_json(self, *argv):
+        """Runs with --json; returns (rc, parsed stdout or None, stderr)."""
+        rc, out, err = self.cli(*argv, json_out=True)
+        try:
+            doc = json.loads(out) if out.strip() else None
+        except ValueError as e:
+            check(False, f"--json {' '.join(map(str, argv))} prints valid JSON", f"{e}: {out!r}")
+            doc = None
+        return rc, doc, err
+
+    def client(self, timeout=30):
+        from bpfgraft_client import Client
+        return Client(self.socket, timeout=timeout)

@@ -1,0 +1,97 @@
+/* Hook planning and stub generation on known instruction sequences. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "hookgen.h"
+#include "injector.h"
+
+#define FUNC 0x7f0000100000ull
+#define STUB 0x7f0000000000ull
+#define ENTRY 0x7f1234560000ull
+
+static struct bpfg_hook_plan plan;
+static char err[BPFG_ERRLEN];
+
+static int64_t rd32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+Test(hookgen, plain_prologue)
+{
+    const uint8_t code[] = {0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0x31, 0xc0, 0xc9, 0xc3};
+    cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
+    cr_expect_eq(plan.site, FUNC);
+    cr_expect_eq(plan.patch_len, 8, "push rbp; mov rbp,rsp; sub rsp,16 = 8 bytes");
+    cr_assert_eq(bpfg_hook_build(&plan, STUB, 7, ENTRY, err), 0, "%s", err);
+    /* stub: push 7; jmp [rip+0] -> entry */
+    cr_expect_eq(plan.stub[0], 0x68);
+    cr_expect_eq(rd32(plan.stub + 1), 7);
+    cr_expect_eq(plan.stub[5], 0xff);
+    cr_expect_eq(plan.stub[6], 0x25);
+    cr_expect_eq(rd64(plan.stub + 11), ENTRY);
+    /* resume: the 8 displaced bytes, then jmp back to site+8 */
+    cr_expect_eq(memcmp(plan.stub + BPFG_HOOK_RESUME_OFF, code, 8), 0);
+    cr_expect_eq(rd64(plan.stub + BPFG_HOOK_RESUME_OFF + 8 + 6), FUNC + 8);
+    /* patch: jmp rel32 to the stub, nops after */
+    cr_expect_eq(plan.patch[0], 0xe9);
+    cr_expect_eq((uint64_t)(FUNC + 5 + rd32(plan.patch + 1)), STUB);
+    cr_expect_eq(plan.patch[5], 0x90);
+    cr_expect_eq(plan.patch[7], 0x90);
+}
+
+Test(hookgen, endbr64_stays_and_rip_relative_is_fixed)
+{
+    /* endbr64; mov rax, [rip+0x100]; push rbx; ret */
+    const uint8_t code[] = {0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x8b, 0x05, 0x00, 0x01, 0x00, 0x00, 0x53, 0xc3};
+    cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
+    cr_expect_eq(plan.site, FUNC + 4, "the jmp goes after endbr64");
+    cr_expect_eq(plan.patch_len, 7);
+    cr_assert_eq(bpfg_hook_build(&plan, STUB, 1, ENTRY, err), 0, "%s", err);
+    const uint8_t *r = plan.stub + BPFG_HOOK_RESUME_OFF;
+    cr_expect_eq(r[0], 0x48);
+    cr_expect_eq(r[2], 0x05);
+    uint64_t target = STUB + BPFG_HOOK_RESUME_OFF + 7 + (uint64_t)rd32(r + 3);
+    cr_expect_eq(target, FUNC + 4 + 7 + 0x100, "the operand still names the same memory");
+}
+
+Test(hookgen, conditional_branch_and_call_are_relocated)
+{
+    /* test edi,edi; je +0x10; call +0x20; ... ret */
+    const uint8_t code[] = {0x85, 0xff, 0x74, 0x10, 0xe8, 0x20, 0x00, 0x00, 0x00, 0x90, 0xc3};
+    cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
+    cr_expect_eq(plan.patch_len, 9);
+    cr_assert_eq(bpfg_hook_build(&plan, STUB, 2, ENTRY, err), 0, "%s", err);
+    const uint8_t *r = plan.stub + BPFG_HOOK_RESUME_OFF;
+    cr_expect_eq(memcmp(r, code, 2), 0);
+    cr_expect_eq(r[2], 0x75, "je becomes jne over an absolute jmp");
+    cr_expect_eq(r[3], 14);
+    cr_expect_eq(rd64(r + 4 + 6), FUNC + 4 + 0x10, "je target");
+    const uint8_t *c = r + 4 + 14;
+    cr_expect_eq(c[0], 0xff);
+    cr_expect_eq(c[1], 0x15, "call [rip+2]");
+    cr_expect_eq(rd64(c + 8), FUNC + 9 + 0x20, "call target");
+}
+
+Test(hookgen, refuses_what_cannot_be_patched)
+{
+    const uint8_t short_fn[] = {0x31, 0xc0, 0xc3};
+    cr_expect_eq(bpfg_hook_plan(FUNC, short_fn, sizeof(short_fn), &plan, err), -EINVAL);
+    cr_expect(strstr(err, "too short"), "%s", err);
+
+    /* push rbp; mov rbp,rsp; nop; nop; jne back to +1 (inside the patch) */
+    const uint8_t loop_back[] = {0x55, 0x48, 0x89, 0xe5, 0x90, 0x90, 0x75, 0xf9, 0xc3};
+    cr_expect_eq(bpfg_hook_plan(FUNC, loop_back, sizeof(loop_back), &plan, err), -EINVAL);
+    cr_expect(strstr(err, "branches into the bytes"), "%s", err);
+
+    /* jrcxz cannot be inverted: refused */
+    const uint8_t jrcxz[] = {0xe3, 0x05, 0x90, 0x90, 0x90, 0x90, 0x90, 0xc3};
+    cr_expect_eq(bpfg_hook_plan(FUNC, jrcxz, sizeof(jrcxz), &plan, err), -EINVAL);
+    cr_expect(strstr(err, "cannot relocate"), "%s", err);
+}
+
+Test(hookgen, stub_out_of_reach)
+{
+    const uint8_t code[] = {0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0xc3};
+    cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0);
+    cr_expect_eq(bpfg_hook_build(&plan, FUNC + (3ull << 31), 1, ENTRY, err), -ERANGE);
+}
