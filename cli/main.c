@@ -49,7 +49,9 @@ static const char usage_text[] =
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
-    "  attach PID OBJ [PROG...]        attach an object's programs to a process\n"
+    "  attach PID OBJ [PROG...] [--target BIN:FUNC]\n"
+    "                                  attach an object's uprobe programs to a process\n"
+    "                                  (--target: for programs whose section names no function)\n"
     "  detach PID\n"
     "  ps                              processes with programs attached\n"
     "  trace                           print trace_printk lines until interrupted\n"
@@ -812,10 +814,20 @@ static int cmd_map(struct args *a)
 static int cmd_attach(struct args *a)
 {
     uint64_t pid;
+    const char *target = NULL;
+    if (take_opt(a, "--target", &target) < 0)
+        return usage_error("attach: --target needs BINARY:FUNCTION");
+    int rc0 = check_no_flags(a, "attach");
+    if (rc0)
+        return rc0;
     if (a->n < 2 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft attach PID OBJ [PROG...]");
+        return usage_error("usage: bpfgraft attach PID OBJ [PROG...] [--target BIN:FUNC]");
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.attach", a->n > 2 ? 3 : 2);
+    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : 2) + (target ? 1 : 0));
+    if (target) {
+        pack_key(&out.pk, "target");
+        bpfg_pack_cstr(&out.pk, target);
+    }
     pack_key(&out.pk, "pid");
     msgpack_pack_uint64(&out.pk, pid);
     pack_key(&out.pk, "object");

@@ -119,9 +119,94 @@ struct bpfg_pmsg_hello {
     uint32_t nr_cpus;
 };
 
+/* ---- additions (ABI version 1) ----
+ *
+ * struct bpfg_pmsg_hello continues with the fields below (a server reading
+ * an older payload sees a shorter hello: check hdr.len):
+ *     uint64_t thread_table;      address of struct bpfg_thread_slot[max_threads]
+ *     uint32_t max_threads;       BPFG_MAX_THREADS
+ *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
+ *     uint64_t uretprobe_handler; unused by the server, diagnostics only
+ * They are declared as struct bpfg_pmsg_hello_ext, which starts with the
+ * original struct. */
+
+/* The context of uprobe programs: the kernel's x86-64 struct pt_regs
+ * layout, so PT_REGS_PARM1(ctx) etc. of bpf_tracing.h work unchanged.
+ * orig_ax is the hook index (uretprobe: -1); ip is the hook's site (for a
+ * return program: the address the function returns to); sp is the stack
+ * pointer the function saw (for a return program: after its ret). */
+struct bpfg_pt_regs {
+    uint64_t r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+    uint64_t ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+#define BPFG_MAX_HOOKS 512
+#define BPFG_HOOK_MAX_PROGS 4        /* per kind and hook slot */
+#define BPFG_MAX_THREADS 1024
+#define BPFG_SHADOW_DEPTH 32
+
+/* One slot of the hook table (hello.hook_table, BPFG_MAX_HOOKS slots).
+ * Written only by the payload thread. A slot may carry up to
+ * BPFG_HOOK_MAX_PROGS entry programs and as many return programs: one
+ * HOOK message adds one program of its kind; UNHOOK removes all of them.
+ * site and resume stay valid after UNHOOK, so a thread still inside the
+ * stub continues correctly; a slot's site may only change once it has no
+ * program (and the server has restored the site and freed the stub). */
+struct bpfg_hook_slot {
+    uint64_t site;
+    uint64_t resume;
+    uint64_t entry_progs[BPFG_HOOK_MAX_PROGS];   /* payload-internal pointers, 0 = none */
+    uint64_t ret_progs[BPFG_HOOK_MAX_PROGS];
+    uint64_t misses;          /* runs skipped: recursion, thread table or shadow stack full */
+    uint64_t pad;
+};
+
+/* uretprobes: per-thread shadow stacks of replaced return addresses, in a
+ * table (hello.thread_table) keyed by the thread pointer (the fs base,
+ * glibc's TCB). An entry says: the return address at stack address `slot`
+ * was `ret` and now is bpfg_uretprobe_return.
+ *
+ * Detaching with uretprobes: after DETACH has been answered (the payload
+ * thread is gone and no handler runs any more) and with the process
+ * stopped, the server walks every slot with owner != 0 and, for its
+ * entries from stack[depth-1] down to stack[0], writes `ret` back to
+ * `slot` when the word at `slot` still equals bpfg_uretprobe_return, and
+ * only for the first (topmost) entry of a given slot address. Entries whose
+ * word no longer holds the trampoline belong to frames skipped by longjmp
+ * or exceptions and are ignored. A thread whose rip is inside the payload
+ * (bpfg_unload_payload says -EBUSY) must be let run a little and retried. */
+struct bpfg_shadow_entry {
+    uint64_t ret;
+    uint64_t slot;
+    uint32_t hook_index;
+    uint32_t pad;
+};
+
+struct bpfg_thread_slot {
+    uint64_t owner;           /* thread pointer; 0 = free. Slots are never freed:
+                               * an exited thread's slot is reused by the next
+                               * thread glibc gives the same TCB */
+    uint32_t seq;             /* odd while a handler runs on the thread */
+    uint32_t depth;           /* live entries in stack[] */
+    uint64_t misses;
+    uint64_t pad;
+    struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
+};
+
 struct bpfg_pmsg_map {
     uint32_t map_id;             /* the server's map id */
 };
+
+struct bpfg_pmsg_hello_ext {
+    struct bpfg_pmsg_hello base;
+    uint64_t thread_table;
+    uint32_t max_threads;
+    uint32_t shadow_depth;
+    uint64_t uretprobe_handler;
+};
+
+/* bpfg_pmsg_prog.flags */
+#define BPFG_PROG_F_CHECKED 1u       /* run in the VM's checked mode (bounds-checked memory) */
 
 struct bpfg_pmsg_prog {
     uint32_t prog_id;
@@ -153,6 +238,12 @@ struct bpfg_pmsg_unmap {
     uint32_t map_id;             /* 0: none */
     uint32_t prog_id;            /* 0: none */
 };
+
+/* BPFG_PMSG_TRACE: one bpf_trace_printk line. Lines are queued by the
+ * programs in a ring of 256 lines of up to BPFG_TRACE_LINE bytes; when it
+ * is full lines are dropped, and the next TRACE message carries the count
+ * of lines dropped since the previous one in hdr.flags (saturating). */
+#define BPFG_TRACE_LINE 240
 
 struct bpfg_pmsg_trace {
     uint32_t pid, tid;

@@ -29,6 +29,8 @@ static void usage(FILE *f)
             "  -m, --socket-mode MODE  socket permissions, octal (default 0600)\n"
             "  -g, --socket-group GRP  group owning the socket\n"
             "  -l, --log FILE          log file (default: stderr; /dev/null with --daemon)\n"
+            "  -p, --payload FILE      the payload injected into targets\n"
+            "                          (default: ../lib/bpfgraft-payload.so beside this binary)\n"
             "  -v, --debug             log every request error too\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
@@ -76,14 +78,15 @@ int main(int argc, char **argv)
         {"foreground", no_argument, NULL, 'f'}, {"daemon", no_argument, NULL, 'd'},
         {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
         {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
-        {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}, {0},
+        {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+        {"payload", required_argument, NULL, 'p'}, {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
     const char *log_path = NULL;
     bool daemon_mode = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "fds:m:g:l:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "fds:m:g:l:vhp:", opts, NULL)) != -1) {
         switch (c) {
         case 'f': daemon_mode = false; break;
         case 'd': daemon_mode = true; break;
@@ -108,6 +111,7 @@ int main(int argc, char **argv)
             break;
         }
         case 'l': log_path = optarg; break;
+        case 'p': cfg.payload_path = optarg; break;
         case 'v': srv_log_set_level(SRV_DEBUG); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -122,6 +126,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "bpfgraftd: the socket path must be absolute\n");
         return 2;
     }
+
+    char payload[4096];
+    if (!cfg.payload_path) {
+        char self[4000];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        self[n > 0 ? n : 0] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash)
+            *slash = 0;
+        snprintf(payload, sizeof(payload), "%s/../lib/bpfgraft-payload.so", self);
+        cfg.payload_path = payload;
+    }
+    if (access(cfg.payload_path, R_OK) != 0)
+        fprintf(stderr, "bpfgraftd: warning: payload %s: %s (attach will fail)\n", cfg.payload_path,
+                strerror(errno));
 
     FILE *log = NULL;
     if (log_path) {

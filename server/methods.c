@@ -178,8 +178,15 @@ static int arg_map(struct srv_call *call, int idx, struct reg_map **out)
     err = registry_map_by_name(&call->s->reg, name, out);
     if (err == -ENOENT)
         return fail(call, BPFG_RPC_E_NOT_FOUND, "no map named '%s'", name);
-    if (err == -EEXIST)
-        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "map name '%s' is ambiguous: use its id (map.list)", name);
+    if (err == -EEXIST) {
+        char ids[256] = "";
+        size_t len = 0;
+        const struct registry *r = &call->s->reg;
+        for (size_t i = 0; i < r->nmaps && len < sizeof(ids) - 16; i++)
+            if (strcmp(r->maps[i]->name, name) == 0)
+                len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u", len ? ", " : "", r->maps[i]->id);
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "map name '%s' is ambiguous: use one of the ids %s", name, ids);
+    }
     return 0;
 }
 
@@ -199,8 +206,16 @@ static int arg_prog(struct srv_call *call, int idx, struct reg_prog **out)
     err = registry_prog_by_name(&call->s->reg, name, out);
     if (err == -ENOENT)
         return fail(call, BPFG_RPC_E_NOT_FOUND, "no program named '%s'", name);
-    if (err == -EEXIST)
-        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "program name '%s' is ambiguous: use its id (prog.list)", name);
+    if (err == -EEXIST) {
+        char ids[256] = "";
+        size_t len = 0;
+        const struct registry *r = &call->s->reg;
+        for (size_t i = 0; i < r->nprogs && len < sizeof(ids) - 16; i++)
+            if (strcmp(r->progs[i]->prog->name, name) == 0)
+                len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u", len ? ", " : "", r->progs[i]->id);
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "program name '%s' is ambiguous: use one of the ids %s", name,
+                    ids);
+    }
     return 0;
 }
 
@@ -230,7 +245,7 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
     kv_u64(pk, "objects", s->reg.nobjects);
     kv_u64(pk, "programs", s->reg.nprogs);
     kv_u64(pk, "maps", s->reg.nmaps);
-    kv_u64(pk, "targets", 0);
+    kv_u64(pk, "targets", s->targets.count);
     kv_u64(pk, "clients", s->nclients);
     return 0;
 }
@@ -573,6 +588,30 @@ static int m_map_pop(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static int m_map_push(struct srv_call *call, msgpack_packer *pk)
+{
+    struct reg_map *m;
+    int err = arg_map(call, 0, &m);
+    if (err)
+        return err;
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m->map, &info);
+    if (info.type != BPF_MAP_TYPE_QUEUE && info.type != BPF_MAP_TYPE_STACK)
+        return fail(call, BPFG_RPC_E_UNSUPPORTED, "map '%s' is a %s, not a queue or stack", m->name,
+                    bpfg_map_type_name(info.type));
+    const void *value = NULL;
+    if ((err = arg_bytes(call, 1, "value", info.value_size, &value)))
+        return err;
+    uint64_t flags = call->args[2] ? call->args[2]->via.u64 : 0;
+    /* a NULL key is how the syscall side pushes (BPF_MAP_UPDATE_ELEM) */
+    err = bpfg_map_update_copy(m->map, NULL, value, flags);
+    if (err)
+        return fail(call, errno_code(err), "push to map '%s': %s", m->name,
+                    err == -E2BIG ? "the map is full (flags 2 = BPF_EXIST overwrites the oldest)" : strerror(-err));
+    msgpack_pack_true(pk);
+    return 0;
+}
+
 static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
 {
     struct reg_map *m;
@@ -586,23 +625,80 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
 
 static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
 {
-    (void)pk;
-    return fail(call, BPFG_RPC_E_UNSUPPORTED,
-                "attaching to process %llu is not available yet: the injector and payload are not built",
-                (unsigned long long)call->args[0]->via.u64);
+    uint64_t pid = call->args[0]->via.u64;
+    if (pid == 0 || pid > INT32_MAX)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "bad pid %llu", (unsigned long long)pid);
+    /* the object: by id or name */
+    struct reg_object *o = NULL;
+    const msgpack_object *obj = call->args[1];
+    if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        o = obj->via.u64 <= UINT32_MAX ? registry_object(&call->s->reg, (uint32_t)obj->via.u64) : NULL;
+    } else {
+        for (size_t i = 0; i < call->s->reg.nobjects; i++)
+            if (bpfg_obj_str_eq(obj, call->s->reg.objects[i]->name))
+                o = call->s->reg.objects[i];
+    }
+    if (!o)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no such object (see object.list)");
+
+    uint32_t ids[64];
+    size_t n = 0;
+    const msgpack_object *list = call->args[2];
+    if (list) {
+        if (list->via.array.size > 64)
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "at most 64 programs per attach");
+        for (uint32_t i = 0; i < list->via.array.size; i++) {
+            const msgpack_object *e = &list->via.array.ptr[i];
+            struct reg_prog *p = NULL;
+            if (e->type == MSGPACK_OBJECT_POSITIVE_INTEGER && e->via.u64 <= UINT32_MAX)
+                p = registry_prog(&call->s->reg, (uint32_t)e->via.u64);
+            else
+                for (size_t k = 0; k < o->prog_cnt && !p; k++)
+                    if (bpfg_obj_str_eq(e, o->obj->progs[k].name))
+                        p = registry_prog(&call->s->reg, o->prog_ids[k]);
+            if (!p || p->obj_id != o->id)
+                return fail(call, BPFG_RPC_E_NOT_FOUND, "program %u of the list is not in object '%s'", i, o->name);
+            ids[n++] = p->id;
+        }
+    } else {
+        /* every uprobe/uretprobe program of the object */
+        for (size_t k = 0; k < o->prog_cnt && n < 64; k++) {
+            enum bpfg_attach_kind kind = o->obj->progs[k].kind;
+            if (kind == BPFG_ATTACH_UPROBE || kind == BPFG_ATTACH_URETPROBE)
+                ids[n++] = o->prog_ids[k];
+        }
+        if (!n)
+            return fail(call, BPFG_RPC_E_UNSUPPORTED, "object '%s' has no uprobe or uretprobe program", o->name);
+    }
+    char target[512] = "";
+    int err;
+    if (call->args[3] && (err = arg_string(call, 3, target, sizeof(target))))
+        return err;
+    int code = targets_attach(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, call->err,
+                              sizeof(call->err));
+    if (code)
+        return code;
+    msgpack_pack_map(pk, 2);
+    kv_u64(pk, "pid", pid);
+    kv_u64(pk, "programs", n);
+    return 0;
 }
 
 static int m_target_detach(struct srv_call *call, msgpack_packer *pk)
 {
-    (void)pk;
-    return fail(call, BPFG_RPC_E_NOT_FOUND, "process %llu is not attached",
-                (unsigned long long)call->args[0]->via.u64);
+    uint64_t pid = call->args[0]->via.u64;
+    if (pid == 0 || pid > INT32_MAX)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "bad pid %llu", (unsigned long long)pid);
+    int code = targets_detach(call->s, (pid_t)pid, call->c->uid, call->c->pid, call->err, sizeof(call->err));
+    if (code)
+        return code;
+    msgpack_pack_true(pk);
+    return 0;
 }
 
 static int m_target_list(struct srv_call *call, msgpack_packer *pk)
 {
-    (void)call;
-    msgpack_pack_array(pk, 0);   /* nothing can be attached yet */
+    targets_pack_list(call->s, pk);
     return 0;
 }
 
@@ -666,10 +762,14 @@ static const struct method methods[] = {
     {"map.dump", m_map_dump, {{"map", P_REF, REQ}, {"max", P_UINT, OPT}}, "{entries: [{key, value | values}], truncated}",
      "Every element of a keyed map.", 1},
     {"map.pop", m_map_pop, {{"map", P_REF, REQ}}, "{value}", "Pops a queue or stack.", 1},
+    {"map.push", m_map_push, {{"map", P_REF, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}}, "true",
+     "Pushes onto a queue or stack (flags 2, BPF_EXIST: overwrite the oldest when full).", 1},
     {"map.fd", m_map_fd, {{"map", P_REF, REQ}}, "map (+ memfd via SCM_RIGHTS)",
      "Hands the map's memfd to a local client.", 1},
-    {"target.attach", m_target_attach, {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}},
-     "target", "Attaches an object's programs to a running process.", 1},
+    {"target.attach", m_target_attach,
+     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT}},
+     "{pid, programs}", "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
+     "process; 'target' (\"binary:function[+off]\") serves programs whose section names none.", 1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
     {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},
     {"events.subscribe", m_events_subscribe, {{"topics", P_ARRAY, OPT}}, "true",

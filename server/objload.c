@@ -576,6 +576,10 @@ static int validate_btf_ext(const struct btf *btf, const void *data, size_t size
             if (!btf_name_ok(btf, name) || (uint64_t)cnt * rec > (uint64_t)(end - q))
                 return -EINVAL;
             for (uint32_t i = 0; i < cnt; i++, q += rec) {
+                uint32_t insn_off;
+                memcpy(&insn_off, q, 4);
+                if (insn_off % 8)       /* libbpf 1.1 leaks on this one */
+                    return -EINVAL;
                 for (unsigned w = 0; w < 4 && w * 4 + 4 <= rec; w++) {
                     uint32_t v;
                     memcpy(&v, q + w * 4, 4);

@@ -132,6 +132,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     if (!s->cfg.max_clients)
         s->cfg.max_clients = 256;
     s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
+    s->targets.listen_fd = -1;
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
@@ -143,6 +144,11 @@ int server_init(struct server *s, const struct srv_config *cfg)
         err = listen_socket(s);
     if (err)
         goto fail;
+    err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "");
+    if (err) {
+        srv_log(SRV_ERROR, "cannot listen for payloads: %s", strerror(-err));
+        goto fail;
+    }
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -192,6 +198,8 @@ void server_destroy(struct server *s)
 {
     while (s->clients)
         client_free(s, s->clients);
+    /* Leave every target as we found it: hooks removed, payload gone. */
+    targets_destroy(s);
     registry_destroy(&s->reg);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
@@ -244,6 +252,7 @@ static void accept_clients(struct server *s)
             free(c);
             continue;
         }
+        c->magic = CLIENT_MAGIC;
         c->conn = conn;
         c->id = s->next_client_id++;
         c->pid = cred.pid;
@@ -484,6 +493,12 @@ int server_run(struct server *s)
                 uint64_t ticks;
                 if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0)
                     forward_records(s);
+            } else if (*(uint32_t *)tag == TARGET_MAGIC) {
+                struct target *t = (struct target *)tag;
+                if (!targets_readable(s, t))
+                    for (int k = i + 1; k < n; k++)
+                        if (evs[k].data.ptr == tag)
+                            evs[k].data.ptr = NULL;
             } else {
                 struct srv_client *c = tag;
                 bool keep = true;

@@ -9,6 +9,7 @@
 
 #include "registry.h"
 #include "rpc.h"
+#include "targets.h"
 
 #define SRV_VERSION "0.1.0"
 #define SRV_API_LEVEL 1
@@ -27,9 +28,13 @@ struct srv_config {
     gid_t socket_gid;            /* (gid_t)-1: leave as is */
     size_t max_msg;              /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
     size_t max_clients;          /* 0: 256 */
+    const char *payload_path;    /* bpfgraft-payload.so */
 };
 
+#define CLIENT_MAGIC 0x434c4e54u
+
 struct srv_client {
+    uint32_t magic;              /* first: epoll data points here */
     struct srv_client *next;
     uint32_t id;
     struct bpfg_rpc_conn *conn;
@@ -54,6 +59,7 @@ struct server {
     size_t nclients;
     uint32_t next_client_id;
     struct registry reg;
+    struct targets targets;
 };
 
 /* Takes the single-instance lock, creates the socket and the loop. Returns

@@ -1,0 +1,302 @@
+/* The hook table and the handlers that run on target threads.
+ *
+ * Only the payload thread writes hook slots; handlers read them without
+ * locks. A program pointer is published with a release store and cleared
+ * before the program is freed; the thread table's per-thread `seq` (odd
+ * while a handler runs) lets the payload thread wait for a grace period
+ * before freeing (hooks_quiesce), like RCU.
+ *
+ * uretprobes replace the return address on the stack with
+ * bpfg_uretprobe_return and keep the original in the thread's shadow stack.
+ * Entries are ordered by stack address; frames abandoned by longjmp or
+ * exceptions are recognised because their slot lies below the current
+ * stack pointer, and dropped. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "payload.h"
+#include "rt/rt.h"
+
+extern char bpfg_uretprobe_return[];
+
+struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
+struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+
+/* Shadow entries farther than this from the current stack pointer are not
+ * on the same stack (e.g. a signal handler on an alternate stack) and are
+ * neither dropped nor matched. */
+#define SAME_STACK_WINDOW (256ull << 20)
+#define THREAD_PROBES 64
+
+/* ---- thread slots ---- */
+
+static uint64_t thread_key(void)
+{
+    uint64_t k;
+    if (rt_hwcap2 & 2) {   /* HWCAP2_FSGSBASE: no memory access at all */
+        __asm__ volatile("rdfsbase %0" : "=r"(k));
+        return k;
+    }
+    if (rt_params->libc.pthread_mutex_lock) {
+        /* glibc: fs:0 is the TCB's self pointer */
+        __asm__ volatile("mov %%fs:0, %0" : "=r"(k));
+        return k;
+    }
+    long r = rt_sys2(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, (long)&k);
+    return rt_is_err(r) ? 0 : k;
+}
+
+static struct bpfg_thread_slot *thread_slot(void)
+{
+    uint64_t self = thread_key();
+    if (!self)
+        return NULL;
+    uint32_t h = (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40);
+    for (uint32_t i = 0; i < THREAD_PROBES; i++) {
+        struct bpfg_thread_slot *t = &bpfg_threads[(h + i) % BPFG_MAX_THREADS];
+        uint64_t o = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
+        if (o == self)
+            return t;
+        if (o == 0) {
+            uint64_t expected = 0;
+            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                return t;
+            if (expected == self)
+                return t;
+        }
+    }
+    return NULL;
+}
+
+/* Enters handler context; false if this thread is already inside one (a
+ * hooked function called from a helper or a signal handler). */
+static bool thread_enter(struct bpfg_thread_slot *t)
+{
+    if (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)
+        return false;
+    /* a locked add: the seq store is ordered before the program loads */
+    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    return true;
+}
+
+static void thread_leave(struct bpfg_thread_slot *t)
+{
+    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Drops entries of frames that are gone: their slot is at or below sp,
+ * on the same stack. */
+static void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
+{
+    while (t->depth) {
+        uint64_t slot = t->stack[t->depth - 1].slot;
+        bool gone = inclusive ? slot <= sp : slot < sp;
+        if (!gone || sp - slot > SAME_STACK_WINDOW)
+            break;
+        t->depth--;
+    }
+}
+
+static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
+{
+    __atomic_fetch_add(&h->misses, 1, __ATOMIC_RELAXED);
+    if (t)
+        t->misses++;
+}
+
+static void run_list(uint64_t *list, struct bpfg_exec *ex)
+{
+    for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
+        struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
+        if (p)
+            helpers_run(p, ex);
+    }
+}
+
+static bool any_prog(const uint64_t *list)
+{
+    for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++)
+        if (__atomic_load_n(&list[i], __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
+
+/* Called by bpfg_uprobe_entry. Returns 1 to return to the caller with
+ * regs->ax (bpf_override_return), 0 to continue at the resume address,
+ * which it stores in the word after the pt_regs' saved flags. */
+long bpfg_uprobe_handler(struct bpfg_pt_regs *regs)
+{
+    uint64_t index = regs->orig_ax;
+    if (index >= BPFG_MAX_HOOKS)
+        __builtin_trap();   /* a stub we did not make: nowhere to continue */
+    struct bpfg_hook_slot *h = &bpfg_hooks[index];
+    uint64_t *frame = (uint64_t *)(regs + 1);
+    frame[1] = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
+    regs->ip = h->site;
+    if (!frame[1])
+        __builtin_trap();
+
+    bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
+    if (!has_entry && !has_ret)
+        return 0;
+    struct bpfg_thread_slot *t = thread_slot();
+    if (!t || !thread_enter(t)) {
+        miss(h, t);
+        return 0;
+    }
+    struct bpfg_exec ex = {.regs = regs, .hook = h, .entry = true};
+    if (has_entry)
+        run_list(h->entry_progs, &ex);
+    if (has_ret && !ex.override) {
+        uint64_t slot = regs->sp;
+        shadow_drop_below(t, slot, true);
+        if (t->depth < BPFG_SHADOW_DEPTH) {
+            struct bpfg_shadow_entry *e = &t->stack[t->depth];
+            e->ret = *(uint64_t *)slot;
+            e->slot = slot;
+            e->hook_index = (uint32_t)index;
+            /* entry first: a server reading the table sees no trampoline
+             * address without its entry */
+            __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
+            *(uint64_t *)slot = (uint64_t)(uintptr_t)bpfg_uretprobe_return;
+        } else {
+            miss(h, t);
+        }
+    }
+    thread_leave(t);
+    if (ex.override) {
+        regs->ax = ex.override_rc;
+        return 1;
+    }
+    return 0;
+}
+
+static void fatal_no_entry(uint64_t sp) __attribute__((noreturn, cold));
+
+static void fatal_no_entry(uint64_t sp)
+{
+    /* The original return address is lost: nothing sane can continue. Say
+     * why where the server looks, then crash the thread loudly. */
+    if (rt_params)
+        snprintf(rt_params->error, sizeof(rt_params->error),
+                 "uretprobe: no shadow-stack entry for return at sp 0x%llx", (unsigned long long)sp);
+    __builtin_trap();
+}
+
+/* Called by bpfg_uretprobe_return; returns the original return address. */
+uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
+{
+    uint64_t slot = regs->sp - 8;
+    struct bpfg_thread_slot *t = thread_slot();
+    if (!t)
+        fatal_no_entry(slot);
+    shadow_drop_below(t, slot, false);
+    if (!t->depth || t->stack[t->depth - 1].slot != slot)
+        fatal_no_entry(slot);
+    struct bpfg_shadow_entry e = t->stack[t->depth - 1];
+    __atomic_store_n(&t->depth, t->depth - 1, __ATOMIC_RELEASE);
+    regs->ip = e.ret;
+    if (e.hook_index < BPFG_MAX_HOOKS && thread_enter(t)) {
+        struct bpfg_hook_slot *h = &bpfg_hooks[e.hook_index];
+        struct bpfg_exec ex = {.regs = regs, .hook = h, .entry = false};
+        run_list(h->ret_progs, &ex);
+        thread_leave(t);
+    }
+    return e.ret;
+}
+
+/* ---- table management (payload thread only) ---- */
+
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err,
+              size_t errlen)
+{
+    if (index >= BPFG_MAX_HOOKS) {
+        snprintf(err, errlen, "hook index %u out of range (max %u)", index, BPFG_MAX_HOOKS);
+        return -EINVAL;
+    }
+    if (kind != BPFG_HOOK_UPROBE && kind != BPFG_HOOK_URETPROBE) {
+        snprintf(err, errlen, "unknown hook kind %u", kind);
+        return -EINVAL;
+    }
+    if (!site || !resume) {
+        snprintf(err, errlen, "hook %u: site and resume addresses are required", index);
+        return -EINVAL;
+    }
+    struct bpfg_hook_slot *h = &bpfg_hooks[index];
+    bool used = any_prog(h->entry_progs) || any_prog(h->ret_progs);
+    if (used && (h->site != site || h->resume != resume)) {
+        snprintf(err, errlen, "hook slot %u is in use for site 0x%llx", index, (unsigned long long)h->site);
+        return -EBUSY;
+    }
+    uint64_t *list = kind == BPFG_HOOK_UPROBE ? h->entry_progs : h->ret_progs;
+    int free_at = -1;
+    for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
+        if (list[i] == (uint64_t)(uintptr_t)p) {
+            snprintf(err, errlen, "program %u is already attached to hook %u", p->id, index);
+            return -EEXIST;
+        }
+        if (!list[i] && free_at < 0)
+            free_at = i;
+    }
+    if (free_at < 0) {
+        snprintf(err, errlen, "hook %u already has %d programs of this kind", index, BPFG_HOOK_MAX_PROGS);
+        return -ENOSPC;
+    }
+    if (!used) {
+        __atomic_store_n(&h->site, site, __ATOMIC_RELEASE);
+        __atomic_store_n(&h->resume, resume, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&list[free_at], (uint64_t)(uintptr_t)p, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+void hooks_remove(uint32_t index)
+{
+    if (index >= BPFG_MAX_HOOKS)
+        return;
+    struct bpfg_hook_slot *h = &bpfg_hooks[index];
+    for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
+        __atomic_store_n(&h->entry_progs[i], 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&h->ret_progs[i], 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+void hooks_remove_all(void)
+{
+    for (uint32_t i = 0; i < BPFG_MAX_HOOKS; i++)
+        hooks_remove(i);
+}
+
+bool hooks_use_prog(const struct prog *p)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p;
+    for (uint32_t i = 0; i < BPFG_MAX_HOOKS; i++)
+        for (int k = 0; k < BPFG_HOOK_MAX_PROGS; k++)
+            if (bpfg_hooks[i].entry_progs[k] == v || bpfg_hooks[i].ret_progs[k] == v)
+                return true;
+    return false;
+}
+
+bool hooks_quiesce(int timeout_ms)
+{
+    static uint32_t snap[BPFG_MAX_THREADS];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
+        snap[i] = __atomic_load_n(&bpfg_threads[i].seq, __ATOMIC_SEQ_CST);
+    for (int waited = 0;; waited++) {
+        bool busy = false;
+        for (uint32_t i = 0; i < BPFG_MAX_THREADS && !busy; i++)
+            busy = (snap[i] & 1) && __atomic_load_n(&bpfg_threads[i].seq, __ATOMIC_ACQUIRE) == snap[i];
+        if (!busy)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        struct timespec ts = {0, 1000000};
+        rt_sys2(SYS_nanosleep, (long)&ts, 0);
+    }
+}

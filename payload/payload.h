@@ -1,0 +1,73 @@
+/* Internals shared by the payload's parts: programs, the per-run context
+ * handed to helpers, the hook and thread tables, the trace ring. */
+#ifndef BPFGRAFT_PAYLOAD_H
+#define BPFGRAFT_PAYLOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "abi.h"
+#include "maps.h"
+#include "vm.h"
+
+#define MAX_PROGS 256
+#define MAX_MAPS 256
+#define MAX_TAIL_CALLS 33
+#define MAX_RB_RESERVED 8
+
+struct prog {
+    uint32_t id;
+    uint32_t flags;
+    struct bpfg_vm *vm;
+    uint32_t nmaps;
+    struct bpfg_map **maps;    /* map_ids[] of the PROG message, resolved */
+};
+
+/* One program run on a target thread; helpers receive it as their user
+ * pointer through bpfg_vm_exec_ctx(). */
+struct bpfg_exec {
+    struct bpfg_pt_regs *regs;
+    struct bpfg_hook_slot *hook;
+    bool entry;                /* an entry program (override_return allowed) */
+    bool override;
+    uint64_t override_rc;
+    struct prog *tail_next;    /* set by bpf_tail_call */
+    uint32_t tail_count;
+    uint32_t nrb;
+    struct {
+        void *data;
+        struct bpfg_map *map;
+    } rb[MAX_RB_RESERVED];
+};
+
+/* main.c: loaded programs and maps, owned by the payload thread. The
+ * program table is read lock-free by tail calls. */
+struct prog *payload_prog_by_id(uint32_t id);
+struct bpfg_map *payload_map_by_id(uint32_t id);
+
+/* helpers.c */
+int helpers_register(struct bpfg_vm *vm);
+/* Runs a program and the programs it tail-calls. */
+void helpers_run(struct prog *p, struct bpfg_exec *ex);
+
+/* trace ring (helpers.c): producers on any thread, one consumer */
+struct trace_line {
+    uint32_t pid, tid, len;
+    char text[BPFG_TRACE_LINE];
+};
+bool trace_ring_pop(struct trace_line *out);
+uint64_t trace_ring_take_dropped(void);
+
+/* hooks.c */
+extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
+extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err,
+              size_t errlen);
+void hooks_remove(uint32_t index);
+void hooks_remove_all(void);
+bool hooks_use_prog(const struct prog *p);
+/* Waits until every handler that was running has finished (a grace
+ * period). Returns false on timeout. */
+bool hooks_quiesce(int timeout_ms);
+
+#endif

@@ -1,0 +1,198 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "symbols.h"
+
+struct mapping {
+    uint64_t start, end, offset;
+    uint64_t inode;
+    char path[512];
+};
+
+/* The file mappings of pid that belong to one file (matched by inode when
+ * we can stat the binary, else by path or file name). */
+static int find_mappings(pid_t pid, const char *binary, struct mapping *out, size_t max, size_t *n, char *path_out,
+                         size_t path_len)
+{
+    char maps[64], line[1024], exe[512] = "";
+    struct stat want;
+    bool by_inode = false, want_exe = !binary || !binary[0] || strcmp(binary, "self") == 0;
+
+    if (want_exe) {
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+        ssize_t len = readlink(link, exe, sizeof(exe) - 1);
+        if (len <= 0)
+            return -ESRCH;
+        exe[len] = 0;
+        binary = exe;
+    }
+    if (binary[0] == '/') {
+        char inside[640];
+        snprintf(inside, sizeof(inside), "/proc/%d/root%s", (int)pid, binary);
+        by_inode = stat(inside, &want) == 0;
+    }
+    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(maps, "re");
+    if (!f)
+        return errno == ENOENT ? -ESRCH : -errno;
+    *n = 0;
+    while (fgets(line, sizeof(line), f) && *n < max) {
+        struct mapping m = {0};
+        unsigned long start, end, off, ino;
+        char dev[16];
+        if (sscanf(line, "%lx-%lx %*s %lx %15s %lu %511s", &start, &end, &off, dev, &ino, m.path) != 6 || m.path[0] != '/')
+            continue;
+        bool match;
+        if (by_inode) {
+            match = ino == (unsigned long)want.st_ino;
+        } else {
+            const char *base = strrchr(m.path, '/');
+            match = strcmp(m.path, binary) == 0 || (base && strcmp(base + 1, binary) == 0);
+        }
+        if (!match)
+            continue;
+        m.start = start, m.end = end, m.offset = off, m.inode = ino;
+        out[(*n)++] = m;
+    }
+    fclose(f);
+    if (!*n)
+        return -ENOENT;
+    snprintf(path_out, path_len, "/proc/%d/root%s", (int)pid, out[0].path);
+    return 0;
+}
+
+/* Strips "@VERSION" / "@@VERSION" from a requested symbol name. */
+static void base_name(const char *func, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", func);
+    char *at = strchr(buf, '@');
+    if (at)
+        *at = 0;
+}
+
+/* Finds the symbol's virtual address in the ELF file. */
+static int elf_lookup(Elf *e, const char *name, uint64_t *vaddr)
+{
+    Elf_Scn *scn = NULL;
+    int found = 0;
+    while ((scn = elf_nextscn(e, scn))) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
+            continue;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        if (!data)
+            continue;
+        size_t count = sh.sh_size / sh.sh_entsize;
+        for (size_t i = 0; i < count; i++) {
+            GElf_Sym sym;
+            if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF || !sym.st_value)
+                continue;
+            int type = GELF_ST_TYPE(sym.st_info);
+            if (type != STT_FUNC && type != STT_NOTYPE)
+                continue;
+            const char *s = elf_strptr(e, sh.sh_link, sym.st_name);
+            if (!s || strcmp(s, name) != 0)
+                continue;
+            *vaddr = sym.st_value;
+            found = 1;
+            if (GELF_ST_BIND(sym.st_info) == STB_GLOBAL)
+                return 0;   /* prefer the global definition */
+        }
+    }
+    return found ? 0 : -ENOENT;
+}
+
+/* File offset of a virtual address, through the PT_LOAD headers. */
+static int vaddr_to_offset(Elf *e, uint64_t vaddr, uint64_t *off)
+{
+    size_t n;
+    if (elf_getphdrnum(e, &n) != 0)
+        return -ENOEXEC;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD)
+            continue;
+        if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz) {
+            *off = vaddr - ph.p_vaddr + ph.p_offset;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset, uint64_t *addr, char *err,
+                size_t errlen)
+{
+    struct mapping maps[64];
+    size_t nmaps = 0;
+    char path[640];
+    int r = find_mappings(pid, binary, maps, 64, &nmaps, path, sizeof(path));
+    if (r == -ESRCH) {
+        snprintf(err, errlen, "no process with pid %d", (int)pid);
+        return r;
+    }
+    if (r) {
+        snprintf(err, errlen, "'%s' is not mapped in process %d", binary && binary[0] ? binary : "self", (int)pid);
+        return -ENOENT;
+    }
+    if (elf_version(EV_CURRENT) == EV_NONE) {
+        snprintf(err, errlen, "libelf: %s", elf_errmsg(-1));
+        return -EINVAL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    if (!e || elf_kind(e) != ELF_K_ELF) {
+        snprintf(err, errlen, "%s is not an ELF file", maps[0].path);
+        r = -ENOEXEC;
+        goto out;
+    }
+
+    uint64_t vaddr = 0;
+    char name[256];
+    char *end;
+    base_name(func, name, sizeof(name));
+    if (strncmp(name, "0x", 2) == 0 && (vaddr = strtoull(name, &end, 16), *end == 0)) {
+        /* a raw address for stripped binaries */
+    } else if (elf_lookup(e, name, &vaddr) != 0) {
+        snprintf(err, errlen, "no function '%s' in %s", name, maps[0].path);
+        r = -ENOENT;
+        goto out;
+    }
+    vaddr += offset;
+    uint64_t file_off;
+    if (vaddr_to_offset(e, vaddr, &file_off) != 0) {
+        snprintf(err, errlen, "address 0x%llx is outside the segments of %s", (unsigned long long)vaddr,
+                 maps[0].path);
+        r = -ENOENT;
+        goto out;
+    }
+    r = -ENOENT;
+    for (size_t i = 0; i < nmaps; i++) {
+        if (file_off >= maps[i].offset && file_off < maps[i].offset + (maps[i].end - maps[i].start)) {
+            *addr = maps[i].start + (file_off - maps[i].offset);
+            r = 0;
+            break;
+        }
+    }
+    if (r)
+        snprintf(err, errlen, "'%s' of %s is not mapped in process %d", name, maps[0].path, (int)pid);
+out:
+    if (e)
+        elf_end(e);
+    close(fd);
+    return r;
+}

@@ -1,0 +1,20 @@
+/* Resolving uprobe targets ("binary:function+offset") to addresses in a
+ * running process, with libelf: .symtab and .dynsym, versioned names
+ * ("malloc@GLIBC_2.2.5" or plain "malloc"), PIE and non-PIE executables
+ * and shared libraries, and raw addresses ("0x4011d6") for stripped
+ * binaries. */
+#ifndef BPFGRAFT_SERVER_SYMBOLS_H
+#define BPFGRAFT_SERVER_SYMBOLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* binary: absolute path, a library file name ("libc.so.6"), or NULL/""/
+ * "self" for the process's executable. func: a symbol name or a hex
+ * address (file virtual address). Returns 0 and the runtime address, or
+ * -ENOENT (binary not mapped / symbol not found) with a message. */
+int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset, uint64_t *addr, char *err,
+                size_t errlen);
+
+#endif

@@ -1,0 +1,837 @@
+/* Attach and detach orchestration. All steps run synchronously inside the
+ * RPC that asks for them, with timeouts: an attach blocks the event loop
+ * for a few milliseconds, which keeps every state transition in one place.
+ *
+ * Attach: stop the process, map the payload, start its thread, resume;
+ * the payload connects back and says HELLO with our token; it receives the
+ * maps (memfds) and programs; each hook gets a stub near its function
+ * (process stopped), the payload activates the hook slot, and the site is
+ * patched in a second, short stop once no thread is inside the bytes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "progcheck.h"
+#include "server.h"
+#include "symbols.h"
+#include "targets.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+#define REPLY_TIMEOUT_MS 5000
+#define PATCH_RETRIES 200
+
+static int efail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int efail(char *err, size_t len, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
+{
+    memset(t, 0, sizeof(*t));
+    t->listen_fd = -1;
+    snprintf(t->payload_path, sizeof(t->payload_path), "%s", payload_path);
+    snprintf(t->listen_name, sizeof(t->listen_name), "@bpfgraft-payload:%s", control_socket);
+
+    /* Abstract socket: reachable from targets of any uid without opening
+     * the 0700 control directory; a payload proves itself with its token
+     * and its pid (SO_PEERCRED), and checks our uid in turn. */
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t n = strlen(t->listen_name);
+    memcpy(addr.sun_path, t->listen_name, n);
+    addr.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) != 0 ||
+        listen(fd, 64) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    t->listen_fd = fd;
+    return 0;
+}
+
+struct target *targets_find(struct targets *t, pid_t pid)
+{
+    for (struct target *x = t->list; x; x = x->next)
+        if (x->pid == pid)
+            return x;
+    return NULL;
+}
+
+/* ---- payload messages ---- */
+
+static int pmsg_send(struct target *t, uint16_t type, const void *body, size_t len, int fd, uint32_t *seq_out)
+{
+    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = type, .seq = ++t->seq};
+    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctrl;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    if (fd >= 0) {
+        mh.msg_control = ctrl.buf;
+        mh.msg_controllen = sizeof(ctrl.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    size_t total = sizeof(h) + len, sent = 0;
+    while (sent < total) {
+        ssize_t r = sendmsg(t->sock, &mh, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd p = {t->sock, POLLOUT, 0};
+                if (poll(&p, 1, REPLY_TIMEOUT_MS) <= 0)
+                    return -ETIMEDOUT;
+                continue;
+            }
+            return -errno;
+        }
+        sent += (size_t)r;
+        mh.msg_control = NULL;   /* the fd went with the first bytes */
+        mh.msg_controllen = 0;
+        /* advance the iovecs */
+        size_t skip = (size_t)r;
+        for (size_t i = 0; i < mh.msg_iovlen && skip; i++) {
+            size_t take = skip < iov[i].iov_len ? skip : iov[i].iov_len;
+            iov[i].iov_base = (char *)iov[i].iov_base + take;
+            iov[i].iov_len -= take;
+            skip -= take;
+        }
+    }
+    if (seq_out)
+        *seq_out = h.seq;
+    return 0;
+}
+
+static int read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+    size_t got = 0;
+    uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+    while (got < len) {
+        ssize_t r = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return -EPIPE;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, (int)(deadline - now));
+    }
+    return 0;
+}
+
+struct trace_event {
+    pid_t pid, tid;
+    const char *text;
+};
+
+static void pack_trace(msgpack_packer *pk, void *arg)
+{
+    const struct trace_event *ev = arg;
+    msgpack_pack_map(pk, 4);
+    bpfg_pack_cstr(pk, "topic");
+    bpfg_pack_cstr(pk, "trace");
+    bpfg_pack_cstr(pk, "pid");
+    msgpack_pack_int(pk, ev->pid);
+    bpfg_pack_cstr(pk, "tid");
+    msgpack_pack_int(pk, ev->tid);
+    bpfg_pack_cstr(pk, "line");
+    bpfg_pack_cstr(pk, ev->text);
+}
+
+/* Reads one message (header + body into a malloc'd buffer). */
+static int pmsg_recv(struct target *t, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
+{
+    *body = NULL;
+    int r = read_full(t->sock, h, sizeof(*h), timeout_ms);
+    if (r)
+        return r;
+    if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
+        return -EBADMSG;
+    size_t len = h->len - sizeof(*h);
+    *body = malloc(len + 1);
+    if (!*body)
+        return -ENOMEM;
+    r = read_full(t->sock, *body, len, REPLY_TIMEOUT_MS);
+    if (r) {
+        free(*body);
+        *body = NULL;
+        return r;
+    }
+    (*body)[len] = 0;
+    return 0;
+}
+
+static void handle_async(struct server *s, struct target *t, const struct bpfg_pmsg_hdr *h, char *body)
+{
+    if (h->type == BPFG_PMSG_TRACE && h->len >= sizeof(*h) + sizeof(struct bpfg_pmsg_trace)) {
+        const struct bpfg_pmsg_trace *tr = (const void *)body;
+        struct trace_event ev = {(pid_t)tr->pid, (pid_t)tr->tid, body + sizeof(*tr)};
+        t->trace_lines++;
+        server_broadcast(s, SRV_TOPIC_TRACE, pack_trace, &ev);
+    }
+}
+
+/* Sends a request and waits for its reply, forwarding trace lines that
+ * arrive meanwhile. Returns the payload's status; err gets its text. */
+static int pmsg_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                     char *err, size_t errlen)
+{
+    uint32_t seq = 0;
+    int r = pmsg_send(t, type, body, len, fd, &seq);
+    if (r)
+        return efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)t->pid, strerror(-r));
+    for (;;) {
+        struct bpfg_pmsg_hdr h;
+        char *reply;
+        r = pmsg_recv(t, &h, &reply, REPLY_TIMEOUT_MS);
+        if (r)
+            return efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
+        if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
+            if (h.status)
+                snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
+            free(reply);
+            return h.status;
+        }
+        handle_async(s, t, &h, reply);
+        free(reply);
+    }
+}
+
+/* ---- permissions ---- */
+
+static bool has_cap_sys_ptrace(pid_t pid)
+{
+    char path[64], line[256];
+    unsigned long long cap = 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "CapEff: %llx", &cap) == 1)
+            break;
+    fclose(f);
+    return (cap >> 19) & 1;   /* CAP_SYS_PTRACE */
+}
+
+/* The peer may attach if it could ptrace the process itself. */
+static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *target_uid, char *err, size_t errlen)
+{
+    char path[64], line[256];
+    unsigned r = 0, e = 0, sv = 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
+    bool found = false;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Uid: %u %u %u", &r, &e, &sv) == 3) {
+            found = true;
+            break;
+        }
+    fclose(f);
+    if (!found)
+        return efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
+    *target_uid = r;
+    if (peer_uid == 0 || has_cap_sys_ptrace(peer_pid))
+        return 0;
+    if (r == peer_uid && e == peer_uid && sv == peer_uid)
+        return 0;
+    return efail(err, errlen, -EPERM, "permission denied: uid %u may not trace process %d (uid %u)",
+                 (unsigned)peer_uid, (int)pid, r);
+}
+
+/* ---- lifecycle ---- */
+
+static void target_free(struct server *s, struct target *t)
+{
+    struct target **pp = &s->targets.list;
+    while (*pp && *pp != t)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = t->next;
+        s->targets.count--;
+    }
+    if (t->sock >= 0) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->sock, NULL);
+        close(t->sock);
+    }
+    free(t->maps_sent);
+    free(t->progs_sent);
+    free(t);
+}
+
+struct target_event {
+    pid_t pid;
+    const char *state;
+};
+
+static void pack_target_event(msgpack_packer *pk, void *arg)
+{
+    const struct target_event *ev = arg;
+    msgpack_pack_map(pk, 3);
+    bpfg_pack_cstr(pk, "topic");
+    bpfg_pack_cstr(pk, "target");
+    bpfg_pack_cstr(pk, "pid");
+    msgpack_pack_int(pk, ev->pid);
+    bpfg_pack_cstr(pk, "state");
+    bpfg_pack_cstr(pk, ev->state);
+}
+
+static void announce(struct server *s, pid_t pid, const char *state)
+{
+    struct target_event ev = {pid, state};
+    server_broadcast(s, SRV_TOPIC_TARGET, pack_target_event, &ev);
+}
+
+/* Waits for the injected payload to connect and say HELLO. */
+static int accept_payload(struct server *s, struct target *t, uint64_t token, char *err, size_t errlen)
+{
+    uint64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
+    for (;;) {
+        uint32_t state = 0;
+        char msg[128] = "";
+        if (bpfg_payload_status(t->pid, &t->inj, &state, msg, sizeof(msg)) == 0 && state == BPFG_PAYLOAD_FAILED)
+            return efail(err, errlen, -EIO, "payload in process %d failed: %s", (int)t->pid, msg);
+        int fd = accept4(s->targets.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            struct ucred cred;
+            socklen_t clen = sizeof(cred);
+            struct bpfg_pmsg_hdr h;
+            struct bpfg_pmsg_hello hello;
+            t->sock = fd;
+            bool ok = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.pid == t->pid &&
+                      read_full(fd, &h, sizeof(h), 1000) == 0 && h.type == BPFG_PMSG_HELLO &&
+                      h.len == sizeof(h) + sizeof(hello) && read_full(fd, &hello, sizeof(hello), 1000) == 0 &&
+                      hello.token == token && hello.abi_version == BPFG_PAYLOAD_ABI_VERSION;
+            if (ok) {
+                t->inj.uprobe_entry = hello.uprobe_entry;
+                t->inj.uretprobe_return = hello.uretprobe_return;
+                return 0;
+            }
+            srv_log(SRV_WARN, "refused a payload connection (pid %d): bad credentials or hello", (int)cred.pid);
+            close(fd);
+            t->sock = -1;
+            continue;
+        }
+        if (errno != EAGAIN && errno != EINTR)
+            return efail(err, errlen, -errno, "accepting the payload: %s", strerror(errno));
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            return efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
+                         (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
+        struct pollfd p = {s->targets.listen_fd, POLLIN, 0};
+        poll(&p, 1, 20);
+    }
+}
+
+static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
+{
+    struct target *t = calloc(1, sizeof(*t));
+    if (!t)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    t->pid = pid;
+    t->uid = uid;
+    t->sock = -1;
+
+    uint64_t token;
+    if (getrandom(&token, sizeof(token), 0) != sizeof(token)) {
+        free(t);
+        return efail(err, errlen, -EIO, "getrandom: %s", strerror(errno));
+    }
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    int r = bpfg_stop_process(pid, &st, ierr);
+    if (r) {
+        free(t);
+        return efail(err, errlen, r, "%s", ierr);
+    }
+    struct bpfg_inject_opts opts = {
+        .payload_path = s->targets.payload_path,
+        .server_socket = s->targets.listen_name,
+        .token = token,
+        .server_uid = getuid(),
+    };
+    r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
+    bpfg_resume_process(&st, &t->last_stop_ns);
+    if (r) {
+        free(t);
+        return efail(err, errlen, r, "%s", ierr);
+    }
+    r = accept_payload(s, t, token, err, errlen);
+    if (r) {
+        /* The payload may still come up later: it finds nobody and exits;
+         * its memory stays mapped (harmless) rather than risk unmapping code
+         * a thread may be running. */
+        if (t->sock >= 0)
+            close(t->sock);
+        free(t);
+        return r;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &t->magic};
+    t->magic = TARGET_MAGIC;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->sock, &ev) != 0)
+        srv_log(SRV_WARN, "target %d: epoll: %s", (int)pid, strerror(errno));
+    t->attached_ms = mono_ms();
+    t->next = s->targets.list;
+    s->targets.list = t;
+    s->targets.count++;
+    srv_log(SRV_INFO, "target %d: payload loaded at 0x%llx, threads stopped %llu us", (int)pid,
+            (unsigned long long)t->inj.base, (unsigned long long)t->last_stop_ns / 1000);
+    announce(s, pid, "attached");
+    *out = t;
+    return 0;
+}
+
+static bool sent(const uint32_t *ids, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+static int add_id(uint32_t **ids, size_t *n, uint32_t id)
+{
+    uint32_t *grown = realloc(*ids, (*n + 1) * sizeof(uint32_t));
+    if (!grown)
+        return -ENOMEM;
+    *ids = grown;
+    grown[(*n)++] = id;
+    return 0;
+}
+
+static int send_object_maps(struct server *s, struct target *t, const struct reg_object *o, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < o->map_cnt; i++) {
+        uint32_t id = o->map_ids[i];
+        if (sent(t->maps_sent, t->nmaps_sent, id))
+            continue;
+        struct reg_map *m = registry_map(&s->reg, id);
+        struct bpfg_pmsg_map body = {.map_id = id};
+        int r = pmsg_call(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), err, errlen);
+        if (r)
+            return r;
+        if ((r = add_id(&t->maps_sent, &t->nmaps_sent, id)))
+            return efail(err, errlen, r, "out of memory");
+    }
+    return 0;
+}
+
+static int send_prog(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
+                     char *err, size_t errlen)
+{
+    if (sent(t->progs_sent, t->nprogs_sent, p->id))
+        return 0;
+    const struct bpfg_obj_prog *op = p->prog;
+    size_t len = sizeof(struct bpfg_pmsg_prog) + o->map_cnt * sizeof(uint32_t) + op->insn_cnt * sizeof(struct bpf_insn);
+    char *body = malloc(len);
+    if (!body)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    struct bpfg_pmsg_prog *hdr = (void *)body;
+    hdr->prog_id = p->id;
+    hdr->insn_cnt = (uint32_t)op->insn_cnt;
+    hdr->map_cnt = (uint32_t)o->map_cnt;
+    hdr->flags = 0;
+    memcpy(body + sizeof(*hdr), o->map_ids, o->map_cnt * sizeof(uint32_t));
+    memcpy(body + sizeof(*hdr) + o->map_cnt * sizeof(uint32_t), op->insns, op->insn_cnt * sizeof(struct bpf_insn));
+    int r = pmsg_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
+    free(body);
+    if (!r && (r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
+        return efail(err, errlen, r, "out of memory");
+    return r;
+}
+
+static int find_free_hook(struct target *t)
+{
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++)
+        if (!t->hooks[i].used)
+            return i;
+    return -1;
+}
+
+/* Stops the process until no thread is inside [lo, hi) (retrying with the
+ * process running in between), then returns it stopped. */
+static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, char *err, size_t errlen)
+{
+    char ierr[BPFG_ERRLEN];
+    for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
+        int r = bpfg_stop_process(pid, st, ierr);
+        if (r)
+            return efail(err, errlen, r, "%s", ierr);
+        pid_t tid;
+        if (!bpfg_any_thread_in(st, lo, hi, &tid))
+            return 0;
+        bpfg_resume_process(st, NULL);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid);
+}
+
+static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, char *err,
+                        size_t errlen)
+{
+    int idx = find_free_hook(t);
+    if (idx < 0)
+        return efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
+    struct target_hook *h = &t->hooks[idx];
+    memset(h, 0, sizeof(*h));
+    h->index = (uint32_t)idx;
+    h->prog_id = p->id;
+    h->kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
+        if (t->hooks[i].used && t->hooks[i].plan.func == func)
+            return efail(err, errlen, -EEXIST, "0x%llx in process %d is already probed (program %u)",
+                         (unsigned long long)func, (int)t->pid, t->hooks[i].prog_id);
+
+    /* Stop 1: read the code, plan, place the stub. */
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    uint8_t code[BPFG_HOOK_CODE_WINDOW];
+    int r = bpfg_stop_process(t->pid, &st, ierr);
+    if (r)
+        return efail(err, errlen, r, "%s", ierr);
+    size_t have = sizeof(code);
+    while (have && bpfg_mem_read(&st, func, code, have) != 0)
+        have /= 2;   /* near the end of a mapping */
+    r = have ? bpfg_hook_plan(func, code, have, &h->plan, ierr) : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+    uint64_t stub = 0;
+    if (!r)
+        r = bpfg_remote_alloc_near(&st, h->plan.site, 4096, &stub, ierr);
+    if (!r && !(r = bpfg_hook_build(&h->plan, stub, h->index, t->inj.uprobe_entry, ierr)))
+        r = bpfg_mem_write(&st, stub, h->plan.stub, h->plan.stub_len);
+    if (r && stub)
+        bpfg_remote_free(&st, stub, 4096, NULL);
+    bpfg_resume_process(&st, NULL);
+    if (r)
+        return efail(err, errlen, r == -EINVAL ? -EINVAL : r, "cannot probe 0x%llx in process %d: %s",
+                     (unsigned long long)func, (int)t->pid, ierr);
+    h->stub_size = 4096;
+
+    /* The payload activates the slot before any thread can reach it. */
+    struct bpfg_pmsg_hook body = {
+        .hook_index = h->index, .kind = h->kind, .prog_id = p->id,
+        .site = func, .resume = stub + BPFG_HOOK_RESUME_OFF,
+    };
+    r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    if (r)
+        goto free_stub;
+
+    /* Stop 2: patch once no thread executes the displaced bytes. */
+    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, err, errlen);
+    if (r)
+        goto unhook;
+    r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
+    bpfg_resume_process(&st, &t->last_stop_ns);
+    if (r) {
+        efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
+        goto unhook;
+    }
+    h->used = true;
+    t->nhooks++;
+    return 0;
+
+unhook:;
+    struct bpfg_pmsg_unhook un = {h->index};
+    char ignored[64];
+    pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
+free_stub:
+    if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
+        if (!bpfg_any_thread_in(&st, stub, stub + 4096, NULL))
+            bpfg_remote_free(&st, stub, 4096, NULL);
+        bpfg_resume_process(&st, NULL);
+    }
+    return r;
+}
+
+static void split_target(const char *spec, char *binary, size_t blen, char *func, size_t flen, uint64_t *off)
+{
+    /* "binary:func+off" (binary may itself contain ':' only in odd paths) */
+    const char *colon = strrchr(spec, ':');
+    binary[0] = 0;
+    if (colon) {
+        snprintf(binary, blen, "%.*s", (int)(colon - spec), spec);
+        spec = colon + 1;
+    }
+    snprintf(func, flen, "%s", spec);
+    *off = 0;
+    char *plus = strchr(func, '+');
+    if (plus) {
+        *off = strtoull(plus + 1, NULL, 0);
+        *plus = 0;
+    }
+}
+
+int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
+                   size_t nprogs, const char *target_spec, char *err, size_t errlen)
+{
+    uid_t uid;
+    int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
+    if (r)
+        return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
+
+    /* Validate every program and resolve every address before touching the
+     * process, so a bad request changes nothing. */
+    uint64_t *addrs = calloc(nprogs + 1, sizeof(uint64_t));
+    if (!addrs)
+        return efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
+    int code = 0;
+    for (size_t i = 0; i < nprogs && !code; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
+        const struct bpfg_obj_prog *op = p->prog;
+        if (op->kind != BPFG_ATTACH_UPROBE && op->kind != BPFG_ATTACH_URETPROBE) {
+            code = efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
+                         op->name, op->section, bpfg_attach_kind_name(op->kind));
+            break;
+        }
+        char binary[512], func[256];
+        uint64_t off = op->target_offset;
+        if (op->target_func) {
+            snprintf(binary, sizeof(binary), "%s", op->target_binary ? op->target_binary : "");
+            snprintf(func, sizeof(func), "%s", op->target_func);
+        } else if (target_spec && target_spec[0]) {
+            split_target(target_spec, binary, sizeof(binary), func, sizeof(func), &off);
+        } else {
+            code = efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
+                         "program '%s' (section '%s') names no function: give a target \"binary:function\"",
+                         op->name, op->section);
+            break;
+        }
+        char why[256];
+        r = sym_resolve(pid, binary, func, off, &addrs[i], why, sizeof(why));
+        if (r)
+            code = efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
+                         op->name, why);
+    }
+    if (code) {
+        free(addrs);
+        return code;
+    }
+
+    struct target *t = targets_find(&s->targets, pid);
+    bool fresh = !t;
+    if (!t && (r = inject(s, pid, uid, &t, err, errlen))) {
+        free(addrs);
+        return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
+    }
+    for (size_t i = 0; i < nprogs && !code; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
+        struct reg_object *o = registry_object(&s->reg, p->obj_id);
+        if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, err, errlen)) ||
+            (r = install_hook(s, t, p, addrs[i], err, errlen)))
+            code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
+        else
+            srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx (threads stopped %llu us)", (int)pid,
+                    p->id, p->prog->name, (unsigned long long)addrs[i], (unsigned long long)t->last_stop_ns / 1000);
+    }
+    free(addrs);
+    if (code && fresh && t->nhooks == 0) {
+        char ignored[128];
+        targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
+    }
+    return code;
+}
+
+/* Puts back every patched site; the payload deactivates its slots. */
+static int remove_hooks(struct server *s, struct target *t, char *err, size_t errlen)
+{
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    int r = bpfg_stop_process(t->pid, &st, ierr);
+    if (r)
+        return efail(err, errlen, r, "%s", ierr);
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+        struct target_hook *h = &t->hooks[i];
+        if (h->used && (r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid,
+                    (unsigned long long)h->plan.site, strerror(-r));
+    }
+    bpfg_resume_process(&st, &t->last_stop_ns);
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+        struct target_hook *h = &t->hooks[i];
+        if (!h->used)
+            continue;
+        struct bpfg_pmsg_unhook un = {h->index};
+        pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+    }
+    return 0;
+}
+
+static bool thread_alive(pid_t pid, pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)pid, (int)tid);
+    return access(path, F_OK) == 0;
+}
+
+int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen)
+{
+    struct target *t = targets_find(&s->targets, pid);
+    if (!t)
+        return efail(err, errlen, BPFG_RPC_E_NOT_FOUND, "process %d is not attached", (int)pid);
+    uid_t uid;
+    if (peer_pid && check_permission(pid, peer_uid, peer_pid, &uid, err, errlen) == -EPERM)
+        return BPFG_RPC_E_PERMISSION;
+
+    int r = remove_hooks(s, t, err, errlen);
+    if (r && r != -ESRCH)
+        return BPFG_RPC_E_TARGET;
+    uint32_t state = 0;
+    char msg[128];
+    if (r != -ESRCH && bpfg_payload_status(pid, &t->inj, &state, msg, sizeof(msg)) == 0) {
+        /* Ask the payload to go, wait for its thread to end, then free its
+         * memory and the stubs once no thread runs there. */
+        pid_t tid = 0;
+        struct bpfg_payload_params p;
+        pmsg_call(s, t, BPFG_PMSG_DETACH, NULL, 0, -1, msg, sizeof(msg));
+        uint64_t deadline = mono_ms() + 2000;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+        int memfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (memfd >= 0 && pread(memfd, &p, sizeof(p), (off_t)t->inj.params) == (ssize_t)sizeof(p))
+            tid = p.payload_tid;
+        if (memfd >= 0)
+            close(memfd);
+        while (tid > 0 && thread_alive(pid, tid) && mono_ms() < deadline) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+        if (tid > 0 && thread_alive(pid, tid)) {
+            srv_log(SRV_WARN, "target %d: payload thread %d did not exit; leaving its memory mapped", (int)pid, (int)tid);
+        } else {
+            struct bpfg_stopped st;
+            char ierr[BPFG_ERRLEN];
+            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, ierr, sizeof(ierr)) == 0) {
+                for (int i = 0; i < TARGET_MAX_HOOKS; i++)
+                    if (t->hooks[i].used && !bpfg_any_thread_in(&st, t->hooks[i].plan.stub_addr,
+                                                                t->hooks[i].plan.stub_addr + t->hooks[i].stub_size, NULL))
+                        bpfg_remote_free(&st, t->hooks[i].plan.stub_addr, t->hooks[i].stub_size, NULL);
+                if (bpfg_unload_payload(&st, &t->inj, ierr) != 0)
+                    srv_log(SRV_WARN, "target %d: %s", (int)pid, ierr);
+                bpfg_resume_process(&st, NULL);
+            }
+        }
+    }
+    srv_log(SRV_INFO, "target %d: detached", (int)pid);
+    announce(s, pid, "detached");
+    target_free(s, t);
+    return 0;
+}
+
+bool targets_readable(struct server *s, struct target *t)
+{
+    for (;;) {
+        struct bpfg_pmsg_hdr h;
+        char *body;
+        ssize_t n = recv(t->sock, &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        if (n <= 0) {
+            srv_log(SRV_INFO, "target %d: payload connection closed: process exited", (int)t->pid);
+            announce(s, t->pid, "exited");
+            target_free(s, t);
+            return false;
+        }
+        if (n < (ssize_t)sizeof(h))
+            return true;
+        if (pmsg_recv(t, &h, &body, REPLY_TIMEOUT_MS) != 0) {
+            srv_log(SRV_WARN, "target %d: bad message from the payload; dropping the target", (int)t->pid);
+            announce(s, t->pid, "exited");
+            target_free(s, t);
+            return false;
+        }
+        handle_async(s, t, &h, body);
+        free(body);
+    }
+}
+
+void targets_pack_list(struct server *s, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, s->targets.count);
+    for (struct target *t = s->targets.list; t; t = t->next) {
+        msgpack_pack_map(pk, 6);
+        bpfg_pack_cstr(pk, "pid");
+        msgpack_pack_int(pk, t->pid);
+        bpfg_pack_cstr(pk, "uid");
+        msgpack_pack_uint32(pk, t->uid);
+        bpfg_pack_cstr(pk, "hooks");
+        msgpack_pack_array(pk, t->nhooks);
+        for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+            const struct target_hook *h = &t->hooks[i];
+            if (!h->used)
+                continue;
+            msgpack_pack_map(pk, 3);
+            bpfg_pack_cstr(pk, "prog");
+            msgpack_pack_uint32(pk, h->prog_id);
+            bpfg_pack_cstr(pk, "address");
+            msgpack_pack_uint64(pk, h->plan.func);
+            bpfg_pack_cstr(pk, "kind");
+            bpfg_pack_cstr(pk, h->kind == BPFG_HOOK_URETPROBE ? "uretprobe" : "uprobe");
+        }
+        bpfg_pack_cstr(pk, "payload");
+        msgpack_pack_uint64(pk, t->inj.base);
+        bpfg_pack_cstr(pk, "attached_ms");
+        msgpack_pack_uint64(pk, t->attached_ms);
+        bpfg_pack_cstr(pk, "last_stop_us");
+        msgpack_pack_uint64(pk, t->last_stop_ns / 1000);
+    }
+}
+
+void targets_destroy(struct server *s)
+{
+    char err[256];
+    while (s->targets.list) {
+        pid_t pid = s->targets.list->pid;
+        if (targets_detach(s, pid, 0, 0, err, sizeof(err)) != 0) {
+            srv_log(SRV_WARN, "target %d: %s", (int)pid, err);
+            target_free(s, s->targets.list);
+        }
+    }
+    if (s->targets.listen_fd >= 0)
+        close(s->targets.listen_fd);
+    s->targets.listen_fd = -1;
+}

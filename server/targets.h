@@ -1,0 +1,76 @@
+/* Attached processes: injecting the payload, sending it maps and programs,
+ * installing and removing uprobe/uretprobe hooks, detaching, and noticing
+ * targets that exit. */
+#ifndef BPFGRAFT_SERVER_TARGETS_H
+#define BPFGRAFT_SERVER_TARGETS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hookgen.h"
+#include "injector.h"
+#include <msgpack.h>
+
+struct server;
+
+#define TARGET_MAX_HOOKS 512
+
+struct target_hook {
+    bool used;
+    uint32_t index;            /* payload hook slot */
+    uint32_t prog_id;
+    uint32_t kind;             /* enum bpfg_hook_kind */
+    struct bpfg_hook_plan plan;
+    size_t stub_size;          /* bytes allocated at plan.stub_addr */
+};
+
+#define TARGET_MAGIC 0x54524754u   /* epoll tag: a target, not a client */
+
+struct target {
+    uint32_t magic;            /* first: epoll data points here */
+    struct target *next;
+    pid_t pid;
+    uid_t uid;
+    int sock;                  /* connection from the payload */
+    struct bpfg_injected inj;
+    uint32_t payload_tid;
+    uint32_t seq;
+    uint32_t *maps_sent;
+    size_t nmaps_sent;
+    uint32_t *progs_sent;
+    size_t nprogs_sent;
+    struct target_hook hooks[TARGET_MAX_HOOKS];
+    size_t nhooks;
+    uint64_t attached_ms;
+    uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
+    uint64_t trace_lines;
+};
+
+struct targets {
+    struct target *list;
+    size_t count;
+    int listen_fd;             /* abstract socket payloads connect to */
+    char listen_name[108];     /* "@bpfgraft-payload:<control socket>" */
+    char payload_path[4096];
+};
+
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
+void targets_destroy(struct server *s);
+
+/* Attaches the given programs (ids) of an object to pid; target_spec
+ * ("binary:function[+off]", may be NULL) is used for programs whose
+ * section names no target. On failure returns an RPC error code with err
+ * set; on success fills nothing else (target_list shows the result). */
+int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
+                   size_t nprogs, const char *target_spec, char *err, size_t errlen);
+int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
+struct target *targets_find(struct targets *t, pid_t pid);
+
+/* The payload connection of t is readable (epoll). Returns false when the
+ * target is gone and was cleaned up. */
+bool targets_readable(struct server *s, struct target *t);
+
+void targets_pack_list(struct server *s, msgpack_packer *pk);
+
+#endif
