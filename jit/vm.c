@@ -687,7 +687,7 @@ static uint32_t alu32(const struct bpf_insn *in, uint32_t dst, uint32_t src)
     }
 }
 
-int bpfg_vm_exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, uint64_t *ret)
+static int exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, bool per_run, void *run_user, uint64_t *ret)
 {
     if (!vm->insns) {
         snprintf(run_err.msg, sizeof(run_err.msg), "no program loaded");
@@ -806,7 +806,8 @@ int bpfg_vm_exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, uint64_t *ret)
                     id = (uint32_t)in->imm;
                 }
                 const struct helper_slot *h = &vm->helpers[id];
-                regs[BPF_REG_0] = h->fn(regs[1], regs[2], regs[3], regs[4], regs[5], h->user);
+                regs[BPF_REG_0] = h->fn(regs[1], regs[2], regs[3], regs[4], regs[5],
+                                        per_run ? run_user : h->user);
                 if ((int64_t)id == vm->unwind_id && regs[BPF_REG_0] == 0) {
                     *ret = 0;
                     return 0;
@@ -831,4 +832,14 @@ int bpfg_vm_exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, uint64_t *ret)
         }
         }
     }
+}
+
+int bpfg_vm_exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, uint64_t *ret)
+{
+    return exec(vm, ctx, ctx_len, false, NULL, ret);
+}
+
+int bpfg_vm_exec_ctx(struct bpfg_vm *vm, void *ctx, size_t ctx_len, void *exec_user, uint64_t *ret)
+{
+    return exec(vm, ctx, ctx_len, true, exec_user, ret);
 }

@@ -62,4 +62,10 @@ const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm);
  * in *ret and returns 0; a faulting program returns a negative errno. */
 int bpfg_vm_exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, uint64_t *ret);
 
+/* Like bpfg_vm_exec, but every helper called during this run receives
+ * exec_user instead of its registration's user pointer: a per-run context
+ * (the hooked thread's registers, override state) without thread-local
+ * storage. */
+int bpfg_vm_exec_ctx(struct bpfg_vm *vm, void *ctx, size_t ctx_len, void *exec_user, uint64_t *ret);
+
 #endif

@@ -1,0 +1,387 @@
+/* eBPF helpers inside a target. Each receives the run's struct bpfg_exec
+ * (bpfg_vm_exec_ctx) as its user pointer. Reads and writes of arbitrary
+ * memory go through process_vm_readv/writev on our own pid, so a bad
+ * pointer yields -EFAULT instead of a crash of the target. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/bpf.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "payload.h"
+#include "rt/rt.h"
+
+#define H(name) static uint64_t name(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+#define UNUSED5 (void)r1, (void)r2, (void)r3, (void)r4, (void)r5, (void)user
+
+static inline uint64_t neg(int e) { return (uint64_t)(int64_t)e; }
+
+/* ---- maps ---- */
+
+H(h_map_lookup_elem) { (void)r3, (void)r4, (void)r5, (void)user;
+    return (uint64_t)(uintptr_t)bpfg_map_lookup_elem((struct bpfg_map *)r1, (const void *)r2); }
+H(h_map_update_elem) { (void)r5, (void)user;
+    return neg(bpfg_map_update_elem((struct bpfg_map *)r1, (const void *)r2, (const void *)r3, r4)); }
+H(h_map_delete_elem) { (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_delete_elem((struct bpfg_map *)r1, (const void *)r2)); }
+H(h_map_push_elem) { (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_push_elem((struct bpfg_map *)r1, (const void *)r2, r3)); }
+H(h_map_pop_elem) { (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_pop_elem((struct bpfg_map *)r1, (void *)r2)); }
+H(h_map_peek_elem) { (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_peek_elem((struct bpfg_map *)r1, (void *)r2)); }
+
+/* bpf_tail_call(ctx, prog_array, index): on success the program stops (the
+ * VM treats this helper as its unwind helper) and helpers_run() starts the
+ * target program with the same context. */
+H(h_tail_call) { (void)r1, (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    if (ex->tail_count >= MAX_TAIL_CALLS - 1)
+        return neg(-E2BIG);
+    uint32_t id = bpfg_map_prog_array_get((struct bpfg_map *)r2, (uint32_t)r3);
+    struct prog *p = id ? payload_prog_by_id(id) : NULL;
+    if (!p)
+        return neg(-ENOENT);
+    ex->tail_count++;
+    ex->tail_next = p;
+    return 0;
+}
+
+/* ---- process and time ---- */
+
+H(h_get_current_pid_tgid) { UNUSED5;
+    uint64_t pid = (uint64_t)rt_sys0(SYS_getpid), tid = (uint64_t)rt_sys0(SYS_gettid);
+    return pid << 32 | tid; }
+H(h_get_current_uid_gid) { UNUSED5;
+    uint64_t uid = (uint32_t)rt_sys0(SYS_getuid), gid = (uint32_t)rt_sys0(SYS_getgid);
+    return gid << 32 | uid; }
+H(h_get_current_comm) { (void)r3, (void)r4, (void)r5, (void)user;
+    char name[16] = {0};
+    char *buf = (char *)r1;
+    uint32_t size = (uint32_t)r2;
+    if (!size)
+        return neg(-EINVAL);
+    long r = rt_sys2(SYS_prctl, PR_GET_NAME, (long)name);
+    if (rt_is_err(r)) {
+        memset(buf, 0, size);
+        return (uint64_t)r;
+    }
+    size_t n = strnlen(name, sizeof(name) - 1);
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, name, n);
+    memset(buf + n, 0, size - n);
+    return 0;
+}
+H(h_ktime_get_ns) { UNUSED5; return rt_clock_ns(CLOCK_MONOTONIC); }
+H(h_ktime_get_boot_ns) { UNUSED5; return rt_clock_ns(CLOCK_BOOTTIME); }
+H(h_ktime_get_coarse_ns) { UNUSED5; return rt_clock_ns(CLOCK_MONOTONIC_COARSE); }
+H(h_get_smp_processor_id) { UNUSED5; int c = sched_getcpu(); return c < 0 ? 0 : (uint64_t)c; }
+
+static uint64_t prandom_state = 0x853c49e6748fea9bull;
+
+/* splitmix64 over an atomic counter: lock-free and fine across threads */
+H(h_get_prandom_u32) { UNUSED5;
+    uint64_t z = __atomic_add_fetch(&prandom_state, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)(z ^ (z >> 31));
+}
+
+/* ---- memory ---- */
+
+/* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel does */
+H(h_probe_read) { (void)r4, (void)r5, (void)user;
+    long r = rt_safe_read((void *)r1, (const void *)r3, (uint32_t)r2);
+    if (r)
+        memset((void *)r1, 0, (uint32_t)r2);
+    return neg((int)r);
+}
+H(h_probe_read_str) { (void)r4, (void)r5, (void)user;
+    if (!(uint32_t)r2)
+        return 0;
+    long r = rt_safe_read_str((char *)r1, (const void *)r3, (uint32_t)r2);
+    if (r < 0)
+        memset((void *)r1, 0, (uint32_t)r2);
+    return (uint64_t)r;
+}
+H(h_probe_write_user) { (void)r4, (void)r5, (void)user;
+    return neg((int)rt_safe_write((void *)r1, (const void *)r2, (uint32_t)r3));
+}
+
+/* ---- output ---- */
+
+/* The trace ring: a bounded MPMC queue (per-cell sequence numbers); the
+ * programs produce, the payload thread consumes and sends TRACE messages. */
+#define TRACE_SLOTS 256u
+static struct trace_cell {
+    uint64_t seq;
+    struct trace_line line;
+} trace_ring[TRACE_SLOTS];
+static uint64_t trace_head, trace_tail, trace_dropped;
+static int trace_ready;
+
+static void trace_init(void)
+{
+    if (__atomic_load_n(&trace_ready, __ATOMIC_ACQUIRE))
+        return;
+    for (uint64_t i = 0; i < TRACE_SLOTS; i++)
+        trace_ring[i].seq = i;
+    __atomic_store_n(&trace_ready, 1, __ATOMIC_RELEASE);
+}
+
+static bool trace_push(const char *text, uint32_t len)
+{
+    uint64_t pos = __atomic_load_n(&trace_head, __ATOMIC_RELAXED);
+    for (;;) {
+        struct trace_cell *c = &trace_ring[pos % TRACE_SLOTS];
+        uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(seq - pos);
+        if (dif == 0) {
+            if (__atomic_compare_exchange_n(&trace_head, &pos, pos + 1, true, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED)) {
+                c->line.pid = (uint32_t)rt_sys0(SYS_getpid);
+                c->line.tid = (uint32_t)rt_sys0(SYS_gettid);
+                c->line.len = len;
+                memcpy(c->line.text, text, len);
+                __atomic_store_n(&c->seq, pos + 1, __ATOMIC_RELEASE);
+                return true;
+            }
+        } else if (dif < 0) {
+            __atomic_fetch_add(&trace_dropped, 1, __ATOMIC_RELAXED);
+            return false;
+        } else {
+            pos = __atomic_load_n(&trace_head, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+bool trace_ring_pop(struct trace_line *out)
+{
+    trace_init();
+    uint64_t pos = trace_tail;
+    struct trace_cell *c = &trace_ring[pos % TRACE_SLOTS];
+    if (__atomic_load_n(&c->seq, __ATOMIC_ACQUIRE) != pos + 1)
+        return false;
+    *out = c->line;
+    __atomic_store_n(&c->seq, pos + TRACE_SLOTS, __ATOMIC_RELEASE);
+    trace_tail = pos + 1;
+    return true;
+}
+
+uint64_t trace_ring_take_dropped(void)
+{
+    return __atomic_exchange_n(&trace_dropped, 0, __ATOMIC_RELAXED);
+}
+
+/* Formats with the program's format string, which must end inside fmt_size. */
+static int bpf_format(char *out, size_t outsz, const char *fmt, uint32_t fmt_size, const uint64_t *args,
+                      uint32_t nargs)
+{
+    if (!fmt_size || !memchr(fmt, 0, fmt_size))
+        return -EINVAL;
+    struct rt_fmt_args a = {.arr = args, .n = nargs};
+    return rt_format(out, outsz, fmt, &a);
+}
+
+/* bpf_trace_printk(fmt, fmt_size, a, b, c) */
+H(h_trace_printk) { (void)user;
+    if (!__atomic_load_n(&trace_ready, __ATOMIC_ACQUIRE))
+        return neg(-EBUSY);
+    uint64_t args[3] = {r3, r4, r5};
+    char line[BPFG_TRACE_LINE];
+    int n = bpf_format(line, sizeof(line), (const char *)r1, (uint32_t)r2, args, 3);
+    if (n < 0)
+        return neg(n);
+    uint32_t len = (uint32_t)n < sizeof(line) - 1 ? (uint32_t)n : (uint32_t)sizeof(line) - 1;
+    if (!trace_push(line, len + 1))
+        return neg(-EBUSY);
+    return len;
+}
+
+/* bpf_snprintf(str, str_size, fmt, data, data_len): u64 arguments */
+H(h_snprintf) { (void)user;
+    if (r5 % 8 || r5 > 12 * 8 || (r5 && !r4))
+        return neg(-EINVAL);
+    const char *fmt = (const char *)r3;
+    if (!fmt || !memchr(fmt, 0, 1024))
+        return neg(-EINVAL);
+    struct rt_fmt_args a = {.arr = (const uint64_t *)r4, .n = (uint32_t)(r5 / 8)};
+    int n = rt_format((char *)r1, (uint32_t)r2, fmt, &a);
+    return n < 0 ? neg(n) : (uint64_t)n + 1;
+}
+
+H(h_perf_event_output) { (void)r1, (void)user;
+    return neg(bpfg_perf_event_output((struct bpfg_map *)r2, r3, (const void *)r4, r5)); }
+H(h_ringbuf_output) { (void)r5, (void)user;
+    return neg(bpfg_ringbuf_output((struct bpfg_map *)r1, (const void *)r2, r3, r4)); }
+H(h_ringbuf_query) { (void)r3, (void)r4, (void)r5, (void)user;
+    return bpfg_ringbuf_query((struct bpfg_map *)r1, r2); }
+
+/* submit/discard only get the record: remember which map each reservation
+ * came from for the rest of the run. */
+H(h_ringbuf_reserve) { (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    if (ex->nrb >= MAX_RB_RESERVED)
+        return 0;
+    void *p = bpfg_ringbuf_reserve((struct bpfg_map *)r1, r2, r3);
+    if (p) {
+        ex->rb[ex->nrb].data = p;
+        ex->rb[ex->nrb].map = (struct bpfg_map *)r1;
+        ex->nrb++;
+    }
+    return (uint64_t)(uintptr_t)p;
+}
+
+static void ringbuf_release(struct bpfg_exec *ex, void *data, uint64_t flags, bool discard)
+{
+    for (uint32_t i = 0; i < ex->nrb; i++) {
+        if (ex->rb[i].data != data)
+            continue;
+        if (discard)
+            bpfg_ringbuf_discard(ex->rb[i].map, data, flags);
+        else
+            bpfg_ringbuf_submit(ex->rb[i].map, data, flags);
+        ex->rb[i] = ex->rb[--ex->nrb];
+        return;
+    }
+}
+
+H(h_ringbuf_submit) { (void)r3, (void)r4, (void)r5; ringbuf_release(user, (void *)r1, r2, false); return 0; }
+H(h_ringbuf_discard) { (void)r3, (void)r4, (void)r5; ringbuf_release(user, (void *)r1, r2, true); return 0; }
+
+/* ---- probe context ---- */
+
+/* bpf_override_return(ctx, rc): only entry programs can skip the function */
+H(h_override_return) { (void)r1, (void)r3, (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    if (!ex->entry)
+        return neg(-EINVAL);
+    ex->override = true;
+    ex->override_rc = r2;
+    return 0;
+}
+
+H(h_get_func_ip) { (void)r1, (void)r2, (void)r3, (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    return ex->hook ? ex->hook->site : 0;
+}
+
+H(h_get_attach_cookie) { UNUSED5; return 0; }
+
+/* bpf_get_stack(ctx, buf, size, flags): user stacks only, by walking frame
+ * pointers from regs->bp, so frames of code built without them are
+ * missed. At a function's entry the caller's address is still at [sp] and
+ * is reported first. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
+H(h_get_stack) { (void)r1, (void)r5;
+    struct bpfg_exec *ex = user;
+    uint64_t *buf = (uint64_t *)r2;
+    uint32_t size = (uint32_t)r3;
+    uint64_t flags = r4;
+    if (size % 8 || (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
+        (flags & BPF_F_USER_BUILD_ID))
+        return neg(-EINVAL);
+    uint32_t skip = (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK), max = size / 8, n = 0, seen = 0;
+    if (!(flags & BPF_F_USER_STACK) || !ex->regs) {
+        memset(buf, 0, size);
+        return 0;
+    }
+#define EMIT(ip)                       \
+    do {                               \
+        if (seen++ >= skip && n < max) \
+            buf[n++] = (ip);           \
+    } while (0)
+    EMIT(ex->regs->ip);
+    if (ex->entry) {
+        uint64_t ret;
+        if (rt_safe_read(&ret, (const void *)ex->regs->sp, 8) == 0)
+            EMIT(ret);
+    }
+    uint64_t fp = ex->regs->bp;
+    for (int depth = 0; n < max && fp && depth < 127; depth++) {
+        uint64_t frame[2];
+        if ((fp & 7) || rt_safe_read(frame, (const void *)fp, sizeof(frame)))
+            break;
+        if (!frame[1])
+            break;
+        EMIT(frame[1]);
+        if (frame[0] <= fp)   /* stacks grow down: a caller's frame is higher */
+            break;
+        fp = frame[0];
+    }
+#undef EMIT
+    memset(buf + n, 0, size - n * 8);
+    return (uint64_t)n * 8;
+}
+
+/* ---- running ---- */
+
+void helpers_run(struct prog *p, struct bpfg_exec *ex)
+{
+    ex->tail_count = 0;
+    for (;;) {
+        uint64_t ret;
+        ex->tail_next = NULL;
+        bpfg_vm_exec_ctx(p->vm, ex->regs, sizeof(*ex->regs), ex, &ret);
+        /* a reservation the program kept would block the ring forever */
+        while (ex->nrb)
+            ringbuf_release(ex, ex->rb[ex->nrb - 1].data, 0, true);
+        if (!ex->tail_next)
+            return;
+        p = ex->tail_next;
+    }
+}
+
+int helpers_register(struct bpfg_vm *vm)
+{
+    static const struct {
+        uint32_t id;
+        const char *name;
+        bpfg_helper_fn fn;
+    } table[] = {
+        {BPF_FUNC_map_lookup_elem, "map_lookup_elem", h_map_lookup_elem},
+        {BPF_FUNC_map_update_elem, "map_update_elem", h_map_update_elem},
+        {BPF_FUNC_map_delete_elem, "map_delete_elem", h_map_delete_elem},
+        {BPF_FUNC_map_push_elem, "map_push_elem", h_map_push_elem},
+        {BPF_FUNC_map_pop_elem, "map_pop_elem", h_map_pop_elem},
+        {BPF_FUNC_map_peek_elem, "map_peek_elem", h_map_peek_elem},
+        {BPF_FUNC_tail_call, "tail_call", h_tail_call},
+        {BPF_FUNC_get_current_pid_tgid, "get_current_pid_tgid", h_get_current_pid_tgid},
+        {BPF_FUNC_get_current_uid_gid, "get_current_uid_gid", h_get_current_uid_gid},
+        {BPF_FUNC_get_current_comm, "get_current_comm", h_get_current_comm},
+        {BPF_FUNC_ktime_get_ns, "ktime_get_ns", h_ktime_get_ns},
+        {BPF_FUNC_ktime_get_boot_ns, "ktime_get_boot_ns", h_ktime_get_boot_ns},
+        {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", h_ktime_get_coarse_ns},
+        {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", h_get_smp_processor_id},
+        {BPF_FUNC_get_prandom_u32, "get_prandom_u32", h_get_prandom_u32},
+        {BPF_FUNC_probe_read, "probe_read", h_probe_read},
+        {BPF_FUNC_probe_read_user, "probe_read_user", h_probe_read},
+        {BPF_FUNC_probe_read_kernel, "probe_read_kernel", h_probe_read},
+        {BPF_FUNC_probe_read_str, "probe_read_str", h_probe_read_str},
+        {BPF_FUNC_probe_read_user_str, "probe_read_user_str", h_probe_read_str},
+        {BPF_FUNC_probe_read_kernel_str, "probe_read_kernel_str", h_probe_read_str},
+        {BPF_FUNC_probe_write_user, "probe_write_user", h_probe_write_user},
+        {BPF_FUNC_trace_printk, "trace_printk", h_trace_printk},
+        {BPF_FUNC_snprintf, "snprintf", h_snprintf},
+        {BPF_FUNC_perf_event_output, "perf_event_output", h_perf_event_output},
+        {BPF_FUNC_ringbuf_output, "ringbuf_output", h_ringbuf_output},
+        {BPF_FUNC_ringbuf_reserve, "ringbuf_reserve", h_ringbuf_reserve},
+        {BPF_FUNC_ringbuf_submit, "ringbuf_submit", h_ringbuf_submit},
+        {BPF_FUNC_ringbuf_discard, "ringbuf_discard", h_ringbuf_discard},
+        {BPF_FUNC_ringbuf_query, "ringbuf_query", h_ringbuf_query},
+        {BPF_FUNC_override_return, "override_return", h_override_return},
+        {BPF_FUNC_get_func_ip, "get_func_ip", h_get_func_ip},
+        {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
+        {BPF_FUNC_get_stack, "get_stack", h_get_stack},
+    };
+    trace_init();
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        int err = bpfg_vm_register_helper(vm, table[i].id, table[i].name, table[i].fn, NULL);
+        if (err)
+            return err;
+    }
+    return bpfg_vm_set_unwind_helper(vm, BPF_FUNC_tail_call);
+}
