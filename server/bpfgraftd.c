@@ -50,6 +50,8 @@ static int daemonize(int *ready_fd)
         char ok = 0;
         close(p[1]);
         ssize_t n = read(p[0], &ok, 1);
+        if (n != 1 || ok != 1)
+            fprintf(stderr, "bpfgraftd: the daemon failed to start (run with --foreground or see --log)\n");
         _exit(n == 1 && ok == 1 ? 0 : 1);
     }
     close(p[0]);
@@ -158,13 +160,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "bpfgraftd: cannot daemonize: %s\n", strerror(-err));
             return 1;
         }
-        if (!log) {
-            /* stderr would go nowhere: keep one line per event in syslog's place */
-            int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-            if (null >= 0) {
-                dup2(null, STDERR_FILENO);
-                close(null);
-            }
+        /* Detached: nothing may keep the caller's terminal or pipes open;
+         * log lines go to --log (or nowhere). */
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, STDERR_FILENO);
+            close(null);
         }
     }
     signal(SIGPIPE, SIG_IGN);

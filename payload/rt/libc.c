@@ -1,4 +1,4 @@
-/* The glibc-ABI functions jit/vm.c and maps/*.c call, implemented on raw
+/* The glibc-ABI functions jit/vm.c and the maps library call, implemented on raw
  * syscalls, plus the runtime services of rt.h (vDSO clock, cpu number,
  * fault-safe copies). errno is one plain global: the payload has no TLS,
  * and only the payload thread does work that reads errno. */

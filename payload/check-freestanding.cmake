@@ -1,0 +1,33 @@
+# Checks that the payload is loadable by the injector: no NEEDED entries,
+# no TLS segment, only R_X86_64_RELATIVE relocations, and the four entry
+# symbols (and nothing else) exported. Run: cmake -DPAYLOAD=... -P this.
+find_program(READELF readelf REQUIRED)
+execute_process(COMMAND ${READELF} -W --dynamic --program-headers --relocs --dyn-syms ${PAYLOAD}
+                OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "readelf failed on ${PAYLOAD}")
+endif()
+if(out MATCHES "\\(NEEDED\\)")
+  message(FATAL_ERROR "payload has DT_NEEDED entries")
+endif()
+if(out MATCHES "[ \n]TLS[ ]")
+  message(FATAL_ERROR "payload has a TLS segment")
+endif()
+string(REGEX MATCHALL "R_X86_64_[A-Z0-9_]+" relocs "${out}")
+foreach(r ${relocs})
+  if(NOT r STREQUAL "R_X86_64_RELATIVE")
+    message(FATAL_ERROR "payload has relocation type ${r}")
+  endif()
+endforeach()
+foreach(sym bpfg_payload_params bpfg_payload_start bpfg_uprobe_entry bpfg_uretprobe_return)
+  if(NOT out MATCHES "[0-9a-f]+ +[0-9]+ +[A-Z]+ +GLOBAL +DEFAULT +[0-9]+ ${sym}\n")
+    message(FATAL_ERROR "payload does not export ${sym}")
+  endif()
+endforeach()
+# Every defined global in .dynsym must be one of the four.
+string(REGEX MATCHALL "GLOBAL +DEFAULT +[0-9]+ [A-Za-z_0-9]+" globals "${out}")
+list(LENGTH globals nglobals)
+if(NOT nglobals EQUAL 4)
+  message(FATAL_ERROR "payload exports ${nglobals} symbols, expected 4: ${globals}")
+endif()
+message(STATUS "payload ${PAYLOAD}: freestanding, ${nglobals} exports")

@@ -1,0 +1,561 @@
+/* The payload thread: connects to bpfgraftd, receives maps and programs,
+ * installs hooks, forwards trace lines, and leaves on DETACH. Everything
+ * here runs on the payload's own thread; handlers on target threads only
+ * read what it publishes (see hooks.c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"   /* maps: region addresses for checked mode */
+#include "payload.h"
+#include "rt/rt.h"
+
+#define EXPORT __attribute__((visibility("default"), used))
+
+EXPORT struct bpfg_payload_params bpfg_payload_params;
+
+extern char bpfg_uprobe_entry[], bpfg_uretprobe_return[];
+uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs);
+
+#define POLL_MS 50
+#define QUIESCE_MS 5000
+
+struct pmap {
+    uint32_t id;
+    struct bpfg_map *map;
+};
+
+static struct pmap maps[MAX_MAPS];
+static struct prog *progs[MAX_PROGS];     /* read lock-free by tail calls */
+static int sock = -1;
+static char errbuf[256];
+
+/* The payload thread has no glibc thread descriptor; give it a fake TCB
+ * of its own rather than sharing the fs base of the thread it was cloned
+ * from (its fs:0 self pointer stays valid for anything that reads it). */
+static uint64_t fake_tcb[128] __attribute__((aligned(64)));
+
+struct prog *payload_prog_by_id(uint32_t id)
+{
+    for (int i = 0; i < MAX_PROGS; i++) {
+        struct prog *p = __atomic_load_n(&progs[i], __ATOMIC_ACQUIRE);
+        if (p && p->id == id)
+            return p;
+    }
+    return NULL;
+}
+
+struct bpfg_map *payload_map_by_id(uint32_t id)
+{
+    for (int i = 0; i < MAX_MAPS; i++)
+        if (maps[i].map && maps[i].id == id)
+            return maps[i].map;
+    return NULL;
+}
+
+static void fail_early(struct bpfg_payload_params *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail_early(struct bpfg_payload_params *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof(p->error), fmt, ap);
+    va_end(ap);
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_FAILED, __ATOMIC_RELEASE);
+}
+
+/* ---- socket I/O ---- */
+
+static int send_all(const void *buf, size_t len)
+{
+    const uint8_t *b = buf;
+    while (len) {
+        long n = rt_sys6(SYS_sendto, sock, (long)b, (long)len, MSG_NOSIGNAL, 0, 0);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n))
+            return (int)n;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_msg(uint16_t type, uint16_t flags, uint32_t seq, int32_t status, const void *body, size_t len)
+{
+    struct bpfg_pmsg_hdr h = {
+        .len = (uint32_t)(sizeof(h) + len), .type = type, .flags = flags, .seq = seq, .status = status};
+    int r = send_all(&h, sizeof(h));
+    return r ? r : send_all(body, len);
+}
+
+static int reply(uint32_t seq, int status)
+{
+    size_t len = status ? strlen(errbuf) + 1 : 0;
+    if (status && len == 1)
+        len = (size_t)snprintf(errbuf, sizeof(errbuf), "%s", strerror(-status)) + 1;
+    return send_msg(BPFG_PMSG_REPLY, 0, seq, status, errbuf, len);
+}
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Reads one message; *fd gets an attached descriptor or -1. */
+static int recv_msg(struct bpfg_pmsg_hdr *h, uint8_t **body, int *fd)
+{
+    union {
+        struct cmsghdr c;
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+    } cm;
+    size_t got = 0;
+    *fd = -1;
+    *body = NULL;
+    while (got < sizeof(*h)) {
+        struct iovec iov = {(uint8_t *)h + got, sizeof(*h) - got};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                            .msg_controllen = sizeof(cm.buf)};
+        long n = rt_sys3(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n))
+            return (int)n;
+        if (n == 0)
+            return -ECONNRESET;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int *fds = (int *)CMSG_DATA(c);
+            for (int i = 0; i < nfd; i++) {
+                if (*fd < 0)
+                    *fd = fds[i];
+                else
+                    rt_sys1(SYS_close, fds[i]);   /* only one fd per message */
+            }
+        }
+        got += (size_t)n;
+    }
+    if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
+        return -EBADMSG;
+    size_t len = h->len - sizeof(*h);
+    *body = malloc(len + 1);
+    if (!*body)
+        return -ENOMEM;
+    for (size_t off = 0; off < len;) {
+        long n = rt_sys6(SYS_recvfrom, sock, (long)(*body + off), (long)(len - off), 0, 0, 0);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n) || n == 0)
+            return n ? (int)n : -ECONNRESET;
+        off += (size_t)n;
+    }
+    (*body)[len] = 0;
+    return 0;
+}
+
+static void drain_trace(void)
+{
+    struct trace_line line;
+    uint8_t buf[sizeof(struct bpfg_pmsg_trace) + BPFG_TRACE_LINE];
+    while (trace_ring_pop(&line)) {
+        uint64_t dropped = trace_ring_take_dropped();
+        struct bpfg_pmsg_trace t = {line.pid, line.tid};
+        uint32_t len = line.len <= BPFG_TRACE_LINE ? line.len : BPFG_TRACE_LINE;
+        memcpy(buf, &t, sizeof(t));
+        memcpy(buf + sizeof(t), line.text, len);
+        buf[sizeof(t) + len - 1] = 0;
+        send_msg(BPFG_PMSG_TRACE, dropped > 0xffff ? 0xffff : (uint16_t)dropped, 0, 0, buf, sizeof(t) + len);
+    }
+}
+
+/* ---- programs and maps ---- */
+
+static void prog_free(struct prog *p)
+{
+    if (!p)
+        return;
+    bpfg_vm_free(p->vm);
+    free(p->maps);
+    free(p);
+}
+
+static int resolve_ld64(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    struct prog *p = user;
+    if (src_reg != BPF_PSEUDO_MAP_IDX && src_reg != BPF_PSEUDO_MAP_IDX_VALUE)
+        return -EINVAL;
+    if (imm0 < 0 || (uint32_t)imm0 >= p->nmaps)
+        return -ENOENT;
+    struct bpfg_map *m = p->maps[imm0];
+    if (src_reg == BPF_PSEUDO_MAP_IDX) {
+        *value = (uint64_t)(uintptr_t)m;
+        return 0;
+    }
+    size_t size = 0;
+    uint8_t *area = bpfg_map_value_area(m, &size, NULL);
+    if (!area) {
+        struct bpfg_map_info info;
+        uint32_t zero = 0;
+        bpfg_map_get_info(m, &info);
+        if (info.type != BPF_MAP_TYPE_ARRAY)
+            return -EINVAL;
+        area = bpfg_map_lookup_elem(m, &zero);
+        size = info.value_size;
+    }
+    if (!area || imm1 < 0 || (size_t)imm1 >= size)
+        return -EINVAL;
+    *value = (uint64_t)(uintptr_t)(area + imm1);
+    return 0;
+}
+
+static int add_map_regions(struct bpfg_vm *vm, struct bpfg_map *m)
+{
+    int err = bpfg_vm_add_region(vm, m->base, m->base_len, true);
+    for (uint32_t i = 0; !err && m->ring_bases && i < m->n_rings; i++)
+        err = bpfg_vm_add_region(vm, m->ring_bases[i], m->ring_map_len, true);
+    return err;
+}
+
+static int do_prog(const uint8_t *body, size_t len)
+{
+    struct bpfg_pmsg_prog hdr;
+    if (len < sizeof(hdr))
+        return fail(-EBADMSG, "PROG message too short");
+    memcpy(&hdr, body, sizeof(hdr));
+    uint64_t need = sizeof(hdr) + (uint64_t)hdr.map_cnt * 4 + (uint64_t)hdr.insn_cnt * 8;
+    if (hdr.map_cnt > MAX_MAPS || need != len)
+        return fail(-EBADMSG, "PROG message: %u maps and %u instructions do not fill %zu bytes", hdr.map_cnt,
+                    hdr.insn_cnt, len);
+    if (!hdr.prog_id)
+        return fail(-EINVAL, "program id 0 is reserved");
+    if (payload_prog_by_id(hdr.prog_id))
+        return fail(-EEXIST, "program %u is already loaded", hdr.prog_id);
+    int slot = -1;
+    for (int i = 0; i < MAX_PROGS && slot < 0; i++)
+        if (!progs[i])
+            slot = i;
+    if (slot < 0)
+        return fail(-ENOSPC, "too many programs (limit %d)", MAX_PROGS);
+
+    struct prog *p = calloc(1, sizeof(*p));
+    if (!p)
+        return fail(-ENOMEM, "out of memory");
+    p->id = hdr.prog_id;
+    p->flags = hdr.flags;
+    p->nmaps = hdr.map_cnt;
+    p->maps = calloc(hdr.map_cnt ? hdr.map_cnt : 1, sizeof(*p->maps));
+    p->vm = bpfg_vm_new();
+    int err = 0;
+    if (!p->maps || !p->vm) {
+        err = fail(-ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint32_t i = 0; i < hdr.map_cnt; i++) {
+        uint32_t id;
+        memcpy(&id, body + sizeof(hdr) + i * 4, 4);
+        p->maps[i] = payload_map_by_id(id);
+        if (!p->maps[i]) {
+            err = fail(-ENOENT, "program %u uses map %u, which was not sent", p->id, id);
+            goto out;
+        }
+    }
+    if ((err = helpers_register(p->vm))) {
+        err = fail(err, "registering helpers: %s", strerror(-err));
+        goto out;
+    }
+    bool checked = hdr.flags & BPFG_PROG_F_CHECKED;
+    bpfg_vm_set_checked(p->vm, checked);
+    for (uint32_t i = 0; checked && i < p->nmaps && !err; i++)
+        err = add_map_regions(p->vm, p->maps[i]);
+    if (err) {
+        err = fail(err, "registering map regions: %s", strerror(-err));
+        goto out;
+    }
+    bpfg_vm_set_ld64_resolver(p->vm, resolve_ld64, p);
+    const struct bpf_insn *insns = (const struct bpf_insn *)(body + sizeof(hdr) + (size_t)hdr.map_cnt * 4);
+    if ((err = bpfg_vm_load(p->vm, insns, hdr.insn_cnt))) {
+        err = fail(err, "program %u: %s", p->id, bpfg_vm_error(p->vm));
+        goto out;
+    }
+    __atomic_store_n(&progs[slot], p, __ATOMIC_RELEASE);
+    return 0;
+out:
+    prog_free(p);
+    return err;
+}
+
+static int do_map(const uint8_t *body, size_t len, int fd)
+{
+    struct bpfg_pmsg_map m;
+    if (len < sizeof(m))
+        return fail(-EBADMSG, "MAP message too short");
+    memcpy(&m, body, sizeof(m));
+    if (fd < 0)
+        return fail(-EBADF, "MAP message for map %u carries no fd", m.map_id);
+    if (!m.map_id)
+        return fail(-EINVAL, "map id 0 is reserved");
+    if (payload_map_by_id(m.map_id))
+        return fail(-EEXIST, "map %u is already mapped", m.map_id);
+    int slot = -1;
+    for (int i = 0; i < MAX_MAPS && slot < 0; i++)
+        if (!maps[i].map)
+            slot = i;
+    if (slot < 0)
+        return fail(-ENOSPC, "too many maps (limit %d)", MAX_MAPS);
+    struct bpfg_map *map;
+    int err = bpfg_map_open_fd(fd, &map);
+    if (err)
+        return fail(err, "map %u: %s", m.map_id, bpfg_map_last_error());
+    maps[slot].id = m.map_id;
+    maps[slot].map = map;
+    return 0;
+}
+
+static int do_hook(const uint8_t *body, size_t len)
+{
+    struct bpfg_pmsg_hook h;
+    if (len < sizeof(h))
+        return fail(-EBADMSG, "HOOK message too short");
+    memcpy(&h, body, sizeof(h));
+    struct prog *p = payload_prog_by_id(h.prog_id);
+    if (!p)
+        return fail(-ENOENT, "program %u is not loaded", h.prog_id);
+    return hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+}
+
+static int do_unmap(const uint8_t *body, size_t len)
+{
+    struct bpfg_pmsg_unmap u;
+    if (len < sizeof(u))
+        return fail(-EBADMSG, "UNMAP message too short");
+    memcpy(&u, body, sizeof(u));
+    if (u.prog_id) {
+        int slot = -1;
+        for (int i = 0; i < MAX_PROGS && slot < 0; i++)
+            if (progs[i] && progs[i]->id == u.prog_id)
+                slot = i;
+        if (slot < 0)
+            return fail(-ENOENT, "program %u is not loaded", u.prog_id);
+        struct prog *p = progs[slot];
+        if (hooks_use_prog(p))
+            return fail(-EBUSY, "program %u is still attached to a hook", u.prog_id);
+        __atomic_store_n(&progs[slot], NULL, __ATOMIC_SEQ_CST);
+        /* a tail call may be about to run it: free after a grace period,
+         * or never if some handler does not finish */
+        if (hooks_quiesce(QUIESCE_MS))
+            prog_free(p);
+    }
+    if (u.map_id) {
+        int slot = -1;
+        for (int i = 0; i < MAX_MAPS && slot < 0; i++)
+            if (maps[i].map && maps[i].id == u.map_id)
+                slot = i;
+        if (slot < 0)
+            return fail(-ENOENT, "map %u is not mapped", u.map_id);
+        for (int i = 0; i < MAX_PROGS; i++)
+            for (uint32_t k = 0; progs[i] && k < progs[i]->nmaps; k++)
+                if (progs[i]->maps[k] == maps[slot].map)
+                    return fail(-EBUSY, "map %u is used by program %u", u.map_id, progs[i]->id);
+        bpfg_map_close(maps[slot].map);
+        maps[slot].map = NULL;
+        maps[slot].id = 0;
+    }
+    return 0;
+}
+
+/* Returns 1 when the thread must exit after replying. */
+static int do_detach(int *status)
+{
+    hooks_remove_all();
+    if (!hooks_quiesce(QUIESCE_MS)) {
+        *status = fail(-EBUSY, "a handler is still running on some thread; retry");
+        return 0;
+    }
+    for (int i = 0; i < MAX_PROGS; i++) {
+        prog_free(progs[i]);
+        progs[i] = NULL;
+    }
+    for (int i = 0; i < MAX_MAPS; i++) {
+        bpfg_map_close(maps[i].map);
+        maps[i].map = NULL;
+    }
+    *status = 0;
+    return 1;
+}
+
+static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bool *exit_after)
+{
+    size_t len = h->len - sizeof(*h);
+    errbuf[0] = 0;
+    switch (h->type) {
+    case BPFG_PMSG_MAP: return do_map(body, len, fd);
+    case BPFG_PMSG_PROG: return do_prog(body, len);
+    case BPFG_PMSG_HOOK: return do_hook(body, len);
+    case BPFG_PMSG_UNHOOK: {
+        struct bpfg_pmsg_unhook u;
+        if (len < sizeof(u))
+            return fail(-EBADMSG, "UNHOOK message too short");
+        memcpy(&u, body, sizeof(u));
+        if (u.hook_index >= BPFG_MAX_HOOKS)
+            return fail(-EINVAL, "hook index %u out of range", u.hook_index);
+        hooks_remove(u.hook_index);
+        return 0;
+    }
+    case BPFG_PMSG_UNMAP: return do_unmap(body, len);
+    case BPFG_PMSG_PING: return 0;
+    case BPFG_PMSG_DETACH: {
+        int status;
+        *exit_after = do_detach(&status);
+        return status;
+    }
+    default:
+        return fail(-EOPNOTSUPP, "unknown message type %u", h->type);
+    }
+}
+
+static int connect_server(struct bpfg_payload_params *p)
+{
+    long fd = rt_sys3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rt_is_err(fd)) {
+        fail_early(p, "socket: %s", strerror((int)-fd));
+        return -1;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strnlen(p->server_socket, sizeof(p->server_socket));
+    if (n == 0 || n >= sizeof(sa.sun_path)) {
+        fail_early(p, "bad server socket path");
+        rt_sys1(SYS_close, fd);
+        return -1;
+    }
+    memcpy(sa.sun_path, p->server_socket, n);
+    long r = rt_sys3(SYS_connect, fd, (long)&sa, (long)(offsetof(struct sockaddr_un, sun_path) + n + 1));
+    if (rt_is_err(r)) {
+        fail_early(p, "connect to %.80s: %s", p->server_socket, strerror((int)-r));
+        rt_sys1(SYS_close, fd);
+        return -1;
+    }
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
+    r = rt_sys5(SYS_getsockopt, fd, SOL_SOCKET, SO_PEERCRED, (long)&cred, (long)&clen);
+    if (rt_is_err(r)) {
+        fail_early(p, "SO_PEERCRED: %s", strerror((int)-r));
+        rt_sys1(SYS_close, fd);
+        return -1;
+    }
+    if (cred.uid != p->server_uid) {
+        fail_early(p, "server socket owned by uid %u, expected %u", (unsigned)cred.uid, (unsigned)p->server_uid);
+        rt_sys1(SYS_close, fd);
+        return -1;
+    }
+    return (int)fd;
+}
+
+static void release_all(void)
+{
+    hooks_remove_all();
+    if (!hooks_quiesce(QUIESCE_MS))
+        return;   /* leak rather than free under a running handler */
+    int ignored;
+    do_detach(&ignored);
+}
+
+void bpfg_payload_main(struct bpfg_payload_params *p)
+{
+    fake_tcb[0] = (uint64_t)(uintptr_t)fake_tcb;
+    rt_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)fake_tcb);
+    p->payload_tid = (int32_t)rt_sys0(SYS_gettid);
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_RUNNING, __ATOMIC_RELEASE);
+    if (p->magic != BPFG_PAYLOAD_MAGIC || p->version != BPFG_PAYLOAD_ABI_VERSION) {
+        fail_early(p, "parameter block magic %#x version %u, expected %#x version %u", p->magic, p->version,
+                   BPFG_PAYLOAD_MAGIC, BPFG_PAYLOAD_ABI_VERSION);
+        return;
+    }
+    rt_init(p);
+    sock = connect_server(p);
+    if (sock < 0)
+        return;
+
+    struct bpfg_pmsg_hello_ext hello = {
+        .base = {
+            .pid = (uint32_t)rt_sys0(SYS_getpid),
+            .abi_version = BPFG_PAYLOAD_ABI_VERSION,
+            .token = p->token,
+            .load_base = p->load_base,
+            .uprobe_entry = (uint64_t)(uintptr_t)bpfg_uprobe_entry,
+            .uretprobe_return = (uint64_t)(uintptr_t)bpfg_uretprobe_return,
+            .hook_table = (uint64_t)(uintptr_t)bpfg_hooks,
+            .max_hooks = BPFG_MAX_HOOKS,
+            .nr_cpus = rt_nr_possible_cpus(),
+        },
+        .thread_table = (uint64_t)(uintptr_t)bpfg_threads,
+        .max_threads = BPFG_MAX_THREADS,
+        .shadow_depth = BPFG_SHADOW_DEPTH,
+        .uretprobe_handler = (uint64_t)(uintptr_t)bpfg_uretprobe_handler,
+    };
+    if (send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello)) != 0) {
+        fail_early(p, "sending HELLO failed");
+        rt_sys1(SYS_close, sock);
+        return;
+    }
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_RELEASE);
+
+    for (;;) {
+        struct pollfd pfd = {.fd = sock, .events = POLLIN};
+        long r = rt_sys3(SYS_poll, (long)&pfd, 1, POLL_MS);
+        drain_trace();
+        if (r == 0 || r == -EINTR)
+            continue;
+        if (rt_is_err(r)) {
+            fail_early(p, "poll: %s", strerror((int)-r));
+            break;
+        }
+        struct bpfg_pmsg_hdr h;
+        uint8_t *body;
+        int fd;
+        int err = recv_msg(&h, &body, &fd);
+        if (err) {
+            free(body);
+            if (fd >= 0)
+                rt_sys1(SYS_close, fd);
+            if (err == -ECONNRESET)
+                fail_early(p, "server connection lost");
+            else
+                fail_early(p, "receiving: %s", strerror(-err));
+            break;
+        }
+        bool exit_after = false;
+        int status = handle(&h, body, fd, &exit_after);
+        free(body);
+        if (fd >= 0)
+            rt_sys1(SYS_close, fd);
+        drain_trace();
+        if (reply(h.seq, status) != 0 && !exit_after) {
+            fail_early(p, "server connection lost");
+            break;
+        }
+        if (exit_after) {
+            rt_sys1(SYS_close, sock);
+            __atomic_store_n(&p->state, BPFG_PAYLOAD_EXITED, __ATOMIC_RELEASE);
+            rt_exit_thread(0);
+        }
+    }
+    /* The server is gone: nobody can ask for anything any more. Stop the
+     * programs; patched sites keep working (inactive hooks just resume). */
+    release_all();
+    rt_sys1(SYS_close, sock);
+}
