@@ -77,7 +77,8 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
         case ZYDIS_CATEGORY_UNCOND_BR:
         case ZYDIS_CATEGORY_INTERRUPT:
             return fail(err, -EINVAL,
-                        "function at 0x%llx is too short to patch: control leaves it after %zu bytes (need %d)",
+                        "function at 0x%llx is too short to patch: it returns or jumps away within its first "
+                        "%zu bytes, a hook needs %d",
                         (unsigned long long)func, off - start + insn.length, JMP_LEN);
         default:
             break;

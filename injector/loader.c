@@ -453,13 +453,41 @@ int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *st
     return 0;
 }
 
+/* A remote munmap must not remove the page its own `syscall; int3` runs
+ * from (the syscall site is the first executable mapping, which may be the
+ * range being freed): move the site to an executable mapping outside it. */
+static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint64_t hi, char *err)
+{
+    if (st->syscall_site && (st->syscall_site + 4 <= lo || st->syscall_site >= hi))
+        return 0;
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
+    unsigned long a, b;
+    char perms[8];
+    st->syscall_site = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && perms[2] == 'x' && !strstr(line, "[vsyscall]") &&
+            (b <= lo || a >= hi)) {
+            st->syscall_site = a;
+            break;
+        }
+    }
+    fclose(f);
+    return st->syscall_site ? 0 : fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
+}
+
 int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err)
 {
     pid_t tid;
     int64_t ignored;
     if (bpfg_any_thread_in(st, inj->base, inj->base + inj->size, &tid))
         return fail(err, -EBUSY, "thread %d is executing payload code", (int)tid);
-    int r = remote(st, SYS_munmap, inj->base, inj->size, 0, 0, 0, 0, &ignored, "munmap", err);
+    int r = keep_syscall_site_outside(st, inj->base, inj->base + inj->size, err);
+    if (!r)
+        r = remote(st, SYS_munmap, inj->base, inj->size, 0, 0, 0, 0, &ignored, "munmap", err);
     if (!r)
         r = remote(st, SYS_munmap, inj->stack_base, inj->stack_size, 0, 0, 0, 0, &ignored, "munmap", err);
     return r;
@@ -512,5 +540,8 @@ int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, u
 int bpfg_remote_free(struct bpfg_stopped *st, uint64_t addr, size_t len, char *err)
 {
     int64_t ignored;
+    int r = keep_syscall_site_outside(st, addr, addr + PAGE_UP(len), err);
+    if (r)
+        return r;
     return remote(st, SYS_munmap, addr, PAGE_UP(len), 0, 0, 0, 0, &ignored, "munmap", err);
 }

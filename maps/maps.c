@@ -211,6 +211,10 @@ static void tid_register(void)
 
 uint32_t map_tid(void)
 {
+#ifdef BPFG_FREESTANDING
+    /* Inside the payload __thread is a plain global (no TLS): no cache. */
+    return (uint32_t)gettid();
+#endif
     if (!cached_tid) {
         pthread_once(&tid_once, tid_register);
         cached_tid = (uint32_t)gettid();

@@ -443,7 +443,13 @@ static int connect_server(struct bpfg_payload_params *p)
         return -1;
     }
     memcpy(sa.sun_path, p->server_socket, n);
-    long r = rt_sys3(SYS_connect, fd, (long)&sa, (long)(offsetof(struct sockaddr_un, sun_path) + n + 1));
+    /* "@name" is an abstract socket (what bpfgraftd uses): no trailing NUL */
+    size_t len = offsetof(struct sockaddr_un, sun_path) + n + 1;
+    if (sa.sun_path[0] == '@') {
+        sa.sun_path[0] = 0;
+        len--;
+    }
+    long r = rt_sys3(SYS_connect, fd, (long)&sa, (long)len);
     if (rt_is_err(r)) {
         fail_early(p, "connect to %.80s: %s", p->server_socket, strerror((int)-r));
         rt_sys1(SYS_close, fd);
@@ -507,12 +513,13 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         .shadow_depth = BPFG_SHADOW_DEPTH,
         .uretprobe_handler = (uint64_t)(uintptr_t)bpfg_uretprobe_handler,
     };
+    /* CONNECTED before HELLO: a server that has the HELLO sees it */
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_RELEASE);
     if (send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello)) != 0) {
         fail_early(p, "sending HELLO failed");
         rt_sys1(SYS_close, sock);
         return;
     }
-    __atomic_store_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_RELEASE);
 
     for (;;) {
         struct pollfd pfd = {.fd = sock, .events = POLLIN};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: sets the machine up, builds bpfgraft and runs
-# the main job. Today that is an eBPF program assembled and run in the
-# interpreter; it becomes the live attach demo with the attach issue.
+# the main job: attach the malloc sample to a running process, show what it
+# counted, detach, and show that the process went on untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,43 @@ bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 
-echo "== samples/vm/collatz.s: longest Collatz chain for starts below 10000"
-build/bin/bpfgraft-vm --ctx-u64 10000 samples/vm/collatz.s | tail -n 4
-r0=$(build/bin/bpfgraft-vm --quiet --ctx-u64 10000 samples/vm/collatz.s | sed -n 's/^r0 = \([0-9]*\).*/\1/p')
-echo "start $((r0 >> 32)) takes $((r0 & 0xffffffff)) steps to reach 1"
+work=$(mktemp -d /tmp/bpfgraft-demo.XXXXXX)
+sock=$work/control.sock
+server=""
+victim=""
+cleanup() {
+	[ -n "$victim" ] && kill "$victim" 2>/dev/null && wait "$victim" 2>/dev/null
+	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+build/bin/bpfgraftd --socket "$sock" --foreground >"$work/bpfgraftd.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+bpfgraft() { build/bin/bpfgraft --socket "$sock" "$@"; }
+
+echo "== a running process that calls malloc() every 10 ms (it knows nothing of bpfgraft)"
+build/bin/malloc-victim >"$work/victim.out" &
+victim=$!
+sleep 0.3
+echo "pid $victim"
+
+echo "== bpfgraft load build/bpf/malloc.bpf.o"
+bpfgraft load build/bpf/malloc.bpf.o
+echo "== bpfgraft attach $victim malloc   (no restart, no LD_PRELOAD)"
+bpfgraft attach "$victim" malloc
+sleep 2
+echo "== bpfgraft map dump malloc_calls   (calls per pid, counted inside the process)"
+bpfgraft map dump malloc_calls
+echo "== bpfgraft map dump malloc_bytes"
+bpfgraft map dump malloc_bytes
+echo "== bpfgraft ps"
+bpfgraft ps
+echo "== bpfgraft detach $victim"
+bpfgraft detach "$victim"
+sleep 0.5
+kill -0 "$victim" && echo "process $victim is still running; its last words:"
+tail -n 2 "$work/victim.out"
+echo "== the map keeps its data after detach"
+bpfgraft map dump malloc_calls

@@ -341,18 +341,41 @@ static int accept_payload(struct server *s, struct target *t, uint64_t token, ch
             struct ucred cred;
             socklen_t clen = sizeof(cred);
             struct bpfg_pmsg_hdr h;
-            struct bpfg_pmsg_hello hello;
+            struct bpfg_pmsg_hello_ext hello;
+            memset(&hello, 0, sizeof(hello));
             t->sock = fd;
-            bool ok = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.pid == t->pid &&
-                      read_full(fd, &h, sizeof(h), 1000) == 0 && h.type == BPFG_PMSG_HELLO &&
-                      h.len == sizeof(h) + sizeof(hello) && read_full(fd, &hello, sizeof(hello), 1000) == 0 &&
-                      hello.token == token && hello.abi_version == BPFG_PAYLOAD_ABI_VERSION;
-            if (ok) {
-                t->inj.uprobe_entry = hello.uprobe_entry;
-                t->inj.uretprobe_return = hello.uretprobe_return;
+            const char *why = NULL;
+            size_t body = 0;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.pid != t->pid)
+                why = "the connection does not come from the target process";
+            else if (read_full(fd, &h, sizeof(h), 1000) != 0 || h.type != BPFG_PMSG_HELLO ||
+                     h.len < sizeof(h) + sizeof(hello.base) || h.len > sizeof(h) + 4096)
+                why = "no HELLO message";
+            else if ((body = h.len - sizeof(h)), read_full(fd, &hello, body < sizeof(hello) ? body : sizeof(hello), 1000) != 0)
+                why = "truncated HELLO";
+            else if (hello.base.token != token)
+                why = "wrong token";
+            else if (hello.base.abi_version != BPFG_PAYLOAD_ABI_VERSION)
+                why = "another payload ABI version";
+            if (!why) {
+                /* skip what a newer payload appended beyond what we know */
+                char sink[256];
+                for (size_t left = body > sizeof(hello) ? body - sizeof(hello) : 0; left;) {
+                    size_t n = left < sizeof(sink) ? left : sizeof(sink);
+                    if (read_full(fd, sink, n, 1000) != 0)
+                        break;
+                    left -= n;
+                }
+                t->inj.uprobe_entry = hello.base.uprobe_entry;
+                t->inj.uretprobe_return = hello.base.uretprobe_return;
+                if (body >= sizeof(hello)) {
+                    t->thread_table = hello.thread_table;
+                    t->max_threads = hello.max_threads;
+                    t->shadow_depth = hello.shadow_depth;
+                }
                 return 0;
             }
-            srv_log(SRV_WARN, "refused a payload connection (pid %d): bad credentials or hello", (int)cred.pid);
+            srv_log(SRV_WARN, "refused a payload connection from pid %d: %s", (int)cred.pid, why);
             close(fd);
             t->sock = -1;
             continue;
@@ -512,21 +535,43 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
     return efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid);
 }
 
+/* A program joining a site that is already patched: the payload adds it
+ * to the slot; nothing in the process changes. */
+static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p,
+                     uint32_t kind, char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < h->nprogs; i++)
+        if (h->prog_ids[i] == p->id)
+            return efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
+                         (unsigned long long)h->plan.func, (int)t->pid);
+    if (h->nprogs == TARGET_HOOK_PROGS)
+        return efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
+                     (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
+    struct bpfg_pmsg_hook body = {
+        .hook_index = h->index, .kind = kind, .prog_id = p->id,
+        .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+    };
+    int r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    if (r)
+        return r;
+    h->prog_ids[h->nprogs] = p->id;
+    h->kinds[h->nprogs++] = kind;
+    return 0;
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, char *err,
                         size_t errlen)
 {
+    uint32_t kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
+        if (t->hooks[i].used && t->hooks[i].plan.func == func)
+            return join_hook(s, t, &t->hooks[i], p, kind, err, errlen);
     int idx = find_free_hook(t);
     if (idx < 0)
         return efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
     struct target_hook *h = &t->hooks[idx];
     memset(h, 0, sizeof(*h));
     h->index = (uint32_t)idx;
-    h->prog_id = p->id;
-    h->kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
-    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
-        if (t->hooks[i].used && t->hooks[i].plan.func == func)
-            return efail(err, errlen, -EEXIST, "0x%llx in process %d is already probed (program %u)",
-                         (unsigned long long)func, (int)t->pid, t->hooks[i].prog_id);
 
     /* Stop 1: read the code, plan, place the stub. */
     struct bpfg_stopped st;
@@ -554,7 +599,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
 
     /* The payload activates the slot before any thread can reach it. */
     struct bpfg_pmsg_hook body = {
-        .hook_index = h->index, .kind = h->kind, .prog_id = p->id,
+        .hook_index = h->index, .kind = kind, .prog_id = p->id,
         .site = func, .resume = stub + BPFG_HOOK_RESUME_OFF,
     };
     r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
@@ -572,6 +617,9 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         goto unhook;
     }
     h->used = true;
+    h->prog_ids[0] = p->id;
+    h->kinds[0] = kind;
+    h->nprogs = 1;
     t->nhooks++;
     return 0;
 
@@ -701,6 +749,41 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
     return 0;
 }
 
+/* Return addresses replaced by uretprobes point into the payload: put the
+ * original ones back on every stack before the payload goes (abi.h:
+ * topmost entry per stack slot, only where the trampoline is still
+ * there; others belong to frames already skipped by longjmp). */
+static void restore_return_addresses(struct bpfg_stopped *st, const struct target *t)
+{
+    if (!t->thread_table || !t->max_threads || !t->shadow_depth || t->shadow_depth > 4096)
+        return;
+    size_t slot_size = sizeof(struct bpfg_thread_slot);
+    if (t->shadow_depth != BPFG_SHADOW_DEPTH)
+        return;   /* a payload with another layout: leave its stacks alone */
+    struct bpfg_thread_slot ts;
+    unsigned fixed = 0;
+    for (uint32_t i = 0; i < t->max_threads; i++) {
+        if (bpfg_mem_read(st, t->thread_table + i * slot_size, &ts, sizeof(ts)) != 0)
+            break;
+        if (!ts.owner || !ts.depth)
+            continue;
+        uint32_t depth = ts.depth < BPFG_SHADOW_DEPTH ? ts.depth : BPFG_SHADOW_DEPTH;
+        for (uint32_t k = depth; k-- > 0;) {
+            const struct bpfg_shadow_entry *e = &ts.stack[k];
+            bool seen = false;
+            for (uint32_t j = k + 1; j < depth; j++)
+                seen |= ts.stack[j].slot == e->slot;
+            uint64_t word;
+            if (seen || bpfg_mem_read(st, e->slot, &word, sizeof(word)) != 0 || word != t->inj.uretprobe_return)
+                continue;
+            if (bpfg_mem_write(st, e->slot, &e->ret, sizeof(e->ret)) == 0)
+                fixed++;
+        }
+    }
+    if (fixed)
+        srv_log(SRV_INFO, "target %d: restored %u return addresses replaced by uretprobes", (int)t->pid, fixed);
+}
+
 static bool thread_alive(pid_t pid, pid_t tid)
 {
     char path[64];
@@ -746,6 +829,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
             if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, ierr, sizeof(ierr)) == 0) {
+                restore_return_addresses(&st, t);
                 for (int i = 0; i < TARGET_MAX_HOOKS; i++)
                     if (t->hooks[i].used && !bpfg_any_thread_in(&st, t->hooks[i].plan.stub_addr,
                                                                 t->hooks[i].plan.stub_addr + t->hooks[i].stub_size, NULL))
@@ -798,19 +882,23 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         msgpack_pack_int(pk, t->pid);
         bpfg_pack_cstr(pk, "uid");
         msgpack_pack_uint32(pk, t->uid);
+        size_t nprogs = 0;
+        for (int i = 0; i < TARGET_MAX_HOOKS; i++)
+            if (t->hooks[i].used)
+                nprogs += t->hooks[i].nprogs;
         bpfg_pack_cstr(pk, "hooks");
-        msgpack_pack_array(pk, t->nhooks);
+        msgpack_pack_array(pk, nprogs);
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
-            if (!h->used)
-                continue;
-            msgpack_pack_map(pk, 3);
-            bpfg_pack_cstr(pk, "prog");
-            msgpack_pack_uint32(pk, h->prog_id);
-            bpfg_pack_cstr(pk, "address");
-            msgpack_pack_uint64(pk, h->plan.func);
-            bpfg_pack_cstr(pk, "kind");
-            bpfg_pack_cstr(pk, h->kind == BPFG_HOOK_URETPROBE ? "uretprobe" : "uprobe");
+            for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
+                msgpack_pack_map(pk, 3);
+                bpfg_pack_cstr(pk, "prog");
+                msgpack_pack_uint32(pk, h->prog_ids[k]);
+                bpfg_pack_cstr(pk, "address");
+                msgpack_pack_uint64(pk, h->plan.func);
+                bpfg_pack_cstr(pk, "kind");
+                bpfg_pack_cstr(pk, h->kinds[k] == BPFG_HOOK_URETPROBE ? "uretprobe" : "uprobe");
+            }
         }
         bpfg_pack_cstr(pk, "payload");
         msgpack_pack_uint64(pk, t->inj.base);

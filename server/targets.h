@@ -16,11 +16,14 @@ struct server;
 
 #define TARGET_MAX_HOOKS 512
 
+#define TARGET_HOOK_PROGS 8     /* entry + return programs sharing one site */
+
 struct target_hook {
     bool used;
     uint32_t index;            /* payload hook slot */
-    uint32_t prog_id;
-    uint32_t kind;             /* enum bpfg_hook_kind */
+    uint32_t nprogs;
+    uint32_t prog_ids[TARGET_HOOK_PROGS];
+    uint32_t kinds[TARGET_HOOK_PROGS];   /* enum bpfg_hook_kind */
     struct bpfg_hook_plan plan;
     size_t stub_size;          /* bytes allocated at plan.stub_addr */
 };
@@ -45,6 +48,8 @@ struct target {
     uint64_t attached_ms;
     uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
+    uint64_t thread_table;     /* payload's uretprobe shadow stacks (abi.h) */
+    uint32_t max_threads, shadow_depth;
 };
 
 struct targets {

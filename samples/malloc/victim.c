@@ -4,12 +4,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+void *volatile last;   /* keeps the compiler from eliding malloc/free */
+
 int main(int argc, char **argv)
 {
 	long limit = argc > 1 ? atol(argv[1]) : -1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (long i = 1; limit < 0 || i <= limit; i++) {
-		void *p = malloc(64 + (size_t)(i % 64));
+		char *p = malloc(64 + (size_t)(i % 64));
+		if (p)
+			p[0] = (char)i;
+		last = p;
 		free(p);
 		if (i % 100 == 0)
 			printf("victim %d: %ld mallocs\n", (int)getpid(), i);

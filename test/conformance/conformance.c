@@ -38,6 +38,7 @@
 
 #include "asm.h"
 #include "vm.h"
+#include "x86jit.h"
 
 #define MSG_LEN 512
 #define UNWIND_HELPER 5
@@ -90,9 +91,41 @@ static int run_interp(const struct bpf_insn *insns, size_t n, void *mem, size_t 
     return err;
 }
 
+/* The x86-64 JIT: compile, map executable, run with a one-entry table. */
+static int run_x86(const struct bpf_insn *insns, size_t n, void *mem, size_t len,
+                   uint64_t *r0, char *msg, size_t msglen)
+{
+    struct bpfg_x86jit_opts opts = {.has_unwind = true, .unwind_id = UNWIND_HELPER};
+    struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
+    struct bpfg_x86jit_code code;
+    struct bpfg_x86jit_image img;
+    char err[256];
+    uint32_t insn;
+
+    bpfg_x86jit_allow_helper(&opts, UNWIND_HELPER);
+    table[UNWIND_HELPER].fn = unwind_helper;
+    int ret = bpfg_x86jit_compile(insns, n, &opts, &code, err, sizeof(err));
+    if (ret) {
+        snprintf(msg, msglen, "load: %s", err);
+        return ret;
+    }
+    ret = bpfg_x86jit_map_exec(&code, &img);
+    bpfg_x86jit_code_free(&code);
+    if (ret) {
+        snprintf(msg, msglen, "load: mapping code: %s", strerror(-ret));
+        return ret;
+    }
+    ret = bpfg_x86jit_run(&img, mem, len, table, NULL, r0, &insn);
+    if (ret)
+        snprintf(msg, msglen, "run: instruction %u: %s", insn, strerror(-ret));
+    bpfg_x86jit_unmap(&img);
+    return ret;
+}
+
 /* One entry per engine; the JITs join here. */
 static const struct engine engines[] = {
     {"interp", run_interp},
+    {"x86", run_x86},
 };
 
 #define NENGINES (sizeof(engines) / sizeof(engines[0]))

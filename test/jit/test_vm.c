@@ -216,6 +216,35 @@ Test(vm, helpers_and_unwind)
     cr_expect_eq(RUN(MOV64_IMM(1, 9), MOV64_IMM(2, 5), CALLX(2), EXIT()), 9);
 }
 
+static uint64_t helper_user_tag(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, void *user)
+{
+    (void)b, (void)c, (void)d, (void)e;
+    return a + (user ? *(uint64_t *)user : 0);
+}
+
+Test(vm, exec_ctx_passes_per_run_user_pointer)
+{
+    uint64_t reg_user = 100, run_user = 5000;
+    cr_assert_eq(bpfg_vm_register_helper(vm, 7, "tag", helper_user_tag, &reg_user), 0);
+    struct bpf_insn p[] = {MOV64_IMM(1, 1), CALL_HELPER(7), EXIT()};
+    cr_assert_eq(bpfg_vm_load(vm, p, NINSN(p)), 0, "%s", bpfg_vm_error(vm));
+    uint64_t r0 = 0;
+    cr_assert_eq(bpfg_vm_exec_ctx(vm, NULL, 0, &run_user, &r0), 0, "%s", bpfg_vm_error(vm));
+    cr_expect_eq(r0, 5001, "helper must get the per-run pointer");
+    /* NULL is a valid per-run pointer too: it replaces the registration's */
+    cr_assert_eq(bpfg_vm_exec_ctx(vm, NULL, 0, NULL, &r0), 0);
+    cr_expect_eq(r0, 1);
+    /* plain exec keeps the registration's pointer */
+    cr_assert_eq(bpfg_vm_exec(vm, NULL, 0, &r0), 0);
+    cr_expect_eq(r0, 101);
+    /* r1 = ctx as with bpfg_vm_exec */
+    uint64_t ctx = 0;
+    struct bpf_insn q[] = {MOV64_REG(0, 1), EXIT()};
+    cr_assert_eq(bpfg_vm_load(vm, q, NINSN(q)), 0);
+    cr_assert_eq(bpfg_vm_exec_ctx(vm, &ctx, sizeof(ctx), &run_user, &r0), 0);
+    cr_expect_eq(r0, (uint64_t)(uintptr_t)&ctx);
+}
+
 Test(vm, callx_to_local_function)
 {
     /* lddw BPF_PSEUDO_FUNC gives a callable function reference. */

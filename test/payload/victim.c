@@ -1,8 +1,11 @@
-/* The process test_payload injects: calls victim_add(i, 1) until the
- * shared `calls` reaches `target`, recording what it returned. victim_add
- * starts with a 5-byte nop, so a test can hook it without relocating
- * instructions. Usage: victim FD (a memfd holding struct victim_shared). */
+/* The process test_payload injects: makes calls until the shared `calls`
+ * reaches `target`, in the mode the test chose, and records what they
+ * returned. victim_add and victim_rec start with a 5-byte nop, so a test
+ * can hook them without relocating instructions.
+ * Usage: victim FD (a memfd holding struct victim_shared). */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -12,6 +15,9 @@
 #include "victim.h"
 
 int victim_add(int a, int b);
+/* Returns depth after depth + 1 nested calls; with jb != NULL the deepest
+ * call longjmps to jb instead of returning. */
+int victim_rec(int depth, jmp_buf *jb);
 
 __asm__(".text\n"
         ".globl victim_add\n"
@@ -20,32 +26,124 @@ __asm__(".text\n"
         "    .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n"   /* nopl 0(%rax,%rax,1) */
         "    lea (%rdi,%rsi), %eax\n"
         "    ret\n"
-        ".size victim_add, . - victim_add\n");
+        ".size victim_add, . - victim_add\n"
+        ".globl victim_rec\n"
+        ".type victim_rec, @function\n"
+        "victim_rec:\n"
+        "    .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n"
+        "    push %rbx\n"
+        "    test %edi, %edi\n"
+        "    jz 1f\n"
+        "    sub $1, %edi\n"
+        "    call victim_rec\n"
+        "    add $1, %eax\n"
+        "    pop %rbx\n"
+        "    ret\n"
+        "1:  test %rsi, %rsi\n"
+        "    jz 2f\n"
+        "    mov %rsi, %rdi\n"
+        "    mov $1, %esi\n"
+        "    call longjmp@PLT\n"
+        "2:  xor %eax, %eax\n"
+        "    pop %rbx\n"
+        "    ret\n"
+        ".size victim_rec, . - victim_rec\n");
+
+static struct victim_shared *sh;
+static int (*volatile add_fn)(int, int) = victim_add;
+static int (*volatile rec_fn)(int, jmp_buf *) = victim_rec;
+
+static void record(int got, int want)
+{
+    __atomic_fetch_add(&sh->sum_ret, (uint32_t)got, __ATOMIC_RELAXED);
+    sh->last_ret = got;
+    if (got != want)
+        __atomic_fetch_add(&sh->wrong, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&sh->calls, 1, __ATOMIC_RELEASE);
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    while (!sh->quit) {
+        if (sh->mode != VICTIM_THREADS) {
+            nap();
+            continue;
+        }
+        uint64_t n = __atomic_load_n(&sh->claimed, __ATOMIC_RELAXED);
+        if (n >= sh->target) {
+            nap();
+            continue;
+        }
+        if (!__atomic_compare_exchange_n(&sh->claimed, &n, n + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            continue;
+        record(add_fn((int)n, 1), (int)n + 1);
+    }
+    return NULL;
+}
 
 int main(int argc, char **argv)
 {
     if (argc != 2)
         return 2;
     int fd = atoi(argv[1]);
-    struct victim_shared *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (sh == MAP_FAILED)
         return 3;
     close(fd);
-    int (*volatile fn)(int, int) = victim_add;
+    pthread_t t[VICTIM_WORKERS];
+    for (int i = 0; i < VICTIM_WORKERS; i++)
+        if (pthread_create(&t[i], NULL, worker, NULL) != 0)
+            return 4;
+    sh->rec_func = (uint64_t)(uintptr_t)victim_rec;
     sh->func = (uint64_t)(uintptr_t)victim_add;
     while (!sh->quit) {
-        if (sh->calls >= sh->target) {
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
+        if (sh->mode == VICTIM_THREADS || sh->calls >= sh->target) {
+            nap();
             continue;
         }
-        int a = (int)sh->calls;
-        int r = fn(a, 1);
-        sh->sum_ret += (uint32_t)r;
-        sh->last_ret = r;
-        if (r != a + 1)
-            sh->wrong++;
-        __atomic_store_n(&sh->calls, sh->calls + 1, __ATOMIC_RELEASE);
+        int a = (int)sh->calls, depth = (int)sh->depth;
+        switch (sh->mode) {
+        case VICTIM_ADD:
+            record(add_fn(a, 1), a + 1);
+            break;
+        case VICTIM_REC:
+            record(rec_fn(depth, NULL), depth);
+            break;
+        case VICTIM_TIMED: {
+            struct timespec t0, t1;
+            int r = 0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int i = 0; i < depth; i++)
+                r += add_fn(i, 1);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            sh->timed_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec -
+                           (uint64_t)t0.tv_nsec;
+            record(r, (int)((int64_t)depth * (depth + 1) / 2));
+            break;
+        }
+        case VICTIM_REC_LONGJMP: {
+            static jmp_buf jb;
+            if (a % 2) {
+                record(rec_fn(depth, NULL), depth);
+            } else if (setjmp(jb) == 0) {
+                rec_fn(depth, &jb);
+                record(-1, depth);   /* never reached */
+            } else {
+                sh->longjmps++;
+                record(depth, depth);
+            }
+            break;
+        }
+        }
     }
+    for (int i = 0; i < VICTIM_WORKERS; i++)
+        pthread_join(t[i], NULL);
     return 0;
 }

@@ -1,0 +1,41 @@
+/* Counts calls of the probed functions; the uretprobe checks return values. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, u32);
+	__type(value, u64);
+} counts SEC(".maps");	/* 0: add entries, 1: add returns, 2: wrong returns, 3: lib entries */
+
+static __always_inline void bump(u32 key)
+{
+	u64 *v = bpf_map_lookup_elem(&counts, &key);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(add_entry, long a, long b)
+{
+	bump(0);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(add_return, long ret)
+{
+	bump(1);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(lib_entry, long a, long b)
+{
+	bump(3);
+	return 0;
+}

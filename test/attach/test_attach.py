@@ -1,0 +1,252 @@
+"""End-to-end attach tests against a real bpfgraftd and real victims:
+counts exact after every attach, PIE and non-PIE, a library function, a
+uretprobe, text restored exactly on detach, a target blocked in read(),
+pending signals kept, 200 attach/detach rounds under load, bad PIDs, an
+already-traced target, and a target that exits."""
+import argparse
+import ctypes
+import mmap
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, report  # noqa: E402
+
+CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done"]
+
+
+class Victim:
+    def __init__(self, binary, directory, threads, block=False):
+        self.ctl_path = os.path.join(directory, f"ctl-{os.getpid()}-{time.monotonic_ns()}")
+        with open(self.ctl_path, "wb") as f:
+            f.write(b"\0" * 4096)
+        argv = [binary, self.ctl_path, str(threads)] + (["--block"] if block else [])
+        self.proc = subprocess.Popen(argv)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        self.mm = None
+        while time.monotonic() < deadline:
+            try:
+                f = open(self.ctl_path, "r+b")
+                self.mm = mmap.mmap(f.fileno(), 4096)
+                f.close()
+                break
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        time.sleep(0.1)
+
+    def get(self, name):
+        return struct.unpack_from("<q", self.mm, 8 * CTL_FIELDS.index(name))[0]
+
+    def set(self, name, v):
+        struct.pack_into("<q", self.mm, 8 * CTL_FIELDS.index(name), v)
+
+    def quiesce(self):
+        self.set("go", 0)
+        deadline = time.monotonic() + 10
+        while self.get("active") != 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        return self.get("active") == 0
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        if self.mm:
+            self.mm.close()
+        os.unlink(self.ctl_path)
+
+
+def counts(cl):
+    out = []
+    for k in range(4):
+        r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
+        out.append(struct.unpack("<Q", r["value"])[0])
+    return out
+
+
+def zero_counts(cl):
+    for k in range(4):
+        cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
+
+
+def exact_round(cl, v, run_s=0.1, lib=True, ret=True, what=""):
+    """Counts made between two quiescent points must match exactly."""
+    ok = v.quiesce()
+    c0, l0, m0 = v.get("calls"), v.get("lib_calls"), counts(cl)
+    v.set("go", 1)
+    time.sleep(run_s)
+    ok &= v.quiesce()
+    c1, l1, m1 = v.get("calls"), v.get("lib_calls"), counts(cl)
+    calls = c1 - c0
+    good = ok and calls > 0 and m1[0] - m0[0] == calls
+    if ret:
+        good &= m1[1] - m0[1] == calls
+    if lib:
+        good &= m1[3] - m0[3] == l1 - l0
+    return good, f"{what}: victim {calls} calls / {l1 - l0} lib calls, program {[a - b for a, b in zip(m1, m0)]}"
+
+
+def text_matches_file(pid):
+    """Every executable file mapping of pid equals the file's bytes."""
+    mismatches = []
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read().splitlines()
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            parts = line.split()
+            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            off = int(parts[2], 16)
+            try:
+                with open(parts[5], "rb") as fil:
+                    fil.seek(off)
+                    want = fil.read(hi - lo)
+            except OSError:
+                continue
+            mem.seek(lo)
+            got = mem.read(len(want))
+            if got != want:
+                mismatches.append(parts[5])
+    return mismatches
+
+
+def attach(cl, pid, progs, target):
+    return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--test-bin", required=True)
+    ap.add_argument("--obj", required=True)
+    ap.add_argument("--scripts", required=True)
+    args = ap.parse_args()
+    sys.path.insert(0, args.scripts)
+    from bpfgraft_client import BpfgraftError
+
+    with Server(args) as srv:
+        cl = srv.client()
+        cl.call("object.load", path=os.path.abspath(args.obj), name="count")
+
+        for kind in ("pie", "nopie"):
+            v = Victim(os.path.join(args.test_bin, f"attach-victim-{kind}"), srv.dir, 4)
+            try:
+                v.set("go", 1)
+                t0 = time.monotonic()
+                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add")
+                check(True, f"{kind}: attach uprobe+uretprobe to probed_add in {1000 * (time.monotonic() - t0):.1f} ms")
+                attach(cl, v.pid, ["lib_entry"], "libattachvictim.so:lib_probed_mul")
+                check(True, f"{kind}: attach a uprobe to a library function")
+                ps = cl.call("target.list")
+                check(len(ps) == 1 and ps[0]["pid"] == v.pid and len(ps[0]["hooks"]) == 3,
+                      f"{kind}: target.list shows the process with 3 hooks", repr(ps))
+                good, detail = exact_round(cl, v, what=kind)
+                check(good, f"{kind}: uprobe, uretprobe and library counts equal the victim's own", detail)
+                check_eq(v.get("bad_results"), 0, f"{kind}: probed functions return correct values")
+                cl.call("target.detach", pid=v.pid)
+                check_eq(text_matches_file(v.pid), [], f"{kind}: after detach the text equals the files")
+                before = counts(cl)
+                v.set("go", 1)
+                time.sleep(0.05)
+                v.quiesce()
+                check(counts(cl) == before and v.alive(), f"{kind}: after detach nothing counts, victim runs")
+                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add")
+                good, detail = exact_round(cl, v, lib=False, what=kind + " re-attach")
+                check(good, f"{kind}: attaching again works and counts exactly", detail)
+                cl.call("target.detach", pid=v.pid)
+                check_eq(text_matches_file(v.pid), [], f"{kind}: text restored after the second detach")
+                check(v.alive(), f"{kind}: victim alive at the end")
+            finally:
+                v.stop()
+
+        # a target blocked in read(), with a signal pending meanwhile
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 1, block=True)
+        try:
+            os.kill(v.pid, signal.SIGUSR1)
+            attach(cl, v.pid, ["add_entry"], ":probed_add")
+            os.kill(v.pid, signal.SIGUSR1)
+            cl.call("target.detach", pid=v.pid)
+            # the pipe's write end: the victim's highest fd
+            fds = sorted(int(x) for x in os.listdir(f"/proc/{v.pid}/fd"))
+            with open(f"/proc/{v.pid}/fd/{fds[-1]}", "wb") as w:
+                w.write(b"x")
+            deadline = time.monotonic() + 5
+            while v.get("read_done") == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            check_eq(v.get("read_done"), 1, "a target blocked in read() continues and reads the right byte")
+            check_eq(v.get("signals"), 2, "both SIGUSR1 (before and during attach) were delivered")
+        finally:
+            v.stop()
+
+        # hammer: 8 threads call the function while attaching/detaching 200 times
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 8)
+        try:
+            exact_rounds = 0
+            failures = []
+            for i in range(200):
+                v.set("go", 1)
+                attach(cl, v.pid, ["add_entry"], ":probed_add")
+                good, detail = exact_round(cl, v, run_s=0.005, lib=False, ret=False, what=f"round {i}")
+                exact_rounds += good
+                if not good:
+                    failures.append(detail)
+                v.set("go", 1)
+                cl.call("target.detach", pid=v.pid)
+            check_eq(exact_rounds, 200, "hammer: count exact after each of 200 attaches under load")
+            if failures:
+                print("\n".join(failures[:5]))
+            check(v.alive() and v.get("bad_results") == 0, "hammer: victim alive, all results correct")
+            check_eq(text_matches_file(v.pid), [], "hammer: text equals the files at the end")
+        finally:
+            v.stop()
+
+        # errors
+        try:
+            attach(cl, 999999, ["add_entry"], ":probed_add")
+            check(False, "attach to a missing pid fails")
+        except BpfgraftError as e:
+            check(e.name == "not_found" and "999999" in e.message, "attach to a missing pid: not_found naming it", str(e))
+
+        sleeper = subprocess.Popen(["sleep", "60"])
+        time.sleep(0.3)   # let it map libc before we trace it
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            PTRACE_SEIZE = 0x4206
+            traced = libc.ptrace(PTRACE_SEIZE, sleeper.pid, None, None) == 0
+            check(traced, "the test itself traces a process")
+            try:
+                cl.call("target.attach", pid=sleeper.pid, object="count", programs=["add_entry"],
+                        target="libc.so.6:nanosleep")
+                check(False, "attach to an already traced process fails")
+            except BpfgraftError as e:
+                check("already traced" in e.message, "already-traced target: the error says so", str(e))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
+        attach(cl, v.pid, ["add_entry"], ":probed_add")
+        v.proc.kill()
+        v.proc.wait()
+        deadline = time.monotonic() + 5
+        while cl.call("target.list") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_eq(cl.call("target.list"), [], "a target that exits is noticed and forgotten")
+        check(counts(cl)[0] > 0, "maps keep their data after the target exits")
+        v.stop()
+        check(srv.alive(), "the server survived everything")
+
+
+if __name__ == "__main__":
+    main()
+    raise SystemExit(report())

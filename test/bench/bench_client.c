@@ -1,0 +1,156 @@
+/* RPC client and server lifecycle for benchmark suites. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_client.h"
+
+int rconnect(const char *path, struct rconn *r)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->c = bpfg_rpc_conn_new(fd, 0);
+    if (!r->c) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->next_id = 1;
+    return 0;
+}
+
+void rclose(struct rconn *r)
+{
+    bpfg_rpc_conn_free(r->c);
+    r->c = NULL;
+}
+
+/* Sends out (destroyed) and waits for the answer: 0 with *resp, -EREMOTEIO
+ * for an error answer (printed), or a transport errno. */
+int rcall(struct rconn *r, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp)
+{
+    uint32_t id = r->next_id - 1;
+    int err = bpfg_rpc_queue(r->c, out, -1);
+    bpfg_rpc_out_destroy(out);
+    if (!err)
+        err = bpfg_rpc_flush(r->c);
+    if (err)
+        return err < 0 ? err : -EIO;
+    bool read = false;
+    for (;;) {
+        int n = bpfg_rpc_recv(r->c, resp, read);
+        if (n < 0) {
+            bpfg_rpc_msg_release(resp);
+            return n;
+        }
+        if (n == 1 && resp->kind == BPFG_RPC_RESPONSE && resp->msgid == id)
+            break;
+        read = n == 0;
+        bpfg_rpc_msg_release(resp);
+    }
+    if (resp->error.type != MSGPACK_OBJECT_NIL) {
+        const msgpack_object *e = &resp->error;
+        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 2 &&
+            e->via.array.ptr[1].type == MSGPACK_OBJECT_STR)
+            fprintf(stderr, "bench: server error: %.*s\n", (int)e->via.array.ptr[1].via.str.size,
+                    e->via.array.ptr[1].via.str.ptr);
+        bpfg_rpc_msg_release(resp);
+        return -EREMOTEIO;
+    }
+    return 0;
+}
+
+void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams)
+{
+    bpfg_rpc_out_init(out);
+    bpfg_rpc_begin_request(out, r->next_id++, method);
+    msgpack_pack_array(&out->pk, 1);
+    msgpack_pack_map(&out->pk, nparams);
+}
+
+int server_start(struct server *s, const char *bin)
+{
+    snprintf(s->dir, sizeof(s->dir), "/tmp/bpfgraft-bench-XXXXXX");
+    if (!mkdtemp(s->dir))
+        return -errno;
+    snprintf(s->sock, sizeof(s->sock), "%s/control.sock", s->dir);
+    s->pid = fork();
+    if (s->pid < 0) {
+        int err = -errno;
+        rmdir(s->dir);
+        return err;
+    }
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the bench */
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execl(bin, bin, "--socket", s->sock, "--foreground", (char *)NULL);
+        _exit(127);
+    }
+    /* Wait until it accepts connections. */
+    for (int i = 0; i < 1000; i++) {
+        struct rconn r;
+        if (rconnect(s->sock, &r) == 0) {
+            rclose(&r);
+            return 0;
+        }
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = -1;
+            fprintf(stderr, "bench: %s exited at start (status %d)\n", bin, st);
+            rmdir(s->dir);
+            return -ECHILD;
+        }
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+void server_stop(struct server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        for (int i = 0; i < 500 && waitpid(s->pid, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(s->pid, NULL, WNOHANG) == 0) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+        }
+    }
+    unlink(s->sock);
+    rmdir(s->dir);
+}
+
+int find_next_to_self(char *out, size_t len, const char *rel)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = 0;
+    if (snprintf(out, len, "%s/%s", dirname(self), rel) >= (int)len)
+        return -ENAMETOOLONG;
+    return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}
+

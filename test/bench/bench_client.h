@@ -1,0 +1,38 @@
+/* Shared by bpfgraft-bench suites that talk to a real bpfgraftd: starting
+ * and stopping one on a temporary socket, and making RPC calls. */
+#ifndef BPFGRAFT_BENCH_CLIENT_H
+#define BPFGRAFT_BENCH_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "rpc.h"
+
+struct rconn {
+    struct bpfg_rpc_conn *c;
+    uint32_t next_id;
+};
+
+int rconnect(const char *path, struct rconn *r);
+void rclose(struct rconn *r);
+/* Starts [0, id, method, [{...nparams...}]]: the caller packs the pairs. */
+void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams);
+/* Sends out (destroyed) and waits for the answer: 0 with *resp, -EREMOTEIO
+ * for an error answer (printed), or a transport errno. */
+int rcall(struct rconn *r, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp);
+
+struct server {
+    pid_t pid;
+    char dir[64];
+    char sock[128];
+};
+
+/* Starts bin (bpfgraftd) on a socket in a new temporary directory. */
+int server_start(struct server *s, const char *bin);
+void server_stop(struct server *s);
+
+/* Path of rel, relative to the directory of this executable; -ENOENT if absent. */
+int find_next_to_self(char *out, size_t len, const char *rel);
+
+#endif

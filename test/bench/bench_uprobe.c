@@ -1,0 +1,326 @@
+/* bpfgraft-bench uprobe: the per-call cost of a probed function in one
+ * victim process, with no probe, with kernel uprobes/uretprobes (libbpf,
+ * real kernel BPF) and with bpfgraft's uprobes/uretprobes running the same
+ * programs; plus bpfgraft's attach latency, how long the victim's threads
+ * stay stopped (also with 100 threads) and the payload's added RSS.
+ *
+ * Every bpfgraft measurement with the counting program also checks that
+ * the map saw exactly as many hits as the victim made calls. */
+#define _GNU_SOURCE
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "bench_client.h"
+
+struct victim {
+    pid_t pid;
+    FILE *in;    /* commands */
+    FILE *out;   /* answers */
+};
+
+static int victim_start(struct victim *v, const char *bin, int threads)
+{
+    int to[2], from[2];
+    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
+        return -errno;
+    v->pid = fork();
+    if (v->pid < 0)
+        return -errno;
+    if (v->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        char n[16];
+        snprintf(n, sizeof(n), "%d", threads);
+        if (threads)
+            execl(bin, bin, "--threads", n, (char *)NULL);
+        else
+            execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    v->in = fdopen(to[1], "w");
+    v->out = fdopen(from[0], "r");
+    char line[64];
+    if (!v->in || !v->out || !fgets(line, sizeof(line), v->out) || strncmp(line, "ready", 5) != 0)
+        return -EIO;
+    setvbuf(v->in, NULL, _IOLBF, 0);
+    return 0;
+}
+
+static void victim_stop(struct victim *v)
+{
+    if (v->in) {
+        fprintf(v->in, "quit\n");
+        fclose(v->in);
+    }
+    if (v->out)
+        fclose(v->out);
+    if (v->pid > 0) {
+        for (int i = 0; i < 200 && waitpid(v->pid, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(v->pid, NULL, WNOHANG) == 0) {
+            kill(v->pid, SIGKILL);
+            waitpid(v->pid, NULL, 0);
+        }
+    }
+    memset(v, 0, sizeof(*v));
+}
+
+/* ns per call of bench_target over n calls (best of 3 runs). */
+static int victim_per_call(struct victim *v, long n, double *ns)
+{
+    double best = 1e300;
+    for (int r = 0; r < 3; r++) {
+        char line[128];
+        unsigned long long total;
+        fprintf(v->in, "run %ld\n", n);
+        if (!fgets(line, sizeof(line), v->out) || sscanf(line, "%llu", &total) != 1)
+            return -EIO;
+        if ((double)total / (double)n < best)
+            best = (double)total / (double)n;
+    }
+    *ns = best;
+    return 0;
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* ---- kernel side (libbpf) ---------------------------------------------- */
+
+static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name,
+                       bool ret, long n, double *ns)
+{
+    struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
+    if (!obj)
+        return -errno;
+    int err = bpf_object__load(obj);
+    struct bpf_program *prog = err ? NULL : bpf_object__find_program_by_name(obj, prog_name);
+    struct bpf_link *link = NULL;
+    if (prog) {
+        LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "bench_target", .retprobe = ret);
+        link = bpf_program__attach_uprobe_opts(prog, v->pid, victim_bin, 0, &uo);
+    }
+    if (!prog || !link) {
+        err = err ? err : -errno;
+        fprintf(stderr, "bench uprobe: kernel %s on bench_target: %s\n", prog_name, strerror(-err));
+    } else {
+        err = victim_per_call(v, n, ns);
+    }
+    bpf_link__destroy(link);
+    bpf_object__close(obj);
+    return err;
+}
+
+/* ---- bpfgraft side ----------------------------------------------------- */
+
+static int rpc_simple(struct rconn *r, const char *method, uint32_t pid, const char *prog, struct bpfg_rpc_msg *resp)
+{
+    struct bpfg_rpc_out out;
+    begin(r, &out, method, prog ? 4 : 1);
+    bpfg_pack_cstr(&out.pk, "pid");
+    msgpack_pack_uint32(&out.pk, pid);
+    if (prog) {
+        bpfg_pack_cstr(&out.pk, "object");
+        bpfg_pack_cstr(&out.pk, "bench");
+        bpfg_pack_cstr(&out.pk, "programs");
+        msgpack_pack_array(&out.pk, 1);
+        bpfg_pack_cstr(&out.pk, prog);
+        bpfg_pack_cstr(&out.pk, "target");
+        bpfg_pack_cstr(&out.pk, ":bench_target");
+    }
+    return rcall(r, &out, resp);
+}
+
+static int last_stop_us(struct rconn *r, uint64_t *us)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    bpfg_rpc_out_init(&out);
+    bpfg_rpc_begin_request(&out, r->next_id++, "target.list");
+    msgpack_pack_array(&out.pk, 0);
+    int err = rcall(r, &out, &resp);
+    if (err)
+        return err;
+    err = -ENOENT;
+    if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size > 0 &&
+        bpfg_obj_u64(bpfg_obj_map_get(&resp.params.via.array.ptr[0], "last_stop_us"), us) == 0)
+        err = 0;
+    bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+static int map_hits(struct rconn *r, uint64_t *hits, bool reset)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    uint32_t key = 0;
+    uint64_t zero = 0;
+    begin(r, &out, reset ? "map.update" : "map.lookup", reset ? 3 : 2);
+    bpfg_pack_cstr(&out.pk, "map");
+    bpfg_pack_cstr(&out.pk, "hits");
+    bpfg_pack_cstr(&out.pk, "key");
+    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    if (reset) {
+        bpfg_pack_cstr(&out.pk, "value");
+        bpfg_pack_bin(&out.pk, &zero, sizeof(zero));
+    }
+    int err = rcall(r, &out, &resp);
+    if (err)
+        return err;
+    if (!reset) {
+        const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
+        if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 8)
+            memcpy(hits, v->via.bin.ptr, 8);
+        else
+            err = -EBADMSG;
+    }
+    bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+struct graft_result {
+    double per_call;
+    double attach_ms;
+    uint64_t stop_us;
+};
+
+static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long n, struct graft_result *res)
+{
+    struct bpfg_rpc_msg resp;
+    uint64_t t0 = bench_now_ns();
+    int err = rpc_simple(r, "target.attach", (uint32_t)v->pid, prog, &resp);
+    if (err)
+        return err;
+    res->attach_ms = (double)(bench_now_ns() - t0) / 1e6;
+    bpfg_rpc_msg_release(&resp);
+    err = last_stop_us(r, &res->stop_us);
+    if (!err)
+        err = victim_per_call(v, n, &res->per_call);
+    int derr = rpc_simple(r, "target.detach", (uint32_t)v->pid, NULL, &resp);
+    if (!derr)
+        bpfg_rpc_msg_release(&resp);
+    return err ? err : derr;
+}
+
+static int load_object(struct rconn *r, const char *path)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "object.load", 2);
+    bpfg_pack_cstr(&out.pk, "path");
+    bpfg_pack_cstr(&out.pk, path);
+    bpfg_pack_cstr(&out.pk, "name");
+    bpfg_pack_cstr(&out.pk, "bench");
+    int err = rcall(r, &out, &resp);
+    if (!err)
+        bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+static int run(struct bench_ctx *ctx)
+{
+    long n = bench_quick(ctx) ? 20000 : 1000000, kn = bench_quick(ctx) ? 2000 : 50000;
+    char victim_bin[PATH_MAX], obj[PATH_MAX], server_bin[PATH_MAX];
+    struct victim v = {0};
+    struct server srv = {.pid = -1};
+    struct rconn r = {0};
+    double base, k_up, k_ret, k_cnt;
+    int err;
+
+    if ((err = find_next_to_self(victim_bin, sizeof(victim_bin), "bpfgraft-bench-victim")) ||
+        (err = find_next_to_self(obj, sizeof(obj), "../bpf/bench_uprobe.bpf.o")) ||
+        (err = find_next_to_self(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+        fprintf(stderr, "bench uprobe: victim, object or bpfgraftd not built\n");
+        return err;
+    }
+    if ((err = victim_start(&v, victim_bin, 0)) || (err = victim_per_call(&v, n, &base)))
+        goto out;
+    libbpf_set_print(NULL);
+    if ((err = kernel_cost(&v, victim_bin, obj, "empty_entry", false, kn, &k_up)) ||
+        (err = kernel_cost(&v, victim_bin, obj, "empty_return", true, kn, &k_ret)) ||
+        (err = kernel_cost(&v, victim_bin, obj, "count_entry", false, kn, &k_cnt)))
+        goto out;
+    bench_report(ctx, "call, no probe", "native", base, "ns/call", NULL, 0);
+    bench_report(ctx, "uprobe empty", "kernel", k_up - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "uretprobe empty", "kernel", k_ret - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "uprobe map counter", "kernel", k_cnt - base, "ns/hit", NULL, 0);
+
+    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = load_object(&r, obj)))
+        goto out;
+    long rss_before = rss_kb(v.pid);
+    struct graft_result up, ret, cnt;
+    if ((err = graft_cost(&r, &v, "empty_entry", n, &up)))
+        goto out;
+    /* payload RSS: attach once more and look while attached */
+    struct bpfg_rpc_msg resp;
+    if ((err = rpc_simple(&r, "target.attach", (uint32_t)v.pid, "count_entry", &resp)))
+        goto out;
+    bpfg_rpc_msg_release(&resp);
+    long rss_attached = rss_kb(v.pid);
+    uint64_t hits = 0;
+    if ((err = map_hits(&r, NULL, true)) || (err = victim_per_call(&v, n, &cnt.per_call)) ||
+        (err = map_hits(&r, &hits, false)))
+        goto out;
+    if (hits != (uint64_t)(3 * n)) {
+        fprintf(stderr, "bench uprobe: the map counted %llu hits for %ld calls\n", (unsigned long long)hits, 3 * n);
+        err = -EDOM;
+        goto out;
+    }
+    if ((err = rpc_simple(&r, "target.detach", (uint32_t)v.pid, NULL, &resp)))
+        goto out;
+    bpfg_rpc_msg_release(&resp);
+    if ((err = graft_cost(&r, &v, "empty_return", n, &ret)))
+        goto out;
+    bench_report(ctx, "uprobe empty", "bpfgraft", up.per_call - base, "ns/hit", "kernel", k_up - base);
+    bench_report(ctx, "uretprobe empty", "bpfgraft", ret.per_call - base, "ns/hit", "kernel", k_ret - base);
+    bench_report(ctx, "uprobe map counter", "bpfgraft", cnt.per_call - base, "ns/hit", "kernel", k_cnt - base);
+    bench_report(ctx, "attach latency", "bpfgraft", up.attach_ms, "ms", NULL, 0);
+    bench_report(ctx, "threads stopped (1 thread)", "bpfgraft", (double)up.stop_us, "us", NULL, 0);
+    bench_report(ctx, "payload added RSS", "bpfgraft", (double)(rss_attached - rss_before), "KiB", NULL, 0);
+    victim_stop(&v);
+
+    /* a 100-thread victim: how long does the patch stop keep them all? */
+    struct graft_result many;
+    if ((err = victim_start(&v, victim_bin, 100)) || (err = graft_cost(&r, &v, "empty_entry", kn, &many)))
+        goto out;
+    bench_report(ctx, "threads stopped (100 threads)", "bpfgraft", (double)many.stop_us, "us", NULL, 0);
+    bench_report(ctx, "attach latency (100 threads)", "bpfgraft", many.attach_ms, "ms", NULL, 0);
+    bench_note(ctx, "per-hit cost = probed ns/call - unprobed ns/call, best of 3 runs of %ld calls; "
+               "kernel: libbpf uprobes with the same BPF programs; map counter checked exact", n);
+out:
+    if (r.c)
+        rclose(&r);
+    server_stop(&srv);
+    victim_stop(&v);
+    return err;
+}
+
+const struct bench_suite bench_suite_uprobe = {
+    "uprobe", "uprobe/uretprobe cost per hit: bpfgraft vs kernel, attach latency, stop time, RSS", run,
+};

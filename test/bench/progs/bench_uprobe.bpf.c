@@ -1,0 +1,36 @@
+/* Programs for bpfgraft-bench uprobe: the same objects run under kernel
+ * uprobes (libbpf) and under bpfgraft. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} hits SEC(".maps");
+
+SEC("uprobe")
+int empty_entry(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uretprobe")
+int empty_return(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uprobe")
+int count_entry(struct pt_regs *ctx)
+{
+	u32 key = 0;
+	u64 *v = bpf_map_lookup_elem(&hits, &key);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	return 0;
+}

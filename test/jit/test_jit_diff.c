@@ -1,0 +1,720 @@
+/* Differential tests of the x86-64 JIT against the interpreter (and, for
+ * the programs its verifier accepts, the kernel through BPF_PROG_TEST_RUN).
+ *
+ * Random valid programs: straight-line code over every ALU, JMP, LD, LDX,
+ * ST, STX and atomic form, forward branches, bounded loops, helper calls
+ * (also through callx and the unwind helper) and bpf-to-bpf calls, with
+ * memory accesses confined to the stack and a 256-byte context buffer. The
+ * epilogue folds every data register and the used stack slots into r0, so
+ * comparing r0 and the context buffer compares the whole final state.
+ *
+ * Counts: BPFG_JIT_DIFF_PROGS (default 20000) random programs,
+ * BPFG_JIT_DIFF_KERNEL (default 2000) kernel-compatible ones; seed from
+ * BPFG_JIT_DIFF_SEED. Longer runs: set the counts.
+ */
+#include <bpf/bpf.h>
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "asm.h"
+#include "insn.h"
+#include "vm.h"
+#include "x86jit.h"
+
+#define CTX_LEN 256
+#define SLOTS 8                 /* stack bytes used: [r10 - 8*SLOTS, r10) */
+#define HELPER_HASH 1
+#define HELPER_UNWIND 2
+#define HELPER_CONF_UNWIND 5
+#define MAX_PROG 512
+
+static int user_token;
+
+static uint64_t helper_hash(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (user == &user_token);
+    uint64_t v[5] = {r1, r2, r3, r4, r5};
+    for (int i = 0; i < 5; i++)
+        h = (h ^ v[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t helper_unwind(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5, (void)user;
+    return r1 & 3;
+}
+
+static uint64_t helper_conf_unwind(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5, (void)user;
+    return r1;
+}
+
+/* ---- random program generator ------------------------------------------ */
+
+struct gen {
+    struct bpf_insn p[MAX_PROG];
+    bool bad_target[MAX_PROG];   /* second half of lddw, inside a loop */
+    size_t n;
+    uint64_t rng;
+    bool kernel;                 /* only what the kernel verifier accepts */
+    struct { size_t pc, target; bool in_imm; } jumps[64];
+    size_t njumps;
+    struct { size_t pc; int sub; bool pseudo_func; } calls[8];
+    size_t ncalls;
+};
+
+static uint64_t rnd(struct gen *g)
+{
+    g->rng ^= g->rng << 13;
+    g->rng ^= g->rng >> 7;
+    g->rng ^= g->rng << 17;
+    return g->rng;
+}
+
+static uint32_t below(struct gen *g, uint32_t n) { return (uint32_t)(rnd(g) % n); }
+
+static void put(struct gen *g, struct bpf_insn in)
+{
+    if (g->n < MAX_PROG)
+        g->p[g->n++] = in;
+}
+
+static uint64_t special(struct gen *g)
+{
+    static const uint64_t v[] = {0, 1, 2, 3, 7, 31, 32, 63, 64, 0xff, 0xffff, 0x7fffffff, 0x80000000,
+                                 0xffffffff, 0x100000000ull, (uint64_t)-1, (uint64_t)-2,
+                                 0x8000000000000000ull, 0x7fffffffffffffffull, 0xffffffff80000000ull};
+    switch (below(g, 3)) {
+    case 0: return v[below(g, sizeof(v) / sizeof(v[0]))];
+    case 1: return below(g, 1000) - 500;
+    default: return rnd(g);
+    }
+}
+
+static int32_t imm32(struct gen *g) { return (int32_t)special(g); }
+static int data_reg(struct gen *g) { return (int)below(g, 9); }   /* r0..r8; r9 = ctx, r10 = frame */
+
+/* loop counters are never written inside their loop */
+static int dst_reg(struct gen *g, int avoid)
+{
+    int r;
+    do
+        r = data_reg(g);
+    while (r == avoid);
+    return r;
+}
+
+static void gen_alu(struct gen *g, int avoid)
+{
+    static const uint8_t ops[] = {BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH,
+                                  BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END};
+    uint8_t op = ops[below(g, sizeof(ops))];
+    bool is64 = below(g, 2);
+    uint8_t cls = is64 ? BPF_ALU64 : BPF_ALU;
+    int dst = dst_reg(g, avoid);
+    bool reg = below(g, 2);
+    int32_t imm = imm32(g);
+    int16_t off = 0;
+
+    if (op == BPF_NEG) {
+        put(g, INSN(cls | BPF_K | op, dst, 0, 0, 0));
+        return;
+    }
+    if (op == BPF_END) {
+        static const int widths[] = {16, 32, 64};
+        int w = widths[below(g, 3)];
+        int kind = below(g, 3);   /* le, be, bswap */
+        uint8_t code = kind == 2 ? (BPF_ALU64 | BPF_END | BPF_TO_LE)
+                                 : (BPF_ALU | BPF_END | (kind ? BPF_TO_BE : BPF_TO_LE));
+        put(g, INSN(code, dst, 0, 0, w));
+        return;
+    }
+    if ((op == BPF_DIV || op == BPF_MOD) && below(g, 3) == 0)
+        off = 1;   /* sdiv / smod */
+    if ((op == BPF_DIV || op == BPF_MOD) && !reg) {
+        if (below(g, 4) == 0)
+            imm = (int32_t)below(g, 3) - 1;   /* -1, 0, 1 */
+        if (g->kernel && imm == 0)
+            imm = 3;
+    }
+    if (op == BPF_MOV && reg && below(g, 3) == 0) {
+        static const int16_t sx[] = {8, 16, 32};
+        off = sx[below(g, is64 ? 3 : 2)];
+    }
+    if ((op == BPF_LSH || op == BPF_RSH || op == BPF_ARSH) && !reg && (g->kernel || below(g, 2)))
+        imm = (int32_t)below(g, is64 ? 64 : 32);
+    if (reg)
+        put(g, INSN(cls | BPF_X | op, dst, data_reg(g), off, 0));
+    else
+        put(g, INSN(cls | BPF_K | op, dst, 0, off, imm));
+}
+
+static const uint8_t sizes[] = {BPF_B, BPF_H, BPF_W, BPF_DW};
+
+static int size_bytes(uint8_t sz) { return sz == BPF_B ? 1 : sz == BPF_H ? 2 : sz == BPF_W ? 4 : 8; }
+
+/* a base register and an offset for an access of `bytes`, in bounds */
+static void mem_operand(struct gen *g, int bytes, bool aligned, int *base, int16_t *off)
+{
+    if (below(g, 2)) {
+        *base = BPF_REG_10;
+        int o = (int)below(g, SLOTS * 8 - bytes + 1);
+        if (aligned || g->kernel)
+            o &= ~(bytes - 1);
+        *off = (int16_t)(o - SLOTS * 8);
+    } else {
+        *base = BPF_REG_9;
+        int o = (int)below(g, CTX_LEN - bytes + 1);
+        if (aligned)
+            o &= ~(bytes - 1);
+        *off = (int16_t)o;
+    }
+}
+
+static void gen_mem(struct gen *g, int avoid)
+{
+    uint8_t sz = sizes[below(g, 4)];
+    int base;
+    int16_t off;
+    switch (below(g, 4)) {
+    case 0: {   /* ldx, sign-extending or not */
+        bool sx = sz != BPF_DW && below(g, 3) == 0;
+        mem_operand(g, size_bytes(sz), false, &base, &off);
+        put(g, INSN(BPF_LDX | (sx ? BPF_MEMSX : BPF_MEM) | sz, dst_reg(g, avoid), base, off, 0));
+        break;
+    }
+    case 1:
+        mem_operand(g, size_bytes(sz), false, &base, &off);
+        put(g, INSN(BPF_ST | BPF_MEM | sz, base, 0, off, imm32(g)));
+        break;
+    case 2:
+        mem_operand(g, size_bytes(sz), false, &base, &off);
+        put(g, INSN(BPF_STX | BPF_MEM | sz, base, data_reg(g), off, 0));
+        break;
+    default: {
+        static const int32_t aops[] = {BPF_ADD, BPF_OR, BPF_AND, BPF_XOR, BPF_ADD | BPF_FETCH,
+                                       BPF_OR | BPF_FETCH, BPF_AND | BPF_FETCH, BPF_XOR | BPF_FETCH,
+                                       BPF_XCHG, BPF_CMPXCHG};
+        int32_t aop = aops[below(g, 10)];
+        sz = below(g, 2) ? BPF_W : BPF_DW;
+        mem_operand(g, size_bytes(sz), true, &base, &off);
+        if (g->kernel && base == BPF_REG_9) {   /* no atomics on packet memory */
+            base = BPF_REG_10;
+            off = (int16_t)(-8 * (1 + (int)below(g, SLOTS)));
+        }
+        bool writes_src = (aop & BPF_FETCH) || aop == BPF_XCHG;
+        if (aop == BPF_CMPXCHG && avoid == BPF_REG_0)
+            aop = BPF_ADD;
+        put(g, INSN(BPF_STX | BPF_ATOMIC | sz, base, writes_src ? dst_reg(g, avoid) : data_reg(g), off, aop));
+        break;
+    }
+    }
+}
+
+static void gen_ldimm(struct gen *g, int avoid)
+{
+    uint64_t v = special(g);
+    g->bad_target[g->n + 1] = true;
+    put(g, INSN(BPF_LD | BPF_IMM | BPF_DW, dst_reg(g, avoid), 0, 0, (int32_t)(uint32_t)v));
+    put(g, INSN(0, 0, 0, 0, (int32_t)(uint32_t)(v >> 32)));
+}
+
+static void gen_straight(struct gen *g, int avoid)
+{
+    unsigned r = below(g, 10);
+    if (r < 6)
+        gen_alu(g, avoid);
+    else if (r < 9)
+        gen_mem(g, avoid);
+    else
+        gen_ldimm(g, avoid);
+}
+
+static void gen_cond_jump(struct gen *g)
+{
+    static const uint8_t ops[] = {BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT,
+                                  BPF_JSGE, BPF_JLT, BPF_JLE, BPF_JSLT, BPF_JSLE};
+    uint8_t cls = below(g, 2) ? BPF_JMP : BPF_JMP32;
+    uint8_t op = ops[below(g, sizeof(ops))];
+    if (g->njumps == sizeof(g->jumps) / sizeof(g->jumps[0]))
+        return;
+    g->jumps[g->njumps].pc = g->n;
+    g->jumps[g->njumps].in_imm = false;
+    g->jumps[g->njumps++].target = g->n + 1 + below(g, 12);
+    if (below(g, 8) == 0) {   /* ja, or ja32 with the offset in imm */
+        g->jumps[g->njumps - 1].in_imm = below(g, 2);
+        put(g, INSN((g->jumps[g->njumps - 1].in_imm ? BPF_JMP32 : BPF_JMP) | BPF_JA, 0, 0, 0, 0));
+    } else if (below(g, 2))
+        put(g, INSN(cls | BPF_X | op, data_reg(g), data_reg(g), 0, 0));
+    else
+        put(g, INSN(cls | BPF_K | op, data_reg(g), 0, 0, imm32(g)));
+}
+
+static void gen_loop(struct gen *g)
+{
+    int counter = 6 + (int)below(g, 3);
+    put(g, MOV64_IMM(counter, 1 + (int)below(g, 5)));
+    size_t start = g->n;
+    size_t len = 1 + below(g, 6);
+    for (size_t i = 0; i < len; i++)
+        gen_straight(g, counter);
+    put(g, ALU64_IMM(BPF_ADD, counter, -1));
+    put(g, JMP_IMM(BPF_JNE, counter, 0, (int16_t)(start - (g->n + 1))));
+    for (size_t pc = start; pc < g->n && pc < MAX_PROG; pc++)
+        g->bad_target[pc] = true;
+}
+
+static void gen_call(struct gen *g)
+{
+    switch (below(g, 5)) {
+    case 0:
+        put(g, MOV64_IMM(BPF_REG_1, 1 + (int)below(g, 7)));   /* sometimes unwinds */
+        put(g, CALL_HELPER(HELPER_UNWIND));
+        break;
+    case 1: {
+        int r = data_reg(g);
+        put(g, MOV64_IMM(r, HELPER_HASH));
+        g->bad_target[g->n] = true;
+        put(g, CALLX(r));
+        break;
+    }
+    case 2:
+    case 3:
+        if (g->ncalls < 8) {
+            g->calls[g->ncalls++] = (typeof(g->calls[0])){g->n, (int)below(g, 2), false};
+            put(g, CALL_LOCAL(0));
+        }
+        break;
+    default:
+        put(g, CALL_HELPER(HELPER_HASH));
+        break;
+    }
+}
+
+/* 8 zeroed stack slots, every data register initialised */
+static void gen_frame_init(struct gen *g, bool regs)
+{
+    for (int k = 1; k <= SLOTS; k++)
+        put(g, ST_IMM(BPF_DW, BPF_REG_10, (int16_t)(-8 * k), 0));
+    for (int r = 0; regs && r <= 8; r++) {
+        uint64_t v = special(g);
+        g->bad_target[g->n + 1] = true;
+        struct bpf_insn ld[] = {LD_IMM64(r, v)};
+        put(g, ld[0]);
+        put(g, ld[1]);
+    }
+}
+
+/* folds r1..r8 and the stack slots into r0 */
+static void gen_fold(struct gen *g)
+{
+    for (int r = 1; r <= 8; r++) {
+        put(g, ALU64_IMM(BPF_MUL, 0, 0x01000193));
+        put(g, ALU64_REG(BPF_XOR, 0, r));
+    }
+    for (int k = 1; k <= SLOTS; k++) {
+        put(g, LDX(BPF_DW, 1, BPF_REG_10, (int16_t)(-8 * k)));
+        put(g, ALU64_IMM(BPF_MUL, 0, 0x01000193));
+        put(g, ALU64_REG(BPF_XOR, 0, 1));
+    }
+    put(g, MOV64_REG(1, 0));
+    put(g, ALU64_IMM(BPF_RSH, 1, 32));
+    put(g, ALU64_REG(BPF_XOR, 0, 1));
+}
+
+/* Generates a body + epilogue + subprograms into g; the caller prepends a
+ * prologue that sets r9 to the context. Returns false if it overflowed. */
+static bool gen_program(struct gen *g, bool kernel)
+{
+    memset(g->bad_target, 0, sizeof(g->bad_target));
+    g->n = 0;
+    g->njumps = 0;
+    g->ncalls = 0;
+    g->kernel = kernel;
+    gen_frame_init(g, true);
+    size_t body = 10 + below(g, 40);
+    while (g->n < body + SLOTS + 18) {
+        unsigned r = below(g, 20);
+        if (r < 13)
+            gen_straight(g, -1);
+        else if (r < 16)
+            gen_cond_jump(g);
+        else if (r < 18)
+            gen_loop(g);
+        else if (!kernel)
+            gen_call(g);
+    }
+    size_t epilogue = g->n;
+    gen_fold(g);
+    put(g, EXIT());
+
+    /* subprograms: zero their frame, scramble r0..r8, fold, exit */
+    size_t sub_start[2] = {0, 0};
+    for (int s = 0; s < 2 && !kernel; s++) {   /* the kernel refuses unreachable code */
+        sub_start[s] = g->n;
+        gen_frame_init(g, false);
+        for (int i = 0, len = 3 + (int)below(g, 8); i < len; i++)
+            gen_straight(g, -1);
+        gen_fold(g);
+        put(g, EXIT());
+    }
+    if (g->n >= MAX_PROG)
+        return false;
+    for (size_t i = 0; i < g->njumps; i++) {
+        size_t t = g->jumps[i].target;
+        while (t < epilogue && g->bad_target[t])
+            t++;
+        if (t > epilogue)
+            t = epilogue;
+        if (g->jumps[i].in_imm)
+            g->p[g->jumps[i].pc].imm = (int32_t)(t - (g->jumps[i].pc + 1));
+        else
+            g->p[g->jumps[i].pc].off = (int16_t)(t - (g->jumps[i].pc + 1));
+    }
+    for (size_t i = 0; i < g->ncalls; i++)
+        g->p[g->calls[i].pc].imm = (int32_t)(sub_start[g->calls[i].sub] - (g->calls[i].pc + 1));
+    return true;
+}
+
+/* ---- engines ------------------------------------------------------------ */
+
+struct outcome {
+    int err;
+    uint64_t r0;
+    uint8_t mem[CTX_LEN];
+};
+
+static struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {
+    [HELPER_HASH] = {helper_hash, &user_token},
+    [HELPER_UNWIND] = {helper_unwind, &user_token},
+    [HELPER_CONF_UNWIND] = {helper_conf_unwind, &user_token},
+};
+
+/* the conformance vectors' unwind helper is 5; the generator's is 2 */
+static uint32_t unwind_id = HELPER_UNWIND;
+
+static void run_interp(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o)
+{
+    struct bpfg_vm *vm = bpfg_vm_new();
+    cr_assert_not_null(vm);
+    for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
+        if (table[id].fn)
+            bpfg_vm_register_helper(vm, id, "", table[id].fn, table[id].user);
+    bpfg_vm_set_unwind_helper(vm, unwind_id);
+    int err = bpfg_vm_load(vm, p, n);
+    cr_assert_eq(err, 0, "interpreter refused a generated program: %s", bpfg_vm_error(vm));
+    memcpy(o->mem, mem, CTX_LEN);
+    o->r0 = 0;
+    o->err = bpfg_vm_exec(vm, o->mem, CTX_LEN, &o->r0);
+    bpfg_vm_free(vm);
+}
+
+static void run_jit(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o)
+{
+    struct bpfg_x86jit_opts opts = {.has_unwind = true, .unwind_id = unwind_id};
+    struct bpfg_x86jit_code code;
+    struct bpfg_x86jit_image img;
+    char err[256];
+    for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
+        if (table[id].fn)
+            bpfg_x86jit_allow_helper(&opts, id);
+    int ret = bpfg_x86jit_compile(p, n, &opts, &code, err, sizeof(err));
+    cr_assert_eq(ret, 0, "JIT refused a program the interpreter loads: %s", err);
+    ret = bpfg_x86jit_map_exec(&code, &img);
+    cr_assert_eq(ret, 0, "map_exec: %s", strerror(-ret));
+    bpfg_x86jit_code_free(&code);
+    memcpy(o->mem, mem, CTX_LEN);
+    o->err = bpfg_x86jit_run(&img, o->mem, CTX_LEN, table, NULL, &o->r0, NULL);
+    bpfg_x86jit_unmap(&img);
+}
+
+static void dump(const struct bpf_insn *p, size_t n)
+{
+    char *text = bpfg_disasm(p, n);
+    if (text)
+        fprintf(stderr, "%s\n", text);
+    free(text);
+}
+
+static void fill(struct gen *g, uint8_t *mem)
+{
+    for (size_t i = 0; i < CTX_LEN; i++)
+        mem[i] = (uint8_t)rnd(g);
+}
+
+static size_t env_count(const char *name, size_t def)
+{
+    const char *s = getenv(name);
+    return s && *s ? strtoull(s, NULL, 0) : def;
+}
+
+static uint64_t seed(void)
+{
+    uint64_t s = env_count("BPFG_JIT_DIFF_SEED", 0x5eed1234abcdull);
+    return s ? s : 1;
+}
+
+Test(jit_diff, random_programs_match_interpreter)
+{
+    static struct gen g;
+    uint8_t mem[CTX_LEN];
+    struct bpf_insn prog[MAX_PROG + 1];
+    struct outcome a, b;
+    size_t count = env_count("BPFG_JIT_DIFF_PROGS", 20000), unwound = 0, ran = 0;
+    g.rng = seed();
+
+    for (size_t i = 0; i < count; i++) {
+        if (!gen_program(&g, false))
+            continue;
+        prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
+        memcpy(prog + 1, g.p, g.n * sizeof(*prog));
+        fill(&g, mem);
+        run_interp(prog, g.n + 1, mem, &a);
+        run_jit(prog, g.n + 1, mem, &b);
+        if (a.err != b.err || a.r0 != b.r0 || memcmp(a.mem, b.mem, CTX_LEN)) {
+            dump(prog, g.n + 1);
+            cr_assert_fail("program %zu: interp err %d r0 0x%llx, jit err %d r0 0x%llx, memory %s",
+                           i, a.err, (unsigned long long)a.r0, b.err, (unsigned long long)b.r0,
+                           memcmp(a.mem, b.mem, CTX_LEN) ? "differs" : "same");
+        }
+        cr_assert_eq(a.err, 0, "program %zu failed to run: %d", i, a.err);
+        ran++;
+        unwound += a.r0 == 0;
+    }
+    cr_log_info("%zu random programs identical on interpreter and x86 JIT (%zu stopped by unwind or r0 = 0)",
+                ran, unwound);
+    printf("jit_diff: %zu random programs identical (%zu with r0 = 0)\n", ran, unwound);
+    cr_assert_geq(ran, count * 9 / 10);
+}
+
+/* Run-time errors: call depth, bad callx targets, misaligned atomics. */
+Test(jit_diff, run_errors_match_interpreter)
+{
+    struct bpf_insn recurse[] = {
+        MOV64_IMM(0, 1),
+        CALL_LOCAL(-2),   /* calls itself forever */
+        EXIT(),
+    };
+    struct bpf_insn bad_callx[] = {
+        MOV64_IMM(3, 77),
+        CALLX(3),
+        EXIT(),
+    };
+    struct bpf_insn bad_func[] = {
+        LD_IMM64(3, 0xbfc0000000000064ull),   /* FUNC_TAG | 100: out of the program */
+        CALLX(3),
+        EXIT(),
+    };
+    struct bpf_insn misaligned[] = {
+        MOV64_REG(2, BPF_REG_10),
+        ALU64_IMM(BPF_ADD, 2, -13),
+        MOV64_IMM(3, 1),
+        ATOMIC(BPF_DW, BPF_ADD, 2, 3, 0),
+        EXIT(),
+    };
+    struct { struct bpf_insn *p; size_t n; int err; } cases[] = {
+        {recurse, 3, -E2BIG}, {bad_callx, 3, -EINVAL}, {bad_func, 4, -EINVAL}, {misaligned, 5, -EFAULT},
+    };
+    uint8_t mem[CTX_LEN] = {0};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct outcome a, b;
+        run_interp(cases[i].p, cases[i].n, mem, &a);
+        run_jit(cases[i].p, cases[i].n, mem, &b);
+        cr_expect_eq(a.err, cases[i].err, "case %zu: interp %d", i, a.err);
+        cr_expect_eq(b.err, cases[i].err, "case %zu: jit %d", i, b.err);
+    }
+}
+
+/* Depth 8 is allowed, 9 is not: a chain of calls counting down from r1. */
+Test(jit_diff, call_depth_limit)
+{
+    for (int depth = 1; depth <= 9; depth++) {
+        struct bpf_insn p[] = {
+            MOV64_IMM(1, depth - 1),
+            CALL_LOCAL(1),
+            EXIT(),
+            /* f: if r1 == 0 return 100; r1--; call f; r0 += 1 */
+            MOV64_IMM(0, 100),
+            JMP_IMM(BPF_JEQ, 1, 0, 3),
+            ALU64_IMM(BPF_ADD, 1, -1),
+            CALL_LOCAL(-4),
+            ALU64_IMM(BPF_ADD, 0, 1),
+            EXIT(),
+        };
+        uint8_t mem[CTX_LEN] = {0};
+        struct outcome a, b;
+        run_interp(p, sizeof(p) / sizeof(p[0]), mem, &a);
+        run_jit(p, sizeof(p) / sizeof(p[0]), mem, &b);
+        cr_expect_eq(a.err, b.err, "depth %d: interp %d, jit %d", depth, a.err, b.err);
+        cr_expect_eq(a.r0, b.r0, "depth %d", depth);
+        /* frames: main + depth (function calls) */
+        cr_expect_eq(b.err, depth + 1 <= EBPF_MAX_CALL_DEPTH ? 0 : -E2BIG, "depth %d: %d", depth, b.err);
+    }
+}
+
+/* Unknown input is refused with the instruction named, never compiled. */
+Test(jit_diff, bad_programs_are_refused)
+{
+    struct bpf_insn bad_op[] = {MOV64_IMM(0, 0), INSN(0xff, 0, 0, 0, 0), EXIT()};
+    struct bpf_insn no_helper[] = {CALL_HELPER(99), EXIT()};
+    struct bpf_insn ldabs[] = {MOV64_IMM(0, 0), INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 0), EXIT()};
+    struct { struct bpf_insn *p; size_t n; const char *msg; } cases[] = {
+        {bad_op, 3, "instruction 1"}, {no_helper, 2, "instruction 0"}, {ldabs, 3, "instruction 1"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct bpfg_x86jit_code code = {(uint8_t *)1, 1};
+        char err[256];
+        int ret = bpfg_x86jit_compile(cases[i].p, cases[i].n, NULL, &code, err, sizeof(err));
+        cr_expect_eq(ret, -EINVAL, "case %zu: %d", i, ret);
+        cr_expect(strstr(err, cases[i].msg), "case %zu: '%s'", i, err);
+        cr_expect_null(code.buf);
+    }
+}
+
+/* Every conformance vector's program on both engines (result and memory). */
+static char *read_section(const char *text, const char *name)
+{
+    char hdr[32];
+    snprintf(hdr, sizeof(hdr), "-- %s\n", name);
+    const char *s = strstr(text, hdr);
+    if (!s)
+        return NULL;
+    s += strlen(hdr);
+    const char *e = strstr(s, "\n--");
+    return strndup(s, e ? (size_t)(e - s + 1) : strlen(s));
+}
+
+Test(jit_diff, conformance_and_sample_programs_match)
+{
+    const char *dir = BPFGRAFT_CONFORMANCE_DIR;
+    unwind_id = HELPER_CONF_UNWIND;
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot open %s", dir);
+    size_t compared = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".data"))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        static char text[1 << 16];
+        size_t got = fread(text, 1, sizeof(text) - 1, f);
+        text[got] = 0;
+        fclose(f);
+        char *asm_text = read_section(text, "asm"), *mem_text = read_section(text, "mem");
+        struct bpf_insn *p;
+        size_t n;
+        char err[256];
+        uint8_t mem[CTX_LEN] = {0};
+        size_t mlen = 0;
+        for (char *t = mem_text ? strtok(mem_text, " \t\n") : NULL; t && mlen < CTX_LEN; t = strtok(NULL, " \t\n"))
+            mem[mlen++] = (uint8_t)strtoul(t, NULL, 16);
+        if (asm_text && !bpfg_asm(asm_text, &p, &n, err, sizeof(err))) {
+            struct outcome a, b;
+            run_interp(p, n, mem, &a);
+            run_jit(p, n, mem, &b);
+            cr_expect(a.err == b.err && a.r0 == b.r0 && !memcmp(a.mem, b.mem, CTX_LEN),
+                      "%s: interp %d/0x%llx, jit %d/0x%llx", de->d_name, a.err,
+                      (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
+            compared++;
+            free(p);
+        }
+        free(asm_text);
+        free(mem_text);
+    }
+    closedir(d);
+
+    /* the README's demo program */
+    FILE *f = fopen(BPFGRAFT_SOURCE_DIR "/samples/vm/collatz.s", "r");
+    cr_assert_not_null(f);
+    static char text[1 << 16];
+    text[fread(text, 1, sizeof(text) - 1, f)] = 0;
+    fclose(f);
+    struct bpf_insn *p;
+    size_t n;
+    char err[256];
+    cr_assert_eq(bpfg_asm(text, &p, &n, err, sizeof(err)), 0, "%s", err);
+    uint8_t mem[CTX_LEN] = {0};
+    uint64_t start = 10000;
+    memcpy(mem, &start, 8);
+    struct outcome a, b;
+    run_interp(p, n, mem, &a);
+    run_jit(p, n, mem, &b);
+    free(p);
+    cr_expect(a.err == 0 && b.err == 0 && a.r0 == b.r0, "collatz: %d/%llu vs %d/%llu", a.err,
+              (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
+    compared++;
+    printf("jit_diff: %zu conformance/sample programs identical\n", compared);
+    cr_assert_geq(compared, 200);
+}
+
+/* ---- the kernel --------------------------------------------------------- */
+
+/* XDP prologue: r9 = data, exit unless 256 bytes are there. */
+static size_t kernel_prologue(struct bpf_insn *p)
+{
+    size_t i = 0;
+    p[i++] = LDX(BPF_W, 9, 1, 0);
+    p[i++] = LDX(BPF_W, 2, 1, 4);
+    p[i++] = MOV64_REG(3, 9);
+    p[i++] = ALU64_IMM(BPF_ADD, 3, CTX_LEN);
+    p[i++] = JMP_REG(BPF_JLE, 3, 2, 2);
+    p[i++] = MOV64_IMM(0, 0);
+    p[i++] = EXIT();
+    return i;
+}
+
+Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
+{
+    static struct gen g;
+    uint8_t mem[CTX_LEN], out[CTX_LEN];
+    struct bpf_insn prog[MAX_PROG + 8];
+    size_t count = env_count("BPFG_JIT_DIFF_KERNEL", 2000), accepted = 0, compared = 0;
+    static char log[65536];
+    g.rng = seed() ^ 0x4b45524eull;
+
+    for (size_t i = 0; i < count; i++) {
+        if (!gen_program(&g, true))
+            continue;
+        size_t pro = kernel_prologue(prog);
+        memcpy(prog + pro, g.p, g.n * sizeof(*prog));
+        LIBBPF_OPTS(bpf_prog_load_opts, lopts, .log_buf = log, .log_size = sizeof(log), .log_level = 0);
+        int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, NULL, "GPL", prog, pro + g.n, &lopts);
+        if (fd < 0)
+            continue;
+        accepted++;
+        fill(&g, mem);
+        LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = mem, .data_size_in = CTX_LEN,
+                    .data_out = out, .data_size_out = CTX_LEN, .repeat = 1);
+        int err = bpf_prog_test_run_opts(fd, &topts);
+        close(fd);
+        cr_assert_eq(err, 0, "test_run: %s", strerror(errno));
+
+        struct outcome a, b;
+        prog[pro - 1] = MOV64_REG(BPF_REG_9, BPF_REG_1);
+        run_interp(prog + pro - 1, g.n + 1, mem, &a);
+        run_jit(prog + pro - 1, g.n + 1, mem, &b);
+        if ((uint32_t)b.r0 != topts.retval || memcmp(b.mem, out, CTX_LEN) || a.r0 != b.r0 ||
+            memcmp(a.mem, b.mem, CTX_LEN)) {
+            dump(prog + pro - 1, g.n + 1);
+            cr_assert_fail("program %zu: kernel r0 0x%x, jit 0x%llx, interp 0x%llx, memory %s", i,
+                           topts.retval, (unsigned long long)b.r0, (unsigned long long)a.r0,
+                           memcmp(b.mem, out, CTX_LEN) ? "differs from the kernel's" : "same");
+        }
+        compared++;
+    }
+    printf("jit_diff: kernel accepted %zu of %zu programs; all %zu identical on kernel, interpreter and x86 JIT\n",
+           accepted, count, compared);
+    cr_log_info("kernel accepted %zu of %zu generated programs", accepted, count);
+    cr_assert_geq(accepted, count / 10, "the kernel accepted only %zu of %zu", accepted, count);
+}
