@@ -83,6 +83,8 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
         default:
             break;
         }
+        if (insn.meta.category == ZYDIS_CATEGORY_CALL)
+            plan->has_call = true;
         if (insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) {
             uint64_t target;
             bool branch = relative_target(&insn, ops, func + off, &target);

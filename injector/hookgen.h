@@ -10,6 +10,7 @@
 #ifndef BPFGRAFT_HOOKGEN_H
 #define BPFGRAFT_HOOKGEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,8 @@ struct bpfg_hook_plan {
     uint64_t func;                   /* the probed address (bpf_get_func_ip) */
     uint64_t site;                   /* where the jmp goes: func, or after endbr64 */
     size_t patch_len;                /* displaced bytes, >= 5 */
+    bool has_call;                   /* a displaced call: frames may return into the
+                                      * patch (before) or the stub (after) */
     uint8_t orig[16];                /* the original bytes at site */
     uint8_t patch[16];               /* jmp rel32 + nop padding (after build) */
     uint8_t stub[BPFG_HOOK_STUB_MAX];

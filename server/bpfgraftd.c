@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "progcheck.h"
 #include "server.h"
 
 static void usage(FILE *f)
@@ -32,6 +33,7 @@ static void usage(FILE *f)
             "  -p, --payload FILE      the payload injected into targets\n"
             "                          (default: ../lib/bpfgraft-payload.so beside this binary)\n"
             "  -v, --debug             log every request error too\n"
+            "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
 }
@@ -81,7 +83,7 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
         {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
         {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {"payload", required_argument, NULL, 'p'}, {0},
+        {"payload", required_argument, NULL, 'p'}, {"verifier", required_argument, NULL, 'V'}, {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
     const char *log_path = NULL;
@@ -115,6 +117,17 @@ int main(int argc, char **argv)
         case 'l': log_path = optarg; break;
         case 'p': cfg.payload_path = optarg; break;
         case 'v': srv_log_set_level(SRV_DEBUG); break;
+        case 'V': {
+            struct progcheck_options po;
+            progcheck_get_options(&po);
+            if (strcmp(optarg, "kernel") && strcmp(optarg, "builtin")) {
+                fprintf(stderr, "bpfgraftd: --verifier takes 'kernel' or 'builtin'\n");
+                return 2;
+            }
+            po.kernel_check = !strcmp(optarg, "kernel");
+            progcheck_set_options(&po);
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

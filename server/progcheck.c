@@ -1,8 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "progcheck.h"
+#include "objload.h"
+#include "verifier.h"
 #include "vm.h"
 
 /* Helpers available to programs inside targets (kernel helper ids). */
@@ -55,48 +58,66 @@ const char *progcheck_helper_name(uint32_t id)
     return NULL;
 }
 
-static uint64_t never_called(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, void *user)
+static struct progcheck_options options = {
+    /* bpfgraft runs programs inside the traced process itself: writing its
+     * memory and overriding a uprobed function's return are features
+     * (samples/errinject), not escapes; --verifier=kernel adds the kernel's
+     * verdict. */
+    .allow_probe_write_user = true,
+    .allow_override_return = true,
+    .kernel_check = false,
+};
+
+void progcheck_set_options(const struct progcheck_options *o)
 {
-    (void)a, (void)b, (void)c, (void)d, (void)e, (void)user;
-    return 0;
+    options = *o;
 }
 
-/* Map references must name one of the object's maps. */
-static int resolve_map(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+void progcheck_get_options(struct progcheck_options *o)
 {
-    const struct reg_object *o = user;
-    (void)imm1;
-    if (src_reg != BPF_PSEUDO_MAP_IDX && src_reg != BPF_PSEUDO_MAP_IDX_VALUE)
-        return -EOPNOTSUPP;
-    if (imm0 < 0 || (size_t)imm0 >= o->map_cnt)
-        return -ENOENT;
-    *value = 0x1000 + (uint64_t)imm0;   /* any value: nothing runs here */
-    return 0;
+    *o = options;
 }
 
+/* Every loadable program of the object must pass the verifier. */
 int progcheck_object(const struct registry *r, const struct reg_object *o, char *err, size_t errlen)
 {
     (void)r;
-    struct bpfg_vm *vm = bpfg_vm_new();
-    if (!vm) {
+    int ret = 0;
+    struct bpfg_verify_result *res = malloc(sizeof(*res));
+    if (!res) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    for (size_t i = 0; i < sizeof(helpers) / sizeof(helpers[0]); i++)
-        bpfg_vm_register_helper(vm, helpers[i].id, helpers[i].name, never_called, NULL);
-    bpfg_vm_set_ld64_resolver(vm, resolve_map, (void *)o);
-
-    int ret = 0;
     for (size_t i = 0; i < o->obj->prog_cnt && !ret; i++) {
         const struct bpfg_obj_prog *p = &o->obj->progs[i];
         if (!p->insns)
             continue;   /* unsupported section: listed with its reason, never attachable */
-        ret = bpfg_vm_load(vm, p->insns, p->insn_cnt);
-        if (ret) {
-            snprintf(err, errlen, "program '%s' (%s): %s", p->name, p->section, bpfg_vm_error(vm));
+        struct bpfg_verify_env env;
+        struct bpfg_verify_map *maps;
+        int e = bpfg_verify_env_for_prog(o->obj, p, &env, &maps);
+        if (e == -EOPNOTSUPP) {
+            free(maps);
+            continue;
+        }
+        if (e) {
+            free(maps);
+            snprintf(err, errlen, "out of memory");
+            ret = e;
+            break;
+        }
+        env.allow_probe_write_user = options.allow_probe_write_user;
+        env.allow_override_return = options.allow_override_return;
+        env.kernel_check = options.kernel_check;
+        e = bpfg_verify(p->insns, p->insn_cnt, &env, res);
+        free(maps);
+        if (e == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+            ret = e;
+        } else if (e) {
+            snprintf(err, errlen, "program '%s' (%s): %s", p->name, p->section, res->msg);
             ret = -ENOEXEC;
         }
     }
-    bpfg_vm_free(vm);
+    free(res);
     return ret;
 }

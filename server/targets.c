@@ -518,7 +518,8 @@ static int find_free_hook(struct target *t)
 
 /* Stops the process until no thread is inside [lo, hi) (retrying with the
  * process running in between), then returns it stopped. */
-static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, char *err, size_t errlen)
+static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind, char *err,
+                        size_t errlen)
 {
     char ierr[BPFG_ERRLEN];
     for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
@@ -526,7 +527,9 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
         if (r)
             return efail(err, errlen, r, "%s", ierr);
         pid_t tid;
-        if (!bpfg_any_thread_in(st, lo, hi, &tid))
+        /* Unwinding costs ~50 us a thread: only when a displaced call means a
+         * frame could return into the range. */
+        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, lo - 1, hi, &tid)))
             return 0;
         bpfg_resume_process(st, NULL);
         struct timespec ms = {0, 1000000};
@@ -607,7 +610,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         goto free_stub;
 
     /* Stop 2: patch once no thread executes the displaced bytes. */
-    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, err, errlen);
+    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, err, errlen);
     if (r)
         goto unhook;
     r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
@@ -828,12 +831,17 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         } else {
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
-            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, ierr, sizeof(ierr)) == 0) {
+            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, false, ierr, sizeof(ierr)) == 0) {
                 restore_return_addresses(&st, t);
-                for (int i = 0; i < TARGET_MAX_HOOKS; i++)
-                    if (t->hooks[i].used && !bpfg_any_thread_in(&st, t->hooks[i].plan.stub_addr,
-                                                                t->hooks[i].plan.stub_addr + t->hooks[i].stub_size, NULL))
-                        bpfg_remote_free(&st, t->hooks[i].plan.stub_addr, t->hooks[i].stub_size, NULL);
+                for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+                    const struct target_hook *h = &t->hooks[i];
+                    uint64_t lo = h->plan.stub_addr, hi = lo + h->stub_size;
+                    /* a stub stays mapped while any thread runs in it or, after a
+                     * relocated call, would return into it */
+                    if (h->used && !bpfg_any_thread_in(&st, lo, hi, NULL) &&
+                        !(h->plan.has_call && bpfg_any_return_into(&st, lo, hi, NULL)))
+                        bpfg_remote_free(&st, lo, h->stub_size, NULL);
+                }
                 if (bpfg_unload_payload(&st, &t->inj, ierr) != 0)
                     srv_log(SRV_WARN, "target %d: %s", (int)pid, ierr);
                 bpfg_resume_process(&st, NULL);

@@ -20,6 +20,7 @@
 
 #include "asm.h"
 #include "ebpf.h"
+#include "objload.h"
 
 #define COMPLEXITY_LIMIT 1000000   /* processed instructions, like the kernel */
 #define MAX_PENDING 8192           /* branches waiting to be explored */
@@ -816,43 +817,36 @@ static int check_static(struct vctx *v)
  * bytes like the kernel's), which must stay within 512 bytes. */
 static int check_stack_total(struct vctx *v)
 {
-    int worst = 0;
-    /* subprograms form a DAG (recursion is rejected); chains are short */
     int *best = calloc((size_t)v->nsubs, sizeof(int));
     if (!best)
         return -ENOMEM;
-    /* callees always start after... not necessarily: relax until stable */
-    for (int s = 0; s < v->nsubs; s++) {
-        int d = v->subs[s].depth;
-        best[s] = d ? (d + 31) / 32 * 32 : 0;
-    }
-    int base[64];
-    int nb = v->nsubs < 64 ? v->nsubs : 64;
-    for (int s = 0; s < nb; s++)
-        base[s] = best[s];
-    for (int round = 0; round < v->nsubs + 1; round++) {
+    /* the call graph is acyclic (recursion was rejected): relax until stable */
+    for (int round = 0; round <= v->nsubs; round++) {
         bool changed = false;
         for (int s = 0; s < v->nsubs; s++) {
-            int own = s < nb ? base[s] : (v->subs[s].depth + 31) / 32 * 32;
+            int own = (v->subs[s].depth + 31) / 32 * 32;
+            int worst = own;
             for (int i = v->subs[s].start; i < v->subs[s].end; i++) {
                 if (!is_pseudo_call(&v->insns[i]))
                     continue;
                 int callee = v->subprog_of[i + v->insns[i].imm + 1];
-                if (own + best[callee] > best[s]) {
-                    best[s] = own + best[callee];
-                    changed = true;
-                }
+                if (own + best[callee] > worst)
+                    worst = own + best[callee];
+            }
+            if (worst != best[s]) {
+                best[s] = worst;
+                changed = true;
             }
         }
         if (!changed)
             break;
     }
-    worst = best[0];
+    int total = best[0];
     free(best);
-    v->res->stack_depth = (uint32_t)worst;
-    if (worst > EBPF_STACK_SIZE) {
+    v->res->stack_depth = (uint32_t)total;
+    if (total > EBPF_STACK_SIZE) {
         v->insn = -1;
-        return reject(v, "combined stack size of the call chain is %d. Too large", worst);
+        return reject(v, "combined stack size of the call chain is %d. Too large", total);
     }
     return 0;
 }
@@ -961,7 +955,7 @@ static int stack_read(struct vctx *v, int regno, const struct reg *ptr, int o, i
     for (int b = idx; b < idx + size; b++) {
         uint8_t t = f->stype[b];
         if (t == STK_INVALID)
-            return reject(v, "invalid read from stack off %d+%d size %d", o - (b - idx) + (b - idx), 0, size);
+            return reject(v, "invalid read from stack off %d+%d size %d", o, b - idx, size);
         if (t == STK_SPILL) {
             const struct reg *sp = &f->spill[b / 8];
             if (is_ptr(sp))
@@ -1099,9 +1093,8 @@ static int check_reg_write(struct vctx *v, int regno)
 
 static int do_ldx(struct vctx *v, const struct bpf_insn *in)
 {
-    int size = 1 << (3 - ((in->code >> 3) & 3));    /* W=4 H=2 B=1 DW=8 */
-    static const int sizes[4] = {4, 2, 1, 8};
-    size = sizes[(in->code >> 3) & 3];
+    static const int sizes[4] = {4, 2, 1, 8};   /* W H B DW */
+    int size = sizes[(in->code >> 3) & 3];
     bool sx = (in->code & 0xe0) == BPF_MEMSX;
     int err;
     if ((err = check_reg_read(v, in->src_reg)) || (err = check_reg_write(v, in->dst_reg)))
@@ -1719,10 +1712,6 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
                       p->id);
     if (p->id == BPF_FUNC_get_func_ip && v->env->kind != BPFG_VERIFY_UPROBE && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ip#%d", p->id);
-    if ((p->id == BPF_FUNC_get_stackid || p->id == BPF_FUNC_get_stack || p->id == BPF_FUNC_perf_event_output ||
-         p->id == BPF_FUNC_tail_call) &&
-        v->env->kind == BPFG_VERIFY_RAW_TP && false)
-        return 0;
 
     int map = -1;
     uint64_t alloc_size = 0;
@@ -2136,9 +2125,10 @@ static void mark_null(struct state *s, uint32_t id, uint32_t ref, bool is_null)
 
 static int push_state(struct vctx *v, int insn, struct state **out)
 {
-    if (v->npending >= MAX_PENDING)
-        return v->res->err = -E2BIG,
-               reject(v, "The sequence of %d jumps is too complex.", v->npending);
+    if (v->npending >= MAX_PENDING) {
+        v->res->err = -E2BIG;
+        return reject(v, "The sequence of %d jumps is too complex.", v->npending);
+    }
     if (v->npending == v->cap_pending) {
         int nc = v->cap_pending ? v->cap_pending * 2 : 64;
         struct state **np = realloc(v->pending, sizeof(*np) * (size_t)nc);
@@ -2238,7 +2228,7 @@ static int do_cond_jmp(struct vctx *v, const struct bpf_insn *in)
         v->insn = fall;
         return 0;
     }
-    if (!can_refine) {
+    if (!can_refine || ((in->code & BPF_X) && in->dst_reg == in->src_reg)) {
         struct state *other;
         if ((err = push_state(v, target, &other)))
             return err;
@@ -2254,14 +2244,10 @@ static int do_cond_jmp(struct vctx *v, const struct bpf_insn *in)
     struct reg *ob = (in->code & BPF_X) ? &of->regs[in->src_reg] : &bimm;
     struct reg bsave = bimm;
     bool ok_taken = refine(oa, ob, op);
-    if (in->dst_reg == in->src_reg && (in->code & BPF_X))
-        ok_taken = true;
     bimm = bsave;
     if (!ok_taken)
         drop_pending_top(v);
     bool ok_fall = refine_not(a, b, op);
-    if (in->dst_reg == in->src_reg && (in->code & BPF_X))
-        ok_fall = true;
     v->insn = ok_fall ? fall : -2;
     return 0;
 }
@@ -2317,9 +2303,10 @@ static bool regsafe(const struct reg *old, const struct reg *cur, struct idmap *
     case SCALAR:
         return exact ? same_range(old, cur) : range_within(old, cur);
     case PTR_CTX:
-        return old->off == cur->off;
+        return old->off == cur->off && (exact ? same_range(old, cur) : range_within(old, cur));
     case PTR_STACK:
-        return old->off == cur->off && old->frameno == cur->frameno;
+        return old->off == cur->off && old->frameno == cur->frameno &&
+               (exact ? same_range(old, cur) : range_within(old, cur));
     case CONST_MAP:
         return old->map == cur->map;
     case PTR_MAP_VALUE:
@@ -2638,11 +2625,9 @@ out:
     if (err == -ENOMEM && !res->msg[0])
         snprintf(res->msg, sizeof(res->msg), "out of memory");
     if (err && !res->err)
-        res->err = err;
-    if (!err && res->err)   /* E2BIG recorded before the message */
-        err = res->err;
-    if (err)
-        res->err = res->err ? res->err : err;
+        res->err = err;   /* else -E2BIG, recorded where the limit hit */
+    if (!err)
+        res->err = 0;
     res->insns_processed = v.processed;
     vctx_free(&v);
     res->ok = !err;
@@ -2784,4 +2769,44 @@ const char *bpfg_verify_kind_name(enum bpfg_verify_kind kind)
     case BPFG_VERIFY_RAW_TP: return "raw_tp";
     }
     return "?";
+}
+
+int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog,
+                             struct bpfg_verify_env *env, struct bpfg_verify_map **maps)
+{
+    memset(env, 0, sizeof(*env));
+    *maps = NULL;
+    bool tp = prog->prog_type == BPF_PROG_TYPE_TRACEPOINT;
+    switch (prog->kind) {
+    case BPFG_ATTACH_UPROBE: env->kind = BPFG_VERIFY_UPROBE; break;
+    case BPFG_ATTACH_URETPROBE: env->kind = BPFG_VERIFY_URETPROBE; break;
+    case BPFG_ATTACH_SYSCALL_ENTER: env->kind = BPFG_VERIFY_SYSCALL_ENTER; break;
+    case BPFG_ATTACH_SYSCALL_EXIT: env->kind = BPFG_VERIFY_SYSCALL_EXIT; break;
+    /* tracepoint/raw_syscalls/... gets the tracepoint record, raw_tp args[2] */
+    case BPFG_ATTACH_RAW_SYSCALL_ENTER: env->kind = tp ? BPFG_VERIFY_SYSCALL_ENTER : BPFG_VERIFY_RAW_TP; break;
+    case BPFG_ATTACH_RAW_SYSCALL_EXIT: env->kind = tp ? BPFG_VERIFY_SYSCALL_EXIT : BPFG_VERIFY_RAW_TP; break;
+    default: return -EOPNOTSUPP;
+    }
+    if (!obj->map_cnt)
+        return 0;
+    struct bpfg_verify_map *m = calloc(obj->map_cnt, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    for (size_t i = 0; i < obj->map_cnt; i++) {
+        const struct bpfg_obj_map *om = &obj->maps[i];
+        m[i].type = om->type;
+        m[i].key_size = om->key_size;
+        m[i].value_size = om->value_size;
+        m[i].max_entries = om->max_entries;
+        m[i].flags = om->flags;
+        if (om->kind == BPFG_MAP_RODATA || om->kind == BPFG_MAP_KCONFIG) {
+            m[i].flags |= BPF_F_RDONLY_PROG;
+            m[i].data = om->init_data;
+            m[i].data_size = om->init_size;
+        }
+    }
+    env->maps = m;
+    env->map_cnt = obj->map_cnt;
+    *maps = m;
+    return 0;
 }

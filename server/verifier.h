@@ -79,4 +79,14 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
 
 const char *bpfg_verify_kind_name(enum bpfg_verify_kind kind);
 
+struct bpfg_obj;
+struct bpfg_obj_prog;
+
+/* Fills env (kind, maps) for a program of a loaded object (objload.h):
+ * .rodata/.kconfig maps become BPF_F_RDONLY_PROG with their contents.
+ * *maps is malloc'd (the caller frees it, also on error). Returns 0,
+ * -EOPNOTSUPP for a program the loader marked unsupported, or -ENOMEM. */
+int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog,
+                             struct bpfg_verify_env *env, struct bpfg_verify_map **maps);
+
 #endif

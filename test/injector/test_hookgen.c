@@ -22,6 +22,7 @@ Test(hookgen, plain_prologue)
     cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
     cr_expect_eq(plan.site, FUNC);
     cr_expect_eq(plan.patch_len, 8, "push rbp; mov rbp,rsp; sub rsp,16 = 8 bytes");
+    cr_expect(!plan.has_call, "no call among the displaced bytes");
     cr_assert_eq(bpfg_hook_build(&plan, STUB, 7, ENTRY, err), 0, "%s", err);
     /* stub: push 7; jmp [rip+0] -> entry */
     cr_expect_eq(plan.stub[0], 0x68);
@@ -60,6 +61,7 @@ Test(hookgen, conditional_branch_and_call_are_relocated)
     const uint8_t code[] = {0x85, 0xff, 0x74, 0x10, 0xe8, 0x20, 0x00, 0x00, 0x00, 0x90, 0xc3};
     cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
     cr_expect_eq(plan.patch_len, 9);
+    cr_expect(plan.has_call, "a displaced call is flagged: frames may return into the stub");
     cr_assert_eq(bpfg_hook_build(&plan, STUB, 2, ENTRY, err), 0, "%s", err);
     const uint8_t *r = plan.stub + BPFG_HOOK_RESUME_OFF;
     cr_expect_eq(memcmp(r, code, 2), 0);
