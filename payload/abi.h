@@ -62,10 +62,11 @@ struct bpfg_payload_params {
 
 /* bpfg_payload_start: entered by the injector on a hijacked thread with
  *   rax = SYS_clone, rdi = clone flags, rsi = new stack top,
- *   r12 = address of bpfg_payload_main, r13 = &bpfg_payload_params
+ *   r13 = &bpfg_payload_params
  * It executes `syscall`; the parent then hits int3 (the injector takes it
- * back and restores its registers); the child calls r12(r13) on the new
- * stack with every signal blocked and never returns. */
+ * back and restores its registers); the child calls bpfg_payload_main(r13)
+ * (a direct call: r12 is not used) on the new stack with every signal
+ * blocked, and exits the thread if that ever returns. */
 
 /* Uprobe stubs (generated outside the target, placed within +-2 GiB of the
  * probed site):

@@ -267,13 +267,15 @@ static size_t emit_exit0(struct bpf_insn *p)
     return 2;
 }
 
+static uint32_t prog_flags;   /* bpfg_pmsg_prog.flags of the next send_prog_maps */
+
 static int send_prog_maps(uint32_t prog_id, const uint32_t *map_ids, uint32_t nmaps, const struct bpf_insn *insns,
                           size_t n, char *err, size_t errlen)
 {
     size_t len = sizeof(struct bpfg_pmsg_prog) + 4 * nmaps + n * sizeof(*insns);
     uint8_t *buf = calloc(1, len);
     cr_assert_not_null(buf);
-    struct bpfg_pmsg_prog hdr = {.prog_id = prog_id, .insn_cnt = (uint32_t)n, .map_cnt = nmaps};
+    struct bpfg_pmsg_prog hdr = {.prog_id = prog_id, .insn_cnt = (uint32_t)n, .map_cnt = nmaps, .flags = prog_flags};
     memcpy(buf, &hdr, sizeof(hdr));
     memcpy(buf + sizeof(hdr), map_ids, 4 * nmaps);
     memcpy(buf + sizeof(hdr) + 4 * nmaps, insns, n * sizeof(*insns));
@@ -756,5 +758,35 @@ Test(payload, losing_the_server_stops_programs)
     cr_assert_eq(fx.sh->wrong, 0);
     restore_site();
     unload_and_check();
+    bpfg_map_close(m);
+}
+
+/* Checked mode: the map value (a registered region) is writable, a wild
+ * store stops the program instead of crashing the target. */
+Test(payload, checked_mode_stops_wild_stores)
+{
+    attach_payload();
+    struct bpfg_map *m = send_counter_map(10);
+    struct bpf_insn prog[32];
+    size_t n = 0;
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
+    n += emit_add_to_map(prog + n, 0);
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 16);
+    prog[n++] = INSN(BPF_ST | BPF_MEM | BPF_DW, BPF_REG_1, 0, 0, 1);   /* *(u64 *)16 = 1 */
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
+    n += emit_add_to_map(prog + n, 1);                                  /* never reached */
+    n += emit_exit0(prog + n);
+    char err[256];
+    prog_flags = BPFG_PROG_F_CHECKED;
+    int st = send_prog(100, 10, prog, n, err, sizeof(err));
+    prog_flags = 0;
+    cr_assert_eq(st, 0, "PROG: %s", err);
+    uint64_t resume = patch_site(fx.sh->func);
+    send_hook(BPFG_HOOK_UPROBE, 100, resume);
+    run_calls(300);
+    cr_assert_eq(counter(m, 0), 300);
+    cr_assert_eq(counter(m, 1), 0, "the program went on after a wild store");
+    cr_assert_eq(fx.sh->wrong, 0);
+    detach_all();
     bpfg_map_close(m);
 }
