@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ static const char usage_text[] =
     "  attach PID OBJ [PROG...] [--target BIN:FUNC]\n"
     "                                  attach an object's uprobe programs to a process\n"
     "                                  (--target: for programs whose section names no function)\n"
+    "  start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]\n"
+    "                                  run CMD with the programs attached before its main()\n"
     "  detach PID\n"
     "  ps                              processes with programs attached\n"
     "  trace                           print trace_printk lines until interrupted\n"
@@ -847,6 +850,76 @@ static int cmd_attach(struct args *a)
     return 0;
 }
 
+/* bpfgraft start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]: runs CMD
+ * as our child with the programs attached before its main(). The child
+ * stops itself just before execve; the server takes it from there. */
+static int cmd_start(struct args *a)
+{
+    const char *target = NULL;
+    if (take_opt(a, "--target", &target) < 0)
+        return usage_error("start: --target needs BINARY:FUNCTION");
+    int rc0 = check_no_flags(a, "start");
+    if (rc0)
+        return rc0;
+    int nprogs = a->flag_end - 1;
+    if (a->flag_end < 1 || a->flag_end >= a->n)
+        return usage_error("usage: bpfgraft start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]");
+    char **cmd = &a->v[a->flag_end];   /* the rest of argv, NULL-terminated */
+
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "bpfgraft: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (child == 0) {
+        raise(SIGSTOP);
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "bpfgraft: cannot run %s: %s\n", cmd[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(child, &status, WUNTRACED) < 0 && errno == EINTR)
+        ;
+    if (!WIFSTOPPED(status)) {
+        fprintf(stderr, "bpfgraft: %s did not start\n", cmd[0]);
+        return 1;
+    }
+
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "target.start", (nprogs ? 3 : 2) + (target ? 1 : 0));
+    pack_key(&out.pk, "pid");
+    msgpack_pack_uint64(&out.pk, (uint64_t)child);
+    pack_key(&out.pk, "object");
+    pack_ref(&out.pk, a->v[0]);
+    if (nprogs) {
+        pack_key(&out.pk, "programs");
+        msgpack_pack_array(&out.pk, (uint32_t)nprogs);
+        for (int i = 1; i <= nprogs; i++)
+            pack_ref(&out.pk, a->v[i]);
+    }
+    if (target) {
+        pack_key(&out.pk, "target");
+        bpfg_pack_cstr(&out.pk, target);
+    }
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        return rc;
+    }
+    bpfg_rpc_msg_release(&resp);
+    if (!g_json)
+        fprintf(stderr, "bpfgraft: %s started as pid %d with programs attached\n", cmd[0], (int)child);
+    cli_close(&g_conn);   /* the program may run for long: do not hold the server */
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+}
+
 static int cmd_detach(struct args *a)
 {
     uint64_t pid;
@@ -1034,7 +1107,7 @@ static const struct command {
     int (*run)(struct args *a);
 } commands[] = {
     {"status", cmd_status}, {"load", cmd_load},     {"unload", cmd_unload},
-    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach},
+    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start},
     {"detach", cmd_detach}, {"ps", cmd_ps},         {"trace", cmd_trace},
     {"events", cmd_events}, {"api", cmd_api},
 };

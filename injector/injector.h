@@ -25,6 +25,7 @@ struct bpfg_thread {
     struct user_regs_struct regs;    /* as found */
     uint64_t sigmask;                /* as found */
     int pending_sig;                 /* signal that arrived while stopping; re-delivered on resume */
+    bool adopted;                    /* already traced and stopped by us: left so on resume */
 };
 
 /* Every thread of a process, ptrace-stopped. */
@@ -42,6 +43,15 @@ struct bpfg_stopped {
  * (message names the tracer), -EPERM permission denied, -ENOEXEC not an
  * x86-64 process, -ECHILD the process exited meanwhile. */
 int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err);
+
+/* Starting a program under bpfgraft (`bpfgraft start`): pid is a child
+ * that stopped itself with SIGSTOP just before execve. Seizes it, lets it
+ * exec and runs it to its entry point (AT_ENTRY: the dynamic loader has
+ * mapped its libraries, nothing of libc has run), where it stays stopped
+ * and traced by us: bpfg_stop_process adopts such a thread, and
+ * bpfg_release_started lets the program go on to main. */
+int bpfg_start_to_entry(pid_t pid, char *err);
+int bpfg_release_started(pid_t pid);
 
 /* Restores every thread's registers and signal mask as found, re-delivers
  * signals that arrived during the stop and detaches. Returns how long the

@@ -134,11 +134,38 @@ static int wait_stopped(struct bpfg_thread *t)
 }
 
 /* Seizes and stops one thread. 1 done, 0 gone, -errno. */
+/* A thread we already trace and keep stopped (bpfg_start_to_entry). */
+static bool ours_already(pid_t pid, pid_t tid)
+{
+    char path[64], line[256];
+    int tracer = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "TracerPid: %d", &tracer) == 1)
+            break;
+    fclose(f);
+    return tracer == getpid();
+}
+
 static int stop_thread(struct bpfg_stopped *st, pid_t tid, char *err)
 {
     if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
         if (errno == ESRCH)
             return 0;
+        if (errno == EPERM && ours_already(st->pid, tid)) {
+            struct bpfg_thread *grown = realloc(st->threads, (st->nthreads + 1) * sizeof(*grown));
+            if (!grown)
+                return fail(err, -ENOMEM, "out of memory");
+            st->threads = grown;
+            memset(&st->threads[st->nthreads], 0, sizeof(*grown));
+            st->threads[st->nthreads].tid = tid;
+            st->threads[st->nthreads].adopted = true;
+            st->nthreads++;
+            return 1;
+        }
         if (errno == EPERM) {
             int tracer = tracer_of(st->pid);
             if (tracer > 0 && tracer != getpid()) {
@@ -186,7 +213,7 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
     int tracer = tracer_of(pid);
     if (tracer == -ENOENT)
         return fail(err, -ESRCH, "no process with pid %d", (int)pid);
-    if (tracer > 0) {
+    if (tracer > 0 && tracer != getpid()) {
         char comm[32];
         comm_of(tracer, comm, sizeof(comm));
         return fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
@@ -254,6 +281,8 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
     int ret = 0;
     for (size_t i = 0; i < st->nthreads; i++) {
         struct bpfg_thread *t = &st->threads[i];
+        if (t->adopted)
+            continue;   /* stays stopped under bpfg_start_to_entry's trace */
         /* Registers were only changed on threads that ran remote code and
          * were restored there; PTRACE_DETACH re-delivers a held signal. */
         if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
@@ -418,4 +447,110 @@ int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6]
 int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err)
 {
     return run_until_trap(st, regs, out, err);
+}
+
+/* Waits for a stop of tid; signals on the way are re-delivered. Returns the
+ * wait status of the stop that is not a plain signal, or -errno. */
+static int wait_event(pid_t tid, int want_sig)
+{
+    for (;;) {
+        int status;
+        if (waitpid(tid, &status, __WALL) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status))
+            return -ECHILD;
+        if (!WIFSTOPPED(status))
+            continue;
+        int sig = WSTOPSIG(status);
+        if ((status >> 16) != 0 || sig == want_sig)
+            return status;
+        /* an ordinary signal: deliver it and keep going */
+        ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig);
+    }
+}
+
+static uint64_t auxv_entry(pid_t pid)
+{
+    char path[64];
+    uint64_t pair[2], entry = 0;
+    snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    while (read(fd, pair, sizeof(pair)) == sizeof(pair) && pair[0] != 0)
+        if (pair[0] == 9 /* AT_ENTRY */)
+            entry = pair[1];
+    close(fd);
+    return entry;
+}
+
+int bpfg_start_to_entry(pid_t pid, char *err)
+{
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)PTRACE_O_TRACEEXEC) != 0)
+        return fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+    /* It stopped itself before execve: wake it up; we see the exec. */
+    if (kill(pid, SIGCONT) != 0) {
+        int e = errno;
+        ptrace(PTRACE_DETACH, pid, NULL, NULL);
+        return fail(err, -e, "cannot continue process %d: %s", (int)pid, strerror(e));
+    }
+    int r = 0;
+    for (;;) {
+        int status = wait_event(pid, -1);
+        if (status < 0) {
+            return fail(err, status, "process %d exited before running its program", (int)pid);
+        }
+        if ((status >> 16) == PTRACE_EVENT_EXEC)
+            break;
+        /* the group stop it put itself in, SIGCONT and the like: run on
+         * (PTRACE_CONT also ends a group stop for a seized tracee) */
+        int sig = WSTOPSIG(status);
+        bool quiet = (status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGCONT;
+        ptrace(PTRACE_CONT, pid, NULL, (void *)(long)(quiet ? 0 : sig));
+    }
+    uint64_t entry = auxv_entry(pid);
+    if (!entry) {
+        r = fail(err, -ENOEXEC, "process %d: no AT_ENTRY in its auxiliary vector", (int)pid);
+        goto fail;
+    }
+    errno = 0;
+    long word = ptrace(PTRACE_PEEKTEXT, pid, (void *)entry, NULL);
+    if (errno) {
+        r = fail(err, -errno, "reading the entry point of %d: %s", (int)pid, strerror(errno));
+        goto fail;
+    }
+    long trap = (word & ~0xffL) | 0xcc;
+    if (ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)trap) != 0 || ptrace(PTRACE_CONT, pid, NULL, NULL) != 0) {
+        r = fail(err, -errno, "breakpoint at the entry of %d: %s", (int)pid, strerror(errno));
+        goto fail;
+    }
+    for (;;) {
+        int status = wait_event(pid, SIGTRAP);
+        if (status < 0) {
+            return fail(err, status, "process %d exited before its entry point", (int)pid);
+        }
+        struct user_regs_struct regs;
+        if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0 &&
+            ptrace(PTRACE_GETREGS, pid, NULL, &regs) == 0 && regs.rip == entry + 1) {
+            regs.rip = entry;
+            if (ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)word) != 0 ||
+                ptrace(PTRACE_SETREGS, pid, NULL, &regs) != 0) {
+                r = fail(err, -errno, "removing the entry breakpoint of %d: %s", (int)pid, strerror(errno));
+                goto fail;
+            }
+            return 0;
+        }
+        ptrace(PTRACE_CONT, pid, NULL, NULL);
+    }
+fail:
+    ptrace(PTRACE_DETACH, pid, NULL, NULL);
+    return r;
+}
+
+int bpfg_release_started(pid_t pid)
+{
+    return ptrace(PTRACE_DETACH, pid, NULL, NULL) == 0 ? 0 : -errno;
 }

@@ -434,7 +434,7 @@ void bpfg_rpc_begin_result(struct bpfg_rpc_out *out, uint32_t msgid)
 
 void bpfg_rpc_pack_error(struct bpfg_rpc_out *out, uint32_t msgid, int code, const char *fmt, ...)
 {
-    char text[512];
+    char text[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);

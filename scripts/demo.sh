@@ -14,8 +14,9 @@ sock=$work/control.sock
 server=""
 victim=""
 cleanup() {
-	[ -n "$victim" ] && kill "$victim" 2>/dev/null && wait "$victim" 2>/dev/null
-	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+	set +e
+	[ -n "$victim" ] && kill "$victim" 2>/dev/null; [ -n "$victim" ] && wait "$victim" 2>/dev/null
+	[ -n "$server" ] && kill "$server" 2>/dev/null; [ -n "$server" ] && wait "$server" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT

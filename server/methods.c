@@ -36,7 +36,7 @@ struct srv_call {
     struct srv_client *c;
     const msgpack_object *args[MAX_PARAMS];   /* by the method's param index */
     int send_fd;
-    char err[512];
+    char err[2048];
 };
 
 struct method {
@@ -273,7 +273,7 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
         return err;
 
     struct reg_object *o;
-    char why[512];
+    char why[2048];
     err = registry_load(&call->s->reg, has_path ? path : NULL, data, len, call->args[2] ? name : NULL, &o,
                         why, sizeof(why));
     if (err) {
@@ -623,12 +623,10 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
-static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
+/* The programs to attach: the listed ones (ids or names within the
+ * object), or every uprobe/uretprobe program of the object. */
+static int attach_programs(struct srv_call *call, struct reg_object **obj_out, uint32_t *ids, size_t *n)
 {
-    uint64_t pid = call->args[0]->via.u64;
-    if (pid == 0 || pid > INT32_MAX)
-        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "bad pid %llu", (unsigned long long)pid);
-    /* the object: by id or name */
     struct reg_object *o = NULL;
     const msgpack_object *obj = call->args[1];
     if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
@@ -640,9 +638,7 @@ static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
     }
     if (!o)
         return fail(call, BPFG_RPC_E_NOT_FOUND, "no such object (see object.list)");
-
-    uint32_t ids[64];
-    size_t n = 0;
+    *n = 0;
     const msgpack_object *list = call->args[2];
     if (list) {
         if (list->via.array.size > 64)
@@ -658,30 +654,53 @@ static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
                         p = registry_prog(&call->s->reg, o->prog_ids[k]);
             if (!p || p->obj_id != o->id)
                 return fail(call, BPFG_RPC_E_NOT_FOUND, "program %u of the list is not in object '%s'", i, o->name);
-            ids[n++] = p->id;
+            ids[(*n)++] = p->id;
         }
     } else {
-        /* every uprobe/uretprobe program of the object */
-        for (size_t k = 0; k < o->prog_cnt && n < 64; k++) {
+        for (size_t k = 0; k < o->prog_cnt && *n < 64; k++) {
             enum bpfg_attach_kind kind = o->obj->progs[k].kind;
             if (kind == BPFG_ATTACH_UPROBE || kind == BPFG_ATTACH_URETPROBE)
-                ids[n++] = o->prog_ids[k];
+                ids[(*n)++] = o->prog_ids[k];
         }
-        if (!n)
+        if (!*n)
             return fail(call, BPFG_RPC_E_UNSUPPORTED, "object '%s' has no uprobe or uretprobe program", o->name);
     }
+    *obj_out = o;
+    return 0;
+}
+
+static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start)
+{
+    uint64_t pid = call->args[0]->via.u64;
+    if (pid == 0 || pid > INT32_MAX)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "bad pid %llu", (unsigned long long)pid);
+    struct reg_object *o;
+    uint32_t ids[64];
+    size_t n = 0;
+    int err = attach_programs(call, &o, ids, &n);
+    if (err)
+        return err;
     char target[512] = "";
-    int err;
     if (call->args[3] && (err = arg_string(call, 3, target, sizeof(target))))
         return err;
-    int code = targets_attach(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, call->err,
-                              sizeof(call->err));
+    int code = (start ? targets_start : targets_attach)(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n,
+                                                        target, call->err, sizeof(call->err));
     if (code)
         return code;
     msgpack_pack_map(pk, 2);
     kv_u64(pk, "pid", pid);
     kv_u64(pk, "programs", n);
     return 0;
+}
+
+static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
+{
+    return attach_or_start(call, pk, false);
+}
+
+static int m_target_start(struct srv_call *call, msgpack_packer *pk)
+{
+    return attach_or_start(call, pk, true);
 }
 
 static int m_target_detach(struct srv_call *call, msgpack_packer *pk)
@@ -770,6 +789,10 @@ static const struct method methods[] = {
      {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT}},
      "{pid, programs}", "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
      "process; 'target' (\"binary:function[+off]\") serves programs whose section names none.", 1},
+    {"target.start", m_target_start,
+     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT}},
+     "{pid, programs}", "`bpfgraft start`: pid is the caller's child, stopped by SIGSTOP just before execve; "
+     "the programs are attached at its entry point, before main, then it runs.", 1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
     {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},
     {"events.subscribe", m_events_subscribe, {{"topics", P_ARRAY, OPT}}, "true",

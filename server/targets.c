@@ -727,6 +727,47 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     return code;
 }
 
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], line[256];
+    int ppid = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "PPid: %d", &ppid) == 1)
+            break;
+    fclose(f);
+    return ppid;
+}
+
+int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
+                  size_t nprogs, const char *target_spec, char *err, size_t errlen)
+{
+    uid_t uid;
+    int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
+    if (r)
+        return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
+    if (parent_of(pid) != peer_pid)
+        return efail(err, errlen, BPFG_RPC_E_PERMISSION, "process %d is not a child of the caller", (int)pid);
+    if (targets_find(&s->targets, pid))
+        return efail(err, errlen, BPFG_RPC_E_EXISTS, "process %d is already attached", (int)pid);
+    char ierr[BPFG_ERRLEN];
+    r = bpfg_start_to_entry(pid, ierr);
+    if (r)
+        return efail(err, errlen, BPFG_RPC_E_TARGET, "%s", ierr);
+    /* Stopped at its entry point and traced by us: attaching adopts that
+     * thread, and the hooks are in place before any code of main runs. */
+    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, err, errlen);
+    r = bpfg_release_started(pid);
+    if (!code && r)
+        code = efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
+    if (!code)
+        srv_log(SRV_INFO, "target %d: started with %zu programs before main", (int)pid, nprogs);
+    return code;
+}
+
 /* Puts back every patched site; the payload deactivates its slots. */
 static int remove_hooks(struct server *s, struct target *t, char *err, size_t errlen)
 {

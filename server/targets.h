@@ -69,6 +69,11 @@ void targets_destroy(struct server *s);
  * set; on success fills nothing else (target_list shows the result). */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
                    size_t nprogs, const char *target_spec, char *err, size_t errlen);
+/* `bpfgraft start`: pid is a child of the peer that stopped itself just
+ * before execve. Runs it to its entry point, attaches the programs there
+ * (before main), then lets it go. Returns an RPC error code or 0. */
+int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
+                  size_t nprogs, const char *target_spec, char *err, size_t errlen);
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
 struct target *targets_find(struct targets *t, pid_t pid);
 

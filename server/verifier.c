@@ -1011,12 +1011,12 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
                      const struct reg *src, bool zero, bool sx)
 {
     struct reg *r = R(v, regno);
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     switch (r->type) {
     case NOT_INIT:
         return reject(v, "R%d !read_ok", regno);
     case PTR_STACK: {
-        int o;
+        int o = 0;
         int err = stack_access_off(v, regno, r, off, size, &o);
         if (err)
             return err;
@@ -1028,7 +1028,11 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
     case PTR_CTX: {
         if (!tnum_is_const(r->var) || r->var.value)
             return reject(v, "variable ctx access var_off=[%" PRId64 ",%" PRIu64 "] disallowed", r->smin, r->umax);
-        int64_t o = (int64_t)r->off + off;
+        /* like the kernel: fields are read through the unmodified pointer,
+         * which is what rewriting ctx accesses relies on */
+        if (r->off)
+            return reject(v, "dereference of modified ctx ptr R%d off=%d disallowed", regno, r->off);
+        int64_t o = off;
         bool tp = v->env->kind == BPFG_VERIFY_SYSCALL_ENTER || v->env->kind == BPFG_VERIFY_SYSCALL_EXIT;
         if (write || o < (tp ? 8 : 0) || o + size > v->ctx_size || o % size)
             return reject(v, "invalid bpf_context access off=%" PRId64 " size=%d%s", o, size,
@@ -1500,7 +1504,7 @@ static const struct proto protos[] = {
     {BPF_FUNC_map_delete_elem, "map_delete_elem", RET_INT, {A_MAP, A_KEY}, 0},
     {BPF_FUNC_probe_read, "probe_read", RET_INT, {A_UNINIT_MEM, A_SIZE0, A_ANY}, 0},
     {BPF_FUNC_ktime_get_ns, "ktime_get_ns", RET_INT, {0}, 0},
-    {BPF_FUNC_trace_printk, "trace_printk", RET_INT, {A_MEM, A_SIZE, A_ANY, A_ANY, A_ANY}, 0},
+    {BPF_FUNC_trace_printk, "trace_printk", RET_INT, {A_MEM, A_SIZE}, 0},   /* args 3-5: DONTCARE */
     {BPF_FUNC_get_prandom_u32, "get_prandom_u32", RET_INT, {0}, 0},
     {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", RET_INT, {0}, 0},
     {BPF_FUNC_tail_call, "tail_call", RET_VOID, {A_CTX, A_MAP, A_ANY}, 0},
@@ -1576,9 +1580,6 @@ static int check_map_func(struct vctx *v, const struct proto *p, uint32_t map)
         case BPF_FUNC_map_push_elem:
         case BPF_FUNC_map_pop_elem:
         case BPF_FUNC_map_peek_elem: ok = t == BPF_MAP_TYPE_QUEUE || t == BPF_MAP_TYPE_STACK; break;
-        case BPF_FUNC_map_delete_elem:
-            ok = t != BPF_MAP_TYPE_ARRAY && t != BPF_MAP_TYPE_PERCPU_ARRAY;
-            break;
         default: break;
         }
     }
@@ -1596,10 +1597,10 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
     if (size_max >= MAX_VAR_OFF)
         return reject(v, "R%d unbounded memory access", regno + 1);
     int size = (int)size_max;
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     switch (r->type) {
     case PTR_STACK: {
-        int o;
+        int o = 0;
         int err = stack_access_off(v, regno, r, 0, size, &o);
         if (err) {
             if (!tnum_is_const(r->var))
@@ -2647,11 +2648,14 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
 {
     int *fds = calloc(env->map_cnt ? env->map_cnt : 1, sizeof(int));
     struct bpf_insn *copy = malloc(n * sizeof(*copy));
-    char *log = malloc(1 << 20);
+    bool want_log = msglen > 0;
+    char *log = malloc(want_log ? 1 << 20 : 1);
     int err = 0;
-    msg[0] = 0;
+    if (want_log)
+        msg[0] = 0;
     if (!fds || !copy || !log) {
-        snprintf(msg, msglen, "out of memory");
+        if (want_log)
+            snprintf(msg, msglen, "out of memory");
         err = -ENOMEM;
         goto out;
     }
@@ -2671,7 +2675,8 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
         fds[i] = (int)sys_bpf(BPF_MAP_CREATE, &a, sizeof(a));
         if (fds[i] < 0) {
             err = -errno;
-            snprintf(msg, msglen, "map %zu: kernel map create failed: %s", i, strerror(errno));
+            if (want_log)
+                snprintf(msg, msglen, "map %zu: kernel map create failed: %s", i, strerror(errno));
             goto out;
         }
         if (m->data && (m->flags & BPF_F_RDONLY_PROG) && m->type == BPF_MAP_TYPE_ARRAY) {
@@ -2711,16 +2716,20 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
     a.insns = (uint64_t)(uintptr_t)copy;
     a.insn_cnt = (uint32_t)n;
     a.license = (uint64_t)(uintptr_t)"GPL";
-    a.log_buf = (uint64_t)(uintptr_t)log;
-    a.log_size = 1 << 20;
-    a.log_level = 1;
     log[0] = 0;
+    if (want_log) {
+        a.log_buf = (uint64_t)(uintptr_t)log;
+        a.log_size = 1 << 20;
+        a.log_level = 1;
+    }
     int fd = (int)sys_bpf(BPF_PROG_LOAD, &a, sizeof(a));
     if (fd >= 0) {
         close(fd);
         goto out;
     }
     err = -errno;
+    if (!want_log)
+        goto out;
     if (err == -ENOSPC) {   /* log too small for a huge exploration: retry without */
         a.log_buf = 0;
         a.log_size = 0;

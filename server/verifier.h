@@ -72,8 +72,9 @@ int bpfg_verify(const struct bpf_insn *insns, size_t n, const struct bpfg_verify
 /* Loads an equivalent program into the running kernel (root): maps of the
  * same shapes are created, map references rewritten to their fds, the
  * program type chosen from env->kind (KPROBE, TRACEPOINT, RAW_TRACEPOINT).
- * Returns 0 if the kernel accepts it, else a negative errno with the first
- * lines of the kernel's log in msg. Everything created is closed again. */
+ * Returns 0 if the kernel accepts it, else a negative errno with the last
+ * lines of the kernel's log in msg (msglen 0: no log is asked for, as when
+ * timing). Everything created is closed again. */
 int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env,
                        char *msg, size_t msglen);
 

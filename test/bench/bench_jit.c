@@ -1,0 +1,381 @@
+/* bpfgraft-bench jit: the x86-64 JIT against native C (gcc -O2), the
+ * kernel's JIT (BPF_PROG_TEST_RUN with repeat, where its verifier accepts
+ * the program) and the interpreter, plus compile time per program.
+ *
+ * The programs of programs.h take r1 = mem, r2 = MEM_SIZE. In the kernel
+ * they run as XDP programs whose prologue looks up the memory as the value
+ * of a one-entry array map (an 8 KiB packet is beyond test_run's limit).
+ * map_loop is map-heavy: 4096 lookups in a 64-entry array map (helper 1,
+ * bpf_map_lookup_elem, in every engine).
+ */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "asm.h"
+#include "bench.h"
+#include "vm.h"
+#include "x86jit.h"
+
+#include "programs.h"
+
+#define MAP_ENTRIES 64
+#define MAP_ITERS 4096
+
+/* ---- map_loop: v = lookup(i % 64); if (v) *v += i; r0 += *v ---- */
+struct bench_array {
+    uint32_t max_entries;
+    uint64_t values[MAP_ENTRIES];
+};
+
+static struct bench_array array_map = {MAP_ENTRIES, {0}};
+
+static __attribute__((noinline)) void *array_lookup(struct bench_array *m, const uint32_t *key)
+{
+    return *key < m->max_entries ? &m->values[*key] : NULL;
+}
+
+static uint64_t helper_lookup(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return (uintptr_t)array_lookup((struct bench_array *)(uintptr_t)map, (const uint32_t *)(uintptr_t)key);
+}
+
+static __attribute__((noinline)) uint64_t map_native(uint8_t *mem, size_t len)
+{
+    (void)mem, (void)len;
+    uint64_t r = 0;
+    for (uint32_t i = 0; i < MAP_ITERS; i++) {
+        uint32_t key = i % MAP_ENTRIES;
+        uint64_t *v = array_lookup(&array_map, &key);
+        if (v) {
+            *v += i;
+            r += *v;
+        }
+    }
+    return r;
+}
+
+#define I(c, d, s, o, i) ((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+
+/* map fd (or, for our engines, index 0 for the resolver) in insns 2..3 */
+static const struct bpf_insn map_prog[] = {
+    I(BPF_ALU64 | BPF_MOV | BPF_K, 6, 0, 0, 0),            /* i = 0 */
+    I(BPF_ALU64 | BPF_MOV | BPF_K, 7, 0, 0, 0),            /* r = 0 */
+    /* loop: */
+    I(BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0),
+    I(BPF_ALU64 | BPF_AND | BPF_K, 1, 0, 0, MAP_ENTRIES - 1),
+    I(BPF_STX | BPF_MEM | BPF_W, 10, 1, -4, 0),
+    I(BPF_LD | BPF_IMM | BPF_DW, 1, BPF_PSEUDO_MAP_FD, 0, 0),
+    I(0, 0, 0, 0, 0),
+    I(BPF_ALU64 | BPF_MOV | BPF_X, 2, 10, 0, 0),
+    I(BPF_ALU64 | BPF_ADD | BPF_K, 2, 0, 0, -4),
+    I(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem),
+    I(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 4, 0),
+    I(BPF_LDX | BPF_MEM | BPF_DW, 1, 0, 0, 0),
+    I(BPF_ALU64 | BPF_ADD | BPF_X, 1, 6, 0, 0),
+    I(BPF_STX | BPF_MEM | BPF_DW, 0, 1, 0, 0),
+    I(BPF_ALU64 | BPF_ADD | BPF_X, 7, 1, 0, 0),
+    I(BPF_ALU64 | BPF_ADD | BPF_K, 6, 0, 0, 1),
+    I(BPF_JMP | BPF_JLT | BPF_K, 6, 0, -15, MAP_ITERS),
+    I(BPF_ALU64 | BPF_MOV | BPF_X, 0, 7, 0, 0),
+    I(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+};
+
+static int resolve_map(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    (void)imm0, (void)imm1;
+    if (src_reg != BPF_PSEUDO_MAP_FD)
+        return -EINVAL;
+    *value = (uintptr_t)user;
+    return 0;
+}
+
+/* ---- kernel side -------------------------------------------------------- */
+
+struct kernel {
+    int mem_map;     /* array, 1 entry of MEM_SIZE bytes: the programs' memory */
+    int array_map;   /* array, MAP_ENTRIES x u64: map_loop's map */
+};
+
+/* XDP prologue: r1 = lookup(mem_map, 0), r2 = MEM_SIZE, r0 = 0. */
+static size_t kernel_prologue(struct bpf_insn *p, int mem_map)
+{
+    size_t i = 0;
+    p[i++] = I(BPF_ST | BPF_MEM | BPF_W, 10, 0, -4, 0);
+    p[i++] = I(BPF_LD | BPF_IMM | BPF_DW, 1, BPF_PSEUDO_MAP_FD, 0, mem_map);
+    p[i++] = I(0, 0, 0, 0, 0);
+    p[i++] = I(BPF_ALU64 | BPF_MOV | BPF_X, 2, 10, 0, 0);
+    p[i++] = I(BPF_ALU64 | BPF_ADD | BPF_K, 2, 0, 0, -4);
+    p[i++] = I(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem);
+    p[i++] = I(BPF_JMP | BPF_JNE | BPF_K, 0, 0, 1, 0);
+    p[i++] = I(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    p[i++] = I(BPF_ALU64 | BPF_MOV | BPF_X, 1, 0, 0, 0);
+    p[i++] = I(BPF_ALU64 | BPF_MOV | BPF_K, 2, 0, 0, MEM_SIZE);
+    p[i++] = I(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
+    return i;
+}
+
+/* Loads the program in the kernel and times it; *ns < 0 if refused. */
+static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char *name,
+                       const struct bpf_insn *insns, size_t n, const uint8_t *mem, bool quick,
+                       double *ns, double *load_us, uint32_t *result)
+{
+    struct bpf_insn *p = calloc(n + 16, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    size_t pro = kernel_prologue(p, k->mem_map);
+    memcpy(p + pro, insns, n * sizeof(*p));
+    for (size_t i = pro; i < pro + n; i++)
+        if (p[i].code == (BPF_LD | BPF_IMM | BPF_DW) && p[i].src_reg == BPF_PSEUDO_MAP_FD)
+            p[i].imm = k->array_map;
+    uint32_t key = 0;
+    *ns = -1;
+    int ret = bpf_map_update_elem(k->mem_map, &key, mem, BPF_ANY);
+    if (ret) {
+        free(p);
+        return ret;
+    }
+    uint64_t t0 = bench_now_ns();
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL", p, pro + n, NULL);
+    *load_us = (double)(bench_now_ns() - t0) / 1e3;
+    free(p);
+    if (fd < 0) {
+        bench_note(ctx, "%s: the kernel verifier refuses the program (%s)", name, strerror(errno));
+        return 0;
+    }
+    uint8_t pkt[64] = {0};
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = pkt, .data_size_in = sizeof(pkt),
+                .repeat = quick ? 20 : 2000);
+    ret = bpf_prog_test_run_opts(fd, &topts);
+    close(fd);
+    if (ret)
+        return -errno;
+    *ns = topts.duration;
+    *result = topts.retval;
+    return 0;
+}
+
+/* ---- timing --------------------------------------------------------------- */
+
+static double time_native_fn(uint64_t (*native)(uint8_t *, size_t), uint8_t *mem, uint64_t min_ns,
+                             uint64_t *result)
+{
+    uint64_t (*volatile fn)(uint8_t *, size_t) = native;
+    uint64_t runs = 0, start = bench_now_ns(), now;
+    do {
+        for (int i = 0; i < 16; i++)
+            *result = fn(mem, MEM_SIZE);
+        runs += 16;
+        now = bench_now_ns();
+    } while (now - start < min_ns);
+    return (double)(now - start) / (double)runs;
+}
+
+static int time_jit(const struct bpfg_x86jit_image *img, const struct bpfg_x86jit_helper *table,
+                    uint8_t *mem, uint64_t min_ns, uint64_t *result, double *ns)
+{
+    uint64_t runs = 0, start = bench_now_ns(), now;
+    do {
+        for (int i = 0; i < 16; i++) {
+            int err = bpfg_x86jit_run(img, mem, MEM_SIZE, table, NULL, result, NULL);
+            if (err)
+                return err;
+        }
+        runs += 16;
+        now = bench_now_ns();
+    } while (now - start < min_ns);
+    *ns = (double)(now - start) / (double)runs;
+    return 0;
+}
+
+static int time_interp(struct bpfg_vm *vm, uint8_t *mem, uint64_t min_ns, uint64_t *result, double *ns)
+{
+    uint64_t runs = 0, start = bench_now_ns(), now;
+    do {
+        for (int i = 0; i < 4; i++) {
+            int err = bpfg_vm_exec(vm, mem, MEM_SIZE, result);
+            if (err)
+                return err;
+        }
+        runs += 4;
+        now = bench_now_ns();
+    } while (now - start < min_ns);
+    *ns = (double)(now - start) / (double)runs;
+    return 0;
+}
+
+/* ---- one case ------------------------------------------------------------- */
+
+struct jit_case {
+    const char *name;
+    const struct bpf_insn *insns;
+    size_t n;
+    uint64_t (*native)(uint8_t *, size_t);
+    void (*init)(uint8_t *);
+    bool uses_map;
+};
+
+static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct jit_case *c, uint8_t *mem)
+{
+    bool quick = bench_quick(ctx);
+    uint64_t min_ns = quick ? 10000000ull : 300000000ull;
+    struct bpfg_x86jit_opts opts = {.resolver = resolve_map, .resolver_user = &array_map};
+    struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
+    struct bpfg_x86jit_code code = {0};
+    struct bpfg_x86jit_image img = {0};
+    struct bpfg_vm *vm = NULL;
+    char err[256];
+    int ret;
+
+    bpfg_x86jit_allow_helper(&opts, BPF_FUNC_map_lookup_elem);
+    table[BPF_FUNC_map_lookup_elem].fn = helper_lookup;
+
+    /* compile time: the mean of many compiles of the same program */
+    int reps = quick ? 20 : 2000;
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < reps; i++) {
+        bpfg_x86jit_code_free(&code);
+        ret = bpfg_x86jit_compile(c->insns, c->n, &opts, &code, err, sizeof(err));
+        if (ret) {
+            fprintf(stderr, "bench jit: %s: %s\n", c->name, err);
+            return ret;
+        }
+    }
+    double compile_us = (double)(bench_now_ns() - t0) / reps / 1e3;
+    ret = bpfg_x86jit_map_exec(&code, &img);
+    if (ret)
+        goto out;
+
+    vm = bpfg_vm_new();
+    if (!vm) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    bpfg_vm_register_helper(vm, BPF_FUNC_map_lookup_elem, "map_lookup_elem", helper_lookup, NULL);
+    bpfg_vm_set_ld64_resolver(vm, resolve_map, &array_map);
+    bpfg_vm_set_checked(vm, false);
+    t0 = bench_now_ns();
+    for (int i = 0; i < reps && !ret; i++)
+        ret = bpfg_vm_load(vm, c->insns, c->n);
+    double interp_load_us = (double)(bench_now_ns() - t0) / reps / 1e3;
+    if (ret) {
+        fprintf(stderr, "bench jit: %s: %s\n", c->name, bpfg_vm_error(vm));
+        goto out;
+    }
+
+    uint64_t native_r, jit_r, interp_r;
+    uint32_t kernel_r = 0;
+    double native_ns, jit_ns, interp_ns, kernel_ns, kernel_load_us = 0;
+    memset(mem, 0, MEM_SIZE);
+    if (c->init)
+        c->init(mem);
+    memset(array_map.values, 0, sizeof(array_map.values));
+    native_ns = time_native_fn(c->native, mem, min_ns, &native_r);
+    memset(array_map.values, 0, sizeof(array_map.values));
+    ret = time_jit(&img, table, mem, min_ns, &jit_r, &jit_ns);
+    if (!ret) {
+        memset(array_map.values, 0, sizeof(array_map.values));
+        ret = time_interp(vm, mem, min_ns / 3, &interp_r, &interp_ns);
+    }
+    if (ret) {
+        fprintf(stderr, "bench jit: %s: run failed: %s\n", c->name, strerror(-ret));
+        goto out;
+    }
+    /* map_loop's result depends on the map's history: compare single runs */
+    if (c->uses_map) {
+        memset(array_map.values, 0, sizeof(array_map.values));
+        native_r = map_native(mem, MEM_SIZE);
+        memset(array_map.values, 0, sizeof(array_map.values));
+        bpfg_x86jit_run(&img, mem, MEM_SIZE, table, NULL, &jit_r, NULL);
+        memset(array_map.values, 0, sizeof(array_map.values));
+        bpfg_vm_exec(vm, mem, MEM_SIZE, &interp_r);
+    }
+    if (jit_r != native_r || interp_r != native_r) {
+        fprintf(stderr, "bench jit: %s: results differ (native %llu, x86 JIT %llu, interp %llu)\n", c->name,
+                (unsigned long long)native_r, (unsigned long long)jit_r, (unsigned long long)interp_r);
+        ret = -EDOM;
+        goto out;
+    }
+    if (c->init)
+        c->init(mem);
+    ret = kernel_time(ctx, k, c->name, c->insns, c->n, mem, quick, &kernel_ns, &kernel_load_us, &kernel_r);
+    if (ret) {
+        fprintf(stderr, "bench jit: %s: kernel: %s\n", c->name, strerror(-ret));
+        goto out;
+    }
+    if (kernel_ns >= 0 && !c->uses_map && kernel_r != (uint32_t)native_r) {
+        fprintf(stderr, "bench jit: %s: kernel result 0x%x differs from native\n", c->name, kernel_r);
+        ret = -EDOM;
+        goto out;
+    }
+
+    bench_report(ctx, c->name, "native", native_ns, "ns/run", NULL, 0);
+    bench_report(ctx, c->name, "x86jit", jit_ns, "ns/run", "native", native_ns);
+    if (kernel_ns >= 0)
+        bench_report(ctx, c->name, "kernel-jit", kernel_ns, "ns/run", "native", native_ns);
+    bench_report(ctx, c->name, "interp", interp_ns, "ns/run", "native", native_ns);
+    if (kernel_ns >= 0)
+        bench_report(ctx, c->name, "x86jit-compile", compile_us, "us", "kernel-load", kernel_load_us);
+    else
+        bench_report(ctx, c->name, "x86jit-compile", compile_us, "us", "interp-load", interp_load_us);
+out:
+    bpfg_vm_free(vm);
+    bpfg_x86jit_unmap(&img);
+    bpfg_x86jit_code_free(&code);
+    return ret;
+}
+
+static int bench_jit_run(struct bench_ctx *ctx)
+{
+    struct kernel k = {-1, -1};
+    struct jit_case jc[sizeof(cases) / sizeof(cases[0]) + 1];
+    struct bpf_insn *assembled[sizeof(cases) / sizeof(cases[0])] = {0};
+    size_t ncases = 0;
+    int ret = 0;
+    uint8_t *mem = aligned_alloc(64, MEM_SIZE);
+    if (!mem)
+        return -ENOMEM;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[256];
+        size_t n;
+        ret = bpfg_asm(cases[i].asm_text, &assembled[i], &n, err, sizeof(err));
+        if (ret) {
+            fprintf(stderr, "bench jit: %s: %s\n", cases[i].name, err);
+            goto out;
+        }
+        jc[ncases++] = (struct jit_case){cases[i].name, assembled[i], n, cases[i].native, cases[i].init, false};
+    }
+    jc[ncases++] = (struct jit_case){"map_loop_4k", map_prog, sizeof(map_prog) / sizeof(map_prog[0]),
+                                     map_native, NULL, true};
+
+    k.mem_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_mem", 4, MEM_SIZE, 1, NULL);
+    k.array_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_array", 4, 8, MAP_ENTRIES, NULL);
+    if (k.mem_map < 0 || k.array_map < 0) {
+        ret = -errno;
+        fprintf(stderr, "bench jit: creating kernel maps: %s (needs root)\n", strerror(errno));
+        goto out;
+    }
+    bench_note(ctx, "x86jit: bpfgraft's x86-64 JIT; kernel-jit: BPF_PROG_TEST_RUN (XDP, memory in an "
+                    "array map value); interp: unchecked interpreter; native: gcc -O2; "
+                    "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT)");
+    for (size_t i = 0; i < ncases && !ret; i++)
+        ret = run_case(ctx, &k, &jc[i], mem);
+out:
+    if (k.mem_map >= 0)
+        close(k.mem_map);
+    if (k.array_map >= 0)
+        close(k.array_map);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        free(assembled[i]);
+    free(mem);
+    return ret;
+}
+
+const struct bench_suite bench_suite_jit = {
+    "jit", "x86-64 JIT vs native C, the kernel JIT and the interpreter", bench_jit_run,
+};

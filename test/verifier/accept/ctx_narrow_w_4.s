@@ -1,0 +1,4 @@
+# narrow aligned ctx read
+# kind: uprobe
+ldxw %r0, [%r1+4]
+exit

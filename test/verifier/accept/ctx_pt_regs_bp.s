@@ -1,0 +1,4 @@
+# reads pt_regs->bp
+# kind: uprobe
+ldxdw %r0, [%r1+32]
+exit

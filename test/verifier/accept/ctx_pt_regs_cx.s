@@ -1,0 +1,4 @@
+# reads pt_regs->cx
+# kind: uprobe
+ldxdw %r0, [%r1+88]
+exit

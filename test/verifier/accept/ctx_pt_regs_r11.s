@@ -1,0 +1,4 @@
+# reads pt_regs->r11
+# kind: uprobe
+ldxdw %r0, [%r1+48]
+exit

@@ -1,0 +1,4 @@
+# reads pt_regs->r9
+# kind: uprobe
+ldxdw %r0, [%r1+64]
+exit

@@ -1,0 +1,4 @@
+# reads pt_regs->si
+# kind: uprobe
+ldxdw %r0, [%r1+104]
+exit

@@ -1,0 +1,4 @@
+# reads pt_regs->ss
+# kind: uprobe
+ldxdw %r0, [%r1+160]
+exit

@@ -1,0 +1,3 @@
+# kind: syscall_enter
+ldxw %r0, [%r1+8]
+exit

@@ -1,0 +1,4 @@
+# return value
+# kind: uretprobe
+ldxdw %r0, [%r1+80]
+exit

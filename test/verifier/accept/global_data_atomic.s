@@ -1,0 +1,7 @@
+# kind: uprobe
+# map: array 4 8 1
+lddw %r1, map_idx_value 0+0
+mov %r2, 1
+lock add [%r1+0], %r2
+mov %r0, 0
+exit

@@ -1,0 +1,3 @@
+# kind: uprobe
+call 8
+exit

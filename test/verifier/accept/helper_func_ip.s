@@ -1,0 +1,3 @@
+# kind: uprobe
+call 173
+exit

@@ -1,0 +1,4 @@
+# kind: uprobe
+call 14
+rsh %r0, 32
+exit

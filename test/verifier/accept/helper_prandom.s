@@ -1,0 +1,4 @@
+# kind: uprobe
+call 7
+and %r0, 3
+exit

@@ -1,0 +1,5 @@
+# store then load the same stack bytes
+# kind: uprobe
+sth [%r10-8], 7
+ldxh %r0, [%r10-8]
+exit

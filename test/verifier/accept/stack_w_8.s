@@ -1,0 +1,5 @@
+# store then load the same stack bytes
+# kind: uprobe
+stw [%r10-8], 7
+ldxw %r0, [%r10-8]
+exit

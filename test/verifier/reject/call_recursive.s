@@ -1,0 +1,7 @@
+# kind: uprobe
+# expect: recursive call
+call local f
+exit
+f:
+call local f
+exit

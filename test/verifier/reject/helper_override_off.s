@@ -1,0 +1,6 @@
+# kind: uprobe
+# expect: cannot use helper bpf_override_return
+mov %r2, -12
+call 58
+mov %r0, 0
+exit

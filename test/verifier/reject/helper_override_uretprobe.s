@@ -1,0 +1,7 @@
+# kind: uretprobe
+# opts: override
+# expect: cannot use helper bpf_override_return
+mov %r2, -12
+call 58
+mov %r0, 0
+exit

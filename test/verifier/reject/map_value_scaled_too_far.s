@@ -1,0 +1,18 @@
+# kind: uprobe
+# map: array 4 128 1
+# expect: invalid access to map value, value_size=128
+mov %r6, %r1
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+lddw %r1, map_idx 0
+call 1
+jeq %r0, 0, out
+ldxdw %r2, [%r6+112]
+and %r2, 15
+lsh %r2, 4
+add %r0, %r2
+ldxdw %r0, [%r0+0]
+out:
+mov %r0, 0
+exit

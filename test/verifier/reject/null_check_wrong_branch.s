@@ -1,0 +1,15 @@
+# the == NULL branch sees a NULL scalar
+# kind: uprobe
+# map: hash 4 8 64
+# expect: R0 invalid mem access 'scalar'
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+lddw %r1, map_idx 0
+call 1
+jne %r0, 0, out
+ldxdw %r0, [%r0+0]
+exit
+out:
+mov %r0, 0
+exit

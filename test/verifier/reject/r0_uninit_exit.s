@@ -1,0 +1,3 @@
+# kind: uprobe
+# expect: R0 !read_ok
+exit

@@ -1,0 +1,8 @@
+# kind: uprobe
+# map: array 4 8 1 rdonly
+# expect: write into map forbidden
+lddw %r1, map_idx_value 0+0
+mov %r2, 1
+lock add [%r1+0], %r2
+mov %r0, 0
+exit

@@ -1,0 +1,9 @@
+# kind: uprobe
+# map: array 4 8 1 rdonly
+# expect: write into map forbidden
+lddw %r1, map_idx_value 0+0
+mov %r2, 8
+mov %r3, 0
+call 112
+mov %r0, 0
+exit
