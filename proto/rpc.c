@@ -538,7 +538,7 @@ int bpfg_rpc_flush(struct bpfg_rpc_conn *conn)
 bool bpfg_obj_str_eq(const msgpack_object *o, const char *s)
 {
     size_t n = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
 }
 
 const msgpack_object *bpfg_obj_map_get(const msgpack_object *map, const char *key)
@@ -557,9 +557,11 @@ int bpfg_obj_strcpy(const msgpack_object *o, char *buf, size_t len)
         return -EINVAL;
     if (o->via.str.size >= len)
         return -E2BIG;
-    if (memchr(o->via.str.ptr, 0, o->via.str.size))
+    /* an empty string may come with a NULL pointer */
+    if (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size))
         return -EINVAL;   /* embedded NUL: not a usable C string */
-    memcpy(buf, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size)
+        memcpy(buf, o->via.str.ptr, o->via.str.size);
     buf[o->via.str.size] = 0;
     return 0;
 }
