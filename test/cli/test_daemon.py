@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 import shutil
+import sys
 
 from harness import Server, check, check_eq, parse_args, report
 
@@ -44,6 +45,44 @@ def main():
         check(not os.path.exists(srv.socket), "SIGTERM: the socket is removed")
         check(not os.path.exists(srv.socket + ".lock"), "SIGTERM: the lock file is removed")
         check("shutting down" in srv.log_text(), "the log says why it stopped")
+
+    # SO_PEERCRED: a peer may attach only to what it could ptrace itself
+    tmp = tempfile.mkdtemp(prefix="bpfgraft-perm-")
+    os.chmod(tmp, 0o755)
+    sock = os.path.join(tmp, "control.sock")
+    srv = subprocess.Popen([bpfgraftd, "--socket", sock, "--socket-mode", "0666", "--foreground"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.02)
+        sys.path.insert(0, args.scripts)
+        from bpfgraft_client import Client
+        with Client(sock) as root_client:
+            root_client.call("object.load", path=args.obj, name="permtest")
+        probe = f"""
+import os, sys
+sys.path.insert(0, {args.scripts!r})
+os.setgid(65534); os.setuid(65534)
+from bpfgraft_client import Client, BpfgraftError
+c = Client({sock!r})
+try:
+    c.call("target.attach", pid={victim.pid}, object="permtest")
+    print("attached")
+except BpfgraftError as e:
+    print(e.name, e.message)
+"""
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+        check("permission_denied" in r.stdout and "may not trace" in r.stdout,
+              "an unprivileged peer may not attach to a root process", r.stdout + r.stderr)
+    finally:
+        victim.kill()
+        victim.wait()
+        srv.terminate()
+        srv.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     tmp = tempfile.mkdtemp(prefix="bpfgraft-daemon-")
     try:
