@@ -50,10 +50,10 @@ static const char usage_text[] =
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
-    "  attach PID OBJ [PROG...] [--target BIN:FUNC]\n"
+    "  attach PID OBJ [PROG...] [--target BIN:FUNC] [--engine llvm|x86|interp]\n"
     "                                  attach an object's uprobe programs to a process\n"
     "                                  (--target: for programs whose section names no function)\n"
-    "  start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]\n"
+    "  start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]\n"
     "                                  run CMD with the programs attached before its main()\n"
     "  detach PID\n"
     "  ps                              processes with programs attached\n"
@@ -817,19 +817,25 @@ static int cmd_map(struct args *a)
 static int cmd_attach(struct args *a)
 {
     uint64_t pid;
-    const char *target = NULL;
+    const char *target = NULL, *engine = NULL;
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("attach: --target needs BINARY:FUNCTION");
+    if (take_opt(a, "--engine", &engine) < 0)
+        return usage_error("attach: --engine needs llvm, x86 or interp");
     int rc0 = check_no_flags(a, "attach");
     if (rc0)
         return rc0;
     if (a->n < 2 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft attach PID OBJ [PROG...] [--target BIN:FUNC]");
+        return usage_error("usage: bpfgraft attach PID OBJ [PROG...] [--target BIN:FUNC] [--engine E]");
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : 2) + (target ? 1 : 0));
+    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : 2) + (target ? 1 : 0) + (engine ? 1 : 0));
     if (target) {
         pack_key(&out.pk, "target");
         bpfg_pack_cstr(&out.pk, target);
+    }
+    if (engine) {
+        pack_key(&out.pk, "engine");
+        bpfg_pack_cstr(&out.pk, engine);
     }
     pack_key(&out.pk, "pid");
     msgpack_pack_uint64(&out.pk, pid);
@@ -855,15 +861,17 @@ static int cmd_attach(struct args *a)
  * stops itself just before execve; the server takes it from there. */
 static int cmd_start(struct args *a)
 {
-    const char *target = NULL;
+    const char *target = NULL, *engine = NULL;
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("start: --target needs BINARY:FUNCTION");
+    if (take_opt(a, "--engine", &engine) < 0)
+        return usage_error("start: --engine needs llvm, x86 or interp");
     int rc0 = check_no_flags(a, "start");
     if (rc0)
         return rc0;
     int nprogs = a->flag_end - 1;
     if (a->flag_end < 1 || a->flag_end >= a->n)
-        return usage_error("usage: bpfgraft start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]");
+        return usage_error("usage: bpfgraft start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]");
     char **cmd = &a->v[a->flag_end];   /* the rest of argv, NULL-terminated */
 
     fflush(stdout);
@@ -887,7 +895,7 @@ static int cmd_start(struct args *a)
     }
 
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.start", (nprogs ? 3 : 2) + (target ? 1 : 0));
+    cli_begin(&g_conn, &out, "target.start", (nprogs ? 3 : 2) + (target ? 1 : 0) + (engine ? 1 : 0));
     pack_key(&out.pk, "pid");
     msgpack_pack_uint64(&out.pk, (uint64_t)child);
     pack_key(&out.pk, "object");
@@ -901,6 +909,10 @@ static int cmd_start(struct args *a)
     if (target) {
         pack_key(&out.pk, "target");
         bpfg_pack_cstr(&out.pk, target);
+    }
+    if (engine) {
+        pack_key(&out.pk, "engine");
+        bpfg_pack_cstr(&out.pk, engine);
     }
     struct bpfg_rpc_msg resp;
     int rc = call(&out, &resp);

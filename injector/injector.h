@@ -66,6 +66,11 @@ int bpfg_mem_write(const struct bpfg_stopped *st, uint64_t addr, const void *buf
 /* Runs one syscall on the first stopped thread, with all signals blocked,
  * and restores that thread afterwards. *ret gets the raw return value. */
 int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err);
+/* The same on stopped thread st->threads[index] (per-thread state such as
+ * prctl(PR_SET_SYSCALL_USER_DISPATCH)). The thread's saved signal mask
+ * (threads[index].sigmask) is what it gets back afterwards. */
+int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const uint64_t args[6], int64_t *ret,
+                           char *err);
 
 /* Runs the first stopped thread from regs until it executes int3 (signals
  * blocked), then restores it exactly; out gets the registers at the int3. */

@@ -354,10 +354,10 @@ static int find_syscall_site(struct bpfg_stopped *st, char *err)
 /* Runs the first thread from regs until it executes int3, with all
  * signals blocked, then puts the thread back as it was (registers, FPU
  * state, signal mask). out gets the registers at the int3. */
-static int run_until_trap(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out,
-                          char *err)
+static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_regs_struct *regs,
+                          struct user_regs_struct *out, char *err)
 {
-    struct bpfg_thread *t = &st->threads[0];
+    struct bpfg_thread *t = &st->threads[index];
     static __thread uint8_t xstate[XSTATE_MAX];
     struct iovec xio = {xstate, sizeof(xstate)};
     uint64_t all = ~0ull;
@@ -415,7 +415,8 @@ restore:
     return r;
 }
 
-int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err)
+int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const uint64_t args[6], int64_t *ret,
+                           char *err)
 {
     static const uint8_t code[4] = {0x0f, 0x05, 0xcc, 0xcc};   /* syscall; int3 */
     uint8_t saved[sizeof(code)];
@@ -426,7 +427,9 @@ int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6]
         (r = bpfg_mem_write(st, st->syscall_site, code, sizeof(code))))
         return fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
                     strerror(-r));
-    struct user_regs_struct regs = st->threads[0].regs, out;
+    if (index >= st->nthreads)
+        return fail(err, -EINVAL, "no stopped thread %zu", index);
+    struct user_regs_struct regs = st->threads[index].regs, out;
     regs.rax = (uint64_t)nr;
     regs.rdi = args[0];
     regs.rsi = args[1];
@@ -435,7 +438,7 @@ int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6]
     regs.r8 = args[4];
     regs.r9 = args[5];
     regs.rip = st->syscall_site;
-    r = run_until_trap(st, &regs, &out, err);
+    r = run_until_trap(st, index, &regs, &out, err);
     int w = bpfg_mem_write(st, st->syscall_site, saved, sizeof(saved));
     if (!r && w)
         r = fail(err, w, "restoring the syscall site: %s", strerror(-w));
@@ -444,9 +447,14 @@ int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6]
     return r;
 }
 
+int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err)
+{
+    return bpfg_remote_syscall_on(st, 0, nr, args, ret, err);
+}
+
 int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err)
 {
-    return run_until_trap(st, regs, out, err);
+    return run_until_trap(st, 0, regs, out, err);
 }
 
 /* Waits for a stop of tid; signals on the way are re-delivered. Returns the

@@ -106,6 +106,7 @@ enum bpfg_pmsg_type {
     BPFG_PMSG_UNMAP = 20,        /* struct bpfg_pmsg_unmap: forget a map/program */
     BPFG_PMSG_DETACH = 21,       /* no body: release everything, exit the thread */
     BPFG_PMSG_PING = 22,         /* no body */
+    BPFG_PMSG_PROG_CODE = 23,    /* struct bpfg_pmsg_prog_code + a PROG body, code memfd attached */
 };
 
 struct bpfg_pmsg_hello {
@@ -240,6 +241,49 @@ struct bpfg_pmsg_unmap {
     uint32_t prog_id;            /* 0: none */
 };
 
+/* ---- additions (ABI version 1): native code ----
+ *
+ * The REPLY to a successful MAP carries struct bpfg_pmsg_map_reply (an
+ * older payload replies with an empty body: the server then knows no
+ * addresses and keeps that target's programs in the interpreter). With
+ * them the server resolves lddw map references of a program for this
+ * target (BPF_PSEUDO_MAP_IDX -> handle, BPF_PSEUDO_MAP_IDX_VALUE -> value
+ * area + offset, offset < value_size) and compiles it there. */
+struct bpfg_pmsg_map_reply {
+    uint64_t handle;             /* struct bpfg_map * inside the payload */
+    uint64_t value_area;         /* global data (array value 0); 0 = none */
+    uint64_t value_size;         /* bytes an offset into value_area may reach */
+};
+
+/* bpfg_pmsg_prog_code.engine: which compiler made the code (diagnostics;
+ * the payload runs every engine's code the same way). */
+enum bpfg_engine {
+    BPFG_ENGINE_INTERP = 0,      /* no code: the interpreter */
+    BPFG_ENGINE_X86 = 1,         /* jit/x86jit.c */
+    BPFG_ENGINE_LLVM = 2,        /* jit/llvmjit.c */
+};
+
+/* BPFG_PMSG_PROG_CODE: a program with native code. The body is this
+ * struct followed by exactly the body of a PROG message (the instructions
+ * stay: the payload validates and keeps them). The attached memfd holds
+ * code_len bytes of position-independent code (sealed by the server),
+ * which the payload maps PROT_READ|PROT_EXEC. Its entry, at entry_off, has
+ * jit/x86jit.h's calling convention:
+ *     struct { uint64_t r0, fault; } fn(void *ctx, size_t ctx_len,
+ *         const struct bpfg_x86jit_helper table[256], void *run_user)
+ * where table is the payload's own helper table (indexed by helper id,
+ * {fn, user}) and run_user the per-run context every helper receives as
+ * its 6th argument (the code is compiled with per_run_user). BPF_FUNC_
+ * tail_call is the unwind helper. Programs flagged BPFG_PROG_F_CHECKED
+ * cannot carry code (the JIT does not bounds-check): -EINVAL. */
+struct bpfg_pmsg_prog_code {
+    uint32_t engine;             /* enum bpfg_engine, not INTERP */
+    uint32_t code_len;
+    uint32_t entry_off;
+    uint32_t pad;
+    /* struct bpfg_pmsg_prog prog; uint32_t map_ids[]; struct bpf_insn insns[]; */
+};
+
 /* BPFG_PMSG_TRACE: one bpf_trace_printk line. Lines are queued by the
  * programs in a ring of 256 lines of up to BPFG_TRACE_LINE bytes; when it
  * is full lines are dropped, and the next TRACE message carries the count
@@ -249,6 +293,62 @@ struct bpfg_pmsg_unmap {
 struct bpfg_pmsg_trace {
     uint32_t pid, tid;
     /* char text[]; */
+};
+
+/* ---- additions (ABI version 1): syscall hooks ----
+ *
+ * Programs of the syscall tracepoints run inside the target on Syscall
+ * User Dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH): every thread has
+ * the payload image as its exempt region and bpfg_pmsg_syscall_reply.selector
+ * as its switch; each syscall made outside the payload raises SIGSYS and
+ * the payload's handler runs the programs around the real syscall, which it
+ * makes from its own (exempt) text. See payload/syscall.c. */
+#define BPFG_PMSG_EXEC 8             /* payload -> server, async: struct bpfg_pmsg_exec + path */
+#define BPFG_PMSG_SYSCALL_HOOK 32    /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
+#define BPFG_PMSG_SYSCALL_OFF 33     /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
+
+enum bpfg_sys_kind {
+    BPFG_SYS_ENTER = 1,          /* tracepoint/syscalls/sys_enter_NAME: record context */
+    BPFG_SYS_EXIT = 2,           /* tracepoint/syscalls/sys_exit_NAME */
+    BPFG_SYS_RAW_ENTER = 3,      /* tracepoint/raw_syscalls/sys_enter: record, every nr */
+    BPFG_SYS_RAW_EXIT = 4,       /* tracepoint/raw_syscalls/sys_exit */
+    BPFG_SYS_RAWTP_ENTER = 5,    /* raw_tracepoint/sys_enter: u64 args[2] = {struct pt_regs *, id} */
+    BPFG_SYS_RAWTP_EXIT = 6,     /* raw_tracepoint/sys_exit: {struct pt_regs *, ret} */
+};
+
+#define BPFG_SYS_MAX_NR 512          /* syscall numbers the per-number tables cover */
+#define BPFG_SYS_MAX_PROGS 4         /* per kind and syscall number */
+
+/* Adds one program. The first one installs the SIGSYS handler (the
+ * target's own SIGSYS action is kept and chained to); the server then turns
+ * dispatch on in every thread with the reply's region and selector. */
+struct bpfg_pmsg_syscall_hook {
+    uint32_t prog_id;
+    uint32_t kind;               /* enum bpfg_sys_kind */
+    int32_t nr;                  /* BPFG_SYS_ENTER/EXIT: the syscall; else -1 */
+    uint32_t pad;
+};
+
+struct bpfg_pmsg_syscall_reply {
+    uint64_t exempt_base, exempt_len;   /* the prctl's offset and length */
+    uint64_t selector;           /* the prctl's switch (one byte, shared by all threads) */
+};
+
+/* SYSCALL_OFF: every syscall program is removed (after a grace period)
+ * and the selector set to ALLOW. The server then turns dispatch off in
+ * every thread and, in a later stop in which no thread has a SIGSYS
+ * pending, puts back the target's SIGSYS action: the kernel struct
+ * sigaction at saved_action (rt_sigaction(SIGSYS, saved_action, NULL, 8)).
+ * The payload stays mapped: a thread may still be inside the handler. */
+struct bpfg_pmsg_syscall_off_reply {
+    uint64_t saved_action;       /* address in the target, 0: no handler was installed */
+    uint64_t misses;             /* syscalls made while a program ran on the same thread */
+    uint64_t dispatched;         /* SIGSYS taken */
+};
+
+struct bpfg_pmsg_exec {
+    uint32_t pid, tid;
+    /* char path[]; NUL-terminated, may be truncated */
 };
 
 #endif

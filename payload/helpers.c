@@ -320,13 +320,22 @@ H(h_get_stack) { (void)r1, (void)r5;
 
 /* ---- running ---- */
 
+struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
+
 void helpers_run(struct prog *p, struct bpfg_exec *ex)
 {
     ex->tail_count = 0;
     for (;;) {
         uint64_t ret;
         ex->tail_next = NULL;
-        bpfg_vm_exec_ctx(p->vm, ex->regs, sizeof(*ex->regs), ex, &ret);
+        /* run errors (e.g. an unknown helper via callx) just end the run,
+         * as in the interpreter */
+        void *ctx = ex->ctx ? ex->ctx : (void *)ex->regs;
+        size_t ctx_len = ex->ctx ? ex->ctx_len : sizeof(*ex->regs);
+        if (p->code)
+            (void)p->code(ctx, ctx_len, helpers_table, ex);
+        else
+            bpfg_vm_exec_ctx(p->vm, ctx, ctx_len, ex, &ret);
         /* a reservation the program kept would block the ring forever */
         while (ex->nrb)
             ringbuf_release(ex, ex->rb[ex->nrb - 1].data, 0, true);
@@ -336,51 +345,57 @@ void helpers_run(struct prog *p, struct bpfg_exec *ex)
     }
 }
 
+static const struct {
+    uint32_t id;
+    const char *name;
+    bpfg_helper_fn fn;
+} helper_defs[] = {
+    {BPF_FUNC_map_lookup_elem, "map_lookup_elem", h_map_lookup_elem},
+    {BPF_FUNC_map_update_elem, "map_update_elem", h_map_update_elem},
+    {BPF_FUNC_map_delete_elem, "map_delete_elem", h_map_delete_elem},
+    {BPF_FUNC_map_push_elem, "map_push_elem", h_map_push_elem},
+    {BPF_FUNC_map_pop_elem, "map_pop_elem", h_map_pop_elem},
+    {BPF_FUNC_map_peek_elem, "map_peek_elem", h_map_peek_elem},
+    {BPF_FUNC_tail_call, "tail_call", h_tail_call},
+    {BPF_FUNC_get_current_pid_tgid, "get_current_pid_tgid", h_get_current_pid_tgid},
+    {BPF_FUNC_get_current_uid_gid, "get_current_uid_gid", h_get_current_uid_gid},
+    {BPF_FUNC_get_current_comm, "get_current_comm", h_get_current_comm},
+    {BPF_FUNC_ktime_get_ns, "ktime_get_ns", h_ktime_get_ns},
+    {BPF_FUNC_ktime_get_boot_ns, "ktime_get_boot_ns", h_ktime_get_boot_ns},
+    {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", h_ktime_get_coarse_ns},
+    {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", h_get_smp_processor_id},
+    {BPF_FUNC_get_prandom_u32, "get_prandom_u32", h_get_prandom_u32},
+    {BPF_FUNC_probe_read, "probe_read", h_probe_read},
+    {BPF_FUNC_probe_read_user, "probe_read_user", h_probe_read},
+    {BPF_FUNC_probe_read_kernel, "probe_read_kernel", h_probe_read},
+    {BPF_FUNC_probe_read_str, "probe_read_str", h_probe_read_str},
+    {BPF_FUNC_probe_read_user_str, "probe_read_user_str", h_probe_read_str},
+    {BPF_FUNC_probe_read_kernel_str, "probe_read_kernel_str", h_probe_read_str},
+    {BPF_FUNC_probe_write_user, "probe_write_user", h_probe_write_user},
+    {BPF_FUNC_trace_printk, "trace_printk", h_trace_printk},
+    {BPF_FUNC_snprintf, "snprintf", h_snprintf},
+    {BPF_FUNC_perf_event_output, "perf_event_output", h_perf_event_output},
+    {BPF_FUNC_ringbuf_output, "ringbuf_output", h_ringbuf_output},
+    {BPF_FUNC_ringbuf_reserve, "ringbuf_reserve", h_ringbuf_reserve},
+    {BPF_FUNC_ringbuf_submit, "ringbuf_submit", h_ringbuf_submit},
+    {BPF_FUNC_ringbuf_discard, "ringbuf_discard", h_ringbuf_discard},
+    {BPF_FUNC_ringbuf_query, "ringbuf_query", h_ringbuf_query},
+    {BPF_FUNC_override_return, "override_return", h_override_return},
+    {BPF_FUNC_get_func_ip, "get_func_ip", h_get_func_ip},
+    {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
+    {BPF_FUNC_get_stack, "get_stack", h_get_stack},
+};
+
 int helpers_register(struct bpfg_vm *vm)
 {
-    static const struct {
-        uint32_t id;
-        const char *name;
-        bpfg_helper_fn fn;
-    } table[] = {
-        {BPF_FUNC_map_lookup_elem, "map_lookup_elem", h_map_lookup_elem},
-        {BPF_FUNC_map_update_elem, "map_update_elem", h_map_update_elem},
-        {BPF_FUNC_map_delete_elem, "map_delete_elem", h_map_delete_elem},
-        {BPF_FUNC_map_push_elem, "map_push_elem", h_map_push_elem},
-        {BPF_FUNC_map_pop_elem, "map_pop_elem", h_map_pop_elem},
-        {BPF_FUNC_map_peek_elem, "map_peek_elem", h_map_peek_elem},
-        {BPF_FUNC_tail_call, "tail_call", h_tail_call},
-        {BPF_FUNC_get_current_pid_tgid, "get_current_pid_tgid", h_get_current_pid_tgid},
-        {BPF_FUNC_get_current_uid_gid, "get_current_uid_gid", h_get_current_uid_gid},
-        {BPF_FUNC_get_current_comm, "get_current_comm", h_get_current_comm},
-        {BPF_FUNC_ktime_get_ns, "ktime_get_ns", h_ktime_get_ns},
-        {BPF_FUNC_ktime_get_boot_ns, "ktime_get_boot_ns", h_ktime_get_boot_ns},
-        {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", h_ktime_get_coarse_ns},
-        {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", h_get_smp_processor_id},
-        {BPF_FUNC_get_prandom_u32, "get_prandom_u32", h_get_prandom_u32},
-        {BPF_FUNC_probe_read, "probe_read", h_probe_read},
-        {BPF_FUNC_probe_read_user, "probe_read_user", h_probe_read},
-        {BPF_FUNC_probe_read_kernel, "probe_read_kernel", h_probe_read},
-        {BPF_FUNC_probe_read_str, "probe_read_str", h_probe_read_str},
-        {BPF_FUNC_probe_read_user_str, "probe_read_user_str", h_probe_read_str},
-        {BPF_FUNC_probe_read_kernel_str, "probe_read_kernel_str", h_probe_read_str},
-        {BPF_FUNC_probe_write_user, "probe_write_user", h_probe_write_user},
-        {BPF_FUNC_trace_printk, "trace_printk", h_trace_printk},
-        {BPF_FUNC_snprintf, "snprintf", h_snprintf},
-        {BPF_FUNC_perf_event_output, "perf_event_output", h_perf_event_output},
-        {BPF_FUNC_ringbuf_output, "ringbuf_output", h_ringbuf_output},
-        {BPF_FUNC_ringbuf_reserve, "ringbuf_reserve", h_ringbuf_reserve},
-        {BPF_FUNC_ringbuf_submit, "ringbuf_submit", h_ringbuf_submit},
-        {BPF_FUNC_ringbuf_discard, "ringbuf_discard", h_ringbuf_discard},
-        {BPF_FUNC_ringbuf_query, "ringbuf_query", h_ringbuf_query},
-        {BPF_FUNC_override_return, "override_return", h_override_return},
-        {BPF_FUNC_get_func_ip, "get_func_ip", h_get_func_ip},
-        {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
-        {BPF_FUNC_get_stack, "get_stack", h_get_stack},
-    };
+    static bool table_filled;
     trace_init();
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        int err = bpfg_vm_register_helper(vm, table[i].id, table[i].name, table[i].fn, NULL);
+    /* payload thread only, before any program that could read it is published */
+    for (size_t i = 0; !table_filled && i < sizeof(helper_defs) / sizeof(helper_defs[0]); i++)
+        helpers_table[helper_defs[i].id].fn = helper_defs[i].fn;
+    table_filled = true;
+    for (size_t i = 0; i < sizeof(helper_defs) / sizeof(helper_defs[0]); i++) {
+        int err = bpfg_vm_register_helper(vm, helper_defs[i].id, helper_defs[i].name, helper_defs[i].fn, NULL);
         if (err)
             return err;
     }

@@ -4,7 +4,11 @@
  * locks. A program pointer is published with a release store and cleared
  * before the program is freed; the thread table's per-thread `seq` (odd
  * while a handler runs) lets the payload thread wait for a grace period
- * before freeing (hooks_quiesce), like RCU.
+ * before freeing (hooks_quiesce), like RCU. The order "seq store, then
+ * program loads" on a handler's side needs a full barrier; when the kernel
+ * has membarrier(PRIVATE_EXPEDITED) the payload thread issues it for all
+ * threads at once (before reading the seqs) instead, and handlers pay
+ * nothing for it.
  *
  * uretprobes replace the return address on the stack with
  * bpfg_uretprobe_return and keep the original in the thread's shadow stack.
@@ -13,6 +17,7 @@
  * stack pointer, and dropped. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -31,6 +36,17 @@ struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
  * neither dropped nor matched. */
 #define SAME_STACK_WINDOW (256ull << 20)
 #define THREAD_PROBES 64
+
+/* Set once by hooks_init, before any hook is active. */
+static bool use_membarrier;
+
+void hooks_init(void)
+{
+    long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (rt_is_err(r) || !(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+        return;
+    use_membarrier = !rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0));
+}
 
 /* ---- thread slots ---- */
 
@@ -77,10 +93,17 @@ static struct bpfg_thread_slot *thread_slot(void)
  * hooked function called from a helper or a signal handler). */
 static bool thread_enter(struct bpfg_thread_slot *t)
 {
-    if (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)
+    uint32_t seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+    if (seq & 1)
         return false;
-    /* a locked add: the seq store is ordered before the program loads */
-    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    if (use_membarrier) {
+        /* hooks_quiesce's membarrier orders this store before our loads */
+        __atomic_store_n(&t->seq, seq + 1, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    } else {
+        /* a locked add: the seq store is ordered before the program loads */
+        __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    }
     return true;
 }
 
@@ -107,6 +130,17 @@ static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
     __atomic_fetch_add(&h->misses, 1, __ATOMIC_RELAXED);
     if (t)
         t->misses++;
+}
+
+/* Clears everything but rb[] (only read below nrb): a {...} initialiser
+ * would clear rb[] too, with a rep stos that cost more than the rest of
+ * an empty program's run. */
+static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, struct bpfg_hook_slot *h, bool entry)
+{
+    memset(ex, 0, offsetof(struct bpfg_exec, rb));
+    ex->regs = regs;
+    ex->hook = h;
+    ex->entry = entry;
 }
 
 static void run_list(uint64_t *list, struct bpfg_exec *ex)
@@ -149,7 +183,8 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs)
         miss(h, t);
         return 0;
     }
-    struct bpfg_exec ex = {.regs = regs, .hook = h, .entry = true};
+    struct bpfg_exec ex;
+    exec_init(&ex, regs, h, true);
     if (has_entry)
         run_list(h->entry_progs, &ex);
     if (has_ret && !ex.override) {
@@ -203,7 +238,8 @@ uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
     regs->ip = e.ret;
     if (e.hook_index < BPFG_MAX_HOOKS && thread_enter(t)) {
         struct bpfg_hook_slot *h = &bpfg_hooks[e.hook_index];
-        struct bpfg_exec ex = {.regs = regs, .hook = h, .entry = false};
+        struct bpfg_exec ex;
+        exec_init(&ex, regs, h, false);
         run_list(h->ret_progs, &ex);
         thread_leave(t);
     }
@@ -286,6 +322,10 @@ bool hooks_quiesce(int timeout_ms)
 {
     static uint32_t snap[BPFG_MAX_THREADS];
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    /* A full barrier on every thread: a handler either already shows an
+     * odd seq below, or loads the program pointers after our clearing. */
+    if (use_membarrier && rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)))
+        __builtin_trap();   /* registered, so it cannot fail; never guess */
     for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
         snap[i] = __atomic_load_n(&bpfg_threads[i].seq, __ATOMIC_SEQ_CST);
     for (int waited = 0;; waited++) {

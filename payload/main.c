@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "internal.h"   /* maps: region addresses for checked mode */
 #include "payload.h"
 #include "rt/rt.h"
+#include "syscall.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
 
@@ -36,6 +39,9 @@ static struct pmap maps[MAX_MAPS];
 static struct prog *progs[MAX_PROGS];     /* read lock-free by tail calls */
 static int sock = -1;
 static char errbuf[256];
+/* the body of a successful reply (MAP: its addresses), set by a handler */
+static uint8_t okbody[64];
+static size_t okbody_len;
 
 /* The payload thread has no glibc thread descriptor; give it a fake TCB
  * of its own rather than sharing the fs base of the thread it was cloned
@@ -98,8 +104,10 @@ static int send_msg(uint16_t type, uint16_t flags, uint32_t seq, int32_t status,
 
 static int reply(uint32_t seq, int status)
 {
-    size_t len = status ? strlen(errbuf) + 1 : 0;
-    if (status && len == 1)
+    if (!status)
+        return send_msg(BPFG_PMSG_REPLY, 0, seq, 0, okbody, okbody_len);
+    size_t len = strlen(errbuf) + 1;
+    if (len == 1)
         len = (size_t)snprintf(errbuf, sizeof(errbuf), "%s", strerror(-status)) + 1;
     return send_msg(BPFG_PMSG_REPLY, 0, seq, status, errbuf, len);
 }
@@ -189,9 +197,33 @@ static void prog_free(struct prog *p)
 {
     if (!p)
         return;
+    if (p->code_map)
+        rt_sys2(SYS_munmap, (long)p->code_map, (long)p->code_map_len);
     bpfg_vm_free(p->vm);
     free(p->maps);
     free(p);
+}
+
+/* The global-data area lddw BPF_PSEUDO_MAP_IDX_VALUE points into; NULL if
+ * the map has none. The server gets the same answer (MAP reply) to
+ * resolve the references of native code identically. */
+static uint8_t *map_value_area(struct bpfg_map *m, size_t *size_out)
+{
+    size_t size = 0;
+    uint8_t *area = bpfg_map_value_area(m, &size, NULL);
+    if (!area) {
+        struct bpfg_map_info info;
+        uint32_t zero = 0;
+        bpfg_map_get_info(m, &info);
+        if (info.type != BPF_MAP_TYPE_ARRAY) {
+            *size_out = 0;
+            return NULL;
+        }
+        area = bpfg_map_lookup_elem(m, &zero);
+        size = info.value_size;
+    }
+    *size_out = area ? size : 0;
+    return area;
 }
 
 static int resolve_ld64(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
@@ -206,17 +238,8 @@ static int resolve_ld64(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1,
         *value = (uint64_t)(uintptr_t)m;
         return 0;
     }
-    size_t size = 0;
-    uint8_t *area = bpfg_map_value_area(m, &size, NULL);
-    if (!area) {
-        struct bpfg_map_info info;
-        uint32_t zero = 0;
-        bpfg_map_get_info(m, &info);
-        if (info.type != BPF_MAP_TYPE_ARRAY)
-            return -EINVAL;
-        area = bpfg_map_lookup_elem(m, &zero);
-        size = info.value_size;
-    }
+    size_t size;
+    uint8_t *area = map_value_area(m, &size);
     if (!area || imm1 < 0 || (size_t)imm1 >= size)
         return -EINVAL;
     *value = (uint64_t)(uintptr_t)(area + imm1);
@@ -231,7 +254,36 @@ static int add_map_regions(struct bpfg_vm *vm, struct bpfg_map *m)
     return err;
 }
 
-static int do_prog(const uint8_t *body, size_t len)
+/* Maps the server's code memfd r-x (never writable here: the server
+ * sealed it) and points p at its entry. */
+static int map_code(struct prog *p, const struct bpfg_pmsg_prog_code *pc, int fd)
+{
+    struct stat st;
+    if (fd < 0)
+        return fail(-EBADF, "program %u: PROG_CODE carries no code fd", p->id);
+    if (pc->engine == BPFG_ENGINE_INTERP || !pc->code_len || pc->entry_off >= pc->code_len)
+        return fail(-EINVAL, "program %u: bad code (engine %u, %u bytes, entry at %u)", p->id, pc->engine,
+                    pc->code_len, pc->entry_off);
+    if (p->flags & BPFG_PROG_F_CHECKED)
+        return fail(-EINVAL, "program %u: checked mode needs the interpreter", p->id);
+    long r = rt_sys2(SYS_fstat, fd, (long)&st);
+    if (rt_is_err(r))
+        return fail((int)r, "program %u: fstat of the code: %s", p->id, strerror((int)-r));
+    if ((uint64_t)st.st_size < pc->code_len)
+        return fail(-EINVAL, "program %u: the code memfd has %lld bytes, not %u", p->id, (long long)st.st_size,
+                    pc->code_len);
+    long addr = rt_sys6(SYS_mmap, 0, (long)pc->code_len, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    if (rt_is_err(addr))
+        return fail((int)addr, "program %u: mapping its code r-x: %s", p->id, strerror((int)-addr));
+    p->code_map = (void *)addr;
+    p->code_map_len = pc->code_len;
+    p->code = (bpfg_x86jit_fn)(uintptr_t)(addr + pc->entry_off);
+    p->engine = pc->engine;
+    return 0;
+}
+
+/* PROG, or PROG_CODE when pc is not NULL (fd: its code). */
+static int do_prog(const uint8_t *body, size_t len, const struct bpfg_pmsg_prog_code *pc, int fd)
 {
     struct bpfg_pmsg_prog hdr;
     if (len < sizeof(hdr))
@@ -292,6 +344,8 @@ static int do_prog(const uint8_t *body, size_t len)
         err = fail(err, "program %u: %s", p->id, bpfg_vm_error(p->vm));
         goto out;
     }
+    if (pc && (err = map_code(p, pc, fd)))
+        goto out;
     __atomic_store_n(&progs[slot], p, __ATOMIC_RELEASE);
     return 0;
 out:
@@ -323,6 +377,12 @@ static int do_map(const uint8_t *body, size_t len, int fd)
         return fail(err, "map %u: %s", m.map_id, bpfg_map_last_error());
     maps[slot].id = m.map_id;
     maps[slot].map = map;
+    size_t size;
+    uint8_t *area = map_value_area(map, &size);
+    struct bpfg_pmsg_map_reply mr = {
+        .handle = (uint64_t)(uintptr_t)map, .value_area = (uint64_t)(uintptr_t)area, .value_size = size};
+    memcpy(okbody, &mr, sizeof(mr));
+    okbody_len = sizeof(mr);
     return 0;
 }
 
@@ -352,7 +412,7 @@ static int do_unmap(const uint8_t *body, size_t len)
         if (slot < 0)
             return fail(-ENOENT, "program %u is not loaded", u.prog_id);
         struct prog *p = progs[slot];
-        if (hooks_use_prog(p))
+        if (hooks_use_prog(p) || syscall_use_prog(p))
             return fail(-EBUSY, "program %u is still attached to a hook", u.prog_id);
         __atomic_store_n(&progs[slot], NULL, __ATOMIC_SEQ_CST);
         /* a tail call may be about to run it: free after a grace period,
@@ -382,6 +442,7 @@ static int do_unmap(const uint8_t *body, size_t len)
 static int do_detach(int *status)
 {
     hooks_remove_all();
+    syscall_remove_all();
     if (!hooks_quiesce(QUIESCE_MS)) {
         *status = fail(-EBUSY, "a handler is still running on some thread; retry");
         return 0;
@@ -402,9 +463,17 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
 {
     size_t len = h->len - sizeof(*h);
     errbuf[0] = 0;
+    okbody_len = 0;
     switch (h->type) {
     case BPFG_PMSG_MAP: return do_map(body, len, fd);
-    case BPFG_PMSG_PROG: return do_prog(body, len);
+    case BPFG_PMSG_PROG: return do_prog(body, len, NULL, -1);
+    case BPFG_PMSG_PROG_CODE: {
+        struct bpfg_pmsg_prog_code pc;
+        if (len < sizeof(pc))
+            return fail(-EBADMSG, "PROG_CODE message too short");
+        memcpy(&pc, body, sizeof(pc));
+        return do_prog(body + sizeof(pc), len - sizeof(pc), &pc, fd);
+    }
     case BPFG_PMSG_HOOK: return do_hook(body, len);
     case BPFG_PMSG_UNHOOK: {
         struct bpfg_pmsg_unhook u;
@@ -418,6 +487,9 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
     }
     case BPFG_PMSG_UNMAP: return do_unmap(body, len);
     case BPFG_PMSG_PING: return 0;
+    case BPFG_PMSG_SYSCALL_HOOK:
+    case BPFG_PMSG_SYSCALL_OFF:
+        return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);
@@ -474,6 +546,7 @@ static int connect_server(struct bpfg_payload_params *p)
 static void release_all(void)
 {
     hooks_remove_all();
+    syscall_remove_all();
     if (!hooks_quiesce(QUIESCE_MS))
         return;   /* leak rather than free under a running handler */
     int ignored;
@@ -492,9 +565,11 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         return;
     }
     rt_init(p);
+    hooks_init();
     sock = connect_server(p);
     if (sock < 0)
         return;
+    syscall_set_socket(sock);
 
     struct bpfg_pmsg_hello_ext hello = {
         .base = {

@@ -9,6 +9,7 @@
 #include "abi.h"
 #include "maps.h"
 #include "vm.h"
+#include "x86jit.h"   /* the calling convention of native code */
 
 #define MAX_PROGS 256
 #define MAX_MAPS 256
@@ -21,12 +22,18 @@ struct prog {
     struct bpfg_vm *vm;
     uint32_t nmaps;
     struct bpfg_map **maps;    /* map_ids[] of the PROG message, resolved */
+    bpfg_x86jit_fn code;       /* native code (PROG_CODE); NULL: the interpreter */
+    void *code_map;            /* its r-x mapping of the server's memfd */
+    size_t code_map_len;
+    uint32_t engine;           /* enum bpfg_engine */
 };
 
 /* One program run on a target thread; helpers receive it as their user
  * pointer through bpfg_vm_exec_ctx(). */
 struct bpfg_exec {
     struct bpfg_pt_regs *regs;
+    void *ctx;                 /* the program's context when not regs (syscall tracepoints) */
+    uint32_t ctx_len;
     struct bpfg_hook_slot *hook;
     bool entry;                /* an entry program (override_return allowed) */
     bool override;
@@ -47,6 +54,8 @@ struct bpfg_map *payload_map_by_id(uint32_t id);
 
 /* helpers.c */
 int helpers_register(struct bpfg_vm *vm);
+/* The helper table native code receives (indexed by helper id). */
+extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 /* Runs a program and the programs it tail-calls. */
 void helpers_run(struct prog *p, struct bpfg_exec *ex);
 
@@ -59,6 +68,7 @@ bool trace_ring_pop(struct trace_line *out);
 uint64_t trace_ring_take_dropped(void);
 
 /* hooks.c */
+void hooks_init(void);   /* payload thread, before the first hook */
 extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err,

@@ -61,6 +61,30 @@
     mov RDI(%rsp), %rdi
 .endm
 
+/* Puts back the flags pushed at PTREGS(%rsp) and then rax (the other
+ * registers are restored already). popfq is microcoded and slow; the
+ * handler changes only the arithmetic flags and DF (cld), so when DF was
+ * clear and the CPU has lahf/sahf in long mode, sahf restores SF ZF AF PF
+ * CF and an add that overflows exactly when OF was set restores OF. */
+.macro RESTORE_FLAGS_RAX
+    cmpb $0, rt_lahf(%rip)
+    je 8f
+    movzwl PTREGS(%rsp), %eax
+    test $0x04, %ah             /* DF (bit 10) set: the slow way */
+    jnz 8f
+    shr $3, %ah                 /* OF: bit 11 -> bit 0 */
+    and $1, %ah
+    xchg %al, %ah               /* al = OF, ah = SF ZF AF PF CF */
+    add $0x7f, %al              /* OF = (al == 1) */
+    sahf
+    mov RAX(%rsp), %rax
+    jmp 9f
+8:  mov RAX(%rsp), %rax
+    push PTREGS(%rsp)
+    popfq
+9:
+.endm
+
     .text
 
 /* rax = SYS_clone, rdi = flags, rsi = child stack, r13 = params.
@@ -114,13 +138,16 @@ bpfg_uprobe_entry:
     test %rax, %rax
     jnz 1f
     RESTORE_GPRS
-    lea PTREGS(%rsp), %rsp
-    popfq
-    ret                     /* to the resume address, with the function's sp */
-1:  RESTORE_GPRS            /* rax: the override value */
-    lea PTREGS(%rsp), %rsp
-    popfq
-    lea 8(%rsp), %rsp
+    RESTORE_FLAGS_RAX
+    /* To the resume address with the function's sp. A jmp, not a ret: a
+     * ret to an address no call pushed mispredicts, and so would the
+     * function's own ret after it (the return stack is off by one). The
+     * word read sits in the red zone, which no signal frame overwrites. */
+    lea PTREGS+16(%rsp), %rsp
+    jmp *-8(%rsp)
+1:  RESTORE_GPRS
+    RESTORE_FLAGS_RAX       /* rax: the override value */
+    lea PTREGS+16(%rsp), %rsp
     ret                     /* to the caller: the function is skipped */
     .size bpfg_uprobe_entry, . - bpfg_uprobe_entry
 
@@ -150,9 +177,9 @@ bpfg_uretprobe_return:
     mov %rbx, %rsp
     mov %rax, PTREGS+8(%rsp)
     RESTORE_GPRS
-    lea PTREGS(%rsp), %rsp
-    popfq
-    ret
+    RESTORE_FLAGS_RAX
+    lea PTREGS+16(%rsp), %rsp   /* the caller's sp, as after its ret */
+    jmp *-8(%rsp)           /* not ret: the return stack holds no entry for it */
     .size bpfg_uretprobe_return, . - bpfg_uretprobe_return
 
     .section .note.GNU-stack,"",@progbits

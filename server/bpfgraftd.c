@@ -2,7 +2,7 @@
  * map and serves the control socket.
  *
  *   bpfgraftd [--foreground | --daemon] [--socket PATH] [--socket-mode MODE]
- *             [--socket-group GROUP] [--log FILE] [--debug]
+ *             [--socket-group GROUP] [--log FILE] [--debug] [--engine llvm|x86|interp]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "                          (default: ../lib/bpfgraft-payload.so beside this binary)\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
+            "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
+            "                          or interp; unavailable engines fall back (llvm, x86, interp)\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
 }
@@ -83,7 +85,8 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
         {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
         {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {"payload", required_argument, NULL, 'p'}, {"verifier", required_argument, NULL, 'V'}, {0},
+        {"payload", required_argument, NULL, 'p'}, {"verifier", required_argument, NULL, 'V'},
+        {"engine", required_argument, NULL, 'E'}, {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
     const char *log_path = NULL;
@@ -126,6 +129,15 @@ int main(int argc, char **argv)
             }
             po.kernel_check = !strcmp(optarg, "kernel");
             progcheck_set_options(&po);
+            break;
+        }
+        case 'E': {
+            int engine = targets_engine_parse(optarg);
+            if (engine < 0) {
+                fprintf(stderr, "bpfgraftd: --engine takes 'llvm', 'x86' or 'interp'\n");
+                return 2;
+            }
+            targets_set_default_engine(engine);
             break;
         }
         case 'h': usage(stdout); return 0;

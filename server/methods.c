@@ -306,7 +306,17 @@ static int m_object_list(struct srv_call *call, msgpack_packer *pk)
 static int m_object_unload(struct srv_call *call, msgpack_packer *pk)
 {
     uint64_t id = call->args[0]->via.u64;
-    if (id > UINT32_MAX || registry_unload(&call->s->reg, (uint32_t)id) != 0)
+    struct reg_object *o = id <= UINT32_MAX ? registry_object(&call->s->reg, (uint32_t)id) : NULL;
+    /* programs running in a process keep their object: detach first */
+    for (struct target *t = call->s->targets.list; o && t; t = t->next)
+        for (size_t h = 0; h < TARGET_MAX_HOOKS; h++)
+            for (uint32_t k = 0; t->hooks[h].used && k < t->hooks[h].nprogs; k++) {
+                struct reg_prog *p = registry_prog(&call->s->reg, t->hooks[h].prog_ids[k]);
+                if (p && p->obj_id == o->id)
+                    return fail(call, BPFG_RPC_E_BUSY, "object %u has programs attached to process %d: detach first",
+                                o->id, (int)t->pid);
+            }
+    if (!o || registry_unload(&call->s->reg, (uint32_t)id) != 0)
         return fail(call, BPFG_RPC_E_NOT_FOUND, "no object with id %llu", (unsigned long long)id);
     msgpack_pack_true(pk);
     return 0;
@@ -659,11 +669,11 @@ static int attach_programs(struct srv_call *call, struct reg_object **obj_out, u
     } else {
         for (size_t k = 0; k < o->prog_cnt && *n < 64; k++) {
             enum bpfg_attach_kind kind = o->obj->progs[k].kind;
-            if (kind == BPFG_ATTACH_UPROBE || kind == BPFG_ATTACH_URETPROBE)
+            if (kind != BPFG_ATTACH_UNSUPPORTED)   /* uprobes and syscall tracepoints */
                 ids[(*n)++] = o->prog_ids[k];
         }
         if (!*n)
-            return fail(call, BPFG_RPC_E_UNSUPPORTED, "object '%s' has no uprobe or uretprobe program", o->name);
+            return fail(call, BPFG_RPC_E_UNSUPPORTED, "object '%s' has no program that can be attached", o->name);
     }
     *obj_out = o;
     return 0;
@@ -680,11 +690,19 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
     int err = attach_programs(call, &o, ids, &n);
     if (err)
         return err;
-    char target[512] = "";
+    char target[512] = "", engine_name[16];
     if (call->args[3] && (err = arg_string(call, 3, target, sizeof(target))))
         return err;
+    int engine = TARGET_ENGINE_DEFAULT;
+    if (call->args[4]) {
+        if ((err = arg_string(call, 4, engine_name, sizeof(engine_name))))
+            return err;
+        if ((engine = targets_engine_parse(engine_name)) < 0)
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
+                        engine_name);
+    }
     int code = (start ? targets_start : targets_attach)(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n,
-                                                        target, call->err, sizeof(call->err));
+                                                        target, engine, call->err, sizeof(call->err));
     if (code)
         return code;
     msgpack_pack_map(pk, 2);
@@ -786,11 +804,14 @@ static const struct method methods[] = {
     {"map.fd", m_map_fd, {{"map", P_REF, REQ}}, "map (+ memfd via SCM_RIGHTS)",
      "Hands the map's memfd to a local client.", 1},
     {"target.attach", m_target_attach,
-     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT}},
+     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
+      {"engine", P_STR, OPT}},
      "{pid, programs}", "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
-     "process; 'target' (\"binary:function[+off]\") serves programs whose section names none.", 1},
+     "process; 'target' (\"binary:function[+off]\") serves programs whose section names none; 'engine' "
+     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed.", 1},
     {"target.start", m_target_start,
-     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT}},
+     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
+      {"engine", P_STR, OPT}},
      "{pid, programs}", "`bpfgraft start`: pid is the caller's child, stopped by SIGSTOP just before execve; "
      "the programs are attached at its entry point, before main, then it runs.", 1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},

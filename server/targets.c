@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -27,7 +28,9 @@
 #include "progcheck.h"
 #include "server.h"
 #include "symbols.h"
+#include "syscalls.h"
 #include "targets.h"
+#include "x86jit.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define REPLY_TIMEOUT_MS 5000
@@ -49,6 +52,34 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- engines ---- */
+
+static const char *const engine_names[] = {
+    [BPFG_ENGINE_INTERP] = "interp", [BPFG_ENGINE_X86] = "x86", [BPFG_ENGINE_LLVM] = "llvm",
+};
+
+static int default_engine = BPFG_ENGINE_LLVM;
+
+int targets_engine_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof(engine_names) / sizeof(engine_names[0])); i++)
+        if (strcmp(name, engine_names[i]) == 0)
+            return i;
+    return -EINVAL;
+}
+
+const char *targets_engine_name(int engine)
+{
+    if (engine < 0 || engine >= (int)(sizeof(engine_names) / sizeof(engine_names[0])))
+        return "?";
+    return engine_names[engine];
+}
+
+void targets_set_default_engine(int engine)
+{
+    default_engine = engine;
 }
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
@@ -211,13 +242,17 @@ static void handle_async(struct server *s, struct target *t, const struct bpfg_p
         struct trace_event ev = {(pid_t)tr->pid, (pid_t)tr->tid, body + sizeof(*tr)};
         t->trace_lines++;
         server_broadcast(s, SRV_TOPIC_TRACE, pack_trace, &ev);
+    } else {
+        syscalls_async(s, t, h, body);
     }
 }
 
 /* Sends a request and waits for its reply, forwarding trace lines that
- * arrive meanwhile. Returns the payload's status; err gets its text. */
-static int pmsg_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                     char *err, size_t errlen)
+ * arrive meanwhile. Returns the payload's status; err gets its text. A
+ * successful reply's body goes to out (up to outlen bytes; *outgot says
+ * how many it had) when out is not NULL. */
+static int pmsg_call_body(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                          void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
 {
     uint32_t seq = 0;
     int r = pmsg_send(t, type, body, len, fd, &seq);
@@ -230,14 +265,25 @@ static int pmsg_call(struct server *s, struct target *t, uint16_t type, const vo
         if (r)
             return efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
         if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
-            if (h.status)
+            if (h.status) {
                 snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
+            } else if (out) {
+                size_t got = h.len - sizeof(h);
+                memcpy(out, reply, got < outlen ? got : outlen);
+                *outgot = got;
+            }
             free(reply);
             return h.status;
         }
         handle_async(s, t, &h, reply);
         free(reply);
     }
+}
+
+static int pmsg_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                     char *err, size_t errlen)
+{
+    return pmsg_call_body(s, t, type, body, len, fd, NULL, 0, NULL, err, errlen);
 }
 
 /* ---- permissions ---- */
@@ -300,7 +346,10 @@ static void target_free(struct server *s, struct target *t)
         close(t->sock);
     }
     free(t->maps_sent);
+    free(t->map_addrs);
     free(t->progs_sent);
+    free(t->progs_engine);
+    syscalls_forget(t);
     free(t);
 }
 
@@ -475,22 +524,155 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
             continue;
         struct reg_map *m = registry_map(&s->reg, id);
         struct bpfg_pmsg_map body = {.map_id = id};
-        int r = pmsg_call(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), err, errlen);
+        struct bpfg_pmsg_map_reply mr;
+        size_t got = 0;
+        int r = pmsg_call_body(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr), &got,
+                               err, errlen);
         if (r)
             return r;
+        struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
+        if (!grown)
+            return efail(err, errlen, -ENOMEM, "out of memory");
+        t->map_addrs = grown;
+        grown[t->nmaps_sent] = (struct target_map_addr){
+            .known = got >= sizeof(mr), .handle = mr.handle, .value_area = mr.value_area, .value_size = mr.value_size};
         if ((r = add_id(&t->maps_sent, &t->nmaps_sent, id)))
             return efail(err, errlen, r, "out of memory");
     }
     return 0;
 }
 
+/* ---- native code for one target ---- */
+
+struct resolve_ctx {
+    const struct target *t;
+    const struct reg_object *o;
+};
+
+/* lddw map references, resolved to the addresses this target's payload
+ * reported (the payload's own resolver, main.c, gives the interpreter the
+ * same values). */
+static int resolve_for_target(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    const struct resolve_ctx *rc = user;
+    if (src_reg != BPF_PSEUDO_MAP_IDX && src_reg != BPF_PSEUDO_MAP_IDX_VALUE)
+        return -EINVAL;
+    if (imm0 < 0 || (size_t)imm0 >= rc->o->map_cnt)
+        return -ENOENT;
+    const struct target_map_addr *a = NULL;
+    for (size_t i = 0; i < rc->t->nmaps_sent && !a; i++)
+        if (rc->t->maps_sent[i] == rc->o->map_ids[imm0])
+            a = &rc->t->map_addrs[i];
+    if (!a || !a->known)
+        return -ENOENT;
+    if (src_reg == BPF_PSEUDO_MAP_IDX) {
+        *value = a->handle;
+        return 0;
+    }
+    if (!a->value_area || imm1 < 0 || (uint64_t)imm1 >= a->value_size)
+        return -EINVAL;
+    *value = a->value_area + (uint64_t)imm1;
+    return 0;
+}
+
+/* Compiles op for t with the engine asked for, or the next one down
+ * (reasons logged). Returns the engine that made *code, or
+ * BPFG_ENGINE_INTERP with nothing in *code. */
+static int compile_for_target(const struct target *t, const struct reg_object *o, const struct reg_prog *p,
+                              int engine, struct bpfg_x86jit_code *code)
+{
+    const struct bpfg_obj_prog *op = p->prog;
+    if (engine == BPFG_ENGINE_LLVM) {
+        srv_log(SRV_INFO, "target %d: program %u '%s': llvm engine not built; using x86", (int)t->pid, p->id,
+                op->name);
+        engine = BPFG_ENGINE_X86;
+    }
+    if (engine != BPFG_ENGINE_X86)
+        return BPFG_ENGINE_INTERP;
+    struct resolve_ctx rc = {t, o};
+    struct bpfg_x86jit_opts opts = {
+        .resolver = resolve_for_target, .resolver_user = &rc,
+        .has_unwind = true, .unwind_id = BPF_FUNC_tail_call, .per_run_user = true,
+    };
+    /* Every id: the payload's own load refuses helpers it lacks, and the
+     * code stops a run that reaches an empty table entry. */
+    memset(opts.helpers, 0xff, sizeof(opts.helpers));
+    char why[256];
+    int r = bpfg_x86jit_compile(op->insns, op->insn_cnt, &opts, code, why, sizeof(why));
+    if (r) {
+        srv_log(SRV_WARN, "target %d: program %u '%s': the x86 JIT refused it (%s); using the interpreter",
+                (int)t->pid, p->id, op->name, why);
+        return BPFG_ENGINE_INTERP;
+    }
+    return BPFG_ENGINE_X86;
+}
+
+/* The code in a sealed memfd: the payload can map it but nobody can change
+ * it any more. */
+static int code_memfd(const struct bpfg_x86jit_code *code)
+{
+    int fd = memfd_create("bpfgraft-code", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    for (size_t off = 0; off < code->len;) {
+        ssize_t n = write(fd, code->buf + off, code->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = n < 0 ? -errno : -EIO;
+            close(fd);
+            return err;
+        }
+        off += (size_t)n;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* Sends a program with native code; 0, or a negative errno with the
+ * reason logged (the caller falls back to the interpreter). */
+static int send_prog_code(struct server *s, struct target *t, const struct reg_prog *p, const char *prog_body,
+                          size_t prog_len, int engine, const struct bpfg_x86jit_code *code)
+{
+    struct bpfg_pmsg_prog_code pc = {.engine = (uint32_t)engine, .code_len = (uint32_t)code->len, .entry_off = 0};
+    char why[256] = "";
+    int r, fd = code_memfd(code);
+    char *body = fd >= 0 ? malloc(sizeof(pc) + prog_len) : NULL;
+    if (fd < 0) {
+        r = fd;
+        snprintf(why, sizeof(why), "code memfd: %s", strerror(-r));
+    } else if (!body) {
+        r = -ENOMEM;
+        snprintf(why, sizeof(why), "out of memory");
+    } else {
+        memcpy(body, &pc, sizeof(pc));
+        memcpy(body + sizeof(pc), prog_body, prog_len);
+        r = pmsg_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
+    }
+    free(body);
+    if (fd >= 0)
+        close(fd);
+    if (r)
+        srv_log(SRV_WARN, "target %d: program %u '%s': the payload did not take its %s code (%s); using the interpreter",
+                (int)t->pid, p->id, p->prog->name, targets_engine_name(engine), why);
+    return r;
+}
+
 static int send_prog(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
-                     char *err, size_t errlen)
+                     int engine, char *err, size_t errlen)
 {
     if (sent(t->progs_sent, t->nprogs_sent, p->id))
         return 0;
     const struct bpfg_obj_prog *op = p->prog;
     size_t len = sizeof(struct bpfg_pmsg_prog) + o->map_cnt * sizeof(uint32_t) + op->insn_cnt * sizeof(struct bpf_insn);
+    uint8_t *engines = realloc(t->progs_engine, t->nprogs_sent + 1);
+    if (!engines)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    t->progs_engine = engines;
     char *body = malloc(len);
     if (!body)
         return efail(err, errlen, -ENOMEM, "out of memory");
@@ -501,11 +683,32 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     hdr->flags = 0;
     memcpy(body + sizeof(*hdr), o->map_ids, o->map_cnt * sizeof(uint32_t));
     memcpy(body + sizeof(*hdr) + o->map_cnt * sizeof(uint32_t), op->insns, op->insn_cnt * sizeof(struct bpf_insn));
-    int r = pmsg_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
+    struct bpfg_x86jit_code code = {0};
+    int used = compile_for_target(t, o, p, engine, &code);
+    int r = -1;
+    if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &code) != 0)
+        used = BPFG_ENGINE_INTERP;
+    else if (used != BPFG_ENGINE_INTERP)
+        r = 0;
+    bpfg_x86jit_code_free(&code);
+    if (used == BPFG_ENGINE_INTERP)
+        r = pmsg_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
     free(body);
-    if (!r && (r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
+    if (r)
+        return r;
+    t->progs_engine[t->nprogs_sent] = (uint8_t)used;
+    if ((r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
         return efail(err, errlen, r, "out of memory");
-    return r;
+    srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name, targets_engine_name(used));
+    return 0;
+}
+
+static int prog_engine(const struct target *t, uint32_t prog_id)
+{
+    for (size_t i = 0; i < t->nprogs_sent; i++)
+        if (t->progs_sent[i] == prog_id)
+            return t->progs_engine[i];
+    return BPFG_ENGINE_INTERP;
 }
 
 static int find_free_hook(struct target *t)
@@ -658,8 +861,10 @@ static void split_target(const char *spec, char *binary, size_t blen, char *func
 }
 
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                   size_t nprogs, const char *target_spec, char *err, size_t errlen)
+                   size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen)
 {
+    if (engine == TARGET_ENGINE_DEFAULT)
+        engine = default_engine;
     uid_t uid;
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
     if (r)
@@ -674,6 +879,10 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         const struct bpfg_obj_prog *op = p->prog;
+        if (syscalls_is_kind(op->kind)) {
+            code = syscalls_check(op, err, errlen);
+            continue;
+        }
         if (op->kind != BPFG_ATTACH_UPROBE && op->kind != BPFG_ATTACH_URETPROBE) {
             code = efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
                          op->name, op->section, bpfg_attach_kind_name(op->kind));
@@ -712,15 +921,17 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
-        if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, err, errlen)) ||
-            (r = install_hook(s, t, p, addrs[i], err, errlen)))
+        if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
+            (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
+                                                  : install_hook(s, t, p, addrs[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
         else
-            srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx (threads stopped %llu us)", (int)pid,
-                    p->id, p->prog->name, (unsigned long long)addrs[i], (unsigned long long)t->last_stop_ns / 1000);
+            srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
+                    p->id, p->prog->name, (unsigned long long)addrs[i], targets_engine_name(prog_engine(t, p->id)),
+                    (unsigned long long)t->last_stop_ns / 1000);
     }
     free(addrs);
-    if (code && fresh && t->nhooks == 0) {
+    if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
     }
@@ -743,7 +954,7 @@ static pid_t parent_of(pid_t pid)
 }
 
 int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, char *err, size_t errlen)
+                  size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen)
 {
     uid_t uid;
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
@@ -759,7 +970,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
         return efail(err, errlen, BPFG_RPC_E_TARGET, "%s", ierr);
     /* Stopped at its entry point and traced by us: attaching adopts that
      * thread, and the hooks are in place before any code of main runs. */
-    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, err, errlen);
+    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, err, errlen);
     r = bpfg_release_started(pid);
     if (!code && r)
         code = efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
@@ -844,6 +1055,8 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (peer_pid && check_permission(pid, peer_uid, peer_pid, &uid, err, errlen) == -EPERM)
         return BPFG_RPC_E_PERMISSION;
 
+    bool keep_payload = false;
+    syscalls_detach(s, t, &keep_payload);
     int r = remove_hooks(s, t, err, errlen);
     if (r && r != -ESRCH)
         return BPFG_RPC_E_TARGET;
@@ -869,6 +1082,8 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
         if (tid > 0 && thread_alive(pid, tid)) {
             srv_log(SRV_WARN, "target %d: payload thread %d did not exit; leaving its memory mapped", (int)pid, (int)tid);
+        } else if (keep_payload) {
+            srv_log(SRV_INFO, "target %d: the payload stays mapped (its SIGSYS handler may still be on a stack)", (int)pid);
         } else {
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
@@ -940,7 +1155,9 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
-                msgpack_pack_map(pk, 3);
+                msgpack_pack_map(pk, 4);
+                bpfg_pack_cstr(pk, "engine");
+                bpfg_pack_cstr(pk, targets_engine_name(prog_engine(t, h->prog_ids[k])));
                 bpfg_pack_cstr(pk, "prog");
                 msgpack_pack_uint32(pk, h->prog_ids[k]);
                 bpfg_pack_cstr(pk, "address");
@@ -971,4 +1188,10 @@ void targets_destroy(struct server *s)
     if (s->targets.listen_fd >= 0)
         close(s->targets.listen_fd);
     s->targets.listen_fd = -1;
+}
+
+int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
+                         size_t outlen, size_t *outgot, char *err, size_t errlen)
+{
+    return pmsg_call_body(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
 }

@@ -30,6 +30,12 @@ struct target_hook {
 
 #define TARGET_MAGIC 0x54524754u   /* epoll tag: a target, not a client */
 
+/* Where the payload of one target mapped a map (its MAP reply, abi.h). */
+struct target_map_addr {
+    bool known;                /* false: an older payload said nothing */
+    uint64_t handle, value_area, value_size;
+};
+
 struct target {
     uint32_t magic;            /* first: epoll data points here */
     struct target *next;
@@ -40,8 +46,10 @@ struct target {
     uint32_t payload_tid;
     uint32_t seq;
     uint32_t *maps_sent;
+    struct target_map_addr *map_addrs;   /* parallel to maps_sent */
     size_t nmaps_sent;
     uint32_t *progs_sent;
+    uint8_t *progs_engine;     /* parallel to progs_sent: enum bpfg_engine it runs on */
     size_t nprogs_sent;
     struct target_hook hooks[TARGET_MAX_HOOKS];
     size_t nhooks;
@@ -61,19 +69,31 @@ struct targets {
 };
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
+
+/* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
+ * that cannot take a program falls back (llvm -> x86 -> interp) with the
+ * reason logged. */
+#define TARGET_ENGINE_DEFAULT (-1)   /* targets_attach: the server's default */
+int targets_engine_parse(const char *name);   /* enum bpfg_engine, or -EINVAL */
+const char *targets_engine_name(int engine);
+/* The default for attaches that name no engine (bpfgraftd --engine); llvm
+ * unless set. */
+void targets_set_default_engine(int engine);
 void targets_destroy(struct server *s);
 
 /* Attaches the given programs (ids) of an object to pid; target_spec
  * ("binary:function[+off]", may be NULL) is used for programs whose
  * section names no target. On failure returns an RPC error code with err
- * set; on success fills nothing else (target_list shows the result). */
+ * set; on success fills nothing else (target_list shows the result).
+ * engine: enum bpfg_engine or TARGET_ENGINE_DEFAULT, for programs not yet
+ * loaded in that process (a loaded one keeps the engine it got). */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                   size_t nprogs, const char *target_spec, char *err, size_t errlen);
+                   size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen);
 /* `bpfgraft start`: pid is a child of the peer that stopped itself just
  * before execve. Runs it to its entry point, attaches the programs there
  * (before main), then lets it go. Returns an RPC error code or 0. */
 int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, char *err, size_t errlen);
+                  size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen);
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
 struct target *targets_find(struct targets *t, pid_t pid);
 

@@ -221,6 +221,7 @@ long sysconf(int name)
 enum { CPU_SYSCALL, CPU_RDPID, CPU_RDTSCP, CPU_VDSO };
 static int cpu_method;
 uint64_t rt_hwcap2;
+uint8_t rt_lahf;
 static long (*vdso_getcpu)(unsigned *cpu, unsigned *node, void *cache);
 static int (*vdso_clock_gettime)(clockid_t, struct timespec *);
 
@@ -343,6 +344,7 @@ int rt_init(struct bpfg_payload_params *p)
         cpuid(0x80000001u, 0, r);
         if (r[3] & (1u << 27))
             cpu_method = CPU_RDTSCP;
+        rt_lahf = r[2] & 1;   /* LAHF-SAHF in 64-bit mode */
     }
     if (max_leaf >= 7) {
         cpuid(7, 0, r);

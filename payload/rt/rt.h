@@ -93,6 +93,7 @@ extern struct bpfg_payload_params *rt_params RT_HIDDEN;
 RT_HIDDEN int rt_on_payload_thread(void);
 
 extern uint64_t rt_hwcap2 RT_HIDDEN;            /* AT_HWCAP2 (bit 1: FSGSBASE) */
+extern uint8_t rt_lahf RT_HIDDEN;               /* lahf/sahf work in long mode (start.S) */
 RT_HIDDEN uint64_t rt_clock_ns(int clock);      /* vDSO, syscall fallback */
 RT_HIDDEN uint32_t rt_nr_possible_cpus(void);
 RT_HIDDEN void rt_exit_thread(int code) __attribute__((noreturn));

@@ -2,7 +2,8 @@
 counts exact after every attach, PIE and non-PIE, a library function, a
 uretprobe, text restored exactly on detach, a target blocked in read(),
 pending signals kept, 200 attach/detach rounds under load, bad PIDs, an
-already-traced target, and a target that exits."""
+already-traced target, and a target that exits. The exactness checks run
+with the interpreter and with the x86 JIT (engine selection)."""
 import argparse
 import ctypes
 import mmap
@@ -120,8 +121,17 @@ def text_matches_file(pid):
     return mismatches
 
 
-def attach(cl, pid, progs, target):
-    return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target)
+def attach(cl, pid, progs, target, engine=None):
+    if engine is None:
+        return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target)
+    return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target, engine=engine)
+
+
+def engines_of(cl, pid):
+    for t in cl.call("target.list"):
+        if t["pid"] == pid:
+            return sorted({h["engine"] for h in t["hooks"]})
+    return None
 
 
 def main():
@@ -138,18 +148,21 @@ def main():
         cl = srv.client()
         cl.call("object.load", path=os.path.abspath(args.obj), name="count")
 
-        for kind in ("pie", "nopie"):
-            v = Victim(os.path.join(args.test_bin, f"attach-victim-{kind}"), srv.dir, 4)
+        for kind, engine in (("pie", "interp"), ("nopie", "interp"), ("pie", "x86"), ("nopie", "x86")):
+            kind_name = kind
+            kind = f"{kind_name}/{engine}"
+            v = Victim(os.path.join(args.test_bin, f"attach-victim-{kind_name}"), srv.dir, 4)
             try:
                 v.set("go", 1)
                 t0 = time.monotonic()
-                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add")
+                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add", engine)
                 check(True, f"{kind}: attach uprobe+uretprobe to probed_add in {1000 * (time.monotonic() - t0):.1f} ms")
-                attach(cl, v.pid, ["lib_entry"], "libattachvictim.so:lib_probed_mul")
+                attach(cl, v.pid, ["lib_entry"], "libattachvictim.so:lib_probed_mul", engine)
                 check(True, f"{kind}: attach a uprobe to a library function")
                 ps = cl.call("target.list")
                 check(len(ps) == 1 and ps[0]["pid"] == v.pid and len(ps[0]["hooks"]) == 3,
                       f"{kind}: target.list shows the process with 3 hooks", repr(ps))
+                check_eq(engines_of(cl, v.pid), [engine], f"{kind}: target.list reports engine {engine} for every hook")
                 good, detail = exact_round(cl, v, what=kind)
                 check(good, f"{kind}: uprobe, uretprobe and library counts equal the victim's own", detail)
                 check_eq(v.get("bad_results"), 0, f"{kind}: probed functions return correct values")
@@ -160,7 +173,7 @@ def main():
                 time.sleep(0.05)
                 v.quiesce()
                 check(counts(cl) == before and v.alive(), f"{kind}: after detach nothing counts, victim runs")
-                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add")
+                attach(cl, v.pid, ["add_entry", "add_return"], ":probed_add", engine)
                 good, detail = exact_round(cl, v, lib=False, what=kind + " re-attach")
                 check(good, f"{kind}: attaching again works and counts exactly", detail)
                 cl.call("target.detach", pid=v.pid)
@@ -168,6 +181,33 @@ def main():
                 check(v.alive(), f"{kind}: victim alive at the end")
             finally:
                 v.stop()
+
+        # engine selection: the default is llvm, which falls back to x86 until
+        # it is built, never to the interpreter for these programs; unknown
+        # engines are refused before anything happens
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 1)
+        try:
+            try:
+                attach(cl, v.pid, ["add_entry"], ":probed_add", "bogus")
+                check(False, "attach with engine 'bogus' fails")
+            except BpfgraftError as e:
+                check(e.name == "invalid_params" and "bogus" in e.message,
+                      "engine 'bogus': invalid_params naming it", str(e))
+            check_eq(cl.call("target.list"), [], "engine 'bogus': nothing was attached")
+            attach(cl, v.pid, ["add_entry"], ":probed_add")
+            eng = engines_of(cl, v.pid)
+            check(eng in (["llvm"], ["x86"]), "default engine: llvm or its x86 fallback", repr(eng))
+            good, detail = exact_round(cl, v, lib=False, ret=False, what="default engine")
+            check(good, "default engine: counts exact", detail)
+            attach(cl, v.pid, ["add_return"], ":probed_add", "interp")
+            check_eq(engines_of(cl, v.pid), sorted(set(eng + ["interp"])),
+                     "programs of one process may run on different engines")
+            good, detail = exact_round(cl, v, lib=False, what="mixed engines")
+            check(good, "mixed engines on one site: counts exact", detail)
+            cl.call("target.detach", pid=v.pid)
+            check(v.alive(), "engine selection: victim alive")
+        finally:
+            v.stop()
 
         # a target blocked in read(), with a signal pending meanwhile
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 1, block=True)
@@ -236,6 +276,13 @@ def main():
 
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
         attach(cl, v.pid, ["add_entry"], ":probed_add")
+        obj_id = [o["id"] for o in cl.call("object.list") if o["name"] == "count"][0]
+        try:
+            cl.call("object.unload", id=obj_id)
+            check(False, "unloading an object whose programs run in a process is refused")
+        except BpfgraftError as e:
+            check(e.name == "busy" and str(v.pid) in e.message,
+                  "unloading an object in use: busy, naming the process", str(e))
         v.proc.kill()
         v.proc.wait()
         deadline = time.monotonic() + 5

@@ -19,6 +19,9 @@
 #include "bench.h"
 #include "vm.h"
 #include "x86jit.h"
+#ifdef BPFGRAFT_HAVE_LLVM
+#include "llvmjit.h"
+#endif
 
 #include "programs.h"
 
@@ -93,6 +96,22 @@ static int resolve_map(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, 
     *value = (uintptr_t)user;
     return 0;
 }
+
+#ifdef BPFGRAFT_HAVE_LLVM
+/* What the server would tell the LLVM JIT about map_loop's map: an array
+ * whose values live at a known address, so lookups are inlined. */
+static int describe_map(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+{
+    (void)user;
+    if (value != (uintptr_t)&array_map)
+        return -ENOENT;
+    *info = (struct bpfg_llvmjit_map_info){
+        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = MAP_ENTRIES,
+        .value_base = (uintptr_t)array_map.values,
+    };
+    return 0;
+}
+#endif
 
 /* ---- kernel side -------------------------------------------------------- */
 
@@ -267,6 +286,28 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
         goto out;
     }
 
+#ifdef BPFGRAFT_HAVE_LLVM
+    /* the LLVM JIT: compile time per program (fewer reps: milliseconds) */
+    struct bpfg_llvmjit_opts lopts = {.jit = opts, .map_info = describe_map};
+    struct bpfg_x86jit_code lcode = {0};
+    struct bpfg_x86jit_image limg = {0};
+    int lreps = quick ? 3 : 50;
+    t0 = bench_now_ns();
+    for (int i = 0; i < lreps; i++) {
+        bpfg_x86jit_code_free(&lcode);
+        ret = bpfg_llvmjit_compile(c->insns, c->n, &lopts, &lcode, NULL, err, sizeof(err));
+        if (ret) {
+            fprintf(stderr, "bench jit: %s: llvm: %s\n", c->name, err);
+            goto out;
+        }
+    }
+    double llvm_compile_us = (double)(bench_now_ns() - t0) / lreps / 1e3;
+    ret = bpfg_x86jit_map_exec(&lcode, &limg);
+    if (ret)
+        goto out;
+    uint64_t llvm_r;
+    double llvm_ns;
+#endif
     uint64_t native_r, jit_r, interp_r;
     uint32_t kernel_r = 0;
     double native_ns, jit_ns, interp_ns, kernel_ns, kernel_load_us = 0;
@@ -277,6 +318,12 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
     native_ns = time_native_fn(c->native, mem, min_ns, &native_r);
     memset(array_map.values, 0, sizeof(array_map.values));
     ret = time_jit(&img, table, mem, min_ns, &jit_r, &jit_ns);
+#ifdef BPFGRAFT_HAVE_LLVM
+    if (!ret) {
+        memset(array_map.values, 0, sizeof(array_map.values));
+        ret = time_jit(&limg, table, mem, min_ns, &llvm_r, &llvm_ns);
+    }
+#endif
     if (!ret) {
         memset(array_map.values, 0, sizeof(array_map.values));
         ret = time_interp(vm, mem, min_ns / 3, &interp_r, &interp_ns);
@@ -291,6 +338,10 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
         native_r = map_native(mem, MEM_SIZE);
         memset(array_map.values, 0, sizeof(array_map.values));
         bpfg_x86jit_run(&img, mem, MEM_SIZE, table, NULL, &jit_r, NULL);
+#ifdef BPFGRAFT_HAVE_LLVM
+        memset(array_map.values, 0, sizeof(array_map.values));
+        bpfg_x86jit_run(&limg, mem, MEM_SIZE, table, NULL, &llvm_r, NULL);
+#endif
         memset(array_map.values, 0, sizeof(array_map.values));
         bpfg_vm_exec(vm, mem, MEM_SIZE, &interp_r);
     }
@@ -300,6 +351,14 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
         ret = -EDOM;
         goto out;
     }
+#ifdef BPFGRAFT_HAVE_LLVM
+    if (llvm_r != native_r) {
+        fprintf(stderr, "bench jit: %s: results differ (native %llu, LLVM JIT %llu)\n", c->name,
+                (unsigned long long)native_r, (unsigned long long)llvm_r);
+        ret = -EDOM;
+        goto out;
+    }
+#endif
     if (c->init)
         c->init(mem);
     ret = kernel_time(ctx, k, c->name, c->insns, c->n, mem, quick, &kernel_ns, &kernel_load_us, &kernel_r);
@@ -314,6 +373,11 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
     }
 
     bench_report(ctx, c->name, "native", native_ns, "ns/run", NULL, 0);
+#ifdef BPFGRAFT_HAVE_LLVM
+    bench_report(ctx, c->name, "llvmjit", llvm_ns, "ns/run", "native", native_ns);
+    if (kernel_ns >= 0)
+        bench_report(ctx, c->name, "llvmjit", llvm_ns, "ns/run", "kernel-jit", kernel_ns);
+#endif
     bench_report(ctx, c->name, "x86jit", jit_ns, "ns/run", "native", native_ns);
     if (kernel_ns >= 0)
         bench_report(ctx, c->name, "kernel-jit", kernel_ns, "ns/run", "native", native_ns);
@@ -322,7 +386,17 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
         bench_report(ctx, c->name, "x86jit-compile", compile_us, "us", "kernel-load", kernel_load_us);
     else
         bench_report(ctx, c->name, "x86jit-compile", compile_us, "us", "interp-load", interp_load_us);
+#ifdef BPFGRAFT_HAVE_LLVM
+    if (kernel_ns >= 0)
+        bench_report(ctx, c->name, "llvmjit-compile", llvm_compile_us, "us", "kernel-load", kernel_load_us);
+    else
+        bench_report(ctx, c->name, "llvmjit-compile", llvm_compile_us, "us", "x86jit-compile", compile_us);
+#endif
 out:
+#ifdef BPFGRAFT_HAVE_LLVM
+    bpfg_x86jit_unmap(&limg);
+    bpfg_x86jit_code_free(&lcode);
+#endif
     bpfg_vm_free(vm);
     bpfg_x86jit_unmap(&img);
     bpfg_x86jit_code_free(&code);
@@ -362,7 +436,9 @@ static int bench_jit_run(struct bench_ctx *ctx)
     }
     bench_note(ctx, "x86jit: bpfgraft's x86-64 JIT; kernel-jit: BPF_PROG_TEST_RUN (XDP, memory in an "
                     "array map value); interp: unchecked interpreter; native: gcc -O2; "
-                    "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT)");
+                    "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT); "
+                    "llvmjit: the LLVM JIT's flat blob (O2, array lookups inlined), llvmjit-compile: "
+                    "validation + IR + O2 + codegen + link");
     for (size_t i = 0; i < ncases && !ret; i++)
         ret = run_case(ctx, &k, &jc[i], mem);
 out:

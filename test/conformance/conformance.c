@@ -39,6 +39,9 @@
 #include "asm.h"
 #include "vm.h"
 #include "x86jit.h"
+#ifdef BPFGRAFT_HAVE_LLVM
+#include "llvmjit.h"
+#endif
 
 #define MSG_LEN 512
 #define UNWIND_HELPER 5
@@ -122,10 +125,46 @@ static int run_x86(const struct bpf_insn *insns, size_t n, void *mem, size_t len
     return ret;
 }
 
+#ifdef BPFGRAFT_HAVE_LLVM
+/* The LLVM JIT: its flat blob, mapped and run exactly like x86's code. */
+static int run_llvm(const struct bpf_insn *insns, size_t n, void *mem, size_t len,
+                    uint64_t *r0, char *msg, size_t msglen)
+{
+    struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = UNWIND_HELPER}};
+    struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
+    struct bpfg_x86jit_code code;
+    struct bpfg_x86jit_image img;
+    char err[256];
+    uint32_t insn;
+
+    bpfg_x86jit_allow_helper(&opts.jit, UNWIND_HELPER);
+    table[UNWIND_HELPER].fn = unwind_helper;
+    int ret = bpfg_llvmjit_compile(insns, n, &opts, &code, NULL, err, sizeof(err));
+    if (ret) {
+        snprintf(msg, msglen, "load: %s", err);
+        return ret;
+    }
+    ret = bpfg_x86jit_map_exec(&code, &img);
+    bpfg_x86jit_code_free(&code);
+    if (ret) {
+        snprintf(msg, msglen, "load: mapping code: %s", strerror(-ret));
+        return ret;
+    }
+    ret = bpfg_x86jit_run(&img, mem, len, table, NULL, r0, &insn);
+    if (ret)
+        snprintf(msg, msglen, "run: instruction %u: %s", insn, strerror(-ret));
+    bpfg_x86jit_unmap(&img);
+    return ret;
+}
+#endif
+
 /* One entry per engine; the JITs join here. */
 static const struct engine engines[] = {
     {"interp", run_interp},
     {"x86", run_x86},
+#ifdef BPFGRAFT_HAVE_LLVM
+    {"llvm", run_llvm},
+#endif
 };
 
 #define NENGINES (sizeof(engines) / sizeof(engines[0]))

@@ -12,6 +12,7 @@
  * BPFG_JIT_DIFF_KERNEL (default 2000) kernel-compatible ones; seed from
  * BPFG_JIT_DIFF_SEED. Longer runs: set the counts.
  */
+#define _GNU_SOURCE     /* memfd_create */
 #include <bpf/bpf.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -25,6 +26,10 @@
 #include "insn.h"
 #include "vm.h"
 #include "x86jit.h"
+#ifdef BPFGRAFT_HAVE_LLVM
+#include <sys/mman.h>
+#include "llvmjit.h"
+#endif
 
 #define CTX_LEN 256
 #define SLOTS 8                 /* stack bytes used: [r10 - 8*SLOTS, r10) */
@@ -435,6 +440,70 @@ static void run_jit(const struct bpf_insn *p, size_t n, const uint8_t *mem, stru
     bpfg_x86jit_unmap(&img);
 }
 
+#ifdef BPFGRAFT_HAVE_LLVM
+static void dump(const struct bpf_insn *p, size_t n);
+
+/* The LLVM JIT through the shipping path: the blob goes into a memfd that
+ * is mapped read+execute at an address the compiler never saw (twice, at
+ * two addresses, when both_maps: both must behave the same). */
+static size_t llvm_compared;
+
+static void run_llvm_blob(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o,
+                          bool both_maps)
+{
+    struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = unwind_id}};
+    struct bpfg_x86jit_code code;
+    char err[256];
+    for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
+        if (table[id].fn)
+            bpfg_x86jit_allow_helper(&opts.jit, id);
+    int ret = bpfg_llvmjit_compile(p, n, &opts, &code, NULL, err, sizeof(err));
+    cr_assert_eq(ret, 0, "LLVM JIT refused a program the interpreter loads: %s", err);
+    int fd = memfd_create("bpfg-llvm-blob", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, code.buf, code.len), (ssize_t)code.len);
+    void *at[2];
+    for (int k = 0; k < 2; k++) {
+        at[k] = mmap(NULL, code.len, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+        cr_assert_neq(at[k], MAP_FAILED, "mmap: %s", strerror(errno));
+    }
+    close(fd);
+    cr_assert_neq(at[0], at[1]);
+    for (int k = 0; k < (both_maps ? 2 : 1); k++) {
+        struct bpfg_x86jit_image img = {at[k], code.len, (bpfg_x86jit_fn)at[k]};
+        struct outcome tmp;
+        struct outcome *dst = k ? &tmp : o;
+        memcpy(dst->mem, mem, CTX_LEN);
+        dst->r0 = 0;
+        dst->err = bpfg_x86jit_run(&img, dst->mem, CTX_LEN, table, NULL, &dst->r0, NULL);
+        if (k)
+            cr_assert(tmp.err == o->err && tmp.r0 == o->r0 && !memcmp(tmp.mem, o->mem, CTX_LEN),
+                      "the blob behaves differently at another address");
+    }
+    munmap(at[0], code.len);
+    munmap(at[1], code.len);
+    bpfg_x86jit_code_free(&code);
+}
+
+/* Runs the program on the LLVM JIT and asserts the interpreter's outcome. */
+static void check_llvm(const struct bpf_insn *p, size_t n, const uint8_t *mem, const struct outcome *want,
+                       const char *what, size_t i)
+{
+    struct outcome c;
+    run_llvm_blob(p, n, mem, &c, llvm_compared % 8 == 0);
+    if (c.err != want->err || c.r0 != want->r0 || memcmp(c.mem, want->mem, CTX_LEN)) {
+        dump(p, n);
+        cr_assert_fail("%s %zu: interp err %d r0 0x%llx, llvm err %d r0 0x%llx, memory %s", what, i, want->err,
+                       (unsigned long long)want->r0, c.err, (unsigned long long)c.r0,
+                       memcmp(c.mem, want->mem, CTX_LEN) ? "differs" : "same");
+    }
+    llvm_compared++;
+}
+#define CHECK_LLVM(p, n, mem, want, what, i) check_llvm(p, n, mem, want, what, i)
+#else
+#define CHECK_LLVM(p, n, mem, want, what, i) ((void)0)
+#endif
+
 static void dump(const struct bpf_insn *p, size_t n)
 {
     char *text = bpfg_disasm(p, n);
@@ -468,6 +537,11 @@ Test(jit_diff, random_programs_match_interpreter)
     struct bpf_insn prog[MAX_PROG + 1];
     struct outcome a, b;
     size_t count = env_count("BPFG_JIT_DIFF_PROGS", 20000), unwound = 0, ran = 0;
+#ifdef BPFGRAFT_HAVE_LLVM
+    /* LLVM compiles take milliseconds: every k-th program, BPFG_JIT_DIFF_LLVM in all */
+    size_t llvm_count = env_count("BPFG_JIT_DIFF_LLVM", 2000), llvm_ran = 0;
+    size_t llvm_every = llvm_count ? (count + llvm_count - 1) / llvm_count : 0;
+#endif
     g.rng = seed();
 
     for (size_t i = 0; i < count; i++) {
@@ -485,6 +559,12 @@ Test(jit_diff, random_programs_match_interpreter)
                            memcmp(a.mem, b.mem, CTX_LEN) ? "differs" : "same");
         }
         cr_assert_eq(a.err, 0, "program %zu failed to run: %d", i, a.err);
+#ifdef BPFGRAFT_HAVE_LLVM
+        if (llvm_every && i % llvm_every == 0) {
+            CHECK_LLVM(prog, g.n + 1, mem, &a, "program", i);
+            llvm_ran++;
+        }
+#endif
         ran++;
         unwound += a.r0 == 0;
     }
@@ -492,6 +572,10 @@ Test(jit_diff, random_programs_match_interpreter)
                 ran, unwound);
     printf("jit_diff: %zu random programs identical (%zu with r0 = 0)\n", ran, unwound);
     cr_assert_geq(ran, count * 9 / 10);
+#ifdef BPFGRAFT_HAVE_LLVM
+    printf("jit_diff: %zu of them also identical on the LLVM JIT (blob mapped from a memfd)\n", llvm_ran);
+    cr_assert_geq(llvm_ran, llvm_count * 8 / 10);
+#endif
 }
 
 /* Run-time errors: call depth, bad callx targets, misaligned atomics. */
@@ -529,6 +613,7 @@ Test(jit_diff, run_errors_match_interpreter)
         run_jit(cases[i].p, cases[i].n, mem, &b);
         cr_expect_eq(a.err, cases[i].err, "case %zu: interp %d", i, a.err);
         cr_expect_eq(b.err, cases[i].err, "case %zu: jit %d", i, b.err);
+        CHECK_LLVM(cases[i].p, cases[i].n, mem, &a, "run-error case", i);
     }
 }
 
@@ -556,6 +641,7 @@ Test(jit_diff, call_depth_limit)
         cr_expect_eq(a.r0, b.r0, "depth %d", depth);
         /* frames: main + depth (function calls) */
         cr_expect_eq(b.err, depth + 1 <= EBPF_MAX_CALL_DEPTH ? 0 : -E2BIG, "depth %d: %d", depth, b.err);
+        CHECK_LLVM(p, sizeof(p) / sizeof(p[0]), mem, &a, "depth", (size_t)depth);
     }
 }
 
@@ -575,6 +661,13 @@ Test(jit_diff, bad_programs_are_refused)
         cr_expect_eq(ret, -EINVAL, "case %zu: %d", i, ret);
         cr_expect(strstr(err, cases[i].msg), "case %zu: '%s'", i, err);
         cr_expect_null(code.buf);
+#ifdef BPFGRAFT_HAVE_LLVM
+        struct bpfg_x86jit_code lcode = {(uint8_t *)1, 1};
+        ret = bpfg_llvmjit_compile(cases[i].p, cases[i].n, NULL, &lcode, NULL, err, sizeof(err));
+        cr_expect_eq(ret, -EINVAL, "llvm case %zu: %d", i, ret);
+        cr_expect(strstr(err, cases[i].msg), "llvm case %zu: '%s'", i, err);
+        cr_expect_null(lcode.buf);
+#endif
     }
 }
 
@@ -626,6 +719,7 @@ Test(jit_diff, conformance_and_sample_programs_match)
             cr_expect(a.err == b.err && a.r0 == b.r0 && !memcmp(a.mem, b.mem, CTX_LEN),
                       "%s: interp %d/0x%llx, jit %d/0x%llx", de->d_name, a.err,
                       (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
+            CHECK_LLVM(p, n, mem, &a, de->d_name, compared);
             compared++;
             free(p);
         }
@@ -650,6 +744,7 @@ Test(jit_diff, conformance_and_sample_programs_match)
     struct outcome a, b;
     run_interp(p, n, mem, &a);
     run_jit(p, n, mem, &b);
+    CHECK_LLVM(p, n, mem, &a, "collatz", 0);
     free(p);
     cr_expect(a.err == 0 && b.err == 0 && a.r0 == b.r0, "collatz: %d/%llu vs %d/%llu", a.err,
               (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
@@ -711,6 +806,9 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
                            topts.retval, (unsigned long long)b.r0, (unsigned long long)a.r0,
                            memcmp(b.mem, out, CTX_LEN) ? "differs from the kernel's" : "same");
         }
+        /* the kernel's JIT, the interpreter and the LLVM JIT agree too */
+        if (compared % 4 == 0)
+            CHECK_LLVM(prog + pro - 1, g.n + 1, mem, &a, "kernel program", i);
         compared++;
     }
     printf("jit_diff: kernel accepted %zu of %zu programs; all %zu identical on kernel, interpreter and x86 JIT\n",

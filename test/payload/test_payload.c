@@ -24,6 +24,7 @@
 #include "injector.h"
 #include "maps.h"
 #include "victim.h"
+#include "x86jit.h"
 
 #define HOOK_INDEX 7
 #define TIMEOUT_MS 10000
@@ -161,6 +162,9 @@ static uint16_t recv_pmsg(struct bpfg_pmsg_hdr *h, void *body, size_t cap)
     }
 }
 
+static uint8_t last_reply[256];   /* body of the last reply */
+static size_t last_reply_len;
+
 /* Sends a request, returns the reply's status (reply text in err). */
 static int request(uint16_t type, const void *body, size_t len, int fd, char *err, size_t errlen)
 {
@@ -169,6 +173,8 @@ static int request(uint16_t type, const void *body, size_t len, int fd, char *er
     char buf[4096] = "";
     cr_assert_eq(recv_pmsg(&h, buf, sizeof(buf) - 1), BPFG_PMSG_REPLY);
     cr_assert_eq(h.seq, fx.seq, "reply to the wrong request");
+    last_reply_len = h.len - sizeof(h) < sizeof(last_reply) ? h.len - sizeof(h) : sizeof(last_reply);
+    memcpy(last_reply, buf, last_reply_len);
     if (err)
         snprintf(err, errlen, "%s", buf);
     return h.status;
@@ -504,7 +510,8 @@ Test(payload, uretprobe_sees_return_value)
     uint64_t sum0 = fx.sh->sum_ret;
     run_calls(3000);
     cr_assert_eq(counter(m, 2), 3000);
-    cr_assert_eq(counter(m, 1), fx.sh->sum_ret - sum0, "return values seen by the program differ");
+    cr_assert_eq(counter(m, 1), fx.sh->sum_ret - sum0, "return values seen by the program differ: %llu vs %llu",
+                 (unsigned long long)counter(m, 1), (unsigned long long)(fx.sh->sum_ret - sum0));
     cr_assert_eq(fx.sh->wrong, 0);
     /* every return went through the trampoline and its entry is gone */
     detach_all();
@@ -786,6 +793,104 @@ Test(payload, checked_mode_stops_wild_stores)
     run_calls(300);
     cr_assert_eq(counter(m, 0), 300);
     cr_assert_eq(counter(m, 1), 0, "the program went on after a wild store");
+    cr_assert_eq(fx.sh->wrong, 0);
+    detach_all();
+    bpfg_map_close(m);
+}
+
+/* ---- native code (PROG_CODE): compiled here for this victim ---- */
+
+static struct bpfg_pmsg_map_reply code_map_addr;
+
+static int resolve_victim(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    (void)user, (void)imm1;
+    if (src_reg != BPF_PSEUDO_MAP_IDX || imm0 != 0)
+        return -EINVAL;
+    *value = code_map_addr.handle;
+    return 0;
+}
+
+/* Compiles insns with the x86 JIT against the victim's map address and
+ * sends them as PROG_CODE (memfd). fd_override >= -1 replaces the fd. */
+static int send_prog_code(uint32_t prog_id, uint32_t map_id, const struct bpf_insn *insns, size_t n, int fd_override,
+                          char *err, size_t errlen)
+{
+    struct bpfg_x86jit_opts opts = {.resolver = resolve_victim, .has_unwind = true,
+                                    .unwind_id = BPF_FUNC_tail_call, .per_run_user = true};
+    memset(opts.helpers, 0xff, sizeof(opts.helpers));
+    struct bpfg_x86jit_code code;
+    char why[256];
+    cr_assert_eq(bpfg_x86jit_compile(insns, n, &opts, &code, why, sizeof(why)), 0, "compile: %s", why);
+    int fd = memfd_create("code", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, code.buf, code.len), (ssize_t)code.len);
+    struct bpfg_pmsg_prog_code pc = {.engine = BPFG_ENGINE_X86, .code_len = (uint32_t)code.len};
+    size_t len = sizeof(pc) + sizeof(struct bpfg_pmsg_prog) + 4 + n * sizeof(*insns);
+    uint8_t *buf = calloc(1, len);
+    cr_assert_not_null(buf);
+    struct bpfg_pmsg_prog hdr = {.prog_id = prog_id, .insn_cnt = (uint32_t)n, .map_cnt = 1, .flags = prog_flags};
+    memcpy(buf, &pc, sizeof(pc));
+    memcpy(buf + sizeof(pc), &hdr, sizeof(hdr));
+    memcpy(buf + sizeof(pc) + sizeof(hdr), &map_id, 4);
+    memcpy(buf + sizeof(pc) + sizeof(hdr) + 4, insns, n * sizeof(*insns));
+    int st = request(BPFG_PMSG_PROG_CODE, buf, len, fd_override >= -1 ? fd_override : fd, err, errlen);
+    free(buf);
+    close(fd);
+    bpfg_x86jit_code_free(&code);
+    return st;
+}
+
+Test(payload, native_code_runs_on_hooks)
+{
+    attach_payload();
+    struct bpfg_map *m = send_counter_map(5);
+    cr_assert_eq(last_reply_len, sizeof(struct bpfg_pmsg_map_reply), "MAP reply carries the map's addresses");
+    memcpy(&code_map_addr, last_reply, sizeof(code_map_addr));
+    cr_assert_neq(code_map_addr.handle, 0);
+    cr_assert_neq(code_map_addr.value_area, 0, "an array's value area");
+    cr_assert_eq(code_map_addr.value_size, 8);
+
+    /* entry: counts[0] += 1; return: counts[1] += PT_REGS_RC */
+    struct bpf_insn entry[32], ret[32];
+    size_t ne = 0, nr = 0;
+    entry[ne++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
+    ne += emit_add_to_map(entry + ne, 0);
+    ne += emit_exit0(entry + ne);
+    ret[nr++] = INSN(BPF_LDX | BPF_MEM | BPF_DW, BPF_REG_6, BPF_REG_1, offsetof(struct bpfg_pt_regs, ax), 0);
+    nr += emit_add_to_map(ret + nr, 1);
+    nr += emit_exit0(ret + nr);
+    char err[256];
+    /* refused: no code fd, or a checked-mode program */
+    cr_assert_eq(send_prog_code(50, 5, entry, ne, -1, err, sizeof(err)), -EBADF, "no fd: %s", err);
+    prog_flags = BPFG_PROG_F_CHECKED;
+    cr_assert_eq(send_prog_code(50, 5, entry, ne, -2, err, sizeof(err)), -EINVAL, "checked: %s", err);
+    cr_assert(strstr(err, "interpreter") != NULL, "%s", err);
+    prog_flags = 0;
+    cr_assert_eq(send_prog_code(50, 5, entry, ne, -2, err, sizeof(err)), 0, "PROG_CODE: %s", err);
+    cr_assert_eq(send_prog_code(51, 5, ret, nr, -2, err, sizeof(err)), 0, "PROG_CODE: %s", err);
+    /* the code is mapped r-x (never writable) in the victim, once per program */
+    char maps_path[64], line[512];
+    int rx = 0;
+    snprintf(maps_path, sizeof(maps_path), "/proc/%d/maps", (int)fx.pid);
+    FILE *f = fopen(maps_path, "re");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, "memfd:code")) {
+            cr_assert(strstr(line, " r-xp ") != NULL, "code mapping: %s", line);
+            rx++;
+        }
+    fclose(f);
+    cr_assert_eq(rx, 2, "two code mappings");
+
+    run_calls(10);
+    uint64_t resume = patch_site(fx.sh->func);
+    send_hook(BPFG_HOOK_UPROBE, 50, resume);
+    send_hook(BPFG_HOOK_URETPROBE, 51, resume);
+    uint64_t sum0 = fx.sh->sum_ret;
+    run_calls(4000);
+    cr_assert_eq(counter(m, 0), 4000, "native entry program counts every call");
+    cr_assert_eq(counter(m, 1), fx.sh->sum_ret - sum0, "native return program sees the return values");
     cr_assert_eq(fx.sh->wrong, 0);
     detach_all();
     bpfg_map_close(m);

@@ -1,0 +1,142 @@
+/* The LLVM JIT: eBPF -> LLVM IR -> optimised x86-64, shipped as a flat
+ * position-independent blob.
+ *
+ * The blob has exactly the x86 JIT's format and calling convention (see
+ * x86jit.h): a struct bpfg_x86jit_code whose entry is at offset 0,
+ *
+ *   struct bpfg_x86jit_result fn(void *ctx, size_t len,
+ *                                const struct bpfg_x86jit_helper *table,
+ *                                void *run_user);
+ *
+ * the same helper table, the same per_run_user / unwind / fault semantics
+ * (fault = (insn << 32) | (uint32_t)-errno, r0 = 0 on a fault). So the
+ * server and the payload treat both engines alike: bpfg_x86jit_map_exec()
+ * and bpfg_x86jit_run() work on LLVM blobs too, and the bytes can be copied
+ * into a memfd and mapped r-x at any address in the target.
+ *
+ * How: the program is validated and its lddw pseudo forms resolved by the
+ * interpreter's loader, translated to IR (one LLVM function per eBPF
+ * function, registers as allocas promoted by SROA, one basic block per jump
+ * target), optimised with the new pass manager (default<O2>), emitted as a
+ * PIC relocatable object in memory and linked here into one blob: only
+ * PC-relative relocations inside the object are accepted, so the blob
+ * references nothing outside itself. LLVM never runs in the target.
+ *
+ * Target-specific speed-ups, all optional:
+ *  - map_info: for a lddw value the server knows as an ARRAY map (or global
+ *    data) mapped at a known address in the target, bpf_map_lookup_elem
+ *    (helper 1) with that map in r1 is inlined as a bounds check plus an
+ *    address computation. The map must be described by the same value the
+ *    run-time helper receives as r1.
+ *  - helper_addr: helpers whose address in the target is known are called
+ *    directly instead of through the table (no NULL check, no table load).
+ * Map and global-data addresses are lddw immediates, hence IR constants.
+ *
+ * Semantics are the interpreter's in unchecked mode, exactly as x86jit.h
+ * describes (div/mod by zero, INT_MIN / -1, masked shifts, r1..r5 preserved
+ * across helper calls, r1..r5 of a bpf-to-bpf callee visible to the caller,
+ * 8 frames of 512 bytes, run-time checks of callx targets, misaligned
+ * atomics fault).
+ */
+#ifndef BPFGRAFT_LLVMJIT_H
+#define BPFGRAFT_LLVMJIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "x86jit.h"
+
+/* What the server knows about a map, for lookup inlining. */
+struct bpfg_llvmjit_map_info {
+    uint32_t type;          /* BPF_MAP_TYPE_*: only ARRAY is inlined */
+    uint32_t key_size;      /* must be 4 */
+    uint32_t value_size;
+    uint32_t max_entries;
+    uint64_t value_base;    /* target address of element 0's value; 0 = unknown */
+    uint64_t value_stride;  /* bytes between values; 0 = value_size rounded up to 8 */
+};
+
+/* Describes the map whose lddw value is `value` (the resolver's result):
+ * 0 and *info, or a negative errno (-ENOENT: not a map / unknown). */
+typedef int (*bpfg_llvmjit_map_info_fn)(void *user, uint64_t value,
+                                        struct bpfg_llvmjit_map_info *info);
+
+struct bpfg_llvmjit_opts {
+    struct bpfg_x86jit_opts jit;        /* resolver, allowed helpers, unwind, per_run_user */
+    bpfg_llvmjit_map_info_fn map_info;  /* NULL: no lookup inlining */
+    void *map_info_user;
+    const uint64_t *helper_addr;        /* BPFG_MAX_HELPERS target addresses (0 = via table) or NULL */
+    int opt_level;                      /* 0..3; 0 means the default, 2 */
+    /* Map references (lddw map fd/idx/value forms) read their value from a
+     * slot in the blob instead of being immediates, so one compilation
+     * serves every target: bpfg_llvmjit_blob_bind() fills the slots. For
+     * ahead-of-time compiles and the on-disk cache. */
+    bool relocatable_maps;
+};
+
+enum bpfg_llvmjit_reloc_kind {
+    BPFG_LLVMJIT_RELOC_LDDW = 0,        /* the resolver's value of the lddw */
+    BPFG_LLVMJIT_RELOC_ARRAY_BASE = 1,  /* map_info's value_base of that map */
+};
+
+/* An 8-byte little-endian slot of a relocatable blob. */
+struct bpfg_llvmjit_reloc {
+    uint32_t offset;    /* in the blob */
+    uint32_t insn;      /* the lddw instruction it belongs to */
+    uint32_t kind;      /* enum bpfg_llvmjit_reloc_kind */
+};
+
+/* Code plus its slots (none unless relocatable_maps). */
+struct bpfg_llvmjit_blob {
+    struct bpfg_x86jit_code code;
+    struct bpfg_llvmjit_reloc *relocs;
+    size_t nrelocs;
+};
+
+/* Compile statistics (optional output). */
+struct bpfg_llvmjit_stats {
+    double ir_ms, opt_ms, codegen_ms, link_ms;
+    uint32_t inlined_lookups;           /* map lookups turned into loads */
+    uint32_t direct_calls;              /* helper calls through helper_addr */
+};
+
+/* Validates (as bpfg_vm_load does) and compiles n instructions into a flat
+ * PIC blob (entry at offset 0, free with bpfg_x86jit_code_free). On error
+ * returns a negative errno and a message in err (naming the instruction
+ * for a refused program). stats may be NULL. Thread-safe. */
+int bpfg_llvmjit_compile(const struct bpf_insn *insns, size_t n,
+                         const struct bpfg_llvmjit_opts *opts,
+                         struct bpfg_x86jit_code *out, struct bpfg_llvmjit_stats *stats,
+                         char *err, size_t errlen);
+
+/* Same, keeping the slot list (relocatable_maps). Free with
+ * bpfg_llvmjit_blob_free. */
+int bpfg_llvmjit_compile_blob(const struct bpf_insn *insns, size_t n,
+                              const struct bpfg_llvmjit_opts *opts,
+                              struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats,
+                              char *err, size_t errlen);
+void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob);
+
+/* Binds a relocatable blob to a target: every slot gets the value
+ * opts->jit.resolver gives for its lddw in insns (the original program),
+ * or map_info's value_base of that map. -ESTALE when an inlined array's
+ * address is unknown now. Call before copying the code to the target. */
+int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn *insns, size_t n,
+                           const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen);
+
+/* The cache key of a compilation: a 128-bit hash of the resolved
+ * instructions (with relocatable_maps: map references as in the object,
+ * so the key is the same for every target), every input that changes the
+ * code (unwind, per_run_user, map descriptions, helper addresses, opt level), the host
+ * CPU and features, and the LLVM version. Same key, same blob. The allowed
+ * helpers are not part of it: they decide validation only. Returns 0,
+ * or a negative errno and err when the program does not validate. */
+int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n,
+                     const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
+                     char *err, size_t errlen);
+
+/* "LLVM 14.0.6" etc. */
+const char *bpfg_llvmjit_version(void);
+
+#endif

@@ -1,0 +1,614 @@
+/* Syscall hooks: programs of the syscall tracepoints, run inside the
+ * target on Syscall User Dispatch (SUD).
+ *
+ * The server turns SUD on in every thread with the payload image as the
+ * exempt region and bpfg_sys_selector as the switch. Every syscall made
+ * anywhere else (the program, any library, JIT code, code loaded later)
+ * is then not executed by the kernel but raises SIGSYS, whose handler
+ * here builds the tracepoint context, runs the sys_enter programs, makes
+ * the syscall itself from the payload's text (exempt) unless a program
+ * overrode it, runs the sys_exit programs and returns the result in the
+ * interrupted context's rax.
+ *
+ * Why the special cases:
+ *  - SUD is per thread and not inherited: clone/clone3 of a thread
+ *    returns through a stub whose child turns SUD on before running any
+ *    target code (syscall_entry.S). Children that are other processes
+ *    (fork, vfork, clone without CLONE_THREAD) run unhooked; a new image
+ *    after execve has no SUD and no payload (the server gets an EXEC
+ *    notice first).
+ *  - A syscall made inside the handler is undone by its rt_sigreturn if it
+ *    changes the signal mask: rt_sigprocmask is emulated on the saved
+ *    mask of the interrupted context. SIGSYS may never be blocked (the
+ *    kernel would kill the thread on the next dispatch), so it is removed
+ *    from every mask set by rt_sigprocmask or an rt_sigaction's sa_mask,
+ *    and the target's own SIGSYS action is kept aside (it receives the
+ *    SIGSYS that are not ours, e.g. from seccomp).
+ *  - The target's rt_sigreturn must find its frame at its own stack
+ *    pointer: it is replayed from payload text after our handler returned.
+ *  - Signals: the handler runs with the target's signal mask (empty
+ *    sa_mask, SA_NODEFER), so a blocking syscall it makes is interrupted
+ *    and restarted (ERESTART*, restart_syscall) exactly as it would be in
+ *    the target; the kernel delivers our SIGSYS below the red zone and
+ *    saves the FPU/extended state in the signal frame; the handler is
+ *    built -mgeneral-regs-only anyway.
+ *  - A syscall made while a program runs on the same thread (a signal
+ *    handler of the target interrupting it, or a futex of the target's
+ *    libc called by a map helper) is executed without programs and
+ *    counted as a miss, like the kernel's recursion protection does.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/ucontext.h>
+
+#include "payload.h"
+#include "rt/rt.h"
+#include "syscall.h"
+
+#define SYS_USER_DISPATCH_CODE 2
+#define PR_SET_SUD 59
+#define SUD_ALLOW 0   /* SYSCALL_DISPATCH_FILTER_ALLOW */
+#define SUD_BLOCK 1   /* SYSCALL_DISPATCH_FILTER_BLOCK */
+#define STUBS 32
+#define STUB_SIZE 128
+#define SA_RESTORER_ 0x04000000
+#define SIGSYS_BIT (1ull << (SIGSYS - 1))
+#define UNBLOCKABLE ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))
+
+/* The kernel's struct sigaction (rt_sigaction with sigsetsize 8). */
+struct ksigaction {
+    uint64_t handler;
+    uint64_t flags;
+    uint64_t restorer;
+    uint64_t mask;
+};
+
+/* Read by syscall_entry.S. */
+uint64_t bpfg_sys_exempt_base, bpfg_sys_exempt_len;
+volatile uint8_t bpfg_sys_selector;
+uint64_t bpfg_sys_clone_ret[2 * STUBS];
+extern char bpfg_sys_restorer[], bpfg_sys_sigreturn[], bpfg_sys_clone_stubs[];
+
+/* Program lists: payload-internal struct prog pointers, published with
+ * release stores by the payload thread, cleared before a grace period. */
+static uint64_t sys_enter[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
+static uint64_t sys_exit[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
+static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS];   /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
+static volatile uint8_t nr_has[BPFG_SYS_MAX_NR];    /* 1: enter, 2: exit programs for this nr */
+static volatile uint8_t raw_has;                    /* bit per raw list */
+
+static struct ksigaction app_action;     /* the target's SIGSYS action, chained to */
+static bool installed;
+static int notify_fd = -1;
+static uint64_t misses, dispatched;
+
+void syscall_set_socket(int fd)
+{
+    notify_fd = fd;
+}
+
+/* ---- thread slots (shared with hooks.c: the grace periods of
+ * hooks_quiesce cover syscall programs too) ---- */
+
+static uint64_t thread_key(void)
+{
+    uint64_t k;
+    if (rt_hwcap2 & 2) {   /* HWCAP2_FSGSBASE */
+        __asm__ volatile("rdfsbase %0" : "=r"(k));
+        return k;
+    }
+    if (rt_params->libc.pthread_mutex_lock) {
+        __asm__ volatile("mov %%fs:0, %0" : "=r"(k));
+        return k;
+    }
+    long r = rt_sys2(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, (long)&k);
+    return rt_is_err(r) ? 0 : k;
+}
+
+static struct bpfg_thread_slot *thread_slot(void)
+{
+    uint64_t self = thread_key();
+    if (!self)
+        return NULL;
+    uint32_t h = (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40);
+    for (uint32_t i = 0; i < 64; i++) {
+        struct bpfg_thread_slot *t = &bpfg_threads[(h + i) % BPFG_MAX_THREADS];
+        uint64_t o = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
+        if (o == self)
+            return t;
+        if (o == 0) {
+            uint64_t expected = 0;
+            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
+                expected == self)
+                return t;
+        }
+    }
+    return NULL;
+}
+
+/* ---- the syscall itself, from payload text ---- */
+
+static inline long raw6(long n, const uint64_t a[6])
+{
+    return rt_sys6(n, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4], (long)a[5]);
+}
+
+/* ---- contexts ---- */
+
+/* The records of /sys/kernel/tracing/events/{syscalls,raw_syscalls}/: an
+ * 8-byte common header (type, flags, preempt count, pid), the syscall
+ * number at 8, then the six arguments (enter) or the return value (exit)
+ * from 16. */
+struct tp_enter {
+    uint16_t common_type;
+    uint8_t common_flags, common_preempt_count;
+    int32_t common_pid;
+    int64_t nr;
+    uint64_t args[6];
+};
+
+struct tp_exit {
+    uint16_t common_type;
+    uint8_t common_flags, common_preempt_count;
+    int32_t common_pid;
+    int64_t nr;
+    int64_t ret;
+};
+
+struct call {
+    long nr;
+    uint64_t args[6];
+    struct bpfg_pt_regs regs;   /* kernel layout, for raw tracepoints and bpf_get_stack */
+    int32_t tid;
+};
+
+static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, long nr)
+{
+    r->r15 = (uint64_t)g[REG_R15], r->r14 = (uint64_t)g[REG_R14], r->r13 = (uint64_t)g[REG_R13];
+    r->r12 = (uint64_t)g[REG_R12], r->bp = (uint64_t)g[REG_RBP], r->bx = (uint64_t)g[REG_RBX];
+    r->r11 = (uint64_t)g[REG_R11], r->r10 = (uint64_t)g[REG_R10], r->r9 = (uint64_t)g[REG_R9];
+    r->r8 = (uint64_t)g[REG_R8], r->ax = (uint64_t)-ENOSYS, r->cx = (uint64_t)g[REG_RCX];
+    r->dx = (uint64_t)g[REG_RDX], r->si = (uint64_t)g[REG_RSI], r->di = (uint64_t)g[REG_RDI];
+    r->orig_ax = (uint64_t)nr, r->ip = (uint64_t)g[REG_RIP], r->cs = 0x33;
+    r->flags = (uint64_t)g[REG_EFL], r->sp = (uint64_t)g[REG_RSP], r->ss = 0x2b;
+}
+
+static void run_list(const uint64_t *list, struct bpfg_exec *ex)
+{
+    for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
+        struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
+        if (p)
+            helpers_run(p, ex);
+    }
+}
+
+static bool want_enter(long nr)
+{
+    uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
+    return (raw & 5) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (nr_has[nr] & 1));
+}
+
+static bool want_exit(long nr)
+{
+    uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
+    return (raw & 10) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (nr_has[nr] & 2));
+}
+
+/* Runs the sys_enter programs. Returns true (with *rc) when one of them
+ * called bpf_override_return: the syscall must not run. */
+static bool run_enter(struct call *c, int64_t *rc)
+{
+    struct bpfg_thread_slot *t = thread_slot();
+    if (!t || (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)) {
+        __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    struct tp_enter rec = {.common_pid = c->tid, .nr = c->nr};
+    memcpy(rec.args, c->args, sizeof(rec.args));
+    struct bpfg_exec ex = {.regs = &c->regs, .entry = true, .ctx = &rec, .ctx_len = sizeof(rec)};
+    if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
+        run_list(sys_enter[c->nr], &ex);
+    run_list(raw_lists[0], &ex);
+    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)&c->regs, (uint64_t)c->nr};
+    ex.ctx = rawtp;
+    ex.ctx_len = sizeof(rawtp);
+    run_list(raw_lists[2], &ex);
+    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+    *rc = (int64_t)ex.override_rc;
+    return ex.override;
+}
+
+static void run_exit(struct call *c, int64_t ret)
+{
+    struct bpfg_thread_slot *t = thread_slot();
+    if (!t || (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)) {
+        __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    struct tp_exit rec = {.common_pid = c->tid, .nr = c->nr, .ret = ret};
+    c->regs.ax = (uint64_t)ret;
+    struct bpfg_exec ex = {.regs = &c->regs, .entry = false, .ctx = &rec, .ctx_len = sizeof(rec)};
+    if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
+        run_list(sys_exit[c->nr], &ex);
+    run_list(raw_lists[1], &ex);
+    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)&c->regs, (uint64_t)ret};
+    ex.ctx = rawtp;
+    ex.ctx_len = sizeof(rawtp);
+    run_list(raw_lists[3], &ex);
+    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* ---- special syscalls ---- */
+
+/* rt_sigprocmask on the mask the interrupted context gets back. */
+static long emulate_sigprocmask(ucontext_t *uc, const uint64_t a[6])
+{
+    uint64_t *mask = (uint64_t *)&uc->uc_sigmask;
+    uint64_t set = 0, old = *mask;
+    if (a[3] != 8)
+        return -EINVAL;
+    if (a[1] && rt_safe_read(&set, (const void *)a[1], 8))
+        return -EFAULT;
+    if (a[1]) {
+        uint64_t next;
+        switch ((int)a[0]) {
+        case SIG_BLOCK: next = old | set; break;
+        case SIG_UNBLOCK: next = old & ~set; break;
+        case SIG_SETMASK: next = set; break;
+        default: return -EINVAL;
+        }
+        next &= ~(SIGSYS_BIT | UNBLOCKABLE);
+        *mask = next;
+    }
+    if (a[2] && rt_safe_write((void *)a[2], &old, 8)) {
+        *mask = old;
+        return -EFAULT;
+    }
+    return 0;
+}
+
+/* rt_sigaction: SIGSYS stays ours (the target's action is kept aside);
+ * no other action may block SIGSYS while its handler runs. */
+static long emulate_sigaction(const uint64_t a[6])
+{
+    struct ksigaction act;
+    if (a[3] != 8)
+        return raw6(SYS_rt_sigaction, a);
+    if (a[0] == SIGSYS) {
+        struct ksigaction old = app_action;
+        if (a[1] && rt_safe_read(&act, (const void *)a[1], sizeof(act)))
+            return -EFAULT;
+        if (a[2] && rt_safe_write((void *)a[2], &old, sizeof(old)))
+            return -EFAULT;
+        if (a[1])
+            app_action = act;
+        return 0;
+    }
+    if (!a[1])
+        return raw6(SYS_rt_sigaction, a);
+    if (rt_safe_read(&act, (const void *)a[1], sizeof(act)))
+        return -EFAULT;
+    act.mask &= ~SIGSYS_BIT;
+    uint64_t b[6] = {a[0], (uint64_t)(uintptr_t)&act, a[2], a[3], 0, 0};
+    return raw6(SYS_rt_sigaction, b);
+}
+
+/* The stub for a clone site: slot i of its family keeps the site's return
+ * address for good (a slot is never reused, so a stub a thread is about
+ * to jump through never changes). NULL when all slots are taken. */
+static uint64_t clone_stub(uint64_t ret, bool thread)
+{
+    uint64_t *tab = bpfg_sys_clone_ret + (thread ? 0 : STUBS);
+    for (int i = 0; i < STUBS; i++) {
+        uint64_t v = __atomic_load_n(&tab[i], __ATOMIC_ACQUIRE);
+        if (v == 0) {
+            uint64_t expected = 0;
+            if (__atomic_compare_exchange_n(&tab[i], &expected, ret, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                v = ret;
+            else
+                v = expected;
+        }
+        if (v == ret)
+            return (uint64_t)(uintptr_t)bpfg_sys_clone_stubs + (uint64_t)((thread ? 0 : STUBS) + i) * STUB_SIZE;
+    }
+    return 0;
+}
+
+static void notify_exec(const struct call *c)
+{
+    struct {
+        struct bpfg_pmsg_hdr h;
+        struct bpfg_pmsg_exec e;
+        char path[256];
+    } m;
+    memset(&m, 0, sizeof(m));
+    const void *path = (const void *)(c->nr == SYS_execve ? c->args[0] : c->args[1]);
+    long n = rt_safe_read_str(m.path, path, sizeof(m.path));
+    if (n <= 0)
+        n = 1;
+    m.e.pid = (uint32_t)rt_sys0(SYS_getpid);
+    m.e.tid = (uint32_t)c->tid;
+    m.h.type = BPFG_PMSG_EXEC;
+    m.h.len = (uint32_t)(sizeof(m.h) + sizeof(m.e) + (size_t)n);
+    /* one send of a small message: it is not interleaved with the payload
+     * thread's own messages */
+    if (notify_fd >= 0)
+        rt_sys6(SYS_sendto, notify_fd, (long)&m, m.h.len, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0);
+}
+
+/* ---- the handler ---- */
+
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    struct ksigaction a = app_action;
+    if (a.handler == (uint64_t)(uintptr_t)SIG_IGN)
+        return;
+    if (a.handler == (uint64_t)(uintptr_t)SIG_DFL) {
+        /* the default action (core dump), as if we were not there */
+        struct ksigaction dfl = {0};
+        rt_sys4(SYS_rt_sigaction, SIGSYS, (long)&dfl, 0, 8);
+        rt_sys2(SYS_kill, rt_sys0(SYS_getpid), SIGSYS);
+        return;
+    }
+    if (a.flags & SA_SIGINFO)
+        ((void (*)(int, siginfo_t *, void *))(uintptr_t)a.handler)(sig, si, uc);
+    else
+        ((void (*)(int))(uintptr_t)a.handler)(sig);
+}
+
+static void sigsys_handler(int sig, siginfo_t *si, void *ucv)
+{
+    if (si->si_code != SYS_USER_DISPATCH_CODE) {
+        chain(sig, si, ucv);
+        return;
+    }
+    ucontext_t *uc = ucv;
+    greg_t *g = uc->uc_mcontext.gregs;
+    struct call c;
+    c.nr = si->si_syscall;
+    c.args[0] = (uint64_t)g[REG_RDI], c.args[1] = (uint64_t)g[REG_RSI], c.args[2] = (uint64_t)g[REG_RDX];
+    c.args[3] = (uint64_t)g[REG_R10], c.args[4] = (uint64_t)g[REG_R8], c.args[5] = (uint64_t)g[REG_R9];
+    __atomic_fetch_add(&dispatched, 1, __ATOMIC_RELAXED);
+
+    bool enter = want_enter(c.nr), exit = want_exit(c.nr);
+    if (enter || exit) {
+        c.tid = (int32_t)rt_sys0(SYS_gettid);
+        regs_from_uc(&c.regs, g, c.nr);
+    }
+    int64_t ret = 0;
+    if (enter && run_enter(&c, &ret))
+        goto done;
+
+    switch (c.nr) {
+    case SYS_rt_sigreturn:
+        /* replayed from payload text once we have returned: the kernel
+         * finds the target's frame at its stack pointer */
+        g[REG_RIP] = (greg_t)(uintptr_t)bpfg_sys_sigreturn;
+        return;
+    case SYS_clone:
+    case SYS_clone3:
+    case SYS_vfork: {
+        uint64_t flags = 0, stack = 0;
+        if (c.nr == SYS_clone) {
+            flags = c.args[0];
+            stack = c.args[1];
+        } else if (c.nr == SYS_clone3) {
+            struct clone_args ca;
+            memset(&ca, 0, sizeof(ca));
+            size_t n = c.args[1] < sizeof(ca) ? c.args[1] : sizeof(ca);
+            if (n < 8 || rt_safe_read(&ca, (const void *)c.args[0], n)) {
+                ret = n < 8 ? -EINVAL : -EFAULT;
+                break;
+            }
+            flags = ca.flags;
+            stack = ca.stack;
+        } else {
+            flags = CLONE_VM | CLONE_VFORK;
+        }
+        if (!(flags & CLONE_VM) && !stack) {
+            /* fork-like: the child has its own copy of this frame */
+            ret = raw6(c.nr, c.args);
+            break;
+        }
+        uint64_t stub = clone_stub((uint64_t)g[REG_RIP], flags & CLONE_THREAD);
+        if (!stub) {
+            /* all stub slots are taken: glibc falls back from clone3 to clone */
+            ret = c.nr == SYS_clone3 ? -ENOSYS : -EAGAIN;
+            break;
+        }
+        g[REG_RAX] = c.nr;
+        g[REG_RIP] = (greg_t)stub;
+        return;   /* no sys_exit for these: the result is not seen here */
+    }
+    case SYS_execve:
+    case SYS_execveat:
+        notify_exec(&c);
+        ret = raw6(c.nr, c.args);
+        break;
+    case SYS_rt_sigprocmask:
+        ret = emulate_sigprocmask(uc, c.args);
+        break;
+    case SYS_rt_sigaction:
+        ret = emulate_sigaction(c.args);
+        break;
+    case SYS_prctl:
+        /* one Syscall User Dispatch per thread: ours */
+        ret = c.args[0] == PR_SET_SUD ? -EBUSY : raw6(c.nr, c.args);
+        break;
+    default:
+        ret = raw6(c.nr, c.args);
+        break;
+    }
+done:
+    /* re-read: the programs may have gone while the syscall blocked */
+    if (want_exit(c.nr)) {
+        if (!enter) {
+            c.tid = (int32_t)rt_sys0(SYS_gettid);
+            regs_from_uc(&c.regs, g, c.nr);
+        }
+        run_exit(&c, ret);
+    }
+    g[REG_RAX] = (greg_t)ret;
+}
+
+/* ---- payload thread ---- */
+
+static int install(char *err, size_t errlen)
+{
+    if (installed)
+        return 0;
+    struct ksigaction act = {
+        .handler = (uint64_t)(uintptr_t)sigsys_handler,
+        .flags = SA_SIGINFO | SA_NODEFER | SA_RESTORER_,
+        .restorer = (uint64_t)(uintptr_t)bpfg_sys_restorer,
+        .mask = 0,
+    };
+    struct ksigaction old;
+    bpfg_sys_exempt_base = rt_params->load_base;
+    bpfg_sys_exempt_len = rt_params->load_size;
+    __atomic_store_n(&bpfg_sys_selector, SUD_BLOCK, __ATOMIC_RELEASE);
+    long r = rt_sys4(SYS_rt_sigaction, SIGSYS, (long)&act, (long)&old, 8);
+    if (rt_is_err(r)) {
+        snprintf(err, errlen, "installing the SIGSYS handler: %s", strerror((int)-r));
+        return (int)r;
+    }
+    app_action = old;
+    installed = true;
+    /* Handlers installed before us may block SIGSYS while they run: their
+     * rt_sigreturn alone would then kill the process. */
+    for (int sig = 1; sig <= 64; sig++) {
+        struct ksigaction a;
+        if (sig == SIGSYS || sig == SIGKILL || sig == SIGSTOP ||
+            rt_is_err(rt_sys4(SYS_rt_sigaction, sig, 0, (long)&a, 8)))
+            continue;
+        if (a.handler > 1 && (a.mask & SIGSYS_BIT)) {
+            a.mask &= ~SIGSYS_BIT;
+            rt_sys4(SYS_rt_sigaction, sig, (long)&a, 0, 8);
+        }
+    }
+    return 0;
+}
+
+static int add_prog(uint64_t *list, struct prog *p, char *err, size_t errlen)
+{
+    int free_at = -1;
+    for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
+        if (list[i] == (uint64_t)(uintptr_t)p) {
+            snprintf(err, errlen, "program %u is already attached there", p->id);
+            return -EEXIST;
+        }
+        if (!list[i] && free_at < 0)
+            free_at = i;
+    }
+    if (free_at < 0) {
+        snprintf(err, errlen, "%d programs are attached there already", BPFG_SYS_MAX_PROGS);
+        return -ENOSPC;
+    }
+    __atomic_store_n(&list[free_at], (uint64_t)(uintptr_t)p, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
+{
+    struct bpfg_pmsg_syscall_hook h;
+    if (len < sizeof(h)) {
+        snprintf(err, errlen, "SYSCALL_HOOK message too short");
+        return -EBADMSG;
+    }
+    memcpy(&h, body, sizeof(h));
+    struct prog *p = payload_prog_by_id(h.prog_id);
+    if (!p) {
+        snprintf(err, errlen, "program %u is not loaded", h.prog_id);
+        return -ENOENT;
+    }
+    bool per_nr = h.kind == BPFG_SYS_ENTER || h.kind == BPFG_SYS_EXIT;
+    if (h.kind < BPFG_SYS_ENTER || h.kind > BPFG_SYS_RAWTP_EXIT ||
+        (per_nr && (h.nr < 0 || h.nr >= BPFG_SYS_MAX_NR))) {
+        snprintf(err, errlen, "bad syscall hook (kind %u, nr %d)", h.kind, h.nr);
+        return -EINVAL;
+    }
+    int r = install(err, errlen);
+    if (r)
+        return r;
+    if (per_nr) {
+        uint64_t *list = h.kind == BPFG_SYS_ENTER ? sys_enter[h.nr] : sys_exit[h.nr];
+        if ((r = add_prog(list, p, err, errlen)))
+            return r;
+        __atomic_fetch_or(&nr_has[h.nr], h.kind == BPFG_SYS_ENTER ? 1 : 2, __ATOMIC_SEQ_CST);
+    } else {
+        static const int idx[] = {[BPFG_SYS_RAW_ENTER] = 0, [BPFG_SYS_RAW_EXIT] = 1, [BPFG_SYS_RAWTP_ENTER] = 2,
+                                  [BPFG_SYS_RAWTP_EXIT] = 3};
+        static const uint8_t bit[] = {1, 2, 4, 8};
+        if ((r = add_prog(raw_lists[idx[h.kind]], p, err, errlen)))
+            return r;
+        __atomic_fetch_or(&raw_has, bit[idx[h.kind]], __ATOMIC_SEQ_CST);
+    }
+    struct bpfg_pmsg_syscall_reply rep = {
+        .exempt_base = bpfg_sys_exempt_base, .exempt_len = bpfg_sys_exempt_len,
+        .selector = (uint64_t)(uintptr_t)&bpfg_sys_selector,
+    };
+    memcpy(out, &rep, sizeof(rep));
+    *outlen = sizeof(rep);
+    return 0;
+}
+
+void syscall_remove_all(void)
+{
+    __atomic_store_n(&raw_has, 0, __ATOMIC_SEQ_CST);
+    for (int n = 0; n < BPFG_SYS_MAX_NR; n++) {
+        __atomic_store_n(&nr_has[n], 0, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
+            __atomic_store_n(&sys_enter[n][i], 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&sys_exit[n][i], 0, __ATOMIC_SEQ_CST);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++)
+            __atomic_store_n(&raw_lists[k][i], 0, __ATOMIC_SEQ_CST);
+}
+
+bool syscall_use_prog(const struct prog *p)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p;
+    for (int n = 0; n < BPFG_SYS_MAX_NR; n++)
+        for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++)
+            if (sys_enter[n][i] == v || sys_exit[n][i] == v)
+                return true;
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++)
+            if (raw_lists[k][i] == v)
+                return true;
+    return false;
+}
+
+int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
+                size_t outsize, size_t *outlen)
+{
+    if (outsize < 32)
+        return -EINVAL;
+    if (type == BPFG_PMSG_SYSCALL_HOOK)
+        return do_hook(body, len, err, errlen, out, outlen);
+    /* SYSCALL_OFF */
+    __atomic_store_n(&bpfg_sys_selector, SUD_ALLOW, __ATOMIC_SEQ_CST);
+    syscall_remove_all();
+    if (!hooks_quiesce(5000)) {
+        snprintf(err, errlen, "a syscall program is still running on some thread; retry");
+        return -EBUSY;
+    }
+    struct bpfg_pmsg_syscall_off_reply rep = {
+        .saved_action = installed ? (uint64_t)(uintptr_t)&app_action : 0,
+        .misses = __atomic_load_n(&misses, __ATOMIC_RELAXED),
+        .dispatched = __atomic_load_n(&dispatched, __ATOMIC_RELAXED),
+    };
+    memcpy(out, &rep, sizeof(rep));
+    *outlen = sizeof(rep);
+    return 0;
+}

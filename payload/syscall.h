@@ -1,0 +1,25 @@
+/* Syscall hooks inside the target (syscall.c, syscall_entry.S): the
+ * SIGSYS handler of Syscall User Dispatch and the payload thread's side of
+ * the SYSCALL_HOOK / SYSCALL_OFF messages. */
+#ifndef BPFGRAFT_PAYLOAD_SYSCALL_H
+#define BPFGRAFT_PAYLOAD_SYSCALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "payload.h"
+
+/* The payload's connection, for EXEC notices sent from target threads. */
+void syscall_set_socket(int fd);
+
+/* SYSCALL_HOOK / SYSCALL_OFF (payload thread). A successful call fills
+ * out (at most outsize bytes) with the reply body and *outlen. */
+int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
+                size_t outsize, size_t *outlen);
+
+/* Drops every syscall program (the caller waits for a grace period). */
+void syscall_remove_all(void);
+bool syscall_use_prog(const struct prog *p);
+
+#endif

@@ -1,0 +1,51 @@
+/* Syscall hooks of attached targets: programs of the sections
+ * tracepoint/syscalls/sys_{enter,exit}_NAME, tracepoint/raw_syscalls/
+ * sys_{enter,exit} and raw_tracepoint/sys_{enter,exit}, run by the
+ * payload's SIGSYS handler on Syscall User Dispatch (payload/syscall.c).
+ *
+ * Attaching the first one turns dispatch on in every thread of the target
+ * (a remote prctl on each stopped thread; threads created later turn it on
+ * themselves); detaching turns it off everywhere and puts the target's
+ * SIGSYS action back. The payload then stays mapped: a thread may still
+ * be inside its handler or blocked in a syscall the handler made. */
+#ifndef BPFGRAFT_SERVER_SYSCALLS_H
+#define BPFGRAFT_SERVER_SYSCALLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi.h"
+#include "objload.h"
+
+struct server;
+struct target;
+struct reg_prog;
+
+/* x86-64 syscall number of a tracepoint name ("openat", "newstat"), or
+ * -ENOENT. */
+int syscalls_nr(const char *name);
+const char *syscalls_name(int nr);
+
+bool syscalls_is_kind(enum bpfg_attach_kind kind);
+/* Validates a program of a syscall kind before anything is touched: an
+ * RPC error code with err set, or 0. */
+int syscalls_check(const struct bpfg_obj_prog *op, char *err, size_t errlen);
+/* Hooks an already sent program (maps and code are in the payload).
+ * Returns 0 or a negative errno with err set. */
+int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen);
+/* Before the payload is told to go: dispatch off in every thread, SIGSYS
+ * action restored. *keep_payload: the payload image must stay mapped. */
+void syscalls_detach(struct server *s, struct target *t, bool *keep_payload);
+/* An asynchronous message of the payload (BPFG_PMSG_EXEC). */
+void syscalls_async(struct server *s, struct target *t, const struct bpfg_pmsg_hdr *h, const char *body);
+/* The target is gone: forget its state. */
+void syscalls_forget(struct target *t);
+/* Number of syscall programs attached to t (for target.list). */
+size_t syscalls_count(const struct target *t);
+
+/* targets.c: a request to t's payload and its reply (body into out). */
+int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
+                         size_t outlen, size_t *outgot, char *err, size_t errlen);
+
+#endif
