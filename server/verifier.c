@@ -1707,9 +1707,13 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         return reject(v, "invalid func unknown#%d", in->imm);
     if (p->id == BPF_FUNC_probe_write_user && !v->env->allow_probe_write_user)
         return reject(v, "program of this type cannot use helper bpf_probe_write_user#%d (not enabled)", p->id);
-    if (p->id == BPF_FUNC_override_return &&
-        (!v->env->allow_override_return || v->env->kind != BPFG_VERIFY_UPROBE))
-        return reject(v, "program of this type cannot use helper bpf_override_return#%d (uprobes only, when enabled)",
+    /* Overriding means skipping a call: a function entry (uprobe) or a
+     * syscall about to run (sys_enter, raw or not). Return probes and
+     * sys_exit come too late. */
+    bool can_override = v->env->kind == BPFG_VERIFY_UPROBE || v->env->kind == BPFG_VERIFY_SYSCALL_ENTER ||
+                        v->env->kind == BPFG_VERIFY_RAW_TP;
+    if (p->id == BPF_FUNC_override_return && (!v->env->allow_override_return || !can_override))
+        return reject(v, "program of this type cannot use helper bpf_override_return#%d (uprobes and sys_enter only, when enabled)",
                       p->id);
     if (p->id == BPF_FUNC_get_func_ip && v->env->kind != BPFG_VERIFY_UPROBE && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ip#%d", p->id);

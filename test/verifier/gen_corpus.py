@@ -305,6 +305,8 @@ acc("helper_get_stack", "mov %r2, %r10\nadd %r2, -64\nmov %r3, 64\nmov %r4, 256\
 acc("helper_tail_call", "lddw %r2, map_idx 0\nmov %r3, 0\ncall 12\nmov %r0, 0\nexit", maps=["prog_array 4 4 4"])
 acc("helper_override_return", "mov %r2, -12\ncall 58\nmov %r0, 0\nexit", opts="override",
     kernel="userspace allows override_return on uprobes")
+acc("helper_override_sys_enter", "mov %r2, -13\ncall 58\nmov %r0, 0\nexit", kind="syscall_enter", opts="override",
+    kernel="userspace allows override_return on sys_enter")
 acc("helper_write_user", "stdw [%r10-8], 0\nldxdw %r1, [%r1+112]\nmov %r2, %r10\nadd %r2, -8\nmov %r3, 8\ncall 36\nexit",
     opts="write_user", kernel="userspace allows probe_write_user when enabled")
 acc("helper_func_ip", "call 173\nexit")
@@ -513,7 +515,7 @@ rej("helper_override_uretprobe", "mov %r2, -12\ncall 58\nmov %r0, 0\nexit", "can
     kind="uretprobe", opts="override")
 rej("helper_override_off", "mov %r2, -12\ncall 58\nmov %r0, 0\nexit", "cannot use helper bpf_override_return")
 rej("helper_override_tp", "mov %r2, -12\ncall 58\nmov %r0, 0\nexit", "cannot use helper bpf_override_return",
-    kind="syscall_enter", opts="override")
+    kind="syscall_exit", opts="override")
 rej("helper_zero_size", "mov %r1, %r10\nadd %r1, -16\nmov %r2, 0\ncall 16\nexit", "invalid zero-sized read")
 rej("helper_negative_size", "ldxdw %r2, [%r1+112]\nmov %r1, %r10\nadd %r1, -16\nmov %r3, 0\ncall 112\nexit",
     "R2 min value is negative")

@@ -25,6 +25,7 @@ static const char *const reasons[] = {
     /* kernel: kprobes on ALLOW_ERROR_INJECTION functions, and only with
      * CONFIG_BPF_KPROBE_OVERRIDE; bpfgraft: any uprobed function */
     "userspace allows override_return on uprobes",
+    "userspace allows override_return on sys_enter",
     /* kernel: refused under lockdown; bpfgraft writes the traced process */
     "userspace allows probe_write_user when enabled",
     /* root kernels read uninitialised stack (allow_uninit_stack) */
@@ -121,12 +122,14 @@ static const struct {
     const char *reason;
 } obj_reasons[] = {
     {"errinject/inject", "userspace allows override_return on uprobes"},
+    {"denyopen/deny_openat", "userspace allows override_return on sys_enter"},
+    {"denyopen/deny_open", "userspace allows override_return on sys_enter"},
 };
 
 static void run_objects(FILE *out, struct tally *t)
 {
     static const char *const objects[] = {
-        "malloc", "funclatency", "bashreadline", "errinject",
+        "malloc", "funclatency", "bashreadline", "errinject", "opensnoop", "syscount", "denyopen",
         "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
     };
     for (size_t k = 0; k < sizeof(objects) / sizeof(objects[0]); k++) {

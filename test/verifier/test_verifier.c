@@ -68,7 +68,7 @@ Test(corpus, rejected)
  * never reach the verifier; every program of the others is ordinary
  * clang output and must be accepted. */
 static const char *const objects[] = {
-    "malloc", "funclatency", "bashreadline", "errinject",
+    "malloc", "funclatency", "bashreadline", "errinject", "opensnoop", "syscount", "denyopen",
     "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
 };
 
@@ -143,15 +143,17 @@ Test(helpers, no_arg_helpers_accepted)
     cr_expect_eq(verify_text("call 14\nexit\n", BPFG_VERIFY_RAW_TP, false, &res), 0, "%s", res.msg);
 }
 
-Test(helpers, override_return_needs_uprobe_and_option)
+Test(helpers, override_return_needs_entry_kind_and_option)
 {
     struct bpfg_verify_result res;
     const char *prog = "mov %r2, -12\ncall 58\nmov %r0, 0\nexit\n";
     cr_expect_eq(verify_text(prog, BPFG_VERIFY_UPROBE, true, &res), 0, "%s", res.msg);
+    cr_expect_eq(verify_text(prog, BPFG_VERIFY_SYSCALL_ENTER, true, &res), 0, "%s", res.msg);
     cr_expect_neq(verify_text(prog, BPFG_VERIFY_UPROBE, false, &res), 0);
     cr_expect(strstr(res.msg, "cannot use helper bpf_override_return"), "%s", res.msg);
+    /* too late to skip anything: return probes and sys_exit */
     cr_expect_neq(verify_text(prog, BPFG_VERIFY_URETPROBE, true, &res), 0);
-    cr_expect_neq(verify_text(prog, BPFG_VERIFY_SYSCALL_ENTER, true, &res), 0);
+    cr_expect_neq(verify_text(prog, BPFG_VERIFY_SYSCALL_EXIT, true, &res), 0);
 }
 
 Test(messages, kernel_like_format)

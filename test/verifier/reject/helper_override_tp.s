@@ -1,4 +1,4 @@
-# kind: syscall_enter
+# kind: syscall_exit
 # opts: override
 # expect: cannot use helper bpf_override_return
 mov %r2, -12
