@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build/bin/bpfgraftd --socket "$sock" --foreground >"$work/bpfgraftd.log" 2>&1 &
+build/bin/bpfgraftd --socket "$sock" --foreground --cache-dir "$work/jitcache" >"$work/bpfgraftd.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 bpfgraft() { build/bin/bpfgraft --socket "$sock" "$@"; }

@@ -149,6 +149,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
         srv_log(SRV_ERROR, "cannot listen for payloads: %s", strerror(-err));
         goto fail;
     }
+    targets_set_cache_dir(&s->targets, s->cfg.cache_dir);
 
     sigset_t mask;
     sigemptyset(&mask);

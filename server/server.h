@@ -29,6 +29,7 @@ struct srv_config {
     size_t max_msg;              /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
     size_t max_clients;          /* 0: 256 */
     const char *payload_path;    /* bpfgraft-payload.so */
+    const char *cache_dir;       /* compiled-code cache; NULL: /var/cache/bpfgraft */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u

@@ -30,6 +30,10 @@
 #include "symbols.h"
 #include "syscalls.h"
 #include "targets.h"
+#ifdef BPFG_HAVE_LLVMJIT
+#include "jitcache.h"
+#include "llvmjit.h"
+#endif
 #include "x86jit.h"
 
 #define CONNECT_TIMEOUT_MS 5000
@@ -80,6 +84,11 @@ const char *targets_engine_name(int engine)
 void targets_set_default_engine(int engine)
 {
     default_engine = engine;
+}
+
+void targets_set_cache_dir(struct targets *t, const char *dir)
+{
+    snprintf(t->cache_dir, sizeof(t->cache_dir), "%s", dir ? dir : "");
 }
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
@@ -578,13 +587,101 @@ static int resolve_for_target(void *user, uint8_t src_reg, int32_t imm0, int32_t
 /* Compiles op for t with the engine asked for, or the next one down
  * (reasons logged). Returns the engine that made *code, or
  * BPFG_ENGINE_INTERP with nothing in *code. */
-static int compile_for_target(const struct target *t, const struct reg_object *o, const struct reg_prog *p,
-                              int engine, struct bpfg_x86jit_code *code)
+#ifdef BPFG_HAVE_LLVMJIT
+/* Lookup inlining: an ARRAY map whose values this target's payload maps
+ * contiguously (value_area known) becomes loads from that address. */
+struct map_info_ctx {
+    struct server *s;
+    const struct target *t;
+};
+
+static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+{
+    const struct map_info_ctx *mc = user;
+    for (size_t i = 0; i < mc->t->nmaps_sent; i++) {
+        const struct target_map_addr *a = &mc->t->map_addrs[i];
+        if (!a->known || a->handle != value || !a->value_area)
+            continue;
+        struct reg_map *m = registry_map(&mc->s->reg, mc->t->maps_sent[i]);
+        if (!m)
+            return -ENOENT;
+        struct bpfg_map_info mi;
+        bpfg_map_get_info(m->map, &mi);
+        if (mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4)
+            return -ENOENT;
+        *info = (struct bpfg_llvmjit_map_info){
+            .type = mi.type, .key_size = mi.key_size, .value_size = mi.value_size,
+            .max_entries = mi.max_entries, .value_base = a->value_area,
+        };
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* The on-disk cache, opened at the first LLVM compile (so a server that
+ * never attaches creates nothing). NULL: compile without it. */
+static struct bpfg_jitcache *jitcache(struct server *s)
+{
+    struct targets *ts = &s->targets;
+    if (!ts->jitcache && !ts->jitcache_failed) {
+        ts->jitcache = bpfg_jitcache_open(ts->cache_dir[0] ? ts->cache_dir : NULL);
+        if (!ts->jitcache) {
+            ts->jitcache_failed = true;
+            srv_log(SRV_WARN, "compiled-code cache %s unusable (%s): compiling without it",
+                    ts->cache_dir[0] ? ts->cache_dir : BPFG_JITCACHE_DEFAULT_DIR, strerror(errno));
+        }
+    }
+    return ts->jitcache;
+}
+
+static int compile_llvm(struct server *s, const struct target *t, const struct reg_object *o,
+                        const struct reg_prog *p, struct bpfg_x86jit_code *code)
+{
+    const struct bpfg_obj_prog *op = p->prog;
+    struct resolve_ctx rc = {t, o};
+    struct map_info_ctx mc = {s, t};
+    struct bpfg_llvmjit_opts lo;
+    bpfg_jitcache_server_opts(&lo);
+    lo.jit.resolver = resolve_for_target;
+    lo.jit.resolver_user = &rc;
+    lo.map_info = map_info_for_target;
+    lo.map_info_user = &mc;
+    struct bpfg_llvmjit_blob blob = {0};
+    char why[512];
+    bool hit = false;
+    struct bpfg_jitcache *cache = jitcache(s);
+    int r = cache ? bpfg_jitcache_compile(cache, op->insns, op->insn_cnt, &lo, &blob, &hit, why, sizeof(why))
+                  : bpfg_llvmjit_compile_blob(op->insns, op->insn_cnt, &lo, &blob, NULL, why, sizeof(why));
+    if (!r && !cache)
+        r = bpfg_llvmjit_blob_bind(&blob, op->insns, op->insn_cnt, &lo, why, sizeof(why));
+    if (r) {
+        bpfg_llvmjit_blob_free(&blob);
+        srv_log(SRV_WARN, "target %d: program %u '%s': the llvm engine refused it (%s); using x86", (int)t->pid,
+                p->id, op->name, why);
+        return r;
+    }
+    *code = blob.code;                 /* the code changes hands */
+    blob.code = (struct bpfg_x86jit_code){0};
+    bpfg_llvmjit_blob_free(&blob);
+    srv_log(SRV_DEBUG, "target %d: program %u '%s': llvm code %s", (int)t->pid, p->id, op->name,
+            hit ? "from the cache" : "compiled");
+    return 0;
+}
+#endif
+
+static int compile_for_target(struct server *s, const struct target *t, const struct reg_object *o,
+                              const struct reg_prog *p, int engine, struct bpfg_x86jit_code *code)
 {
     const struct bpfg_obj_prog *op = p->prog;
     if (engine == BPFG_ENGINE_LLVM) {
+#ifdef BPFG_HAVE_LLVMJIT
+        if (compile_llvm(s, t, o, p, code) == 0)
+            return BPFG_ENGINE_LLVM;
+#else
+        (void)s;
         srv_log(SRV_INFO, "target %d: program %u '%s': llvm engine not built; using x86", (int)t->pid, p->id,
                 op->name);
+#endif
         engine = BPFG_ENGINE_X86;
     }
     if (engine != BPFG_ENGINE_X86)
@@ -684,7 +781,7 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     memcpy(body + sizeof(*hdr), o->map_ids, o->map_cnt * sizeof(uint32_t));
     memcpy(body + sizeof(*hdr) + o->map_cnt * sizeof(uint32_t), op->insns, op->insn_cnt * sizeof(struct bpf_insn));
     struct bpfg_x86jit_code code = {0};
-    int used = compile_for_target(t, o, p, engine, &code);
+    int used = compile_for_target(s, t, o, p, engine, &code);
     int r = -1;
     if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &code) != 0)
         used = BPFG_ENGINE_INTERP;
@@ -1177,6 +1274,10 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
 
 void targets_destroy(struct server *s)
 {
+#ifdef BPFG_HAVE_LLVMJIT
+    bpfg_jitcache_close(s->targets.jitcache);
+    s->targets.jitcache = NULL;
+#endif
     char err[256];
     while (s->targets.list) {
         pid_t pid = s->targets.list->pid;

@@ -66,7 +66,13 @@ struct targets {
     int listen_fd;             /* abstract socket payloads connect to */
     char listen_name[108];     /* "@bpfgraft-payload:<control socket>" */
     char payload_path[4096];
+    char cache_dir[4096];      /* compiled-code cache (LLVM); opened at first use */
+    void *jitcache;            /* struct bpfg_jitcache *, when LLVM is built */
+    bool jitcache_failed;
 };
+
+/* Where compiled code is cached (before the first attach). */
+void targets_set_cache_dir(struct targets *t, const char *dir);
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
 

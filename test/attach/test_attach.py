@@ -148,7 +148,8 @@ def main():
         cl = srv.client()
         cl.call("object.load", path=os.path.abspath(args.obj), name="count")
 
-        for kind, engine in (("pie", "interp"), ("nopie", "interp"), ("pie", "x86"), ("nopie", "x86")):
+        for kind, engine in (("pie", "interp"), ("nopie", "interp"), ("pie", "x86"), ("nopie", "x86"),
+                             ("pie", "llvm"), ("nopie", "llvm")):
             kind_name = kind
             kind = f"{kind_name}/{engine}"
             v = Victim(os.path.join(args.test_bin, f"attach-victim-{kind_name}"), srv.dir, 4)
@@ -208,6 +209,10 @@ def main():
             check(v.alive(), "engine selection: victim alive")
         finally:
             v.stop()
+
+        cache = os.path.join(srv.dir, "jitcache")
+        entries = [f for f in os.listdir(cache) if f.endswith(".jit")] if os.path.isdir(cache) else []
+        check(len(entries) >= 3, f"llvm: compiled code is cached on disk ({len(entries)} entries)")
 
         # a target blocked in read(), with a signal pending meanwhile
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 1, block=True)

@@ -71,7 +71,7 @@ void bench_report(struct bench_ctx *ctx, const char *name, const char *variant,
     if (!ctx->json) {
         printf("%-6s %-28s %-14s %12.2f %-8s", ctx->suite, name, variant, value, unit);
         if (baseline_name)
-            printf("  %s %.2f %s  ratio %.2fx", baseline_name, baseline_value, unit, ratio);
+            printf("  %s %.2f %s  ratio %.3gx", baseline_name, baseline_value, unit, ratio);
         putchar('\n');
         fflush(stdout);
         return;

@@ -105,7 +105,9 @@ int server_start(struct server *s, const char *bin)
             dup2(null, 1);
             dup2(null, 2);
         }
-        execl(bin, bin, "--socket", s->sock, "--foreground", (char *)NULL);
+        char cache[160];
+        snprintf(cache, sizeof(cache), "%s/jitcache", s->dir);
+        execl(bin, bin, "--socket", s->sock, "--foreground", "--cache-dir", cache, (char *)NULL);
         _exit(127);
     }
     /* Wait until it accepts connections. */
@@ -139,7 +141,11 @@ void server_stop(struct server *s)
         }
     }
     unlink(s->sock);
-    rmdir(s->dir);
+    /* the server's compiled-code cache lives in our directory */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+    if (system(cmd) != 0)
+        rmdir(s->dir);
 }
 
 int find_next_to_self(char *out, size_t len, const char *rel)

@@ -3,8 +3,8 @@
  * real kernel BPF) and with bpfgraft's uprobes/uretprobes running the same
  * programs; plus bpfgraft's attach latency, how long the victim's threads
  * stay stopped (also with 100 threads) and the payload's added RSS.
- * bpfgraft runs each program once with the interpreter and once with the
- * x86 JIT (target.attach's engine).
+ * bpfgraft runs each program with the interpreter, the x86 JIT and the
+ * LLVM engine (target.attach's engine).
  *
  * Every bpfgraft measurement with the counting program also checks that
  * the map saw exactly as many hits as the victim made calls. */
@@ -306,16 +306,17 @@ static int run(struct bench_ctx *ctx)
 
     if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = load_object(&r, obj)))
         goto out;
-    static const char *const engines[] = {"interp", "x86"};
-    struct graft_result up[2], ret[2];
-    double cnt[2];
+    static const char *const engines[] = {"interp", "x86", "llvm"};
+    enum { NENG = sizeof(engines) / sizeof(engines[0]) };
+    struct graft_result up[NENG], ret[NENG];
+    double cnt[NENG];
     long rss_before = rss_kb(v.pid), rss_attached = 0;
-    for (int e = 0; e < 2; e++)
+    for (int e = 0; e < NENG; e++)
         if ((err = graft_cost(&r, &v, "empty_entry", engines[e], n, &up[e])) ||
             (err = counter_cost(&r, &v, engines[e], n, &cnt[e], &rss_attached)) ||
             (err = graft_cost(&r, &v, "empty_return", engines[e], n, &ret[e])))
             goto out;
-    for (int e = 0; e < 2; e++) {
+    for (int e = 0; e < NENG; e++) {
         char variant[32];
         snprintf(variant, sizeof(variant), "bpfgraft %s", engines[e]);
         bench_report(ctx, "uprobe empty", variant, up[e].per_call - base, "ns/hit", "kernel", k_up - base);
@@ -324,6 +325,7 @@ static int run(struct bench_ctx *ctx)
     }
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (x86 JIT)", "bpfgraft", up[1].attach_ms, "ms", NULL, 0);
+    bench_report(ctx, "attach latency (llvm, compile)", "bpfgraft", up[2].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "threads stopped (1 thread)", "bpfgraft", (double)up[0].stop_us, "us", NULL, 0);
     bench_report(ctx, "payload added RSS", "bpfgraft", (double)(rss_attached - rss_before), "KiB", NULL, 0);
     bench_note(ctx, "goals with the JIT (issue): <= 15 ns/hit empty uprobe, <= 25 ns/hit map counter, "

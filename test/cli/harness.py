@@ -75,7 +75,8 @@ class Server:
         self.log_path = os.path.join(self.dir, "bpfgraftd.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [self.bpfgraftd, "--socket", self.socket, "--foreground"],
+            [self.bpfgraftd, "--socket", self.socket, "--foreground",
+             "--cache-dir", os.path.join(self.dir, "jitcache")],
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
