@@ -932,6 +932,32 @@ static int cmd_start(struct args *a)
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
+/* bpfgraft compile OBJ -o FILE ...: ahead-of-time compilation is done by
+ * bpfgraft-compile (it links LLVM; the CLI does not), found beside us. */
+static int cmd_compile(struct args *a)
+{
+    char self[4096], tool[4200];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return usage_error("compile: cannot find my own path");
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(tool, sizeof(tool), "%s/bpfgraft-compile", self);
+    char **argv = calloc((size_t)a->n + 2, sizeof(char *));
+    if (!argv)
+        return 1;
+    argv[0] = tool;
+    for (int i = 0; i < a->n; i++)
+        argv[i + 1] = a->v[i];
+    fflush(stdout);
+    execv(tool, argv);
+    fprintf(stderr, "bpfgraft: compile needs %s (built with LLVM): %s\n", tool, strerror(errno));
+    free(argv);
+    return 1;
+}
+
 static int cmd_detach(struct args *a)
 {
     uint64_t pid;
@@ -1119,7 +1145,7 @@ static const struct command {
     int (*run)(struct args *a);
 } commands[] = {
     {"status", cmd_status}, {"load", cmd_load},     {"unload", cmd_unload},
-    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start},
+    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start}, {"compile", cmd_compile},
     {"detach", cmd_detach}, {"ps", cmd_ps},         {"trace", cmd_trace},
     {"events", cmd_events}, {"api", cmd_api},
 };

@@ -41,6 +41,10 @@ static int describe_placeholder(void *user, uint64_t value, struct bpfg_llvmjit_
     if ((value & 0xffff000000000000ull) != PH_TAG || (uint32_t)value || idx >= obj->map_cnt)
         return -ENOENT;
     const struct bpfg_obj_map *m = &obj->maps[idx];
+    /* the server's rule (server/targets.c map_info_for_target): plain
+     * arrays with 4-byte keys, whose values every payload reports */
+    if (m->type != BPF_MAP_TYPE_ARRAY || m->key_size != 4)
+        return -ENOENT;
     *info = (struct bpfg_llvmjit_map_info){
         .type = m->type, .key_size = m->key_size, .value_size = m->value_size, .max_entries = m->max_entries,
         .value_base = m->type == BPF_MAP_TYPE_ARRAY ? 1 : 0,   /* known in every target */
@@ -63,7 +67,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *obj_path = NULL, *out_path = NULL, *cache_dir = NULL;
-    int opt_level = 0;
+    int opt_level = 0;   /* 0: the engine's default, as the server uses */
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc) {

@@ -758,7 +758,9 @@ uint32_t bpfg_map_prog_array_get(struct bpfg_map *m, uint32_t index)
 
 void *bpfg_map_value_area(struct bpfg_map *m, size_t *size, uint64_t *file_off)
 {
-    if (m->type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
+    /* every plain array keeps its values back to back, value_stride apart;
+     * only BPF_F_MMAPABLE ones (global data) start on a page boundary */
+    if (m->type != BPF_MAP_TYPE_ARRAY)
         return NULL;
     if (size)
         *size = (size_t)m->value_stride * m->max_entries;

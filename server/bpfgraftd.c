@@ -33,6 +33,7 @@ static void usage(FILE *f)
             "  -p, --payload FILE      the payload injected into targets\n"
             "                          (default: ../lib/bpfgraft-payload.so beside this binary)\n"
             "  -c, --cache-dir DIR     compiled-code cache (default /var/cache/bpfgraft)\n"
+            "  -a, --jit-archive FILE  import code compiled ahead of time (bpfgraft compile)\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -86,7 +87,8 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
         {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
         {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {"payload", required_argument, NULL, 'p'}, {"cache-dir", required_argument, NULL, 'c'}, {"verifier", required_argument, NULL, 'V'},
+        {"payload", required_argument, NULL, 'p'}, {"cache-dir", required_argument, NULL, 'c'},
+        {"jit-archive", required_argument, NULL, 'a'}, {"verifier", required_argument, NULL, 'V'},
         {"engine", required_argument, NULL, 'E'}, {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
@@ -94,7 +96,7 @@ int main(int argc, char **argv)
     bool daemon_mode = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "fds:m:g:l:vhp:c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "fds:m:g:l:vhp:c:a:", opts, NULL)) != -1) {
         switch (c) {
         case 'f': daemon_mode = false; break;
         case 'd': daemon_mode = true; break;
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
         case 'l': log_path = optarg; break;
         case 'p': cfg.payload_path = optarg; break;
         case 'c': cfg.cache_dir = optarg; break;
+        case 'a': cfg.jit_archive = optarg; break;
         case 'v': srv_log_set_level(SRV_DEBUG); break;
         case 'V': {
             struct progcheck_options po;

@@ -149,7 +149,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
         srv_log(SRV_ERROR, "cannot listen for payloads: %s", strerror(-err));
         goto fail;
     }
-    targets_set_cache_dir(&s->targets, s->cfg.cache_dir);
+    targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
 
     sigset_t mask;
     sigemptyset(&mask);

@@ -30,6 +30,7 @@ struct srv_config {
     size_t max_clients;          /* 0: 256 */
     const char *payload_path;    /* bpfgraft-payload.so */
     const char *cache_dir;       /* compiled-code cache; NULL: /var/cache/bpfgraft */
+    const char *jit_archive;     /* precompiled code to import (bpfgraft compile) */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u

@@ -86,9 +86,10 @@ void targets_set_default_engine(int engine)
     default_engine = engine;
 }
 
-void targets_set_cache_dir(struct targets *t, const char *dir)
+void targets_set_cache_dir(struct targets *t, const char *dir, const char *archive)
 {
     snprintf(t->cache_dir, sizeof(t->cache_dir), "%s", dir ? dir : "");
+    snprintf(t->jit_archive, sizeof(t->jit_archive), "%s", archive ? archive : "");
 }
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
@@ -629,6 +630,12 @@ static struct bpfg_jitcache *jitcache(struct server *s)
             ts->jitcache_failed = true;
             srv_log(SRV_WARN, "compiled-code cache %s unusable (%s): compiling without it",
                     ts->cache_dir[0] ? ts->cache_dir : BPFG_JITCACHE_DEFAULT_DIR, strerror(errno));
+        } else if (ts->jit_archive[0]) {
+            int n = bpfg_jitcache_import(ts->jitcache, ts->jit_archive);
+            if (n < 0)
+                srv_log(SRV_WARN, "cannot import %s: %s", ts->jit_archive, strerror(-n));
+            else
+                srv_log(SRV_INFO, "imported %d precompiled programs from %s", n, ts->jit_archive);
         }
     }
     return ts->jitcache;

@@ -67,12 +67,13 @@ struct targets {
     char listen_name[108];     /* "@bpfgraft-payload:<control socket>" */
     char payload_path[4096];
     char cache_dir[4096];      /* compiled-code cache (LLVM); opened at first use */
+    char jit_archive[4096];    /* `bpfgraft compile` output imported into it */
     void *jitcache;            /* struct bpfg_jitcache *, when LLVM is built */
     bool jitcache_failed;
 };
 
 /* Where compiled code is cached (before the first attach). */
-void targets_set_cache_dir(struct targets *t, const char *dir);
+void targets_set_cache_dir(struct targets *t, const char *dir, const char *archive);
 
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
 

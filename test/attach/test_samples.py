@@ -123,8 +123,44 @@ def main():
             os.kill(pid, 9)
             os.waitpid(pid, 0)
             os.close(fd)
+    return args
+
+
+def aot(args):
+    """bpfgraft compile OBJ -o FILE, then bpfgraftd --jit-archive FILE: the
+    attach takes the precompiled code instead of running LLVM."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="bpfgraft-aot-")
+    try:
+        archive = os.path.join(tmp, "malloc.jit")
+        r = subprocess.run([os.path.join(args.bin_dir, "bpfgraft"), "compile",
+                            os.path.join(args.bpf_dir, "malloc.bpf.o"), "-o", archive],
+                           capture_output=True, text=True, timeout=120)
+        check(r.returncode == 0 and "count_malloc" in r.stdout and os.path.getsize(archive) > 0,
+              "bpfgraft compile writes an archive", r.stdout + r.stderr)
+        with Server(args, ["--jit-archive", archive, "--debug"]) as srv:
+            srv.cli("load", os.path.join(args.bpf_dir, "malloc.bpf.o"))
+            v = subprocess.Popen([os.path.join(args.bin_dir, "malloc-victim")], stdout=subprocess.DEVNULL)
+            try:
+                time.sleep(0.2)
+                rc, _, err = srv.cli("attach", v.pid, "malloc", "--engine", "llvm")
+                check_eq(rc, 0, f"aot: attach with the llvm engine ({err.strip()})")
+                time.sleep(0.3)
+                log = srv.log_text()
+                check("imported 1 precompiled programs" in log, "aot: the server imported the archive")
+                check("llvm code from the cache" in log, "aot: the attach used the precompiled code, no LLVM run")
+                rc, doc, _ = srv.cli_json("map", "dump", "malloc_calls")
+                got = {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
+                check(got.get(v.pid, 0) > 0, "aot: the precompiled program counts")
+                srv.cli("detach", v.pid)
+            finally:
+                v.kill()
+                v.wait()
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    aot(main())
     raise SystemExit(report())

@@ -62,8 +62,9 @@ def _die_with_parent():
 
 
 class Server:
-    def __init__(self, args):
+    def __init__(self, args, extra_args=()):
         self.args = args
+        self.extra_args = list(extra_args)
         self.bpfgraftd = os.path.join(args.bin_dir, "bpfgraftd")
         self.cli_bin = os.path.join(args.bin_dir, "bpfgraft")
         self.dir = None
@@ -76,7 +77,7 @@ class Server:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.bpfgraftd, "--socket", self.socket, "--foreground",
-             "--cache-dir", os.path.join(self.dir, "jitcache")],
+             "--cache-dir", os.path.join(self.dir, "jitcache")] + self.extra_args,
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
