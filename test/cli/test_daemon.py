@@ -84,6 +84,19 @@ except BpfgraftError as e:
         srv.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    # --verifier=kernel: the kernel's verifier must accept programs too
+    bpf_dir = os.path.dirname(args.other_obj)
+    with Server(args, ["--verifier=kernel"]) as ksrv:
+        kc = ksrv.client()
+        kc.call("object.load", path=os.path.join(bpf_dir, "malloc.bpf.o"))
+        check(True, "--verifier=kernel: malloc passes both verifiers")
+        try:
+            kc.call("object.load", path=os.path.join(bpf_dir, "errinject.bpf.o"))
+            check(False, "--verifier=kernel: errinject is refused")
+        except Exception as e:   # BpfgraftError
+            check(getattr(e, "name", "") == "verifier_rejected" and "kernel" in str(e).lower(),
+                  "--verifier=kernel: errinject (override_return on a uprobe) is refused by the kernel", str(e))
+
     tmp = tempfile.mkdtemp(prefix="bpfgraft-daemon-")
     try:
         sockdir = os.path.join(tmp, "run")
