@@ -16,10 +16,11 @@
 #endif
 
 #define REGION_MAGIC   0x50414d4746504221ull   /* "!BPFGMAP" little-endian */
-#define REGION_VERSION 1u
+#define REGION_VERSION 2u
 #define REGION_PAGE    4096u
 #define HDR_SIZE       REGION_PAGE
 #define LOCK_STRIDE    64u                      /* one robust mutex per cache line */
+#define FREE_HEAD_OFF  48u                      /* hash: the stripe's free-list head */
 #define MAX_LOCK_STRIPES 64u
 #define NIL            0xffffffffu
 #define NULLS_BIT      0x80000000u
@@ -66,7 +67,7 @@ struct region_state {
     _Atomic uint32_t count;            /* hash: live elements */
     _Atomic uint32_t repairs;          /* statistics: repairs done */
     char pad0[48];
-    _Atomic uint64_t free_head;        /* hash: (tag << 32) | element index */
+    uint64_t unused_free_head;         /* layout 1's single free list */
     char pad1[56];
     _Atomic uint64_t clock_hand;       /* LRU victim search */
     char pad2[56];
@@ -75,6 +76,8 @@ struct region_state {
     _Atomic uint32_t rb_waiters;       /* ringbuf: consumers sleeping */
     _Atomic uint32_t rb_futex;         /* ringbuf: bumped on wakeup */
     char pad4[56];
+    _Atomic uint32_t rb_lock;          /* ringbuf: reserving thread's tid, 0 = free */
+    char pad5[60];
 };
 
 /* Per-ring control of ring types. RINGBUF: the kernel's consumer page and
@@ -86,6 +89,8 @@ struct perf_ctl {
     char pad1[56];
     _Atomic uint64_t lost;
     _Atomic uint64_t lost_reported;
+    char pad2[48];
+    _Atomic uint32_t lock;             /* reserving thread's tid, 0 = free */
 };
 
 struct ring_view {
@@ -93,7 +98,7 @@ struct ring_view {
     _Atomic unsigned long *prod;
     uint8_t *data;           /* double mapped */
     uint64_t mask;
-    pthread_mutex_t *lock;
+    _Atomic uint32_t *lock;  /* reserve lock: owner tid (see ring_lock) */
     struct perf_ctl *perf;   /* perf rings only */
     _Atomic unsigned long cons_cache;  /* last consumer_pos seen: a lower bound */
 };

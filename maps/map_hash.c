@@ -252,9 +252,21 @@ static uint32_t idx_of(struct bpfg_map *m, struct helem *e)
     return (uint32_t)(((uint8_t *)e - m->data) / m->elem_size);
 }
 
-static uint32_t free_pop(struct bpfg_map *m)
+/* Free elements: one tagged Treiber stack per stripe, its head in the
+ * stripe's lock slot (FREE_HEAD_OFF), a line the writer already owns since
+ * it holds that lock. Writers pop from their stripe's stack and take from
+ * the others when it is empty; a freed element goes to the stripe whose
+ * lock is held. Pops and pushes are lock-free, so taking from another
+ * stripe needs no second lock. */
+static inline _Atomic uint64_t *free_head(struct bpfg_map *m, uint32_t s)
 {
-    uint64_t old = atomic_load(&m->st->free_head), nw;
+    return (_Atomic uint64_t *)(m->locks + (uint64_t)s * LOCK_STRIDE + FREE_HEAD_OFF);
+}
+
+static uint32_t free_pop_one(struct bpfg_map *m, uint32_t s)
+{
+    _Atomic uint64_t *head = free_head(m, s);
+    uint64_t old = atomic_load(head), nw;
     uint32_t i;
     do {
         i = (uint32_t)old;
@@ -265,26 +277,54 @@ static uint32_t free_pop(struct bpfg_map *m)
             return NIL;
         }
         nw = ((old >> 32) + 1) << 32 | atomic_load(&E(m, i)->free_next);
-    } while (!atomic_compare_exchange_weak(&m->st->free_head, &old, nw));
+    } while (!atomic_compare_exchange_weak(head, &old, nw));
     return i;
 }
 
-static void free_push(struct bpfg_map *m, uint32_t i)
+static uint32_t free_pop(struct bpfg_map *m, uint32_t s)
 {
-    uint64_t old = atomic_load(&m->st->free_head), nw;
+    for (uint32_t k = 0; k < m->n_locks; k++) {
+        uint32_t i = free_pop_one(m, (s + k) & (m->n_locks - 1));
+        if (i != NIL)
+            return i;
+    }
+    return NIL;
+}
+
+static void free_push(struct bpfg_map *m, uint32_t s, uint32_t i)
+{
+    _Atomic uint64_t *head = free_head(m, s);
+    uint64_t old = atomic_load(head), nw;
     do {
         atomic_store(&E(m, i)->free_next, (uint32_t)old);
         nw = ((old >> 32) + 1) << 32 | i;
-    } while (!atomic_compare_exchange_weak(&m->st->free_head, &old, nw));
+    } while (!atomic_compare_exchange_weak(head, &old, nw));
+}
+
+/* Deals elements [0, n_elems) out to the stripes' stacks, a contiguous run
+ * each (keeping each stripe's elements together), skipping live ones. */
+static void free_rebuild(struct bpfg_map *m, const uint64_t *live)
+{
+    uint32_t per = (m->n_elems + m->n_locks - 1) / m->n_locks;
+    for (uint32_t s = 0; s < m->n_locks; s++) {
+        uint32_t top = NIL;
+        uint64_t lo = (uint64_t)s * per, hi = lo + per < m->n_elems ? lo + per : m->n_elems;
+        for (uint64_t i = hi; i-- > lo;) {
+            if (live && (live[i / 64] >> (i % 64) & 1))
+                continue;
+            atomic_store(&E(m, (uint32_t)i)->free_next, top);
+            top = (uint32_t)i;
+        }
+        _Atomic uint64_t *head = free_head(m, s);
+        atomic_store(head, ((atomic_load(head) >> 32) + 1) << 32 | top);
+    }
 }
 
 static void hash_init(struct bpfg_map *m)
 {
     for (uint32_t b = 0; b < m->n_buckets; b++)
         atomic_store(bucket(m, b), NULLS_BIT | b);
-    for (uint32_t i = 0; i < m->n_elems; i++)
-        atomic_store(&E(m, i)->free_next, i + 1 < m->n_elems ? i + 1 : NIL);
-    atomic_store(&m->st->free_head, 0);
+    free_rebuild(m, NULL);
     atomic_store(&m->st->count, 0);
 }
 
@@ -331,12 +371,13 @@ static bool unlink_idx(struct bpfg_map *m, uint32_t b, uint32_t i)
     return false;
 }
 
-static void release_elem(struct bpfg_map *m, uint32_t i)
+/* Frees an unlinked element; stripe s (its bucket's) is held. */
+static void release_elem(struct bpfg_map *m, uint32_t s, uint32_t i)
 {
     if (m->lru)
         atomic_store_explicit(lru_live(m, i), 0, memory_order_relaxed);
     atomic_fetch_sub(&m->st->count, 1);
-    free_push(m, i);
+    free_push(m, s, i);
 }
 
 static __thread uint64_t lru_rng;
@@ -385,7 +426,7 @@ static int lru_evict(struct bpfg_map *m, uint32_t held)
             continue;
         bool ok = atomic_load(lru_live(m, best)) && unlink_idx(m, b, best);
         if (ok)
-            release_elem(m, best);
+            release_elem(m, s, best);
         if (s != held)
             map_unlock(m, s);
         if (ok)
@@ -446,7 +487,7 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
     }
     if (!old && (err = reserve_count(m, s)))
         goto out;
-    uint32_t i = free_pop(m);
+    uint32_t i = free_pop(m, s);
     if (i == NIL) {
         if (old) {
             /* Pool exhausted by leaks a repair will reclaim: update in place. */
@@ -474,7 +515,7 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         uint32_t oi = idx_of(m, old);
         if (m->lru)
             atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
-        free_push(m, oi);
+        free_push(m, s, oi);
     } else {
         atomic_store_explicit(&e->next, atomic_load_explicit(bucket(m, b), memory_order_relaxed),
                               memory_order_relaxed);
@@ -504,7 +545,7 @@ static int hash_delete(struct bpfg_map *m, const void *key)
     if (e) {
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
                               memory_order_release);
-        release_elem(m, idx_of(m, e));
+        release_elem(m, s, idx_of(m, e));
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -577,7 +618,7 @@ static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *val
         memcpy(value, eval(m, e), copy_size(m));
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
                               memory_order_release);
-        release_elem(m, idx_of(m, e));
+        release_elem(m, s, idx_of(m, e));
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -652,9 +693,7 @@ static int hash_repair(struct bpfg_map *m)
         if (i != (NULLS_BIT | b))
             atomic_store(link, NULLS_BIT | b);
     }
-    uint64_t head = atomic_load(&m->st->free_head);
-    uint32_t top = NIL;
-    for (uint32_t i = m->n_elems; i-- > 0;) {
+    for (uint32_t i = 0; i < m->n_elems; i++) {
         bool live = seen[i / 64] >> (i % 64) & 1;
         if (m->lru)
             atomic_store(lru_live(m, i), live);
@@ -664,10 +703,8 @@ static int hash_repair(struct bpfg_map *m)
         uint32_t g = atomic_load(&e->gen);
         if (g & 1)
             atomic_store(&e->gen, g + 1);
-        atomic_store(&e->free_next, top);
-        top = i;
     }
-    atomic_store(&m->st->free_head, ((head >> 32) + 1) << 32 | top);
+    free_rebuild(m, seen);
     atomic_store(&m->st->count, count);
     free(seen);
     return 0;

@@ -1,11 +1,12 @@
 /* RINGBUF (the kernel's layout and record format) and PERF_EVENT_ARRAY
  * (one such ring per CPU).
  *
- * Producers serialise only to reserve space: under a robust mutex they
- * write the record header (length | BUSY, producer tid) and advance
- * producer_pos with a release store, exactly like the kernel. Submit and
- * discard clear BUSY with one atomic exchange, outside any lock. A producer
- * killed while holding the mutex leaves at most header bytes beyond
+ * Producers serialise only to reserve space: under a lock word holding the
+ * owner's tid (ring_lock) they write the record header (length | BUSY,
+ * producer tid) and advance producer_pos with a release store, exactly like
+ * the kernel under its spinlock. Submit and discard clear BUSY with one
+ * store, outside any lock. A producer killed while holding the lock (which
+ * the next producer then takes over) leaves at most header bytes beyond
  * producer_pos, which no consumer reads. One killed between reserve and
  * submit leaves a BUSY record; the consumer sees that its tid is gone and
  * turns the record into a discarded one.
@@ -24,6 +25,7 @@
 #include "internal.h"
 
 #define RB_MAX_RECORD (UINT32_MAX / 4)
+#define BUSY_SPINS 4   /* re-reads (~250 ns apart) of a BUSY header before checking its producer */
 #define RB_FLAGS (BPF_F_NUMA_NODE)
 #define PERF_FLAGS (BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
 
@@ -90,8 +92,55 @@ static void wake(struct bpfg_map *m)
     syscall(SYS_futex, &m->st->rb_futex, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/* The reserve lock is a word holding the owner's thread id. The critical
+ * section is a handful of stores that never block, so a waiter spins; if
+ * the owner keeps it for long, the waiter checks whether that thread still
+ * exists and takes the lock over from a dead one (what a dead owner can
+ * leave is harmless, see ring_reserve). A live but preempted owner is
+ * waited for, yielding the CPU. Same assumption as the dead-producer skip:
+ * one pid namespace, dead threads reaped. */
+#define LOCK_SPINS 256
+#define PREFETCH_AHEAD 256   /* bytes past the new producer_pos */
+
+static bool tid_dead(uint32_t tid)
+{
+    return tid && kill((pid_t)tid, 0) < 0 && errno == ESRCH;
+}
+
+static void ring_lock(_Atomic uint32_t *lock, uint32_t tid)
+{
+    uint32_t cur = 0;
+    if (atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire, memory_order_relaxed))
+        return;
+    for (;;) {
+        for (int spin = 0; spin < LOCK_SPINS; spin++) {
+            __builtin_ia32_pause();
+            cur = atomic_load_explicit(lock, memory_order_relaxed);
+            if (!cur && atomic_compare_exchange_weak_explicit(lock, &cur, tid, memory_order_acquire,
+                                                              memory_order_relaxed))
+                return;
+        }
+        cur = atomic_load_explicit(lock, memory_order_relaxed);
+        if (cur && (cur == tid || tid_dead(cur))) {
+            /* Owner gone (or a previous life of our tid): take over. */
+            if (atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire,
+                                                        memory_order_relaxed))
+                return;
+            continue;
+        }
+        if (cur)
+            syscall(SYS_sched_yield);
+    }
+}
+
+static void ring_unlock(_Atomic uint32_t *lock)
+{
+    atomic_store_explicit(lock, 0, memory_order_release);
+}
+
 void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
 {
+    (void)m;
     if (size > RB_MAX_RECORD)
         return NULL;
     uint64_t len = ROUND8(size + sizeof(struct rb_hdr));
@@ -101,14 +150,13 @@ void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
     /* consumer_pos only grows, so a cached value is a safe lower bound;
      * re-reading it only when short of space keeps its cache line quiet. */
     unsigned long cons = atomic_load_explicit(&r->cons_cache, memory_order_relaxed);
-    if (map_lock(m, (uint32_t)(r - m->rings)))
-        return NULL;
+    ring_lock(r->lock, tid);
     unsigned long prod = atomic_load_explicit(r->prod, memory_order_relaxed);
     if (prod + len - cons > r->mask) {
         cons = atomic_load_explicit(r->cons, memory_order_acquire);
         atomic_store_explicit(&r->cons_cache, cons, memory_order_relaxed);
         if (prod + len - cons > r->mask) {
-            map_unlock(m, (uint32_t)(r - m->rings));
+            ring_unlock(r->lock);
             return NULL;
         }
     }
@@ -116,7 +164,10 @@ void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
     atomic_store_explicit(&h->len, (uint32_t)size | BPF_RINGBUF_BUSY_BIT, memory_order_relaxed);
     h->pg_off = tid;
     atomic_store_explicit(r->prod, prod + len, memory_order_release);
-    map_unlock(m, (uint32_t)(r - m->rings));
+    ring_unlock(r->lock);
+    /* Own the free space ahead before the next reserve's barrier waits for
+     * it: no consumer reads beyond producer_pos. */
+    __builtin_prefetch(r->data + ((prod + len + PREFETCH_AHEAD) & r->mask), 1);
     return h + 1;
 }
 
@@ -132,10 +183,19 @@ void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool dis
     uint32_t nl = len & ~BPF_RINGBUF_BUSY_BIT;
     if (discard)
         nl |= BPF_RINGBUF_DISCARD_BIT;
+    if (flags & BPF_RB_NO_WAKEUP) {
+        /* No wakeup to order against: a release store is enough. */
+        atomic_store_explicit(&h->len, nl, memory_order_release);
+        return;
+    }
+    /* Full barrier: the commit must be visible before we look for sleepers
+     * (a sleeper announces itself, then re-checks the ring). */
     atomic_exchange(&h->len, nl);
+    if (!atomic_load(&m->st->rb_waiters))
+        return;   /* nobody asleep: leave the consumer's line alone */
     if (flags & BPF_RB_FORCE_WAKEUP) {
         wake(m);
-    } else if (!(flags & BPF_RB_NO_WAKEUP)) {
+    } else {
         unsigned long rec = (unsigned long)(p - r->data);
         if ((atomic_load_explicit(r->cons, memory_order_acquire) & r->mask) == rec)
             wake(m);
@@ -146,7 +206,7 @@ void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool dis
  * committed. Assumes producers and consumers share a pid namespace. */
 static bool producer_dead(const struct rb_hdr *h)
 {
-    return h->pg_off && kill((pid_t)h->pg_off, 0) < 0 && errno == ESRCH;
+    return tid_dead(h->pg_off);
 }
 
 static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample_fn fn, void *ctx)
@@ -161,6 +221,15 @@ static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample
             struct rb_hdr *h = (struct rb_hdr *)(r->data + (cons & r->mask));
             uint32_t len = atomic_load_explicit(&h->len, memory_order_acquire);
             if (len & BPF_RINGBUF_BUSY_BIT) {
+                /* A live producer commits within nanoseconds of reserving:
+                 * wait that long before paying for a liveness syscall. */
+                for (int spin = 0; spin < BUSY_SPINS && (len & BPF_RINGBUF_BUSY_BIT); spin++) {
+                    for (int k = 0; k < 10; k++)   /* leave the line to its writer */
+                        __builtin_ia32_pause();
+                    len = atomic_load_explicit(&h->len, memory_order_acquire);
+                }
+                if (!(len & BPF_RINGBUF_BUSY_BIT))
+                    continue;
                 if (!reap_dead || !producer_dead(h)) {
                     atomic_store_explicit(r->cons, cons, memory_order_release);
                     return n;

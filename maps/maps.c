@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,10 @@
 
 _Static_assert(sizeof(struct region_hdr) <= STATE_OFF, "header overlaps state");
 _Static_assert(STATE_OFF + sizeof(struct region_state) <= HDR_SIZE, "state too big");
-_Static_assert(sizeof(pthread_mutex_t) <= LOCK_STRIDE, "mutex too big");
+_Static_assert(sizeof(pthread_mutex_t) <= FREE_HEAD_OFF, "mutex overlaps the free-list head");
+/* Offsets documented in FORMAT.md. */
+_Static_assert(STATE_OFF + offsetof(struct region_state, rb_lock) == 832, "rb_lock moved");
+_Static_assert(offsetof(struct perf_ctl, lock) == 192, "perf ring lock moved");
 
 /* Type dispatch: adding a map type means adding one ops table here. */
 static const struct map_ops *const type_ops[] = {
@@ -429,12 +433,12 @@ static int attach_rings(struct bpfg_map *m, const struct layout *lo)
         if (rb) {
             r->cons = (_Atomic unsigned long *)p;
             r->prod = (_Atomic unsigned long *)(p + REGION_PAGE);
-            r->lock = map_lockp(m, 0);
+            r->lock = &m->st->rb_lock;
         } else {
             r->perf = (struct perf_ctl *)(m->aux + (uint64_t)i * REGION_PAGE);
             r->cons = &r->perf->consumer_pos;
             r->prod = &r->perf->producer_pos;
-            r->lock = map_lockp(m, i);
+            r->lock = &r->perf->lock;
         }
     }
     return 0;
@@ -758,9 +762,7 @@ uint32_t bpfg_map_prog_array_get(struct bpfg_map *m, uint32_t index)
 
 void *bpfg_map_value_area(struct bpfg_map *m, size_t *size, uint64_t *file_off)
 {
-    /* every plain array keeps its values back to back, value_stride apart;
-     * only BPF_F_MMAPABLE ones (global data) start on a page boundary */
-    if (m->type != BPF_MAP_TYPE_ARRAY)
+    if (m->type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
         return NULL;
     if (size)
         *size = (size_t)m->value_stride * m->max_entries;

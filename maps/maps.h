@@ -99,9 +99,8 @@ int bpfg_map_peek_elem(struct bpfg_map *map, void *value);
 /* PROG_ARRAY: program id stored at index (0 = empty slot). */
 uint32_t bpfg_map_prog_array_get(struct bpfg_map *map, uint32_t index);
 
-/* ARRAY maps: the value area, element i's value at i * round_up(value_size,
- * 8); NULL for other types. For global-data arrays (and any BPF_F_MMAPABLE
- * array) it starts on a page boundary of the region at offset *file_off. */
+/* Global-data arrays (and any BPF_F_MMAPABLE array): the value area, which
+ * starts on a page boundary of the region at offset *file_off. */
 void *bpfg_map_value_area(struct bpfg_map *map, size_t *size, uint64_t *file_off);
 
 /* ---- syscall side ---- */

@@ -326,12 +326,17 @@ struct bpfg_pmsg_syscall_hook {
     uint32_t prog_id;
     uint32_t kind;               /* enum bpfg_sys_kind */
     int32_t nr;                  /* BPFG_SYS_ENTER/EXIT: the syscall; else -1 */
-    uint32_t pad;
+    uint32_t flags;              /* BPFG_SYS_F_*; was padding (0) */
 };
+
+/* The server will rewrite syscall sites: the payload reports candidates
+ * (BPFG_PMSG_SYS_SITES). */
+#define BPFG_SYS_F_REWRITE 1u
 
 struct bpfg_pmsg_syscall_reply {
     uint64_t exempt_base, exempt_len;   /* the prctl's offset and length */
     uint64_t selector;           /* the prctl's switch (one byte, shared by all threads) */
+    uint64_t fast_entry;         /* bpfg_sys_fast_entry; 0 (or a shorter reply): no fast path */
 };
 
 /* SYSCALL_OFF: every syscall program is removed (after a grace period)
@@ -345,6 +350,57 @@ struct bpfg_pmsg_syscall_off_reply {
     uint64_t misses;             /* syscalls made while a program ran on the same thread */
     uint64_t dispatched;         /* SIGSYS taken */
 };
+
+/* ---- additions (ABI version 1): rewritten syscall sites (fast path) ----
+ *
+ * Syscall User Dispatch stays on as the exhaustive net; sites it catches
+ * that have the 7-byte form `mov $nr,%eax` (b8 imm32) + `syscall` (0f 05)
+ * are reported by the payload thread (BPFG_PMSG_SYS_SITES, async, body: an
+ * array of uint64_t site addresses, each reported once) when the hooks
+ * were added with BPFG_SYS_F_REWRITE. Numbers whose handling needs the
+ * signal path (bpfg_sys_slow_only) are never reported. The server
+ * rewrites a site with all threads stopped, only in a file-backed
+ * executable mapping, only if no thread is inside it and no direct branch
+ * near it lands inside it:
+ *     site:  jmp rel32 stub ; (the original 0f 05 stays, never reached
+ *            except by a kernel restart of a syscall made there before)
+ *     stub:  lea -128(%rsp),%rsp      ; skip the red zone
+ *            mov $nr,%eax
+ *            call *[rip+16]           ; .quad fast_entry at stub+32
+ *            lea 128(%rsp),%rsp
+ *            jmp site+7
+ *            .quad fast_entry ; .quad site   (stub+32, stub+40)
+ * bpfg_sys_fast_entry keeps every register but rax, rcx and r11 (like the
+ * kernel: rcx = site+7, r11 = rflags), and rflags itself. Detach writes the
+ * original 5 bytes back; stubs stay mapped (a thread may still return
+ * into one from a blocking syscall). */
+#define BPFG_PMSG_SYS_SITES 9
+#define BPFG_SYS_STUB_SIZE 48
+#define BPFG_SYS_STUB_RET_OFF 16     /* the call's return address in the stub */
+#define BPFG_SYS_STUB_SITE_OFF 40
+
+/* Syscalls that must stay on the signal path (they use or change the
+ * signal frame, the stack or the thread: see payload/syscall.c). */
+static inline int bpfg_sys_slow_only(long nr)
+{
+    switch (nr) {
+    case 13:  /* rt_sigaction */
+    case 14:  /* rt_sigprocmask */
+    case 15:  /* rt_sigreturn */
+    case 56:  /* clone */
+    case 57:  /* fork */
+    case 58:  /* vfork */
+    case 59:  /* execve */
+    case 60:  /* exit */
+    case 157: /* prctl */
+    case 231: /* exit_group */
+    case 322: /* execveat */
+    case 435: /* clone3 */
+        return 1;
+    default:
+        return nr < 0 || nr >= 512;
+    }
+}
 
 struct bpfg_pmsg_exec {
     uint32_t pid, tid;

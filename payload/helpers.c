@@ -322,27 +322,17 @@ H(h_get_stack) { (void)r1, (void)r5;
 
 struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 
+struct prog *helpers_run_end(struct bpfg_exec *ex)
+{
+    /* a reservation the program kept would block the ring forever */
+    while (ex->nrb)
+        ringbuf_release(ex, ex->rb[ex->nrb - 1].data, 0, true);
+    return ex->tail_next;
+}
+
 void helpers_run(struct prog *p, struct bpfg_exec *ex)
 {
-    ex->tail_count = 0;
-    for (;;) {
-        uint64_t ret;
-        ex->tail_next = NULL;
-        /* run errors (e.g. an unknown helper via callx) just end the run,
-         * as in the interpreter */
-        void *ctx = ex->ctx ? ex->ctx : (void *)ex->regs;
-        size_t ctx_len = ex->ctx ? ex->ctx_len : sizeof(*ex->regs);
-        if (p->code)
-            (void)p->code(ctx, ctx_len, helpers_table, ex);
-        else
-            bpfg_vm_exec_ctx(p->vm, ctx, ctx_len, ex, &ret);
-        /* a reservation the program kept would block the ring forever */
-        while (ex->nrb)
-            ringbuf_release(ex, ex->rb[ex->nrb - 1].data, 0, true);
-        if (!ex->tail_next)
-            return;
-        p = ex->tail_next;
-    }
+    helpers_run_hot(p, ex);
 }
 
 static const struct {

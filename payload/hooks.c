@@ -40,8 +40,21 @@ struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 /* Set once by hooks_init, before any hook is active. */
 static bool use_membarrier;
 
+/* How handlers find their thread's key (thread_key). */
+enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct */
+static uint8_t key_method;
+
 void hooks_init(void)
 {
+    /* rdfsbase first, although a load of glibc's fs:0 (the TCB's self
+     * pointer) is ~1 ns cheaper: a thread whose fs base is still 0 gets key
+     * 0 (a miss) instead of a fault. */
+    if (rt_hwcap2 & 2)   /* HWCAP2_FSGSBASE */
+        key_method = KEY_RDFSBASE;
+    else if (rt_params->libc.pthread_mutex_lock)
+        key_method = KEY_FS0;
+    else
+        key_method = KEY_SYSCALL;
     long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (rt_is_err(r) || !(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
         return;
@@ -50,15 +63,14 @@ void hooks_init(void)
 
 /* ---- thread slots ---- */
 
-static uint64_t thread_key(void)
+static inline __attribute__((always_inline)) uint64_t thread_key(void)
 {
     uint64_t k;
-    if (rt_hwcap2 & 2) {   /* HWCAP2_FSGSBASE: no memory access at all */
-        __asm__ volatile("rdfsbase %0" : "=r"(k));
+    if (__builtin_expect(key_method == KEY_RDFSBASE, 1)) {
+        __asm__ volatile("rdfsbase %0" : "=r"(k));   /* no memory access at all */
         return k;
     }
-    if (rt_params->libc.pthread_mutex_lock) {
-        /* glibc: fs:0 is the TCB's self pointer */
+    if (key_method == KEY_FS0) {
         __asm__ volatile("mov %%fs:0, %0" : "=r"(k));
         return k;
     }
@@ -66,12 +78,17 @@ static uint64_t thread_key(void)
     return rt_is_err(r) ? 0 : k;
 }
 
-static struct bpfg_thread_slot *thread_slot(void)
+static inline uint32_t thread_hash(uint64_t self)
 {
-    uint64_t self = thread_key();
+    return (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40);
+}
+
+/* The probing after a first-probe miss, and claiming a free slot. */
+static __attribute__((noinline)) struct bpfg_thread_slot *thread_slot_slow(uint64_t self)
+{
     if (!self)
         return NULL;
-    uint32_t h = (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40);
+    uint32_t h = thread_hash(self);
     for (uint32_t i = 0; i < THREAD_PROBES; i++) {
         struct bpfg_thread_slot *t = &bpfg_threads[(h + i) % BPFG_MAX_THREADS];
         uint64_t o = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
@@ -89,9 +106,19 @@ static struct bpfg_thread_slot *thread_slot(void)
     return NULL;
 }
 
+/* A thread keeps its slot, which is nearly always the first probe. */
+static inline __attribute__((always_inline)) struct bpfg_thread_slot *thread_slot(void)
+{
+    uint64_t self = thread_key();
+    struct bpfg_thread_slot *t = &bpfg_threads[thread_hash(self) % BPFG_MAX_THREADS];
+    if (__builtin_expect(self && __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE) == self, 1))
+        return t;
+    return thread_slot_slow(self);
+}
+
 /* Enters handler context; false if this thread is already inside one (a
  * hooked function called from a helper or a signal handler). */
-static bool thread_enter(struct bpfg_thread_slot *t)
+static inline __attribute__((always_inline)) bool thread_enter(struct bpfg_thread_slot *t)
 {
     uint32_t seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
     if (seq & 1)
@@ -132,15 +159,21 @@ static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
         t->misses++;
 }
 
-/* Clears everything but rb[] (only read below nrb): a {...} initialiser
- * would clear rb[] too, with a rep stos that cost more than the rest of
- * an empty program's run. */
+/* Sets every field but rb[] (only read below nrb), one store each: a
+ * {...} initialiser or a memset becomes a rep stos, which cost more than
+ * the rest of an empty program's run. */
 static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, struct bpfg_hook_slot *h, bool entry)
 {
-    memset(ex, 0, offsetof(struct bpfg_exec, rb));
     ex->regs = regs;
+    ex->ctx = NULL;
+    ex->ctx_len = 0;
     ex->hook = h;
     ex->entry = entry;
+    ex->override = false;
+    ex->override_rc = 0;
+    ex->tail_next = NULL;
+    ex->tail_count = 0;
+    ex->nrb = 0;
 }
 
 static void run_list(uint64_t *list, struct bpfg_exec *ex)
@@ -148,16 +181,16 @@ static void run_list(uint64_t *list, struct bpfg_exec *ex)
     for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
         struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
         if (p)
-            helpers_run(p, ex);
+            helpers_run_hot(p, ex);
     }
 }
 
-static bool any_prog(const uint64_t *list)
+static inline bool any_prog(const uint64_t *list)
 {
-    for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++)
-        if (__atomic_load_n(&list[i], __ATOMIC_ACQUIRE))
-            return true;
-    return false;
+    _Static_assert(BPFG_HOOK_MAX_PROGS == 4, "any_prog reads four words");
+    /* one test instead of a loop's four branches */
+    return (__atomic_load_n(&list[0], __ATOMIC_ACQUIRE) | __atomic_load_n(&list[1], __ATOMIC_ACQUIRE) |
+            __atomic_load_n(&list[2], __ATOMIC_ACQUIRE) | __atomic_load_n(&list[3], __ATOMIC_ACQUIRE)) != 0;
 }
 
 /* Called by bpfg_uprobe_entry. Returns 1 to return to the caller with

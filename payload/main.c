@@ -191,6 +191,16 @@ static void drain_trace(void)
     }
 }
 
+/* Syscall sites for the server to rewrite (see abi.h). */
+static void report_sites(void)
+{
+    uint64_t sites[64];
+    size_t n;
+    while ((n = syscall_take_sites(sites, 64)) != 0)
+        if (send_msg(BPFG_PMSG_SYS_SITES, 0, 0, 0, sites, n * sizeof(sites[0])) != 0)
+            break;
+}
+
 /* ---- programs and maps ---- */
 
 static void prog_free(struct prog *p)
@@ -600,6 +610,7 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         struct pollfd pfd = {.fd = sock, .events = POLLIN};
         long r = rt_sys3(SYS_poll, (long)&pfd, 1, POLL_MS);
         drain_trace();
+        report_sites();
         if (r == 0 || r == -EINTR)
             continue;
         if (rt_is_err(r)) {

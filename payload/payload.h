@@ -58,6 +58,32 @@ int helpers_register(struct bpfg_vm *vm);
 extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 /* Runs a program and the programs it tail-calls. */
 void helpers_run(struct prog *p, struct bpfg_exec *ex);
+/* Ends a run that left ring buffer reservations or a tail call behind:
+ * releases the reservations, returns the next program or NULL. */
+struct prog *helpers_run_end(struct bpfg_exec *ex);
+
+/* helpers_run() for the hook handlers' hot path: inlined, the common end
+ * (no reservation kept, no tail call) costs two loads. */
+static inline __attribute__((always_inline)) void helpers_run_hot(struct prog *p, struct bpfg_exec *ex)
+{
+    ex->tail_count = 0;
+    do {
+        ex->tail_next = NULL;
+        /* run errors (e.g. an unknown helper via callx) just end the run,
+         * as in the interpreter */
+        void *ctx = ex->ctx ? ex->ctx : (void *)ex->regs;
+        size_t ctx_len = ex->ctx ? ex->ctx_len : sizeof(*ex->regs);
+        if (p->code) {
+            (void)p->code(ctx, ctx_len, helpers_table, ex);
+        } else {
+            uint64_t ret;
+            bpfg_vm_exec_ctx(p->vm, ctx, ctx_len, ex, &ret);
+        }
+        if (__builtin_expect(!ex->nrb && !ex->tail_next, 1))
+            return;
+        p = helpers_run_end(ex);
+    } while (p);
+}
 
 /* trace ring (helpers.c): producers on any thread, one consumer */
 struct trace_line {

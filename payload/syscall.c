@@ -10,6 +10,20 @@
  * overrode it, runs the sys_exit programs and returns the result in the
  * interrupted context's rax.
  *
+ * The fast path: SUD stays on as the exhaustive net, but each site it
+ * catches in the 7-byte form `mov $nr,%eax; syscall` is reported to the
+ * server, which rewrites it (all threads stopped) into a jump to a stub
+ * calling bpfg_sys_fast_entry (abi.h, syscall_entry.S). Later calls run
+ * the same programs from bpfg_sys_fast_handler without a signal: the
+ * syscall is made there, outside any signal handler, with the thread's
+ * own mask, so signals, restarts and blocking behave as at the site. The
+ * numbers that need the handler's special cases below are never rewritten
+ * (bpfg_sys_slow_only). A fork child inherits the rewritten text but runs
+ * unhooked, like on the signal path: fast_live is on a MADV_WIPEONFORK
+ * page. A vfork child (or clone with CLONE_VM and no CLONE_THREAD) shares
+ * our memory and does run the programs through rewritten sites, with its
+ * own tid, as the kernel's tracepoint would (the signal path misses them).
+ *
  * Why the special cases:
  *  - SUD is per thread and not inherited: clone/clone3 of a thread
  *    returns through a stub whose child turns SUD on before running any
@@ -39,10 +53,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
@@ -164,7 +180,7 @@ struct tp_exit {
 struct call {
     long nr;
     uint64_t args[6];
-    struct bpfg_pt_regs regs;   /* kernel layout, for raw tracepoints and bpf_get_stack */
+    struct bpfg_pt_regs *regs;  /* kernel layout, for raw tracepoints and bpf_get_stack */
     int32_t tid;
 };
 
@@ -186,6 +202,15 @@ static void run_list(const uint64_t *list, struct bpfg_exec *ex)
         if (p)
             helpers_run(p, ex);
     }
+}
+
+/* Clears everything but rb[] (read only below nrb): a {...} initialiser
+ * would clear rb[] with a rep stos on every syscall. */
+static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, bool entry)
+{
+    memset(ex, 0, offsetof(struct bpfg_exec, rb));
+    ex->regs = regs;
+    ex->entry = entry;
 }
 
 static bool want_enter(long nr)
@@ -210,13 +235,21 @@ static bool run_enter(struct call *c, int64_t *rc)
         return false;
     }
     __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
-    struct tp_enter rec = {.common_pid = c->tid, .nr = c->nr};
-    memcpy(rec.args, c->args, sizeof(rec.args));
-    struct bpfg_exec ex = {.regs = &c->regs, .entry = true, .ctx = &rec, .ctx_len = sizeof(rec)};
-    if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
-        run_list(sys_enter[c->nr], &ex);
-    run_list(raw_lists[0], &ex);
-    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)&c->regs, (uint64_t)c->nr};
+    struct tp_enter rec;
+    struct bpfg_exec ex;
+    exec_init(&ex, c->regs, true);
+    if (((unsigned long)c->nr < BPFG_SYS_MAX_NR && (nr_has[c->nr] & 1)) || (raw_has & 1)) {
+        memset(&rec, 0, sizeof(rec));
+        rec.common_pid = c->tid;
+        rec.nr = c->nr;
+        memcpy(rec.args, c->args, sizeof(rec.args));
+        ex.ctx = &rec;
+        ex.ctx_len = sizeof(rec);
+        if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
+            run_list(sys_enter[c->nr], &ex);
+        run_list(raw_lists[0], &ex);
+    }
+    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)c->nr};
     ex.ctx = rawtp;
     ex.ctx_len = sizeof(rawtp);
     run_list(raw_lists[2], &ex);
@@ -234,12 +267,15 @@ static void run_exit(struct call *c, int64_t ret)
     }
     __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
     struct tp_exit rec = {.common_pid = c->tid, .nr = c->nr, .ret = ret};
-    c->regs.ax = (uint64_t)ret;
-    struct bpfg_exec ex = {.regs = &c->regs, .entry = false, .ctx = &rec, .ctx_len = sizeof(rec)};
+    c->regs->ax = (uint64_t)ret;
+    struct bpfg_exec ex;
+    exec_init(&ex, c->regs, false);
+    ex.ctx = &rec;
+    ex.ctx_len = sizeof(rec);
     if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
         run_list(sys_exit[c->nr], &ex);
     run_list(raw_lists[1], &ex);
-    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)&c->regs, (uint64_t)ret};
+    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)ret};
     ex.ctx = rawtp;
     ex.ctx_len = sizeof(rawtp);
     run_list(raw_lists[3], &ex);
@@ -344,6 +380,131 @@ static void notify_exec(const struct call *c)
         rt_sys6(SYS_sendto, notify_fd, (long)&m, m.h.len, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0);
 }
 
+/* ---- rewritten sites (the fast path; abi.h, BPFG_PMSG_SYS_SITES) ----
+ *
+ * The SIGSYS handler notes each site it sees once (open addressing on the
+ * address; a slot's key is claimed by CAS, its state published after);
+ * the payload thread reports the candidates to the server, which rewrites
+ * them with every thread stopped. Calls through a rewritten site then
+ * reach bpfg_sys_fast_handler without a signal. */
+#define SITES 4096
+#define SITE_PROBES 64
+enum { SITE_NEW = 0, SITE_CANDIDATE = 1, SITE_DONE = 2 };
+
+static uint64_t site_key[SITES];
+static uint8_t site_state[SITES];
+static volatile uint8_t fast_on;       /* report sites (BPFG_SYS_F_REWRITE) */
+/* One byte on a MADV_WIPEONFORK page: 1 in this process, 0 in a fork
+ * child, which runs unhooked (it has no Syscall User Dispatch either) but
+ * inherits the rewritten text. */
+static volatile uint8_t *fast_live;
+extern char bpfg_sys_fast_entry[];
+
+static void note_site(uint64_t ret, long nr)
+{
+    uint64_t site = ret - 7;
+    uint32_t h = (uint32_t)((site * 0x9e3779b97f4a7c15ull) >> 40);
+    for (uint32_t i = 0; i < SITE_PROBES; i++) {
+        uint32_t idx = (h + i) % SITES;
+        uint64_t k = __atomic_load_n(&site_key[idx], __ATOMIC_ACQUIRE);
+        if (k == site)
+            return;
+        if (k)
+            continue;
+        uint64_t expected = 0;
+        if (!__atomic_compare_exchange_n(&site_key[idx], &expected, site, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+            if (expected == site)
+                return;
+            continue;
+        }
+        uint8_t code[7];
+        uint32_t imm;
+        bool ok = rt_safe_read(code, (const void *)(uintptr_t)site, sizeof(code)) == 0;
+        memcpy(&imm, code + 1, 4);
+        ok = ok && code[0] == 0xb8 && imm == (uint32_t)nr && code[5] == 0x0f && code[6] == 0x05;
+        __atomic_store_n(&site_state[idx], ok ? SITE_CANDIDATE : SITE_DONE, __ATOMIC_RELEASE);
+        return;
+    }
+}
+
+size_t syscall_take_sites(uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    if (!__atomic_load_n(&fast_on, __ATOMIC_RELAXED))
+        return 0;
+    for (uint32_t i = 0; i < SITES && n < max; i++)
+        if (__atomic_load_n(&site_state[i], __ATOMIC_ACQUIRE) == SITE_CANDIDATE) {
+            out[n++] = __atomic_load_n(&site_key[i], __ATOMIC_RELAXED);
+            __atomic_store_n(&site_state[i], SITE_DONE, __ATOMIC_RELAXED);
+        }
+    return n;
+}
+
+/* A site may be noted again after a new attach (it was restored). */
+static void forget_sites(void)
+{
+    for (uint32_t i = 0; i < SITES; i++) {
+        __atomic_store_n(&site_state[i], SITE_NEW, __ATOMIC_RELAXED);
+        __atomic_store_n(&site_key[i], 0, __ATOMIC_RELEASE);
+    }
+}
+
+/* Called by bpfg_sys_fast_entry (syscall_entry.S) on the target thread,
+ * not in a signal handler: the syscall runs here with the thread's own
+ * signal mask, so signals, restarts (the kernel re-runs our `syscall`
+ * with the same registers) and blocking behave as at the site. Only
+ * numbers outside bpfg_sys_slow_only reach it. */
+long bpfg_sys_fast_handler(struct bpfg_pt_regs *r)
+{
+    struct call c;
+    c.nr = (long)r->orig_ax;
+    c.args[0] = r->di, c.args[1] = r->si, c.args[2] = r->dx;
+    c.args[3] = r->r10, c.args[4] = r->r8, c.args[5] = r->r9;
+    if (!*fast_live)
+        return raw6(c.nr, c.args);
+    bool enter = want_enter(c.nr);
+    int64_t ret = 0;
+    c.regs = r;
+    c.tid = 0;
+    /* what the kernel's pt_regs has after `syscall` */
+    r->cx = r->ip;
+    r->r11 = r->flags;
+    if (enter || want_exit(c.nr)) {
+        uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
+        /* only the record formats carry the tid: raw tracepoints skip gettid */
+        if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (nr_has[c.nr] & 3)))
+            c.tid = (int32_t)rt_sys0(SYS_gettid);
+    }
+    if (enter && run_enter(&c, &ret))
+        goto done;
+    ret = raw6(c.nr, c.args);
+done:
+    if (want_exit(c.nr)) {
+        if (!c.tid)
+            c.tid = (int32_t)rt_sys0(SYS_gettid);
+        run_exit(&c, ret);
+    }
+    return ret;
+}
+
+static int fast_setup(void)
+{
+    if (fast_live)
+        return 0;
+    long a = rt_sys6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (rt_is_err(a))
+        return (int)a;
+    long r = rt_sys3(SYS_madvise, a, 4096, 18 /* MADV_WIPEONFORK */);
+    if (rt_is_err(r)) {
+        rt_sys2(SYS_munmap, a, 4096);
+        return (int)r;
+    }
+    *(volatile uint8_t *)a = 1;
+    __atomic_store_n(&fast_live, (volatile uint8_t *)a, __ATOMIC_RELEASE);
+    return 0;
+}
+
 /* ---- the handler ---- */
 
 static void chain(int sig, siginfo_t *si, void *uc)
@@ -372,7 +533,9 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv)
     }
     ucontext_t *uc = ucv;
     greg_t *g = uc->uc_mcontext.gregs;
+    struct bpfg_pt_regs regs;
     struct call c;
+    c.regs = &regs;
     c.nr = si->si_syscall;
     c.args[0] = (uint64_t)g[REG_RDI], c.args[1] = (uint64_t)g[REG_RSI], c.args[2] = (uint64_t)g[REG_RDX];
     c.args[3] = (uint64_t)g[REG_R10], c.args[4] = (uint64_t)g[REG_R8], c.args[5] = (uint64_t)g[REG_R9];
@@ -381,8 +544,10 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv)
     bool enter = want_enter(c.nr), exit = want_exit(c.nr);
     if (enter || exit) {
         c.tid = (int32_t)rt_sys0(SYS_gettid);
-        regs_from_uc(&c.regs, g, c.nr);
+        regs_from_uc(&regs, g, c.nr);
     }
+    if (__atomic_load_n(&fast_on, __ATOMIC_RELAXED) && !bpfg_sys_slow_only(c.nr))
+        note_site((uint64_t)g[REG_RIP], c.nr);
     int64_t ret = 0;
     if (enter && run_enter(&c, &ret))
         goto done;
@@ -452,7 +617,7 @@ done:
     if (want_exit(c.nr)) {
         if (!enter) {
             c.tid = (int32_t)rt_sys0(SYS_gettid);
-            regs_from_uc(&c.regs, g, c.nr);
+            regs_from_uc(&regs, g, c.nr);
         }
         run_exit(&c, ret);
     }
@@ -551,9 +716,13 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
             return r;
         __atomic_fetch_or(&raw_has, bit[idx[h.kind]], __ATOMIC_SEQ_CST);
     }
+    bool fast = (h.flags & BPFG_SYS_F_REWRITE) && fast_setup() == 0;
+    if (fast)
+        __atomic_store_n(&fast_on, 1, __ATOMIC_RELEASE);
     struct bpfg_pmsg_syscall_reply rep = {
         .exempt_base = bpfg_sys_exempt_base, .exempt_len = bpfg_sys_exempt_len,
         .selector = (uint64_t)(uintptr_t)&bpfg_sys_selector,
+        .fast_entry = fast ? (uint64_t)(uintptr_t)bpfg_sys_fast_entry : 0,
     };
     memcpy(out, &rep, sizeof(rep));
     *outlen = sizeof(rep);
@@ -598,6 +767,8 @@ int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_
         return do_hook(body, len, err, errlen, out, outlen);
     /* SYSCALL_OFF */
     __atomic_store_n(&bpfg_sys_selector, SUD_ALLOW, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fast_on, 0, __ATOMIC_SEQ_CST);
+    forget_sites();
     syscall_remove_all();
     if (!hooks_quiesce(5000)) {
         snprintf(err, errlen, "a syscall program is still running on some thread; retry");

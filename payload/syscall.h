@@ -18,6 +18,10 @@ void syscall_set_socket(int fd);
 int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
                 size_t outsize, size_t *outlen);
 
+/* Payload thread: up to max newly noted syscall sites to report to the
+ * server (BPFG_PMSG_SYS_SITES); each is returned once. */
+size_t syscall_take_sites(uint64_t *out, size_t max);
+
 /* Drops every syscall program (the caller waits for a grace period). */
 void syscall_remove_all(void);
 bool syscall_use_prog(const struct prog *p);

@@ -91,4 +91,95 @@ bpfg_sys_clone_stubs:
     .hidden bpfg_sys_clone_stubs_end
 bpfg_sys_clone_stubs_end:
 
+
+/* bpfg_sys_fast_entry: called from a rewritten site's stub (abi.h) with
+ * rax = the syscall number, the arguments in rdi, rsi, rdx, r10, r8, r9
+ * and the stub's return address on the stack (128 bytes below the
+ * target's red zone). Builds a kernel-layout pt_regs (ip = site + 7 and
+ * sp = the target's rsp, as the kernel's would be), calls
+ * bpfg_sys_fast_handler(regs) and restores every register but rax (the
+ * result), rcx (= site + 7) and r11 (= rflags), like `syscall` does. The
+ * C side is -mgeneral-regs-only: no vector state is touched. */
+#define R_R15 0
+#define R_R14 8
+#define R_R13 16
+#define R_R12 24
+#define R_BP 32
+#define R_BX 40
+#define R_R11 48
+#define R_R10 56
+#define R_R9 64
+#define R_R8 72
+#define R_AX 80
+#define R_CX 88
+#define R_DX 96
+#define R_SI 104
+#define R_DI 112
+#define R_ORIG 120
+#define R_IP 128
+#define R_CS 136
+#define R_FLAGS 144
+#define R_SP 152
+#define R_SS 160
+#define R_SIZE 168
+
+    .hidden bpfg_sys_fast_handler
+    .globl bpfg_sys_fast_entry
+    .hidden bpfg_sys_fast_entry
+    .type bpfg_sys_fast_entry, @function
+    .balign 16
+bpfg_sys_fast_entry:
+    pushfq                              /* flags at R_SIZE(%rsp) after the sub */
+    sub $R_SIZE, %rsp
+    mov %r15, R_R15(%rsp)
+    mov %r14, R_R14(%rsp)
+    mov %r13, R_R13(%rsp)
+    mov %r12, R_R12(%rsp)
+    mov %rbp, R_BP(%rsp)
+    mov %rbx, R_BX(%rsp)
+    mov %r11, R_R11(%rsp)
+    mov %r10, R_R10(%rsp)
+    mov %r9, R_R9(%rsp)
+    mov %r8, R_R8(%rsp)
+    movq $-38, R_AX(%rsp)               /* -ENOSYS, as the kernel has it */
+    mov %rcx, R_CX(%rsp)
+    mov %rdx, R_DX(%rsp)
+    mov %rsi, R_SI(%rsp)
+    mov %rdi, R_DI(%rsp)
+    mov %rax, R_ORIG(%rsp)
+    cld
+    mov R_SIZE(%rsp), %rax
+    mov %rax, R_FLAGS(%rsp)
+    mov R_SIZE+8(%rsp), %rax            /* return address: stub + 16 */
+    mov 24(%rax), %rax                  /* stub + 40: the site */
+    add $7, %rax
+    mov %rax, R_IP(%rsp)
+    lea R_SIZE+16+128(%rsp), %rax       /* the target's rsp at the site */
+    mov %rax, R_SP(%rsp)
+    movq $0x33, R_CS(%rsp)
+    movq $0x2b, R_SS(%rsp)
+    mov %rsp, %rdi
+    mov %rsp, %rbx
+    and $-16, %rsp
+    call bpfg_sys_fast_handler
+    mov %rbx, %rsp
+    mov R_R15(%rsp), %r15
+    mov R_R14(%rsp), %r14
+    mov R_R13(%rsp), %r13
+    mov R_R12(%rsp), %r12
+    mov R_BP(%rsp), %rbp
+    mov R_BX(%rsp), %rbx
+    mov R_R10(%rsp), %r10
+    mov R_R9(%rsp), %r9
+    mov R_R8(%rsp), %r8
+    mov R_DX(%rsp), %rdx
+    mov R_SI(%rsp), %rsi
+    mov R_DI(%rsp), %rdi
+    mov R_IP(%rsp), %rcx
+    mov R_FLAGS(%rsp), %r11
+    add $R_SIZE, %rsp
+    popfq
+    ret
+    .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
+
     .section .note.GNU-stack,"",@progbits

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "progcheck.h"
 #include "server.h"
+#include "syscalls.h"
 
 static void usage(FILE *f)
 {
@@ -38,6 +39,8 @@ static void usage(FILE *f)
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
             "                          or interp; unavailable engines fall back (llvm, x86, interp)\n"
+            "      --syscall-rewrite=off  keep syscall hooks on the signal path (Syscall User\n"
+            "                          Dispatch only); default on: hot sites are rewritten\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
 }
@@ -89,7 +92,7 @@ int main(int argc, char **argv)
         {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
         {"payload", required_argument, NULL, 'p'}, {"cache-dir", required_argument, NULL, 'c'},
         {"jit-archive", required_argument, NULL, 'a'}, {"verifier", required_argument, NULL, 'V'},
-        {"engine", required_argument, NULL, 'E'}, {0},
+        {"engine", required_argument, NULL, 'E'}, {"syscall-rewrite", required_argument, NULL, 'R'}, {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
     const char *log_path = NULL;
@@ -136,6 +139,13 @@ int main(int argc, char **argv)
             progcheck_set_options(&po);
             break;
         }
+        case 'R':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+                fprintf(stderr, "bpfgraftd: --syscall-rewrite takes 'on' or 'off'\n");
+                return 2;
+            }
+            syscalls_set_rewrite(!strcmp(optarg, "on"));
+            break;
         case 'E': {
             int engine = targets_engine_parse(optarg);
             if (engine < 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <stddef.h>
 #include <time.h>
 
 #include "log.h"
@@ -18,6 +19,23 @@
 #define PR_SUD_OFF 0
 #define PR_SUD_ON 1
 #define RESTORE_TRIES 100
+#define STUB_PAGE 4096
+#define MAX_STUB_PAGES 64
+#define MAX_SITES (MAX_STUB_PAGES * (STUB_PAGE / BPFG_SYS_STUB_SIZE))
+#define BRANCH_WINDOW 65536        /* bytes each side scanned for branches into a site */
+#define REACH (1ll << 31)
+
+/* A rewritten syscall site (`mov $nr,%eax; syscall` -> `jmp stub`). */
+struct sys_site {
+    uint64_t addr;
+    uint8_t orig[5];
+    uint8_t jmp[5];
+};
+
+struct stub_page {
+    uint64_t addr;
+    size_t used;
+};
 
 struct sys_state {
     struct sys_state *next;
@@ -25,7 +43,21 @@ struct sys_state {
     bool handler;              /* the payload installed its SIGSYS handler */
     bool sud_on;               /* dispatch turned on in the threads */
     size_t nprogs;
+    uint64_t fast_entry;       /* bpfg_sys_fast_entry; 0: no rewriting */
+    uint64_t selector;         /* the dispatch switch in the target */
+    struct sys_site *sites;
+    size_t nsites, cap;
+    size_t refused;
+    struct stub_page pages[MAX_STUB_PAGES];
+    size_t npages;
 };
+
+static bool rewrite_sites = true;
+
+void syscalls_set_rewrite(bool on)
+{
+    rewrite_sites = on;
+}
 
 static struct sys_state *states;
 
@@ -51,6 +83,7 @@ void syscalls_forget(struct target *t)
         if ((*pp)->t == t) {
             struct sys_state *x = *pp;
             *pp = x->next;
+            free(x->sites);
             free(x);
             return;
         }
@@ -60,6 +93,12 @@ size_t syscalls_count(const struct target *t)
 {
     struct sys_state *x = state_of(t, false);
     return x ? x->nprogs : 0;
+}
+
+size_t syscalls_sites(const struct target *t)
+{
+    struct sys_state *x = state_of(t, false);
+    return x ? x->nsites : 0;
 }
 
 /* Tracepoint names that differ from the __NR_ names. */
@@ -174,20 +213,25 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    struct bpfg_pmsg_syscall_hook h = {.prog_id = p->id, .kind = payload_kind(op), .nr = -1};
+    struct bpfg_pmsg_syscall_hook h = {
+        .prog_id = p->id, .kind = payload_kind(op), .nr = -1, .flags = rewrite_sites ? BPFG_SYS_F_REWRITE : 0};
     if (op->kind == BPFG_ATTACH_SYSCALL_ENTER || op->kind == BPFG_ATTACH_SYSCALL_EXIT)
         h.nr = syscalls_nr(op->syscall);
     struct bpfg_pmsg_syscall_reply rep;
+    memset(&rep, 0, sizeof(rep));
     size_t got = 0;
     int r = targets_payload_call(s, t, BPFG_PMSG_SYSCALL_HOOK, &h, sizeof(h), &rep, sizeof(rep), &got, err, errlen);
     if (r)
         return r;
     x->handler = true;
-    if (got < sizeof(rep)) {
+    if (got < offsetof(struct bpfg_pmsg_syscall_reply, fast_entry)) {
         snprintf(err, errlen, "the payload of process %d sent a short SYSCALL_HOOK reply", (int)t->pid);
         return -EPROTO;
     }
     x->nprogs++;
+    /* an older payload's reply ends before fast_entry: no rewriting */
+    x->fast_entry = got >= sizeof(rep) && rewrite_sites ? rep.fast_entry : 0;
+    x->selector = rep.selector;
     if (x->sud_on)
         return 0;
     struct bpfg_stopped st;
@@ -212,6 +256,272 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     return 0;
 }
 
+
+/* ---- rewritten syscall sites (abi.h: BPFG_PMSG_SYS_SITES) ---- */
+
+struct exec_map {
+    uint64_t start, end;
+};
+
+/* The file-backed executable mapping holding [addr, addr + len), from
+ * /proc/PID/maps. Anonymous code (JIT), memfds (our payload, JIT caches)
+ * and the vDSO are refused: their code may change under us. */
+static bool file_code_mapping(pid_t pid, uint64_t addr, size_t len, struct exec_map *m)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long start, end;
+        char perms[8];
+        int off = 0;
+        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &start, &end, perms, &off) < 3)
+            continue;
+        if (addr < start || addr >= end)
+            continue;
+        const char *name = line + off;
+        ok = addr + len <= end && perms[2] == 'x' && name[0] == '/' && strncmp(name, "/memfd:", 7) != 0 &&
+             !strstr(name, "(deleted)");
+        m->start = start;
+        m->end = end;
+        break;
+    }
+    fclose(f);
+    return ok;
+}
+
+/* Conservative: any byte sequence in buf (code at base) that would be a
+ * direct jmp/jcc/call/loop landing inside (site, site + 7), decoded from
+ * every offset, refuses the site. A false alarm only keeps a site on the
+ * signal path. */
+static bool branch_into(const uint8_t *buf, size_t len, uint64_t base, uint64_t site)
+{
+    for (size_t i = 0; i + 2 <= len; i++) {
+        uint64_t at = base + i, target;
+        uint8_t op = buf[i];
+        if (op == 0xeb || (op >= 0x70 && op <= 0x7f) || (op >= 0xe0 && op <= 0xe3)) {
+            target = at + 2 + (uint64_t)(int64_t)(int8_t)buf[i + 1];
+            if (target > site && target < site + 7)
+                return true;
+        }
+        int32_t rel;
+        if ((op == 0xe8 || op == 0xe9) && i + 5 <= len) {
+            memcpy(&rel, buf + i + 1, 4);
+            target = at + 5 + (uint64_t)(int64_t)rel;
+            if (target > site && target < site + 7)
+                return true;
+        }
+        if (op == 0x0f && (buf[i + 1] & 0xf0) == 0x80 && i + 6 <= len) {
+            memcpy(&rel, buf + i + 2, 4);
+            target = at + 6 + (uint64_t)(int64_t)rel;
+            if (target > site && target < site + 7)
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool reaches(uint64_t from, uint64_t to)
+{
+    int64_t d = (int64_t)(to - from);
+    return d > -REACH + 4096 && d < REACH - 4096;
+}
+
+/* A stub slot within reach of site (allocating a page near it if needed). */
+static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload, uint64_t site, uint64_t *stub,
+                    char *ierr)
+{
+    for (size_t i = 0; i < x->npages; i++)
+        if (x->pages[i].used + BPFG_SYS_STUB_SIZE <= STUB_PAGE && reaches(site, x->pages[i].addr)) {
+            *stub = x->pages[i].addr + x->pages[i].used;
+            x->pages[i].used += BPFG_SYS_STUB_SIZE;
+            return 0;
+        }
+    if (x->npages == MAX_STUB_PAGES) {
+        snprintf(ierr, BPFG_ERRLEN, "%d stub pages in use", MAX_STUB_PAGES);
+        return -ENOSPC;
+    }
+    /* The remote mmap runs on a target thread outside the exempt region:
+     * with dispatch on it would raise SIGSYS with every signal blocked,
+     * which kills the process. Allow syscalls while it runs (every thread
+     * is stopped, none sees the switch flip). */
+    /* The remote syscall runs on threads[0]. A target thread may be held
+     * in the delivery of a SIGSYS of dispatch: running code on it would
+     * turn that signal into a plain SIGSYS when it is re-delivered (its
+     * siginfo is lost) and the syscall would be lost with it. The payload
+     * thread never gets one: run it there. */
+    size_t pt = st->nthreads;
+    for (size_t i = 0; i < st->nthreads; i++)
+        if (st->threads[i].tid == payload)
+            pt = i;
+    if (pt == st->nthreads && st->threads[0].pending_sig == SIGSYS) {
+        snprintf(ierr, BPFG_ERRLEN, "no thread free to allocate a stub page");
+        return -EAGAIN;
+    }
+    struct bpfg_thread t0 = st->threads[0];
+    if (pt < st->nthreads) {
+        st->threads[0] = st->threads[pt];
+        st->threads[pt] = t0;
+    }
+    uint64_t addr;
+    uint8_t allow = 0, block = 1;
+    int r = bpfg_mem_write(st, x->selector, &allow, 1);
+    if (!r) {
+        r = bpfg_remote_alloc_near(st, site, STUB_PAGE, &addr, ierr);
+        int w = bpfg_mem_write(st, x->selector, &block, 1);
+        if (w && !r) {
+            snprintf(ierr, BPFG_ERRLEN, "cannot turn dispatch back on: %s", strerror(-w));
+            bpfg_remote_free(st, addr, STUB_PAGE, NULL);
+            r = w;
+        }
+    }
+    if (pt < st->nthreads) {
+        st->threads[pt] = st->threads[0];
+        st->threads[0] = t0;
+    }
+    if (r)
+        return r;
+    x->pages[x->npages].addr = addr;
+    x->pages[x->npages].used = BPFG_SYS_STUB_SIZE;
+    x->npages++;
+    *stub = addr;
+    return 0;
+}
+
+static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, uint32_t nr, uint64_t entry)
+{
+    static const uint8_t head[] = {0x48, 0x8d, 0x64, 0x24, 0x80};            /* lea -0x80(%rsp),%rsp */
+    static const uint8_t tail[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0};   /* lea 0x80(%rsp),%rsp */
+    int32_t rel;
+    memset(b, 0xcc, BPFG_SYS_STUB_SIZE);
+    memcpy(b, head, 5);
+    b[5] = 0xb8;                                                              /* mov $nr,%eax */
+    memcpy(b + 6, &nr, 4);
+    b[10] = 0xff, b[11] = 0x15;                                               /* call *16(%rip) */
+    rel = 32 - BPFG_SYS_STUB_RET_OFF;
+    memcpy(b + 12, &rel, 4);
+    memcpy(b + BPFG_SYS_STUB_RET_OFF, tail, 8);
+    b[24] = 0xe9;                                                             /* jmp site + 7 */
+    rel = (int32_t)(int64_t)(site + 7 - (stub + 29));
+    memcpy(b + 25, &rel, 4);
+    memcpy(b + 32, &entry, 8);
+    memcpy(b + BPFG_SYS_STUB_SITE_OFF, &site, 8);
+}
+
+/* Checks and rewrites one site in the stopped process. */
+static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload, uint64_t site,
+                       char *why)
+{
+    struct exec_map m;
+    uint8_t code[7];
+    uint32_t nr;
+    for (size_t i = 0; i < x->nsites; i++)
+        if (x->sites[i].addr == site)
+            return 0;
+    if (!file_code_mapping(pid, site, 7, &m))
+        return snprintf(why, BPFG_ERRLEN, "not in a file-backed executable mapping"), -EPERM;
+    if (bpfg_mem_read(st, site, code, sizeof(code)) != 0)
+        return snprintf(why, BPFG_ERRLEN, "unreadable"), -EFAULT;
+    memcpy(&nr, code + 1, 4);
+    if (code[0] != 0xb8 || code[5] != 0x0f || code[6] != 0x05 || bpfg_sys_slow_only(nr))
+        return snprintf(why, BPFG_ERRLEN, "not a `mov $nr,%%eax; syscall` of a plain syscall"), -EINVAL;
+    uint64_t lo = site > m.start + BRANCH_WINDOW ? site - BRANCH_WINDOW : m.start;
+    uint64_t hi = site + 7 + BRANCH_WINDOW < m.end ? site + 7 + BRANCH_WINDOW : m.end;
+    uint8_t *buf = malloc(hi - lo);
+    if (!buf)
+        return snprintf(why, BPFG_ERRLEN, "out of memory"), -ENOMEM;
+    int r = bpfg_mem_read(st, lo, buf, hi - lo);
+    bool branch = !r && branch_into(buf, hi - lo, lo, site);
+    free(buf);
+    if (r)
+        return snprintf(why, BPFG_ERRLEN, "cannot read the code around it"), r;
+    if (branch)
+        return snprintf(why, BPFG_ERRLEN, "a branch nearby may land inside it"), -EINVAL;
+    if (bpfg_any_thread_in(st, site + 1, site + 5, NULL))
+        return snprintf(why, BPFG_ERRLEN, "a thread is inside it"), -EBUSY;
+    if (x->nsites == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 64;
+        struct sys_site *n = realloc(x->sites, cap * sizeof(*n));
+        if (!n)
+            return snprintf(why, BPFG_ERRLEN, "out of memory"), -ENOMEM;
+        x->sites = n;
+        x->cap = cap;
+    }
+    uint64_t stub;
+    if ((r = stub_for(st, x, payload, site, &stub, why)))
+        return r;
+    uint8_t sb[BPFG_SYS_STUB_SIZE], jmp[5];
+    build_stub(sb, stub, site, nr, x->fast_entry);
+    int32_t rel = (int32_t)(int64_t)(stub - (site + 5));
+    jmp[0] = 0xe9;
+    memcpy(jmp + 1, &rel, 4);
+    /* the stub first; the process is stopped, so the order is not seen */
+    if ((r = bpfg_mem_write(st, stub, sb, sizeof(sb))) || (r = bpfg_mem_write(st, site, jmp, sizeof(jmp))))
+        return snprintf(why, BPFG_ERRLEN, "writing: %s", strerror(-r)), r;
+    x->sites[x->nsites].addr = site;
+    memcpy(x->sites[x->nsites].orig, code, 5);
+    memcpy(x->sites[x->nsites].jmp, jmp, 5);
+    x->nsites++;
+    return 0;
+}
+
+static void rewrite(struct target *t, struct sys_state *x, const uint64_t *sites, size_t n)
+{
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN], why[BPFG_ERRLEN];
+    if (bpfg_stop_process(t->pid, &st, ierr) != 0) {
+        srv_log(SRV_WARN, "target %d: cannot stop it to rewrite syscall sites: %s", (int)t->pid, ierr);
+        return;
+    }
+    size_t done = 0;
+    pid_t payload = payload_tid(&st, t);
+    for (size_t i = 0; i < n; i++) {
+        if (x->nsites >= MAX_SITES)
+            break;
+        int r = rewrite_one(&st, x, t->pid, payload, sites[i], why);
+        if (r) {
+            x->refused++;
+            srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx stays on the signal path: %s", (int)t->pid,
+                    (unsigned long long)sites[i], why);
+        } else {
+            done++;
+            uint32_t nr;
+            memcpy(&nr, x->sites[x->nsites - 1].orig + 1, 4);
+            srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx (nr %u) rewritten", (int)t->pid,
+                    (unsigned long long)sites[i], nr);
+        }
+    }
+    uint64_t ns = 0;
+    bpfg_resume_process(&st, &ns);
+    srv_log(SRV_DEBUG, "target %d: %zu of %zu syscall sites rewritten (threads stopped %llu us)", (int)t->pid, done,
+            n, (unsigned long long)ns / 1000);
+}
+
+/* Puts the original bytes back (process stopped). The stubs stay mapped:
+ * a thread blocked in a syscall made from the fast path returns into one. */
+static void restore_sites(struct bpfg_stopped *st, struct sys_state *x, pid_t pid)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < x->nsites; i++) {
+        uint8_t now[5];
+        /* the library may have been unloaded (and something else mapped
+         * there): only our own jmp is put back */
+        if (bpfg_mem_read(st, x->sites[i].addr, now, 5) != 0 || memcmp(now, x->sites[i].jmp, 5) != 0)
+            continue;
+        if (bpfg_mem_write(st, x->sites[i].addr, x->sites[i].orig, 5) != 0)
+            bad++;
+    }
+    if (bad)
+        srv_log(SRV_WARN, "target %d: %zu rewritten syscall sites could not be restored", (int)pid, bad);
+    else if (x->nsites)
+        srv_log(SRV_INFO, "target %d: %zu rewritten syscall sites restored (%zu stayed on the signal path)", (int)pid,
+                x->nsites, x->refused);
+    x->nsites = 0;
+}
+
 void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
 {
     struct sys_state *x = state_of(t, false);
@@ -219,7 +529,19 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
         return;
     /* the handler and its stubs may still be on some thread's stack */
     *keep_payload = true;
+    x->fast_entry = 0;   /* sites reported from now on are ignored */
     char err[256], ierr[BPFG_ERRLEN];
+    struct bpfg_stopped st;
+    /* first, while dispatch is still on: the restored sites raise SIGSYS
+     * again until it goes off */
+    if (x->nsites) {
+        if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
+            restore_sites(&st, x, t->pid);
+            bpfg_resume_process(&st, NULL);
+        } else {
+            srv_log(SRV_WARN, "target %d: cannot stop it to restore syscall sites: %s", (int)t->pid, ierr);
+        }
+    }
     struct bpfg_pmsg_syscall_off_reply rep;
     memset(&rep, 0, sizeof(rep));
     size_t got = 0;
@@ -230,7 +552,6 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
     }
     srv_log(SRV_INFO, "target %d: syscall hooks off (%llu syscalls dispatched, %llu ran without programs: nested)",
             (int)t->pid, (unsigned long long)rep.dispatched, (unsigned long long)rep.misses);
-    struct bpfg_stopped st;
     if (x->sud_on) {
         if ((r = bpfg_stop_process(t->pid, &st, ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
@@ -293,6 +614,19 @@ static void pack_exec(msgpack_packer *pk, void *arg)
 
 void syscalls_async(struct server *s, struct target *t, const struct bpfg_pmsg_hdr *h, const char *body)
 {
+    if (h->type == BPFG_PMSG_SYS_SITES) {
+        struct sys_state *x = state_of(t, false);
+        size_t n = (h->len - sizeof(*h)) / sizeof(uint64_t);
+        if (!x || !x->fast_entry || !n)
+            return;
+        uint64_t *sites = malloc(n * sizeof(*sites));
+        if (!sites)
+            return;
+        memcpy(sites, body, n * sizeof(*sites));   /* body may be unaligned */
+        rewrite(t, x, sites, n);
+        free(sites);
+        return;
+    }
     if (h->type != BPFG_PMSG_EXEC || h->len < sizeof(*h) + sizeof(struct bpfg_pmsg_exec) + 1)
         return;
     const struct bpfg_pmsg_exec *e = (const void *)body;

@@ -43,6 +43,11 @@ void syscalls_async(struct server *s, struct target *t, const struct bpfg_pmsg_h
 void syscalls_forget(struct target *t);
 /* Number of syscall programs attached to t (for target.list). */
 size_t syscalls_count(const struct target *t);
+/* Rewritten syscall sites currently in place (the fast path). */
+size_t syscalls_sites(const struct target *t);
+/* bpfgraftd --syscall-rewrite=on|off: whether new syscall hooks rewrite
+ * the sites SUD catches (default on). */
+void syscalls_set_rewrite(bool on);
 
 /* targets.c: a request to t's payload and its reply (body into out). */
 int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,

@@ -869,6 +869,25 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
     return 0;
 }
 
+/* Remote syscalls run on threads[0]. A target thread may have Syscall User
+ * Dispatch on (syscall hooks), where a syscall from its own text would
+ * raise SIGSYS with every signal blocked and kill the process; the
+ * payload's thread never has it: run remote code there when it exists. */
+static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *t)
+{
+    struct bpfg_payload_params p;
+    if (bpfg_mem_read(st, t->inj.params, &p, sizeof(p)) != 0 || p.payload_tid <= 0)
+        return;
+    for (size_t i = 1; i < st->nthreads; i++) {
+        if (st->threads[i].tid != p.payload_tid)
+            continue;
+        struct bpfg_thread first = st->threads[0];
+        st->threads[0] = st->threads[i];
+        st->threads[i] = first;
+        return;
+    }
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, char *err,
                         size_t errlen)
 {
@@ -890,6 +909,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     int r = bpfg_stop_process(t->pid, &st, ierr);
     if (r)
         return efail(err, errlen, r, "%s", ierr);
+    prefer_payload_thread(&st, t);
     size_t have = sizeof(code);
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
         have /= 2;   /* near the end of a mapping */
@@ -939,6 +959,7 @@ unhook:;
     pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
 free_stub:
     if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
+        prefer_payload_thread(&st, t);
         if (!bpfg_any_thread_in(&st, stub, stub + 4096, NULL))
             bpfg_remote_free(&st, stub, 4096, NULL);
         bpfg_resume_process(&st, NULL);
@@ -1245,9 +1266,11 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, s->targets.count);
     for (struct target *t = s->targets.list; t; t = t->next) {
-        msgpack_pack_map(pk, 6);
+        msgpack_pack_map(pk, 7);
         bpfg_pack_cstr(pk, "pid");
         msgpack_pack_int(pk, t->pid);
+        bpfg_pack_cstr(pk, "syscall_sites");
+        msgpack_pack_uint64(pk, syscalls_sites(t));
         bpfg_pack_cstr(pk, "uid");
         msgpack_pack_uint32(pk, t->uid);
         size_t nprogs = 0;

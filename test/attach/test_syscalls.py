@@ -4,6 +4,11 @@ created after the attach are hooked, detach restores the process, and a
 stress victim (file I/O, threads, fork, exec, signals, sleeps) behaves the
 same hooked and unhooked with syscall counts that match `strace -c -f`.
 
+The fast path: after a warm-up the hot getppid() site in libc is
+rewritten (a jmp to a stub reaching the payload without a signal),
+target.list counts it, the counts stay exact through it, and detach puts
+the original code back (/proc/PID/mem equals the file again).
+
 --only denyopen runs the bpf_override_return check alone."""
 import argparse
 import os
@@ -178,6 +183,108 @@ def test_hooks(srv, args, tmp):
         v.close()
 
 
+GETPPID_SITE = bytes([0xb8, NR["getppid"], 0, 0, 0, 0x0f, 0x05])   # mov $nr,%eax; syscall
+
+
+def libc_site(pid):
+    """(address, file bytes) of libc's getppid() syscall site in pid, found
+    in the file and mapped through /proc/PID/maps; None if not unique."""
+    with open(f"/proc/{pid}/maps") as f:
+        maps = [l.split() for l in f.read().splitlines()]
+    libc = [m for m in maps if len(m) >= 6 and os.path.basename(m[5]).startswith("libc.so")]
+    if not libc:
+        return None
+    with open(libc[0][5], "rb") as f:
+        data = f.read()
+    off = data.find(GETPPID_SITE)
+    if off < 0 or data.find(GETPPID_SITE, off + 1) >= 0:
+        return None
+    for m in libc:
+        lo, hi = (int(x, 16) for x in m[0].split("-"))
+        moff = int(m[2], 16)
+        if "x" in m[1] and moff <= off < moff + (hi - lo):
+            return lo + off - moff, libc[0][5], moff, lo, hi
+    return None
+
+
+def read_mem(pid, addr, n):
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(addr)
+        return mem.read(n)
+
+
+def libc_text_matches(pid, path, moff, lo, hi):
+    with open(path, "rb") as f:
+        f.seek(moff)
+        want = f.read(hi - lo)
+    return read_mem(pid, lo, len(want)) == want
+
+
+def syscall_sites(srv, pid):
+    with srv.client() as cl:
+        for t in cl.call("target.list"):
+            if t.get("pid") == pid:
+                return t.get("syscall_sites")
+    return None
+
+
+def wait_after(v, mark, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what in v.text()[mark:]:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_fastpath(srv, args, tmp):
+    victim_bin = os.path.join(args.test_bin, "sys-victim")
+    if srv.cli("map", "show", "counts")[0] != 0:   # test_hooks may have loaded it
+        rc, _, err = srv.cli("load", os.path.join(args.bpf_dir, "syscount.bpf.o"))
+        check_eq(rc, 0, f"fastpath: load syscount ({err.strip()})")
+    present = os.path.join(tmp, "present")
+    open(present, "w").close()
+    v = Victim(victim_bin, [present, os.path.join(tmp, "missing")], tmp)
+    try:
+        site = libc_site(v.pid)
+        if not check(site is not None, "fastpath: libc has one `mov $110,%eax; syscall` (getppid) site"):
+            return
+        addr, path, moff, lo, hi = site
+        check_eq(read_mem(v.pid, addr, 7), GETPPID_SITE, "fastpath: the site is unpatched before the attach")
+        rc, _, err = srv.cli("attach", v.pid, "syscount")
+        check_eq(rc, 0, f"fastpath: attach syscount ({err.strip()})")
+        # warm-up: the first getppid() goes through SIGSYS, which reports the site
+        v.p.send_signal(signal.SIGUSR2)
+        check(v.wait_for("burst 1000"), "fastpath: warm-up burst")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and read_mem(v.pid, addr, 1) != b"\xe9":
+            time.sleep(0.05)
+        code = read_mem(v.pid, addr, 7)
+        check(code[0] == 0xe9 and code[5:] == GETPPID_SITE[5:],
+              "fastpath: the getppid site is rewritten to a jmp (the syscall bytes after it stay)", code.hex())
+        n = syscall_sites(srv, v.pid)
+        check(isinstance(n, int) and n >= 1, "fastpath: target.list reports rewritten syscall_sites", repr(n))
+        for burst in (2, 3):
+            before = counts(srv, "counts")
+            mark = len(v.text())
+            v.p.send_signal(signal.SIGUSR2)
+            check(wait_after(v, mark, "burst 1000"), f"fastpath: burst {burst} done")
+            time.sleep(0.2)
+            after = counts(srv, "counts")
+            check_eq(after.get(NR["getppid"], 0) - before.get(NR["getppid"], 0), 1000,
+                     f"fastpath: burst {burst} through the rewritten site counts exactly 1000 getppid()")
+        check(f"main {present} 0 0" in v.text() and v.p.poll() is None, "fastpath: the victim runs on")
+        rc, _, err = srv.cli("detach", v.pid)
+        check_eq(rc, 0, f"fastpath: detach ({err.strip()})")
+        check_eq(read_mem(v.pid, addr, 7), GETPPID_SITE, "fastpath: detach restores the site")
+        check(libc_text_matches(v.pid, path, moff, lo, hi), "fastpath: libc's text equals the file after detach")
+        mark = len(v.text())
+        v.p.send_signal(signal.SIGUSR2)
+        check(wait_after(v, mark, "burst 1000") and v.p.poll() is None, "fastpath: getppid() works after detach")
+    finally:
+        v.close()
+
+
 def run_stress(cmd, timeout):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
@@ -227,7 +334,7 @@ def main():
     ap.add_argument("--bpf-dir", required=True)
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--stress-seconds", type=int, default=10)
-    ap.add_argument("--only", choices=["hooks", "stress", "denyopen"])
+    ap.add_argument("--only", choices=["hooks", "stress", "denyopen", "fastpath"])
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(args.source_dir, "scripts"))
     tmp = tempfile.mkdtemp(prefix="bpfgraft-sys-")
@@ -239,6 +346,8 @@ def main():
                 test_stress(srv, args, tmp)
             if args.only == "denyopen":
                 test_denyopen(srv, args, tmp)
+            if args.only in (None, "hooks", "fastpath"):
+                test_fastpath(srv, args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(report())

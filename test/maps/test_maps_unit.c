@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -405,6 +406,72 @@ Test(maps_ringbuf, dead_producer_record_is_skipped)
     bpfg_map_close(m);
 }
 
+/* The reserve lock word (FORMAT.md: state offset 832 holds the owner's tid). */
+static _Atomic uint32_t *rb_lock_word(struct bpfg_map *m, void **map_out)
+{
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, bpfg_map_fd(m), 0);
+    cr_assert_neq(p, MAP_FAILED);
+    *map_out = p;
+    return (_Atomic uint32_t *)((uint8_t *)p + 832);
+}
+
+struct out_arg {
+    struct bpfg_map *m;
+    _Atomic int done;
+};
+
+static void *output_thread(void *arg)
+{
+    struct out_arg *a = arg;
+    uint64_t v = 11;
+    int err = bpfg_ringbuf_output(a->m, &v, 8, 0);
+    atomic_store(&a->done, err == 0 ? 1 : -1);
+    return NULL;
+}
+
+Test(maps_ringbuf, reserve_lock_of_dead_thread_is_taken_over)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
+    void *hdr;
+    _Atomic uint32_t *lock = rb_lock_word(m, &hdr);
+    cr_assert_eq(atomic_load(lock), 0, "free at creation");
+
+    /* A live owner (this test's main thread) is waited for. */
+    atomic_store(lock, (uint32_t)getpid());
+    struct out_arg a = {m, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, output_thread, &a), 0);
+    usleep(100 * 1000);
+    cr_assert_eq(atomic_load(&a.done), 0, "output must wait for a live owner");
+    atomic_store(lock, 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&a.done), 1);
+
+    /* A dead owner, who also left a half-written header beyond
+     * producer_pos, is taken over and the garbage overwritten. */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    struct bpfg_ringbuf_view view;
+    cr_assert_eq(bpfg_ringbuf_get_view(m, &view), 0);
+    uint32_t *junk = (uint32_t *)(view.data + (*view.producer_pos & (view.size - 1)));
+    junk[0] = 5000 | BPF_RINGBUF_BUSY_BIT;
+    junk[1] = (uint32_t)pid;
+    atomic_store(lock, (uint32_t)pid);
+    uint64_t v = 12;
+    cr_assert_eq(bpfg_ringbuf_output(m, &v, 8, 0), 0);
+    cr_assert_eq(atomic_load(lock), 0, "released after the take-over");
+    struct collect c = {0};
+    cr_assert_eq(bpfg_ringbuf_consume(m, collect_cb, &c), 2);
+    cr_assert_eq(c.seq[0], 11);
+    cr_assert_eq(c.seq[1], 12);
+    cr_assert_eq(bpfg_ringbuf_query(m, BPF_RB_AVAIL_DATA), 0);
+    munmap(hdr, 4096);
+    bpfg_map_close(m);
+}
+
 struct perf_seen { int samples[8]; uint64_t lost[8]; };
 
 static void perf_s(void *ctx, int cpu, void *data, uint32_t size)
@@ -597,7 +664,9 @@ Test(maps_region, header_fuzz)
 
 /* Offsets from FORMAT.md, used to damage live state on purpose. */
 #define OFF_BUCKETS_OFF 104
-#define OFF_FREE_HEAD   (512 + 64)
+#define OFF_LOCKS_OFF   88
+#define OFF_N_LOCKS     96
+#define FREE_HEAD_IN_LOCK 48   /* each stripe's free-list head, in its lock slot */
 
 Test(maps_region, corrupt_state_is_survived_and_repaired)
 {
@@ -610,9 +679,14 @@ Test(maps_region, corrupt_state_is_survived_and_repaired)
     uint8_t *raw = mmap(NULL, region_len(fd), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     uint64_t boff;
     memcpy(&boff, raw + OFF_BUCKETS_OFF, 8);
-    /* Leak the whole free list: the map reports full. */
-    uint64_t nil = 0xffffffffull;
-    memcpy(raw + OFF_FREE_HEAD, &nil, 8);
+    /* Leak every stripe's free list: the map reports full. */
+    uint64_t nil = 0xffffffffull, loff;
+    uint32_t nlocks;
+    memcpy(&loff, raw + OFF_LOCKS_OFF, 8);
+    memcpy(&nlocks, raw + OFF_N_LOCKS, 4);
+    cr_assert_gt(nlocks, 1);
+    for (uint32_t i = 0; i < nlocks; i++)
+        memcpy(raw + loff + i * 64 + FREE_HEAD_IN_LOCK, &nil, 8);
     struct bpfg_map_info info;
     bpfg_map_get_info(m, &info);
     uint32_t repairs = info.repairs;
