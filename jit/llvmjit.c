@@ -906,36 +906,6 @@ out:
 
 /* ---- validation ------------------------------------------------------------ */
 
-static uint64_t accept_any(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, void *u)
-{
-    (void)a, (void)b, (void)c, (void)d, (void)e, (void)u;
-    return 0;
-}
-
-/* The interpreter's loader: same accepted programs, same messages. */
-static int validate(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
-                    struct bpfg_vm **vm_out, char *err, size_t errlen)
-{
-    struct bpfg_vm *vm = bpfg_vm_new();
-    if (!vm) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
-        if (opts->helpers[id / 64] & (1ull << (id % 64)))
-            bpfg_vm_register_helper(vm, id, NULL, accept_any, NULL);
-    if (opts->resolver)
-        bpfg_vm_set_ld64_resolver(vm, opts->resolver, opts->resolver_user);
-    int ret = bpfg_vm_load(vm, insns, n);
-    if (ret) {
-        snprintf(err, errlen, "%s", bpfg_vm_error(vm));
-        bpfg_vm_free(vm);
-        return ret;
-    }
-    *vm_out = vm;
-    return 0;
-}
-
 /* ---- linking the object into a flat blob ------------------------------------ */
 
 static bool is_slot_section(const char *name) { return !strcmp(name, ".bpfg_slots"); }
@@ -1153,7 +1123,7 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
         snprintf(err, errlen, "LLVM native target unavailable");
         return init_status;
     }
-    ret = validate(orig, n, &j.opts->jit, &vm, err, errlen);
+    ret = bpfg_x86jit_validate(orig, n, &j.opts->jit, &vm, err, errlen);
     if (ret)
         return ret;
     j.insns = bpfg_vm_insns(vm);
@@ -1323,7 +1293,7 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
     if (!opts)
         opts = &no_opts;
     pthread_once(&init_once, llvm_init);
-    int ret = validate(insns, n, &opts->jit, &vm, err, errlen);
+    int ret = bpfg_x86jit_validate(insns, n, &opts->jit, &vm, err, errlen);
     if (ret)
         return ret;
     const struct bpf_insn *r = bpfg_vm_insns(vm);

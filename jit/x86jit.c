@@ -814,8 +814,8 @@ static uint64_t accept_any(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint6
 
 /* Validates and resolves with the interpreter's loader; *vm_out holds the
  * resolved copy. */
-static int validate(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
-                    struct bpfg_vm **vm_out, char *err, size_t errlen)
+int bpfg_x86jit_validate(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
+                         struct bpfg_vm **vm_out, char *err, size_t errlen)
 {
     struct bpfg_vm *vm = bpfg_vm_new();
     if (!vm) {
@@ -883,7 +883,7 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
     out->len = 0;
     if (errlen)
         err[0] = '\0';
-    ret = validate(orig, n, j.opts, &vm, err, errlen);
+    ret = bpfg_x86jit_validate(orig, n, j.opts, &vm, err, errlen);
     if (ret)
         return ret;
     const struct bpf_insn *insns = bpfg_vm_insns(vm);

@@ -91,6 +91,14 @@ struct bpfg_x86jit_code {
     size_t len;
 };
 
+struct bpfg_vm;
+
+/* Validates and resolves with the interpreter's loader, so every engine
+ * accepts the same programs with the same messages; *vm_out holds the
+ * resolved copy (free with bpfg_vm_free). */
+int bpfg_x86jit_validate(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
+                         struct bpfg_vm **vm_out, char *err, size_t errlen);
+
 /* Validates (as bpfg_vm_load does) and translates n instructions. On error
  * returns a negative errno and a message naming the instruction in err. */
 int bpfg_x86jit_compile(const struct bpf_insn *insns, size_t n,

@@ -160,3 +160,31 @@ int find_next_to_self(char *out, size_t len, const char *rel)
     return access(out, R_OK) == 0 ? 0 : -ENOENT;
 }
 
+int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool reset)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    uint32_t key = 0;
+    uint64_t zero = 0;
+    begin(r, &out, reset ? "map.update" : "map.lookup", reset ? 3 : 2);
+    bpfg_pack_cstr(&out.pk, "map");
+    bpfg_pack_cstr(&out.pk, map);
+    bpfg_pack_cstr(&out.pk, "key");
+    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    if (reset) {
+        bpfg_pack_cstr(&out.pk, "value");
+        bpfg_pack_bin(&out.pk, &zero, sizeof(zero));
+    }
+    int err = rcall(r, &out, &resp);
+    if (err)
+        return err;
+    if (!reset) {
+        const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
+        if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 8)
+            memcpy(value, v->via.bin.ptr, 8);
+        else
+            err = -EBADMSG;
+    }
+    bpfg_rpc_msg_release(&resp);
+    return err;
+}

@@ -3,6 +3,7 @@
 #ifndef BPFGRAFT_BENCH_CLIENT_H
 #define BPFGRAFT_BENCH_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,9 @@ struct server {
 /* Starts bin (bpfgraftd) on a socket in a new temporary directory. */
 int server_start(struct server *s, const char *bin);
 void server_stop(struct server *s);
+
+/* The u64 at key 0 of an array map: read it (*value), or reset it to 0. */
+int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool reset);
 
 /* Path of rel, relative to the directory of this executable; -ENOENT if absent. */
 int find_next_to_self(char *out, size_t len, const char *rel);

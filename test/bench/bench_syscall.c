@@ -163,35 +163,6 @@ static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *pr
     return err;
 }
 
-static int map_hits(struct rconn *r, uint64_t *hits, bool reset)
-{
-    struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    uint32_t key = 0;
-    uint64_t zero = 0;
-    begin(r, &out, reset ? "map.update" : "map.lookup", reset ? 3 : 2);
-    bpfg_pack_cstr(&out.pk, "map");
-    bpfg_pack_cstr(&out.pk, "hits");
-    bpfg_pack_cstr(&out.pk, "key");
-    bpfg_pack_bin(&out.pk, &key, sizeof(key));
-    if (reset) {
-        bpfg_pack_cstr(&out.pk, "value");
-        bpfg_pack_bin(&out.pk, &zero, sizeof(zero));
-    }
-    int err = rcall(r, &out, &resp);
-    if (err)
-        return err;
-    if (!reset) {
-        const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
-        if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 8)
-            memcpy(hits, v->via.bin.ptr, 8);
-        else
-            err = -EBADMSG;
-    }
-    bpfg_rpc_msg_release(&resp);
-    return err;
-}
-
 /* n > 0: through glibc's getppid(), whose site is rewritten after a
  * warm-up (the fast path); n < 0: syscall(SYS_getppid), SIGSYS every time. */
 static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long n, double *ns, bool count)
@@ -207,8 +178,8 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long 
         nanosleep(&settle, NULL);
     }
     uint64_t hits = 0, want = (uint64_t)(3 * (n < 0 ? -n : n));
-    if (count && !(err = map_hits(r, NULL, true)) && !(err = victim_per_call(v, n, ns)) &&
-        !(err = map_hits(r, &hits, false)) && hits != want) {
+    if (count && !(err = bench_map_counter(r, "hits", NULL, true)) && !(err = victim_per_call(v, n, ns)) &&
+        !(err = bench_map_counter(r, "hits", &hits, false)) && hits != want) {
         fprintf(stderr, "bench syscall: the map counted %llu getppid() for %llu calls\n", (unsigned long long)hits,
                 (unsigned long long)want);
         err = -EDOM;

@@ -183,35 +183,6 @@ static int last_stop_us(struct rconn *r, uint64_t *us)
     return err;
 }
 
-static int map_hits(struct rconn *r, uint64_t *hits, bool reset)
-{
-    struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    uint32_t key = 0;
-    uint64_t zero = 0;
-    begin(r, &out, reset ? "map.update" : "map.lookup", reset ? 3 : 2);
-    bpfg_pack_cstr(&out.pk, "map");
-    bpfg_pack_cstr(&out.pk, "hits");
-    bpfg_pack_cstr(&out.pk, "key");
-    bpfg_pack_bin(&out.pk, &key, sizeof(key));
-    if (reset) {
-        bpfg_pack_cstr(&out.pk, "value");
-        bpfg_pack_bin(&out.pk, &zero, sizeof(zero));
-    }
-    int err = rcall(r, &out, &resp);
-    if (err)
-        return err;
-    if (!reset) {
-        const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
-        if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 8)
-            memcpy(hits, v->via.bin.ptr, 8);
-        else
-            err = -EBADMSG;
-    }
-    bpfg_rpc_msg_release(&resp);
-    return err;
-}
-
 struct graft_result {
     double per_call;
     double attach_ms;
@@ -249,8 +220,8 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
     bpfg_rpc_msg_release(&resp);
     *rss_attached = rss_kb(v->pid);
     uint64_t hits = 0;
-    if (!(err = map_hits(r, NULL, true)) && !(err = victim_per_call(v, n, per_call)) &&
-        !(err = map_hits(r, &hits, false)) && hits != (uint64_t)(3 * n)) {
+    if (!(err = bench_map_counter(r, "hits", NULL, true)) && !(err = victim_per_call(v, n, per_call)) &&
+        !(err = bench_map_counter(r, "hits", &hits, false)) && hits != (uint64_t)(3 * n)) {
         fprintf(stderr, "bench uprobe: %s: the map counted %llu hits for %ld calls\n", engine,
                 (unsigned long long)hits, 3 * n);
         err = -EDOM;
