@@ -30,10 +30,7 @@
 #include "symbols.h"
 #include "syscalls.h"
 #include "targets.h"
-#ifdef BPFG_HAVE_LLVMJIT
-#include "jitcache.h"
-#include "llvmjit.h"
-#endif
+#include "progcompile.h"
 #include "x86jit.h"
 
 #define CONNECT_TIMEOUT_MS 5000
@@ -552,191 +549,6 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
     return 0;
 }
 
-/* ---- native code for one target ---- */
-
-struct resolve_ctx {
-    const struct target *t;
-    const struct reg_object *o;
-};
-
-/* lddw map references, resolved to the addresses this target's payload
- * reported (the payload's own resolver, main.c, gives the interpreter the
- * same values). */
-static int resolve_for_target(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
-{
-    const struct resolve_ctx *rc = user;
-    if (src_reg != BPF_PSEUDO_MAP_IDX && src_reg != BPF_PSEUDO_MAP_IDX_VALUE)
-        return -EINVAL;
-    if (imm0 < 0 || (size_t)imm0 >= rc->o->map_cnt)
-        return -ENOENT;
-    const struct target_map_addr *a = NULL;
-    for (size_t i = 0; i < rc->t->nmaps_sent && !a; i++)
-        if (rc->t->maps_sent[i] == rc->o->map_ids[imm0])
-            a = &rc->t->map_addrs[i];
-    if (!a || !a->known)
-        return -ENOENT;
-    if (src_reg == BPF_PSEUDO_MAP_IDX) {
-        *value = a->handle;
-        return 0;
-    }
-    if (!a->value_area || imm1 < 0 || (uint64_t)imm1 >= a->value_size)
-        return -EINVAL;
-    *value = a->value_area + (uint64_t)imm1;
-    return 0;
-}
-
-/* Compiles op for t with the engine asked for, or the next one down
- * (reasons logged). Returns the engine that made *code, or
- * BPFG_ENGINE_INTERP with nothing in *code. */
-#ifdef BPFG_HAVE_LLVMJIT
-/* Lookup inlining: an ARRAY map whose values this target's payload maps
- * contiguously (value_area known) becomes loads from that address. */
-struct map_info_ctx {
-    struct server *s;
-    const struct target *t;
-};
-
-static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
-{
-    const struct map_info_ctx *mc = user;
-    for (size_t i = 0; i < mc->t->nmaps_sent; i++) {
-        const struct target_map_addr *a = &mc->t->map_addrs[i];
-        if (!a->known || a->handle != value || !a->value_area)
-            continue;
-        struct reg_map *m = registry_map(&mc->s->reg, mc->t->maps_sent[i]);
-        if (!m)
-            return -ENOENT;
-        struct bpfg_map_info mi;
-        bpfg_map_get_info(m->map, &mi);
-        if (mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4)
-            return -ENOENT;
-        *info = (struct bpfg_llvmjit_map_info){
-            .type = mi.type, .key_size = mi.key_size, .value_size = mi.value_size,
-            .max_entries = mi.max_entries, .value_base = a->value_area,
-        };
-        return 0;
-    }
-    return -ENOENT;
-}
-
-/* The on-disk cache, opened at the first LLVM compile (so a server that
- * never attaches creates nothing). NULL: compile without it. */
-static struct bpfg_jitcache *jitcache(struct server *s)
-{
-    struct targets *ts = &s->targets;
-    if (!ts->jitcache && !ts->jitcache_failed) {
-        ts->jitcache = bpfg_jitcache_open(ts->cache_dir[0] ? ts->cache_dir : NULL);
-        if (!ts->jitcache) {
-            ts->jitcache_failed = true;
-            srv_log(SRV_WARN, "compiled-code cache %s unusable (%s): compiling without it",
-                    ts->cache_dir[0] ? ts->cache_dir : BPFG_JITCACHE_DEFAULT_DIR, strerror(errno));
-        } else if (ts->jit_archive[0]) {
-            int n = bpfg_jitcache_import(ts->jitcache, ts->jit_archive);
-            if (n < 0)
-                srv_log(SRV_WARN, "cannot import %s: %s", ts->jit_archive, strerror(-n));
-            else
-                srv_log(SRV_INFO, "imported %d precompiled programs from %s", n, ts->jit_archive);
-        }
-    }
-    return ts->jitcache;
-}
-
-static int compile_llvm(struct server *s, const struct target *t, const struct reg_object *o,
-                        const struct reg_prog *p, struct bpfg_x86jit_code *code)
-{
-    const struct bpfg_obj_prog *op = p->prog;
-    struct resolve_ctx rc = {t, o};
-    struct map_info_ctx mc = {s, t};
-    struct bpfg_llvmjit_opts lo;
-    bpfg_jitcache_server_opts(&lo);
-    lo.jit.resolver = resolve_for_target;
-    lo.jit.resolver_user = &rc;
-    lo.map_info = map_info_for_target;
-    lo.map_info_user = &mc;
-    struct bpfg_llvmjit_blob blob = {0};
-    char why[512];
-    bool hit = false;
-    struct bpfg_jitcache *cache = jitcache(s);
-    int r = cache ? bpfg_jitcache_compile(cache, op->insns, op->insn_cnt, &lo, &blob, &hit, why, sizeof(why))
-                  : bpfg_llvmjit_compile_blob(op->insns, op->insn_cnt, &lo, &blob, NULL, why, sizeof(why));
-    if (!r && !cache)
-        r = bpfg_llvmjit_blob_bind(&blob, op->insns, op->insn_cnt, &lo, why, sizeof(why));
-    if (r) {
-        bpfg_llvmjit_blob_free(&blob);
-        srv_log(SRV_WARN, "target %d: program %u '%s': the llvm engine refused it (%s); using x86", (int)t->pid,
-                p->id, op->name, why);
-        return r;
-    }
-    *code = blob.code;                 /* the code changes hands */
-    blob.code = (struct bpfg_x86jit_code){0};
-    bpfg_llvmjit_blob_free(&blob);
-    srv_log(SRV_DEBUG, "target %d: program %u '%s': llvm code %s", (int)t->pid, p->id, op->name,
-            hit ? "from the cache" : "compiled");
-    return 0;
-}
-#endif
-
-static int compile_for_target(struct server *s, const struct target *t, const struct reg_object *o,
-                              const struct reg_prog *p, int engine, struct bpfg_x86jit_code *code)
-{
-    const struct bpfg_obj_prog *op = p->prog;
-    if (engine == BPFG_ENGINE_LLVM) {
-#ifdef BPFG_HAVE_LLVMJIT
-        if (compile_llvm(s, t, o, p, code) == 0)
-            return BPFG_ENGINE_LLVM;
-#else
-        (void)s;
-        srv_log(SRV_INFO, "target %d: program %u '%s': llvm engine not built; using x86", (int)t->pid, p->id,
-                op->name);
-#endif
-        engine = BPFG_ENGINE_X86;
-    }
-    if (engine != BPFG_ENGINE_X86)
-        return BPFG_ENGINE_INTERP;
-    struct resolve_ctx rc = {t, o};
-    struct bpfg_x86jit_opts opts = {
-        .resolver = resolve_for_target, .resolver_user = &rc,
-        .has_unwind = true, .unwind_id = BPF_FUNC_tail_call, .per_run_user = true,
-    };
-    /* Every id: the payload's own load refuses helpers it lacks, and the
-     * code stops a run that reaches an empty table entry. */
-    memset(opts.helpers, 0xff, sizeof(opts.helpers));
-    char why[256];
-    int r = bpfg_x86jit_compile(op->insns, op->insn_cnt, &opts, code, why, sizeof(why));
-    if (r) {
-        srv_log(SRV_WARN, "target %d: program %u '%s': the x86 JIT refused it (%s); using the interpreter",
-                (int)t->pid, p->id, op->name, why);
-        return BPFG_ENGINE_INTERP;
-    }
-    return BPFG_ENGINE_X86;
-}
-
-/* The code in a sealed memfd: the payload can map it but nobody can change
- * it any more. */
-static int code_memfd(const struct bpfg_x86jit_code *code)
-{
-    int fd = memfd_create("bpfgraft-code", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -errno;
-    for (size_t off = 0; off < code->len;) {
-        ssize_t n = write(fd, code->buf + off, code->len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int err = n < 0 ? -errno : -EIO;
-            close(fd);
-            return err;
-        }
-        off += (size_t)n;
-    }
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
 /* Sends a program with native code; 0, or a negative errno with the
  * reason logged (the caller falls back to the interpreter). */
 static int send_prog_code(struct server *s, struct target *t, const struct reg_prog *p, const char *prog_body,
@@ -744,7 +556,7 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
 {
     struct bpfg_pmsg_prog_code pc = {.engine = (uint32_t)engine, .code_len = (uint32_t)code->len, .entry_off = 0};
     char why[256] = "";
-    int r, fd = code_memfd(code);
+    int r, fd = progcompile_code_memfd(code);
     char *body = fd >= 0 ? malloc(sizeof(pc) + prog_len) : NULL;
     if (fd < 0) {
         r = fd;
@@ -788,7 +600,7 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     memcpy(body + sizeof(*hdr), o->map_ids, o->map_cnt * sizeof(uint32_t));
     memcpy(body + sizeof(*hdr) + o->map_cnt * sizeof(uint32_t), op->insns, op->insn_cnt * sizeof(struct bpf_insn));
     struct bpfg_x86jit_code code = {0};
-    int used = compile_for_target(s, t, o, p, engine, &code);
+    int used = progcompile_for_target(s, t, o, p, engine, &code);
     int r = -1;
     if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &code) != 0)
         used = BPFG_ENGINE_INTERP;
@@ -1304,10 +1116,7 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
 
 void targets_destroy(struct server *s)
 {
-#ifdef BPFG_HAVE_LLVMJIT
-    bpfg_jitcache_close(s->targets.jitcache);
-    s->targets.jitcache = NULL;
-#endif
+    progcompile_shutdown(s);
     char err[256];
     while (s->targets.list) {
         pid_t pid = s->targets.list->pid;
