@@ -188,3 +188,18 @@ int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool re
     bpfg_rpc_msg_release(&resp);
     return err;
 }
+
+int bench_load_object(struct rconn *r, const char *path, const char *name)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "object.load", 2);
+    bpfg_pack_cstr(&out.pk, "path");
+    bpfg_pack_cstr(&out.pk, path);
+    bpfg_pack_cstr(&out.pk, "name");
+    bpfg_pack_cstr(&out.pk, name);
+    int err = rcall(r, &out, &resp);
+    if (!err)
+        bpfg_rpc_msg_release(&resp);
+    return err;
+}

@@ -33,6 +33,9 @@ struct server {
 int server_start(struct server *s, const char *bin);
 void server_stop(struct server *s);
 
+/* object.load of path under name. */
+int bench_load_object(struct rconn *r, const char *path, const char *name);
+
 /* The u64 at key 0 of an array map: read it (*value), or reset it to 0. */
 int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool reset);
 

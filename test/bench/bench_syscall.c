@@ -190,21 +190,6 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long 
     return err ? err : derr;
 }
 
-static int load_object(struct rconn *r, const char *path)
-{
-    struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    begin(r, &out, "object.load", 2);
-    bpfg_pack_cstr(&out.pk, "path");
-    bpfg_pack_cstr(&out.pk, path);
-    bpfg_pack_cstr(&out.pk, "name");
-    bpfg_pack_cstr(&out.pk, "bench_syscall");
-    int err = rcall(r, &out, &resp);
-    if (!err)
-        bpfg_rpc_msg_release(&resp);
-    return err;
-}
-
 static int run(struct bench_ctx *ctx)
 {
     long n = bench_quick(ctx) ? 20000 : 1000000, gn = bench_quick(ctx) ? 5000 : 200000;
@@ -227,7 +212,7 @@ static int run(struct bench_ctx *ctx)
     if ((err = kernel_cost(&v, obj, "empty_enter", n, &k_empty)) ||
         (err = kernel_cost(&v, obj, "count_enter", n, &k_cnt)))
         goto out;
-    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = load_object(&r, obj)) ||
+    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = bench_load_object(&r, obj, "bench_syscall")) ||
         (err = graft_cost(&r, &v, "empty_enter", -gn, &g_empty, false)) ||
         (err = graft_cost(&r, &v, "count_enter", -gn, &g_cnt, true)) ||
         (err = graft_cost(&r, &v, "empty_enter", n, &f_empty, false)) ||

@@ -232,21 +232,6 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
     return err ? err : derr;
 }
 
-static int load_object(struct rconn *r, const char *path)
-{
-    struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    begin(r, &out, "object.load", 2);
-    bpfg_pack_cstr(&out.pk, "path");
-    bpfg_pack_cstr(&out.pk, path);
-    bpfg_pack_cstr(&out.pk, "name");
-    bpfg_pack_cstr(&out.pk, "bench");
-    int err = rcall(r, &out, &resp);
-    if (!err)
-        bpfg_rpc_msg_release(&resp);
-    return err;
-}
-
 static int run(struct bench_ctx *ctx)
 {
     long n = bench_quick(ctx) ? 20000 : 1000000, kn = bench_quick(ctx) ? 2000 : 50000;
@@ -275,7 +260,7 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "uretprobe empty", "kernel", k_ret - base, "ns/hit", NULL, 0);
     bench_report(ctx, "uprobe map counter", "kernel", k_cnt - base, "ns/hit", NULL, 0);
 
-    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = load_object(&r, obj)))
+    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = bench_load_object(&r, obj, "bench")))
         goto out;
     static const char *const engines[] = {"interp", "x86", "llvm"};
     enum { NENG = sizeof(engines) / sizeof(engines[0]) };
