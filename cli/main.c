@@ -44,17 +44,21 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  status                          server version, uptime and counts\n"
-    "  load OBJ [--name N]             load a BPF object file\n"
+    "  load OBJ [--name N]             load a BPF object file (an executable: as run)\n"
     "  unload ID                       unload an object with its programs and maps\n"
     "  prog list | show PROG | dump PROG\n"
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
-    "  attach PID OBJ [PROG...] [--target BIN:FUNC] [--engine llvm|x86|interp]\n"
+    "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp]\n"
     "                                  attach an object's uprobe programs to a process\n"
+    "                                  (no OBJ: the process joins bpfgraft; running tools reach it)\n"
     "                                  (--target: for programs whose section names no function)\n"
     "  start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]\n"
     "                                  run CMD with the programs attached before its main()\n"
+    "  run [--engine E] -- TOOL [ARGS] run an unmodified libbpf tool with its BPF side in bpfgraft:\n"
+    "                                  its programs attach to processes bpfgraft manages\n"
+    "  tools                           running tools and where their programs are attached\n"
     "  detach PID\n"
     "  ps                              processes with programs attached\n"
     "  trace                           print trace_printk lines until interrupted\n"
@@ -317,8 +321,13 @@ static int load_call(const char *path, const char *data, size_t len, const char 
     return cli_call(&g_conn, &out, resp, e);
 }
 
+static int run_tool(char **cmd, const char *engine);
+static bool is_executable_elf(const char *path);
+
 static int cmd_load(struct args *a)
 {
+    if (a->n >= 1 && is_executable_elf(a->v[0]))
+        return run_tool(a->v, NULL);   /* `bpfgraft load ./tool ARGS` = run */
     const char *name = NULL;
     if (take_opt(a, "--name", &name) < 0)
         return usage_error("load: --name needs a value");
@@ -825,10 +834,11 @@ static int cmd_attach(struct args *a)
     int rc0 = check_no_flags(a, "attach");
     if (rc0)
         return rc0;
-    if (a->n < 2 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft attach PID OBJ [PROG...] [--target BIN:FUNC] [--engine E]");
+    if (a->n < 1 || !parse_u64(a->v[0], &pid))
+        return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E]");
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : 2) + (target ? 1 : 0) + (engine ? 1 : 0));
+    cli_begin(&g_conn, &out, "target.attach",
+              (a->n > 2 ? 3 : a->n > 1 ? 2 : 1) + (target ? 1 : 0) + (engine ? 1 : 0));
     if (target) {
         pack_key(&out.pk, "target");
         bpfg_pack_cstr(&out.pk, target);
@@ -839,8 +849,10 @@ static int cmd_attach(struct args *a)
     }
     pack_key(&out.pk, "pid");
     msgpack_pack_uint64(&out.pk, pid);
-    pack_key(&out.pk, "object");
-    pack_ref(&out.pk, a->v[1]);
+    if (a->n > 1) {
+        pack_key(&out.pk, "object");
+        pack_ref(&out.pk, a->v[1]);
+    }
     if (a->n > 2) {
         pack_key(&out.pk, "programs");
         msgpack_pack_array(&out.pk, (uint32_t)(a->n - 2));
@@ -854,6 +866,58 @@ static int cmd_attach(struct args *a)
     print_result(&resp.params);
     bpfg_rpc_msg_release(&resp);
     return 0;
+}
+
+/* Forks CMD stopped just before its execve (the server takes it from
+ * there). Returns the child's pid, or -1 with a message printed. */
+static pid_t spawn_stopped(char **cmd)
+{
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "bpfgraft: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (child == 0) {
+        raise(SIGSTOP);
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "bpfgraft: cannot run %s: %s\n", cmd[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(child, &status, WUNTRACED) < 0 && errno == EINTR)
+        ;
+    if (!WIFSTOPPED(status)) {
+        fprintf(stderr, "bpfgraft: %s did not start\n", cmd[0]);
+        return -1;
+    }
+    return child;
+}
+
+static volatile pid_t g_child;
+
+static void forward_signal(int sig)
+{
+    if (g_child > 0)
+        kill(g_child, sig);
+}
+
+/* Waits for the child, passing on SIGINT/SIGTERM sent to us (a terminal's
+ * Ctrl-C reaches both anyway). Returns its exit status like a shell. */
+static int wait_child(pid_t child)
+{
+    g_child = child;
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int status;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
+    g_child = 0;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
 /* bpfgraft start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]: runs CMD
@@ -873,26 +937,9 @@ static int cmd_start(struct args *a)
     if (a->flag_end < 1 || a->flag_end >= a->n)
         return usage_error("usage: bpfgraft start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]");
     char **cmd = &a->v[a->flag_end];   /* the rest of argv, NULL-terminated */
-
-    fflush(stdout);
-    pid_t child = fork();
-    if (child < 0) {
-        fprintf(stderr, "bpfgraft: fork: %s\n", strerror(errno));
+    pid_t child = spawn_stopped(cmd);
+    if (child < 0)
         return 1;
-    }
-    if (child == 0) {
-        raise(SIGSTOP);
-        execvp(cmd[0], cmd);
-        fprintf(stderr, "bpfgraft: cannot run %s: %s\n", cmd[0], strerror(errno));
-        _exit(127);
-    }
-    int status;
-    while (waitpid(child, &status, WUNTRACED) < 0 && errno == EINTR)
-        ;
-    if (!WIFSTOPPED(status)) {
-        fprintf(stderr, "bpfgraft: %s did not start\n", cmd[0]);
-        return 1;
-    }
 
     struct bpfg_rpc_out out;
     cli_begin(&g_conn, &out, "target.start", (nprogs ? 3 : 2) + (target ? 1 : 0) + (engine ? 1 : 0));
@@ -925,11 +972,66 @@ static int cmd_start(struct args *a)
     if (!g_json)
         fprintf(stderr, "bpfgraft: %s started as pid %d with programs attached\n", cmd[0], (int)child);
     cli_close(&g_conn);   /* the program may run for long: do not hold the server */
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+    return wait_child(child);
+}
+
+/* bpfgraft run [--engine E] [--] TOOL [ARGS]: a libbpf tool whose BPF side
+ * bpfgraft serves (server/tool.h). */
+static int run_tool(char **cmd, const char *engine)
+{
+    pid_t child = spawn_stopped(cmd);
+    if (child < 0)
+        return 1;
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "tool.start", engine ? 2 : 1);
+    pack_key(&out.pk, "pid");
+    msgpack_pack_uint64(&out.pk, (uint64_t)child);
+    if (engine) {
+        pack_key(&out.pk, "engine");
+        bpfg_pack_cstr(&out.pk, engine);
+    }
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        return rc;
+    }
+    bpfg_rpc_msg_release(&resp);
+    cli_close(&g_conn);
+    return wait_child(child);
+}
+
+static int cmd_run(struct args *a)
+{
+    const char *engine = NULL;
+    if (take_opt(a, "--engine", &engine) < 0)
+        return usage_error("run: --engine needs llvm, x86 or interp");
+    int rc0 = check_no_flags(a, "run");
+    if (rc0)
+        return rc0;
+    /* "run -- TOOL ARGS", or "run TOOL ARGS" when no option of TOOL looks like ours */
+    char **cmd = a->flag_end < a->n ? &a->v[a->flag_end] : a->v;
+    if (a->flag_end < a->n && a->flag_end > 0)
+        return usage_error("run: unexpected %s before --", a->v[0]);
+    if (!cmd[0])
+        return usage_error("usage: bpfgraft run [--engine E] -- TOOL [ARGS]");
+    return run_tool(cmd, engine);
+}
+
+/* An executable (not a BPF object): `bpfgraft load ./tool` runs it. */
+static bool is_executable_elf(const char *path)
+{
+    unsigned char h[20];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, h, sizeof(h));
+    close(fd);
+    if (n != (ssize_t)sizeof(h) || memcmp(h, "\x7f" "ELF", 4) != 0)
+        return false;
+    uint16_t type = (uint16_t)(h[16] | h[17] << 8), machine = (uint16_t)(h[18] | h[19] << 8);
+    return machine == 62 /* EM_X86_64 */ && (type == 2 || type == 3) && access(path, X_OK) == 0;
 }
 
 /* bpfgraft compile OBJ -o FILE ...: ahead-of-time compilation is done by
@@ -981,6 +1083,13 @@ static int cmd_ps(struct args *a)
     if (a->n)
         return usage_error("ps takes no arguments");
     return simple("target.list", NULL, NULL);
+}
+
+static int cmd_tools(struct args *a)
+{
+    if (a->n)
+        return usage_error("tools takes no arguments");
+    return simple("tool.list", NULL, NULL);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -1145,7 +1254,7 @@ static const struct command {
     int (*run)(struct args *a);
 } commands[] = {
     {"status", cmd_status}, {"load", cmd_load},     {"unload", cmd_unload},
-    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start}, {"compile", cmd_compile},
+    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start}, {"run", cmd_run}, {"tools", cmd_tools}, {"compile", cmd_compile},
     {"detach", cmd_detach}, {"ps", cmd_ps},         {"trace", cmd_trace},
     {"events", cmd_events}, {"api", cmd_api},
 };

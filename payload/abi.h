@@ -407,4 +407,122 @@ struct bpfg_pmsg_exec {
     /* char path[]; NUL-terminated, may be truncated */
 };
 
+/* ---- additions (ABI version 1): tool mode (`bpfgraft run -- TOOL`) ----
+ *
+ * An unmodified libbpf tool runs with the payload injected (bpfgraft
+ * start) and its BPF syscalls served by bpfgraft instead of the kernel.
+ * The server sends TOOL_MODE on the payload socket with one end of a new
+ * SOCK_STREAM socketpair attached: the tool channel. The payload installs
+ * its SIGSYS handler (as for syscall hooks, same exemption and selector),
+ * replies with struct bpfg_pmsg_syscall_reply, and the server turns
+ * Syscall User Dispatch on in every thread. From then on the handler, on
+ * the tool's own threads, serves:
+ *   bpf()            map commands locally on the mapped map regions
+ *                    (the map fd IS the map's memfd); MAP_CREATE, PROG_LOAD,
+ *                    BTF_LOAD, LINK_CREATE, RAW_TRACEPOINT_OPEN via the
+ *                    tool channel; feature probes and info queries locally.
+ *   perf_event_open  SW_BPF_OUTPUT: a local perf ring (memfd, kernel perf
+ *                    mmap layout, filled from the PERF_EVENT_ARRAY map's
+ *                    rings); uprobe / tracepoint events: a placeholder fd
+ *                    remembered until SET_BPF / LINK_CREATE attaches it;
+ *                    kprobe and other PMUs: -EOPNOTSUPP plus a message on
+ *                    the tool's stderr naming the missing feature.
+ *   ioctl            PERF_EVENT_IOC_* on those fds; everything else passes.
+ *   mmap             map fds: offsets translated to the kernel's view
+ *                    (array values at 0, ringbuf consumer page / producer
+ *                    page + data mapped twice); perf ring fds sized first.
+ *   epoll_ctl        ringbuf / perf ring fds are replaced by an eventfd per
+ *                    fd, made readable while the ring holds data.
+ *   epoll_wait etc.  refreshes those eventfds (and copies perf array
+ *                    records into the tool's perf rings) around the wait.
+ *   openat           tracefs ".../events/CAT/NAME/id" that do not exist (no
+ *                    tracefs mounted): a memfd holding the id TP_ID gave.
+ *   close, dup*      keep the payload's fd table right; closing a link or
+ *                    an attached perf event detaches it (TOOL_DETACH).
+ * Placeholder fds (programs, BTF, links, perf events) are memfds named
+ * "bpfgraft-prog:NAME" etc., so /proc/PID/fd says what they are. */
+#define BPFG_PMSG_TOOL_MODE 34       /* struct bpfg_pmsg_tool_mode, channel fd attached;
+                                      * reply: struct bpfg_pmsg_syscall_reply */
+#define BPFG_PMSG_SYSCALL_UNHOOK 35  /* struct bpfg_pmsg_syscall_unhook: remove one syscall
+                                      * program (all its kinds/numbers); reply: empty */
+
+struct bpfg_pmsg_tool_mode {
+    uint32_t uprobe_type;        /* /sys/bus/event_source/devices/uprobe/type, 0 unknown */
+    uint32_t kprobe_type;        /* .../kprobe/type, 0 unknown */
+    uint32_t retprobe_bit;       /* .../uprobe/format/retprobe "config:N" */
+    uint32_t nr_cpus;            /* possible CPUs (perf rings, per-CPU values) */
+};
+
+struct bpfg_pmsg_syscall_unhook {
+    uint32_t prog_id;
+};
+
+/* Tool channel: requests from a tool thread (one at a time: the payload
+ * serialises them), each answered by one BPFG_PMSG_REPLY with the same
+ * seq: status 0 with the reply struct as body (and an fd for MAP_CREATE),
+ * or a negative errno with a NUL-terminated message as body (PROG_LOAD:
+ * the verifier log). Framing as on the payload socket (bpfg_pmsg_hdr). */
+#define BPFG_TOOL_MAP_CREATE 64      /* bpfg_tool_map_create -> bpfg_tool_id_reply + map memfd */
+#define BPFG_TOOL_PROG_LOAD 65       /* bpfg_tool_prog_load + insns -> bpfg_tool_id_reply */
+#define BPFG_TOOL_BTF_LOAD 66        /* raw BTF bytes -> bpfg_tool_id_reply */
+#define BPFG_TOOL_ATTACH 67          /* bpfg_tool_attach + name -> bpfg_tool_id_reply (link id) */
+#define BPFG_TOOL_DETACH 68          /* bpfg_tool_release (kind LINK) -> empty */
+#define BPFG_TOOL_TP_ID 69           /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
+#define BPFG_TOOL_RELEASE 70         /* bpfg_tool_release: the tool closed its last fd of it */
+
+struct bpfg_tool_id_reply {
+    uint32_t id;
+    uint32_t pad;
+};
+
+struct bpfg_tool_map_create {
+    uint32_t map_type, key_size, value_size, max_entries, map_flags;
+    uint32_t btf_id;             /* from BTF_LOAD, 0 none */
+    uint32_t btf_key_type_id, btf_value_type_id;
+    uint32_t inner_map_id;       /* map-in-map template, 0 none */
+    uint32_t pad;
+    uint64_t map_extra;
+    char name[16];
+};
+
+/* The instructions follow. lddw map references carry server map ids, the
+ * payload having translated the tool's fds: src_reg BPF_PSEUDO_MAP_FD
+ * imm = map id; BPF_PSEUDO_MAP_VALUE imm = map id, next imm = offset. */
+struct bpfg_tool_prog_load {
+    uint32_t prog_type, expected_attach_type, prog_flags, insn_cnt;
+    uint32_t kern_version, attach_btf_id, log_level, pad;
+    char name[16];
+    char license[64];
+    /* struct bpf_insn insns[insn_cnt]; */
+};
+
+enum bpfg_tool_attach_kind {
+    BPFG_TOOL_UPROBE = 1,        /* name: binary path; offset: file offset */
+    BPFG_TOOL_URETPROBE = 2,
+    BPFG_TOOL_TRACEPOINT = 3,    /* tp_id (the tracefs id or one TP_ID gave) */
+    BPFG_TOOL_RAW_TRACEPOINT = 4,/* name: "sys_enter" / "sys_exit" */
+};
+
+struct bpfg_tool_attach {
+    uint32_t prog_id;
+    uint32_t kind;               /* enum bpfg_tool_attach_kind */
+    int32_t pid;                 /* perf_event_open's pid; -1: every process in scope */
+    uint32_t tp_id;
+    uint64_t offset;
+    uint64_t ref_ctr_offset;
+    /* char name[]; NUL-terminated */
+};
+
+enum bpfg_tool_obj_kind {
+    BPFG_TOOL_OBJ_MAP = 1,
+    BPFG_TOOL_OBJ_PROG = 2,
+    BPFG_TOOL_OBJ_BTF = 3,
+    BPFG_TOOL_OBJ_LINK = 4,
+};
+
+struct bpfg_tool_release {
+    uint32_t kind;               /* enum bpfg_tool_obj_kind */
+    uint32_t id;
+};
+
 #endif

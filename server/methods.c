@@ -15,6 +15,7 @@
 #include "log.h"
 #include "methods.h"
 #include "progcheck.h"
+#include "tool.h"
 
 enum ptype { P_STR, P_BIN, P_UINT, P_BOOL, P_REF, P_ARRAY };
 
@@ -639,6 +640,12 @@ static int attach_programs(struct srv_call *call, struct reg_object **obj_out, u
 {
     struct reg_object *o = NULL;
     const msgpack_object *obj = call->args[1];
+    *n = 0;
+    if (!obj) {
+        /* no object: the process only joins bpfgraft (and running tools' scope) */
+        *obj_out = NULL;
+        return 0;
+    }
     if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         o = obj->via.u64 <= UINT32_MAX ? registry_object(&call->s->reg, (uint32_t)obj->via.u64) : NULL;
     } else {
@@ -701,8 +708,10 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
             return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
                         engine_name);
     }
-    int code = (start ? targets_start : targets_attach)(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n,
-                                                        target, engine, call->err, sizeof(call->err));
+    int code = start ? targets_start(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine, false,
+                                     call->err, sizeof(call->err))
+                     : targets_attach(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine,
+                                      call->err, sizeof(call->err));
     if (code)
         return code;
     msgpack_pack_map(pk, 2);
@@ -718,7 +727,39 @@ static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
 
 static int m_target_start(struct srv_call *call, msgpack_packer *pk)
 {
+    if (!call->args[1])
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "target.start needs an object (tool.start runs a libbpf tool)");
     return attach_or_start(call, pk, true);
+}
+
+
+static int m_tool_start(struct srv_call *call, msgpack_packer *pk)
+{
+    uint64_t pid = call->args[0]->via.u64;
+    if (pid == 0 || pid > INT32_MAX)
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "bad pid %llu", (unsigned long long)pid);
+    char engine_name[16];
+    int err, engine = TARGET_ENGINE_DEFAULT;
+    if (call->args[1]) {
+        if ((err = arg_string(call, 1, engine_name, sizeof(engine_name))))
+            return err;
+        if ((engine = targets_engine_parse(engine_name)) < 0)
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
+                        engine_name);
+    }
+    int code = targets_start(call->s, (pid_t)pid, call->c->uid, call->c->pid, NULL, 0, NULL, engine, true, call->err,
+                             sizeof(call->err));
+    if (code)
+        return code;
+    msgpack_pack_map(pk, 1);
+    kv_u64(pk, "pid", pid);
+    return 0;
+}
+
+static int m_tool_list(struct srv_call *call, msgpack_packer *pk)
+{
+    tools_pack_list(call->s, pk);
+    return 0;
 }
 
 static int m_target_detach(struct srv_call *call, msgpack_packer *pk)
@@ -804,10 +845,10 @@ static const struct method methods[] = {
     {"map.fd", m_map_fd, {{"map", P_REF, REQ}}, "map (+ memfd via SCM_RIGHTS)",
      "Hands the map's memfd to a local client.", 1},
     {"target.attach", m_target_attach,
-     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
+     {{"pid", P_UINT, REQ}, {"object", P_REF, OPT}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
       {"engine", P_STR, OPT}},
      "{pid, programs}", "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
-     "process; 'target' (\"binary:function[+off]\") serves programs whose section names none; 'engine' "
+     "process (no object: the process only joins bpfgraft, and running tools' links attach there); 'target' (\"binary:function[+off]\") serves programs whose section names none; 'engine' "
      "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed.", 1},
     {"target.start", m_target_start,
      {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
@@ -816,6 +857,11 @@ static const struct method methods[] = {
      "the programs are attached at its entry point, before main, then it runs.", 1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
     {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},
+    {"tool.start", m_tool_start, {{"pid", P_UINT, REQ}, {"engine", P_STR, OPT}}, "{pid}",
+     "`bpfgraft run`: pid is the caller's child, stopped by SIGSTOP just before it execs a libbpf tool; the "
+     "tool's bpf() calls are then served by bpfgraft (tool.h), its programs attach to attached processes.", 1},
+    {"tool.list", m_tool_list, {{0}}, "[{pid, name, object, links: [{id, prog, kind, target, pid, attached}]}]",
+     "Running tools and where their programs are attached.", 1},
     {"events.subscribe", m_events_subscribe, {{"topics", P_ARRAY, OPT}}, "true",
      "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.", 1},
     {"events.unsubscribe", m_events_unsubscribe, {{0}}, "true", "Stops notifications.", 1},

@@ -105,6 +105,7 @@ struct bpfg_obj_prog {
      * SEC("uprobe"), whose target is given at attach time. */
     char *target_binary, *target_func;
     uint64_t target_offset;
+    bool target_file_offset;    /* target_offset is a file offset in target_binary (no function) */
     char *syscall;              /* SYSCALL_ENTER/EXIT: e.g. "openat" */
     uint32_t prog_type, expected_attach_type;   /* as libbpf chose them */
     char *license;

@@ -260,6 +260,115 @@ fail_handles:
     return ret;
 }
 
+int registry_new_object(struct registry *r, const char *name, size_t max_maps, size_t max_progs,
+                        struct reg_object **out)
+{
+    struct reg_object *o = calloc(1, sizeof(*o));
+    struct bpfg_obj *obj = calloc(1, sizeof(*obj));
+    if (!o || !obj) {
+        free(o);
+        free(obj);
+        return -ENOMEM;
+    }
+    o->obj = obj;
+    obj->name = strdup(name);
+    o->name = strdup(name);
+    obj->maps = calloc(max_maps + 1, sizeof(*obj->maps));
+    obj->progs = calloc(max_progs + 1, sizeof(*obj->progs));
+    o->map_ids = calloc(max_maps + 1, sizeof(uint32_t));
+    o->prog_ids = calloc(max_progs + 1, sizeof(uint32_t));
+    if (!obj->name || !o->name || !obj->maps || !obj->progs || !o->map_ids || !o->prog_ids ||
+        push((void ***)&r->objects, &r->nobjects, o) != 0) {
+        free_object(o);
+        return -ENOMEM;
+    }
+    o->map_cap = max_maps;
+    o->prog_cap = max_progs;
+    o->id = r->next_id[ID_OBJECT]++;
+    *out = o;
+    return 0;
+}
+
+int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg_map_spec *spec,
+                     enum bpfg_map_kind kind, struct reg_map **out, char *err, size_t errlen)
+{
+    if (o->map_cnt >= o->map_cap) {
+        snprintf(err, errlen, "at most %zu maps per object", o->map_cap);
+        return -E2BIG;
+    }
+    struct reg_map *m = calloc(1, sizeof(*m));
+    char *name = strdup(spec->name ? spec->name : "");
+    void **grown = m && name ? realloc(r->maps, (r->nmaps + 1) * sizeof(void *)) : NULL;
+    if (!grown) {
+        free(m);
+        free(name);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->maps = (struct reg_map **)grown;
+    struct bpfg_map *map;
+    int e = bpfg_map_create(spec, &map);
+    int fd = e ? -1 : dup(bpfg_map_fd(map));
+    if (e || fd < 0) {
+        if (!e) {
+            e = -errno;
+            bpfg_map_close(map);
+        }
+        snprintf(err, errlen, "map '%s': %s", name, e == -EINVAL ? bpfg_map_last_error() : strerror(-e));
+        free(m);
+        free(name);
+        return e;
+    }
+    struct bpfg_obj_map *om = &o->obj->maps[o->map_cnt];
+    *om = (struct bpfg_obj_map){.name = name, .kind = kind, .type = spec->type, .key_size = spec->key_size,
+                                .value_size = spec->value_size, .max_entries = spec->max_entries,
+                                .flags = spec->map_flags, .btf_key_type_id = spec->btf_key_type_id,
+                                .btf_value_type_id = spec->btf_value_type_id, .map_extra = spec->map_extra, .fd = fd};
+    m->id = r->next_id[ID_MAP]++;
+    m->obj_id = o->id;
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    m->kind = kind;
+    m->btf_key_type_id = spec->btf_key_type_id;
+    m->btf_value_type_id = spec->btf_value_type_id;
+    m->map = map;
+    o->map_ids[o->map_cnt++] = m->id;
+    o->obj->map_cnt++;
+    r->maps[r->nmaps++] = m;
+    *out = m;
+    return 0;
+}
+
+int registry_add_prog(struct registry *r, struct reg_object *o, struct bpfg_obj_prog *prog, struct reg_prog **out)
+{
+    if (o->prog_cnt >= o->prog_cap)
+        return -E2BIG;
+    struct reg_prog *p = calloc(1, sizeof(*p));
+    void **grown = p ? realloc(r->progs, (r->nprogs + 1) * sizeof(void *)) : NULL;
+    if (!grown) {
+        free(p);
+        return -ENOMEM;
+    }
+    r->progs = (struct reg_prog **)grown;
+    o->obj->progs[o->prog_cnt] = *prog;
+    memset(prog, 0, sizeof(*prog));
+    o->obj->prog_cnt++;
+    p->id = r->next_id[ID_PROG]++;
+    p->obj_id = o->id;
+    p->prog = &o->obj->progs[o->prog_cnt];
+    o->prog_ids[o->prog_cnt++] = p->id;
+    r->progs[r->nprogs++] = p;
+    *out = p;
+    return 0;
+}
+
+int registry_object_map_index(const struct reg_object *o, uint32_t map_id)
+{
+    for (size_t i = 0; i < o->map_cnt; i++)
+        if (o->map_ids[i] == map_id)
+            return (int)i;
+    return -ENOENT;
+}
+
 int registry_unload(struct registry *r, uint32_t obj_id)
 {
     size_t oi;

@@ -37,6 +37,7 @@ struct reg_object {
     size_t map_cnt;
     uint32_t *prog_ids;
     size_t prog_cnt;
+    size_t map_cap, prog_cap;       /* registry_new_object: room in obj->maps/progs */
 };
 
 struct registry {
@@ -61,6 +62,20 @@ int registry_unload(struct registry *r, uint32_t obj_id);
 struct reg_object *registry_object(const struct registry *r, uint32_t id);
 struct reg_map *registry_map(const struct registry *r, uint32_t id);
 struct reg_prog *registry_prog(const struct registry *r, uint32_t id);
+
+/* Objects built piece by piece (`bpfgraft run`: a libbpf tool's bpf()
+ * calls). The object starts empty with room for max_maps maps and
+ * max_progs programs: entries never move, so reg_prog.prog stays valid. */
+int registry_new_object(struct registry *r, const char *name, size_t max_maps, size_t max_progs,
+                        struct reg_object **out);
+/* Creates a map in o from spec; -E2BIG when o is full. */
+int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg_map_spec *spec,
+                     enum bpfg_map_kind kind, struct reg_map **out, char *err, size_t errlen);
+/* Adds a program to o, taking ownership of prog's strings and insns (prog
+ * is zeroed); -E2BIG when o is full (prog untouched). */
+int registry_add_prog(struct registry *r, struct reg_object *o, struct bpfg_obj_prog *prog, struct reg_prog **out);
+/* Index of map id in o's map list, or -ENOENT. */
+int registry_object_map_index(const struct reg_object *o, uint32_t map_id);
 
 /* By name: -ENOENT if none, -EEXIST if several (ambiguous). */
 int registry_map_by_name(const struct registry *r, const char *name, struct reg_map **out);

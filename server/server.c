@@ -21,6 +21,7 @@
 #include "log.h"
 #include "methods.h"
 #include "server.h"
+#include "tool.h"
 
 #define MAX_PENDING_OUT (64u << 20)    /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
@@ -199,7 +200,9 @@ void server_destroy(struct server *s)
 {
     while (s->clients)
         client_free(s, s->clients);
-    /* Leave every target as we found it: hooks removed, payload gone. */
+    /* Leave every target as we found it: tools' programs out, hooks
+     * removed, payload gone. */
+    tools_destroy(s);
     targets_destroy(s);
     registry_destroy(&s->reg);
     if (s->listen_fd >= 0) {
@@ -475,6 +478,7 @@ int server_run(struct server *s)
 {
     struct epoll_event evs[64];
     while (!s->stop) {
+        tools_reap(s);   /* tools that ended in the previous batch */
         int n = epoll_wait(s->epfd, evs, 64, -1);
         if (n < 0) {
             if (errno == EINTR)
@@ -494,6 +498,8 @@ int server_run(struct server *s)
                 uint64_t ticks;
                 if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0)
                     forward_records(s);
+            } else if (*(uint32_t *)tag == TOOL_MAGIC) {
+                tools_readable(s, tag);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {
                 struct target *t = (struct target *)tag;
                 if (!targets_readable(s, t))

@@ -196,3 +196,37 @@ out:
     close(fd);
     return r;
 }
+
+int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err,
+                            size_t errlen)
+{
+    struct mapping maps[64];
+    size_t nmaps = 0;
+    char path[640];
+    int r = find_mappings(pid, binary, maps, 64, &nmaps, path, sizeof(path));
+    if (r == -ESRCH) {
+        snprintf(err, errlen, "no process with pid %d", (int)pid);
+        return r;
+    }
+    if (r) {
+        snprintf(err, errlen, "'%s' is not mapped in process %d", binary, (int)pid);
+        return -ENOENT;
+    }
+    for (size_t i = 0; i < nmaps; i++) {
+        if (file_off >= maps[i].offset && file_off < maps[i].offset + (maps[i].end - maps[i].start)) {
+            *addr = maps[i].start + (file_off - maps[i].offset);
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "offset 0x%llx of %s is not mapped in process %d", (unsigned long long)file_off, binary,
+             (int)pid);
+    return -ENOENT;
+}
+
+bool sym_maps_binary(pid_t pid, const char *binary)
+{
+    struct mapping maps[4];
+    size_t n = 0;
+    char path[640];
+    return binary && binary[0] == '/' && find_mappings(pid, binary, maps, 4, &n, path, sizeof(path)) == 0;
+}

@@ -54,6 +54,8 @@ struct sys_state {
 
 static bool rewrite_sites = true;
 
+static void restore_sites(struct bpfg_stopped *st, struct sys_state *x, pid_t pid);
+
 void syscalls_set_rewrite(bool on)
 {
     rewrite_sites = on;
@@ -256,6 +258,56 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     return 0;
 }
 
+
+int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_reply *rep, char *err,
+                           size_t errlen)
+{
+    (void)s;
+    struct sys_state *x = state_of(t, true);
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    x->handler = true;
+    x->selector = rep->selector;
+    if (x->sud_on)
+        return 0;
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    int r = bpfg_stop_process(t->pid, &st, ierr);
+    if (r) {
+        snprintf(err, errlen, "%s", ierr);
+        return r;
+    }
+    r = set_dispatch(&st, t, true, rep, err, errlen);
+    bpfg_resume_process(&st, &t->last_stop_ns);
+    if (!r)
+        x->sud_on = true;
+    return r;
+}
+
+void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id)
+{
+    struct sys_state *x = state_of(t, false);
+    if (!x || !x->nprogs)
+        return;
+    struct bpfg_pmsg_syscall_unhook u = {prog_id};
+    char err[256], ierr[BPFG_ERRLEN];
+    size_t got = 0;
+    if (targets_payload_call(s, t, BPFG_PMSG_SYSCALL_UNHOOK, &u, sizeof(u), NULL, 0, &got, err, sizeof(err)) != 0)
+        return;   /* not one of its syscall programs */
+    if (--x->nprogs)
+        return;
+    /* The last one: the payload's selector now lets every syscall through
+     * (no signal); rewritten sites go back to the original code. Dispatch
+     * and the handler stay for the next program. */
+    struct bpfg_stopped st;
+    if (x->nsites && bpfg_stop_process(t->pid, &st, ierr) == 0) {
+        restore_sites(&st, x, t->pid);
+        bpfg_resume_process(&st, NULL);
+    }
+    srv_log(SRV_INFO, "target %d: no syscall program left", (int)t->pid);
+}
 
 /* ---- rewritten syscall sites (abi.h: BPFG_PMSG_SYS_SITES) ---- */
 

@@ -28,6 +28,15 @@ int syscalls_nr(const char *name);
 const char *syscalls_name(int nr);
 
 bool syscalls_is_kind(enum bpfg_attach_kind kind);
+/* Tool mode (tool.h): the payload installed its handler (rep is its
+ * TOOL_MODE reply); dispatch goes on in every thread. 0 or -errno + err. */
+int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_reply *rep, char *err,
+                           size_t errlen);
+/* Removes one syscall program from t (no-op if it is not one); with the
+ * last one gone rewritten sites are put back, dispatch stays on with the
+ * payload letting every syscall through. */
+void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id);
+
 /* Validates a program of a syscall kind before anything is touched: an
  * RPC error code with err set, or 0. */
 int syscalls_check(const struct bpfg_obj_prog *op, char *err, size_t errlen);

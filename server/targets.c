@@ -30,6 +30,7 @@
 #include "symbols.h"
 #include "syscalls.h"
 #include "targets.h"
+#include "tool.h"
 #include "progcompile.h"
 #include "x86jit.h"
 
@@ -356,6 +357,7 @@ static void target_free(struct server *s, struct target *t)
     free(t->map_addrs);
     free(t->progs_sent);
     free(t->progs_engine);
+    tools_target_gone(s, t);
     syscalls_forget(t);
     free(t);
 }
@@ -797,6 +799,9 @@ static void split_target(const char *spec, char *binary, size_t blen, char *func
     }
 }
 
+/* Set while targets_start attaches: the tool decision waits for it. */
+static bool start_pending;
+
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
                    size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen)
 {
@@ -827,6 +832,14 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
         char binary[512], func[256];
         uint64_t off = op->target_offset;
+        if (op->target_file_offset) {
+            char why[256];
+            r = sym_resolve_file_offset(pid, op->target_binary, off, &addrs[i], why, sizeof(why));
+            if (r)
+                code = efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
+                             op->name, why);
+            continue;
+        }
         if (op->target_func) {
             snprintf(binary, sizeof(binary), "%s", op->target_binary ? op->target_binary : "");
             snprintf(func, sizeof(func), "%s", op->target_func);
@@ -871,6 +884,9 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
+    } else if (!code && !start_pending) {
+        /* a process attached by itself joins the scope of running tools */
+        tools_target_added(s, t);
     }
     return code;
 }
@@ -891,7 +907,7 @@ static pid_t parent_of(pid_t pid)
 }
 
 int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen)
+                  size_t nprogs, const char *target_spec, int engine, bool tool, char *err, size_t errlen)
 {
     uid_t uid;
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
@@ -907,7 +923,22 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
         return efail(err, errlen, BPFG_RPC_E_TARGET, "%s", ierr);
     /* Stopped at its entry point and traced by us: attaching adopts that
      * thread, and the hooks are in place before any code of main runs. */
+    start_pending = true;
     int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, err, errlen);
+    start_pending = false;
+    struct target *t = code ? NULL : targets_find(&s->targets, pid);
+    if (t && tool) {
+        /* its bpf() is served by us from its first instruction on */
+        r = tools_begin(s, t, engine, err, errlen);
+        if (r) {
+            code = BPFG_RPC_E_TARGET;
+            char ignored[128];
+            targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
+            t = NULL;
+        }
+    } else if (t) {
+        tools_target_added(s, t);
+    }
     r = bpfg_release_started(pid);
     if (!code && r)
         code = efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
@@ -1134,4 +1165,110 @@ int targets_payload_call(struct server *s, struct target *t, uint16_t type, cons
                          size_t outlen, size_t *outgot, char *err, size_t errlen)
 {
     return pmsg_call_body(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
+}
+
+int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
+{
+    return pmsg_call_body(s, t, type, body, len, fd, out, outlen, outgot, err, errlen);
+}
+
+static bool listed(const uint32_t *ids, size_t n, uint32_t id)
+{
+    return sent(ids, n, id);
+}
+
+/* One hook slot loses some of its programs: the payload empties the slot
+ * and takes the others back; the last one gone puts the site back. */
+static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
+{
+    uint32_t keep_ids[TARGET_HOOK_PROGS], keep_kinds[TARGET_HOOK_PROGS];
+    uint32_t nkeep = 0;
+    for (uint32_t k = 0; k < h->nprogs; k++)
+        if (!listed(ids, n, h->prog_ids[k])) {
+            keep_ids[nkeep] = h->prog_ids[k];
+            keep_kinds[nkeep++] = h->kinds[k];
+        }
+    if (nkeep == h->nprogs)
+        return 0;
+    char ierr[BPFG_ERRLEN];
+    if (nkeep == 0) {
+        struct bpfg_stopped st;
+        int r = bpfg_stop_process(t->pid, &st, ierr);
+        if (r) {
+            srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
+            return r;
+        }
+        if ((r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid,
+                    (unsigned long long)h->plan.site, strerror(-r));
+        bpfg_resume_process(&st, &t->last_stop_ns);
+        if (r)
+            return r;
+    }
+    struct bpfg_pmsg_unhook un = {h->index};
+    int r = pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+    if (r)
+        srv_log(SRV_WARN, "target %d: UNHOOK %u: %s", (int)t->pid, h->index, ierr);
+    h->nprogs = 0;
+    for (uint32_t k = 0; k < nkeep; k++) {
+        struct bpfg_pmsg_hook body = {
+            .hook_index = h->index, .kind = keep_kinds[k], .prog_id = keep_ids[k],
+            .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+        };
+        if (pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
+            srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
+                    (unsigned long long)h->plan.func, ierr);
+            continue;
+        }
+        h->prog_ids[h->nprogs] = keep_ids[k];
+        h->kinds[h->nprogs++] = keep_kinds[k];
+    }
+    if (h->nprogs == 0 && nkeep == 0) {
+        /* the stub stays mapped: a thread may still be inside it */
+        h->used = false;
+        t->nhooks--;
+    }
+    return 0;
+}
+
+int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids, size_t n, const uint32_t *map_ids,
+                         size_t nmaps)
+{
+    int ret = 0;
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++)
+        if (t->hooks[i].used) {
+            int r = shrink_hook(s, t, &t->hooks[i], ids, n);
+            if (r && !ret)
+                ret = r;
+        }
+    char ierr[BPFG_ERRLEN];
+    for (size_t k = 0; k < n; k++)
+        syscalls_remove_prog(s, t, ids[k]);
+    /* forget the programs, then the maps nothing uses any more */
+    for (size_t i = t->nprogs_sent; i-- > 0;) {
+        if (!listed(ids, n, t->progs_sent[i]))
+            continue;
+        struct bpfg_pmsg_unmap u = {.prog_id = t->progs_sent[i]};
+        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+            srv_log(SRV_WARN, "target %d: forgetting program %u: %s", (int)t->pid, u.prog_id, ierr);
+            continue;
+        }
+        memmove(&t->progs_sent[i], &t->progs_sent[i + 1], (t->nprogs_sent - i - 1) * sizeof(uint32_t));
+        memmove(&t->progs_engine[i], &t->progs_engine[i + 1], t->nprogs_sent - i - 1);
+        t->nprogs_sent--;
+    }
+    for (size_t i = t->nmaps_sent; i-- > 0;) {
+        if (!listed(map_ids, nmaps, t->maps_sent[i]))
+            continue;
+        struct bpfg_pmsg_unmap u = {.map_id = t->maps_sent[i]};
+        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+            srv_log(SRV_DEBUG, "target %d: map %u stays mapped: %s", (int)t->pid, u.map_id, ierr);
+            continue;
+        }
+        memmove(&t->maps_sent[i], &t->maps_sent[i + 1], (t->nmaps_sent - i - 1) * sizeof(uint32_t));
+        memmove(&t->map_addrs[i], &t->map_addrs[i + 1], (t->nmaps_sent - i - 1) * sizeof(t->map_addrs[0]));
+        t->nmaps_sent--;
+    }
+    return ret;
 }

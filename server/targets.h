@@ -100,7 +100,18 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
  * before execve. Runs it to its entry point, attaches the programs there
  * (before main), then lets it go. Returns an RPC error code or 0. */
 int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen);
+                  size_t nprogs, const char *target_spec, int engine, bool tool, char *err, size_t errlen);
+/* tool: `bpfgraft run` (tool.h): the process is a libbpf tool whose bpf()
+ * the server serves; it is switched to tool mode before it runs. */
+
+/* Takes programs (and then maps nothing uses) out of one target, leaving
+ * the rest attached: sites of hooks left empty are put back. Returns 0 or
+ * the first error (logged; the others are still done). */
+int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids, size_t n, const uint32_t *map_ids,
+                         size_t nmaps);
+/* targets_payload_call with an fd passed along (SCM_RIGHTS). */
+int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen);
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
 struct target *targets_find(struct targets *t, pid_t pid);
 

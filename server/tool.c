@@ -1,0 +1,1114 @@
+/* Tool mode: the server side of `bpfgraft run` (tool.h, payload/abi.h). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include "abi.h"
+#include "log.h"
+#include "maps.h"
+#include "progcheck.h"
+#include "registry.h"
+#include "server.h"
+#include "symbols.h"
+#include "syscalls.h"
+#include "targets.h"
+#include "tool.h"
+#include "verifier.h"
+
+#define TOOL_MAX_MAPS 256
+#define TOOL_MAX_PROGS 512          /* loaded programs and one per attachment */
+#define TOOL_MAX_INSNS 1000000
+#define CHAN_TIMEOUT_MS 2000
+#define TP_SYNTH_BASE 0x7e000000u   /* ids TP_ID makes up when tracefs is not mounted */
+
+struct tool_link {
+    uint32_t id;
+    uint32_t prog_id;               /* the attached copy, in the tool's object */
+    enum bpfg_attach_kind kind;
+    pid_t pid;                      /* > 0: that process; -1: every one in scope */
+    char *binary;                   /* uprobes */
+    uint64_t offset;
+    pid_t *in;                      /* processes it is attached in now */
+    size_t nin;
+};
+
+struct tool_btf {
+    uint32_t id;
+    void *data;
+    size_t len;
+};
+
+struct tool {
+    uint32_t magic;                 /* first: epoll data points here */
+    struct tool *next;
+    pid_t pid;
+    int chan;
+    int engine;
+    bool dead;
+    uint32_t obj_id;
+    char name[64];
+    struct tool_link **links;
+    size_t nlinks;
+    uint32_t next_link_id;
+    struct tool_btf *btfs;
+    size_t nbtfs;
+};
+
+struct tp_name {
+    uint32_t id;
+    char name[96];
+};
+
+static struct tool *tools;
+static struct tp_name *tp_names;    /* ids TP_ID made up */
+static size_t ntp_names;
+static bool applying;               /* attaching a link: no recursion through targets_attach */
+
+static int efail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int efail(char *err, size_t len, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static struct tool *tool_of_pid(pid_t pid)
+{
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        if (!tl->dead && tl->pid == pid)
+            return tl;
+    return NULL;
+}
+
+bool tools_is_tool(const struct server *s, pid_t pid)
+{
+    (void)s;
+    return tool_of_pid(pid) != NULL;
+}
+
+static uint32_t read_sysfs_u32(const char *path, const char *prefix)
+{
+    char buf[64] = "";
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = 0;
+    fclose(f);
+    size_t n = strlen(prefix);
+    if (strncmp(buf, prefix, n) != 0)
+        return 0;
+    return (uint32_t)strtoul(buf + n, NULL, 10);
+}
+
+static uint32_t possible_cpus(void)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+    if (!f || !fgets(buf, sizeof(buf), f)) {
+        if (f)
+            fclose(f);
+        return 1;
+    }
+    fclose(f);
+    /* "0-3" or "0,2-5": the count is the highest cpu + 1, as libbpf counts */
+    uint32_t max = 0;
+    for (char *p = buf; *p;) {
+        char *end;
+        unsigned long a = strtoul(p, &end, 10), b = a;
+        if (end == p)
+            break;
+        if (*end == '-')
+            b = strtoul(end + 1, &end, 10);
+        if (b + 1 > max)
+            max = (uint32_t)(b + 1);
+        p = *end == ',' ? end + 1 : end;
+        if (*p == '\n')
+            break;
+    }
+    return max ? max : 1;
+}
+
+/* ---- channel I/O ---- */
+
+static int chan_read(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return -EPIPE;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, CHAN_TIMEOUT_MS) <= 0)
+            return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+static int chan_reply(struct tool *tl, uint32_t seq, int status, const void *body, size_t len, int fd)
+{
+    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = BPFG_PMSG_REPLY, .seq = seq,
+                              .status = status};
+    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctrl;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    if (fd >= 0) {
+        mh.msg_control = ctrl.buf;
+        mh.msg_controllen = sizeof(ctrl.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    size_t total = sizeof(h) + len, sent = 0;
+    while (sent < total) {
+        ssize_t n = sendmsg(tl->chan, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd p = {tl->chan, POLLOUT, 0};
+                if (poll(&p, 1, CHAN_TIMEOUT_MS) <= 0)
+                    return -ETIMEDOUT;
+                continue;
+            }
+            return -errno;
+        }
+        sent += (size_t)n;
+        mh.msg_control = NULL;   /* the fd went with the first bytes */
+        mh.msg_controllen = 0;
+        while (n > 0 && mh.msg_iovlen) {
+            size_t take = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
+            mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + take;
+            mh.msg_iov->iov_len -= take;
+            n -= (ssize_t)take;
+            if (!mh.msg_iov->iov_len) {
+                mh.msg_iov++;
+                mh.msg_iovlen--;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- maps ---- */
+
+static enum bpfg_map_kind map_kind_of(const struct bpfg_tool_map_create *c, const char *name)
+{
+    /* libbpf names global data maps "<object prefix>.rodata" etc. */
+    if (c->map_type != BPF_MAP_TYPE_ARRAY || c->max_entries != 1 || !(c->map_flags & BPF_F_MMAPABLE))
+        return BPFG_MAP_USER;
+    const char *dot = strchr(name, '.');
+    if (!dot)
+        return BPFG_MAP_USER;
+    if (strncmp(dot, ".rodata", 7) == 0)
+        return BPFG_MAP_RODATA;
+    if (strncmp(dot, ".kconfig", 8) == 0)
+        return BPFG_MAP_KCONFIG;
+    if (strncmp(dot, ".bss", 4) == 0)
+        return BPFG_MAP_BSS;
+    if (strncmp(dot, ".data", 5) == 0)
+        return BPFG_MAP_DATA;
+    return BPFG_MAP_USER;
+}
+
+static const struct tool_btf *btf_by_id(const struct tool *tl, uint32_t id)
+{
+    for (size_t i = 0; i < tl->nbtfs; i++)
+        if (tl->btfs[i].id == id)
+            return &tl->btfs[i];
+    return NULL;
+}
+
+static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, int *fd,
+                         char *err, size_t errlen)
+{
+    struct bpfg_tool_map_create c;
+    if (len < sizeof(c))
+        return efail(err, errlen, -EINVAL, "MAP_CREATE: short request");
+    memcpy(&c, body, sizeof(c));
+    char name[17];
+    memcpy(name, c.name, 16);
+    name[16] = 0;
+    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    if (!o)
+        return efail(err, errlen, -ENOENT, "the tool's object is gone");
+    enum bpfg_map_kind kind = map_kind_of(&c, name);
+    struct bpfg_map_spec spec = {
+        .type = c.map_type, .key_size = c.key_size, .value_size = c.value_size, .max_entries = c.max_entries,
+        .map_flags = c.map_flags, .map_extra = c.map_extra, .name = name,
+        .btf_key_type_id = c.btf_key_type_id, .btf_value_type_id = c.btf_value_type_id,
+    };
+    if (kind != BPFG_MAP_USER)
+        spec.map_flags |= BPFG_F_GLOBAL_DATA;
+    if (c.map_type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
+        /* one ring per CPU, whatever the key/value sizes say */
+        spec.max_entries = c.max_entries ? c.max_entries : possible_cpus();
+    }
+    if (bpfg_map_type_name(c.map_type) == NULL)
+        return efail(err, errlen, -EINVAL, "map '%s': map type %u is not available in bpfgraft", name, c.map_type);
+    struct reg_map *m;
+    int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);
+    if (r)
+        return r;
+    if (c.btf_id && !o->obj->btf) {
+        /* the tool's own BTF types its maps for `bpfgraft map dump` */
+        const struct tool_btf *b = btf_by_id(tl, c.btf_id);
+        if (b)
+            o->obj->btf = btf__new(b->data, (uint32_t)b->len);
+        if (o->obj->btf && libbpf_get_error(o->obj->btf))
+            o->obj->btf = NULL;
+    }
+    *id = m->id;
+    *fd = bpfg_map_fd(m->map);
+    srv_log(SRV_DEBUG, "tool %d: map %u '%s' (%s)", (int)tl->pid, m->id, name, bpfg_map_type_name(c.map_type));
+    return 0;
+}
+
+/* Frozen read-only global data is known to the verifier, as in the kernel
+ * (libbpf freezes .rodata before loading the programs). */
+static void refresh_rodata(struct server *s, struct reg_object *o)
+{
+    for (size_t i = 0; i < o->map_cnt; i++) {
+        struct bpfg_obj_map *om = &o->obj->maps[i];
+        if (om->kind != BPFG_MAP_RODATA && om->kind != BPFG_MAP_KCONFIG)
+            continue;
+        struct reg_map *m = registry_map(&s->reg, o->map_ids[i]);
+        struct bpfg_map_info info;
+        size_t size = 0;
+        if (!m)
+            continue;
+        bpfg_map_get_info(m->map, &info);
+        void *area = bpfg_map_value_area(m->map, &size, NULL);
+        if (!info.frozen || !area || om->init_data)
+            continue;
+        size = size < om->value_size ? size : om->value_size;
+        om->init_data = malloc(size);
+        if (om->init_data) {
+            memcpy(om->init_data, area, size);
+            om->init_size = size;
+        }
+    }
+}
+
+/* ---- programs ---- */
+
+static const char *prog_type_name(uint32_t t)
+{
+    switch (t) {
+    case BPF_PROG_TYPE_KPROBE: return "kprobe";
+    case BPF_PROG_TYPE_TRACEPOINT: return "tracepoint";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT: return "raw_tracepoint";
+    case BPF_PROG_TYPE_PERF_EVENT: return "perf_event";
+    case BPF_PROG_TYPE_TRACING: return "tracing (fentry/fexit/tp_btf)";
+    case BPF_PROG_TYPE_LSM: return "lsm";
+    case BPF_PROG_TYPE_EXT: return "ext (freplace)";
+    case BPF_PROG_TYPE_STRUCT_OPS: return "struct_ops";
+    default: return "other";
+    }
+}
+
+static int verify(struct server *s, struct reg_object *o, const struct bpfg_obj_prog *p, char *err, size_t errlen)
+{
+    refresh_rodata(s, o);
+    struct bpfg_verify_env env;
+    struct bpfg_verify_map *maps = NULL;
+    int e = bpfg_verify_env_for_prog(o->obj, p, &env, &maps);
+    if (e) {
+        free(maps);
+        return e == -EOPNOTSUPP ? 0 : efail(err, errlen, e, "out of memory");
+    }
+    struct progcheck_options opt;
+    progcheck_get_options(&opt);
+    env.allow_probe_write_user = opt.allow_probe_write_user;
+    env.allow_override_return = opt.allow_override_return;
+    env.kernel_check = opt.kernel_check;
+    struct bpfg_verify_result *res = malloc(sizeof(*res));
+    if (!res) {
+        free(maps);
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    }
+    e = bpfg_verify(p->insns, p->insn_cnt, &env, res);
+    if (e == -ENOMEM)
+        efail(err, errlen, e, "out of memory");
+    else if (e)
+        e = efail(err, errlen, -EACCES, "bpfgraft verifier: program '%s': %s", p->name, res->msg);
+    free(res);
+    free(maps);
+    return e;
+}
+
+/* lddw map references carry map ids (the payload translated the tool's
+ * fds); the registry's programs use indices into the object's maps. */
+static int translate_insns(const struct reg_object *o, struct bpf_insn *insns, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct bpf_insn *in = &insns[i];
+        if (in->code != (BPF_LD | BPF_IMM | BPF_DW))
+            continue;
+        if (i + 1 >= n)
+            return efail(err, errlen, -EINVAL, "insn %zu: lddw without its second half", i);
+        switch (in->src_reg) {
+        case 0:
+        case BPF_PSEUDO_FUNC:
+            break;
+        case BPF_PSEUDO_MAP_FD:
+        case BPF_PSEUDO_MAP_VALUE: {
+            int idx = registry_object_map_index(o, (uint32_t)in->imm);
+            if (idx < 0)
+                return efail(err, errlen, -EBADF, "insn %zu: map %u is not one of this tool's maps", i,
+                             (uint32_t)in->imm);
+            in->src_reg = in->src_reg == BPF_PSEUDO_MAP_FD ? BPF_PSEUDO_MAP_IDX : BPF_PSEUDO_MAP_IDX_VALUE;
+            in->imm = idx;
+            break;
+        }
+        case BPF_PSEUDO_BTF_ID:
+            return efail(err, errlen, -EOPNOTSUPP,
+                         "insn %zu: kernel symbols (__ksym variables) do not exist in userspace", i);
+        default:
+            return efail(err, errlen, -EINVAL, "insn %zu: lddw with unknown src_reg %u", i, in->src_reg);
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int dup_str(char **out, const char *s)
+{
+    *out = strdup(s);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, char *err,
+                        size_t errlen)
+{
+    struct bpfg_tool_prog_load pl;
+    if (len < sizeof(pl))
+        return efail(err, errlen, -EINVAL, "PROG_LOAD: short request");
+    memcpy(&pl, body, sizeof(pl));
+    if (!pl.insn_cnt || pl.insn_cnt > TOOL_MAX_INSNS || len - sizeof(pl) != (size_t)pl.insn_cnt * sizeof(struct bpf_insn))
+        return efail(err, errlen, pl.insn_cnt > TOOL_MAX_INSNS ? -E2BIG : -EINVAL,
+                     "PROG_LOAD: %u instructions in %zu bytes", pl.insn_cnt, len - sizeof(pl));
+    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    if (!o)
+        return efail(err, errlen, -ENOENT, "the tool's object is gone");
+    char name[17], license[65];
+    memcpy(name, pl.name, 16);
+    name[16] = 0;
+    memcpy(license, pl.license, 64);
+    license[64] = 0;
+
+    enum bpfg_attach_kind kind;
+    switch (pl.prog_type) {
+    case BPF_PROG_TYPE_KPROBE: kind = BPFG_ATTACH_UPROBE; break;
+    case BPF_PROG_TYPE_TRACEPOINT: kind = BPFG_ATTACH_SYSCALL_ENTER; break;
+    case BPF_PROG_TYPE_RAW_TRACEPOINT: kind = BPFG_ATTACH_RAW_SYSCALL_ENTER; break;
+    case BPF_PROG_TYPE_TRACING:
+    case BPF_PROG_TYPE_LSM:
+    case BPF_PROG_TYPE_EXT:
+    case BPF_PROG_TYPE_STRUCT_OPS:
+    case BPF_PROG_TYPE_PERF_EVENT:
+        return efail(err, errlen, -EOPNOTSUPP,
+                     "bpfgraft: program '%s': type %s attaches to the kernel and cannot run in userspace", name,
+                     prog_type_name(pl.prog_type));
+    default:
+        /* socket filters and the like: libbpf's feature probes. Loaded,
+         * never attachable. */
+        kind = BPFG_ATTACH_UNSUPPORTED;
+        break;
+    }
+    struct bpfg_obj_prog p;
+    memset(&p, 0, sizeof(p));
+    p.kind = kind;
+    p.prog_type = pl.prog_type;
+    p.expected_attach_type = pl.expected_attach_type;
+    p.insn_cnt = pl.insn_cnt;
+    p.insns = malloc(len - sizeof(pl));
+    char section[64];
+    snprintf(section, sizeof(section), "tool:%s", prog_type_name(pl.prog_type));
+    int r = p.insns ? 0 : -ENOMEM;
+    if (!r)
+        memcpy(p.insns, body + sizeof(pl), len - sizeof(pl));
+    if (!r && (r = dup_str(&p.name, name[0] ? name : "prog")) == 0 && (r = dup_str(&p.section, section)) == 0 &&
+        (r = dup_str(&p.license, license)) == 0 && kind == BPFG_ATTACH_UNSUPPORTED)
+        r = dup_str(&p.error, "a program type bpfgraft does not run (loaded for a feature probe)");
+    if (r)
+        efail(err, errlen, r, "out of memory");
+    if (!r)
+        r = translate_insns(o, p.insns, p.insn_cnt, err, errlen);
+    if (!r && kind != BPFG_ATTACH_UNSUPPORTED)
+        r = verify(s, o, &p, err, errlen);
+    struct reg_prog *rp = NULL;
+    if (!r && (r = registry_add_prog(&s->reg, o, &p, &rp)) != 0)
+        efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);
+    if (r) {
+        free(p.name);
+        free(p.section);
+        free(p.license);
+        free(p.error);
+        free(p.insns);
+        return r;
+    }
+    *id = rp->id;
+    srv_log(SRV_DEBUG, "tool %d: program %u '%s' (%s, %u insns)", (int)tl->pid, rp->id, name,
+            prog_type_name(pl.prog_type), pl.insn_cnt);
+    return 0;
+}
+
+static int do_btf_load(struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, char *err, size_t errlen)
+{
+    struct btf *b = btf__new(body, (uint32_t)len);
+    if (!b || libbpf_get_error(b))
+        return efail(err, errlen, -EINVAL, "BTF_LOAD: malformed BTF (%zu bytes)", len);
+    btf__free(b);
+    struct tool_btf *grown = realloc(tl->btfs, (tl->nbtfs + 1) * sizeof(*grown));
+    void *copy = grown ? malloc(len) : NULL;
+    if (grown)
+        tl->btfs = grown;
+    if (!copy)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    memcpy(copy, body, len);
+    *id = (uint32_t)tl->nbtfs + 1;
+    tl->btfs[tl->nbtfs++] = (struct tool_btf){*id, copy, len};
+    return 0;
+}
+
+/* ---- tracepoints ---- */
+
+static const char *const tracefs_roots[] = {"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"};
+
+/* "syscalls/sys_enter_openat" etc.: the kinds bpfgraft runs. */
+static int classify_tp(const char *name, enum bpfg_attach_kind *kind, char *syscall, size_t slen, char *err,
+                       size_t errlen)
+{
+    if (strcmp(name, "raw_syscalls/sys_enter") == 0 || strcmp(name, "raw_syscalls/sys_exit") == 0) {
+        *kind = name[17] == 'n' ? BPFG_ATTACH_RAW_SYSCALL_ENTER : BPFG_ATTACH_RAW_SYSCALL_EXIT;
+        syscall[0] = 0;
+        return 0;
+    }
+    const char *rest = NULL;
+    if (strncmp(name, "syscalls/sys_enter_", 19) == 0) {
+        *kind = BPFG_ATTACH_SYSCALL_ENTER;
+        rest = name + 19;
+    } else if (strncmp(name, "syscalls/sys_exit_", 18) == 0) {
+        *kind = BPFG_ATTACH_SYSCALL_EXIT;
+        rest = name + 18;
+    }
+    if (!rest)
+        return efail(err, errlen, -EOPNOTSUPP,
+                     "tracepoint %s is in the kernel: bpfgraft has syscalls/* and raw_syscalls/* in userspace", name);
+    if (syscalls_nr(rest) < 0)
+        return efail(err, errlen, -ENOENT, "tracepoint %s: no syscall '%s' on x86-64", name, rest);
+    snprintf(syscall, slen, "%s", rest);
+    return 0;
+}
+
+static int tp_id_of(const char *name, uint32_t *id, char *err, size_t errlen)
+{
+    enum bpfg_attach_kind kind;
+    char sc[64];
+    int r = classify_tp(name, &kind, sc, sizeof(sc), err, errlen);
+    if (r)
+        return r;
+    for (size_t i = 0; i < ntp_names; i++)
+        if (strcmp(tp_names[i].name, name) == 0) {
+            *id = tp_names[i].id;
+            return 0;
+        }
+    struct tp_name *grown = realloc(tp_names, (ntp_names + 1) * sizeof(*grown));
+    if (!grown)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    tp_names = grown;
+    struct tp_name *t = &tp_names[ntp_names];
+    t->id = TP_SYNTH_BASE + (uint32_t)ntp_names;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    ntp_names++;
+    *id = t->id;
+    return 0;
+}
+
+/* The name of a tracepoint id: one TP_ID made up, or the kernel's (the
+ * tool read tracefs itself). */
+static int tp_name_of(uint32_t id, char *out, size_t outlen)
+{
+    for (size_t i = 0; i < ntp_names; i++)
+        if (tp_names[i].id == id) {
+            snprintf(out, outlen, "%s", tp_names[i].name);
+            return 0;
+        }
+    static const char *const cats[] = {"syscalls", "raw_syscalls"};
+    for (size_t r = 0; r < 2; r++)
+        for (size_t c = 0; c < 2; c++) {
+            char dir[128];
+            snprintf(dir, sizeof(dir), "%s/%s", tracefs_roots[r], cats[c]);
+            DIR *d = opendir(dir);
+            if (!d)
+                continue;
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (e->d_name[0] == '.')
+                    continue;
+                char path[512];
+                snprintf(path, sizeof(path), "%s/%s/id", dir, e->d_name);
+                if (read_sysfs_u32(path, "") == id && id) {
+                    snprintf(out, outlen, "%s/%.64s", cats[c], e->d_name);
+                    closedir(d);
+                    return 0;
+                }
+            }
+            closedir(d);
+        }
+    return -ENOENT;
+}
+
+/* ---- links ---- */
+
+static bool link_has(const struct tool_link *l, pid_t pid)
+{
+    for (size_t i = 0; i < l->nin; i++)
+        if (l->in[i] == pid)
+            return true;
+    return false;
+}
+
+static int rpc_to_errno(int code)
+{
+    switch (code) {
+    case BPFG_RPC_E_NOT_FOUND: return -ENOENT;
+    case BPFG_RPC_E_PERMISSION: return -EPERM;
+    case BPFG_RPC_E_EXISTS: return -EEXIST;
+    case BPFG_RPC_E_UNSUPPORTED: return -EOPNOTSUPP;
+    case BPFG_RPC_E_BUSY: return -EBUSY;
+    default: return -EINVAL;
+    }
+}
+
+/* Attaches link in t if t is in its scope. 0 also when out of scope. */
+static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, struct target *t, char *err,
+                      size_t errlen)
+{
+    if ((l->pid > 0 && t->pid != l->pid) || tool_of_pid(t->pid) || link_has(l, t->pid))
+        return 0;
+    if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
+        return 0;
+    pid_t *grown = realloc(l->in, (l->nin + 1) * sizeof(pid_t));
+    if (!grown)
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    l->in = grown;
+    applying = true;
+    int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, err, errlen);
+    applying = false;
+    if (code)
+        return rpc_to_errno(code);
+    l->in[l->nin++] = t->pid;
+    srv_log(SRV_INFO, "tool %d: link %u (program %u) attached in process %d", (int)tl->pid, l->id, l->prog_id,
+            (int)t->pid);
+    return 0;
+}
+
+static void link_remove(struct server *s, struct tool_link *l)
+{
+    for (size_t i = 0; i < l->nin; i++) {
+        struct target *t = targets_find(&s->targets, l->in[i]);
+        if (t)
+            targets_remove_progs(s, t, &l->prog_id, 1, NULL, 0);
+    }
+    l->nin = 0;
+}
+
+static void link_free(struct tool_link *l)
+{
+    if (!l)
+        return;
+    free(l->binary);
+    free(l->in);
+    free(l);
+}
+
+static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kind, const char *binary,
+                      uint64_t offset, const char *syscall, struct bpfg_obj_prog *dst)
+{
+    memset(dst, 0, sizeof(*dst));
+    char section[600];
+    if (binary)
+        snprintf(section, sizeof(section), "%s/%s@0x%llx", kind == BPFG_ATTACH_URETPROBE ? "uretprobe" : "uprobe",
+                 binary, (unsigned long long)offset);
+    else if (syscall && syscall[0])
+        snprintf(section, sizeof(section), "tracepoint/syscalls/sys_%s_%s",
+                 kind == BPFG_ATTACH_SYSCALL_ENTER ? "enter" : "exit", syscall);
+    else
+        snprintf(section, sizeof(section), "%s/%s", src->prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT ? "raw_tracepoint" : "tracepoint/raw_syscalls",
+                 kind == BPFG_ATTACH_RAW_SYSCALL_ENTER ? "sys_enter" : "sys_exit");
+    dst->kind = kind;
+    dst->prog_type = src->prog_type;
+    dst->expected_attach_type = src->expected_attach_type;
+    dst->insn_cnt = src->insn_cnt;
+    dst->target_offset = offset;
+    dst->target_file_offset = binary != NULL;
+    dst->insns = malloc(src->insn_cnt * sizeof(struct bpf_insn));
+    int r = dst->insns ? 0 : -ENOMEM;
+    if (!r) {
+        memcpy(dst->insns, src->insns, src->insn_cnt * sizeof(struct bpf_insn));
+        r = dup_str(&dst->name, src->name);
+    }
+    if (!r)
+        r = dup_str(&dst->section, section);
+    if (!r)
+        r = dup_str(&dst->license, src->license ? src->license : "");
+    if (!r && binary)
+        r = dup_str(&dst->target_binary, binary);
+    if (!r && syscall && syscall[0])
+        r = dup_str(&dst->syscall, syscall);
+    if (r) {
+        free(dst->insns);
+        free(dst->name);
+        free(dst->section);
+        free(dst->license);
+        free(dst->target_binary);
+        free(dst->syscall);
+        memset(dst, 0, sizeof(*dst));
+    }
+    return r;
+}
+
+static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, char *err,
+                     size_t errlen)
+{
+    struct bpfg_tool_attach a;
+    if (len < sizeof(a) + 1 || body[len - 1] != 0)
+        return efail(err, errlen, -EINVAL, "ATTACH: malformed request");
+    memcpy(&a, body, sizeof(a));
+    const char *name = (const char *)body + sizeof(a);
+    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    struct reg_prog *lp = registry_prog(&s->reg, a.prog_id);
+    if (!o || !lp || lp->obj_id != tl->obj_id)
+        return efail(err, errlen, -EBADF, "ATTACH: program %u is not one of this tool's", a.prog_id);
+    const struct bpfg_obj_prog *op = lp->prog;
+    if (op->kind == BPFG_ATTACH_UNSUPPORTED)
+        return efail(err, errlen, -EINVAL, "program '%s' of type %u cannot be attached", op->name, op->prog_type);
+
+    enum bpfg_attach_kind kind;
+    char syscall[64] = "", tpname[96] = "";
+    const char *binary = NULL;
+    uint32_t want_type;
+    switch (a.kind) {
+    case BPFG_TOOL_UPROBE:
+    case BPFG_TOOL_URETPROBE: {
+        struct stat st;
+        want_type = BPF_PROG_TYPE_KPROBE;
+        kind = a.kind == BPFG_TOOL_UPROBE ? BPFG_ATTACH_UPROBE : BPFG_ATTACH_URETPROBE;
+        if (name[0] != '/' || stat(name, &st) != 0)
+            return efail(err, errlen, -ENOENT, "uprobe: no file '%s'", name);
+        binary = name;
+        break;
+    }
+    case BPFG_TOOL_TRACEPOINT:
+        want_type = BPF_PROG_TYPE_TRACEPOINT;
+        if (tp_name_of(a.tp_id, tpname, sizeof(tpname)) != 0)
+            return efail(err, errlen, -ENOENT, "tracepoint id %u is not a syscalls/raw_syscalls tracepoint", a.tp_id);
+        {
+            int r = classify_tp(tpname, &kind, syscall, sizeof(syscall), err, errlen);
+            if (r)
+                return r;
+        }
+        break;
+    case BPFG_TOOL_RAW_TRACEPOINT:
+        want_type = BPF_PROG_TYPE_RAW_TRACEPOINT;
+        if (strcmp(name, "sys_enter") == 0)
+            kind = BPFG_ATTACH_RAW_SYSCALL_ENTER;
+        else if (strcmp(name, "sys_exit") == 0)
+            kind = BPFG_ATTACH_RAW_SYSCALL_EXIT;
+        else
+            return efail(err, errlen, -EOPNOTSUPP,
+                         "raw tracepoint '%s' is in the kernel: bpfgraft has sys_enter and sys_exit in userspace",
+                         name);
+        break;
+    default:
+        return efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
+    }
+    if (op->prog_type != want_type)
+        return efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
+                     prog_type_name(op->prog_type), prog_type_name(want_type));
+    if (a.pid > 0 && a.pid == tl->pid)
+        return efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
+    struct target *only = NULL;
+    if (a.pid > 0 && !(only = targets_find(&s->targets, a.pid)))
+        return efail(err, errlen, -ESRCH,
+                     "process %d is not attached to bpfgraft: attach it first with `bpfgraft attach %d`", (int)a.pid,
+                     (int)a.pid);
+    if (a.pid > 0 && tool_of_pid(a.pid))
+        return efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
+
+    struct bpfg_obj_prog copy;
+    int r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
+    if (r)
+        return efail(err, errlen, r, "out of memory");
+    if (syscalls_is_kind(kind) && (r = verify(s, o, &copy, err, errlen)) != 0) {
+        char *name_copy = copy.name;
+        copy.name = NULL;
+        free(name_copy);
+        free(copy.section);
+        free(copy.license);
+        free(copy.insns);
+        free(copy.target_binary);
+        free(copy.syscall);
+        return r;
+    }
+    struct reg_prog *cp = NULL;
+    struct tool_link *l = calloc(1, sizeof(*l));
+    struct tool_link **grown = l ? realloc(tl->links, (tl->nlinks + 1) * sizeof(*grown)) : NULL;
+    if (grown)
+        tl->links = grown;
+    if (!grown || (binary && !(l->binary = strdup(binary))) || (r = registry_add_prog(&s->reg, o, &copy, &cp)) != 0) {
+        free(copy.name);
+        free(copy.section);
+        free(copy.license);
+        free(copy.insns);
+        free(copy.target_binary);
+        free(copy.syscall);
+        link_free(l);
+        return efail(err, errlen, r == -E2BIG ? -E2BIG : -ENOMEM,
+                     r == -E2BIG ? "too many programs in this tool" : "out of memory");
+    }
+    l->id = ++tl->next_link_id;
+    l->prog_id = cp->id;
+    l->kind = kind;
+    l->pid = a.pid > 0 ? a.pid : -1;
+    l->offset = a.offset;
+    if (only) {
+        r = link_apply(s, tl, l, only, err, errlen);
+        if (r) {
+            link_free(l);
+            return r;
+        }
+    } else {
+        for (struct target *t = s->targets.list; t; t = t->next) {
+            char why[512];
+            if (link_apply(s, tl, l, t, why, sizeof(why)) != 0)
+                srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)t->pid,
+                        why);
+        }
+    }
+    tl->links[tl->nlinks++] = l;
+    *id = l->id;
+    srv_log(SRV_INFO, "tool %d: link %u: program '%s' on %s%s%s, %s, in %zu process(es)", (int)tl->pid, l->id,
+            op->name, bpfg_attach_kind_name(kind), binary || syscall[0] ? " " : "",
+            binary ? binary : syscall, l->pid > 0 ? "one process" : "every attached process", l->nin);
+    return 0;
+}
+
+static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, size_t len, char *err, size_t errlen)
+{
+    struct bpfg_tool_release rel;
+    if (len < sizeof(rel))
+        return efail(err, errlen, -EINVAL, "DETACH: short request");
+    memcpy(&rel, body, sizeof(rel));
+    for (size_t i = 0; i < tl->nlinks; i++) {
+        struct tool_link *l = tl->links[i];
+        if (l->id != rel.id)
+            continue;
+        link_remove(s, l);
+        link_free(l);
+        memmove(&tl->links[i], &tl->links[i + 1], (tl->nlinks - i - 1) * sizeof(*tl->links));
+        tl->nlinks--;
+        return 0;
+    }
+    return efail(err, errlen, -ENOENT, "DETACH: no link %u", rel.id);
+}
+
+/* ---- requests ---- */
+
+static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
+{
+    char err[2048] = "";
+    struct bpfg_tool_id_reply rep = {0};
+    int fd = -1, r;
+    bool with_id = true;
+    switch (h->type) {
+    case BPFG_TOOL_MAP_CREATE: r = do_map_create(s, tl, body, len, &rep.id, &fd, err, sizeof(err)); break;
+    case BPFG_TOOL_PROG_LOAD: r = do_prog_load(s, tl, body, len, &rep.id, err, sizeof(err)); break;
+    case BPFG_TOOL_BTF_LOAD: r = do_btf_load(tl, body, len, &rep.id, err, sizeof(err)); break;
+    case BPFG_TOOL_ATTACH: r = do_attach(s, tl, body, len, &rep.id, err, sizeof(err)); break;
+    case BPFG_TOOL_DETACH:
+        r = do_detach(s, tl, body, len, err, sizeof(err));
+        with_id = false;
+        break;
+    case BPFG_TOOL_TP_ID: {
+        char name[96];
+        if (!len || len >= sizeof(name) || memchr(body, 0, len) == NULL) {
+            r = efail(err, sizeof(err), -EINVAL, "TP_ID: malformed name");
+            break;
+        }
+        memcpy(name, body, len);
+        r = tp_id_of(name, &rep.id, err, sizeof(err));
+        break;
+    }
+    case BPFG_TOOL_RELEASE:
+        /* maps, programs and BTF live as long as the tool (its object) */
+        r = 0;
+        with_id = false;
+        break;
+    default:
+        r = efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type);
+        break;
+    }
+    if (r) {
+        srv_log(SRV_DEBUG, "tool %d: request %u failed: %s", (int)tl->pid, h->type, err);
+        r = chan_reply(tl, h->seq, r, err, strlen(err) + 1, -1);
+    } else {
+        r = chan_reply(tl, h->seq, 0, with_id ? &rep : NULL, with_id ? sizeof(rep) : 0, fd);
+    }
+    if (r)
+        srv_log(SRV_WARN, "tool %d: reply: %s", (int)tl->pid, strerror(-r));
+}
+
+void tools_readable(struct server *s, void *tag)
+{
+    struct tool *tl = tag;
+    if (tl->dead || tl->chan < 0)
+        return;
+    struct bpfg_pmsg_hdr h;
+    int r = chan_read(tl->chan, &h, sizeof(h));
+    uint8_t *body = NULL;
+    size_t len = 0;
+    if (!r && (h.len < sizeof(h) || h.len > BPFG_PMSG_MAX))
+        r = -EBADMSG;
+    if (!r && (len = h.len - sizeof(h)) && !(body = malloc(len)))
+        r = -ENOMEM;
+    if (!r && len)
+        r = chan_read(tl->chan, body, len);
+    if (r) {
+        if (r != -EPIPE)
+            srv_log(SRV_WARN, "tool %d: channel: %s; closing it", (int)tl->pid, strerror(-r));
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, tl->chan, NULL);
+        close(tl->chan);
+        tl->chan = -1;
+        free(body);
+        return;
+    }
+    serve(s, tl, &h, body, len);
+    free(body);
+}
+
+/* ---- lifecycle ---- */
+
+int tools_begin(struct server *s, struct target *t, int engine, char *err, size_t errlen)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return efail(err, errlen, -errno, "socketpair: %s", strerror(errno));
+    struct tool *tl = calloc(1, sizeof(*tl));
+    if (!tl) {
+        close(sv[0]);
+        close(sv[1]);
+        return efail(err, errlen, -ENOMEM, "out of memory");
+    }
+    tl->magic = TOOL_MAGIC;
+    tl->pid = t->pid;
+    tl->chan = sv[0];
+    tl->engine = engine;
+    char path[64], comm[32] = "tool";
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)t->pid);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+    }
+    snprintf(tl->name, sizeof(tl->name), "tool:%s:%d", comm, (int)t->pid);
+
+    struct bpfg_pmsg_tool_mode mode = {
+        .uprobe_type = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/type", ""),
+        .kprobe_type = read_sysfs_u32("/sys/bus/event_source/devices/kprobe/type", ""),
+        .retprobe_bit = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/format/retprobe", "config:"),
+        .nr_cpus = possible_cpus(),
+    };
+    struct bpfg_pmsg_syscall_reply rep;
+    memset(&rep, 0, sizeof(rep));
+    size_t got = 0;
+    struct reg_object *o = NULL;
+    int r = targets_payload_call_fd(s, t, BPFG_PMSG_TOOL_MODE, &mode, sizeof(mode), sv[1], &rep, sizeof(rep), &got,
+                                    err, errlen);
+    close(sv[1]);
+    if (!r && got < offsetof(struct bpfg_pmsg_syscall_reply, fast_entry))
+        r = efail(err, errlen, -EPROTO, "short TOOL_MODE reply");
+    if (!r)
+        r = syscalls_tool_dispatch(s, t, &rep, err, errlen);
+    if (!r && (r = registry_new_object(&s->reg, tl->name, TOOL_MAX_MAPS, TOOL_MAX_PROGS, &o)) != 0)
+        efail(err, errlen, r, "out of memory");
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = tl};
+    if (!r && epoll_ctl(s->epfd, EPOLL_CTL_ADD, tl->chan, &ev) != 0)
+        r = efail(err, errlen, -errno, "epoll: %s", strerror(errno));
+    if (r) {
+        if (o)
+            registry_unload(&s->reg, o->id);
+        close(tl->chan);
+        free(tl);
+        return r;
+    }
+    tl->obj_id = o->id;
+    tl->next = tools;
+    tools = tl;
+    srv_log(SRV_INFO, "tool %d (%s): bpf() served by bpfgraft, object %u", (int)t->pid, comm, o->id);
+    return 0;
+}
+
+void tools_target_added(struct server *s, struct target *t)
+{
+    if (applying || tool_of_pid(t->pid))
+        return;
+    for (struct tool *tl = tools; tl; tl = tl->next) {
+        if (tl->dead)
+            continue;
+        for (size_t i = 0; i < tl->nlinks; i++) {
+            char why[512];
+            if (link_apply(s, tl, tl->links[i], t, why, sizeof(why)) != 0)
+                srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, tl->links[i]->id,
+                        (int)t->pid, why);
+        }
+    }
+}
+
+static void tool_end(struct server *s, struct tool *tl)
+{
+    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    /* programs out of every process, then the tool's maps there */
+    for (size_t i = 0; i < tl->nlinks; i++)
+        link_remove(s, tl->links[i]);
+    if (o)
+        for (struct target *t = s->targets.list; t; t = t->next)
+            if (t->pid != tl->pid)
+                targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+    for (size_t i = 0; i < tl->nlinks; i++)
+        link_free(tl->links[i]);
+    free(tl->links);
+    tl->links = NULL;
+    tl->nlinks = 0;
+    if (o)
+        registry_unload(&s->reg, o->id);
+    for (size_t i = 0; i < tl->nbtfs; i++)
+        free(tl->btfs[i].data);
+    free(tl->btfs);
+    tl->btfs = NULL;
+    tl->nbtfs = 0;
+    if (tl->chan >= 0) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, tl->chan, NULL);
+        close(tl->chan);
+        tl->chan = -1;
+    }
+    tl->dead = true;
+    srv_log(SRV_INFO, "tool %d: ended; its programs left every process", (int)tl->pid);
+}
+
+void tools_target_gone(struct server *s, struct target *t)
+{
+    struct tool *tl = tool_of_pid(t->pid);
+    if (tl) {
+        tool_end(s, tl);
+        return;
+    }
+    for (tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; i < tl->nlinks; i++) {
+            struct tool_link *l = tl->links[i];
+            for (size_t k = 0; k < l->nin; k++)
+                if (l->in[k] == t->pid) {
+                    l->in[k] = l->in[--l->nin];
+                    break;
+                }
+        }
+}
+
+void tools_reap(struct server *s)
+{
+    (void)s;
+    for (struct tool **pp = &tools; *pp;) {
+        struct tool *tl = *pp;
+        if (!tl->dead) {
+            pp = &tl->next;
+            continue;
+        }
+        *pp = tl->next;
+        free(tl);
+    }
+}
+
+void tools_destroy(struct server *s)
+{
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        if (!tl->dead)
+            tool_end(s, tl);
+    tools_reap(s);
+    free(tp_names);
+    tp_names = NULL;
+    ntp_names = 0;
+}
+
+void tools_pack_list(struct server *s, msgpack_packer *pk)
+{
+    size_t n = 0;
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        n += !tl->dead;
+    msgpack_pack_array(pk, n);
+    for (struct tool *tl = tools; tl; tl = tl->next) {
+        if (tl->dead)
+            continue;
+        msgpack_pack_map(pk, 4);
+        bpfg_pack_cstr(pk, "pid");
+        msgpack_pack_int(pk, tl->pid);
+        bpfg_pack_cstr(pk, "name");
+        bpfg_pack_cstr(pk, tl->name);
+        bpfg_pack_cstr(pk, "object");
+        msgpack_pack_uint32(pk, tl->obj_id);
+        bpfg_pack_cstr(pk, "links");
+        msgpack_pack_array(pk, tl->nlinks);
+        for (size_t i = 0; i < tl->nlinks; i++) {
+            const struct tool_link *l = tl->links[i];
+            struct reg_prog *p = registry_prog(&s->reg, l->prog_id);
+            msgpack_pack_map(pk, 6);
+            bpfg_pack_cstr(pk, "id");
+            msgpack_pack_uint32(pk, l->id);
+            bpfg_pack_cstr(pk, "prog");
+            msgpack_pack_uint32(pk, l->prog_id);
+            bpfg_pack_cstr(pk, "kind");
+            bpfg_pack_cstr(pk, bpfg_attach_kind_name(l->kind));
+            bpfg_pack_cstr(pk, "target");
+            bpfg_pack_cstr(pk, p ? p->prog->section : "");
+            bpfg_pack_cstr(pk, "pid");
+            msgpack_pack_int(pk, l->pid);
+            bpfg_pack_cstr(pk, "attached");
+            msgpack_pack_array(pk, l->nin);
+            for (size_t k = 0; k < l->nin; k++)
+                msgpack_pack_int(pk, l->in[k]);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+/* `bpfgraft run -- TOOL`: unmodified libbpf tools whose BPF side bpfgraft
+ * serves (payload/abi.h, "tool mode").
+ *
+ * The tool is started like `bpfgraft start` and switched to tool mode
+ * before its first instruction: its payload serves map element commands
+ * itself and asks the server, over a private socketpair (the tool
+ * channel), to create maps, load programs (verified like object.load)
+ * and BTF, and to attach programs. Everything a tool creates lives in one
+ * registry object, "tool:COMM:PID", freed when the tool exits.
+ *
+ * Attachments (links) follow perf_event_open's scope in bpfgraft terms:
+ * pid > 0 names one process bpfgraft manages (attached or started);
+ * pid -1 means every managed process that is not itself a tool (for a
+ * uprobe: every one mapping the binary), now and later: a process
+ * attached afterwards (`bpfgraft attach PID`) gets the running tools'
+ * links. When the tool exits its programs leave every process; the
+ * processes keep running with whatever else is attached to them. */
+#ifndef BPFGRAFT_SERVER_TOOL_H
+#define BPFGRAFT_SERVER_TOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <msgpack.h>
+
+struct server;
+struct target;
+
+#define TOOL_MAGIC 0x544f4f4cu     /* epoll tag: a tool channel */
+
+/* Switches the just-injected target t (stopped at its entry point) to
+ * tool mode. 0, or a negative errno with err set. */
+int tools_begin(struct server *s, struct target *t, int engine, char *err, size_t errlen);
+/* The tool channel whose epoll tag is tag is readable. */
+void tools_readable(struct server *s, void *tag);
+/* A process became managed: running tools' links whose scope covers it
+ * are attached there (failures are logged). */
+void tools_target_added(struct server *s, struct target *t);
+/* A target is going away (exit or detach): a tool ends; links forget it. */
+void tools_target_gone(struct server *s, struct target *t);
+/* Frees tools that ended (outside the epoll batch that saw them end). */
+void tools_reap(struct server *s);
+/* Ends every tool (server shutdown). */
+void tools_destroy(struct server *s);
+bool tools_is_tool(const struct server *s, pid_t pid);
+/* tool.list: [{pid, object, links: [{id, kind, target, pid, attached: [pid]}]}] */
+void tools_pack_list(struct server *s, msgpack_packer *pk);
+
+#endif
