@@ -271,11 +271,17 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     };
     if (kind != BPFG_MAP_USER)
         spec.map_flags |= BPFG_F_GLOBAL_DATA;
+    if (c.map_type == BPF_MAP_TYPE_CGROUP_ARRAY) {
+        /* tools create it for an optional cgroup filter (off unless asked
+         * for): a plain array of the same shape holds what they store;
+         * bpf_current_task_under_cgroup stays unavailable */
+        spec.type = BPF_MAP_TYPE_ARRAY;
+    }
     if (c.map_type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
         /* one ring per CPU, whatever the key/value sizes say */
         spec.max_entries = c.max_entries ? c.max_entries : possible_cpus();
     }
-    if (bpfg_map_type_name(c.map_type) == NULL)
+    if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0)
         return efail(err, errlen, -EINVAL, "map '%s': map type %u is not available in bpfgraft", name, c.map_type);
     struct reg_map *m;
     int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);

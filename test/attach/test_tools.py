@@ -1,0 +1,198 @@
+"""`bpfgraft run`: unmodified libbpf tools (Debian's libbpf-tools package
+and the skeleton samples) with their BPF side served by a real bpfgraftd,
+against bpfgraft-managed processes; the same tools under the kernel for
+the same workload, side by side (tracefs mounted for that and unmounted
+again if this test mounted it)."""
+import argparse
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, report  # noqa: E402
+
+TOOLS = "/usr/sbin"
+TRACEFS = "/sys/kernel/tracing"
+
+
+def ensure_libbpf_tools():
+    if all(os.access(os.path.join(TOOLS, t), os.X_OK) for t in ("opensnoop", "syscount", "funclatency", "bashreadline")):
+        return True
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True, text=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    return r.returncode == 0
+
+
+def run_tool(srv, argv, timeout=60):
+    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--"] + argv,
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def run_kernel(argv, timeout=60):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def tracefs_mounted():
+    return os.path.exists(os.path.join(TRACEFS, "events"))
+
+
+def victim_alive(p):
+    return p.poll() is None
+
+
+def hooks_of(srv, pid):
+    rc, doc, _ = srv.cli_json("ps")
+    for t in doc or []:
+        if t.get("pid") == pid:
+            return t.get("hooks", [])
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--test-bin", required=True)
+    args = ap.parse_args()
+    check(ensure_libbpf_tools(), "libbpf-tools is installed (apt)")
+    victim_bin = os.path.join(args.test_bin, "tool-victim")
+    marker = f"/nonexistent/bpfgraft-tool-marker-{os.getpid()}"
+    mounted_here = False
+
+    with Server(args) as srv:
+        victim = subprocess.Popen([victim_bin, marker])
+        try:
+            time.sleep(0.3)
+            rc, _, err = srv.cli("attach", victim.pid)
+            check_eq(rc, 0, f"attach without an object: the victim joins bpfgraft ({err.strip()})")
+
+            # ---- opensnoop: tracepoints + perf buffer ----
+            rc, out, err = run_tool(srv, [f"{TOOLS}/opensnoop", "-p", str(victim.pid), "-d", "3"])
+            print(out[:600], err[-800:])
+            check_eq(rc, 0, "opensnoop under bpfgraft run exits 0")
+            check("PID    COMM" in out and "PATH" in out, "opensnoop: its own header")
+            lines = [l for l in out.splitlines() if marker in l]
+            check(len(lines) >= 20, f"opensnoop: the victim's opens of the marker path ({len(lines)} in 3 s, >= 20)")
+            check(all(l.split()[0] == str(victim.pid) and " 2 " in f" {l} " for l in lines[:5]),
+                  "opensnoop: lines carry the victim's pid and ENOENT (2)", "\n".join(lines[:3]))
+            check(victim_alive(victim), "the victim still runs after opensnoop")
+            hooks = hooks_of(srv, victim.pid)
+            check(hooks == [], "after opensnoop exits no program stays in the victim", repr(hooks))
+            rc, doc, _ = srv.cli_json("tools")
+            check(rc == 0 and doc == [], "tool.list is empty once the tool exited", repr(doc))
+
+            # the same tool under the kernel, same workload
+            if not tracefs_mounted():
+                mounted_here = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS]).returncode == 0
+            rc, kout, kerr = run_kernel([f"{TOOLS}/opensnoop", "-p", str(victim.pid), "-d", "2"])
+            klines = [l for l in kout.splitlines() if marker in l]
+            check(rc == 0 and len(klines) >= 10, f"opensnoop under the kernel sees the same opens ({len(klines)})",
+                  kerr[-300:])
+            if klines and lines:
+                norm = lambda l: l.split()[:2] + l.split()[3:]   # PID COMM ERR PATH (fd differs: -1 both)
+                check_eq(norm(lines[0]), norm(klines[0]), "opensnoop: bpfgraft's line equals the kernel's")
+
+            # ---- syscount: raw_syscalls tracepoints, hash maps, batch lookups ----
+            rc, out, err = run_tool(srv, [f"{TOOLS}/syscount", "-p", str(victim.pid), "-d", "2"])
+            print(out[:800], err[-800:])
+            check_eq(rc, 0, "syscount under bpfgraft run exits 0")
+            counts = {}
+            for l in out.splitlines():
+                m = re.match(r"^(\w+)\s+(\d+)$", l.strip())
+                if m:
+                    counts[m.group(1)] = int(m.group(2))
+            check(counts.get("openat", 0) >= 40, f"syscount: openat counted ({counts.get('openat')} in 2 s, >= 40)",
+                  repr(counts))
+            check(counts.get("clock_nanosleep", 0) + counts.get("nanosleep", 0) >= 40,
+                  "syscount: the victim's sleeps counted", repr(counts))
+            rc, kout, _ = run_kernel([f"{TOOLS}/syscount", "-p", str(victim.pid), "-d", "2"])
+            kcounts = {m.group(1): int(m.group(2)) for m in
+                       (re.match(r"^(\w+)\s+(\d+)$", l.strip()) for l in kout.splitlines()) if m}
+            check(set(kcounts) >= {"openat"} and abs(kcounts.get("openat", 0) - counts.get("openat", 0)) <= 40,
+                  f"syscount: kernel openat {kcounts.get('openat')} vs bpfgraft {counts.get('openat')} (same rate)")
+
+            # ---- funclatency on a user-space function: uprobe + uretprobe ----
+            rc, out, err = run_tool(srv, [f"{TOOLS}/funclatency", "-p", str(victim.pid), "-d", "2",
+                                          f"{victim_bin}:work_unit"])
+            print(out[-1500:], err[-800:])
+            check_eq(rc, 0, "funclatency under bpfgraft run exits 0")
+            rows = [l for l in out.splitlines() if "->" in l and ":" in l]
+            total = sum(int(l.split(":")[1].split("|")[0]) for l in rows)
+            check("nsec" in out and "distribution" in out, "funclatency: its histogram header")
+            check(total >= 40, f"funclatency: {total} calls of work_unit in 2 s (>= 40)")
+            check(hooks_of(srv, victim.pid) == [], "after funclatency the victim's code is restored (no hooks)")
+
+            # ---- a kprobe cannot work: clear message, no hang ----
+            t0 = time.monotonic()
+            rc, out, err = run_tool(srv, [f"{TOOLS}/funclatency", "-d", "1", "do_sys_openat2"], timeout=60)
+            print(err[-600:])
+            check(rc != 0, "funclatency on a kernel function fails under bpfgraft")
+            check("kprobe" in err and "userspace" in err, "the failure names the missing feature (kprobe)",
+                  err[-300:])
+            check(time.monotonic() - t0 < 30, "and it fails promptly")
+            check(victim_alive(victim), "the victim still runs")
+        finally:
+            victim.kill()
+            victim.wait()
+            if mounted_here:
+                subprocess.run(["umount", TRACEFS])
+
+        # ---- bashreadline: uretprobe on readline in every attached bash, perf buffer ----
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ.update({"HISTFILE": "/dev/null", "PS1": "$ ", "TERM": "dumb"})
+            os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+        tool = None
+        try:
+            time.sleep(0.5)
+            rc, _, err = srv.cli("attach", pid)
+            check_eq(rc, 0, f"bashreadline: the shell joins bpfgraft ({err.strip()})")
+            tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/bashreadline"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not hooks_of(srv, pid):
+                time.sleep(0.2)
+            check(bool(hooks_of(srv, pid)), "bashreadline: its uretprobe is in the shell")
+            os.write(fd, b"true first\n")   # the readline in progress began before the hook
+            time.sleep(0.3)
+            os.write(fd, b"echo hello-from-bashreadline\n")
+            time.sleep(1.5)
+            tool.send_signal(2)
+            try:
+                out, err = tool.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                tool.kill()
+                out, err = tool.communicate()
+            print(out[-600:], err[-600:])
+            check("COMMAND" in out and "PID" in out, "bashreadline: its own header")
+            check(any("echo hello-from-bashreadline" in l and str(pid) in l for l in out.splitlines()),
+                  "bashreadline: the typed line with the shell's pid")
+            check(hooks_of(srv, pid) == [], "bashreadline gone: the shell has no hook left")
+            os.write(fd, b"echo still-alive\n")
+            time.sleep(0.3)
+            seen = b""
+            while select.select([fd], [], [], 0.3)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+            check(b"still-alive" in seen, "bashreadline: the shell keeps working")
+        finally:
+            if tool and tool.poll() is None:
+                tool.kill()
+                tool.wait()
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        check(srv.alive(), "bpfgraftd survived every tool")
+    return report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
