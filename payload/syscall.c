@@ -53,6 +53,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <linux/sched.h>
 #include <signal.h>
@@ -66,6 +67,7 @@
 #include "payload.h"
 #include "rt/rt.h"
 #include "syscall.h"
+#include "tool.h"
 
 #define SYS_USER_DISPATCH_CODE 2
 #define PR_SET_SUD 59
@@ -153,6 +155,18 @@ static struct bpfg_thread_slot *thread_slot(void)
 static inline long raw6(long n, const uint64_t a[6])
 {
     return rt_sys6(n, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4], (long)a[5]);
+}
+
+/* The syscall the target asked for: in tool mode, the tool's BPF calls
+ * (and the fd calls that must keep tool.c's table right) are served by
+ * tool.c; everything else, and every call of a process not in tool mode,
+ * is made as is. */
+static inline long make_call(long n, const uint64_t a[6])
+{
+    long r;
+    if (__builtin_expect(__atomic_load_n(&tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(n, a, &r))
+        return r;
+    return raw6(n, a);
 }
 
 /* ---- contexts ---- */
@@ -478,7 +492,7 @@ long bpfg_sys_fast_handler(struct bpfg_pt_regs *r)
     }
     if (enter && run_enter(&c, &ret))
         goto done;
-    ret = raw6(c.nr, c.args);
+    ret = make_call(c.nr, c.args);
 done:
     if (want_exit(c.nr)) {
         if (!c.tid)
@@ -609,7 +623,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv)
         ret = c.args[0] == PR_SET_SUD ? -EBUSY : raw6(c.nr, c.args);
         break;
     default:
-        ret = raw6(c.nr, c.args);
+        ret = make_call(c.nr, c.args);
         break;
     }
 done:
@@ -756,6 +770,110 @@ bool syscall_use_prog(const struct prog *p)
             if (raw_lists[k][i] == v)
                 return true;
     return false;
+}
+
+/* TOOL_MODE: the handler as for the first SYSCALL_HOOK, then tool.c
+ * serves the tool's BPF syscalls (fd: the tool channel, kept as a dup). */
+int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out,
+                      size_t outsize, size_t *outlen)
+{
+    struct bpfg_pmsg_tool_mode tm;
+    struct bpfg_pmsg_syscall_reply rep;
+    if (len < sizeof(tm)) {
+        snprintf(err, errlen, "TOOL_MODE message too short");
+        return -EBADMSG;
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "TOOL_MODE carries no tool channel fd");
+        return -EBADF;
+    }
+    if (outsize < sizeof(rep))
+        return -EINVAL;
+    memcpy(&tm, body, sizeof(tm));
+    int r = install(err, errlen);
+    if (r)
+        return r;
+    long chan = rt_sys3(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+    if (rt_is_err(chan)) {
+        snprintf(err, errlen, "keeping the tool channel: %s", strerror((int)-chan));
+        return (int)chan;
+    }
+    r = tool_start(&tm, (int)chan, err, errlen);
+    if (r) {
+        rt_sys1(SYS_close, chan);
+        return r;
+    }
+    rep.exempt_base = bpfg_sys_exempt_base;
+    rep.exempt_len = bpfg_sys_exempt_len;
+    rep.selector = (uint64_t)(uintptr_t)&bpfg_sys_selector;
+    rep.fast_entry = __atomic_load_n(&fast_on, __ATOMIC_RELAXED) ? (uint64_t)(uintptr_t)bpfg_sys_fast_entry : 0;
+    memcpy(out, &rep, sizeof(rep));
+    *outlen = sizeof(rep);
+    return 0;
+}
+
+/* Clears p from a list; true if it was there. */
+static bool list_remove(uint64_t *list, uint64_t p)
+{
+    bool found = false;
+    for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++)
+        if (__atomic_load_n(&list[i], __ATOMIC_RELAXED) == p) {
+            __atomic_store_n(&list[i], 0, __ATOMIC_SEQ_CST);
+            found = true;
+        }
+    return found;
+}
+
+static bool list_empty(const uint64_t *list)
+{
+    for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++)
+        if (__atomic_load_n(&list[i], __ATOMIC_RELAXED))
+            return false;
+    return true;
+}
+
+/* SYSCALL_UNHOOK: one program leaves every list it is in; the handlers
+ * that may still run it are waited for, as for SYSCALL_OFF. */
+int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
+{
+    struct bpfg_pmsg_syscall_unhook u;
+    if (len < sizeof(u)) {
+        snprintf(err, errlen, "SYSCALL_UNHOOK message too short");
+        return -EBADMSG;
+    }
+    memcpy(&u, body, sizeof(u));
+    struct prog *p = payload_prog_by_id(u.prog_id);
+    if (!p) {
+        snprintf(err, errlen, "program %u is not loaded", u.prog_id);
+        return -ENOENT;
+    }
+    uint64_t v = (uint64_t)(uintptr_t)p;
+    bool found = false;
+    for (int n = 0; n < BPFG_SYS_MAX_NR; n++) {
+        bool e = list_remove(sys_enter[n], v), x = list_remove(sys_exit[n], v);
+        if (!e && !x)
+            continue;
+        found = true;
+        uint8_t has = (uint8_t)((list_empty(sys_enter[n]) ? 0 : 1) | (list_empty(sys_exit[n]) ? 0 : 2));
+        __atomic_store_n(&nr_has[n], has, __ATOMIC_SEQ_CST);
+    }
+    static const uint8_t bit[] = {1, 2, 4, 8};
+    for (int k = 0; k < 4; k++) {
+        if (!list_remove(raw_lists[k], v))
+            continue;
+        found = true;
+        if (list_empty(raw_lists[k]))
+            __atomic_fetch_and(&raw_has, (uint8_t)~bit[k], __ATOMIC_SEQ_CST);
+    }
+    if (!found) {
+        snprintf(err, errlen, "program %u is not attached to a syscall", u.prog_id);
+        return -ENOENT;
+    }
+    if (!hooks_quiesce(5000)) {
+        snprintf(err, errlen, "program %u is still running on some thread; retry", u.prog_id);
+        return -EBUSY;
+    }
+    return 0;
 }
 
 int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,

@@ -18,6 +18,12 @@ void syscall_set_socket(int fd);
 int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
                 size_t outsize, size_t *outlen);
 
+/* TOOL_MODE (fd: the tool channel, which the caller keeps and closes) and
+ * SYSCALL_UNHOOK (payload thread). Same conventions as syscall_msg. */
+int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out,
+                      size_t outsize, size_t *outlen);
+int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen);
+
 /* Payload thread: up to max newly noted syscall sites to report to the
  * server (BPFG_PMSG_SYS_SITES); each is returned once. */
 size_t syscall_take_sites(uint64_t *out, size_t max);

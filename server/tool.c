@@ -344,7 +344,27 @@ static const char *prog_type_name(uint32_t t)
     }
 }
 
-static int verify(struct server *s, struct reg_object *o, const struct bpfg_obj_prog *p, char *err, size_t errlen)
+/* Instructions no path reaches become `ja -1`, as the kernel's dead code
+ * sanitizing does: what frozen .rodata switched off (a helper bpfgraft
+ * lacks, e.g. a cgroup filter) must not stop the engines from loading it. */
+static void sanitize_dead_code(struct bpf_insn *insns, size_t n, const uint8_t *reached)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool wide = insns[i].code == (BPF_LD | BPF_IMM | BPF_DW) && i + 1 < n;
+        if (!reached[i]) {
+            insns[i] = (struct bpf_insn){.code = BPF_JMP | BPF_JA, .off = -1};
+            if (wide)
+                insns[i + 1] = (struct bpf_insn){.code = BPF_JMP | BPF_JA, .off = -1};
+        }
+        if (wide)
+            i++;
+    }
+}
+
+/* Verifies p against o's maps; sanitize: then turn its dead code off (the
+ * copy that runs: verifying it again would find unreachable code). */
+static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *p, bool sanitize, char *err,
+                  size_t errlen)
 {
     refresh_rodata(s, o);
     struct bpfg_verify_env env;
@@ -364,7 +384,11 @@ static int verify(struct server *s, struct reg_object *o, const struct bpfg_obj_
         free(maps);
         return efail(err, errlen, -ENOMEM, "out of memory");
     }
-    e = bpfg_verify(p->insns, p->insn_cnt, &env, res);
+    env.reached = calloc(p->insn_cnt, 1);
+    e = env.reached ? bpfg_verify(p->insns, p->insn_cnt, &env, res) : -ENOMEM;
+    if (!e && sanitize)
+        sanitize_dead_code(p->insns, p->insn_cnt, env.reached);
+    free(env.reached);
     if (e == -ENOMEM)
         efail(err, errlen, e, "out of memory");
     else if (e)
@@ -473,7 +497,7 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     if (!r)
         r = translate_insns(o, p.insns, p.insn_cnt, err, errlen);
     if (!r && kind != BPFG_ATTACH_UNSUPPORTED)
-        r = verify(s, o, &p, err, errlen);
+        r = verify(s, o, &p, false, err, errlen);
     struct reg_prog *rp = NULL;
     if (!r && (r = registry_add_prog(&s->reg, o, &p, &rp)) != 0)
         efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);
@@ -779,7 +803,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     int r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
     if (r)
         return efail(err, errlen, r, "out of memory");
-    if (syscalls_is_kind(kind) && (r = verify(s, o, &copy, err, errlen)) != 0) {
+    if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
         char *name_copy = copy.name;
         copy.name = NULL;
         free(name_copy);

@@ -2505,6 +2505,8 @@ static int do_check(struct vctx *v)
         if (!end) {
             const struct bpf_insn *in = &v->insns[v->insn];
             uint8_t cls = ebpf_class(in->code), op = in->code & 0xf0;
+            if (v->env->reached)
+                v->env->reached[v->insn] = 1;
             int next = v->insn + 1;
             switch (cls) {
             case BPF_ALU:

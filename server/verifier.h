@@ -49,6 +49,9 @@ struct bpfg_verify_env {
     bool allow_probe_write_user;            /* bpf_probe_write_user */
     bool allow_override_return;             /* bpf_override_return, uprobes only */
     bool kernel_check;                      /* also ask the kernel (root) */
+    uint8_t *reached;                       /* optional, n bytes: set to 1 for every instruction
+                                             * some explored path executes (the rest is dead
+                                             * code, e.g. behind frozen .rodata flags) */
 };
 
 struct bpfg_verify_result {
