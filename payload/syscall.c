@@ -730,6 +730,8 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
             return r;
         __atomic_fetch_or(&raw_has, bit[idx[h.kind]], __ATOMIC_SEQ_CST);
     }
+    /* dispatch again, if the last program's removal let syscalls through */
+    __atomic_store_n(&bpfg_sys_selector, SUD_BLOCK, __ATOMIC_SEQ_CST);
     bool fast = (h.flags & BPFG_SYS_F_REWRITE) && fast_setup() == 0;
     if (fast)
         __atomic_store_n(&fast_on, 1, __ATOMIC_RELEASE);
@@ -868,6 +870,16 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
     if (!found) {
         snprintf(err, errlen, "program %u is not attached to a syscall", u.prog_id);
         return -ENOENT;
+    }
+    bool none = !__atomic_load_n(&raw_has, __ATOMIC_SEQ_CST);
+    for (int n = 0; n < BPFG_SYS_MAX_NR && none; n++)
+        none = !__atomic_load_n(&nr_has[n], __ATOMIC_SEQ_CST);
+    if (none && !__atomic_load_n(&tool_on, __ATOMIC_SEQ_CST)) {
+        /* nothing to run: syscalls pass without a signal (the server puts
+         * rewritten sites back); the next SYSCALL_HOOK blocks again */
+        __atomic_store_n(&bpfg_sys_selector, SUD_ALLOW, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&fast_on, 0, __ATOMIC_SEQ_CST);
+        forget_sites();
     }
     if (!hooks_quiesce(5000)) {
         snprintf(err, errlen, "program %u is still running on some thread; retry", u.prog_id);

@@ -85,6 +85,9 @@ def main():
             check(victim_alive(victim), "the victim still runs after opensnoop")
             hooks = hooks_of(srv, victim.pid)
             check(hooks == [], "after opensnoop exits no program stays in the victim", repr(hooks))
+            rc, doc, _ = srv.cli_json("ps")
+            sites = [t.get("syscall_sites") for t in doc or [] if t.get("pid") == victim.pid]
+            check(sites == [0], "and its rewritten syscall sites are back to the original code", repr(sites))
             rc, doc, _ = srv.cli_json("tools")
             check(rc == 0 and doc == [], "tool.list is empty once the tool exited", repr(doc))
 
@@ -129,6 +132,35 @@ def main():
             check("nsec" in out and "distribution" in out, "funclatency: its histogram header")
             check(total >= 40, f"funclatency: {total} calls of work_unit in 2 s (>= 40)")
             check(hooks_of(srv, victim.pid) == [], "after funclatency the victim's code is restored (no hooks)")
+
+            # ---- the skeleton samples, under bpfgraft and under the kernel ----
+            skel = lambda name: os.path.join(args.bin_dir, f"skel-{name}")
+            rc, out, err = run_tool(srv, [skel("opensnoop"), "-p", str(victim.pid), "-d", "2"])
+            rc_k, kout, kerr = run_kernel([skel("opensnoop"), "-p", str(victim.pid), "-d", "2"])
+            print(out[:300], err[-500:], kerr[-300:])
+            ours = [l for l in out.splitlines() if marker in l]
+            theirs = [l for l in kout.splitlines() if marker in l]
+            check(rc == 0 and rc_k == 0, f"skel-opensnoop exits 0 under bpfgraft ({rc}) and the kernel ({rc_k})")
+            check(len(ours) >= 40 and len(theirs) >= 40,
+                  f"skel-opensnoop (ring buffer): {len(ours)} lines under bpfgraft, {len(theirs)} under the kernel")
+            check(ours[:1] and theirs[:1] and ours[0].split() == theirs[0].split(),
+                  "skel-opensnoop: the same line both ways", f"{ours[:1]} vs {theirs[:1]}")
+            check(out.splitlines()[:1] == kout.splitlines()[:1], "skel-opensnoop: the same header both ways")
+
+            rc, out, err = run_tool(srv, [skel("malloc"), "-p", str(victim.pid), "-d", "3", "-i", "1"])
+            rc_k, kout, _ = run_kernel([skel("malloc"), "-p", str(victim.pid), "-d", "3", "-i", "1"])
+            print(out[-400:], err[-400:])
+
+            def malloc_rows(text):
+                return [l.split() for l in text.splitlines() if l.split()[:2] and l.split()[1] == str(victim.pid)]
+            rows, krows = malloc_rows(out), malloc_rows(kout)
+            check(rc == 0 and rc_k == 0, f"skel-malloc exits 0 under bpfgraft ({rc}) and the kernel ({rc_k})")
+            calls = [int(r[3]) for r in rows if len(r) >= 5]
+            kcalls = [int(r[3]) for r in krows if len(r) >= 5]
+            check(len(calls) >= 2 and min(calls) >= 30,
+                  f"skel-malloc (uprobe, hash map read by the tool): per-second calls {calls}")
+            check(len(kcalls) >= 2 and abs(sum(calls) / len(calls) - sum(kcalls) / len(kcalls)) <= 15,
+                  f"skel-malloc: the same rate under the kernel {kcalls}")
 
             # ---- a kprobe cannot work: clear message, no hang ----
             t0 = time.monotonic()
@@ -185,6 +217,26 @@ def main():
                 except OSError:
                     break
             check(b"still-alive" in seen, "bashreadline: the shell keeps working")
+
+            # skel-bashreadline (perf buffer, -p) under bpfgraft
+            tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--",
+                                     os.path.join(args.bin_dir, "skel-bashreadline"), "-p", str(pid), "-d", "4"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not hooks_of(srv, pid):
+                time.sleep(0.2)
+            os.write(fd, b"true second\n")
+            time.sleep(0.3)
+            os.write(fd, b"echo hello-from-skel\n")
+            try:
+                out, err = tool.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                tool.kill()
+                out, err = tool.communicate()
+            print(out[-400:], err[-400:])
+            check_eq(tool.returncode, 0, "skel-bashreadline under bpfgraft run ends after -d with 0")
+            check(any("echo hello-from-skel" in l and str(pid) in l for l in out.splitlines()),
+                  "skel-bashreadline: the typed line with the shell's pid (perf buffer)")
         finally:
             if tool and tool.poll() is None:
                 tool.kill()
