@@ -432,6 +432,9 @@ static long bpf_map_create(const union bpf_attr *at)
     struct reply rep;
     uint32_t id = 0;
     int err = chan_call(BPFG_TOOL_MAP_CREATE, &req, sizeof(req), NULL, 0, &rep);
+    /* a map the tool needs (not one of libbpf's probes) that bpfgraft lacks */
+    if (err && err != -ECONNRESET && rep.body && req.name[0] && strncmp(req.name, "libbpf_", 7) != 0)
+        say("%s", rep.body);
     if (!err)
         err = reply_id(&rep, &id);
     if (!err && rep.fd < 0)
@@ -1637,6 +1640,8 @@ static long do_openat(const uint64_t a[6])
     struct reply rep;
     uint32_t id;
     int err = chan_call(BPFG_TOOL_TP_ID, tp, strlen(tp) + 1, NULL, 0, &rep);
+    if (err && err != -ECONNRESET && rep.body)
+        say("%s", rep.body);   /* e.g. a kernel tracepoint */
     if (!err)
         err = reply_id(&rep, &id);
     reply_free(&rep);

@@ -281,8 +281,11 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
         /* one ring per CPU, whatever the key/value sizes say */
         spec.max_entries = c.max_entries ? c.max_entries : possible_cpus();
     }
-    if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0)
-        return efail(err, errlen, -EINVAL, "map '%s': map type %u is not available in bpfgraft", name, c.map_type);
+    if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0) {
+        const char *tn = libbpf_bpf_map_type_str(c.map_type);
+        return efail(err, errlen, -EINVAL, "map '%s': map type %s is not available in bpfgraft yet", name,
+                     tn ? tn : "unknown");
+    }
     struct reg_map *m;
     int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);
     if (r)
@@ -496,8 +499,17 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
         efail(err, errlen, r, "out of memory");
     if (!r)
         r = translate_insns(o, p.insns, p.insn_cnt, err, errlen);
-    if (!r && kind != BPFG_ATTACH_UNSUPPORTED)
+    if (!r && kind != BPFG_ATTACH_UNSUPPORTED) {
         r = verify(s, o, &p, false, err, errlen);
+        if (r == -EACCES && kind != BPFG_ATTACH_UPROBE) {
+            /* Which tracepoint a (raw) tracepoint program reads is known only
+             * at attach, where it is verified again against that context: a
+             * program for a kernel tracepoint then fails with that reason,
+             * not with one about the syscall layout tried here. */
+            srv_log(SRV_DEBUG, "tool %d: program '%s' verified at attach (%s)", (int)tl->pid, name, err);
+            r = 0;
+        }
+    }
     struct reg_prog *rp = NULL;
     if (!r && (r = registry_add_prog(&s->reg, o, &p, &rp)) != 0)
         efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);

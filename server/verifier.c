@@ -1700,9 +1700,18 @@ static int release_ref(struct vctx *v, uint32_t ref)
     return reject(v, "release of unacquired reference id=%u", ref);
 }
 
+/* The kernel's helper names, for messages about the ones bpfgraft lacks. */
+#define BPFG_HELPER_NAME(x) [BPF_FUNC_##x] = #x
+static const char *const kernel_helper_names[] = {__BPF_FUNC_MAPPER(BPFG_HELPER_NAME)};
+#undef BPFG_HELPER_NAME
+
 static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
 {
     const struct proto *p = find_proto(in->imm);
+    size_t nnames = sizeof(kernel_helper_names) / sizeof(kernel_helper_names[0]);
+    if (!p && in->imm > 0 && (size_t)in->imm < nnames && kernel_helper_names[in->imm])
+        return reject(v, "invalid func unknown#%d (bpf_%s: a kernel helper bpfgraft does not provide in userspace)",
+                      in->imm, kernel_helper_names[in->imm]);
     if (!p)
         return reject(v, "invalid func unknown#%d", in->imm);
     if (p->id == BPF_FUNC_probe_write_user && !v->env->allow_probe_write_user)
