@@ -162,6 +162,104 @@ def main():
             check(len(kcalls) >= 2 and abs(sum(calls) / len(calls) - sum(kcalls) / len(kcalls)) <= 15,
                   f"skel-malloc: the same rate under the kernel {kcalls}")
 
+            # ---- scope: a process attached while a tool runs joins it; two tools at once ----
+            tools_bg = [subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/opensnoop"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                        for _ in range(2)]
+            marker2 = marker + "-late"
+            late = None
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    rc, doc, _ = srv.cli_json("tools")
+                    if rc == 0 and len(doc or []) == 2 and all(len(t["links"]) >= 2 for t in doc):
+                        break
+                    time.sleep(0.2)
+                check(rc == 0 and len(doc or []) == 2, "two tools run at once (tool.list)", repr(doc)[:300])
+                late = subprocess.Popen([victim_bin, marker2])
+                time.sleep(0.3)
+                rc, _, err = srv.cli("attach", late.pid)
+                check_eq(rc, 0, f"bpfgraft attach adds a new process to the running tools' scope ({err.strip()})")
+                rc, doc, _ = srv.cli_json("tools")
+                attached = [l["attached"] for t in doc or [] for l in t["links"]]
+                check(attached and all(late.pid in a and victim.pid in a for a in attached),
+                      "every link of both tools is attached in both processes", repr(attached)[:300])
+                time.sleep(1.5)
+            finally:
+                for t in tools_bg:
+                    t.send_signal(2)
+                outs = []
+                for t in tools_bg:
+                    try:
+                        outs.append(t.communicate(timeout=20))
+                    except subprocess.TimeoutExpired:
+                        t.kill()
+                        outs.append(t.communicate())
+                if late:
+                    late.kill()
+                    late.wait()
+            for i, (out, err) in enumerate(outs):
+                check(any(marker2 in l for l in out.splitlines()),
+                      f"tool {i + 1}: opens of the process attached after it started", err[-300:])
+                check(any(marker in l and marker2 not in l for l in out.splitlines()),
+                      f"tool {i + 1}: and of the first process")
+            check(hooks_of(srv, victim.pid) == [], "both tools gone: nothing left in the victim")
+
+            # ---- a pid bpfgraft does not manage: a clear refusal ----
+            stranger = subprocess.Popen([victim_bin, marker + "-stranger"])
+            try:
+                time.sleep(0.2)
+                rc, out, err = run_tool(srv, [f"{TOOLS}/funclatency", "-p", str(stranger.pid), "-d", "1", ":work_unit"])
+                check(rc != 0 and f"process {stranger.pid} is not attached to bpfgraft" in err,
+                      "a uprobe on a process bpfgraft does not manage is refused, naming the fix", err[-300:])
+            finally:
+                stranger.kill()
+                stranger.wait()
+
+            # ---- a tool killed with SIGKILL: its programs leave the victim ----
+            tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/opensnoop",
+                                     "-p", str(victim.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 20
+                tool_pid = None
+                while time.monotonic() < deadline and not tool_pid:
+                    rc, doc, _ = srv.cli_json("tools")
+                    if doc and doc[0]["links"]:
+                        tool_pid = doc[0]["pid"]
+                    time.sleep(0.2)
+                check(tool_pid is not None, "opensnoop is running under bpfgraft")
+                if tool_pid:
+                    os.kill(tool_pid, 9)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and srv.cli_json("tools")[1]:
+                    time.sleep(0.2)
+                rc, doc, _ = srv.cli_json("tools")
+                check(doc == [], "the killed tool is gone from tool.list", repr(doc))
+                rc, ps, _ = srv.cli_json("ps")
+                sites = [t.get("syscall_sites") for t in ps or [] if t.get("pid") == victim.pid]
+                check(hooks_of(srv, victim.pid) == [] and sites == [0],
+                      "its programs and rewritten sites left the victim", repr(ps)[:300])
+                check(victim_alive(victim), "the victim still runs")
+            finally:
+                tool.wait(timeout=20)
+
+            # ---- a hostile tool writing garbage into its channel ----
+            rc, out, err = run_tool(srv, [os.path.join(args.test_bin, "tool-abuser")])
+            print(out, err[-300:])
+            check(rc == 0 and "garbage writes" in out, "a tool writing garbage into its sockets ran to its end")
+            check(srv.alive(), "bpfgraftd survived the garbage")
+            rc, doc, _ = srv.cli_json("tools")
+            check(rc == 0 and doc == [], "and serves requests afterwards", repr(doc))
+
+            # ---- bad command lines ----
+            rc, out, err = run_tool(srv, ["/nonexistent/tool"])
+            check(rc != 0 and "cannot run /nonexistent/tool" in err, "run: a missing tool is reported",
+                  err[-200:])
+            r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run"], capture_output=True, text=True)
+            check(r.returncode == 2 and "usage" in r.stderr, "run: no tool is a usage error")
+            rc, out, err = run_tool(srv, ["/bin/echo", "no-bpf-here"])
+            check(rc == 0 and out.strip() == "no-bpf-here", "run: a program that never calls bpf() runs normally")
+
             # ---- a kprobe cannot work: clear message, no hang ----
             t0 = time.monotonic()
             rc, out, err = run_tool(srv, [f"{TOOLS}/funclatency", "-d", "1", "do_sys_openat2"], timeout=60)
