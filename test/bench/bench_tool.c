@@ -1,0 +1,99 @@
+/* bpfgraft-bench tool: a libbpf tool's own bpf() calls (maps created,
+ * programs loaded, map elements read and written by the tool) served by
+ * bpfgraft (`bpfgraft run`) against the kernel, with the same probe
+ * binary (tool_probe.c) run both ways in one go. Under bpfgraft every bpf()
+ * of the tool traps (Syscall User Dispatch); map element commands are then
+ * served inside the tool on the shared region, the others by bpfgraftd. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "bench_client.h"
+
+#define NFIGS 7
+static const char *const keys[NFIGS] = {"create_us", "prog_load_us", "array_lookup_ns", "array_update_ns",
+                                        "hash_lookup_ns", "hash_update_ns", "get_next_key_ns"};
+static const char *const names[NFIGS] = {"BPF_MAP_CREATE (array 1024)", "BPF_PROG_LOAD (2 insns, verified)",
+                                         "MAP_LOOKUP_ELEM array", "MAP_UPDATE_ELEM array", "MAP_LOOKUP_ELEM hash 4k",
+                                         "MAP_UPDATE_ELEM hash 4k", "MAP_GET_NEXT_KEY hash"};
+
+/* Runs argv, reads its one line of "key=value" figures. */
+static int run_probe(char *const argv[], double out[NFIGS])
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    char buf[1024];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(buf) - 1 && (n = read(p[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+        got += (size_t)n;
+    buf[got] = 0;
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -EIO;
+    for (int i = 0; i < NFIGS; i++) {
+        char *at = strstr(buf, keys[i]);
+        if (!at)
+            return -EPROTO;
+        out[i] = strtod(at + strlen(keys[i]) + 1, NULL);
+    }
+    return 0;
+}
+
+static int run(struct bench_ctx *ctx)
+{
+    char probe[4096], cli[4096], server_bin[4096], iters[32];
+    int err;
+    if ((err = find_next_to_self(probe, sizeof(probe), "bpfgraft-bench-tool")) ||
+        (err = find_next_to_self(cli, sizeof(cli), "bpfgraft")) ||
+        (err = find_next_to_self(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+        bench_note(ctx, "tool: bpfgraft-bench-tool, bpfgraft or bpfgraftd not built");
+        return err;
+    }
+    snprintf(iters, sizeof(iters), "%d", bench_quick(ctx) ? 5000 : 200000);
+    double kernel[NFIGS], ours[NFIGS];
+    char *kargv[] = {probe, iters, NULL};
+    if ((err = run_probe(kargv, kernel))) {
+        bench_note(ctx, "tool: the probe failed under the kernel (%s)", strerror(-err));
+        return err;
+    }
+    struct server srv;
+    if ((err = server_start(&srv, server_bin)))
+        return err;
+    char *gargv[] = {cli, "--socket", srv.sock, "run", "--", probe, iters, NULL};
+    err = run_probe(gargv, ours);
+    server_stop(&srv);
+    if (err) {
+        bench_note(ctx, "tool: the probe failed under bpfgraft run (%s)", strerror(-err));
+        return err;
+    }
+    for (int i = 0; i < NFIGS; i++) {
+        const char *unit = strstr(keys[i], "_us") ? "us/call" : "ns/call";
+        bench_report(ctx, names[i], "kernel", kernel[i], unit, NULL, 0);
+        bench_report(ctx, names[i], "bpfgraft run", ours[i], unit, "kernel", kernel[i]);
+    }
+    bench_note(ctx, "tool: element commands trap (SIGSYS) and run in the tool on the map region; "
+                    "create/load go to bpfgraftd over a socket and are verified there");
+    return 0;
+}
+
+const struct bench_suite bench_suite_tool = {"tool", "a libbpf tool's bpf() calls: bpfgraft run vs the kernel", run};

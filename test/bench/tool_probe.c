@@ -1,0 +1,148 @@
+/* bpfgraft-bench-tool: what a libbpf tool's own bpf() calls cost. Run
+ * directly it measures the kernel; run under `bpfgraft run` (the tool
+ * suite, bench_tool.c) it measures bpfgraft serving them. Prints one line:
+ *   create_us=.. prog_load_us=.. array_lookup_ns=.. array_update_ns=..
+ *   hash_lookup_ns=.. hash_update_ns=.. get_next_key_ns=..
+ * Raw bpf() syscalls, as libbpf makes them. argv[1]: iterations. */
+#define _GNU_SOURCE
+#include <linux/bpf.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static long sys_bpf(int cmd, union bpf_attr *a)
+{
+    return syscall(SYS_bpf, cmd, a, sizeof(*a));
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int map_create(uint32_t type, uint32_t max)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_type = type;
+    a.key_size = 4;
+    a.value_size = 8;
+    a.max_entries = max;
+    strcpy(a.map_name, "bench_tool");
+    return (int)sys_bpf(BPF_MAP_CREATE, &a);
+}
+
+static int elem(int cmd, int fd, uint32_t *key, void *value_or_next)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_fd = (uint32_t)fd;
+    a.key = (uint64_t)(uintptr_t)key;
+    a.value = (uint64_t)(uintptr_t)value_or_next;   /* next_key shares the slot */
+    return (int)sys_bpf(cmd, &a);
+}
+
+static int prog_load(void)
+{
+    struct bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 0},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.prog_type = BPF_PROG_TYPE_TRACEPOINT;
+    a.insns = (uint64_t)(uintptr_t)insns;
+    a.insn_cnt = 2;
+    a.license = (uint64_t)(uintptr_t)"GPL";
+    return (int)sys_bpf(BPF_PROG_LOAD, &a);
+}
+
+static double per_op(uint64_t t0, long n)
+{
+    return (double)(now_ns() - t0) / (double)n;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 200000;
+    int creates = 50;
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < creates; i++) {
+        int fd = map_create(BPF_MAP_TYPE_ARRAY, 1024);
+        if (fd < 0) {
+            perror("BPF_MAP_CREATE");
+            return 1;
+        }
+        close(fd);
+    }
+    double create_us = per_op(t0, creates) / 1000;
+    t0 = now_ns();
+    for (int i = 0; i < creates; i++) {
+        int fd = prog_load();
+        if (fd < 0) {
+            perror("BPF_PROG_LOAD");
+            return 1;
+        }
+        close(fd);
+    }
+    double load_us = per_op(t0, creates) / 1000;
+
+    int arr = map_create(BPF_MAP_TYPE_ARRAY, 1024), hash = map_create(BPF_MAP_TYPE_HASH, 4096);
+    if (arr < 0 || hash < 0) {
+        perror("BPF_MAP_CREATE");
+        return 1;
+    }
+    uint64_t v = 1;
+    uint32_t k, next;
+    long bad = 0;
+    t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        k = (uint32_t)(i & 1023);
+        bad += elem(BPF_MAP_UPDATE_ELEM, arr, &k, &v) != 0;
+    }
+    double au = per_op(t0, n);
+    t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        k = (uint32_t)(i & 1023);
+        bad += elem(BPF_MAP_LOOKUP_ELEM, arr, &k, &v) != 0;
+    }
+    double al = per_op(t0, n);
+    t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        k = (uint32_t)(i & 4095);
+        bad += elem(BPF_MAP_UPDATE_ELEM, hash, &k, &v) != 0;
+    }
+    double hu = per_op(t0, n);
+    t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        k = (uint32_t)(i & 4095);
+        bad += elem(BPF_MAP_LOOKUP_ELEM, hash, &k, &v) != 0;
+    }
+    double hl = per_op(t0, n);
+    t0 = now_ns();
+    long walked = 0;
+    for (long i = 0; i < n;) {
+        int r = elem(BPF_MAP_GET_NEXT_KEY, hash, walked ? &k : NULL, &next);
+        i++;
+        if (r != 0) {
+            walked = 0;
+            continue;
+        }
+        k = next;
+        walked++;
+    }
+    double gn = per_op(t0, n);
+    if (bad) {
+        fprintf(stderr, "%ld map operations failed\n", bad);
+        return 1;
+    }
+    printf("create_us=%.2f prog_load_us=%.2f array_lookup_ns=%.1f array_update_ns=%.1f hash_lookup_ns=%.1f "
+           "hash_update_ns=%.1f get_next_key_ns=%.1f\n", create_us, load_us, al, au, hl, hu, gn);
+    return 0;
+}
