@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command: sets the machine up, builds bpfgraft and runs
 # the main job: attach the malloc sample to a running process, show what it
-# counted, detach, and show that the process went on untouched.
+# counted, detach, and show that the process went on untouched; then run
+# an unmodified libbpf tool (Debian's funclatency) with its BPF side in
+# bpfgraft against the same process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,3 +52,9 @@ kill -0 "$victim" && echo "process $victim is still running; its last words:"
 tail -n 2 "$work/victim.out"
 echo "== the map keeps its data after detach"
 bpfgraft map dump malloc_calls
+
+echo "== an unmodified libbpf tool, its BPF side served by bpfgraft (no kernel BPF):"
+echo "== bpfgraft attach $victim; bpfgraft run -- /usr/sbin/funclatency -p $victim -d 1 c:malloc"
+bpfgraft attach "$victim" >/dev/null   # joins bpfgraft again: tools reach the processes bpfgraft manages
+bpfgraft run -- /usr/sbin/funclatency -p "$victim" -d 1 c:malloc
+kill -0 "$victim" && echo "process $victim is still running"
