@@ -289,6 +289,10 @@ static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
             imp->pthread_mutex_unlock = base + a;
         if ((a = elf_symbol(&v, "pthread_mutex_consistent")))
             imp->pthread_mutex_consistent = base + a;
+        /* where glibc keeps each thread's tid (libthread_db's descriptor):
+         * bpf_get_current_pid_tgid reads it instead of making a syscall */
+        if ((a = elf_symbol(&v, "_thread_db_pthread_tid")))
+            imp->thread_db_pthread_tid = base + a;
     }
     free(data);
 }

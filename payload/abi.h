@@ -33,6 +33,7 @@ struct bpfg_libc_imports {
     uint64_t pthread_mutex_trylock;
     uint64_t pthread_mutex_unlock;
     uint64_t pthread_mutex_consistent;
+    uint64_t thread_db_pthread_tid;   /* glibc's {bits, count, offset} of struct pthread's tid (0: unknown) */
 };
 
 enum bpfg_payload_state {

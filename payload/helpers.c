@@ -53,9 +53,48 @@ H(h_tail_call) { (void)r1, (void)r4, (void)r5;
 
 /* ---- process and time ---- */
 
+/* bpf_get_current_pid_tgid without syscalls: the tid glibc keeps in the
+ * thread's struct pthread (at the offset libthread_db is told), and the
+ * pid cached per tid (a thread's pid only changes by fork, where glibc
+ * gives the child's thread its new tid, which misses the cache). */
+static uint32_t tid_off;            /* 0: make the syscalls */
+static uint64_t pid_cache[64];      /* tid << 32 | pid, by tid % 64 */
+
+void helpers_init(void)
+{
+    uint32_t desc[3];
+    uint64_t at = rt_params->libc.thread_db_pthread_tid;
+    /* only where the thread pointer is readable the way hooks.c reads it */
+    bool tp_ok = (rt_hwcap2 & 2) || rt_params->libc.pthread_mutex_lock;
+    if (at && tp_ok && rt_safe_read(desc, (const void *)(uintptr_t)at, sizeof(desc)) == 0 && desc[0] == 32 &&
+        desc[1] == 1 && desc[2] >= 16 && desc[2] < 4096)
+        tid_off = desc[2];
+}
+
+static inline uint64_t thread_pointer(void)
+{
+    uint64_t tp;
+    if (rt_hwcap2 & 2)
+        __asm__ volatile("rdfsbase %0" : "=r"(tp));
+    else
+        __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+
 H(h_get_current_pid_tgid) { UNUSED5;
-    uint64_t pid = (uint64_t)rt_sys0(SYS_getpid), tid = (uint64_t)rt_sys0(SYS_gettid);
-    return pid << 32 | tid; }
+    uint64_t tp = tid_off ? thread_pointer() : 0;
+    int32_t tid = tp ? *(volatile int32_t *)(uintptr_t)(tp + tid_off) : 0;
+    if (tid > 0) {
+        uint64_t *slot = &pid_cache[(uint32_t)tid % 64];
+        uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
+        if ((uint32_t)(e >> 32) == (uint32_t)tid)
+            return (e << 32) | (uint32_t)tid;
+        uint64_t pid = (uint32_t)rt_sys0(SYS_getpid);
+        __atomic_store_n(slot, (uint64_t)(uint32_t)tid << 32 | pid, __ATOMIC_RELAXED);
+        return pid << 32 | (uint32_t)tid;
+    }
+    uint64_t pid = (uint64_t)rt_sys0(SYS_getpid), t = (uint64_t)rt_sys0(SYS_gettid);
+    return pid << 32 | t; }
 H(h_get_current_uid_gid) { UNUSED5;
     uint64_t uid = (uint32_t)rt_sys0(SYS_getuid), gid = (uint32_t)rt_sys0(SYS_getgid);
     return gid << 32 | uid; }

@@ -580,6 +580,7 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
     }
     rt_init(p);
     hooks_init();
+    helpers_init();
     sock = connect_server(p);
     if (sock < 0)
         return;

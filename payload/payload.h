@@ -53,6 +53,7 @@ struct prog *payload_prog_by_id(uint32_t id);
 struct bpfg_map *payload_map_by_id(uint32_t id);
 
 /* helpers.c */
+void helpers_init(void);   /* once, at start (finds glibc's per-thread tid) */
 int helpers_register(struct bpfg_vm *vm);
 /* The helper table native code receives (indexed by helper id). */
 extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];

@@ -39,6 +39,8 @@
 #define MAX_WATCH 1024
 #define MAX_PERF_MAPS 64
 #define EPOLL_SLICE_MS 10
+#define POLLIN_ 0x001
+#define POLLRDNORM_ 0x040
 #define ROUNDUP_PAGE(x) (((x) + PAGE - 1) & ~(PAGE - 1))
 
 #define EPOLL_CTL_ADD_ 1
@@ -1593,6 +1595,111 @@ static bool do_epoll_wait(long nr, const uint64_t a[6], long *ret)
     return true;
 }
 
+/* poll / ppoll naming ring buffer or perf ring fds: a memfd always polls
+ * readable, so their readiness is computed from the ring (records moved by
+ * the bridge first) while the kernel polls the other fds, in slices of at
+ * most EPOLL_SLICE_MS as for epoll. */
+#define POLL_MAX 256
+
+struct pollfd_ {
+    int fd;
+    short events, revents;
+};
+
+static bool poll_ring(int fd, bool *ready)
+{
+    if (fd < 0 || !tool_fdt_peek(fd))
+        return false;
+    struct tool_file *f = tool_fdt_get(fd);
+    if (!f)
+        return false;
+    bool ring = f->kind == TK_PERF_RING || (f->kind == TK_MAP && f->map_type == BPF_MAP_TYPE_RINGBUF);
+    if (ring) {
+        tool_fdt_lock();
+        *ready = ring_has_data(f);
+        tool_fdt_unlock();
+    }
+    file_put(f);
+    return ring;
+}
+
+static bool do_poll(long nr, const uint64_t a[6], long *ret)
+{
+    uint64_t nfds = a[1];
+    struct pollfd_ user[POLL_MAX], kern[POLL_MAX];
+    bool ours[POLL_MAX];
+    if (!nfds || nfds > POLL_MAX || rt_safe_read(user, (const void *)(uintptr_t)a[0], nfds * sizeof(user[0])))
+        return false;   /* the kernel gives the answer (or EFAULT) */
+    bool any = false, dummy;
+    for (uint64_t i = 0; i < nfds; i++)
+        any |= ours[i] = poll_ring(user[i].fd, &dummy);
+    if (!any)
+        return false;
+    int64_t timeout_ns;
+    long sigmask = 0, sigsize = 8;
+    if (nr == SYS_poll) {
+        int ms = (int)a[2];
+        timeout_ns = ms < 0 ? -1 : (int64_t)ms * 1000000;
+    } else {
+        struct timespec ts;
+        if (!a[2]) {
+            timeout_ns = -1;
+        } else if (rt_safe_read(&ts, (const void *)(uintptr_t)a[2], sizeof(ts))) {
+            *ret = -EFAULT;
+            return true;
+        } else if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) {
+            *ret = -EINVAL;
+            return true;
+        } else {
+            timeout_ns = ts.tv_sec > 1000000000 ? INT64_MAX : ts.tv_sec * 1000000000ll + ts.tv_nsec;
+        }
+        sigmask = (long)a[3];
+        sigsize = (long)a[4];
+    }
+    uint64_t start = rt_clock_ns(CLOCK_MONOTONIC);
+    long r;
+    for (;;) {
+        tool_fdt_lock();
+        if (__atomic_load_n(&perf_maps_n, __ATOMIC_RELAXED))
+            bridge();
+        tool_fdt_unlock();
+        int ready = 0;
+        for (uint64_t i = 0; i < nfds; i++) {
+            kern[i] = user[i];
+            kern[i].revents = 0;
+            if (!ours[i])
+                continue;
+            bool data = false;
+            poll_ring(user[i].fd, &data);
+            kern[i].fd = -1;   /* the kernel skips it */
+            user[i].revents = data ? (short)(user[i].events & (POLLIN_ | POLLRDNORM_)) : 0;
+            ready += user[i].revents != 0;
+        }
+        int64_t slice = ready ? 0 : EPOLL_SLICE_MS * 1000000ll;
+        if (timeout_ns >= 0) {
+            int64_t left = timeout_ns - (int64_t)(rt_clock_ns(CLOCK_MONOTONIC) - start);
+            if (left < slice)
+                slice = left < 0 ? 0 : left;
+        }
+        struct timespec ts = {slice / 1000000000, slice % 1000000000};
+        r = rt_sys5(SYS_ppoll, (long)kern, (long)nfds, (long)&ts, sigmask, sigsize);
+        if (r < 0)
+            break;
+        r = ready;
+        for (uint64_t i = 0; i < nfds; i++)
+            if (!ours[i]) {
+                user[i].revents = kern[i].revents;
+                r += kern[i].revents != 0;
+            }
+        if (r > 0 || slice == 0)
+            break;
+    }
+    if (r >= 0 && rt_safe_write((void *)(uintptr_t)a[0], user, nfds * sizeof(user[0])))
+        r = -EFAULT;
+    *ret = r;
+    return true;
+}
+
 /* ---- openat: tracepoint ids without tracefs ---- */
 
 static bool tp_id_path(const char *p, char *out, size_t outsize)
@@ -1722,6 +1829,9 @@ bool tool_syscall(long nr, const uint64_t a[6], long *ret)
     case SYS_epoll_pwait:
     case SYS_epoll_pwait2:
         return do_epoll_wait(nr, a, ret);
+    case SYS_poll:
+    case SYS_ppoll:
+        return do_poll(nr, a, ret);
     case SYS_openat: *ret = do_openat(a); return true;
     case SYS_close: return do_close(a, ret);
     case SYS_close_range: return do_close_range(a, ret);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +31,18 @@ struct env {
 	bool failed;
 	long duration;
 	bool verbose;
+	bool use_poll;
 };
 
 static void usage(FILE *out, const char *prog)
 {
 	fprintf(out,
-		"Usage: %s [-p PID] [-x] [-d SECONDS] [-v]\n"
+		"Usage: %s [-p PID] [-x] [-d SECONDS] [-P] [-v]\n"
 		"Trace open() and openat() system calls.\n\n"
 		"  -p PID      trace only this process\n"
 		"  -x          show only failed opens\n"
 		"  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
+		"  -P          wait with poll(2) on the ring buffer's map fd, not epoll\n"
 		"  -v          show libbpf's messages\n", prog);
 }
 
@@ -47,7 +50,7 @@ static int parse_args(int argc, char **argv, struct env *env)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "p:xd:vh")) != -1) {
+	while ((c = getopt(argc, argv, "p:xd:Pvh")) != -1) {
 		switch (c) {
 		case 'p':
 			if (skel_parse_pid(optarg, &env->pid))
@@ -62,6 +65,9 @@ static int parse_args(int argc, char **argv, struct env *env)
 			break;
 		case 'v':
 			env->verbose = true;
+			break;
+		case 'P':
+			env->use_poll = true;
 			break;
 		case 'h':
 			usage(stdout, argv[0]);
@@ -149,7 +155,14 @@ int main(int argc, char **argv)
 
 		if (deadline >= 0 && wait == 0)
 			break;
-		err = ring_buffer__poll(rb, (int)(wait < 100 ? wait : 100));
+		if (env.use_poll) {
+			/* what loaders without libbpf's epoll do: poll the map fd */
+			struct pollfd pfd = {bpf_map__fd(skel->maps.events), POLLIN, 0};
+			err = poll(&pfd, 1, (int)(wait < 100 ? wait : 100));
+			err = err < 0 ? -errno : err > 0 ? ring_buffer__consume(rb) : 0;
+		} else {
+			err = ring_buffer__poll(rb, (int)(wait < 100 ? wait : 100));
+		}
 		if (err == -EINTR) {
 			err = 0;
 			continue;

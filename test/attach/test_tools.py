@@ -146,6 +146,14 @@ def main():
             check(ours[:1] and theirs[:1] and ours[0].split() == theirs[0].split(),
                   "skel-opensnoop: the same line both ways", f"{ours[:1]} vs {theirs[:1]}")
             check(out.splitlines()[:1] == kout.splitlines()[:1], "skel-opensnoop: the same header both ways")
+            # the same, waiting with poll(2) on the ring buffer's fd instead of epoll
+            rc, out, err = run_tool(srv, [skel("opensnoop"), "-P", "-p", str(victim.pid), "-d", "2"])
+            rc_k, kout, _ = run_kernel([skel("opensnoop"), "-P", "-p", str(victim.pid), "-d", "2"])
+            ours = [l for l in out.splitlines() if marker in l]
+            theirs = [l for l in kout.splitlines() if marker in l]
+            check(rc == 0 and rc_k == 0 and len(ours) >= 40 and len(theirs) >= 40,
+                  f"skel-opensnoop -P (poll on the ring buffer fd): {len(ours)} lines under bpfgraft, "
+                  f"{len(theirs)} under the kernel", err[-300:])
 
             rc, out, err = run_tool(srv, [skel("malloc"), "-p", str(victim.pid), "-d", "3", "-i", "1"])
             rc_k, kout, _ = run_kernel([skel("malloc"), "-p", str(victim.pid), "-d", "3", "-i", "1"])
