@@ -6,6 +6,7 @@ import argparse
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,39 @@ def main():
             for v in victims:
                 v.kill()
                 v.wait()
+
+        # bpf_get_current_pid_tgid across fork: parent, child and the child's thread
+        test_bin = os.path.join(os.path.dirname(args.bin_dir), "test-bin")
+        srv.cli("map", "dump", "malloc_calls")
+        fv = subprocess.Popen([os.path.join(test_bin, "fork-victim")], stdout=subprocess.PIPE, text=True)
+        child = []
+        try:
+            check(fv.stdout.readline().startswith("ready"), "fork-victim: ready")
+            rc, _, err = srv.cli("attach", fv.pid, "malloc")
+            check_eq(rc, 0, f"malloc: attach to the fork victim ({err.strip()})")
+            rc, before, _ = srv.cli_json("map", "dump", "malloc_calls")
+            base = {e["formatted"]["key"]: e["formatted"]["value"] for e in (before or {}).get("entries", [])}
+            os.kill(fv.pid, signal.SIGUSR1)
+            done = [int(fv.stdout.readline().split()[1]) for _ in range(2)]
+            child = [p for p in done if p != fv.pid]
+            time.sleep(0.2)
+            rc, doc, _ = srv.cli_json("map", "dump", "malloc_calls")
+            per_pid = {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
+            parent_calls = per_pid.get(fv.pid, 0) - base.get(fv.pid, 0)
+            child_calls = per_pid.get(child[0], 0) if child else 0
+            check(200 <= parent_calls < 260, f"pid_tgid: the parent's 200 calls under its pid ({parent_calls})")
+            # the sample's lookup-then-insert can lose the first call of a racing
+            # thread (as in the kernel): a few below 400 is the program, not pid_tgid
+            check(390 <= child_calls < 460,
+                  f"pid_tgid: the child's and its thread's 400 calls under the child's pid ({child_calls})")
+            srv.cli("detach", fv.pid)
+        finally:
+            for p in [fv.pid] + child:   # the child is fv's: init reaps it
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            fv.wait()
 
         # funclatency: histogram like bcc
         v = subprocess.Popen([os.path.join(args.bin_dir, "funclatency-victim")], stdout=subprocess.DEVNULL)
