@@ -69,6 +69,33 @@ static uint32_t perf_maps_n;
 
 /* ---- small helpers ---- */
 
+/* The tool's pointers are read and written fault-safe (process_vm_*v:
+ * EFAULT, never a crash). Only the tool's own threads come here (Syscall
+ * User Dispatch is per thread and not inherited by fork), so its pid is
+ * known once: a syscall less per copy than rt_safe_read. */
+static long self_pid;
+
+static long ucopy(void *local, const void *remote, size_t len, long nr)
+{
+    if (!len)
+        return 0;
+    struct iovec l = {local, len}, r = {(void *)remote, len};
+    long pid = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+    if (!pid)
+        return nr == SYS_process_vm_readv ? rt_safe_read(local, remote, len) : rt_safe_write((void *)remote, local, len);
+    return rt_sys6(nr, pid, (long)&l, 1, (long)&r, 1, 0) == (long)len ? 0 : -EFAULT;
+}
+
+static long uread(void *dst, const void *src, size_t len)
+{
+    return ucopy(dst, src, len, SYS_process_vm_readv);
+}
+
+static long uwrite(void *dst, const void *src, size_t len)
+{
+    return ucopy((void *)src, dst, len, SYS_process_vm_writev);
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* One line on the tool's stderr. */
@@ -513,8 +540,8 @@ static void copy_log(uint64_t ubuf, uint32_t size, const struct reply *rep)
     if (n > size - 1)
         n = size - 1;
     char nul = 0;
-    if (!rt_safe_write((void *)(uintptr_t)ubuf, text, n))
-        rt_safe_write((void *)(uintptr_t)(ubuf + n), &nul, 1);
+    if (!uwrite((void *)(uintptr_t)ubuf, text, n))
+        uwrite((void *)(uintptr_t)(ubuf + n), &nul, 1);
 }
 
 /* lddw map references: the tool's fds become the server's map ids. */
@@ -530,7 +557,7 @@ static int translate_insns(struct bpf_insn *insns, uint32_t cnt, uint64_t fd_arr
         if (in->src_reg == BPF_PSEUDO_MAP_IDX || in->src_reg == BPF_PSEUDO_MAP_IDX_VALUE) {
             if (!fd_array)
                 return -EINVAL;
-            if (rt_safe_read(&fd, (const void *)(uintptr_t)(fd_array + (uint64_t)(uint32_t)in->imm * 4), 4))
+            if (uread(&fd, (const void *)(uintptr_t)(fd_array + (uint64_t)(uint32_t)in->imm * 4), 4))
                 return -EFAULT;
             in->src_reg = in->src_reg == BPF_PSEUDO_MAP_IDX ? BPF_PSEUDO_MAP_FD : BPF_PSEUDO_MAP_VALUE;
         }
@@ -570,7 +597,7 @@ static long bpf_prog_load(const union bpf_attr *at)
     struct bpf_insn *insns = malloc((size_t)cnt * sizeof(*insns));
     if (!insns)
         return -ENOMEM;
-    int err = rt_safe_read(insns, (const void *)(uintptr_t)at->insns, (size_t)cnt * sizeof(*insns)) ? -EFAULT : 0;
+    int err = uread(insns, (const void *)(uintptr_t)at->insns, (size_t)cnt * sizeof(*insns)) ? -EFAULT : 0;
     if (!err)
         err = translate_insns(insns, cnt, at->fd_array);
     struct reply rep = {.fd = -1};
@@ -584,7 +611,7 @@ static long bpf_prog_load(const union bpf_attr *at)
             /* no verifier log here: an empty one rather than stale bytes */
             char nul = 0;
             if (at->log_buf && at->log_size)
-                rt_safe_write((void *)(uintptr_t)at->log_buf, &nul, 1);
+                uwrite((void *)(uintptr_t)at->log_buf, &nul, 1);
         }
     }
     free(insns);
@@ -617,7 +644,7 @@ static long bpf_btf_load(const union bpf_attr *at)
     void *buf = malloc(size);
     if (!buf)
         return -ENOMEM;
-    int err = rt_safe_read(buf, (const void *)(uintptr_t)at->btf, size) ? -EFAULT : 0;
+    int err = uread(buf, (const void *)(uintptr_t)at->btf, size) ? -EFAULT : 0;
     struct reply rep = {.fd = -1};
     uint32_t id = 0;
     if (!err) {
@@ -785,7 +812,7 @@ static long read_key(struct tool_file *f, uint64_t ukey, struct xbuf *b, void **
         return 0;
     if (!xbuf_get(b, f->key_size))
         return -ENOMEM;
-    if (rt_safe_read(b->p, (const void *)(uintptr_t)ukey, f->key_size))
+    if (uread(b->p, (const void *)(uintptr_t)ukey, f->key_size))
         return -EFAULT;
     *key = b->p;
     return 0;
@@ -913,7 +940,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
         }
         r = cmd == BPF_MAP_LOOKUP_ELEM ? bpfg_map_lookup_copy(f->map, key, vb.p)
                                        : bpfg_map_lookup_and_delete_copy(f->map, key, vb.p);
-        if (!r && rt_safe_write((void *)(uintptr_t)uval, vb.p, f->value_copy))
+        if (!r && uwrite((void *)(uintptr_t)uval, vb.p, f->value_copy))
             r = -EFAULT;
         break;
     case BPF_MAP_UPDATE_ELEM:
@@ -921,7 +948,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
             r = -ENOMEM;
             break;
         }
-        if (rt_safe_read(vb.p, (const void *)(uintptr_t)uval, f->value_copy)) {
+        if (uread(vb.p, (const void *)(uintptr_t)uval, f->value_copy)) {
             r = -EFAULT;
             break;
         }
@@ -936,7 +963,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
             break;
         }
         r = elem_next_key(f, at->key ? key : NULL, vb.p);
-        if (!r && rt_safe_write((void *)(uintptr_t)at->next_key, vb.p, f->key_size))
+        if (!r && uwrite((void *)(uintptr_t)at->next_key, vb.p, f->key_size))
             r = -EFAULT;
         break;
     case BPF_MAP_FREEZE:
@@ -952,7 +979,7 @@ out:
 
 static int write_count(void *uattr, uint32_t n)
 {
-    return rt_safe_write((uint8_t *)uattr + offsetof(union bpf_attr, batch.count), &n, 4) ? -EFAULT : 0;
+    return uwrite((uint8_t *)uattr + offsetof(union bpf_attr, batch.count), &n, 4) ? -EFAULT : 0;
 }
 
 /* LOOKUP_BATCH / LOOKUP_AND_DELETE_BATCH. Arrays: the batch token is the
@@ -981,9 +1008,9 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
     long r = 0;
     if (at->batch.in_batch) {
         if (hash)
-            r = rt_safe_read(&skip, (const void *)(uintptr_t)at->batch.in_batch, 4) ? -EFAULT : 0;
+            r = uread(&skip, (const void *)(uintptr_t)at->batch.in_batch, 4) ? -EFAULT : 0;
         else
-            r = rt_safe_read(prev, (const void *)(uintptr_t)at->batch.in_batch, ks) ? -EFAULT : 0;
+            r = uread(prev, (const void *)(uintptr_t)at->batch.in_batch, ks) ? -EFAULT : 0;
         have_prev = !hash;
         if (del)
             skip = 0;
@@ -1006,8 +1033,8 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
         }
         if (r)
             break;
-        if (rt_safe_write((uint8_t *)(uintptr_t)at->batch.keys + (uint64_t)cp * ks, key, ks) ||
-            rt_safe_write((uint8_t *)(uintptr_t)at->batch.values + (uint64_t)cp * vs, val, vs))
+        if (uwrite((uint8_t *)(uintptr_t)at->batch.keys + (uint64_t)cp * ks, key, ks) ||
+            uwrite((uint8_t *)(uintptr_t)at->batch.values + (uint64_t)cp * vs, val, vs))
             r = -EFAULT;
         else
             cp++;
@@ -1015,7 +1042,7 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
     if (r != -EFAULT) {
         uint32_t token = del ? 0 : skip + cp;
         if (write_count(uattr, cp) ||
-            (cp && rt_safe_write((void *)(uintptr_t)at->batch.out_batch, hash ? (void *)&token : (void *)prev,
+            (cp && uwrite((void *)(uintptr_t)at->batch.out_batch, hash ? (void *)&token : (void *)prev,
                                  hash ? 4 : ks)))
             r = -EFAULT;
     }
@@ -1048,13 +1075,13 @@ static long bpf_map_batch(int cmd, const union bpf_attr *at, void *uattr)
     }
     uint8_t *val = key + ks;
     for (; !r && cp < max; cp++) {
-        if (rt_safe_read(key, (const uint8_t *)(uintptr_t)at->batch.keys + (uint64_t)cp * ks, ks)) {
+        if (uread(key, (const uint8_t *)(uintptr_t)at->batch.keys + (uint64_t)cp * ks, ks)) {
             r = -EFAULT;
             break;
         }
         if (cmd == BPF_MAP_DELETE_BATCH) {
             r = elem_delete(f, key);
-        } else if (rt_safe_read(val, (const uint8_t *)(uintptr_t)at->batch.values + (uint64_t)cp * vs, vs)) {
+        } else if (uread(val, (const uint8_t *)(uintptr_t)at->batch.values + (uint64_t)cp * vs, vs)) {
             r = -EFAULT;
         } else {
             r = elem_update(f, key, val, at->batch.elem_flags);
@@ -1129,7 +1156,7 @@ static long bpf_obj_info(const union bpf_attr *at, void *uattr)
         uint8_t tail[64];
         for (uint64_t off = ksize; off < len; off += sizeof(tail)) {
             size_t n = len - off < sizeof(tail) ? len - off : sizeof(tail);
-            if (rt_safe_read(tail, (const uint8_t *)(uintptr_t)at->info.info + off, n))
+            if (uread(tail, (const uint8_t *)(uintptr_t)at->info.info + off, n))
                 return -EFAULT;
             for (size_t i = 0; i < n; i++)
                 if (tail[i])
@@ -1137,8 +1164,8 @@ static long bpf_obj_info(const union bpf_attr *at, void *uattr)
         }
         len = (uint32_t)ksize;
     }
-    if (rt_safe_write((void *)(uintptr_t)at->info.info, &info, len) ||
-        rt_safe_write((uint8_t *)uattr + offsetof(union bpf_attr, info.info_len), &len, 4))
+    if (uwrite((void *)(uintptr_t)at->info.info, &info, len) ||
+        uwrite((uint8_t *)uattr + offsetof(union bpf_attr, info.info_len), &len, 4))
         return -EFAULT;
     return 0;
 }
@@ -1158,7 +1185,7 @@ static long do_bpf(const uint64_t a[6])
     for (uint64_t off = sizeof(at); off < size; off += 64) {
         uint8_t tail[64];
         size_t n = size - off < sizeof(tail) ? size - off : sizeof(tail);
-        if (rt_safe_read(tail, (uint8_t *)uattr + off, n))
+        if (uread(tail, (uint8_t *)uattr + off, n))
             return -EFAULT;
         for (size_t i = 0; i < n; i++)
             if (tail[i])
@@ -1166,7 +1193,7 @@ static long do_bpf(const uint64_t a[6])
     }
     if (size > sizeof(at))
         size = sizeof(at);
-    if (rt_safe_read(&at, uattr, size))
+    if (uread(&at, uattr, size))
         return -EFAULT;
     switch (cmd) {
     case BPF_MAP_CREATE: return bpf_map_create(&at);
@@ -1203,12 +1230,12 @@ static long do_perf_open(const uint64_t a[6])
     const void *uattr = (const void *)(uintptr_t)a[0];
     int32_t pid = (int32_t)a[1], cpu = (int32_t)a[2];
     bool cloexec = a[4] & PERF_FLAG_FD_CLOEXEC_;
-    if (rt_safe_read(&attr, uattr, 8))
+    if (uread(&attr, uattr, 8))
         return -EFAULT;
     uint32_t size = attr.size ? attr.size : PERF_ATTR_SIZE_VER0;
     if (size > sizeof(attr))
         size = sizeof(attr);
-    if (rt_safe_read(&attr, uattr, size))
+    if (uread(&attr, uattr, size))
         return -EFAULT;
     char name[64];
     struct tool_file *f = NULL;
@@ -1279,7 +1306,7 @@ static bool do_ioctl(const uint64_t a[6], long *ret)
         r = 0;
         break;
     case PERF_EVENT_IOC_ID:
-        r = rt_safe_write((void *)(uintptr_t)a[2], &f->event_id, 8) ? -EFAULT : 0;
+        r = uwrite((void *)(uintptr_t)a[2], &f->event_id, 8) ? -EFAULT : 0;
         break;
     case PERF_EVENT_IOC_SET_BPF: {
         struct tool_file *prog = get_kind((int)a[2], TK_PROG);
@@ -1552,7 +1579,7 @@ static bool do_epoll_wait(long nr, const uint64_t a[6], long *ret)
         struct timespec ts;
         if (!a[3]) {
             timeout_ns = -1;
-        } else if (rt_safe_read(&ts, (const void *)(uintptr_t)a[3], sizeof(ts))) {
+        } else if (uread(&ts, (const void *)(uintptr_t)a[3], sizeof(ts))) {
             *ret = -EFAULT;
             return true;
         } else if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) {
@@ -1628,7 +1655,7 @@ static bool do_poll(long nr, const uint64_t a[6], long *ret)
     uint64_t nfds = a[1];
     struct pollfd_ user[POLL_MAX], kern[POLL_MAX];
     bool ours[POLL_MAX];
-    if (!nfds || nfds > POLL_MAX || rt_safe_read(user, (const void *)(uintptr_t)a[0], nfds * sizeof(user[0])))
+    if (!nfds || nfds > POLL_MAX || uread(user, (const void *)(uintptr_t)a[0], nfds * sizeof(user[0])))
         return false;   /* the kernel gives the answer (or EFAULT) */
     bool any = false, dummy;
     for (uint64_t i = 0; i < nfds; i++)
@@ -1644,7 +1671,7 @@ static bool do_poll(long nr, const uint64_t a[6], long *ret)
         struct timespec ts;
         if (!a[2]) {
             timeout_ns = -1;
-        } else if (rt_safe_read(&ts, (const void *)(uintptr_t)a[2], sizeof(ts))) {
+        } else if (uread(&ts, (const void *)(uintptr_t)a[2], sizeof(ts))) {
             *ret = -EFAULT;
             return true;
         } else if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) {
@@ -1694,7 +1721,7 @@ static bool do_poll(long nr, const uint64_t a[6], long *ret)
         if (r > 0 || slice == 0)
             break;
     }
-    if (r >= 0 && rt_safe_write((void *)(uintptr_t)a[0], user, nfds * sizeof(user[0])))
+    if (r >= 0 && uwrite((void *)(uintptr_t)a[0], user, nfds * sizeof(user[0])))
         r = -EFAULT;
     *ret = r;
     return true;
@@ -1856,6 +1883,7 @@ int tool_start(const struct bpfg_pmsg_tool_mode *tm, int chan_fd, char *err, siz
     }
     pmu = *tm;
     chan = chan_fd;
+    __atomic_store_n(&self_pid, rt_sys0(SYS_getpid), __ATOMIC_RELAXED);
     chan_dead = false;
     __atomic_store_n(&tool_on, 1, __ATOMIC_RELEASE);
     return 0;
