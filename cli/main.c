@@ -56,7 +56,8 @@ static const char usage_text[] =
     "                                  (--target: for programs whose section names no function)\n"
     "  start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]\n"
     "                                  run CMD with the programs attached before its main()\n"
-    "  run [--engine E] -- TOOL [ARGS] run an unmodified libbpf tool with its BPF side in bpfgraft:\n"
+    "  run [--attach PID[,PID]] [--engine E] -- TOOL [ARGS]\n"
+    "                                  run an unmodified libbpf tool with its BPF side in bpfgraft:\n"
     "                                  its programs attach to processes bpfgraft manages\n"
     "  tools                           running tools and where their programs are attached\n"
     "  detach PID\n"
@@ -977,8 +978,50 @@ static int cmd_start(struct args *a)
 
 /* bpfgraft run [--engine E] [--] TOOL [ARGS]: a libbpf tool whose BPF side
  * bpfgraft serves (server/tool.h). */
+/* `run --attach PID[,PID...]`: the processes join bpfgraft first, so the
+ * tool's programs reach them from its first attach on. */
+static int attach_list(const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        return 1;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        uint64_t pid;
+        if (!parse_u64(tok, &pid) || !pid) {
+            rc = usage_error("run: --attach takes PID[,PID...], not '%s'", tok);
+            break;
+        }
+        struct bpfg_rpc_out out;
+        cli_begin(&g_conn, &out, "target.attach", 1);
+        pack_key(&out.pk, "pid");
+        msgpack_pack_uint64(&out.pk, pid);
+        struct bpfg_rpc_msg resp;
+        if ((rc = call(&out, &resp)) == 0)
+            bpfg_rpc_msg_release(&resp);
+    }
+    free(copy);
+    return rc;
+}
+
+/* Says so when no process is there for a tool's programs to attach to. */
+static void hint_if_no_targets(void)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    struct cli_error e;
+    cli_begin(&g_conn, &out, "target.list", 0);
+    if (cli_call(&g_conn, &out, &resp, &e) != 0)
+        return;
+    if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size == 0 && !g_json)
+        fputs("bpfgraft: no process is attached to bpfgraft yet: the tool's programs attach to the processes "
+              "it manages (bpfgraft attach PID, bpfgraft start, or run --attach PID)\n", stderr);
+    bpfg_rpc_msg_release(&resp);
+}
+
 static int run_tool(char **cmd, const char *engine)
 {
+    hint_if_no_targets();
     pid_t child = spawn_stopped(cmd);
     if (child < 0)
         return 1;
@@ -1004,9 +1047,11 @@ static int run_tool(char **cmd, const char *engine)
 
 static int cmd_run(struct args *a)
 {
-    const char *engine = NULL;
+    const char *engine = NULL, *attach = NULL;
     if (take_opt(a, "--engine", &engine) < 0)
         return usage_error("run: --engine needs llvm, x86 or interp");
+    if (take_opt(a, "--attach", &attach) < 0)
+        return usage_error("run: --attach needs PID[,PID...]");
     int rc0 = check_no_flags(a, "run");
     if (rc0)
         return rc0;
@@ -1015,8 +1060,9 @@ static int cmd_run(struct args *a)
     if (a->flag_end < a->n && a->flag_end > 0)
         return usage_error("run: unexpected %s before --", a->v[0]);
     if (!cmd[0])
-        return usage_error("usage: bpfgraft run [--engine E] -- TOOL [ARGS]");
-    return run_tool(cmd, engine);
+        return usage_error("usage: bpfgraft run [--attach PID[,PID...]] [--engine E] -- TOOL [ARGS]");
+    int rc = attach ? attach_list(attach) : 0;
+    return rc ? rc : run_tool(cmd, engine);
 }
 
 /* An executable (not a BPF object): `bpfgraft load ./tool` runs it. */

@@ -265,6 +265,21 @@ def main():
                   err[-200:])
             r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run"], capture_output=True, text=True)
             check(r.returncode == 2 and "usage" in r.stderr, "run: no tool is a usage error")
+            r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", "nope", "--", "/bin/true"],
+                               capture_output=True, text=True)
+            check(r.returncode == 2 and "--attach takes PID" in r.stderr, "run --attach with garbage: usage error")
+            fresh = subprocess.Popen([victim_bin, marker + "-fresh"])
+            try:
+                time.sleep(0.2)
+                r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", str(fresh.pid), "--",
+                                    f"{TOOLS}/opensnoop", "-p", str(fresh.pid), "-d", "1"],
+                                   capture_output=True, text=True, timeout=60)
+                check(sum(marker + "-fresh" in l for l in r.stdout.splitlines()) >= 10,
+                      "run --attach PID: a process not yet managed is attached first and traced", r.stderr[-300:])
+            finally:
+                srv.cli("detach", fresh.pid)
+                fresh.kill()
+                fresh.wait()
             rc, out, err = run_tool(srv, ["/bin/echo", "no-bpf-here"])
             check(rc == 0 and out.strip() == "no-bpf-here", "run: a program that never calls bpf() runs normally")
 
