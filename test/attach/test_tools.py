@@ -282,6 +282,10 @@ def main():
                 fresh.wait()
             rc, out, err = run_tool(srv, ["/bin/echo", "no-bpf-here"])
             check(rc == 0 and out.strip() == "no-bpf-here", "run: a program that never calls bpf() runs normally")
+            r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "load", f"{TOOLS}/syscount", "-p",
+                                str(victim.pid), "-d", "1"], capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0 and "SYSCALL" in r.stdout and "openat" in r.stdout,
+                  "`bpfgraft load ./tool ARGS` runs the tool like run", r.stderr[-300:])
 
             # ---- a kprobe cannot work: clear message, no hang ----
             t0 = time.monotonic()
