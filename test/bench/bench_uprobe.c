@@ -239,7 +239,7 @@ static int run(struct bench_ctx *ctx)
     struct victim v = {0};
     struct server srv = {.pid = -1};
     struct rconn r = {0};
-    double base, k_up, k_ret, k_cnt;
+    double base, k_up, k_ret, k_cnt, k_pid;
     int err;
 
     if ((err = find_next_to_self(victim_bin, sizeof(victim_bin), "bpfgraft-bench-victim")) ||
@@ -253,12 +253,14 @@ static int run(struct bench_ctx *ctx)
     libbpf_set_print(NULL);
     if ((err = kernel_cost(&v, victim_bin, obj, "empty_entry", false, kn, &k_up)) ||
         (err = kernel_cost(&v, victim_bin, obj, "empty_return", true, kn, &k_ret)) ||
-        (err = kernel_cost(&v, victim_bin, obj, "count_entry", false, kn, &k_cnt)))
+        (err = kernel_cost(&v, victim_bin, obj, "count_entry", false, kn, &k_cnt)) ||
+        (err = kernel_cost(&v, victim_bin, obj, "pid_entry", false, kn, &k_pid)))
         goto out;
     bench_report(ctx, "call, no probe", "native", base, "ns/call", NULL, 0);
     bench_report(ctx, "uprobe empty", "kernel", k_up - base, "ns/hit", NULL, 0);
     bench_report(ctx, "uretprobe empty", "kernel", k_ret - base, "ns/hit", NULL, 0);
     bench_report(ctx, "uprobe map counter", "kernel", k_cnt - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "uprobe get_current_pid_tgid", "kernel", k_pid - base, "ns/hit", NULL, 0);
 
     if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = bench_load_object(&r, obj, "bench")))
         goto out;
@@ -279,6 +281,12 @@ static int run(struct bench_ctx *ctx)
         bench_report(ctx, "uretprobe empty", variant, ret[e].per_call - base, "ns/hit", "kernel", k_ret - base);
         bench_report(ctx, "uprobe map counter", variant, cnt[e] - base, "ns/hit", "kernel", k_cnt - base);
     }
+    /* glibc's tid read from the thread, the pid cached: no syscall per hit */
+    struct graft_result pid_hit;
+    if ((err = graft_cost(&r, &v, "pid_entry", "llvm", n, &pid_hit)))
+        goto out;
+    bench_report(ctx, "uprobe get_current_pid_tgid", "bpfgraft llvm", pid_hit.per_call - base, "ns/hit", "kernel",
+                 k_pid - base);
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (x86 JIT)", "bpfgraft", up[1].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (llvm, compile)", "bpfgraft", up[2].attach_ms, "ms", NULL, 0);

@@ -34,3 +34,10 @@ int count_entry(struct pt_regs *ctx)
 		__sync_fetch_and_add(v, 1);
 	return 0;
 }
+
+/* bpf_get_current_pid_tgid, which nearly every bcc/libbpf tool calls */
+SEC("uprobe")
+int pid_entry(struct pt_regs *ctx)
+{
+	return bpf_get_current_pid_tgid() == 0;
+}
