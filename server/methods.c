@@ -100,7 +100,7 @@ static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
     kv_u64(pk, "key_size", info.key_size);
     kv_u64(pk, "value_size", info.value_size);
     kv_u64(pk, "max_entries", info.max_entries);
-    kv_u64(pk, "flags", info.map_flags);
+    kv_u64(pk, "flags", info.map_flags & ~BPFG_F_GLOBAL_DATA);   /* the kernel's BPF_F_* only */
     kv_u64(pk, "object", m->obj_id);
     kv_u64(pk, "btf_key_type_id", m->btf_key_type_id);
     kv_u64(pk, "btf_value_type_id", m->btf_value_type_id);
