@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +92,8 @@ void targets_set_cache_dir(struct targets *t, const char *dir, const char *archi
     snprintf(t->jit_archive, sizeof(t->jit_archive), "%s", archive ? archive : "");
 }
 
+static int listen_abstract(const char *name);
+
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
 {
     memset(t, 0, sizeof(*t));
@@ -97,12 +101,22 @@ int targets_init(struct targets *t, const char *control_socket, const char *payl
     snprintf(t->payload_path, sizeof(t->payload_path), "%s", payload_path);
     snprintf(t->listen_name, sizeof(t->listen_name), "@bpfgraft-payload:%s", control_socket);
 
-    /* Abstract socket: reachable from targets of any uid without opening
-     * the 0700 control directory; a payload proves itself with its token
-     * and its pid (SO_PEERCRED), and checks our uid in turn. */
+    int fd = listen_abstract(t->listen_name);
+    if (fd < 0)
+        return fd;
+    t->listen_fd = fd;
+    return 0;
+}
+
+/* The payload socket. Abstract: reachable from targets of any uid without
+ * opening the 0700 control directory; a payload proves itself with its
+ * token and its pid (SO_PEERCRED), and checks our uid in turn. Abstract
+ * names live in a network namespace: the one of the calling thread. */
+static int listen_abstract(const char *name)
+{
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    size_t n = strlen(t->listen_name);
-    memcpy(addr.sun_path, t->listen_name, n);
+    size_t n = strlen(name);
+    memcpy(addr.sun_path, name, n);
     addr.sun_path[0] = 0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -113,8 +127,70 @@ int targets_init(struct targets *t, const char *control_socket, const char *payl
         close(fd);
         return err;
     }
-    t->listen_fd = fd;
+    return fd;
+}
+
+/* Listeners made inside other network namespaces (containers), by the
+ * namespace's inode; they live as long as the server. */
+#define MAX_NETNS 64
+static struct {
+    ino_t ino;
+    int fd;
+} netns_listeners[MAX_NETNS];
+static size_t n_netns_listeners;
+
+static int netns_inode(const char *path, ino_t *ino)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -errno;
+    *ino = st.st_ino;
     return 0;
+}
+
+/* The listener a payload in pid's network namespace can connect to: ours,
+ * or one bound in its namespace (the thread enters it for the bind and
+ * comes back). */
+static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
+{
+    char path[64];
+    ino_t mine = 0, theirs = 0;
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+    if (netns_inode("/proc/thread-self/ns/net", &mine) != 0 || netns_inode(path, &theirs) != 0 || mine == theirs)
+        return s->targets.listen_fd;   /* same namespace (or no way to tell: try ours) */
+    for (size_t i = 0; i < n_netns_listeners; i++)
+        if (netns_listeners[i].ino == theirs)
+            return netns_listeners[i].fd;
+    if (n_netns_listeners == MAX_NETNS)
+        return efail(err, errlen, -ENOSPC, "payload listeners in %d network namespaces already", MAX_NETNS);
+    int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = -EBADF;
+    if (own < 0 || target < 0) {
+        fd = efail(err, errlen, -errno, "network namespace of process %d: %s", (int)pid, strerror(errno));
+    } else if (setns(target, CLONE_NEWNET) != 0) {
+        fd = efail(err, errlen, -errno, "entering the network namespace of process %d: %s", (int)pid, strerror(errno));
+    } else {
+        fd = listen_abstract(s->targets.listen_name);
+        if (setns(own, CLONE_NEWNET) != 0) {
+            /* cannot happen short of a kernel bug; nothing else may run here */
+            srv_log(SRV_ERROR, "cannot return to our network namespace: %s", strerror(errno));
+            abort();
+        }
+        if (fd < 0)
+            efail(err, errlen, fd, "payload socket in the network namespace of process %d: %s", (int)pid,
+                  strerror(-fd));
+    }
+    if (own >= 0)
+        close(own);
+    if (target >= 0)
+        close(target);
+    if (fd < 0)
+        return fd;
+    netns_listeners[n_netns_listeners].ino = theirs;
+    netns_listeners[n_netns_listeners++].fd = fd;
+    srv_log(SRV_INFO, "payload socket opened in network namespace %lu (process %d)", (unsigned long)theirs, (int)pid);
+    return fd;
 }
 
 struct target *targets_find(struct targets *t, pid_t pid)
@@ -386,7 +462,7 @@ static void announce(struct server *s, pid_t pid, const char *state)
 }
 
 /* Waits for the injected payload to connect and say HELLO. */
-static int accept_payload(struct server *s, struct target *t, uint64_t token, char *err, size_t errlen)
+static int accept_payload(struct target *t, uint64_t token, int listen_fd, char *err, size_t errlen)
 {
     uint64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
     for (;;) {
@@ -394,7 +470,7 @@ static int accept_payload(struct server *s, struct target *t, uint64_t token, ch
         char msg[128] = "";
         if (bpfg_payload_status(t->pid, &t->inj, &state, msg, sizeof(msg)) == 0 && state == BPFG_PAYLOAD_FAILED)
             return efail(err, errlen, -EIO, "payload in process %d failed: %s", (int)t->pid, msg);
-        int fd = accept4(s->targets.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             struct ucred cred;
             socklen_t clen = sizeof(cred);
@@ -444,7 +520,7 @@ static int accept_payload(struct server *s, struct target *t, uint64_t token, ch
         if (now >= deadline)
             return efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
                          (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
-        struct pollfd p = {s->targets.listen_fd, POLLIN, 0};
+        struct pollfd p = {listen_fd, POLLIN, 0};
         poll(&p, 1, 20);
     }
 }
@@ -462,6 +538,11 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     if (getrandom(&token, sizeof(token), 0) != sizeof(token)) {
         free(t);
         return efail(err, errlen, -EIO, "getrandom: %s", strerror(errno));
+    }
+    int listen_fd = listener_for(s, pid, err, errlen);
+    if (listen_fd < 0) {
+        free(t);
+        return listen_fd;
     }
     struct bpfg_stopped st;
     char ierr[BPFG_ERRLEN];
@@ -482,7 +563,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         free(t);
         return efail(err, errlen, r, "%s", ierr);
     }
-    r = accept_payload(s, t, token, err, errlen);
+    r = accept_payload(t, token, listen_fd, err, errlen);
     if (r) {
         /* The payload may still come up later: it finds nobody and exits;
          * its memory stays mapped (harmless) rather than risk unmapping code
@@ -1159,6 +1240,9 @@ void targets_destroy(struct server *s)
     if (s->targets.listen_fd >= 0)
         close(s->targets.listen_fd);
     s->targets.listen_fd = -1;
+    for (size_t i = 0; i < n_netns_listeners; i++)
+        close(netns_listeners[i].fd);
+    n_netns_listeners = 0;
 }
 
 int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,

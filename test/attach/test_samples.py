@@ -54,6 +54,28 @@ def main():
                 v.kill()
                 v.wait()
 
+        # a process in its own network namespace (a container's): the payload's
+        # abstract socket is opened in that namespace
+        ns_victim = subprocess.Popen(["unshare", "-n", os.path.join(args.bin_dir, "malloc-victim")],
+                                     stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.4)   # unshare execs the victim in place: same pid
+            other_ns = os.readlink(f"/proc/{ns_victim.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+            check(other_ns, "the victim runs in another network namespace")
+            rc, _, err = srv.cli("attach", ns_victim.pid, "malloc")
+            check_eq(rc, 0, f"attach to a process in another network namespace ({err.strip()})")
+            time.sleep(1.0)
+            rc, doc, _ = srv.cli_json("map", "dump", "malloc_calls")
+            per_pid = {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
+            check(per_pid.get(ns_victim.pid, 0) >= 50,
+                  f"malloc: counted inside the other namespace ({per_pid.get(ns_victim.pid)})")
+            rc, _, err = srv.cli("detach", ns_victim.pid)
+            check_eq(rc, 0, f"detach from it ({err.strip()})")
+            check(ns_victim.poll() is None, "it keeps running")
+        finally:
+            ns_victim.kill()
+            ns_victim.wait()
+
         # bpf_get_current_pid_tgid across fork: parent, child and the child's thread
         test_bin = os.path.join(os.path.dirname(args.bin_dir), "test-bin")
         srv.cli("map", "dump", "malloc_calls")
