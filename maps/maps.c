@@ -79,7 +79,7 @@ const char *bpfg_map_last_error(void)
 }
 
 /* Number of possible CPUs, as the kernel sizes per-CPU maps. */
-static uint32_t possible_cpus(void)
+uint32_t bpfg_possible_cpus(void)
 {
     static _Atomic uint32_t cached;
     uint32_t n = atomic_load_explicit(&cached, memory_order_relaxed);
@@ -540,7 +540,7 @@ int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
         return -EINVAL;
     }
     if (!spec.nr_cpus)
-        spec.nr_cpus = possible_cpus();
+        spec.nr_cpus = bpfg_possible_cpus();
     if (spec.nr_cpus > MAX_CPUS)
         return -EINVAL;
     if (spec.map_flags & BPFG_F_GLOBAL_DATA)

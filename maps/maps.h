@@ -62,6 +62,10 @@ struct bpfg_map_info {
     char name[BPFG_MAP_NAME_LEN];
 };
 
+/* Possible CPUs (/sys/devices/system/cpu/possible), as the kernel and
+ * libbpf size per-CPU maps and perf arrays; cached. */
+uint32_t bpfg_possible_cpus(void);
+
 /* Creates a region (memfd named "bpfg-map:<name>", sealed against
  * resizing) and a handle on it. Returns 0 or -EINVAL/-E2BIG/-ENOMEM/... */
 int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);

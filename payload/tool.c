@@ -1566,6 +1566,23 @@ static bool do_epoll_ctl(const uint64_t a[6], long *ret)
     return true;
 }
 
+/* A struct timespec timeout of the tool (epoll_pwait2, ppoll) in ns;
+ * NULL: -1 (forever). 0, -EFAULT or -EINVAL as the kernel answers. */
+static long user_timeout(uint64_t uts, int64_t *ns)
+{
+    struct timespec ts;
+    if (!uts) {
+        *ns = -1;
+        return 0;
+    }
+    if (uread(&ts, (const void *)(uintptr_t)uts, sizeof(ts)))
+        return -EFAULT;
+    if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+        return -EINVAL;
+    *ns = ts.tv_sec > 1000000000 ? INT64_MAX : ts.tv_sec * 1000000000ll + ts.tv_nsec;
+    return 0;
+}
+
 /* epoll_wait / epoll_pwait / epoll_pwait2 while rings are watched: the
  * wait is cut into slices of at most 10 ms, refreshing the rings' eventfds
  * (and moving perf records) before each. */
@@ -1576,17 +1593,10 @@ static bool do_epoll_wait(long nr, const uint64_t a[6], long *ret)
     int64_t timeout_ns;
     long sigmask = 0, sigsize = 8;
     if (nr == SYS_epoll_pwait2) {
-        struct timespec ts;
-        if (!a[3]) {
-            timeout_ns = -1;
-        } else if (uread(&ts, (const void *)(uintptr_t)a[3], sizeof(ts))) {
-            *ret = -EFAULT;
+        long e = user_timeout(a[3], &timeout_ns);
+        if (e) {
+            *ret = e;
             return true;
-        } else if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) {
-            *ret = -EINVAL;
-            return true;
-        } else {
-            timeout_ns = ts.tv_sec > 1000000000 ? INT64_MAX : ts.tv_sec * 1000000000ll + ts.tv_nsec;
         }
     } else {
         int ms = (int)a[3];
@@ -1668,17 +1678,10 @@ static bool do_poll(long nr, const uint64_t a[6], long *ret)
         int ms = (int)a[2];
         timeout_ns = ms < 0 ? -1 : (int64_t)ms * 1000000;
     } else {
-        struct timespec ts;
-        if (!a[2]) {
-            timeout_ns = -1;
-        } else if (uread(&ts, (const void *)(uintptr_t)a[2], sizeof(ts))) {
-            *ret = -EFAULT;
+        long e = user_timeout(a[2], &timeout_ns);
+        if (e) {
+            *ret = e;
             return true;
-        } else if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) {
-            *ret = -EINVAL;
-            return true;
-        } else {
-            timeout_ns = ts.tv_sec > 1000000000 ? INT64_MAX : ts.tv_sec * 1000000000ll + ts.tv_nsec;
         }
         sigmask = (long)a[3];
         sigsize = (long)a[4];

@@ -33,6 +33,7 @@
 #include "syscalls.h"
 #include "targets.h"
 #include "tool.h"
+#include "pmsg.h"
 #include "progcompile.h"
 #include "x86jit.h"
 
@@ -206,76 +207,14 @@ struct target *targets_find(struct targets *t, pid_t pid)
 static int pmsg_send(struct target *t, uint16_t type, const void *body, size_t len, int fd, uint32_t *seq_out)
 {
     struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = type, .seq = ++t->seq};
-    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctrl;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    if (fd >= 0) {
-        mh.msg_control = ctrl.buf;
-        mh.msg_controllen = sizeof(ctrl.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
-    size_t total = sizeof(h) + len, sent = 0;
-    while (sent < total) {
-        ssize_t r = sendmsg(t->sock, &mh, MSG_NOSIGNAL);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd p = {t->sock, POLLOUT, 0};
-                if (poll(&p, 1, REPLY_TIMEOUT_MS) <= 0)
-                    return -ETIMEDOUT;
-                continue;
-            }
-            return -errno;
-        }
-        sent += (size_t)r;
-        mh.msg_control = NULL;   /* the fd went with the first bytes */
-        mh.msg_controllen = 0;
-        /* advance the iovecs */
-        size_t skip = (size_t)r;
-        for (size_t i = 0; i < mh.msg_iovlen && skip; i++) {
-            size_t take = skip < iov[i].iov_len ? skip : iov[i].iov_len;
-            iov[i].iov_base = (char *)iov[i].iov_base + take;
-            iov[i].iov_len -= take;
-            skip -= take;
-        }
-    }
+    int r = pmsg_write(t->sock, &h, body, len, fd, REPLY_TIMEOUT_MS);
+    if (r)
+        return r;
     if (seq_out)
         *seq_out = h.seq;
     return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-    size_t got = 0;
-    uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
-    while (got < len) {
-        ssize_t r = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            return -EPIPE;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
-        uint64_t now = mono_ms();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        struct pollfd p = {fd, POLLIN, 0};
-        poll(&p, 1, (int)(deadline - now));
-    }
-    return 0;
-}
 
 struct trace_event {
     pid_t pid, tid;
@@ -300,7 +239,7 @@ static void pack_trace(msgpack_packer *pk, void *arg)
 static int pmsg_recv(struct target *t, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
 {
     *body = NULL;
-    int r = read_full(t->sock, h, sizeof(*h), timeout_ms);
+    int r = pmsg_read_full(t->sock, h, sizeof(*h), timeout_ms);
     if (r)
         return r;
     if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
@@ -309,7 +248,7 @@ static int pmsg_recv(struct target *t, struct bpfg_pmsg_hdr *h, char **body, int
     *body = malloc(len + 1);
     if (!*body)
         return -ENOMEM;
-    r = read_full(t->sock, *body, len, REPLY_TIMEOUT_MS);
+    r = pmsg_read_full(t->sock, *body, len, REPLY_TIMEOUT_MS);
     if (r) {
         free(*body);
         *body = NULL;
@@ -482,10 +421,10 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
             size_t body = 0;
             if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.pid != t->pid)
                 why = "the connection does not come from the target process";
-            else if (read_full(fd, &h, sizeof(h), 1000) != 0 || h.type != BPFG_PMSG_HELLO ||
+            else if (pmsg_read_full(fd, &h, sizeof(h), 1000) != 0 || h.type != BPFG_PMSG_HELLO ||
                      h.len < sizeof(h) + sizeof(hello.base) || h.len > sizeof(h) + 4096)
                 why = "no HELLO message";
-            else if ((body = h.len - sizeof(h)), read_full(fd, &hello, body < sizeof(hello) ? body : sizeof(hello), 1000) != 0)
+            else if ((body = h.len - sizeof(h)), pmsg_read_full(fd, &hello, body < sizeof(hello) ? body : sizeof(hello), 1000) != 0)
                 why = "truncated HELLO";
             else if (hello.base.token != token)
                 why = "wrong token";
@@ -496,7 +435,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                 char sink[256];
                 for (size_t left = body > sizeof(hello) ? body - sizeof(hello) : 0; left;) {
                     size_t n = left < sizeof(sink) ? left : sizeof(sink);
-                    if (read_full(fd, sink, n, 1000) != 0)
+                    if (pmsg_read_full(fd, sink, n, 1000) != 0)
                         break;
                     left -= n;
                 }

@@ -21,6 +21,7 @@
 #include "abi.h"
 #include "log.h"
 #include "maps.h"
+#include "pmsg.h"
 #include "progcheck.h"
 #include "registry.h"
 #include "server.h"
@@ -119,106 +120,14 @@ static uint32_t read_sysfs_u32(const char *path, const char *prefix)
     return (uint32_t)strtoul(buf + n, NULL, 10);
 }
 
-static uint32_t possible_cpus(void)
-{
-    char buf[128] = "";
-    FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
-    if (!f || !fgets(buf, sizeof(buf), f)) {
-        if (f)
-            fclose(f);
-        return 1;
-    }
-    fclose(f);
-    /* "0-3" or "0,2-5": the count is the highest cpu + 1, as libbpf counts */
-    uint32_t max = 0;
-    for (char *p = buf; *p;) {
-        char *end;
-        unsigned long a = strtoul(p, &end, 10), b = a;
-        if (end == p)
-            break;
-        if (*end == '-')
-            b = strtoul(end + 1, &end, 10);
-        if (b + 1 > max)
-            max = (uint32_t)(b + 1);
-        p = *end == ',' ? end + 1 : end;
-        if (*p == '\n')
-            break;
-    }
-    return max ? max : 1;
-}
 
 /* ---- channel I/O ---- */
-
-static int chan_read(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
-        if (n > 0) {
-            got += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return -EPIPE;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, CHAN_TIMEOUT_MS) <= 0)
-            return -ETIMEDOUT;
-    }
-    return 0;
-}
 
 static int chan_reply(struct tool *tl, uint32_t seq, int status, const void *body, size_t len, int fd)
 {
     struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = BPFG_PMSG_REPLY, .seq = seq,
                               .status = status};
-    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctrl;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    if (fd >= 0) {
-        mh.msg_control = ctrl.buf;
-        mh.msg_controllen = sizeof(ctrl.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
-    size_t total = sizeof(h) + len, sent = 0;
-    while (sent < total) {
-        ssize_t n = sendmsg(tl->chan, &mh, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd p = {tl->chan, POLLOUT, 0};
-                if (poll(&p, 1, CHAN_TIMEOUT_MS) <= 0)
-                    return -ETIMEDOUT;
-                continue;
-            }
-            return -errno;
-        }
-        sent += (size_t)n;
-        mh.msg_control = NULL;   /* the fd went with the first bytes */
-        mh.msg_controllen = 0;
-        while (n > 0 && mh.msg_iovlen) {
-            size_t take = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
-            mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + take;
-            mh.msg_iov->iov_len -= take;
-            n -= (ssize_t)take;
-            if (!mh.msg_iov->iov_len) {
-                mh.msg_iov++;
-                mh.msg_iovlen--;
-            }
-        }
-    }
-    return 0;
+    return pmsg_write(tl->chan, &h, body, len, fd, CHAN_TIMEOUT_MS);
 }
 
 /* ---- maps ---- */
@@ -279,7 +188,7 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     }
     if (c.map_type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
         /* one ring per CPU, whatever the key/value sizes say */
-        spec.max_entries = c.max_entries ? c.max_entries : possible_cpus();
+        spec.max_entries = c.max_entries ? c.max_entries : bpfg_possible_cpus();
     }
     if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0) {
         const char *tn = libbpf_bpf_map_type_str(c.map_type);
@@ -940,7 +849,7 @@ void tools_readable(struct server *s, void *tag)
     if (tl->dead || tl->chan < 0)
         return;
     struct bpfg_pmsg_hdr h;
-    int r = chan_read(tl->chan, &h, sizeof(h));
+    int r = pmsg_read_full(tl->chan, &h, sizeof(h), CHAN_TIMEOUT_MS);
     uint8_t *body = NULL;
     size_t len = 0;
     if (!r && (h.len < sizeof(h) || h.len > BPFG_PMSG_MAX))
@@ -948,7 +857,7 @@ void tools_readable(struct server *s, void *tag)
     if (!r && (len = h.len - sizeof(h)) && !(body = malloc(len)))
         r = -ENOMEM;
     if (!r && len)
-        r = chan_read(tl->chan, body, len);
+        r = pmsg_read_full(tl->chan, body, len, CHAN_TIMEOUT_MS);
     if (r) {
         if (r != -EPIPE)
             srv_log(SRV_WARN, "tool %d: channel: %s; closing it", (int)tl->pid, strerror(-r));
@@ -993,7 +902,7 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
         .uprobe_type = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/type", ""),
         .kprobe_type = read_sysfs_u32("/sys/bus/event_source/devices/kprobe/type", ""),
         .retprobe_bit = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/format/retprobe", "config:"),
-        .nr_cpus = possible_cpus(),
+        .nr_cpus = bpfg_possible_cpus(),
     };
     struct bpfg_pmsg_syscall_reply rep;
     memset(&rep, 0, sizeof(rep));
