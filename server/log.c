@@ -36,3 +36,12 @@ void srv_log(enum srv_log_level level, const char *fmt, ...)
     fprintf(f, "%s\n", line);
     fflush(f);
 }
+
+int srv_efail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}

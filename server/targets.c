@@ -41,16 +41,6 @@
 #define REPLY_TIMEOUT_MS 5000
 #define PATCH_RETRIES 200
 
-static int efail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int efail(char *err, size_t len, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 static uint64_t mono_ms(void)
 {
@@ -163,14 +153,14 @@ static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
         if (netns_listeners[i].ino == theirs)
             return netns_listeners[i].fd;
     if (n_netns_listeners == MAX_NETNS)
-        return efail(err, errlen, -ENOSPC, "payload listeners in %d network namespaces already", MAX_NETNS);
+        return srv_efail(err, errlen, -ENOSPC, "payload listeners in %d network namespaces already", MAX_NETNS);
     int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     int target = open(path, O_RDONLY | O_CLOEXEC);
     int fd = -EBADF;
     if (own < 0 || target < 0) {
-        fd = efail(err, errlen, -errno, "network namespace of process %d: %s", (int)pid, strerror(errno));
+        fd = srv_efail(err, errlen, -errno, "network namespace of process %d: %s", (int)pid, strerror(errno));
     } else if (setns(target, CLONE_NEWNET) != 0) {
-        fd = efail(err, errlen, -errno, "entering the network namespace of process %d: %s", (int)pid, strerror(errno));
+        fd = srv_efail(err, errlen, -errno, "entering the network namespace of process %d: %s", (int)pid, strerror(errno));
     } else {
         fd = listen_abstract(s->targets.listen_name);
         if (setns(own, CLONE_NEWNET) != 0) {
@@ -179,7 +169,7 @@ static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
             abort();
         }
         if (fd < 0)
-            efail(err, errlen, fd, "payload socket in the network namespace of process %d: %s", (int)pid,
+            srv_efail(err, errlen, fd, "payload socket in the network namespace of process %d: %s", (int)pid,
                   strerror(-fd));
     }
     if (own >= 0)
@@ -280,13 +270,13 @@ static int pmsg_call_body(struct server *s, struct target *t, uint16_t type, con
     uint32_t seq = 0;
     int r = pmsg_send(t, type, body, len, fd, &seq);
     if (r)
-        return efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)t->pid, strerror(-r));
+        return srv_efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)t->pid, strerror(-r));
     for (;;) {
         struct bpfg_pmsg_hdr h;
         char *reply;
         r = pmsg_recv(t, &h, &reply, REPLY_TIMEOUT_MS);
         if (r)
-            return efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
+            return srv_efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
         if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
             if (h.status) {
                 snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
@@ -334,7 +324,7 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
+        return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
     bool found = false;
     while (fgets(line, sizeof(line), f))
         if (sscanf(line, "Uid: %u %u %u", &r, &e, &sv) == 3) {
@@ -343,13 +333,13 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
         }
     fclose(f);
     if (!found)
-        return efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
+        return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
     *target_uid = r;
     if (peer_uid == 0 || has_cap_sys_ptrace(peer_pid))
         return 0;
     if (r == peer_uid && e == peer_uid && sv == peer_uid)
         return 0;
-    return efail(err, errlen, -EPERM, "permission denied: uid %u may not trace process %d (uid %u)",
+    return srv_efail(err, errlen, -EPERM, "permission denied: uid %u may not trace process %d (uid %u)",
                  (unsigned)peer_uid, (int)pid, r);
 }
 
@@ -408,7 +398,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
         uint32_t state = 0;
         char msg[128] = "";
         if (bpfg_payload_status(t->pid, &t->inj, &state, msg, sizeof(msg)) == 0 && state == BPFG_PAYLOAD_FAILED)
-            return efail(err, errlen, -EIO, "payload in process %d failed: %s", (int)t->pid, msg);
+            return srv_efail(err, errlen, -EIO, "payload in process %d failed: %s", (int)t->pid, msg);
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             struct ucred cred;
@@ -454,10 +444,10 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
             continue;
         }
         if (errno != EAGAIN && errno != EINTR)
-            return efail(err, errlen, -errno, "accepting the payload: %s", strerror(errno));
+            return srv_efail(err, errlen, -errno, "accepting the payload: %s", strerror(errno));
         uint64_t now = mono_ms();
         if (now >= deadline)
-            return efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
+            return srv_efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
                          (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
         struct pollfd p = {listen_fd, POLLIN, 0};
         poll(&p, 1, 20);
@@ -468,7 +458,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
 {
     struct target *t = calloc(1, sizeof(*t));
     if (!t)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     t->pid = pid;
     t->uid = uid;
     t->sock = -1;
@@ -476,7 +466,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     uint64_t token;
     if (getrandom(&token, sizeof(token), 0) != sizeof(token)) {
         free(t);
-        return efail(err, errlen, -EIO, "getrandom: %s", strerror(errno));
+        return srv_efail(err, errlen, -EIO, "getrandom: %s", strerror(errno));
     }
     int listen_fd = listener_for(s, pid, err, errlen);
     if (listen_fd < 0) {
@@ -488,7 +478,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     int r = bpfg_stop_process(pid, &st, ierr);
     if (r) {
         free(t);
-        return efail(err, errlen, r, "%s", ierr);
+        return srv_efail(err, errlen, r, "%s", ierr);
     }
     struct bpfg_inject_opts opts = {
         .payload_path = s->targets.payload_path,
@@ -500,7 +490,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         free(t);
-        return efail(err, errlen, r, "%s", ierr);
+        return srv_efail(err, errlen, r, "%s", ierr);
     }
     r = accept_payload(t, token, listen_fd, err, errlen);
     if (r) {
@@ -561,12 +551,12 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
             return r;
         struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
         if (!grown)
-            return efail(err, errlen, -ENOMEM, "out of memory");
+            return srv_efail(err, errlen, -ENOMEM, "out of memory");
         t->map_addrs = grown;
         grown[t->nmaps_sent] = (struct target_map_addr){
             .known = got >= sizeof(mr), .handle = mr.handle, .value_area = mr.value_area, .value_size = mr.value_size};
         if ((r = add_id(&t->maps_sent, &t->nmaps_sent, id)))
-            return efail(err, errlen, r, "out of memory");
+            return srv_efail(err, errlen, r, "out of memory");
     }
     return 0;
 }
@@ -609,11 +599,11 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     size_t len = sizeof(struct bpfg_pmsg_prog) + o->map_cnt * sizeof(uint32_t) + op->insn_cnt * sizeof(struct bpf_insn);
     uint8_t *engines = realloc(t->progs_engine, t->nprogs_sent + 1);
     if (!engines)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     t->progs_engine = engines;
     char *body = malloc(len);
     if (!body)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     struct bpfg_pmsg_prog *hdr = (void *)body;
     hdr->prog_id = p->id;
     hdr->insn_cnt = (uint32_t)op->insn_cnt;
@@ -636,7 +626,7 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
         return r;
     t->progs_engine[t->nprogs_sent] = (uint8_t)used;
     if ((r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
-        return efail(err, errlen, r, "out of memory");
+        return srv_efail(err, errlen, r, "out of memory");
     srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name, targets_engine_name(used));
     return 0;
 }
@@ -666,7 +656,7 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
     for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
         int r = bpfg_stop_process(pid, st, ierr);
         if (r)
-            return efail(err, errlen, r, "%s", ierr);
+            return srv_efail(err, errlen, r, "%s", ierr);
         pid_t tid;
         /* Unwinding costs ~50 us a thread: only when a displaced call means a
          * frame could return into the range. */
@@ -676,7 +666,7 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
-    return efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid);
+    return srv_efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid);
 }
 
 /* A program joining a site that is already patched: the payload adds it
@@ -686,10 +676,10 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
 {
     for (uint32_t i = 0; i < h->nprogs; i++)
         if (h->prog_ids[i] == p->id)
-            return efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
+            return srv_efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
                          (unsigned long long)h->plan.func, (int)t->pid);
     if (h->nprogs == TARGET_HOOK_PROGS)
-        return efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
+        return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
                      (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     struct bpfg_pmsg_hook body = {
         .hook_index = h->index, .kind = kind, .prog_id = p->id,
@@ -731,7 +721,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
             return join_hook(s, t, &t->hooks[i], p, kind, err, errlen);
     int idx = find_free_hook(t);
     if (idx < 0)
-        return efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
+        return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
     struct target_hook *h = &t->hooks[idx];
     memset(h, 0, sizeof(*h));
     h->index = (uint32_t)idx;
@@ -742,7 +732,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     uint8_t code[BPFG_HOOK_CODE_WINDOW];
     int r = bpfg_stop_process(t->pid, &st, ierr);
     if (r)
-        return efail(err, errlen, r, "%s", ierr);
+        return srv_efail(err, errlen, r, "%s", ierr);
     prefer_payload_thread(&st, t);
     size_t have = sizeof(code);
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
@@ -757,7 +747,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         bpfg_remote_free(&st, stub, 4096, NULL);
     bpfg_resume_process(&st, NULL);
     if (r)
-        return efail(err, errlen, r == -EINVAL ? -EINVAL : r, "cannot probe 0x%llx in process %d: %s",
+        return srv_efail(err, errlen, r == -EINVAL ? -EINVAL : r, "cannot probe 0x%llx in process %d: %s",
                      (unsigned long long)func, (int)t->pid, ierr);
     h->stub_size = 4096;
 
@@ -777,7 +767,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
-        efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
+        srv_efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
         goto unhook;
     }
     h->used = true;
@@ -836,7 +826,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
      * process, so a bad request changes nothing. */
     uint64_t *addrs = calloc(nprogs + 1, sizeof(uint64_t));
     if (!addrs)
-        return efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
+        return srv_efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
     int code = 0;
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
@@ -846,7 +836,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             continue;
         }
         if (op->kind != BPFG_ATTACH_UPROBE && op->kind != BPFG_ATTACH_URETPROBE) {
-            code = efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
+            code = srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
                          op->name, op->section, bpfg_attach_kind_name(op->kind));
             break;
         }
@@ -856,7 +846,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             char why[256];
             r = sym_resolve_file_offset(pid, op->target_binary, off, &addrs[i], why, sizeof(why));
             if (r)
-                code = efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
+                code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                              op->name, why);
             continue;
         }
@@ -866,7 +856,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         } else if (target_spec && target_spec[0]) {
             split_target(target_spec, binary, sizeof(binary), func, sizeof(func), &off);
         } else {
-            code = efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
+            code = srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
                          "program '%s' (section '%s') names no function: give a target \"binary:function\"",
                          op->name, op->section);
             break;
@@ -874,7 +864,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         char why[256];
         r = sym_resolve(pid, binary, func, off, &addrs[i], why, sizeof(why));
         if (r)
-            code = efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
+            code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                          op->name, why);
     }
     if (code) {
@@ -934,13 +924,13 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     if (r)
         return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
     if (parent_of(pid) != peer_pid)
-        return efail(err, errlen, BPFG_RPC_E_PERMISSION, "process %d is not a child of the caller", (int)pid);
+        return srv_efail(err, errlen, BPFG_RPC_E_PERMISSION, "process %d is not a child of the caller", (int)pid);
     if (targets_find(&s->targets, pid))
-        return efail(err, errlen, BPFG_RPC_E_EXISTS, "process %d is already attached", (int)pid);
+        return srv_efail(err, errlen, BPFG_RPC_E_EXISTS, "process %d is already attached", (int)pid);
     char ierr[BPFG_ERRLEN];
     r = bpfg_start_to_entry(pid, ierr);
     if (r)
-        return efail(err, errlen, BPFG_RPC_E_TARGET, "%s", ierr);
+        return srv_efail(err, errlen, BPFG_RPC_E_TARGET, "%s", ierr);
     /* Stopped at its entry point and traced by us: attaching adopts that
      * thread, and the hooks are in place before any code of main runs. */
     start_pending = true;
@@ -961,7 +951,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     }
     r = bpfg_release_started(pid);
     if (!code && r)
-        code = efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
+        code = srv_efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
     if (!code)
         srv_log(SRV_INFO, "target %d: started with %zu programs before main", (int)pid, nprogs);
     return code;
@@ -974,7 +964,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
     char ierr[BPFG_ERRLEN];
     int r = bpfg_stop_process(t->pid, &st, ierr);
     if (r)
-        return efail(err, errlen, r, "%s", ierr);
+        return srv_efail(err, errlen, r, "%s", ierr);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
         if (h->used && (r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
@@ -1038,7 +1028,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 {
     struct target *t = targets_find(&s->targets, pid);
     if (!t)
-        return efail(err, errlen, BPFG_RPC_E_NOT_FOUND, "process %d is not attached", (int)pid);
+        return srv_efail(err, errlen, BPFG_RPC_E_NOT_FOUND, "process %d is not attached", (int)pid);
     uid_t uid;
     if (peer_pid && check_permission(pid, peer_uid, peer_pid, &uid, err, errlen) == -EPERM)
         return BPFG_RPC_E_PERMISSION;

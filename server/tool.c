@@ -80,16 +80,6 @@ static struct tp_name *tp_names;    /* ids TP_ID made up */
 static size_t ntp_names;
 static bool applying;               /* attaching a link: no recursion through targets_attach */
 
-static int efail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int efail(char *err, size_t len, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 static struct tool *tool_of_pid(pid_t pid)
 {
@@ -164,14 +154,14 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
 {
     struct bpfg_tool_map_create c;
     if (len < sizeof(c))
-        return efail(err, errlen, -EINVAL, "MAP_CREATE: short request");
+        return srv_efail(err, errlen, -EINVAL, "MAP_CREATE: short request");
     memcpy(&c, body, sizeof(c));
     char name[17];
     memcpy(name, c.name, 16);
     name[16] = 0;
     struct reg_object *o = registry_object(&s->reg, tl->obj_id);
     if (!o)
-        return efail(err, errlen, -ENOENT, "the tool's object is gone");
+        return srv_efail(err, errlen, -ENOENT, "the tool's object is gone");
     enum bpfg_map_kind kind = map_kind_of(&c, name);
     struct bpfg_map_spec spec = {
         .type = c.map_type, .key_size = c.key_size, .value_size = c.value_size, .max_entries = c.max_entries,
@@ -192,7 +182,7 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     }
     if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0) {
         const char *tn = libbpf_bpf_map_type_str(c.map_type);
-        return efail(err, errlen, -EINVAL, "map '%s': map type %s is not available in bpfgraft yet", name,
+        return srv_efail(err, errlen, -EINVAL, "map '%s': map type %s is not available in bpfgraft yet", name,
                      tn ? tn : "unknown");
     }
     struct reg_map *m;
@@ -284,7 +274,7 @@ static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *
     int e = bpfg_verify_env_for_prog(o->obj, p, &env, &maps);
     if (e) {
         free(maps);
-        return e == -EOPNOTSUPP ? 0 : efail(err, errlen, e, "out of memory");
+        return e == -EOPNOTSUPP ? 0 : srv_efail(err, errlen, e, "out of memory");
     }
     struct progcheck_options opt;
     progcheck_get_options(&opt);
@@ -294,7 +284,7 @@ static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *
     struct bpfg_verify_result *res = malloc(sizeof(*res));
     if (!res) {
         free(maps);
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     }
     env.reached = calloc(p->insn_cnt, 1);
     e = env.reached ? bpfg_verify(p->insns, p->insn_cnt, &env, res) : -ENOMEM;
@@ -302,9 +292,9 @@ static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *
         sanitize_dead_code(p->insns, p->insn_cnt, env.reached);
     free(env.reached);
     if (e == -ENOMEM)
-        efail(err, errlen, e, "out of memory");
+        srv_efail(err, errlen, e, "out of memory");
     else if (e)
-        e = efail(err, errlen, -EACCES, "bpfgraft verifier: program '%s': %s", p->name, res->msg);
+        e = srv_efail(err, errlen, -EACCES, "bpfgraft verifier: program '%s': %s", p->name, res->msg);
     free(res);
     free(maps);
     return e;
@@ -319,7 +309,7 @@ static int translate_insns(const struct reg_object *o, struct bpf_insn *insns, s
         if (in->code != (BPF_LD | BPF_IMM | BPF_DW))
             continue;
         if (i + 1 >= n)
-            return efail(err, errlen, -EINVAL, "insn %zu: lddw without its second half", i);
+            return srv_efail(err, errlen, -EINVAL, "insn %zu: lddw without its second half", i);
         switch (in->src_reg) {
         case 0:
         case BPF_PSEUDO_FUNC:
@@ -328,17 +318,17 @@ static int translate_insns(const struct reg_object *o, struct bpf_insn *insns, s
         case BPF_PSEUDO_MAP_VALUE: {
             int idx = registry_object_map_index(o, (uint32_t)in->imm);
             if (idx < 0)
-                return efail(err, errlen, -EBADF, "insn %zu: map %u is not one of this tool's maps", i,
+                return srv_efail(err, errlen, -EBADF, "insn %zu: map %u is not one of this tool's maps", i,
                              (uint32_t)in->imm);
             in->src_reg = in->src_reg == BPF_PSEUDO_MAP_FD ? BPF_PSEUDO_MAP_IDX : BPF_PSEUDO_MAP_IDX_VALUE;
             in->imm = idx;
             break;
         }
         case BPF_PSEUDO_BTF_ID:
-            return efail(err, errlen, -EOPNOTSUPP,
+            return srv_efail(err, errlen, -EOPNOTSUPP,
                          "insn %zu: kernel symbols (__ksym variables) do not exist in userspace", i);
         default:
-            return efail(err, errlen, -EINVAL, "insn %zu: lddw with unknown src_reg %u", i, in->src_reg);
+            return srv_efail(err, errlen, -EINVAL, "insn %zu: lddw with unknown src_reg %u", i, in->src_reg);
         }
         i++;
     }
@@ -356,14 +346,14 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
 {
     struct bpfg_tool_prog_load pl;
     if (len < sizeof(pl))
-        return efail(err, errlen, -EINVAL, "PROG_LOAD: short request");
+        return srv_efail(err, errlen, -EINVAL, "PROG_LOAD: short request");
     memcpy(&pl, body, sizeof(pl));
     if (!pl.insn_cnt || pl.insn_cnt > TOOL_MAX_INSNS || len - sizeof(pl) != (size_t)pl.insn_cnt * sizeof(struct bpf_insn))
-        return efail(err, errlen, pl.insn_cnt > TOOL_MAX_INSNS ? -E2BIG : -EINVAL,
+        return srv_efail(err, errlen, pl.insn_cnt > TOOL_MAX_INSNS ? -E2BIG : -EINVAL,
                      "PROG_LOAD: %u instructions in %zu bytes", pl.insn_cnt, len - sizeof(pl));
     struct reg_object *o = registry_object(&s->reg, tl->obj_id);
     if (!o)
-        return efail(err, errlen, -ENOENT, "the tool's object is gone");
+        return srv_efail(err, errlen, -ENOENT, "the tool's object is gone");
     char name[17], license[65];
     memcpy(name, pl.name, 16);
     name[16] = 0;
@@ -380,7 +370,7 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     case BPF_PROG_TYPE_EXT:
     case BPF_PROG_TYPE_STRUCT_OPS:
     case BPF_PROG_TYPE_PERF_EVENT:
-        return efail(err, errlen, -EOPNOTSUPP,
+        return srv_efail(err, errlen, -EOPNOTSUPP,
                      "bpfgraft: program '%s': type %s attaches to the kernel and cannot run in userspace", name,
                      prog_type_name(pl.prog_type));
     default:
@@ -405,7 +395,7 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
         (r = dup_str(&p.license, license)) == 0 && kind == BPFG_ATTACH_UNSUPPORTED)
         r = dup_str(&p.error, "a program type bpfgraft does not run (loaded for a feature probe)");
     if (r)
-        efail(err, errlen, r, "out of memory");
+        srv_efail(err, errlen, r, "out of memory");
     if (!r)
         r = translate_insns(o, p.insns, p.insn_cnt, err, errlen);
     if (!r && kind != BPFG_ATTACH_UNSUPPORTED) {
@@ -421,7 +411,7 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     }
     struct reg_prog *rp = NULL;
     if (!r && (r = registry_add_prog(&s->reg, o, &p, &rp)) != 0)
-        efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);
+        srv_efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);
     if (r) {
         free(p.name);
         free(p.section);
@@ -440,14 +430,14 @@ static int do_btf_load(struct tool *tl, const uint8_t *body, size_t len, uint32_
 {
     struct btf *b = btf__new(body, (uint32_t)len);
     if (!b || libbpf_get_error(b))
-        return efail(err, errlen, -EINVAL, "BTF_LOAD: malformed BTF (%zu bytes)", len);
+        return srv_efail(err, errlen, -EINVAL, "BTF_LOAD: malformed BTF (%zu bytes)", len);
     btf__free(b);
     struct tool_btf *grown = realloc(tl->btfs, (tl->nbtfs + 1) * sizeof(*grown));
     void *copy = grown ? malloc(len) : NULL;
     if (grown)
         tl->btfs = grown;
     if (!copy)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     memcpy(copy, body, len);
     *id = (uint32_t)tl->nbtfs + 1;
     tl->btfs[tl->nbtfs++] = (struct tool_btf){*id, copy, len};
@@ -476,10 +466,10 @@ static int classify_tp(const char *name, enum bpfg_attach_kind *kind, char *sysc
         rest = name + 18;
     }
     if (!rest)
-        return efail(err, errlen, -EOPNOTSUPP,
+        return srv_efail(err, errlen, -EOPNOTSUPP,
                      "tracepoint %s is in the kernel: bpfgraft has syscalls/* and raw_syscalls/* in userspace", name);
     if (syscalls_nr(rest) < 0)
-        return efail(err, errlen, -ENOENT, "tracepoint %s: no syscall '%s' on x86-64", name, rest);
+        return srv_efail(err, errlen, -ENOENT, "tracepoint %s: no syscall '%s' on x86-64", name, rest);
     snprintf(syscall, slen, "%s", rest);
     return 0;
 }
@@ -498,7 +488,7 @@ static int tp_id_of(const char *name, uint32_t *id, char *err, size_t errlen)
         }
     struct tp_name *grown = realloc(tp_names, (ntp_names + 1) * sizeof(*grown));
     if (!grown)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     tp_names = grown;
     struct tp_name *t = &tp_names[ntp_names];
     t->id = TP_SYNTH_BASE + (uint32_t)ntp_names;
@@ -574,7 +564,7 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
         return 0;
     pid_t *grown = realloc(l->in, (l->nin + 1) * sizeof(pid_t));
     if (!grown)
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     l->in = grown;
     applying = true;
     int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, err, errlen);
@@ -657,16 +647,16 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
 {
     struct bpfg_tool_attach a;
     if (len < sizeof(a) + 1 || body[len - 1] != 0)
-        return efail(err, errlen, -EINVAL, "ATTACH: malformed request");
+        return srv_efail(err, errlen, -EINVAL, "ATTACH: malformed request");
     memcpy(&a, body, sizeof(a));
     const char *name = (const char *)body + sizeof(a);
     struct reg_object *o = registry_object(&s->reg, tl->obj_id);
     struct reg_prog *lp = registry_prog(&s->reg, a.prog_id);
     if (!o || !lp || lp->obj_id != tl->obj_id)
-        return efail(err, errlen, -EBADF, "ATTACH: program %u is not one of this tool's", a.prog_id);
+        return srv_efail(err, errlen, -EBADF, "ATTACH: program %u is not one of this tool's", a.prog_id);
     const struct bpfg_obj_prog *op = lp->prog;
     if (op->kind == BPFG_ATTACH_UNSUPPORTED)
-        return efail(err, errlen, -EINVAL, "program '%s' of type %u cannot be attached", op->name, op->prog_type);
+        return srv_efail(err, errlen, -EINVAL, "program '%s' of type %u cannot be attached", op->name, op->prog_type);
 
     enum bpfg_attach_kind kind;
     char syscall[64] = "", tpname[96] = "";
@@ -679,14 +669,14 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         want_type = BPF_PROG_TYPE_KPROBE;
         kind = a.kind == BPFG_TOOL_UPROBE ? BPFG_ATTACH_UPROBE : BPFG_ATTACH_URETPROBE;
         if (name[0] != '/' || stat(name, &st) != 0)
-            return efail(err, errlen, -ENOENT, "uprobe: no file '%s'", name);
+            return srv_efail(err, errlen, -ENOENT, "uprobe: no file '%s'", name);
         binary = name;
         break;
     }
     case BPFG_TOOL_TRACEPOINT:
         want_type = BPF_PROG_TYPE_TRACEPOINT;
         if (tp_name_of(a.tp_id, tpname, sizeof(tpname)) != 0)
-            return efail(err, errlen, -ENOENT, "tracepoint id %u is not a syscalls/raw_syscalls tracepoint", a.tp_id);
+            return srv_efail(err, errlen, -ENOENT, "tracepoint id %u is not a syscalls/raw_syscalls tracepoint", a.tp_id);
         {
             int r = classify_tp(tpname, &kind, syscall, sizeof(syscall), err, errlen);
             if (r)
@@ -700,30 +690,30 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         else if (strcmp(name, "sys_exit") == 0)
             kind = BPFG_ATTACH_RAW_SYSCALL_EXIT;
         else
-            return efail(err, errlen, -EOPNOTSUPP,
+            return srv_efail(err, errlen, -EOPNOTSUPP,
                          "raw tracepoint '%s' is in the kernel: bpfgraft has sys_enter and sys_exit in userspace",
                          name);
         break;
     default:
-        return efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
+        return srv_efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
     }
     if (op->prog_type != want_type)
-        return efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
+        return srv_efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
                      prog_type_name(op->prog_type), prog_type_name(want_type));
     if (a.pid > 0 && a.pid == tl->pid)
-        return efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
+        return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
     struct target *only = NULL;
     if (a.pid > 0 && !(only = targets_find(&s->targets, a.pid)))
-        return efail(err, errlen, -ESRCH,
+        return srv_efail(err, errlen, -ESRCH,
                      "process %d is not attached to bpfgraft: attach it first with `bpfgraft attach %d`", (int)a.pid,
                      (int)a.pid);
     if (a.pid > 0 && tool_of_pid(a.pid))
-        return efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
+        return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
 
     struct bpfg_obj_prog copy;
     int r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
     if (r)
-        return efail(err, errlen, r, "out of memory");
+        return srv_efail(err, errlen, r, "out of memory");
     if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
         char *name_copy = copy.name;
         copy.name = NULL;
@@ -748,7 +738,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         free(copy.target_binary);
         free(copy.syscall);
         link_free(l);
-        return efail(err, errlen, r == -E2BIG ? -E2BIG : -ENOMEM,
+        return srv_efail(err, errlen, r == -E2BIG ? -E2BIG : -ENOMEM,
                      r == -E2BIG ? "too many programs in this tool" : "out of memory");
     }
     l->id = ++tl->next_link_id;
@@ -782,7 +772,7 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
 {
     struct bpfg_tool_release rel;
     if (len < sizeof(rel))
-        return efail(err, errlen, -EINVAL, "DETACH: short request");
+        return srv_efail(err, errlen, -EINVAL, "DETACH: short request");
     memcpy(&rel, body, sizeof(rel));
     for (size_t i = 0; i < tl->nlinks; i++) {
         struct tool_link *l = tl->links[i];
@@ -794,7 +784,7 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
         tl->nlinks--;
         return 0;
     }
-    return efail(err, errlen, -ENOENT, "DETACH: no link %u", rel.id);
+    return srv_efail(err, errlen, -ENOENT, "DETACH: no link %u", rel.id);
 }
 
 /* ---- requests ---- */
@@ -817,7 +807,7 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
     case BPFG_TOOL_TP_ID: {
         char name[96];
         if (!len || len >= sizeof(name) || memchr(body, 0, len) == NULL) {
-            r = efail(err, sizeof(err), -EINVAL, "TP_ID: malformed name");
+            r = srv_efail(err, sizeof(err), -EINVAL, "TP_ID: malformed name");
             break;
         }
         memcpy(name, body, len);
@@ -830,7 +820,7 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
         with_id = false;
         break;
     default:
-        r = efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type);
+        r = srv_efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type);
         break;
     }
     if (r) {
@@ -877,12 +867,12 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        return efail(err, errlen, -errno, "socketpair: %s", strerror(errno));
+        return srv_efail(err, errlen, -errno, "socketpair: %s", strerror(errno));
     struct tool *tl = calloc(1, sizeof(*tl));
     if (!tl) {
         close(sv[0]);
         close(sv[1]);
-        return efail(err, errlen, -ENOMEM, "out of memory");
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
     }
     tl->magic = TOOL_MAGIC;
     tl->pid = t->pid;
@@ -912,14 +902,14 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
                                     err, errlen);
     close(sv[1]);
     if (!r && got < offsetof(struct bpfg_pmsg_syscall_reply, fast_entry))
-        r = efail(err, errlen, -EPROTO, "short TOOL_MODE reply");
+        r = srv_efail(err, errlen, -EPROTO, "short TOOL_MODE reply");
     if (!r)
         r = syscalls_tool_dispatch(s, t, &rep, err, errlen);
     if (!r && (r = registry_new_object(&s->reg, tl->name, TOOL_MAX_MAPS, TOOL_MAX_PROGS, &o)) != 0)
-        efail(err, errlen, r, "out of memory");
+        srv_efail(err, errlen, r, "out of memory");
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = tl};
     if (!r && epoll_ctl(s->epfd, EPOLL_CTL_ADD, tl->chan, &ev) != 0)
-        r = efail(err, errlen, -errno, "epoll: %s", strerror(errno));
+        r = srv_efail(err, errlen, -errno, "epoll: %s", strerror(errno));
     if (r) {
         if (o)
             registry_unload(&s->reg, o->id);
