@@ -517,7 +517,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     return 0;
 }
 
-static bool sent(const uint32_t *ids, size_t n, uint32_t id)
+static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
 {
     for (size_t i = 0; i < n; i++)
         if (ids[i] == id)
@@ -539,7 +539,7 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
 {
     for (size_t i = 0; i < o->map_cnt; i++) {
         uint32_t id = o->map_ids[i];
-        if (sent(t->maps_sent, t->nmaps_sent, id))
+        if (id_in(t->maps_sent, t->nmaps_sent, id))
             continue;
         struct reg_map *m = registry_map(&s->reg, id);
         struct bpfg_pmsg_map body = {.map_id = id};
@@ -593,7 +593,7 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
 static int send_prog(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
                      int engine, char *err, size_t errlen)
 {
-    if (sent(t->progs_sent, t->nprogs_sent, p->id))
+    if (id_in(t->progs_sent, t->nprogs_sent, p->id))
         return 0;
     const struct bpfg_obj_prog *op = p->prog;
     size_t len = sizeof(struct bpfg_pmsg_prog) + o->map_cnt * sizeof(uint32_t) + op->insn_cnt * sizeof(struct bpf_insn);
@@ -1186,11 +1186,6 @@ int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, c
     return pmsg_call_body(s, t, type, body, len, fd, out, outlen, outgot, err, errlen);
 }
 
-static bool listed(const uint32_t *ids, size_t n, uint32_t id)
-{
-    return sent(ids, n, id);
-}
-
 /* One hook slot loses some of its programs: the payload empties the slot
  * and takes the others back; the last one gone puts the site back. */
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
@@ -1198,7 +1193,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
     uint32_t keep_ids[TARGET_HOOK_PROGS], keep_kinds[TARGET_HOOK_PROGS];
     uint32_t nkeep = 0;
     for (uint32_t k = 0; k < h->nprogs; k++)
-        if (!listed(ids, n, h->prog_ids[k])) {
+        if (!id_in(ids, n, h->prog_ids[k])) {
             keep_ids[nkeep] = h->prog_ids[k];
             keep_kinds[nkeep++] = h->kinds[k];
         }
@@ -1260,7 +1255,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         syscalls_remove_prog(s, t, ids[k]);
     /* forget the programs, then the maps nothing uses any more */
     for (size_t i = t->nprogs_sent; i-- > 0;) {
-        if (!listed(ids, n, t->progs_sent[i]))
+        if (!id_in(ids, n, t->progs_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.prog_id = t->progs_sent[i]};
         if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
@@ -1272,7 +1267,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         t->nprogs_sent--;
     }
     for (size_t i = t->nmaps_sent; i-- > 0;) {
-        if (!listed(map_ids, nmaps, t->maps_sent[i]))
+        if (!id_in(map_ids, nmaps, t->maps_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.map_id = t->maps_sent[i]};
         if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
