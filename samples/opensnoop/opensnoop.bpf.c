@@ -1,12 +1,18 @@
 /* opensnoop: every open()/openat() of the target with its path, flags
  * and result, sent through a ring buffer (bcc's/libbpf-tools' opensnoop,
- * written exactly as for the kernel's syscall tracepoints). */
+ * written exactly as for the kernel's syscall tracepoints). targ_pid and
+ * targ_failed are libbpf-tools-style filters a loader sets in .rodata
+ * before load (samples/skel); 0/false, as loaded by `bpfgraft load`,
+ * filter nothing. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define NAME_MAX 255
+
+const volatile pid_t targ_pid = 0;	/* 0: every process */
+const volatile bool targ_failed = false;	/* only failed opens */
 
 struct args_t {
 	const char *fname;
@@ -35,9 +41,13 @@ struct {
 
 static int enter(const char *fname, int flags)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
 	struct args_t args;
 
+	/* filtering at entry keeps other processes out of the start map */
+	if (targ_pid && (pid_t)(id >> 32) != targ_pid)
+		return 0;
 	__builtin_memset(&args, 0, sizeof(args));
 	args.fname = fname;
 	args.flags = flags;
@@ -55,6 +65,8 @@ static int leave(long ret)
 
 	if (!ap)
 		return 0;
+	if (targ_failed && ret >= 0)
+		goto cleanup;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
 		e->pid = id >> 32;
@@ -65,6 +77,7 @@ static int leave(long ret)
 		bpf_probe_read_user_str(&e->fname, sizeof(e->fname), ap->fname);
 		bpf_ringbuf_submit(e, 0);
 	}
+cleanup:
 	bpf_map_delete_elem(&start, &tid);
 	return 0;
 }
