@@ -236,6 +236,22 @@ static int simple(const char *method, const char *param, const char *ref)
     return 0;
 }
 
+/* A method with one unsigned parameter, its result printed. */
+static int simple_uint(const char *method, const char *key, uint64_t value)
+{
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, method, 1);
+    pack_key(&out.pk, key);
+    msgpack_pack_uint64(&out.pk, value);
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    print_result(&resp.params);
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
 /* ---- status, load, unload ----------------------------------------------- */
 
 static int cmd_status(struct args *a)
@@ -392,17 +408,7 @@ static int cmd_unload(struct args *a)
     uint64_t id;
     if (a->n != 1 || !parse_u64(a->v[0], &id))
         return usage_error("usage: bpfgraft unload ID");
-    struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "object.unload", 1);
-    pack_key(&out.pk, "id");
-    msgpack_pack_uint64(&out.pk, id);
-    struct bpfg_rpc_msg resp;
-    int rc = call(&out, &resp);
-    if (rc)
-        return rc;
-    print_result(&resp.params);
-    bpfg_rpc_msg_release(&resp);
-    return 0;
+    return simple_uint("object.unload", "id", id);
 }
 
 /* ---- prog --------------------------------------------------------------- */
@@ -1111,17 +1117,7 @@ static int cmd_detach(struct args *a)
     uint64_t pid;
     if (a->n != 1 || !parse_u64(a->v[0], &pid))
         return usage_error("usage: bpfgraft detach PID");
-    struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.detach", 1);
-    pack_key(&out.pk, "pid");
-    msgpack_pack_uint64(&out.pk, pid);
-    struct bpfg_rpc_msg resp;
-    int rc = call(&out, &resp);
-    if (rc)
-        return rc;
-    print_result(&resp.params);
-    bpfg_rpc_msg_release(&resp);
-    return 0;
+    return simple_uint("target.detach", "pid", pid);
 }
 
 static int cmd_ps(struct args *a)
