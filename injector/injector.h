@@ -26,6 +26,7 @@ struct bpfg_thread {
     uint64_t sigmask;                /* as found */
     int pending_sig;                 /* signal that arrived while stopping; re-delivered on resume */
     bool adopted;                    /* already traced and stopped by us: left so on resume */
+    bool stopping;                   /* seized and interrupted, stop not yet waited for */
 };
 
 /* Every thread of a process, ptrace-stopped. */

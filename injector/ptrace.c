@@ -133,7 +133,6 @@ static int wait_stopped(struct bpfg_thread *t)
     }
 }
 
-/* Seizes and stops one thread. 1 done, 0 gone, -errno. */
 /* A thread we already trace and keep stopped (bpfg_start_to_entry). */
 static bool ours_already(pid_t pid, pid_t tid)
 {
@@ -150,7 +149,11 @@ static bool ours_already(pid_t pid, pid_t tid)
     return tracer == getpid();
 }
 
-static int stop_thread(struct bpfg_stopped *st, pid_t tid, char *err)
+/* Seizes one thread and asks it to stop; the stop itself is waited for
+ * by wait_seized, so that all threads of a pass stop in parallel (a busy
+ * thread stops only when it next runs: waiting for each in turn would
+ * cost a scheduler slice per thread). 1 seized, 0 gone, -errno. */
+static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
 {
     if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
         if (errno == ESRCH)
@@ -185,20 +188,42 @@ static int stop_thread(struct bpfg_stopped *st, pid_t tid, char *err)
         return fail(err, -ENOMEM, "out of memory");
     }
     st->threads = grown;
-    struct bpfg_thread *t = &st->threads[st->nthreads];
+    if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
+        int e = errno;
+        ptrace(PTRACE_DETACH, tid, NULL, NULL);
+        return e == ESRCH ? 0 : fail(err, -e, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(e));
+    }
+    struct bpfg_thread *t = &st->threads[st->nthreads++];
     memset(t, 0, sizeof(*t));
     t->tid = tid;
-    if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
-        ptrace(PTRACE_DETACH, tid, NULL, NULL);
-        return errno == ESRCH ? 0 : fail(err, -errno, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(errno));
-    }
-    int r = wait_stopped(t);
-    if (r <= 0)
-        return r == 0 ? 0 : fail(err, r, "waiting for thread %d: %s", (int)tid, strerror(-r));
-    if (!st->stop_ns)
-        st->stop_ns = now_ns();
-    st->nthreads++;
+    t->stopping = true;
     return 1;
+}
+
+/* Waits for every thread seize_thread interrupted; threads that exited
+ * meanwhile leave the set. A thread whose wait fails is dropped from the
+ * set too (it can no longer be resumed by us), and the first error is
+ * returned after all others were waited for. */
+static int wait_seized(struct bpfg_stopped *st, char *err)
+{
+    int ret = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct bpfg_thread t = st->threads[i];
+        if (t.stopping) {
+            int r = wait_stopped(&t);
+            t.stopping = false;
+            if (r < 0 && !ret)
+                ret = fail(err, r, "waiting for thread %d: %s", (int)t.tid, strerror(-r));
+            if (r <= 0)
+                continue;
+            if (!st->stop_ns)
+                st->stop_ns = now_ns();
+        }
+        st->threads[kept++] = t;
+    }
+    st->nthreads = kept;
+    return ret;
 }
 
 int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
@@ -239,14 +264,21 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
             pid_t tid = (pid_t)atoi(de->d_name);
             if (tid <= 0 || seized(st, tid))
                 continue;
-            r = stop_thread(st, tid, err);
-            if (r < 0) {
-                closedir(d);
-                goto fail;
-            }
+            r = seize_thread(st, tid, err);
+            if (r < 0)
+                break;
             found_new |= r == 1;
         }
         closedir(d);
+        /* wait even after an error: only a stopped thread can be detached */
+        char werr[BPFG_ERRLEN];
+        int w = wait_seized(st, r < 0 ? werr : err);
+        if (r < 0)
+            goto fail;
+        if (w < 0) {
+            r = w;
+            goto fail;
+        }
         if (pass > 1000) {
             r = fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped", (int)pid);
             goto fail;

@@ -647,10 +647,23 @@ static int find_free_hook(struct target *t)
     return -1;
 }
 
-/* Stops the process until no thread is inside [lo, hi) (retrying with the
- * process running in between), then returns it stopped. */
-static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind, char *err,
-                        size_t errlen)
+/* True if a thread's instruction pointer is in one of t's hook stubs. */
+static bool any_thread_in_stubs(const struct bpfg_stopped *st, const struct target *t, pid_t *tid)
+{
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct target_hook *h = &t->hooks[i];
+        if (h->used && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, tid))
+            return true;
+    }
+    return false;
+}
+
+/* Stops the process until no thread is inside [lo, hi) nor, when stubs_of
+ * is given, in one of its hook stubs (a thread there is about to enter the
+ * payload), retrying with the process running in between; then returns it
+ * stopped. */
+static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind,
+                        const struct target *stubs_of, char *err, size_t errlen)
 {
     char ierr[BPFG_ERRLEN];
     for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
@@ -660,7 +673,8 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
         pid_t tid;
         /* Unwinding costs ~50 us a thread: only when a displaced call means a
          * frame could return into the range. */
-        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, lo - 1, hi, &tid)))
+        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, lo - 1, hi, &tid)) &&
+            !(stubs_of && any_thread_in_stubs(st, stubs_of, &tid)))
             return 0;
         bpfg_resume_process(st, NULL);
         struct timespec ms = {0, 1000000};
@@ -761,7 +775,8 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         goto free_stub;
 
     /* Stop 2: patch once no thread executes the displaced bytes. */
-    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, err, errlen);
+    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, NULL, err,
+                     errlen);
     if (r)
         goto unhook;
     r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
@@ -1065,7 +1080,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         } else {
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
-            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, false, ierr, sizeof(ierr)) == 0) {
+            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, false, t, ierr, sizeof(ierr)) == 0) {
                 restore_return_addresses(&st, t);
                 for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
                     const struct target_hook *h = &t->hooks[i];
@@ -1079,6 +1094,8 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
                 if (bpfg_unload_payload(&st, &t->inj, ierr) != 0)
                     srv_log(SRV_WARN, "target %d: %s", (int)pid, ierr);
                 bpfg_resume_process(&st, NULL);
+            } else {
+                srv_log(SRV_WARN, "target %d: leaving the payload mapped: %s", (int)pid, ierr);
             }
         }
     }

@@ -121,6 +121,30 @@ def text_matches_file(pid):
     return mismatches
 
 
+def thread_states(pid):
+    """Each thread's state, wait channel and syscall line, for a failure report."""
+    out = []
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            base = f"/proc/{pid}/task/{tid}"
+            try:
+                with open(base + "/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(base + "/wchan") as f:
+                    wchan = f.read()
+                with open(base + "/syscall") as f:
+                    sysc = f.read().strip()
+                with open(base + "/status") as f:
+                    tracer = [ln.split()[1] for ln in f if ln.startswith("TracerPid")][0]
+            except OSError as e:
+                out.append(f"  thread {tid}: {e}")
+                continue
+            out.append(f"  thread {tid}: state {state} wchan {wchan} tracer {tracer} syscall {sysc}")
+    except OSError as e:
+        out.append(f"  process {pid}: {e}")
+    return "\n".join(out)
+
+
 def attach(cl, pid, progs, target, engine=None):
     if engine is None:
         return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target)
@@ -237,19 +261,19 @@ def main():
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 8)
         try:
             exact_rounds = 0
-            failures = []
             for i in range(200):
                 v.set("go", 1)
                 attach(cl, v.pid, ["add_entry"], ":probed_add")
                 good, detail = exact_round(cl, v, run_s=0.005, lib=False, ret=False, what=f"round {i}")
-                exact_rounds += good
                 if not good:
-                    failures.append(detail)
+                    # one bad round is enough to know; a stuck thread would
+                    # make every further round wait out quiesce()
+                    print(detail + "\n" + thread_states(v.pid), flush=True)
+                    break
+                exact_rounds += 1
                 v.set("go", 1)
                 cl.call("target.detach", pid=v.pid)
             check_eq(exact_rounds, 200, "hammer: count exact after each of 200 attaches under load")
-            if failures:
-                print("\n".join(failures[:5]))
             check(v.alive() and v.get("bad_results") == 0, "hammer: victim alive, all results correct")
             check_eq(text_matches_file(v.pid), [], "hammer: text equals the files at the end")
         finally:
