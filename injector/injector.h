@@ -80,11 +80,16 @@ int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, stru
 /* True if some thread's instruction pointer lies in [start, end). */
 bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t end, pid_t *tid);
 
-/* True if some thread would return into [start, end): a return address
- * found by unwinding its stack (libunwind-ptrace, up to 64 frames) lies in
- * the range. Patching displaced bytes that a pending call returns into
- * would resume in the middle of the new jmp. */
-bool bpfg_any_return_into(const struct bpfg_stopped *st, uint64_t start, uint64_t end, pid_t *tid);
+/* An address range [lo, hi). */
+struct bpfg_range {
+    uint64_t lo, hi;
+};
+
+/* True if some thread would return into one of the ranges: a return
+ * address found by unwinding its stack (libunwind-ptrace, up to 64 frames,
+ * through signal frames) lies in one. Patching displaced bytes that a
+ * pending call returns into would resume in the middle of the new jmp. */
+bool bpfg_any_return_into(const struct bpfg_stopped *st, const struct bpfg_range *ranges, size_t nranges, pid_t *tid);
 
 /* ---- the payload ---- */
 

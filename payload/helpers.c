@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <linux/bpf.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -305,6 +306,43 @@ H(h_override_return) { (void)r1, (void)r3, (void)r4, (void)r5;
     return 0;
 }
 
+/* bpf_send_signal(sig) / bpf_send_signal_thread(sig). The kernel delivers
+ * the signal when the task returns to user mode, after the probe; here it
+ * is sent once the programs ran and the thread left the handler's
+ * critical section (a handler that blocks or longjmps must not hold a
+ * grace period up). Sent with tgkill/kill: the target sees SI_TKILL or
+ * SI_USER where the kernel's helper gives SI_KERNEL. */
+static uint64_t request_signal(struct bpfg_exec *ex, uint64_t sig, bool thread)
+{
+    if (sig > 64)
+        return neg(-EINVAL);
+    if (ex->signal && (ex->signal != (int32_t)sig || ex->signal_thread != thread))
+        return neg(-EBUSY);   /* one per run, like the kernel's irq_work slot */
+    ex->signal = (int32_t)sig;
+    ex->signal_thread = thread;
+    return 0;
+}
+
+H(h_send_signal) { (void)r2, (void)r3, (void)r4, (void)r5; return request_signal(user, r1, false); }
+H(h_send_signal_thread) { (void)r2, (void)r3, (void)r4, (void)r5; return request_signal(user, r1, true); }
+
+void helpers_send_signal(const struct bpfg_exec *ex)
+{
+    if (!ex->signal)
+        return;
+    long pid = rt_sys0(SYS_getpid), tid = rt_sys0(SYS_gettid);
+    uint64_t mask = 0;
+    /* The kernel's process-wide signal goes to the current thread unless
+     * it blocks it; kill() would prefer the main thread. */
+    bool here = ex->signal_thread || ex->signal == 0 ||
+                (!rt_is_err(rt_sys4(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&mask, 8)) &&
+                 !(mask & (1ull << (ex->signal - 1))));
+    if (here)
+        rt_sys3(SYS_tgkill, pid, tid, ex->signal);
+    else
+        rt_sys2(SYS_kill, pid, ex->signal);
+}
+
 H(h_get_func_ip) { (void)r1, (void)r2, (void)r3, (void)r4, (void)r5;
     struct bpfg_exec *ex = user;
     return ex->hook ? ex->hook->site : 0;
@@ -411,6 +449,8 @@ static const struct {
     {BPF_FUNC_ringbuf_query, "ringbuf_query", h_ringbuf_query},
     {BPF_FUNC_override_return, "override_return", h_override_return},
     {BPF_FUNC_get_func_ip, "get_func_ip", h_get_func_ip},
+    {BPF_FUNC_send_signal, "send_signal", h_send_signal},
+    {BPF_FUNC_send_signal_thread, "send_signal_thread", h_send_signal_thread},
     {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
     {BPF_FUNC_get_stack, "get_stack", h_get_stack},
 };

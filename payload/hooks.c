@@ -173,6 +173,7 @@ static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, st
     ex->override_rc = 0;
     ex->tail_next = NULL;
     ex->tail_count = 0;
+    ex->signal = 0;
     ex->nrb = 0;
 }
 
@@ -237,6 +238,7 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs)
         }
     }
     thread_leave(t);
+    helpers_send_signal(&ex);
     if (ex.override) {
         regs->ax = ex.override_rc;
         return 1;
@@ -275,6 +277,7 @@ uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
         exec_init(&ex, regs, h, false);
         run_list(h->ret_progs, &ex);
         thread_leave(t);
+        helpers_send_signal(&ex);
     }
     return e.ret;
 }

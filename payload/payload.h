@@ -40,6 +40,8 @@ struct bpfg_exec {
     uint64_t override_rc;
     struct prog *tail_next;    /* set by bpf_tail_call */
     uint32_t tail_count;
+    int32_t signal;            /* bpf_send_signal*: sent once the run is over */
+    bool signal_thread;        /* to this thread only (else the process) */
     uint32_t nrb;
     struct {
         void *data;
@@ -55,6 +57,9 @@ struct bpfg_map *payload_map_by_id(uint32_t id);
 /* helpers.c */
 void helpers_init(void);   /* once, at start (finds glibc's per-thread tid) */
 int helpers_register(struct bpfg_vm *vm);
+/* Sends the signal a program asked for with bpf_send_signal(_thread), if
+ * any; called after the thread left the handler's critical section. */
+void helpers_send_signal(const struct bpfg_exec *ex);
 /* The helper table native code receives (indexed by helper id). */
 extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 /* Runs a program and the programs it tail-calls. */

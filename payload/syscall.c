@@ -268,6 +268,7 @@ static bool run_enter(struct call *c, int64_t *rc)
     ex.ctx_len = sizeof(rawtp);
     run_list(raw_lists[2], &ex);
     __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+    helpers_send_signal(&ex);   /* delivered now (our handler runs with the target's mask): before the syscall */
     *rc = (int64_t)ex.override_rc;
     return ex.override;
 }
@@ -294,6 +295,7 @@ static void run_exit(struct call *c, int64_t ret)
     ex.ctx_len = sizeof(rawtp);
     run_list(raw_lists[3], &ex);
     __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+    helpers_send_signal(&ex);
 }
 
 /* ---- special syscalls ---- */

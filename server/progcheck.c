@@ -48,6 +48,8 @@ static const struct {
     {BPF_FUNC_ringbuf_query, "ringbuf_query"},
     {BPF_FUNC_snprintf, "snprintf"},
     {BPF_FUNC_get_func_ip, "get_func_ip"},
+    {BPF_FUNC_send_signal, "send_signal"},
+    {BPF_FUNC_send_signal_thread, "send_signal_thread"},
 };
 
 const char *progcheck_helper_name(uint32_t id)

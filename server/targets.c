@@ -647,25 +647,13 @@ static int find_free_hook(struct target *t)
     return -1;
 }
 
-/* True if a thread's instruction pointer is in one of t's hook stubs. */
-static bool any_thread_in_stubs(const struct bpfg_stopped *st, const struct target *t, pid_t *tid)
-{
-    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
-        const struct target_hook *h = &t->hooks[i];
-        if (h->used && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, tid))
-            return true;
-    }
-    return false;
-}
-
-/* Stops the process until no thread is inside [lo, hi) nor, when stubs_of
- * is given, in one of its hook stubs (a thread there is about to enter the
- * payload), retrying with the process running in between; then returns it
- * stopped. */
-static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind,
-                        const struct target *stubs_of, char *err, size_t errlen)
+/* Stops the process until no thread is inside [lo, hi) (retrying with the
+ * process running in between), then returns it stopped. */
+static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind, char *err,
+                        size_t errlen)
 {
     char ierr[BPFG_ERRLEN];
+    struct bpfg_range range = {lo, hi};
     for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
         int r = bpfg_stop_process(pid, st, ierr);
         if (r)
@@ -673,8 +661,7 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
         pid_t tid;
         /* Unwinding costs ~50 us a thread: only when a displaced call means a
          * frame could return into the range. */
-        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, lo - 1, hi, &tid)) &&
-            !(stubs_of && any_thread_in_stubs(st, stubs_of, &tid)))
+        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, &range, 1, &tid)))
             return 0;
         bpfg_resume_process(st, NULL);
         struct timespec ms = {0, 1000000};
@@ -775,8 +762,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         goto free_stub;
 
     /* Stop 2: patch once no thread executes the displaced bytes. */
-    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, NULL, err,
-                     errlen);
+    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, err, errlen);
     if (r)
         goto unhook;
     r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
@@ -1039,6 +1025,42 @@ static bool thread_alive(pid_t pid, pid_t tid)
     return access(path, F_OK) == 0;
 }
 
+/* Stops the process for unloading the payload: once the return addresses
+ * uretprobes replaced are back, no thread may run in the payload or in a
+ * stub (on its way into the payload), nor return there: a signal handler
+ * that interrupted a probe returns into it. Retries with the process
+ * running in between, like stop_outside. */
+static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err, size_t errlen)
+{
+    struct bpfg_range ranges[1 + TARGET_MAX_HOOKS];
+    size_t n = 0;
+    ranges[n++] = (struct bpfg_range){t->inj.base, t->inj.base + t->inj.size};
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++)
+        if (t->hooks[i].used)   /* the part before the jump into the payload */
+            ranges[n++] = (struct bpfg_range){t->hooks[i].plan.stub_addr,
+                                              t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
+    char ierr[BPFG_ERRLEN];
+    pid_t tid = 0;
+    for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
+        int r = bpfg_stop_process(t->pid, st, ierr);
+        if (r)
+            return srv_efail(err, errlen, r, "%s", ierr);
+        restore_return_addresses(st, t);
+        bool inside = bpfg_any_thread_in(st, ranges[0].lo, ranges[0].hi, &tid);
+        for (int i = 0; i < TARGET_MAX_HOOKS && !inside; i++) {
+            const struct target_hook *h = &t->hooks[i];
+            inside = h->used && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, &tid);
+        }
+        if (!inside && !bpfg_any_return_into(st, ranges, n, &tid))
+            return 0;
+        bpfg_resume_process(st, NULL);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return srv_efail(err, errlen, -EBUSY, "thread %d keeps running in (or returning into) bpfgraft's code, e.g. a "
+                     "signal handler that interrupted a probe", (int)tid);
+}
+
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen)
 {
     struct target *t = targets_find(&s->targets, pid);
@@ -1080,16 +1102,15 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         } else {
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
-            if (stop_outside(pid, &st, t->inj.base, t->inj.base + t->inj.size, false, t, ierr, sizeof(ierr)) == 0) {
-                restore_return_addresses(&st, t);
+            if (stop_for_unload(t, &st, ierr, sizeof(ierr)) == 0) {
                 for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
                     const struct target_hook *h = &t->hooks[i];
-                    uint64_t lo = h->plan.stub_addr, hi = lo + h->stub_size;
+                    struct bpfg_range stub = {h->plan.stub_addr, h->plan.stub_addr + h->stub_size};
                     /* a stub stays mapped while any thread runs in it or, after a
                      * relocated call, would return into it */
-                    if (h->used && !bpfg_any_thread_in(&st, lo, hi, NULL) &&
-                        !(h->plan.has_call && bpfg_any_return_into(&st, lo, hi, NULL)))
-                        bpfg_remote_free(&st, lo, h->stub_size, NULL);
+                    if (h->used && !bpfg_any_thread_in(&st, stub.lo, stub.hi, NULL) &&
+                        !(h->plan.has_call && bpfg_any_return_into(&st, &stub, 1, NULL)))
+                        bpfg_remote_free(&st, stub.lo, h->stub_size, NULL);
                 }
                 if (bpfg_unload_payload(&st, &t->inj, ierr) != 0)
                     srv_log(SRV_WARN, "target %d: %s", (int)pid, ierr);

@@ -1532,6 +1532,8 @@ static const struct proto protos[] = {
     {BPF_FUNC_ringbuf_query, "ringbuf_query", RET_INT, {A_MAP, A_ANY}, 0},
     {BPF_FUNC_snprintf, "snprintf", RET_INT, {A_OUT_MEM_OR_NULL, A_SIZE0, A_CONST_STR, A_MEM_OR_NULL, A_SIZE0}, 2},
     {BPF_FUNC_get_func_ip, "get_func_ip", RET_INT, {A_CTX}, 0},
+    {BPF_FUNC_send_signal, "send_signal", RET_INT, {A_ANY}, 0},
+    {BPF_FUNC_send_signal_thread, "send_signal_thread", RET_INT, {A_ANY}, 0},
 };
 
 static const struct proto *find_proto(int id)

@@ -39,3 +39,20 @@ int BPF_KPROBE(lib_entry, long a, long b)
 	bump(3);
 	return 0;
 }
+
+#define SIGUSR2 12
+
+/* bpf_send_signal*: the victim counts the SIGUSR2 it gets inside calls */
+SEC("uprobe")
+int BPF_KPROBE(add_signal_thread, long a, long b)
+{
+	bump(0);
+	return bpf_send_signal_thread(SIGUSR2) ? 1 : 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(lib_signal, long a, long b)
+{
+	bump(3);
+	return bpf_send_signal(SIGUSR2) ? 1 : 0;
+}

@@ -18,7 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import Server, check, check_eq, report  # noqa: E402
 
-CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done"]
+CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
+              "hold", "held"]
 
 
 class Victim:
@@ -276,6 +277,46 @@ def main():
             check_eq(exact_rounds, 200, "hammer: count exact after each of 200 attaches under load")
             check(v.alive() and v.get("bad_results") == 0, "hammer: victim alive, all results correct")
             check_eq(text_matches_file(v.pid), [], "hammer: text equals the files at the end")
+        finally:
+            v.stop()
+
+        # bpf_send_signal_thread / bpf_send_signal: one SIGUSR2 per call,
+        # arriving inside the probed call on the calling thread
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
+        try:
+            attach(cl, v.pid, ["add_signal_thread"], ":probed_add")
+            attach(cl, v.pid, ["lib_signal"], "libattachvictim.so:lib_probed_mul")
+            ok = v.quiesce()
+            c0, s0 = v.get("calls") + v.get("lib_calls"), v.get("usr2")
+            v.set("go", 1)
+            time.sleep(0.1)
+            ok &= v.quiesce()
+            calls, sigs = v.get("calls") + v.get("lib_calls") - c0, v.get("usr2") - s0
+            check(ok and calls > 0 and sigs == calls, "bpf_send_signal(_thread): one SIGUSR2 per probed call",
+                  f"{calls} calls, {sigs} signals")
+            check_eq(v.get("usr2_outside"), 0, "bpf_send_signal(_thread): every signal arrived inside the probed call")
+
+            # detach while signal handlers entered from a probe still run:
+            # they return into the payload, which must stay mapped
+            v.set("hold", 1)
+            v.set("go", 1)
+            deadline = time.monotonic() + 10
+            while v.get("held") < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            check_eq(v.get("held"), 2, "both threads wait in a SIGUSR2 handler entered from a probe")
+            cl.call("target.detach", pid=v.pid)
+            check("leaving the payload mapped" in srv.log_text(),
+                  "detach leaves the payload mapped while a signal handler would return into it")
+            v.set("hold", 0)
+            ok = v.quiesce()
+            c0, s0 = v.get("calls"), v.get("usr2")
+            v.set("go", 1)
+            time.sleep(0.05)
+            ok &= v.quiesce()
+            check(ok and v.alive() and v.get("calls") > c0 and v.get("usr2") == s0 and v.get("bad_results") == 0,
+                  "the handlers returned through the payload; the victim runs on without probes",
+                  f"alive {v.alive()} calls {v.get('calls') - c0} signals {v.get('usr2') - s0}")
+            check_eq(text_matches_file(v.pid), [], "signal detach: text equals the files")
         finally:
             v.stop()
 

@@ -26,7 +26,14 @@ struct control {
 	atomic_long bad_results; /* a probed function returned a wrong value */
 	atomic_long signals;     /* SIGUSR1 received */
 	atomic_long read_done;   /* --block: read() returned (with its result) */
+	atomic_long usr2;        /* SIGUSR2 received (sent by bpf_send_signal*) */
+	atomic_long usr2_outside;/* ... on a thread not inside a probed call */
+	atomic_long hold;        /* the SIGUSR2 handler waits while nonzero */
+	atomic_long held;        /* threads waiting in the SIGUSR2 handler */
 };
+
+/* Which probed call the thread is in: a probe's signal must arrive inside. */
+static __thread volatile int in_call;
 
 static struct control *ctl;
 
@@ -45,11 +52,15 @@ static void *worker(void *arg)
 	for (long i = 0;; i++) {
 		atomic_fetch_add(&ctl->active, 1);
 		if (atomic_load(&ctl->go)) {
+			in_call = 1;
 			if (probed_add(id, i) != id + i)
 				atomic_fetch_add(&ctl->bad_results, 1);
+			in_call = 0;
 			atomic_fetch_add(&ctl->calls, 1);
+			in_call = 2;
 			if (lib_probed_mul(id, 3) != id * 3)
 				atomic_fetch_add(&ctl->bad_results, 1);
+			in_call = 0;
 			atomic_fetch_add(&ctl->lib_calls, 1);
 		}
 		atomic_fetch_sub(&ctl->active, 1);
@@ -65,6 +76,20 @@ static void on_usr1(int sig)
 	atomic_fetch_add(&ctl->signals, 1);
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&ctl->usr2, 1);
+	if (!in_call)
+		atomic_fetch_add(&ctl->usr2_outside, 1);
+	if (atomic_load(&ctl->hold)) {
+		atomic_fetch_add(&ctl->held, 1);
+		while (atomic_load(&ctl->hold))
+			usleep(1000);
+		atomic_fetch_sub(&ctl->held, 1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -76,6 +101,7 @@ int main(int argc, char **argv)
 	if (ctl == MAP_FAILED)
 		return 1;
 	signal(SIGUSR1, on_usr1);
+	signal(SIGUSR2, on_usr2);
 	int n = atoi(argv[2]);
 	for (long i = 0; i < n; i++) {
 		pthread_t t;
