@@ -639,11 +639,19 @@ static int prog_engine(const struct target *t, uint32_t prog_id)
     return BPFG_ENGINE_INTERP;
 }
 
+/* Round robin: a thread that passed a removed site just before it was
+ * restored may still be on its way through the old stub into the payload
+ * with that slot's index; reusing the slot at once would resume it in
+ * another function's code. */
 static int find_free_hook(struct target *t)
 {
-    for (int i = 0; i < TARGET_MAX_HOOKS; i++)
-        if (!t->hooks[i].used)
+    for (int k = 0; k < TARGET_MAX_HOOKS; k++) {
+        int i = (int)((t->next_hook + k) % TARGET_MAX_HOOKS);
+        if (!t->hooks[i].used) {
+            t->next_hook = (uint32_t)(i + 1) % TARGET_MAX_HOOKS;
             return i;
+        }
+    }
     return -1;
 }
 
@@ -724,6 +732,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
     struct target_hook *h = &t->hooks[idx];
+    struct target_hook old = *h;   /* a removed hook's stub, freed below */
     memset(h, 0, sizeof(*h));
     h->index = (uint32_t)idx;
 
@@ -732,9 +741,17 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     char ierr[BPFG_ERRLEN];
     uint8_t code[BPFG_HOOK_CODE_WINDOW];
     int r = bpfg_stop_process(t->pid, &st, ierr);
-    if (r)
+    if (r) {
+        *h = old;
         return srv_efail(err, errlen, r, "%s", ierr);
+    }
     prefer_payload_thread(&st, t);
+    if (old.stub_size) {
+        struct bpfg_range stub = {old.plan.stub_addr, old.plan.stub_addr + old.stub_size};
+        if (!bpfg_any_thread_in(&st, stub.lo, stub.hi, NULL) &&
+            !(old.plan.has_call && bpfg_any_return_into(&st, &stub, 1, NULL)))
+            bpfg_remote_free(&st, stub.lo, old.stub_size, NULL);
+    }
     size_t have = sizeof(code);
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
         have /= 2;   /* near the end of a mapping */
@@ -785,8 +802,8 @@ unhook:;
 free_stub:
     if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
         prefer_payload_thread(&st, t);
-        if (!bpfg_any_thread_in(&st, stub, stub + 4096, NULL))
-            bpfg_remote_free(&st, stub, 4096, NULL);
+        if (!bpfg_any_thread_in(&st, stub, stub + 4096, NULL) && bpfg_remote_free(&st, stub, 4096, NULL) == 0)
+            h->stub_size = 0;   /* else detach frees it */
         bpfg_resume_process(&st, NULL);
     }
     return r;
@@ -1036,7 +1053,7 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
     size_t n = 0;
     ranges[n++] = (struct bpfg_range){t->inj.base, t->inj.base + t->inj.size};
     for (int i = 0; i < TARGET_MAX_HOOKS; i++)
-        if (t->hooks[i].used)   /* the part before the jump into the payload */
+        if (t->hooks[i].stub_size)   /* (also of removed hooks) the part before the jump into the payload */
             ranges[n++] = (struct bpfg_range){t->hooks[i].plan.stub_addr,
                                               t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
     char ierr[BPFG_ERRLEN];
@@ -1049,7 +1066,7 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
         bool inside = bpfg_any_thread_in(st, ranges[0].lo, ranges[0].hi, &tid);
         for (int i = 0; i < TARGET_MAX_HOOKS && !inside; i++) {
             const struct target_hook *h = &t->hooks[i];
-            inside = h->used && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, &tid);
+            inside = h->stub_size && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, &tid);
         }
         if (!inside && !bpfg_any_return_into(st, ranges, n, &tid))
             return 0;
@@ -1108,7 +1125,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
                     struct bpfg_range stub = {h->plan.stub_addr, h->plan.stub_addr + h->stub_size};
                     /* a stub stays mapped while any thread runs in it or, after a
                      * relocated call, would return into it */
-                    if (h->used && !bpfg_any_thread_in(&st, stub.lo, stub.hi, NULL) &&
+                    if (h->stub_size && !bpfg_any_thread_in(&st, stub.lo, stub.hi, NULL) &&
                         !(h->plan.has_call && bpfg_any_return_into(&st, &stub, 1, NULL)))
                         bpfg_remote_free(&st, stub.lo, h->stub_size, NULL);
                 }
@@ -1271,7 +1288,8 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
         h->kinds[h->nprogs++] = keep_kinds[k];
     }
     if (h->nprogs == 0 && nkeep == 0) {
-        /* the stub stays mapped: a thread may still be inside it */
+        /* the stub stays mapped (a thread may still be inside it) until
+         * the slot is reused or the payload goes */
         h->used = false;
         t->nhooks--;
     }

@@ -25,7 +25,8 @@ struct target_hook {
     uint32_t prog_ids[TARGET_HOOK_PROGS];
     uint32_t kinds[TARGET_HOOK_PROGS];   /* enum bpfg_hook_kind */
     struct bpfg_hook_plan plan;
-    size_t stub_size;          /* bytes allocated at plan.stub_addr */
+    size_t stub_size;          /* bytes allocated at plan.stub_addr; kept after the hook is
+                                * removed (!used) until the slot is reused or the payload goes */
 };
 
 #define TARGET_MAGIC 0x54524754u   /* epoll tag: a target, not a client */
@@ -53,6 +54,7 @@ struct target {
     size_t nprogs_sent;
     struct target_hook hooks[TARGET_MAX_HOOKS];
     size_t nhooks;
+    uint32_t next_hook;        /* where the search for a free hook slot starts (round robin) */
     uint64_t attached_ms;
     uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
