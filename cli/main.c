@@ -119,6 +119,7 @@ static int take_opt(struct args *a, const char *opt, const char **val)
         memmove(&a->v[i], &a->v[i + used], (size_t)(a->n - i - used) * sizeof(char *));
         a->n -= used;
         a->flag_end -= used;
+        a->v[a->n] = NULL;   /* the rest may be an argv for execvp (run) */
         return 1;
     }
     return 0;

@@ -48,6 +48,17 @@ def victim_alive(p):
     return p.poll() is None
 
 
+def exec_mappings(pid):
+    """pid's executable mappings: (start, end, name) each."""
+    out = set()
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            if "x" in parts[1]:
+                out.add((parts[0], parts[5] if len(parts) > 5 else ""))
+    return out
+
+
 def hooks_of(srv, pid):
     rc, doc, _ = srv.cli_json("ps")
     for t in doc or []:
@@ -280,6 +291,35 @@ def main():
                 srv.cli("detach", fresh.pid)
                 fresh.kill()
                 fresh.wait()
+            # a tool's uprobes leave nothing behind: after it exits and the
+            # process is detached, its executable mappings are those it had
+            plain = subprocess.Popen([victim_bin, marker + "-plain"])
+            try:
+                time.sleep(0.2)
+                before = exec_mappings(plain.pid)
+                r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", str(plain.pid), "--",
+                                    f"{TOOLS}/funclatency", "-p", str(plain.pid), "-d", "1", ":work_unit"],
+                                   capture_output=True, text=True, timeout=60)
+                check(r.returncode == 0 and "distribution" in r.stdout, "funclatency on a fresh process",
+                      r.stderr[-300:])
+                rc, _, err = srv.cli("detach", plain.pid)
+                after = exec_mappings(plain.pid)
+                check(rc == 0 and after == before and victim_alive(plain),
+                      "after the tool and a detach the process has exactly its own executable mappings again",
+                      f"{err} added {sorted(after - before)} removed {sorted(before - after)}")
+            finally:
+                plain.kill()
+                plain.wait()
+            echo = subprocess.Popen(["sleep", "60"])
+            try:
+                r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", str(echo.pid),
+                                    "--engine", "interp", "--", "/bin/echo", "a", "b", "c"],
+                                   capture_output=True, text=True, timeout=60)
+                check_eq(r.stdout, "a b c\n", "run with options: the tool gets exactly its own arguments")
+            finally:
+                srv.cli("detach", echo.pid)
+                echo.kill()
+                echo.wait()
             rc, out, err = run_tool(srv, ["/bin/echo", "no-bpf-here"])
             check(rc == 0 and out.strip() == "no-bpf-here", "run: a program that never calls bpf() runs normally")
             r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "load", f"{TOOLS}/syscount", "-p",
