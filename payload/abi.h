@@ -447,6 +447,19 @@ struct bpfg_pmsg_exec {
 #define BPFG_PMSG_SYSCALL_UNHOOK 35  /* struct bpfg_pmsg_syscall_unhook: remove one syscall
                                       * program (all its kinds/numbers); reply: empty */
 
+/* A target in another pid namespace (a container): the kernel's helpers
+ * report the ids of the initial namespace, which getpid/gettid inside the
+ * target do not give. Sent after HELLO and again when its threads change;
+ * ntids pairs {ns_tid, host_tid} follow. Reply: empty. */
+#define BPFG_PMSG_PIDNS 36
+
+struct bpfg_pmsg_pidns {
+    uint32_t host_pid;           /* the process's pid in the initial namespace */
+    uint32_t ns_pid;             /* ... and as getpid() returns it inside */
+    uint32_t ntids;
+    uint32_t reserved;
+};
+
 struct bpfg_pmsg_tool_mode {
     uint32_t uprobe_type;        /* /sys/bus/event_source/devices/uprobe/type, 0 unknown */
     uint32_t kprobe_type;        /* .../kprobe/type, 0 unknown */

@@ -82,6 +82,87 @@ static inline uint64_t thread_pointer(void)
     return tp;
 }
 
+/* ---- pid namespaces ----
+ * In another pid namespace getpid/gettid give the namespace's ids; the
+ * kernel's helpers give the initial namespace's. The server sends the
+ * process's host pid and its threads' host tids (BPFG_PMSG_PIDNS) and
+ * refreshes them as threads come and go; a thread newer than the last
+ * refresh keeps its namespace tid until then, and a forked child (another
+ * process, whose host pid nobody told us) its namespace ids. */
+#define NS_TIDS 4096                 /* power of two, >= 2x the threads sent */
+#define NS_PROBES 32
+static uint32_t ns_pid_host;         /* 0: same namespace as the kernel's view */
+static uint32_t ns_pid_local;
+static uint64_t ns_tids[NS_TIDS];    /* ns_tid << 32 | host_tid, 0 empty; linear probing */
+static uint32_t ns_tids_used;        /* payload thread only */
+
+uint32_t helpers_host_tid(uint32_t tid)
+{
+    if (!__atomic_load_n(&ns_pid_host, __ATOMIC_ACQUIRE))
+        return tid;
+    for (uint32_t k = 0; k < NS_PROBES; k++) {
+        uint64_t e = __atomic_load_n(&ns_tids[(tid + k) & (NS_TIDS - 1)], __ATOMIC_ACQUIRE);
+        if (!e)
+            break;
+        if ((uint32_t)(e >> 32) == tid)
+            return (uint32_t)e;
+    }
+    return tid;
+}
+
+static bool ns_tid_put(uint32_t ns_tid, uint32_t host_tid)
+{
+    for (uint32_t k = 0; k < NS_PROBES; k++) {
+        uint64_t *slot = &ns_tids[(ns_tid + k) & (NS_TIDS - 1)];
+        if (*slot && (uint32_t)(*slot >> 32) != ns_tid)
+            continue;
+        if (!*slot)
+            ns_tids_used++;
+        __atomic_store_n(slot, (uint64_t)ns_tid << 32 | host_tid, __ATOMIC_RELEASE);
+        return true;
+    }
+    return false;
+}
+
+int helpers_set_pidns(const void *body, size_t len, char *err, size_t errlen)
+{
+    struct bpfg_pmsg_pidns m;
+    if (len < sizeof(m)) {
+        snprintf(err, errlen, "PIDNS message too short");
+        return -EBADMSG;
+    }
+    memcpy(&m, body, sizeof(m));
+    if (len - sizeof(m) < (size_t)m.ntids * 8 || m.ntids > NS_TIDS / 2 || !m.host_pid || !m.ns_pid) {
+        snprintf(err, errlen, "PIDNS: bad message (%u threads)", m.ntids);
+        return -EINVAL;
+    }
+    const uint8_t *pairs = (const uint8_t *)body + sizeof(m);
+    /* entries of exited threads stay (a reused tid is overwritten); start
+     * over when the table gets crowded (readers miss for that moment) */
+    if (ns_tids_used + m.ntids > NS_TIDS / 2) {
+        for (uint32_t i = 0; i < NS_TIDS; i++)
+            __atomic_store_n(&ns_tids[i], 0, __ATOMIC_RELEASE);
+        ns_tids_used = 0;
+    }
+    for (uint32_t i = 0; i < m.ntids; i++) {
+        uint32_t p[2];
+        memcpy(p, pairs + 8 * (size_t)i, sizeof(p));
+        if (p[0] && p[1])
+            ns_tid_put(p[0], p[1]);
+    }
+    __atomic_store_n(&ns_pid_local, m.ns_pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&ns_pid_host, m.host_pid, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static inline uint64_t host_pid_tgid(uint32_t pid, uint32_t tid)
+{
+    uint32_t hp = __atomic_load_n(&ns_pid_host, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(!hp, 1) || pid != __atomic_load_n(&ns_pid_local, __ATOMIC_RELAXED))
+        return (uint64_t)pid << 32 | tid;
+    return (uint64_t)hp << 32 | (tid == pid ? hp : helpers_host_tid(tid));
+}
+
 H(h_get_current_pid_tgid) { UNUSED5;
     uint64_t tp = tid_off ? thread_pointer() : 0;
     int32_t tid = tp ? *(volatile int32_t *)(uintptr_t)(tp + tid_off) : 0;
@@ -89,13 +170,12 @@ H(h_get_current_pid_tgid) { UNUSED5;
         uint64_t *slot = &pid_cache[(uint32_t)tid % 64];
         uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
         if ((uint32_t)(e >> 32) == (uint32_t)tid)
-            return (e << 32) | (uint32_t)tid;
+            return host_pid_tgid((uint32_t)e, (uint32_t)tid);
         uint64_t pid = (uint32_t)rt_sys0(SYS_getpid);
         __atomic_store_n(slot, (uint64_t)(uint32_t)tid << 32 | pid, __ATOMIC_RELAXED);
-        return pid << 32 | (uint32_t)tid;
+        return host_pid_tgid((uint32_t)pid, (uint32_t)tid);
     }
-    uint64_t pid = (uint64_t)rt_sys0(SYS_getpid), t = (uint64_t)rt_sys0(SYS_gettid);
-    return pid << 32 | t; }
+    return host_pid_tgid((uint32_t)rt_sys0(SYS_getpid), (uint32_t)rt_sys0(SYS_gettid)); }
 H(h_get_current_uid_gid) { UNUSED5;
     uint64_t uid = (uint32_t)rt_sys0(SYS_getuid), gid = (uint32_t)rt_sys0(SYS_getgid);
     return gid << 32 | uid; }

@@ -504,6 +504,8 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_SYSCALL_UNHOOK:
         return syscall_unhook(body, len, errbuf, sizeof(errbuf));
+    case BPFG_PMSG_PIDNS:
+        return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);

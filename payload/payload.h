@@ -57,6 +57,11 @@ struct bpfg_map *payload_map_by_id(uint32_t id);
 /* helpers.c */
 void helpers_init(void);   /* once, at start (finds glibc's per-thread tid) */
 int helpers_register(struct bpfg_vm *vm);
+/* BPFG_PMSG_PIDNS (payload thread): the target's ids in the initial pid
+ * namespace. 0 or -errno with err set. */
+int helpers_set_pidns(const void *body, size_t len, char *err, size_t errlen);
+/* A thread id as the kernel's helpers give it (initial pid namespace). */
+uint32_t helpers_host_tid(uint32_t tid);
 /* Sends the signal a program asked for with bpf_send_signal(_thread), if
  * any; called after the thread left the handler's critical section. */
 void helpers_send_signal(const struct bpfg_exec *ex);

@@ -490,7 +490,7 @@ long bpfg_sys_fast_handler(struct bpfg_pt_regs *r)
         uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
         /* only the record formats carry the tid: raw tracepoints skip gettid */
         if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (nr_has[c.nr] & 3)))
-            c.tid = (int32_t)rt_sys0(SYS_gettid);
+            c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
     }
     if (enter && run_enter(&c, &ret))
         goto done;
@@ -498,7 +498,7 @@ long bpfg_sys_fast_handler(struct bpfg_pt_regs *r)
 done:
     if (want_exit(c.nr)) {
         if (!c.tid)
-            c.tid = (int32_t)rt_sys0(SYS_gettid);
+            c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
         run_exit(&c, ret);
     }
     return ret;

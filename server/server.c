@@ -496,8 +496,10 @@ int server_run(struct server *s)
                 handle_signal(s);
             } else if (tag == TAG_TIMER) {
                 uint64_t ticks;
-                if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0)
+                if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0) {
                     forward_records(s);
+                    targets_tick(s);
+                }
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {
                 tools_readable(s, tag);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {

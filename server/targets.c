@@ -9,6 +9,7 @@
  * patched in a second, short stop once no thread is inside the bytes.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -454,6 +455,90 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
     }
 }
 
+/* The "NSpid:" ids of a process or thread (its status file), outermost
+ * (ours) first. Number of ids, 0 if unknown. */
+static int nspids(const char *status_path, uint32_t *ids, int max)
+{
+    FILE *f = fopen(status_path, "re");
+    if (!f)
+        return 0;
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "NSpid:", 6) != 0)
+            continue;
+        char *p = line + 6, *end;
+        for (unsigned long v; n < max && (v = strtoul(p, &end, 10), end != p); p = end)
+            ids[n++] = (uint32_t)v;
+        break;
+    }
+    fclose(f);
+    return n;
+}
+
+#define PIDNS_MAX_THREADS 2048
+#define PIDNS_REFRESH_MS 500
+
+/* A target in another pid namespace (a container) gets its ids in ours,
+ * which the kernel's helpers report (BPFG_PMSG_PIDNS); sent again only
+ * when its threads changed. */
+static void send_pidns(struct server *s, struct target *t)
+{
+    char path[64];
+    uint32_t ids[8];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)t->pid);
+    int n = nspids(path, ids, 8);
+    t->pidns_sent_ms = mono_ms();
+    t->pidns = n >= 2;
+    if (!t->pidns)
+        return;
+    struct {
+        struct bpfg_pmsg_pidns m;
+        uint32_t pairs[PIDNS_MAX_THREADS][2];
+    } *msg = calloc(1, sizeof(*msg));
+    if (!msg)
+        return;
+    msg->m.host_pid = ids[0];
+    msg->m.ns_pid = ids[n - 1];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pid);
+    DIR *d = opendir(path);
+    uint64_t hash = 1469598103934665603ull;
+    for (struct dirent *de; d && (de = readdir(d)) && msg->m.ntids < PIDNS_MAX_THREADS;) {
+        char tpath[320];
+        uint32_t tids[8];
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/status", (int)t->pid, de->d_name);
+        int k = nspids(tpath, tids, 8);
+        if (k != n)
+            continue;   /* exited meanwhile */
+        msg->pairs[msg->m.ntids][0] = tids[k - 1];
+        msg->pairs[msg->m.ntids][1] = tids[0];
+        msg->m.ntids++;
+        hash = (hash ^ ((uint64_t)tids[0] << 32 | tids[k - 1])) * 1099511628211ull;
+    }
+    if (d)
+        closedir(d);
+    if (hash != t->pidns_hash) {
+        char err[BPFG_ERRLEN];
+        size_t got;
+        size_t len = sizeof(msg->m) + (size_t)msg->m.ntids * sizeof(msg->pairs[0]);
+        if (targets_payload_call(s, t, BPFG_PMSG_PIDNS, msg, len, NULL, 0, &got, err, sizeof(err)) == 0)
+            t->pidns_hash = hash;
+        else
+            srv_log(SRV_WARN, "target %d: its ids in our pid namespace: %s", (int)t->pid, err);
+    }
+    free(msg);
+}
+
+void targets_tick(struct server *s)
+{
+    uint64_t now = mono_ms();
+    for (struct target *t = s->targets.list; t; t = t->next)
+        if (t->pidns && now - t->pidns_sent_ms >= PIDNS_REFRESH_MS)
+            send_pidns(s, t);
+}
+
 static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
 {
     struct target *t = calloc(1, sizeof(*t));
@@ -512,6 +597,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     s->targets.count++;
     srv_log(SRV_INFO, "target %d: payload loaded at 0x%llx, threads stopped %llu us", (int)pid,
             (unsigned long long)t->inj.base, (unsigned long long)t->last_stop_ns / 1000);
+    send_pidns(s, t);
     announce(s, pid, "attached");
     *out = t;
     return 0;

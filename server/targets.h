@@ -60,6 +60,9 @@ struct target {
     uint64_t trace_lines;
     uint64_t thread_table;     /* payload's uretprobe shadow stacks (abi.h) */
     uint32_t max_threads, shadow_depth;
+    bool pidns;                /* runs in another pid namespace: the payload gets our ids */
+    uint64_t pidns_hash;       /* of the last thread list sent */
+    uint64_t pidns_sent_ms;
 };
 
 struct targets {
@@ -115,6 +118,9 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
 int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
                             void *out, size_t outlen, size_t *outgot, char *err, size_t errlen);
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
+/* Periodic work (the server's event tick): refreshes the thread ids of
+ * targets in other pid namespaces. */
+void targets_tick(struct server *s);
 struct target *targets_find(struct targets *t, pid_t pid);
 
 /* The payload connection of t is readable (epoll). Returns false when the

@@ -56,3 +56,20 @@ int BPF_KPROBE(lib_signal, long a, long b)
 	bump(3);
 	return bpf_send_signal(SIGUSR2) ? 1 : 0;
 }
+
+/* bpf_get_current_pid_tgid by thread: tid -> the whole value */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, u32);
+	__type(value, u64);
+} tids SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(add_tid, long a, long b)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	bpf_map_update_elem(&tids, &tid, &id, BPF_ANY);
+	return 0;
+}

@@ -23,14 +23,24 @@ CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "r
 
 
 class Victim:
-    def __init__(self, binary, directory, threads, block=False):
+    def __init__(self, binary, directory, threads, block=False, wrapper=()):
         self.ctl_path = os.path.join(directory, f"ctl-{os.getpid()}-{time.monotonic_ns()}")
         with open(self.ctl_path, "wb") as f:
             f.write(b"\0" * 4096)
-        argv = [binary, self.ctl_path, str(threads)] + (["--block"] if block else [])
+        argv = list(wrapper) + [binary, self.ctl_path, str(threads)] + (["--block"] if block else [])
         self.proc = subprocess.Popen(argv)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
+        while wrapper and time.monotonic() < deadline:   # the wrapper forks the victim
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if kids:
+                self.pid = int(kids[0])
+                break
+            time.sleep(0.02)
         self.mm = None
         while time.monotonic() < deadline:
             try:
@@ -59,6 +69,11 @@ class Victim:
         return self.proc.poll() is None
 
     def stop(self):
+        if self.pid != self.proc.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
         if self.alive():
             self.proc.kill()
         self.proc.wait()
@@ -317,6 +332,30 @@ def main():
                   "the handlers returned through the payload; the victim runs on without probes",
                   f"alive {v.alive()} calls {v.get('calls') - c0} signals {v.get('usr2') - s0}")
             check_eq(text_matches_file(v.pid), [], "signal detach: text equals the files")
+        finally:
+            v.stop()
+
+        # a process in another pid namespace (a container's): pid_tgid gives
+        # the ids of ours, as the kernel's helper does, for every thread
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 3,
+                   wrapper=["unshare", "--pid", "--fork", "--kill-child"])
+        try:
+            with open(f"/proc/{v.pid}/status") as f:
+                nspid = [ln.split()[1:] for ln in f if ln.startswith("NSpid:")][0]
+            check(len(nspid) == 2 and nspid[1] == "1", "the victim is pid 1 of its own pid namespace", repr(nspid))
+            attach(cl, v.pid, ["add_tid"], ":probed_add")
+            v.set("go", 1)
+            time.sleep(0.3)
+            v.quiesce()
+            ids = [struct.unpack("<Q", e["value"])[0] for e in cl.call("map.dump", map="tids")["entries"]]
+            host_tids = sorted(int(x) for x in os.listdir(f"/proc/{v.pid}/task"))
+            check(ids and all(i >> 32 == v.pid for i in ids),
+                  f"pid namespace: pid_tgid's pid is the host pid {v.pid}", repr([i >> 32 for i in ids]))
+            got = sorted(i & 0xffffffff for i in ids)
+            check(len(got) == 3 and set(got) <= set(host_tids) and v.pid not in got,
+                  "pid namespace: each calling thread's tid is its host tid", f"{got} of {host_tids}")
+            cl.call("target.detach", pid=v.pid)
+            check(v.alive(), "pid namespace: the victim runs on after detach")
         finally:
             v.stop()
 
