@@ -913,6 +913,27 @@ static void split_target(const char *spec, char *binary, size_t blen, char *func
     }
 }
 
+/* A process in a group stop (SIGSTOP, ^Z; state T) runs none of its
+ * threads, not even the payload's: attach and detach need them. */
+static int refuse_stopped(pid_t pid, const char *what, char *err, size_t errlen)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;   /* gone: the caller's next step says so */
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')');
+    if (!paren || paren[1] != ' ' || paren[2] != 'T')
+        return 0;
+    return srv_efail(err, errlen, BPFG_RPC_E_BUSY, "process %d is stopped (SIGSTOP or a job-control stop): resume it "
+                     "with kill -CONT %d, then %s again", (int)pid, (int)pid, what);
+}
+
 /* Set while targets_start attaches: the tool decision waits for it. */
 static bool start_pending;
 
@@ -925,6 +946,8 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
     if (r)
         return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
+    if ((r = refuse_stopped(pid, "attach", err, errlen)))
+        return r;
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
@@ -1172,6 +1195,9 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     uid_t uid;
     if (peer_pid && check_permission(pid, peer_uid, peer_pid, &uid, err, errlen) == -EPERM)
         return BPFG_RPC_E_PERMISSION;
+    int stopped = peer_pid ? refuse_stopped(pid, "detach", err, errlen) : 0;
+    if (stopped)
+        return stopped;
 
     bool keep_payload = false;
     syscalls_detach(s, t, &keep_payload);

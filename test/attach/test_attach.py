@@ -366,6 +366,39 @@ def main():
         except BpfgraftError as e:
             check(e.name == "not_found" and "999999" in e.message, "attach to a missing pid: not_found naming it", str(e))
 
+        # a stopped process (SIGSTOP, ^Z) runs no thread, not even the
+        # payload's: attach and detach say so at once and change nothing
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
+        try:
+            os.kill(v.pid, signal.SIGSTOP)
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            try:
+                attach(cl, v.pid, ["add_entry"], ":probed_add")
+                check(False, "attach to a stopped process fails")
+            except BpfgraftError as e:
+                check(e.name == "busy" and "kill -CONT" in e.message and time.monotonic() - t0 < 2,
+                      "attach to a stopped process: busy at once, naming kill -CONT", str(e))
+            check(cl.call("target.list") == [] and text_matches_file(v.pid) == [],
+                  "the stopped process was not touched")
+            os.kill(v.pid, signal.SIGCONT)
+            attach(cl, v.pid, ["add_entry"], ":probed_add")
+            os.kill(v.pid, signal.SIGSTOP)
+            time.sleep(0.1)
+            try:
+                cl.call("target.detach", pid=v.pid)
+                check(False, "detach from a stopped process fails")
+            except BpfgraftError as e:
+                check(e.name == "busy" and "kill -CONT" in e.message, "detach from a stopped process: busy", str(e))
+            os.kill(v.pid, signal.SIGCONT)
+            good, detail = exact_round(cl, v, lib=False, ret=False, what="after SIGCONT")
+            check(good, "after SIGCONT the probe still counts exactly", detail)
+            cl.call("target.detach", pid=v.pid)
+            check(v.alive() and text_matches_file(v.pid) == [] and cl.call("target.list") == [],
+                  "then detach works and the text is restored")
+        finally:
+            v.stop()
+
         sleeper = subprocess.Popen(["sleep", "60"])
         time.sleep(0.3)   # let it map libc before we trace it
         libc = ctypes.CDLL(None, use_errno=True)
