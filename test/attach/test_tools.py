@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -143,6 +144,37 @@ def main():
             check("nsec" in out and "distribution" in out, "funclatency: its histogram header")
             check(total >= 40, f"funclatency: {total} calls of work_unit in 2 s (>= 40)")
             check(hooks_of(srv, victim.pid) == [], "after funclatency the victim's code is restored (no hooks)")
+
+            # ---- gethostlatency: uprobe + uretprobe on libc's getaddrinfo ----
+            resolver = subprocess.Popen([victim_bin, marker + "-gai", "localhost"])
+            try:
+                time.sleep(0.2)
+                srv.cli("attach", resolver.pid)
+                runs = []
+                for argv in ([srv.cli_bin, "--socket", srv.socket, "run", "--"], []):
+                    tool = subprocess.Popen(argv + [f"{TOOLS}/gethostlatency", "-p", str(resolver.pid)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    time.sleep(3)
+                    tool.send_signal(signal.SIGINT)
+                    try:
+                        runs.append(tool.communicate(timeout=20))
+                    except subprocess.TimeoutExpired:
+                        tool.kill()
+                        runs.append(tool.communicate())
+                (out, err), (kout, _) = runs
+                rows = [l.split() for l in out.splitlines() if l.rstrip().endswith(" localhost")]
+                krows = [l.split() for l in kout.splitlines() if l.rstrip().endswith(" localhost")]
+                print(out[:300], err[-300:])
+                check(len(rows) >= 20 and all(r[1] == str(resolver.pid) for r in rows),
+                      f"gethostlatency: {len(rows)} getaddrinfo calls of the resolver in 3 s, its pid on each",
+                      err[-300:])
+                check(len(krows) >= 20 and out.splitlines()[:1] == kout.splitlines()[:1],
+                      f"gethostlatency under the kernel: the same header, {len(krows)} calls")
+                check(hooks_of(srv, resolver.pid) == [], "after gethostlatency no hook stays in the resolver")
+            finally:
+                srv.cli("detach", resolver.pid)
+                resolver.kill()
+                resolver.wait()
 
             # ---- the skeleton samples, under bpfgraft and under the kernel ----
             skel = lambda name: os.path.join(args.bin_dir, f"skel-{name}")

@@ -1,8 +1,10 @@
 /* Victim of the `bpfgraft run` tests (test_tools.py): every 20 ms it opens
  * the path given as argv[1] (usually missing: opensnoop shows ENOENT),
- * calls work_unit() (funclatency), and mallocs. Runs until killed. */
+ * calls work_unit() (funclatency), mallocs, and with argv[2] resolves that
+ * name with getaddrinfo (gethostlatency). Runs until killed. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +31,9 @@ int main(int argc, char **argv)
         void *p = malloc(64 + round % 512);
         sink += (unsigned long)p;
         free(p);
+        struct addrinfo *ai = NULL;
+        if (argc > 2 && getaddrinfo(argv[2], NULL, NULL, &ai) == 0)
+            freeaddrinfo(ai);
         nanosleep(&tick, NULL);
     }
 }
