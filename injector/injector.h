@@ -112,6 +112,11 @@ struct bpfg_inject_opts {
  * starts the payload thread (raw clone: no libc code on a hijacked
  * thread). The process stays stopped; the payload thread runs once the
  * caller resumes the process. */
+/* True if the payload in pid can take the maps' shared locks: glibc's
+ * pthread_mutex_lock/unlock were found (libc.so.6, or a static glibc
+ * executable that kept its symbols). Reads /proc only. */
+bool bpfg_target_has_shared_locks(pid_t pid);
+
 int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts,
                         struct bpfg_injected *out, char *err);
 

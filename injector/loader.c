@@ -269,6 +269,36 @@ static int find_libc(pid_t pid, uint64_t *base, char *path, size_t pathlen)
     return r;
 }
 
+/* A statically linked executable: its own file and load base (0 for a
+ * fixed-address ET_EXEC, whose symbols are absolute). */
+static int find_exe(pid_t pid, uint64_t *base, char *path, size_t pathlen)
+{
+    char link[64], exe[768], maps[64], line[1024];
+    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -errno;
+    exe[n] = 0;
+    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(maps, "re");
+    if (!f)
+        return -errno;
+    int r = -ENOENT;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, off;
+        char file[768] = "";
+        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %767s", &lo, &off, file) == 3 && off == 0 &&
+            strcmp(file, exe) == 0) {
+            *base = lo;
+            r = 0;
+            break;
+        }
+    }
+    fclose(f);
+    snprintf(path, pathlen, "/proc/%d/exe", (int)pid);
+    return r;
+}
+
 static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
 {
     uint64_t base = 0;
@@ -277,8 +307,22 @@ static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
     size_t len;
     struct elf_view v;
     memset(imp, 0, sizeof(*imp));
-    if (find_libc(pid, &base, path, sizeof(path)) != 0 || read_whole(path, &data, &len, NULL) != 0)
-        return;   /* no glibc (static or musl target): the payload runs without shared locks */
+    bool shared = find_libc(pid, &base, path, sizeof(path)) == 0;
+    /* no libc.so.6: a static executable carries glibc's functions itself
+     * (found only when it keeps its symbol table) */
+    if (!shared && find_exe(pid, &base, path, sizeof(path)) != 0)
+        return;
+    if (read_whole(path, &data, &len, NULL) != 0)
+        return;   /* the payload runs without shared locks */
+    if (elf_open(&v, data, len) == 0 && !shared) {
+        if (v.eh->e_type == ET_EXEC)
+            base = 0;
+        /* glibc's, not musl's: the maps' mutexes have glibc's layout */
+        if (!elf_symbol(&v, "__libc_setup_tls")) {
+            free(data);
+            return;
+        }
+    }
     if (elf_open(&v, data, len) == 0) {
         uint64_t a;
         if ((a = elf_symbol(&v, "pthread_mutex_lock")))
@@ -295,6 +339,13 @@ static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
             imp->thread_db_pthread_tid = base + a;
     }
     free(data);
+}
+
+bool bpfg_target_has_shared_locks(pid_t pid)
+{
+    struct bpfg_libc_imports imp;
+    resolve_libc(pid, &imp);
+    return imp.pthread_mutex_lock && imp.pthread_mutex_unlock;
 }
 
 int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts, struct bpfg_injected *out,

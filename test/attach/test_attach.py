@@ -335,6 +335,46 @@ def main():
         finally:
             v.stop()
 
+        # static glibc executables: the payload takes glibc's mutexes (hash
+        # maps) from the executable itself; stripped, it cannot find them, and
+        # a program using a hash map is refused before the process is touched
+        static = os.path.join(args.test_bin, "static-victim")
+        nm = subprocess.run(["nm", static], capture_output=True, text=True).stdout
+        work = [int(l.split()[0], 16) for l in nm.splitlines() if l.endswith(" static_work")][0]
+        for name in ("static-victim", "static-victim-stripped"):
+            stripped = name.endswith("stripped")
+            sv = subprocess.Popen([os.path.join(args.test_bin, name)])
+            try:
+                time.sleep(0.2)
+                target = f":0x{work:x}" if stripped else ":static_work"
+                try:
+                    attach(cl, sv.pid, ["add_tid"], target)
+                    refused = None
+                except BpfgraftError as e:
+                    refused = e
+                if stripped:
+                    check(refused is not None and refused.name == "unsupported" and "'tids'" in refused.message
+                          and "pthread_mutex_lock" in refused.message,
+                          "stripped static binary: a program using a hash map is refused, naming map and reason",
+                          str(refused))
+                    check(cl.call("target.list") == [] and text_matches_file(sv.pid) == [],
+                          "stripped static binary: the process was not touched")
+                    zero_counts(cl)
+                    attach(cl, sv.pid, ["add_entry"], target)
+                    time.sleep(0.3)
+                    check(counts(cl)[0] > 100, f"stripped static binary: an array-map program counts ({counts(cl)[0]})")
+                else:
+                    check(refused is None, "static glibc binary: a program using a hash map attaches", str(refused))
+                    time.sleep(0.3)
+                    ids = [struct.unpack("<Q", e["value"])[0] for e in cl.call("map.dump", map="tids")["entries"]]
+                    check(any(i >> 32 == sv.pid for i in ids),
+                          "static glibc binary: the hash map is updated from inside it", repr(ids))
+                cl.call("target.detach", pid=sv.pid)
+                check(sv.poll() is None and text_matches_file(sv.pid) == [], f"{name}: runs on, text restored")
+            finally:
+                sv.kill()
+                sv.wait()
+
         # a process in another pid namespace (a container's): pid_tgid gives
         # the ids of ours, as the kernel's helper does, for every thread
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 3,
@@ -343,6 +383,8 @@ def main():
             with open(f"/proc/{v.pid}/status") as f:
                 nspid = [ln.split()[1:] for ln in f if ln.startswith("NSpid:")][0]
             check(len(nspid) == 2 and nspid[1] == "1", "the victim is pid 1 of its own pid namespace", repr(nspid))
+            for e in cl.call("map.dump", map="tids")["entries"]:   # earlier sections' threads
+                cl.call("map.delete", map="tids", key=e["key"])
             attach(cl, v.pid, ["add_tid"], ":probed_add")
             v.set("go", 1)
             time.sleep(0.3)
