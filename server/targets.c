@@ -913,11 +913,15 @@ static void split_target(const char *spec, char *binary, size_t blen, char *func
     }
 }
 
-/* A process in a group stop (SIGSTOP, ^Z; state T) runs none of its
- * threads, not even the payload's: attach and detach need them. */
-static int refuse_stopped(pid_t pid, const char *what, char *err, size_t errlen)
+/* Processes that cannot take a payload, each refused with what it is:
+ * bpfgraftd itself, a kernel thread, a zombie, and a process in a group
+ * stop (SIGSTOP, ^Z; state T), which runs none of its threads, not even
+ * the payload's (attach and detach need them). */
+static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errlen)
 {
-    char path[64], buf[512];
+    if (pid == getpid())
+        return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS, "pid %d is bpfgraftd itself", (int)pid);
+    char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -928,10 +932,20 @@ static int refuse_stopped(pid_t pid, const char *what, char *err, size_t errlen)
         return 0;
     buf[n] = 0;
     const char *paren = strrchr(buf, ')');
-    if (!paren || paren[1] != ' ' || paren[2] != 'T')
+    char state;
+    unsigned long flags;
+    if (!paren || sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
         return 0;
-    return srv_efail(err, errlen, BPFG_RPC_E_BUSY, "process %d is stopped (SIGSTOP or a job-control stop): resume it "
-                     "with kill -CONT %d, then %s again", (int)pid, (int)pid, what);
+    if (flags & 0x00200000)   /* PF_KTHREAD */
+        return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
+                         "pid %d is a kernel thread: only user processes can be attached", (int)pid);
+    if (state == 'Z' || state == 'X')
+        return srv_efail(err, errlen, BPFG_RPC_E_NOT_FOUND,
+                         "process %d has exited (a zombie its parent has not reaped yet)", (int)pid);
+    if (state == 'T')
+        return srv_efail(err, errlen, BPFG_RPC_E_BUSY, "process %d is stopped (SIGSTOP or a job-control stop): "
+                         "resume it with kill -CONT %d, then %s again", (int)pid, (int)pid, what);
+    return 0;
 }
 
 /* Hash maps, queues and stacks take process-shared glibc mutexes, which
@@ -986,7 +1000,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
     if (r)
         return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
-    if ((r = refuse_stopped(pid, "attach", err, errlen)))
+    if ((r = refuse_unrunnable(pid, "attach", err, errlen)))
         return r;
 
     /* Validate every program and resolve every address before touching the
@@ -1237,7 +1251,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     uid_t uid;
     if (peer_pid && check_permission(pid, peer_uid, peer_pid, &uid, err, errlen) == -EPERM)
         return BPFG_RPC_E_PERMISSION;
-    int stopped = peer_pid ? refuse_stopped(pid, "detach", err, errlen) : 0;
+    int stopped = peer_pid ? refuse_unrunnable(pid, "detach", err, errlen) : 0;
     if (stopped)
         return stopped;
 

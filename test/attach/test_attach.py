@@ -408,6 +408,19 @@ def main():
         except BpfgraftError as e:
             check(e.name == "not_found" and "999999" in e.message, "attach to a missing pid: not_found naming it", str(e))
 
+        # what cannot take a payload says what it is
+        zombie = subprocess.Popen(["true"])
+        time.sleep(0.3)   # exited, not yet reaped
+        for pid, name, words, what in ((2, "invalid_params", "kernel thread", "a kernel thread"),
+                                       (srv.proc.pid, "invalid_params", "bpfgraftd itself", "the server itself"),
+                                       (zombie.pid, "not_found", "zombie", "a zombie")):
+            try:
+                cl.call("target.attach", pid=pid)
+                check(False, f"attach to {what} fails")
+            except BpfgraftError as e:
+                check(e.name == name and words in e.message, f"attach to {what}: {name}, saying so", str(e))
+        zombie.wait()
+
         # a stopped process (SIGSTOP, ^Z) runs no thread, not even the
         # payload's: attach and detach say so at once and change nothing
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
