@@ -9,21 +9,9 @@
 
 #include "hookgen.h"
 #include "injector.h"
+#include "internal.h"
 
 #define JMP_LEN 5
-
-static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BPFG_ERRLEN, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static bool decode(const ZydisDecoder *dec, const uint8_t *code, size_t len, ZydisDecodedInstruction *insn,
                    ZydisDecodedOperand *ops)
@@ -61,7 +49,7 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
     memset(plan, 0, sizeof(*plan));
     plan->func = func;
     if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
-        return fail(err, -EINVAL, "cannot initialise the x86 decoder");
+        return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
 
     /* endbr64 stays in place: indirect calls must still land on it. */
     if (decode(&dec, code, code_len, &insn, ops) && insn.mnemonic == ZYDIS_MNEMONIC_ENDBR64)
@@ -71,12 +59,12 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
 
     while (off - start < JMP_LEN) {
         if (off >= code_len || !decode(&dec, code + off, code_len - off, &insn, ops))
-            return fail(err, -EINVAL, "cannot decode the instruction at 0x%llx", (unsigned long long)(func + off));
+            return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx", (unsigned long long)(func + off));
         switch (insn.meta.category) {
         case ZYDIS_CATEGORY_RET:
         case ZYDIS_CATEGORY_UNCOND_BR:
         case ZYDIS_CATEGORY_INTERRUPT:
-            return fail(err, -EINVAL,
+            return bpfg_inj_fail(err, -EINVAL,
                         "function at 0x%llx is too short to patch: it returns or jumps away within its first "
                         "%zu bytes, a hook needs %d",
                         (unsigned long long)func, off - start + insn.length, JMP_LEN);
@@ -95,14 +83,14 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
                              insn.mnemonic != ZYDIS_MNEMONIC_LOOPNE;
             bool ok_mem = !branch && is_rip_relative_mem(&insn, ops) && insn.raw.disp.size == 32;
             if (!ok_branch && !ok_mem)
-                return fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
+                return bpfg_inj_fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
                             (unsigned long long)(func + off));
         }
         off += insn.length;
     }
     plan->patch_len = off - start;
     if (plan->patch_len > sizeof(plan->orig))
-        return fail(err, -EINVAL, "displaced instructions too long (%zu bytes)", plan->patch_len);
+        return bpfg_inj_fail(err, -EINVAL, "displaced instructions too long (%zu bytes)", plan->patch_len);
     memcpy(plan->orig, code + start, plan->patch_len);
 
     /* No later branch of the function may land inside the displaced bytes
@@ -114,7 +102,7 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
         uint64_t target;
         if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && relative_target(&insn, ops, func + at, &target) &&
             target >= lo && target < hi)
-            return fail(err, -EINVAL, "instruction at 0x%llx branches into the bytes a hook would replace",
+            return bpfg_inj_fail(err, -EINVAL, "instruction at 0x%llx branches into the bytes a hook would replace",
                         (unsigned long long)(func + at));
         if (insn.meta.category == ZYDIS_CATEGORY_RET || insn.meta.category == ZYDIS_CATEGORY_INTERRUPT)
             break;
@@ -149,10 +137,10 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
 
     int64_t rel = (int64_t)(stub_addr - (plan->site + JMP_LEN));
     if (!fits32(rel))
-        return fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx", (unsigned long long)stub_addr,
+        return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx", (unsigned long long)stub_addr,
                     (unsigned long long)plan->site);
     if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
-        return fail(err, -EINVAL, "cannot initialise the x86 decoder");
+        return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
     memset(s, 0xcc, BPFG_HOOK_STUB_MAX);
     plan->stub_addr = stub_addr;
 
@@ -164,9 +152,9 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
     for (size_t off = 0; off < plan->patch_len;) {
         uint64_t old_at = plan->site + off, new_at = stub_addr + out;
         if (!decode(&dec, plan->orig + off, plan->patch_len - off, &insn, ops))
-            return fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx", (unsigned long long)old_at);
+            return bpfg_inj_fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx", (unsigned long long)old_at);
         if (out + 32 > BPFG_HOOK_STUB_MAX)
-            return fail(err, -E2BIG, "stub too large");
+            return bpfg_inj_fail(err, -E2BIG, "stub too large");
         uint64_t target;
         if (!(insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE)) {
             memcpy(s + out, plan->orig + off, insn.length);
@@ -193,7 +181,7 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
             uint64_t mem_target = old_at + insn.length + (uint64_t)insn.raw.disp.value;
             int64_t disp = (int64_t)(mem_target - (new_at + insn.length));
             if (!fits32(disp))
-                return fail(err, -ERANGE, "RIP-relative operand at 0x%llx is out of reach from the stub",
+                return bpfg_inj_fail(err, -ERANGE, "RIP-relative operand at 0x%llx is out of reach from the stub",
                             (unsigned long long)old_at);
             memcpy(s + out, plan->orig + off, insn.length);
             put32(s + out + insn.raw.disp.offset, (int32_t)disp);

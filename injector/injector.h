@@ -112,6 +112,13 @@ struct bpfg_inject_opts {
  * starts the payload thread (raw clone: no libc code on a hijacked
  * thread). The process stays stopped; the payload thread runs once the
  * caller resumes the process. */
+/* Runs every stopped thread's seccomp filters on the syscalls the
+ * injector and the payload make: -ENOTSUP with err naming the syscall and
+ * the filter's action if one would kill or trap the process, or fail a
+ * syscall the payload cannot do without. warn (may be NULL) receives a
+ * note on a filter that only fails optional syscalls. */
+int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen, char *err);
+
 /* True if the payload in pid can take the maps' shared locks: glibc's
  * pthread_mutex_lock/unlock were found (libc.so.6, or a static glibc
  * executable that kept its symbols). Reads /proc only. */

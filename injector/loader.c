@@ -18,39 +18,27 @@
 #include <unistd.h>
 
 #include "injector.h"
+#include "internal.h"
 
 #define PAGE 4096ull
 #define PAYLOAD_STACK (256u * 1024)
 #define PAGE_DOWN(x) ((x) & ~(PAGE - 1))
 #define PAGE_UP(x) (((x) + PAGE - 1) & ~(PAGE - 1))
 
-static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, int code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BPFG_ERRLEN, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static int read_whole(const char *path, uint8_t **buf, size_t *len, char *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (64 << 20)) {
         close(fd);
-        return fail(err, -EINVAL, "%s is not a usable ELF file", path);
+        return bpfg_inj_fail(err, -EINVAL, "%s is not a usable ELF file", path);
     }
     *buf = malloc((size_t)st.st_size);
     if (!*buf) {
         close(fd);
-        return fail(err, -ENOMEM, "out of memory");
+        return bpfg_inj_fail(err, -ENOMEM, "out of memory");
     }
     size_t got = 0;
     while (got < (size_t)st.st_size) {
@@ -62,7 +50,7 @@ static int read_whole(const char *path, uint8_t **buf, size_t *len, char *err)
             close(fd);
             free(*buf);
             *buf = NULL;
-            return fail(err, -e, "cannot read %s: %s", path, strerror(e));
+            return bpfg_inj_fail(err, -e, "cannot read %s: %s", path, strerror(e));
         }
         got += (size_t)n;
     }
@@ -129,7 +117,7 @@ static int remote(struct bpfg_stopped *st, long nr, uint64_t a0, uint64_t a1, ui
     if (r)
         return r;
     if (*ret < 0 && *ret > -4096)
-        return fail(err, (int)*ret, "%s in process %d failed: %s", what, (int)st->pid, strerror((int)-*ret));
+        return bpfg_inj_fail(err, (int)*ret, "%s in process %d failed: %s", what, (int)st->pid, strerror((int)-*ret));
     return 0;
 }
 
@@ -156,7 +144,7 @@ static int remote_memfd(struct bpfg_stopped *st, const uint8_t *data, size_t len
     if (!r)
         r = bpfg_mem_write(st, scratch, name, sizeof(name));
     if (r)
-        return fail(err, r, "cannot write to the stack of thread %d: %s", (int)st->threads[0].tid, strerror(-r));
+        return bpfg_inj_fail(err, r, "cannot write to the stack of thread %d: %s", (int)st->threads[0].tid, strerror(-r));
     int64_t fd;
     r = remote(st, SYS_memfd_create, scratch, MFD_CLOEXEC, 0, 0, 0, 0, &fd, "memfd_create", err);
     bpfg_mem_write(st, scratch, saved, sizeof(saved));
@@ -167,7 +155,7 @@ static int remote_memfd(struct bpfg_stopped *st, const uint8_t *data, size_t len
     snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)st->pid, (int)fd);
     int local = open(path, O_WRONLY | O_CLOEXEC);
     if (local < 0) {
-        r = fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
     } else {
         size_t done = 0;
         while (done < len && !r) {
@@ -175,7 +163,7 @@ static int remote_memfd(struct bpfg_stopped *st, const uint8_t *data, size_t len
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
-                r = fail(err, n < 0 ? -errno : -EIO, "writing the payload into %s: %s", path, strerror(errno));
+                r = bpfg_inj_fail(err, n < 0 ? -errno : -EIO, "writing the payload into %s: %s", path, strerror(errno));
             else
                 done += (size_t)n;
         }
@@ -204,7 +192,7 @@ static int apply_relocations(struct bpfg_stopped *st, const struct elf_view *v, 
         if (v->ph[i].p_type != PT_DYNAMIC)
             continue;
         if (v->ph[i].p_offset + v->ph[i].p_filesz > v->len)
-            return fail(err, -ENOEXEC, "payload: bad PT_DYNAMIC");
+            return bpfg_inj_fail(err, -ENOEXEC, "payload: bad PT_DYNAMIC");
         const Elf64_Dyn *d = (const Elf64_Dyn *)(v->data + v->ph[i].p_offset);
         for (size_t k = 0; k < v->ph[i].p_filesz / sizeof(*d) && d[k].d_tag != DT_NULL; k++) {
             if (d[k].d_tag == DT_RELA)
@@ -212,7 +200,7 @@ static int apply_relocations(struct bpfg_stopped *st, const struct elf_view *v, 
             else if (d[k].d_tag == DT_RELASZ)
                 relasz = d[k].d_un.d_val;
             else if (d[k].d_tag == DT_NEEDED || d[k].d_tag == DT_REL || d[k].d_tag == DT_JMPREL)
-                return fail(err, -ENOEXEC, "payload is not freestanding (dynamic tag %lld)", (long long)d[k].d_tag);
+                return bpfg_inj_fail(err, -ENOEXEC, "payload is not freestanding (dynamic tag %lld)", (long long)d[k].d_tag);
         }
     }
     /* rela is a vaddr: find its file offset through the PT_LOADs */
@@ -226,18 +214,18 @@ static int apply_relocations(struct bpfg_stopped *st, const struct elf_view *v, 
         }
     }
     if (!found || off + relasz > v->len)
-        return fail(err, -ENOEXEC, "payload: relocations outside the file");
+        return bpfg_inj_fail(err, -ENOEXEC, "payload: relocations outside the file");
     const Elf64_Rela *r = (const Elf64_Rela *)(v->data + off);
     for (size_t i = 0; i < relasz / sizeof(*r); i++) {
         uint32_t type = (uint32_t)ELF64_R_TYPE(r[i].r_info);
         if (type == R_X86_64_NONE)
             continue;
         if (type != R_X86_64_RELATIVE)
-            return fail(err, -ENOEXEC, "payload has relocation type %u (only RELATIVE is supported)", type);
+            return bpfg_inj_fail(err, -ENOEXEC, "payload has relocation type %u (only RELATIVE is supported)", type);
         uint64_t value = base + (uint64_t)r[i].r_addend;
         int w = bpfg_mem_write(st, base + r[i].r_offset, &value, sizeof(value));
         if (w)
-            return fail(err, w, "relocating the payload: %s", strerror(-w));
+            return bpfg_inj_fail(err, w, "relocating the payload: %s", strerror(-w));
     }
     return 0;
 }
@@ -361,7 +349,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     if ((r = read_whole(opts->payload_path, &img, &len, err)))
         return r;
     if (elf_open(&v, img, len) != 0 || v.eh->e_type != ET_DYN) {
-        r = fail(err, -ENOEXEC, "%s is not an x86-64 shared object", opts->payload_path);
+        r = bpfg_inj_fail(err, -ENOEXEC, "%s is not an x86-64 shared object", opts->payload_path);
         goto out;
     }
     uint64_t span = 0;
@@ -373,7 +361,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     uint64_t sym_uprobe = elf_symbol(&v, BPFG_PAYLOAD_SYM_UPROBE);
     uint64_t sym_uret = elf_symbol(&v, BPFG_PAYLOAD_SYM_URETPROBE);
     if (!span || !sym_params || !sym_start) {
-        r = fail(err, -ENOEXEC, "%s is not a bpfgraft payload (symbols missing)", opts->payload_path);
+        r = bpfg_inj_fail(err, -ENOEXEC, "%s is not a bpfgraft payload (symbols missing)", opts->payload_path);
         goto out;
     }
     span = PAGE_UP(span);
@@ -402,7 +390,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
             static const uint8_t zeros[PAGE];
             uint64_t zero_len = PAGE_UP(file_end) - file_end;
             if (p->p_filesz && zero_len && (r = bpfg_mem_write(st, base + file_end, zeros, zero_len))) {
-                r = fail(err, r, "clearing payload .bss: %s", strerror(-r));
+                r = bpfg_inj_fail(err, r, "clearing payload .bss: %s", strerror(-r));
                 goto undo;
             }
             uint64_t anon = p->p_filesz ? PAGE_UP(file_end) : start;
@@ -450,7 +438,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     resolve_libc(st->pid, &params.libc);
     params.state = BPFG_PAYLOAD_LOADED;
     if ((r = bpfg_mem_write(st, out->params, &params, sizeof(params)))) {
-        r = fail(err, r, "writing payload parameters: %s", strerror(-r));
+        r = bpfg_inj_fail(err, r, "writing payload parameters: %s", strerror(-r));
         goto undo;
     }
 
@@ -468,7 +456,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     if ((r = bpfg_remote_run(st, &regs, &after, err)))
         goto undo;
     if ((int64_t)after.rax < 0) {
-        r = fail(err, (int)after.rax, "clone in process %d failed: %s", (int)st->pid, strerror((int)-(int64_t)after.rax));
+        r = bpfg_inj_fail(err, (int)after.rax, "clone in process %d failed: %s", (int)st->pid, strerror((int)-(int64_t)after.rax));
         goto undo;
     }
     r = 0;
@@ -519,7 +507,7 @@ static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint6
     snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
     unsigned long a, b;
     char perms[8];
     st->syscall_site = 0;
@@ -531,7 +519,7 @@ static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint6
         }
     }
     fclose(f);
-    return st->syscall_site ? 0 : fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
+    return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
 }
 
 int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err)
@@ -539,7 +527,7 @@ int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj
     pid_t tid;
     int64_t ignored;
     if (bpfg_any_thread_in(st, inj->base, inj->base + inj->size, &tid))
-        return fail(err, -EBUSY, "thread %d is executing payload code", (int)tid);
+        return bpfg_inj_fail(err, -EBUSY, "thread %d is executing payload code", (int)tid);
     int r = keep_syscall_site_outside(st, inj->base, inj->base + inj->size, err);
     if (!r)
         r = remote(st, SYS_munmap, inj->base, inj->size, 0, 0, 0, 0, &ignored, "munmap", err);
@@ -559,7 +547,7 @@ int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, u
     snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
     /* Gaps between mappings, nearest to `near` first. */
     for (;;) {
         unsigned long lo = 0, hi = 0;
@@ -582,7 +570,7 @@ int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, u
     }
     fclose(f);
     if (!best)
-        return fail(err, -ENOMEM, "no free address range within 2 GiB of 0x%llx", (unsigned long long)near);
+        return bpfg_inj_fail(err, -ENOMEM, "no free address range within 2 GiB of 0x%llx", (unsigned long long)near);
     uint64_t got;
     int r = remote_mmap(st, best, len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
                         &got, err);

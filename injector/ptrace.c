@@ -24,12 +24,11 @@
 #include <unistd.h>
 
 #include "injector.h"
+#include "internal.h"
 
 #define XSTATE_MAX 16384
 
-static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, int code, const char *fmt, ...)
+int bpfg_inj_fail(char *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -84,17 +83,17 @@ static int check_arch(pid_t pid, char *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+            return bpfg_inj_fail(err, -ESRCH, "no process with pid %d", (int)pid);
         if (errno == EACCES || errno == EPERM)
-            return fail(err, -EPERM, "permission denied: cannot inspect process %d", (int)pid);
-        return fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+            return bpfg_inj_fail(err, -EPERM, "permission denied: cannot inspect process %d", (int)pid);
+        return bpfg_inj_fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
     }
     ssize_t n = pread(fd, &eh, sizeof(eh), 0);
     close(fd);
     if (n != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-        return fail(err, -ENOEXEC, "process %d does not run an ELF executable", (int)pid);
+        return bpfg_inj_fail(err, -ENOEXEC, "process %d does not run an ELF executable", (int)pid);
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
-        return fail(err, -ENOEXEC, "process %d is not an x86-64 process (ELF machine %u, class %u)", (int)pid,
+        return bpfg_inj_fail(err, -ENOEXEC, "process %d is not an x86-64 process (ELF machine %u, class %u)", (int)pid,
                     eh.e_machine, eh.e_ident[EI_CLASS]);
     return 0;
 }
@@ -161,7 +160,7 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
         if (errno == EPERM && ours_already(st->pid, tid)) {
             struct bpfg_thread *grown = realloc(st->threads, (st->nthreads + 1) * sizeof(*grown));
             if (!grown)
-                return fail(err, -ENOMEM, "out of memory");
+                return bpfg_inj_fail(err, -ENOMEM, "out of memory");
             st->threads = grown;
             memset(&st->threads[st->nthreads], 0, sizeof(*grown));
             st->threads[st->nthreads].tid = tid;
@@ -174,24 +173,24 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
             if (tracer > 0 && tracer != getpid()) {
                 char comm[32];
                 comm_of(tracer, comm, sizeof(comm));
-                return fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first",
+                return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first",
                             (int)st->pid, tracer, comm[0] ? comm : "?");
             }
-            return fail(err, -EPERM, "permission denied: cannot ptrace process %d (need the same uid or "
+            return bpfg_inj_fail(err, -EPERM, "permission denied: cannot ptrace process %d (need the same uid or "
                         "CAP_SYS_PTRACE; check kernel.yama.ptrace_scope)", (int)st->pid);
         }
-        return fail(err, -errno, "PTRACE_SEIZE of thread %d: %s", (int)tid, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "PTRACE_SEIZE of thread %d: %s", (int)tid, strerror(errno));
     }
     struct bpfg_thread *grown = realloc(st->threads, (st->nthreads + 1) * sizeof(*grown));
     if (!grown) {
         ptrace(PTRACE_DETACH, tid, NULL, NULL);
-        return fail(err, -ENOMEM, "out of memory");
+        return bpfg_inj_fail(err, -ENOMEM, "out of memory");
     }
     st->threads = grown;
     if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
         int e = errno;
         ptrace(PTRACE_DETACH, tid, NULL, NULL);
-        return e == ESRCH ? 0 : fail(err, -e, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(e));
+        return e == ESRCH ? 0 : bpfg_inj_fail(err, -e, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(e));
     }
     struct bpfg_thread *t = &st->threads[st->nthreads++];
     memset(t, 0, sizeof(*t));
@@ -214,7 +213,7 @@ static int wait_seized(struct bpfg_stopped *st, char *err)
             int r = wait_stopped(&t);
             t.stopping = false;
             if (r < 0 && !ret)
-                ret = fail(err, r, "waiting for thread %d: %s", (int)t.tid, strerror(-r));
+                ret = bpfg_inj_fail(err, r, "waiting for thread %d: %s", (int)t.tid, strerror(-r));
             if (r <= 0)
                 continue;
             if (!st->stop_ns)
@@ -232,16 +231,16 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
     st->pid = pid;
     st->mem_fd = -1;
     if (pid <= 0)
-        return fail(err, -ESRCH, "invalid pid %d", (int)pid);
+        return bpfg_inj_fail(err, -ESRCH, "invalid pid %d", (int)pid);
     if (kill(pid, 0) != 0 && errno == ESRCH)
-        return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+        return bpfg_inj_fail(err, -ESRCH, "no process with pid %d", (int)pid);
     int tracer = tracer_of(pid);
     if (tracer == -ENOENT)
-        return fail(err, -ESRCH, "no process with pid %d", (int)pid);
+        return bpfg_inj_fail(err, -ESRCH, "no process with pid %d", (int)pid);
     if (tracer > 0 && tracer != getpid()) {
         char comm[32];
         comm_of(tracer, comm, sizeof(comm));
-        return fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
+        return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
                     tracer, comm[0] ? comm : "?");
     }
     int r = check_arch(pid, err);
@@ -255,8 +254,8 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
         found_new = false;
         DIR *d = opendir(path);
         if (!d) {
-            r = errno == ENOENT ? fail(err, -ECHILD, "process %d exited during the attach", (int)pid)
-                                : fail(err, -errno, "cannot list %s: %s", path, strerror(errno));
+            r = errno == ENOENT ? bpfg_inj_fail(err, -ECHILD, "process %d exited during the attach", (int)pid)
+                                : bpfg_inj_fail(err, -errno, "cannot list %s: %s", path, strerror(errno));
             goto fail;
         }
         struct dirent *de;
@@ -280,26 +279,26 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
             goto fail;
         }
         if (pass > 1000) {
-            r = fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped", (int)pid);
+            r = bpfg_inj_fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped", (int)pid);
             goto fail;
         }
     }
     if (!st->nthreads) {
-        r = fail(err, -ECHILD, "process %d exited during the attach", (int)pid);
+        r = bpfg_inj_fail(err, -ECHILD, "process %d exited during the attach", (int)pid);
         goto fail;
     }
     for (size_t i = 0; i < st->nthreads; i++) {
         struct bpfg_thread *t = &st->threads[i];
         if (ptrace(PTRACE_GETREGS, t->tid, NULL, &t->regs) != 0 ||
             ptrace(PTRACE_GETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0) {
-            r = fail(err, -errno, "reading the registers of thread %d: %s", (int)t->tid, strerror(errno));
+            r = bpfg_inj_fail(err, -errno, "reading the registers of thread %d: %s", (int)t->tid, strerror(errno));
             goto fail;
         }
     }
     snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
     st->mem_fd = open(path, O_RDWR | O_CLOEXEC);
     if (st->mem_fd < 0) {
-        r = fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
     return 0;
@@ -370,7 +369,7 @@ static int find_syscall_site(struct bpfg_stopped *st, char *err)
     snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
     unsigned long lo, hi;
     char perms[8];
     while (fgets(line, sizeof(line), f)) {
@@ -380,7 +379,7 @@ static int find_syscall_site(struct bpfg_stopped *st, char *err)
         }
     }
     fclose(f);
-    return st->syscall_site ? 0 : fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
+    return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
 }
 
 /* Runs the first thread from regs until it executes int3, with all
@@ -396,13 +395,13 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
     int r = 0;
 
     if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0)
-        return fail(err, -errno, "saving the FPU state of thread %d: %s", (int)t->tid, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "saving the FPU state of thread %d: %s", (int)t->tid, strerror(errno));
     regs->orig_rax = (uint64_t)-1;           /* no syscall restart for injected code */
     regs->eflags &= ~(0x100ull | 0x400ull);  /* TF, DF */
     if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
         ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
         ptrace(PTRACE_CONT, t->tid, NULL, NULL) != 0) {
-        r = fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
         goto restore;
     }
     for (;;) {
@@ -410,11 +409,11 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
         if (waitpid(t->tid, &status, __WALL) < 0) {
             if (errno == EINTR)
                 continue;
-            r = fail(err, -errno, "waiting for thread %d: %s", (int)t->tid, strerror(errno));
+            r = bpfg_inj_fail(err, -errno, "waiting for thread %d: %s", (int)t->tid, strerror(errno));
             goto restore;
         }
         if (WIFEXITED(status) || WIFSIGNALED(status))
-            return fail(err, -ECHILD, "process %d exited during the attach", (int)st->pid);
+            return bpfg_inj_fail(err, -ECHILD, "process %d exited during the attach", (int)st->pid);
         if (!WIFSTOPPED(status))
             continue;
         int sig = WSTOPSIG(status);
@@ -427,7 +426,7 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
         if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) {
             struct user_regs_struct bad;
             ptrace(PTRACE_GETREGS, t->tid, NULL, &bad);
-            r = fail(err, -EFAULT, "injected code faulted with signal %d at 0x%llx", sig, bad.rip);
+            r = bpfg_inj_fail(err, -EFAULT, "injected code faulted with signal %d at 0x%llx", sig, bad.rip);
             goto restore;
         }
         /* Unblockable or already-queued signal: hold it for the resume. */
@@ -436,13 +435,13 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
         ptrace(PTRACE_CONT, t->tid, NULL, NULL);
     }
     if (ptrace(PTRACE_GETREGS, t->tid, NULL, out) != 0)
-        r = fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));
 restore:
     if (ptrace(PTRACE_SETREGS, t->tid, NULL, &t->regs) != 0 ||
         ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0 ||
         ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0) {
         if (!r)
-            r = fail(err, -errno, "restoring thread %d: %s", (int)t->tid, strerror(errno));
+            r = bpfg_inj_fail(err, -errno, "restoring thread %d: %s", (int)t->tid, strerror(errno));
     }
     return r;
 }
@@ -457,10 +456,10 @@ int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const
         return r;
     if ((r = bpfg_mem_read(st, st->syscall_site, saved, sizeof(saved))) ||
         (r = bpfg_mem_write(st, st->syscall_site, code, sizeof(code))))
-        return fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
+        return bpfg_inj_fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
                     strerror(-r));
     if (index >= st->nthreads)
-        return fail(err, -EINVAL, "no stopped thread %zu", index);
+        return bpfg_inj_fail(err, -EINVAL, "no stopped thread %zu", index);
     struct user_regs_struct regs = st->threads[index].regs, out;
     regs.rax = (uint64_t)nr;
     regs.rdi = args[0];
@@ -473,7 +472,7 @@ int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const
     r = run_until_trap(st, index, &regs, &out, err);
     int w = bpfg_mem_write(st, st->syscall_site, saved, sizeof(saved));
     if (!r && w)
-        r = fail(err, w, "restoring the syscall site: %s", strerror(-w));
+        r = bpfg_inj_fail(err, w, "restoring the syscall site: %s", strerror(-w));
     if (!r)
         *ret = (int64_t)out.rax;
     return r;
@@ -530,18 +529,18 @@ static uint64_t auxv_entry(pid_t pid)
 int bpfg_start_to_entry(pid_t pid, char *err)
 {
     if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)PTRACE_O_TRACEEXEC) != 0)
-        return fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+        return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
     /* It stopped itself before execve: wake it up; we see the exec. */
     if (kill(pid, SIGCONT) != 0) {
         int e = errno;
         ptrace(PTRACE_DETACH, pid, NULL, NULL);
-        return fail(err, -e, "cannot continue process %d: %s", (int)pid, strerror(e));
+        return bpfg_inj_fail(err, -e, "cannot continue process %d: %s", (int)pid, strerror(e));
     }
     int r = 0;
     for (;;) {
         int status = wait_event(pid, -1);
         if (status < 0) {
-            return fail(err, status, "process %d exited before running its program", (int)pid);
+            return bpfg_inj_fail(err, status, "process %d exited before running its program", (int)pid);
         }
         if ((status >> 16) == PTRACE_EVENT_EXEC)
             break;
@@ -553,24 +552,24 @@ int bpfg_start_to_entry(pid_t pid, char *err)
     }
     uint64_t entry = auxv_entry(pid);
     if (!entry) {
-        r = fail(err, -ENOEXEC, "process %d: no AT_ENTRY in its auxiliary vector", (int)pid);
+        r = bpfg_inj_fail(err, -ENOEXEC, "process %d: no AT_ENTRY in its auxiliary vector", (int)pid);
         goto fail;
     }
     errno = 0;
     long word = ptrace(PTRACE_PEEKTEXT, pid, (void *)entry, NULL);
     if (errno) {
-        r = fail(err, -errno, "reading the entry point of %d: %s", (int)pid, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "reading the entry point of %d: %s", (int)pid, strerror(errno));
         goto fail;
     }
     long trap = (word & ~0xffL) | 0xcc;
     if (ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)trap) != 0 || ptrace(PTRACE_CONT, pid, NULL, NULL) != 0) {
-        r = fail(err, -errno, "breakpoint at the entry of %d: %s", (int)pid, strerror(errno));
+        r = bpfg_inj_fail(err, -errno, "breakpoint at the entry of %d: %s", (int)pid, strerror(errno));
         goto fail;
     }
     for (;;) {
         int status = wait_event(pid, SIGTRAP);
         if (status < 0) {
-            return fail(err, status, "process %d exited before its entry point", (int)pid);
+            return bpfg_inj_fail(err, status, "process %d exited before its entry point", (int)pid);
         }
         struct user_regs_struct regs;
         if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0 &&
@@ -578,7 +577,7 @@ int bpfg_start_to_entry(pid_t pid, char *err)
             regs.rip = entry;
             if (ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)word) != 0 ||
                 ptrace(PTRACE_SETREGS, pid, NULL, &regs) != 0) {
-                r = fail(err, -errno, "removing the entry breakpoint of %d: %s", (int)pid, strerror(errno));
+                r = bpfg_inj_fail(err, -errno, "removing the entry breakpoint of %d: %s", (int)pid, strerror(errno));
                 goto fail;
             }
             return 0;

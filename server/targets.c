@@ -571,12 +571,17 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         .token = token,
         .server_uid = getuid(),
     };
-    r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
+    char warn[BPFG_ERRLEN];
+    r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
+    if (!r)
+        r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         free(t);
         return srv_efail(err, errlen, r, "%s", ierr);
     }
+    if (warn[0])
+        srv_log(SRV_WARN, "%s", warn);
     r = accept_payload(t, token, listen_fd, err, errlen);
     if (r) {
         /* The payload may still come up later: it finds nobody and exits;

@@ -335,6 +335,37 @@ def main():
         finally:
             v.stop()
 
+        # sandboxed processes: their seccomp filters are run on the payload's
+        # syscalls first; one that would kill the process is refused
+        for mode in ("kill-socket", "errno-tgkill", "errno-mount"):
+            sv = subprocess.Popen([os.path.join(args.test_bin, "seccomp-victim"), mode])
+            try:
+                time.sleep(0.2)
+                log_before = len(srv.log_text())
+                try:
+                    attach(cl, sv.pid, ["add_entry"], ":sandboxed_work")
+                    refused = None
+                except BpfgraftError as e:
+                    refused = e
+                if mode == "kill-socket":
+                    check(refused is not None and "seccomp filter that kills the process on socket(2)" in
+                          refused.message, "seccomp filter killing on socket(2): attach refused, naming it",
+                          str(refused))
+                    check(sv.poll() is None and cl.call("target.list") == [] and text_matches_file(sv.pid) == [],
+                          "the sandboxed process lives on, untouched")
+                    continue
+                zero_counts(cl)
+                time.sleep(0.2)
+                warned = "fails tgkill(2)" in srv.log_text()[log_before:]
+                check(refused is None and counts(cl)[0] > 50 and warned == (mode == "errno-tgkill"),
+                      f"seccomp filter failing {mode[6:]}(2): attached, counts ({counts(cl)[0]}), "
+                      f"{'a warning names it' if warned else 'no warning'}", str(refused))
+                cl.call("target.detach", pid=sv.pid)
+                check(sv.poll() is None, f"seccomp {mode}: the process runs on after detach")
+            finally:
+                sv.kill()
+                sv.wait()
+
         # static glibc executables: the payload takes glibc's mutexes (hash
         # maps) from the executable itself; stripped, it cannot find them, and
         # a program using a hash map is refused before the process is touched
