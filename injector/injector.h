@@ -59,6 +59,11 @@ int bpfg_release_started(pid_t pid);
  * threads were stopped in *stopped_ns (may be NULL). */
 int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns);
 
+/* bpfg_stop_process gives up on a thread that sleeps uninterruptibly (an
+ * -EBUSY naming it) but has asked it to stop; call this now and then (the
+ * server: every event tick) to let such threads go once they stopped. */
+void bpfg_reap_abandoned(void);
+
 /* Memory of the stopped process (through /proc/PID/mem: writes ignore page
  * protections, so they also patch code). */
 int bpfg_mem_read(const struct bpfg_stopped *st, uint64_t addr, void *buf, size_t len);

@@ -106,12 +106,77 @@ static bool seized(const struct bpfg_stopped *st, pid_t tid)
     return false;
 }
 
-/* Waits for tid to reach a stop. 1 stopped, 0 it exited, -errno. */
-static int wait_stopped(struct bpfg_thread *t)
+/* A thread in uninterruptible sleep (state D: I/O, or the parent of a
+ * vfork child that has not exec'd) stops only when it wakes, which may be
+ * much later: such a thread is waited for this long, then left to
+ * bpfg_reap_abandoned, which detaches it once it has stopped. */
+#define STOP_TIMEOUT_MS 1000
+#define MAX_ABANDONED 64
+
+static pid_t abandoned[MAX_ABANDONED];
+static size_t nabandoned;
+
+static char thread_state(pid_t pid, pid_t tid)
 {
+    char path[80], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+void bpfg_reap_abandoned(void)
+{
+    for (size_t i = 0; i < nabandoned;) {
+        int status;
+        pid_t r = waitpid(abandoned[i], &status, __WALL | WNOHANG);
+        if (r == 0) {
+            i++;
+            continue;
+        }
+        if (r > 0 && WIFSTOPPED(status)) {
+            /* a signal that stopped it first goes back to it */
+            int sig = (status >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(status);
+            ptrace(PTRACE_DETACH, abandoned[i], NULL, (void *)(long)sig);
+        }
+        abandoned[i] = abandoned[--nabandoned];
+    }
+}
+
+/* Waits for tid to reach a stop. 1 stopped, 0 it exited, -ETIMEDOUT
+ * (abandoned: see above), -errno. */
+static int wait_stopped(pid_t pid, struct bpfg_thread *t)
+{
+    bool polling = false;
+    uint64_t deadline = 0;
     for (;;) {
         int status;
-        pid_t r = waitpid(t->tid, &status, __WALL);
+        pid_t r = waitpid(t->tid, &status, __WALL | WNOHANG);
+        if (r == 0) {
+            if (!polling) {
+                /* not stopped yet: block, unless it sleeps uninterruptibly */
+                polling = thread_state(pid, t->tid) == 'D' && nabandoned < MAX_ABANDONED;
+                deadline = now_ns() + STOP_TIMEOUT_MS * 1000000ull;
+                if (!polling)
+                    r = waitpid(t->tid, &status, __WALL);
+            }
+            if (polling) {
+                if (now_ns() > deadline) {
+                    abandoned[nabandoned++] = t->tid;
+                    return -ETIMEDOUT;
+                }
+                struct timespec ms = {0, 1000000};
+                nanosleep(&ms, NULL);
+                continue;
+            }
+        }
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -210,9 +275,13 @@ static int wait_seized(struct bpfg_stopped *st, char *err)
     for (size_t i = 0; i < st->nthreads; i++) {
         struct bpfg_thread t = st->threads[i];
         if (t.stopping) {
-            int r = wait_stopped(&t);
+            int r = wait_stopped(st->pid, &t);
             t.stopping = false;
-            if (r < 0 && !ret)
+            if (r == -ETIMEDOUT && !ret)
+                ret = bpfg_inj_fail(err, -EBUSY, "thread %d of process %d is in uninterruptible sleep (state D: "
+                                    "waiting for I/O, or the parent of a vfork child that has not called exec) "
+                                    "and does not stop; try again later", (int)t.tid, (int)st->pid);
+            else if (r < 0 && !ret)
                 ret = bpfg_inj_fail(err, r, "waiting for thread %d: %s", (int)t.tid, strerror(-r));
             if (r <= 0)
                 continue;

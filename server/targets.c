@@ -533,6 +533,7 @@ static void send_pidns(struct server *s, struct target *t)
 
 void targets_tick(struct server *s)
 {
+    bpfg_reap_abandoned();
     uint64_t now = mono_ms();
     for (struct target *t = s->targets.list; t; t = t->next)
         if (t->pidns && now - t->pidns_sent_ms >= PIDNS_REFRESH_MS)

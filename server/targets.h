@@ -118,8 +118,9 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
 int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
                             void *out, size_t outlen, size_t *outgot, char *err, size_t errlen);
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
-/* Periodic work (the server's event tick): refreshes the thread ids of
- * targets in other pid namespaces. */
+/* Periodic work (the server's event tick): lets go of threads a stop gave
+ * up on (bpfg_reap_abandoned), refreshes the thread ids of targets in
+ * other pid namespaces. */
 void targets_tick(struct server *s);
 struct target *targets_find(struct targets *t, pid_t pid);
 

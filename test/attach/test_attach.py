@@ -335,6 +335,37 @@ def main():
         finally:
             v.stop()
 
+        # a thread in uninterruptible sleep (the parent of a vfork child) does
+        # not stop: attach gives up after a second instead of blocking the
+        # server, and the thread is let go once it wakes
+        vv = subprocess.Popen([os.path.join(args.test_bin, "vfork-victim")])
+        try:
+            time.sleep(0.2)
+            os.kill(vv.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            try:
+                attach(cl, vv.pid, ["add_entry"], ":vfork_work")
+                check(False, "attach while a thread waits for its vfork child fails")
+            except BpfgraftError as e:
+                check("uninterruptible sleep" in e.message and "vfork" in e.message and time.monotonic() - t0 < 1.8,
+                      f"attach while a thread waits for its vfork child: refused in {time.monotonic() - t0:.1f} s, "
+                      "saying why", str(e))
+            check_eq(cl.call("object.list")[0]["name"], "count", "and the server goes on serving")
+            time.sleep(2.5)   # the child exits; the server's tick lets the thread go
+            with open(f"/proc/{vv.pid}/status") as f:
+                status = dict(ln.split(":", 1) for ln in f if ":" in ln)
+            check(status["TracerPid"].strip() == "0" and status["State"].split()[0] in "SR",
+                  "once the child exited the thread runs, untraced", repr((status["TracerPid"], status["State"])))
+            zero_counts(cl)
+            attach(cl, vv.pid, ["add_entry"], ":vfork_work")
+            time.sleep(0.3)
+            check(counts(cl)[0] > 50, f"then attach works and counts ({counts(cl)[0]})")
+            cl.call("target.detach", pid=vv.pid)
+        finally:
+            vv.kill()
+            vv.wait()
+
         # sandboxed processes: their seccomp filters are run on the payload's
         # syscalls first; one that would kill the process is refused
         for mode in ("kill-socket", "errno-tgkill", "errno-mount"):
