@@ -101,6 +101,9 @@ def exact_round(cl, v, run_s=0.1, lib=True, ret=True, what=""):
     c0, l0, m0 = v.get("calls"), v.get("lib_calls"), counts(cl)
     v.set("go", 1)
     time.sleep(run_s)
+    deadline = time.monotonic() + 2   # a loaded machine may not run the threads that soon
+    while v.get("calls") == c0 and time.monotonic() < deadline:
+        time.sleep(0.005)
     ok &= v.quiesce()
     c1, l1, m1 = v.get("calls"), v.get("lib_calls"), counts(cl)
     calls = c1 - c0
@@ -285,6 +288,7 @@ def main():
                     # one bad round is enough to know; a stuck thread would
                     # make every further round wait out quiesce()
                     print(detail + "\n" + thread_states(v.pid), flush=True)
+                    cl.call("target.detach", pid=v.pid)
                     break
                 exact_rounds += 1
                 v.set("go", 1)
