@@ -1,6 +1,6 @@
 /* Victim for stops of a thread in uninterruptible sleep (test_attach.py):
  * calls vfork_work() every millisecond; on SIGUSR1 the main thread vforks a
- * child that sleeps 2 s before _exit, so the parent waits in state D. */
+ * child that sleeps 4 s before _exit, so the parent waits in state D. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,7 +28,7 @@ static __attribute__((noinline)) void vfork_and_wait(void)
     fork_now = 0;
     pid_t c = vfork();
     if (c == 0) {
-        sleep(2);   /* not what vfork allows, but what makes the parent wait */
+        sleep(4);   /* not what vfork allows, but what makes the parent wait */
         _exit(0);
     }
     if (c > 0)
