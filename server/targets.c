@@ -1249,6 +1249,63 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
                      "signal handler that interrupted a probe", (int)tid);
 }
 
+/* True if pid maps a bpfgraft payload at base (a fork of a target made
+ * after the payload was loaded carries a copy at the same address). */
+static bool maps_payload_at(pid_t pid, uint64_t base)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        unsigned long lo;
+        found = sscanf(line, "%lx-", &lo) == 1 && lo == base && strstr(line, "bpfgraft-payload");
+    }
+    fclose(f);
+    return found;
+}
+
+/* Processes forked from t after its hooks were placed run copies of them
+ * (their programs follow forks, as pid_tgid does). Detach puts their code
+ * back too, so that no probe is left anywhere; their copy of the payload
+ * (threadless) stays mapped, as do rewritten syscall sites. */
+static void detach_forks(struct server *s, struct target *t)
+{
+    if (!t->nhooks)
+        return;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        pid_t pid = (pid_t)atoi(de->d_name);
+        if (pid <= 0 || pid == t->pid || pid == getpid() || targets_find(&s->targets, pid) ||
+            !maps_payload_at(pid, t->inj.base))
+            continue;
+        struct bpfg_stopped st;
+        char ierr[BPFG_ERRLEN];
+        if (bpfg_stop_process(pid, &st, ierr) != 0) {
+            srv_log(SRV_WARN, "target %d: its fork %d keeps its probes: %s", (int)t->pid, (int)pid, ierr);
+            continue;
+        }
+        unsigned restored = 0;
+        for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+            const struct target_hook *h = &t->hooks[i];
+            uint8_t now[sizeof(h->plan.patch)];
+            if (!h->used || h->plan.patch_len > sizeof(now) ||
+                bpfg_mem_read(&st, h->plan.site, now, h->plan.patch_len) != 0 ||
+                memcmp(now, h->plan.patch, h->plan.patch_len) != 0)
+                continue;   /* not our bytes there (it exec'd, or never had them) */
+            if (bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len) == 0)
+                restored++;
+        }
+        bpfg_resume_process(&st, NULL);
+        srv_log(SRV_INFO, "target %d: its fork %d: %u probe(s) removed", (int)t->pid, (int)pid, restored);
+    }
+    closedir(d);
+}
+
 int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen)
 {
     struct target *t = targets_find(&s->targets, pid);
@@ -1261,6 +1318,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (stopped)
         return stopped;
 
+    detach_forks(s, t);
     bool keep_payload = false;
     syscalls_detach(s, t, &keep_payload);
     int r = remove_hooks(s, t, err, errlen);
