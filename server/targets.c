@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -359,6 +360,10 @@ static void target_free(struct server *s, struct target *t)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->sock, NULL);
         close(t->sock);
     }
+    if (t->pidfd >= 0) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->pidfd, NULL);
+        close(t->pidfd);
+    }
     free(t->maps_sent);
     free(t->map_addrs);
     free(t->progs_sent);
@@ -548,6 +553,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     t->pid = pid;
     t->uid = uid;
     t->sock = -1;
+    t->pidfd = -1;
 
     uint64_t token;
     if (getrandom(&token, sizeof(token), 0) != sizeof(token)) {
@@ -597,6 +603,13 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     t->magic = TARGET_MAGIC;
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->sock, &ev) != 0)
         srv_log(SRV_WARN, "target %d: epoll: %s", (int)pid, strerror(errno));
+    /* The payload socket is inherited by forks, so its end does not say the
+     * process exited while a fork lives (and the pid may be reused). */
+    t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    ev.events = EPOLLIN;
+    if (t->pidfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->pidfd, &ev) != 0)
+        srv_log(SRV_WARN, "target %d: no pidfd (%s): its exit is seen when the payload connection closes",
+                (int)pid, strerror(errno));
     t->attached_ms = mono_ms();
     t->next = s->targets.list;
     s->targets.list = t;
@@ -1377,6 +1390,14 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
 bool targets_readable(struct server *s, struct target *t)
 {
+    struct pollfd exited = {t->pidfd, POLLIN, 0};
+    if (t->pidfd >= 0 && poll(&exited, 1, 0) == 1) {
+        srv_log(SRV_INFO, "target %d: exited", (int)t->pid);
+        detach_forks(s, t);   /* the attachment ends with the process */
+        announce(s, t->pid, "exited");
+        target_free(s, t);
+        return false;
+    }
     for (;;) {
         struct bpfg_pmsg_hdr h;
         char *body;

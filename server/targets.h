@@ -43,6 +43,7 @@ struct target {
     pid_t pid;
     uid_t uid;
     int sock;                  /* connection from the payload */
+    int pidfd;                 /* the process: readable once it exited (a fork may keep sock open) */
     struct bpfg_injected inj;
     uint32_t payload_tid;
     uint32_t seq;

@@ -340,35 +340,47 @@ def main():
             v.stop()
 
         # a fork made after attach runs the probes too (programs follow
-        # forks); detach removes them there as well
-        fv = subprocess.Popen([os.path.join(args.test_bin, "forkloop-victim")])
-        child = None
-        try:
-            time.sleep(0.2)
-            attach(cl, fv.pid, ["add_entry"], ":forkloop_work")
-            os.kill(fv.pid, signal.SIGUSR1)
-            deadline = time.monotonic() + 5
-            while child is None and time.monotonic() < deadline:
-                with open(f"/proc/{fv.pid}/task/{fv.pid}/children") as f:
-                    kids = f.read().split()
-                child = int(kids[0]) if kids else None
-                time.sleep(0.02)
-            zero_counts(cl)
-            time.sleep(0.3)
-            both = counts(cl)[0]
-            check(child is not None and both > 400, f"parent and fork both run the probe ({both} calls in 0.3 s)")
-            cl.call("target.detach", pid=fv.pid)
-            check(child is not None and text_matches_file(child) == [], "after detach the fork's text equals the files")
-            zero_counts(cl)
-            time.sleep(0.3)
-            check_eq(counts(cl)[0], 0, "and nothing counts any more, in parent or fork")
-            check(fv.poll() is None and child is not None and os.path.exists(f"/proc/{child}"),
-                  "parent and fork run on")
-        finally:
-            if child:
-                os.kill(child, signal.SIGKILL)
-            fv.kill()
-            fv.wait()
+        # forks); detach removes them there as well, and so does the end of
+        # the target (which a fork holding the payload's socket must not hide)
+        for ending in ("detach", "exit"):
+            fv = subprocess.Popen([os.path.join(args.test_bin, "forkloop-victim")])
+            child = None
+            try:
+                time.sleep(0.2)
+                attach(cl, fv.pid, ["add_entry"], ":forkloop_work")
+                os.kill(fv.pid, signal.SIGUSR1)
+                deadline = time.monotonic() + 5
+                while child is None and time.monotonic() < deadline:
+                    with open(f"/proc/{fv.pid}/task/{fv.pid}/children") as f:
+                        kids = f.read().split()
+                    child = int(kids[0]) if kids else None
+                    time.sleep(0.02)
+                zero_counts(cl)
+                time.sleep(0.3)
+                both = counts(cl)[0]
+                check(child is not None and both > 400,
+                      f"{ending}: parent and fork both run the probe ({both} calls in 0.3 s)")
+                if ending == "detach":
+                    cl.call("target.detach", pid=fv.pid)
+                else:
+                    fv.kill()
+                    fv.wait()
+                    deadline = time.monotonic() + 3
+                    while cl.call("target.list") and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    check_eq(cl.call("target.list"), [], "exit: the target's end is seen while its fork lives")
+                check(child is not None and text_matches_file(child) == [],
+                      f"{ending}: afterwards the fork's text equals the files")
+                zero_counts(cl)
+                time.sleep(0.3)
+                check_eq(counts(cl)[0], 0, f"{ending}: and nothing counts any more")
+                check(child is not None and os.path.exists(f"/proc/{child}") and (ending == "exit" or fv.poll() is None),
+                      f"{ending}: the fork (and parent) run on")
+            finally:
+                if child:
+                    os.kill(child, signal.SIGKILL)
+                fv.kill()
+                fv.wait()
 
         # a thread in uninterruptible sleep (the parent of a vfork child) does
         # not stop: attach gives up after a second instead of blocking the
