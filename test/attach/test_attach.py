@@ -419,7 +419,7 @@ def main():
 
         # sandboxed processes: their seccomp filters are run on the payload's
         # syscalls first; one that would kill the process is refused
-        for mode in ("kill-socket", "errno-tgkill", "errno-mount"):
+        for mode in ("kill-socket", "errno-tgkill", "errno-mount", "args", "kill-thread-clone"):
             sv = subprocess.Popen([os.path.join(args.test_bin, "seccomp-victim"), mode])
             try:
                 time.sleep(0.2)
@@ -429,18 +429,19 @@ def main():
                     refused = None
                 except BpfgraftError as e:
                     refused = e
-                if mode == "kill-socket":
-                    check(refused is not None and "seccomp filter that kills the process on socket(2)" in
-                          refused.message, "seccomp filter killing on socket(2): attach refused, naming it",
+                if mode.startswith("kill-"):
+                    syscall = {"kill-socket": "socket", "kill-thread-clone": "clone"}[mode]
+                    check(refused is not None and f"seccomp filter that kills the process on {syscall}(2)" in
+                          refused.message, f"seccomp filter killing on {syscall}(2): attach refused, naming it",
                           str(refused))
                     check(sv.poll() is None and cl.call("target.list") == [] and text_matches_file(sv.pid) == [],
-                          "the sandboxed process lives on, untouched")
+                          f"seccomp {mode}: the sandboxed process lives on, untouched")
                     continue
                 zero_counts(cl)
                 time.sleep(0.2)
                 warned = "fails tgkill(2)" in srv.log_text()[log_before:]
                 check(refused is None and counts(cl)[0] > 50 and warned == (mode == "errno-tgkill"),
-                      f"seccomp filter failing {mode[6:]}(2): attached, counts ({counts(cl)[0]}), "
+                      f"seccomp filter {mode}: attached, counts ({counts(cl)[0]}), "
                       f"{'a warning names it' if warned else 'no warning'}", str(refused))
                 cl.call("target.detach", pid=sv.pid)
                 check(sv.poll() is None, f"seccomp {mode}: the process runs on after detach")
