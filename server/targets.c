@@ -1281,12 +1281,17 @@ static bool maps_payload_at(pid_t pid, uint64_t base)
 }
 
 /* Processes forked from t after its hooks were placed run copies of them
- * (their programs follow forks, as pid_tgid does). Detach puts their code
- * back too, so that no probe is left anywhere; their copy of the payload
- * (threadless) stays mapped, as do rewritten syscall sites. */
-static void detach_forks(struct server *s, struct target *t)
+ * (their programs follow forks, as pid_tgid does). When hooks leave t
+ * (every: all of them, at detach and exit; else the removed ones, after a
+ * tool ended) their code goes back in the forks too, so that no probe is
+ * left anywhere; their copy of the payload (threadless) stays mapped, as
+ * do rewritten syscall sites. */
+static void detach_forks(struct server *s, struct target *t, bool every)
 {
-    if (!t->nhooks)
+    bool any = false;
+    for (int i = 0; i < TARGET_MAX_HOOKS && !any; i++)
+        any = (every && t->hooks[i].used) || (!t->hooks[i].used && t->hooks[i].stub_size);
+    if (!any)
         return;
     DIR *d = opendir("/proc");
     if (!d)
@@ -1306,7 +1311,8 @@ static void detach_forks(struct server *s, struct target *t)
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
             uint8_t now[sizeof(h->plan.patch)];
-            if (!h->used || h->plan.patch_len > sizeof(now) ||
+            bool gone = !h->used && h->stub_size;   /* removed, still remembered */
+            if (!((every && h->used) || gone) || h->plan.patch_len > sizeof(now) ||
                 bpfg_mem_read(&st, h->plan.site, now, h->plan.patch_len) != 0 ||
                 memcmp(now, h->plan.patch, h->plan.patch_len) != 0)
                 continue;   /* not our bytes there (it exec'd, or never had them) */
@@ -1331,7 +1337,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (stopped)
         return stopped;
 
-    detach_forks(s, t);
+    detach_forks(s, t, true);
     bool keep_payload = false;
     syscalls_detach(s, t, &keep_payload);
     int r = remove_hooks(s, t, err, errlen);
@@ -1393,7 +1399,7 @@ bool targets_readable(struct server *s, struct target *t)
     struct pollfd exited = {t->pidfd, POLLIN, 0};
     if (t->pidfd >= 0 && poll(&exited, 1, 0) == 1) {
         srv_log(SRV_INFO, "target %d: exited", (int)t->pid);
-        detach_forks(s, t);   /* the attachment ends with the process */
+        detach_forks(s, t, true);   /* the attachment ends with the process */
         announce(s, t->pid, "exited");
         target_free(s, t);
         return false;
@@ -1553,12 +1559,16 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
                          size_t nmaps)
 {
     int ret = 0;
+    bool removed = false;
     for (int i = 0; i < TARGET_MAX_HOOKS; i++)
         if (t->hooks[i].used) {
             int r = shrink_hook(s, t, &t->hooks[i], ids, n);
             if (r && !ret)
                 ret = r;
+            removed |= !t->hooks[i].used;
         }
+    if (removed)
+        detach_forks(s, t, false);
     char ierr[BPFG_ERRLEN];
     for (size_t k = 0; k < n; k++)
         syscalls_remove_prog(s, t, ids[k]);

@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report  # noqa: E402
+from harness import Server, check, check_eq, report, text_matches_file  # noqa: E402
 
 CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
               "hold", "held"]
@@ -113,31 +113,6 @@ def exact_round(cl, v, run_s=0.1, lib=True, ret=True, what=""):
     if lib:
         good &= m1[3] - m0[3] == l1 - l0
     return good, f"{what}: victim {calls} calls / {l1 - l0} lib calls, program {[a - b for a, b in zip(m1, m0)]}"
-
-
-def text_matches_file(pid):
-    """Every executable file mapping of pid equals the file's bytes."""
-    mismatches = []
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read().splitlines()
-    with open(f"/proc/{pid}/mem", "rb") as mem:
-        for line in maps:
-            parts = line.split()
-            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
-                continue
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            off = int(parts[2], 16)
-            try:
-                with open(parts[5], "rb") as fil:
-                    fil.seek(off)
-                    want = fil.read(hi - lo)
-            except OSError:
-                continue
-            mem.seek(lo)
-            got = mem.read(len(want))
-            if got != want:
-                mismatches.append(parts[5])
-    return mismatches
 
 
 def thread_states(pid):

@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report  # noqa: E402
+from harness import Server, check, check_eq, report, text_matches_file  # noqa: E402
 
 TOOLS = "/usr/sbin"
 TRACEFS = "/sys/kernel/tracing"
@@ -323,6 +323,37 @@ def main():
                 srv.cli("detach", fresh.pid)
                 fresh.kill()
                 fresh.wait()
+            # a process forked while a tool's uprobe is placed gets the probe
+            # removed too when the tool ends
+            fl = subprocess.Popen([os.path.join(args.test_bin, "forkloop-victim")])
+            fork_pid = None
+            try:
+                time.sleep(0.2)
+                srv.cli("attach", fl.pid)
+                tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/funclatency",
+                                         "-p", str(fl.pid), "-d", "2", ":forkloop_work"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 20
+                while not hooks_of(srv, fl.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                os.kill(fl.pid, signal.SIGUSR1)
+                while fork_pid is None and time.monotonic() < deadline:
+                    with open(f"/proc/{fl.pid}/task/{fl.pid}/children") as f:
+                        kids = f.read().split()
+                    fork_pid = int(kids[0]) if kids else None
+                    time.sleep(0.02)
+                patched = fork_pid is not None and text_matches_file(fork_pid) != []
+                tool.wait(timeout=30)
+                check(patched and text_matches_file(fork_pid) == [] and text_matches_file(fl.pid) == [],
+                      "a fork made while a tool's uprobe was placed had it, and loses it when the tool ends",
+                      f"patched in the fork before: {patched}")
+                srv.cli("detach", fl.pid)
+            finally:
+                if fork_pid:
+                    os.kill(fork_pid, signal.SIGKILL)
+                fl.kill()
+                fl.wait()
+
             # a tool's uprobes leave nothing behind: after it exits and the
             # process is detached, its executable mappings are those it had
             plain = subprocess.Popen([victim_bin, marker + "-plain"])

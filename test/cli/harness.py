@@ -61,6 +61,31 @@ def _die_with_parent():
     libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
+def text_matches_file(pid):
+    """Every executable file mapping of pid equals the file's bytes."""
+    mismatches = []
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read().splitlines()
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            parts = line.split()
+            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            off = int(parts[2], 16)
+            try:
+                with open(parts[5], "rb") as fil:
+                    fil.seek(off)
+                    want = fil.read(hi - lo)
+            except OSError:
+                continue
+            mem.seek(lo)
+            got = mem.read(len(want))
+            if got != want:
+                mismatches.append(parts[5])
+    return mismatches
+
+
 class Server:
     def __init__(self, args, extra_args=()):
         self.args = args
