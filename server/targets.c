@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -437,6 +439,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                 }
                 t->inj.uprobe_entry = hello.base.uprobe_entry;
                 t->inj.uretprobe_return = hello.base.uretprobe_return;
+                t->hook_table = hello.base.max_hooks >= TARGET_MAX_HOOKS ? hello.base.hook_table : 0;
                 if (body >= sizeof(hello)) {
                     t->thread_table = hello.thread_table;
                     t->max_threads = hello.max_threads;
@@ -1429,6 +1432,22 @@ bool targets_readable(struct server *s, struct target *t)
     }
 }
 
+/* Runs of a hook's programs the payload skipped (recursion, thread table
+ * or shadow stack full), read from its hook slot; 0 if unreadable. */
+static uint64_t hook_misses(const struct target *t, const struct target_hook *h)
+{
+    uint64_t misses = 0;
+    if (!t->hook_table)
+        return 0;
+    struct iovec local = {&misses, sizeof(misses)};
+    struct iovec remote = {(void *)(uintptr_t)(t->hook_table + (uint64_t)h->index * sizeof(struct bpfg_hook_slot) +
+                                               offsetof(struct bpfg_hook_slot, misses)),
+                           sizeof(misses)};
+    if (process_vm_readv(t->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(misses))
+        return 0;
+    return misses;
+}
+
 void targets_pack_list(struct server *s, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, s->targets.count);
@@ -1448,8 +1467,11 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         msgpack_pack_array(pk, nprogs);
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
+            uint64_t misses = h->used && h->nprogs ? hook_misses(t, h) : 0;
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
-                msgpack_pack_map(pk, 4);
+                msgpack_pack_map(pk, 5);
+                bpfg_pack_cstr(pk, "misses");
+                msgpack_pack_uint64(pk, misses);
                 bpfg_pack_cstr(pk, "engine");
                 bpfg_pack_cstr(pk, targets_engine_name(prog_engine(t, h->prog_ids[k])));
                 bpfg_pack_cstr(pk, "prog");

@@ -60,6 +60,7 @@ struct target {
     uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
     uint64_t thread_table;     /* payload's uretprobe shadow stacks (abi.h) */
+    uint64_t hook_table;       /* payload's hook slots (abi.h), for their miss counters */
     uint32_t max_threads, shadow_depth;
     bool pidns;                /* runs in another pid namespace: the payload gets our ids */
     uint64_t pidns_hash;       /* of the last thread list sent */

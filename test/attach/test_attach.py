@@ -314,6 +314,25 @@ def main():
         finally:
             v.stop()
 
+        # runs the payload had to skip are counted per hook (target.list
+        # "misses"): a uretprobe on a function recursing deeper than the
+        # shadow stack misses the innermost 8 of every 40 returns
+        rv = subprocess.Popen([os.path.join(args.test_bin, "recurse-victim")])
+        try:
+            time.sleep(0.2)
+            zero_counts(cl)
+            attach(cl, rv.pid, ["add_return"], ":recurse")
+            time.sleep(0.5)
+            hooks = [h for t in cl.call("target.list") if t["pid"] == rv.pid for h in t["hooks"]]
+            misses, returns = hooks[0]["misses"] if hooks else 0, counts(cl)[1]
+            check(misses > 0 and abs(misses * 4 - returns) <= 4 * 40,
+                  f"target.list: a hook's missed runs ({misses} misses, {returns} returns traced: 8 of 40 missed)")
+            cl.call("target.detach", pid=rv.pid)
+            check(rv.poll() is None and text_matches_file(rv.pid) == [], "the recursing victim runs on, text restored")
+        finally:
+            rv.kill()
+            rv.wait()
+
         # a fork made after attach runs the probes too (programs follow
         # forks); detach removes them there as well, and so does the end of
         # the target (which a fork holding the payload's socket must not hide)
