@@ -44,9 +44,9 @@ static int victim_start(struct victim *v, const char *bin, int threads)
         dup2(to[0], 0);
         dup2(from[1], 1);
         char n[16];
-        snprintf(n, sizeof(n), "%d", threads);
+        snprintf(n, sizeof(n), "%d", threads < 0 ? -threads : threads);
         if (threads)
-            execl(bin, bin, "--threads", n, (char *)NULL);
+            execl(bin, bin, threads < 0 ? "--busy" : "--threads", n, (char *)NULL);
         else
             execl(bin, bin, (char *)NULL);
         _exit(127);
@@ -302,6 +302,15 @@ static int run(struct bench_ctx *ctx)
         goto out;
     bench_report(ctx, "threads stopped (100 threads)", "bpfgraft", (double)many.stop_us, "us", NULL, 0);
     bench_report(ctx, "attach latency (100 threads)", "bpfgraft", many.attach_ms, "ms", NULL, 0);
+    victim_stop(&v);
+
+    /* 8 spinning threads on fewer CPUs: each is caught only when it runs,
+     * so stopping them one after the other would cost a time slice each */
+    struct graft_result busy;
+    if ((err = victim_start(&v, victim_bin, -8)) || (err = graft_cost(&r, &v, "empty_entry", NULL, kn, &busy)))
+        goto out;
+    bench_report(ctx, "threads stopped (8 busy threads)", "bpfgraft", (double)busy.stop_us, "us", NULL, 0);
+    bench_report(ctx, "attach latency (8 busy threads)", "bpfgraft", busy.attach_ms, "ms", NULL, 0);
     bench_note(ctx, "per-hit cost = probed ns/call - unprobed ns/call, best of 3 runs of %ld calls; "
                "kernel: libbpf uprobes with the same BPF programs; map counter checked exact", n);
 out:

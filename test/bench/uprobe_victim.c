@@ -2,7 +2,8 @@
  *   run N      call bench_target() N times, print the elapsed ns
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
- * long attaching stops a process with many threads. */
+ * long attaching stops a process with many threads; with "--busy N", N
+ * threads that spin (each must be caught on a CPU to stop). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,14 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
+static void *spinner(void *arg)
+{
+	(void)arg;
+	for (volatile unsigned long i = 0;; i++)
+		;
+	return NULL;
+}
+
 static unsigned long long now_ns(void)
 {
 	struct timespec ts;
@@ -36,11 +45,11 @@ static unsigned long long now_ns(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "--threads") == 0) {
+	if (argc == 3 && (strcmp(argv[1], "--threads") == 0 || strcmp(argv[1], "--busy") == 0)) {
 		int n = atoi(argv[2]);
 		for (int i = 0; i < n; i++) {
 			pthread_t t;
-			if (pthread_create(&t, NULL, sleeper, NULL) != 0)
+			if (pthread_create(&t, NULL, argv[1][2] == 'b' ? spinner : sleeper, NULL) != 0)
 				return 1;
 		}
 	}
