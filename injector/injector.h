@@ -104,6 +104,7 @@ struct bpfg_injected {
     uint64_t params;                 /* address of struct bpfg_payload_params */
     uint64_t uprobe_entry;
     uint64_t uretprobe_return;
+    bool shared_locks;               /* the payload found glibc's mutex (bpfg_target_has_shared_locks) */
 };
 
 struct bpfg_inject_opts {

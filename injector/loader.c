@@ -230,9 +230,22 @@ static int apply_relocations(struct bpfg_stopped *st, const struct elf_view *v, 
     return 0;
 }
 
-/* The target's libc: base address and path (seen through /proc/PID/root,
- * so another mount namespace works). */
-static int find_libc(pid_t pid, uint64_t *base, char *path, size_t pathlen)
+static bool is_libc(const char *file, const char *unused)
+{
+    (void)unused;
+    const char *base_name = strrchr(file, '/');
+    return base_name && (strcmp(base_name, "/libc.so.6") == 0 || strncmp(base_name, "/libc-2.", 8) == 0);
+}
+
+static bool is_file(const char *file, const char *want)
+{
+    return strcmp(file, want) == 0;
+}
+
+/* The first mapping of pid at file offset 0 whose path `match` accepts:
+ * its start address and path. */
+static int find_mapping(pid_t pid, bool (*match)(const char *file, const char *arg), const char *arg, uint64_t *base,
+                        char *file_out, size_t outlen)
 {
     char maps[64], line[1024];
     snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
@@ -243,75 +256,50 @@ static int find_libc(pid_t pid, uint64_t *base, char *path, size_t pathlen)
     while (fgets(line, sizeof(line), f)) {
         unsigned long lo, off;
         char file[768] = "";
-        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %767s", &lo, &off, file) != 3 || off != 0)
-            continue;
-        const char *base_name = strrchr(file, '/');
-        if (!base_name || (strcmp(base_name, "/libc.so.6") != 0 && strncmp(base_name, "/libc-2.", 8) != 0))
-            continue;
-        *base = lo;
-        snprintf(path, pathlen, "/proc/%d/root%s", (int)pid, file);
-        r = 0;
-        break;
-    }
-    fclose(f);
-    return r;
-}
-
-/* A statically linked executable: its own file and load base (0 for a
- * fixed-address ET_EXEC, whose symbols are absolute). */
-static int find_exe(pid_t pid, uint64_t *base, char *path, size_t pathlen)
-{
-    char link[64], exe[768], maps[64], line[1024];
-    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -errno;
-    exe[n] = 0;
-    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(maps, "re");
-    if (!f)
-        return -errno;
-    int r = -ENOENT;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, off;
-        char file[768] = "";
-        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %767s", &lo, &off, file) == 3 && off == 0 &&
-            strcmp(file, exe) == 0) {
+        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %767s", &lo, &off, file) == 3 && off == 0 && match(file, arg)) {
             *base = lo;
+            snprintf(file_out, outlen, "%s", file);
             r = 0;
             break;
         }
     }
     fclose(f);
-    snprintf(path, pathlen, "/proc/%d/exe", (int)pid);
     return r;
 }
 
+/* Where the target's glibc functions are: libc.so.6 (read through
+ * /proc/PID/root, so another mount namespace works), or else the executable
+ * itself when it is statically linked (its symbols found only when it kept
+ * its symbol table; 0 base for a fixed-address ET_EXEC). */
 static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
 {
     uint64_t base = 0;
-    char path[1024];
+    char file[768], path[1024], exe[768];
     uint8_t *data = NULL;
     size_t len;
     struct elf_view v;
     memset(imp, 0, sizeof(*imp));
-    bool shared = find_libc(pid, &base, path, sizeof(path)) == 0;
-    /* no libc.so.6: a static executable carries glibc's functions itself
-     * (found only when it keeps its symbol table) */
-    if (!shared && find_exe(pid, &base, path, sizeof(path)) != 0)
-        return;
+    bool shared = find_mapping(pid, is_libc, NULL, &base, file, sizeof(file)) == 0;
+    if (shared) {
+        snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, file);
+    } else {
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+        ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+        if (n <= 0)
+            return;
+        exe[n] = 0;
+        if (find_mapping(pid, is_file, exe, &base, file, sizeof(file)) != 0)
+            return;
+        snprintf(path, sizeof(path), "%s", link);
+    }
     if (read_whole(path, &data, &len, NULL) != 0)
         return;   /* the payload runs without shared locks */
-    if (elf_open(&v, data, len) == 0 && !shared) {
-        if (v.eh->e_type == ET_EXEC)
+    /* a static executable: glibc's, not musl's (the maps' mutexes have
+     * glibc's layout) */
+    if (elf_open(&v, data, len) == 0 && (shared || elf_symbol(&v, "__libc_setup_tls"))) {
+        if (!shared && v.eh->e_type == ET_EXEC)
             base = 0;
-        /* glibc's, not musl's: the maps' mutexes have glibc's layout */
-        if (!elf_symbol(&v, "__libc_setup_tls")) {
-            free(data);
-            return;
-        }
-    }
-    if (elf_open(&v, data, len) == 0) {
         uint64_t a;
         if ((a = elf_symbol(&v, "pthread_mutex_lock")))
             imp->pthread_mutex_lock = base + a;
@@ -436,6 +424,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     params.server_uid = opts->server_uid;
     params.token = opts->token;
     resolve_libc(st->pid, &params.libc);
+    out->shared_locks = params.libc.pthread_mutex_lock && params.libc.pthread_mutex_unlock;
     params.state = BPFG_PAYLOAD_LOADED;
     if ((r = bpfg_mem_write(st, out->params, &params, sizeof(params)))) {
         r = bpfg_inj_fail(err, r, "writing payload parameters: %s", strerror(-r));

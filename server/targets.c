@@ -998,8 +998,10 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
                           info.type == BPF_MAP_TYPE_QUEUE || info.type == BPF_MAP_TYPE_STACK;
             if (!locked)
                 continue;
-            if (have < 0)
-                have = bpfg_target_has_shared_locks(pid);
+            if (have < 0) {   /* an attached target knows; else look (reads its libc) */
+                const struct target *t = targets_find(&s->targets, pid);
+                have = t ? t->inj.shared_locks : bpfg_target_has_shared_locks(pid);
+            }
             if (!have)
                 return srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED,
                                  "program '%s': map '%s' (%s) needs glibc's pthread_mutex_lock in process %d, which "
