@@ -46,20 +46,60 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* TracerPid from /proc/PID/status: 0 if untraced, -errno if unreadable. */
-static int tracer_of(pid_t pid)
+/* /proc/PID/LEAF, or thread tid's (tid > 0). */
+static void proc_path(char *path, size_t len, pid_t pid, pid_t tid, const char *leaf)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (tid > 0)
+        snprintf(path, len, "/proc/%d/task/%d/%s", (int)pid, (int)tid, leaf);
+    else
+        snprintf(path, len, "/proc/%d/%s", (int)pid, leaf);
+}
+
+int bpfg_inj_status_int(pid_t pid, pid_t tid, const char *field, int *value)
+{
+    char path[80], line[256];
+    size_t flen = strlen(field);
+    proc_path(path, sizeof(path), pid, tid, "status");
     FILE *f = fopen(path, "re");
     if (!f)
         return -errno;
-    int tracer = 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "TracerPid: %d", &tracer) == 1)
-            break;
+    int r = -ENODATA;
+    while (r && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':' && sscanf(line + flen + 1, "%d", value) == 1)
+            r = 0;
     fclose(f);
-    return tracer;
+    return r;
+}
+
+int bpfg_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
+{
+    char path[80], buf[1024];
+    proc_path(path, sizeof(path), pid, tid, "stat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int e = errno;
+    close(fd);
+    if (n <= 0)
+        return n < 0 ? -e : -EIO;
+    buf[n] = 0;
+    /* the command name may hold anything, ')' too: fields follow the last */
+    const char *paren = strrchr(buf, ')');
+    unsigned long fl = 0;
+    if (!paren || sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %lu", state, &fl) != 2)
+        return -EIO;
+    if (flags)
+        *flags = fl;
+    return 0;
+}
+
+/* TracerPid from /proc/PID/status: 0 if untraced, -errno if unreadable. */
+static int tracer_of(pid_t pid)
+{
+    int tracer = 0;
+    int r = bpfg_inj_status_int(pid, 0, "TracerPid", &tracer);
+    return r == -ENODATA ? 0 : r ? r : tracer;
 }
 
 static void comm_of(pid_t pid, char *buf, size_t len)
@@ -116,22 +156,6 @@ static bool seized(const struct bpfg_stopped *st, pid_t tid)
 static pid_t abandoned[MAX_ABANDONED];
 static size_t nabandoned;
 
-static char thread_state(pid_t pid, pid_t tid)
-{
-    char path[80], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    const char *paren = strrchr(buf, ')');
-    return paren && paren[1] == ' ' ? paren[2] : 0;
-}
-
 void bpfg_reap_abandoned(void)
 {
     for (size_t i = 0; i < nabandoned;) {
@@ -162,7 +186,9 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
         if (r == 0) {
             if (!polling) {
                 /* not stopped yet: block, unless it sleeps uninterruptibly */
-                polling = thread_state(pid, t->tid) == 'D' && nabandoned < MAX_ABANDONED;
+                char state = 0;
+                polling = bpfg_task_stat(pid, t->tid, &state, NULL) == 0 && state == 'D' &&
+                          nabandoned < MAX_ABANDONED;
                 deadline = now_ns() + STOP_TIMEOUT_MS * 1000000ull;
                 if (!polling)
                     r = waitpid(t->tid, &status, __WALL);
@@ -200,17 +226,8 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
 /* A thread we already trace and keep stopped (bpfg_start_to_entry). */
 static bool ours_already(pid_t pid, pid_t tid)
 {
-    char path[64], line[256];
     int tracer = 0;
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "TracerPid: %d", &tracer) == 1)
-            break;
-    fclose(f);
-    return tracer == getpid();
+    return bpfg_inj_status_int(pid, tid, "TracerPid", &tracer) == 0 && tracer == getpid();
 }
 
 /* Seizes one thread and asks it to stop; the stop itself is waited for

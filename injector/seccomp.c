@@ -174,21 +174,6 @@ static const char *action_name(uint32_t action)
     return names[severity(action)];
 }
 
-static int seccomp_mode(pid_t pid, pid_t tid)
-{
-    char path[80], line[128];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    FILE *f = fopen(path, "re");
-    int mode = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "Seccomp: %d", &mode) == 1)
-            break;
-    fclose(f);
-    return mode;
-}
-
 int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen, char *err)
 {
     static struct sock_filter prog[BPF_MAXINSNS];
@@ -196,7 +181,8 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
         warn[0] = 0;
     for (size_t i = 0; i < st->nthreads; i++) {
         pid_t tid = st->threads[i].tid;
-        int mode = seccomp_mode(st->pid, tid);
+        int mode = 0;
+        bpfg_inj_status_int(st->pid, tid, "Seccomp", &mode);   /* no field: no seccomp */
         if (mode == 1)
             return bpfg_inj_fail(err, -ENOTSUP, "process %d runs in strict seccomp mode (read, write and exit only): "
                         "the payload could not run there", (int)st->pid);

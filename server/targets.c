@@ -943,21 +943,10 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
 {
     if (pid == getpid())
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS, "pid %d is bpfgraftd itself", (int)pid);
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;   /* gone: the caller's next step says so */
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    const char *paren = strrchr(buf, ')');
     char state;
     unsigned long flags;
-    if (!paren || sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
-        return 0;
+    if (bpfg_task_stat(pid, 0, &state, &flags) != 0)
+        return 0;   /* gone: the caller's next step says so */
     if (flags & 0x00200000)   /* PF_KTHREAD */
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
                          "pid %d is a kernel thread: only user processes can be attached", (int)pid);
