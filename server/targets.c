@@ -763,27 +763,52 @@ static int find_free_hook(struct target *t)
     return -1;
 }
 
-/* Stops the process until no thread is inside [lo, hi) (retrying with the
- * process running in between), then returns it stopped. */
-static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind, char *err,
-                        size_t errlen)
+/* Stops the process until `clear` says the stopped threads allow what
+ * comes next, resuming it for a millisecond between tries; returns it
+ * stopped. -EBUSY (err left to the caller, *busy the thread in the way)
+ * after PATCH_RETRIES tries. */
+static int stop_when(pid_t pid, struct bpfg_stopped *st, bool (*clear)(struct bpfg_stopped *st, void *ctx, pid_t *busy),
+                     void *ctx, pid_t *busy, char *err, size_t errlen)
 {
     char ierr[BPFG_ERRLEN];
-    struct bpfg_range range = {lo, hi};
     for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
         int r = bpfg_stop_process(pid, st, ierr);
         if (r)
             return srv_efail(err, errlen, r, "%s", ierr);
-        pid_t tid;
-        /* Unwinding costs ~50 us a thread: only when a displaced call means a
-         * frame could return into the range. */
-        if (!bpfg_any_thread_in(st, lo, hi, &tid) && !(unwind && bpfg_any_return_into(st, &range, 1, &tid)))
+        if (clear(st, ctx, busy))
             return 0;
         bpfg_resume_process(st, NULL);
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
-    return srv_efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid);
+    return -EBUSY;
+}
+
+struct outside {
+    struct bpfg_range range;
+    bool unwind;
+};
+
+static bool no_thread_inside(struct bpfg_stopped *st, void *ctx, pid_t *busy)
+{
+    const struct outside *o = ctx;
+    /* Unwinding costs ~50 us a thread: only when a displaced call means a
+     * frame could return into the range. */
+    return !bpfg_any_thread_in(st, o->range.lo, o->range.hi, busy) &&
+           !(o->unwind && bpfg_any_return_into(st, &o->range, 1, busy));
+}
+
+/* Stops the process until no thread is inside [lo, hi) (nor, with unwind,
+ * would return there), then returns it stopped. */
+static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_t hi, bool unwind, char *err,
+                        size_t errlen)
+{
+    struct outside o = {{lo, hi}, unwind};
+    pid_t busy = 0;
+    int r = stop_when(pid, st, no_thread_inside, &o, &busy, err, errlen);
+    return r == -EBUSY ? srv_efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch",
+                                   (int)pid)
+                       : r;
 }
 
 /* A program joining a site that is already patched: the payload adds it
@@ -1220,6 +1245,26 @@ static bool thread_alive(pid_t pid, pid_t tid)
     return access(path, F_OK) == 0;
 }
 
+struct unload {
+    struct target *t;
+    struct bpfg_range ranges[1 + TARGET_MAX_HOOKS];
+    size_t n;
+};
+
+static bool nothing_in_payload(struct bpfg_stopped *st, void *ctx, pid_t *busy)
+{
+    struct unload *u = ctx;
+    restore_return_addresses(st, u->t);
+    if (bpfg_any_thread_in(st, u->ranges[0].lo, u->ranges[0].hi, busy))
+        return false;
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct target_hook *h = &u->t->hooks[i];
+        if (h->stub_size && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, busy))
+            return false;
+    }
+    return !bpfg_any_return_into(st, u->ranges, u->n, busy);
+}
+
 /* Stops the process for unloading the payload: once the return addresses
  * uretprobes replaced are back, no thread may run in the payload or in a
  * stub (on its way into the payload), nor return there: a signal handler
@@ -1227,33 +1272,17 @@ static bool thread_alive(pid_t pid, pid_t tid)
  * running in between, like stop_outside. */
 static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err, size_t errlen)
 {
-    struct bpfg_range ranges[1 + TARGET_MAX_HOOKS];
-    size_t n = 0;
-    ranges[n++] = (struct bpfg_range){t->inj.base, t->inj.base + t->inj.size};
+    struct unload u = {.t = t};
+    u.ranges[u.n++] = (struct bpfg_range){t->inj.base, t->inj.base + t->inj.size};
     for (int i = 0; i < TARGET_MAX_HOOKS; i++)
         if (t->hooks[i].stub_size)   /* (also of removed hooks) the part before the jump into the payload */
-            ranges[n++] = (struct bpfg_range){t->hooks[i].plan.stub_addr,
-                                              t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
-    char ierr[BPFG_ERRLEN];
-    pid_t tid = 0;
-    for (int attempt = 0; attempt < PATCH_RETRIES; attempt++) {
-        int r = bpfg_stop_process(t->pid, st, ierr);
-        if (r)
-            return srv_efail(err, errlen, r, "%s", ierr);
-        restore_return_addresses(st, t);
-        bool inside = bpfg_any_thread_in(st, ranges[0].lo, ranges[0].hi, &tid);
-        for (int i = 0; i < TARGET_MAX_HOOKS && !inside; i++) {
-            const struct target_hook *h = &t->hooks[i];
-            inside = h->stub_size && bpfg_any_thread_in(st, h->plan.stub_addr, h->plan.stub_addr + h->stub_size, &tid);
-        }
-        if (!inside && !bpfg_any_return_into(st, ranges, n, &tid))
-            return 0;
-        bpfg_resume_process(st, NULL);
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    return srv_efail(err, errlen, -EBUSY, "thread %d keeps running in (or returning into) bpfgraft's code, e.g. a "
-                     "signal handler that interrupted a probe", (int)tid);
+            u.ranges[u.n++] = (struct bpfg_range){t->hooks[i].plan.stub_addr,
+                                                  t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
+    pid_t busy = 0;
+    int r = stop_when(t->pid, st, nothing_in_payload, &u, &busy, err, errlen);
+    return r == -EBUSY ? srv_efail(err, errlen, -EBUSY, "thread %d keeps running in (or returning into) bpfgraft's "
+                                   "code, e.g. a signal handler that interrupted a probe", (int)busy)
+                       : r;
 }
 
 /* True if pid maps a bpfgraft payload at base (a fork of a target made
