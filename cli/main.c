@@ -195,16 +195,21 @@ static int call(struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp)
     return r < 0 ? 1 : 0;
 }
 
-/* A call without arguments, or with one id|name argument. */
+/* Starts a call without arguments, or with one id|name argument. */
+static void begin_ref(struct bpfg_rpc_out *out, const char *method, const char *param, const char *ref)
+{
+    cli_begin(&g_conn, out, method, param ? 1 : 0);
+    if (param) {
+        pack_key(&out->pk, param);
+        pack_ref(&out->pk, ref);
+    }
+}
+
 static int call_ref(const char *method, const char *param, const char *ref,
                     struct bpfg_rpc_msg *resp)
 {
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, method, param ? 1 : 0);
-    if (param) {
-        pack_key(&out.pk, param);
-        pack_ref(&out.pk, ref);
-    }
+    begin_ref(&out, method, param, ref);
     return call(&out, resp);
 }
 
@@ -226,15 +231,23 @@ static int print_result(const msgpack_object *o)
     return 0;
 }
 
-static int simple(const char *method, const char *param, const char *ref)
+/* Calls and prints the result: 0, or the exit status. */
+static int call_print(struct bpfg_rpc_out *out)
 {
     struct bpfg_rpc_msg resp;
-    int rc = call_ref(method, param, ref, &resp);
+    int rc = call(out, &resp);
     if (rc)
         return rc;
     print_result(&resp.params);
     bpfg_rpc_msg_release(&resp);
     return 0;
+}
+
+static int simple(const char *method, const char *param, const char *ref)
+{
+    struct bpfg_rpc_out out;
+    begin_ref(&out, method, param, ref);
+    return call_print(&out);
 }
 
 /* A method with one unsigned parameter, its result printed. */
@@ -244,13 +257,7 @@ static int simple_uint(const char *method, const char *key, uint64_t value)
     cli_begin(&g_conn, &out, method, 1);
     pack_key(&out.pk, key);
     msgpack_pack_uint64(&out.pk, value);
-    struct bpfg_rpc_msg resp;
-    int rc = call(&out, &resp);
-    if (rc)
-        return rc;
-    print_result(&resp.params);
-    bpfg_rpc_msg_release(&resp);
-    return 0;
+    return call_print(&out);
 }
 
 /* ---- status, load, unload ----------------------------------------------- */
@@ -867,13 +874,7 @@ static int cmd_attach(struct args *a)
         for (int i = 2; i < a->n; i++)
             pack_ref(&out.pk, a->v[i]);
     }
-    struct bpfg_rpc_msg resp;
-    int rc = call(&out, &resp);
-    if (rc)
-        return rc;
-    print_result(&resp.params);
-    bpfg_rpc_msg_release(&resp);
-    return 0;
+    return call_print(&out);
 }
 
 /* Forks CMD stopped just before its execve (the server takes it from
