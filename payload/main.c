@@ -79,27 +79,13 @@ static void fail_early(struct bpfg_payload_params *p, const char *fmt, ...)
 
 /* ---- socket I/O ---- */
 
-static int send_all(const void *buf, size_t len)
-{
-    const uint8_t *b = buf;
-    while (len) {
-        long n = rt_sys6(SYS_sendto, sock, (long)b, (long)len, MSG_NOSIGNAL, 0, 0);
-        if (n == -EINTR)
-            continue;
-        if (rt_is_err(n))
-            return (int)n;
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static int send_msg(uint16_t type, uint16_t flags, uint32_t seq, int32_t status, const void *body, size_t len)
 {
     struct bpfg_pmsg_hdr h = {
         .len = (uint32_t)(sizeof(h) + len), .type = type, .flags = flags, .seq = seq, .status = status};
-    int r = send_all(&h, sizeof(h));
-    return r ? r : send_all(body, len);
+    int r = rt_send_all(sock, &h, sizeof(h));
+    return r ? r : rt_send_all(sock, body, len);
 }
 
 static int reply(uint32_t seq, int status)

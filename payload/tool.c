@@ -165,20 +165,6 @@ static void chan_unlock(void)
         rt_sys3(SYS_futex, (long)&chan_word, FUTEX_WAKE_PRIVATE, 1);
 }
 
-static int chan_send(const void *buf, size_t len)
-{
-    const uint8_t *b = buf;
-    while (len) {
-        long n = rt_sys6(SYS_sendto, chan, (long)b, (long)len, MSG_NOSIGNAL, 0, 0);
-        if (n == -EINTR)
-            continue;
-        if (rt_is_err(n))
-            return (int)n;
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Reads len bytes; the first read may carry an fd (SCM_RIGHTS). */
 static int chan_recv(void *buf, size_t len, int *fd)
@@ -261,11 +247,11 @@ static int chan_call(uint16_t type, const void *b1, size_t l1, const void *b2, s
     if (!err && sizeof(h) + l1 + l2 > BPFG_PMSG_MAX)
         err = -E2BIG;
     if (!err)
-        err = chan_send(&h, sizeof(h));
+        err = rt_send_all(chan, &h, sizeof(h));
     if (!err && l1)
-        err = chan_send(b1, l1);
+        err = rt_send_all(chan, b1, l1);
     if (!err && l2)
-        err = chan_send(b2, l2);
+        err = rt_send_all(chan, b2, l2);
     struct bpfg_pmsg_hdr rh;
     if (!err)
         err = chan_recv(&rh, sizeof(rh), &rep->fd);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -371,6 +372,23 @@ int rt_on_payload_thread(void)
 {
     uint64_t sp = (uint64_t)__builtin_frame_address(0);
     return rt_params && sp >= rt_params->stack_base && sp < rt_params->stack_base + rt_params->stack_size;
+}
+
+/* ---- sockets ---- */
+
+int rt_send_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *b = buf;
+    while (len) {
+        long n = rt_sys6(SYS_sendto, fd, (long)b, (long)len, MSG_NOSIGNAL, 0, 0);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n))
+            return (int)n;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 /* ---- fault-safe memory access ---- */

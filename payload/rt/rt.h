@@ -98,6 +98,10 @@ RT_HIDDEN uint64_t rt_clock_ns(int clock);      /* vDSO, syscall fallback */
 RT_HIDDEN uint32_t rt_nr_possible_cpus(void);
 RT_HIDDEN void rt_exit_thread(int code) __attribute__((noreturn));
 
+/* Sends all len bytes on a stream socket (MSG_NOSIGNAL, EINTR retried):
+ * 0 or -errno. */
+RT_HIDDEN int rt_send_all(int fd, const void *buf, size_t len);
+
 /* Fault-safe copies through process_vm_readv/writev on our own pid: a bad
  * address gives -EFAULT, never a signal. */
 RT_HIDDEN long rt_safe_read(void *dst, const void *src, size_t len);
