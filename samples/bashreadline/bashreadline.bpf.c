@@ -6,13 +6,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define MAX_LINE 80
-
-struct line_event {
-	u32 pid;
-	char comm[16];
-	char line[MAX_LINE];
-};
+#include "line_event.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -11,18 +11,11 @@
 
 #include <bpf/libbpf.h>
 
+#include "../bashreadline/line_event.h"
 #include "common.h"
 #include "bashreadline.skel.h"
 
 #define DEFAULT_BINARY "/bin/bash"
-#define MAX_LINE 80
-
-/* Must match struct line_event in bashreadline.bpf.c. */
-struct line_event {
-	__u32 pid;
-	char comm[16];
-	char line[MAX_LINE];
-};
 
 struct env {
 	pid_t pid;
