@@ -13,7 +13,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report  # noqa: E402
+from harness import Server, check, check_eq, finish, report  # noqa: E402
 
 
 def main():
@@ -155,11 +155,7 @@ def main():
             os.write(fd, b"true first\n")
             time.sleep(0.3)
             os.write(fd, b"echo hello-from-bpfgraft\n")
-            try:
-                out, _ = reader.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                reader.kill()
-                out, _ = reader.communicate()
+            out, _ = finish(reader, 10)
             print(out)
             check("echo hello-from-bpfgraft" in out and str(pid) in out,
                   "bashreadline: the typed line arrives through the ring buffer with bash's pid")

@@ -8,7 +8,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report, text_matches_file  # noqa: E402
+from harness import Server, check, check_eq, finish, report, text_matches_file  # noqa: E402
 
 TOOLS = "/usr/sbin"
 TRACEFS = "/sys/kernel/tracing"
@@ -156,11 +155,7 @@ def main():
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                     time.sleep(3)
                     tool.send_signal(signal.SIGINT)
-                    try:
-                        runs.append(tool.communicate(timeout=20))
-                    except subprocess.TimeoutExpired:
-                        tool.kill()
-                        runs.append(tool.communicate())
+                    runs.append(finish(tool, 20))
                 (out, err), (kout, _) = runs
                 rows = [l.split() for l in out.splitlines() if l.rstrip().endswith(" localhost")]
                 krows = [l.split() for l in kout.splitlines() if l.rstrip().endswith(" localhost")]
@@ -241,11 +236,7 @@ def main():
                     t.send_signal(2)
                 outs = []
                 for t in tools_bg:
-                    try:
-                        outs.append(t.communicate(timeout=20))
-                    except subprocess.TimeoutExpired:
-                        t.kill()
-                        outs.append(t.communicate())
+                    outs.append(finish(t, 20))
                 if late:
                     late.kill()
                     late.wait()
@@ -425,11 +416,7 @@ def main():
             os.write(fd, b"echo hello-from-bashreadline\n")
             time.sleep(1.5)
             tool.send_signal(2)
-            try:
-                out, err = tool.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                tool.kill()
-                out, err = tool.communicate()
+            out, err = finish(tool, 20)
             print(out[-600:], err[-600:])
             check("COMMAND" in out and "PID" in out, "bashreadline: its own header")
             check(any("echo hello-from-bashreadline" in l and str(pid) in l for l in out.splitlines()),
@@ -455,11 +442,7 @@ def main():
             os.write(fd, b"true second\n")
             time.sleep(0.3)
             os.write(fd, b"echo hello-from-skel\n")
-            try:
-                out, err = tool.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                tool.kill()
-                out, err = tool.communicate()
+            out, err = finish(tool, 30)
             print(out[-400:], err[-400:])
             check_eq(tool.returncode, 0, "skel-bashreadline under bpfgraft run ends after -d with 0")
             check(any("echo hello-from-skel" in l and str(pid) in l for l in out.splitlines()),

@@ -61,6 +61,15 @@ def _die_with_parent():
     libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
+def finish(p, timeout):
+    """p's (stdout, stderr) once it ended; killed after timeout seconds."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.communicate()
+
+
 def text_matches_file(pid):
     """Every executable file mapping of pid equals the file's bytes."""
     mismatches = []

@@ -17,18 +17,8 @@ import tempfile
 import time
 import uuid
 
-failures = 0
-passes = 0
-
-
-def check(cond, what, detail=""):
-    global failures, passes
-    if cond:
-        passes += 1
-        print(f"PASS {what}")
-    else:
-        failures += 1
-        print(f"FAIL {what}" + (f"\n     {detail}" if detail else ""))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+from harness import check, finish, report  # noqa: E402
 
 
 def start_tool(argv):
@@ -50,14 +40,6 @@ def start_tool(argv):
             break
     out, err = finish(p, 5)
     raise RuntimeError(f"{argv[0]} did not start: {''.join(header)}{out}{err}")
-
-
-def finish(p, timeout):
-    try:
-        return p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        return p.communicate()
 
 
 def reap(pid):
@@ -314,8 +296,7 @@ def main():
             globals()[f"test_{name}"](a)
         except Exception as e:  # a crashed part is a failure, not a skip
             check(False, f"{name}: ran to the end", repr(e))
-    print(f"{passes} passed, {failures} failed")
-    return 1 if failures or not passes else 0
+    return report()
 
 
 if __name__ == "__main__":
