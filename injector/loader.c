@@ -408,6 +408,11 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
         goto undo;
     out->stack_base = stack;
     out->stack_size = PAYLOAD_STACK;
+    /* reserved only: the payload makes a slot's stack writable on first use */
+    if ((r = remote_mmap(st, 0, BPFG_HANDLER_STACKS_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+                         0, &out->hstacks_base, err)))
+        goto undo;
+    out->hstacks_size = BPFG_HANDLER_STACKS_SIZE;
     out->params = base + sym_params;
     out->uprobe_entry = sym_uprobe ? base + sym_uprobe : 0;
     out->uretprobe_return = sym_uret ? base + sym_uret : 0;
@@ -420,6 +425,8 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     params.load_size = span;
     params.stack_base = stack;
     params.stack_size = PAYLOAD_STACK;
+    params.handler_stacks = out->hstacks_base;
+    params.handler_stacks_size = out->hstacks_size;
     snprintf(params.server_socket, sizeof(params.server_socket), "%s", opts->server_socket);
     params.server_uid = opts->server_uid;
     params.token = opts->token;
@@ -458,6 +465,8 @@ undo:
         remote(st, SYS_munmap, out->base, out->size, 0, 0, 0, 0, &ignored, "munmap", NULL);
     if (out->stack_base)
         remote(st, SYS_munmap, out->stack_base, out->stack_size, 0, 0, 0, 0, &ignored, "munmap", NULL);
+    if (out->hstacks_base)
+        remote(st, SYS_munmap, out->hstacks_base, out->hstacks_size, 0, 0, 0, 0, &ignored, "munmap", NULL);
     memset(out, 0, sizeof(*out));
 out:
     free(img);
@@ -522,6 +531,8 @@ int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj
         r = remote(st, SYS_munmap, inj->base, inj->size, 0, 0, 0, 0, &ignored, "munmap", err);
     if (!r)
         r = remote(st, SYS_munmap, inj->stack_base, inj->stack_size, 0, 0, 0, 0, &ignored, "munmap", err);
+    if (!r && inj->hstacks_base)
+        r = remote(st, SYS_munmap, inj->hstacks_base, inj->hstacks_size, 0, 0, 0, 0, &ignored, "munmap", err);
     return r;
 }
 

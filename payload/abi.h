@@ -55,11 +55,24 @@ struct bpfg_payload_params {
     uint32_t server_uid;         /* the server's uid: checked with SO_PEERCRED */
     uint64_t token;              /* identifies this attach to the server */
     struct bpfg_libc_imports libc;
+    uint64_t handler_stacks;     /* PROT_NONE reservation of BPFG_HANDLER_STACKS_SIZE bytes: */
+    uint64_t handler_stacks_size;/* the per-thread handler stacks (below) */
     /* Written by the payload, read by the injector/server. */
     volatile uint32_t state;     /* enum bpfg_payload_state */
     volatile int32_t payload_tid;
     char error[128];
 };
+
+/* Handlers never run on the target's stack (it may be an 8 KiB signal
+ * stack, a goroutine's or a fiber's): thread slot i (BPFG_MAX_THREADS
+ * below) owns the stack at handler_stacks + i * BPFG_HANDLER_STACK_STRIDE,
+ * a guard page then BPFG_HANDLER_STACK_SIZE bytes, made writable by the
+ * payload the first time a thread of that slot needs it. The injector
+ * reserves the region and unmaps it with the payload. */
+#define BPFG_HANDLER_STACK_SIZE (128u << 10)
+#define BPFG_HANDLER_STACK_GUARD 4096u
+#define BPFG_HANDLER_STACK_STRIDE (BPFG_HANDLER_STACK_SIZE + BPFG_HANDLER_STACK_GUARD)
+#define BPFG_HANDLER_STACKS_SIZE ((uint64_t)BPFG_HANDLER_STACK_STRIDE * BPFG_MAX_THREADS)
 
 /* bpfg_payload_start: entered by the injector on a hijacked thread with
  *   rax = SYS_clone, rdi = clone flags, rsi = new stack top,

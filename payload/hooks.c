@@ -20,6 +20,7 @@
 #include <linux/membarrier.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -43,6 +44,8 @@ static bool use_membarrier;
 /* How handlers find their thread's key (thread_key). */
 enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct */
 static uint8_t key_method;
+/* The handler stacks' reservation (abi.h); 0: none, every hit a miss. */
+static uint64_t hstacks;
 
 void hooks_init(void)
 {
@@ -55,6 +58,8 @@ void hooks_init(void)
         key_method = KEY_FS0;
     else
         key_method = KEY_SYSCALL;
+    if (rt_params->handler_stacks_size >= BPFG_HANDLER_STACKS_SIZE)
+        hstacks = rt_params->handler_stacks;
     long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (rt_is_err(r) || !(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
         return;
@@ -159,6 +164,39 @@ static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
         t->misses++;
 }
 
+/* ---- handler stacks (abi.h: BPFG_HANDLER_STACK_*) ----
+ *
+ * The entry code calls bpfg_handler_stack on the target's stack, so it and
+ * what it calls keep small frames (payload/README.md: the stack budget). */
+static uint8_t hstack_ready[BPFG_MAX_THREADS];
+
+static __attribute__((noinline)) bool hstack_prepare(size_t i, uint64_t lo)
+{
+    long r = rt_sys3(SYS_mprotect, (long)lo, BPFG_HANDLER_STACK_SIZE, PROT_READ | PROT_WRITE);
+    if (rt_is_err(r))
+        return false;
+    __atomic_store_n(&hstack_ready[i], 1, __ATOMIC_RELEASE);
+    return true;
+}
+
+/* Called by the entry code with its stack pointer: the 16-aligned stack
+ * pointer the handler is to run on, or 0 if the thread has none (a miss).
+ * A thread already on its handler stack (a signal handler that interrupted
+ * a handler reached a probe) goes on below sp. */
+uint64_t bpfg_handler_stack(uint64_t sp)
+{
+    struct bpfg_thread_slot *t = thread_slot();
+    if (!t || !hstacks)
+        return 0;
+    size_t i = (size_t)(t - bpfg_threads);
+    uint64_t lo = hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
+    if (sp - lo < BPFG_HANDLER_STACK_SIZE)
+        return sp & ~15ull;
+    if (!__atomic_load_n(&hstack_ready[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
+        return 0;
+    return lo + BPFG_HANDLER_STACK_SIZE;
+}
+
 /* Sets every field but rb[] (only read below nrb), one store each: a
  * {...} initialiser or a memset becomes a rep stos, which cost more than
  * the rest of an empty program's run. */
@@ -194,20 +232,34 @@ static inline bool any_prog(const uint64_t *list)
             __atomic_load_n(&list[2], __ATOMIC_ACQUIRE) | __atomic_load_n(&list[3], __ATOMIC_ACQUIRE)) != 0;
 }
 
-/* Called by bpfg_uprobe_entry. Returns 1 to return to the caller with
- * regs->ax (bpf_override_return), 0 to continue at the resume address,
- * which it stores in the word after the pt_regs' saved flags. */
-long bpfg_uprobe_handler(struct bpfg_pt_regs *regs)
+static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
 {
-    uint64_t index = regs->orig_ax;
     if (index >= BPFG_MAX_HOOKS)
         __builtin_trap();   /* a stub we did not make: nowhere to continue */
     struct bpfg_hook_slot *h = &bpfg_hooks[index];
-    uint64_t *frame = (uint64_t *)(regs + 1);
-    frame[1] = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
-    regs->ip = h->site;
-    if (!frame[1])
+    *resume = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
+    if (!*resume)
         __builtin_trap();
+    return h;
+}
+
+/* Called by bpfg_uprobe_entry, on the target's stack, when the thread has
+ * no handler stack: the hit is skipped. *word holds the hook index and
+ * receives the resume address. */
+void bpfg_uprobe_miss(uint64_t *word)
+{
+    miss(hook_resume(*word, word), NULL);
+}
+
+/* Called by bpfg_uprobe_entry on the thread's handler stack. Returns 1 to
+ * return to the caller with regs->ax (bpf_override_return), 0 to continue
+ * at the resume address, which it stores in *resume (on the target's
+ * stack, read by the entry code's jmp). */
+long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
+{
+    uint64_t index = regs->orig_ax;
+    struct bpfg_hook_slot *h = hook_resume(index, resume);
+    regs->ip = h->site;
 
     bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
     if (!has_entry && !has_ret)
@@ -256,6 +308,15 @@ static void fatal_no_entry(uint64_t sp)
         snprintf(rt_params->error, sizeof(rt_params->error),
                  "uretprobe: no shadow-stack entry for return at sp 0x%llx", (unsigned long long)sp);
     __builtin_trap();
+}
+
+/* Called by bpfg_uretprobe_return when the thread has no handler stack,
+ * which it had when the entry pushed the frame: cannot happen. */
+void bpfg_uretprobe_lost(uint64_t save) __attribute__((noreturn));
+
+void bpfg_uretprobe_lost(uint64_t save)
+{
+    fatal_no_entry(save + 88);   /* start.S: S_WORD, the frame's return slot */
 }
 
 /* Called by bpfg_uretprobe_return; returns the original return address. */

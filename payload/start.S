@@ -20,56 +20,61 @@
 #define RIP 128
 #define CS 136
 #define EFLAGS 144
+#define FLAGS EFLAGS
 #define RSP 152
 #define SS 160
 #define PTREGS 168
 
-.macro SAVE_GPRS
-    mov %r15, R15(%rsp)
-    mov %r14, R14(%rsp)
-    mov %r13, R13(%rsp)
-    mov %r12, R12(%rsp)
-    mov %rbp, RBP(%rsp)
-    mov %rbx, RBX(%rsp)
-    mov %r11, R11(%rsp)
-    mov %r10, R10(%rsp)
-    mov %r9, R9(%rsp)
-    mov %r8, R8(%rsp)
-    mov %rax, RAX(%rsp)
-    mov %rcx, RCX(%rsp)
-    mov %rdx, RDX(%rsp)
-    mov %rsi, RSI(%rsp)
-    mov %rdi, RDI(%rsp)
+/* The words the entry code keeps on the target's stack (T = rsp after
+ * SAVE_SCRATCH): the registers a C call may clobber, the flags, the word
+ * the stub pushed (or the uretprobe's slot) and above it the probed
+ * frame. Everything else lives on the thread's handler stack. */
+#define S_RBX 0
+#define S_R11 8
+#define S_R10 16
+#define S_R9 24
+#define S_R8 32
+#define S_RDI 40
+#define S_RSI 48
+#define S_RDX 56
+#define S_RCX 64
+#define S_RAX 72
+#define S_FLAGS 80
+#define S_WORD 88       /* hook index in; the address to continue at out */
+#define S_SP 96         /* the probed frame's stack pointer */
+
+.macro SAVE_SCRATCH
+    pushfq
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
 .endm
 
-/* mov only: the flags stay as the handler left them until popfq */
-.macro RESTORE_GPRS
-    mov R15(%rsp), %r15
-    mov R14(%rsp), %r14
-    mov R13(%rsp), %r13
-    mov R12(%rsp), %r12
-    mov RBP(%rsp), %rbp
-    mov RBX(%rsp), %rbx
-    mov R11(%rsp), %r11
-    mov R10(%rsp), %r10
-    mov R9(%rsp), %r9
-    mov R8(%rsp), %r8
-    mov RAX(%rsp), %rax
-    mov RCX(%rsp), %rcx
-    mov RDX(%rsp), %rdx
-    mov RSI(%rsp), %rsi
-    mov RDI(%rsp), %rdi
-.endm
-
-/* Puts back the flags pushed at PTREGS(%rsp) and then rax (the other
- * registers are restored already). popfq is microcoded and slow; the
- * handler changes only the arithmetic flags and DF (cld), so when DF was
- * clear and the CPU has lahf/sahf in long mode, sahf restores SF ZF AF PF
- * CF and an add that overflows exactly when OF was set restores OF. */
-.macro RESTORE_FLAGS_RAX
+/* rsp = T: pops what SAVE_SCRATCH pushed, leaving rsp at S_WORD. pop and
+ * lea leave the flags alone. popfq is microcoded and slow; the handler
+ * changes only the arithmetic flags and DF (cld), so when DF was clear and
+ * the CPU has lahf/sahf in long mode, sahf restores SF ZF AF PF CF and an
+ * add that overflows exactly when OF was set restores OF. */
+.macro RESTORE_SCRATCH
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
     cmpb $0, rt_lahf(%rip)
     je 8f
-    movzwl PTREGS(%rsp), %eax
+    movzwl 8(%rsp), %eax
     test $0x04, %ah             /* DF (bit 10) set: the slow way */
     jnz 8f
     shr $3, %ah                 /* OF: bit 11 -> bit 0 */
@@ -77,12 +82,55 @@
     xchg %al, %ah               /* al = OF, ah = SF ZF AF PF CF */
     add $0x7f, %al              /* OF = (al == 1) */
     sahf
-    mov RAX(%rsp), %rax
     jmp 9f
-8:  mov RAX(%rsp), %rax
-    push PTREGS(%rsp)
+8:  push 8(%rsp)
     popfq
-9:
+9:  pop %rax
+    lea 8(%rsp), %rsp
+.endm
+
+/* rbx = T, rsp 16-aligned. Asks for the thread's handler stack; at `none`
+ * if it has none, else on it with a kernel-layout struct pt_regs at rsp
+ * (ip and orig_ax left to the caller). */
+.macro SWITCH_STACK none
+    cld
+    mov %rbx, %rdi
+    call bpfg_handler_stack
+    test %rax, %rax
+    jz \none
+    lea -(PTREGS+8)(%rax), %rsp     /* 16-aligned again for the call */
+    mov %r15, R15(%rsp)
+    mov %r14, R14(%rsp)
+    mov %r13, R13(%rsp)
+    mov %r12, R12(%rsp)
+    mov %rbp, RBP(%rsp)
+    mov S_RBX(%rbx), %rax
+    mov %rax, RBX(%rsp)
+    mov S_R11(%rbx), %rax
+    mov %rax, R11(%rsp)
+    mov S_R10(%rbx), %rax
+    mov %rax, R10(%rsp)
+    mov S_R9(%rbx), %rax
+    mov %rax, R9(%rsp)
+    mov S_R8(%rbx), %rax
+    mov %rax, R8(%rsp)
+    mov S_RDI(%rbx), %rax
+    mov %rax, RDI(%rsp)
+    mov S_RSI(%rbx), %rax
+    mov %rax, RSI(%rsp)
+    mov S_RDX(%rbx), %rax
+    mov %rax, RDX(%rsp)
+    mov S_RCX(%rbx), %rax
+    mov %rax, RCX(%rsp)
+    mov S_RAX(%rbx), %rax
+    mov %rax, RAX(%rsp)
+    mov S_FLAGS(%rbx), %rax
+    mov %rax, FLAGS(%rsp)
+    lea S_SP(%rbx), %rax
+    mov %rax, RSP(%rsp)
+    movq $0, RIP(%rsp)
+    movq $0x33, CS(%rsp)
+    movq $0x2b, SS(%rsp)
 .endm
 
     .text
@@ -109,77 +157,67 @@ bpfg_payload_start:
     jmp 3b
     .size bpfg_payload_start, . - bpfg_payload_start
 
-/* From a stub: [rsp] = hook index, [rsp+8] = the function's return address.
- * Frame (R = rsp after pushfq): [R] flags, [R+8] index, later the resume
- * address written by the handler, [R+16] return address = the sp the
- * function saw. The pt_regs go right below R. */
+/* From a stub: [rsp] = hook index, [rsp+8] = the function's return
+ * address. The handler runs on the thread's handler stack; the target's
+ * stack holds only SAVE_SCRATCH's words. */
     .globl bpfg_uprobe_entry
     .type bpfg_uprobe_entry, @function
     .balign 16
 bpfg_uprobe_entry:
-    pushfq
-    lea -PTREGS(%rsp), %rsp
-    SAVE_GPRS
-    mov PTREGS+8(%rsp), %rax
-    mov %rax, ORIG_AX(%rsp)
-    mov PTREGS(%rsp), %rax
-    mov %rax, EFLAGS(%rsp)
-    lea PTREGS+16(%rsp), %rax
-    mov %rax, RSP(%rsp)
-    movq $0, RIP(%rsp)
-    movq $0x33, CS(%rsp)
-    movq $0x2b, SS(%rsp)
+    SAVE_SCRATCH
     mov %rsp, %rbx
     and $-16, %rsp
-    cld
-    mov %rbx, %rdi
+    SWITCH_STACK 2f
+    mov S_WORD(%rbx), %rax
+    mov %rax, ORIG_AX(%rsp)
+    mov %rsp, %rdi
+    lea S_WORD(%rbx), %rsi
     call bpfg_uprobe_handler
+    mov RAX(%rsp), %rcx         /* bpf_override_return's value */
+    mov %rcx, S_RAX(%rbx)
     mov %rbx, %rsp
     test %rax, %rax
     jnz 1f
-    RESTORE_GPRS
-    RESTORE_FLAGS_RAX
+    RESTORE_SCRATCH
     /* To the resume address with the function's sp. A jmp, not a ret: a
      * ret to an address no call pushed mispredicts, and so would the
      * function's own ret after it (the return stack is off by one). The
      * word read sits in the red zone, which no signal frame overwrites. */
-    lea PTREGS+16(%rsp), %rsp
+    lea 8(%rsp), %rsp
     jmp *-8(%rsp)
-1:  RESTORE_GPRS
-    RESTORE_FLAGS_RAX       /* rax: the override value */
-    lea PTREGS+16(%rsp), %rsp
+1:  RESTORE_SCRATCH
+    lea 8(%rsp), %rsp
     ret                     /* to the caller: the function is skipped */
+2:  lea S_WORD(%rbx), %rdi  /* no handler stack: skipped, counted as a miss */
+    call bpfg_uprobe_miss
+    mov %rbx, %rsp
+    RESTORE_SCRATCH
+    lea 8(%rsp), %rsp
+    jmp *-8(%rsp)
     .size bpfg_uprobe_entry, . - bpfg_uprobe_entry
 
 /* A uretprobe'd function returned here (its return address was replaced).
- * [R+8] receives the original return address from the handler. */
+ * S_WORD receives the original return address from the handler. */
     .globl bpfg_uretprobe_return
     .type bpfg_uretprobe_return, @function
     .balign 16
 bpfg_uretprobe_return:
     push $0
-    pushfq
-    lea -PTREGS(%rsp), %rsp
-    SAVE_GPRS
-    movq $-1, ORIG_AX(%rsp)
-    mov PTREGS(%rsp), %rax
-    mov %rax, EFLAGS(%rsp)
-    lea PTREGS+16(%rsp), %rax
-    mov %rax, RSP(%rsp)
-    movq $0, RIP(%rsp)
-    movq $0x33, CS(%rsp)
-    movq $0x2b, SS(%rsp)
+    SAVE_SCRATCH
     mov %rsp, %rbx
     and $-16, %rsp
-    cld
-    mov %rbx, %rdi
+    SWITCH_STACK 2f
+    movq $-1, ORIG_AX(%rsp)
+    mov %rsp, %rdi
     call bpfg_uretprobe_handler
+    mov %rax, S_WORD(%rbx)
     mov %rbx, %rsp
-    mov %rax, PTREGS+8(%rsp)
-    RESTORE_GPRS
-    RESTORE_FLAGS_RAX
-    lea PTREGS+16(%rsp), %rsp   /* the caller's sp, as after its ret */
+    RESTORE_SCRATCH
+    lea 8(%rsp), %rsp       /* the caller's sp, as after its ret */
     jmp *-8(%rsp)           /* not ret: the return stack holds no entry for it */
+2:  mov %rbx, %rdi          /* the thread had a stack at entry: cannot happen */
+    call bpfg_uretprobe_lost
+    ud2
     .size bpfg_uretprobe_return, . - bpfg_uretprobe_return
 
     .section .note.GNU-stack,"",@progbits
