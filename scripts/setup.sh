@@ -16,6 +16,7 @@ PACKAGES=(
   libzydis-dev
   bpftool linux-libc-dev
   strace procps
+  golang-go      # a cgo victim: probes on goroutine stacks
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
 )
 

@@ -1,0 +1,132 @@
+"""Probes on any stack (payload/README.md, "Stack budget"): uprobes and
+uretprobes hit where the target has little stack left — a signal handler
+on an 8 KiB alternate stack, a ucontext fiber with a 16 KiB stack, a
+thread with a 16 KiB stack, goroutines — with exact counts and the process
+unharmed; and the deepest write a probe makes below the probed call's
+stack pointer stays within the documented budget."""
+import argparse
+import os
+import struct
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, finish, report, text_matches_file  # noqa: E402
+
+BUDGET = 160   # bytes below the probed function's sp (payload/README.md)
+HITS = 10000
+
+
+def counts(cl):
+    out = []
+    for k in range(2):
+        r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
+        out.append(struct.unpack("<Q", r["value"])[0])
+    return out
+
+
+def zero_counts(cl):
+    for k in range(4):
+        cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
+
+
+class Victim:
+    """A process that waits for a line, does its work, prints one line and
+    waits for another before it exits."""
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.pid = self.proc.pid
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+
+    def run(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def end(self):
+        out, _ = finish(self.proc, 30)
+        return self.proc.returncode, out
+
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+def probed_run(cl, argv, target, progs, what, env=None, engine="llvm"):
+    """Runs argv once with progs attached to target; returns (fields, counts)."""
+    v = Victim(argv, env)
+    check(v.ready, f"{what}: victim ready")
+    zero_counts(cl)
+    cl.call("target.attach", pid=v.pid, object="count", programs=progs, target=target, engine=engine)
+    line = v.run()
+    got = counts(cl)
+    alive = v.proc.poll() is None
+    if alive:
+        cl.call("target.detach", pid=v.pid)
+        check_eq(text_matches_file(v.pid), [], f"{what}: text equals the files after detach")
+    rc, rest = v.end()
+    check(alive and rc == 0, f"{what}: the process is unharmed (exit {rc})", line + rest)
+    return fields(line), got
+
+
+def test_small_stacks(cl, victim):
+    for mode in ("sigalt", "fiber", "thread"):
+        for engine in ("llvm", "interp"):
+            what = f"{mode}/{engine}"
+            f, got = probed_run(cl, [victim, mode, str(HITS)], ":stack_probed", ["add_entry", "add_return"], what,
+                                engine=engine)
+            check_eq(int(f.get("calls", -1)), HITS, f"{what}: the victim made {HITS} calls")
+            check_eq(got, [HITS, HITS], f"{what}: uprobe and uretprobe counted every call exactly")
+
+
+def test_depth(cl, victim):
+    v = Victim([victim, "depth", "50"])
+    base = fields(v.run())
+    v.end()
+    check_eq(int(base.get("depth", -1)), 8, "unprobed: a call writes only its return address below sp")
+    for progs in (["add_entry"], ["add_entry", "add_return"]):
+        what = "+".join(progs)
+        f, got = probed_run(cl, [victim, "depth", "200"], ":depth_probed", progs, f"depth {what}")
+        depth, calls = int(f.get("depth", -1)), int(f.get("calls", -1))
+        check_eq(got[0], calls, f"depth {what}: every measured call was probed")
+        print(f"     deepest write below the probed call's sp: {depth} bytes (budget {BUDGET})")
+        check(8 < depth <= BUDGET, f"depth {what}: a probe writes at most {BUDGET} bytes of the target's stack",
+              f"{depth} bytes")
+
+
+def test_go(cl, go_victim):
+    env = dict(os.environ, GODEBUG="clobberfree=1,gccheckmark=1", GOGC="1")
+    base = Victim([go_victim, "20000"], env)
+    plain = fields(base.run())
+    base.end()
+    f, got = probed_run(cl, [go_victim, "20000"], ":main.probed", ["add_entry"], "go", env=env)
+    check(plain.get("calls") == "160000" and f == plain, "go: goroutines compute what they compute unprobed",
+          f"{f} vs {plain}")
+    check_eq(got[0], 160000, "go: the uprobe counted every call from 8 goroutines exactly")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--victim", required=True)
+    ap.add_argument("--go-victim", default="")
+    ap.add_argument("--obj", required=True)
+    ap.add_argument("--scripts", required=True)
+    args = ap.parse_args()
+    sys.path.insert(0, args.scripts)
+    with Server(args) as srv:
+        cl = srv.client()
+        cl.call("object.load", path=os.path.abspath(args.obj), name="count")
+        test_depth(cl, args.victim)
+        test_small_stacks(cl, args.victim)
+        if args.go_victim:
+            test_go(cl, args.go_victim)
+        else:
+            check(False, "go: a Go victim to probe", "no Go toolchain at build time (scripts/setup.sh installs golang-go)")
+    sys.exit(report())
+
+
+if __name__ == "__main__":
+    main()
