@@ -14,7 +14,7 @@
  * catches in the 7-byte form `mov $nr,%eax; syscall` is reported to the
  * server, which rewrites it (all threads stopped) into a jump to a stub
  * calling bpfg_sys_fast_entry (abi.h, syscall_entry.S). Later calls run
- * the same programs from bpfg_sys_fast_handler without a signal: the
+ * the same programs from bpfg_sys_fast_enter without a signal: the
  * syscall is made there, outside any signal handler, with the thread's
  * own mask, so signals, restarts and blocking behave as at the site. The
  * numbers that need the handler's special cases below are never rewritten
@@ -402,7 +402,7 @@ static void notify_exec(const struct call *c)
  * address; a slot's key is claimed by CAS, its state published after);
  * the payload thread reports the candidates to the server, which rewrites
  * them with every thread stopped. Calls through a rewritten site then
- * reach bpfg_sys_fast_handler without a signal. */
+ * reach bpfg_sys_fast_enter without a signal. */
 #define SITES 4096
 #define SITE_PROBES 64
 enum { SITE_NEW = 0, SITE_CANDIDATE = 1, SITE_DONE = 2 };
@@ -466,42 +466,68 @@ static void forget_sites(void)
     }
 }
 
-/* Called by bpfg_sys_fast_entry (syscall_entry.S) on the target thread,
- * not in a signal handler: the syscall runs here with the thread's own
- * signal mask, so signals, restarts (the kernel re-runs our `syscall`
- * with the same registers) and blocking behave as at the site. Only
- * numbers outside bpfg_sys_slow_only reach it. */
-long bpfg_sys_fast_handler(struct bpfg_pt_regs *r)
+/* Called by bpfg_sys_fast_entry (syscall_entry.S) on the thread's
+ * handler stack, not in a signal handler. The entry code makes the
+ * syscall itself, on the target's stack with the thread's own signal
+ * mask, so signals, restarts and blocking behave as at the site. Only
+ * numbers outside bpfg_sys_slow_only reach it. Returns FAST_DONE when the
+ * call is not to be made (its result in r->ax), with FAST_EXIT when the
+ * sys_exit programs want the result (bpfg_sys_fast_exit). */
+enum { FAST_DONE = 1, FAST_EXIT = 2 };   /* syscall_entry.S: F_DONE, F_EXIT */
+
+static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
 {
-    struct call c;
-    c.nr = (long)r->orig_ax;
-    c.args[0] = r->di, c.args[1] = r->si, c.args[2] = r->dx;
-    c.args[3] = r->r10, c.args[4] = r->r8, c.args[5] = r->r9;
-    if (!*fast_live)
-        return raw6(c.nr, c.args);
-    bool enter = want_enter(c.nr);
-    int64_t ret = 0;
-    c.regs = r;
-    c.tid = 0;
+    c->nr = (long)r->orig_ax;
+    c->args[0] = r->di, c->args[1] = r->si, c->args[2] = r->dx;
+    c->args[3] = r->r10, c->args[4] = r->r8, c->args[5] = r->r9;
+    c->regs = r;
+    c->tid = 0;
     /* what the kernel's pt_regs has after `syscall` */
     r->cx = r->ip;
     r->r11 = r->flags;
-    if (enter || want_exit(c.nr)) {
+}
+
+long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
+{
+    struct call c;
+    fast_call_init(&c, r);
+    if (!*fast_live)
+        return 0;
+    long exit = want_exit(c.nr) ? FAST_EXIT : 0;
+    int64_t ret;
+    if (want_enter(c.nr)) {
         uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
         /* only the record formats carry the tid: raw tracepoints skip gettid */
         if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (nr_has[c.nr] & 3)))
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
+        if (run_enter(&c, &ret)) {
+            r->ax = (uint64_t)ret;
+            return FAST_DONE | exit;
+        }
     }
-    if (enter && run_enter(&c, &ret))
-        goto done;
-    ret = make_call(c.nr, c.args);
-done:
-    if (want_exit(c.nr)) {
-        if (!c.tid)
-            c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
-        run_exit(&c, ret);
+    long served;
+    if (__builtin_expect(__atomic_load_n(&tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
+        r->ax = (uint64_t)served;
+        return FAST_DONE | exit;
     }
-    return ret;
+    return exit;
+}
+
+/* After the call, on the handler stack again: the sys_exit programs. */
+void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
+{
+    struct call c;
+    fast_call_init(&c, r);
+    if (!want_exit(c.nr))   /* re-read: the programs may have gone while the syscall blocked */
+        return;
+    c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
+    run_exit(&c, ret);
+}
+
+/* The thread has no handler stack: the call is made unobserved. */
+void bpfg_sys_fast_miss(void)
+{
+    __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
 }
 
 static int fast_setup(void)

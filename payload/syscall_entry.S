@@ -15,6 +15,8 @@
  *    on for itself (it is not inherited), saving the argument registers on
  *    its new stack, so it never runs target code unhooked.
  */
+#include "entry.h"
+
 #define STUBS 32
 #define STUB_SIZE 128
 
@@ -95,91 +97,85 @@ bpfg_sys_clone_stubs_end:
 /* bpfg_sys_fast_entry: called from a rewritten site's stub (abi.h) with
  * rax = the syscall number, the arguments in rdi, rsi, rdx, r10, r8, r9
  * and the stub's return address on the stack (128 bytes below the
- * target's red zone). Builds a kernel-layout pt_regs (ip = site + 7 and
- * sp = the target's rsp, as the kernel's would be), calls
- * bpfg_sys_fast_handler(regs) and restores every register but rax (the
- * result), rcx (= site + 7) and r11 (= rflags), like `syscall` does. The
- * C side is -mgeneral-regs-only: no vector state is touched. */
-#define R_R15 0
-#define R_R14 8
-#define R_R13 16
-#define R_R12 24
-#define R_BP 32
-#define R_BX 40
-#define R_R11 48
-#define R_R10 56
-#define R_R9 64
-#define R_R8 72
-#define R_AX 80
-#define R_CX 88
-#define R_DX 96
-#define R_SI 104
-#define R_DI 112
-#define R_ORIG 120
-#define R_IP 128
-#define R_CS 136
-#define R_FLAGS 144
-#define R_SP 152
-#define R_SS 160
-#define R_SIZE 168
+ * target's red zone). The programs run on the thread's handler stack with
+ * a kernel-layout pt_regs (ip = site + 7, sp = the target's rsp at the
+ * site, as the kernel's would be); the syscall itself runs here, on the
+ * target's stack, so that a signal arriving while it blocks is handled
+ * where the target expects. Every register but rax (the result), rcx
+ * (= site + 7) and r11 (= rflags) is kept, like `syscall` does. The C
+ * side is -mgeneral-regs-only: no vector state is touched. */
+#define F_DONE 1        /* bpfg_sys_fast_enter: the result is in regs->ax */
+#define F_EXIT 2        /* ... and sys_exit programs want the result */
 
-    .hidden bpfg_sys_fast_handler
+/* On the handler stack (SWITCH_STACK): the syscall's pt_regs fields. */
+.macro SYS_REGS
+    mov S_RAX(%rbx), %rax
+    mov %rax, ORIG_AX(%rsp)
+    movq $-38, RAX(%rsp)                /* -ENOSYS, as the kernel has it */
+    mov S_WORD(%rbx), %rax              /* return address: stub + 16 */
+    mov 24(%rax), %rax                  /* stub + 40: the site */
+    add $7, %rax
+    mov %rax, RIP(%rsp)
+    lea S_SP+128(%rbx), %rax            /* the target's rsp at the site */
+    mov %rax, RSP(%rsp)
+.endm
+
+    .hidden bpfg_sys_fast_enter
+    .hidden bpfg_sys_fast_exit
+    .hidden bpfg_sys_fast_miss
     .globl bpfg_sys_fast_entry
     .hidden bpfg_sys_fast_entry
     .type bpfg_sys_fast_entry, @function
     .balign 16
 bpfg_sys_fast_entry:
-    pushfq                              /* flags at R_SIZE(%rsp) after the sub */
-    sub $R_SIZE, %rsp
-    mov %r15, R_R15(%rsp)
-    mov %r14, R_R14(%rsp)
-    mov %r13, R_R13(%rsp)
-    mov %r12, R_R12(%rsp)
-    mov %rbp, R_BP(%rsp)
-    mov %rbx, R_BX(%rsp)
-    mov %r11, R_R11(%rsp)
-    mov %r10, R_R10(%rsp)
-    mov %r9, R_R9(%rsp)
-    mov %r8, R_R8(%rsp)
-    movq $-38, R_AX(%rsp)               /* -ENOSYS, as the kernel has it */
-    mov %rcx, R_CX(%rsp)
-    mov %rdx, R_DX(%rsp)
-    mov %rsi, R_SI(%rsp)
-    mov %rdi, R_DI(%rsp)
-    mov %rax, R_ORIG(%rsp)
-    cld
-    mov R_SIZE(%rsp), %rax
-    mov %rax, R_FLAGS(%rsp)
-    mov R_SIZE+8(%rsp), %rax            /* return address: stub + 16 */
-    mov 24(%rax), %rax                  /* stub + 40: the site */
-    add $7, %rax
-    mov %rax, R_IP(%rsp)
-    lea R_SIZE+16+128(%rsp), %rax       /* the target's rsp at the site */
-    mov %rax, R_SP(%rsp)
-    movq $0x33, R_CS(%rsp)
-    movq $0x2b, R_SS(%rsp)
-    mov %rsp, %rdi
+    SAVE_SCRATCH
     mov %rsp, %rbx
     and $-16, %rsp
-    call bpfg_sys_fast_handler
+    SWITCH_STACK 5f
+    SYS_REGS
+    mov %rsp, %rdi
+    call bpfg_sys_fast_enter
+    mov RAX(%rsp), %rcx
     mov %rbx, %rsp
-    mov R_R15(%rsp), %r15
-    mov R_R14(%rsp), %r14
-    mov R_R13(%rsp), %r13
-    mov R_R12(%rsp), %r12
-    mov R_BP(%rsp), %rbp
-    mov R_BX(%rsp), %rbx
-    mov R_R10(%rsp), %r10
-    mov R_R9(%rsp), %r9
-    mov R_R8(%rsp), %r8
-    mov R_DX(%rsp), %rdx
-    mov R_SI(%rsp), %rsi
-    mov R_DI(%rsp), %rdi
-    mov R_IP(%rsp), %rcx
-    mov R_FLAGS(%rsp), %r11
-    add $R_SIZE, %rsp
-    popfq
-    ret
+    and $-16, %rsp
+    mov %rax, %r11                      /* F_* (r11 is ours until the end) */
+    test $F_DONE, %r11b
+    jnz 2f
+1:  mov S_RAX(%rbx), %rax               /* the call, with the target's arguments */
+    mov S_RDI(%rbx), %rdi
+    mov S_RSI(%rbx), %rsi
+    mov S_RDX(%rbx), %rdx
+    mov S_R10(%rbx), %r10
+    mov S_R8(%rbx), %r8
+    mov S_R9(%rbx), %r9
+    push %r11
+    sub $8, %rsp
+    syscall
+    add $8, %rsp
+    pop %r11
+    mov %rax, %rcx
+2:  mov %rcx, S_RCX(%rbx)               /* the result (S_RAX keeps the number) */
+    test $F_EXIT, %r11b
+    jz 3f
+    SWITCH_STACK 3f
+    SYS_REGS
+    mov %rsp, %rdi
+    mov S_RCX(%rbx), %rsi
+    call bpfg_sys_fast_exit
+3:  mov S_RCX(%rbx), %rax
+    mov %rax, S_RAX(%rbx)
+    mov S_WORD(%rbx), %rax              /* rcx = site + 7, r11 = rflags */
+    mov 24(%rax), %rax
+    add $7, %rax
+    mov %rax, S_RCX(%rbx)
+    mov S_FLAGS(%rbx), %rax
+    mov %rax, S_R11(%rbx)
+    mov %rbx, %rsp
+    RESTORE_SCRATCH
+    ret                                 /* into the stub, which goes on at site + 7 */
+5:  call bpfg_sys_fast_miss             /* no handler stack: the call unobserved */
+    xor %r11d, %r11d
+    jmp 1b
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
 
     .section .note.GNU-stack,"",@progbits
