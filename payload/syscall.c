@@ -415,6 +415,7 @@ static volatile uint8_t fast_on;       /* report sites (BPFG_SYS_F_REWRITE) */
  * inherits the rewritten text. */
 static volatile uint8_t *fast_live;
 extern char bpfg_sys_fast_entry[];
+extern char bpfg_sigsys_entry[];
 
 static void note_site(uint64_t ret, long nr)
 {
@@ -567,7 +568,8 @@ static void chain(int sig, siginfo_t *si, void *uc)
         ((void (*)(int))(uintptr_t)a.handler)(sig);
 }
 
-static void sigsys_handler(int sig, siginfo_t *si, void *ucv)
+/* Run by bpfg_sigsys_entry (syscall_entry.S) on the thread's handler stack. */
+void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv)
 {
     if (si->si_code != SYS_USER_DISPATCH_CODE) {
         chain(sig, si, ucv);
@@ -673,7 +675,7 @@ static int install(char *err, size_t errlen)
     if (installed)
         return 0;
     struct ksigaction act = {
-        .handler = (uint64_t)(uintptr_t)sigsys_handler,
+        .handler = (uint64_t)(uintptr_t)bpfg_sigsys_entry,
         .flags = SA_SIGINFO | SA_NODEFER | SA_RESTORER_,
         .restorer = (uint64_t)(uintptr_t)bpfg_sys_restorer,
         .mask = 0,
