@@ -32,6 +32,16 @@ __attribute__((noinline)) long stack_probed(long a, long b)
     return sink;
 }
 
+static volatile long nested_calls;
+
+/* Called from the SIGUSR2 handler that a probe's bpf_send_signal_thread
+ * runs while the probe's handler is still on its stack. */
+__attribute__((noinline)) long nested_probed(long a)
+{
+    nested_calls++;
+    return a + sink;
+}
+
 /* Recurses until about `bytes` of stack are used, then calls the probe. */
 __attribute__((noinline)) static long deep_call(int bytes, long x)
 {
@@ -115,6 +125,24 @@ static void run_thread(long n)
     pthread_attr_destroy(&a);
 }
 
+static void on_usr2(int sig)
+{
+    nested_probed(sig);
+}
+
+/* A probe whose program signals the thread: the signal handler, run while
+ * the probe's handler is on the thread's handler stack, reaches a second
+ * probe (nested), all on a 16 KiB thread. */
+static void run_nested(long n)
+{
+    struct sigaction sa = {.sa_handler = on_usr2};
+    if (sigaction(SIGUSR2, &sa, NULL) != 0) {
+        perror("sigaction");
+        exit(2);
+    }
+    run_thread(n);
+}
+
 /* The deepest write below a probed call's sp, over both fill patterns. */
 static long depth_once(void)
 {
@@ -156,7 +184,7 @@ static void wait_line(void)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s sigalt|fiber|thread|depth N\n", argv[0]);
+        fprintf(stderr, "usage: %s sigalt|fiber|thread|nested|depth N\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
@@ -173,9 +201,11 @@ int main(int argc, char **argv)
             run_fiber(n);
         else if (!strcmp(argv[1], "thread"))
             run_thread(n);
+        else if (!strcmp(argv[1], "nested"))
+            run_nested(n);
         else
             return 2;
-        printf("calls=%ld result=%ld\n", calls, (long)sink);
+        printf("calls=%ld nested=%ld result=%ld\n", calls, (long)nested_calls, (long)sink);
     }
     fflush(stdout);
     wait_line();

@@ -18,9 +18,9 @@ BUDGET = 160   # bytes below the probed function's sp (payload/README.md)
 HITS = 10000
 
 
-def counts(cl):
+def counts(cl, keys=2):
     out = []
-    for k in range(2):
+    for k in range(keys):
         r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
         out.append(struct.unpack("<Q", r["value"])[0])
     return out
@@ -54,14 +54,16 @@ def fields(line):
     return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
-def probed_run(cl, argv, target, progs, what, env=None, engine="llvm"):
-    """Runs argv once with progs attached to target; returns (fields, counts)."""
+def probed_run(cl, argv, target, progs, what, env=None, engine="llvm", more=()):
+    """Runs argv once with progs attached to target (and each (progs,
+    target) of more); returns (fields, counts)."""
     v = Victim(argv, env)
     check(v.ready, f"{what}: victim ready")
     zero_counts(cl)
-    cl.call("target.attach", pid=v.pid, object="count", programs=progs, target=target, engine=engine)
+    for p, t in [(progs, target)] + list(more):
+        cl.call("target.attach", pid=v.pid, object="count", programs=p, target=t, engine=engine)
     line = v.run()
-    got = counts(cl)
+    got = counts(cl, 4)
     alive = v.proc.poll() is None
     if alive:
         cl.call("target.detach", pid=v.pid)
@@ -78,7 +80,19 @@ def test_small_stacks(cl, victim):
             f, got = probed_run(cl, [victim, mode, str(HITS)], ":stack_probed", ["add_entry", "add_return"], what,
                                 engine=engine)
             check_eq(int(f.get("calls", -1)), HITS, f"{what}: the victim made {HITS} calls")
-            check_eq(got, [HITS, HITS], f"{what}: uprobe and uretprobe counted every call exactly")
+            check_eq(got[:2], [HITS, HITS], f"{what}: uprobe and uretprobe counted every call exactly")
+
+
+def test_nested(cl, victim):
+    """A probe's program signals its thread; the handler, running on the
+    handler stack, calls a second probed function."""
+    for engine in ("llvm", "interp"):
+        what = f"nested/{engine}"
+        f, got = probed_run(cl, [victim, "nested", str(HITS)], ":stack_probed", ["add_signal_thread"], what,
+                            engine=engine, more=[(["lib_entry"], ":nested_probed")])
+        check_eq((int(f.get("calls", -1)), int(f.get("nested", -1))), (HITS, HITS),
+                 f"{what}: every probe hit signalled the thread once")
+        check_eq((got[0], got[3]), (HITS, HITS), f"{what}: outer and nested probes counted exactly")
 
 
 def test_depth(cl, victim):
@@ -121,6 +135,7 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="count")
         test_depth(cl, args.victim)
         test_small_stacks(cl, args.victim)
+        test_nested(cl, args.victim)
         if args.go_victim:
             test_go(cl, args.go_victim)
         else:
