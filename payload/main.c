@@ -177,7 +177,7 @@ static void drain_trace(void)
     }
 }
 
-/* Syscall sites for the server to rewrite (see abi.h). */
+/* Syscall sites for the server to rewrite (see payload_abi.h). */
 static void report_sites(void)
 {
     uint64_t sites[64];

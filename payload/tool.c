@@ -1,4 +1,4 @@
-/* Tool mode (abi.h, "tool mode"): the BPF syscalls of an unmodified
+/* Tool mode (payload_abi.h, "tool mode"): the BPF syscalls of an unmodified
  * libbpf tool, served inside the tool's own process.
  *
  * Everything here runs in the SIGSYS handler (or a rewritten syscall

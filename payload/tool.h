@@ -1,4 +1,4 @@
-/* Tool mode (abi.h, "tool mode"): an unmodified libbpf tool whose BPF
+/* Tool mode (payload_abi.h, "tool mode"): an unmodified libbpf tool whose BPF
  * syscalls the payload serves. tool.c is the syscall side (it runs in the
  * SIGSYS handler on the tool's threads); tool_core.c holds the parts that
  * make no syscall (fd table, perf record writer) so they can be tested
