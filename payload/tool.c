@@ -29,7 +29,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-#include "internal.h"   /* maps: ring buffer geometry of a handle */
 #include "payload.h"
 #include "rt/rt.h"
 #include "tool.h"
@@ -1344,12 +1343,15 @@ static long mmap_array(struct tool_file *f, const uint64_t a[6])
 }
 
 /* RINGBUF, kernel view: consumer page, producer page, data, data again.
- * In the region the first three are contiguous from aux_off (the end of
- * the handle's main mapping); the second data copy maps data_off again.
- * Only the consumer page may be writable. */
+ * In the region the first three are contiguous from aux_off (the
+ * consumer page); the second data copy maps data_off again. Only the
+ * consumer page may be writable. */
 static long mmap_ringbuf(struct tool_file *f, const uint64_t a[6])
 {
-    uint64_t size = f->map->max_entries, aux_off = f->map->base_len, data_off = aux_off + 2 * PAGE;
+    struct bpfg_ringbuf_file rf;
+    if (bpfg_ringbuf_get_file_layout(f->map, &rf))
+        return -EINVAL;
+    uint64_t size = rf.size, aux_off = rf.consumer_off, data_off = rf.data_off;
     uint64_t off = a[5], len = ROUNDUP_PAGE(a[1]), end = off + len, first_end = 2 * PAGE + size;
     long prot = (long)a[2], flags = (long)a[3], fd = (long)a[4];
     if (off % PAGE || !a[1] || end < off || end > 2 * PAGE + 2 * size)
