@@ -15,7 +15,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
-#include "abi.h"
+#include "payload_abi.h"
 
 #define BPFG_ERRLEN 256
 
@@ -106,7 +106,7 @@ bool bpfg_any_return_into(const struct bpfg_stopped *st, const struct bpfg_range
 struct bpfg_injected {
     uint64_t base, size;             /* payload image */
     uint64_t stack_base, stack_size;
-    uint64_t hstacks_base, hstacks_size;   /* handler stacks reservation (abi.h) */
+    uint64_t hstacks_base, hstacks_size;   /* handler stacks reservation (payload_abi.h) */
     uint64_t params;                 /* address of struct bpfg_payload_params */
     uint64_t uprobe_entry;
     uint64_t uretprobe_return;

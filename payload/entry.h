@@ -1,5 +1,5 @@
 /* Shared by the entry code (start.S, syscall_entry.S): the kernel-layout
- * pt_regs offsets (struct bpfg_pt_regs in abi.h) and the switch from the
+ * pt_regs offsets (struct bpfg_pt_regs in payload_abi.h) and the switch from the
  * target's stack to the thread's handler stack (payload/README.md, "Stack
  * budget"). Assembler only. */
 #ifndef BPFGRAFT_PAYLOAD_ENTRY_H

@@ -44,7 +44,7 @@ static bool use_membarrier;
 /* How handlers find their thread's key (thread_key). */
 enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct */
 static uint8_t key_method;
-/* The handler stacks' reservation (abi.h); 0: none, every hit a miss. */
+/* The handler stacks' reservation (payload_abi.h); 0: none, every hit a miss. */
 static uint64_t hstacks;
 
 void hooks_init(void)
@@ -164,7 +164,7 @@ static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
         t->misses++;
 }
 
-/* ---- handler stacks (abi.h: BPFG_HANDLER_STACK_*) ----
+/* ---- handler stacks (payload_abi.h: BPFG_HANDLER_STACK_*) ----
  *
  * The entry code calls bpfg_handler_stack on the target's stack, so it and
  * what it calls keep small frames (payload/README.md: the stack budget). */

@@ -1,4 +1,4 @@
-/* Payload message framing on a unix stream socket (payload/abi.h:
+/* Payload message framing on a unix stream socket (abi/payload_abi.h:
  * struct bpfg_pmsg_hdr, then the body; an fd travels with SCM_RIGHTS on
  * the first bytes). Shared by the payload socket (targets.c) and the tool
  * channel (tool.c). */
@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "abi.h"
+#include "payload_abi.h"
 
 /* Sends h (h->len already set), then len body bytes, with fd if >= 0,
  * waiting at most timeout_ms for room each time the socket is full.
