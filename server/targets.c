@@ -198,18 +198,6 @@ struct target *targets_find(struct targets *t, pid_t pid)
 
 /* ---- payload messages ---- */
 
-static int pmsg_send(struct target *t, uint16_t type, const void *body, size_t len, int fd, uint32_t *seq_out)
-{
-    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = type, .seq = ++t->seq};
-    int r = pmsg_write(t->sock, &h, body, len, fd, REPLY_TIMEOUT_MS);
-    if (r)
-        return r;
-    if (seq_out)
-        *seq_out = h.seq;
-    return 0;
-}
-
-
 struct trace_event {
     pid_t pid, tid;
     const char *text;
@@ -229,29 +217,6 @@ static void pack_trace(msgpack_packer *pk, void *arg)
     bpfg_pack_cstr(pk, ev->text);
 }
 
-/* Reads one message (header + body into a malloc'd buffer). */
-static int pmsg_recv(struct target *t, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
-{
-    *body = NULL;
-    int r = pmsg_read_full(t->sock, h, sizeof(*h), timeout_ms);
-    if (r)
-        return r;
-    if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
-        return -EBADMSG;
-    size_t len = h->len - sizeof(*h);
-    *body = malloc(len + 1);
-    if (!*body)
-        return -ENOMEM;
-    r = pmsg_read_full(t->sock, *body, len, REPLY_TIMEOUT_MS);
-    if (r) {
-        free(*body);
-        *body = NULL;
-        return r;
-    }
-    (*body)[len] = 0;
-    return 0;
-}
-
 static void handle_async(struct server *s, struct target *t, const struct bpfg_pmsg_hdr *h, char *body)
 {
     if (h->type == BPFG_PMSG_TRACE && h->len >= sizeof(*h) + sizeof(struct bpfg_pmsg_trace)) {
@@ -264,43 +229,37 @@ static void handle_async(struct server *s, struct target *t, const struct bpfg_p
     }
 }
 
-/* Sends a request and waits for its reply, forwarding trace lines that
- * arrive meanwhile. Returns the payload's status; err gets its text. A
- * successful reply's body goes to out (up to outlen bytes; *outgot says
- * how many it had) when out is not NULL. */
-static int pmsg_call_body(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                          void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
+/* The payload of a target as a pmsg peer; what it sends meanwhile goes to
+ * handle_async. */
+struct payload_peer {
+    struct pmsg_peer p;
+    struct server *s;
+    struct target *t;
+};
+
+static void payload_async(void *arg, const struct bpfg_pmsg_hdr *h, char *body)
 {
-    uint32_t seq = 0;
-    int r = pmsg_send(t, type, body, len, fd, &seq);
-    if (r)
-        return srv_efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)t->pid, strerror(-r));
-    for (;;) {
-        struct bpfg_pmsg_hdr h;
-        char *reply;
-        r = pmsg_recv(t, &h, &reply, REPLY_TIMEOUT_MS);
-        if (r)
-            return srv_efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
-        if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
-            if (h.status) {
-                snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
-            } else if (out) {
-                size_t got = h.len - sizeof(h);
-                memcpy(out, reply, got < outlen ? got : outlen);
-                *outgot = got;
-            }
-            free(reply);
-            return h.status;
-        }
-        handle_async(s, t, &h, reply);
-        free(reply);
-    }
+    struct payload_peer *pp = arg;
+    handle_async(pp->s, pp->t, h, body);
 }
 
-static int pmsg_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                     char *err, size_t errlen)
+int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
+                         size_t outlen, size_t *outgot, char *err, size_t errlen)
 {
-    return pmsg_call_body(s, t, type, body, len, fd, NULL, 0, NULL, err, errlen);
+    return targets_payload_call_fd(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
+}
+
+int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
+{
+    struct payload_peer pp = {{t->sock, t->pid, &t->seq, REPLY_TIMEOUT_MS, payload_async, &pp}, s, t};
+    return pmsg_call(&pp.p, type, body, len, fd, out, outlen, outgot, err, errlen);
+}
+
+static int payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                        char *err, size_t errlen)
+{
+    return targets_payload_call_fd(s, t, type, body, len, fd, NULL, 0, NULL, err, errlen);
 }
 
 /* ---- permissions ---- */
@@ -653,8 +612,8 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
         struct bpfg_pmsg_map body = {.map_id = id};
         struct bpfg_pmsg_map_reply mr;
         size_t got = 0;
-        int r = pmsg_call_body(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr), &got,
-                               err, errlen);
+        int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr,
+                                        sizeof(mr), &got, err, errlen);
         if (r)
             return r;
         struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
@@ -687,7 +646,7 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
     } else {
         memcpy(body, &pc, sizeof(pc));
         memcpy(body + sizeof(pc), prog_body, prog_len);
-        r = pmsg_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
+        r = payload_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
     }
     free(body);
     if (fd >= 0)
@@ -728,7 +687,7 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
         r = 0;
     bpfg_x86jit_code_free(&code);
     if (used == BPFG_ENGINE_INTERP)
-        r = pmsg_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
+        r = payload_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
     free(body);
     if (r)
         return r;
@@ -827,7 +786,7 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
         .hook_index = h->index, .kind = kind, .prog_id = p->id,
         .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
     };
-    int r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    int r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
@@ -907,7 +866,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         .hook_index = h->index, .kind = kind, .prog_id = p->id,
         .site = func, .resume = stub + BPFG_HOOK_RESUME_OFF,
     };
-    r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
         goto free_stub;
 
@@ -931,7 +890,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
 unhook:;
     struct bpfg_pmsg_unhook un = {h->index};
     char ignored[64];
-    pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
+    payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
 free_stub:
     if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
         prefer_payload_thread(&st, t);
@@ -1198,7 +1157,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         if (!h->used)
             continue;
         struct bpfg_pmsg_unhook un = {h->index};
-        pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+        payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     }
     return 0;
 }
@@ -1373,7 +1332,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
          * memory and the stubs once no thread runs there. */
         pid_t tid = 0;
         struct bpfg_payload_params p;
-        pmsg_call(s, t, BPFG_PMSG_DETACH, NULL, 0, -1, msg, sizeof(msg));
+        payload_call(s, t, BPFG_PMSG_DETACH, NULL, 0, -1, msg, sizeof(msg));
         uint64_t deadline = mono_ms() + 2000;
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
@@ -1441,7 +1400,7 @@ bool targets_readable(struct server *s, struct target *t)
         }
         if (n < (ssize_t)sizeof(h))
             return true;
-        if (pmsg_recv(t, &h, &body, REPLY_TIMEOUT_MS) != 0) {
+        if (pmsg_recv(t->sock, &h, &body, REPLY_TIMEOUT_MS) != 0) {
             srv_log(SRV_WARN, "target %d: bad message from the payload; dropping the target", (int)t->pid);
             announce(s, t->pid, "exited");
             target_free(s, t);
@@ -1530,18 +1489,6 @@ void targets_destroy(struct server *s)
     n_netns_listeners = 0;
 }
 
-int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
-                         size_t outlen, size_t *outgot, char *err, size_t errlen)
-{
-    return pmsg_call_body(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
-}
-
-int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
-{
-    return pmsg_call_body(s, t, type, body, len, fd, out, outlen, outgot, err, errlen);
-}
-
 /* One hook slot loses some of its programs: the payload empties the slot
  * and takes the others back; the last one gone puts the site back. */
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
@@ -1571,7 +1518,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             return r;
     }
     struct bpfg_pmsg_unhook un = {h->index};
-    int r = pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+    int r = payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     if (r)
         srv_log(SRV_WARN, "target %d: UNHOOK %u: %s", (int)t->pid, h->index, ierr);
     h->nprogs = 0;
@@ -1580,7 +1527,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             .hook_index = h->index, .kind = keep_kinds[k], .prog_id = keep_ids[k],
             .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
         };
-        if (pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
                     (unsigned long long)h->plan.func, ierr);
             continue;
@@ -1619,7 +1566,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         if (!id_in(ids, n, t->progs_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.prog_id = t->progs_sent[i]};
-        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: forgetting program %u: %s", (int)t->pid, u.prog_id, ierr);
             continue;
         }
@@ -1631,7 +1578,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         if (!id_in(map_ids, nmaps, t->maps_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.map_id = t->maps_sent[i]};
-        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_DEBUG, "target %d: map %u stays mapped: %s", (int)t->pid, u.map_id, ierr);
             continue;
         }
