@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "procfs.h"
 #include "progcheck.h"
 #include "server.h"
 #include "symbols.h"
@@ -266,36 +267,19 @@ static int payload_call(struct server *s, struct target *t, uint16_t type, const
 
 static bool has_cap_sys_ptrace(pid_t pid)
 {
-    char path[64], line[256];
+    char text[64];
     unsigned long long cap = 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
+    if (bpfg_procfs_status(pid, 0, "CapEff", text, sizeof(text)) != 0 || sscanf(text, "%llx", &cap) != 1)
         return false;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "CapEff: %llx", &cap) == 1)
-            break;
-    fclose(f);
     return (cap >> 19) & 1;   /* CAP_SYS_PTRACE */
 }
 
 /* The peer may attach if it could ptrace the process itself. */
 static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *target_uid, char *err, size_t errlen)
 {
-    char path[64], line[256];
+    char text[64];
     unsigned r = 0, e = 0, sv = 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
-    bool found = false;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "Uid: %u %u %u", &r, &e, &sv) == 3) {
-            found = true;
-            break;
-        }
-    fclose(f);
-    if (!found)
+    if (bpfg_procfs_status(pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u %u %u", &r, &e, &sv) != 3)
         return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
     *target_uid = r;
     if (peer_uid == 0 || has_cap_sys_ptrace(peer_pid))
@@ -422,24 +406,17 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
     }
 }
 
-/* The "NSpid:" ids of a process or thread (its status file), outermost
- * (ours) first. Number of ids, 0 if unknown. */
-static int nspids(const char *status_path, uint32_t *ids, int max)
+/* The "NSpid:" ids of a process or thread (tid > 0), outermost (ours)
+ * first. Number of ids, 0 if unknown. */
+static int nspids(pid_t pid, pid_t tid, uint32_t *ids, int max)
 {
-    FILE *f = fopen(status_path, "re");
-    if (!f)
+    char text[128];
+    if (bpfg_procfs_status(pid, tid, "NSpid", text, sizeof(text)) != 0)
         return 0;
-    char line[256];
     int n = 0;
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "NSpid:", 6) != 0)
-            continue;
-        char *p = line + 6, *end;
-        for (unsigned long v; n < max && (v = strtoul(p, &end, 10), end != p); p = end)
-            ids[n++] = (uint32_t)v;
-        break;
-    }
-    fclose(f);
+    char *p = text, *end;
+    for (unsigned long v; n < max && (v = strtoul(p, &end, 10), end != p); p = end)
+        ids[n++] = (uint32_t)v;
     return n;
 }
 
@@ -453,8 +430,7 @@ static void send_pidns(struct server *s, struct target *t)
 {
     char path[64];
     uint32_t ids[8];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)t->pid);
-    int n = nspids(path, ids, 8);
+    int n = nspids(t->pid, 0, ids, 8);
     t->pidns_sent_ms = mono_ms();
     t->pidns = n >= 2;
     if (!t->pidns)
@@ -471,12 +447,10 @@ static void send_pidns(struct server *s, struct target *t)
     DIR *d = opendir(path);
     uint64_t hash = 1469598103934665603ull;
     for (struct dirent *de; d && (de = readdir(d)) && msg->m.ntids < PIDNS_MAX_THREADS;) {
-        char tpath[320];
         uint32_t tids[8];
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
-        snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/status", (int)t->pid, de->d_name);
-        int k = nspids(tpath, tids, 8);
+        int k = nspids(t->pid, (pid_t)atoi(de->d_name), tids, 8);
         if (k != n)
             continue;   /* exited meanwhile */
         msg->pairs[msg->m.ntids][0] = tids[k - 1];
@@ -929,7 +903,7 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS, "pid %d is bpfgraftd itself", (int)pid);
     char state;
     unsigned long flags;
-    if (bpfg_task_stat(pid, 0, &state, &flags) != 0)
+    if (bpfg_procfs_stat(pid, 0, &state, &flags) != 0)
         return 0;   /* gone: the caller's next step says so */
     if (flags & 0x00200000)   /* PF_KTHREAD */
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
@@ -1083,16 +1057,8 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
 static pid_t parent_of(pid_t pid)
 {
-    char path[64], line[256];
     int ppid = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "PPid: %d", &ppid) == 1)
-            break;
-    fclose(f);
+    bpfg_procfs_status_int(pid, 0, "PPid", &ppid);
     return ppid;
 }
 
@@ -1244,22 +1210,16 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
                        : r;
 }
 
+static int payload_mapping_at(const struct bpfg_procfs_map *m, void *arg)
+{
+    return m->start == *(const uint64_t *)arg && strstr(m->path, "bpfgraft-payload");
+}
+
 /* True if pid maps a bpfgraft payload at base (a fork of a target made
  * after the payload was loaded carries a copy at the same address). */
 static bool maps_payload_at(pid_t pid, uint64_t base)
 {
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f)) {
-        unsigned long lo;
-        found = sscanf(line, "%lx-", &lo) == 1 && lo == base && strstr(line, "bpfgraft-payload");
-    }
-    fclose(f);
-    return found;
+    return bpfg_procfs_maps(pid, payload_mapping_at, &base) == 1;
 }
 
 /* Processes forked from t after its hooks were placed run copies of them
