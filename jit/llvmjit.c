@@ -122,12 +122,6 @@ static void llvm_init(void)
     snprintf(version_text, sizeof(version_text), "LLVM %s", LLVM_VERSION_STRING);
 }
 
-const char *bpfg_llvmjit_version(void)
-{
-    pthread_once(&init_once, llvm_init);
-    return version_text;
-}
-
 static LLVMTargetMachineRef make_tm(int opt, char *err, size_t errlen)
 {
     LLVMTargetRef target;

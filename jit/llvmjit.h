@@ -136,7 +136,4 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n,
                      const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
                      char *err, size_t errlen);
 
-/* "LLVM 14.0.6" etc. */
-const char *bpfg_llvmjit_version(void);
-
 #endif

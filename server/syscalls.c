@@ -123,14 +123,6 @@ int syscalls_nr(const char *name)
     return -ENOENT;
 }
 
-const char *syscalls_name(int nr)
-{
-    for (size_t i = 0; i < sizeof(syscall_names) / sizeof(syscall_names[0]); i++)
-        if (syscall_names[i].nr == nr)
-            return syscall_names[i].name;
-    return NULL;
-}
-
 bool syscalls_is_kind(enum bpfg_attach_kind kind)
 {
     return kind == BPFG_ATTACH_SYSCALL_ENTER || kind == BPFG_ATTACH_SYSCALL_EXIT ||

@@ -89,12 +89,6 @@ static struct tool *tool_of_pid(pid_t pid)
     return NULL;
 }
 
-bool tools_is_tool(const struct server *s, pid_t pid)
-{
-    (void)s;
-    return tool_of_pid(pid) != NULL;
-}
-
 static uint32_t read_sysfs_u32(const char *path, const char *prefix)
 {
     char buf[64] = "";
