@@ -1190,16 +1190,6 @@ out:
     return ret;
 }
 
-int bpfg_llvmjit_compile(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts,
-                         struct bpfg_x86jit_code *out, struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
-{
-    struct bpfg_llvmjit_blob blob;
-    int ret = bpfg_llvmjit_compile_blob(insns, n, opts, &blob, stats, err, errlen);
-    free(blob.relocs);   /* the slots already hold this compilation's values */
-    *out = blob.code;
-    return ret;
-}
-
 void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob)
 {
     if (!blob)
