@@ -3,7 +3,7 @@
  * operands, relative jumps and calls re-encoded) into a stub placed within
  * +-2 GiB, and builds the stub that enters the payload. Decoding uses Zydis.
  *
- * Stub layout (see payload/abi.h):
+ * Stub layout (see abi/payload_abi.h):
  *   +0   push imm32 hook_index ; jmp qword [rip+0] ; .quad entry
  *   +32  relocated displaced instructions ; jmp qword [rip+0] ; .quad site+len
  */

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
-#include "abi.h"
+#include "payload_abi.h"
 
 #define BPFG_ERRLEN 256
 

@@ -345,6 +345,18 @@ int bpfg_ringbuf_get_view(struct bpfg_map *m, struct bpfg_ringbuf_view *v)
     return 0;
 }
 
+/* A RINGBUF handle's main mapping ends where its consumer page starts
+ * (attach() in maps.c); the data follows the producer page. */
+int bpfg_ringbuf_get_file_layout(const struct bpfg_map *m, struct bpfg_ringbuf_file *f)
+{
+    if (m->type != BPF_MAP_TYPE_RINGBUF)
+        return -EINVAL;
+    f->consumer_off = m->base_len;
+    f->data_off = m->base_len + 2ull * REGION_PAGE;
+    f->size = m->max_entries;
+    return 0;
+}
+
 int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *v, bpfg_ringbuf_sample_fn fn, void *ctx)
 {
     if (!pow2(v->size))

@@ -632,6 +632,18 @@ int bpfg_map_fd(const struct bpfg_map *m)
     return m->fd;
 }
 
+void *bpfg_map_mapping(const struct bpfg_map *m, uint32_t i, size_t *len)
+{
+    if (i == 0) {
+        *len = m->base_len;
+        return m->base;
+    }
+    if (!m->ring_bases || i - 1 >= m->n_rings)
+        return NULL;
+    *len = m->ring_map_len;
+    return m->ring_bases[i - 1];
+}
+
 void bpfg_map_get_info(const struct bpfg_map *m, struct bpfg_map_info *info)
 {
     memset(info, 0, sizeof(*info));

@@ -86,6 +86,11 @@ int bpfg_map_fd(const struct bpfg_map *map);
 void bpfg_map_get_info(const struct bpfg_map *map, struct bpfg_map_info *info);
 const char *bpfg_map_type_name(uint32_t type);
 
+/* The memory a handle maps, for a VM that bounds-checks what programs
+ * touch: mapping i's address, its length in *len; NULL past the last.
+ * Mapping 0 is the main one, then one per ring (its data mapped twice). */
+void *bpfg_map_mapping(const struct bpfg_map *map, uint32_t i, size_t *len);
+
 /* ---- program side ---- */
 
 /* Pointer into the region (current CPU's slot for per-CPU maps), or NULL. */
@@ -148,6 +153,17 @@ struct bpfg_ringbuf_view {
     uint64_t size;         /* power of two */
 };
 int bpfg_ringbuf_get_view(struct bpfg_map *map, struct bpfg_ringbuf_view *view);
+
+/* Where the kernel view's parts sit in the map's memfd, to mmap the fd
+ * the way a kernel ringbuf fd is mapped: the consumer page at
+ * consumer_off, the producer page after it, size bytes of data at
+ * data_off (right after the producer page). -EINVAL if not a RINGBUF. */
+struct bpfg_ringbuf_file {
+    uint64_t consumer_off;
+    uint64_t data_off;
+    uint64_t size;         /* power of two */
+};
+int bpfg_ringbuf_get_file_layout(const struct bpfg_map *map, struct bpfg_ringbuf_file *file);
 
 /* Consumes from any ring with the kernel layout (ours or a kernel ringbuf
  * mmapped through its map fd). Does not skip dead producers' records. */

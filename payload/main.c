@@ -15,7 +15,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "internal.h"   /* maps: region addresses for checked mode */
 #include "payload.h"
 #include "rt/rt.h"
 #include "syscall.h"
@@ -177,7 +176,7 @@ static void drain_trace(void)
     }
 }
 
-/* Syscall sites for the server to rewrite (see abi.h). */
+/* Syscall sites for the server to rewrite (see payload_abi.h). */
 static void report_sites(void)
 {
     uint64_t sites[64];
@@ -244,9 +243,11 @@ static int resolve_ld64(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1,
 
 static int add_map_regions(struct bpfg_vm *vm, struct bpfg_map *m)
 {
-    int err = bpfg_vm_add_region(vm, m->base, m->base_len, true);
-    for (uint32_t i = 0; !err && m->ring_bases && i < m->n_rings; i++)
-        err = bpfg_vm_add_region(vm, m->ring_bases[i], m->ring_map_len, true);
+    int err = 0;
+    size_t len;
+    void *base;
+    for (uint32_t i = 0; !err && (base = bpfg_map_mapping(m, i, &len)); i++)
+        err = bpfg_vm_add_region(vm, base, len, true);
     return err;
 }
 

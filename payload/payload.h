@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "abi.h"
 #include "maps.h"
+#include "payload_abi.h"
 #include "vm.h"
 #include "x86jit.h"   /* the calling convention of native code */
 

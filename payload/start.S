@@ -1,5 +1,5 @@
 /* Entry points the injector and the hook stubs jump to. Layout of the
- * pt_regs frame built here: struct bpfg_pt_regs in abi.h (the kernel's). */
+ * pt_regs frame built here: struct bpfg_pt_regs in payload_abi.h (the kernel's). */
 
 #define R15 0
 #define R14 8

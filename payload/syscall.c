@@ -13,7 +13,7 @@
  * The fast path: SUD stays on as the exhaustive net, but each site it
  * catches in the 7-byte form `mov $nr,%eax; syscall` is reported to the
  * server, which rewrites it (all threads stopped) into a jump to a stub
- * calling bpfg_sys_fast_entry (abi.h, syscall_entry.S). Later calls run
+ * calling bpfg_sys_fast_entry (payload_abi.h, syscall_entry.S). Later calls run
  * the same programs from bpfg_sys_fast_handler without a signal: the
  * syscall is made there, outside any signal handler, with the thread's
  * own mask, so signals, restarts and blocking behave as at the site. The
@@ -396,7 +396,7 @@ static void notify_exec(const struct call *c)
         rt_sys6(SYS_sendto, notify_fd, (long)&m, m.h.len, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0);
 }
 
-/* ---- rewritten sites (the fast path; abi.h, BPFG_PMSG_SYS_SITES) ----
+/* ---- rewritten sites (the fast path; payload_abi.h, BPFG_PMSG_SYS_SITES) ----
  *
  * The SIGSYS handler notes each site it sees once (open addressing on the
  * address; a slot's key is claimed by CAS, its state published after);

@@ -92,7 +92,7 @@ bpfg_sys_clone_stubs:
 bpfg_sys_clone_stubs_end:
 
 
-/* bpfg_sys_fast_entry: called from a rewritten site's stub (abi.h) with
+/* bpfg_sys_fast_entry: called from a rewritten site's stub (payload_abi.h) with
  * rax = the syscall number, the arguments in rdi, rsi, rdx, r10, r8, r9
  * and the stub's return address on the stack (128 bytes below the
  * target's red zone). Builds a kernel-layout pt_regs (ip = site + 7 and

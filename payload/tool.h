@@ -1,8 +1,8 @@
-/* Tool mode (abi.h, "tool mode"): an unmodified libbpf tool whose BPF
- * syscalls the payload serves. tool.c is the syscall side (it runs in the
- * SIGSYS handler on the tool's threads); tool_core.c holds the parts that
- * make no syscall (fd table, perf record writer) so they can be tested
- * outside a target. */
+/* Tool mode (payload_abi.h, "tool mode"): an unmodified libbpf tool whose BPF
+ * syscalls the payload serves. tool.c and its parts (tool_priv.h) are the
+ * syscall side (they run in the SIGSYS handler on the tool's threads);
+ * tool_core.c holds the parts that make no syscall (fd table, perf record
+ * writer) so they can be tested outside a target. */
 #ifndef BPFGRAFT_PAYLOAD_TOOL_H
 #define BPFGRAFT_PAYLOAD_TOOL_H
 

@@ -16,6 +16,7 @@ PACKAGES=(
   libzydis-dev
   bpftool linux-libc-dev
   strace procps
+  man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
 )
 

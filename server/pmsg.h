@@ -1,4 +1,4 @@
-/* Payload messages on a unix stream socket (payload/abi.h: struct
+/* Payload messages on a unix stream socket (abi/payload_abi.h: struct
  * bpfg_pmsg_hdr, then the body; an fd travels with SCM_RIGHTS on the
  * first bytes): framing, and requests awaiting their reply. Shared by the
  * payload socket (targets.c) and the tool channel (tool.c). */
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "abi.h"
+#include "payload_abi.h"
 
 /* Sends h (h->len already set), then len body bytes, with fd if >= 0,
  * waiting at most timeout_ms for room each time the socket is full.

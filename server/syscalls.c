@@ -302,7 +302,7 @@ void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id)
     srv_log(SRV_INFO, "target %d: no syscall program left", (int)t->pid);
 }
 
-/* ---- rewritten syscall sites (abi.h: BPFG_PMSG_SYS_SITES) ---- */
+/* ---- rewritten syscall sites (payload_abi.h: BPFG_PMSG_SYS_SITES) ---- */
 
 struct exec_map {
     uint64_t start, end;

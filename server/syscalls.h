@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "abi.h"
 #include "objload.h"
+#include "payload_abi.h"
 
 struct server;
 struct target;

@@ -1129,7 +1129,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
 }
 
 /* Return addresses replaced by uretprobes point into the payload: put the
- * original ones back on every stack before the payload goes (abi.h:
+ * original ones back on every stack before the payload goes (payload_abi.h:
  * topmost entry per stack slot, only where the trampoline is still
  * there; others belong to frames already skipped by longjmp). */
 static void restore_return_addresses(struct bpfg_stopped *st, const struct target *t)

@@ -31,7 +31,7 @@ struct target_hook {
 
 #define TARGET_MAGIC 0x54524754u   /* epoll tag: a target, not a client */
 
-/* Where the payload of one target mapped a map (its MAP reply, abi.h). */
+/* Where the payload of one target mapped a map (its MAP reply, payload_abi.h). */
 struct target_map_addr {
     bool known;                /* false: an older payload said nothing */
     uint64_t handle, value_area, value_size;
@@ -59,8 +59,8 @@ struct target {
     uint64_t attached_ms;
     uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
-    uint64_t thread_table;     /* payload's uretprobe shadow stacks (abi.h) */
-    uint64_t hook_table;       /* payload's hook slots (abi.h), for their miss counters */
+    uint64_t thread_table;     /* payload's uretprobe shadow stacks (payload_abi.h) */
+    uint64_t hook_table;       /* payload's hook slots (payload_abi.h), for their miss counters */
     uint32_t max_threads, shadow_depth;
     bool pidns;                /* runs in another pid namespace: the payload gets our ids */
     uint64_t pidns_hash;       /* of the last thread list sent */

@@ -1,4 +1,4 @@
-/* Tool mode: the server side of `bpfgraft run` (tool.h, payload/abi.h). */
+/* Tool mode: the server side of `bpfgraft run` (tool.h, abi/payload_abi.h). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <stdarg.h>
@@ -18,9 +18,9 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
-#include "abi.h"
 #include "log.h"
 #include "maps.h"
+#include "payload_abi.h"
 #include "pmsg.h"
 #include "progcheck.h"
 #include "registry.h"

@@ -1,5 +1,5 @@
 /* `bpfgraft run -- TOOL`: unmodified libbpf tools whose BPF side bpfgraft
- * serves (payload/abi.h, "tool mode").
+ * serves (abi/payload_abi.h, "tool mode").
  *
  * The tool is started like `bpfgraft start` and switched to tool mode
  * before its first instruction: its payload serves map element commands

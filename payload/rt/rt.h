@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "abi.h"
+#include "payload_abi.h"
 
 #define RT_HIDDEN __attribute__((visibility("hidden")))
 

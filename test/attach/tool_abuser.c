@@ -13,7 +13,7 @@
 
 int main(void)
 {
-    /* header: len, type, flags, seq, status (payload/abi.h bpfg_pmsg_hdr) */
+    /* header: len, type, flags, seq, status (abi/payload_abi.h bpfg_pmsg_hdr) */
     struct { uint32_t len; uint16_t type, flags; uint32_t seq; int32_t status; } bad[] = {
         {0xffffffffu, 64, 0, 1, 0},   /* longer than any message may be */
         {3, 65, 0, 2, 0},             /* shorter than its own header */

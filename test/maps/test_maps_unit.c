@@ -359,6 +359,36 @@ Test(maps_ringbuf, kernel_layout_and_records)
     bpfg_map_close(m);
 }
 
+/* The memfd offsets bpfg_ringbuf_get_file_layout gives map the same
+ * pages as the handle's own kernel-layout view. */
+Test(maps_ringbuf, file_layout_matches_the_view)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0);
+    struct bpfg_ringbuf_view view;
+    struct bpfg_ringbuf_file file;
+    cr_assert_eq(bpfg_ringbuf_get_view(m, &view), 0);
+    cr_assert_eq(bpfg_ringbuf_get_file_layout(m, &file), 0);
+    cr_assert_eq(file.size, 4096);
+    cr_assert_eq(file.data_off, file.consumer_off + 8192);
+    uint64_t rec = 0x1122334455667788ull;
+    cr_assert_eq(bpfg_ringbuf_output(m, &rec, 8, 0), 0);
+    int fd = bpfg_map_fd(m);
+    uint8_t *pages = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, (off_t)file.consumer_off);
+    uint8_t *data = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, (off_t)file.data_off);
+    cr_assert_neq(pages, MAP_FAILED);
+    cr_assert_neq(data, MAP_FAILED);
+    cr_assert_eq(*(unsigned long *)pages, *view.consumer_pos);
+    cr_assert_eq(*(unsigned long *)(pages + 4096), 16);   /* one 8-byte record and its header */
+    cr_assert_eq(*view.producer_pos, 16);
+    cr_assert_eq(memcmp(data, view.data, 16), 0);
+    munmap(pages, 8192);
+    munmap(data, 4096);
+    struct bpfg_map *arr = mk(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0);
+    cr_assert_eq(bpfg_ringbuf_get_file_layout(arr, &file), -EINVAL);
+    bpfg_map_close(arr);
+    bpfg_map_close(m);
+}
+
 static void *late_producer(void *arg)
 {
     usleep(50000);
@@ -506,6 +536,38 @@ Test(maps_perf, output_and_lost)
     cr_assert_eq(seen.samples[0] + seen.samples[1], 16);
     cr_assert_eq(seen.lost[1], 2);
     bpfg_map_close(m);
+}
+
+/* The handle's mappings: the main one, then one per ring, and the
+ * pointers the map hands out lie inside them. */
+Test(maps_region, mappings_cover_the_handle)
+{
+    size_t len;
+    struct bpfg_map *arr = mk(BPF_MAP_TYPE_ARRAY, 4, 8, 4, 0);
+    uint8_t *base = bpfg_map_mapping(arr, 0, &len);
+    uint32_t k = 3;
+    uint8_t *v = bpfg_map_lookup_elem(arr, &k);
+    cr_assert(base && v >= base && v + 8 <= base + len);
+    cr_assert_null(bpfg_map_mapping(arr, 1, &len));
+    bpfg_map_close(arr);
+
+    struct bpfg_map *rb = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0);
+    struct bpfg_ringbuf_view view;
+    cr_assert_eq(bpfg_ringbuf_get_view(rb, &view), 0);
+    cr_assert_not_null(bpfg_map_mapping(rb, 0, &len));
+    uint8_t *ring = bpfg_map_mapping(rb, 1, &len);
+    cr_assert(ring && view.data >= ring && view.data + 2 * view.size <= ring + len);
+    cr_assert_null(bpfg_map_mapping(rb, 2, &len));
+    bpfg_map_close(rb);
+
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4,
+                              .max_entries = 3, .map_extra = 4096};
+    struct bpfg_map *perf;
+    cr_assert_eq(bpfg_map_create(&s, &perf), 0, "%s", bpfg_map_last_error());
+    for (uint32_t i = 0; i < 4; i++)
+        cr_assert_not_null(bpfg_map_mapping(perf, i, &len), "mapping %u", i);
+    cr_assert_null(bpfg_map_mapping(perf, 4, &len));
+    bpfg_map_close(perf);
 }
 
 Test(maps_region, shared_between_handles)

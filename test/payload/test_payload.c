@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "abi.h"
 #include "injector.h"
 #include "maps.h"
+#include "payload_abi.h"
 #include "victim.h"
 #include "x86jit.h"
 

@@ -1,5 +1,5 @@
 /* The contract between the injector/server (outside the target) and the
- * payload (inside it).
+ * payload (inside it): ABI version 1. See abi/README.md.
  *
  * The payload is a freestanding, position-independent ELF shared object
  * (no libc, no TLS, no DT_NEEDED, only R_X86_64_RELATIVE relocations),
@@ -12,11 +12,22 @@
  * Code that must run on target threads in libc (the robust process-shared
  * mutexes of maps, which must interoperate with the server's) is called
  * through pointers the injector resolves in the target's own libc.
+ *
+ * Topics, in this order:
+ *   1. loading and startup      params, exported symbols, the clone trampoline
+ *   2. uprobe hooks             stubs, pt_regs, hook table, uretprobe shadow stacks
+ *   3. messages                 framing, message types, HELLO, MAP, PROG, HOOK, ...
+ *   4. native code              MAP replies with addresses, PROG_CODE
+ *   5. syscall hooks            Syscall User Dispatch, SYSCALL_HOOK / _OFF / _UNHOOK, EXEC
+ *   6. rewritten syscall sites  the fast path (SYS_SITES)
+ *   7. tool mode                `bpfgraft run -- TOOL` and its tool channel
  */
 #ifndef BPFGRAFT_PAYLOAD_ABI_H
 #define BPFGRAFT_PAYLOAD_ABI_H
 
 #include <stdint.h>
+
+/* ==== 1. loading and startup ==== */
 
 #define BPFG_PAYLOAD_MAGIC 0x47465042u   /* "BPFG" */
 #define BPFG_PAYLOAD_ABI_VERSION 1
@@ -69,6 +80,8 @@ struct bpfg_payload_params {
  * (a direct call: r12 is not used) on the new stack with every signal
  * blocked, and exits the thread if that ever returns. */
 
+/* ==== 2. uprobe hooks ==== */
+
 /* Uprobe stubs (generated outside the target, placed within +-2 GiB of the
  * probed site):
  *     site:  jmp rel32 stub ; nop padding over the displaced bytes
@@ -78,60 +91,6 @@ struct bpfg_payload_params {
  * (orig_ax = hook index), runs the hook's programs, and either continues
  * at the hook's resume address or, after bpf_override_return, returns to
  * the caller with rax set. */
-
-/* ---- payload <-> server messages over the unix socket ----
- * Every message: struct bpfg_pmsg_hdr, then len - sizeof(hdr) body bytes.
- * Fds (map memfds) travel with SCM_RIGHTS on the header's bytes. All
- * integers are little endian; strings are NUL-terminated inside the body. */
-
-struct bpfg_pmsg_hdr {
-    uint32_t len;                /* whole message, header included */
-    uint16_t type;               /* enum bpfg_pmsg_type */
-    uint16_t flags;
-    uint32_t seq;                /* server requests: echoed in the reply */
-    int32_t status;              /* replies: 0 or a negative errno */
-};
-
-#define BPFG_PMSG_MAX (16u << 20)
-
-enum bpfg_pmsg_type {
-    /* payload -> server */
-    BPFG_PMSG_HELLO = 1,         /* struct bpfg_pmsg_hello */
-    BPFG_PMSG_REPLY = 2,         /* status in header; body: text explaining a failure */
-    BPFG_PMSG_TRACE = 3,         /* struct bpfg_pmsg_trace + text */
-    /* server -> payload */
-    BPFG_PMSG_MAP = 16,          /* struct bpfg_pmsg_map, memfd attached */
-    BPFG_PMSG_PROG = 17,         /* struct bpfg_pmsg_prog + insns */
-    BPFG_PMSG_HOOK = 18,         /* struct bpfg_pmsg_hook: activate a hook slot */
-    BPFG_PMSG_UNHOOK = 19,       /* struct bpfg_pmsg_unhook */
-    BPFG_PMSG_UNMAP = 20,        /* struct bpfg_pmsg_unmap: forget a map/program */
-    BPFG_PMSG_DETACH = 21,       /* no body: release everything, exit the thread */
-    BPFG_PMSG_PING = 22,         /* no body */
-    BPFG_PMSG_PROG_CODE = 23,    /* struct bpfg_pmsg_prog_code + a PROG body, code memfd attached */
-};
-
-struct bpfg_pmsg_hello {
-    uint32_t pid;
-    uint32_t abi_version;
-    uint64_t token;
-    uint64_t load_base;
-    uint64_t uprobe_entry;       /* address of bpfg_uprobe_entry */
-    uint64_t uretprobe_return;   /* address of bpfg_uretprobe_return */
-    uint64_t hook_table;         /* address of the hook slot table */
-    uint32_t max_hooks;
-    uint32_t nr_cpus;
-};
-
-/* ---- additions (ABI version 1) ----
- *
- * struct bpfg_pmsg_hello continues with the fields below (a server reading
- * an older payload sees a shorter hello: check hdr.len):
- *     uint64_t thread_table;      address of struct bpfg_thread_slot[max_threads]
- *     uint32_t max_threads;       BPFG_MAX_THREADS
- *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
- *     uint64_t uretprobe_handler; unused by the server, diagnostics only
- * They are declared as struct bpfg_pmsg_hello_ext, which starts with the
- * original struct. */
 
 /* The context of uprobe programs: the kernel's x86-64 struct pt_regs
  * layout, so PT_REGS_PARM1(ctx) etc. of bpf_tracing.h work unchanged.
@@ -196,8 +155,66 @@ struct bpfg_thread_slot {
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
 };
 
-struct bpfg_pmsg_map {
-    uint32_t map_id;             /* the server's map id */
+/* ==== 3. payload <-> server messages over the unix socket ====
+ * Every message: struct bpfg_pmsg_hdr, then len - sizeof(hdr) body bytes.
+ * Fds (map memfds) travel with SCM_RIGHTS on the header's bytes. All
+ * integers are little endian; strings are NUL-terminated inside the body. */
+
+struct bpfg_pmsg_hdr {
+    uint32_t len;                /* whole message, header included */
+    uint16_t type;               /* enum bpfg_pmsg_type */
+    uint16_t flags;
+    uint32_t seq;                /* server requests: echoed in the reply */
+    int32_t status;              /* replies: 0 or a negative errno */
+};
+
+#define BPFG_PMSG_MAX (16u << 20)
+
+/* Message types: the enum, then the later ones, defined as macros (the
+ * tool channel's requests, 64 and up, are in section 7). */
+enum bpfg_pmsg_type {
+    /* payload -> server */
+    BPFG_PMSG_HELLO = 1,         /* struct bpfg_pmsg_hello(_ext) */
+    BPFG_PMSG_REPLY = 2,         /* status in header; body: text explaining a failure */
+    BPFG_PMSG_TRACE = 3,         /* struct bpfg_pmsg_trace + text */
+    /* server -> payload */
+    BPFG_PMSG_MAP = 16,          /* struct bpfg_pmsg_map, memfd attached */
+    BPFG_PMSG_PROG = 17,         /* struct bpfg_pmsg_prog + insns */
+    BPFG_PMSG_HOOK = 18,         /* struct bpfg_pmsg_hook: activate a hook slot */
+    BPFG_PMSG_UNHOOK = 19,       /* struct bpfg_pmsg_unhook */
+    BPFG_PMSG_UNMAP = 20,        /* struct bpfg_pmsg_unmap: forget a map/program */
+    BPFG_PMSG_DETACH = 21,       /* no body: release everything, exit the thread */
+    BPFG_PMSG_PING = 22,         /* no body */
+    BPFG_PMSG_PROG_CODE = 23,    /* struct bpfg_pmsg_prog_code + a PROG body, code memfd attached */
+};
+#define BPFG_PMSG_EXEC 8             /* payload -> server, async: struct bpfg_pmsg_exec + path */
+#define BPFG_PMSG_SYS_SITES 9        /* payload -> server, async: uint64_t sites[] (section 6) */
+#define BPFG_PMSG_SYSCALL_HOOK 32    /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
+#define BPFG_PMSG_SYSCALL_OFF 33     /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
+#define BPFG_PMSG_TOOL_MODE 34       /* struct bpfg_pmsg_tool_mode, channel fd attached;
+                                      * reply: struct bpfg_pmsg_syscall_reply */
+#define BPFG_PMSG_SYSCALL_UNHOOK 35  /* struct bpfg_pmsg_syscall_unhook: remove one syscall
+                                      * program (all its kinds/numbers); reply: empty */
+#define BPFG_PMSG_PIDNS 36           /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
+
+/* HELLO: the first message of the payload. Its body is struct
+ * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
+ * the uretprobe tables (a server reading an older payload sees a shorter
+ * hello, only struct bpfg_pmsg_hello: check hdr.len):
+ *     uint64_t thread_table;      address of struct bpfg_thread_slot[max_threads]
+ *     uint32_t max_threads;       BPFG_MAX_THREADS
+ *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
+ *     uint64_t uretprobe_handler; unused by the server, diagnostics only */
+struct bpfg_pmsg_hello {
+    uint32_t pid;
+    uint32_t abi_version;
+    uint64_t token;
+    uint64_t load_base;
+    uint64_t uprobe_entry;       /* address of bpfg_uprobe_entry */
+    uint64_t uretprobe_return;   /* address of bpfg_uretprobe_return */
+    uint64_t hook_table;         /* address of the hook slot table */
+    uint32_t max_hooks;
+    uint32_t nr_cpus;
 };
 
 struct bpfg_pmsg_hello_ext {
@@ -206,6 +223,11 @@ struct bpfg_pmsg_hello_ext {
     uint32_t max_threads;
     uint32_t shadow_depth;
     uint64_t uretprobe_handler;
+};
+
+/* MAP; its successful REPLY carries struct bpfg_pmsg_map_reply (section 4). */
+struct bpfg_pmsg_map {
+    uint32_t map_id;             /* the server's map id */
 };
 
 /* bpfg_pmsg_prog.flags */
@@ -242,7 +264,30 @@ struct bpfg_pmsg_unmap {
     uint32_t prog_id;            /* 0: none */
 };
 
-/* ---- additions (ABI version 1): native code ----
+/* BPFG_PMSG_TRACE: one bpf_trace_printk line. Lines are queued by the
+ * programs in a ring of 256 lines of up to BPFG_TRACE_LINE bytes; when it
+ * is full lines are dropped, and the next TRACE message carries the count
+ * of lines dropped since the previous one in hdr.flags (saturating). */
+#define BPFG_TRACE_LINE 240
+
+struct bpfg_pmsg_trace {
+    uint32_t pid, tid;
+    /* char text[]; */
+};
+
+/* BPFG_PMSG_PIDNS: a target in another pid namespace (a container): the
+ * kernel's helpers report the ids of the initial namespace, which
+ * getpid/gettid inside the target do not give. Sent after HELLO and again
+ * when its threads change; ntids pairs {ns_tid, host_tid} follow. Reply:
+ * empty. */
+struct bpfg_pmsg_pidns {
+    uint32_t host_pid;           /* the process's pid in the initial namespace */
+    uint32_t ns_pid;             /* ... and as getpid() returns it inside */
+    uint32_t ntids;
+    uint32_t reserved;
+};
+
+/* ==== 4. native code ====
  *
  * The REPLY to a successful MAP carries struct bpfg_pmsg_map_reply (an
  * older payload replies with an empty body: the server then knows no
@@ -285,28 +330,15 @@ struct bpfg_pmsg_prog_code {
     /* struct bpfg_pmsg_prog prog; uint32_t map_ids[]; struct bpf_insn insns[]; */
 };
 
-/* BPFG_PMSG_TRACE: one bpf_trace_printk line. Lines are queued by the
- * programs in a ring of 256 lines of up to BPFG_TRACE_LINE bytes; when it
- * is full lines are dropped, and the next TRACE message carries the count
- * of lines dropped since the previous one in hdr.flags (saturating). */
-#define BPFG_TRACE_LINE 240
-
-struct bpfg_pmsg_trace {
-    uint32_t pid, tid;
-    /* char text[]; */
-};
-
-/* ---- additions (ABI version 1): syscall hooks ----
+/* ==== 5. syscall hooks ====
  *
  * Programs of the syscall tracepoints run inside the target on Syscall
  * User Dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH): every thread has
  * the payload image as its exempt region and bpfg_pmsg_syscall_reply.selector
  * as its switch; each syscall made outside the payload raises SIGSYS and
  * the payload's handler runs the programs around the real syscall, which it
- * makes from its own (exempt) text. See payload/syscall.c. */
-#define BPFG_PMSG_EXEC 8             /* payload -> server, async: struct bpfg_pmsg_exec + path */
-#define BPFG_PMSG_SYSCALL_HOOK 32    /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
-#define BPFG_PMSG_SYSCALL_OFF 33     /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
+ * makes from its own (exempt) text. See payload/syscall.c. Messages:
+ * SYSCALL_HOOK, SYSCALL_UNHOOK, SYSCALL_OFF and, from the payload, EXEC. */
 
 enum bpfg_sys_kind {
     BPFG_SYS_ENTER = 1,          /* tracepoint/syscalls/sys_enter_NAME: record context */
@@ -320,9 +352,10 @@ enum bpfg_sys_kind {
 #define BPFG_SYS_MAX_NR 512          /* syscall numbers the per-number tables cover */
 #define BPFG_SYS_MAX_PROGS 4         /* per kind and syscall number */
 
-/* Adds one program. The first one installs the SIGSYS handler (the
- * target's own SIGSYS action is kept and chained to); the server then turns
- * dispatch on in every thread with the reply's region and selector. */
+/* SYSCALL_HOOK adds one program. The first one installs the SIGSYS
+ * handler (the target's own SIGSYS action is kept and chained to); the
+ * server then turns dispatch on in every thread with the reply's region
+ * and selector. */
 struct bpfg_pmsg_syscall_hook {
     uint32_t prog_id;
     uint32_t kind;               /* enum bpfg_sys_kind */
@@ -331,13 +364,17 @@ struct bpfg_pmsg_syscall_hook {
 };
 
 /* The server will rewrite syscall sites: the payload reports candidates
- * (BPFG_PMSG_SYS_SITES). */
+ * (BPFG_PMSG_SYS_SITES, section 6). */
 #define BPFG_SYS_F_REWRITE 1u
 
 struct bpfg_pmsg_syscall_reply {
     uint64_t exempt_base, exempt_len;   /* the prctl's offset and length */
     uint64_t selector;           /* the prctl's switch (one byte, shared by all threads) */
     uint64_t fast_entry;         /* bpfg_sys_fast_entry; 0 (or a shorter reply): no fast path */
+};
+
+struct bpfg_pmsg_syscall_unhook {
+    uint32_t prog_id;
 };
 
 /* SYSCALL_OFF: every syscall program is removed (after a grace period)
@@ -352,7 +389,12 @@ struct bpfg_pmsg_syscall_off_reply {
     uint64_t dispatched;         /* SIGSYS taken */
 };
 
-/* ---- additions (ABI version 1): rewritten syscall sites (fast path) ----
+struct bpfg_pmsg_exec {
+    uint32_t pid, tid;
+    /* char path[]; NUL-terminated, may be truncated */
+};
+
+/* ==== 6. rewritten syscall sites (the fast path) ====
  *
  * Syscall User Dispatch stays on as the exhaustive net; sites it catches
  * that have the 7-byte form `mov $nr,%eax` (b8 imm32) + `syscall` (0f 05)
@@ -375,7 +417,6 @@ struct bpfg_pmsg_syscall_off_reply {
  * kernel: rcx = site+7, r11 = rflags), and rflags itself. Detach writes the
  * original 5 bytes back; stubs stay mapped (a thread may still return
  * into one from a blocking syscall). */
-#define BPFG_PMSG_SYS_SITES 9
 #define BPFG_SYS_STUB_SIZE 48
 #define BPFG_SYS_STUB_RET_OFF 16     /* the call's return address in the stub */
 #define BPFG_SYS_STUB_SITE_OFF 40
@@ -403,12 +444,7 @@ static inline int bpfg_sys_slow_only(long nr)
     }
 }
 
-struct bpfg_pmsg_exec {
-    uint32_t pid, tid;
-    /* char path[]; NUL-terminated, may be truncated */
-};
-
-/* ---- additions (ABI version 1): tool mode (`bpfgraft run -- TOOL`) ----
+/* ==== 7. tool mode (`bpfgraft run -- TOOL`) ====
  *
  * An unmodified libbpf tool runs with the payload injected (bpfgraft
  * start) and its BPF syscalls served by bpfgraft instead of the kernel.
@@ -442,33 +478,12 @@ struct bpfg_pmsg_exec {
  *                    an attached perf event detaches it (TOOL_DETACH).
  * Placeholder fds (programs, BTF, links, perf events) are memfds named
  * "bpfgraft-prog:NAME" etc., so /proc/PID/fd says what they are. */
-#define BPFG_PMSG_TOOL_MODE 34       /* struct bpfg_pmsg_tool_mode, channel fd attached;
-                                      * reply: struct bpfg_pmsg_syscall_reply */
-#define BPFG_PMSG_SYSCALL_UNHOOK 35  /* struct bpfg_pmsg_syscall_unhook: remove one syscall
-                                      * program (all its kinds/numbers); reply: empty */
-
-/* A target in another pid namespace (a container): the kernel's helpers
- * report the ids of the initial namespace, which getpid/gettid inside the
- * target do not give. Sent after HELLO and again when its threads change;
- * ntids pairs {ns_tid, host_tid} follow. Reply: empty. */
-#define BPFG_PMSG_PIDNS 36
-
-struct bpfg_pmsg_pidns {
-    uint32_t host_pid;           /* the process's pid in the initial namespace */
-    uint32_t ns_pid;             /* ... and as getpid() returns it inside */
-    uint32_t ntids;
-    uint32_t reserved;
-};
 
 struct bpfg_pmsg_tool_mode {
     uint32_t uprobe_type;        /* /sys/bus/event_source/devices/uprobe/type, 0 unknown */
     uint32_t kprobe_type;        /* .../kprobe/type, 0 unknown */
     uint32_t retprobe_bit;       /* .../uprobe/format/retprobe "config:N" */
     uint32_t nr_cpus;            /* possible CPUs (perf rings, per-CPU values) */
-};
-
-struct bpfg_pmsg_syscall_unhook {
-    uint32_t prog_id;
 };
 
 /* Tool channel: requests from a tool thread (one at a time: the payload

@@ -1,0 +1,162 @@
+/* Tool mode: the tool channel, a stream socket to the server (TOOL_MODE
+ * brought it), on which tool threads make one request at a time
+ * (payload_abi.h, "Tool channel"). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include "payload.h"
+#include "rt/rt.h"
+#include "tool_priv.h"
+
+/* ---- the tool channel ---- */
+
+static int chan = -1;
+static bool chan_dead;
+static uint32_t chan_seq;
+static uint32_t chan_word;   /* futex mutex: 0 free, 1 locked, 2 contended */
+
+static void chan_lock(void)
+{
+    uint32_t c = 0;
+    if (__atomic_compare_exchange_n(&chan_word, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    if (c != 2)
+        c = __atomic_exchange_n(&chan_word, 2, __ATOMIC_ACQUIRE);
+    while (c != 0) {
+        rt_sys4(SYS_futex, (long)&chan_word, FUTEX_WAIT_PRIVATE, 2, 0);
+        c = __atomic_exchange_n(&chan_word, 2, __ATOMIC_ACQUIRE);
+    }
+}
+
+static void chan_unlock(void)
+{
+    if (__atomic_exchange_n(&chan_word, 0, __ATOMIC_RELEASE) == 2)
+        rt_sys3(SYS_futex, (long)&chan_word, FUTEX_WAKE_PRIVATE, 1);
+}
+
+void chan_open(int fd)
+{
+    chan = fd;
+    chan_dead = false;
+}
+
+
+/* Reads len bytes; the first read may carry an fd (SCM_RIGHTS). */
+static int chan_recv(void *buf, size_t len, int *fd)
+{
+    uint8_t *b = buf;
+    while (len) {
+        union {
+            struct cmsghdr c;
+            char buf[CMSG_SPACE(sizeof(int) * 4)];
+        } cm;
+        struct iovec iov = {b, len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                            .msg_controllen = sizeof(cm.buf)};
+        long n = rt_sys3(SYS_recvmsg, chan, (long)&mh, MSG_CMSG_CLOEXEC);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n))
+            return (int)n;
+        if (n == 0)
+            return -ECONNRESET;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < nfd; i++) {
+                int got;
+                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                if (fd && *fd < 0)
+                    *fd = got;
+                else
+                    rt_sys1(SYS_close, got);
+            }
+        }
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void reply_free(struct reply *r)
+{
+    free(r->body);
+    if (r->fd >= 0)
+        rt_sys1(SYS_close, r->fd);
+    r->body = NULL;
+    r->fd = -1;
+}
+
+/* Text explaining a failed reply. */
+const char *reply_text(const struct reply *r)
+{
+    return r->body && r->body[0] ? r->body : strerror(-r->status);
+}
+
+int reply_id(const struct reply *r, uint32_t *id)
+{
+    struct bpfg_tool_id_reply idr;
+    if (r->len < sizeof(idr))
+        return -EPROTO;
+    memcpy(&idr, r->body, sizeof(idr));
+    *id = idr.id;
+    return 0;
+}
+
+/* One request (body b1 then b2) and its reply. Returns rep->status. */
+int chan_call(uint16_t type, const void *b1, size_t l1, const void *b2, size_t l2, struct reply *rep)
+{
+    memset(rep, 0, sizeof(*rep));
+    rep->fd = -1;
+    chan_lock();
+    int err = chan < 0 || chan_dead ? -ECONNRESET : 0;
+    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + l1 + l2), .type = type, .seq = ++chan_seq};
+    if (!err && sizeof(h) + l1 + l2 > BPFG_PMSG_MAX)
+        err = -E2BIG;
+    if (!err)
+        err = rt_send_all(chan, &h, sizeof(h));
+    if (!err && l1)
+        err = rt_send_all(chan, b1, l1);
+    if (!err && l2)
+        err = rt_send_all(chan, b2, l2);
+    struct bpfg_pmsg_hdr rh;
+    if (!err)
+        err = chan_recv(&rh, sizeof(rh), &rep->fd);
+    if (!err && (rh.len < sizeof(rh) || rh.len > BPFG_PMSG_MAX || rh.seq != h.seq || rh.type != BPFG_PMSG_REPLY))
+        err = -EPROTO;
+    if (!err) {
+        rep->len = rh.len - sizeof(rh);
+        rep->body = malloc(rep->len + 1);
+        if (!rep->body)
+            err = -ENOMEM;   /* the stream is out of step now */
+        else if (!(err = chan_recv(rep->body, rep->len, NULL)))
+            rep->body[rep->len] = 0;
+    }
+    if (err && err != -E2BIG)
+        chan_dead = true;
+    chan_unlock();
+    if (err) {
+        reply_free(rep);
+        rep->len = 0;
+        return rep->status = err;
+    }
+    rep->status = rh.status > 0 ? -EPROTO : rh.status;
+    return rep->status;
+}
+
+/* RELEASE / DETACH: nothing to do about a failure. */
+void chan_release(uint16_t type, uint32_t kind, uint32_t id)
+{
+    struct bpfg_tool_release rel = {kind, id};
+    struct reply rep;
+    if (id) {
+        chan_call(type, &rel, sizeof(rel), NULL, 0, &rep);
+        reply_free(&rep);
+    }
+}
