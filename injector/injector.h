@@ -59,11 +59,6 @@ int bpfg_release_started(pid_t pid);
  * threads were stopped in *stopped_ns (may be NULL). */
 int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns);
 
-/* From /proc/PID/stat, or thread tid's (tid > 0): the state letter (R, S,
- * D, T, t, Z...) and the kernel's task flags (PF_KTHREAD...; flags may be
- * NULL). 0 or -errno. */
-int bpfg_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
-
 /* bpfg_stop_process gives up on a thread that sleeps uninterruptibly (an
  * -EBUSY naming it) but has asked it to stop; call this now and then (the
  * server: every event tick) to let such threads go once they stopped. */

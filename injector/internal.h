@@ -2,15 +2,15 @@
 #ifndef BPFG_INJECTOR_INTERNAL_H
 #define BPFG_INJECTOR_INTERNAL_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Formats the message into err (BPFG_ERRLEN bytes, may be NULL) and
  * returns code: `return bpfg_inj_fail(err, -EINVAL, "...", ...);` */
 int bpfg_inj_fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* An integer field ("TracerPid", "Seccomp") of /proc/PID/status, or of
- * thread tid's (tid > 0). 0, -ENODATA without the field, -errno (-ENOENT:
- * no such process). */
-int bpfg_inj_status_int(pid_t pid, pid_t tid, const char *field, int *value);
+/* The start of pid's first executable mapping (not the vsyscall page)
+ * outside [lo, hi), in *site; 0 there if it has none. 0 or -errno. */
+int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site);
 
 #endif

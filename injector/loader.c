@@ -19,6 +19,7 @@
 
 #include "injector.h"
 #include "internal.h"
+#include "procfs.h"
 
 #define PAGE 4096ull
 #define PAYLOAD_STACK (256u * 1024)
@@ -242,29 +243,32 @@ static bool is_file(const char *file, const char *want)
     return strcmp(file, want) == 0;
 }
 
+struct mapping_search {
+    bool (*match)(const char *file, const char *arg);
+    const char *arg;
+    uint64_t *base;
+    char *file;
+    size_t len;
+};
+
+static int first_match(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct mapping_search *ms = arg;
+    if (m->offset != 0 || !ms->match(m->path, ms->arg))
+        return 0;
+    *ms->base = m->start;
+    snprintf(ms->file, ms->len, "%s", m->path);
+    return 1;
+}
+
 /* The first mapping of pid at file offset 0 whose path `match` accepts:
  * its start address and path. */
 static int find_mapping(pid_t pid, bool (*match)(const char *file, const char *arg), const char *arg, uint64_t *base,
                         char *file_out, size_t outlen)
 {
-    char maps[64], line[1024];
-    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(maps, "re");
-    if (!f)
-        return -errno;
-    int r = -ENOENT;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, off;
-        char file[768] = "";
-        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %767s", &lo, &off, file) == 3 && off == 0 && match(file, arg)) {
-            *base = lo;
-            snprintf(file_out, outlen, "%s", file);
-            r = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return r;
+    struct mapping_search ms = {match, arg, base, file_out, outlen};
+    int r = bpfg_procfs_maps(pid, first_match, &ms);
+    return r < 0 ? r : r ? 0 : -ENOENT;
 }
 
 /* Where the target's glibc functions are: libc.so.6 (read through
@@ -501,22 +505,9 @@ static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint6
 {
     if (st->syscall_site && (st->syscall_site + 4 <= lo || st->syscall_site >= hi))
         return 0;
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
-    unsigned long a, b;
-    char perms[8];
-    st->syscall_site = 0;
-    while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && perms[2] == 'x' && !strstr(line, "[vsyscall]") &&
-            (b <= lo || a >= hi)) {
-            st->syscall_site = a;
-            break;
-        }
-    }
-    fclose(f);
+    int r = bpfg_inj_code_site(st->pid, lo, hi, &st->syscall_site);
+    if (r)
+        return bpfg_inj_fail(err, r, "cannot read /proc/%d/maps: %s", (int)st->pid, strerror(-r));
     return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
 }
 
@@ -536,43 +527,52 @@ int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj
     return r;
 }
 
+struct gap_search {
+    uint64_t near, len, lo_limit, hi_limit;
+    uint64_t prev_end, best, best_dist;
+};
+
+/* The free range [gap_lo, gap_hi) as a candidate: its end nearest to
+ * near, one guard page in. */
+static void consider_gap(struct gap_search *g, uint64_t gap_lo, uint64_t gap_hi)
+{
+    uint64_t near = g->near, len = g->len;
+    if (gap_hi <= gap_lo || gap_hi - gap_lo < len + 2 * PAGE)
+        return;
+    uint64_t cand = near < gap_lo ? gap_lo + PAGE : gap_hi - PAGE - len;
+    if (near >= gap_lo && near < gap_hi)
+        cand = PAGE_DOWN(near) + len + PAGE <= gap_hi ? PAGE_DOWN(near) : gap_hi - PAGE - len;
+    uint64_t dist = cand > near ? cand - near : near - cand;
+    if (cand >= g->lo_limit && cand + len <= g->hi_limit && dist < g->best_dist) {
+        g->best = cand;
+        g->best_dist = dist;
+    }
+}
+
+static int gap_before(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct gap_search *g = arg;
+    consider_gap(g, g->prev_end, m->start);
+    g->prev_end = m->end;
+    return 0;
+}
+
 int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, uint64_t *addr, char *err)
 {
-    char path[64], line[512];
     const uint64_t reach = (1ull << 31) - (1ull << 24);   /* stay safely inside rel32 */
-    uint64_t lo_limit = near > reach ? near - reach : PAGE * 16, hi_limit = near + reach;
-    uint64_t best = 0, best_dist = UINT64_MAX, prev_end = PAGE * 16;
-    len = PAGE_UP(len);
-
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
-    /* Gaps between mappings, nearest to `near` first. */
-    for (;;) {
-        unsigned long lo = 0, hi = 0;
-        bool more = fgets(line, sizeof(line), f) && sscanf(line, "%lx-%lx", &lo, &hi) == 2;
-        uint64_t gap_lo = prev_end, gap_hi = more ? lo : 0x7ffffffff000ull;
-        if (gap_hi > gap_lo && gap_hi - gap_lo >= len + 2 * PAGE) {
-            /* candidate: the end of the gap nearest to near, one guard page in */
-            uint64_t cand = near < gap_lo ? gap_lo + PAGE : gap_hi - PAGE - len;
-            if (near >= gap_lo && near < gap_hi)
-                cand = PAGE_DOWN(near) + len + PAGE <= gap_hi ? PAGE_DOWN(near) : gap_hi - PAGE - len;
-            uint64_t dist = cand > near ? cand - near : near - cand;
-            if (cand >= lo_limit && cand + len <= hi_limit && dist < best_dist) {
-                best = cand;
-                best_dist = dist;
-            }
-        }
-        if (!more)
-            break;
-        prev_end = hi;
-    }
-    fclose(f);
+    struct gap_search g = {.near = near, .len = PAGE_UP(len), .lo_limit = near > reach ? near - reach : PAGE * 16,
+                           .hi_limit = near + reach, .prev_end = PAGE * 16, .best_dist = UINT64_MAX};
+    len = g.len;
+    /* Gaps between mappings, and after the last one; nearest to `near` wins. */
+    int r = bpfg_procfs_maps(st->pid, gap_before, &g);
+    if (r)
+        return bpfg_inj_fail(err, r, "cannot read /proc/%d/maps: %s", (int)st->pid, strerror(-r));
+    consider_gap(&g, g.prev_end, 0x7ffffffff000ull);
+    uint64_t best = g.best;
     if (!best)
         return bpfg_inj_fail(err, -ENOMEM, "no free address range within 2 GiB of 0x%llx", (unsigned long long)near);
     uint64_t got;
-    int r = remote_mmap(st, best, len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
+    r = remote_mmap(st, best, len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
                         &got, err);
     if (r)
         return r;

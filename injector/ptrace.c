@@ -25,6 +25,7 @@
 
 #include "injector.h"
 #include "internal.h"
+#include "procfs.h"
 
 #define XSTATE_MAX 16384
 
@@ -46,59 +47,11 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* /proc/PID/LEAF, or thread tid's (tid > 0). */
-static void proc_path(char *path, size_t len, pid_t pid, pid_t tid, const char *leaf)
-{
-    if (tid > 0)
-        snprintf(path, len, "/proc/%d/task/%d/%s", (int)pid, (int)tid, leaf);
-    else
-        snprintf(path, len, "/proc/%d/%s", (int)pid, leaf);
-}
-
-int bpfg_inj_status_int(pid_t pid, pid_t tid, const char *field, int *value)
-{
-    char path[80], line[256];
-    size_t flen = strlen(field);
-    proc_path(path, sizeof(path), pid, tid, "status");
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -errno;
-    int r = -ENODATA;
-    while (r && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':' && sscanf(line + flen + 1, "%d", value) == 1)
-            r = 0;
-    fclose(f);
-    return r;
-}
-
-int bpfg_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
-{
-    char path[80], buf[1024];
-    proc_path(path, sizeof(path), pid, tid, "stat");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    int e = errno;
-    close(fd);
-    if (n <= 0)
-        return n < 0 ? -e : -EIO;
-    buf[n] = 0;
-    /* the command name may hold anything, ')' too: fields follow the last */
-    const char *paren = strrchr(buf, ')');
-    unsigned long fl = 0;
-    if (!paren || sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %lu", state, &fl) != 2)
-        return -EIO;
-    if (flags)
-        *flags = fl;
-    return 0;
-}
-
 /* TracerPid from /proc/PID/status: 0 if untraced, -errno if unreadable. */
 static int tracer_of(pid_t pid)
 {
     int tracer = 0;
-    int r = bpfg_inj_status_int(pid, 0, "TracerPid", &tracer);
+    int r = bpfg_procfs_status_int(pid, 0, "TracerPid", &tracer);
     return r == -ENODATA ? 0 : r ? r : tracer;
 }
 
@@ -187,7 +140,7 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
             if (!polling) {
                 /* not stopped yet: block, unless it sleeps uninterruptibly */
                 char state = 0;
-                polling = bpfg_task_stat(pid, t->tid, &state, NULL) == 0 && state == 'D' &&
+                polling = bpfg_procfs_stat(pid, t->tid, &state, NULL) == 0 && state == 'D' &&
                           nabandoned < MAX_ABANDONED;
                 deadline = now_ns() + STOP_TIMEOUT_MS * 1000000ull;
                 if (!polling)
@@ -227,7 +180,7 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
 static bool ours_already(pid_t pid, pid_t tid)
 {
     int tracer = 0;
-    return bpfg_inj_status_int(pid, tid, "TracerPid", &tracer) == 0 && tracer == getpid();
+    return bpfg_procfs_status_int(pid, tid, "TracerPid", &tracer) == 0 && tracer == getpid();
 }
 
 /* Seizes one thread and asks it to stop; the stop itself is waited for
@@ -445,26 +398,38 @@ bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t 
     return false;
 }
 
+struct code_search {
+    uint64_t lo, hi, found;
+};
+
+static int code_outside(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct code_search *cs = arg;
+    if (m->perms[2] != 'x' || strcmp(m->path, "[vsyscall]") == 0 || (m->end > cs->lo && m->start < cs->hi))
+        return 0;
+    cs->found = m->start;
+    return 1;
+}
+
+int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site)
+{
+    struct code_search cs = {lo, hi, 0};
+    int r = bpfg_procfs_maps(pid, code_outside, &cs);
+    if (r < 0)
+        return r;
+    *site = cs.found;
+    return 0;
+}
+
 /* An executable mapping's first bytes serve as the place where injected
  * instructions run; all threads are stopped, so nobody else executes them. */
 static int find_syscall_site(struct bpfg_stopped *st, char *err)
 {
     if (st->syscall_site)
         return 0;
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)st->pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return bpfg_inj_fail(err, -errno, "cannot read %s: %s", path, strerror(errno));
-    unsigned long lo, hi;
-    char perms[8];
-    while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[2] == 'x' && !strstr(line, "[vsyscall]")) {
-            st->syscall_site = lo;
-            break;
-        }
-    }
-    fclose(f);
+    int r = bpfg_inj_code_site(st->pid, 0, 0, &st->syscall_site);
+    if (r)
+        return bpfg_inj_fail(err, r, "cannot read /proc/%d/maps: %s", (int)st->pid, strerror(-r));
     return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
 }
 

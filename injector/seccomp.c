@@ -26,6 +26,7 @@
 
 #include "injector.h"
 #include "internal.h"
+#include "procfs.h"
 
 #ifndef PTRACE_SECCOMP_GET_FILTER
 #define PTRACE_SECCOMP_GET_FILTER 0x420c
@@ -182,7 +183,7 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
     for (size_t i = 0; i < st->nthreads; i++) {
         pid_t tid = st->threads[i].tid;
         int mode = 0;
-        bpfg_inj_status_int(st->pid, tid, "Seccomp", &mode);   /* no field: no seccomp */
+        bpfg_procfs_status_int(st->pid, tid, "Seccomp", &mode);   /* no field: no seccomp */
         if (mode == 1)
             return bpfg_inj_fail(err, -ENOTSUP, "process %d runs in strict seccomp mode (read, write and exit only): "
                         "the payload could not run there", (int)st->pid);

@@ -171,8 +171,6 @@ void bpfg_jitcache_close(struct bpfg_jitcache *c)
     free(c);
 }
 
-const char *bpfg_jitcache_dir(const struct bpfg_jitcache *c) { return c->dir; }
-
 static char *entry_path(const struct bpfg_jitcache *c, const uint8_t key[16])
 {
     char hex[33];

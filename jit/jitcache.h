@@ -31,7 +31,6 @@ struct bpfg_jitcache;
  * NULL dir means BPFG_JITCACHE_DEFAULT_DIR. NULL and errno on failure. */
 struct bpfg_jitcache *bpfg_jitcache_open(const char *dir);
 void bpfg_jitcache_close(struct bpfg_jitcache *c);
-const char *bpfg_jitcache_dir(const struct bpfg_jitcache *c);
 
 /* 0 and the blob (free with bpfg_llvmjit_blob_free), -ENOENT on a miss. */
 int bpfg_jitcache_get(struct bpfg_jitcache *c, const uint8_t key[16], struct bpfg_llvmjit_blob *out);

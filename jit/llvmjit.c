@@ -122,12 +122,6 @@ static void llvm_init(void)
     snprintf(version_text, sizeof(version_text), "LLVM %s", LLVM_VERSION_STRING);
 }
 
-const char *bpfg_llvmjit_version(void)
-{
-    pthread_once(&init_once, llvm_init);
-    return version_text;
-}
-
 static LLVMTargetMachineRef make_tm(int opt, char *err, size_t errlen)
 {
     LLVMTargetRef target;
@@ -1193,16 +1187,6 @@ out:
     LLVMContextDispose(j.C);
     lj_free(&j);
     bpfg_vm_free(vm);
-    return ret;
-}
-
-int bpfg_llvmjit_compile(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts,
-                         struct bpfg_x86jit_code *out, struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
-{
-    struct bpfg_llvmjit_blob blob;
-    int ret = bpfg_llvmjit_compile_blob(insns, n, opts, &blob, stats, err, errlen);
-    free(blob.relocs);   /* the slots already hold this compilation's values */
-    *out = blob.code;
     return ret;
 }
 

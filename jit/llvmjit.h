@@ -10,8 +10,7 @@
  *
  * the same helper table, the same per_run_user / unwind / fault semantics
  * (fault = (insn << 32) | (uint32_t)-errno, r0 = 0 on a fault). So the
- * server and the payload treat both engines alike: bpfg_x86jit_map_exec()
- * and bpfg_x86jit_run() work on LLVM blobs too, and the bytes can be copied
+ * server and the payload treat both engines alike: the bytes are copied
  * into a memfd and mapped r-x at any address in the target.
  *
  * How: the program is validated and its lddw pseudo forms resolved by the
@@ -102,16 +101,10 @@ struct bpfg_llvmjit_stats {
 };
 
 /* Validates (as bpfg_vm_load does) and compiles n instructions into a flat
- * PIC blob (entry at offset 0, free with bpfg_x86jit_code_free). On error
- * returns a negative errno and a message in err (naming the instruction
- * for a refused program). stats may be NULL. Thread-safe. */
-int bpfg_llvmjit_compile(const struct bpf_insn *insns, size_t n,
-                         const struct bpfg_llvmjit_opts *opts,
-                         struct bpfg_x86jit_code *out, struct bpfg_llvmjit_stats *stats,
-                         char *err, size_t errlen);
-
-/* Same, keeping the slot list (relocatable_maps). Free with
- * bpfg_llvmjit_blob_free. */
+ * PIC blob (out->code, entry at offset 0) with its slot list
+ * (relocatable_maps). Free with bpfg_llvmjit_blob_free. On error returns a
+ * negative errno and a message in err (naming the instruction for a
+ * refused program). stats may be NULL. Thread-safe. */
 int bpfg_llvmjit_compile_blob(const struct bpf_insn *insns, size_t n,
                               const struct bpfg_llvmjit_opts *opts,
                               struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats,
@@ -135,8 +128,5 @@ int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn
 int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n,
                      const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
                      char *err, size_t errlen);
-
-/* "LLVM 14.0.6" etc. */
-const char *bpfg_llvmjit_version(void);
 
 #endif

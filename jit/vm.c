@@ -162,12 +162,6 @@ int bpfg_vm_add_region(struct bpfg_vm *vm, const void *addr, size_t len, bool wr
     return 0;
 }
 
-void bpfg_vm_clear_regions(struct bpfg_vm *vm)
-{
-    vm->nregions = 0;
-}
-
-size_t bpfg_vm_insn_count(const struct bpfg_vm *vm) { return vm->n; }
 const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm) { return vm->insns; }
 
 /* ---- load-time validation ------------------------------------------- */

@@ -49,13 +49,11 @@ void bpfg_vm_set_ld64_resolver(struct bpfg_vm *vm, bpfg_ld64_resolver fn, void *
  * access stops the program with -EFAULT instead of touching memory. */
 void bpfg_vm_set_checked(struct bpfg_vm *vm, bool checked);
 int bpfg_vm_add_region(struct bpfg_vm *vm, const void *addr, size_t len, bool writable);
-void bpfg_vm_clear_regions(struct bpfg_vm *vm);
 
 /* Validates and copies the program (n instructions of 8 bytes). Errors:
  * -EINVAL with a message for an unknown opcode, bad register, jump out of
  * range, split lddw, missing exit, falling off the end, unknown helper. */
 int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *insns, size_t n);
-size_t bpfg_vm_insn_count(const struct bpfg_vm *vm);
 const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm);
 
 /* Runs the loaded program with r1 = ctx, r2 = ctx_len. On success stores r0

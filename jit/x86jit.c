@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "x86jit.h"
 
@@ -968,33 +967,4 @@ void bpfg_x86jit_code_free(struct bpfg_x86jit_code *code)
     free(code->buf);
     code->buf = NULL;
     code->len = 0;
-}
-
-int bpfg_x86jit_map_exec(const struct bpfg_x86jit_code *code, struct bpfg_x86jit_image *img)
-{
-    if (!code->buf || !code->len)
-        return -EINVAL;
-    size_t size = code->len;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return -errno;
-    memcpy(p, code->buf, code->len);
-    if (mprotect(p, size, PROT_READ | PROT_EXEC)) {
-        int err = -errno;
-        munmap(p, size);
-        return err;
-    }
-    img->addr = p;
-    img->size = size;
-    img->fn = (bpfg_x86jit_fn)p;
-    return 0;
-}
-
-void bpfg_x86jit_unmap(struct bpfg_x86jit_image *img)
-{
-    if (!img || !img->addr)
-        return;
-    munmap(img->addr, img->size);
-    img->addr = NULL;
-    img->fn = NULL;
 }

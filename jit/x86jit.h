@@ -112,27 +112,4 @@ static inline void bpfg_x86jit_allow_helper(struct bpfg_x86jit_opts *opts, uint3
         opts->helpers[id / 64] |= 1ull << (id % 64);
 }
 
-/* The code mapped executable in this process (mmap RW, copy, mprotect RX). */
-struct bpfg_x86jit_image {
-    void *addr;
-    size_t size;
-    bpfg_x86jit_fn fn;
-};
-
-int bpfg_x86jit_map_exec(const struct bpfg_x86jit_code *code, struct bpfg_x86jit_image *img);
-void bpfg_x86jit_unmap(struct bpfg_x86jit_image *img);
-
-/* Runs an image: 0 and *r0, or the run error's negative errno (and the
- * instruction in *fault_insn when not NULL). */
-static inline int bpfg_x86jit_run(const struct bpfg_x86jit_image *img, void *ctx, size_t len,
-                                  const struct bpfg_x86jit_helper *table, void *run_user,
-                                  uint64_t *r0, uint32_t *fault_insn)
-{
-    struct bpfg_x86jit_result res = img->fn(ctx, len, table, run_user);
-    *r0 = res.r0;
-    if (fault_insn)
-        *fault_insn = (uint32_t)(res.fault >> 32);
-    return (int32_t)(uint32_t)res.fault;
-}
-
 #endif

@@ -362,14 +362,6 @@ static int read_hdr(int fd, struct region_hdr *h)
     return 0;
 }
 
-int bpfg_map_validate_fd(int fd)
-{
-    struct region_hdr h;
-    struct layout lo;
-    int err = read_hdr(fd, &h);
-    return err ? err : validate_hdr(fd, &h, &lo);
-}
-
 /* ---- mapping ---- */
 
 /* Maps [file_off, file_off + head + size) followed by a second mapping of the
@@ -449,7 +441,7 @@ static int attach_rings(struct bpfg_map *m, const struct layout *lo)
 static int attach(int fd, struct bpfg_map **out)
 {
     struct region_hdr h;
-    struct layout lo;
+    struct layout lo = {0};   /* set by validate_hdr; gcc cannot tell once it is inlined here */
     struct bpfg_map *m = NULL;
     int err = read_hdr(fd, &h);
     if (!err)

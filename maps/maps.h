@@ -76,9 +76,6 @@ int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);
  * version); bpfg_map_last_error() then says why. */
 int bpfg_map_open_fd(int fd, struct bpfg_map **out);
 
-/* Validates without keeping a mapping. Same return values as open_fd. */
-int bpfg_map_validate_fd(int fd);
-
 /* Human-readable reason for the last failure of create/open in this thread. */
 const char *bpfg_map_last_error(void);
 

@@ -573,18 +573,3 @@ int bpfg_obj_u64(const msgpack_object *o, uint64_t *v)
     *v = o->via.u64;
     return 0;
 }
-
-int bpfg_obj_i64(const msgpack_object *o, int64_t *v)
-{
-    if (!o)
-        return -EINVAL;
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return 0;
-    }
-    return -EINVAL;
-}

@@ -122,7 +122,6 @@ bool bpfg_obj_str_eq(const msgpack_object *o, const char *s);
 /* Copies a str object into buf as a C string; -EINVAL if not a str, -E2BIG if too long. */
 int bpfg_obj_strcpy(const msgpack_object *o, char *buf, size_t len);
 int bpfg_obj_u64(const msgpack_object *o, uint64_t *v);
-int bpfg_obj_i64(const msgpack_object *o, int64_t *v);
 
 /* Length of the msgpack value at the start of buf: >0 complete, 0 needs
  * more bytes, -EBADMSG invalid, -EMSGSIZE over max or deeper than

@@ -17,6 +17,7 @@ PACKAGES=(
   bpftool linux-libc-dev
   strace procps
   golang-go      # a cgo victim: probes on goroutine stacks
+  man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
 )
 

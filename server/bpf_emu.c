@@ -424,11 +424,6 @@ int bpfg_emu_begin(struct bpfg_emu **out)
     return 0;
 }
 
-void bpfg_emu_set_active(struct bpfg_emu *emu, bool active)
-{
-    emu_active = active ? emu : NULL;
-}
-
 void bpfg_emu_end(struct bpfg_emu *emu)
 {
     if (!emu)

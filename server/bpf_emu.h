@@ -55,9 +55,6 @@ struct bpfg_emu_prog {
 int bpfg_emu_begin(struct bpfg_emu **out);
 /* Deactivates, closes the fds still owned by the emulation, frees, unlocks. */
 void bpfg_emu_end(struct bpfg_emu *emu);
-/* Pauses/resumes emulation on this thread (e.g. around callbacks that may
- * need the real bpf()). */
-void bpfg_emu_set_active(struct bpfg_emu *emu, bool active);
 
 /* The record behind a fake fd, or NULL if fd is not (or no longer) one. */
 const struct bpfg_emu_map *bpfg_emu_map_by_fd(struct bpfg_emu *emu, int fd);

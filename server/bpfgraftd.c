@@ -31,8 +31,9 @@ static void usage(FILE *f)
             "  -m, --socket-mode MODE  socket permissions, octal (default 0600)\n"
             "  -g, --socket-group GRP  group owning the socket\n"
             "  -l, --log FILE          log file (default: stderr; /dev/null with --daemon)\n"
-            "  -p, --payload FILE      the payload injected into targets\n"
-            "                          (default: ../lib/bpfgraft-payload.so beside this binary)\n"
+            "  -p, --payload FILE      the payload injected into targets (default: $BPFGRAFT_PAYLOAD,\n"
+            "                          else " BPFGRAFT_PAYLOAD_REL " or, in the build\n"
+            "                          tree, ../lib/bpfgraft-payload.so, from this binary's directory)\n"
             "  -c, --cache-dir DIR     compiled-code cache (default /var/cache/bpfgraft)\n"
             "  -a, --jit-archive FILE  import code compiled ahead of time (bpfgraft compile)\n"
             "  -v, --debug             log every request error too\n"
@@ -43,6 +44,30 @@ static void usage(FILE *f)
             "                          Dispatch only); default on: hot sites are rewritten\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
+}
+
+/* The payload when no --payload: $BPFGRAFT_PAYLOAD, else the installed one
+ * (BPFGRAFT_PAYLOAD_REL, relative to bindir), else the build tree's; the
+ * installed path if there is none (attach will say so). */
+static const char *default_payload(char *buf, size_t len)
+{
+    const char *env = getenv("BPFGRAFT_PAYLOAD");
+    if (env && *env)
+        return env;
+    static const char *const rel[] = {BPFGRAFT_PAYLOAD_REL, "../lib/bpfgraft-payload.so"};
+    char self[4000];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        snprintf(buf, len, "%s/%s", self, rel[i]);
+        if (access(buf, R_OK) == 0)
+            return buf;
+    }
+    snprintf(buf, len, "%s/%s", self, rel[0]);
+    return buf;
 }
 
 /* Classic double fork; the parent returns only once the child is serving,
@@ -170,16 +195,8 @@ int main(int argc, char **argv)
     }
 
     char payload[4096];
-    if (!cfg.payload_path) {
-        char self[4000];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        self[n > 0 ? n : 0] = 0;
-        char *slash = strrchr(self, '/');
-        if (slash)
-            *slash = 0;
-        snprintf(payload, sizeof(payload), "%s/../lib/bpfgraft-payload.so", self);
-        cfg.payload_path = payload;
-    }
+    if (!cfg.payload_path)
+        cfg.payload_path = default_payload(payload, sizeof(payload));
     if (access(cfg.payload_path, R_OK) != 0)
         fprintf(stderr, "bpfgraftd: warning: payload %s: %s (attach will fail)\n", cfg.payload_path,
                 strerror(errno));

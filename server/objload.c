@@ -288,26 +288,12 @@ void bpfg_obj_free(struct bpfg_obj *obj)
     free(obj);
 }
 
-const struct bpfg_obj_map *bpfg_obj_map_by_name(const struct bpfg_obj *obj, const char *name)
-{
-    int i = bpfg_obj_map_index(obj, name);
-    return i < 0 ? NULL : &obj->maps[i];
-}
-
 int bpfg_obj_map_index(const struct bpfg_obj *obj, const char *name)
 {
     for (size_t i = 0; i < obj->map_cnt; i++)
         if (strcmp(obj->maps[i].name, name) == 0)
             return (int)i;
     return -ENOENT;
-}
-
-const struct bpfg_obj_prog *bpfg_obj_prog_by_name(const struct bpfg_obj *obj, const char *name)
-{
-    for (size_t i = 0; i < obj->prog_cnt; i++)
-        if (strcmp(obj->progs[i].name, name) == 0)
-            return &obj->progs[i];
-    return NULL;
 }
 
 /* Cheap checks libbpf would report less clearly (or not survive). */

@@ -136,8 +136,6 @@ struct bpfg_obj *bpfg_obj_open_file(const char *path, const struct bpfg_obj_opts
                                     char *err, size_t errlen);
 void bpfg_obj_free(struct bpfg_obj *obj);
 
-const struct bpfg_obj_map *bpfg_obj_map_by_name(const struct bpfg_obj *obj, const char *name);
-const struct bpfg_obj_prog *bpfg_obj_prog_by_name(const struct bpfg_obj *obj, const char *name);
 int bpfg_obj_map_index(const struct bpfg_obj *obj, const char *name);   /* -ENOENT */
 
 const char *bpfg_attach_kind_name(enum bpfg_attach_kind kind);

@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "log.h"
 #include "pmsg.h"
 
 static uint64_t mono_ms(void)
@@ -85,4 +88,65 @@ int pmsg_read_full(int sock, void *buf, size_t len, int timeout_ms)
         poll(&p, 1, (int)(deadline - now));
     }
     return 0;
+}
+
+/* Sends one message of type under the next sequence number (++*seq, which
+ * its reply carries back). 0 or a negative errno. */
+static int pmsg_send(int sock, uint32_t *seq, uint16_t type, const void *body, size_t len, int fd, int timeout_ms)
+{
+    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = type, .seq = *seq + 1};
+    int r = pmsg_write(sock, &h, body, len, fd, timeout_ms);
+    *seq = h.seq;
+    return r;
+}
+
+int pmsg_recv(int sock, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
+{
+    *body = NULL;
+    int r = pmsg_read_full(sock, h, sizeof(*h), timeout_ms);
+    if (r)
+        return r;
+    if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
+        return -EBADMSG;
+    size_t len = h->len - sizeof(*h);
+    *body = malloc(len + 1);
+    if (!*body)
+        return -ENOMEM;
+    r = pmsg_read_full(sock, *body, len, timeout_ms);
+    if (r) {
+        free(*body);
+        *body = NULL;
+        return r;
+    }
+    (*body)[len] = 0;
+    return 0;
+}
+
+int pmsg_call(const struct pmsg_peer *p, uint16_t type, const void *body, size_t len, int fd, void *out,
+              size_t outlen, size_t *outgot, char *err, size_t errlen)
+{
+    int r = pmsg_send(p->sock, p->seq, type, body, len, fd, p->timeout_ms);
+    if (r)
+        return srv_efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)p->pid, strerror(-r));
+    uint32_t seq = *p->seq;
+    for (;;) {
+        struct bpfg_pmsg_hdr h;
+        char *reply;
+        r = pmsg_recv(p->sock, &h, &reply, p->timeout_ms);
+        if (r)
+            return srv_efail(err, errlen, r, "no reply from the payload in %d: %s", (int)p->pid, strerror(-r));
+        if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
+            if (h.status) {
+                snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
+            } else if (out) {
+                size_t got = h.len - sizeof(h);
+                memcpy(out, reply, got < outlen ? got : outlen);
+                *outgot = got;
+            }
+            free(reply);
+            return h.status;
+        }
+        p->async(p->arg, &h, reply);
+        free(reply);
+    }
 }

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "progcompile.h"
 #include "server.h"
-#ifdef BPFG_HAVE_LLVMJIT
+#ifdef BPFGRAFT_HAVE_LLVM
 #include "jitcache.h"
 #include "llvmjit.h"
 #endif
@@ -51,7 +51,7 @@ static int resolve_for_target(void *user, uint8_t src_reg, int32_t imm0, int32_t
 /* Compiles op for t with the engine asked for, or the next one down
  * (reasons logged). Returns the engine that made *code, or
  * BPFG_ENGINE_INTERP with nothing in *code. */
-#ifdef BPFG_HAVE_LLVMJIT
+#ifdef BPFGRAFT_HAVE_LLVM
 /* Lookup inlining: an ARRAY map whose values this target's payload maps
  * contiguously (value_area known) becomes loads from that address. */
 struct map_info_ctx {
@@ -144,7 +144,7 @@ int progcompile_for_target(struct server *s, const struct target *t, const struc
 {
     const struct bpfg_obj_prog *op = p->prog;
     if (engine == BPFG_ENGINE_LLVM) {
-#ifdef BPFG_HAVE_LLVMJIT
+#ifdef BPFGRAFT_HAVE_LLVM
         if (compile_llvm(s, t, o, p, code) == 0)
             return BPFG_ENGINE_LLVM;
 #else
@@ -203,7 +203,7 @@ int progcompile_code_memfd(const struct bpfg_x86jit_code *code)
 
 void progcompile_shutdown(struct server *s)
 {
-#ifdef BPFG_HAVE_LLVMJIT
+#ifdef BPFGRAFT_HAVE_LLVM
     bpfg_jitcache_close(s->targets.jitcache);
     s->targets.jitcache = NULL;
 #else

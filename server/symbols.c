@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "procfs.h"
 #include "symbols.h"
 
 struct mapping {
@@ -18,13 +19,43 @@ struct mapping {
     char path[512];
 };
 
+struct mapping_search {
+    const char *binary;
+    bool by_inode;
+    ino_t inode;
+    struct mapping *out;
+    size_t max, n;
+};
+
+static int collect_mapping(const struct bpfg_procfs_map *pm, void *arg)
+{
+    struct mapping_search *ms = arg;
+    if (ms->n == ms->max)
+        return 1;
+    if (pm->path[0] != '/')
+        return 0;
+    bool match;
+    if (ms->by_inode) {
+        match = pm->inode == (uint64_t)ms->inode;
+    } else {
+        const char *base = strrchr(pm->path, '/');
+        match = strcmp(pm->path, ms->binary) == 0 || (base && strcmp(base + 1, ms->binary) == 0);
+    }
+    if (match) {
+        struct mapping *m = &ms->out[ms->n++];
+        *m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, ""};
+        snprintf(m->path, sizeof(m->path), "%s", pm->path);
+    }
+    return 0;
+}
+
 /* The file mappings of pid that belong to one file (matched by inode when
  * we can stat the binary, else by path or file name). */
 static int find_mappings(pid_t pid, const char *binary, struct mapping *out, size_t max, size_t *n, char *path_out,
                          size_t path_len)
 {
-    char maps[64], line[1024], exe[512] = "";
-    struct stat want;
+    char exe[512] = "";
+    struct stat want = {0};
     bool by_inode = false, want_exe = !binary || !binary[0] || strcmp(binary, "self") == 0;
 
     if (want_exe) {
@@ -41,30 +72,11 @@ static int find_mappings(pid_t pid, const char *binary, struct mapping *out, siz
         snprintf(inside, sizeof(inside), "/proc/%d/root%s", (int)pid, binary);
         by_inode = stat(inside, &want) == 0;
     }
-    snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(maps, "re");
-    if (!f)
-        return errno == ENOENT ? -ESRCH : -errno;
-    *n = 0;
-    while (fgets(line, sizeof(line), f) && *n < max) {
-        struct mapping m = {0};
-        unsigned long start, end, off, ino;
-        char dev[16];
-        if (sscanf(line, "%lx-%lx %*s %lx %15s %lu %511s", &start, &end, &off, dev, &ino, m.path) != 6 || m.path[0] != '/')
-            continue;
-        bool match;
-        if (by_inode) {
-            match = ino == (unsigned long)want.st_ino;
-        } else {
-            const char *base = strrchr(m.path, '/');
-            match = strcmp(m.path, binary) == 0 || (base && strcmp(base + 1, binary) == 0);
-        }
-        if (!match)
-            continue;
-        m.start = start, m.end = end, m.offset = off, m.inode = ino;
-        out[(*n)++] = m;
-    }
-    fclose(f);
+    struct mapping_search ms = {binary, by_inode, want.st_ino, out, max, 0};
+    int r = bpfg_procfs_maps(pid, collect_mapping, &ms);
+    if (r < 0)
+        return r == -ENOENT ? -ESRCH : r;
+    *n = ms.n;
     if (!*n)
         return -ENOENT;
     snprintf(path_out, path_len, "/proc/%d/root%s", (int)pid, out[0].path);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "procfs.h"
 #include "server.h"
 #include "syscall_names.h"
 #include "syscalls.h"
@@ -120,14 +121,6 @@ int syscalls_nr(const char *name)
         if (strcmp(name, syscall_names[i].name) == 0)
             return syscall_names[i].nr;
     return -ENOENT;
-}
-
-const char *syscalls_name(int nr)
-{
-    for (size_t i = 0; i < sizeof(syscall_names) / sizeof(syscall_names[0]); i++)
-        if (syscall_names[i].nr == nr)
-            return syscall_names[i].name;
-    return NULL;
 }
 
 bool syscalls_is_kind(enum bpfg_attach_kind kind)
@@ -315,34 +308,33 @@ struct exec_map {
     uint64_t start, end;
 };
 
+struct code_lookup {
+    uint64_t addr, len;
+    struct exec_map *m;
+    bool ok;
+};
+
+static int holding(const struct bpfg_procfs_map *pm, void *arg)
+{
+    struct code_lookup *cl = arg;
+    if (cl->addr < pm->start || cl->addr >= pm->end)
+        return 0;
+    const char *name = pm->path;
+    cl->ok = cl->addr + cl->len <= pm->end && pm->perms[2] == 'x' && name[0] == '/' &&
+             strncmp(name, "/memfd:", 7) != 0 && !strstr(name, "(deleted)");
+    cl->m->start = pm->start;
+    cl->m->end = pm->end;
+    return 1;
+}
+
 /* The file-backed executable mapping holding [addr, addr + len), from
  * /proc/PID/maps. Anonymous code (JIT), memfds (our payload, JIT caches)
  * and the vDSO are refused: their code may change under us. */
 static bool file_code_mapping(pid_t pid, uint64_t addr, size_t len, struct exec_map *m)
 {
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool ok = false;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long long start, end;
-        char perms[8];
-        int off = 0;
-        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &start, &end, perms, &off) < 3)
-            continue;
-        if (addr < start || addr >= end)
-            continue;
-        const char *name = line + off;
-        ok = addr + len <= end && perms[2] == 'x' && name[0] == '/' && strncmp(name, "/memfd:", 7) != 0 &&
-             !strstr(name, "(deleted)");
-        m->start = start;
-        m->end = end;
-        break;
-    }
-    fclose(f);
-    return ok;
+    struct code_lookup cl = {addr, len, m, false};
+    bpfg_procfs_maps(pid, holding, &cl);
+    return cl.ok;
 }
 
 /* Conservative: any byte sequence in buf (code at base) that would be a

@@ -25,7 +25,6 @@ struct reg_prog;
 /* x86-64 syscall number of a tracepoint name ("openat", "newstat"), or
  * -ENOENT. */
 int syscalls_nr(const char *name);
-const char *syscalls_name(int nr);
 
 bool syscalls_is_kind(enum bpfg_attach_kind kind);
 /* Tool mode (tool.h): the payload installed its handler (rep is its

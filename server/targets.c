@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "procfs.h"
 #include "progcheck.h"
 #include "server.h"
 #include "symbols.h"
@@ -198,18 +199,6 @@ struct target *targets_find(struct targets *t, pid_t pid)
 
 /* ---- payload messages ---- */
 
-static int pmsg_send(struct target *t, uint16_t type, const void *body, size_t len, int fd, uint32_t *seq_out)
-{
-    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = type, .seq = ++t->seq};
-    int r = pmsg_write(t->sock, &h, body, len, fd, REPLY_TIMEOUT_MS);
-    if (r)
-        return r;
-    if (seq_out)
-        *seq_out = h.seq;
-    return 0;
-}
-
-
 struct trace_event {
     pid_t pid, tid;
     const char *text;
@@ -229,29 +218,6 @@ static void pack_trace(msgpack_packer *pk, void *arg)
     bpfg_pack_cstr(pk, ev->text);
 }
 
-/* Reads one message (header + body into a malloc'd buffer). */
-static int pmsg_recv(struct target *t, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
-{
-    *body = NULL;
-    int r = pmsg_read_full(t->sock, h, sizeof(*h), timeout_ms);
-    if (r)
-        return r;
-    if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
-        return -EBADMSG;
-    size_t len = h->len - sizeof(*h);
-    *body = malloc(len + 1);
-    if (!*body)
-        return -ENOMEM;
-    r = pmsg_read_full(t->sock, *body, len, REPLY_TIMEOUT_MS);
-    if (r) {
-        free(*body);
-        *body = NULL;
-        return r;
-    }
-    (*body)[len] = 0;
-    return 0;
-}
-
 static void handle_async(struct server *s, struct target *t, const struct bpfg_pmsg_hdr *h, char *body)
 {
     if (h->type == BPFG_PMSG_TRACE && h->len >= sizeof(*h) + sizeof(struct bpfg_pmsg_trace)) {
@@ -264,79 +230,56 @@ static void handle_async(struct server *s, struct target *t, const struct bpfg_p
     }
 }
 
-/* Sends a request and waits for its reply, forwarding trace lines that
- * arrive meanwhile. Returns the payload's status; err gets its text. A
- * successful reply's body goes to out (up to outlen bytes; *outgot says
- * how many it had) when out is not NULL. */
-static int pmsg_call_body(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                          void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
+/* The payload of a target as a pmsg peer; what it sends meanwhile goes to
+ * handle_async. */
+struct payload_peer {
+    struct pmsg_peer p;
+    struct server *s;
+    struct target *t;
+};
+
+static void payload_async(void *arg, const struct bpfg_pmsg_hdr *h, char *body)
 {
-    uint32_t seq = 0;
-    int r = pmsg_send(t, type, body, len, fd, &seq);
-    if (r)
-        return srv_efail(err, errlen, r, "cannot talk to the payload in %d: %s", (int)t->pid, strerror(-r));
-    for (;;) {
-        struct bpfg_pmsg_hdr h;
-        char *reply;
-        r = pmsg_recv(t, &h, &reply, REPLY_TIMEOUT_MS);
-        if (r)
-            return srv_efail(err, errlen, r, "no reply from the payload in %d: %s", (int)t->pid, strerror(-r));
-        if (h.type == BPFG_PMSG_REPLY && h.seq == seq) {
-            if (h.status) {
-                snprintf(err, errlen, "%s", reply[0] ? reply : strerror(-h.status));
-            } else if (out) {
-                size_t got = h.len - sizeof(h);
-                memcpy(out, reply, got < outlen ? got : outlen);
-                *outgot = got;
-            }
-            free(reply);
-            return h.status;
-        }
-        handle_async(s, t, &h, reply);
-        free(reply);
-    }
+    struct payload_peer *pp = arg;
+    handle_async(pp->s, pp->t, h, body);
 }
 
-static int pmsg_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                     char *err, size_t errlen)
+int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
+                         size_t outlen, size_t *outgot, char *err, size_t errlen)
 {
-    return pmsg_call_body(s, t, type, body, len, fd, NULL, 0, NULL, err, errlen);
+    return targets_payload_call_fd(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
+}
+
+int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
+{
+    struct payload_peer pp = {{t->sock, t->pid, &t->seq, REPLY_TIMEOUT_MS, payload_async, &pp}, s, t};
+    return pmsg_call(&pp.p, type, body, len, fd, out, outlen, outgot, err, errlen);
+}
+
+static int payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
+                        char *err, size_t errlen)
+{
+    return targets_payload_call_fd(s, t, type, body, len, fd, NULL, 0, NULL, err, errlen);
 }
 
 /* ---- permissions ---- */
 
 static bool has_cap_sys_ptrace(pid_t pid)
 {
-    char path[64], line[256];
+    char text[64];
     unsigned long long cap = 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
+    if (bpfg_procfs_status(pid, 0, "CapEff", text, sizeof(text)) != 0 || sscanf(text, "%llx", &cap) != 1)
         return false;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "CapEff: %llx", &cap) == 1)
-            break;
-    fclose(f);
     return (cap >> 19) & 1;   /* CAP_SYS_PTRACE */
 }
 
 /* The peer may attach if it could ptrace the process itself. */
 static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *target_uid, char *err, size_t errlen)
 {
-    char path[64], line[256];
+    char text[64];
     unsigned r = 0, e = 0, sv = 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
-    bool found = false;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "Uid: %u %u %u", &r, &e, &sv) == 3) {
-            found = true;
-            break;
-        }
-    fclose(f);
-    if (!found)
+    if (bpfg_procfs_status(pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u %u %u", &r, &e, &sv) != 3)
         return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
     *target_uid = r;
     if (peer_uid == 0 || has_cap_sys_ptrace(peer_pid))
@@ -463,24 +406,17 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
     }
 }
 
-/* The "NSpid:" ids of a process or thread (its status file), outermost
- * (ours) first. Number of ids, 0 if unknown. */
-static int nspids(const char *status_path, uint32_t *ids, int max)
+/* The "NSpid:" ids of a process or thread (tid > 0), outermost (ours)
+ * first. Number of ids, 0 if unknown. */
+static int nspids(pid_t pid, pid_t tid, uint32_t *ids, int max)
 {
-    FILE *f = fopen(status_path, "re");
-    if (!f)
+    char text[128];
+    if (bpfg_procfs_status(pid, tid, "NSpid", text, sizeof(text)) != 0)
         return 0;
-    char line[256];
     int n = 0;
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "NSpid:", 6) != 0)
-            continue;
-        char *p = line + 6, *end;
-        for (unsigned long v; n < max && (v = strtoul(p, &end, 10), end != p); p = end)
-            ids[n++] = (uint32_t)v;
-        break;
-    }
-    fclose(f);
+    char *p = text, *end;
+    for (unsigned long v; n < max && (v = strtoul(p, &end, 10), end != p); p = end)
+        ids[n++] = (uint32_t)v;
     return n;
 }
 
@@ -494,8 +430,7 @@ static void send_pidns(struct server *s, struct target *t)
 {
     char path[64];
     uint32_t ids[8];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)t->pid);
-    int n = nspids(path, ids, 8);
+    int n = nspids(t->pid, 0, ids, 8);
     t->pidns_sent_ms = mono_ms();
     t->pidns = n >= 2;
     if (!t->pidns)
@@ -512,12 +447,10 @@ static void send_pidns(struct server *s, struct target *t)
     DIR *d = opendir(path);
     uint64_t hash = 1469598103934665603ull;
     for (struct dirent *de; d && (de = readdir(d)) && msg->m.ntids < PIDNS_MAX_THREADS;) {
-        char tpath[320];
         uint32_t tids[8];
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
-        snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/status", (int)t->pid, de->d_name);
-        int k = nspids(tpath, tids, 8);
+        int k = nspids(t->pid, (pid_t)atoi(de->d_name), tids, 8);
         if (k != n)
             continue;   /* exited meanwhile */
         msg->pairs[msg->m.ntids][0] = tids[k - 1];
@@ -653,8 +586,8 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
         struct bpfg_pmsg_map body = {.map_id = id};
         struct bpfg_pmsg_map_reply mr;
         size_t got = 0;
-        int r = pmsg_call_body(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr), &got,
-                               err, errlen);
+        int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr,
+                                        sizeof(mr), &got, err, errlen);
         if (r)
             return r;
         struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
@@ -687,7 +620,7 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
     } else {
         memcpy(body, &pc, sizeof(pc));
         memcpy(body + sizeof(pc), prog_body, prog_len);
-        r = pmsg_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
+        r = payload_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
     }
     free(body);
     if (fd >= 0)
@@ -728,7 +661,7 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
         r = 0;
     bpfg_x86jit_code_free(&code);
     if (used == BPFG_ENGINE_INTERP)
-        r = pmsg_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
+        r = payload_call(s, t, BPFG_PMSG_PROG, body, len, -1, err, errlen);
     free(body);
     if (r)
         return r;
@@ -827,7 +760,7 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
         .hook_index = h->index, .kind = kind, .prog_id = p->id,
         .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
     };
-    int r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    int r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
@@ -907,7 +840,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
         .hook_index = h->index, .kind = kind, .prog_id = p->id,
         .site = func, .resume = stub + BPFG_HOOK_RESUME_OFF,
     };
-    r = pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
         goto free_stub;
 
@@ -931,7 +864,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
 unhook:;
     struct bpfg_pmsg_unhook un = {h->index};
     char ignored[64];
-    pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
+    payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ignored, sizeof(ignored));
 free_stub:
     if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
         prefer_payload_thread(&st, t);
@@ -970,7 +903,7 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS, "pid %d is bpfgraftd itself", (int)pid);
     char state;
     unsigned long flags;
-    if (bpfg_task_stat(pid, 0, &state, &flags) != 0)
+    if (bpfg_procfs_stat(pid, 0, &state, &flags) != 0)
         return 0;   /* gone: the caller's next step says so */
     if (flags & 0x00200000)   /* PF_KTHREAD */
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
@@ -1124,16 +1057,8 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
 static pid_t parent_of(pid_t pid)
 {
-    char path[64], line[256];
     int ppid = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "PPid: %d", &ppid) == 1)
-            break;
-    fclose(f);
+    bpfg_procfs_status_int(pid, 0, "PPid", &ppid);
     return ppid;
 }
 
@@ -1198,7 +1123,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         if (!h->used)
             continue;
         struct bpfg_pmsg_unhook un = {h->index};
-        pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+        payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     }
     return 0;
 }
@@ -1285,22 +1210,16 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
                        : r;
 }
 
+static int payload_mapping_at(const struct bpfg_procfs_map *m, void *arg)
+{
+    return m->start == *(const uint64_t *)arg && strstr(m->path, "bpfgraft-payload");
+}
+
 /* True if pid maps a bpfgraft payload at base (a fork of a target made
  * after the payload was loaded carries a copy at the same address). */
 static bool maps_payload_at(pid_t pid, uint64_t base)
 {
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f)) {
-        unsigned long lo;
-        found = sscanf(line, "%lx-", &lo) == 1 && lo == base && strstr(line, "bpfgraft-payload");
-    }
-    fclose(f);
-    return found;
+    return bpfg_procfs_maps(pid, payload_mapping_at, &base) == 1;
 }
 
 /* Processes forked from t after its hooks were placed run copies of them
@@ -1373,7 +1292,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
          * memory and the stubs once no thread runs there. */
         pid_t tid = 0;
         struct bpfg_payload_params p;
-        pmsg_call(s, t, BPFG_PMSG_DETACH, NULL, 0, -1, msg, sizeof(msg));
+        payload_call(s, t, BPFG_PMSG_DETACH, NULL, 0, -1, msg, sizeof(msg));
         uint64_t deadline = mono_ms() + 2000;
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
@@ -1441,7 +1360,7 @@ bool targets_readable(struct server *s, struct target *t)
         }
         if (n < (ssize_t)sizeof(h))
             return true;
-        if (pmsg_recv(t, &h, &body, REPLY_TIMEOUT_MS) != 0) {
+        if (pmsg_recv(t->sock, &h, &body, REPLY_TIMEOUT_MS) != 0) {
             srv_log(SRV_WARN, "target %d: bad message from the payload; dropping the target", (int)t->pid);
             announce(s, t->pid, "exited");
             target_free(s, t);
@@ -1530,18 +1449,6 @@ void targets_destroy(struct server *s)
     n_netns_listeners = 0;
 }
 
-int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
-                         size_t outlen, size_t *outgot, char *err, size_t errlen)
-{
-    return pmsg_call_body(s, t, type, body, len, -1, out, outlen, outgot, err, errlen);
-}
-
-int targets_payload_call_fd(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, int fd,
-                            void *out, size_t outlen, size_t *outgot, char *err, size_t errlen)
-{
-    return pmsg_call_body(s, t, type, body, len, fd, out, outlen, outgot, err, errlen);
-}
-
 /* One hook slot loses some of its programs: the payload empties the slot
  * and takes the others back; the last one gone puts the site back. */
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
@@ -1571,7 +1478,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             return r;
     }
     struct bpfg_pmsg_unhook un = {h->index};
-    int r = pmsg_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
+    int r = payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     if (r)
         srv_log(SRV_WARN, "target %d: UNHOOK %u: %s", (int)t->pid, h->index, ierr);
     h->nprogs = 0;
@@ -1580,7 +1487,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             .hook_index = h->index, .kind = keep_kinds[k], .prog_id = keep_ids[k],
             .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
         };
-        if (pmsg_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
                     (unsigned long long)h->plan.func, ierr);
             continue;
@@ -1619,7 +1526,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         if (!id_in(ids, n, t->progs_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.prog_id = t->progs_sent[i]};
-        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: forgetting program %u: %s", (int)t->pid, u.prog_id, ierr);
             continue;
         }
@@ -1631,7 +1538,7 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         if (!id_in(map_ids, nmaps, t->maps_sent[i]))
             continue;
         struct bpfg_pmsg_unmap u = {.map_id = t->maps_sent[i]};
-        if (pmsg_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
+        if (payload_call(s, t, BPFG_PMSG_UNMAP, &u, sizeof(u), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_DEBUG, "target %d: map %u stays mapped: %s", (int)t->pid, u.map_id, ierr);
             continue;
         }

@@ -89,12 +89,6 @@ static struct tool *tool_of_pid(pid_t pid)
     return NULL;
 }
 
-bool tools_is_tool(const struct server *s, pid_t pid)
-{
-    (void)s;
-    return tool_of_pid(pid) != NULL;
-}
-
 static uint32_t read_sysfs_u32(const char *path, const char *prefix)
 {
     char buf[64] = "";
@@ -839,25 +833,17 @@ void tools_readable(struct server *s, void *tag)
     if (tl->dead || tl->chan < 0)
         return;
     struct bpfg_pmsg_hdr h;
-    int r = pmsg_read_full(tl->chan, &h, sizeof(h), CHAN_TIMEOUT_MS);
-    uint8_t *body = NULL;
-    size_t len = 0;
-    if (!r && (h.len < sizeof(h) || h.len > BPFG_PMSG_MAX))
-        r = -EBADMSG;
-    if (!r && (len = h.len - sizeof(h)) && !(body = malloc(len)))
-        r = -ENOMEM;
-    if (!r && len)
-        r = pmsg_read_full(tl->chan, body, len, CHAN_TIMEOUT_MS);
+    char *body;
+    int r = pmsg_recv(tl->chan, &h, &body, CHAN_TIMEOUT_MS);
     if (r) {
         if (r != -EPIPE)
             srv_log(SRV_WARN, "tool %d: channel: %s; closing it", (int)tl->pid, strerror(-r));
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, tl->chan, NULL);
         close(tl->chan);
         tl->chan = -1;
-        free(body);
         return;
     }
-    serve(s, tl, &h, body, len);
+    serve(s, tl, &h, (const uint8_t *)body, h.len - sizeof(h));
     free(body);
 }
 

@@ -43,7 +43,6 @@ void tools_target_gone(struct server *s, struct target *t);
 void tools_reap(struct server *s);
 /* Ends every tool (server shutdown). */
 void tools_destroy(struct server *s);
-bool tools_is_tool(const struct server *s, pid_t pid);
 /* tool.list: [{pid, object, links: [{id, kind, target, pid, attached: [pid]}]}] */
 void tools_pack_list(struct server *s, msgpack_packer *pk);
 

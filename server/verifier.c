@@ -2785,18 +2785,6 @@ out:
     return err;
 }
 
-const char *bpfg_verify_kind_name(enum bpfg_verify_kind kind)
-{
-    switch (kind) {
-    case BPFG_VERIFY_UPROBE: return "uprobe";
-    case BPFG_VERIFY_URETPROBE: return "uretprobe";
-    case BPFG_VERIFY_SYSCALL_ENTER: return "syscall_enter";
-    case BPFG_VERIFY_SYSCALL_EXIT: return "syscall_exit";
-    case BPFG_VERIFY_RAW_TP: return "raw_tp";
-    }
-    return "?";
-}
-
 int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog,
                              struct bpfg_verify_env *env, struct bpfg_verify_map **maps)
 {

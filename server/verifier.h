@@ -81,8 +81,6 @@ int bpfg_verify(const struct bpf_insn *insns, size_t n, const struct bpfg_verify
 int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env,
                        char *msg, size_t msglen);
 
-const char *bpfg_verify_kind_name(enum bpfg_verify_kind kind);
-
 struct bpfg_obj;
 struct bpfg_obj_prog;
 

@@ -148,16 +148,25 @@ void server_stop(struct server *s)
         rmdir(s->dir);
 }
 
-int find_next_to_self(char *out, size_t len, const char *rel)
+/* Beside us (bin/ holds the daemon and CLI, and in the build tree the
+ * victims), the installed layout (from CMake), then the build tree's bpf/. */
+static const char *const bench_dirs[] = {".", BENCH_LIBEXEC_REL, BENCH_DATA_REL, BENCH_SAMPLES_REL, "../bpf"};
+
+int bench_find_file(char *out, size_t len, const char *name)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n < 0)
         return -errno;
     self[n] = 0;
-    if (snprintf(out, len, "%s/%s", dirname(self), rel) >= (int)len)
-        return -ENAMETOOLONG;
-    return access(out, R_OK) == 0 ? 0 : -ENOENT;
+    const char *dir = dirname(self);
+    for (size_t i = 0; i < sizeof(bench_dirs) / sizeof(bench_dirs[0]); i++) {
+        if (snprintf(out, len, "%s/%s/%s", dir, bench_dirs[i], name) >= (int)len)
+            return -ENAMETOOLONG;
+        if (access(out, R_OK) == 0)
+            return 0;
+    }
+    return -ENOENT;
 }
 
 int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool reset)

@@ -39,7 +39,8 @@ int bench_load_object(struct rconn *r, const char *path, const char *name);
 /* The u64 at key 0 of an array map: read it (*value), or reset it to 0. */
 int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool reset);
 
-/* Path of rel, relative to the directory of this executable; -ENOENT if absent. */
-int find_next_to_self(char *out, size_t len, const char *rel);
+/* Path of the file a suite needs (bpfgraftd, a victim, a BPF object), in the
+ * build tree or an install, found from this executable; -ENOENT if absent. */
+int bench_find_file(char *out, size_t len, const char *name);
 
 #endif

@@ -185,11 +185,11 @@ static int run(struct bench_ctx *ctx)
     char bin[PATH_MAX], obj[PATH_MAX];
     int err;
 
-    if ((err = find_next_to_self(bin, sizeof(bin), "bpfgraftd"))) {
+    if ((err = bench_find_file(bin, sizeof(bin), "bpfgraftd"))) {
         fprintf(stderr, "bench rpc: bpfgraftd not found next to bpfgraft-bench (%s)\n", bin);
         return err;
     }
-    if ((err = find_next_to_self(obj, sizeof(obj), "../bpf/cli_maps.bpf.o"))) {
+    if ((err = bench_find_file(obj, sizeof(obj), "cli_maps.bpf.o"))) {
         fprintf(stderr, "bench rpc: %s not built (target cli_test_prog)\n", obj);
         return err;
     }

@@ -200,8 +200,8 @@ static int run(struct bench_ctx *ctx)
     double base = 0, base_sys = 0, tax = 0, k_empty = 0, k_cnt = 0, g_empty = 0, g_cnt = 0, f_empty = 0, f_cnt = 0;
     int err;
 
-    if ((err = find_next_to_self(obj, sizeof(obj), "../bpf/bench_syscall.bpf.o")) ||
-        (err = find_next_to_self(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_file(obj, sizeof(obj), "bench_syscall.bpf.o")) ||
+        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
         fprintf(stderr, "bench syscall: object or bpfgraftd not built\n");
         return err;
     }

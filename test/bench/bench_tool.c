@@ -63,9 +63,9 @@ static int run(struct bench_ctx *ctx)
 {
     char probe[4096], cli[4096], server_bin[4096], iters[32];
     int err;
-    if ((err = find_next_to_self(probe, sizeof(probe), "bpfgraft-bench-tool")) ||
-        (err = find_next_to_self(cli, sizeof(cli), "bpfgraft")) ||
-        (err = find_next_to_self(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_file(probe, sizeof(probe), "bpfgraft-bench-tool")) ||
+        (err = bench_find_file(cli, sizeof(cli), "bpfgraft")) ||
+        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
         bench_note(ctx, "tool: bpfgraft-bench-tool, bpfgraft or bpfgraftd not built");
         return err;
     }

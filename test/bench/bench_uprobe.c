@@ -242,9 +242,9 @@ static int run(struct bench_ctx *ctx)
     double base, k_up, k_ret, k_cnt, k_pid;
     int err;
 
-    if ((err = find_next_to_self(victim_bin, sizeof(victim_bin), "bpfgraft-bench-victim")) ||
-        (err = find_next_to_self(obj, sizeof(obj), "../bpf/bench_uprobe.bpf.o")) ||
-        (err = find_next_to_self(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_file(victim_bin, sizeof(victim_bin), "bpfgraft-bench-victim")) ||
+        (err = bench_find_file(obj, sizeof(obj), "bench_uprobe.bpf.o")) ||
+        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
         fprintf(stderr, "bench uprobe: victim, object or bpfgraftd not built\n");
         return err;
     }

@@ -4,12 +4,14 @@
  * The kernel figure includes creating the program's maps and loading
  * without a log; the target for bpfgraft is <= 10 ms per sample. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_client.h"
 #include "objload.h"
 #include "verifier.h"
 
@@ -69,8 +71,12 @@ static int run(struct bench_ctx *ctx)
 {
     int err = 0;
     for (size_t k = 0; k < sizeof(samples) / sizeof(samples[0]) && !err; k++) {
-        char path[512], msg[1024];
-        snprintf(path, sizeof(path), "%s/%s.bpf.o", BENCH_BPF_OBJ_DIR, samples[k]);
+        char name[64], path[PATH_MAX], msg[1024];
+        snprintf(name, sizeof(name), "%s.bpf.o", samples[k]);
+        if ((err = bench_find_file(path, sizeof(path), name))) {
+            fprintf(stderr, "bench verifier: %s not built (target sample_%s)\n", name, samples[k]);
+            return err;
+        }
         struct bpfg_obj *obj = bpfg_obj_open_file(path, NULL, msg, sizeof(msg));
         if (!obj) {
             fprintf(stderr, "bench verifier: %s: %s\n", path, msg);

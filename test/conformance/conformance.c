@@ -39,6 +39,7 @@
 #include "asm.h"
 #include "vm.h"
 #include "x86jit.h"
+#include "jit_run.h"   /* test/helpers: running the code here */
 #ifdef BPFGRAFT_HAVE_LLVM
 #include "llvmjit.h"
 #endif

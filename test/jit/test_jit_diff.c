@@ -26,6 +26,7 @@
 #include "insn.h"
 #include "vm.h"
 #include "x86jit.h"
+#include "jit_run.h"   /* test/helpers: running the code here */
 #ifdef BPFGRAFT_HAVE_LLVM
 #include <sys/mman.h>
 #include "llvmjit.h"

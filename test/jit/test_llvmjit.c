@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "insn.h"
+#include "jit_run.h"   /* test/helpers: running the code here */
 #include "jitcache.h"
 #include "llvmjit.h"
 #include "vm.h"

@@ -11,6 +11,22 @@
 
 #include "rpc.h"
 
+/* A signed integer (negative, or positive up to INT64_MAX). */
+static int obj_i64(const msgpack_object *o, int64_t *v)
+{
+    if (!o)
+        return -EINVAL;
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return 0;
+    }
+    return -EINVAL;
+}
+
 /* Walks a decoded value the way method handlers do. */
 static void touch(const msgpack_object *o, int depth)
 {
@@ -21,7 +37,7 @@ static void touch(const msgpack_object *o, int depth)
     int64_t i;
     bpfg_obj_strcpy(o, buf, sizeof(buf));
     bpfg_obj_u64(o, &u);
-    bpfg_obj_i64(o, &i);
+    obj_i64(o, &i);
     if (o->type == MSGPACK_OBJECT_ARRAY)
         for (uint32_t k = 0; k < o->via.array.size; k++)
             touch(&o->via.array.ptr[k], depth + 1);

@@ -26,6 +26,20 @@
 
 static char err[2048];
 
+static const struct bpfg_obj_map *obj_map_by_name(const struct bpfg_obj *obj, const char *name)
+{
+    int i = bpfg_obj_map_index(obj, name);
+    return i < 0 ? NULL : &obj->maps[i];
+}
+
+static const struct bpfg_obj_prog *obj_prog_by_name(const struct bpfg_obj *obj, const char *name)
+{
+    for (size_t i = 0; i < obj->prog_cnt; i++)
+        if (strcmp(obj->progs[i].name, name) == 0)
+            return &obj->progs[i];
+    return NULL;
+}
+
 /* ---- a minimal runtime for the test programs ----------------------------- */
 
 #define HASH_SLOTS 64
@@ -162,7 +176,7 @@ static void rt_fini(struct rt *rt)
 
 static void rt_prog(struct rt *rt, const char *name)
 {
-    const struct bpfg_obj_prog *p = bpfg_obj_prog_by_name(rt->obj, name);
+    const struct bpfg_obj_prog *p = obj_prog_by_name(rt->obj, name);
     cr_assert_not_null(p, "no program %s", name);
     cr_assert_not_null(p->insns, "program %s not loaded: %s", name, p->error ? p->error : "");
     int r = bpfg_vm_load(rt->vm, p->insns, p->insn_cnt);
@@ -235,7 +249,7 @@ Test(objload, maps_of_basic_object)
     struct bpfg_obj *obj = load(OBJ("basic"));
     const struct bpfg_obj_map *m;
 
-    m = bpfg_obj_map_by_name(obj, "counts");
+    m = obj_map_by_name(obj, "counts");
     cr_assert_not_null(m);
     cr_expect_eq(m->kind, BPFG_MAP_USER);
     cr_expect_eq(m->type, BPF_MAP_TYPE_HASH);
@@ -247,7 +261,7 @@ Test(objload, maps_of_basic_object)
     cr_assert_not_null(t, "value type id %u not in the object's BTF", m->btf_value_type_id);
     cr_expect_eq(btf__resolve_size(obj->btf, m->btf_value_type_id), 8);
 
-    m = bpfg_obj_map_by_name(obj, "slots");
+    m = obj_map_by_name(obj, "slots");
     cr_assert_not_null(m);
     cr_expect_eq(m->type, BPF_MAP_TYPE_ARRAY);
     cr_expect_eq(m->max_entries, 4);
@@ -280,7 +294,7 @@ Test(objload, programs_and_attach_kinds)
     struct bpfg_obj *obj = load(OBJ("basic"));
     const struct bpfg_obj_prog *p;
 
-    p = bpfg_obj_prog_by_name(obj, "double_arg");
+    p = obj_prog_by_name(obj, "double_arg");
     cr_assert_not_null(p);
     cr_expect_str_eq(p->section, "uprobe//bin/true:main+4");
     cr_expect_eq(p->kind, BPFG_ATTACH_UPROBE);
@@ -291,40 +305,40 @@ Test(objload, programs_and_attach_kinds)
     cr_expect_str_eq(p->license, "GPL");
     cr_expect_not(p->sleepable);
 
-    p = bpfg_obj_prog_by_name(obj, "ret_plus_one");
+    p = obj_prog_by_name(obj, "ret_plus_one");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_URETPROBE);
     cr_expect_eq(p->target_offset, 0);
 
-    p = bpfg_obj_prog_by_name(obj, "globals");
+    p = obj_prog_by_name(obj, "globals");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UPROBE);
     cr_expect(p->sleepable);
 
-    p = bpfg_obj_prog_by_name(obj, "call_sub");
+    p = obj_prog_by_name(obj, "call_sub");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UPROBE);
     cr_expect_null(p->target_binary);
 
-    p = bpfg_obj_prog_by_name(obj, "enter_openat");
+    p = obj_prog_by_name(obj, "enter_openat");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_SYSCALL_ENTER);
     cr_expect_str_eq(p->syscall, "openat");
     cr_expect_eq(p->prog_type, BPF_PROG_TYPE_TRACEPOINT);
 
-    p = bpfg_obj_prog_by_name(obj, "exit_openat");
+    p = obj_prog_by_name(obj, "exit_openat");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_SYSCALL_EXIT);
     cr_expect_str_eq(p->syscall, "openat");
 
-    p = bpfg_obj_prog_by_name(obj, "raw_enter");
+    p = obj_prog_by_name(obj, "raw_enter");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_RAW_SYSCALL_ENTER);
     cr_expect_eq(p->prog_type, BPF_PROG_TYPE_RAW_TRACEPOINT);
-    p = bpfg_obj_prog_by_name(obj, "raw_exit");
+    p = obj_prog_by_name(obj, "raw_exit");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_RAW_SYSCALL_EXIT);
-    p = bpfg_obj_prog_by_name(obj, "tp_raw_enter");
+    p = obj_prog_by_name(obj, "tp_raw_enter");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_RAW_SYSCALL_ENTER);
     cr_expect_eq(p->prog_type, BPF_PROG_TYPE_TRACEPOINT);
@@ -412,7 +426,7 @@ Test(objload, bpf_to_bpf_calls)
 {
     struct rt rt;
     rt_init(&rt, load(OBJ("basic")));
-    const struct bpfg_obj_prog *p = bpfg_obj_prog_by_name(rt.obj, "call_sub");
+    const struct bpfg_obj_prog *p = obj_prog_by_name(rt.obj, "call_sub");
     int calls = 0;
     for (size_t i = 0; i < p->insn_cnt; i++)
         if (p->insns[i].code == (BPF_JMP | BPF_CALL) && p->insns[i].src_reg == BPF_PSEUDO_CALL)
@@ -572,13 +586,13 @@ Test(objload, kernel_only_programs_are_marked)
 {
     struct rt rt;
     rt_init(&rt, load(OBJ("mixed")));
-    const struct bpfg_obj_prog *p = bpfg_obj_prog_by_name(rt.obj, "kernel_probe");
+    const struct bpfg_obj_prog *p = obj_prog_by_name(rt.obj, "kernel_probe");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UNSUPPORTED);
     cr_expect_null(p->insns);
     cr_expect(strstr(p->error, "kprobe/do_sys_openat2") && strstr(p->error, "not available in userspace"),
               "%s", p->error);
-    p = bpfg_obj_prog_by_name(rt.obj, "pass_all");
+    p = obj_prog_by_name(rt.obj, "pass_all");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UNSUPPORTED);
     cr_expect(strstr(p->error, "'xdp'"), "%s", p->error);
@@ -679,7 +693,7 @@ Test(objload, legacy_maps_section)
 {
     struct rt rt;
     rt_init(&rt, load(OBJ("legacy")));
-    const struct bpfg_obj_map *m = bpfg_obj_map_by_name(rt.obj, "legacy_slots");
+    const struct bpfg_obj_map *m = obj_map_by_name(rt.obj, "legacy_slots");
     cr_assert_not_null(m);
     cr_expect_eq(m->type, BPF_MAP_TYPE_ARRAY);
     cr_expect_eq(m->key_size, 4);

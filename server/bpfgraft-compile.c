@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../server/objload.h"
+#include "objload.h"
 #include "jitcache.h"
 
 /* Placeholder values for map references: the slot is bound per target. */
