@@ -234,6 +234,18 @@ def main():
                 attached = [l["attached"] for t in doc or [] for l in t["links"]]
                 check(attached and all(late.pid in a and victim.pid in a for a in attached),
                       "every link of both tools is attached in both processes", repr(attached)[:300])
+                rc, out, _ = srv.cli("tools")
+                lines = out.splitlines()
+                rows = [l.split() for l in lines[1:]]
+                want = {(str(t["pid"]), t["name"], str(t["object"]), str(l["id"]), str(l["prog"]), l["kind"], l["target"])
+                        for t in doc or [] for l in t["links"]}
+                check(rc == 0 and lines and lines[0].split() == ["PID", "NAME", "OBJECT", "LINK", "PROG", "KIND",
+                                                                "SCOPE", "IN", "TARGET"]
+                      and {(r[0], r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows if len(r) == 9} == want
+                      and len(rows) == len(want)
+                      and all(r[6] == "all" and set(r[7].split(",")) == {str(victim.pid), str(late.pid)}
+                              for r in rows),
+                      "tools (text): a row per link with its scope (all) and the processes it is in", out)
                 time.sleep(1.5)
             finally:
                 for t in tools_bg:
