@@ -101,8 +101,11 @@ static void announced_agreement(FILE *out, struct tally *t, const char *name, co
         return;
     }
     t->failures++;
-    fprintf(out, "STALE %s: announced '%s'%s but bpfgraft now %s it, as the kernel does\n", name, announced,
-            r ? "" : " (reason not in the fixed set)", verdict(ours));
+    if (r)
+        fprintf(out, "STALE %s: announced '%s' but bpfgraft now %s it, as the kernel does\n", name, announced,
+                verdict(ours));
+    else
+        fprintf(out, "UNKNOWN REASON %s: '%s' is not in the fixed set\n", name, announced);
 }
 
 static void compare(FILE *out, struct tally *t, const char *name, const struct bpf_insn *insns, size_t n,
