@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "btf_fmt.h"
@@ -61,7 +62,8 @@ static const char usage_text[] =
     "                                  its programs attach to processes bpfgraft manages\n"
     "  tools                           running tools and where their programs are attached\n"
     "  detach PID\n"
-    "  ps                              processes with programs attached\n"
+    "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
+    "                                  how long attached, last stop, payload address\n"
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
@@ -260,6 +262,28 @@ static int simple_uint(const char *method, const char *key, uint64_t value)
     return call_print(&out);
 }
 
+/* Calls a list method and prints its result: JSON with --json, else a
+ * table of header() and one row() per element. */
+static int list_table(const char *method, void (*header)(void), void (*row)(const msgpack_object *))
+{
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref(method, NULL, NULL, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *l = &resp.params;
+    if (g_json) {
+        print_json(l);
+    } else if (l->type == MSGPACK_OBJECT_ARRAY) {
+        header();
+        for (uint32_t i = 0; i < l->via.array.size; i++)
+            row(&l->via.array.ptr[i]);
+    } else {
+        text_print_obj(stdout, l, 0);
+    }
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
 /* ---- status, load, unload ----------------------------------------------- */
 
 static int cmd_status(struct args *a)
@@ -421,6 +445,17 @@ static int cmd_unload(struct args *a)
 
 /* ---- prog --------------------------------------------------------------- */
 
+static void prog_header(void)
+{
+    printf("%-4s %-20s %-18s %-6s %-6s %s\n", "ID", "NAME", "KIND", "OBJECT", "INSNS", "TARGET");
+}
+
+static void prog_row(const msgpack_object *p)
+{
+    printf("%-4s %-20s %-18s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
+           obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
+}
+
 static int cmd_prog(struct args *a)
 {
     if (a->n < 1)
@@ -432,25 +467,7 @@ static int cmd_prog(struct args *a)
     if (strcmp(sub, "list") == 0) {
         if (a->n != 1)
             return usage_error("usage: bpfgraft prog list");
-        if ((rc = call_ref("prog.list", NULL, NULL, &resp)))
-            return rc;
-        const msgpack_object *l = &resp.params;
-        if (g_json) {
-            print_json(l);
-        } else if (l->type == MSGPACK_OBJECT_ARRAY) {
-            printf("%-4s %-20s %-18s %-6s %-6s %s\n", "ID", "NAME", "KIND", "OBJECT", "INSNS",
-                   "TARGET");
-            for (uint32_t i = 0; i < l->via.array.size; i++) {
-                const msgpack_object *p = &l->via.array.ptr[i];
-                printf("%-4s %-20s %-18s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"),
-                       obj_str(p, "kind"), obj_str(p, "object"), obj_str(p, "insns"),
-                       obj_str(p, "target"));
-            }
-        } else {
-            text_print_obj(stdout, l, 0);
-        }
-        bpfg_rpc_msg_release(&resp);
-        return 0;
+        return list_table("prog.list", prog_header, prog_row);
     }
     if (a->n != 2)
         return usage_error("usage: bpfgraft prog %s PROG", sub);
@@ -653,30 +670,22 @@ static int parse_kv(const struct map_meta *m, bool value, struct args *a, int *p
     return 0;
 }
 
+static void map_header(void)
+{
+    printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", "ID", "NAME", "TYPE", "KEY", "VALUE", "ENTRIES", "FLAGS",
+           "OBJECT");
+}
+
+static void map_row(const msgpack_object *m)
+{
+    printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", obj_str(m, "id"), obj_str(m, "name"), obj_str(m, "type"),
+           obj_str(m, "key_size"), obj_str(m, "value_size"), obj_str(m, "max_entries"), obj_str(m, "flags"),
+           obj_str(m, "object"));
+}
+
 static int map_list(void)
 {
-    struct bpfg_rpc_msg resp;
-    int rc = call_ref("map.list", NULL, NULL, &resp);
-    if (rc)
-        return rc;
-    const msgpack_object *l = &resp.params;
-    if (g_json) {
-        print_json(l);
-    } else if (l->type == MSGPACK_OBJECT_ARRAY) {
-        printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", "ID", "NAME", "TYPE", "KEY", "VALUE",
-               "ENTRIES", "FLAGS", "OBJECT");
-        for (uint32_t i = 0; i < l->via.array.size; i++) {
-            const msgpack_object *m = &l->via.array.ptr[i];
-            printf("%-4s %-16s %-14s %-5s %-6s %-8s %-6s %s\n", obj_str(m, "id"),
-                   obj_str(m, "name"), obj_str(m, "type"), obj_str(m, "key_size"),
-                   obj_str(m, "value_size"), obj_str(m, "max_entries"), obj_str(m, "flags"),
-                   obj_str(m, "object"));
-        }
-    } else {
-        text_print_obj(stdout, l, 0);
-    }
-    bpfg_rpc_msg_release(&resp);
-    return 0;
+    return list_table("map.list", map_header, map_row);
 }
 
 static int map_dump(struct map_meta *m)
@@ -1122,18 +1131,136 @@ static int cmd_detach(struct args *a)
     return simple_uint("target.detach", "pid", pid);
 }
 
+/* ---- ps, tools ---------------------------------------------------------- */
+
+/* What a target's hooks (one per program at an address) add up to. */
+struct hook_sum {
+    uint32_t places;     /* distinct addresses */
+    uint64_t misses;     /* counted per address */
+    struct sbuf engines; /* distinct, comma-separated */
+};
+
+static bool seen_address(const msgpack_object *hooks, uint32_t n, uint64_t addr)
+{
+    uint64_t a;
+    for (uint32_t i = 0; i < n; i++)
+        if (obj_u64(&hooks->via.array.ptr[i], "address", &a) && a == addr)
+            return true;
+    return false;
+}
+
+static bool in_list(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, word, n) && (p[n] == ',' || !p[n]))
+            return true;
+    return false;
+}
+
+static void sum_hooks(const msgpack_object *hooks, struct hook_sum *sum)
+{
+    for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size; i++) {
+        const msgpack_object *h = &hooks->via.array.ptr[i];
+        uint64_t addr = 0, misses = 0;
+        obj_u64(h, "address", &addr);
+        if (!seen_address(hooks, i, addr)) {
+            sum->places++;
+            sum->misses += obj_u64(h, "misses", &misses) ? misses : 0;
+        }
+        const char *engine = obj_str(h, "engine");
+        if (!in_list(sum->engines.s, engine)) {
+            if (sum->engines.len)
+                sbuf_putc(&sum->engines, ',');
+            sbuf_puts(&sum->engines, engine);
+        }
+    }
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void target_header(void)
+{
+    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-9s %-9s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES",
+           "ATTACHED", "LAST-STOP", "PAYLOAD");
+}
+
+static void target_row(const msgpack_object *t)
+{
+    const msgpack_object *hooks = obj_get(t, "hooks");
+    struct hook_sum sum = {0};
+    sum_hooks(hooks, &sum);
+    uint64_t sys = 0, at = 0, stop = 0, payload = 0, now = wall_ms();
+    obj_u64(t, "syscall_programs", &sys);
+    obj_u64(t, "last_stop_us", &stop);
+    obj_u64(t, "payload", &payload);
+    struct sbuf since = {0}, stopped = {0};
+    if (obj_u64(t, "attached_at_ms", &at))
+        sbuf_duration(&since, (now > at ? now - at : 0) * 1000);
+    sbuf_duration(&stopped, stop);
+    uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
+    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"),
+           sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
+           (unsigned long long)sum.misses, since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
+    sbuf_free(&sum.engines);
+    sbuf_free(&since);
+    sbuf_free(&stopped);
+}
+
 static int cmd_ps(struct args *a)
 {
     if (a->n)
         return usage_error("ps takes no arguments");
-    return simple("target.list", NULL, NULL);
+    return list_table("target.list", target_header, target_row);
+}
+
+static void tool_header(void)
+{
+    printf("%-8s %-24s %-6s %-4s %-5s %-17s %-6s %-12s %s\n", "PID", "NAME", "OBJECT", "LINK", "PROG", "KIND",
+           "SCOPE", "IN", "TARGET");
+}
+
+/* A link's processes: "4242,4243", "-" for none. */
+static void pids_of(struct sbuf *sb, const msgpack_object *l)
+{
+    const msgpack_object *in = obj_get(l, "attached");
+    for (uint32_t i = 0; in && in->type == MSGPACK_OBJECT_ARRAY && i < in->via.array.size; i++) {
+        if (i)
+            sbuf_putc(sb, ',');
+        text_inline_obj(sb, &in->via.array.ptr[i], false);
+    }
+    if (!sb->len)
+        sbuf_putc(sb, '-');
+}
+
+/* One row per link (a tool without links: one row, link columns "-"). */
+static void tool_row(const msgpack_object *tl)
+{
+    const msgpack_object *links = obj_get(tl, "links");
+    uint32_t n = links && links->type == MSGPACK_OBJECT_ARRAY ? links->via.array.size : 0;
+    static const msgpack_object none = {.type = MSGPACK_OBJECT_NIL};
+    for (uint32_t i = 0; i < (n ? n : 1); i++) {
+        const msgpack_object *l = n ? &links->via.array.ptr[i] : &none;
+        struct sbuf in = {0};
+        pids_of(&in, l);
+        const char *scope = obj_str(l, "pid");
+        printf("%-8s %-24s %-6s %-4s %-5s %-17s %-6s %-12s %s\n", obj_str(tl, "pid"), obj_str(tl, "name"),
+               obj_str(tl, "object"), obj_str(l, "id"), obj_str(l, "prog"), obj_str(l, "kind"),
+               strcmp(scope, "-1") ? scope : "all", in.s, obj_str(l, "target"));
+        sbuf_free(&in);
+    }
 }
 
 static int cmd_tools(struct args *a)
 {
     if (a->n)
         return usage_error("tools takes no arguments");
-    return simple("tool.list", NULL, NULL);
+    return list_table("tool.list", tool_header, tool_row);
 }
 
 /* ---- events ------------------------------------------------------------- */

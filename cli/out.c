@@ -100,6 +100,25 @@ void sbuf_hex(struct sbuf *sb, const void *data, size_t n, char sep)
     }
 }
 
+void sbuf_duration(struct sbuf *sb, uint64_t us)
+{
+    uint64_t s = us / 1000000, m = s / 60, h = m / 60, d = h / 24;
+    if (us < 1000)
+        sbuf_printf(sb, "%lluus", (unsigned long long)us);
+    else if (us < 10000)
+        sbuf_printf(sb, "%llu.%llums", (unsigned long long)us / 1000, (unsigned long long)us / 100 % 10);
+    else if (!s)
+        sbuf_printf(sb, "%llums", (unsigned long long)us / 1000);
+    else if (!m)
+        sbuf_printf(sb, "%llus", (unsigned long long)s);
+    else if (!h)
+        sbuf_printf(sb, "%llum%02llus", (unsigned long long)m, (unsigned long long)s % 60);
+    else if (!d)
+        sbuf_printf(sb, "%lluh%02llum", (unsigned long long)h, (unsigned long long)m % 60);
+    else
+        sbuf_printf(sb, "%llud%02lluh", (unsigned long long)d, (unsigned long long)h % 24);
+}
+
 void json_from_obj(struct sbuf *sb, const msgpack_object *o)
 {
     switch (o->type) {

@@ -27,6 +27,9 @@ void sbuf_printf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(pr
 void sbuf_json_str(struct sbuf *sb, const char *s, size_t n);
 /* Bytes as lowercase hex; sep (may be 0) between bytes. */
 void sbuf_hex(struct sbuf *sb, const void *data, size_t n, char sep);
+/* A duration for people, two units at most: "412us", "3.5ms", "45s",
+ * "3m12s", "2h05m", "3d04h". */
+void sbuf_duration(struct sbuf *sb, uint64_t us);
 
 /* msgpack object as JSON: bin becomes a hex string, map keys strings. */
 void json_from_obj(struct sbuf *sb, const msgpack_object *o);

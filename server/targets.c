@@ -481,6 +481,14 @@ void targets_tick(struct server *s)
             send_pidns(s, t);
 }
 
+/* Wall-clock time (for clients), unix epoch milliseconds. */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
 {
     struct target *t = calloc(1, sizeof(*t));
@@ -546,7 +554,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     if (t->pidfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->pidfd, &ev) != 0)
         srv_log(SRV_WARN, "target %d: no pidfd (%s): its exit is seen when the payload connection closes",
                 (int)pid, strerror(errno));
-    t->attached_ms = mono_ms();
+    t->attached_at_ms = wall_ms();
     t->next = s->targets.list;
     s->targets.list = t;
     s->targets.count++;
@@ -1387,15 +1395,35 @@ static uint64_t hook_misses(const struct target *t, const struct target_hook *h)
     return misses;
 }
 
+/* The process's name now (prctl may have changed it since the attach);
+ * "" once it is gone. */
+static void pack_comm(msgpack_packer *pk, pid_t pid)
+{
+    char path[32], comm[32];
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm)) : 0;
+    if (fd >= 0)
+        close(fd);
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len && comm[len - 1] == '\n')
+        len--;
+    bpfg_pack_strn(pk, comm, len);
+}
+
 void targets_pack_list(struct server *s, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, s->targets.count);
     for (struct target *t = s->targets.list; t; t = t->next) {
-        msgpack_pack_map(pk, 7);
+        msgpack_pack_map(pk, 9);
         bpfg_pack_cstr(pk, "pid");
         msgpack_pack_int(pk, t->pid);
+        bpfg_pack_cstr(pk, "comm");
+        pack_comm(pk, t->pid);
         bpfg_pack_cstr(pk, "syscall_sites");
         msgpack_pack_uint64(pk, syscalls_sites(t));
+        bpfg_pack_cstr(pk, "syscall_programs");
+        msgpack_pack_uint64(pk, syscalls_count(t));
         bpfg_pack_cstr(pk, "uid");
         msgpack_pack_uint32(pk, t->uid);
         size_t nprogs = 0;
@@ -1423,8 +1451,8 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         }
         bpfg_pack_cstr(pk, "payload");
         msgpack_pack_uint64(pk, t->inj.base);
-        bpfg_pack_cstr(pk, "attached_ms");
-        msgpack_pack_uint64(pk, t->attached_ms);
+        bpfg_pack_cstr(pk, "attached_at_ms");
+        msgpack_pack_uint64(pk, t->attached_at_ms);
         bpfg_pack_cstr(pk, "last_stop_us");
         msgpack_pack_uint64(pk, t->last_stop_ns / 1000);
     }

@@ -56,7 +56,7 @@ struct target {
     struct target_hook hooks[TARGET_MAX_HOOKS];
     size_t nhooks;
     uint32_t next_hook;        /* where the search for a free hook slot starts (round robin) */
-    uint64_t attached_ms;
+    uint64_t attached_at_ms;   /* wall clock of the attach: unix epoch, ms */
     uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
     uint64_t thread_table;     /* payload's uretprobe shadow stacks (payload_abi.h) */

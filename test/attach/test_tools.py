@@ -15,7 +15,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, text_matches_file  # noqa: E402
+from harness import Server, check, check_eq, finish, report, require, text_matches_file  # noqa: E402
 
 TOOLS = "/usr/sbin"
 TRACEFS = "/sys/kernel/tracing"
@@ -72,6 +72,9 @@ def main():
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--test-bin", required=True)
     args = ap.parse_args()
+    # side by side with the kernel: the same tools under kernel BPF (the
+    # tools' CO-RE needs the kernel's BTF under bpfgraft too)
+    require("root", "bpf-tracing", "btf", "tracefs")
     check(ensure_libbpf_tools(), "libbpf-tools is installed (apt)")
     victim_bin = os.path.abspath(os.path.join(args.test_bin, "tool-victim"))
     marker = f"/nonexistent/bpfgraft-tool-marker-{os.getpid()}"
@@ -105,6 +108,7 @@ def main():
             # the same tool under the kernel, same workload
             if not tracefs_mounted():
                 mounted_here = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS]).returncode == 0
+                check(mounted_here, f"tracefs is mounted on {TRACEFS} for the kernel's run")
             rc, kout, kerr = run_kernel([f"{TOOLS}/opensnoop", "-p", str(victim.pid), "-d", "2"])
             check_eq(opensnoop_rc, rc, "opensnoop: the same exit status under bpfgraft as under the kernel")
             klines = [l for l in kout.splitlines() if marker in l]
@@ -230,6 +234,18 @@ def main():
                 attached = [l["attached"] for t in doc or [] for l in t["links"]]
                 check(attached and all(late.pid in a and victim.pid in a for a in attached),
                       "every link of both tools is attached in both processes", repr(attached)[:300])
+                rc, out, _ = srv.cli("tools")
+                lines = out.splitlines()
+                rows = [l.split() for l in lines[1:]]
+                want = {(str(t["pid"]), t["name"], str(t["object"]), str(l["id"]), str(l["prog"]), l["kind"], l["target"])
+                        for t in doc or [] for l in t["links"]}
+                check(rc == 0 and lines and lines[0].split() == ["PID", "NAME", "OBJECT", "LINK", "PROG", "KIND",
+                                                                "SCOPE", "IN", "TARGET"]
+                      and {(r[0], r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows if len(r) == 9} == want
+                      and len(rows) == len(want)
+                      and all(r[6] == "all" and set(r[7].split(",")) == {str(victim.pid), str(late.pid)}
+                              for r in rows),
+                      "tools (text): a row per link with its scope (all) and the processes it is in", out)
                 time.sleep(1.5)
             finally:
                 for t in tools_bg:

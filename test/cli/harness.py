@@ -4,6 +4,11 @@ a socket in a temporary directory, the CLI runner and assertion counting.
 Every test script: `with Server(args) as srv: ...; sys.exit(report())`.
 The server is killed and the directory removed on the way out, even on an
 exception; PR_SET_PDEATHSIG kills it too if the test itself is killed.
+
+Kernel facts (test/facts/facts.h): needs() says whether this machine has
+them, skip() records a part it cannot run, require() skips the whole test.
+report() exits 77 (ctest: skipped) when something was skipped and nothing
+failed: a test that could not check everything never passes.
 """
 import argparse
 import ctypes
@@ -20,6 +25,8 @@ import traceback
 
 _passed = 0
 _failed = 0
+_skipped = 0
+SKIPPED = 77   # exit status ctest counts as skipped (SKIP_RETURN_CODE)
 
 
 def check(cond, what, detail=""):
@@ -38,9 +45,42 @@ def check_eq(got, want, what):
     return check(got == want, what, f"got {got!r}, want {want!r}")
 
 
+def skip(what):
+    """Records and prints a part this machine cannot run, and why."""
+    global _skipped
+    _skipped += 1
+    print(f"SKIP - {what}", flush=True)
+
+
+def needs(*facts):
+    """None when this machine has every fact, else why not (test-needs)."""
+    tool = os.environ.get("BPFGRAFT_TEST_NEEDS") or shutil.which("test-needs")
+    if not tool:
+        raise RuntimeError("test-needs not found: run under ctest, or set BPFGRAFT_TEST_NEEDS "
+                           "to build/test-bin/test-needs")
+    r = subprocess.run([tool, *facts], capture_output=True, text=True)
+    if r.returncode == SKIPPED:
+        return r.stdout.strip().removeprefix("SKIP: ")
+    if r.returncode:
+        raise RuntimeError(f"test-needs {' '.join(facts)}: {r.stderr.strip()}")
+    return None
+
+
+def require(*facts):
+    """Ends the test as skipped when this machine lacks one of facts."""
+    why = needs(*facts)
+    if why:
+        skip(why)
+        sys.exit(report())
+
+
 def report():
-    print(f"\n{_passed} passed, {_failed} failed", flush=True)
-    return 1 if _failed or not _passed else 0
+    print(f"\n{_passed} passed, {_failed} failed" + (f", {_skipped} skipped" if _skipped else ""), flush=True)
+    if _failed:
+        return 1
+    if _skipped:
+        return SKIPPED
+    return 0 if _passed else 1
 
 
 def parse_args():

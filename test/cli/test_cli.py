@@ -2,6 +2,7 @@
 """bpfgraft CLI against a real bpfgraftd: every command, text and --json
 output, typed key/value parsing and printing, errors and exit statuses."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,45 @@ def u32(n):
 
 def u64(n):
     return n.to_bytes(8, "little").hex()
+
+
+PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "ATTACHED", "LAST-STOP", "PAYLOAD"]
+DURATION = re.compile(r"^(\d+us|\d+\.\dms|\d+ms|\d+s|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)$")
+
+
+def check_ps(srv, obj_id):
+    """ps on a process with two programs at one address: the table and the
+    --json fields (attach time as wall-clock time)."""
+    sleeper = subprocess.Popen(["sleep", "120"])
+    try:
+        time.sleep(0.2)
+        rc, _, err = srv.cli("attach", sleeper.pid, obj_id, "count_call", "count_cpu", "--target",
+                             "libc.so.6:malloc")
+        check_eq(rc, 0, f"attach two programs at libc's malloc in a sleep ({err.strip()})")
+        rc, doc, _ = srv.cli_json("ps")
+        t = (doc or [{}])[0]
+        now_ms = time.time() * 1000
+        check(rc == 0 and abs(now_ms - t.get("attached_at_ms", 0)) < 60000 and "attached_ms" not in t,
+              "ps --json: attached_at_ms is wall-clock time, within a minute of now", repr(t))
+        check(t.get("comm") == "sleep" and t.get("syscall_programs") == 0 and len(t.get("hooks", [])) == 2
+              and len({h["address"] for h in t["hooks"]}) == 1,
+              "ps --json: comm, syscall_programs, one hook entry per program", repr(t))
+        rc, out, _ = srv.cli("ps")
+        lines = out.splitlines()
+        row = lines[1].split() if len(lines) == 2 else []
+        check(rc == 0 and lines[0].split() == PS_HEADER and len(row) == len(PS_HEADER),
+              "ps (text): a header and one row per process", out)
+        if len(row) == len(PS_HEADER):
+            check(row[:4] == [str(sleeper.pid), "sleep", "1", "2"] and row[4] == t["hooks"][0]["engine"]
+                  and row[5] == "0", "ps (text): pid, comm, 1 hooked address, 2 programs, engine, misses", out)
+            check(DURATION.match(row[6]) and DURATION.match(row[7]) and row[6][-1] == "s" and row[6][-2:] != "us",
+                  "ps (text): attached for and last stop as durations (ms/s)", out)
+            check_eq(row[8], hex(t["payload"]), "ps (text): the payload address in hex")
+        rc, _, err = srv.cli("detach", sleeper.pid)
+        check_eq(rc, 0, f"detach the sleep ({err.strip()})")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def main():
@@ -243,6 +283,7 @@ def main():
         check(rc == 1 and "(not_found)" in err, "detach of a process not attached", err)
         rc, _, err = srv.cli("attach", str(os.getpid()), "nope")
         check(rc == 1 and "(" in err and err.startswith("bpfgraft: "), "attach of a missing object fails", err)
+        check_ps(srv, obj_id)
 
         # events/trace run until SIGINT and exit 0
         for argv in (["events"], ["trace"], ["--json", "events", "--topic", "target"]):

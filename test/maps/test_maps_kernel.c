@@ -11,10 +11,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "criterion_facts.h"
 #include "maps.h"
 
 #define OPS 4000
 #define MAXV 4096
+
+static void needs_kernel_maps(void)
+{
+    test_needs("bpf-maps");
+}
+
+/* Every test compares with the kernel's maps: skipped without them. */
+TestSuite(maps_kernel, .init = needs_kernel_maps);
 
 struct pair {
     int kfd;

@@ -2,7 +2,8 @@
 """The libbpf skeleton samples (samples/skel) under the kernel, each
 against a real workload: skel-malloc counts an exact number of mallocs,
 skel-opensnoop sees the unique paths a process opens, skel-bashreadline
-sees the command typed into a bash on a pty. Needs root.
+sees the command typed into a bash on a pty. Needs root and kernel BPF
+(a part this machine cannot run is skipped, with the reason).
 
   test_skel.py --bin-dir BUILD/bin --only malloc|opensnoop|bashreadline
 """
@@ -18,7 +19,15 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
-from harness import check, finish, report  # noqa: E402
+from harness import check, finish, needs, report, skip  # noqa: E402
+
+# What each part needs of the machine (test/facts/facts.h); without it the
+# part is skipped, with the reason.
+NEEDS = {
+    "malloc": ("root", "bpf-tracing", "btf"),
+    "opensnoop": ("root", "bpf-tracing", "btf", "tracefs"),   # mounted here if absent
+    "bashreadline": ("root", "bpf-tracing", "btf"),
+}
 
 
 def start_tool(argv):
@@ -292,6 +301,10 @@ def main():
     ap.add_argument("--only", choices=["malloc", "opensnoop", "bashreadline"], action="append")
     a = ap.parse_args()
     for name in a.only or ["malloc", "opensnoop", "bashreadline"]:
+        why = needs(*NEEDS[name])
+        if why:
+            skip(f"{name}: {why}")
+            continue
         try:
             globals()[f"test_{name}"](a)
         except Exception as e:  # a crashed part is a failure, not a skip

@@ -5,7 +5,8 @@
  *   # map: TYPE KEY_SIZE VALUE_SIZE MAX_ENTRIES [rdonly]   (index = order)
  *   # opts: write_user override                             (enable helpers)
  *   # expect: SUBSTRING        (rejects: part of the verifier's message)
- *   # kernel: REASON           (the kernel's verdict differs, and why)
+ *   # kernel: REASON           (the kernel may decide otherwise, and why:
+ *                               see kernel_diff.c)
  *
  * TYPE: hash array percpu_array ringbuf queue stack perf prog_array
  * stack_trace lru_hash.

@@ -9,6 +9,7 @@
 
 #include "asm.h"
 #include "corpus.h"
+#include "criterion_facts.h"
 #include "objload.h"
 #include "progcheck.h"
 #include "registry.h"
@@ -72,7 +73,7 @@ static const char *const objects[] = {
     "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
 };
 
-Test(objects, clang_programs_pass)
+Test(objects, clang_programs_pass, .init = test_needs_btf)
 {
     size_t progs = 0;
     struct bpfg_verify_result *res = malloc(sizeof(*res));
@@ -184,7 +185,7 @@ Test(limits, complexity_limit_reports_too_large)
 
 /* progcheck_object runs the verifier on every program and names the
  * program and section in its error. */
-Test(progcheck, object_programs_verified)
+Test(progcheck, object_programs_verified, .init = test_needs_btf)
 {
     char path[512], err[1024];
     snprintf(path, sizeof(path), "%s/objload_basic.bpf.o", BPF_OBJ_DIR);
