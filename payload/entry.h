@@ -29,23 +29,25 @@
 #define SS 160
 #define PTREGS 168
 
+/* Facts of hooks.c the entry code reads directly (hooks.c asserts them). */
+#define T_SLOT_SIZE 800                 /* sizeof(struct bpfg_thread_slot) */
+#define T_SLOTS_MASK 1023               /* BPFG_MAX_THREADS - 1 */
+#define T_HASH 0x9e3779b97f4a7c15       /* thread_hash(): (key * T_HASH) >> 40 */
+#define T_KEY_RDFSBASE 1                /* bpfg_key_method values */
+#define T_KEY_FS0 2
+#define HSTACK_SIZE 0x20000             /* BPFG_HANDLER_STACK_SIZE */
+
 /* The words the entry code keeps on the target's stack (T = rsp after
- * SAVE_SCRATCH): the registers a C call may clobber, the flags, the word
- * the stub pushed (or the uretprobe's slot) and above it the probed
- * frame. Everything else lives on the thread's handler stack. */
-#define S_RBX 0
-#define S_R11 8
-#define S_R10 16
-#define S_R9 24
-#define S_R8 32
-#define S_RDI 40
-#define S_RSI 48
-#define S_RDX 56
-#define S_RCX 64
-#define S_RAX 72
-#define S_FLAGS 80
-#define S_WORD 88       /* hook index in; the address to continue at out */
-#define S_SP 96         /* the probed frame's stack pointer */
+ * SAVE_SCRATCH): four registers the stack lookup uses, the flags, the word
+ * the stub pushed (or the uretprobe's slot) and above it the probed frame.
+ * Everything else is saved straight into the pt_regs on the handler stack. */
+#define S_RSI 0
+#define S_RDX 8
+#define S_RCX 16
+#define S_RAX 24
+#define S_FLAGS 32
+#define S_WORD 40       /* hook index in; the address to continue at out */
+#define S_SP 48         /* the probed frame's stack pointer */
 
 .macro SAVE_SCRATCH
     pushfq
@@ -53,12 +55,6 @@
     push %rcx
     push %rdx
     push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %rbx
 .endm
 
 /* rsp = T: pops what SAVE_SCRATCH pushed, leaving rsp at S_WORD. pop and
@@ -67,59 +63,101 @@
  * the CPU has lahf/sahf in long mode, sahf restores SF ZF AF PF CF and an
  * add that overflows exactly when OF was set restores OF. */
 .macro RESTORE_SCRATCH
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    cmpb $0, rt_lahf(%rip)
+    je .Le8_\@
+    movzwl 8(%rsp), %eax
+    test $0x04, %ah             /* DF (bit 10) set: the slow way */
+    jnz .Le8_\@
+    shr $3, %ah                 /* OF: bit 11 -> bit 0 */
+    and $1, %ah
+    xchg %al, %ah               /* al = OF, ah = SF ZF AF PF CF */
+    add $0x7f, %al              /* OF = (al == 1) */
+    sahf
+    jmp .Le9_\@
+.Le8_\@:  push 8(%rsp)
+    popfq
+.Le9_\@:  pop %rax
+    lea 8(%rsp), %rsp
+.endm
+
+/* rsp = T. Switches to the thread's handler stack with a kernel-layout
+ * struct pt_regs at rsp (ip and orig_ax left to the caller) and rbx = T;
+ * the thread's slot and stack found inline (hooks.c: thread_slot) when it
+ * has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
+ * and continues at `none` with rsp = T and every register as at entry but
+ * those SAVE_SCRATCH saved. */
+.macro SWITCH_STACK none, miss
+    movzbl bpfg_key_method(%rip), %eax
+    cmp $T_KEY_RDFSBASE, %al
+    jne .Le1_\@
+    rdfsbase %rcx
+    jmp .Le2_\@
+.Le1_\@:  cmp $T_KEY_FS0, %al
+    jne .Le5_\@
+    mov %fs:0, %rcx
+.Le2_\@:  test %rcx, %rcx
+    jz .Le5_\@
+    movabs $T_HASH, %rax
+    imul %rcx, %rax
+    shr $40, %rax
+    and $T_SLOTS_MASK, %eax
+    imul $T_SLOT_SIZE, %rax, %rdx
+    lea bpfg_threads(%rip), %rsi
+    cmp %rcx, (%rsi,%rdx)               /* the slot's owner */
+    jne .Le5_\@
+    lea bpfg_hstack_top(%rip), %rsi
+    mov (%rsi,%rax,8), %rax
+    test %rax, %rax                     /* 0: not made writable yet */
+    jz .Le5_\@
+    lea -1(%rax), %rcx                  /* already on it (nested): below sp */
+    sub %rsp, %rcx
+    cmp $HSTACK_SIZE, %rcx
+    jae .Le6_\@
+    mov %rsp, %rax
+    and $-16, %rax
+    jmp .Le6_\@
+.Le5_\@:  push %rdi                           /* the slow path: a C call */
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
+    lea 48(%rsp), %rdi
+    mov %rsp, %rbx
+    and $-16, %rsp
+    cld
+    call bpfg_handler_stack
+    test %rax, %rax
+    jnz .Le7_\@
+    lea 48+S_WORD(%rbx), %rdi
+    call \miss
+    xor %eax, %eax
+.Le7_\@:  mov %rbx, %rsp
     pop %rbx
     pop %r11
     pop %r10
     pop %r9
     pop %r8
     pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    cmpb $0, rt_lahf(%rip)
-    je 8f
-    movzwl 8(%rsp), %eax
-    test $0x04, %ah             /* DF (bit 10) set: the slow way */
-    jnz 8f
-    shr $3, %ah                 /* OF: bit 11 -> bit 0 */
-    and $1, %ah
-    xchg %al, %ah               /* al = OF, ah = SF ZF AF PF CF */
-    add $0x7f, %al              /* OF = (al == 1) */
-    sahf
-    jmp 9f
-8:  push 8(%rsp)
-    popfq
-9:  pop %rax
-    lea 8(%rsp), %rsp
-.endm
-
-/* rbx = T, rsp 16-aligned. Asks for the thread's handler stack; at `none`
- * if it has none, else on it with a kernel-layout struct pt_regs at rsp
- * (ip and orig_ax left to the caller). */
-.macro SWITCH_STACK none
-    cld
-    mov %rbx, %rdi
-    call bpfg_handler_stack
     test %rax, %rax
     jz \none
-    lea -(PTREGS+8)(%rax), %rsp     /* 16-aligned again for the call */
+.Le6_\@:  mov %rsp, %rcx
+    lea -(PTREGS+8)(%rax), %rsp         /* 16-aligned for the call */
+    mov %rbx, RBX(%rsp)
+    mov %rcx, %rbx
     mov %r15, R15(%rsp)
     mov %r14, R14(%rsp)
     mov %r13, R13(%rsp)
     mov %r12, R12(%rsp)
     mov %rbp, RBP(%rsp)
-    mov S_RBX(%rbx), %rax
-    mov %rax, RBX(%rsp)
-    mov S_R11(%rbx), %rax
-    mov %rax, R11(%rsp)
-    mov S_R10(%rbx), %rax
-    mov %rax, R10(%rsp)
-    mov S_R9(%rbx), %rax
-    mov %rax, R9(%rsp)
-    mov S_R8(%rbx), %rax
-    mov %rax, R8(%rsp)
-    mov S_RDI(%rbx), %rax
-    mov %rax, RDI(%rsp)
+    mov %r11, R11(%rsp)
+    mov %r10, R10(%rsp)
+    mov %r9, R9(%rsp)
+    mov %r8, R8(%rsp)
+    mov %rdi, RDI(%rsp)
     mov S_RSI(%rbx), %rax
     mov %rax, RSI(%rsp)
     mov S_RDX(%rbx), %rax
@@ -129,12 +167,27 @@
     mov S_RAX(%rbx), %rax
     mov %rax, RAX(%rsp)
     mov S_FLAGS(%rbx), %rax
-    mov %rax, FLAGS(%rsp)
+    mov %rax, EFLAGS(%rsp)
     lea S_SP(%rbx), %rax
     mov %rax, RSP(%rsp)
     movq $0, RIP(%rsp)
     movq $0x33, CS(%rsp)
     movq $0x2b, SS(%rsp)
+    cld
+.endm
+
+/* On the handler stack after the C call: back to rsp = T with the
+ * registers the call may have clobbered reloaded from the pt_regs (r12-r15
+ * and rbp are callee-saved), rax rcx rdx rsi and the flags still at T. */
+.macro SWITCH_BACK
+    mov R11(%rsp), %r11
+    mov R10(%rsp), %r10
+    mov R9(%rsp), %r9
+    mov R8(%rsp), %r8
+    mov RDI(%rsp), %rdi
+    mov %rbx, %rax
+    mov RBX(%rsp), %rbx
+    mov %rax, %rsp
 .endm
 
 #endif

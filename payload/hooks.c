@@ -42,8 +42,9 @@ struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 static bool use_membarrier;
 
 /* How handlers find their thread's key (thread_key). */
-enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct */
-static uint8_t key_method;
+enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct; entry.h: T_KEY_* */
+/* read by the entry code too (entry.h: T_KEY_*) */
+uint8_t bpfg_key_method __attribute__((visibility("hidden")));
 /* The handler stacks' reservation (payload_abi.h); 0: none, every hit a miss. */
 static uint64_t hstacks;
 
@@ -53,11 +54,11 @@ void hooks_init(void)
      * pointer) is ~1 ns cheaper: a thread whose fs base is still 0 gets key
      * 0 (a miss) instead of a fault. */
     if (rt_hwcap2 & 2)   /* HWCAP2_FSGSBASE */
-        key_method = KEY_RDFSBASE;
+        bpfg_key_method = KEY_RDFSBASE;
     else if (rt_params->libc.pthread_mutex_lock)
-        key_method = KEY_FS0;
+        bpfg_key_method = KEY_FS0;
     else
-        key_method = KEY_SYSCALL;
+        bpfg_key_method = KEY_SYSCALL;
     if (rt_params->handler_stacks_size >= BPFG_HANDLER_STACKS_SIZE)
         hstacks = rt_params->handler_stacks;
     long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -71,11 +72,11 @@ void hooks_init(void)
 static inline __attribute__((always_inline)) uint64_t thread_key(void)
 {
     uint64_t k;
-    if (__builtin_expect(key_method == KEY_RDFSBASE, 1)) {
+    if (__builtin_expect(bpfg_key_method == KEY_RDFSBASE, 1)) {
         __asm__ volatile("rdfsbase %0" : "=r"(k));   /* no memory access at all */
         return k;
     }
-    if (key_method == KEY_FS0) {
+    if (bpfg_key_method == KEY_FS0) {
         __asm__ volatile("mov %%fs:0, %0" : "=r"(k));
         return k;
     }
@@ -166,23 +167,30 @@ static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
 
 /* ---- handler stacks (payload_abi.h: BPFG_HANDLER_STACK_*) ----
  *
- * The entry code calls bpfg_handler_stack on the target's stack, so it and
- * what it calls keep small frames (payload/README.md: the stack budget). */
-static uint8_t hstack_ready[BPFG_MAX_THREADS];
+ * The entry code (entry.h: SWITCH_STACK) finds a thread's slot and stack
+ * inline; the first time, and for threads whose key needs a syscall, it
+ * calls bpfg_handler_stack on the target's stack, so that and what it
+ * calls keep small frames (payload/README.md: the stack budget). */
+_Static_assert(sizeof(struct bpfg_thread_slot) == 800, "entry.h: T_SLOT_SIZE");
+_Static_assert(BPFG_MAX_THREADS == 1024, "entry.h: T_SLOTS_MASK");
+_Static_assert(BPFG_HANDLER_STACK_SIZE == 0x20000, "entry.h: HSTACK_SIZE");
+
+/* Slot i's stack top once it is writable, else 0 (read by the entry code). */
+uint64_t bpfg_hstack_top[BPFG_MAX_THREADS] __attribute__((visibility("hidden")));
 
 static __attribute__((noinline)) bool hstack_prepare(size_t i, uint64_t lo)
 {
     long r = rt_sys3(SYS_mprotect, (long)lo, BPFG_HANDLER_STACK_SIZE, PROT_READ | PROT_WRITE);
     if (rt_is_err(r))
         return false;
-    __atomic_store_n(&hstack_ready[i], 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&bpfg_hstack_top[i], lo + BPFG_HANDLER_STACK_SIZE, __ATOMIC_RELEASE);
     return true;
 }
 
-/* Called by the entry code with its stack pointer: the 16-aligned stack
- * pointer the handler is to run on, or 0 if the thread has none (a miss).
- * A thread already on its handler stack (a signal handler that interrupted
- * a handler reached a probe) goes on below sp. */
+/* The stack pointer the handler is to run on (16-aligned), or 0 if the
+ * thread has none (a miss). A thread already on its handler stack (a
+ * signal handler that interrupted a handler reached a probe) goes on
+ * below sp. */
 uint64_t bpfg_handler_stack(uint64_t sp)
 {
     struct bpfg_thread_slot *t = thread_slot();
@@ -192,9 +200,16 @@ uint64_t bpfg_handler_stack(uint64_t sp)
     uint64_t lo = hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
     if (sp - lo < BPFG_HANDLER_STACK_SIZE)
         return sp & ~15ull;
-    if (!__atomic_load_n(&hstack_ready[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
+    if (!__atomic_load_n(&bpfg_hstack_top[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
         return 0;
     return lo + BPFG_HANDLER_STACK_SIZE;
+}
+
+/* The slot of the thread running on the handler stack that p is on: the
+ * entry code checked its owner, no second lookup. */
+static inline struct bpfg_thread_slot *stack_slot(const void *p)
+{
+    return &bpfg_threads[((uint64_t)(uintptr_t)p - hstacks) / BPFG_HANDLER_STACK_STRIDE];
 }
 
 /* Sets every field but rb[] (only read below nrb), one store each: a
@@ -264,8 +279,8 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
     bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
     if (!has_entry && !has_ret)
         return 0;
-    struct bpfg_thread_slot *t = thread_slot();
-    if (!t || !thread_enter(t)) {
+    struct bpfg_thread_slot *t = stack_slot(regs);
+    if (!thread_enter(t)) {
         miss(h, t);
         return 0;
     }
@@ -312,20 +327,18 @@ static void fatal_no_entry(uint64_t sp)
 
 /* Called by bpfg_uretprobe_return when the thread has no handler stack,
  * which it had when the entry pushed the frame: cannot happen. */
-void bpfg_uretprobe_lost(uint64_t save) __attribute__((noreturn));
+void bpfg_uretprobe_lost(uint64_t *slot) __attribute__((noreturn));
 
-void bpfg_uretprobe_lost(uint64_t save)
+void bpfg_uretprobe_lost(uint64_t *slot)
 {
-    fatal_no_entry(save + 88);   /* start.S: S_WORD, the frame's return slot */
+    fatal_no_entry((uint64_t)(uintptr_t)slot);
 }
 
 /* Called by bpfg_uretprobe_return; returns the original return address. */
 uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
 {
     uint64_t slot = regs->sp - 8;
-    struct bpfg_thread_slot *t = thread_slot();
-    if (!t)
-        fatal_no_entry(slot);
+    struct bpfg_thread_slot *t = stack_slot(regs);
     shadow_drop_below(t, slot, false);
     if (!t->depth || t->stack[t->depth - 1].slot != slot)
         fatal_no_entry(slot);

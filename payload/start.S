@@ -29,15 +29,15 @@ bpfg_payload_start:
 
 /* From a stub: [rsp] = hook index, [rsp+8] = the function's return
  * address. The handler runs on the thread's handler stack; the target's
- * stack holds only SAVE_SCRATCH's words. */
+ * stack holds only SAVE_SCRATCH's words (entry.h). */
+    .hidden bpfg_uprobe_miss
+    .hidden bpfg_uretprobe_lost
     .globl bpfg_uprobe_entry
     .type bpfg_uprobe_entry, @function
     .balign 16
 bpfg_uprobe_entry:
     SAVE_SCRATCH
-    mov %rsp, %rbx
-    and $-16, %rsp
-    SWITCH_STACK 2f
+    SWITCH_STACK 2f, bpfg_uprobe_miss
     mov S_WORD(%rbx), %rax
     mov %rax, ORIG_AX(%rsp)
     mov %rsp, %rdi
@@ -45,10 +45,11 @@ bpfg_uprobe_entry:
     call bpfg_uprobe_handler
     mov RAX(%rsp), %rcx         /* bpf_override_return's value */
     mov %rcx, S_RAX(%rbx)
-    mov %rbx, %rsp
-    test %rax, %rax
+    mov %rax, %rcx              /* the verdict: SWITCH_BACK uses rax */
+    SWITCH_BACK
+    test %rcx, %rcx
     jnz 1f
-    RESTORE_SCRATCH
+2:  RESTORE_SCRATCH
     /* To the resume address with the function's sp. A jmp, not a ret: a
      * ret to an address no call pushed mispredicts, and so would the
      * function's own ret after it (the return stack is off by one). The
@@ -58,12 +59,6 @@ bpfg_uprobe_entry:
 1:  RESTORE_SCRATCH
     lea 8(%rsp), %rsp
     ret                     /* to the caller: the function is skipped */
-2:  lea S_WORD(%rbx), %rdi  /* no handler stack: skipped, counted as a miss */
-    call bpfg_uprobe_miss
-    mov %rbx, %rsp
-    RESTORE_SCRATCH
-    lea 8(%rsp), %rsp
-    jmp *-8(%rsp)
     .size bpfg_uprobe_entry, . - bpfg_uprobe_entry
 
 /* A uretprobe'd function returned here (its return address was replaced).
@@ -74,20 +69,16 @@ bpfg_uprobe_entry:
 bpfg_uretprobe_return:
     push $0
     SAVE_SCRATCH
-    mov %rsp, %rbx
-    and $-16, %rsp
-    SWITCH_STACK 2f
+    SWITCH_STACK 2f, bpfg_uretprobe_lost
     movq $-1, ORIG_AX(%rsp)
     mov %rsp, %rdi
     call bpfg_uretprobe_handler
     mov %rax, S_WORD(%rbx)
-    mov %rbx, %rsp
+    SWITCH_BACK
     RESTORE_SCRATCH
     lea 8(%rsp), %rsp       /* the caller's sp, as after its ret */
     jmp *-8(%rsp)           /* not ret: the return stack holds no entry for it */
-2:  mov %rbx, %rdi          /* the thread had a stack at entry: cannot happen */
-    call bpfg_uretprobe_lost
-    ud2
+2:  ud2                     /* bpfg_uretprobe_lost does not return */
     .size bpfg_uretprobe_return, . - bpfg_uretprobe_return
 
     .section .note.GNU-stack,"",@progbits

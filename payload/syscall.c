@@ -526,8 +526,9 @@ void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
 }
 
 /* The thread has no handler stack: the call is made unobserved. */
-void bpfg_sys_fast_miss(void)
+void bpfg_sys_fast_miss(uint64_t *word)
 {
+    (void)word;
     __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
 }
 

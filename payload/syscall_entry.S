@@ -129,53 +129,48 @@ bpfg_sys_clone_stubs_end:
     .balign 16
 bpfg_sys_fast_entry:
     SAVE_SCRATCH
-    mov %rsp, %rbx
-    and $-16, %rsp
-    SWITCH_STACK 5f
+    SWITCH_STACK 1f, bpfg_sys_fast_miss
     SYS_REGS
     mov %rsp, %rdi
     call bpfg_sys_fast_enter
-    mov RAX(%rsp), %rcx
-    mov %rbx, %rsp
-    and $-16, %rsp
     mov %rax, %r11                      /* F_* (r11 is ours until the end) */
+    mov RAX(%rsp), %rcx
+    mov %rcx, S_RCX(%rbx)               /* the result, with F_DONE (S_RAX keeps the number) */
+    mov R10(%rsp), %r10                 /* SWITCH_BACK but for r11 */
+    mov R9(%rsp), %r9
+    mov R8(%rsp), %r8
+    mov RDI(%rsp), %rdi
+    mov %rbx, %rax
+    mov RBX(%rsp), %rbx
+    mov %rax, %rsp                      /* rsp = T from here on */
     test $F_DONE, %r11b
     jnz 2f
-1:  mov S_RAX(%rbx), %rax               /* the call, with the target's arguments */
-    mov S_RDI(%rbx), %rdi
-    mov S_RSI(%rbx), %rsi
-    mov S_RDX(%rbx), %rdx
-    mov S_R10(%rbx), %r10
-    mov S_R8(%rbx), %r8
-    mov S_R9(%rbx), %r9
+3:  mov S_RAX(%rsp), %rax               /* the call, with the target's arguments */
+    mov S_RSI(%rsp), %rsi
+    mov S_RDX(%rsp), %rdx
     push %r11
-    sub $8, %rsp
     syscall
-    add $8, %rsp
     pop %r11
-    mov %rax, %rcx
-2:  mov %rcx, S_RCX(%rbx)               /* the result (S_RAX keeps the number) */
-    test $F_EXIT, %r11b
-    jz 3f
-    SWITCH_STACK 3f
+    mov %rax, S_RCX(%rsp)
+2:  test $F_EXIT, %r11b
+    jz 5f
+    SWITCH_STACK 5f, bpfg_sys_fast_miss
     SYS_REGS
     mov %rsp, %rdi
     mov S_RCX(%rbx), %rsi
     call bpfg_sys_fast_exit
-3:  mov S_RCX(%rbx), %rax
-    mov %rax, S_RAX(%rbx)
-    mov S_WORD(%rbx), %rax              /* rcx = site + 7, r11 = rflags */
+    SWITCH_BACK
+5:  mov S_RCX(%rsp), %rax               /* rax = result, rcx = site + 7, r11 = rflags */
+    mov %rax, S_RAX(%rsp)
+    mov S_WORD(%rsp), %rax
     mov 24(%rax), %rax
     add $7, %rax
-    mov %rax, S_RCX(%rbx)
-    mov S_FLAGS(%rbx), %rax
-    mov %rax, S_R11(%rbx)
-    mov %rbx, %rsp
+    mov %rax, S_RCX(%rsp)
+    mov S_FLAGS(%rsp), %r11
     RESTORE_SCRATCH
     ret                                 /* into the stub, which goes on at site + 7 */
-5:  call bpfg_sys_fast_miss             /* no handler stack: the call unobserved */
-    xor %r11d, %r11d
-    jmp 1b
+1:  xor %r11d, %r11d                    /* no handler stack: the call unobserved */
+    jmp 3b
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
 
 /* bpfg_sigsys_entry(sig, si, uc): our SIGSYS handler. The kernel's
