@@ -29,13 +29,13 @@
 
 /* ==== 1. loading and startup ==== */
 
-#define BPFG_PAYLOAD_MAGIC 0x47465042u   /* "BPFG" */
+#define BPFG_PAYLOAD_MAGIC 0x47465042u /* "BPFG" */
 #define BPFG_PAYLOAD_ABI_VERSION 1
 
 /* Symbols the injector looks up in the payload's .dynsym. */
-#define BPFG_PAYLOAD_SYM_PARAMS "bpfg_payload_params"     /* struct bpfg_payload_params */
-#define BPFG_PAYLOAD_SYM_START "bpfg_payload_start"       /* clone trampoline, see below */
-#define BPFG_PAYLOAD_SYM_UPROBE "bpfg_uprobe_entry"       /* common uprobe entry (asm) */
+#define BPFG_PAYLOAD_SYM_PARAMS "bpfg_payload_params"      /* struct bpfg_payload_params */
+#define BPFG_PAYLOAD_SYM_START "bpfg_payload_start"        /* clone trampoline, see below */
+#define BPFG_PAYLOAD_SYM_UPROBE "bpfg_uprobe_entry"        /* common uprobe entry (asm) */
 #define BPFG_PAYLOAD_SYM_URETPROBE "bpfg_uretprobe_return" /* return trampoline (asm) */
 
 /* Functions of the target's libc the payload may call on target threads. */
@@ -44,32 +44,32 @@ struct bpfg_libc_imports {
     uint64_t pthread_mutex_trylock;
     uint64_t pthread_mutex_unlock;
     uint64_t pthread_mutex_consistent;
-    uint64_t thread_db_pthread_tid;   /* glibc's {bits, count, offset} of struct pthread's tid (0: unknown) */
+    uint64_t thread_db_pthread_tid; /* glibc's {bits, count, offset} of struct pthread's tid (0: unknown) */
 };
 
 enum bpfg_payload_state {
-    BPFG_PAYLOAD_LOADED = 0,     /* written by the injector */
-    BPFG_PAYLOAD_RUNNING = 1,    /* payload thread started */
-    BPFG_PAYLOAD_CONNECTED = 2,  /* talking to the server */
-    BPFG_PAYLOAD_FAILED = 3,     /* see error[] */
-    BPFG_PAYLOAD_EXITED = 4,     /* detached: the payload thread is gone */
+    BPFG_PAYLOAD_LOADED = 0,    /* written by the injector */
+    BPFG_PAYLOAD_RUNNING = 1,   /* payload thread started */
+    BPFG_PAYLOAD_CONNECTED = 2, /* talking to the server */
+    BPFG_PAYLOAD_FAILED = 3,    /* see error[] */
+    BPFG_PAYLOAD_EXITED = 4,    /* detached: the payload thread is gone */
 };
 
 struct bpfg_payload_params {
-    uint32_t magic;              /* BPFG_PAYLOAD_MAGIC */
-    uint32_t version;            /* BPFG_PAYLOAD_ABI_VERSION */
-    uint64_t load_base;          /* where the payload image starts */
+    uint32_t magic;     /* BPFG_PAYLOAD_MAGIC */
+    uint32_t version;   /* BPFG_PAYLOAD_ABI_VERSION */
+    uint64_t load_base; /* where the payload image starts */
     uint64_t load_size;
-    uint64_t stack_base;         /* the payload thread's stack mapping */
+    uint64_t stack_base; /* the payload thread's stack mapping */
     uint64_t stack_size;
-    char server_socket[108];     /* unix socket of bpfgraftd */
-    uint32_t server_uid;         /* the server's uid: checked with SO_PEERCRED */
-    uint64_t token;              /* identifies this attach to the server */
+    char server_socket[108]; /* unix socket of bpfgraftd */
+    uint32_t server_uid;     /* the server's uid: checked with SO_PEERCRED */
+    uint64_t token;          /* identifies this attach to the server */
     struct bpfg_libc_imports libc;
-    uint64_t handler_stacks;     /* PROT_NONE reservation of BPFG_HANDLER_STACKS_SIZE bytes: */
-    uint64_t handler_stacks_size;/* the per-thread handler stacks (below) */
+    uint64_t handler_stacks;      /* PROT_NONE reservation of BPFG_HANDLER_STACKS_SIZE bytes: */
+    uint64_t handler_stacks_size; /* the per-thread handler stacks (below) */
     /* Written by the payload, read by the injector/server. */
-    volatile uint32_t state;     /* enum bpfg_payload_state */
+    volatile uint32_t state; /* enum bpfg_payload_state */
     volatile int32_t payload_tid;
     char error[128];
 };
@@ -116,7 +116,7 @@ struct bpfg_pt_regs {
 };
 
 #define BPFG_MAX_HOOKS 512
-#define BPFG_HOOK_MAX_PROGS 4        /* per kind and hook slot */
+#define BPFG_HOOK_MAX_PROGS 4 /* per kind and hook slot */
 #define BPFG_MAX_THREADS 1024
 #define BPFG_SHADOW_DEPTH 32
 
@@ -130,9 +130,9 @@ struct bpfg_pt_regs {
 struct bpfg_hook_slot {
     uint64_t site;
     uint64_t resume;
-    uint64_t entry_progs[BPFG_HOOK_MAX_PROGS];   /* payload-internal pointers, 0 = none */
+    uint64_t entry_progs[BPFG_HOOK_MAX_PROGS]; /* payload-internal pointers, 0 = none */
     uint64_t ret_progs[BPFG_HOOK_MAX_PROGS];
-    uint64_t misses;          /* runs skipped: recursion, thread table or shadow stack full */
+    uint64_t misses; /* runs skipped: recursion, thread table or shadow stack full */
     uint64_t pad;
 };
 
@@ -158,11 +158,11 @@ struct bpfg_shadow_entry {
 };
 
 struct bpfg_thread_slot {
-    uint64_t owner;           /* thread pointer; 0 = free. Slots are never freed:
+    uint64_t owner; /* thread pointer; 0 = free. Slots are never freed:
                                * an exited thread's slot is reused by the next
                                * thread glibc gives the same TCB */
-    uint32_t seq;             /* odd while a handler runs on the thread */
-    uint32_t depth;           /* live entries in stack[] */
+    uint32_t seq;   /* odd while a handler runs on the thread */
+    uint32_t depth; /* live entries in stack[] */
     uint64_t misses;
     uint64_t pad;
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
@@ -174,11 +174,11 @@ struct bpfg_thread_slot {
  * integers are little endian; strings are NUL-terminated inside the body. */
 
 struct bpfg_pmsg_hdr {
-    uint32_t len;                /* whole message, header included */
-    uint16_t type;               /* enum bpfg_pmsg_type */
+    uint32_t len;  /* whole message, header included */
+    uint16_t type; /* enum bpfg_pmsg_type */
     uint16_t flags;
-    uint32_t seq;                /* server requests: echoed in the reply */
-    int32_t status;              /* replies: 0 or a negative errno */
+    uint32_t seq;   /* server requests: echoed in the reply */
+    int32_t status; /* replies: 0 or a negative errno */
 };
 
 #define BPFG_PMSG_MAX (16u << 20)
@@ -187,28 +187,30 @@ struct bpfg_pmsg_hdr {
  * tool channel's requests, 64 and up, are in section 7). */
 enum bpfg_pmsg_type {
     /* payload -> server */
-    BPFG_PMSG_HELLO = 1,         /* struct bpfg_pmsg_hello(_ext) */
-    BPFG_PMSG_REPLY = 2,         /* status in header; body: text explaining a failure */
-    BPFG_PMSG_TRACE = 3,         /* struct bpfg_pmsg_trace + text */
+    BPFG_PMSG_HELLO = 1, /* struct bpfg_pmsg_hello(_ext) */
+    BPFG_PMSG_REPLY = 2, /* status in header; body: text explaining a failure */
+    BPFG_PMSG_TRACE = 3, /* struct bpfg_pmsg_trace + text */
     /* server -> payload */
-    BPFG_PMSG_MAP = 16,          /* struct bpfg_pmsg_map, memfd attached */
-    BPFG_PMSG_PROG = 17,         /* struct bpfg_pmsg_prog + insns */
-    BPFG_PMSG_HOOK = 18,         /* struct bpfg_pmsg_hook: activate a hook slot */
-    BPFG_PMSG_UNHOOK = 19,       /* struct bpfg_pmsg_unhook */
-    BPFG_PMSG_UNMAP = 20,        /* struct bpfg_pmsg_unmap: forget a map/program */
-    BPFG_PMSG_DETACH = 21,       /* no body: release everything, exit the thread */
-    BPFG_PMSG_PING = 22,         /* no body */
-    BPFG_PMSG_PROG_CODE = 23,    /* struct bpfg_pmsg_prog_code + a PROG body, code memfd attached */
+    BPFG_PMSG_MAP = 16,       /* struct bpfg_pmsg_map, memfd attached */
+    BPFG_PMSG_PROG = 17,      /* struct bpfg_pmsg_prog + insns */
+    BPFG_PMSG_HOOK = 18,      /* struct bpfg_pmsg_hook: activate a hook slot */
+    BPFG_PMSG_UNHOOK = 19,    /* struct bpfg_pmsg_unhook */
+    BPFG_PMSG_UNMAP = 20,     /* struct bpfg_pmsg_unmap: forget a map/program */
+    BPFG_PMSG_DETACH = 21,    /* no body: release everything, exit the thread */
+    BPFG_PMSG_PING = 22,      /* no body */
+    BPFG_PMSG_PROG_CODE = 23, /* struct bpfg_pmsg_prog_code + a PROG body, code memfd attached */
 };
-#define BPFG_PMSG_EXEC 8             /* payload -> server, async: struct bpfg_pmsg_exec + path */
-#define BPFG_PMSG_SYS_SITES 9        /* payload -> server, async: uint64_t sites[] (section 6) */
-#define BPFG_PMSG_SYSCALL_HOOK 32    /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
-#define BPFG_PMSG_SYSCALL_OFF 33     /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
-#define BPFG_PMSG_TOOL_MODE 34       /* struct bpfg_pmsg_tool_mode, channel fd attached;
+#define BPFG_PMSG_EXEC 8          /* payload -> server, async: struct bpfg_pmsg_exec + path */
+#define BPFG_PMSG_SYS_SITES 9     /* payload -> server, async: uint64_t sites[] (section 6) */
+#define BPFG_PMSG_SYSCALL_HOOK 32 /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
+#define BPFG_PMSG_SYSCALL_OFF 33  /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
+#define BPFG_PMSG_TOOL_MODE \
+    34 /* struct bpfg_pmsg_tool_mode, channel fd attached;
                                       * reply: struct bpfg_pmsg_syscall_reply */
-#define BPFG_PMSG_SYSCALL_UNHOOK 35  /* struct bpfg_pmsg_syscall_unhook: remove one syscall
+#define BPFG_PMSG_SYSCALL_UNHOOK \
+    35                     /* struct bpfg_pmsg_syscall_unhook: remove one syscall
                                       * program (all its kinds/numbers); reply: empty */
-#define BPFG_PMSG_PIDNS 36           /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
+#define BPFG_PMSG_PIDNS 36 /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
@@ -223,9 +225,9 @@ struct bpfg_pmsg_hello {
     uint32_t abi_version;
     uint64_t token;
     uint64_t load_base;
-    uint64_t uprobe_entry;       /* address of bpfg_uprobe_entry */
-    uint64_t uretprobe_return;   /* address of bpfg_uretprobe_return */
-    uint64_t hook_table;         /* address of the hook slot table */
+    uint64_t uprobe_entry;     /* address of bpfg_uprobe_entry */
+    uint64_t uretprobe_return; /* address of bpfg_uretprobe_return */
+    uint64_t hook_table;       /* address of the hook slot table */
     uint32_t max_hooks;
     uint32_t nr_cpus;
 };
@@ -240,16 +242,16 @@ struct bpfg_pmsg_hello_ext {
 
 /* MAP; its successful REPLY carries struct bpfg_pmsg_map_reply (section 4). */
 struct bpfg_pmsg_map {
-    uint32_t map_id;             /* the server's map id */
+    uint32_t map_id; /* the server's map id */
 };
 
 /* bpfg_pmsg_prog.flags */
-#define BPFG_PROG_F_CHECKED 1u       /* run in the VM's checked mode (bounds-checked memory) */
+#define BPFG_PROG_F_CHECKED 1u /* run in the VM's checked mode (bounds-checked memory) */
 
 struct bpfg_pmsg_prog {
     uint32_t prog_id;
     uint32_t insn_cnt;
-    uint32_t map_cnt;            /* then map_cnt uint32_t map ids (BPF_PSEUDO_MAP_IDX i -> ids[i]) */
+    uint32_t map_cnt; /* then map_cnt uint32_t map ids (BPF_PSEUDO_MAP_IDX i -> ids[i]) */
     uint32_t flags;
     /* uint32_t map_ids[map_cnt]; struct bpf_insn insns[insn_cnt]; */
 };
@@ -260,12 +262,12 @@ enum bpfg_hook_kind {
 };
 
 struct bpfg_pmsg_hook {
-    uint32_t hook_index;         /* slot in the payload's hook table */
-    uint32_t kind;               /* enum bpfg_hook_kind */
+    uint32_t hook_index; /* slot in the payload's hook table */
+    uint32_t kind;       /* enum bpfg_hook_kind */
     uint32_t prog_id;
     uint32_t pad;
-    uint64_t site;               /* probed address */
-    uint64_t resume;             /* where displaced instructions continue */
+    uint64_t site;   /* probed address */
+    uint64_t resume; /* where displaced instructions continue */
 };
 
 struct bpfg_pmsg_unhook {
@@ -273,8 +275,8 @@ struct bpfg_pmsg_unhook {
 };
 
 struct bpfg_pmsg_unmap {
-    uint32_t map_id;             /* 0: none */
-    uint32_t prog_id;            /* 0: none */
+    uint32_t map_id;  /* 0: none */
+    uint32_t prog_id; /* 0: none */
 };
 
 /* BPFG_PMSG_TRACE: one bpf_trace_printk line. Lines are queued by the
@@ -294,8 +296,8 @@ struct bpfg_pmsg_trace {
  * when its threads change; ntids pairs {ns_tid, host_tid} follow. Reply:
  * empty. */
 struct bpfg_pmsg_pidns {
-    uint32_t host_pid;           /* the process's pid in the initial namespace */
-    uint32_t ns_pid;             /* ... and as getpid() returns it inside */
+    uint32_t host_pid; /* the process's pid in the initial namespace */
+    uint32_t ns_pid;   /* ... and as getpid() returns it inside */
     uint32_t ntids;
     uint32_t reserved;
 };
@@ -309,17 +311,17 @@ struct bpfg_pmsg_pidns {
  * target (BPF_PSEUDO_MAP_IDX -> handle, BPF_PSEUDO_MAP_IDX_VALUE -> value
  * area + offset, offset < value_size) and compiles it there. */
 struct bpfg_pmsg_map_reply {
-    uint64_t handle;             /* struct bpfg_map * inside the payload */
-    uint64_t value_area;         /* global data (array value 0); 0 = none */
-    uint64_t value_size;         /* bytes an offset into value_area may reach */
+    uint64_t handle;     /* struct bpfg_map * inside the payload */
+    uint64_t value_area; /* global data (array value 0); 0 = none */
+    uint64_t value_size; /* bytes an offset into value_area may reach */
 };
 
 /* bpfg_pmsg_prog_code.engine: which compiler made the code (diagnostics;
  * the payload runs every engine's code the same way). */
 enum bpfg_engine {
-    BPFG_ENGINE_INTERP = 0,      /* no code: the interpreter */
-    BPFG_ENGINE_X86 = 1,         /* jit/x86jit.c */
-    BPFG_ENGINE_LLVM = 2,        /* jit/llvmjit.c */
+    BPFG_ENGINE_INTERP = 0, /* no code: the interpreter */
+    BPFG_ENGINE_X86 = 1,    /* jit/x86jit.c */
+    BPFG_ENGINE_LLVM = 2,   /* jit/llvmjit.c */
 };
 
 /* BPFG_PMSG_PROG_CODE: a program with native code. The body is this
@@ -336,7 +338,7 @@ enum bpfg_engine {
  * tail_call is the unwind helper. Programs flagged BPFG_PROG_F_CHECKED
  * cannot carry code (the JIT does not bounds-check): -EINVAL. */
 struct bpfg_pmsg_prog_code {
-    uint32_t engine;             /* enum bpfg_engine, not INTERP */
+    uint32_t engine; /* enum bpfg_engine, not INTERP */
     uint32_t code_len;
     uint32_t entry_off;
     uint32_t pad;
@@ -354,16 +356,16 @@ struct bpfg_pmsg_prog_code {
  * SYSCALL_HOOK, SYSCALL_UNHOOK, SYSCALL_OFF and, from the payload, EXEC. */
 
 enum bpfg_sys_kind {
-    BPFG_SYS_ENTER = 1,          /* tracepoint/syscalls/sys_enter_NAME: record context */
-    BPFG_SYS_EXIT = 2,           /* tracepoint/syscalls/sys_exit_NAME */
-    BPFG_SYS_RAW_ENTER = 3,      /* tracepoint/raw_syscalls/sys_enter: record, every nr */
-    BPFG_SYS_RAW_EXIT = 4,       /* tracepoint/raw_syscalls/sys_exit */
-    BPFG_SYS_RAWTP_ENTER = 5,    /* raw_tracepoint/sys_enter: u64 args[2] = {struct pt_regs *, id} */
-    BPFG_SYS_RAWTP_EXIT = 6,     /* raw_tracepoint/sys_exit: {struct pt_regs *, ret} */
+    BPFG_SYS_ENTER = 1,       /* tracepoint/syscalls/sys_enter_NAME: record context */
+    BPFG_SYS_EXIT = 2,        /* tracepoint/syscalls/sys_exit_NAME */
+    BPFG_SYS_RAW_ENTER = 3,   /* tracepoint/raw_syscalls/sys_enter: record, every nr */
+    BPFG_SYS_RAW_EXIT = 4,    /* tracepoint/raw_syscalls/sys_exit */
+    BPFG_SYS_RAWTP_ENTER = 5, /* raw_tracepoint/sys_enter: u64 args[2] = {struct pt_regs *, id} */
+    BPFG_SYS_RAWTP_EXIT = 6,  /* raw_tracepoint/sys_exit: {struct pt_regs *, ret} */
 };
 
-#define BPFG_SYS_MAX_NR 512          /* syscall numbers the per-number tables cover */
-#define BPFG_SYS_MAX_PROGS 4         /* per kind and syscall number */
+#define BPFG_SYS_MAX_NR 512  /* syscall numbers the per-number tables cover */
+#define BPFG_SYS_MAX_PROGS 4 /* per kind and syscall number */
 
 /* SYSCALL_HOOK adds one program. The first one installs the SIGSYS
  * handler (the target's own SIGSYS action is kept and chained to); the
@@ -371,9 +373,9 @@ enum bpfg_sys_kind {
  * and selector. */
 struct bpfg_pmsg_syscall_hook {
     uint32_t prog_id;
-    uint32_t kind;               /* enum bpfg_sys_kind */
-    int32_t nr;                  /* BPFG_SYS_ENTER/EXIT: the syscall; else -1 */
-    uint32_t flags;              /* BPFG_SYS_F_*; was padding (0) */
+    uint32_t kind;  /* enum bpfg_sys_kind */
+    int32_t nr;     /* BPFG_SYS_ENTER/EXIT: the syscall; else -1 */
+    uint32_t flags; /* BPFG_SYS_F_*; was padding (0) */
 };
 
 /* The server will rewrite syscall sites: the payload reports candidates
@@ -381,9 +383,9 @@ struct bpfg_pmsg_syscall_hook {
 #define BPFG_SYS_F_REWRITE 1u
 
 struct bpfg_pmsg_syscall_reply {
-    uint64_t exempt_base, exempt_len;   /* the prctl's offset and length */
-    uint64_t selector;           /* the prctl's switch (one byte, shared by all threads) */
-    uint64_t fast_entry;         /* bpfg_sys_fast_entry; 0 (or a shorter reply): no fast path */
+    uint64_t exempt_base, exempt_len; /* the prctl's offset and length */
+    uint64_t selector;                /* the prctl's switch (one byte, shared by all threads) */
+    uint64_t fast_entry;              /* bpfg_sys_fast_entry; 0 (or a shorter reply): no fast path */
 };
 
 struct bpfg_pmsg_syscall_unhook {
@@ -397,9 +399,9 @@ struct bpfg_pmsg_syscall_unhook {
  * sigaction at saved_action (rt_sigaction(SIGSYS, saved_action, NULL, 8)).
  * The payload stays mapped: a thread may still be inside the handler. */
 struct bpfg_pmsg_syscall_off_reply {
-    uint64_t saved_action;       /* address in the target, 0: no handler was installed */
-    uint64_t misses;             /* syscalls made while a program ran on the same thread */
-    uint64_t dispatched;         /* SIGSYS taken */
+    uint64_t saved_action; /* address in the target, 0: no handler was installed */
+    uint64_t misses;       /* syscalls made while a program ran on the same thread */
+    uint64_t dispatched;   /* SIGSYS taken */
 };
 
 struct bpfg_pmsg_exec {
@@ -431,7 +433,7 @@ struct bpfg_pmsg_exec {
  * original 5 bytes back; stubs stay mapped (a thread may still return
  * into one from a blocking syscall). */
 #define BPFG_SYS_STUB_SIZE 48
-#define BPFG_SYS_STUB_RET_OFF 16     /* the call's return address in the stub */
+#define BPFG_SYS_STUB_RET_OFF 16 /* the call's return address in the stub */
 #define BPFG_SYS_STUB_SITE_OFF 40
 
 /* Syscalls that must stay on the signal path (they use or change the
@@ -450,10 +452,8 @@ static inline int bpfg_sys_slow_only(long nr)
     case 157: /* prctl */
     case 231: /* exit_group */
     case 322: /* execveat */
-    case 435: /* clone3 */
-        return 1;
-    default:
-        return nr < 0 || nr >= 512;
+    case 435: /* clone3 */ return 1;
+    default: return nr < 0 || nr >= 512;
     }
 }
 
@@ -493,10 +493,10 @@ static inline int bpfg_sys_slow_only(long nr)
  * "bpfgraft-prog:NAME" etc., so /proc/PID/fd says what they are. */
 
 struct bpfg_pmsg_tool_mode {
-    uint32_t uprobe_type;        /* /sys/bus/event_source/devices/uprobe/type, 0 unknown */
-    uint32_t kprobe_type;        /* .../kprobe/type, 0 unknown */
-    uint32_t retprobe_bit;       /* .../uprobe/format/retprobe "config:N" */
-    uint32_t nr_cpus;            /* possible CPUs (perf rings, per-CPU values) */
+    uint32_t uprobe_type;  /* /sys/bus/event_source/devices/uprobe/type, 0 unknown */
+    uint32_t kprobe_type;  /* .../kprobe/type, 0 unknown */
+    uint32_t retprobe_bit; /* .../uprobe/format/retprobe "config:N" */
+    uint32_t nr_cpus;      /* possible CPUs (perf rings, per-CPU values) */
 };
 
 /* Tool channel: requests from a tool thread (one at a time: the payload
@@ -504,13 +504,13 @@ struct bpfg_pmsg_tool_mode {
  * seq: status 0 with the reply struct as body (and an fd for MAP_CREATE),
  * or a negative errno with a NUL-terminated message as body (PROG_LOAD:
  * the verifier log). Framing as on the payload socket (bpfg_pmsg_hdr). */
-#define BPFG_TOOL_MAP_CREATE 64      /* bpfg_tool_map_create -> bpfg_tool_id_reply + map memfd */
-#define BPFG_TOOL_PROG_LOAD 65       /* bpfg_tool_prog_load + insns -> bpfg_tool_id_reply */
-#define BPFG_TOOL_BTF_LOAD 66        /* raw BTF bytes -> bpfg_tool_id_reply */
-#define BPFG_TOOL_ATTACH 67          /* bpfg_tool_attach + name -> bpfg_tool_id_reply (link id) */
-#define BPFG_TOOL_DETACH 68          /* bpfg_tool_release (kind LINK) -> empty */
-#define BPFG_TOOL_TP_ID 69           /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
-#define BPFG_TOOL_RELEASE 70         /* bpfg_tool_release: the tool closed its last fd of it */
+#define BPFG_TOOL_MAP_CREATE 64 /* bpfg_tool_map_create -> bpfg_tool_id_reply + map memfd */
+#define BPFG_TOOL_PROG_LOAD 65  /* bpfg_tool_prog_load + insns -> bpfg_tool_id_reply */
+#define BPFG_TOOL_BTF_LOAD 66   /* raw BTF bytes -> bpfg_tool_id_reply */
+#define BPFG_TOOL_ATTACH 67     /* bpfg_tool_attach + name -> bpfg_tool_id_reply (link id) */
+#define BPFG_TOOL_DETACH 68     /* bpfg_tool_release (kind LINK) -> empty */
+#define BPFG_TOOL_TP_ID 69      /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
+#define BPFG_TOOL_RELEASE 70    /* bpfg_tool_release: the tool closed its last fd of it */
 
 struct bpfg_tool_id_reply {
     uint32_t id;
@@ -519,9 +519,9 @@ struct bpfg_tool_id_reply {
 
 struct bpfg_tool_map_create {
     uint32_t map_type, key_size, value_size, max_entries, map_flags;
-    uint32_t btf_id;             /* from BTF_LOAD, 0 none */
+    uint32_t btf_id; /* from BTF_LOAD, 0 none */
     uint32_t btf_key_type_id, btf_value_type_id;
-    uint32_t inner_map_id;       /* map-in-map template, 0 none */
+    uint32_t inner_map_id; /* map-in-map template, 0 none */
     uint32_t pad;
     uint64_t map_extra;
     char name[16];
@@ -539,16 +539,16 @@ struct bpfg_tool_prog_load {
 };
 
 enum bpfg_tool_attach_kind {
-    BPFG_TOOL_UPROBE = 1,        /* name: binary path; offset: file offset */
+    BPFG_TOOL_UPROBE = 1, /* name: binary path; offset: file offset */
     BPFG_TOOL_URETPROBE = 2,
-    BPFG_TOOL_TRACEPOINT = 3,    /* tp_id (the tracefs id or one TP_ID gave) */
-    BPFG_TOOL_RAW_TRACEPOINT = 4,/* name: "sys_enter" / "sys_exit" */
+    BPFG_TOOL_TRACEPOINT = 3,     /* tp_id (the tracefs id or one TP_ID gave) */
+    BPFG_TOOL_RAW_TRACEPOINT = 4, /* name: "sys_enter" / "sys_exit" */
 };
 
 struct bpfg_tool_attach {
     uint32_t prog_id;
-    uint32_t kind;               /* enum bpfg_tool_attach_kind */
-    int32_t pid;                 /* perf_event_open's pid; -1: every process in scope */
+    uint32_t kind; /* enum bpfg_tool_attach_kind */
+    int32_t pid;   /* perf_event_open's pid; -1: every process in scope */
     uint32_t tp_id;
     uint64_t offset;
     uint64_t ref_ctr_offset;
@@ -563,7 +563,7 @@ enum bpfg_tool_obj_kind {
 };
 
 struct bpfg_tool_release {
-    uint32_t kind;               /* enum bpfg_tool_obj_kind */
+    uint32_t kind; /* enum bpfg_tool_obj_kind */
     uint32_t id;
 };
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_NEST 32   /* BTF can describe silly depths; output stays bounded */
+#define MAX_NEST 32 /* BTF can describe silly depths; output stays bounded */
 
 /* Skips typedefs, const/volatile/restrict and type tags. */
 static const struct btf_type *resolve(const struct btf *btf, uint32_t *id)
@@ -27,8 +27,7 @@ static const struct btf_type *resolve(const struct btf *btf, uint32_t *id)
 }
 
 /* Little-endian unsigned of nbits starting bit_off bits into data. */
-static int read_bits(const uint8_t *data, size_t avail, uint32_t bit_off, uint32_t nbits,
-                     uint64_t *v)
+static int read_bits(const uint8_t *data, size_t avail, uint32_t bit_off, uint32_t nbits, uint64_t *v)
 {
     if (nbits == 0 || nbits > 64 || (size_t)bit_off + nbits > avail * 8)
         return -EINVAL;
@@ -49,16 +48,16 @@ static bool is_char_type(const struct btf *btf, const struct btf_type *t)
     return (btf_int_encoding(t) & BTF_INT_CHAR) || (name && strstr(name, "char"));
 }
 
-static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const uint8_t *data,
-                    size_t avail, uint32_t bit_off, uint32_t bitfield, int depth);
+static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const uint8_t *data, size_t avail,
+                    uint32_t bit_off, uint32_t bitfield, int depth);
 
-static int fmt_int(struct sbuf *sb, const struct btf_type *t, const uint8_t *data, size_t avail,
-                   uint32_t bit_off, uint32_t bitfield)
+static int fmt_int(struct sbuf *sb, const struct btf_type *t, const uint8_t *data, size_t avail, uint32_t bit_off,
+                   uint32_t bitfield)
 {
     uint8_t enc = btf_int_encoding(t);
     uint32_t nbits = bitfield ? bitfield : btf_int_bits(t);
     bit_off += btf_int_offset(t);
-    if (nbits > 64) {   /* __int128: hex, most significant byte first */
+    if (nbits > 64) { /* __int128: hex, most significant byte first */
         if (bit_off % 8 || nbits % 8 || bit_off / 8 + nbits / 8 > avail)
             return -EINVAL;
         sbuf_puts(sb, "\"0x");
@@ -82,8 +81,8 @@ static int fmt_int(struct sbuf *sb, const struct btf_type *t, const uint8_t *dat
     return 0;
 }
 
-static int fmt_enum(struct sbuf *sb, const struct btf *btf, const struct btf_type *t,
-                    const uint8_t *data, size_t avail, uint32_t bit_off, uint32_t bitfield)
+static int fmt_enum(struct sbuf *sb, const struct btf *btf, const struct btf_type *t, const uint8_t *data, size_t avail,
+                    uint32_t bit_off, uint32_t bitfield)
 {
     uint32_t nbits = bitfield ? bitfield : t->size * 8;
     uint64_t v;
@@ -116,8 +115,8 @@ static int fmt_enum(struct sbuf *sb, const struct btf *btf, const struct btf_typ
     return 0;
 }
 
-static int fmt_array(struct sbuf *sb, const struct btf *btf, const struct btf_type *t,
-                     const uint8_t *data, size_t avail, int depth)
+static int fmt_array(struct sbuf *sb, const struct btf *btf, const struct btf_type *t, const uint8_t *data,
+                     size_t avail, int depth)
 {
     const struct btf_array *arr = btf_array(t);
     uint32_t elem = arr->type;
@@ -142,8 +141,7 @@ static int fmt_array(struct sbuf *sb, const struct btf *btf, const struct btf_ty
     for (uint32_t i = 0; i < arr->nelems; i++) {
         if (i)
             sbuf_puts(sb, ", ");
-        int err = fmt_type(sb, btf, arr->type, data + (size_t)i * esize, (size_t)esize, 0, 0,
-                           depth + 1);
+        int err = fmt_type(sb, btf, arr->type, data + (size_t)i * esize, (size_t)esize, 0, 0, depth + 1);
         if (err)
             return err;
     }
@@ -153,9 +151,8 @@ static int fmt_array(struct sbuf *sb, const struct btf *btf, const struct btf_ty
 
 /* Members as "name": value pairs; anonymous struct/union members are
  * flattened into their parent, as C lets you name their fields directly. */
-static int fmt_members(struct sbuf *sb, const struct btf *btf, const struct btf_type *t,
-                       const uint8_t *data, size_t avail, uint32_t base_bit, bool *first,
-                       int depth)
+static int fmt_members(struct sbuf *sb, const struct btf *btf, const struct btf_type *t, const uint8_t *data,
+                       size_t avail, uint32_t base_bit, bool *first, int depth)
 {
     const struct btf_member *m = btf_members(t);
     for (uint16_t i = 0; i < btf_vlen(t); i++, m++) {
@@ -191,8 +188,8 @@ static int fmt_members(struct sbuf *sb, const struct btf *btf, const struct btf_
     return 0;
 }
 
-static int fmt_datasec(struct sbuf *sb, const struct btf *btf, const struct btf_type *t,
-                       const uint8_t *data, size_t avail, int depth)
+static int fmt_datasec(struct sbuf *sb, const struct btf *btf, const struct btf_type *t, const uint8_t *data,
+                       size_t avail, int depth)
 {
     const struct btf_var_secinfo *vs = btf_var_secinfos(t);
     sbuf_putc(sb, '{');
@@ -213,8 +210,8 @@ static int fmt_datasec(struct sbuf *sb, const struct btf *btf, const struct btf_
     return 0;
 }
 
-static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const uint8_t *data,
-                    size_t avail, uint32_t bit_off, uint32_t bitfield, int depth)
+static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const uint8_t *data, size_t avail,
+                    uint32_t bit_off, uint32_t bitfield, int depth)
 {
     if (depth > MAX_NEST)
         return -EINVAL;
@@ -226,7 +223,7 @@ static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const u
     if (btf_is_any_enum(t))
         return fmt_enum(sb, btf, t, data, avail, bit_off, bitfield);
     if (bitfield || bit_off)
-        return -EINVAL;   /* only ints and enums can be bitfields */
+        return -EINVAL; /* only ints and enums can be bitfields */
     if (btf_is_ptr(t)) {
         uint64_t v;
         if (read_bits(data, avail, 0, 64, &v))
@@ -263,11 +260,10 @@ static int fmt_type(struct sbuf *sb, const struct btf *btf, uint32_t id, const u
     }
     if (btf_is_datasec(t))
         return fmt_datasec(sb, btf, t, data, avail, depth);
-    return -EINVAL;   /* void, fwd, func: nothing to show */
+    return -EINVAL; /* void, fwd, func: nothing to show */
 }
 
-int btf_fmt_json(struct sbuf *sb, const struct btf *btf, uint32_t type_id, const void *data,
-                 size_t size)
+int btf_fmt_json(struct sbuf *sb, const struct btf *btf, uint32_t type_id, const void *data, size_t size)
 {
     if (!btf || !type_id)
         return -EINVAL;
@@ -383,8 +379,7 @@ static void put_le(uint8_t *out, size_t size, uint64_t v)
 }
 
 /* An integer of size bytes: decimal or 0x hex, negative in two's complement. */
-static int parse_int(const char *s, size_t size, bool is_signed, uint8_t *out, char *err,
-                     size_t errlen)
+static int parse_int(const char *s, size_t size, bool is_signed, uint8_t *out, char *err, size_t errlen)
 {
     if (size != 1 && size != 2 && size != 4 && size != 8) {
         snprintf(err, errlen, "integers of %zu bytes are given as hex:...", size);
@@ -405,8 +400,7 @@ static int parse_int(const char *s, size_t size, bool is_signed, uint8_t *out, c
     } else {
         v = strtoull(s, &end, 0);
         if (errno || *end || end == s || v > max || !isdigit((unsigned char)s[0])) {
-            snprintf(err, errlen, "'%s' is not a %zu-byte %sinteger", s, size,
-                     is_signed ? "" : "unsigned ");
+            snprintf(err, errlen, "'%s' is not a %zu-byte %sinteger", s, size, is_signed ? "" : "unsigned ");
             return -EINVAL;
         }
     }
@@ -414,15 +408,14 @@ static int parse_int(const char *s, size_t size, bool is_signed, uint8_t *out, c
     return 1;
 }
 
-static int parse_enum(const struct btf *btf, const struct btf_type *t, const char *s, uint8_t *out,
-                      size_t size, char *err, size_t errlen)
+static int parse_enum(const struct btf *btf, const struct btf_type *t, const char *s, uint8_t *out, size_t size,
+                      char *err, size_t errlen)
 {
     for (uint16_t i = 0; i < btf_vlen(t); i++) {
         uint32_t name_off = btf_is_enum(t) ? btf_enum(t)[i].name_off : btf_enum64(t)[i].name_off;
         const char *name = btf__name_by_offset(btf, name_off);
         if (name && strcmp(name, s) == 0) {
-            uint64_t v = btf_is_enum(t) ? (uint64_t)(int64_t)btf_enum(t)[i].val
-                                        : btf_enum64_value(&btf_enum64(t)[i]);
+            uint64_t v = btf_is_enum(t) ? (uint64_t)(int64_t)btf_enum(t)[i].val : btf_enum64_value(&btf_enum64(t)[i]);
             put_le(out, size, v);
             return 1;
         }
@@ -430,8 +423,8 @@ static int parse_enum(const struct btf *btf, const struct btf_type *t, const cha
     return parse_int(s, size, btf_kflag(t), out, err, errlen);
 }
 
-int btf_parse_arg(const struct btf *btf, uint32_t type_id, size_t size, char **argv, int argc,
-                  int min_rest, uint8_t *out, char *err, size_t errlen)
+int btf_parse_arg(const struct btf *btf, uint32_t type_id, size_t size, char **argv, int argc, int min_rest,
+                  uint8_t *out, char *err, size_t errlen)
 {
     if (argc < 1) {
         snprintf(err, errlen, "missing argument");
@@ -479,8 +472,10 @@ int btf_parse_arg(const struct btf *btf, uint32_t type_id, size_t size, char **a
         }
     }
     const char *name = btf__name_by_offset(btf, t->name_off);
-    snprintf(err, errlen, "cannot read '%s' as %s%s%s: give the %zu bytes as hex:0a0b... or \"0x0a 0x0b ...\"",
-             s, btf_is_struct(t) ? "struct" : btf_is_union(t) ? "union" : "this type",
+    snprintf(err, errlen, "cannot read '%s' as %s%s%s: give the %zu bytes as hex:0a0b... or \"0x0a 0x0b ...\"", s,
+             btf_is_struct(t)  ? "struct"
+             : btf_is_union(t) ? "union"
+                               : "this type",
              name && *name ? " " : "", name ? name : "", size);
     return -EINVAL;
 }

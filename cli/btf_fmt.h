@@ -15,8 +15,7 @@ struct btf;
  * Returns 0, or -EINVAL when the type cannot describe the bytes (no such
  * type, size mismatch, a kind that has no value): sb is then unchanged and
  * the caller prints hex instead. */
-int btf_fmt_json(struct sbuf *sb, const struct btf *btf, uint32_t type_id,
-                 const void *data, size_t size);
+int btf_fmt_json(struct sbuf *sb, const struct btf *btf, uint32_t type_id, const void *data, size_t size);
 
 /* Parses a KEY or VALUE given on the command line into out[size].
  * Accepted, whatever the type: "hex:0a0b..", one argument of
@@ -26,7 +25,7 @@ int btf_fmt_json(struct sbuf *sb, const struct btf *btf, uint32_t type_id,
  * or, without BTF (btf NULL or type_id 0), for sizes 1/2/4/8; a string for
  * char arrays. Returns how many arguments were used (>= 1), or -EINVAL
  * with a message in err. */
-int btf_parse_arg(const struct btf *btf, uint32_t type_id, size_t size, char **argv, int argc,
-                  int min_rest, uint8_t *out, char *err, size_t errlen);
+int btf_parse_arg(const struct btf *btf, uint32_t type_id, size_t size, char **argv, int argc, int min_rest,
+                  uint8_t *out, char *err, size_t errlen);
 
 #endif

@@ -35,7 +35,8 @@ int cli_connect(struct cli_conn *c)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int err = -errno;
         const char *hint = err == -ENOENT || err == -ECONNREFUSED ? " (is bpfgraftd running?)"
-                           : err == -EACCES ? " (bpfgraftd's socket is root-only)" : "";
+                           : err == -EACCES                       ? " (bpfgraftd's socket is root-only)"
+                                                                  : "";
         fprintf(stderr, "bpfgraft: cannot connect to %s: %s%s\n", path, strerror(-err), hint);
         close(fd);
         return err;
@@ -80,8 +81,7 @@ int cli_recv(struct cli_conn *c, struct bpfg_rpc_msg *msg)
             if (r == -EPIPE)
                 fprintf(stderr, "bpfgraft: %s closed the connection\n", c->path);
             else
-                fprintf(stderr, "bpfgraft: bad answer from %s: %s\n", c->path,
-                        bpfg_rpc_conn_error(c->rpc));
+                fprintf(stderr, "bpfgraft: bad answer from %s: %s\n", c->path, bpfg_rpc_conn_error(c->rpc));
             bpfg_rpc_msg_release(msg);
             return r < 0 ? r : -EPROTO;
         }
@@ -90,8 +90,7 @@ int cli_recv(struct cli_conn *c, struct bpfg_rpc_msg *msg)
     }
 }
 
-int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp,
-             struct cli_error *err)
+int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp, struct cli_error *err)
 {
     /* The id cli_begin used is the one before next_id. */
     uint32_t id = c->next_id - 1;
@@ -114,7 +113,7 @@ int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *
             return r;
         if (resp->kind == BPFG_RPC_RESPONSE && resp->msgid == id)
             break;
-        bpfg_rpc_msg_release(resp);   /* a notification, or a stray answer */
+        bpfg_rpc_msg_release(resp); /* a notification, or a stray answer */
     }
     if (resp->error.type == MSGPACK_OBJECT_NIL)
         return 0;
@@ -128,8 +127,7 @@ int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *
             err->code = (int)code;
         const msgpack_object *m = &e->via.array.ptr[1];
         if (m->type == MSGPACK_OBJECT_STR)
-            snprintf(err->message, sizeof(err->message), "%.*s", (int)m->via.str.size,
-                     m->via.str.ptr);
+            snprintf(err->message, sizeof(err->message), "%.*s", (int)m->via.str.size, m->via.str.ptr);
     }
     bpfg_rpc_msg_release(resp);
     return 1;

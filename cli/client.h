@@ -35,8 +35,7 @@ void cli_begin(struct cli_conn *c, struct bpfg_rpc_out *out, const char *method,
  * skipping notifications. Returns 0 with the result in resp->params (the
  * caller releases resp), 1 for an error answer (filled into *err, resp
  * released), or a negative errno for a transport failure (printed). */
-int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp,
-             struct cli_error *err);
+int cli_call(struct cli_conn *c, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp, struct cli_error *err);
 
 /* Next message of any kind; 1 with *msg filled, or a negative errno. */
 int cli_recv(struct cli_conn *c, struct bpfg_rpc_msg *msg);

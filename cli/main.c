@@ -37,7 +37,7 @@ static struct cli_conn g_conn;
 struct args {
     char **v;
     int n;
-    int flag_end;   /* index of the first argument after "--" */
+    int flag_end; /* index of the first argument after "--" */
 };
 
 static const char usage_text[] =
@@ -121,7 +121,7 @@ static int take_opt(struct args *a, const char *opt, const char **val)
         memmove(&a->v[i], &a->v[i + used], (size_t)(a->n - i - used) * sizeof(char *));
         a->n -= used;
         a->flag_end -= used;
-        a->v[a->n] = NULL;   /* the rest may be an argv for execvp (run) */
+        a->v[a->n] = NULL; /* the rest may be an argv for execvp (run) */
         return 1;
     }
     return 0;
@@ -156,7 +156,10 @@ static bool parse_u64(const char *s, uint64_t *v)
     return !errno && !*end;
 }
 
-static void pack_key(msgpack_packer *pk, const char *k) { bpfg_pack_cstr(pk, k); }
+static void pack_key(msgpack_packer *pk, const char *k)
+{
+    bpfg_pack_cstr(pk, k);
+}
 
 /* An id|name argument: all digits is an id. */
 static void pack_ref(msgpack_packer *pk, const char *s)
@@ -207,8 +210,7 @@ static void begin_ref(struct bpfg_rpc_out *out, const char *method, const char *
     }
 }
 
-static int call_ref(const char *method, const char *param, const char *ref,
-                    struct bpfg_rpc_msg *resp)
+static int call_ref(const char *method, const char *param, const char *ref, struct bpfg_rpc_msg *resp)
 {
     struct bpfg_rpc_out out;
     begin_ref(&out, method, param, ref);
@@ -228,7 +230,7 @@ static int print_result(const msgpack_object *o)
 {
     if (g_json)
         print_json(o);
-    else if (o->type != MSGPACK_OBJECT_BOOLEAN)   /* a bare "true" says nothing */
+    else if (o->type != MSGPACK_OBJECT_BOOLEAN) /* a bare "true" says nothing */
         text_print_obj(stdout, o, 0);
     return 0;
 }
@@ -303,15 +305,14 @@ static void print_object(const msgpack_object *obj)
     if (progs && progs->type == MSGPACK_OBJECT_ARRAY)
         for (uint32_t i = 0; i < progs->via.array.size; i++) {
             const msgpack_object *p = &progs->via.array.ptr[i];
-            printf("  prog %-4s %-20s %-18s %s\n", obj_str(p, "id"), obj_str(p, "name"),
-                   obj_str(p, "kind"), obj_str(p, "target"));
+            printf("  prog %-4s %-20s %-18s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
+                   obj_str(p, "target"));
         }
     const msgpack_object *maps = obj_get(obj, "maps");
     if (maps && maps->type == MSGPACK_OBJECT_ARRAY)
         for (uint32_t i = 0; i < maps->via.array.size; i++) {
             const msgpack_object *m = &maps->via.array.ptr[i];
-            printf("  map  %-4s %-20s %s\n", obj_str(m, "id"), obj_str(m, "name"),
-                   obj_str(m, "type"));
+            printf("  map  %-4s %-20s %s\n", obj_str(m, "id"), obj_str(m, "name"), obj_str(m, "type"));
         }
 }
 
@@ -321,8 +322,10 @@ static int read_file(const char *path, char **buf, size_t *len)
     if (fd < 0)
         return -errno;
     struct stat st;
-    int err = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL
-              : st.st_size > (off_t)BPFG_RPC_MAX_MSG_DEFAULT ? -EFBIG : 0;
+    int err = fstat(fd, &st) < 0                             ? -errno
+              : !S_ISREG(st.st_mode)                         ? -EINVAL
+              : st.st_size > (off_t)BPFG_RPC_MAX_MSG_DEFAULT ? -EFBIG
+                                                             : 0;
     if (err) {
         close(fd);
         return err;
@@ -351,8 +354,8 @@ static int read_file(const char *path, char **buf, size_t *len)
     return 0;
 }
 
-static int load_call(const char *path, const char *data, size_t len, const char *name,
-                     struct bpfg_rpc_msg *resp, struct cli_error *e)
+static int load_call(const char *path, const char *data, size_t len, const char *name, struct bpfg_rpc_msg *resp,
+                     struct cli_error *e)
 {
     struct bpfg_rpc_out out;
     cli_begin(&g_conn, &out, "object.load", name ? 2 : 1);
@@ -376,7 +379,7 @@ static bool is_executable_elf(const char *path);
 static int cmd_load(struct args *a)
 {
     if (a->n >= 1 && is_executable_elf(a->v[0]))
-        return run_tool(a->v, NULL);   /* `bpfgraft load ./tool ARGS` = run */
+        return run_tool(a->v, NULL); /* `bpfgraft load ./tool ARGS` = run */
     const char *name = NULL;
     if (take_opt(a, "--name", &name) < 0)
         return usage_error("load: --name needs a value");
@@ -394,8 +397,7 @@ static int cmd_load(struct args *a)
             snprintf(abs, sizeof(abs), "%s", obj);
         } else {
             char cwd[PATH_MAX];
-            if (!getcwd(cwd, sizeof(cwd)) ||
-                snprintf(abs, sizeof(abs), "%s/%s", cwd, obj) >= (int)sizeof(abs))
+            if (!getcwd(cwd, sizeof(cwd)) || snprintf(abs, sizeof(abs), "%s/%s", cwd, obj) >= (int)sizeof(abs))
                 return usage_error("load: path too long: %s", obj);
         }
     }
@@ -408,7 +410,7 @@ static int cmd_load(struct args *a)
     if (r == 1 && (e.code == BPFG_RPC_E_NOT_FOUND || e.code == BPFG_RPC_E_PERMISSION)) {
         char *data = NULL, fallback_name[64];
         size_t len = 0;
-        if (!name) {   /* what the server would have named it from the path */
+        if (!name) { /* what the server would have named it from the path */
             const char *base = strrchr(abs, '/') ? strrchr(abs, '/') + 1 : abs;
             snprintf(fallback_name, sizeof(fallback_name), "%.63s", base);
             char *dot = strstr(fallback_name, ".bpf.o");
@@ -496,8 +498,8 @@ static int cmd_prog(struct args *a)
 struct map_meta {
     uint64_t id;
     uint32_t key_size, value_size;
-    uint32_t key_type, value_type;     /* BTF ids, 0 = none */
-    uint32_t slots;                    /* per-CPU values, 0 for other maps */
+    uint32_t key_type, value_type; /* BTF ids, 0 = none */
+    uint32_t slots;                /* per-CPU values, 0 for other maps */
     char type[32];
     struct btf *btf;
 };
@@ -508,7 +510,10 @@ static void map_meta_free(struct map_meta *m)
     m->btf = NULL;
 }
 
-static bool is_percpu(const char *type) { return strstr(type, "percpu") != NULL; }
+static bool is_percpu(const char *type)
+{
+    return strstr(type, "percpu") != NULL;
+}
 
 /* map.show, then object.btf when the map has BTF types. */
 static int map_meta_get(const char *ref, struct map_meta *m)
@@ -521,12 +526,11 @@ static int map_meta_get(const char *ref, struct map_meta *m)
     const msgpack_object *r = &resp.params;
     uint64_t ks = 0, vs = 0, kt = 0, vt = 0, slots = 0, obj = 0;
     bool have_obj = obj_u64(r, "object", &obj);
-    if (!have_obj) {   /* tolerate an embedded object description */
+    if (!have_obj) { /* tolerate an embedded object description */
         const msgpack_object *o = obj_get(r, "object");
         have_obj = o && obj_u64(o, "id", &obj);
     }
-    if (!obj_u64(r, "id", &m->id) || !obj_u64(r, "key_size", &ks) ||
-        !obj_u64(r, "value_size", &vs)) {
+    if (!obj_u64(r, "id", &m->id) || !obj_u64(r, "key_size", &ks) || !obj_u64(r, "value_size", &vs)) {
         bpfg_rpc_msg_release(&resp);
         fprintf(stderr, "bpfgraft: map.show answer lacks id/key_size/value_size\n");
         return 1;
@@ -554,7 +558,7 @@ static int map_meta_get(const char *ref, struct map_meta *m)
     if (b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size) {
         m->btf = btf__new(b->via.bin.ptr, b->via.bin.size);
         if (libbpf_get_error(m->btf)) {
-            m->btf = NULL;   /* printed as hex then */
+            m->btf = NULL; /* printed as hex then */
             fprintf(stderr, "bpfgraft: warning: the object's BTF does not parse; showing hex\n");
         }
     }
@@ -563,8 +567,8 @@ static int map_meta_get(const char *ref, struct map_meta *m)
 }
 
 /* One key or value: typed JSON when BTF describes it, else hex. */
-static void fmt_bytes(struct sbuf *sb, const struct map_meta *m, uint32_t type, const void *data,
-                      size_t size, bool *typed)
+static void fmt_bytes(struct sbuf *sb, const struct map_meta *m, uint32_t type, const void *data, size_t size,
+                      bool *typed)
 {
     if (m->btf && type && btf_fmt_json(sb, m->btf, type, data, size) == 0) {
         *typed = true;
@@ -583,8 +587,7 @@ static void fmt_bytes(struct sbuf *sb, const struct map_meta *m, uint32_t type, 
 /* One entry (lookup, dump, pop answer) as a text line or a JSON object. */
 static void print_entry(struct sbuf *sb, const struct map_meta *m, const msgpack_object *e)
 {
-    const msgpack_object *k = obj_get(e, "key"), *v = obj_get(e, "value"),
-                         *vals = obj_get(e, "values");
+    const msgpack_object *k = obj_get(e, "key"), *v = obj_get(e, "value"), *vals = obj_get(e, "values");
     struct sbuf fk = {0}, fv = {0};
     bool tk = false, tv = false;
 
@@ -643,8 +646,8 @@ static void print_entry(struct sbuf *sb, const struct map_meta *m, const msgpack
     sbuf_free(&fv);
 }
 
-static int parse_kv(const struct map_meta *m, bool value, struct args *a, int *pos, int min_rest,
-                    uint8_t **out, size_t *size)
+static int parse_kv(const struct map_meta *m, bool value, struct args *a, int *pos, int min_rest, uint8_t **out,
+                    size_t *size)
 {
     size_t sz = value ? m->value_size : m->key_size;
     uint32_t type = value ? m->value_type : m->key_type;
@@ -658,8 +661,7 @@ static int parse_kv(const struct map_meta *m, bool value, struct args *a, int *p
         free(buf);
         return usage_error("missing %s", value ? "VALUE" : "KEY");
     }
-    int used = btf_parse_arg(m->btf, type, sz, a->v + *pos, a->n - *pos, min_rest, buf, err,
-                             sizeof(err));
+    int used = btf_parse_arg(m->btf, type, sz, a->v + *pos, a->n - *pos, min_rest, buf, err, sizeof(err));
     if (used < 0) {
         free(buf);
         return usage_error("%s: %s", value ? "VALUE" : "KEY", err);
@@ -715,8 +717,7 @@ static int map_dump(struct map_meta *m)
     if (g_json)
         sbuf_printf(&sb, "], \"truncated\": %s}\n", truncated ? "true" : "false");
     else
-        sbuf_printf(&sb, "Found %u element%s%s\n", n, n == 1 ? "" : "s",
-                    truncated ? " (truncated)" : "");
+        sbuf_printf(&sb, "Found %u element%s%s\n", n, n == 1 ? "" : "s", truncated ? " (truncated)" : "");
     fputs(sb.s, stdout);
     sbuf_free(&sb);
     bpfg_rpc_msg_release(&resp);
@@ -817,7 +818,7 @@ static int cmd_map(struct args *a)
     }
     static const struct {
         const char *name;
-        int nargs;      /* after MAP; -1 = at least 2 (update) */
+        int nargs; /* after MAP; -1 = at least 2 (update) */
     } subs[] = {{"show", 0}, {"dump", 0}, {"pop", 0}, {"lookup", 1}, {"delete", 1}, {"update", -1}};
     int nargs = -2;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -826,8 +827,7 @@ static int cmd_map(struct args *a)
     if (nargs == -2)
         return usage_error("map: unknown subcommand %s", sub);
     if (a->n < 2)
-        return usage_error("usage: bpfgraft map %s MAP%s", sub,
-                           nargs == 1 ? " KEY" : nargs < 0 ? " KEY VALUE" : "");
+        return usage_error("usage: bpfgraft map %s MAP%s", sub, nargs == 1 ? " KEY" : nargs < 0 ? " KEY VALUE" : "");
     if (strcmp(sub, "show") == 0) {
         if (a->n != 2)
             return usage_error("usage: bpfgraft map show MAP");
@@ -835,7 +835,9 @@ static int cmd_map(struct args *a)
     }
     if ((nargs == 0 && a->n != 2) || (nargs == 1 && a->n < 3) || (nargs < 0 && a->n < 4))
         return usage_error("usage: bpfgraft map %s MAP%s", sub,
-                           nargs == 1 ? " KEY" : nargs < 0 ? " KEY VALUE [--noexist|--exist]" : "");
+                           nargs == 1  ? " KEY"
+                           : nargs < 0 ? " KEY VALUE [--noexist|--exist]"
+                                       : "");
 
     struct map_meta m;
     if ((rc = map_meta_get(a->v[1], &m)))
@@ -861,8 +863,7 @@ static int cmd_attach(struct args *a)
     if (a->n < 1 || !parse_u64(a->v[0], &pid))
         return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E]");
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.attach",
-              (a->n > 2 ? 3 : a->n > 1 ? 2 : 1) + (target ? 1 : 0) + (engine ? 1 : 0));
+    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : a->n > 1 ? 2 : 1) + (target ? 1 : 0) + (engine ? 1 : 0));
     if (target) {
         pack_key(&out.pk, "target");
         bpfg_pack_cstr(&out.pk, target);
@@ -954,7 +955,7 @@ static int cmd_start(struct args *a)
     int nprogs = a->flag_end - 1;
     if (a->flag_end < 1 || a->flag_end >= a->n)
         return usage_error("usage: bpfgraft start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]");
-    char **cmd = &a->v[a->flag_end];   /* the rest of argv, NULL-terminated */
+    char **cmd = &a->v[a->flag_end]; /* the rest of argv, NULL-terminated */
     pid_t child = spawn_stopped(cmd);
     if (child < 0)
         return 1;
@@ -989,7 +990,7 @@ static int cmd_start(struct args *a)
     bpfg_rpc_msg_release(&resp);
     if (!g_json)
         fprintf(stderr, "bpfgraft: %s started as pid %d with programs attached\n", cmd[0], (int)child);
-    cli_close(&g_conn);   /* the program may run for long: do not hold the server */
+    cli_close(&g_conn); /* the program may run for long: do not hold the server */
     return wait_child(child);
 }
 
@@ -1032,7 +1033,8 @@ static void hint_if_no_targets(void)
         return;
     if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size == 0 && !g_json)
         fputs("bpfgraft: no process is attached to bpfgraft yet: the tool's programs attach to the processes "
-              "it manages (bpfgraft attach PID, bpfgraft start, or run --attach PID)\n", stderr);
+              "it manages (bpfgraft attach PID, bpfgraft start, or run --attach PID)\n",
+              stderr);
     bpfg_rpc_msg_release(&resp);
 }
 
@@ -1091,7 +1093,10 @@ static bool is_executable_elf(const char *path)
         return false;
     ssize_t n = read(fd, h, sizeof(h));
     close(fd);
-    if (n != (ssize_t)sizeof(h) || memcmp(h, "\x7f" "ELF", 4) != 0)
+    if (n != (ssize_t)sizeof(h) || memcmp(h,
+                                          "\x7f"
+                                          "ELF",
+                                          4) != 0)
         return false;
     uint16_t type = (uint16_t)(h[16] | h[17] << 8), machine = (uint16_t)(h[18] | h[19] << 8);
     return machine == 62 /* EM_X86_64 */ && (type == 2 || type == 3) && access(path, X_OK) == 0;
@@ -1204,9 +1209,9 @@ static void target_row(const msgpack_object *t)
         sbuf_duration(&since, (now > at ? now - at : 0) * 1000);
     sbuf_duration(&stopped, stop);
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
-    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"),
-           sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
-           (unsigned long long)sum.misses, since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
+    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"), sum.places,
+           (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
+           since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
     sbuf_free(&sum.engines);
     sbuf_free(&since);
     sbuf_free(&stopped);
@@ -1221,8 +1226,8 @@ static int cmd_ps(struct args *a)
 
 static void tool_header(void)
 {
-    printf("%-8s %-24s %-6s %-4s %-5s %-17s %-6s %-12s %s\n", "PID", "NAME", "OBJECT", "LINK", "PROG", "KIND",
-           "SCOPE", "IN", "TARGET");
+    printf("%-8s %-24s %-6s %-4s %-5s %-17s %-6s %-12s %s\n", "PID", "NAME", "OBJECT", "LINK", "PROG", "KIND", "SCOPE",
+           "IN", "TARGET");
 }
 
 /* A link's processes: "4242,4243", "-" for none. */
@@ -1266,7 +1271,11 @@ static int cmd_tools(struct args *a)
 /* ---- events ------------------------------------------------------------- */
 
 static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { (void)sig; g_stop = 1; }
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
 
 static void print_event(const msgpack_object *ev, bool trace_only)
 {
@@ -1290,7 +1299,7 @@ static void print_event(const msgpack_object *ev, bool trace_only)
             text_inline_obj(&sb, &kv->val, kv->val.type == MSGPACK_OBJECT_STR);
         }
     }
-    while (sb.len && sb.s[sb.len - 1] == '\n')   /* trace lines may end in \n */
+    while (sb.len && sb.s[sb.len - 1] == '\n') /* trace lines may end in \n */
         sb.s[--sb.len] = 0;
     puts(sb.s ? sb.s : "");
     fflush(stdout);
@@ -1390,8 +1399,7 @@ static int cmd_api(struct args *a)
         bpfg_rpc_msg_release(&resp);
         return 0;
     }
-    printf("bpfgraftd %s, api level %s\n\nmethods:\n", obj_str(r, "version"),
-           obj_str(r, "api_level"));
+    printf("bpfgraftd %s, api level %s\n\nmethods:\n", obj_str(r, "version"), obj_str(r, "api_level"));
     const msgpack_object *ms = obj_get(r, "methods");
     for (uint32_t i = 0; ms && ms->type == MSGPACK_OBJECT_ARRAY && i < ms->via.array.size; i++) {
         const msgpack_object *m = &ms->via.array.ptr[i];
@@ -1401,8 +1409,7 @@ static int cmd_api(struct args *a)
             const msgpack_object *p = &ps->via.array.ptr[j];
             const msgpack_object *req = obj_get(p, "required");
             bool optional = req && req->type == MSGPACK_OBJECT_BOOLEAN && !req->via.boolean;
-            printf("%s%s%s: %s", j ? ", " : "", obj_str(p, "name"), optional ? "?" : "",
-                   obj_str(p, "type"));
+            printf("%s%s%s: %s", j ? ", " : "", obj_str(p, "name"), optional ? "?" : "", obj_str(p, "type"));
         }
         printf("} -> %s  (since %s)\n", obj_str(m, "result"), obj_str(m, "since"));
         const msgpack_object *doc = obj_get(m, "doc");
@@ -1412,8 +1419,7 @@ static int cmd_api(struct args *a)
     printf("\nerrors:\n");
     const msgpack_object *es = obj_get(r, "errors");
     for (uint32_t i = 0; es && es->type == MSGPACK_OBJECT_ARRAY && i < es->via.array.size; i++)
-        printf("  %3s %s\n", obj_str(&es->via.array.ptr[i], "code"),
-               obj_str(&es->via.array.ptr[i], "name"));
+        printf("  %3s %s\n", obj_str(&es->via.array.ptr[i], "code"), obj_str(&es->via.array.ptr[i], "name"));
     bpfg_rpc_msg_release(&resp);
     return 0;
 }
@@ -1424,10 +1430,10 @@ static const struct command {
     const char *name;
     int (*run)(struct args *a);
 } commands[] = {
-    {"status", cmd_status}, {"load", cmd_load},     {"unload", cmd_unload},
-    {"prog", cmd_prog},     {"map", cmd_map},       {"attach", cmd_attach}, {"start", cmd_start}, {"run", cmd_run}, {"tools", cmd_tools}, {"compile", cmd_compile},
-    {"detach", cmd_detach}, {"ps", cmd_ps},         {"trace", cmd_trace},
-    {"events", cmd_events}, {"api", cmd_api},
+    {"status", cmd_status}, {"load", cmd_load},       {"unload", cmd_unload}, {"prog", cmd_prog},
+    {"map", cmd_map},       {"attach", cmd_attach},   {"start", cmd_start},   {"run", cmd_run},
+    {"tools", cmd_tools},   {"compile", cmd_compile}, {"detach", cmd_detach}, {"ps", cmd_ps},
+    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},
 };
 
 int main(int argc, char **argv)

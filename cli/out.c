@@ -49,8 +49,14 @@ void sbuf_putn(struct sbuf *sb, const char *s, size_t n)
     sb->s[sb->len] = 0;
 }
 
-void sbuf_puts(struct sbuf *sb, const char *s) { sbuf_putn(sb, s, strlen(s)); }
-void sbuf_putc(struct sbuf *sb, char c) { sbuf_putn(sb, &c, 1); }
+void sbuf_puts(struct sbuf *sb, const char *s)
+{
+    sbuf_putn(sb, s, strlen(s));
+}
+void sbuf_putc(struct sbuf *sb, char c)
+{
+    sbuf_putn(sb, &c, 1);
+}
 
 void sbuf_printf(struct sbuf *sb, const char *fmt, ...)
 {
@@ -156,7 +162,7 @@ void json_from_obj(struct sbuf *sb, const msgpack_object *o)
                 sbuf_puts(sb, ", ");
             if (kv->key.type == MSGPACK_OBJECT_STR) {
                 json_from_obj(sb, &kv->key);
-            } else {   /* JSON keys are strings: quote whatever it is */
+            } else { /* JSON keys are strings: quote whatever it is */
                 struct sbuf k = {0};
                 json_from_obj(&k, &kv->key);
                 sbuf_json_str(sb, k.s, k.len);

@@ -48,8 +48,8 @@ int main(int argc, char **argv)
     struct bpfg_injected inj;
     int ir = 0;
     if (payload) {
-        struct bpfg_inject_opts opts = {.payload_path = payload, .server_socket = sock, .token = 0,
-                                        .server_uid = getuid()};
+        struct bpfg_inject_opts opts = {
+            .payload_path = payload, .server_socket = sock, .token = 0, .server_uid = getuid()};
         ir = bpfg_inject_payload(&st, &opts, &inj, err);
     }
     uint64_t stopped_ns = 0;

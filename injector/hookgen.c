@@ -59,32 +59,32 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
 
     while (off - start < JMP_LEN) {
         if (off >= code_len || !decode(&dec, code + off, code_len - off, &insn, ops))
-            return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx", (unsigned long long)(func + off));
+            return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx",
+                                 (unsigned long long)(func + off));
         switch (insn.meta.category) {
         case ZYDIS_CATEGORY_RET:
         case ZYDIS_CATEGORY_UNCOND_BR:
         case ZYDIS_CATEGORY_INTERRUPT:
             return bpfg_inj_fail(err, -EINVAL,
-                        "function at 0x%llx is too short to patch: it returns or jumps away within its first "
-                        "%zu bytes, a hook needs %d",
-                        (unsigned long long)func, off - start + insn.length, JMP_LEN);
-        default:
-            break;
+                                 "function at 0x%llx is too short to patch: it returns or jumps away within its first "
+                                 "%zu bytes, a hook needs %d",
+                                 (unsigned long long)func, off - start + insn.length, JMP_LEN);
+        default: break;
         }
         if (insn.meta.category == ZYDIS_CATEGORY_CALL)
             plan->has_call = true;
         if (insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) {
             uint64_t target;
             bool branch = relative_target(&insn, ops, func + off, &target);
-            bool ok_branch = branch && (insn.meta.category == ZYDIS_CATEGORY_COND_BR ||
-                                        insn.meta.category == ZYDIS_CATEGORY_CALL) &&
-                             insn.mnemonic != ZYDIS_MNEMONIC_JRCXZ && insn.mnemonic != ZYDIS_MNEMONIC_JECXZ &&
-                             insn.mnemonic != ZYDIS_MNEMONIC_LOOP && insn.mnemonic != ZYDIS_MNEMONIC_LOOPE &&
-                             insn.mnemonic != ZYDIS_MNEMONIC_LOOPNE;
+            bool ok_branch =
+                branch && (insn.meta.category == ZYDIS_CATEGORY_COND_BR || insn.meta.category == ZYDIS_CATEGORY_CALL) &&
+                insn.mnemonic != ZYDIS_MNEMONIC_JRCXZ && insn.mnemonic != ZYDIS_MNEMONIC_JECXZ &&
+                insn.mnemonic != ZYDIS_MNEMONIC_LOOP && insn.mnemonic != ZYDIS_MNEMONIC_LOOPE &&
+                insn.mnemonic != ZYDIS_MNEMONIC_LOOPNE;
             bool ok_mem = !branch && is_rip_relative_mem(&insn, ops) && insn.raw.disp.size == 32;
             if (!ok_branch && !ok_mem)
                 return bpfg_inj_fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
-                            (unsigned long long)(func + off));
+                                     (unsigned long long)(func + off));
         }
         off += insn.length;
     }
@@ -103,7 +103,7 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
         if ((insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && relative_target(&insn, ops, func + at, &target) &&
             target >= lo && target < hi)
             return bpfg_inj_fail(err, -EINVAL, "instruction at 0x%llx branches into the bytes a hook would replace",
-                        (unsigned long long)(func + at));
+                                 (unsigned long long)(func + at));
         if (insn.meta.category == ZYDIS_CATEGORY_RET || insn.meta.category == ZYDIS_CATEGORY_INTERRUPT)
             break;
         at += insn.length;
@@ -116,8 +116,14 @@ static bool fits32(int64_t v)
     return v >= INT32_MIN && v <= INT32_MAX;
 }
 
-static void put32(uint8_t *p, int32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put32(uint8_t *p, int32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 
 /* jmp qword [rip+0] ; .quad target */
 static size_t emit_abs_jmp(uint8_t *p, uint64_t target)
@@ -137,14 +143,14 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
 
     int64_t rel = (int64_t)(stub_addr - (plan->site + JMP_LEN));
     if (!fits32(rel))
-        return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx", (unsigned long long)stub_addr,
-                    (unsigned long long)plan->site);
+        return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx",
+                             (unsigned long long)stub_addr, (unsigned long long)plan->site);
     if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
         return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
     memset(s, 0xcc, BPFG_HOOK_STUB_MAX);
     plan->stub_addr = stub_addr;
 
-    s[0] = 0x68;                       /* push imm32 hook_index */
+    s[0] = 0x68; /* push imm32 hook_index */
     put32(s + 1, (int32_t)hook_index);
     emit_abs_jmp(s + 5, entry);
 
@@ -152,7 +158,8 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
     for (size_t off = 0; off < plan->patch_len;) {
         uint64_t old_at = plan->site + off, new_at = stub_addr + out;
         if (!decode(&dec, plan->orig + off, plan->patch_len - off, &insn, ops))
-            return bpfg_inj_fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx", (unsigned long long)old_at);
+            return bpfg_inj_fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx",
+                                 (unsigned long long)old_at);
         if (out + 32 > BPFG_HOOK_STUB_MAX)
             return bpfg_inj_fail(err, -E2BIG, "stub too large");
         uint64_t target;
@@ -182,7 +189,7 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
             int64_t disp = (int64_t)(mem_target - (new_at + insn.length));
             if (!fits32(disp))
                 return bpfg_inj_fail(err, -ERANGE, "RIP-relative operand at 0x%llx is out of reach from the stub",
-                            (unsigned long long)old_at);
+                                     (unsigned long long)old_at);
             memcpy(s + out, plan->orig + off, insn.length);
             put32(s + out + insn.raw.disp.offset, (int32_t)disp);
             out += insn.length;

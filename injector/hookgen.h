@@ -14,18 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPFG_HOOK_CODE_WINDOW 256   /* bytes read at the function for planning */
+#define BPFG_HOOK_CODE_WINDOW 256 /* bytes read at the function for planning */
 #define BPFG_HOOK_STUB_MAX 256
 #define BPFG_HOOK_RESUME_OFF 32
 
 struct bpfg_hook_plan {
-    uint64_t func;                   /* the probed address (bpf_get_func_ip) */
-    uint64_t site;                   /* where the jmp goes: func, or after endbr64 */
-    size_t patch_len;                /* displaced bytes, >= 5 */
-    bool has_call;                   /* a displaced call: frames may return into the
+    uint64_t func;     /* the probed address (bpf_get_func_ip) */
+    uint64_t site;     /* where the jmp goes: func, or after endbr64 */
+    size_t patch_len;  /* displaced bytes, >= 5 */
+    bool has_call;     /* a displaced call: frames may return into the
                                       * patch (before) or the stub (after) */
-    uint8_t orig[16];                /* the original bytes at site */
-    uint8_t patch[16];               /* jmp rel32 + nop padding (after build) */
+    uint8_t orig[16];  /* the original bytes at site */
+    uint8_t patch[16]; /* jmp rel32 + nop padding (after build) */
     uint8_t stub[BPFG_HOOK_STUB_MAX];
     size_t stub_len;
     uint64_t stub_addr;
@@ -40,7 +40,6 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
 
 /* Builds the stub for stub_addr and the patch bytes. -ERANGE when the stub
  * or a relocated operand is out of rel32 reach. */
-int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry,
-                    char *err);
+int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry, char *err);
 
 #endif

@@ -22,11 +22,11 @@
 /* One stopped thread and everything needed to put it back exactly. */
 struct bpfg_thread {
     pid_t tid;
-    struct user_regs_struct regs;    /* as found */
-    uint64_t sigmask;                /* as found */
-    int pending_sig;                 /* signal that arrived while stopping; re-delivered on resume */
-    bool adopted;                    /* already traced and stopped by us: left so on resume */
-    bool stopping;                   /* seized and interrupted, stop not yet waited for */
+    struct user_regs_struct regs; /* as found */
+    uint64_t sigmask;             /* as found */
+    int pending_sig;              /* signal that arrived while stopping; re-delivered on resume */
+    bool adopted;                 /* already traced and stopped by us: left so on resume */
+    bool stopping;                /* seized and interrupted, stop not yet waited for */
 };
 
 /* Every thread of a process, ptrace-stopped. */
@@ -34,9 +34,9 @@ struct bpfg_stopped {
     pid_t pid;
     struct bpfg_thread *threads;
     size_t nthreads;
-    int mem_fd;                      /* /proc/PID/mem, read-write */
-    uint64_t stop_ns;                /* when the first thread was stopped */
-    uint64_t syscall_site;           /* executable address used for remote syscalls */
+    int mem_fd;            /* /proc/PID/mem, read-write */
+    uint64_t stop_ns;      /* when the first thread was stopped */
+    uint64_t syscall_site; /* executable address used for remote syscalls */
 };
 
 /* Seizes and stops every thread, re-scanning /proc/PID/task until no new
@@ -99,17 +99,17 @@ bool bpfg_any_return_into(const struct bpfg_stopped *st, const struct bpfg_range
 /* ---- the payload ---- */
 
 struct bpfg_injected {
-    uint64_t base, size;             /* payload image */
+    uint64_t base, size; /* payload image */
     uint64_t stack_base, stack_size;
-    uint64_t hstacks_base, hstacks_size;   /* handler stacks reservation (payload_abi.h) */
-    uint64_t params;                 /* address of struct bpfg_payload_params */
+    uint64_t hstacks_base, hstacks_size; /* handler stacks reservation (payload_abi.h) */
+    uint64_t params;                     /* address of struct bpfg_payload_params */
     uint64_t uprobe_entry;
     uint64_t uretprobe_return;
-    bool shared_locks;               /* the payload found glibc's mutex (bpfg_target_has_shared_locks) */
+    bool shared_locks; /* the payload found glibc's mutex (bpfg_target_has_shared_locks) */
 };
 
 struct bpfg_inject_opts {
-    const char *payload_path;        /* the payload .so */
+    const char *payload_path; /* the payload .so */
     const char *server_socket;
     uint64_t token;
     uint32_t server_uid;
@@ -131,13 +131,12 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
  * executable that kept its symbols). Reads /proc only. */
 bool bpfg_target_has_shared_locks(pid_t pid);
 
-int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts,
-                        struct bpfg_injected *out, char *err);
+int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts, struct bpfg_injected *out,
+                        char *err);
 
 /* Reads the payload's state word (enum bpfg_payload_state) and error text
  * from a running process without stopping it. */
-int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *state,
-                        char *msg, size_t msglen);
+int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *state, char *msg, size_t msglen);
 
 /* Unmaps the payload image and stack from the stopped process, once its
  * thread has exited (-EBUSY while some thread executes inside it). */

@@ -110,8 +110,8 @@ static uint64_t elf_symbol(const struct elf_view *v, const char *name)
     return 0;
 }
 
-static int remote(struct bpfg_stopped *st, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
-                  uint64_t a4, uint64_t a5, int64_t *ret, const char *what, char *err)
+static int remote(struct bpfg_stopped *st, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                  uint64_t a5, int64_t *ret, const char *what, char *err)
 {
     const uint64_t args[6] = {a0, a1, a2, a3, a4, a5};
     int r = bpfg_remote_syscall(st, nr, args, ret, err);
@@ -122,12 +122,12 @@ static int remote(struct bpfg_stopped *st, long nr, uint64_t a0, uint64_t a1, ui
     return 0;
 }
 
-static int remote_mmap(struct bpfg_stopped *st, uint64_t addr, uint64_t len, int prot, int flags, int fd,
-                       uint64_t off, uint64_t *out, char *err)
+static int remote_mmap(struct bpfg_stopped *st, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off,
+                       uint64_t *out, char *err)
 {
     int64_t ret;
-    int r = remote(st, SYS_mmap, addr, len, (uint64_t)prot, (uint64_t)flags, (uint64_t)(int64_t)fd, off, &ret,
-                   "mmap", err);
+    int r =
+        remote(st, SYS_mmap, addr, len, (uint64_t)prot, (uint64_t)flags, (uint64_t)(int64_t)fd, off, &ret, "mmap", err);
     if (!r)
         *out = (uint64_t)ret;
     return r;
@@ -145,7 +145,8 @@ static int remote_memfd(struct bpfg_stopped *st, const uint8_t *data, size_t len
     if (!r)
         r = bpfg_mem_write(st, scratch, name, sizeof(name));
     if (r)
-        return bpfg_inj_fail(err, r, "cannot write to the stack of thread %d: %s", (int)st->threads[0].tid, strerror(-r));
+        return bpfg_inj_fail(err, r, "cannot write to the stack of thread %d: %s", (int)st->threads[0].tid,
+                             strerror(-r));
     int64_t fd;
     r = remote(st, SYS_memfd_create, scratch, MFD_CLOEXEC, 0, 0, 0, 0, &fd, "memfd_create", err);
     bpfg_mem_write(st, scratch, saved, sizeof(saved));
@@ -201,7 +202,8 @@ static int apply_relocations(struct bpfg_stopped *st, const struct elf_view *v, 
             else if (d[k].d_tag == DT_RELASZ)
                 relasz = d[k].d_un.d_val;
             else if (d[k].d_tag == DT_NEEDED || d[k].d_tag == DT_REL || d[k].d_tag == DT_JMPREL)
-                return bpfg_inj_fail(err, -ENOEXEC, "payload is not freestanding (dynamic tag %lld)", (long long)d[k].d_tag);
+                return bpfg_inj_fail(err, -ENOEXEC, "payload is not freestanding (dynamic tag %lld)",
+                                     (long long)d[k].d_tag);
         }
     }
     /* rela is a vaddr: find its file offset through the PT_LOADs */
@@ -298,7 +300,7 @@ static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
         snprintf(path, sizeof(path), "%s", link);
     }
     if (read_whole(path, &data, &len, NULL) != 0)
-        return;   /* the payload runs without shared locks */
+        return; /* the payload runs without shared locks */
     /* a static executable: glibc's, not musl's (the maps' mutexes have
      * glibc's layout) */
     if (elf_open(&v, data, len) == 0 && (shared || elf_symbol(&v, "__libc_setup_tls"))) {
@@ -373,9 +375,8 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
             continue;
         uint64_t start = PAGE_DOWN(p->p_vaddr), file_end = p->p_vaddr + p->p_filesz;
         uint64_t map_len = PAGE_UP(file_end) - start, got;
-        if (p->p_filesz &&
-            (r = remote_mmap(st, base + start, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, memfd,
-                             PAGE_DOWN(p->p_offset), &got, err)))
+        if (p->p_filesz && (r = remote_mmap(st, base + start, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                                            memfd, PAGE_DOWN(p->p_offset), &got, err)))
             goto undo;
         if (p->p_memsz > p->p_filesz) {
             /* .bss: zero the rest of the last file page, map the pages after it */
@@ -413,8 +414,8 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     out->stack_base = stack;
     out->stack_size = PAYLOAD_STACK;
     /* reserved only: the payload makes a slot's stack writable on first use */
-    if ((r = remote_mmap(st, 0, BPFG_HANDLER_STACKS_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-                         0, &out->hstacks_base, err)))
+    if ((r = remote_mmap(st, 0, BPFG_HANDLER_STACKS_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0,
+                         &out->hstacks_base, err)))
         goto undo;
     out->hstacks_size = BPFG_HANDLER_STACKS_SIZE;
     out->params = base + sym_params;
@@ -456,7 +457,8 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     if ((r = bpfg_remote_run(st, &regs, &after, err)))
         goto undo;
     if ((int64_t)after.rax < 0) {
-        r = bpfg_inj_fail(err, (int)after.rax, "clone in process %d failed: %s", (int)st->pid, strerror((int)-(int64_t)after.rax));
+        r = bpfg_inj_fail(err, (int)after.rax, "clone in process %d failed: %s", (int)st->pid,
+                          strerror((int)-(int64_t)after.rax));
         goto undo;
     }
     r = 0;
@@ -508,7 +510,8 @@ static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint6
     int r = bpfg_inj_code_site(st->pid, lo, hi, &st->syscall_site);
     if (r)
         return bpfg_inj_fail(err, r, "cannot read /proc/%d/maps: %s", (int)st->pid, strerror(-r));
-    return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
+    return st->syscall_site ? 0
+                            : bpfg_inj_fail(err, -ENOEXEC, "process %d has no other executable mapping", (int)st->pid);
 }
 
 int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err)
@@ -559,9 +562,13 @@ static int gap_before(const struct bpfg_procfs_map *m, void *arg)
 
 int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, uint64_t *addr, char *err)
 {
-    const uint64_t reach = (1ull << 31) - (1ull << 24);   /* stay safely inside rel32 */
-    struct gap_search g = {.near = near, .len = PAGE_UP(len), .lo_limit = near > reach ? near - reach : PAGE * 16,
-                           .hi_limit = near + reach, .prev_end = PAGE * 16, .best_dist = UINT64_MAX};
+    const uint64_t reach = (1ull << 31) - (1ull << 24); /* stay safely inside rel32 */
+    struct gap_search g = {.near = near,
+                           .len = PAGE_UP(len),
+                           .lo_limit = near > reach ? near - reach : PAGE * 16,
+                           .hi_limit = near + reach,
+                           .prev_end = PAGE * 16,
+                           .best_dist = UINT64_MAX};
     len = g.len;
     /* Gaps between mappings, and after the last one; nearest to `near` wins. */
     int r = bpfg_procfs_maps(st->pid, gap_before, &g);
@@ -573,7 +580,7 @@ int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, u
         return bpfg_inj_fail(err, -ENOMEM, "no free address range within 2 GiB of 0x%llx", (unsigned long long)near);
     uint64_t got;
     r = remote_mmap(st, best, len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0,
-                        &got, err);
+                    &got, err);
     if (r)
         return r;
     *addr = got;

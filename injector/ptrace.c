@@ -87,7 +87,7 @@ static int check_arch(pid_t pid, char *err)
         return bpfg_inj_fail(err, -ENOEXEC, "process %d does not run an ELF executable", (int)pid);
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
         return bpfg_inj_fail(err, -ENOEXEC, "process %d is not an x86-64 process (ELF machine %u, class %u)", (int)pid,
-                    eh.e_machine, eh.e_ident[EI_CLASS]);
+                             eh.e_machine, eh.e_ident[EI_CLASS]);
     return 0;
 }
 
@@ -140,8 +140,8 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
             if (!polling) {
                 /* not stopped yet: block, unless it sleeps uninterruptibly */
                 char state = 0;
-                polling = bpfg_procfs_stat(pid, t->tid, &state, NULL) == 0 && state == 'D' &&
-                          nabandoned < MAX_ABANDONED;
+                polling =
+                    bpfg_procfs_stat(pid, t->tid, &state, NULL) == 0 && state == 'D' && nabandoned < MAX_ABANDONED;
                 deadline = now_ns() + STOP_TIMEOUT_MS * 1000000ull;
                 if (!polling)
                     r = waitpid(t->tid, &status, __WALL);
@@ -167,7 +167,7 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
             continue;
         int sig = WSTOPSIG(status);
         if ((status >> 16) == PTRACE_EVENT_STOP)
-            return 1;   /* our interrupt (or a group stop) */
+            return 1; /* our interrupt (or a group stop) */
         /* A signal arrived first: the thread is stopped in its delivery.
          * Keep it to re-deliver at resume; the interrupt stays pending. */
         if (!t->pending_sig)
@@ -209,10 +209,12 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
                 char comm[32];
                 comm_of(tracer, comm, sizeof(comm));
                 return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first",
-                            (int)st->pid, tracer, comm[0] ? comm : "?");
+                                     (int)st->pid, tracer, comm[0] ? comm : "?");
             }
-            return bpfg_inj_fail(err, -EPERM, "permission denied: cannot ptrace process %d (need the same uid or "
-                        "CAP_SYS_PTRACE; check kernel.yama.ptrace_scope)", (int)st->pid);
+            return bpfg_inj_fail(err, -EPERM,
+                                 "permission denied: cannot ptrace process %d (need the same uid or "
+                                 "CAP_SYS_PTRACE; check kernel.yama.ptrace_scope)",
+                                 (int)st->pid);
         }
         return bpfg_inj_fail(err, -errno, "PTRACE_SEIZE of thread %d: %s", (int)tid, strerror(errno));
     }
@@ -248,9 +250,11 @@ static int wait_seized(struct bpfg_stopped *st, char *err)
             int r = wait_stopped(st->pid, &t);
             t.stopping = false;
             if (r == -ETIMEDOUT && !ret)
-                ret = bpfg_inj_fail(err, -EBUSY, "thread %d of process %d is in uninterruptible sleep (state D: "
+                ret = bpfg_inj_fail(err, -EBUSY,
+                                    "thread %d of process %d is in uninterruptible sleep (state D: "
                                     "waiting for I/O, or the parent of a vfork child that has not called exec) "
-                                    "and does not stop; try again later", (int)t.tid, (int)st->pid);
+                                    "and does not stop; try again later",
+                                    (int)t.tid, (int)st->pid);
             else if (r < 0 && !ret)
                 ret = bpfg_inj_fail(err, r, "waiting for thread %d: %s", (int)t.tid, strerror(-r));
             if (r <= 0)
@@ -280,7 +284,7 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
         char comm[32];
         comm_of(tracer, comm, sizeof(comm));
         return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
-                    tracer, comm[0] ? comm : "?");
+                             tracer, comm[0] ? comm : "?");
     }
     int r = check_arch(pid, err);
     if (r)
@@ -318,7 +322,8 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
             goto fail;
         }
         if (pass > 1000) {
-            r = bpfg_inj_fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped", (int)pid);
+            r = bpfg_inj_fail(err, -EAGAIN, "process %d keeps creating threads faster than they can be stopped",
+                              (int)pid);
             goto fail;
         }
     }
@@ -352,7 +357,7 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
     for (size_t i = 0; i < st->nthreads; i++) {
         struct bpfg_thread *t = &st->threads[i];
         if (t->adopted)
-            continue;   /* stays stopped under bpfg_start_to_entry's trace */
+            continue; /* stays stopped under bpfg_start_to_entry's trace */
         /* Registers were only changed on threads that ran remote code and
          * were restored there; PTRACE_DETACH re-delivers a held signal. */
         if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
@@ -447,8 +452,8 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
 
     if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0)
         return bpfg_inj_fail(err, -errno, "saving the FPU state of thread %d: %s", (int)t->tid, strerror(errno));
-    regs->orig_rax = (uint64_t)-1;           /* no syscall restart for injected code */
-    regs->eflags &= ~(0x100ull | 0x400ull);  /* TF, DF */
+    regs->orig_rax = (uint64_t)-1;          /* no syscall restart for injected code */
+    regs->eflags &= ~(0x100ull | 0x400ull); /* TF, DF */
     if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
         ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
         ptrace(PTRACE_CONT, t->tid, NULL, NULL) != 0) {
@@ -470,7 +475,8 @@ static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_reg
         int sig = WSTOPSIG(status);
         if (sig == SIGTRAP && (status >> 16) == 0)
             break;
-        if ((status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+        if ((status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+            sig == SIGTTOU) {
             ptrace(PTRACE_CONT, t->tid, NULL, NULL);
             continue;
         }
@@ -500,7 +506,7 @@ restore:
 int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const uint64_t args[6], int64_t *ret,
                            char *err)
 {
-    static const uint8_t code[4] = {0x0f, 0x05, 0xcc, 0xcc};   /* syscall; int3 */
+    static const uint8_t code[4] = {0x0f, 0x05, 0xcc, 0xcc}; /* syscall; int3 */
     uint8_t saved[sizeof(code)];
     int r = find_syscall_site(st, err);
     if (r)
@@ -508,7 +514,7 @@ int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const
     if ((r = bpfg_mem_read(st, st->syscall_site, saved, sizeof(saved))) ||
         (r = bpfg_mem_write(st, st->syscall_site, code, sizeof(code))))
         return bpfg_inj_fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
-                    strerror(-r));
+                             strerror(-r));
     if (index >= st->nthreads)
         return bpfg_inj_fail(err, -EINVAL, "no stopped thread %zu", index);
     struct user_regs_struct regs = st->threads[index].regs, out;
@@ -623,8 +629,8 @@ int bpfg_start_to_entry(pid_t pid, char *err)
             return bpfg_inj_fail(err, status, "process %d exited before its entry point", (int)pid);
         }
         struct user_regs_struct regs;
-        if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0 &&
-            ptrace(PTRACE_GETREGS, pid, NULL, &regs) == 0 && regs.rip == entry + 1) {
+        if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0 && ptrace(PTRACE_GETREGS, pid, NULL, &regs) == 0 &&
+            regs.rip == entry + 1) {
             regs.rip = entry;
             if (ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)word) != 0 ||
                 ptrace(PTRACE_SETREGS, pid, NULL, &regs) != 0) {

@@ -37,7 +37,7 @@ struct wanted {
     const char *name;
     int nr;
     uint64_t args[6];
-    bool essential;   /* nothing works without it; else some helpers fail */
+    bool essential; /* nothing works without it; else some helpers fail */
 };
 
 static const struct wanted wanted[] = {
@@ -46,8 +46,10 @@ static const struct wanted wanted[] = {
     {"munmap", SYS_munmap, {0, 4096, 0, 0, 0, 0}, true},
     {"memfd_create", SYS_memfd_create, {0, MFD_CLOEXEC, 0, 0, 0, 0}, true},
     {"close", SYS_close, {3, 0, 0, 0, 0, 0}, true},
-    {"clone", SYS_clone,
-     {CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0, 0, 0, 0, 0}, true},
+    {"clone",
+     SYS_clone,
+     {CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0, 0, 0, 0, 0},
+     true},
     {"socket", SYS_socket, {AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0}, true},
     {"connect", SYS_connect, {3, 0, 110, 0, 0, 0}, true},
     {"sendto", SYS_sendto, {3, 0, 64, MSG_NOSIGNAL, 0, 0}, true},
@@ -137,19 +139,17 @@ static uint32_t run_filter(const struct sock_filter *f, size_t n, const struct s
             pc += t ? in->jt : in->jf;
             break;
         }
-        case BPF_RET:
-            return BPF_RVAL(in->code) == BPF_A ? a : k;
+        case BPF_RET: return BPF_RVAL(in->code) == BPF_A ? a : k;
         case BPF_MISC:
             if (BPF_MISCOP(in->code) == BPF_TAX)
                 x = a;
             else
                 a = x;
             break;
-        default:
-            return SECCOMP_RET_KILL_PROCESS;
+        default: return SECCOMP_RET_KILL_PROCESS;
         }
     }
-    return SECCOMP_RET_KILL_PROCESS;   /* fell off the end: the kernel would not have loaded it */
+    return SECCOMP_RET_KILL_PROCESS; /* fell off the end: the kernel would not have loaded it */
 }
 
 /* Lower is more restrictive, as the kernel ranks the filters' answers. */
@@ -164,14 +164,14 @@ static int severity(uint32_t action)
     case SECCOMP_RET_TRACE: return 5;
     case SECCOMP_RET_LOG: return 6;
     case SECCOMP_RET_ALLOW: return 7;
-    default: return 0;   /* unknown actions kill, as in the kernel */
+    default: return 0; /* unknown actions kill, as in the kernel */
     }
 }
 
 static const char *action_name(uint32_t action)
 {
-    static const char *names[] = {"kills the process", "kills the thread", "raises SIGSYS", "fails it",
-                                  "hands it to a supervisor", "hands it to a tracer", "logs it", "allows it"};
+    static const char *names[] = {"kills the process",        "kills the thread",     "raises SIGSYS", "fails it",
+                                  "hands it to a supervisor", "hands it to a tracer", "logs it",       "allows it"};
     return names[severity(action)];
 }
 
@@ -183,10 +183,12 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
     for (size_t i = 0; i < st->nthreads; i++) {
         pid_t tid = st->threads[i].tid;
         int mode = 0;
-        bpfg_procfs_status_int(st->pid, tid, "Seccomp", &mode);   /* no field: no seccomp */
+        bpfg_procfs_status_int(st->pid, tid, "Seccomp", &mode); /* no field: no seccomp */
         if (mode == 1)
-            return bpfg_inj_fail(err, -ENOTSUP, "process %d runs in strict seccomp mode (read, write and exit only): "
-                        "the payload could not run there", (int)st->pid);
+            return bpfg_inj_fail(err, -ENOTSUP,
+                                 "process %d runs in strict seccomp mode (read, write and exit only): "
+                                 "the payload could not run there",
+                                 (int)st->pid);
         if (mode != 2)
             continue;
         uint32_t verdict[sizeof(wanted) / sizeof(wanted[0])];
@@ -194,14 +196,16 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
             verdict[w] = SECCOMP_RET_ALLOW;
         for (unsigned long idx = 0;; idx++) {
             if (idx == MAX_FILTERS)
-                return bpfg_inj_fail(err, -E2BIG, "process %d has more than %d seccomp filters", (int)st->pid, MAX_FILTERS);
+                return bpfg_inj_fail(err, -E2BIG, "process %d has more than %d seccomp filters", (int)st->pid,
+                                     MAX_FILTERS);
             long n = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)idx, NULL);
             if (n < 0 && errno == ENOENT && idx > 0)
-                break;   /* past the last filter */
-            if (n <= 0 || n > BPF_MAXINSNS ||
-                ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)idx, prog) != n)
-                return bpfg_inj_fail(err, errno ? -errno : -EIO, "process %d has a seccomp filter bpfgraft cannot read "
-                            "(%s): not attaching, a filter may kill it", (int)st->pid, strerror(errno));
+                break; /* past the last filter */
+            if (n <= 0 || n > BPF_MAXINSNS || ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)idx, prog) != n)
+                return bpfg_inj_fail(err, errno ? -errno : -EIO,
+                                     "process %d has a seccomp filter bpfgraft cannot read "
+                                     "(%s): not attaching, a filter may kill it",
+                                     (int)st->pid, strerror(errno));
             for (size_t w = 0; w < sizeof(wanted) / sizeof(wanted[0]); w++) {
                 struct seccomp_data d = {.nr = wanted[w].nr, .arch = AUDIT_ARCH_X86_64};
                 memcpy(d.args, wanted[w].args, sizeof(d.args));
@@ -215,11 +219,15 @@ int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen
             /* kill, trap, or a supervisor/tracer that may not expect us:
              * never; an error: only where some helper would fail */
             if (sev <= 2 || sev == 4 || sev == 5 || (sev == 3 && wanted[w].essential))
-                return bpfg_inj_fail(err, -ENOTSUP, "process %d has a seccomp filter that %s on %s(2), which bpfgraft's "
-                            "payload needs: not attaching", (int)st->pid, action_name(verdict[w]), wanted[w].name);
+                return bpfg_inj_fail(err, -ENOTSUP,
+                                     "process %d has a seccomp filter that %s on %s(2), which bpfgraft's "
+                                     "payload needs: not attaching",
+                                     (int)st->pid, action_name(verdict[w]), wanted[w].name);
             if (sev == 3 && warn && !warn[0])
-                snprintf(warn, warnlen, "process %d's seccomp filter fails %s(2): helpers that need it return "
-                         "an error there", (int)st->pid, wanted[w].name);
+                snprintf(warn, warnlen,
+                         "process %d's seccomp filter fails %s(2): helpers that need it return "
+                         "an error there",
+                         (int)st->pid, wanted[w].name);
         }
     }
     return 0;

@@ -52,14 +52,13 @@ struct asm_state {
     size_t nlabels, caplabels;
     struct fixup *fixups;
     size_t nfixups, capfixups;
-    long first_exit;            /* pc of the first exit, -1 if none */
+    long first_exit; /* pc of the first exit, -1 if none */
     int line;
     char *err;
     size_t errlen;
 };
 
-static int asm_err(struct asm_state *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int asm_err(struct asm_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int asm_err(struct asm_state *st, const char *fmt, ...)
 {
@@ -147,7 +146,7 @@ static int parse_int(const char *s, bool *neg, uint64_t *mag)
         else
             return -1;
         if (v > (UINT64_MAX - d) / base)
-            return -2;          /* overflow */
+            return -2; /* overflow */
         v = v * base + d;
     }
     *mag = v;
@@ -238,8 +237,7 @@ static int parse_mem(struct asm_state *st, char *s, uint8_t *reg, int16_t *off)
 
 static int add_fixup(struct asm_state *st, const char *name, enum fixup_kind kind)
 {
-    int err = grow((void **)&st->fixups, &st->capfixups, st->nfixups + 1,
-                   sizeof(*st->fixups));
+    int err = grow((void **)&st->fixups, &st->capfixups, st->nfixups + 1, sizeof(*st->fixups));
     if (err)
         return err;
     st->fixups[st->nfixups++] = (struct fixup){name, st->n, st->line, kind};
@@ -248,8 +246,7 @@ static int add_fixup(struct asm_state *st, const char *name, enum fixup_kind kin
 
 /* A jump/call target for the instruction about to be emitted at st->n:
  * a number (relative) or a label, resolved after the last line. */
-static int parse_target(struct asm_state *st, const char *s, enum fixup_kind kind,
-                        int16_t *off, int32_t *imm)
+static int parse_target(struct asm_state *st, const char *s, enum fixup_kind kind, int16_t *off, int32_t *imm)
 {
     if (is_ident(s)) {
         *off = 0;
@@ -288,8 +285,7 @@ static int want_ops(struct asm_state *st, const char *mn, int nops, int want)
 {
     if (nops == want)
         return 0;
-    return asm_err(st, "'%s' takes %d operand%s, got %d", mn, want,
-                   want == 1 ? "" : "s", nops);
+    return asm_err(st, "'%s' takes %d operand%s, got %d", mn, want, want == 1 ? "" : "s", nops);
 }
 
 /* Cuts the first blank-separated word off *rest. */
@@ -313,35 +309,32 @@ struct name_op {
 };
 
 static const struct name_op alu_ops[] = {
-    {"add", BPF_ADD}, {"sub", BPF_SUB}, {"mul", BPF_MUL}, {"div", BPF_DIV},
-    {"or", BPF_OR}, {"and", BPF_AND}, {"lsh", BPF_LSH}, {"rsh", BPF_RSH},
-    {"neg", BPF_NEG}, {"mod", BPF_MOD}, {"xor", BPF_XOR}, {"mov", BPF_MOV},
-    {"arsh", BPF_ARSH}, {"sdiv", BPF_DIV}, {"smod", BPF_MOD},
+    {"add", BPF_ADD}, {"sub", BPF_SUB}, {"mul", BPF_MUL},   {"div", BPF_DIV},  {"or", BPF_OR},
+    {"and", BPF_AND}, {"lsh", BPF_LSH}, {"rsh", BPF_RSH},   {"neg", BPF_NEG},  {"mod", BPF_MOD},
+    {"xor", BPF_XOR}, {"mov", BPF_MOV}, {"arsh", BPF_ARSH}, {"sdiv", BPF_DIV}, {"smod", BPF_MOD},
 };
 
 static const struct name_op jmp_ops[] = {
-    {"jeq", BPF_JEQ}, {"jgt", BPF_JGT}, {"jge", BPF_JGE}, {"jset", BPF_JSET},
-    {"jne", BPF_JNE}, {"jsgt", BPF_JSGT}, {"jsge", BPF_JSGE}, {"jlt", BPF_JLT},
-    {"jle", BPF_JLE}, {"jslt", BPF_JSLT}, {"jsle", BPF_JSLE},
+    {"jeq", BPF_JEQ},   {"jgt", BPF_JGT}, {"jge", BPF_JGE}, {"jset", BPF_JSET}, {"jne", BPF_JNE},   {"jsgt", BPF_JSGT},
+    {"jsge", BPF_JSGE}, {"jlt", BPF_JLT}, {"jle", BPF_JLE}, {"jslt", BPF_JSLT}, {"jsle", BPF_JSLE},
 };
 
 static const struct name_op mem_ops[] = {
-    {"ldxb", BPF_LDX | BPF_MEM | BPF_B}, {"ldxh", BPF_LDX | BPF_MEM | BPF_H},
-    {"ldxw", BPF_LDX | BPF_MEM | BPF_W}, {"ldxdw", BPF_LDX | BPF_MEM | BPF_DW},
+    {"ldxb", BPF_LDX | BPF_MEM | BPF_B},    {"ldxh", BPF_LDX | BPF_MEM | BPF_H},
+    {"ldxw", BPF_LDX | BPF_MEM | BPF_W},    {"ldxdw", BPF_LDX | BPF_MEM | BPF_DW},
     {"ldxsb", BPF_LDX | BPF_MEMSX | BPF_B}, {"ldxsh", BPF_LDX | BPF_MEMSX | BPF_H},
-    {"ldxsw", BPF_LDX | BPF_MEMSX | BPF_W},
-    {"stb", BPF_ST | BPF_MEM | BPF_B}, {"sth", BPF_ST | BPF_MEM | BPF_H},
-    {"stw", BPF_ST | BPF_MEM | BPF_W}, {"stdw", BPF_ST | BPF_MEM | BPF_DW},
-    {"stxb", BPF_STX | BPF_MEM | BPF_B}, {"stxh", BPF_STX | BPF_MEM | BPF_H},
-    {"stxw", BPF_STX | BPF_MEM | BPF_W}, {"stxdw", BPF_STX | BPF_MEM | BPF_DW},
+    {"ldxsw", BPF_LDX | BPF_MEMSX | BPF_W}, {"stb", BPF_ST | BPF_MEM | BPF_B},
+    {"sth", BPF_ST | BPF_MEM | BPF_H},      {"stw", BPF_ST | BPF_MEM | BPF_W},
+    {"stdw", BPF_ST | BPF_MEM | BPF_DW},    {"stxb", BPF_STX | BPF_MEM | BPF_B},
+    {"stxh", BPF_STX | BPF_MEM | BPF_H},    {"stxw", BPF_STX | BPF_MEM | BPF_W},
+    {"stxdw", BPF_STX | BPF_MEM | BPF_DW},
 };
 
 static const struct {
     const char *name;
     int32_t imm;
 } atomic_ops[] = {
-    {"add", BPF_ADD}, {"or", BPF_OR}, {"and", BPF_AND}, {"xor", BPF_XOR},
-    {"xchg", BPF_XCHG}, {"cmpxchg", BPF_CMPXCHG},
+    {"add", BPF_ADD}, {"or", BPF_OR}, {"and", BPF_AND}, {"xor", BPF_XOR}, {"xchg", BPF_XCHG}, {"cmpxchg", BPF_CMPXCHG},
 };
 
 static const char *const ld64_kinds[] = {
@@ -391,8 +384,7 @@ static int asm_lock(struct asm_state *st, char *rest)
 
     char *ops[MAX_OPERANDS];
     int nops, err;
-    if ((err = split_operands(st, rest, ops, &nops)) ||
-        (err = want_ops(st, "lock", nops, 2)))
+    if ((err = split_operands(st, rest, ops, &nops)) || (err = want_ops(st, "lock", nops, 2)))
         return err;
     struct bpf_insn insn = {
         .code = BPF_STX | BPF_ATOMIC | (width == 32 ? BPF_W : BPF_DW),
@@ -424,8 +416,7 @@ static int asm_call(struct asm_state *st, char *rest)
         mode = "";
         arg = s;
     }
-    if (!*arg || (!*mode && (!strcmp(arg, "local") || !strcmp(arg, "helper") ||
-                             !strcmp(arg, "runtime"))))
+    if (!*arg || (!*mode && (!strcmp(arg, "local") || !strcmp(arg, "helper") || !strcmp(arg, "runtime"))))
         return asm_err(st, "'call' needs a target");
     if (strchr(arg, ',') || strpbrk(arg, " \t"))
         return asm_err(st, "'call' takes one target, got '%s'", arg);
@@ -565,8 +556,7 @@ static int asm_insn(struct asm_state *st, const char *mn, char *rest)
             insn.src_reg = reg;
             break;
         case BPF_ST:
-            if ((err = parse_mem(st, ops[0], &reg, &off)) ||
-                (err = parse_imm32(st, ops[1], &insn.imm)))
+            if ((err = parse_mem(st, ops[0], &reg, &off)) || (err = parse_imm32(st, ops[1], &insn.imm)))
                 return err;
             insn.dst_reg = reg;
             break;
@@ -596,8 +586,7 @@ static int asm_insn(struct asm_state *st, const char *mn, char *rest)
     for (size_t e = 0; e < ARRAY_LEN(ends); e++) {
         size_t plen = strlen(ends[e].prefix);
         const char *bits = mn + plen;
-        if (strncmp(mn, ends[e].prefix, plen) ||
-            (strcmp(bits, "16") && strcmp(bits, "32") && strcmp(bits, "64")))
+        if (strncmp(mn, ends[e].prefix, plen) || (strcmp(bits, "16") && strcmp(bits, "32") && strcmp(bits, "64")))
             continue;
         if ((err = want_ops(st, mn, nops, 1)) || (err = parse_reg(st, ops[0], &reg)))
             return err;
@@ -614,7 +603,7 @@ static int asm_insn(struct asm_state *st, const char *mn, char *rest)
             uint8_t cls;
             int16_t off;
         } sx[] = {
-            {"832", BPF_ALU, 8}, {"1632", BPF_ALU, 16}, {"864", BPF_ALU64, 8},
+            {"832", BPF_ALU, 8},     {"1632", BPF_ALU, 16},   {"864", BPF_ALU64, 8},
             {"1664", BPF_ALU64, 16}, {"3264", BPF_ALU64, 32},
         };
         for (size_t k = 0; k < ARRAY_LEN(sx); k++) {
@@ -646,8 +635,7 @@ static int asm_insn(struct asm_state *st, const char *mn, char *rest)
         insn.code = (width == 32 ? BPF_JMP32 : BPF_JMP) | jmp_ops[i].op;
         insn.dst_reg = reg;
         int32_t unused;
-        if ((err = parse_src(st, ops[1], &insn)) ||
-            (err = parse_target(st, ops[2], FIX_OFF16, &insn.off, &unused)))
+        if ((err = parse_src(st, ops[1], &insn)) || (err = parse_target(st, ops[2], FIX_OFF16, &insn.off, &unused)))
             return err;
         return emit(st, insn);
     }
@@ -673,10 +661,8 @@ static int define_label(struct asm_state *st, const char *name)
         return asm_err(st, "bad label name '%s'", name);
     for (size_t i = 0; i < st->nlabels; i++)
         if (!strcmp(st->labels[i].name, name))
-            return asm_err(st, "duplicate label '%s' (first defined at line %d)",
-                           name, st->labels[i].line);
-    int err = grow((void **)&st->labels, &st->caplabels, st->nlabels + 1,
-                   sizeof(*st->labels));
+            return asm_err(st, "duplicate label '%s' (first defined at line %d)", name, st->labels[i].line);
+    int err = grow((void **)&st->labels, &st->caplabels, st->nlabels + 1, sizeof(*st->labels));
     if (err)
         return err;
     st->labels[st->nlabels++] = (struct label){name, st->n, st->line};
@@ -733,8 +719,7 @@ static int resolve_fixups(struct asm_state *st)
     return 0;
 }
 
-int bpfg_asm(const char *text, struct bpf_insn **insns, size_t *n,
-             char *errbuf, size_t errlen)
+int bpfg_asm(const char *text, struct bpf_insn **insns, size_t *n, char *errbuf, size_t errlen)
 {
     if (errbuf && errlen)
         errbuf[0] = '\0';

@@ -15,14 +15,12 @@
 
 /* Assembles text into a malloc'd instruction array (*insns, *n). Returns 0,
  * or a negative errno with a message "line N: ..." in errbuf. */
-int bpfg_asm(const char *text, struct bpf_insn **insns, size_t *n,
-             char *errbuf, size_t errlen);
+int bpfg_asm(const char *text, struct bpf_insn **insns, size_t *n, char *errbuf, size_t errlen);
 
 /* Disassembles the instruction at insns[i] (reading insns[i+1] for lddw)
  * into buf. Returns the number of instructions consumed (1 or 2), or a
  * negative errno for an unknown opcode (buf then says so). */
-int bpfg_disasm_insn(const struct bpf_insn *insns, size_t n, size_t i,
-                     char *buf, size_t buflen);
+int bpfg_disasm_insn(const struct bpf_insn *insns, size_t n, size_t i, char *buf, size_t buflen);
 
 /* Disassembles a whole program, one "index: text" line each, into a
  * malloc'd string. Returns NULL and sets errno on allocation failure. */

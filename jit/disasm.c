@@ -19,13 +19,11 @@
 #include <string.h>
 
 static const char *const alu_names[16] = {
-    "add", "sub", "mul", "div", "or", "and", "lsh", "rsh",
-    "neg", "mod", "xor", "mov", "arsh", NULL, NULL, NULL,
+    "add", "sub", "mul", "div", "or", "and", "lsh", "rsh", "neg", "mod", "xor", "mov", "arsh", NULL, NULL, NULL,
 };
 
 static const char *const jmp_names[16] = {
-    "ja", "jeq", "jgt", "jge", "jset", "jne", "jsgt", "jsge",
-    NULL, NULL, "jlt", "jle", "jslt", "jsle", NULL, NULL,
+    "ja", "jeq", "jgt", "jge", "jset", "jne", "jsgt", "jsge", NULL, NULL, "jlt", "jle", "jslt", "jsle", NULL, NULL,
 };
 
 static const char *const size_names[4] = {"w", "h", "b", "dw"};
@@ -76,8 +74,8 @@ static void put_mem(struct out *o, uint8_t reg, int16_t off)
 static int bad(struct out *o, const struct bpf_insn *insn, const char *why)
 {
     o->pos = 0;
-    put(o, "invalid instruction (%s): code 0x%02x dst %u src %u off %d imm %d",
-        why, insn->code, insn->dst_reg, insn->src_reg, insn->off, insn->imm);
+    put(o, "invalid instruction (%s): code 0x%02x dst %u src %u off %d imm %d", why, insn->code, insn->dst_reg,
+        insn->src_reg, insn->off, insn->imm);
     return -EINVAL;
 }
 
@@ -107,10 +105,8 @@ static int dis_alu(struct out *o, const struct bpf_insn *in)
 
     const char *name = alu_names[op >> 4];
     if (in->off) {
-        if (op == BPF_MOV && reg && !in->imm &&
-            (in->off == 8 || in->off == 16 || (is64 && in->off == 32))) {
-            put(o, "movsx%d%s %%r%u, %%r%u", in->off, is64 ? "64" : "32",
-                in->dst_reg, in->src_reg);
+        if (op == BPF_MOV && reg && !in->imm && (in->off == 8 || in->off == 16 || (is64 && in->off == 32))) {
+            put(o, "movsx%d%s %%r%u, %%r%u", in->off, is64 ? "64" : "32", in->dst_reg, in->src_reg);
             return 1;
         }
         if (in->off != 1 || (op != BPF_DIV && op != BPF_MOD))
@@ -198,16 +194,25 @@ static int dis_mem(struct out *o, const struct bpf_insn *in)
         const char *op;
         bool fetch = in->imm & BPF_FETCH;
         switch (in->imm) {
-        case BPF_XCHG: op = "xchg"; fetch = false; break;      /* always fetch */
-        case BPF_CMPXCHG: op = "cmpxchg"; fetch = false; break;
-        case BPF_ADD: case BPF_ADD | BPF_FETCH: op = "add"; break;
-        case BPF_OR: case BPF_OR | BPF_FETCH: op = "or"; break;
-        case BPF_AND: case BPF_AND | BPF_FETCH: op = "and"; break;
-        case BPF_XOR: case BPF_XOR | BPF_FETCH: op = "xor"; break;
+        case BPF_XCHG:
+            op = "xchg";
+            fetch = false;
+            break; /* always fetch */
+        case BPF_CMPXCHG:
+            op = "cmpxchg";
+            fetch = false;
+            break;
+        case BPF_ADD:
+        case BPF_ADD | BPF_FETCH: op = "add"; break;
+        case BPF_OR:
+        case BPF_OR | BPF_FETCH: op = "or"; break;
+        case BPF_AND:
+        case BPF_AND | BPF_FETCH: op = "and"; break;
+        case BPF_XOR:
+        case BPF_XOR | BPF_FETCH: op = "xor"; break;
         default: return bad(o, in, "unknown atomic operation");
         }
-        put(o, "lock %s%s%s ", fetch ? "fetch " : "", op,
-            BPF_SIZE(in->code) == BPF_W ? "32" : "");
+        put(o, "lock %s%s%s ", fetch ? "fetch " : "", op, BPF_SIZE(in->code) == BPF_W ? "32" : "");
         put_mem(o, in->dst_reg, in->off);
         put(o, ", %%r%u", in->src_reg);
         return 1;
@@ -257,8 +262,7 @@ static int dis_jmp(struct out *o, const struct bpf_insn *in)
             put(o, "call runtime ");
             put_imm32(o, in->imm);
             return 1;
-        default:
-            return bad(o, in, "bad call");
+        default: return bad(o, in, "bad call");
         }
     }
     if (!jmp_names[op >> 4])
@@ -278,8 +282,7 @@ static int dis_jmp(struct out *o, const struct bpf_insn *in)
     return 1;
 }
 
-int bpfg_disasm_insn(const struct bpf_insn *insns, size_t n, size_t i,
-                     char *buf, size_t buflen)
+int bpfg_disasm_insn(const struct bpf_insn *insns, size_t n, size_t i, char *buf, size_t buflen)
 {
     struct out o = {buf, buflen, 0};
     if (buflen)
@@ -291,16 +294,12 @@ int bpfg_disasm_insn(const struct bpf_insn *insns, size_t n, size_t i,
     const struct bpf_insn *in = &insns[i];
     switch (ebpf_class(in->code)) {
     case BPF_ALU:
-    case BPF_ALU64:
-        return dis_alu(&o, in);
-    case BPF_LD:
-        return dis_lddw(&o, insns, n, i);
+    case BPF_ALU64: return dis_alu(&o, in);
+    case BPF_LD: return dis_lddw(&o, insns, n, i);
     case BPF_LDX:
     case BPF_ST:
-    case BPF_STX:
-        return dis_mem(&o, in);
-    default: /* BPF_JMP, BPF_JMP32 */
-        return dis_jmp(&o, in);
+    case BPF_STX: return dis_mem(&o, in);
+    default: /* BPF_JMP, BPF_JMP32 */ return dis_jmp(&o, in);
     }
 }
 
@@ -318,7 +317,7 @@ char *bpfg_disasm(const struct bpf_insn *insns, size_t n)
         i += k > 0 ? (size_t)k : 1;
     }
     if (fclose(f)) {
-        free(text);     /* open_memstream leaves it allocated on failure */
+        free(text); /* open_memstream leaves it allocated on failure */
         return NULL;
     }
     return text;

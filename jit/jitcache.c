@@ -199,7 +199,7 @@ int bpfg_jitcache_get(struct bpfg_jitcache *c, const uint8_t key[16], struct bpf
         ret = -EBADMSG;
     }
     fclose(f);
-    if (ret == -EBADMSG) {   /* damaged: drop it, recompile */
+    if (ret == -EBADMSG) { /* damaged: drop it, recompile */
         unlink(path);
         ret = -ENOENT;
     }
@@ -241,8 +241,8 @@ out:
 }
 
 int bpfg_jitcache_compile(struct bpfg_jitcache *c, const struct bpf_insn *insns, size_t n,
-                          const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out,
-                          bool *hit, char *err, size_t errlen)
+                          const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out, bool *hit, char *err,
+                          size_t errlen)
 {
     uint8_t key[16];
     if (hit)
@@ -292,7 +292,7 @@ struct bpfg_jitarchive *bpfg_jitarchive_create(const char *path)
         errno = e;
         return NULL;
     }
-    uint32_t hdr[2] = {0, 0};   /* count, patched by finish */
+    uint32_t hdr[2] = {0, 0}; /* count, patched by finish */
     a->err = write_all(a->f, AR_MAGIC, 8) ?: write_all(a->f, hdr, sizeof(hdr));
     return a;
 }
@@ -344,7 +344,7 @@ int bpfg_jitcache_import(struct bpfg_jitcache *c, const char *archive_path)
         uint8_t key[16];
         struct bpfg_llvmjit_blob b;
         ret = read_all(f, &len, 2);
-        while (!ret && len) {   /* names are informational: skip them */
+        while (!ret && len) { /* names are informational: skip them */
             size_t chunk = len < sizeof(name) ? len : sizeof(name);
             ret = read_all(f, name, chunk);
             len = (uint16_t)(len - chunk);

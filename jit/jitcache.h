@@ -40,8 +40,8 @@ int bpfg_jitcache_put(struct bpfg_jitcache *c, const uint8_t key[16], const stru
  * blob (opts->relocatable_maps) is bound to opts' resolver and map_info
  * before it is returned. *hit (may be NULL) says whether LLVM was spared. */
 int bpfg_jitcache_compile(struct bpfg_jitcache *c, const struct bpf_insn *insns, size_t n,
-                          const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out,
-                          bool *hit, char *err, size_t errlen);
+                          const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out, bool *hit, char *err,
+                          size_t errlen);
 
 /* The options the server compiles attached programs with, and so the ones
  * `bpfgraft-compile` must use for its archives to hit: the payload's

@@ -39,12 +39,12 @@
 #define FUNC_TAG_HI16 0xbfc0u
 #define STATUS_UNWIND 1
 #define ENTRY_NAME "bpfg_entry"
-#define HELPER_SLOT 16          /* sizeof(struct bpfg_x86jit_helper) */
+#define HELPER_SLOT 16 /* sizeof(struct bpfg_x86jit_helper) */
 
 _Static_assert(sizeof(struct bpfg_x86jit_helper) == HELPER_SLOT, "helper table layout");
 
 struct lj {
-    const struct bpf_insn *insns;   /* resolved */
+    const struct bpf_insn *insns; /* resolved */
     size_t n;
     const struct bpfg_llvmjit_opts *opts;
     struct bpfg_llvmjit_stats *stats;
@@ -56,25 +56,25 @@ struct lj {
     LLVMBuilderRef B;
     LLVMTypeRef i1, i8, i16, i32, i64, i8p, i64p, sub_ty, helper_ty, entry_ty;
 
-    uint32_t *funcs;                /* function entries, funcs[0] = 0 */
+    uint32_t *funcs; /* function entries, funcs[0] = 0 */
     size_t nfuncs;
-    int32_t *func_of;               /* pc -> index in funcs, -1 */
+    int32_t *func_of; /* pc -> index in funcs, -1 */
     LLVMValueRef *fns;
-    uint8_t *leader;                /* per pc */
-    uint32_t *callx_funcs;          /* callx may reach these (x86jit's rule) */
+    uint8_t *leader;       /* per pc */
+    uint32_t *callx_funcs; /* callx may reach these (x86jit's rule) */
     size_t ncallx_funcs;
 
     /* the function being emitted */
     LLVMValueRef fn, io, fp, depth, table, run_user;
     LLVMValueRef regs[10];
-    LLVMValueRef call_io;           /* caller side of bpf-to-bpf calls */
-    LLVMBasicBlockRef *bb;          /* per pc */
-    uint8_t *reach;                 /* per pc */
+    LLVMValueRef call_io;  /* caller side of bpf-to-bpf calls */
+    LLVMBasicBlockRef *bb; /* per pc */
+    uint8_t *reach;        /* per pc */
     bool terminated;
     bool known[11];
     uint64_t kval[11];
-    int32_t kpc[11];                /* relocatable: the lddw a known value came from, or -1 */
-    const struct bpf_insn *orig;    /* as given: which lddw are map references */
+    int32_t kpc[11];             /* relocatable: the lddw a known value came from, or -1 */
+    const struct bpf_insn *orig; /* as given: which lddw are map references */
 };
 
 static int fail(struct lj *j, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -131,10 +131,11 @@ static LLVMTargetMachineRef make_tm(int opt, char *err, size_t errlen)
         LLVMDisposeMessage(msg);
         return NULL;
     }
-    LLVMCodeGenOptLevel level = opt >= 3 ? LLVMCodeGenLevelAggressive
-                              : opt == 1 ? LLVMCodeGenLevelLess : LLVMCodeGenLevelDefault;
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, host_triple, host_cpu, host_features,
-                                                      level, LLVMRelocPIC, LLVMCodeModelSmall);
+    LLVMCodeGenOptLevel level = opt >= 3   ? LLVMCodeGenLevelAggressive
+                                : opt == 1 ? LLVMCodeGenLevelLess
+                                           : LLVMCodeGenLevelDefault;
+    LLVMTargetMachineRef tm =
+        LLVMCreateTargetMachine(target, host_triple, host_cpu, host_features, level, LLVMRelocPIC, LLVMCodeModelSmall);
     if (!tm)
         snprintf(err, errlen, "cannot create an LLVM target machine for %s", host_triple);
     return tm;
@@ -142,8 +143,14 @@ static LLVMTargetMachineRef make_tm(int opt, char *err, size_t errlen)
 
 /* ---- IR helpers -------------------------------------------------------- */
 
-static LLVMValueRef c64(struct lj *j, uint64_t v) { return LLVMConstInt(j->i64, v, false); }
-static LLVMValueRef c32(struct lj *j, uint32_t v) { return LLVMConstInt(j->i32, v, false); }
+static LLVMValueRef c64(struct lj *j, uint64_t v)
+{
+    return LLVMConstInt(j->i64, v, false);
+}
+static LLVMValueRef c32(struct lj *j, uint32_t v)
+{
+    return LLVMConstInt(j->i32, v, false);
+}
 
 static LLVMValueRef get_reg(struct lj *j, int r)
 {
@@ -207,8 +214,7 @@ static LLVMValueRef mem_ptr(struct lj *j, int reg, int16_t off, LLVMTypeRef ty)
     return LLVMBuildIntToPtr(j->B, a, pty, "");
 }
 
-static LLVMValueRef call_intrinsic(struct lj *j, const char *name, LLVMTypeRef ty, LLVMValueRef *args,
-                                   unsigned nargs)
+static LLVMValueRef call_intrinsic(struct lj *j, const char *name, LLVMTypeRef ty, LLVMValueRef *args, unsigned nargs)
 {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     LLVMValueRef fn = LLVMGetIntrinsicDeclaration(j->M, id, &ty, 1);
@@ -243,13 +249,12 @@ static void fault_if(struct lj *j, LLVMValueRef cond, size_t pc, int err)
 
 /* ---- ALU ------------------------------------------------------------------ */
 
-static LLVMValueRef divmod(struct lj *j, bool is_mod, bool sign, LLVMValueRef dst, LLVMValueRef src,
-                           LLVMTypeRef ty)
+static LLVMValueRef divmod(struct lj *j, bool is_mod, bool sign, LLVMValueRef dst, LLVMValueRef src, LLVMTypeRef ty)
 {
     LLVMBuilderRef B = j->B;
     LLVMValueRef zero = LLVMConstInt(ty, 0, false), one = LLVMConstInt(ty, 1, false);
     LLVMValueRef is0 = LLVMBuildICmp(B, LLVMIntEQ, src, zero, "");
-    LLVMValueRef by0 = is_mod ? dst : zero;   /* RFC 9669: x / 0 = 0, x % 0 = x */
+    LLVMValueRef by0 = is_mod ? dst : zero; /* RFC 9669: x / 0 = 0, x % 0 = x */
     if (!sign) {
         LLVMValueRef safe = LLVMBuildSelect(B, is0, one, src, "");
         LLVMValueRef q = is_mod ? LLVMBuildURem(B, dst, safe, "") : LLVMBuildUDiv(B, dst, safe, "");
@@ -307,7 +312,12 @@ static void emit_alu(struct lj *j, const struct bpf_insn *in)
     if (op == BPF_MOV) {
         LLVMValueRef v = src;
         if (in->off == 8 || in->off == 16 || in->off == 32)
-            v = LLVMBuildSExt(B, LLVMBuildTrunc(B, src, in->off == 8 ? j->i8 : in->off == 16 ? j->i16 : j->i32, ""),
+            v = LLVMBuildSExt(B,
+                              LLVMBuildTrunc(B, src,
+                                             in->off == 8    ? j->i8
+                                             : in->off == 16 ? j->i16
+                                                             : j->i32,
+                                             ""),
                               ty, "");
         if (!is64)
             v = LLVMBuildZExt(B, v, j->i64, "");
@@ -335,7 +345,7 @@ static void emit_alu(struct lj *j, const struct bpf_insn *in)
     case BPF_ARSH: v = LLVMBuildAShr(B, d, LLVMBuildAnd(B, src, mask, ""), ""); break;
     case BPF_NEG: v = LLVMBuildSub(B, LLVMConstInt(ty, 0, false), d, ""); break;
     case BPF_DIV: v = divmod(j, false, in->off == 1, d, src, ty); break;
-    default: v = divmod(j, true, in->off == 1, d, src, ty); break;   /* BPF_MOD */
+    default: v = divmod(j, true, in->off == 1, d, src, ty); break; /* BPF_MOD */
     }
     if (!is64)
         v = LLVMBuildZExt(B, v, j->i64, "");
@@ -350,8 +360,7 @@ static void emit_ldx(struct lj *j, const struct bpf_insn *in)
     LLVMValueRef v = LLVMBuildLoad2(j->B, ty, mem_ptr(j, in->src_reg, in->off, ty), "");
     LLVMSetAlignment(v, 1);
     if (ty != j->i64)
-        v = BPF_MODE(in->code) == BPF_MEMSX ? LLVMBuildSExt(j->B, v, j->i64, "")
-                                            : LLVMBuildZExt(j->B, v, j->i64, "");
+        v = BPF_MODE(in->code) == BPF_MEMSX ? LLVMBuildSExt(j->B, v, j->i64, "") : LLVMBuildZExt(j->B, v, j->i64, "");
     set_reg(j, in->dst_reg, v);
 }
 
@@ -394,7 +403,7 @@ static void emit_atomic(struct lj *j, const struct bpf_insn *in, size_t pc)
     case BPF_OR: op = LLVMAtomicRMWBinOpOr; break;
     case BPF_AND: op = LLVMAtomicRMWBinOpAnd; break;
     case BPF_XOR: op = LLVMAtomicRMWBinOpXor; break;
-    default: op = LLVMAtomicRMWBinOpXchg; break;   /* BPF_XCHG */
+    default: op = LLVMAtomicRMWBinOpXchg; break; /* BPF_XCHG */
     }
     LLVMValueRef old = LLVMBuildAtomicRMW(B, op, p, src, LLVMAtomicOrderingSequentiallyConsistent, false);
     if ((in->imm & BPF_FETCH) || in->imm == BPF_XCHG)
@@ -445,8 +454,8 @@ static bool inline_lookup(struct lj *j, uint32_t id)
         (j->opts->jit.has_unwind && j->opts->jit.unwind_id == id))
         return false;
     memset(&mi, 0, sizeof(mi));
-    if (j->opts->map_info(j->opts->map_info_user, j->kval[BPF_REG_1], &mi) ||
-        mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4 || !mi.value_base)
+    if (j->opts->map_info(j->opts->map_info_user, j->kval[BPF_REG_1], &mi) || mi.type != BPF_MAP_TYPE_ARRAY ||
+        mi.key_size != 4 || !mi.value_base)
         return false;
     int32_t kpc = j->kpc[BPF_REG_1];
     if (j->opts->relocatable_maps && kpc < 0)
@@ -457,10 +466,11 @@ static bool inline_lookup(struct lj *j, uint32_t id)
     LLVMValueRef key = LLVMBuildLoad2(B, j->i32, kp, "key");
     LLVMSetAlignment(key, 1);
     LLVMValueRef in_range = LLVMBuildICmp(B, LLVMIntULT, key, c32(j, mi.max_entries), "");
-    LLVMValueRef vbase = j->opts->relocatable_maps ? slot_load(j, (size_t)kpc, BPFG_LLVMJIT_RELOC_ARRAY_BASE, mi.value_base)
-                                                   : c64(j, mi.value_base);
-    LLVMValueRef addr = LLVMBuildAdd(B, vbase,
-                                     LLVMBuildMul(B, LLVMBuildZExt(B, key, j->i64, ""), c64(j, stride), ""), "");
+    LLVMValueRef vbase = j->opts->relocatable_maps
+                             ? slot_load(j, (size_t)kpc, BPFG_LLVMJIT_RELOC_ARRAY_BASE, mi.value_base)
+                             : c64(j, mi.value_base);
+    LLVMValueRef addr =
+        LLVMBuildAdd(B, vbase, LLVMBuildMul(B, LLVMBuildZExt(B, key, j->i64, ""), c64(j, stride), ""), "");
     set_reg(j, BPF_REG_0, LLVMBuildSelect(B, in_range, addr, c64(j, 0), ""));
     if (j->stats)
         j->stats->inlined_lookups++;
@@ -589,7 +599,10 @@ static void emit_cond_jump(struct lj *j, const struct bpf_insn *in, size_t pc)
 
 /* ---- functions -------------------------------------------------------------- */
 
-static bool is_lddw(const struct bpf_insn *in) { return in->code == (BPF_LD | BPF_IMM | BPF_DW); }
+static bool is_lddw(const struct bpf_insn *in)
+{
+    return in->code == (BPF_LD | BPF_IMM | BPF_DW);
+}
 
 static bool is_cond_jump(const struct bpf_insn *in)
 {
@@ -663,8 +676,7 @@ static int emit_function(struct lj *j, size_t f)
     j->call_io = LLVMBuildBitCast(B, j->call_io, j->i64p, "");
     for (int r = 0; r < 10; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
-        LLVMBuildStore(B, LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), ""),
-                       j->regs[r]);
+        LLVMBuildStore(B, LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), ""), j->regs[r]);
     }
     for (size_t pc = 0; pc < j->n; pc++)
         j->bb[pc] = j->reach[pc] && (j->leader[pc] || pc == entry) ? new_bb(j, "") : NULL;
@@ -687,10 +699,8 @@ static int emit_function(struct lj *j, size_t f)
         }
         switch (BPF_CLASS(in->code)) {
         case BPF_ALU:
-        case BPF_ALU64:
-            emit_alu(j, in);
-            break;
-        case BPF_LD: {   /* only lddw survives validation */
+        case BPF_ALU64: emit_alu(j, in); break;
+        case BPF_LD: { /* only lddw survives validation */
             uint64_t v = (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32;
             bool reloc = j->opts->relocatable_maps && is_map_ref(&j->orig[pc]);
             set_reg(j, in->dst_reg, reloc ? slot_load(j, pc, BPFG_LLVMJIT_RELOC_LDDW, v) : c64(j, v));
@@ -700,19 +710,15 @@ static int emit_function(struct lj *j, size_t f)
             pc++;
             break;
         }
-        case BPF_LDX:
-            emit_ldx(j, in);
-            break;
-        case BPF_ST:
-            emit_store(j, in);
-            break;
+        case BPF_LDX: emit_ldx(j, in); break;
+        case BPF_ST: emit_store(j, in); break;
         case BPF_STX:
             if (BPF_MODE(in->code) == BPF_ATOMIC)
                 emit_atomic(j, in, pc);
             else
                 emit_store(j, in);
             break;
-        default: {   /* BPF_JMP, BPF_JMP32 */
+        default: { /* BPF_JMP, BPF_JMP32 */
             uint8_t op = BPF_OP(in->code);
             if (op == BPF_JA) {
                 LLVMBuildBr(B, j->bb[ja_target(in, pc)]);
@@ -792,8 +798,8 @@ static void emit_entry(struct lj *j, LLVMValueRef entry)
     LLVMValueRef st = LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, "");
     LLVMValueRef r0 = LLVMBuildLoad2(B, j->i64, io, "");
     r0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, 0), ""), r0, c64(j, 0), "");
-    LLVMValueRef fault = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""),
-                                         c64(j, 0), st, "");
+    LLVMValueRef fault =
+        LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""), c64(j, 0), st, "");
     LLVMTypeRef rty = LLVMGetReturnType(j->entry_ty);
     LLVMValueRef res = LLVMGetUndef(rty);
     res = LLVMBuildInsertValue(B, res, r0, 0, "");
@@ -856,7 +862,7 @@ static int analyse(struct lj *j, const struct bpf_insn *orig)
         const struct bpf_insn *in = &orig[pc];
         bool local_call = in->code == (BPF_JMP | BPF_CALL) && in->src_reg == BPF_PSEUDO_CALL;
         if (local_call || (is_lddw(in) && in->src_reg == BPF_PSEUDO_FUNC)) {
-            is_func[pc + 1 + in->imm] = 1;   /* validated in range */
+            is_func[pc + 1 + in->imm] = 1; /* validated in range */
             callx_ok[pc + 1 + in->imm] = 1;
         }
         if (is_ja(in)) {
@@ -902,7 +908,10 @@ out:
 
 /* ---- linking the object into a flat blob ------------------------------------ */
 
-static bool is_slot_section(const char *name) { return !strcmp(name, ".bpfg_slots"); }
+static bool is_slot_section(const char *name)
+{
+    return !strcmp(name, ".bpfg_slots");
+}
 
 static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob *out, char *err, size_t errlen)
 {
@@ -921,7 +930,8 @@ static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob
             return -EINVAL;
         }
     const char *shstr = eh->e_shstrndx < shnum && sh[eh->e_shstrndx].sh_type == SHT_STRTAB
-                            ? (const char *)obj + sh[eh->e_shstrndx].sh_offset : NULL;
+                            ? (const char *)obj + sh[eh->e_shstrndx].sh_offset
+                            : NULL;
     uint64_t *base = malloc(shnum * sizeof(*base));
     uint8_t *buf = NULL;
     int ret = -EINVAL;
@@ -980,8 +990,8 @@ static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob
     }
     int64_t entry = -1;
     for (size_t s = 0; s < nsyms; s++)
-        if (syms[s].st_name < strsize && !strcmp(strtab + syms[s].st_name, ENTRY_NAME) &&
-            syms[s].st_shndx < shnum && base[syms[s].st_shndx] != UINT64_MAX)
+        if (syms[s].st_name < strsize && !strcmp(strtab + syms[s].st_name, ENTRY_NAME) && syms[s].st_shndx < shnum &&
+            base[syms[s].st_shndx] != UINT64_MAX)
             entry = (int64_t)(base[syms[s].st_shndx] + syms[s].st_value);
     if (entry < 0) {
         snprintf(err, errlen, "object has no %s", ENTRY_NAME);
@@ -1097,8 +1107,7 @@ static void lj_free(struct lj *j)
 }
 
 int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struct bpfg_llvmjit_opts *opts,
-                              struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats, char *err,
-                              size_t errlen)
+                              struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
 {
     static const struct bpfg_llvmjit_opts no_opts;
     struct bpfg_llvmjit_stats dummy;
@@ -1165,7 +1174,7 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     j.stats->opt_ms = t2 - t1;
 
     char *msg = NULL;
-    if (getenv("BPFG_LLVMJIT_DUMP_IR"))   /* debugging: the optimised IR on stderr */
+    if (getenv("BPFG_LLVMJIT_DUMP_IR")) /* debugging: the optimised IR on stderr */
         LLVMDumpModule(j.M);
     if (LLVMTargetMachineEmitToMemoryBuffer(tm, j.M, LLVMObjectFile, &msg, &obj)) {
         snprintf(err, errlen, "LLVM code generation failed: %s", msg ? msg : "?");
@@ -1269,8 +1278,8 @@ static uint64_t mix(uint64_t x)
     return x;
 }
 
-int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts,
-                     uint8_t key[16], char *err, size_t errlen)
+int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
+                     char *err, size_t errlen)
 {
     static const struct bpfg_llvmjit_opts no_opts;
     struct bpfg_vm *vm = NULL;
@@ -1306,8 +1315,7 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
             h_bytes(&h, &kind, 1);
         }
     /* the allowed helpers only decide validation, not code: not hashed */
-    uint8_t flags[4] = {opts->jit.has_unwind, opts->jit.per_run_user, (uint8_t)opts->opt_level,
-                        opts->relocatable_maps};
+    uint8_t flags[4] = {opts->jit.has_unwind, opts->jit.per_run_user, (uint8_t)opts->opt_level, opts->relocatable_maps};
     h_bytes(&h, flags, sizeof(flags));
     if (opts->jit.has_unwind)
         h_bytes(&h, &opts->jit.unwind_id, sizeof(opts->jit.unwind_id));
@@ -1322,7 +1330,7 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
             memset(&mi, 0, sizeof(mi));
             if (!opts->map_info(opts->map_info_user, v, &mi)) {
                 if (opts->relocatable_maps)
-                    mi.value_base = mi.value_base != 0;   /* the address is a slot, known or not */
+                    mi.value_base = mi.value_base != 0; /* the address is a slot, known or not */
                 h_bytes(&h, &mi, sizeof(mi));
             }
             pc++;

@@ -48,25 +48,24 @@
 
 /* What the server knows about a map, for lookup inlining. */
 struct bpfg_llvmjit_map_info {
-    uint32_t type;          /* BPF_MAP_TYPE_*: only ARRAY is inlined */
-    uint32_t key_size;      /* must be 4 */
+    uint32_t type;     /* BPF_MAP_TYPE_*: only ARRAY is inlined */
+    uint32_t key_size; /* must be 4 */
     uint32_t value_size;
     uint32_t max_entries;
-    uint64_t value_base;    /* target address of element 0's value; 0 = unknown */
-    uint64_t value_stride;  /* bytes between values; 0 = value_size rounded up to 8 */
+    uint64_t value_base;   /* target address of element 0's value; 0 = unknown */
+    uint64_t value_stride; /* bytes between values; 0 = value_size rounded up to 8 */
 };
 
 /* Describes the map whose lddw value is `value` (the resolver's result):
  * 0 and *info, or a negative errno (-ENOENT: not a map / unknown). */
-typedef int (*bpfg_llvmjit_map_info_fn)(void *user, uint64_t value,
-                                        struct bpfg_llvmjit_map_info *info);
+typedef int (*bpfg_llvmjit_map_info_fn)(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info);
 
 struct bpfg_llvmjit_opts {
-    struct bpfg_x86jit_opts jit;        /* resolver, allowed helpers, unwind, per_run_user */
-    bpfg_llvmjit_map_info_fn map_info;  /* NULL: no lookup inlining */
+    struct bpfg_x86jit_opts jit;       /* resolver, allowed helpers, unwind, per_run_user */
+    bpfg_llvmjit_map_info_fn map_info; /* NULL: no lookup inlining */
     void *map_info_user;
-    const uint64_t *helper_addr;        /* BPFG_MAX_HELPERS target addresses (0 = via table) or NULL */
-    int opt_level;                      /* 0..3; 0 means the default, 2 */
+    const uint64_t *helper_addr; /* BPFG_MAX_HELPERS target addresses (0 = via table) or NULL */
+    int opt_level;               /* 0..3; 0 means the default, 2 */
     /* Map references (lddw map fd/idx/value forms) read their value from a
      * slot in the blob instead of being immediates, so one compilation
      * serves every target: bpfg_llvmjit_blob_bind() fills the slots. For
@@ -75,15 +74,15 @@ struct bpfg_llvmjit_opts {
 };
 
 enum bpfg_llvmjit_reloc_kind {
-    BPFG_LLVMJIT_RELOC_LDDW = 0,        /* the resolver's value of the lddw */
-    BPFG_LLVMJIT_RELOC_ARRAY_BASE = 1,  /* map_info's value_base of that map */
+    BPFG_LLVMJIT_RELOC_LDDW = 0,       /* the resolver's value of the lddw */
+    BPFG_LLVMJIT_RELOC_ARRAY_BASE = 1, /* map_info's value_base of that map */
 };
 
 /* An 8-byte little-endian slot of a relocatable blob. */
 struct bpfg_llvmjit_reloc {
-    uint32_t offset;    /* in the blob */
-    uint32_t insn;      /* the lddw instruction it belongs to */
-    uint32_t kind;      /* enum bpfg_llvmjit_reloc_kind */
+    uint32_t offset; /* in the blob */
+    uint32_t insn;   /* the lddw instruction it belongs to */
+    uint32_t kind;   /* enum bpfg_llvmjit_reloc_kind */
 };
 
 /* Code plus its slots (none unless relocatable_maps). */
@@ -96,8 +95,8 @@ struct bpfg_llvmjit_blob {
 /* Compile statistics (optional output). */
 struct bpfg_llvmjit_stats {
     double ir_ms, opt_ms, codegen_ms, link_ms;
-    uint32_t inlined_lookups;           /* map lookups turned into loads */
-    uint32_t direct_calls;              /* helper calls through helper_addr */
+    uint32_t inlined_lookups; /* map lookups turned into loads */
+    uint32_t direct_calls;    /* helper calls through helper_addr */
 };
 
 /* Validates (as bpfg_vm_load does) and compiles n instructions into a flat
@@ -105,10 +104,9 @@ struct bpfg_llvmjit_stats {
  * (relocatable_maps). Free with bpfg_llvmjit_blob_free. On error returns a
  * negative errno and a message in err (naming the instruction for a
  * refused program). stats may be NULL. Thread-safe. */
-int bpfg_llvmjit_compile_blob(const struct bpf_insn *insns, size_t n,
-                              const struct bpfg_llvmjit_opts *opts,
-                              struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats,
-                              char *err, size_t errlen);
+int bpfg_llvmjit_compile_blob(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts,
+                              struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_stats *stats, char *err,
+                              size_t errlen);
 void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob);
 
 /* Binds a relocatable blob to a target: every slot gets the value
@@ -125,8 +123,7 @@ int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn
  * CPU and features, and the LLVM version. Same key, same blob. The allowed
  * helpers are not part of it: they decide validation only. Returns 0,
  * or a negative errno and err when the program does not validate. */
-int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n,
-                     const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
+int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
                      char *err, size_t errlen);
 
 #endif

@@ -37,7 +37,7 @@ struct bpfg_vm {
     struct bpf_insn *insns;
     size_t n;
     struct helper_slot helpers[BPFG_MAX_HELPERS];
-    int64_t unwind_id;          /* -1: none */
+    int64_t unwind_id; /* -1: none */
     bpfg_ld64_resolver resolver;
     void *resolver_user;
     bool checked;
@@ -108,8 +108,7 @@ const char *bpfg_vm_error(const struct bpfg_vm *vm)
     return vm->err;
 }
 
-int bpfg_vm_register_helper(struct bpfg_vm *vm, uint32_t id, const char *name,
-                            bpfg_helper_fn fn, void *user)
+int bpfg_vm_register_helper(struct bpfg_vm *vm, uint32_t id, const char *name, bpfg_helper_fn fn, void *user)
 {
     if (id >= BPFG_MAX_HELPERS || !fn)
         return -EINVAL;
@@ -162,7 +161,10 @@ int bpfg_vm_add_region(struct bpfg_vm *vm, const void *addr, size_t len, bool wr
     return 0;
 }
 
-const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm) { return vm->insns; }
+const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm)
+{
+    return vm->insns;
+}
 
 /* ---- load-time validation ------------------------------------------- */
 
@@ -185,12 +187,20 @@ static int check_alu(struct bpfg_vm *vm, size_t pc, const struct bpf_insn *in)
         return load_error(vm, -EINVAL, pc, "reserved source register field set (%u)", in->src_reg);
 
     switch (op) {
-    case BPF_ADD: case BPF_SUB: case BPF_MUL: case BPF_OR: case BPF_AND:
-    case BPF_LSH: case BPF_RSH: case BPF_XOR: case BPF_ARSH:
+    case BPF_ADD:
+    case BPF_SUB:
+    case BPF_MUL:
+    case BPF_OR:
+    case BPF_AND:
+    case BPF_LSH:
+    case BPF_RSH:
+    case BPF_XOR:
+    case BPF_ARSH:
         if (in->off != 0)
             return load_error(vm, -EINVAL, pc, "nonzero offset %d on ALU op 0x%02x", in->off, in->code);
         return 0;
-    case BPF_DIV: case BPF_MOD:
+    case BPF_DIV:
+    case BPF_MOD:
         if (in->off != 0 && in->off != 1)
             return load_error(vm, -EINVAL, pc, "bad offset %d on div/mod (0 or 1)", in->off);
         return 0;
@@ -214,13 +224,11 @@ static int check_alu(struct bpfg_vm *vm, size_t pc, const struct bpf_insn *in)
         if (in->imm != 16 && in->imm != 32 && in->imm != 64)
             return load_error(vm, -EINVAL, pc, "bad byte swap width %d", in->imm);
         return 0;
-    default:
-        return load_error(vm, -EINVAL, pc, "unknown opcode 0x%02x", in->code);
+    default: return load_error(vm, -EINVAL, pc, "unknown opcode 0x%02x", in->code);
     }
 }
 
-static int check_jump_target(struct bpfg_vm *vm, size_t pc, int64_t target,
-                             const struct bpf_insn *insns, size_t n)
+static int check_jump_target(struct bpfg_vm *vm, size_t pc, int64_t target, const struct bpf_insn *insns, size_t n)
 {
     if (target < 0 || (uint64_t)target >= n)
         return load_error(vm, -EINVAL, pc, "jump out of range (to %lld of %zu)", (long long)target, n);
@@ -248,7 +256,7 @@ static int check_jmp(struct bpfg_vm *vm, size_t pc, const struct bpf_insn *insns
     case BPF_CALL:
         if (is32)
             return load_error(vm, -EINVAL, pc, "unknown opcode 0x%02x", in->code);
-        if (src_reg) {  /* callx: target in dst_reg */
+        if (src_reg) { /* callx: target in dst_reg */
             if (in->dst_reg > BPF_REG_9 || in->src_reg || in->off || in->imm)
                 return load_error(vm, -EINVAL, pc, "malformed callx");
             return 0;
@@ -260,15 +268,23 @@ static int check_jmp(struct bpfg_vm *vm, size_t pc, const struct bpf_insn *insns
         if (in->imm < 0 || in->imm >= BPFG_MAX_HELPERS || !vm->helpers[in->imm].fn)
             return load_error(vm, -EINVAL, pc, "call to unknown helper %d", in->imm);
         return 0;
-    case BPF_JEQ: case BPF_JGT: case BPF_JGE: case BPF_JSET: case BPF_JNE:
-    case BPF_JSGT: case BPF_JSGE: case BPF_JLT: case BPF_JLE: case BPF_JSLT: case BPF_JSLE:
+    case BPF_JEQ:
+    case BPF_JGT:
+    case BPF_JGE:
+    case BPF_JSET:
+    case BPF_JNE:
+    case BPF_JSGT:
+    case BPF_JSGE:
+    case BPF_JLT:
+    case BPF_JLE:
+    case BPF_JSLT:
+    case BPF_JSLE:
         if (in->dst_reg > BPF_REG_10)
             return load_error(vm, -EINVAL, pc, "bad destination register r%u", in->dst_reg);
         if (src_reg && in->src_reg > BPF_REG_10)
             return load_error(vm, -EINVAL, pc, "bad source register r%u", in->src_reg);
         return check_jump_target(vm, pc, (int64_t)pc + 1 + in->off, insns, n);
-    default:
-        return load_error(vm, -EINVAL, pc, "unknown opcode 0x%02x", in->code);
+    default: return load_error(vm, -EINVAL, pc, "unknown opcode 0x%02x", in->code);
     }
 }
 
@@ -306,13 +322,17 @@ static int check_mem(struct bpfg_vm *vm, size_t pc, const struct bpf_insn *in)
             if (size != BPF_W && size != BPF_DW)
                 return load_error(vm, -EINVAL, pc, "atomic op needs 32 or 64-bit size");
             switch (in->imm) {
-            case BPF_ADD: case BPF_OR: case BPF_AND: case BPF_XOR:
-            case BPF_ADD | BPF_FETCH: case BPF_OR | BPF_FETCH:
-            case BPF_AND | BPF_FETCH: case BPF_XOR | BPF_FETCH:
-            case BPF_XCHG: case BPF_CMPXCHG:
-                return 0;
-            default:
-                return load_error(vm, -EINVAL, pc, "unknown atomic operation 0x%x", in->imm);
+            case BPF_ADD:
+            case BPF_OR:
+            case BPF_AND:
+            case BPF_XOR:
+            case BPF_ADD | BPF_FETCH:
+            case BPF_OR | BPF_FETCH:
+            case BPF_AND | BPF_FETCH:
+            case BPF_XOR | BPF_FETCH:
+            case BPF_XCHG:
+            case BPF_CMPXCHG: return 0;
+            default: return load_error(vm, -EINVAL, pc, "unknown atomic operation 0x%x", in->imm);
             }
         }
         break;
@@ -344,10 +364,12 @@ static int resolve_ldimm(struct bpfg_vm *vm, size_t pc, struct bpf_insn *insns, 
         value = FUNC_TAG | (uint64_t)target;
     } else {
         if (!vm->resolver)
-            return load_error(vm, -EINVAL, pc, "lddw pseudo form %u (map or BTF reference) with nothing to resolve it", in->src_reg);
+            return load_error(vm, -EINVAL, pc, "lddw pseudo form %u (map or BTF reference) with nothing to resolve it",
+                              in->src_reg);
         int err = vm->resolver(vm->resolver_user, in->src_reg, in->imm, next->imm, &value);
         if (err)
-            return load_error(vm, err, pc, "cannot resolve lddw pseudo form %u imm %d: %s", in->src_reg, in->imm, strerror(-err));
+            return load_error(vm, err, pc, "cannot resolve lddw pseudo form %u imm %d: %s", in->src_reg, in->imm,
+                              strerror(-err));
     }
     /* The private copy becomes a plain 64-bit immediate load. */
     in->src_reg = 0;
@@ -377,9 +399,7 @@ int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *src, size_t n)
         struct bpf_insn *in = &insns[pc];
         switch (BPF_CLASS(in->code)) {
         case BPF_ALU:
-        case BPF_ALU64:
-            err = check_alu(vm, pc, in);
-            break;
+        case BPF_ALU64: err = check_alu(vm, pc, in); break;
         case BPF_JMP:
         case BPF_JMP32:
             err = check_jmp(vm, pc, insns, n);
@@ -397,9 +417,7 @@ int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *src, size_t n)
             err = resolve_ldimm(vm, pc, insns, n);
             pc++;
             break;
-        default:
-            err = check_mem(vm, pc, in);
-            break;
+        default: err = check_mem(vm, pc, in); break;
         }
     }
     if (!err && !has_exit)
@@ -424,15 +442,15 @@ int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *src, size_t n)
 /* ---- execution --------------------------------------------------------- */
 
 struct frame {
-    uint64_t saved[4];   /* r6..r9 of the caller */
+    uint64_t saved[4]; /* r6..r9 of the caller */
     uint64_t saved_r10;
     size_t return_pc;
 };
 
 struct exec_state {
     const struct bpfg_vm *vm;
-    uintptr_t stack_lo;      /* lowest byte of the deepest live frame */
-    uintptr_t stack_hi;      /* one past the top of frame 0 */
+    uintptr_t stack_lo; /* lowest byte of the deepest live frame */
+    uintptr_t stack_hi; /* one past the top of frame 0 */
     uintptr_t ctx_lo, ctx_hi;
 };
 
@@ -474,28 +492,68 @@ static uint64_t trunc_width(uint64_t v, int32_t width)
 static uint64_t load_sized(const void *p, uint8_t size)
 {
     switch (size) {
-    case BPF_B: { uint8_t v; memcpy(&v, p, 1); return v; }
-    case BPF_H: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case BPF_W: { uint32_t v; memcpy(&v, p, 4); return v; }
-    default: { uint64_t v; memcpy(&v, p, 8); return v; }
+    case BPF_B: {
+        uint8_t v;
+        memcpy(&v, p, 1);
+        return v;
+    }
+    case BPF_H: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case BPF_W: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    default: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
     }
 }
 
 static uint64_t load_signed(const void *p, uint8_t size)
 {
     switch (size) {
-    case BPF_B: { int8_t v; memcpy(&v, p, 1); return (uint64_t)(int64_t)v; }
-    case BPF_H: { int16_t v; memcpy(&v, p, 2); return (uint64_t)(int64_t)v; }
-    default: { int32_t v; memcpy(&v, p, 4); return (uint64_t)(int64_t)v; }
+    case BPF_B: {
+        int8_t v;
+        memcpy(&v, p, 1);
+        return (uint64_t)(int64_t)v;
+    }
+    case BPF_H: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return (uint64_t)(int64_t)v;
+    }
+    default: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return (uint64_t)(int64_t)v;
+    }
     }
 }
 
 static void store_sized(void *p, uint8_t size, uint64_t v)
 {
     switch (size) {
-    case BPF_B: { uint8_t x = (uint8_t)v; memcpy(p, &x, 1); break; }
-    case BPF_H: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
-    case BPF_W: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+    case BPF_B: {
+        uint8_t x = (uint8_t)v;
+        memcpy(p, &x, 1);
+        break;
+    }
+    case BPF_H: {
+        uint16_t x = (uint16_t)v;
+        memcpy(p, &x, 2);
+        break;
+    }
+    case BPF_W: {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, 4);
+        break;
+    }
     default: memcpy(p, &v, 8); break;
     }
 }
@@ -518,9 +576,7 @@ static void atomic_op(const struct bpf_insn *in, void *p, uint64_t *regs)
     if (BPF_SIZE(in->code) == BPF_W) {
         uint32_t *a = p, v = (uint32_t)*src, old;
         switch (in->imm) {
-        case BPF_XCHG:
-            *src = __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);
-            return;
+        case BPF_XCHG: *src = __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); return;
         case BPF_CMPXCHG: {
             uint32_t expected = (uint32_t)regs[BPF_REG_0];
             __atomic_compare_exchange_n(a, &expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
@@ -541,9 +597,7 @@ static void atomic_op(const struct bpf_insn *in, void *p, uint64_t *regs)
 
     uint64_t *a = p, v = *src, old;
     switch (in->imm) {
-    case BPF_XCHG:
-        *src = __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);
-        return;
+    case BPF_XCHG: *src = __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); return;
     case BPF_CMPXCHG: {
         uint64_t expected = regs[BPF_REG_0];
         __atomic_compare_exchange_n(a, &expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
@@ -577,7 +631,7 @@ static bool jump_taken(uint8_t op, uint64_t a, uint64_t b, bool is32)
         case BPF_JSGT: return sa > sb;
         case BPF_JSGE: return sa >= sb;
         case BPF_JSLT: return sa < sb;
-        default: return sa <= sb;   /* BPF_JSLE */
+        default: return sa <= sb; /* BPF_JSLE */
         }
     }
     int64_t sa = (int64_t)a, sb = (int64_t)b;
@@ -609,7 +663,7 @@ static uint64_t alu64(const struct bpf_insn *in, uint64_t dst, uint64_t src)
             return 0;
         if (in->off) {
             if ((int64_t)src == -1)
-                return -dst;    /* INT64_MIN / -1 wraps to INT64_MIN */
+                return -dst; /* INT64_MIN / -1 wraps to INT64_MIN */
             return (uint64_t)((int64_t)dst / (int64_t)src);
         }
         return dst / src;
@@ -636,8 +690,7 @@ static uint64_t alu64(const struct bpf_insn *in, uint64_t dst, uint64_t src)
         case 32: return (uint64_t)(int64_t)(int32_t)src;
         default: return src;
         }
-    default: /* BPF_END in ALU64: unconditional byte swap */
-        return bswap_width(dst, in->imm);
+    default: /* BPF_END in ALU64: unconditional byte swap */ return bswap_width(dst, in->imm);
     }
 }
 
@@ -720,8 +773,7 @@ static int exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, bool per_run, voi
         case BPF_ALU: {
             if (BPF_OP(code) == BPF_END) {
                 uint64_t v = regs[in->dst_reg];
-                regs[in->dst_reg] = BPF_SRC(code) == BPF_TO_BE ? bswap_width(v, in->imm)
-                                                               : trunc_width(v, in->imm);
+                regs[in->dst_reg] = BPF_SRC(code) == BPF_TO_BE ? bswap_width(v, in->imm) : trunc_width(v, in->imm);
                 break;
             }
             uint32_t src = BPF_SRC(code) == BPF_X ? (uint32_t)regs[in->src_reg] : (uint32_t)in->imm;
@@ -736,10 +788,10 @@ static int exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, bool per_run, voi
             uintptr_t addr = regs[in->src_reg] + (int64_t)in->off;
             uint8_t size = BPF_SIZE(code);
             if (checked && !access_ok(&st, addr, size_bytes(size), false))
-                return run_error(vm, -EFAULT, pc, "out-of-bounds read of %zu bytes at 0x%lx",
-                                 size_bytes(size), (unsigned long)addr);
-            regs[in->dst_reg] = BPF_MODE(code) == BPF_MEMSX ? load_signed((void *)addr, size)
-                                                            : load_sized((void *)addr, size);
+                return run_error(vm, -EFAULT, pc, "out-of-bounds read of %zu bytes at 0x%lx", size_bytes(size),
+                                 (unsigned long)addr);
+            regs[in->dst_reg] =
+                BPF_MODE(code) == BPF_MEMSX ? load_signed((void *)addr, size) : load_sized((void *)addr, size);
             break;
         }
         case BPF_ST:
@@ -747,8 +799,8 @@ static int exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, bool per_run, voi
             uintptr_t addr = regs[in->dst_reg] + (int64_t)in->off;
             uint8_t size = BPF_SIZE(code);
             if (checked && !access_ok(&st, addr, size_bytes(size), true))
-                return run_error(vm, -EFAULT, pc, "out-of-bounds write of %zu bytes at 0x%lx",
-                                 size_bytes(size), (unsigned long)addr);
+                return run_error(vm, -EFAULT, pc, "out-of-bounds write of %zu bytes at 0x%lx", size_bytes(size),
+                                 (unsigned long)addr);
             if (BPF_MODE(code) == BPF_ATOMIC) {
                 if (addr & (size_bytes(size) - 1))
                     return run_error(vm, -EFAULT, pc, "misaligned atomic access at 0x%lx", (unsigned long)addr);
@@ -800,8 +852,7 @@ static int exec(struct bpfg_vm *vm, void *ctx, size_t ctx_len, bool per_run, voi
                     id = (uint32_t)in->imm;
                 }
                 const struct helper_slot *h = &vm->helpers[id];
-                regs[BPF_REG_0] = h->fn(regs[1], regs[2], regs[3], regs[4], regs[5],
-                                        per_run ? run_user : h->user);
+                regs[BPF_REG_0] = h->fn(regs[1], regs[2], regs[3], regs[4], regs[5], per_run ? run_user : h->user);
                 if ((int64_t)id == vm->unwind_id && regs[BPF_REG_0] == 0) {
                     *ret = 0;
                     return 0;

@@ -15,19 +15,17 @@
 
 struct bpfg_vm;
 
-#define BPFG_MAX_HELPERS 256   /* helper ids 0..255 */
+#define BPFG_MAX_HELPERS 256 /* helper ids 0..255 */
 #define BPFG_MAX_INSNS 1000000
 
 /* A helper: receives r1..r5 and the opaque pointer given at registration
  * (the runtime context of the caller), returns r0. */
-typedef uint64_t (*bpfg_helper_fn)(uint64_t r1, uint64_t r2, uint64_t r3,
-                                   uint64_t r4, uint64_t r5, void *user);
+typedef uint64_t (*bpfg_helper_fn)(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user);
 
 /* Resolves the pseudo forms of lddw (src_reg != 0: map fd/idx, map value,
  * BTF id, function) at load time. imm0/imm1 are the two immediates. Returns
  * 0 and the 64-bit value to load, or a negative errno to refuse the program. */
-typedef int (*bpfg_ld64_resolver)(void *user, uint8_t src_reg, int32_t imm0,
-                                  int32_t imm1, uint64_t *value);
+typedef int (*bpfg_ld64_resolver)(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value);
 
 struct bpfg_vm *bpfg_vm_new(void);
 void bpfg_vm_free(struct bpfg_vm *vm);
@@ -35,8 +33,7 @@ void bpfg_vm_free(struct bpfg_vm *vm);
 /* Last load or run error, "" if none. Valid until the next call on vm. */
 const char *bpfg_vm_error(const struct bpfg_vm *vm);
 
-int bpfg_vm_register_helper(struct bpfg_vm *vm, uint32_t id, const char *name,
-                            bpfg_helper_fn fn, void *user);
+int bpfg_vm_register_helper(struct bpfg_vm *vm, uint32_t id, const char *name, bpfg_helper_fn fn, void *user);
 /* Name of a registered helper, or NULL. */
 const char *bpfg_vm_helper_name(const struct bpfg_vm *vm, uint32_t id);
 /* After a call of this helper returns 0, the program stops and returns 0

@@ -28,20 +28,30 @@ static const uint8_t reg_map[EBPF_NREGS] = {
 #define BLK_TABLE 0
 #define BLK_USER 8
 #define BLK_STACK_LO 16
-#define BLK_STACK 40                                    /* eBPF stack: [r12+40, r12+40+4096) */
+#define BLK_STACK 40 /* eBPF stack: [r12+40, r12+40+4096) */
 #define FRAME_AREA (EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH)
-#define ENTRY_FRAME 4144                                /* block + stack + padding, 16-aligned */
+#define ENTRY_FRAME 4144 /* block + stack + padding, 16-aligned */
 
 /* prefix flags */
 enum { F_W = 1, F_66 = 2, F_B = 4 };
 
 /* condition codes */
-enum { CC_B = 2, CC_AE = 3, CC_E = 4, CC_NE = 5, CC_BE = 6, CC_A = 7,
-       CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe, CC_G = 0xf };
+enum {
+    CC_B = 2,
+    CC_AE = 3,
+    CC_E = 4,
+    CC_NE = 5,
+    CC_BE = 6,
+    CC_A = 7,
+    CC_L = 0xc,
+    CC_GE = 0xd,
+    CC_LE = 0xe,
+    CC_G = 0xf
+};
 
 struct fixup {
-    uint32_t pos;     /* offset of a rel32 field */
-    uint32_t label;   /* instruction index, or n + LBL_* */
+    uint32_t pos;   /* offset of a rel32 field */
+    uint32_t label; /* instruction index, or n + LBL_* */
 };
 
 enum { LBL_UNWIND, LBL_FAULT, NLBL_EXTRA };
@@ -51,12 +61,12 @@ struct jit {
     size_t len, cap;
     bool oom;
     size_t n;
-    uint32_t *labels;          /* n + NLBL_EXTRA code offsets */
+    uint32_t *labels; /* n + NLBL_EXTRA code offsets */
     struct fixup *fix;
     size_t nfix, capfix;
-    size_t out_label;          /* the entry's epilogue */
+    size_t out_label; /* the entry's epilogue */
     const struct bpfg_x86jit_opts *opts;
-    uint32_t *funcs;           /* instructions referenced as functions (callx targets) */
+    uint32_t *funcs; /* instructions referenced as functions (callx targets) */
     size_t nfuncs;
 };
 
@@ -100,14 +110,17 @@ static void emit8(struct jit *j, uint64_t v)
     emit4(j, (uint32_t)(v >> 32));
 }
 
-static bool is_imm8(int64_t v) { return v >= -128 && v <= 127; }
+static bool is_imm8(int64_t v)
+{
+    return v >= -128 && v <= 127;
+}
 
 static void prefix(struct jit *j, unsigned f, int reg, int rm)
 {
     if (f & F_66)
         emit1(j, 0x66);
     uint8_t rex = 0x40 | (f & F_W ? 8 : 0) | (reg & 8 ? 4 : 0) | (rm & 8 ? 1 : 0);
-    if (rex != 0x40 || (f & F_B))   /* a bare REX selects sil/dil/bpl over dh/bh/ch */
+    if (rex != 0x40 || (f & F_B)) /* a bare REX selects sil/dil/bpl over dh/bh/ch */
         emit1(j, rex);
 }
 
@@ -136,7 +149,7 @@ static void ins_rm(struct jit *j, unsigned f, uint32_t op, int reg, int base, in
     int mod = (disp == 0 && (base & 7) != RBP) ? 0 : is_imm8(disp) ? 1 : 2;
     emit1(j, (uint8_t)(mod << 6 | (reg & 7) << 3 | (base & 7)));
     if ((base & 7) == RSP)
-        emit1(j, 0x24);   /* SIB: base only */
+        emit1(j, 0x24); /* SIB: base only */
     if (mod == 1)
         emit1(j, (uint8_t)disp);
     else if (mod == 2)
@@ -164,7 +177,7 @@ static void mov_rr(struct jit *j, unsigned f, int dst, int src)
 static void mov_ri(struct jit *j, unsigned f, int dst, int32_t imm)
 {
     if (imm == 0) {
-        ins_rr(j, 0, 0x31, dst, dst);   /* xor r32, r32 */
+        ins_rr(j, 0, 0x31, dst, dst); /* xor r32, r32 */
     } else if (!(f & F_W) || imm > 0) {
         prefix(j, 0, 0, dst);
         emit1(j, (uint8_t)(0xb8 + (dst & 7)));
@@ -250,7 +263,7 @@ static size_t jmp8(struct jit *j)
 static void here8(struct jit *j, size_t after)
 {
     if (!j->oom)
-        j->buf[after - 1] = (uint8_t)(j->len - after);   /* sequences stay < 128 bytes */
+        j->buf[after - 1] = (uint8_t)(j->len - after); /* sequences stay < 128 bytes */
 }
 
 static void jmp_back(struct jit *j, size_t target)
@@ -280,7 +293,7 @@ static void emit_shift(struct jit *j, const struct bpf_insn *in, unsigned w, int
             ins_rr(j, w, 0xc1, ext, dst);
             emit1(j, (uint8_t)cnt);
         } else if (!w) {
-            mov_rr(j, 0, dst, dst);   /* still zero-extends */
+            mov_rr(j, 0, dst, dst); /* still zero-extends */
         }
         return;
     }
@@ -314,7 +327,7 @@ static void emit_divmod(struct jit *j, const struct bpf_insn *in, unsigned w)
             if (is_mod)
                 mov_ri(j, 0, dst, 0);
             else
-                ins_rr(j, w, 0xf7, 3, dst);   /* neg: INT_MIN stays INT_MIN */
+                ins_rr(j, w, 0xf7, 3, dst); /* neg: INT_MIN stays INT_MIN */
             return;
         }
         mov_ri(j, w, R11, in->imm);
@@ -369,11 +382,11 @@ static void emit_end(struct jit *j, const struct bpf_insn *in)
     bool swap = BPF_CLASS(in->code) == BPF_ALU64 || BPF_SRC(in->code) == BPF_TO_BE;
     switch (in->imm) {
     case 16:
-        if (swap) {   /* ror r16, 8 */
+        if (swap) { /* ror r16, 8 */
             ins_rr(j, F_66, 0xc1, 1, dst);
             emit1(j, 8);
         }
-        ins_rr(j, 0, 0x0fb7, dst, dst);   /* movzx r32, r16 */
+        ins_rr(j, 0, 0x0fb7, dst, dst); /* movzx r32, r16 */
         break;
     case 32:
         if (swap) {
@@ -400,13 +413,20 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
     bool k = BPF_SRC(in->code) == BPF_K;
     int dst = reg_map[in->dst_reg];
     int src = k ? -1 : reg_map[in->src_reg];
-    static const struct { uint8_t rr; int8_t ext; } simple[16] = {
+    static const struct {
+        uint8_t rr;
+        int8_t ext;
+    } simple[16] = {
         [BPF_ADD >> 4] = {0x01, 0}, [BPF_SUB >> 4] = {0x29, 5}, [BPF_OR >> 4] = {0x09, 1},
         [BPF_AND >> 4] = {0x21, 4}, [BPF_XOR >> 4] = {0x31, 6},
     };
 
     switch (BPF_OP(in->code)) {
-    case BPF_ADD: case BPF_SUB: case BPF_OR: case BPF_AND: case BPF_XOR: {
+    case BPF_ADD:
+    case BPF_SUB:
+    case BPF_OR:
+    case BPF_AND:
+    case BPF_XOR: {
         int op = BPF_OP(in->code) >> 4;
         if (k)
             ins_ri(j, w, simple[op].ext, dst, in->imm);
@@ -426,15 +446,12 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
                 emit4(j, (uint32_t)in->imm);
         }
         return 0;
-    case BPF_DIV: case BPF_MOD:
-        emit_divmod(j, in, w);
-        return 0;
+    case BPF_DIV:
+    case BPF_MOD: emit_divmod(j, in, w); return 0;
     case BPF_LSH: emit_shift(j, in, w, 4); return 0;
     case BPF_RSH: emit_shift(j, in, w, 5); return 0;
     case BPF_ARSH: emit_shift(j, in, w, 7); return 0;
-    case BPF_NEG:
-        ins_rr(j, w, 0xf7, 3, dst);
-        return 0;
+    case BPF_NEG: ins_rr(j, w, 0xf7, 3, dst); return 0;
     case BPF_MOV:
         if (k) {
             mov_ri(j, w, dst, in->imm);
@@ -443,14 +460,12 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
         } else if (in->off == 16) {
             ins_rr(j, w, 0x0fbf, dst, src);
         } else if (in->off == 32) {
-            ins_rr(j, F_W, 0x63, dst, src);   /* movsxd */
+            ins_rr(j, F_W, 0x63, dst, src); /* movsxd */
         } else if (dst != src || !w) {
             mov_rr(j, w, dst, src);
         }
         return 0;
-    case BPF_END:
-        emit_end(j, in);
-        return 0;
+    case BPF_END: emit_end(j, in); return 0;
     }
     return -EINVAL;
 }
@@ -511,13 +526,16 @@ static void emit_atomic(struct jit *j, const struct bpf_insn *in, size_t pc)
     int32_t off = in->off;
 
     /* misaligned atomics fault, as in the interpreter */
-    ins_rm(j, F_W, 0x8d, R11, dst, off);          /* lea r11, [dst+off] */
-    ins_rr(j, F_B, 0xf6, 0, R11);                  /* test r11b, size-1 */
+    ins_rm(j, F_W, 0x8d, R11, dst, off); /* lea r11, [dst+off] */
+    ins_rr(j, F_B, 0xf6, 0, R11);        /* test r11b, size-1 */
     emit1(j, w ? 7 : 3);
     fault_if(j, CC_NE, EFAULT, pc);
 
     switch (in->imm) {
-    case BPF_ADD: case BPF_OR: case BPF_AND: case BPF_XOR: {
+    case BPF_ADD:
+    case BPF_OR:
+    case BPF_AND:
+    case BPF_XOR: {
         uint8_t op = in->imm == BPF_ADD ? 0x01 : in->imm == BPF_OR ? 0x09 : in->imm == BPF_AND ? 0x21 : 0x31;
         emit1(j, 0xf0);
         ins_rm(j, w, op, src, R11, 0);
@@ -525,18 +543,18 @@ static void emit_atomic(struct jit *j, const struct bpf_insn *in, size_t pc)
     }
     case BPF_ADD | BPF_FETCH:
         emit1(j, 0xf0);
-        ins_rm(j, w, 0x0fc1, src, R11, 0);         /* lock xadd: src = old */
+        ins_rm(j, w, 0x0fc1, src, R11, 0); /* lock xadd: src = old */
         return;
     case BPF_XCHG:
-        ins_rm(j, w, 0x87, src, R11, 0);           /* xchg is implicitly locked */
+        ins_rm(j, w, 0x87, src, R11, 0); /* xchg is implicitly locked */
         return;
     case BPF_CMPXCHG:
         emit1(j, 0xf0);
-        ins_rm(j, w, 0x0fb1, src, R11, 0);         /* compares with rax = r0, old -> rax */
+        ins_rm(j, w, 0x0fb1, src, R11, 0); /* compares with rax = r0, old -> rax */
         if (!w)
-            mov_rr(j, 0, RAX, RAX);                /* a successful cmpxchg32 leaves rax's top */
+            mov_rr(j, 0, RAX, RAX); /* a successful cmpxchg32 leaves rax's top */
         return;
-    default: {                                     /* or/and/xor with fetch: cmpxchg loop */
+    default: { /* or/and/xor with fetch: cmpxchg loop */
         uint8_t op = (in->imm & ~BPF_FETCH) == BPF_OR ? 0x09 : (in->imm & ~BPF_FETCH) == BPF_AND ? 0x21 : 0x31;
         push(j, RAX);
         mov_rr(j, F_W, R9, src);
@@ -563,21 +581,21 @@ static const int arg_regs[] = {RDI, RSI, RDX, RCX, R8};
 /* Calls the helper whose table entry r11 points to; r1..r5 survive. */
 static void emit_helper_call_r11(struct jit *j, size_t pc)
 {
-    ins_rm(j, F_W, 0x8b, R10, R11, 0);            /* mov r10, [r11] (fn) */
+    ins_rm(j, F_W, 0x8b, R10, R11, 0); /* mov r10, [r11] (fn) */
     ins_rr(j, F_W, 0x85, R10, R10);
     fault_if(j, CC_E, EINVAL, pc);
     if (j->opts->per_run_user)
         ins_rm(j, F_W, 0x8b, R9, R12, BLK_USER);
     else
         ins_rm(j, F_W, 0x8b, R9, R11, 8);
-    ins_rr(j, 0, 0xff, 2, R10);                    /* call r10 */
+    ins_rr(j, 0, 0xff, 2, R10); /* call r10 */
 }
 
 static void emit_helper_call(struct jit *j, uint32_t id, size_t pc)
 {
     for (size_t i = 0; i < 5; i++)
         push(j, arg_regs[i]);
-    ins_ri(j, F_W, 5, RSP, 8);                     /* keep rsp 16-aligned */
+    ins_ri(j, F_W, 5, RSP, 8); /* keep rsp 16-aligned */
     ins_rm(j, F_W, 0x8b, R11, R12, BLK_TABLE);
     ins_rm(j, F_W, 0x8d, R11, R11, (int32_t)(id * sizeof(struct bpfg_x86jit_helper)));
     emit_helper_call_r11(j, pc);
@@ -594,7 +612,7 @@ static void emit_helper_call(struct jit *j, uint32_t id, size_t pc)
  * target < 0: the code address is in r11. */
 static void emit_local_call(struct jit *j, int64_t target, size_t pc)
 {
-    ins_rm(j, F_W, 0x8d, R10, RBP, -2 * EBPF_STACK_SIZE);   /* new frame's bottom */
+    ins_rm(j, F_W, 0x8d, R10, RBP, -2 * EBPF_STACK_SIZE); /* new frame's bottom */
     ins_rm(j, F_W, 0x3b, R10, R12, BLK_STACK_LO);
     fault_if(j, CC_B, E2BIG, pc);
     push(j, RBX);
@@ -607,7 +625,7 @@ static void emit_local_call(struct jit *j, int64_t target, size_t pc)
         emit1(j, 0xe8);
         add_fixup(j, (uint32_t)target);
     } else {
-        ins_rr(j, 0, 0xff, 2, R11);                   /* call r11 */
+        ins_rr(j, 0, 0xff, 2, R11); /* call r11 */
     }
     ins_ri(j, F_W, 0, RSP, 8);
     ins_ri(j, F_W, 0, RBP, EBPF_STACK_SIZE);
@@ -654,7 +672,7 @@ static void emit_callx(struct jit *j, const struct bpf_insn *in, size_t pc)
 {
     mov_rr(j, F_W, R11, reg_map[in->dst_reg]);
     mov_rr(j, F_W, R10, R11);
-    ins_rr(j, F_W, 0xc1, 5, R10);                 /* shr r10, 48 */
+    ins_rr(j, F_W, 0xc1, 5, R10); /* shr r10, 48 */
     emit1(j, 48);
     ins_ri(j, 0, 7, R10, FUNC_TAG_HI16);
     size_t to_helper = jcc32(j, CC_NE);
@@ -689,10 +707,10 @@ static void emit_callx(struct jit *j, const struct bpf_insn *in, size_t pc)
     fault_if(j, CC_A, EINVAL, pc);
     for (size_t i = 0; i < 5; i++)
         push(j, arg_regs[i]);
-    push(j, R11);                                     /* the id, for unwind; keeps alignment */
-    ins_rr(j, F_W, 0xc1, 4, R11);                     /* shl r11, 4 */
+    push(j, R11);                 /* the id, for unwind; keeps alignment */
+    ins_rr(j, F_W, 0xc1, 4, R11); /* shl r11, 4 */
     emit1(j, 4);
-    ins_rm(j, F_W, 0x03, R11, R12, BLK_TABLE);        /* add r11, [r12] */
+    ins_rm(j, F_W, 0x03, R11, R12, BLK_TABLE); /* add r11, [r12] */
     emit_helper_call_r11(j, pc);
     pop(j, R11);
     for (size_t i = 5; i-- > 0;)
@@ -712,22 +730,17 @@ static void emit_callx(struct jit *j, const struct bpf_insn *in, size_t pc)
 static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
 {
     static const int cc_of[16] = {
-        [BPF_JEQ >> 4] = CC_E, [BPF_JGT >> 4] = CC_A, [BPF_JGE >> 4] = CC_AE,
-        [BPF_JSET >> 4] = CC_NE, [BPF_JNE >> 4] = CC_NE, [BPF_JSGT >> 4] = CC_G,
-        [BPF_JSGE >> 4] = CC_GE, [BPF_JLT >> 4] = CC_B, [BPF_JLE >> 4] = CC_BE,
-        [BPF_JSLT >> 4] = CC_L, [BPF_JSLE >> 4] = CC_LE,
+        [BPF_JEQ >> 4] = CC_E,  [BPF_JGT >> 4] = CC_A,  [BPF_JGE >> 4] = CC_AE,  [BPF_JSET >> 4] = CC_NE,
+        [BPF_JNE >> 4] = CC_NE, [BPF_JSGT >> 4] = CC_G, [BPF_JSGE >> 4] = CC_GE, [BPF_JLT >> 4] = CC_B,
+        [BPF_JLE >> 4] = CC_BE, [BPF_JSLT >> 4] = CC_L, [BPF_JSLE >> 4] = CC_LE,
     };
     bool is32 = BPF_CLASS(in->code) == BPF_JMP32;
     unsigned w = is32 ? 0 : F_W;
     uint8_t op = BPF_OP(in->code);
 
     switch (op) {
-    case BPF_JA:
-        jmp_label(j, (uint32_t)((int64_t)pc + 1 + (is32 ? in->imm : in->off)));
-        return 0;
-    case BPF_EXIT:
-        emit1(j, 0xc3);
-        return 0;
+    case BPF_JA: jmp_label(j, (uint32_t)((int64_t)pc + 1 + (is32 ? in->imm : in->off))); return 0;
+    case BPF_EXIT: emit1(j, 0xc3); return 0;
     case BPF_CALL:
         if (BPF_SRC(in->code) == BPF_X)
             emit_callx(j, in, pc);
@@ -736,11 +749,18 @@ static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
         else
             emit_helper_call(j, (uint32_t)in->imm, pc);
         return 0;
-    case BPF_JEQ: case BPF_JGT: case BPF_JGE: case BPF_JSET: case BPF_JNE:
-    case BPF_JSGT: case BPF_JSGE: case BPF_JLT: case BPF_JLE: case BPF_JSLT: case BPF_JSLE:
-        break;
-    default:
-        return -EINVAL;
+    case BPF_JEQ:
+    case BPF_JGT:
+    case BPF_JGE:
+    case BPF_JSET:
+    case BPF_JNE:
+    case BPF_JSGT:
+    case BPF_JSGE:
+    case BPF_JLT:
+    case BPF_JLE:
+    case BPF_JSLT:
+    case BPF_JSLE: break;
+    default: return -EINVAL;
     }
     int dst = reg_map[in->dst_reg];
     if (BPF_SRC(in->code) == BPF_X) {
@@ -749,7 +769,7 @@ static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
         ins_rr(j, w, 0xf7, 0, dst);
         emit4(j, (uint32_t)in->imm);
     } else if (in->imm == 0) {
-        ins_rr(j, w, 0x85, dst, dst);   /* test sets the flags cmp 0 would */
+        ins_rr(j, w, 0x85, dst, dst); /* test sets the flags cmp 0 would */
     } else {
         ins_ri(j, w, 7, dst, in->imm);
     }
@@ -764,7 +784,7 @@ static void emit_entry(struct jit *j)
     static const int saved[] = {RBP, RBX, R12, R13, R14, R15};
     for (size_t i = 0; i < 6; i++)
         push(j, saved[i]);
-    ins_rr(j, F_W, 0x81, 5, RSP);                       /* sub rsp, ENTRY_FRAME */
+    ins_rr(j, F_W, 0x81, 5, RSP); /* sub rsp, ENTRY_FRAME */
     emit4(j, ENTRY_FRAME);
     mov_rr(j, F_W, R12, RSP);
     ins_rm(j, F_W, 0x89, RDX, R12, BLK_TABLE);
@@ -776,7 +796,7 @@ static void emit_entry(struct jit *j)
     for (size_t i = 0; i < 8; i++)
         mov_ri(j, 0, zero[i], 0);
     emit1(j, 0xe8);
-    add_fixup(j, 0);                                    /* call the program */
+    add_fixup(j, 0); /* call the program */
     mov_ri(j, 0, RDX, 0);
     j->out_label = j->len;
     ins_rr(j, F_W, 0x81, 0, RSP);
@@ -851,7 +871,7 @@ static int collect_funcs(struct jit *j, const struct bpf_insn *orig, size_t n)
         const struct bpf_insn *in = &orig[pc];
         if ((in->code == (BPF_JMP | BPF_CALL) && in->src_reg == BPF_PSEUDO_CALL) ||
             (in->code == (BPF_LD | BPF_IMM | BPF_DW) && in->src_reg == BPF_PSEUDO_FUNC))
-            seen[pc + 1 + in->imm] = 1;   /* validated in range */
+            seen[pc + 1 + in->imm] = 1; /* validated in range */
         if (in->code == (BPF_LD | BPF_IMM | BPF_DW))
             pc++;
     }
@@ -901,37 +921,26 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         j.labels[pc] = (uint32_t)j.len;
         switch (BPF_CLASS(in->code)) {
         case BPF_ALU:
-        case BPF_ALU64:
-            ret = emit_alu(&j, in);
-            break;
+        case BPF_ALU64: ret = emit_alu(&j, in); break;
         case BPF_JMP:
-        case BPF_JMP32:
-            ret = emit_jmp(&j, in, pc);
-            break;
+        case BPF_JMP32: ret = emit_jmp(&j, in, pc); break;
         case BPF_LD:
             if (in->code != (BPF_LD | BPF_IMM | BPF_DW)) {
                 ret = -EINVAL;
                 break;
             }
-            mov_ri64(&j, reg_map[in->dst_reg],
-                     (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32);
+            mov_ri64(&j, reg_map[in->dst_reg], (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32);
             j.labels[++pc] = (uint32_t)j.len;
             break;
-        case BPF_LDX:
-            emit_ldx(&j, in);
-            break;
-        case BPF_ST:
-            emit_st(&j, in);
-            break;
+        case BPF_LDX: emit_ldx(&j, in); break;
+        case BPF_ST: emit_st(&j, in); break;
         case BPF_STX:
             if (BPF_MODE(in->code) == BPF_ATOMIC)
                 emit_atomic(&j, in, pc);
             else
                 emit_stx(&j, in);
             break;
-        default:
-            ret = -EINVAL;
-            break;
+        default: ret = -EINVAL; break;
         }
         if (ret)
             snprintf(err, errlen, "instruction %zu: opcode 0x%02x not supported by the x86 JIT", pc, in->code);

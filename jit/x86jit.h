@@ -67,22 +67,21 @@ struct bpfg_x86jit_helper {
 
 struct bpfg_x86jit_result {
     uint64_t r0;
-    uint64_t fault;   /* 0, or (insn << 32) | (uint32_t)-errno */
+    uint64_t fault; /* 0, or (insn << 32) | (uint32_t)-errno */
 };
 
-typedef struct bpfg_x86jit_result (*bpfg_x86jit_fn)(void *ctx, size_t len,
-                                                    const struct bpfg_x86jit_helper *table,
+typedef struct bpfg_x86jit_result (*bpfg_x86jit_fn)(void *ctx, size_t len, const struct bpfg_x86jit_helper *table,
                                                     void *run_user);
 
 struct bpfg_x86jit_opts {
-    bpfg_ld64_resolver resolver;      /* lddw pseudo forms (maps); NULL: refuse them */
+    bpfg_ld64_resolver resolver; /* lddw pseudo forms (maps); NULL: refuse them */
     void *resolver_user;
     /* Bitmap of the helper ids the run-time table will provide: calls to
      * other ids are refused at compile time, as the interpreter does. */
     uint64_t helpers[BPFG_MAX_HELPERS / 64];
     bool has_unwind;
     uint32_t unwind_id;
-    bool per_run_user;                /* helpers get run_user, not table[id].user */
+    bool per_run_user; /* helpers get run_user, not table[id].user */
 };
 
 /* Machine code in a plain heap buffer: copy it anywhere and run it there. */
@@ -101,8 +100,7 @@ int bpfg_x86jit_validate(const struct bpf_insn *insns, size_t n, const struct bp
 
 /* Validates (as bpfg_vm_load does) and translates n instructions. On error
  * returns a negative errno and a message naming the instruction in err. */
-int bpfg_x86jit_compile(const struct bpf_insn *insns, size_t n,
-                        const struct bpfg_x86jit_opts *opts,
+int bpfg_x86jit_compile(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
                         struct bpfg_x86jit_code *out, char *err, size_t errlen);
 void bpfg_x86jit_code_free(struct bpfg_x86jit_code *code);
 

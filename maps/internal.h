@@ -12,22 +12,22 @@
 #include "maps.h"
 
 #ifndef ENOTSUPP
-#define ENOTSUPP 524   /* kernel-internal errno that bpf(2) returns for some map ops */
+#define ENOTSUPP 524 /* kernel-internal errno that bpf(2) returns for some map ops */
 #endif
 
-#define REGION_MAGIC   0x50414d4746504221ull   /* "!BPFGMAP" little-endian */
+#define REGION_MAGIC 0x50414d4746504221ull /* "!BPFGMAP" little-endian */
 #define REGION_VERSION 2u
-#define REGION_PAGE    4096u
-#define HDR_SIZE       REGION_PAGE
-#define LOCK_STRIDE    64u                      /* one robust mutex per cache line */
-#define FREE_HEAD_OFF  48u                      /* hash: the stripe's free-list head */
+#define REGION_PAGE 4096u
+#define HDR_SIZE REGION_PAGE
+#define LOCK_STRIDE 64u   /* one robust mutex per cache line */
+#define FREE_HEAD_OFF 48u /* hash: the stripe's free-list head */
 #define MAX_LOCK_STRIPES 64u
-#define NIL            0xffffffffu
-#define NULLS_BIT      0x80000000u
-#define MAX_CPUS       4096u
+#define NIL 0xffffffffu
+#define NULLS_BIT 0x80000000u
+#define MAX_CPUS 4096u
 
-#define ROUND8(x)     (((x) + 7u) & ~7u)
-#define ROUNDUP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define ROUND8(x) (((x) + 7u) & ~7u)
+#define ROUNDUP(x, a) (((x) + (a)-1) / (a) * (a))
 
 /* Immutable description, written once at creation (offset 0). */
 struct region_hdr {
@@ -47,15 +47,15 @@ struct region_hdr {
     uint32_t page_size;
     char name[BPFG_MAP_NAME_LEN];
     uint64_t region_size;
-    uint64_t locks_off;      /* n_locks + 1 robust mutexes, LOCK_STRIDE apart */
-    uint32_t n_locks;        /* stripes; lock n_locks is the repair lock */
-    uint32_t elem_size;      /* stride of data elements */
-    uint64_t aux_off;        /* hash: buckets; ring: consumer page; perf: ctl pages */
+    uint64_t locks_off; /* n_locks + 1 robust mutexes, LOCK_STRIDE apart */
+    uint32_t n_locks;   /* stripes; lock n_locks is the repair lock */
+    uint32_t elem_size; /* stride of data elements */
+    uint64_t aux_off;   /* hash: buckets; ring: consumer page; perf: ctl pages */
     uint64_t aux_size;
-    uint64_t data_off;       /* elements / ring data */
+    uint64_t data_off; /* elements / ring data */
     uint64_t data_size;
-    uint64_t lru_off;        /* LRU: 2 bytes per element (live, ref) */
-    uint32_t n_elems;        /* hash: pool size; array: max_entries; queue: slots */
+    uint64_t lru_off; /* LRU: 2 bytes per element (live, ref) */
+    uint32_t n_elems; /* hash: pool size; array: max_entries; queue: slots */
     uint32_t n_buckets;
 };
 
@@ -63,20 +63,20 @@ struct region_hdr {
 #define STATE_OFF 512u
 struct region_state {
     _Atomic uint32_t frozen;
-    _Atomic uint32_t needs_repair;     /* an owner died: run repair */
-    _Atomic uint32_t count;            /* hash: live elements */
-    _Atomic uint32_t repairs;          /* statistics: repairs done */
+    _Atomic uint32_t needs_repair; /* an owner died: run repair */
+    _Atomic uint32_t count;        /* hash: live elements */
+    _Atomic uint32_t repairs;      /* statistics: repairs done */
     char pad0[48];
-    uint64_t unused_free_head;         /* layout 1's single free list */
+    uint64_t unused_free_head; /* layout 1's single free list */
     char pad1[56];
-    _Atomic uint64_t clock_hand;       /* LRU victim search */
+    _Atomic uint64_t clock_hand; /* LRU victim search */
     char pad2[56];
-    _Atomic uint32_t q_head, q_tail;   /* queue/stack, under lock 0 */
+    _Atomic uint32_t q_head, q_tail; /* queue/stack, under lock 0 */
     char pad3[56];
-    _Atomic uint32_t rb_waiters;       /* ringbuf: consumers sleeping */
-    _Atomic uint32_t rb_futex;         /* ringbuf: bumped on wakeup */
+    _Atomic uint32_t rb_waiters; /* ringbuf: consumers sleeping */
+    _Atomic uint32_t rb_futex;   /* ringbuf: bumped on wakeup */
     char pad4[56];
-    _Atomic uint32_t rb_lock;          /* ringbuf: reserving thread's tid, 0 = free */
+    _Atomic uint32_t rb_lock; /* ringbuf: reserving thread's tid, 0 = free */
     char pad5[60];
 };
 
@@ -90,17 +90,17 @@ struct perf_ctl {
     _Atomic uint64_t lost;
     _Atomic uint64_t lost_reported;
     char pad2[48];
-    _Atomic uint32_t lock;             /* reserving thread's tid, 0 = free */
+    _Atomic uint32_t lock; /* reserving thread's tid, 0 = free */
 };
 
 struct ring_view {
     _Atomic unsigned long *cons;
     _Atomic unsigned long *prod;
-    uint8_t *data;           /* double mapped */
+    uint8_t *data; /* double mapped */
     uint64_t mask;
-    _Atomic uint32_t *lock;  /* reserve lock: owner tid (see ring_lock) */
-    struct perf_ctl *perf;   /* perf rings only */
-    _Atomic unsigned long cons_cache;  /* last consumer_pos seen: a lower bound */
+    _Atomic uint32_t *lock;           /* reserve lock: owner tid (see ring_lock) */
+    struct perf_ctl *perf;            /* perf rings only */
+    _Atomic unsigned long cons_cache; /* last consumer_pos seen: a lower bound */
 };
 
 struct map_ops;
@@ -110,15 +110,15 @@ struct map_ops;
  * out of bounds. */
 struct bpfg_map {
     int fd;
-    uint8_t *base;            /* main mapping */
+    uint8_t *base; /* main mapping */
     size_t base_len;
     struct region_hdr *hdr;
     struct region_state *st;
     const struct map_ops *ops;
     uint32_t type, key_size, value_size, max_entries, map_flags, nr_cpus;
     uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
-    uint32_t value_stride;    /* ROUND8(value_size) */
-    uint32_t key_stride;      /* ROUND8(key_size) */
+    uint32_t value_stride; /* ROUND8(value_size) */
+    uint32_t key_stride;   /* ROUND8(key_size) */
     uint8_t *locks;
     uint8_t *aux;
     uint8_t *data;
@@ -126,7 +126,7 @@ struct bpfg_map {
     /* ring types */
     struct ring_view *rings;
     uint32_t n_rings;
-    void **ring_bases;        /* one double mapping per ring */
+    void **ring_bases; /* one double mapping per ring */
     size_t ring_map_len;
 };
 
@@ -138,9 +138,9 @@ struct layout {
 };
 
 struct map_ops {
-    int (*check)(const struct bpfg_map_spec *spec);            /* -EINVAL/-E2BIG */
+    int (*check)(const struct bpfg_map_spec *spec); /* -EINVAL/-E2BIG */
     void (*layout)(const struct bpfg_map_spec *spec, struct layout *lo);
-    void (*init)(struct bpfg_map *m);                            /* fresh region */
+    void (*init)(struct bpfg_map *m); /* fresh region */
     void *(*lookup)(struct bpfg_map *m, const void *key);
     int (*update)(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
     int (*delete)(struct bpfg_map *m, const void *key);
@@ -149,7 +149,7 @@ struct map_ops {
     int (*get_next_key)(struct bpfg_map *m, const void *key, void *next);
     int (*push)(struct bpfg_map *m, const void *value, uint64_t flags);
     int (*pop)(struct bpfg_map *m, void *value, bool remove);
-    int (*repair)(struct bpfg_map *m);                          /* all locks held */
+    int (*repair)(struct bpfg_map *m); /* all locks held */
 };
 
 extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;
@@ -164,7 +164,7 @@ static inline pthread_mutex_t *map_lockp(struct bpfg_map *m, uint32_t i)
     return (pthread_mutex_t *)(m->locks + (uint64_t)i * LOCK_STRIDE);
 }
 int map_lock(struct bpfg_map *m, uint32_t i);
-int map_trylock(struct bpfg_map *m, uint32_t i);   /* -EBUSY if held */
+int map_trylock(struct bpfg_map *m, uint32_t i); /* -EBUSY if held */
 void map_unlock(struct bpfg_map *m, uint32_t i);
 int map_repair_if_needed(struct bpfg_map *m);
 bool map_probe_dead_owners(struct bpfg_map *m);

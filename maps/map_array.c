@@ -6,11 +6,11 @@
  */
 #include "internal.h"
 
-#define ARRAY_FLAGS (BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_RDONLY | BPF_F_WRONLY | \
-                     BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG | BPF_F_INNER_MAP | \
-                     BPF_F_PRESERVE_ELEMS | BPFG_F_GLOBAL_DATA)
+#define ARRAY_FLAGS                                                                                           \
+    (BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG | \
+     BPF_F_INNER_MAP | BPF_F_PRESERVE_ELEMS | BPFG_F_GLOBAL_DATA)
 #define MAX_REGION (1ull << 38)
-#define PCPU_MAX_VALUE (32u * 1024)   /* the kernel's PCPU_MIN_UNIT_SIZE */
+#define PCPU_MAX_VALUE (32u * 1024) /* the kernel's PCPU_MIN_UNIT_SIZE */
 
 static bool is_percpu(const struct bpfg_map_spec *s)
 {
@@ -19,8 +19,7 @@ static bool is_percpu(const struct bpfg_map_spec *s)
 
 static int array_check(const struct bpfg_map_spec *s)
 {
-    if (s->key_size != 4 || s->value_size == 0 || s->max_entries == 0 ||
-        (s->map_flags & ~ARRAY_FLAGS))
+    if (s->key_size != 4 || s->value_size == 0 || s->max_entries == 0 || (s->map_flags & ~ARRAY_FLAGS))
         return -EINVAL;
     if (is_percpu(s) && (s->map_flags & (BPF_F_MMAPABLE | BPFG_F_GLOBAL_DATA)))
         return -EINVAL;
@@ -41,9 +40,8 @@ static void array_layout(const struct bpfg_map_spec *s, struct layout *lo)
     lo->n_locks = 0;
     lo->locks_off = HDR_SIZE;
     lo->n_elems = s->max_entries;
-    lo->elem_size = s->type == BPF_MAP_TYPE_PROG_ARRAY ? 4
-                  : ROUND8(s->value_size) * (is_percpu(s) ? s->nr_cpus : 1);
-    lo->data_off = HDR_SIZE;   /* page aligned: mmapable value area */
+    lo->elem_size = s->type == BPF_MAP_TYPE_PROG_ARRAY ? 4 : ROUND8(s->value_size) * (is_percpu(s) ? s->nr_cpus : 1);
+    lo->data_off = HDR_SIZE; /* page aligned: mmapable value area */
     lo->data_size = (uint64_t)lo->elem_size * s->max_entries;
     lo->region_size = ROUNDUP(lo->data_off + lo->data_size, REGION_PAGE);
 }
@@ -73,7 +71,7 @@ static void *percpu_array_lookup(struct bpfg_map *m, const void *key)
 
 static int check_update(struct bpfg_map *m, const void *key, uint64_t flags, uint32_t *idx)
 {
-    if (flags > BPF_EXIST)      /* includes BPF_F_LOCK: no bpf_spin_lock here */
+    if (flags > BPF_EXIST) /* includes BPF_F_LOCK: no bpf_spin_lock here */
         return -EINVAL;
     memcpy(idx, key, 4);
     if (*idx >= m->max_entries)
@@ -220,19 +218,30 @@ static int prog_array_lookup_copy(struct bpfg_map *m, const void *key, void *val
 }
 
 const struct map_ops array_ops = {
-    .check = array_check, .layout = array_layout,
-    .lookup = array_lookup, .update = array_update, .delete = array_delete,
-    .lookup_copy = array_lookup_copy, .get_next_key = array_get_next_key,
+    .check = array_check,
+    .layout = array_layout,
+    .lookup = array_lookup,
+    .update = array_update,
+    .delete = array_delete,
+    .lookup_copy = array_lookup_copy,
+    .get_next_key = array_get_next_key,
 };
 
 const struct map_ops percpu_array_ops = {
-    .check = array_check, .layout = array_layout,
-    .lookup = percpu_array_lookup, .update = percpu_array_update, .delete = array_delete,
-    .lookup_copy = percpu_array_lookup_copy, .get_next_key = array_get_next_key,
+    .check = array_check,
+    .layout = array_layout,
+    .lookup = percpu_array_lookup,
+    .update = percpu_array_update,
+    .delete = array_delete,
+    .lookup_copy = percpu_array_lookup_copy,
+    .get_next_key = array_get_next_key,
 };
 
 const struct map_ops prog_array_ops = {
-    .check = array_check, .layout = array_layout,
-    .update = prog_array_update, .delete = prog_array_delete,
-    .lookup_copy = prog_array_lookup_copy, .get_next_key = array_get_next_key,
+    .check = array_check,
+    .layout = array_layout,
+    .update = prog_array_update,
+    .delete = prog_array_delete,
+    .lookup_copy = prog_array_lookup_copy,
+    .get_next_key = array_get_next_key,
 };

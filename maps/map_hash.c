@@ -21,18 +21,19 @@
 
 #include "internal.h"
 
-#define HASH_FLAGS (BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE | BPF_F_RDONLY | \
-                    BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG | BPF_F_ZERO_SEED)
-#define MAX_KEY 512u                 /* MAX_BPF_STACK */
+#define HASH_FLAGS                                                                                                 \
+    (BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | \
+     BPF_F_WRONLY_PROG | BPF_F_ZERO_SEED)
+#define MAX_KEY 512u /* MAX_BPF_STACK */
 #define MAX_ENTRIES (1u << 28)
 #define PCPU_MAX_VALUE (32u * 1024)
 #define READ_RETRIES 16
 
 struct helem {
-    _Atomic uint32_t next;       /* element index, or NULLS_BIT | bucket */
+    _Atomic uint32_t next; /* element index, or NULLS_BIT | bucket */
     uint32_t hash;
-    _Atomic uint32_t gen;        /* odd while the element is being written */
-    _Atomic uint32_t free_next;  /* free-list link; `next` stays intact for readers */
+    _Atomic uint32_t gen;       /* odd while the element is being written */
+    _Atomic uint32_t free_next; /* free-list link; `next` stays intact for readers */
 };
 
 static bool type_percpu(uint32_t t)
@@ -55,8 +56,7 @@ static uint32_t roundup_pow2(uint32_t x)
 
 static int hash_check(const struct bpfg_map_spec *s)
 {
-    if (s->key_size == 0 || s->value_size == 0 || s->max_entries == 0 ||
-        (s->map_flags & ~HASH_FLAGS))
+    if (s->key_size == 0 || s->value_size == 0 || s->max_entries == 0 || (s->map_flags & ~HASH_FLAGS))
         return -EINVAL;
     if (!type_lru(s->type) && (s->map_flags & BPF_F_NO_COMMON_LRU))
         return -EINVAL;
@@ -181,8 +181,18 @@ static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
 static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
 {
     switch (m->key_size) {
-    case 4: { uint32_t x, y; memcpy(&x, a, 4); memcpy(&y, b, 4); return x == y; }
-    case 8: { uint64_t x, y; memcpy(&x, a, 8); memcpy(&y, b, 8); return x == y; }
+    case 4: {
+        uint32_t x, y;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        return x == y;
+    }
+    case 8: {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        return x == y;
+    }
     default: return memcmp(a, b, m->key_size) == 0;
     }
 }
@@ -219,8 +229,7 @@ static struct helem *find_rcu(struct bpfg_map *m, const void *key, uint32_t hash
 }
 
 /* Search under the stripe lock: *link is the word that points at the result. */
-static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash,
-                                 _Atomic uint32_t **link_out)
+static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out)
 {
     uint32_t b = hash & (m->n_buckets - 1);
     _Atomic uint32_t *link = bucket(m, b);
@@ -228,7 +237,7 @@ static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t h
     uint32_t steps = 0;
     while (!(i & NULLS_BIT)) {
         if (i >= m->n_elems || ++steps > m->n_elems) {
-            atomic_store(&m->st->needs_repair, 1);   /* corrupt chain */
+            atomic_store(&m->st->needs_repair, 1); /* corrupt chain */
             return NULL;
         }
         struct helem *e = E(m, i);
@@ -330,8 +339,7 @@ static void hash_init(struct bpfg_map *m)
 
 /* Writes key and value into a free element. Other CPUs' slots of a per-CPU
  * element are zeroed when only the current CPU's value is given. */
-static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint32_t hash,
-                      const void *value, bool all)
+static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint32_t hash, const void *value, bool all)
 {
     uint32_t g = atomic_load_explicit(&e->gen, memory_order_relaxed);
     atomic_store_explicit(&e->gen, g | 1, memory_order_relaxed);
@@ -477,8 +485,8 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         uint8_t *v = eval(m, old);
         if (all)
             for (uint32_t c = 0; c < m->nr_cpus; c++)
-                memcpy(v + (uint64_t)c * m->value_stride,
-                       (const uint8_t *)value + (uint64_t)c * m->value_stride, m->value_size);
+                memcpy(v + (uint64_t)c * m->value_stride, (const uint8_t *)value + (uint64_t)c * m->value_stride,
+                       m->value_size);
         else
             memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
         if (m->lru)
@@ -509,16 +517,14 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
     }
     if (old) {
         /* Replace: one store swaps the new element in for the old. */
-        atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
-                              memory_order_relaxed);
+        atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(link, i, memory_order_release);
         uint32_t oi = idx_of(m, old);
         if (m->lru)
             atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
         free_push(m, s, oi);
     } else {
-        atomic_store_explicit(&e->next, atomic_load_explicit(bucket(m, b), memory_order_relaxed),
-                              memory_order_relaxed);
+        atomic_store_explicit(&e->next, atomic_load_explicit(bucket(m, b), memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(bucket(m, b), i, memory_order_release);
     }
 out:
@@ -543,8 +549,7 @@ static int hash_delete(struct bpfg_map *m, const void *key)
     _Atomic uint32_t *link = NULL;
     struct helem *e = find_locked(m, key, hash, &link);
     if (e) {
-        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
-                              memory_order_release);
+        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
         release_elem(m, s, idx_of(m, e));
     }
     map_unlock(m, s);
@@ -616,8 +621,7 @@ static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *val
     struct helem *e = find_locked(m, key, hash, &link);
     if (e) {
         memcpy(value, eval(m, e), copy_size(m));
-        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
-                              memory_order_release);
+        atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
         release_elem(m, s, idx_of(m, e));
     }
     map_unlock(m, s);
@@ -629,7 +633,7 @@ static int first_from(struct bpfg_map *m, uint32_t b, void *next)
 {
     for (; b < m->n_buckets; b++) {
         if (atomic_load_explicit(bucket(m, b), memory_order_relaxed) & NULLS_BIT)
-            continue;   /* cheap skip of empty buckets without the lock */
+            continue; /* cheap skip of empty buckets without the lock */
         uint32_t s = b & (m->n_locks - 1);
         int err = map_lock_checked(m, s);
         if (err)
@@ -682,8 +686,8 @@ static int hash_repair(struct bpfg_map *m)
         _Atomic uint32_t *link = bucket(m, b);
         uint32_t i = atomic_load(link);
         while (!(i & NULLS_BIT)) {
-            if (i >= m->n_elems || (seen[i / 64] >> (i % 64) & 1) ||
-                (E(m, i)->hash & (m->n_buckets - 1)) != b || (atomic_load(&E(m, i)->gen) & 1))
+            if (i >= m->n_elems || (seen[i / 64] >> (i % 64) & 1) || (E(m, i)->hash & (m->n_buckets - 1)) != b ||
+                (atomic_load(&E(m, i)->gen) & 1))
                 break;
             seen[i / 64] |= 1ull << (i % 64);
             count++;
@@ -710,10 +714,9 @@ static int hash_repair(struct bpfg_map *m)
     return 0;
 }
 
-#define HASH_OPS                                                                  \
-    .check = hash_check, .layout = hash_layout, .init = hash_init,               \
-    .lookup = hash_lookup, .update = hash_update, .delete = hash_delete,         \
-    .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete, \
+#define HASH_OPS                                                                                                 \
+    .check = hash_check, .layout = hash_layout, .init = hash_init, .lookup = hash_lookup, .update = hash_update, \
+    .delete = hash_delete, .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete,         \
     .get_next_key = hash_get_next_key, .repair = hash_repair
 
 const struct map_ops hash_ops = {HASH_OPS};

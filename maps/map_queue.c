@@ -16,8 +16,7 @@ static int qs_check(const struct bpfg_map_spec *s)
 {
     if (s->key_size != 0 || s->value_size == 0 || s->max_entries == 0 || (s->map_flags & ~QS_FLAGS))
         return -EINVAL;
-    if ((uint64_t)ROUND8(s->value_size) * ((uint64_t)s->max_entries + 1) > (1ull << 36) ||
-        s->max_entries == UINT32_MAX)
+    if ((uint64_t)ROUND8(s->value_size) * ((uint64_t)s->max_entries + 1) > (1ull << 36) || s->max_entries == UINT32_MAX)
         return -E2BIG;
     return 0;
 }
@@ -140,11 +139,23 @@ static int qs_get_next_key(struct bpfg_map *m, const void *key, void *next)
 }
 
 const struct map_ops queue_ops = {
-    .check = qs_check, .layout = qs_layout, .init = qs_init, .repair = qs_repair,
-    .push = qs_push, .pop = queue_pop, .delete = qs_delete, .get_next_key = qs_get_next_key,
+    .check = qs_check,
+    .layout = qs_layout,
+    .init = qs_init,
+    .repair = qs_repair,
+    .push = qs_push,
+    .pop = queue_pop,
+    .delete = qs_delete,
+    .get_next_key = qs_get_next_key,
 };
 
 const struct map_ops stack_ops = {
-    .check = qs_check, .layout = qs_layout, .init = qs_init, .repair = qs_repair,
-    .push = qs_push, .pop = stack_pop, .delete = qs_delete, .get_next_key = qs_get_next_key,
+    .check = qs_check,
+    .layout = qs_layout,
+    .init = qs_init,
+    .repair = qs_repair,
+    .push = qs_push,
+    .pop = stack_pop,
+    .delete = qs_delete,
+    .get_next_key = qs_get_next_key,
 };

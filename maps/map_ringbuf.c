@@ -25,13 +25,13 @@
 #include "internal.h"
 
 #define RB_MAX_RECORD (UINT32_MAX / 4)
-#define BUSY_SPINS 4   /* re-reads (~250 ns apart) of a BUSY header before checking its producer */
+#define BUSY_SPINS 4 /* re-reads (~250 ns apart) of a BUSY header before checking its producer */
 #define RB_FLAGS (BPF_F_NUMA_NODE)
 #define PERF_FLAGS (BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
 
 struct rb_hdr {
     _Atomic uint32_t len;
-    uint32_t pg_off;   /* kernel: page offset; here: the producer's tid */
+    uint32_t pg_off; /* kernel: page offset; here: the producer's tid */
 };
 
 static bool pow2(uint64_t x)
@@ -41,8 +41,8 @@ static bool pow2(uint64_t x)
 
 static int ringbuf_check(const struct bpfg_map_spec *s)
 {
-    if (s->key_size || s->value_size || (s->map_flags & ~RB_FLAGS) ||
-        !pow2(s->max_entries) || s->max_entries % REGION_PAGE)
+    if (s->key_size || s->value_size || (s->map_flags & ~RB_FLAGS) || !pow2(s->max_entries) ||
+        s->max_entries % REGION_PAGE)
         return -EINVAL;
     if (s->max_entries > (1u << 30))
         return -E2BIG;
@@ -54,7 +54,7 @@ static void ringbuf_layout(const struct bpfg_map_spec *s, struct layout *lo)
     lo->n_locks = 1;
     lo->locks_off = HDR_SIZE;
     lo->aux_off = ROUNDUP(lo->locks_off + 2ull * LOCK_STRIDE, REGION_PAGE);
-    lo->aux_size = 2ull * REGION_PAGE;    /* consumer page, producer page */
+    lo->aux_size = 2ull * REGION_PAGE; /* consumer page, producer page */
     lo->data_off = lo->aux_off + lo->aux_size;
     lo->data_size = s->max_entries;
     lo->region_size = lo->data_off + lo->data_size;
@@ -62,21 +62,20 @@ static void ringbuf_layout(const struct bpfg_map_spec *s, struct layout *lo)
 
 static int perf_check(const struct bpfg_map_spec *s)
 {
-    if (s->key_size != 4 || s->value_size != 4 || s->max_entries == 0 ||
-        (s->map_flags & ~PERF_FLAGS) || !pow2(s->map_extra) || s->map_extra % REGION_PAGE)
+    if (s->key_size != 4 || s->value_size != 4 || s->max_entries == 0 || (s->map_flags & ~PERF_FLAGS) ||
+        !pow2(s->map_extra) || s->map_extra % REGION_PAGE)
         return -EINVAL;
-    if (s->map_extra > (1u << 30) || s->max_entries > MAX_CPUS ||
-        s->map_extra * s->max_entries > (1ull << 36))
+    if (s->map_extra > (1u << 30) || s->max_entries > MAX_CPUS || s->map_extra * s->max_entries > (1ull << 36))
         return -E2BIG;
     return 0;
 }
 
 static void perf_layout(const struct bpfg_map_spec *s, struct layout *lo)
 {
-    lo->n_locks = s->max_entries;         /* one per ring */
+    lo->n_locks = s->max_entries; /* one per ring */
     lo->locks_off = HDR_SIZE;
     lo->aux_off = ROUNDUP(lo->locks_off + (uint64_t)(lo->n_locks + 1) * LOCK_STRIDE, REGION_PAGE);
-    lo->aux_size = (uint64_t)s->max_entries * REGION_PAGE;   /* struct perf_ctl each */
+    lo->aux_size = (uint64_t)s->max_entries * REGION_PAGE; /* struct perf_ctl each */
     lo->n_elems = s->max_entries;
     lo->elem_size = (uint32_t)s->map_extra;
     lo->data_off = lo->aux_off + lo->aux_size;
@@ -100,7 +99,7 @@ static void wake(struct bpfg_map *m)
  * waited for, yielding the CPU. Same assumption as the dead-producer skip:
  * one pid namespace, dead threads reaped. */
 #define LOCK_SPINS 256
-#define PREFETCH_AHEAD 256   /* bytes past the new producer_pos */
+#define PREFETCH_AHEAD 256 /* bytes past the new producer_pos */
 
 static bool tid_dead(uint32_t tid)
 {
@@ -116,15 +115,14 @@ static void ring_lock(_Atomic uint32_t *lock, uint32_t tid)
         for (int spin = 0; spin < LOCK_SPINS; spin++) {
             __builtin_ia32_pause();
             cur = atomic_load_explicit(lock, memory_order_relaxed);
-            if (!cur && atomic_compare_exchange_weak_explicit(lock, &cur, tid, memory_order_acquire,
-                                                              memory_order_relaxed))
+            if (!cur &&
+                atomic_compare_exchange_weak_explicit(lock, &cur, tid, memory_order_acquire, memory_order_relaxed))
                 return;
         }
         cur = atomic_load_explicit(lock, memory_order_relaxed);
         if (cur && (cur == tid || tid_dead(cur))) {
             /* Owner gone (or a previous life of our tid): take over. */
-            if (atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire,
-                                                        memory_order_relaxed))
+            if (atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire, memory_order_relaxed))
                 return;
             continue;
         }
@@ -174,7 +172,7 @@ void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
 void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags)
 {
     uint8_t *p = (uint8_t *)sample - sizeof(struct rb_hdr);
-    if (p < r->data || p > r->data + r->mask)   /* not a record of this ring */
+    if (p < r->data || p > r->data + r->mask) /* not a record of this ring */
         return;
     struct rb_hdr *h = (struct rb_hdr *)p;
     uint32_t len = atomic_load_explicit(&h->len, memory_order_relaxed);
@@ -192,7 +190,7 @@ void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool dis
      * (a sleeper announces itself, then re-checks the ring). */
     atomic_exchange(&h->len, nl);
     if (!atomic_load(&m->st->rb_waiters))
-        return;   /* nobody asleep: leave the consumer's line alone */
+        return; /* nobody asleep: leave the consumer's line alone */
     if (flags & BPF_RB_FORCE_WAKEUP) {
         wake(m);
     } else {
@@ -224,7 +222,7 @@ static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample
                 /* A live producer commits within nanoseconds of reserving:
                  * wait that long before paying for a liveness syscall. */
                 for (int spin = 0; spin < BUSY_SPINS && (len & BPF_RINGBUF_BUSY_BIT); spin++) {
-                    for (int k = 0; k < 10; k++)   /* leave the line to its writer */
+                    for (int k = 0; k < 10; k++) /* leave the line to its writer */
                         __builtin_ia32_pause();
                     len = atomic_load_explicit(&h->len, memory_order_acquire);
                 }
@@ -364,7 +362,8 @@ int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *v, bpfg_ringbuf_sa
     struct ring_view r = {
         .cons = (_Atomic unsigned long *)v->consumer_pos,
         .prod = (_Atomic unsigned long *)v->producer_pos,
-        .data = v->data, .mask = v->size - 1,
+        .data = v->data,
+        .mask = v->size - 1,
     };
     return consume_ring(&r, false, fn, ctx);
 }
@@ -497,9 +496,12 @@ static int perf_lookup_copy(struct bpfg_map *m, const void *key, void *value)
 }
 
 const struct map_ops ringbuf_ops = {
-    .check = ringbuf_check, .layout = ringbuf_layout,
+    .check = ringbuf_check,
+    .layout = ringbuf_layout,
 };
 
 const struct map_ops perf_ops = {
-    .check = perf_check, .layout = perf_layout, .lookup_copy = perf_lookup_copy,
+    .check = perf_check,
+    .layout = perf_layout,
+    .lookup_copy = perf_lookup_copy,
 };

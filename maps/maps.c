@@ -115,7 +115,7 @@ uint32_t bpfg_possible_cpus(void)
 
 uint32_t map_current_cpu(const struct bpfg_map *m)
 {
-    int cpu = sched_getcpu();   /* rseq area read with glibc >= 2.35, no syscall */
+    int cpu = sched_getcpu(); /* rseq area read with glibc >= 2.35, no syscall */
     if (cpu < 0)
         cpu = 0;
     return (uint32_t)cpu < m->nr_cpus ? (uint32_t)cpu : (uint32_t)cpu % m->nr_cpus;
@@ -205,7 +205,7 @@ static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 
 static void tid_after_fork(void)
 {
-    cached_tid = 0;   /* the child inherited the parent thread's value */
+    cached_tid = 0; /* the child inherited the parent thread's value */
 }
 
 static void tid_register(void)
@@ -268,13 +268,13 @@ static void spec_from_hdr(const struct region_hdr *h, struct bpfg_map_spec *s)
     s->nr_cpus = h->nr_cpus;
 }
 
-#define CHECK_FIELD(f)                                                        \
-    do {                                                                      \
-        if ((uint64_t)h->f != (uint64_t)lo.f) {                               \
-            map_set_error("region: header field " #f " is %llu, expected %llu", \
-                          (unsigned long long)h->f, (unsigned long long)lo.f);  \
-            return -EBADMSG;                                                  \
-        }                                                                     \
+#define CHECK_FIELD(f)                                                                                    \
+    do {                                                                                                  \
+        if ((uint64_t)h->f != (uint64_t)lo.f) {                                                           \
+            map_set_error("region: header field " #f " is %llu, expected %llu", (unsigned long long)h->f, \
+                          (unsigned long long)lo.f);                                                      \
+            return -EBADMSG;                                                                              \
+        }                                                                                                 \
     } while (0)
 
 /* Checks a header copy against the fd's size. On success *lo is the
@@ -316,8 +316,7 @@ static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
     int err = ops->check(&spec);
     if (err) {
         map_set_error("region: invalid %s parameters (key %u value %u entries %u flags %#x)",
-                      bpfg_map_type_name(h->map_type), h->key_size, h->value_size,
-                      h->max_entries, h->map_flags);
+                      bpfg_map_type_name(h->map_type), h->key_size, h->value_size, h->max_entries, h->map_flags);
         return -EBADMSG;
     }
     struct layout lo = {0};
@@ -334,8 +333,8 @@ static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
     CHECK_FIELD(n_elems);
     CHECK_FIELD(n_buckets);
     if (lo.region_size > (uint64_t)stbuf.st_size) {
-        map_set_error("region: truncated, needs %llu bytes, fd has %lld",
-                      (unsigned long long)lo.region_size, (long long)stbuf.st_size);
+        map_set_error("region: truncated, needs %llu bytes, fd has %lld", (unsigned long long)lo.region_size,
+                      (long long)stbuf.st_size);
         return -EBADMSG;
     }
     /* A peer able to shrink the file could make our loads fault (SIGBUS). */
@@ -372,8 +371,8 @@ static void *map_double(int fd, uint64_t file_off, size_t head, size_t size)
     if (r == MAP_FAILED)
         return NULL;
     if (mmap(r, head + size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)file_off) == MAP_FAILED ||
-        mmap(r + head + size, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
-             (off_t)(file_off + head)) == MAP_FAILED) {
+        mmap(r + head + size, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)(file_off + head)) ==
+            MAP_FAILED) {
         int e = errno;
         munmap(r, head + 2 * size);
         errno = e;
@@ -441,7 +440,7 @@ static int attach_rings(struct bpfg_map *m, const struct layout *lo)
 static int attach(int fd, struct bpfg_map **out)
 {
     struct region_hdr h;
-    struct layout lo = {0};   /* set by validate_hdr; gcc cannot tell once it is inlined here */
+    struct layout lo = {0}; /* set by validate_hdr; gcc cannot tell once it is inlined here */
     struct bpfg_map *m = NULL;
     int err = read_hdr(fd, &h);
     if (!err)
@@ -471,8 +470,9 @@ static int attach(int fd, struct bpfg_map **out)
     m->key_stride = ROUND8(h.key_size);
 
     bool ring = m->type == BPF_MAP_TYPE_RINGBUF || m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
-    m->base_len = m->type == BPF_MAP_TYPE_RINGBUF ? lo.aux_off
-                : m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? lo.data_off : lo.region_size;
+    m->base_len = m->type == BPF_MAP_TYPE_RINGBUF            ? lo.aux_off
+                  : m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? lo.data_off
+                                                             : lo.region_size;
     m->base = mmap(NULL, m->base_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
     if (m->base == MAP_FAILED) {
         m->base = NULL;
@@ -542,8 +542,7 @@ int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
     int err = ops->check(&spec);
     if (err) {
         map_set_error("create: invalid %s parameters (key %u value %u entries %u flags %#x)",
-                      bpfg_map_type_name(spec.type), spec.key_size, spec.value_size,
-                      spec.max_entries, spec.map_flags);
+                      bpfg_map_type_name(spec.type), spec.key_size, spec.value_size, spec.max_entries, spec.map_flags);
         return err;
     }
     struct layout lo = {0};
@@ -603,15 +602,29 @@ int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
         goto fail;
     /* Type init runs on a temporary handle over the fresh mapping. */
     struct bpfg_map tmp = {
-        .fd = -1, .base = p, .base_len = lo.region_size, .hdr = h,
-        .st = (struct region_state *)(p + STATE_OFF), .ops = ops,
-        .type = spec.type, .key_size = spec.key_size, .value_size = spec.value_size,
-        .max_entries = spec.max_entries, .map_flags = spec.map_flags, .nr_cpus = spec.nr_cpus,
-        .n_elems = lo.n_elems, .elem_size = lo.elem_size, .n_buckets = lo.n_buckets,
-        .n_locks = lo.n_locks, .hash_seed = h->hash_seed,
-        .value_stride = ROUND8(spec.value_size), .key_stride = ROUND8(spec.key_size),
-        .locks = p + lo.locks_off, .aux = lo.aux_size ? p + lo.aux_off : NULL,
-        .data = p + lo.data_off, .lru = lo.lru_off ? p + lo.lru_off : NULL,
+        .fd = -1,
+        .base = p,
+        .base_len = lo.region_size,
+        .hdr = h,
+        .st = (struct region_state *)(p + STATE_OFF),
+        .ops = ops,
+        .type = spec.type,
+        .key_size = spec.key_size,
+        .value_size = spec.value_size,
+        .max_entries = spec.max_entries,
+        .map_flags = spec.map_flags,
+        .nr_cpus = spec.nr_cpus,
+        .n_elems = lo.n_elems,
+        .elem_size = lo.elem_size,
+        .n_buckets = lo.n_buckets,
+        .n_locks = lo.n_locks,
+        .hash_seed = h->hash_seed,
+        .value_stride = ROUND8(spec.value_size),
+        .key_stride = ROUND8(spec.key_size),
+        .locks = p + lo.locks_off,
+        .aux = lo.aux_size ? p + lo.aux_off : NULL,
+        .data = p + lo.data_off,
+        .lru = lo.lru_off ? p + lo.lru_off : NULL,
     };
     if (ops->init)
         ops->init(&tmp);
@@ -684,7 +697,7 @@ int bpfg_map_delete_elem(struct bpfg_map *m, const void *key)
 {
     if (m->map_flags & BPF_F_RDONLY_PROG)
         return -EPERM;
-    return m->ops->delete ? m->ops->delete(m, key) : -EINVAL;
+    return m->ops->delete ? m->ops->delete (m, key) : -EINVAL;
 }
 
 int bpfg_map_push_elem(struct bpfg_map *m, const void *value, uint64_t flags)
@@ -729,7 +742,7 @@ int bpfg_map_delete_copy(struct bpfg_map *m, const void *key)
 {
     if (!sys_writable(m))
         return -EPERM;
-    return m->ops->delete ? m->ops->delete(m, key) : -EINVAL;
+    return m->ops->delete ? m->ops->delete (m, key) : -EINVAL;
 }
 
 int bpfg_map_lookup_and_delete_copy(struct bpfg_map *m, const void *key, void *value)
@@ -760,8 +773,7 @@ uint32_t bpfg_map_prog_array_get(struct bpfg_map *m, uint32_t index)
 {
     if (m->type != BPF_MAP_TYPE_PROG_ARRAY || index >= m->max_entries)
         return 0;
-    return atomic_load_explicit((_Atomic uint32_t *)(m->data + (uint64_t)index * 4),
-                                memory_order_acquire);
+    return atomic_load_explicit((_Atomic uint32_t *)(m->data + (uint64_t)index * 4), memory_order_acquire);
 }
 
 void *bpfg_map_value_area(struct bpfg_map *m, size_t *size, uint64_t *file_off)

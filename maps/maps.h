@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPFG_MAP_NAME_LEN 16  /* BPF_OBJ_NAME_LEN, NUL included */
+#define BPFG_MAP_NAME_LEN 16 /* BPF_OBJ_NAME_LEN, NUL included */
 
 /* bpfgraft-only creation flag: an ARRAY with max_entries 1 backing a
  * .data/.bss (or, with BPF_F_RDONLY_PROG, .rodata) section. Implies
@@ -38,27 +38,27 @@
 struct bpfg_map;
 
 struct bpfg_map_spec {
-    uint32_t type;             /* enum bpf_map_type */
+    uint32_t type; /* enum bpf_map_type */
     uint32_t key_size;
     uint32_t value_size;
     uint32_t max_entries;
-    uint32_t map_flags;        /* BPF_F_* plus BPFG_F_GLOBAL_DATA */
-    uint64_t map_extra;        /* PERF_EVENT_ARRAY: bytes per ring (0 = default) */
-    const char *name;          /* may be NULL; truncated to 15 chars */
+    uint32_t map_flags; /* BPF_F_* plus BPFG_F_GLOBAL_DATA */
+    uint64_t map_extra; /* PERF_EVENT_ARRAY: bytes per ring (0 = default) */
+    const char *name;   /* may be NULL; truncated to 15 chars */
     uint32_t btf_key_type_id;
     uint32_t btf_value_type_id;
-    uint32_t nr_cpus;          /* 0 = possible CPUs of this machine */
+    uint32_t nr_cpus; /* 0 = possible CPUs of this machine */
 };
 
 struct bpfg_map_info {
     uint32_t type, key_size, value_size, max_entries, map_flags;
-    uint32_t nr_cpus;          /* slots of per-CPU maps / rings of perf arrays */
+    uint32_t nr_cpus; /* slots of per-CPU maps / rings of perf arrays */
     uint32_t btf_key_type_id, btf_value_type_id;
     uint64_t map_extra;
-    uint64_t region_size;      /* bytes of the memfd */
-    uint32_t value_copy_size;  /* bytes a *_copy call reads/writes per value */
+    uint64_t region_size;     /* bytes of the memfd */
+    uint32_t value_copy_size; /* bytes a *_copy call reads/writes per value */
     uint32_t frozen;
-    uint32_t repairs;          /* owner-death repairs run on this region */
+    uint32_t repairs; /* owner-death repairs run on this region */
     char name[BPFG_MAP_NAME_LEN];
 };
 
@@ -79,7 +79,7 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out);
 /* Human-readable reason for the last failure of create/open in this thread. */
 const char *bpfg_map_last_error(void);
 
-void bpfg_map_close(struct bpfg_map *map);   /* NULL is fine */
+void bpfg_map_close(struct bpfg_map *map); /* NULL is fine */
 
 /* The handle's own fd (owned by the handle; dup it to keep it). */
 int bpfg_map_fd(const struct bpfg_map *map);
@@ -95,8 +95,7 @@ void *bpfg_map_mapping(const struct bpfg_map *map, uint32_t i, size_t *len);
 
 /* Pointer into the region (current CPU's slot for per-CPU maps), or NULL. */
 void *bpfg_map_lookup_elem(struct bpfg_map *map, const void *key);
-int bpfg_map_update_elem(struct bpfg_map *map, const void *key,
-                         const void *value, uint64_t flags);
+int bpfg_map_update_elem(struct bpfg_map *map, const void *key, const void *value, uint64_t flags);
 int bpfg_map_delete_elem(struct bpfg_map *map, const void *key);
 int bpfg_map_push_elem(struct bpfg_map *map, const void *value, uint64_t flags);
 int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
@@ -112,8 +111,7 @@ void *bpfg_map_value_area(struct bpfg_map *map, size_t *size, uint64_t *file_off
 /* ---- syscall side ---- */
 
 int bpfg_map_lookup_copy(struct bpfg_map *map, const void *key, void *value);
-int bpfg_map_update_copy(struct bpfg_map *map, const void *key,
-                         const void *value, uint64_t flags);
+int bpfg_map_update_copy(struct bpfg_map *map, const void *key, const void *value, uint64_t flags);
 int bpfg_map_delete_copy(struct bpfg_map *map, const void *key);
 /* Queue/stack: pop (key must be NULL). Hash maps: lookup then delete. */
 int bpfg_map_lookup_and_delete_copy(struct bpfg_map *map, const void *key, void *value);
@@ -130,8 +128,7 @@ int bpfg_map_freeze(struct bpfg_map *map);
 void *bpfg_ringbuf_reserve(struct bpfg_map *map, uint64_t size, uint64_t flags);
 void bpfg_ringbuf_submit(struct bpfg_map *map, void *data, uint64_t flags);
 void bpfg_ringbuf_discard(struct bpfg_map *map, void *data, uint64_t flags);
-int bpfg_ringbuf_output(struct bpfg_map *map, const void *data, uint64_t size,
-                        uint64_t flags);
+int bpfg_ringbuf_output(struct bpfg_map *map, const void *data, uint64_t size, uint64_t flags);
 uint64_t bpfg_ringbuf_query(struct bpfg_map *map, uint64_t flags);
 
 /* Called per record; a negative return stops consumption and is returned. */
@@ -149,8 +146,8 @@ int bpfg_ringbuf_wait(struct bpfg_map *map, int timeout_ms);
 struct bpfg_ringbuf_view {
     unsigned long *consumer_pos;
     const unsigned long *producer_pos;
-    uint8_t *data;         /* 2 * size bytes readable */
-    uint64_t size;         /* power of two */
+    uint8_t *data; /* 2 * size bytes readable */
+    uint64_t size; /* power of two */
 };
 int bpfg_ringbuf_get_view(struct bpfg_map *map, struct bpfg_ringbuf_view *view);
 
@@ -161,26 +158,23 @@ int bpfg_ringbuf_get_view(struct bpfg_map *map, struct bpfg_ringbuf_view *view);
 struct bpfg_ringbuf_file {
     uint64_t consumer_off;
     uint64_t data_off;
-    uint64_t size;         /* power of two */
+    uint64_t size; /* power of two */
 };
 int bpfg_ringbuf_get_file_layout(const struct bpfg_map *map, struct bpfg_ringbuf_file *file);
 
 /* Consumes from any ring with the kernel layout (ours or a kernel ringbuf
  * mmapped through its map fd). Does not skip dead producers' records. */
-int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *view,
-                              bpfg_ringbuf_sample_fn fn, void *ctx);
+int bpfg_ringbuf_consume_view(const struct bpfg_ringbuf_view *view, bpfg_ringbuf_sample_fn fn, void *ctx);
 
 /* ---- perf event array (one ring per CPU, ring buffer record format) ---- */
 
 /* flags: BPF_F_CURRENT_CPU or an index. -E2BIG for a bad index, -ENOSPC
  * when the ring is full (the record is counted as lost). */
-int bpfg_perf_event_output(struct bpfg_map *map, uint64_t flags,
-                           const void *data, uint64_t size);
+int bpfg_perf_event_output(struct bpfg_map *map, uint64_t flags, const void *data, uint64_t size);
 typedef void (*bpfg_perf_sample_fn)(void *ctx, int cpu, void *data, uint32_t size);
 typedef void (*bpfg_perf_lost_fn)(void *ctx, int cpu, uint64_t lost);
 /* Consumes every ring; returns the number of samples delivered. */
-int bpfg_perf_consume(struct bpfg_map *map, bpfg_perf_sample_fn sample,
-                      bpfg_perf_lost_fn lost, void *ctx);
+int bpfg_perf_consume(struct bpfg_map *map, bpfg_perf_sample_fn sample, bpfg_perf_lost_fn lost, void *ctx);
 
 /* Test hook: runs the owner-death repair of the map now (takes every lock).
  * Returns 0 or a negative errno. */

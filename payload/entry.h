@@ -1,3 +1,6 @@
+/* Assembler macros, not C: clang-format stays out. */
+/* clang-format off */
+
 /* Shared by the entry code (start.S, syscall_entry.S): the kernel-layout
  * pt_regs offsets (struct bpfg_pt_regs in payload_abi.h) and the switch from the
  * target's stack to the thread's handler stack (payload/README.md, "Stack

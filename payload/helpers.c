@@ -19,27 +19,50 @@
 #define H(name) static uint64_t name(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
 #define UNUSED5 (void)r1, (void)r2, (void)r3, (void)r4, (void)r5, (void)user
 
-static inline uint64_t neg(int e) { return (uint64_t)(int64_t)e; }
+static inline uint64_t neg(int e)
+{
+    return (uint64_t)(int64_t)e;
+}
 
 /* ---- maps ---- */
 
-H(h_map_lookup_elem) { (void)r3, (void)r4, (void)r5, (void)user;
-    return (uint64_t)(uintptr_t)bpfg_map_lookup_elem((struct bpfg_map *)r1, (const void *)r2); }
-H(h_map_update_elem) { (void)r5, (void)user;
-    return neg(bpfg_map_update_elem((struct bpfg_map *)r1, (const void *)r2, (const void *)r3, r4)); }
-H(h_map_delete_elem) { (void)r3, (void)r4, (void)r5, (void)user;
-    return neg(bpfg_map_delete_elem((struct bpfg_map *)r1, (const void *)r2)); }
-H(h_map_push_elem) { (void)r4, (void)r5, (void)user;
-    return neg(bpfg_map_push_elem((struct bpfg_map *)r1, (const void *)r2, r3)); }
-H(h_map_pop_elem) { (void)r3, (void)r4, (void)r5, (void)user;
-    return neg(bpfg_map_pop_elem((struct bpfg_map *)r1, (void *)r2)); }
-H(h_map_peek_elem) { (void)r3, (void)r4, (void)r5, (void)user;
-    return neg(bpfg_map_peek_elem((struct bpfg_map *)r1, (void *)r2)); }
+H(h_map_lookup_elem)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return (uint64_t)(uintptr_t)bpfg_map_lookup_elem((struct bpfg_map *)r1, (const void *)r2);
+}
+H(h_map_update_elem)
+{
+    (void)r5, (void)user;
+    return neg(bpfg_map_update_elem((struct bpfg_map *)r1, (const void *)r2, (const void *)r3, r4));
+}
+H(h_map_delete_elem)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_delete_elem((struct bpfg_map *)r1, (const void *)r2));
+}
+H(h_map_push_elem)
+{
+    (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_push_elem((struct bpfg_map *)r1, (const void *)r2, r3));
+}
+H(h_map_pop_elem)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_pop_elem((struct bpfg_map *)r1, (void *)r2));
+}
+H(h_map_peek_elem)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return neg(bpfg_map_peek_elem((struct bpfg_map *)r1, (void *)r2));
+}
 
 /* bpf_tail_call(ctx, prog_array, index): on success the program stops (the
  * VM treats this helper as its unwind helper) and helpers_run() starts the
  * target program with the same context. */
-H(h_tail_call) { (void)r1, (void)r4, (void)r5;
+H(h_tail_call)
+{
+    (void)r1, (void)r4, (void)r5;
     struct bpfg_exec *ex = user;
     if (ex->tail_count >= MAX_TAIL_CALLS - 1)
         return neg(-E2BIG);
@@ -58,8 +81,8 @@ H(h_tail_call) { (void)r1, (void)r4, (void)r5;
  * thread's struct pthread (at the offset libthread_db is told), and the
  * pid cached per tid (a thread's pid only changes by fork, where glibc
  * gives the child's thread its new tid, which misses the cache). */
-static uint32_t tid_off;            /* 0: make the syscalls */
-static uint64_t pid_cache[64];      /* tid << 32 | pid, by tid % 64 */
+static uint32_t tid_off;       /* 0: make the syscalls */
+static uint64_t pid_cache[64]; /* tid << 32 | pid, by tid % 64 */
 
 void helpers_init(void)
 {
@@ -89,12 +112,12 @@ static inline uint64_t thread_pointer(void)
  * refreshes them as threads come and go; a thread newer than the last
  * refresh keeps its namespace tid until then, and a forked child (another
  * process, whose host pid nobody told us) its namespace ids. */
-#define NS_TIDS 4096                 /* power of two, >= 2x the threads sent */
+#define NS_TIDS 4096 /* power of two, >= 2x the threads sent */
 #define NS_PROBES 32
-static uint32_t ns_pid_host;         /* 0: same namespace as the kernel's view */
+static uint32_t ns_pid_host; /* 0: same namespace as the kernel's view */
 static uint32_t ns_pid_local;
-static uint64_t ns_tids[NS_TIDS];    /* ns_tid << 32 | host_tid, 0 empty; linear probing */
-static uint32_t ns_tids_used;        /* payload thread only */
+static uint64_t ns_tids[NS_TIDS]; /* ns_tid << 32 | host_tid, 0 empty; linear probing */
+static uint32_t ns_tids_used;     /* payload thread only */
 
 uint32_t helpers_host_tid(uint32_t tid)
 {
@@ -163,7 +186,9 @@ static inline uint64_t host_pid_tgid(uint32_t pid, uint32_t tid)
     return (uint64_t)hp << 32 | (tid == pid ? hp : helpers_host_tid(tid));
 }
 
-H(h_get_current_pid_tgid) { UNUSED5;
+H(h_get_current_pid_tgid)
+{
+    UNUSED5;
     uint64_t tp = tid_off ? thread_pointer() : 0;
     int32_t tid = tp ? *(volatile int32_t *)(uintptr_t)(tp + tid_off) : 0;
     if (tid > 0) {
@@ -175,11 +200,17 @@ H(h_get_current_pid_tgid) { UNUSED5;
         __atomic_store_n(slot, (uint64_t)(uint32_t)tid << 32 | pid, __ATOMIC_RELAXED);
         return host_pid_tgid((uint32_t)pid, (uint32_t)tid);
     }
-    return host_pid_tgid((uint32_t)rt_sys0(SYS_getpid), (uint32_t)rt_sys0(SYS_gettid)); }
-H(h_get_current_uid_gid) { UNUSED5;
+    return host_pid_tgid((uint32_t)rt_sys0(SYS_getpid), (uint32_t)rt_sys0(SYS_gettid));
+}
+H(h_get_current_uid_gid)
+{
+    UNUSED5;
     uint64_t uid = (uint32_t)rt_sys0(SYS_getuid), gid = (uint32_t)rt_sys0(SYS_getgid);
-    return gid << 32 | uid; }
-H(h_get_current_comm) { (void)r3, (void)r4, (void)r5, (void)user;
+    return gid << 32 | uid;
+}
+H(h_get_current_comm)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
     char name[16] = {0};
     char *buf = (char *)r1;
     uint32_t size = (uint32_t)r2;
@@ -197,15 +228,34 @@ H(h_get_current_comm) { (void)r3, (void)r4, (void)r5, (void)user;
     memset(buf + n, 0, size - n);
     return 0;
 }
-H(h_ktime_get_ns) { UNUSED5; return rt_clock_ns(CLOCK_MONOTONIC); }
-H(h_ktime_get_boot_ns) { UNUSED5; return rt_clock_ns(CLOCK_BOOTTIME); }
-H(h_ktime_get_coarse_ns) { UNUSED5; return rt_clock_ns(CLOCK_MONOTONIC_COARSE); }
-H(h_get_smp_processor_id) { UNUSED5; int c = sched_getcpu(); return c < 0 ? 0 : (uint64_t)c; }
+H(h_ktime_get_ns)
+{
+    UNUSED5;
+    return rt_clock_ns(CLOCK_MONOTONIC);
+}
+H(h_ktime_get_boot_ns)
+{
+    UNUSED5;
+    return rt_clock_ns(CLOCK_BOOTTIME);
+}
+H(h_ktime_get_coarse_ns)
+{
+    UNUSED5;
+    return rt_clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+H(h_get_smp_processor_id)
+{
+    UNUSED5;
+    int c = sched_getcpu();
+    return c < 0 ? 0 : (uint64_t)c;
+}
 
 static uint64_t prandom_state = 0x853c49e6748fea9bull;
 
 /* splitmix64 over an atomic counter: lock-free and fine across threads */
-H(h_get_prandom_u32) { UNUSED5;
+H(h_get_prandom_u32)
+{
+    UNUSED5;
     uint64_t z = __atomic_add_fetch(&prandom_state, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -215,13 +265,17 @@ H(h_get_prandom_u32) { UNUSED5;
 /* ---- memory ---- */
 
 /* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel does */
-H(h_probe_read) { (void)r4, (void)r5, (void)user;
+H(h_probe_read)
+{
+    (void)r4, (void)r5, (void)user;
     long r = rt_safe_read((void *)r1, (const void *)r3, (uint32_t)r2);
     if (r)
         memset((void *)r1, 0, (uint32_t)r2);
     return neg((int)r);
 }
-H(h_probe_read_str) { (void)r4, (void)r5, (void)user;
+H(h_probe_read_str)
+{
+    (void)r4, (void)r5, (void)user;
     if (!(uint32_t)r2)
         return 0;
     long r = rt_safe_read_str((char *)r1, (const void *)r3, (uint32_t)r2);
@@ -229,7 +283,9 @@ H(h_probe_read_str) { (void)r4, (void)r5, (void)user;
         memset((void *)r1, 0, (uint32_t)r2);
     return (uint64_t)r;
 }
-H(h_probe_write_user) { (void)r4, (void)r5, (void)user;
+H(h_probe_write_user)
+{
+    (void)r4, (void)r5, (void)user;
     return neg((int)rt_safe_write((void *)r1, (const void *)r2, (uint32_t)r3));
 }
 
@@ -262,8 +318,7 @@ static bool trace_push(const char *text, uint32_t len)
         uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
-            if (__atomic_compare_exchange_n(&trace_head, &pos, pos + 1, true, __ATOMIC_RELAXED,
-                                            __ATOMIC_RELAXED)) {
+            if (__atomic_compare_exchange_n(&trace_head, &pos, pos + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
                 c->line.pid = (uint32_t)rt_sys0(SYS_getpid);
                 c->line.tid = (uint32_t)rt_sys0(SYS_gettid);
                 c->line.len = len;
@@ -299,8 +354,7 @@ uint64_t trace_ring_take_dropped(void)
 }
 
 /* Formats with the program's format string, which must end inside fmt_size. */
-static int bpf_format(char *out, size_t outsz, const char *fmt, uint32_t fmt_size, const uint64_t *args,
-                      uint32_t nargs)
+static int bpf_format(char *out, size_t outsz, const char *fmt, uint32_t fmt_size, const uint64_t *args, uint32_t nargs)
 {
     if (!fmt_size || !memchr(fmt, 0, fmt_size))
         return -EINVAL;
@@ -309,7 +363,9 @@ static int bpf_format(char *out, size_t outsz, const char *fmt, uint32_t fmt_siz
 }
 
 /* bpf_trace_printk(fmt, fmt_size, a, b, c) */
-H(h_trace_printk) { (void)user;
+H(h_trace_printk)
+{
+    (void)user;
     if (!__atomic_load_n(&trace_ready, __ATOMIC_ACQUIRE))
         return neg(-EBUSY);
     uint64_t args[3] = {r3, r4, r5};
@@ -324,7 +380,9 @@ H(h_trace_printk) { (void)user;
 }
 
 /* bpf_snprintf(str, str_size, fmt, data, data_len): u64 arguments */
-H(h_snprintf) { (void)user;
+H(h_snprintf)
+{
+    (void)user;
     if (r5 % 8 || r5 > 12 * 8 || (r5 && !r4))
         return neg(-EINVAL);
     const char *fmt = (const char *)r3;
@@ -335,16 +393,27 @@ H(h_snprintf) { (void)user;
     return n < 0 ? neg(n) : (uint64_t)n + 1;
 }
 
-H(h_perf_event_output) { (void)r1, (void)user;
-    return neg(bpfg_perf_event_output((struct bpfg_map *)r2, r3, (const void *)r4, r5)); }
-H(h_ringbuf_output) { (void)r5, (void)user;
-    return neg(bpfg_ringbuf_output((struct bpfg_map *)r1, (const void *)r2, r3, r4)); }
-H(h_ringbuf_query) { (void)r3, (void)r4, (void)r5, (void)user;
-    return bpfg_ringbuf_query((struct bpfg_map *)r1, r2); }
+H(h_perf_event_output)
+{
+    (void)r1, (void)user;
+    return neg(bpfg_perf_event_output((struct bpfg_map *)r2, r3, (const void *)r4, r5));
+}
+H(h_ringbuf_output)
+{
+    (void)r5, (void)user;
+    return neg(bpfg_ringbuf_output((struct bpfg_map *)r1, (const void *)r2, r3, r4));
+}
+H(h_ringbuf_query)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    return bpfg_ringbuf_query((struct bpfg_map *)r1, r2);
+}
 
 /* submit/discard only get the record: remember which map each reservation
  * came from for the rest of the run. */
-H(h_ringbuf_reserve) { (void)r4, (void)r5;
+H(h_ringbuf_reserve)
+{
+    (void)r4, (void)r5;
     struct bpfg_exec *ex = user;
     if (ex->nrb >= MAX_RB_RESERVED)
         return 0;
@@ -371,13 +440,25 @@ static void ringbuf_release(struct bpfg_exec *ex, void *data, uint64_t flags, bo
     }
 }
 
-H(h_ringbuf_submit) { (void)r3, (void)r4, (void)r5; ringbuf_release(user, (void *)r1, r2, false); return 0; }
-H(h_ringbuf_discard) { (void)r3, (void)r4, (void)r5; ringbuf_release(user, (void *)r1, r2, true); return 0; }
+H(h_ringbuf_submit)
+{
+    (void)r3, (void)r4, (void)r5;
+    ringbuf_release(user, (void *)r1, r2, false);
+    return 0;
+}
+H(h_ringbuf_discard)
+{
+    (void)r3, (void)r4, (void)r5;
+    ringbuf_release(user, (void *)r1, r2, true);
+    return 0;
+}
 
 /* ---- probe context ---- */
 
 /* bpf_override_return(ctx, rc): only entry programs can skip the function */
-H(h_override_return) { (void)r1, (void)r3, (void)r4, (void)r5;
+H(h_override_return)
+{
+    (void)r1, (void)r3, (void)r4, (void)r5;
     struct bpfg_exec *ex = user;
     if (!ex->entry)
         return neg(-EINVAL);
@@ -397,14 +478,22 @@ static uint64_t request_signal(struct bpfg_exec *ex, uint64_t sig, bool thread)
     if (sig > 64)
         return neg(-EINVAL);
     if (ex->signal && (ex->signal != (int32_t)sig || ex->signal_thread != thread))
-        return neg(-EBUSY);   /* one per run, like the kernel's irq_work slot */
+        return neg(-EBUSY); /* one per run, like the kernel's irq_work slot */
     ex->signal = (int32_t)sig;
     ex->signal_thread = thread;
     return 0;
 }
 
-H(h_send_signal) { (void)r2, (void)r3, (void)r4, (void)r5; return request_signal(user, r1, false); }
-H(h_send_signal_thread) { (void)r2, (void)r3, (void)r4, (void)r5; return request_signal(user, r1, true); }
+H(h_send_signal)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5;
+    return request_signal(user, r1, false);
+}
+H(h_send_signal_thread)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5;
+    return request_signal(user, r1, true);
+}
 
 void helpers_send_signal(const struct bpfg_exec *ex)
 {
@@ -414,27 +503,35 @@ void helpers_send_signal(const struct bpfg_exec *ex)
     uint64_t mask = 0;
     /* The kernel's process-wide signal goes to the current thread unless
      * it blocks it; kill() would prefer the main thread. */
-    bool here = ex->signal_thread || ex->signal == 0 ||
-                (!rt_is_err(rt_sys4(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&mask, 8)) &&
-                 !(mask & (1ull << (ex->signal - 1))));
+    bool here =
+        ex->signal_thread || ex->signal == 0 ||
+        (!rt_is_err(rt_sys4(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&mask, 8)) && !(mask & (1ull << (ex->signal - 1))));
     if (here)
         rt_sys3(SYS_tgkill, pid, tid, ex->signal);
     else
         rt_sys2(SYS_kill, pid, ex->signal);
 }
 
-H(h_get_func_ip) { (void)r1, (void)r2, (void)r3, (void)r4, (void)r5;
+H(h_get_func_ip)
+{
+    (void)r1, (void)r2, (void)r3, (void)r4, (void)r5;
     struct bpfg_exec *ex = user;
     return ex->hook ? ex->hook->site : 0;
 }
 
-H(h_get_attach_cookie) { UNUSED5; return 0; }
+H(h_get_attach_cookie)
+{
+    UNUSED5;
+    return 0;
+}
 
 /* bpf_get_stack(ctx, buf, size, flags): user stacks only, by walking frame
  * pointers from regs->bp, so frames of code built without them are
  * missed. At a function's entry the caller's address is still at [sp] and
  * is reported first. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
-H(h_get_stack) { (void)r1, (void)r5;
+H(h_get_stack)
+{
+    (void)r1, (void)r5;
     struct bpfg_exec *ex = user;
     uint64_t *buf = (uint64_t *)r2;
     uint32_t size = (uint32_t)r3;
@@ -466,7 +563,7 @@ H(h_get_stack) { (void)r1, (void)r5;
         if (!frame[1])
             break;
         EMIT(frame[1]);
-        if (frame[0] <= fp)   /* stacks grow down: a caller's frame is higher */
+        if (frame[0] <= fp) /* stacks grow down: a caller's frame is higher */
             break;
         fp = frame[0];
     }

@@ -42,7 +42,7 @@ struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 static bool use_membarrier;
 
 /* How handlers find their thread's key (thread_key). */
-enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 };   /* 0: always correct; entry.h: T_KEY_* */
+enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 }; /* 0: always correct; entry.h: T_KEY_* */
 /* read by the entry code too (entry.h: T_KEY_*) */
 uint8_t bpfg_key_method __attribute__((visibility("hidden")));
 /* The handler stacks' reservation (payload_abi.h); 0: none, every hit a miss. */
@@ -53,7 +53,7 @@ void hooks_init(void)
     /* rdfsbase first, although a load of glibc's fs:0 (the TCB's self
      * pointer) is ~1 ns cheaper: a thread whose fs base is still 0 gets key
      * 0 (a miss) instead of a fault. */
-    if (rt_hwcap2 & 2)   /* HWCAP2_FSGSBASE */
+    if (rt_hwcap2 & 2) /* HWCAP2_FSGSBASE */
         bpfg_key_method = KEY_RDFSBASE;
     else if (rt_params->libc.pthread_mutex_lock)
         bpfg_key_method = KEY_FS0;
@@ -73,7 +73,7 @@ static inline __attribute__((always_inline)) uint64_t thread_key(void)
 {
     uint64_t k;
     if (__builtin_expect(bpfg_key_method == KEY_RDFSBASE, 1)) {
-        __asm__ volatile("rdfsbase %0" : "=r"(k));   /* no memory access at all */
+        __asm__ volatile("rdfsbase %0" : "=r"(k)); /* no memory access at all */
         return k;
     }
     if (bpfg_key_method == KEY_FS0) {
@@ -102,8 +102,7 @@ static __attribute__((noinline)) struct bpfg_thread_slot *thread_slot_slow(uint6
             return t;
         if (o == 0) {
             uint64_t expected = 0;
-            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE))
+            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 return t;
             if (expected == self)
                 return t;
@@ -250,7 +249,7 @@ static inline bool any_prog(const uint64_t *list)
 static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
 {
     if (index >= BPFG_MAX_HOOKS)
-        __builtin_trap();   /* a stub we did not make: nowhere to continue */
+        __builtin_trap(); /* a stub we did not make: nowhere to continue */
     struct bpfg_hook_slot *h = &bpfg_hooks[index];
     *resume = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
     if (!*resume)
@@ -320,8 +319,8 @@ static void fatal_no_entry(uint64_t sp)
     /* The original return address is lost: nothing sane can continue. Say
      * why where the server looks, then crash the thread loudly. */
     if (rt_params)
-        snprintf(rt_params->error, sizeof(rt_params->error),
-                 "uretprobe: no shadow-stack entry for return at sp 0x%llx", (unsigned long long)sp);
+        snprintf(rt_params->error, sizeof(rt_params->error), "uretprobe: no shadow-stack entry for return at sp 0x%llx",
+                 (unsigned long long)sp);
     __builtin_trap();
 }
 
@@ -358,8 +357,7 @@ uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
 
 /* ---- table management (payload thread only) ---- */
 
-int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err,
-              size_t errlen)
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen)
 {
     if (index >= BPFG_MAX_HOOKS) {
         snprintf(err, errlen, "hook index %u out of range (max %u)", index, BPFG_MAX_HOOKS);
@@ -435,7 +433,7 @@ bool hooks_quiesce(int timeout_ms)
     /* A full barrier on every thread: a handler either already shows an
      * odd seq below, or loads the program pointers after our clearing. */
     if (use_membarrier && rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)))
-        __builtin_trap();   /* registered, so it cannot fail; never guess */
+        __builtin_trap(); /* registered, so it cannot fail; never guess */
     for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
         snap[i] = __atomic_load_n(&bpfg_threads[i].seq, __ATOMIC_SEQ_CST);
     for (int waited = 0;; waited++) {

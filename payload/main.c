@@ -35,7 +35,7 @@ struct pmap {
 };
 
 static struct pmap maps[MAX_MAPS];
-static struct prog *progs[MAX_PROGS];     /* read lock-free by tail calls */
+static struct prog *progs[MAX_PROGS]; /* read lock-free by tail calls */
 static int sock = -1;
 static char errbuf[256];
 /* the body of a successful reply (MAP: its addresses), set by a handler */
@@ -78,7 +78,6 @@ static void fail_early(struct bpfg_payload_params *p, const char *fmt, ...)
 
 /* ---- socket I/O ---- */
 
-
 static int send_msg(uint16_t type, uint16_t flags, uint32_t seq, int32_t status, const void *body, size_t len)
 {
     struct bpfg_pmsg_hdr h = {
@@ -120,8 +119,7 @@ static int recv_msg(struct bpfg_pmsg_hdr *h, uint8_t **body, int *fd)
     *body = NULL;
     while (got < sizeof(*h)) {
         struct iovec iov = {(uint8_t *)h + got, sizeof(*h) - got};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-                            .msg_controllen = sizeof(cm.buf)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
         long n = rt_sys3(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC);
         if (n == -EINTR)
             continue;
@@ -138,7 +136,7 @@ static int recv_msg(struct bpfg_pmsg_hdr *h, uint8_t **body, int *fd)
                 if (*fd < 0)
                     *fd = fds[i];
                 else
-                    rt_sys1(SYS_close, fds[i]);   /* only one fd per message */
+                    rt_sys1(SYS_close, fds[i]); /* only one fd per message */
             }
         }
         got += (size_t)n;
@@ -259,8 +257,8 @@ static int map_code(struct prog *p, const struct bpfg_pmsg_prog_code *pc, int fd
     if (fd < 0)
         return fail(-EBADF, "program %u: PROG_CODE carries no code fd", p->id);
     if (pc->engine == BPFG_ENGINE_INTERP || !pc->code_len || pc->entry_off >= pc->code_len)
-        return fail(-EINVAL, "program %u: bad code (engine %u, %u bytes, entry at %u)", p->id, pc->engine,
-                    pc->code_len, pc->entry_off);
+        return fail(-EINVAL, "program %u: bad code (engine %u, %u bytes, entry at %u)", p->id, pc->engine, pc->code_len,
+                    pc->entry_off);
     if (p->flags & BPFG_PROG_F_CHECKED)
         return fail(-EINVAL, "program %u: checked mode needs the interpreter", p->id);
     long r = rt_sys2(SYS_fstat, fd, (long)&st);
@@ -489,17 +487,14 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
-    case BPFG_PMSG_SYSCALL_UNHOOK:
-        return syscall_unhook(body, len, errbuf, sizeof(errbuf));
-    case BPFG_PMSG_PIDNS:
-        return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
+    case BPFG_PMSG_SYSCALL_UNHOOK: return syscall_unhook(body, len, errbuf, sizeof(errbuf));
+    case BPFG_PMSG_PIDNS: return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);
         return status;
     }
-    default:
-        return fail(-EOPNOTSUPP, "unknown message type %u", h->type);
+    default: return fail(-EOPNOTSUPP, "unknown message type %u", h->type);
     }
 }
 
@@ -551,7 +546,7 @@ static void release_all(void)
     hooks_remove_all();
     syscall_remove_all();
     if (!hooks_quiesce(QUIESCE_MS))
-        return;   /* leak rather than free under a running handler */
+        return; /* leak rather than free under a running handler */
     int ignored;
     do_detach(&ignored);
 }
@@ -576,17 +571,18 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
     syscall_set_socket(sock);
 
     struct bpfg_pmsg_hello_ext hello = {
-        .base = {
-            .pid = (uint32_t)rt_sys0(SYS_getpid),
-            .abi_version = BPFG_PAYLOAD_ABI_VERSION,
-            .token = p->token,
-            .load_base = p->load_base,
-            .uprobe_entry = (uint64_t)(uintptr_t)bpfg_uprobe_entry,
-            .uretprobe_return = (uint64_t)(uintptr_t)bpfg_uretprobe_return,
-            .hook_table = (uint64_t)(uintptr_t)bpfg_hooks,
-            .max_hooks = BPFG_MAX_HOOKS,
-            .nr_cpus = rt_nr_possible_cpus(),
-        },
+        .base =
+            {
+                .pid = (uint32_t)rt_sys0(SYS_getpid),
+                .abi_version = BPFG_PAYLOAD_ABI_VERSION,
+                .token = p->token,
+                .load_base = p->load_base,
+                .uprobe_entry = (uint64_t)(uintptr_t)bpfg_uprobe_entry,
+                .uretprobe_return = (uint64_t)(uintptr_t)bpfg_uretprobe_return,
+                .hook_table = (uint64_t)(uintptr_t)bpfg_hooks,
+                .max_hooks = BPFG_MAX_HOOKS,
+                .nr_cpus = rt_nr_possible_cpus(),
+            },
         .thread_table = (uint64_t)(uintptr_t)bpfg_threads,
         .max_threads = BPFG_MAX_THREADS,
         .shadow_depth = BPFG_SHADOW_DEPTH,

@@ -9,7 +9,7 @@
 #include "maps.h"
 #include "payload_abi.h"
 #include "vm.h"
-#include "x86jit.h"   /* the calling convention of native code */
+#include "x86jit.h" /* the calling convention of native code */
 
 #define MAX_PROGS 256
 #define MAX_MAPS 256
@@ -21,27 +21,27 @@ struct prog {
     uint32_t flags;
     struct bpfg_vm *vm;
     uint32_t nmaps;
-    struct bpfg_map **maps;    /* map_ids[] of the PROG message, resolved */
-    bpfg_x86jit_fn code;       /* native code (PROG_CODE); NULL: the interpreter */
-    void *code_map;            /* its r-x mapping of the server's memfd */
+    struct bpfg_map **maps; /* map_ids[] of the PROG message, resolved */
+    bpfg_x86jit_fn code;    /* native code (PROG_CODE); NULL: the interpreter */
+    void *code_map;         /* its r-x mapping of the server's memfd */
     size_t code_map_len;
-    uint32_t engine;           /* enum bpfg_engine */
+    uint32_t engine; /* enum bpfg_engine */
 };
 
 /* One program run on a target thread; helpers receive it as their user
  * pointer through bpfg_vm_exec_ctx(). */
 struct bpfg_exec {
     struct bpfg_pt_regs *regs;
-    void *ctx;                 /* the program's context when not regs (syscall tracepoints) */
+    void *ctx; /* the program's context when not regs (syscall tracepoints) */
     uint32_t ctx_len;
     struct bpfg_hook_slot *hook;
-    bool entry;                /* an entry program (override_return allowed) */
+    bool entry; /* an entry program (override_return allowed) */
     bool override;
     uint64_t override_rc;
-    struct prog *tail_next;    /* set by bpf_tail_call */
+    struct prog *tail_next; /* set by bpf_tail_call */
     uint32_t tail_count;
-    int32_t signal;            /* bpf_send_signal*: sent once the run is over */
-    bool signal_thread;        /* to this thread only (else the process) */
+    int32_t signal;     /* bpf_send_signal*: sent once the run is over */
+    bool signal_thread; /* to this thread only (else the process) */
     uint32_t nrb;
     struct {
         void *data;
@@ -55,7 +55,7 @@ struct prog *payload_prog_by_id(uint32_t id);
 struct bpfg_map *payload_map_by_id(uint32_t id);
 
 /* helpers.c */
-void helpers_init(void);   /* once, at start (finds glibc's per-thread tid) */
+void helpers_init(void); /* once, at start (finds glibc's per-thread tid) */
 int helpers_register(struct bpfg_vm *vm);
 /* BPFG_PMSG_PIDNS (payload thread): the target's ids in the initial pid
  * namespace. 0 or -errno with err set. */
@@ -105,11 +105,10 @@ bool trace_ring_pop(struct trace_line *out);
 uint64_t trace_ring_take_dropped(void);
 
 /* hooks.c */
-void hooks_init(void);   /* payload thread, before the first hook */
+void hooks_init(void); /* payload thread, before the first hook */
 extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
-int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err,
-              size_t errlen);
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen);
 void hooks_remove(uint32_t index);
 void hooks_remove_all(void);
 bool hooks_use_prog(const struct prog *p);

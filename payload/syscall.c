@@ -71,8 +71,8 @@
 
 #define SYS_USER_DISPATCH_CODE 2
 #define PR_SET_SUD 59
-#define SUD_ALLOW 0   /* SYSCALL_DISPATCH_FILTER_ALLOW */
-#define SUD_BLOCK 1   /* SYSCALL_DISPATCH_FILTER_BLOCK */
+#define SUD_ALLOW 0 /* SYSCALL_DISPATCH_FILTER_ALLOW */
+#define SUD_BLOCK 1 /* SYSCALL_DISPATCH_FILTER_BLOCK */
 #define STUBS 32
 #define STUB_SIZE 128
 #define SA_RESTORER_ 0x04000000
@@ -97,11 +97,11 @@ extern char bpfg_sys_restorer[], bpfg_sys_sigreturn[], bpfg_sys_clone_stubs[];
  * release stores by the payload thread, cleared before a grace period. */
 static uint64_t sys_enter[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
 static uint64_t sys_exit[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
-static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS];   /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
-static volatile uint8_t nr_has[BPFG_SYS_MAX_NR];    /* 1: enter, 2: exit programs for this nr */
-static volatile uint8_t raw_has;                    /* bit per raw list */
+static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS]; /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
+static volatile uint8_t nr_has[BPFG_SYS_MAX_NR];  /* 1: enter, 2: exit programs for this nr */
+static volatile uint8_t raw_has;                  /* bit per raw list */
 
-static struct ksigaction app_action;     /* the target's SIGSYS action, chained to */
+static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
 static bool installed;
 static int notify_fd = -1;
 static uint64_t misses, dispatched;
@@ -117,7 +117,7 @@ void syscall_set_socket(int fd)
 static uint64_t thread_key(void)
 {
     uint64_t k;
-    if (rt_hwcap2 & 2) {   /* HWCAP2_FSGSBASE */
+    if (rt_hwcap2 & 2) { /* HWCAP2_FSGSBASE */
         __asm__ volatile("rdfsbase %0" : "=r"(k));
         return k;
     }
@@ -194,7 +194,7 @@ struct tp_exit {
 struct call {
     long nr;
     uint64_t args[6];
-    struct bpfg_pt_regs *regs;  /* kernel layout, for raw tracepoints and bpf_get_stack */
+    struct bpfg_pt_regs *regs; /* kernel layout, for raw tracepoints and bpf_get_stack */
     int32_t tid;
 };
 
@@ -268,7 +268,7 @@ static bool run_enter(struct call *c, int64_t *rc)
     ex.ctx_len = sizeof(rawtp);
     run_list(raw_lists[2], &ex);
     __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
-    helpers_send_signal(&ex);   /* delivered now (our handler runs with the target's mask): before the syscall */
+    helpers_send_signal(&ex); /* delivered now (our handler runs with the target's mask): before the syscall */
     *rc = (int64_t)ex.override_rc;
     return ex.override;
 }
@@ -409,7 +409,7 @@ enum { SITE_NEW = 0, SITE_CANDIDATE = 1, SITE_DONE = 2 };
 
 static uint64_t site_key[SITES];
 static uint8_t site_state[SITES];
-static volatile uint8_t fast_on;       /* report sites (BPFG_SYS_F_REWRITE) */
+static volatile uint8_t fast_on; /* report sites (BPFG_SYS_F_REWRITE) */
 /* One byte on a MADV_WIPEONFORK page: 1 in this process, 0 in a fork
  * child, which runs unhooked (it has no Syscall User Dispatch either) but
  * inherits the rewritten text. */
@@ -429,8 +429,7 @@ static void note_site(uint64_t ret, long nr)
         if (k)
             continue;
         uint64_t expected = 0;
-        if (!__atomic_compare_exchange_n(&site_key[idx], &expected, site, false, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_ACQUIRE)) {
+        if (!__atomic_compare_exchange_n(&site_key[idx], &expected, site, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             if (expected == site)
                 return;
             continue;
@@ -474,7 +473,7 @@ static void forget_sites(void)
  * numbers outside bpfg_sys_slow_only reach it. Returns FAST_DONE when the
  * call is not to be made (its result in r->ax), with FAST_EXIT when the
  * sys_exit programs want the result (bpfg_sys_fast_exit). */
-enum { FAST_DONE = 1, FAST_EXIT = 2 };   /* syscall_entry.S: F_DONE, F_EXIT */
+enum { FAST_DONE = 1, FAST_EXIT = 2 }; /* syscall_entry.S: F_DONE, F_EXIT */
 
 static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
 {
@@ -519,7 +518,7 @@ void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
 {
     struct call c;
     fast_call_init(&c, r);
-    if (!want_exit(c.nr))   /* re-read: the programs may have gone while the syscall blocked */
+    if (!want_exit(c.nr)) /* re-read: the programs may have gone while the syscall blocked */
         return;
     c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
     run_exit(&c, ret);
@@ -636,26 +635,20 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv)
         }
         g[REG_RAX] = c.nr;
         g[REG_RIP] = (greg_t)stub;
-        return;   /* no sys_exit for these: the result is not seen here */
+        return; /* no sys_exit for these: the result is not seen here */
     }
     case SYS_execve:
     case SYS_execveat:
         notify_exec(&c);
         ret = raw6(c.nr, c.args);
         break;
-    case SYS_rt_sigprocmask:
-        ret = emulate_sigprocmask(uc, c.args);
-        break;
-    case SYS_rt_sigaction:
-        ret = emulate_sigaction(c.args);
-        break;
+    case SYS_rt_sigprocmask: ret = emulate_sigprocmask(uc, c.args); break;
+    case SYS_rt_sigaction: ret = emulate_sigaction(c.args); break;
     case SYS_prctl:
         /* one Syscall User Dispatch per thread: ours */
         ret = c.args[0] == PR_SET_SUD ? -EBUSY : raw6(c.nr, c.args);
         break;
-    default:
-        ret = make_call(c.nr, c.args);
-        break;
+    default: ret = make_call(c.nr, c.args); break;
     }
 done:
     /* re-read: the programs may have gone while the syscall blocked */
@@ -740,8 +733,7 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
         return -ENOENT;
     }
     bool per_nr = h.kind == BPFG_SYS_ENTER || h.kind == BPFG_SYS_EXIT;
-    if (h.kind < BPFG_SYS_ENTER || h.kind > BPFG_SYS_RAWTP_EXIT ||
-        (per_nr && (h.nr < 0 || h.nr >= BPFG_SYS_MAX_NR))) {
+    if (h.kind < BPFG_SYS_ENTER || h.kind > BPFG_SYS_RAWTP_EXIT || (per_nr && (h.nr < 0 || h.nr >= BPFG_SYS_MAX_NR))) {
         snprintf(err, errlen, "bad syscall hook (kind %u, nr %d)", h.kind, h.nr);
         return -EINVAL;
     }
@@ -754,8 +746,8 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
             return r;
         __atomic_fetch_or(&nr_has[h.nr], h.kind == BPFG_SYS_ENTER ? 1 : 2, __ATOMIC_SEQ_CST);
     } else {
-        static const int idx[] = {[BPFG_SYS_RAW_ENTER] = 0, [BPFG_SYS_RAW_EXIT] = 1, [BPFG_SYS_RAWTP_ENTER] = 2,
-                                  [BPFG_SYS_RAWTP_EXIT] = 3};
+        static const int idx[] = {
+            [BPFG_SYS_RAW_ENTER] = 0, [BPFG_SYS_RAW_EXIT] = 1, [BPFG_SYS_RAWTP_ENTER] = 2, [BPFG_SYS_RAWTP_EXIT] = 3};
         static const uint8_t bit[] = {1, 2, 4, 8};
         if ((r = add_prog(raw_lists[idx[h.kind]], p, err, errlen)))
             return r;
@@ -767,7 +759,8 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
     if (fast)
         __atomic_store_n(&fast_on, 1, __ATOMIC_RELEASE);
     struct bpfg_pmsg_syscall_reply rep = {
-        .exempt_base = bpfg_sys_exempt_base, .exempt_len = bpfg_sys_exempt_len,
+        .exempt_base = bpfg_sys_exempt_base,
+        .exempt_len = bpfg_sys_exempt_len,
         .selector = (uint64_t)(uintptr_t)&bpfg_sys_selector,
         .fast_entry = fast ? (uint64_t)(uintptr_t)bpfg_sys_fast_entry : 0,
     };
@@ -807,8 +800,8 @@ bool syscall_use_prog(const struct prog *p)
 
 /* TOOL_MODE: the handler as for the first SYSCALL_HOOK, then tool.c
  * serves the tool's BPF syscalls (fd: the tool channel, kept as a dup). */
-int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out,
-                      size_t outsize, size_t *outlen)
+int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out, size_t outsize,
+                      size_t *outlen)
 {
     struct bpfg_pmsg_tool_mode tm;
     struct bpfg_pmsg_syscall_reply rep;
@@ -919,8 +912,8 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
     return 0;
 }
 
-int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
-                size_t outsize, size_t *outlen)
+int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t outsize,
+                size_t *outlen)
 {
     if (outsize < 32)
         return -EINVAL;

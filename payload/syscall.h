@@ -15,13 +15,13 @@ void syscall_set_socket(int fd);
 
 /* SYSCALL_HOOK / SYSCALL_OFF (payload thread). A successful call fills
  * out (at most outsize bytes) with the reply body and *outlen. */
-int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out,
-                size_t outsize, size_t *outlen);
+int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t outsize,
+                size_t *outlen);
 
 /* TOOL_MODE (fd: the tool channel, which the caller keeps and closes) and
  * SYSCALL_UNHOOK (payload thread). Same conventions as syscall_msg. */
-int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out,
-                      size_t outsize, size_t *outlen);
+int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t errlen, uint8_t *out, size_t outsize,
+                      size_t *outlen);
 int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen);
 
 /* Payload thread: up to max newly noted syscall sites to report to the

@@ -56,7 +56,8 @@ static long ucopy(void *local, const void *remote, size_t len, long nr)
     struct iovec l = {local, len}, r = {(void *)remote, len};
     long pid = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
     if (!pid)
-        return nr == SYS_process_vm_readv ? rt_safe_read(local, remote, len) : rt_safe_write((void *)remote, local, len);
+        return nr == SYS_process_vm_readv ? rt_safe_read(local, remote, len)
+                                          : rt_safe_write((void *)remote, local, len);
     return rt_sys6(nr, pid, (long)&l, 1, (long)&r, 1, 0) == (long)len ? 0 : -EFAULT;
 }
 
@@ -124,12 +125,8 @@ static void file_destroy(struct tool_file *f)
         free(rings);
         bpfg_map_close(f->map);
         break;
-    case TK_PROG:
-        chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, f->id);
-        break;
-    case TK_BTF:
-        chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, f->id);
-        break;
+    case TK_PROG: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, f->id); break;
+    case TK_BTF: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, f->id); break;
     case TK_LINK:
         chan_release(BPFG_TOOL_DETACH, BPFG_TOOL_OBJ_LINK, f->id);
         if (f->perf) {
@@ -178,7 +175,7 @@ long file_install(int fd, struct tool_file *f)
         rt_sys1(SYS_close, fd);
         return err;
     }
-    file_put(old);   /* an fd that was closed behind our back */
+    file_put(old); /* an fd that was closed behind our back */
     return fd;
 }
 
@@ -227,7 +224,7 @@ static bool do_close(const uint64_t a[6], long *ret)
     if (!tool_fdt_peek(fd))
         return false;
     struct tool_file *f = tool_fdt_remove(fd);
-    file_put(f);   /* the last fd: DETACH / RELEASE first */
+    file_put(f); /* the last fd: DETACH / RELEASE first */
     *ret = rt_sys1(SYS_close, fd);
     return true;
 }
@@ -261,7 +258,7 @@ static bool do_dup(long nr, const uint64_t a[6], long *ret)
         return true;
     struct tool_file *f = tool_fdt_get(oldfd), *old = NULL;
     if (tool_fdt_install((int)r, f, &old) && f) {
-        file_put(f);   /* beyond the table: the new fd is not tracked */
+        file_put(f); /* beyond the table: the new fd is not tracked */
         say("fd %ld is beyond the %d fds bpfgraft tracks", r, TOOL_MAX_FDS);
     }
     file_put(old);
@@ -280,24 +277,20 @@ bool tool_syscall(long nr, const uint64_t a[6], long *ret)
     case SYS_epoll_ctl: return do_epoll_ctl(a, ret);
     case SYS_epoll_wait:
     case SYS_epoll_pwait:
-    case SYS_epoll_pwait2:
-        return do_epoll_wait(nr, a, ret);
+    case SYS_epoll_pwait2: return do_epoll_wait(nr, a, ret);
     case SYS_poll:
-    case SYS_ppoll:
-        return do_poll(nr, a, ret);
+    case SYS_ppoll: return do_poll(nr, a, ret);
     case SYS_openat: *ret = do_openat(a); return true;
     case SYS_close: return do_close(a, ret);
     case SYS_close_range: return do_close_range(a, ret);
     case SYS_dup:
     case SYS_dup2:
-    case SYS_dup3:
-        return do_dup(nr, a, ret);
+    case SYS_dup3: return do_dup(nr, a, ret);
     case SYS_fcntl:
         if (a[1] != F_DUPFD && a[1] != F_DUPFD_CLOEXEC)
             return false;
         return do_dup(nr, a, ret);
-    default:
-        return false;
+    default: return false;
     }
 }
 

@@ -32,10 +32,10 @@ bool tool_syscall(long nr, const uint64_t a[6], long *ret);
 /* ---- tool_core.c: the tool's perf rings (kernel perf mmap layout) ---- */
 
 struct tool_perf_ring {
-    struct perf_event_mmap_page *page;   /* NULL until the tool mmaps the fd */
-    uint8_t *data;                       /* page + data_offset */
-    uint64_t size;                       /* data_size, a power of two */
-    uint64_t lost;                       /* records not written yet reported */
+    struct perf_event_mmap_page *page; /* NULL until the tool mmaps the fd */
+    uint8_t *data;                     /* page + data_offset */
+    uint64_t size;                     /* data_size, a power of two */
+    uint64_t lost;                     /* records not written yet reported */
 };
 
 /* Sets up the ring over a mapping of len bytes (one header page plus a
@@ -63,30 +63,30 @@ enum tool_kind {
     TK_PROG,
     TK_BTF,
     TK_LINK,
-    TK_UPROBE,        /* perf_event_open of the uprobe PMU */
-    TK_TRACEPOINT,    /* perf_event_open PERF_TYPE_TRACEPOINT */
-    TK_PERF_RING,     /* perf_event_open SW_BPF_OUTPUT */
+    TK_UPROBE,     /* perf_event_open of the uprobe PMU */
+    TK_TRACEPOINT, /* perf_event_open PERF_TYPE_TRACEPOINT */
+    TK_PERF_RING,  /* perf_event_open SW_BPF_OUTPUT */
 };
 
 /* What one of the tool's fds stands for. Like a kernel struct file: dup'd
  * fds share it; it goes (TOOL_RELEASE / TOOL_DETACH) with the last one. */
 struct tool_file {
-    uint32_t refs;              /* fds + calls in flight; under the table lock */
-    uint8_t kind;               /* enum tool_kind */
-    bool watched;               /* in the epoll watch list */
-    uint32_t id;                /* map / prog / btf / link id of the server */
-    int evfd;                   /* eventfd standing in for it in epoll, -1 none */
-    bool signalled;             /* evfd is readable (only we read or write it) */
+    uint32_t refs;  /* fds + calls in flight; under the table lock */
+    uint8_t kind;   /* enum tool_kind */
+    bool watched;   /* in the epoll watch list */
+    uint32_t id;    /* map / prog / btf / link id of the server */
+    int evfd;       /* eventfd standing in for it in epoll, -1 none */
+    bool signalled; /* evfd is readable (only we read or write it) */
 
     /* TK_MAP: the tool's view (what it asked for) and our handle */
     struct bpfg_map *map;
     uint32_t map_type, key_size, value_size, max_entries, map_flags;
     uint32_t btf_id, btf_key_type_id, btf_value_type_id;
-    uint32_t value_copy;        /* bytes of one value in bpf(2) calls */
+    uint32_t value_copy; /* bytes of one value in bpf(2) calls */
     uint64_t map_extra;
     char name[16];
-    struct tool_file **rings;   /* PERF_EVENT_ARRAY: the tool's perf ring per index */
-    const unsigned long *rb_cons, *rb_prod;   /* RINGBUF positions */
+    struct tool_file **rings;               /* PERF_EVENT_ARRAY: the tool's perf ring per index */
+    const unsigned long *rb_cons, *rb_prod; /* RINGBUF positions */
 
     /* TK_PROG */
     uint32_t prog_type, attach_type, insn_cnt;
@@ -97,15 +97,15 @@ struct tool_file {
 
     /* TK_LINK */
     uint32_t link_type, prog_id;
-    struct tool_file *perf;     /* BPF_PERF_EVENT links: the event (a reference) */
+    struct tool_file *perf; /* BPF_PERF_EVENT links: the event (a reference) */
 
     /* perf events */
     int32_t cpu, pid;
     uint32_t tp_id;
     bool retprobe;
     uint64_t offset, ref_ctr_offset;
-    char *path;                 /* uprobe binary (malloc'd) */
-    uint32_t link_id;           /* set by SET_BPF: this fd owns the link */
+    char *path;       /* uprobe binary (malloc'd) */
+    uint32_t link_id; /* set by SET_BPF: this fd owns the link */
     bool attached;
     uint64_t event_id;          /* PERF_EVENT_IOC_ID */
     struct tool_perf_ring ring; /* TK_PERF_RING */

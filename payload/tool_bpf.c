@@ -119,7 +119,7 @@ static long bpf_map_create(const union bpf_attr *at)
         bool listed = f->rings && events_add_perf_map(f);
         tool_fdt_unlock();
         if (!listed) {
-            file_put(f);   /* releases the map */
+            file_put(f); /* releases the map */
             rt_sys1(SYS_close, fd);
             return -ENOMEM;
         }
@@ -129,8 +129,8 @@ static long bpf_map_create(const union bpf_attr *at)
 
 static bool gpl_compatible(const char *l)
 {
-    static const char *const ok[] = {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
-                                     "Dual MIT/GPL", "Dual MPL/GPL"};
+    static const char *const ok[] = {"GPL",          "GPL v2",       "GPL and additional rights",
+                                     "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (!strcmp(l, ok[i]))
             return true;
@@ -199,8 +199,7 @@ static long bpf_prog_load(const union bpf_attr *at)
     req.log_level = at->log_level;
     memcpy(req.name, at->prog_name, sizeof(req.name));
     req.name[sizeof(req.name) - 1] = 0;
-    if (at->license && rt_safe_read_str(req.license, (const void *)(uintptr_t)at->license,
-                                        sizeof(req.license)) < 0)
+    if (at->license && rt_safe_read_str(req.license, (const void *)(uintptr_t)at->license, sizeof(req.license)) < 0)
         return -EFAULT;
     struct bpf_insn *insns = malloc((size_t)cnt * sizeof(*insns));
     if (!insns)
@@ -332,7 +331,7 @@ static long bpf_link_create(const union bpf_attr *at)
     struct tool_file *ev = tool_fdt_get((int)at->link_create.target_fd);
     if (!ev || (ev->kind != TK_UPROBE && ev->kind != TK_TRACEPOINT && ev->kind != TK_PERF_RING)) {
         file_put(ev);
-        r = -EBADF;   /* libbpf's perf-link probe counts on EBADF */
+        r = -EBADF; /* libbpf's perf-link probe counts on EBADF */
         goto out;
     }
     if (ev->kind == TK_PERF_RING || ev->attached) {
@@ -346,7 +345,7 @@ static long bpf_link_create(const union bpf_attr *at)
         goto out;
     }
     ev->attached = true;
-    r = new_link((uint32_t)r, BPF_LINK_TYPE_PERF_EVENT, prog, ev);   /* keeps our reference of ev */
+    r = new_link((uint32_t)r, BPF_LINK_TYPE_PERF_EVENT, prog, ev); /* keeps our reference of ev */
 out:
     file_put(prog);
     return r;
@@ -445,7 +444,7 @@ static long perf_array_update(struct tool_file *f, const void *key, const void *
     }
     tool_fdt_lock();
     struct tool_file *old = f->rings[idx];
-    f->rings[idx] = ring;   /* our reference moves into the slot */
+    f->rings[idx] = ring; /* our reference moves into the slot */
     tool_fdt_unlock();
     file_put(old);
     return 0;
@@ -472,8 +471,7 @@ static long elem_update(struct tool_file *f, const void *key, const void *value,
 {
     uint32_t fd, id;
     switch (f->map_type) {
-    case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
-        return perf_array_update(f, key, value, flags);
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return perf_array_update(f, key, value, flags);
     case BPF_MAP_TYPE_PROG_ARRAY:
     case BPF_MAP_TYPE_ARRAY_OF_MAPS:
     case BPF_MAP_TYPE_HASH_OF_MAPS: {
@@ -491,8 +489,7 @@ static long elem_update(struct tool_file *f, const void *key, const void *value,
             return -EINVAL;
         return bpfg_map_update_copy(f->map, key, &id, flags);
     }
-    default:
-        return bpfg_map_update_copy(f->map, key, value, flags);
+    default: return bpfg_map_update_copy(f->map, key, value, flags);
     }
 }
 
@@ -529,7 +526,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
         return r;
     struct xbuf kb = {0}, vb = {0};
     void *key = NULL;
-    uint64_t uval = at->value;   /* next_key shares the slot */
+    uint64_t uval = at->value; /* next_key shares the slot */
     /* FREEZE has no key; GET_NEXT_KEY's NULL key asks for the first one */
     if (cmd != BPF_MAP_FREEZE && !(cmd == BPF_MAP_GET_NEXT_KEY && !at->key))
         r = read_key(f, at->key, &kb, &key);
@@ -562,9 +559,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
         }
         r = elem_update(f, key, vb.p, at->flags);
         break;
-    case BPF_MAP_DELETE_ELEM:
-        r = elem_delete(f, key);
-        break;
+    case BPF_MAP_DELETE_ELEM: r = elem_delete(f, key); break;
     case BPF_MAP_GET_NEXT_KEY:
         if (!xbuf_get(&vb, f->key_size ? f->key_size : 1)) {
             r = -ENOMEM;
@@ -574,9 +569,7 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
         if (!r && uwrite((void *)(uintptr_t)at->next_key, vb.p, f->key_size))
             r = -EFAULT;
         break;
-    case BPF_MAP_FREEZE:
-        r = bpfg_map_freeze(f->map);
-        break;
+    case BPF_MAP_FREEZE: r = bpfg_map_freeze(f->map); break;
     }
 out:
     xbuf_free(&kb);
@@ -635,7 +628,7 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
         r = del ? bpfg_map_lookup_and_delete_copy(f->map, key, val) : bpfg_map_lookup_copy(f->map, key, val);
         memcpy(prev, key, ks);
         have_prev = true;
-        if (r == -ENOENT) {   /* deleted meanwhile: go on after it */
+        if (r == -ENOENT) { /* deleted meanwhile: go on after it */
             r = 0;
             continue;
         }
@@ -650,8 +643,7 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
     if (r != -EFAULT) {
         uint32_t token = del ? 0 : skip + cp;
         if (write_count(uattr, cp) ||
-            (cp && uwrite((void *)(uintptr_t)at->batch.out_batch, hash ? (void *)&token : (void *)prev,
-                                 hash ? 4 : ks)))
+            (cp && uwrite((void *)(uintptr_t)at->batch.out_batch, hash ? (void *)&token : (void *)prev, hash ? 4 : ks)))
             r = -EFAULT;
     }
     xbuf_free(&b);
@@ -664,8 +656,7 @@ static long bpf_map_batch(int cmd, const union bpf_attr *at, void *uattr)
     long r = map_arg((int)at->batch.map_fd, &f);
     if (r)
         return r;
-    if (at->batch.flags || (at->batch.elem_flags & ~(uint64_t)BPF_F_LOCK &&
-                            cmd != BPF_MAP_UPDATE_BATCH)) {
+    if (at->batch.flags || (at->batch.elem_flags & ~(uint64_t)BPF_F_LOCK && cmd != BPF_MAP_UPDATE_BATCH)) {
         file_put(f);
         return -EINVAL;
     }
@@ -745,7 +736,7 @@ static long bpf_obj_info(const union bpf_attr *at, void *uattr)
     case TK_BTF:
         ksize = sizeof(info.btf);
         info.btf.id = f->id;
-        info.btf.btf_size = f->btf_size;   /* the bytes themselves are not kept */
+        info.btf.btf_size = f->btf_size; /* the bytes themselves are not kept */
         break;
     case TK_LINK:
         ksize = sizeof(info.link);
@@ -753,9 +744,7 @@ static long bpf_obj_info(const union bpf_attr *at, void *uattr)
         info.link.id = f->id;
         info.link.prog_id = f->prog_id;
         break;
-    default:
-        file_put(f);
-        return -EINVAL;
+    default: file_put(f); return -EINVAL;
     }
     file_put(f);
     uint32_t len = at->info.info_len;
@@ -814,17 +803,14 @@ long do_bpf(const uint64_t a[6])
     case BPF_MAP_UPDATE_ELEM:
     case BPF_MAP_DELETE_ELEM:
     case BPF_MAP_GET_NEXT_KEY:
-    case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
-        return bpf_map_elem(cmd, &at);
-    case BPF_MAP_FREEZE:
-        return bpf_map_elem(cmd, &at);
+    case BPF_MAP_LOOKUP_AND_DELETE_ELEM: return bpf_map_elem(cmd, &at);
+    case BPF_MAP_FREEZE: return bpf_map_elem(cmd, &at);
     case BPF_MAP_LOOKUP_BATCH:
     case BPF_MAP_LOOKUP_AND_DELETE_BATCH:
     case BPF_MAP_UPDATE_BATCH:
-    case BPF_MAP_DELETE_BATCH:
-        return bpf_map_batch(cmd, &at, uattr);
+    case BPF_MAP_DELETE_BATCH: return bpf_map_batch(cmd, &at, uattr);
     case BPF_OBJ_GET_INFO_BY_FD: return bpf_obj_info(&at, uattr);
-    case BPF_PROG_BIND_MAP: return 0;   /* the server keeps what a program uses */
+    case BPF_PROG_BIND_MAP: return 0; /* the server keeps what a program uses */
     default: return -EINVAL;
     }
 }

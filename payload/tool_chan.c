@@ -18,7 +18,7 @@
 static int chan = -1;
 static bool chan_dead;
 static uint32_t chan_seq;
-static uint32_t chan_word;   /* futex mutex: 0 free, 1 locked, 2 contended */
+static uint32_t chan_word; /* futex mutex: 0 free, 1 locked, 2 contended */
 
 static void chan_lock(void)
 {
@@ -45,7 +45,6 @@ void chan_open(int fd)
     chan_dead = false;
 }
 
-
 /* Reads len bytes; the first read may carry an fd (SCM_RIGHTS). */
 static int chan_recv(void *buf, size_t len, int *fd)
 {
@@ -56,8 +55,7 @@ static int chan_recv(void *buf, size_t len, int *fd)
             char buf[CMSG_SPACE(sizeof(int) * 4)];
         } cm;
         struct iovec iov = {b, len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-                            .msg_controllen = sizeof(cm.buf)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
         long n = rt_sys3(SYS_recvmsg, chan, (long)&mh, MSG_CMSG_CLOEXEC);
         if (n == -EINTR)
             continue;
@@ -134,7 +132,7 @@ int chan_call(uint16_t type, const void *b1, size_t l1, const void *b2, size_t l
         rep->len = rh.len - sizeof(rh);
         rep->body = malloc(rep->len + 1);
         if (!rep->body)
-            err = -ENOMEM;   /* the stream is out of step now */
+            err = -ENOMEM; /* the stream is out of step now */
         else if (!(err = chan_recv(rep->body, rep->len, NULL)))
             rep->body[rep->len] = 0;
     }

@@ -70,9 +70,8 @@ bool tool_perf_flush_lost(struct tool_perf_ring *r)
 {
     if (!r->lost)
         return true;
-    uint64_t head = r->page->data_head;   /* ours alone */
-    struct lost_rec rec = {
-        .h = {.type = PERF_RECORD_LOST, .misc = 0, .size = sizeof(rec)}, .id = 0, .lost = r->lost};
+    uint64_t head = r->page->data_head; /* ours alone */
+    struct lost_rec rec = {.h = {.type = PERF_RECORD_LOST, .misc = 0, .size = sizeof(rec)}, .id = 0, .lost = r->lost};
     if (ring_room(r, head) < sizeof(rec))
         return false;
     ring_put(r, head, &rec, sizeof(rec));
@@ -95,9 +94,8 @@ int tool_perf_write_sample(struct tool_perf_ring *r, const void *raw, uint32_t s
         r->lost++;
         return -ENOSPC;
     }
-    struct sample_hdr h = {
-        .h = {.type = PERF_RECORD_SAMPLE, .misc = PERF_RECORD_MISC_USER, .size = (uint16_t)rec},
-        .raw_size = (uint32_t)raw_size};
+    struct sample_hdr h = {.h = {.type = PERF_RECORD_SAMPLE, .misc = PERF_RECORD_MISC_USER, .size = (uint16_t)rec},
+                           .raw_size = (uint32_t)raw_size};
     ring_put(r, head, &h, sizeof(h));
     ring_put(r, head + sizeof(h), raw, size);
     ring_zero(r, head + sizeof(h) + size, (size_t)(raw_size - size));

@@ -278,7 +278,7 @@ bool do_poll(long nr, const uint64_t a[6], long *ret)
     struct pollfd_ user[POLL_MAX], kern[POLL_MAX];
     bool ours[POLL_MAX];
     if (!nfds || nfds > POLL_MAX || uread(user, (const void *)(uintptr_t)a[0], nfds * sizeof(user[0])))
-        return false;   /* the kernel gives the answer (or EFAULT) */
+        return false; /* the kernel gives the answer (or EFAULT) */
     bool any = false, dummy;
     for (uint64_t i = 0; i < nfds; i++)
         any |= ours[i] = poll_ring(user[i].fd, &dummy);
@@ -313,7 +313,7 @@ bool do_poll(long nr, const uint64_t a[6], long *ret)
                 continue;
             bool data = false;
             poll_ring(user[i].fd, &data);
-            kern[i].fd = -1;   /* the kernel skips it */
+            kern[i].fd = -1; /* the kernel skips it */
             user[i].revents = data ? (short)(user[i].events & (POLLIN_ | POLLRDNORM_)) : 0;
             ready += user[i].revents != 0;
         }

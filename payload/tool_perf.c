@@ -18,7 +18,7 @@
 
 #define PERF_FLAG_FD_CLOEXEC_ 8ul
 
-static struct bpfg_pmsg_tool_mode pmu;   /* PMU types from TOOL_MODE */
+static struct bpfg_pmsg_tool_mode pmu; /* PMU types from TOOL_MODE */
 static uint64_t next_event_id = 1;
 
 void perf_set_pmu(const struct bpfg_pmsg_tool_mode *tm)
@@ -50,7 +50,7 @@ long do_perf_open(const uint64_t a[6])
             return -ENOMEM;
         snprintf(name, sizeof(name), "bpfgraft-perf-ring:%d", cpu);
     } else if (pmu.uprobe_type && attr.type == pmu.uprobe_type) {
-        char *path = malloc(4096);   /* PATH_MAX: not on the tool's stack */
+        char *path = malloc(4096); /* PATH_MAX: not on the tool's stack */
         if (!path || !(f = file_new(TK_UPROBE))) {
             free(path);
             return -ENOMEM;
@@ -79,7 +79,8 @@ long do_perf_open(const uint64_t a[6])
         return -EOPNOTSUPP;
     } else {
         say("perf event type %u config %#llx cannot run in userspace (only uprobes, tracepoints and "
-            "BPF output are served)", attr.type, (unsigned long long)attr.config);
+            "BPF output are served)",
+            attr.type, (unsigned long long)attr.config);
         return -EOPNOTSUPP;
     }
     f->pid = pid;
@@ -107,12 +108,8 @@ bool do_ioctl(const uint64_t a[6], long *ret)
     case PERF_EVENT_IOC_ENABLE:
     case PERF_EVENT_IOC_DISABLE:
     case PERF_EVENT_IOC_RESET:
-    case PERF_EVENT_IOC_REFRESH:
-        r = 0;
-        break;
-    case PERF_EVENT_IOC_ID:
-        r = uwrite((void *)(uintptr_t)a[2], &f->event_id, 8) ? -EFAULT : 0;
-        break;
+    case PERF_EVENT_IOC_REFRESH: r = 0; break;
+    case PERF_EVENT_IOC_ID: r = uwrite((void *)(uintptr_t)a[2], &f->event_id, 8) ? -EFAULT : 0; break;
     case PERF_EVENT_IOC_SET_BPF: {
         struct tool_file *prog = get_kind((int)a[2], TK_PROG);
         if (!prog) {
@@ -126,16 +123,14 @@ bool do_ioctl(const uint64_t a[6], long *ret)
         else
             r = attach_perf(prog, f);
         if (r >= 0) {
-            f->link_id = (uint32_t)r;   /* this perf fd owns the link */
+            f->link_id = (uint32_t)r; /* this perf fd owns the link */
             f->attached = true;
             r = 0;
         }
         file_put(prog);
         break;
     }
-    default:
-        r = -ENOTTY;
-        break;
+    default: r = -ENOTTY; break;
     }
     file_put(f);
     *ret = r;
@@ -218,8 +213,7 @@ long do_openat(const uint64_t a[6])
     bool have_path = rt_safe_read_str(path, (const void *)(uintptr_t)a[1], sizeof(path)) >= 0;
     /* libbpf's legacy kprobes (no kprobe PMU) write tracefs kprobe_events */
     if (have_path && (ends_with(path, "tracing/kprobe_events") || ends_with(path, "tracing/kprobe_profile"))) {
-        say("kprobes cannot run in userspace (kernel functions are not reachable from a process): %s refused",
-            path);
+        say("kprobes cannot run in userspace (kernel functions are not reachable from a process): %s refused", path);
         return -EOPNOTSUPP;
     }
     long r = rt_sys4(SYS_openat, (long)a[0], (long)a[1], (long)a[2], (long)a[3]);
@@ -229,7 +223,7 @@ long do_openat(const uint64_t a[6])
     uint32_t id;
     int err = chan_call(BPFG_TOOL_TP_ID, tp, strlen(tp) + 1, NULL, 0, &rep);
     if (err && err != -ECONNRESET && rep.body)
-        say("%s", rep.body);   /* e.g. a kernel tracepoint */
+        say("%s", rep.body); /* e.g. a kernel tracepoint */
     if (!err)
         err = reply_id(&rep, &id);
     reply_free(&rep);

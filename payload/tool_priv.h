@@ -47,9 +47,9 @@ long file_placeholder(struct tool_file *f, const char *name, bool cloexec);
 
 struct reply {
     int status;
-    char *body;       /* NUL-terminated; NULL after a transport failure */
+    char *body; /* NUL-terminated; NULL after a transport failure */
     size_t len;
-    int fd;           /* attached fd (close-on-exec), -1 none */
+    int fd; /* attached fd (close-on-exec), -1 none */
 };
 
 /* TOOL_MODE: the channel is fd from now on. */

@@ -12,11 +12,11 @@
 /* One line of /proc/PID/maps. */
 struct bpfg_procfs_map {
     uint64_t start, end;
-    char perms[5];             /* "r-xp" */
+    char perms[5]; /* "r-xp" */
     uint64_t offset;
     unsigned dev_major, dev_minor;
     uint64_t inode;
-    const char *path;          /* as the kernel prints it ("/usr/lib/x.so", "[stack]",
+    const char *path; /* as the kernel prints it ("/usr/lib/x.so", "[stack]",
                                 * "/memfd:name (deleted)"), "" if none; valid during the call */
 };
 

@@ -19,7 +19,7 @@ struct out_chunk {
     char *data;
     size_t len;
     size_t off;
-    int fd;          /* sent with the first byte of this chunk, or -1 */
+    int fd; /* sent with the first byte of this chunk, or -1 */
 };
 
 struct bpfg_rpc_conn {
@@ -38,20 +38,13 @@ struct bpfg_rpc_conn {
 };
 
 static const char *const error_names[] = {
-    [BPFG_RPC_E_PARSE] = "parse_error",
-    [BPFG_RPC_E_INVALID_REQUEST] = "invalid_request",
-    [BPFG_RPC_E_NO_METHOD] = "no_such_method",
-    [BPFG_RPC_E_INVALID_PARAMS] = "invalid_params",
-    [BPFG_RPC_E_TOO_LARGE] = "too_large",
-    [BPFG_RPC_E_PERMISSION] = "permission_denied",
-    [BPFG_RPC_E_NOT_FOUND] = "not_found",
-    [BPFG_RPC_E_EXISTS] = "exists",
-    [BPFG_RPC_E_BAD_OBJECT] = "bad_object",
-    [BPFG_RPC_E_VERIFIER] = "verifier_rejected",
-    [BPFG_RPC_E_TARGET] = "target_error",
-    [BPFG_RPC_E_INTERNAL] = "internal_error",
-    [BPFG_RPC_E_UNSUPPORTED] = "unsupported",
-    [BPFG_RPC_E_BUSY] = "busy",
+    [BPFG_RPC_E_PARSE] = "parse_error",        [BPFG_RPC_E_INVALID_REQUEST] = "invalid_request",
+    [BPFG_RPC_E_NO_METHOD] = "no_such_method", [BPFG_RPC_E_INVALID_PARAMS] = "invalid_params",
+    [BPFG_RPC_E_TOO_LARGE] = "too_large",      [BPFG_RPC_E_PERMISSION] = "permission_denied",
+    [BPFG_RPC_E_NOT_FOUND] = "not_found",      [BPFG_RPC_E_EXISTS] = "exists",
+    [BPFG_RPC_E_BAD_OBJECT] = "bad_object",    [BPFG_RPC_E_VERIFIER] = "verifier_rejected",
+    [BPFG_RPC_E_TARGET] = "target_error",      [BPFG_RPC_E_INTERNAL] = "internal_error",
+    [BPFG_RPC_E_UNSUPPORTED] = "unsupported",  [BPFG_RPC_E_BUSY] = "busy",
 };
 
 const char *bpfg_rpc_error_name(int code)
@@ -61,8 +54,7 @@ const char *bpfg_rpc_error_name(int code)
     return error_names[code];
 }
 
-static void set_err(struct bpfg_rpc_conn *conn, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void set_err(struct bpfg_rpc_conn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void set_err(struct bpfg_rpc_conn *conn, const char *fmt, ...)
 {
@@ -99,10 +91,10 @@ long bpfg_msgpack_frame_len(const uint8_t *b, size_t len, size_t max)
         pending[depth]--;
 
         uint8_t c = b[pos];
-        size_t hdr = 1;        /* type byte + length field */
-        size_t lenbytes = 0;   /* size of the big-endian length field */
-        uint64_t body = 0;     /* payload bytes after the header */
-        int container = 0;     /* 1 array, 2 map */
+        size_t hdr = 1;      /* type byte + length field */
+        size_t lenbytes = 0; /* size of the big-endian length field */
+        uint64_t body = 0;   /* payload bytes after the header */
+        int container = 0;   /* 1 array, 2 map */
         uint64_t count = 0;
 
         if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
@@ -115,18 +107,25 @@ long bpfg_msgpack_frame_len(const uint8_t *b, size_t len, size_t max)
             body = c & 0x1f;
         } else {
             switch (c) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;   /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break;
-            case 0xc6: case 0xdb: lenbytes = 4; break;
-            case 0xc7: lenbytes = 1, body = 1; break;     /* ext: + type byte */
+            case 0xc4:
+            case 0xd9: lenbytes = 1; break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda: lenbytes = 2; break;
+            case 0xc6:
+            case 0xdb: lenbytes = 4; break;
+            case 0xc7: lenbytes = 1, body = 1; break; /* ext: + type byte */
             case 0xc8: lenbytes = 2, body = 1; break;
             case 0xc9: lenbytes = 4, body = 1; break;
             case 0xca: body = 4; break;
             case 0xcb: body = 8; break;
-            case 0xcc: case 0xd0: body = 1; break;
-            case 0xcd: case 0xd1: body = 2; break;
-            case 0xce: case 0xd2: body = 4; break;
-            case 0xcf: case 0xd3: body = 8; break;
+            case 0xcc:
+            case 0xd0: body = 1; break;
+            case 0xcd:
+            case 0xd1: body = 2; break;
+            case 0xce:
+            case 0xd2: body = 4; break;
+            case 0xcf:
+            case 0xd3: body = 8; break;
             case 0xd4: body = 2; break;
             case 0xd5: body = 3; break;
             case 0xd6: body = 5; break;
@@ -136,7 +135,7 @@ long bpfg_msgpack_frame_len(const uint8_t *b, size_t len, size_t max)
             case 0xdd: container = 1, lenbytes = 4; break;
             case 0xde: container = 2, lenbytes = 2; break;
             case 0xdf: container = 2, lenbytes = 4; break;
-            default: return -EBADMSG;   /* 0xc1 is never used */
+            default: return -EBADMSG; /* 0xc1 is never used */
             }
         }
         hdr += lenbytes;
@@ -204,8 +203,14 @@ void bpfg_rpc_conn_free(struct bpfg_rpc_conn *conn)
     free(conn);
 }
 
-int bpfg_rpc_conn_fd(const struct bpfg_rpc_conn *conn) { return conn->fd; }
-const char *bpfg_rpc_conn_error(const struct bpfg_rpc_conn *conn) { return conn->err; }
+int bpfg_rpc_conn_fd(const struct bpfg_rpc_conn *conn)
+{
+    return conn->fd;
+}
+const char *bpfg_rpc_conn_error(const struct bpfg_rpc_conn *conn)
+{
+    return conn->err;
+}
 
 int bpfg_rpc_take_fd(struct bpfg_rpc_conn *conn)
 {
@@ -227,7 +232,7 @@ static void keep_fds(struct bpfg_rpc_conn *conn, struct msghdr *mh)
             if (conn->nfds < MAX_QUEUED_FDS)
                 conn->fds[conn->nfds++] = fds[i];
             else
-                close(fds[i]);   /* a peer flooding us with fds gets them dropped */
+                close(fds[i]); /* a peer flooding us with fds gets them dropped */
         }
     }
 }
@@ -248,8 +253,7 @@ static int fill(struct bpfg_rpc_conn *conn)
         struct cmsghdr align;
     } ctrl;
     struct iovec iov = {conn->in + conn->in_len, conn->in_cap - conn->in_len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
-                        .msg_controllen = sizeof(ctrl.buf)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf)};
     ssize_t n;
     do {
         n = recvmsg(conn->fd, &mh, MSG_CMSG_CLOEXEC);
@@ -336,8 +340,7 @@ int bpfg_rpc_recv(struct bpfg_rpc_conn *conn, struct bpfg_rpc_msg *msg, bool rea
     }
     long flen = bpfg_msgpack_frame_len(conn->in, conn->in_len, conn->max_msg);
     if (flen == -EMSGSIZE) {
-        set_err(conn, "message larger than %zu bytes or nested deeper than %d", conn->max_msg,
-                BPFG_RPC_MAX_DEPTH);
+        set_err(conn, "message larger than %zu bytes or nested deeper than %d", conn->max_msg, BPFG_RPC_MAX_DEPTH);
         return -EMSGSIZE;
     }
     if (flen < 0) {
@@ -482,7 +485,10 @@ int bpfg_rpc_queue(struct bpfg_rpc_conn *conn, struct bpfg_rpc_out *out, int fd)
     return 0;
 }
 
-size_t bpfg_rpc_pending(const struct bpfg_rpc_conn *conn) { return conn->pending; }
+size_t bpfg_rpc_pending(const struct bpfg_rpc_conn *conn)
+{
+    return conn->pending;
+}
 
 static ssize_t send_chunk(int sock, struct out_chunk *c)
 {
@@ -516,7 +522,7 @@ int bpfg_rpc_flush(struct bpfg_rpc_conn *conn)
                 return 1;
             return -errno;
         }
-        if (c->fd >= 0) {   /* the fd went out with these bytes */
+        if (c->fd >= 0) { /* the fd went out with these bytes */
             close(c->fd);
             c->fd = -1;
         }
@@ -559,7 +565,7 @@ int bpfg_obj_strcpy(const msgpack_object *o, char *buf, size_t len)
         return -E2BIG;
     /* an empty string may come with a NULL pointer */
     if (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size))
-        return -EINVAL;   /* embedded NUL: not a usable C string */
+        return -EINVAL; /* embedded NUL: not a usable C string */
     if (o->via.str.size)
         memcpy(buf, o->via.str.ptr, o->via.str.size);
     buf[o->via.str.size] = 0;

@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPFG_RPC_MAX_MSG_DEFAULT (16u << 20)   /* 16 MiB */
-#define BPFG_RPC_MAX_DEPTH 64                  /* nesting of arrays/maps */
+#define BPFG_RPC_MAX_MSG_DEFAULT (16u << 20) /* 16 MiB */
+#define BPFG_RPC_MAX_DEPTH 64                /* nesting of arrays/maps */
 
 enum bpfg_rpc_kind {
     BPFG_RPC_REQUEST = 0,
@@ -54,13 +54,13 @@ struct bpfg_rpc_conn;
 /* One received message. Objects point into the message's own zone and live
  * until bpfg_rpc_msg_release(). */
 struct bpfg_rpc_msg {
-    int kind;                 /* enum bpfg_rpc_kind */
-    uint32_t msgid;           /* requests and responses */
-    const char *method;       /* requests and notifications; not NUL-terminated */
+    int kind;           /* enum bpfg_rpc_kind */
+    uint32_t msgid;     /* requests and responses */
+    const char *method; /* requests and notifications; not NUL-terminated */
     uint32_t method_len;
-    msgpack_object params;    /* requests/notifications: params; responses: result */
-    msgpack_object error;     /* responses: nil or [code, message] */
-    msgpack_object whole;     /* the whole message */
+    msgpack_object params; /* requests/notifications: params; responses: result */
+    msgpack_object error;  /* responses: nil or [code, message] */
+    msgpack_object whole;  /* the whole message */
     msgpack_unpacked unpacked;
 };
 

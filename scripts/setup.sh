@@ -16,6 +16,7 @@ PACKAGES=(
   libzydis-dev
   bpftool linux-libc-dev
   strace procps
+  clang-format   # the house style (.clang-format); ctest format_check
   golang-go      # a cgo victim: probes on goroutine stacks
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline

@@ -29,14 +29,17 @@ enum emu_kind { EMU_MAP, EMU_PROG, EMU_BTF };
 
 struct emu_obj {
     int fd;
-    dev_t dev;              /* identity of the memfd behind fd, so a fd */
-    ino_t ino;              /* number reused after libbpf's close() is not ours */
+    dev_t dev; /* identity of the memfd behind fd, so a fd */
+    ino_t ino; /* number reused after libbpf's close() is not ours */
     enum emu_kind kind;
     uint32_t id;
     union {
         struct bpfg_emu_map map;
         struct bpfg_emu_prog prog;
-        struct { void *data; uint32_t size; } btf;
+        struct {
+            void *data;
+            uint32_t size;
+        } btf;
     };
 };
 
@@ -152,9 +155,13 @@ static bool is_array(uint32_t type)
 static long emu_map_create(struct bpfg_emu *emu, const union bpf_attr *a)
 {
     struct bpfg_emu_map m = {
-        .type = a->map_type, .key_size = a->key_size, .value_size = a->value_size,
-        .max_entries = a->max_entries, .flags = a->map_flags,
-        .btf_key_type_id = a->btf_key_type_id, .btf_value_type_id = a->btf_value_type_id,
+        .type = a->map_type,
+        .key_size = a->key_size,
+        .value_size = a->value_size,
+        .max_entries = a->max_entries,
+        .flags = a->map_flags,
+        .btf_key_type_id = a->btf_key_type_id,
+        .btf_value_type_id = a->btf_value_type_id,
         .map_extra = a->map_extra,
     };
     uint64_t size = 0;
@@ -166,7 +173,7 @@ static long emu_map_create(struct bpfg_emu *emu, const union bpf_attr *a)
         size = array_elem_size(&m) * m.max_entries;
         if (size > EMU_MAX_MAP_BYTES)
             return -E2BIG;
-        size = (size + 4095) & ~4095ull;   /* mmap covers whole pages */
+        size = (size + 4095) & ~4095ull; /* mmap covers whole pages */
     }
     struct emu_obj *o = obj_new(emu, EMU_MAP, size);
     if (!o)
@@ -195,11 +202,11 @@ static long emu_map_elem(struct bpfg_emu *emu, int cmd, const union bpf_attr *a)
     if (cmd == BPF_MAP_DELETE_ELEM)
         return -EINVAL;
     if (!a->key)
-        idx = UINT32_MAX;          /* GET_NEXT_KEY from the start */
+        idx = UINT32_MAX; /* GET_NEXT_KEY from the start */
     else
         memcpy(&idx, (const void *)(uintptr_t)a->key, sizeof(idx));
     if (cmd == BPF_MAP_GET_NEXT_KEY) {
-        uint32_t next = idx + 1;   /* wraps to 0 from the start */
+        uint32_t next = idx + 1; /* wraps to 0 from the start */
         if (next >= m->max_entries)
             return -ENOENT;
         memcpy((void *)(uintptr_t)a->next_key, &next, sizeof(next));
@@ -296,10 +303,15 @@ static long emu_get_info(struct bpfg_emu *emu, union bpf_attr *a, union bpf_attr
     switch (o->kind) {
     case EMU_MAP: {
         struct bpf_map_info m = {
-            .type = o->map.type, .id = o->id, .key_size = o->map.key_size,
-            .value_size = o->map.value_size, .max_entries = o->map.max_entries,
-            .map_flags = o->map.flags, .btf_key_type_id = o->map.btf_key_type_id,
-            .btf_value_type_id = o->map.btf_value_type_id, .map_extra = o->map.map_extra,
+            .type = o->map.type,
+            .id = o->id,
+            .key_size = o->map.key_size,
+            .value_size = o->map.value_size,
+            .max_entries = o->map.max_entries,
+            .map_flags = o->map.flags,
+            .btf_key_type_id = o->map.btf_key_type_id,
+            .btf_value_type_id = o->map.btf_value_type_id,
+            .map_extra = o->map.map_extra,
         };
         memcpy(m.name, o->map.name, sizeof(m.name));
         info.map = m;
@@ -376,7 +388,7 @@ static long emu_bpf(struct bpfg_emu *emu, int cmd, void *uattr, unsigned long si
     case BPF_PROG_GET_NEXT_ID:
     case BPF_MAP_GET_NEXT_ID:
     case BPF_BTF_GET_NEXT_ID:
-    case BPF_LINK_GET_NEXT_ID: r = -ENOENT; break;   /* nothing else loaded */
+    case BPF_LINK_GET_NEXT_ID: r = -ENOENT; break; /* nothing else loaded */
     default: r = -EINVAL; break;
     }
     if (emu->trace)

@@ -46,8 +46,11 @@ static int describe_placeholder(void *user, uint64_t value, struct bpfg_llvmjit_
     if (m->type != BPF_MAP_TYPE_ARRAY || m->key_size != 4)
         return -ENOENT;
     *info = (struct bpfg_llvmjit_map_info){
-        .type = m->type, .key_size = m->key_size, .value_size = m->value_size, .max_entries = m->max_entries,
-        .value_base = m->type == BPF_MAP_TYPE_ARRAY ? 1 : 0,   /* known in every target */
+        .type = m->type,
+        .key_size = m->key_size,
+        .value_size = m->value_size,
+        .max_entries = m->max_entries,
+        .value_base = m->type == BPF_MAP_TYPE_ARRAY ? 1 : 0, /* known in every target */
     };
     return 0;
 }
@@ -67,7 +70,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *obj_path = NULL, *out_path = NULL, *cache_dir = NULL;
-    int opt_level = 0;   /* 0: the engine's default, as the server uses */
+    int opt_level = 0; /* 0: the engine's default, as the server uses */
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc) {
@@ -156,8 +159,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "bpfgraft-compile: writing %s: %s\n", name, strerror(-ret));
             status = 1;
         } else if (!quiet) {
-            printf("%-24s %5zu insns -> %6zu bytes, %zu slots, %u inlined lookups, %.1f ms\n", p->name,
-                   p->insn_cnt, blob.code.len, blob.nrelocs, st.inlined_lookups, ms);
+            printf("%-24s %5zu insns -> %6zu bytes, %zu slots, %u inlined lookups, %.1f ms\n", p->name, p->insn_cnt,
+                   blob.code.len, blob.nrelocs, st.inlined_lookups, ms);
         }
         compiled++;
         bpfg_llvmjit_blob_free(&blob);
@@ -172,7 +175,7 @@ int main(int argc, char **argv)
         status = 1;
     }
     if (status)
-        unlink(out_path);   /* never leave a partial archive behind */
+        unlink(out_path); /* never leave a partial archive behind */
     bpfg_jitcache_close(cache);
     bpfg_obj_free(obj);
     return status;

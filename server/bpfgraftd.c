@@ -111,13 +111,21 @@ static int daemonize(int *ready_fd)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"foreground", no_argument, NULL, 'f'}, {"daemon", no_argument, NULL, 'd'},
-        {"socket", required_argument, NULL, 's'}, {"socket-mode", required_argument, NULL, 'm'},
-        {"socket-group", required_argument, NULL, 'g'}, {"log", required_argument, NULL, 'l'},
-        {"debug", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {"payload", required_argument, NULL, 'p'}, {"cache-dir", required_argument, NULL, 'c'},
-        {"jit-archive", required_argument, NULL, 'a'}, {"verifier", required_argument, NULL, 'V'},
-        {"engine", required_argument, NULL, 'E'}, {"syscall-rewrite", required_argument, NULL, 'R'}, {0},
+        {"foreground", no_argument, NULL, 'f'},
+        {"daemon", no_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
+        {"socket-mode", required_argument, NULL, 'm'},
+        {"socket-group", required_argument, NULL, 'g'},
+        {"log", required_argument, NULL, 'l'},
+        {"debug", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"payload", required_argument, NULL, 'p'},
+        {"cache-dir", required_argument, NULL, 'c'},
+        {"jit-archive", required_argument, NULL, 'a'},
+        {"verifier", required_argument, NULL, 'V'},
+        {"engine", required_argument, NULL, 'E'},
+        {"syscall-rewrite", required_argument, NULL, 'R'},
+        {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
     const char *log_path = NULL;
@@ -198,8 +206,7 @@ int main(int argc, char **argv)
     if (!cfg.payload_path)
         cfg.payload_path = default_payload(payload, sizeof(payload));
     if (access(cfg.payload_path, R_OK) != 0)
-        fprintf(stderr, "bpfgraftd: warning: payload %s: %s (attach will fail)\n", cfg.payload_path,
-                strerror(errno));
+        fprintf(stderr, "bpfgraftd: warning: payload %s: %s (attach will fail)\n", cfg.payload_path, strerror(errno));
 
     FILE *log = NULL;
     if (log_path) {

@@ -7,8 +7,14 @@
 static enum srv_log_level min_level = SRV_INFO;
 static FILE *log_file;
 
-void srv_log_set_level(enum srv_log_level min) { min_level = min; }
-void srv_log_set_file(FILE *f) { log_file = f; }
+void srv_log_set_level(enum srv_log_level min)
+{
+    min_level = min;
+}
+void srv_log_set_file(FILE *f)
+{
+    log_file = f;
+}
 
 void srv_log(enum srv_log_level level, const char *fmt, ...)
 {

@@ -20,8 +20,7 @@
 enum ptype { P_STR, P_BIN, P_UINT, P_BOOL, P_REF, P_ARRAY };
 
 static const char *const ptype_names[] = {
-    [P_STR] = "str", [P_BIN] = "bin", [P_UINT] = "uint", [P_BOOL] = "bool",
-    [P_REF] = "uint|str", [P_ARRAY] = "array",
+    [P_STR] = "str", [P_BIN] = "bin", [P_UINT] = "uint", [P_BOOL] = "bool", [P_REF] = "uint|str", [P_ARRAY] = "array",
 };
 
 struct param {
@@ -35,7 +34,7 @@ struct param {
 struct srv_call {
     struct server *s;
     struct srv_client *c;
-    const msgpack_object *args[MAX_PARAMS];   /* by the method's param index */
+    const msgpack_object *args[MAX_PARAMS]; /* by the method's param index */
     int send_fd;
     char err[2048];
 };
@@ -49,8 +48,7 @@ struct method {
     int since;
 };
 
-static int fail(struct srv_call *call, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(struct srv_call *call, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(struct srv_call *call, int code, const char *fmt, ...)
 {
@@ -66,10 +64,13 @@ static int errno_code(int err)
     switch (err) {
     case -ENOENT: return BPFG_RPC_E_NOT_FOUND;
     case -EEXIST: return BPFG_RPC_E_EXISTS;
-    case -EPERM: case -EACCES: return BPFG_RPC_E_PERMISSION;
-    case -EINVAL: case -E2BIG: return BPFG_RPC_E_INVALID_PARAMS;
+    case -EPERM:
+    case -EACCES: return BPFG_RPC_E_PERMISSION;
+    case -EINVAL:
+    case -E2BIG: return BPFG_RPC_E_INVALID_PARAMS;
     case -EOPNOTSUPP: return BPFG_RPC_E_UNSUPPORTED;
-    case -EBUSY: case -EAGAIN: return BPFG_RPC_E_BUSY;
+    case -EBUSY:
+    case -EAGAIN: return BPFG_RPC_E_BUSY;
     default: return BPFG_RPC_E_INTERNAL;
     }
 }
@@ -100,7 +101,7 @@ static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
     kv_u64(pk, "key_size", info.key_size);
     kv_u64(pk, "value_size", info.value_size);
     kv_u64(pk, "max_entries", info.max_entries);
-    kv_u64(pk, "flags", info.map_flags & ~BPFG_F_GLOBAL_DATA);   /* the kernel's BPF_F_* only */
+    kv_u64(pk, "flags", info.map_flags & ~BPFG_F_GLOBAL_DATA); /* the kernel's BPF_F_* only */
     kv_u64(pk, "object", m->obj_id);
     kv_u64(pk, "btf_key_type_id", m->btf_key_type_id);
     kv_u64(pk, "btf_value_type_id", m->btf_value_type_id);
@@ -112,8 +113,8 @@ static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
     const struct bpfg_obj_prog *op = p->prog;
     char target[512] = "";
     if (op->target_binary && op->target_func)
-        snprintf(target, sizeof(target), op->target_offset ? "%s:%s+%llu" : "%s:%s", op->target_binary,
-                 op->target_func, (unsigned long long)op->target_offset);
+        snprintf(target, sizeof(target), op->target_offset ? "%s:%s+%llu" : "%s:%s", op->target_binary, op->target_func,
+                 (unsigned long long)op->target_offset);
     else if (op->syscall)
         snprintf(target, sizeof(target), "%s", op->syscall);
     msgpack_pack_map(pk, 9);
@@ -225,8 +226,7 @@ static int arg_bytes(struct srv_call *call, int idx, const char *what, size_t wa
 {
     const msgpack_object *o = call->args[idx];
     if (o->via.bin.size != want)
-        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s is %u bytes, the map takes %zu", what,
-                    o->via.bin.size, want);
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s is %u bytes, the map takes %zu", what, o->via.bin.size, want);
     *data = o->via.bin.ptr;
     return 0;
 }
@@ -275,8 +275,8 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
 
     struct reg_object *o;
     char why[2048];
-    err = registry_load(&call->s->reg, has_path ? path : NULL, data, len, call->args[2] ? name : NULL, &o,
-                        why, sizeof(why));
+    err = registry_load(&call->s->reg, has_path ? path : NULL, data, len, call->args[2] ? name : NULL, &o, why,
+                        sizeof(why));
     if (err) {
         srv_log(SRV_WARN, "client %u: object.load failed: %s", call->c->id, why);
         if (err == -ENOMEM)
@@ -404,11 +404,11 @@ static int m_map_show(struct srv_call *call, msgpack_packer *pk)
 static bool is_keyed(uint32_t type)
 {
     switch (type) {
-    case BPF_MAP_TYPE_RINGBUF: case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
-    case BPF_MAP_TYPE_QUEUE: case BPF_MAP_TYPE_STACK:
-        return false;
-    default:
-        return true;
+    case BPF_MAP_TYPE_RINGBUF:
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+    case BPF_MAP_TYPE_QUEUE:
+    case BPF_MAP_TYPE_STACK: return false;
+    default: return true;
     }
 }
 
@@ -476,10 +476,10 @@ static int m_map_update(struct srv_call *call, msgpack_packer *pk)
     uint64_t flags = call->args[3] ? call->args[3]->via.u64 : BPF_ANY;
     err = bpfg_map_update_copy(m->map, key, value, flags);
     if (err) {
-        const char *why = err == -EEXIST ? "key already exists (flags say it must not)"
-                        : err == -ENOENT ? "key does not exist (flags say it must)"
-                        : err == -E2BIG ? "map is full"
-                        : strerror(-err);
+        const char *why = err == -EEXIST   ? "key already exists (flags say it must not)"
+                          : err == -ENOENT ? "key does not exist (flags say it must)"
+                          : err == -E2BIG  ? "map is full"
+                                           : strerror(-err);
         return fail(call, errno_code(err), "update of map '%s': %s", m->name, why);
     }
     msgpack_pack_true(pk);
@@ -589,8 +589,8 @@ static int m_map_pop(struct srv_call *call, msgpack_packer *pk)
     err = bpfg_map_lookup_and_delete_copy(m->map, NULL, value);
     if (err) {
         free(value);
-        return fail(call, errno_code(err), err == -ENOENT ? "map '%s' is empty" : "pop from map '%s': %s",
-                    m->name, strerror(-err));
+        return fail(call, errno_code(err), err == -ENOENT ? "map '%s' is empty" : "pop from map '%s': %s", m->name,
+                    strerror(-err));
     }
     msgpack_pack_map(pk, 1);
     bpfg_pack_cstr(pk, "value");
@@ -676,7 +676,7 @@ static int attach_programs(struct srv_call *call, struct reg_object **obj_out, u
     } else {
         for (size_t k = 0; k < o->prog_cnt && *n < 64; k++) {
             enum bpfg_attach_kind kind = o->obj->progs[k].kind;
-            if (kind != BPFG_ATTACH_UNSUPPORTED)   /* uprobes and syscall tracepoints */
+            if (kind != BPFG_ATTACH_UNSUPPORTED) /* uprobes and syscall tracepoints */
                 ids[(*n)++] = o->prog_ids[k];
         }
         if (!*n)
@@ -732,7 +732,6 @@ static int m_target_start(struct srv_call *call, msgpack_packer *pk)
     return attach_or_start(call, pk, true);
 }
 
-
 static int m_tool_start(struct srv_call *call, msgpack_packer *pk)
 {
     uint64_t pid = call->args[0]->via.u64;
@@ -782,8 +781,13 @@ static int m_target_list(struct srv_call *call, msgpack_packer *pk)
 
 static int m_events_subscribe(struct srv_call *call, msgpack_packer *pk)
 {
-    static const struct { const char *name; unsigned bit; } topics[] = {
-        {"trace", SRV_TOPIC_TRACE}, {"ringbuf", SRV_TOPIC_RINGBUF}, {"target", SRV_TOPIC_TARGET},
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } topics[] = {
+        {"trace", SRV_TOPIC_TRACE},
+        {"ringbuf", SRV_TOPIC_RINGBUF},
+        {"target", SRV_TOPIC_TARGET},
     };
     unsigned mask = 0;
     const msgpack_object *list = call->args[0];
@@ -817,53 +821,114 @@ static int m_events_unsubscribe(struct srv_call *call, msgpack_packer *pk)
 #define OPT false
 
 static const struct method methods[] = {
-    {"api.info", m_api_info, {{0}}, "{api_level, version, methods, errors}",
-     "Describes every method, its parameters and the error codes.", 1},
-    {"server.status", m_server_status, {{0}}, "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients}",
-     "Server health and counts.", 1},
-    {"object.load", m_object_load, {{"path", P_STR, OPT}, {"data", P_BIN, OPT}, {"name", P_STR, OPT}},
-     "object", "Loads a BPF ELF object from an absolute path or bytes; creates its maps, checks its programs.", 1},
+    {"api.info",
+     m_api_info,
+     {{0}},
+     "{api_level, version, methods, errors}",
+     "Describes every method, its parameters and the error codes.",
+     1},
+    {"server.status",
+     m_server_status,
+     {{0}},
+     "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients}",
+     "Server health and counts.",
+     1},
+    {"object.load",
+     m_object_load,
+     {{"path", P_STR, OPT}, {"data", P_BIN, OPT}, {"name", P_STR, OPT}},
+     "object",
+     "Loads a BPF ELF object from an absolute path or bytes; creates its maps, checks its programs.",
+     1},
     {"object.list", m_object_list, {{0}}, "[object]", "Lists loaded objects with their programs and maps.", 1},
     {"object.unload", m_object_unload, {{"id", P_UINT, REQ}}, "true", "Removes an object, its programs and maps.", 1},
     {"object.btf", m_object_btf, {{"id", P_UINT, REQ}}, "{btf: bin|nil}", "The object's raw BTF.", 1},
     {"prog.list", m_prog_list, {{0}}, "[prog]", "Lists programs.", 1},
     {"prog.show", m_prog_show, {{"prog", P_REF, REQ}}, "prog", "One program.", 1},
-    {"prog.dump", m_prog_dump, {{"prog", P_REF, REQ}}, "{id, name, insns: bin, text}",
-     "A program's instructions and their disassembly.", 1},
+    {"prog.dump",
+     m_prog_dump,
+     {{"prog", P_REF, REQ}},
+     "{id, name, insns: bin, text}",
+     "A program's instructions and their disassembly.",
+     1},
     {"map.list", m_map_list, {{0}}, "[map]", "Lists maps.", 1},
     {"map.show", m_map_show, {{"map", P_REF, REQ}}, "map", "One map.", 1},
-    {"map.lookup", m_map_lookup, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}}, "{key, value | values}",
-     "Looks a key up; per-CPU maps return every CPU's value.", 1},
-    {"map.update", m_map_update, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}},
-     "true", "Creates or updates an element (flags: 0 any, 1 noexist, 2 exist).", 1},
+    {"map.lookup",
+     m_map_lookup,
+     {{"map", P_REF, REQ}, {"key", P_BIN, REQ}},
+     "{key, value | values}",
+     "Looks a key up; per-CPU maps return every CPU's value.",
+     1},
+    {"map.update",
+     m_map_update,
+     {{"map", P_REF, REQ}, {"key", P_BIN, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}},
+     "true",
+     "Creates or updates an element (flags: 0 any, 1 noexist, 2 exist).",
+     1},
     {"map.delete", m_map_delete, {{"map", P_REF, REQ}, {"key", P_BIN, REQ}}, "true", "Deletes an element.", 1},
-    {"map.dump", m_map_dump, {{"map", P_REF, REQ}, {"max", P_UINT, OPT}}, "{entries: [{key, value | values}], truncated}",
-     "Every element of a keyed map.", 1},
+    {"map.dump",
+     m_map_dump,
+     {{"map", P_REF, REQ}, {"max", P_UINT, OPT}},
+     "{entries: [{key, value | values}], truncated}",
+     "Every element of a keyed map.",
+     1},
     {"map.pop", m_map_pop, {{"map", P_REF, REQ}}, "{value}", "Pops a queue or stack.", 1},
-    {"map.push", m_map_push, {{"map", P_REF, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}}, "true",
-     "Pushes onto a queue or stack (flags 2, BPF_EXIST: overwrite the oldest when full).", 1},
-    {"map.fd", m_map_fd, {{"map", P_REF, REQ}}, "map (+ memfd via SCM_RIGHTS)",
-     "Hands the map's memfd to a local client.", 1},
-    {"target.attach", m_target_attach,
-     {{"pid", P_UINT, REQ}, {"object", P_REF, OPT}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
+    {"map.push",
+     m_map_push,
+     {{"map", P_REF, REQ}, {"value", P_BIN, REQ}, {"flags", P_UINT, OPT}},
+     "true",
+     "Pushes onto a queue or stack (flags 2, BPF_EXIST: overwrite the oldest when full).",
+     1},
+    {"map.fd",
+     m_map_fd,
+     {{"map", P_REF, REQ}},
+     "map (+ memfd via SCM_RIGHTS)",
+     "Hands the map's memfd to a local client.",
+     1},
+    {"target.attach",
+     m_target_attach,
+     {{"pid", P_UINT, REQ},
+      {"object", P_REF, OPT},
+      {"programs", P_ARRAY, OPT},
+      {"target", P_STR, OPT},
       {"engine", P_STR, OPT}},
-     "{pid, programs}", "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
-     "process (no object: the process only joins bpfgraft, and running tools' links attach there); 'target' (\"binary:function[+off]\") serves programs whose section names none; 'engine' "
-     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed.", 1},
-    {"target.start", m_target_start,
-     {{"pid", P_UINT, REQ}, {"object", P_REF, REQ}, {"programs", P_ARRAY, OPT}, {"target", P_STR, OPT},
+     "{pid, programs}",
+     "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
+     "process (no object: the process only joins bpfgraft, and running tools' links attach there); 'target' "
+     "(\"binary:function[+off]\") serves programs whose section names none; 'engine' "
+     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed.",
+     1},
+    {"target.start",
+     m_target_start,
+     {{"pid", P_UINT, REQ},
+      {"object", P_REF, REQ},
+      {"programs", P_ARRAY, OPT},
+      {"target", P_STR, OPT},
       {"engine", P_STR, OPT}},
-     "{pid, programs}", "`bpfgraft start`: pid is the caller's child, stopped by SIGSTOP just before execve; "
-     "the programs are attached at its entry point, before main, then it runs.", 1},
+     "{pid, programs}",
+     "`bpfgraft start`: pid is the caller's child, stopped by SIGSTOP just before execve; "
+     "the programs are attached at its entry point, before main, then it runs.",
+     1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
     {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},
-    {"tool.start", m_tool_start, {{"pid", P_UINT, REQ}, {"engine", P_STR, OPT}}, "{pid}",
+    {"tool.start",
+     m_tool_start,
+     {{"pid", P_UINT, REQ}, {"engine", P_STR, OPT}},
+     "{pid}",
      "`bpfgraft run`: pid is the caller's child, stopped by SIGSTOP just before it execs a libbpf tool; the "
-     "tool's bpf() calls are then served by bpfgraft (tool.h), its programs attach to attached processes.", 1},
-    {"tool.list", m_tool_list, {{0}}, "[{pid, name, object, links: [{id, prog, kind, target, pid, attached}]}]",
-     "Running tools and where their programs are attached.", 1},
-    {"events.subscribe", m_events_subscribe, {{"topics", P_ARRAY, OPT}}, "true",
-     "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.", 1},
+     "tool's bpf() calls are then served by bpfgraft (tool.h), its programs attach to attached processes.",
+     1},
+    {"tool.list",
+     m_tool_list,
+     {{0}},
+     "[{pid, name, object, links: [{id, prog, kind, target, pid, attached}]}]",
+     "Running tools and where their programs are attached.",
+     1},
+    {"events.subscribe",
+     m_events_subscribe,
+     {{"topics", P_ARRAY, OPT}},
+     "true",
+     "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.",
+     1},
     {"events.unsubscribe", m_events_unsubscribe, {{0}}, "true", "Stops notifications.", 1},
 };
 
@@ -946,7 +1011,7 @@ static int bind_args(const struct method *m, const msgpack_object *params, struc
             }
             const msgpack_object *v = &named->via.map.ptr[i].val;
             if (v->type == MSGPACK_OBJECT_NIL)
-                continue;   /* nil means "not given" */
+                continue; /* nil means "not given" */
             if (!type_ok(m->params[idx].type, v))
                 return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: parameter '%s' must be %s", m->name,
                             m->params[idx].name, ptype_names[m->params[idx].type]);
@@ -955,13 +1020,13 @@ static int bind_args(const struct method *m, const msgpack_object *params, struc
     }
     for (int p = 0; p < MAX_PARAMS && m->params[p].name; p++)
         if (m->params[p].required && !call->args[p])
-            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: missing parameter '%s' (%s)", m->name,
-                        m->params[p].name, ptype_names[m->params[p].type]);
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "%s: missing parameter '%s' (%s)", m->name, m->params[p].name,
+                        ptype_names[m->params[p].type]);
     return 0;
 }
 
-void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_rpc_msg *msg,
-                      struct bpfg_rpc_out *out, int *send_fd)
+void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_rpc_msg *msg, struct bpfg_rpc_out *out,
+                      int *send_fd)
 {
     struct srv_call call = {.s = s, .c = c, .send_fd = -1};
     const struct method *m = NULL;

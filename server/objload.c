@@ -39,7 +39,7 @@ static int capture_print(enum libbpf_print_level level, const char *fmt, va_list
     struct msgbuf *m = load_msgs;
     char line[512];
 
-    if (!m)     /* another thread's libbpf use: leave it as it was */
+    if (!m) /* another thread's libbpf use: leave it as it was */
         return prev_print ? prev_print(level, fmt, ap) : 0;
     if (level != LIBBPF_WARN)
         return 0;
@@ -129,10 +129,9 @@ static int parse_uprobe(const char *sec, const char *spec, bool ret, struct bpfg
 
     p->kind = ret ? BPFG_ATTACH_URETPROBE : BPFG_ATTACH_UPROBE;
     if (!*spec)
-        return 0;       /* bare SEC("uprobe"): target given at attach */
+        return 0; /* bare SEC("uprobe"): target given at attach */
     if (!colon || colon == spec)
-        return unsupported(p, "section '%s': expected %s/BINARY:FUNCTION[+OFFSET]", sec,
-                           ret ? "uretprobe" : "uprobe");
+        return unsupported(p, "section '%s': expected %s/BINARY:FUNCTION[+OFFSET]", sec, ret ? "uretprobe" : "uprobe");
     const char *fn = colon + 1, *plus = strchr(fn, '+');
     size_t fnlen = plus ? (size_t)(plus - fn) : strlen(fn);
     if (plus) {
@@ -193,9 +192,11 @@ int bpfg_obj_parse_section(const char *sec, struct bpfg_obj_prog *p)
                 return 0;
             }
         }
-        return unsupported(p, "section '%s': tracepoint '%s' is not available in userspace "
+        return unsupported(p,
+                           "section '%s': tracepoint '%s' is not available in userspace "
                            "(only syscalls/sys_enter_NAME, syscalls/sys_exit_NAME, "
-                           "raw_syscalls/sys_enter|sys_exit)", sec, rest);
+                           "raw_syscalls/sys_enter|sys_exit)",
+                           sec, rest);
     }
     if (sec_is(sec, "raw_tracepoint", &rest) || sec_is(sec, "raw_tp", &rest)) {
         if (strcmp(rest, "sys_enter") == 0) {
@@ -206,13 +207,17 @@ int bpfg_obj_parse_section(const char *sec, struct bpfg_obj_prog *p)
             p->kind = BPFG_ATTACH_RAW_SYSCALL_EXIT;
             return 0;
         }
-        return unsupported(p, "section '%s': raw tracepoint '%s' is not available in userspace "
-                           "(only sys_enter, sys_exit)", sec, rest);
+        return unsupported(p,
+                           "section '%s': raw tracepoint '%s' is not available in userspace "
+                           "(only sys_enter, sys_exit)",
+                           sec, rest);
     }
     size_t typelen = strcspn(sec, "/");
-    return unsupported(p, "section '%s': %.*s programs are not available in userspace "
+    return unsupported(p,
+                       "section '%s': %.*s programs are not available in userspace "
                        "(supported: uprobe, uretprobe, tracepoint/syscalls/sys_enter_*|sys_exit_*, "
-                       "raw_tracepoint/sys_enter|sys_exit)", sec, (int)typelen, sec);
+                       "raw_tracepoint/sys_enter|sys_exit)",
+                       sec, (int)typelen, sec);
 }
 
 /* ---- maps --------------------------------------------------------------- */
@@ -320,13 +325,11 @@ static int check_elf(const void *buf, size_t len, char *err, size_t errlen)
         return -EINVAL;
     }
     if (eh.e_machine != EM_BPF) {
-        set_err(err, errlen, "not a BPF object: ELF machine %u, expected EM_BPF (%u)",
-                eh.e_machine, EM_BPF);
+        set_err(err, errlen, "not a BPF object: ELF machine %u, expected EM_BPF (%u)", eh.e_machine, EM_BPF);
         return -EINVAL;
     }
     if (eh.e_type != ET_REL) {
-        set_err(err, errlen, "not a BPF object file: ELF type %u, expected ET_REL (a clang -c output)",
-                eh.e_type);
+        set_err(err, errlen, "not a BPF object file: ELF type %u, expected ET_REL (a clang -c output)", eh.e_type);
         return -EINVAL;
     }
     if (eh.e_shoff == 0 || eh.e_shoff > len || eh.e_shentsize != sizeof(Elf64_Shdr) ||
@@ -337,8 +340,7 @@ static int check_elf(const void *buf, size_t len, char *err, size_t errlen)
     return 0;
 }
 
-static int validate_btf(const void *data, size_t size, const void *ext, size_t ext_size,
-                        char *err, size_t errlen);
+static int validate_btf(const void *data, size_t size, const void *ext, size_t ext_size, char *err, size_t errlen);
 
 /* libbpf 1.1 trusts the ELF's internal references (it crashes on a NULL
  * section or symbol name, a symbol in a missing section, a relocation past
@@ -361,8 +363,8 @@ static int validate_elf(const void *buf, size_t len, char *err, size_t errlen)
         set_err(err, errlen, "corrupt ELF: %s", elf_errmsg(-1));
         return -EINVAL;
     }
-    if (elf_kind(elf) != ELF_K_ELF || elf_getshdrnum(elf, &shnum) < 0 ||
-        elf_getshdrstrndx(elf, &shstrndx) < 0 || shstrndx == 0 || shstrndx >= shnum) {
+    if (elf_kind(elf) != ELF_K_ELF || elf_getshdrnum(elf, &shnum) < 0 || elf_getshdrstrndx(elf, &shstrndx) < 0 ||
+        shstrndx == 0 || shstrndx >= shnum) {
         set_err(err, errlen, "corrupt ELF: bad section header table or names section");
         goto out;
     }
@@ -375,8 +377,8 @@ static int validate_elf(const void *buf, size_t len, char *err, size_t errlen)
             goto out;
         }
         if (sh.sh_type != SHT_NOBITS && (sh.sh_offset > len || sh.sh_size > len - sh.sh_offset)) {
-            set_err(err, errlen, "truncated or corrupt ELF: section '%s' (%zu) lies outside the %zu-byte file",
-                    name, idx, len);
+            set_err(err, errlen, "truncated or corrupt ELF: section '%s' (%zu) lies outside the %zu-byte file", name,
+                    idx, len);
             goto out;
         }
         if (sh.sh_link >= shnum || ((sh.sh_type == SHT_REL || sh.sh_type == SHT_RELA) && sh.sh_info >= shnum)) {
@@ -395,8 +397,7 @@ static int validate_elf(const void *buf, size_t len, char *err, size_t errlen)
             ext_size = sh.sh_size;
         }
         if ((sh.sh_flags & SHF_EXECINSTR) && sh.sh_type == SHT_PROGBITS && sh.sh_size % 8) {
-            set_err(err, errlen, "corrupt ELF: program section '%s' is not a whole number of instructions",
-                    name);
+            set_err(err, errlen, "corrupt ELF: program section '%s' is not a whole number of instructions", name);
             goto out;
         }
         if (sh.sh_type == SHT_SYMTAB) {
@@ -476,8 +477,10 @@ static int validate_elf(const void *buf, size_t len, char *err, size_t errlen)
             }
             size_t symi = GELF_R_SYM(rel.r_info);
             if (symi >= nsyms || (code && symi == 0)) {
-                set_err(err, errlen, "relocation %zu in '%s' refers to symbol #%zu, which does not exist "
-                        "(the symbol table has %zu)", i, name, symi, nsyms);
+                set_err(err, errlen,
+                        "relocation %zu in '%s' refers to symbol #%zu, which does not exist "
+                        "(the symbol table has %zu)",
+                        i, name, symi, nsyms);
                 goto out;
             }
             if (code && (rel.r_offset % 8 || rel.r_offset >= tsh.sh_size)) {
@@ -505,7 +508,7 @@ struct ext_hdr {
     uint8_t version, flags;
     uint32_t hdr_len;
     uint32_t func_off, func_len, line_off, line_len;
-    uint32_t core_off, core_len;     /* absent in short headers */
+    uint32_t core_off, core_len; /* absent in short headers */
 };
 
 /* Which u32 words of a record are string offsets / type ids, per block. */
@@ -514,9 +517,9 @@ static const struct ext_block {
     uint32_t min_rec;
     uint8_t str_mask, type_mask;
 } ext_blocks[] = {
-    {offsetof(struct ext_hdr, func_off), 8, 0x0, 0x2},     /* insn_off, type_id */
-    {offsetof(struct ext_hdr, line_off), 16, 0x6, 0x0},    /* insn_off, file, line, col */
-    {offsetof(struct ext_hdr, core_off), 16, 0x4, 0x2},    /* insn_off, type_id, access, kind */
+    {offsetof(struct ext_hdr, func_off), 8, 0x0, 0x2},  /* insn_off, type_id */
+    {offsetof(struct ext_hdr, line_off), 16, 0x6, 0x0}, /* insn_off, file, line, col */
+    {offsetof(struct ext_hdr, core_off), 16, 0x4, 0x2}, /* insn_off, type_id, access, kind */
 };
 
 /* libbpf 1.1 trusts the names and ids in .BTF.ext too (and leaks its CO-RE
@@ -539,7 +542,7 @@ static int validate_btf_ext(const struct btf *btf, const void *data, size_t size
         const struct ext_block *eb = &ext_blocks[b];
         uint32_t off, len;
         if (eb->hdr_field_off + 8 > h.hdr_len)
-            continue;                    /* block not in this header version */
+            continue; /* block not in this header version */
         memcpy(&off, (const char *)&h + eb->hdr_field_off, 4);
         memcpy(&len, (const char *)&h + eb->hdr_field_off + 4, 4);
         if (!len)
@@ -564,7 +567,7 @@ static int validate_btf_ext(const struct btf *btf, const void *data, size_t size
             for (uint32_t i = 0; i < cnt; i++, q += rec) {
                 uint32_t insn_off;
                 memcpy(&insn_off, q, 4);
-                if (insn_off % 8)       /* libbpf 1.1 leaks on this one */
+                if (insn_off % 8) /* libbpf 1.1 leaks on this one */
                     return -EINVAL;
                 for (unsigned w = 0; w < 4 && w * 4 + 4 <= rec; w++) {
                     uint32_t v;
@@ -583,8 +586,7 @@ static int validate_btf_ext(const struct btf *btf, const void *data, size_t size
 /* libbpf 1.1 follows BTF names and type ids without checking them (a bad
  * one is a NULL strcmp). btf__new() checks the layout; this checks that
  * every name and every referenced type exists. */
-static int validate_btf(const void *data, size_t size, const void *ext, size_t ext_size,
-                        char *err, size_t errlen)
+static int validate_btf(const void *data, size_t size, const void *ext, size_t ext_size, char *err, size_t errlen)
 {
     struct btf *btf = btf__new(data, (uint32_t)size);
     int r = -EINVAL;
@@ -599,16 +601,18 @@ static int validate_btf(const void *data, size_t size, const void *ext, size_t e
         bool ok = t && btf_name_ok(btf, t->name_off);
         uint16_t vlen = t ? btf_vlen(t) : 0;
         switch (t ? btf_kind(t) : BTF_KIND_UNKN) {
-        case BTF_KIND_PTR: case BTF_KIND_TYPEDEF: case BTF_KIND_VOLATILE: case BTF_KIND_CONST:
-        case BTF_KIND_RESTRICT: case BTF_KIND_FUNC: case BTF_KIND_VAR: case BTF_KIND_DECL_TAG:
-        case BTF_KIND_TYPE_TAG: case BTF_KIND_FUNC_PROTO:
-            ok = ok && t->type < n;
-            break;
-        case BTF_KIND_ARRAY:
-            ok = ok && btf_array(t)->type < n && btf_array(t)->index_type < n;
-            break;
-        default:
-            break;
+        case BTF_KIND_PTR:
+        case BTF_KIND_TYPEDEF:
+        case BTF_KIND_VOLATILE:
+        case BTF_KIND_CONST:
+        case BTF_KIND_RESTRICT:
+        case BTF_KIND_FUNC:
+        case BTF_KIND_VAR:
+        case BTF_KIND_DECL_TAG:
+        case BTF_KIND_TYPE_TAG:
+        case BTF_KIND_FUNC_PROTO: ok = ok && t->type < n; break;
+        case BTF_KIND_ARRAY: ok = ok && btf_array(t)->type < n && btf_array(t)->index_type < n; break;
+        default: break;
         }
         if (!ok)
             goto bad;
@@ -639,7 +643,7 @@ static int validate_btf(const void *data, size_t size, const void *ext, size_t e
                     goto bad;
         }
         continue;
-bad:
+    bad:
         set_err(err, errlen, "corrupt .BTF section: type %u refers to a missing name or type", id);
         goto out;
     }
@@ -706,8 +710,7 @@ static int64_t symbol_value(Elf *elf, size_t shndx, const char *name)
  * struct still fits the 20-byte definition) that the "maps" DATASEC, now
  * called ".maps", points to. Returns 0 and a new buffer in *out (NULL if
  * the object has no legacy maps), or -errno with err set. */
-static int convert_legacy_maps(const void *buf, size_t len, void **out, size_t *outlen,
-                               char *err, size_t errlen)
+static int convert_legacy_maps(const void *buf, size_t len, void **out, size_t *outlen, char *err, size_t errlen)
 {
     Elf *elf = elf_memory((char *)buf, len);
     size_t shnum, shstrndx, maps_idx, btf_idx;
@@ -732,7 +735,8 @@ static int convert_legacy_maps(const void *buf, size_t len, void **out, size_t *
     Elf64_Shdr msh, bsh, ssh;
     memcpy(&msh, &shdrs[maps_idx], sizeof(msh));
     if (!btf_idx || eh.e_shnum != shnum || find_section(elf, shstrndx, ".maps")) {
-        set_err(err, errlen, "legacy 'maps' section (struct bpf_map_def) is not supported by libbpf 1.x "
+        set_err(err, errlen,
+                "legacy 'maps' section (struct bpf_map_def) is not supported by libbpf 1.x "
                 "and cannot be converted without BTF (compile with -g) or beside a '.maps' section; "
                 "use BTF-defined maps in SEC(\".maps\")");
         r = -EOPNOTSUPP;
@@ -760,8 +764,8 @@ static int convert_legacy_maps(const void *buf, size_t len, void **out, size_t *
         const char *name = var && btf_is_var(var) ? btf__name_by_offset(btf, var->name_off) : NULL;
         int64_t off = name ? symbol_value(elf, maps_idx, name) : -ENOENT;
         if (off < 0 || (uint64_t)off > msh.sh_size || msh.sh_size - (uint64_t)off < LEGACY_DEF_SIZE) {
-            set_err(err, errlen, "legacy 'maps' section: map %u (%s) has no %zu-byte definition", i,
-                    name ? name : "?", LEGACY_DEF_SIZE);
+            set_err(err, errlen, "legacy 'maps' section: map %u (%s) has no %zu-byte definition", i, name ? name : "?",
+                    LEGACY_DEF_SIZE);
             goto out;
         }
         uint32_t vals[5];
@@ -782,8 +786,7 @@ static int convert_legacy_maps(const void *buf, size_t len, void **out, size_t *
         int nv = btf__add_var(btf, name, BTF_VAR_GLOBAL_ALLOCATED, st);
         if (nv <= 0)
             goto nomem;
-        struct btf_var_secinfo *wvi = (struct btf_var_secinfo *)
-            &btf_var_secinfos(btf__type_by_id(btf, sec_id))[i];
+        struct btf_var_secinfo *wvi = (struct btf_var_secinfo *)&btf_var_secinfos(btf__type_by_id(btf, sec_id))[i];
         wvi->type = (uint32_t)nv;
         wvi->offset = (uint32_t)off;
         wvi->size = LEGACY_DEF_SIZE;
@@ -829,8 +832,7 @@ out:
 }
 
 /* Rewrites the fd-based lddw forms libbpf emits into map indices. */
-static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t nmaps,
-                            char *err, size_t errlen)
+static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t nmaps, char *err, size_t errlen)
 {
     for (size_t i = 0; i < p->insn_cnt; i++) {
         struct bpf_insn *in = &p->insns[i];
@@ -845,12 +847,10 @@ static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t 
             while (m < nmaps && map_fds[m] != in->imm)
                 m++;
             if (m == nmaps) {
-                set_err(err, errlen, "program '%s': instruction %zu references an unknown map",
-                        p->name, i);
+                set_err(err, errlen, "program '%s': instruction %zu references an unknown map", p->name, i);
                 return -EINVAL;
             }
-            in->src_reg = in->src_reg == BPF_PSEUDO_MAP_FD ? BPF_PSEUDO_MAP_IDX
-                                                           : BPF_PSEUDO_MAP_IDX_VALUE;
+            in->src_reg = in->src_reg == BPF_PSEUDO_MAP_FD ? BPF_PSEUDO_MAP_IDX : BPF_PSEUDO_MAP_IDX_VALUE;
             in->imm = (int32_t)m;
         }
         i++;
@@ -860,21 +860,20 @@ static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t 
 
 /* Everything the object needs from libbpf's loaded state, taken while the
  * emulation still knows the fds. */
-static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu *emu,
-                   char *err, size_t errlen)
+static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu *emu, char *err, size_t errlen)
 {
     struct bpf_map *bm;
     struct bpf_program *bp;
     int *fds = NULL;
     size_t n = 0;
 
-    bpf_object__for_each_map(bm, bo)
-        n++;
+    bpf_object__for_each_map(bm, bo) n++;
     obj->maps = calloc(n ? n : 1, sizeof(*obj->maps));
     fds = calloc(n ? n : 1, sizeof(*fds));
     if (!obj->maps || !fds)
         goto nomem;
-    bpf_object__for_each_map(bm, bo) {
+    bpf_object__for_each_map(bm, bo)
+    {
         struct bpfg_obj_map *m = &obj->maps[obj->map_cnt];
         m->fd = -1;
         obj->map_cnt++;
@@ -911,7 +910,8 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
 
     /* progs[] was filled with names and kinds before the load. */
     size_t i = 0;
-    bpf_object__for_each_program(bp, bo) {
+    bpf_object__for_each_program(bp, bo)
+    {
         struct bpfg_obj_prog *p = &obj->progs[i++];
         if (p->kind == BPFG_ATTACH_UNSUPPORTED)
             continue;
@@ -957,8 +957,8 @@ nomem:
 }
 
 /* The libbpf part, under the emulation. Returns 0 or -errno with err set. */
-static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len,
-                            const struct bpfg_obj_opts *opts, char *err, size_t errlen)
+static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len, const struct bpfg_obj_opts *opts,
+                            char *err, size_t errlen)
 {
     struct msgbuf msgs = {.len = 0};
     struct bpfg_emu *emu;
@@ -967,9 +967,10 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len,
     int r = bpfg_emu_begin(&emu);
 
     if (r < 0) {
-        set_err(err, errlen, r == -ENOSYS
-                ? "bpf() emulation unavailable: executable not linked with -Wl,--wrap=syscall"
-                : "bpf() emulation: %s", strerror(-r));
+        set_err(err, errlen,
+                r == -ENOSYS ? "bpf() emulation unavailable: executable not linked with -Wl,--wrap=syscall"
+                             : "bpf() emulation: %s",
+                strerror(-r));
         return r;
     }
     msgs.text[0] = '\0';
@@ -986,8 +987,7 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len,
     }
 
     size_t n = 0, usable = 0;
-    bpf_object__for_each_program(bp, bo)
-        n++;
+    bpf_object__for_each_program(bp, bo) n++;
     obj->progs = calloc(n ? n : 1, sizeof(*obj->progs));
     if (!obj->progs) {
         r = -ENOMEM;
@@ -995,7 +995,8 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len,
         goto out;
     }
     const char *first_error = NULL;
-    bpf_object__for_each_program(bp, bo) {
+    bpf_object__for_each_program(bp, bo)
+    {
         struct bpfg_obj_prog *p = &obj->progs[obj->prog_cnt++];
         p->name = strdup(bpf_program__name(bp));
         p->section = strdup(bpf_program__section_name(bp));
@@ -1035,8 +1036,8 @@ out:
     return r;
 }
 
-struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpfg_obj_opts *opts,
-                                   char *err, size_t errlen)
+struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpfg_obj_opts *opts, char *err,
+                                   size_t errlen)
 {
     struct bpfg_obj *obj;
     int r = check_elf(buf, len, err, errlen);
@@ -1072,15 +1073,22 @@ struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpf
         goto fail;
 
     /* The server's maps, made only now that the whole load succeeded. */
-    bpfg_create_map_fn create = opts && opts->create_map ? opts->create_map
-                                                         : bpfg_obj_default_create_map;
+    bpfg_create_map_fn create = opts && opts->create_map ? opts->create_map : bpfg_obj_default_create_map;
     for (size_t i = 0; i < obj->map_cnt; i++) {
         struct bpfg_obj_map *m = &obj->maps[i];
         struct bpfg_map_def def = {
-            .name = m->name, .kind = m->kind, .type = m->type, .key_size = m->key_size,
-            .value_size = m->value_size, .max_entries = m->max_entries, .flags = m->flags,
-            .btf_key_type_id = m->btf_key_type_id, .btf_value_type_id = m->btf_value_type_id,
-            .map_extra = m->map_extra, .init_data = m->init_data, .init_size = m->init_size,
+            .name = m->name,
+            .kind = m->kind,
+            .type = m->type,
+            .key_size = m->key_size,
+            .value_size = m->value_size,
+            .max_entries = m->max_entries,
+            .flags = m->flags,
+            .btf_key_type_id = m->btf_key_type_id,
+            .btf_value_type_id = m->btf_value_type_id,
+            .map_extra = m->map_extra,
+            .init_data = m->init_data,
+            .init_size = m->init_size,
         };
         int fd = create(opts ? opts->user : NULL, &def);
         if (fd < 0) {
@@ -1097,8 +1105,7 @@ fail:
     return NULL;
 }
 
-struct bpfg_obj *bpfg_obj_open_file(const char *path, const struct bpfg_obj_opts *opts,
-                                    char *err, size_t errlen)
+struct bpfg_obj *bpfg_obj_open_file(const char *path, const struct bpfg_obj_opts *opts, char *err, size_t errlen)
 {
     struct bpfg_obj_opts o = opts ? *opts : (struct bpfg_obj_opts){0};
     struct bpfg_obj *obj = NULL;

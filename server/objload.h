@@ -46,22 +46,22 @@
 struct btf;
 
 enum bpfg_map_kind {
-    BPFG_MAP_USER,          /* defined in .maps (or legacy maps) */
-    BPFG_MAP_DATA,          /* .data, .data.* */
-    BPFG_MAP_RODATA,        /* .rodata, .rodata.* */
-    BPFG_MAP_BSS,           /* .bss */
-    BPFG_MAP_KCONFIG,       /* .kconfig externs, values filled by libbpf */
+    BPFG_MAP_USER,    /* defined in .maps (or legacy maps) */
+    BPFG_MAP_DATA,    /* .data, .data.* */
+    BPFG_MAP_RODATA,  /* .rodata, .rodata.* */
+    BPFG_MAP_BSS,     /* .bss */
+    BPFG_MAP_KCONFIG, /* .kconfig externs, values filled by libbpf */
 };
 
 /* A map definition as handed to create_map. */
 struct bpfg_map_def {
     const char *name;
     enum bpfg_map_kind kind;
-    uint32_t type;              /* BPF_MAP_TYPE_* */
+    uint32_t type; /* BPF_MAP_TYPE_* */
     uint32_t key_size, value_size, max_entries, flags;
-    uint32_t btf_key_type_id, btf_value_type_id;   /* in bpfg_obj.btf, 0 if none */
+    uint32_t btf_key_type_id, btf_value_type_id; /* in bpfg_obj.btf, 0 if none */
     uint64_t map_extra;
-    const void *init_data;      /* global data maps: the whole value */
+    const void *init_data; /* global data maps: the whole value */
     size_t init_size;
 };
 
@@ -76,12 +76,12 @@ int bpfg_obj_default_create_map(void *user, const struct bpfg_map_def *def);
 
 enum bpfg_attach_kind {
     BPFG_ATTACH_UNSUPPORTED,
-    BPFG_ATTACH_UPROBE,             /* uprobe[.s][/BINARY:FUNC[+OFF]] */
-    BPFG_ATTACH_URETPROBE,          /* uretprobe[.s][/BINARY:FUNC] */
-    BPFG_ATTACH_SYSCALL_ENTER,      /* tracepoint/syscalls/sys_enter_NAME */
-    BPFG_ATTACH_SYSCALL_EXIT,       /* tracepoint/syscalls/sys_exit_NAME */
-    BPFG_ATTACH_RAW_SYSCALL_ENTER,  /* raw_tracepoint/sys_enter, tracepoint/raw_syscalls/sys_enter */
-    BPFG_ATTACH_RAW_SYSCALL_EXIT,   /* raw_tracepoint/sys_exit, tracepoint/raw_syscalls/sys_exit */
+    BPFG_ATTACH_UPROBE,            /* uprobe[.s][/BINARY:FUNC[+OFF]] */
+    BPFG_ATTACH_URETPROBE,         /* uretprobe[.s][/BINARY:FUNC] */
+    BPFG_ATTACH_SYSCALL_ENTER,     /* tracepoint/syscalls/sys_enter_NAME */
+    BPFG_ATTACH_SYSCALL_EXIT,      /* tracepoint/syscalls/sys_exit_NAME */
+    BPFG_ATTACH_RAW_SYSCALL_ENTER, /* raw_tracepoint/sys_enter, tracepoint/raw_syscalls/sys_enter */
+    BPFG_ATTACH_RAW_SYSCALL_EXIT,  /* raw_tracepoint/sys_exit, tracepoint/raw_syscalls/sys_exit */
 };
 
 struct bpfg_obj_map {
@@ -90,26 +90,26 @@ struct bpfg_obj_map {
     uint32_t type, key_size, value_size, max_entries, flags;
     uint32_t btf_key_type_id, btf_value_type_id;
     uint64_t map_extra;
-    void *init_data;            /* global data maps only, else NULL */
+    void *init_data; /* global data maps only, else NULL */
     size_t init_size;
-    int fd;                     /* from create_map, owned */
+    int fd; /* from create_map, owned */
 };
 
 struct bpfg_obj_prog {
-    char *name;                 /* the C function name */
-    char *section;              /* the ELF section, e.g. "uprobe//bin/true:main" */
+    char *name;    /* the C function name */
+    char *section; /* the ELF section, e.g. "uprobe//bin/true:main" */
     enum bpfg_attach_kind kind;
-    char *error;                /* why it is unsupported, else NULL */
-    bool sleepable;             /* uprobe.s / uretprobe.s */
+    char *error;    /* why it is unsupported, else NULL */
+    bool sleepable; /* uprobe.s / uretprobe.s */
     /* Uprobes: "binary:function[+off]" split up; all NULL/0 for a bare
      * SEC("uprobe"), whose target is given at attach time. */
     char *target_binary, *target_func;
     uint64_t target_offset;
-    bool target_file_offset;    /* target_offset is a file offset in target_binary (no function) */
-    char *syscall;              /* SYSCALL_ENTER/EXIT: e.g. "openat" */
-    uint32_t prog_type, expected_attach_type;   /* as libbpf chose them */
+    bool target_file_offset;                  /* target_offset is a file offset in target_binary (no function) */
+    char *syscall;                            /* SYSCALL_ENTER/EXIT: e.g. "openat" */
+    uint32_t prog_type, expected_attach_type; /* as libbpf chose them */
     char *license;
-    struct bpf_insn *insns;     /* NULL when unsupported */
+    struct bpf_insn *insns; /* NULL when unsupported */
     size_t insn_cnt;
 };
 
@@ -119,24 +119,23 @@ struct bpfg_obj {
     size_t map_cnt;
     struct bpfg_obj_prog *progs;
     size_t prog_cnt;
-    struct btf *btf;            /* owned; NULL if the object has no BTF */
-    uint32_t kern_version;      /* LINUX_VERSION_CODE libbpf used */
+    struct btf *btf;       /* owned; NULL if the object has no BTF */
+    uint32_t kern_version; /* LINUX_VERSION_CODE libbpf used */
 };
 
 struct bpfg_obj_opts {
-    const char *name;                 /* object name; default from path or "obj" */
-    bpfg_create_map_fn create_map;    /* default: bpfg_obj_default_create_map */
+    const char *name;              /* object name; default from path or "obj" */
+    bpfg_create_map_fn create_map; /* default: bpfg_obj_default_create_map */
     void *user;
-    const char *btf_custom_path;      /* kernel BTF override (tests); default vmlinux */
+    const char *btf_custom_path; /* kernel BTF override (tests); default vmlinux */
 };
 
-struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpfg_obj_opts *opts,
-                                   char *err, size_t errlen);
-struct bpfg_obj *bpfg_obj_open_file(const char *path, const struct bpfg_obj_opts *opts,
-                                    char *err, size_t errlen);
+struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpfg_obj_opts *opts, char *err,
+                                   size_t errlen);
+struct bpfg_obj *bpfg_obj_open_file(const char *path, const struct bpfg_obj_opts *opts, char *err, size_t errlen);
 void bpfg_obj_free(struct bpfg_obj *obj);
 
-int bpfg_obj_map_index(const struct bpfg_obj *obj, const char *name);   /* -ENOENT */
+int bpfg_obj_map_index(const struct bpfg_obj *obj, const char *name); /* -ENOENT */
 
 const char *bpfg_attach_kind_name(enum bpfg_attach_kind kind);
 

@@ -51,7 +51,7 @@ int pmsg_write(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t
             return -errno;
         }
         sent += (size_t)r;
-        mh.msg_control = NULL;   /* the fd went with the first bytes */
+        mh.msg_control = NULL; /* the fd went with the first bytes */
         mh.msg_controllen = 0;
         /* advance the iovecs */
         size_t skip = (size_t)r;
@@ -122,8 +122,8 @@ int pmsg_recv(int sock, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms)
     return 0;
 }
 
-int pmsg_call(const struct pmsg_peer *p, uint16_t type, const void *body, size_t len, int fd, void *out,
-              size_t outlen, size_t *outgot, char *err, size_t errlen)
+int pmsg_call(const struct pmsg_peer *p, uint16_t type, const void *body, size_t len, int fd, void *out, size_t outlen,
+              size_t *outgot, char *err, size_t errlen)
 {
     int r = pmsg_send(p->sock, p->seq, type, body, len, fd, p->timeout_ms);
     if (r)

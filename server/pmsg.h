@@ -29,9 +29,9 @@ int pmsg_recv(int sock, struct bpfg_pmsg_hdr *h, char **body, int timeout_ms);
  * go to async, which the caller's policy handles. */
 struct pmsg_peer {
     int sock;
-    pid_t pid;                 /* named in error messages */
-    uint32_t *seq;             /* the connection's last sequence number */
-    int timeout_ms;            /* for the request and for each message back */
+    pid_t pid;      /* named in error messages */
+    uint32_t *seq;  /* the connection's last sequence number */
+    int timeout_ms; /* for the request and for each message back */
     void (*async)(void *arg, const struct bpfg_pmsg_hdr *h, char *body);
     void *arg;
 };
@@ -40,7 +40,7 @@ struct pmsg_peer {
  * payload's status, err getting its text, or a negative errno when the
  * payload could not be talked to. A successful reply's body goes to out
  * (up to outlen bytes; *outgot says how many it had) when out is not NULL. */
-int pmsg_call(const struct pmsg_peer *p, uint16_t type, const void *body, size_t len, int fd, void *out,
-              size_t outlen, size_t *outgot, char *err, size_t errlen);
+int pmsg_call(const struct pmsg_peer *p, uint16_t type, const void *body, size_t len, int fd, void *out, size_t outlen,
+              size_t *outgot, char *err, size_t errlen);
 
 #endif

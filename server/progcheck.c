@@ -93,7 +93,7 @@ int progcheck_object(const struct registry *r, const struct reg_object *o, char 
     for (size_t i = 0; i < o->obj->prog_cnt && !ret; i++) {
         const struct bpfg_obj_prog *p = &o->obj->progs[i];
         if (!p->insns)
-            continue;   /* unsupported section: listed with its reason, never attachable */
+            continue; /* unsupported section: listed with its reason, never attachable */
         struct bpfg_verify_env env;
         struct bpfg_verify_map *maps;
         int e = bpfg_verify_env_for_prog(o->obj, p, &env, &maps);

@@ -16,9 +16,9 @@
 const char *progcheck_helper_name(uint32_t id);
 
 struct progcheck_options {
-    bool allow_probe_write_user;    /* default true */
-    bool allow_override_return;     /* default true (uprobes only) */
-    bool kernel_check;              /* bpfgraftd --verifier=kernel */
+    bool allow_probe_write_user; /* default true */
+    bool allow_override_return;  /* default true (uprobes only) */
+    bool kernel_check;           /* bpfgraftd --verifier=kernel */
 };
 
 /* Process-wide verifier options (set once at startup). */

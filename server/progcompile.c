@@ -74,8 +74,11 @@ static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_m
         if (mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4)
             return -ENOENT;
         *info = (struct bpfg_llvmjit_map_info){
-            .type = mi.type, .key_size = mi.key_size, .value_size = mi.value_size,
-            .max_entries = mi.max_entries, .value_base = a->value_area,
+            .type = mi.type,
+            .key_size = mi.key_size,
+            .value_size = mi.value_size,
+            .max_entries = mi.max_entries,
+            .value_base = a->value_area,
         };
         return 0;
     }
@@ -104,8 +107,8 @@ static struct bpfg_jitcache *jitcache(struct server *s)
     return ts->jitcache;
 }
 
-static int compile_llvm(struct server *s, const struct target *t, const struct reg_object *o,
-                        const struct reg_prog *p, struct bpfg_x86jit_code *code)
+static int compile_llvm(struct server *s, const struct target *t, const struct reg_object *o, const struct reg_prog *p,
+                        struct bpfg_x86jit_code *code)
 {
     const struct bpfg_obj_prog *op = p->prog;
     struct resolve_ctx rc = {t, o};
@@ -126,11 +129,11 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
         r = bpfg_llvmjit_blob_bind(&blob, op->insns, op->insn_cnt, &lo, why, sizeof(why));
     if (r) {
         bpfg_llvmjit_blob_free(&blob);
-        srv_log(SRV_WARN, "target %d: program %u '%s': the llvm engine refused it (%s); using x86", (int)t->pid,
-                p->id, op->name, why);
+        srv_log(SRV_WARN, "target %d: program %u '%s': the llvm engine refused it (%s); using x86", (int)t->pid, p->id,
+                op->name, why);
         return r;
     }
-    *code = blob.code;                 /* the code changes hands */
+    *code = blob.code; /* the code changes hands */
     blob.code = (struct bpfg_x86jit_code){0};
     bpfg_llvmjit_blob_free(&blob);
     srv_log(SRV_DEBUG, "target %d: program %u '%s': llvm code %s", (int)t->pid, p->id, op->name,
@@ -140,7 +143,7 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
 #endif
 
 int progcompile_for_target(struct server *s, const struct target *t, const struct reg_object *o,
-                              const struct reg_prog *p, int engine, struct bpfg_x86jit_code *code)
+                           const struct reg_prog *p, int engine, struct bpfg_x86jit_code *code)
 {
     const struct bpfg_obj_prog *op = p->prog;
     if (engine == BPFG_ENGINE_LLVM) {
@@ -149,8 +152,7 @@ int progcompile_for_target(struct server *s, const struct target *t, const struc
             return BPFG_ENGINE_LLVM;
 #else
         (void)s;
-        srv_log(SRV_INFO, "target %d: program %u '%s': llvm engine not built; using x86", (int)t->pid, p->id,
-                op->name);
+        srv_log(SRV_INFO, "target %d: program %u '%s': llvm engine not built; using x86", (int)t->pid, p->id, op->name);
 #endif
         engine = BPFG_ENGINE_X86;
     }
@@ -158,8 +160,11 @@ int progcompile_for_target(struct server *s, const struct target *t, const struc
         return BPFG_ENGINE_INTERP;
     struct resolve_ctx rc = {t, o};
     struct bpfg_x86jit_opts opts = {
-        .resolver = resolve_for_target, .resolver_user = &rc,
-        .has_unwind = true, .unwind_id = BPF_FUNC_tail_call, .per_run_user = true,
+        .resolver = resolve_for_target,
+        .resolver_user = &rc,
+        .has_unwind = true,
+        .unwind_id = BPF_FUNC_tail_call,
+        .per_run_user = true,
     };
     /* Every id: the payload's own load refuses helpers it lacks, and the
      * code stops a run that reaches an empty table entry. */
@@ -167,8 +172,8 @@ int progcompile_for_target(struct server *s, const struct target *t, const struc
     char why[256];
     int r = bpfg_x86jit_compile(op->insns, op->insn_cnt, &opts, code, why, sizeof(why));
     if (r) {
-        srv_log(SRV_WARN, "target %d: program %u '%s': the x86 JIT refused it (%s); using the interpreter",
-                (int)t->pid, p->id, op->name, why);
+        srv_log(SRV_WARN, "target %d: program %u '%s': the x86 JIT refused it (%s); using the interpreter", (int)t->pid,
+                p->id, op->name, why);
         return BPFG_ENGINE_INTERP;
     }
     return BPFG_ENGINE_X86;
@@ -199,7 +204,6 @@ int progcompile_code_memfd(const struct bpfg_x86jit_code *code)
     }
     return fd;
 }
-
 
 void progcompile_shutdown(struct server *s)
 {

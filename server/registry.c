@@ -126,8 +126,8 @@ static struct bpfg_map *take_handle(struct create_ctx *ctx, int fd)
     return NULL;
 }
 
-int registry_load(struct registry *r, const char *path, const void *data, size_t len,
-                  const char *name, struct reg_object **out, char *err, size_t errlen)
+int registry_load(struct registry *r, const char *path, const void *data, size_t len, const char *name,
+                  struct reg_object **out, char *err, size_t errlen)
 {
     struct create_ctx ctx = {.err = err, .errlen = errlen};
     struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx};
@@ -179,7 +179,7 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
     o->map_ids = calloc(obj->map_cnt + 1, sizeof(uint32_t));
     o->prog_ids = calloc(obj->prog_cnt + 1, sizeof(uint32_t));
     if (!o->name || (path && !o->path) || !o->map_ids || !o->prog_ids) {
-        free_object(o);   /* frees obj too */
+        free_object(o); /* frees obj too */
         ret = -ENOMEM;
         goto fail_handles;
     }
@@ -244,8 +244,8 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
     free(maps);
     free(progs);
     free(ctx.handles);
-    srv_log(SRV_INFO, "object %u '%s' loaded: %zu programs, %zu maps%s%s", o->id, o->name, np, nm,
-            path ? " from " : "", path ? path : "");
+    srv_log(SRV_INFO, "object %u '%s' loaded: %zu programs, %zu maps%s%s", o->id, o->name, np, nm, path ? " from " : "",
+            path ? path : "");
     *out = o;
     return 0;
 
@@ -320,10 +320,17 @@ int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg
         return e;
     }
     struct bpfg_obj_map *om = &o->obj->maps[o->map_cnt];
-    *om = (struct bpfg_obj_map){.name = name, .kind = kind, .type = spec->type, .key_size = spec->key_size,
-                                .value_size = spec->value_size, .max_entries = spec->max_entries,
-                                .flags = spec->map_flags, .btf_key_type_id = spec->btf_key_type_id,
-                                .btf_value_type_id = spec->btf_value_type_id, .map_extra = spec->map_extra, .fd = fd};
+    *om = (struct bpfg_obj_map){.name = name,
+                                .kind = kind,
+                                .type = spec->type,
+                                .key_size = spec->key_size,
+                                .value_size = spec->value_size,
+                                .max_entries = spec->max_entries,
+                                .flags = spec->map_flags,
+                                .btf_key_type_id = spec->btf_key_type_id,
+                                .btf_value_type_id = spec->btf_value_type_id,
+                                .map_extra = spec->map_extra,
+                                .fd = fd};
     m->id = r->next_id[ID_MAP]++;
     m->obj_id = o->id;
     snprintf(m->name, sizeof(m->name), "%s", name);

@@ -19,25 +19,25 @@ struct reg_map {
     char name[BPFG_MAP_NAME_LEN];
     enum bpfg_map_kind kind;
     uint32_t btf_key_type_id, btf_value_type_id;
-    struct bpfg_map *map;          /* owned */
+    struct bpfg_map *map; /* owned */
 };
 
 struct reg_prog {
     uint32_t id;
     uint32_t obj_id;
-    const struct bpfg_obj_prog *prog;   /* points into the object */
+    const struct bpfg_obj_prog *prog; /* points into the object */
 };
 
 struct reg_object {
     uint32_t id;
     char *name;
-    char *path;                     /* NULL when loaded from bytes */
-    struct bpfg_obj *obj;           /* owned */
-    uint32_t *map_ids;              /* by the object's map index */
+    char *path;           /* NULL when loaded from bytes */
+    struct bpfg_obj *obj; /* owned */
+    uint32_t *map_ids;    /* by the object's map index */
     size_t map_cnt;
     uint32_t *prog_ids;
     size_t prog_cnt;
-    size_t map_cap, prog_cap;       /* registry_new_object: room in obj->maps/progs */
+    size_t map_cap, prog_cap; /* registry_new_object: room in obj->maps/progs */
 };
 
 struct registry {
@@ -47,7 +47,7 @@ struct registry {
     size_t nmaps;
     struct reg_prog **progs;
     size_t nprogs;
-    uint32_t next_id[3];            /* objects, maps, programs */
+    uint32_t next_id[3]; /* objects, maps, programs */
 };
 
 void registry_init(struct registry *r);
@@ -55,8 +55,8 @@ void registry_destroy(struct registry *r);
 
 /* Loads an object from a path or bytes, creating its maps. On failure
  * returns a negative errno and writes the reason into err. */
-int registry_load(struct registry *r, const char *path, const void *data, size_t len,
-                  const char *name, struct reg_object **out, char *err, size_t errlen);
+int registry_load(struct registry *r, const char *path, const void *data, size_t len, const char *name,
+                  struct reg_object **out, char *err, size_t errlen);
 int registry_unload(struct registry *r, uint32_t obj_id);
 
 struct reg_object *registry_object(const struct registry *r, uint32_t id);

@@ -23,7 +23,7 @@
 #include "server.h"
 #include "tool.h"
 
-#define MAX_PENDING_OUT (64u << 20)    /* a client this far behind is dropped */
+#define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
 
 /* epoll data: small tags for the fixed fds, client pointers otherwise. */
@@ -61,8 +61,7 @@ static int take_lock(struct server *s)
         ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
         if (n > 0)
             pid[strcspn(pid, "\n")] = 0;
-        srv_log(SRV_ERROR, "another bpfgraftd (pid %s) is already serving %s", n > 0 ? pid : "?",
-                s->cfg.socket_path);
+        srv_log(SRV_ERROR, "another bpfgraftd (pid %s) is already serving %s", n > 0 ? pid : "?", s->cfg.socket_path);
         close(fd);
         return -EADDRINUSE;
     }
@@ -250,7 +249,7 @@ static void accept_clients(struct server *s)
         if (!conn || epoll_add(s->epfd, fd, EPOLLIN | EPOLLRDHUP, c) != 0) {
             srv_log(SRV_WARN, "refusing client pid %d: out of resources", (int)cred.pid);
             if (conn)
-                bpfg_rpc_conn_free(conn);   /* closes fd */
+                bpfg_rpc_conn_free(conn); /* closes fd */
             else
                 close(fd);
             free(c);
@@ -478,7 +477,7 @@ int server_run(struct server *s)
 {
     struct epoll_event evs[64];
     while (!s->stop) {
-        tools_reap(s);   /* tools that ended in the previous batch */
+        tools_reap(s); /* tools that ended in the previous batch */
         int n = epoll_wait(s->epfd, evs, 64, -1);
         if (n < 0) {
             if (errno == EINTR)

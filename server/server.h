@@ -24,28 +24,28 @@ enum srv_topic {
 
 struct srv_config {
     const char *socket_path;
-    mode_t socket_mode;          /* default 0600 */
-    gid_t socket_gid;            /* (gid_t)-1: leave as is */
-    size_t max_msg;              /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
-    size_t max_clients;          /* 0: 256 */
-    const char *payload_path;    /* bpfgraft-payload.so */
-    const char *cache_dir;       /* compiled-code cache; NULL: /var/cache/bpfgraft */
-    const char *jit_archive;     /* precompiled code to import (bpfgraft compile) */
+    mode_t socket_mode;       /* default 0600 */
+    gid_t socket_gid;         /* (gid_t)-1: leave as is */
+    size_t max_msg;           /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
+    size_t max_clients;       /* 0: 256 */
+    const char *payload_path; /* bpfgraft-payload.so */
+    const char *cache_dir;    /* compiled-code cache; NULL: /var/cache/bpfgraft */
+    const char *jit_archive;  /* precompiled code to import (bpfgraft compile) */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
 
 struct srv_client {
-    uint32_t magic;              /* first: epoll data points here */
+    uint32_t magic; /* first: epoll data points here */
     struct srv_client *next;
     uint32_t id;
     struct bpfg_rpc_conn *conn;
     pid_t pid;
     uid_t uid;
     gid_t gid;
-    unsigned topics;             /* subscribed event topics */
-    bool closing;                /* flush what is queued, then close */
-    bool want_out;               /* EPOLLOUT registered */
+    unsigned topics; /* subscribed event topics */
+    bool closing;    /* flush what is queued, then close */
+    bool want_out;   /* EPOLLOUT registered */
 };
 
 struct server {
@@ -74,7 +74,6 @@ void server_destroy(struct server *s);
 uint64_t server_now_ms(void);
 /* Sends an event notification to every client subscribed to topic; the
  * caller packs the event map with pack(). */
-void server_broadcast(struct server *s, unsigned topic,
-                      void (*pack)(msgpack_packer *pk, void *arg), void *arg);
+void server_broadcast(struct server *s, unsigned topic, void (*pack)(msgpack_packer *pk, void *arg), void *arg);
 
 #endif

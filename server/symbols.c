@@ -118,7 +118,7 @@ static int elf_lookup(Elf *e, const char *name, uint64_t *vaddr)
             *vaddr = sym.st_value;
             found = 1;
             if (GELF_ST_BIND(sym.st_info) == STB_GLOBAL)
-                return 0;   /* prefer the global definition */
+                return 0; /* prefer the global definition */
         }
     }
     return found ? 0 : -ENOENT;
@@ -187,8 +187,7 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
     vaddr += offset;
     uint64_t file_off;
     if (vaddr_to_offset(e, vaddr, &file_off) != 0) {
-        snprintf(err, errlen, "address 0x%llx is outside the segments of %s", (unsigned long long)vaddr,
-                 maps[0].path);
+        snprintf(err, errlen, "address 0x%llx is outside the segments of %s", (unsigned long long)vaddr, maps[0].path);
         r = -ENOENT;
         goto out;
     }
@@ -209,8 +208,7 @@ out:
     return r;
 }
 
-int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err,
-                            size_t errlen)
+int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen)
 {
     struct mapping maps[64];
     size_t nmaps = 0;

@@ -21,8 +21,7 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
 /* The runtime address of file offset file_off of binary (an absolute path,
  * matched by inode) in pid, as perf_event_open uprobes name places.
  * -ESRCH: no process; -ENOENT: not mapped there (message in err). */
-int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err,
-                            size_t errlen);
+int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
 /* Whether pid maps binary (an absolute path, matched by inode). */
 bool sym_maps_binary(pid_t pid, const char *binary);

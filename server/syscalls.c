@@ -23,7 +23,7 @@
 #define STUB_PAGE 4096
 #define MAX_STUB_PAGES 64
 #define MAX_SITES (MAX_STUB_PAGES * (STUB_PAGE / BPFG_SYS_STUB_SIZE))
-#define BRANCH_WINDOW 65536        /* bytes each side scanned for branches into a site */
+#define BRANCH_WINDOW 65536 /* bytes each side scanned for branches into a site */
 #define REACH (1ll << 31)
 
 /* A rewritten syscall site (`mov $nr,%eax; syscall` -> `jmp stub`). */
@@ -41,11 +41,11 @@ struct stub_page {
 struct sys_state {
     struct sys_state *next;
     const struct target *t;
-    bool handler;              /* the payload installed its SIGSYS handler */
-    bool sud_on;               /* dispatch turned on in the threads */
+    bool handler; /* the payload installed its SIGSYS handler */
+    bool sud_on;  /* dispatch turned on in the threads */
     size_t nprogs;
-    uint64_t fast_entry;       /* bpfg_sys_fast_entry; 0: no rewriting */
-    uint64_t selector;         /* the dispatch switch in the target */
+    uint64_t fast_entry; /* bpfg_sys_fast_entry; 0: no rewriting */
+    uint64_t selector;   /* the dispatch switch in the target */
     struct sys_site *sites;
     size_t nsites, cap;
     size_t refused;
@@ -108,7 +108,7 @@ size_t syscalls_sites(const struct target *t)
 static const struct {
     const char *tp, *nr;
 } aliases[] = {
-    {"newstat", "stat"}, {"newlstat", "lstat"}, {"newfstat", "fstat"},
+    {"newstat", "stat"},   {"newlstat", "lstat"},      {"newfstat", "fstat"},
     {"newuname", "uname"}, {"sendfile64", "sendfile"}, {"umount", "umount2"},
 };
 
@@ -251,7 +251,6 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     return 0;
 }
 
-
 int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_reply *rep, char *err,
                            size_t errlen)
 {
@@ -288,7 +287,7 @@ void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id)
     char err[256], ierr[BPFG_ERRLEN];
     size_t got = 0;
     if (targets_payload_call(s, t, BPFG_PMSG_SYSCALL_UNHOOK, &u, sizeof(u), NULL, 0, &got, err, sizeof(err)) != 0)
-        return;   /* not one of its syscall programs */
+        return; /* not one of its syscall programs */
     if (--x->nprogs)
         return;
     /* The last one: the payload's selector now lets every syscall through
@@ -437,18 +436,18 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
 
 static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, uint32_t nr, uint64_t entry)
 {
-    static const uint8_t head[] = {0x48, 0x8d, 0x64, 0x24, 0x80};            /* lea -0x80(%rsp),%rsp */
-    static const uint8_t tail[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0};   /* lea 0x80(%rsp),%rsp */
+    static const uint8_t head[] = {0x48, 0x8d, 0x64, 0x24, 0x80};          /* lea -0x80(%rsp),%rsp */
+    static const uint8_t tail[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0}; /* lea 0x80(%rsp),%rsp */
     int32_t rel;
     memset(b, 0xcc, BPFG_SYS_STUB_SIZE);
     memcpy(b, head, 5);
-    b[5] = 0xb8;                                                              /* mov $nr,%eax */
+    b[5] = 0xb8; /* mov $nr,%eax */
     memcpy(b + 6, &nr, 4);
-    b[10] = 0xff, b[11] = 0x15;                                               /* call *16(%rip) */
+    b[10] = 0xff, b[11] = 0x15; /* call *16(%rip) */
     rel = 32 - BPFG_SYS_STUB_RET_OFF;
     memcpy(b + 12, &rel, 4);
     memcpy(b + BPFG_SYS_STUB_RET_OFF, tail, 8);
-    b[24] = 0xe9;                                                             /* jmp site + 7 */
+    b[24] = 0xe9; /* jmp site + 7 */
     rel = (int32_t)(int64_t)(site + 7 - (stub + 29));
     memcpy(b + 25, &rel, 4);
     memcpy(b + 32, &entry, 8);
@@ -456,8 +455,7 @@ static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, uint32_t nr, ui
 }
 
 /* Checks and rewrites one site in the stopped process. */
-static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload, uint64_t site,
-                       char *why)
+static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload, uint64_t site, char *why)
 {
     struct exec_map m;
     uint8_t code[7];
@@ -540,8 +538,8 @@ static void rewrite(struct target *t, struct sys_state *x, const uint64_t *sites
     }
     uint64_t ns = 0;
     bpfg_resume_process(&st, &ns);
-    srv_log(SRV_DEBUG, "target %d: %zu of %zu syscall sites rewritten (threads stopped %llu us)", (int)t->pid, done,
-            n, (unsigned long long)ns / 1000);
+    srv_log(SRV_DEBUG, "target %d: %zu of %zu syscall sites rewritten (threads stopped %llu us)", (int)t->pid, done, n,
+            (unsigned long long)ns / 1000);
 }
 
 /* Puts the original bytes back (process stopped). The stubs stay mapped:
@@ -573,7 +571,7 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
         return;
     /* the handler and its stubs may still be on some thread's stack */
     *keep_payload = true;
-    x->fast_entry = 0;   /* sites reported from now on are ignored */
+    x->fast_entry = 0; /* sites reported from now on are ignored */
     char err[256], ierr[BPFG_ERRLEN];
     struct bpfg_stopped st;
     /* first, while dispatch is still on: the restored sites raise SIGSYS
@@ -666,7 +664,7 @@ void syscalls_async(struct server *s, struct target *t, const struct bpfg_pmsg_h
         uint64_t *sites = malloc(n * sizeof(*sites));
         if (!sites)
             return;
-        memcpy(sites, body, n * sizeof(*sites));   /* body may be unaligned */
+        memcpy(sites, body, n * sizeof(*sites)); /* body may be unaligned */
         rewrite(t, x, sites, n);
         free(sites);
         return;

@@ -46,7 +46,6 @@
 #define REPLY_TIMEOUT_MS 5000
 #define PATCH_RETRIES 200
 
-
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -57,7 +56,9 @@ static uint64_t mono_ms(void)
 /* ---- engines ---- */
 
 static const char *const engine_names[] = {
-    [BPFG_ENGINE_INTERP] = "interp", [BPFG_ENGINE_X86] = "x86", [BPFG_ENGINE_LLVM] = "llvm",
+    [BPFG_ENGINE_INTERP] = "interp",
+    [BPFG_ENGINE_X86] = "x86",
+    [BPFG_ENGINE_LLVM] = "llvm",
 };
 
 static int default_engine = BPFG_ENGINE_LLVM;
@@ -153,7 +154,7 @@ static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
     ino_t mine = 0, theirs = 0;
     snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
     if (netns_inode("/proc/thread-self/ns/net", &mine) != 0 || netns_inode(path, &theirs) != 0 || mine == theirs)
-        return s->targets.listen_fd;   /* same namespace (or no way to tell: try ours) */
+        return s->targets.listen_fd; /* same namespace (or no way to tell: try ours) */
     for (size_t i = 0; i < n_netns_listeners; i++)
         if (netns_listeners[i].ino == theirs)
             return netns_listeners[i].fd;
@@ -165,7 +166,8 @@ static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
     if (own < 0 || target < 0) {
         fd = srv_efail(err, errlen, -errno, "network namespace of process %d: %s", (int)pid, strerror(errno));
     } else if (setns(target, CLONE_NEWNET) != 0) {
-        fd = srv_efail(err, errlen, -errno, "entering the network namespace of process %d: %s", (int)pid, strerror(errno));
+        fd = srv_efail(err, errlen, -errno, "entering the network namespace of process %d: %s", (int)pid,
+                       strerror(errno));
     } else {
         fd = listen_abstract(s->targets.listen_name);
         if (setns(own, CLONE_NEWNET) != 0) {
@@ -175,7 +177,7 @@ static int listener_for(struct server *s, pid_t pid, char *err, size_t errlen)
         }
         if (fd < 0)
             srv_efail(err, errlen, fd, "payload socket in the network namespace of process %d: %s", (int)pid,
-                  strerror(-fd));
+                      strerror(-fd));
     }
     if (own >= 0)
         close(own);
@@ -271,7 +273,7 @@ static bool has_cap_sys_ptrace(pid_t pid)
     unsigned long long cap = 0;
     if (bpfg_procfs_status(pid, 0, "CapEff", text, sizeof(text)) != 0 || sscanf(text, "%llx", &cap) != 1)
         return false;
-    return (cap >> 19) & 1;   /* CAP_SYS_PTRACE */
+    return (cap >> 19) & 1; /* CAP_SYS_PTRACE */
 }
 
 /* The peer may attach if it could ptrace the process itself. */
@@ -287,7 +289,7 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
     if (r == peer_uid && e == peer_uid && sv == peer_uid)
         return 0;
     return srv_efail(err, errlen, -EPERM, "permission denied: uid %u may not trace process %d (uid %u)",
-                 (unsigned)peer_uid, (int)pid, r);
+                     (unsigned)peer_uid, (int)pid, r);
 }
 
 /* ---- lifecycle ---- */
@@ -365,7 +367,8 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
             else if (pmsg_read_full(fd, &h, sizeof(h), 1000) != 0 || h.type != BPFG_PMSG_HELLO ||
                      h.len < sizeof(h) + sizeof(hello.base) || h.len > sizeof(h) + 4096)
                 why = "no HELLO message";
-            else if ((body = h.len - sizeof(h)), pmsg_read_full(fd, &hello, body < sizeof(hello) ? body : sizeof(hello), 1000) != 0)
+            else if ((body = h.len - sizeof(h)),
+                     pmsg_read_full(fd, &hello, body < sizeof(hello) ? body : sizeof(hello), 1000) != 0)
                 why = "truncated HELLO";
             else if (hello.base.token != token)
                 why = "wrong token";
@@ -400,7 +403,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
         uint64_t now = mono_ms();
         if (now >= deadline)
             return srv_efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
-                         (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
+                             (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
         struct pollfd p = {listen_fd, POLLIN, 0};
         poll(&p, 1, 20);
     }
@@ -452,7 +455,7 @@ static void send_pidns(struct server *s, struct target *t)
             continue;
         int k = nspids(t->pid, (pid_t)atoi(de->d_name), tids, 8);
         if (k != n)
-            continue;   /* exited meanwhile */
+            continue; /* exited meanwhile */
         msg->pairs[msg->m.ntids][0] = tids[k - 1];
         msg->pairs[msg->m.ntids][1] = tids[0];
         msg->m.ntids++;
@@ -552,8 +555,8 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     ev.events = EPOLLIN;
     if (t->pidfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->pidfd, &ev) != 0)
-        srv_log(SRV_WARN, "target %d: no pidfd (%s): its exit is seen when the payload connection closes",
-                (int)pid, strerror(errno));
+        srv_log(SRV_WARN, "target %d: no pidfd (%s): its exit is seen when the payload connection closes", (int)pid,
+                strerror(errno));
     t->attached_at_ms = wall_ms();
     t->next = s->targets.list;
     s->targets.list = t;
@@ -594,8 +597,8 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
         struct bpfg_pmsg_map body = {.map_id = id};
         struct bpfg_pmsg_map_reply mr;
         size_t got = 0;
-        int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr,
-                                        sizeof(mr), &got, err, errlen);
+        int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr),
+                                        &got, err, errlen);
         if (r)
             return r;
         struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
@@ -634,7 +637,8 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
     if (fd >= 0)
         close(fd);
     if (r)
-        srv_log(SRV_WARN, "target %d: program %u '%s': the payload did not take its %s code (%s); using the interpreter",
+        srv_log(SRV_WARN,
+                "target %d: program %u '%s': the payload did not take its %s code (%s); using the interpreter",
                 (int)t->pid, p->id, p->prog->name, targets_engine_name(engine), why);
     return r;
 }
@@ -676,7 +680,8 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     t->progs_engine[t->nprogs_sent] = (uint8_t)used;
     if ((r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
         return srv_efail(err, errlen, r, "out of memory");
-    srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name, targets_engine_name(used));
+    srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name,
+            targets_engine_name(used));
     return 0;
 }
 
@@ -747,26 +752,29 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
     struct outside o = {{lo, hi}, unwind};
     pid_t busy = 0;
     int r = stop_when(pid, st, no_thread_inside, &o, &busy, err, errlen);
-    return r == -EBUSY ? srv_efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch",
-                                   (int)pid)
-                       : r;
+    return r == -EBUSY
+               ? srv_efail(err, errlen, -EBUSY, "a thread of process %d stays inside the code to patch", (int)pid)
+               : r;
 }
 
 /* A program joining a site that is already patched: the payload adds it
  * to the slot; nothing in the process changes. */
-static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p,
-                     uint32_t kind, char *err, size_t errlen)
+static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
+                     char *err, size_t errlen)
 {
     for (uint32_t i = 0; i < h->nprogs; i++)
         if (h->prog_ids[i] == p->id)
             return srv_efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
-                         (unsigned long long)h->plan.func, (int)t->pid);
+                             (unsigned long long)h->plan.func, (int)t->pid);
     if (h->nprogs == TARGET_HOOK_PROGS)
         return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
-                     (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
+                         (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     struct bpfg_pmsg_hook body = {
-        .hook_index = h->index, .kind = kind, .prog_id = p->id,
-        .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+        .hook_index = h->index,
+        .kind = kind,
+        .prog_id = p->id,
+        .site = h->plan.func,
+        .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
     };
     int r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
@@ -806,7 +814,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
     struct target_hook *h = &t->hooks[idx];
-    struct target_hook old = *h;   /* a removed hook's stub, freed below */
+    struct target_hook old = *h; /* a removed hook's stub, freed below */
     memset(h, 0, sizeof(*h));
     h->index = (uint32_t)idx;
 
@@ -828,8 +836,9 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     }
     size_t have = sizeof(code);
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
-        have /= 2;   /* near the end of a mapping */
-    r = have ? bpfg_hook_plan(func, code, have, &h->plan, ierr) : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+        have /= 2; /* near the end of a mapping */
+    r = have ? bpfg_hook_plan(func, code, have, &h->plan, ierr)
+             : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
     uint64_t stub = 0;
     if (!r)
         r = bpfg_remote_alloc_near(&st, h->plan.site, 4096, &stub, ierr);
@@ -840,13 +849,16 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     bpfg_resume_process(&st, NULL);
     if (r)
         return srv_efail(err, errlen, r == -EINVAL ? -EINVAL : r, "cannot probe 0x%llx in process %d: %s",
-                     (unsigned long long)func, (int)t->pid, ierr);
+                         (unsigned long long)func, (int)t->pid, ierr);
     h->stub_size = 4096;
 
     /* The payload activates the slot before any thread can reach it. */
     struct bpfg_pmsg_hook body = {
-        .hook_index = h->index, .kind = kind, .prog_id = p->id,
-        .site = func, .resume = stub + BPFG_HOOK_RESUME_OFF,
+        .hook_index = h->index,
+        .kind = kind,
+        .prog_id = p->id,
+        .site = func,
+        .resume = stub + BPFG_HOOK_RESUME_OFF,
     };
     r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
     if (r)
@@ -877,7 +889,7 @@ free_stub:
     if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
         prefer_payload_thread(&st, t);
         if (!bpfg_any_thread_in(&st, stub, stub + 4096, NULL) && bpfg_remote_free(&st, stub, 4096, NULL) == 0)
-            h->stub_size = 0;   /* else detach frees it */
+            h->stub_size = 0; /* else detach frees it */
         bpfg_resume_process(&st, NULL);
     }
     return r;
@@ -912,16 +924,18 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
     char state;
     unsigned long flags;
     if (bpfg_procfs_stat(pid, 0, &state, &flags) != 0)
-        return 0;   /* gone: the caller's next step says so */
-    if (flags & 0x00200000)   /* PF_KTHREAD */
+        return 0;           /* gone: the caller's next step says so */
+    if (flags & 0x00200000) /* PF_KTHREAD */
         return srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
                          "pid %d is a kernel thread: only user processes can be attached", (int)pid);
     if (state == 'Z' || state == 'X')
         return srv_efail(err, errlen, BPFG_RPC_E_NOT_FOUND,
                          "process %d has exited (a zombie its parent has not reaped yet)", (int)pid);
     if (state == 'T')
-        return srv_efail(err, errlen, BPFG_RPC_E_BUSY, "process %d is stopped (SIGSTOP or a job-control stop): "
-                         "resume it with kill -CONT %d, then %s again", (int)pid, (int)pid, what);
+        return srv_efail(err, errlen, BPFG_RPC_E_BUSY,
+                         "process %d is stopped (SIGSTOP or a job-control stop): "
+                         "resume it with kill -CONT %d, then %s again",
+                         (int)pid, (int)pid, what);
     return 0;
 }
 
@@ -932,7 +946,7 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
  * update fail. */
 static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, size_t nprogs, char *err, size_t errlen)
 {
-    int have = -1;   /* not looked up yet */
+    int have = -1; /* not looked up yet */
     for (size_t i = 0; i < nprogs; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         struct reg_object *o = p ? registry_object(&s->reg, p->obj_id) : NULL;
@@ -953,7 +967,7 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
                           info.type == BPF_MAP_TYPE_QUEUE || info.type == BPF_MAP_TYPE_STACK;
             if (!locked)
                 continue;
-            if (have < 0) {   /* an attached target knows; else look (reads its libc) */
+            if (have < 0) { /* an attached target knows; else look (reads its libc) */
                 const struct target *t = targets_find(&s->targets, pid);
                 have = t ? t->inj.shared_locks : bpfg_target_has_shared_locks(pid);
             }
@@ -961,7 +975,8 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
                 return srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED,
                                  "program '%s': map '%s' (%s) needs glibc's pthread_mutex_lock in process %d, which "
                                  "has none (not glibc, or a static binary without symbols); array maps and ring "
-                                 "buffers work there", p->prog->name, m->name, bpfg_map_type_name(info.type), (int)pid);
+                                 "buffers work there",
+                                 p->prog->name, m->name, bpfg_map_type_name(info.type), (int)pid);
         }
     }
     return 0;
@@ -970,8 +985,8 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
 /* Set while targets_start attaches: the tool decision waits for it. */
 static bool start_pending;
 
-int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                   size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen)
+int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
+                   const char *target_spec, int engine, char *err, size_t errlen)
 {
     if (engine == TARGET_ENGINE_DEFAULT)
         engine = default_engine;
@@ -996,8 +1011,9 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             continue;
         }
         if (op->kind != BPFG_ATTACH_UPROBE && op->kind != BPFG_ATTACH_URETPROBE) {
-            code = srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
-                         op->name, op->section, bpfg_attach_kind_name(op->kind));
+            code =
+                srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED, "program '%s' (%s): %s programs cannot be attached yet",
+                          op->name, op->section, bpfg_attach_kind_name(op->kind));
             break;
         }
         char binary[512], func[256];
@@ -1006,8 +1022,8 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             char why[256];
             r = sym_resolve_file_offset(pid, op->target_binary, off, &addrs[i], why, sizeof(why));
             if (r)
-                code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
-                             op->name, why);
+                code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
+                                 "program '%s': %s", op->name, why);
             continue;
         }
         if (op->target_func) {
@@ -1017,15 +1033,15 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             split_target(target_spec, binary, sizeof(binary), func, sizeof(func), &off);
         } else {
             code = srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
-                         "program '%s' (section '%s') names no function: give a target \"binary:function\"",
-                         op->name, op->section);
+                             "program '%s' (section '%s') names no function: give a target \"binary:function\"",
+                             op->name, op->section);
             break;
         }
         char why[256];
         r = sym_resolve(pid, binary, func, off, &addrs[i], why, sizeof(why));
         if (r)
             code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
-                         op->name, why);
+                             op->name, why);
     }
     if (!code && nprogs)
         code = check_locks(s, pid, prog_ids, nprogs, err, errlen);
@@ -1045,7 +1061,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
         if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
-                                                  : install_hook(s, t, p, addrs[i], err, errlen)))
+                                                 : install_hook(s, t, p, addrs[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
         else
             srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
@@ -1070,8 +1086,8 @@ static pid_t parent_of(pid_t pid)
     return ppid;
 }
 
-int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, int engine, bool tool, char *err, size_t errlen)
+int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
+                  const char *target_spec, int engine, bool tool, char *err, size_t errlen)
 {
     uid_t uid;
     int r = check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
@@ -1122,8 +1138,8 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
         if (h->used && (r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
-            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid,
-                    (unsigned long long)h->plan.site, strerror(-r));
+            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
+                    strerror(-r));
     }
     bpfg_resume_process(&st, &t->last_stop_ns);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
@@ -1146,7 +1162,7 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
         return;
     size_t slot_size = sizeof(struct bpfg_thread_slot);
     if (t->shadow_depth != BPFG_SHADOW_DEPTH)
-        return;   /* a payload with another layout: leave its stacks alone */
+        return; /* a payload with another layout: leave its stacks alone */
     struct bpfg_thread_slot ts;
     unsigned fixed = 0;
     for (uint32_t i = 0; i < t->max_threads; i++) {
@@ -1208,13 +1224,15 @@ static int stop_for_unload(struct target *t, struct bpfg_stopped *st, char *err,
     struct unload u = {.t = t};
     u.ranges[u.n++] = (struct bpfg_range){t->inj.base, t->inj.base + t->inj.size};
     for (int i = 0; i < TARGET_MAX_HOOKS; i++)
-        if (t->hooks[i].stub_size)   /* (also of removed hooks) the part before the jump into the payload */
-            u.ranges[u.n++] = (struct bpfg_range){t->hooks[i].plan.stub_addr,
-                                                  t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
+        if (t->hooks[i].stub_size) /* (also of removed hooks) the part before the jump into the payload */
+            u.ranges[u.n++] =
+                (struct bpfg_range){t->hooks[i].plan.stub_addr, t->hooks[i].plan.stub_addr + BPFG_HOOK_RESUME_OFF};
     pid_t busy = 0;
     int r = stop_when(t->pid, st, nothing_in_payload, &u, &busy, err, errlen);
-    return r == -EBUSY ? srv_efail(err, errlen, -EBUSY, "thread %d keeps running in (or returning into) bpfgraft's "
-                                   "code, e.g. a signal handler that interrupted a probe", (int)busy)
+    return r == -EBUSY ? srv_efail(err, errlen, -EBUSY,
+                                   "thread %d keeps running in (or returning into) bpfgraft's "
+                                   "code, e.g. a signal handler that interrupted a probe",
+                                   (int)busy)
                        : r;
 }
 
@@ -1261,11 +1279,11 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
             uint8_t now[sizeof(h->plan.patch)];
-            bool gone = !h->used && h->stub_size;   /* removed, still remembered */
+            bool gone = !h->used && h->stub_size; /* removed, still remembered */
             if (!((every && h->used) || gone) || h->plan.patch_len > sizeof(now) ||
                 bpfg_mem_read(&st, h->plan.site, now, h->plan.patch_len) != 0 ||
                 memcmp(now, h->plan.patch, h->plan.patch_len) != 0)
-                continue;   /* not our bytes there (it exec'd, or never had them) */
+                continue; /* not our bytes there (it exec'd, or never had them) */
             if (bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len) == 0)
                 restored++;
         }
@@ -1314,9 +1332,11 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             nanosleep(&ms, NULL);
         }
         if (tid > 0 && thread_alive(pid, tid)) {
-            srv_log(SRV_WARN, "target %d: payload thread %d did not exit; leaving its memory mapped", (int)pid, (int)tid);
+            srv_log(SRV_WARN, "target %d: payload thread %d did not exit; leaving its memory mapped", (int)pid,
+                    (int)tid);
         } else if (keep_payload) {
-            srv_log(SRV_INFO, "target %d: the payload stays mapped (its SIGSYS handler may still be on a stack)", (int)pid);
+            srv_log(SRV_INFO, "target %d: the payload stays mapped (its SIGSYS handler may still be on a stack)",
+                    (int)pid);
         } else {
             struct bpfg_stopped st;
             char ierr[BPFG_ERRLEN];
@@ -1349,7 +1369,7 @@ bool targets_readable(struct server *s, struct target *t)
     struct pollfd exited = {t->pidfd, POLLIN, 0};
     if (t->pidfd >= 0 && poll(&exited, 1, 0) == 1) {
         srv_log(SRV_INFO, "target %d: exited", (int)t->pid);
-        detach_forks(s, t, true);   /* the attachment ends with the process */
+        detach_forks(s, t, true); /* the attachment ends with the process */
         announce(s, t->pid, "exited");
         target_free(s, t);
         return false;
@@ -1499,8 +1519,8 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             return r;
         }
         if ((r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
-            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid,
-                    (unsigned long long)h->plan.site, strerror(-r));
+            srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
+                    strerror(-r));
         bpfg_resume_process(&st, &t->last_stop_ns);
         if (r)
             return r;
@@ -1512,8 +1532,11 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
     h->nprogs = 0;
     for (uint32_t k = 0; k < nkeep; k++) {
         struct bpfg_pmsg_hook body = {
-            .hook_index = h->index, .kind = keep_kinds[k], .prog_id = keep_ids[k],
-            .site = h->plan.func, .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+            .hook_index = h->index,
+            .kind = keep_kinds[k],
+            .prog_id = keep_ids[k],
+            .site = h->plan.func,
+            .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
         };
         if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],

@@ -16,66 +16,66 @@ struct server;
 
 #define TARGET_MAX_HOOKS 512
 
-#define TARGET_HOOK_PROGS 8     /* entry + return programs sharing one site */
+#define TARGET_HOOK_PROGS 8 /* entry + return programs sharing one site */
 
 struct target_hook {
     bool used;
-    uint32_t index;            /* payload hook slot */
+    uint32_t index; /* payload hook slot */
     uint32_t nprogs;
     uint32_t prog_ids[TARGET_HOOK_PROGS];
-    uint32_t kinds[TARGET_HOOK_PROGS];   /* enum bpfg_hook_kind */
+    uint32_t kinds[TARGET_HOOK_PROGS]; /* enum bpfg_hook_kind */
     struct bpfg_hook_plan plan;
-    size_t stub_size;          /* bytes allocated at plan.stub_addr; kept after the hook is
+    size_t stub_size; /* bytes allocated at plan.stub_addr; kept after the hook is
                                 * removed (!used) until the slot is reused or the payload goes */
 };
 
-#define TARGET_MAGIC 0x54524754u   /* epoll tag: a target, not a client */
+#define TARGET_MAGIC 0x54524754u /* epoll tag: a target, not a client */
 
 /* Where the payload of one target mapped a map (its MAP reply, payload_abi.h). */
 struct target_map_addr {
-    bool known;                /* false: an older payload said nothing */
+    bool known; /* false: an older payload said nothing */
     uint64_t handle, value_area, value_size;
 };
 
 struct target {
-    uint32_t magic;            /* first: epoll data points here */
+    uint32_t magic; /* first: epoll data points here */
     struct target *next;
     pid_t pid;
     uid_t uid;
-    int sock;                  /* connection from the payload */
-    int pidfd;                 /* the process: readable once it exited (a fork may keep sock open) */
+    int sock;  /* connection from the payload */
+    int pidfd; /* the process: readable once it exited (a fork may keep sock open) */
     struct bpfg_injected inj;
     uint32_t payload_tid;
     uint32_t seq;
     uint32_t *maps_sent;
-    struct target_map_addr *map_addrs;   /* parallel to maps_sent */
+    struct target_map_addr *map_addrs; /* parallel to maps_sent */
     size_t nmaps_sent;
     uint32_t *progs_sent;
-    uint8_t *progs_engine;     /* parallel to progs_sent: enum bpfg_engine it runs on */
+    uint8_t *progs_engine; /* parallel to progs_sent: enum bpfg_engine it runs on */
     size_t nprogs_sent;
     struct target_hook hooks[TARGET_MAX_HOOKS];
     size_t nhooks;
-    uint32_t next_hook;        /* where the search for a free hook slot starts (round robin) */
-    uint64_t attached_at_ms;   /* wall clock of the attach: unix epoch, ms */
-    uint64_t last_stop_ns;     /* how long threads stayed stopped at the last patch */
+    uint32_t next_hook;      /* where the search for a free hook slot starts (round robin) */
+    uint64_t attached_at_ms; /* wall clock of the attach: unix epoch, ms */
+    uint64_t last_stop_ns;   /* how long threads stayed stopped at the last patch */
     uint64_t trace_lines;
-    uint64_t thread_table;     /* payload's uretprobe shadow stacks (payload_abi.h) */
-    uint64_t hook_table;       /* payload's hook slots (payload_abi.h), for their miss counters */
+    uint64_t thread_table; /* payload's uretprobe shadow stacks (payload_abi.h) */
+    uint64_t hook_table;   /* payload's hook slots (payload_abi.h), for their miss counters */
     uint32_t max_threads, shadow_depth;
-    bool pidns;                /* runs in another pid namespace: the payload gets our ids */
-    uint64_t pidns_hash;       /* of the last thread list sent */
+    bool pidns;          /* runs in another pid namespace: the payload gets our ids */
+    uint64_t pidns_hash; /* of the last thread list sent */
     uint64_t pidns_sent_ms;
 };
 
 struct targets {
     struct target *list;
     size_t count;
-    int listen_fd;             /* abstract socket payloads connect to */
-    char listen_name[108];     /* "@bpfgraft-payload:<control socket>" */
+    int listen_fd;         /* abstract socket payloads connect to */
+    char listen_name[108]; /* "@bpfgraft-payload:<control socket>" */
     char payload_path[4096];
-    char cache_dir[4096];      /* compiled-code cache (LLVM); opened at first use */
-    char jit_archive[4096];    /* `bpfgraft compile` output imported into it */
-    void *jitcache;            /* struct bpfg_jitcache *, when LLVM is built */
+    char cache_dir[4096];   /* compiled-code cache (LLVM); opened at first use */
+    char jit_archive[4096]; /* `bpfgraft compile` output imported into it */
+    void *jitcache;         /* struct bpfg_jitcache *, when LLVM is built */
     bool jitcache_failed;
 };
 
@@ -87,8 +87,8 @@ int targets_init(struct targets *t, const char *control_socket, const char *payl
 /* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
  * that cannot take a program falls back (llvm -> x86 -> interp) with the
  * reason logged. */
-#define TARGET_ENGINE_DEFAULT (-1)   /* targets_attach: the server's default */
-int targets_engine_parse(const char *name);   /* enum bpfg_engine, or -EINVAL */
+#define TARGET_ENGINE_DEFAULT (-1)          /* targets_attach: the server's default */
+int targets_engine_parse(const char *name); /* enum bpfg_engine, or -EINVAL */
 const char *targets_engine_name(int engine);
 /* The default for attaches that name no engine (bpfgraftd --engine); llvm
  * unless set. */
@@ -101,13 +101,13 @@ void targets_destroy(struct server *s);
  * set; on success fills nothing else (target_list shows the result).
  * engine: enum bpfg_engine or TARGET_ENGINE_DEFAULT, for programs not yet
  * loaded in that process (a loaded one keeps the engine it got). */
-int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                   size_t nprogs, const char *target_spec, int engine, char *err, size_t errlen);
+int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
+                   const char *target_spec, int engine, char *err, size_t errlen);
 /* `bpfgraft start`: pid is a child of the peer that stopped itself just
  * before execve. Runs it to its entry point, attaches the programs there
  * (before main), then lets it go. Returns an RPC error code or 0. */
-int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids,
-                  size_t nprogs, const char *target_spec, int engine, bool tool, char *err, size_t errlen);
+int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
+                  const char *target_spec, int engine, bool tool, char *err, size_t errlen);
 /* tool: `bpfgraft run` (tool.h): the process is a libbpf tool whose bpf()
  * the server serves; it is switched to tool mode before it runs. */
 

@@ -32,19 +32,19 @@
 #include "verifier.h"
 
 #define TOOL_MAX_MAPS 256
-#define TOOL_MAX_PROGS 512          /* loaded programs and one per attachment */
+#define TOOL_MAX_PROGS 512 /* loaded programs and one per attachment */
 #define TOOL_MAX_INSNS 1000000
 #define CHAN_TIMEOUT_MS 2000
-#define TP_SYNTH_BASE 0x7e000000u   /* ids TP_ID makes up when tracefs is not mounted */
+#define TP_SYNTH_BASE 0x7e000000u /* ids TP_ID makes up when tracefs is not mounted */
 
 struct tool_link {
     uint32_t id;
-    uint32_t prog_id;               /* the attached copy, in the tool's object */
+    uint32_t prog_id; /* the attached copy, in the tool's object */
     enum bpfg_attach_kind kind;
-    pid_t pid;                      /* > 0: that process; -1: every one in scope */
-    char *binary;                   /* uprobes */
+    pid_t pid;    /* > 0: that process; -1: every one in scope */
+    char *binary; /* uprobes */
     uint64_t offset;
-    pid_t *in;                      /* processes it is attached in now */
+    pid_t *in; /* processes it is attached in now */
     size_t nin;
 };
 
@@ -55,7 +55,7 @@ struct tool_btf {
 };
 
 struct tool {
-    uint32_t magic;                 /* first: epoll data points here */
+    uint32_t magic; /* first: epoll data points here */
     struct tool *next;
     pid_t pid;
     int chan;
@@ -76,10 +76,9 @@ struct tp_name {
 };
 
 static struct tool *tools;
-static struct tp_name *tp_names;    /* ids TP_ID made up */
+static struct tp_name *tp_names; /* ids TP_ID made up */
 static size_t ntp_names;
-static bool applying;               /* attaching a link: no recursion through targets_attach */
-
+static bool applying; /* attaching a link: no recursion through targets_attach */
 
 static struct tool *tool_of_pid(pid_t pid)
 {
@@ -104,13 +103,12 @@ static uint32_t read_sysfs_u32(const char *path, const char *prefix)
     return (uint32_t)strtoul(buf + n, NULL, 10);
 }
 
-
 /* ---- channel I/O ---- */
 
 static int chan_reply(struct tool *tl, uint32_t seq, int status, const void *body, size_t len, int fd)
 {
-    struct bpfg_pmsg_hdr h = {.len = (uint32_t)(sizeof(h) + len), .type = BPFG_PMSG_REPLY, .seq = seq,
-                              .status = status};
+    struct bpfg_pmsg_hdr h = {
+        .len = (uint32_t)(sizeof(h) + len), .type = BPFG_PMSG_REPLY, .seq = seq, .status = status};
     return pmsg_write(tl->chan, &h, body, len, fd, CHAN_TIMEOUT_MS);
 }
 
@@ -158,9 +156,15 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
         return srv_efail(err, errlen, -ENOENT, "the tool's object is gone");
     enum bpfg_map_kind kind = map_kind_of(&c, name);
     struct bpfg_map_spec spec = {
-        .type = c.map_type, .key_size = c.key_size, .value_size = c.value_size, .max_entries = c.max_entries,
-        .map_flags = c.map_flags, .map_extra = c.map_extra, .name = name,
-        .btf_key_type_id = c.btf_key_type_id, .btf_value_type_id = c.btf_value_type_id,
+        .type = c.map_type,
+        .key_size = c.key_size,
+        .value_size = c.value_size,
+        .max_entries = c.max_entries,
+        .map_flags = c.map_flags,
+        .map_extra = c.map_extra,
+        .name = name,
+        .btf_key_type_id = c.btf_key_type_id,
+        .btf_value_type_id = c.btf_value_type_id,
     };
     if (kind != BPFG_MAP_USER)
         spec.map_flags |= BPFG_F_GLOBAL_DATA;
@@ -177,7 +181,7 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     if (strcmp(bpfg_map_type_name(spec.type), "unknown") == 0) {
         const char *tn = libbpf_bpf_map_type_str(c.map_type);
         return srv_efail(err, errlen, -EINVAL, "map '%s': map type %s is not available in bpfgraft yet", name,
-                     tn ? tn : "unknown");
+                         tn ? tn : "unknown");
     }
     struct reg_map *m;
     int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);
@@ -306,23 +310,21 @@ static int translate_insns(const struct reg_object *o, struct bpf_insn *insns, s
             return srv_efail(err, errlen, -EINVAL, "insn %zu: lddw without its second half", i);
         switch (in->src_reg) {
         case 0:
-        case BPF_PSEUDO_FUNC:
-            break;
+        case BPF_PSEUDO_FUNC: break;
         case BPF_PSEUDO_MAP_FD:
         case BPF_PSEUDO_MAP_VALUE: {
             int idx = registry_object_map_index(o, (uint32_t)in->imm);
             if (idx < 0)
                 return srv_efail(err, errlen, -EBADF, "insn %zu: map %u is not one of this tool's maps", i,
-                             (uint32_t)in->imm);
+                                 (uint32_t)in->imm);
             in->src_reg = in->src_reg == BPF_PSEUDO_MAP_FD ? BPF_PSEUDO_MAP_IDX : BPF_PSEUDO_MAP_IDX_VALUE;
             in->imm = idx;
             break;
         }
         case BPF_PSEUDO_BTF_ID:
             return srv_efail(err, errlen, -EOPNOTSUPP,
-                         "insn %zu: kernel symbols (__ksym variables) do not exist in userspace", i);
-        default:
-            return srv_efail(err, errlen, -EINVAL, "insn %zu: lddw with unknown src_reg %u", i, in->src_reg);
+                             "insn %zu: kernel symbols (__ksym variables) do not exist in userspace", i);
+        default: return srv_efail(err, errlen, -EINVAL, "insn %zu: lddw with unknown src_reg %u", i, in->src_reg);
         }
         i++;
     }
@@ -342,9 +344,10 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     if (len < sizeof(pl))
         return srv_efail(err, errlen, -EINVAL, "PROG_LOAD: short request");
     memcpy(&pl, body, sizeof(pl));
-    if (!pl.insn_cnt || pl.insn_cnt > TOOL_MAX_INSNS || len - sizeof(pl) != (size_t)pl.insn_cnt * sizeof(struct bpf_insn))
+    if (!pl.insn_cnt || pl.insn_cnt > TOOL_MAX_INSNS ||
+        len - sizeof(pl) != (size_t)pl.insn_cnt * sizeof(struct bpf_insn))
         return srv_efail(err, errlen, pl.insn_cnt > TOOL_MAX_INSNS ? -E2BIG : -EINVAL,
-                     "PROG_LOAD: %u instructions in %zu bytes", pl.insn_cnt, len - sizeof(pl));
+                         "PROG_LOAD: %u instructions in %zu bytes", pl.insn_cnt, len - sizeof(pl));
     struct reg_object *o = registry_object(&s->reg, tl->obj_id);
     if (!o)
         return srv_efail(err, errlen, -ENOENT, "the tool's object is gone");
@@ -365,8 +368,8 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     case BPF_PROG_TYPE_STRUCT_OPS:
     case BPF_PROG_TYPE_PERF_EVENT:
         return srv_efail(err, errlen, -EOPNOTSUPP,
-                     "bpfgraft: program '%s': type %s attaches to the kernel and cannot run in userspace", name,
-                     prog_type_name(pl.prog_type));
+                         "bpfgraft: program '%s': type %s attaches to the kernel and cannot run in userspace", name,
+                         prog_type_name(pl.prog_type));
     default:
         /* socket filters and the like: libbpf's feature probes. Loaded,
          * never attachable. */
@@ -461,7 +464,8 @@ static int classify_tp(const char *name, enum bpfg_attach_kind *kind, char *sysc
     }
     if (!rest)
         return srv_efail(err, errlen, -EOPNOTSUPP,
-                     "tracepoint %s is in the kernel: bpfgraft has syscalls/* and raw_syscalls/* in userspace", name);
+                         "tracepoint %s is in the kernel: bpfgraft has syscalls/* and raw_syscalls/* in userspace",
+                         name);
     if (syscalls_nr(rest) < 0)
         return srv_efail(err, errlen, -ENOENT, "tracepoint %s: no syscall '%s' on x86-64", name, rest);
     snprintf(syscall, slen, "%s", rest);
@@ -590,8 +594,8 @@ static void link_free(struct tool_link *l)
     free(l);
 }
 
-static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kind, const char *binary,
-                      uint64_t offset, const char *syscall, struct bpfg_obj_prog *dst)
+static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kind, const char *binary, uint64_t offset,
+                      const char *syscall, struct bpfg_obj_prog *dst)
 {
     memset(dst, 0, sizeof(*dst));
     char section[600];
@@ -602,7 +606,8 @@ static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kin
         snprintf(section, sizeof(section), "tracepoint/syscalls/sys_%s_%s",
                  kind == BPFG_ATTACH_SYSCALL_ENTER ? "enter" : "exit", syscall);
     else
-        snprintf(section, sizeof(section), "%s/%s", src->prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT ? "raw_tracepoint" : "tracepoint/raw_syscalls",
+        snprintf(section, sizeof(section), "%s/%s",
+                 src->prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT ? "raw_tracepoint" : "tracepoint/raw_syscalls",
                  kind == BPFG_ATTACH_RAW_SYSCALL_ENTER ? "sys_enter" : "sys_exit");
     dst->kind = kind;
     dst->prog_type = src->prog_type;
@@ -670,7 +675,8 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     case BPFG_TOOL_TRACEPOINT:
         want_type = BPF_PROG_TYPE_TRACEPOINT;
         if (tp_name_of(a.tp_id, tpname, sizeof(tpname)) != 0)
-            return srv_efail(err, errlen, -ENOENT, "tracepoint id %u is not a syscalls/raw_syscalls tracepoint", a.tp_id);
+            return srv_efail(err, errlen, -ENOENT, "tracepoint id %u is not a syscalls/raw_syscalls tracepoint",
+                             a.tp_id);
         {
             int r = classify_tp(tpname, &kind, syscall, sizeof(syscall), err, errlen);
             if (r)
@@ -685,22 +691,21 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
             kind = BPFG_ATTACH_RAW_SYSCALL_EXIT;
         else
             return srv_efail(err, errlen, -EOPNOTSUPP,
-                         "raw tracepoint '%s' is in the kernel: bpfgraft has sys_enter and sys_exit in userspace",
-                         name);
+                             "raw tracepoint '%s' is in the kernel: bpfgraft has sys_enter and sys_exit in userspace",
+                             name);
         break;
-    default:
-        return srv_efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
+    default: return srv_efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
     }
     if (op->prog_type != want_type)
         return srv_efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
-                     prog_type_name(op->prog_type), prog_type_name(want_type));
+                         prog_type_name(op->prog_type), prog_type_name(want_type));
     if (a.pid > 0 && a.pid == tl->pid)
         return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
     struct target *only = NULL;
     if (a.pid > 0 && !(only = targets_find(&s->targets, a.pid)))
         return srv_efail(err, errlen, -ESRCH,
-                     "process %d is not attached to bpfgraft: attach it first with `bpfgraft attach %d`", (int)a.pid,
-                     (int)a.pid);
+                         "process %d is not attached to bpfgraft: attach it first with `bpfgraft attach %d`",
+                         (int)a.pid, (int)a.pid);
     if (a.pid > 0 && tool_of_pid(a.pid))
         return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
 
@@ -733,7 +738,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         free(copy.syscall);
         link_free(l);
         return srv_efail(err, errlen, r == -E2BIG ? -E2BIG : -ENOMEM,
-                     r == -E2BIG ? "too many programs in this tool" : "out of memory");
+                         r == -E2BIG ? "too many programs in this tool" : "out of memory");
     }
     l->id = ++tl->next_link_id;
     l->prog_id = cp->id;
@@ -756,9 +761,9 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     }
     tl->links[tl->nlinks++] = l;
     *id = l->id;
-    srv_log(SRV_INFO, "tool %d: link %u: program '%s' on %s%s%s, %s, in %zu process(es)", (int)tl->pid, l->id,
-            op->name, bpfg_attach_kind_name(kind), binary || syscall[0] ? " " : "",
-            binary ? binary : syscall, l->pid > 0 ? "one process" : "every attached process", l->nin);
+    srv_log(SRV_INFO, "tool %d: link %u: program '%s' on %s%s%s, %s, in %zu process(es)", (int)tl->pid, l->id, op->name,
+            bpfg_attach_kind_name(kind), binary || syscall[0] ? " " : "", binary ? binary : syscall,
+            l->pid > 0 ? "one process" : "every attached process", l->nin);
     return 0;
 }
 
@@ -813,9 +818,7 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
         r = 0;
         with_id = false;
         break;
-    default:
-        r = srv_efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type);
-        break;
+    default: r = srv_efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type); break;
     }
     if (r) {
         srv_log(SRV_DEBUG, "tool %d: request %u failed: %s", (int)tl->pid, h->type, err);
@@ -884,8 +887,8 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
     memset(&rep, 0, sizeof(rep));
     size_t got = 0;
     struct reg_object *o = NULL;
-    int r = targets_payload_call_fd(s, t, BPFG_PMSG_TOOL_MODE, &mode, sizeof(mode), sv[1], &rep, sizeof(rep), &got,
-                                    err, errlen);
+    int r = targets_payload_call_fd(s, t, BPFG_PMSG_TOOL_MODE, &mode, sizeof(mode), sv[1], &rep, sizeof(rep), &got, err,
+                                    errlen);
     close(sv[1]);
     if (!r && got < offsetof(struct bpfg_pmsg_syscall_reply, fast_entry))
         r = srv_efail(err, errlen, -EPROTO, "short TOOL_MODE reply");

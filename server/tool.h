@@ -27,7 +27,7 @@
 struct server;
 struct target;
 
-#define TOOL_MAGIC 0x544f4f4cu     /* epoll tag: a tool channel */
+#define TOOL_MAGIC 0x544f4f4cu /* epoll tag: a tool channel */
 
 /* Switches the just-injected target t (stopped at its entry point) to
  * tool mode. 0, or a negative errno with err set. */

@@ -22,11 +22,11 @@
 #include "ebpf.h"
 #include "objload.h"
 
-#define COMPLEXITY_LIMIT 1000000   /* processed instructions, like the kernel */
-#define MAX_PENDING 8192           /* branches waiting to be explored */
-#define MAX_STATES_PER_INSN 64     /* stored states per prune point */
-#define MAX_REFS 16                /* live ring buffer records per path */
-#define MAX_VAR_OFF (1 << 29)      /* BPF_MAX_VAR_OFF */
+#define COMPLEXITY_LIMIT 1000000 /* processed instructions, like the kernel */
+#define MAX_PENDING 8192         /* branches waiting to be explored */
+#define MAX_STATES_PER_INSN 64   /* stored states per prune point */
+#define MAX_REFS 16              /* live ring buffer records per path */
+#define MAX_VAR_OFF (1 << 29)    /* BPF_MAX_VAR_OFF */
 #define STACK_SLOTS (EBPF_STACK_SIZE / 8)
 
 #define U32_MAX 0xffffffffULL
@@ -36,13 +36,22 @@
 /* ---------------------------------------------------------------- tnum */
 
 struct tnum {
-    uint64_t value, mask;   /* mask bits unknown, value bits known */
+    uint64_t value, mask; /* mask bits unknown, value bits known */
 };
 
-static struct tnum tn(uint64_t v, uint64_t m) { return (struct tnum){v, m}; }
-static struct tnum tnum_const(uint64_t v) { return tn(v, 0); }
+static struct tnum tn(uint64_t v, uint64_t m)
+{
+    return (struct tnum){v, m};
+}
+static struct tnum tnum_const(uint64_t v)
+{
+    return tn(v, 0);
+}
 static const struct tnum tnum_unknown = {0, ~0ULL};
-static bool tnum_is_const(struct tnum a) { return !a.mask; }
+static bool tnum_is_const(struct tnum a)
+{
+    return !a.mask;
+}
 
 static struct tnum tnum_range(uint64_t min, uint64_t max)
 {
@@ -90,8 +99,14 @@ static struct tnum tnum_xor(struct tnum a, struct tnum b)
     return tn((a.value ^ b.value) & ~mu, mu);
 }
 
-static struct tnum tnum_lsh(struct tnum a, unsigned s) { return tn(a.value << s, a.mask << s); }
-static struct tnum tnum_rsh(struct tnum a, unsigned s) { return tn(a.value >> s, a.mask >> s); }
+static struct tnum tnum_lsh(struct tnum a, unsigned s)
+{
+    return tn(a.value << s, a.mask << s);
+}
+static struct tnum tnum_rsh(struct tnum a, unsigned s)
+{
+    return tn(a.value >> s, a.mask >> s);
+}
 static struct tnum tnum_arsh(struct tnum a, unsigned s)
 {
     return tn((uint64_t)((int64_t)a.value >> s), (uint64_t)((int64_t)a.mask >> s));
@@ -118,7 +133,10 @@ static struct tnum tnum_intersect(struct tnum a, struct tnum b)
     return tn(v & ~mu, mu);
 }
 
-static struct tnum tnum_cast32(struct tnum a) { return tn(a.value & U32_MAX, a.mask & U32_MAX); }
+static struct tnum tnum_cast32(struct tnum a)
+{
+    return tn(a.value & U32_MAX, a.mask & U32_MAX);
+}
 
 /* b is a subset of a */
 static bool tnum_in(struct tnum a, struct tnum b)
@@ -138,31 +156,39 @@ enum rtype {
     CONST_MAP,
     PTR_MAP_VALUE,
     PTR_MAP_VALUE_OR_NULL,
-    PTR_MEM,            /* ring buffer record */
+    PTR_MEM, /* ring buffer record */
     PTR_MEM_OR_NULL,
 };
 
 static const char *const rtype_names[] = {
-    [NOT_INIT] = "?", [SCALAR] = "scalar", [PTR_CTX] = "ctx", [PTR_STACK] = "fp",
-    [CONST_MAP] = "map_ptr", [PTR_MAP_VALUE] = "map_value",
-    [PTR_MAP_VALUE_OR_NULL] = "map_value_or_null", [PTR_MEM] = "ringbuf_mem",
+    [NOT_INIT] = "?",
+    [SCALAR] = "scalar",
+    [PTR_CTX] = "ctx",
+    [PTR_STACK] = "fp",
+    [CONST_MAP] = "map_ptr",
+    [PTR_MAP_VALUE] = "map_value",
+    [PTR_MAP_VALUE_OR_NULL] = "map_value_or_null",
+    [PTR_MEM] = "ringbuf_mem",
     [PTR_MEM_OR_NULL] = "ringbuf_mem_or_null",
 };
 
 struct reg {
     uint8_t type;
-    uint8_t frameno;        /* PTR_STACK: the frame it points into */
-    int32_t off;            /* pointers: fixed offset */
-    uint32_t map;           /* CONST_MAP, PTR_MAP_VALUE*: map index */
-    uint32_t mem_size;      /* PTR_MEM*: record size */
-    uint32_t id;            /* OR_NULL: registers sharing a NULL check */
-    uint32_t ref;           /* PTR_MEM*: the acquired reference */
-    struct tnum var;        /* scalars: value; pointers: variable offset */
+    uint8_t frameno;   /* PTR_STACK: the frame it points into */
+    int32_t off;       /* pointers: fixed offset */
+    uint32_t map;      /* CONST_MAP, PTR_MAP_VALUE*: map index */
+    uint32_t mem_size; /* PTR_MEM*: record size */
+    uint32_t id;       /* OR_NULL: registers sharing a NULL check */
+    uint32_t ref;      /* PTR_MEM*: the acquired reference */
+    struct tnum var;   /* scalars: value; pointers: variable offset */
     uint64_t umin, umax;
     int64_t smin, smax;
 };
 
-static bool is_ptr(const struct reg *r) { return r->type > SCALAR; }
+static bool is_ptr(const struct reg *r)
+{
+    return r->type > SCALAR;
+}
 static bool is_or_null(const struct reg *r)
 {
     return r->type == PTR_MAP_VALUE_OR_NULL || r->type == PTR_MEM_OR_NULL;
@@ -205,7 +231,10 @@ static void mark_ptr(struct reg *r, enum rtype t)
     set_bounds_const(r, 0);
 }
 
-static bool reg_is_const(const struct reg *r) { return r->type == SCALAR && tnum_is_const(r->var); }
+static bool reg_is_const(const struct reg *r)
+{
+    return r->type == SCALAR && tnum_is_const(r->var);
+}
 
 /* Kernel-style bound synchronisation: tnum -> bounds, signed <-> unsigned,
  * bounds -> tnum. */
@@ -252,8 +281,8 @@ static void sync_bounds(struct reg *r)
 
 static bool bounds_sane(const struct reg *r)
 {
-    return r->umin <= r->umax && r->smin <= r->smax && !(r->var.value & r->var.mask) &&
-           r->var.value <= r->umax && (r->var.value | r->var.mask) >= r->umin;
+    return r->umin <= r->umax && r->smin <= r->smax && !(r->var.value & r->var.mask) && r->var.value <= r->umax &&
+           (r->var.value | r->var.mask) >= r->umin;
 }
 
 /* Scalar truncated to its low 32 bits (zero-extended). */
@@ -283,9 +312,9 @@ static void trunc32(struct reg *r)
 
 struct frame {
     struct reg regs[EBPF_NREGS];
-    uint8_t stype[EBPF_STACK_SIZE];     /* byte at fp-512+i */
-    struct reg spill[STACK_SLOTS];      /* valid where stype says SPILL */
-    int callsite;                       /* insn of the call, -1 in the main program */
+    uint8_t stype[EBPF_STACK_SIZE]; /* byte at fp-512+i */
+    struct reg spill[STACK_SLOTS];  /* valid where stype says SPILL */
+    int callsite;                   /* insn of the call, -1 in the main program */
     int subprog;
 };
 
@@ -296,22 +325,22 @@ struct checkpoint;
 struct state {
     struct frame *fr[EBPF_MAX_CALL_DEPTH];
     int nframes;
-    uint32_t refs[MAX_REFS];        /* live ring buffer records (reference ids) */
+    uint32_t refs[MAX_REFS]; /* live ring buffer records (reference ids) */
     int ref_insn[MAX_REFS];
     int nrefs;
-    struct checkpoint *parent;      /* nearest stored state on this path */
-    int insn;                       /* pending states: where to resume */
+    struct checkpoint *parent; /* nearest stored state on this path */
+    int insn;                  /* pending states: where to resume */
 };
 
 struct checkpoint {
     struct state st;
-    uint32_t branches;              /* live paths still below this state */
-    struct checkpoint *next;        /* same instruction */
+    uint32_t branches;       /* live paths still below this state */
+    struct checkpoint *next; /* same instruction */
 };
 
 struct subprog {
-    int start, end;                 /* [start, end) */
-    int depth;                      /* deepest stack byte used */
+    int start, end; /* [start, end) */
+    int depth;      /* deepest stack byte used */
 };
 
 struct vctx {
@@ -320,16 +349,16 @@ struct vctx {
     const struct bpfg_verify_env *env;
     struct bpfg_verify_result *res;
     uint32_t ctx_size;
-    bool *prune;                    /* per insn */
-    int *subprog_of;                /* per insn */
+    bool *prune;     /* per insn */
+    int *subprog_of; /* per insn */
     struct subprog *subs;
     int nsubs;
-    struct checkpoint **explored;   /* per insn */
+    struct checkpoint **explored; /* per insn */
     int *nexplored;
     struct state **pending;
     int npending, cap_pending;
     struct state *cur;
-    int insn;                       /* being checked */
+    int insn; /* being checked */
     uint32_t next_id;
     uint64_t processed;
 };
@@ -383,8 +412,14 @@ static struct state *state_dup(const struct state *src)
     return s;
 }
 
-static struct frame *curf(struct vctx *v) { return v->cur->fr[v->cur->nframes - 1]; }
-static struct reg *R(struct vctx *v, int regno) { return &curf(v)->regs[regno]; }
+static struct frame *curf(struct vctx *v)
+{
+    return v->cur->fr[v->cur->nframes - 1];
+}
+static struct reg *R(struct vctx *v, int regno)
+{
+    return &curf(v)->regs[regno];
+}
 
 /* -------------------------------------------------------------- errors */
 
@@ -397,17 +432,12 @@ static void fmt_reg(char *buf, size_t len, const struct reg *r)
         else if (r->umin == 0 && r->umax == UINT64_MAX && r->smin == S64_MIN && r->smax == S64_MAX)
             snprintf(buf, len, "scalar()");
         else
-            snprintf(buf, len, "scalar(smin=%" PRId64 ",smax=%" PRId64 ",umin=%" PRIu64 ",umax=%" PRIu64 ")",
-                     r->smin, r->smax, r->umin, r->umax);
+            snprintf(buf, len, "scalar(smin=%" PRId64 ",smax=%" PRId64 ",umin=%" PRIu64 ",umax=%" PRIu64 ")", r->smin,
+                     r->smax, r->umin, r->umax);
         return;
-    case PTR_STACK:
-        snprintf(buf, len, "fp%d", r->off);
-        return;
-    case CONST_MAP:
-        snprintf(buf, len, "map_ptr(map=%u)", r->map);
-        return;
-    default:
-        break;
+    case PTR_STACK: snprintf(buf, len, "fp%d", r->off); return;
+    case CONST_MAP: snprintf(buf, len, "map_ptr(map=%u)", r->map); return;
+    default: break;
     }
     int k = snprintf(buf, len, "%s(", rtype_names[r->type]);
     if (k < 0 || (size_t)k >= len)
@@ -499,14 +529,17 @@ static int reject(struct vctx *v, const char *fmt, ...)
     if (bpfg_disasm_insn(v->insns, (size_t)v->n, (size_t)v->insn, dis, sizeof(dis)) < 0)
         snprintf(dis, sizeof(dis), "(%02x)", v->insns[v->insn].code);
     fmt_state(v, st, sizeof(st));
-    snprintf(v->res->msg, sizeof(v->res->msg), "insn %d: %s: %s%s%s%s", v->insn, dis, reason,
-             st[0] ? " [" : "", st, st[0] ? "]" : "");
+    snprintf(v->res->msg, sizeof(v->res->msg), "insn %d: %s: %s%s%s%s", v->insn, dis, reason, st[0] ? " [" : "", st,
+             st[0] ? "]" : "");
     return -EINVAL;
 }
 
 /* -------------------------------------------------------- static checks */
 
-static bool is_ldimm64(const struct bpf_insn *i) { return i->code == (BPF_LD | BPF_IMM | BPF_DW); }
+static bool is_ldimm64(const struct bpf_insn *i)
+{
+    return i->code == (BPF_LD | BPF_IMM | BPF_DW);
+}
 static bool is_pseudo_call(const struct bpf_insn *i)
 {
     return i->code == (BPF_JMP | BPF_CALL) && i->src_reg == BPF_PSEUDO_CALL;
@@ -535,7 +568,8 @@ static int check_opcode(struct vctx *v, int i)
             return reject(v, "BPF_NEG uses reserved fields");
         if ((op == BPF_DIV || op == BPF_MOD) && in->off > 1)
             return reject(v, "BPF_ALU uses reserved fields");
-        if (op == BPF_MOV && in->off && !(src && (in->off == 8 || in->off == 16 || (in->off == 32 && cls == BPF_ALU64))))
+        if (op == BPF_MOV && in->off &&
+            !(src && (in->off == 8 || in->off == 16 || (in->off == 32 && cls == BPF_ALU64))))
             return reject(v, "BPF_MOV uses reserved fields");
         if (op != BPF_DIV && op != BPF_MOD && op != BPF_MOV && in->off)
             return reject(v, "BPF_ALU uses reserved fields");
@@ -575,8 +609,8 @@ static int check_opcode(struct vctx *v, int i)
         return reject(v, "unknown opcode %02x", in->code);
     case BPF_LD:
         if (is_ldimm64(in)) {
-            if (i + 1 >= v->n || v->insns[i + 1].code || v->insns[i + 1].dst_reg ||
-                v->insns[i + 1].src_reg || v->insns[i + 1].off)
+            if (i + 1 >= v->n || v->insns[i + 1].code || v->insns[i + 1].dst_reg || v->insns[i + 1].src_reg ||
+                v->insns[i + 1].off)
                 return reject(v, "invalid bpf_ld_imm64 insn");
             if (in->off)
                 return reject(v, "invalid bpf_ld_imm64 insn");
@@ -643,7 +677,7 @@ static int check_static(struct vctx *v)
         return -ENOMEM;
     int ns = 0;
     starts[ns++] = 0;
-    bool *second = calloc((size_t)n, sizeof(bool));   /* second half of lddw */
+    bool *second = calloc((size_t)n, sizeof(bool)); /* second half of lddw */
     if (!second) {
         free(starts);
         return -ENOMEM;
@@ -731,7 +765,13 @@ static int check_static(struct vctx *v)
             int top = 0;
             work[top++] = 0;
             seen[0] = 1;
-#define PUSH(t) do { if (!seen[t]) { seen[t] = 1; work[top++] = (t); } } while (0)
+#define PUSH(t)                \
+    do {                       \
+        if (!seen[t]) {        \
+            seen[t] = 1;       \
+            work[top++] = (t); \
+        }                      \
+    } while (0)
             while (top) {
                 int i = work[--top];
                 const struct bpf_insn *in = &v->insns[i];
@@ -868,12 +908,10 @@ static const char *map_type_ok_for_value(uint32_t t)
 
 /* Byte range [lo, hi) a pointer access touches, relative to the start of
  * its region; rejects negative or unbounded variable offsets. */
-static int var_range(struct vctx *v, int regno, const struct reg *r, int off, int size, int64_t *lo,
-                     int64_t *hi)
+static int var_range(struct vctx *v, int regno, const struct reg *r, int off, int size, int64_t *lo, int64_t *hi)
 {
     if (r->smin < 0 && !tnum_is_const(r->var))
-        return reject(v, "R%d min value is negative, either use unsigned index or do a if (index >=0) check.",
-                      regno);
+        return reject(v, "R%d min value is negative, either use unsigned index or do a if (index >=0) check.", regno);
     if (r->umax >= MAX_VAR_OFF && !tnum_is_const(r->var))
         return reject(v, "R%d unbounded memory access, make sure to bounds check any such access", regno);
     int64_t base = (int64_t)r->off + off;
@@ -890,8 +928,8 @@ static int var_range(struct vctx *v, int regno, const struct reg *r, int off, in
 static int stack_access_off(struct vctx *v, int regno, const struct reg *r, int off, int size, int *out)
 {
     if (!tnum_is_const(r->var))
-        return reject(v, "R%d variable stack access prohibited (var_off=[%" PRId64 ",%" PRIu64 "])", regno,
-                      r->smin, r->umax);
+        return reject(v, "R%d variable stack access prohibited (var_off=[%" PRId64 ",%" PRIu64 "])", regno, r->smin,
+                      r->umax);
     int64_t o = (int64_t)r->off + off + (int64_t)r->var.value;
     if (o < -EBPF_STACK_SIZE || o + size > 0 || size <= 0)
         return reject(v, "invalid stack off=%" PRId64 " size=%d", o, size);
@@ -959,8 +997,8 @@ static int stack_read(struct vctx *v, int regno, const struct reg *ptr, int o, i
         if (t == STK_SPILL) {
             const struct reg *sp = &f->spill[b / 8];
             if (is_ptr(sp))
-                return reject(v, "invalid size of register fill (R%d reads %d bytes of a spilled %s)", regno,
-                              size, rtype_names[sp->type]);
+                return reject(v, "invalid size of register fill (R%d reads %d bytes of a spilled %s)", regno, size,
+                              rtype_names[sp->type]);
             if (!(reg_is_const(sp) && sp->var.value == 0))
                 all_zero = false;
         } else if (t != STK_ZERO) {
@@ -1007,14 +1045,13 @@ static void mark_loaded(struct reg *dst, int size, bool sx)
 
 /* Loads into / stores from regno's pointer at insn offset off. For loads
  * dst receives the value; for stores src is what is stored (NULL: imm). */
-static int check_mem(struct vctx *v, int regno, int off, int size, bool write, struct reg *dst,
-                     const struct reg *src, bool zero, bool sx)
+static int check_mem(struct vctx *v, int regno, int off, int size, bool write, struct reg *dst, const struct reg *src,
+                     bool zero, bool sx)
 {
     struct reg *r = R(v, regno);
     int64_t lo = 0, hi = 0;
     switch (r->type) {
-    case NOT_INIT:
-        return reject(v, "R%d !read_ok", regno);
+    case NOT_INIT: return reject(v, "R%d !read_ok", regno);
     case PTR_STACK: {
         int o = 0;
         int err = stack_access_off(v, regno, r, off, size, &o);
@@ -1044,14 +1081,14 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
     case PTR_MAP_VALUE: {
         const struct bpfg_verify_map *m = &v->env->maps[r->map];
         if (write && (m->flags & BPF_F_RDONLY_PROG))
-            return reject(v, "write into map forbidden, value_size=%u off=%d size=%d", m->value_size,
-                          r->off + off, size);
+            return reject(v, "write into map forbidden, value_size=%u off=%d size=%d", m->value_size, r->off + off,
+                          size);
         int err = var_range(v, regno, r, off, size, &lo, &hi);
         if (err)
             return err;
         if (lo < 0 || hi > m->value_size)
-            return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size,
-                          lo, size);
+            return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size, lo,
+                          size);
         if (dst) {
             /* constants of a frozen read-only map are known */
             if (!write && (m->flags & BPF_F_RDONLY_PROG) && m->data && lo + size <= (int64_t)m->data_size &&
@@ -1070,14 +1107,12 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
         if (err)
             return err;
         if (lo < 0 || hi > r->mem_size)
-            return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo,
-                          size);
+            return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo, size);
         if (dst)
             mark_loaded(dst, size, sx);
         return 0;
     }
-    default:
-        return reject(v, "R%d invalid mem access '%s'", regno, rtype_names[r->type]);
+    default: return reject(v, "R%d invalid mem access '%s'", regno, rtype_names[r->type]);
     }
 }
 
@@ -1097,7 +1132,7 @@ static int check_reg_write(struct vctx *v, int regno)
 
 static int do_ldx(struct vctx *v, const struct bpf_insn *in)
 {
-    static const int sizes[4] = {4, 2, 1, 8};   /* W H B DW */
+    static const int sizes[4] = {4, 2, 1, 8}; /* W H B DW */
     int size = sizes[(in->code >> 3) & 3];
     bool sx = (in->code & 0xe0) == BPF_MEMSX;
     int err;
@@ -1204,7 +1239,7 @@ static void scalar_binop(struct reg *d, const struct reg *s, uint8_t op, bool is
         break;
     case BPF_DIV:
     case BPF_MOD:
-        if (off) {   /* sdiv/smod */
+        if (off) { /* sdiv/smod */
             if (reg_is_const(&a) && reg_is_const(&b)) {
                 int64_t x = is64 ? (int64_t)a.var.value : (int32_t)a.var.value;
                 int64_t y = is64 ? (int64_t)b.var.value : (int32_t)b.var.value;
@@ -1231,7 +1266,7 @@ static void scalar_binop(struct reg *d, const struct reg *s, uint8_t op, bool is
                     r.umin = r.umax = a.var.value % c;
                 }
             }
-        } else if (reg_is_const(&b)) {   /* by zero: div gives 0, mod keeps dst */
+        } else if (reg_is_const(&b)) { /* by zero: div gives 0, mod keeps dst */
             if (op == BPF_DIV)
                 set_bounds_const(&r, 0);
             else
@@ -1261,7 +1296,7 @@ static void scalar_binop(struct reg *d, const struct reg *s, uint8_t op, bool is
     case BPF_RSH:
     case BPF_ARSH:
         if (!reg_is_const(&b) || b.var.value >= bits)
-            break;   /* unknown */
+            break; /* unknown */
         {
             unsigned sh = (unsigned)b.var.value;
             if (op == BPF_LSH) {
@@ -1282,7 +1317,7 @@ static void scalar_binop(struct reg *d, const struct reg *s, uint8_t op, bool is
                 r.smin = a.smin >> sh;
                 r.smax = a.smax >> sh;
             } else if (!(a.var.mask & (1ULL << 31)) && !(a.var.value & (1ULL << 31))) {
-                r.var = tnum_rsh(a.var, sh);   /* sign bit known 0: a logical shift */
+                r.var = tnum_rsh(a.var, sh); /* sign bit known 0: a logical shift */
                 r.umin = a.umin >> sh;
                 r.umax = a.umax >> sh;
             } else if (reg_is_const(&a)) {
@@ -1312,10 +1347,10 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
             mark_unknown(d);
             return 0;
         }
-        bool to_le = !(in->code & BPF_X) || is64;   /* bswap (ALU64) always swaps */
+        bool to_le = !(in->code & BPF_X) || is64; /* bswap (ALU64) always swaps */
         if (reg_is_const(d)) {
             uint64_t x = d->var.value;
-            bool swap = is64 || !to_le;   /* x86-64 is little-endian */
+            bool swap = is64 || !to_le; /* x86-64 is little-endian */
             if (in->imm == 16)
                 x = swap ? __builtin_bswap16((uint16_t)x) : (uint16_t)x;
             else if (in->imm == 32)
@@ -1358,21 +1393,22 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
         mark_const(&src, is64 ? (uint64_t)(int64_t)in->imm : (uint32_t)in->imm);
 
     if (op == BPF_MOV) {
-        if (use_reg && in->off) {   /* movsx */
+        if (use_reg && in->off) { /* movsx */
             if (is_ptr(&src)) {
                 mark_unknown(d);
                 return 0;
             }
             int bits = in->off;
             if (reg_is_const(&src)) {
-                int64_t x = bits == 8 ? (int8_t)src.var.value
-                                      : bits == 16 ? (int16_t)src.var.value : (int32_t)src.var.value;
+                int64_t x = bits == 8    ? (int8_t)src.var.value
+                            : bits == 16 ? (int16_t)src.var.value
+                                         : (int32_t)src.var.value;
                 mark_const(d, is64 ? (uint64_t)x : (uint32_t)x);
             } else {
                 mark_unknown(d);
                 int64_t lim = (int64_t)1 << (bits - 1);
                 if (src.umax < (uint64_t)lim) {
-                    *d = src;   /* non-negative and narrow: unchanged */
+                    *d = src; /* non-negative and narrow: unchanged */
                 } else {
                     d->smin = -lim;
                     d->smax = lim - 1;
@@ -1388,7 +1424,7 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
             return 0;
         }
         if (is_ptr(&src)) {
-            mark_unknown(d);   /* the low half of an address is a number */
+            mark_unknown(d); /* the low half of an address is a number */
             trunc32(d);
             return 0;
         }
@@ -1411,7 +1447,7 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
             return reject(v, "R%d 32-bit pointer arithmetic prohibited", in->dst_reg);
         }
         if (is_ptr(d) && is_ptr(&src)) {
-            if (op == BPF_SUB) {   /* distance between two pointers: a number */
+            if (op == BPF_SUB) { /* distance between two pointers: a number */
                 mark_unknown(d);
                 return 0;
             }
@@ -1423,10 +1459,17 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
         if (op != BPF_ADD && !(op == BPF_SUB && is_ptr(d))) {
             if (op == BPF_AND || op == BPF_OR || op == BPF_XOR)
                 return reject(v, "R%d bitwise operator %s on pointer prohibited", in->dst_reg,
-                              op == BPF_AND ? "&=" : op == BPF_OR ? "|=" : "^=");
+                              op == BPF_AND  ? "&="
+                              : op == BPF_OR ? "|="
+                                             : "^=");
             return reject(v, "R%d pointer arithmetic with %s operator prohibited", in->dst_reg,
-                          op == BPF_MUL ? "*=" : op == BPF_DIV ? "/=" : op == BPF_MOD ? "%=" :
-                          op == BPF_LSH ? "<<=" : op == BPF_RSH ? ">>=" : op == BPF_ARSH ? "s>>=" : "-=");
+                          op == BPF_MUL    ? "*="
+                          : op == BPF_DIV  ? "/="
+                          : op == BPF_MOD  ? "%="
+                          : op == BPF_LSH  ? "<<="
+                          : op == BPF_RSH  ? ">>="
+                          : op == BPF_ARSH ? "s>>="
+                                           : "-=");
         }
         if (is_or_null(&ptr))
             return reject(v, "R%d pointer arithmetic on %s prohibited, null-check it first", ptrreg,
@@ -1434,8 +1477,7 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
         if (ptr.type == CONST_MAP)
             return reject(v, "R%d pointer arithmetic on map_ptr prohibited", ptrreg);
         if (ptr.type == PTR_CTX && !reg_is_const(&sc))
-            return reject(v, "R%d variable ctx access prohibited (pointer arithmetic with an unknown scalar)",
-                          ptrreg);
+            return reject(v, "R%d variable ctx access prohibited (pointer arithmetic with an unknown scalar)", ptrreg);
         if (reg_is_const(&sc)) {
             int64_t c = (int64_t)sc.var.value;
             if (op == BPF_SUB)
@@ -1471,20 +1513,20 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
 enum arg {
     A_NONE,
     A_ANY,
-    A_MAP,              /* ARG_CONST_MAP_PTR */
-    A_KEY,              /* ARG_PTR_TO_MAP_KEY */
-    A_VALUE,            /* ARG_PTR_TO_MAP_VALUE */
-    A_UNINIT_VALUE,     /* ARG_PTR_TO_UNINIT_MAP_VALUE */
-    A_MEM,              /* ARG_PTR_TO_MEM | MEM_RDONLY, size in the next arg */
-    A_MEM_OR_NULL,      /* same, may be NULL with size 0 */
-    A_UNINIT_MEM,       /* ARG_PTR_TO_UNINIT_MEM, written by the helper */
-    A_OUT_MEM_OR_NULL,  /* snprintf's out buffer */
-    A_SIZE,             /* ARG_CONST_SIZE */
-    A_SIZE0,            /* ARG_CONST_SIZE_OR_ZERO */
+    A_MAP,             /* ARG_CONST_MAP_PTR */
+    A_KEY,             /* ARG_PTR_TO_MAP_KEY */
+    A_VALUE,           /* ARG_PTR_TO_MAP_VALUE */
+    A_UNINIT_VALUE,    /* ARG_PTR_TO_UNINIT_MAP_VALUE */
+    A_MEM,             /* ARG_PTR_TO_MEM | MEM_RDONLY, size in the next arg */
+    A_MEM_OR_NULL,     /* same, may be NULL with size 0 */
+    A_UNINIT_MEM,      /* ARG_PTR_TO_UNINIT_MEM, written by the helper */
+    A_OUT_MEM_OR_NULL, /* snprintf's out buffer */
+    A_SIZE,            /* ARG_CONST_SIZE */
+    A_SIZE0,           /* ARG_CONST_SIZE_OR_ZERO */
     A_CTX,
-    A_ALLOC_SIZE,       /* ARG_CONST_ALLOC_SIZE_OR_ZERO */
-    A_RINGBUF_REL,      /* ARG_PTR_TO_ALLOC_MEM | OBJ_RELEASE */
-    A_CONST_STR,        /* ARG_PTR_TO_CONST_STR */
+    A_ALLOC_SIZE,  /* ARG_CONST_ALLOC_SIZE_OR_ZERO */
+    A_RINGBUF_REL, /* ARG_PTR_TO_ALLOC_MEM | OBJ_RELEASE */
+    A_CONST_STR,   /* ARG_PTR_TO_CONST_STR */
 };
 
 enum ret { RET_INT, RET_VOID, RET_MAP_VALUE_OR_NULL, RET_RINGBUF_OR_NULL };
@@ -1494,7 +1536,7 @@ struct proto {
     const char *name;
     enum ret ret;
     enum arg args[5];
-    int8_t ret_le_size;     /* returns at most the size in this arg (1-based), e.g. *_str */
+    int8_t ret_le_size; /* returns at most the size in this arg (1-based), e.g. *_str */
 };
 
 /* The kernel's bpf_func_proto of every helper bpfgraft provides. */
@@ -1504,7 +1546,7 @@ static const struct proto protos[] = {
     {BPF_FUNC_map_delete_elem, "map_delete_elem", RET_INT, {A_MAP, A_KEY}, 0},
     {BPF_FUNC_probe_read, "probe_read", RET_INT, {A_UNINIT_MEM, A_SIZE0, A_ANY}, 0},
     {BPF_FUNC_ktime_get_ns, "ktime_get_ns", RET_INT, {0}, 0},
-    {BPF_FUNC_trace_printk, "trace_printk", RET_INT, {A_MEM, A_SIZE}, 0},   /* args 3-5: DONTCARE */
+    {BPF_FUNC_trace_printk, "trace_printk", RET_INT, {A_MEM, A_SIZE}, 0}, /* args 3-5: DONTCARE */
     {BPF_FUNC_get_prandom_u32, "get_prandom_u32", RET_INT, {0}, 0},
     {BPF_FUNC_get_smp_processor_id, "get_smp_processor_id", RET_INT, {0}, 0},
     {BPF_FUNC_tail_call, "tail_call", RET_VOID, {A_CTX, A_MAP, A_ANY}, 0},
@@ -1555,21 +1597,14 @@ static int check_map_func(struct vctx *v, const struct proto *p, uint32_t map)
     case BPF_MAP_TYPE_RINGBUF:
         ok = f == BPF_FUNC_ringbuf_output || f == BPF_FUNC_ringbuf_reserve || f == BPF_FUNC_ringbuf_query;
         break;
-    case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
-        ok = f == BPF_FUNC_perf_event_output;
-        break;
-    case BPF_MAP_TYPE_PROG_ARRAY:
-        ok = f == BPF_FUNC_tail_call;
-        break;
-    case BPF_MAP_TYPE_STACK_TRACE:
-        ok = f == BPF_FUNC_get_stackid;
-        break;
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: ok = f == BPF_FUNC_perf_event_output; break;
+    case BPF_MAP_TYPE_PROG_ARRAY: ok = f == BPF_FUNC_tail_call; break;
+    case BPF_MAP_TYPE_STACK_TRACE: ok = f == BPF_FUNC_get_stackid; break;
     case BPF_MAP_TYPE_QUEUE:
     case BPF_MAP_TYPE_STACK:
         ok = f == BPF_FUNC_map_push_elem || f == BPF_FUNC_map_pop_elem || f == BPF_FUNC_map_peek_elem;
         break;
-    default:
-        break;
+    default: break;
     }
     if (ok) {
         switch (f) {
@@ -1607,8 +1642,8 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
         if (err) {
             if (!tnum_is_const(r->var))
                 return err;
-            return reject(v, "invalid indirect access to stack R%d off=%d size=%d", regno,
-                          r->off + (int)r->var.value, size);
+            return reject(v, "invalid indirect access to stack R%d off=%d size=%d", regno, r->off + (int)r->var.value,
+                          size);
         }
         struct frame *f = v->cur->fr[r->frameno];
         int idx = EBPF_STACK_SIZE + o;
@@ -1636,8 +1671,8 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
         if (err)
             return err;
         if (lo < 0 || hi > m->value_size)
-            return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size,
-                          lo, size);
+            return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size, lo,
+                          size);
         return 0;
     }
     case PTR_MEM: {
@@ -1648,10 +1683,8 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
             return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo, size);
         return 0;
     }
-    case NOT_INIT:
-        return reject(v, "R%d !read_ok", regno);
-    default:
-        return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
+    case NOT_INIT: return reject(v, "R%d !read_ok", regno);
+    default: return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
     }
 }
 
@@ -1684,7 +1717,7 @@ static void invalidate_ref(struct reg *r, void *arg)
 {
     uint32_t ref = *(uint32_t *)arg;
     if ((r->type == PTR_MEM || r->type == PTR_MEM_OR_NULL) && r->ref == ref)
-        mark_unknown(r);   /* like the kernel for privileged programs: a number now */
+        mark_unknown(r); /* like the kernel for privileged programs: a number now */
 }
 
 static int release_ref(struct vctx *v, uint32_t ref)
@@ -1724,8 +1757,10 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
     bool can_override = v->env->kind == BPFG_VERIFY_UPROBE || v->env->kind == BPFG_VERIFY_SYSCALL_ENTER ||
                         v->env->kind == BPFG_VERIFY_RAW_TP;
     if (p->id == BPF_FUNC_override_return && (!v->env->allow_override_return || !can_override))
-        return reject(v, "program of this type cannot use helper bpf_override_return#%d (uprobes and sys_enter only, when enabled)",
-                      p->id);
+        return reject(
+            v,
+            "program of this type cannot use helper bpf_override_return#%d (uprobes and sys_enter only, when enabled)",
+            p->id);
     if (p->id == BPF_FUNC_get_func_ip && v->env->kind != BPFG_VERIFY_UPROBE && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ip#%d", p->id);
 
@@ -1740,8 +1775,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         if (r->type == NOT_INIT)
             return reject(v, "R%d !read_ok", regno);
         switch (kind) {
-        case A_ANY:
-            break;
+        case A_ANY: break;
         case A_MAP:
             if (r->type != CONST_MAP)
                 return reject(v, "R%d type=%s expected=map_ptr", regno, rtype_names[r->type]);
@@ -1757,8 +1791,8 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
             const struct bpfg_verify_map *m = &v->env->maps[map];
             if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE)
                 return reject(v, "R%d type=%s expected=fp, map_value", regno, rtype_names[r->type]);
-            if ((err = check_helper_mem(v, regno, kind == A_KEY ? m->key_size : m->value_size,
-                                        kind == A_UNINIT_VALUE, false)))
+            if ((err = check_helper_mem(v, regno, kind == A_KEY ? m->key_size : m->value_size, kind == A_UNINIT_VALUE,
+                                        false)))
                 return err;
             break;
         }
@@ -1767,7 +1801,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         case A_UNINIT_MEM:
         case A_OUT_MEM_OR_NULL:
             if ((kind == A_MEM_OR_NULL || kind == A_OUT_MEM_OR_NULL) && reg_is_const(r) && r->var.value == 0)
-                break;   /* NULL: the size must be 0, checked with the size */
+                break; /* NULL: the size must be 0, checked with the size */
             if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE && r->type != PTR_MEM)
                 return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
             break;
@@ -1824,8 +1858,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
                 return reject(v, "R%d is not a constant address'", regno);
             int64_t o = r->off + (int64_t)r->var.value;
             if (o < 0 || o >= m->value_size)
-                return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=1",
-                              m->value_size, o);
+                return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=1", m->value_size, o);
             if (m->data) {
                 const char *s = (const char *)m->data + o;
                 if (o >= (int64_t)m->data_size || !memchr(s, 0, m->data_size - (size_t)o))
@@ -1833,8 +1866,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
             }
             break;
         }
-        default:
-            break;
+        default: break;
         }
     }
 
@@ -1854,9 +1886,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         memset(&f->regs[i], 0, sizeof(struct reg));
     struct reg *r0 = &f->regs[0];
     switch (p->ret) {
-    case RET_VOID:
-        memset(r0, 0, sizeof(*r0));
-        break;
+    case RET_VOID: memset(r0, 0, sizeof(*r0)); break;
     case RET_INT:
         mark_unknown(r0);
         if (p->ret_le_size) {
@@ -2012,10 +2042,22 @@ static uint8_t negate_op(uint8_t op)
     return op;
 }
 
-static uint64_t umax2(uint64_t a, uint64_t b) { return a > b ? a : b; }
-static uint64_t umin2(uint64_t a, uint64_t b) { return a < b ? a : b; }
-static int64_t smax2(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t smin2(int64_t a, int64_t b) { return a < b ? a : b; }
+static uint64_t umax2(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+static uint64_t umin2(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+static int64_t smax2(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+static int64_t smin2(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* Refines a and b assuming "a op b" holds. Returns false if impossible. */
 static bool refine(struct reg *a, struct reg *b, uint8_t op)
@@ -2085,7 +2127,7 @@ static bool refine(struct reg *a, struct reg *b, uint8_t op)
     case BPF_JSLE: return refine(b, a, BPF_JSGE);
     case BPF_JSET:
         if (tnum_is_const(b->var) && b->var.value && !(b->var.value & (b->var.value - 1)))
-            a->var = tnum_or(a->var, b->var);   /* that single bit is set */
+            a->var = tnum_or(a->var, b->var); /* that single bit is set */
         break;
     }
     sync_bounds(a);
@@ -2128,7 +2170,7 @@ static void mark_null(struct state *s, uint32_t id, uint32_t ref, bool is_null)
 {
     struct null_mark m = {id, is_null};
     for_each_reg(s, mark_null_fn, &m);
-    if (is_null && ref) {   /* a NULL record needs no release */
+    if (is_null && ref) { /* a NULL record needs no release */
         for (int i = 0; i < s->nrefs; i++)
             if (s->refs[i] == ref) {
                 s->refs[i] = s->refs[s->nrefs - 1];
@@ -2170,7 +2212,7 @@ static void drop_pending_top(struct vctx *v)
 {
     struct state *s = v->pending[--v->npending];
     if (s->parent)
-        s->parent->branches--;   /* never explored: not a live path */
+        s->parent->branches--; /* never explored: not a live path */
     state_free(s);
 }
 
@@ -2215,7 +2257,7 @@ static int do_cond_jmp(struct vctx *v, const struct bpf_insn *in)
             return 0;
         }
         if (!is_or_null(p) && p->type != SCALAR && vs_zero && !is32 && (op == BPF_JEQ || op == BPF_JNE))
-            taken = op == BPF_JNE;   /* a valid pointer is never NULL */
+            taken = op == BPF_JNE; /* a valid pointer is never NULL */
     } else if (!is32) {
         taken = branch_taken(a, b, op);
         can_refine = true;
@@ -2314,17 +2356,13 @@ static bool regsafe(const struct reg *old, const struct reg *cur, struct idmap *
     if (old->type != cur->type)
         return false;
     switch (old->type) {
-    case NOT_INIT:
-        return true;
-    case SCALAR:
-        return exact ? same_range(old, cur) : range_within(old, cur);
-    case PTR_CTX:
-        return old->off == cur->off && (exact ? same_range(old, cur) : range_within(old, cur));
+    case NOT_INIT: return true;
+    case SCALAR: return exact ? same_range(old, cur) : range_within(old, cur);
+    case PTR_CTX: return old->off == cur->off && (exact ? same_range(old, cur) : range_within(old, cur));
     case PTR_STACK:
         return old->off == cur->off && old->frameno == cur->frameno &&
                (exact ? same_range(old, cur) : range_within(old, cur));
-    case CONST_MAP:
-        return old->map == cur->map;
+    case CONST_MAP: return old->map == cur->map;
     case PTR_MAP_VALUE:
     case PTR_MAP_VALUE_OR_NULL:
     case PTR_MEM:
@@ -2436,10 +2474,10 @@ static uint32_t ctx_size_of(enum bpfg_verify_kind k)
 {
     switch (k) {
     case BPFG_VERIFY_UPROBE:
-    case BPFG_VERIFY_URETPROBE: return 168;          /* struct pt_regs */
+    case BPFG_VERIFY_URETPROBE: return 168; /* struct pt_regs */
     case BPFG_VERIFY_SYSCALL_ENTER: return 16 + 6 * 8;
     case BPFG_VERIFY_SYSCALL_EXIT: return 24;
-    case BPFG_VERIFY_RAW_TP: return 16;               /* u64 args[2] */
+    case BPFG_VERIFY_RAW_TP: return 16; /* u64 args[2] */
     }
     return 0;
 }
@@ -2495,7 +2533,7 @@ static int do_check(struct vctx *v)
     for (;;) {
         bool end = false;
         if (v->insn == -2) {
-            end = true;   /* infeasible branch */
+            end = true; /* infeasible branch */
         } else {
             if (++v->processed > COMPLEXITY_LIMIT) {
                 err = reject(v, "BPF program is too large. Processed %d insn", COMPLEXITY_LIMIT);
@@ -2538,7 +2576,7 @@ static int do_check(struct vctx *v)
                 err = do_ld_imm64(v, in);
                 v->insn = v->insn + 2;
                 break;
-            default:   /* JMP, JMP32 */
+            default: /* JMP, JMP32 */
                 if (op == BPF_JA) {
                     v->insn = jump_target(in, v->insn);
                 } else if (op == BPF_CALL) {
@@ -2643,7 +2681,7 @@ out:
     if (err == -ENOMEM && !res->msg[0])
         snprintf(res->msg, sizeof(res->msg), "out of memory");
     if (err && !res->err)
-        res->err = err;   /* else -E2BIG, recorded where the limit hit */
+        res->err = err; /* else -E2BIG, recorded where the limit hit */
     if (!err)
         res->err = 0;
     res->insns_processed = v.processed;
@@ -2660,8 +2698,8 @@ static long sys_bpf(int cmd, union bpf_attr *attr, unsigned size)
     return syscall(__NR_bpf, cmd, attr, size);
 }
 
-int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env,
-                       char *msg, size_t msglen)
+int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env, char *msg,
+                       size_t msglen)
 {
     int *fds = calloc(env->map_cnt ? env->map_cnt : 1, sizeof(int));
     struct bpf_insn *copy = malloc(n * sizeof(*copy));
@@ -2686,7 +2724,7 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
         a.key_size = m->key_size;
         a.value_size = m->value_size;
         a.max_entries = m->max_entries;
-        a.map_flags = m->flags & ~(1U << 30);   /* BPFG_F_GLOBAL_DATA is ours */
+        a.map_flags = m->flags & ~(1U << 30); /* BPFG_F_GLOBAL_DATA is ours */
         if (m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && !a.max_entries)
             a.max_entries = (uint32_t)sysconf(_SC_NPROCESSORS_CONF);
         fds[i] = (int)sys_bpf(BPF_MAP_CREATE, &a, sizeof(a));
@@ -2732,7 +2770,7 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
     }
     a.insns = (uint64_t)(uintptr_t)copy;
     a.insn_cnt = (uint32_t)n;
-    a.license = (uint64_t)(uintptr_t)"GPL";
+    a.license = (uint64_t)(uintptr_t) "GPL";
     log[0] = 0;
     if (want_log) {
         a.log_buf = (uint64_t)(uintptr_t)log;
@@ -2747,7 +2785,7 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
     err = -errno;
     if (!want_log)
         goto out;
-    if (err == -ENOSPC) {   /* log too small for a huge exploration: retry without */
+    if (err == -ENOSPC) { /* log too small for a huge exploration: retry without */
         a.log_buf = 0;
         a.log_size = 0;
         a.log_level = 0;
@@ -2785,8 +2823,8 @@ out:
     return err;
 }
 
-int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog,
-                             struct bpfg_verify_env *env, struct bpfg_verify_map **maps)
+int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog, struct bpfg_verify_env *env,
+                             struct bpfg_verify_map **maps)
 {
     memset(env, 0, sizeof(*env));
     *maps = NULL;

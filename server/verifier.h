@@ -27,43 +27,43 @@
 
 /* What the context pointer (r1 at entry) points to. */
 enum bpfg_verify_kind {
-    BPFG_VERIFY_UPROBE,         /* struct pt_regs, 168 bytes, read-only */
-    BPFG_VERIFY_URETPROBE,      /* same */
-    BPFG_VERIFY_SYSCALL_ENTER,  /* tracepoint record: common 8 bytes, int nr at 8, 6 args of 8 from 16 */
-    BPFG_VERIFY_SYSCALL_EXIT,   /* tracepoint record: common 8 bytes, nr at 8, long ret at 16 */
-    BPFG_VERIFY_RAW_TP,         /* raw tracepoint sys_enter/sys_exit: u64 args[2] */
+    BPFG_VERIFY_UPROBE,        /* struct pt_regs, 168 bytes, read-only */
+    BPFG_VERIFY_URETPROBE,     /* same */
+    BPFG_VERIFY_SYSCALL_ENTER, /* tracepoint record: common 8 bytes, int nr at 8, 6 args of 8 from 16 */
+    BPFG_VERIFY_SYSCALL_EXIT,  /* tracepoint record: common 8 bytes, nr at 8, long ret at 16 */
+    BPFG_VERIFY_RAW_TP,        /* raw tracepoint sys_enter/sys_exit: u64 args[2] */
 };
 
 struct bpfg_verify_map {
-    uint32_t type;              /* BPF_MAP_TYPE_* */
+    uint32_t type; /* BPF_MAP_TYPE_* */
     uint32_t key_size, value_size, max_entries;
-    uint32_t flags;             /* BPF_F_RDONLY_PROG for .rodata/.kconfig */
-    const void *data;           /* read-only maps: the frozen value (may be NULL) */
+    uint32_t flags;   /* BPF_F_RDONLY_PROG for .rodata/.kconfig */
+    const void *data; /* read-only maps: the frozen value (may be NULL) */
     size_t data_size;
 };
 
 struct bpfg_verify_env {
     enum bpfg_verify_kind kind;
-    const struct bpfg_verify_map *maps;     /* by the index lddw uses */
+    const struct bpfg_verify_map *maps; /* by the index lddw uses */
     size_t map_cnt;
-    bool allow_probe_write_user;            /* bpf_probe_write_user */
-    bool allow_override_return;             /* bpf_override_return, uprobes only */
-    bool kernel_check;                      /* also ask the kernel (root) */
-    uint8_t *reached;                       /* optional, n bytes: set to 1 for every instruction
+    bool allow_probe_write_user; /* bpf_probe_write_user */
+    bool allow_override_return;  /* bpf_override_return, uprobes only */
+    bool kernel_check;           /* also ask the kernel (root) */
+    uint8_t *reached;            /* optional, n bytes: set to 1 for every instruction
                                              * some explored path executes (the rest is dead
                                              * code, e.g. behind frozen .rodata flags) */
 };
 
 struct bpfg_verify_result {
     bool ok;
-    int err;                    /* 0, -EINVAL (unsafe), -E2BIG (too complex), -ENOMEM */
-    char msg[2048];             /* why it was rejected, "" when accepted */
-    uint64_t insns_processed;   /* abstract instructions executed */
-    uint32_t states;            /* states stored for pruning */
-    uint32_t peak_pending;      /* deepest stack of branches still to explore */
-    uint32_t stack_depth;       /* largest combined stack of a call chain, bytes */
+    int err;                  /* 0, -EINVAL (unsafe), -E2BIG (too complex), -ENOMEM */
+    char msg[2048];           /* why it was rejected, "" when accepted */
+    uint64_t insns_processed; /* abstract instructions executed */
+    uint32_t states;          /* states stored for pruning */
+    uint32_t peak_pending;    /* deepest stack of branches still to explore */
+    uint32_t stack_depth;     /* largest combined stack of a call chain, bytes */
     uint64_t time_ns;
-    int kernel_verdict;         /* kernel_check: 0 accepted, negative errno, 1 not asked */
+    int kernel_verdict; /* kernel_check: 0 accepted, negative errno, 1 not asked */
 };
 
 /* Verifies n instructions. Returns 0 when the program is safe, otherwise
@@ -78,8 +78,8 @@ int bpfg_verify(const struct bpf_insn *insns, size_t n, const struct bpfg_verify
  * Returns 0 if the kernel accepts it, else a negative errno with the last
  * lines of the kernel's log in msg (msglen 0: no log is asked for, as when
  * timing). Everything created is closed again. */
-int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env,
-                       char *msg, size_t msglen);
+int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg_verify_env *env, char *msg,
+                       size_t msglen);
 
 struct bpfg_obj;
 struct bpfg_obj_prog;
@@ -88,7 +88,7 @@ struct bpfg_obj_prog;
  * .rodata/.kconfig maps become BPF_F_RDONLY_PROG with their contents.
  * *maps is malloc'd (the caller frees it, also on error). Returns 0,
  * -EOPNOTSUPP for a program the loader marked unsupported, or -ENOMEM. */
-int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog,
-                             struct bpfg_verify_env *env, struct bpfg_verify_map **maps);
+int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog, struct bpfg_verify_env *env,
+                             struct bpfg_verify_map **maps);
 
 #endif

@@ -47,26 +47,40 @@ static const struct {
     int code;
     const char *text;
 } errtab[] = {
-    {EPERM, "Operation not permitted"},  {ENOENT, "No such file or directory"},
-    {ESRCH, "No such process"},          {EINTR, "Interrupted system call"},
-    {EIO, "Input/output error"},         {E2BIG, "Argument list too long"},
-    {ENOEXEC, "Exec format error"},      {EBADF, "Bad file descriptor"},
+    {EPERM, "Operation not permitted"},
+    {ENOENT, "No such file or directory"},
+    {ESRCH, "No such process"},
+    {EINTR, "Interrupted system call"},
+    {EIO, "Input/output error"},
+    {E2BIG, "Argument list too long"},
+    {ENOEXEC, "Exec format error"},
+    {EBADF, "Bad file descriptor"},
     {EAGAIN, "Resource temporarily unavailable"},
-    {ENOMEM, "Cannot allocate memory"},  {EACCES, "Permission denied"},
-    {EFAULT, "Bad address"},             {EBUSY, "Device or resource busy"},
-    {EEXIST, "File exists"},             {ENODEV, "No such device"},
-    {EINVAL, "Invalid argument"},        {ENFILE, "Too many open files in system"},
-    {EMFILE, "Too many open files"},     {ENOSPC, "No space left on device"},
+    {ENOMEM, "Cannot allocate memory"},
+    {EACCES, "Permission denied"},
+    {EFAULT, "Bad address"},
+    {EBUSY, "Device or resource busy"},
+    {EEXIST, "File exists"},
+    {ENODEV, "No such device"},
+    {EINVAL, "Invalid argument"},
+    {ENFILE, "Too many open files in system"},
+    {EMFILE, "Too many open files"},
+    {ENOSPC, "No space left on device"},
     {ERANGE, "Numerical result out of range"},
     {EDEADLK, "Resource deadlock avoided"},
     {ENOSYS, "Function not implemented"},
     {ENOTSUP, "Operation not supported"},
     {EPROTONOSUPPORT, "Protocol not supported"},
-    {EBADMSG, "Bad message"},            {EOVERFLOW, "Value too large for defined data type"},
-    {ECONNREFUSED, "Connection refused"},{ECONNRESET, "Connection reset by peer"},
-    {EPIPE, "Broken pipe"},              {ETIMEDOUT, "Connection timed out"},
-    {EOWNERDEAD, "Owner died"},          {ENOTRECOVERABLE, "State not recoverable"},
-    {EMSGSIZE, "Message too long"},      {ENOTSOCK, "Socket operation on non-socket"},
+    {EBADMSG, "Bad message"},
+    {EOVERFLOW, "Value too large for defined data type"},
+    {ECONNREFUSED, "Connection refused"},
+    {ECONNRESET, "Connection reset by peer"},
+    {EPIPE, "Broken pipe"},
+    {ETIMEDOUT, "Connection timed out"},
+    {EOWNERDEAD, "Owner died"},
+    {ENOTRECOVERABLE, "State not recoverable"},
+    {EMSGSIZE, "Message too long"},
+    {ENOTSOCK, "Socket operation on non-socket"},
     {524, "Operation not supported (ENOTSUPP)"},
 };
 
@@ -80,13 +94,34 @@ char *strerror(int e)
 
 /* ---- plain syscall wrappers ---- */
 
-int close(int fd) { return (int)rt_ret(rt_sys1(SYS_close, fd)); }
-int fstat(int fd, struct stat *st) { return (int)rt_ret(rt_sys2(SYS_fstat, fd, (long)st)); }
-int ftruncate(int fd, off_t len) { return (int)rt_ret(rt_sys2(SYS_ftruncate, fd, len)); }
-pid_t getpid(void) { return (pid_t)rt_sys0(SYS_getpid); }
-pid_t gettid(void) { return (pid_t)rt_sys0(SYS_gettid); }
-int kill(pid_t pid, int sig) { return (int)rt_ret(rt_sys2(SYS_kill, pid, sig)); }
-int memfd_create(const char *name, unsigned flags) { return (int)rt_ret(rt_sys2(SYS_memfd_create, (long)name, flags)); }
+int close(int fd)
+{
+    return (int)rt_ret(rt_sys1(SYS_close, fd));
+}
+int fstat(int fd, struct stat *st)
+{
+    return (int)rt_ret(rt_sys2(SYS_fstat, fd, (long)st));
+}
+int ftruncate(int fd, off_t len)
+{
+    return (int)rt_ret(rt_sys2(SYS_ftruncate, fd, len));
+}
+pid_t getpid(void)
+{
+    return (pid_t)rt_sys0(SYS_getpid);
+}
+pid_t gettid(void)
+{
+    return (pid_t)rt_sys0(SYS_gettid);
+}
+int kill(pid_t pid, int sig)
+{
+    return (int)rt_ret(rt_sys2(SYS_kill, pid, sig));
+}
+int memfd_create(const char *name, unsigned flags)
+{
+    return (int)rt_ret(rt_sys2(SYS_memfd_create, (long)name, flags));
+}
 
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
@@ -108,13 +143,16 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return (void *)r;
 }
 
-int munmap(void *addr, size_t len) { return (int)rt_ret(rt_sys2(SYS_munmap, (long)addr, (long)len)); }
+int munmap(void *addr, size_t len)
+{
+    return (int)rt_ret(rt_sys2(SYS_munmap, (long)addr, (long)len));
+}
 
 int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);
-    long arg = va_arg(ap, long);   /* every command we see takes an int or nothing */
+    long arg = va_arg(ap, long); /* every command we see takes an int or nothing */
     va_end(ap);
     return (int)rt_ret(rt_sys3(SYS_fcntl, fd, cmd, arg));
 }
@@ -148,9 +186,22 @@ FILE *fopen(const char *path, const char *mode)
     return NULL;
 }
 
-int fclose(FILE *f) { (void)f; return EOF; }
-int fgetc(FILE *f) { (void)f; return EOF; }
-int __isoc99_fscanf(FILE *f, const char *fmt, ...) { (void)f; (void)fmt; return EOF; }
+int fclose(FILE *f)
+{
+    (void)f;
+    return EOF;
+}
+int fgetc(FILE *f)
+{
+    (void)f;
+    return EOF;
+}
+int __isoc99_fscanf(FILE *f, const char *fmt, ...)
+{
+    (void)f;
+    (void)fmt;
+    return EOF;
+}
 
 /* ---- cpus ---- */
 
@@ -209,13 +260,9 @@ long sysconf(int name)
 {
     switch (name) {
     case _SC_NPROCESSORS_CONF:
-    case _SC_NPROCESSORS_ONLN:
-        return rt_nr_possible_cpus();
-    case _SC_PAGESIZE:
-        return 4096;
-    default:
-        errno_value = EINVAL;
-        return -1;
+    case _SC_NPROCESSORS_ONLN: return rt_nr_possible_cpus();
+    case _SC_PAGESIZE: return 4096;
+    default: errno_value = EINVAL; return -1;
     }
 }
 
@@ -257,7 +304,7 @@ int sched_getcpu(void)
 int clock_gettime(clockid_t clk, struct timespec *ts)
 {
     if (vdso_clock_gettime) {
-        int r = vdso_clock_gettime(clk, ts);   /* its fallback returns -errno */
+        int r = vdso_clock_gettime(clk, ts); /* its fallback returns -errno */
         return r < 0 ? (int)rt_ret(r) : r;
     }
     return (int)rt_ret(rt_sys2(SYS_clock_gettime, clk, (long)ts));
@@ -345,7 +392,7 @@ int rt_init(struct bpfg_payload_params *p)
         cpuid(0x80000001u, 0, r);
         if (r[3] & (1u << 27))
             cpu_method = CPU_RDTSCP;
-        rt_lahf = r[2] & 1;   /* LAHF-SAHF in 64-bit mode */
+        rt_lahf = r[2] & 1; /* LAHF-SAHF in 64-bit mode */
     }
     if (max_leaf >= 7) {
         cpuid(7, 0, r);
@@ -451,18 +498,53 @@ static int forward(uint64_t fn, pthread_mutex_t *m)
     return ((mutex_fn)(uintptr_t)fn)(m);
 }
 
-int pthread_mutex_lock(pthread_mutex_t *m) { return forward(rt_params->libc.pthread_mutex_lock, m); }
-int pthread_mutex_trylock(pthread_mutex_t *m) { return forward(rt_params->libc.pthread_mutex_trylock, m); }
-int pthread_mutex_unlock(pthread_mutex_t *m) { return forward(rt_params->libc.pthread_mutex_unlock, m); }
-int pthread_mutex_consistent(pthread_mutex_t *m) { return forward(rt_params->libc.pthread_mutex_consistent, m); }
+int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    return forward(rt_params->libc.pthread_mutex_lock, m);
+}
+int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+    return forward(rt_params->libc.pthread_mutex_trylock, m);
+}
+int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+    return forward(rt_params->libc.pthread_mutex_unlock, m);
+}
+int pthread_mutex_consistent(pthread_mutex_t *m)
+{
+    return forward(rt_params->libc.pthread_mutex_consistent, m);
+}
 
 /* Creating lock-bearing regions is the server's job: inside a target these
  * fail, so bpfg_map_create() reports ENOTSUP. */
-int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a) { (void)m; (void)a; return ENOTSUP; }
-int pthread_mutexattr_init(pthread_mutexattr_t *a) { (void)a; return ENOTSUP; }
-int pthread_mutexattr_destroy(pthread_mutexattr_t *a) { (void)a; return 0; }
-int pthread_mutexattr_setpshared(pthread_mutexattr_t *a, int v) { (void)a; (void)v; return ENOTSUP; }
-int pthread_mutexattr_setrobust(pthread_mutexattr_t *a, int v) { (void)a; (void)v; return ENOTSUP; }
+int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
+{
+    (void)m;
+    (void)a;
+    return ENOTSUP;
+}
+int pthread_mutexattr_init(pthread_mutexattr_t *a)
+{
+    (void)a;
+    return ENOTSUP;
+}
+int pthread_mutexattr_destroy(pthread_mutexattr_t *a)
+{
+    (void)a;
+    return 0;
+}
+int pthread_mutexattr_setpshared(pthread_mutexattr_t *a, int v)
+{
+    (void)a;
+    (void)v;
+    return ENOTSUP;
+}
+int pthread_mutexattr_setrobust(pthread_mutexattr_t *a, int v)
+{
+    (void)a;
+    (void)v;
+    return ENOTSUP;
+}
 
 int pthread_once(pthread_once_t *once, void (*fn)(void))
 {

@@ -11,17 +11,17 @@
 
 #include "rt.h"
 
-#define HDR 16u                 /* keeps 16-byte alignment */
-#define MIN_SHIFT 5u            /* 32 bytes, header included */
-#define MAX_SHIFT 12u           /* 4096: bigger blocks get their own mmap */
+#define HDR 16u       /* keeps 16-byte alignment */
+#define MIN_SHIFT 5u  /* 32 bytes, header included */
+#define MAX_SHIFT 12u /* 4096: bigger blocks get their own mmap */
 #define NCLASSES (MAX_SHIFT - MIN_SHIFT + 1)
 #define CHUNK (64u * 1024)
 #define BIG_TAG 0xffu
 #define PAGE_UP(x) (((x) + 4095u) & ~(size_t)4095u)
 
 struct block_hdr {
-    size_t size;                /* usable bytes (big: mapping length - HDR) */
-    uint32_t cls;               /* class index or BIG_TAG */
+    size_t size;  /* usable bytes (big: mapping length - HDR) */
+    uint32_t cls; /* class index or BIG_TAG */
     uint32_t magic;
 };
 
@@ -89,7 +89,7 @@ void *malloc(size_t n)
                     unlock();
                     return NULL;
                 }
-                chunk_cur = c;     /* the tail of the old chunk is dropped */
+                chunk_cur = c; /* the tail of the old chunk is dropped */
                 chunk_end = c + CHUNK;
             }
             h = (struct block_hdr *)chunk_cur;
@@ -114,7 +114,7 @@ void free(void *p)
         return;
     struct block_hdr *h = hdr_of(p);
     if (h->magic != MAGIC)
-        __builtin_trap();   /* a corrupt heap inside a target must not go on */
+        __builtin_trap(); /* a corrupt heap inside a target must not go on */
     h->magic = 0;
     if (h->cls == BIG_TAG) {
         rt_sys2(SYS_munmap, (long)h, (long)(h->size + HDR));

@@ -34,7 +34,7 @@ static bool next_arg(struct rt_fmt_args *a, int len, bool is_signed, uint64_t *v
         if (a->used >= a->n)
             return false;
         *v = a->arr[a->used++];
-    } else if (len >= 2) {   /* l, ll, z, j, t: 64-bit on x86-64 */
+    } else if (len >= 2) { /* l, ll, z, j, t: 64-bit on x86-64 */
         *v = va_arg(*a->ap, uint64_t);
         return true;
     } else {
@@ -64,12 +64,18 @@ int rt_format(char *buf, size_t size, const char *fmt, struct rt_fmt_args *args)
         p++;
         bool left = false, zero = false, alt = false, plus = false, space = false;
         for (;; p++) {
-            if (*p == '-') left = true;
-            else if (*p == '0') zero = true;
-            else if (*p == '#') alt = true;
-            else if (*p == '+') plus = true;
-            else if (*p == ' ') space = true;
-            else break;
+            if (*p == '-')
+                left = true;
+            else if (*p == '0')
+                zero = true;
+            else if (*p == '#')
+                alt = true;
+            else if (*p == '+')
+                plus = true;
+            else if (*p == ' ')
+                space = true;
+            else
+                break;
         }
         int width = 0, prec = -1;
         if (*p == '*') {
@@ -100,7 +106,7 @@ int rt_format(char *buf, size_t size, const char *fmt, struct rt_fmt_args *args)
                     prec = prec * 10 + (*p++ - '0');
             }
         }
-        int len = 0;   /* -2 hh, -1 h, 0 int, 1 l, 2 ll/z/j/t */
+        int len = 0; /* -2 hh, -1 h, 0 int, 1 l, 2 ll/z/j/t */
         if (*p == 'h') {
             len = -1;
             if (*++p == 'h') {
@@ -124,9 +130,7 @@ int rt_format(char *buf, size_t size, const char *fmt, struct rt_fmt_args *args)
         const char *prefix = "";
         uint64_t v;
         switch (c) {
-        case '%':
-            put(&o, '%');
-            continue;
+        case '%': put(&o, '%'); continue;
         case 'c':
             if (!next_arg(args, 0, false, &v))
                 return -22;
@@ -155,7 +159,13 @@ int rt_format(char *buf, size_t size, const char *fmt, struct rt_fmt_args *args)
             zero = false;
             break;
         }
-        case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': case 'p': {
+        case 'd':
+        case 'i':
+        case 'u':
+        case 'x':
+        case 'X':
+        case 'o':
+        case 'p': {
             bool sign = c == 'd' || c == 'i';
             if (c == 'p') {
                 len = 2;

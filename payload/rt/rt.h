@@ -56,10 +56,7 @@ static inline long rt_sys5(long n, long a, long b, long c, long d, long e)
     long r;
     register long r10 __asm__("r10") = d;
     register long r8 __asm__("r8") = e;
-    __asm__ volatile("syscall"
-                     : "=a"(r)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
-                     : "rcx", "r11", "memory");
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8) : "rcx", "r11", "memory");
     return r;
 }
 
@@ -92,9 +89,9 @@ extern struct bpfg_payload_params *rt_params RT_HIDDEN;
 /* True when running on the payload's own thread (its stack). */
 RT_HIDDEN int rt_on_payload_thread(void);
 
-extern uint64_t rt_hwcap2 RT_HIDDEN;            /* AT_HWCAP2 (bit 1: FSGSBASE) */
-extern uint8_t rt_lahf RT_HIDDEN;               /* lahf/sahf work in long mode (start.S) */
-RT_HIDDEN uint64_t rt_clock_ns(int clock);      /* vDSO, syscall fallback */
+extern uint64_t rt_hwcap2 RT_HIDDEN;       /* AT_HWCAP2 (bit 1: FSGSBASE) */
+extern uint8_t rt_lahf RT_HIDDEN;          /* lahf/sahf work in long mode (start.S) */
+RT_HIDDEN uint64_t rt_clock_ns(int clock); /* vDSO, syscall fallback */
 RT_HIDDEN uint32_t rt_nr_possible_cpus(void);
 RT_HIDDEN void rt_exit_thread(int code) __attribute__((noreturn));
 

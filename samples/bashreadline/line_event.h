@@ -7,9 +7,9 @@
 #define MAX_LINE 80
 
 struct line_event {
-	unsigned int pid;
-	char comm[16];
-	char line[MAX_LINE];
+    unsigned int pid;
+    char comm[16];
+    char line[MAX_LINE];
 };
 
 #endif

@@ -15,30 +15,30 @@ u64 denied;
 
 static int check(struct pt_regs *regs, const char *fname)
 {
-	char buf[PATH_LEN];
-	int i;
+    char buf[PATH_LEN];
+    int i;
 
-	if (bpf_probe_read_user_str(buf, sizeof(buf), fname) <= 0)
-		return 0;
-	for (i = 0; i < PATH_LEN; i++) {
-		if (buf[i] != denied_path[i])
-			return 0;
-		if (!buf[i])
-			break;
-	}
-	__sync_fetch_and_add(&denied, 1);
-	bpf_override_return(regs, -EACCES);
-	return 0;
+    if (bpf_probe_read_user_str(buf, sizeof(buf), fname) <= 0)
+        return 0;
+    for (i = 0; i < PATH_LEN; i++) {
+        if (buf[i] != denied_path[i])
+            return 0;
+        if (!buf[i])
+            break;
+    }
+    __sync_fetch_and_add(&denied, 1);
+    bpf_override_return(regs, -EACCES);
+    return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
 int deny_openat(struct trace_event_raw_sys_enter *ctx)
 {
-	return check((struct pt_regs *)ctx, (const char *)ctx->args[1]);
+    return check((struct pt_regs *)ctx, (const char *)ctx->args[1]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_open")
 int deny_open(struct trace_event_raw_sys_enter *ctx)
 {
-	return check((struct pt_regs *)ctx, (const char *)ctx->args[0]);
+    return check((struct pt_regs *)ctx, (const char *)ctx->args[0]);
 }

@@ -8,17 +8,17 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-long inject_error = -12;	/* -ENOMEM */
-u32 every_nth = 2;		/* fail one call in every_nth */
+long inject_error = -12; /* -ENOMEM */
+u32 every_nth = 2;       /* fail one call in every_nth */
 u64 calls, injected;
 
 SEC("uprobe")
 int BPF_KPROBE(inject)
 {
-	u64 n = __sync_fetch_and_add(&calls, 1);
-	if (every_nth && n % every_nth == 0) {
-		__sync_fetch_and_add(&injected, 1);
-		bpf_override_return(ctx, inject_error);
-	}
-	return 0;
+    u64 n = __sync_fetch_and_add(&calls, 1);
+    if (every_nth && n % every_nth == 0) {
+        __sync_fetch_and_add(&injected, 1);
+        bpf_override_return(ctx, inject_error);
+    }
+    return 0;
 }

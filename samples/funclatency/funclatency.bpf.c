@@ -9,50 +9,50 @@ char LICENSE[] SEC("license") = "GPL";
 #define MAX_SLOTS 32
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 10240);
-	__type(key, u32);	/* thread id */
-	__type(value, u64);	/* entry timestamp */
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 10240);
+    __type(key, u32);   /* thread id */
+    __type(value, u64); /* entry timestamp */
 } starts SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_SLOTS);
-	__type(key, u32);	/* log2(ns) */
-	__type(value, u64);	/* count */
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, MAX_SLOTS);
+    __type(key, u32);   /* log2(ns) */
+    __type(value, u64); /* count */
 } hist SEC(".maps");
 
 static __always_inline u32 log2l(u64 v)
 {
-	u32 r = 0;
-	while (v > 1 && r < MAX_SLOTS - 1) {
-		v >>= 1;
-		r++;
-	}
-	return r;
+    u32 r = 0;
+    while (v > 1 && r < MAX_SLOTS - 1) {
+        v >>= 1;
+        r++;
+    }
+    return r;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(func_entry)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	u64 ts = bpf_ktime_get_ns();
-	bpf_map_update_elem(&starts, &tid, &ts, BPF_ANY);
-	return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 ts = bpf_ktime_get_ns();
+    bpf_map_update_elem(&starts, &tid, &ts, BPF_ANY);
+    return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(func_return)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	u64 *start = bpf_map_lookup_elem(&starts, &tid);
-	if (!start)
-		return 0;
-	u64 delta = bpf_ktime_get_ns() - *start;
-	bpf_map_delete_elem(&starts, &tid);
-	u32 slot = log2l(delta);
-	u64 *count = bpf_map_lookup_elem(&hist, &slot);
-	if (count)
-		__sync_fetch_and_add(count, 1);
-	return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 *start = bpf_map_lookup_elem(&starts, &tid);
+    if (!start)
+        return 0;
+    u64 delta = bpf_ktime_get_ns() - *start;
+    bpf_map_delete_elem(&starts, &tid);
+    u32 slot = log2l(delta);
+    u64 *count = bpf_map_lookup_elem(&hist, &slot);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    return 0;
 }

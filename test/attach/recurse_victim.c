@@ -10,7 +10,7 @@ __attribute__((noinline)) long recurse(long n)
     if (n <= 1)
         return recurse_sink;
     long r = recurse(n - 1);
-    recurse_sink += r & 1;   /* work after the call: no tail call */
+    recurse_sink += r & 1; /* work after the call: no tail call */
     return r + 1;
 }
 

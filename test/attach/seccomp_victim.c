@@ -64,17 +64,17 @@ static int run_args_filter(bool lenient)
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_STMT(BPF_ST, 0),                                        /* M[0] = nr */
+        BPF_STMT(BPF_ST, 0), /* M[0] = nr */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 4),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)),              /* clone flags */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)), /* clone flags */
         BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, clone_bit, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, clone_action),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LDX | BPF_MEM, 0),                             /* X = nr */
+        BPF_STMT(BPF_LDX | BPF_MEM, 0), /* X = nr */
         BPF_STMT(BPF_MISC | BPF_TXA, 0),
-        BPF_STMT(BPF_ALU | BPF_SUB | BPF_K, SYS_socket),            /* A = nr - socket */
+        BPF_STMT(BPF_ALU | BPF_SUB | BPF_K, SYS_socket), /* A = nr - socket */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 5),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)),              /* domain */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)), /* domain */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 2, 0),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAFNOSUPPORT),

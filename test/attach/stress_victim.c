@@ -22,8 +22,17 @@
 
 static volatile sig_atomic_t got_usr1, got_usr2;
 
-static void on_usr1(int sig) { (void)sig; got_usr1++; }
-static void on_usr2(int sig) { (void)sig; got_usr2++; syscall(SYS_getppid); }
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1++;
+}
+static void on_usr2(int sig)
+{
+    (void)sig;
+    got_usr2++;
+    syscall(SYS_getppid);
+}
 
 static void *worker(void *arg)
 {

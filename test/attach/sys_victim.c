@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
-    sigfillset(&sa.sa_mask);   /* a full mask: SIGSYS must still get through */
+    sigfillset(&sa.sa_mask); /* a full mask: SIGSYS must still get through */
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -14,14 +14,19 @@
 int main(void)
 {
     /* header: len, type, flags, seq, status (abi/payload_abi.h bpfg_pmsg_hdr) */
-    struct { uint32_t len; uint16_t type, flags; uint32_t seq; int32_t status; } bad[] = {
-        {0xffffffffu, 64, 0, 1, 0},   /* longer than any message may be */
-        {3, 65, 0, 2, 0},             /* shorter than its own header */
-        {16 + 4, 67, 0, 3, 0},        /* ATTACH with a 4-byte body */
-        {16, 999, 0, 4, 0},           /* unknown request */
+    struct {
+        uint32_t len;
+        uint16_t type, flags;
+        uint32_t seq;
+        int32_t status;
+    } bad[] = {
+        {0xffffffffu, 64, 0, 1, 0}, /* longer than any message may be */
+        {3, 65, 0, 2, 0},           /* shorter than its own header */
+        {16 + 4, 67, 0, 3, 0},      /* ATTACH with a 4-byte body */
+        {16, 999, 0, 4, 0},         /* unknown request */
     };
     int hit = 0;
-    signal(SIGPIPE, SIG_IGN);   /* the server hangs up on it, as it should */
+    signal(SIGPIPE, SIG_IGN); /* the server hangs up on it, as it should */
     for (int fd = 3; fd < 256; fd++) {
         struct stat st;
         if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))

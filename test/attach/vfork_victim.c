@@ -28,7 +28,7 @@ static __attribute__((noinline)) void vfork_and_wait(void)
     fork_now = 0;
     pid_t c = vfork();
     if (c == 0) {
-        sleep(4);   /* not what vfork allows, but what makes the parent wait */
+        sleep(4); /* not what vfork allows, but what makes the parent wait */
         _exit(0);
     }
     if (c > 0)

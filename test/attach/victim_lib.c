@@ -5,6 +5,6 @@ volatile long lib_sink;
 
 long lib_probed_mul(long a, long b)
 {
-	lib_sink = b;
-	return a * b;
+    lib_sink = b;
+    return a * b;
 }

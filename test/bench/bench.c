@@ -26,9 +26,8 @@ extern const struct bench_suite bench_suite_tool __attribute__((weak));
 static const struct bench_suite *suites(size_t i)
 {
     const struct bench_suite *all[] = {
-        &bench_suite_vm, &bench_suite_maps, &bench_suite_rpc,
-        &bench_suite_uprobe, &bench_suite_jit, &bench_suite_verifier, &bench_suite_syscall,
-        &bench_suite_tool,
+        &bench_suite_vm,  &bench_suite_maps,     &bench_suite_rpc,     &bench_suite_uprobe,
+        &bench_suite_jit, &bench_suite_verifier, &bench_suite_syscall, &bench_suite_tool,
     };
     return i < sizeof(all) / sizeof(all[0]) ? all[i] : (const void *)-1;
 }
@@ -36,7 +35,7 @@ static const struct bench_suite *suites(size_t i)
 struct bench_ctx {
     bool json;
     bool quick;
-    bool first_result;   /* JSON: no comma before the first entry */
+    bool first_result; /* JSON: no comma before the first entry */
     const char *suite;
     char notes[4096];
     size_t notes_len;
@@ -49,7 +48,10 @@ uint64_t bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-bool bench_quick(const struct bench_ctx *ctx) { return ctx->quick; }
+bool bench_quick(const struct bench_ctx *ctx)
+{
+    return ctx->quick;
+}
 
 static void json_string(const char *s)
 {
@@ -65,8 +67,7 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-void bench_report(struct bench_ctx *ctx, const char *name, const char *variant,
-                  double value, const char *unit,
+void bench_report(struct bench_ctx *ctx, const char *name, const char *variant, double value, const char *unit,
                   const char *baseline_name, double baseline_value)
 {
     double ratio = baseline_name && baseline_value > 0 ? value / baseline_value : 0;

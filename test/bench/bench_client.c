@@ -68,8 +68,7 @@ int rcall(struct rconn *r, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp)
     }
     if (resp->error.type != MSGPACK_OBJECT_NIL) {
         const msgpack_object *e = &resp->error;
-        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 2 &&
-            e->via.array.ptr[1].type == MSGPACK_OBJECT_STR)
+        if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 2 && e->via.array.ptr[1].type == MSGPACK_OBJECT_STR)
             fprintf(stderr, "bench: server error: %.*s\n", (int)e->via.array.ptr[1].via.str.size,
                     e->via.array.ptr[1].via.str.ptr);
         bpfg_rpc_msg_release(resp);
@@ -99,7 +98,7 @@ int server_start(struct server *s, const char *bin)
         return err;
     }
     if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the bench */
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
             dup2(null, 1);

@@ -19,7 +19,7 @@
 #include "bench.h"
 #include "vm.h"
 #include "x86jit.h"
-#include "jit_run.h"   /* test/helpers: running the code here */
+#include "jit_run.h" /* test/helpers: running the code here */
 #ifdef BPFGRAFT_HAVE_LLVM
 #include "llvmjit.h"
 #endif
@@ -67,8 +67,8 @@ static __attribute__((noinline)) uint64_t map_native(uint8_t *mem, size_t len)
 
 /* map fd (or, for our engines, index 0 for the resolver) in insns 2..3 */
 static const struct bpf_insn map_prog[] = {
-    I(BPF_ALU64 | BPF_MOV | BPF_K, 6, 0, 0, 0),            /* i = 0 */
-    I(BPF_ALU64 | BPF_MOV | BPF_K, 7, 0, 0, 0),            /* r = 0 */
+    I(BPF_ALU64 | BPF_MOV | BPF_K, 6, 0, 0, 0), /* i = 0 */
+    I(BPF_ALU64 | BPF_MOV | BPF_K, 7, 0, 0, 0), /* r = 0 */
     /* loop: */
     I(BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0),
     I(BPF_ALU64 | BPF_AND | BPF_K, 1, 0, 0, MAP_ENTRIES - 1),
@@ -107,7 +107,10 @@ static int describe_map(void *user, uint64_t value, struct bpfg_llvmjit_map_info
     if (value != (uintptr_t)&array_map)
         return -ENOENT;
     *info = (struct bpfg_llvmjit_map_info){
-        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = MAP_ENTRIES,
+        .type = BPF_MAP_TYPE_ARRAY,
+        .key_size = 4,
+        .value_size = 8,
+        .max_entries = MAP_ENTRIES,
         .value_base = (uintptr_t)array_map.values,
     };
     return 0;
@@ -117,8 +120,8 @@ static int describe_map(void *user, uint64_t value, struct bpfg_llvmjit_map_info
 /* ---- kernel side -------------------------------------------------------- */
 
 struct kernel {
-    int mem_map;     /* array, 1 entry of MEM_SIZE bytes: the programs' memory */
-    int array_map;   /* array, MAP_ENTRIES x u64: map_loop's map */
+    int mem_map;   /* array, 1 entry of MEM_SIZE bytes: the programs' memory */
+    int array_map; /* array, MAP_ENTRIES x u64: map_loop's map */
 };
 
 /* XDP prologue: r1 = lookup(mem_map, 0), r2 = MEM_SIZE, r0 = 0. */
@@ -140,9 +143,8 @@ static size_t kernel_prologue(struct bpf_insn *p, int mem_map)
 }
 
 /* Loads the program in the kernel and times it; *ns < 0 if refused. */
-static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char *name,
-                       const struct bpf_insn *insns, size_t n, const uint8_t *mem, bool quick,
-                       double *ns, double *load_us, uint32_t *result)
+static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char *name, const struct bpf_insn *insns,
+                       size_t n, const uint8_t *mem, bool quick, double *ns, double *load_us, uint32_t *result)
 {
     struct bpf_insn *p = calloc(n + 16, sizeof(*p));
     if (!p)
@@ -168,8 +170,7 @@ static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char
         return 0;
     }
     uint8_t pkt[64] = {0};
-    LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = pkt, .data_size_in = sizeof(pkt),
-                .repeat = quick ? 20 : 2000);
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = pkt, .data_size_in = sizeof(pkt), .repeat = quick ? 20 : 2000);
     ret = bpf_prog_test_run_opts(fd, &topts);
     close(fd);
     if (ret)
@@ -181,8 +182,7 @@ static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char
 
 /* ---- timing --------------------------------------------------------------- */
 
-static double time_native_fn(uint64_t (*native)(uint8_t *, size_t), uint8_t *mem, uint64_t min_ns,
-                             uint64_t *result)
+static double time_native_fn(uint64_t (*native)(uint8_t *, size_t), uint8_t *mem, uint64_t min_ns, uint64_t *result)
 {
     uint64_t (*volatile fn)(uint8_t *, size_t) = native;
     uint64_t runs = 0, start = bench_now_ns(), now;
@@ -195,8 +195,8 @@ static double time_native_fn(uint64_t (*native)(uint8_t *, size_t), uint8_t *mem
     return (double)(now - start) / (double)runs;
 }
 
-static int time_jit(const struct bpfg_x86jit_image *img, const struct bpfg_x86jit_helper *table,
-                    uint8_t *mem, uint64_t min_ns, uint64_t *result, double *ns)
+static int time_jit(const struct bpfg_x86jit_image *img, const struct bpfg_x86jit_helper *table, uint8_t *mem,
+                    uint64_t min_ns, uint64_t *result, double *ns)
 {
     uint64_t runs = 0, start = bench_now_ns(), now;
     do {
@@ -425,8 +425,8 @@ static int bench_jit_run(struct bench_ctx *ctx)
         }
         jc[ncases++] = (struct jit_case){cases[i].name, assembled[i], n, cases[i].native, cases[i].init, false};
     }
-    jc[ncases++] = (struct jit_case){"map_loop_4k", map_prog, sizeof(map_prog) / sizeof(map_prog[0]),
-                                     map_native, NULL, true};
+    jc[ncases++] =
+        (struct jit_case){"map_loop_4k", map_prog, sizeof(map_prog) / sizeof(map_prog[0]), map_native, NULL, true};
 
     k.mem_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_mem", 4, MEM_SIZE, 1, NULL);
     k.array_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_array", 4, 8, MAP_ENTRIES, NULL);
@@ -454,5 +454,7 @@ out:
 }
 
 const struct bench_suite bench_suite_jit = {
-    "jit", "x86-64 JIT vs native C, the kernel JIT and the interpreter", bench_jit_run,
+    "jit",
+    "x86-64 JIT vs native C, the kernel JIT and the interpreter",
+    bench_jit_run,
 };

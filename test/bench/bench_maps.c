@@ -61,7 +61,10 @@ struct prog {
     int n;
 };
 
-static void emit(struct prog *p, struct bpf_insn i) { p->insn[p->n++] = i; }
+static void emit(struct prog *p, struct bpf_insn i)
+{
+    p->insn[p->n++] = i;
+}
 
 static void ld_map(struct prog *p, int reg, int fd)
 {
@@ -80,12 +83,12 @@ static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
     emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4));
     emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
     int jpos = p->n;
-    emit(p, INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 0, 0));   /* patched */
+    emit(p, INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 0, 0)); /* patched */
     emit(p, INSN(BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_7, BPF_REG_0, 0, 0));
     emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_7, 0, 0));
     emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, UNROLL));
     emit(p, INSN(BPF_STX | BPF_DW | BPF_MEM, BPF_REG_0, BPF_REG_1, 0, 0));
-    for (int off = -16; off >= -80; off -= 8)   /* value / record bytes */
+    for (int off = -16; off >= -80; off -= 8) /* value / record bytes */
         emit(p, INSN(BPF_ST | BPF_DW | BPF_MEM, BPF_REG_10, 0, (int16_t)off, 1));
     for (int i = 0; i < UNROLL; i++) {
         if (op != OP_RBOUT) {
@@ -129,8 +132,8 @@ static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
     a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
     a.insns = (uintptr_t)p->insn;
     a.insn_cnt = (uint32_t)p->n;
-    a.license = (uintptr_t)"GPL";
-    if (getenv("BENCH_VLOG")) {   /* the kernel wants no buffer at log level 0 */
+    a.license = (uintptr_t) "GPL";
+    if (getenv("BENCH_VLOG")) { /* the kernel wants no buffer at log level 0 */
         a.log_buf = (uintptr_t)log;
         a.log_size = sizeof(log);
         a.log_level = 1;
@@ -195,12 +198,8 @@ static void *othread(void *arg)
                 bench_keep(p);
                 break;
             }
-            case OP_UPDATE:
-                bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
-                break;
-            default:
-                bpfg_map_delete_elem(t->m, &k);
-                bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
+            case OP_UPDATE: bpfg_map_update_elem(t->m, &k, &v, BPF_ANY); break;
+            default: bpfg_map_delete_elem(t->m, &k); bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
             }
         }
     }
@@ -263,12 +262,17 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
         if (kfd >= 0 && type == BPF_MAP_TYPE_HASH)
             kmap_update(kfd, &k, &v);
     }
-    struct { enum op op; const char *name; } ops_list[] = {
-        {OP_LOOKUP, "lookup"}, {OP_UPDATE, "update"}, {OP_DELINS, "delete+insert"},
+    struct {
+        enum op op;
+        const char *name;
+    } ops_list[] = {
+        {OP_LOOKUP, "lookup"},
+        {OP_UPDATE, "update"},
+        {OP_DELINS, "delete+insert"},
     };
     for (size_t o = 0; o < 3; o++) {
         if (ops_list[o].op == OP_DELINS && type == BPF_MAP_TYPE_ARRAY)
-            continue;   /* arrays have no delete */
+            continue; /* arrays have no delete */
         int prog = kfd >= 0 && ctl >= 0 ? kprog_load(ops_list[o].op, kfd, ctl, entries - 1) : -1;
         if (kfd >= 0 && ctl >= 0 && prog < 0)
             bench_note(ctx, "kernel program load failed: %s", strerror(-prog));
@@ -276,7 +280,7 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
             char name[64], variant[32];
             snprintf(name, sizeof(name), "%s %s", label, ops_list[o].name);
             snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
-            ours_ns_per_op(m, ops_list[o].op, entries - 1, ops / 8, threads);   /* warm up */
+            ours_ns_per_op(m, ops_list[o].op, entries - 1, ops / 8, threads); /* warm up */
             double ours = ours_ns_per_op(m, ops_list[o].op, entries - 1, ops, threads);
             double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
             bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
@@ -388,15 +392,16 @@ static int bench_ringbuf(struct bench_ctx *ctx)
 
 static int run(struct bench_ctx *ctx)
 {
-    bench_note(ctx, "kernel figures: socket-filter BPF program, %d unrolled ops per run, "
-               "BPF_PROG_TEST_RUN with repeat; ns/op = duration/%d (prologue amortised)", UNROLL, UNROLL);
+    bench_note(ctx,
+               "kernel figures: socket-filter BPF program, %d unrolled ops per run, "
+               "BPF_PROG_TEST_RUN with repeat; ns/op = duration/%d (prologue amortised)",
+               UNROLL, UNROLL);
     bench_note(ctx, "keys ((base+i)*0x9E3779B1) & (entries-1) on both sides; 2thr = wall time per thread");
     uint32_t big = bench_quick(ctx) ? 1u << 16 : 1u << 20;
     int err;
     if ((err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, 1024, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, big, "array")) ||
-        (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) ||
-        (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
+        (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) || (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
         return err;
     return bench_ringbuf(ctx);
 }

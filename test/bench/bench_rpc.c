@@ -94,7 +94,10 @@ static int load_counts(struct rconn *r, const char *path, uint64_t *map_id)
     return err;
 }
 
-static uint64_t expect(uint32_t key) { return (uint64_t)key * 0x9e3779b97f4a7c15ull; }
+static uint64_t expect(uint32_t key)
+{
+    return (uint64_t)key * 0x9e3779b97f4a7c15ull;
+}
 
 /* ---- measurements ------------------------------------------------------- */
 
@@ -102,7 +105,7 @@ struct worker {
     pthread_t th;
     const char *sock;
     uint64_t map_id;
-    int kernel_fd;      /* >= 0: kernel syscall lookups instead of RPC */
+    int kernel_fd; /* >= 0: kernel syscall lookups instead of RPC */
     uint32_t iters, seed;
     pthread_barrier_t *start;
     uint64_t ns;
@@ -143,23 +146,26 @@ static void *worker_run(void *arg)
 }
 
 /* Runs n workers; returns 0 and the aggregate ops/s, or the first error. */
-static int run_workers(int n, const char *sock, uint64_t map_id, int kernel_fd, uint32_t iters,
-                       double *ops_per_s)
+static int run_workers(int n, const char *sock, uint64_t map_id, int kernel_fd, uint32_t iters, double *ops_per_s)
 {
     struct worker w[NTHREADS];
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)n);
     int started = 0, err = 0;
     for (int i = 0; i < n; i++) {
-        w[i] = (struct worker){.sock = sock, .map_id = map_id, .kernel_fd = kernel_fd,
-                               .iters = iters, .seed = (uint32_t)i * 131, .start = &start};
+        w[i] = (struct worker){.sock = sock,
+                               .map_id = map_id,
+                               .kernel_fd = kernel_fd,
+                               .iters = iters,
+                               .seed = (uint32_t)i * 131,
+                               .start = &start};
         if (pthread_create(&w[i].th, NULL, worker_run, &w[i]) != 0) {
             err = -EAGAIN;
             break;
         }
         started++;
     }
-    if (err) {   /* the barrier would never open: not worth recovering */
+    if (err) { /* the barrier would never open: not worth recovering */
         fprintf(stderr, "bench rpc: cannot start threads\n");
         exit(1);
     }
@@ -232,14 +238,14 @@ static int run(struct bench_ctx *ctx)
         (err = run_workers(NTHREADS, NULL, 0, kfd, kiters / 4, &k8)))
         goto out;
 
-    bench_report(ctx, "map.lookup round trip", "1 client", 1e9 / rpc1, "ns/op",
-                 "kernel bpf(MAP_LOOKUP_ELEM)", 1e9 / k1);
-    bench_report(ctx, "map.lookup throughput", "1 client", rpc1, "ops/s",
-                 "kernel syscall, 1 thread", k1);
-    bench_report(ctx, "map.lookup throughput", "8 clients", rpc8, "ops/s",
-                 "kernel syscall, 8 threads", k8);
-    bench_note(ctx, "u32->u64 hash, %d keys; one unix socket connection per client; "
-               "every answer checked; %ld CPUs", NKEYS, sysconf(_SC_NPROCESSORS_ONLN));
+    bench_report(ctx, "map.lookup round trip", "1 client", 1e9 / rpc1, "ns/op", "kernel bpf(MAP_LOOKUP_ELEM)",
+                 1e9 / k1);
+    bench_report(ctx, "map.lookup throughput", "1 client", rpc1, "ops/s", "kernel syscall, 1 thread", k1);
+    bench_report(ctx, "map.lookup throughput", "8 clients", rpc8, "ops/s", "kernel syscall, 8 threads", k8);
+    bench_note(ctx,
+               "u32->u64 hash, %d keys; one unix socket connection per client; "
+               "every answer checked; %ld CPUs",
+               NKEYS, sysconf(_SC_NPROCESSORS_ONLN));
 out:
     server_stop(&srv);
     close(kfd);
@@ -247,5 +253,7 @@ out:
 }
 
 const struct bench_suite bench_suite_rpc = {
-    "rpc", "map.lookup over the control socket vs the bpf() syscall", run,
+    "rpc",
+    "map.lookup over the control socket vs the bpf() syscall",
+    run,
 };

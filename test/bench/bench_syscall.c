@@ -50,7 +50,7 @@ static int victim_start(struct victim *v)
         close(to[1]);
         close(from[0]);
         long n;
-        static volatile char allow = 0;   /* SYSCALL_DISPATCH_FILTER_ALLOW */
+        static volatile char allow = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
         while (read(to[0], &n, sizeof(n)) == sizeof(n) && n != 0) {
             if (n == SUD_ON || n == SUD_OFF) {
                 /* Syscall User Dispatch on, with all of user space as its
@@ -172,7 +172,7 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long 
         return err;
     if (n > 0) {
         double ignored;
-        struct timespec settle = {0, 300000000};   /* the payload reports every 50 ms */
+        struct timespec settle = {0, 300000000}; /* the payload reports every 50 ms */
         if ((err = victim_per_call(v, 100, &ignored)))
             return err;
         nanosleep(&settle, NULL);
@@ -212,7 +212,8 @@ static int run(struct bench_ctx *ctx)
     if ((err = kernel_cost(&v, obj, "empty_enter", n, &k_empty)) ||
         (err = kernel_cost(&v, obj, "count_enter", n, &k_cnt)))
         goto out;
-    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = bench_load_object(&r, obj, "bench_syscall")) ||
+    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) ||
+        (err = bench_load_object(&r, obj, "bench_syscall")) ||
         (err = graft_cost(&r, &v, "empty_enter", -gn, &g_empty, false)) ||
         (err = graft_cost(&r, &v, "count_enter", -gn, &g_cnt, true)) ||
         (err = graft_cost(&r, &v, "empty_enter", n, &f_empty, false)) ||
@@ -224,19 +225,18 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "sys_enter counter", "kernel", k_cnt - base, "ns/syscall", NULL, 0);
     bench_report(ctx, "sys_enter empty", "bpfgraft SUD", g_empty - base_sys, "ns/syscall", "kernel", k_empty - base);
     bench_report(ctx, "sys_enter counter", "bpfgraft SUD", g_cnt - base_sys, "ns/syscall", "kernel", k_cnt - base);
-    bench_report(ctx, "sys_enter empty", "bpfgraft rewritten", f_empty - base, "ns/syscall", "kernel",
-                 k_empty - base);
-    bench_report(ctx, "sys_enter counter", "bpfgraft rewritten", f_cnt - base, "ns/syscall", "kernel",
-                 k_cnt - base);
+    bench_report(ctx, "sys_enter empty", "bpfgraft rewritten", f_empty - base, "ns/syscall", "kernel", k_empty - base);
+    bench_report(ctx, "sys_enter counter", "bpfgraft rewritten", f_cnt - base, "ns/syscall", "kernel", k_cnt - base);
     bench_report(ctx, "SUD on, no signal (kernel work path)", "kernel", tax - base, "ns/syscall", NULL, 0);
-    bench_report(ctx, "sys_enter counter, beyond SUD's cost", "bpfgraft rewritten", f_cnt - tax, "ns/syscall",
-                 "kernel", k_cnt - base);
+    bench_report(ctx, "sys_enter counter, beyond SUD's cost", "bpfgraft rewritten", f_cnt - tax, "ns/syscall", "kernel",
+                 k_cnt - base);
     bench_note(ctx, "added cost = hooked ns/call - unhooked ns/call of the same loop, best of 3 runs; bpfgraft "
-               "SUD: syscall(SYS_getppid), a site that cannot be rewritten (a SIGSYS per syscall); bpfgraft "
-               "rewritten: glibc getppid(), whose `mov $nr,%%eax; syscall` site the server rewrote after a "
-               "warm-up (jmp to a stub, no signal); counters checked exact; goal (issue): <= 20 ns/syscall; 'beyond SUD's cost' subtracts what the kernel "
-               "charges every syscall of a thread with Syscall User Dispatch on (the safety net), measured "
-               "with an exempt region covering all of user space");
+                    "SUD: syscall(SYS_getppid), a site that cannot be rewritten (a SIGSYS per syscall); bpfgraft "
+                    "rewritten: glibc getppid(), whose `mov $nr,%%eax; syscall` site the server rewrote after a "
+                    "warm-up (jmp to a stub, no signal); counters checked exact; goal (issue): <= 20 ns/syscall; "
+                    "'beyond SUD's cost' subtracts what the kernel "
+                    "charges every syscall of a thread with Syscall User Dispatch on (the safety net), measured "
+                    "with an exempt region covering all of user space");
 out:
     if (r.c)
         rclose(&r);
@@ -246,5 +246,7 @@ out:
 }
 
 const struct bench_suite bench_suite_syscall = {
-    "syscall", "getppid() cost: unhooked, kernel sys_enter raw tracepoint (libbpf), bpfgraft syscall hooks", run,
+    "syscall",
+    "getppid() cost: unhooked, kernel sys_enter raw tracepoint (libbpf), bpfgraft syscall hooks",
+    run,
 };

@@ -16,11 +16,12 @@
 #include "bench_client.h"
 
 #define NFIGS 7
-static const char *const keys[NFIGS] = {"create_us", "prog_load_us", "array_lookup_ns", "array_update_ns",
+static const char *const keys[NFIGS] = {"create_us",      "prog_load_us",   "array_lookup_ns", "array_update_ns",
                                         "hash_lookup_ns", "hash_update_ns", "get_next_key_ns"};
 static const char *const names[NFIGS] = {"BPF_MAP_CREATE (array 1024)", "BPF_PROG_LOAD (2 insns, verified)",
-                                         "MAP_LOOKUP_ELEM array", "MAP_UPDATE_ELEM array", "MAP_LOOKUP_ELEM hash 4k",
-                                         "MAP_UPDATE_ELEM hash 4k", "MAP_GET_NEXT_KEY hash"};
+                                         "MAP_LOOKUP_ELEM array",       "MAP_UPDATE_ELEM array",
+                                         "MAP_LOOKUP_ELEM hash 4k",     "MAP_UPDATE_ELEM hash 4k",
+                                         "MAP_GET_NEXT_KEY hash"};
 
 /* Runs argv, reads its one line of "key=value" figures. */
 static int run_probe(char *const argv[], double out[NFIGS])

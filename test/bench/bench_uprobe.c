@@ -27,8 +27,8 @@
 
 struct victim {
     pid_t pid;
-    FILE *in;    /* commands */
-    FILE *out;   /* answers */
+    FILE *in;  /* commands */
+    FILE *out; /* answers */
 };
 
 static int victim_start(struct victim *v, const char *bin, int threads)
@@ -115,8 +115,8 @@ static long rss_kb(pid_t pid)
 
 /* ---- kernel side (libbpf) ---------------------------------------------- */
 
-static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name,
-                       bool ret, long n, double *ns)
+static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name, bool ret,
+                       long n, double *ns)
 {
     struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
     if (!obj)
@@ -222,8 +222,8 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
     uint64_t hits = 0;
     if (!(err = bench_map_counter(r, "hits", NULL, true)) && !(err = victim_per_call(v, n, per_call)) &&
         !(err = bench_map_counter(r, "hits", &hits, false)) && hits != (uint64_t)(3 * n)) {
-        fprintf(stderr, "bench uprobe: %s: the map counted %llu hits for %ld calls\n", engine,
-                (unsigned long long)hits, 3 * n);
+        fprintf(stderr, "bench uprobe: %s: the map counted %llu hits for %ld calls\n", engine, (unsigned long long)hits,
+                3 * n);
         err = -EDOM;
     }
     int derr = rpc_simple(r, "target.detach", (uint32_t)v->pid, NULL, NULL, &resp);
@@ -262,7 +262,8 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "uprobe map counter", "kernel", k_cnt - base, "ns/hit", NULL, 0);
     bench_report(ctx, "uprobe get_current_pid_tgid", "kernel", k_pid - base, "ns/hit", NULL, 0);
 
-    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) || (err = bench_load_object(&r, obj, "bench")))
+    if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) ||
+        (err = bench_load_object(&r, obj, "bench")))
         goto out;
     static const char *const engines[] = {"interp", "x86", "llvm"};
     enum { NENG = sizeof(engines) / sizeof(engines[0]) };
@@ -293,7 +294,7 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "threads stopped (1 thread)", "bpfgraft", (double)up[0].stop_us, "us", NULL, 0);
     bench_report(ctx, "payload added RSS", "bpfgraft", (double)(rss_attached - rss_before), "KiB", NULL, 0);
     bench_note(ctx, "goals with the JIT (issue): <= 15 ns/hit empty uprobe, <= 25 ns/hit map counter, "
-               "<= 30 ns/hit uretprobe");
+                    "<= 30 ns/hit uretprobe");
     victim_stop(&v);
 
     /* a 100-thread victim: how long does the patch stop keep them all? */
@@ -311,8 +312,10 @@ static int run(struct bench_ctx *ctx)
         goto out;
     bench_report(ctx, "threads stopped (8 busy threads)", "bpfgraft", (double)busy.stop_us, "us", NULL, 0);
     bench_report(ctx, "attach latency (8 busy threads)", "bpfgraft", busy.attach_ms, "ms", NULL, 0);
-    bench_note(ctx, "per-hit cost = probed ns/call - unprobed ns/call, best of 3 runs of %ld calls; "
-               "kernel: libbpf uprobes with the same BPF programs; map counter checked exact", n);
+    bench_note(ctx,
+               "per-hit cost = probed ns/call - unprobed ns/call, best of 3 runs of %ld calls; "
+               "kernel: libbpf uprobes with the same BPF programs; map counter checked exact",
+               n);
 out:
     if (r.c)
         rclose(&r);
@@ -322,5 +325,7 @@ out:
 }
 
 const struct bench_suite bench_suite_uprobe = {
-    "uprobe", "uprobe/uretprobe cost per hit: bpfgraft vs kernel, attach latency, stop time, RSS", run,
+    "uprobe",
+    "uprobe/uretprobe cost per hit: bpfgraft vs kernel, attach latency, stop time, RSS",
+    run,
 };

@@ -107,5 +107,7 @@ static int bench_vm_run(struct bench_ctx *ctx)
 }
 
 const struct bench_suite bench_suite_vm = {
-    "vm", "eBPF interpreter vs native C on compute programs", bench_vm_run,
+    "vm",
+    "eBPF interpreter vs native C on compute programs",
+    bench_vm_run,
 };

@@ -21,14 +21,13 @@ struct vm_case {
 };
 
 /* ---- sum: a tight arithmetic loop ---- */
-static const char sum_asm[] =
-    "mov %r0, 0\n"
-    "mov %r1, 0\n"
-    "loop:\n"
-    "add %r0, %r1\n"
-    "add %r1, 1\n"
-    "jlt %r1, 10000, loop\n"
-    "exit\n";
+static const char sum_asm[] = "mov %r0, 0\n"
+                              "mov %r1, 0\n"
+                              "loop:\n"
+                              "add %r0, %r1\n"
+                              "add %r1, 1\n"
+                              "jlt %r1, 10000, loop\n"
+                              "exit\n";
 
 static volatile uint64_t sum_limit = 10000;
 
@@ -38,59 +37,58 @@ static __attribute__((noinline)) uint64_t sum_native(uint8_t *mem, size_t len)
     uint64_t r = 0, n = sum_limit;
     for (uint64_t i = 0; i < n; i++) {
         r += i;
-        bench_keep(r);   /* keep the loop: no closed form, as in the VM */
+        bench_keep(r); /* keep the loop: no closed form, as in the VM */
     }
     return r;
 }
 
 /* ---- log2: floor(log2(x)) of 1024 64-bit ints by binary search ---- */
-static const char log2_asm[] =
-    "mov %r0, 0\n"
-    "mov %r6, %r1\n"
-    "mov %r7, %r1\n"
-    "add %r7, %r2\n"
-    "next:\n"
-    "ldxdw %r3, [%r6+0]\n"
-    "mov %r4, 0\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 32\n"
-    "jeq %r5, 0, l16\n"
-    "add %r4, 32\n"
-    "mov %r3, %r5\n"
-    "l16:\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 16\n"
-    "jeq %r5, 0, l8\n"
-    "add %r4, 16\n"
-    "mov %r3, %r5\n"
-    "l8:\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 8\n"
-    "jeq %r5, 0, l4\n"
-    "add %r4, 8\n"
-    "mov %r3, %r5\n"
-    "l4:\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 4\n"
-    "jeq %r5, 0, l2\n"
-    "add %r4, 4\n"
-    "mov %r3, %r5\n"
-    "l2:\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 2\n"
-    "jeq %r5, 0, l1\n"
-    "add %r4, 2\n"
-    "mov %r3, %r5\n"
-    "l1:\n"
-    "mov %r5, %r3\n"
-    "rsh %r5, 1\n"
-    "jeq %r5, 0, done\n"
-    "add %r4, 1\n"
-    "done:\n"
-    "add %r0, %r4\n"
-    "add %r6, 8\n"
-    "jlt %r6, %r7, next\n"
-    "exit\n";
+static const char log2_asm[] = "mov %r0, 0\n"
+                               "mov %r6, %r1\n"
+                               "mov %r7, %r1\n"
+                               "add %r7, %r2\n"
+                               "next:\n"
+                               "ldxdw %r3, [%r6+0]\n"
+                               "mov %r4, 0\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 32\n"
+                               "jeq %r5, 0, l16\n"
+                               "add %r4, 32\n"
+                               "mov %r3, %r5\n"
+                               "l16:\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 16\n"
+                               "jeq %r5, 0, l8\n"
+                               "add %r4, 16\n"
+                               "mov %r3, %r5\n"
+                               "l8:\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 8\n"
+                               "jeq %r5, 0, l4\n"
+                               "add %r4, 8\n"
+                               "mov %r3, %r5\n"
+                               "l4:\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 4\n"
+                               "jeq %r5, 0, l2\n"
+                               "add %r4, 4\n"
+                               "mov %r3, %r5\n"
+                               "l2:\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 2\n"
+                               "jeq %r5, 0, l1\n"
+                               "add %r4, 2\n"
+                               "mov %r3, %r5\n"
+                               "l1:\n"
+                               "mov %r5, %r3\n"
+                               "rsh %r5, 1\n"
+                               "jeq %r5, 0, done\n"
+                               "add %r4, 1\n"
+                               "done:\n"
+                               "add %r0, %r4\n"
+                               "add %r6, 8\n"
+                               "jlt %r6, %r7, next\n"
+                               "exit\n";
 
 static __attribute__((noinline)) uint64_t log2_native(uint8_t *mem, size_t len)
 {
@@ -98,12 +96,29 @@ static __attribute__((noinline)) uint64_t log2_native(uint8_t *mem, size_t len)
     for (size_t off = 0; off + 8 <= len; off += 8) {
         uint64_t x, r = 0;
         memcpy(&x, mem + off, 8);
-        if (x >> 32) { r += 32; x >>= 32; }
-        if (x >> 16) { r += 16; x >>= 16; }
-        if (x >> 8) { r += 8; x >>= 8; }
-        if (x >> 4) { r += 4; x >>= 4; }
-        if (x >> 2) { r += 2; x >>= 2; }
-        if (x >> 1) { r += 1; }
+        if (x >> 32) {
+            r += 32;
+            x >>= 32;
+        }
+        if (x >> 16) {
+            r += 16;
+            x >>= 16;
+        }
+        if (x >> 8) {
+            r += 8;
+            x >>= 8;
+        }
+        if (x >> 4) {
+            r += 4;
+            x >>= 4;
+        }
+        if (x >> 2) {
+            r += 2;
+            x >>= 2;
+        }
+        if (x >> 1) {
+            r += 1;
+        }
         total += r;
     }
     return total;
@@ -120,37 +135,36 @@ static void log2_init(uint8_t *mem)
 }
 
 /* ---- prime: sieve of Eratosthenes over the buffer, count primes ---- */
-static const char prime_asm[] =
-    "mov %r3, 0\n"
-    "clear:\n"
-    "mov %r4, %r1\n"
-    "add %r4, %r3\n"
-    "stdw [%r4+0], 0\n"
-    "add %r3, 8\n"
-    "jlt %r3, %r2, clear\n"
-    "mov %r6, 2\n"
-    "mov %r0, 0\n"
-    "outer:\n"
-    "jge %r6, %r2, end\n"
-    "mov %r3, %r1\n"
-    "add %r3, %r6\n"
-    "ldxb %r4, [%r3+0]\n"
-    "jne %r4, 0, skip\n"
-    "add %r0, 1\n"
-    "mov %r5, %r6\n"
-    "mul %r5, %r6\n"
-    "inner:\n"
-    "jge %r5, %r2, skip\n"
-    "mov %r3, %r1\n"
-    "add %r3, %r5\n"
-    "stb [%r3+0], 1\n"
-    "add %r5, %r6\n"
-    "ja inner\n"
-    "skip:\n"
-    "add %r6, 1\n"
-    "ja outer\n"
-    "end:\n"
-    "exit\n";
+static const char prime_asm[] = "mov %r3, 0\n"
+                                "clear:\n"
+                                "mov %r4, %r1\n"
+                                "add %r4, %r3\n"
+                                "stdw [%r4+0], 0\n"
+                                "add %r3, 8\n"
+                                "jlt %r3, %r2, clear\n"
+                                "mov %r6, 2\n"
+                                "mov %r0, 0\n"
+                                "outer:\n"
+                                "jge %r6, %r2, end\n"
+                                "mov %r3, %r1\n"
+                                "add %r3, %r6\n"
+                                "ldxb %r4, [%r3+0]\n"
+                                "jne %r4, 0, skip\n"
+                                "add %r0, 1\n"
+                                "mov %r5, %r6\n"
+                                "mul %r5, %r6\n"
+                                "inner:\n"
+                                "jge %r5, %r2, skip\n"
+                                "mov %r3, %r1\n"
+                                "add %r3, %r5\n"
+                                "stb [%r3+0], 1\n"
+                                "add %r5, %r6\n"
+                                "ja inner\n"
+                                "skip:\n"
+                                "add %r6, 1\n"
+                                "ja outer\n"
+                                "end:\n"
+                                "exit\n";
 
 static __attribute__((noinline)) uint64_t prime_native(uint8_t *mem, size_t len)
 {
@@ -167,17 +181,16 @@ static __attribute__((noinline)) uint64_t prime_native(uint8_t *mem, size_t len)
 }
 
 /* ---- memcpy: copy 4 KiB in 8-byte words ---- */
-static const char memcpy_asm[] =
-    "mov %r3, 0\n"
-    "loop:\n"
-    "mov %r4, %r1\n"
-    "add %r4, %r3\n"
-    "ldxdw %r5, [%r4+0]\n"
-    "stxdw [%r4+4096], %r5\n"
-    "add %r3, 8\n"
-    "jlt %r3, 4096, loop\n"
-    "mov %r0, %r5\n"
-    "exit\n";
+static const char memcpy_asm[] = "mov %r3, 0\n"
+                                 "loop:\n"
+                                 "mov %r4, %r1\n"
+                                 "add %r4, %r3\n"
+                                 "ldxdw %r5, [%r4+0]\n"
+                                 "stxdw [%r4+4096], %r5\n"
+                                 "add %r3, 8\n"
+                                 "jlt %r3, 4096, loop\n"
+                                 "mov %r0, %r5\n"
+                                 "exit\n";
 
 static __attribute__((noinline)) uint64_t memcpy_native(uint8_t *mem, size_t len)
 {
@@ -189,25 +202,24 @@ static __attribute__((noinline)) uint64_t memcpy_native(uint8_t *mem, size_t len
 }
 
 /* ---- strcmp: two equal 4095-character strings ---- */
-static const char strcmp_asm[] =
-    "mov %r3, %r1\n"
-    "mov %r4, %r1\n"
-    "add %r4, 4096\n"
-    "loop:\n"
-    "ldxb %r5, [%r3+0]\n"
-    "ldxb %r6, [%r4+0]\n"
-    "jne %r5, %r6, diff\n"
-    "jeq %r5, 0, same\n"
-    "add %r3, 1\n"
-    "add %r4, 1\n"
-    "ja loop\n"
-    "diff:\n"
-    "mov %r0, %r5\n"
-    "sub %r0, %r6\n"
-    "exit\n"
-    "same:\n"
-    "mov %r0, 0\n"
-    "exit\n";
+static const char strcmp_asm[] = "mov %r3, %r1\n"
+                                 "mov %r4, %r1\n"
+                                 "add %r4, 4096\n"
+                                 "loop:\n"
+                                 "ldxb %r5, [%r3+0]\n"
+                                 "ldxb %r6, [%r4+0]\n"
+                                 "jne %r5, %r6, diff\n"
+                                 "jeq %r5, 0, same\n"
+                                 "add %r3, 1\n"
+                                 "add %r4, 1\n"
+                                 "ja loop\n"
+                                 "diff:\n"
+                                 "mov %r0, %r5\n"
+                                 "sub %r0, %r6\n"
+                                 "exit\n"
+                                 "same:\n"
+                                 "mov %r0, 0\n"
+                                 "exit\n";
 
 static __attribute__((noinline)) uint64_t strcmp_native(uint8_t *mem, size_t len)
 {
@@ -223,51 +235,50 @@ static void strings_init(uint8_t *mem)
 }
 
 /* ---- switch: an 8-way switch on each byte (a jeq chain in eBPF) ---- */
-static const char switch_asm[] =
-    "mov %r0, 0\n"
-    "mov %r3, 0\n"
-    "loop:\n"
-    "mov %r4, %r1\n"
-    "add %r4, %r3\n"
-    "ldxb %r5, [%r4+0]\n"
-    "mov %r6, %r5\n"
-    "and %r6, 7\n"
-    "jeq %r6, 0, c0\n"
-    "jeq %r6, 1, c1\n"
-    "jeq %r6, 2, c2\n"
-    "jeq %r6, 3, c3\n"
-    "jeq %r6, 4, c4\n"
-    "jeq %r6, 5, c5\n"
-    "jeq %r6, 6, c6\n"
-    "add %r0, 7\n"
-    "ja next\n"
-    "c0:\n"
-    "add %r0, 1\n"
-    "ja next\n"
-    "c1:\n"
-    "xor %r0, %r3\n"
-    "ja next\n"
-    "c2:\n"
-    "mul %r0, 3\n"
-    "ja next\n"
-    "c3:\n"
-    "sub %r0, %r5\n"
-    "ja next\n"
-    "c4:\n"
-    "mov %r7, %r3\n"
-    "lsh %r7, 1\n"
-    "add %r0, %r7\n"
-    "ja next\n"
-    "c5:\n"
-    "rsh %r0, 1\n"
-    "ja next\n"
-    "c6:\n"
-    "add %r0, %r5\n"
-    "add %r0, %r3\n"
-    "next:\n"
-    "add %r3, 1\n"
-    "jlt %r3, %r2, loop\n"
-    "exit\n";
+static const char switch_asm[] = "mov %r0, 0\n"
+                                 "mov %r3, 0\n"
+                                 "loop:\n"
+                                 "mov %r4, %r1\n"
+                                 "add %r4, %r3\n"
+                                 "ldxb %r5, [%r4+0]\n"
+                                 "mov %r6, %r5\n"
+                                 "and %r6, 7\n"
+                                 "jeq %r6, 0, c0\n"
+                                 "jeq %r6, 1, c1\n"
+                                 "jeq %r6, 2, c2\n"
+                                 "jeq %r6, 3, c3\n"
+                                 "jeq %r6, 4, c4\n"
+                                 "jeq %r6, 5, c5\n"
+                                 "jeq %r6, 6, c6\n"
+                                 "add %r0, 7\n"
+                                 "ja next\n"
+                                 "c0:\n"
+                                 "add %r0, 1\n"
+                                 "ja next\n"
+                                 "c1:\n"
+                                 "xor %r0, %r3\n"
+                                 "ja next\n"
+                                 "c2:\n"
+                                 "mul %r0, 3\n"
+                                 "ja next\n"
+                                 "c3:\n"
+                                 "sub %r0, %r5\n"
+                                 "ja next\n"
+                                 "c4:\n"
+                                 "mov %r7, %r3\n"
+                                 "lsh %r7, 1\n"
+                                 "add %r0, %r7\n"
+                                 "ja next\n"
+                                 "c5:\n"
+                                 "rsh %r0, 1\n"
+                                 "ja next\n"
+                                 "c6:\n"
+                                 "add %r0, %r5\n"
+                                 "add %r0, %r3\n"
+                                 "next:\n"
+                                 "add %r3, 1\n"
+                                 "jlt %r3, %r2, loop\n"
+                                 "exit\n";
 
 static __attribute__((noinline)) uint64_t switch_native(uint8_t *mem, size_t len)
 {

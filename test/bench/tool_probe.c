@@ -44,7 +44,7 @@ static int elem(int cmd, int fd, uint32_t *key, void *value_or_next)
     memset(&a, 0, sizeof(a));
     a.map_fd = (uint32_t)fd;
     a.key = (uint64_t)(uintptr_t)key;
-    a.value = (uint64_t)(uintptr_t)value_or_next;   /* next_key shares the slot */
+    a.value = (uint64_t)(uintptr_t)value_or_next; /* next_key shares the slot */
     return (int)sys_bpf(cmd, &a);
 }
 
@@ -59,7 +59,7 @@ static int prog_load(void)
     a.prog_type = BPF_PROG_TYPE_TRACEPOINT;
     a.insns = (uint64_t)(uintptr_t)insns;
     a.insn_cnt = 2;
-    a.license = (uint64_t)(uintptr_t)"GPL";
+    a.license = (uint64_t)(uintptr_t) "GPL";
     return (int)sys_bpf(BPF_PROG_LOAD, &a);
 }
 
@@ -143,6 +143,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("create_us=%.2f prog_load_us=%.2f array_lookup_ns=%.1f array_update_ns=%.1f hash_lookup_ns=%.1f "
-           "hash_update_ns=%.1f get_next_key_ns=%.1f\n", create_us, load_us, al, au, hl, hu, gn);
+           "hash_update_ns=%.1f get_next_key_ns=%.1f\n",
+           create_us, load_us, al, au, hl, hu, gn);
     return 0;
 }

@@ -16,58 +16,58 @@ volatile long bench_sink;
 /* Big enough to patch; the RIP-relative store exercises relocation. */
 __attribute__((noinline)) long bench_target(long x)
 {
-	bench_sink = x;
-	return x + 1;
+    bench_sink = x;
+    return x + 1;
 }
 
 static void *sleeper(void *arg)
 {
-	(void)arg;
-	for (;;)
-		pause();
-	return NULL;
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
 }
 
 static void *spinner(void *arg)
 {
-	(void)arg;
-	for (volatile unsigned long i = 0;; i++)
-		;
-	return NULL;
+    (void)arg;
+    for (volatile unsigned long i = 0;; i++)
+        ;
+    return NULL;
 }
 
 static unsigned long long now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && (strcmp(argv[1], "--threads") == 0 || strcmp(argv[1], "--busy") == 0)) {
-		int n = atoi(argv[2]);
-		for (int i = 0; i < n; i++) {
-			pthread_t t;
-			if (pthread_create(&t, NULL, argv[1][2] == 'b' ? spinner : sleeper, NULL) != 0)
-				return 1;
-		}
-	}
-	char line[128];
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ready\n");
-	while (fgets(line, sizeof(line), stdin)) {
-		long n;
-		if (sscanf(line, "run %ld", &n) == 1) {
-			long sum = 0;
-			unsigned long long t0 = now_ns();
-			for (long i = 0; i < n; i++)
-				sum += bench_target(i);
-			unsigned long long t1 = now_ns();
-			printf("%llu %ld\n", t1 - t0, sum);
-		} else if (strncmp(line, "quit", 4) == 0) {
-			break;
-		}
-	}
-	return 0;
+    if (argc == 3 && (strcmp(argv[1], "--threads") == 0 || strcmp(argv[1], "--busy") == 0)) {
+        int n = atoi(argv[2]);
+        for (int i = 0; i < n; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, argv[1][2] == 'b' ? spinner : sleeper, NULL) != 0)
+                return 1;
+        }
+    }
+    char line[128];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("ready\n");
+    while (fgets(line, sizeof(line), stdin)) {
+        long n;
+        if (sscanf(line, "run %ld", &n) == 1) {
+            long sum = 0;
+            unsigned long long t0 = now_ns();
+            for (long i = 0; i < n; i++)
+                sum += bench_target(i);
+            unsigned long long t1 = now_ns();
+            printf("%llu %ld\n", t1 - t0, sum);
+        } else if (strncmp(line, "quit", 4) == 0) {
+            break;
+        }
+    }
+    return 0;
 }

@@ -21,7 +21,7 @@
  * Prints one line per failing vector (every vector with -v) and, per engine,
  * "ENGINE: N passed, N failed". Exits 1 if anything failed, 2 on bad usage.
  */
-#define _GNU_SOURCE     /* asprintf */
+#define _GNU_SOURCE /* asprintf */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -39,7 +39,7 @@
 #include "asm.h"
 #include "vm.h"
 #include "x86jit.h"
-#include "jit_run.h"   /* test/helpers: running the code here */
+#include "jit_run.h" /* test/helpers: running the code here */
 #ifdef BPFGRAFT_HAVE_LLVM
 #include "llvmjit.h"
 #endif
@@ -51,23 +51,22 @@
 
 /* Loads and runs a program with r1 = mem, r2 = len. Returns 0 and r0, or a
  * negative errno and a message saying whether loading or running failed. */
-typedef int (*engine_run_fn)(const struct bpf_insn *insns, size_t n, void *mem,
-                             size_t len, uint64_t *r0, char *msg, size_t msglen);
+typedef int (*engine_run_fn)(const struct bpf_insn *insns, size_t n, void *mem, size_t len, uint64_t *r0, char *msg,
+                             size_t msglen);
 
 struct engine {
     const char *name;
     engine_run_fn run;
 };
 
-static uint64_t unwind_helper(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4,
-                              uint64_t r5, void *user)
+static uint64_t unwind_helper(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
 {
     (void)r2, (void)r3, (void)r4, (void)r5, (void)user;
     return r1;
 }
 
-static int run_interp(const struct bpf_insn *insns, size_t n, void *mem, size_t len,
-                      uint64_t *r0, char *msg, size_t msglen)
+static int run_interp(const struct bpf_insn *insns, size_t n, void *mem, size_t len, uint64_t *r0, char *msg,
+                      size_t msglen)
 {
     struct bpfg_vm *vm = bpfg_vm_new();
     if (!vm) {
@@ -96,8 +95,8 @@ static int run_interp(const struct bpf_insn *insns, size_t n, void *mem, size_t 
 }
 
 /* The x86-64 JIT: compile, map executable, run with a one-entry table. */
-static int run_x86(const struct bpf_insn *insns, size_t n, void *mem, size_t len,
-                   uint64_t *r0, char *msg, size_t msglen)
+static int run_x86(const struct bpf_insn *insns, size_t n, void *mem, size_t len, uint64_t *r0, char *msg,
+                   size_t msglen)
 {
     struct bpfg_x86jit_opts opts = {.has_unwind = true, .unwind_id = UNWIND_HELPER};
     struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
@@ -128,8 +127,8 @@ static int run_x86(const struct bpf_insn *insns, size_t n, void *mem, size_t len
 
 #ifdef BPFGRAFT_HAVE_LLVM
 /* The LLVM JIT: its flat blob, mapped and run exactly like x86's code. */
-static int run_llvm(const struct bpf_insn *insns, size_t n, void *mem, size_t len,
-                    uint64_t *r0, char *msg, size_t msglen)
+static int run_llvm(const struct bpf_insn *insns, size_t n, void *mem, size_t len, uint64_t *r0, char *msg,
+                    size_t msglen)
 {
     struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = UNWIND_HELPER}};
     struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
@@ -180,8 +179,8 @@ struct vector {
     size_t mem_len;
     bool has_result;
     uint64_t result;
-    char *error;                /* expected error text, NULL if none */
-    char problem[MSG_LEN];      /* why the vector cannot run, "" if it can */
+    char *error;           /* expected error text, NULL if none */
+    char problem[MSG_LEN]; /* why the vector cannot run, "" if it can */
 };
 
 enum section { SEC_NONE, SEC_ASM, SEC_RAW, SEC_MEM, SEC_RESULT, SEC_ERROR };
@@ -240,8 +239,7 @@ static enum section section_of(const char *name)
         const char *name;
         enum section sec;
     } names[] = {
-        {"asm", SEC_ASM}, {"raw", SEC_RAW}, {"mem", SEC_MEM},
-        {"result", SEC_RESULT}, {"error", SEC_ERROR},
+        {"asm", SEC_ASM}, {"raw", SEC_RAW}, {"mem", SEC_MEM}, {"result", SEC_RESULT}, {"error", SEC_ERROR},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(name, names[i].name))
@@ -340,13 +338,9 @@ static int load_vector(struct vector *v, const char *path)
         if (err || !*t)
             continue;
         switch (sec) {
-        case SEC_RAW:
-            err = sb_add(&raw, " ", 1) ?: sb_add(&raw, t, strlen(t));
-            break;
-        case SEC_MEM:
-            err = sb_add(&mem, " ", 1) ?: sb_add(&mem, t, strlen(t));
-            break;
-        case SEC_RESULT:    /* the last line counts, as upstream */
+        case SEC_RAW: err = sb_add(&raw, " ", 1) ?: sb_add(&raw, t, strlen(t)); break;
+        case SEC_MEM: err = sb_add(&mem, " ", 1) ?: sb_add(&mem, t, strlen(t)); break;
+        case SEC_RESULT: /* the last line counts, as upstream */
         case SEC_ERROR: {
             char *copy = strdup(t);
             if (!copy) {
@@ -358,8 +352,7 @@ static int load_vector(struct vector *v, const char *path)
             *slot = copy;
             break;
         }
-        default:
-            break;
+        default: break;
         }
     }
     if (!err && ferror(f))
@@ -402,8 +395,7 @@ static int load_vector(struct vector *v, const char *path)
             while (i < n && i < v->n && !memcmp(&insns[i], &v->insns[i], sizeof(*insns)))
                 i++;
             if (i < n || i < v->n)
-                snprintf(v->problem, sizeof(v->problem),
-                         "asm and raw differ at instruction %zu", i);
+                snprintf(v->problem, sizeof(v->problem), "asm and raw differ at instruction %zu", i);
             free(insns);
         } else {
             v->insns = insns;
@@ -452,8 +444,7 @@ static void run_direct(const struct engine *e, const struct vector *v, struct ou
     free(mem);
 }
 
-static void run_forked(const struct engine *e, const struct vector *v, struct outcome *o,
-                       unsigned timeout)
+static void run_forked(const struct engine *e, const struct vector *v, struct outcome *o, unsigned timeout)
 {
     int fds[2];
     if (pipe(fds)) {
@@ -473,7 +464,7 @@ static void run_forked(const struct engine *e, const struct vector *v, struct ou
     }
     if (pid == 0) {
         close(fds[0]);
-        alarm(timeout);         /* SIGALRM's default action ends a hung run */
+        alarm(timeout); /* SIGALRM's default action ends a hung run */
         run_direct(e, v, o);
         ssize_t w = write(fds[1], o, sizeof(*o));
         _exit(w == (ssize_t)sizeof(*o) ? 0 : 1);
@@ -521,8 +512,7 @@ static bool judge(const struct vector *v, const struct outcome *o, char *why, si
         if (v->has_result && o->r0 == v->result)
             return true;
         if (v->error && !v->has_result)
-            snprintf(why, len, "returned r0 = 0x%" PRIx64 ", expected error '%s'",
-                     o->r0, v->error);
+            snprintf(why, len, "returned r0 = 0x%" PRIx64 ", expected error '%s'", o->r0, v->error);
         else
             snprintf(why, len, "r0 = 0x%" PRIx64 ", expected 0x%" PRIx64, o->r0, v->result);
         return false;
@@ -626,8 +616,7 @@ int main(int argc, char **argv)
             while (name && k < NENGINES && strcmp(engines[k].name, name))
                 k++;
             if (!name || k == NENGINES) {
-                fprintf(stderr, "bpfgraft-conformance: unknown engine '%s'\n",
-                        name ? name : "");
+                fprintf(stderr, "bpfgraft-conformance: unknown engine '%s'\n", name ? name : "");
                 usage(stderr);
                 status = 2;
                 goto out;

@@ -76,8 +76,7 @@ static int probe_tracing(char *why, size_t len)
 
 static int probe_override(char *why, size_t len)
 {
-    return loads(BPF_PROG_TYPE_KPROBE, override, 4, "BPF_PROG_LOAD (kprobe calling bpf_override_return)", why,
-                 len);
+    return loads(BPF_PROG_TYPE_KPROBE, override, 4, "BPF_PROG_LOAD (kprobe calling bpf_override_return)", why, len);
 }
 
 static int probe_test_run(char *why, size_t len)
@@ -142,14 +141,14 @@ static int probe_tracefs(char *why, size_t len)
 {
     struct stat st;
     if (!stat(TRACEFS "/events", &st))
-        return 0;   /* mounted */
+        return 0; /* mounted */
     if (!kernel_has_fs("tracefs")) {
         snprintf(why, len, "the kernel has no tracefs (not in /proc/filesystems)");
         return -ENODEV;
     }
     if (stat(TRACEFS, &st) || !S_ISDIR(st.st_mode))
         return missing(why, len, TRACEFS " (to mount tracefs on)", ENOENT);
-    return 0;   /* the test mounts it (and unmounts what it mounted) */
+    return 0; /* the test mounts it (and unmounts what it mounted) */
 }
 
 static const struct fact {

@@ -56,8 +56,8 @@ static inline void bpfg_x86jit_unmap(struct bpfg_x86jit_image *img)
 /* Runs an image: 0 and *r0, or the run error's negative errno (and the
  * instruction in *fault_insn when not NULL). */
 static inline int bpfg_x86jit_run(const struct bpfg_x86jit_image *img, void *ctx, size_t len,
-                                  const struct bpfg_x86jit_helper *table, void *run_user,
-                                  uint64_t *r0, uint32_t *fault_insn)
+                                  const struct bpfg_x86jit_helper *table, void *run_user, uint64_t *r0,
+                                  uint32_t *fault_insn)
 {
     struct bpfg_x86jit_result res = img->fn(ctx, len, table, run_user);
     *r0 = res.r0;

@@ -13,8 +13,18 @@
 static struct bpfg_hook_plan plan;
 static char err[BPFG_ERRLEN];
 
-static int64_t rd32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static int64_t rd32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
 
 Test(hookgen, plain_prologue)
 {

@@ -26,19 +26,18 @@ static void expect_insns(const char *text, const struct bpf_insn *want, size_t n
     cr_assert_eq(n, nwant, "'%s': %zu instructions, want %zu", text, n, nwant);
     for (size_t i = 0; i < n; i++) {
         const struct bpf_insn *g = &got[i], *w = &want[i];
-        cr_expect(g->code == w->code && g->dst_reg == w->dst_reg && g->src_reg == w->src_reg &&
-                      g->off == w->off && g->imm == w->imm,
-                  "'%s' insn %zu: got {0x%02x %u %u %d %d} want {0x%02x %u %u %d %d}", text, i,
-                  g->code, g->dst_reg, g->src_reg, g->off, g->imm, w->code, w->dst_reg,
-                  w->src_reg, w->off, w->imm);
+        cr_expect(g->code == w->code && g->dst_reg == w->dst_reg && g->src_reg == w->src_reg && g->off == w->off &&
+                      g->imm == w->imm,
+                  "'%s' insn %zu: got {0x%02x %u %u %d %d} want {0x%02x %u %u %d %d}", text, i, g->code, g->dst_reg,
+                  g->src_reg, g->off, g->imm, w->code, w->dst_reg, w->src_reg, w->off, w->imm);
     }
     free(got);
 }
 
-#define EXPECT(text, ...)                                                          \
-    do {                                                                           \
-        const struct bpf_insn want_[] = {__VA_ARGS__};                             \
-        expect_insns(text, want_, sizeof(want_) / sizeof(want_[0]));               \
+#define EXPECT(text, ...)                                            \
+    do {                                                             \
+        const struct bpf_insn want_[] = {__VA_ARGS__};               \
+        expect_insns(text, want_, sizeof(want_) / sizeof(want_[0])); \
     } while (0)
 
 static void expect_error(const char *text, const char *msg)
@@ -63,8 +62,7 @@ static int disasm1(const struct bpf_insn *insns, size_t n, char *buf, size_t len
 
 Test(asm_encoding, lddw_is_two_slots)
 {
-    EXPECT("lddw %r0, 0x1122334455667788",
-           I(0x18, 0, 0, 0, 0x55667788), I(0, 0, 0, 0, 0x11223344));
+    EXPECT("lddw %r0, 0x1122334455667788", I(0x18, 0, 0, 0, 0x55667788), I(0, 0, 0, 0, 0x11223344));
     EXPECT("lddw %r3, -1", I(0x18, 3, 0, 0, -1), I(0, 0, 0, 0, -1));
     EXPECT("lddw %r0, 2147483648", I(0x18, 0, 0, 0, (int32_t)0x80000000), I(0, 0, 0, 0, 0));
     EXPECT("lddw %r0, 0xFFFFFFFFFFFFFFFF", I(0x18, 0, 0, 0, -1), I(0, 0, 0, 0, -1));
@@ -75,8 +73,7 @@ Test(asm_encoding, lddw_pseudo_forms)
     EXPECT("lddw %r1, map_fd 3", I(0x18, 1, BPF_PSEUDO_MAP_FD, 0, 3), I(0, 0, 0, 0, 0));
     EXPECT("lddw %r2, map_value 4+16", I(0x18, 2, BPF_PSEUDO_MAP_VALUE, 0, 4), I(0, 0, 0, 0, 16));
     EXPECT("lddw %r1, map_idx_value 0 + 8", I(0x18, 1, 6, 0, 0), I(0, 0, 0, 0, 8));
-    EXPECT("lddw %r1, func f\nexit\nf:\nexit",
-           I(0x18, 1, BPF_PSEUDO_FUNC, 0, 2), I(0, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0),
+    EXPECT("lddw %r1, func f\nexit\nf:\nexit", I(0x18, 1, BPF_PSEUDO_FUNC, 0, 2), I(0, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0),
            I(0x95, 0, 0, 0, 0));
 }
 
@@ -87,11 +84,10 @@ Test(asm_encoding, calls)
     /* callx: register in dst_reg, as upstream bpf_conformance and uBPF */
     EXPECT("call %r2", I(0x8d, 2, 0, 0, 0));
     EXPECT("call runtime 9", I(0x85, 0, BPF_PSEUDO_KFUNC_CALL, 0, 9));
-    EXPECT("call local f\nexit\nf:\nmov %r0, 1\nexit",
-           I(0x85, 0, BPF_PSEUDO_CALL, 0, 1), I(0x95, 0, 0, 0, 0), I(0xb7, 0, 0, 0, 1),
+    EXPECT("call local f\nexit\nf:\nmov %r0, 1\nexit", I(0x85, 0, BPF_PSEUDO_CALL, 0, 1), I(0x95, 0, 0, 0, 0),
+           I(0xb7, 0, 0, 0, 1), I(0x95, 0, 0, 0, 0));
+    EXPECT("f: mov %r0, 0\nexit\ncall local f\nexit", I(0xb7, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0), I(0x85, 0, 1, 0, -3),
            I(0x95, 0, 0, 0, 0));
-    EXPECT("f: mov %r0, 0\nexit\ncall local f\nexit",
-           I(0xb7, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0), I(0x85, 0, 1, 0, -3), I(0x95, 0, 0, 0, 0));
     EXPECT("call local -1", I(0x85, 0, 1, 0, -1));
 }
 
@@ -105,11 +101,10 @@ Test(asm_encoding, jumps)
     EXPECT("jset32 %r1, %r2, -4", I(0x4e, 1, 2, -4, 0));
     EXPECT("jslt %r3, -2, L\nL: exit", I(0xc5, 3, 0, 0, -2), I(0x95, 0, 0, 0, 0));
     /* upstream: "exit" without a label is the first exit instruction */
-    EXPECT("jne %r0, %r1, exit\nmov %r0, 1\nexit\nexit",
-           I(0x5d, 0, 1, 1, 0), I(0xb7, 0, 0, 0, 1), I(0x95, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0));
+    EXPECT("jne %r0, %r1, exit\nmov %r0, 1\nexit\nexit", I(0x5d, 0, 1, 1, 0), I(0xb7, 0, 0, 0, 1), I(0x95, 0, 0, 0, 0),
+           I(0x95, 0, 0, 0, 0));
     /* ... unless the program defines an "exit" label */
-    EXPECT("ja exit\nexit\nexit:\nexit",
-           I(0x05, 0, 0, 1, 0), I(0x95, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0));
+    EXPECT("ja exit\nexit\nexit:\nexit", I(0x05, 0, 0, 1, 0), I(0x95, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0));
 }
 
 Test(asm_encoding, alu)
@@ -125,7 +120,7 @@ Test(asm_encoding, alu)
     EXPECT("sdiv %r0, %r1", I(0x3f, 0, 1, 1, 0));
     EXPECT("smod32 %r0, -3", I(0x94, 0, 0, 1, -3));
     EXPECT("smod %r0, %r1", I(0x9f, 0, 1, 1, 0));
-    EXPECT("sub %r0, 1", I(0x17, 0, 0, 0, 1));       /* not mistaken for a signed op */
+    EXPECT("sub %r0, 1", I(0x17, 0, 0, 0, 1)); /* not mistaken for a signed op */
     EXPECT("mod %r0, 0XFF", I(0x97, 0, 0, 0, 255));
 }
 
@@ -174,8 +169,7 @@ Test(asm_encoding, atomics)
 
 Test(asm_encoding, comments_blank_lines_and_labels)
 {
-    EXPECT("# header\n\n  mov %r0, 1   # one\nL1:\n\n# more\nL2: exit\n",
-           I(0xb7, 0, 0, 0, 1), I(0x95, 0, 0, 0, 0));
+    EXPECT("# header\n\n  mov %r0, 1   # one\nL1:\n\n# more\nL2: exit\n", I(0xb7, 0, 0, 0, 1), I(0x95, 0, 0, 0, 0));
 }
 
 Test(asm_encoding, empty_program)
@@ -199,8 +193,7 @@ Test(asm_errors, name_the_line)
     expect_error("call local missing", "line 1: undefined label 'missing'");
     expect_error("mov %r0, 0x100000000", "line 1: immediate '0x100000000' out of range");
     expect_error("mov %r0, -2147483649", "line 1: immediate '-2147483649' out of range");
-    expect_error("lddw %r0, 0x10000000000000000",
-                 "line 1: immediate '0x10000000000000000' out of range");
+    expect_error("lddw %r0, 0x10000000000000000", "line 1: immediate '0x10000000000000000' out of range");
     expect_error("ldxw %r0, [%r1+32768]", "line 1: offset '+32768' out of range");
     expect_error("ja +40000", "line 1: offset '+40000' out of range");
     expect_error("mov %r0, 12z", "line 1: bad immediate '12z'");
@@ -295,22 +288,22 @@ Test(disasm, prints_the_assembler_syntax)
 Test(disasm, rejects_invalid_encodings)
 {
     static const struct bpf_insn bad[] = {
-        I(0xff, 0, 0, 0, 0),            /* unknown opcode */
-        I(0xe7, 0, 0, 0, 0),            /* ALU64 op 0xe0 */
-        I(0x07, 0, 3, 0, 1),            /* add imm with src_reg set */
-        I(0x0f, 0, 1, 0, 7),            /* add reg with imm set */
-        I(0x0f, 0, 1, 2, 0),            /* add with offset set */
-        I(0xbf, 0, 1, 24, 0),           /* movsx of 24 bits */
-        I(0xbc, 0, 1, 32, 0),           /* movsx3232 */
-        I(0xdc, 0, 0, 0, 8),            /* be8 */
-        I(0xdf, 0, 0, 0, 16),           /* ALU64 END to_be */
-        I(0xdb, 1, 2, 0, 0xe0),         /* xchg without fetch */
-        I(0xdb, 1, 2, 0, 0x11),         /* atomic sub */
-        I(0xd3, 1, 2, 0, 0),            /* atomic on a byte */
-        I(0x96, 0, 0, 0, 0),            /* exit in JMP32 */
-        I(0x85, 0, 3, 0, 0),            /* call with src 3 */
-        I(0x18, 0, 0, 0, 0),            /* lddw without its second half */
-        I(0x20, 0, 0, 0, 0),            /* legacy ld_abs */
+        I(0xff, 0, 0, 0, 0),    /* unknown opcode */
+        I(0xe7, 0, 0, 0, 0),    /* ALU64 op 0xe0 */
+        I(0x07, 0, 3, 0, 1),    /* add imm with src_reg set */
+        I(0x0f, 0, 1, 0, 7),    /* add reg with imm set */
+        I(0x0f, 0, 1, 2, 0),    /* add with offset set */
+        I(0xbf, 0, 1, 24, 0),   /* movsx of 24 bits */
+        I(0xbc, 0, 1, 32, 0),   /* movsx3232 */
+        I(0xdc, 0, 0, 0, 8),    /* be8 */
+        I(0xdf, 0, 0, 0, 16),   /* ALU64 END to_be */
+        I(0xdb, 1, 2, 0, 0xe0), /* xchg without fetch */
+        I(0xdb, 1, 2, 0, 0x11), /* atomic sub */
+        I(0xd3, 1, 2, 0, 0),    /* atomic on a byte */
+        I(0x96, 0, 0, 0, 0),    /* exit in JMP32 */
+        I(0x85, 0, 3, 0, 0),    /* call with src 3 */
+        I(0x18, 0, 0, 0, 0),    /* lddw without its second half */
+        I(0x20, 0, 0, 0, 0),    /* legacy ld_abs */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char buf[160];
@@ -325,7 +318,10 @@ Test(disasm, rejects_invalid_encodings)
 Test(disasm, whole_program_listing)
 {
     const struct bpf_insn prog[] = {
-        I(0x18, 0, 0, 0, 1), I(0, 0, 0, 0, 0), I(0xff, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0),
+        I(0x18, 0, 0, 0, 1),
+        I(0, 0, 0, 0, 0),
+        I(0xff, 0, 0, 0, 0),
+        I(0x95, 0, 0, 0, 0),
     };
     char *text = bpfg_disasm(prog, 4);
     cr_assert_not_null(text);
@@ -340,8 +336,8 @@ Test(disasm, sweep_round_trips)
 {
     static const uint8_t regs[] = {0, 1, 10, 15};
     static const int16_t offs[] = {0, 1, 8, 16, 32, -3, 32767};
-    static const int32_t imms[] = {0, 1, 16, 32, 64, -1, 4095, 4096, -4096, INT32_MIN,
-                                   INT32_MAX, 0x40, 0x41, 0xe1, 0xf1, 0x50};
+    static const int32_t imms[] = {0,     1,         16,        32,   64,   -1,   4095, 4096,
+                                   -4096, INT32_MIN, INT32_MAX, 0x40, 0x41, 0xe1, 0xf1, 0x50};
     size_t accepted = 0;
     for (int code = 0; code < 256; code++)
         for (size_t d = 0; d < sizeof(regs); d++)
@@ -362,8 +358,8 @@ Test(disasm, sweep_round_trips)
                         cr_assert_eq(rc, 0, "'%s' does not assemble: %s", buf, err);
                         cr_assert_eq(n, (size_t)k, "'%s'", buf);
                         cr_assert(!memcmp(out, in, n * sizeof(*out)),
-                                  "'%s' assembled differently from code 0x%02x dst %u src %u off %d imm %d",
-                                  buf, in[0].code, in[0].dst_reg, in[0].src_reg, in[0].off, in[0].imm);
+                                  "'%s' assembled differently from code 0x%02x dst %u src %u off %d imm %d", buf,
+                                  in[0].code, in[0].dst_reg, in[0].src_reg, in[0].off, in[0].imm);
                         free(out);
                     }
     /* every valid opcode shows up with several field combinations */
@@ -436,8 +432,7 @@ Test(asm_vectors, round_trip_every_vector)
 
         struct bpf_insn *b;
         size_t nb;
-        cr_assert_eq(bpfg_asm(redo, &b, &nb, err, sizeof(err)), 0, "%s: reassembly: %s\n%s",
-                     path, err, redo);
+        cr_assert_eq(bpfg_asm(redo, &b, &nb, err, sizeof(err)), 0, "%s: reassembly: %s\n%s", path, err, redo);
         cr_assert_eq(na, nb, "%s", path);
         cr_assert(!memcmp(a, b, na * sizeof(*a)), "%s: round trip differs:\n%s", path, redo);
 

@@ -12,7 +12,7 @@
  * BPFG_JIT_DIFF_KERNEL (default 2000) kernel-compatible ones; seed from
  * BPFG_JIT_DIFF_SEED. Longer runs: set the counts.
  */
-#define _GNU_SOURCE     /* memfd_create */
+#define _GNU_SOURCE /* memfd_create */
 #include <bpf/bpf.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -27,14 +27,14 @@
 #include "insn.h"
 #include "vm.h"
 #include "x86jit.h"
-#include "jit_run.h"   /* test/helpers: running the code here */
+#include "jit_run.h" /* test/helpers: running the code here */
 #ifdef BPFGRAFT_HAVE_LLVM
 #include <sys/mman.h>
 #include "llvmjit.h"
 #endif
 
 #define CTX_LEN 256
-#define SLOTS 8                 /* stack bytes used: [r10 - 8*SLOTS, r10) */
+#define SLOTS 8 /* stack bytes used: [r10 - 8*SLOTS, r10) */
 #define HELPER_HASH 1
 #define HELPER_UNWIND 2
 #define HELPER_CONF_UNWIND 5
@@ -67,13 +67,20 @@ static uint64_t helper_conf_unwind(uint64_t r1, uint64_t r2, uint64_t r3, uint64
 
 struct gen {
     struct bpf_insn p[MAX_PROG];
-    bool bad_target[MAX_PROG];   /* second half of lddw, inside a loop */
+    bool bad_target[MAX_PROG]; /* second half of lddw, inside a loop */
     size_t n;
     uint64_t rng;
-    bool kernel;                 /* only what the kernel verifier accepts */
-    struct { size_t pc, target; bool in_imm; } jumps[64];
+    bool kernel; /* only what the kernel verifier accepts */
+    struct {
+        size_t pc, target;
+        bool in_imm;
+    } jumps[64];
     size_t njumps;
-    struct { size_t pc; int sub; bool pseudo_func; } calls[8];
+    struct {
+        size_t pc;
+        int sub;
+        bool pseudo_func;
+    } calls[8];
     size_t ncalls;
 };
 
@@ -85,7 +92,10 @@ static uint64_t rnd(struct gen *g)
     return g->rng;
 }
 
-static uint32_t below(struct gen *g, uint32_t n) { return (uint32_t)(rnd(g) % n); }
+static uint32_t below(struct gen *g, uint32_t n)
+{
+    return (uint32_t)(rnd(g) % n);
+}
 
 static void put(struct gen *g, struct bpf_insn in)
 {
@@ -95,9 +105,26 @@ static void put(struct gen *g, struct bpf_insn in)
 
 static uint64_t special(struct gen *g)
 {
-    static const uint64_t v[] = {0, 1, 2, 3, 7, 31, 32, 63, 64, 0xff, 0xffff, 0x7fffffff, 0x80000000,
-                                 0xffffffff, 0x100000000ull, (uint64_t)-1, (uint64_t)-2,
-                                 0x8000000000000000ull, 0x7fffffffffffffffull, 0xffffffff80000000ull};
+    static const uint64_t v[] = {0,
+                                 1,
+                                 2,
+                                 3,
+                                 7,
+                                 31,
+                                 32,
+                                 63,
+                                 64,
+                                 0xff,
+                                 0xffff,
+                                 0x7fffffff,
+                                 0x80000000,
+                                 0xffffffff,
+                                 0x100000000ull,
+                                 (uint64_t)-1,
+                                 (uint64_t)-2,
+                                 0x8000000000000000ull,
+                                 0x7fffffffffffffffull,
+                                 0xffffffff80000000ull};
     switch (below(g, 3)) {
     case 0: return v[below(g, sizeof(v) / sizeof(v[0]))];
     case 1: return below(g, 1000) - 500;
@@ -105,8 +132,14 @@ static uint64_t special(struct gen *g)
     }
 }
 
-static int32_t imm32(struct gen *g) { return (int32_t)special(g); }
-static int data_reg(struct gen *g) { return (int)below(g, 9); }   /* r0..r8; r9 = ctx, r10 = frame */
+static int32_t imm32(struct gen *g)
+{
+    return (int32_t)special(g);
+}
+static int data_reg(struct gen *g)
+{
+    return (int)below(g, 9);
+} /* r0..r8; r9 = ctx, r10 = frame */
 
 /* loop counters are never written inside their loop */
 static int dst_reg(struct gen *g, int avoid)
@@ -120,7 +153,7 @@ static int dst_reg(struct gen *g, int avoid)
 
 static void gen_alu(struct gen *g, int avoid)
 {
-    static const uint8_t ops[] = {BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH,
+    static const uint8_t ops[] = {BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR,  BPF_AND,  BPF_LSH,
                                   BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END};
     uint8_t op = ops[below(g, sizeof(ops))];
     bool is64 = below(g, 2);
@@ -137,17 +170,17 @@ static void gen_alu(struct gen *g, int avoid)
     if (op == BPF_END) {
         static const int widths[] = {16, 32, 64};
         int w = widths[below(g, 3)];
-        int kind = below(g, 3);   /* le, be, bswap */
-        uint8_t code = kind == 2 ? (BPF_ALU64 | BPF_END | BPF_TO_LE)
-                                 : (BPF_ALU | BPF_END | (kind ? BPF_TO_BE : BPF_TO_LE));
+        int kind = below(g, 3); /* le, be, bswap */
+        uint8_t code =
+            kind == 2 ? (BPF_ALU64 | BPF_END | BPF_TO_LE) : (BPF_ALU | BPF_END | (kind ? BPF_TO_BE : BPF_TO_LE));
         put(g, INSN(code, dst, 0, 0, w));
         return;
     }
     if ((op == BPF_DIV || op == BPF_MOD) && below(g, 3) == 0)
-        off = 1;   /* sdiv / smod */
+        off = 1; /* sdiv / smod */
     if ((op == BPF_DIV || op == BPF_MOD) && !reg) {
         if (below(g, 4) == 0)
-            imm = (int32_t)below(g, 3) - 1;   /* -1, 0, 1 */
+            imm = (int32_t)below(g, 3) - 1; /* -1, 0, 1 */
         if (g->kernel && imm == 0)
             imm = 3;
     }
@@ -165,7 +198,10 @@ static void gen_alu(struct gen *g, int avoid)
 
 static const uint8_t sizes[] = {BPF_B, BPF_H, BPF_W, BPF_DW};
 
-static int size_bytes(uint8_t sz) { return sz == BPF_B ? 1 : sz == BPF_H ? 2 : sz == BPF_W ? 4 : 8; }
+static int size_bytes(uint8_t sz)
+{
+    return sz == BPF_B ? 1 : sz == BPF_H ? 2 : sz == BPF_W ? 4 : 8;
+}
 
 /* a base register and an offset for an access of `bytes`, in bounds */
 static void mem_operand(struct gen *g, int bytes, bool aligned, int *base, int16_t *off)
@@ -191,7 +227,7 @@ static void gen_mem(struct gen *g, int avoid)
     int base;
     int16_t off;
     switch (below(g, 4)) {
-    case 0: {   /* ldx, sign-extending or not */
+    case 0: { /* ldx, sign-extending or not */
         bool sx = sz != BPF_DW && below(g, 3) == 0;
         mem_operand(g, size_bytes(sz), false, &base, &off);
         put(g, INSN(BPF_LDX | (sx ? BPF_MEMSX : BPF_MEM) | sz, dst_reg(g, avoid), base, off, 0));
@@ -206,13 +242,20 @@ static void gen_mem(struct gen *g, int avoid)
         put(g, INSN(BPF_STX | BPF_MEM | sz, base, data_reg(g), off, 0));
         break;
     default: {
-        static const int32_t aops[] = {BPF_ADD, BPF_OR, BPF_AND, BPF_XOR, BPF_ADD | BPF_FETCH,
-                                       BPF_OR | BPF_FETCH, BPF_AND | BPF_FETCH, BPF_XOR | BPF_FETCH,
-                                       BPF_XCHG, BPF_CMPXCHG};
+        static const int32_t aops[] = {BPF_ADD,
+                                       BPF_OR,
+                                       BPF_AND,
+                                       BPF_XOR,
+                                       BPF_ADD | BPF_FETCH,
+                                       BPF_OR | BPF_FETCH,
+                                       BPF_AND | BPF_FETCH,
+                                       BPF_XOR | BPF_FETCH,
+                                       BPF_XCHG,
+                                       BPF_CMPXCHG};
         int32_t aop = aops[below(g, 10)];
         sz = below(g, 2) ? BPF_W : BPF_DW;
         mem_operand(g, size_bytes(sz), true, &base, &off);
-        if (g->kernel && base == BPF_REG_9) {   /* no atomics on packet memory */
+        if (g->kernel && base == BPF_REG_9) { /* no atomics on packet memory */
             base = BPF_REG_10;
             off = (int16_t)(-8 * (1 + (int)below(g, SLOTS)));
         }
@@ -246,7 +289,7 @@ static void gen_straight(struct gen *g, int avoid)
 
 static void gen_cond_jump(struct gen *g)
 {
-    static const uint8_t ops[] = {BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT,
+    static const uint8_t ops[] = {BPF_JEQ,  BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT,
                                   BPF_JSGE, BPF_JLT, BPF_JLE, BPF_JSLT, BPF_JSLE};
     uint8_t cls = below(g, 2) ? BPF_JMP : BPF_JMP32;
     uint8_t op = ops[below(g, sizeof(ops))];
@@ -255,7 +298,7 @@ static void gen_cond_jump(struct gen *g)
     g->jumps[g->njumps].pc = g->n;
     g->jumps[g->njumps].in_imm = false;
     g->jumps[g->njumps++].target = g->n + 1 + below(g, 12);
-    if (below(g, 8) == 0) {   /* ja, or ja32 with the offset in imm */
+    if (below(g, 8) == 0) { /* ja, or ja32 with the offset in imm */
         g->jumps[g->njumps - 1].in_imm = below(g, 2);
         put(g, INSN((g->jumps[g->njumps - 1].in_imm ? BPF_JMP32 : BPF_JMP) | BPF_JA, 0, 0, 0, 0));
     } else if (below(g, 2))
@@ -282,7 +325,7 @@ static void gen_call(struct gen *g)
 {
     switch (below(g, 5)) {
     case 0:
-        put(g, MOV64_IMM(BPF_REG_1, 1 + (int)below(g, 7)));   /* sometimes unwinds */
+        put(g, MOV64_IMM(BPF_REG_1, 1 + (int)below(g, 7))); /* sometimes unwinds */
         put(g, CALL_HELPER(HELPER_UNWIND));
         break;
     case 1: {
@@ -299,9 +342,7 @@ static void gen_call(struct gen *g)
             put(g, CALL_LOCAL(0));
         }
         break;
-    default:
-        put(g, CALL_HELPER(HELPER_HASH));
-        break;
+    default: put(g, CALL_HELPER(HELPER_HASH)); break;
     }
 }
 
@@ -364,7 +405,7 @@ static bool gen_program(struct gen *g, bool kernel)
 
     /* subprograms: zero their frame, scramble r0..r8, fold, exit */
     size_t sub_start[2] = {0, 0};
-    for (int s = 0; s < 2 && !kernel; s++) {   /* the kernel refuses unreachable code */
+    for (int s = 0; s < 2 && !kernel; s++) { /* the kernel refuses unreachable code */
         sub_start[s] = g->n;
         gen_frame_init(g, false);
         for (int i = 0, len = 3 + (int)below(g, 8); i < len; i++)
@@ -450,8 +491,7 @@ static void dump(const struct bpf_insn *p, size_t n);
  * two addresses, when both_maps: both must behave the same). */
 static size_t llvm_compared;
 
-static void run_llvm_blob(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o,
-                          bool both_maps)
+static void run_llvm_blob(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o, bool both_maps)
 {
     struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = unwind_id}};
     struct bpfg_x86jit_code code;
@@ -556,8 +596,8 @@ Test(jit_diff, random_programs_match_interpreter)
         run_jit(prog, g.n + 1, mem, &b);
         if (a.err != b.err || a.r0 != b.r0 || memcmp(a.mem, b.mem, CTX_LEN)) {
             dump(prog, g.n + 1);
-            cr_assert_fail("program %zu: interp err %d r0 0x%llx, jit err %d r0 0x%llx, memory %s",
-                           i, a.err, (unsigned long long)a.r0, b.err, (unsigned long long)b.r0,
+            cr_assert_fail("program %zu: interp err %d r0 0x%llx, jit err %d r0 0x%llx, memory %s", i, a.err,
+                           (unsigned long long)a.r0, b.err, (unsigned long long)b.r0,
                            memcmp(a.mem, b.mem, CTX_LEN) ? "differs" : "same");
         }
         cr_assert_eq(a.err, 0, "program %zu failed to run: %d", i, a.err);
@@ -570,8 +610,8 @@ Test(jit_diff, random_programs_match_interpreter)
         ran++;
         unwound += a.r0 == 0;
     }
-    cr_log_info("%zu random programs identical on interpreter and x86 JIT (%zu stopped by unwind or r0 = 0)",
-                ran, unwound);
+    cr_log_info("%zu random programs identical on interpreter and x86 JIT (%zu stopped by unwind or r0 = 0)", ran,
+                unwound);
     printf("jit_diff: %zu random programs identical (%zu with r0 = 0)\n", ran, unwound);
     cr_assert_geq(ran, count * 9 / 10);
 #ifdef BPFGRAFT_HAVE_LLVM
@@ -585,7 +625,7 @@ Test(jit_diff, run_errors_match_interpreter)
 {
     struct bpf_insn recurse[] = {
         MOV64_IMM(0, 1),
-        CALL_LOCAL(-2),   /* calls itself forever */
+        CALL_LOCAL(-2), /* calls itself forever */
         EXIT(),
     };
     struct bpf_insn bad_callx[] = {
@@ -594,19 +634,22 @@ Test(jit_diff, run_errors_match_interpreter)
         EXIT(),
     };
     struct bpf_insn bad_func[] = {
-        LD_IMM64(3, 0xbfc0000000000064ull),   /* FUNC_TAG | 100: out of the program */
+        LD_IMM64(3, 0xbfc0000000000064ull), /* FUNC_TAG | 100: out of the program */
         CALLX(3),
         EXIT(),
     };
     struct bpf_insn misaligned[] = {
-        MOV64_REG(2, BPF_REG_10),
-        ALU64_IMM(BPF_ADD, 2, -13),
-        MOV64_IMM(3, 1),
-        ATOMIC(BPF_DW, BPF_ADD, 2, 3, 0),
-        EXIT(),
+        MOV64_REG(2, BPF_REG_10), ALU64_IMM(BPF_ADD, 2, -13), MOV64_IMM(3, 1), ATOMIC(BPF_DW, BPF_ADD, 2, 3, 0), EXIT(),
     };
-    struct { struct bpf_insn *p; size_t n; int err; } cases[] = {
-        {recurse, 3, -E2BIG}, {bad_callx, 3, -EINVAL}, {bad_func, 4, -EINVAL}, {misaligned, 5, -EFAULT},
+    struct {
+        struct bpf_insn *p;
+        size_t n;
+        int err;
+    } cases[] = {
+        {recurse, 3, -E2BIG},
+        {bad_callx, 3, -EINVAL},
+        {bad_func, 4, -EINVAL},
+        {misaligned, 5, -EFAULT},
     };
     uint8_t mem[CTX_LEN] = {0};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -653,8 +696,14 @@ Test(jit_diff, bad_programs_are_refused)
     struct bpf_insn bad_op[] = {MOV64_IMM(0, 0), INSN(0xff, 0, 0, 0, 0), EXIT()};
     struct bpf_insn no_helper[] = {CALL_HELPER(99), EXIT()};
     struct bpf_insn ldabs[] = {MOV64_IMM(0, 0), INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 0), EXIT()};
-    struct { struct bpf_insn *p; size_t n; const char *msg; } cases[] = {
-        {bad_op, 3, "instruction 1"}, {no_helper, 2, "instruction 0"}, {ldabs, 3, "instruction 1"},
+    struct {
+        struct bpf_insn *p;
+        size_t n;
+        const char *msg;
+    } cases[] = {
+        {bad_op, 3, "instruction 1"},
+        {no_helper, 2, "instruction 0"},
+        {ldabs, 3, "instruction 1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct bpfg_x86jit_code code = {(uint8_t *)1, 1};
@@ -719,8 +768,8 @@ Test(jit_diff, conformance_and_sample_programs_match)
             run_interp(p, n, mem, &a);
             run_jit(p, n, mem, &b);
             cr_expect(a.err == b.err && a.r0 == b.r0 && !memcmp(a.mem, b.mem, CTX_LEN),
-                      "%s: interp %d/0x%llx, jit %d/0x%llx", de->d_name, a.err,
-                      (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
+                      "%s: interp %d/0x%llx, jit %d/0x%llx", de->d_name, a.err, (unsigned long long)a.r0, b.err,
+                      (unsigned long long)b.r0);
             CHECK_LLVM(p, n, mem, &a, de->d_name, compared);
             compared++;
             free(p);
@@ -748,8 +797,8 @@ Test(jit_diff, conformance_and_sample_programs_match)
     run_jit(p, n, mem, &b);
     CHECK_LLVM(p, n, mem, &a, "collatz", 0);
     free(p);
-    cr_expect(a.err == 0 && b.err == 0 && a.r0 == b.r0, "collatz: %d/%llu vs %d/%llu", a.err,
-              (unsigned long long)a.r0, b.err, (unsigned long long)b.r0);
+    cr_expect(a.err == 0 && b.err == 0 && a.r0 == b.r0, "collatz: %d/%llu vs %d/%llu", a.err, (unsigned long long)a.r0,
+              b.err, (unsigned long long)b.r0);
     compared++;
     printf("jit_diff: %zu conformance/sample programs identical\n", compared);
     cr_assert_geq(compared, 200);
@@ -794,8 +843,8 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
             continue;
         accepted++;
         fill(&g, mem);
-        LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = mem, .data_size_in = CTX_LEN,
-                    .data_out = out, .data_size_out = CTX_LEN, .repeat = 1);
+        LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = mem, .data_size_in = CTX_LEN, .data_out = out,
+                    .data_size_out = CTX_LEN, .repeat = 1);
         int err = bpf_prog_test_run_opts(fd, &topts);
         close(fd);
         cr_assert_eq(err, 0, "test_run: %s", strerror(errno));
@@ -807,8 +856,8 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
         if ((uint32_t)b.r0 != topts.retval || memcmp(b.mem, out, CTX_LEN) || a.r0 != b.r0 ||
             memcmp(a.mem, b.mem, CTX_LEN)) {
             dump(prog + pro - 1, g.n + 1);
-            cr_assert_fail("program %zu: kernel r0 0x%x, jit 0x%llx, interp 0x%llx, memory %s", i,
-                           topts.retval, (unsigned long long)b.r0, (unsigned long long)a.r0,
+            cr_assert_fail("program %zu: kernel r0 0x%x, jit 0x%llx, interp 0x%llx, memory %s", i, topts.retval,
+                           (unsigned long long)b.r0, (unsigned long long)a.r0,
                            memcmp(b.mem, out, CTX_LEN) ? "differs from the kernel's" : "same");
         }
         /* the kernel's JIT, the interpreter and the LLVM JIT agree too */
@@ -817,7 +866,8 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
         compared++;
     }
     printf("jit_diff: kernel accepted %zu of %zu programs; all %zu identical on kernel (%s), interpreter and "
-           "x86 JIT\n", accepted, count, compared, kernel_jit ? "its JIT" : why);
+           "x86 JIT\n",
+           accepted, count, compared, kernel_jit ? "its JIT" : why);
     cr_log_info("kernel accepted %zu of %zu generated programs", accepted, count);
     cr_assert_geq(accepted, count / 10, "the kernel accepted only %zu of %zu", accepted, count);
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "insn.h"
-#include "jit_run.h"   /* test/helpers: running the code here */
+#include "jit_run.h" /* test/helpers: running the code here */
 #include "jitcache.h"
 #include "llvmjit.h"
 #include "vm.h"
@@ -25,7 +25,7 @@ struct fake_map {
 };
 
 static struct fake_map map_a = {NVALUES, {0}}, map_b = {NVALUES, {0}};
-static int lookups;   /* calls of the real helper */
+static int lookups; /* calls of the real helper */
 
 static uint64_t lookup_helper(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
 {
@@ -54,7 +54,10 @@ static int describe(void *user, uint64_t value, struct bpfg_llvmjit_map_info *in
         return -ENOENT;
     struct fake_map *m = (struct fake_map *)(uintptr_t)value;
     *info = (struct bpfg_llvmjit_map_info){
-        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = m->max_entries,
+        .type = BPF_MAP_TYPE_ARRAY,
+        .key_size = 4,
+        .value_size = 8,
+        .max_entries = m->max_entries,
         .value_base = (uintptr_t)m->values,
     };
     return 0;
@@ -307,7 +310,7 @@ Test(jitcache, hit_after_miss_and_damaged_entries_recompile, .init = mk_tmp, .fi
     cr_assert_eq(bpfg_jitcache_compile(c, prog, PROG_LEN, &o, &b1, &hit, err, sizeof(err)), 0, "%s", err);
     cr_expect_not(hit);
     cr_expect_eq(count_entries(dir), 1);
-    o.jit.resolver_user = &map_b;   /* another target: same entry, other binding */
+    o.jit.resolver_user = &map_b; /* another target: same entry, other binding */
     cr_assert_eq(bpfg_jitcache_compile(c, prog, PROG_LEN, &o, &b2, &hit, err, sizeof(err)), 0, "%s", err);
     cr_expect(hit);
     cr_expect_eq(count_entries(dir), 1);

@@ -36,7 +36,11 @@ static uint64_t run_prog(const struct bpf_insn *insns, size_t n)
     cr_assert_eq(err, 0, "exec failed: %s", bpfg_vm_error(vm));
     return r0;
 }
-#define RUN(...) ({ struct bpf_insn p_[] = {__VA_ARGS__}; run_prog(p_, NINSN(p_)); })
+#define RUN(...)                              \
+    ({                                        \
+        struct bpf_insn p_[] = {__VA_ARGS__}; \
+        run_prog(p_, NINSN(p_));              \
+    })
 
 static void expect_load_error(const struct bpf_insn *insns, size_t n, const char *needle)
 {
@@ -44,7 +48,11 @@ static void expect_load_error(const struct bpf_insn *insns, size_t n, const char
     cr_assert_lt(err, 0, "program was accepted, expected '%s'", needle);
     cr_assert(strstr(bpfg_vm_error(vm), needle), "error '%s' lacks '%s'", bpfg_vm_error(vm), needle);
 }
-#define LOAD_FAILS(needle, ...) ({ struct bpf_insn p_[] = {__VA_ARGS__}; expect_load_error(p_, NINSN(p_), needle); })
+#define LOAD_FAILS(needle, ...)                   \
+    ({                                            \
+        struct bpf_insn p_[] = {__VA_ARGS__};     \
+        expect_load_error(p_, NINSN(p_), needle); \
+    })
 
 Test(vm, shift_amounts_are_masked)
 {
@@ -87,9 +95,12 @@ Test(vm, alu32_results_are_zero_extended)
 
 Test(vm, byte_swaps)
 {
-    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(BPF_ALU | BPF_END | BPF_TO_BE, 0, 0, 0, 16), EXIT()), 0x8877);
-    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(BPF_ALU | BPF_END | BPF_TO_LE, 0, 0, 0, 32), EXIT()), 0x55667788);
-    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(EBPF_ALU_BSWAP, 0, 0, 0, 64), EXIT()), 0x8877665544332211ull);
+    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(BPF_ALU | BPF_END | BPF_TO_BE, 0, 0, 0, 16), EXIT()),
+                 0x8877);
+    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(BPF_ALU | BPF_END | BPF_TO_LE, 0, 0, 0, 32), EXIT()),
+                 0x55667788);
+    cr_expect_eq(RUN(LD_IMM64(0, 0x1122334455667788ull), INSN(EBPF_ALU_BSWAP, 0, 0, 0, 64), EXIT()),
+                 0x8877665544332211ull);
 }
 
 Test(vm, stack_bounds_are_checked)
@@ -151,7 +162,7 @@ static size_t build_call_chain(struct bpf_insn *p, int calls)
 {
     size_t n = 0;
     for (int i = 0; i < calls; i++) {
-        p[n++] = CALL_LOCAL(2);        /* to the next function */
+        p[n++] = CALL_LOCAL(2); /* to the next function */
         p[n++] = ALU64_IMM(BPF_ADD, 0, 1);
         p[n++] = EXIT();
     }
@@ -177,13 +188,11 @@ Test(vm, call_depth_limit)
 
 Test(vm, frames_have_own_stack_and_callee_saved_registers)
 {
-    uint64_t r = RUN(
-        MOV64_IMM(6, 100), ST_IMM(BPF_DW, 10, -8, 1),
-        CALL_LOCAL(4),
-        LDX(BPF_DW, 1, 10, -8),         /* caller's slot untouched: 1 */
-        ALU64_REG(BPF_ADD, 0, 1), ALU64_REG(BPF_ADD, 0, 6), EXIT(),
-        /* callee: clobbers r6 and its own [r10-8] */
-        MOV64_IMM(6, 7), ST_IMM(BPF_DW, 10, -8, 1000), LDX(BPF_DW, 0, 10, -8), EXIT());
+    uint64_t r = RUN(MOV64_IMM(6, 100), ST_IMM(BPF_DW, 10, -8, 1), CALL_LOCAL(4),
+                     LDX(BPF_DW, 1, 10, -8), /* caller's slot untouched: 1 */
+                     ALU64_REG(BPF_ADD, 0, 1), ALU64_REG(BPF_ADD, 0, 6), EXIT(),
+                     /* callee: clobbers r6 and its own [r10-8] */
+                     MOV64_IMM(6, 7), ST_IMM(BPF_DW, 10, -8, 1000), LDX(BPF_DW, 0, 10, -8), EXIT());
     cr_expect_eq(r, 1000 + 1 + 100);
 }
 
@@ -206,7 +215,8 @@ Test(vm, helpers_and_unwind)
     cr_expect_null(bpfg_vm_helper_name(vm, 8));
     cr_expect_eq(bpfg_vm_register_helper(vm, BPFG_MAX_HELPERS, "x", helper_sum, NULL), -EINVAL);
     cr_expect_eq(RUN(MOV64_IMM(1, 1), MOV64_IMM(2, 2), MOV64_IMM(3, 3), MOV64_IMM(4, 4), MOV64_IMM(5, 5),
-                     CALL_HELPER(7), EXIT()), 1015);
+                     CALL_HELPER(7), EXIT()),
+                 1015);
 
     cr_assert_eq(bpfg_vm_register_helper(vm, 5, "unwind", helper_identity, NULL), 0);
     cr_assert_eq(bpfg_vm_set_unwind_helper(vm, 5), 0);
@@ -248,8 +258,9 @@ Test(vm, exec_ctx_passes_per_run_user_pointer)
 Test(vm, callx_to_local_function)
 {
     /* lddw BPF_PSEUDO_FUNC gives a callable function reference. */
-    cr_expect_eq(RUN(LD_IMM64_RAW(3, BPF_PSEUDO_FUNC, 4, 0), MOV64_IMM(1, 20), CALLX(3), EXIT(),
-                     MOV64_REG(0, 1), ALU64_IMM(BPF_ADD, 0, 22), EXIT()), 42);
+    cr_expect_eq(RUN(LD_IMM64_RAW(3, BPF_PSEUDO_FUNC, 4, 0), MOV64_IMM(1, 20), CALLX(3), EXIT(), MOV64_REG(0, 1),
+                     ALU64_IMM(BPF_ADD, 0, 22), EXIT()),
+                 42);
 }
 
 static int resolver(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
@@ -277,13 +288,12 @@ Test(vm, lddw_pseudo_forms_use_resolver)
 
 Test(vm, atomics_32_and_64)
 {
-    cr_expect_eq(RUN(ST_IMM(BPF_DW, 10, -8, -1), MOV64_IMM(1, 1),
-                     ATOMIC(BPF_W, BPF_ADD | BPF_FETCH, 10, 1, -8),
+    cr_expect_eq(RUN(ST_IMM(BPF_DW, 10, -8, -1), MOV64_IMM(1, 1), ATOMIC(BPF_W, BPF_ADD | BPF_FETCH, 10, 1, -8),
                      LDX(BPF_DW, 0, 10, -8), ALU64_REG(BPF_ADD, 0, 1), EXIT()),
                  0xffffffff00000000ull + 0xffffffffull);
     cr_expect_eq(RUN(ST_IMM(BPF_DW, 10, -8, 5), MOV64_IMM(0, 5), MOV64_IMM(1, 9),
-                     ATOMIC(BPF_DW, BPF_CMPXCHG, 10, 1, -8), LDX(BPF_DW, 1, 10, -8),
-                     ALU64_IMM(BPF_LSH, 0, 8), ALU64_REG(BPF_OR, 0, 1), EXIT()),
+                     ATOMIC(BPF_DW, BPF_CMPXCHG, 10, 1, -8), LDX(BPF_DW, 1, 10, -8), ALU64_IMM(BPF_LSH, 0, 8),
+                     ALU64_REG(BPF_OR, 0, 1), EXIT()),
                  (5 << 8) | 9);
 }
 
@@ -336,11 +346,11 @@ Test(vm, concurrent_exec_on_one_program)
 {
     /* r0 = sum(0..input) via a stack-resident accumulator */
     struct bpf_insn p[] = {
-        LDX(BPF_DW, 6, 1, 0), ST_IMM(BPF_DW, 10, -8, 0),
-        JMP_IMM(BPF_JEQ, 6, 0, 5),
-        LDX(BPF_DW, 0, 10, -8), ALU64_REG(BPF_ADD, 0, 6), STX(BPF_DW, 10, 0, -8),
-        ALU64_IMM(BPF_SUB, 6, 1), JA(-6),
-        LDX(BPF_DW, 0, 10, -8), EXIT(),
+        LDX(BPF_DW, 6, 1, 0),      ST_IMM(BPF_DW, 10, -8, 0),
+        JMP_IMM(BPF_JEQ, 6, 0, 5), LDX(BPF_DW, 0, 10, -8),
+        ALU64_REG(BPF_ADD, 0, 6),  STX(BPF_DW, 10, 0, -8),
+        ALU64_IMM(BPF_SUB, 6, 1),  JA(-6),
+        LDX(BPF_DW, 0, 10, -8),    EXIT(),
     };
     cr_assert_eq(bpfg_vm_load(vm, p, NINSN(p)), 0, "%s", bpfg_vm_error(vm));
     struct thread_arg args[4];

@@ -32,7 +32,7 @@ static int check(const char *script, struct bpfg_map *m, bool by_path)
 {
     struct bpfg_map_info info;
     bpfg_map_get_info(m, &info);
-    int fd = dup(bpfg_map_fd(m));   /* dup() clears FD_CLOEXEC: inherited */
+    int fd = dup(bpfg_map_fd(m)); /* dup() clears FD_CLOEXEC: inherited */
     char cmd[512];
     if (by_path)
         snprintf(cmd, sizeof(cmd), "python3 %s /proc/%d/fd/%d", script, getpid(), fd);
@@ -78,12 +78,12 @@ int main(int argc, char **argv)
     if (argc != 2)
         return fail("usage: mapdump_check mapdump.py");
     struct bpfg_map *arr, *hash, *pc;
-    struct bpfg_map_spec sa = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 12,
-                               .max_entries = 8, .name = "arr"};
-    struct bpfg_map_spec sh = {.type = BPF_MAP_TYPE_HASH, .key_size = 6, .value_size = 10,
-                               .max_entries = 50, .name = "hash"};
-    struct bpfg_map_spec sp = {.type = BPF_MAP_TYPE_PERCPU_HASH, .key_size = 4, .value_size = 4,
-                               .max_entries = 10, .name = "pc"};
+    struct bpfg_map_spec sa = {
+        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 12, .max_entries = 8, .name = "arr"};
+    struct bpfg_map_spec sh = {
+        .type = BPF_MAP_TYPE_HASH, .key_size = 6, .value_size = 10, .max_entries = 50, .name = "hash"};
+    struct bpfg_map_spec sp = {
+        .type = BPF_MAP_TYPE_PERCPU_HASH, .key_size = 4, .value_size = 4, .max_entries = 10, .name = "pc"};
     if (bpfg_map_create(&sa, &arr) || bpfg_map_create(&sh, &hash) || bpfg_map_create(&sp, &pc))
         return fail(bpfg_map_last_error());
     for (uint32_t i = 0; i < 8; i++) {
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         bpfg_map_update_elem(hash, k, v, BPF_NOEXIST);
     }
     uint8_t k[6] = {5, 1, 2, 3, 4, 15};
-    bpfg_map_delete_elem(hash, k);   /* 36 left */
+    bpfg_map_delete_elem(hash, k); /* 36 left */
     for (uint32_t i = 0; i < 4; i++) {
         uint32_t v = 1000 + i;
         bpfg_map_update_elem(pc, &i, &v, BPF_ANY);

@@ -28,7 +28,7 @@ TestSuite(maps_kernel, .init = needs_kernel_maps);
 struct pair {
     int kfd;
     struct bpfg_map *m;
-    uint32_t type, ks, vs, n, copy;   /* copy: bytes per value on the syscall side */
+    uint32_t type, ks, vs, n, copy; /* copy: bytes per value on the syscall side */
 };
 
 static void pin_cpu0(void)
@@ -51,8 +51,8 @@ static struct pair mkpair(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
     p.copy = info.value_copy_size;
     cr_assert_leq(p.copy, MAXV);
     int ncpu = libbpf_num_possible_cpus();
-    bool percpu = type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
-                  type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    bool percpu =
+        type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
     if (percpu)
         cr_assert_eq(info.nr_cpus, (uint32_t)ncpu, "same possible CPU count as the kernel");
     return p;
@@ -310,18 +310,31 @@ static void run_qs(uint32_t type, unsigned seed)
     freepair(&p);
 }
 
-Test(maps_kernel, queue) { run_qs(BPF_MAP_TYPE_QUEUE, 8); }
-Test(maps_kernel, stack) { run_qs(BPF_MAP_TYPE_STACK, 9); }
+Test(maps_kernel, queue)
+{
+    run_qs(BPF_MAP_TYPE_QUEUE, 8);
+}
+Test(maps_kernel, stack)
+{
+    run_qs(BPF_MAP_TYPE_STACK, 9);
+}
 
 /* Creation-time errno values for a few invalid parameter sets. */
 Test(maps_kernel, create_errors)
 {
-    struct { uint32_t type, ks, vs, n, flags; } c[] = {
-        {BPF_MAP_TYPE_ARRAY, 8, 4, 4, 0}, {BPF_MAP_TYPE_ARRAY, 4, 0, 4, 0},
-        {BPF_MAP_TYPE_ARRAY, 4, 4, 0, 0}, {BPF_MAP_TYPE_HASH, 0, 4, 4, 0},
-        {BPF_MAP_TYPE_HASH, 4, 4, 0, 0}, {BPF_MAP_TYPE_QUEUE, 4, 4, 4, 0},
-        {BPF_MAP_TYPE_QUEUE, 0, 0, 4, 0}, {BPF_MAP_TYPE_RINGBUF, 0, 0, 5000, 0},
-        {BPF_MAP_TYPE_RINGBUF, 4, 0, 4096, 0}, {BPF_MAP_TYPE_HASH, 4, 4, 4, 1u << 20},
+    struct {
+        uint32_t type, ks, vs, n, flags;
+    } c[] = {
+        {BPF_MAP_TYPE_ARRAY, 8, 4, 4, 0},
+        {BPF_MAP_TYPE_ARRAY, 4, 0, 4, 0},
+        {BPF_MAP_TYPE_ARRAY, 4, 4, 0, 0},
+        {BPF_MAP_TYPE_HASH, 0, 4, 4, 0},
+        {BPF_MAP_TYPE_HASH, 4, 4, 0, 0},
+        {BPF_MAP_TYPE_QUEUE, 4, 4, 4, 0},
+        {BPF_MAP_TYPE_QUEUE, 0, 0, 4, 0},
+        {BPF_MAP_TYPE_RINGBUF, 0, 0, 5000, 0},
+        {BPF_MAP_TYPE_RINGBUF, 4, 0, 4096, 0},
+        {BPF_MAP_TYPE_HASH, 4, 4, 4, 1u << 20},
         {BPF_MAP_TYPE_ARRAY, 4, 4, 4, BPF_F_NO_PREALLOC},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -330,8 +343,11 @@ Test(maps_kernel, create_errors)
         int rk = kfd < 0 ? -errno : 0;
         if (kfd >= 0)
             close(kfd);
-        struct bpfg_map_spec s = {.type = c[i].type, .key_size = c[i].ks, .value_size = c[i].vs,
-                                  .max_entries = c[i].n, .map_flags = c[i].flags};
+        struct bpfg_map_spec s = {.type = c[i].type,
+                                  .key_size = c[i].ks,
+                                  .value_size = c[i].vs,
+                                  .max_entries = c[i].n,
+                                  .map_flags = c[i].flags};
         struct bpfg_map *m = NULL;
         int ro = bpfg_map_create(&s, &m);
         bpfg_map_close(m);

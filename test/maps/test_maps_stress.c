@@ -14,7 +14,7 @@
 
 #include "maps.h"
 
-#define VW 4   /* value words */
+#define VW 4 /* value words */
 
 static struct bpfg_map *mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
 {
@@ -78,7 +78,7 @@ static void *stress_thread(void *arg)
                 bpfg_map_delete_elem(w->hash, &k);
             } else if (op < 6) {
                 if (bpfg_map_lookup_copy(w->hash, &k, v) == 0 && !val_ok(v, k))
-                    w->failures++;    /* torn or foreign value */
+                    w->failures++; /* torn or foreign value */
             } else {
                 /* Atomic add through the returned pointer on a stable key. */
                 uint32_t sk = (r >> 8) % STABLE;
@@ -196,9 +196,7 @@ static void hash_writer(struct bpfg_map *m, unsigned seed)
             make_val(v, k, ++seq);
             bpfg_map_update_elem(m, &k, v, (r >> 2) % 3);
             break;
-        case 2:
-            bpfg_map_delete_elem(m, &k);
-            break;
+        case 2: bpfg_map_delete_elem(m, &k); break;
         default:
             if (bpfg_map_lookup_copy(m, &k, v) == 0 && !val_ok(v, k))
                 _exit(3);

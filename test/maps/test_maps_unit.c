@@ -19,8 +19,8 @@
 
 static struct bpfg_map *mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n, uint32_t flags)
 {
-    struct bpfg_map_spec s = {.type = type, .key_size = ks, .value_size = vs,
-                              .max_entries = n, .map_flags = flags, .name = "t"};
+    struct bpfg_map_spec s = {
+        .type = type, .key_size = ks, .value_size = vs, .max_entries = n, .map_flags = flags, .name = "t"};
     struct bpfg_map *m = NULL;
     int err = bpfg_map_create(&s, &m);
     cr_assert_eq(err, 0, "create type %u: %d (%s)", type, err, bpfg_map_last_error());
@@ -43,7 +43,7 @@ Test(maps_array, semantics)
     uint32_t *p = bpfg_map_lookup_elem(m, &k);
     cr_assert_not_null(p);
     cr_assert_eq(p[2], 3);
-    __atomic_fetch_add(&p[0], 41, __ATOMIC_RELAXED);   /* in place */
+    __atomic_fetch_add(&p[0], 41, __ATOMIC_RELAXED); /* in place */
     cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), 0);
     cr_assert_eq(out[0], 42);
     cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_NOEXIST), -EEXIST);
@@ -88,7 +88,7 @@ Test(maps_array, percpu)
     uint32_t k = 1;
     cr_assert_eq(bpfg_map_update_copy(m, &k, all, BPF_ANY), 0);
     uint32_t *p = bpfg_map_lookup_elem(m, &k);
-    cr_assert_eq(*p, 100);   /* pinned to CPU 0: its slot */
+    cr_assert_eq(*p, 100); /* pinned to CPU 0: its slot */
     *p = 7;
     uint32_t v = 9;
     k = 2;
@@ -118,7 +118,7 @@ Test(maps_array, global_data_and_freeze)
     uint32_t k = 0;
     uint8_t v[100];
     memset(v, 0x5a, sizeof(v));
-    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), -EPERM);   /* .rodata: not from programs */
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), -EPERM); /* .rodata: not from programs */
     cr_assert_eq(bpfg_map_update_copy(m, &k, v, BPF_ANY), 0);
     /* The value is mmapable on its own at its file offset. */
     uint8_t *direct = mmap(NULL, 4096, PROT_READ, MAP_SHARED, bpfg_map_fd(m), (off_t)off);
@@ -130,8 +130,8 @@ Test(maps_array, global_data_and_freeze)
     cr_assert_eq(bpfg_map_freeze(m), -EBUSY);
     cr_assert_eq(bpfg_map_update_copy(m, &k, v, BPF_ANY), -EPERM);
     bpfg_map_close(m);
-    struct bpfg_map_spec bad = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
-                                .max_entries = 2, .map_flags = BPFG_F_GLOBAL_DATA};
+    struct bpfg_map_spec bad = {
+        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 2, .map_flags = BPFG_F_GLOBAL_DATA};
     cr_assert_eq(bpfg_map_create(&bad, &m), -EINVAL);
 }
 
@@ -154,7 +154,9 @@ Test(maps_array, prog_array)
     bpfg_map_close(m);
 }
 
-struct kv13 { uint8_t b[13]; };
+struct kv13 {
+    uint8_t b[13];
+};
 
 Test(maps_hash, semantics_and_capacity)
 {
@@ -187,7 +189,7 @@ Test(maps_hash, semantics_and_capacity)
     cr_assert_eq(bpfg_map_delete_elem(m, &k), -ENOENT);
     cr_assert_null(bpfg_map_lookup_elem(m, &k));
     k.b[0] = 201;
-    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), 0);   /* room again */
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_ANY), 0); /* room again */
     /* Iteration: every key exactly once. */
     int seen = 0, dup = 0;
     struct kv13 cur, nk;
@@ -272,7 +274,7 @@ static void qs_case(uint32_t type)
         cr_assert_eq(bpfg_map_push_elem(m, &v, 0), 0);
     cr_assert_eq(bpfg_map_push_elem(m, &v, 0), -E2BIG);
     cr_assert_eq(bpfg_map_push_elem(m, &v, BPF_NOEXIST), -EINVAL);
-    cr_assert_eq(bpfg_map_push_elem(m, &v, BPF_EXIST), 0);   /* drops the oldest (1) */
+    cr_assert_eq(bpfg_map_push_elem(m, &v, BPF_EXIST), 0); /* drops the oldest (1) */
     uint64_t expect_q[] = {2, 3, 4}, expect_s[] = {4, 3, 2};
     const uint64_t *e = type == BPF_MAP_TYPE_QUEUE ? expect_q : expect_s;
     for (int i = 0; i < 3; i++) {
@@ -285,14 +287,20 @@ static void qs_case(uint32_t type)
     cr_assert_eq(bpfg_map_delete_copy(m, NULL), -EINVAL);
     cr_assert_eq(bpfg_map_get_next_key(m, NULL, &out), -EINVAL);
     v = 9;
-    cr_assert_eq(bpfg_map_update_copy(m, NULL, &v, 0), 0);   /* syscall push */
-    cr_assert_eq(bpfg_map_lookup_copy(m, NULL, &out), 0);     /* syscall peek */
+    cr_assert_eq(bpfg_map_update_copy(m, NULL, &v, 0), 0); /* syscall push */
+    cr_assert_eq(bpfg_map_lookup_copy(m, NULL, &out), 0);  /* syscall peek */
     cr_assert_eq(out, 9);
     bpfg_map_close(m);
 }
 
-Test(maps_queue, queue) { qs_case(BPF_MAP_TYPE_QUEUE); }
-Test(maps_queue, stack) { qs_case(BPF_MAP_TYPE_STACK); }
+Test(maps_queue, queue)
+{
+    qs_case(BPF_MAP_TYPE_QUEUE);
+}
+Test(maps_queue, stack)
+{
+    qs_case(BPF_MAP_TYPE_STACK);
+}
 
 struct collect {
     uint64_t seq[4096];
@@ -378,7 +386,7 @@ Test(maps_ringbuf, file_layout_matches_the_view)
     cr_assert_neq(pages, MAP_FAILED);
     cr_assert_neq(data, MAP_FAILED);
     cr_assert_eq(*(unsigned long *)pages, *view.consumer_pos);
-    cr_assert_eq(*(unsigned long *)(pages + 4096), 16);   /* one 8-byte record and its header */
+    cr_assert_eq(*(unsigned long *)(pages + 4096), 16); /* one 8-byte record and its header */
     cr_assert_eq(*view.producer_pos, 16);
     cr_assert_eq(memcmp(data, view.data, 16), 0);
     munmap(pages, 8192);
@@ -421,7 +429,7 @@ Test(maps_ringbuf, dead_producer_record_is_skipped)
     pid_t pid = fork();
     if (pid == 0) {
         void *p = bpfg_ringbuf_reserve(m, 64, 0);
-        _exit(p ? 0 : 1);     /* dies holding an uncommitted record */
+        _exit(p ? 0 : 1); /* dies holding an uncommitted record */
     }
     int st;
     waitpid(pid, &st, 0);
@@ -502,7 +510,10 @@ Test(maps_ringbuf, reserve_lock_of_dead_thread_is_taken_over)
     bpfg_map_close(m);
 }
 
-struct perf_seen { int samples[8]; uint64_t lost[8]; };
+struct perf_seen {
+    int samples[8];
+    uint64_t lost[8];
+};
 
 static void perf_s(void *ctx, int cpu, void *data, uint32_t size)
 {
@@ -518,8 +529,8 @@ static void perf_l(void *ctx, int cpu, uint64_t lost)
 
 Test(maps_perf, output_and_lost)
 {
-    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4,
-                              .max_entries = 2, .map_extra = 4096};
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 2, .map_extra = 4096};
     struct bpfg_map *m;
     cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
     uint8_t rec[248] = {1};
@@ -527,7 +538,7 @@ Test(maps_perf, output_and_lost)
     int ok = 0;
     while (bpfg_perf_event_output(m, 1, rec, sizeof(rec)) == 0)
         ok++;
-    cr_assert_eq(ok, 15);   /* 256-byte records in a 4 KiB ring */
+    cr_assert_eq(ok, 15); /* 256-byte records in a 4 KiB ring */
     cr_assert_eq(bpfg_perf_event_output(m, 1, rec, sizeof(rec)), -ENOSPC);
     cr_assert_eq(bpfg_perf_event_output(m, BPF_F_CURRENT_CPU, rec, 16), 0);
     struct perf_seen seen = {0};
@@ -560,8 +571,8 @@ Test(maps_region, mappings_cover_the_handle)
     cr_assert_null(bpfg_map_mapping(rb, 2, &len));
     bpfg_map_close(rb);
 
-    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4,
-                              .max_entries = 3, .map_extra = 4096};
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 3, .map_extra = 4096};
     struct bpfg_map *perf;
     cr_assert_eq(bpfg_map_create(&s, &perf), 0, "%s", bpfg_map_last_error());
     for (uint32_t i = 0; i < 4; i++)
@@ -581,7 +592,7 @@ Test(maps_region, shared_between_handles)
     uint64_t *pb = bpfg_map_lookup_elem(b, &k);
     cr_assert_not_null(pb);
     __atomic_fetch_add(pb, 5, __ATOMIC_RELAXED);
-    bpfg_map_close(a);   /* b keeps the region alive */
+    bpfg_map_close(a); /* b keeps the region alive */
     cr_assert_eq(bpfg_map_lookup_copy(b, &k, &out), 0);
     cr_assert_eq(out, 15);
     /* A child process sees and changes the same memory. */
@@ -634,16 +645,19 @@ Test(maps_region, refuses_corrupt_headers)
     struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 32, 0), *o;
     int fd = bpfg_map_fd(m);
     size_t len = region_len(fd);
-    struct { uint32_t off, val; int err; } cases[] = {
-        {0, 0x12345678, -EBADMSG},          /* magic */
-        {8, 99, -EPROTONOSUPPORT},          /* version */
-        {16, 1000, -EBADMSG},               /* map type */
-        {20, 0, -EBADMSG},                  /* key size */
-        {28, 1u << 20, -EBADMSG},           /* max entries: does not fit the fd */
-        {36, 0, -EBADMSG},                  /* nr_cpus */
-        {80, 1u << 30, -EBADMSG},           /* region size */
-        {88, 7, -EBADMSG},                  /* locks offset */
-        {104, 12, -EBADMSG},                /* aux (bucket) offset */
+    struct {
+        uint32_t off, val;
+        int err;
+    } cases[] = {
+        {0, 0x12345678, -EBADMSG}, /* magic */
+        {8, 99, -EPROTONOSUPPORT}, /* version */
+        {16, 1000, -EBADMSG},      /* map type */
+        {20, 0, -EBADMSG},         /* key size */
+        {28, 1u << 20, -EBADMSG},  /* max entries: does not fit the fd */
+        {36, 0, -EBADMSG},         /* nr_cpus */
+        {80, 1u << 30, -EBADMSG},  /* region size */
+        {88, 7, -EBADMSG},         /* locks offset */
+        {104, 12, -EBADMSG},       /* aux (bucket) offset */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int nfd = clone_region(fd, len, put32, (void *)((uintptr_t)cases[i].off << 32 | cases[i].val), true);
@@ -689,9 +703,8 @@ static void flip(uint8_t *b, size_t len, void *arg)
 Test(maps_region, header_fuzz)
 {
     uint32_t types[][4] = {
-        {BPF_MAP_TYPE_HASH, 4, 8, 64}, {BPF_MAP_TYPE_ARRAY, 4, 16, 64},
-        {BPF_MAP_TYPE_LRU_HASH, 8, 8, 32}, {BPF_MAP_TYPE_QUEUE, 0, 8, 16},
-        {BPF_MAP_TYPE_RINGBUF, 0, 0, 4096}, {BPF_MAP_TYPE_PERCPU_HASH, 4, 4, 16},
+        {BPF_MAP_TYPE_HASH, 4, 8, 64},  {BPF_MAP_TYPE_ARRAY, 4, 16, 64},    {BPF_MAP_TYPE_LRU_HASH, 8, 8, 32},
+        {BPF_MAP_TYPE_QUEUE, 0, 8, 16}, {BPF_MAP_TYPE_RINGBUF, 0, 0, 4096}, {BPF_MAP_TYPE_PERCPU_HASH, 4, 4, 16},
     };
     unsigned seed = 12345;
     int accepted = 0, refused = 0;
@@ -721,14 +734,14 @@ Test(maps_region, header_fuzz)
         bpfg_map_close(m);
     }
     cr_assert_gt(refused, 100);
-    cr_assert_gt(accepted, 10);   /* flips in name, btf ids, seed are harmless */
+    cr_assert_gt(accepted, 10); /* flips in name, btf ids, seed are harmless */
 }
 
 /* Offsets from FORMAT.md, used to damage live state on purpose. */
 #define OFF_BUCKETS_OFF 104
-#define OFF_LOCKS_OFF   88
-#define OFF_N_LOCKS     96
-#define FREE_HEAD_IN_LOCK 48   /* each stripe's free-list head, in its lock slot */
+#define OFF_LOCKS_OFF 88
+#define OFF_N_LOCKS 96
+#define FREE_HEAD_IN_LOCK 48 /* each stripe's free-list head, in its lock slot */
 
 Test(maps_region, corrupt_state_is_survived_and_repaired)
 {

@@ -162,7 +162,7 @@ static uint16_t recv_pmsg(struct bpfg_pmsg_hdr *h, void *body, size_t cap)
     }
 }
 
-static uint8_t last_reply[256];   /* body of the last reply */
+static uint8_t last_reply[256]; /* body of the last reply */
 static size_t last_reply_len;
 
 /* Sends a request, returns the reply's status (reply text in err). */
@@ -222,8 +222,8 @@ static void attach_payload(void)
 
 static struct bpfg_map *send_counter_map(uint32_t id)
 {
-    struct bpfg_map_spec spec = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 8,
-                                 .name = "counter"};
+    struct bpfg_map_spec spec = {
+        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 8, .name = "counter"};
     struct bpfg_map *m;
     cr_assert_eq(bpfg_map_create(&spec, &m), 0);
     struct bpfg_pmsg_map body = {.map_id = id};
@@ -273,7 +273,7 @@ static size_t emit_exit0(struct bpf_insn *p)
     return 2;
 }
 
-static uint32_t prog_flags;   /* bpfg_pmsg_prog.flags of the next send_prog_maps */
+static uint32_t prog_flags; /* bpfg_pmsg_prog.flags of the next send_prog_maps */
 
 static int send_prog_maps(uint32_t prog_id, const uint32_t *map_ids, uint32_t nmaps, const struct bpf_insn *insns,
                           size_t n, char *err, size_t errlen)
@@ -333,8 +333,8 @@ static uint64_t patch_site(uint64_t site)
 
 static void send_hook(uint32_t kind, uint32_t prog_id, uint64_t resume)
 {
-    struct bpfg_pmsg_hook h = {.hook_index = HOOK_INDEX, .kind = kind, .prog_id = prog_id,
-                               .site = fx.site, .resume = resume};
+    struct bpfg_pmsg_hook h = {
+        .hook_index = HOOK_INDEX, .kind = kind, .prog_id = prog_id, .site = fx.site, .resume = resume};
     char err[256];
     cr_assert_eq(request(BPFG_PMSG_HOOK, &h, sizeof(h), -1, err, sizeof(err)), 0, "HOOK: %s", err);
 }
@@ -493,8 +493,7 @@ Test(payload, uretprobe_sees_return_value)
     struct bpf_insn prog[32];
     size_t n = 0;
     /* r6 = PT_REGS_RC(ctx) */
-    prog[n++] = INSN(BPF_LDX | BPF_MEM | BPF_DW, BPF_REG_6, BPF_REG_1, 0,
-                     offsetof(struct bpfg_pt_regs, ax));
+    prog[n++] = INSN(BPF_LDX | BPF_MEM | BPF_DW, BPF_REG_6, BPF_REG_1, 0, offsetof(struct bpfg_pt_regs, ax));
     prog[n - 1].off = offsetof(struct bpfg_pt_regs, ax);
     prog[n - 1].imm = 0;
     n += emit_add_to_map(prog + n, 1);
@@ -549,7 +548,7 @@ Test(payload, bad_program_is_refused_with_reason)
     attach_payload();
     struct bpfg_map *m = send_counter_map(4);
     struct bpf_insn prog[4];
-    prog[0] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, 200);   /* no such helper */
+    prog[0] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, 200); /* no such helper */
     size_t n = 1 + emit_exit0(prog + 1);
     char err[256];
     cr_assert_eq(send_prog(40, 4, prog, n, err, sizeof(err)), -EINVAL);
@@ -665,7 +664,7 @@ Test(payload, helpers_tail_call_trace_and_fault_safe_reads)
     a[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_10, 0, 0);
     a[n++] = INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, -16);
     a[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, 8);
-    a[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_3, 0, 0, 16);   /* unmapped */
+    a[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_3, 0, 0, 16); /* unmapped */
     a[n++] = INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_probe_read_user);
     a[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_7, BPF_REG_0, 0, 0);
     n += emit_map_op(a + n, 0, 3, BPF_REG_7, false);
@@ -779,9 +778,9 @@ Test(payload, checked_mode_stops_wild_stores)
     prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
     n += emit_add_to_map(prog + n, 0);
     prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 16);
-    prog[n++] = INSN(BPF_ST | BPF_MEM | BPF_DW, BPF_REG_1, 0, 0, 1);   /* *(u64 *)16 = 1 */
+    prog[n++] = INSN(BPF_ST | BPF_MEM | BPF_DW, BPF_REG_1, 0, 0, 1); /* *(u64 *)16 = 1 */
     prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
-    n += emit_add_to_map(prog + n, 1);                                  /* never reached */
+    n += emit_add_to_map(prog + n, 1); /* never reached */
     n += emit_exit0(prog + n);
     char err[256];
     prog_flags = BPFG_PROG_F_CHECKED;
@@ -816,8 +815,8 @@ static int resolve_victim(void *user, uint8_t src_reg, int32_t imm0, int32_t imm
 static int send_prog_code(uint32_t prog_id, uint32_t map_id, const struct bpf_insn *insns, size_t n, int fd_override,
                           char *err, size_t errlen)
 {
-    struct bpfg_x86jit_opts opts = {.resolver = resolve_victim, .has_unwind = true,
-                                    .unwind_id = BPF_FUNC_tail_call, .per_run_user = true};
+    struct bpfg_x86jit_opts opts = {
+        .resolver = resolve_victim, .has_unwind = true, .unwind_id = BPF_FUNC_tail_call, .per_run_user = true};
     memset(opts.helpers, 0xff, sizeof(opts.helpers));
     struct bpfg_x86jit_code code;
     char why[256];

@@ -106,7 +106,7 @@ static void *churn(void *arg)
         struct tool_file *f = tool_fdt_get(50), *old;
         cr_assert_not_null(f);
         tool_fdt_ref(f);
-        cr_assert_eq(tool_fdt_install(base + i % 10, f, &old), 0);   /* a dup */
+        cr_assert_eq(tool_fdt_install(base + i % 10, f, &old), 0); /* a dup */
         cr_assert_not(tool_fdt_put(old), "fd 50 keeps the file");
         cr_assert_not(tool_fdt_put(tool_fdt_remove(base + (i + 5) % 10)));
         cr_assert_not(tool_fdt_put(f));

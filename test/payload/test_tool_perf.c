@@ -31,8 +31,8 @@ struct perf_sample_lost {
 struct seen {
     uint32_t samples;
     uint64_t lost;
-    uint32_t next_seq;       /* expected sequence number in the next sample */
-    uint32_t bad;            /* samples whose payload did not check out */
+    uint32_t next_seq; /* expected sequence number in the next sample */
+    uint32_t bad;      /* samples whose payload did not check out */
     uint32_t last_raw_size;
     uint8_t last[256];
 };
@@ -48,7 +48,7 @@ static uint32_t fill(uint8_t *buf, uint32_t seq, uint32_t size)
 
 static uint32_t size_of(uint32_t seq)
 {
-    return 4 + (seq * 13) % 200;   /* 4..203 bytes, every alignment */
+    return 4 + (seq * 13) % 200; /* 4..203 bytes, every alignment */
 }
 
 static void on_record(struct perf_event_header *e, struct seen *s)
@@ -109,7 +109,7 @@ static void *new_ring(struct tool_perf_ring *r, size_t data_pages)
     size_t len = PAGE * (1 + data_pages);
     void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(mem, MAP_FAILED);
-    memset(mem, 0xa5, len);   /* init must not rely on zeroed memory */
+    memset(mem, 0xa5, len); /* init must not rely on zeroed memory */
     cr_assert_eq(tool_perf_ring_init(r, mem, len, PAGE), 0);
     return mem;
 }
@@ -153,7 +153,7 @@ Test(tool_perf, one_sample_kernel_format)
 Test(tool_perf, wraparound_in_order)
 {
     struct tool_perf_ring r;
-    void *mem = new_ring(&r, 1);   /* 4 KiB of data: wraps every ~30 records */
+    void *mem = new_ring(&r, 1); /* 4 KiB of data: wraps every ~30 records */
     struct seen s = {0};
     uint8_t buf[256];
     uint32_t seq = 0;
@@ -259,13 +259,13 @@ Test(tool_perf, flush_lost_alone)
 Test(tool_perf, oversized_and_scribbled_tail)
 {
     struct tool_perf_ring r;
-    void *mem = new_ring(&r, 32);   /* 128 KiB */
+    void *mem = new_ring(&r, 32); /* 128 KiB */
     static uint8_t big[70000];
     cr_assert_eq(tool_perf_write_sample(&r, big, sizeof(big)), -ENOSPC, "records are at most 64 KiB");
     cr_assert_eq(r.lost, 1);
     struct perf_event_mmap_page *p = mem;
     uint64_t head = p->data_head;
-    p->data_tail = head + 12345;   /* a tail ahead of head: treated as full */
+    p->data_tail = head + 12345; /* a tail ahead of head: treated as full */
     cr_assert_eq(tool_perf_write_sample(&r, "x", 1), -ENOSPC);
     cr_assert_eq(p->data_head, head, "nothing written over the reader's data");
     munmap(mem, 33 * PAGE);
@@ -289,7 +289,7 @@ static void *writer(void *arg)
         if (tool_perf_write_sample(&rc->r, buf, n) == 0)
             seq++;
         else
-            rc->r.lost = 0;   /* full: retry the same record (not a loss in this test) */
+            rc->r.lost = 0; /* full: retry the same record (not a loss in this test) */
     }
     __atomic_store_n(&rc->done, 1, __ATOMIC_RELEASE);
     return NULL;

@@ -23,7 +23,7 @@ __asm__(".text\n"
         ".globl victim_add\n"
         ".type victim_add, @function\n"
         "victim_add:\n"
-        "    .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n"   /* nopl 0(%rax,%rax,1) */
+        "    .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n" /* nopl 0(%rax,%rax,1) */
         "    lea (%rdi,%rsi), %eax\n"
         "    ret\n"
         ".size victim_add, . - victim_add\n"
@@ -110,12 +110,8 @@ int main(int argc, char **argv)
         }
         int a = (int)sh->calls, depth = (int)sh->depth;
         switch (sh->mode) {
-        case VICTIM_ADD:
-            record(add_fn(a, 1), a + 1);
-            break;
-        case VICTIM_REC:
-            record(rec_fn(depth, NULL), depth);
-            break;
+        case VICTIM_ADD: record(add_fn(a, 1), a + 1); break;
+        case VICTIM_REC: record(rec_fn(depth, NULL), depth); break;
         case VICTIM_TIMED: {
             struct timespec t0, t1;
             int r = 0;
@@ -123,8 +119,8 @@ int main(int argc, char **argv)
             for (int i = 0; i < depth; i++)
                 r += add_fn(i, 1);
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            sh->timed_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec -
-                           (uint64_t)t0.tv_nsec;
+            sh->timed_ns =
+                (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec;
             record(r, (int)((int64_t)depth * (depth + 1) / 2));
             break;
         }
@@ -134,7 +130,7 @@ int main(int argc, char **argv)
                 record(rec_fn(depth, NULL), depth);
             } else if (setjmp(jb) == 0) {
                 rec_fn(depth, &jb);
-                record(-1, depth);   /* never reached */
+                record(-1, depth); /* never reached */
             } else {
                 sh->longjmps++;
                 record(depth, depth);

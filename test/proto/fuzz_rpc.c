@@ -31,7 +31,7 @@ static int obj_i64(const msgpack_object *o, int64_t *v)
 static void touch(const msgpack_object *o, int depth)
 {
     if (depth > BPFG_RPC_MAX_DEPTH + 1)
-        abort();   /* the framing must have refused this */
+        abort(); /* the framing must have refused this */
     char buf[64];
     uint64_t u;
     int64_t i;

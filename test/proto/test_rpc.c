@@ -94,9 +94,9 @@ Test(rpc, messages_split_and_coalesced)
 Test(rpc, not_rpc_shapes_keep_stream_usable)
 {
     struct bpfg_rpc_msg msg;
-    const uint8_t bad_kind[] = {0x94, 0x07, 0x05, 0xa1, 'x', 0x90};          /* [7,5,"x",[]] */
-    const uint8_t no_method[] = {0x94, 0x00, 0x06, 0x01, 0x90};             /* method not str */
-    const uint8_t scalar[] = {0x2a};                                       /* 42 */
+    const uint8_t bad_kind[] = {0x94, 0x07, 0x05, 0xa1, 'x', 0x90}; /* [7,5,"x",[]] */
+    const uint8_t no_method[] = {0x94, 0x00, 0x06, 0x01, 0x90};     /* method not str */
+    const uint8_t scalar[] = {0x2a};                                /* 42 */
     const uint8_t good[] = {0x94, 0x00, 0x09, 0xa1, 'y', 0x90};
     send_raw(bad_kind, sizeof(bad_kind));
     cr_expect_eq(bpfg_rpc_recv(b, &msg, true), -EPROTO);
@@ -137,7 +137,7 @@ Test(rpc, huge_declared_counts_fail_before_allocation)
 Test(rpc, frame_len_limits)
 {
     uint8_t deep[BPFG_RPC_MAX_DEPTH + 2];
-    memset(deep, 0x91, sizeof(deep));            /* [[[[...]]]] */
+    memset(deep, 0x91, sizeof(deep)); /* [[[[...]]]] */
     deep[sizeof(deep) - 1] = 0x00;
     cr_expect_eq(bpfg_msgpack_frame_len(deep, sizeof(deep), 4096), -EMSGSIZE);
     cr_expect_eq(bpfg_msgpack_frame_len(deep + 2, sizeof(deep) - 2, 4096), (long)sizeof(deep) - 2);

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct bpfg_obj *obj = bpfg_obj_open_mem(data, size, NULL, err, sizeof(err));
 
     if (!obj && !err[0])
-        __builtin_trap();   /* every failure must say why */
+        __builtin_trap(); /* every failure must say why */
     bpfg_obj_free(obj);
     return 0;
 }

@@ -52,7 +52,7 @@ struct test_hash {
 
 struct rt {
     struct bpfg_obj *obj;
-    void *mem[16];          /* array maps: the mmapped memfd */
+    void *mem[16]; /* array maps: the mmapped memfd */
     size_t memlen[16];
     struct test_hash hash[16];
     struct bpfg_vm *vm;
@@ -605,8 +605,8 @@ Test(objload, kernel_only_programs_are_marked)
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UNSUPPORTED);
     cr_expect_null(p->insns);
-    cr_expect(strstr(p->error, "kprobe/do_sys_openat2") && strstr(p->error, "not available in userspace"),
-              "%s", p->error);
+    cr_expect(strstr(p->error, "kprobe/do_sys_openat2") && strstr(p->error, "not available in userspace"), "%s",
+              p->error);
     p = obj_prog_by_name(rt.obj, "pass_all");
     cr_assert_not_null(p);
     cr_expect_eq(p->kind, BPFG_ATTACH_UNSUPPORTED);
@@ -740,7 +740,7 @@ Test(objload, legacy_maps_without_btf)
         memcpy(&sh, buf + eh.e_shoff + i * sizeof(sh), sizeof(sh));
         char *name = (char *)buf + str.sh_offset + sh.sh_name;
         if (strcmp(name, ".BTF") == 0 || strcmp(name, ".BTF.ext") == 0) {
-            name[1] = 'X';      /* ".XTF": no longer BTF */
+            name[1] = 'X'; /* ".XTF": no longer BTF */
             hidden++;
         }
     }
@@ -804,7 +804,7 @@ static void *load_thread(void *arg)
     return NULL;
 }
 
-Test(objload, concurrent_loads, .init = test_needs_btf)   /* loads objload_basic */
+Test(objload, concurrent_loads, .init = test_needs_btf) /* loads objload_basic */
 {
     pthread_t t[3];
     for (int i = 0; i < 3; i++)

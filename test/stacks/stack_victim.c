@@ -19,8 +19,8 @@
 
 #define PAGE 4096
 
-long measure_depth(long (*fn)(long), uint8_t pattern);   /* depth_probe.S */
-long depth_probed(long x);                              /* depth_probe.S: 5-byte mov, ret */
+long measure_depth(long (*fn)(long), uint8_t pattern); /* depth_probe.S */
+long depth_probed(long x);                             /* depth_probe.S: 5-byte mov, ret */
 
 static volatile long sink;
 static long calls;
@@ -153,13 +153,13 @@ static long depth_once(void)
 
 static void *depth_thread(void *arg)
 {
-    *(long *)arg = depth_once();   /* a new thread: its first hit takes the slow path */
+    *(long *)arg = depth_once(); /* a new thread: its first hit takes the slow path */
     return NULL;
 }
 
 static long run_depth(long n)
 {
-    volatile char room[32768];   /* the fill below sp stays inside the stack */
+    volatile char room[32768]; /* the fill below sp stays inside the stack */
     room[0] = 0;
     long max = room[0];
     for (long i = 0; i < n; i++) {

@@ -13,19 +13,26 @@ static const struct {
     const char *name;
     uint32_t type;
 } map_types[] = {
-    {"hash", BPF_MAP_TYPE_HASH}, {"array", BPF_MAP_TYPE_ARRAY},
-    {"percpu_array", BPF_MAP_TYPE_PERCPU_ARRAY}, {"ringbuf", BPF_MAP_TYPE_RINGBUF},
-    {"queue", BPF_MAP_TYPE_QUEUE}, {"stack", BPF_MAP_TYPE_STACK},
-    {"perf", BPF_MAP_TYPE_PERF_EVENT_ARRAY}, {"prog_array", BPF_MAP_TYPE_PROG_ARRAY},
-    {"stack_trace", BPF_MAP_TYPE_STACK_TRACE}, {"lru_hash", BPF_MAP_TYPE_LRU_HASH},
+    {"hash", BPF_MAP_TYPE_HASH},
+    {"array", BPF_MAP_TYPE_ARRAY},
+    {"percpu_array", BPF_MAP_TYPE_PERCPU_ARRAY},
+    {"ringbuf", BPF_MAP_TYPE_RINGBUF},
+    {"queue", BPF_MAP_TYPE_QUEUE},
+    {"stack", BPF_MAP_TYPE_STACK},
+    {"perf", BPF_MAP_TYPE_PERF_EVENT_ARRAY},
+    {"prog_array", BPF_MAP_TYPE_PROG_ARRAY},
+    {"stack_trace", BPF_MAP_TYPE_STACK_TRACE},
+    {"lru_hash", BPF_MAP_TYPE_LRU_HASH},
 };
 
 static const struct {
     const char *name;
     enum bpfg_verify_kind kind;
 } kinds[] = {
-    {"uprobe", BPFG_VERIFY_UPROBE}, {"uretprobe", BPFG_VERIFY_URETPROBE},
-    {"syscall_enter", BPFG_VERIFY_SYSCALL_ENTER}, {"syscall_exit", BPFG_VERIFY_SYSCALL_EXIT},
+    {"uprobe", BPFG_VERIFY_UPROBE},
+    {"uretprobe", BPFG_VERIFY_URETPROBE},
+    {"syscall_enter", BPFG_VERIFY_SYSCALL_ENTER},
+    {"syscall_exit", BPFG_VERIFY_SYSCALL_EXIT},
     {"raw_tp", BPFG_VERIFY_RAW_TP},
 };
 
@@ -43,7 +50,7 @@ static int parse_header(struct corpus_prog *p, char *line, char *err, size_t err
 {
     char *colon = strchr(line, ':');
     if (!colon)
-        return 0;   /* an ordinary comment */
+        return 0; /* an ordinary comment */
     *colon = 0;
     char *key = trim(line), *val = trim(colon + 1);
     if (!strcmp(key, "kind")) {
@@ -58,8 +65,7 @@ static int parse_header(struct corpus_prog *p, char *line, char *err, size_t err
     if (!strcmp(key, "map")) {
         char type[32], flag[32] = "";
         unsigned ks, vs, me;
-        if (p->env.map_cnt == CORPUS_MAX_MAPS ||
-            sscanf(val, "%31s %u %u %u %31s", type, &ks, &vs, &me, flag) < 4) {
+        if (p->env.map_cnt == CORPUS_MAX_MAPS || sscanf(val, "%31s %u %u %u %31s", type, &ks, &vs, &me, flag) < 4) {
             snprintf(err, errlen, "%s: bad map line '%s'", p->name, val);
             return -EINVAL;
         }

@@ -65,7 +65,7 @@ static const struct reason *find_reason(const char *r)
 
 struct tally {
     int total, agree, disagree, explained, not_here, failures;
-    bool skipped;   /* a part could not run on this machine */
+    bool skipped; /* a part could not run on this machine */
 };
 
 static const char *verdict(int err)
@@ -73,13 +73,12 @@ static const char *verdict(int err)
     return err ? "rejects" : "accepts";
 }
 
-static void disagreement(FILE *out, struct tally *t, const char *name, const char *announced,
-                         const struct reason *r, int ours, int kern, const char *ours_msg, const char *kmsg)
+static void disagreement(FILE *out, struct tally *t, const char *name, const char *announced, const struct reason *r,
+                         int ours, int kern, const char *ours_msg, const char *kmsg)
 {
     t->disagree++;
-    fprintf(out, "DISAGREE %s: bpfgraft %s, kernel %s; reason: %s\n  bpfgraft: %s\n  kernel: %s\n", name,
-            verdict(ours), verdict(kern), announced ? announced : "UNEXPLAINED", ours ? ours_msg : "ok",
-            kern ? kmsg : "ok");
+    fprintf(out, "DISAGREE %s: bpfgraft %s, kernel %s; reason: %s\n  bpfgraft: %s\n  kernel: %s\n", name, verdict(ours),
+            verdict(kern), announced ? announced : "UNEXPLAINED", ours ? ours_msg : "ok", kern ? kmsg : "ok");
     if (r && r->ours_rejects == (ours != 0)) {
         t->explained++;
         return;
@@ -172,11 +171,11 @@ static const struct {
 static void run_objects(FILE *out, struct tally *t)
 {
     static const char *const objects[] = {
-        "malloc", "funclatency", "bashreadline", "errinject", "opensnoop", "syscount", "denyopen",
-        "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
+        "malloc",   "funclatency",   "bashreadline",  "errinject",      "opensnoop", "syscount",
+        "denyopen", "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
     };
     char why[512];
-    if (test_fact("btf", why, sizeof(why))) {   /* CO-RE objects */
+    if (test_fact("btf", why, sizeof(why))) { /* CO-RE objects */
         fprintf(out, "SKIP clang-built objects: needs btf (%s)\n", why);
         t->skipped = true;
         return;

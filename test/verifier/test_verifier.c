@@ -69,8 +69,8 @@ Test(corpus, rejected)
  * never reach the verifier; every program of the others is ordinary
  * clang output and must be accepted. */
 static const char *const objects[] = {
-    "malloc", "funclatency", "bashreadline", "errinject", "opensnoop", "syscount", "denyopen",
-    "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
+    "malloc",   "funclatency",   "bashreadline",  "errinject",      "opensnoop", "syscount",
+    "denyopen", "objload_basic", "objload_mixed", "objload_legacy", "cli_maps",
 };
 
 Test(objects, clang_programs_pass, .init = test_needs_btf)
@@ -106,8 +106,7 @@ Test(objects, clang_programs_pass, .init = test_needs_btf)
     cr_expect_geq(progs, 24, "only %zu programs verified", progs);
 }
 
-static int verify_text(const char *text, enum bpfg_verify_kind kind, bool override,
-                       struct bpfg_verify_result *res)
+static int verify_text(const char *text, enum bpfg_verify_kind kind, bool override, struct bpfg_verify_result *res)
 {
     struct bpf_insn *insns;
     size_t n;
@@ -162,8 +161,7 @@ Test(messages, kernel_like_format)
     struct bpfg_verify_result res;
     const char *prog = "mov %r2, 7\nldxdw %r0, [%r10-8]\nexit\n";
     cr_assert_neq(verify_text(prog, BPFG_VERIFY_UPROBE, false, &res), 0);
-    cr_expect(strstr(res.msg, "insn 1: ldxdw %r0, [%r10-8]: invalid read from stack off -8+0 size 8"),
-              "%s", res.msg);
+    cr_expect(strstr(res.msg, "insn 1: ldxdw %r0, [%r10-8]: invalid read from stack off -8+0 size 8"), "%s", res.msg);
     cr_expect(strstr(res.msg, "R1=ctx(off=0)"), "%s", res.msg);
     cr_expect(strstr(res.msg, "R2=7"), "%s", res.msg);
     cr_expect(strstr(res.msg, "R10=fp0"), "%s", res.msg);
@@ -174,10 +172,9 @@ Test(limits, complexity_limit_reports_too_large)
 {
     /* a loop with an unknown bound: every iteration is a new state */
     struct bpfg_verify_result res;
-    const char *prog =
-        "call 7\nmov %r1, 0\n"
-        "loop:\nadd %r1, 1\njlt %r1, %r0, loop\n"
-        "mov %r0, 0\nexit\n";
+    const char *prog = "call 7\nmov %r1, 0\n"
+                       "loop:\nadd %r1, 1\njlt %r1, %r0, loop\n"
+                       "mov %r0, 0\nexit\n";
     cr_assert_neq(verify_text(prog, BPFG_VERIFY_UPROBE, false, &res), 0);
     cr_expect(strstr(res.msg, "too large") || strstr(res.msg, "too complex"), "%s", res.msg);
     cr_expect_eq(res.err, -E2BIG);
@@ -205,7 +202,8 @@ Test(progcheck, object_programs_verified, .init = test_needs_btf)
     char aerr[256];
     cr_assert_eq(bpfg_asm("stw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4\n"
                           "lddw %r1, map_idx 1\ncall 1\nldxdw %r0, [%r0+0]\nexit\n",
-                          &bad, &n, aerr, sizeof(aerr)), 0, "%s", aerr);
+                          &bad, &n, aerr, sizeof(aerr)),
+                 0, "%s", aerr);
     int slots = bpfg_obj_map_index(obj, "slots");
     cr_assert_eq(slots, 1, "map order changed: slots is %d", slots);
     struct bpf_insn *saved = p->insns;
@@ -214,7 +212,8 @@ Test(progcheck, object_programs_verified, .init = test_needs_btf)
     p->insn_cnt = n;
     cr_expect_eq(progcheck_object(NULL, &o, err, sizeof(err)), -ENOEXEC);
     cr_expect(strstr(err, "program 'array_add' (uprobe//bin/true:main): insn 6: ldxdw %r0, [%r0+0]: "
-                          "R0 invalid mem access 'map_value_or_null'"), "%s", err);
+                          "R0 invalid mem access 'map_value_or_null'"),
+              "%s", err);
     p->insns = saved;
     p->insn_cnt = saved_n;
     free(bad);

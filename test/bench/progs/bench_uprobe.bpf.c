@@ -7,37 +7,37 @@
 char LICENSE[] SEC("license") = "GPL";
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, u64);
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u64);
 } hits SEC(".maps");
 
 SEC("uprobe")
 int empty_entry(struct pt_regs *ctx)
 {
-	return 0;
+    return 0;
 }
 
 SEC("uretprobe")
 int empty_return(struct pt_regs *ctx)
 {
-	return 0;
+    return 0;
 }
 
 SEC("uprobe")
 int count_entry(struct pt_regs *ctx)
 {
-	u32 key = 0;
-	u64 *v = bpf_map_lookup_elem(&hits, &key);
-	if (v)
-		__sync_fetch_and_add(v, 1);
-	return 0;
+    u32 key = 0;
+    u64 *v = bpf_map_lookup_elem(&hits, &key);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    return 0;
 }
 
 /* bpf_get_current_pid_tgid, which nearly every bcc/libbpf tool calls */
 SEC("uprobe")
 int pid_entry(struct pt_regs *ctx)
 {
-	return bpf_get_current_pid_tgid() == 0;
+    return bpf_get_current_pid_tgid() == 0;
 }

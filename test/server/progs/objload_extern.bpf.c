@@ -10,5 +10,5 @@ extern long missing_counter;
 SEC("uprobe//bin/true:main")
 int BPF_KPROBE(uses_missing, long a)
 {
-	return a + missing_counter;
+    return a + missing_counter;
 }

@@ -8,5 +8,5 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("kprobe/do_sys_openat2")
 int BPF_KPROBE(kernel_probe, int dfd)
 {
-	return dfd;
+    return dfd;
 }

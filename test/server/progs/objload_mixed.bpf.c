@@ -9,17 +9,17 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("kprobe/do_sys_openat2")
 int BPF_KPROBE(kernel_probe, int dfd)
 {
-	return dfd;
+    return dfd;
 }
 
 SEC("xdp")
 int pass_all(struct xdp_md *ctx)
 {
-	return XDP_PASS;
+    return XDP_PASS;
 }
 
 SEC("uprobe//bin/true:main")
 int BPF_KPROBE(user_probe, long a)
 {
-	return a + 7;
+    return a + 7;
 }

@@ -7,5 +7,5 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("frobnicate/now")
 int odd_one(void *ctx)
 {
-	return 1;
+    return 1;
 }
