@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report, text_matches_file  # noqa: E402
+from harness import Server, check, check_eq, counts, report, text_matches_file, zero_counts  # noqa: E402
 
 CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
               "hold", "held"]
@@ -80,19 +80,6 @@ class Victim:
         if self.mm:
             self.mm.close()
         os.unlink(self.ctl_path)
-
-
-def counts(cl):
-    out = []
-    for k in range(4):
-        r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
-        out.append(struct.unpack("<Q", r["value"])[0])
-    return out
-
-
-def zero_counts(cl):
-    for k in range(4):
-        cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
 
 
 def exact_round(cl, v, run_s=0.1, lib=True, ret=True, what=""):

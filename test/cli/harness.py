@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,21 @@ def text_matches_file(pid):
             if got != want:
                 mismatches.append(parts[5])
     return mismatches
+
+
+def counts(cl, keys=4):
+    """The first `keys` u64 slots of the test programs' array map "counts"."""
+    out = []
+    for k in range(keys):
+        r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
+        out.append(struct.unpack("<Q", r["value"])[0])
+    return out
+
+
+def zero_counts(cl, keys=4):
+    """Sets the first `keys` slots of the "counts" map back to 0."""
+    for k in range(keys):
+        cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
 
 
 class Server:

@@ -6,29 +6,15 @@ unharmed; and the deepest write a probe makes below the probed call's
 stack pointer stays within the documented budget."""
 import argparse
 import os
-import struct
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, text_matches_file  # noqa: E402
+from harness import Server, check, check_eq, counts, finish, report, text_matches_file, zero_counts  # noqa: E402
 
 BUDGET = 160   # bytes below the probed function's sp (payload/README.md)
 HITS = 10000
-
-
-def counts(cl, keys=2):
-    out = []
-    for k in range(keys):
-        r = cl.call("map.lookup", map="counts", key=struct.pack("<I", k))
-        out.append(struct.unpack("<Q", r["value"])[0])
-    return out
-
-
-def zero_counts(cl):
-    for k in range(4):
-        cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
 
 
 class Victim:
