@@ -6,14 +6,13 @@ usage: funclatency.py [--socket PATH] [--map NAME] [--interval S] [--count N]
 Reads the log2 histogram (array map `hist`, slot = floor(log2(ns))) the
 sample's uretprobe fills inside the target, every interval seconds.
 """
-import argparse
 import os
 import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-from bpfgraft_client import BpfgraftError, Client  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import printer_cli  # noqa: E402
 
 
 def print_log2_hist(counts, unit="nsecs"):
@@ -44,30 +43,26 @@ def read_hist(c, name):
     return counts
 
 
+def print_hists(c, name, interval, count):
+    n = 0
+    while True:
+        if count != 1 or n:
+            time.sleep(interval)
+        print_log2_hist(read_hist(c, name))
+        n += 1
+        if count and n >= count:
+            break
+        print()
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--socket", help="control socket (default $BPFGRAFT_SOCKET or the default)")
+    ap = printer_cli.parser(__doc__)
     ap.add_argument("--map", default="hist")
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--count", type=int, default=1, help="how many histograms (0: until ^C)")
     args = ap.parse_args()
-    try:
-        with Client(args.socket) as c:
-            n = 0
-            while True:
-                if args.count != 1 or n:
-                    time.sleep(args.interval)
-                print_log2_hist(read_hist(c, args.map))
-                n += 1
-                if args.count and n >= args.count:
-                    break
-                print()
-    except BpfgraftError as e:
-        print(f"funclatency: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return printer_cli.run("funclatency", args.socket,
+                           lambda c: print_hists(c, args.map, args.interval, args.count))
 
 
 if __name__ == "__main__":
