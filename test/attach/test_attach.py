@@ -4,7 +4,6 @@ uretprobe, text restored exactly on detach, a target blocked in read(),
 pending signals kept, 200 attach/detach rounds under load, bad PIDs, an
 already-traced target, and a target that exits. The exactness checks run
 with the interpreter and with the x86 JIT (engine selection)."""
-import argparse
 import ctypes
 import mmap
 import os
@@ -16,7 +15,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, counts, report, text_matches_file, zero_counts  # noqa: E402
+from harness import (Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
+                     text_matches_file, zero_counts)
 
 CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
               "hold", "held"]
@@ -140,13 +140,7 @@ def engines_of(cl, pid):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--test-bin", required=True)
-    ap.add_argument("--obj", required=True)
-    ap.add_argument("--scripts", required=True)
-    args = ap.parse_args()
-    sys.path.insert(0, args.scripts)
+    args = parse_probe_args("--test-bin")
     from bpfgraft_client import BpfgraftError
 
     with Server(args) as srv:

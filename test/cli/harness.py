@@ -97,6 +97,20 @@ def parse_args():
     return a
 
 
+def parse_probe_args(*required, optional=()):
+    """The options of the attach/stacks tests: --bin-dir, --obj and --scripts
+    (put on sys.path) plus the required and optional ("" by default) options
+    named; nothing made absolute."""
+    ap = argparse.ArgumentParser()
+    for name in ("--bin-dir", *required, "--obj", "--scripts"):
+        ap.add_argument(name, required=True)
+    for name in optional:
+        ap.add_argument(name, default="")
+    a = ap.parse_args()
+    sys.path.insert(0, a.scripts)
+    return a
+
+
 def _die_with_parent():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG

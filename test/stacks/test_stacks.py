@@ -4,14 +4,14 @@ on an 8 KiB alternate stack, a ucontext fiber with a 16 KiB stack, a
 thread with a 16 KiB stack, goroutines — with exact counts and the process
 unharmed; and the deepest write a probe makes below the probed call's
 stack pointer stays within the documented budget."""
-import argparse
 import os
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, counts, finish, report, text_matches_file, zero_counts  # noqa: E402
+from harness import (Server, check, check_eq, counts, finish, parse_probe_args, report,  # noqa: E402
+                     text_matches_file, zero_counts)
 
 BUDGET = 160   # bytes below the probed function's sp (payload/README.md)
 HITS = 10000
@@ -108,14 +108,7 @@ def test_go(cl, go_victim):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--victim", required=True)
-    ap.add_argument("--go-victim", default="")
-    ap.add_argument("--obj", required=True)
-    ap.add_argument("--scripts", required=True)
-    args = ap.parse_args()
-    sys.path.insert(0, args.scripts)
+    args = parse_probe_args("--victim", optional=("--go-victim",))
     with Server(args) as srv:
         cl = srv.client()
         cl.call("object.load", path=os.path.abspath(args.obj), name="count")
