@@ -4,7 +4,6 @@
  *   skel-bashreadline [-p PID] [-b BINARY | -s SHLIB] [-d SECONDS] [-v]
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,54 +17,27 @@
 #define DEFAULT_BINARY "/bin/bash"
 
 struct env {
-    pid_t pid;
+    struct skel_options common;
     const char *binary;
-    long duration;
-    bool verbose;
 };
 
-static void usage(FILE *out, const char *prog)
-{
-    fprintf(out,
-            "Usage: %s [-p PID] [-b BINARY | -s SHLIB] [-d SECONDS] [-v]\n"
-            "Print the commands entered in interactive bash shells.\n\n"
-            "  -p PID      trace only this bash process\n"
-            "  -b BINARY   binary defining readline (default " DEFAULT_BINARY ")\n"
-            "  -s SHLIB    the same, for a bash linked against libreadline.so\n"
-            "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
-            "  -v          show libbpf's messages\n",
-            prog);
-}
+/* What -h (and a wrong option, on stderr) prints after "Usage: PROG ". */
+static const char usage_text[] = "[-p PID] [-b BINARY | -s SHLIB] [-d SECONDS] [-v]\n"
+                                 "Print the commands entered in interactive bash shells.\n\n"
+                                 "  -p PID      trace only this bash process\n"
+                                 "  -b BINARY   binary defining readline (default " DEFAULT_BINARY ")\n"
+                                 "  -s SHLIB    the same, for a bash linked against libreadline.so\n"
+                                 "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
+                                 "  -v          show libbpf's messages\n";
 
-static int parse_args(int argc, char **argv, struct env *env)
+static int take_tool_option(int opt, const char *arg, void *tool_env)
 {
-    int c;
+    struct env *env = tool_env;
 
-    while ((c = getopt(argc, argv, "p:b:s:d:vh")) != -1) {
-        switch (c) {
-        case 'p':
-            if (skel_parse_pid(optarg, &env->pid))
-                goto bad;
-            break;
-        case 'b':
-        case 's': env->binary = optarg; break;
-        case 'd':
-            if (skel_parse_seconds(optarg, &env->duration))
-                goto bad;
-            break;
-        case 'v': env->verbose = true; break;
-        case 'h': usage(stdout, argv[0]); exit(0);
-        default: usage(stderr, argv[0]); return -EINVAL;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr, argv[0]);
-        return -EINVAL;
-    }
+    if (opt != 'b' && opt != 's')
+        return SKEL_OPT_UNKNOWN;
+    env->binary = arg;
     return 0;
-bad:
-    fprintf(stderr, "%s: invalid argument for -%c: '%s'\n", argv[0], c, optarg);
-    return -EINVAL;
 }
 
 static void handle_event(void *ctx, int cpu, void *data, __u32 size)
@@ -81,6 +53,11 @@ static void handle_event(void *ctx, int cpu, void *data, __u32 size)
     printf("%-9s %-7u %.*s\n", ts, e->pid, (int)sizeof(e->line), e->line);
 }
 
+static int poll_perf_buffer(void *pb, int timeout_ms)
+{
+    return perf_buffer__poll(pb, timeout_ms);
+}
+
 static void handle_lost(void *ctx, int cpu, __u64 count)
 {
     (void)ctx;
@@ -93,27 +70,20 @@ int main(int argc, char **argv)
     LIBBPF_OPTS(bpf_uprobe_opts, uopts, .func_name = "readline", .retprobe = true);
     struct bashreadline_bpf *skel = NULL;
     struct perf_buffer *pb = NULL;
-    long long deadline = -1;
     int err;
 
-    skel_line_buffer_stdout();
-    if (parse_args(argc, argv, &env))
+    if (skel_start(argc, argv, "p:b:s:d:vh", usage_text, &env.common, take_tool_option, &env))
         return 2;
-    skel_setup_libbpf(env.verbose);
-
-    err = skel_install_signals();
-    if (err) {
-        fprintf(stderr, "skel-bashreadline: sigaction: %s\n", strerror(-err));
+    if (skel_install_signals("skel-bashreadline"))
         return 1;
-    }
     skel = bashreadline_bpf__open_and_load();
     if (!skel) {
         err = -errno;
         fprintf(stderr, "skel-bashreadline: loading the BPF object: %s\n", strerror(errno));
         goto out;
     }
-    skel->links.bash_readline =
-        bpf_program__attach_uprobe_opts(skel->progs.bash_readline, env.pid ? env.pid : -1, env.binary, 0, &uopts);
+    skel->links.bash_readline = bpf_program__attach_uprobe_opts(
+        skel->progs.bash_readline, env.common.pid ? env.common.pid : -1, env.binary, 0, &uopts);
     if (!skel->links.bash_readline) {
         err = -errno;
         fprintf(stderr, "skel-bashreadline: attaching to readline in %s: %s\n", env.binary, strerror(errno));
@@ -127,23 +97,10 @@ int main(int argc, char **argv)
     }
 
     printf("%-9s %-7s %s\n", "TIME", "PID", "COMMAND");
-    if (env.duration)
-        deadline = skel_now_ms() + env.duration * 1000;
-    while (!skel_exiting) {
-        long long wait = skel_remaining_ms(deadline, 100);
-
-        if (deadline >= 0 && wait == 0)
-            break;
-        err = perf_buffer__poll(pb, (int)(wait < 100 ? wait : 100));
-        if (err == -EINTR) {
-            err = 0;
-            continue;
-        }
-        if (err < 0) {
-            fprintf(stderr, "skel-bashreadline: polling the perf buffer: %s\n", strerror(-err));
-            goto out;
-        }
-        err = 0;
+    err = skel_poll_for(env.common.duration, poll_perf_buffer, pb);
+    if (err) {
+        fprintf(stderr, "skel-bashreadline: polling the perf buffer: %s\n", strerror(-err));
+        goto out;
     }
     err = perf_buffer__consume(pb);
     err = err < 0 ? err : 0;

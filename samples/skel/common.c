@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,15 +38,19 @@ static void on_signal(int sig)
     skel_exiting = 1;
 }
 
-int skel_install_signals(void)
+int skel_install_signals(const char *tool)
 {
     struct sigaction sa;
+    int err;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
-        return -errno;
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) {
+        err = -errno;
+        fprintf(stderr, "%s: sigaction: %s\n", tool, strerror(-err));
+        return err;
+    }
     return 0;
 }
 
@@ -108,4 +113,74 @@ void skel_strtime(char *buf, size_t len)
 
     if (!localtime_r(&t, &tm) || !strftime(buf, len, "%H:%M:%S", &tm))
         snprintf(buf, len, "??:??:??");
+}
+
+/* One option of the common set, or the tool's: 0, -EINVAL for a bad
+ * argument, SKEL_OPT_UNKNOWN for an option neither knows. */
+static int take_option(int c, struct skel_options *opts, skel_tool_option_fn tool_option, void *tool_env)
+{
+    switch (c) {
+    case 'p': return skel_parse_pid(optarg, &opts->pid);
+    case 'd': return skel_parse_seconds(optarg, &opts->duration);
+    case 'v': opts->verbose = true; return 0;
+    case '?': return SKEL_OPT_UNKNOWN;
+    default: return tool_option(c, optarg, tool_env);
+    }
+}
+
+static void print_usage(FILE *out, const char *prog, const char *usage)
+{
+    fprintf(out, "Usage: %s %s", prog, usage);
+}
+
+int skel_parse_args(int argc, char **argv, const char *optstring, const char *usage, struct skel_options *opts,
+                    skel_tool_option_fn tool_option, void *tool_env)
+{
+    int c, err;
+
+    while ((c = getopt(argc, argv, optstring)) != -1) {
+        if (c == 'h') {
+            print_usage(stdout, argv[0], usage);
+            exit(0);
+        }
+        err = take_option(c, opts, tool_option, tool_env);
+        if (err == SKEL_OPT_UNKNOWN)
+            break;
+        if (err) {
+            fprintf(stderr, "%s: invalid argument for -%c: '%s'\n", argv[0], c, optarg);
+            return -EINVAL;
+        }
+    }
+    if (c != -1 || optind != argc) {
+        print_usage(stderr, argv[0], usage);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int skel_start(int argc, char **argv, const char *optstring, const char *usage, struct skel_options *opts,
+               skel_tool_option_fn tool_option, void *tool_env)
+{
+    skel_line_buffer_stdout();
+    if (skel_parse_args(argc, argv, optstring, usage, opts, tool_option, tool_env))
+        return -EINVAL;
+    skel_setup_libbpf(opts->verbose);
+    return 0;
+}
+
+int skel_poll_for(long duration, skel_poll_fn poll_one, void *ctx)
+{
+    long long deadline = duration ? skel_now_ms() + duration * 1000 : -1;
+    int err;
+
+    while (!skel_exiting) {
+        long long wait = skel_remaining_ms(deadline, 100);
+
+        if (deadline >= 0 && wait == 0)
+            break;
+        err = poll_one(ctx, (int)(wait < 100 ? wait : 100));
+        if (err < 0 && err != -EINTR)
+            return err;
+    }
+    return 0;
 }

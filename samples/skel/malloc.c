@@ -5,7 +5,6 @@
  *   skel-malloc [-p PID] [-b LIBC] [-i SECONDS] [-d SECONDS] [-v]
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +20,9 @@
 #define DEFAULT_LIBC "/lib/x86_64-linux-gnu/libc.so.6"
 
 struct env {
-    pid_t pid;          /* 0: every process mapping the library */
-    const char *binary; /* NULL: resolve from the pid */
+    struct skel_options common; /* pid 0: every process mapping the library */
+    const char *binary;         /* NULL: resolve from the pid */
     long interval;
-    long duration; /* 0: until a signal */
-    bool verbose;
 };
 
 /* What was printed last for one pid, so each interval shows a delta. */
@@ -40,52 +37,25 @@ struct table {
     size_t len, cap;
 };
 
-static void usage(FILE *out, const char *prog)
-{
-    fprintf(out,
-            "Usage: %s [-p PID] [-b LIBC] [-i SECONDS] [-d SECONDS] [-v]\n"
-            "Count malloc() calls and bytes per process.\n\n"
-            "  -p PID      trace only this process (default: every process)\n"
-            "  -b LIBC     library holding malloc (default: the libc PID maps,\n"
-            "              else " DEFAULT_LIBC ")\n"
-            "  -i SECONDS  print interval (default 1)\n"
-            "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
-            "  -v          show libbpf's messages\n",
-            prog);
-}
+/* What -h (and a wrong option, on stderr) prints after "Usage: PROG ". */
+static const char usage_text[] = "[-p PID] [-b LIBC] [-i SECONDS] [-d SECONDS] [-v]\n"
+                                 "Count malloc() calls and bytes per process.\n\n"
+                                 "  -p PID      trace only this process (default: every process)\n"
+                                 "  -b LIBC     library holding malloc (default: the libc PID maps,\n"
+                                 "              else " DEFAULT_LIBC ")\n"
+                                 "  -i SECONDS  print interval (default 1)\n"
+                                 "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
+                                 "  -v          show libbpf's messages\n";
 
-static int parse_args(int argc, char **argv, struct env *env)
+static int take_tool_option(int opt, const char *arg, void *tool_env)
 {
-    int c;
+    struct env *env = tool_env;
 
-    while ((c = getopt(argc, argv, "p:b:i:d:vh")) != -1) {
-        switch (c) {
-        case 'p':
-            if (skel_parse_pid(optarg, &env->pid))
-                goto bad;
-            break;
-        case 'b': env->binary = optarg; break;
-        case 'i':
-            if (skel_parse_seconds(optarg, &env->interval))
-                goto bad;
-            break;
-        case 'd':
-            if (skel_parse_seconds(optarg, &env->duration))
-                goto bad;
-            break;
-        case 'v': env->verbose = true; break;
-        case 'h': usage(stdout, argv[0]); exit(0);
-        default: usage(stderr, argv[0]); return -EINVAL;
-        }
+    switch (opt) {
+    case 'b': env->binary = arg; return 0;
+    case 'i': return skel_parse_seconds(arg, &env->interval);
+    default: return SKEL_OPT_UNKNOWN;
     }
-    if (optind != argc) {
-        usage(stderr, argv[0]);
-        return -EINVAL;
-    }
-    return 0;
-bad:
-    fprintf(stderr, "%s: invalid argument for -%c: '%s'\n", argv[0], c, optarg);
-    return -EINVAL;
 }
 
 static bool is_libc(const char *path)
@@ -184,19 +154,19 @@ static int print_interval(const struct env *env, struct malloc_bpf *skel, struct
         s = table_get(t, key);
         if (!s)
             return -ENOMEM;
-        if (calls != s->calls || (env->pid && key == (__u32)env->pid)) {
+        if (calls != s->calls || (env->common.pid && key == (__u32)env->common.pid)) {
             printf("%-8s %-7u %-16s %-10llu %-12llu %-12llu %llu\n", ts, key, s->comm,
                    (unsigned long long)(calls - s->calls), (unsigned long long)(bytes - s->bytes),
                    (unsigned long long)calls, (unsigned long long)bytes);
-            printed_target |= env->pid && key == (__u32)env->pid;
+            printed_target |= env->common.pid && key == (__u32)env->common.pid;
         }
         s->calls = calls;
         s->bytes = bytes;
     }
     if (err != -ENOENT)
         return err;
-    if (env->pid && !printed_target)
-        printf("%-8s %-7d %-16s %-10d %-12d %-12d %d\n", ts, (int)env->pid, "-", 0, 0, 0, 0);
+    if (env->common.pid && !printed_target)
+        printf("%-8s %-7d %-16s %-10d %-12d %-12d %d\n", ts, (int)env->common.pid, "-", 0, 0, 0, 0);
     return 0;
 }
 
@@ -210,49 +180,44 @@ int main(int argc, char **argv)
     long long deadline = -1, next_print;
     int err;
 
-    skel_line_buffer_stdout();
-    if (parse_args(argc, argv, &env))
+    if (skel_start(argc, argv, "p:b:i:d:vh", usage_text, &env.common, take_tool_option, &env))
         return 2;
-    skel_setup_libbpf(env.verbose);
 
     if (env.binary) {
         snprintf(libc, sizeof(libc), "%s", env.binary);
-    } else if (!env.pid || resolve_libc(env.pid, libc, sizeof(libc))) {
-        if (env.pid && kill(env.pid, 0) && errno == ESRCH) {
-            fprintf(stderr, "skel-malloc: no process %d\n", (int)env.pid);
+    } else if (!env.common.pid || resolve_libc(env.common.pid, libc, sizeof(libc))) {
+        if (env.common.pid && kill(env.common.pid, 0) && errno == ESRCH) {
+            fprintf(stderr, "skel-malloc: no process %d\n", (int)env.common.pid);
             return 1;
         }
         snprintf(libc, sizeof(libc), "%s", DEFAULT_LIBC);
     }
 
-    err = skel_install_signals();
-    if (err) {
-        fprintf(stderr, "skel-malloc: sigaction: %s\n", strerror(-err));
+    if (skel_install_signals("skel-malloc"))
         return 1;
-    }
     skel = malloc_bpf__open_and_load();
     if (!skel) {
         err = -errno;
         fprintf(stderr, "skel-malloc: loading the BPF object: %s\n", strerror(errno));
         goto out;
     }
-    skel->links.count_malloc =
-        bpf_program__attach_uprobe_opts(skel->progs.count_malloc, env.pid ? env.pid : -1, libc, 0, &uopts);
+    skel->links.count_malloc = bpf_program__attach_uprobe_opts(skel->progs.count_malloc,
+                                                               env.common.pid ? env.common.pid : -1, libc, 0, &uopts);
     if (!skel->links.count_malloc) {
         err = -errno;
         fprintf(stderr, "skel-malloc: attaching to malloc in %s: %s\n", libc, strerror(errno));
         goto out;
     }
 
-    if (env.pid)
-        printf("Tracing malloc() in %s for pid %d... Hit Ctrl-C to end.\n", libc, (int)env.pid);
+    if (env.common.pid)
+        printf("Tracing malloc() in %s for pid %d... Hit Ctrl-C to end.\n", libc, (int)env.common.pid);
     else
         printf("Tracing malloc() in %s for every process... Hit Ctrl-C to end.\n", libc);
     printf("%-8s %-7s %-16s %-10s %-12s %-12s %s\n", "TIME", "PID", "COMM", "CALLS", "BYTES", "TOTAL_CALLS",
            "TOTAL_BYTES");
 
-    if (env.duration)
-        deadline = skel_now_ms() + env.duration * 1000;
+    if (env.common.duration)
+        deadline = skel_now_ms() + env.common.duration * 1000;
     next_print = skel_now_ms() + env.interval * 1000;
     while (!skel_exiting) {
         long long now = skel_now_ms(), wait = next_print - now;

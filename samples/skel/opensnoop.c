@@ -4,7 +4,6 @@
  *   skel-opensnoop [-p PID] [-x] [-d SECONDS] [-v]
  */
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,55 +26,37 @@ struct event {
 };
 
 struct env {
-    pid_t pid;
+    struct skel_options common;
     bool failed;
-    long duration;
-    bool verbose;
     bool use_poll;
 };
 
-static void usage(FILE *out, const char *prog)
-{
-    fprintf(out,
-            "Usage: %s [-p PID] [-x] [-d SECONDS] [-P] [-v]\n"
-            "Trace open() and openat() system calls.\n\n"
-            "  -p PID      trace only this process\n"
-            "  -x          show only failed opens\n"
-            "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
-            "  -P          wait with poll(2) on the ring buffer's map fd, not epoll\n"
-            "  -v          show libbpf's messages\n",
-            prog);
-}
+/* What the wait loop needs: the ring buffer and how to wait on it. */
+struct events_reader {
+    struct ring_buffer *rb;
+    int map_fd;
+    bool use_poll;
+};
 
-static int parse_args(int argc, char **argv, struct env *env)
-{
-    int c;
+/* What -h (and a wrong option, on stderr) prints after "Usage: PROG ". */
+static const char usage_text[] = "[-p PID] [-x] [-d SECONDS] [-P] [-v]\n"
+                                 "Trace open() and openat() system calls.\n\n"
+                                 "  -p PID      trace only this process\n"
+                                 "  -x          show only failed opens\n"
+                                 "  -d SECONDS  stop after this long (default: until Ctrl-C)\n"
+                                 "  -P          wait with poll(2) on the ring buffer's map fd, not epoll\n"
+                                 "  -v          show libbpf's messages\n";
 
-    while ((c = getopt(argc, argv, "p:xd:Pvh")) != -1) {
-        switch (c) {
-        case 'p':
-            if (skel_parse_pid(optarg, &env->pid))
-                goto bad;
-            break;
-        case 'x': env->failed = true; break;
-        case 'd':
-            if (skel_parse_seconds(optarg, &env->duration))
-                goto bad;
-            break;
-        case 'v': env->verbose = true; break;
-        case 'P': env->use_poll = true; break;
-        case 'h': usage(stdout, argv[0]); exit(0);
-        default: usage(stderr, argv[0]); return -EINVAL;
-        }
+static int take_tool_option(int opt, const char *arg, void *tool_env)
+{
+    struct env *env = tool_env;
+
+    (void)arg;
+    switch (opt) {
+    case 'x': env->failed = true; return 0;
+    case 'P': env->use_poll = true; return 0;
+    default: return SKEL_OPT_UNKNOWN;
     }
-    if (optind != argc) {
-        usage(stderr, argv[0]);
-        return -EINVAL;
-    }
-    return 0;
-bad:
-    fprintf(stderr, "%s: invalid argument for -%c: '%s'\n", argv[0], c, optarg);
-    return -EINVAL;
 }
 
 static int handle_event(void *ctx, void *data, size_t len)
@@ -93,31 +74,38 @@ static int handle_event(void *ctx, void *data, size_t len)
     return 0;
 }
 
+static int poll_events(void *ctx, int timeout_ms)
+{
+    const struct events_reader *r = ctx;
+    struct pollfd pfd = {r->map_fd, POLLIN, 0};
+    int n;
+
+    if (!r->use_poll)
+        return ring_buffer__poll(r->rb, timeout_ms);
+    /* what loaders without libbpf's epoll do: poll the map fd */
+    n = poll(&pfd, 1, timeout_ms);
+    return n < 0 ? -errno : n > 0 ? ring_buffer__consume(r->rb) : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct env env = {0};
     struct opensnoop_bpf *skel = NULL;
     struct ring_buffer *rb = NULL;
-    long long deadline = -1;
+    struct events_reader reader;
     int err;
 
-    skel_line_buffer_stdout();
-    if (parse_args(argc, argv, &env))
+    if (skel_start(argc, argv, "p:xd:Pvh", usage_text, &env.common, take_tool_option, &env))
         return 2;
-    skel_setup_libbpf(env.verbose);
-
-    err = skel_install_signals();
-    if (err) {
-        fprintf(stderr, "skel-opensnoop: sigaction: %s\n", strerror(-err));
+    if (skel_install_signals("skel-opensnoop"))
         return 1;
-    }
     skel = opensnoop_bpf__open();
     if (!skel) {
         err = -errno;
         fprintf(stderr, "skel-opensnoop: opening the BPF object: %s\n", strerror(errno));
         goto out;
     }
-    skel->rodata->targ_pid = env.pid;
+    skel->rodata->targ_pid = env.common.pid;
     skel->rodata->targ_failed = env.failed;
     err = opensnoop_bpf__load(skel);
     if (err) {
@@ -138,30 +126,11 @@ int main(int argc, char **argv)
     }
 
     printf("%-7s %-16s %3s %3s %s\n", "PID", "COMM", "FD", "ERR", "PATH");
-    if (env.duration)
-        deadline = skel_now_ms() + env.duration * 1000;
-    while (!skel_exiting) {
-        long long wait = skel_remaining_ms(deadline, 100);
-
-        if (deadline >= 0 && wait == 0)
-            break;
-        if (env.use_poll) {
-            /* what loaders without libbpf's epoll do: poll the map fd */
-            struct pollfd pfd = {bpf_map__fd(skel->maps.events), POLLIN, 0};
-            err = poll(&pfd, 1, (int)(wait < 100 ? wait : 100));
-            err = err < 0 ? -errno : err > 0 ? ring_buffer__consume(rb) : 0;
-        } else {
-            err = ring_buffer__poll(rb, (int)(wait < 100 ? wait : 100));
-        }
-        if (err == -EINTR) {
-            err = 0;
-            continue;
-        }
-        if (err < 0) {
-            fprintf(stderr, "skel-opensnoop: polling the ring buffer: %s\n", strerror(-err));
-            goto out;
-        }
-        err = 0;
+    reader = (struct events_reader){rb, bpf_map__fd(skel->maps.events), env.use_poll};
+    err = skel_poll_for(env.common.duration, poll_events, &reader);
+    if (err) {
+        fprintf(stderr, "skel-opensnoop: polling the ring buffer: %s\n", strerror(-err));
+        goto out;
     }
     /* whatever is still queued when the time is up */
     err = ring_buffer__consume(rb);
