@@ -8,6 +8,7 @@
 #define BPFGRAFT_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct bench_ctx;
@@ -31,6 +32,39 @@ void bench_note(struct bench_ctx *ctx, const char *fmt, ...) __attribute__((form
 
 /* Quick mode (--quick) asks suites for fewer iterations, for smoke tests. */
 bool bench_quick(const struct bench_ctx *ctx);
+
+/* One run of a timed subject over mem: 0 or a negative errno, *result the
+ * run's value. */
+typedef int (*bench_run_fn)(void *subject, uint8_t *mem, size_t len, uint64_t *result);
+
+/* Runs subject in batches of `batch` runs until at least min_ns passed:
+ * *ns per run, *result the last run's. 0 or the first error of a run.
+ * Inline, so the suites built with -O2 call run directly. */
+static inline int bench_time_runs(bench_run_fn run, void *subject, uint8_t *mem, size_t len, int batch, uint64_t min_ns,
+                                  uint64_t *result, double *ns)
+{
+    uint64_t runs = 0, start = bench_now_ns(), now;
+    do {
+        for (int i = 0; i < batch; i++) {
+            int err = run(subject, mem, len, result);
+            if (err)
+                return err;
+        }
+        runs += (uint64_t)batch;
+        now = bench_now_ns();
+    } while (now - start < min_ns);
+    *ns = (double)(now - start) / (double)runs;
+    return 0;
+}
+
+/* bench_run_fn for native code: subject points to a volatile pointer to
+ * the function, so every run calls it. */
+static inline int bench_run_native(void *subject, uint8_t *mem, size_t len, uint64_t *result)
+{
+    uint64_t (*volatile * fn)(uint8_t *, size_t) = subject;
+    *result = (*fn)(mem, len);
+    return 0;
+}
 
 /* Keeps the compiler from optimising a computed value away. */
 #define bench_keep(v) __asm__ volatile("" : : "r"(v) : "memory")

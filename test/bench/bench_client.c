@@ -186,28 +186,42 @@ int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool re
     int err = rcall(r, &out, &resp);
     if (err)
         return err;
-    if (!reset) {
-        const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
-        if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == 8)
-            memcpy(value, v->via.bin.ptr, 8);
-        else
-            err = -EBADMSG;
-    }
+    if (!reset)
+        err = bench_resp_bin(&resp, "value", value, sizeof(*value));
     bpfg_rpc_msg_release(&resp);
     return err;
+}
+
+int rcall_discard(struct rconn *r, struct bpfg_rpc_out *out)
+{
+    struct bpfg_rpc_msg resp;
+    int err = rcall(r, out, &resp);
+    if (!err)
+        bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+int bench_resp_bin(const struct bpfg_rpc_msg *resp, const char *key, void *buf, size_t len)
+{
+    const msgpack_object *v = bpfg_obj_map_get(&resp->params, key);
+    if (!v || v->type != MSGPACK_OBJECT_BIN || v->via.bin.size != len)
+        return -EBADMSG;
+    memcpy(buf, v->via.bin.ptr, len);
+    return 0;
+}
+
+void begin_object_load(struct rconn *r, struct bpfg_rpc_out *out, const char *path, const char *name)
+{
+    begin(r, out, "object.load", 2);
+    bpfg_pack_cstr(&out->pk, "path");
+    bpfg_pack_cstr(&out->pk, path);
+    bpfg_pack_cstr(&out->pk, "name");
+    bpfg_pack_cstr(&out->pk, name);
 }
 
 int bench_load_object(struct rconn *r, const char *path, const char *name)
 {
     struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    begin(r, &out, "object.load", 2);
-    bpfg_pack_cstr(&out.pk, "path");
-    bpfg_pack_cstr(&out.pk, path);
-    bpfg_pack_cstr(&out.pk, "name");
-    bpfg_pack_cstr(&out.pk, name);
-    int err = rcall(r, &out, &resp);
-    if (!err)
-        bpfg_rpc_msg_release(&resp);
-    return err;
+    begin_object_load(r, &out, path, name);
+    return rcall_discard(r, &out);
 }

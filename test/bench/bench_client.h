@@ -23,6 +23,12 @@ void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32
  * for an error answer (printed), or a transport errno. */
 int rcall(struct rconn *r, struct bpfg_rpc_out *out, struct bpfg_rpc_msg *resp);
 
+/* rcall for a call whose answer is not needed: 0 or rcall's error. */
+int rcall_discard(struct rconn *r, struct bpfg_rpc_out *out);
+/* Copies the bin value under key in resp's params, which must be len bytes
+ * long, into buf: 0 or -EBADMSG. */
+int bench_resp_bin(const struct bpfg_rpc_msg *resp, const char *key, void *buf, size_t len);
+
 struct server {
     pid_t pid;
     char dir[64];
@@ -33,6 +39,8 @@ struct server {
 int server_start(struct server *s, const char *bin);
 void server_stop(struct server *s);
 
+/* Starts an object.load request of path under name, for rcall. */
+void begin_object_load(struct rconn *r, struct bpfg_rpc_out *out, const char *path, const char *name);
 /* object.load of path under name. */
 int bench_load_object(struct rconn *r, const char *path, const char *name);
 

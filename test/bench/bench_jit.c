@@ -185,47 +185,38 @@ static int kernel_time(struct bench_ctx *ctx, const struct kernel *k, const char
 static double time_native_fn(uint64_t (*native)(uint8_t *, size_t), uint8_t *mem, uint64_t min_ns, uint64_t *result)
 {
     uint64_t (*volatile fn)(uint8_t *, size_t) = native;
-    uint64_t runs = 0, start = bench_now_ns(), now;
-    do {
-        for (int i = 0; i < 16; i++)
-            *result = fn(mem, MEM_SIZE);
-        runs += 16;
-        now = bench_now_ns();
-    } while (now - start < min_ns);
-    return (double)(now - start) / (double)runs;
+    double ns;
+    bench_time_runs(bench_run_native, (void *)&fn, mem, MEM_SIZE, 16, min_ns, result, &ns);
+    return ns;
+}
+
+/* A JIT image and the helpers it calls: what run_jit runs. */
+struct jit_subject {
+    const struct bpfg_x86jit_image *img;
+    const struct bpfg_x86jit_helper *table;
+};
+
+static int run_jit(void *subject, uint8_t *mem, size_t len, uint64_t *result)
+{
+    const struct jit_subject *s = subject;
+    return bpfg_x86jit_run(s->img, mem, len, s->table, NULL, result, NULL);
 }
 
 static int time_jit(const struct bpfg_x86jit_image *img, const struct bpfg_x86jit_helper *table, uint8_t *mem,
                     uint64_t min_ns, uint64_t *result, double *ns)
 {
-    uint64_t runs = 0, start = bench_now_ns(), now;
-    do {
-        for (int i = 0; i < 16; i++) {
-            int err = bpfg_x86jit_run(img, mem, MEM_SIZE, table, NULL, result, NULL);
-            if (err)
-                return err;
-        }
-        runs += 16;
-        now = bench_now_ns();
-    } while (now - start < min_ns);
-    *ns = (double)(now - start) / (double)runs;
-    return 0;
+    struct jit_subject s = {img, table};
+    return bench_time_runs(run_jit, &s, mem, MEM_SIZE, 16, min_ns, result, ns);
+}
+
+static int run_interp(void *vm, uint8_t *mem, size_t len, uint64_t *result)
+{
+    return bpfg_vm_exec(vm, mem, len, result);
 }
 
 static int time_interp(struct bpfg_vm *vm, uint8_t *mem, uint64_t min_ns, uint64_t *result, double *ns)
 {
-    uint64_t runs = 0, start = bench_now_ns(), now;
-    do {
-        for (int i = 0; i < 4; i++) {
-            int err = bpfg_vm_exec(vm, mem, MEM_SIZE, result);
-            if (err)
-                return err;
-        }
-        runs += 4;
-        now = bench_now_ns();
-    } while (now - start < min_ns);
-    *ns = (double)(now - start) / (double)runs;
-    return 0;
+    return bench_time_runs(run_interp, vm, mem, MEM_SIZE, 4, min_ns, result, ns);
 }
 
 /* ---- one case ------------------------------------------------------------- */

@@ -31,40 +31,36 @@
 #define NKEYS 1024
 #define NTHREADS 8
 
+/* Starts a request of nparams parameters whose first two are map and key;
+ * the caller packs the rest. */
+static void begin_map_request(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams,
+                              uint64_t map, uint32_t key)
+{
+    begin(r, out, method, nparams);
+    bpfg_pack_cstr(&out->pk, "map");
+    msgpack_pack_uint64(&out->pk, map);
+    bpfg_pack_cstr(&out->pk, "key");
+    bpfg_pack_bin(&out->pk, &key, sizeof(key));
+}
+
 static int map_update(struct rconn *r, uint64_t map, uint32_t key, uint64_t val)
 {
     struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
-    begin(r, &out, "map.update", 3);
-    bpfg_pack_cstr(&out.pk, "map");
-    msgpack_pack_uint64(&out.pk, map);
-    bpfg_pack_cstr(&out.pk, "key");
-    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    begin_map_request(r, &out, "map.update", 3, map, key);
     bpfg_pack_cstr(&out.pk, "value");
     bpfg_pack_bin(&out.pk, &val, sizeof(val));
-    int err = rcall(r, &out, &resp);
-    if (!err)
-        bpfg_rpc_msg_release(&resp);
-    return err;
+    return rcall_discard(r, &out);
 }
 
 static int map_lookup(struct rconn *r, uint64_t map, uint32_t key, uint64_t *val)
 {
     struct bpfg_rpc_out out;
     struct bpfg_rpc_msg resp;
-    begin(r, &out, "map.lookup", 2);
-    bpfg_pack_cstr(&out.pk, "map");
-    msgpack_pack_uint64(&out.pk, map);
-    bpfg_pack_cstr(&out.pk, "key");
-    bpfg_pack_bin(&out.pk, &key, sizeof(key));
+    begin_map_request(r, &out, "map.lookup", 2, map, key);
     int err = rcall(r, &out, &resp);
     if (err)
         return err;
-    const msgpack_object *v = bpfg_obj_map_get(&resp.params, "value");
-    if (v && v->type == MSGPACK_OBJECT_BIN && v->via.bin.size == sizeof(*val))
-        memcpy(val, v->via.bin.ptr, sizeof(*val));
-    else
-        err = -EBADMSG;
+    err = bench_resp_bin(&resp, "value", val, sizeof(*val));
     bpfg_rpc_msg_release(&resp);
     return err;
 }
@@ -74,11 +70,7 @@ static int load_counts(struct rconn *r, const char *path, uint64_t *map_id)
 {
     struct bpfg_rpc_out out;
     struct bpfg_rpc_msg resp;
-    begin(r, &out, "object.load", 2);
-    bpfg_pack_cstr(&out.pk, "path");
-    bpfg_pack_cstr(&out.pk, path);
-    bpfg_pack_cstr(&out.pk, "name");
-    bpfg_pack_cstr(&out.pk, "bench");
+    begin_object_load(r, &out, path, "bench");
     int err = rcall(r, &out, &resp);
     if (err)
         return err;

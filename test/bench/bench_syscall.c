@@ -146,7 +146,6 @@ static int kernel_cost(struct victim *v, const char *obj_path, const char *prog_
 static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *prog)
 {
     struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
     begin(r, &out, method, prog ? 3 : 1);
     bpfg_pack_cstr(&out.pk, "pid");
     msgpack_pack_uint32(&out.pk, pid);
@@ -157,10 +156,7 @@ static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *pr
         msgpack_pack_array(&out.pk, 1);
         bpfg_pack_cstr(&out.pk, prog);
     }
-    int err = rcall(r, &out, &resp);
-    if (!err)
-        bpfg_rpc_msg_release(&resp);
-    return err;
+    return rcall_discard(r, &out);
 }
 
 /* n > 0: through glibc's getppid(), whose site is rewritten after a

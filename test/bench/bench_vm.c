@@ -15,30 +15,19 @@
 static double time_native(const struct vm_case *c, uint8_t *mem, uint64_t min_ns, uint64_t *result)
 {
     uint64_t (*volatile fn)(uint8_t *, size_t) = c->native;
-    uint64_t runs = 0, start = bench_now_ns(), now;
-    do {
-        for (int i = 0; i < 16; i++)
-            *result = fn(mem, MEM_SIZE);
-        runs += 16;
-        now = bench_now_ns();
-    } while (now - start < min_ns);
-    return (double)(now - start) / (double)runs;
+    double ns;
+    bench_time_runs(bench_run_native, (void *)&fn, mem, MEM_SIZE, 16, min_ns, result, &ns);
+    return ns;
+}
+
+static int run_vm(void *vm, uint8_t *mem, size_t len, uint64_t *result)
+{
+    return bpfg_vm_exec(vm, mem, len, result);
 }
 
 static int time_vm(struct bpfg_vm *vm, uint8_t *mem, uint64_t min_ns, uint64_t *result, double *ns)
 {
-    uint64_t runs = 0, start = bench_now_ns(), now;
-    do {
-        for (int i = 0; i < 16; i++) {
-            int err = bpfg_vm_exec(vm, mem, MEM_SIZE, result);
-            if (err)
-                return err;
-        }
-        runs += 16;
-        now = bench_now_ns();
-    } while (now - start < min_ns);
-    *ns = (double)(now - start) / (double)runs;
-    return 0;
+    return bench_time_runs(run_vm, vm, mem, MEM_SIZE, 16, min_ns, result, ns);
 }
 
 static int run_case(struct bench_ctx *ctx, const struct vm_case *c, uint8_t *mem)
