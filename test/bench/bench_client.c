@@ -4,6 +4,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,4 +225,16 @@ int bench_load_object(struct rconn *r, const char *path, const char *name)
     struct bpfg_rpc_out out;
     begin_object_load(r, &out, path, name);
     return rcall_discard(r, &out);
+}
+
+int bench_find_files(size_t len, ...)
+{
+    va_list ap;
+    char *out;
+    int err = 0;
+    va_start(ap, len);
+    while (!err && (out = va_arg(ap, char *)))
+        err = bench_find_file(out, len, va_arg(ap, const char *));
+    va_end(ap);
+    return err;
 }

@@ -50,5 +50,9 @@ int bench_map_counter(struct rconn *r, const char *map, uint64_t *value, bool re
 /* Path of the file a suite needs (bpfgraftd, a victim, a BPF object), in the
  * build tree or an install, found from this executable; -ENOENT if absent. */
 int bench_find_file(char *out, size_t len, const char *name);
+/* bench_find_file for each (char *out, const char *name) pair of the
+ * arguments, up to a NULL out; every out is len bytes long. 0 or the
+ * first error. */
+int bench_find_files(size_t len, ...) __attribute__((sentinel));
 
 #endif

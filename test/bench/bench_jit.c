@@ -230,6 +230,43 @@ struct jit_case {
     bool uses_map;
 };
 
+/* One compile of c into code, as bpfg_x86jit_compile. */
+typedef int (*jit_compile_fn)(const struct jit_case *c, const void *opts, struct bpfg_x86jit_code *code, char *err,
+                              size_t len);
+
+static int compile_x86(const struct jit_case *c, const void *opts, struct bpfg_x86jit_code *code, char *err, size_t len)
+{
+    return bpfg_x86jit_compile(c->insns, c->n, opts, code, err, len);
+}
+
+#ifdef BPFGRAFT_HAVE_LLVM
+static int compile_llvm(const struct jit_case *c, const void *opts, struct bpfg_x86jit_code *code, char *err,
+                        size_t len)
+{
+    return bpfg_llvmjit_compile(c->insns, c->n, opts, code, NULL, err, len);
+}
+#endif
+
+/* Compiles c reps times, each freeing *code first, and maps the last
+ * one's code into *img: *us the mean microseconds of a compile. A failed
+ * compile is printed as "bench jit: CASE: LABELerror". */
+static int compile_image(jit_compile_fn compile, const void *opts, const char *label, const struct jit_case *c,
+                         int reps, struct bpfg_x86jit_code *code, struct bpfg_x86jit_image *img, double *us)
+{
+    char err[256];
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < reps; i++) {
+        bpfg_x86jit_code_free(code);
+        int ret = compile(c, opts, code, err, sizeof(err));
+        if (ret) {
+            fprintf(stderr, "bench jit: %s: %s%s\n", c->name, label, err);
+            return ret;
+        }
+    }
+    *us = (double)(bench_now_ns() - t0) / reps / 1e3;
+    return bpfg_x86jit_map_exec(code, img);
+}
+
 static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct jit_case *c, uint8_t *mem)
 {
     bool quick = bench_quick(ctx);
@@ -238,8 +275,11 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
     struct bpfg_x86jit_helper table[BPFG_MAX_HELPERS] = {{0}};
     struct bpfg_x86jit_code code = {0};
     struct bpfg_x86jit_image img = {0};
+#ifdef BPFGRAFT_HAVE_LLVM
+    struct bpfg_x86jit_code lcode = {0};
+    struct bpfg_x86jit_image limg = {0};
+#endif
     struct bpfg_vm *vm = NULL;
-    char err[256];
     int ret;
 
     bpfg_x86jit_allow_helper(&opts, BPF_FUNC_map_lookup_elem);
@@ -247,17 +287,8 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
 
     /* compile time: the mean of many compiles of the same program */
     int reps = quick ? 20 : 2000;
-    uint64_t t0 = bench_now_ns();
-    for (int i = 0; i < reps; i++) {
-        bpfg_x86jit_code_free(&code);
-        ret = bpfg_x86jit_compile(c->insns, c->n, &opts, &code, err, sizeof(err));
-        if (ret) {
-            fprintf(stderr, "bench jit: %s: %s\n", c->name, err);
-            return ret;
-        }
-    }
-    double compile_us = (double)(bench_now_ns() - t0) / reps / 1e3;
-    ret = bpfg_x86jit_map_exec(&code, &img);
+    double compile_us;
+    ret = compile_image(compile_x86, &opts, "", c, reps, &code, &img, &compile_us);
     if (ret)
         goto out;
 
@@ -269,7 +300,7 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
     bpfg_vm_register_helper(vm, BPF_FUNC_map_lookup_elem, "map_lookup_elem", helper_lookup, NULL);
     bpfg_vm_set_ld64_resolver(vm, resolve_map, &array_map);
     bpfg_vm_set_checked(vm, false);
-    t0 = bench_now_ns();
+    uint64_t t0 = bench_now_ns();
     for (int i = 0; i < reps && !ret; i++)
         ret = bpfg_vm_load(vm, c->insns, c->n);
     double interp_load_us = (double)(bench_now_ns() - t0) / reps / 1e3;
@@ -281,20 +312,9 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
 #ifdef BPFGRAFT_HAVE_LLVM
     /* the LLVM JIT: compile time per program (fewer reps: milliseconds) */
     struct bpfg_llvmjit_opts lopts = {.jit = opts, .map_info = describe_map};
-    struct bpfg_x86jit_code lcode = {0};
-    struct bpfg_x86jit_image limg = {0};
     int lreps = quick ? 3 : 50;
-    t0 = bench_now_ns();
-    for (int i = 0; i < lreps; i++) {
-        bpfg_x86jit_code_free(&lcode);
-        ret = bpfg_llvmjit_compile(c->insns, c->n, &lopts, &lcode, NULL, err, sizeof(err));
-        if (ret) {
-            fprintf(stderr, "bench jit: %s: llvm: %s\n", c->name, err);
-            goto out;
-        }
-    }
-    double llvm_compile_us = (double)(bench_now_ns() - t0) / lreps / 1e3;
-    ret = bpfg_x86jit_map_exec(&lcode, &limg);
+    double llvm_compile_us;
+    ret = compile_image(compile_llvm, &lopts, "llvm: ", c, lreps, &lcode, &limg, &llvm_compile_us);
     if (ret)
         goto out;
     uint64_t llvm_r;

@@ -24,6 +24,7 @@
 
 #include "bench.h"
 #include "bench_client.h"
+#include "bench_victim.h"
 
 #define SUD_ON LONG_MIN
 #define SUD_OFF (LONG_MIN + 1)
@@ -33,53 +34,51 @@ struct victim {
     int to, from;
 };
 
-/* A forked child answering "N" with the ns N getppid() calls took: glibc's
- * getppid() (its `mov $110,%eax; syscall` site can be rewritten) for N > 0,
- * syscall(SYS_getppid) (the number comes in a register: the site always
- * stays on Syscall User Dispatch) for -N. */
+/* The victim's side: answers "N" with the ns N getppid() calls took:
+ * glibc's getppid() (its `mov $110,%eax; syscall` site can be rewritten)
+ * for N > 0, syscall(SYS_getppid) (the number comes in a register: the
+ * site always stays on Syscall User Dispatch) for -N. */
+static __attribute__((noreturn)) void victim_serve(int cmd, int answer)
+{
+    long n;
+    static volatile char allow = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+    while (read(cmd, &n, sizeof(n)) == sizeof(n) && n != 0) {
+        if (n == SUD_ON || n == SUD_OFF) {
+            /* Syscall User Dispatch on, with all of user space as its
+             * exempt region (like the payload's syscalls of the fast
+             * path): what every syscall of a hooked thread pays in
+             * the kernel without any signal */
+            uint64_t r = (uint64_t)prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, n == SUD_ON, 0,
+                                         n == SUD_ON ? 1ul << 47 : 0, n == SUD_ON ? &allow : NULL);
+            if (write(answer, &r, sizeof(r)) != sizeof(r))
+                break;
+            continue;
+        }
+        uint64_t t0 = bench_now_ns();
+        if (n > 0)
+            for (long i = 0; i < n; i++)
+                getppid();
+        else
+            for (long i = 0; i < -n; i++)
+                syscall(SYS_getppid);
+        uint64_t dt = bench_now_ns() - t0;
+        if (write(answer, &dt, sizeof(dt)) != sizeof(dt))
+            break;
+    }
+    _exit(0);
+}
+
+/* A forked child running victim_serve. */
 static int victim_start(struct victim *v)
 {
-    int to[2], from[2];
-    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
-        return -errno;
-    v->pid = fork();
+    int cmd, answer;
+    v->pid = bench_fork_victim(&cmd, &answer);
     if (v->pid < 0)
-        return -errno;
-    if (v->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(to[1]);
-        close(from[0]);
-        long n;
-        static volatile char allow = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
-        while (read(to[0], &n, sizeof(n)) == sizeof(n) && n != 0) {
-            if (n == SUD_ON || n == SUD_OFF) {
-                /* Syscall User Dispatch on, with all of user space as its
-                 * exempt region (like the payload's syscalls of the fast
-                 * path): what every syscall of a hooked thread pays in
-                 * the kernel without any signal */
-                uint64_t r = (uint64_t)prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, n == SUD_ON, 0,
-                                             n == SUD_ON ? 1ul << 47 : 0, n == SUD_ON ? &allow : NULL);
-                if (write(from[1], &r, sizeof(r)) != sizeof(r))
-                    break;
-                continue;
-            }
-            uint64_t t0 = bench_now_ns();
-            if (n > 0)
-                for (long i = 0; i < n; i++)
-                    getppid();
-            else
-                for (long i = 0; i < -n; i++)
-                    syscall(SYS_getppid);
-            uint64_t dt = bench_now_ns() - t0;
-            if (write(from[1], &dt, sizeof(dt)) != sizeof(dt))
-                break;
-        }
-        _exit(0);
-    }
-    close(to[0]);
-    close(from[1]);
-    v->to = to[1];
-    v->from = from[0];
+        return v->pid;
+    if (v->pid == 0)
+        victim_serve(cmd, answer);
+    v->to = cmd;
+    v->from = answer;
     return 0;
 }
 
@@ -88,26 +87,27 @@ static void victim_stop(struct victim *v)
     if (v->pid > 0) {
         close(v->to);
         close(v->from);
-        kill(v->pid, SIGKILL);
-        waitpid(v->pid, NULL, 0);
+        bench_end_victim(v->pid, 0);
     }
     memset(v, 0, sizeof(*v));
+}
+
+/* ns per getppid() over one run of n calls in victim v. */
+static int run_calls(void *victim, long n, double *per_call)
+{
+    struct victim *v = victim;
+    uint64_t dt;
+    if (write(v->to, &n, sizeof(n)) != sizeof(n) || read(v->from, &dt, sizeof(dt)) != sizeof(dt))
+        return -EIO;
+    *per_call = (double)dt / (double)(n < 0 ? -n : n);
+    return 0;
 }
 
 /* ns per getppid() (best of 3 runs of n). */
 static int victim_per_call(struct victim *v, long n, double *ns)
 {
-    double best = 1e300;
-    for (int r = 0; r < 3; r++) {
-        uint64_t dt;
-        if (write(v->to, &n, sizeof(n)) != sizeof(n) || read(v->from, &dt, sizeof(dt)) != sizeof(dt))
-            return -EIO;
-        double per = (double)dt / (double)(n < 0 ? -n : n);
-        if (per < best)
-            best = per;
-    }
-    *ns = best;
-    return 0;
+    struct bench_timed_calls t = {run_calls, v, n};
+    return bench_best_of_3(&t, ns);
 }
 
 /* The kernel's cost of Syscall User Dispatch being on (no signal, no
@@ -124,23 +124,17 @@ static int sud_tax(struct victim *v, long n, double *ns)
     return err ? err : r2 ? -EIO : 0;
 }
 
+static struct bpf_link *attach_sys_enter(struct bpf_program *prog, void *arg)
+{
+    (void)arg;
+    return bpf_program__attach(prog);
+}
+
 static int kernel_cost(struct victim *v, const char *obj_path, const char *prog_name, long n, double *ns)
 {
-    struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
-    if (!obj)
-        return -errno;
-    int err = bpf_object__load(obj);
-    struct bpf_program *prog = err ? NULL : bpf_object__find_program_by_name(obj, prog_name);
-    struct bpf_link *link = prog ? bpf_program__attach(prog) : NULL;
-    if (!prog || !link) {
-        err = err ? err : -errno;
-        fprintf(stderr, "bench syscall: kernel %s on raw tracepoint sys_enter: %s\n", prog_name, strerror(-err));
-    } else {
-        err = victim_per_call(v, n, ns);
-    }
-    bpf_link__destroy(link);
-    bpf_object__close(obj);
-    return err;
+    struct bench_timed_calls t = {run_calls, v, n};
+    return bench_kernel_cost(obj_path, prog_name, attach_sys_enter, NULL, "syscall", "raw tracepoint sys_enter", &t,
+                             ns);
 }
 
 static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *prog)
@@ -196,8 +190,7 @@ static int run(struct bench_ctx *ctx)
     double base = 0, base_sys = 0, tax = 0, k_empty = 0, k_cnt = 0, g_empty = 0, g_cnt = 0, f_empty = 0, f_cnt = 0;
     int err;
 
-    if ((err = bench_find_file(obj, sizeof(obj), "bench_syscall.bpf.o")) ||
-        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_files(sizeof(obj), obj, "bench_syscall.bpf.o", server_bin, "bpfgraftd", NULL))) {
         fprintf(stderr, "bench syscall: object or bpfgraftd not built\n");
         return err;
     }

@@ -64,9 +64,8 @@ static int run(struct bench_ctx *ctx)
 {
     char probe[4096], cli[4096], server_bin[4096], iters[32];
     int err;
-    if ((err = bench_find_file(probe, sizeof(probe), "bpfgraft-bench-tool")) ||
-        (err = bench_find_file(cli, sizeof(cli), "bpfgraft")) ||
-        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_files(sizeof(probe), probe, "bpfgraft-bench-tool", cli, "bpfgraft", server_bin, "bpfgraftd",
+                                NULL))) {
         bench_note(ctx, "tool: bpfgraft-bench-tool, bpfgraft or bpfgraftd not built");
         return err;
     }

@@ -24,6 +24,7 @@
 
 #include "bench.h"
 #include "bench_client.h"
+#include "bench_victim.h"
 
 struct victim {
     pid_t pid;
@@ -33,16 +34,13 @@ struct victim {
 
 static int victim_start(struct victim *v, const char *bin, int threads)
 {
-    int to[2], from[2];
-    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC))
-        return -errno;
-    v->pid = fork();
+    int cmd, answer;
+    v->pid = bench_fork_victim(&cmd, &answer);
     if (v->pid < 0)
-        return -errno;
+        return v->pid;
     if (v->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(to[0], 0);
-        dup2(from[1], 1);
+        dup2(cmd, 0);
+        dup2(answer, 1);
         char n[16];
         snprintf(n, sizeof(n), "%d", threads < 0 ? -threads : threads);
         if (threads)
@@ -51,10 +49,8 @@ static int victim_start(struct victim *v, const char *bin, int threads)
             execl(bin, bin, (char *)NULL);
         _exit(127);
     }
-    close(to[0]);
-    close(from[1]);
-    v->in = fdopen(to[1], "w");
-    v->out = fdopen(from[0], "r");
+    v->in = fdopen(cmd, "w");
+    v->out = fdopen(answer, "r");
     char line[64];
     if (!v->in || !v->out || !fgets(line, sizeof(line), v->out) || strncmp(line, "ready", 5) != 0)
         return -EIO;
@@ -70,32 +66,29 @@ static void victim_stop(struct victim *v)
     }
     if (v->out)
         fclose(v->out);
-    if (v->pid > 0) {
-        for (int i = 0; i < 200 && waitpid(v->pid, NULL, WNOHANG) == 0; i++)
-            usleep(10000);
-        if (waitpid(v->pid, NULL, WNOHANG) == 0) {
-            kill(v->pid, SIGKILL);
-            waitpid(v->pid, NULL, 0);
-        }
-    }
+    if (v->pid > 0)
+        bench_end_victim(v->pid, 2000);
     memset(v, 0, sizeof(*v));
+}
+
+/* ns per call of bench_target over one run of n calls in victim v. */
+static int run_calls(void *victim, long n, double *per_call)
+{
+    struct victim *v = victim;
+    char line[128];
+    unsigned long long total;
+    fprintf(v->in, "run %ld\n", n);
+    if (!fgets(line, sizeof(line), v->out) || sscanf(line, "%llu", &total) != 1)
+        return -EIO;
+    *per_call = (double)total / (double)n;
+    return 0;
 }
 
 /* ns per call of bench_target over n calls (best of 3 runs). */
 static int victim_per_call(struct victim *v, long n, double *ns)
 {
-    double best = 1e300;
-    for (int r = 0; r < 3; r++) {
-        char line[128];
-        unsigned long long total;
-        fprintf(v->in, "run %ld\n", n);
-        if (!fgets(line, sizeof(line), v->out) || sscanf(line, "%llu", &total) != 1)
-            return -EIO;
-        if ((double)total / (double)n < best)
-            best = (double)total / (double)n;
-    }
-    *ns = best;
-    return 0;
+    struct bench_timed_calls t = {run_calls, v, n};
+    return bench_best_of_3(&t, ns);
 }
 
 static long rss_kb(pid_t pid)
@@ -115,28 +108,26 @@ static long rss_kb(pid_t pid)
 
 /* ---- kernel side (libbpf) ---------------------------------------------- */
 
+/* Where a kernel uprobe goes: the victim's bench_target (ret: uretprobe). */
+struct probe_site {
+    pid_t pid;
+    const char *victim_bin;
+    bool ret;
+};
+
+static struct bpf_link *attach_bench_target(struct bpf_program *prog, void *arg)
+{
+    const struct probe_site *site = arg;
+    LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "bench_target", .retprobe = site->ret);
+    return bpf_program__attach_uprobe_opts(prog, site->pid, site->victim_bin, 0, &uo);
+}
+
 static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name, bool ret,
                        long n, double *ns)
 {
-    struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
-    if (!obj)
-        return -errno;
-    int err = bpf_object__load(obj);
-    struct bpf_program *prog = err ? NULL : bpf_object__find_program_by_name(obj, prog_name);
-    struct bpf_link *link = NULL;
-    if (prog) {
-        LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "bench_target", .retprobe = ret);
-        link = bpf_program__attach_uprobe_opts(prog, v->pid, victim_bin, 0, &uo);
-    }
-    if (!prog || !link) {
-        err = err ? err : -errno;
-        fprintf(stderr, "bench uprobe: kernel %s on bench_target: %s\n", prog_name, strerror(-err));
-    } else {
-        err = victim_per_call(v, n, ns);
-    }
-    bpf_link__destroy(link);
-    bpf_object__close(obj);
-    return err;
+    struct probe_site site = {v->pid, victim_bin, ret};
+    struct bench_timed_calls t = {run_calls, v, n};
+    return bench_kernel_cost(obj_path, prog_name, attach_bench_target, &site, "uprobe", "bench_target", &t, ns);
 }
 
 /* ---- bpfgraft side ----------------------------------------------------- */
@@ -242,9 +233,8 @@ static int run(struct bench_ctx *ctx)
     double base, k_up, k_ret, k_cnt, k_pid;
     int err;
 
-    if ((err = bench_find_file(victim_bin, sizeof(victim_bin), "bpfgraft-bench-victim")) ||
-        (err = bench_find_file(obj, sizeof(obj), "bench_uprobe.bpf.o")) ||
-        (err = bench_find_file(server_bin, sizeof(server_bin), "bpfgraftd"))) {
+    if ((err = bench_find_files(sizeof(victim_bin), victim_bin, "bpfgraft-bench-victim", obj, "bench_uprobe.bpf.o",
+                                server_bin, "bpfgraftd", NULL))) {
         fprintf(stderr, "bench uprobe: victim, object or bpfgraftd not built\n");
         return err;
     }

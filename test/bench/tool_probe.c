@@ -68,6 +68,18 @@ static double per_op(uint64_t t0, long n)
     return (double)(now_ns() - t0) / (double)n;
 }
 
+/* ns per cmd over n operations on map fd, at keys i & mask; the failed
+ * ones are added to *bad. */
+static double time_elem_ops(int cmd, int fd, uint32_t mask, long n, uint64_t *value, long *bad)
+{
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        uint32_t k = (uint32_t)(i & mask);
+        *bad += elem(cmd, fd, &k, value) != 0;
+    }
+    return per_op(t0, n);
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 200000;
@@ -101,30 +113,10 @@ int main(int argc, char **argv)
     uint64_t v = 1;
     uint32_t k, next;
     long bad = 0;
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = (uint32_t)(i & 1023);
-        bad += elem(BPF_MAP_UPDATE_ELEM, arr, &k, &v) != 0;
-    }
-    double au = per_op(t0, n);
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = (uint32_t)(i & 1023);
-        bad += elem(BPF_MAP_LOOKUP_ELEM, arr, &k, &v) != 0;
-    }
-    double al = per_op(t0, n);
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = (uint32_t)(i & 4095);
-        bad += elem(BPF_MAP_UPDATE_ELEM, hash, &k, &v) != 0;
-    }
-    double hu = per_op(t0, n);
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = (uint32_t)(i & 4095);
-        bad += elem(BPF_MAP_LOOKUP_ELEM, hash, &k, &v) != 0;
-    }
-    double hl = per_op(t0, n);
+    double au = time_elem_ops(BPF_MAP_UPDATE_ELEM, arr, 1023, n, &v, &bad);
+    double al = time_elem_ops(BPF_MAP_LOOKUP_ELEM, arr, 1023, n, &v, &bad);
+    double hu = time_elem_ops(BPF_MAP_UPDATE_ELEM, hash, 4095, n, &v, &bad);
+    double hl = time_elem_ops(BPF_MAP_LOOKUP_ELEM, hash, 4095, n, &v, &bad);
     t0 = now_ns();
     long walked = 0;
     for (long i = 0; i < n;) {
