@@ -132,6 +132,19 @@ def attach(cl, pid, progs, target, engine=None):
     return cl.call("target.attach", pid=pid, object="count", programs=progs, target=target, engine=engine)
 
 
+def refused_attach(cl, pid, target, what):
+    """Attaches add_entry at target expecting a refusal: the error and the
+    seconds it took to come, or a failed check `what` and None."""
+    from bpfgraft_client import BpfgraftError
+    t0 = time.monotonic()
+    try:
+        attach(cl, pid, ["add_entry"], target)
+    except BpfgraftError as e:
+        return e, time.monotonic() - t0
+    check(False, what)
+    return None, time.monotonic() - t0
+
+
 def engines_of(cl, pid):
     for t in cl.call("target.list"):
         if t["pid"] == pid:
@@ -365,14 +378,11 @@ def main():
             time.sleep(0.2)
             os.kill(vv.pid, signal.SIGUSR1)
             time.sleep(0.2)
-            t0 = time.monotonic()
-            try:
-                attach(cl, vv.pid, ["add_entry"], ":vfork_work")
-                check(False, "attach while a thread waits for its vfork child fails")
-            except BpfgraftError as e:
-                check("uninterruptible sleep" in e.message and "vfork" in e.message and time.monotonic() - t0 < 3.5,
-                      f"attach while a thread waits for its vfork child: refused in {time.monotonic() - t0:.1f} s, "
-                      "saying why", str(e))
+            e, took = refused_attach(cl, vv.pid, ":vfork_work",
+                                     "attach while a thread waits for its vfork child fails")
+            if e:
+                check("uninterruptible sleep" in e.message and "vfork" in e.message and took < 3.5,
+                      f"attach while a thread waits for its vfork child: refused in {took:.1f} s, saying why", str(e))
             check_eq(cl.call("object.list")[0]["name"], "count", "and the server goes on serving")
             deadline = time.monotonic() + 8   # the child exits; the server's tick lets the thread go
             while time.monotonic() < deadline:
@@ -516,12 +526,9 @@ def main():
         try:
             os.kill(v.pid, signal.SIGSTOP)
             time.sleep(0.1)
-            t0 = time.monotonic()
-            try:
-                attach(cl, v.pid, ["add_entry"], ":probed_add")
-                check(False, "attach to a stopped process fails")
-            except BpfgraftError as e:
-                check(e.name == "busy" and "kill -CONT" in e.message and time.monotonic() - t0 < 2,
+            e, took = refused_attach(cl, v.pid, ":probed_add", "attach to a stopped process fails")
+            if e:
+                check(e.name == "busy" and "kill -CONT" in e.message and took < 2,
                       "attach to a stopped process: busy at once, naming kill -CONT", str(e))
             check(cl.call("target.list") == [] and text_matches_file(v.pid) == [],
                   "the stopped process was not touched")
