@@ -77,22 +77,17 @@ int main(int argc, char **argv)
     if (skel_install_signals("skel-bashreadline"))
         return 1;
     skel = bashreadline_bpf__open_and_load();
-    if (!skel) {
-        err = -errno;
-        fprintf(stderr, "skel-bashreadline: loading the BPF object: %s\n", strerror(errno));
-        goto out;
-    }
+    if (!skel)
+        return skel_errno_error("skel-bashreadline: loading the BPF object") ? 1 : 0;
     skel->links.bash_readline = bpf_program__attach_uprobe_opts(
         skel->progs.bash_readline, env.common.pid ? env.common.pid : -1, env.binary, 0, &uopts);
     if (!skel->links.bash_readline) {
-        err = -errno;
-        fprintf(stderr, "skel-bashreadline: attaching to readline in %s: %s\n", env.binary, strerror(errno));
+        err = skel_errno_error("skel-bashreadline: attaching to readline in %s", env.binary);
         goto out;
     }
     pb = perf_buffer__new(bpf_map__fd(skel->maps.lines), 16, handle_event, handle_lost, NULL, NULL);
     if (!pb) {
-        err = -errno;
-        fprintf(stderr, "skel-bashreadline: creating the perf buffer: %s\n", strerror(errno));
+        err = skel_errno_error("skel-bashreadline: creating the perf buffer");
         goto out;
     }
 

@@ -54,6 +54,18 @@ int skel_install_signals(const char *tool)
     return 0;
 }
 
+int skel_errno_error(const char *fmt, ...)
+{
+    int err = errno;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", strerror(err));
+    return -err;
+}
+
 void skel_line_buffer_stdout(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);

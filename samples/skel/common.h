@@ -19,6 +19,10 @@ int skel_install_signals(const char *tool);
 /* Line-buffers stdout so output shows up promptly when piped. */
 void skel_line_buffer_stdout(void);
 
+/* Prints "MESSAGE: <strerror(errno)>" on stderr, MESSAGE formatted from
+ * fmt, and returns -errno as it was on entry. */
+int skel_errno_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Parses a positive decimal into *out; 0 on success, -EINVAL otherwise. */
 int skel_parse_pid(const char *s, pid_t *out);
 int skel_parse_seconds(const char *s, long *out);

@@ -196,16 +196,12 @@ int main(int argc, char **argv)
     if (skel_install_signals("skel-malloc"))
         return 1;
     skel = malloc_bpf__open_and_load();
-    if (!skel) {
-        err = -errno;
-        fprintf(stderr, "skel-malloc: loading the BPF object: %s\n", strerror(errno));
-        goto out;
-    }
+    if (!skel)
+        return skel_errno_error("skel-malloc: loading the BPF object") ? 1 : 0;
     skel->links.count_malloc = bpf_program__attach_uprobe_opts(skel->progs.count_malloc,
                                                                env.common.pid ? env.common.pid : -1, libc, 0, &uopts);
     if (!skel->links.count_malloc) {
-        err = -errno;
-        fprintf(stderr, "skel-malloc: attaching to malloc in %s: %s\n", libc, strerror(errno));
+        err = skel_errno_error("skel-malloc: attaching to malloc in %s", libc);
         goto out;
     }
 

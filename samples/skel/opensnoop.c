@@ -100,11 +100,8 @@ int main(int argc, char **argv)
     if (skel_install_signals("skel-opensnoop"))
         return 1;
     skel = opensnoop_bpf__open();
-    if (!skel) {
-        err = -errno;
-        fprintf(stderr, "skel-opensnoop: opening the BPF object: %s\n", strerror(errno));
-        goto out;
-    }
+    if (!skel)
+        return skel_errno_error("skel-opensnoop: opening the BPF object") ? 1 : 0;
     skel->rodata->targ_pid = env.common.pid;
     skel->rodata->targ_failed = env.failed;
     err = opensnoop_bpf__load(skel);
@@ -120,8 +117,7 @@ int main(int argc, char **argv)
     }
     rb = ring_buffer__new(bpf_map__fd(skel->maps.events), handle_event, NULL, NULL);
     if (!rb) {
-        err = -errno;
-        fprintf(stderr, "skel-opensnoop: creating the ring buffer: %s\n", strerror(errno));
+        err = skel_errno_error("skel-opensnoop: creating the ring buffer");
         goto out;
     }
 
