@@ -55,19 +55,6 @@ static int tracer_of(pid_t pid)
     return r == -ENODATA ? 0 : r ? r : tracer;
 }
 
-static void comm_of(pid_t pid, char *buf, size_t len)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    buf[0] = 0;
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    if (fgets(buf, (int)len, f))
-        buf[strcspn(buf, "\n")] = 0;
-    fclose(f);
-}
-
 static int check_arch(pid_t pid, char *err)
 {
     char path[64];
@@ -207,7 +194,7 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
             int tracer = tracer_of(st->pid);
             if (tracer > 0 && tracer != getpid()) {
                 char comm[32];
-                comm_of(tracer, comm, sizeof(comm));
+                bpfg_procfs_comm(tracer, comm, sizeof(comm));
                 return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first",
                                      (int)st->pid, tracer, comm[0] ? comm : "?");
             }
@@ -282,7 +269,7 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err)
         return bpfg_inj_fail(err, -ESRCH, "no process with pid %d", (int)pid);
     if (tracer > 0 && tracer != getpid()) {
         char comm[32];
-        comm_of(tracer, comm, sizeof(comm));
+        bpfg_procfs_comm(tracer, comm, sizeof(comm));
         return bpfg_inj_fail(err, -EBUSY, "process %d is already traced by pid %d (%s); detach it first", (int)pid,
                              tracer, comm[0] ? comm : "?");
     }

@@ -127,3 +127,17 @@ int bpfg_procfs_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
         *flags = fl;
     return 0;
 }
+
+int bpfg_procfs_comm(pid_t pid, char *buf, size_t len)
+{
+    char path[80];
+    proc_path(path, sizeof(path), pid, 0, "comm");
+    buf[0] = 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    int r = fgets(buf, (int)len, f) ? 0 : -EIO;
+    fclose(f);
+    chomp(buf);
+    return r;
+}

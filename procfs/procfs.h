@@ -46,4 +46,9 @@ int bpfg_procfs_status_int(pid_t pid, pid_t tid, const char *name, int *value);
  * NULL). -EIO if it does not parse. */
 int bpfg_procfs_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
 
+/* The process's name now (/proc/PID/comm, which prctl may have changed),
+ * without the newline, truncated to len - 1 bytes; "" and -errno if it
+ * cannot be read (the process is gone). */
+int bpfg_procfs_comm(pid_t pid, char *buf, size_t len);
+
 #endif

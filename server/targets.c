@@ -1419,16 +1419,9 @@ static uint64_t hook_misses(const struct target *t, const struct target_hook *h)
  * "" once it is gone. */
 static void pack_comm(msgpack_packer *pk, pid_t pid)
 {
-    char path[32], comm[32];
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm)) : 0;
-    if (fd >= 0)
-        close(fd);
-    size_t len = n > 0 ? (size_t)n : 0;
-    if (len && comm[len - 1] == '\n')
-        len--;
-    bpfg_pack_strn(pk, comm, len);
+    char comm[32];
+    bpfg_procfs_comm(pid, comm, sizeof(comm));
+    bpfg_pack_cstr(pk, comm);
 }
 
 void targets_pack_list(struct server *s, msgpack_packer *pk)

@@ -23,6 +23,7 @@
 #include "payload_abi.h"
 #include "pmsg.h"
 #include "progcheck.h"
+#include "procfs.h"
 #include "registry.h"
 #include "server.h"
 #include "symbols.h"
@@ -867,14 +868,9 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
     tl->pid = t->pid;
     tl->chan = sv[0];
     tl->engine = engine;
-    char path[64], comm[32] = "tool";
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)t->pid);
-    FILE *f = fopen(path, "re");
-    if (f) {
-        if (fgets(comm, sizeof(comm), f))
-            comm[strcspn(comm, "\n")] = 0;
-        fclose(f);
-    }
+    char comm[32];
+    if (bpfg_procfs_comm(t->pid, comm, sizeof(comm)) != 0 || !comm[0])
+        snprintf(comm, sizeof(comm), "tool");
     snprintf(tl->name, sizeof(tl->name), "tool:%s:%d", comm, (int)t->pid);
 
     struct bpfg_pmsg_tool_mode mode = {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "procfs.h"
@@ -192,4 +193,17 @@ Test(procfs_stat, self)
     cr_expect_eq(flags & 0x00200000, 0, "not a kernel thread (PF_KTHREAD)");
     cr_expect_eq(bpfg_procfs_stat(getpid(), 0, &state, NULL), 0);
     cr_expect_eq(bpfg_procfs_stat(0x3ffffff0, 0, &state, NULL), -ENOENT);
+}
+
+Test(procfs_comm, self_and_gone)
+{
+    char want[16], got[32], small[4];
+    cr_assert_eq(prctl(PR_SET_NAME, "procfs-comm"), 0);
+    cr_assert_eq(prctl(PR_GET_NAME, want), 0);
+    cr_assert_eq(bpfg_procfs_comm(getpid(), got, sizeof(got)), 0);
+    cr_expect_str_eq(got, want, "the name prctl set, without the newline");
+    cr_assert_eq(bpfg_procfs_comm(getpid(), small, sizeof(small)), 0);
+    cr_expect_str_eq(small, "pro", "truncated to the buffer");
+    cr_expect_eq(bpfg_procfs_comm(0x3ffffff0, got, sizeof(got)), -ENOENT);
+    cr_expect_str_eq(got, "", "empty when the process is gone");
 }
