@@ -110,37 +110,11 @@ static int fail(int code, const char *fmt, ...)
 /* Reads one message; *fd gets an attached descriptor or -1. */
 static int recv_msg(struct bpfg_pmsg_hdr *h, uint8_t **body, int *fd)
 {
-    union {
-        struct cmsghdr c;
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-    } cm;
-    size_t got = 0;
     *fd = -1;
     *body = NULL;
-    while (got < sizeof(*h)) {
-        struct iovec iov = {(uint8_t *)h + got, sizeof(*h) - got};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
-        long n = rt_sys3(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC);
-        if (n == -EINTR)
-            continue;
-        if (rt_is_err(n))
-            return (int)n;
-        if (n == 0)
-            return -ECONNRESET;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            int *fds = (int *)CMSG_DATA(c);
-            for (int i = 0; i < nfd; i++) {
-                if (*fd < 0)
-                    *fd = fds[i];
-                else
-                    rt_sys1(SYS_close, fds[i]); /* only one fd per message */
-            }
-        }
-        got += (size_t)n;
-    }
+    int r = rt_recv_all(sock, h, sizeof(*h), fd); /* only one fd per message */
+    if (r)
+        return r;
     if (h->len < sizeof(*h) || h->len > BPFG_PMSG_MAX)
         return -EBADMSG;
     size_t len = h->len - sizeof(*h);

@@ -48,38 +48,7 @@ void chan_open(int fd)
 /* Reads len bytes; the first read may carry an fd (SCM_RIGHTS). */
 static int chan_recv(void *buf, size_t len, int *fd)
 {
-    uint8_t *b = buf;
-    while (len) {
-        union {
-            struct cmsghdr c;
-            char buf[CMSG_SPACE(sizeof(int) * 4)];
-        } cm;
-        struct iovec iov = {b, len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
-        long n = rt_sys3(SYS_recvmsg, chan, (long)&mh, MSG_CMSG_CLOEXEC);
-        if (n == -EINTR)
-            continue;
-        if (rt_is_err(n))
-            return (int)n;
-        if (n == 0)
-            return -ECONNRESET;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < nfd; i++) {
-                int got;
-                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (fd && *fd < 0)
-                    *fd = got;
-                else
-                    rt_sys1(SYS_close, got);
-            }
-        }
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return rt_recv_all(chan, buf, len, fd);
 }
 
 void reply_free(struct reply *r)

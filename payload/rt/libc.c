@@ -438,6 +438,47 @@ int rt_send_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+static void take_fds(struct msghdr *mh, int *fd)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < nfd; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (fd && *fd < 0)
+                *fd = got;
+            else
+                rt_sys1(SYS_close, got);
+        }
+    }
+}
+
+int rt_recv_all(int sock, void *buf, size_t len, int *fd)
+{
+    uint8_t *b = buf;
+    while (len) {
+        union {
+            struct cmsghdr c;
+            char buf[CMSG_SPACE(sizeof(int) * 4)];
+        } cm;
+        struct iovec iov = {b, len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
+        long n = rt_sys3(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC);
+        if (n == -EINTR)
+            continue;
+        if (rt_is_err(n))
+            return (int)n;
+        if (n == 0)
+            return -ECONNRESET;
+        take_fds(&mh, fd);
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 /* ---- fault-safe memory access ---- */
 
 long rt_safe_read(void *dst, const void *src, size_t len)

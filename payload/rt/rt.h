@@ -98,6 +98,10 @@ RT_HIDDEN void rt_exit_thread(int code) __attribute__((noreturn));
 /* Sends all len bytes on a stream socket (MSG_NOSIGNAL, EINTR retried):
  * 0 or -errno. */
 RT_HIDDEN int rt_send_all(int fd, const void *buf, size_t len);
+/* Receives exactly len bytes (EINTR retried; -ECONNRESET at end of
+ * stream). A descriptor passed with them (SCM_RIGHTS) goes to *fd when fd
+ * is given and *fd < 0; any other is closed. 0 or -errno. */
+RT_HIDDEN int rt_recv_all(int sock, void *buf, size_t len, int *fd);
 
 /* Fault-safe copies through process_vm_readv/writev on our own pid: a bad
  * address gives -EFAULT, never a signal. */
