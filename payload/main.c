@@ -121,16 +121,10 @@ static int recv_msg(struct bpfg_pmsg_hdr *h, uint8_t **body, int *fd)
     *body = malloc(len + 1);
     if (!*body)
         return -ENOMEM;
-    for (size_t off = 0; off < len;) {
-        long n = rt_sys6(SYS_recvfrom, sock, (long)(*body + off), (long)(len - off), 0, 0, 0);
-        if (n == -EINTR)
-            continue;
-        if (rt_is_err(n) || n == 0)
-            return n ? (int)n : -ECONNRESET;
-        off += (size_t)n;
-    }
-    (*body)[len] = 0;
-    return 0;
+    r = rt_recv_all(sock, *body, len, NULL);
+    if (!r)
+        (*body)[len] = 0;
+    return r;
 }
 
 static void drain_trace(void)
