@@ -1,0 +1,274 @@
+"""Unwinders through uretprobes (issue 21): while a uretprobe's trampoline
+stands in a frame's return address, everything that walks the stack must
+still get through it — C++ exceptions on libgcc's and on LLVM's unwinder
+(one, three and rethrown through uretprobed frames), glibc's backtrace(),
+libunwind's unw_backtrace() and gdb's bt. Each run makes 100,000 calls
+with an entry uprobe and uretprobes attached and requires: the process
+exits 0, the uretprobes counted exactly the normal returns, every throw
+was caught, target.list counts the frames exceptions dropped, and detach
+restores the text."""
+import ctypes
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import (Server, check, check_eq, counts, finish, parse_probe_args, report, skip,  # noqa: E402
+                     text_matches_file, zero_counts)
+
+HITS = 100000
+THROWS = (HITS + 2) // 3     # i % 3 == 0 for i in [0, HITS)
+RUN_TIMEOUT = 60             # seconds a victim may take before it is killed
+GDB_TIMEOUT = 60
+
+ENTRY, RETURN = "add_entry", "add_return"   # count.bpf.c: counts[0] entries, counts[1] returns
+
+_victims = []   # every victim started; killed on the way out, whatever happened
+
+
+def _child_setup():
+    """Every process the test starts dies with it and leaves no core."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+class Victim:
+    """A process that prints "ready", waits for a line, does its work,
+    prints one line and exits after another line (or EOF)."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, preexec_fn=_child_setup)
+        _victims.append(self)
+        self.pid = self.proc.pid
+        self.watchdog = threading.Timer(RUN_TIMEOUT, self.kill)
+        self.watchdog.start()
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+
+    def go(self):
+        try:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+
+    def result(self):
+        """The result line; "" when the process died (or the watchdog
+        killed it) first."""
+        return self.proc.stdout.readline().strip()
+
+    def end(self):
+        """(exit status, stderr) once the process ended."""
+        self.watchdog.cancel()
+        _, err = finish(self.proc, 30)
+        return self.proc.returncode, err or ""
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def cleanup(self):
+        self.watchdog.cancel()
+        self.kill()
+        try:
+            self.proc.communicate(timeout=10)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            pass
+
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+def num(f, key):
+    return int(f.get(key, -1))
+
+
+def exit_text(rc):
+    if rc is not None and rc < 0:
+        return f"killed by {signal.Signals(-rc).name}"
+    return f"exit {rc}"
+
+
+def uretprobe_addresses(cl, pid):
+    return {h["address"] for t in cl.call("target.list") if t["pid"] == pid for h in t["hooks"]
+            if h["kind"] == "uretprobe"}
+
+
+# ---- frames dropped by exceptions: the one place that knows the field ----
+# The payload counts, per hook, the frames an exception (or longjmp) left
+# without returning through the uretprobe's trampoline; target.list shows
+# the count on each hook entry. Adjust DROPPED_FIELD (or this function)
+# when the final name or place of the count differs.
+DROPPED_FIELD = "dropped"
+
+
+def check_dropped(cl, pid, addresses, want, what):
+    """addresses: function -> its hook address (uretprobe entries of
+    target.list); want: function -> the number of exceptions that crossed
+    its frame. Must run before detach."""
+    hooks = [h for t in cl.call("target.list") if t["pid"] == pid for h in t["hooks"] if h["kind"] == "uretprobe"]
+    for func, n in want.items():
+        entry = next((h for h in hooks if h["address"] == addresses.get(func)), None)
+        got = entry.get(DROPPED_FIELD) if entry is not None else "no uretprobe hook in target.list"
+        check_eq(got, n, f"{what}: target.list counts {n} frames of {func} left by exceptions "
+                         f"(hook field '{DROPPED_FIELD}')")
+# ---- end of the dropped-frames assumption ----
+
+
+def probed_run(cl, argv, probes, what, dropped, during=None):
+    """Runs argv with each (function, programs) of probes attached; during
+    (when given) runs while the victim works, before its result line is
+    read. dropped: function -> exceptions that crossed its frame, checked
+    in target.list. Returns (fields, counts, during's result)."""
+    v = Victim(argv)
+    try:
+        check(v.ready, f"{what}: victim ready")
+        zero_counts(cl)
+        addresses = {}
+        for func, progs in probes:
+            before = uretprobe_addresses(cl, v.pid)
+            cl.call("target.attach", pid=v.pid, object="count", programs=progs, target=f":{func}")
+            new = uretprobe_addresses(cl, v.pid) - before
+            addresses[func] = new.pop() if len(new) == 1 else None
+        v.go()
+        extra = during(v) if during else None
+        line = v.result()
+        got = counts(cl, 4)
+        # no result line: the process died (it may not be reaped yet)
+        alive = bool(line) and v.proc.poll() is None
+        if alive:
+            check_dropped(cl, v.pid, addresses, dropped, what)
+            cl.call("target.detach", pid=v.pid)
+            check_eq(text_matches_file(v.pid), [], f"{what}: text equals the files after detach")
+        rc, err = v.end()
+        check(alive and rc == 0, f"{what}: the process ran its {HITS} iterations unharmed ({exit_text(rc)})",
+              (f"stdout: {line!r}\n       stderr: " + "\n       ".join(err.strip().splitlines()[-6:])))
+        return fields(line), got, extra
+    finally:
+        v.cleanup()
+
+
+def plain_run(argv):
+    """The victim's result line without probes, and its exit status."""
+    v = Victim(argv)
+    try:
+        v.go()
+        line = v.result()
+        rc, _ = v.end()
+        return fields(line), rc
+    finally:
+        v.cleanup()
+
+
+# mode -> (probes, the normal-return fields the uretprobes count, the
+# exceptions that cross each uretprobed frame)
+CXX_MODES = {
+    # middle -> inner, inner throws
+    "one": ([("middle", [ENTRY, RETURN])], ["normal_returns"], {"middle": "throws"}),
+    # f1 -> f2 -> f3 -> thrower: uretprobes on all three frames
+    "three": ([("f1", [ENTRY, RETURN]), ("f2", [RETURN]), ("f3", [RETURN])],
+              ["normal_returns", "f2_returns", "f3_returns"], {"f1": "throws", "f2": "throws", "f3": "throws"}),
+    # rethrow_middle catches, counts and rethrows what inner threw: the
+    # first exception crosses inner's frame, the rethrown one middle's
+    "rethrow": ([("rethrow_middle", [ENTRY, RETURN]), ("inner", [RETURN])], ["normal_returns", "inner_returns"],
+                {"rethrow_middle": "rethrows", "inner": "throws"}),
+}
+
+
+def test_cxx(cl, victim, variant, unwinder):
+    for mode, (probes, returns, crossing) in CXX_MODES.items():
+        what = f"{variant}/{mode}"
+        base, rc = plain_run([victim, mode, str(HITS)])
+        check(rc == 0 and num(base, "throws") == THROWS and num(base, "caught") == THROWS
+              and base.get("unwinder") == unwinder,
+              f"{what} unprobed: {THROWS} throws caught, _Unwind_RaiseException from {unwinder}", repr(base))
+        f, got, _ = probed_run(cl, [victim, mode, str(HITS)], probes, what,
+                               {func: num(base, key) for func, key in crossing.items()})
+        want_returns = sum(num(base, k) for k in returns)
+        if f:   # (without its result line, the process died: failed above)
+            check_eq(num(f, "calls"), HITS, f"{what}: the victim made {HITS} calls")
+            check_eq((num(f, "throws"), num(f, "caught")), (THROWS, THROWS), f"{what}: every throw was caught")
+            check_eq(f.get("unwinder"), unwinder, f"{what}: exceptions ran on {unwinder}")
+        check_eq(got[0], HITS, f"{what}: the entry uprobe counted every call")
+        check_eq(got[1], want_returns,
+                 f"{what}: the uretprobes counted the normal returns exactly ({' + '.join(returns)})")
+
+
+def test_backtrace(cl, victim, libunwind):
+    what = "backtrace"
+    f, got, _ = probed_run(cl, [victim, "bt", str(HITS)], [("bt_probed", [ENTRY, RETURN])], what, {"bt_probed": 0})
+    check_eq(num(f, "calls"), HITS, f"{what}: the victim made {HITS} calls")
+    check_eq(got[:2], [HITS, HITS], f"{what}: uprobe and uretprobe counted every call exactly")
+    check(num(f, "mismatches") == 0 and num(f, "depth") == num(f, "ref_depth") > 2,
+          f"{what}: glibc backtrace() inside the uretprobed function sees the unprobed frames", repr(f))
+    if libunwind:
+        check(num(f, "unw_mismatches") == 0 and num(f, "unw_depth") == num(f, "unw_ref_depth") > 2,
+              f"{what}: libunwind's unw_backtrace() inside the uretprobed function sees the unprobed frames", repr(f))
+    else:
+        skip("backtrace: libunwind's unw_backtrace() (bt-victim was built without libunwind-dev)")
+
+
+def gdb_bt(gdb, v):
+    """gdb's bt at a breakpoint in gdb_leaf, called by the uretprobed
+    gdb_probed; then the victim is told to finish."""
+    try:
+        r = subprocess.run([gdb, "-nx", "-batch", "-p", str(v.pid), "-ex", "set debuginfod enabled off",
+                            "-ex", "break gdb_leaf", "-ex", "continue", "-ex", "bt", "-ex", "delete", "-ex", "detach"],
+                           capture_output=True, text=True, timeout=GDB_TIMEOUT, stdin=subprocess.DEVNULL,
+                           preexec_fn=_child_setup)
+        out = r.stdout + r.stderr
+    except subprocess.TimeoutExpired as e:
+        out = f"gdb timed out after {GDB_TIMEOUT} s: {e.stdout or ''}"
+    if v.proc.poll() is None:
+        os.kill(v.pid, signal.SIGUSR1)   # the victim makes its last HITS calls and reports
+    return out
+
+
+def test_gdb(cl, victim, gdb):
+    what = "gdb"
+    f, got, out = probed_run(cl, [victim, "gdb", str(HITS)], [("gdb_probed", [ENTRY, RETURN])], what,
+                             {"gdb_probed": 0}, during=lambda v: gdb_bt(gdb, v))
+    bt = [ln for ln in (out or "").splitlines() if re.match(r"#\d+\s", ln)]
+    check(bool(bt) and re.search(r"\bgdb_leaf\b", bt[0]) and any(re.search(r"\bmain \(", ln) for ln in bt),
+          f"{what}: bt at a breakpoint under the uretprobed frame reaches main",
+          "gdb printed:\n       " + "\n       ".join((out or "").strip().splitlines()[-12:]))
+    calls = num(f, "calls")
+    check(calls >= HITS and num(f, "normal_returns") == calls and num(f, "leaf_calls") == calls,
+          f"{what}: the victim went on after gdb detached and made its {HITS} more calls", repr(f))
+    check_eq(got[:2], [calls, calls], f"{what}: uprobe and uretprobe counted every call exactly")
+
+
+def main():
+    args = parse_probe_args("--bt-victim", optional=("--cxx-victim-gcc", "--cxx-victim-llvm",
+                                                      "--cxx-victim-llvm-missing", "--libunwind", "--gdb"))
+    try:
+        with Server(args) as srv:
+            cl = srv.client()
+            cl.call("object.load", path=os.path.abspath(args.obj), name="count")
+            if args.cxx_victim_gcc:
+                test_cxx(cl, args.cxx_victim_gcc, "g++", "libgcc_s.so.1")
+            else:
+                skip("g++/libstdc++ victim: the project's C++ compiler is not g++")
+            if args.cxx_victim_llvm:
+                test_cxx(cl, args.cxx_victim_llvm, "clang++/libc++", "libunwind.so.1")
+            else:
+                skip(f"clang++/libc++/LLVM libunwind victim: {args.cxx_victim_llvm_missing or 'not built'}")
+            test_backtrace(cl, args.bt_victim, args.libunwind in ("1", "ON", "TRUE", "true"))
+            if args.gdb:
+                test_gdb(cl, args.bt_victim, args.gdb)
+            else:
+                skip("gdb: not installed at build time (scripts/setup.sh installs it)")
+    finally:
+        for v in _victims:
+            v.cleanup()
+    sys.exit(report())
+
+
+if __name__ == "__main__":
+    main()
