@@ -174,19 +174,27 @@ struct bpfg_thread_slot {
 };
 
 /* The unwind page (payload/README.md, "Return trampolines and unwinders"):
- * two pages of a memfd named BPFG_UNWIND_NAME, mapped private, that
- * outlive the payload (the target's unwinders keep pointers into them
- * once registered). The first, rw-, is struct bpfg_unwind_data; the
- * second, r-x, holds BPFG_SHADOW_DEPTH return trampolines of
- * BPFG_UNWIND_ENTRY bytes each, then their .eh_frame (one FDE each, whose
- * return-address rule searches the shadow stacks of the threads in
- * slots[] for the entry of that depth whose slot is CFA - 8), then the
- * binary search table nongnu libunwind takes. A later payload of the same
+ * pages of a memfd named BPFG_UNWIND_NAME, mapped private, that outlive
+ * the payload (the target's unwinders keep pointers into them once
+ * registered). The first, rw-, is struct bpfg_unwind_data; the rest, r-x,
+ * holds BPFG_SHADOW_DEPTH return trampolines of BPFG_UNWIND_ENTRY bytes
+ * each and their unwind tables (one FDE each, whose return-address rule
+ * searches the shadow stacks of the threads in slots[] for the entry of
+ * that depth whose slot is the trampoline's sp - 8). A later payload of the same
  * layout (magic, version) adopts the page instead of mapping another. */
 #define BPFG_UNWIND_NAME "bpfgraft-unwind"
 #define BPFG_UNWIND_MAGIC 0x646e776e75676662ull /* "bfgunwnd" */
 #define BPFG_UNWIND_VERSION 1
 #define BPFG_UNWIND_ENTRY 16
+/* The r-x part (BPFG_UNWIND_TEXT bytes after the rw page): the trampolines
+ * at 0, nongnu libunwind's table at _TABLE, the .eh_frame at _EH_FRAME, and
+ * at _EH_FRAME_GCC the one given to libgcc, whose FDEs put the CFA 8 bytes
+ * higher and the caller's rsp at CFA - 8 (libgcc identifies a frame by its
+ * CFA; a trampoline frame of size 0 would share its caller's). */
+#define BPFG_UNWIND_TEXT 0x3000
+#define BPFG_UNWIND_TABLE 0x200
+#define BPFG_UNWIND_EH_FRAME 0x1000
+#define BPFG_UNWIND_EH_FRAME_GCC 0x2000
 #define BPFG_UNWIND_RET(ret0, k) ((ret0) + (uint64_t)(k) * BPFG_UNWIND_ENTRY)
 #define BPFG_UNWIND_GCC_MAX 4 /* libgcc unwinders registered with (libgcc_s, static copies) */
 #define BPFG_UNWIND_OTHER_MAX 2

@@ -134,6 +134,16 @@ static size_t emit_abs_jmp(uint8_t *p, uint64_t target)
     return 14;
 }
 
+/* push $ret (as two halves: push imm32 sign-extends) ; jmp target */
+static size_t emit_call_from(uint8_t *p, uint64_t ret, uint64_t target)
+{
+    p[0] = 0x68;
+    put32(p + 1, (int32_t)(uint32_t)ret);
+    p[5] = 0xc7, p[6] = 0x44, p[7] = 0x24, p[8] = 0x04; /* movl $hi, 4(%rsp) */
+    put32(p + 9, (int32_t)(uint32_t)(ret >> 32));
+    return 13 + emit_abs_jmp(p + 13, target);
+}
+
 int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry, char *err)
 {
     ZydisDecoder dec;
@@ -167,7 +177,13 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
             memcpy(s + out, plan->orig + off, insn.length);
             out += insn.length;
         } else if (relative_target(&insn, ops, old_at, &target)) {
-            if (insn.meta.category == ZYDIS_CATEGORY_CALL) {
+            if (insn.meta.category == ZYDIS_CATEGORY_CALL && off + insn.length == plan->patch_len) {
+                /* The last displaced instruction: push the original return
+                 * address and jmp, as the kernel emulates a call. The
+                 * callee returns into the function itself, and unwinders
+                 * (C++ exceptions) find the function's own CFI there. */
+                out += emit_call_from(s + out, plan->site + plan->patch_len, target);
+            } else if (insn.meta.category == ZYDIS_CATEGORY_CALL) {
                 /* call [rip+2] ; jmp +8 ; .quad target: returns into the stub */
                 s[out] = 0xff, s[out + 1] = 0x15;
                 put32(s + out + 2, 2);

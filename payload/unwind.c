@@ -22,7 +22,7 @@
 extern char bpfg_uretprobe_return[];
 
 #define PAGE 4096
-#define TEXT_SIZE (2 * PAGE)
+#define TEXT_SIZE BPFG_UNWIND_TEXT
 #define MAP_SIZE (PAGE + TEXT_SIZE)
 #define ENTRIES_SIZE (BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
 #define RA_OFF 1 /* the return address is entry + 1: an unwinder looks up ra - 1 */
@@ -33,9 +33,10 @@ _Static_assert(BPFG_SHADOW_DEPTH < 128, "push imm8 carries the depth");
 uint64_t unwind_ret0 __attribute__((visibility("hidden")));
 static struct bpfg_unwind_data *data;
 static uint8_t *text;
-static uint8_t *eh_frame;
-static uint64_t fde_addr[BPFG_SHADOW_DEPTH];
-static uint32_t *search_table; /* nongnu libunwind's {start, fde} pairs */
+static uint64_t fde_addr[BPFG_SHADOW_DEPTH]; /* in the plain .eh_frame */
+
+/* The two flavours of the tables (payload_abi.h: BPFG_UNWIND_EH_FRAME_GCC). */
+enum flavour { PLAIN, GCC };
 
 /* ---- building the tables ---- */
 
@@ -87,8 +88,9 @@ enum {
     OP_addr = 0x03, OP_deref = 0x06, OP_constu = 0x10, OP_dup = 0x12, OP_drop = 0x13, OP_pick = 0x15,
     OP_minus = 0x1c, OP_mul = 0x1e, OP_plus = 0x22, OP_plus_uconst = 0x23, OP_shl = 0x24, OP_bra = 0x28,
     OP_eq = 0x29, OP_lt = 0x2d, OP_skip = 0x2f, OP_lit0 = 0x30, OP_lit1 = 0x31, OP_lit8 = 0x38,
-    OP_deref_size = 0x94,
-    CFA_def_cfa = 0x0c, CFA_def_cfa_offset = 0x0e, CFA_expression = 0x10, CFA_advance_loc = 0x40,
+    OP_lit16 = 0x40, OP_deref_size = 0x94,
+    CFA_def_cfa = 0x0c, CFA_def_cfa_offset = 0x0e, CFA_expression = 0x10, CFA_val_expression = 0x16,
+    CFA_advance_loc = 0x40,
 };
 
 static void op_addr(struct buf *b, const void *p)
@@ -97,7 +99,7 @@ static void op_addr(struct buf *b, const void *p)
     u64(b, (uint64_t)(uintptr_t)p);
 }
 
-/* [key i] -> [key i base]: the thread slot slots[i] names. */
+/* [cfa key i] -> [cfa key i slot]: the thread slot slots[i] names. */
 static void emit_slot_of(struct buf *b)
 {
     u8(b, OP_dup);
@@ -118,10 +120,13 @@ static void emit_slot_of(struct buf *b)
 /* The address of the original return address for a frame whose return
  * address is depth's trampoline: CFA on the stack in, the address out
  * (&data->zero when no entry matches: unwinders stop there). */
-static void emit_search(struct buf *b, uint32_t depth)
+static void emit_search(struct buf *b, uint32_t depth, enum flavour f)
 {
-    u8(b, OP_lit8);
-    u8(b, OP_minus); /* key = CFA - 8, the return address's slot */
+    /* The CFA stays below: libgcc's DW_OP_pick refuses to copy the
+     * bottom entry (it asserts offset < depth - 1). */
+    u8(b, OP_dup);
+    u8(b, f == GCC ? OP_lit16 : OP_lit8);
+    u8(b, OP_minus); /* key = sp - 8, the return address's slot */
     u8(b, OP_lit0);  /* i */
     size_t loop = b->n;
     u8(b, OP_dup);
@@ -137,7 +142,7 @@ static void emit_search(struct buf *b, uint32_t depth)
     emit_slot_of(b);
     u8(b, OP_plus_uconst);
     uleb(b, offsetof(struct bpfg_thread_slot, stack) + depth * sizeof(struct bpfg_shadow_entry));
-    u8(b, OP_dup); /* [key i e e] */
+    u8(b, OP_dup); /* [cfa key i e e] */
     u8(b, OP_plus_uconst);
     uleb(b, offsetof(struct bpfg_shadow_entry, slot));
     u8(b, OP_deref);
@@ -192,26 +197,44 @@ static void emit_cie(struct buf *b)
     patch_len(b, at);
 }
 
-static void emit_fde(struct buf *b, uint32_t depth, uint64_t pc)
+/* The rules at the trampoline (sp = the caller's sp after its callee's
+ * ret): CFA = sp (plain) or sp + 8 (libgcc), caller's rsp = sp, return
+ * address found by the search; after the push, the CFA moves 8 up. */
+static void emit_rules(struct buf *b, uint32_t depth, enum flavour f)
 {
     uint8_t expr_bytes[160];
     struct buf expr = {expr_bytes, 0, sizeof(expr_bytes), false};
-    emit_search(&expr, depth);
+    emit_search(&expr, depth, f);
     b->overflow |= expr.overflow;
-    size_t at = b->n;
-    fde_addr[depth] = (uint64_t)(uintptr_t)(b->p + at);
-    u32(b, 0);
-    u32(b, (uint32_t)(at + 4)); /* back to the CIE at offset 0 */
-    u64(b, pc);
-    u64(b, BPFG_UNWIND_ENTRY);
-    uleb(b, 0); /* no augmentation data */
+    if (f == GCC) {
+        u8(b, CFA_def_cfa_offset);
+        uleb(b, 8);
+        u8(b, CFA_val_expression);
+        uleb(b, 7);
+        uleb(b, 2);
+        u8(b, OP_lit8);
+        u8(b, OP_minus); /* rsp = CFA - 8 */
+    }
     u8(b, CFA_expression);
     uleb(b, 16);
     uleb(b, expr.n);
     put(b, expr.p, expr.n);
     u8(b, CFA_advance_loc | (RA_OFF + 2)); /* after the push */
     u8(b, CFA_def_cfa_offset);
-    uleb(b, 8);
+    uleb(b, f == GCC ? 16 : 8);
+}
+
+static void emit_fde(struct buf *b, uint32_t depth, uint64_t pc, enum flavour f)
+{
+    size_t at = b->n;
+    if (f == PLAIN)
+        fde_addr[depth] = (uint64_t)(uintptr_t)(b->p + at);
+    u32(b, 0);
+    u32(b, (uint32_t)(at + 4)); /* back to the CIE at offset 0 */
+    u64(b, pc);
+    u64(b, BPFG_UNWIND_ENTRY);
+    uleb(b, 0); /* no augmentation data */
+    emit_rules(b, depth, f);
     align8(b);
     patch_len(b, at);
 }
@@ -229,33 +252,44 @@ static void emit_entry(uint8_t *e, uint32_t depth)
     memcpy(e + 5, &rel, 4);
 }
 
-static int build_text(void)
+static bool build_eh_frame(enum flavour f)
 {
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
-        emit_entry(text + d * BPFG_UNWIND_ENTRY, d);
-    eh_frame = text + ENTRIES_SIZE;
-    struct buf b = {eh_frame, 0, TEXT_SIZE - ENTRIES_SIZE, false};
+    size_t at = f == GCC ? BPFG_UNWIND_EH_FRAME_GCC : BPFG_UNWIND_EH_FRAME;
+    struct buf b = {text + at, 0, PAGE, false};
     emit_cie(&b);
     for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
-        emit_fde(&b, d, (uint64_t)(uintptr_t)(text + d * BPFG_UNWIND_ENTRY));
+        emit_fde(&b, d, (uint64_t)(uintptr_t)(text + d * BPFG_UNWIND_ENTRY), f);
     u32(&b, 0); /* the end of .eh_frame for __register_frame_info */
-    align8(&b);
-    search_table = (uint32_t *)(void *)(b.p + b.n);
+    return !b.overflow;
+}
+
+/* nongnu libunwind's binary search table: {start, fde} offsets from text. */
+static void build_search_table(void)
+{
+    uint32_t *t = (uint32_t *)(void *)(text + BPFG_UNWIND_TABLE);
     for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++) {
-        u32(&b, d * BPFG_UNWIND_ENTRY);
-        u32(&b, (uint32_t)(fde_addr[d] - (uint64_t)(uintptr_t)text));
+        t[2 * d] = d * BPFG_UNWIND_ENTRY;
+        t[2 * d + 1] = (uint32_t)(fde_addr[d] - (uint64_t)(uintptr_t)text);
     }
-    return b.overflow ? -ENOSPC : 0;
+}
+
+static int build_text(void)
+{
+    _Static_assert(ENTRIES_SIZE <= BPFG_UNWIND_TABLE && BPFG_UNWIND_TABLE + BPFG_SHADOW_DEPTH * 8 <= PAGE, "layout");
+    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
+        emit_entry(text + d * BPFG_UNWIND_ENTRY, d);
+    if (!build_eh_frame(PLAIN) || !build_eh_frame(GCC))
+        return -ENOSPC;
+    build_search_table();
+    return 0;
 }
 
 /* ---- the page ---- */
 
-/* Tables a payload of this layout built: eh_frame follows the entries,
- * its FDEs are found again by walking it. */
-static void find_tables(void)
+/* The plain FDEs of a page a payload of this layout built. */
+static void find_fdes(void)
 {
-    eh_frame = text + ENTRIES_SIZE;
-    const uint8_t *p = eh_frame;
+    const uint8_t *p = text + BPFG_UNWIND_EH_FRAME;
     uint32_t len;
     memcpy(&len, p, 4);
     p += 4 + len; /* the CIE */
@@ -264,10 +298,6 @@ static void find_tables(void)
         memcpy(&len, p, 4);
         p += 4 + len;
     }
-    p += 4;
-    while ((uintptr_t)p % 8)
-        p++;
-    search_table = (uint32_t *)(uintptr_t)p;
 }
 
 static bool adopt(uint64_t page)
@@ -277,7 +307,7 @@ static bool adopt(uint64_t page)
         return false;
     data = d;
     text = (uint8_t *)d + PAGE;
-    find_tables();
+    find_fdes();
     return true;
 }
 
@@ -362,7 +392,7 @@ static void register_gcc(uint64_t fn)
     int k = free_place(data->gcc_with, BPFG_UNWIND_GCC_MAX);
     if (!fn || k < 0 || listed(data->gcc_with, BPFG_UNWIND_GCC_MAX, fn))
         return;
-    ((void (*)(const void *, void *))(uintptr_t)fn)(eh_frame, data->gcc_object[k]);
+    ((void (*)(const void *, void *))(uintptr_t)fn)(text + BPFG_UNWIND_EH_FRAME_GCC, data->gcc_object[k]);
     data->gcc_with[k] = fn;
 }
 
@@ -389,7 +419,7 @@ static void register_libunwind(uint64_t fn)
     di[5] = 2;                                        /* format: REMOTE_TABLE */
     di[8] = (uint64_t)(uintptr_t)text;                /* segbase */
     di[9] = BPFG_SHADOW_DEPTH * 8 / sizeof(uint64_t); /* table_len, in words */
-    di[10] = (uint64_t)(uintptr_t)search_table;
+    di[10] = (uint64_t)(uintptr_t)(text + BPFG_UNWIND_TABLE);
     ((void (*)(void *))(uintptr_t)fn)(di);
     data->unw_with[k] = fn;
 }

@@ -20,7 +20,6 @@
 #include "symbols.h"
 
 #define PAGE 4096
-#define TEXT_SIZE (2 * PAGE)
 #define ENTRIES_SIZE (BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
 #define MAX_OBJECTS 16
 
@@ -236,7 +235,7 @@ int unwind_describe(pid_t pid, const char *gdb_path, struct bpfg_pmsg_unwind *m,
 
 struct gdb_image {
     uint64_t text, eh_addr;
-    uint8_t eh_frame[TEXT_SIZE];
+    uint8_t eh_frame[PAGE];
     size_t eh_len;
     Elf64_Sym syms[BPFG_SHADOW_DEPTH + 1];
     char strtab[BPFG_SHADOW_DEPTH * 40 + 1];
@@ -246,8 +245,8 @@ struct gdb_image {
 static const char shstrtab[] = "\0.text\0.eh_frame\0.symtab\0.strtab\0.shstrtab";
 enum { SH_TEXT = 1, SH_EH = 7, SH_SYMTAB = 17, SH_STRTAB = 25, SH_SHSTRTAB = 33 };
 
-/* The .eh_frame the payload built after the trampolines: CIE and FDEs up
- * to the zero terminator. */
+/* The plain .eh_frame the payload built: CIE and FDEs up to the zero
+ * terminator. */
 static int eh_frame_length(const uint8_t *p, size_t max, size_t *len)
 {
     size_t at = 0;
@@ -323,10 +322,10 @@ int unwind_write_gdb_file(pid_t pid, uint64_t page, const char *path, char *err,
     if (!im)
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     im->text = page + PAGE;
-    im->eh_addr = im->text + ENTRIES_SIZE;
-    int r = read_mem(pid, im->eh_addr, im->eh_frame, TEXT_SIZE - ENTRIES_SIZE);
+    im->eh_addr = im->text + BPFG_UNWIND_EH_FRAME;
+    int r = read_mem(pid, im->eh_addr, im->eh_frame, PAGE);
     if (!r)
-        r = eh_frame_length(im->eh_frame, TEXT_SIZE - ENTRIES_SIZE, &im->eh_len);
+        r = eh_frame_length(im->eh_frame, PAGE, &im->eh_len);
     if (r) {
         free(im);
         return snprintf(err, errlen, "process %d: reading the unwind page: %s", (int)pid, strerror(-r)), r;
