@@ -4,8 +4,12 @@
  *   bt   bt_probed() walks its own stack with glibc's backtrace() and with
  *        libunwind's unw_backtrace() (when built with it) and compares the
  *        frames above itself with those of its first call, made before
- *        "ready" (before any probe is attached). Prints
- *        "calls=C mismatches=M depth=D unw_mismatches=U unw_depth=E".
+ *        "ready" (before any probe is attached). A uretprobe's return
+ *        trampoline (in bpfgraft's unwind page) is a frame of its own, as
+ *        the kernel's [uprobes] page is: such frames are counted apart
+ *        (tramp=, the most seen in one walk) and left out of the
+ *        comparison. Prints "calls=C mismatches=M depth=D tramp=T
+ *        unw_mismatches=U unw_depth=E unw_tramp=F".
  *   gdb  gdb_probed() calls gdb_leaf(), where gdb puts its breakpoint: a
  *        uretprobe on gdb_probed puts its trampoline in the return address
  *        of the frame just above gdb_leaf's. The calls go on, 20 µs apart,
@@ -32,9 +36,42 @@
 struct walk {
     void *ref[MAX_FRAMES];
     int ref_depth; /* 0: not taken yet */
-    int depth;     /* of the last walk */
+    int depth;     /* of the last walk, trampolines left out */
+    int tramp;     /* the most trampoline frames in one walk */
     long mismatches;
 };
+
+/* bpfgraft's trampolines: the r-x mapping of its unwind page, read once
+ * at the first measured walk (the probes are attached by then). */
+static unsigned long tramp_lo, tramp_hi;
+static int tramp_known;
+
+static void find_trampolines(void)
+{
+    char line[512];
+    FILE *f = fopen("/proc/self/maps", "r");
+    tramp_known = 1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strstr(line, "/memfd:bpfgraft-unwind") && strstr(line, " r-xp "))
+            sscanf(line, "%lx-%lx", &tramp_lo, &tramp_hi);
+    if (f)
+        fclose(f);
+}
+
+/* Drops trampoline frames from frames[]; returns how many. */
+static int drop_trampolines(void **frames, int *depth)
+{
+    int out = 0, n = 0;
+    for (int i = 0; i < *depth; i++) {
+        unsigned long pc = (unsigned long)frames[i];
+        if (pc >= tramp_lo && pc < tramp_hi)
+            n++;
+        else
+            frames[out++] = frames[i];
+    }
+    *depth = out;
+    return n;
+}
 
 static struct walk gnu, unw;
 static long calls, normal_returns, leaf_calls;
@@ -45,12 +82,17 @@ static volatile sig_atomic_t stop;
  * against those of the first walk. */
 static void compare(struct walk *w, void **frames, int depth)
 {
-    w->depth = depth;
     if (!w->ref_depth) {
         memcpy(w->ref, frames, sizeof(void *) * depth);
-        w->ref_depth = depth;
+        w->ref_depth = w->depth = depth;
         return;
     }
+    if (!tramp_known)
+        find_trampolines();
+    int tramp = drop_trampolines(frames, &depth);
+    if (tramp > w->tramp)
+        w->tramp = tramp;
+    w->depth = depth;
     if (depth != w->ref_depth || memcmp(w->ref + 1, frames + 1, sizeof(void *) * (depth - 1)) != 0)
         w->mismatches++;
 }
@@ -138,10 +180,10 @@ int main(int argc, char **argv)
             gdb_run(n);
     }
     if (bt)
-        printf("calls=%ld normal_returns=%ld mismatches=%ld depth=%d ref_depth=%d unw_mismatches=%ld unw_depth=%d "
-               "unw_ref_depth=%d\n",
-               calls, normal_returns, gnu.mismatches, gnu.depth, gnu.ref_depth, unw.mismatches, unw.depth,
-               unw.ref_depth);
+        printf("calls=%ld normal_returns=%ld mismatches=%ld depth=%d ref_depth=%d tramp=%d unw_mismatches=%ld "
+               "unw_depth=%d unw_ref_depth=%d unw_tramp=%d\n",
+               calls, normal_returns, gnu.mismatches, gnu.depth, gnu.ref_depth, gnu.tramp, unw.mismatches,
+               unw.depth, unw.ref_depth, unw.tramp);
     else
         printf("calls=%ld normal_returns=%ld leaf_calls=%ld\n", calls, normal_returns, leaf_calls);
     fflush(stdout);
