@@ -169,7 +169,7 @@ struct bpfg_thread_slot {
     uint32_t seq;   /* odd while a handler runs on the thread */
     uint32_t depth; /* live entries in stack[] */
     uint64_t misses;
-    uint64_t pad;
+    uint64_t listed; /* in the unwind page's slots[] (payload-internal) */
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
 };
 
@@ -195,7 +195,7 @@ struct bpfg_thread_slot {
 #define BPFG_UNWIND_TABLE 0x200
 #define BPFG_UNWIND_EH_FRAME 0x1000
 #define BPFG_UNWIND_EH_FRAME_GCC 0x2000
-#define BPFG_UNWIND_RET(ret0, k) ((ret0) + (uint64_t)(k) * BPFG_UNWIND_ENTRY)
+#define BPFG_UNWIND_RET(ret0, k) ((ret0) + (uint64_t)(k)*BPFG_UNWIND_ENTRY)
 #define BPFG_UNWIND_GCC_MAX 4 /* libgcc unwinders registered with (libgcc_s, static copies) */
 #define BPFG_UNWIND_OTHER_MAX 2
 #define BPFG_UNWIND_PATH_MAX 128
@@ -268,9 +268,9 @@ enum bpfg_pmsg_type {
     34 /* struct bpfg_pmsg_tool_mode, channel fd attached;
                                       * reply: struct bpfg_pmsg_syscall_reply */
 #define BPFG_PMSG_SYSCALL_UNHOOK \
-    35                     /* struct bpfg_pmsg_syscall_unhook: remove one syscall
+    35                      /* struct bpfg_pmsg_syscall_unhook: remove one syscall
                                       * program (all its kinds/numbers); reply: empty */
-#define BPFG_PMSG_PIDNS 36 /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
+#define BPFG_PMSG_PIDNS 36  /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
 #define BPFG_PMSG_UNWIND 37 /* struct bpfg_pmsg_unwind; reply: uint64_t unwind page (before a uretprobe's HOOK) */
 
 /* HELLO: the first message of the payload. Its body is struct
@@ -372,9 +372,9 @@ struct bpfg_pmsg_pidns {
  * page an earlier payload left (0: none; it is adopted when its magic and
  * version match, else a new one is mapped). Addresses are the target's. */
 struct bpfg_pmsg_unwind {
-    uint64_t page;                            /* an existing unwind page's rw page */
-    uint64_t gcc[BPFG_UNWIND_GCC_MAX];        /* libgcc's __register_frame_info(begin, object) */
-    uint64_t llvm[BPFG_UNWIND_OTHER_MAX];     /* LLVM libunwind's __unw_add_dynamic_fde(fde) */
+    uint64_t page;                             /* an existing unwind page's rw page */
+    uint64_t gcc[BPFG_UNWIND_GCC_MAX];         /* libgcc's __register_frame_info(begin, object) */
+    uint64_t llvm[BPFG_UNWIND_OTHER_MAX];      /* LLVM libunwind's __unw_add_dynamic_fde(fde) */
     uint64_t libunwind[BPFG_UNWIND_OTHER_MAX]; /* nongnu libunwind's _U_dyn_register(info) */
     uint64_t r_debug;                          /* glibc's first struct r_debug_extended (0: no gdb file) */
     char gdb_path[BPFG_UNWIND_PATH_MAX];       /* the file the server writes for gdb */

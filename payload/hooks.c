@@ -102,10 +102,8 @@ static __attribute__((noinline)) struct bpfg_thread_slot *thread_slot_slow(uint6
             return t;
         if (o == 0) {
             uint64_t expected = 0;
-            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
-                unwind_note_slot((h + i) % BPFG_MAX_THREADS);
+            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 return t;
-            }
             if (expected == self)
                 return t;
         }
@@ -296,6 +294,10 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
         uint64_t slot = regs->sp;
         shadow_drop_below(t, slot, true);
         uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
+        if (__builtin_expect(!t->listed, 0)) {
+            t->listed = 1; /* the unwinders' search visits this thread now */
+            unwind_note_slot((uint32_t)(t - bpfg_threads));
+        }
         if (t->depth < BPFG_SHADOW_DEPTH && ret0) {
             uint32_t depth = t->depth;
             struct bpfg_shadow_entry *e = &t->stack[depth];

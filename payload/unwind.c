@@ -56,9 +56,18 @@ static void put(struct buf *b, const void *v, size_t n)
     b->n += n;
 }
 
-static void u8(struct buf *b, uint8_t v) { put(b, &v, 1); }
-static void u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
+static void u8(struct buf *b, uint8_t v)
+{
+    put(b, &v, 1);
+}
+static void u32(struct buf *b, uint32_t v)
+{
+    put(b, &v, 4);
+}
+static void u64(struct buf *b, uint64_t v)
+{
+    put(b, &v, 8);
+}
 
 static void uleb(struct buf *b, uint64_t v)
 {
@@ -85,11 +94,30 @@ static void patch16(struct buf *b, size_t at, size_t target)
 }
 
 enum {
-    OP_addr = 0x03, OP_deref = 0x06, OP_constu = 0x10, OP_dup = 0x12, OP_drop = 0x13, OP_pick = 0x15,
-    OP_minus = 0x1c, OP_mul = 0x1e, OP_plus = 0x22, OP_plus_uconst = 0x23, OP_shl = 0x24, OP_bra = 0x28,
-    OP_eq = 0x29, OP_lt = 0x2d, OP_skip = 0x2f, OP_lit0 = 0x30, OP_lit1 = 0x31, OP_lit8 = 0x38,
-    OP_lit16 = 0x40, OP_deref_size = 0x94,
-    CFA_def_cfa = 0x0c, CFA_def_cfa_offset = 0x0e, CFA_expression = 0x10, CFA_val_expression = 0x16,
+    OP_addr = 0x03,
+    OP_deref = 0x06,
+    OP_constu = 0x10,
+    OP_dup = 0x12,
+    OP_drop = 0x13,
+    OP_pick = 0x15,
+    OP_minus = 0x1c,
+    OP_mul = 0x1e,
+    OP_plus = 0x22,
+    OP_plus_uconst = 0x23,
+    OP_shl = 0x24,
+    OP_bra = 0x28,
+    OP_eq = 0x29,
+    OP_lt = 0x2d,
+    OP_skip = 0x2f,
+    OP_lit0 = 0x30,
+    OP_lit1 = 0x31,
+    OP_lit8 = 0x38,
+    OP_lit16 = 0x40,
+    OP_deref_size = 0x94,
+    CFA_def_cfa = 0x0c,
+    CFA_def_cfa_offset = 0x0e,
+    CFA_expression = 0x10,
+    CFA_val_expression = 0x16,
     CFA_advance_loc = 0x40,
 };
 
@@ -185,11 +213,11 @@ static void emit_cie(struct buf *b)
     u32(b, 0); /* CIE id */
     u8(b, 1);  /* version */
     put(b, "zR", 3);
-    uleb(b, 1);   /* code alignment */
-    u8(b, 0x78);  /* data alignment: sleb128 -8 */
-    uleb(b, 16);  /* the return address column: rip */
-    uleb(b, 1);   /* augmentation data: */
-    u8(b, 0x00);  /* FDE pointers DW_EH_PE_absptr */
+    uleb(b, 1);  /* code alignment */
+    u8(b, 0x78); /* data alignment: sleb128 -8 */
+    uleb(b, 16); /* the return address column: rip */
+    uleb(b, 1);  /* augmentation data: */
+    u8(b, 0x00); /* FDE pointers DW_EH_PE_absptr */
     u8(b, CFA_def_cfa);
     uleb(b, 7); /* rsp */
     uleb(b, 0);
@@ -338,8 +366,9 @@ static int map_page(char *err, size_t errlen)
 }
 
 /* Points the page's search at this payload's thread table, then lists
- * every slot claimed so far (a slot claimed meanwhile may be listed
- * twice, which costs the search one more visit). */
+ * again the slots listed before (an adopted page's list was another
+ * payload's); a slot listed meanwhile by its thread may appear twice,
+ * which costs the search one more visit. */
 static void point_at_threads(void)
 {
     struct bpfg_unwind_data *d = data;
@@ -350,7 +379,7 @@ static void point_at_threads(void)
     __atomic_store_n(&d->threads, (uint64_t)(uintptr_t)bpfg_threads, __ATOMIC_RELEASE);
     __atomic_store_n(&data, d, __ATOMIC_SEQ_CST);
     for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
-        if (__atomic_load_n(&bpfg_threads[i].owner, __ATOMIC_SEQ_CST))
+        if (__atomic_load_n(&bpfg_threads[i].listed, __ATOMIC_SEQ_CST))
             unwind_note_slot(i);
 }
 
@@ -371,7 +400,7 @@ void unwind_note_slot(uint32_t slot)
 
 /* ---- registration ---- */
 
-static bool listed(const uint64_t *with, size_t n, uint64_t fn)
+static bool registered_with(const uint64_t *with, size_t n, uint64_t fn)
 {
     for (size_t i = 0; i < n; i++)
         if (with[i] == fn)
@@ -390,7 +419,7 @@ static int free_place(const uint64_t *with, size_t n)
 static void register_gcc(uint64_t fn)
 {
     int k = free_place(data->gcc_with, BPFG_UNWIND_GCC_MAX);
-    if (!fn || k < 0 || listed(data->gcc_with, BPFG_UNWIND_GCC_MAX, fn))
+    if (!fn || k < 0 || registered_with(data->gcc_with, BPFG_UNWIND_GCC_MAX, fn))
         return;
     ((void (*)(const void *, void *))(uintptr_t)fn)(text + BPFG_UNWIND_EH_FRAME_GCC, data->gcc_object[k]);
     data->gcc_with[k] = fn;
@@ -399,7 +428,7 @@ static void register_gcc(uint64_t fn)
 static void register_llvm(uint64_t fn)
 {
     int k = free_place(data->llvm_with, BPFG_UNWIND_OTHER_MAX);
-    if (!fn || k < 0 || listed(data->llvm_with, BPFG_UNWIND_OTHER_MAX, fn))
+    if (!fn || k < 0 || registered_with(data->llvm_with, BPFG_UNWIND_OTHER_MAX, fn))
         return;
     for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
         ((void (*)(uint64_t))(uintptr_t)fn)(fde_addr[d]);
@@ -410,7 +439,7 @@ static void register_llvm(uint64_t fn)
 static void register_libunwind(uint64_t fn)
 {
     int k = free_place(data->unw_with, BPFG_UNWIND_OTHER_MAX);
-    if (!fn || k < 0 || listed(data->unw_with, BPFG_UNWIND_OTHER_MAX, fn))
+    if (!fn || k < 0 || registered_with(data->unw_with, BPFG_UNWIND_OTHER_MAX, fn))
         return;
     uint64_t *di = data->unw_info[k];
     memset(di, 0, sizeof(data->unw_info[k]));

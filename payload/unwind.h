@@ -20,7 +20,8 @@ extern uint64_t unwind_ret0;
  * 0 and *page (its rw page), or a negative errno with err set. */
 int unwind_setup(const struct bpfg_pmsg_unwind *m, char *err, size_t errlen, uint64_t *page);
 
-/* A thread slot was claimed: its shadow stack joins the search. Any thread. */
+/* A thread's slot is about to hold its first return trampoline: its shadow
+ * stack joins the search. Any thread (on its handler stack). */
 void unwind_note_slot(uint32_t slot);
 
 #endif

@@ -1476,8 +1476,7 @@ static uint64_t hook_counter(const struct target *t, const struct target_hook *h
         return 0;
     struct iovec local = {&value, sizeof(value)};
     struct iovec remote = {
-        (void *)(uintptr_t)(t->hook_table + (uint64_t)h->index * sizeof(struct bpfg_hook_slot) + field),
-        sizeof(value)};
+        (void *)(uintptr_t)(t->hook_table + (uint64_t)h->index * sizeof(struct bpfg_hook_slot) + field), sizeof(value)};
     if (process_vm_readv(t->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(value))
         return 0;
     return value;

@@ -65,8 +65,8 @@ struct target {
     uint64_t uret_trampolines; /* payload's word: depth 0's return trampoline (payload_abi.h) */
     uint64_t unwind_page;      /* the unwind page's rw page, once a uretprobe set it up */
     bool gdb_file;             /* the gdb file of the unwind page is written */
-    bool pidns;          /* runs in another pid namespace: the payload gets our ids */
-    uint64_t pidns_hash; /* of the last thread list sent */
+    bool pidns;                /* runs in another pid namespace: the payload gets our ids */
+    uint64_t pidns_hash;       /* of the last thread list sent */
     uint64_t pidns_sent_ms;
 };
 

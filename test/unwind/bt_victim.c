@@ -182,8 +182,8 @@ int main(int argc, char **argv)
     if (bt)
         printf("calls=%ld normal_returns=%ld mismatches=%ld depth=%d ref_depth=%d tramp=%d unw_mismatches=%ld "
                "unw_depth=%d unw_ref_depth=%d unw_tramp=%d\n",
-               calls, normal_returns, gnu.mismatches, gnu.depth, gnu.ref_depth, gnu.tramp, unw.mismatches,
-               unw.depth, unw.ref_depth, unw.tramp);
+               calls, normal_returns, gnu.mismatches, gnu.depth, gnu.ref_depth, gnu.tramp, unw.mismatches, unw.depth,
+               unw.ref_depth, unw.tramp);
     else
         printf("calls=%ld normal_returns=%ld leaf_calls=%ld\n", calls, normal_returns, leaf_calls);
     fflush(stdout);
