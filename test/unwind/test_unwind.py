@@ -250,8 +250,46 @@ def test_gdb(cl, victim, gdb):
     check_eq(got[:2], [calls, calls], f"{what}: uprobe and uretprobe counted every call exactly")
 
 
+def symbol_address(binary, name):
+    """name's address in binary's symbol table, as "0x..." (nm)."""
+    out = subprocess.run(["nm", binary], capture_output=True, text=True).stdout
+    return next((f"0x{line.split()[0]}" for line in out.splitlines() if line.split()[-1:] == [name]), None)
+
+
+def test_static(cl, victim):
+    """A static executable: libgcc's unwinder is inside it and registered
+    with through its symbols. Stripped, it cannot be found: a uretprobe is
+    refused up front, naming why, and the process goes on unharmed."""
+    what = "g++ -static/one"
+    probes, returns, crossing = CXX_MODES["one"]
+    f, got, _ = probed_run(cl, [victim, "one", str(HITS)], probes, what, {"middle": THROWS})
+    check_eq((num(f, "throws"), num(f, "caught")), (THROWS, THROWS), f"{what}: every throw was caught")
+    check_eq(got[:2], [HITS, HITS - THROWS], f"{what}: entry and uretprobe counted calls and normal returns exactly")
+    what = "g++ -static, stripped"
+    stripped, address = victim + "-stripped", symbol_address(victim, "middle")
+    from bpfgraft_client import BpfgraftError  # on sys.path once the options are parsed
+    v = Victim([stripped, "one", str(HITS)])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        try:
+            cl.call("target.attach", pid=v.pid, object="count", programs=[RETURN], target=address)
+            refused = ""
+        except BpfgraftError as e:
+            refused = str(e)
+        check(".gcc_except_table" in refused and "refused" in refused,
+              f"{what}: a uretprobe is refused, naming why", refused or "attached")
+        v.go()
+        f = fields(v.result())
+        check_eq(num(f, "caught"), THROWS, f"{what}: the process ran unharmed")
+        check_eq(text_matches_file(v.pid), [], f"{what}: text equals the files")
+        rc, _ = v.end()
+        check_eq(rc, 0, f"{what}: exit status")
+    finally:
+        v.cleanup()
+
+
 def main():
-    args = parse_probe_args("--bt-victim", optional=("--cxx-victim-gcc", "--cxx-victim-llvm",
+    args = parse_probe_args("--bt-victim", optional=("--cxx-victim-gcc", "--cxx-victim-llvm", "--cxx-victim-static",
                                                       "--cxx-victim-llvm-missing", "--libunwind", "--gdb"))
     try:
         with Server(args) as srv:
@@ -261,6 +299,10 @@ def main():
                 test_cxx(cl, args.cxx_victim_gcc, "g++", "libgcc_s.so.1")
             else:
                 skip("g++/libstdc++ victim: the project's C++ compiler is not g++")
+            if args.cxx_victim_static:
+                test_static(cl, args.cxx_victim_static)
+            else:
+                skip("g++ -static victim: no static libstdc++ at build time")
             if args.cxx_victim_llvm:
                 test_cxx(cl, args.cxx_victim_llvm, "clang++/libc++", "libunwind.so.1")
             else:
