@@ -13,7 +13,8 @@
  * Protocol (test_unwind.py): prints "ready", waits for a line, runs MODE
  * N times, prints one line
  *   calls=C normal_returns=R throws=T caught=K ... unwinder=LIB
- * and exits 0 after reading another line (or EOF). calls and
+ * and exits 0 after reading another line (or EOF), unless that line is
+ * "again": then it runs another round (counts from 0) the same way. calls and
  * normal_returns are those of the outermost probed function (middle,
  * f1); the other *_returns fields are the normal returns of the other
  * probeable functions, each counted by its caller after the call came back.
@@ -107,6 +108,28 @@ static const char *unwinder(void)
     return slash ? slash + 1 : info.dli_fname;
 }
 
+/* One round of n calls, then the result line. */
+static void run(long (*outer)(long), long n)
+{
+    /* i from 1: the last call (n % 3 != 0 for the test's n) returns
+     * normally, which is when bpfgraft notices the frame the last
+     * exception left and counts it dropped */
+    for (long i = 1; i <= n; i++) {
+        calls++;
+        try {
+            outer(i);
+            normal_returns++;
+        } catch (const std::runtime_error &) {
+            caught++;
+        }
+    }
+    printf("calls=%ld normal_returns=%ld throws=%ld caught=%ld rethrows=%ld inner_returns=%ld f2_returns=%ld "
+           "f3_returns=%ld thrower_returns=%ld sink=%ld unwinder=%s\n",
+           calls, normal_returns, throws, caught, rethrows, inner_returns, f2_returns, f3_returns, thrower_returns,
+           (long)sink, unwinder());
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -128,23 +151,11 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (!fgets(line, sizeof(line), stdin))
         return 2;
-    /* i from 1: the last call (n % 3 != 0 for the test's n) returns
-     * normally, which is when bpfgraft notices the frame the last
-     * exception left and counts it dropped */
-    for (long i = 1; i <= n; i++) {
-        calls++;
-        try {
-            outer(i);
-            normal_returns++;
-        } catch (const std::runtime_error &) {
-            caught++;
-        }
-    }
-    printf("calls=%ld normal_returns=%ld throws=%ld caught=%ld rethrows=%ld inner_returns=%ld f2_returns=%ld "
-           "f3_returns=%ld thrower_returns=%ld sink=%ld unwinder=%s\n",
-           calls, normal_returns, throws, caught, rethrows, inner_returns, f2_returns, f3_returns, thrower_returns,
-           (long)sink, unwinder());
-    fflush(stdout);
-    (void)!fgets(line, sizeof(line), stdin);
+    /* rounds: one per line "go"; "again" after a result runs another */
+    do {
+        calls = normal_returns = throws = caught = rethrows = inner_returns = 0;
+        f2_returns = f3_returns = thrower_returns = 0;
+        run(outer, n);
+    } while (fgets(line, sizeof(line), stdin) && !strncmp(line, "again", 5));
     return 0;
 }

@@ -50,9 +50,9 @@ class Victim:
         self.watchdog.start()
         self.ready = self.proc.stdout.readline().strip() == "ready"
 
-    def go(self):
+    def go(self, word="go"):
         try:
-            self.proc.stdin.write("go\n")
+            self.proc.stdin.write(word + "\n")
             self.proc.stdin.flush()
         except OSError:
             pass
@@ -250,6 +250,44 @@ def test_gdb(cl, victim, gdb):
     check_eq(got[:2], [calls, calls], f"{what}: uprobe and uretprobe counted every call exactly")
 
 
+def unwind_pages(pid):
+    """The start addresses of pid's mappings of bpfgraft's unwind page."""
+    with open(f"/proc/{pid}/maps") as f:
+        return [line.split("-")[0] for line in f if "/memfd:bpfgraft-unwind" in line]
+
+
+def test_reattach(cl, victim, gdb_file_dir):
+    """Detach and attach again: the unwind page stays (the unwinders keep
+    pointers into it), the next payload adopts it instead of mapping
+    another, and exceptions go on crossing uretprobed frames."""
+    what = "reattach"
+    v = Victim([victim, "one", str(HITS)])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        pages, rounds = [], []
+        for word in ("go", "again"):
+            zero_counts(cl)
+            cl.call("target.attach", pid=v.pid, object="count", programs=[ENTRY, RETURN], target=":middle")
+            v.go(word)
+            f = fields(v.result())
+            rounds.append((num(f, "caught"), counts(cl, 2)))
+            pages.append(unwind_pages(v.pid))
+            gdb_file = os.path.exists(os.path.join(gdb_file_dir, f"unwind-{v.pid}.elf"))
+            cl.call("target.detach", pid=v.pid)
+            check(gdb_file and not os.path.exists(os.path.join(gdb_file_dir, f"unwind-{v.pid}.elf")),
+                  f"{what}: gdb's file exists while attached, not after detach")
+            check_eq(text_matches_file(v.pid), [], f"{what}: text equals the files after detach")
+        want = (THROWS, [HITS, HITS - THROWS])
+        check_eq(rounds, [want, want], f"{what}: both rounds caught every throw and counted exactly")
+        check(len(pages[0]) == 2 and pages[0] == pages[1] == unwind_pages(v.pid),
+              f"{what}: one unwind page (rw and r-x), adopted by the second payload", repr(pages))
+        v.go("quit")
+        rc, _ = v.end()
+        check_eq(rc, 0, f"{what}: exit status")
+    finally:
+        v.cleanup()
+
+
 def symbol_address(binary, name):
     """name's address in binary's symbol table, as "0x..." (nm)."""
     out = subprocess.run(["nm", binary], capture_output=True, text=True).stdout
@@ -299,6 +337,8 @@ def main():
                 test_cxx(cl, args.cxx_victim_gcc, "g++", "libgcc_s.so.1")
             else:
                 skip("g++/libstdc++ victim: the project's C++ compiler is not g++")
+            if args.cxx_victim_gcc:
+                test_reattach(cl, args.cxx_victim_gcc, srv.dir)
             if args.cxx_victim_static:
                 test_static(cl, args.cxx_victim_static)
             else:
