@@ -528,7 +528,8 @@ H(h_get_attach_cookie)
 /* bpf_get_stack(ctx, buf, size, flags): user stacks only, by walking frame
  * pointers from regs->bp, so frames of code built without them are
  * missed. At a function's entry the caller's address is still at [sp] and
- * is reported first. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
+ * is reported first. Return addresses a uretprobe replaced are reported
+ * as they were. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
 H(h_get_stack)
 {
     (void)r1, (void)r5;
@@ -553,7 +554,7 @@ H(h_get_stack)
     if (ex->entry) {
         uint64_t ret;
         if (rt_safe_read(&ret, (const void *)ex->regs->sp, 8) == 0)
-            EMIT(ret);
+            EMIT(hooks_real_return(ex->regs, ex->regs->sp, ret));
     }
     uint64_t fp = ex->regs->bp;
     for (int depth = 0; n < max && fp && depth < 127; depth++) {
@@ -562,7 +563,7 @@ H(h_get_stack)
             break;
         if (!frame[1])
             break;
-        EMIT(frame[1]);
+        EMIT(hooks_real_return(ex->regs, fp + 8, frame[1]));
         if (frame[0] <= fp) /* stacks grow down: a caller's frame is higher */
             break;
         fp = frame[0];

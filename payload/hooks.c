@@ -364,6 +364,17 @@ uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
     return e.ret;
 }
 
+uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint64_t value)
+{
+    uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
+    if (!ret0 || value < ret0 || value - ret0 >= BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY ||
+        (value - ret0) % BPFG_UNWIND_ENTRY || (uint64_t)(uintptr_t)regs - hstacks >= BPFG_HANDLER_STACKS_SIZE)
+        return value;
+    const struct bpfg_thread_slot *t = stack_slot(regs);
+    uint32_t depth = (uint32_t)((value - ret0) / BPFG_UNWIND_ENTRY);
+    return depth < t->depth && t->stack[depth].slot == slot ? t->stack[depth].ret : value;
+}
+
 /* ---- table management (payload thread only) ---- */
 
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen)

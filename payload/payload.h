@@ -115,5 +115,10 @@ bool hooks_use_prog(const struct prog *p);
 /* Waits until every handler that was running has finished (a grace
  * period). Returns false on timeout. */
 bool hooks_quiesce(int timeout_ms);
+/* The return address a stack walker read at stack address slot: value,
+ * or, when value is a uretprobe's trampoline, the original it replaced
+ * (from the shadow stack of the thread regs belong to; on its handler
+ * stack). */
+uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint64_t value);
 
 #endif

@@ -73,3 +73,24 @@ int BPF_KPROBE(add_tid, long a, long b)
     bpf_map_update_elem(&tids, &tid, &id, BPF_ANY);
     return 0;
 }
+
+/* bpf_get_stack's user stack at the probed function's entry: the first 8
+ * return addresses, in the array "stack" (slot 0: how many) */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u64[9]);
+} stack SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(user_stack)
+{
+    u32 k = 0;
+    u64 *s = bpf_map_lookup_elem(&stack, &k);
+    if (!s)
+        return 0;
+    long r = bpf_get_stack(ctx, s + 1, 8 * sizeof(u64), BPF_F_USER_STACK);
+    s[0] = r > 0 ? (u64)r / 8 : 0;
+    return 0;
+}

@@ -9,7 +9,9 @@
  *        the kernel's [uprobes] page is: such frames are counted apart
  *        (tramp=, the most seen in one walk) and left out of the
  *        comparison. Prints "calls=C mismatches=M depth=D tramp=T
- *        unw_mismatches=U unw_depth=E unw_tramp=F".
+ *        unw_mismatches=U unw_depth=E unw_tramp=F ref=A,B,C" (the first
+ *        three frames of the reference walk: bt_probed, bt_run, main).
+ *        Built with frame pointers, for bpf_get_stack.
  *   gdb  gdb_probed() calls gdb_leaf(), where gdb puts its breakpoint: a
  *        uretprobe on gdb_probed puts its trampoline in the return address
  *        of the frame just above gdb_leaf's. The calls go on, 20 µs apart,
@@ -181,9 +183,9 @@ int main(int argc, char **argv)
     }
     if (bt)
         printf("calls=%ld normal_returns=%ld mismatches=%ld depth=%d ref_depth=%d tramp=%d unw_mismatches=%ld "
-               "unw_depth=%d unw_ref_depth=%d unw_tramp=%d\n",
+               "unw_depth=%d unw_ref_depth=%d unw_tramp=%d ref=%p,%p,%p\n",
                calls, normal_returns, gnu.mismatches, gnu.depth, gnu.ref_depth, gnu.tramp, unw.mismatches, unw.depth,
-               unw.ref_depth, unw.tramp);
+               unw.ref_depth, unw.tramp, gnu.ref[0], gnu.ref[1], gnu.ref[2]);
     else
         printf("calls=%ld normal_returns=%ld leaf_calls=%ld\n", calls, normal_returns, leaf_calls);
     fflush(stdout);

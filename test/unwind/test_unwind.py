@@ -220,6 +220,24 @@ def test_backtrace(cl, victim, libunwind):
         skip("backtrace: libunwind's unw_backtrace() (bt-victim was built without libunwind-dev)")
 
 
+def test_get_stack(cl, victim):
+    """bpf_get_stack (frame pointers) in a function called under a
+    uretprobed frame reports the return address the uretprobe replaced as
+    it was."""
+    what = "bpf_get_stack"
+    f, got, _ = probed_run(cl, [victim, "bt", "1000"], [("bt_run", [RETURN]), ("bt_probed", ["user_stack"])], what,
+                           {"bt_run": 0})
+    check_eq(got[1], 1, f"{what}: the uretprobe on bt_run counted its one return")
+    raw = cl.call("map.lookup", map="stack", key=b"\0" * 4)["value"]
+    words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+    ref = [int(a, 16) for a in f.get("ref", "0,0,0").split(",")]
+    # at bt_probed's entry: its address, the return into bt_run at [sp],
+    # then (frame pointers) bt_run's return into main: the trampoline's
+    check(words[0] >= 3 and words[2:4] == ref[1:3],
+          f"{what}: the return addresses are the real ones, the uretprobe's included",
+          f"stack {[hex(w) for w in words[1:1 + words[0]]]} reference {[hex(r) for r in ref]}")
+
+
 def gdb_bt(gdb, v):
     """gdb's bt at a breakpoint in gdb_leaf, called by the uretprobed
     gdb_probed; then the victim is told to finish."""
@@ -348,6 +366,7 @@ def main():
             else:
                 skip(f"clang++/libc++/LLVM libunwind victim: {args.cxx_victim_llvm_missing or 'not built'}")
             test_backtrace(cl, args.bt_victim, args.libunwind in ("1", "ON", "TRUE", "true"))
+            test_get_stack(cl, args.bt_victim)
             if args.gdb:
                 test_gdb(cl, args.bt_victim, args.gdb)
             else:
