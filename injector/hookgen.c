@@ -177,19 +177,13 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
             memcpy(s + out, plan->orig + off, insn.length);
             out += insn.length;
         } else if (relative_target(&insn, ops, old_at, &target)) {
-            if (insn.meta.category == ZYDIS_CATEGORY_CALL && off + insn.length == plan->patch_len) {
-                /* The last displaced instruction: push the original return
-                 * address and jmp, as the kernel emulates a call. The
-                 * callee returns into the function itself, and unwinders
-                 * (C++ exceptions) find the function's own CFI there. */
-                out += emit_call_from(s + out, plan->site + plan->patch_len, target);
-            } else if (insn.meta.category == ZYDIS_CATEGORY_CALL) {
-                /* call [rip+2] ; jmp +8 ; .quad target: returns into the stub */
-                s[out] = 0xff, s[out + 1] = 0x15;
-                put32(s + out + 2, 2);
-                s[out + 6] = 0xeb, s[out + 7] = 0x08;
-                put64(s + out + 8, target);
-                out += 16;
+            if (insn.meta.category == ZYDIS_CATEGORY_CALL) {
+                /* A call rel32 is 5 bytes: always the last displaced
+                 * instruction. Push the original return address and jmp,
+                 * as the kernel emulates a call: the callee returns into
+                 * the function itself, where unwinders (C++ exceptions)
+                 * find the function's own CFI. */
+                out += emit_call_from(s + out, old_at + insn.length, target);
             } else {
                 /* jcc: inverted short jcc over an absolute jmp */
                 const uint8_t *b = plan->orig + off + insn.raw.prefix_count;

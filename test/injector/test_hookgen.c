@@ -71,17 +71,20 @@ Test(hookgen, conditional_branch_and_call_are_relocated)
     const uint8_t code[] = {0x85, 0xff, 0x74, 0x10, 0xe8, 0x20, 0x00, 0x00, 0x00, 0x90, 0xc3};
     cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
     cr_expect_eq(plan.patch_len, 9);
-    cr_expect(plan.has_call, "a displaced call is flagged: frames may return into the stub");
+    cr_expect(plan.has_call, "a displaced call is flagged");
     cr_assert_eq(bpfg_hook_build(&plan, STUB, 2, ENTRY, err), 0, "%s", err);
     const uint8_t *r = plan.stub + BPFG_HOOK_RESUME_OFF;
     cr_expect_eq(memcmp(r, code, 2), 0);
     cr_expect_eq(r[2], 0x75, "je becomes jne over an absolute jmp");
     cr_expect_eq(r[3], 14);
     cr_expect_eq(rd64(r + 4 + 6), FUNC + 4 + 0x10, "je target");
+    /* the call: push the original return address (two halves), jmp */
     const uint8_t *c = r + 4 + 14;
-    cr_expect_eq(c[0], 0xff);
-    cr_expect_eq(c[1], 0x15, "call [rip+2]");
-    cr_expect_eq(rd64(c + 8), FUNC + 9 + 0x20, "call target");
+    uint64_t ret = ((uint64_t)rd32(c + 1) & 0xffffffffu) | (uint64_t)rd32(c + 9) << 32;
+    cr_expect(c[0] == 0x68 && !memcmp(c + 5, "\xc7\x44\x24\x04", 4), "push imm32; movl imm32, 4(%%rsp)");
+    cr_expect_eq(ret, FUNC + 9, "the return address is the function's, after the call");
+    cr_expect(c[13] == 0xff && c[14] == 0x25, "jmp [rip]");
+    cr_expect_eq(rd64(c + 13 + 6), FUNC + 9 + 0x20, "call target");
 }
 
 Test(hookgen, refuses_what_cannot_be_patched)
