@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "payload.h"
+#include "trap.h"
 #include "rt/rt.h"
 #include "syscall.h"
 
@@ -358,7 +359,18 @@ static int do_hook(const uint8_t *body, size_t len)
     struct prog *p = payload_prog_by_id(h.prog_id);
     if (!p)
         return fail(-ENOENT, "program %u is not loaded", h.prog_id);
-    return hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    if (r || !(h.flags & BPFG_HOOK_F_TRAP))
+        return r;
+    struct bpfg_pmsg_hook_reply rep = {0};
+    r = trap_add(h.hook_index, h.site, &rep.trap_saved_action, errbuf, sizeof(errbuf));
+    if (r) {
+        hooks_remove(h.hook_index);
+        return r;
+    }
+    memcpy(okbody, &rep, sizeof(rep));
+    okbody_len = sizeof(rep);
+    return 0;
 }
 
 static int do_unmap(const uint8_t *body, size_t len)
