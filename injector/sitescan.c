@@ -238,8 +238,7 @@ bool bpfg_jmp_provably_safe(const struct bpfg_branch_index *ix, const struct bpf
 {
     uint64_t at;
     if (any_in(ix->targets, ix->ntargets, plan->site + 1, plan->site + plan->patch_len, &at)) {
-        snprintf(why, whylen, "code branches to 0x%llx, inside the bytes a jmp would replace",
-                 (unsigned long long)at);
+        snprintf(why, whylen, "code branches to 0x%llx, inside the bytes a jmp would replace", (unsigned long long)at);
         return false;
     }
     if (plan->site + plan->patch_len > hi) {

@@ -126,8 +126,10 @@ static bool jmp_ok(const struct image *im, bool known, uint64_t lo, uint64_t hi,
         return false;
     }
     if (addr != lo) {
-        snprintf(why, whylen, "it is not a function's entry (+0x%llx): a jmp there could land on live red-zone "
-                              "data or bytes another branch enters", (unsigned long long)(addr - lo));
+        snprintf(why, whylen,
+                 "it is not a function's entry (+0x%llx): a jmp there could land on live red-zone "
+                 "data or bytes another branch enters",
+                 (unsigned long long)(addr - lo));
         return false;
     }
     if (bpfg_hook_plan(addr, code, have, plan, ierr)) {
