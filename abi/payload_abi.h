@@ -25,6 +25,7 @@
 #ifndef BPFGRAFT_PAYLOAD_ABI_H
 #define BPFGRAFT_PAYLOAD_ABI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* ==== 1. loading and startup ==== */
@@ -132,20 +133,24 @@ struct bpfg_hook_slot {
     uint64_t resume;
     uint64_t entry_progs[BPFG_HOOK_MAX_PROGS]; /* payload-internal pointers, 0 = none */
     uint64_t ret_progs[BPFG_HOOK_MAX_PROGS];
-    uint64_t misses; /* runs skipped: recursion, thread table or shadow stack full */
-    uint64_t pad;
+    uint64_t misses;  /* runs skipped: recursion, thread table or shadow stack full */
+    uint64_t dropped; /* uretprobe frames left by an exception or longjmp
+                       * (their programs did not run) */
 };
 
 /* uretprobes: per-thread shadow stacks of replaced return addresses, in a
  * table (hello.thread_table) keyed by the thread pointer (the fs base,
  * glibc's TCB). An entry says: the return address at stack address `slot`
- * was `ret` and now is bpfg_uretprobe_return.
+ * was `ret` and now is the return trampoline of its depth: entry k of a
+ * thread's stack[] is replaced by BPFG_UNWIND_RET(ret0, k), ret0 being
+ * the word at hello.uret_trampolines (0 until the first uretprobe; the
+ * unwind page, below).
  *
  * Detaching with uretprobes: after DETACH has been answered (the payload
  * thread is gone and no handler runs any more) and with the process
  * stopped, the server walks every slot with owner != 0 and, for its
  * entries from stack[depth-1] down to stack[0], writes `ret` back to
- * `slot` when the word at `slot` still equals bpfg_uretprobe_return, and
+ * `slot` when the word at `slot` still equals entry k's trampoline, and
  * only for the first (topmost) entry of a given slot address. Entries whose
  * word no longer holds the trampoline belong to frames skipped by longjmp
  * or exceptions and are ignored. A thread whose rip is inside the payload
@@ -164,9 +169,64 @@ struct bpfg_thread_slot {
     uint32_t seq;   /* odd while a handler runs on the thread */
     uint32_t depth; /* live entries in stack[] */
     uint64_t misses;
-    uint64_t pad;
+    uint64_t listed; /* in the unwind page's slots[] (payload-internal) */
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
 };
+
+/* The unwind page (payload/README.md, "Return trampolines and unwinders"):
+ * pages of a memfd named BPFG_UNWIND_NAME, mapped private, that outlive
+ * the payload (the target's unwinders keep pointers into them once
+ * registered). The first, rw-, is struct bpfg_unwind_data; the rest, r-x,
+ * holds BPFG_SHADOW_DEPTH return trampolines of BPFG_UNWIND_ENTRY bytes
+ * each and their unwind tables (one FDE each, whose return-address rule
+ * searches the shadow stacks of the threads in slots[] for the entry of
+ * that depth whose slot is the trampoline's sp - 8). A later payload of the same
+ * layout (magic, version) adopts the page instead of mapping another. */
+#define BPFG_UNWIND_NAME "bpfgraft-unwind"
+#define BPFG_UNWIND_MAGIC 0x646e776e75676662ull /* "bfgunwnd" */
+#define BPFG_UNWIND_VERSION 1
+#define BPFG_UNWIND_ENTRY 16
+/* The r-x part (BPFG_UNWIND_TEXT bytes after the rw page): the trampolines
+ * at 0, nongnu libunwind's table at _TABLE, the .eh_frame at _EH_FRAME, and
+ * at _EH_FRAME_GCC the one given to libgcc, whose FDEs put the CFA 8 bytes
+ * higher and the caller's rsp at CFA - 8 (libgcc identifies a frame by its
+ * CFA; a trampoline frame of size 0 would share its caller's). */
+#define BPFG_UNWIND_TEXT 0x3000
+#define BPFG_UNWIND_TABLE 0x200
+#define BPFG_UNWIND_EH_FRAME 0x1000
+#define BPFG_UNWIND_EH_FRAME_GCC 0x2000
+#define BPFG_UNWIND_RET(ret0, k) ((ret0) + (uint64_t)(k)*BPFG_UNWIND_ENTRY)
+#define BPFG_UNWIND_GCC_MAX 4 /* libgcc unwinders registered with (libgcc_s, static copies) */
+#define BPFG_UNWIND_OTHER_MAX 2
+#define BPFG_UNWIND_PATH_MAX 128
+
+struct bpfg_unwind_data {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t page_size;
+    uint64_t common;  /* where the trampolines jump: the payload's bpfg_uretprobe_return */
+    uint64_t threads; /* the thread table the search reads (0: none, every search fails) */
+    uint32_t nslots;  /* slots[] published to the search */
+    uint32_t claimed; /* slots[] claimed by writers */
+    uint64_t zero;    /* what a failed search yields: return address 0, end of stack */
+    /* The registration functions each unwinder was given the tables with
+     * (0: free), and the storage it keeps for them. */
+    uint64_t gcc_with[BPFG_UNWIND_GCC_MAX];
+    uint64_t gcc_object[BPFG_UNWIND_GCC_MAX][8]; /* libgcc's struct object */
+    uint64_t llvm_with[BPFG_UNWIND_OTHER_MAX];
+    uint64_t unw_with[BPFG_UNWIND_OTHER_MAX];
+    uint64_t unw_info[BPFG_UNWIND_OTHER_MAX][12]; /* libunwind's unw_dyn_info_t */
+    /* For gdb: a namespace of its own at the end of glibc's r_debug chain
+     * (struct r_debug_extended, glibc 2.35+) listing one struct link_map,
+     * the ELF file the server writes (symbols, .eh_frame). r_map is 0 while
+     * no payload uses the page (the server clears it at detach). */
+    uint64_t gdb_head; /* the chain it was appended to (0: not appended) */
+    uint64_t gdb_node[6];
+    uint64_t gdb_map[5];
+    char gdb_path[BPFG_UNWIND_PATH_MAX];
+    uint16_t slots[BPFG_MAX_THREADS]; /* thread slots the search visits */
+};
+#define BPFG_UNWIND_GDB_R_MAP (offsetof(struct bpfg_unwind_data, gdb_node) + 8)
 
 /* ==== 3. payload <-> server messages over the unix socket ====
  * Every message: struct bpfg_pmsg_hdr, then len - sizeof(hdr) body bytes.
@@ -208,9 +268,10 @@ enum bpfg_pmsg_type {
     34 /* struct bpfg_pmsg_tool_mode, channel fd attached;
                                       * reply: struct bpfg_pmsg_syscall_reply */
 #define BPFG_PMSG_SYSCALL_UNHOOK \
-    35                     /* struct bpfg_pmsg_syscall_unhook: remove one syscall
+    35                      /* struct bpfg_pmsg_syscall_unhook: remove one syscall
                                       * program (all its kinds/numbers); reply: empty */
-#define BPFG_PMSG_PIDNS 36 /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
+#define BPFG_PMSG_PIDNS 36  /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
+#define BPFG_PMSG_UNWIND 37 /* struct bpfg_pmsg_unwind; reply: uint64_t unwind page (before a uretprobe's HOOK) */
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
@@ -219,7 +280,9 @@ enum bpfg_pmsg_type {
  *     uint64_t thread_table;      address of struct bpfg_thread_slot[max_threads]
  *     uint32_t max_threads;       BPFG_MAX_THREADS
  *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
- *     uint64_t uretprobe_handler; unused by the server, diagnostics only */
+ *     uint64_t uretprobe_handler; unused by the server, diagnostics only
+ *     uint64_t uret_trampolines;  address of the payload's word holding the
+ *                                 return address of depth 0's trampoline */
 struct bpfg_pmsg_hello {
     uint32_t pid;
     uint32_t abi_version;
@@ -238,6 +301,7 @@ struct bpfg_pmsg_hello_ext {
     uint32_t max_threads;
     uint32_t shadow_depth;
     uint64_t uretprobe_handler;
+    uint64_t uret_trampolines;
 };
 
 /* MAP; its successful REPLY carries struct bpfg_pmsg_map_reply (section 4). */
@@ -315,6 +379,20 @@ struct bpfg_pmsg_pidns {
     uint32_t ns_pid;   /* ... and as getpid() returns it inside */
     uint32_t ntids;
     uint32_t reserved;
+};
+
+/* BPFG_PMSG_UNWIND: the unwinders of the target, found by the server in
+ * its mappings, that the return trampolines' unwind tables are to be
+ * registered with (once each: the unwind page remembers), and the unwind
+ * page an earlier payload left (0: none; it is adopted when its magic and
+ * version match, else a new one is mapped). Addresses are the target's. */
+struct bpfg_pmsg_unwind {
+    uint64_t page;                             /* an existing unwind page's rw page */
+    uint64_t gcc[BPFG_UNWIND_GCC_MAX];         /* libgcc's __register_frame_info(begin, object) */
+    uint64_t llvm[BPFG_UNWIND_OTHER_MAX];      /* LLVM libunwind's __unw_add_dynamic_fde(fde) */
+    uint64_t libunwind[BPFG_UNWIND_OTHER_MAX]; /* nongnu libunwind's _U_dyn_register(info) */
+    uint64_t r_debug;                          /* glibc's first struct r_debug_extended (0: no gdb file) */
+    char gdb_path[BPFG_UNWIND_PATH_MAX];       /* the file the server writes for gdb */
 };
 
 /* ==== 4. native code ====

@@ -63,7 +63,8 @@ static const char usage_text[] =
     "  tools                           running tools and where their programs are attached\n"
     "  detach PID\n"
     "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
-    "                                  how long attached, last stop, payload address\n"
+    "                                  uretprobe frames dropped by exceptions, how long attached,\n"
+    "                                  last stop, payload address\n"
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
@@ -1142,14 +1143,17 @@ static int cmd_detach(struct args *a)
 struct hook_sum {
     uint32_t places;     /* distinct addresses */
     uint64_t misses;     /* counted per address */
+    uint64_t dropped;    /* uretprobe frames left by exceptions, per address */
     struct sbuf engines; /* distinct, comma-separated */
 };
 
-static bool seen_address(const msgpack_object *hooks, uint32_t n, uint64_t addr)
+/* Whether one of the first n hooks is at addr (and has the field key). */
+static bool seen_address(const msgpack_object *hooks, uint32_t n, uint64_t addr, const char *key)
 {
-    uint64_t a;
+    uint64_t a, v;
     for (uint32_t i = 0; i < n; i++)
-        if (obj_u64(&hooks->via.array.ptr[i], "address", &a) && a == addr)
+        if (obj_u64(&hooks->via.array.ptr[i], "address", &a) && a == addr &&
+            (!key || obj_u64(&hooks->via.array.ptr[i], key, &v)))
             return true;
     return false;
 }
@@ -1167,12 +1171,14 @@ static void sum_hooks(const msgpack_object *hooks, struct hook_sum *sum)
 {
     for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size; i++) {
         const msgpack_object *h = &hooks->via.array.ptr[i];
-        uint64_t addr = 0, misses = 0;
+        uint64_t addr = 0, misses = 0, dropped = 0;
         obj_u64(h, "address", &addr);
-        if (!seen_address(hooks, i, addr)) {
+        if (!seen_address(hooks, i, addr, NULL)) {
             sum->places++;
             sum->misses += obj_u64(h, "misses", &misses) ? misses : 0;
         }
+        if (obj_u64(h, "dropped", &dropped) && !seen_address(hooks, i, addr, "dropped"))
+            sum->dropped += dropped;
         const char *engine = obj_str(h, "engine");
         if (!in_list(sum->engines.s, engine)) {
             if (sum->engines.len)
@@ -1191,8 +1197,8 @@ static uint64_t wall_ms(void)
 
 static void target_header(void)
 {
-    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-9s %-9s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES",
-           "ATTACHED", "LAST-STOP", "PAYLOAD");
+    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-7s %-9s %-9s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES",
+           "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD");
 }
 
 static void target_row(const msgpack_object *t)
@@ -1209,9 +1215,9 @@ static void target_row(const msgpack_object *t)
         sbuf_duration(&since, (now > at ? now - at : 0) * 1000);
     sbuf_duration(&stopped, stop);
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
-    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"), sum.places,
-           (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
-           since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
+    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-7llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"),
+           sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
+           (unsigned long long)sum.dropped, since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
     sbuf_free(&sum.engines);
     sbuf_free(&since);
     sbuf_free(&stopped);

@@ -206,10 +206,21 @@ static int emit_riprel(uint8_t *p, const ZydisDecodedInstruction *insn, const ui
     return (int)insn->length;
 }
 
+/* push $ret (as two halves: push imm32 sign-extends) ; jmp target */
+static size_t emit_call_from(uint8_t *p, uint64_t ret, uint64_t target)
+{
+    p[0] = 0x68;
+    put32(p + 1, (int32_t)(uint32_t)ret);
+    p[5] = 0xc7, p[6] = 0x44, p[7] = 0x24, p[8] = 0x04; /* movl $hi, 4(%rsp) */
+    put32(p + 9, (int32_t)(uint32_t)(ret >> 32));
+    return 13 + emit_abs_jmp(p + 13, target);
+}
+
 /* One displaced instruction at old_at, re-encoded at p (stub address
- * new_at). Returns the bytes written or -errno. */
+ * new_at); end: where the displaced bytes end if it is the last of them,
+ * else 0. Returns the bytes written or -errno. */
 static int relocate_one(const ZydisDecodedInstruction *insn, const ZydisDecodedOperand *ops, const uint8_t *b,
-                        uint64_t old_at, uint64_t new_at, uint8_t *p, char *err)
+                        uint64_t old_at, uint64_t new_at, uint64_t end, uint8_t *p, char *err)
 {
     uint64_t target;
     if (!(insn->attributes & ZYDIS_ATTRIB_IS_RELATIVE)) {
@@ -219,7 +230,12 @@ static int relocate_one(const ZydisDecodedInstruction *insn, const ZydisDecodedO
     if (!relative_target(insn, ops, old_at, &target))
         return emit_riprel(p, insn, b, old_at, new_at, err);
     switch (insn->meta.category) {
-    case ZYDIS_CATEGORY_CALL: return (int)emit_call(p, target);
+    case ZYDIS_CATEGORY_CALL:
+        /* The last displaced instruction: push the original return address
+         * and jmp, as the kernel emulates a call. The callee returns into
+         * the function itself, and unwinders (C++ exceptions) find the
+         * function's own CFI there. */
+        return (int)(end ? emit_call_from(p, end, target) : emit_call(p, target));
     case ZYDIS_CATEGORY_UNCOND_BR: return (int)emit_abs_jmp(p, target);
     default: return (int)emit_cond(p, insn, b, target);
     }
@@ -238,7 +254,8 @@ static int relocate(const ZydisDecoder *dec, struct bpfg_hook_plan *plan, size_t
                                  (unsigned long long)old_at);
         if (*out + 40 > BPFG_HOOK_STUB_MAX)
             return bpfg_inj_fail(err, -E2BIG, "stub too large");
-        int n = relocate_one(&insn, ops, plan->orig + off, old_at, plan->stub_addr + *out, plan->stub + *out, err);
+        uint64_t end = off + insn.length == len ? plan->site + len : 0;
+        int n = relocate_one(&insn, ops, plan->orig + off, old_at, plan->stub_addr + *out, end, plan->stub + *out, err);
         if (n < 0)
             return n;
         *out += (size_t)n;

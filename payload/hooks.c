@@ -10,11 +10,12 @@
  * threads at once (before reading the seqs) instead, and handlers pay
  * nothing for it.
  *
- * uretprobes replace the return address on the stack with
- * bpfg_uretprobe_return and keep the original in the thread's shadow stack.
- * Entries are ordered by stack address; frames abandoned by longjmp or
- * exceptions are recognised because their slot lies below the current
- * stack pointer, and dropped. */
+ * uretprobes replace the return address on the stack with the return
+ * trampoline of the entry's depth in the unwind page (unwind.h), whose
+ * unwind tables lead the target's unwinders to the original kept in the
+ * thread's shadow stack. Entries are ordered by stack address; frames
+ * abandoned by longjmp or exceptions are recognised because their slot
+ * lies below the current stack pointer, and dropped (counted per hook). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -26,8 +27,7 @@
 
 #include "payload.h"
 #include "rt/rt.h"
-
-extern char bpfg_uretprobe_return[];
+#include "unwind.h"
 
 struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
@@ -144,15 +144,18 @@ static void thread_leave(struct bpfg_thread_slot *t)
     __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
 }
 
-/* Drops entries of frames that are gone: their slot is at or below sp,
- * on the same stack. */
+/* Drops entries of frames that are gone (left by an exception or longjmp,
+ * their programs never run): their slot is at or below sp, on the same
+ * stack. */
 static void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
 {
     while (t->depth) {
-        uint64_t slot = t->stack[t->depth - 1].slot;
-        bool gone = inclusive ? slot <= sp : slot < sp;
-        if (!gone || sp - slot > SAME_STACK_WINDOW)
+        const struct bpfg_shadow_entry *e = &t->stack[t->depth - 1];
+        bool gone = inclusive ? e->slot <= sp : e->slot < sp;
+        if (!gone || sp - e->slot > SAME_STACK_WINDOW)
             break;
+        if (e->hook_index < BPFG_MAX_HOOKS)
+            __atomic_fetch_add(&bpfg_hooks[e->hook_index].dropped, 1, __ATOMIC_RELAXED);
         t->depth--;
     }
 }
@@ -290,15 +293,21 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
     if (has_ret && !ex.override) {
         uint64_t slot = regs->sp;
         shadow_drop_below(t, slot, true);
-        if (t->depth < BPFG_SHADOW_DEPTH) {
-            struct bpfg_shadow_entry *e = &t->stack[t->depth];
+        uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
+        if (__builtin_expect(!t->listed, 0)) {
+            t->listed = 1; /* the unwinders' search visits this thread now */
+            unwind_note_slot((uint32_t)(t - bpfg_threads));
+        }
+        if (t->depth < BPFG_SHADOW_DEPTH && ret0) {
+            uint32_t depth = t->depth;
+            struct bpfg_shadow_entry *e = &t->stack[depth];
             e->ret = *(uint64_t *)slot;
             e->slot = slot;
             e->hook_index = (uint32_t)index;
             /* entry first: a server reading the table sees no trampoline
              * address without its entry */
-            __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
-            *(uint64_t *)slot = (uint64_t)(uintptr_t)bpfg_uretprobe_return;
+            __atomic_store_n(&t->depth, depth + 1, __ATOMIC_RELEASE);
+            *(uint64_t *)slot = BPFG_UNWIND_RET(ret0, depth);
         } else {
             miss(h, t);
         }

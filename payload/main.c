@@ -19,6 +19,7 @@
 #include "trap.h"
 #include "rt/rt.h"
 #include "syscall.h"
+#include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
 
@@ -359,6 +360,8 @@ static int do_hook(const uint8_t *body, size_t len)
     struct prog *p = payload_prog_by_id(h.prog_id);
     if (!p)
         return fail(-ENOENT, "program %u is not loaded", h.prog_id);
+    if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
+        return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
     int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
     if (r || !(h.flags & BPFG_HOOK_F_TRAP))
         return r;
@@ -469,6 +472,17 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_SYSCALL_UNHOOK: return syscall_unhook(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_PIDNS: return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
+    case BPFG_PMSG_UNWIND: {
+        struct bpfg_pmsg_unwind u;
+        if (len < sizeof(u))
+            return fail(-EBADMSG, "UNWIND message too short");
+        memcpy(&u, body, sizeof(u));
+        uint64_t page = 0;
+        int r = unwind_setup(&u, errbuf, sizeof(errbuf), &page);
+        memcpy(okbody, &page, sizeof(page)); /* the reply: the page's address */
+        okbody_len = sizeof(page);
+        return r;
+    }
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);
@@ -567,6 +581,7 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         .max_threads = BPFG_MAX_THREADS,
         .shadow_depth = BPFG_SHADOW_DEPTH,
         .uretprobe_handler = (uint64_t)(uintptr_t)bpfg_uretprobe_handler,
+        .uret_trampolines = (uint64_t)(uintptr_t)&unwind_ret0,
     };
     /* CONNECTED before HELLO: a server that has the HELLO sees it */
     __atomic_store_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_RELEASE);

@@ -61,13 +61,13 @@ bpfg_uprobe_entry:
     ret                     /* to the caller: the function is skipped */
     .size bpfg_uprobe_entry, . - bpfg_uprobe_entry
 
-/* A uretprobe'd function returned here (its return address was replaced).
- * S_WORD receives the original return address from the handler. */
+/* A uretprobe'd function returned to a trampoline of the unwind page
+ * (unwind.c), which pushed its depth and jumped here: that word is S_WORD,
+ * which receives the original return address from the handler. */
     .globl bpfg_uretprobe_return
     .type bpfg_uretprobe_return, @function
     .balign 16
 bpfg_uretprobe_return:
-    push $0
     SAVE_SCRATCH
     SWITCH_STACK 2f, bpfg_uretprobe_lost
     movq $-1, ORIG_AX(%rsp)

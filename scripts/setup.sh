@@ -20,6 +20,9 @@ PACKAGES=(
   golang-go      # a cgo victim: probes on goroutine stacks
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
+  gdb            # attach_unwind: gdb's bt through a uretprobe's trampoline
+  # attach_unwind: a C++ victim on libc++ and LLVM's libunwind (headers below)
+  "libc++1-${LLVM_VERSION}" "libc++abi1-${LLVM_VERSION}" "libc++abi-${LLVM_VERSION}-dev" "libunwind-${LLVM_VERSION}"
 )
 
 missing=()
@@ -34,5 +37,22 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# libc++'s headers: libc++-14-dev depends on libunwind-14-dev, which conflicts
+# with libunwind-dev (the injector's libunwind-ptrace), so its headers are
+# unpacked, not installed, to where test/unwind/CMakeLists.txt looks; the
+# runtime libraries come from the packages above.
+LIBCXX_ROOT=/opt/bpfgraft/libcxx-${LLVM_VERSION}
+if [ ! -e "/usr/lib/llvm-${LLVM_VERSION}/include/c++/v1/__config" ] &&
+  [ ! -e "$LIBCXX_ROOT/usr/lib/llvm-${LLVM_VERSION}/include/c++/v1/__config" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: unpacking libc++-${LLVM_VERSION}-dev's headers into $LIBCXX_ROOT"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "libc++-${LLVM_VERSION}-dev")
+  $SUDO mkdir -p "$LIBCXX_ROOT"
+  $SUDO dpkg-deb -x "$tmp"/libc++-"${LLVM_VERSION}"-dev_*.deb "$LIBCXX_ROOT"
+  rm -rf "$tmp"
 fi
 echo "setup: all packages present"

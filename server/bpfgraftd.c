@@ -36,6 +36,8 @@ static void usage(FILE *f)
             "                          tree, ../lib/bpfgraft-payload.so, from this binary's directory)\n"
             "  -c, --cache-dir DIR     compiled-code cache (default /var/cache/bpfgraft)\n"
             "  -a, --jit-archive FILE  import code compiled ahead of time (bpfgraft compile)\n"
+            "      --state-dir DIR     files kept for attached processes, e.g. the uretprobe\n"
+            "                          trampolines' symbols gdb reads (default " SRV_DEFAULT_STATE_DIR ")\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -125,6 +127,7 @@ int main(int argc, char **argv)
         {"verifier", required_argument, NULL, 'V'},
         {"engine", required_argument, NULL, 'E'},
         {"syscall-rewrite", required_argument, NULL, 'R'},
+        {"state-dir", required_argument, NULL, 'S'},
         {0},
     };
     struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
@@ -160,6 +163,7 @@ int main(int argc, char **argv)
         case 'p': cfg.payload_path = optarg; break;
         case 'c': cfg.cache_dir = optarg; break;
         case 'a': cfg.jit_archive = optarg; break;
+        case 'S': cfg.state_dir = optarg; break;
         case 'v': srv_log_set_level(SRV_DEBUG); break;
         case 'V': {
             struct progcheck_options po;

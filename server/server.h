@@ -14,6 +14,7 @@
 #define SRV_VERSION "0.1.0"
 #define SRV_API_LEVEL 1
 #define SRV_DEFAULT_SOCKET "/run/bpfgraft/control.sock"
+#define SRV_DEFAULT_STATE_DIR "/run/bpfgraft"
 
 enum srv_topic {
     SRV_TOPIC_TRACE = 1u << 0,
@@ -31,6 +32,7 @@ struct srv_config {
     const char *payload_path; /* bpfgraft-payload.so */
     const char *cache_dir;    /* compiled-code cache; NULL: /var/cache/bpfgraft */
     const char *jit_archive;  /* precompiled code to import (bpfgraft compile) */
+    const char *state_dir;    /* files targets need while they live; NULL: SRV_DEFAULT_STATE_DIR */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -40,6 +41,7 @@
 #include "syscalls.h"
 #include "targets.h"
 #include "tool.h"
+#include "unwind.h"
 #include "pmsg.h"
 #include "progcompile.h"
 #include "x86jit.h"
@@ -296,6 +298,11 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
 
 /* ---- lifecycle ---- */
 
+static const char *state_dir(const struct server *s)
+{
+    return s->cfg.state_dir ? s->cfg.state_dir : SRV_DEFAULT_STATE_DIR;
+}
+
 static void target_free(struct server *s, struct target *t)
 {
     struct target **pp = &s->targets.list;
@@ -320,6 +327,11 @@ static void target_free(struct server *s, struct target *t)
     free(t->progs_engine);
     tools_target_gone(s, t);
     syscalls_forget(t);
+    if (t->gdb_file) {
+        char path[PATH_MAX];
+        unwind_gdb_path(state_dir(s), t->pid, path, sizeof(path));
+        unlink(path);
+    }
     free(t);
 }
 
@@ -393,6 +405,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                     t->thread_table = hello.thread_table;
                     t->max_threads = hello.max_threads;
                     t->shadow_depth = hello.shadow_depth;
+                    t->uret_trampolines = hello.uret_trampolines;
                 }
                 return 0;
             }
@@ -799,6 +812,48 @@ static int refuse_trap_blocked(const struct target *t, const struct bpfg_stopped
     return 0;
 }
 
+/* The gdb file beside the unwind page (unwind.h); a failure costs only
+ * gdb's view of the trampolines, so it is logged, not returned. */
+static void write_gdb_file(struct server *s, struct target *t, const char *path)
+{
+    char err[256];
+    if (t->gdb_file || !t->unwind_page)
+        return;
+    if (unwind_write_gdb_file(t->pid, t->unwind_page, path, err, sizeof(err)) == 0)
+        t->gdb_file = true;
+    else
+        srv_log(SRV_WARN, "target %d: %s (gdb will not see through uretprobes)", (int)t->pid, err);
+    (void)s;
+}
+
+/* Before a uretprobe at func: refused where a stack walker cannot be told
+ * (unwind.h); else the payload's return trampolines are registered with
+ * every unwinder the process has now (again for each uretprobe: a library
+ * loaded since is added) and gdb's file is written. */
+static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, char *err, size_t errlen)
+{
+    int r = unwind_check_function(t->pid, func, err, errlen);
+    if (r)
+        return r;
+    char path[PATH_MAX];
+    bool have_dir = mkdir(state_dir(s), 0755) == 0 || errno == EEXIST;
+    unwind_remove_stale(state_dir(s));
+    unwind_gdb_path(state_dir(s), t->pid, path, sizeof(path));
+    struct bpfg_pmsg_unwind m;
+    r = unwind_describe(t->pid, have_dir ? path : NULL, &m, err, errlen);
+    uint64_t page = 0;
+    size_t got = 0;
+    if (!r)
+        r = targets_payload_call_fd(s, t, BPFG_PMSG_UNWIND, &m, sizeof(m), -1, &page, sizeof(page), &got, err, errlen);
+    if (r)
+        return r;
+    if (got == sizeof(page))
+        t->unwind_page = page;
+    if (m.r_debug)
+        write_gdb_file(s, t, path);
+    return 0;
+}
+
 /* A program joining a site that is already patched: the payload adds it
  * to the slot; nothing in the process changes. */
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
@@ -811,7 +866,9 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
     if (h->nprogs == TARGET_HOOK_PROGS)
         return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
-    int r = send_hook(s, t, h, kind, p->id, err, errlen);
+    int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, h->plan.func, err, errlen) : 0;
+    if (!r)
+        r = send_hook(s, t, h, kind, p->id, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
@@ -848,6 +905,9 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     int idx = find_free_hook(t);
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
+    int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, func, err, errlen) : 0;
+    if (r)
+        return r;
     struct target_hook *h = &t->hooks[idx];
     struct target_hook old = *h; /* a removed hook's stub, freed below */
     memset(h, 0, sizeof(*h));
@@ -857,7 +917,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     struct bpfg_stopped st;
     char ierr[BPFG_ERRLEN];
     uint8_t code[BPFG_HOOK_CODE_WINDOW];
-    int r = bpfg_stop_process(t->pid, &st, ierr);
+    r = bpfg_stop_process(t->pid, &st, ierr);
     if (r) {
         *h = old;
         return srv_efail(err, errlen, r, "%s", ierr);
@@ -1188,13 +1248,19 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
     return 0;
 }
 
-/* Return addresses replaced by uretprobes point into the payload: put the
- * original ones back on every stack before the payload goes (payload_abi.h:
- * topmost entry per stack slot, only where the trampoline is still
- * there; others belong to frames already skipped by longjmp). */
+/* Return addresses replaced by uretprobes point at the unwind page's
+ * trampolines: put the original ones back on every stack before the
+ * payload goes (payload_abi.h: topmost entry per stack slot, only where
+ * its depth's trampoline is still there; others belong to frames already
+ * skipped by longjmp or an exception). gdb's entry for the page is
+ * emptied (the page stays: unwinders keep pointers into it). */
 static void restore_return_addresses(struct bpfg_stopped *st, const struct target *t)
 {
-    if (!t->thread_table || !t->max_threads || !t->shadow_depth || t->shadow_depth > 4096)
+    uint64_t ret0 = 0, none = 0;
+    if (t->unwind_page)
+        bpfg_mem_write(st, t->unwind_page + BPFG_UNWIND_GDB_R_MAP, &none, sizeof(none));
+    if (!t->thread_table || !t->max_threads || !t->shadow_depth || t->shadow_depth > 4096 || !t->uret_trampolines ||
+        bpfg_mem_read(st, t->uret_trampolines, &ret0, sizeof(ret0)) != 0 || !ret0)
         return;
     size_t slot_size = sizeof(struct bpfg_thread_slot);
     if (t->shadow_depth != BPFG_SHADOW_DEPTH)
@@ -1213,7 +1279,7 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
             for (uint32_t j = k + 1; j < depth; j++)
                 seen |= ts.stack[j].slot == e->slot;
             uint64_t word;
-            if (seen || bpfg_mem_read(st, e->slot, &word, sizeof(word)) != 0 || word != t->inj.uretprobe_return)
+            if (seen || bpfg_mem_read(st, e->slot, &word, sizeof(word)) != 0 || word != BPFG_UNWIND_RET(ret0, k))
                 continue;
             if (bpfg_mem_write(st, e->slot, &e->ret, sizeof(e->ret)) == 0)
                 fixed++;
@@ -1458,20 +1524,20 @@ bool targets_readable(struct server *s, struct target *t)
     }
 }
 
-/* Runs of a hook's programs the payload skipped (recursion, thread table
- * or shadow stack full), read from its hook slot; 0 if unreadable. */
-static uint64_t hook_misses(const struct target *t, const struct target_hook *h)
+/* A counter of a hook's slot in the payload (misses: runs skipped for
+ * recursion, thread table or shadow stack full; dropped: uretprobe frames
+ * left by an exception or longjmp); 0 if unreadable. */
+static uint64_t hook_counter(const struct target *t, const struct target_hook *h, size_t field)
 {
-    uint64_t misses = 0;
+    uint64_t value = 0;
     if (!t->hook_table)
         return 0;
-    struct iovec local = {&misses, sizeof(misses)};
-    struct iovec remote = {(void *)(uintptr_t)(t->hook_table + (uint64_t)h->index * sizeof(struct bpfg_hook_slot) +
-                                               offsetof(struct bpfg_hook_slot, misses)),
-                           sizeof(misses)};
-    if (process_vm_readv(t->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(misses))
+    struct iovec local = {&value, sizeof(value)};
+    struct iovec remote = {
+        (void *)(uintptr_t)(t->hook_table + (uint64_t)h->index * sizeof(struct bpfg_hook_slot) + field), sizeof(value)};
+    if (process_vm_readv(t->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(value))
         return 0;
-    return misses;
+    return value;
 }
 
 /* "uprobe", "uretprobe", with " (trap)" for trap probes. */
@@ -1514,11 +1580,18 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         msgpack_pack_array(pk, nprogs);
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
-            uint64_t misses = h->used && h->nprogs ? hook_misses(t, h) : 0;
+            bool live = h->used && h->nprogs;
+            uint64_t misses = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, misses)) : 0;
+            uint64_t dropped = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, dropped)) : 0;
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
-                msgpack_pack_map(pk, 5);
+                bool ret = h->kinds[k] == BPFG_HOOK_URETPROBE;
+                msgpack_pack_map(pk, ret ? 6 : 5);
                 bpfg_pack_cstr(pk, "misses");
                 msgpack_pack_uint64(pk, misses);
+                if (ret) {
+                    bpfg_pack_cstr(pk, "dropped");
+                    msgpack_pack_uint64(pk, dropped);
+                }
                 bpfg_pack_cstr(pk, "engine");
                 bpfg_pack_cstr(pk, targets_engine_name(prog_engine(t, h->prog_ids[k])));
                 bpfg_pack_cstr(pk, "prog");

@@ -62,8 +62,11 @@ struct target {
     uint64_t thread_table; /* payload's uretprobe shadow stacks (payload_abi.h) */
     uint64_t hook_table;   /* payload's hook slots (payload_abi.h), for their miss counters */
     uint32_t max_threads, shadow_depth;
-    bool pidns;          /* runs in another pid namespace: the payload gets our ids */
-    uint64_t pidns_hash; /* of the last thread list sent */
+    uint64_t uret_trampolines; /* payload's word: depth 0's return trampoline (payload_abi.h) */
+    uint64_t unwind_page;      /* the unwind page's rw page, once a uretprobe set it up */
+    bool gdb_file;             /* the gdb file of the unwind page is written */
+    bool pidns;                /* runs in another pid namespace: the payload gets our ids */
+    uint64_t pidns_hash;       /* of the last thread list sent */
     uint64_t pidns_sent_ms;
     uint64_t trap_action; /* trap probes: the target's SIGTRAP action in the payload (payload_abi.h), 0 none */
 };

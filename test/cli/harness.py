@@ -181,7 +181,7 @@ class Server:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.bpfgraftd, "--socket", self.socket, "--foreground",
-             "--cache-dir", os.path.join(self.dir, "jitcache")] + self.extra_args,
+             "--cache-dir", os.path.join(self.dir, "jitcache"), "--state-dir", self.dir] + self.extra_args,
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ def u64(n):
     return n.to_bytes(8, "little").hex()
 
 
-PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "ATTACHED", "LAST-STOP", "PAYLOAD"]
+PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD"]
 DURATION = re.compile(r"^(\d+us|\d+\.\dms|\d+ms|\d+s|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)$")
 
 
@@ -48,10 +48,11 @@ def check_ps(srv, obj_id):
               "ps (text): a header and one row per process", out)
         if len(row) == len(PS_HEADER):
             check(row[:4] == [str(sleeper.pid), "sleep", "1", "2"] and row[4] == t["hooks"][0]["engine"]
-                  and row[5] == "0", "ps (text): pid, comm, 1 hooked address, 2 programs, engine, misses", out)
-            check(DURATION.match(row[6]) and DURATION.match(row[7]) and row[6][-1] == "s" and row[6][-2:] != "us",
+                  and row[5] == "0" and row[6] == "0",
+                  "ps (text): pid, comm, 1 hooked address, 2 programs, engine, misses, dropped", out)
+            check(DURATION.match(row[7]) and DURATION.match(row[8]) and row[7][-1] == "s" and row[7][-2:] != "us",
                   "ps (text): attached for and last stop as durations (ms/s)", out)
-            check_eq(row[8], hex(t["payload"]), "ps (text): the payload address in hex")
+            check_eq(row[9], hex(t["payload"]), "ps (text): the payload address in hex")
         rc, _, err = srv.cli("detach", sleeper.pid)
         check_eq(rc, 0, f"detach the sleep ({err.strip()})")
     finally:

@@ -336,6 +336,11 @@ static void send_hook(uint32_t kind, uint32_t prog_id, uint64_t resume)
     struct bpfg_pmsg_hook h = {
         .hook_index = HOOK_INDEX, .kind = kind, .prog_id = prog_id, .site = fx.site, .resume = resume};
     char err[256];
+    if (kind == BPFG_HOOK_URETPROBE) {
+        /* the return trampolines first (no unwinder to register with) */
+        struct bpfg_pmsg_unwind u = {0};
+        cr_assert_eq(request(BPFG_PMSG_UNWIND, &u, sizeof(u), -1, err, sizeof(err)), 0, "UNWIND: %s", err);
+    }
     cr_assert_eq(request(BPFG_PMSG_HOOK, &h, sizeof(h), -1, err, sizeof(err)), 0, "HOOK: %s", err);
 }
 

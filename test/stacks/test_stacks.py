@@ -105,6 +105,31 @@ def test_go(cl, go_victim):
     check(plain.get("calls") == "160000" and f == plain, "go: goroutines compute what they compute unprobed",
           f"{f} vs {plain}")
     check_eq(got[0], 160000, "go: the uprobe counted every call from 8 goroutines exactly")
+    test_go_uretprobe(cl, go_victim, env)
+
+
+def test_go_uretprobe(cl, go_victim, env):
+    """Go's stack walker cannot be told about a replaced return address:
+    a uretprobe on Go code is refused up front, naming why, and the
+    process is left as it was."""
+    from bpfgraft_client import BpfgraftError  # on sys.path once the options are parsed
+    v = Victim([go_victim, "2000"], env)
+    check(v.ready, "go uretprobe: victim ready")
+    try:
+        cl.call("target.attach", pid=v.pid, object="count", programs=["add_return"], target=":main.probed")
+        refused = ""
+    except BpfgraftError as e:
+        refused = str(e)
+    check("Go code" in refused and "uretprobe" in refused, "go: a uretprobe on a Go function is refused, naming why",
+          refused or "attached")
+    line = v.run()
+    check(fields(line).get("calls") == "16000", "go uretprobe: the goroutines ran unharmed", line)
+    alive = v.proc.poll() is None
+    if alive:  # the refused attach took its payload back: nothing to detach
+        check_eq(text_matches_file(v.pid), [], "go uretprobe: text equals the files")
+        check(all(t["pid"] != v.pid for t in cl.call("target.list")), "go uretprobe: the process is not attached")
+    rc, _ = v.end()
+    check(alive and rc == 0, f"go uretprobe: the process exits normally (exit {rc})")
 
 
 def main():
