@@ -329,9 +329,24 @@ struct bpfg_pmsg_hook {
     uint32_t hook_index; /* slot in the payload's hook table */
     uint32_t kind;       /* enum bpfg_hook_kind */
     uint32_t prog_id;
-    uint32_t pad;
+    uint32_t flags;  /* BPFG_HOOK_F_*; was padding (0) */
     uint64_t site;   /* probed address */
     uint64_t resume; /* where displaced instructions continue */
+};
+
+/* Trap probes: the site is a one-byte int3 (the server found no provably
+ * safe place for a 5-byte jmp), not a jmp. The payload's SIGTRAP handler
+ * finds the slot by the trapping address (site), runs the hook as the
+ * stub would, and continues at resume: the stub's relocated copy of the
+ * instruction the int3 replaced, then a jmp back. The first such HOOK
+ * installs the handler; the REPLY then carries struct
+ * bpfg_pmsg_hook_reply. Before unloading the payload the server puts the
+ * target's SIGTRAP action back (rt_sigaction(SIGTRAP, trap_saved_action,
+ * NULL, 8)) in a stop where no thread has a SIGTRAP pending. */
+#define BPFG_HOOK_F_TRAP 1u
+
+struct bpfg_pmsg_hook_reply {
+    uint64_t trap_saved_action; /* the target's own SIGTRAP action (kernel struct sigaction) */
 };
 
 struct bpfg_pmsg_unhook {

@@ -111,6 +111,36 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
     return 0;
 }
 
+int bpfg_hook_plan_trap(uint64_t addr, const uint8_t *code, size_t code_len, struct bpfg_hook_plan *plan, char *err)
+{
+    ZydisDecoder dec;
+    ZydisDecodedInstruction insn;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+    memset(plan, 0, sizeof(*plan));
+    plan->func = plan->site = addr;
+    plan->trap = true;
+    plan->patch_len = 1;
+    if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+        return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
+    if (!decode(&dec, code, code_len, &insn, ops))
+        return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx", (unsigned long long)addr);
+    if (insn.meta.category == ZYDIS_CATEGORY_INTERRUPT)
+        return bpfg_inj_fail(err, -EINVAL, "the instruction at 0x%llx is itself a trap (%s): it cannot be probed",
+                             (unsigned long long)addr, ZydisMnemonicGetString(insn.mnemonic));
+    if (insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) {
+        uint64_t target;
+        if (!relative_target(&insn, ops, addr, &target) &&
+            !(is_rip_relative_mem(&insn, ops) && insn.raw.disp.size == 32))
+            return bpfg_inj_fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
+                                 (unsigned long long)addr);
+    }
+    plan->insn_len = insn.length;
+    plan->has_call = insn.meta.category == ZYDIS_CATEGORY_CALL;
+    memcpy(plan->orig, code, insn.length);
+    return 0;
+}
+
 static bool fits32(int64_t v)
 {
     return v >= INT32_MIN && v <= INT32_MAX;
@@ -134,6 +164,48 @@ static size_t emit_abs_jmp(uint8_t *p, uint64_t target)
     return 14;
 }
 
+/* call [rip+2] ; jmp +8 ; .quad target: returns into the stub */
+static size_t emit_call(uint8_t *p, uint64_t target)
+{
+    p[0] = 0xff, p[1] = 0x15;
+    put32(p + 2, 2);
+    p[6] = 0xeb, p[7] = 0x08;
+    put64(p + 8, target);
+    return 16;
+}
+
+/* A conditional branch: jcc by its inverted short form over an absolute
+ * jmp; jrcxz/jecxz/loop* (rel8 only) taken to an absolute jmp, else over it. */
+static size_t emit_cond(uint8_t *p, const ZydisDecodedInstruction *insn, const uint8_t *b, uint64_t target)
+{
+    const uint8_t *op = b + insn->raw.prefix_count;
+    if ((op[0] & 0xf0) == 0x70 || op[0] == 0x0f) {
+        uint8_t cc = op[0] == 0x0f ? (op[1] & 0x0f) : (op[0] & 0x0f);
+        p[0] = (uint8_t)(0x70 | (cc ^ 1));
+        p[1] = 14;
+        return 2 + emit_abs_jmp(p + 2, target);
+    }
+    size_t n = insn->length; /* prefixes, opcode, rel8 */
+    memcpy(p, b, n);
+    p[n - 1] = 2;               /* taken: over the next jmp */
+    p[n] = 0xeb, p[n + 1] = 14; /* not taken: over the absolute jmp */
+    return n + 2 + emit_abs_jmp(p + n + 2, target);
+}
+
+/* RIP-relative memory operand: same bytes, new displacement. */
+static int emit_riprel(uint8_t *p, const ZydisDecodedInstruction *insn, const uint8_t *b, uint64_t old_at,
+                       uint64_t new_at, char *err)
+{
+    uint64_t mem_target = old_at + insn->length + (uint64_t)insn->raw.disp.value;
+    int64_t disp = (int64_t)(mem_target - (new_at + insn->length));
+    if (!fits32(disp))
+        return bpfg_inj_fail(err, -ERANGE, "RIP-relative operand at 0x%llx is out of reach from the stub",
+                             (unsigned long long)old_at);
+    memcpy(p, b, insn->length);
+    put32(p + insn->raw.disp.offset, (int32_t)disp);
+    return (int)insn->length;
+}
+
 /* push $ret (as two halves: push imm32 sign-extends) ; jmp target */
 static size_t emit_call_from(uint8_t *p, uint64_t ret, uint64_t target)
 {
@@ -144,15 +216,61 @@ static size_t emit_call_from(uint8_t *p, uint64_t ret, uint64_t target)
     return 13 + emit_abs_jmp(p + 13, target);
 }
 
+/* One displaced instruction at old_at, re-encoded at p (stub address
+ * new_at); end: where the displaced bytes end if it is the last of them,
+ * else 0. Returns the bytes written or -errno. */
+static int relocate_one(const ZydisDecodedInstruction *insn, const ZydisDecodedOperand *ops, const uint8_t *b,
+                        uint64_t old_at, uint64_t new_at, uint64_t end, uint8_t *p, char *err)
+{
+    uint64_t target;
+    if (!(insn->attributes & ZYDIS_ATTRIB_IS_RELATIVE)) {
+        memcpy(p, b, insn->length);
+        return (int)insn->length;
+    }
+    if (!relative_target(insn, ops, old_at, &target))
+        return emit_riprel(p, insn, b, old_at, new_at, err);
+    switch (insn->meta.category) {
+    case ZYDIS_CATEGORY_CALL:
+        /* The last displaced instruction: push the original return address
+         * and jmp, as the kernel emulates a call. The callee returns into
+         * the function itself, and unwinders (C++ exceptions) find the
+         * function's own CFI there. */
+        return (int)(end ? emit_call_from(p, end, target) : emit_call(p, target));
+    case ZYDIS_CATEGORY_UNCOND_BR: return (int)emit_abs_jmp(p, target);
+    default: return (int)emit_cond(p, insn, b, target);
+    }
+}
+
+/* The displaced instructions (len bytes of plan->orig) into the stub at
+ * *out, which advances. */
+static int relocate(const ZydisDecoder *dec, struct bpfg_hook_plan *plan, size_t len, size_t *out, char *err)
+{
+    ZydisDecodedInstruction insn;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+    for (size_t off = 0; off < len;) {
+        uint64_t old_at = plan->site + off;
+        if (!decode(dec, plan->orig + off, len - off, &insn, ops))
+            return bpfg_inj_fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx",
+                                 (unsigned long long)old_at);
+        if (*out + 40 > BPFG_HOOK_STUB_MAX)
+            return bpfg_inj_fail(err, -E2BIG, "stub too large");
+        uint64_t end = off + insn.length == len ? plan->site + len : 0;
+        int n = relocate_one(&insn, ops, plan->orig + off, old_at, plan->stub_addr + *out, end, plan->stub + *out, err);
+        if (n < 0)
+            return n;
+        *out += (size_t)n;
+        off += insn.length;
+    }
+    return 0;
+}
+
 int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry, char *err)
 {
     ZydisDecoder dec;
-    ZydisDecodedInstruction insn;
-    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
     uint8_t *s = plan->stub;
 
     int64_t rel = (int64_t)(stub_addr - (plan->site + JMP_LEN));
-    if (!fits32(rel))
+    if (!plan->trap && !fits32(rel))
         return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx",
                              (unsigned long long)stub_addr, (unsigned long long)plan->site);
     if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
@@ -164,50 +282,17 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
     put32(s + 1, (int32_t)hook_index);
     emit_abs_jmp(s + 5, entry);
 
-    size_t out = BPFG_HOOK_RESUME_OFF;
-    for (size_t off = 0; off < plan->patch_len;) {
-        uint64_t old_at = plan->site + off, new_at = stub_addr + out;
-        if (!decode(&dec, plan->orig + off, plan->patch_len - off, &insn, ops))
-            return bpfg_inj_fail(err, -EINVAL, "cannot re-decode the instruction at 0x%llx",
-                                 (unsigned long long)old_at);
-        if (out + 32 > BPFG_HOOK_STUB_MAX)
-            return bpfg_inj_fail(err, -E2BIG, "stub too large");
-        uint64_t target;
-        if (!(insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE)) {
-            memcpy(s + out, plan->orig + off, insn.length);
-            out += insn.length;
-        } else if (relative_target(&insn, ops, old_at, &target)) {
-            if (insn.meta.category == ZYDIS_CATEGORY_CALL) {
-                /* A call rel32 is 5 bytes: always the last displaced
-                 * instruction. Push the original return address and jmp,
-                 * as the kernel emulates a call: the callee returns into
-                 * the function itself, where unwinders (C++ exceptions)
-                 * find the function's own CFI. */
-                out += emit_call_from(s + out, old_at + insn.length, target);
-            } else {
-                /* jcc: inverted short jcc over an absolute jmp */
-                const uint8_t *b = plan->orig + off + insn.raw.prefix_count;
-                uint8_t cc = b[0] == 0x0f ? (b[1] & 0x0f) : (b[0] & 0x0f);
-                s[out] = (uint8_t)(0x70 | (cc ^ 1));
-                s[out + 1] = 14;
-                out += 2;
-                out += emit_abs_jmp(s + out, target);
-            }
-        } else {
-            /* RIP-relative memory operand: same bytes, new displacement */
-            uint64_t mem_target = old_at + insn.length + (uint64_t)insn.raw.disp.value;
-            int64_t disp = (int64_t)(mem_target - (new_at + insn.length));
-            if (!fits32(disp))
-                return bpfg_inj_fail(err, -ERANGE, "RIP-relative operand at 0x%llx is out of reach from the stub",
-                                     (unsigned long long)old_at);
-            memcpy(s + out, plan->orig + off, insn.length);
-            put32(s + out + insn.raw.disp.offset, (int32_t)disp);
-            out += insn.length;
-        }
-        off += insn.length;
-    }
-    out += emit_abs_jmp(s + out, plan->site + plan->patch_len);
+    size_t out = BPFG_HOOK_RESUME_OFF, len = plan->trap ? plan->insn_len : plan->patch_len;
+    int r = relocate(&dec, plan, len, &out, err);
+    if (r)
+        return r;
+    out += emit_abs_jmp(s + out, plan->site + len);
     plan->stub_len = out;
+
+    if (plan->trap) {
+        plan->patch[0] = 0xcc;
+        return 0;
+    }
 
     plan->patch[0] = 0xe9;
     put32(plan->patch + 1, (int32_t)rel);

@@ -426,15 +426,19 @@ static int find_syscall_site(struct bpfg_stopped *st, char *err)
 }
 
 /* Runs the first thread from regs until it executes int3, with all
- * signals blocked, then puts the thread back as it was (registers, FPU
- * state, signal mask). out gets the registers at the int3. */
+ * signals but SIGTRAP blocked, then puts the thread back as it was
+ * (registers, FPU state, signal mask). out gets the registers at the int3.
+ * SIGTRAP stays unblocked: the kernel resets the action of a synchronous
+ * signal raised while blocked to SIG_DFL for the whole process, which would
+ * take the payload's SIGTRAP handler (trap probes) away; traced, the int3
+ * stops here before any handler runs. */
 static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_regs_struct *regs,
                           struct user_regs_struct *out, char *err)
 {
     struct bpfg_thread *t = &st->threads[index];
     static __thread uint8_t xstate[XSTATE_MAX];
     struct iovec xio = {xstate, sizeof(xstate)};
-    uint64_t all = ~0ull;
+    uint64_t all = ~(1ull << (SIGTRAP - 1));
     int r = 0;
 
     if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "payload.h"
+#include "trap.h"
 #include "rt/rt.h"
 #include "syscall.h"
 #include "unwind.h"
@@ -361,7 +362,18 @@ static int do_hook(const uint8_t *body, size_t len)
         return fail(-ENOENT, "program %u is not loaded", h.prog_id);
     if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
         return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
-    return hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    if (r || !(h.flags & BPFG_HOOK_F_TRAP))
+        return r;
+    struct bpfg_pmsg_hook_reply rep = {0};
+    r = trap_add(h.hook_index, h.site, &rep.trap_saved_action, errbuf, sizeof(errbuf));
+    if (r) {
+        hooks_remove(h.hook_index);
+        return r;
+    }
+    memcpy(okbody, &rep, sizeof(rep));
+    okbody_len = sizeof(rep);
+    return 0;
 }
 
 static int do_unmap(const uint8_t *body, size_t len)

@@ -108,6 +108,11 @@ uint64_t trace_ring_take_dropped(void);
 void hooks_init(void); /* payload thread, before the first hook */
 extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+/* The uprobe handlers the entry code calls (start.S), also called by the
+ * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */
+long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume);
+void bpfg_uprobe_miss(uint64_t *word);
+uint64_t bpfg_handler_stack(uint64_t sp);
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen);
 void hooks_remove(uint32_t index);
 void hooks_remove_all(void);

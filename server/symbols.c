@@ -240,3 +240,84 @@ bool sym_maps_binary(pid_t pid, const char *binary)
     char path[640];
     return binary && binary[0] == '/' && find_mappings(pid, binary, maps, 4, &n, path, sizeof(path)) == 0;
 }
+
+struct addr_search {
+    uint64_t addr;
+    struct mapping m;
+};
+
+static int mapping_of(const struct bpfg_procfs_map *pm, void *arg)
+{
+    struct addr_search *as = arg;
+    if (as->addr < pm->start || as->addr >= pm->end || pm->path[0] != '/')
+        return 0;
+    as->m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, ""};
+    snprintf(as->m.path, sizeof(as->m.path), "%s", pm->path);
+    return 1;
+}
+
+/* The sized function symbol covering vaddr, the global one first. */
+static int elf_function_at(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+{
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(e, scn))) {
+        GElf_Shdr sh;
+        Elf_Data *data;
+        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize ||
+            !(data = elf_getdata(scn, NULL)))
+            continue;
+        for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+            GElf_Sym sym;
+            if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+                sym.st_shndx == SHN_UNDEF || !sym.st_size)
+                continue;
+            if (vaddr >= sym.st_value && vaddr - sym.st_value < sym.st_size) {
+                *lo = sym.st_value, *hi = sym.st_value + sym.st_size;
+                return 0;
+            }
+        }
+    }
+    return -ENOENT;
+}
+
+/* The virtual address of file offset off through the PT_LOAD headers. */
+static int offset_to_vaddr(Elf *e, uint64_t off, uint64_t *vaddr)
+{
+    size_t n;
+    if (elf_getphdrnum(e, &n) != 0)
+        return -ENOEXEC;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD && off >= ph.p_offset &&
+            off < ph.p_offset + ph.p_filesz) {
+            *vaddr = off - ph.p_offset + ph.p_vaddr;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+    struct addr_search as = {.addr = addr};
+    if (bpfg_procfs_maps(pid, mapping_of, &as) != 1 || elf_version(EV_CURRENT) == EV_NONE)
+        return -ENOENT;
+    char path[640];
+    snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, as.m.path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    uint64_t file_off = addr - as.m.start + as.m.offset, vaddr = 0;
+    int r = !e || elf_kind(e) != ELF_K_ELF ? -ENOEXEC : offset_to_vaddr(e, file_off, &vaddr);
+    if (!r)
+        r = elf_function_at(e, vaddr, lo, hi);
+    if (!r) {
+        uint64_t bias = addr - vaddr;
+        *lo += bias, *hi += bias;
+    }
+    if (e)
+        elf_end(e);
+    close(fd);
+    return r;
+}

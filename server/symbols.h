@@ -23,6 +23,11 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
  * -ESRCH: no process; -ENOENT: not mapped there (message in err). */
 int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
+/* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym)
+ * that contains runtime address addr in pid: [*lo, *hi). -ENOENT when
+ * addr is in no file mapping or no sized symbol covers it. */
+int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
+
 /* Whether pid maps binary (an absolute path, matched by inode). */
 bool sym_maps_binary(pid_t pid, const char *binary);
 

@@ -25,6 +25,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -36,6 +37,7 @@
 #include "progcheck.h"
 #include "server.h"
 #include "symbols.h"
+#include "sites.h"
 #include "syscalls.h"
 #include "targets.h"
 #include "tool.h"
@@ -310,6 +312,7 @@ static void target_free(struct server *s, struct target *t)
         *pp = t->next;
         s->targets.count--;
     }
+    sites_forget(t->pid);
     if (t->sock >= 0) {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->sock, NULL);
         close(t->sock);
@@ -770,6 +773,45 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
                : r;
 }
 
+/* HOOK for one program of slot h (planned, stub placed); a trap probe's
+ * reply says where the payload keeps the target's SIGTRAP action. */
+static int send_hook(struct server *s, struct target *t, const struct target_hook *h, uint32_t kind, uint32_t prog_id,
+                     char *err, size_t errlen)
+{
+    struct bpfg_pmsg_hook body = {
+        .hook_index = h->index,
+        .kind = kind,
+        .prog_id = prog_id,
+        .flags = h->plan.trap ? BPFG_HOOK_F_TRAP : 0,
+        .site = h->plan.func,
+        .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+    };
+    struct bpfg_pmsg_hook_reply rep = {0};
+    size_t got = 0;
+    int r = targets_payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), &rep, sizeof(rep), &got, err, errlen);
+    if (!r && h->plan.trap && got >= sizeof(rep) && rep.trap_saved_action)
+        t->trap_action = rep.trap_saved_action;
+    else if (!r && h->plan.trap)
+        r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
+    return r;
+}
+
+/* A thread that blocks SIGTRAP would be killed by the kernel at a trap
+ * probe (a blocked synchronous signal takes its default action). */
+static int refuse_trap_blocked(const struct target *t, const struct bpfg_stopped *st, char *ierr)
+{
+    struct bpfg_payload_params p = {0};
+    bpfg_mem_read(st, t->inj.params, &p, sizeof(p)); /* its own thread blocks every signal and runs no probe */
+    for (size_t i = 0; i < st->nthreads; i++)
+        if ((st->threads[i].sigmask & (1ull << (SIGTRAP - 1))) && st->threads[i].tid != p.payload_tid)
+            return snprintf(ierr, BPFG_ERRLEN,
+                            "it needs a trap probe (no provably safe place for a jmp) and thread %d blocks SIGTRAP, "
+                            "which a trap would kill",
+                            (int)st->threads[i].tid),
+                   -EINVAL;
+    return 0;
+}
+
 /* The gdb file beside the unwind page (unwind.h); a failure costs only
  * gdb's view of the trampolines, so it is logged, not returned. */
 static void write_gdb_file(struct server *s, struct target *t, const char *path)
@@ -825,16 +867,8 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
         return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, h->plan.func, err, errlen) : 0;
-    if (r)
-        return r;
-    struct bpfg_pmsg_hook body = {
-        .hook_index = h->index,
-        .kind = kind,
-        .prog_id = p->id,
-        .site = h->plan.func,
-        .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
-    };
-    r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    if (!r)
+        r = send_hook(s, t, h, kind, p->id, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
@@ -898,8 +932,11 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     size_t have = sizeof(code);
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
         have /= 2; /* near the end of a mapping */
-    r = have ? bpfg_hook_plan(func, code, have, &h->plan, ierr)
+    char why[256] = "";
+    r = have ? sites_plan(t->pid, func, code, have, &h->plan, why, sizeof(why), ierr)
              : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+    if (!r && h->plan.trap)
+        r = refuse_trap_blocked(t, &st, ierr);
     uint64_t stub = 0;
     if (!r)
         r = bpfg_remote_alloc_near(&st, h->plan.site, 4096, &stub, ierr);
@@ -913,20 +950,18 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                          (unsigned long long)func, (int)t->pid, ierr);
     h->stub_size = 4096;
 
+    if (h->plan.trap)
+        srv_log(SRV_INFO, "target %d: 0x%llx gets a trap probe: %s", (int)t->pid, (unsigned long long)func, why);
+
     /* The payload activates the slot before any thread can reach it. */
-    struct bpfg_pmsg_hook body = {
-        .hook_index = h->index,
-        .kind = kind,
-        .prog_id = p->id,
-        .site = func,
-        .resume = stub + BPFG_HOOK_RESUME_OFF,
-    };
-    r = payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, err, errlen);
+    r = send_hook(s, t, h, kind, p->id, err, errlen);
     if (r)
         goto free_stub;
 
-    /* Stop 2: patch once no thread executes the displaced bytes. */
-    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call, err, errlen);
+    /* Stop 2: patch once no thread executes the displaced bytes (a trap
+     * replaces one byte at an instruction boundary: none to wait for). */
+    r = stop_outside(t->pid, &st, h->plan.site + 1, h->plan.site + h->plan.patch_len, h->plan.has_call && !h->plan.trap,
+                     err, errlen);
     if (r)
         goto unhook;
     r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
@@ -1254,6 +1289,23 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
         srv_log(SRV_INFO, "target %d: restored %u return addresses replaced by uretprobes", (int)t->pid, fixed);
 }
 
+/* Trap probes installed the payload's SIGTRAP handler: the target's own
+ * action goes back before the payload's memory does (in a stop where no
+ * thread has a SIGTRAP pending: nothing_in_payload). */
+static void restore_trap_action(struct bpfg_stopped *st, struct target *t)
+{
+    if (!t->trap_action)
+        return;
+    char ierr[BPFG_ERRLEN];
+    uint64_t args[6] = {SIGTRAP, t->trap_action, 0, 8, 0, 0};
+    int64_t ret = 0;
+    int r = bpfg_remote_syscall_on(st, 0, SYS_rt_sigaction, args, &ret, ierr);
+    if (r || ret < 0)
+        srv_log(SRV_WARN, "target %d: restoring the SIGTRAP action: %s", (int)t->pid, r ? ierr : strerror((int)-ret));
+    else
+        t->trap_action = 0;
+}
+
 static bool thread_alive(pid_t pid, pid_t tid)
 {
     char path[64];
@@ -1271,6 +1323,11 @@ static bool nothing_in_payload(struct bpfg_stopped *st, void *ctx, pid_t *busy)
 {
     struct unload *u = ctx;
     restore_return_addresses(st, u->t);
+    for (size_t i = 0; u->t->trap_action && i < st->nthreads; i++)
+        if (st->threads[i].pending_sig == SIGTRAP) { /* a trap taken before its byte went back */
+            *busy = st->threads[i].tid;
+            return false;
+        }
     if (bpfg_any_thread_in(st, u->ranges[0].lo, u->ranges[0].hi, busy))
         return false;
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
@@ -1417,6 +1474,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
                         !(h->plan.has_call && bpfg_any_return_into(&st, &stub, 1, NULL)))
                         bpfg_remote_free(&st, stub.lo, h->stub_size, NULL);
                 }
+                restore_trap_action(&st, t);
                 if (bpfg_unload_payload(&st, &t->inj, ierr) != 0)
                     srv_log(SRV_WARN, "target %d: %s", (int)pid, ierr);
                 bpfg_resume_process(&st, NULL);
@@ -1482,6 +1540,14 @@ static uint64_t hook_counter(const struct target *t, const struct target_hook *h
     return value;
 }
 
+/* "uprobe", "uretprobe", with " (trap)" for trap probes. */
+static const char *hook_kind_name(const struct target_hook *h, uint32_t k)
+{
+    if (h->kinds[k] == BPFG_HOOK_URETPROBE)
+        return h->plan.trap ? "uretprobe (trap)" : "uretprobe";
+    return h->plan.trap ? "uprobe (trap)" : "uprobe";
+}
+
 /* The process's name now (prctl may have changed it since the attach);
  * "" once it is gone. */
 static void pack_comm(msgpack_packer *pk, pid_t pid)
@@ -1533,7 +1599,7 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
                 bpfg_pack_cstr(pk, "address");
                 msgpack_pack_uint64(pk, h->plan.func);
                 bpfg_pack_cstr(pk, "kind");
-                bpfg_pack_cstr(pk, ret ? "uretprobe" : "uprobe");
+                bpfg_pack_cstr(pk, hook_kind_name(h, k));
             }
         }
         bpfg_pack_cstr(pk, "payload");

@@ -68,6 +68,7 @@ struct target {
     bool pidns;                /* runs in another pid namespace: the payload gets our ids */
     uint64_t pidns_hash;       /* of the last thread list sent */
     uint64_t pidns_sent_ms;
+    uint64_t trap_action; /* trap probes: the target's SIGTRAP action in the payload (payload_abi.h), 0 none */
 };
 
 struct targets {

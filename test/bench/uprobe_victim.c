@@ -1,10 +1,12 @@
 /* The process bpfgraft-bench uprobe probes. Commands on stdin:
  *   run N      call bench_target() N times, print the elapsed ns
+ *   short N    the same with bench_short(), too short for a jmp (trap probes)
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
  * long attaching stops a process with many threads; with "--busy N", N
  * threads that spin (each must be caught on a CPU to stop). */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,17 @@ __attribute__((noinline)) long bench_target(long x)
     bench_sink = x;
     return x + 1;
 }
+
+/* long bench_short(long x): x + 1 in 5 bytes that end with ret: a 5-byte
+ * jmp cannot go there, a probe gets a trap. */
+long bench_short(long x);
+__asm__(".text\n"
+        ".globl bench_short\n"
+        ".type bench_short, @function\n"
+        "bench_short:\n"
+        "    lea 1(%rdi), %rax\n"
+        "    ret\n"
+        ".size bench_short, . - bench_short\n");
 
 static void *sleeper(void *arg)
 {
@@ -58,11 +71,13 @@ int main(int argc, char **argv)
     printf("ready\n");
     while (fgets(line, sizeof(line), stdin)) {
         long n;
-        if (sscanf(line, "run %ld", &n) == 1) {
+        bool is_short = sscanf(line, "short %ld", &n) == 1;
+        if (is_short || sscanf(line, "run %ld", &n) == 1) {
+            long (*fn)(long) = is_short ? bench_short : bench_target;
             long sum = 0;
             unsigned long long t0 = now_ns();
             for (long i = 0; i < n; i++)
-                sum += bench_target(i);
+                sum += fn(i);
             unsigned long long t1 = now_ns();
             printf("%llu %ld\n", t1 - t0, sum);
         } else if (strncmp(line, "quit", 4) == 0) {

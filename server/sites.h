@@ -1,0 +1,25 @@
+/* Where a uprobe goes and how: a 5-byte jmp where the whole binary's code
+ * proves it safe, else a one-byte trap (payload/trap.c). */
+#ifndef BPFGRAFT_SERVER_SITES_H
+#define BPFGRAFT_SERVER_SITES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hookgen.h"
+
+/* Plans the probe of addr in pid from the code read there (have bytes).
+ * A jmp only at the entry of a function known from the binary's symbols,
+ * when bpfg_hook_plan accepts it and the branch index of the file
+ * (hookgen.h) shows nothing entering the bytes it covers; otherwise a
+ * trap, the reason in why. Refuses (-EINVAL, err) an address that is not
+ * an instruction boundary of its function, or an instruction that cannot
+ * run out of line. */
+int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struct bpfg_hook_plan *plan, char *why,
+               size_t whylen, char *err);
+
+/* Frees the cached images and branch indexes of pid's files (0: all). */
+void sites_forget(pid_t pid);
+
+#endif

@@ -1,0 +1,79 @@
+/* Functions a 5-byte jmp cannot safely patch (test_anywhere.py): each is
+ * probed where only a trap is safe, and checked for its result. */
+    .text
+
+/* int loop_fn(int n): counts to n; its loop label is 2 bytes in. */
+    .globl loop_fn
+    .type loop_fn, @function
+    .balign 16
+loop_fn:
+    xor %eax, %eax
+1:  add $1, %eax
+    cmp %edi, %eax
+    jl 1b
+    ret
+    .size loop_fn, . - loop_fn
+
+/* int three_fn(void): 0, in 3 bytes. */
+    .globl three_fn
+    .type three_fn, @function
+    .balign 16
+three_fn:
+    xor %eax, %eax
+    ret
+    .size three_fn, . - three_fn
+
+/* int off_fn(int n): as loop_fn; probed at off_fn+2, the branch target. */
+    .globl off_fn
+    .type off_fn, @function
+    .balign 16
+off_fn:
+    xor %eax, %eax
+1:  add $1, %eax
+    cmp %edi, %eax
+    jl 1b
+    ret
+    .size off_fn, . - off_fn
+
+/* int raw_fn(int a, int b): a + b + 1; probed by raw address at +2. */
+    .globl raw_fn
+    .type raw_fn, @function
+    .balign 16
+raw_fn:
+    mov %edi, %eax
+    add %esi, %eax
+    add $1, %eax
+    ret
+    .size raw_fn, . - raw_fn
+
+/* int jt_fn(int x): x + 3, one increment at +0, +2 and +4. */
+    .globl jt_fn
+    .type jt_fn, @function
+    .balign 16
+jt_fn:
+    inc %edi
+    inc %edi
+    inc %edi
+    mov %edi, %eax
+    ret
+    .size jt_fn, . - jt_fn
+
+/* int jt_dispatch(int x, long k): a jump table into jt_fn+2 (k = 0, x + 2)
+ * or jt_fn+4 (k = 1, x + 1): targets inside jt_fn's first 5 bytes. */
+    .globl jt_dispatch
+    .type jt_dispatch, @function
+    .balign 16
+jt_dispatch:
+    lea .Ljt_table(%rip), %rdx
+    movslq (%rdx,%rsi,4), %rax
+    add %rdx, %rax
+    jmp *%rax
+    .size jt_dispatch, . - jt_dispatch
+
+    .section .rodata
+    .balign 4
+.Ljt_table:
+    .long jt_fn + 2 - .Ljt_table
+    .long jt_fn + 4 - .Ljt_table
+
+    .section .note.GNU-stack,"",@progbits
