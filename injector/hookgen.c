@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ptrace.h>
 
 #include <Zydis/Zydis.h>
 
@@ -381,10 +382,22 @@ int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *
     return r ? r : bpfg_mem_write(st, plan->site, plan->patch, plan->patch_len);
 }
 
-int bpfg_hook_unpatch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
 {
     int r = bpfg_mem_write(st, plan->site, plan->orig, plan->patch_len);
-    return r || !plan->hop ? r : bpfg_mem_write(st, plan->slot, plan->slot_orig, BPFG_HOP_SLOT_LEN);
+    if (r || !plan->hop)
+        return r;
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct bpfg_thread *t = &st->threads[i];
+        if (t->regs.rip != plan->slot)
+            continue;
+        struct user_regs_struct regs = t->regs;
+        regs.rip = plan->site;
+        if (ptrace(PTRACE_SETREGS, t->tid, NULL, &regs) != 0)
+            return -errno; /* the slot keeps its jmp: the thread still gets to the stub */
+        t->regs = regs;
+    }
+    return bpfg_mem_write(st, plan->slot, plan->slot_orig, BPFG_HOP_SLOT_LEN);
 }
 
 bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)

@@ -68,10 +68,12 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
 
 struct bpfg_stopped;
 /* Writes the planned bytes into the stopped process (a hop's slot first),
- * puts the original ones back (the site first), or says whether the
- * planned ones are in place. 0 or -errno. */
+ * puts the original ones back (the site first; a thread stopped between a
+ * hop's two jmps, at the slot, resumes at the site instead, where nothing
+ * of the original instruction has run yet), or says whether the planned
+ * ones are in place. 0 or -errno. */
 int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
-int bpfg_hook_unpatch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
 bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
 
 /* ---- whole-binary branch analysis (sitescan.c) ----
