@@ -25,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, require  # noqa: E402
+from harness import Server, check, check_eq, report, require  # noqa: E402
 
 CALLS, N = 1000, 7   # bt_loop(N) and bt_short() CALLS times: bt_loop+2 runs CALLS * N times
 
@@ -89,13 +89,23 @@ def hook_kinds(srv, pid):
 def bpftrace(prefix, args, victim, ready):
     """Runs bpftrace (under prefix) with args while victim runs one round;
     (maps printed {name: count}, iterations the victim reported, stderr)."""
-    tool = subprocess.Popen(prefix + ["bpftrace"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    iterations = None
-    if wait_attached(tool, 60) and ready():
-        iterations = victim.run()
+    # a session of its own: whatever is left of it can be killed as a group
+    tool = subprocess.Popen(prefix + ["bpftrace"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    iterations, attached, placed = None, wait_attached(tool, 60), False
+    if attached:
+        placed = ready()
+        iterations = victim.run() if placed else None
     if tool.poll() is None:
         tool.send_signal(signal.SIGINT)   # bpftrace prints its maps and exits
-    out, err = finish(tool, 30)
+    try:
+        out, err = tool.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(tool.pid, signal.SIGKILL)
+        out, err = tool.communicate()
+        err += "\n(test: bpftrace did not end after SIGINT within 30 s; killed)"
+    if not attached or not placed:
+        err += f"\n(test: attaching line seen: {attached}, probe in place: {placed})"
     maps = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", out, re.M)}
     return maps, iterations, err
 
