@@ -113,6 +113,7 @@ struct bpfg_inject_opts {
     const char *server_socket;
     uint64_t token;
     uint32_t server_uid;
+    uint32_t orphan_grace_ms; /* params.orphan_grace_ms (0: never inert) */
 };
 
 /* Maps the payload into the stopped process, fills its parameters and

@@ -435,6 +435,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     snprintf(params.server_socket, sizeof(params.server_socket), "%s", opts->server_socket);
     params.server_uid = opts->server_uid;
     params.token = opts->token;
+    params.orphan_grace_ms = opts->orphan_grace_ms;
     resolve_libc(st->pid, &params.libc);
     out->shared_locks = params.libc.pthread_mutex_lock && params.libc.pthread_mutex_unlock;
     params.state = BPFG_PAYLOAD_LOADED;

@@ -37,7 +37,10 @@ static void usage(FILE *f)
             "  -c, --cache-dir DIR     compiled-code cache (default /var/cache/bpfgraft)\n"
             "  -a, --jit-archive FILE  import code compiled ahead of time (bpfgraft compile)\n"
             "      --state-dir DIR     files kept for attached processes, e.g. the uretprobe\n"
-            "                          trampolines' symbols gdb reads (default " SRV_DEFAULT_STATE_DIR ")\n"
+            "                          trampolines' symbols gdb reads (default " SRV_DEFAULT_STATE_DIR "),\n"
+            "                          and in DIR/restart what a restarted server needs\n"
+            "      --orphan-grace SECS  payloads whose server is gone this long go inert: their\n"
+            "                          hooks only resume (default 600; 0: never)\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -128,9 +131,13 @@ int main(int argc, char **argv)
         {"engine", required_argument, NULL, 'E'},
         {"syscall-rewrite", required_argument, NULL, 'R'},
         {"state-dir", required_argument, NULL, 'S'},
+        {"orphan-grace", required_argument, NULL, 'G'},
         {0},
     };
-    struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
+    struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET,
+                             .socket_mode = 0600,
+                             .socket_gid = (gid_t)-1,
+                             .orphan_grace_ms = 600 * 1000};
     const char *log_path = NULL;
     bool daemon_mode = false;
     int c;
@@ -164,6 +171,16 @@ int main(int argc, char **argv)
         case 'c': cfg.cache_dir = optarg; break;
         case 'a': cfg.jit_archive = optarg; break;
         case 'S': cfg.state_dir = optarg; break;
+        case 'G': {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end || secs < 0 || secs > 4000000) {
+                fprintf(stderr, "bpfgraftd: --orphan-grace takes seconds (e.g. 600, 0.5; 0: never)\n");
+                return 2;
+            }
+            cfg.orphan_grace_ms = (uint32_t)(secs * 1000);
+            break;
+        }
         case 'v': srv_log_set_level(SRV_DEBUG); break;
         case 'V': {
             struct progcheck_options po;

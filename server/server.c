@@ -21,6 +21,8 @@
 #include "log.h"
 #include "methods.h"
 #include "server.h"
+#include "adopt.h"
+#include "state.h"
 #include "tool.h"
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
@@ -30,6 +32,7 @@
 #define TAG_LISTEN ((void *)1)
 #define TAG_SIGNAL ((void *)2)
 #define TAG_TIMER ((void *)3)
+#define TAG_PAYLOAD ((void *)4) /* the payload socket: reconnecting payloads (adopt.c) */
 
 uint64_t server_now_ms(void)
 {
@@ -133,6 +136,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
         s->cfg.max_clients = 256;
     s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
     s->targets.listen_fd = -1;
+    s->state_fd = -1;
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
@@ -150,6 +154,9 @@ int server_init(struct server *s, const struct srv_config *cfg)
         goto fail;
     }
     targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
+    s->targets.orphan_grace_ms = s->cfg.orphan_grace_ms;
+    if ((err = state_init(s)))
+        goto fail;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -168,7 +175,8 @@ int server_init(struct server *s, const struct srv_config *cfg)
     if (timerfd_settime(s->timer_fd, 0, &tick, NULL) != 0 ||
         (err = epoll_add(s->epfd, s->listen_fd, EPOLLIN, TAG_LISTEN)) ||
         (err = epoll_add(s->epfd, s->signal_fd, EPOLLIN, TAG_SIGNAL)) ||
-        (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER))) {
+        (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER)) ||
+        (err = epoll_add(s->epfd, s->targets.listen_fd, EPOLLIN, TAG_PAYLOAD))) {
         err = err ? err : -errno;
         srv_log(SRV_ERROR, "event loop setup: %s", strerror(-err));
         goto fail;
@@ -202,8 +210,11 @@ void server_destroy(struct server *s)
     /* Leave every target as we found it: tools' programs out, hooks
      * removed, payload gone. */
     tools_destroy(s);
-    targets_destroy(s);
+    targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
+    if (s->detach_on_stop)
+        state_clear(s);
+    state_close(s);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
         unlink(s->cfg.socket_path);
@@ -468,7 +479,8 @@ static void handle_signal(struct server *s)
             srv_log(SRV_INFO, "SIGHUP: nothing to reload");
             continue;
         }
-        srv_log(SRV_INFO, "%s received: shutting down", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        srv_log(SRV_INFO, "%s received: shutting down; targets stay attached for the next server",
+                si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         s->stop = true;
     }
 }
@@ -491,6 +503,8 @@ int server_run(struct server *s)
                 continue;
             if (tag == TAG_LISTEN) {
                 accept_clients(s);
+            } else if (tag == TAG_PAYLOAD) {
+                adopt_accept(s);
             } else if (tag == TAG_SIGNAL) {
                 handle_signal(s);
             } else if (tag == TAG_TIMER) {

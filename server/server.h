@@ -33,6 +33,7 @@ struct srv_config {
     const char *cache_dir;    /* compiled-code cache; NULL: /var/cache/bpfgraft */
     const char *jit_archive;  /* precompiled code to import (bpfgraft compile) */
     const char *state_dir;    /* files targets need while they live; NULL: SRV_DEFAULT_STATE_DIR */
+    uint32_t orphan_grace_ms; /* payloads without a server go inert after this (0: never) */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -64,6 +65,8 @@ struct server {
     uint32_t next_client_id;
     struct registry reg;
     struct targets targets;
+    int state_fd;        /* STATE_DIR/restart (state.h) */
+    bool detach_on_stop; /* server.shutdown detach: detach all, forget the state */
 };
 
 /* Takes the single-instance lock, creates the socket and the loop. Returns
