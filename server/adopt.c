@@ -6,6 +6,7 @@
  * state is gone) is rebuilt from the slot and the mapped file's bytes. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +176,7 @@ static uint32_t prog_id_at(const struct hello *hi, uint64_t addr)
 /* A hook the record does not know, from the payload's slot and the file:
  * the patch is where memory differs from the file, the stub the page the
  * slot resumes in. */
-static void rebuild_hook(struct target *t, uint32_t index, const struct bpfg_hook_slot *slot)
+static void rebuild_hook(struct target *t, uint32_t index, const struct bpfg_hook_slot *slot, bool active)
 {
     struct target_hook *h = &t->hooks[index];
     uint8_t mem[16], file[20];
@@ -193,6 +194,10 @@ static void rebuild_hook(struct target *t, uint32_t index, const struct bpfg_hoo
             h->plan.patch_len = i + 1;
     memcpy(h->plan.orig, file + 4, sizeof(h->plan.orig));
     memcpy(h->plan.patch, mem, sizeof(h->plan.patch));
+    if (!h->plan.patch_len && !active) {
+        memset(h, 0, sizeof(*h)); /* a removed hook whose site was put back */
+        return;
+    }
     h->plan.trap = h->plan.patch_len == 1 && mem[0] == 0xcc;
     h->plan.has_call = true; /* unknown: free the stub only when no frame may return into it */
     h->plan.stub_addr = slot->resume & ~4095ull;
@@ -215,7 +220,8 @@ static void slot_progs(struct target_hook *h, const struct hello *hi, const stru
 }
 
 /* Active slots of the payload: the programs they run; slots the record
- * lacks are rebuilt. An inert payload has none: the record's hooks stay
+ * lacks are rebuilt, and so are inactive slots whose site is still
+ * patched. An inert payload has no active slot: the record's hooks stay
  * (their sites are still patched) with their programs as recorded. */
 static int merge_hooks(struct target *t, const struct hello *hi)
 {
@@ -228,10 +234,13 @@ static int merge_hooks(struct target *t, const struct hello *hi)
         bool active = false;
         for (int k = 0; k < BPFG_HOOK_MAX_PROGS; k++)
             active |= sl->entry_progs[k] || sl->ret_progs[k];
-        if (!active)
+        /* an inactive slot still patched: its programs were removed
+         * (inert, or a server died between UNHOOK and putting the site
+         * back) */
+        if (!sl->site || (!active && t->hooks[i].used))
             continue;
         if (!t->hooks[i].used || t->hooks[i].plan.site != sl->site)
-            rebuild_hook(t, i, sl);
+            rebuild_hook(t, i, sl, active);
         if (t->hooks[i].used)
             slot_progs(&t->hooks[i], hi, sl);
     }

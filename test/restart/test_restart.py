@@ -264,6 +264,15 @@ def part_orphan(a, d):
         time.sleep(0.2)
         d.stop(signal.SIGKILL)
         time.sleep(1.5)  # past the grace period: inert
+        d.start()  # with its state: the maps say whether programs still run
+        listed = wait_listed(d, [v.pid])
+        check(listed.get(v.pid, {}).get("state") == "inert", "orphan: adopted as inert", f"{listed}")
+        c1, calls1 = counts(d), v.get(CTL_CALLS)
+        time.sleep(0.3)
+        c2, calls2 = counts(d), v.get(CTL_CALLS)
+        check(c1 == c2 and calls2 > calls1, "orphan: inert: the process calls on, no program counts",
+              f"map {c1} -> {c2}, calls {calls1} -> {calls2}")
+        d.stop(signal.SIGKILL)
         c_state = os.path.join(d.state, "restart")
         shutil.rmtree(c_state)  # a server that never knew it
         d.start()
