@@ -327,7 +327,7 @@ struct bpfg_pmsg_hello_ext {
 #define BPFG_HELLO_F_INERT 2u /* the grace period ran out: no program is hooked any more */
 
 struct bpfg_hello_adopt {
-    uint64_t params; /* address of struct bpfg_payload_params (its sizes, stacks) */
+    uint64_t params;    /* address of struct bpfg_payload_params (its sizes, stacks) */
     uint64_t orphan_ms; /* how long the payload has been without a server */
     uint32_t nmaps, nprogs;
 };

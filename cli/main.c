@@ -1461,7 +1461,7 @@ static const struct command {
     {"status", cmd_status}, {"load", cmd_load},       {"unload", cmd_unload}, {"prog", cmd_prog},
     {"map", cmd_map},       {"attach", cmd_attach},   {"start", cmd_start},   {"run", cmd_run},
     {"tools", cmd_tools},   {"compile", cmd_compile}, {"detach", cmd_detach}, {"ps", cmd_ps},
-    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},    {"shutdown", cmd_shutdown},
+    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},       {"shutdown", cmd_shutdown},
 };
 
 int main(int argc, char **argv)

@@ -495,10 +495,10 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
 
 /* quiet: a reconnect attempt, whose failure is expected (no server yet)
  * and must not mark the payload failed. */
-#define CONN_FAIL(...)                    \
-    do {                                  \
-        if (!quiet)                       \
-            fail_early(p, __VA_ARGS__);   \
+#define CONN_FAIL(...)                  \
+    do {                                \
+        if (!quiet)                     \
+            fail_early(p, __VA_ARGS__); \
     } while (0)
 
 static int connect_server(struct bpfg_payload_params *p, bool quiet)

@@ -117,8 +117,8 @@ static int take_inventory(struct target *t, const struct hello *hi)
         return -ENOMEM;
     for (uint32_t i = 0; i < hi->a.nmaps; i++) {
         t->maps_sent[i] = hi->maps[i].map_id;
-        t->map_addrs[i] = (struct target_map_addr){true, hi->maps[i].handle, hi->maps[i].value_area,
-                                                   hi->maps[i].value_size};
+        t->map_addrs[i] =
+            (struct target_map_addr){true, hi->maps[i].handle, hi->maps[i].value_area, hi->maps[i].value_size};
     }
     for (uint32_t i = 0; i < hi->a.nprogs; i++) {
         t->progs_sent[i] = hi->progs[i].prog_id;
@@ -299,7 +299,9 @@ static void adopt_one(struct server *s, int fd)
     }
     if (why || !t || err) {
         srv_log(SRV_WARN, "refused a payload reconnecting from pid %d: %s", (int)cred.pid,
-                why ? why : !t ? "out of memory" : strerror(-err));
+                why  ? why
+                : !t ? "out of memory"
+                     : strerror(-err));
         if (t) {
             free(t->maps_sent), free(t->map_addrs), free(t->progs_sent), free(t->progs_engine);
             free(t);

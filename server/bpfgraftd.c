@@ -134,10 +134,8 @@ int main(int argc, char **argv)
         {"orphan-grace", required_argument, NULL, 'G'},
         {0},
     };
-    struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET,
-                             .socket_mode = 0600,
-                             .socket_gid = (gid_t)-1,
-                             .orphan_grace_ms = 600 * 1000};
+    struct srv_config cfg = {
+        .socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1, .orphan_grace_ms = 600 * 1000};
     const char *log_path = NULL;
     bool daemon_mode = false;
     int c;

@@ -45,7 +45,7 @@ struct create_ctx {
     size_t n;
     char *err;
     size_t errlen;
-    int dirfd;                        /* registry.map_dirfd */
+    int dirfd;                         /* registry.map_dirfd */
     const struct reg_restore *restore; /* NULL: a new object */
 };
 
@@ -86,9 +86,8 @@ static int new_map(struct create_ctx *ctx, const struct bpfg_map_spec *spec, str
     struct stat st;
     if (err)
         return err;
-    if (fstat(bpfg_map_fd(*map), &st) != 0 ||
-        (snprintf(file, sizeof(file), "ino.%lu", (unsigned long)st.st_ino),
-         renameat(ctx->dirfd, tmp, ctx->dirfd, file) != 0)) {
+    if (fstat(bpfg_map_fd(*map), &st) != 0 || (snprintf(file, sizeof(file), "ino.%lu", (unsigned long)st.st_ino),
+                                               renameat(ctx->dirfd, tmp, ctx->dirfd, file) != 0)) {
         err = -errno;
         unlinkat(ctx->dirfd, tmp, 0);
         bpfg_map_close(*map);

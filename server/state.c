@@ -217,7 +217,8 @@ static int restore_object(struct server *s, int dir, uint32_t id)
     if (!err && strcmp(m.path, "-") != 0 && !(o->path = strdup(m.path)))
         err = -ENOMEM;
     if (err)
-        srv_log(SRV_ERROR, "object %u of the previous server cannot be restored: %s", id, why[0] ? why : strerror(-err));
+        srv_log(SRV_ERROR, "object %u of the previous server cannot be restored: %s", id,
+                why[0] ? why : strerror(-err));
     else
         srv_log(SRV_INFO, "object %u '%s' restored (%zu maps with their data, %zu programs)", id, o->name, o->map_cnt,
                 o->prog_cnt);
