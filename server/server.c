@@ -103,6 +103,10 @@ static int listen_socket(struct server *s)
         return -ENAMETOOLONG;
     }
     strcpy(addr.sun_path, s->cfg.socket_path);
+    if (s->cfg.takeover) { /* the old daemon's, never closed: clients waited in its backlog */
+        s->listen_fd = s->cfg.takeover->control_fd;
+        return 0;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -148,7 +152,8 @@ int server_init(struct server *s, const struct srv_config *cfg)
         err = listen_socket(s);
     if (err)
         goto fail;
-    err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "");
+    err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "",
+                       s->cfg.takeover ? s->cfg.takeover->payload_fd : -1);
     if (err) {
         srv_log(SRV_ERROR, "cannot listen for payloads: %s", strerror(-err));
         goto fail;
@@ -163,6 +168,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
         (s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
         (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
@@ -217,7 +223,8 @@ void server_destroy(struct server *s)
     state_close(s);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
-        unlink(s->cfg.socket_path);
+        if (!s->handover_ms) /* taken over: the socket is the new daemon's */
+            unlink(s->cfg.socket_path);
     }
     if (s->lock_fd >= 0) {
         char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
@@ -471,10 +478,29 @@ static void forward_records(struct server *s)
     }
 }
 
+/* SIGUSR2 from a --takeover daemon (takeover.h), which holds our
+ * listening sockets: accept no more, let the clients we have finish. */
+static void hand_over(struct server *s, const struct signalfd_siginfo *si)
+{
+    if (si->ssi_uid != 0 && si->ssi_uid != getuid()) {
+        srv_log(SRV_WARN, "SIGUSR2 from uid %u ignored", (unsigned)si->ssi_uid);
+        return;
+    }
+    srv_log(SRV_INFO, "taken over by pid %u: handing over; targets stay attached", (unsigned)si->ssi_pid);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->targets.listen_fd, NULL);
+    s->handover_ms = server_now_ms() + TAKEOVER_DRAIN_MS;
+    s->stop = !s->clients;
+}
+
 static void handle_signal(struct server *s)
 {
     struct signalfd_siginfo si;
     while (read(s->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGUSR2) {
+            hand_over(s, &si);
+            continue;
+        }
         if (si.ssi_signo == SIGHUP) {
             srv_log(SRV_INFO, "SIGHUP: nothing to reload");
             continue;
@@ -513,6 +539,8 @@ int server_run(struct server *s)
                     forward_records(s);
                     targets_tick(s);
                 }
+                if (s->handover_ms && (!s->clients || server_now_ms() >= s->handover_ms))
+                    s->stop = true;
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {
                 tools_readable(s, tag);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {

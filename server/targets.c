@@ -96,14 +96,19 @@ void targets_set_cache_dir(struct targets *t, const char *dir, const char *archi
 
 static int listen_abstract(const char *name);
 
-int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
+void targets_listen_name(const char *control_socket, char *buf, size_t len)
+{
+    snprintf(buf, len, "@bpfgraft-payload:%s", control_socket);
+}
+
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd)
 {
     memset(t, 0, sizeof(*t));
     t->listen_fd = -1;
     snprintf(t->payload_path, sizeof(t->payload_path), "%s", payload_path);
-    snprintf(t->listen_name, sizeof(t->listen_name), "@bpfgraft-payload:%s", control_socket);
+    targets_listen_name(control_socket, t->listen_name, sizeof(t->listen_name));
 
-    int fd = listen_abstract(t->listen_name);
+    int fd = inherited_fd >= 0 ? inherited_fd : listen_abstract(t->listen_name);
     if (fd < 0)
         return fd;
     t->listen_fd = fd;

@@ -93,7 +93,9 @@ struct targets {
 /* Where compiled code is cached (before the first attach). */
 void targets_set_cache_dir(struct targets *t, const char *dir, const char *archive);
 
-int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
+/* The payload socket's abstract name for a control socket ("@..."). */
+void targets_listen_name(const char *control_socket, char *buf, size_t len);
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd);
 
 /* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
  * that cannot take a program falls back (llvm -> x86 -> interp) with the

@@ -11,6 +11,8 @@
            target is alive and listed and counters are exact
   graceful SIGTERM + start, and `bpfgraft shutdown`: zero lost increments;
            `shutdown --detach` detaches everything
+  takeover bpfgraftd --takeover three times while targets count and a
+           client connects every 20 ms: always served, counters exact
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a fresh server with an
            empty state directory lists it and detaches it
@@ -258,6 +260,83 @@ def part_graceful(a, d):
         d.stop(signal.SIGTERM)
 
 
+class Poller:
+    """A client connecting anew every 20 ms while the daemon is replaced:
+    every request must be answered, none wait more than a second."""
+
+    def __init__(self, d):
+        import threading
+        self.d, self.stop, self.fails, self.worst, self.n = d, False, [], 0.0, 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            t0 = time.monotonic()
+            try:
+                with self.d.client() as cl:
+                    cl.call("target.list")
+                self.n += 1
+            except Exception as e:  # refused, reset: recorded
+                self.fails.append(repr(e))
+            self.worst = max(self.worst, time.monotonic() - t0)
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop = True
+        self.thread.join(timeout=30)
+
+
+def part_takeover(a, d):
+    """bpfgraftd --takeover three times while targets count: clients are
+    served throughout, counters exact, the old daemon leaves everything."""
+    d.start()
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"takeover: load ({err.strip()})")
+    victims = [Victim(a, d.dir, 50 + i) for i in range(2)]
+    poller = None
+    try:
+        for v in victims:
+            attach_counting(d, a, v)
+            v.go(True)
+        poller = Poller(d)
+        for i in range(3):
+            time.sleep(0.3)
+            old = d.proc
+            d.starts += 1
+            log = open(os.path.join(d.dir, f"bpfgraftd.{d.starts}.log"), "wb")
+            d.proc = subprocess.Popen(
+                [os.path.join(a.bin_dir, "bpfgraftd"), "--socket", d.socket, "--foreground", "--state-dir", d.state,
+                 "--cache-dir", os.path.join(d.dir, "jit"), "--takeover"],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
+            log.close()
+            try:
+                old.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                check(False, f"takeover {i + 1}: the old daemon exits")
+                old.kill()
+            check_eq(old.returncode, 0, f"takeover {i + 1}: the old daemon exits cleanly")
+            check(d.proc.poll() is None, f"takeover {i + 1}: the new daemon runs", d.log()[-2000:])
+            listed = wait_listed(d, [v.pid for v in victims])
+            check(all(len(listed.get(v.pid, {}).get("hooks", [])) == 3 for v in victims),
+                  f"takeover {i + 1}: every target adopted with its hooks", f"{listed}")
+            ok, detail = exact(d, object_map(d, "count", "counts"), victims)
+            check(ok, f"takeover {i + 1}: counters exact (no increment lost)", detail)
+            check("took over from pid" in d.log(), f"takeover {i + 1}: the new daemon says it took over")
+        poller.finish()
+        check(poller.n > 20 and not poller.fails, "takeover: a client connecting every 20 ms is always served",
+              f"{poller.n} answered, failures {poller.fails[:3]}")
+        check(poller.worst < 1.0, f"takeover: no request waited a second (longest {poller.worst * 1000:.0f} ms)")
+        print(f"takeover: {poller.n} requests answered, longest {poller.worst * 1000:.0f} ms")
+        detach_all(d, victims, "takeover")
+    finally:
+        if poller:
+            poller.finish()
+        for v in victims:
+            v.kill()
+        d.stop(signal.SIGTERM)
+
+
 def map_u64(d, map_id, key):
     with d.client() as cl:
         r = cl.call("map.lookup", map=map_id, key=struct.pack("<I", key))
@@ -416,7 +495,8 @@ def main():
     ap.add_argument("--syscount", required=True, help="samples' syscount.bpf.o (raw syscall tracepoint)")
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
-    parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop}
+    parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
+             "takeover": part_takeover}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
