@@ -60,8 +60,7 @@ static int listens_on(int fd, const char *name)
 }
 
 /* Copies the old daemon's two listening sockets (pidfd_getfd). */
-static int take_sockets(int pidfd, const char *socket_path, const char *payload_name, struct takeover *out,
-                        char *err)
+static int take_sockets(int pidfd, const char *socket_path, const char *payload_name, struct takeover *out, char *err)
 {
     char dir[64];
     snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)out->old_pid);
