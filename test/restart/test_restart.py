@@ -411,9 +411,9 @@ def part_loop(a, d):
             d.start()
             listed = wait_listed(d, pids)
             if not churn.alive():
-                # known limit: a server killed while the target's threads are
-                # ptrace-stopped with a remote syscall in flight (inject,
-                # stub allocation, unload) leaves a thread at that code
+                # a server killed while the target's threads are ptrace-stopped
+                # (remote syscalls run at the injector's rescue code: the
+                # thread restores itself, injector/remote.c) must not kill it
                 failures += 1
                 check(False, f"loop: kill {i + 1} during {kind}: the process attached or detached survives",
                       "it died (server killed inside a ptrace stop)")
