@@ -173,6 +173,20 @@ static uint32_t prog_id_at(const struct hello *hi, uint64_t addr)
     return 0;
 }
 
+/* A short jmp (hop) found at a hook's site: its 2 bytes there, and the
+ * 5-byte jmp at the slot it jumps to (file and memory); left a plain
+ * patch when the slot holds no jmp. */
+static void rebuild_hop(pid_t pid, struct target_hook *h, const uint8_t *mem)
+{
+    uint64_t slot = h->plan.site + 2 + (uint64_t)(int64_t)(int8_t)mem[1];
+    if (read_mem(pid, slot, h->plan.slot_patch, BPFG_HOP_SLOT_LEN) != 0 ||
+        file_bytes(pid, slot, h->plan.slot_orig, BPFG_HOP_SLOT_LEN) != 0 || h->plan.slot_patch[0] != 0xe9)
+        return;
+    h->plan.hop = true;
+    h->plan.slot = slot;
+    h->plan.patch_len = 2;
+}
+
 /* A hook the record does not know, from the payload's slot and the file:
  * the patch is where memory differs from the file, the stub the page the
  * slot resumes in. */
@@ -199,6 +213,8 @@ static void rebuild_hook(struct target *t, uint32_t index, const struct bpfg_hoo
         return;
     }
     h->plan.trap = h->plan.patch_len == 1 && mem[0] == 0xcc;
+    if (mem[0] == 0xeb && file[4] != 0xeb)
+        rebuild_hop(t->pid, h, mem);
     h->plan.has_call = true; /* unknown: free the stub only when no frame may return into it */
     h->plan.stub_addr = slot->resume & ~4095ull;
     h->stub_size = slot->resume ? 4096 : 0;

@@ -972,8 +972,9 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                          (unsigned long long)func, (int)t->pid, ierr);
     h->stub_size = 4096;
 
-    if (h->plan.trap)
-        srv_log(SRV_INFO, "target %d: 0x%llx gets a trap probe: %s", (int)t->pid, (unsigned long long)func, why);
+    if (h->plan.trap || h->plan.hop)
+        srv_log(SRV_INFO, "target %d: 0x%llx gets a %s: %s", (int)t->pid, (unsigned long long)func,
+                h->plan.trap ? "trap probe" : "short jmp (hop)", why);
 
     /* The payload activates the slot before any thread can reach it. */
     r = send_hook(s, t, h, kind, p->id, err, errlen);
@@ -986,7 +987,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                      err, errlen);
     if (r)
         goto unhook;
-    r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
+    r = bpfg_hook_patch(&st, &h->plan);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         srv_efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
@@ -1259,7 +1260,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         return srv_efail(err, errlen, r, "%s", ierr);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
-        if (h->used && (r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan)))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
     }
@@ -1428,13 +1429,10 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         unsigned restored = 0;
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
-            uint8_t now[sizeof(h->plan.patch)];
             bool gone = !h->used && h->stub_size; /* removed, still remembered */
-            if (!((every && h->used) || gone) || h->plan.patch_len > sizeof(now) ||
-                bpfg_mem_read(&st, h->plan.site, now, h->plan.patch_len) != 0 ||
-                memcmp(now, h->plan.patch, h->plan.patch_len) != 0)
+            if (!((every && h->used) || gone) || !bpfg_hook_in_place(&st, &h->plan))
                 continue; /* not our bytes there (it exec'd, or never had them) */
-            if (bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len) == 0)
+            if (bpfg_hook_unpatch(&st, &h->plan) == 0)
                 restored++;
         }
         bpfg_resume_process(&st, NULL);
@@ -1569,12 +1567,13 @@ static uint64_t hook_counter(const struct target *t, const struct target_hook *h
     return value;
 }
 
-/* "uprobe", "uretprobe", with " (trap)" for trap probes. */
+/* "uprobe", "uretprobe", with " (trap)" for trap probes and " (short
+ * jmp)" for hops. */
 static const char *hook_kind_name(const struct target_hook *h, uint32_t k)
 {
     if (h->kinds[k] == BPFG_HOOK_URETPROBE)
-        return h->plan.trap ? "uretprobe (trap)" : "uretprobe";
-    return h->plan.trap ? "uprobe (trap)" : "uprobe";
+        return h->plan.trap ? "uretprobe (trap)" : h->plan.hop ? "uretprobe (short jmp)" : "uretprobe";
+    return h->plan.trap ? "uprobe (trap)" : h->plan.hop ? "uprobe (short jmp)" : "uprobe";
 }
 
 /* The process's name now (prctl may have changed it since the attach);
@@ -1690,7 +1689,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
             return r;
         }
-        if ((r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+        if ((r = bpfg_hook_unpatch(&st, &h->plan)))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
         bpfg_resume_process(&st, &t->last_stop_ns);
