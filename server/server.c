@@ -134,6 +134,16 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->cfg = *cfg;
     if (!s->cfg.socket_path)
         s->cfg.socket_path = SRV_DEFAULT_SOCKET;
+    if (!s->cfg.state_dir) {
+        /* beside the socket: two servers never share their state */
+        snprintf(s->state_dir, sizeof(s->state_dir), "%s", s->cfg.socket_path);
+        char *slash = strrchr(s->state_dir, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(s->state_dir, sizeof(s->state_dir), ".");
+        s->cfg.state_dir = s->state_dir[0] ? s->state_dir : "/";
+    }
     if (!s->cfg.socket_mode)
         s->cfg.socket_mode = 0600;
     if (!s->cfg.max_clients)

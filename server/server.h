@@ -33,7 +33,7 @@ struct srv_config {
     const char *payload_path;        /* bpfgraft-payload.so */
     const char *cache_dir;           /* compiled-code cache; NULL: /var/cache/bpfgraft */
     const char *jit_archive;         /* precompiled code to import (bpfgraft compile) */
-    const char *state_dir;           /* files targets need while they live; NULL: SRV_DEFAULT_STATE_DIR */
+    const char *state_dir;           /* files targets need while they live; NULL: the socket's directory */
     uint32_t orphan_grace_ms;        /* payloads without a server go inert after this (0: never) */
     const struct takeover *takeover; /* --takeover: the old daemon's sockets (takeover.h); NULL: none */
 };
@@ -55,6 +55,7 @@ struct srv_client {
 
 struct server {
     struct srv_config cfg;
+    char state_dir[4096]; /* cfg.state_dir when it was not given */
     int epfd;
     int listen_fd;
     int signal_fd;

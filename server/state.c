@@ -272,7 +272,7 @@ static void prune_maps(struct server *s)
 
 int state_init(struct server *s)
 {
-    const char *base = s->cfg.state_dir ? s->cfg.state_dir : SRV_DEFAULT_STATE_DIR;
+    const char *base = s->cfg.state_dir;
     s->state_fd = -1;
     if (mkdir(base, 0700) != 0 && errno != EEXIST)
         return -errno;

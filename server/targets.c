@@ -308,7 +308,7 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
 
 static const char *state_dir(const struct server *s)
 {
-    return s->cfg.state_dir ? s->cfg.state_dir : SRV_DEFAULT_STATE_DIR;
+    return s->cfg.state_dir;
 }
 
 static void target_free(struct server *s, struct target *t)
