@@ -269,8 +269,11 @@ Test(maptypes_kernel, lpm_odd_sizes)
 /* Program-side lookup: the longest prefix's value, in place. */
 Test(maptypes_kernel, lpm_longest_prefix)
 {
-    struct bpfg_map_spec s = {
-        .type = BPF_MAP_TYPE_LPM_TRIE, .key_size = 8, .value_size = 4, .max_entries = 8, .map_flags = BPF_F_NO_PREALLOC};
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_LPM_TRIE,
+                              .key_size = 8,
+                              .value_size = 4,
+                              .max_entries = 8,
+                              .map_flags = BPF_F_NO_PREALLOC};
     struct bpfg_map *m;
     cr_assert_eq(bpfg_map_create(&s, &m), 0);
     struct {
@@ -284,8 +287,8 @@ Test(maptypes_kernel, lpm_longest_prefix)
         uint32_t plen;
         uint8_t a[4];
         uint32_t want;
-    } q[] = {{32, {10, 1, 2, 3}, 3}, {32, {10, 1, 3, 3}, 2}, {32, {10, 2, 0, 0}, 1}, {32, {11, 0, 0, 0}, 4},
-             {20, {10, 1, 2, 3}, 2}, {8, {10, 1, 2, 3}, 1}};
+    } q[] = {{32, {10, 1, 2, 3}, 3}, {32, {10, 1, 3, 3}, 2}, {32, {10, 2, 0, 0}, 1},
+             {32, {11, 0, 0, 0}, 4}, {20, {10, 1, 2, 3}, 2}, {8, {10, 1, 2, 3}, 1}};
     for (int i = 0; i < 6; i++) {
         uint32_t *v = bpfg_map_lookup_elem(m, &q[i]);
         cr_assert_not_null(v, "query %d", i);
