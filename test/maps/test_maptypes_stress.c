@@ -67,7 +67,8 @@ static void lpm_writer(struct bpfg_map *m, unsigned seed)
             /* the longest prefix of an exact key is itself or shorter:
              * a value of a key with the same first byte */
             key.plen = 32;
-            if (bpfg_map_lookup_copy(m, &key, v) == 0 && (!val_ok(v, (uint32_t)(v[0] & 0xffff)) || (v[0] & 0xffff) / 25 != k / 25))
+            if (bpfg_map_lookup_copy(m, &key, v) == 0 &&
+                (!val_ok(v, (uint32_t)(v[0] & 0xffff)) || (v[0] & 0xffff) / 25 != k / 25))
                 _exit(3);
         }
     }
@@ -106,8 +107,8 @@ static void lpm_verify(struct bpfg_map *m, int iter)
     cr_assert_eq(bpfg_map_update_elem(m, &key, v, BPF_EXIST), 0, "iter %d: replace on a full trie", iter);
 }
 
-static void kill_loop(struct bpfg_map *m, void (*writer)(struct bpfg_map *, unsigned), void (*verify)(struct bpfg_map *, int),
-                      int iters)
+static void kill_loop(struct bpfg_map *m, void (*writer)(struct bpfg_map *, unsigned),
+                      void (*verify)(struct bpfg_map *, int), int iters)
 {
     unsigned seed = 4343;
     for (int it = 0; it < iters; it++) {
@@ -153,9 +154,11 @@ static _Atomic uint64_t *bloom_done;
 
 static void bloom_writer(struct bpfg_map *m, unsigned seed)
 {
-    for (uint64_t i = 0;; i++) {
+    /* 4000 values, then the same ones again (killed mid-push either
+     * way), so the filter stays far from saturation */
+    for (uint64_t i = 0;; i = (i + 1) % 4000) {
         uint64_t v = (uint64_t)seed << 40 | i;
-        if (bpfg_map_push_elem(m, &v, 0) == 0)
+        if (bpfg_map_push_elem(m, &v, 0) == 0 && atomic_load(&bloom_done[seed]) < i + 1)
             atomic_store(&bloom_done[seed], i + 1);
     }
 }
@@ -184,7 +187,7 @@ Test(maptypes_kill, bloom_pushers, .timeout = 60)
     for (int w = 0; w < 128; w++)
         total += atomic_load(&bloom_done[w]);
     cr_assert_gt(total, 1000, "pushers made progress");
-    uint64_t absent = 0xfffffffffffull;
+    uint64_t absent = 0xabcdef0000000000ull; /* no writer seed is that high */
     int fp = 0;
     for (uint64_t i = 0; i < 1000; i++, absent++)
         fp += bpfg_map_peek_elem(m, &absent) == 0;
