@@ -12,7 +12,8 @@
  */
 #include "internal.h"
 
-#define BLOOM_FLAGS (BPF_F_NUMA_NODE | BPF_F_ZERO_SEED | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
+#define BLOOM_FLAGS \
+    (BPF_F_NUMA_NODE | BPF_F_ZERO_SEED | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
 #define BLOOM_DEFAULT_HASHES 5
 #define KMALLOC_MAX (4u << 20)
 
@@ -62,15 +63,15 @@ static inline uint32_t rol32(uint32_t w, unsigned s)
 }
 
 #define JHASH_INITVAL 0xdeadbeefu
-#define JMIX(a, b, c)                                                                                                  \
-    do {                                                                                                               \
-        a -= c, a ^= rol32(c, 4), c += b, b -= a, b ^= rol32(a, 6), a += c, c -= b, c ^= rol32(b, 8), b += a;        \
-        a -= c, a ^= rol32(c, 16), c += b, b -= a, b ^= rol32(a, 19), a += c, c -= b, c ^= rol32(b, 4), b += a;      \
+#define JMIX(a, b, c)                                                                                           \
+    do {                                                                                                        \
+        a -= c, a ^= rol32(c, 4), c += b, b -= a, b ^= rol32(a, 6), a += c, c -= b, c ^= rol32(b, 8), b += a;   \
+        a -= c, a ^= rol32(c, 16), c += b, b -= a, b ^= rol32(a, 19), a += c, c -= b, c ^= rol32(b, 4), b += a; \
     } while (0)
-#define JFINAL(a, b, c)                                                                                                \
-    do {                                                                                                               \
-        c ^= b, c -= rol32(b, 14), a ^= c, a -= rol32(c, 11), b ^= a, b -= rol32(a, 25), c ^= b, c -= rol32(b, 16);  \
-        a ^= c, a -= rol32(c, 4), b ^= a, b -= rol32(a, 14), c ^= b, c -= rol32(b, 24);                               \
+#define JFINAL(a, b, c)                                                                                             \
+    do {                                                                                                            \
+        c ^= b, c -= rol32(b, 14), a ^= c, a -= rol32(c, 11), b ^= a, b -= rol32(a, 25), c ^= b, c -= rol32(b, 16); \
+        a ^= c, a -= rol32(c, 4), b ^= a, b -= rol32(a, 14), c ^= b, c -= rol32(b, 24);                             \
     } while (0)
 
 static inline uint32_t get32(const uint8_t *p)
@@ -92,7 +93,10 @@ static uint32_t jhash2(const uint8_t *k, uint32_t words, uint32_t initval)
     switch (words) {
     case 3: c += get32(k + 8); /* fallthrough */
     case 2: b += get32(k + 4); /* fallthrough */
-    case 1: a += get32(k); JFINAL(a, b, c); break;
+    case 1:
+        a += get32(k);
+        JFINAL(a, b, c);
+        break;
     default: break;
     }
     return c;
