@@ -683,6 +683,11 @@ int bpfg_map_fd(const struct bpfg_map *m)
     return m->fd;
 }
 
+uint32_t bpfg_map_type(const struct bpfg_map *m)
+{
+    return m->type;
+}
+
 void *bpfg_map_mapping(const struct bpfg_map *m, uint32_t i, size_t *len)
 {
     if (i == 0) {

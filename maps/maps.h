@@ -93,6 +93,7 @@ void bpfg_map_close(struct bpfg_map *map); /* NULL is fine */
 
 /* The handle's own fd (owned by the handle; dup it to keep it). */
 int bpfg_map_fd(const struct bpfg_map *map);
+uint32_t bpfg_map_type(const struct bpfg_map *map); /* enum bpf_map_type */
 void bpfg_map_get_info(const struct bpfg_map *map, struct bpfg_map_info *info);
 const char *bpfg_map_type_name(uint32_t type);
 

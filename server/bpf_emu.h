@@ -38,6 +38,10 @@ struct bpfg_emu_map {
     uint32_t btf_key_type_id, btf_value_type_id;
     uint64_t map_extra;
     bool frozen;
+    /* map-in-map: the slots libbpf filled (`.values`): u32 key -> map fd */
+    uint32_t *slot_keys;
+    int *slot_fds;
+    uint32_t nslots;
 };
 
 /* What BPF_PROG_LOAD received: the final, relocated program. */

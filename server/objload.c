@@ -272,6 +272,7 @@ void bpfg_obj_free(struct bpfg_obj *obj)
         struct bpfg_obj_map *m = &obj->maps[i];
         free(m->name);
         free(m->init_data);
+        free(m->init_slots);
         if (m->fd >= 0)
             close(m->fd);
     }
@@ -858,6 +859,45 @@ static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t 
     return 0;
 }
 
+/* Map-in-map: the inner map template libbpf made from __array(values, ...). */
+static void collect_inner(struct bpfg_obj_map *m, struct bpf_map *bm)
+{
+    struct bpf_map *in = bpf_map__inner_map(bm);
+    if (!in)
+        return;
+    m->inner = (struct bpfg_obj_inner_map){.type = bpf_map__type(in),
+                                           .key_size = bpf_map__key_size(in),
+                                           .value_size = bpf_map__value_size(in),
+                                           .max_entries = bpf_map__max_entries(in),
+                                           .flags = bpf_map__map_flags(in)};
+}
+
+/* Map-in-map slots libbpf filled (`.values = {...}`), by map index. */
+static int collect_slots(struct bpfg_obj *obj, struct bpfg_emu *emu, const int *fds)
+{
+    for (size_t i = 0; i < obj->map_cnt; i++) {
+        const struct bpfg_emu_map *em = bpfg_emu_map_by_fd(emu, fds[i]);
+        struct bpfg_obj_map *m = &obj->maps[i];
+        if (!em || !em->nslots)
+            continue;
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < em->nslots; k++)
+            if (em->slot_keys[k] < m->max_entries && em->slot_keys[k] + 1 > n)
+                n = em->slot_keys[k] + 1;
+        m->init_slots = malloc(n * sizeof(*m->init_slots));
+        if (!m->init_slots)
+            return -ENOMEM;
+        m->init_slots_cnt = n;
+        for (uint32_t k = 0; k < n; k++)
+            m->init_slots[k] = -1;
+        for (uint32_t k = 0; k < em->nslots; k++)
+            for (size_t j = 0; j < obj->map_cnt && em->slot_keys[k] < n; j++)
+                if (fds[j] == em->slot_fds[k])
+                    m->init_slots[em->slot_keys[k]] = (int32_t)j;
+    }
+    return 0;
+}
+
 /* Everything the object needs from libbpf's loaded state, taken while the
  * emulation still knows the fds. */
 static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu *emu, char *err, size_t errlen)
@@ -889,6 +929,7 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
         m->btf_key_type_id = bpf_map__btf_key_type_id(bm);
         m->btf_value_type_id = bpf_map__btf_value_type_id(bm);
         m->map_extra = bpf_map__map_extra(bm);
+        collect_inner(m, bm);
         fds[obj->map_cnt - 1] = bpf_map__fd(bm);
         if (!bpfg_emu_map_by_fd(emu, fds[obj->map_cnt - 1])) {
             set_err(err, errlen, "map '%s' was not created", m->name);
@@ -907,6 +948,9 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
             }
         }
     }
+
+    if (collect_slots(obj, emu, fds) < 0)
+        goto nomem;
 
     /* progs[] was filled with names and kinds before the load. */
     size_t i = 0;
@@ -1089,6 +1133,9 @@ struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpf
             .map_extra = m->map_extra,
             .init_data = m->init_data,
             .init_size = m->init_size,
+            .inner = m->inner,
+            .init_slots = m->init_slots,
+            .init_slots_cnt = m->init_slots_cnt,
         };
         int fd = create(opts ? opts->user : NULL, &def);
         if (fd < 0) {
