@@ -170,6 +170,17 @@ static long emu_map_create(struct bpfg_emu *emu, const union bpf_attr *a)
     uint64_t size = 0;
 
     memcpy(m.name, a->map_name, sizeof(m.name) - 1);
+    if (m.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m.type == BPF_MAP_TYPE_HASH_OF_MAPS) {
+        /* libbpf destroys the template map right after: keep its shape */
+        struct emu_obj *in = obj_find(emu, (int)a->inner_map_fd);
+        if (!in || in->kind != EMU_MAP)
+            return -EBADF;
+        m.inner_type = in->map.type;
+        m.inner_key_size = in->map.key_size;
+        m.inner_value_size = in->map.value_size;
+        m.inner_max_entries = in->map.max_entries;
+        m.inner_flags = in->map.flags;
+    }
     if (is_array(m.type)) {
         if (m.key_size != 4 || m.value_size == 0 || m.max_entries == 0)
             return -EINVAL;

@@ -859,17 +859,15 @@ static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t 
     return 0;
 }
 
-/* Map-in-map: the inner map template libbpf made from __array(values, ...). */
-static void collect_inner(struct bpfg_obj_map *m, struct bpf_map *bm)
+/* Map-in-map: the inner map template (libbpf destroys its own copy once
+ * the outer map exists; the emulation kept what inner_map_fd named). */
+static void collect_inner(struct bpfg_obj_map *m, const struct bpfg_emu_map *em)
 {
-    struct bpf_map *in = bpf_map__inner_map(bm);
-    if (!in)
-        return;
-    m->inner = (struct bpfg_obj_inner_map){.type = bpf_map__type(in),
-                                           .key_size = bpf_map__key_size(in),
-                                           .value_size = bpf_map__value_size(in),
-                                           .max_entries = bpf_map__max_entries(in),
-                                           .flags = bpf_map__map_flags(in)};
+    m->inner = (struct bpfg_obj_inner_map){.type = em->inner_type,
+                                           .key_size = em->inner_key_size,
+                                           .value_size = em->inner_value_size,
+                                           .max_entries = em->inner_max_entries,
+                                           .flags = em->inner_flags};
 }
 
 /* Map-in-map slots libbpf filled (`.values = {...}`), by map index. */
@@ -929,13 +927,14 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
         m->btf_key_type_id = bpf_map__btf_key_type_id(bm);
         m->btf_value_type_id = bpf_map__btf_value_type_id(bm);
         m->map_extra = bpf_map__map_extra(bm);
-        collect_inner(m, bm);
         fds[obj->map_cnt - 1] = bpf_map__fd(bm);
-        if (!bpfg_emu_map_by_fd(emu, fds[obj->map_cnt - 1])) {
+        const struct bpfg_emu_map *em = bpfg_emu_map_by_fd(emu, fds[obj->map_cnt - 1]);
+        if (!em) {
             set_err(err, errlen, "map '%s' was not created", m->name);
             free(fds);
             return -EINVAL;
         }
+        collect_inner(m, em);
         if (m->kind != BPFG_MAP_USER) {
             size_t sz = 0;
             const void *init = bpf_map__initial_value(bm, &sz);
