@@ -1,5 +1,8 @@
 /* The contract between the injector/server (outside the target) and the
- * payload (inside it): ABI version 1. See abi/README.md.
+ * payload (inside it): ABI version 2. See abi/README.md.
+ * Version 2 (server restarts, server/README.md "Restarts"): the payload
+ * outlives its server, reconnects and says HELLO again with
+ * BPFG_HELLO_F_RECONNECT and its inventory; params gain the grace period.
  *
  * The payload is a freestanding, position-independent ELF shared object
  * (no libc, no TLS, no DT_NEEDED, only R_X86_64_RELATIVE relocations),
@@ -31,7 +34,7 @@
 /* ==== 1. loading and startup ==== */
 
 #define BPFG_PAYLOAD_MAGIC 0x47465042u /* "BPFG" */
-#define BPFG_PAYLOAD_ABI_VERSION 1
+#define BPFG_PAYLOAD_ABI_VERSION 2
 
 /* Symbols the injector looks up in the payload's .dynsym. */
 #define BPFG_PAYLOAD_SYM_PARAMS "bpfg_payload_params"      /* struct bpfg_payload_params */
@@ -54,6 +57,9 @@ enum bpfg_payload_state {
     BPFG_PAYLOAD_CONNECTED = 2, /* talking to the server */
     BPFG_PAYLOAD_FAILED = 3,    /* see error[] */
     BPFG_PAYLOAD_EXITED = 4,    /* detached: the payload thread is gone */
+    BPFG_PAYLOAD_ORPHAN = 5,    /* the server is gone: programs run, reconnecting */
+    BPFG_PAYLOAD_INERT = 6,     /* orphaned longer than orphan_grace_ms: hooks
+                                 * only resume, programs do not run; reconnecting */
 };
 
 struct bpfg_payload_params {
@@ -73,6 +79,12 @@ struct bpfg_payload_params {
     volatile uint32_t state; /* enum bpfg_payload_state */
     volatile int32_t payload_tid;
     char error[128];
+    /* Version 2, written by the injector. When the server connection is
+     * lost the payload keeps its hooks and programs running and tries to
+     * reconnect every reconnect_ms (0: 100); after orphan_grace_ms without
+     * a server (0: never) it goes inert (BPFG_PAYLOAD_INERT). */
+    uint32_t reconnect_ms;
+    uint32_t orphan_grace_ms;
 };
 
 /* Handlers never run on the target's stack (it may be an 8 KiB signal
@@ -302,6 +314,33 @@ struct bpfg_pmsg_hello_ext {
     uint32_t shadow_depth;
     uint64_t uretprobe_handler;
     uint64_t uret_trampolines;
+};
+
+/* HELLO of a payload that lost its server and connected to a new one
+ * (hdr.flags BPFG_HELLO_F_RECONNECT): token is the one of the original
+ * attach; the body is struct bpfg_pmsg_hello_ext, then this struct, then
+ * nmaps struct bpfg_hello_map and nprogs struct bpfg_hello_prog: what the
+ * payload holds, for a server that has no record of it. The server
+ * answers nothing; its first request follows when it has adopted the
+ * payload (or DETACH, if it will not). */
+#define BPFG_HELLO_F_RECONNECT 1u
+#define BPFG_HELLO_F_INERT 2u /* the grace period ran out: no program is hooked any more */
+
+struct bpfg_hello_adopt {
+    uint64_t params;    /* address of struct bpfg_payload_params (its sizes, stacks) */
+    uint64_t orphan_ms; /* how long the payload has been without a server */
+    uint32_t nmaps, nprogs;
+};
+
+struct bpfg_hello_map {
+    uint32_t map_id, pad;
+    uint64_t handle, value_area, value_size; /* as in struct bpfg_pmsg_map_reply */
+};
+
+struct bpfg_hello_prog {
+    uint32_t prog_id;
+    uint32_t engine; /* enum bpfg_engine */
+    uint64_t addr;   /* the payload's pointer in the hook table's entry_progs/ret_progs */
 };
 
 /* MAP; its successful REPLY carries struct bpfg_pmsg_map_reply (section 4). */

@@ -62,6 +62,8 @@ static const char usage_text[] =
     "                                  its programs attach to processes bpfgraft manages\n"
     "  tools                           running tools and where their programs are attached\n"
     "  detach PID\n"
+    "  shutdown [--detach]             stop bpfgraftd: targets stay attached for the next server,\n"
+    "                                  or (--detach) every target is detached and the state forgotten\n"
     "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
     "                                  uretprobe frames dropped by exceptions, how long attached,\n"
     "                                  last stop, payload address\n"
@@ -1137,6 +1139,26 @@ static int cmd_detach(struct args *a)
     return simple_uint("target.detach", "pid", pid);
 }
 
+/* bpfgraft shutdown [--detach]: stops the server; targets stay attached for
+ * the next one (a restart), or with --detach are all detached (for good). */
+static int cmd_shutdown(struct args *a)
+{
+    bool detach = take_flag(a, "--detach");
+    int rc0 = check_no_flags(a, "shutdown");
+    if (rc0)
+        return rc0;
+    if (a->n != 0)
+        return usage_error("usage: bpfgraft shutdown [--detach]");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "server.shutdown", 1);
+    pack_key(&out.pk, "detach");
+    if (detach)
+        msgpack_pack_true(&out.pk);
+    else
+        msgpack_pack_false(&out.pk);
+    return call_print(&out);
+}
+
 /* ---- ps, tools ---------------------------------------------------------- */
 
 /* What a target's hooks (one per program at an address) add up to. */
@@ -1439,7 +1461,7 @@ static const struct command {
     {"status", cmd_status}, {"load", cmd_load},       {"unload", cmd_unload}, {"prog", cmd_prog},
     {"map", cmd_map},       {"attach", cmd_attach},   {"start", cmd_start},   {"run", cmd_run},
     {"tools", cmd_tools},   {"compile", cmd_compile}, {"detach", cmd_detach}, {"ps", cmd_ps},
-    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},
+    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},       {"shutdown", cmd_shutdown},
 };
 
 int main(int argc, char **argv)

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ptrace.h>
 
 #include <Zydis/Zydis.h>
 
@@ -111,6 +112,21 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
     return 0;
 }
 
+/* An instruction that can run out of line from a stub: not itself a
+ * trap, its relative operand re-encodable. */
+static int out_of_line_ok(const ZydisDecodedInstruction *insn, const ZydisDecodedOperand *ops, uint64_t at, char *err)
+{
+    if (insn->meta.category == ZYDIS_CATEGORY_INTERRUPT)
+        return bpfg_inj_fail(err, -EINVAL, "the instruction at 0x%llx is itself a trap (%s): it cannot be probed",
+                             (unsigned long long)at, ZydisMnemonicGetString(insn->mnemonic));
+    uint64_t target;
+    if ((insn->attributes & ZYDIS_ATTRIB_IS_RELATIVE) && !relative_target(insn, ops, at, &target) &&
+        !(is_rip_relative_mem(insn, ops) && insn->raw.disp.size == 32))
+        return bpfg_inj_fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
+                             (unsigned long long)at);
+    return 0;
+}
+
 int bpfg_hook_plan_trap(uint64_t addr, const uint8_t *code, size_t code_len, struct bpfg_hook_plan *plan, char *err)
 {
     ZydisDecoder dec;
@@ -125,19 +141,65 @@ int bpfg_hook_plan_trap(uint64_t addr, const uint8_t *code, size_t code_len, str
         return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
     if (!decode(&dec, code, code_len, &insn, ops))
         return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx", (unsigned long long)addr);
-    if (insn.meta.category == ZYDIS_CATEGORY_INTERRUPT)
-        return bpfg_inj_fail(err, -EINVAL, "the instruction at 0x%llx is itself a trap (%s): it cannot be probed",
-                             (unsigned long long)addr, ZydisMnemonicGetString(insn.mnemonic));
-    if (insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) {
-        uint64_t target;
-        if (!relative_target(&insn, ops, addr, &target) &&
-            !(is_rip_relative_mem(&insn, ops) && insn.raw.disp.size == 32))
-            return bpfg_inj_fail(err, -EINVAL, "cannot relocate the instruction at 0x%llx (relative operand)",
-                                 (unsigned long long)addr);
-    }
+    int r = out_of_line_ok(&insn, ops, addr, err);
+    if (r)
+        return r;
     plan->insn_len = insn.length;
     plan->has_call = insn.meta.category == ZYDIS_CATEGORY_CALL;
     memcpy(plan->orig, code, insn.length);
+    return 0;
+}
+
+/* Whether control can leave a one-byte instruction other than by falling
+ * through to the next (a hop must then displace that one too). */
+static bool transfers(const ZydisDecodedInstruction *insn)
+{
+    switch (insn->meta.category) {
+    case ZYDIS_CATEGORY_RET:
+    case ZYDIS_CATEGORY_UNCOND_BR:
+    case ZYDIS_CATEGORY_COND_BR:
+    case ZYDIS_CATEGORY_CALL:
+    case ZYDIS_CATEGORY_INTERRUPT:
+    case ZYDIS_CATEGORY_SYSTEM: return true;
+    default: return false;
+    }
+}
+
+int bpfg_hook_plan_hop(uint64_t addr, const uint8_t *code, size_t code_len, uint64_t slot,
+                       const uint8_t slot_bytes[BPFG_HOP_SLOT_LEN], struct bpfg_hook_plan *plan, char *err)
+{
+    ZydisDecoder dec;
+    ZydisDecodedInstruction insn;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+    memset(plan, 0, sizeof(*plan));
+    plan->func = plan->site = addr;
+    plan->hop = true;
+    plan->patch_len = 2;
+    plan->slot = slot;
+    int64_t rel = (int64_t)(slot - (addr + 2));
+    if (rel < INT8_MIN || rel > INT8_MAX)
+        return bpfg_inj_fail(err, -EINVAL, "0x%llx is out of a short jmp's reach of 0x%llx", (unsigned long long)slot,
+                             (unsigned long long)addr);
+    if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+        return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
+    size_t off = 0;
+    while (off < plan->patch_len) {
+        if (off >= code_len || !decode(&dec, code + off, code_len - off, &insn, ops))
+            return bpfg_inj_fail(err, -EINVAL, "cannot decode the instruction at 0x%llx",
+                                 (unsigned long long)(addr + off));
+        int r = out_of_line_ok(&insn, ops, addr + off, err);
+        if (r)
+            return r;
+        if (off + insn.length < plan->patch_len && transfers(&insn))
+            return bpfg_inj_fail(err, -EINVAL, "the one-byte instruction at 0x%llx leaves before a short jmp's end",
+                                 (unsigned long long)addr);
+        plan->has_call |= insn.meta.category == ZYDIS_CATEGORY_CALL;
+        off += insn.length;
+    }
+    plan->insn_len = off;
+    memcpy(plan->orig, code, off);
+    memcpy(plan->slot_orig, slot_bytes, BPFG_HOP_SLOT_LEN);
     return 0;
 }
 
@@ -264,38 +326,86 @@ static int relocate(const ZydisDecoder *dec, struct bpfg_hook_plan *plan, size_t
     return 0;
 }
 
+/* The patch bytes once the stub is at plan->stub_addr. */
+static int build_patch(struct bpfg_hook_plan *plan, char *err)
+{
+    if (plan->trap) {
+        plan->patch[0] = 0xcc;
+        return 0;
+    }
+    uint64_t from = plan->hop ? plan->slot : plan->site;
+    int64_t rel = (int64_t)(plan->stub_addr - (from + JMP_LEN));
+    if (!fits32(rel))
+        return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx",
+                             (unsigned long long)plan->stub_addr, (unsigned long long)from);
+    uint8_t *jmp = plan->hop ? plan->slot_patch : plan->patch;
+    jmp[0] = 0xe9;
+    put32(jmp + 1, (int32_t)rel);
+    if (plan->hop) {
+        plan->patch[0] = 0xeb;
+        plan->patch[1] = (uint8_t)(int8_t)(int64_t)(plan->slot - (plan->site + 2));
+        return 0;
+    }
+    memset(plan->patch + JMP_LEN, 0x90, plan->patch_len - JMP_LEN);
+    return 0;
+}
+
 int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry, char *err)
 {
     ZydisDecoder dec;
     uint8_t *s = plan->stub;
 
-    int64_t rel = (int64_t)(stub_addr - (plan->site + JMP_LEN));
-    if (!plan->trap && !fits32(rel))
-        return bpfg_inj_fail(err, -ERANGE, "stub at 0x%llx is out of jmp reach of 0x%llx",
-                             (unsigned long long)stub_addr, (unsigned long long)plan->site);
     if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
         return bpfg_inj_fail(err, -EINVAL, "cannot initialise the x86 decoder");
     memset(s, 0xcc, BPFG_HOOK_STUB_MAX);
     plan->stub_addr = stub_addr;
+    int r = build_patch(plan, err);
+    if (r)
+        return r;
 
     s[0] = 0x68; /* push imm32 hook_index */
     put32(s + 1, (int32_t)hook_index);
     emit_abs_jmp(s + 5, entry);
 
-    size_t out = BPFG_HOOK_RESUME_OFF, len = plan->trap ? plan->insn_len : plan->patch_len;
-    int r = relocate(&dec, plan, len, &out, err);
+    size_t out = BPFG_HOOK_RESUME_OFF, len = plan->trap || plan->hop ? plan->insn_len : plan->patch_len;
+    r = relocate(&dec, plan, len, &out, err);
     if (r)
         return r;
     out += emit_abs_jmp(s + out, plan->site + len);
     plan->stub_len = out;
-
-    if (plan->trap) {
-        plan->patch[0] = 0xcc;
-        return 0;
-    }
-
-    plan->patch[0] = 0xe9;
-    put32(plan->patch + 1, (int32_t)rel);
-    memset(plan->patch + JMP_LEN, 0x90, plan->patch_len - JMP_LEN);
     return 0;
+}
+
+int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+{
+    int r = plan->hop ? bpfg_mem_write(st, plan->slot, plan->slot_patch, BPFG_HOP_SLOT_LEN) : 0;
+    return r ? r : bpfg_mem_write(st, plan->site, plan->patch, plan->patch_len);
+}
+
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+{
+    int r = bpfg_mem_write(st, plan->site, plan->orig, plan->patch_len);
+    if (r || !plan->hop)
+        return r;
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct bpfg_thread *t = &st->threads[i];
+        if (t->regs.rip != plan->slot)
+            continue;
+        struct user_regs_struct regs = t->regs;
+        regs.rip = plan->site;
+        if (ptrace(PTRACE_SETREGS, t->tid, NULL, &regs) != 0)
+            return -errno; /* the slot keeps its jmp: the thread still gets to the stub */
+        t->regs = regs;
+    }
+    return bpfg_mem_write(st, plan->slot, plan->slot_orig, BPFG_HOP_SLOT_LEN);
+}
+
+bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+{
+    uint8_t now[sizeof(plan->patch)];
+    if (plan->patch_len > sizeof(now) || bpfg_mem_read(st, plan->site, now, plan->patch_len) != 0 ||
+        memcmp(now, plan->patch, plan->patch_len) != 0)
+        return false;
+    return !plan->hop || (bpfg_mem_read(st, plan->slot, now, BPFG_HOP_SLOT_LEN) == 0 &&
+                          memcmp(now, plan->slot_patch, BPFG_HOP_SLOT_LEN) == 0);
 }

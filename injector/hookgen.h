@@ -17,13 +17,17 @@
 #define BPFG_HOOK_CODE_WINDOW 256 /* bytes read at the function for planning */
 #define BPFG_HOOK_STUB_MAX 256
 #define BPFG_HOOK_RESUME_OFF 32
+#define BPFG_HOP_SLOT_LEN 5 /* a jmp rel32 */
 
 struct bpfg_hook_plan {
-    uint64_t func;     /* the probed address (bpf_get_func_ip) */
-    uint64_t site;     /* where the jmp (or int3) goes: func, or after endbr64 */
-    size_t patch_len;  /* bytes written at site: >= 5 for a jmp, 1 for a trap */
-    bool trap;         /* an int3 (bpfg_hook_plan_trap), not a jmp */
-    size_t insn_len;   /* a trap: the length of the instruction run out of line */
+    uint64_t func;    /* the probed address (bpf_get_func_ip) */
+    uint64_t site;    /* where the jmp (or int3) goes: func, or after endbr64 */
+    size_t patch_len; /* bytes written at site: >= 5 for a jmp, 2 for a hop, 1 for a trap */
+    bool trap;        /* an int3 (bpfg_hook_plan_trap), not a jmp */
+    bool hop;         /* a 2-byte jmp to a 5-byte jmp at slot (bpfg_hook_plan_hop) */
+    size_t insn_len;  /* a trap or hop: the length of the instructions run out of line */
+    uint64_t slot;    /* a hop: the 5 unreachable bytes that jmp to the stub */
+    uint8_t slot_orig[BPFG_HOP_SLOT_LEN], slot_patch[BPFG_HOP_SLOT_LEN];
     bool has_call;     /* a displaced call: frames may return into the
                                       * patch (before) or the stub (after) */
     uint8_t orig[16];  /* the original bytes at site (a trap: the whole instruction) */
@@ -47,9 +51,30 @@ int bpfg_hook_plan(uint64_t func, const uint8_t *code, size_t code_len, struct b
  * undecodable bytes). */
 int bpfg_hook_plan_trap(uint64_t addr, const uint8_t *code, size_t code_len, struct bpfg_hook_plan *plan, char *err);
 
+/* Plans a hop at a function's entry addr (the fallback before a trap,
+ * as E9Patch's trampoline hopping): a 2-byte `jmp rel8` to slot, 5 bytes
+ * no code can reach (the caller proves it: padding after a function's
+ * end) that receive a `jmp rel32` to the stub, whose original bytes are
+ * slot_bytes. The instruction at addr (and the next if it is one byte
+ * long) is run out of line; the caller must prove nothing branches into
+ * the bytes after addr they cover (plan->insn_len). -EINVAL when slot is
+ * out of rel8 reach or the instructions cannot be relocated. */
+int bpfg_hook_plan_hop(uint64_t addr, const uint8_t *code, size_t code_len, uint64_t slot,
+                       const uint8_t slot_bytes[BPFG_HOP_SLOT_LEN], struct bpfg_hook_plan *plan, char *err);
+
 /* Builds the stub for stub_addr and the patch bytes (jmp or int3). -ERANGE when the stub
  * or a relocated operand is out of rel32 reach. */
 int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t hook_index, uint64_t entry, char *err);
+
+struct bpfg_stopped;
+/* Writes the planned bytes into the stopped process (a hop's slot first),
+ * puts the original ones back (the site first; a thread stopped between a
+ * hop's two jmps, at the slot, resumes at the site instead, where nothing
+ * of the original instruction has run yet), or says whether the planned
+ * ones are in place. 0 or -errno. */
+int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
+bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
 
 /* ---- whole-binary branch analysis (sitescan.c) ----
  *
@@ -94,6 +119,20 @@ void bpfg_branch_index_free(struct bpfg_branch_index *ix);
  * own. Else false with the reason in why. */
 bool bpfg_jmp_provably_safe(const struct bpfg_branch_index *ix, const struct bpfg_hook_plan *plan, uint64_t lo,
                             uint64_t hi, char *why, size_t whylen);
+
+/* True if nothing in the index enters (site, site+len), [site, site+len)
+ * lies inside the function [lo, hi), and every indirect jmp of the
+ * function is explained by a jump table of its own; else why not. */
+bool bpfg_bytes_unentered(const struct bpfg_branch_index *ix, uint64_t site, size_t len, uint64_t lo, uint64_t hi,
+                          char *why, size_t whylen);
+
+/* True if [hi, next) is padding no code reaches: the function at [lo, hi)
+ * (code: its bytes and the padding's, from lo) decodes to exactly hi and
+ * its last instruction does not fall through, every byte up to next (the
+ * next symbol or section) decodes as nop or int3, and nothing in the index
+ * enters it. Else false with the reason in why. */
+bool bpfg_padding_unreachable(const struct bpfg_branch_index *ix, const uint8_t *code, uint64_t lo, uint64_t hi,
+                              uint64_t next, char *why, size_t whylen);
 
 /* True if addr starts an instruction when the code at lo (len bytes at
  * code) is decoded from lo on: an offset into a function the kernel would

@@ -27,6 +27,7 @@ struct bpfg_thread {
     int pending_sig;              /* signal that arrived while stopping; re-delivered on resume */
     bool adopted;                 /* already traced and stopped by us: left so on resume */
     bool stopping;                /* seized and interrupted, stop not yet waited for */
+    bool in_delivery;             /* still stopped in pending_sig's delivery (not resumed since) */
 };
 
 /* Every thread of a process, ptrace-stopped. */
@@ -36,7 +37,8 @@ struct bpfg_stopped {
     size_t nthreads;
     int mem_fd;            /* /proc/PID/mem, read-write */
     uint64_t stop_ns;      /* when the first thread was stopped */
-    uint64_t syscall_site; /* executable address used for remote syscalls */
+    uint64_t rescue;       /* the rescue code in the vDSO's tail (remote.c), 0 if none */
+    uint64_t syscall_site; /* else: text the rescue code is written over for each call */
 };
 
 /* Seizes and stops every thread, re-scanning /proc/PID/task until no new
@@ -70,7 +72,9 @@ int bpfg_mem_read(const struct bpfg_stopped *st, uint64_t addr, void *buf, size_
 int bpfg_mem_write(const struct bpfg_stopped *st, uint64_t addr, const void *buf, size_t len);
 
 /* Runs one syscall on the first stopped thread, with all signals blocked,
- * and restores that thread afterwards. *ret gets the raw return value. */
+ * and restores that thread afterwards. *ret gets the raw return value.
+ * The thread runs it at the rescue code (remote.c): if we die at any
+ * moment, it restores itself and goes on as if never stopped. */
 int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err);
 /* The same on stopped thread st->threads[index] (per-thread state such as
  * prctl(PR_SET_SYSCALL_USER_DISPATCH)). The thread's saved signal mask
@@ -78,8 +82,11 @@ int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6]
 int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const uint64_t args[6], int64_t *ret,
                            char *err);
 
-/* Runs the first stopped thread from regs until it executes int3 (signals
- * blocked), then restores it exactly; out gets the registers at the int3. */
+/* Runs the first stopped thread from regs (signals blocked) until the exit
+ * of the first syscall it makes, then restores it exactly; out gets the
+ * registers there. The code at regs->rip must make that syscall first and
+ * then, in this thread, jump to %r12 (the rescue path, set here: it puts
+ * the thread back should we die). */
 int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err);
 
 /* True if some thread's instruction pointer lies in [start, end). */
@@ -113,6 +120,7 @@ struct bpfg_inject_opts {
     const char *server_socket;
     uint64_t token;
     uint32_t server_uid;
+    uint32_t orphan_grace_ms; /* params.orphan_grace_ms (0: never inert) */
 };
 
 /* Maps the payload into the stopped process, fills its parameters and

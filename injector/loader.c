@@ -435,6 +435,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     snprintf(params.server_socket, sizeof(params.server_socket), "%s", opts->server_socket);
     params.server_uid = opts->server_uid;
     params.token = opts->token;
+    params.orphan_grace_ms = opts->orphan_grace_ms;
     resolve_libc(st->pid, &params.libc);
     out->shared_locks = params.libc.pthread_mutex_lock && params.libc.pthread_mutex_unlock;
     params.state = BPFG_PAYLOAD_LOADED;
@@ -444,7 +445,8 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     }
 
     /* Start the payload thread: bpfg_payload_start does the clone; the
-     * child inherits the all-blocked signal mask set for injected code. */
+     * child inherits the all-blocked signal mask set for injected code, the
+     * caller jumps to the rescue path (r12, set by bpfg_remote_run). */
     struct user_regs_struct regs = st->threads[0].regs, after;
     regs.rip = base + sym_start;
     regs.rax = SYS_clone;
@@ -500,12 +502,12 @@ int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *st
     return 0;
 }
 
-/* A remote munmap must not remove the page its own `syscall; int3` runs
- * from (the syscall site is the first executable mapping, which may be the
- * range being freed): move the site to an executable mapping outside it. */
+/* A remote munmap must not remove the page its own code runs from when
+ * that is the fallback site (the first executable mapping, which may be
+ * the range being freed): move the site to an executable mapping outside. */
 static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint64_t hi, char *err)
 {
-    if (st->syscall_site && (st->syscall_site + 4 <= lo || st->syscall_site >= hi))
+    if (st->rescue || (st->syscall_site && !bpfg_rescue_in_text(st, lo, hi)))
         return 0;
     int r = bpfg_inj_code_site(st->pid, lo, hi, &st->syscall_site);
     if (r)

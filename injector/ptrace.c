@@ -27,8 +27,6 @@
 #include "internal.h"
 #include "procfs.h"
 
-#define XSTATE_MAX 16384
-
 int bpfg_inj_fail(char *err, int code, const char *fmt, ...)
 {
     if (err) {
@@ -157,8 +155,10 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
             return 1; /* our interrupt (or a group stop) */
         /* A signal arrived first: the thread is stopped in its delivery.
          * Keep it to re-deliver at resume; the interrupt stays pending. */
-        if (!t->pending_sig)
+        if (!t->pending_sig) {
             t->pending_sig = sig;
+            t->in_delivery = true;
+        }
         return 1;
     }
 }
@@ -176,7 +176,7 @@ static bool ours_already(pid_t pid, pid_t tid)
  * cost a scheduler slice per thread). 1 seized, 0 gone, -errno. */
 static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
 {
-    if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
+    if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) != 0) {
         if (errno == ESRCH)
             return 0;
         if (errno == EPERM && ours_already(st->pid, tid)) {
@@ -413,129 +413,6 @@ int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site)
     return 0;
 }
 
-/* An executable mapping's first bytes serve as the place where injected
- * instructions run; all threads are stopped, so nobody else executes them. */
-static int find_syscall_site(struct bpfg_stopped *st, char *err)
-{
-    if (st->syscall_site)
-        return 0;
-    int r = bpfg_inj_code_site(st->pid, 0, 0, &st->syscall_site);
-    if (r)
-        return bpfg_inj_fail(err, r, "cannot read /proc/%d/maps: %s", (int)st->pid, strerror(-r));
-    return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
-}
-
-/* Runs the first thread from regs until it executes int3, with all
- * signals but SIGTRAP blocked, then puts the thread back as it was
- * (registers, FPU state, signal mask). out gets the registers at the int3.
- * SIGTRAP stays unblocked: the kernel resets the action of a synchronous
- * signal raised while blocked to SIG_DFL for the whole process, which would
- * take the payload's SIGTRAP handler (trap probes) away; traced, the int3
- * stops here before any handler runs. */
-static int run_until_trap(struct bpfg_stopped *st, size_t index, struct user_regs_struct *regs,
-                          struct user_regs_struct *out, char *err)
-{
-    struct bpfg_thread *t = &st->threads[index];
-    static __thread uint8_t xstate[XSTATE_MAX];
-    struct iovec xio = {xstate, sizeof(xstate)};
-    uint64_t all = ~(1ull << (SIGTRAP - 1));
-    int r = 0;
-
-    if (ptrace(PTRACE_GETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0)
-        return bpfg_inj_fail(err, -errno, "saving the FPU state of thread %d: %s", (int)t->tid, strerror(errno));
-    regs->orig_rax = (uint64_t)-1;          /* no syscall restart for injected code */
-    regs->eflags &= ~(0x100ull | 0x400ull); /* TF, DF */
-    if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
-        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
-        ptrace(PTRACE_CONT, t->tid, NULL, NULL) != 0) {
-        r = bpfg_inj_fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
-        goto restore;
-    }
-    for (;;) {
-        int status;
-        if (waitpid(t->tid, &status, __WALL) < 0) {
-            if (errno == EINTR)
-                continue;
-            r = bpfg_inj_fail(err, -errno, "waiting for thread %d: %s", (int)t->tid, strerror(errno));
-            goto restore;
-        }
-        if (WIFEXITED(status) || WIFSIGNALED(status))
-            return bpfg_inj_fail(err, -ECHILD, "process %d exited during the attach", (int)st->pid);
-        if (!WIFSTOPPED(status))
-            continue;
-        int sig = WSTOPSIG(status);
-        if (sig == SIGTRAP && (status >> 16) == 0)
-            break;
-        if ((status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
-            sig == SIGTTOU) {
-            ptrace(PTRACE_CONT, t->tid, NULL, NULL);
-            continue;
-        }
-        if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) {
-            struct user_regs_struct bad;
-            ptrace(PTRACE_GETREGS, t->tid, NULL, &bad);
-            r = bpfg_inj_fail(err, -EFAULT, "injected code faulted with signal %d at 0x%llx", sig, bad.rip);
-            goto restore;
-        }
-        /* Unblockable or already-queued signal: hold it for the resume. */
-        if (!t->pending_sig)
-            t->pending_sig = sig;
-        ptrace(PTRACE_CONT, t->tid, NULL, NULL);
-    }
-    if (ptrace(PTRACE_GETREGS, t->tid, NULL, out) != 0)
-        r = bpfg_inj_fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));
-restore:
-    if (ptrace(PTRACE_SETREGS, t->tid, NULL, &t->regs) != 0 ||
-        ptrace(PTRACE_SETREGSET, t->tid, (void *)NT_X86_XSTATE, &xio) != 0 ||
-        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0) {
-        if (!r)
-            r = bpfg_inj_fail(err, -errno, "restoring thread %d: %s", (int)t->tid, strerror(errno));
-    }
-    return r;
-}
-
-int bpfg_remote_syscall_on(struct bpfg_stopped *st, size_t index, long nr, const uint64_t args[6], int64_t *ret,
-                           char *err)
-{
-    static const uint8_t code[4] = {0x0f, 0x05, 0xcc, 0xcc}; /* syscall; int3 */
-    uint8_t saved[sizeof(code)];
-    int r = find_syscall_site(st, err);
-    if (r)
-        return r;
-    if ((r = bpfg_mem_read(st, st->syscall_site, saved, sizeof(saved))) ||
-        (r = bpfg_mem_write(st, st->syscall_site, code, sizeof(code))))
-        return bpfg_inj_fail(err, r, "patching the syscall site 0x%llx: %s", (unsigned long long)st->syscall_site,
-                             strerror(-r));
-    if (index >= st->nthreads)
-        return bpfg_inj_fail(err, -EINVAL, "no stopped thread %zu", index);
-    struct user_regs_struct regs = st->threads[index].regs, out;
-    regs.rax = (uint64_t)nr;
-    regs.rdi = args[0];
-    regs.rsi = args[1];
-    regs.rdx = args[2];
-    regs.r10 = args[3];
-    regs.r8 = args[4];
-    regs.r9 = args[5];
-    regs.rip = st->syscall_site;
-    r = run_until_trap(st, index, &regs, &out, err);
-    int w = bpfg_mem_write(st, st->syscall_site, saved, sizeof(saved));
-    if (!r && w)
-        r = bpfg_inj_fail(err, w, "restoring the syscall site: %s", strerror(-w));
-    if (!r)
-        *ret = (int64_t)out.rax;
-    return r;
-}
-
-int bpfg_remote_syscall(struct bpfg_stopped *st, long nr, const uint64_t args[6], int64_t *ret, char *err)
-{
-    return bpfg_remote_syscall_on(st, 0, nr, args, ret, err);
-}
-
-int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, struct user_regs_struct *out, char *err)
-{
-    return run_until_trap(st, 0, regs, out, err);
-}
-
 /* Waits for a stop of tid; signals on the way are re-delivered. Returns the
  * wait status of the stop that is not a plain signal, or -errno. */
 static int wait_event(pid_t tid, int want_sig)
@@ -576,7 +453,7 @@ static uint64_t auxv_entry(pid_t pid)
 
 int bpfg_start_to_entry(pid_t pid, char *err)
 {
-    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)PTRACE_O_TRACEEXEC) != 0)
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)) != 0)
         return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
     /* It stopped itself before execve: wake it up; we see the exec. */
     if (kill(pid, SIGCONT) != 0) {

@@ -233,21 +233,80 @@ static bool any_in(const uint64_t *v, size_t n, uint64_t lo, uint64_t hi, uint64
     return true;
 }
 
-bool bpfg_jmp_provably_safe(const struct bpfg_branch_index *ix, const struct bpfg_hook_plan *plan, uint64_t lo,
-                            uint64_t hi, char *why, size_t whylen)
+bool bpfg_bytes_unentered(const struct bpfg_branch_index *ix, uint64_t site, size_t len, uint64_t lo, uint64_t hi,
+                          char *why, size_t whylen)
 {
     uint64_t at;
-    if (any_in(ix->targets, ix->ntargets, plan->site + 1, plan->site + plan->patch_len, &at)) {
+    if (any_in(ix->targets, ix->ntargets, site + 1, site + len, &at)) {
         snprintf(why, whylen, "code branches to 0x%llx, inside the bytes a jmp would replace", (unsigned long long)at);
         return false;
     }
-    if (plan->site + plan->patch_len > hi) {
+    if (site < lo || site + len > hi) {
         snprintf(why, whylen, "the bytes a jmp would replace run past the function's end");
         return false;
     }
     if (any_in(ix->unknown, ix->nunknown, lo, hi, &at) && !any_in(ix->tables, ix->ntables, lo, hi, &at)) {
         snprintf(why, whylen, "the function has an indirect jump or bytes whose targets are unknown (0x%llx)",
                  (unsigned long long)at);
+        return false;
+    }
+    return true;
+}
+
+bool bpfg_jmp_provably_safe(const struct bpfg_branch_index *ix, const struct bpfg_hook_plan *plan, uint64_t lo,
+                            uint64_t hi, char *why, size_t whylen)
+{
+    return bpfg_bytes_unentered(ix, plan->site, plan->patch_len, lo, hi, why, whylen);
+}
+
+/* Decodes [from, to) of code (which starts at base) one instruction at a
+ * time; returns the end reached (== to when exact) and the last one. */
+static uint64_t decode_run(const ZydisDecoder *dec, const uint8_t *code, uint64_t base, uint64_t from, uint64_t to,
+                           bool nops_only, ZydisDecodedInstruction *last)
+{
+    uint64_t at = from;
+    while (at < to) {
+        ZydisDecodedInstruction in;
+        if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(dec, NULL, code + (at - base), (size_t)(to - at), &in)))
+            return at;
+        if (nops_only && in.mnemonic != ZYDIS_MNEMONIC_NOP && in.mnemonic != ZYDIS_MNEMONIC_INT3)
+            return at;
+        *last = in;
+        at += in.length;
+    }
+    return at;
+}
+
+/* Whether execution never goes on after this instruction. */
+static bool ends_flow(const ZydisDecodedInstruction *in)
+{
+    return in->meta.category == ZYDIS_CATEGORY_RET || in->meta.category == ZYDIS_CATEGORY_UNCOND_BR ||
+           in->mnemonic == ZYDIS_MNEMONIC_INT3 || in->mnemonic == ZYDIS_MNEMONIC_UD2 ||
+           in->mnemonic == ZYDIS_MNEMONIC_HLT;
+}
+
+bool bpfg_padding_unreachable(const struct bpfg_branch_index *ix, const uint8_t *code, uint64_t lo, uint64_t hi,
+                              uint64_t next, char *why, size_t whylen)
+{
+    ZydisDecoder dec;
+    ZydisDecodedInstruction last = {0};
+    uint64_t at;
+    if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)) || hi <= lo ||
+        next <= hi) {
+        snprintf(why, whylen, "no padding after the function");
+        return false;
+    }
+    if (decode_run(&dec, code, lo, lo, hi, false, &last) != hi || !ends_flow(&last)) {
+        snprintf(why, whylen, "the function's last instruction does not end at 0x%llx with a return or jmp",
+                 (unsigned long long)hi);
+        return false;
+    }
+    if ((at = decode_run(&dec, code, lo, hi, next, true, &last)) != next) {
+        snprintf(why, whylen, "0x%llx, after the function, is not padding", (unsigned long long)at);
+        return false;
+    }
+    if (any_in(ix->targets, ix->ntargets, hi, next, &at) || any_in(ix->unknown, ix->nunknown, hi, next, &at)) {
+        snprintf(why, whylen, "code branches to 0x%llx, in the padding after the function", (unsigned long long)at);
         return false;
     }
     return true;

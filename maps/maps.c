@@ -351,7 +351,7 @@ static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
     }
     /* A peer able to shrink the file could make our loads fault (SIGBUS). */
     int seals = fcntl(fd, F_GET_SEALS);
-    if (seals >= 0 && !(seals & F_SEAL_SHRINK)) {
+    if (seals >= 0 && !(seals & F_SEAL_SHRINK) && !(stbuf.st_nlink > 0 && !(stbuf.st_mode & 0022))) {
         map_set_error("region: memfd is not sealed against shrinking");
         return -EBADMSG;
     }
@@ -534,7 +534,44 @@ static int init_locks(uint8_t *base, const struct layout *lo)
     return -err;
 }
 
-int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
+/* The region's file: a memfd sealed against resizing, or (dirfd >= 0) a
+ * new file `name` in that directory, mode 0600 (it cannot be sealed:
+ * bpfg_map_create_in). Returns the fd or a negative errno. */
+static int region_file(int dirfd, const char *name, const char *mname, off_t size)
+{
+    int fd = dirfd >= 0 ? openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+                        : memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        map_set_error("create: %s: %s", dirfd >= 0 ? "openat" : "memfd_create", strerror(errno));
+        return -errno;
+    }
+    if (ftruncate(fd, size) < 0 ||
+        (dirfd < 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)) {
+        int err = -errno;
+        map_set_error("create: size/seal the region: %s", strerror(errno));
+        close(fd);
+        if (dirfd >= 0)
+            unlinkat(dirfd, name, 0);
+        return err;
+    }
+    return fd;
+}
+
+static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const char *fname, struct bpfg_map **out);
+
+int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out)
+{
+    return create_region(spec, -1, NULL, out);
+}
+
+int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out)
+{
+    if (dirfd < 0 || !name)
+        return -EINVAL;
+    return create_region(spec, dirfd, name, out);
+}
+
+static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const char *fname, struct bpfg_map **out)
 {
     if (!spec_in || !out)
         return -EINVAL;
@@ -563,19 +600,10 @@ int bpfg_map_create(const struct bpfg_map_spec *spec_in, struct bpfg_map **out)
 
     char mname[32 + BPFG_MAP_NAME_LEN];
     snprintf(mname, sizeof(mname), "bpfg-map:%.15s", spec.name ? spec.name : "");
-    int fd = memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) {
-        map_set_error("create: memfd_create: %s", strerror(errno));
-        return -errno;
-    }
-    uint8_t *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)lo.region_size) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        err = -errno;
-        map_set_error("create: size/seal memfd: %s", strerror(errno));
-        goto fail;
-    }
-    p = mmap(NULL, lo.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int fd = region_file(dirfd, fname, mname, (off_t)lo.region_size);
+    if (fd < 0)
+        return fd;
+    uint8_t *p = mmap(NULL, lo.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         err = -errno;
         map_set_error("create: mmap: %s", strerror(errno));
@@ -652,6 +680,8 @@ fail:
     if (p != MAP_FAILED)
         munmap(p, lo.region_size);
     close(fd);
+    if (dirfd >= 0)
+        unlinkat(dirfd, fname, 0);
     return err;
 }
 

@@ -79,6 +79,13 @@ uint32_t bpfg_possible_cpus(void);
 /* Creates a region (memfd named "bpfg-map:<name>", sealed against
  * resizing) and a handle on it. Returns 0 or -EINVAL/-E2BIG/-ENOMEM/... */
 int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);
+/* The same in a new file `name` of directory dirfd (mode 0600; -EEXIST if
+ * it exists), which outlives the process: bpfgraftd keeps its maps in its
+ * state directory (tmpfs) so that a restarted server reopens them with
+ * bpfg_map_open_fd. Such a file cannot be sealed; bpfg_map_open_fd takes an
+ * unsealed region only from a linked file that neither group nor others
+ * may write. */
+int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out);
 
 /* Validates and maps a region received from elsewhere. The fd is duplicated:
  * the caller keeps ownership of its fd. A corrupt, truncated or foreign

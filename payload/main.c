@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "payload.h"
@@ -492,17 +493,25 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
     }
 }
 
-static int connect_server(struct bpfg_payload_params *p)
+/* quiet: a reconnect attempt, whose failure is expected (no server yet)
+ * and must not mark the payload failed. */
+#define CONN_FAIL(...)                  \
+    do {                                \
+        if (!quiet)                     \
+            fail_early(p, __VA_ARGS__); \
+    } while (0)
+
+static int connect_server(struct bpfg_payload_params *p, bool quiet)
 {
     long fd = rt_sys3(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (rt_is_err(fd)) {
-        fail_early(p, "socket: %s", strerror((int)-fd));
+        CONN_FAIL("socket: %s", strerror((int)-fd));
         return -1;
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t n = strnlen(p->server_socket, sizeof(p->server_socket));
     if (n == 0 || n >= sizeof(sa.sun_path)) {
-        fail_early(p, "bad server socket path");
+        CONN_FAIL("bad server socket path");
         rt_sys1(SYS_close, fd);
         return -1;
     }
@@ -515,7 +524,7 @@ static int connect_server(struct bpfg_payload_params *p)
     }
     long r = rt_sys3(SYS_connect, fd, (long)&sa, (long)len);
     if (rt_is_err(r)) {
-        fail_early(p, "connect to %.80s: %s", p->server_socket, strerror((int)-r));
+        CONN_FAIL("connect to %.80s: %s", p->server_socket, strerror((int)-r));
         rt_sys1(SYS_close, fd);
         return -1;
     }
@@ -523,47 +532,62 @@ static int connect_server(struct bpfg_payload_params *p)
     socklen_t clen = sizeof(cred);
     r = rt_sys5(SYS_getsockopt, fd, SOL_SOCKET, SO_PEERCRED, (long)&cred, (long)&clen);
     if (rt_is_err(r)) {
-        fail_early(p, "SO_PEERCRED: %s", strerror((int)-r));
+        CONN_FAIL("SO_PEERCRED: %s", strerror((int)-r));
         rt_sys1(SYS_close, fd);
         return -1;
     }
     if (cred.uid != p->server_uid) {
-        fail_early(p, "server socket owned by uid %u, expected %u", (unsigned)cred.uid, (unsigned)p->server_uid);
+        CONN_FAIL("server socket owned by uid %u, expected %u", (unsigned)cred.uid, (unsigned)p->server_uid);
         rt_sys1(SYS_close, fd);
         return -1;
     }
     return (int)fd;
 }
 
-static void release_all(void)
+/* The monotonic clock in ms (the payload has no vDSO of its own). */
+static uint64_t now_ms(void)
 {
-    hooks_remove_all();
-    syscall_remove_all();
-    if (!hooks_quiesce(QUIESCE_MS))
-        return; /* leak rather than free under a running handler */
-    int ignored;
-    do_detach(&ignored);
+    struct timespec ts;
+    rt_sys2(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void bpfg_payload_main(struct bpfg_payload_params *p)
-{
-    fake_tcb[0] = (uint64_t)(uintptr_t)fake_tcb;
-    rt_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)fake_tcb);
-    p->payload_tid = (int32_t)rt_sys0(SYS_gettid);
-    __atomic_store_n(&p->state, BPFG_PAYLOAD_RUNNING, __ATOMIC_RELEASE);
-    if (p->magic != BPFG_PAYLOAD_MAGIC || p->version != BPFG_PAYLOAD_ABI_VERSION) {
-        fail_early(p, "parameter block magic %#x version %u, expected %#x version %u", p->magic, p->version,
-                   BPFG_PAYLOAD_MAGIC, BPFG_PAYLOAD_ABI_VERSION);
-        return;
-    }
-    rt_init(p);
-    hooks_init();
-    helpers_init();
-    sock = connect_server(p);
-    if (sock < 0)
-        return;
-    syscall_set_socket(sock);
+static uint64_t orphan_since; /* now_ms() when the server was lost; 0: connected */
+static bool inert;
 
+/* The HELLO body's inventory (BPFG_HELLO_F_RECONNECT): maps and programs
+ * as this payload holds them. Returns the bytes written after `at`. */
+static size_t pack_inventory(struct bpfg_payload_params *p, uint8_t *at)
+{
+    struct bpfg_hello_adopt a = {.params = (uint64_t)(uintptr_t)p, .orphan_ms = now_ms() - orphan_since};
+    uint8_t *w = at + sizeof(a);
+    for (int i = 0; i < MAX_MAPS; i++) {
+        if (!maps[i].map)
+            continue;
+        size_t size;
+        uint8_t *area = map_value_area(maps[i].map, &size);
+        struct bpfg_hello_map m = {.map_id = maps[i].id,
+                                   .handle = (uint64_t)(uintptr_t)maps[i].map,
+                                   .value_area = (uint64_t)(uintptr_t)area,
+                                   .value_size = size};
+        memcpy(w, &m, sizeof(m));
+        w += sizeof(m);
+        a.nmaps++;
+    }
+    for (int i = 0; i < MAX_PROGS; i++) {
+        if (!progs[i])
+            continue;
+        struct bpfg_hello_prog hp = {progs[i]->id, progs[i]->engine, (uint64_t)(uintptr_t)progs[i]};
+        memcpy(w, &hp, sizeof(hp));
+        w += sizeof(hp);
+        a.nprogs++;
+    }
+    memcpy(at, &a, sizeof(a));
+    return (size_t)(w - at);
+}
+
+static int send_hello(struct bpfg_payload_params *p, bool reconnect)
+{
     struct bpfg_pmsg_hello_ext hello = {
         .base =
             {
@@ -583,14 +607,25 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         .uretprobe_handler = (uint64_t)(uintptr_t)bpfg_uretprobe_handler,
         .uret_trampolines = (uint64_t)(uintptr_t)&unwind_ret0,
     };
-    /* CONNECTED before HELLO: a server that has the HELLO sees it */
-    __atomic_store_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_RELEASE);
-    if (send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello)) != 0) {
-        fail_early(p, "sending HELLO failed");
-        rt_sys1(SYS_close, sock);
-        return;
-    }
+    if (!reconnect)
+        return send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello));
+    size_t cap = sizeof(hello) + sizeof(struct bpfg_hello_adopt) + MAX_MAPS * sizeof(struct bpfg_hello_map) +
+                 MAX_PROGS * sizeof(struct bpfg_hello_prog);
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, &hello, sizeof(hello));
+    size_t len = sizeof(hello) + pack_inventory(p, buf + sizeof(hello));
+    uint16_t flags = BPFG_HELLO_F_RECONNECT | (inert ? BPFG_HELLO_F_INERT : 0);
+    int r = send_msg(BPFG_PMSG_HELLO, flags, 0, 0, buf, len);
+    free(buf);
+    return r;
+}
 
+/* Serves one server connection until DETACH (the thread exits) or until
+ * the connection is lost (returns). */
+static void serve(struct bpfg_payload_params *p)
+{
     for (;;) {
         struct pollfd pfd = {.fd = sock, .events = POLLIN};
         long r = rt_sys3(SYS_poll, (long)&pfd, 1, POLL_MS);
@@ -598,10 +633,8 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         report_sites();
         if (r == 0 || r == -EINTR)
             continue;
-        if (rt_is_err(r)) {
-            fail_early(p, "poll: %s", strerror((int)-r));
-            break;
-        }
+        if (rt_is_err(r))
+            return;
         struct bpfg_pmsg_hdr h;
         uint8_t *body;
         int fd;
@@ -610,11 +643,7 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
             free(body);
             if (fd >= 0)
                 rt_sys1(SYS_close, fd);
-            if (err == -ECONNRESET)
-                fail_early(p, "server connection lost");
-            else
-                fail_early(p, "receiving: %s", strerror(-err));
-            break;
+            return;
         }
         bool exit_after = false;
         int status = handle(&h, body, fd, &exit_after);
@@ -622,18 +651,90 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         if (fd >= 0)
             rt_sys1(SYS_close, fd);
         drain_trace();
-        if (reply(h.seq, status) != 0 && !exit_after) {
-            fail_early(p, "server connection lost");
-            break;
-        }
+        if (reply(h.seq, status) != 0 && !exit_after)
+            return;
         if (exit_after) {
             rt_sys1(SYS_close, sock);
             __atomic_store_n(&p->state, BPFG_PAYLOAD_EXITED, __ATOMIC_RELEASE);
             rt_exit_thread(0);
         }
     }
-    /* The server is gone: nobody can ask for anything any more. Stop the
-     * programs; patched sites keep working (inactive hooks just resume). */
-    release_all();
-    rt_sys1(SYS_close, sock);
+}
+
+/* The grace period ran out: programs stop running (the hook slots keep
+ * their sites and resume addresses, so threads in a stub and patched
+ * sites just go on). Maps and programs stay for a server to adopt. */
+static void go_inert(struct bpfg_payload_params *p)
+{
+    hooks_remove_all();
+    syscall_remove_all();
+    inert = true;
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_INERT, __ATOMIC_RELEASE);
+}
+
+/* Without a server: trace lines and syscall sites have nowhere to go. */
+static void orphan_wait(struct bpfg_payload_params *p)
+{
+    uint32_t every = p->reconnect_ms ? p->reconnect_ms : 100;
+    struct timespec ts = {every / 1000, (long)(every % 1000) * 1000000};
+    rt_sys2(SYS_nanosleep, (long)&ts, 0);
+    struct trace_line line;
+    while (trace_ring_pop(&line))
+        ;
+    uint64_t sites[64];
+    while (syscall_take_sites(sites, 64) != 0)
+        ;
+    if (!inert && p->orphan_grace_ms && now_ms() - orphan_since >= p->orphan_grace_ms)
+        go_inert(p);
+}
+
+/* Connects and says HELLO; -1 when no server answers. */
+static int open_session(struct bpfg_payload_params *p, bool reconnect)
+{
+    sock = connect_server(p, reconnect);
+    if (sock < 0)
+        return -1;
+    syscall_set_socket(sock);
+    /* CONNECTED before HELLO: a server that has the HELLO sees it */
+    uint32_t prev = __atomic_exchange_n(&p->state, BPFG_PAYLOAD_CONNECTED, __ATOMIC_ACQ_REL);
+    if (send_hello(p, reconnect) != 0) {
+        syscall_set_socket(-1);
+        rt_sys1(SYS_close, sock);
+        sock = -1;
+        __atomic_store_n(&p->state, reconnect ? prev : BPFG_PAYLOAD_FAILED, __ATOMIC_RELEASE);
+        return -1;
+    }
+    return 0;
+}
+
+void bpfg_payload_main(struct bpfg_payload_params *p)
+{
+    fake_tcb[0] = (uint64_t)(uintptr_t)fake_tcb;
+    rt_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)fake_tcb);
+    p->payload_tid = (int32_t)rt_sys0(SYS_gettid);
+    __atomic_store_n(&p->state, BPFG_PAYLOAD_RUNNING, __ATOMIC_RELEASE);
+    if (p->magic != BPFG_PAYLOAD_MAGIC || p->version != BPFG_PAYLOAD_ABI_VERSION) {
+        fail_early(p, "parameter block magic %#x version %u, expected %#x version %u", p->magic, p->version,
+                   BPFG_PAYLOAD_MAGIC, BPFG_PAYLOAD_ABI_VERSION);
+        return;
+    }
+    rt_init(p);
+    hooks_init();
+    helpers_init();
+    if (open_session(p, false) != 0)
+        return;
+    for (;;) {
+        serve(p);
+        /* The server is gone (crashed, restarting): hooks and programs
+         * keep running; wait for a server to adopt us (server/README.md,
+         * "Restarts"). */
+        syscall_set_socket(-1);
+        rt_sys1(SYS_close, sock);
+        sock = -1;
+        orphan_since = now_ms();
+        __atomic_store_n(&p->state, inert ? BPFG_PAYLOAD_INERT : BPFG_PAYLOAD_ORPHAN, __ATOMIC_RELEASE);
+        do
+            orphan_wait(p);
+        while (open_session(p, true) != 0);
+    }
 }

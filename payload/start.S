@@ -5,9 +5,12 @@
 
     .text
 
-/* rax = SYS_clone, rdi = flags, rsi = child stack, r13 = params.
- * Parent: int3 (the injector takes the thread back). Child: runs
- * bpfg_payload_main(params) and exits the thread if it ever returns. */
+/* rax = SYS_clone, rdi = flags, rsi = child stack, r13 = params, r12 =
+ * the injector's rescue path. Parent: the injector takes the thread back
+ * at the clone's syscall exit; should it have died, the thread jumps to
+ * the rescue path, which puts it back as it was (injector/remote.c).
+ * Child: runs bpfg_payload_main(params) and exits the thread if it ever
+ * returns. */
     .globl bpfg_payload_start
     .type bpfg_payload_start, @function
     .balign 16
@@ -15,8 +18,7 @@ bpfg_payload_start:
     syscall
     test %rax, %rax
     jz 2f
-1:  int3
-    jmp 1b
+    jmp *%r12
 2:  xor %ebp, %ebp
     and $-16, %rsp
     mov %r13, %rdi

@@ -20,6 +20,7 @@ PACKAGES=(
   golang-go      # a cgo victim: probes on goroutine stacks
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
+  bpftrace       # attach_tools: bpftrace's uprobe:BIN:FUNC+OFF under `bpfgraft run` gives the kernel's count (issue 22)
   gdb            # attach_unwind: gdb's bt through a uretprobe's trampoline
   # attach_unwind: a C++ victim on libc++ and LLVM's libunwind (headers below)
   "libc++1-${LLVM_VERSION}" "libc++abi1-${LLVM_VERSION}" "libc++abi-${LLVM_VERSION}-dev" "libunwind-${LLVM_VERSION}"

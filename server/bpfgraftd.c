@@ -37,7 +37,14 @@ static void usage(FILE *f)
             "  -c, --cache-dir DIR     compiled-code cache (default /var/cache/bpfgraft)\n"
             "  -a, --jit-archive FILE  import code compiled ahead of time (bpfgraft compile)\n"
             "      --state-dir DIR     files kept for attached processes, e.g. the uretprobe\n"
-            "                          trampolines' symbols gdb reads (default " SRV_DEFAULT_STATE_DIR ")\n"
+            "                          trampolines' symbols gdb reads (default: the socket's directory,\n"
+            "                          " SRV_DEFAULT_STATE_DIR " for the default socket),\n"
+            "                          and in DIR/restart what a restarted server needs\n"
+            "      --orphan-grace SECS  payloads whose server is gone this long go inert: their\n"
+            "                          hooks only resume (default 600; 0: never)\n"
+            "      --takeover          replace the daemon running on --socket (an upgrade): take its\n"
+            "                          sockets, let it exit leaving every target attached, adopt them;\n"
+            "                          give the same --state-dir\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -110,6 +117,24 @@ static int daemonize(int *ready_fd)
     return 0;
 }
 
+/* --takeover: the running daemon's sockets, once it has gone. */
+static int take_over(struct srv_config *cfg, struct takeover *tk)
+{
+    char name[256], err[256];
+    targets_listen_name(cfg->socket_path, name, sizeof(name));
+    uint64_t t0 = server_now_ms();
+    int r = takeover_run(cfg->socket_path, name, tk, err);
+    if (r) {
+        srv_log(SRV_ERROR, "--takeover: %s", err);
+        fprintf(stderr, "bpfgraftd: --takeover: %s\n", err);
+        return r;
+    }
+    srv_log(SRV_INFO, "took over from pid %d (it exited after %llu ms)", (int)tk->old_pid,
+            (unsigned long long)(server_now_ms() - t0));
+    cfg->takeover = tk;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -128,11 +153,14 @@ int main(int argc, char **argv)
         {"engine", required_argument, NULL, 'E'},
         {"syscall-rewrite", required_argument, NULL, 'R'},
         {"state-dir", required_argument, NULL, 'S'},
+        {"orphan-grace", required_argument, NULL, 'G'},
+        {"takeover", no_argument, NULL, 'T'},
         {0},
     };
-    struct srv_config cfg = {.socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1};
+    struct srv_config cfg = {
+        .socket_path = SRV_DEFAULT_SOCKET, .socket_mode = 0600, .socket_gid = (gid_t)-1, .orphan_grace_ms = 600 * 1000};
     const char *log_path = NULL;
-    bool daemon_mode = false;
+    bool daemon_mode = false, takeover = false;
     int c;
 
     while ((c = getopt_long(argc, argv, "fds:m:g:l:vhp:c:a:", opts, NULL)) != -1) {
@@ -164,7 +192,18 @@ int main(int argc, char **argv)
         case 'c': cfg.cache_dir = optarg; break;
         case 'a': cfg.jit_archive = optarg; break;
         case 'S': cfg.state_dir = optarg; break;
+        case 'G': {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end || secs < 0 || secs > 4000000) {
+                fprintf(stderr, "bpfgraftd: --orphan-grace takes seconds (e.g. 600, 0.5; 0: never)\n");
+                return 2;
+            }
+            cfg.orphan_grace_ms = (uint32_t)(secs * 1000);
+            break;
+        }
         case 'v': srv_log_set_level(SRV_DEBUG); break;
+        case 'T': takeover = true; break;
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);
@@ -238,6 +277,12 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    struct takeover tk;
+    if (takeover && take_over(&cfg, &tk) != 0) {
+        if (log)
+            fclose(log);
+        return 1;
+    }
     struct server s;
     int err = server_init(&s, &cfg);
     if (err) {

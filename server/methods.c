@@ -15,6 +15,7 @@
 #include "log.h"
 #include "methods.h"
 #include "progcheck.h"
+#include "state.h"
 #include "tool.h"
 
 enum ptype { P_STR, P_BIN, P_UINT, P_BOOL, P_REF, P_ARRAY };
@@ -235,6 +236,19 @@ static int arg_bytes(struct srv_call *call, int idx, const char *what, size_t wa
 
 static int m_api_info(struct srv_call *call, msgpack_packer *pk);
 
+/* server.shutdown: stops the server after this answer; with detach every
+ * target is detached and the state directory emptied (a stop for good),
+ * without (as SIGTERM) targets stay attached for the next server. */
+static int m_server_shutdown(struct srv_call *call, msgpack_packer *pk)
+{
+    bool detach = call->args[0] && call->args[0]->via.boolean;
+    srv_log(SRV_INFO, "client %u: shutdown%s", call->c->id, detach ? " --detach: detaching every target" : "");
+    call->s->stop = true;
+    call->s->detach_on_stop = detach;
+    msgpack_pack_true(pk);
+    return 0;
+}
+
 static int m_server_status(struct srv_call *call, msgpack_packer *pk)
 {
     struct server *s = call->s;
@@ -291,6 +305,7 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
         registry_unload(&call->s->reg, o->id);
         return fail(call, BPFG_RPC_E_VERIFIER, "%s", why);
     }
+    state_object_loaded(call->s, o, data, len);
     pack_object_entry(pk, call->s, o);
     return 0;
 }
@@ -317,7 +332,10 @@ static int m_object_unload(struct srv_call *call, msgpack_packer *pk)
                     return fail(call, BPFG_RPC_E_BUSY, "object %u has programs attached to process %d: detach first",
                                 o->id, (int)t->pid);
             }
-    if (!o || registry_unload(&call->s->reg, (uint32_t)id) != 0)
+    if (!o)
+        return fail(call, BPFG_RPC_E_NOT_FOUND, "no object with id %llu", (unsigned long long)id);
+    state_object_unloaded(call->s, (uint32_t)id); /* first: a crash now leaves no half-removed object */
+    if (registry_unload(&call->s->reg, (uint32_t)id) != 0)
         return fail(call, BPFG_RPC_E_NOT_FOUND, "no object with id %llu", (unsigned long long)id);
     msgpack_pack_true(pk);
     return 0;
@@ -852,6 +870,13 @@ static const struct method methods[] = {
      {{0}},
      "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients}",
      "Server health and counts.",
+     1},
+    {"server.shutdown",
+     m_server_shutdown,
+     {{"detach", P_BOOL, OPT}},
+     "true",
+     "Stops the server. detach: detach every target and forget loaded objects (a stop for good); "
+     "otherwise targets stay attached and objects stay for the next server (a restart).",
      1},
     {"object.load",
      m_object_load,

@@ -1,9 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -16,6 +18,7 @@ void registry_init(struct registry *r)
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < 3; i++)
         r->next_id[i] = 1;
+    r->map_dirfd = -1;
 }
 
 static int push(void ***arr, size_t *n, void *item)
@@ -42,7 +45,56 @@ struct create_ctx {
     size_t n;
     char *err;
     size_t errlen;
+    int dirfd;                         /* registry.map_dirfd */
+    const struct reg_restore *restore; /* NULL: a new object */
 };
+
+/* A map of a restored object: its region file, data and all. */
+static int reopen_map(struct create_ctx *ctx, const char *name, struct bpfg_map **map)
+{
+    const struct reg_restore *rs = ctx->restore;
+    for (size_t i = 0; i < rs->nmaps; i++) {
+        if (strcmp(rs->map_names[i], name) != 0)
+            continue;
+        char file[16];
+        snprintf(file, sizeof(file), "%u", rs->map_ids[i]);
+        int fd = openat(ctx->dirfd, file, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(ctx->err, ctx->errlen, "map '%s': region %u: %s", name, rs->map_ids[i], strerror(errno));
+            return -errno;
+        }
+        int err = bpfg_map_open_fd(fd, map);
+        close(fd);
+        if (err)
+            snprintf(ctx->err, ctx->errlen, "map '%s': region %u: %s", name, rs->map_ids[i], bpfg_map_last_error());
+        return err;
+    }
+    snprintf(ctx->err, ctx->errlen, "map '%s' has no saved region", name);
+    return -ENOENT;
+}
+
+/* A new map region: a file in the state directory, named by inode until
+ * its id is known (registry_load renames it), or a memfd. */
+static int new_map(struct create_ctx *ctx, const struct bpfg_map_spec *spec, struct bpfg_map **map)
+{
+    if (ctx->dirfd < 0)
+        return bpfg_map_create(spec, map);
+    char tmp[48], file[48];
+    static unsigned counter;
+    snprintf(tmp, sizeof(tmp), "new.%d.%u", (int)getpid(), counter++);
+    int err = bpfg_map_create_in(spec, ctx->dirfd, tmp, map);
+    struct stat st;
+    if (err)
+        return err;
+    if (fstat(bpfg_map_fd(*map), &st) != 0 || (snprintf(file, sizeof(file), "ino.%lu", (unsigned long)st.st_ino),
+                                               renameat(ctx->dirfd, tmp, ctx->dirfd, file) != 0)) {
+        err = -errno;
+        unlinkat(ctx->dirfd, tmp, 0);
+        bpfg_map_close(*map);
+        return err;
+    }
+    return 0;
+}
 
 static int create_map(void *user, const struct bpfg_map_def *def)
 {
@@ -66,12 +118,13 @@ static int create_map(void *user, const struct bpfg_map_def *def)
             spec.map_flags |= BPF_F_RDONLY_PROG;
     }
     struct bpfg_map *map;
-    int err = bpfg_map_create(&spec, &map);
+    int err = ctx->restore ? reopen_map(ctx, def->name, &map) : new_map(ctx, &spec, &map);
     if (err) {
-        snprintf(ctx->err, ctx->errlen, "map '%s': %s", def->name, bpfg_map_last_error());
+        if (!ctx->restore)
+            snprintf(ctx->err, ctx->errlen, "map '%s': %s", def->name, bpfg_map_last_error());
         return err;
     }
-    if (def->init_data && def->init_size) {
+    if (def->init_data && def->init_size && !ctx->restore) {
         size_t size;
         void *area = bpfg_map_value_area(map, &size, NULL);
         if (!area || size < def->init_size) {
@@ -81,7 +134,7 @@ static int create_map(void *user, const struct bpfg_map_def *def)
         }
         memcpy(area, def->init_data, def->init_size);
     }
-    if (def->kind == BPFG_MAP_RODATA || def->kind == BPFG_MAP_KCONFIG)
+    if ((def->kind == BPFG_MAP_RODATA || def->kind == BPFG_MAP_KCONFIG) && !ctx->restore)
         bpfg_map_freeze(map);
     int fd = dup(bpfg_map_fd(map));
     void **grown = fd >= 0 ? realloc(ctx->handles, (ctx->n + 1) * sizeof(void *)) : NULL;
@@ -154,7 +207,62 @@ static void fill_inner_slots(struct registry *r, struct reg_object *o)
 int registry_load(struct registry *r, const char *path, const void *data, size_t len, const char *name,
                   struct reg_object **out, char *err, size_t errlen)
 {
-    struct create_ctx ctx = {.err = err, .errlen = errlen};
+    return registry_load_as(r, path, data, len, name, NULL, out, err, errlen);
+}
+
+static uint32_t restored_map_id(const struct reg_restore *rs, const char *name)
+{
+    for (size_t i = 0; i < rs->nmaps; i++)
+        if (strcmp(rs->map_names[i], name) == 0)
+            return rs->map_ids[i];
+    return 0;
+}
+
+/* Removes a map's region file (named by fmt: "ino.%lu" of the region's
+ * inode, or "%u" of id); the region lives on while mapped. */
+static void drop_map_file(const struct registry *r, struct bpfg_map *map, const char *fmt, uint32_t id)
+{
+    struct stat st;
+    char file[48];
+    if (r->map_dirfd < 0 || fstat(bpfg_map_fd(map), &st) != 0)
+        return;
+    if (id)
+        snprintf(file, sizeof(file), fmt, id);
+    else
+        snprintf(file, sizeof(file), fmt, (unsigned long)st.st_ino);
+    struct stat have;
+    /* only the file of this very region (a tool's memfd map has none) */
+    if (fstatat(r->map_dirfd, file, &have, 0) == 0 && have.st_ino == st.st_ino && have.st_dev == st.st_dev)
+        unlinkat(r->map_dirfd, file, 0);
+}
+
+/* Ids: the next ones, or those of a restored object (the counters then
+ * move past them). Map files named by inode get their id as name. */
+static uint32_t take_id(struct registry *r, int kind, uint32_t forced)
+{
+    if (!forced)
+        return r->next_id[kind]++;
+    if (forced >= r->next_id[kind])
+        r->next_id[kind] = forced + 1;
+    return forced;
+}
+
+static void name_map_file(const struct registry *r, const struct reg_map *m)
+{
+    struct stat st;
+    char from[48], to[16];
+    if (r->map_dirfd < 0 || fstat(bpfg_map_fd(m->map), &st) != 0)
+        return;
+    snprintf(from, sizeof(from), "ino.%lu", (unsigned long)st.st_ino);
+    snprintf(to, sizeof(to), "%u", m->id);
+    if (renameat(r->map_dirfd, from, r->map_dirfd, to) != 0 && errno != ENOENT)
+        srv_log(SRV_WARN, "map %u: naming its region file: %s", m->id, strerror(errno));
+}
+
+int registry_load_as(struct registry *r, const char *path, const void *data, size_t len, const char *name,
+                     const struct reg_restore *restore, struct reg_object **out, char *err, size_t errlen)
+{
+    struct create_ctx ctx = {.err = err, .errlen = errlen, .dirfd = r->map_dirfd, .restore = restore};
     struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx};
     struct bpfg_obj *obj;
     int ret = 0;
@@ -208,7 +316,6 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
         ret = -ENOMEM;
         goto fail_handles;
     }
-    o->id = r->next_id[ID_OBJECT];
 
     /* Allocate every entry before publishing any, so failure leaves the
      * registry untouched. */
@@ -241,11 +348,11 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
         goto fail_handles;
     }
 
-    r->next_id[ID_OBJECT]++;
+    o->id = take_id(r, ID_OBJECT, restore ? restore->obj_id : 0);
     for (size_t i = 0; i < nm; i++) {
         const struct bpfg_obj_map *om = &obj->maps[i];
         struct reg_map *m = maps[i];
-        m->id = r->next_id[ID_MAP]++;
+        m->id = take_id(r, ID_MAP, restore ? restored_map_id(restore, om->name) : 0);
         m->obj_id = o->id;
         snprintf(m->name, sizeof(m->name), "%s", om->name);
         m->kind = om->kind;
@@ -253,6 +360,8 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
         m->btf_value_type_id = om->btf_value_type_id;
         m->map = ctx.handles[i];
         ctx.handles[i] = NULL;
+        if (!restore)
+            name_map_file(r, m);
         o->map_ids[i] = m->id;
         r->maps[r->nmaps++] = m;
     }
@@ -260,7 +369,7 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
     fill_inner_slots(r, o);
     for (size_t i = 0; i < np; i++) {
         struct reg_prog *p = progs[i];
-        p->id = r->next_id[ID_PROG]++;
+        p->id = take_id(r, ID_PROG, restore && i < restore->nprogs ? restore->prog_ids[i] : 0);
         p->obj_id = o->id;
         p->prog = &obj->progs[i];
         o->prog_ids[i] = p->id;
@@ -278,8 +387,11 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
 fail_obj:
     bpfg_obj_free(obj);
 fail_handles:
-    for (size_t i = 0; i < ctx.n; i++)
+    for (size_t i = 0; i < ctx.n; i++) {
+        if (ctx.handles[i] && !restore)
+            drop_map_file(r, ctx.handles[i], "ino.%lu", 0);
         bpfg_map_close(ctx.handles[i]);
+    }
     free(ctx.handles);
     if (!err[0])
         snprintf(err, errlen, "%s", strerror(-ret));
@@ -404,7 +516,14 @@ int registry_object_map_index(const struct reg_object *o, uint32_t map_id)
     return -ENOENT;
 }
 
+static int unload(struct registry *r, uint32_t obj_id, bool remove_files);
+
 int registry_unload(struct registry *r, uint32_t obj_id)
+{
+    return unload(r, obj_id, true);
+}
+
+static int unload(struct registry *r, uint32_t obj_id, bool remove_files)
 {
     size_t oi;
     for (oi = 0; oi < r->nobjects && r->objects[oi]->id != obj_id; oi++)
@@ -415,6 +534,8 @@ int registry_unload(struct registry *r, uint32_t obj_id)
     for (size_t i = r->nmaps; i-- > 0;) {
         if (r->maps[i]->obj_id != obj_id)
             continue;
+        if (remove_files)
+            drop_map_file(r, r->maps[i]->map, "%u", r->maps[i]->id);
         bpfg_map_close(r->maps[i]->map);
         free(r->maps[i]);
         remove_at((void **)r->maps, &r->nmaps, i);
@@ -433,8 +554,9 @@ int registry_unload(struct registry *r, uint32_t obj_id)
 
 void registry_destroy(struct registry *r)
 {
+    /* the region files stay: a restarted server reopens them */
     while (r->nobjects)
-        registry_unload(r, r->objects[r->nobjects - 1]->id);
+        unload(r, r->objects[r->nobjects - 1]->id, false);
     free(r->objects);
     free(r->maps);
     free(r->progs);

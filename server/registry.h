@@ -48,6 +48,19 @@ struct registry {
     struct reg_prog **progs;
     size_t nprogs;
     uint32_t next_id[3]; /* objects, maps, programs */
+    int map_dirfd;       /* >= 0: maps of loaded objects are files there, named
+                          * by id (state.c); -1: memfds */
+};
+
+/* An object loaded again after a restart (state.c): its ids, and its maps'
+ * regions, files `<id>` in map_dirfd, reopened with their data instead of
+ * created. */
+struct reg_restore {
+    uint32_t obj_id;
+    size_t nmaps, nprogs;
+    char (*map_names)[BPFG_MAP_NAME_LEN];
+    uint32_t *map_ids;  /* by name */
+    uint32_t *prog_ids; /* by the object's program index */
 };
 
 void registry_init(struct registry *r);
@@ -57,6 +70,9 @@ void registry_destroy(struct registry *r);
  * returns a negative errno and writes the reason into err. */
 int registry_load(struct registry *r, const char *path, const void *data, size_t len, const char *name,
                   struct reg_object **out, char *err, size_t errlen);
+/* The same, with the ids and maps of restore (registry_load with NULL). */
+int registry_load_as(struct registry *r, const char *path, const void *data, size_t len, const char *name,
+                     const struct reg_restore *restore, struct reg_object **out, char *err, size_t errlen);
 int registry_unload(struct registry *r, uint32_t obj_id);
 
 struct reg_object *registry_object(const struct registry *r, uint32_t id);

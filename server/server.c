@@ -21,6 +21,8 @@
 #include "log.h"
 #include "methods.h"
 #include "server.h"
+#include "adopt.h"
+#include "state.h"
 #include "tool.h"
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
@@ -30,6 +32,7 @@
 #define TAG_LISTEN ((void *)1)
 #define TAG_SIGNAL ((void *)2)
 #define TAG_TIMER ((void *)3)
+#define TAG_PAYLOAD ((void *)4) /* the payload socket: reconnecting payloads (adopt.c) */
 
 uint64_t server_now_ms(void)
 {
@@ -100,6 +103,10 @@ static int listen_socket(struct server *s)
         return -ENAMETOOLONG;
     }
     strcpy(addr.sun_path, s->cfg.socket_path);
+    if (s->cfg.takeover) { /* the old daemon's, never closed: clients waited in its backlog */
+        s->listen_fd = s->cfg.takeover->control_fd;
+        return 0;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -127,12 +134,23 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->cfg = *cfg;
     if (!s->cfg.socket_path)
         s->cfg.socket_path = SRV_DEFAULT_SOCKET;
+    if (!s->cfg.state_dir) {
+        /* beside the socket: two servers never share their state */
+        snprintf(s->state_dir, sizeof(s->state_dir), "%s", s->cfg.socket_path);
+        char *slash = strrchr(s->state_dir, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(s->state_dir, sizeof(s->state_dir), ".");
+        s->cfg.state_dir = s->state_dir[0] ? s->state_dir : "/";
+    }
     if (!s->cfg.socket_mode)
         s->cfg.socket_mode = 0600;
     if (!s->cfg.max_clients)
         s->cfg.max_clients = 256;
     s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
     s->targets.listen_fd = -1;
+    s->state_fd = -1;
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
@@ -144,18 +162,23 @@ int server_init(struct server *s, const struct srv_config *cfg)
         err = listen_socket(s);
     if (err)
         goto fail;
-    err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "");
+    err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "",
+                       s->cfg.takeover ? s->cfg.takeover->payload_fd : -1);
     if (err) {
         srv_log(SRV_ERROR, "cannot listen for payloads: %s", strerror(-err));
         goto fail;
     }
     targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
+    s->targets.orphan_grace_ms = s->cfg.orphan_grace_ms;
+    if ((err = state_init(s)))
+        goto fail;
 
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
         (s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
         (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
@@ -168,7 +191,8 @@ int server_init(struct server *s, const struct srv_config *cfg)
     if (timerfd_settime(s->timer_fd, 0, &tick, NULL) != 0 ||
         (err = epoll_add(s->epfd, s->listen_fd, EPOLLIN, TAG_LISTEN)) ||
         (err = epoll_add(s->epfd, s->signal_fd, EPOLLIN, TAG_SIGNAL)) ||
-        (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER))) {
+        (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER)) ||
+        (err = epoll_add(s->epfd, s->targets.listen_fd, EPOLLIN, TAG_PAYLOAD))) {
         err = err ? err : -errno;
         srv_log(SRV_ERROR, "event loop setup: %s", strerror(-err));
         goto fail;
@@ -202,11 +226,15 @@ void server_destroy(struct server *s)
     /* Leave every target as we found it: tools' programs out, hooks
      * removed, payload gone. */
     tools_destroy(s);
-    targets_destroy(s);
+    targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
+    if (s->detach_on_stop)
+        state_clear(s);
+    state_close(s);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
-        unlink(s->cfg.socket_path);
+        if (!s->handover_ms) /* taken over: the socket is the new daemon's */
+            unlink(s->cfg.socket_path);
     }
     if (s->lock_fd >= 0) {
         char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
@@ -460,15 +488,35 @@ static void forward_records(struct server *s)
     }
 }
 
+/* SIGUSR2 from a --takeover daemon (takeover.h), which holds our
+ * listening sockets: accept no more, let the clients we have finish. */
+static void hand_over(struct server *s, const struct signalfd_siginfo *si)
+{
+    if (si->ssi_uid != 0 && si->ssi_uid != getuid()) {
+        srv_log(SRV_WARN, "SIGUSR2 from uid %u ignored", (unsigned)si->ssi_uid);
+        return;
+    }
+    srv_log(SRV_INFO, "taken over by pid %u: handing over; targets stay attached", (unsigned)si->ssi_pid);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->targets.listen_fd, NULL);
+    s->handover_ms = server_now_ms() + TAKEOVER_DRAIN_MS;
+    s->stop = !s->clients;
+}
+
 static void handle_signal(struct server *s)
 {
     struct signalfd_siginfo si;
     while (read(s->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGUSR2) {
+            hand_over(s, &si);
+            continue;
+        }
         if (si.ssi_signo == SIGHUP) {
             srv_log(SRV_INFO, "SIGHUP: nothing to reload");
             continue;
         }
-        srv_log(SRV_INFO, "%s received: shutting down", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        srv_log(SRV_INFO, "%s received: shutting down; targets stay attached for the next server",
+                si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         s->stop = true;
     }
 }
@@ -491,6 +539,8 @@ int server_run(struct server *s)
                 continue;
             if (tag == TAG_LISTEN) {
                 accept_clients(s);
+            } else if (tag == TAG_PAYLOAD) {
+                adopt_accept(s);
             } else if (tag == TAG_SIGNAL) {
                 handle_signal(s);
             } else if (tag == TAG_TIMER) {
@@ -499,6 +549,8 @@ int server_run(struct server *s)
                     forward_records(s);
                     targets_tick(s);
                 }
+                if (s->handover_ms && (!s->clients || server_now_ms() >= s->handover_ms))
+                    s->stop = true;
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {
                 tools_readable(s, tag);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {

@@ -9,6 +9,7 @@
 
 #include "registry.h"
 #include "rpc.h"
+#include "takeover.h"
 #include "targets.h"
 
 #define SRV_VERSION "0.1.0"
@@ -25,14 +26,16 @@ enum srv_topic {
 
 struct srv_config {
     const char *socket_path;
-    mode_t socket_mode;       /* default 0600 */
-    gid_t socket_gid;         /* (gid_t)-1: leave as is */
-    size_t max_msg;           /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
-    size_t max_clients;       /* 0: 256 */
-    const char *payload_path; /* bpfgraft-payload.so */
-    const char *cache_dir;    /* compiled-code cache; NULL: /var/cache/bpfgraft */
-    const char *jit_archive;  /* precompiled code to import (bpfgraft compile) */
-    const char *state_dir;    /* files targets need while they live; NULL: SRV_DEFAULT_STATE_DIR */
+    mode_t socket_mode;              /* default 0600 */
+    gid_t socket_gid;                /* (gid_t)-1: leave as is */
+    size_t max_msg;                  /* 0: BPFG_RPC_MAX_MSG_DEFAULT */
+    size_t max_clients;              /* 0: 256 */
+    const char *payload_path;        /* bpfgraft-payload.so */
+    const char *cache_dir;           /* compiled-code cache; NULL: /var/cache/bpfgraft */
+    const char *jit_archive;         /* precompiled code to import (bpfgraft compile) */
+    const char *state_dir;           /* files targets need while they live; NULL: the socket's directory */
+    uint32_t orphan_grace_ms;        /* payloads without a server go inert after this (0: never) */
+    const struct takeover *takeover; /* --takeover: the old daemon's sockets (takeover.h); NULL: none */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -52,6 +55,7 @@ struct srv_client {
 
 struct server {
     struct srv_config cfg;
+    char state_dir[4096]; /* cfg.state_dir when it was not given */
     int epfd;
     int listen_fd;
     int signal_fd;
@@ -64,6 +68,9 @@ struct server {
     uint32_t next_client_id;
     struct registry reg;
     struct targets targets;
+    int state_fd;         /* STATE_DIR/restart (state.h) */
+    bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
+    uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): stop once clients are gone or at this time; 0: no */
 };
 
 /* Takes the single-instance lock, creates the socket and the loop. Returns

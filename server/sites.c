@@ -139,6 +139,42 @@ static bool jmp_ok(const struct image *im, bool known, uint64_t lo, uint64_t hi,
     return bpfg_jmp_provably_safe(&im->ix, plan, lo, hi, why, whylen);
 }
 
+/* The 5 bytes at addr in pid, as they are now. */
+static int read_live(pid_t pid, uint64_t addr, uint8_t out[BPFG_HOP_SLOT_LEN])
+{
+    struct iovec local = {out, BPFG_HOP_SLOT_LEN}, remote = {(void *)(uintptr_t)addr, BPFG_HOP_SLOT_LEN};
+    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    return n == BPFG_HOP_SLOT_LEN ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* A hop at the entry lo of the function [lo, hi): a short jmp to 5 bytes
+ * of the padding after it that no code reaches and no other hop uses
+ * (the bytes there are still those of the image: padding). */
+static bool hop_ok(pid_t pid, const struct image *im, uint64_t lo, uint64_t hi, const uint8_t *code, size_t have,
+                   struct bpfg_hook_plan *plan, char *why, size_t whylen)
+{
+    char ierr[BPFG_ERRLEN];
+    uint64_t next = 0;
+    if (sym_next_start(pid, hi, &next) || next > im->base + im->len) {
+        snprintf(why, whylen, "no symbol after the function bounds its padding");
+        return false;
+    }
+    if (!bpfg_padding_unreachable(&im->ix, im->bytes + (lo - im->base), lo, hi, next, why, whylen))
+        return false;
+    for (uint64_t slot = hi; slot + BPFG_HOP_SLOT_LEN <= next && slot <= lo + 2 + INT8_MAX; slot++) {
+        uint8_t now[BPFG_HOP_SLOT_LEN];
+        if (read_live(pid, slot, now) || memcmp(now, im->bytes + (slot - im->base), sizeof(now)))
+            continue; /* another hop's jmp */
+        if (bpfg_hook_plan_hop(lo, code, have, slot, now, plan, ierr)) {
+            snprintf(why, whylen, "%s", ierr);
+            return false;
+        }
+        return bpfg_bytes_unentered(&im->ix, plan->site, plan->insn_len, lo, hi, why, whylen);
+    }
+    snprintf(why, whylen, "no 5 free bytes of padding within a short jmp's reach");
+    return false;
+}
+
 int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struct bpfg_hook_plan *plan, char *why,
                size_t whylen, char *err)
 {
@@ -153,5 +189,14 @@ int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struc
     }
     if (jmp_ok(im, known, lo, hi, addr, code, have, plan, why, whylen))
         return 0;
+    /* a hop only at an entry: the stub's push must not land on a leaf
+     * function's red zone */
+    char hwhy[BPFG_ERRLEN];
+    if (im && addr == lo && hop_ok(pid, im, lo, hi, code, have, plan, hwhy, sizeof(hwhy)))
+        return 0;
+    if (im && addr == lo) {
+        size_t n = strlen(why);
+        snprintf(why + n, whylen - n, "; no short jmp: %s", hwhy);
+    }
     return bpfg_hook_plan_trap(addr, code, have, plan, err);
 }

@@ -1,5 +1,7 @@
 /* Where a uprobe goes and how: a 5-byte jmp where the whole binary's code
- * proves it safe, else a one-byte trap (payload/trap.c). */
+ * proves it safe; else, at a function's entry, a hop (a 2-byte jmp to a
+ * 5-byte jmp in the padding after the function) where that is proved
+ * safe; else a one-byte trap (payload/trap.c). */
 #ifndef BPFGRAFT_SERVER_SITES_H
 #define BPFGRAFT_SERVER_SITES_H
 
@@ -13,7 +15,10 @@
  * A jmp only at the entry of a function known from the binary's symbols,
  * when bpfg_hook_plan accepts it and the branch index of the file
  * (hookgen.h) shows nothing entering the bytes it covers; otherwise a
- * trap, the reason in why. Refuses (-EINVAL, err) an address that is not
+ * hop at an entry whose first instruction nothing enters past its first
+ * byte and whose function is followed by unreachable padding in rel8
+ * reach (sym_next_start bounds it); otherwise a trap. The reason a jmp
+ * (and a hop) was not used in why. Refuses (-EINVAL, err) an address that is not
  * an instruction boundary of its function, or an instruction that cannot
  * run out of line. */
 int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struct bpfg_hook_plan *plan, char *why,

@@ -297,7 +297,41 @@ static int offset_to_vaddr(Elf *e, uint64_t off, uint64_t *vaddr)
     return -ENOENT;
 }
 
-int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+/* The lowest symbol (of any type but section and file) or allocated
+ * section that starts at vaddr or after it. */
+static int elf_next_start(Elf *e, uint64_t vaddr, uint64_t *next)
+{
+    uint64_t best = UINT64_MAX;
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(e, scn))) {
+        GElf_Shdr sh;
+        Elf_Data *data;
+        if (!gelf_getshdr(scn, &sh))
+            continue;
+        if ((sh.sh_flags & SHF_ALLOC) && sh.sh_addr >= vaddr && sh.sh_addr < best)
+            best = sh.sh_addr;
+        if ((sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize ||
+            !(data = elf_getdata(scn, NULL)))
+            continue;
+        for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+            GElf_Sym sym;
+            if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF || sym.st_shndx == SHN_ABS ||
+                GELF_ST_TYPE(sym.st_info) == STT_SECTION || GELF_ST_TYPE(sym.st_info) == STT_FILE)
+                continue;
+            if (sym.st_value >= vaddr && sym.st_value < best)
+                best = sym.st_value;
+        }
+    }
+    if (best == UINT64_MAX)
+        return -ENOENT;
+    *next = best;
+    return 0;
+}
+
+/* Runs fn on the ELF file mapped at runtime address addr with addr's
+ * file virtual address; its result, with *bias = addr - vaddr. */
+static int with_elf_at(pid_t pid, uint64_t addr, int (*fn)(Elf *, uint64_t, uint64_t *, uint64_t *), uint64_t *a,
+                       uint64_t *b, uint64_t *bias)
 {
     struct addr_search as = {.addr = addr};
     if (bpfg_procfs_maps(pid, mapping_of, &as) != 1 || elf_version(EV_CURRENT) == EV_NONE)
@@ -311,13 +345,39 @@ int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
     uint64_t file_off = addr - as.m.start + as.m.offset, vaddr = 0;
     int r = !e || elf_kind(e) != ELF_K_ELF ? -ENOEXEC : offset_to_vaddr(e, file_off, &vaddr);
     if (!r)
-        r = elf_function_at(e, vaddr, lo, hi);
-    if (!r) {
-        uint64_t bias = addr - vaddr;
-        *lo += bias, *hi += bias;
-    }
+        r = fn(e, vaddr, a, b);
+    *bias = addr - vaddr;
     if (e)
         elf_end(e);
     close(fd);
+    return r;
+}
+
+static int next_start_fn(Elf *e, uint64_t vaddr, uint64_t *next, uint64_t *unused)
+{
+    (void)unused;
+    return elf_next_start(e, vaddr, next);
+}
+
+static int function_at_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+{
+    return elf_function_at(e, vaddr, lo, hi);
+}
+
+int sym_next_start(pid_t pid, uint64_t addr, uint64_t *next)
+{
+    uint64_t bias = 0, unused = 0;
+    int r = with_elf_at(pid, addr, next_start_fn, next, &unused, &bias);
+    if (!r)
+        *next += bias;
+    return r;
+}
+
+int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t bias = 0;
+    int r = with_elf_at(pid, addr, function_at_fn, lo, hi, &bias);
+    if (!r)
+        *lo += bias, *hi += bias;
     return r;
 }

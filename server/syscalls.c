@@ -92,6 +92,56 @@ void syscalls_forget(struct target *t)
         }
 }
 
+/* The state of t's syscall hooks as bytes (state.c: a restarted server
+ * imports them): the struct, then its rewritten sites. *buf is NULL and
+ * *len 0 when t has none. */
+int syscalls_export(const struct target *t, void **buf, size_t *len)
+{
+    struct sys_state *x = state_of(t, false);
+    *buf = NULL;
+    *len = 0;
+    if (!x)
+        return 0;
+    size_t n = sizeof(*x) + x->nsites * sizeof(*x->sites);
+    uint8_t *b = malloc(n);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, x, sizeof(*x));
+    if (x->nsites)
+        memcpy(b + sizeof(*x), x->sites, x->nsites * sizeof(*x->sites));
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int syscalls_import(struct target *t, const void *buf, size_t len)
+{
+    struct sys_state in;
+    if (!len)
+        return 0;
+    if (len < sizeof(in))
+        return -EBADMSG;
+    memcpy(&in, buf, sizeof(in));
+    if (len != sizeof(in) + in.nsites * sizeof(*in.sites))
+        return -EBADMSG;
+    struct sys_state *x = state_of(t, true);
+    struct sys_site *sites = in.nsites ? malloc(in.nsites * sizeof(*sites)) : NULL;
+    if (!x || (in.nsites && !sites)) {
+        free(sites);
+        return -ENOMEM;
+    }
+    if (in.nsites)
+        memcpy(sites, (const uint8_t *)buf + sizeof(in), in.nsites * sizeof(*sites));
+    struct sys_state *next = x->next;
+    free(x->sites);
+    *x = in;
+    x->next = next;
+    x->t = t;
+    x->sites = sites;
+    x->cap = in.nsites;
+    return 0;
+}
+
 size_t syscalls_count(const struct target *t)
 {
     struct sys_state *x = state_of(t, false);

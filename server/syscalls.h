@@ -61,4 +61,8 @@ void syscalls_set_rewrite(bool on);
 int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
                          size_t outlen, size_t *outgot, char *err, size_t errlen);
 
+/* Restarts (state.c): t's syscall state as bytes, and back. */
+int syscalls_export(const struct target *t, void **buf, size_t *len);
+int syscalls_import(struct target *t, const void *buf, size_t len);
+
 #endif

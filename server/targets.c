@@ -44,6 +44,7 @@
 #include "unwind.h"
 #include "pmsg.h"
 #include "progcompile.h"
+#include "state.h"
 #include "x86jit.h"
 
 #define CONNECT_TIMEOUT_MS 5000
@@ -95,14 +96,19 @@ void targets_set_cache_dir(struct targets *t, const char *dir, const char *archi
 
 static int listen_abstract(const char *name);
 
-int targets_init(struct targets *t, const char *control_socket, const char *payload_path)
+void targets_listen_name(const char *control_socket, char *buf, size_t len)
+{
+    snprintf(buf, len, "@bpfgraft-payload:%s", control_socket);
+}
+
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd)
 {
     memset(t, 0, sizeof(*t));
     t->listen_fd = -1;
     snprintf(t->payload_path, sizeof(t->payload_path), "%s", payload_path);
-    snprintf(t->listen_name, sizeof(t->listen_name), "@bpfgraft-payload:%s", control_socket);
+    targets_listen_name(control_socket, t->listen_name, sizeof(t->listen_name));
 
-    int fd = listen_abstract(t->listen_name);
+    int fd = inherited_fd >= 0 ? inherited_fd : listen_abstract(t->listen_name);
     if (fd < 0)
         return fd;
     t->listen_fd = fd;
@@ -233,6 +239,8 @@ static void handle_async(struct server *s, struct target *t, const struct bpfg_p
         server_broadcast(s, SRV_TOPIC_TRACE, pack_trace, &ev);
     } else {
         syscalls_async(s, t, h, body);
+        if (h->type == BPFG_PMSG_SYS_SITES)
+            state_save_target(s, t);
     }
 }
 
@@ -300,7 +308,7 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
 
 static const char *state_dir(const struct server *s)
 {
-    return s->cfg.state_dir ? s->cfg.state_dir : SRV_DEFAULT_STATE_DIR;
+    return s->cfg.state_dir;
 }
 
 static void target_free(struct server *s, struct target *t)
@@ -540,6 +548,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         .server_socket = s->targets.listen_name,
         .token = token,
         .server_uid = getuid(),
+        .orphan_grace_ms = s->targets.orphan_grace_ms,
     };
     char warn[BPFG_ERRLEN];
     r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
@@ -562,6 +571,23 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         free(t);
         return r;
     }
+    t->token = token;
+    t->attached_at_ms = wall_ms();
+    targets_add(s, t, "attached");
+    srv_log(SRV_INFO, "target %d: payload loaded at 0x%llx, threads stopped %llu us", (int)pid,
+            (unsigned long long)t->inj.base, (unsigned long long)t->last_stop_ns / 1000);
+    *out = t;
+    return 0;
+}
+
+void targets_save(struct server *s, const struct target *t)
+{
+    state_save_target(s, t);
+}
+
+void targets_add(struct server *s, struct target *t, const char *event)
+{
+    pid_t pid = t->pid;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &t->magic};
     t->magic = TARGET_MAGIC;
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->sock, &ev) != 0)
@@ -573,16 +599,12 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     if (t->pidfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->pidfd, &ev) != 0)
         srv_log(SRV_WARN, "target %d: no pidfd (%s): its exit is seen when the payload connection closes", (int)pid,
                 strerror(errno));
-    t->attached_at_ms = wall_ms();
     t->next = s->targets.list;
     s->targets.list = t;
     s->targets.count++;
-    srv_log(SRV_INFO, "target %d: payload loaded at 0x%llx, threads stopped %llu us", (int)pid,
-            (unsigned long long)t->inj.base, (unsigned long long)t->last_stop_ns / 1000);
     send_pidns(s, t);
-    announce(s, pid, "attached");
-    *out = t;
-    return 0;
+    state_save_target(s, t);
+    announce(s, pid, event);
 }
 
 static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
@@ -983,8 +1005,9 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                          (unsigned long long)func, (int)t->pid, ierr);
     h->stub_size = 4096;
 
-    if (h->plan.trap)
-        srv_log(SRV_INFO, "target %d: 0x%llx gets a trap probe: %s", (int)t->pid, (unsigned long long)func, why);
+    if (h->plan.trap || h->plan.hop)
+        srv_log(SRV_INFO, "target %d: 0x%llx gets a %s: %s", (int)t->pid, (unsigned long long)func,
+                h->plan.trap ? "trap probe" : "short jmp (hop)", why);
 
     /* The payload activates the slot before any thread can reach it. */
     r = send_hook(s, t, h, kind, p->id, err, errlen);
@@ -997,7 +1020,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                      err, errlen);
     if (r)
         goto unhook;
-    r = bpfg_mem_write(&st, h->plan.site, h->plan.patch, h->plan.patch_len);
+    r = bpfg_hook_patch(&st, &h->plan);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         srv_efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
@@ -1008,6 +1031,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     h->kinds[0] = kind;
     h->nprogs = 1;
     t->nhooks++;
+    state_save_target(s, t);
     return 0;
 
 unhook:;
@@ -1201,7 +1225,10 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
-    } else if (!code && !start_pending) {
+        return code;
+    }
+    state_save_target(s, t);
+    if (!code && !start_pending) {
         /* a process attached by itself joins the scope of running tools */
         tools_target_added(s, t);
     }
@@ -1266,7 +1293,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         return srv_efail(err, errlen, r, "%s", ierr);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
-        if (h->used && (r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan)))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
     }
@@ -1435,13 +1462,10 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         unsigned restored = 0;
         for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
             const struct target_hook *h = &t->hooks[i];
-            uint8_t now[sizeof(h->plan.patch)];
             bool gone = !h->used && h->stub_size; /* removed, still remembered */
-            if (!((every && h->used) || gone) || h->plan.patch_len > sizeof(now) ||
-                bpfg_mem_read(&st, h->plan.site, now, h->plan.patch_len) != 0 ||
-                memcmp(now, h->plan.patch, h->plan.patch_len) != 0)
+            if (!((every && h->used) || gone) || !bpfg_hook_in_place(&st, &h->plan))
                 continue; /* not our bytes there (it exec'd, or never had them) */
-            if (bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len) == 0)
+            if (bpfg_hook_unpatch(&st, &h->plan) == 0)
                 restored++;
         }
         bpfg_resume_process(&st, NULL);
@@ -1517,6 +1541,7 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
     }
     srv_log(SRV_INFO, "target %d: detached", (int)pid);
+    state_forget_target(s, pid);
     announce(s, pid, "detached");
     target_free(s, t);
     return 0;
@@ -1528,6 +1553,7 @@ bool targets_readable(struct server *s, struct target *t)
     if (t->pidfd >= 0 && poll(&exited, 1, 0) == 1) {
         srv_log(SRV_INFO, "target %d: exited", (int)t->pid);
         detach_forks(s, t, true); /* the attachment ends with the process */
+        state_forget_target(s, t->pid);
         announce(s, t->pid, "exited");
         target_free(s, t);
         return false;
@@ -1540,6 +1566,7 @@ bool targets_readable(struct server *s, struct target *t)
             return true;
         if (n <= 0) {
             srv_log(SRV_INFO, "target %d: payload connection closed: process exited", (int)t->pid);
+            state_forget_target(s, t->pid);
             announce(s, t->pid, "exited");
             target_free(s, t);
             return false;
@@ -1573,12 +1600,13 @@ static uint64_t hook_counter(const struct target *t, const struct target_hook *h
     return value;
 }
 
-/* "uprobe", "uretprobe", with " (trap)" for trap probes. */
+/* "uprobe", "uretprobe", with " (trap)" for trap probes and " (short
+ * jmp)" for hops. */
 static const char *hook_kind_name(const struct target_hook *h, uint32_t k)
 {
     if (h->kinds[k] == BPFG_HOOK_URETPROBE)
-        return h->plan.trap ? "uretprobe (trap)" : "uretprobe";
-    return h->plan.trap ? "uprobe (trap)" : "uprobe";
+        return h->plan.trap ? "uretprobe (trap)" : h->plan.hop ? "uretprobe (short jmp)" : "uretprobe";
+    return h->plan.trap ? "uprobe (trap)" : h->plan.hop ? "uprobe (short jmp)" : "uprobe";
 }
 
 /* The process's name now (prctl may have changed it since the attach);
@@ -1594,9 +1622,13 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, s->targets.count);
     for (struct target *t = s->targets.list; t; t = t->next) {
-        msgpack_pack_map(pk, 9);
+        msgpack_pack_map(pk, 11);
         bpfg_pack_cstr(pk, "pid");
         msgpack_pack_int(pk, t->pid);
+        bpfg_pack_cstr(pk, "state"); /* inert: orphaned past the grace period, programs do not run */
+        bpfg_pack_cstr(pk, t->inert ? "inert" : "attached");
+        bpfg_pack_cstr(pk, "adopted"); /* "" attached by this server, "record", "inventory" (restarts) */
+        bpfg_pack_cstr(pk, t->adopted);
         bpfg_pack_cstr(pk, "comm");
         pack_comm(pk, t->pid);
         bpfg_pack_cstr(pk, "syscall_sites");
@@ -1644,10 +1676,16 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
     }
 }
 
-void targets_destroy(struct server *s)
+void targets_destroy(struct server *s, bool detach)
 {
     progcompile_shutdown(s);
     char err[256];
+    while (s->targets.list && !detach) {
+        /* a restart: the record stays, the payload keeps running and
+         * reconnects to the next server */
+        state_save_target(s, s->targets.list);
+        target_free(s, s->targets.list);
+    }
     while (s->targets.list) {
         pid_t pid = s->targets.list->pid;
         if (targets_detach(s, pid, 0, 0, err, sizeof(err)) != 0) {
@@ -1684,7 +1722,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
             return r;
         }
-        if ((r = bpfg_mem_write(&st, h->plan.site, h->plan.orig, h->plan.patch_len)))
+        if ((r = bpfg_hook_unpatch(&st, &h->plan)))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
         bpfg_resume_process(&st, &t->last_stop_ns);
@@ -1763,5 +1801,6 @@ int targets_remove_progs(struct server *s, struct target *t, const uint32_t *ids
         memmove(&t->map_addrs[i], &t->map_addrs[i + 1], (t->nmaps_sent - i - 1) * sizeof(t->map_addrs[0]));
         t->nmaps_sent--;
     }
+    state_save_target(s, t);
     return ret;
 }

@@ -69,6 +69,12 @@ struct target {
     uint64_t pidns_hash;       /* of the last thread list sent */
     uint64_t pidns_sent_ms;
     uint64_t trap_action; /* trap probes: the target's SIGTRAP action in the payload (payload_abi.h), 0 none */
+    uint64_t token;       /* of the attach: the payload says it again when it reconnects */
+    /* Restarts (adopt.c): how a restarted server took the target over
+     * ("" attached by this server, "record", "inventory"), and whether the
+     * payload had gone inert (its programs no longer run). */
+    char adopted[12];
+    bool inert;
 };
 
 struct targets {
@@ -81,12 +87,15 @@ struct targets {
     char jit_archive[4096]; /* `bpfgraft compile` output imported into it */
     void *jitcache;         /* struct bpfg_jitcache *, when LLVM is built */
     bool jitcache_failed;
+    uint32_t orphan_grace_ms; /* payloads go inert this long after losing us (0: never) */
 };
 
 /* Where compiled code is cached (before the first attach). */
 void targets_set_cache_dir(struct targets *t, const char *dir, const char *archive);
 
-int targets_init(struct targets *t, const char *control_socket, const char *payload_path);
+/* The payload socket's abstract name for a control socket ("@..."). */
+void targets_listen_name(const char *control_socket, char *buf, size_t len);
+int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd);
 
 /* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
  * that cannot take a program falls back (llvm -> x86 -> interp) with the
@@ -97,7 +106,14 @@ const char *targets_engine_name(int engine);
 /* The default for attaches that name no engine (bpfgraftd --engine); llvm
  * unless set. */
 void targets_set_default_engine(int engine);
-void targets_destroy(struct server *s);
+/* detach: every target is detached (bpfgraft shutdown --detach); else
+ * they stay attached, their payloads waiting for the next server. */
+void targets_destroy(struct server *s, bool detach);
+/* Adds a target whose payload is connected (inject, adopt.c): epoll, its
+ * pidfd, the list; announces event ("attached", "adopted"). */
+void targets_add(struct server *s, struct target *t, const char *event);
+/* Saves t's record for restarts (state.c). */
+void targets_save(struct server *s, const struct target *t);
 
 /* Attaches the given programs (ids) of an object to pid; target_spec
  * ("binary:function[+off]", may be NULL) is used for programs whose

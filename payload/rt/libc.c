@@ -118,6 +118,18 @@ int kill(pid_t pid, int sig)
 {
     return (int)rt_ret(rt_sys2(SYS_kill, pid, sig));
 }
+int openat(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    long mode = va_arg(ap, int);
+    va_end(ap);
+    return (int)rt_ret(rt_sys4(SYS_openat, dirfd, (long)path, flags, mode));
+}
+int unlinkat(int dirfd, const char *path, int flags)
+{
+    return (int)rt_ret(rt_sys3(SYS_unlinkat, dirfd, (long)path, flags));
+}
 int memfd_create(const char *name, unsigned flags)
 {
     return (int)rt_ret(rt_sys2(SYS_memfd_create, (long)name, flags));

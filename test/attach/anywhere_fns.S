@@ -1,5 +1,6 @@
 /* Functions a 5-byte jmp cannot safely patch (test_anywhere.py): each is
- * probed where only a trap is safe, and checked for its result. */
+ * probed where only a short jmp to their padding (a hop) or a trap is
+ * safe, and checked for its result. */
     .text
 
 /* int loop_fn(int n): counts to n; its loop label is 2 bytes in. */
@@ -69,6 +70,47 @@ jt_dispatch:
     add %rdx, %rax
     jmp *%rax
     .size jt_dispatch, . - jt_dispatch
+
+/* int two_fn(int x): x, through push %rbx (one byte) and mov: a short
+ * jmp displaces both. */
+    .globl two_fn
+    .type two_fn, @function
+    .balign 16
+two_fn:
+    push %rbx
+    mov %edi, %eax
+    pop %rbx
+    ret
+    .size two_fn, . - two_fn
+
+/* int edge_fn(int n): 0 for n >= 1; its loop label is 1 byte in, inside
+ * the bytes a short jmp would cover: only a trap can go there. */
+    .globl edge_fn
+    .type edge_fn, @function
+    .balign 16
+edge_fn:
+    push %rbx
+1:  sub $1, %edi
+    jg 1b
+    mov %edi, %eax
+    pop %rbx
+    ret
+    .size edge_fn, . - edge_fn
+
+/* int tight_fn(void): 0, in 3 bytes directly followed by another function:
+ * no padding for a short jmp's target, so a trap. */
+    .globl tight_fn
+    .type tight_fn, @function
+    .balign 16
+tight_fn:
+    xor %eax, %eax
+    ret
+    .size tight_fn, . - tight_fn
+    .globl tight_next
+    .type tight_next, @function
+tight_next:
+    ret
+    .size tight_next, . - tight_next
 
     .section .rodata
     .balign 4

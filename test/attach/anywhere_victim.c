@@ -18,6 +18,9 @@ int off_fn(int n);
 int raw_fn(int a, int b);
 int jt_fn(int x);
 int jt_dispatch(int x, long k);
+int two_fn(int x);
+int edge_fn(int n);
+int tight_fn(void);
 
 #define LOOPS 3 /* iterations of loop_fn / off_fn per call */
 
@@ -25,6 +28,7 @@ struct control {
     atomic_long go, active;
     atomic_long loop_calls, three_calls, off_iterations, raw_calls, jt_calls, dispatch_calls;
     atomic_long bad_results;
+    atomic_long two_calls, edge_calls, tight_calls;
 };
 
 static struct control *ctl;
@@ -38,12 +42,18 @@ static void one_round(long i)
     bad += raw_fn((int)i & 0xff, 7) != ((int)i & 0xff) + 8;
     bad += jt_fn((int)i & 0xff) != ((int)i & 0xff) + 3;
     bad += jt_dispatch((int)i & 0xff, i & 1) != ((int)i & 0xff) + 2 - (i & 1);
+    bad += two_fn((int)i) != (int)i;
+    bad += edge_fn(LOOPS) != 0;
+    bad += tight_fn() != 0;
     atomic_fetch_add(&ctl->loop_calls, 1);
     atomic_fetch_add(&ctl->three_calls, 1);
     atomic_fetch_add(&ctl->off_iterations, LOOPS);
     atomic_fetch_add(&ctl->raw_calls, 1);
     atomic_fetch_add(&ctl->jt_calls, 1);
     atomic_fetch_add(&ctl->dispatch_calls, 1);
+    atomic_fetch_add(&ctl->two_calls, 1);
+    atomic_fetch_add(&ctl->edge_calls, 1);
+    atomic_fetch_add(&ctl->tight_calls, 1);
     if (bad)
         atomic_fetch_add(&ctl->bad_results, bad);
 }

@@ -1,11 +1,15 @@
 """Probes anywhere the kernel can put one (issue 22): a function whose loop
 label is 2 bytes in, a 3-byte function (uprobe and uretprobe), FUNC+OFF on
 a branch target, a raw address, and a function whose first bytes are the
-targets of another function's jump table. Each is probed while 4 threads
-call it; the program's count must equal the victim's own exactly, the
-victim's results stay right, target.list names the mechanism chosen
-(`uprobe (trap)` where a jmp is not provably safe) and after detach the
-text equals the files."""
+targets of another function's jump table; short jmps displacing two
+instructions, and traps at entries where a short jmp is not safe (a branch
+target 1 byte in, no padding after the function). Each is probed while 4
+threads call it; the program's count must equal the victim's own exactly,
+the victim's results stay right, target.list names the mechanism chosen
+(`uprobe (short jmp)` where a 2-byte jmp to the function's padding is
+provably safe, `uprobe (trap)` elsewhere a jmp is not), a short jmp
+changes exactly its 2 bytes and 5 of the padding after the function, and
+after detach the text equals the files."""
 import mmap
 import os
 import signal
@@ -20,7 +24,7 @@ from harness import (Server, check, check_eq, counts, parse_probe_args, report, 
                      text_matches_file)
 
 FIELDS = ["go", "active", "loop_calls", "three_calls", "off_iterations", "raw_calls", "jt_calls", "dispatch_calls",
-          "bad_results"]
+          "bad_results", "two_calls", "edge_calls", "tight_calls"]
 
 
 class Victim:
@@ -30,6 +34,7 @@ class Victim:
             f.write(b"\0" * 4096)
         with open(self.ctl_path, "r+b") as f:
             self.mm = mmap.mmap(f.fileno(), 4096)
+        self.binary = binary
         self.proc = subprocess.Popen([binary, self.ctl_path, str(threads)])
         self.pid = self.proc.pid
         time.sleep(0.2)
@@ -55,13 +60,52 @@ class Victim:
         os.unlink(self.ctl_path)
 
 
-def symbol_vaddr(binary, name):
-    out = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
+def symbols(binary):
+    """name: (vaddr, size) of the binary's sized symbols."""
+    out = subprocess.run(["nm", "-S", binary], capture_output=True, text=True, check=True).stdout
+    syms = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16)
-    raise KeyError(name)
+        if len(parts) == 4:
+            syms[parts[3]] = (int(parts[0], 16), int(parts[1], 16))
+    return syms
+
+
+def symbol_vaddr(binary, name):
+    return symbols(binary)[name][0]
+
+
+def changed_bytes(pid, binary):
+    """File offsets (= vaddrs in this PIE) of the binary whose bytes in
+    pid's executable mapping differ from the file."""
+    diffs = []
+    with open(f"/proc/{pid}/maps") as f:
+        maps = [line.split() for line in f.read().splitlines()]
+    with open(f"/proc/{pid}/mem", "rb") as mem, open(binary, "rb") as fil:
+        for parts in maps:
+            if len(parts) < 6 or "x" not in parts[1] or os.path.realpath(parts[5]) != os.path.realpath(binary):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            off = int(parts[2], 16)
+            fil.seek(off)
+            want = fil.read(hi - lo)
+            mem.seek(lo)
+            got = mem.read(len(want))
+            diffs += [off + i for i in range(len(want)) if got[i] != want[i]]
+    return diffs
+
+
+def hop_bytes_ok(pid, binary, name):
+    """A short jmp at name: its first 2 bytes changed, then at most 5 bytes
+    in the padding between its end and the next symbol, nothing else."""
+    syms = symbols(binary)
+    start, size = syms[name]
+    nxt = min(v for v, _ in syms.values() if v >= start + size)
+    diffs = changed_bytes(pid, binary)
+    site = [d for d in diffs if start <= d < start + 2]
+    pad = [d for d in diffs if start + size <= d < nxt]
+    return len(site) >= 1 and 1 <= len(pad) <= 5 and len(site) + len(pad) == len(diffs), \
+        f"{name} at 0x{start:x}+{size}, next 0x{nxt:x}: changed {[hex(d) for d in diffs]}"
 
 
 def kinds(cl, pid):
@@ -85,13 +129,18 @@ def exact(cl, v, fields, keys, run_s=0.2):
     return ok and calls > 0 and all(g == calls for g in got), f"victim {calls}, program {got}"
 
 
+HOP, HOPRET, TRAP, TRAPRET = "uprobe (short jmp)", "uretprobe (short jmp)", "uprobe (trap)", "uretprobe (trap)"
 CASES = [
     # what, target, programs, victim fields counted, count keys, expected kinds
-    ("loop label 2 bytes in", ":loop_fn", ["add_entry"], ["loop_calls"], [0], ["uprobe (trap)"]),
-    ("3-byte function", ":three_fn", ["add_entry", "add_return"], ["three_calls"], [0, 1],
-     ["uprobe (trap)", "uretprobe (trap)"]),
-    ("FUNC+OFF on a branch target", ":off_fn+2", ["add_entry"], ["off_iterations"], [0], ["uprobe (trap)"]),
-    ("jump table into another site's first bytes", ":jt_fn", ["add_entry"], ["jt_calls"], [0], ["uprobe (trap)"]),
+    ("loop label 2 bytes in", ":loop_fn", ["add_entry"], ["loop_calls"], [0], [HOP]),
+    ("3-byte function", ":three_fn", ["add_entry", "add_return"], ["three_calls"], [0, 1], [HOP, HOPRET]),
+    ("FUNC+OFF on a branch target", ":off_fn+2", ["add_entry"], ["off_iterations"], [0], [TRAP]),
+    ("jump table into another site's first bytes", ":jt_fn", ["add_entry"], ["jt_calls"], [0], [HOP]),
+    ("short jmp over two instructions", ":two_fn", ["add_entry", "add_return"], ["two_calls"], [0, 1],
+     [HOP, HOPRET]),
+    ("branch target 1 byte in", ":edge_fn", ["add_entry"], ["edge_calls"], [0], [TRAP]),
+    ("3-byte function without padding", ":tight_fn", ["add_entry", "add_return"], ["tight_calls"], [0, 1],
+     [TRAP, TRAPRET]),
 ]
 
 
@@ -100,6 +149,9 @@ def run_case(cl, v, what, target, progs, fields, keys, want_kinds, extra=None):
     if extra:
         cl.call("target.attach", pid=v.pid, object="count", programs=extra[0], target=extra[1])
     check_eq(kinds(cl, v.pid), sorted(want_kinds), f"{what}: target.list kinds")
+    if HOP in want_kinds and not extra:
+        good, detail = hop_bytes_ok(v.pid, v.binary, target.lstrip(":"))
+        check(good, f"{what}: the short jmp changed its 2 bytes and 5 of the padding only", detail)
     good, detail = exact(cl, v, fields, keys)
     check(good, f"{what}: counts exact over 4 threads", detail)
     cl.call("target.detach", pid=v.pid)
@@ -119,11 +171,11 @@ def main():
             for what, target, progs, fields, keys, want in CASES:
                 run_case(cl, v, what, target, progs, fields, keys, want)
             raw = symbol_vaddr(binary, "raw_fn") + 2   # `add %esi,%eax`, mid-function
-            run_case(cl, v, "raw address", f":0x{raw:x}", ["add_entry"], ["raw_calls"], [0], ["uprobe (trap)"])
+            run_case(cl, v, "raw address", f":0x{raw:x}", ["add_entry"], ["raw_calls"], [0], [TRAP])
             # the dispatcher itself is provably safe for a jmp (its indirect
             # jump is explained by its table); both sites counted together
             run_case(cl, v, "jump table and its target", ":jt_fn", ["add_entry"], ["jt_calls", "dispatch_calls"],
-                     [0], ["uprobe", "uprobe (trap)"], extra=(["add_entry"], ":jt_dispatch"))
+                     [0], ["uprobe", HOP], extra=(["add_entry"], ":jt_dispatch"))
             # an offset inside an instruction is refused, not patched
             try:
                 cl.call("target.attach", pid=v.pid, object="count", programs=["add_entry"], target=":raw_fn+1")

@@ -22,12 +22,13 @@ extern const struct bench_suite bench_suite_jit __attribute__((weak));
 extern const struct bench_suite bench_suite_verifier __attribute__((weak));
 extern const struct bench_suite bench_suite_syscall __attribute__((weak));
 extern const struct bench_suite bench_suite_tool __attribute__((weak));
+extern const struct bench_suite bench_suite_restart __attribute__((weak));
 
 static const struct bench_suite *suites(size_t i)
 {
     const struct bench_suite *all[] = {
-        &bench_suite_vm,  &bench_suite_maps,     &bench_suite_rpc,     &bench_suite_uprobe,
-        &bench_suite_jit, &bench_suite_verifier, &bench_suite_syscall, &bench_suite_tool,
+        &bench_suite_vm,       &bench_suite_maps,    &bench_suite_rpc,  &bench_suite_uprobe,  &bench_suite_jit,
+        &bench_suite_verifier, &bench_suite_syscall, &bench_suite_tool, &bench_suite_restart,
     };
     return i < sizeof(all) / sizeof(all[0]) ? all[i] : (const void *)-1;
 }

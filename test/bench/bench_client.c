@@ -107,7 +107,7 @@ int server_start(struct server *s, const char *bin)
         }
         char cache[160];
         snprintf(cache, sizeof(cache), "%s/jitcache", s->dir);
-        execl(bin, bin, "--socket", s->sock, "--foreground", "--cache-dir", cache, (char *)NULL);
+        execl(bin, bin, "--socket", s->sock, "--foreground", "--cache-dir", cache, "--state-dir", s->dir, (char *)NULL);
         _exit(127);
     }
     /* Wait until it accepts connections. */

@@ -1,6 +1,9 @@
 /* The process bpfgraft-bench uprobe probes. Commands on stdin:
  *   run N      call bench_target() N times, print the elapsed ns
- *   short N    the same with bench_short(), too short for a jmp (trap probes)
+ *   short N    the same with bench_short(), too short for a jmp: padding
+ *              follows it, so a probe gets a short jmp (hop)
+ *   tight N    the same with bench_tight(), too short for a jmp and with
+ *              no padding after it: a probe gets a trap
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
  * long attaching stops a process with many threads; with "--busy N", N
@@ -23,15 +26,35 @@ __attribute__((noinline)) long bench_target(long x)
 }
 
 /* long bench_short(long x): x + 1 in 5 bytes that end with ret: a 5-byte
- * jmp cannot go there, a probe gets a trap. */
+ * jmp cannot go there; aligned as gcc aligns functions, padding follows
+ * it, and a probe gets a short jmp to a jmp in the padding. */
 long bench_short(long x);
 __asm__(".text\n"
         ".globl bench_short\n"
         ".type bench_short, @function\n"
+        ".balign 16\n"
         "bench_short:\n"
         "    lea 1(%rdi), %rax\n"
         "    ret\n"
-        ".size bench_short, . - bench_short\n");
+        ".size bench_short, . - bench_short\n"
+        ".balign 16\n");
+
+/* long bench_tight(long x): the same, directly followed by another
+ * function (no padding): a probe gets a trap. */
+long bench_tight(long x);
+__asm__(".text\n"
+        ".globl bench_tight\n"
+        ".type bench_tight, @function\n"
+        ".balign 16\n"
+        "bench_tight:\n"
+        "    lea 1(%rdi), %rax\n"
+        "    ret\n"
+        ".size bench_tight, . - bench_tight\n"
+        ".globl bench_tight_next\n"
+        ".type bench_tight_next, @function\n"
+        "bench_tight_next:\n"
+        "    ret\n"
+        ".size bench_tight_next, . - bench_tight_next\n");
 
 static void *sleeper(void *arg)
 {
@@ -71,9 +94,9 @@ int main(int argc, char **argv)
     printf("ready\n");
     while (fgets(line, sizeof(line), stdin)) {
         long n;
-        bool is_short = sscanf(line, "short %ld", &n) == 1;
-        if (is_short || sscanf(line, "run %ld", &n) == 1) {
-            long (*fn)(long) = is_short ? bench_short : bench_target;
+        bool is_short = sscanf(line, "short %ld", &n) == 1, is_tight = !is_short && sscanf(line, "tight %ld", &n) == 1;
+        if (is_short || is_tight || sscanf(line, "run %ld", &n) == 1) {
+            long (*fn)(long) = is_short ? bench_short : is_tight ? bench_tight : bench_target;
             long sum = 0;
             unsigned long long t0 = now_ns();
             for (long i = 0; i < n; i++)

@@ -110,3 +110,74 @@ Test(hookgen, stub_out_of_reach)
     cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0);
     cr_expect_eq(bpfg_hook_build(&plan, FUNC + (3ull << 31), 1, ENTRY, err), -ERANGE);
 }
+
+Test(hookgen, hop_plan_and_build)
+{
+    /* push rbx; mov eax,edi; pop rbx; ret: a one-byte first instruction,
+     * so the short jmp displaces two */
+    const uint8_t code[] = {0x53, 0x89, 0xf8, 0x5b, 0xc3};
+    const uint8_t pad[BPFG_HOP_SLOT_LEN] = {0x66, 0x0f, 0x1f, 0x44, 0x00};
+    uint64_t slot = FUNC + 5;
+    cr_assert_eq(bpfg_hook_plan_hop(FUNC, code, sizeof(code), slot, pad, &plan, err), 0, "%s", err);
+    cr_expect(plan.hop && !plan.trap);
+    cr_expect_eq(plan.patch_len, 2);
+    cr_expect_eq(plan.insn_len, 3, "push rbx and mov run out of line");
+    cr_expect_eq(memcmp(plan.slot_orig, pad, sizeof(pad)), 0);
+    cr_assert_eq(bpfg_hook_build(&plan, STUB, 3, ENTRY, err), 0, "%s", err);
+    cr_expect(plan.patch[0] == 0xeb && (int8_t)plan.patch[1] == 3, "jmp rel8 to the slot");
+    cr_expect_eq(plan.slot_patch[0], 0xe9);
+    cr_expect_eq((uint64_t)(slot + 5 + rd32(plan.slot_patch + 1)), STUB, "the slot jumps to the stub");
+    cr_expect_eq(memcmp(plan.stub + BPFG_HOOK_RESUME_OFF, code, 3), 0);
+    cr_expect_eq(rd64(plan.stub + BPFG_HOOK_RESUME_OFF + 3 + 6), FUNC + 3, "back after the displaced bytes");
+}
+
+Test(hookgen, hop_refusals)
+{
+    const uint8_t pad[BPFG_HOP_SLOT_LEN] = {0xcc, 0xcc, 0xcc, 0xcc, 0xcc};
+    const uint8_t code[] = {0x31, 0xc0, 0xc3};
+    cr_expect_eq(bpfg_hook_plan_hop(FUNC, code, sizeof(code), FUNC + 2 + 128, pad, &plan, err), -EINVAL);
+    cr_expect(strstr(err, "reach"), "%s", err);
+    cr_expect_eq(bpfg_hook_plan_hop(FUNC, code, sizeof(code), FUNC + 2 + 127, pad, &plan, err), 0, "%s", err);
+    /* ret; ...: a one-byte instruction that leaves cannot be followed */
+    const uint8_t ret_first[] = {0xc3, 0xcc, 0xcc};
+    cr_expect_eq(bpfg_hook_plan_hop(FUNC, ret_first, sizeof(ret_first), FUNC + 8, pad, &plan, err), -EINVAL);
+    cr_expect(strstr(err, "leaves"), "%s", err);
+}
+
+/* A function [FUNC, FUNC+hi) then padding up to FUNC+next, in an image
+ * of 64 bytes that is all code. */
+static bool padding_ok(const uint8_t *bytes, size_t len, uint64_t hi, uint64_t next, char *why)
+{
+    uint8_t img_bytes[64];
+    memset(img_bytes, 0xcc, sizeof(img_bytes));
+    memcpy(img_bytes, bytes, len);
+    struct bpfg_text_range rg = {FUNC, FUNC + sizeof(img_bytes)};
+    struct bpfg_text_image img = {FUNC, img_bytes, sizeof(img_bytes), &rg, 1};
+    struct bpfg_branch_index ix;
+    cr_assert_eq(bpfg_branch_index_build(&img, &ix), 0);
+    bool ok = bpfg_padding_unreachable(&ix, img_bytes, FUNC, FUNC + hi, FUNC + next, why, BPFG_ERRLEN);
+    bpfg_branch_index_free(&ix);
+    return ok;
+}
+
+Test(hookgen, padding_proofs)
+{
+    char why[BPFG_ERRLEN];
+    /* xor eax,eax; ret; nopw 0(rax,rax) ; nop ; int3...: padding */
+    const uint8_t good[] = {0x31, 0xc0, 0xc3, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x90};
+    cr_expect(padding_ok(good, sizeof(good), 3, 16, why), "%s", why);
+    /* the function falls through (its last instruction is an add) */
+    const uint8_t falls[] = {0x31, 0xc0, 0x83, 0xc0, 0x01, 0x90, 0x90, 0x90};
+    cr_expect(!padding_ok(falls, sizeof(falls), 5, 16, why));
+    cr_expect(strstr(why, "does not end"), "%s", why);
+    /* something other than nop or int3 after the function */
+    const uint8_t data[] = {0x31, 0xc0, 0xc3, 0x90, 0x31, 0xc0, 0x90};
+    cr_expect(!padding_ok(data, sizeof(data), 3, 16, why));
+    cr_expect(strstr(why, "not padding"), "%s", why);
+    /* later code jumps into the padding (jmp to FUNC+4 from FUNC+16) */
+    uint8_t entered[18] = {0x31, 0xc0, 0xc3, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90,
+                           0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xeb, 0x00};
+    entered[17] = (uint8_t)(int8_t)(4 - 18);
+    cr_expect(!padding_ok(entered, sizeof(entered), 3, 16, why));
+    cr_expect(strstr(why, "branches to"), "%s", why);
+}

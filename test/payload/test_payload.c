@@ -41,6 +41,7 @@ struct fixture {
     uint64_t stub, site;
     uint8_t orig[VICTIM_PROLOGUE_LEN];
     bool patched;
+    uint32_t orphan_grace_ms; /* the payload's, given at injection (0: never inert) */
     unsigned traces;
     char last_trace[BPFG_TRACE_LINE];
 };
@@ -184,8 +185,11 @@ static void inject(uint32_t server_uid)
 {
     struct bpfg_stopped st;
     char err[BPFG_ERRLEN];
-    struct bpfg_inject_opts opts = {
-        .payload_path = PAYLOAD_PATH, .server_socket = fx.path, .token = 0x1234abcd, .server_uid = server_uid};
+    struct bpfg_inject_opts opts = {.payload_path = PAYLOAD_PATH,
+                                    .server_socket = fx.path,
+                                    .token = 0x1234abcd,
+                                    .server_uid = server_uid,
+                                    .orphan_grace_ms = fx.orphan_grace_ms};
     cr_assert_eq(bpfg_stop_process(fx.pid, &st, err), 0, "stop: %s", err);
     int r = bpfg_inject_payload(&st, &opts, &fx.inj, err);
     bpfg_resume_process(&st, NULL);
@@ -744,8 +748,32 @@ Test(payload, wrong_server_uid_is_refused)
     unload_and_check();
 }
 
-Test(payload, losing_the_server_stops_programs)
+/* A server again on the socket path (the first one was unlinked): accepts
+ * the payload's reconnection and reads its HELLO (BPFG_HELLO_F_RECONNECT). */
+static void serve_again(void)
 {
+    fx.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fx.path);
+    cr_assert_eq(bind(fx.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(fx.listen_fd, 4), 0);
+    struct pollfd p = {.fd = fx.listen_fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, TIMEOUT_MS), 1, "the orphaned payload reconnects");
+    fx.conn = accept4(fx.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert_geq(fx.conn, 0);
+    uint8_t body[4096];
+    struct bpfg_pmsg_hdr h;
+    cr_assert_eq(recv_pmsg(&h, body, sizeof(body)), BPFG_PMSG_HELLO);
+    cr_assert(h.flags & BPFG_HELLO_F_RECONNECT, "a reconnection says so");
+    cr_assert(h.flags & BPFG_HELLO_F_INERT, "and that its programs stopped");
+}
+
+/* The server goes (no process on the socket path): programs keep running,
+ * then stop once the grace period ran out (hooks only resume); a server
+ * that comes back gets the payload's reconnection and can detach it. */
+Test(payload, losing_the_server_keeps_programs_for_the_grace_period)
+{
+    fx.orphan_grace_ms = 500;
     attach_payload();
     struct bpfg_map *m = send_counter_map(9);
     struct bpf_insn prog[32];
@@ -753,22 +781,25 @@ Test(payload, losing_the_server_stops_programs)
     prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_6, 0, 0, 1);
     n += emit_add_to_map(prog + n, 0);
     n += emit_exit0(prog + n);
-    char err[256], msg[128] = "";
+    char err[256];
     cr_assert_eq(send_prog(90, 9, prog, n, err, sizeof(err)), 0, "PROG: %s", err);
     uint64_t resume = patch_site(fx.sh->func);
     send_hook(BPFG_HOOK_UPROBE, 90, resume);
     run_calls(100);
     cr_assert_eq(counter(m, 0), 100);
+    unlink(fx.path);
+    close(fx.listen_fd);
     close(fx.conn);
-    fx.conn = -1;
-    cr_assert_eq(wait_state(BPFG_PAYLOAD_FAILED, msg, sizeof(msg)), BPFG_PAYLOAD_FAILED);
-    cr_assert_str_eq(msg, "server connection lost");
-    /* the site is still patched: calls go through the stub, programs do not run */
+    fx.listen_fd = fx.conn = -1;
+    cr_assert_eq(wait_state(BPFG_PAYLOAD_ORPHAN, NULL, 0), BPFG_PAYLOAD_ORPHAN);
+    run_calls(100);
+    cr_assert_eq(counter(m, 0), 200, "programs run while the server is away");
+    cr_assert_eq(wait_state(BPFG_PAYLOAD_INERT, NULL, 0), BPFG_PAYLOAD_INERT);
     run_calls(1000);
-    cr_assert_eq(counter(m, 0), 100);
+    cr_assert_eq(counter(m, 0), 200, "inert: the site resumes, no program runs");
     cr_assert_eq(fx.sh->wrong, 0);
-    restore_site();
-    unload_and_check();
+    serve_again();
+    detach_all();
     bpfg_map_close(m);
 }
 

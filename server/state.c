@@ -1,0 +1,442 @@
+/* The state directory of restarts (state.h). Every file is written to a
+ * temporary name and renamed into place, so a server killed at any moment
+ * leaves either the old or the new version. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "state.h"
+#include "syscalls.h"
+#include "targets.h"
+
+#define REC_MAGIC 0x43455247u /* "GREC" */
+#define REC_VERSION 1
+
+static const char *const subdirs[] = {"objects", "maps", "targets"};
+
+static int mkdir_at(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* Writes len bytes of buf to dir/name through a temporary file. */
+static int write_file(int dirfd, const char *name, const void *const *parts, const size_t *lens, size_t nparts)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int err = 0;
+    for (size_t i = 0; i < nparts && !err; i++) {
+        const char *p = parts[i];
+        for (size_t left = lens[i]; left && !err;) {
+            ssize_t n = write(fd, p, left);
+            if (n < 0 && errno != EINTR)
+                err = -errno;
+            else if (n > 0)
+                p += n, left -= (size_t)n;
+        }
+    }
+    if (close(fd) != 0 && !err)
+        err = -errno;
+    if (!err && renameat(dirfd, tmp, dirfd, name) != 0)
+        err = -errno;
+    if (err)
+        unlinkat(dirfd, tmp, 0);
+    return err;
+}
+
+/* The whole of dir/name in a malloc'd buffer (NUL-terminated). */
+static int read_file(int dirfd, const char *name, char **out, size_t *len)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = buf ? pread(fd, buf, (size_t)st.st_size, 0) : -1;
+    int err = !buf ? -ENOMEM : n != st.st_size ? (n < 0 ? -errno : -EIO) : 0;
+    close(fd);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+static int sub_fd(const struct server *s, const char *name)
+{
+    return openat(s->state_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* ---- objects ---- */
+
+static char *meta_text(const struct server *s, const struct reg_object *o)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f)
+        return NULL;
+    fprintf(f, "name %s\npath %s\n", o->name, o->path ? o->path : "-");
+    for (size_t i = 0; i < o->map_cnt; i++) {
+        const struct reg_map *m = registry_map(&s->reg, o->map_ids[i]);
+        if (m)
+            fprintf(f, "map %u %s\n", m->id, m->name);
+    }
+    for (size_t i = 0; i < o->prog_cnt; i++)
+        fprintf(f, "prog %u\n", o->prog_ids[i]);
+    return fclose(f) == 0 ? text : (free(text), NULL);
+}
+
+void state_object_loaded(struct server *s, const struct reg_object *o, const void *bytes, size_t len)
+{
+    char name[32], *data = NULL, *meta = NULL;
+    int dir = sub_fd(s, "objects"), err = dir < 0 ? -errno : 0;
+    if (!err && !bytes)
+        err = read_file(AT_FDCWD, o->path, &data, &len);
+    if (!err && !(meta = meta_text(s, o)))
+        err = -ENOMEM;
+    if (!err) {
+        const void *part[] = {bytes ? bytes : data};
+        snprintf(name, sizeof(name), "%u.o", o->id);
+        err = write_file(dir, name, part, &len, 1);
+    }
+    if (!err) {
+        const void *part[] = {meta};
+        size_t mlen = strlen(meta);
+        snprintf(name, sizeof(name), "%u.meta", o->id);
+        err = write_file(dir, name, part, &mlen, 1);
+    }
+    if (err)
+        srv_log(SRV_WARN, "object %u will not survive a restart: %s", o->id, strerror(-err));
+    free(data);
+    free(meta);
+    if (dir >= 0)
+        close(dir);
+}
+
+void state_object_unloaded(struct server *s, uint32_t obj_id)
+{
+    char name[32];
+    int dir = sub_fd(s, "objects");
+    if (dir < 0)
+        return;
+    snprintf(name, sizeof(name), "%u.meta", obj_id);
+    unlinkat(dir, name, 0);
+    snprintf(name, sizeof(name), "%u.o", obj_id);
+    unlinkat(dir, name, 0);
+    close(dir);
+}
+
+struct meta {
+    char name[256], path[4096];
+    struct reg_restore rs;
+};
+
+static void meta_free(struct meta *m)
+{
+    free(m->rs.map_names);
+    free(m->rs.map_ids);
+    free(m->rs.prog_ids);
+}
+
+static int meta_line(struct meta *m, const char *line)
+{
+    unsigned id;
+    char word[256];
+    if (sscanf(line, "name %255s", m->name) == 1 || sscanf(line, "path %4095s", m->path) == 1)
+        return 0;
+    if (sscanf(line, "prog %u", &id) == 1) {
+        uint32_t *ids = realloc(m->rs.prog_ids, (m->rs.nprogs + 1) * sizeof(*ids));
+        if (!ids)
+            return -ENOMEM;
+        m->rs.prog_ids = ids;
+        ids[m->rs.nprogs++] = id;
+        return 0;
+    }
+    if (sscanf(line, "map %u %255s", &id, word) != 2)
+        return line[0] ? -EBADMSG : 0;
+    uint32_t *ids = realloc(m->rs.map_ids, (m->rs.nmaps + 1) * sizeof(*ids));
+    if (ids)
+        m->rs.map_ids = ids;
+    char(*names)[BPFG_MAP_NAME_LEN] = realloc(m->rs.map_names, (m->rs.nmaps + 1) * sizeof(*names));
+    if (names)
+        m->rs.map_names = names;
+    if (!ids || !names)
+        return -ENOMEM;
+    snprintf(names[m->rs.nmaps], sizeof(names[0]), "%.*s", BPFG_MAP_NAME_LEN - 1, word);
+    ids[m->rs.nmaps++] = id;
+    return 0;
+}
+
+static int parse_meta(char *text, struct meta *m)
+{
+    int err = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && !err; line = strtok_r(NULL, "\n", &save))
+        err = meta_line(m, line);
+    return err;
+}
+
+/* Loads objects/ID.o again with the ids and maps of objects/ID.meta. */
+static int restore_object(struct server *s, int dir, uint32_t id)
+{
+    char name[32], *text = NULL, *data = NULL, why[512] = "";
+    size_t len;
+    struct meta m = {.rs.obj_id = id};
+    snprintf(name, sizeof(name), "%u.meta", id);
+    int err = read_file(dir, name, &text, &len);
+    if (!err)
+        err = parse_meta(text, &m);
+    snprintf(name, sizeof(name), "%u.o", id);
+    if (!err)
+        err = read_file(dir, name, &data, &len);
+    struct reg_object *o = NULL;
+    if (!err)
+        err = registry_load_as(&s->reg, NULL, data, len, m.name, &m.rs, &o, why, sizeof(why));
+    if (!err && strcmp(m.path, "-") != 0 && !(o->path = strdup(m.path)))
+        err = -ENOMEM;
+    if (err)
+        srv_log(SRV_ERROR, "object %u of the previous server cannot be restored: %s", id,
+                why[0] ? why : strerror(-err));
+    else
+        srv_log(SRV_INFO, "object %u '%s' restored (%zu maps with their data, %zu programs)", id, o->name, o->map_cnt,
+                o->prog_cnt);
+    meta_free(&m);
+    free(text);
+    free(data);
+    return err;
+}
+
+static int restore_objects(struct server *s)
+{
+    int dir = sub_fd(s, "objects");
+    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
+    if (!d) {
+        if (dir >= 0)
+            close(dir);
+        return -errno;
+    }
+    for (struct dirent *de; (de = readdir(d));) {
+        unsigned id;
+        char tail[8];
+        if (sscanf(de->d_name, "%u.met%1s", &id, tail) == 2 && strcmp(tail, "a") == 0)
+            restore_object(s, dirfd(d), id);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Region files no restored object owns (a server killed during a load,
+ * or the object could not be restored) are removed. */
+static void prune_maps(struct server *s)
+{
+    int dir = sub_fd(s, "maps");
+    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
+    if (!d) {
+        if (dir >= 0)
+            close(dir);
+        return;
+    }
+    for (struct dirent *de; (de = readdir(d));) {
+        unsigned id;
+        char extra;
+        if (de->d_name[0] == '.')
+            continue;
+        if (sscanf(de->d_name, "%u%c", &id, &extra) == 1 && registry_map(&s->reg, id))
+            continue;
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+int state_init(struct server *s)
+{
+    const char *base = s->cfg.state_dir;
+    s->state_fd = -1;
+    if (mkdir(base, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = bfd < 0 ? -errno : mkdir_at(bfd, STATE_SUBDIR);
+    if (!err && (s->state_fd = openat(bfd, STATE_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        err = -errno;
+    if (bfd >= 0)
+        close(bfd);
+    for (size_t i = 0; !err && i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
+        err = mkdir_at(s->state_fd, subdirs[i]);
+    if (!err && (s->reg.map_dirfd = sub_fd(s, "maps")) < 0)
+        err = -errno;
+    if (err) {
+        srv_log(SRV_ERROR, "state directory %s/%s: %s", base, STATE_SUBDIR, strerror(-err));
+        return err;
+    }
+    restore_objects(s);
+    prune_maps(s);
+    return 0;
+}
+
+void state_close(struct server *s)
+{
+    if (s->reg.map_dirfd >= 0)
+        close(s->reg.map_dirfd);
+    if (s->state_fd >= 0)
+        close(s->state_fd);
+    s->reg.map_dirfd = s->state_fd = -1;
+}
+
+static void clear_dir(struct server *s, const char *name)
+{
+    int dir = sub_fd(s, name);
+    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
+    if (!d) {
+        if (dir >= 0)
+            close(dir);
+        return;
+    }
+    for (struct dirent *de; (de = readdir(d));)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
+void state_clear(struct server *s)
+{
+    if (s->state_fd < 0)
+        return;
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
+        clear_dir(s, subdirs[i]);
+}
+
+/* ---- target records ---- */
+
+struct rec_hdr {
+    uint32_t magic, version;
+    uint32_t target_size, sys_size;
+    uint64_t token;
+    uint64_t nmaps, nprogs;
+};
+
+void state_save_target(struct server *s, const struct target *t)
+{
+    char name[16];
+    void *sys = NULL;
+    size_t sys_len = 0;
+    int dir = sub_fd(s, "targets");
+    int err = dir < 0 ? -errno : syscalls_export(t, &sys, &sys_len);
+    struct rec_hdr h = {REC_MAGIC, REC_VERSION, sizeof(*t), (uint32_t)sys_len, t->token, t->nmaps_sent, t->nprogs_sent};
+    const void *parts[] = {&h, t, t->maps_sent, t->map_addrs, t->progs_sent, t->progs_engine, sys};
+    size_t lens[] = {sizeof(h),
+                     sizeof(*t),
+                     t->nmaps_sent * sizeof(*t->maps_sent),
+                     t->nmaps_sent * sizeof(*t->map_addrs),
+                     t->nprogs_sent * sizeof(*t->progs_sent),
+                     t->nprogs_sent * sizeof(*t->progs_engine),
+                     sys_len};
+    snprintf(name, sizeof(name), "%d", (int)t->pid);
+    if (!err)
+        err = write_file(dir, name, parts, lens, sizeof(lens) / sizeof(lens[0]));
+    if (err)
+        srv_log(SRV_WARN, "target %d: its record for restarts: %s", (int)t->pid, strerror(-err));
+    free(sys);
+    if (dir >= 0)
+        close(dir);
+}
+
+void state_forget_target(struct server *s, pid_t pid)
+{
+    char name[16];
+    int dir = sub_fd(s, "targets");
+    if (dir < 0)
+        return;
+    snprintf(name, sizeof(name), "%d", (int)pid);
+    unlinkat(dir, name, 0);
+    close(dir);
+}
+
+/* Takes n bytes at *p (bounded by end) into a new buffer. */
+static void *take(const char **p, const char *end, size_t n, int *err)
+{
+    if (*err || (size_t)(end - *p) < n) {
+        *err = *err ? *err : -EBADMSG;
+        return NULL;
+    }
+    void *out = malloc(n ? n : 1);
+    if (!out) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    memcpy(out, *p, n);
+    *p += n;
+    return out;
+}
+
+static int apply_record(struct target *t, const char *buf, size_t len)
+{
+    const char *p = buf + sizeof(struct rec_hdr), *end = buf + len;
+    const struct rec_hdr *h = (const void *)buf;
+    int err = 0;
+    struct target *rec = take(&p, end, sizeof(*rec), &err);
+    t->maps_sent = take(&p, end, h->nmaps * sizeof(*t->maps_sent), &err);
+    t->map_addrs = take(&p, end, h->nmaps * sizeof(*t->map_addrs), &err);
+    t->progs_sent = take(&p, end, h->nprogs * sizeof(*t->progs_sent), &err);
+    t->progs_engine = take(&p, end, h->nprogs * sizeof(*t->progs_engine), &err);
+    if (!err)
+        err = syscalls_import(t, p, (size_t)(end - p));
+    if (!err) {
+        t->nmaps_sent = h->nmaps;
+        t->nprogs_sent = h->nprogs;
+        t->inj = rec->inj;
+        memcpy(t->hooks, rec->hooks, sizeof(t->hooks));
+        t->nhooks = rec->nhooks;
+        t->next_hook = rec->next_hook;
+        t->attached_at_ms = rec->attached_at_ms;
+        t->unwind_page = rec->unwind_page;
+        t->gdb_file = rec->gdb_file;
+        t->pidns = rec->pidns;
+        t->trap_action = rec->trap_action;
+    }
+    free(rec);
+    return err;
+}
+
+int state_load_target(struct server *s, struct target *t, uint64_t token)
+{
+    char name[16], *buf = NULL;
+    size_t len = 0;
+    int dir = sub_fd(s, "targets");
+    snprintf(name, sizeof(name), "%d", (int)t->pid);
+    int err = dir < 0 ? -errno : read_file(dir, name, &buf, &len);
+    if (dir >= 0)
+        close(dir);
+    if (err)
+        return err == -ENOENT ? -ENOENT : err;
+    const struct rec_hdr *h = (const void *)buf;
+    const struct target *rec = (const void *)(buf + sizeof(*h));
+    if (len < sizeof(*h) + sizeof(*rec) || h->magic != REC_MAGIC || h->version != REC_VERSION ||
+        h->target_size != sizeof(*t) || h->token != token || rec->inj.base != t->inj.base)
+        err = -ENOENT; /* another layout, or an earlier process with this pid */
+    else
+        err = apply_record(t, buf, len);
+    free(buf);
+    return err;
+}

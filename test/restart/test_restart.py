@@ -1,0 +1,518 @@
+#!/usr/bin/env python3
+"""bpfgraftd restarts (issue 13; server/README.md "Restarts").
+
+  crash    SIGKILL while programs run: the targets keep counting, a new
+           server re-adopts them (ps, map dump with every increment made
+           meanwhile), attaches again to the same functions, detaches
+           leaving the text equal to the files and no payload mapping
+  loop     --kills SIGKILLs in a row at random moments (during attach,
+           detach, load, map updates, idle) while several targets run
+           uprobes, uretprobes and syscall hooks; after each restart every
+           target is alive and listed and counters are exact
+  graceful SIGTERM + start, and `bpfgraft shutdown`: zero lost increments;
+           `shutdown --detach` detaches everything
+  takeover bpfgraftd --takeover three times while targets count and a
+           client connects every 20 ms: always served, counters exact
+  orphan   a payload whose server stays away past --orphan-grace goes inert
+           (programs stop, the process runs on); a fresh server with an
+           empty state directory lists it and detaches it
+"""
+import argparse
+import mmap
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+import harness  # noqa: E402
+from harness import check, check_eq, report, text_matches_file  # noqa: E402
+
+CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB = 0, 8, 16, 24
+
+
+class Daemon:
+    """bpfgraftd on one socket and state directory, restartable."""
+
+    def __init__(self, a, d, extra=()):
+        self.a, self.dir, self.extra = a, d, list(extra)
+        self.socket = os.path.join(d, "control.sock")
+        self.state = os.path.join(d, "state")
+        self.proc = None
+        self.starts = 0
+
+    def start(self, extra=()):
+        self.starts += 1
+        log = open(os.path.join(self.dir, f"bpfgraftd.{self.starts}.log"), "wb")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.a.bin_dir, "bpfgraftd"), "--socket", self.socket, "--foreground",
+             "--state-dir", self.state, "--cache-dir", os.path.join(self.dir, "jit")] + self.extra + list(extra),
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bpfgraftd exited with {self.proc.returncode}: {self.log()[-2000:]}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(self.socket)
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("bpfgraftd did not open its socket")
+
+    def log(self):
+        with open(os.path.join(self.dir, f"bpfgraftd.{self.starts}.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cli(self, *argv, timeout=60):
+        r = subprocess.run([os.path.join(self.a.bin_dir, "bpfgraft"), "--socket", self.socket] +
+                           [str(x) for x in argv], capture_output=True, text=True, timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def client(self):
+        from bpfgraft_client import Client
+        return Client(self.socket, timeout=60)
+
+
+class Victim:
+    """attach-victim-pie: threads calling probed_add and lib_probed_mul,
+    counting their calls in a shared control page."""
+
+    def __init__(self, a, d, n, threads=2, exe="attach-victim-pie"):
+        self.ctl_path = os.path.join(d, f"ctl{n}")
+        with open(self.ctl_path, "wb") as f:
+            f.write(b"\0" * 4096)
+        self.proc = subprocess.Popen([os.path.join(a.test_bin, exe), self.ctl_path, str(threads)],
+                                     preexec_fn=harness._die_with_parent)
+        self.pid = self.proc.pid
+        f = open(self.ctl_path, "r+b")
+        self.ctl = mmap.mmap(f.fileno(), 4096)
+        f.close()
+        time.sleep(0.1)
+
+    def get(self, off):
+        return struct.unpack_from("<q", self.ctl, off)[0]
+
+    def go(self, on):
+        struct.pack_into("<q", self.ctl, CTL_GO, 1 if on else 0)
+        if not on:
+            deadline = time.monotonic() + 5
+            while self.get(CTL_ACTIVE) and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def payload_mappings(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return [l for l in f.read().splitlines() if "bpfgraft-payload" in l]
+
+
+def wait_listed(d, pids, timeout=10):
+    """target.list once every pid is in it (or the last answer)."""
+    deadline = time.monotonic() + timeout
+    got = {}
+    while time.monotonic() < deadline:
+        try:
+            with d.client() as cl:
+                got = {t["pid"]: t for t in cl.call("target.list")}
+        except Exception:
+            got = {}
+        if all(p in got for p in pids):
+            return got
+        time.sleep(0.05)
+    return got
+
+
+def counts(d, keys=4):
+    with d.client() as cl:
+        return harness.counts(cl, keys)
+
+
+def check_exact(d, victims, what):
+    """With the workload stopped, the map equals the victims' own counts."""
+    for v in victims:
+        v.go(False)
+    c = counts(d)
+    calls = sum(v.get(CTL_CALLS) for v in victims)
+    lib = sum(v.get(CTL_LIB) for v in victims)
+    ok = check(c[0] == calls and c[1] == calls and c[3] == lib, f"{what}: counters exact",
+               f"map {c}, victims made {calls} calls and {lib} lib calls")
+    for v in victims:
+        v.go(True)
+    return ok
+
+
+def detach_all(d, victims, what, keeps_payload=()):
+    for v in victims:
+        rc, out, err = d.cli("detach", v.pid)
+        check_eq(rc, 0, f"{what}: detach {v.pid} ({err.strip()})")
+    for v in victims:
+        if not check(v.alive(), f"{what}: process {v.pid} alive after detach"):
+            print(d.log()[-3000:])
+            continue
+        check_eq(text_matches_file(v.pid), [], f"{what}: process {v.pid}: text equals its files")
+        if v.pid in keeps_payload:
+            continue  # syscall hooks: the payload stays mapped by design (PROTOCOL.md, target.detach)
+        deadline = time.monotonic() + 3
+        while payload_mappings(v.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_eq(payload_mappings(v.pid), [], f"{what}: process {v.pid}: no payload mapping left")
+
+
+def attach_counting(d, a, v):
+    rc, _, err = d.cli("attach", v.pid, "count", "add_entry", "add_return", "--target", ":probed_add")
+    check_eq(rc, 0, f"attach add_entry/add_return to {v.pid} ({err.strip()})")
+    rc, _, err = d.cli("attach", v.pid, "count", "lib_entry", "--target",
+                       "libattachvictim.so:lib_probed_mul")
+    check_eq(rc, 0, f"attach lib_entry to {v.pid} ({err.strip()})")
+
+
+def part_crash(a, d):
+    d.start()
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"load ({err.strip()})")
+    victims = [Victim(a, d.dir, i) for i in range(2)]
+    try:
+        for v in victims:
+            attach_counting(d, a, v)
+            v.go(True)
+        time.sleep(0.3)
+        d.stop(signal.SIGKILL)
+        before = sum(v.get(CTL_CALLS) for v in victims)
+        time.sleep(0.5)
+        check(sum(v.get(CTL_CALLS) for v in victims) > before, "crash: targets run on without a server")
+        d.start()
+        listed = wait_listed(d, [v.pid for v in victims])
+        for v in victims:
+            t = listed.get(v.pid)
+            check(t is not None and len(t["hooks"]) == 3, f"crash: {v.pid} re-adopted with its 3 hooks",
+                  f"{t}")
+        check_exact(d, victims, "crash")
+        rc, out, err = d.cli("map", "dump", "counts")
+        check(rc == 0 and "key" in out, "crash: map dump works after the restart", err)
+        # a new attach to the same function joins its hook
+        rc, _, err = d.cli("attach", victims[0].pid, "count", "add_tid", "--target", ":probed_add")
+        check_eq(rc, 0, f"crash: attach again to the same function ({err.strip()})")
+        detach_all(d, victims, "crash")
+    finally:
+        for v in victims:
+            v.kill()
+        d.stop(signal.SIGTERM)
+
+
+def part_graceful(a, d):
+    d.start()
+    d.cli("load", a.obj)
+    victims = [Victim(a, d.dir, 10 + i) for i in range(2)]
+    try:
+        for v in victims:
+            attach_counting(d, a, v)
+            v.go(True)
+        for i in range(3):
+            d.stop(signal.SIGTERM)
+            d.start()
+            wait_listed(d, [v.pid for v in victims])
+            check_exact(d, victims, f"SIGTERM + start {i + 1}")
+        rc, _, _ = d.cli("shutdown")
+        check_eq(rc, 0, "bpfgraft shutdown")
+        d.proc.wait(timeout=20)
+        d.start()
+        wait_listed(d, [v.pid for v in victims])
+        check_exact(d, victims, "shutdown + start")
+        rc, _, err = d.cli("shutdown", "--detach")
+        check_eq(rc, 0, f"bpfgraft shutdown --detach ({err.strip()})")
+        d.proc.wait(timeout=30)
+        for v in victims:
+            check(v.alive(), f"shutdown --detach: {v.pid} alive")
+            check_eq(text_matches_file(v.pid), [], f"shutdown --detach: {v.pid} text equals its files")
+            check_eq(payload_mappings(v.pid), [], f"shutdown --detach: {v.pid} has no payload mapping")
+        d.start()
+        with d.client() as cl:
+            check_eq(cl.call("target.list"), [], "after shutdown --detach a new server has no target")
+            check_eq(cl.call("object.list"), [], "... and no object")
+    finally:
+        for v in victims:
+            v.kill()
+        d.stop(signal.SIGTERM)
+
+
+class Poller:
+    """A client connecting anew every 20 ms while the daemon is replaced:
+    every request must be answered, none wait more than a second."""
+
+    def __init__(self, d):
+        import threading
+        self.d, self.stop, self.fails, self.worst, self.n = d, False, [], 0.0, 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            t0 = time.monotonic()
+            try:
+                with self.d.client() as cl:
+                    cl.call("target.list")
+                self.n += 1
+            except Exception as e:  # refused, reset: recorded
+                self.fails.append(repr(e))
+            self.worst = max(self.worst, time.monotonic() - t0)
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop = True
+        self.thread.join(timeout=30)
+
+
+def part_takeover(a, d):
+    """bpfgraftd --takeover three times while targets count: clients are
+    served throughout, counters exact, the old daemon leaves everything."""
+    d.start()
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"takeover: load ({err.strip()})")
+    victims = [Victim(a, d.dir, 50 + i) for i in range(2)]
+    poller = None
+    try:
+        for v in victims:
+            attach_counting(d, a, v)
+            v.go(True)
+        poller = Poller(d)
+        for i in range(3):
+            time.sleep(0.3)
+            old = d.proc
+            d.starts += 1
+            log = open(os.path.join(d.dir, f"bpfgraftd.{d.starts}.log"), "wb")
+            d.proc = subprocess.Popen(
+                [os.path.join(a.bin_dir, "bpfgraftd"), "--socket", d.socket, "--foreground", "--state-dir", d.state,
+                 "--cache-dir", os.path.join(d.dir, "jit"), "--takeover"],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
+            log.close()
+            try:
+                old.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                check(False, f"takeover {i + 1}: the old daemon exits")
+                old.kill()
+            check_eq(old.returncode, 0, f"takeover {i + 1}: the old daemon exits cleanly")
+            check(d.proc.poll() is None, f"takeover {i + 1}: the new daemon runs", d.log()[-2000:])
+            listed = wait_listed(d, [v.pid for v in victims])
+            check(all(len(listed.get(v.pid, {}).get("hooks", [])) == 3 for v in victims),
+                  f"takeover {i + 1}: every target adopted with its hooks", f"{listed}")
+            ok, detail = exact(d, object_map(d, "count", "counts"), victims)
+            check(ok, f"takeover {i + 1}: counters exact (no increment lost)", detail)
+            check("took over from pid" in d.log(), f"takeover {i + 1}: the new daemon says it took over")
+        poller.finish()
+        check(poller.n > 20 and not poller.fails, "takeover: a client connecting every 20 ms is always served",
+              f"{poller.n} answered, failures {poller.fails[:3]}")
+        check(poller.worst < 1.0, f"takeover: no request waited a second (longest {poller.worst * 1000:.0f} ms)")
+        print(f"takeover: {poller.n} requests answered, longest {poller.worst * 1000:.0f} ms")
+        detach_all(d, victims, "takeover")
+    finally:
+        if poller:
+            poller.finish()
+        for v in victims:
+            v.kill()
+        d.stop(signal.SIGTERM)
+
+
+def map_u64(d, map_id, key):
+    with d.client() as cl:
+        r = cl.call("map.lookup", map=map_id, key=struct.pack("<I", key))
+    return struct.unpack("<Q", r["value"])[0]
+
+
+def exact(d, map_id, victims):
+    """(ok, detail): with the workload stopped, map map_id equals the
+    victims' own counts."""
+    for v in victims:
+        v.go(False)
+    c = [map_u64(d, map_id, k) for k in range(4)]
+    calls = sum(v.get(CTL_CALLS) for v in victims)
+    lib = sum(v.get(CTL_LIB) for v in victims)
+    for v in victims:
+        v.go(True)
+    return c[0] == calls and c[1] == calls and c[3] == lib, f"map {c}, victims made {calls} calls, {lib} lib calls"
+
+
+def object_map(d, obj_name, map_name):
+    with d.client() as cl:
+        for o in cl.call("object.list"):
+            if o["name"] == obj_name:
+                return next(m["id"] for m in o["maps"] if m["name"] == map_name)
+    return None
+
+
+def churn_action(d, a, kind, churn, i):
+    """The request a SIGKILL interrupts (a CLI process), or None (idle)."""
+    cli = [os.path.join(a.bin_dir, "bpfgraft"), "--socket", d.socket]
+    argv = {"attach": ["attach", churn.pid, "churn", "add_entry", "--target", ":probed_add"],
+            "detach": ["detach", churn.pid],
+            "load": ["load", a.obj, "--name", f"extra{i}"],
+            "update": ["map", "update", "churn_counts", "2", str(i)]}.get(kind)
+    if not argv:
+        return None
+    return subprocess.Popen(cli + [str(x) for x in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def part_loop(a, d):
+    """SIGKILL at random moments, a.kills times in a row."""
+    d.start()
+    d.cli("load", a.obj)
+    rc, _, err = d.cli("load", a.obj, "--name", "churn")
+    check_eq(rc, 0, f"loop: load churn ({err.strip()})")
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"loop: load syscount ({err.strip()})")
+    main_map = object_map(d, "count", "counts")
+    victims = [Victim(a, d.dir, 30 + i) for i in range(3)]
+    churn = Victim(a, d.dir, 39)
+    sysv_out = open(os.path.join(d.dir, "sysv.out"), "w+")
+    sysv = subprocess.Popen([os.path.join(a.test_bin, "sys-victim"), "/etc/hostname"], stdout=sysv_out,
+                            preexec_fn=harness._die_with_parent)
+    rng = random.Random(os.environ.get("BPFGRAFT_RESTART_SEED", "13"))
+    try:
+        for v in victims:
+            attach_counting(d, a, v)
+            v.go(True)
+        churn.go(True)
+        rc, _, err = d.cli("attach", sysv.pid, "syscount")
+        check_eq(rc, 0, f"loop: attach syscount to sys-victim ({err.strip()})")
+        pids = [v.pid for v in victims] + [sysv.pid]
+        failures = 0
+        t0 = time.monotonic()
+        for i in range(a.kills):
+            kind = rng.choice(["idle", "attach", "detach", "load", "update"])
+            p = churn_action(d, a, kind, churn, i)
+            time.sleep(rng.uniform(0, 0.12))
+            d.stop(signal.SIGKILL)
+            if p:
+                p.wait(timeout=30)
+            d.start()
+            listed = wait_listed(d, pids)
+            if not churn.alive():
+                # a server killed while the target's threads are ptrace-stopped
+                # (remote syscalls run at the injector's rescue code: the
+                # thread restores itself, injector/remote.c) must not kill it
+                failures += 1
+                check(False, f"loop: kill {i + 1} during {kind}: the process attached or detached survives",
+                      "it died (server killed inside a ptrace stop)")
+                churn = Victim(a, d.dir, 40 + i)
+                churn.go(True)
+            alive = all(v.alive() for v in victims) and sysv.poll() is None
+            ok, detail = exact(d, main_map, victims) if alive else (False, "a target died")
+            ok = ok and all(pid in listed for pid in pids)
+            if not ok:
+                failures += 1
+                check(False, f"loop: kill {i + 1} during {kind}", f"{detail}; listed {sorted(listed)}")
+            if kind == "load":
+                d.cli("unload", f"extra{i}")
+        check_eq(failures, 0, f"loop: {a.kills} SIGKILLs in {time.monotonic() - t0:.0f} s: every target alive, "
+                 "listed and counted exactly after each restart")
+        sysv_out.seek(0)
+        lines = [l for l in sysv_out.read().splitlines() if "/etc/hostname" in l]
+        check(lines and all(l.split()[2] != "-1" for l in lines[-20:]),
+              "loop: the syscall-hooked process opens its file as before", f"{lines[-3:]}")
+        with d.client() as cl:
+            t = {x["pid"]: x for x in cl.call("target.list")}
+        check(t.get(sysv.pid, {}).get("syscall_programs", 0) >= 1, "loop: its syscall program is still attached")
+        sysv_victim = type("V", (), {"pid": sysv.pid, "alive": lambda self: sysv.poll() is None})()
+        d.cli("detach", churn.pid)
+        check_eq(text_matches_file(churn.pid), [], "loop: churn target's text equals its files")
+        detach_all(d, victims + [sysv_victim], "loop", keeps_payload=(sysv.pid,))
+    finally:
+        for v in victims + [churn]:
+            v.kill()
+        sysv.kill()
+        sysv.wait()
+        sysv_out.close()
+        d.stop(signal.SIGTERM)
+
+
+def part_orphan(a, d):
+    d.start(["--orphan-grace", "0.5"])
+    d.cli("load", a.obj)
+    v = Victim(a, d.dir, 20)
+    try:
+        attach_counting(d, a, v)
+        v.go(True)
+        time.sleep(0.2)
+        d.stop(signal.SIGKILL)
+        time.sleep(1.5)  # past the grace period: inert
+        d.start()  # with its state: the maps say whether programs still run
+        listed = wait_listed(d, [v.pid])
+        check(listed.get(v.pid, {}).get("state") == "inert", "orphan: adopted as inert", f"{listed}")
+        c1, calls1 = counts(d), v.get(CTL_CALLS)
+        time.sleep(0.3)
+        c2, calls2 = counts(d), v.get(CTL_CALLS)
+        check(c1 == c2 and calls2 > calls1, "orphan: inert: the process calls on, no program counts",
+              f"map {c1} -> {c2}, calls {calls1} -> {calls2}")
+        d.stop(signal.SIGKILL)
+        c_state = os.path.join(d.state, "restart")
+        shutil.rmtree(c_state)  # a server that never knew it
+        d.start()
+        listed = wait_listed(d, [v.pid])
+        t = listed.get(v.pid)
+        check(t is not None, "orphan: a fresh server with no state lists it", f"{listed}")
+        check(t is not None and t.get("state") == "inert", "orphan: listed as inert", f"{t}")
+        calls = v.get(CTL_CALLS)
+        time.sleep(0.3)
+        check(v.get(CTL_CALLS) > calls, "orphan: the process runs on")
+        detach_all(d, [v], "orphan")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--test-bin", required=True)
+    ap.add_argument("--obj", required=True)
+    ap.add_argument("--scripts", required=True)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--kills", type=int, default=50)
+    ap.add_argument("--syscount", required=True, help="samples' syscount.bpf.o (raw syscall tracepoint)")
+    a = ap.parse_args()
+    sys.path.insert(0, a.scripts)
+    parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
+             "takeover": part_takeover}
+    for name, fn in parts.items():
+        if a.only and name not in a.only.split(","):
+            continue
+        d = Daemon(a, tempfile.mkdtemp(prefix="bpfgraft-restart-"))
+        try:
+            fn(a, d)
+        except Exception as e:  # counted, the rest still runs
+            import traceback
+            traceback.print_exc()
+            check(False, f"{name}: raised {e}")
+            print(d.log()[-3000:])
+        finally:
+            d.stop(signal.SIGKILL)
+            shutil.rmtree(d.dir, ignore_errors=True)
+    sys.exit(report())
+
+
+if __name__ == "__main__":
+    main()
