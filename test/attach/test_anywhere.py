@@ -12,22 +12,22 @@ changes exactly its 2 bytes and 5 of the padding after the function, and
 after detach the text equals the files."""
 import mmap
 import os
-import signal
-import struct
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import (Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
+from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
                      text_matches_file)
 
 FIELDS = ["go", "active", "loop_calls", "three_calls", "off_iterations", "raw_calls", "jt_calls", "dispatch_calls",
           "bad_results", "two_calls", "edge_calls", "tight_calls"]
 
 
-class Victim:
+class Victim(CtlFields):
+    FIELDS = FIELDS
+
     def __init__(self, binary, directory, threads):
         self.ctl_path = os.path.join(directory, f"anywhere-{os.getpid()}-{time.monotonic_ns()}")
         with open(self.ctl_path, "wb") as f:
@@ -38,19 +38,6 @@ class Victim:
         self.proc = subprocess.Popen([binary, self.ctl_path, str(threads)])
         self.pid = self.proc.pid
         time.sleep(0.2)
-
-    def get(self, name):
-        return struct.unpack_from("<q", self.mm, 8 * FIELDS.index(name))[0]
-
-    def set(self, name, v):
-        struct.pack_into("<q", self.mm, 8 * FIELDS.index(name), v)
-
-    def quiesce(self):
-        self.set("go", 0)
-        deadline = time.monotonic() + 10
-        while self.get("active") != 0 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        return self.get("active") == 0
 
     def stop(self):
         if self.proc.poll() is None:

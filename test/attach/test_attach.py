@@ -15,14 +15,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import (Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
+from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
                      text_matches_file, zero_counts)
 
 CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
               "hold", "held"]
 
 
-class Victim:
+class Victim(CtlFields):
+    FIELDS = CTL_FIELDS
+
     def __init__(self, binary, directory, threads, block=False, wrapper=()):
         self.ctl_path = os.path.join(directory, f"ctl-{os.getpid()}-{time.monotonic_ns()}")
         with open(self.ctl_path, "wb") as f:
@@ -51,19 +53,6 @@ class Victim:
             except (OSError, ValueError):
                 time.sleep(0.02)
         time.sleep(0.1)
-
-    def get(self, name):
-        return struct.unpack_from("<q", self.mm, 8 * CTL_FIELDS.index(name))[0]
-
-    def set(self, name, v):
-        struct.pack_into("<q", self.mm, 8 * CTL_FIELDS.index(name), v)
-
-    def quiesce(self):
-        self.set("go", 0)
-        deadline = time.monotonic() + 10
-        while self.get("active") != 0 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        return self.get("active") == 0
 
     def alive(self):
         return self.proc.poll() is None

@@ -165,6 +165,27 @@ def zero_counts(cl, keys=4):
         cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
 
 
+class CtlFields:
+    """A victim's control page: little-endian int64 fields named by the
+    subclass's FIELDS, in self.mm; "go" starts the workload, "active"
+    counts the threads inside it."""
+    FIELDS = []
+
+    def get(self, name):
+        return struct.unpack_from("<q", self.mm, 8 * self.FIELDS.index(name))[0]
+
+    def set(self, name, v):
+        struct.pack_into("<q", self.mm, 8 * self.FIELDS.index(name), v)
+
+    def quiesce(self):
+        """Stops the workload; True once no thread is inside it."""
+        self.set("go", 0)
+        deadline = time.monotonic() + 10
+        while self.get("active") != 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        return self.get("active") == 0
+
+
 class Server:
     def __init__(self, args, extra_args=()):
         self.args = args

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "maps.h"
+#include "maps_testutil.h"
 
 #define VW 4 /* value words */
 
@@ -235,20 +236,7 @@ static void kill_loop(struct bpfg_map *m, void (*writer)(struct bpfg_map *, unsi
 {
     unsigned seed = 4242;
     for (int it = 0; it < iters; it++) {
-        pid_t pids[2];
-        for (int c = 0; c < 2; c++) {
-            pids[c] = fork();
-            cr_assert_geq(pids[c], 0);
-            if (pids[c] == 0)
-                writer(m, (unsigned)(it * 2 + c + 1));
-        }
-        usleep(200 + (unsigned)rand_r(&seed) % 2000);
-        for (int c = 0; c < 2; c++) {
-            kill(pids[c], SIGKILL);
-            int st;
-            cr_assert_eq(waitpid(pids[c], &st, 0), pids[c]);
-            cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "writer exited early: %#x", st);
-        }
+        kill_two_writers(m, writer, it, &seed);
         /* Every other round the next writers find the dead owners (and run
          * the repair themselves, maybe getting killed in it). */
         if (it % 2 || it == iters - 1)

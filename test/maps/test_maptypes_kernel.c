@@ -13,6 +13,7 @@
 
 #include "criterion_facts.h"
 #include "maps.h"
+#include "maps_testutil.h"
 
 #define OPS 6000
 
@@ -45,13 +46,6 @@ static void freepair(struct pair *p)
 {
     close(p->kfd);
     bpfg_map_close(p->m);
-}
-
-static void rand_bytes(unsigned *seed, void *buf, size_t n)
-{
-    uint8_t *b = buf;
-    for (size_t i = 0; i < n; i++)
-        b[i] = (uint8_t)rand_r(seed);
 }
 
 static const uint64_t flag_choices[] = {BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK, 3};
