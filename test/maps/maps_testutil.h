@@ -3,8 +3,11 @@
 #ifndef BPFGRAFT_TEST_MAPS_TESTUTIL_H
 #define BPFGRAFT_TEST_MAPS_TESTUTIL_H
 
+#include <bpf/bpf.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -17,6 +20,38 @@ static inline void rand_bytes(unsigned *seed, void *buf, size_t n)
     uint8_t *b = buf;
     for (size_t i = 0; i < n; i++)
         b[i] = (uint8_t)rand_r(seed);
+}
+
+/* Creating s fails, or succeeds, as the kernel's map creation does. */
+static inline void expect_create_like_kernel(const struct bpfg_map_spec *s, size_t casei)
+{
+    LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = s->map_flags, .map_extra = s->map_extra);
+    int kfd = bpf_map_create(s->type, "e", s->key_size, s->value_size, s->max_entries, &o);
+    int rk = kfd < 0 ? -errno : 0;
+    if (kfd >= 0)
+        close(kfd);
+    struct bpfg_map *m = NULL;
+    int ro = bpfg_map_create(s, &m);
+    bpfg_map_close(m);
+    cr_assert_eq(ro, rk, "case %zu: ours %d kernel %d", casei, ro, rk);
+}
+
+/* The stress tests' values: STRESS_VW equal words (seq << 16 | key), so a
+ * torn value shows. */
+#define STRESS_VW 4
+
+static inline void make_val(uint64_t *v, uint32_t key, uint64_t seq)
+{
+    for (int i = 0; i < STRESS_VW; i++)
+        v[i] = seq << 16 | key;
+}
+
+static inline bool val_ok(const uint64_t *v, uint32_t key)
+{
+    for (int i = 1; i < STRESS_VW; i++)
+        if (v[i] != v[0])
+            return false;
+    return (v[0] & 0xffff) == key;
 }
 
 /* Two writer processes on m (writer never returns), SIGKILLed after

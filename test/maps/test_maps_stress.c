@@ -15,7 +15,7 @@
 #include "maps.h"
 #include "maps_testutil.h"
 
-#define VW 4 /* value words */
+#define VW STRESS_VW /* value words (maps_testutil.h) */
 
 static struct bpfg_map *mk(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
 {
@@ -30,21 +30,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Values are VW equal words (seq << 16 | key): a torn value shows. */
-static void make_val(uint64_t *v, uint32_t key, uint64_t seq)
-{
-    for (int i = 0; i < VW; i++)
-        v[i] = seq << 16 | key;
-}
-
-static bool val_ok(const uint64_t *v, uint32_t key)
-{
-    for (int i = 1; i < VW; i++)
-        if (v[i] != v[0])
-            return false;
-    return (v[0] & 0xffff) == key;
 }
 
 /* ---- multi-process stress ---- */

@@ -15,8 +15,8 @@
 #include "maps.h"
 #include "maps_testutil.h"
 
-#define VW 4
-#define KKEYS 250 /* prefixes 0..249 */
+#define VW STRESS_VW /* value words (maps_testutil.h) */
+#define KKEYS 250    /* prefixes 0..249 */
 #define KCAP 64
 
 struct lkey {
@@ -35,20 +35,6 @@ static struct lkey key_of(uint32_t k)
 static uint32_t id_of(const struct lkey *key)
 {
     return key->d[0] * 25u + key->plen - 8;
-}
-
-static void make_val(uint64_t *v, uint32_t key, uint64_t seq)
-{
-    for (int i = 0; i < VW; i++)
-        v[i] = seq << 16 | key;
-}
-
-static bool val_ok(const uint64_t *v, uint32_t key)
-{
-    for (int i = 1; i < VW; i++)
-        if (v[i] != v[0])
-            return false;
-    return (v[0] & 0xffff) == key;
 }
 
 static void lpm_writer(struct bpfg_map *m, unsigned seed)
