@@ -57,6 +57,7 @@ struct region_hdr {
     uint64_t lru_off; /* LRU: 2 bytes per element (live, ref) */
     uint32_t n_elems; /* hash: pool size; array: max_entries; queue: slots */
     uint32_t n_buckets;
+    struct bpfg_map_inner inner; /* map-in-map: inner map template (offset 152) */
 };
 
 /* Mutable state, in the header page at STATE_OFF. */
@@ -66,7 +67,13 @@ struct region_state {
     _Atomic uint32_t needs_repair; /* an owner died: run repair */
     _Atomic uint32_t count;        /* hash: live elements */
     _Atomic uint32_t repairs;      /* statistics: repairs done */
-    char pad0[48];
+    /* LPM_TRIE (writers under lock 0): */
+    _Atomic uint32_t t_seq;   /* odd while a writer changes the trie */
+    _Atomic uint32_t t_root;  /* root node index, NIL = empty */
+    _Atomic uint32_t t_bump;  /* nodes [0, t_bump) have been handed out */
+    _Atomic uint32_t t_free;  /* free node list head, NIL = empty */
+    _Atomic uint64_t t_stamp; /* insert sequence, newest entry wins in repair */
+    char pad0[24];
     uint64_t unused_free_head; /* layout 1's single free list */
     char pad1[56];
     _Atomic uint64_t clock_hand; /* LRU victim search */
@@ -117,8 +124,9 @@ struct bpfg_map {
     const struct map_ops *ops;
     uint32_t type, key_size, value_size, max_entries, map_flags, nr_cpus;
     uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
-    uint32_t value_stride; /* ROUND8(value_size) */
-    uint32_t key_stride;   /* ROUND8(key_size) */
+    uint32_t value_stride;       /* ROUND8(value_size) */
+    uint32_t key_stride;         /* ROUND8(key_size) */
+    struct bpfg_map_inner inner; /* map-in-map template */
     uint8_t *locks;
     uint8_t *aux;
     uint8_t *data;
@@ -155,6 +163,7 @@ struct map_ops {
 extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;
 extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_hash_ops;
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
+extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_maps_ops;
 
 /* Locks: robust process-shared mutexes. map_lock() returns 0 with the lock
  * held (after marking the map for repair if the previous owner died), or a
@@ -173,6 +182,9 @@ int map_lock_checked(struct bpfg_map *m, uint32_t i);
 /* This thread's id, cached (reset across fork). */
 uint32_t map_tid(void);
 int map_repair(struct bpfg_map *m);
+/* Map-in-map creation: the inner template is a known map type, not itself
+ * a map-in-map (nesting is one level, as in the kernel). */
+int map_inner_template_check(const struct bpfg_map_spec *s);
 
 uint32_t map_current_cpu(const struct bpfg_map *m);
 void map_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,8 +17,21 @@ static bool is_percpu(const struct bpfg_map_spec *s)
     return s->type == BPF_MAP_TYPE_PERCPU_ARRAY;
 }
 
+/* PROG_ARRAY and ARRAY_OF_MAPS: a u32 id per slot (0 = empty). */
+static bool is_id_array(uint32_t type)
+{
+    return type == BPF_MAP_TYPE_PROG_ARRAY || type == BPF_MAP_TYPE_ARRAY_OF_MAPS;
+}
+
 static int array_check(const struct bpfg_map_spec *s)
 {
+    if (s->type == BPF_MAP_TYPE_ARRAY_OF_MAPS &&
+        (s->value_size != 4 || (s->map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG))))
+        return -EINVAL;
+    if (s->type != BPF_MAP_TYPE_ARRAY && (s->map_flags & (BPF_F_MMAPABLE | BPF_F_INNER_MAP)))
+        return -EINVAL;
+    if (s->type == BPF_MAP_TYPE_ARRAY_OF_MAPS && map_inner_template_check(s))
+        return -EINVAL;
     if (s->key_size != 4 || s->value_size == 0 || s->max_entries == 0 || (s->map_flags & ~ARRAY_FLAGS))
         return -EINVAL;
     if (is_percpu(s) && (s->map_flags & (BPF_F_MMAPABLE | BPFG_F_GLOBAL_DATA)))
@@ -40,7 +53,7 @@ static void array_layout(const struct bpfg_map_spec *s, struct layout *lo)
     lo->n_locks = 0;
     lo->locks_off = HDR_SIZE;
     lo->n_elems = s->max_entries;
-    lo->elem_size = s->type == BPF_MAP_TYPE_PROG_ARRAY ? 4 : ROUND8(s->value_size) * (is_percpu(s) ? s->nr_cpus : 1);
+    lo->elem_size = is_id_array(s->type) ? 4 : ROUND8(s->value_size) * (is_percpu(s) ? s->nr_cpus : 1);
     lo->data_off = HDR_SIZE; /* page aligned: mmapable value area */
     lo->data_size = (uint64_t)lo->elem_size * s->max_entries;
     lo->region_size = ROUNDUP(lo->data_off + lo->data_size, REGION_PAGE);
@@ -174,7 +187,8 @@ static int array_get_next_key(struct bpfg_map *m, const void *key, void *next)
     return 0;
 }
 
-/* PROG_ARRAY: slot = program id (0 = empty), swapped with one store. */
+/* PROG_ARRAY: slot = program id (0 = empty), swapped with one store.
+ * ARRAY_OF_MAPS likewise holds inner map ids. */
 static _Atomic uint32_t *prog_slot(struct bpfg_map *m, uint32_t i)
 {
     return (_Atomic uint32_t *)(m->data + (uint64_t)i * 4);
@@ -234,6 +248,25 @@ const struct map_ops percpu_array_ops = {
     .update = percpu_array_update,
     .delete = array_delete,
     .lookup_copy = percpu_array_lookup_copy,
+    .get_next_key = array_get_next_key,
+};
+
+static int no_lookup_and_delete(struct bpfg_map *m, const void *key, void *value)
+{
+    (void)m;
+    (void)key;
+    (void)value;
+    return -ENOTSUPP; /* what the kernel's bpf(2) says for arrays */
+}
+
+const struct map_ops array_of_maps_ops = {
+    .lookup_and_delete = no_lookup_and_delete,
+    .check = array_check,
+    .layout = array_layout,
+    .lookup = array_lookup, /* the slot: u32 inner map id, 0 = none */
+    .update = prog_array_update,
+    .delete = prog_array_delete,
+    .lookup_copy = prog_array_lookup_copy,
     .get_next_key = array_get_next_key,
 };
 

@@ -56,6 +56,8 @@ static uint32_t roundup_pow2(uint32_t x)
 
 static int hash_check(const struct bpfg_map_spec *s)
 {
+    if (s->type == BPF_MAP_TYPE_HASH_OF_MAPS && (s->value_size != 4 || map_inner_template_check(s)))
+        return -EINVAL;
     if (s->key_size == 0 || s->value_size == 0 || s->max_entries == 0 || (s->map_flags & ~HASH_FLAGS))
         return -EINVAL;
     if (!type_lru(s->type) && (s->map_flags & BPF_F_NO_COMMON_LRU))
@@ -723,3 +725,26 @@ const struct map_ops hash_ops = {HASH_OPS};
 const struct map_ops percpu_hash_ops = {HASH_OPS};
 const struct map_ops lru_hash_ops = {HASH_OPS};
 const struct map_ops lru_percpu_hash_ops = {HASH_OPS};
+
+/* HASH_OF_MAPS: values are inner map ids. The kernel's bpf(2) has no
+ * lookup-and-delete for it. */
+static int no_lookup_and_delete(struct bpfg_map *m, const void *key, void *value)
+{
+    (void)m;
+    (void)key;
+    (void)value;
+    return -ENOTSUPP;
+}
+
+const struct map_ops hash_of_maps_ops = {
+    .check = hash_check,
+    .layout = hash_layout,
+    .init = hash_init,
+    .lookup = hash_lookup, /* the value: u32 inner map id */
+    .update = hash_update,
+    .delete = hash_delete,
+    .lookup_copy = hash_lookup_copy,
+    .lookup_and_delete = no_lookup_and_delete,
+    .get_next_key = hash_get_next_key,
+    .repair = hash_repair,
+};

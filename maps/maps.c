@@ -21,6 +21,9 @@ _Static_assert(sizeof(pthread_mutex_t) <= FREE_HEAD_OFF, "mutex overlaps the fre
 /* Offsets documented in FORMAT.md. */
 _Static_assert(STATE_OFF + offsetof(struct region_state, rb_lock) == 832, "rb_lock moved");
 _Static_assert(offsetof(struct perf_ctl, lock) == 192, "perf ring lock moved");
+_Static_assert(offsetof(struct region_hdr, inner) == 152, "inner map template moved");
+_Static_assert(STATE_OFF + offsetof(struct region_state, t_seq) == 528, "trie state moved");
+_Static_assert(STATE_OFF + offsetof(struct region_state, t_stamp) == 544, "trie stamp moved");
 
 /* Type dispatch: adding a map type means adding one ops table here. */
 static const struct map_ops *const type_ops[] = {
@@ -35,6 +38,10 @@ static const struct map_ops *const type_ops[] = {
     [BPF_MAP_TYPE_QUEUE] = &queue_ops,
     [BPF_MAP_TYPE_STACK] = &stack_ops,
     [BPF_MAP_TYPE_RINGBUF] = &ringbuf_ops,
+    [BPF_MAP_TYPE_LPM_TRIE] = &lpm_trie_ops,
+    [BPF_MAP_TYPE_ARRAY_OF_MAPS] = &array_of_maps_ops,
+    [BPF_MAP_TYPE_HASH_OF_MAPS] = &hash_of_maps_ops,
+    [BPF_MAP_TYPE_BLOOM_FILTER] = &bloom_ops,
 };
 
 static const char *const type_names[] = {
@@ -49,6 +56,10 @@ static const char *const type_names[] = {
     [BPF_MAP_TYPE_QUEUE] = "queue",
     [BPF_MAP_TYPE_STACK] = "stack",
     [BPF_MAP_TYPE_RINGBUF] = "ringbuf",
+    [BPF_MAP_TYPE_LPM_TRIE] = "lpm_trie",
+    [BPF_MAP_TYPE_ARRAY_OF_MAPS] = "array_of_maps",
+    [BPF_MAP_TYPE_HASH_OF_MAPS] = "hash_of_maps",
+    [BPF_MAP_TYPE_BLOOM_FILTER] = "bloom_filter",
 };
 
 #define NTYPES (sizeof(type_ops) / sizeof(type_ops[0]))
@@ -266,6 +277,7 @@ static void spec_from_hdr(const struct region_hdr *h, struct bpfg_map_spec *s)
     s->map_flags = h->map_flags;
     s->map_extra = h->map_extra;
     s->nr_cpus = h->nr_cpus;
+    s->inner = h->inner;
 }
 
 #define CHECK_FIELD(f)                                                                                    \
@@ -468,6 +480,7 @@ static int attach(int fd, struct bpfg_map **out)
     m->hash_seed = h.hash_seed;
     m->value_stride = ROUND8(h.value_size);
     m->key_stride = ROUND8(h.key_size);
+    m->inner = h.inner;
 
     bool ring = m->type == BPF_MAP_TYPE_RINGBUF || m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
     m->base_len = m->type == BPF_MAP_TYPE_RINGBUF            ? lo.aux_off
@@ -626,6 +639,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const c
     h->lru_off = lo.lru_off;
     h->n_elems = lo.n_elems;
     h->n_buckets = lo.n_buckets;
+    h->inner = spec.inner;
     if ((err = init_locks(p, &lo)))
         goto fail;
     /* Type init runs on a temporary handle over the fresh mapping. */
@@ -649,6 +663,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const c
         .hash_seed = h->hash_seed,
         .value_stride = ROUND8(spec.value_size),
         .key_stride = ROUND8(spec.key_size),
+        .inner = spec.inner,
         .locks = p + lo.locks_off,
         .aux = lo.aux_size ? p + lo.aux_off : NULL,
         .data = p + lo.data_off,
@@ -670,9 +685,37 @@ fail:
     return err;
 }
 
+int map_inner_template_check(const struct bpfg_map_spec *s)
+{
+    const struct bpfg_map_inner *in = &s->inner;
+    if (!ops_for(in->type) || bpfg_map_type_is_outer(in->type))
+        return -EINVAL;
+    return 0;
+}
+
+/* The kernel's bpf_map_meta_equal, and array_map_meta_equal for arrays. */
+int bpfg_map_inner_check(const struct bpfg_map *o, const struct bpfg_map_info *in)
+{
+    const struct bpfg_map_inner *t = &o->inner;
+    if (!bpfg_map_type_is_outer(o->type) || bpfg_map_type_is_outer(in->type))
+        return -EINVAL;
+    if (in->type != t->type || in->key_size != t->key_size || in->value_size != t->value_size ||
+        in->map_flags != t->map_flags)
+        return -EINVAL;
+    bool array = t->type == BPF_MAP_TYPE_ARRAY || t->type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    if (array && !(t->map_flags & BPF_F_INNER_MAP) && in->max_entries != t->max_entries)
+        return -EINVAL;
+    return 0;
+}
+
 int bpfg_map_fd(const struct bpfg_map *m)
 {
     return m->fd;
+}
+
+uint32_t bpfg_map_type(const struct bpfg_map *m)
+{
+    return m->type;
 }
 
 void *bpfg_map_mapping(const struct bpfg_map *m, uint32_t i, size_t *len)
@@ -703,6 +746,7 @@ void bpfg_map_get_info(const struct bpfg_map *m, struct bpfg_map_info *info)
     bool percpu = m->type == BPF_MAP_TYPE_PERCPU_ARRAY || m->type == BPF_MAP_TYPE_PERCPU_HASH ||
                   m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
     info->value_copy_size = percpu ? m->value_stride * m->nr_cpus : m->value_size;
+    info->inner = m->inner;
     info->frozen = atomic_load(&m->st->frozen);
     info->repairs = atomic_load(&m->st->repairs);
     memcpy(info->name, m->hdr->name, BPFG_MAP_NAME_LEN);

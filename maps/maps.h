@@ -37,6 +37,14 @@
 
 struct bpfg_map;
 
+/* ARRAY_OF_MAPS / HASH_OF_MAPS: the inner map template (the kernel's
+ * inner_map_fd). Inner maps stored in the outer map must match it like the
+ * kernel's bpf_map_meta_equal (type, key/value size, flags; max_entries for
+ * arrays unless BPF_F_INNER_MAP). */
+struct bpfg_map_inner {
+    uint32_t type, key_size, value_size, max_entries, map_flags;
+};
+
 struct bpfg_map_spec {
     uint32_t type; /* enum bpf_map_type */
     uint32_t key_size;
@@ -47,7 +55,8 @@ struct bpfg_map_spec {
     const char *name;   /* may be NULL; truncated to 15 chars */
     uint32_t btf_key_type_id;
     uint32_t btf_value_type_id;
-    uint32_t nr_cpus; /* 0 = possible CPUs of this machine */
+    uint32_t nr_cpus;            /* 0 = possible CPUs of this machine */
+    struct bpfg_map_inner inner; /* map-in-map types only */
 };
 
 struct bpfg_map_info {
@@ -60,6 +69,7 @@ struct bpfg_map_info {
     uint32_t frozen;
     uint32_t repairs; /* owner-death repairs run on this region */
     char name[BPFG_MAP_NAME_LEN];
+    struct bpfg_map_inner inner; /* map-in-map types: the template */
 };
 
 /* Possible CPUs (/sys/devices/system/cpu/possible), as the kernel and
@@ -90,8 +100,20 @@ void bpfg_map_close(struct bpfg_map *map); /* NULL is fine */
 
 /* The handle's own fd (owned by the handle; dup it to keep it). */
 int bpfg_map_fd(const struct bpfg_map *map);
+uint32_t bpfg_map_type(const struct bpfg_map *map); /* enum bpf_map_type */
 void bpfg_map_get_info(const struct bpfg_map *map, struct bpfg_map_info *info);
 const char *bpfg_map_type_name(uint32_t type);
+
+/* ARRAY_OF_MAPS or HASH_OF_MAPS: values are inner map ids (u32, 0 = none),
+ * the ids of the server's registry (what the kernel's bpf(2) returns). */
+static inline int bpfg_map_type_is_outer(uint32_t type)
+{
+    return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+/* Whether `inner` may be stored in `outer` (a map-in-map): 0, or -EINVAL
+ * as the kernel's update with a mismatching inner map fd returns. */
+int bpfg_map_inner_check(const struct bpfg_map *outer, const struct bpfg_map_info *inner);
 
 /* The memory a handle maps, for a VM that bounds-checks what programs
  * touch: mapping i's address, its length in *len; NULL past the last.
@@ -100,12 +122,17 @@ void *bpfg_map_mapping(const struct bpfg_map *map, uint32_t i, size_t *len);
 
 /* ---- program side ---- */
 
-/* Pointer into the region (current CPU's slot for per-CPU maps), or NULL. */
+/* Pointer into the region (current CPU's slot for per-CPU maps), or NULL.
+ * Map-in-map: a pointer to the u32 inner map id (0 = empty slot), which
+ * the caller turns into its handle on that map. */
 void *bpfg_map_lookup_elem(struct bpfg_map *map, const void *key);
 int bpfg_map_update_elem(struct bpfg_map *map, const void *key, const void *value, uint64_t flags);
 int bpfg_map_delete_elem(struct bpfg_map *map, const void *key);
+/* Queue/stack push; BLOOM_FILTER: adds value (flags must be BPF_ANY). */
 int bpfg_map_push_elem(struct bpfg_map *map, const void *value, uint64_t flags);
 int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
+/* Queue/stack: copies the next value out. BLOOM_FILTER: value is the input;
+ * 0 if it may be in the set, -ENOENT if it is certainly not. */
 int bpfg_map_peek_elem(struct bpfg_map *map, void *value);
 
 /* PROG_ARRAY: program id stored at index (0 = empty slot). */
@@ -117,6 +144,9 @@ void *bpfg_map_value_area(struct bpfg_map *map, size_t *size, uint64_t *file_off
 
 /* ---- syscall side ---- */
 
+/* BLOOM_FILTER: value is the input, as with peek. Map-in-map: the value
+ * is the inner map id; update_copy takes the id (the caller has checked
+ * the inner map with bpfg_map_inner_check), lookup_copy returns it. */
 int bpfg_map_lookup_copy(struct bpfg_map *map, const void *key, void *value);
 int bpfg_map_update_copy(struct bpfg_map *map, const void *key, const void *value, uint64_t flags);
 int bpfg_map_delete_copy(struct bpfg_map *map, const void *key);

@@ -29,7 +29,15 @@ static inline uint64_t neg(int e)
 H(h_map_lookup_elem)
 {
     (void)r3, (void)r4, (void)r5, (void)user;
-    return (uint64_t)(uintptr_t)bpfg_map_lookup_elem((struct bpfg_map *)r1, (const void *)r2);
+    struct bpfg_map *m = (struct bpfg_map *)r1;
+    void *v = bpfg_map_lookup_elem(m, (const void *)r2);
+    if (v && bpfg_map_type_is_outer(bpfg_map_type(m))) {
+        /* map-in-map: the slot holds the inner map's id; the program gets
+         * this payload's handle on it (NULL if the server did not send it) */
+        uint32_t id = __atomic_load_n((const uint32_t *)v, __ATOMIC_ACQUIRE);
+        return (uint64_t)(uintptr_t)(id ? payload_map_by_id(id) : NULL);
+    }
+    return (uint64_t)(uintptr_t)v;
 }
 H(h_map_update_elem)
 {

@@ -466,15 +466,40 @@ static long perf_array_delete(struct tool_file *f, const void *key)
     return 0;
 }
 
+/* Map-in-map: the fd names an inner map matching the template; the slot
+ * gets its id (the kernel checks an array's flags and index first). */
+static long outer_update(struct tool_file *f, const void *key, const void *value, uint64_t flags)
+{
+    uint32_t fd, idx;
+    memcpy(&fd, value, 4);
+    memcpy(&idx, key, 4);
+    if (f->map_type == BPF_MAP_TYPE_ARRAY_OF_MAPS && flags != BPF_ANY)
+        return -EINVAL;
+    if (f->map_type == BPF_MAP_TYPE_ARRAY_OF_MAPS && idx >= f->max_entries)
+        return -E2BIG;
+    struct tool_file *o = tool_fdt_get((int)fd);
+    if (!o)
+        return -EBADF;
+    long r = -EINVAL;
+    if (o->kind == TK_MAP && o->map) {
+        struct bpfg_map_info info;
+        bpfg_map_get_info(o->map, &info);
+        r = bpfg_map_inner_check(f->map, &info);
+    }
+    uint32_t id = o->id;
+    file_put(o);
+    return r ? r : bpfg_map_update_copy(f->map, key, &id, flags);
+}
+
 /* One element update, with fd values turned into ids. */
 static long elem_update(struct tool_file *f, const void *key, const void *value, uint64_t flags)
 {
     uint32_t fd, id;
     switch (f->map_type) {
     case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return perf_array_update(f, key, value, flags);
-    case BPF_MAP_TYPE_PROG_ARRAY:
     case BPF_MAP_TYPE_ARRAY_OF_MAPS:
-    case BPF_MAP_TYPE_HASH_OF_MAPS: {
+    case BPF_MAP_TYPE_HASH_OF_MAPS: return outer_update(f, key, value, flags);
+    case BPF_MAP_TYPE_PROG_ARRAY: {
         memcpy(&fd, value, 4);
         uint8_t kind = f->map_type == BPF_MAP_TYPE_PROG_ARRAY ? TK_PROG : TK_MAP;
         if (f->map_type == BPF_MAP_TYPE_PROG_ARRAY && flags != BPF_ANY)
@@ -541,6 +566,11 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
         }
         if (!xbuf_get(&vb, f->value_copy ? f->value_copy : 1)) {
             r = -ENOMEM;
+            break;
+        }
+        /* a bloom filter's lookup tests the value the caller gives */
+        if (f->map_type == BPF_MAP_TYPE_BLOOM_FILTER && uread(vb.p, (const void *)(uintptr_t)uval, f->value_copy)) {
+            r = -EFAULT;
             break;
         }
         r = cmd == BPF_MAP_LOOKUP_ELEM ? bpfg_map_lookup_copy(f->map, key, vb.p)

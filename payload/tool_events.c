@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -195,6 +196,37 @@ static long user_timeout(uint64_t uts, int64_t *ns)
     return 0;
 }
 
+/* The signal mask of a sliced wait. A signal handled between two slices
+ * would be a lost wakeup (the tool's wait would go on where the kernel's
+ * returns EINTR), so the tool's signals are blocked outside the slices and
+ * each slice waits with the mask the tool waits with (its own, or the one
+ * it passed to epoll_pwait/ppoll): they arrive only inside a slice, which
+ * returns EINTR. Faults and SIGSYS are never blocked. */
+struct wait_mask {
+    uint64_t old, during;
+};
+
+#define SIGBIT(n) (1ull << ((n)-1))
+#define NEVER_BLOCKED                                                                                         \
+    (SIGBIT(SIGSYS) | SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(SIGILL) | SIGBIT(SIGTRAP) | SIGBIT(SIGBUS) | \
+     SIGBIT(SIGFPE) | SIGBIT(SIGSEGV))
+
+static void wait_mask_begin(struct wait_mask *w, long user_mask, long size)
+{
+    uint64_t block = ~NEVER_BLOCKED;
+    if (rt_is_err(rt_sys4(SYS_rt_sigprocmask, 0 /* SIG_BLOCK */, (long)&block, (long)&w->old, 8)))
+        w->old = 0;
+    w->during = w->old;
+    if (user_mask && size == 8 && uread(&w->during, (const void *)(uintptr_t)user_mask, 8))
+        w->during = w->old;
+    w->during &= ~NEVER_BLOCKED;
+}
+
+static void wait_mask_end(const struct wait_mask *w)
+{
+    rt_sys4(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)&w->old, 0, 8);
+}
+
 /* epoll_wait / epoll_pwait / epoll_pwait2 while rings are watched: the
  * wait is cut into slices of at most 10 ms, refreshing the rings' eventfds
  * (and moving perf records) before each. */
@@ -218,6 +250,8 @@ bool do_epoll_wait(long nr, const uint64_t a[6], long *ret)
         sigmask = (long)a[4];
         sigsize = (long)a[5];
     }
+    struct wait_mask w;
+    wait_mask_begin(&w, sigmask, sigsize);
     uint64_t start = rt_clock_ns(CLOCK_MONOTONIC);
     long r;
     for (;;) {
@@ -230,12 +264,13 @@ bool do_epoll_wait(long nr, const uint64_t a[6], long *ret)
             int64_t ms = (left + 999999) / 1000000;
             slice = ms < slice ? (long)ms : slice;
         }
-        r = rt_sys6(SYS_epoll_pwait, (long)a[0], (long)a[1], (long)a[2], slice, sigmask, sigsize);
+        r = rt_sys6(SYS_epoll_pwait, (long)a[0], (long)a[1], (long)a[2], slice, (long)&w.during, 8);
         if (r != 0 || slice == 0)
             break;
         if (timeout_ns >= 0 && (int64_t)(rt_clock_ns(CLOCK_MONOTONIC) - start) >= timeout_ns)
             break;
     }
+    wait_mask_end(&w);
     tool_fdt_lock();
     if (__atomic_load_n(&perf_maps_n, __ATOMIC_RELAXED))
         bridge();
@@ -298,6 +333,8 @@ bool do_poll(long nr, const uint64_t a[6], long *ret)
         sigmask = (long)a[3];
         sigsize = (long)a[4];
     }
+    struct wait_mask w;
+    wait_mask_begin(&w, sigmask, sigsize);
     uint64_t start = rt_clock_ns(CLOCK_MONOTONIC);
     long r;
     for (;;) {
@@ -324,7 +361,7 @@ bool do_poll(long nr, const uint64_t a[6], long *ret)
                 slice = left < 0 ? 0 : left;
         }
         struct timespec ts = {slice / 1000000000, slice % 1000000000};
-        r = rt_sys5(SYS_ppoll, (long)kern, (long)nfds, (long)&ts, sigmask, sigsize);
+        r = rt_sys5(SYS_ppoll, (long)kern, (long)nfds, (long)&ts, (long)&w.during, 8);
         if (r < 0)
             break;
         r = ready;
@@ -336,6 +373,7 @@ bool do_poll(long nr, const uint64_t a[6], long *ret)
         if (r > 0 || slice == 0)
             break;
     }
+    wait_mask_end(&w);
     if (r >= 0 && uwrite((void *)(uintptr_t)a[0], user, nfds * sizeof(user[0])))
         r = -EFAULT;
     *ret = r;

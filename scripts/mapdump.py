@@ -23,7 +23,11 @@ FIELDS = ("magic version hdr_size map_type key_size value_size max_entries map_f
           "nr_cpus map_extra btf_key_type_id btf_value_type_id hash_seed page_size name "
           "region_size locks_off n_locks elem_size aux_off aux_size data_off data_size "
           "lru_off n_elems n_buckets").split()
-TYPES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash"}
+TYPES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash",
+         11: "lpm_trie", 12: "array_of_maps", 13: "hash_of_maps"}
+NIL = 0xffffffff
+TRIE_STATE = 528  # t_seq, t_root (FORMAT.md, mutable state)
+TNODE_HDR = 32    # child[2], prefixlen, state, stamp, free_next, pad
 NULLS_BIT = 0x80000000
 ELEM_HDR = 16  # next, hash, gen, free_next (u32 each)
 
@@ -48,7 +52,7 @@ def parse_header(buf):
         raise RegionError("truncated region: header says %d bytes, have %d" % (h["region_size"], len(buf)))
     h["name"] = h["name"].split(b"\0", 1)[0].decode("utf-8", "replace")
     if h["map_type"] not in TYPES:
-        raise RegionError("map type %d is not an array or hash map" % h["map_type"])
+        raise RegionError("map type %d is not an array, hash, LPM trie or map-in-map" % h["map_type"])
     end = h["data_off"] + h["n_elems"] * h["elem_size"]
     if end > len(buf) or h["aux_off"] + h["aux_size"] > len(buf):
         raise RegionError("offsets out of range")
@@ -85,6 +89,30 @@ def dump_hash(h, buf):
             i = nxt
 
 
+def dump_lpm(h, buf):
+    """LPM_TRIE: every LIVE node (state 2) reachable from the root; the key
+    is prefixlen then the data bytes, as bpf(2) returns it."""
+    seq, root = struct.unpack_from("<II", buf, TRIE_STATE)
+    if seq % 2:
+        raise RegionError("a writer is changing the trie (or died doing so): try again")
+    ds = h["key_size"] - 4
+    stack, seen = [root], 0
+    while stack:
+        i = stack.pop()
+        if i == NIL:
+            continue
+        if i >= h["n_elems"] or seen > h["n_elems"]:
+            raise RegionError("corrupt trie")
+        seen += 1
+        off = h["data_off"] + i * h["elem_size"]
+        c0, c1, plen, state = struct.unpack_from("<IIII", buf, off)
+        stack += [c1, c0]
+        if state == 2:
+            d = off + TNODE_HDR
+            v = d + r8(ds)
+            yield struct.pack("<I", plen) + buf[d:d + ds], buf[v:v + h["value_size"]]
+
+
 def read_region(path=None, fd=None):
     if path is not None:
         with open(path, "rb") as f:
@@ -104,7 +132,7 @@ def main(argv=None):
     try:
         buf = read_region(a.path, a.fd)
         h = parse_header(buf)
-        gen = dump_array if h["map_type"] in (2, 6) else dump_hash
+        gen = dump_array if h["map_type"] in (2, 6, 12) else dump_lpm if h["map_type"] == 11 else dump_hash
         elems = list(gen(h, buf))
     except (OSError, RegionError) as e:
         print("mapdump: %s" % e, file=sys.stderr)

@@ -63,6 +63,9 @@ static void obj_release(struct emu_obj *o)
         free(o->prog.insns);
     } else if (o->kind == EMU_BTF) {
         free(o->btf.data);
+    } else {
+        free(o->map.slot_keys);
+        free(o->map.slot_fds);
     }
     memset(o, 0, sizeof(*o));
     o->fd = -1;
@@ -167,6 +170,17 @@ static long emu_map_create(struct bpfg_emu *emu, const union bpf_attr *a)
     uint64_t size = 0;
 
     memcpy(m.name, a->map_name, sizeof(m.name) - 1);
+    if (m.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m.type == BPF_MAP_TYPE_HASH_OF_MAPS) {
+        /* libbpf destroys the template map right after: keep its shape */
+        struct emu_obj *in = obj_find(emu, (int)a->inner_map_fd);
+        if (!in || in->kind != EMU_MAP)
+            return -EBADF;
+        m.inner_type = in->map.type;
+        m.inner_key_size = in->map.key_size;
+        m.inner_value_size = in->map.value_size;
+        m.inner_max_entries = in->map.max_entries;
+        m.inner_flags = in->map.flags;
+    }
     if (is_array(m.type)) {
         if (m.key_size != 4 || m.value_size == 0 || m.max_entries == 0)
             return -EINVAL;
@@ -182,6 +196,28 @@ static long emu_map_create(struct bpfg_emu *emu, const union bpf_attr *a)
     return o->fd;
 }
 
+/* A map-in-map slot libbpf fills at load: recorded for the loader. */
+static long emu_outer_update(struct bpfg_emu_map *m, const union bpf_attr *a)
+{
+    uint32_t key;
+    int fd;
+    if (!a->key || !a->value || m->key_size != 4)
+        return -EINVAL;
+    memcpy(&key, (const void *)(uintptr_t)a->key, 4);
+    memcpy(&fd, (const void *)(uintptr_t)a->value, 4);
+    uint32_t *keys = realloc(m->slot_keys, (m->nslots + 1) * sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    m->slot_keys = keys;
+    int *fds = realloc(m->slot_fds, (m->nslots + 1) * sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    m->slot_fds = fds;
+    keys[m->nslots] = key;
+    fds[m->nslots++] = fd;
+    return 0;
+}
+
 static long emu_map_elem(struct bpfg_emu *emu, int cmd, const union bpf_attr *a)
 {
     struct emu_obj *o = obj_find(emu, (int)a->map_fd);
@@ -194,6 +230,8 @@ static long emu_map_elem(struct bpfg_emu *emu, int cmd, const union bpf_attr *a)
         m->frozen = true;
         return 0;
     }
+    if (cmd == BPF_MAP_UPDATE_ELEM && (m->type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m->type == BPF_MAP_TYPE_HASH_OF_MAPS))
+        return emu_outer_update(m, a);
     if (!is_array(m->type)) {
         /* Only arrays are filled during a load (global data); other maps
          * start empty, and their contents live in the server's maps. */

@@ -425,7 +425,8 @@ static bool is_keyed(uint32_t type)
     case BPF_MAP_TYPE_RINGBUF:
     case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
     case BPF_MAP_TYPE_QUEUE:
-    case BPF_MAP_TYPE_STACK: return false;
+    case BPF_MAP_TYPE_STACK:
+    case BPF_MAP_TYPE_BLOOM_FILTER: return false;
     default: return true;
     }
 }
@@ -482,6 +483,23 @@ static int m_map_lookup(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+/* Map-in-map values are inner map ids: a map of this server that matches
+ * the template. */
+static int check_inner(struct srv_call *call, struct reg_map *outer, const void *value)
+{
+    uint32_t id;
+    memcpy(&id, value, 4);
+    struct reg_map *in = registry_map(&call->s->reg, id);
+    if (!in)
+        return fail(call, errno_code(-EBADF), "map '%s': no inner map with id %u", outer->name, id);
+    struct bpfg_map_info ii;
+    bpfg_map_get_info(in->map, &ii);
+    if (bpfg_map_inner_check(outer->map, &ii))
+        return fail(call, errno_code(-EINVAL), "map '%s': map %u '%s' does not match its inner map template",
+                    outer->name, id, in->name);
+    return 0;
+}
+
 static int m_map_update(struct srv_call *call, msgpack_packer *pk)
 {
     struct reg_map *m;
@@ -492,6 +510,8 @@ static int m_map_update(struct srv_call *call, msgpack_packer *pk)
         (err = arg_bytes(call, 2, "value", info.value_copy_size, &value)))
         return err;
     uint64_t flags = call->args[3] ? call->args[3]->via.u64 : BPF_ANY;
+    if (bpfg_map_type_is_outer(info.type) && (err = check_inner(call, m, value)))
+        return err;
     err = bpfg_map_update_copy(m->map, key, value, flags);
     if (err) {
         const char *why = err == -EEXIST   ? "key already exists (flags say it must not)"

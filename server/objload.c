@@ -272,6 +272,7 @@ void bpfg_obj_free(struct bpfg_obj *obj)
         struct bpfg_obj_map *m = &obj->maps[i];
         free(m->name);
         free(m->init_data);
+        free(m->init_slots);
         if (m->fd >= 0)
             close(m->fd);
     }
@@ -858,6 +859,43 @@ static int rewrite_map_refs(struct bpfg_obj_prog *p, const int *map_fds, size_t 
     return 0;
 }
 
+/* Map-in-map: the inner map template (libbpf destroys its own copy once
+ * the outer map exists; the emulation kept what inner_map_fd named). */
+static void collect_inner(struct bpfg_obj_map *m, const struct bpfg_emu_map *em)
+{
+    m->inner = (struct bpfg_obj_inner_map){.type = em->inner_type,
+                                           .key_size = em->inner_key_size,
+                                           .value_size = em->inner_value_size,
+                                           .max_entries = em->inner_max_entries,
+                                           .flags = em->inner_flags};
+}
+
+/* Map-in-map slots libbpf filled (`.values = {...}`), by map index. */
+static int collect_slots(struct bpfg_obj *obj, struct bpfg_emu *emu, const int *fds)
+{
+    for (size_t i = 0; i < obj->map_cnt; i++) {
+        const struct bpfg_emu_map *em = bpfg_emu_map_by_fd(emu, fds[i]);
+        struct bpfg_obj_map *m = &obj->maps[i];
+        if (!em || !em->nslots)
+            continue;
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < em->nslots; k++)
+            if (em->slot_keys[k] < m->max_entries && em->slot_keys[k] + 1 > n)
+                n = em->slot_keys[k] + 1;
+        m->init_slots = malloc(n * sizeof(*m->init_slots));
+        if (!m->init_slots)
+            return -ENOMEM;
+        m->init_slots_cnt = n;
+        for (uint32_t k = 0; k < n; k++)
+            m->init_slots[k] = -1;
+        for (uint32_t k = 0; k < em->nslots; k++)
+            for (size_t j = 0; j < obj->map_cnt && em->slot_keys[k] < n; j++)
+                if (fds[j] == em->slot_fds[k])
+                    m->init_slots[em->slot_keys[k]] = (int32_t)j;
+    }
+    return 0;
+}
+
 /* Everything the object needs from libbpf's loaded state, taken while the
  * emulation still knows the fds. */
 static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu *emu, char *err, size_t errlen)
@@ -890,11 +928,13 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
         m->btf_value_type_id = bpf_map__btf_value_type_id(bm);
         m->map_extra = bpf_map__map_extra(bm);
         fds[obj->map_cnt - 1] = bpf_map__fd(bm);
-        if (!bpfg_emu_map_by_fd(emu, fds[obj->map_cnt - 1])) {
+        const struct bpfg_emu_map *em = bpfg_emu_map_by_fd(emu, fds[obj->map_cnt - 1]);
+        if (!em) {
             set_err(err, errlen, "map '%s' was not created", m->name);
             free(fds);
             return -EINVAL;
         }
+        collect_inner(m, em);
         if (m->kind != BPFG_MAP_USER) {
             size_t sz = 0;
             const void *init = bpf_map__initial_value(bm, &sz);
@@ -907,6 +947,9 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
             }
         }
     }
+
+    if (collect_slots(obj, emu, fds) < 0)
+        goto nomem;
 
     /* progs[] was filled with names and kinds before the load. */
     size_t i = 0;
@@ -1089,6 +1132,9 @@ struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpf
             .map_extra = m->map_extra,
             .init_data = m->init_data,
             .init_size = m->init_size,
+            .inner = m->inner,
+            .init_slots = m->init_slots,
+            .init_slots_cnt = m->init_slots_cnt,
         };
         int fd = create(opts ? opts->user : NULL, &def);
         if (fd < 0) {

@@ -53,6 +53,11 @@ enum bpfg_map_kind {
     BPFG_MAP_KCONFIG, /* .kconfig externs, values filled by libbpf */
 };
 
+/* ARRAY_OF_MAPS / HASH_OF_MAPS: what inner maps must look like. */
+struct bpfg_obj_inner_map {
+    uint32_t type, key_size, value_size, max_entries, flags;
+};
+
 /* A map definition as handed to create_map. */
 struct bpfg_map_def {
     const char *name;
@@ -63,6 +68,11 @@ struct bpfg_map_def {
     uint64_t map_extra;
     const void *init_data; /* global data maps: the whole value */
     size_t init_size;
+    struct bpfg_obj_inner_map inner; /* map-in-map: the inner map template */
+    /* map-in-map: slots libbpf filled at load (`.values`), key i -> the
+     * index of an inner map of this object (-1 = none) */
+    const int32_t *init_slots;
+    uint32_t init_slots_cnt;
 };
 
 /* Creates the storage for a map: returns a new fd the object then owns
@@ -92,7 +102,10 @@ struct bpfg_obj_map {
     uint64_t map_extra;
     void *init_data; /* global data maps only, else NULL */
     size_t init_size;
-    int fd; /* from create_map, owned */
+    int fd;                          /* from create_map, owned */
+    struct bpfg_obj_inner_map inner; /* map-in-map: the inner map template */
+    int32_t *init_slots;             /* map-in-map: see bpfg_map_def */
+    uint32_t init_slots_cnt;
 };
 
 struct bpfg_obj_prog {

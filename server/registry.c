@@ -109,6 +109,8 @@ static int create_map(void *user, const struct bpfg_map_def *def)
         .name = def->name,
         .btf_key_type_id = def->btf_key_type_id,
         .btf_value_type_id = def->btf_value_type_id,
+        .inner = {def->inner.type, def->inner.key_size, def->inner.value_size, def->inner.max_entries,
+                  def->inner.flags},
     };
     if (def->kind != BPFG_MAP_USER) {
         spec.map_flags |= BPFG_F_GLOBAL_DATA;
@@ -177,6 +179,29 @@ static struct bpfg_map *take_handle(struct create_ctx *ctx, int fd)
         }
     }
     return NULL;
+}
+
+/* Map-in-map slots the object initialises (`.values = {...}`): the inner
+ * maps' ids, as libbpf's update with their fds does in the kernel. */
+static void fill_inner_slots(struct registry *r, struct reg_object *o)
+{
+    for (size_t i = 0; i < o->map_cnt; i++) {
+        const struct bpfg_obj_map *om = &o->obj->maps[i];
+        struct reg_map *outer = registry_map(r, o->map_ids[i]);
+        for (uint32_t k = 0; outer && k < om->init_slots_cnt; k++) {
+            int32_t j = om->init_slots[k];
+            struct reg_map *in = j >= 0 ? registry_map(r, o->map_ids[j]) : NULL;
+            struct bpfg_map_info info;
+            if (!in)
+                continue;
+            bpfg_map_get_info(in->map, &info);
+            int e = bpfg_map_inner_check(outer->map, &info);
+            if (!e)
+                e = bpfg_map_update_copy(outer->map, &k, &in->id, BPF_ANY);
+            if (e)
+                srv_log(SRV_WARN, "map '%s': slot %u: inner map '%s': %s", outer->name, k, in->name, strerror(-e));
+        }
+    }
 }
 
 int registry_load(struct registry *r, const char *path, const void *data, size_t len, const char *name,
@@ -341,6 +366,7 @@ int registry_load_as(struct registry *r, const char *path, const void *data, siz
         r->maps[r->nmaps++] = m;
     }
     o->map_cnt = nm;
+    fill_inner_slots(r, o);
     for (size_t i = 0; i < np; i++) {
         struct reg_prog *p = progs[i];
         p->id = take_id(r, ID_PROG, restore && i < restore->nprogs ? restore->prog_ids[i] : 0);
@@ -470,6 +496,8 @@ int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg
                                 .btf_key_type_id = spec->btf_key_type_id,
                                 .btf_value_type_id = spec->btf_value_type_id,
                                 .map_extra = spec->map_extra,
+                                .inner = {spec->inner.type, spec->inner.key_size, spec->inner.value_size,
+                                          spec->inner.max_entries, spec->inner.map_flags},
                                 .fd = fd};
     m->id = id;
     m->obj_id = o->id;

@@ -625,28 +625,61 @@ static int add_id(uint32_t **ids, size_t *n, uint32_t id)
     return 0;
 }
 
+static int send_map(struct server *s, struct target *t, uint32_t id, char *err, size_t errlen)
+{
+    if (id_in(t->maps_sent, t->nmaps_sent, id))
+        return 0;
+    struct reg_map *m = registry_map(&s->reg, id);
+    struct bpfg_pmsg_map body = {.map_id = id};
+    struct bpfg_pmsg_map_reply mr;
+    size_t got = 0;
+    if (!m)
+        return 0; /* an inner map id that is gone: lookups of it read NULL */
+    int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr),
+                                    &got, err, errlen);
+    if (r)
+        return r;
+    struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
+    if (!grown)
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
+    t->map_addrs = grown;
+    grown[t->nmaps_sent] = (struct target_map_addr){
+        .known = got >= sizeof(mr), .handle = mr.handle, .value_area = mr.value_area, .value_size = mr.value_size};
+    if ((r = add_id(&t->maps_sent, &t->nmaps_sent, id)))
+        return srv_efail(err, errlen, r, "out of memory");
+    return 0;
+}
+
+/* Inner maps stored (now) in the object's map-in-maps: programs reach them
+ * through lookups, so the payload needs its handle on each. */
+static int send_inner_maps(struct server *s, struct target *t, struct bpfg_map *outer, char *err, size_t errlen)
+{
+    uint8_t key[512], next[512];
+    uint32_t id;
+    int r = bpfg_map_get_next_key(outer, NULL, next);
+    while (r == 0) {
+        if (bpfg_map_lookup_copy(outer, next, &id) == 0 && id && (r = send_map(s, t, id, err, errlen)))
+            return r;
+        memcpy(key, next, sizeof(key));
+        r = bpfg_map_get_next_key(outer, key, next);
+    }
+    return 0;
+}
+
 static int send_object_maps(struct server *s, struct target *t, const struct reg_object *o, char *err, size_t errlen)
 {
     for (size_t i = 0; i < o->map_cnt; i++) {
-        uint32_t id = o->map_ids[i];
-        if (id_in(t->maps_sent, t->nmaps_sent, id))
-            continue;
-        struct reg_map *m = registry_map(&s->reg, id);
-        struct bpfg_pmsg_map body = {.map_id = id};
-        struct bpfg_pmsg_map_reply mr;
-        size_t got = 0;
-        int r = targets_payload_call_fd(s, t, BPFG_PMSG_MAP, &body, sizeof(body), bpfg_map_fd(m->map), &mr, sizeof(mr),
-                                        &got, err, errlen);
+        int r = send_map(s, t, o->map_ids[i], err, errlen);
         if (r)
             return r;
-        struct target_map_addr *grown = realloc(t->map_addrs, (t->nmaps_sent + 1) * sizeof(*grown));
-        if (!grown)
-            return srv_efail(err, errlen, -ENOMEM, "out of memory");
-        t->map_addrs = grown;
-        grown[t->nmaps_sent] = (struct target_map_addr){
-            .known = got >= sizeof(mr), .handle = mr.handle, .value_area = mr.value_area, .value_size = mr.value_size};
-        if ((r = add_id(&t->maps_sent, &t->nmaps_sent, id)))
-            return srv_efail(err, errlen, r, "out of memory");
+    }
+    for (size_t i = 0; i < o->map_cnt; i++) {
+        struct reg_map *m = registry_map(&s->reg, o->map_ids[i]);
+        struct bpfg_map_info info;
+        bpfg_map_get_info(m->map, &info);
+        int r = bpfg_map_type_is_outer(info.type) ? send_inner_maps(s, t, m->map, err, errlen) : 0;
+        if (r)
+            return r;
     }
     return 0;
 }

@@ -152,6 +152,15 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
         return srv_efail(err, errlen, -EINVAL, "map '%s': map type %s is not available in bpfgraft yet", name,
                          tn ? tn : "unknown");
     }
+    if (bpfg_map_type_is_outer(c.map_type)) {
+        /* the inner map template: the map inner_map_fd named */
+        struct reg_map *in = registry_map(&s->reg, c.inner_map_id);
+        struct bpfg_map_info ii;
+        if (!in)
+            return srv_efail(err, errlen, -EBADF, "map '%s': no inner map %u", name, c.inner_map_id);
+        bpfg_map_get_info(in->map, &ii);
+        spec.inner = (struct bpfg_map_inner){ii.type, ii.key_size, ii.value_size, ii.max_entries, ii.map_flags};
+    }
     struct reg_map *m;
     int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);
     if (r)

@@ -158,6 +158,7 @@ enum rtype {
     PTR_MAP_VALUE_OR_NULL,
     PTR_MEM, /* ring buffer record */
     PTR_MEM_OR_NULL,
+    CONST_MAP_OR_NULL, /* map-in-map lookup: the inner map, or NULL */
 };
 
 static const char *const rtype_names[] = {
@@ -170,6 +171,7 @@ static const char *const rtype_names[] = {
     [PTR_MAP_VALUE_OR_NULL] = "map_value_or_null",
     [PTR_MEM] = "ringbuf_mem",
     [PTR_MEM_OR_NULL] = "ringbuf_mem_or_null",
+    [CONST_MAP_OR_NULL] = "map_ptr_or_null",
 };
 
 struct reg {
@@ -191,7 +193,7 @@ static bool is_ptr(const struct reg *r)
 }
 static bool is_or_null(const struct reg *r)
 {
-    return r->type == PTR_MAP_VALUE_OR_NULL || r->type == PTR_MEM_OR_NULL;
+    return r->type == PTR_MAP_VALUE_OR_NULL || r->type == PTR_MEM_OR_NULL || r->type == CONST_MAP_OR_NULL;
 }
 
 static void set_bounds_unknown(struct reg *r)
@@ -437,6 +439,7 @@ static void fmt_reg(char *buf, size_t len, const struct reg *r)
         return;
     case PTR_STACK: snprintf(buf, len, "fp%d", r->off); return;
     case CONST_MAP: snprintf(buf, len, "map_ptr(map=%u)", r->map); return;
+    case CONST_MAP_OR_NULL: snprintf(buf, len, "map_ptr_or_null(map=%u,id=%u)", r->map, r->id); return;
     default: break;
     }
     int k = snprintf(buf, len, "%s(", rtype_names[r->type]);
@@ -1604,6 +1607,9 @@ static int check_map_func(struct vctx *v, const struct proto *p, uint32_t map)
     case BPF_MAP_TYPE_STACK:
         ok = f == BPF_FUNC_map_push_elem || f == BPF_FUNC_map_pop_elem || f == BPF_FUNC_map_peek_elem;
         break;
+    case BPF_MAP_TYPE_BLOOM_FILTER: ok = f == BPF_FUNC_map_push_elem || f == BPF_FUNC_map_peek_elem; break;
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
+    case BPF_MAP_TYPE_HASH_OF_MAPS: ok = f == BPF_FUNC_map_lookup_elem; break;
     default: break;
     }
     if (ok) {
@@ -1614,9 +1620,11 @@ static int check_map_func(struct vctx *v, const struct proto *p, uint32_t map)
         case BPF_FUNC_perf_event_output: ok = t == BPF_MAP_TYPE_PERF_EVENT_ARRAY; break;
         case BPF_FUNC_tail_call: ok = t == BPF_MAP_TYPE_PROG_ARRAY; break;
         case BPF_FUNC_get_stackid: ok = t == BPF_MAP_TYPE_STACK_TRACE; break;
+        case BPF_FUNC_map_pop_elem: ok = t == BPF_MAP_TYPE_QUEUE || t == BPF_MAP_TYPE_STACK; break;
         case BPF_FUNC_map_push_elem:
-        case BPF_FUNC_map_pop_elem:
-        case BPF_FUNC_map_peek_elem: ok = t == BPF_MAP_TYPE_QUEUE || t == BPF_MAP_TYPE_STACK; break;
+        case BPF_FUNC_map_peek_elem:
+            ok = t == BPF_MAP_TYPE_QUEUE || t == BPF_MAP_TYPE_STACK || t == BPF_MAP_TYPE_BLOOM_FILTER;
+            break;
         default: break;
         }
     }
@@ -1739,6 +1747,20 @@ static int release_ref(struct vctx *v, uint32_t ref)
 #define BPFG_HELPER_NAME(x) [BPF_FUNC_##x] = #x
 static const char *const kernel_helper_names[] = {__BPF_FUNC_MAPPER(BPFG_HELPER_NAME)};
 #undef BPFG_HELPER_NAME
+
+/* A map-in-map lookup returns the inner map or NULL (the kernel's
+ * map_ptr_or_null); after the NULL check it is a map_ptr of the inner map
+ * template, usable with the helpers its type allows. */
+static int ret_inner_map(struct vctx *v, struct reg *r0, uint32_t map)
+{
+    uint32_t inner = v->env->maps[map].inner;
+    if (!inner)
+        return reject(v, "map %u: map-in-map without an inner map template", map);
+    mark_ptr(r0, CONST_MAP_OR_NULL);
+    r0->map = inner - 1;
+    r0->id = ++v->next_id;
+    return 0;
+}
 
 static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
 {
@@ -1901,6 +1923,8 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
     case RET_MAP_VALUE_OR_NULL:
         if (map_type_ok_for_value(v->env->maps[map].type))
             return reject(v, "cannot look up values of a %s map", map_type_ok_for_value(v->env->maps[map].type));
+        if (v->env->maps[map].type == BPF_MAP_TYPE_ARRAY_OF_MAPS || v->env->maps[map].type == BPF_MAP_TYPE_HASH_OF_MAPS)
+            return ret_inner_map(v, r0, (uint32_t)map);
         mark_ptr(r0, PTR_MAP_VALUE_OR_NULL);
         r0->map = (uint32_t)map;
         r0->id = ++v->next_id;
@@ -2162,7 +2186,7 @@ static void mark_null_fn(struct reg *r, void *arg)
         mark_const(r, 0);
         return;
     }
-    r->type = r->type == PTR_MAP_VALUE_OR_NULL ? PTR_MAP_VALUE : PTR_MEM;
+    r->type = r->type == PTR_MAP_VALUE_OR_NULL ? PTR_MAP_VALUE : r->type == CONST_MAP_OR_NULL ? CONST_MAP : PTR_MEM;
     r->id = 0;
 }
 
@@ -2363,6 +2387,7 @@ static bool regsafe(const struct reg *old, const struct reg *cur, struct idmap *
         return old->off == cur->off && old->frameno == cur->frameno &&
                (exact ? same_range(old, cur) : range_within(old, cur));
     case CONST_MAP: return old->map == cur->map;
+    case CONST_MAP_OR_NULL: return old->map == cur->map && check_ids(m, old->id, cur->id);
     case PTR_MAP_VALUE:
     case PTR_MAP_VALUE_OR_NULL:
     case PTR_MEM:
@@ -2841,7 +2866,8 @@ int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_p
     }
     if (!obj->map_cnt)
         return 0;
-    struct bpfg_verify_map *m = calloc(obj->map_cnt, sizeof(*m));
+    /* map-in-map templates after the maps: index map_cnt + i for map i */
+    struct bpfg_verify_map *m = calloc(2 * obj->map_cnt, sizeof(*m));
     if (!m)
         return -ENOMEM;
     for (size_t i = 0; i < obj->map_cnt; i++) {
@@ -2855,6 +2881,15 @@ int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_p
             m[i].flags |= BPF_F_RDONLY_PROG;
             m[i].data = om->init_data;
             m[i].data_size = om->init_size;
+        }
+        if (om->type == BPF_MAP_TYPE_ARRAY_OF_MAPS || om->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
+            struct bpfg_verify_map *t = &m[obj->map_cnt + i];
+            t->type = om->inner.type;
+            t->key_size = om->inner.key_size;
+            t->value_size = om->inner.value_size;
+            t->max_entries = om->inner.max_entries;
+            t->flags = om->inner.flags;
+            m[i].inner = (uint32_t)(obj->map_cnt + i + 1);
         }
     }
     env->maps = m;

@@ -1,6 +1,7 @@
 /* bpfgraft-bench maps: lookup/update/delete on array and hash maps (1k and
- * 1M entries, one and two threads) and ring buffer throughput, each beside
- * the kernel doing the same operations from a BPF program.
+ * 1M entries, one and two threads), bloom filter peeks and LPM trie
+ * lookups (1k and 64k entries) and ring buffer throughput, each beside the
+ * kernel doing the same operations from a BPF program.
  *
  * Kernel side: a socket-filter program built from raw instructions does 64
  * unrolled operations per run (keys computed as in the C loop below), run
@@ -25,7 +26,13 @@
 #define UNROLL 64
 #define KEYMUL 0x9E3779B1u
 
-enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT };
+enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT, OP_PEEK, OP_LPM };
+
+/* LPM trie keys: the /24 prefix k << 8, looked up with address k.0x5a */
+static inline uint32_t lpm_addr(uint32_t k)
+{
+    return __builtin_bswap32(k << 8 | 0x5a);
+}
 
 /* ---- kernel side: raw bpf(2) ---- */
 
@@ -41,6 +48,8 @@ static int kmap_create(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
     a.key_size = ks;
     a.value_size = vs;
     a.max_entries = n;
+    if (type == BPF_MAP_TYPE_LPM_TRIE)
+        a.map_flags = BPF_F_NO_PREALLOC;
     int fd = (int)sys_bpf(BPF_MAP_CREATE, &a);
     return fd < 0 ? -errno : fd;
 }
@@ -90,12 +99,19 @@ static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
     emit(p, INSN(BPF_STX | BPF_DW | BPF_MEM, BPF_REG_0, BPF_REG_1, 0, 0));
     for (int off = -16; off >= -80; off -= 8) /* value / record bytes */
         emit(p, INSN(BPF_ST | BPF_DW | BPF_MEM, BPF_REG_10, 0, (int16_t)off, 1));
+    if (op == OP_LPM) /* key at fp-8: prefixlen 32, then the address at fp-4 */
+        emit(p, INSN(BPF_ST | BPF_W | BPF_MEM, BPF_REG_10, 0, -8, 32));
     for (int i = 0; i < UNROLL; i++) {
         if (op != OP_RBOUT) {
             emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_7, 0, 0));
             emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, i));
             emit(p, INSN(BPF_ALU | BPF_MUL | BPF_K, BPF_REG_1, 0, 0, (int32_t)KEYMUL));
             emit(p, INSN(BPF_ALU | BPF_AND | BPF_K, BPF_REG_1, 0, 0, (int32_t)mask));
+            if (op == OP_LPM) {
+                emit(p, INSN(BPF_ALU | BPF_LSH | BPF_K, BPF_REG_1, 0, 0, 8));
+                emit(p, INSN(BPF_ALU | BPF_OR | BPF_K, BPF_REG_1, 0, 0, 0x5a));
+                emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, BPF_REG_1, 0, 0, 32));
+            }
             emit(p, INSN(BPF_STX | BPF_W | BPF_MEM, BPF_REG_10, BPF_REG_1, -4, 0));
         }
         if (op == OP_DELINS) {
@@ -113,9 +129,11 @@ static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
             emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_ringbuf_output));
             continue;
         }
-        emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, -4));
-        if (op == OP_LOOKUP) {
+        emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, op == OP_LPM ? -8 : -4));
+        if (op == OP_LOOKUP || op == OP_LPM) {
             emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        } else if (op == OP_PEEK) {
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_peek_elem));
         } else {
             emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, BPF_REG_10, 0, 0));
             emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_3, 0, 0, -16));
@@ -199,6 +217,12 @@ static void *othread(void *arg)
                 break;
             }
             case OP_UPDATE: bpfg_map_update_elem(t->m, &k, &v, BPF_ANY); break;
+            case OP_PEEK: bench_keep((void *)(uintptr_t)bpfg_map_peek_elem(t->m, &k)); break;
+            case OP_LPM: {
+                uint32_t key[2] = {32, lpm_addr(k)};
+                bench_keep(bpfg_map_lookup_elem(t->m, key));
+                break;
+            }
             default: bpfg_map_delete_elem(t->m, &k); bpfg_map_update_elem(t->m, &k, &v, BPF_ANY);
             }
         }
@@ -288,6 +312,68 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
         if (prog >= 0)
             close(prog);
     }
+    if (kfd >= 0)
+        close(kfd);
+    if (ctl >= 0)
+        close(ctl);
+    bpfg_map_close(m);
+    return 0;
+}
+
+/* ---- bloom filter and LPM trie: lookups of present keys ---- */
+
+static int fill_both(struct bpfg_map *m, int kfd, uint32_t type, uint32_t entries)
+{
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < entries; k++) {
+        uint32_t key[2] = {24, lpm_addr(k)};
+        int err = type == BPF_MAP_TYPE_BLOOM_FILTER ? bpfg_map_update_copy(m, NULL, &k, BPF_ANY)
+                                                    : bpfg_map_update_copy(m, key, &v, BPF_ANY);
+        if (err)
+            return err;
+        if (kfd >= 0)
+            kmap_update(kfd, type == BPF_MAP_TYPE_BLOOM_FILTER ? NULL : (void *)key,
+                        type == BPF_MAP_TYPE_BLOOM_FILTER ? (void *)&k : (void *)&v);
+    }
+    return 0;
+}
+
+static int bench_set(struct bench_ctx *ctx, uint32_t type, uint32_t entries, const char *label)
+{
+    uint64_t ops = bench_quick(ctx) ? 64 * 1024 : 4 * 1024 * 1024;
+    bool bloom = type == BPF_MAP_TYPE_BLOOM_FILTER;
+    struct bpfg_map_spec s = {.type = type,
+                              .key_size = bloom ? 0 : 8,
+                              .value_size = bloom ? 4 : 8,
+                              .max_entries = entries,
+                              .map_flags = bloom ? 0 : BPF_F_NO_PREALLOC,
+                              .name = "bench"};
+    struct bpfg_map *m;
+    int err = bpfg_map_create(&s, &m);
+    if (err)
+        return err;
+    int kfd = kmap_create(type, s.key_size, s.value_size, entries), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+    if (kfd < 0 || ctl < 0)
+        bench_note(ctx, "kernel maps unavailable (%s); kernel figures skipped", strerror(kfd < 0 ? -kfd : -ctl));
+    if ((err = fill_both(m, kfd, type, entries))) {
+        bpfg_map_close(m);
+        return err;
+    }
+    enum op op = bloom ? OP_PEEK : OP_LPM;
+    int prog = kfd >= 0 && ctl >= 0 ? kprog_load(op, kfd, ctl, entries - 1) : -1;
+    if (kfd >= 0 && ctl >= 0 && prog < 0)
+        bench_note(ctx, "kernel program load failed: %s", strerror(-prog));
+    for (int threads = 1; threads <= 2; threads++) {
+        char name[64], variant[32];
+        snprintf(name, sizeof(name), "%s %s", label, bloom ? "peek" : "lookup");
+        snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
+        ours_ns_per_op(m, op, entries - 1, ops / 8, threads); /* warm up */
+        double ours = ours_ns_per_op(m, op, entries - 1, ops, threads);
+        double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
+        bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
+    }
+    if (prog >= 0)
+        close(prog);
     if (kfd >= 0)
         close(kfd);
     if (ctl >= 0)
@@ -402,6 +488,12 @@ static int run(struct bench_ctx *ctx)
     if ((err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, 1024, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, big, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) || (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
+        return err;
+    bench_note(ctx, "bloom: peeks of pushed u32 values (5 hashes); lpm_trie: /32 lookups under /24 prefixes");
+    if ((err = bench_set(ctx, BPF_MAP_TYPE_BLOOM_FILTER, 1024, "bloom")) ||
+        (err = bench_set(ctx, BPF_MAP_TYPE_BLOOM_FILTER, 65536, "bloom")) ||
+        (err = bench_set(ctx, BPF_MAP_TYPE_LPM_TRIE, 1024, "lpm_trie")) ||
+        (err = bench_set(ctx, BPF_MAP_TYPE_LPM_TRIE, 65536, "lpm_trie")))
         return err;
     return bench_ringbuf(ctx);
 }

@@ -113,9 +113,28 @@ int main(int argc, char **argv)
         return fail("hash through /proc/PID/fd");
     if ((n = check(argv[1], pc, false)) != 4)
         return fail("percpu hash");
+    struct bpfg_map *lpm;
+    struct bpfg_map_spec sl = {.type = BPF_MAP_TYPE_LPM_TRIE,
+                               .key_size = 8,
+                               .value_size = 6,
+                               .max_entries = 32,
+                               .map_flags = BPF_F_NO_PREALLOC,
+                               .name = "lpm"};
+    if (bpfg_map_create(&sl, &lpm))
+        return fail(bpfg_map_last_error());
+    for (uint32_t i = 0; i < 20; i++) { /* nested and sibling prefixes */
+        uint8_t key[8] = {(uint8_t)(8 + i), 0, 0, 0, 10, (uint8_t)(i * 37), (uint8_t)i, 0}, v[6] = {1, 2, 3, 4, 5, 0};
+        v[5] = (uint8_t)i;
+        bpfg_map_update_elem(lpm, key, v, BPF_NOEXIST);
+    }
+    uint8_t dk[8] = {8, 0, 0, 0, 10, 0, 0, 0};
+    bpfg_map_delete_elem(lpm, dk); /* 19 left, /8 becomes an intermediate node */
+    if ((n = check(argv[1], lpm, false)) != 19)
+        return fail("lpm trie");
     bpfg_map_close(arr);
     bpfg_map_close(hash);
     bpfg_map_close(pc);
-    printf("mapdump_check: array 8, hash 36, percpu hash 4 elements match\n");
+    bpfg_map_close(lpm);
+    printf("mapdump_check: array 8, hash 36, percpu hash 4, lpm trie 19 elements match\n");
     return 0;
 }

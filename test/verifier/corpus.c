@@ -78,7 +78,7 @@ static int parse_header(struct corpus_prog *p, char *line, char *err, size_t err
             snprintf(err, errlen, "%s: unknown map type '%s'", p->name, type);
             return -EINVAL;
         }
-        *m = (struct bpfg_verify_map){map_types[i].type, ks, vs, me, 0, NULL, 0};
+        *m = (struct bpfg_verify_map){map_types[i].type, ks, vs, me, 0, NULL, 0, 0};
         if (!strcmp(flag, "rdonly"))
             m->flags |= BPF_F_RDONLY_PROG;
         p->env.map_cnt++;
