@@ -63,11 +63,11 @@ void chan_replace(int fd)
 /* Said once per outage on the tool's stderr: what fails and until when. */
 static void say_server_gone(uint16_t type)
 {
-    static const char *const what[] = {"creating a map", "loading a program", "loading BTF",
+    static const char *const what[] = {"creating a map",      "loading a program",   "loading BTF",
                                        "attaching a program", "detaching a program", "a tracepoint id",
                                        "releasing an object"};
-    const char *w = type >= BPFG_TOOL_MAP_CREATE && type <= BPFG_TOOL_RELEASE ? what[type - BPFG_TOOL_MAP_CREATE]
-                                                                               : "a request";
+    const char *w =
+        type >= BPFG_TOOL_MAP_CREATE && type <= BPFG_TOOL_RELEASE ? what[type - BPFG_TOOL_MAP_CREATE] : "a request";
     if (type == BPFG_TOOL_RELEASE || __atomic_exchange_n(&chan_said, true, __ATOMIC_RELAXED))
         return; /* RELEASE is a no-op for the server */
     say("bpfgraftd is not running: %s needs it and fails (ENOTCONN) until a new bpfgraftd adopts this tool; "

@@ -1065,8 +1065,8 @@ static void restore_one(struct server *s, const char *name)
     tl->pending_ms = server_now_ms();
     tl->next = tools;
     tools = tl;
-    srv_log(SRV_INFO, "tool %d (%s): restored (object %u, %zu links); waiting for its process", (int)tl->pid,
-            tl->name, tl->obj_id, tl->nlinks);
+    srv_log(SRV_INFO, "tool %d (%s): restored (object %u, %zu links); waiting for its process", (int)tl->pid, tl->name,
+            tl->obj_id, tl->nlinks);
 }
 
 void tools_restore(struct server *s)
@@ -1149,7 +1149,8 @@ void tools_tick(struct server *s)
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
             continue;
-        srv_log(SRV_WARN, "tool %d (%s): its process did not come back within %d ms (it exited while no server "
+        srv_log(SRV_WARN,
+                "tool %d (%s): its process did not come back within %d ms (it exited while no server "
                 "ran): it ends",
                 (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
         tool_end(s, tl);

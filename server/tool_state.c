@@ -74,8 +74,9 @@ static void put_str(struct wbuf *w, const char *s)
 
 static void pack_map(struct wbuf *w, uint32_t id, const struct bpfg_obj_map *m)
 {
-    uint32_t f[] = {id,         (uint32_t)m->kind, m->type,           m->key_size,           m->value_size,
-                    m->max_entries, m->flags,      m->btf_key_type_id, m->btf_value_type_id};
+    uint32_t f[] = {id,          (uint32_t)m->kind,  m->type,
+                    m->key_size, m->value_size,      m->max_entries,
+                    m->flags,    m->btf_key_type_id, m->btf_value_type_id};
     put(w, f, sizeof(f));
     put_u64(w, m->map_extra);
     put_str(w, m->name);
@@ -111,7 +112,7 @@ int tool_record_pack(struct server *s, const struct tool *tl, char **buf, size_t
 {
     const struct reg_object *o = registry_object(&s->reg, tl->obj_id);
     struct wbuf w = {0};
-    uint32_t head[] = {TREC_MAGIC, TREC_VERSION, (uint32_t)tl->pid, (uint32_t)tl->engine,
+    uint32_t head[] = {TREC_MAGIC, TREC_VERSION,     (uint32_t)tl->pid, (uint32_t)tl->engine,
                        tl->obj_id, tl->next_link_id, tl->obj_btf_id};
     put(&w, head, sizeof(head));
     put_u64(&w, tl->token);
@@ -216,9 +217,15 @@ static void unpack_map(struct server *s, struct rbuf *r, struct reg_object *o, c
     get(r, f, sizeof(f));
     uint64_t extra = get_u64(r);
     char *name = get_blob(r, NULL);
-    struct bpfg_map_spec spec = {.type = f[2], .key_size = f[3], .value_size = f[4], .max_entries = f[5],
-                                 .map_flags = f[6], .btf_key_type_id = f[7], .btf_value_type_id = f[8],
-                                 .map_extra = extra, .name = name ? name : ""};
+    struct bpfg_map_spec spec = {.type = f[2],
+                                 .key_size = f[3],
+                                 .value_size = f[4],
+                                 .max_entries = f[5],
+                                 .map_flags = f[6],
+                                 .btf_key_type_id = f[7],
+                                 .btf_value_type_id = f[8],
+                                 .map_extra = extra,
+                                 .name = name ? name : ""};
     struct reg_map *m;
     if (!r->err) {
         s->reg.force_id = f[0];
@@ -274,8 +281,8 @@ static void unpack_links(struct rbuf *r, struct tool *tl)
             r->err = -ENOMEM;
             return;
         }
-        *l = (struct tool_link){.id = f[0], .prog_id = f[1], .kind = (enum bpfg_attach_kind)f[2],
-                                .pid = (pid_t)f[3], .offset = get_u64(r)};
+        *l = (struct tool_link){
+            .id = f[0], .prog_id = f[1], .kind = (enum bpfg_attach_kind)f[2], .pid = (pid_t)f[3], .offset = get_u64(r)};
         l->binary = get_blob(r, NULL);
         tl->links[tl->nlinks++] = l;
     }
@@ -296,9 +303,9 @@ static void unpack_object(struct server *s, struct rbuf *r, struct tool *tl, cha
 {
     struct reg_object *o = NULL;
     s->reg.force_id = tl->obj_id;
-    int err = registry_object(&s->reg, tl->obj_id) ? -EEXIST
-                                                     : registry_new_object(&s->reg, tl->name, TOOL_MAX_MAPS,
-                                                                           TOOL_MAX_PROGS, &o);
+    int err = registry_object(&s->reg, tl->obj_id)
+                  ? -EEXIST
+                  : registry_new_object(&s->reg, tl->name, TOOL_MAX_MAPS, TOOL_MAX_PROGS, &o);
     s->reg.force_id = 0;
     if (err) {
         r->err = err;
@@ -325,8 +332,14 @@ int tool_record_unpack(struct server *s, const char *buf, size_t len, struct too
     struct tool *tl = calloc(1, sizeof(*tl));
     if (!tl)
         return snprintf(why, whylen, "out of memory"), -ENOMEM;
-    *tl = (struct tool){.magic = TOOL_MAGIC, .pid = (pid_t)head[2], .chan = -1, .engine = (int)head[3],
-                        .obj_id = head[4], .next_link_id = head[5], .obj_btf_id = head[6], .pending = true};
+    *tl = (struct tool){.magic = TOOL_MAGIC,
+                        .pid = (pid_t)head[2],
+                        .chan = -1,
+                        .engine = (int)head[3],
+                        .obj_id = head[4],
+                        .next_link_id = head[5],
+                        .obj_btf_id = head[6],
+                        .pending = true};
     tl->token = get_u64(&r);
     char *name = get_blob(&r, NULL);
     snprintf(tl->name, sizeof(tl->name), "%s", name ? name : "tool");
