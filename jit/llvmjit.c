@@ -1130,15 +1130,15 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     if (ret)
         return ret;
     j.insns = bpfg_vm_insns(vm);
-    j.orig = orig;
-    j.n = n;
+    j.orig = bpfg_vm_lowered_insns(vm) ? bpfg_vm_lowered_insns(vm) : orig; /* callback stubs appended */
+    j.n = bpfg_vm_insn_count(vm);
     int opt = j.opts->opt_level ? j.opts->opt_level : 2;
 
     double t0 = now_ms();
     j.C = LLVMContextCreate();
     j.M = LLVMModuleCreateWithNameInContext("bpf", j.C);
     j.B = LLVMCreateBuilderInContext(j.C);
-    ret = analyse(&j, orig);
+    ret = analyse(&j, j.orig);
     if (ret) {
         snprintf(err, errlen, "out of memory");
         goto out;

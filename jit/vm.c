@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vm.h"
+#include "callbacks.h"
 
 #define ERR_LEN 256
 
@@ -36,6 +37,7 @@ struct region {
 struct bpfg_vm {
     struct bpf_insn *insns;
     size_t n;
+    struct bpf_insn *lowered; /* callbacks lowered, lddw unresolved; NULL if none */
     struct helper_slot helpers[BPFG_MAX_HELPERS];
     int64_t unwind_id; /* -1: none */
     bpfg_ld64_resolver resolver;
@@ -97,6 +99,7 @@ void bpfg_vm_free(struct bpfg_vm *vm)
     if (run_err.vm == vm)
         run_err.vm = NULL;
     free(vm->insns);
+    free(vm->lowered);
     free(vm->regions);
     free(vm);
 }
@@ -164,6 +167,16 @@ int bpfg_vm_add_region(struct bpfg_vm *vm, const void *addr, size_t len, bool wr
 const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm)
 {
     return vm->insns;
+}
+
+size_t bpfg_vm_insn_count(const struct bpfg_vm *vm)
+{
+    return vm->n;
+}
+
+const struct bpf_insn *bpfg_vm_lowered_insns(const struct bpfg_vm *vm)
+{
+    return vm->lowered;
 }
 
 /* ---- load-time validation ------------------------------------------- */
@@ -388,12 +401,19 @@ int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *src, size_t n)
     if (n > BPFG_MAX_INSNS)
         return load_error(vm, -E2BIG, 0, "program has %zu instructions, limit is %d", n, BPFG_MAX_INSNS);
 
-    struct bpf_insn *insns = malloc(n * sizeof(*insns));
+    struct bpf_insn *insns = malloc(n * sizeof(*insns)), *lowered = NULL;
     if (!insns)
         return -ENOMEM;
     memcpy(insns, src, n * sizeof(*insns));
+    size_t n0 = n;
+    int err = bpfg_lower_callbacks(&insns, &n);
+    if (!err && n != n0 && (lowered = malloc(n * sizeof(*lowered))) != NULL)
+        memcpy(lowered, insns, n * sizeof(*lowered));
+    if (err || (n != n0 && !lowered)) {
+        free(insns);
+        return -ENOMEM;
+    }
 
-    int err = 0;
     bool has_exit = false;
     for (size_t pc = 0; pc < n && !err; pc++) {
         struct bpf_insn *in = &insns[pc];
@@ -431,10 +451,13 @@ int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *src, size_t n)
     }
     if (err) {
         free(insns);
+        free(lowered);
         return err;
     }
     free(vm->insns);
+    free(vm->lowered);
     vm->insns = insns;
+    vm->lowered = lowered;
     vm->n = n;
     return 0;
 }

@@ -52,6 +52,11 @@ int bpfg_vm_add_region(struct bpfg_vm *vm, const void *addr, size_t len, bool wr
  * range, split lddw, missing exit, falling off the end, unknown helper. */
 int bpfg_vm_load(struct bpfg_vm *vm, const struct bpf_insn *insns, size_t n);
 const struct bpf_insn *bpfg_vm_insns(const struct bpfg_vm *vm);
+/* Loading appends stubs for helpers that take callbacks (callbacks.h):
+ * the count below is the loaded program's, and the JITs compile the
+ * lowered program (lddw still unresolved; NULL when nothing was lowered). */
+size_t bpfg_vm_insn_count(const struct bpfg_vm *vm);
+const struct bpf_insn *bpfg_vm_lowered_insns(const struct bpfg_vm *vm);
 
 /* Runs the loaded program with r1 = ctx, r2 = ctx_len. On success stores r0
  * in *ret and returns 0; a faulting program returns a negative errno. */

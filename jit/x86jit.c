@@ -906,6 +906,10 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
     if (ret)
         return ret;
     const struct bpf_insn *insns = bpfg_vm_insns(vm);
+    if (bpfg_vm_lowered_insns(vm)) { /* callback stubs were appended */
+        orig = bpfg_vm_lowered_insns(vm);
+        n = j.n = bpfg_vm_insn_count(vm);
+    }
 
     j.cap = n * 16 + 512;
     j.buf = malloc(j.cap);

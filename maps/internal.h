@@ -158,6 +158,8 @@ struct map_ops {
     int (*push)(struct bpfg_map *m, const void *value, uint64_t flags);
     int (*pop)(struct bpfg_map *m, void *value, bool remove);
     int (*repair)(struct bpfg_map *m); /* all locks held */
+    /* bpfg_map_elem_at: arrays leave *key NULL (the key is the index) */
+    int (*elem_at)(struct bpfg_map *m, uint64_t *cursor, void **key, void **value);
 };
 
 extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;

@@ -231,10 +231,25 @@ static int prog_array_lookup_copy(struct bpfg_map *m, const void *key, void *val
     return 0;
 }
 
+/* Arrays: the cursor is the next index. */
+static int array_elem_at(struct bpfg_map *m, uint64_t *cursor, void **key, void **value)
+{
+    if (*cursor >= m->max_entries)
+        return -ENOENT;
+    uint8_t *v = elem_at(m, (uint32_t)*cursor);
+    if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY)
+        v += (uint64_t)map_current_cpu(m) * m->value_stride;
+    *key = NULL;
+    *value = v;
+    (*cursor)++;
+    return 0;
+}
+
 const struct map_ops array_ops = {
     .check = array_check,
     .layout = array_layout,
     .lookup = array_lookup,
+    .elem_at = array_elem_at,
     .update = array_update,
     .delete = array_delete,
     .lookup_copy = array_lookup_copy,
@@ -245,6 +260,7 @@ const struct map_ops percpu_array_ops = {
     .check = array_check,
     .layout = array_layout,
     .lookup = percpu_array_lookup,
+    .elem_at = array_elem_at,
     .update = percpu_array_update,
     .delete = array_delete,
     .lookup_copy = percpu_array_lookup_copy,

@@ -675,6 +675,28 @@ static int hash_get_next_key(struct bpfg_map *m, const void *key, void *next)
     return ok ? 0 : first_from(m, b + 1, next);
 }
 
+/* Lock-free walk for bpfg_map_elem_at: the cursor is (bucket << 32) | the
+ * position in its chain. Elements being written (odd gen) are skipped. */
+static int hash_elem_at(struct bpfg_map *m, uint64_t *cursor, void **key, void **value)
+{
+    uint32_t b = (uint32_t)(*cursor >> 32), k = (uint32_t)*cursor;
+    for (; b < m->n_buckets; b++, k = 0) {
+        uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_acquire);
+        for (uint32_t pos = 0; !(i & NULLS_BIT) && i < m->n_elems && pos <= m->n_elems; pos++) {
+            struct helem *e = E(m, i);
+            if (pos >= k && !(atomic_load_explicit(&e->gen, memory_order_acquire) & 1)) {
+                uint8_t *v = eval(m, e);
+                *key = ekey(e);
+                *value = type_percpu(m->type) ? v + (uint64_t)map_current_cpu(m) * m->value_stride : v;
+                *cursor = ((uint64_t)b << 32) | (pos + 1);
+                return 0;
+            }
+            i = atomic_load_explicit(&e->next, memory_order_acquire);
+        }
+    }
+    return -ENOENT;
+}
+
 /* Runs with every stripe held. Rebuilds what a dead writer may have left
  * half done: malformed chains are cut, the count and LRU flags recomputed,
  * every unreachable element goes back on the free list. */
@@ -719,7 +741,7 @@ static int hash_repair(struct bpfg_map *m)
 #define HASH_OPS                                                                                                 \
     .check = hash_check, .layout = hash_layout, .init = hash_init, .lookup = hash_lookup, .update = hash_update, \
     .delete = hash_delete, .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete,         \
-    .get_next_key = hash_get_next_key, .repair = hash_repair
+    .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at
 
 const struct map_ops hash_ops = {HASH_OPS};
 const struct map_ops percpu_hash_ops = {HASH_OPS};

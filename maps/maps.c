@@ -833,6 +833,19 @@ int bpfg_map_get_next_key(struct bpfg_map *m, const void *key, void *next)
     return m->ops->get_next_key ? m->ops->get_next_key(m, key, next) : -EINVAL;
 }
 
+int bpfg_map_elem_at(struct bpfg_map *m, uint64_t *cursor, void **key, void **value, uint32_t *index)
+{
+    if (!m->ops->elem_at)
+        return -EOPNOTSUPP;
+    uint64_t at = *cursor;
+    int err = m->ops->elem_at(m, cursor, key, value);
+    if (!err && !*key) {
+        *index = (uint32_t)at;
+        *key = index;
+    }
+    return err;
+}
+
 int bpfg_map_freeze(struct bpfg_map *m)
 {
     if (m->type == BPF_MAP_TYPE_RINGBUF || m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ||

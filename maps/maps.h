@@ -157,6 +157,13 @@ int bpfg_map_lookup_and_delete_copy(struct bpfg_map *map, const void *key, void 
  * full iteration terminates under concurrent updates and returns every key
  * present throughout (possibly some twice). */
 int bpfg_map_get_next_key(struct bpfg_map *map, const void *key, void *next_key);
+/* bpf_for_each_map_elem's walk, in place and without locks: from *cursor
+ * (0 = the start) finds the next element, stores pointers to its key and
+ * value (this CPU's for per-CPU maps; an array's key is the index, written
+ * to *index) and advances *cursor. -ENOENT at the end, -EOPNOTSUPP for map
+ * types that cannot be walked. Elements changed meanwhile may be missed or
+ * seen twice, as with get_next_key. */
+int bpfg_map_elem_at(struct bpfg_map *map, uint64_t *cursor, void **key, void **value, uint32_t *index);
 /* Like BPF_MAP_FREEZE: later *_copy writes fail with -EPERM. */
 int bpfg_map_freeze(struct bpfg_map *map);
 

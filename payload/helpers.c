@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "callbacks.h"
 #include "payload.h"
 #include "rt/rt.h"
 
@@ -527,6 +528,69 @@ H(h_get_func_ip)
     return ex->hook ? ex->hook->site : 0;
 }
 
+/* bpf_get_func_arg(ctx, n, &value): at a uprobe on a function's entry the
+ * first six integer arguments are in registers (SysV ABI); the verifier
+ * allows it in uprobes only. */
+H(h_get_func_arg)
+{
+    (void)r1, (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    uint64_t *out = (uint64_t *)r3;
+    const struct bpfg_pt_regs *g = ex->regs;
+    if (!g || r2 >= 6) {
+        *out = 0;
+        return neg(-EINVAL);
+    }
+    const uint64_t args[6] = {g->di, g->si, g->dx, g->cx, g->r8, g->r9};
+    *out = args[r2];
+    return 0;
+}
+
+/* bpf_get_func_ret(ctx, &value): a uretprobe's return value. */
+H(h_get_func_ret)
+{
+    (void)r1, (void)r3, (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    uint64_t *out = (uint64_t *)r2;
+    if (!ex->regs) {
+        *out = 0;
+        return neg(-EOPNOTSUPP);
+    }
+    *out = ex->regs->ax;
+    return 0;
+}
+
+/* bpf_strncmp(s1, s1_sz, s2): the kernel's strncmp, -1, 0 or 1. s2 is a
+ * zero-terminated constant (verified). */
+H(h_strncmp)
+{
+    (void)r4, (void)r5, (void)user;
+    const unsigned char *a = (const unsigned char *)r1, *b = (const unsigned char *)r3;
+    for (uint32_t i = 0; i < (uint32_t)r2; i++) {
+        if (a[i] != b[i])
+            return a[i] < b[i] ? neg(-1) : 1;
+        if (!a[i])
+            break;
+    }
+    return 0;
+}
+
+/* BPFG_FUNC_map_iter(map, cursor, out[3]): bpf_for_each_map_elem's walk
+ * (jit/callbacks.h). Cursors given back are the map's plus one, never 0. */
+H(h_map_iter)
+{
+    (void)r4, (void)r5, (void)user;
+    uint64_t *out = (uint64_t *)r3;
+    uint64_t cursor = r2 ? r2 - 1 : 0;
+    void *key = NULL, *value = NULL;
+    uint32_t *index = (uint32_t *)&out[2];
+    if (bpfg_map_elem_at((struct bpfg_map *)r1, &cursor, &key, &value, index))
+        return 0;
+    out[0] = (uint64_t)key;
+    out[1] = (uint64_t)value;
+    return cursor + 1;
+}
+
 H(h_get_attach_cookie)
 {
     UNUSED5;
@@ -639,6 +703,10 @@ static const struct {
     {BPF_FUNC_send_signal_thread, "send_signal_thread", h_send_signal_thread},
     {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
     {BPF_FUNC_get_stack, "get_stack", h_get_stack},
+    {BPF_FUNC_get_func_arg, "get_func_arg", h_get_func_arg},
+    {BPF_FUNC_get_func_ret, "get_func_ret", h_get_func_ret},
+    {BPF_FUNC_strncmp, "strncmp", h_strncmp},
+    {BPFG_FUNC_map_iter, "bpfgraft_map_iter", h_map_iter},
 };
 
 int helpers_register(struct bpfg_vm *vm)

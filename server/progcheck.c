@@ -50,6 +50,13 @@ static const struct {
     {BPF_FUNC_get_func_ip, "get_func_ip"},
     {BPF_FUNC_send_signal, "send_signal"},
     {BPF_FUNC_send_signal_thread, "send_signal_thread"},
+    {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns"},
+    {BPF_FUNC_strncmp, "strncmp"},
+    {BPF_FUNC_get_func_arg, "get_func_arg"},
+    {BPF_FUNC_get_func_ret, "get_func_ret"},
+    /* run as bytecode stubs (jit/callbacks.h) */
+    {BPF_FUNC_loop, "loop"},
+    {BPF_FUNC_for_each_map_elem, "for_each_map_elem"},
 };
 
 const char *progcheck_helper_name(uint32_t id)

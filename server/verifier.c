@@ -159,6 +159,8 @@ enum rtype {
     PTR_MEM, /* ring buffer record */
     PTR_MEM_OR_NULL,
     CONST_MAP_OR_NULL, /* map-in-map lookup: the inner map, or NULL */
+    PTR_FUNC,          /* lddw BPF_PSEUDO_FUNC: a callback; off = its first insn */
+    PTR_MAP_KEY,       /* bpf_for_each_map_elem's key: read-only, key_size of map */
 };
 
 static const char *const rtype_names[] = {
@@ -172,6 +174,8 @@ static const char *const rtype_names[] = {
     [PTR_MEM] = "ringbuf_mem",
     [PTR_MEM_OR_NULL] = "ringbuf_mem_or_null",
     [CONST_MAP_OR_NULL] = "map_ptr_or_null",
+    [PTR_FUNC] = "func",
+    [PTR_MAP_KEY] = "map_key",
 };
 
 struct reg {
@@ -318,6 +322,8 @@ struct frame {
     struct reg spill[STACK_SLOTS];  /* valid where stype says SPILL */
     int callsite;                   /* insn of the call, -1 in the main program */
     int subprog;
+    int callback;     /* helper id when this frame is a callback the helper runs, else 0 */
+    int cb_ctx_frame; /* callback: the frame its ctx points into, -1 if none */
 };
 
 enum { STK_INVALID, STK_MISC, STK_ZERO, STK_SPILL };
@@ -549,6 +555,20 @@ static bool is_pseudo_call(const struct bpf_insn *i)
 }
 
 /* Opcode and reserved-field validity. */
+static bool is_pseudo_func(const struct bpf_insn *i)
+{
+    return is_ldimm64(i) && i->src_reg == BPF_PSEUDO_FUNC;
+}
+
+/* Calls and callback references both enter a subprogram: its first insn,
+ * or -1 when insn i is neither. */
+static int subprog_entry(const struct bpf_insn *insns, int i)
+{
+    if (is_pseudo_call(&insns[i]) || is_pseudo_func(&insns[i]))
+        return i + insns[i].imm + 1;
+    return -1;
+}
+
 static int check_opcode(struct vctx *v, int i)
 {
     const struct bpf_insn *in = &v->insns[i];
@@ -690,18 +710,15 @@ static int check_static(struct vctx *v)
         v->insn = i;
         if ((err = check_opcode(v, i)))
             break;
-        if (is_ldimm64(&v->insns[i])) {
-            second[++i] = true;
-            continue;
+        int t = subprog_entry(v->insns, i);
+        if (t != -1 && (t < 0 || t >= n)) {
+            err = reject(v, "%s to invalid destination", is_pseudo_call(&v->insns[i]) ? "call" : "callback");
+            break;
         }
-        if (is_pseudo_call(&v->insns[i])) {
-            int t = i + v->insns[i].imm + 1;
-            if (t < 0 || t >= n) {
-                err = reject(v, "call to invalid destination");
-                break;
-            }
+        if (t != -1)
             starts[ns++] = t;
-        }
+        if (is_ldimm64(&v->insns[i]))
+            second[++i] = true;
     }
     if (!err) {
         qsort(starts, (size_t)ns, sizeof(int), cmp_int);
@@ -781,6 +798,8 @@ static int check_static(struct vctx *v)
                 uint8_t cls = ebpf_class(in->code), op = in->code & 0xf0;
                 if (is_ldimm64(in)) {
                     seen[i + 1] = 1;
+                    if (is_pseudo_func(in))
+                        PUSH(i + in->imm + 1);
                     if (i + 2 < n)
                         PUSH(i + 2);
                     continue;
@@ -833,9 +852,9 @@ static int check_static(struct vctx *v)
                         continue;
                     }
                     pos[top - 1] = i + 1;
-                    if (!is_pseudo_call(&v->insns[i]) || second[i])
+                    if (second[i] || subprog_entry(v->insns, i) < 0)
                         continue;
-                    int callee = v->subprog_of[i + v->insns[i].imm + 1];
+                    int callee = v->subprog_of[subprog_entry(v->insns, i)];
                     if (color[callee] == 1) {
                         v->insn = -1;
                         err = reject(v, "recursive call from insn %d", i);
@@ -870,9 +889,10 @@ static int check_stack_total(struct vctx *v)
             int own = (v->subs[s].depth + 31) / 32 * 32;
             int worst = own;
             for (int i = v->subs[s].start; i < v->subs[s].end; i++) {
-                if (!is_pseudo_call(&v->insns[i]))
+                /* a callback runs below its caller, like a callee */
+                if (subprog_entry(v->insns, i) < 0)
                     continue;
-                int callee = v->subprog_of[i + v->insns[i].imm + 1];
+                int callee = v->subprog_of[subprog_entry(v->insns, i)];
                 if (own + best[callee] > worst)
                     worst = own + best[callee];
             }
@@ -1111,6 +1131,19 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
             return err;
         if (lo < 0 || hi > r->mem_size)
             return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo, size);
+        if (dst)
+            mark_loaded(dst, size, sx);
+        return 0;
+    }
+    case PTR_MAP_KEY: {
+        if (write)
+            return reject(v, "R%d: the map key bpf_for_each_map_elem gives is read-only", regno);
+        int err = var_range(v, regno, r, off, size, &lo, &hi);
+        if (err)
+            return err;
+        if (lo < 0 || hi > v->env->maps[r->map].key_size)
+            return reject(v, "invalid access to map key, key_size=%u off=%" PRId64 " size=%d",
+                          v->env->maps[r->map].key_size, lo, size);
         if (dst)
             mark_loaded(dst, size, sx);
         return 0;
@@ -1477,8 +1510,8 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
         if (is_or_null(&ptr))
             return reject(v, "R%d pointer arithmetic on %s prohibited, null-check it first", ptrreg,
                           rtype_names[ptr.type]);
-        if (ptr.type == CONST_MAP)
-            return reject(v, "R%d pointer arithmetic on map_ptr prohibited", ptrreg);
+        if (ptr.type == CONST_MAP || ptr.type == PTR_FUNC)
+            return reject(v, "R%d pointer arithmetic on %s prohibited", ptrreg, rtype_names[ptr.type]);
         if (ptr.type == PTR_CTX && !reg_is_const(&sc))
             return reject(v, "R%d variable ctx access prohibited (pointer arithmetic with an unknown scalar)", ptrreg);
         if (reg_is_const(&sc)) {
@@ -1530,6 +1563,9 @@ enum arg {
     A_ALLOC_SIZE,  /* ARG_CONST_ALLOC_SIZE_OR_ZERO */
     A_RINGBUF_REL, /* ARG_PTR_TO_ALLOC_MEM | OBJ_RELEASE */
     A_CONST_STR,   /* ARG_PTR_TO_CONST_STR */
+    A_LONG_OUT,    /* ARG_PTR_TO_LONG: 8 bytes the helper writes */
+    A_FUNC,        /* ARG_PTR_TO_FUNC: a callback */
+    A_STACK_OR_NULL, /* ARG_PTR_TO_STACK_OR_NULL: a callback's context */
 };
 
 enum ret { RET_INT, RET_VOID, RET_MAP_VALUE_OR_NULL, RET_RINGBUF_OR_NULL };
@@ -1579,6 +1615,12 @@ static const struct proto protos[] = {
     {BPF_FUNC_get_func_ip, "get_func_ip", RET_INT, {A_CTX}, 0},
     {BPF_FUNC_send_signal, "send_signal", RET_INT, {A_ANY}, 0},
     {BPF_FUNC_send_signal_thread, "send_signal_thread", RET_INT, {A_ANY}, 0},
+    {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", RET_INT, {0}, 0},
+    {BPF_FUNC_strncmp, "strncmp", RET_INT, {A_MEM, A_SIZE, A_CONST_STR}, 0},
+    {BPF_FUNC_get_func_arg, "get_func_arg", RET_INT, {A_CTX, A_ANY, A_LONG_OUT}, 0},
+    {BPF_FUNC_get_func_ret, "get_func_ret", RET_INT, {A_CTX, A_LONG_OUT}, 0},
+    {BPF_FUNC_loop, "loop", RET_INT, {A_ANY, A_FUNC, A_STACK_OR_NULL, A_ANY}, 0},
+    {BPF_FUNC_for_each_map_elem, "for_each_map_elem", RET_INT, {A_MAP, A_FUNC, A_STACK_OR_NULL, A_ANY}, 0},
 };
 
 static const struct proto *find_proto(int id)
@@ -1612,6 +1654,9 @@ static int check_map_func(struct vctx *v, const struct proto *p, uint32_t map)
     case BPF_MAP_TYPE_HASH_OF_MAPS: ok = f == BPF_FUNC_map_lookup_elem; break;
     default: break;
     }
+    if (f == BPF_FUNC_for_each_map_elem) /* the types whose elements the payload can walk */
+        ok = t == BPF_MAP_TYPE_ARRAY || t == BPF_MAP_TYPE_PERCPU_ARRAY || t == BPF_MAP_TYPE_HASH ||
+             t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
     if (ok) {
         switch (f) {
         case BPF_FUNC_ringbuf_output:
@@ -1691,6 +1736,17 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
             return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo, size);
         return 0;
     }
+    case PTR_MAP_KEY: {
+        uint32_t ks = v->env->maps[r->map].key_size;
+        if (write)
+            return reject(v, "R%d: the map key bpf_for_each_map_elem gives is read-only", regno);
+        int err = var_range(v, regno, r, 0, size, &lo, &hi);
+        if (err)
+            return err;
+        if (lo < 0 || hi > ks)
+            return reject(v, "invalid access to map key, key_size=%u off=%" PRId64 " size=%d", ks, lo, size);
+        return 0;
+    }
     case NOT_INIT: return reject(v, "R%d !read_ok", regno);
     default: return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
     }
@@ -1762,6 +1818,99 @@ static int ret_inner_map(struct vctx *v, struct reg *r0, uint32_t map)
     return 0;
 }
 
+static bool in_callback(const struct vctx *v)
+{
+    for (int i = 0; i < v->cur->nframes; i++)
+        if (v->cur->fr[i]->callback)
+            return true;
+    return false;
+}
+
+/* What a callback may have written through its ctx is unknown to every
+ * later reader: the frame keeps which bytes were written, not their types. */
+static void havoc_frame(struct frame *f)
+{
+    for (int i = 0; i < EBPF_STACK_SIZE; i++)
+        if (f->stype[i] == STK_SPILL || f->stype[i] == STK_ZERO)
+            f->stype[i] = STK_MISC;
+}
+
+/* The callback's arguments as the helper passes them. */
+static void callback_args(const struct proto *p, int map, const struct frame *caller, struct frame *cb)
+{
+    struct reg ctx = caller->regs[3];
+    if (p->id == BPF_FUNC_loop) {
+        mark_unknown(&cb->regs[1]); /* the index: 0 .. BPF_MAX_LOOPS-1 */
+        cb->regs[1].umax = (1u << 23) - 1;
+        sync_bounds(&cb->regs[1]);
+        cb->regs[2] = ctx;
+        return;
+    }
+    mark_ptr(&cb->regs[1], CONST_MAP);
+    cb->regs[1].map = (uint32_t)map;
+    mark_ptr(&cb->regs[2], PTR_MAP_KEY);
+    cb->regs[2].map = (uint32_t)map;
+    mark_ptr(&cb->regs[3], PTR_MAP_VALUE);
+    cb->regs[3].map = (uint32_t)map;
+    cb->regs[4] = ctx;
+}
+
+/* bpf_loop, bpf_for_each_map_elem: the callback is checked as a call from
+ * here with the helper's arguments, and returns to after the helper. It
+ * may run any number of times (zero too), so the frame its ctx points
+ * into is havocked before and after it: a sound fixpoint in one pass. */
+static int push_callback(struct vctx *v, const struct proto *p, int map)
+{
+    struct state *s = v->cur;
+    struct frame *caller = curf(v);
+    /* the engines run a callback through one more frame (jit/callbacks.c) */
+    if (s->nframes + 2 > EBPF_MAX_CALL_DEPTH)
+        return reject(v, "the call stack of %d frames is too deep", s->nframes + 2);
+    if (s->nrefs)
+        return reject(v, "bpf_%s while a ring buffer record is held", p->name);
+    struct frame *cb = frame_new();
+    if (!cb)
+        return -ENOMEM;
+    int target = caller->regs[2].off;
+    cb->callsite = v->insn;
+    cb->subprog = v->subprog_of[target];
+    cb->callback = p->id;
+    cb->cb_ctx_frame = caller->regs[3].type == PTR_STACK ? caller->regs[3].frameno : -1;
+    if (cb->cb_ctx_frame >= 0)
+        havoc_frame(s->fr[cb->cb_ctx_frame]);
+    callback_args(p, map, caller, cb);
+    mark_ptr(&cb->regs[BPF_REG_10], PTR_STACK);
+    cb->regs[BPF_REG_10].frameno = (uint8_t)s->nframes;
+    s->fr[s->nframes++] = cb;
+    v->insn = target;
+    return 0;
+}
+
+/* A callback's exit: back after the helper, whose result is a count or an
+ * error. */
+static int callback_exit(struct vctx *v)
+{
+    struct state *s = v->cur;
+    struct frame *f = curf(v);
+    const struct reg *r0 = &f->regs[0];
+    if (r0->type != SCALAR || r0->umax > 1)
+        return reject(v, "callback of bpf_%s must return 0 or 1 (R0 %s)",
+                      f->callback == BPF_FUNC_loop ? "loop" : "for_each_map_elem", rtype_names[r0->type]);
+    if (s->nrefs)
+        return reject(v, "Unreleased reference id=%u alloc_insn=%d in a callback", s->refs[0], s->ref_insn[0]);
+    int callsite = f->callsite, ctx_frame = f->cb_ctx_frame;
+    free(f);
+    s->fr[--s->nframes] = NULL;
+    if (ctx_frame >= 0)
+        havoc_frame(s->fr[ctx_frame]);
+    struct frame *caller = curf(v);
+    mark_unknown(&caller->regs[0]);
+    for (int i = 1; i <= 5; i++)
+        memset(&caller->regs[i], 0, sizeof(struct reg));
+    v->insn = callsite + 1;
+    return 0;
+}
+
 static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
 {
     const struct proto *p = find_proto(in->imm);
@@ -1785,6 +1934,13 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
             p->id);
     if (p->id == BPF_FUNC_get_func_ip && v->env->kind != BPFG_VERIFY_UPROBE && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ip#%d", p->id);
+    if (p->id == BPF_FUNC_get_func_arg && v->env->kind != BPFG_VERIFY_UPROBE)
+        return reject(v, "program of this type cannot use helper bpf_get_func_arg#%d (uprobes only: arguments are "
+                         "in registers at a function's entry)", p->id);
+    if (p->id == BPF_FUNC_get_func_ret && v->env->kind != BPFG_VERIFY_URETPROBE)
+        return reject(v, "program of this type cannot use helper bpf_get_func_ret#%d (uretprobes only)", p->id);
+    if (p->id == BPF_FUNC_tail_call && in_callback(v))
+        return reject(v, "tail_call is not allowed inside a callback");
 
     int map = -1;
     uint64_t alloc_size = 0;
@@ -1811,7 +1967,7 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
             if (map < 0)
                 return reject(v, "invalid map_ptr to access map->%s", kind == A_KEY ? "key" : "value");
             const struct bpfg_verify_map *m = &v->env->maps[map];
-            if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE)
+            if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE && !(r->type == PTR_MAP_KEY && kind == A_KEY))
                 return reject(v, "R%d type=%s expected=fp, map_value", regno, rtype_names[r->type]);
             if ((err = check_helper_mem(v, regno, kind == A_KEY ? m->key_size : m->value_size, kind == A_UNINIT_VALUE,
                                         false)))
@@ -1824,7 +1980,8 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         case A_OUT_MEM_OR_NULL:
             if ((kind == A_MEM_OR_NULL || kind == A_OUT_MEM_OR_NULL) && reg_is_const(r) && r->var.value == 0)
                 break; /* NULL: the size must be 0, checked with the size */
-            if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE && r->type != PTR_MEM)
+            if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE && r->type != PTR_MEM &&
+                !(r->type == PTR_MAP_KEY && kind == A_MEM))
                 return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
             break;
         case A_SIZE:
@@ -1870,6 +2027,22 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
                 return reject(v, "R%d must have zero offset when passed to release func", regno);
             release = r->ref;
             break;
+        case A_LONG_OUT:
+            if (r->type != PTR_STACK && r->type != PTR_MAP_VALUE)
+                return reject(v, "R%d type=%s expected=fp, map_value", regno, rtype_names[r->type]);
+            if (!tnum_is_const(r->var) || (r->off + (int64_t)r->var.value) % 8)
+                return reject(v, "R%d: a u64 the helper writes must be 8-byte aligned at a constant offset", regno);
+            if ((err = check_helper_mem(v, regno, 8, true, false)))
+                return err;
+            break;
+        case A_FUNC:
+            if (r->type != PTR_FUNC)
+                return reject(v, "R%d type=%s expected=func", regno, rtype_names[r->type]);
+            break;
+        case A_STACK_OR_NULL:
+            if (r->type != PTR_STACK && !(reg_is_const(r) && r->var.value == 0))
+                return reject(v, "R%d type=%s expected=fp or NULL", regno, rtype_names[r->type]);
+            break;
         case A_CONST_STR: {
             if (r->type != PTR_MAP_VALUE)
                 return reject(v, "R%d type=%s expected=map_value", regno, rtype_names[r->type]);
@@ -1894,6 +2067,8 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
 
     if (p->id == BPF_FUNC_tail_call && v->cur->nrefs)
         return reject(v, "tail_call would lead to reference leak");
+    if (p->id == BPF_FUNC_loop || p->id == BPF_FUNC_for_each_map_elem)
+        return push_callback(v, p, map);
     if (release && (err = release_ref(v, release)))
         return err;
 
@@ -1973,6 +2148,8 @@ static int check_exit(struct vctx *v, bool *path_done)
     *path_done = false;
     if (f->regs[0].type == NOT_INIT)
         return reject(v, "R0 !read_ok");
+    if (f->callback)
+        return callback_exit(v);
     if (s->nframes > 1) {
         struct reg r0 = f->regs[0];
         if (r0.type == PTR_STACK && r0.frameno == s->nframes - 1)
@@ -2387,6 +2564,9 @@ static bool regsafe(const struct reg *old, const struct reg *cur, struct idmap *
         return old->off == cur->off && old->frameno == cur->frameno &&
                (exact ? same_range(old, cur) : range_within(old, cur));
     case CONST_MAP: return old->map == cur->map;
+    case PTR_FUNC: return old->off == cur->off;
+    case PTR_MAP_KEY:
+        return old->map == cur->map && old->off == cur->off && (exact ? same_range(old, cur) : range_within(old, cur));
     case CONST_MAP_OR_NULL: return old->map == cur->map && check_ids(m, old->id, cur->id);
     case PTR_MAP_VALUE:
     case PTR_MAP_VALUE_OR_NULL:
@@ -2433,7 +2613,7 @@ static bool states_equal(const struct state *old, const struct state *cur, bool 
     struct idmap m = {.n = 0};
     for (int f = 0; f < old->nframes; f++) {
         const struct frame *a = old->fr[f], *b = cur->fr[f];
-        if (a->callsite != b->callsite)
+        if (a->callsite != b->callsite || a->callback != b->callback || a->cb_ctx_frame != b->cb_ctx_frame)
             return false;
         for (int i = 0; i < EBPF_NREGS; i++)
             if (!regsafe(&a->regs[i], &b->regs[i], &m, exact))
@@ -2515,6 +2695,11 @@ static int do_ld_imm64(struct vctx *v, const struct bpf_insn *in)
     struct reg *d = R(v, in->dst_reg);
     if (in->src_reg == 0) {
         mark_const(d, (uint32_t)in->imm | ((uint64_t)(uint32_t)in[1].imm << 32));
+        return 0;
+    }
+    if (in->src_reg == BPF_PSEUDO_FUNC) {
+        mark_ptr(d, PTR_FUNC);
+        d->off = v->insn + in->imm + 1; /* a subprogram start (check_static) */
         return 0;
     }
     if (in->src_reg != BPF_PSEUDO_MAP_IDX && in->src_reg != BPF_PSEUDO_MAP_IDX_VALUE)
@@ -2608,8 +2793,10 @@ static int do_check(struct vctx *v)
                     if (in->src_reg == BPF_PSEUDO_CALL) {
                         err = do_local_call(v, in);
                     } else {
+                        int at = v->insn;
                         err = do_helper_call(v, in);
-                        v->insn = next;
+                        if (v->insn == at) /* else it entered a callback */
+                            v->insn = next;
                     }
                 } else if (op == BPF_EXIT) {
                     err = check_exit(v, &end);

@@ -690,6 +690,48 @@ Test(jit_diff, call_depth_limit)
     }
 }
 
+/* bpf_loop runs its callback through the stub every engine gets
+ * (jit/callbacks.c): r0 = ret * 1000 + the sum of the indexes seen. The
+ * callback stops at index 6; the count is a u32; flags and the iteration
+ * cap give the kernel's errors. */
+Test(jit_diff, bpf_loop_runs_callbacks)
+{
+    static const struct {
+        const char *nr, *flags;
+        int64_t want;
+    } cases[] = {
+        {"10", "0", 7 * 1000 + 21},            /* stopped by the callback after index 6 */
+        {"4", "0", 4 * 1000 + 6},              /* ran to the end: 0+1+2+3 */
+        {"0", "0", 0},                         /* no iteration */
+        {"0x100000003", "0", 3 * 1000 + 3},    /* only the low 32 bits count */
+        {"1", "1", -EINVAL * 1000},            /* flags */
+        {"8388609", "0", -E2BIG * 1000},       /* > BPF_MAX_LOOPS */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "stdw [%%r10-8], 0\n lddw %%r1, %s\n lddw %%r2, func cb\n mov %%r3, %%r10\n add %%r3, -8\n"
+                 " mov %%r4, %s\n call 181\n mul %%r0, 1000\n ldxdw %%r1, [%%r10-8]\n add %%r0, %%r1\n exit\n"
+                 "cb:\n ldxdw %%r3, [%%r2+0]\n add %%r3, %%r1\n stxdw [%%r2+0], %%r3\n mov %%r0, 0\n"
+                 " jne %%r1, 6, out\n mov %%r0, 1\nout:\n exit\n",
+                 cases[i].nr, cases[i].flags);
+        struct bpf_insn *p;
+        size_t n;
+        char err[256];
+        cr_assert_eq(bpfg_asm(text, &p, &n, err, sizeof(err)), 0, "%s", err);
+        uint8_t mem[CTX_LEN] = {0};
+        struct outcome a, b;
+        run_interp(p, n, mem, &a);
+        run_jit(p, n, mem, &b);
+        cr_expect(a.err == 0 && (int64_t)a.r0 == cases[i].want, "case %zu: interpreter %d/%lld, want %lld", i, a.err,
+                  (long long)a.r0, (long long)cases[i].want);
+        cr_expect(b.err == 0 && (int64_t)b.r0 == cases[i].want, "case %zu: x86 jit %d/%lld, want %lld", i, b.err,
+                  (long long)b.r0, (long long)cases[i].want);
+        CHECK_LLVM(p, n, mem, &a, "bpf_loop", i);
+        free(p);
+    }
+}
+
 /* Unknown input is refused with the instruction named, never compiled. */
 Test(jit_diff, bad_programs_are_refused)
 {

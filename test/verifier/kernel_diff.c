@@ -53,6 +53,16 @@ static const struct reason {
     {"kernel private stacks lift the combined stack limit", true},
     /* bpfgraft keeps bounds through more ALU ops than the kernel */
     {"userspace bounds more ALU results", false},
+    /* kernel: get_func_arg/ret for fentry/fexit only, ktime_get_coarse_ns
+     * not in tracing programs; bpfgraft: a uprobe's argument registers, a
+     * uretprobe's return value, a coarse clock (no NMI context here) */
+    {"userspace offers helpers the kernel keeps from tracing programs", false},
+    /* the kernel wants BTF func_info for a program that passes a callback;
+     * the assembler corpus has no BTF (clang-built programs do) */
+    {"kernel needs BTF func_info for callbacks", false},
+    /* bpfgraft checks a callback once and forgets the types of the frame
+     * its ctx points into; the kernel iterates to a fixpoint */
+    {"userspace stricter on the frame a callback's ctx points into", true},
 };
 
 static const struct reason *find_reason(const char *r)
