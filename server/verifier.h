@@ -8,7 +8,11 @@
  * spilled registers and which bytes were written, conditional jumps refine
  * both sides, and states already proven safe at a jump target prune later
  * equivalent ones. Loops are accepted when exploration ends (bounded by the
- * complexity limit); bpf-to-bpf calls get their own frames.
+ * complexity limit); bpf-to-bpf calls get their own frames. Callbacks
+ * (bpf_loop, bpf_for_each_map_elem) are checked once as a call from the
+ * helper; the frame their ctx points into loses its spilled types before
+ * and after, which covers any number of runs (stricter than the kernel's
+ * fixpoint iteration, never looser).
  *
  * Programs reach the verifier as the object loader leaves them: map
  * references are lddw BPF_PSEUDO_MAP_IDX / BPF_PSEUDO_MAP_IDX_VALUE with an
