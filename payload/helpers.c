@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -575,6 +576,39 @@ H(h_strncmp)
     return 0;
 }
 
+/* bpf_spin_lock: a spinning lock word in the map value, shared by every
+ * process mapping it. The verifier keeps the section short and free of
+ * calls; a word held for over a second is taken over, its owner having been
+ * killed inside the section (the kernel's programs cannot be). */
+#define SPIN_STALE_NS 1000000000ull
+H(h_spin_lock)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5, (void)user;
+    _Atomic uint32_t *word = (_Atomic uint32_t *)r1;
+    uint64_t since = 0;
+    for (uint32_t n = 1;; n++) {
+        uint32_t expect = 0;
+        if (!atomic_load_explicit(word, memory_order_relaxed) &&
+            atomic_compare_exchange_weak_explicit(word, &expect, 1, memory_order_acquire, memory_order_relaxed))
+            return 0;
+        __asm__ volatile("pause");
+        if (n % 65536)
+            continue;
+        uint64_t now = rt_clock_ns(CLOCK_MONOTONIC);
+        if (!since)
+            since = now;
+        else if (now - since > SPIN_STALE_NS)
+            return 0; /* inherited: the word stays held, now by us */
+    }
+}
+
+H(h_spin_unlock)
+{
+    (void)r2, (void)r3, (void)r4, (void)r5, (void)user;
+    atomic_store_explicit((_Atomic uint32_t *)r1, 0, memory_order_release);
+    return 0;
+}
+
 /* BPFG_FUNC_map_iter(map, cursor, out[3]): bpf_for_each_map_elem's walk
  * (jit/callbacks.h). Cursors given back are the map's plus one, never 0. */
 H(h_map_iter)
@@ -707,6 +741,8 @@ static const struct {
     {BPF_FUNC_get_func_ret, "get_func_ret", h_get_func_ret},
     {BPF_FUNC_strncmp, "strncmp", h_strncmp},
     {BPFG_FUNC_map_iter, "bpfgraft_map_iter", h_map_iter},
+    {BPF_FUNC_spin_lock, "spin_lock", h_spin_lock},
+    {BPF_FUNC_spin_unlock, "spin_unlock", h_spin_unlock},
 };
 
 int helpers_register(struct bpfg_vm *vm)

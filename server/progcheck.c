@@ -54,6 +54,8 @@ static const struct {
     {BPF_FUNC_strncmp, "strncmp"},
     {BPF_FUNC_get_func_arg, "get_func_arg"},
     {BPF_FUNC_get_func_ret, "get_func_ret"},
+    {BPF_FUNC_spin_lock, "spin_lock"},
+    {BPF_FUNC_spin_unlock, "spin_unlock"},
     /* run as bytecode stubs (jit/callbacks.h) */
     {BPF_FUNC_loop, "loop"},
     {BPF_FUNC_for_each_map_elem, "for_each_map_elem"},

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/btf.h>
+
 #include "asm.h"
 #include "ebpf.h"
 #include "objload.h"
@@ -338,6 +340,9 @@ struct state {
     int nrefs;
     struct checkpoint *parent; /* nearest stored state on this path */
     int insn;                  /* pending states: where to resume */
+    /* the bpf_spin_lock held (at most one): map index + 1 (0 = none), and
+     * the id of the map value pointer it was taken through */
+    uint32_t lock_map, lock_id;
 };
 
 struct checkpoint {
@@ -1066,6 +1071,13 @@ static void mark_loaded(struct reg *dst, int size, bool sx)
     sync_bounds(dst);
 }
 
+/* Does [lo, hi) of a map value overlap its bpf_spin_lock? */
+static bool touches_spin_lock(const struct bpfg_verify_map *m, int64_t lo, int64_t hi)
+{
+    int64_t at = (int64_t)m->spin_lock - 1;
+    return m->spin_lock && lo < at + 4 && hi > at;
+}
+
 /* Loads into / stores from regno's pointer at insn offset off. For loads
  * dst receives the value; for stores src is what is stored (NULL: imm). */
 static int check_mem(struct vctx *v, int regno, int off, int size, bool write, struct reg *dst, const struct reg *src,
@@ -1112,6 +1124,8 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
         if (lo < 0 || hi > m->value_size)
             return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size, lo,
                           size);
+        if (touches_spin_lock(m, lo, hi))
+            return reject(v, "bpf_spin_lock cannot be accessed directly by load/store");
         if (dst) {
             /* constants of a frozen read-only map are known */
             if (!write && (m->flags & BPF_F_RDONLY_PROG) && m->data && lo + size <= (int64_t)m->data_size &&
@@ -1566,6 +1580,7 @@ enum arg {
     A_LONG_OUT,    /* ARG_PTR_TO_LONG: 8 bytes the helper writes */
     A_FUNC,        /* ARG_PTR_TO_FUNC: a callback */
     A_STACK_OR_NULL, /* ARG_PTR_TO_STACK_OR_NULL: a callback's context */
+    A_SPIN_LOCK,     /* ARG_PTR_TO_SPIN_LOCK */
 };
 
 enum ret { RET_INT, RET_VOID, RET_MAP_VALUE_OR_NULL, RET_RINGBUF_OR_NULL };
@@ -1621,6 +1636,8 @@ static const struct proto protos[] = {
     {BPF_FUNC_get_func_ret, "get_func_ret", RET_INT, {A_CTX, A_LONG_OUT}, 0},
     {BPF_FUNC_loop, "loop", RET_INT, {A_ANY, A_FUNC, A_STACK_OR_NULL, A_ANY}, 0},
     {BPF_FUNC_for_each_map_elem, "for_each_map_elem", RET_INT, {A_MAP, A_FUNC, A_STACK_OR_NULL, A_ANY}, 0},
+    {BPF_FUNC_spin_lock, "spin_lock", RET_VOID, {A_SPIN_LOCK}, 0},
+    {BPF_FUNC_spin_unlock, "spin_unlock", RET_VOID, {A_SPIN_LOCK}, 0},
 };
 
 static const struct proto *find_proto(int id)
@@ -1726,6 +1743,8 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
         if (lo < 0 || hi > m->value_size)
             return reject(v, "invalid access to map value, value_size=%u off=%" PRId64 " size=%d", m->value_size, lo,
                           size);
+        if (write && touches_spin_lock(m, lo, hi))
+            return reject(v, "bpf_spin_lock cannot be written by a helper");
         return 0;
     }
     case PTR_MEM: {
@@ -1815,6 +1834,35 @@ static int ret_inner_map(struct vctx *v, struct reg *r0, uint32_t map)
     mark_ptr(r0, CONST_MAP_OR_NULL);
     r0->map = inner - 1;
     r0->id = ++v->next_id;
+    return 0;
+}
+
+/* bpf_spin_lock/unlock: the lock field of a map value, exactly; one lock
+ * at a time, released through the same value pointer. */
+static int check_spin_lock(struct vctx *v, const struct proto *p, int regno)
+{
+    const struct reg *r = R(v, regno);
+    if (r->type != PTR_MAP_VALUE)
+        return reject(v, "R%d type=%s expected=map_value", regno, rtype_names[r->type]);
+    const struct bpfg_verify_map *m = &v->env->maps[r->map];
+    if (!m->spin_lock)
+        return reject(v, "map %u: its value has no struct bpf_spin_lock (BTF)", r->map);
+    if (!tnum_is_const(r->var) || r->off + (int64_t)r->var.value != (int64_t)m->spin_lock - 1)
+        return reject(v, "R%d does not point at the value's bpf_spin_lock (offset %u)", regno, m->spin_lock - 1);
+    struct state *s = v->cur;
+    if (p->id == BPF_FUNC_spin_lock) {
+        if (s->lock_map)
+            return reject(v, "Locking two bpf_spin_locks are not allowed");
+        s->lock_map = r->map + 1;
+        s->lock_id = r->id;
+        return 0;
+    }
+    if (!s->lock_map)
+        return reject(v, "bpf_spin_unlock without taking a lock");
+    if (s->lock_map != r->map + 1 || s->lock_id != r->id)
+        return reject(v, "bpf_spin_unlock of different lock");
+    s->lock_map = 0;
+    s->lock_id = 0;
     return 0;
 }
 
@@ -1941,6 +1989,8 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
         return reject(v, "program of this type cannot use helper bpf_get_func_ret#%d (uretprobes only)", p->id);
     if (p->id == BPF_FUNC_tail_call && in_callback(v))
         return reject(v, "tail_call is not allowed inside a callback");
+    if (v->cur->lock_map && p->id != BPF_FUNC_spin_unlock && p->id != BPF_FUNC_spin_lock)
+        return reject(v, "function calls are not allowed while holding a lock (bpf_%s)", p->name);
 
     int map = -1;
     uint64_t alloc_size = 0;
@@ -2043,6 +2093,10 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
             if (r->type != PTR_STACK && !(reg_is_const(r) && r->var.value == 0))
                 return reject(v, "R%d type=%s expected=fp or NULL", regno, rtype_names[r->type]);
             break;
+        case A_SPIN_LOCK:
+            if ((err = check_spin_lock(v, p, regno)))
+                return err;
+            break;
         case A_CONST_STR: {
             if (r->type != PTR_MAP_VALUE)
                 return reject(v, "R%d type=%s expected=map_value", regno, rtype_names[r->type]);
@@ -2123,6 +2177,8 @@ static int do_local_call(struct vctx *v, const struct bpf_insn *in)
     struct state *s = v->cur;
     if (s->nframes >= EBPF_MAX_CALL_DEPTH)
         return reject(v, "the call stack of %d frames is too deep", s->nframes + 1);
+    if (s->lock_map)
+        return reject(v, "function calls are not allowed while holding a lock");
     int target = v->insn + in->imm + 1;
     struct frame *caller = curf(v);
     struct frame *callee = frame_new();
@@ -2148,6 +2204,8 @@ static int check_exit(struct vctx *v, bool *path_done)
     *path_done = false;
     if (f->regs[0].type == NOT_INIT)
         return reject(v, "R0 !read_ok");
+    if (s->lock_map)
+        return reject(v, "bpf_spin_unlock is missing");
     if (f->callback)
         return callback_exit(v);
     if (s->nframes > 1) {
@@ -2352,6 +2410,7 @@ static bool refine_not(struct reg *a, struct reg *b, uint8_t op)
 struct null_mark {
     uint32_t id;
     bool is_null;
+    const struct bpfg_verify_env *env;
 };
 
 static void mark_null_fn(struct reg *r, void *arg)
@@ -2363,13 +2422,15 @@ static void mark_null_fn(struct reg *r, void *arg)
         mark_const(r, 0);
         return;
     }
+    bool keep_id = r->type == PTR_MAP_VALUE_OR_NULL && m->env->maps[r->map].spin_lock;
     r->type = r->type == PTR_MAP_VALUE_OR_NULL ? PTR_MAP_VALUE : r->type == CONST_MAP_OR_NULL ? CONST_MAP : PTR_MEM;
-    r->id = 0;
+    if (!keep_id) /* a lock is released through the pointer it was taken by */
+        r->id = 0;
 }
 
-static void mark_null(struct state *s, uint32_t id, uint32_t ref, bool is_null)
+static void mark_null(const struct vctx *v, struct state *s, uint32_t id, uint32_t ref, bool is_null)
 {
-    struct null_mark m = {id, is_null};
+    struct null_mark m = {id, is_null, v->env};
     for_each_reg(s, mark_null_fn, &m);
     if (is_null && ref) { /* a NULL record needs no release */
         for (int i = 0; i < s->nrefs; i++)
@@ -2452,8 +2513,8 @@ static int do_cond_jmp(struct vctx *v, const struct bpf_insn *in)
             int null_insn = op == BPF_JEQ ? target : fall, obj_insn = op == BPF_JEQ ? fall : target;
             if ((err = push_state(v, null_insn, &other)))
                 return err;
-            mark_null(other, id, ref, true);
-            mark_null(v->cur, id, ref, false);
+            mark_null(v, other, id, ref, true);
+            mark_null(v, v->cur, id, ref, false);
             v->insn = obj_insn;
             return 0;
         }
@@ -2608,7 +2669,7 @@ static bool stacksafe(const struct frame *old, const struct frame *cur, struct i
 
 static bool states_equal(const struct state *old, const struct state *cur, bool exact)
 {
-    if (old->nframes != cur->nframes || old->nrefs != cur->nrefs)
+    if (old->nframes != cur->nframes || old->nrefs != cur->nrefs || old->lock_map != cur->lock_map)
         return false;
     struct idmap m = {.n = 0};
     for (int f = 0; f < old->nframes; f++) {
@@ -2621,6 +2682,8 @@ static bool states_equal(const struct state *old, const struct state *cur, bool 
         if (!stacksafe(a, b, &m, exact))
             return false;
     }
+    if (old->lock_map && !check_ids(&m, old->lock_id, cur->lock_id))
+        return false;
     for (int i = 0; i < old->nrefs; i++) {
         bool found = false;
         for (int k = 0; k < m.n && !found; k++)
@@ -3035,6 +3098,26 @@ out:
     return err;
 }
 
+/* 1 + offset of the struct bpf_spin_lock among the value's top-level
+ * members (where the kernel looks for it), 0 if none. */
+static uint32_t spin_lock_of(const struct btf *btf, uint32_t value_type_id)
+{
+    if (!btf || !value_type_id)
+        return 0;
+    int id = btf__resolve_type(btf, value_type_id);
+    const struct btf_type *t = id > 0 ? btf__type_by_id(btf, (uint32_t)id) : NULL;
+    if (!t || !btf_is_struct(t))
+        return 0;
+    const struct btf_member *mem = btf_members(t);
+    for (uint16_t i = 0; i < btf_vlen(t); i++) {
+        int mid = btf__resolve_type(btf, mem[i].type);
+        const struct btf_type *mt = mid > 0 ? btf__type_by_id(btf, (uint32_t)mid) : NULL;
+        if (mt && btf_is_struct(mt) && !strcmp(btf__name_by_offset(btf, mt->name_off), "bpf_spin_lock"))
+            return btf_member_bit_offset(t, i) / 8 + 1;
+    }
+    return 0;
+}
+
 int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_prog *prog, struct bpfg_verify_env *env,
                              struct bpfg_verify_map **maps)
 {
@@ -3064,6 +3147,7 @@ int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_p
         m[i].value_size = om->value_size;
         m[i].max_entries = om->max_entries;
         m[i].flags = om->flags;
+        m[i].spin_lock = spin_lock_of(obj->btf, om->btf_value_type_id);
         if (om->kind == BPFG_MAP_RODATA || om->kind == BPFG_MAP_KCONFIG) {
             m[i].flags |= BPF_F_RDONLY_PROG;
             m[i].data = om->init_data;

@@ -46,6 +46,7 @@ struct bpfg_verify_map {
     size_t data_size;
     uint32_t inner; /* map-in-map: 1 + index in maps[] of its inner map template
                      * (entries past map_cnt, which lddw cannot name); 0 = none */
+    uint32_t spin_lock; /* 1 + offset of the value's struct bpf_spin_lock (BTF); 0 = none */
 };
 
 struct bpfg_verify_env {

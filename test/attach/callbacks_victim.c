@@ -1,12 +1,15 @@
 /* Victim for test_callbacks.py: prints "ready", waits for SIGUSR1, calls
- * probe_me(x, x even ? "alpha" : "beta") for x = 0..N-1, prints "done",
- * then waits to be killed. */
+ * probe_me(x, x even ? "alpha" : "beta") for x = 0..N-1 on each of T
+ * threads (argv: N [T], T = 1 by default), prints "done", then waits to be
+ * killed. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t go;
+static unsigned long n_calls = 1000;
 volatile unsigned long probe_sink;
 
 __attribute__((noinline)) unsigned long probe_me(unsigned long x, const char *name)
@@ -22,16 +25,32 @@ static void on_usr1(int sig)
     go = 1;
 }
 
+static void *calls(void *arg)
+{
+    (void)arg;
+    for (unsigned long x = 0; x < n_calls; x++)
+        probe_sink += probe_me(x, x % 2 ? "beta" : "alpha");
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
-    unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
+    if (argc > 1)
+        n_calls = strtoul(argv[1], NULL, 10);
+    int threads = argc > 2 ? atoi(argv[2]) : 1;
+    if (threads < 1 || threads > 64)
+        return 2;
     signal(SIGUSR1, on_usr1);
     printf("ready\n");
     fflush(stdout);
     while (!go)
         usleep(1000);
-    for (unsigned long x = 0; x < n; x++)
-        probe_sink += probe_me(x, x % 2 ? "beta" : "alpha");
+    pthread_t t[64];
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&t[i], NULL, calls, NULL))
+            return 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
     printf("done\n");
     fflush(stdout);
     for (;;)

@@ -1,7 +1,8 @@
 """End to end: bpf_loop, bpf_for_each_map_elem (array and hash),
 bpf_strncmp, bpf_get_func_arg in a uprobe and bpf_get_func_ret in a
 uretprobe, inside a victim that calls probe_me(x, name) for x = 0..N-1, on
-each engine; every sum is exact."""
+each engine; every sum is exact. Then bpf_spin_lock: four threads update two
+plain counters under a value's lock, exactly."""
 import os
 import struct
 import subprocess
@@ -51,12 +52,38 @@ def run(cl, args, engine):
             cl.call("object.unload", id=o["id"])
 
 
+def run_spinlock(cl, args, engine, n=20000, threads=4):
+    cl.call("object.load", path=os.path.abspath(args.spinlock_obj), name="spinlock")
+    v = subprocess.Popen([os.path.join(args.test_bin, "callbacks-victim"), str(n), str(threads)],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        check_eq(v.stdout.readline().strip(), "ready", f"{engine}: threaded victim ready")
+        cl.call("target.attach", pid=v.pid, object="spinlock", programs=["probe_locked"], target=":probe_me",
+                engine=engine)
+        v.send_signal(10)  # SIGUSR1
+        check_eq(v.stdout.readline().strip(), "done", f"{engine}: {threads} threads made their calls")
+        value = cl.call("map.lookup", map="locked", key=struct.pack("<I", 0))["value"]
+        a, lock, b = struct.unpack("<QIxxxxQ", value)
+        check_eq((a, b), (n * threads, 2 * n * threads), f"{engine}: counters under bpf_spin_lock are exact")
+        check_eq(lock, 0, f"{engine}: the lock is free after the run")
+    finally:
+        v.kill()
+        v.wait()
+    deadline = time.monotonic() + 5
+    while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for o in cl.call("object.list"):
+        if o["name"] == "spinlock":
+            cl.call("object.unload", id=o["id"])
+
+
 def main():
-    args = parse_probe_args("--test-bin")
+    args = parse_probe_args("--test-bin", "--spinlock-obj")
     with Server(args) as srv:
         cl = srv.client()
         for engine in ("interp", "x86", "llvm"):
             run(cl, args, engine)
+            run_spinlock(cl, args, engine)
         check(srv.alive(), "the server survived")
 
 

@@ -78,9 +78,11 @@ static int parse_header(struct corpus_prog *p, char *line, char *err, size_t err
             snprintf(err, errlen, "%s: unknown map type '%s'", p->name, type);
             return -EINVAL;
         }
-        *m = (struct bpfg_verify_map){map_types[i].type, ks, vs, me, 0, NULL, 0, 0};
+        *m = (struct bpfg_verify_map){map_types[i].type, ks, vs, me, 0, NULL, 0, 0, 0};
         if (!strcmp(flag, "rdonly"))
             m->flags |= BPF_F_RDONLY_PROG;
+        if (!strcmp(flag, "spinlock")) /* a struct bpf_spin_lock at value offset 0 */
+            m->spin_lock = 1;
         p->env.map_cnt++;
         return 0;
     }

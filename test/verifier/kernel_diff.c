@@ -60,6 +60,9 @@ static const struct reason {
     /* the kernel wants BTF func_info for a program that passes a callback;
      * the assembler corpus has no BTF (clang-built programs do) */
     {"kernel needs BTF func_info for callbacks", false},
+    /* likewise the value's BTF to find a bpf_spin_lock */
+    {"kernel needs BTF for bpf_spin_lock", false},
+    {"kernel needs BTF to protect a bpf_spin_lock", true},
     /* bpfgraft checks a callback once and forgets the types of the frame
      * its ctx points into; the kernel iterates to a fixpoint */
     {"userspace stricter on the frame a callback's ctx points into", true},

@@ -1,0 +1,15 @@
+# kind: uprobe
+# map: hash 8 16 64 spinlock
+# kernel: kernel needs BTF to protect a bpf_spin_lock
+# expect: cannot be accessed directly
+stdw [%r10-8], 0
+mov %r2, %r10
+add %r2, -8
+lddw %r1, map_idx 0
+call 1
+jeq %r0, 0, out
+mov %r6, %r0
+ldxw %r1, [%r6+0]
+out:
+mov %r0, 0
+exit
