@@ -1035,8 +1035,9 @@ static void hint_if_no_targets(void)
     if (cli_call(&g_conn, &out, &resp, &e) != 0)
         return;
     if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size == 0 && !g_json)
-        fputs("bpfgraft: no process is attached to bpfgraft yet: the tool's programs attach to the processes "
-              "it manages (bpfgraft attach PID, bpfgraft start, or run --attach PID)\n",
+        fputs("bpfgraft: no process is attached to bpfgraft yet: a probe the tool opens for a PID attaches that "
+              "process; system-wide probes and syscall tracepoints reach the processes bpfgraft manages "
+              "(bpfgraft attach PID, bpfgraft start, or run --attach PID)\n",
               stderr);
     bpfg_rpc_msg_release(&resp);
 }

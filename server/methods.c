@@ -752,6 +752,9 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
                                       call->err, sizeof(call->err));
     if (code)
         return code;
+    struct target *t = targets_find(&call->s->targets, (pid_t)pid);
+    if (t) /* attached on its own now: it stays when the tools end */
+        t->for_tools = false;
     msgpack_pack_map(pk, 2);
     kv_u64(pk, "pid", pid);
     kv_u64(pk, "programs", n);

@@ -75,6 +75,9 @@ struct target {
      * payload had gone inert (its programs no longer run). */
     char adopted[12];
     bool inert;
+    /* attached only because a tool named it (-p PID): detached when no
+     * tool wants it any more, unless someone attached it on their own */
+    bool for_tools;
 };
 
 struct targets {

@@ -79,7 +79,8 @@ struct tp_name {
 static struct tool *tools;
 static struct tp_name *tp_names; /* ids TP_ID made up */
 static size_t ntp_names;
-static bool applying; /* attaching a link: no recursion through targets_attach */
+static bool applying;    /* attaching a link: no recursion through targets_attach */
+static bool release_due; /* a tool ended: release_tool_targets at the next tools_reap */
 
 static struct tool *tool_of_pid(pid_t pid)
 {
@@ -585,6 +586,53 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
     return 0;
 }
 
+/* A tool's -p PID of a process not yet managed: attached on the spot, as
+ * under the kernel perf_event_open needs nothing prepared, if the tool's
+ * user may ptrace it (else EACCES, the kernel's answer). */
+static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct target **out, char *err,
+                           size_t errlen)
+{
+    char text[64];
+    unsigned uid = 0;
+    if (bpfg_procfs_status(tl->pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u", &uid) != 1)
+        return srv_efail(err, errlen, -ESRCH, "the tool's process %d is gone", (int)tl->pid);
+    int code = targets_attach(s, pid, uid, tl->pid, NULL, 0, NULL, tl->engine, err, errlen);
+    if (code)
+        return code == BPFG_RPC_E_PERMISSION ? -EACCES : code == BPFG_RPC_E_NOT_FOUND ? -ESRCH : rpc_to_errno(code);
+    if (!(*out = targets_find(&s->targets, pid)))
+        return srv_efail(err, errlen, -ESRCH, "process %d ended while being attached", (int)pid);
+    (*out)->for_tools = true;
+    srv_log(SRV_INFO, "tool %d: process %d attached for it; it leaves with the last tool that wants it", (int)tl->pid,
+            (int)pid);
+    return 0;
+}
+
+static bool wanted_by_tools(pid_t pid)
+{
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; !tl->dead && i < tl->nlinks; i++)
+            if (tl->links[i]->pid == pid || link_has(tl->links[i], pid))
+                return true;
+    return false;
+}
+
+/* Processes attached only for tools are detached once no tool wants them
+ * and nothing else runs in them. */
+static void release_tool_targets(struct server *s)
+{
+    for (struct target *t = s->targets.list, *next; t; t = next) {
+        next = t->next;
+        if (!t->for_tools || wanted_by_tools(t->pid) || t->nhooks || syscalls_count(t))
+            continue;
+        pid_t pid = t->pid;
+        char why[256];
+        if (targets_detach(s, pid, 0, 0, why, sizeof(why)) != 0)
+            srv_log(SRV_WARN, "process %d, attached for tools: detach failed: %s", (int)pid, why);
+        else
+            srv_log(SRV_INFO, "process %d: detached, no tool wants it any more", (int)pid);
+    }
+}
+
 static void link_remove(struct server *s, struct tool_link *l)
 {
     for (size_t i = 0; i < l->nin; i++) {
@@ -711,16 +759,15 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
                          prog_type_name(op->prog_type), prog_type_name(want_type));
     if (a.pid > 0 && a.pid == tl->pid)
         return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
-    struct target *only = NULL;
-    if (a.pid > 0 && !(only = targets_find(&s->targets, a.pid)))
-        return srv_efail(err, errlen, -ESRCH,
-                         "process %d is not attached to bpfgraft: attach it first with `bpfgraft attach %d`",
-                         (int)a.pid, (int)a.pid);
     if (a.pid > 0 && tool_of_pid(a.pid))
         return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
+    struct target *only = a.pid > 0 ? targets_find(&s->targets, a.pid) : NULL;
+    int r = 0;
+    if (a.pid > 0 && !only && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
+        return r;
 
     struct bpfg_obj_prog copy;
-    int r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
+    r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
     if (r)
         return srv_efail(err, errlen, r, "out of memory");
     if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
@@ -830,6 +877,8 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
         break;
     default: r = srv_efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type); break;
     }
+    if (h->type == BPFG_TOOL_ATTACH || h->type == BPFG_TOOL_DETACH)
+        release_tool_targets(s); /* also a process attached for an attach that then failed */
     if (r) {
         srv_log(SRV_DEBUG, "tool %d: request %u failed: %s", (int)tl->pid, h->type, err);
         r = chan_reply(tl, h->seq, r, err, strlen(err) + 1, -1);
@@ -963,6 +1012,7 @@ static void tool_end(struct server *s, struct tool *tl)
     }
     tl->dead = true;
     srv_log(SRV_INFO, "tool %d: ended; its programs left every process", (int)tl->pid);
+    release_due = true; /* at tools_reap: tool_end may run inside a target's teardown */
 }
 
 void tools_target_gone(struct server *s, struct target *t)
@@ -985,7 +1035,10 @@ void tools_target_gone(struct server *s, struct target *t)
 
 void tools_reap(struct server *s)
 {
-    (void)s;
+    if (release_due) {
+        release_due = false;
+        release_tool_targets(s);
+    }
     for (struct tool **pp = &tools; *pp;) {
         struct tool *tl = *pp;
         if (!tl->dead) {
