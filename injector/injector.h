@@ -55,6 +55,12 @@ int bpfg_stop_process(pid_t pid, struct bpfg_stopped *st, char *err);
  * bpfg_release_started lets the program go on to main. */
 int bpfg_start_to_entry(pid_t pid, char *err);
 int bpfg_release_started(pid_t pid);
+/* The same in two steps, for a process caught inside execve (a fanotify
+ * exec permission event): bpfg_exec_seize traces it (the exec not yet
+ * allowed); once allowed, bpfg_exec_to_entry waits for the exec and runs
+ * it to its entry point as above (on failure it is detached). */
+int bpfg_exec_seize(pid_t pid, char *err);
+int bpfg_exec_to_entry(pid_t pid, char *err);
 
 /* Restores every thread's registers and signal mask as found, re-delivers
  * signals that arrived during the stop and detaches. Returns how long the

@@ -453,14 +453,27 @@ static uint64_t auxv_entry(pid_t pid)
 
 int bpfg_start_to_entry(pid_t pid, char *err)
 {
-    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)) != 0)
-        return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+    int r = bpfg_exec_seize(pid, err);
+    if (r)
+        return r;
     /* It stopped itself before execve: wake it up; we see the exec. */
     if (kill(pid, SIGCONT) != 0) {
         int e = errno;
         ptrace(PTRACE_DETACH, pid, NULL, NULL);
         return bpfg_inj_fail(err, -e, "cannot continue process %d: %s", (int)pid, strerror(e));
     }
+    return bpfg_exec_to_entry(pid, err);
+}
+
+int bpfg_exec_seize(pid_t pid, char *err)
+{
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)) != 0)
+        return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+    return 0;
+}
+
+int bpfg_exec_to_entry(pid_t pid, char *err)
+{
     int r = 0;
     for (;;) {
         int status = wait_event(pid, -1);

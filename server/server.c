@@ -24,6 +24,7 @@
 #include "adopt.h"
 #include "state.h"
 #include "tool.h"
+#include "execwatch.h"
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
@@ -226,6 +227,7 @@ void server_destroy(struct server *s)
     /* Leave every target as we found it: tools' programs out, hooks
      * removed, payload gone. */
     tools_destroy(s);
+    execwatch_destroy(s);
     targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
     if (s->detach_on_stop)
@@ -553,6 +555,8 @@ int server_run(struct server *s)
                     s->stop = true;
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {
                 tools_readable(s, tag);
+            } else if (*(uint32_t *)tag == EXECWATCH_MAGIC) {
+                execwatch_readable(s);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {
                 struct target *t = (struct target *)tag;
                 if (!targets_readable(s, t))

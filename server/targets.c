@@ -1283,6 +1283,25 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     return code;
 }
 
+int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
+{
+    start_pending = true;
+    int code = targets_attach(s, pid, 0, 0, NULL, 0, NULL, TARGET_ENGINE_DEFAULT, err, errlen);
+    start_pending = false;
+    struct target *t = code ? NULL : targets_find(&s->targets, pid);
+    if (t) {
+        t->for_tools = true;
+        tools_target_added(s, t);
+    }
+    int r = bpfg_release_started(pid);
+    if (!code && r)
+        code = srv_efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
+    if (!code)
+        srv_log(SRV_INFO, "target %d: caught at exec, attached for the tools before its first instruction",
+                (int)pid);
+    return code;
+}
+
 /* Puts back every patched site; the payload deactivates its slots. */
 static int remove_hooks(struct server *s, struct target *t, char *err, size_t errlen)
 {

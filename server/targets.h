@@ -126,6 +126,11 @@ void targets_save(struct server *s, const struct target *t);
  * loaded in that process (a loaded one keeps the engine it got). */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
                    const char *target_spec, int engine, char *err, size_t errlen);
+/* A process execwatch.c caught at exec: stopped at its entry point and
+ * traced by us (bpfg_exec_to_entry). Attaches it for the running tools
+ * (it leaves with the last tool that wants it) and lets it go. 0 or an
+ * RPC error code with a message. */
+int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen);
 /* `bpfgraft start`: pid is a child of the peer that stopped itself just
  * before execve. Runs it to its entry point, attaches the programs there
  * (before main), then lets it go. Returns an RPC error code or 0. */

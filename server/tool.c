@@ -1,8 +1,8 @@
 /* Tool mode: the server side of `bpfgraft run` (tool.h, abi/payload_abi.h). */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,6 +18,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include "execwatch.h"
 #include "log.h"
 #include "maps.h"
 #include "payload_abi.h"
@@ -47,6 +48,7 @@ struct tool_link {
     uint64_t offset;
     pid_t *in; /* processes it is attached in now */
     size_t nin;
+    bool watching; /* pid -1 on binary: new processes of it are caught (execwatch.c) */
 };
 
 struct tool_btf {
@@ -633,8 +635,37 @@ static void release_tool_targets(struct server *s)
     }
 }
 
+/* pid -1 on a binary, as under the kernel: every process running it now
+ * (attached for the tool where bpfgraft does not manage it yet) and every
+ * one started later (execwatch.c). */
+static void link_reach_binary(struct server *s, struct tool *tl, struct tool_link *l)
+{
+    char err[512];
+    if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
+        l->watching = true;
+    else
+        srv_log(SRV_WARN, "tool %d: link %u: processes starting %s later are not caught: %s", (int)tl->pid, l->id,
+                l->binary, err);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        pid_t pid = (pid_t)atoi(de->d_name);
+        struct target *t;
+        if (pid <= 0 || pid == getpid() || pid == tl->pid || tool_of_pid(pid) || targets_find(&s->targets, pid) ||
+            !sym_maps_binary(pid, l->binary))
+            continue;
+        if (attach_for_tool(s, tl, pid, &t, err, sizeof(err)) != 0 || link_apply(s, tl, l, t, err, sizeof(err)) != 0)
+            srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)pid, err);
+    }
+    closedir(d);
+}
+
 static void link_remove(struct server *s, struct tool_link *l)
 {
+    if (l->watching)
+        execwatch_remove(s, l->binary);
+    l->watching = false;
     for (size_t i = 0; i < l->nin; i++) {
         struct target *t = targets_find(&s->targets, l->in[i]);
         if (t)
@@ -762,8 +793,11 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     if (a.pid > 0 && tool_of_pid(a.pid))
         return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
     struct target *only = a.pid > 0 ? targets_find(&s->targets, a.pid) : NULL;
+    /* a pid that has not exec'd the binary yet (bpftrace -c CMD): caught
+     * when it does, as the kernel's uprobe fires once it runs there */
+    bool before_exec = a.pid > 0 && binary && !sym_maps_binary(a.pid, binary);
     int r = 0;
-    if (a.pid > 0 && !only && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
+    if (a.pid > 0 && !only && !before_exec && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
         return r;
 
     struct bpfg_obj_prog copy;
@@ -802,7 +836,13 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     l->kind = kind;
     l->pid = a.pid > 0 ? a.pid : -1;
     l->offset = a.offset;
-    if (only) {
+    if (before_exec) {
+        if ((r = execwatch_add(s, binary, err, errlen)) != 0) {
+            link_free(l);
+            return r;
+        }
+        l->watching = true;
+    } else if (only) {
         r = link_apply(s, tl, l, only, err, errlen);
         if (r) {
             link_free(l);
@@ -815,6 +855,8 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
                 srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)t->pid,
                         why);
         }
+        if (binary)
+            link_reach_binary(s, tl, l);
     }
     tl->links[tl->nlinks++] = l;
     *id = l->id;

@@ -8,12 +8,14 @@
  * and BTF, and to attach programs. Everything a tool creates lives in one
  * registry object, "tool:COMM:PID", freed when the tool exits.
  *
- * Attachments (links) follow perf_event_open's scope in bpfgraft terms:
- * pid > 0 names one process bpfgraft manages (attached or started);
- * pid -1 means every managed process that is not itself a tool (for a
- * uprobe: every one mapping the binary), now and later: a process
- * attached afterwards (`bpfgraft attach PID`) gets the running tools'
- * links. When the tool exits its programs leave every process; the
+ * Attachments (links) follow perf_event_open's scope: pid > 0 names one
+ * process, attached on the spot for the tool if bpfgraft does not manage
+ * it (and caught at exec if it has not exec'd the probed binary yet: bpftrace
+ * -c); pid -1 means every managed process that is not itself a tool and,
+ * for a uprobe, every process mapping the binary, now (attached for the
+ * tool) and later (execwatch.h); a process attached afterwards
+ * (`bpfgraft attach PID`) gets the running tools' links. Processes
+ * attached for tools are detached when no tool wants them any more. When the tool exits its programs leave every process; the
  * processes keep running with whatever else is attached to them. */
 #ifndef BPFGRAFT_SERVER_TOOL_H
 #define BPFGRAFT_SERVER_TOOL_H

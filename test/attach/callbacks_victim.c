@@ -1,11 +1,14 @@
 /* Victim for test_callbacks.py: prints "ready", waits for SIGUSR1, calls
  * probe_me(x, x even ? "alpha" : "beta") for x = 0..N-1 on each of T
- * threads (argv: N [T], T = 1 by default), prints "done", then waits to be
- * killed. */
+ * threads (argv: N [T [now|exit]], T = 1 by default; "now": no waiting for
+ * the signal, the calls are the first thing main does; "exit": the same,
+ * and exit after), prints "done", then waits to be killed. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t go;
@@ -40,10 +43,14 @@ int main(int argc, char **argv)
     int threads = argc > 2 ? atoi(argv[2]) : 1;
     if (threads < 1 || threads > 64)
         return 2;
+    bool leave = argc > 3 && !strcmp(argv[3], "exit");
+    bool now = leave || (argc > 3 && !strcmp(argv[3], "now"));
     signal(SIGUSR1, on_usr1);
-    printf("ready\n");
-    fflush(stdout);
-    while (!go)
+    if (!now) {
+        printf("ready\n");
+        fflush(stdout);
+    }
+    while (!go && !now)
         usleep(1000);
     pthread_t t[64];
     for (int i = 0; i < threads; i++)
@@ -53,6 +60,8 @@ int main(int argc, char **argv)
         pthread_join(t[i], NULL);
     printf("done\n");
     fflush(stdout);
+    if (leave)
+        return 0;
     for (;;)
         pause();
 }

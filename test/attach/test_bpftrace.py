@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -182,7 +183,27 @@ def main():
             check(v.proc.poll() is None, "FUNC+OFF: victim alive")
         finally:
             v.stop()
+        dash_c(prefix, args)
     sys.exit(report())
+
+
+def dash_c(prefix, args):
+    """bpftrace -c CMD: the command is traced from its first call (under
+    bpfgraft it is caught at exec), the count equal to the kernel's. A
+    private copy of the binary: no other process is concerned."""
+    tmp = tempfile.mkdtemp(prefix="bt-c-")
+    try:
+        vic = os.path.join(tmp, "c-victim")
+        shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
+        argv = ["bpftrace", "-e", f"uprobe:{vic}:probe_me {{ @ = count(); }}", "-c", f"{vic} 300 1 exit"]
+        got = {}
+        for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
+            r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
+            got[who] = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
+            check(got[who] == {"@": 300}, f"bpftrace -c CMD under {who}: every call of the command",
+                  f"{got[who]!r} {r.stderr[-400:]}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

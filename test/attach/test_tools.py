@@ -8,9 +8,11 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,9 +62,9 @@ def exec_mappings(pid):
 
 
 def payload_mapped(pid):
-    """Is a bpfgraft payload (not the uretprobes' unwind page, which stays) mapped in pid?"""
+    """Is a bpfgraft payload mapped in pid?"""
     with open(f"/proc/{pid}/maps") as f:
-        return any("bpfgraft" in l and "bpfgraft-unwind" not in l for l in f)
+        return any("/memfd:bpfgraft-payload" in l for l in f)
 
 
 def pid_probe_section(srv, args, victim_bin, marker):
@@ -96,6 +98,45 @@ def pid_probe_section(srv, args, victim_bin, marker):
     finally:
         lone.kill()
         lone.wait()
+
+
+def binary_wide_section(srv, args):
+    """pid -1 on a binary: a process running it before the tool started and
+    one started while the tool runs (caught at exec, traced from its first
+    call) are both counted exactly; both are detached when the tool ends.
+    The binary is a private copy, so no other process is concerned."""
+    tmp = tempfile.mkdtemp(prefix="bpfgraft-bw-")
+    vic = os.path.join(tmp, "bw-victim")
+    shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
+    procs = []
+    try:
+        early = subprocess.Popen([vic, "1000", "1"], stdout=subprocess.PIPE, text=True)
+        procs.append(early)
+        check_eq(early.stdout.readline().strip(), "ready", "binary-wide: a process of the binary runs before the tool")
+        tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--",
+                                 os.path.join(args.test_bin, "tool-pid-probe"), os.path.abspath(args.count_obj), "-1",
+                                 vic, "probe_me", "-", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        check_eq(tool.stdout.readline().strip(), "attached", "binary-wide: the tool's uprobe (pid -1) is attached")
+        early.send_signal(signal.SIGUSR1)
+        check_eq(early.stdout.readline().strip(), "done", "binary-wide: the early process made its 1000 calls")
+        late = subprocess.Popen([vic, "500", "1", "now"], stdout=subprocess.PIPE, text=True)
+        procs.append(late)
+        check_eq(late.stdout.readline().strip(), "done", "binary-wide: a process started later made its 500 calls")
+        out, err = tool.communicate(timeout=60)
+        check("calls 1500" in out, "binary-wide: every call of both counted, the late one's from its first",
+              out + err[-300:])
+        deadline = time.monotonic() + 10
+        while any(payload_mapped(p.pid) for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check(not any(payload_mapped(p.pid) for p in procs) and all(victim_alive(p) for p in procs),
+              "binary-wide: both processes detached when the tool ended, both still running",
+              repr([(p.pid, payload_mapped(p.pid), victim_alive(p)) for p in procs]))
+        check(all(text_matches_file(p.pid) == [] for p in procs), "binary-wide: their text equals the file")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def hooks_of(srv, pid):
@@ -356,6 +397,7 @@ def main():
             check(rc == 0 and doc == [], "and serves requests afterwards", repr(doc))
 
             pid_probe_section(srv, args, victim_bin, marker)
+            binary_wide_section(srv, args)
 
             # ---- bad command lines ----
             rc, out, err = run_tool(srv, ["/nonexistent/tool"])

@@ -1,10 +1,10 @@
 /* A libbpf tool for test_tools.py, run under `bpfgraft run`:
- *   tool-pid-probe OBJ PID BINARY FUNC [UID]
+ *   tool-pid-probe OBJ PID BINARY FUNC [UID|- [SECONDS]]
  * loads OBJ, drops to UID if given (setresuid: the tool's user is who may
  * or may not trace PID), attaches OBJ's program add_entry as a uprobe on
- * BINARY:FUNC in PID only, waits one second and prints "calls N" from the
- * counts map; or "attach: ERRNO-NAME" when the kernel's (here bpfgraft's)
- * perf_event_open/attach refuses. */
+ * BINARY:FUNC in PID (-1: every process), prints "attached", waits
+ * SECONDS (1) and prints "calls N" from the counts map; or "attach:
+ * ERRNO-NAME" when the kernel's (here bpfgraft's) attach refuses. */
 #define _GNU_SOURCE
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -37,7 +37,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot load %s\n", argv[1]);
         return 1;
     }
-    if (argc > 5) {
+    if (argc > 5 && strcmp(argv[5], "-")) {
         uid_t uid = (uid_t)atoi(argv[5]);
         if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
             perror("setresuid");
@@ -52,7 +52,9 @@ int main(int argc, char **argv)
         bpf_object__close(obj);
         return 0;
     }
-    sleep(1);
+    printf("attached\n");
+    fflush(stdout);
+    sleep(argc > 6 ? (unsigned)atoi(argv[6]) : 1);
     int rc = report_calls(obj);
     bpf_link__destroy(link);
     bpf_object__close(obj);
