@@ -727,11 +727,11 @@ static long bpf_map_batch(int cmd, const union bpf_attr *at, void *uattr)
 
 /* ---- bpf(): OBJ_GET_INFO_BY_FD ---- */
 
-static long bpf_obj_info(const union bpf_attr *at, void *uattr)
+static long bpf_obj_info(const union bpf_attr *at, void *uattr, uint64_t size)
 {
     struct tool_file *f = tool_fdt_get((int)at->info.bpf_fd);
-    if (!f)
-        return -EBADF;
+    if (!f) /* not ours: a kernel object, e.g. the kernel's BTF (kernel_btf_query) */
+        return rt_sys3(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, (long)uattr, (long)size);
     union {
         struct bpf_map_info map;
         struct bpf_prog_info prog;
@@ -839,8 +839,13 @@ long do_bpf(const uint64_t a[6])
     case BPF_MAP_LOOKUP_AND_DELETE_BATCH:
     case BPF_MAP_UPDATE_BATCH:
     case BPF_MAP_DELETE_BATCH: return bpf_map_batch(cmd, &at, uattr);
-    case BPF_OBJ_GET_INFO_BY_FD: return bpf_obj_info(&at, uattr);
+    case BPF_OBJ_GET_INFO_BY_FD: return bpf_obj_info(&at, uattr, (uint32_t)a[2]);
     case BPF_PROG_BIND_MAP: return 0; /* the server keeps what a program uses */
+    /* The kernel's own BTF (vmlinux, modules) is what tools read to know
+     * kernel types (bpftrace: tracepoint arguments); read-only queries go
+     * to the kernel as they are. */
+    case BPF_BTF_GET_NEXT_ID:
+    case BPF_BTF_GET_FD_BY_ID: return rt_sys3(SYS_bpf, cmd, (long)uattr, (long)(uint32_t)a[2]);
     default: return -EINVAL;
     }
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,11 +566,34 @@ static int rpc_to_errno(int code)
     }
 }
 
+/* A uprobe's file as the tool named it, resolved as the kernel resolves it:
+ * in the tool's context (bpftrace's BEGIN names /proc/self/exe). */
+static int tool_path(pid_t tool, const char *name, char *out, size_t outlen)
+{
+    char in[PATH_MAX];
+    const char *rest = NULL;
+    if (!strncmp(name, "/proc/self/", 11))
+        rest = name + 11;
+    else if (!strncmp(name, "/proc/thread-self/", 18))
+        rest = name + 18;
+    if (rest)
+        snprintf(in, sizeof(in), "/proc/%d/%s", (int)tool, rest);
+    else
+        snprintf(in, sizeof(in), "%s", name);
+    struct stat st;
+    if (name[0] != '/' || outlen < PATH_MAX || stat(in, &st) != 0)
+        return -ENOENT;
+    if (!realpath(in, out))
+        return -errno;
+    return 0;
+}
+
 /* Attaches link in t if t is in its scope. 0 also when out of scope. */
 static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, struct target *t, char *err,
                       size_t errlen)
 {
-    if ((l->pid > 0 && t->pid != l->pid) || tool_of_pid(t->pid) || link_has(l, t->pid))
+    /* a tool is in no one's scope but its own, by pid (bpftrace's BEGIN) */
+    if ((l->pid > 0 && t->pid != l->pid) || (tool_of_pid(t->pid) && l->pid != tl->pid) || link_has(l, t->pid))
         return 0;
     if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
         return 0;
@@ -689,7 +713,7 @@ static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kin
     memset(dst, 0, sizeof(*dst));
     char section[600];
     if (binary)
-        snprintf(section, sizeof(section), "%s/%s@0x%llx", kind == BPFG_ATTACH_URETPROBE ? "uretprobe" : "uprobe",
+        snprintf(section, sizeof(section), "%s/%.500s@0x%llx", kind == BPFG_ATTACH_URETPROBE ? "uretprobe" : "uprobe",
                  binary, (unsigned long long)offset);
     else if (syscall && syscall[0])
         snprintf(section, sizeof(section), "tracepoint/syscalls/sys_%s_%s",
@@ -747,18 +771,17 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         return srv_efail(err, errlen, -EINVAL, "program '%s' of type %u cannot be attached", op->name, op->prog_type);
 
     enum bpfg_attach_kind kind;
-    char syscall[64] = "", tpname[96] = "";
+    char syscall[64] = "", tpname[96] = "", path[PATH_MAX];
     const char *binary = NULL;
     uint32_t want_type;
     switch (a.kind) {
     case BPFG_TOOL_UPROBE:
     case BPFG_TOOL_URETPROBE: {
-        struct stat st;
         want_type = BPF_PROG_TYPE_KPROBE;
         kind = a.kind == BPFG_TOOL_UPROBE ? BPFG_ATTACH_UPROBE : BPFG_ATTACH_URETPROBE;
-        if (name[0] != '/' || stat(name, &st) != 0)
+        if (tool_path(tl->pid, name, path, sizeof(path)) != 0)
             return srv_efail(err, errlen, -ENOENT, "uprobe: no file '%s'", name);
-        binary = name;
+        binary = path;
         break;
     }
     case BPFG_TOOL_TRACEPOINT:
@@ -788,9 +811,9 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     if (op->prog_type != want_type)
         return srv_efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
                          prog_type_name(op->prog_type), prog_type_name(want_type));
-    if (a.pid > 0 && a.pid == tl->pid)
-        return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own process under bpfgraft");
-    if (a.pid > 0 && tool_of_pid(a.pid))
+    if (a.pid > 0 && a.pid == tl->pid && !binary)
+        return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own syscalls under bpfgraft");
+    if (a.pid > 0 && a.pid != tl->pid && tool_of_pid(a.pid))
         return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
     struct target *only = a.pid > 0 ? targets_find(&s->targets, a.pid) : NULL;
     /* a pid that has not exec'd the binary yet (bpftrace -c CMD): caught

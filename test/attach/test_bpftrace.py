@@ -188,22 +188,37 @@ def main():
 
 
 def dash_c(prefix, args):
-    """bpftrace -c CMD: the command is traced from its first call (under
-    bpfgraft it is caught at exec), the count equal to the kernel's. A
-    private copy of the binary: no other process is concerned."""
+    """bpftrace -c CMD with BEGIN and END (uprobes in bpftrace itself), a
+    uprobe on the command, traced from its first call (under bpfgraft it is
+    caught at exec), and a syscall tracepoint reading args-> fields through
+    the kernel's BTF: output and maps equal to the kernel's. A private copy
+    of the binary: no other process is concerned."""
     tmp = tempfile.mkdtemp(prefix="bt-c-")
+    tracefs = "/sys/kernel/tracing"
+    mounted_here = False
     try:
+        if not os.path.exists(os.path.join(tracefs, "events")):
+            mounted_here = subprocess.run(["mount", "-t", "tracefs", "nodev", tracefs]).returncode == 0
+            check(mounted_here, f"tracefs is mounted on {tracefs} for the syscall tracepoint")
         vic = os.path.join(tmp, "c-victim")
         shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
-        argv = ["bpftrace", "-e", f"uprobe:{vic}:probe_me {{ @ = count(); }}", "-c", f"{vic} 300 1 exit"]
-        got = {}
+        script = ('BEGIN { printf("start\\n"); } '
+                  f'uprobe:{vic}:probe_me {{ @ = count(); }} '
+                  'tracepoint:syscalls:sys_enter_write /pid == cpid/ { @w = count(); @bytes = sum(args->count); } '
+                  'END { printf("end\\n"); }')
+        argv = ["bpftrace", "-e", script, "-c", f"{vic} 300 1 exit"]
+        want = {"@": 300, "@w": 1, "@bytes": 5}   # the command's one write: "done\n"
         for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
             r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
-            got[who] = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
-            check(got[who] == {"@": 300}, f"bpftrace -c CMD under {who}: every call of the command",
-                  f"{got[who]!r} {r.stderr[-400:]}")
+            got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
+            lines = [l for l in r.stdout.splitlines() if l in ("start", "done", "end")]
+            check(got == want and lines == ["start", "done", "end"],
+                  f"bpftrace -c CMD under {who}: BEGIN, every call of the command, args->count, END",
+                  f"{got!r} {lines!r} {r.stderr[-400:]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if mounted_here:
+            subprocess.run(["umount", tracefs])
 
 
 if __name__ == "__main__":
