@@ -284,6 +284,25 @@ enum bpfg_pmsg_type {
                                       * program (all its kinds/numbers); reply: empty */
 #define BPFG_PMSG_PIDNS 36  /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
 #define BPFG_PMSG_UNWIND 37 /* struct bpfg_pmsg_unwind; reply: uint64_t unwind page (before a uretprobe's HOOK) */
+#define BPFG_PMSG_TIMER 45  /* struct bpfg_pmsg_timer; reply: empty */
+
+/* TIMER: run program prog_id on the payload thread every period_ns (a
+ * perf_event program on a cpu-clock event: bpftrace's interval:), with
+ * struct bpfg_perf_event_ctx as its context; period_ns 0 stops it.
+ * Unloading the program (UNMAP) stops it too. */
+struct bpfg_pmsg_timer {
+    uint32_t prog_id;
+    uint32_t pad;
+    uint64_t period_ns;
+};
+
+/* The context of such a run, laid out as the kernel's struct
+ * bpf_perf_event_data (no registers: no thread was interrupted). */
+struct bpfg_perf_event_ctx {
+    struct bpfg_pt_regs regs;
+    uint64_t sample_period;
+    uint64_t addr;
+};
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
@@ -675,6 +694,7 @@ enum bpfg_tool_attach_kind {
     BPFG_TOOL_URETPROBE = 2,
     BPFG_TOOL_TRACEPOINT = 3,     /* tp_id (the tracefs id or one TP_ID gave) */
     BPFG_TOOL_RAW_TRACEPOINT = 4, /* name: "sys_enter" / "sys_exit" */
+    BPFG_TOOL_TIMER = 5,          /* a cpu-clock event: offset is its period in ns */
 };
 
 struct bpfg_tool_attach {

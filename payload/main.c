@@ -20,6 +20,7 @@
 #include "trap.h"
 #include "rt/rt.h"
 #include "syscall.h"
+#include "timer.h"
 #include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
@@ -393,6 +394,7 @@ static int do_unmap(const uint8_t *body, size_t len)
         struct prog *p = progs[slot];
         if (hooks_use_prog(p) || syscall_use_prog(p))
             return fail(-EBUSY, "program %u is still attached to a hook", u.prog_id);
+        timer_forget_prog(u.prog_id);
         __atomic_store_n(&progs[slot], NULL, __ATOMIC_SEQ_CST);
         /* a tail call may be about to run it: free after a grace period,
          * or never if some handler does not finish */
@@ -473,6 +475,7 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_SYSCALL_UNHOOK: return syscall_unhook(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_PIDNS: return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
+    case BPFG_PMSG_TIMER: return timer_set(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_UNWIND: {
         struct bpfg_pmsg_unwind u;
         if (len < sizeof(u))
@@ -628,7 +631,8 @@ static void serve(struct bpfg_payload_params *p)
 {
     for (;;) {
         struct pollfd pfd = {.fd = sock, .events = POLLIN};
-        long r = rt_sys3(SYS_poll, (long)&pfd, 1, POLL_MS);
+        long r = rt_sys3(SYS_poll, (long)&pfd, 1, timer_wait_ms(POLL_MS));
+        timer_run_due();
         drain_trace();
         report_sites();
         if (r == 0 || r == -EINTR)

@@ -66,6 +66,7 @@ enum tool_kind {
     TK_UPROBE,     /* perf_event_open of the uprobe PMU */
     TK_TRACEPOINT, /* perf_event_open PERF_TYPE_TRACEPOINT */
     TK_PERF_RING,  /* perf_event_open SW_BPF_OUTPUT */
+    TK_TIMER,      /* perf_event_open SW_CPU_CLOCK on cpu 0: a timer (offset: period, ns) */
 };
 
 /* What one of the tool's fds stands for. Like a kernel struct file: dup'd

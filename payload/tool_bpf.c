@@ -300,6 +300,8 @@ long attach_perf(const struct tool_file *prog, const struct tool_file *ev)
     if (ev->kind == TK_UPROBE)
         return attach(prog, ev->retprobe ? BPFG_TOOL_URETPROBE : BPFG_TOOL_UPROBE, ev->pid, 0, ev->offset,
                       ev->ref_ctr_offset, ev->path ? ev->path : "");
+    if (ev->kind == TK_TIMER)
+        return attach(prog, BPFG_TOOL_TIMER, -1, 0, ev->offset, 0, "");
     return attach(prog, BPFG_TOOL_TRACEPOINT, ev->pid, ev->tp_id, 0, 0, "");
 }
 
@@ -329,7 +331,7 @@ static long bpf_link_create(const union bpf_attr *at)
         goto out;
     }
     struct tool_file *ev = tool_fdt_get((int)at->link_create.target_fd);
-    if (!ev || (ev->kind != TK_UPROBE && ev->kind != TK_TRACEPOINT && ev->kind != TK_PERF_RING)) {
+    if (!ev || (ev->kind != TK_UPROBE && ev->kind != TK_TRACEPOINT && ev->kind != TK_PERF_RING && ev->kind != TK_TIMER)) {
         file_put(ev);
         r = -EBADF; /* libbpf's perf-link probe counts on EBADF */
         goto out;

@@ -64,6 +64,21 @@ long do_perf_open(const uint64_t a[6])
         f->retprobe = pmu.retprobe_bit < 64 && (attr.config >> pmu.retprobe_bit) & 1;
         f->ref_ctr_offset = attr.config >> 32;
         snprintf(name, sizeof(name), "bpfgraft-uprobe");
+    } else if (attr.type == PERF_TYPE_SOFTWARE &&
+               (attr.config == PERF_COUNT_SW_CPU_CLOCK || attr.config == PERF_COUNT_SW_TASK_CLOCK)) {
+        /* bpftrace's interval: one event on cpu 0, a timer; sampling on
+         * every cpu (profile:) interrupts threads, which needs the kernel */
+        uint64_t period = attr.freq ? (attr.sample_freq ? 1000000000ull / attr.sample_freq : 0) : attr.sample_period;
+        if (cpu > 0 || pid > 0 || !period) {
+            say("a cpu-clock event on cpu %d for pid %d samples running threads, which needs the kernel's timer "
+                "interrupts: bpfgraft runs timers (one event, cpu 0, pid -1: bpftrace's interval:) only",
+                cpu, pid);
+            return -EOPNOTSUPP;
+        }
+        if (!(f = file_new(TK_TIMER)))
+            return -ENOMEM;
+        f->offset = period;
+        snprintf(name, sizeof(name), "bpfgraft-timer");
     } else if (attr.type == PERF_TYPE_TRACEPOINT) {
         if (!(f = file_new(TK_TRACEPOINT)))
             return -ENOMEM;
@@ -99,7 +114,7 @@ bool do_ioctl(const uint64_t a[6], long *ret)
         return false;
     if (!(f = tool_fdt_get((int)a[0])))
         return false;
-    if (f->kind != TK_UPROBE && f->kind != TK_TRACEPOINT && f->kind != TK_PERF_RING) {
+    if (f->kind != TK_UPROBE && f->kind != TK_TRACEPOINT && f->kind != TK_PERF_RING && f->kind != TK_TIMER) {
         file_put(f);
         return false;
     }

@@ -80,6 +80,7 @@ const char *bpfg_attach_kind_name(enum bpfg_attach_kind kind)
     case BPFG_ATTACH_SYSCALL_EXIT: return "syscall_exit";
     case BPFG_ATTACH_RAW_SYSCALL_ENTER: return "raw_syscall_enter";
     case BPFG_ATTACH_RAW_SYSCALL_EXIT: return "raw_syscall_exit";
+    case BPFG_ATTACH_TIMER: return "timer";
     default: return "unsupported";
     }
 }

@@ -92,6 +92,7 @@ enum bpfg_attach_kind {
     BPFG_ATTACH_SYSCALL_EXIT,      /* tracepoint/syscalls/sys_exit_NAME */
     BPFG_ATTACH_RAW_SYSCALL_ENTER, /* raw_tracepoint/sys_enter, tracepoint/raw_syscalls/sys_enter */
     BPFG_ATTACH_RAW_SYSCALL_EXIT,  /* raw_tracepoint/sys_exit, tracepoint/raw_syscalls/sys_exit */
+    BPFG_ATTACH_TIMER,             /* perf_event on a cpu-clock event (tools: bpftrace's interval:) */
 };
 
 struct bpfg_obj_map {

@@ -1283,6 +1283,27 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     return code;
 }
 
+int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint64_t period_ns, int engine, char *err,
+                      size_t errlen)
+{
+    struct reg_prog *p = registry_prog(&s->reg, prog_id);
+    struct reg_object *o = p ? registry_object(&s->reg, p->obj_id) : NULL;
+    if (!o)
+        return srv_efail(err, errlen, -ENOENT, "program %u is not loaded", prog_id);
+    if (engine == TARGET_ENGINE_DEFAULT)
+        engine = default_engine;
+    struct bpfg_pmsg_timer m = {.prog_id = prog_id, .period_ns = period_ns};
+    int r = send_object_maps(s, t, o, err, errlen);
+    if (!r)
+        r = send_prog(s, t, o, p, engine, err, errlen);
+    if (!r)
+        r = payload_call(s, t, BPFG_PMSG_TIMER, &m, sizeof(m), -1, err, errlen);
+    if (!r)
+        srv_log(SRV_INFO, "target %d: program %u '%s' runs every %llu ns", (int)t->pid, prog_id, p->prog->name,
+                (unsigned long long)period_ns);
+    return r;
+}
+
 int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
 {
     start_pending = true;

@@ -126,6 +126,10 @@ void targets_save(struct server *s, const struct target *t);
  * loaded in that process (a loaded one keeps the engine it got). */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
                    const char *target_spec, int engine, char *err, size_t errlen);
+/* Runs program prog_id in t's payload thread every period_ns (a tool's
+ * cpu-clock perf event: bpftrace's interval:). 0 or a negative errno. */
+int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint64_t period_ns, int engine, char *err,
+                      size_t errlen);
 /* A process execwatch.c caught at exec: stopped at its entry point and
  * traced by us (bpfg_exec_to_entry). Attaches it for the running tools
  * (it leaves with the last tool that wants it) and lets it go. 0 or an

@@ -376,11 +376,11 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     case BPF_PROG_TYPE_KPROBE: kind = BPFG_ATTACH_UPROBE; break;
     case BPF_PROG_TYPE_TRACEPOINT: kind = BPFG_ATTACH_SYSCALL_ENTER; break;
     case BPF_PROG_TYPE_RAW_TRACEPOINT: kind = BPFG_ATTACH_RAW_SYSCALL_ENTER; break;
+    case BPF_PROG_TYPE_PERF_EVENT: kind = BPFG_ATTACH_TIMER; break; /* a timer in the tool (interval:) */
     case BPF_PROG_TYPE_TRACING:
     case BPF_PROG_TYPE_LSM:
     case BPF_PROG_TYPE_EXT:
     case BPF_PROG_TYPE_STRUCT_OPS:
-    case BPF_PROG_TYPE_PERF_EVENT:
         return srv_efail(err, errlen, -EOPNOTSUPP,
                          "bpfgraft: program '%s': type %s attaches to the kernel and cannot run in userspace", name,
                          prog_type_name(pl.prog_type));
@@ -588,6 +588,17 @@ static int tool_path(pid_t tool, const char *name, char *out, size_t outlen)
     return 0;
 }
 
+/* Notes that link l is attached in process pid. */
+static int link_record(struct tool_link *l, pid_t pid, char *err, size_t errlen)
+{
+    pid_t *grown = realloc(l->in, (l->nin + 1) * sizeof(pid_t));
+    if (!grown)
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
+    l->in = grown;
+    l->in[l->nin++] = pid;
+    return 0;
+}
+
 /* Attaches link in t if t is in its scope. 0 also when out of scope. */
 static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, struct target *t, char *err,
                       size_t errlen)
@@ -597,16 +608,15 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
         return 0;
     if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
         return 0;
-    pid_t *grown = realloc(l->in, (l->nin + 1) * sizeof(pid_t));
-    if (!grown)
-        return srv_efail(err, errlen, -ENOMEM, "out of memory");
-    l->in = grown;
     applying = true;
     int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, err, errlen);
     applying = false;
     if (code)
         return rpc_to_errno(code);
-    l->in[l->nin++] = t->pid;
+    if ((code = link_record(l, t->pid, err, errlen)) != 0) {
+        targets_remove_progs(s, t, &l->prog_id, 1, NULL, 0);
+        return code;
+    }
     srv_log(SRV_INFO, "tool %d: link %u (program %u) attached in process %d", (int)tl->pid, l->id, l->prog_id,
             (int)t->pid);
     return 0;
@@ -718,6 +728,8 @@ static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kin
     else if (syscall && syscall[0])
         snprintf(section, sizeof(section), "tracepoint/syscalls/sys_%s_%s",
                  kind == BPFG_ATTACH_SYSCALL_ENTER ? "enter" : "exit", syscall);
+    else if (kind == BPFG_ATTACH_TIMER)
+        snprintf(section, sizeof(section), "perf_event/timer@%lluns", (unsigned long long)offset);
     else
         snprintf(section, sizeof(section), "%s/%s",
                  src->prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT ? "raw_tracepoint" : "tracepoint/raw_syscalls",
@@ -806,12 +818,17 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
                              "raw tracepoint '%s' is in the kernel: bpfgraft has sys_enter and sys_exit in userspace",
                              name);
         break;
+    case BPFG_TOOL_TIMER:
+        want_type = BPF_PROG_TYPE_PERF_EVENT;
+        kind = BPFG_ATTACH_TIMER;
+        a.pid = tl->pid; /* it runs in the tool, on its payload thread */
+        break;
     default: return srv_efail(err, errlen, -EINVAL, "ATTACH: unknown kind %u", a.kind);
     }
     if (op->prog_type != want_type)
         return srv_efail(err, errlen, -EINVAL, "program '%s' is a %s program, not %s", op->name,
                          prog_type_name(op->prog_type), prog_type_name(want_type));
-    if (a.pid > 0 && a.pid == tl->pid && !binary)
+    if (a.pid > 0 && a.pid == tl->pid && !binary && kind != BPFG_ATTACH_TIMER)
         return srv_efail(err, errlen, -EINVAL, "a tool cannot trace its own syscalls under bpfgraft");
     if (a.pid > 0 && a.pid != tl->pid && tool_of_pid(a.pid))
         return srv_efail(err, errlen, -EINVAL, "process %d is another bpfgraft tool", (int)a.pid);
@@ -865,6 +882,12 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
             return r;
         }
         l->watching = true;
+    } else if (kind == BPFG_ATTACH_TIMER) {
+        if ((r = targets_add_timer(s, only, l->prog_id, a.offset, tl->engine, err, errlen)) != 0 ||
+            (r = link_record(l, only->pid, err, errlen)) != 0) {
+            link_free(l);
+            return r;
+        }
     } else if (only) {
         r = link_apply(s, tl, l, only, err, errlen);
         if (r) {

@@ -2746,6 +2746,7 @@ static uint32_t ctx_size_of(enum bpfg_verify_kind k)
     case BPFG_VERIFY_SYSCALL_ENTER: return 16 + 6 * 8;
     case BPFG_VERIFY_SYSCALL_EXIT: return 24;
     case BPFG_VERIFY_RAW_TP: return 16; /* u64 args[2] */
+    case BPFG_VERIFY_PERF_EVENT: return 168 + 16; /* pt_regs, sample_period, addr */
     }
     return 0;
 }
@@ -3042,6 +3043,7 @@ int bpfg_verify_kernel(const struct bpf_insn *insns, size_t n, const struct bpfg
     case BPFG_VERIFY_SYSCALL_ENTER:
     case BPFG_VERIFY_SYSCALL_EXIT: a.prog_type = BPF_PROG_TYPE_TRACEPOINT; break;
     case BPFG_VERIFY_RAW_TP: a.prog_type = BPF_PROG_TYPE_RAW_TRACEPOINT; break;
+    case BPFG_VERIFY_PERF_EVENT: a.prog_type = BPF_PROG_TYPE_PERF_EVENT; break;
     }
     a.insns = (uint64_t)(uintptr_t)copy;
     a.insn_cnt = (uint32_t)n;
@@ -3132,6 +3134,7 @@ int bpfg_verify_env_for_prog(const struct bpfg_obj *obj, const struct bpfg_obj_p
     /* tracepoint/raw_syscalls/... gets the tracepoint record, raw_tp args[2] */
     case BPFG_ATTACH_RAW_SYSCALL_ENTER: env->kind = tp ? BPFG_VERIFY_SYSCALL_ENTER : BPFG_VERIFY_RAW_TP; break;
     case BPFG_ATTACH_RAW_SYSCALL_EXIT: env->kind = tp ? BPFG_VERIFY_SYSCALL_EXIT : BPFG_VERIFY_RAW_TP; break;
+    case BPFG_ATTACH_TIMER: env->kind = BPFG_VERIFY_PERF_EVENT; break;
     default: return -EOPNOTSUPP;
     }
     if (!obj->map_cnt)

@@ -36,6 +36,7 @@ enum bpfg_verify_kind {
     BPFG_VERIFY_SYSCALL_ENTER, /* tracepoint record: common 8 bytes, int nr at 8, 6 args of 8 from 16 */
     BPFG_VERIFY_SYSCALL_EXIT,  /* tracepoint record: common 8 bytes, nr at 8, long ret at 16 */
     BPFG_VERIFY_RAW_TP,        /* raw tracepoint sys_enter/sys_exit: u64 args[2] */
+    BPFG_VERIFY_PERF_EVENT,    /* struct bpf_perf_event_data, 184 bytes, read-only (timers) */
 };
 
 struct bpfg_verify_map {

@@ -34,6 +34,7 @@ static const struct {
     {"syscall_enter", BPFG_VERIFY_SYSCALL_ENTER},
     {"syscall_exit", BPFG_VERIFY_SYSCALL_EXIT},
     {"raw_tp", BPFG_VERIFY_RAW_TP},
+    {"perf_event", BPFG_VERIFY_PERF_EVENT},
 };
 
 static char *trim(char *s)
