@@ -117,6 +117,12 @@ tight_next:
     ret
     .size tight_next, . - tight_next
 
+/* edi and esi into the red zone, as a leaf may keep them */
+.macro ARGS_TO_RED_ZONE
+    mov %edi, -8(%rsp)
+    mov %esi, -16(%rsp)
+.endm
+
 /* int redzone_fn(int a, int b): a + b through the red zone of a leaf;
  * probed at +8, where a 5-byte jmp is safe but its stub must not push
  * onto the live red zone. */
@@ -124,8 +130,7 @@ tight_next:
     .type redzone_fn, @function
     .balign 16
 redzone_fn:
-    mov %edi, -8(%rsp)
-    mov %esi, -16(%rsp)
+    ARGS_TO_RED_ZONE
     mov -8(%rsp), %eax
     add -16(%rsp), %eax
     ret
@@ -137,8 +142,7 @@ redzone_fn:
     .type redhop_fn, @function
     .balign 16
 redhop_fn:
-    mov %edi, -8(%rsp)
-    mov %esi, -16(%rsp)
+    ARGS_TO_RED_ZONE
     xor %eax, %eax
 1:  add -8(%rsp), %eax
     decl -16(%rsp)
