@@ -132,12 +132,13 @@ static bool jmp_ok(const struct image *im, bool known, uint64_t lo, uint64_t hi,
     return bpfg_jmp_provably_safe(&im->ix, plan, lo, hi, why, whylen);
 }
 
-/* The 5 bytes at addr in pid, as they are now. */
-static int read_live(pid_t pid, uint64_t addr, uint8_t out[BPFG_HOP_SLOT_LEN])
+/* Whether the len bytes at addr in pid are still those of the image. */
+static bool unchanged(pid_t pid, const struct image *im, uint64_t addr, size_t len)
 {
-    struct iovec local = {out, BPFG_HOP_SLOT_LEN}, remote = {(void *)(uintptr_t)addr, BPFG_HOP_SLOT_LEN};
-    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    return n == BPFG_HOP_SLOT_LEN ? 0 : n < 0 ? -errno : -EIO;
+    uint8_t now[2 * BPFG_HOP_SLOT_LEN];
+    struct iovec local = {now, len}, remote = {(void *)(uintptr_t)addr, len};
+    return len <= sizeof(now) && addr >= im->base && process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)len &&
+           !memcmp(now, im->bytes + (addr - im->base), len);
 }
 
 static const uint8_t *image_bytes(const struct image *im, uint64_t addr)
@@ -165,15 +166,15 @@ static size_t dead_ranges(pid_t pid, const struct image *im, uint64_t lo, uint64
 }
 
 /* The first slot of r within a short jmp's reach of the one at addr whose
- * bytes are still those of the image (no other hop's jmp), or 0. */
+ * bytes, and the 4 before them (where another hop's jmp would overlap
+ * them), are still those of the image, or 0. */
 static uint64_t free_slot(pid_t pid, const struct image *im, const struct bpfg_text_range *r, uint64_t addr)
 {
     uint64_t from = addr + 2 + INT8_MIN > r->lo ? addr + 2 + INT8_MIN : r->lo;
     for (uint64_t slot = from; slot + BPFG_HOP_SLOT_LEN <= r->hi && slot <= addr + 2 + INT8_MAX; slot++) {
-        uint8_t now[BPFG_HOP_SLOT_LEN];
         if (slot < addr + 2 && slot + BPFG_HOP_SLOT_LEN > addr)
             continue; /* over the site itself */
-        if (!read_live(pid, slot, now) && !memcmp(now, image_bytes(im, slot), sizeof(now)))
+        if (unchanged(pid, im, slot - (BPFG_HOP_SLOT_LEN - 1), 2 * BPFG_HOP_SLOT_LEN - 1))
             return slot;
     }
     return 0;
