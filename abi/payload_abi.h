@@ -135,10 +135,11 @@ struct bpfg_pt_regs {
 };
 
 #define BPFG_MAX_HOOKS 512
-#define BPFG_HOOK_INDEX_MID 0x40000000u /* the stub stepped over 128 bytes of red zone */
 #define BPFG_HOOK_MAX_PROGS 4 /* per kind and hook slot */
 #define BPFG_MAX_THREADS 1024
 #define BPFG_SHADOW_DEPTH 32
+
+#define BPFG_HOOK_INDEX_MID 0x40000000u /* pushed with the index: the stub stepped over the red zone */
 
 /* One slot of the hook table (hello.hook_table, BPFG_MAX_HOOKS slots).
  * Written only by the payload thread. A slot may carry up to

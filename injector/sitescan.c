@@ -318,8 +318,8 @@ static bool is_padding(const ZydisDecodedInstruction *in)
 }
 
 /* Adds [a, b) cut at the first address control enters, if still long enough. */
-static size_t add_run(const struct bpfg_branch_index *ix, uint64_t a, uint64_t b, struct bpfg_text_range *out,
-                      size_t n, size_t max)
+static size_t add_run(const struct bpfg_branch_index *ix, uint64_t a, uint64_t b, struct bpfg_text_range *out, size_t n,
+                      size_t max)
 {
     uint64_t at;
     if (any_in(ix->targets, ix->ntargets, a, b, &at))
@@ -339,8 +339,8 @@ size_t bpfg_dead_runs(const struct bpfg_branch_index *ix, const uint8_t *code, u
         (any_in(ix->unknown, ix->nunknown, lo, hi, &at) && !any_in(ix->tables, ix->ntables, lo, hi, &at)))
         return 0;
     size_t n = 0;
-    bool ended = false;    /* the last instruction does not fall through */
-    uint64_t run = 0;      /* start of the current dead run, or 0 */
+    bool ended = false; /* the last instruction does not fall through */
+    uint64_t run = 0;   /* start of the current dead run, or 0 */
     for (at = lo; at < hi; at += in.length) {
         if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&dec, NULL, code + (at - lo), (size_t)(hi - at), &in)))
             return 0;

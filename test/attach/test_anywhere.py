@@ -173,6 +173,18 @@ def main():
             # jump is explained by its table); both sites counted together
             run_case(cl, v, "jump table and its target", ":jt_fn", ["add_entry"], ["jt_calls", "dispatch_calls"],
                      [0], ["uprobe", HOP], extra=(["add_entry"], ":jt_dispatch"))
+            # one of each kind at once: ps says how they are placed; one detach restores them all
+            for target in (":jt_dispatch", ":inner_fn", ":tight_fn", ":redhop_fn+8"):
+                cl.call("target.attach", pid=v.pid, object="count", programs=["add_entry"], target=target)
+            rc, out, _ = srv.cli("ps")
+            rows = [line.split() for line in out.splitlines() if line.split()[:1] == [str(v.pid)]]
+            check(rc == 0 and len(rows) == 1 and set(rows[0][-1].split(",")) == {"jmp", "short", "trap"},
+                  "ps: PLACED names jmp, short jmp and trap", out)
+            good, detail = exact(cl, v, ["dispatch_calls", "inner_calls", "tight_calls", "redhop_calls"], [0])
+            check(good, "every kind at once: counts exact over 4 threads", detail)
+            cl.call("target.detach", pid=v.pid)
+            check_eq(text_matches_file(v.pid), [], "every kind at once: after detach the text equals the files")
+            check_eq(v.get("bad_results"), 0, "every kind at once: probed functions return correct values")
             # an offset inside an instruction is refused, not patched
             try:
                 cl.call("target.attach", pid=v.pid, object="count", programs=["add_entry"], target=":raw_fn+1")

@@ -162,7 +162,9 @@ static const char *victim_target(const struct victim *v)
 {
     if (!v->func)
         return ":bench_target";
-    return strcmp(v->func, "short") == 0 ? ":bench_short" : strcmp(v->func, "mid") == 0 ? ":bench_mid+3" : ":bench_tight";
+    return strcmp(v->func, "short") == 0 ? ":bench_short"
+           : strcmp(v->func, "mid") == 0 ? ":bench_mid+3"
+                                         : ":bench_tight";
 }
 
 static int last_stop_us(struct rconn *r, uint64_t *us)
@@ -314,8 +316,9 @@ static int run(struct bench_ctx *ctx)
     /* the fallbacks (issue 22): a short jmp to the padding after a 5-byte
      * function or inside a leaf, and a trap where neither fits; their cost
      * per hit beside the kernel's and the jmp's, and the trap's floor */
-    static const char *const fallbacks[][2] = {
-        {"short", "bpfgraft llvm, short jmp"}, {"mid", "bpfgraft llvm, short jmp in a leaf"}, {"tight", "bpfgraft llvm, trap"}};
+    static const char *const fallbacks[][2] = {{"short", "bpfgraft llvm, short jmp"},
+                                               {"mid", "bpfgraft llvm, short jmp in a leaf"},
+                                               {"tight", "bpfgraft llvm, trap"}};
     for (int f = 0; f < 3; f++) {
         struct graft_result fb_up;
         double fb_cnt, fb_base;

@@ -219,8 +219,8 @@ Test(hookgen, dead_runs)
     struct bpfg_text_range r[4];
     /* test edi,edi; jg +9; ret; 8 nops; mov eax,1; ret: the nops after ret
      * up to the jg's target */
-    const uint8_t after_ret[] = {0x85, 0xff, 0x7f, 0x09, 0xc3, 0x90, 0x90, 0x90, 0x90,
-                                 0x90, 0x90, 0x90, 0x90, 0xb8, 0x01, 0, 0, 0, 0xc3};
+    const uint8_t after_ret[] = {0x85, 0xff, 0x7f, 0x09, 0xc3, 0x90, 0x90, 0x90, 0x90, 0x90,
+                                 0x90, 0x90, 0x90, 0xb8, 0x01, 0,    0,    0,    0xc3};
     cr_assert_eq(dead_runs(after_ret, sizeof(after_ret), r, 4), 1);
     cr_expect(r[0].lo == FUNC + 5 && r[0].hi == FUNC + 13, "[0x%llx, 0x%llx)", (unsigned long long)r[0].lo,
               (unsigned long long)r[0].hi);
