@@ -144,17 +144,25 @@ Test(hookgen, hop_refusals)
     cr_expect(strstr(err, "leaves"), "%s", err);
 }
 
-/* A function [FUNC, FUNC+hi) then padding up to FUNC+next, in an image
- * of 64 bytes that is all code. */
+#define IMG_LEN 64
+
+/* The branch index of an image of IMG_LEN bytes at FUNC that is all code:
+ * bytes, then int3s (into img_bytes). */
+static void index_image(const uint8_t *bytes, size_t len, uint8_t img_bytes[IMG_LEN], struct bpfg_branch_index *ix)
+{
+    memset(img_bytes, 0xcc, IMG_LEN);
+    memcpy(img_bytes, bytes, len);
+    struct bpfg_text_range rg = {FUNC, FUNC + IMG_LEN};
+    struct bpfg_text_image img = {FUNC, img_bytes, IMG_LEN, &rg, 1};
+    cr_assert_eq(bpfg_branch_index_build(&img, ix), 0);
+}
+
+/* A function [FUNC, FUNC+hi) then padding up to FUNC+next. */
 static bool padding_ok(const uint8_t *bytes, size_t len, uint64_t hi, uint64_t next, char *why)
 {
-    uint8_t img_bytes[64];
-    memset(img_bytes, 0xcc, sizeof(img_bytes));
-    memcpy(img_bytes, bytes, len);
-    struct bpfg_text_range rg = {FUNC, FUNC + sizeof(img_bytes)};
-    struct bpfg_text_image img = {FUNC, img_bytes, sizeof(img_bytes), &rg, 1};
+    uint8_t img_bytes[IMG_LEN];
     struct bpfg_branch_index ix;
-    cr_assert_eq(bpfg_branch_index_build(&img, &ix), 0);
+    index_image(bytes, len, img_bytes, &ix);
     bool ok = bpfg_padding_unreachable(&ix, img_bytes, FUNC, FUNC + hi, FUNC + next, why, BPFG_ERRLEN);
     bpfg_branch_index_free(&ix);
     return ok;
@@ -198,17 +206,12 @@ Test(hookgen, mid_function_stub_steps_over_the_red_zone)
     cr_expect_eq(memcmp(plan.stub + BPFG_HOOK_RESUME_OFF + sizeof(up), code, 5), 0);
 }
 
-/* The dead runs of a function of len bytes at FUNC (an image of 64 bytes
- * that is all code, int3 after it). */
+/* The dead runs of a function of len bytes at FUNC. */
 static size_t dead_runs(const uint8_t *bytes, size_t len, struct bpfg_text_range *out, size_t max)
 {
-    uint8_t img_bytes[64];
-    memset(img_bytes, 0xcc, sizeof(img_bytes));
-    memcpy(img_bytes, bytes, len);
-    struct bpfg_text_range rg = {FUNC, FUNC + sizeof(img_bytes)};
-    struct bpfg_text_image img = {FUNC, img_bytes, sizeof(img_bytes), &rg, 1};
+    uint8_t img_bytes[IMG_LEN];
     struct bpfg_branch_index ix;
-    cr_assert_eq(bpfg_branch_index_build(&img, &ix), 0);
+    index_image(bytes, len, img_bytes, &ix);
     size_t n = bpfg_dead_runs(&ix, img_bytes, FUNC, FUNC + len, out, max);
     bpfg_branch_index_free(&ix);
     return n;
