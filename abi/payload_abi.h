@@ -113,6 +113,12 @@ struct bpfg_payload_params {
  *     site:  jmp rel32 stub ; nop padding over the displaced bytes
  *     stub:  push imm32 hook_index ; jmp qword [rip+0] ; .quad bpfg_uprobe_entry
  *     resume: <displaced instructions, relocated> ; jmp qword [rip+0] ; .quad site+len
+ * A site inside a function (not its entry) may be the code of a leaf
+ * function using its red zone: its stub first steps over it and pushes
+ * the index with BPFG_HOOK_INDEX_MID set, and the resume code steps back:
+ *     stub:  lea -128(%rsp),%rsp ; push imm32 hook_index|MID ; jmp qword [rip+0] ; .quad entry
+ *     resume: lea 128(%rsp),%rsp ; <displaced instructions> ; jmp qword [rip+0] ; .quad site+len
+ * (pt_regs.sp is then the site's own; bpf_override_return is ignored).
  * bpfg_uprobe_entry builds a kernel-layout struct pt_regs on the stack
  * (orig_ax = hook index), runs the hook's programs, and either continues
  * at the hook's resume address or, after bpf_override_return, returns to
@@ -132,6 +138,8 @@ struct bpfg_pt_regs {
 #define BPFG_HOOK_MAX_PROGS 4 /* per kind and hook slot */
 #define BPFG_MAX_THREADS 1024
 #define BPFG_SHADOW_DEPTH 32
+
+#define BPFG_HOOK_INDEX_MID 0x40000000u /* pushed with the index: the stub stepped over the red zone */
 
 /* One slot of the hook table (hello.hook_table, BPFG_MAX_HOOKS slots).
  * Written only by the payload thread. A slot may carry up to

@@ -66,7 +66,8 @@ static const char usage_text[] =
     "                                  or (--detach) every target is detached and the state forgotten\n"
     "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
     "                                  uretprobe frames dropped by exceptions, how long attached,\n"
-    "                                  last stop, payload address\n"
+    "                                  last stop, payload address, how the hooks are placed (jmp,\n"
+    "                                  short jmp, trap)\n"
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
@@ -1168,6 +1169,7 @@ struct hook_sum {
     uint64_t misses;     /* counted per address */
     uint64_t dropped;    /* uretprobe frames left by exceptions, per address */
     struct sbuf engines; /* distinct, comma-separated */
+    struct sbuf kinds;   /* how hooks are placed: jmp, short, trap; distinct, comma-separated */
 };
 
 /* Whether one of the first n hooks is at addr (and has the field key). */
@@ -1190,6 +1192,21 @@ static bool in_list(const char *list, const char *word)
     return false;
 }
 
+static void add_distinct(struct sbuf *list, const char *word)
+{
+    if (in_list(list->s, word))
+        return;
+    if (list->len)
+        sbuf_putc(list, ',');
+    sbuf_puts(list, word);
+}
+
+/* "uprobe (short jmp)" -> "short", "uretprobe (trap)" -> "trap", else "jmp" */
+static const char *placement(const char *kind)
+{
+    return strstr(kind, "(short jmp)") ? "short" : strstr(kind, "(trap)") ? "trap" : "jmp";
+}
+
 static void sum_hooks(const msgpack_object *hooks, struct hook_sum *sum)
 {
     for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size; i++) {
@@ -1202,12 +1219,8 @@ static void sum_hooks(const msgpack_object *hooks, struct hook_sum *sum)
         }
         if (obj_u64(h, "dropped", &dropped) && !seen_address(hooks, i, addr, "dropped"))
             sum->dropped += dropped;
-        const char *engine = obj_str(h, "engine");
-        if (!in_list(sum->engines.s, engine)) {
-            if (sum->engines.len)
-                sbuf_putc(&sum->engines, ',');
-            sbuf_puts(&sum->engines, engine);
-        }
+        add_distinct(&sum->engines, obj_str(h, "engine"));
+        add_distinct(&sum->kinds, placement(obj_str(h, "kind")));
     }
 }
 
@@ -1220,8 +1233,8 @@ static uint64_t wall_ms(void)
 
 static void target_header(void)
 {
-    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-7s %-9s %-9s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES",
-           "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD");
+    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-7s %-9s %-9s %-14s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE",
+           "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD", "PLACED");
 }
 
 static void target_row(const msgpack_object *t)
@@ -1238,10 +1251,12 @@ static void target_row(const msgpack_object *t)
         sbuf_duration(&since, (now > at ? now - at : 0) * 1000);
     sbuf_duration(&stopped, stop);
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
-    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-7llu %-9s %-9s 0x%llx\n", obj_str(t, "pid"), obj_str(t, "comm"),
+    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-7llu %-9s %-9s 0x%-12llx %s\n", obj_str(t, "pid"), obj_str(t, "comm"),
            sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
-           (unsigned long long)sum.dropped, since.len ? since.s : "-", stopped.s, (unsigned long long)payload);
+           (unsigned long long)sum.dropped, since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
+           sum.kinds.len ? sum.kinds.s : "-");
     sbuf_free(&sum.engines);
+    sbuf_free(&sum.kinds);
     sbuf_free(&since);
     sbuf_free(&stopped);
 }

@@ -14,6 +14,10 @@
 
 #define JMP_LEN 5
 
+/* lea leaves the flags alone */
+static const uint8_t LEA_RSP_MINUS_128[] = {0x48, 0x8d, 0x64, 0x24, 0x80};
+static const uint8_t LEA_RSP_PLUS_128[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00};
+
 static bool decode(const ZydisDecoder *dec, const uint8_t *code, size_t len, ZydisDecodedInstruction *insn,
                    ZydisDecodedOperand *ops)
 {
@@ -363,11 +367,22 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
     if (r)
         return r;
 
-    s[0] = 0x68; /* push imm32 hook_index */
-    put32(s + 1, (int32_t)hook_index);
-    emit_abs_jmp(s + 5, entry);
+    size_t out = 0;
+    if (plan->mid) { /* a leaf function's red zone may be live here */
+        memcpy(s, LEA_RSP_MINUS_128, sizeof(LEA_RSP_MINUS_128));
+        out = sizeof(LEA_RSP_MINUS_128);
+        hook_index |= BPFG_HOOK_INDEX_MID;
+    }
+    s[out] = 0x68; /* push imm32 hook_index */
+    put32(s + out + 1, (int32_t)hook_index);
+    emit_abs_jmp(s + out + 5, entry);
 
-    size_t out = BPFG_HOOK_RESUME_OFF, len = plan->trap || plan->hop ? plan->insn_len : plan->patch_len;
+    out = BPFG_HOOK_RESUME_OFF;
+    if (plan->mid) {
+        memcpy(s + out, LEA_RSP_PLUS_128, sizeof(LEA_RSP_PLUS_128));
+        out += sizeof(LEA_RSP_PLUS_128);
+    }
+    size_t len = plan->trap || plan->hop ? plan->insn_len : plan->patch_len;
     r = relocate(&dec, plan, len, &out, err);
     if (r)
         return r;

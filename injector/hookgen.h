@@ -6,6 +6,9 @@
  * Stub layout (see abi/payload_abi.h):
  *   +0   push imm32 hook_index ; jmp qword [rip+0] ; .quad entry
  *   +32  relocated displaced instructions ; jmp qword [rip+0] ; .quad site+len
+ * A plan with mid set (a site inside a function) steps over the red zone:
+ *   +0   lea -128(%rsp),%rsp ; push imm32 hook_index|BPFG_HOOK_INDEX_MID ; jmp ...
+ *   +32  lea 128(%rsp),%rsp ; relocated displaced instructions ; jmp ...
  */
 #ifndef BPFGRAFT_HOOKGEN_H
 #define BPFGRAFT_HOOKGEN_H
@@ -25,6 +28,7 @@ struct bpfg_hook_plan {
     size_t patch_len; /* bytes written at site: >= 5 for a jmp, 2 for a hop, 1 for a trap */
     bool trap;        /* an int3 (bpfg_hook_plan_trap), not a jmp */
     bool hop;         /* a 2-byte jmp to a 5-byte jmp at slot (bpfg_hook_plan_hop) */
+    bool mid;         /* a jmp or hop inside a function: the stub steps over the red zone (the caller sets it) */
     size_t insn_len;  /* a trap or hop: the length of the instructions run out of line */
     uint64_t slot;    /* a hop: the 5 unreachable bytes that jmp to the stub */
     uint8_t slot_orig[BPFG_HOP_SLOT_LEN], slot_patch[BPFG_HOP_SLOT_LEN];
@@ -133,6 +137,16 @@ bool bpfg_bytes_unentered(const struct bpfg_branch_index *ix, uint64_t site, siz
  * enters it. Else false with the reason in why. */
 bool bpfg_padding_unreachable(const struct bpfg_branch_index *ix, const uint8_t *code, uint64_t lo, uint64_t hi,
                               uint64_t next, char *why, size_t whylen);
+
+/* The runs of padding inside the function [lo, hi) (code: its bytes) no
+ * code reaches: nop or int3 bytes after an instruction that does not fall
+ * through, up to the first address the index says control enters; only
+ * runs of at least BPFG_HOP_SLOT_LEN bytes, at most max of them into out.
+ * Returns how many; 0 too when the function has an indirect jump no table
+ * of its own explains or bytes that do not decode (anything may be
+ * reached). */
+size_t bpfg_dead_runs(const struct bpfg_branch_index *ix, const uint8_t *code, uint64_t lo, uint64_t hi,
+                      struct bpfg_text_range *out, size_t max);
 
 /* True if addr starts an instruction when the code at lo (len bytes at
  * code) is decoded from lo on: an offset into a function the kernel would

@@ -312,6 +312,47 @@ bool bpfg_padding_unreachable(const struct bpfg_branch_index *ix, const uint8_t 
     return true;
 }
 
+static bool is_padding(const ZydisDecodedInstruction *in)
+{
+    return in->mnemonic == ZYDIS_MNEMONIC_NOP || in->mnemonic == ZYDIS_MNEMONIC_INT3;
+}
+
+/* Adds [a, b) cut at the first address control enters, if still long enough. */
+static size_t add_run(const struct bpfg_branch_index *ix, uint64_t a, uint64_t b, struct bpfg_text_range *out, size_t n,
+                      size_t max)
+{
+    uint64_t at;
+    if (any_in(ix->targets, ix->ntargets, a, b, &at))
+        b = at;
+    if (n < max && b >= a + BPFG_HOP_SLOT_LEN)
+        out[n++] = (struct bpfg_text_range){a, b};
+    return n;
+}
+
+size_t bpfg_dead_runs(const struct bpfg_branch_index *ix, const uint8_t *code, uint64_t lo, uint64_t hi,
+                      struct bpfg_text_range *out, size_t max)
+{
+    ZydisDecoder dec;
+    ZydisDecodedInstruction in;
+    uint64_t at;
+    if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)) ||
+        (any_in(ix->unknown, ix->nunknown, lo, hi, &at) && !any_in(ix->tables, ix->ntables, lo, hi, &at)))
+        return 0;
+    size_t n = 0;
+    bool ended = false; /* the last instruction does not fall through */
+    uint64_t run = 0;   /* start of the current dead run, or 0 */
+    for (at = lo; at < hi; at += in.length) {
+        if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&dec, NULL, code + (at - lo), (size_t)(hi - at), &in)))
+            return 0;
+        if (run && !is_padding(&in))
+            n = add_run(ix, run, at, out, n, max), run = 0;
+        if (!run && ended && is_padding(&in))
+            run = at;
+        ended = ends_flow(&in);
+    }
+    return run ? add_run(ix, run, hi, out, n, max) : n;
+}
+
 bool bpfg_insn_boundary(const uint8_t *code, size_t len, uint64_t lo, uint64_t addr)
 {
     ZydisDecoder dec;

@@ -1,7 +1,7 @@
 /* Assembler macros, not C: clang-format stays out. */
 /* clang-format off */
 
-/* Shared by the entry code (start.S, syscall_entry.S): the kernel-layout
+/* Shared by the entry code (start.S, syscall_entry.S, trap_entry.S): the kernel-layout
  * pt_regs offsets (struct bpfg_pt_regs in payload_abi.h) and the switch from the
  * target's stack to the thread's handler stack (payload/README.md, "Stack
  * budget"). Assembler only. */
@@ -191,6 +191,50 @@
     mov %rbx, %rax
     mov RBX(%rsp), %rbx
     mov %rax, %rsp
+.endm
+
+/* A signal handler's entry, name(sig, si, uc): the kernel's signal frame
+ * stays where the kernel put it (below the red zone of the interrupted
+ * stack); handler(sig, si, uc, on_hstack) runs on the thread's handler
+ * stack (on_hstack 1) or, when the thread has none (thread table full, no
+ * memory), where it is (on_hstack 0). Used for SIGSYS and SIGTRAP. */
+.macro SIGNAL_ENTRY name, handler
+    .hidden \handler
+    .hidden bpfg_handler_stack
+    .globl \name
+    .hidden \name
+    .type \name, @function
+    .balign 16
+\name:
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    mov %edi, %r12d
+    mov %rsi, %r13
+    mov %rdx, %r14
+    mov %rsp, %rbx
+    and $-16, %rsp
+    mov %rbx, %rdi
+    cld
+    call bpfg_handler_stack
+    xor %ecx, %ecx
+    test %rax, %rax
+    jz .Lsig_\@
+    mov %rax, %rsp
+    mov $1, %ecx
+.Lsig_\@:
+    mov %r12d, %edi
+    mov %r13, %rsi
+    mov %r14, %rdx
+    call \handler
+    mov %rbx, %rsp
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    ret
+    .size \name, . - \name
 .endm
 
 #endif

@@ -265,7 +265,7 @@ static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
  * receives the resume address. */
 void bpfg_uprobe_miss(uint64_t *word)
 {
-    miss(hook_resume(*word, word), NULL);
+    miss(hook_resume(*word & ~(uint64_t)BPFG_HOOK_INDEX_MID, word), NULL);
 }
 
 /* Called by bpfg_uprobe_entry on the thread's handler stack. Returns 1 to
@@ -274,9 +274,14 @@ void bpfg_uprobe_miss(uint64_t *word)
  * stack, read by the entry code's jmp). */
 long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
 {
-    uint64_t index = regs->orig_ax;
+    /* a stub inside a function stepped over the red zone (payload_abi.h) */
+    bool mid = regs->orig_ax & BPFG_HOOK_INDEX_MID;
+    uint64_t index = regs->orig_ax & ~(uint64_t)BPFG_HOOK_INDEX_MID;
     struct bpfg_hook_slot *h = hook_resume(index, resume);
     regs->ip = h->site;
+    regs->orig_ax = index;
+    if (mid)
+        regs->sp += 128;
 
     bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
     if (!has_entry && !has_ret)
@@ -290,6 +295,7 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
     exec_init(&ex, regs, h, true);
     if (has_entry)
         run_list(h->entry_progs, &ex);
+    ex.override &= !mid; /* mid-function: no call to return from */
     if (has_ret && !ex.override) {
         uint64_t slot = regs->sp;
         shadow_drop_below(t, slot, true);

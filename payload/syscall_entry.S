@@ -173,41 +173,10 @@ bpfg_sys_fast_entry:
     jmp 3b
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
 
-/* bpfg_sigsys_entry(sig, si, uc): our SIGSYS handler. The kernel's
- * signal frame is where the kernel put it; bpfg_sigsys_handler runs on the
- * thread's handler stack. A thread without one (thread table full, no
- * memory) runs it where it is: its programs then miss anyway, having no
- * thread slot, and the syscall must still be made. */
-    .hidden bpfg_sigsys_handler
-    .globl bpfg_sigsys_entry
-    .hidden bpfg_sigsys_entry
-    .type bpfg_sigsys_entry, @function
-    .balign 16
-bpfg_sigsys_entry:
-    push %rbx
-    push %r12
-    push %r13
-    push %r14
-    mov %edi, %r12d
-    mov %rsi, %r13
-    mov %rdx, %r14
-    mov %rsp, %rbx
-    and $-16, %rsp
-    mov %rbx, %rdi
-    call bpfg_handler_stack
-    test %rax, %rax
-    jz 1f
-    mov %rax, %rsp
-1:  mov %r12d, %edi
-    mov %r13, %rsi
-    mov %r14, %rdx
-    call bpfg_sigsys_handler
-    mov %rbx, %rsp
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    ret
-    .size bpfg_sigsys_entry, . - bpfg_sigsys_entry
+/* bpfg_sigsys_entry(sig, si, uc): our SIGSYS handler (entry.h,
+ * SIGNAL_ENTRY). A thread without a handler stack runs
+ * bpfg_sigsys_handler where it is: its programs then miss anyway, having
+ * no thread slot, and the syscall must still be made. */
+    SIGNAL_ENTRY bpfg_sigsys_entry, bpfg_sigsys_handler
 
     .section .note.GNU-stack,"",@progbits

@@ -125,13 +125,6 @@ static bool jmp_ok(const struct image *im, bool known, uint64_t lo, uint64_t hi,
         snprintf(why, whylen, "no function symbol of a mapped file covers it: its code cannot be analysed");
         return false;
     }
-    if (addr != lo) {
-        snprintf(why, whylen,
-                 "it is not a function's entry (+0x%llx): a jmp there could land on live red-zone "
-                 "data or bytes another branch enters",
-                 (unsigned long long)(addr - lo));
-        return false;
-    }
     if (bpfg_hook_plan(addr, code, have, plan, ierr)) {
         snprintf(why, whylen, "%s", ierr);
         return false;
@@ -139,39 +132,73 @@ static bool jmp_ok(const struct image *im, bool known, uint64_t lo, uint64_t hi,
     return bpfg_jmp_provably_safe(&im->ix, plan, lo, hi, why, whylen);
 }
 
-/* The 5 bytes at addr in pid, as they are now. */
-static int read_live(pid_t pid, uint64_t addr, uint8_t out[BPFG_HOP_SLOT_LEN])
+/* Whether the len bytes at addr in pid are still those of the image. */
+static bool unchanged(pid_t pid, const struct image *im, uint64_t addr, size_t len)
 {
-    struct iovec local = {out, BPFG_HOP_SLOT_LEN}, remote = {(void *)(uintptr_t)addr, BPFG_HOP_SLOT_LEN};
-    ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    return n == BPFG_HOP_SLOT_LEN ? 0 : n < 0 ? -errno : -EIO;
+    uint8_t now[2 * BPFG_HOP_SLOT_LEN];
+    struct iovec local = {now, len}, remote = {(void *)(uintptr_t)addr, len};
+    return len <= sizeof(now) && addr >= im->base && process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)len &&
+           !memcmp(now, im->bytes + (addr - im->base), len);
 }
 
-/* A hop at the entry lo of the function [lo, hi): a short jmp to 5 bytes
- * of the padding after it that no code reaches and no other hop uses
- * (the bytes there are still those of the image: padding). */
-static bool hop_ok(pid_t pid, const struct image *im, uint64_t lo, uint64_t hi, const uint8_t *code, size_t have,
-                   struct bpfg_hook_plan *plan, char *why, size_t whylen)
+static const uint8_t *image_bytes(const struct image *im, uint64_t addr)
+{
+    return im->bytes + (addr - im->base);
+}
+
+/* Bytes around the function [lo, hi) no code reaches, where a hop's slot
+ * may go: the padding after it and before it (up to the neighbouring
+ * functions, whose last instruction must not fall through into it) and
+ * the padding inside it after a jmp or ret. Returns how many ranges. */
+static size_t dead_ranges(pid_t pid, const struct image *im, uint64_t lo, uint64_t hi, struct bpfg_text_range *out,
+                          size_t max)
+{
+    char why[BPFG_ERRLEN];
+    uint64_t next = 0, plo = 0, phi = 0;
+    size_t n = 0;
+    if (!sym_next_start(pid, hi, &next) && next <= im->base + im->len &&
+        bpfg_padding_unreachable(&im->ix, image_bytes(im, lo), lo, hi, next, why, sizeof(why)))
+        out[n++] = (struct bpfg_text_range){hi, next};
+    if (!sym_function_before(pid, lo, &plo, &phi) && plo >= im->base && !sym_next_start(pid, phi, &next) &&
+        next == lo && bpfg_padding_unreachable(&im->ix, image_bytes(im, plo), plo, phi, lo, why, sizeof(why)))
+        out[n++] = (struct bpfg_text_range){phi, lo};
+    return n + bpfg_dead_runs(&im->ix, image_bytes(im, lo), lo, hi, out + n, max - n);
+}
+
+/* The first slot of r within a short jmp's reach of the one at addr whose
+ * bytes, and the 4 before them (where another hop's jmp would overlap
+ * them), are still those of the image, or 0. */
+static uint64_t free_slot(pid_t pid, const struct image *im, const struct bpfg_text_range *r, uint64_t addr)
+{
+    uint64_t from = addr + 2 + INT8_MIN > r->lo ? addr + 2 + INT8_MIN : r->lo;
+    for (uint64_t slot = from; slot + BPFG_HOP_SLOT_LEN <= r->hi && slot <= addr + 2 + INT8_MAX; slot++) {
+        if (slot < addr + 2 && slot + BPFG_HOP_SLOT_LEN > addr)
+            continue; /* over the site itself */
+        if (unchanged(pid, im, slot - (BPFG_HOP_SLOT_LEN - 1), 2 * BPFG_HOP_SLOT_LEN - 1))
+            return slot;
+    }
+    return 0;
+}
+
+/* A hop at addr in the function [lo, hi): a short jmp to 5 bytes no code
+ * reaches and no other hop uses (dead_ranges). */
+static bool hop_ok(pid_t pid, const struct image *im, uint64_t lo, uint64_t hi, uint64_t addr, const uint8_t *code,
+                   size_t have, struct bpfg_hook_plan *plan, char *why, size_t whylen)
 {
     char ierr[BPFG_ERRLEN];
-    uint64_t next = 0;
-    if (sym_next_start(pid, hi, &next) || next > im->base + im->len) {
-        snprintf(why, whylen, "no symbol after the function bounds its padding");
-        return false;
-    }
-    if (!bpfg_padding_unreachable(&im->ix, im->bytes + (lo - im->base), lo, hi, next, why, whylen))
-        return false;
-    for (uint64_t slot = hi; slot + BPFG_HOP_SLOT_LEN <= next && slot <= lo + 2 + INT8_MAX; slot++) {
-        uint8_t now[BPFG_HOP_SLOT_LEN];
-        if (read_live(pid, slot, now) || memcmp(now, im->bytes + (slot - im->base), sizeof(now)))
-            continue; /* another hop's jmp */
-        if (bpfg_hook_plan_hop(lo, code, have, slot, now, plan, ierr)) {
+    struct bpfg_text_range dead[16];
+    size_t n = dead_ranges(pid, im, lo, hi, dead, sizeof(dead) / sizeof(dead[0]));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t slot = free_slot(pid, im, &dead[i], addr);
+        if (!slot)
+            continue;
+        if (bpfg_hook_plan_hop(addr, code, have, slot, image_bytes(im, slot), plan, ierr)) {
             snprintf(why, whylen, "%s", ierr);
             return false;
         }
         return bpfg_bytes_unentered(&im->ix, plan->site, plan->insn_len, lo, hi, why, whylen);
     }
-    snprintf(why, whylen, "no 5 free bytes of padding within a short jmp's reach");
+    snprintf(why, whylen, "no 5 bytes of padding no code reaches within a short jmp's reach");
     return false;
 }
 
@@ -181,20 +208,21 @@ int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struc
     uint64_t lo = 0, hi = 0;
     bool known = sym_function_at(pid, addr, &lo, &hi) == 0;
     struct image *im = known ? image_at(pid, addr) : NULL;
-    if (im && lo >= im->base && hi - im->base <= im->len &&
-        !bpfg_insn_boundary(im->bytes + (lo - im->base), (size_t)(hi - lo), lo, addr)) {
+    if (im && (lo < im->base || hi - im->base > im->len))
+        im = NULL;
+    if (im && !bpfg_insn_boundary(image_bytes(im, lo), (size_t)(hi - lo), lo, addr)) {
         snprintf(err, BPFG_ERRLEN, "0x%llx is not an instruction boundary of the function at 0x%llx",
                  (unsigned long long)addr, (unsigned long long)lo);
         return -EINVAL;
     }
-    if (jmp_ok(im, known, lo, hi, addr, code, have, plan, why, whylen))
-        return 0;
-    /* a hop only at an entry: the stub's push must not land on a leaf
-     * function's red zone */
+    /* inside a function a leaf's red zone may be live: the stub steps over it */
     char hwhy[BPFG_ERRLEN];
-    if (im && addr == lo && hop_ok(pid, im, lo, hi, code, have, plan, hwhy, sizeof(hwhy)))
+    if (jmp_ok(im, known, lo, hi, addr, code, have, plan, why, whylen) ||
+        (im && hop_ok(pid, im, lo, hi, addr, code, have, plan, hwhy, sizeof(hwhy)))) {
+        plan->mid = addr != lo;
         return 0;
-    if (im && addr == lo) {
+    }
+    if (im) {
         size_t n = strlen(why);
         snprintf(why + n, whylen - n, "; no short jmp: %s", hwhy);
     }

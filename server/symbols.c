@@ -257,9 +257,12 @@ static int mapping_of(const struct bpfg_procfs_map *pm, void *arg)
 }
 
 /* The sized function symbol covering vaddr, the global one first. */
-static int elf_function_at(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+/* The sized function containing vaddr, or (before) the one ending last at
+ * or before vaddr. */
+static int elf_function_near(Elf *e, uint64_t vaddr, bool before, uint64_t *lo, uint64_t *hi)
 {
     Elf_Scn *scn = NULL;
+    uint64_t best_end = 0;
     while ((scn = elf_nextscn(e, scn))) {
         GElf_Shdr sh;
         Elf_Data *data;
@@ -271,13 +274,16 @@ static int elf_function_at(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
             if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
                 sym.st_shndx == SHN_UNDEF || !sym.st_size)
                 continue;
-            if (vaddr >= sym.st_value && vaddr - sym.st_value < sym.st_size) {
-                *lo = sym.st_value, *hi = sym.st_value + sym.st_size;
+            uint64_t end = sym.st_value + sym.st_size;
+            if (!before && vaddr >= sym.st_value && vaddr - sym.st_value < sym.st_size) {
+                *lo = sym.st_value, *hi = end;
                 return 0;
             }
+            if (before && end <= vaddr && end > best_end)
+                *lo = sym.st_value, *hi = best_end = end;
         }
     }
-    return -ENOENT;
+    return best_end ? 0 : -ENOENT;
 }
 
 /* The virtual address of file offset off through the PT_LOAD headers. */
@@ -361,7 +367,12 @@ static int next_start_fn(Elf *e, uint64_t vaddr, uint64_t *next, uint64_t *unuse
 
 static int function_at_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
 {
-    return elf_function_at(e, vaddr, lo, hi);
+    return elf_function_near(e, vaddr, false, lo, hi);
+}
+
+static int function_before_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+{
+    return elf_function_near(e, vaddr, true, lo, hi);
 }
 
 int sym_next_start(pid_t pid, uint64_t addr, uint64_t *next)
@@ -373,11 +384,22 @@ int sym_next_start(pid_t pid, uint64_t addr, uint64_t *next)
     return r;
 }
 
-int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+static int function_query(pid_t pid, uint64_t addr, int (*fn)(Elf *, uint64_t, uint64_t *, uint64_t *), uint64_t *lo,
+                          uint64_t *hi)
 {
     uint64_t bias = 0;
-    int r = with_elf_at(pid, addr, function_at_fn, lo, hi, &bias);
+    int r = with_elf_at(pid, addr, fn, lo, hi, &bias);
     if (!r)
         *lo += bias, *hi += bias;
     return r;
+}
+
+int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+    return function_query(pid, addr, function_at_fn, lo, hi);
+}
+
+int sym_function_before(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+    return function_query(pid, addr, function_before_fn, lo, hi);
 }

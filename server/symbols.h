@@ -28,6 +28,10 @@ int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, ui
  * addr is in no file mapping or no sized symbol covers it. */
 int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
+/* The sized function of the file mapped at addr that ends last at or
+ * before addr: [*lo, *hi). -ENOENT when there is none. */
+int sym_function_before(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
+
 /* The runtime address of the first symbol (any type but section and
  * file) or allocated section that starts at runtime address addr or after
  * it, in the file mapped at addr. -ENOENT when there is none. */

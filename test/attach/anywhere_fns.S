@@ -97,11 +97,16 @@ edge_fn:
     ret
     .size edge_fn, . - edge_fn
 
-/* int tight_fn(void): 0, in 3 bytes directly followed by another function:
- * no padding for a short jmp's target, so a trap. */
+/* int tight_fn(void): 0, in 3 bytes between two functions with no
+ * padding on either side: no slot for a short jmp, so a trap. */
+    .balign 16
+    .globl tight_prev
+    .type tight_prev, @function
+tight_prev:
+    ret
+    .size tight_prev, . - tight_prev
     .globl tight_fn
     .type tight_fn, @function
-    .balign 16
 tight_fn:
     xor %eax, %eax
     ret
@@ -111,6 +116,80 @@ tight_fn:
 tight_next:
     ret
     .size tight_next, . - tight_next
+
+/* edi and esi into the red zone, as a leaf may keep them */
+.macro ARGS_TO_RED_ZONE
+    mov %edi, -8(%rsp)
+    mov %esi, -16(%rsp)
+.endm
+
+/* int redzone_fn(int a, int b): a + b through the red zone of a leaf;
+ * probed at +8, where a 5-byte jmp is safe but its stub must not push
+ * onto the live red zone. */
+    .globl redzone_fn
+    .type redzone_fn, @function
+    .balign 16
+redzone_fn:
+    ARGS_TO_RED_ZONE
+    mov -8(%rsp), %eax
+    add -16(%rsp), %eax
+    ret
+    .size redzone_fn, . - redzone_fn
+
+/* int redhop_fn(int a, int n): a * n (n >= 1) through the red zone;
+ * probed at +8, 2 bytes before a loop label: a short jmp inside a leaf. */
+    .globl redhop_fn
+    .type redhop_fn, @function
+    .balign 16
+redhop_fn:
+    ARGS_TO_RED_ZONE
+    xor %eax, %eax
+1:  add -8(%rsp), %eax
+    decl -16(%rsp)
+    jg 1b
+    ret
+    .size redhop_fn, . - redhop_fn
+
+/* int inner_fn(int n): 1 for n >= 2; its loop label is 2 bytes in and it
+ * has no padding around it, but 8 bytes of nops after its ret that no
+ * code reaches: a short jmp's slot inside the function. */
+    .balign 16
+    .globl inner_prev
+    .type inner_prev, @function
+inner_prev:
+    ret
+    .size inner_prev, . - inner_prev
+    .globl inner_fn
+    .type inner_fn, @function
+inner_fn:
+    xor %eax, %eax
+1:  sub $1, %edi
+    jg 2f
+    ret
+    .fill 8, 1, 0x90
+2:  mov $1, %eax
+    jmp 1b
+    .size inner_fn, . - inner_fn
+    .globl inner_next
+    .type inner_next, @function
+inner_next:
+    ret
+    .size inner_next, . - inner_next
+
+/* int back_fn(void): 0, in 3 bytes with padding only before it: a short
+ * jmp backwards. */
+    .balign 16
+    .globl back_fn
+    .type back_fn, @function
+back_fn:
+    xor %eax, %eax
+    ret
+    .size back_fn, . - back_fn
+    .globl back_next
+    .type back_next, @function
+back_next:
+    ret
+    .size back_next, . - back_next
 
     .section .rodata
     .balign 4

@@ -21,6 +21,10 @@ int jt_dispatch(int x, long k);
 int two_fn(int x);
 int edge_fn(int n);
 int tight_fn(void);
+int redzone_fn(int a, int b);
+int redhop_fn(int a, int n);
+int inner_fn(int n);
+int back_fn(void);
 
 #define LOOPS 3 /* iterations of loop_fn / off_fn per call */
 
@@ -29,6 +33,7 @@ struct control {
     atomic_long loop_calls, three_calls, off_iterations, raw_calls, jt_calls, dispatch_calls;
     atomic_long bad_results;
     atomic_long two_calls, edge_calls, tight_calls;
+    atomic_long redzone_calls, redhop_calls, inner_calls, back_calls;
 };
 
 static struct control *ctl;
@@ -45,6 +50,10 @@ static void one_round(long i)
     bad += two_fn((int)i) != (int)i;
     bad += edge_fn(LOOPS) != 0;
     bad += tight_fn() != 0;
+    bad += redzone_fn((int)i, 5) != (int)i + 5;
+    bad += redhop_fn((int)i & 0xff, LOOPS) != ((int)i & 0xff) * LOOPS;
+    bad += inner_fn(LOOPS) != 1;
+    bad += back_fn() != 0;
     atomic_fetch_add(&ctl->loop_calls, 1);
     atomic_fetch_add(&ctl->three_calls, 1);
     atomic_fetch_add(&ctl->off_iterations, LOOPS);
@@ -54,6 +63,10 @@ static void one_round(long i)
     atomic_fetch_add(&ctl->two_calls, 1);
     atomic_fetch_add(&ctl->edge_calls, 1);
     atomic_fetch_add(&ctl->tight_calls, 1);
+    atomic_fetch_add(&ctl->redzone_calls, 1);
+    atomic_fetch_add(&ctl->redhop_calls, 1);
+    atomic_fetch_add(&ctl->inner_calls, 1);
+    atomic_fetch_add(&ctl->back_calls, 1);
     if (bad)
         atomic_fetch_add(&ctl->bad_results, bad);
 }

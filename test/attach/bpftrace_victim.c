@@ -1,6 +1,6 @@
 /* Victim of test_bpftrace.py. bt_loop(n) counts to n in a loop whose label
- * is 2 bytes in (bt_loop+2: a branch target, only a trap probe can go
- * there); bt_short() is 3 bytes long. Commands on stdin, one a line:
+ * is 2 bytes in (bt_loop+2: a branch target, where a jmp over the next 5
+ * bytes is safe but a jmp at the entry is not); bt_short() is 3 bytes long. Commands on stdin, one a line:
  *   CALLS N   calls bt_loop(N) CALLS times and bt_short() CALLS times,
  *             then prints "done ITERATIONS" (bt_loop+2 runs N times a call)
  *   quit

@@ -2,14 +2,16 @@
 label is 2 bytes in, a 3-byte function (uprobe and uretprobe), FUNC+OFF on
 a branch target, a raw address, and a function whose first bytes are the
 targets of another function's jump table; short jmps displacing two
-instructions, and traps at entries where a short jmp is not safe (a branch
-target 1 byte in, no padding after the function). Each is probed while 4
-threads call it; the program's count must equal the victim's own exactly,
-the victim's results stay right, target.list names the mechanism chosen
-(`uprobe (short jmp)` where a 2-byte jmp to the function's padding is
-provably safe, `uprobe (trap)` elsewhere a jmp is not), a short jmp
-changes exactly its 2 bytes and 5 of the padding after the function, and
-after detach the text equals the files."""
+instructions, to padding before the function or to dead bytes inside it,
+jmps and short jmps inside leaf functions whose red zone is live, and
+traps where neither is safe (a branch target 1 byte in, no padding around
+the function). Each is probed while 4 threads call it; the program's
+count must equal the victim's own exactly, the victim's results stay
+right, target.list names the mechanism chosen (`uprobe` for a 5-byte jmp,
+`uprobe (short jmp)` where a 2-byte jmp to unreachable bytes is provably
+safe, `uprobe (trap)` elsewhere), a short jmp changes exactly its 2 bytes
+and 5 bytes within its reach, and after detach the text equals the
+files."""
 import mmap
 import os
 import subprocess
@@ -22,7 +24,8 @@ from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_arg
                      text_matches_file)
 
 FIELDS = ["go", "active", "loop_calls", "three_calls", "off_iterations", "raw_calls", "jt_calls", "dispatch_calls",
-          "bad_results", "two_calls", "edge_calls", "tight_calls"]
+          "bad_results", "two_calls", "edge_calls", "tight_calls", "redzone_calls", "redhop_calls", "inner_calls",
+          "back_calls"]
 
 
 class Victim(CtlFields):
@@ -82,17 +85,16 @@ def changed_bytes(pid, binary):
     return diffs
 
 
-def hop_bytes_ok(pid, binary, name):
-    """A short jmp at name: its first 2 bytes changed, then at most 5 bytes
-    in the padding between its end and the next symbol, nothing else."""
-    syms = symbols(binary)
-    start, size = syms[name]
-    nxt = min(v for v, _ in syms.values() if v >= start + size)
+def hop_bytes_ok(pid, binary, target):
+    """A short jmp at target (name or name+off): its first 2 bytes changed,
+    then at most 5 more within a short jmp's reach, nothing else."""
+    name, _, off = target.partition("+")
+    start = symbols(binary)[name][0] + int(off or "0", 0)
     diffs = changed_bytes(pid, binary)
     site = [d for d in diffs if start <= d < start + 2]
-    pad = [d for d in diffs if start + size <= d < nxt]
-    return len(site) >= 1 and 1 <= len(pad) <= 5 and len(site) + len(pad) == len(diffs), \
-        f"{name} at 0x{start:x}+{size}, next 0x{nxt:x}: changed {[hex(d) for d in diffs]}"
+    slot = [d for d in diffs if d not in site]
+    near = slot and max(slot) - min(slot) < 5 and all(abs(d - (start + 2)) <= 132 for d in slot)
+    return len(site) >= 1 and bool(near), f"{target} at 0x{start:x}: changed {[hex(d) for d in diffs]}"
 
 
 def kinds(cl, pid):
@@ -116,18 +118,24 @@ def exact(cl, v, fields, keys, run_s=0.2):
     return ok and calls > 0 and all(g == calls for g in got), f"victim {calls}, program {got}"
 
 
-HOP, HOPRET, TRAP, TRAPRET = "uprobe (short jmp)", "uretprobe (short jmp)", "uprobe (trap)", "uretprobe (trap)"
+JMP, HOP, HOPRET, TRAP, TRAPRET = "uprobe", "uprobe (short jmp)", "uretprobe (short jmp)", "uprobe (trap)", \
+    "uretprobe (trap)"
 CASES = [
     # what, target, programs, victim fields counted, count keys, expected kinds
     ("loop label 2 bytes in", ":loop_fn", ["add_entry"], ["loop_calls"], [0], [HOP]),
     ("3-byte function", ":three_fn", ["add_entry", "add_return"], ["three_calls"], [0, 1], [HOP, HOPRET]),
-    ("FUNC+OFF on a branch target", ":off_fn+2", ["add_entry"], ["off_iterations"], [0], [TRAP]),
+    ("FUNC+OFF on a branch target", ":off_fn+2", ["add_entry"], ["off_iterations"], [0], [JMP]),
     ("jump table into another site's first bytes", ":jt_fn", ["add_entry"], ["jt_calls"], [0], [HOP]),
     ("short jmp over two instructions", ":two_fn", ["add_entry", "add_return"], ["two_calls"], [0, 1],
      [HOP, HOPRET]),
     ("branch target 1 byte in", ":edge_fn", ["add_entry"], ["edge_calls"], [0], [TRAP]),
     ("3-byte function without padding", ":tight_fn", ["add_entry", "add_return"], ["tight_calls"], [0, 1],
      [TRAP, TRAPRET]),
+    ("jmp inside a leaf using its red zone", ":redzone_fn+8", ["add_entry"], ["redzone_calls"], [0], [JMP]),
+    ("short jmp inside a leaf using its red zone", ":redhop_fn+8", ["add_entry"], ["redhop_calls"], [0], [HOP]),
+    ("short jmp to dead bytes inside the function", ":inner_fn", ["add_entry"], ["inner_calls"], [0], [HOP]),
+    ("short jmp backwards to the padding before", ":back_fn", ["add_entry", "add_return"], ["back_calls"], [0, 1],
+     [HOP, HOPRET]),
 ]
 
 
@@ -138,7 +146,7 @@ def run_case(cl, v, what, target, progs, fields, keys, want_kinds, extra=None):
     check_eq(kinds(cl, v.pid), sorted(want_kinds), f"{what}: target.list kinds")
     if HOP in want_kinds and not extra:
         good, detail = hop_bytes_ok(v.pid, v.binary, target.lstrip(":"))
-        check(good, f"{what}: the short jmp changed its 2 bytes and 5 of the padding only", detail)
+        check(good, f"{what}: the short jmp changed its 2 bytes and 5 within its reach only", detail)
     good, detail = exact(cl, v, fields, keys)
     check(good, f"{what}: counts exact over 4 threads", detail)
     cl.call("target.detach", pid=v.pid)
@@ -157,12 +165,26 @@ def main():
         try:
             for what, target, progs, fields, keys, want in CASES:
                 run_case(cl, v, what, target, progs, fields, keys, want)
-            raw = symbol_vaddr(binary, "raw_fn") + 2   # `add %esi,%eax`, mid-function
-            run_case(cl, v, "raw address", f":0x{raw:x}", ["add_entry"], ["raw_calls"], [0], [TRAP])
+            raw = symbol_vaddr(binary, "raw_fn") + 2   # `add %esi,%eax`, mid-function: a jmp
+            run_case(cl, v, "raw address", f":0x{raw:x}", ["add_entry"], ["raw_calls"], [0], [JMP])
+            raw = symbol_vaddr(binary, "tight_fn")
+            run_case(cl, v, "raw address of a trap", f":0x{raw:x}", ["add_entry"], ["tight_calls"], [0], [TRAP])
             # the dispatcher itself is provably safe for a jmp (its indirect
             # jump is explained by its table); both sites counted together
             run_case(cl, v, "jump table and its target", ":jt_fn", ["add_entry"], ["jt_calls", "dispatch_calls"],
                      [0], ["uprobe", HOP], extra=(["add_entry"], ":jt_dispatch"))
+            # one of each kind at once: ps says how they are placed; one detach restores them all
+            for target in (":jt_dispatch", ":inner_fn", ":tight_fn", ":redhop_fn+8"):
+                cl.call("target.attach", pid=v.pid, object="count", programs=["add_entry"], target=target)
+            rc, out, _ = srv.cli("ps")
+            rows = [line.split() for line in out.splitlines() if line.split()[:1] == [str(v.pid)]]
+            check(rc == 0 and len(rows) == 1 and set(rows[0][-1].split(",")) == {"jmp", "short", "trap"},
+                  "ps: PLACED names jmp, short jmp and trap", out)
+            good, detail = exact(cl, v, ["dispatch_calls", "inner_calls", "tight_calls", "redhop_calls"], [0])
+            check(good, "every kind at once: counts exact over 4 threads", detail)
+            cl.call("target.detach", pid=v.pid)
+            check_eq(text_matches_file(v.pid), [], "every kind at once: after detach the text equals the files")
+            check_eq(v.get("bad_results"), 0, "every kind at once: probed functions return correct values")
             # an offset inside an instruction is refused, not patched
             try:
                 cl.call("target.attach", pid=v.pid, object="count", programs=["add_entry"], target=":raw_fn+1")

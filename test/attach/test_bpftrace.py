@@ -5,14 +5,16 @@ prints must equal the known count and the count the same bpftrace command
 prints under the kernel.
 
 Probed: bt_loop (entry: a short jmp, its loop label 2 bytes in),
-bt_short's return (3 bytes: a short jmp), bt_loop+2 (the loop label: a
-trap) by FUNC+OFF and, in a stripped copy, by raw address. Debian 12's
-bpftrace 0.17 is built without its disassembler ("bfd: no", "unsafe
-uprobe: no" in `bpftrace --info`): it refuses any FUNC+OFF with OFF != 0
-itself, before a perf_event_open, under the kernel too ("Can't check if
-uprobe is in proper place"); then bpfgraft must refuse it the same way.
-The raw address in a stripped binary (`--unsafe`, no symbol to check
-against) reaches the kernel and bpfgraft alike."""
+bt_short's return (3 bytes: a short jmp), bt_loop+2 (the loop label) by
+FUNC+OFF and, in a stripped copy, by raw address (no symbol to analyse:
+a trap). Debian 12's bpftrace 0.17 is built without
+its disassembler ("bfd: no" in `bpftrace --info`): it refuses any
+FUNC+OFF with OFF != 0 itself, before a perf_event_open, under the
+kernel too ("Can't check if uprobe is in proper place"), with or without
+`--unsafe`, and so any raw address inside a known symbol; then bpfgraft
+must refuse it the same way. The raw address in a stripped binary
+(`--unsafe`, no symbol to check against) reaches the kernel and bpfgraft
+alike."""
 import argparse
 import os
 import re

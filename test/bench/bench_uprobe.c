@@ -30,7 +30,8 @@ struct victim {
     pid_t pid;
     FILE *in;         /* commands */
     FILE *out;        /* answers */
-    const char *func; /* "short": bench_short (a hop's site), "tight": bench_tight (a trap's), NULL: bench_target */
+    const char *func; /* "short": bench_short (a hop's site), "mid": bench_mid+3 (a hop inside a leaf), "tight":
+                       * bench_tight (a trap's), NULL: bench_target */
 };
 
 static int victim_start(struct victim *v, const char *bin, int threads)
@@ -161,7 +162,9 @@ static const char *victim_target(const struct victim *v)
 {
     if (!v->func)
         return ":bench_target";
-    return strcmp(v->func, "short") == 0 ? ":bench_short" : ":bench_tight";
+    return strcmp(v->func, "short") == 0 ? ":bench_short"
+           : strcmp(v->func, "mid") == 0 ? ":bench_mid+3"
+                                         : ":bench_tight";
 }
 
 static int last_stop_us(struct rconn *r, uint64_t *us)
@@ -231,6 +234,30 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
     return err ? err : derr;
 }
 
+static void floor_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc; /* an int3 leaves rip after it: nothing to do */
+}
+
+/* The least a trap probe can cost: an int3 in this process whose SIGTRAP
+ * handler (SA_SIGINFO, as the payload's) returns at once; ns per hit,
+ * best of 3 runs of n. */
+static int trap_floor(long n, double *ns)
+{
+    struct sigaction sa = {.sa_sigaction = floor_handler, .sa_flags = SA_SIGINFO | SA_NODEFER}, old;
+    if (sigaction(SIGTRAP, &sa, &old) != 0)
+        return -errno;
+    *ns = 1e18;
+    for (int k = 0; k < 3; k++) {
+        uint64_t t0 = bench_now_ns();
+        for (long i = 0; i < n; i++)
+            __asm__ volatile("int3" ::: "memory");
+        double per = (double)(bench_now_ns() - t0) / (double)n;
+        *ns = per < *ns ? per : *ns;
+    }
+    return sigaction(SIGTRAP, &old, NULL) != 0 ? -errno : 0;
+}
+
 static int run(struct bench_ctx *ctx)
 {
     long n = bench_quick(ctx) ? 20000 : 1000000, kn = bench_quick(ctx) ? 2000 : 50000;
@@ -287,10 +314,12 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "uprobe get_current_pid_tgid", "bpfgraft llvm", pid_hit.per_call - base, "ns/hit", "kernel",
                  k_pid - base);
     /* the fallbacks (issue 22): a short jmp to the padding after a 5-byte
-     * function, and a trap where there is none; their cost per hit beside
-     * the jmp's and the kernel's */
-    static const char *const fallbacks[][2] = {{"short", "bpfgraft llvm, short jmp"}, {"tight", "bpfgraft llvm, trap"}};
-    for (int f = 0; f < 2; f++) {
+     * function or inside a leaf, and a trap where neither fits; their cost
+     * per hit beside the kernel's and the jmp's, and the trap's floor */
+    static const char *const fallbacks[][2] = {{"short", "bpfgraft llvm, short jmp"},
+                                               {"mid", "bpfgraft llvm, short jmp in a leaf"},
+                                               {"tight", "bpfgraft llvm, trap"}};
+    for (int f = 0; f < 3; f++) {
         struct graft_result fb_up;
         double fb_cnt, fb_base;
         v.func = fallbacks[f][0];
@@ -300,8 +329,15 @@ static int run(struct bench_ctx *ctx)
             goto out;
         v.func = NULL;
         bench_report(ctx, "uprobe empty", fallbacks[f][1], fb_up.per_call - fb_base, "ns/hit", "kernel", k_up - base);
+        bench_report(ctx, "uprobe empty", fallbacks[f][1], fb_up.per_call - fb_base, "ns/hit", "jmp",
+                     up[2].per_call - base);
         bench_report(ctx, "uprobe map counter", fallbacks[f][1], fb_cnt - fb_base, "ns/hit", "kernel", k_cnt - base);
     }
+    double floor_ns = 0;
+    if ((err = trap_floor(kn, &floor_ns)))
+        goto out;
+    bench_report(ctx, "uprobe empty", "int3 + empty SIGTRAP handler (the trap's floor)", floor_ns, "ns/hit", "kernel",
+                 k_up - base);
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (x86 JIT)", "bpfgraft", up[1].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (llvm, compile)", "bpfgraft", up[2].attach_ms, "ms", NULL, 0);
@@ -309,7 +345,8 @@ static int run(struct bench_ctx *ctx)
     bench_report(ctx, "payload added RSS", "bpfgraft", (double)(rss_attached - rss_before), "KiB", NULL, 0);
     bench_note(ctx, "goals with the JIT (issue): <= 15 ns/hit empty uprobe, <= 25 ns/hit map counter, "
                     "<= 30 ns/hit uretprobe; fallback where a jmp is not safe (issue 22): >= 10x cheaper than "
-                    "the kernel's uprobe (short jmp where padding is in reach, else trap)");
+                    "the kernel's uprobe (short jmp where unreachable bytes are in reach, else trap; the trap "
+                    "cannot go below its floor, a bare int3 and signal)");
     victim_stop(&v);
 
     /* a 100-thread victim: how long does the patch stop keep them all? */

@@ -3,7 +3,10 @@
  *   short N    the same with bench_short(), too short for a jmp: padding
  *              follows it, so a probe gets a short jmp (hop)
  *   tight N    the same with bench_tight(), too short for a jmp and with
- *              no padding after it: a probe gets a trap
+ *              no padding around it: a probe gets a trap
+ *   mid N      the same with bench_mid(), probed at +3 (inside a leaf,
+ *              ret 4 bytes on): a short jmp whose stub steps over the red
+ *              zone
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
  * long attaching stops a process with many threads; with "--busy N", N
@@ -39,13 +42,32 @@ __asm__(".text\n"
         ".size bench_short, . - bench_short\n"
         ".balign 16\n");
 
-/* long bench_tight(long x): the same, directly followed by another
- * function (no padding): a probe gets a trap. */
+/* long bench_mid(long x): x + 1 in a leaf probed at +3, where a 5-byte
+ * jmp would cover its ret: a short jmp to the padding after it. */
+long bench_mid(long x);
+__asm__(".text\n"
+        ".globl bench_mid\n"
+        ".type bench_mid, @function\n"
+        ".balign 16\n"
+        "bench_mid:\n"
+        "    mov %rdi, %rax\n"
+        "    add $1, %rax\n"
+        "    ret\n"
+        ".size bench_mid, . - bench_mid\n"
+        ".balign 16\n");
+
+/* long bench_tight(long x): the same as bench_short, between two functions
+ * with no padding on either side: a probe gets a trap. */
 long bench_tight(long x);
 __asm__(".text\n"
+        ".balign 16\n"
+        ".globl bench_tight_prev\n"
+        ".type bench_tight_prev, @function\n"
+        "bench_tight_prev:\n"
+        "    ret\n"
+        ".size bench_tight_prev, . - bench_tight_prev\n"
         ".globl bench_tight\n"
         ".type bench_tight, @function\n"
-        ".balign 16\n"
         "bench_tight:\n"
         "    lea 1(%rdi), %rax\n"
         "    ret\n"
@@ -94,9 +116,12 @@ int main(int argc, char **argv)
     printf("ready\n");
     while (fgets(line, sizeof(line), stdin)) {
         long n;
-        bool is_short = sscanf(line, "short %ld", &n) == 1, is_tight = !is_short && sscanf(line, "tight %ld", &n) == 1;
-        if (is_short || is_tight || sscanf(line, "run %ld", &n) == 1) {
-            long (*fn)(long) = is_short ? bench_short : is_tight ? bench_tight : bench_target;
+        long (*fn)(long) = sscanf(line, "short %ld", &n) == 1   ? bench_short
+                           : sscanf(line, "tight %ld", &n) == 1 ? bench_tight
+                           : sscanf(line, "mid %ld", &n) == 1   ? bench_mid
+                           : sscanf(line, "run %ld", &n) == 1   ? bench_target
+                                                                : NULL;
+        if (fn) {
             long sum = 0;
             unsigned long long t0 = now_ns();
             for (long i = 0; i < n; i++)

@@ -20,7 +20,8 @@ def u64(n):
     return n.to_bytes(8, "little").hex()
 
 
-PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD"]
+PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD",
+             "PLACED"]
 DURATION = re.compile(r"^(\d+us|\d+\.\dms|\d+ms|\d+s|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)$")
 
 
@@ -53,6 +54,8 @@ def check_ps(srv, obj_id):
             check(DURATION.match(row[7]) and DURATION.match(row[8]) and row[7][-1] == "s" and row[7][-2:] != "us",
                   "ps (text): attached for and last stop as durations (ms/s)", out)
             check_eq(row[9], hex(t["payload"]), "ps (text): the payload address in hex")
+            placed = {"uprobe": "jmp", "uprobe (short jmp)": "short", "uprobe (trap)": "trap"}[t["hooks"][0]["kind"]]
+            check_eq(row[10], placed, "ps (text): how the hooks are placed, as target.list's kind says")
         rc, _, err = srv.cli("detach", sleeper.pid)
         check_eq(rc, 0, f"detach the sleep ({err.strip()})")
     finally:

@@ -144,17 +144,25 @@ Test(hookgen, hop_refusals)
     cr_expect(strstr(err, "leaves"), "%s", err);
 }
 
-/* A function [FUNC, FUNC+hi) then padding up to FUNC+next, in an image
- * of 64 bytes that is all code. */
+#define IMG_LEN 64
+
+/* The branch index of an image of IMG_LEN bytes at FUNC that is all code:
+ * bytes, then int3s (into img_bytes). */
+static void index_image(const uint8_t *bytes, size_t len, uint8_t img_bytes[IMG_LEN], struct bpfg_branch_index *ix)
+{
+    memset(img_bytes, 0xcc, IMG_LEN);
+    memcpy(img_bytes, bytes, len);
+    struct bpfg_text_range rg = {FUNC, FUNC + IMG_LEN};
+    struct bpfg_text_image img = {FUNC, img_bytes, IMG_LEN, &rg, 1};
+    cr_assert_eq(bpfg_branch_index_build(&img, ix), 0);
+}
+
+/* A function [FUNC, FUNC+hi) then padding up to FUNC+next. */
 static bool padding_ok(const uint8_t *bytes, size_t len, uint64_t hi, uint64_t next, char *why)
 {
-    uint8_t img_bytes[64];
-    memset(img_bytes, 0xcc, sizeof(img_bytes));
-    memcpy(img_bytes, bytes, len);
-    struct bpfg_text_range rg = {FUNC, FUNC + sizeof(img_bytes)};
-    struct bpfg_text_image img = {FUNC, img_bytes, sizeof(img_bytes), &rg, 1};
+    uint8_t img_bytes[IMG_LEN];
     struct bpfg_branch_index ix;
-    cr_assert_eq(bpfg_branch_index_build(&img, &ix), 0);
+    index_image(bytes, len, img_bytes, &ix);
     bool ok = bpfg_padding_unreachable(&ix, img_bytes, FUNC, FUNC + hi, FUNC + next, why, BPFG_ERRLEN);
     bpfg_branch_index_free(&ix);
     return ok;
@@ -180,4 +188,56 @@ Test(hookgen, padding_proofs)
     entered[17] = (uint8_t)(int8_t)(4 - 18);
     cr_expect(!padding_ok(entered, sizeof(entered), 3, 16, why));
     cr_expect(strstr(why, "branches to"), "%s", why);
+}
+
+Test(hookgen, mid_function_stub_steps_over_the_red_zone)
+{
+    /* add esi,eax; add eax,1; ret: a jmp at a site inside a function */
+    const uint8_t code[] = {0x01, 0xf0, 0x83, 0xc0, 0x01, 0xc3};
+    cr_assert_eq(bpfg_hook_plan(FUNC, code, sizeof(code), &plan, err), 0, "%s", err);
+    plan.mid = true;
+    cr_assert_eq(bpfg_hook_build(&plan, STUB, 7, ENTRY, err), 0, "%s", err);
+    const uint8_t down[] = {0x48, 0x8d, 0x64, 0x24, 0x80}, up[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0};
+    cr_expect_eq(memcmp(plan.stub, down, sizeof(down)), 0, "lea -128(%%rsp),%%rsp first");
+    cr_expect_eq(plan.stub[5], 0x68);
+    cr_expect_eq(rd32(plan.stub + 6), 7 | BPFG_HOOK_INDEX_MID, "the index says the red zone was skipped");
+    cr_expect_eq(rd64(plan.stub + 10 + 6), ENTRY);
+    cr_expect_eq(memcmp(plan.stub + BPFG_HOOK_RESUME_OFF, up, sizeof(up)), 0, "the resume code steps back first");
+    cr_expect_eq(memcmp(plan.stub + BPFG_HOOK_RESUME_OFF + sizeof(up), code, 5), 0);
+}
+
+/* The dead runs of a function of len bytes at FUNC. */
+static size_t dead_runs(const uint8_t *bytes, size_t len, struct bpfg_text_range *out, size_t max)
+{
+    uint8_t img_bytes[IMG_LEN];
+    struct bpfg_branch_index ix;
+    index_image(bytes, len, img_bytes, &ix);
+    size_t n = bpfg_dead_runs(&ix, img_bytes, FUNC, FUNC + len, out, max);
+    bpfg_branch_index_free(&ix);
+    return n;
+}
+
+Test(hookgen, dead_runs)
+{
+    struct bpfg_text_range r[4];
+    /* test edi,edi; jg +9; ret; 8 nops; mov eax,1; ret: the nops after ret
+     * up to the jg's target */
+    const uint8_t after_ret[] = {0x85, 0xff, 0x7f, 0x09, 0xc3, 0x90, 0x90, 0x90, 0x90, 0x90,
+                                 0x90, 0x90, 0x90, 0xb8, 0x01, 0,    0,    0,    0xc3};
+    cr_assert_eq(dead_runs(after_ret, sizeof(after_ret), r, 4), 1);
+    cr_expect(r[0].lo == FUNC + 5 && r[0].hi == FUNC + 13, "[0x%llx, 0x%llx)", (unsigned long long)r[0].lo,
+              (unsigned long long)r[0].hi);
+    /* the jg lands inside the nops (FUNC+9): only the 4 before it are dead, too few */
+    uint8_t cut[sizeof(after_ret)];
+    memcpy(cut, after_ret, sizeof(cut));
+    cut[3] = 0x05;
+    cr_expect_eq(dead_runs(cut, sizeof(cut), r, 4), 0);
+    /* nops after an add are reached by falling through */
+    uint8_t falls[sizeof(after_ret)];
+    memcpy(falls, after_ret, sizeof(falls));
+    falls[4] = 0x90;
+    cr_expect_eq(dead_runs(falls, sizeof(falls), r, 4), 0);
+    /* jmp *%rax: where it goes is unknown, so nothing is dead */
+    const uint8_t indirect[] = {0xff, 0xe0, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xc3};
+    cr_expect_eq(dead_runs(indirect, sizeof(indirect), r, 4), 0);
 }
