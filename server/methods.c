@@ -667,6 +667,11 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
     int err = arg_map(call, 0, &m);
     if (err)
         return err;
+    if (call->c->remote)
+        return fail(call, BPFG_RPC_E_UNSUPPORTED,
+                    "map.fd passes a file descriptor, which cannot cross a remote (%s) connection: "
+                    "read the map with map.lookup or map.dump",
+                    call->c->remote_via);
     call->send_fd = bpfg_map_fd(m->map);
     pack_map_entry(pk, m);
     return 0;
@@ -848,6 +853,24 @@ static int m_events_subscribe(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static int m_session_remote(struct srv_call *call, msgpack_packer *pk)
+{
+    char via[sizeof(call->c->remote_via)], addr[sizeof(call->c->remote_addr)] = "";
+    int err = arg_string(call, 0, via, sizeof(via));
+    if (!err && call->args[1])
+        err = arg_string(call, 1, addr, sizeof(addr));
+    if (err)
+        return err;
+    if (call->c->remote)
+        return fail(call, BPFG_RPC_E_EXISTS, "this connection is already remote (%s)", call->c->remote_via);
+    call->c->remote = true;
+    memcpy(call->c->remote_via, via, sizeof(via));
+    memcpy(call->c->remote_addr, addr, sizeof(addr));
+    srv_log(SRV_INFO, "client %u: remote via %s from %s", call->c->id, via, addr[0] ? addr : "?");
+    msgpack_pack_true(pk);
+    return 0;
+}
+
 static int m_events_unsubscribe(struct srv_call *call, msgpack_packer *pk)
 {
     call->c->topics = 0;
@@ -975,6 +998,13 @@ static const struct method methods[] = {
      "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.",
      1},
     {"events.unsubscribe", m_events_unsubscribe, {{0}}, "true", "Stops notifications.", 1},
+    {"session.remote",
+     m_session_remote,
+     {{"transport", P_STR, REQ}, {"address", P_STR, OPT}},
+     "true",
+     "Said first by a bridge (bpfgraft dial-stdio) that speaks for a remote caller: the connection is marked "
+     "remote for good (no fd passing: map.fd is refused), the address is logged.",
+     1},
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))

@@ -481,6 +481,13 @@ static void forward_records(struct server *s)
         else if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
             bpfg_perf_consume(m->map, forward_perf, NULL, &f);
     }
+}
+
+/* Events broadcast while serving someone else (a target's attach, exit,
+ * trace line, ring buffer records) go out to every subscriber at the end
+ * of each loop pass, not only when that client next asks something. */
+static void flush_clients(struct server *s)
+{
     for (struct srv_client *c = s->clients, *next; c; c = next) {
         next = c->next;
         if (bpfg_rpc_pending(c->conn) && !client_flush(s, c))
@@ -575,6 +582,7 @@ int server_run(struct server *s)
                 }
             }
         }
+        flush_clients(s);
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;

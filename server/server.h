@@ -49,8 +49,13 @@ struct srv_client {
     uid_t uid;
     gid_t gid;
     unsigned topics; /* subscribed event topics */
-    bool closing;    /* flush what is queued, then close */
-    bool want_out;   /* EPOLLOUT registered */
+    /* session.remote: a bridge (bpfgraft dial-stdio over ssh) speaks for a
+     * remote caller: no fd passing; remote_addr names it for logs. */
+    bool remote;
+    char remote_via[16];
+    char remote_addr[80];
+    bool closing;  /* flush what is queued, then close */
+    bool want_out; /* EPOLLOUT registered */
 };
 
 struct server {
