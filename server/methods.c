@@ -11,6 +11,7 @@
 
 #include <bpf/btf.h>
 
+#include "access.h"
 #include "asm.h"
 #include "log.h"
 #include "methods.h"
@@ -1041,8 +1042,8 @@ static int m_api_info(struct srv_call *call, msgpack_packer *pk)
         kv_str(pk, "doc", m->doc);
     }
     bpfg_pack_cstr(pk, "errors");
-    msgpack_pack_array(pk, BPFG_RPC_E_BUSY);
-    for (int code = 1; code <= BPFG_RPC_E_BUSY; code++) {
+    msgpack_pack_array(pk, BPFG_RPC_E_LAST);
+    for (int code = 1; code <= BPFG_RPC_E_LAST; code++) {
         msgpack_pack_map(pk, 2);
         kv_u64(pk, "code", (uint64_t)code);
         kv_str(pk, "name", bpfg_rpc_error_name(code));
@@ -1115,7 +1116,10 @@ void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_
                             (int)(msg->method_len > 64 ? 64 : msg->method_len), msg->method);
         return;
     }
-    int code = bind_args(m, &msg->params, &call);
+    struct access_peer peer = {c->uid, c->gid, c->groups, c->ngroups};
+    int code = access_check(&s->access, &peer, m->name, call.err, sizeof(call.err));
+    if (!code)
+        code = bind_args(m, &msg->params, &call);
     if (!code) {
         bpfg_rpc_begin_result(out, msg->msgid);
         code = m->fn(&call, &out->pk);

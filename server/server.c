@@ -155,7 +155,16 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->next_client_id = 1;
     registry_init(&s->reg);
 
-    int err = make_socket_dir(s->cfg.socket_path);
+    char aerr[512];
+    int err = access_load(&s->access, s->cfg.access_path, aerr, sizeof(aerr));
+    if (err) {
+        srv_log(SRV_ERROR, "access file: %s", aerr);
+        goto fail;
+    }
+    if (s->access.enabled)
+        srv_log(SRV_INFO, "access control: %zu rules from %s", s->access.nrules,
+                s->cfg.access_path ? s->cfg.access_path : ACCESS_DEFAULT_FILE);
+    err = make_socket_dir(s->cfg.socket_path);
     if (!err)
         err = take_lock(s);
     if (!err)
@@ -228,6 +237,7 @@ void server_destroy(struct server *s)
     tools_destroy(s);
     targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
+    access_free(&s->access);
     if (s->detach_on_stop)
         state_clear(s);
     state_close(s);
@@ -249,6 +259,17 @@ void server_destroy(struct server *s)
     if (s->epfd >= 0)
         close(s->epfd);
     s->listen_fd = s->lock_fd = s->signal_fd = s->timer_fd = s->epfd = -1;
+}
+
+/* The peer's supplementary groups, for group roles; beyond 32 (or on a
+ * kernel without SO_PEERGROUPS) only the primary group counts. */
+static void peer_groups(int fd, struct srv_client *c)
+{
+    socklen_t len = sizeof(c->groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+        c->ngroups = len / sizeof(gid_t);
+    else
+        srv_log(SRV_DEBUG, "client %u: SO_PEERGROUPS: %s", c->id, strerror(errno));
 }
 
 static void accept_clients(struct server *s)
@@ -289,6 +310,7 @@ static void accept_clients(struct server *s)
         c->pid = cred.pid;
         c->uid = cred.uid;
         c->gid = cred.gid;
+        peer_groups(fd, c);
         c->next = s->clients;
         s->clients = c;
         s->nclients++;
@@ -510,6 +532,18 @@ static void hand_over(struct server *s, const struct signalfd_siginfo *si)
     s->stop = !s->clients;
 }
 
+/* SIGHUP: the access file again; a bad one keeps the roles in force. */
+static void reload_access(struct server *s)
+{
+    char err[512];
+    int r = access_load(&s->access, s->cfg.access_path, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "SIGHUP: access file not reloaded, the old roles stay: %s", err);
+    else
+        srv_log(SRV_INFO, "SIGHUP: access %s (%zu rules)", s->access.enabled ? "reloaded" : "control off",
+                s->access.nrules);
+}
+
 static void handle_signal(struct server *s)
 {
     struct signalfd_siginfo si;
@@ -519,7 +553,7 @@ static void handle_signal(struct server *s)
             continue;
         }
         if (si.ssi_signo == SIGHUP) {
-            srv_log(SRV_INFO, "SIGHUP: nothing to reload");
+            reload_access(s);
             continue;
         }
         srv_log(SRV_INFO, "%s received: shutting down; targets stay attached for the next server",

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "access.h"
 #include "registry.h"
 #include "rpc.h"
 #include "takeover.h"
@@ -36,6 +37,7 @@ struct srv_config {
     const char *state_dir;           /* files targets need while they live; NULL: the socket's directory */
     uint32_t orphan_grace_ms;        /* payloads without a server go inert after this (0: never) */
     const struct takeover *takeover; /* --takeover: the old daemon's sockets (takeover.h); NULL: none */
+    const char *access_path;         /* --access: roles (access.h); NULL: the default file if present */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -48,6 +50,8 @@ struct srv_client {
     pid_t pid;
     uid_t uid;
     gid_t gid;
+    gid_t groups[32]; /* supplementary groups (SO_PEERGROUPS), for roles */
+    size_t ngroups;
     unsigned topics; /* subscribed event topics */
     /* session.remote: a bridge (bpfgraft dial-stdio over ssh) speaks for a
      * remote caller: no fd passing; remote_addr names it for logs. */
@@ -73,6 +77,7 @@ struct server {
     uint32_t next_client_id;
     struct registry reg;
     struct targets targets;
+    struct access access; /* roles; reread on SIGHUP */
     int state_fd;         /* STATE_DIR/restart (state.h) */
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
     uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): stop once clients are gone or at this time; 0: no */
