@@ -71,6 +71,8 @@ static const char usage_text[] =
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
+    "  audit [--since TIME]            the audit log: one JSON line per state-changing call\n"
+    "                                  (TIME: 30s, 10m, 2h, 7d ago, or unix seconds)\n"
     "  dial-stdio                      bridge stdin/stdout to the control socket (what --host runs\n"
     "                                  on the remote host through ssh)\n"
     "\n"
@@ -1482,6 +1484,67 @@ static int cmd_api(struct args *a)
     return 0;
 }
 
+/* ---- audit -------------------------------------------------------------- */
+
+/* --since: 30s, 10m, 2h, 7d ago, or unix seconds; unix ms into *ms. */
+static bool parse_since(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno)
+        return false;
+    static const struct {
+        char unit;
+        uint64_t secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    if (!*end)
+        return v >= 1000000000ull && (*ms = v * 1000, true); /* unix seconds, not a small number */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (end[0] == units[i].unit && !end[1] && v * units[i].secs * 1000 <= now_ms) {
+            *ms = now_ms - v * units[i].secs * 1000;
+            return true;
+        }
+    return false;
+}
+
+/* bpfgraft audit [--since S]: the server's audit log, one JSON line each. */
+static int cmd_audit(struct args *a)
+{
+    const char *since = NULL;
+    uint64_t since_ms = 0;
+    if (take_opt(a, "--since", &since) < 0 || (since && !parse_since(since, &since_ms)))
+        return usage_error("audit: --since needs a time: 30s, 10m, 2h, 7d ago, or unix seconds");
+    int rc = check_no_flags(a, "audit");
+    if (rc)
+        return rc;
+    if (a->n)
+        return usage_error("usage: bpfgraft audit [--since TIME]");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "audit.read", since ? 1 : 0);
+    if (since) {
+        pack_key(&out.pk, "since");
+        msgpack_pack_uint64(&out.pk, since_ms);
+    }
+    struct bpfg_rpc_msg resp;
+    if ((rc = call(&out, &resp)))
+        return rc;
+    const msgpack_object *lines = obj_get(&resp.params, "lines");
+    for (uint32_t i = 0; lines && lines->type == MSGPACK_OBJECT_ARRAY && i < lines->via.array.size; i++) {
+        const msgpack_object *l = &lines->via.array.ptr[i];
+        if (l->type == MSGPACK_OBJECT_STR)
+            printf("%.*s\n", (int)l->via.str.size, l->via.str.ptr);
+    }
+    const msgpack_object *tr = obj_get(&resp.params, "truncated");
+    if (tr && tr->type == MSGPACK_OBJECT_BOOLEAN && tr->via.boolean)
+        fprintf(stderr, "bpfgraft: older lines left out (8 MiB at most): narrow --since\n");
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
 /* ---- dial-stdio ---------------------------------------------------------- */
 
 /* The remote end of --host: marks the connection remote (session.remote,
@@ -1536,6 +1599,7 @@ static const struct command {
     {"api", cmd_api},
     {"shutdown", cmd_shutdown},
     {"dial-stdio", cmd_dial_stdio},
+    {"audit", cmd_audit},
 };
 
 int main(int argc, char **argv)

@@ -32,6 +32,11 @@ static const struct {
     {"tool.start", ACCESS_OPERATE},
 };
 
+bool access_method_audited(const char *method)
+{
+    return access_method_role(method, strlen(method)) >= ACCESS_OPERATE && strcmp(method, "audit.read") != 0;
+}
+
 const char *access_role_name(enum access_role r)
 {
     return r <= ACCESS_ADMIN ? role_names[r] : "?";

@@ -45,6 +45,9 @@ enum access_role access_role_of(const struct access *a, const struct access_peer
 /* The role a method needs (unknown methods: admin). */
 enum access_role access_method_role(const char *method, size_t len);
 const char *access_role_name(enum access_role r);
+/* Whether calls of method change state (operate and admin methods but the
+ * audit log's reader): they get an audit line (audit.h). */
+bool access_method_audited(const char *method);
 
 /* 0 if the peer may call method, else BPFG_RPC_E_FORBIDDEN with err
  * naming the role it needs and the one it has. */

@@ -128,6 +128,23 @@ static int listen_socket(struct server *s)
     return 0;
 }
 
+/* The audit log: --audit-log, else the system's for the default socket,
+ * else beside the state (test and second servers keep theirs apart). */
+static int open_audit(struct server *s)
+{
+    char path[4200], err[4400];
+    if (s->cfg.audit_path)
+        snprintf(path, sizeof(path), "%s", s->cfg.audit_path);
+    else if (strcmp(s->cfg.socket_path, SRV_DEFAULT_SOCKET) == 0)
+        snprintf(path, sizeof(path), "%s", AUDIT_DEFAULT_FILE);
+    else
+        snprintf(path, sizeof(path), "%s/audit.log", s->cfg.state_dir);
+    int r = audit_open(&s->audit, path, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "%s", err);
+    return r;
+}
+
 int server_init(struct server *s, const struct srv_config *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -151,6 +168,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
     s->targets.listen_fd = -1;
     s->state_fd = -1;
+    s->audit.fd = -1;
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
@@ -179,7 +197,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     }
     targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
     s->targets.orphan_grace_ms = s->cfg.orphan_grace_ms;
-    if ((err = state_init(s)))
+    if ((err = state_init(s)) || (err = open_audit(s)))
         goto fail;
 
     sigset_t mask;
@@ -238,6 +256,7 @@ void server_destroy(struct server *s)
     targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
     access_free(&s->access);
+    audit_close(&s->audit);
     if (s->detach_on_stop)
         state_clear(s);
     state_close(s);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "access.h"
+#include "audit.h"
 #include "registry.h"
 #include "rpc.h"
 #include "takeover.h"
@@ -38,6 +39,8 @@ struct srv_config {
     uint32_t orphan_grace_ms;        /* payloads without a server go inert after this (0: never) */
     const struct takeover *takeover; /* --takeover: the old daemon's sockets (takeover.h); NULL: none */
     const char *access_path;         /* --access: roles (access.h); NULL: the default file if present */
+    const char *audit_path;          /* --audit-log; NULL: AUDIT_DEFAULT_FILE for the default socket, else
+                                        STATE_DIR/audit.log */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -78,6 +81,7 @@ struct server {
     struct registry reg;
     struct targets targets;
     struct access access; /* roles; reread on SIGHUP */
+    struct audit audit;   /* the audit log of state-changing calls */
     int state_fd;         /* STATE_DIR/restart (state.h) */
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
     uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): stop once clients are gone or at this time; 0: no */

@@ -111,6 +111,11 @@ def main():
             v = c.call("map.lookup", map="counts", key=struct.pack("<I", 7))["value"]
             check_eq(v, bytes(8), "the operate role's map.update took effect")
 
+        with open(os.path.join(srv.dir, "audit.log")) as f:
+            refused = [l for l in map(json.loads, f) if l["who"]["uid"] == READER and l["method"] == "map.update"]
+        check(len(refused) == 1 and refused[0]["result"] == "forbidden" and "needs role operate" in refused[0]["error"],
+              "a forbidden state-changing call is audited as forbidden", repr(refused))
+
         env = dict(os.environ)
         r = subprocess.run([sys.executable, "-c",
                             f"import os; os.setgid({READER}); os.setuid({READER}); "

@@ -140,6 +140,12 @@ def check_cli(srv, url, env, args):
     check(events.returncode == 0 and "attached" in states and "detached" in states,
           "events through ssh: the attach and the detach of the victim, exit 0 on SIGINT", f"{states} {out!r} {err}")
 
+    with open(os.path.join(srv.dir, "audit.log")) as f:
+        attach = [l for l in map(json.loads, f) if l["method"] == "target.attach"]
+    check(len(attach) == 1 and attach[0]["who"].get("remote", "").startswith("ssh 127.0.0.1:")
+          and attach[0]["target"]["pid"] == victim.pid, "the audit line of the remote attach names ssh's client",
+          repr(attach))
+
     rc, _, err = rcli(srv, url, env, "run", "--", "true")
     check(rc == 2 and "cannot trace" in err, "run is refused with --host (a local child)", err)
 
