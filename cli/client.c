@@ -1,5 +1,6 @@
 /* The CLI's connection to bpfgraftd. */
 #include "client.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,11 +9,36 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-void cli_init(struct cli_conn *c, const char *path)
+void cli_init(struct cli_conn *c, const char *path, const char *host)
 {
     memset(c, 0, sizeof(*c));
-    c->path = path;
+    c->path = host ? host : path;
+    c->host = host;
     c->next_id = 1;
+}
+
+static int connect_remote(struct cli_conn *c)
+{
+    struct cli_host h;
+    char err[512];
+    int fd = transport_parse(c->host, &h, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "bpfgraft: %s\n", err);
+        return fd;
+    }
+    fd = transport_ssh_open(&h, &c->ssh);
+    if (fd < 0)
+        return fd;
+    c->rpc = bpfg_rpc_conn_new(fd, 0);
+    if (!c->rpc) {
+        int r = -errno;
+        fprintf(stderr, "bpfgraft: %s\n", strerror(errno));
+        close(fd);
+        transport_ssh_close(c->ssh);
+        c->ssh = 0;
+        return r;
+    }
+    return 0;
 }
 
 int cli_connect(struct cli_conn *c)
@@ -20,6 +46,8 @@ int cli_connect(struct cli_conn *c)
     const char *path = c->path;
     if (c->rpc)
         return 0;
+    if (c->host)
+        return connect_remote(c);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "bpfgraft: socket path too long: %s\n", path);
@@ -55,6 +83,9 @@ void cli_close(struct cli_conn *c)
 {
     bpfg_rpc_conn_free(c->rpc);
     c->rpc = NULL;
+    if (c->ssh > 0)
+        transport_ssh_close(c->ssh);
+    c->ssh = 0;
 }
 
 void cli_begin(struct cli_conn *c, struct bpfg_rpc_out *out, const char *method, uint32_t nparams)

@@ -4,6 +4,7 @@
 #define BPFGRAFT_CLI_CLIENT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "rpc.h"
 
@@ -11,7 +12,9 @@
 
 struct cli_conn {
     struct bpfg_rpc_conn *rpc;
-    const char *path;
+    const char *path; /* the socket, or the --host URL */
+    const char *host; /* --host URL (transport.h); NULL: the local socket */
+    pid_t ssh;        /* the ssh process of a remote connection, or 0 */
     uint32_t next_id;
 };
 
@@ -21,7 +24,8 @@ struct cli_error {
     char message[1024];
 };
 
-void cli_init(struct cli_conn *c, const char *path);
+/* host: a --host URL (checked by transport_parse) or NULL for path. */
+void cli_init(struct cli_conn *c, const char *path, const char *host);
 /* Connects (cli_call does it on first use); on failure prints why, naming
  * the socket, and returns -errno. */
 int cli_connect(struct cli_conn *c);

@@ -26,6 +26,7 @@
 #include "client.h"
 #include "out.h"
 #include "rpc.h"
+#include "transport.h"
 
 #define EXIT_USAGE 2
 
@@ -41,7 +42,7 @@ struct args {
 };
 
 static const char usage_text[] =
-    "usage: bpfgraft [--socket PATH] [--json] COMMAND [ARGS]\n"
+    "usage: bpfgraft [--socket PATH | --host ssh://[USER@]HOST[:PORT][/SOCKET]] [--json] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  status                          server version, uptime and counts\n"
@@ -71,6 +72,10 @@ static const char usage_text[] =
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
+    "  audit [--since TIME]            the audit log: one JSON line per state-changing call\n"
+    "                                  (TIME: 30s, 10m, 2h, 7d ago, or unix seconds)\n"
+    "  dial-stdio                      bridge stdin/stdout to the control socket (what --host runs\n"
+    "                                  on the remote host through ssh)\n"
     "\n"
     "PROG, MAP and OBJ (in attach) are ids or names. KEY and VALUE follow the\n"
     "map's BTF types: integers, strings for char arrays; any type also takes\n"
@@ -78,6 +83,9 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --socket PATH   control socket (default $BPFGRAFT_SOCKET or " BPFGRAFT_DEFAULT_SOCKET ")\n"
+    "  --host URL      a remote bpfgraftd (default $BPFGRAFT_HOST): ssh://[USER@]HOST[:PORT][/SOCKET]\n"
+    "                  runs `bpfgraft [--socket SOCKET] dial-stdio` there with ssh\n"
+    "                  (or $BPFGRAFT_SSH_COMMAND, e.g. \"ssh -F FILE\")\n"
     "  --json          machine-readable output\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -407,8 +415,11 @@ static int cmd_load(struct args *a)
     }
 
     struct bpfg_rpc_msg resp;
-    struct cli_error e;
-    int r = load_call(abs, NULL, 0, name, &resp, &e);
+    struct cli_error e = {.code = BPFG_RPC_E_NOT_FOUND};
+    if (g_conn.host)
+        snprintf(e.message, sizeof(e.message), "cannot read %.800s to send it to %.150s", abs, g_conn.host);
+    /* A remote server sees another machine's files: send the bytes. */
+    int r = g_conn.host ? 1 : load_call(abs, NULL, 0, name, &resp, &e);
     /* The server may not see our file (another mount namespace, no
      * permission): send the bytes if we can read them. */
     if (r == 1 && (e.code == BPFG_RPC_E_NOT_FOUND || e.code == BPFG_RPC_E_PERMISSION)) {
@@ -946,8 +957,12 @@ static int wait_child(pid_t child)
 /* bpfgraft start [--target BIN:FUNC] OBJ [PROG...] -- CMD [ARGS]: runs CMD
  * as our child with the programs attached before its main(). The child
  * stops itself just before execve; the server takes it from there. */
+static int refuse_remote(const char *cmd);
+
 static int cmd_start(struct args *a)
 {
+    if (refuse_remote("start"))
+        return EXIT_USAGE;
     const char *target = NULL, *engine = NULL;
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("start: --target needs BINARY:FUNCTION");
@@ -1043,8 +1058,23 @@ static void hint_if_no_targets(void)
     bpfg_rpc_msg_release(&resp);
 }
 
+/* run and start make a local child the server ptraces: not across hosts. */
+static int refuse_remote(const char *cmd)
+{
+    if (!g_conn.host)
+        return 0;
+    fprintf(stderr,
+            "bpfgraft: %s starts a process on this machine, which the server at %s cannot trace: "
+            "run it on that host\n",
+            cmd, g_conn.host);
+    return EXIT_USAGE;
+}
+
 static int run_tool(char **cmd, const char *engine)
 {
+    int rc0 = refuse_remote("run");
+    if (rc0)
+        return rc0;
     hint_if_no_targets();
     pid_t child = spawn_stopped(cmd);
     if (child < 0)
@@ -1071,6 +1101,8 @@ static int run_tool(char **cmd, const char *engine)
 
 static int cmd_run(struct args *a)
 {
+    if (refuse_remote("run"))
+        return EXIT_USAGE;
     const char *engine = NULL, *attach = NULL;
     if (take_opt(a, "--engine", &engine) < 0)
         return usage_error("run: --engine needs llvm, x86 or interp");
@@ -1468,16 +1500,122 @@ static int cmd_api(struct args *a)
     return 0;
 }
 
+/* ---- audit -------------------------------------------------------------- */
+
+/* --since: 30s, 10m, 2h, 7d ago, or unix seconds; unix ms into *ms. */
+static bool parse_since(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno)
+        return false;
+    static const struct {
+        char unit;
+        uint64_t secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    if (!*end)
+        return v >= 1000000000ull && (*ms = v * 1000, true); /* unix seconds, not a small number */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (end[0] == units[i].unit && !end[1] && v * units[i].secs * 1000 <= now_ms) {
+            *ms = now_ms - v * units[i].secs * 1000;
+            return true;
+        }
+    return false;
+}
+
+/* bpfgraft audit [--since S]: the server's audit log, one JSON line each. */
+static int cmd_audit(struct args *a)
+{
+    const char *since = NULL;
+    uint64_t since_ms = 0;
+    if (take_opt(a, "--since", &since) < 0 || (since && !parse_since(since, &since_ms)))
+        return usage_error("audit: --since needs a time: 30s, 10m, 2h, 7d ago, or unix seconds");
+    int rc = check_no_flags(a, "audit");
+    if (rc)
+        return rc;
+    if (a->n)
+        return usage_error("usage: bpfgraft audit [--since TIME]");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "audit.read", since ? 1 : 0);
+    if (since) {
+        pack_key(&out.pk, "since");
+        msgpack_pack_uint64(&out.pk, since_ms);
+    }
+    struct bpfg_rpc_msg resp;
+    if ((rc = call(&out, &resp)))
+        return rc;
+    const msgpack_object *lines = obj_get(&resp.params, "lines");
+    for (uint32_t i = 0; lines && lines->type == MSGPACK_OBJECT_ARRAY && i < lines->via.array.size; i++) {
+        const msgpack_object *l = &lines->via.array.ptr[i];
+        if (l->type == MSGPACK_OBJECT_STR)
+            printf("%.*s\n", (int)l->via.str.size, l->via.str.ptr);
+    }
+    const msgpack_object *tr = obj_get(&resp.params, "truncated");
+    if (tr && tr->type == MSGPACK_OBJECT_BOOLEAN && tr->via.boolean)
+        fprintf(stderr, "bpfgraft: older lines left out (8 MiB at most): narrow --since\n");
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
+/* ---- dial-stdio ---------------------------------------------------------- */
+
+/* The remote end of --host: marks the connection remote (session.remote,
+ * with ssh's client address), then bridges stdio to it. */
+static int cmd_dial_stdio(struct args *a)
+{
+    if (a->n)
+        return usage_error("dial-stdio takes no arguments");
+    char addr[80] = "";
+    const char *conn = getenv("SSH_CONNECTION"); /* "CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT" */
+    char ip[64];
+    unsigned port;
+    if (conn && sscanf(conn, "%63s %u", ip, &port) == 2)
+        snprintf(addr, sizeof(addr), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "session.remote", addr[0] ? 2 : 1);
+    pack_key(&out.pk, "transport");
+    bpfg_pack_cstr(&out.pk, "ssh");
+    if (addr[0]) {
+        pack_key(&out.pk, "address");
+        bpfg_pack_cstr(&out.pk, addr);
+    }
+    struct bpfg_rpc_msg resp;
+    int rc = call(&out, &resp);
+    if (rc)
+        return rc;
+    bpfg_rpc_msg_release(&resp);
+    /* Nothing more is buffered: the server speaks only when asked. */
+    return transport_bridge_stdio(bpfg_rpc_conn_fd(g_conn.rpc)) ? 1 : 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct command {
     const char *name;
     int (*run)(struct args *a);
 } commands[] = {
-    {"status", cmd_status}, {"load", cmd_load},       {"unload", cmd_unload}, {"prog", cmd_prog},
-    {"map", cmd_map},       {"attach", cmd_attach},   {"start", cmd_start},   {"run", cmd_run},
-    {"tools", cmd_tools},   {"compile", cmd_compile}, {"detach", cmd_detach}, {"ps", cmd_ps},
-    {"trace", cmd_trace},   {"events", cmd_events},   {"api", cmd_api},       {"shutdown", cmd_shutdown},
+    {"status", cmd_status},
+    {"load", cmd_load},
+    {"unload", cmd_unload},
+    {"prog", cmd_prog},
+    {"map", cmd_map},
+    {"attach", cmd_attach},
+    {"start", cmd_start},
+    {"run", cmd_run},
+    {"tools", cmd_tools},
+    {"compile", cmd_compile},
+    {"detach", cmd_detach},
+    {"ps", cmd_ps},
+    {"trace", cmd_trace},
+    {"events", cmd_events},
+    {"api", cmd_api},
+    {"shutdown", cmd_shutdown},
+    {"dial-stdio", cmd_dial_stdio},
+    {"audit", cmd_audit},
 };
 
 int main(int argc, char **argv)
@@ -1485,6 +1623,9 @@ int main(int argc, char **argv)
     const char *socket_path = getenv("BPFGRAFT_SOCKET");
     if (!socket_path || !*socket_path)
         socket_path = BPFGRAFT_DEFAULT_SOCKET;
+    const char *host = getenv("BPFGRAFT_HOST");
+    if (host && !*host)
+        host = NULL;
 
     /* Global options may appear anywhere before "--". */
     struct args a = {.v = calloc((size_t)argc + 1, sizeof(char *))};
@@ -1523,6 +1664,14 @@ int main(int argc, char **argv)
                 socket_path = s + 9;
                 continue;
             }
+            if (strcmp(s, "--host") == 0 || strncmp(s, "--host=", 7) == 0) {
+                if (s[6] == 0 && i + 1 >= argc) {
+                    free(a.v);
+                    return usage_error("--host needs ssh://[USER@]HOST[:PORT][/SOCKET]");
+                }
+                host = s[6] ? s + 7 : argv[++i];
+                continue;
+            }
         }
         a.v[a.n++] = argv[i];
     }
@@ -1543,11 +1692,19 @@ int main(int argc, char **argv)
         free(a.v);
         return rc;
     }
+    struct cli_host parsed;
+    char herr[512];
+    if (host && strcmp(cmd->name, "dial-stdio") != 0 && transport_parse(host, &parsed, herr, sizeof(herr)) < 0) {
+        free(a.v);
+        return usage_error("%s", herr);
+    }
+    if (strcmp(cmd->name, "dial-stdio") == 0)
+        host = NULL; /* the bridge always dials the local socket */
     /* Drop the command word. */
     struct args rest = {.v = a.v + 1, .n = a.n - 1, .flag_end = a.flag_end - 1};
 
     /* The first call connects: usage errors come out without a server. */
-    cli_init(&g_conn, socket_path);
+    cli_init(&g_conn, socket_path, host);
     int rc = cmd->run(&rest);
     cli_close(&g_conn);
     free(a.v);

@@ -45,6 +45,7 @@ static const char *const error_names[] = {
     [BPFG_RPC_E_BAD_OBJECT] = "bad_object",    [BPFG_RPC_E_VERIFIER] = "verifier_rejected",
     [BPFG_RPC_E_TARGET] = "target_error",      [BPFG_RPC_E_INTERNAL] = "internal_error",
     [BPFG_RPC_E_UNSUPPORTED] = "unsupported",  [BPFG_RPC_E_BUSY] = "busy",
+    [BPFG_RPC_E_FORBIDDEN] = "forbidden",
 };
 
 const char *bpfg_rpc_error_name(int code)

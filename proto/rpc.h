@@ -45,7 +45,9 @@ enum bpfg_rpc_error {
     BPFG_RPC_E_INTERNAL = 12,       /* server-side failure (out of memory, I/O) */
     BPFG_RPC_E_UNSUPPORTED = 13,    /* not available in userspace / not yet */
     BPFG_RPC_E_BUSY = 14,           /* temporarily unavailable, retry */
+    BPFG_RPC_E_FORBIDDEN = 15,      /* the caller's role does not allow the method */
 };
+#define BPFG_RPC_E_LAST BPFG_RPC_E_FORBIDDEN
 
 const char *bpfg_rpc_error_name(int code);
 

@@ -10,8 +10,8 @@ _bpfgraft_ask()
     local sock=() i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        --socket) sock=(--socket "${COMP_WORDS[i + 1]}") ;;
-        --socket=*) sock=("${COMP_WORDS[i]}") ;;
+        --socket | --host) sock+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+        --socket=* | --host=*) sock+=("${COMP_WORDS[i]}") ;;
         esac
     done
     # shellcheck disable=SC2086  # WHAT is "map list", two words
@@ -34,12 +34,12 @@ _bpfgraft_pids()
 _bpfgraft()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="status load unload prog map attach start run tools compile detach ps trace events api"
+    local commands="status load unload prog map attach start run tools compile detach ps trace events api audit dial-stdio"
     local words=() i dashdash=0
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        --socket) ((i++)) ;;
-        --socket=* | --json | -j) ;;
+        --socket | --host) ((i++)) ;;
+        --socket=* | --host=* | --json | -j) ;;
         --) dashdash=$i; words+=(--) ;;
         *) words+=("${COMP_WORDS[i]}") ;;
         esac
@@ -63,7 +63,7 @@ _bpfgraft()
     --attach) mapfile -t COMPREPLY < <(compgen -W "$(_bpfgraft_pids)" -- "$cur"); return ;;
     esac
     if ((${#words[@]} == 0)); then
-        mapfile -t COMPREPLY < <(compgen -W "$commands --socket --json --help" -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W "$commands --socket --host --json --help" -- "$cur")
         return
     fi
 

@@ -2,7 +2,7 @@
 """Small client of bpfgraftd's control socket (proto/PROTOCOL.md).
 
     from bpfgraft_client import Client, BpfgraftError
-    with Client() as c:                       # $BPFGRAFT_SOCKET or the default
+    with Client() as c:                       # $BPFGRAFT_HOST, $BPFGRAFT_SOCKET or the default
         obj = c.call("object.load", path="/abs/path/prog.bpf.o")
         c.call("map.update", map="counts", key=b"\\x01\\0\\0\\0", value=bytes(8))
         fd = c.map_fd("counts")               # the map's memfd (maps/FORMAT.md)
@@ -11,11 +11,19 @@
 
 Keys, values and object bytes are `bytes` (msgpack bin); names are `str`.
 Needs python3-msgpack; fds travel with SCM_RIGHTS (socket.recv_fds).
+
+A remote server: Client(host="ssh://[user@]host[:port][/socket]") (or
+$BPFGRAFT_HOST) runs `bpfgraft [--socket SOCKET] dial-stdio` there through
+ssh ($BPFGRAFT_SSH_COMMAND, e.g. "ssh -F FILE", replaces "ssh"), as the
+bpfgraft CLI's --host does. map_fd() is refused remotely (unsupported).
 """
 import collections
 import itertools
 import os
+import re
+import shlex
 import socket
+import subprocess
 
 import msgpack
 
@@ -27,7 +35,7 @@ ERROR_NAMES = {
     1: "parse_error", 2: "invalid_request", 3: "no_such_method", 4: "invalid_params",
     5: "too_large", 6: "permission_denied", 7: "not_found", 8: "exists",
     9: "bad_object", 10: "verifier_rejected", 11: "target_error", 12: "internal_error",
-    13: "unsupported", 14: "busy",
+    13: "unsupported", 14: "busy", 15: "forbidden",
 }
 ERROR_CODES = {name: code for code, name in ERROR_NAMES.items()}
 
@@ -43,30 +51,73 @@ class BpfgraftError(Exception):
         return f"{self.message} ({self.name})"
 
 
+_SSH_URL = re.compile(r"ssh://(?:([^@/\-][^@/]*)@)?(\[[^\]/]+\]|[^:/\[\-][^:/]*)(?::(\d{1,5}))?(/[^']*)?$")
+
+
+def ssh_command(url):
+    """The argv that reaches bpfgraftd at an ssh://[user@]host[:port][/socket] URL."""
+    m = _SSH_URL.match(url)
+    if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise ValueError(f"bad host {url!r}: want ssh://[user@]host[:port][/socket]")
+    user, host, port, sock = m.groups()
+    argv = shlex.split(os.environ.get("BPFGRAFT_SSH_COMMAND") or "ssh")
+    argv += ["-l", user] if user else []
+    argv += ["-p", port] if port else []
+    remote = f"bpfgraft --socket '{sock}' dial-stdio" if sock and sock != "/" else "bpfgraft dial-stdio"
+    return argv + ["--", host.strip("[]"), remote]
+
+
 class Client:
     """One connection; requests are answered in order. Not thread-safe:
     use one Client per thread."""
 
-    def __init__(self, path=None, timeout=None):
-        self.path = path or os.environ.get("BPFGRAFT_SOCKET") or DEFAULT_SOCKET
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, path=None, timeout=None, host=None):
+        host = host or (None if path else os.environ.get("BPFGRAFT_HOST"))
+        self.ssh = None
+        if host:
+            self.path = host
+            self.sock, self.ssh = self._ssh(host)
+        else:
+            self.path = path or os.environ.get("BPFGRAFT_SOCKET") or DEFAULT_SOCKET
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(self.path)
-        except OSError as e:
-            self.sock.close()
-            raise ConnectionError(f"cannot connect to {self.path}: {e.strerror} "
-                                  "(is bpfgraftd running?)") from e
+        if not host:
+            try:
+                self.sock.connect(self.path)
+            except OSError as e:
+                self.sock.close()
+                raise ConnectionError(f"cannot connect to {self.path}: {e.strerror} "
+                                      "(is bpfgraftd running?)") from e
         self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE + 65536)
         self._ids = itertools.count(1)
         self._fds = collections.deque()      # received with SCM_RIGHTS, oldest first
         self._notes = collections.deque()    # notifications read while awaiting answers
+
+    @staticmethod
+    def _ssh(host):
+        argv = ssh_command(host)
+        mine, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs)
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine, proc
 
     def close(self):
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
         self.sock.close()
+        if self.ssh:      # it ends once the remote side sees EOF
+            try:
+                self.ssh.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.ssh.kill()
+                self.ssh.wait()
+            self.ssh = None
 
     def __enter__(self):
         return self

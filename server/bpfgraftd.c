@@ -45,6 +45,11 @@ static void usage(FILE *f)
             "      --takeover          replace the daemon running on --socket (an upgrade): take its\n"
             "                          sockets, let it exit leaving every target attached, adopt them;\n"
             "                          give the same --state-dir\n"
+            "      --access FILE       roles of peers: read, operate, admin (default " ACCESS_DEFAULT_FILE "\n"
+            "                          if it exists; without one every peer is admin); reread on SIGHUP\n"
+            "      --audit-log FILE    one JSON line per state-changing call, also to syslog (default\n"
+            "                          " AUDIT_DEFAULT_FILE " for the default socket, else\n"
+            "                          STATE_DIR/audit.log)\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -155,6 +160,8 @@ int main(int argc, char **argv)
         {"state-dir", required_argument, NULL, 'S'},
         {"orphan-grace", required_argument, NULL, 'G'},
         {"takeover", no_argument, NULL, 'T'},
+        {"access", required_argument, NULL, 'A'},
+        {"audit-log", required_argument, NULL, 'L'},
         {0},
     };
     struct srv_config cfg = {
@@ -204,6 +211,8 @@ int main(int argc, char **argv)
         }
         case 'v': srv_log_set_level(SRV_DEBUG); break;
         case 'T': takeover = true; break;
+        case 'A': cfg.access_path = optarg; break;
+        case 'L': cfg.audit_path = optarg; break;
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);

@@ -11,6 +11,7 @@
 
 #include <bpf/btf.h>
 
+#include "access.h"
 #include "asm.h"
 #include "log.h"
 #include "methods.h"
@@ -235,6 +236,7 @@ static int arg_bytes(struct srv_call *call, int idx, const char *what, size_t wa
 /* ---- handlers ---- */
 
 static int m_api_info(struct srv_call *call, msgpack_packer *pk);
+static int m_audit_read(struct srv_call *call, msgpack_packer *pk);
 
 /* server.shutdown: stops the server after this answer; with detach every
  * target is detached and the state directory emptied (a stop for good),
@@ -667,6 +669,11 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
     int err = arg_map(call, 0, &m);
     if (err)
         return err;
+    if (call->c->remote)
+        return fail(call, BPFG_RPC_E_UNSUPPORTED,
+                    "map.fd passes a file descriptor, which cannot cross a remote (%s) connection: "
+                    "read the map with map.lookup or map.dump",
+                    call->c->remote_via);
     call->send_fd = bpfg_map_fd(m->map);
     pack_map_entry(pk, m);
     return 0;
@@ -851,6 +858,24 @@ static int m_events_subscribe(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static int m_session_remote(struct srv_call *call, msgpack_packer *pk)
+{
+    char via[sizeof(call->c->remote_via)], addr[sizeof(call->c->remote_addr)] = "";
+    int err = arg_string(call, 0, via, sizeof(via));
+    if (!err && call->args[1])
+        err = arg_string(call, 1, addr, sizeof(addr));
+    if (err)
+        return err;
+    if (call->c->remote)
+        return fail(call, BPFG_RPC_E_EXISTS, "this connection is already remote (%s)", call->c->remote_via);
+    call->c->remote = true;
+    memcpy(call->c->remote_via, via, sizeof(via));
+    memcpy(call->c->remote_addr, addr, sizeof(addr));
+    srv_log(SRV_INFO, "client %u: remote via %s from %s", call->c->id, via, addr[0] ? addr : "?");
+    msgpack_pack_true(pk);
+    return 0;
+}
+
 static int m_events_unsubscribe(struct srv_call *call, msgpack_packer *pk)
 {
     call->c->topics = 0;
@@ -978,6 +1003,19 @@ static const struct method methods[] = {
      "Streams notifications [2, \"event\", [{topic, ...}]] on this connection.",
      1},
     {"events.unsubscribe", m_events_unsubscribe, {{0}}, "true", "Stops notifications.", 1},
+    {"audit.read",
+     m_audit_read,
+     {{"since", P_UINT, OPT}, {"max", P_UINT, OPT}},
+     "{lines: [str], truncated}",
+     "The audit log's lines written at or after since (unix ms), the newest max bytes (default and at most 8 MiB).",
+     1},
+    {"session.remote",
+     m_session_remote,
+     {{"transport", P_STR, REQ}, {"address", P_STR, OPT}},
+     "true",
+     "Said first by a bridge (bpfgraft dial-stdio) that speaks for a remote caller: the connection is marked "
+     "remote for good (no fd passing: map.fd is refused), the address is logged.",
+     1},
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -1014,8 +1052,8 @@ static int m_api_info(struct srv_call *call, msgpack_packer *pk)
         kv_str(pk, "doc", m->doc);
     }
     bpfg_pack_cstr(pk, "errors");
-    msgpack_pack_array(pk, BPFG_RPC_E_BUSY);
-    for (int code = 1; code <= BPFG_RPC_E_BUSY; code++) {
+    msgpack_pack_array(pk, BPFG_RPC_E_LAST);
+    for (int code = 1; code <= BPFG_RPC_E_LAST; code++) {
         msgpack_pack_map(pk, 2);
         kv_u64(pk, "code", (uint64_t)code);
         kv_str(pk, "name", bpfg_rpc_error_name(code));
@@ -1073,6 +1111,56 @@ static int bind_args(const struct method *m, const msgpack_object *params, struc
     return 0;
 }
 
+/* The audit line, before the reply; a call whose line cannot be written
+ * answers internal_error (its effect, if any, stays: the message says so). */
+static int audit_call(struct srv_call *call, const char *method, const msgpack_object *params,
+                      const struct audit_target *t, int code)
+{
+    char remote[sizeof(call->c->remote_via) + sizeof(call->c->remote_addr) + 2];
+    snprintf(remote, sizeof(remote), "%s %s", call->c->remote_via, call->c->remote_addr);
+    struct audit_who who = {call->c->uid, call->c->pid, call->c->remote ? remote : NULL};
+    int r = audit_write(&call->s->audit, &who, method, params, t, code, call->err);
+    if (!r)
+        return code;
+    srv_log(SRV_ERROR, "client %u: %s: audit log %s: %s", call->c->id, method, call->s->audit.path, strerror(-r));
+    char was[64];
+    snprintf(was, sizeof(was), "%s", code ? bpfg_rpc_error_name(code) : "done");
+    return fail(call, BPFG_RPC_E_INTERNAL, "%s: %s, but the audit log %s could not be written: %s", method, was,
+                call->s->audit.path, strerror(-r));
+}
+
+static int m_audit_read(struct srv_call *call, msgpack_packer *pk)
+{
+    uint64_t since = 0, max = 8u << 20;
+    if (call->args[0])
+        bpfg_obj_u64(call->args[0], &since);
+    if (call->args[1])
+        bpfg_obj_u64(call->args[1], &max);
+    if (max > (8u << 20))
+        max = 8u << 20;
+    /* lines packed into a buffer of their own: the count comes first */
+    msgpack_sbuffer sb;
+    msgpack_packer lp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&lp, &sb, msgpack_sbuffer_write);
+    bool truncated;
+    int r = audit_read(&call->s->audit, since, (size_t)max, &lp, &truncated);
+    if (r) {
+        msgpack_sbuffer_destroy(&sb);
+        return fail(call, BPFG_RPC_E_INTERNAL, "reading %s: %s", call->s->audit.path, strerror(-r));
+    }
+    msgpack_pack_map(pk, 2);
+    bpfg_pack_cstr(pk, "lines");
+    append_packed(pk, sb.data, sb.size);
+    bpfg_pack_cstr(pk, "truncated");
+    if (truncated)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    msgpack_sbuffer_destroy(&sb);
+    return 0;
+}
+
 void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_rpc_msg *msg, struct bpfg_rpc_out *out,
                       int *send_fd)
 {
@@ -1088,11 +1176,20 @@ void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_
                             (int)(msg->method_len > 64 ? 64 : msg->method_len), msg->method);
         return;
     }
-    int code = bind_args(m, &msg->params, &call);
+    struct access_peer peer = {c->uid, c->gid, c->groups, c->ngroups};
+    bool audited = access_method_audited(m->name);
+    struct audit_target target;
+    if (audited)
+        audit_target_of(&msg->params, &target);
+    int code = access_check(&s->access, &peer, m->name, call.err, sizeof(call.err));
+    if (!code)
+        code = bind_args(m, &msg->params, &call);
     if (!code) {
         bpfg_rpc_begin_result(out, msg->msgid);
         code = m->fn(&call, &out->pk);
     }
+    if (audited)
+        code = audit_call(&call, m->name, &msg->params, &target, code);
     if (code) {
         /* Drop whatever part of a result was packed; answer with the error. */
         msgpack_sbuffer_clear(&out->buf);

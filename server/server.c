@@ -129,6 +129,23 @@ static int listen_socket(struct server *s)
     return 0;
 }
 
+/* The audit log: --audit-log, else the system's for the default socket,
+ * else beside the state (test and second servers keep theirs apart). */
+static int open_audit(struct server *s)
+{
+    char path[4200], err[4400];
+    if (s->cfg.audit_path)
+        snprintf(path, sizeof(path), "%s", s->cfg.audit_path);
+    else if (strcmp(s->cfg.socket_path, SRV_DEFAULT_SOCKET) == 0)
+        snprintf(path, sizeof(path), "%s", AUDIT_DEFAULT_FILE);
+    else
+        snprintf(path, sizeof(path), "%s/audit.log", s->cfg.state_dir);
+    int r = audit_open(&s->audit, path, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "%s", err);
+    return r;
+}
+
 int server_init(struct server *s, const struct srv_config *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -152,11 +169,21 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
     s->targets.listen_fd = -1;
     s->state_fd = -1;
+    s->audit.fd = -1;
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
 
-    int err = make_socket_dir(s->cfg.socket_path);
+    char aerr[512];
+    int err = access_load(&s->access, s->cfg.access_path, aerr, sizeof(aerr));
+    if (err) {
+        srv_log(SRV_ERROR, "access file: %s", aerr);
+        goto fail;
+    }
+    if (s->access.enabled)
+        srv_log(SRV_INFO, "access control: %zu rules from %s", s->access.nrules,
+                s->cfg.access_path ? s->cfg.access_path : ACCESS_DEFAULT_FILE);
+    err = make_socket_dir(s->cfg.socket_path);
     if (!err)
         err = take_lock(s);
     if (!err)
@@ -171,7 +198,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     }
     targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
     s->targets.orphan_grace_ms = s->cfg.orphan_grace_ms;
-    if ((err = state_init(s)))
+    if ((err = state_init(s)) || (err = open_audit(s)))
         goto fail;
 
     sigset_t mask;
@@ -230,6 +257,8 @@ void server_destroy(struct server *s)
     execwatch_destroy(s);
     targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
+    access_free(&s->access);
+    audit_close(&s->audit);
     if (s->detach_on_stop)
         state_clear(s);
     state_close(s);
@@ -251,6 +280,17 @@ void server_destroy(struct server *s)
     if (s->epfd >= 0)
         close(s->epfd);
     s->listen_fd = s->lock_fd = s->signal_fd = s->timer_fd = s->epfd = -1;
+}
+
+/* The peer's supplementary groups, for group roles; beyond 32 (or on a
+ * kernel without SO_PEERGROUPS) only the primary group counts. */
+static void peer_groups(int fd, struct srv_client *c)
+{
+    socklen_t len = sizeof(c->groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+        c->ngroups = len / sizeof(gid_t);
+    else
+        srv_log(SRV_DEBUG, "client %u: SO_PEERGROUPS: %s", c->id, strerror(errno));
 }
 
 static void accept_clients(struct server *s)
@@ -291,6 +331,7 @@ static void accept_clients(struct server *s)
         c->pid = cred.pid;
         c->uid = cred.uid;
         c->gid = cred.gid;
+        peer_groups(fd, c);
         c->next = s->clients;
         s->clients = c;
         s->nclients++;
@@ -483,6 +524,13 @@ static void forward_records(struct server *s)
         else if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
             bpfg_perf_consume(m->map, forward_perf, NULL, &f);
     }
+}
+
+/* Events broadcast while serving someone else (a target's attach, exit,
+ * trace line, ring buffer records) go out to every subscriber at the end
+ * of each loop pass, not only when that client next asks something. */
+static void flush_clients(struct server *s)
+{
     for (struct srv_client *c = s->clients, *next; c; c = next) {
         next = c->next;
         if (bpfg_rpc_pending(c->conn) && !client_flush(s, c))
@@ -505,6 +553,18 @@ static void hand_over(struct server *s, const struct signalfd_siginfo *si)
     s->stop = !s->clients;
 }
 
+/* SIGHUP: the access file again; a bad one keeps the roles in force. */
+static void reload_access(struct server *s)
+{
+    char err[512];
+    int r = access_load(&s->access, s->cfg.access_path, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "SIGHUP: access file not reloaded, the old roles stay: %s", err);
+    else
+        srv_log(SRV_INFO, "SIGHUP: access %s (%zu rules)", s->access.enabled ? "reloaded" : "control off",
+                s->access.nrules);
+}
+
 static void handle_signal(struct server *s)
 {
     struct signalfd_siginfo si;
@@ -514,7 +574,7 @@ static void handle_signal(struct server *s)
             continue;
         }
         if (si.ssi_signo == SIGHUP) {
-            srv_log(SRV_INFO, "SIGHUP: nothing to reload");
+            reload_access(s);
             continue;
         }
         srv_log(SRV_INFO, "%s received: shutting down; targets stay attached for the next server",
@@ -579,6 +639,7 @@ int server_run(struct server *s)
                 }
             }
         }
+        flush_clients(s);
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;

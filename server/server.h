@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "access.h"
+#include "audit.h"
 #include "registry.h"
 #include "rpc.h"
 #include "takeover.h"
@@ -36,6 +38,9 @@ struct srv_config {
     const char *state_dir;           /* files targets need while they live; NULL: the socket's directory */
     uint32_t orphan_grace_ms;        /* payloads without a server go inert after this (0: never) */
     const struct takeover *takeover; /* --takeover: the old daemon's sockets (takeover.h); NULL: none */
+    const char *access_path;         /* --access: roles (access.h); NULL: the default file if present */
+    const char *audit_path;          /* --audit-log; NULL: AUDIT_DEFAULT_FILE for the default socket, else
+                                        STATE_DIR/audit.log */
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -48,9 +53,16 @@ struct srv_client {
     pid_t pid;
     uid_t uid;
     gid_t gid;
+    gid_t groups[32]; /* supplementary groups (SO_PEERGROUPS), for roles */
+    size_t ngroups;
     unsigned topics; /* subscribed event topics */
-    bool closing;    /* flush what is queued, then close */
-    bool want_out;   /* EPOLLOUT registered */
+    /* session.remote: a bridge (bpfgraft dial-stdio over ssh) speaks for a
+     * remote caller: no fd passing; remote_addr names it for logs. */
+    bool remote;
+    char remote_via[16];
+    char remote_addr[80];
+    bool closing;  /* flush what is queued, then close */
+    bool want_out; /* EPOLLOUT registered */
 };
 
 struct server {
@@ -68,6 +80,8 @@ struct server {
     uint32_t next_client_id;
     struct registry reg;
     struct targets targets;
+    struct access access; /* roles; reread on SIGHUP */
+    struct audit audit;   /* the audit log of state-changing calls */
     int state_fd;         /* STATE_DIR/restart (state.h) */
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
     uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): stop once clients are gone or at this time; 0: no */

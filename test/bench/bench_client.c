@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench_client.h"
+#include "transport.h"
 
 int rconnect(const char *path, struct rconn *r)
 {
@@ -38,10 +39,36 @@ int rconnect(const char *path, struct rconn *r)
     return 0;
 }
 
+int rconnect_ssh(const char *url, struct rconn *r)
+{
+    struct cli_host h;
+    char err[512];
+    int fd = transport_parse(url, &h, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return fd;
+    }
+    if ((fd = transport_ssh_open(&h, &r->ssh)) < 0)
+        return fd;
+    r->c = bpfg_rpc_conn_new(fd, 0);
+    if (!r->c) {
+        int err2 = -errno;
+        close(fd);
+        transport_ssh_close(r->ssh);
+        r->ssh = 0;
+        return err2;
+    }
+    r->next_id = 1;
+    return 0;
+}
+
 void rclose(struct rconn *r)
 {
     bpfg_rpc_conn_free(r->c);
     r->c = NULL;
+    if (r->ssh > 0)
+        transport_ssh_close(r->ssh);
+    r->ssh = 0;
 }
 
 /* Sends out (destroyed) and waits for the answer: 0 with *resp, -EREMOTEIO

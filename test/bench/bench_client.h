@@ -13,9 +13,12 @@
 struct rconn {
     struct bpfg_rpc_conn *c;
     uint32_t next_id;
+    pid_t ssh; /* rconnect_ssh's ssh process, or 0 */
 };
 
 int rconnect(const char *path, struct rconn *r);
+/* Through ssh to a --host URL (cli/transport.h), as bpfgraft --host. */
+int rconnect_ssh(const char *url, struct rconn *r);
 void rclose(struct rconn *r);
 /* Starts [0, id, method, [{...nparams...}]]: the caller packs the pairs. */
 void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams);

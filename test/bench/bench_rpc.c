@@ -96,6 +96,7 @@ static uint64_t expect(uint32_t key)
 struct worker {
     pthread_t th;
     const char *sock;
+    const char *ssh_url; /* set: through ssh to sock (bpfgraft --host) */
     uint64_t map_id;
     int kernel_fd; /* >= 0: kernel syscall lookups instead of RPC */
     uint32_t iters, seed;
@@ -108,7 +109,7 @@ static void *worker_run(void *arg)
 {
     struct worker *w = arg;
     struct rconn r = {0};
-    if (w->kernel_fd < 0 && (w->err = rconnect(w->sock, &r)) != 0) {
+    if (w->kernel_fd < 0 && (w->err = w->ssh_url ? rconnect_ssh(w->ssh_url, &r) : rconnect(w->sock, &r)) != 0) {
         pthread_barrier_wait(w->start);
         return NULL;
     }
@@ -175,6 +176,32 @@ static int run_workers(int n, const char *sock, uint64_t map_id, int kernel_fd, 
     return err;
 }
 
+/* The round trip through ssh (bpfgraft --host) when BPFGRAFT_BENCH_SSH
+ * names a host running sshd on this machine (ssh://[USER@]127.0.0.1[:PORT];
+ * BPFGRAFT_SSH_COMMAND as for the CLI): beside the unix socket's. */
+static void ssh_round_trip(struct bench_ctx *ctx, const char *sock, uint64_t map_id, uint32_t iters, double unix_ns)
+{
+    const char *host = getenv("BPFGRAFT_BENCH_SSH");
+    char url[512];
+    if (!host || !*host) {
+        bench_note(ctx, "over ssh: not measured (set BPFGRAFT_BENCH_SSH=ssh://[USER@]127.0.0.1[:PORT])");
+        return;
+    }
+    snprintf(url, sizeof(url), "%s%s", host, sock);
+    struct worker w = {.ssh_url = url, .map_id = map_id, .kernel_fd = -1, .iters = iters};
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 1);
+    w.start = &start;
+    worker_run(&w);
+    pthread_barrier_destroy(&start);
+    if (w.err) {
+        bench_note(ctx, "over ssh: failed (%s)", strerror(-w.err));
+        return;
+    }
+    bench_report(ctx, "map.lookup round trip", "1 client over ssh", (double)w.ns / iters, "ns/op",
+                 "the unix socket, 1 client", unix_ns);
+}
+
 static int run(struct bench_ctx *ctx)
 {
     bool quick = bench_quick(ctx);
@@ -234,6 +261,7 @@ static int run(struct bench_ctx *ctx)
                  1e9 / k1);
     bench_report(ctx, "map.lookup throughput", "1 client", rpc1, "ops/s", "kernel syscall, 1 thread", k1);
     bench_report(ctx, "map.lookup throughput", "8 clients", rpc8, "ops/s", "kernel syscall, 8 threads", k8);
+    ssh_round_trip(ctx, srv.sock, map_id, quick ? 200 : 5000, 1e9 / rpc1);
     bench_note(ctx,
                "u32->u64 hash, %d keys; one unix socket connection per client; "
                "every answer checked; %ld CPUs",

@@ -277,7 +277,7 @@ def main():
                  {1: "parse_error", 2: "invalid_request", 3: "no_such_method", 4: "invalid_params",
                   5: "too_large", 6: "permission_denied", 7: "not_found", 8: "exists",
                   9: "bad_object", 10: "verifier_rejected", 11: "target_error",
-                  12: "internal_error", 13: "unsupported", 14: "busy"},
+                  12: "internal_error", 13: "unsupported", 14: "busy", 15: "forbidden"},
                  "api --json error table matches PROTOCOL.md")
 
         # targets

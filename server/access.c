@@ -1,0 +1,227 @@
+/* Roles from the access file: "ROLE PRINCIPAL..." lines. */
+#define _GNU_SOURCE
+#include "access.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc.h"
+
+static const char *const role_names[] = {
+    [ACCESS_NONE] = "none", [ACCESS_READ] = "read", [ACCESS_OPERATE] = "operate", [ACCESS_ADMIN] = "admin"};
+
+/* Methods below admin; anything not listed (shutdown, configuration, and
+ * methods added later until classed here) needs admin. */
+static const struct {
+    const char *method;
+    enum access_role role;
+} method_roles[] = {
+    {"api.info", ACCESS_READ},         {"server.status", ACCESS_READ},    {"object.list", ACCESS_READ},
+    {"object.btf", ACCESS_READ},       {"prog.list", ACCESS_READ},        {"prog.show", ACCESS_READ},
+    {"prog.dump", ACCESS_READ},        {"map.list", ACCESS_READ},         {"map.show", ACCESS_READ},
+    {"map.lookup", ACCESS_READ},       {"map.dump", ACCESS_READ},         {"target.list", ACCESS_READ},
+    {"tool.list", ACCESS_READ},        {"events.subscribe", ACCESS_READ}, {"events.unsubscribe", ACCESS_READ},
+    {"session.remote", ACCESS_READ},   {"object.load", ACCESS_OPERATE},   {"object.unload", ACCESS_OPERATE},
+    {"map.update", ACCESS_OPERATE},    {"map.delete", ACCESS_OPERATE},    {"map.pop", ACCESS_OPERATE},
+    {"map.push", ACCESS_OPERATE},      {"map.fd", ACCESS_OPERATE}, /* the region is writable */
+    {"target.attach", ACCESS_OPERATE}, {"target.start", ACCESS_OPERATE},  {"target.detach", ACCESS_OPERATE},
+    {"tool.start", ACCESS_OPERATE},
+};
+
+bool access_method_audited(const char *method)
+{
+    return access_method_role(method, strlen(method)) >= ACCESS_OPERATE && strcmp(method, "audit.read") != 0;
+}
+
+const char *access_role_name(enum access_role r)
+{
+    return r <= ACCESS_ADMIN ? role_names[r] : "?";
+}
+
+enum access_role access_method_role(const char *method, size_t len)
+{
+    for (size_t i = 0; i < sizeof(method_roles) / sizeof(method_roles[0]); i++)
+        if (strlen(method_roles[i].method) == len && memcmp(method_roles[i].method, method, len) == 0)
+            return method_roles[i].role;
+    return ACCESS_ADMIN;
+}
+
+static int parse_role(const char *s, enum access_role *r)
+{
+    for (enum access_role k = ACCESS_READ; k <= ACCESS_ADMIN; k++)
+        if (strcmp(s, role_names[k]) == 0) {
+            *r = k;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int parse_number(const char *s, unsigned *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(s, &end, 10);
+    if (!*s || *end || errno || n > 0xfffffffful)
+        return -EINVAL;
+    *v = (unsigned)n;
+    return 0;
+}
+
+/* user:NAME, uid:N, group:NAME, gid:N */
+static int parse_principal(const char *s, struct access_rule *rule, const char **why)
+{
+    char buf[4096];
+    if (strncmp(s, "uid:", 4) == 0 || strncmp(s, "gid:", 4) == 0) {
+        rule->group = s[0] == 'g';
+        *why = "not a number";
+        return parse_number(s + 4, &rule->id);
+    }
+    if (strncmp(s, "user:", 5) == 0) {
+        struct passwd pw, *res = NULL;
+        *why = "no such user";
+        if (getpwnam_r(s + 5, &pw, buf, sizeof(buf), &res) || !res)
+            return -ENOENT;
+        rule->group = false;
+        rule->id = res->pw_uid;
+        return 0;
+    }
+    if (strncmp(s, "group:", 6) == 0) {
+        struct group gr, *res = NULL;
+        *why = "no such group";
+        if (getgrnam_r(s + 6, &gr, buf, sizeof(buf), &res) || !res)
+            return -ENOENT;
+        rule->group = true;
+        rule->id = res->gr_gid;
+        return 0;
+    }
+    *why = "unknown principal (user:NAME, uid:N, group:NAME, gid:N)";
+    return -EINVAL;
+}
+
+static int add_rule(struct access *a, const struct access_rule *r)
+{
+    struct access_rule *n = realloc(a->rules, (a->nrules + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    a->rules = n;
+    a->rules[a->nrules++] = *r;
+    return 0;
+}
+
+/* One line: ROLE PRINCIPAL... (# starts a comment). */
+static int parse_line(struct access *a, char *line, const char *path, int lineno, char *err, size_t errlen)
+{
+    char *hash = strchr(line, '#'), *save = NULL;
+    if (hash)
+        *hash = 0;
+    char *tok = strtok_r(line, " \t\r\n", &save);
+    if (!tok)
+        return 0;
+    struct access_rule rule = {0};
+    if (parse_role(tok, &rule.role)) {
+        snprintf(err, errlen, "%s:%d: unknown role '%s' (read, operate, admin)", path, lineno, tok);
+        return -EINVAL;
+    }
+    int n = 0;
+    while ((tok = strtok_r(NULL, " \t\r\n", &save))) {
+        const char *why = "";
+        int r = parse_principal(tok, &rule, &why);
+        if (!r)
+            r = add_rule(a, &rule);
+        if (r) {
+            snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, tok, r == -ENOMEM ? strerror(ENOMEM) : why);
+            return r;
+        }
+        n++;
+    }
+    if (!n) {
+        snprintf(err, errlen, "%s:%d: role %s names nobody", path, lineno, access_role_name(rule.role));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int parse_file(struct access *a, FILE *f, const char *path, char *err, size_t errlen)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    int r = 0, lineno = 0;
+    while (!r && getline(&line, &cap, f) >= 0)
+        r = parse_line(a, line, path, ++lineno, err, errlen);
+    if (!r && ferror(f)) {
+        r = -EIO;
+        snprintf(err, errlen, "%s: read error", path);
+    }
+    free(line);
+    return r;
+}
+
+int access_load(struct access *a, const char *path, char *err, size_t errlen)
+{
+    struct access next = {.enabled = true};
+    const char *file = path ? path : ACCESS_DEFAULT_FILE;
+    FILE *f = fopen(file, "re");
+    if (!f) {
+        int r = -errno;
+        if (!path && r == -ENOENT) { /* no default file: access control off */
+            access_free(a);
+            return 0;
+        }
+        snprintf(err, errlen, "%s: %s", file, strerror(-r));
+        return r;
+    }
+    int r = parse_file(&next, f, file, err, errlen);
+    fclose(f);
+    if (r) {
+        access_free(&next);
+        return r;
+    }
+    access_free(a);
+    *a = next;
+    return 0;
+}
+
+void access_free(struct access *a)
+{
+    free(a->rules);
+    memset(a, 0, sizeof(*a));
+}
+
+static bool in_groups(const struct access_peer *p, unsigned gid)
+{
+    if (p->gid == gid)
+        return true;
+    for (size_t i = 0; i < p->ngroups; i++)
+        if (p->groups[i] == gid)
+            return true;
+    return false;
+}
+
+enum access_role access_role_of(const struct access *a, const struct access_peer *p)
+{
+    if (!a->enabled || p->uid == 0)
+        return ACCESS_ADMIN;
+    enum access_role best = ACCESS_NONE;
+    for (size_t i = 0; i < a->nrules; i++) {
+        const struct access_rule *r = &a->rules[i];
+        bool match = r->group ? in_groups(p, r->id) : p->uid == r->id;
+        if (match && r->role > best)
+            best = r->role;
+    }
+    return best;
+}
+
+int access_check(const struct access *a, const struct access_peer *p, const char *method, char *err, size_t errlen)
+{
+    enum access_role need = access_method_role(method, strlen(method));
+    enum access_role have = access_role_of(a, p);
+    if (have >= need)
+        return 0;
+    snprintf(err, errlen, "%s needs role %s; uid %u has %s", method, access_role_name(need), (unsigned)p->uid,
+             have == ACCESS_NONE ? "no role" : access_role_name(have));
+    return BPFG_RPC_E_FORBIDDEN;
+}

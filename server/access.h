@@ -1,0 +1,56 @@
+/* Roles: which peers may call which methods (`bpfgraftd --access FILE`,
+ * default /etc/bpfgraft/access.conf; format in server/README.md, "Access
+ * control"). Without a file every peer that can open the socket is admin,
+ * as before roles existed. */
+#ifndef BPFGRAFT_SERVER_ACCESS_H
+#define BPFGRAFT_SERVER_ACCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define ACCESS_DEFAULT_FILE "/etc/bpfgraft/access.conf"
+
+/* Ordered: each role may do everything the ones below it may. */
+enum access_role { ACCESS_NONE, ACCESS_READ, ACCESS_OPERATE, ACCESS_ADMIN };
+
+struct access_rule {
+    bool group; /* id is a gid (else a uid) */
+    unsigned id;
+    enum access_role role;
+};
+
+struct access {
+    bool enabled; /* a file was read: peers get only the roles it grants */
+    struct access_rule *rules;
+    size_t nrules;
+};
+
+/* The unix identity of a peer (SO_PEERCRED, SO_PEERGROUPS). */
+struct access_peer {
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t ngroups;
+};
+
+/* Reads path into *a (replaced only on success). path NULL: the default
+ * file if it exists, else access control off. Returns 0 or a negative
+ * errno with the problem (file, line) in err. */
+int access_load(struct access *a, const char *path, char *err, size_t errlen);
+void access_free(struct access *a);
+
+/* The highest role the file grants the peer; uid 0 is always admin. */
+enum access_role access_role_of(const struct access *a, const struct access_peer *p);
+/* The role a method needs (unknown methods: admin). */
+enum access_role access_method_role(const char *method, size_t len);
+const char *access_role_name(enum access_role r);
+/* Whether calls of method change state (operate and admin methods but the
+ * audit log's reader): they get an audit line (audit.h). */
+bool access_method_audited(const char *method);
+
+/* 0 if the peer may call method, else BPFG_RPC_E_FORBIDDEN with err
+ * naming the role it needs and the one it has. */
+int access_check(const struct access *a, const struct access_peer *p, const char *method, char *err, size_t errlen);
+
+#endif
