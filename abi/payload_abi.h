@@ -284,6 +284,10 @@ enum bpfg_pmsg_type {
                                       * program (all its kinds/numbers); reply: empty */
 #define BPFG_PMSG_PIDNS 36  /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
 #define BPFG_PMSG_UNWIND 37 /* struct bpfg_pmsg_unwind; reply: uint64_t unwind page (before a uretprobe's HOOK) */
+/* A server that adopted a tool (after a restart) gives it a new tool
+ * channel: no body, the channel fd attached; the payload drops the old
+ * channel and serves the tool's requests on the new one; reply: empty. */
+#define BPFG_PMSG_TOOL_CHAN 38
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds

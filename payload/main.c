@@ -20,6 +20,7 @@
 #include "trap.h"
 #include "rt/rt.h"
 #include "syscall.h"
+#include "tool.h"
 #include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
@@ -471,6 +472,7 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
+    case BPFG_PMSG_TOOL_CHAN: return tool_new_channel(fd, errbuf, sizeof(errbuf));
     case BPFG_PMSG_SYSCALL_UNHOOK: return syscall_unhook(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_PIDNS: return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_UNWIND: {
