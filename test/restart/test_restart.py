@@ -127,6 +127,14 @@ class Victim:
             self.proc.wait()
 
 
+def read_text(path):
+    """What a child wrote to path so far, read through a file description
+    of our own: seeking the one the child writes through would move its
+    next write (to the start, over what it printed)."""
+    with open(path) as f:
+        return f.read()
+
+
 def payload_mappings(pid):
     with open(f"/proc/{pid}/maps") as f:
         return [l for l in f.read().splitlines() if "bpfgraft-payload" in l]
@@ -372,20 +380,19 @@ class RunTool:
 
     def __init__(self, d, argv, name):
         self.name = name
-        self.out = open(os.path.join(d.dir, f"{name}.out"), "w+")
-        self.err = open(os.path.join(d.dir, f"{name}.err"), "w+")
+        self.out_path = os.path.join(d.dir, f"{name}.out")
+        self.err_path = os.path.join(d.dir, f"{name}.err")
+        self.out, self.err = open(self.out_path, "w"), open(self.err_path, "w")
         self.proc = subprocess.Popen([os.path.join(d.a.bin_dir, "bpfgraft"), "--socket", d.socket, "run", "--"] + argv,
                                      stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, text=True,
                                      preexec_fn=harness._die_with_parent)
         self.seen = 0
 
     def lines(self):
-        self.out.seek(0)
-        return self.out.read().splitlines()
+        return read_text(self.out_path).splitlines()
 
     def stderr(self):
-        self.err.seek(0)
-        return self.err.read()
+        return read_text(self.err_path)
 
     def ask(self, cmd, timeout=10):
         """Sends one command to bpf_tool.py; its answer line."""
@@ -491,7 +498,8 @@ def part_loop(a, d):
     main_map = object_map(d, "count", "counts")
     victims = [Victim(a, d.dir, 30 + i) for i in range(3)]
     churn = Victim(a, d.dir, 39)
-    sysv_out = open(os.path.join(d.dir, "sysv.out"), "w+")
+    sysv_path = os.path.join(d.dir, "sysv.out")
+    sysv_out = open(sysv_path, "w")
     sysv = subprocess.Popen([os.path.join(a.test_bin, "sys-victim"), "/etc/hostname"], stdout=sysv_out,
                             preexec_fn=harness._die_with_parent)
     rng = random.Random(os.environ.get("BPFGRAFT_RESTART_SEED", "13"))
@@ -514,8 +522,7 @@ def part_loop(a, d):
         tool_pids = [t.pid(d) for t in tools]
         check(None not in tool_pids, "loop: both tools listed by tool.list", f"{tool_pids}")
         time.sleep(0.5)
-        sysv_out.seek(0)
-        opens0 = sum(1 for l in sysv_out.read().splitlines() if "/etc/hostname" in l)
+        opens0 = sum(1 for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l)
         pids = [v.pid for v in victims] + [sysv.pid] + tool_pids
         failures, tool_bad, snoop_seen = 0, [], len(snoop.lines())
         t0 = time.monotonic()
@@ -564,8 +571,7 @@ def part_loop(a, d):
               "loop: the tool was told on its stderr why its request failed", bt.stderr()[-500:])
         check(all(t.proc.poll() is None for t in tools), "loop: both tools still run",
               " / ".join(f"{t.name}: rc {t.proc.poll()}, stderr {t.stderr()[-400:]!r}" for t in tools))
-        sysv_out.seek(0)
-        opens = sum(1 for l in sysv_out.read().splitlines() if "/etc/hostname" in l) - opens0
+        opens = sum(1 for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l) - opens0
         snooped = [l.split() for l in snoop.lines()[1:]]
         ok = all(len(w) == 5 and w[0] == str(sysv.pid) and w[4] == "/etc/hostname" and w[2] != "-1" for w in snooped)
         check(ok and abs(len(snooped) - opens) <= 60,
@@ -577,8 +583,7 @@ def part_loop(a, d):
         check_eq(left, sorted(tool_pids), "loop: tool.list holds only the running tools")
         for t in tools:  # their programs leave every process
             t.stop()
-        sysv_out.seek(0)
-        lines = [l for l in sysv_out.read().splitlines() if "/etc/hostname" in l]
+        lines = [l for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l]
         check(lines and all(l.split()[2] != "-1" for l in lines[-20:]),
               "loop: the syscall-hooked process opens its file as before", f"{lines[-3:]}")
         with d.client() as cl:
