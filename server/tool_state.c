@@ -310,6 +310,7 @@ static void unpack_object(struct server *s, struct rbuf *r, struct tool *tl, cha
     if (err) {
         r->err = err;
         snprintf(why, whylen, "object %u: %s", tl->obj_id, strerror(-err));
+        tl->obj_id = 0; /* not the tool's: the caller must not unload it */
         return;
     }
     uint32_t nmaps = get_u32(r);
