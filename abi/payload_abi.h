@@ -82,7 +82,8 @@ struct bpfg_payload_params {
     /* Version 2, written by the injector. When the server connection is
      * lost the payload keeps its hooks and programs running and tries to
      * reconnect every reconnect_ms (0: 100); after orphan_grace_ms without
-     * a server (0: never) it goes inert (BPFG_PAYLOAD_INERT). */
+     * a server (0: never) it goes inert (BPFG_PAYLOAD_INERT); a HOOK from
+     * a server that adopted it re-arms it (no longer inert). */
     uint32_t reconnect_ms;
     uint32_t orphan_grace_ms;
 };

@@ -353,6 +353,10 @@ static int do_map(const uint8_t *body, size_t len, int fd)
     return 0;
 }
 
+/* Past the grace period without a server: programs removed from the
+ * hooks (go_inert); a HOOK from a server that adopted us re-arms. */
+static bool inert;
+
 static int do_hook(const uint8_t *body, size_t len)
 {
     struct bpfg_pmsg_hook h;
@@ -365,6 +369,7 @@ static int do_hook(const uint8_t *body, size_t len)
     if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
         return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
     int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    inert &= r != 0;
     if (r || !(h.flags & BPFG_HOOK_F_TRAP))
         return r;
     struct bpfg_pmsg_hook_reply rep = {0};
@@ -555,7 +560,6 @@ static uint64_t now_ms(void)
 }
 
 static uint64_t orphan_since; /* now_ms() when the server was lost; 0: connected */
-static bool inert;
 
 /* The HELLO body's inventory (BPFG_HELLO_F_RECONNECT): maps and programs
  * as this payload holds them. Returns the bytes written after `at`. */

@@ -329,6 +329,8 @@ static void adopt_one(struct server *s, int fd)
                 (int)t->pid, hi.ext.base.abi_version, t->adopted, t->nhooks, t->nprogs_sent, t->nmaps_sent,
                 t->inert ? "; inert: " : "", t->inert ? "its programs stopped after the grace period" : "");
         targets_add(s, t, "adopted");
+        if (t->inert && !strcmp(t->adopted, "record") && targets_rearm(s, t))
+            targets_save(s, t);
         tools_adopted(s, t);
     }
     free(hi.body);

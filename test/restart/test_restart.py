@@ -14,8 +14,9 @@
   takeover bpfgraftd --takeover three times while targets count and a
            client connects every 20 ms: always served, counters exact
   orphan   a payload whose server stays away past --orphan-grace goes inert
-           (programs stop, the process runs on); a fresh server with an
-           empty state directory lists it and detaches it
+           (programs stop, the process runs on); a server with its record
+           re-arms it (counting exactly again); a fresh server with an
+           empty state directory lists it (inert) and detaches it
 """
 import argparse
 import mmap
@@ -616,15 +617,24 @@ def part_orphan(a, d):
         time.sleep(0.2)
         d.stop(signal.SIGKILL)
         time.sleep(1.5)  # past the grace period: inert
-        d.start()  # with its state: the maps say whether programs still run
+        d.start()  # with its state: the inert hooks get their programs back
         listed = wait_listed(d, [v.pid])
-        check(listed.get(v.pid, {}).get("state") == "inert", "orphan: adopted as inert", f"{listed}")
-        c1, calls1 = counts(d), v.get(CTL_CALLS)
+        t = listed.get(v.pid, {})
+        check(t.get("state") == "attached" and len(t.get("hooks", [])) == 3,
+              "orphan: adopted with its record: re-armed, its 3 hooks listed", f"{listed}")
+        v.go(False)
+        c1, calls1, lib1 = counts(d), v.get(CTL_CALLS), v.get(CTL_LIB)
+        check(c1[0] < calls1, "orphan: while inert no program counted", f"map {c1}, {calls1} calls made")
+        v.go(True)
         time.sleep(0.3)
-        c2, calls2 = counts(d), v.get(CTL_CALLS)
-        check(c1 == c2 and calls2 > calls1, "orphan: inert: the process calls on, no program counts",
-              f"map {c1} -> {c2}, calls {calls1} -> {calls2}")
+        v.go(False)
+        c2, calls2, lib2 = counts(d), v.get(CTL_CALLS), v.get(CTL_LIB)
+        check(calls2 > calls1 and c2[0] - c1[0] == calls2 - calls1 and c2[1] - c1[1] == calls2 - calls1
+              and c2[3] - c1[3] == lib2 - lib1, "orphan: re-armed: every call counted again, exactly",
+              f"map {c1} -> {c2}, calls {calls1} -> {calls2}, lib calls {lib1} -> {lib2}")
+        v.go(True)
         d.stop(signal.SIGKILL)
+        time.sleep(1.5)  # inert again
         c_state = os.path.join(d.state, "restart")
         shutil.rmtree(c_state)  # a server that never knew it
         d.start()
