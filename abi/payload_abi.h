@@ -82,7 +82,8 @@ struct bpfg_payload_params {
     /* Version 2, written by the injector. When the server connection is
      * lost the payload keeps its hooks and programs running and tries to
      * reconnect every reconnect_ms (0: 100); after orphan_grace_ms without
-     * a server (0: never) it goes inert (BPFG_PAYLOAD_INERT). */
+     * a server (0: never) it goes inert (BPFG_PAYLOAD_INERT); a HOOK from
+     * a server that adopted it re-arms it (no longer inert). */
     uint32_t reconnect_ms;
     uint32_t orphan_grace_ms;
 };
@@ -311,6 +312,10 @@ struct bpfg_perf_event_ctx {
     uint64_t sample_period;
     uint64_t addr;
 };
+/* A server that adopted a tool (after a restart) gives it a new tool
+ * channel: no body, the channel fd attached; the payload drops the old
+ * channel and serves the tool's requests on the new one; reply: empty. */
+#define BPFG_PMSG_TOOL_CHAN 38
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds

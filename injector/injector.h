@@ -67,6 +67,14 @@ int bpfg_exec_to_entry(pid_t pid, char *err);
  * threads were stopped in *stopped_ns (may be NULL). */
 int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns);
 
+/* Every stop this process made (bpfg_stop_process to
+ * bpfg_resume_process), whatever the caller: how many, and the longest
+ * and total time threads stayed stopped. */
+struct bpfg_stop_tally {
+    uint64_t stops, longest_ns, total_ns;
+};
+void bpfg_stop_tally(struct bpfg_stop_tally *out);
+
 /* bpfg_stop_process gives up on a thread that sleeps uninterruptibly (an
  * -EBUSY naming it) but has asked it to stop; call this now and then (the
  * server: every event tick) to let such threads go once they stopped. */

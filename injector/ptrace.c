@@ -338,6 +338,21 @@ fail:
     return r;
 }
 
+static struct bpfg_stop_tally tally;
+
+void bpfg_stop_tally(struct bpfg_stop_tally *out)
+{
+    *out = tally;
+}
+
+static void count_stop(uint64_t ns)
+{
+    tally.stops++;
+    tally.total_ns += ns;
+    if (ns > tally.longest_ns)
+        tally.longest_ns = ns;
+}
+
 int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
 {
     int ret = 0;
@@ -350,8 +365,12 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
         if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
             ret = -errno;
     }
+    uint64_t ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
+    if (st->stop_ns)
+        count_stop(ns);
+    st->stop_ns = 0;
     if (stopped_ns)
-        *stopped_ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
+        *stopped_ns = ns;
     if (st->mem_fd >= 0)
         close(st->mem_fd);
     free(st->threads);

@@ -21,6 +21,7 @@
 #include "rt/rt.h"
 #include "syscall.h"
 #include "timer.h"
+#include "tool.h"
 #include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
@@ -353,6 +354,10 @@ static int do_map(const uint8_t *body, size_t len, int fd)
     return 0;
 }
 
+/* Past the grace period without a server: programs removed from the
+ * hooks (go_inert); a HOOK from a server that adopted us re-arms. */
+static bool inert;
+
 static int do_hook(const uint8_t *body, size_t len)
 {
     struct bpfg_pmsg_hook h;
@@ -365,6 +370,7 @@ static int do_hook(const uint8_t *body, size_t len)
     if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
         return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
     int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    inert &= r != 0;
     if (r || !(h.flags & BPFG_HOOK_F_TRAP))
         return r;
     struct bpfg_pmsg_hook_reply rep = {0};
@@ -473,6 +479,7 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
+    case BPFG_PMSG_TOOL_CHAN: return tool_new_channel(fd, errbuf, sizeof(errbuf));
     case BPFG_PMSG_SYSCALL_UNHOOK: return syscall_unhook(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_PIDNS: return helpers_set_pidns(body, len, errbuf, sizeof(errbuf));
     case BPFG_PMSG_TIMER: return timer_set(body, len, errbuf, sizeof(errbuf));
@@ -556,7 +563,6 @@ static uint64_t now_ms(void)
 }
 
 static uint64_t orphan_since; /* now_ms() when the server was lost; 0: connected */
-static bool inert;
 
 /* The HELLO body's inventory (BPFG_HELLO_F_RECONNECT): maps and programs
  * as this payload holds them. Returns the bytes written after `at`. */

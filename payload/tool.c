@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -304,5 +305,24 @@ int tool_start(const struct bpfg_pmsg_tool_mode *tm, int chan_fd, char *err, siz
     chan_open(chan_fd);
     __atomic_store_n(&self_pid, rt_sys0(SYS_getpid), __ATOMIC_RELAXED);
     __atomic_store_n(&tool_on, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int tool_new_channel(int chan_fd, char *err, size_t errlen)
+{
+    if (!__atomic_load_n(&tool_on, __ATOMIC_ACQUIRE)) {
+        snprintf(err, errlen, "TOOL_CHAN: this process is not in tool mode");
+        return -EINVAL;
+    }
+    if (chan_fd < 0) {
+        snprintf(err, errlen, "TOOL_CHAN carries no channel fd");
+        return -EBADF;
+    }
+    long fd = rt_sys3(SYS_fcntl, chan_fd, F_DUPFD_CLOEXEC, 0);
+    if (rt_is_err(fd)) {
+        snprintf(err, errlen, "keeping the tool channel: %s", strerror((int)-fd));
+        return (int)fd;
+    }
+    chan_replace((int)fd);
     return 0;
 }

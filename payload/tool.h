@@ -24,6 +24,10 @@ extern volatile uint8_t tool_on;
  * of the tool channel fd. 0 or a negative errno. */
 int tool_start(const struct bpfg_pmsg_tool_mode *tm, int chan_fd, char *err, size_t errlen);
 
+/* Payload thread, TOOL_CHAN (a new server adopted the tool): chan_fd (a
+ * dup is kept) replaces the lost channel. 0 or a negative errno. */
+int tool_new_channel(int chan_fd, char *err, size_t errlen);
+
 /* On a tool thread (SIGSYS handler or rewritten site): serves syscall nr
  * when it is one of ours (true, result in *ret); false means "not ours,
  * make the real syscall". Cheap when the fd involved is not ours. */

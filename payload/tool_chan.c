@@ -17,6 +17,7 @@
 
 static int chan = -1;
 static bool chan_dead;
+static bool chan_said; /* the tool was told the server is gone */
 static uint32_t chan_seq;
 static uint32_t chan_word; /* futex mutex: 0 free, 1 locked, 2 contended */
 
@@ -43,6 +44,35 @@ void chan_open(int fd)
 {
     chan = fd;
     chan_dead = false;
+}
+
+/* A new server adopted the tool: its channel replaces the lost one (a
+ * request in flight on the old one finishes first: it holds the lock). */
+void chan_replace(int fd)
+{
+    chan_lock();
+    int old = chan;
+    chan = fd;
+    chan_dead = false;
+    chan_said = false;
+    chan_unlock();
+    if (old >= 0)
+        rt_sys1(SYS_close, old);
+}
+
+/* Said once per outage on the tool's stderr: what fails and until when. */
+static void say_server_gone(uint16_t type)
+{
+    static const char *const what[] = {"creating a map",      "loading a program",   "loading BTF",
+                                       "attaching a program", "detaching a program", "a tracepoint id",
+                                       "releasing an object"};
+    const char *w =
+        type >= BPFG_TOOL_MAP_CREATE && type <= BPFG_TOOL_RELEASE ? what[type - BPFG_TOOL_MAP_CREATE] : "a request";
+    if (type == BPFG_TOOL_RELEASE || __atomic_exchange_n(&chan_said, true, __ATOMIC_RELAXED))
+        return; /* RELEASE is a no-op for the server */
+    say("bpfgraftd is not running: %s needs it and fails (ENOTCONN) until a new bpfgraftd adopts this tool; "
+        "maps, ring buffers and attached programs keep working",
+        w);
 }
 
 /* Reads len bytes; the first read may carry an fd (SCM_RIGHTS). */
@@ -105,9 +135,13 @@ int chan_call(uint16_t type, const void *b1, size_t l1, const void *b2, size_t l
         else if (!(err = chan_recv(rep->body, rep->len, NULL)))
             rep->body[rep->len] = 0;
     }
-    if (err && err != -E2BIG)
+    if (err && err != -E2BIG && err != -ENOMEM)
         chan_dead = true;
     chan_unlock();
+    if (err && err != -E2BIG && err != -ENOMEM) {
+        err = -ENOTCONN; /* the server is gone (or went while we waited) */
+        say_server_gone(type);
+    }
     if (err) {
         reply_free(rep);
         rep->len = 0;

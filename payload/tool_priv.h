@@ -54,6 +54,8 @@ struct reply {
 
 /* TOOL_MODE: the channel is fd from now on. */
 void chan_open(int fd);
+/* Swaps in a new server's channel (TOOL_CHAN). */
+void chan_replace(int fd);
 void reply_free(struct reply *r);
 /* Text explaining a failed reply. */
 const char *reply_text(const struct reply *r);

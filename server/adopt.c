@@ -21,6 +21,7 @@
 #include "server.h"
 #include "state.h"
 #include "targets.h"
+#include "tool.h"
 
 #define HELLO_MAX (64u << 10)
 #define HELLO_TIMEOUT_MS 1000
@@ -328,6 +329,9 @@ static void adopt_one(struct server *s, int fd)
                 (int)t->pid, hi.ext.base.abi_version, t->adopted, t->nhooks, t->nprogs_sent, t->nmaps_sent,
                 t->inert ? "; inert: " : "", t->inert ? "its programs stopped after the grace period" : "");
         targets_add(s, t, "adopted");
+        if (t->inert && !strcmp(t->adopted, "record") && targets_rearm(s, t))
+            targets_save(s, t);
+        tools_adopted(s, t);
     }
     free(hi.body);
 }

@@ -13,6 +13,7 @@
 
 #include "access.h"
 #include "asm.h"
+#include "injector.h"
 #include "log.h"
 #include "methods.h"
 #include "progcheck.h"
@@ -254,7 +255,9 @@ static int m_server_shutdown(struct srv_call *call, msgpack_packer *pk)
 static int m_server_status(struct srv_call *call, msgpack_packer *pk)
 {
     struct server *s = call->s;
-    msgpack_pack_map(pk, 9);
+    struct bpfg_stop_tally stops;
+    bpfg_stop_tally(&stops);
+    msgpack_pack_map(pk, 10);
     kv_str(pk, "version", SRV_VERSION);
     kv_u64(pk, "pid", (uint64_t)getpid());
     kv_u64(pk, "uptime_ms", server_now_ms() - s->start_ms);
@@ -264,6 +267,12 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
     kv_u64(pk, "maps", s->reg.nmaps);
     kv_u64(pk, "targets", s->targets.count);
     kv_u64(pk, "clients", s->nclients);
+    /* every ptrace stop of a target's threads this server made */
+    bpfg_pack_cstr(pk, "stops");
+    msgpack_pack_map(pk, 3);
+    kv_u64(pk, "count", stops.stops);
+    kv_u64(pk, "longest_us", stops.longest_ns / 1000);
+    kv_u64(pk, "total_us", stops.total_ns / 1000);
     return 0;
 }
 
@@ -896,7 +905,8 @@ static const struct method methods[] = {
     {"server.status",
      m_server_status,
      {{0}},
-     "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients}",
+     "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients, stops: {count, longest_us, "
+     "total_us}}",
      "Server health and counts.",
      1},
     {"server.shutdown",

@@ -422,9 +422,36 @@ int registry_new_object(struct registry *r, const char *name, size_t max_maps, s
     }
     o->map_cap = max_maps;
     o->prog_cap = max_progs;
-    o->id = r->next_id[ID_OBJECT]++;
+    o->id = take_id(r, ID_OBJECT, r->force_id);
     *out = o;
     return 0;
+}
+
+/* The region of a map of a built object: the file `id` in the state
+ * directory (a restarted server reopens it, r->force_id set: restoring),
+ * or a memfd. */
+static int tool_region(struct registry *r, const struct bpfg_map_spec *spec, uint32_t id, struct bpfg_map **map)
+{
+    char file[16], tmp[48];
+    if (r->map_dirfd < 0)
+        return bpfg_map_create(spec, map);
+    snprintf(file, sizeof(file), "%u", id);
+    if (r->force_id) {
+        int fd = openat(r->map_dirfd, file, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        int err = bpfg_map_open_fd(fd, map);
+        close(fd);
+        return err;
+    }
+    snprintf(tmp, sizeof(tmp), "new.%d.%u", (int)getpid(), id);
+    int err = bpfg_map_create_in(spec, r->map_dirfd, tmp, map);
+    if (!err && renameat(r->map_dirfd, tmp, r->map_dirfd, file) != 0) {
+        err = -errno;
+        unlinkat(r->map_dirfd, tmp, 0);
+        bpfg_map_close(*map);
+    }
+    return err;
 }
 
 int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg_map_spec *spec,
@@ -445,7 +472,8 @@ int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg
     }
     r->maps = (struct reg_map **)grown;
     struct bpfg_map *map;
-    int e = bpfg_map_create(spec, &map);
+    uint32_t id = take_id(r, ID_MAP, r->force_id);
+    int e = tool_region(r, spec, id, &map);
     int fd = e ? -1 : dup(bpfg_map_fd(map));
     if (e || fd < 0) {
         if (!e) {
@@ -471,7 +499,7 @@ int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg
                                 .inner = {spec->inner.type, spec->inner.key_size, spec->inner.value_size,
                                           spec->inner.max_entries, spec->inner.map_flags},
                                 .fd = fd};
-    m->id = r->next_id[ID_MAP]++;
+    m->id = id;
     m->obj_id = o->id;
     snprintf(m->name, sizeof(m->name), "%s", name);
     m->kind = kind;
@@ -499,7 +527,7 @@ int registry_add_prog(struct registry *r, struct reg_object *o, struct bpfg_obj_
     o->obj->progs[o->prog_cnt] = *prog;
     memset(prog, 0, sizeof(*prog));
     o->obj->prog_cnt++;
-    p->id = r->next_id[ID_PROG]++;
+    p->id = take_id(r, ID_PROG, r->force_id);
     p->obj_id = o->id;
     p->prog = &o->obj->progs[o->prog_cnt];
     o->prog_ids[o->prog_cnt++] = p->id;

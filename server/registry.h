@@ -50,6 +50,9 @@ struct registry {
     uint32_t next_id[3]; /* objects, maps, programs */
     int map_dirfd;       /* >= 0: maps of loaded objects are files there, named
                           * by id (state.c); -1: memfds */
+    uint32_t force_id;   /* != 0: the next new object, map or program built
+                          * piece by piece takes this id, and a map reopens
+                          * its region file (a tool restored after a restart) */
 };
 
 /* An object loaded again after a restart (state.c): its ids, and its maps'

@@ -610,6 +610,7 @@ int server_run(struct server *s)
                 if (read(s->timer_fd, &ticks, sizeof(ticks)) > 0) {
                     forward_records(s);
                     targets_tick(s);
+                    tools_tick(s);
                 }
                 if (s->handover_ms && (!s->clients || server_now_ms() >= s->handover_ms))
                     s->stop = true;

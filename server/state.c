@@ -17,11 +17,12 @@
 #include "state.h"
 #include "syscalls.h"
 #include "targets.h"
+#include "tool.h"
 
 #define REC_MAGIC 0x43455247u /* "GREC" */
 #define REC_VERSION 1
 
-static const char *const subdirs[] = {"objects", "maps", "targets"};
+static const char *const subdirs[] = {"objects", "maps", "targets", "tools"};
 
 static int mkdir_at(int dirfd, const char *name)
 {
@@ -291,6 +292,7 @@ int state_init(struct server *s)
         return err;
     }
     restore_objects(s);
+    tools_restore(s); /* their maps too, before the unowned ones go */
     prune_maps(s);
     return 0;
 }
@@ -325,6 +327,53 @@ void state_clear(struct server *s)
         return;
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
         clear_dir(s, subdirs[i]);
+}
+
+/* ---- files of other parts (tools) ---- */
+
+int state_write(struct server *s, const char *sub, const char *name, const void *buf, size_t len)
+{
+    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
+    if (dir < 0)
+        return s->state_fd < 0 ? -EBADF : -errno;
+    const void *parts[] = {buf};
+    int err = write_file(dir, name, parts, &len, 1);
+    close(dir);
+    return err;
+}
+
+int state_read(struct server *s, const char *sub, const char *name, char **buf, size_t *len)
+{
+    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
+    if (dir < 0)
+        return s->state_fd < 0 ? -EBADF : -errno;
+    int err = read_file(dir, name, buf, len);
+    close(dir);
+    return err;
+}
+
+void state_remove(struct server *s, const char *sub, const char *name)
+{
+    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
+    if (dir < 0)
+        return;
+    unlinkat(dir, name, 0);
+    close(dir);
+}
+
+void state_each(struct server *s, const char *sub, void (*fn)(struct server *s, const char *name))
+{
+    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
+    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
+    if (!d) {
+        if (dir >= 0)
+            close(dir);
+        return;
+    }
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] != '.')
+            fn(s, de->d_name);
+    closedir(d);
 }
 
 /* ---- target records ---- */

@@ -4,6 +4,7 @@
  *                                   and the ids of their maps and programs
  *   maps/ID                         the map regions (tmpfs files, not memfds)
  *   targets/PID                     one record per attached process
+ *   tools/PID                       one record per `bpfgraft run` tool (tool.c)
  * A new server reloads the objects with the same ids and reopens their maps
  * with their data; payloads that reconnect are matched with their records
  * (adopt.c). */
@@ -32,6 +33,14 @@ void state_object_unloaded(struct server *s, uint32_t obj_id);
 /* Forgets every object and map (shutdown --detach): the next server starts
  * empty. */
 void state_clear(struct server *s);
+
+/* Files of other parts in STATE_DIR/restart/SUB (sub: "tools"): written
+ * through a temporary name, read whole (NUL-terminated, malloc'd), removed,
+ * listed (names not starting with '.'). Negative errnos. */
+int state_write(struct server *s, const char *sub, const char *name, const void *buf, size_t len);
+int state_read(struct server *s, const char *sub, const char *name, char **buf, size_t *len);
+void state_remove(struct server *s, const char *sub, const char *name);
+void state_each(struct server *s, const char *sub, void (*fn)(struct server *s, const char *name));
 
 /* The record of a target: written after each change, removed at detach or
  * exit. */

@@ -851,6 +851,37 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
     return r;
 }
 
+/* Programs of one hook back in its slot; false if one was refused. */
+static bool rearm_hook(struct server *s, struct target *t, const struct target_hook *h, size_t *armed)
+{
+    char err[BPFG_ERRLEN];
+    for (uint32_t k = 0; k < h->nprogs; k++) {
+        if (send_hook(s, t, h, h->kinds[k], h->prog_ids[k], err, sizeof(err)) != 0) {
+            srv_log(SRV_WARN, "target %d: program %u at 0x%llx stays off: %s", (int)t->pid, h->prog_ids[k],
+                    (unsigned long long)h->plan.func, err);
+            return false;
+        }
+        (*armed)++;
+    }
+    return true;
+}
+
+size_t targets_rearm(struct server *s, struct target *t)
+{
+    size_t armed = 0, off = 0;
+    for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct target_hook *h = &t->hooks[i];
+        if (h->used && h->nprogs && !rearm_hook(s, t, h, &armed))
+            off++;
+    }
+    if (armed)
+        t->inert = false;
+    srv_log(armed ? SRV_INFO : SRV_WARN, "target %d: was inert; %zu programs run again%s%s", (int)t->pid, armed,
+            off ? ", some were refused" : "",
+            syscalls_count(t) ? "; its syscall programs stay off (detach and attach again)" : "");
+    return armed;
+}
+
 /* A thread that blocks SIGTRAP would be killed by the kernel at a trap
  * probe (a blocked synchronous signal takes its default action). */
 static int refuse_trap_blocked(const struct target *t, const struct bpfg_stopped *st, char *ierr)

@@ -115,6 +115,11 @@ void targets_destroy(struct server *s, bool detach);
 /* Adds a target whose payload is connected (inject, adopt.c): epoll, its
  * pidfd, the list; announces event ("attached", "adopted"). */
 void targets_add(struct server *s, struct target *t, const char *event);
+/* An adopted payload that had gone inert: its hooks get back the programs
+ * its record names (no stop: the sites are still patched). Syscall
+ * programs stay off (detach and attach again). Returns how
+ * many programs run again; t->inert is cleared once one does. */
+size_t targets_rearm(struct server *s, struct target *t);
 /* Saves t's record for restarts (state.c). */
 void targets_save(struct server *s, const struct target *t);
 

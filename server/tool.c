@@ -30,49 +30,16 @@
 #include "server.h"
 #include "symbols.h"
 #include "syscalls.h"
+#include "state.h"
 #include "targets.h"
 #include "tool.h"
+#include "tool_priv.h"
 #include "verifier.h"
 
-#define TOOL_MAX_MAPS 256
-#define TOOL_MAX_PROGS 512 /* loaded programs and one per attachment */
 #define TOOL_MAX_INSNS 1000000
+#define TOOL_ADOPT_WAIT_MS 3000 /* payloads reconnect every 100 ms */
 #define CHAN_TIMEOUT_MS 2000
 #define TP_SYNTH_BASE 0x7e000000u /* ids TP_ID makes up when tracefs is not mounted */
-
-struct tool_link {
-    uint32_t id;
-    uint32_t prog_id; /* the attached copy, in the tool's object */
-    enum bpfg_attach_kind kind;
-    pid_t pid;    /* > 0: that process; -1: every one in scope */
-    char *binary; /* uprobes */
-    uint64_t offset;
-    pid_t *in; /* processes it is attached in now */
-    size_t nin;
-    bool watching; /* pid -1 on binary: new processes of it are caught (execwatch.c) */
-};
-
-struct tool_btf {
-    uint32_t id;
-    void *data;
-    size_t len;
-};
-
-struct tool {
-    uint32_t magic; /* first: epoll data points here */
-    struct tool *next;
-    pid_t pid;
-    int chan;
-    int engine;
-    bool dead;
-    uint32_t obj_id;
-    char name[64];
-    struct tool_link **links;
-    size_t nlinks;
-    uint32_t next_link_id;
-    struct tool_btf *btfs;
-    size_t nbtfs;
-};
 
 struct tp_name {
     uint32_t id;
@@ -208,6 +175,8 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
             o->obj->btf = btf__new(b->data, (uint32_t)b->len);
         if (o->obj->btf && libbpf_get_error(o->obj->btf))
             o->obj->btf = NULL;
+        if (o->obj->btf)
+            tl->obj_btf_id = c.btf_id;
     }
     *id = m->id;
     *fd = bpfg_map_fd(m->map);
@@ -931,6 +900,28 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
     return srv_efail(err, errlen, -ENOENT, "DETACH: no link %u", rel.id);
 }
 
+/* ---- restarts (tool_state.c) ---- */
+
+static void tool_save(struct server *s, const struct tool *tl)
+{
+    char *buf = NULL, name[16];
+    size_t len = 0;
+    int err = tool_record_pack(s, tl, &buf, &len);
+    snprintf(name, sizeof(name), "%d", (int)tl->pid);
+    if (!err)
+        err = state_write(s, "tools", name, buf, len);
+    if (err)
+        srv_log(SRV_WARN, "tool %d: its record for restarts: %s", (int)tl->pid, strerror(-err));
+    free(buf);
+}
+
+static void tool_forget(struct server *s, const struct tool *tl)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%d", (int)tl->pid);
+    state_remove(s, "tools", name);
+}
+
 /* ---- requests ---- */
 
 static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
@@ -967,6 +958,8 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
     }
     if (h->type == BPFG_TOOL_ATTACH || h->type == BPFG_TOOL_DETACH)
         release_tool_targets(s); /* also a process attached for an attach that then failed */
+    if (!r && h->type != BPFG_TOOL_TP_ID && h->type != BPFG_TOOL_RELEASE)
+        tool_save(s, tl); /* before the reply: what the tool holds, a restart knows */
     if (r) {
         srv_log(SRV_DEBUG, "tool %d: request %u failed: %s", (int)tl->pid, h->type, err);
         r = chan_reply(tl, h->seq, r, err, strlen(err) + 1, -1);
@@ -1049,8 +1042,10 @@ int tools_begin(struct server *s, struct target *t, int engine, char *err, size_
         return r;
     }
     tl->obj_id = o->id;
+    tl->token = t->token;
     tl->next = tools;
     tools = tl;
+    tool_save(s, tl);
     srv_log(SRV_INFO, "tool %d (%s): bpf() served by bpfgraft, object %u", (int)t->pid, comm, o->id);
     return 0;
 }
@@ -1071,23 +1066,14 @@ void tools_target_added(struct server *s, struct target *t)
     }
 }
 
-static void tool_end(struct server *s, struct tool *tl)
+/* Frees what the tool holds here (links, BTF, channel); not its object. */
+static void tool_release(struct server *s, struct tool *tl)
 {
-    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
-    /* programs out of every process, then the tool's maps there */
-    for (size_t i = 0; i < tl->nlinks; i++)
-        link_remove(s, tl->links[i]);
-    if (o)
-        for (struct target *t = s->targets.list; t; t = t->next)
-            if (t->pid != tl->pid)
-                targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
     for (size_t i = 0; i < tl->nlinks; i++)
         link_free(tl->links[i]);
     free(tl->links);
     tl->links = NULL;
     tl->nlinks = 0;
-    if (o)
-        registry_unload(&s->reg, o->id);
     for (size_t i = 0; i < tl->nbtfs; i++)
         free(tl->btfs[i].data);
     free(tl->btfs);
@@ -1099,6 +1085,44 @@ static void tool_end(struct server *s, struct tool *tl)
         tl->chan = -1;
     }
     tl->dead = true;
+}
+
+/* Programs and maps of tools that ended while some targets were still to
+ * be adopted (a tool that exited while no server ran): they leave those
+ * targets when they come back (tools_adopted). */
+static uint32_t *retired_progs, *retired_maps;
+static size_t nretired_progs, nretired_maps;
+
+static void retire_ids(uint32_t **list, size_t *n, const uint32_t *ids, size_t cnt)
+{
+    uint32_t *grown = realloc(*list, (*n + cnt) * sizeof(uint32_t));
+    if (!grown) {
+        srv_log(SRV_WARN, "out of memory: %zu ids of an ended tool stay where targets are not adopted yet", cnt);
+        return;
+    }
+    memcpy(grown + *n, ids, cnt * sizeof(uint32_t));
+    *list = grown;
+    *n += cnt;
+}
+
+static void tool_end(struct server *s, struct tool *tl)
+{
+    struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    /* programs out of every process, then the tool's maps there */
+    for (size_t i = 0; i < tl->nlinks; i++)
+        link_remove(s, tl->links[i]);
+    if (o)
+        for (struct target *t = s->targets.list; t; t = t->next)
+            if (t->pid != tl->pid)
+                targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+    if (o && tl->pending) {
+        retire_ids(&retired_progs, &nretired_progs, o->prog_ids, o->prog_cnt);
+        retire_ids(&retired_maps, &nretired_maps, o->map_ids, o->map_cnt);
+    }
+    if (o)
+        registry_unload(&s->reg, o->id);
+    tool_release(s, tl);
+    tool_forget(s, tl);
     srv_log(SRV_INFO, "tool %d: ended; its programs left every process", (int)tl->pid);
     release_due = true; /* at tools_reap: tool_end may run inside a target's teardown */
 }
@@ -1140,13 +1164,137 @@ void tools_reap(struct server *s)
 
 void tools_destroy(struct server *s)
 {
+    /* a restart (not shutdown --detach) keeps tools running and recorded:
+     * the next server adopts them */
     for (struct tool *tl = tools; tl; tl = tl->next)
-        if (!tl->dead)
+        if (!tl->dead && s->detach_on_stop)
             tool_end(s, tl);
+        else if (!tl->dead)
+            tool_release(s, tl);
     tools_reap(s);
     free(tp_names);
     tp_names = NULL;
     ntp_names = 0;
+    free(retired_progs);
+    free(retired_maps);
+    retired_progs = retired_maps = NULL;
+    nretired_progs = nretired_maps = 0;
+}
+
+/* ---- restarts: tools adopted again ---- */
+
+static void restore_one(struct server *s, const char *name)
+{
+    char *buf = NULL, why[512] = "";
+    size_t len = 0;
+    struct tool *tl = NULL;
+    int err = state_read(s, "tools", name, &buf, &len);
+    if (!err)
+        err = tool_record_unpack(s, buf, len, &tl, why, sizeof(why));
+    free(buf);
+    if (err) {
+        srv_log(SRV_ERROR, "tool record %s of the previous server cannot be restored: %s", name,
+                why[0] ? why : strerror(-err));
+        if (tl && registry_object(&s->reg, tl->obj_id))
+            registry_unload(&s->reg, tl->obj_id);
+        if (tl)
+            tool_release(s, tl), free(tl);
+        state_remove(s, "tools", name);
+        return;
+    }
+    tl->pending_ms = server_now_ms();
+    tl->next = tools;
+    tools = tl;
+    srv_log(SRV_INFO, "tool %d (%s): restored (object %u, %zu links); waiting for its process", (int)tl->pid, tl->name,
+            tl->obj_id, tl->nlinks);
+}
+
+void tools_restore(struct server *s)
+{
+    state_each(s, "tools", restore_one);
+}
+
+static bool holds_prog(const struct target *t, uint32_t id)
+{
+    for (size_t i = 0; i < t->nprogs_sent; i++)
+        if (t->progs_sent[i] == id)
+            return true;
+    return false;
+}
+
+/* The tool's process came back: a new tool channel for it. */
+static void tool_readopt(struct server *s, struct tool *tl, struct target *t)
+{
+    char err[512] = "";
+    int sv[2] = {-1, -1}, r = tl->token == t->token ? 0 : srv_efail(err, sizeof(err), -ESRCH, "another payload");
+    if (!r && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        r = srv_efail(err, sizeof(err), -errno, "socketpair: %s", strerror(errno));
+    if (!r)
+        r = targets_payload_call_fd(s, t, BPFG_PMSG_TOOL_CHAN, NULL, 0, sv[1], NULL, 0, NULL, err, sizeof(err));
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = tl};
+    if (!r && epoll_ctl(s->epfd, EPOLL_CTL_ADD, sv[0], &ev) != 0)
+        r = srv_efail(err, sizeof(err), -errno, "epoll: %s", strerror(errno));
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (r) {
+        if (sv[0] >= 0)
+            close(sv[0]);
+        srv_log(SRV_WARN, "tool %d: cannot be adopted again (%s): it ends", (int)tl->pid, err);
+        tool_end(s, tl);
+        return;
+    }
+    tl->chan = sv[0];
+    tl->pending = false;
+    srv_log(SRV_INFO, "tool %d (%s): adopted again after %llu ms: its bpf() calls are served again", (int)tl->pid,
+            tl->name, (unsigned long long)(server_now_ms() - tl->pending_ms));
+}
+
+/* Links: the adopted target is in those whose program it holds. */
+static void links_rejoin(struct tool *tl, struct target *t)
+{
+    for (size_t i = 0; i < tl->nlinks; i++) {
+        struct tool_link *l = tl->links[i];
+        pid_t *grown;
+        if (link_has(l, t->pid) || !holds_prog(t, l->prog_id))
+            continue;
+        if (!(grown = realloc(l->in, (l->nin + 1) * sizeof(pid_t))))
+            continue; /* attached there, not listed */
+        l->in = grown;
+        l->in[l->nin++] = t->pid;
+    }
+}
+
+void tools_adopted(struct server *s, struct target *t)
+{
+    struct tool *tl = tool_of_pid(t->pid);
+    if (tl) {
+        if (tl->pending)
+            tool_readopt(s, tl, t);
+        return;
+    }
+    bool retired = false;
+    for (size_t i = 0; i < nretired_progs && !retired; i++)
+        retired = holds_prog(t, retired_progs[i]);
+    if (retired || nretired_maps)
+        targets_remove_progs(s, t, retired_progs, nretired_progs, retired_maps, nretired_maps);
+    for (tl = tools; tl; tl = tl->next)
+        if (!tl->dead)
+            links_rejoin(tl, t);
+    tools_target_added(s, t);
+}
+
+void tools_tick(struct server *s)
+{
+    uint64_t now = server_now_ms();
+    for (struct tool *tl = tools; tl; tl = tl->next) {
+        if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
+            continue;
+        srv_log(SRV_WARN,
+                "tool %d (%s): its process did not come back within %d ms (it exited while no server "
+                "ran): it ends",
+                (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
+        tool_end(s, tl);
+    }
 }
 
 void tools_pack_list(struct server *s, msgpack_packer *pk)
@@ -1158,9 +1306,11 @@ void tools_pack_list(struct server *s, msgpack_packer *pk)
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead)
             continue;
-        msgpack_pack_map(pk, 4);
+        msgpack_pack_map(pk, 5);
         bpfg_pack_cstr(pk, "pid");
         msgpack_pack_int(pk, tl->pid);
+        bpfg_pack_cstr(pk, "state"); /* "adopting": restored after a restart, its process not back yet */
+        bpfg_pack_cstr(pk, tl->pending ? "adopting" : "running");
         bpfg_pack_cstr(pk, "name");
         bpfg_pack_cstr(pk, tl->name);
         bpfg_pack_cstr(pk, "object");

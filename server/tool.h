@@ -43,8 +43,18 @@ void tools_target_added(struct server *s, struct target *t);
 void tools_target_gone(struct server *s, struct target *t);
 /* Frees tools that ended (outside the epoll batch that saw them end). */
 void tools_reap(struct server *s);
-/* Ends every tool (server shutdown). */
+/* Server stop: with detach_on_stop every tool ends, else each is only
+ * forgotten here (running on, recorded for the next server). */
 void tools_destroy(struct server *s);
+/* Restarts (server/README.md): the tools a previous server recorded, each
+ * waiting for its process (state_init, before unowned map files go). */
+void tools_restore(struct server *s);
+/* A payload was adopted (adopt.c): a tool's process gets a new channel;
+ * another target rejoins the links whose programs it holds, loses those
+ * of tools that ended meanwhile, and gets links it lacks. */
+void tools_adopted(struct server *s, struct target *t);
+/* Timer: a restored tool whose process has not come back ends. */
+void tools_tick(struct server *s);
 /* tool.list: [{pid, object, links: [{id, kind, target, pid, attached: [pid]}]}] */
 void tools_pack_list(struct server *s, msgpack_packer *pk);
 

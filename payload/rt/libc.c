@@ -75,6 +75,7 @@ static const struct {
     {EOVERFLOW, "Value too large for defined data type"},
     {ECONNREFUSED, "Connection refused"},
     {ECONNRESET, "Connection reset by peer"},
+    {ENOTCONN, "Transport endpoint is not connected"},
     {EPIPE, "Broken pipe"},
     {ETIMEDOUT, "Connection timed out"},
     {EOWNERDEAD, "Owner died"},

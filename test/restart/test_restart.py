@@ -14,8 +14,9 @@
   takeover bpfgraftd --takeover three times while targets count and a
            client connects every 20 ms: always served, counters exact
   orphan   a payload whose server stays away past --orphan-grace goes inert
-           (programs stop, the process runs on); a fresh server with an
-           empty state directory lists it and detaches it
+           (programs stop, the process runs on); a server with its record
+           re-arms it (counting exactly again); a fresh server with an
+           empty state directory lists it (inert) and detaches it
 """
 import argparse
 import mmap
@@ -35,6 +36,7 @@ import harness  # noqa: E402
 from harness import check, check_eq, report, text_matches_file  # noqa: E402
 
 CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB = 0, 8, 16, 24
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Daemon:
@@ -124,6 +126,14 @@ class Victim:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def read_text(path):
+    """What a child wrote to path so far, read through a file description
+    of our own: seeking the one the child writes through would move its
+    next write (to the start, over what it printed)."""
+    with open(path) as f:
+        return f.read()
 
 
 def payload_mappings(pid):
@@ -364,9 +374,111 @@ def object_map(d, obj_name, map_name):
     return None
 
 
+class RunTool:
+    """A `bpfgraft run` tool kept running across restarts: bpf_tool.py (a
+    map created through the server on each "create", updated and read
+    locally) or skel-opensnoop (its ring buffer printed)."""
+
+    def __init__(self, d, argv, name):
+        self.name = name
+        self.out_path = os.path.join(d.dir, f"{name}.out")
+        self.err_path = os.path.join(d.dir, f"{name}.err")
+        self.out, self.err = open(self.out_path, "w"), open(self.err_path, "w")
+        self.proc = subprocess.Popen([os.path.join(d.a.bin_dir, "bpfgraft"), "--socket", d.socket, "run", "--"] + argv,
+                                     stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, text=True,
+                                     preexec_fn=harness._die_with_parent)
+        self.seen = 0
+
+    def lines(self):
+        return read_text(self.out_path).splitlines()
+
+    def stderr(self):
+        return read_text(self.err_path)
+
+    def ask(self, cmd, timeout=10):
+        """Sends one command to bpf_tool.py; its answer line."""
+        n = len(self.lines())
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.lines()
+            if len(got) > n:
+                return got[n]
+            time.sleep(0.01)
+        return None
+
+    def pid(self, d):
+        """The tool's pid (bpfgraft run's child), from tool.list."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with d.client() as cl:
+                for t in cl.call("tool.list"):
+                    if t["name"].startswith(f"tool:{self.name[:15]}:"):
+                        return t["pid"]
+            time.sleep(0.05)
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+        self.err.close()
+
+
+def wait_tools_running(d, pids, timeout=10):
+    """tool.list once every tool pid is there and adopted (state running)."""
+    deadline = time.monotonic() + timeout
+    got = {}
+    while time.monotonic() < deadline:
+        try:
+            with d.client() as cl:
+                got = {t["pid"]: t.get("state") for t in cl.call("tool.list")}
+        except Exception:
+            got = {}
+        if all(got.get(p) == "running" for p in pids):
+            return got
+        time.sleep(0.05)
+    return got
+
+
+def tool_while_down(a, d, bt, i):
+    """With no server: bpf_tool's MAP_CREATE fails with ENOTCONN, its map
+    works locally. Returns the failures (text)."""
+    bad = []
+    r = bt.ask("create")
+    if r != "create ERR 107":
+        bad.append(f"kill {i + 1}: create with no server answered {r!r}, not ENOTCONN")
+    r = bt.ask(f"update {i + 1}")
+    if r != f"update OK {i + 1}":
+        bad.append(f"kill {i + 1}: a local map update with no server answered {r!r}")
+    return bad
+
+
+def tool_after_restart(d, bt, i):
+    """Adopted again: MAP_CREATE works, the first map kept what was
+    written while no server ran."""
+    r = bt.ask("create")
+    if r != "create OK":
+        return [f"kill {i + 1}: create after the restart answered {r!r}"]
+    r = bt.ask("lookup")
+    return [] if r == f"lookup OK {i + 1}" else [f"kill {i + 1}: lookup after the restart answered {r!r}"]
+
+
 def churn_action(d, a, kind, churn, i):
     """The request a SIGKILL interrupts (a CLI process), or None (idle)."""
     cli = [os.path.join(a.bin_dir, "bpfgraft"), "--socket", d.socket]
+    if kind == "tool":  # a tool starting (tool.start) and ending
+        p = subprocess.Popen(cli + ["run", "--", sys.executable, os.path.join(HERE, "bpf_tool.py")],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        p.stdin.write("create\n")
+        p.stdin.close()
+        return p
     argv = {"attach": ["attach", churn.pid, "churn", "add_entry", "--target", ":probed_add"],
             "detach": ["detach", churn.pid],
             "load": ["load", a.obj, "--name", f"extra{i}"],
@@ -387,10 +499,12 @@ def part_loop(a, d):
     main_map = object_map(d, "count", "counts")
     victims = [Victim(a, d.dir, 30 + i) for i in range(3)]
     churn = Victim(a, d.dir, 39)
-    sysv_out = open(os.path.join(d.dir, "sysv.out"), "w+")
+    sysv_path = os.path.join(d.dir, "sysv.out")
+    sysv_out = open(sysv_path, "w")
     sysv = subprocess.Popen([os.path.join(a.test_bin, "sys-victim"), "/etc/hostname"], stdout=sysv_out,
                             preexec_fn=harness._die_with_parent)
     rng = random.Random(os.environ.get("BPFGRAFT_RESTART_SEED", "13"))
+    tools = []
     try:
         for v in victims:
             attach_counting(d, a, v)
@@ -398,18 +512,41 @@ def part_loop(a, d):
         churn.go(True)
         rc, _, err = d.cli("attach", sysv.pid, "syscount")
         check_eq(rc, 0, f"loop: attach syscount to sys-victim ({err.strip()})")
-        pids = [v.pid for v in victims] + [sysv.pid]
-        failures = 0
+        snoop = RunTool(d, [a.opensnoop, "-p", str(sysv.pid)], "skel-opensnoop")
+        bt = RunTool(d, [sys.executable, os.path.join(HERE, "bpf_tool.py")], "python3")
+        tools = [snoop, bt]
+        check_eq(bt.ask("create"), "create OK", "loop: the bpf_tool under bpfgraft run creates a map")
+        deadline = time.monotonic() + 60
+        while not snoop.lines() and snoop.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # its header: its links are attached everywhere
+        check(snoop.lines() != [], "loop: opensnoop under bpfgraft run started", snoop.stderr()[-500:])
+        tool_pids = [t.pid(d) for t in tools]
+        check(None not in tool_pids, "loop: both tools listed by tool.list", f"{tool_pids}")
+        time.sleep(0.5)
+        opens0 = sum(1 for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l)
+        pids = [v.pid for v in victims] + [sysv.pid] + tool_pids
+        failures, tool_bad, snoop_seen = 0, [], len(snoop.lines())
         t0 = time.monotonic()
         for i in range(a.kills):
-            kind = rng.choice(["idle", "attach", "detach", "load", "update"])
+            kind = rng.choice(["idle", "attach", "detach", "load", "update", "tool"])
             p = churn_action(d, a, kind, churn, i)
             time.sleep(rng.uniform(0, 0.12))
             d.stop(signal.SIGKILL)
             if p:
                 p.wait(timeout=30)
+            if i % 5 == 0:
+                tool_bad += tool_while_down(a, d, bt, i)
             d.start()
             listed = wait_listed(d, pids)
+            states = wait_tools_running(d, tool_pids)
+            if not all(states.get(t) == "running" for t in tool_pids):
+                tool_bad.append(f"kill {i + 1} during {kind}: tools not adopted again: {states}")
+            if i % 5 == 0:
+                tool_bad += tool_after_restart(d, bt, i)
+            n = len(snoop.lines())
+            if n <= snoop_seen:
+                tool_bad.append(f"kill {i + 1}: opensnoop printed nothing since the previous restart")
+            snoop_seen = n
             if not churn.alive():
                 # a server killed while the target's threads are ptrace-stopped
                 # (remote syscalls run at the injector's rescue code: the
@@ -429,8 +566,25 @@ def part_loop(a, d):
                 d.cli("unload", f"extra{i}")
         check_eq(failures, 0, f"loop: {a.kills} SIGKILLs in {time.monotonic() - t0:.0f} s: every target alive, "
                  "listed and counted exactly after each restart")
-        sysv_out.seek(0)
-        lines = [l for l in sysv_out.read().splitlines() if "/etc/hostname" in l]
+        check_eq(tool_bad, [], "loop: the running tools were adopted again after each restart; with no server "
+                 "a MAP_CREATE failed with ENOTCONN while the map worked locally, after it worked again")
+        check("bpfgraftd is not running" in bt.stderr() and "ENOTCONN" in bt.stderr(),
+              "loop: the tool was told on its stderr why its request failed", bt.stderr()[-500:])
+        check(all(t.proc.poll() is None for t in tools), "loop: both tools still run",
+              " / ".join(f"{t.name}: rc {t.proc.poll()}, stderr {t.stderr()[-400:]!r}" for t in tools))
+        opens = sum(1 for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l) - opens0
+        snooped = [l.split() for l in snoop.lines()[1:]]
+        ok = all(len(w) == 5 and w[0] == str(sysv.pid) and w[4] == "/etc/hostname" and w[2] != "-1" for w in snooped)
+        check(ok and abs(len(snooped) - opens) <= 60,
+              f"loop: opensnoop printed every open of sys-victim across the restarts ({len(snooped)} lines, "
+              f"{opens} opens after it started)", f"{snooped[:2]} {snooped[-2:]}")
+        time.sleep(3.5)  # tools started in the churn and ended meanwhile: gone once their wait runs out
+        with d.client() as cl:
+            left = sorted(t["pid"] for t in cl.call("tool.list"))
+        check_eq(left, sorted(tool_pids), "loop: tool.list holds only the running tools")
+        for t in tools:  # their programs leave every process
+            t.stop()
+        lines = [l for l in read_text(sysv_path).splitlines() if "/etc/hostname" in l]
         check(lines and all(l.split()[2] != "-1" for l in lines[-20:]),
               "loop: the syscall-hooked process opens its file as before", f"{lines[-3:]}")
         with d.client() as cl:
@@ -439,8 +593,12 @@ def part_loop(a, d):
         sysv_victim = type("V", (), {"pid": sysv.pid, "alive": lambda self: sysv.poll() is None})()
         d.cli("detach", churn.pid)
         check_eq(text_matches_file(churn.pid), [], "loop: churn target's text equals its files")
-        detach_all(d, victims + [sysv_victim], "loop", keeps_payload=(sysv.pid,))
+        # opensnoop's syscall tracepoints put Syscall User Dispatch in every
+        # attached process: their payloads stay mapped by design
+        detach_all(d, victims + [sysv_victim], "loop", keeps_payload=[v.pid for v in victims] + [sysv.pid])
     finally:
+        for t in tools:
+            t.stop()
         for v in victims + [churn]:
             v.kill()
         sysv.kill()
@@ -459,15 +617,24 @@ def part_orphan(a, d):
         time.sleep(0.2)
         d.stop(signal.SIGKILL)
         time.sleep(1.5)  # past the grace period: inert
-        d.start()  # with its state: the maps say whether programs still run
+        d.start()  # with its state: the inert hooks get their programs back
         listed = wait_listed(d, [v.pid])
-        check(listed.get(v.pid, {}).get("state") == "inert", "orphan: adopted as inert", f"{listed}")
-        c1, calls1 = counts(d), v.get(CTL_CALLS)
+        t = listed.get(v.pid, {})
+        check(t.get("state") == "attached" and len(t.get("hooks", [])) == 3,
+              "orphan: adopted with its record: re-armed, its 3 hooks listed", f"{listed}")
+        v.go(False)
+        c1, calls1, lib1 = counts(d), v.get(CTL_CALLS), v.get(CTL_LIB)
+        check(c1[0] < calls1, "orphan: while inert no program counted", f"map {c1}, {calls1} calls made")
+        v.go(True)
         time.sleep(0.3)
-        c2, calls2 = counts(d), v.get(CTL_CALLS)
-        check(c1 == c2 and calls2 > calls1, "orphan: inert: the process calls on, no program counts",
-              f"map {c1} -> {c2}, calls {calls1} -> {calls2}")
+        v.go(False)
+        c2, calls2, lib2 = counts(d), v.get(CTL_CALLS), v.get(CTL_LIB)
+        check(calls2 > calls1 and c2[0] - c1[0] == calls2 - calls1 and c2[1] - c1[1] == calls2 - calls1
+              and c2[3] - c1[3] == lib2 - lib1, "orphan: re-armed: every call counted again, exactly",
+              f"map {c1} -> {c2}, calls {calls1} -> {calls2}, lib calls {lib1} -> {lib2}")
+        v.go(True)
         d.stop(signal.SIGKILL)
+        time.sleep(1.5)  # inert again
         c_state = os.path.join(d.state, "restart")
         shutil.rmtree(c_state)  # a server that never knew it
         d.start()
@@ -493,6 +660,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--kills", type=int, default=50)
     ap.add_argument("--syscount", required=True, help="samples' syscount.bpf.o (raw syscall tracepoint)")
+    ap.add_argument("--opensnoop", required=True, help="skel-opensnoop (the tool under bpfgraft run in the loop)")
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
@@ -510,7 +678,8 @@ def main():
             print(d.log()[-3000:])
         finally:
             d.stop(signal.SIGKILL)
-            shutil.rmtree(d.dir, ignore_errors=True)
+            if not os.environ.get("BPFGRAFT_KEEP"):
+                shutil.rmtree(d.dir, ignore_errors=True)
     sys.exit(report())
 
 
