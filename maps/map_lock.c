@@ -77,7 +77,7 @@ static int read_stat(uint32_t pid, uint64_t *start, char *state)
     if (!p || p[1] != ' ' || !p[2])
         return -EBADMSG;
     *state = p[2];
-    for (int field = 2; field < 21 && p; field++)
+    for (int field = 2; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p || p[1] < '0' || p[1] > '9')
         return -EBADMSG;
