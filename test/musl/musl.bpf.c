@@ -1,0 +1,55 @@
+/* test_musl.py: exact counts in musl processes; a hash map keyed by tid
+ * (the maps' own locks, bpf_get_current_pid_tgid without glibc's TCB). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 4);
+    __type(key, u32);
+    __type(value, u64);
+} counts SEC(".maps"); /* 0: entries, 1: returns, 2: wrong returns, 3: getppid() */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, u64);
+    __type(value, u64);
+} by_thread SEC(".maps"); /* pid_tgid -> entries */
+
+static __always_inline void bump(u32 key)
+{
+    u64 *v = bpf_map_lookup_elem(&counts, &key);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(musl_entry, long a, long b)
+{
+    u64 id = bpf_get_current_pid_tgid(), one = 1;
+    u64 *v = bpf_map_lookup_elem(&by_thread, &id);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    else if (bpf_map_update_elem(&by_thread, &id, &one, BPF_NOEXIST))
+        bump(2); /* cannot happen: one thread, one key */
+    bump(0);
+    return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(musl_return, long ret)
+{
+    bump(1);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int musl_getppid(void *ctx)
+{
+    bump(3);
+    return 0;
+}
