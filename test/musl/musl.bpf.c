@@ -40,6 +40,24 @@ int BPF_KPROBE(musl_entry, long a, long b)
     return 0;
 }
 
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, u64);
+    __type(value, u64);
+} last_arg SEC(".maps"); /* pid_tgid -> the first argument of its last call */
+
+/* An update (a stripe lock taken) at every call: what the SIGKILL test
+ * kills a process in the middle of. */
+SEC("uprobe")
+int BPF_KPROBE(musl_lock, long a, long b)
+{
+    u64 id = bpf_get_current_pid_tgid(), arg = (u64)a;
+    if (bpf_map_update_elem(&last_arg, &id, &arg, BPF_ANY))
+        bump(2);
+    return 0;
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(musl_return, long ret)
 {

@@ -1,7 +1,9 @@
 /* A musl-linked victim (test_musl.py), built with musl-gcc dynamic and
  * static. Each round (SIGUSR2, or at once with "once") starts THREADS
  * threads that each call musl_add() CALLS times and getppid() CALLS times,
- * joins them and prints "round N bad B" (B: wrong results of musl_add). */
+ * joins them and prints "round N bad B" (B: wrong results of musl_add).
+ * "spin": the threads call both forever (the SIGKILL test's process). Also
+ * built with glibc (glibc-twin), to share maps with a musl process. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +27,7 @@ __attribute__((noinline)) long musl_add(long a, long b)
 static void *worker(void *arg)
 {
     long t = (long)arg, wrong = 0;
-    for (long i = 0; i < calls; i++) {
+    for (long i = 0; calls < 0 || i < calls; i++) {
         if (musl_add(i, t) != i + t)
             wrong++;
         getppid();
@@ -63,6 +65,10 @@ int main(int argc, char **argv)
         return 2;
     if (argc > 3 && strcmp(argv[3], "once") == 0)
         return round_of(1, threads) ? 1 : 0;
+    if (argc > 3 && strcmp(argv[3], "spin") == 0) {
+        calls = -1; /* forever */
+        return round_of(1, threads) ? 1 : 0;
+    }
     struct sigaction sa = {.sa_handler = on_usr2};
     sigaction(SIGUSR2, &sa, NULL);
     printf("ready\n");

@@ -3,8 +3,14 @@ and a static executable: a uprobe and a uretprobe with exact counts over
 threads, a hash map keyed by pid_tgid (the maps' own locks; pid and tid
 read without glibc's TCB), a getppid() syscall tracepoint exact through
 Syscall User Dispatch and then through the rewritten site, detach leaving
-the text equal to the files, and `bpfgraft start` of the same program."""
+the text equal to the files, and `bpfgraft start` of the same program.
+
+Then a glibc process and musl processes share one hash map updated at
+every call (a stripe lock each time); the musl ones are SIGKILLed at random
+moments in the middle of their updates, and the glibc one's updates and the
+server's go on, exact."""
 import os
+import random
 import re
 import signal
 import struct
@@ -23,10 +29,11 @@ PROGS = ["musl_entry", "musl_return", "musl_getppid"]
 
 
 class Victim:
-    def __init__(self, binary, tmp):
+    def __init__(self, binary, tmp, mode=None):
         self.out_path = os.path.join(tmp, f"musl-{time.monotonic_ns()}.out")
         self.out = open(self.out_path, "w")
-        self.p = subprocess.Popen([binary, str(THREADS), str(CALLS)], stdout=self.out, stderr=subprocess.STDOUT)
+        self.p = subprocess.Popen([binary, str(THREADS), str(CALLS)] + ([mode] if mode else []), stdout=self.out,
+                                  stderr=subprocess.STDOUT)
         self.pid = self.p.pid
         self.rounds = 0
 
@@ -54,10 +61,10 @@ class Victim:
         self.out.close()
 
 
-def per_thread(cl, pid):
-    """by_thread's counts of pid's threads: {tid: entries}."""
+def per_thread(cl, pid, map_name="by_thread"):
+    """A pid_tgid-keyed map's values for pid's threads: {tid: value}."""
     out = {}
-    for e in cl.call("map.dump", map="by_thread")["entries"]:
+    for e in cl.call("map.dump", map=map_name)["entries"]:
         key = struct.unpack("<Q", e["key"])[0]
         if key >> 32 == pid:
             out[key & 0xffffffff] = struct.unpack("<Q", e["value"])[0]
@@ -127,6 +134,44 @@ def test_start(srv, cl, args, name):
     check_eq(counts(cl), [n, n, 0, n], f"{name} under bpfgraft start: every call and getppid() counted")
 
 
+def test_shared_kill(srv, cl, args, rounds=6):
+    """glibc-twin and musl processes share last_arg; each musl one is killed
+    while its 4 threads update it at every call."""
+    g = Victim(os.path.join(args.test_bin, "glibc-twin"), srv.dir)
+    try:
+        if not check(g.wait_for("ready"), "shared map: the glibc process started"):
+            return
+        cl.call("target.attach", pid=g.pid, object="musl", programs=["musl_lock"], target=":musl_add")
+        rng = random.Random(os.getpid())
+        for i in range(rounds):
+            name = ("musl-victim", "musl-victim-static")[i % 2]
+            m = subprocess.Popen([os.path.join(args.test_bin, name), str(THREADS), "0", "spin"])
+            try:
+                time.sleep(0.05)
+                cl.call("target.attach", pid=m.pid, object="musl", programs=["musl_lock"], target=":musl_add")
+                time.sleep(rng.uniform(0.02, 0.3))
+                busy = len([t for t in per_thread(cl, m.pid, "last_arg")])
+            finally:
+                m.kill()
+                m.wait()
+            check(busy == THREADS, f"kill {i + 1} ({name}): its {THREADS} threads were updating the map", repr(busy))
+            zero_counts(cl)
+            seen = per_thread(cl, g.pid, "last_arg")
+            check(g.run_round(), f"kill {i + 1}: the glibc process's next round finishes")
+            new = {t: v for t, v in per_thread(cl, g.pid, "last_arg").items() if t not in seen}
+            check(list(new.values()) == [CALLS - 1] * THREADS and counts(cl)[2] == 0,
+                  f"kill {i + 1}: each new glibc thread's last update is in the map", repr(new))
+            key = struct.pack("<Q", (g.pid << 32) | 1)
+            cl.call("map.update", map="last_arg", key=key, value=struct.pack("<Q", i))
+            got = struct.unpack("<Q", cl.call("map.lookup", map="last_arg", key=key)["value"])[0]
+            check_eq(got, i, f"kill {i + 1}: the server's update of the shared map works")
+            cl.call("map.delete", map="last_arg", key=key)
+        cl.call("target.detach", pid=g.pid)
+        check_eq(text_matches_file(g.pid), [], "shared map: the glibc process's text equals its files after detach")
+    finally:
+        g.close()
+
+
 def main():
     args = parse_probe_args("--test-bin")
     if not os.path.exists(os.path.join(args.test_bin, "musl-victim")):
@@ -138,6 +183,7 @@ def main():
         for name in ("musl-victim", "musl-victim-static"):
             test_binary(srv, cl, args, name, name.endswith("static"))
             test_start(srv, cl, args, name)
+        test_shared_kill(srv, cl, args)
     return report()
 
 
