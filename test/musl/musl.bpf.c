@@ -58,6 +58,34 @@ int BPF_KPROBE(musl_lock, long a, long b)
     return 0;
 }
 
+struct seen {
+    char comm[16];
+    u64 ktime;
+    u64 ret_addr; /* [sp] at the entry, read with bpf_probe_read_user */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct seen);
+} seen SEC(".maps");
+
+/* Helpers that must not need glibc: comm, ktime, probe_read_user. */
+SEC("uprobe")
+int BPF_KPROBE(musl_helpers, long a, long b)
+{
+    u32 zero = 0;
+    struct seen *s = bpf_map_lookup_elem(&seen, &zero);
+    if (!s)
+        return 0;
+    bpf_get_current_comm(s->comm, sizeof(s->comm));
+    s->ktime = bpf_ktime_get_ns();
+    if (bpf_probe_read_user(&s->ret_addr, sizeof(s->ret_addr), (void *)PT_REGS_SP(ctx)))
+        bump(2);
+    return 0;
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(musl_return, long ret)
 {

@@ -26,6 +26,7 @@ from harness import (Server, check, check_eq, counts, parse_probe_args, report, 
 THREADS = 4
 CALLS = 2000
 PROGS = ["musl_entry", "musl_return", "musl_getppid"]
+SEEN = struct.Struct("<16sQQ")   # musl.bpf.c: struct seen
 
 
 class Victim:
@@ -78,6 +79,24 @@ def syscall_sites(cl, pid):
     return None
 
 
+def exec_ranges(pid):
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            p = line.split()
+            if "x" in p[1] and len(p) >= 6 and p[5] == os.readlink(f"/proc/{pid}/exe"):
+                out.append(tuple(int(x, 16) for x in p[0].split("-")))
+    return out
+
+
+def check_helpers(cl, v, name, t0, t1):
+    comm, ktime, ret = SEEN.unpack(cl.call("map.lookup", map="seen", key=struct.pack("<I", 0))["value"])
+    check_eq(comm.rstrip(b"\0").decode(), name[:15], f"{name}: bpf_get_current_comm")
+    check(t0 <= ktime <= t1, f"{name}: bpf_ktime_get_ns within the round", f"{t0} {ktime} {t1}")
+    check(any(lo <= ret < hi for lo, hi in exec_ranges(v.pid)),
+          f"{name}: bpf_probe_read_user of [sp] gives a return address into the executable", hex(ret))
+
+
 def exact_round(cl, v, what):
     zero_counts(cl)
     before = per_thread(cl, v.pid)
@@ -97,9 +116,11 @@ def test_binary(srv, cl, args, name, static):
     try:
         if not check(v.wait_for("ready"), f"{name}: started"):
             return
-        cl.call("target.attach", pid=v.pid, object="musl", programs=PROGS, target=":musl_add")
+        cl.call("target.attach", pid=v.pid, object="musl", programs=PROGS + ["musl_helpers"], target=":musl_add")
         check(True, f"{name}: uprobe, uretprobe (hash map) and syscall tracepoint attached")
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         exact_round(cl, v, f"{name} (SUD)")
+        check_helpers(cl, v, name, t0, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not syscall_sites(cl, v.pid):
             time.sleep(0.05)
