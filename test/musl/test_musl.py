@@ -8,10 +8,16 @@ the text equal to the files, and `bpfgraft start` of the same program.
 Then a glibc process and musl processes share one hash map updated at
 every call (a stripe lock each time); the musl ones are SIGKILLed at random
 moments in the middle of their updates, and the glibc one's updates and the
-server's go on, exact."""
+server's go on, exact.
+
+Last, an Alpine-like process: the dynamic victim in a mount namespace of
+its own whose root (pivot_root) holds only /victim and
+/lib/ld-musl-x86_64.so.1."""
+import ctypes
 import os
 import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -26,15 +32,32 @@ from harness import (Server, check, check_eq, counts, parse_probe_args, report, 
 THREADS = 4
 CALLS = 2000
 PROGS = ["musl_entry", "musl_return", "musl_getppid"]
+MUSL_LIBC = "/lib/ld-musl-x86_64.so.1"
 SEEN = struct.Struct("<16sQQ")   # musl.bpf.c: struct seen
 
 
+def pivot_into(root):
+    """A preexec_fn: a new mount namespace whose / is root."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def enter():
+        clone_newns, ms_rec, ms_private, ms_bind, mnt_detach = 0x20000, 0x4000, 1 << 18, 4096, 2
+        if (libc.unshare(clone_newns) or libc.mount(None, b"/", None, ms_rec | ms_private, None)
+                or libc.mount(root.encode(), root.encode(), None, ms_bind, None)):
+            raise OSError(ctypes.get_errno(), "unshare/mount")
+        os.chdir(root)
+        if libc.syscall(155, b".", b"old") or libc.umount2(b"/old", mnt_detach):   # pivot_root
+            raise OSError(ctypes.get_errno(), "pivot_root")
+        os.chdir("/")
+    return enter
+
+
 class Victim:
-    def __init__(self, binary, tmp, mode=None):
+    def __init__(self, binary, tmp, mode=None, root=None):
         self.out_path = os.path.join(tmp, f"musl-{time.monotonic_ns()}.out")
         self.out = open(self.out_path, "w")
         self.p = subprocess.Popen([binary, str(THREADS), str(CALLS)] + ([mode] if mode else []), stdout=self.out,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, preexec_fn=pivot_into(root) if root else None)
         self.pid = self.p.pid
         self.rounds = 0
 
@@ -193,6 +216,30 @@ def test_shared_kill(srv, cl, args, rounds=6):
         g.close()
 
 
+def test_mount_namespace(srv, cl, args):
+    root = os.path.join(srv.dir, "alpine")
+    os.makedirs(os.path.join(root, "lib"))
+    os.makedirs(os.path.join(root, "old"))
+    shutil.copy2(MUSL_LIBC, os.path.join(root, "lib"))
+    shutil.copy2(os.path.join(args.test_bin, "musl-victim"), os.path.join(root, "victim"))
+    v = Victim("/victim", srv.dir, root=root)
+    try:
+        if not check(v.wait_for("ready"), "mount namespace: the victim started in its own root"):
+            return
+        with open(f"/proc/{v.pid}/maps") as f:
+            maps = f.read()
+        check(os.readlink(f"/proc/{v.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt") and MUSL_LIBC in maps
+              and not os.path.exists(f"/proc/{v.pid}/root/usr/bin"),
+              "mount namespace: its own, with /lib/ld-musl-x86_64.so.1 and nothing else of ours")
+        cl.call("target.attach", pid=v.pid, object="musl", programs=PROGS, target=":musl_add")
+        exact_round(cl, v, "mount namespace")
+        cl.call("target.detach", pid=v.pid)
+        check_eq(text_matches_file(v.pid, in_root=True), [], "mount namespace: after detach the text equals its files")
+        check(v.run_round() and v.p.poll() is None, "mount namespace: the victim runs on")
+    finally:
+        v.close()
+
+
 def main():
     args = parse_probe_args("--test-bin")
     if not os.path.exists(os.path.join(args.test_bin, "musl-victim")):
@@ -205,6 +252,7 @@ def main():
             test_binary(srv, cl, args, name, name.endswith("static"))
             test_start(srv, cl, args, name)
         test_shared_kill(srv, cl, args)
+        test_mount_namespace(srv, cl, args)
     return report()
 
 
