@@ -85,6 +85,17 @@ static pid_t sleeper(void)
     return pid;
 }
 
+/* A map whose locks a live child holds, as recorded; start_skew != 0 makes
+ * the record's start time another process's (a reused pid). */
+static struct bpfg_map *held_by_child(pid_t *pid, struct owner *o, uint64_t start_skew)
+{
+    struct bpfg_map *m = mk_hash();
+    *pid = sleeper();
+    *o = (struct owner){(uint32_t)*pid, (uint32_t)*pid, start_time(*pid) - start_skew};
+    hold_all(m, o);
+    return m;
+}
+
 struct updater {
     struct bpfg_map *m;
     _Atomic int done;
@@ -161,10 +172,9 @@ Test(map_locks, exited_owner_taken_over)
 
 Test(map_locks, unreaped_owner_taken_over)
 {
-    struct bpfg_map *m = mk_hash();
-    pid_t pid = sleeper();
-    struct owner o = {(uint32_t)pid, (uint32_t)pid, start_time(pid)};
-    hold_all(m, &o);
+    pid_t pid;
+    struct owner o;
+    struct bpfg_map *m = held_by_child(&pid, &o, 0);
     kill(pid, SIGKILL);
     struct updater u = {.m = m};
     pthread_t th;
@@ -183,12 +193,11 @@ Test(map_locks, unreaped_owner_taken_over)
 
 Test(map_locks, reused_pid_is_not_the_owner)
 {
-    struct bpfg_map *m = mk_hash();
-    pid_t pid = sleeper();
     /* the record names a live process, but another start time: the pid
      * was reused after the owner died */
-    struct owner o = {(uint32_t)pid, (uint32_t)pid, start_time(pid) - 1};
-    hold_all(m, &o);
+    pid_t pid;
+    struct owner o;
+    struct bpfg_map *m = held_by_child(&pid, &o, 1);
     struct updater u = {.m = m};
     pthread_t th;
     bool done = updates_within(&u, &th, 5000);
@@ -203,10 +212,9 @@ Test(map_locks, reused_pid_is_not_the_owner)
 
 Test(map_locks, live_owner_waited_for)
 {
-    struct bpfg_map *m = mk_hash();
-    pid_t pid = sleeper();
-    struct owner o = {(uint32_t)pid, (uint32_t)pid, start_time(pid)};
-    hold_all(m, &o);
+    pid_t pid;
+    struct owner o;
+    struct bpfg_map *m = held_by_child(&pid, &o, 0);
     struct updater u = {.m = m};
     pthread_t th;
     cr_assert_not(updates_within(&u, &th, 300), "updates wait while the owner lives");

@@ -26,8 +26,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+sys.path.insert(0, os.path.join(HERE, "..", "attach"))
 from harness import (Server, check, check_eq, counts, parse_probe_args, report, skip,  # noqa: E402
                      text_matches_file, zero_counts)
+from test_syscalls import Victim as SysVictim  # noqa: E402
 
 THREADS = 4
 CALLS = 2000
@@ -52,7 +54,9 @@ def pivot_into(root):
     return enter
 
 
-class Victim:
+class Victim(SysVictim):
+    """musl_victim (or its glibc twin): rounds on SIGUSR2."""
+
     def __init__(self, binary, tmp, mode=None, root=None):
         self.out_path = os.path.join(tmp, f"musl-{time.monotonic_ns()}.out")
         self.out = open(self.out_path, "w")
@@ -61,28 +65,11 @@ class Victim:
         self.pid = self.p.pid
         self.rounds = 0
 
-    def text(self):
-        with open(self.out_path) as f:
-            return f.read()
-
-    def wait_for(self, what, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if what in self.text():
-                return True
-            time.sleep(0.02)
-        return False
-
     def run_round(self):
         """One round; True once it printed with no wrong result."""
         self.rounds += 1
         self.p.send_signal(signal.SIGUSR2)
         return self.wait_for(f"round {self.rounds} bad 0")
-
-    def close(self):
-        self.p.kill()
-        self.p.wait()
-        self.out.close()
 
 
 def per_thread(cl, pid, map_name="by_thread"):
