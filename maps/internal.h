@@ -172,7 +172,7 @@ extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_
  * owner died), or a negative errno. map_repair_if_needed() runs the repair
  * pass. */
 struct map_lock {
-    _Atomic uint32_t word;  /* owner tid | LOCK_WAITERS, 0 = free */
+    _Atomic uint32_t word; /* owner tid | LOCK_WAITERS, 0 = free */
     uint32_t pad;
     _Atomic uint64_t owner; /* tgid << 32 | tid of the holder */
     _Atomic uint64_t start; /* the holder's process start time (clock ticks after boot) */

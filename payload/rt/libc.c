@@ -534,4 +534,3 @@ long rt_safe_read_str(char *dst, const void *src, size_t size)
     dst[size - 1] = 0;
     return (long)size;
 }
-
