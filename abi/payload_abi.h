@@ -12,9 +12,9 @@
  * through /proc/PID/mem, fills `bpfg_payload_params` and starts the payload
  * thread with a raw clone(): no libc code ever runs on a hijacked thread.
  *
- * Code that must run on target threads in libc (the robust process-shared
- * mutexes of maps, which must interoperate with the server's) is called
- * through pointers the injector resolves in the target's own libc.
+ * The injector resolves a few of the target's libc symbols (struct
+ * bpfg_libc_imports): the payload only reads them (which libc, where glibc
+ * keeps a thread's tid); it never calls into the target's libc.
  *
  * Topics, in this order:
  *   1. loading and startup      params, exported symbols, the clone trampoline
@@ -42,7 +42,8 @@
 #define BPFG_PAYLOAD_SYM_UPROBE "bpfg_uprobe_entry"        /* common uprobe entry (asm) */
 #define BPFG_PAYLOAD_SYM_URETPROBE "bpfg_uretprobe_return" /* return trampoline (asm) */
 
-/* Functions of the target's libc the payload may call on target threads. */
+/* Symbols of the target's glibc; pthread_mutex_* are not called (the maps
+ * have their own locks): non-zero means "glibc, its TCB at %fs". */
 struct bpfg_libc_imports {
     uint64_t pthread_mutex_lock;
     uint64_t pthread_mutex_trylock;

@@ -126,7 +126,6 @@ struct bpfg_injected {
     uint64_t params;                     /* address of struct bpfg_payload_params */
     uint64_t uprobe_entry;
     uint64_t uretprobe_return;
-    bool shared_locks; /* the payload found glibc's mutex (bpfg_target_has_shared_locks) */
 };
 
 struct bpfg_inject_opts {
@@ -147,11 +146,6 @@ struct bpfg_inject_opts {
  * syscall the payload cannot do without. warn (may be NULL) receives a
  * note on a filter that only fails optional syscalls. */
 int bpfg_seccomp_check(const struct bpfg_stopped *st, char *warn, size_t warnlen, char *err);
-
-/* True if the payload in pid can take the maps' shared locks: glibc's
- * pthread_mutex_lock/unlock were found (libc.so.6, or a static glibc
- * executable that kept its symbols). Reads /proc only. */
-bool bpfg_target_has_shared_locks(pid_t pid);
 
 int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts, struct bpfg_injected *out,
                         char *err);

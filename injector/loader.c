@@ -323,13 +323,6 @@ static void resolve_libc(pid_t pid, struct bpfg_libc_imports *imp)
     free(data);
 }
 
-bool bpfg_target_has_shared_locks(pid_t pid)
-{
-    struct bpfg_libc_imports imp;
-    resolve_libc(pid, &imp);
-    return imp.pthread_mutex_lock && imp.pthread_mutex_unlock;
-}
-
 int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *opts, struct bpfg_injected *out,
                         char *err)
 {
@@ -437,7 +430,6 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     params.token = opts->token;
     params.orphan_grace_ms = opts->orphan_grace_ms;
     resolve_libc(st->pid, &params.libc);
-    out->shared_locks = params.libc.pthread_mutex_lock && params.libc.pthread_mutex_unlock;
     params.state = BPFG_PAYLOAD_LOADED;
     if ((r = bpfg_mem_write(st, out->params, &params, sizeof(params)))) {
         r = bpfg_inj_fail(err, r, "writing payload parameters: %s", strerror(-r));

@@ -3,7 +3,6 @@
 #define BPFGRAFT_MAPS_INTERNAL_H
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,10 +15,10 @@
 #endif
 
 #define REGION_MAGIC 0x50414d4746504221ull /* "!BPFGMAP" little-endian */
-#define REGION_VERSION 2u
+#define REGION_VERSION 3u
 #define REGION_PAGE 4096u
 #define HDR_SIZE REGION_PAGE
-#define LOCK_STRIDE 64u   /* one robust mutex per cache line */
+#define LOCK_STRIDE 64u   /* one lock per cache line (struct map_lock) */
 #define FREE_HEAD_OFF 48u /* hash: the stripe's free-list head */
 #define MAX_LOCK_STRIPES 64u
 #define NIL 0xffffffffu
@@ -47,7 +46,7 @@ struct region_hdr {
     uint32_t page_size;
     char name[BPFG_MAP_NAME_LEN];
     uint64_t region_size;
-    uint64_t locks_off; /* n_locks + 1 robust mutexes, LOCK_STRIDE apart */
+    uint64_t locks_off; /* n_locks + 1 struct map_lock, LOCK_STRIDE apart */
     uint32_t n_locks;   /* stripes; lock n_locks is the repair lock */
     uint32_t elem_size; /* stride of data elements */
     uint64_t aux_off;   /* hash: buckets; ring: consumer page; perf: ctl pages */
@@ -167,13 +166,20 @@ extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
 extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_maps_ops;
 
-/* Locks: robust process-shared mutexes. map_lock() returns 0 with the lock
- * held (after marking the map for repair if the previous owner died), or a
- * negative errno. map_repair_if_needed() runs the repair pass. */
-static inline pthread_mutex_t *map_lockp(struct bpfg_map *m, uint32_t i)
-{
-    return (pthread_mutex_t *)(m->locks + (uint64_t)i * LOCK_STRIDE);
-}
+/* Locks: bpfgraft's own, a futex word in the region holding the owner's
+ * tid, and the owner's identity for the liveness check a waiter makes when
+ * the owner keeps the lock long (FORMAT.md "Locks"). No libc call: the
+ * payload takes them on any thread of any process. map_lock() returns 0
+ * with the lock held (after marking the map for repair if the previous
+ * owner died), or a negative errno. map_repair_if_needed() runs the repair
+ * pass. */
+struct map_lock {
+    _Atomic uint32_t word; /* owner tid | LOCK_WAITERS, 0 = free */
+    uint32_t pad;
+    _Atomic uint64_t owner; /* tgid << 32 | tid of the holder */
+    _Atomic uint64_t start; /* the holder's process start time (clock ticks after boot) */
+    _Atomic uint64_t pidns; /* the holder's pid namespace (inode number), 0 = unknown */
+};
 int map_lock(struct bpfg_map *m, uint32_t i);
 int map_trylock(struct bpfg_map *m, uint32_t i); /* -EBUSY if held */
 void map_unlock(struct bpfg_map *m, uint32_t i);
@@ -183,6 +189,11 @@ bool map_probe_dead_owners(struct bpfg_map *m);
 int map_lock_checked(struct bpfg_map *m, uint32_t i);
 /* This thread's id, cached (reset across fork). */
 uint32_t map_tid(void);
+#ifdef BPFG_FREESTANDING
+/* The payload's (payload/helpers.c): tgid << 32 | tid in the process's own
+ * pid namespace, read without a syscall where the thread's libc keeps it. */
+uint64_t payload_local_pid_tid(void);
+#endif
 int map_repair(struct bpfg_map *m);
 /* Map-in-map creation: the inner template is a known map type, not itself
  * a map-in-map (nesting is one level, as in the kernel). */

@@ -17,7 +17,6 @@
 
 _Static_assert(sizeof(struct region_hdr) <= STATE_OFF, "header overlaps state");
 _Static_assert(STATE_OFF + sizeof(struct region_state) <= HDR_SIZE, "state too big");
-_Static_assert(sizeof(pthread_mutex_t) <= FREE_HEAD_OFF, "mutex overlaps the free-list head");
 /* Offsets documented in FORMAT.md. */
 _Static_assert(STATE_OFF + offsetof(struct region_state, rb_lock) == 832, "rb_lock moved");
 _Static_assert(offsetof(struct perf_ctl, lock) == 192, "perf ring lock moved");
@@ -134,38 +133,6 @@ uint32_t map_current_cpu(const struct bpfg_map *m)
 
 /* ---- locks ---- */
 
-int map_lock(struct bpfg_map *m, uint32_t i)
-{
-    pthread_mutex_t *mu = map_lockp(m, i);
-    int r = pthread_mutex_lock(mu);
-    if (r == EOWNERDEAD) {
-        /* The previous owner died inside its critical section. Every update
-         * protocol leaves the structure walkable; what may be left over
-         * (leaked elements, a wrong count) is fixed by the repair pass. */
-        atomic_store(&m->st->needs_repair, 1);
-        pthread_mutex_consistent(mu);
-        return 0;
-    }
-    return -r;
-}
-
-int map_trylock(struct bpfg_map *m, uint32_t i)
-{
-    pthread_mutex_t *mu = map_lockp(m, i);
-    int r = pthread_mutex_trylock(mu);
-    if (r == EOWNERDEAD) {
-        atomic_store(&m->st->needs_repair, 1);
-        pthread_mutex_consistent(mu);
-        return 0;
-    }
-    return -r;
-}
-
-void map_unlock(struct bpfg_map *m, uint32_t i)
-{
-    pthread_mutex_unlock(map_lockp(m, i));
-}
-
 /* Takes the repair lock, then every stripe in order. Normal operations hold
  * at most one stripe and only ever trylock a second, so this cannot
  * deadlock with them; two repairers serialise on the repair lock. */
@@ -209,45 +176,6 @@ int map_lock_checked(struct bpfg_map *m, uint32_t i)
         if ((err = map_repair(m)))
             return err;
     }
-}
-
-static __thread uint32_t cached_tid;
-static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
-
-static void tid_after_fork(void)
-{
-    cached_tid = 0; /* the child inherited the parent thread's value */
-}
-
-static void tid_register(void)
-{
-    pthread_atfork(NULL, NULL, tid_after_fork);
-}
-
-uint32_t map_tid(void)
-{
-#ifdef BPFG_FREESTANDING
-    /* Inside the payload __thread is a plain global (no TLS): no cache. */
-    return (uint32_t)gettid();
-#endif
-    if (!cached_tid) {
-        pthread_once(&tid_once, tid_register);
-        cached_tid = (uint32_t)gettid();
-    }
-    return cached_tid;
-}
-
-/* Finds locks whose owner died without anyone having taken them since
- * (trylock acquires such a lock with EOWNERDEAD), then repairs. Used before
- * reporting "full": capacity leaked by a dead writer is reclaimed first. */
-bool map_probe_dead_owners(struct bpfg_map *m)
-{
-    for (uint32_t i = 0; i < m->n_locks; i++)
-        if (map_trylock(m, i) == 0)
-            map_unlock(m, i);
-    if (!atomic_load(&m->st->needs_repair))
-        return false;
-    return map_repair(m) == 0;
 }
 
 int map_repair_if_needed(struct bpfg_map *m)
@@ -520,20 +448,6 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out)
     return attach(dfd, out);
 }
 
-static int init_locks(uint8_t *base, const struct layout *lo)
-{
-    pthread_mutexattr_t a;
-    int err = pthread_mutexattr_init(&a);
-    if (!err)
-        err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (!err)
-        err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    for (uint32_t i = 0; !err && lo->n_locks && i <= lo->n_locks; i++)
-        err = pthread_mutex_init((pthread_mutex_t *)(base + lo->locks_off + (uint64_t)i * LOCK_STRIDE), &a);
-    pthread_mutexattr_destroy(&a);
-    return -err;
-}
-
 /* The region's file: a memfd sealed against resizing, or (dirfd >= 0) a
  * new file `name` in that directory, mode 0600 (it cannot be sealed:
  * bpfg_map_create_in). Returns the fd or a negative errno. */
@@ -640,8 +554,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const c
     h->n_elems = lo.n_elems;
     h->n_buckets = lo.n_buckets;
     h->inner = spec.inner;
-    if ((err = init_locks(p, &lo)))
-        goto fail;
+    /* locks: all zero (free), as the fresh file is */
     /* Type init runs on a temporary handle over the fresh mapping. */
     struct bpfg_map tmp = {
         .fd = -1,

@@ -196,21 +196,29 @@ static inline uint64_t host_pid_tgid(uint32_t pid, uint32_t tid)
     return (uint64_t)hp << 32 | (tid == pid ? hp : helpers_host_tid(tid));
 }
 
-H(h_get_current_pid_tgid)
+/* tgid << 32 | tid in the process's own pid namespace; the maps' locks
+ * record it (maps/internal.h). */
+uint64_t payload_local_pid_tid(void)
 {
-    UNUSED5;
     uint64_t tp = tid_off ? thread_pointer() : 0;
     int32_t tid = tp ? *(volatile int32_t *)(uintptr_t)(tp + tid_off) : 0;
     if (tid > 0) {
         uint64_t *slot = &pid_cache[(uint32_t)tid % 64];
         uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
         if ((uint32_t)(e >> 32) == (uint32_t)tid)
-            return host_pid_tgid((uint32_t)e, (uint32_t)tid);
+            return (uint64_t)(uint32_t)e << 32 | (uint32_t)tid;
         uint64_t pid = (uint32_t)rt_sys0(SYS_getpid);
         __atomic_store_n(slot, (uint64_t)(uint32_t)tid << 32 | pid, __ATOMIC_RELAXED);
-        return host_pid_tgid((uint32_t)pid, (uint32_t)tid);
+        return pid << 32 | (uint32_t)tid;
     }
-    return host_pid_tgid((uint32_t)rt_sys0(SYS_getpid), (uint32_t)rt_sys0(SYS_gettid));
+    return (uint64_t)(uint32_t)rt_sys0(SYS_getpid) << 32 | (uint32_t)rt_sys0(SYS_gettid);
+}
+
+H(h_get_current_pid_tgid)
+{
+    UNUSED5;
+    uint64_t ids = payload_local_pid_tid();
+    return host_pid_tgid((uint32_t)(ids >> 32), (uint32_t)ids);
 }
 H(h_get_current_uid_gid)
 {

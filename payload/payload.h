@@ -56,6 +56,8 @@ struct bpfg_map *payload_map_by_id(uint32_t id);
 
 /* helpers.c */
 void helpers_init(void); /* once, at start (finds glibc's per-thread tid) */
+/* tgid << 32 | tid in the process's own pid namespace (the maps' locks) */
+uint64_t payload_local_pid_tid(void);
 int helpers_register(struct bpfg_vm *vm);
 /* BPFG_PMSG_PIDNS (payload thread): the target's ids in the initial pid
  * namespace. 0 or -errno with err set. */

@@ -16,6 +16,7 @@ PACKAGES=(
   libzydis-dev
   bpftool linux-libc-dev
   strace procps
+  musl-tools     # musl-gcc: musl-linked dynamic and static victims (issue 16: maps, hooks, start outside glibc)
   clang-format   # the house style (.clang-format); ctest format_check
   golang-go      # a cgo victim: probes on goroutine stacks
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)

@@ -96,7 +96,6 @@ static int fill_injected(struct target *t, const struct hello *hi)
         .params = hi->a.params,
         .uprobe_entry = hi->ext.base.uprobe_entry,
         .uretprobe_return = hi->ext.base.uretprobe_return,
-        .shared_locks = p.libc.pthread_mutex_lock && p.libc.pthread_mutex_unlock,
     };
     t->token = p.token;
     t->payload_tid = (uint32_t)p.payload_tid;

@@ -1123,49 +1123,6 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
     return 0;
 }
 
-/* Hash maps, queues and stacks take process-shared glibc mutexes, which
- * the payload calls in the target's own glibc; a target without it (a
- * stripped static binary, musl, Go) could not update them: a program using
- * one is refused before the process is touched rather than let every
- * update fail. */
-static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, size_t nprogs, char *err, size_t errlen)
-{
-    int have = -1; /* not looked up yet */
-    for (size_t i = 0; i < nprogs; i++) {
-        struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
-        struct reg_object *o = p ? registry_object(&s->reg, p->obj_id) : NULL;
-        const struct bpf_insn *in = p ? p->prog->insns : NULL;
-        for (size_t j = 0; o && in && j < p->prog->insn_cnt; j++) {
-            /* the maps the program refers to: ld_imm64 of a map index */
-            if (in[j].code != (BPF_LD | BPF_IMM | BPF_DW) ||
-                (in[j].src_reg != BPF_PSEUDO_MAP_IDX && in[j].src_reg != BPF_PSEUDO_MAP_IDX_VALUE) ||
-                (size_t)(uint32_t)in[j].imm >= o->map_cnt)
-                continue;
-            struct reg_map *m = registry_map(&s->reg, o->map_ids[(uint32_t)in[j].imm]);
-            struct bpfg_map_info info;
-            if (!m || !m->map)
-                continue;
-            bpfg_map_get_info(m->map, &info);
-            bool locked = info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
-                          info.type == BPF_MAP_TYPE_LRU_HASH || info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
-                          info.type == BPF_MAP_TYPE_QUEUE || info.type == BPF_MAP_TYPE_STACK;
-            if (!locked)
-                continue;
-            if (have < 0) { /* an attached target knows; else look (reads its libc) */
-                const struct target *t = targets_find(&s->targets, pid);
-                have = t ? t->inj.shared_locks : bpfg_target_has_shared_locks(pid);
-            }
-            if (!have)
-                return srv_efail(err, errlen, BPFG_RPC_E_UNSUPPORTED,
-                                 "program '%s': map '%s' (%s) needs glibc's pthread_mutex_lock in process %d, which "
-                                 "has none (not glibc, or a static binary without symbols); array maps and ring "
-                                 "buffers work there",
-                                 p->prog->name, m->name, bpfg_map_type_name(info.type), (int)pid);
-        }
-    }
-    return 0;
-}
-
 /* Set while targets_start attaches: the tool decision waits for it. */
 static bool start_pending;
 
@@ -1227,8 +1184,6 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                              op->name, why);
     }
-    if (!code && nprogs)
-        code = check_locks(s, pid, prog_ids, nprogs, err, errlen);
     if (code) {
         free(addrs);
         return code;

@@ -6,7 +6,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -535,92 +534,4 @@ long rt_safe_read_str(char *dst, const void *src, size_t size)
     }
     dst[size - 1] = 0;
     return (long)size;
-}
-
-/* ---- pthread: the maps' robust process-shared mutexes must interoperate
- * with the server's glibc and live on each glibc thread's robust list, so
- * lock/unlock go to the target's own glibc (resolved by the injector).
- * Programs run on the target's glibc threads; the payload thread itself
- * never takes a map lock (it has no glibc thread descriptor). ---- */
-
-typedef int (*mutex_fn)(pthread_mutex_t *);
-
-static int forward(uint64_t fn, pthread_mutex_t *m)
-{
-    if (!fn || rt_on_payload_thread())
-        return ENOTSUP;
-    return ((mutex_fn)(uintptr_t)fn)(m);
-}
-
-int pthread_mutex_lock(pthread_mutex_t *m)
-{
-    return forward(rt_params->libc.pthread_mutex_lock, m);
-}
-int pthread_mutex_trylock(pthread_mutex_t *m)
-{
-    return forward(rt_params->libc.pthread_mutex_trylock, m);
-}
-int pthread_mutex_unlock(pthread_mutex_t *m)
-{
-    return forward(rt_params->libc.pthread_mutex_unlock, m);
-}
-int pthread_mutex_consistent(pthread_mutex_t *m)
-{
-    return forward(rt_params->libc.pthread_mutex_consistent, m);
-}
-
-/* Creating lock-bearing regions is the server's job: inside a target these
- * fail, so bpfg_map_create() reports ENOTSUP. */
-int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
-{
-    (void)m;
-    (void)a;
-    return ENOTSUP;
-}
-int pthread_mutexattr_init(pthread_mutexattr_t *a)
-{
-    (void)a;
-    return ENOTSUP;
-}
-int pthread_mutexattr_destroy(pthread_mutexattr_t *a)
-{
-    (void)a;
-    return 0;
-}
-int pthread_mutexattr_setpshared(pthread_mutexattr_t *a, int v)
-{
-    (void)a;
-    (void)v;
-    return ENOTSUP;
-}
-int pthread_mutexattr_setrobust(pthread_mutexattr_t *a, int v)
-{
-    (void)a;
-    (void)v;
-    return ENOTSUP;
-}
-
-int pthread_once(pthread_once_t *once, void (*fn)(void))
-{
-    int *s = (int *)once;
-    int expected = 0;
-    if (__atomic_compare_exchange_n(s, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
-        fn();
-        __atomic_store_n(s, 2, __ATOMIC_RELEASE);
-        return 0;
-    }
-    while (__atomic_load_n(s, __ATOMIC_ACQUIRE) != 2)
-        __builtin_ia32_pause();
-    return 0;
-}
-
-/* The payload cannot join the target glibc's fork handler list (that needs
- * glibc's internal lock). Its only user resets the maps' cached tid in a
- * forked child; the payload build does not cache tids, so a no-op is right. */
-int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
-{
-    (void)prepare;
-    (void)parent;
-    (void)child;
-    return 0;
 }

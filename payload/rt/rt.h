@@ -1,7 +1,7 @@
 /* The payload's freestanding runtime: raw syscalls and the few services
  * (clock, cpu number, fault-safe memory access) the rest of the payload
  * uses directly. The glibc-ABI functions that jit/vm.c and the maps library call
- * (malloc, snprintf, mmap, pthread_mutex_lock, ...) are defined in the
+ * (malloc, snprintf, mmap, ...) are defined in the
  * other rt/ files under their glibc names and are not declared here.
  */
 #ifndef BPFGRAFT_PAYLOAD_RT_H

@@ -125,8 +125,9 @@ def finish(p, timeout):
         return p.communicate()
 
 
-def text_matches_file(pid):
-    """Every executable file mapping of pid equals the file's bytes."""
+def text_matches_file(pid, in_root=False):
+    """Every executable file mapping of pid equals the file's bytes (with
+    in_root, the file as the process sees it: through /proc/PID/root)."""
     mismatches = []
     with open(f"/proc/{pid}/maps") as f:
         maps = f.read().splitlines()
@@ -138,7 +139,7 @@ def text_matches_file(pid):
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
             off = int(parts[2], 16)
             try:
-                with open(parts[5], "rb") as fil:
+                with open(f"/proc/{pid}/root{parts[5]}" if in_root else parts[5], "rb") as fil:
                     fil.seek(off)
                     want = fil.read(hi - lo)
             except OSError:
