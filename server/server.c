@@ -527,8 +527,8 @@ static void forward_records(struct server *s)
 }
 
 /* Events broadcast while serving someone else (a target's attach, exit,
- * trace line, ring buffer records) go out to every subscriber at the end
- * of each loop pass, not only when that client next asks something. */
+ * trace line, ring buffer records) go out to every subscriber at each
+ * tick, not only when that client next asks something. */
 static void flush_clients(struct server *s)
 {
     for (struct srv_client *c = s->clients, *next; c; c = next) {
@@ -595,6 +595,7 @@ int server_run(struct server *s)
             srv_log(SRV_ERROR, "epoll_wait: %s", strerror(errno));
             return -errno;
         }
+        bool ticked = false;
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (!tag)
@@ -611,6 +612,7 @@ int server_run(struct server *s)
                     forward_records(s);
                     targets_tick(s);
                     tools_tick(s);
+                    ticked = true;
                 }
                 if (s->handover_ms && (!s->clients || server_now_ms() >= s->handover_ms))
                     s->stop = true;
@@ -640,7 +642,8 @@ int server_run(struct server *s)
                 }
             }
         }
-        flush_clients(s);
+        if (ticked) /* after the batch: it may free clients evs still names */
+            flush_clients(s);
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;
