@@ -1405,10 +1405,24 @@ struct unload {
     size_t n;
 };
 
+/* A thread that returned into a uretprobe's return trampoline (in the
+ * unwind page, which stays) and was preempted there, before its jmp into
+ * the payload: under load it may sit there past the unpatching. */
+static bool in_trampolines(struct bpfg_stopped *st, const struct target *t, pid_t *busy)
+{
+    uint64_t ret0 = 0;
+    if (!t->uret_trampolines || bpfg_mem_read(st, t->uret_trampolines, &ret0, sizeof(ret0)) != 0 || !ret0)
+        return false;
+    uint64_t lo = ret0 - 1; /* a return address is one byte into its entry (payload_abi.h) */
+    return bpfg_any_thread_in(st, lo, lo + (uint64_t)BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY, busy);
+}
+
 static bool nothing_in_payload(struct bpfg_stopped *st, void *ctx, pid_t *busy)
 {
     struct unload *u = ctx;
     restore_return_addresses(st, u->t);
+    if (in_trampolines(st, u->t, busy))
+        return false;
     for (size_t i = 0; u->t->trap_action && i < st->nthreads; i++)
         if (st->threads[i].pending_sig == SIGTRAP) { /* a trap taken before its byte went back */
             *busy = st->threads[i].tid;
