@@ -15,6 +15,7 @@
 
 #include "payload.h"
 #include "rt/rt.h"
+#include "ustack.h"
 
 #define H(name) static uint64_t name(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
 #define UNUSED5 (void)r1, (void)r2, (void)r3, (void)r4, (void)r5, (void)user
@@ -533,11 +534,11 @@ H(h_get_attach_cookie)
     return 0;
 }
 
-/* bpf_get_stack(ctx, buf, size, flags): user stacks only, by walking frame
- * pointers from regs->bp, so frames of code built without them are
- * missed. At a function's entry the caller's address is still at [sp] and
- * is reported first. Return addresses a uretprobe replaced are reported
- * as they were. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
+/* bpf_get_stack(ctx, buf, size, flags): user stacks only, walked with
+ * the CFI tables the server sent (ustack.c; frame pointers where a pc
+ * has no CFI or before the tables arrive). Return addresses a uretprobe
+ * replaced are reported as they were. Kernel stacks (no
+ * BPF_F_USER_STACK) are empty here. */
 H(h_get_stack)
 {
     (void)r1, (void)r5;
@@ -548,35 +549,9 @@ H(h_get_stack)
     if (size % 8 || (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
         (flags & BPF_F_USER_BUILD_ID))
         return neg(-EINVAL);
-    uint32_t skip = (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK), max = size / 8, n = 0, seen = 0;
-    if (!(flags & BPF_F_USER_STACK) || !ex->regs) {
-        memset(buf, 0, size);
-        return 0;
-    }
-#define EMIT(ip)                       \
-    do {                               \
-        if (seen++ >= skip && n < max) \
-            buf[n++] = (ip);           \
-    } while (0)
-    EMIT(ex->regs->ip);
-    if (ex->entry) {
-        uint64_t ret;
-        if (rt_safe_read(&ret, (const void *)ex->regs->sp, 8) == 0)
-            EMIT(hooks_real_return(ex->regs, ex->regs->sp, ret));
-    }
-    uint64_t fp = ex->regs->bp;
-    for (int depth = 0; n < max && fp && depth < 127; depth++) {
-        uint64_t frame[2];
-        if ((fp & 7) || rt_safe_read(frame, (const void *)fp, sizeof(frame)))
-            break;
-        if (!frame[1])
-            break;
-        EMIT(hooks_real_return(ex->regs, fp + 8, frame[1]));
-        if (frame[0] <= fp) /* stacks grow down: a caller's frame is higher */
-            break;
-        fp = frame[0];
-    }
-#undef EMIT
+    uint32_t n = 0;
+    if ((flags & BPF_F_USER_STACK) && ex->regs)
+        n = ustack_walk(ex->regs, ex->entry, buf, size / 8, (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK));
     memset(buf + n, 0, size - n * 8);
     return (uint64_t)n * 8;
 }

@@ -21,6 +21,7 @@
 #include "rt/rt.h"
 #include "syscall.h"
 #include "unwind.h"
+#include "ustack.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
 
@@ -434,6 +435,7 @@ static int do_detach(int *status)
         bpfg_map_close(maps[i].map);
         maps[i].map = NULL;
     }
+    ustack_release();
     *status = 0;
     return 1;
 }
@@ -484,6 +486,10 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         okbody_len = sizeof(page);
         return r;
     }
+    case BPFG_PMSG_USTACK:
+        if (fd < 0)
+            return fail(-EBADF, "USTACK message carries no fd");
+        return ustack_install(fd, errbuf, sizeof(errbuf));
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);
@@ -631,6 +637,8 @@ static void serve(struct bpfg_payload_params *p)
         long r = rt_sys3(SYS_poll, (long)&pfd, 1, POLL_MS);
         drain_trace();
         report_sites();
+        if (ustack_take_stale())
+            send_msg(BPFG_PMSG_USTACK_STALE, 0, 0, 0, NULL, 0);
         if (r == 0 || r == -EINTR)
             continue;
         if (rt_is_err(r))

@@ -75,6 +75,9 @@ struct target {
      * payload had gone inert (its programs no longer run). */
     char adopted[12];
     bool inert;
+    bool ustack;        /* the payload has user-stack tables (ustack.h) */
+    bool ustack_stale;  /* it asked for fresh ones */
+    uint64_t ustack_ms; /* when they were last made */
 };
 
 struct targets {

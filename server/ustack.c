@@ -1,0 +1,167 @@
+/* The user-stack tables of a process (ustack.h): modules from
+ * /proc/PID/maps, rows from cfi.c, one memfd. */
+#define _GNU_SOURCE
+#include "ustack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cfi.h"
+#include "log.h"
+#include "procfs.h"
+
+struct builder {
+    pid_t pid;
+    struct bpfg_ustack_mod *mods;
+    size_t nmods, cap_mods;
+    struct bpfg_ustack_range *ranges;
+    size_t nranges, cap_ranges;
+    struct cfi_rows rows;
+    int err;
+};
+
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *p = realloc(*v, c * size);
+    if (!p)
+        return -ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
+/* runtime address - ELF vaddr for the executable mapping m of the file e. */
+static bool mapping_bias(Elf *e, const struct bpfg_procfs_map *m, uint64_t *bias)
+{
+    size_t n;
+    if (elf_getphdrnum(e, &n))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e, i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+            continue;
+        if ((ph.p_offset & ~0xfffull) <= m->offset && m->offset < ph.p_offset + ph.p_filesz) {
+            *bias = m->start - (ph.p_vaddr - ph.p_offset + m->offset);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The rows of the file mapped at m (the very file, through map_files). */
+static void file_rows(struct builder *b, const struct bpfg_procfs_map *m, struct bpfg_ustack_mod *mod)
+{
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)b->pid, (unsigned long long)m->start,
+             (unsigned long long)m->end);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    elf_version(EV_CURRENT);
+    Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    bool ok = e && mapping_bias(e, m, &mod->bias);
+    if (e)
+        elf_end(e);
+    size_t first = b->rows.n;
+    int r = ok ? cfi_rows_from_elf(fd, &b->rows, err, sizeof(err)) : 0;
+    close(fd);
+    if (r == -ENOMEM)
+        b->err = r;
+    else if (r)
+        srv_log(SRV_DEBUG, "process %d: %s: %s (frame pointers there)", (int)b->pid, m->path, err);
+    mod->first_row = (uint32_t)first;
+    mod->nrows = (uint32_t)(b->rows.n - first);
+}
+
+static int add_mapping(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct builder *b = arg;
+    if (m->perms[0] == 'r' && m->perms[1] == 'w') {
+        struct bpfg_ustack_range *last = b->nranges ? &b->ranges[b->nranges - 1] : NULL;
+        if (last && last->end == m->start)
+            last->end = m->end;
+        else if (grow((void **)&b->ranges, &b->cap_ranges, b->nranges, sizeof(*b->ranges)))
+            return b->err = -ENOMEM;
+        else
+            b->ranges[b->nranges++] = (struct bpfg_ustack_range){m->start, m->end};
+    }
+    if (m->perms[2] != 'x')
+        return 0;
+    if (grow((void **)&b->mods, &b->cap_mods, b->nmods, sizeof(*b->mods)))
+        return b->err = -ENOMEM;
+    struct bpfg_ustack_mod mod = {.start = m->start, .end = m->end};
+    if (m->path[0] == '/' && !strstr(m->path, " (deleted)"))
+        file_rows(b, m, &mod);
+    b->mods[b->nmods++] = mod;
+    return b->err;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, (const char *)p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -errno;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+static int write_table(const struct builder *b, int fd)
+{
+    struct bpfg_ustack_hdr h = {
+        .magic = BPFG_USTACK_MAGIC,
+        .version = BPFG_USTACK_VERSION,
+        .nmods = (uint32_t)b->nmods,
+        .nranges = (uint32_t)b->nranges,
+        .nrows = (uint32_t)b->rows.n,
+    };
+    h.size = sizeof(h) + b->nmods * sizeof(*b->mods) + b->nranges * sizeof(*b->ranges) +
+             b->rows.n * sizeof(*b->rows.rows);
+    int r = write_all(fd, &h, sizeof(h));
+    if (!r)
+        r = write_all(fd, b->mods, b->nmods * sizeof(*b->mods));
+    if (!r)
+        r = write_all(fd, b->ranges, b->nranges * sizeof(*b->ranges));
+    if (!r)
+        r = write_all(fd, b->rows.rows, b->rows.n * sizeof(*b->rows.rows));
+    if (!r && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        r = -errno;
+    return r;
+}
+
+int ustack_build(pid_t pid, int *fd, char *err, size_t errlen)
+{
+    struct builder b = {.pid = pid};
+    int r = bpfg_procfs_maps(pid, add_mapping, &b);
+    if (r > 0 || b.err)
+        r = b.err ? b.err : -EIO;
+    if (r)
+        srv_efail(err, errlen, r, "the mappings of process %d: %s", (int)pid, strerror(-r));
+    int mfd = r ? -1 : memfd_create("bpfgraft-ustack", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (!r && mfd < 0)
+        r = srv_efail(err, errlen, -errno, "memfd_create: %s", strerror(errno));
+    if (!r && (r = write_table(&b, mfd)) != 0)
+        srv_efail(err, errlen, r, "writing the stack tables: %s", strerror(-r));
+    free(b.mods);
+    free(b.ranges);
+    cfi_rows_free(&b.rows);
+    if (r && mfd >= 0)
+        close(mfd);
+    if (!r)
+        *fd = mfd;
+    return r;
+}

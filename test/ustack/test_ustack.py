@@ -1,0 +1,189 @@
+"""User stacks without frame pointers (payload/README.md, "User stacks"):
+bpf_get_stack(BPF_F_USER_STACK) at a function of code built -O2
+-fomit-frame-pointer (five calls through two shared libraries, rbp holding
+garbage) gives the functions gdb's bt gives at that point; through a
+signal handler, the stack goes on through the kernel's signal frame to the
+interrupted code; in python3, the stack at PyObject_Call reaches main."""
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, finish, parse_probe_args, report, skip  # noqa: E402
+
+LEAF = "libustack_b.so:_ZN8ustack_b4leafEi"
+CHAIN = ["ustack_b::leaf", "ustack_a::five", "ustack_b::four", "ustack_a::three", "ustack_b::two",
+         "ustack_a::one"]
+GDB_TIMEOUT = 60
+SIGNAL_FRAME = "<signal handler called>"
+
+
+class Victim:
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+
+    def end(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("end\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+        out, _ = finish(self.proc, 30)
+        return self.proc.returncode, out
+
+
+def take_stack(cl, pid, target, what):
+    """The stack the program saw at target, once it has seen one."""
+    cl.call("map.update", map="ustack", key=b"\0" * 4, value=b"\0" * 8 * 65)
+    cl.call("target.attach", pid=pid, object="ustack", programs=["take_ustack"], target=target)
+    words = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not words:
+        raw = cl.call("map.lookup", map="ustack", key=b"\0" * 4)["value"]
+        n = int.from_bytes(raw[:8], "little")
+        words = [int.from_bytes(raw[8 + 8 * i:16 + 8 * i], "little") for i in range(n)]
+        time.sleep(0.05)
+    cl.call("target.detach", pid=pid)
+    check(len(words) > 0, f"{what}: the program took a stack")
+    return words
+
+
+def gdb(gdb_path, pid, commands):
+    argv = [gdb_path, "-nx", "-batch", "-p", str(pid), "-ex", "set debuginfod enabled off"]
+    for c in commands:
+        argv += ["-ex", c]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=GDB_TIMEOUT, stdin=subprocess.DEVNULL)
+        return r.stdout + r.stderr
+    except subprocess.TimeoutExpired as e:
+        return f"gdb timed out: {e.stdout or ''}"
+
+
+def plain(name):
+    """A function name without its parameter list."""
+    return name.split("(")[0].strip()
+
+
+def gdb_view(gdb_path, pid, stop_at, stack):
+    """At a breakpoint at stop_at (the first address of stack): gdb's
+    physical frames [(pc, name)] (a signal frame named SIGNAL_FRAME), and
+    the function of each address of stack as gdb names it (a return address
+    by the call before it; after a signal frame, the interrupted address
+    itself); None when gdb did not answer."""
+    cmds = ["handle SIGUSR1 nostop noprint pass", f"break *{stop_at:#x}", "continue", f"source {os.path.join(HERE, 'gdb_frames.py')}"]
+    cmds += [f"info symbol {a:#x}" for a in stack] + [f"info symbol {a - 1:#x}" for a in stack]
+    out = gdb(gdb_path, pid, cmds + ["delete", "detach"])
+    # gdb names a frame by its debug info where it has it: glibc's
+    # internal aliases (__GI_raise) for the symbols (raise)
+    frames = [(int(pc, 16), SIGNAL_FRAME if kind == "signal" else plain(name).removeprefix("__GI_"))
+              for pc, kind, name in re.findall(r"^FRAME (0x[0-9a-f]+) (\w+) (.*)$", out, re.M)]
+    syms = re.findall(r"^(?:(.+?) \+ \d+ in section|(.+?) in section|(No symbol matches) )", out, re.M)
+    names = [plain(next(g for g in s if g)) for s in syms]
+    if len(names) != 2 * len(stack):
+        return frames, None, out
+    exact, before = names[:len(stack)], names[len(stack):]
+    ours, after_signal = [], True
+    for i in range(len(stack)):
+        if exact[i] == "__restore_rt":
+            ours.append(SIGNAL_FRAME)
+            after_signal = True
+            continue
+        ours.append(exact[i] if after_signal else before[i])
+        after_signal = False
+    return frames, ours, out
+
+
+def compare_with_gdb(gdb_path, v, stack, what):
+    """Checks stack against gdb's frames at the same point: the same
+    addresses, so the same functions; returns gdb's names of ours."""
+    frames, ours, out = gdb_view(gdb_path, v.pid, stack[0], stack)
+    check(ours is not None and len(frames) >= len(CHAIN), f"{what}: gdb's frames and symbols", out[-3000:])
+    if ours is None:
+        return None
+    check_eq([hex(a) for a in stack[:len(frames)]], [hex(pc) for pc, _ in frames],
+             f"{what}: bpf_get_stack's return addresses are those of gdb's frames")
+    check_eq(ours[:len(frames)], [name for _, name in frames], f"{what}: so are the functions, up to main")
+    check_eq(ours[:len(CHAIN)], CHAIN, f"{what}: the chain through both libraries")
+    return ours
+
+
+def test_chain(cl, victim, gdb_path):
+    what = "-O2 -fomit-frame-pointer chain"
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        stack = take_stack(cl, v.pid, LEAF, what)
+        ours = compare_with_gdb(gdb_path, v, stack, what) if stack else None
+        check(ours is not None and "main" in ours, f"{what}: the stack reaches main", repr(ours))
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+def test_signal(cl, victim, gdb_path):
+    what = "through a signal frame"
+    v = Victim([victim, "signal"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        stack = take_stack(cl, v.pid, LEAF, what)
+        ours = compare_with_gdb(gdb_path, v, stack, what) if stack else None
+        ok = ours is not None and SIGNAL_FRAME in ours
+        check(ok, f"{what}: the stack goes through the signal frame", repr(ours))
+        if ok:
+            rest = ours[ours.index(SIGNAL_FRAME) + 1:]
+            check("spin" in rest and "main" in rest, f"{what}: and on to the interrupted spin() and main", repr(ours))
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+PY_LOOP = """
+import sys
+def g(*a, **k):
+    return len(a)
+print("ready", flush=True)
+n = 0
+while True:
+    n += g(*(1, 2), **{})   # CALL_FUNCTION_EX: PyObject_Call
+"""
+
+
+def test_python(cl, gdb_path):
+    what = "python3 at PyObject_Call"
+    py = os.path.realpath("/usr/bin/python3")
+    v = Victim([py, "-c", PY_LOOP])
+    try:
+        check(v.ready, f"{what}: python3 ready")
+        stack = take_stack(cl, v.pid, f"{py}:PyObject_Call", what)
+        _, ours, out = gdb_view(gdb_path, v.pid, stack[0], stack) if stack else (None, None, "")
+        check(ours is not None and len(ours) > 5, f"{what}: gdb names the frames", out[-3000:])
+        ours = ours or []
+        check(ours[:1] == ["PyObject_Call"] and "Py_BytesMain" in ours and "__libc_start_call_main" in ours,
+              f"{what}: the stack reaches main (Py_BytesMain, then main's return into libc)", repr(ours))
+    finally:
+        v.proc.kill()
+        finish(v.proc, 10)
+
+
+def main():
+    args = parse_probe_args("--victim", "--gdb")
+    if not args.gdb:
+        skip("gdb is not installed (scripts/setup.sh installs it): no reference stacks")
+        sys.exit(report())
+    with Server(args) as srv:
+        cl = srv.client()
+        cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
+        test_chain(cl, args.victim, args.gdb)
+        test_signal(cl, args.victim, args.gdb)
+        test_python(cl, args.gdb)
+    sys.exit(report())
+
+
+if __name__ == "__main__":
+    main()
