@@ -193,6 +193,7 @@ static uint64_t row_cfa(const struct bpfg_ustack_row *row, const struct frame *f
 static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, struct frame *f)
 {
     const struct bpfg_ustack_row *row = NULL;
+    bool no_cfi = true; /* the pc's module has no CFI at all */
     if (w->t) {
         const struct bpfg_ustack_mod *m = find_mod(w, f->exact ? f->pc : f->pc - 1);
         if (!m) { /* code mapped since the tables were made */
@@ -200,6 +201,7 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
             return false;
         }
         row = find_row(w, m, f->exact ? f->pc : f->pc - 1);
+        no_cfi = m->nrows == 0;
     }
     uint8_t rule = row ? row->cfa_rule : BPFG_USTACK_CFA_NONE;
     if (rule == BPFG_USTACK_CFA_END)
@@ -211,9 +213,12 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
         cfa = row_cfa(row, f);
     else if (entry && f->exact && f->pc == regs->ip)
         cfa = f->sp + 8; /* a function's first instruction: [sp] is the return address */
-    else if (!f->bp || !read_word(w, f->bp, &bp))
+    else if (!f->bp || !read_word(w, f->bp, &bp)) {
+        /* an anonymous mapping the tables knew may be a library now */
+        if (w->t && no_cfi)
+            __atomic_store_n(&stale_seen, (const void *)w->t, __ATOMIC_RELAXED);
         return false;
-    else
+    } else
         cfa = f->bp + 16;
     uint64_t ra;
     if (cfa <= f->sp || !read_word(w, cfa - 8, &ra) || !ra)

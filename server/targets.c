@@ -519,7 +519,9 @@ static void send_ustack(struct server *s, struct target *t)
     if (r)
         srv_log(SRV_WARN, "target %d: stack tables: %s (stacks by frame pointers)", (int)t->pid, err);
     else
-        t->ustack = true;
+        srv_log(t->ustack ? SRV_INFO : SRV_DEBUG, "target %d: stack tables %s", (int)t->pid,
+                t->ustack ? "refreshed: a stack met code mapped since" : "sent");
+    t->ustack = t->ustack || !r;
 }
 
 /* A program that takes user stacks needs the tables. */

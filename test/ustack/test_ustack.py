@@ -143,6 +143,48 @@ def test_signal(cl, victim, gdb_path):
     check_eq(rc, 0, f"{what}: the process exits normally")
 
 
+def test_dlopen(cl, victim):
+    """A library dlopen()ed after the tables were made: the first stacks
+    end at its code (the payload asks for fresh tables), later ones go on
+    through it to main."""
+    what = "dlopen"
+    lib = os.path.join(os.path.dirname(victim), "libustack_d.so")
+    v = Victim([victim, "dlopen", lib])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        cl.call("map.update", map="ustack", key=b"\0" * 4, value=b"\0" * 8 * 65)
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_ustack"], target=LEAF)
+        v.proc.stdin.write("go\n")
+        v.proc.stdin.flush()
+        lo, hi = library_range(v.pid, lib)
+        through, words, deadline = [], [], time.monotonic() + 20
+        while time.monotonic() < deadline and not (through and len(words) > len(CHAIN) + 2):
+            raw = cl.call("map.lookup", map="ustack", key=b"\0" * 4)["value"]
+            n = int.from_bytes(raw[:8], "little")
+            words = [int.from_bytes(raw[8 + 8 * i:16 + 8 * i], "little") for i in range(n)]
+            lo, hi = (lo, hi) if lo else library_range(v.pid, lib)
+            through = [w for w in words if lo <= w < hi]
+            time.sleep(0.1)
+        check(len(through) == 1 and len(words) > len(CHAIN) + 2,
+              f"{what}: stacks go through the dlopen()ed library and on ({len(words)} frames)",
+              [hex(w) for w in words])
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+def library_range(pid, path):
+    """[lo, hi) of path's executable mapping in pid, (0, 0) before it is there."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5] == path and parts[1][2] == "x":
+                lo, hi = parts[0].split("-")
+                return int(lo, 16), int(hi, 16)
+    return 0, 0
+
+
 PY_LOOP = """
 import sys
 def g(*a, **k):
@@ -181,6 +223,7 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
         test_signal(cl, args.victim, args.gdb)
+        test_dlopen(cl, args.victim)
         test_python(cl, args.gdb)
     sys.exit(report())
 

@@ -3,7 +3,10 @@
 //   chain:  from main
 //   signal: from a SIGUSR1 handler that interrupts a busy loop in main's
 //           callee spin() (the stack goes through the kernel's signal frame)
+//   dlopen LIB: after a first line on stdin, dlopen()s LIB and calls the
+//           chain through its ustack_d_run
 // Built -O2 -fomit-frame-pointer, as are its libraries.
+#include <dlfcn.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,8 +41,34 @@ __attribute__((noinline)) static int spin(void)
     return n;
 }
 
+// The chain through a library loaded now, until stdin has a line.
+static int through_dlopened(const char *lib)
+{
+    char line[64];
+    if (!fgets(line, sizeof(line), stdin))
+        return -1;
+    void *h = dlopen(lib, RTLD_NOW);
+    auto run = h ? (int (*)(int (*)(int), int))dlsym(h, "ustack_d_run") : nullptr;
+    if (!run) {
+        fprintf(stderr, "dlopen %s: %s\n", lib, dlerror());
+        return -1;
+    }
+    int n = 0;
+    while (!input_ready())
+        for (int i = 0; i < 1000; i++)
+            n += run(ustack_a::one, 0);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "dlopen") == 0) {
+        printf("ready\n");
+        fflush(stdout);
+        int n = through_dlopened(argv[2]);
+        printf("done calls=%d\n", n);
+        return n < 0;
+    }
     bool sig = argc > 1 && strcmp(argv[1], "signal") == 0;
     if (sig) {
         struct sigaction sa = {};
