@@ -556,6 +556,30 @@ H(h_get_stack)
     return (uint64_t)n * 8;
 }
 
+/* bpf_get_stackid(ctx, map, flags): the kernel's: the user stack (up to
+ * the map's depth + skip frames, at most 127), less skip frames, stored
+ * in the STACK_TRACE map; its id. -EFAULT when no frame is left (kernel
+ * stacks: none here). */
+H(h_get_stackid)
+{
+    (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    struct bpfg_map *m = (struct bpfg_map *)r2;
+    uint64_t flags = r3;
+    if (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP | BPF_F_REUSE_STACKID))
+        return neg(-EINVAL);
+    uint64_t ips[127];
+    uint32_t skip = (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK), max = bpfg_map_stack_depth(m) + skip, n = 0;
+    if (max > 127)
+        max = 127;
+    if ((flags & BPF_F_USER_STACK) && ex->regs)
+        n = ustack_walk(ex->regs, ex->entry, ips, max, 0);
+    (void)r1;
+    if (n <= skip)
+        return neg(-EFAULT);
+    return (uint64_t)(int64_t)bpfg_map_stackid(m, ips + skip, n - skip, flags);
+}
+
 /* ---- running ---- */
 
 struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
@@ -614,6 +638,7 @@ static const struct {
     {BPF_FUNC_send_signal_thread, "send_signal_thread", h_send_signal_thread},
     {BPF_FUNC_get_attach_cookie, "get_attach_cookie", h_get_attach_cookie},
     {BPF_FUNC_get_stack, "get_stack", h_get_stack},
+    {BPF_FUNC_get_stackid, "get_stackid", h_get_stackid},
 };
 
 int helpers_register(struct bpfg_vm *vm)
