@@ -126,6 +126,32 @@ def test_chain(cl, victim, gdb_path):
     check_eq(rc, 0, f"{what}: the process exits normally")
 
 
+def test_stackid(cl, srv, victim):
+    """bpf_get_stackid at the same function: the stack map holds the stack
+    bpf_get_stack reports (its first 32 frames), under the id, readable
+    through the client and `bpfgraft map dump`."""
+    what = "bpf_get_stackid"
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        cl.call("map.update", map="stackid", key=b"\0" * 4, value=(-1).to_bytes(8, "little", signed=True))
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_stackid"], target=LEAF)
+        stack = take_stack(cl, v.pid, LEAF, what)
+        sid = int.from_bytes(cl.call("map.lookup", map="stackid", key=b"\0" * 4)["value"], "little", signed=True)
+        check(0 <= sid < 1024, f"{what}: an id ({sid})")
+        if sid >= 0:
+            raw = cl.call("map.lookup", map="stacks", key=sid.to_bytes(4, "little"))["value"]
+            got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+            want = (stack[:32] + [0] * 32)[:32]
+            check_eq([hex(a) for a in got], [hex(a) for a in want], f"{what}: the id's stack is bpf_get_stack's")
+            rc, out, err = srv.cli("map", "dump", "stacks", json_out=True)
+            le = "".join(stack[1].to_bytes(8, "little").hex() for _ in [0])
+            check(rc == 0 and le in out, f"{what}: bpfgraft map dump shows it", out[-2000:] + err)
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
 def test_signal(cl, victim, gdb_path):
     what = "through a signal frame"
     v = Victim([victim, "signal"])
@@ -222,6 +248,7 @@ def main():
         cl = srv.client()
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
+        test_stackid(cl, srv, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
         test_python(cl, args.gdb)

@@ -26,3 +26,28 @@ int BPF_KPROBE(take_ustack)
     s[0] = r > 0 ? (u64)r / 8 : 0;
     return 0;
 }
+
+/* bpf_get_stackid's id of the same stack, in "stackid" (slot 0). */
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, 1024);
+    __type(key, u32);
+    __type(value, u64[32]);
+} stacks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, s64);
+} stackid SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(take_stackid)
+{
+    u32 k = 0;
+    s64 *v = bpf_map_lookup_elem(&stackid, &k);
+    if (v)
+        *v = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    return 0;
+}
