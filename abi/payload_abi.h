@@ -709,14 +709,18 @@ struct bpfg_tool_release {
  * into one sealed memfd (BPFG_PMSG_USTACK, mapped read-only; a newer one
  * replaces it) in this layout: the header, nmods modules sorted by start,
  * nranges readable ranges (the process's rw mappings, where stacks are)
- * sorted by start, then the rows of every module, each module's sorted by
- * pc. A pc's row is the last one at or below it; rows are cut where the
+ * sorted by start, the rows of every module, each module's sorted by pc,
+ * then the block index: for block k of a module's rows (vaddr >>
+ * BPFG_USTACK_BLOCK_SHIFT = first_page + k), the module-relative index of
+ * the last row at or below the block's start (0 if none): a lookup
+ * searches only that block's rows (one to three, mostly). A pc's row is the last one at or below it; rows are cut where the
  * CFA or rbp rule changes (an sframe-like table: only what an x86-64 stack
  * walk needs; the return address is always at CFA - 8).
  * When a walk meets a pc in no module, the payload sends USTACK_STALE
  * once per table; the server then sends fresh tables (dlopen). */
 #define BPFG_USTACK_MAGIC 0x6b63617473756662ull /* "bfustack" */
 #define BPFG_USTACK_VERSION 1
+#define BPFG_USTACK_BLOCK_SHIFT 8 /* 256-byte blocks of code per index entry */
 
 struct bpfg_ustack_hdr {
     uint64_t magic;
@@ -725,12 +729,17 @@ struct bpfg_ustack_hdr {
     uint32_t nranges;
     uint32_t nrows;
     uint64_t size; /* of the whole table, bytes */
+    uint32_t nindex; /* u32 block index entries, after the rows */
+    uint32_t pad;
 };
 
 struct bpfg_ustack_mod {
     uint64_t start, end; /* the executable mapping */
     uint64_t bias;       /* runtime address - ELF vaddr */
     uint32_t first_row, nrows;
+    uint32_t first_index, npages; /* the module's block index entries */
+    uint32_t first_page;          /* vaddr >> BPFG_USTACK_BLOCK_SHIFT of its first row */
+    uint32_t pad;
 };
 
 struct bpfg_ustack_range {

@@ -113,7 +113,14 @@ static bool same_stack(struct bpfg_map *m, uint32_t e, uint32_t hash, const uint
     const struct selem *x = E(m, e);
     if (x->hash != hash)
         return false;
-    return fast || (x->nr == nr && memcmp(x->ips, ips, (size_t)nr * 8) == 0);
+    if (fast)
+        return true;
+    if (x->nr != nr)
+        return false;
+    for (uint32_t i = 0; i < nr; i++) /* words: the payload's memcmp is bytewise */
+        if (x->ips[i] != ips[i])
+            return false;
+    return true;
 }
 
 /* Under lock 0: the kernel's insert, from the bucket's current state. */

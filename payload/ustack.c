@@ -32,7 +32,11 @@ struct walk {
     const struct bpfg_ustack_mod *mods;
     const struct bpfg_ustack_range *ranges;
     const struct bpfg_ustack_row *rows;
+    const uint32_t *index;
     uint64_t lo, hi; /* the rw range of the last read */
+    uint64_t last_pc; /* the last lookup's pc and result */
+    const struct bpfg_ustack_row *last_row;
+    bool last_no_cfi;
 };
 
 /* ---- tables ---- */
@@ -43,13 +47,19 @@ static bool table_valid(const struct bpfg_ustack_hdr *h, size_t len)
         return false;
     uint64_t need = sizeof(*h) + (uint64_t)h->nmods * sizeof(struct bpfg_ustack_mod) +
                     (uint64_t)h->nranges * sizeof(struct bpfg_ustack_range) +
-                    (uint64_t)h->nrows * sizeof(struct bpfg_ustack_row);
+                    (uint64_t)h->nrows * sizeof(struct bpfg_ustack_row) + (uint64_t)h->nindex * 4;
     if (need != h->size || need > len)
         return false;
     const struct bpfg_ustack_mod *m = (const void *)(h + 1);
-    for (uint32_t i = 0; i < h->nmods; i++)
-        if ((uint64_t)m[i].first_row + m[i].nrows > h->nrows)
+    const uint32_t *index = (const void *)((const uint8_t *)h + need - (uint64_t)h->nindex * 4);
+    for (uint32_t i = 0; i < h->nmods; i++) {
+        if ((uint64_t)m[i].first_row + m[i].nrows > h->nrows || (m[i].nrows && !m[i].npages) ||
+            (uint64_t)m[i].first_index + m[i].npages > h->nindex)
             return false;
+        for (uint32_t k = 0; k < m[i].npages; k++)
+            if (index[m[i].first_index + k] >= m[i].nrows)
+                return false;
+    }
     return true;
 }
 
@@ -99,34 +109,49 @@ void ustack_release(void)
 
 /* ---- lookups ---- */
 
-static const struct bpfg_ustack_mod *find_mod(const struct walk *w, uint64_t pc)
+/* Branch-free binary searches (cmov): the last element whose key is at or
+ * below the one searched, n > 0. Mispredicted branches were most of a
+ * walk's time. */
+static const struct bpfg_ustack_mod *last_mod_at(const struct bpfg_ustack_mod *base, uint32_t n, uint64_t pc)
 {
-    uint32_t lo = 0, hi = w->t->nmods;
-    while (lo < hi) { /* first module starting above pc */
-        uint32_t mid = (lo + hi) / 2;
-        if (w->mods[mid].start <= pc)
-            lo = mid + 1;
-        else
-            hi = mid;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half].start <= pc ? base + half : base;
+        n -= half;
     }
-    return lo && pc < w->mods[lo - 1].end ? &w->mods[lo - 1] : NULL;
+    return base;
 }
 
+static const struct bpfg_ustack_row *last_row_at(const struct bpfg_ustack_row *base, uint32_t n, uint32_t pc)
+{
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half].pc <= pc ? base + half : base;
+        n -= half;
+    }
+    return base;
+}
+
+static const struct bpfg_ustack_mod *find_mod(const struct walk *w, uint64_t pc)
+{
+    if (!w->t->nmods)
+        return NULL;
+    const struct bpfg_ustack_mod *m = last_mod_at(w->mods, w->t->nmods, pc);
+    return m->start <= pc && pc < m->end ? m : NULL;
+}
+
+/* The row of vaddr: binary search among the rows of its block only. */
 static const struct bpfg_ustack_row *find_row(const struct walk *w, const struct bpfg_ustack_mod *m, uint64_t pc)
 {
     uint64_t vaddr = pc - m->bias;
-    if (!m->nrows || vaddr > UINT32_MAX)
+    if (!m->nrows || vaddr > UINT32_MAX || (vaddr  >> BPFG_USTACK_BLOCK_SHIFT) < m->first_page)
         return NULL;
-    const struct bpfg_ustack_row *r = w->rows + m->first_row;
-    uint32_t lo = 0, hi = m->nrows;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (r[mid].pc <= vaddr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo ? &r[lo - 1] : NULL;
+    uint64_t k = (vaddr  >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page;
+    const uint32_t *ix = w->index + m->first_index;
+    uint32_t lo = k < m->npages ? ix[k] : m->nrows - 1;
+    uint32_t hi = k + 1 < m->npages ? ix[k + 1] + 1 : m->nrows;
+    const struct bpfg_ustack_row *r = last_row_at(w->rows + m->first_row + lo, hi - lo, (uint32_t)vaddr);
+    return r->pc <= vaddr ? r : NULL;
 }
 
 static bool find_range(struct walk *w, uint64_t addr)
@@ -194,14 +219,21 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
 {
     const struct bpfg_ustack_row *row = NULL;
     bool no_cfi = true; /* the pc's module has no CFI at all */
-    if (w->t) {
-        const struct bpfg_ustack_mod *m = find_mod(w, f->exact ? f->pc : f->pc - 1);
+    uint64_t pc = f->exact ? f->pc : f->pc - 1;
+    if (w->t && pc == w->last_pc) { /* recursion */
+        row = w->last_row;
+        no_cfi = w->last_no_cfi;
+    } else if (w->t) {
+        const struct bpfg_ustack_mod *m = find_mod(w, pc);
         if (!m) { /* code mapped since the tables were made */
             __atomic_store_n(&stale_seen, (const void *)w->t, __ATOMIC_RELAXED);
             return false;
         }
-        row = find_row(w, m, f->exact ? f->pc : f->pc - 1);
+        row = find_row(w, m, pc);
         no_cfi = m->nrows == 0;
+        w->last_pc = pc;
+        w->last_row = row;
+        w->last_no_cfi = no_cfi;
     }
     uint8_t rule = row ? row->cfa_rule : BPFG_USTACK_CFA_NONE;
     if (rule == BPFG_USTACK_CFA_END)
@@ -236,6 +268,7 @@ uint32_t ustack_walk(const struct bpfg_pt_regs *regs, bool entry, uint64_t *ips,
         w.mods = (const void *)(w.t + 1);
         w.ranges = (const void *)(w.mods + w.t->nmods);
         w.rows = (const void *)(w.ranges + w.t->nranges);
+        w.index = (const void *)(w.rows + w.t->nrows);
     }
     struct frame f = {regs->ip, regs->sp, regs->bp, true};
     uint32_t n = 0, seen = 0;

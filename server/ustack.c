@@ -25,6 +25,8 @@ struct builder {
     struct bpfg_ustack_range *ranges;
     size_t nranges, cap_ranges;
     struct cfi_rows rows;
+    uint32_t *index; /* block index (payload_abi.h section 8) */
+    size_t nindex;
     int err;
 };
 
@@ -107,6 +109,39 @@ static int add_mapping(const struct bpfg_procfs_map *m, void *arg)
     return b->err;
 }
 
+/* The block index of every module: for block k, the last row at or
+ * below its start, so a lookup binary-searches one block's rows. */
+static int build_index(struct builder *b)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < b->nmods; i++) {
+        struct bpfg_ustack_mod *m = &b->mods[i];
+        if (!m->nrows)
+            continue;
+        const struct bpfg_ustack_row *r = b->rows.rows + m->first_row;
+        m->first_page = r[0].pc  >> BPFG_USTACK_BLOCK_SHIFT;
+        m->npages = (r[m->nrows - 1].pc  >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page + 1;
+        m->first_index = (uint32_t)total;
+        total += m->npages;
+    }
+    b->index = calloc(total ? total : 1, sizeof(*b->index));
+    if (!b->index)
+        return -ENOMEM;
+    b->nindex = total;
+    for (size_t i = 0; i < b->nmods; i++) {
+        const struct bpfg_ustack_mod *m = &b->mods[i];
+        const struct bpfg_ustack_row *r = b->rows.rows + m->first_row;
+        uint32_t row = 0;
+        for (uint32_t k = 0; k < m->npages; k++) {
+            uint64_t page = (uint64_t)(m->first_page + k)  << BPFG_USTACK_BLOCK_SHIFT;
+            while (row + 1 < m->nrows && r[row + 1].pc <= page)
+                row++;
+            b->index[m->first_index + k] = row;
+        }
+    }
+    return 0;
+}
+
 static int write_all(int fd, const void *p, size_t len)
 {
     for (size_t off = 0; off < len;) {
@@ -128,9 +163,10 @@ static int write_table(const struct builder *b, int fd)
         .nmods = (uint32_t)b->nmods,
         .nranges = (uint32_t)b->nranges,
         .nrows = (uint32_t)b->rows.n,
+        .nindex = (uint32_t)b->nindex,
     };
     h.size = sizeof(h) + b->nmods * sizeof(*b->mods) + b->nranges * sizeof(*b->ranges) +
-             b->rows.n * sizeof(*b->rows.rows);
+             b->rows.n * sizeof(*b->rows.rows) + b->nindex * sizeof(*b->index);
     int r = write_all(fd, &h, sizeof(h));
     if (!r)
         r = write_all(fd, b->mods, b->nmods * sizeof(*b->mods));
@@ -138,6 +174,8 @@ static int write_table(const struct builder *b, int fd)
         r = write_all(fd, b->ranges, b->nranges * sizeof(*b->ranges));
     if (!r)
         r = write_all(fd, b->rows.rows, b->rows.n * sizeof(*b->rows.rows));
+    if (!r)
+        r = write_all(fd, b->index, b->nindex * sizeof(*b->index));
     if (!r && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         r = -errno;
     return r;
@@ -151,6 +189,8 @@ int ustack_build(pid_t pid, int *fd, char *err, size_t errlen)
         r = b.err ? b.err : -EIO;
     if (r)
         srv_efail(err, errlen, r, "the mappings of process %d: %s", (int)pid, strerror(-r));
+    if (!r && (r = build_index(&b)) != 0)
+        srv_efail(err, errlen, r, "out of memory");
     int mfd = r ? -1 : memfd_create("bpfgraft-ustack", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (!r && mfd < 0)
         r = srv_efail(err, errlen, -errno, "memfd_create: %s", strerror(errno));
@@ -158,6 +198,7 @@ int ustack_build(pid_t pid, int *fd, char *err, size_t errlen)
         srv_efail(err, errlen, r, "writing the stack tables: %s", strerror(-r));
     free(b.mods);
     free(b.ranges);
+    free(b.index);
     cfi_rows_free(&b.rows);
     if (r && mfd >= 0)
         close(mfd);
