@@ -17,6 +17,7 @@
 #include "cfi.h"
 #include "log.h"
 #include "procfs.h"
+#include "symbolize.h"
 
 struct builder {
     pid_t pid;
@@ -43,24 +44,6 @@ static int grow(void **v, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-/* runtime address - ELF vaddr for the executable mapping m of the file e. */
-static bool mapping_bias(Elf *e, const struct bpfg_procfs_map *m, uint64_t *bias)
-{
-    size_t n;
-    if (elf_getphdrnum(e, &n))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        GElf_Phdr ph;
-        if (!gelf_getphdr(e, i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
-            continue;
-        if ((ph.p_offset & ~0xfffull) <= m->offset && m->offset < ph.p_offset + ph.p_filesz) {
-            *bias = m->start - (ph.p_vaddr - ph.p_offset + m->offset);
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The rows of the file mapped at m (the very file, through map_files). */
 static void file_rows(struct builder *b, const struct bpfg_procfs_map *m, struct bpfg_ustack_mod *mod)
 {
@@ -72,7 +55,7 @@ static void file_rows(struct builder *b, const struct bpfg_procfs_map *m, struct
         return;
     elf_version(EV_CURRENT);
     Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-    bool ok = e && mapping_bias(e, m, &mod->bias);
+    bool ok = e && symz_mapping_bias(e, m->start, m->offset, &mod->bias);
     if (e)
         elf_end(e);
     size_t first = b->rows.n;

@@ -38,7 +38,7 @@ class Victim:
         return self.proc.returncode, out
 
 
-def take_stack(cl, pid, target, what):
+def take_stack(cl, pid, target, what, detach=True):
     """The stack the program saw at target, once it has seen one."""
     cl.call("map.update", map="ustack", key=b"\0" * 4, value=b"\0" * 8 * 65)
     cl.call("target.attach", pid=pid, object="ustack", programs=["take_ustack"], target=target)
@@ -49,7 +49,8 @@ def take_stack(cl, pid, target, what):
         n = int.from_bytes(raw[:8], "little")
         words = [int.from_bytes(raw[8 + 8 * i:16 + 8 * i], "little") for i in range(n)]
         time.sleep(0.05)
-    cl.call("target.detach", pid=pid)
+    if detach:
+        cl.call("target.detach", pid=pid)
     check(len(words) > 0, f"{what}: the program took a stack")
     return words
 
@@ -136,7 +137,7 @@ def test_stackid(cl, srv, victim):
         check(v.ready, f"{what}: victim ready")
         cl.call("map.update", map="stackid", key=b"\0" * 4, value=(-1).to_bytes(8, "little", signed=True))
         cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_stackid"], target=LEAF)
-        stack = take_stack(cl, v.pid, LEAF, what)
+        stack = take_stack(cl, v.pid, LEAF, what, detach=False)
         sid = int.from_bytes(cl.call("map.lookup", map="stackid", key=b"\0" * 4)["value"], "little", signed=True)
         check(0 <= sid < 1024, f"{what}: an id ({sid})")
         if sid >= 0:
@@ -144,12 +145,28 @@ def test_stackid(cl, srv, victim):
             got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
             want = (stack[:32] + [0] * 32)[:32]
             check_eq([hex(a) for a in got], [hex(a) for a in want], f"{what}: the id's stack is bpf_get_stack's")
-            rc, out, err = srv.cli("map", "dump", "stacks", json_out=True)
-            le = stack[1].to_bytes(8, "little").hex()
-            check(rc == 0 and le in out, f"{what}: bpfgraft map dump shows it", out[-2000:] + err)
+            check_dump(srv, cl, sid, stack, what)
+        cl.call("target.detach", pid=v.pid)
     finally:
         rc, out = v.end()
     check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+def check_dump(srv, cl, sid, stack, what):
+    """map.dump and `bpfgraft map dump` name the frames function+offset
+    (file), from the ELF symbols of the process that has the map."""
+    entry = [e for e in cl.call("map.dump", map="stacks")["entries"]
+             if int.from_bytes(e["key"], "little") == sid]
+    frames = entry[0].get("frames", []) if entry else []
+    check(len(frames) == min(len(stack), 32) and frames[0].startswith("_ZN8ustack_b4leafEi+0x0 (")
+          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("_ZN8ustack_a4fiveEi+0x")
+          and any(f.startswith("main+0x") for f in frames),
+          f"{what}: map.dump's frames are symbolized (client)", repr(frames))
+    rc, out, err = srv.cli("map", "dump", "stacks")
+    check(rc == 0 and f"frames: {len(frames)}" in out and "\n    _ZN8ustack_a5threeEi+0x" in out,
+          f"{what}: bpfgraft map dump prints them", out[-2000:] + err)
+    rc, out, err = srv.cli("map", "dump", "stacks", json_out=True)
+    check(rc == 0 and '"frames": ["_ZN8ustack_b4leafEi+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
 
 
 def test_signal(cl, victim, gdb_path):
