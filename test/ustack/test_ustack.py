@@ -6,6 +6,9 @@ signal handler, the stack goes on through the kernel's signal frame to the
 interrupted code; in python3, the stack at PyObject_Call reaches main."""
 import os
 import re
+import select
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -228,6 +231,53 @@ def library_range(pid, path):
     return 0, 0
 
 
+def run_bpftrace(srv, pid, script):
+    """bpftrace -p pid -e script under `bpfgraft run` for 2 s once it
+    attached, then SIGINT (it prints its maps): (stdout, stderr)."""
+    tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", "bpftrace", "-p", str(pid), "-e", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = ""
+    end = time.monotonic() + 60
+    while time.monotonic() < end and tool.poll() is None and not first.startswith("Attaching"):
+        if select.select([tool.stdout], [], [], 0.2)[0]:
+            first = tool.stdout.readline()
+    time.sleep(2)
+    if tool.poll() is None:
+        tool.send_signal(signal.SIGINT)
+    try:
+        out, err = tool.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(tool.pid, signal.SIGKILL)
+        out, err = tool.communicate()
+    return first + out, err
+
+
+def test_bpftrace(srv, victim):
+    """Debian's bpftrace under `bpfgraft run`: @[ustack] = count() prints
+    the whole symbolized chain (the kernel's frame-pointer walk stops after
+    the first frame in this victim)."""
+    what = "bpftrace @[ustack]"
+    if not shutil.which("bpftrace"):
+        skip(f"{what}: bpftrace is not installed")
+        return
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        rc, _, err = srv.cli("attach", v.pid)
+        check_eq(rc, 0, f"{what}: the victim joins bpfgraft ({err.strip()})")
+        lib = os.path.join(os.path.dirname(victim), "libustack_b.so")
+        script = f"uprobe:{lib}:_ZN8ustack_b4leafEi {{ @[ustack] = count(); }}"
+        out, err = run_bpftrace(srv, v.pid, script)
+        m = re.search(r"^@\[\n(.*?)\n\]: (\d+)$", out, re.M | re.S)
+        frames = [f.strip().split("+")[0] for f in m.group(1).splitlines()] if m else []
+        want = [c + "(int)" for c in CHAIN] + ["main"]
+        check_eq(frames[:len(want)], want, f"{what}: the symbolized stack, leaf to main")
+        check(m is not None and int(m.group(2)) > 0, f"{what}: counted", out[-1500:] + err[-1500:])
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
 PY_LOOP = """
 import sys
 def g(*a, **k):
@@ -268,6 +318,7 @@ def main():
         test_stackid(cl, srv, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
+        test_bpftrace(srv, args.victim)
         test_python(cl, args.gdb)
     sys.exit(report())
 
