@@ -231,9 +231,15 @@ def library_range(pid, path):
     return 0, 0
 
 
+def hooked(srv, pid):
+    """Whether process pid has a probe in place (bpfgraft ps)."""
+    rc, doc, _ = srv.cli_json("ps")
+    return any(t.get("pid") == pid and t.get("hooks") for t in doc or [])
+
+
 def run_bpftrace(srv, pid, script):
-    """bpftrace -p pid -e script under `bpfgraft run` for 2 s once it
-    attached, then SIGINT (it prints its maps): (stdout, stderr)."""
+    """bpftrace -p pid -e script under `bpfgraft run` for 2 s once its
+    probe is in place, then SIGINT (it prints its maps): (stdout, stderr)."""
     tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", "bpftrace", "-p", str(pid), "-e", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     first = ""
@@ -241,6 +247,8 @@ def run_bpftrace(srv, pid, script):
     while time.monotonic() < end and tool.poll() is None and not first.startswith("Attaching"):
         if select.select([tool.stdout], [], [], 0.2)[0]:
             first = tool.stdout.readline()
+    while time.monotonic() < end and tool.poll() is None and not hooked(srv, pid):
+        time.sleep(0.1)
     time.sleep(2)
     if tool.poll() is None:
         tool.send_signal(signal.SIGINT)
@@ -268,6 +276,11 @@ def test_bpftrace(srv, victim):
         lib = os.path.join(os.path.dirname(victim), "libustack_b.so")
         script = f"uprobe:{lib}:_ZN8ustack_b4leafEi {{ @[ustack] = count(); }}"
         out, err = run_bpftrace(srv, v.pid, script)
+        if "@[" not in out:
+            # seen on a loaded machine: bpftrace printed no entry at all
+            # (not even an empty stack); once more, and the first output kept
+            print(f"note - {what}: no map entry printed; running bpftrace again\n{out}{err}", flush=True)
+            out, err = run_bpftrace(srv, v.pid, script)
         m = re.search(r"^@\[\n(.*?)\n\]: (\d+)$", out, re.M | re.S)
         frames = [f.strip().split("+")[0] for f in m.group(1).splitlines()] if m else []
         want = [c + "(int)" for c in CHAIN] + ["main"]
@@ -276,6 +289,33 @@ def test_bpftrace(srv, victim):
     finally:
         rc, out = v.end()
     check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+def test_memleak(srv, cl, bin_dir, bpf_dir):
+    """samples/memleak finds the leak of memleak-victim (leaky_alloc keeps
+    100 bytes a round; balanced_alloc frees what it takes) and names the
+    allocating function first in the top stack."""
+    what = "memleak sample"
+    rc, _, err = srv.cli("load", os.path.join(bpf_dir, "memleak.bpf.o"))
+    check_eq(rc, 0, f"{what}: loaded ({err.strip()})")
+    v = Victim([os.path.join(bin_dir, "memleak-victim")])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        rc, _, err = srv.cli("attach", v.pid, "memleak")
+        check_eq(rc, 0, f"{what}: attached ({err.strip()})")
+        script = os.path.join(HERE, "..", "..", "samples", "memleak", "memleak.py")
+        r = subprocess.run([sys.executable, script, "--socket", srv.socket, "--interval", "2", "--count", "1",
+                            "--top", "3"], capture_output=True, text=True, timeout=60)
+        blocks = re.findall(r"^\t(\d+) bytes in (\d+) allocations from stack\n((?:\t\t.*\n?)*)", r.stdout, re.M)
+        top = blocks[0] if blocks else ("0", "0", "")
+        frames = [f.strip() for f in top[2].splitlines()]
+        check(int(top[0]) >= 100 * 10 and int(top[0]) == 100 * int(top[1]) and frames[:1] != []
+              and frames[0].startswith("leaky_alloc+0x") and any(f.startswith("main+0x") for f in frames),
+              f"{what}: the top stack is leaky_alloc's, 100 bytes per allocation", r.stdout[-2000:] + r.stderr)
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        v.proc.kill()
+        finish(v.proc, 10)
 
 
 PY_LOOP = """
@@ -297,6 +337,8 @@ def test_python(cl, gdb_path):
         check(v.ready, f"{what}: python3 ready")
         stack = take_stack(cl, v.pid, f"{py}:PyObject_Call", what)
         _, ours, out = gdb_view(gdb_path, v.pid, stack[0], stack) if stack else (None, None, "")
+        if ours and set(ours) == {"No symbol matches"}:   # gdb read no symbols (a loaded machine): once more
+            _, ours, out = gdb_view(gdb_path, v.pid, stack[0], stack)
         check(ours is not None and len(ours) > 5, f"{what}: gdb names the frames", out[-3000:])
         ours = ours or []
         check(ours[:1] == ["PyObject_Call"] and "Py_BytesMain" in ours and "__libc_start_call_main" in ours,
@@ -319,6 +361,7 @@ def main():
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
         test_bpftrace(srv, args.victim)
+        test_memleak(srv, cl, args.bin_dir, os.path.dirname(os.path.abspath(args.obj)))
         test_python(cl, args.gdb)
     sys.exit(report())
 
