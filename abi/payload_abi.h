@@ -275,6 +275,7 @@ enum bpfg_pmsg_type {
 };
 #define BPFG_PMSG_EXEC 8          /* payload -> server, async: struct bpfg_pmsg_exec + path */
 #define BPFG_PMSG_SYS_SITES 9     /* payload -> server, async: uint64_t sites[] (section 6) */
+#define BPFG_PMSG_USTACK_STALE 10 /* payload -> server, async, no body: a stack met code the tables lack (8) */
 #define BPFG_PMSG_SYSCALL_HOOK 32 /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
 #define BPFG_PMSG_SYSCALL_OFF 33  /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
 #define BPFG_PMSG_TOOL_MODE \
@@ -286,7 +287,6 @@ enum bpfg_pmsg_type {
 #define BPFG_PMSG_PIDNS 36  /* struct bpfg_pmsg_pidns + tid pairs; reply: empty */
 #define BPFG_PMSG_UNWIND 37 /* struct bpfg_pmsg_unwind; reply: uint64_t unwind page (before a uretprobe's HOOK) */
 #define BPFG_PMSG_USTACK 38 /* no body, unwind tables memfd attached (section 8); reply: empty */
-#define BPFG_PMSG_USTACK_STALE 10 /* payload -> server, async, no body: a stack met code the tables lack */
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
@@ -728,7 +728,7 @@ struct bpfg_ustack_hdr {
     uint32_t nmods;
     uint32_t nranges;
     uint32_t nrows;
-    uint64_t size; /* of the whole table, bytes */
+    uint64_t size;   /* of the whole table, bytes */
     uint32_t nindex; /* u32 block index entries, after the rows */
     uint32_t pad;
 };
@@ -756,7 +756,7 @@ enum bpfg_ustack_cfa {
 };
 
 struct bpfg_ustack_row {
-    uint32_t pc;      /* ELF vaddr */
+    uint32_t pc; /* ELF vaddr */
     int32_t cfa_off;
     int16_t rbp_off;  /* rbp saved at CFA + rbp_off when rbp_saved */
     uint8_t cfa_rule; /* enum bpfg_ustack_cfa */

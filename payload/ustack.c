@@ -33,7 +33,7 @@ struct walk {
     const struct bpfg_ustack_range *ranges;
     const struct bpfg_ustack_row *rows;
     const uint32_t *index;
-    uint64_t lo, hi; /* the rw range of the last read */
+    uint64_t lo, hi;  /* the rw range of the last read */
     uint64_t last_pc; /* the last lookup's pc and result */
     const struct bpfg_ustack_row *last_row;
     bool last_no_cfi;
@@ -144,9 +144,9 @@ static const struct bpfg_ustack_mod *find_mod(const struct walk *w, uint64_t pc)
 static const struct bpfg_ustack_row *find_row(const struct walk *w, const struct bpfg_ustack_mod *m, uint64_t pc)
 {
     uint64_t vaddr = pc - m->bias;
-    if (!m->nrows || vaddr > UINT32_MAX || (vaddr  >> BPFG_USTACK_BLOCK_SHIFT) < m->first_page)
+    if (!m->nrows || vaddr > UINT32_MAX || (vaddr >> BPFG_USTACK_BLOCK_SHIFT) < m->first_page)
         return NULL;
-    uint64_t k = (vaddr  >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page;
+    uint64_t k = (vaddr >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page;
     const uint32_t *ix = w->index + m->first_index;
     uint32_t lo = k < m->npages ? ix[k] : m->nrows - 1;
     uint32_t hi = k + 1 < m->npages ? ix[k + 1] + 1 : m->nrows;

@@ -217,8 +217,8 @@ static int parse_fde(const struct sec *s, const uint8_t *body, const uint8_t *ne
     size_t cie_off = s->eh ? (size_t)(body - s->data) - (size_t)ptr : (size_t)ptr;
     const uint8_t *cbody, *cnext;
     struct fde f = {.prio = prio, .sec = s};
-    if ((s->eh && ptr > (size_t)(body - s->data)) || cie_off >= s->size ||
-        !entry_bounds(s, cie_off, &cbody, &cnext) || !parse_cie(s, cbody, cnext, &f.cie))
+    if ((s->eh && ptr > (size_t)(body - s->data)) || cie_off >= s->size || !entry_bounds(s, cie_off, &cbody, &cnext) ||
+        !parse_cie(s, cbody, cnext, &f.cie))
         return 0; /* a broken entry: its function gets no rows */
     uint8_t enc = s->eh ? f.cie.fde_enc : 0x00;
     f.start = rd_ptr(&r, enc, s);
@@ -532,7 +532,8 @@ int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen)
     }
     struct sec eh, dbg;
     struct fde_list l = {0};
-    bool have_eh = section_named(e, shstrndx, ".eh_frame", &eh), have_dbg = section_named(e, shstrndx, ".debug_frame", &dbg);
+    bool have_eh = section_named(e, shstrndx, ".eh_frame", &eh),
+         have_dbg = section_named(e, shstrndx, ".debug_frame", &dbg);
     int r = have_eh ? collect_fdes(&eh, 0, &l) : 0;
     if (!r && have_dbg)
         r = collect_fdes(&dbg, 1, &l);

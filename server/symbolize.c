@@ -110,15 +110,14 @@ static void read_minidebuginfo(Elf *e, struct symfile *f)
     while ((scn = elf_nextscn(e, scn))) {
         GElf_Shdr sh;
         const char *name;
-        if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(e, shstrndx, sh.sh_name)) ||
-            strcmp(name, ".gnu_debugdata"))
+        if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(e, shstrndx, sh.sh_name)) || strcmp(name, ".gnu_debugdata"))
             continue;
         Elf_Data *d = elf_getdata(scn, NULL);
         size_t cap = MAX_MINIDEBUG, inpos = 0, outpos = 0;
         uint64_t memlimit = UINT64_MAX;
         uint8_t *out = d ? malloc(cap) : NULL;
-        if (out && lzma_stream_buffer_decode(&memlimit, 0, NULL, d->d_buf, &inpos, d->d_size, out, &outpos, cap) ==
-                       LZMA_OK) {
+        if (out &&
+            lzma_stream_buffer_decode(&memlimit, 0, NULL, d->d_buf, &inpos, d->d_size, out, &outpos, cap) == LZMA_OK) {
             Elf *mini = elf_memory((char *)out, outpos);
             if (mini) {
                 read_symtab(mini, SHT_SYMTAB, f);

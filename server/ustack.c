@@ -102,8 +102,8 @@ static int build_index(struct builder *b)
         if (!m->nrows)
             continue;
         const struct bpfg_ustack_row *r = b->rows.rows + m->first_row;
-        m->first_page = r[0].pc  >> BPFG_USTACK_BLOCK_SHIFT;
-        m->npages = (r[m->nrows - 1].pc  >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page + 1;
+        m->first_page = r[0].pc >> BPFG_USTACK_BLOCK_SHIFT;
+        m->npages = (r[m->nrows - 1].pc >> BPFG_USTACK_BLOCK_SHIFT) - m->first_page + 1;
         m->first_index = (uint32_t)total;
         total += m->npages;
     }
@@ -116,7 +116,7 @@ static int build_index(struct builder *b)
         const struct bpfg_ustack_row *r = b->rows.rows + m->first_row;
         uint32_t row = 0;
         for (uint32_t k = 0; k < m->npages; k++) {
-            uint64_t page = (uint64_t)(m->first_page + k)  << BPFG_USTACK_BLOCK_SHIFT;
+            uint64_t page = (uint64_t)(m->first_page + k) << BPFG_USTACK_BLOCK_SHIFT;
             while (row + 1 < m->nrows && r[row + 1].pc <= page)
                 row++;
             b->index[m->first_index + k] = row;

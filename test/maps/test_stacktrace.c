@@ -118,9 +118,18 @@ Test(stacktrace_kernel, create_errors)
     struct {
         uint32_t ks, vs, n, flags;
     } c[] = {
-        {4, 8, 1, 0},        {4, 1016, 16384, 0}, {8, 8, 1, 0},          {4, 0, 1, 0},
-        {4, 12, 1, 0},       {4, 1024, 1, 0},     {4, 1016, 0, 0},       {4, 8, 1, BPF_F_NO_PREALLOC},
-        {4, 8, 1, BPF_F_RDONLY}, {4, 8, 1, BPF_F_ZERO_SEED}, {4, 127 * 8, 1, 0}, {4, 128 * 8, 1, 0},
+        {4, 8, 1, 0},
+        {4, 1016, 16384, 0},
+        {8, 8, 1, 0},
+        {4, 0, 1, 0},
+        {4, 12, 1, 0},
+        {4, 1024, 1, 0},
+        {4, 1016, 0, 0},
+        {4, 8, 1, BPF_F_NO_PREALLOC},
+        {4, 8, 1, BPF_F_RDONLY},
+        {4, 8, 1, BPF_F_ZERO_SEED},
+        {4, 127 * 8, 1, 0},
+        {4, 128 * 8, 1, 0},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_STACK_TRACE,
@@ -170,8 +179,7 @@ static int stackid_prog(int map_fd, uint32_t flags)
         {.code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_get_stackid},
         {.code = BPF_JMP | BPF_EXIT},
     };
-    return bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, "stackid", "GPL", insns, sizeof(insns) / sizeof(insns[0]),
-                         NULL);
+    return bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, "stackid", "GPL", insns, sizeof(insns) / sizeof(insns[0]), NULL);
 }
 
 static int run_prog(int prog)

@@ -3,7 +3,8 @@
 
 volatile int ustack_sink;
 
-namespace ustack_a {
+namespace ustack_a
+{
 __attribute__((noinline)) int one(int depth)
 {
     int r = ustack_b::two(depth + 1);

@@ -1,7 +1,8 @@
 // libb of ustack-victim (ustack_lib.h), built -O2 -fomit-frame-pointer.
 #include "ustack_lib.h"
 
-namespace ustack_b {
+namespace ustack_b
+{
 __attribute__((noinline)) int two(int depth)
 {
     int r = ustack_a::three(depth + 1);

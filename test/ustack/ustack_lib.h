@@ -4,13 +4,15 @@
 // Every function does work after its call, so none is a tail call.
 #pragma once
 
-namespace ustack_a {
+namespace ustack_a
+{
 int one(int depth);
 int three(int depth);
 int five(int depth);
 } // namespace ustack_a
 
-namespace ustack_b {
+namespace ustack_b
+{
 int two(int depth);
 int four(int depth);
 int leaf(int depth);
