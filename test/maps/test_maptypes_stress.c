@@ -174,30 +174,15 @@ Test(maptypes_kill, bloom_pushers, .timeout = 60)
 /* ---- STACK_TRACE inserters ---- */
 
 #define KENTRIES 8
-
 #define SDEPTH 8
-
-static struct bpfg_map *mkstack(uint32_t entries)
-{
-    struct bpfg_map_spec s = {
-        .type = BPF_MAP_TYPE_STACK_TRACE, .key_size = 4, .value_size = SDEPTH * 8, .max_entries = entries};
-    struct bpfg_map *m = NULL;
-    cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
-    return m;
-}
-
-static void fill_stack(uint64_t *ips, uint32_t n, uint64_t base)
-{
-    for (uint32_t i = 0; i < n; i++)
-        ips[i] = 0x400000 + base * 0x1000 + i * 0x10;
-}
 
 static void inserter(struct bpfg_map *m, unsigned seed)
 {
     uint64_t ips[SDEPTH];
     for (;;) {
-        fill_stack(ips, 1 + (unsigned)rand_r(&seed) % SDEPTH, (unsigned)rand_r(&seed) % 64);
-        int r = bpfg_map_stackid(m, ips, 1 + (unsigned)rand_r(&seed) % SDEPTH, BPF_F_REUSE_STACKID);
+        uint32_t n = 1 + (unsigned)rand_r(&seed) % SDEPTH;
+        stack_fill(ips, n, (unsigned)rand_r(&seed) % 64);
+        int r = bpfg_map_stackid(m, ips, n, BPF_F_REUSE_STACKID);
         if (r < 0 && r != -ENOMEM)
             _exit(3);
         uint32_t id = (unsigned)rand_r(&seed) % KENTRIES;
@@ -210,7 +195,7 @@ static void inserter(struct bpfg_map *m, unsigned seed)
  * all find an element (none leaked). */
 Test(maptypes_kill, stack_trace_inserters, .timeout = 60)
 {
-    struct bpfg_map *m = mkstack(KENTRIES);
+    struct bpfg_map *m = stack_map_create(KENTRIES, SDEPTH);
     unsigned seed = 42;
     for (int it = 0; it < 40; it++)
         kill_two_writers(m, inserter, it, &seed);
@@ -221,7 +206,7 @@ Test(maptypes_kill, stack_trace_inserters, .timeout = 60)
     int stored = 0;
     uint64_t ips[SDEPTH];
     for (uint64_t base = 1000; base < 100000 && stored < KENTRIES; base++) {
-        fill_stack(ips, SDEPTH, base);
+        stack_fill(ips, SDEPTH, base);
         int r = bpfg_map_stackid(m, ips, SDEPTH, 0);
         cr_assert(r >= 0 || r == -EEXIST, "stack %llu: %d (an element leaked)", (unsigned long long)base, r);
         stored += r >= 0;

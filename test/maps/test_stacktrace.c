@@ -18,21 +18,6 @@
 
 #define DEPTH 8
 
-static struct bpfg_map *mkstack(uint32_t entries, uint32_t depth)
-{
-    struct bpfg_map_spec s = {
-        .type = BPF_MAP_TYPE_STACK_TRACE, .key_size = 4, .value_size = depth * 8, .max_entries = entries};
-    struct bpfg_map *m = NULL;
-    cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
-    return m;
-}
-
-static void fill_stack(uint64_t *ips, uint32_t n, uint64_t base)
-{
-    for (uint32_t i = 0; i < n; i++)
-        ips[i] = 0x400000 + base * 0x1000 + i * 0x10;
-}
-
 static void expect_stack(struct bpfg_map *m, uint32_t id, const uint64_t *ips, uint32_t n)
 {
     uint64_t got[DEPTH] = {0}, want[DEPTH] = {0};
@@ -44,10 +29,10 @@ static void expect_stack(struct bpfg_map *m, uint32_t id, const uint64_t *ips, u
 /* One bucket: every stack has id 0; one element. */
 Test(stacktrace, collisions)
 {
-    struct bpfg_map *m = mkstack(1, DEPTH);
+    struct bpfg_map *m = stack_map_create(1, DEPTH);
     uint64_t a[DEPTH], b[DEPTH];
-    fill_stack(a, 5, 1);
-    fill_stack(b, 6, 2);
+    stack_fill(a, 5, 1);
+    stack_fill(b, 6, 2);
     cr_assert_eq(bpfg_map_stackid(m, a, 5, 0), 0);
     cr_assert_eq(bpfg_map_stackid(m, a, 5, 0), 0, "the same stack, the same id");
     cr_assert_eq(bpfg_map_stackid(m, b, 6, 0), -EEXIST, "another stack in the id");
@@ -65,13 +50,13 @@ Test(stacktrace, collisions)
  * with BPF_F_REUSE_STACKID. */
 Test(stacktrace, reuse)
 {
-    struct bpfg_map *m = mkstack(2, DEPTH);
+    struct bpfg_map *m = stack_map_create(2, DEPTH);
     uint64_t a[DEPTH], b[DEPTH];
-    fill_stack(a, DEPTH, 1);
+    stack_fill(a, DEPTH, 1);
     int id = bpfg_map_stackid(m, a, DEPTH, 0), r = 0;
     cr_assert_geq(id, 0);
     for (uint64_t base = 2; base < 100 && r != -EEXIST; base++) {
-        fill_stack(b, DEPTH, base);
+        stack_fill(b, DEPTH, base);
         r = bpfg_map_stackid(m, b, DEPTH, 0);
         uint32_t other = (uint32_t)r;
         if (r >= 0) /* the other id: only a's may stay */
@@ -89,11 +74,11 @@ Test(stacktrace, reuse)
  * element; deleting one frees it. */
 Test(stacktrace, enomem_and_delete)
 {
-    struct bpfg_map *m = mkstack(3, DEPTH);
+    struct bpfg_map *m = stack_map_create(3, DEPTH);
     uint64_t ips[DEPTH];
     int ids[4] = {-1, -1, -1, -1}, stored = 0, r = 0;
     for (uint64_t base = 1; base < 1000 && r != -ENOMEM; base++) {
-        fill_stack(ips, DEPTH, base);
+        stack_fill(ips, DEPTH, base);
         r = bpfg_map_stackid(m, ips, DEPTH, 0);
         cr_assert(r >= 0 || r == -EEXIST || r == -ENOMEM, "stackid: %d", r);
         if (r >= 0)
@@ -152,7 +137,7 @@ Test(stacktrace_kernel, syscall_ops_on_empty)
     test_needs("bpf-maps");
     int kfd = bpf_map_create(BPF_MAP_TYPE_STACK_TRACE, "s", 4, DEPTH * 8, 8, NULL);
     cr_assert_geq(kfd, 0, "%s", strerror(errno));
-    struct bpfg_map *m = mkstack(8, DEPTH);
+    struct bpfg_map *m = stack_map_create(8, DEPTH);
     uint64_t v[DEPTH] = {0};
     uint32_t next;
     for (uint32_t id = 0; id < 10; id++) {
@@ -210,7 +195,7 @@ Test(stacktrace_kernel, ids_like_the_kernel)
         uint32_t n = 0;
         while (n < DEPTH && ips[n])
             n++;
-        struct bpfg_map *m = mkstack(1024, DEPTH);
+        struct bpfg_map *m = stack_map_create(1024, DEPTH);
         cr_assert_eq(bpfg_map_stackid(m, ips, n, 0), kid, "skip %u: %u frames", skip, n);
         expect_stack(m, (uint32_t)kid, ips, n);
         cr_assert_eq(run_prog(prog), kid, "the kernel: the same stack again");
