@@ -24,6 +24,7 @@
  *   5. syscall hooks            Syscall User Dispatch, SYSCALL_HOOK / _OFF / _UNHOOK, EXEC
  *   6. rewritten syscall sites  the fast path (SYS_SITES)
  *   7. tool mode                `bpfgraft run -- TOOL` and its tool channel
+ *   8. user stacks              CFI unwind tables for bpf_get_stack (USTACK)
  */
 #ifndef BPFGRAFT_PAYLOAD_ABI_H
 #define BPFGRAFT_PAYLOAD_ABI_H
@@ -284,6 +285,7 @@ enum bpfg_pmsg_type {
 };
 #define BPFG_PMSG_EXEC 8          /* payload -> server, async: struct bpfg_pmsg_exec + path */
 #define BPFG_PMSG_SYS_SITES 9     /* payload -> server, async: uint64_t sites[] (section 6) */
+#define BPFG_PMSG_USTACK_STALE 10 /* payload -> server, async, no body: a stack met code the tables lack (8) */
 #define BPFG_PMSG_SYSCALL_HOOK 32 /* struct bpfg_pmsg_syscall_hook; reply: struct bpfg_pmsg_syscall_reply */
 #define BPFG_PMSG_SYSCALL_OFF 33  /* no body; reply: struct bpfg_pmsg_syscall_off_reply */
 #define BPFG_PMSG_TOOL_MODE \
@@ -317,6 +319,7 @@ struct bpfg_perf_event_ctx {
  * channel: no body, the channel fd attached; the payload drops the old
  * channel and serves the tool's requests on the new one; reply: empty. */
 #define BPFG_PMSG_TOOL_CHAN 38
+#define BPFG_PMSG_USTACK 39 /* no body, unwind tables memfd attached (section 8); reply: empty */
 
 /* HELLO: the first message of the payload. Its body is struct
  * bpfg_pmsg_hello_ext, which starts with struct bpfg_pmsg_hello and adds
@@ -731,6 +734,67 @@ enum bpfg_tool_obj_kind {
 struct bpfg_tool_release {
     uint32_t kind; /* enum bpfg_tool_obj_kind */
     uint32_t id;
+};
+
+/* ==== 8. user stacks ====
+ *
+ * bpf_get_stack(BPF_F_USER_STACK) unwinds with the CFI (.eh_frame,
+ * .debug_frame) of the target's mapped files, which the server compiles
+ * into one sealed memfd (BPFG_PMSG_USTACK, mapped read-only; a newer one
+ * replaces it) in this layout: the header, nmods modules sorted by start,
+ * nranges readable ranges (the process's rw mappings, where stacks are)
+ * sorted by start, the rows of every module, each module's sorted by pc,
+ * then the block index: for block k of a module's rows (vaddr >>
+ * BPFG_USTACK_BLOCK_SHIFT = first_page + k), the module-relative index of
+ * the last row at or below the block's start (0 if none): a lookup
+ * searches only that block's rows (one to three, mostly). A pc's row is the last one at or below it; rows are cut where the
+ * CFA or rbp rule changes (an sframe-like table: only what an x86-64 stack
+ * walk needs; the return address is always at CFA - 8).
+ * When a walk meets a pc in no module, the payload sends USTACK_STALE
+ * once per table; the server then sends fresh tables (dlopen). */
+#define BPFG_USTACK_MAGIC 0x6b63617473756662ull /* "bfustack" */
+#define BPFG_USTACK_VERSION 1
+#define BPFG_USTACK_BLOCK_SHIFT 8 /* 256-byte blocks of code per index entry */
+
+struct bpfg_ustack_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nmods;
+    uint32_t nranges;
+    uint32_t nrows;
+    uint64_t size;   /* of the whole table, bytes */
+    uint32_t nindex; /* u32 block index entries, after the rows */
+    uint32_t pad;
+};
+
+struct bpfg_ustack_mod {
+    uint64_t start, end; /* the executable mapping */
+    uint64_t bias;       /* runtime address - ELF vaddr */
+    uint32_t first_row, nrows;
+    uint32_t first_index, npages; /* the module's block index entries */
+    uint32_t first_page;          /* vaddr >> BPFG_USTACK_BLOCK_SHIFT of its first row */
+    uint32_t pad;
+};
+
+struct bpfg_ustack_range {
+    uint64_t start, end;
+};
+
+enum bpfg_ustack_cfa {
+    BPFG_USTACK_CFA_NONE = 0,  /* no CFI covers the pc: frame pointers */
+    BPFG_USTACK_CFA_RSP = 1,   /* CFA = rsp + cfa_off */
+    BPFG_USTACK_CFA_RBP = 2,   /* CFA = rbp + cfa_off */
+    BPFG_USTACK_CFA_PLT = 3,   /* PLT entries: rsp + 8, + 8 more from byte 11 of the 16 */
+    BPFG_USTACK_CFA_END = 4,   /* return address undefined: the outermost frame */
+    BPFG_USTACK_CFA_SIGNAL = 5 /* __restore_rt: rsp points at the kernel's ucontext */
+};
+
+struct bpfg_ustack_row {
+    uint32_t pc; /* ELF vaddr */
+    int32_t cfa_off;
+    int16_t rbp_off;  /* rbp saved at CFA + rbp_off when rbp_saved */
+    uint8_t cfa_rule; /* enum bpfg_ustack_cfa */
+    uint8_t rbp_saved;
 };
 
 #endif

@@ -603,6 +603,7 @@ static void fmt_bytes(struct sbuf *sb, const struct map_meta *m, uint32_t type, 
 static void print_entry(struct sbuf *sb, const struct map_meta *m, const msgpack_object *e)
 {
     const msgpack_object *k = obj_get(e, "key"), *v = obj_get(e, "value"), *vals = obj_get(e, "values");
+    const msgpack_object *frames = obj_get(e, "frames"); /* stack maps: symbolized */
     struct sbuf fk = {0}, fv = {0};
     bool tk = false, tv = false;
 
@@ -649,7 +650,18 @@ static void print_entry(struct sbuf *sb, const struct map_meta *m, const msgpack
                 sbuf_printf(sb, "\"key\": %s, ", fk.s ? fk.s : "null");
             sbuf_printf(sb, "\"%s\": %s}", vals ? "values" : "value", fv.s ? fv.s : "null");
         }
+        if (frames) {
+            sbuf_puts(sb, ", \"frames\": ");
+            json_from_obj(sb, frames);
+        }
         sbuf_putc(sb, '}');
+    } else if (frames && frames->type == MSGPACK_OBJECT_ARRAY) {
+        sbuf_printf(sb, "key: %s  frames: %u", fk.s ? fk.s : "", frames->via.array.size);
+        for (uint32_t i = 0; i < frames->via.array.size; i++) {
+            const msgpack_object *f = &frames->via.array.ptr[i];
+            if (f->type == MSGPACK_OBJECT_STR)
+                sbuf_printf(sb, "\n    %.*s", (int)f->via.str.size, f->via.str.ptr);
+        }
     } else if (vals) {
         sbuf_printf(sb, "key: %s%s", fk.s ? fk.s : "", fv.s ? fv.s : "");
     } else if (k) {

@@ -165,6 +165,10 @@ extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;
 extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_hash_ops;
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
 extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_maps_ops;
+extern const struct map_ops stack_trace_ops;
+
+/* The kernel's jhash2 over words u32 words (map_bloom.c). */
+uint32_t map_jhash2(const uint8_t *k, uint32_t words, uint32_t initval);
 
 /* Locks: bpfgraft's own, a futex word in the region holding the owner's
  * tid, and the owner's identity for the liveness check a waiter makes when

@@ -77,12 +77,12 @@ static inline uint32_t rol32(uint32_t w, unsigned s)
 static inline uint32_t get32(const uint8_t *p)
 {
     uint32_t v;
-    memcpy(&v, p, 4);
+    __builtin_memcpy(&v, p, 4); /* inlined in the payload too (-ffreestanding) */
     return v;
 }
 
-/* The kernel's jhash2 (length in u32 words). */
-static uint32_t jhash2(const uint8_t *k, uint32_t words, uint32_t initval)
+/* The kernel's jhash2 (length in u32 words); STACK_TRACE's hash too. */
+uint32_t map_jhash2(const uint8_t *k, uint32_t words, uint32_t initval)
 {
     uint32_t a, b, c;
     a = b = c = JHASH_INITVAL + (words << 2) + initval;
@@ -122,7 +122,7 @@ static uint32_t jhash(const uint8_t *k, uint32_t len, uint32_t initval)
 
 static inline uint32_t bloom_bit(const struct bpfg_map *m, const void *value, uint32_t i)
 {
-    uint32_t h = m->value_size % 4 == 0 ? jhash2(value, m->value_size / 4, m->hash_seed + i)
+    uint32_t h = m->value_size % 4 == 0 ? map_jhash2(value, m->value_size / 4, m->hash_seed + i)
                                         : jhash(value, m->value_size, m->hash_seed + i);
     return h & m->n_elems; /* validated at open: bits - 1 */
 }

@@ -41,6 +41,7 @@ static const struct map_ops *const type_ops[] = {
     [BPF_MAP_TYPE_ARRAY_OF_MAPS] = &array_of_maps_ops,
     [BPF_MAP_TYPE_HASH_OF_MAPS] = &hash_of_maps_ops,
     [BPF_MAP_TYPE_BLOOM_FILTER] = &bloom_ops,
+    [BPF_MAP_TYPE_STACK_TRACE] = &stack_trace_ops,
 };
 
 static const char *const type_names[] = {
@@ -59,6 +60,7 @@ static const char *const type_names[] = {
     [BPF_MAP_TYPE_ARRAY_OF_MAPS] = "array_of_maps",
     [BPF_MAP_TYPE_HASH_OF_MAPS] = "hash_of_maps",
     [BPF_MAP_TYPE_BLOOM_FILTER] = "bloom_filter",
+    [BPF_MAP_TYPE_STACK_TRACE] = "stack_trace",
 };
 
 #define NTYPES (sizeof(type_ops) / sizeof(type_ops[0]))

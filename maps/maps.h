@@ -224,4 +224,13 @@ int bpfg_perf_consume(struct bpfg_map *map, bpfg_perf_sample_fn sample, bpfg_per
  * Returns 0 or a negative errno. */
 int bpfg_map_check_repair(struct bpfg_map *map);
 
+/* STACK_TRACE (map_stacktrace.c): the frames a stack id holds (value_size
+ * / 8; 0 for other types), and bpf_get_stackid's map side: the id of the
+ * stack ips[0..nr) (BPF_F_SKIP_FIELD_MASK already applied), stored if
+ * new. flags: BPF_F_REUSE_STACKID, BPF_F_FAST_STACK_CMP. Returns the id,
+ * -EEXIST (another stack holds the id), -ENOMEM (no free element) or
+ * -EINVAL. */
+uint32_t bpfg_map_stack_depth(const struct bpfg_map *map);
+int bpfg_map_stackid(struct bpfg_map *map, const uint64_t *ips, uint32_t nr, uint64_t flags);
+
 #endif

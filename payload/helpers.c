@@ -17,6 +17,7 @@
 #include "callbacks.h"
 #include "payload.h"
 #include "rt/rt.h"
+#include "ustack.h"
 
 #define H(name) static uint64_t name(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
 #define UNUSED5 (void)r1, (void)r2, (void)r3, (void)r4, (void)r5, (void)user
@@ -639,11 +640,11 @@ H(h_get_attach_cookie)
     return 0;
 }
 
-/* bpf_get_stack(ctx, buf, size, flags): user stacks only, by walking frame
- * pointers from regs->bp, so frames of code built without them are
- * missed. At a function's entry the caller's address is still at [sp] and
- * is reported first. Return addresses a uretprobe replaced are reported
- * as they were. Kernel stacks (no BPF_F_USER_STACK) are empty here. */
+/* bpf_get_stack(ctx, buf, size, flags): user stacks only, walked with
+ * the CFI tables the server sent (ustack.c; frame pointers where a pc
+ * has no CFI or before the tables arrive). Return addresses a uretprobe
+ * replaced are reported as they were. Kernel stacks (no
+ * BPF_F_USER_STACK) are empty here. */
 H(h_get_stack)
 {
     (void)r1, (void)r5;
@@ -654,37 +655,35 @@ H(h_get_stack)
     if (size % 8 || (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
         (flags & BPF_F_USER_BUILD_ID))
         return neg(-EINVAL);
-    uint32_t skip = (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK), max = size / 8, n = 0, seen = 0;
-    if (!(flags & BPF_F_USER_STACK) || !ex->regs) {
-        memset(buf, 0, size);
-        return 0;
-    }
-#define EMIT(ip)                       \
-    do {                               \
-        if (seen++ >= skip && n < max) \
-            buf[n++] = (ip);           \
-    } while (0)
-    EMIT(ex->regs->ip);
-    if (ex->entry) {
-        uint64_t ret;
-        if (rt_safe_read(&ret, (const void *)ex->regs->sp, 8) == 0)
-            EMIT(hooks_real_return(ex->regs, ex->regs->sp, ret));
-    }
-    uint64_t fp = ex->regs->bp;
-    for (int depth = 0; n < max && fp && depth < 127; depth++) {
-        uint64_t frame[2];
-        if ((fp & 7) || rt_safe_read(frame, (const void *)fp, sizeof(frame)))
-            break;
-        if (!frame[1])
-            break;
-        EMIT(hooks_real_return(ex->regs, fp + 8, frame[1]));
-        if (frame[0] <= fp) /* stacks grow down: a caller's frame is higher */
-            break;
-        fp = frame[0];
-    }
-#undef EMIT
+    uint32_t n = 0;
+    if ((flags & BPF_F_USER_STACK) && ex->regs)
+        n = ustack_walk(ex->regs, ex->entry, buf, size / 8, (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK));
     memset(buf + n, 0, size - n * 8);
     return (uint64_t)n * 8;
+}
+
+/* bpf_get_stackid(ctx, map, flags): the kernel's: the user stack (up to
+ * the map's depth + skip frames, at most 127), less skip frames, stored
+ * in the STACK_TRACE map; its id. -EFAULT when no frame is left (kernel
+ * stacks: none here). */
+H(h_get_stackid)
+{
+    (void)r4, (void)r5;
+    struct bpfg_exec *ex = user;
+    struct bpfg_map *m = (struct bpfg_map *)r2;
+    uint64_t flags = r3;
+    if (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_FAST_STACK_CMP | BPF_F_REUSE_STACKID))
+        return neg(-EINVAL);
+    uint64_t ips[127];
+    uint32_t skip = (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK), max = bpfg_map_stack_depth(m) + skip, n = 0;
+    if (max > 127)
+        max = 127;
+    if ((flags & BPF_F_USER_STACK) && ex->regs)
+        n = ustack_walk(ex->regs, ex->entry, ips, max, 0);
+    (void)r1;
+    if (n <= skip)
+        return neg(-EFAULT);
+    return (uint64_t)(int64_t)bpfg_map_stackid(m, ips + skip, n - skip, flags);
 }
 
 /* ---- running ---- */
@@ -751,6 +750,7 @@ static const struct {
     {BPFG_FUNC_map_iter, "bpfgraft_map_iter", h_map_iter},
     {BPF_FUNC_spin_lock, "spin_lock", h_spin_lock},
     {BPF_FUNC_spin_unlock, "spin_unlock", h_spin_unlock},
+    {BPF_FUNC_get_stackid, "get_stackid", h_get_stackid},
 };
 
 int helpers_register(struct bpfg_vm *vm)

@@ -23,6 +23,7 @@
 #include "timer.h"
 #include "tool.h"
 #include "unwind.h"
+#include "ustack.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
 
@@ -442,6 +443,7 @@ static int do_detach(int *status)
         bpfg_map_close(maps[i].map);
         maps[i].map = NULL;
     }
+    ustack_release();
     *status = 0;
     return 1;
 }
@@ -494,6 +496,10 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         okbody_len = sizeof(page);
         return r;
     }
+    case BPFG_PMSG_USTACK:
+        if (fd < 0)
+            return fail(-EBADF, "USTACK message carries no fd");
+        return ustack_install(fd, errbuf, sizeof(errbuf));
     case BPFG_PMSG_DETACH: {
         int status;
         *exit_after = do_detach(&status);
@@ -641,6 +647,8 @@ static void serve(struct bpfg_payload_params *p)
         timer_run_due();
         drain_trace();
         report_sites();
+        if (ustack_take_stale())
+            send_msg(BPFG_PMSG_USTACK_STALE, 0, 0, 0, NULL, 0);
         if (r == 0 || r == -EINTR)
             continue;
         if (rt_is_err(r))

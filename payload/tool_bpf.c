@@ -529,6 +529,10 @@ static long elem_delete(struct tool_file *f, const void *key)
 
 static long elem_next_key(struct tool_file *f, const void *key, void *next)
 {
+    /* the kernel's hash maps: a key not in the map gives the first key
+     * (bpftrace starts its walks from a zeroed key) */
+    if (key && is_hash(f->map_type) && !bpfg_map_lookup_elem(f->map, key))
+        key = NULL;
     if (f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
         return bpfg_map_get_next_key(f->map, key, next);
     /* the kernel's array order */

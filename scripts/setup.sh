@@ -10,6 +10,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   clang "llvm-${LLVM_VERSION}-dev" "clang-${LLVM_VERSION}" "libclang-rt-${LLVM_VERSION}-dev"
   libbpf-dev libelf-dev zlib1g-dev libzstd-dev
+  liblzma-dev    # bpfgraftd: MiniDebugInfo (.gnu_debugdata) symbols for stack frames
   libunwind-dev
   libmsgpack-dev python3 python3-msgpack
   libcriterion-dev

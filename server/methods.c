@@ -18,6 +18,7 @@
 #include "methods.h"
 #include "progcheck.h"
 #include "state.h"
+#include "symbolize.h"
 #include "tool.h"
 
 enum ptype { P_STR, P_BIN, P_UINT, P_BOOL, P_REF, P_ARRAY };
@@ -551,6 +552,56 @@ static int m_map_delete(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+/* Stack maps: their addresses symbolized in the processes that have the
+ * map (the first whose mappings hold an address names it). */
+#define STACK_SYM_PROCS 8
+
+struct stack_syms {
+    struct symz *z[STACK_SYM_PROCS];
+    size_t n;
+};
+
+static void stack_syms_open(struct server *s, uint32_t map_id, struct stack_syms *ss)
+{
+    ss->n = 0;
+    for (struct target *t = s->targets.list; t && ss->n < STACK_SYM_PROCS; t = t->next)
+        for (size_t i = 0; i < t->nmaps_sent; i++)
+            if (t->maps_sent[i] == map_id && symz_open(t->pid, &ss->z[ss->n]) == 0) {
+                ss->n++;
+                break;
+            }
+}
+
+static void stack_syms_close(struct stack_syms *ss)
+{
+    for (size_t i = 0; i < ss->n; i++)
+        symz_close(ss->z[i]);
+    ss->n = 0;
+}
+
+/* "frames": one "function+0xoff (file)" per address of the stack. */
+static void pack_frames(msgpack_packer *pk, struct stack_syms *ss, const uint8_t *value, uint32_t size)
+{
+    uint32_t n = 0;
+    while (n < size / 8 && ((const uint64_t *)(const void *)value)[n])
+        n++;
+    bpfg_pack_cstr(pk, "frames");
+    msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t a;
+        memcpy(&a, value + 8 * i, 8);
+        struct symz *z = ss->n ? ss->z[0] : NULL;
+        for (size_t k = 1; k < ss->n && !symz_knows(z, a); k++)
+            z = ss->z[k];
+        char text[512];
+        if (z)
+            symz_frame(z, a, i > 0, text, sizeof(text));
+        else
+            snprintf(text, sizeof(text), "0x%llx", (unsigned long long)a);
+        bpfg_pack_cstr(pk, text);
+    }
+}
+
 static int m_map_dump(struct srv_call *call, msgpack_packer *pk)
 {
     struct reg_map *m;
@@ -575,6 +626,10 @@ static int m_map_dump(struct srv_call *call, msgpack_packer *pk)
         err = fail(call, BPFG_RPC_E_INTERNAL, "out of memory");
         goto out;
     }
+    bool stacks = info.type == BPF_MAP_TYPE_STACK_TRACE;
+    struct stack_syms ss = {0};
+    if (stacks)
+        stack_syms_open(call->s, m->id, &ss);
     uint8_t *prev = keys, *next = keys + info.key_size;
     uint64_t count = 0;
     bool truncated = false, first = true;
@@ -595,10 +650,12 @@ static int m_map_dump(struct srv_call *call, msgpack_packer *pk)
         }
         /* A key deleted between get_next_key and lookup is skipped. */
         if (bpfg_map_lookup_copy(m->map, next, value) == 0) {
-            msgpack_pack_map(&epk, 2);
+            msgpack_pack_map(&epk, stacks ? 3 : 2);
             bpfg_pack_cstr(&epk, "key");
             bpfg_pack_bin(&epk, next, info.key_size);
             pack_value(&epk, &info, value);
+            if (stacks)
+                pack_frames(&epk, &ss, value, info.value_size);
             count++;
         }
         uint8_t *t = prev;
@@ -615,6 +672,7 @@ static int m_map_dump(struct srv_call *call, msgpack_packer *pk)
     else
         msgpack_pack_false(pk);
 out:
+    stack_syms_close(&ss);
     msgpack_sbuffer_destroy(&entries);
     free(keys);
     free(value);

@@ -42,6 +42,7 @@
 #include "targets.h"
 #include "tool.h"
 #include "unwind.h"
+#include "ustack.h"
 #include "pmsg.h"
 #include "progcompile.h"
 #include "state.h"
@@ -238,6 +239,8 @@ static void handle_async(struct server *s, struct target *t, const struct bpfg_p
         t->trace_lines++;
         server_broadcast(s, SRV_TOPIC_TRACE, pack_trace, &ev);
     } else {
+        if (h->type == BPFG_PMSG_USTACK_STALE)
+            t->ustack_stale = true; /* targets_tick sends fresh tables */
         syscalls_async(s, t, h, body);
         if (h->type == BPFG_PMSG_SYS_SITES)
             state_save_target(s, t);
@@ -449,6 +452,7 @@ static int nspids(pid_t pid, pid_t tid, uint32_t *ids, int max)
 
 #define PIDNS_MAX_THREADS 2048
 #define PIDNS_REFRESH_MS 500
+#define USTACK_REFRESH_MS 1000
 
 /* A target in another pid namespace (a container) gets its ids in ours,
  * which the kernel's helpers report (BPFG_PMSG_PIDNS); sent again only
@@ -499,13 +503,51 @@ static void send_pidns(struct server *s, struct target *t)
     free(msg);
 }
 
+/* The user-stack tables of the target's mappings now (ustack.h); a
+ * failure costs only stack depth (frame pointers), so it is logged. */
+static void send_ustack(struct server *s, struct target *t)
+{
+    char err[256];
+    int fd = -1;
+    t->ustack_ms = mono_ms();
+    t->ustack_stale = false;
+    int r = ustack_build(t->pid, &fd, err, sizeof(err));
+    if (!r) {
+        r = payload_call(s, t, BPFG_PMSG_USTACK, NULL, 0, fd, err, sizeof(err));
+        close(fd);
+    }
+    if (r)
+        srv_log(SRV_WARN, "target %d: stack tables: %s (stacks by frame pointers)", (int)t->pid, err);
+    else
+        srv_log(t->ustack ? SRV_INFO : SRV_DEBUG, "target %d: stack tables %s", (int)t->pid,
+                t->ustack ? "refreshed: a stack met code mapped since" : "sent");
+    t->ustack = t->ustack || !r;
+}
+
+/* A program that takes user stacks needs the tables. */
+static bool takes_stacks(const struct bpfg_obj_prog *op)
+{
+    for (size_t i = 0; i < op->insn_cnt; i++) {
+        const struct bpf_insn *in = &op->insns[i];
+        if (in->code == (BPF_JMP | BPF_CALL) && in->src_reg == 0 &&
+            (in->imm == BPF_FUNC_get_stack || in->imm == BPF_FUNC_get_stackid))
+            return true;
+    }
+    return false;
+}
+
+/* Stacks met code mapped since the tables were made (dlopen): fresh ones,
+ * at most once a USTACK_REFRESH_MS. */
 void targets_tick(struct server *s)
 {
     bpfg_reap_abandoned();
     uint64_t now = mono_ms();
-    for (struct target *t = s->targets.list; t; t = t->next)
+    for (struct target *t = s->targets.list; t; t = t->next) {
         if (t->pidns && now - t->pidns_sent_ms >= PIDNS_REFRESH_MS)
             send_pidns(s, t);
+        if (t->ustack_stale && now - t->ustack_ms >= USTACK_REFRESH_MS)
+            send_ustack(s, t);
+    }
 }
 
 /* Wall-clock time (for clients), unix epoch milliseconds. */
@@ -751,6 +793,8 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     t->progs_engine[t->nprogs_sent] = (uint8_t)used;
     if ((r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
         return srv_efail(err, errlen, r, "out of memory");
+    if (!t->ustack && takes_stacks(op))
+        send_ustack(s, t);
     srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name,
             targets_engine_name(used));
     return 0;

@@ -78,6 +78,9 @@ struct target {
     /* attached only because a tool named it (-p PID): detached when no
      * tool wants it any more, unless someone attached it on their own */
     bool for_tools;
+    bool ustack;        /* the payload has user-stack tables (ustack.h) */
+    bool ustack_stale;  /* it asked for fresh ones */
+    uint64_t ustack_ms; /* when they were last made */
 };
 
 struct targets {

@@ -31,7 +31,7 @@ struct victim {
     FILE *in;         /* commands */
     FILE *out;        /* answers */
     const char *func; /* "short": bench_short (a hop's site), "mid": bench_mid+3 (a hop inside a leaf), "tight":
-                       * bench_tight (a trap's), NULL: bench_target */
+                       * bench_tight (a trap's), "deepD": bench_deep_target D frames deep, NULL: bench_target */
 };
 
 static int victim_start(struct victim *v, const char *bin, int threads)
@@ -108,6 +108,18 @@ static long rss_kb(pid_t pid)
     return kb;
 }
 
+/* Where a probe goes in victim v, as target.attach names it. */
+static const char *victim_target(const struct victim *v)
+{
+    if (!v->func)
+        return ":bench_target";
+    if (strncmp(v->func, "deep", 4) == 0)
+        return ":bench_deep_target";
+    return strcmp(v->func, "short") == 0 ? ":bench_short"
+           : strcmp(v->func, "mid") == 0 ? ":bench_mid+3"
+                                         : ":bench_tight";
+}
+
 /* ---- kernel side (libbpf) ---------------------------------------------- */
 
 /* Where a kernel uprobe goes: the victim's bench_target (ret: uretprobe). */
@@ -115,21 +127,22 @@ struct probe_site {
     pid_t pid;
     const char *victim_bin;
     bool ret;
+    const char *func;
 };
 
 static struct bpf_link *attach_bench_target(struct bpf_program *prog, void *arg)
 {
     const struct probe_site *site = arg;
-    LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "bench_target", .retprobe = site->ret);
+    LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = site->func, .retprobe = site->ret);
     return bpf_program__attach_uprobe_opts(prog, site->pid, site->victim_bin, 0, &uo);
 }
 
 static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name, bool ret,
                        long n, double *ns)
 {
-    struct probe_site site = {v->pid, victim_bin, ret};
+    struct probe_site site = {v->pid, victim_bin, ret, victim_target(v) + 1};
     struct bench_timed_calls t = {run_calls, v, n};
-    return bench_kernel_cost(obj_path, prog_name, attach_bench_target, &site, "uprobe", "bench_target", &t, ns);
+    return bench_kernel_cost(obj_path, prog_name, attach_bench_target, &site, "uprobe", site.func, &t, ns);
 }
 
 /* ---- bpfgraft side ----------------------------------------------------- */
@@ -156,15 +169,6 @@ static int rpc_simple(struct rconn *r, const char *method, uint32_t pid, const c
         }
     }
     return rcall(r, &out, resp);
-}
-
-static const char *victim_target(const struct victim *v)
-{
-    if (!v->func)
-        return ":bench_target";
-    return strcmp(v->func, "short") == 0 ? ":bench_short"
-           : strcmp(v->func, "mid") == 0 ? ":bench_mid+3"
-                                         : ":bench_tight";
 }
 
 static int last_stop_us(struct rconn *r, uint64_t *us)
@@ -258,6 +262,33 @@ static int trap_floor(long n, double *ns)
     return sigaction(SIGTRAP, &old, NULL) != 0 ? -errno : 0;
 }
 
+/* bpf_get_stackid(BPF_F_USER_STACK) at bench_deep_target, 8 and 32 frames
+ * deep in a victim without frame pointers: bpfgraft (CFI) beside the
+ * kernel (frame pointers, so it sees fewer frames) on the same uprobe. */
+static int stackid_costs(struct bench_ctx *ctx, struct rconn *r, struct victim *v, const char *victim_bin,
+                         const char *obj, long n, long kn)
+{
+    static const char *const depths[] = {"deep8", "deep32"};
+    int err = 0;
+    for (int d = 0; d < 2 && !err; d++) {
+        struct graft_result g;
+        double base, k;
+        char what[64];
+        v->func = depths[d];
+        if (!(err = victim_per_call(v, kn, &base)) &&
+            !(err = kernel_cost(v, victim_bin, obj, "stackid_entry", false, kn, &k)) &&
+            !(err = graft_cost(r, v, "stackid_entry", "llvm", n / 4, &g))) {
+            snprintf(what, sizeof(what), "uprobe get_stackid, user stack %s frames", depths[d] + 4);
+            bench_report(ctx, what, "bpfgraft llvm", g.per_call - base, "ns/hit", "kernel", k - base);
+        }
+    }
+    v->func = NULL;
+    if (!err)
+        bench_note(ctx, "get_stackid: the victim has no frame pointers; bpfgraft unwinds every frame with CFI, "
+                        "the kernel follows rbp and stops early (goal: depth 32 < 500 ns/hit)");
+    return err;
+}
+
 static int run(struct bench_ctx *ctx)
 {
     long n = bench_quick(ctx) ? 20000 : 1000000, kn = bench_quick(ctx) ? 2000 : 50000;
@@ -338,6 +369,8 @@ static int run(struct bench_ctx *ctx)
         goto out;
     bench_report(ctx, "uprobe empty", "int3 + empty SIGTRAP handler (the trap's floor)", floor_ns, "ns/hit", "kernel",
                  k_up - base);
+    if ((err = stackid_costs(ctx, &r, &v, victim_bin, obj, n, kn)))
+        goto out;
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (x86 JIT)", "bpfgraft", up[1].attach_ms, "ms", NULL, 0);
     bench_report(ctx, "attach latency (llvm, compile)", "bpfgraft", up[2].attach_ms, "ms", NULL, 0);

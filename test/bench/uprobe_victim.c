@@ -7,6 +7,9 @@
  *   mid N      the same with bench_mid(), probed at +3 (inside a leaf,
  *              ret 4 bytes on): a short jmp whose stub steps over the red
  *              zone
+ *   deepD N    call bench_deep_target() N times from D frames deep (main,
+ *              libc's start and _start included); built without frame
+ *              pointers, as Debian's binaries are
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
  * long attaching stops a process with many threads; with "--busy N", N
@@ -78,6 +81,25 @@ __asm__(".text\n"
         "    ret\n"
         ".size bench_tight_next, . - bench_tight_next\n");
 
+__attribute__((noinline)) long bench_deep_target(long x)
+{
+    bench_sink = x;
+    return x + 2;
+}
+
+/* d + 1 frames of its own above bench_deep_target; the store after the
+ * call keeps every level a real call. */
+__attribute__((noinline)) static long deep(int d, long x)
+{
+    long r = d ? deep(d - 1, x) : bench_deep_target(x);
+    bench_sink = r;
+    return r + d;
+}
+
+/* frames at bench_deep_target: itself, deep's, main, __libc_start_call_main,
+ * __libc_start_main, _start */
+#define DEEP_OTHER_FRAMES 5
+
 static void *sleeper(void *arg)
 {
     (void)arg;
@@ -116,6 +138,15 @@ int main(int argc, char **argv)
     printf("ready\n");
     while (fgets(line, sizeof(line), stdin)) {
         long n;
+        int depth;
+        if (sscanf(line, "deep%d %ld", &depth, &n) == 2 && depth > DEEP_OTHER_FRAMES) {
+            long sum = 0;
+            unsigned long long t0 = now_ns();
+            for (long i = 0; i < n; i++)
+                sum += deep(depth - DEEP_OTHER_FRAMES - 1, i);
+            printf("%llu %ld\n", now_ns() - t0, sum);
+            continue;
+        }
         long (*fn)(long) = sscanf(line, "short %ld", &n) == 1   ? bench_short
                            : sscanf(line, "tight %ld", &n) == 1 ? bench_tight
                            : sscanf(line, "mid %ld", &n) == 1   ? bench_mid

@@ -1,5 +1,5 @@
 /* Helpers the map tests share: random bytes for the differential tests,
- * one round of the SIGKILL-mid-update tests. */
+ * one round of the SIGKILL-mid-update tests, stack trace maps. */
 #ifndef BPFGRAFT_TEST_MAPS_TESTUTIL_H
 #define BPFGRAFT_TEST_MAPS_TESTUTIL_H
 
@@ -34,6 +34,23 @@ static inline void expect_create_like_kernel(const struct bpfg_map_spec *s, size
     int ro = bpfg_map_create(s, &m);
     bpfg_map_close(m);
     cr_assert_eq(ro, rk, "case %zu: ours %d kernel %d", casei, ro, rk);
+}
+
+/* A STACK_TRACE map of depth frames per stack. */
+static inline struct bpfg_map *stack_map_create(uint32_t entries, uint32_t depth)
+{
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_STACK_TRACE, .key_size = 4, .value_size = depth * 8, .max_entries = entries};
+    struct bpfg_map *m = NULL;
+    cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
+    return m;
+}
+
+/* n return addresses of a stack numbered base (distinct per base). */
+static inline void stack_fill(uint64_t *ips, uint32_t n, uint64_t base)
+{
+    for (uint32_t i = 0; i < n; i++)
+        ips[i] = 0x400000 + base * 0x1000 + i * 0x10;
 }
 
 /* The stress tests' values: STRESS_VW equal words (seq << 16 | key), so a

@@ -1,6 +1,7 @@
 /* LPM trie and bloom filter writers SIGKILLed at random points (also while
  * holding the trie's lock, also while repairing), and concurrent readers:
- * the region stays usable by every other process. */
+ * the region stays usable by every other process; stack trace inserters
+ * SIGKILLed leak no element. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -167,5 +168,49 @@ Test(maptypes_kill, bloom_pushers, .timeout = 60)
         fp += bpfg_map_peek_elem(m, &absent) == 0;
     cr_assert_lt(fp, 100, "a filter not saturated by the pushes answers -ENOENT (%d false positives)", fp);
     munmap(bloom_done, 4096);
+    bpfg_map_close(m);
+}
+
+/* ---- STACK_TRACE inserters ---- */
+
+#define KENTRIES 8
+#define SDEPTH 8
+
+static void inserter(struct bpfg_map *m, unsigned seed)
+{
+    uint64_t ips[SDEPTH];
+    for (;;) {
+        uint32_t n = 1 + (unsigned)rand_r(&seed) % SDEPTH;
+        stack_fill(ips, n, (unsigned)rand_r(&seed) % 64);
+        int r = bpfg_map_stackid(m, ips, n, BPF_F_REUSE_STACKID);
+        if (r < 0 && r != -ENOMEM)
+            _exit(3);
+        uint32_t id = (unsigned)rand_r(&seed) % KENTRIES;
+        if (rand_r(&seed) % 4 == 0)
+            bpfg_map_delete_elem(m, &id);
+    }
+}
+
+/* After the kills: every id deleted, then KENTRIES stacks of distinct ids
+ * all find an element (none leaked). */
+Test(maptypes_kill, stack_trace_inserters, .timeout = 60)
+{
+    struct bpfg_map *m = stack_map_create(KENTRIES, SDEPTH);
+    unsigned seed = 42;
+    for (int it = 0; it < 40; it++)
+        kill_two_writers(m, inserter, it, &seed);
+    cr_assert_eq(bpfg_map_check_repair(m), 0);
+    uint32_t id;
+    while (bpfg_map_get_next_key(m, NULL, &id) == 0)
+        cr_assert_eq(bpfg_map_delete_elem(m, &id), 0);
+    int stored = 0;
+    uint64_t ips[SDEPTH];
+    for (uint64_t base = 1000; base < 100000 && stored < KENTRIES; base++) {
+        stack_fill(ips, SDEPTH, base);
+        int r = bpfg_map_stackid(m, ips, SDEPTH, 0);
+        cr_assert(r >= 0 || r == -EEXIST, "stack %llu: %d (an element leaked)", (unsigned long long)base, r);
+        stored += r >= 0;
+    }
+    cr_assert_eq(stored, KENTRIES);
     bpfg_map_close(m);
 }

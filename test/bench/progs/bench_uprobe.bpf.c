@@ -41,3 +41,18 @@ int pid_entry(struct pt_regs *ctx)
 {
     return bpf_get_current_pid_tgid() == 0;
 }
+
+/* bpf_get_stackid of the user stack (the victim is built without frame
+ * pointers: bpfgraft unwinds with CFI, the kernel follows rbp) */
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, 1024);
+    __type(key, u32);
+    __type(value, u64[64]);
+} stacks SEC(".maps");
+
+SEC("uprobe")
+int stackid_entry(struct pt_regs *ctx)
+{
+    return bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) < 0;
+}

@@ -1,0 +1,53 @@
+/* User stacks for test/ustack: bpf_get_stack's user stack at the probed
+ * function, in the array "ustack" (slot 0: how many frames). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define FRAMES 64
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u64[FRAMES + 1]);
+} ustack SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(take_ustack)
+{
+    u32 k = 0;
+    u64 *s = bpf_map_lookup_elem(&ustack, &k);
+    if (!s)
+        return 0;
+    long r = bpf_get_stack(ctx, s + 1, FRAMES * sizeof(u64), BPF_F_USER_STACK);
+    s[0] = r > 0 ? (u64)r / 8 : 0;
+    return 0;
+}
+
+/* bpf_get_stackid's id of the same stack, in "stackid" (slot 0). */
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, 1024);
+    __type(key, u32);
+    __type(value, u64[32]);
+} stacks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, s64);
+} stackid SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(take_stackid)
+{
+    u32 k = 0;
+    s64 *v = bpf_map_lookup_elem(&stackid, &k);
+    if (v)
+        *v = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    return 0;
+}
