@@ -831,7 +831,7 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
 /* HOOK for one program of slot h (planned, stub placed); a trap probe's
  * reply says where the payload keeps the target's SIGTRAP action. */
 static int send_hook(struct server *s, struct target *t, const struct target_hook *h, uint32_t kind, uint32_t prog_id,
-                     char *err, size_t errlen)
+                     uint64_t cookie, char *err, size_t errlen)
 {
     struct bpfg_pmsg_hook body = {
         .hook_index = h->index,
@@ -840,6 +840,7 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
         .flags = h->plan.trap ? BPFG_HOOK_F_TRAP : 0,
         .site = h->plan.func,
         .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+        .cookie = cookie,
     };
     struct bpfg_pmsg_hook_reply rep = {0};
     size_t got = 0;
@@ -912,7 +913,7 @@ static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, 
 /* A program joining a site that is already patched: the payload adds it
  * to the slot; nothing in the process changes. */
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
-                     char *err, size_t errlen)
+                     uint64_t cookie, char *err, size_t errlen)
 {
     for (uint32_t i = 0; i < h->nprogs; i++)
         if (h->prog_ids[i] == p->id)
@@ -923,10 +924,11 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, h->plan.func, err, errlen) : 0;
     if (!r)
-        r = send_hook(s, t, h, kind, p->id, err, errlen);
+        r = send_hook(s, t, h, kind, p->id, cookie, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
+    h->cookies[h->nprogs] = cookie;
     h->kinds[h->nprogs++] = kind;
     return 0;
 }
@@ -950,13 +952,13 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
-static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, char *err,
-                        size_t errlen)
+static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, uint64_t cookie,
+                        char *err, size_t errlen)
 {
     uint32_t kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
     for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
         if (t->hooks[i].used && t->hooks[i].plan.func == func)
-            return join_hook(s, t, &t->hooks[i], p, kind, err, errlen);
+            return join_hook(s, t, &t->hooks[i], p, kind, cookie, err, errlen);
     int idx = find_free_hook(t);
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
@@ -1010,7 +1012,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                 h->plan.trap ? "trap probe" : "short jmp (hop)", why);
 
     /* The payload activates the slot before any thread can reach it. */
-    r = send_hook(s, t, h, kind, p->id, err, errlen);
+    r = send_hook(s, t, h, kind, p->id, cookie, err, errlen);
     if (r)
         goto free_stub;
 
@@ -1028,6 +1030,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     }
     h->used = true;
     h->prog_ids[0] = p->id;
+    h->cookies[0] = cookie;
     h->kinds[0] = kind;
     h->nprogs = 1;
     t->nhooks++;
@@ -1139,7 +1142,7 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
 static bool start_pending;
 
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
-                   const char *target_spec, int engine, char *err, size_t errlen)
+                   const char *target_spec, int engine, uint64_t cookie, char *err, size_t errlen)
 {
     if (engine == TARGET_ENGINE_DEFAULT)
         engine = default_engine;
@@ -1214,7 +1217,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
         if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
-                                                 : install_hook(s, t, p, addrs[i], err, errlen)))
+                                                 : install_hook(s, t, p, addrs[i], cookie, err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
         else
             srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
@@ -1260,7 +1263,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     /* Stopped at its entry point and traced by us: attaching adopts that
      * thread, and the hooks are in place before any code of main runs. */
     start_pending = true;
-    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, err, errlen);
+    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, 0, err, errlen);
     start_pending = false;
     struct target *t = code ? NULL : targets_find(&s->targets, pid);
     if (t && tool) {
@@ -1650,7 +1653,9 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
             uint64_t dropped = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, dropped)) : 0;
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
                 bool ret = h->kinds[k] == BPFG_HOOK_URETPROBE;
-                msgpack_pack_map(pk, ret ? 6 : 5);
+                msgpack_pack_map(pk, ret ? 7 : 6);
+                bpfg_pack_cstr(pk, "cookie");
+                msgpack_pack_uint64(pk, h->cookies[k]);
                 bpfg_pack_cstr(pk, "misses");
                 msgpack_pack_uint64(pk, misses);
                 if (ret) {
@@ -1706,10 +1711,12 @@ void targets_destroy(struct server *s, bool detach)
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
 {
     uint32_t keep_ids[TARGET_HOOK_PROGS], keep_kinds[TARGET_HOOK_PROGS];
+    uint64_t keep_cookies[TARGET_HOOK_PROGS];
     uint32_t nkeep = 0;
     for (uint32_t k = 0; k < h->nprogs; k++)
         if (!id_in(ids, n, h->prog_ids[k])) {
             keep_ids[nkeep] = h->prog_ids[k];
+            keep_cookies[nkeep] = h->cookies[k];
             keep_kinds[nkeep++] = h->kinds[k];
         }
     if (nkeep == h->nprogs)
@@ -1741,6 +1748,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             .prog_id = keep_ids[k],
             .site = h->plan.func,
             .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+            .cookie = keep_cookies[k],
         };
         if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
@@ -1748,6 +1756,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             continue;
         }
         h->prog_ids[h->nprogs] = keep_ids[k];
+        h->cookies[h->nprogs] = keep_cookies[k];
         h->kinds[h->nprogs++] = keep_kinds[k];
     }
     if (h->nprogs == 0 && nkeep == 0) {

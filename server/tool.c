@@ -45,7 +45,8 @@ struct tool_link {
     pid_t pid;    /* > 0: that process; -1: every one in scope */
     char *binary; /* uprobes */
     uint64_t offset;
-    pid_t *in; /* processes it is attached in now */
+    uint64_t cookie; /* bpf_get_attach_cookie in its attachments */
+    pid_t *in;       /* processes it is attached in now */
     size_t nin;
 };
 
@@ -575,7 +576,7 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
         return srv_efail(err, errlen, -ENOMEM, "out of memory");
     l->in = grown;
     applying = true;
-    int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, err, errlen);
+    int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, l->cookie, err, errlen);
     applying = false;
     if (code)
         return rpc_to_errno(code);
@@ -755,6 +756,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     l->kind = kind;
     l->pid = a.pid > 0 ? a.pid : -1;
     l->offset = a.offset;
+    l->cookie = a.cookie;
     if (only) {
         r = link_apply(s, tl, l, only, err, errlen);
         if (r) {

@@ -1628,6 +1628,7 @@ static const struct proto protos[] = {
     {BPF_FUNC_ringbuf_query, "ringbuf_query", RET_INT, {A_MAP, A_ANY}, 0},
     {BPF_FUNC_snprintf, "snprintf", RET_INT, {A_OUT_MEM_OR_NULL, A_SIZE0, A_CONST_STR, A_MEM_OR_NULL, A_SIZE0}, 2},
     {BPF_FUNC_get_func_ip, "get_func_ip", RET_INT, {A_CTX}, 0},
+    {BPF_FUNC_get_attach_cookie, "get_attach_cookie", RET_INT, {A_CTX}, 0},
     {BPF_FUNC_send_signal, "send_signal", RET_INT, {A_ANY}, 0},
     {BPF_FUNC_send_signal_thread, "send_signal_thread", RET_INT, {A_ANY}, 0},
     {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", RET_INT, {0}, 0},
