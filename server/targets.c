@@ -42,6 +42,7 @@
 #include "targets.h"
 #include "tool.h"
 #include "unwind.h"
+#include "usdt.h"
 #include "pmsg.h"
 #include "progcompile.h"
 #include "state.h"
@@ -910,10 +911,37 @@ static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, 
     return 0;
 }
 
+/* Where one attachment goes: the address, its cookie, and the USDT
+ * semaphore it counts in (0: none). */
+struct hook_site {
+    uint64_t func, cookie, sem;
+};
+
+/* The attachment counts in its USDT semaphore while it lasts, as with the
+ * kernel's ref_ctr. A failure is logged: the probe still works, only the
+ * code the semaphore guards stays off. Returns what to release later. */
+static uint64_t sem_take(const struct target *t, uint64_t sem)
+{
+    char err[256];
+    if (!sem)
+        return 0;
+    if (usdt_sem_add(t->pid, sem, 1, err, sizeof(err)) == 0)
+        return sem;
+    srv_log(SRV_WARN, "target %d: %s", (int)t->pid, err);
+    return 0;
+}
+
+static void sem_release(const struct target *t, uint64_t sem)
+{
+    char err[256];
+    if (sem && usdt_sem_add(t->pid, sem, -1, err, sizeof(err)) != 0)
+        srv_log(SRV_WARN, "target %d: %s", (int)t->pid, err);
+}
+
 /* A program joining a site that is already patched: the payload adds it
  * to the slot; nothing in the process changes. */
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
-                     uint64_t cookie, char *err, size_t errlen)
+                     const struct hook_site *site, char *err, size_t errlen)
 {
     for (uint32_t i = 0; i < h->nprogs; i++)
         if (h->prog_ids[i] == p->id)
@@ -924,11 +952,12 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, h->plan.func, err, errlen) : 0;
     if (!r)
-        r = send_hook(s, t, h, kind, p->id, cookie, err, errlen);
+        r = send_hook(s, t, h, kind, p->id, site->cookie, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
-    h->cookies[h->nprogs] = cookie;
+    h->cookies[h->nprogs] = site->cookie;
+    h->sems[h->nprogs] = sem_take(t, site->sem);
     h->kinds[h->nprogs++] = kind;
     return 0;
 }
@@ -952,13 +981,14 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
-static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, uint64_t cookie,
+static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
                         char *err, size_t errlen)
 {
     uint32_t kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
+    uint64_t func = site->func;
     for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
         if (t->hooks[i].used && t->hooks[i].plan.func == func)
-            return join_hook(s, t, &t->hooks[i], p, kind, cookie, err, errlen);
+            return join_hook(s, t, &t->hooks[i], p, kind, site, err, errlen);
     int idx = find_free_hook(t);
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
@@ -1012,7 +1042,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                 h->plan.trap ? "trap probe" : "short jmp (hop)", why);
 
     /* The payload activates the slot before any thread can reach it. */
-    r = send_hook(s, t, h, kind, p->id, cookie, err, errlen);
+    r = send_hook(s, t, h, kind, p->id, site->cookie, err, errlen);
     if (r)
         goto free_stub;
 
@@ -1030,7 +1060,8 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     }
     h->used = true;
     h->prog_ids[0] = p->id;
-    h->cookies[0] = cookie;
+    h->cookies[0] = site->cookie;
+    h->sems[0] = sem_take(t, site->sem);
     h->kinds[0] = kind;
     h->nprogs = 1;
     t->nhooks++;
@@ -1155,8 +1186,8 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
-    uint64_t *addrs = calloc(nprogs + 1, sizeof(uint64_t));
-    if (!addrs)
+    struct hook_site *sites = calloc(nprogs + 1, sizeof(*sites));
+    if (!sites)
         return srv_efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
     int code = 0;
     for (size_t i = 0; i < nprogs && !code; i++) {
@@ -1174,9 +1205,13 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
         char binary[512], func[256];
         uint64_t off = op->target_offset;
+        sites[i].cookie = cookie;
         if (op->target_file_offset) {
             char why[256];
-            r = sym_resolve_file_offset(pid, op->target_binary, off, &addrs[i], why, sizeof(why));
+            r = sym_resolve_file_offset(pid, op->target_binary, off, &sites[i].func, why, sizeof(why));
+            if (!r && op->ref_ctr_offset)
+                r = sym_resolve_data_offset(pid, op->target_binary, op->ref_ctr_offset, &sites[i].sem, why,
+                                            sizeof(why));
             if (r)
                 code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
                                  "program '%s': %s", op->name, why);
@@ -1194,7 +1229,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
             break;
         }
         char why[256];
-        r = sym_resolve(pid, binary, func, off, &addrs[i], why, sizeof(why));
+        r = sym_resolve(pid, binary, func, off, &sites[i].func, why, sizeof(why));
         if (r)
             code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                              op->name, why);
@@ -1202,14 +1237,14 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (!code && nprogs)
         code = check_locks(s, pid, prog_ids, nprogs, err, errlen);
     if (code) {
-        free(addrs);
+        free(sites);
         return code;
     }
 
     struct target *t = targets_find(&s->targets, pid);
     bool fresh = !t;
     if (!t && (r = inject(s, pid, uid, &t, err, errlen))) {
-        free(addrs);
+        free(sites);
         return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
     }
     for (size_t i = 0; i < nprogs && !code; i++) {
@@ -1217,14 +1252,14 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
         if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
-                                                 : install_hook(s, t, p, addrs[i], cookie, err, errlen)))
+                                                 : install_hook(s, t, p, &sites[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
         else
             srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
-                    p->id, p->prog->name, (unsigned long long)addrs[i], targets_engine_name(prog_engine(t, p->id)),
+                    p->id, p->prog->name, (unsigned long long)sites[i].func, targets_engine_name(prog_engine(t, p->id)),
                     (unsigned long long)t->last_stop_ns / 1000);
     }
-    free(addrs);
+    free(sites);
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
@@ -1305,6 +1340,8 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         struct target_hook *h = &t->hooks[i];
         if (!h->used)
             continue;
+        for (uint32_t k = 0; k < h->nprogs; k++)
+            sem_release(t, h->sems[k]);
         struct bpfg_pmsg_unhook un = {h->index};
         payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     }
@@ -1711,13 +1748,16 @@ void targets_destroy(struct server *s, bool detach)
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
 {
     uint32_t keep_ids[TARGET_HOOK_PROGS], keep_kinds[TARGET_HOOK_PROGS];
-    uint64_t keep_cookies[TARGET_HOOK_PROGS];
+    uint64_t keep_cookies[TARGET_HOOK_PROGS], keep_sems[TARGET_HOOK_PROGS];
     uint32_t nkeep = 0;
     for (uint32_t k = 0; k < h->nprogs; k++)
         if (!id_in(ids, n, h->prog_ids[k])) {
             keep_ids[nkeep] = h->prog_ids[k];
             keep_cookies[nkeep] = h->cookies[k];
+            keep_sems[nkeep] = h->sems[k];
             keep_kinds[nkeep++] = h->kinds[k];
+        } else {
+            sem_release(t, h->sems[k]);
         }
     if (nkeep == h->nprogs)
         return 0;
@@ -1753,10 +1793,12 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
         if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
                     (unsigned long long)h->plan.func, ierr);
+            sem_release(t, keep_sems[k]);
             continue;
         }
         h->prog_ids[h->nprogs] = keep_ids[k];
         h->cookies[h->nprogs] = keep_cookies[k];
+        h->sems[h->nprogs] = keep_sems[k];
         h->kinds[h->nprogs++] = keep_kinds[k];
     }
     if (h->nprogs == 0 && nkeep == 0) {

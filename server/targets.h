@@ -25,6 +25,7 @@ struct target_hook {
     uint32_t prog_ids[TARGET_HOOK_PROGS];
     uint32_t kinds[TARGET_HOOK_PROGS];   /* enum bpfg_hook_kind */
     uint64_t cookies[TARGET_HOOK_PROGS]; /* bpf_get_attach_cookie of each */
+    uint64_t sems[TARGET_HOOK_PROGS];    /* the USDT semaphore each counts in (0: none) */
     struct bpfg_hook_plan plan;
     size_t stub_size; /* bytes allocated at plan.stub_addr; kept after the hook is
                                 * removed (!used) until the slot is reused or the payload goes */

@@ -724,6 +724,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     int r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
     if (r)
         return srv_efail(err, errlen, r, "out of memory");
+    copy.ref_ctr_offset = binary ? a.ref_ctr_offset : 0;
     if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
         char *name_copy = copy.name;
         copy.name = NULL;

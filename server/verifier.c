@@ -1526,8 +1526,9 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
                           rtype_names[ptr.type]);
         if (ptr.type == CONST_MAP || ptr.type == PTR_FUNC)
             return reject(v, "R%d pointer arithmetic on %s prohibited", ptrreg, rtype_names[ptr.type]);
-        if (ptr.type == PTR_CTX && !reg_is_const(&sc))
-            return reject(v, "R%d variable ctx access prohibited (pointer arithmetic with an unknown scalar)", ptrreg);
+        /* ctx plus a variable offset is allowed, as in the kernel (usdt.bpf.h
+         * reads a register at a spec's offset with bpf_probe_read_kernel);
+         * check_mem and ctx arguments refuse it */
         if (reg_is_const(&sc)) {
             int64_t c = (int64_t)sc.var.value;
             if (op == BPF_SUB)

@@ -15,7 +15,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, parse_probe_args, report  # noqa: E402
+from harness import Server, check, check_eq, needs, parse_probe_args, report  # noqa: E402
 
 N = 500
 MASK = (1 << 64) - 1
@@ -86,12 +86,78 @@ def cookies(srv, cl, args, engine):
     unload(cl, "cookies")
 
 
+class Tool:
+    """usdt-tool on the victim, under the kernel (runner None) or bpfgraft."""
+
+    def __init__(self, args, v, runner=None):
+        argv = [os.path.join(args.test_bin, "usdt-tool"), os.path.abspath(args.obj), str(v.pid), v.path]
+        self.p = subprocess.Popen((runner or []) + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.ready = self.p.stdout.readline().strip() == "attached"
+
+    def ask(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def results(self):
+        words = self.ask("dump").split()
+        return [int(w) for w in words[1:]] if words[:1] == ["results"] else words
+
+    def close(self):
+        try:
+            out, err = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+        return self.p.returncode, err
+
+
+def libbpf_usdt(args, v, what, runner=None):
+    """usdt-tool's round on victim v: semaphore and exact results."""
+    check_eq((v.sem(), v.run(N)), (0, 0), f"{what}: no tick fires before the tool (semaphore 0)")
+    tool = Tool(args, v, runner)
+    if not check(tool.ready, f"{what}: usdt-tool attached tick and tock"):
+        print(tool.close())
+        return
+    check_eq(v.sem(), 1, f"{what}: the tick semaphore is 1 in the victim while attached")
+    check_eq(v.run(N), N, f"{what}: the victim fired every tick")
+    check_eq(tool.results(), want_results(N), f"{what}: hits and argument values are exact")
+    check_eq(tool.ask("detach"), "detached", f"{what}: the tool detached")
+    check_eq(v.sem(), 0, f"{what}: the semaphore is 0 again after detach")
+    check_eq(v.run(N), 0, f"{what}: no tick after detach")
+    check_eq(tool.results(), want_results(N), f"{what}: nothing counted after detach")
+    rc, err = tool.close()
+    check_eq(rc, 0, f"{what}: usdt-tool exits 0", )
+    if rc:
+        print(err)
+
+
+def tool_mode(srv, args):
+    v = Victim(args.test_bin)
+    try:
+        if not needs("root", "bpf-tracing"):
+            libbpf_usdt(args, v, "kernel")
+        rc, _, err = srv.cli("attach", v.pid)
+        check_eq((rc, err), (0, ""), "the victim joins bpfgraft")
+        runner = [srv.cli_bin, "--socket", srv.socket, "run", "--"]
+        libbpf_usdt(args, v, "bpfgraft run", runner)
+        check_eq(v.sem(), 0, "the semaphore stays 0 after the tool ended")
+        tool = Tool(args, v, runner)
+        check(tool.ready and v.sem() == 1, "bpfgraft run: a second tool attaches, semaphore 1")
+        check_eq(tool.close()[0], 0, "bpfgraft run: the tool ends without detaching")
+        check_eq(v.sem(), 0, "bpfgraft run: its end put the semaphore back to 0")
+    finally:
+        v.close()
+
+
 def main():
     args = parse_probe_args("--test-bin")
     with Server(args) as srv:
         cl = srv.client()
         for engine in ("interp", "x86", "llvm"):
             cookies(srv, cl, args, engine)
+        tool_mode(srv, args)
         check(srv.alive(), "the server survived")
 
 
