@@ -119,13 +119,17 @@ struct bpfg_obj_prog {
     char *target_binary, *target_func;
     uint64_t target_offset;
     bool target_file_offset;                  /* target_offset is a file offset in target_binary (no function) */
-    uint64_t ref_ctr_offset;                  /* with it: file offset in target_binary of a USDT semaphore
-                                               * counted while attached (0: none) */
     char *syscall;                            /* SYSCALL_ENTER/EXIT: e.g. "openat" */
     uint32_t prog_type, expected_attach_type; /* as libbpf chose them */
     char *license;
     struct bpf_insn *insns; /* NULL when unsupported */
     size_t insn_cnt;
+    /* with target_file_offset: file offset in target_binary of a USDT
+     * semaphore counted while attached (0: none) */
+    uint64_t ref_ctr_offset;
+    /* SEC("usdt..."): target_func is "PROVIDER:NAME", attached at each of
+     * its sites */
+    bool usdt;
 };
 
 struct bpfg_obj {

@@ -917,6 +917,13 @@ struct hook_site {
     uint64_t func, cookie, sem;
 };
 
+/* The sites one program of an attach goes to: one, or a USDT probe's. */
+struct prog_sites {
+    struct hook_site one;
+    struct hook_site *list; /* &one or malloc'd */
+    size_t n;
+};
+
 /* The attachment counts in its USDT semaphore while it lasts, as with the
  * kernel's ref_ctr. A failure is logged: the probe still works, only the
  * code the semaphore guards stays off. Returns what to release later. */
@@ -1082,6 +1089,31 @@ free_stub:
     return r;
 }
 
+/* "binary:provider:name": binary up to the second-last ':' */
+static void split_usdt_target(const char *spec, char *binary, size_t blen, char *probe, size_t plen)
+{
+    const char *last = strrchr(spec, ':');
+    const char *mid = last && last > spec ? memrchr(spec, ':', (size_t)(last - spec)) : NULL;
+    snprintf(binary, blen, "%.*s", mid ? (int)(mid - spec) : 0, spec);
+    snprintf(probe, plen, "%s", mid ? mid + 1 : spec);
+}
+
+/* Every site of one program of an attach, logged; stops at the first
+ * failure (the sites already hooked stay, as with several programs). */
+static int install_sites(struct server *s, struct target *t, const struct reg_prog *p, const struct prog_sites *ps,
+                         char *err, size_t errlen)
+{
+    for (size_t k = 0; k < ps->n; k++) {
+        int r = install_hook(s, t, p, &ps->list[k], err, errlen);
+        if (r)
+            return r;
+        srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)t->pid,
+                p->id, p->prog->name, (unsigned long long)ps->list[k].func, targets_engine_name(prog_engine(t, p->id)),
+                (unsigned long long)t->last_stop_ns / 1000);
+    }
+    return 0;
+}
+
 static void split_target(const char *spec, char *binary, size_t blen, char *func, size_t flen, uint64_t *off)
 {
     /* "binary:func+off" (binary may itself contain ':' only in odd paths) */
@@ -1172,6 +1204,85 @@ static int check_locks(struct server *s, pid_t pid, const uint32_t *prog_ids, si
 /* Set while targets_start attaches: the tool decision waits for it. */
 static bool start_pending;
 
+static void prog_sites_free(struct prog_sites *ps, size_t n)
+{
+    for (size_t i = 0; ps && i < n; i++)
+        if (ps[i].list != &ps[i].one)
+            free(ps[i].list);
+    free(ps);
+}
+
+static struct reg_map *object_map(struct server *s, const struct reg_object *o, const char *name)
+{
+    for (size_t k = 0; k < o->map_cnt && k < o->obj->map_cnt; k++) {
+        struct reg_map *m = registry_map(&s->reg, o->map_ids[k]);
+        if (m && m->map && o->obj->maps[k].name && strcmp(o->obj->maps[k].name, name) == 0)
+            return m; /* the object's names are whole; the registry's are cut at 15 */
+    }
+    return NULL;
+}
+
+/* The spec's id in __bpf_usdt_specs (an array): the first slot holding
+ * the same spec, else the first empty one, written. Equal sites share an
+ * id; an empty slot and a spec of zeros are the same thing. */
+static int usdt_spec_id(struct reg_map *specs, const struct usdt_spec *spec, uint32_t *id)
+{
+    struct bpfg_map_info info;
+    bpfg_map_get_info(specs->map, &info);
+    if (info.type != BPF_MAP_TYPE_ARRAY || info.key_size != 4 || info.value_size != sizeof(*spec))
+        return -EINVAL;
+    struct usdt_spec have, zero = {0};
+    for (uint32_t k = 0; k < info.max_entries; k++) {
+        if (bpfg_map_lookup_copy(specs->map, &k, &have))
+            return -EIO;
+        if (memcmp(&have, spec, sizeof(have)) == 0) {
+            *id = k;
+            return 0;
+        }
+        if (memcmp(&have, &zero, sizeof(have)) == 0) {
+            *id = k;
+            return bpfg_map_update_copy(specs->map, &k, spec, BPF_ANY);
+        }
+    }
+    return -ENOSPC;
+}
+
+/* A SEC("usdt") program: every site of its probe, its spec stored in the
+ * object's __bpf_usdt_specs as libbpf does (also the ip-to-id map that
+ * kernels without cookies use); each site's cookie is its spec id, the
+ * attach's cookie is the spec's usdt_cookie (bpf_usdt_cookie). */
+static int usdt_prog_sites(struct server *s, pid_t pid, const struct reg_prog *p, const char *binary, const char *probe,
+                           uint64_t cookie, struct prog_sites *ps, char *err, size_t errlen)
+{
+    struct reg_object *o = registry_object(&s->reg, p->obj_id);
+    struct reg_map *specs = o ? object_map(s, o, "__bpf_usdt_specs") : NULL;
+    struct reg_map *ips = o ? object_map(s, o, "__bpf_usdt_ip_to_spec_id") : NULL;
+    if (!specs)
+        return srv_efail(err, errlen, -EINVAL, "no __bpf_usdt_specs map (include <bpf/usdt.bpf.h>)");
+    struct usdt_site *us = NULL;
+    size_t n = 0;
+    int r = usdt_sites(pid, binary, probe, &us, &n, err, errlen);
+    if (r)
+        return r;
+    ps->list = calloc(n, sizeof(*ps->list));
+    if (!ps->list) {
+        free(us);
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
+    }
+    ps->n = n;
+    for (size_t i = 0; i < n && !r; i++) {
+        uint32_t id = 0;
+        us[i].spec.usdt_cookie = cookie;
+        if ((r = usdt_spec_id(specs, &us[i].spec, &id)) != 0)
+            srv_efail(err, errlen, r, "cannot store the spec of %s in __bpf_usdt_specs: %s", probe, strerror(-r));
+        else if (ips)
+            bpfg_map_update_copy(ips->map, &us[i].addr, &id, BPF_ANY); /* full: cookies still work */
+        ps->list[i] = (struct hook_site){us[i].addr, id, us[i].sem};
+    }
+    free(us);
+    return r;
+}
+
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
                    const char *target_spec, int engine, uint64_t cookie, char *err, size_t errlen)
 {
@@ -1186,13 +1297,15 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
-    struct hook_site *sites = calloc(nprogs + 1, sizeof(*sites));
+    struct prog_sites *sites = calloc(nprogs + 1, sizeof(*sites));
     if (!sites)
         return srv_efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
     int code = 0;
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         const struct bpfg_obj_prog *op = p->prog;
+        sites[i].list = &sites[i].one;
+        sites[i].n = 1;
         if (syscalls_is_kind(op->kind)) {
             code = syscalls_check(op, err, errlen);
             continue;
@@ -1205,12 +1318,12 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
         char binary[512], func[256];
         uint64_t off = op->target_offset;
-        sites[i].cookie = cookie;
+        sites[i].one.cookie = cookie;
         if (op->target_file_offset) {
             char why[256];
-            r = sym_resolve_file_offset(pid, op->target_binary, off, &sites[i].func, why, sizeof(why));
+            r = sym_resolve_file_offset(pid, op->target_binary, off, &sites[i].one.func, why, sizeof(why));
             if (!r && op->ref_ctr_offset)
-                r = sym_resolve_data_offset(pid, op->target_binary, op->ref_ctr_offset, &sites[i].sem, why,
+                r = sym_resolve_data_offset(pid, op->target_binary, op->ref_ctr_offset, &sites[i].one.sem, why,
                                             sizeof(why));
             if (r)
                 code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
@@ -1220,16 +1333,26 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         if (op->target_func) {
             snprintf(binary, sizeof(binary), "%s", op->target_binary ? op->target_binary : "");
             snprintf(func, sizeof(func), "%s", op->target_func);
+        } else if (target_spec && target_spec[0] && op->usdt) {
+            split_usdt_target(target_spec, binary, sizeof(binary), func, sizeof(func));
         } else if (target_spec && target_spec[0]) {
             split_target(target_spec, binary, sizeof(binary), func, sizeof(func), &off);
         } else {
             code = srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
-                             "program '%s' (section '%s') names no function: give a target \"binary:function\"",
-                             op->name, op->section);
+                             "program '%s' (section '%s') names no %s: give a target \"%s\"", op->name, op->section,
+                             op->usdt ? "probe" : "function", op->usdt ? "binary:provider:name" : "binary:function");
             break;
         }
         char why[256];
-        r = sym_resolve(pid, binary, func, off, &sites[i].func, why, sizeof(why));
+        if (op->usdt) {
+            sites[i].list = NULL; /* freed as a list from here */
+            r = usdt_prog_sites(s, pid, p, binary, func, cookie, &sites[i], why, sizeof(why));
+            if (r)
+                code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
+                                 "program '%s': %s", op->name, why);
+            continue;
+        }
+        r = sym_resolve(pid, binary, func, off, &sites[i].one.func, why, sizeof(why));
         if (r)
             code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                              op->name, why);
@@ -1237,14 +1360,14 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (!code && nprogs)
         code = check_locks(s, pid, prog_ids, nprogs, err, errlen);
     if (code) {
-        free(sites);
+        prog_sites_free(sites, nprogs);
         return code;
     }
 
     struct target *t = targets_find(&s->targets, pid);
     bool fresh = !t;
     if (!t && (r = inject(s, pid, uid, &t, err, errlen))) {
-        free(sites);
+        prog_sites_free(sites, nprogs);
         return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
     }
     for (size_t i = 0; i < nprogs && !code; i++) {
@@ -1252,14 +1375,10 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
         if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
-                                                 : install_hook(s, t, p, &sites[i], err, errlen)))
+                                                 : install_sites(s, t, p, &sites[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
-        else
-            srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
-                    p->id, p->prog->name, (unsigned long long)sites[i].func, targets_engine_name(prog_engine(t, p->id)),
-                    (unsigned long long)t->last_stop_ns / 1000);
     }
-    free(sites);
+    prog_sites_free(sites, nprogs);
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));

@@ -57,10 +57,10 @@ def unload(cl, name):
             cl.call("object.unload", id=o["id"])
 
 
-def want_results(n):
+def want_results(n, usdt_cookie=0):
     """results[] of usdt.bpf.c after n ticks and n tocks."""
     return [n, n * (n - 1) // 2, 3 * n * (n - 1) // 2, (n + 1) // 2, n, sum(x + 1000 for x in range(n)),
-            (-5 * n) & MASK, 0]
+            (-5 * n) & MASK, 0, n * usdt_cookie]
 
 
 def cookies(srv, cl, args, engine):
@@ -151,12 +151,36 @@ def tool_mode(srv, args):
         v.close()
 
 
+def native(srv, cl, args, engine):
+    """SEC("usdt") through target.attach: the server reads the notes."""
+    cl.call("object.load", path=os.path.abspath(args.obj), name="native")
+    v = Victim(args.test_bin)
+    try:
+        check_eq((v.sem(), v.run(N)), (0, 0), f"native {engine}: no tick before the attach")
+        cl.call("target.attach", pid=v.pid, object="native", programs=["tick"], target=f"{v.path}:usdtv:tick",
+                engine=engine, cookie=5)
+        rc, _, err = srv.cli("attach", v.pid, "native", "tock", "--target", f"{v.path}:usdtv:tock", "--engine", engine)
+        check_eq((rc, err), (0, ""), f"native {engine}: bpfgraft attach of a usdt program")
+        check_eq(v.sem(), 1, f"native {engine}: the tick semaphore is 1 while attached")
+        check_eq(v.run(N), N, f"native {engine}: the victim fired every tick")
+        got = [struct.unpack("<Q", cl.call("map.lookup", map="results", key=struct.pack("<I", k))["value"])[0]
+               for k in range(9)]
+        check_eq(got, want_results(N, 5), f"native {engine}: hits, argument values and bpf_usdt_cookie are exact")
+        cl.call("target.detach", pid=v.pid)
+        check_eq((v.sem(), v.run(N)), (0, 0), f"native {engine}: semaphore 0 and no tick after detach")
+    finally:
+        v.close()
+    wait_gone(cl, v.pid)
+    unload(cl, "native")
+
+
 def main():
     args = parse_probe_args("--test-bin")
     with Server(args) as srv:
         cl = srv.client()
         for engine in ("interp", "x86", "llvm"):
             cookies(srv, cl, args, engine)
+            native(srv, cl, args, engine)
         tool_mode(srv, args)
         check(srv.alive(), "the server survived")
 

@@ -2,7 +2,8 @@
  * specs, bpf_get_attach_cookie), and a uprobe counting by its attach
  * cookie. results[]: 0 tick hits, 1 sum of tick's x, 2 sum of its 3x,
  * 3 ticks named "alpha", 4 tock hits, 5 sum of tock's first argument,
- * 6 sum of its second (-5 each), 7 wrong argument counts. by_cookie[c]:
+ * 6 sum of its second (-5 each), 7 wrong argument counts, 8 sum of
+ * tick's bpf_usdt_cookie. by_cookie[c]:
  * hits of count_cookie attached with cookie c (mod 16). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,7 +14,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 8);
+    __uint(max_entries, 9);
     __type(key, u32);
     __type(value, u64);
 } results SEC(".maps");
@@ -44,6 +45,7 @@ int BPF_USDT(tick, long x, long x3, const char *name)
         add(&results, 3, 1);
     if (bpf_usdt_arg_cnt(ctx) != 3)
         add(&results, 7, 1);
+    add(&results, 8, bpf_usdt_cookie(ctx));
     return 0;
 }
 

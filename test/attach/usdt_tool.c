@@ -4,7 +4,7 @@
  * usdtv:tock of BINARY in PID with bpf_program__attach_usdt (libbpf reads
  * the notes, fills its spec maps, creates the uprobes with their
  * semaphores and cookies), prints "attached", then takes commands on
- * stdin: "dump" prints "results R0 ... R7"; "detach" destroys the links
+ * stdin: "dump" prints "results R0 ... R8"; "detach" destroys the links
  * and prints "detached". Exits at end of input. */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -20,7 +20,7 @@ static int dump(struct bpf_object *obj)
     if (!m)
         return -ENOENT;
     printf("results");
-    for (uint32_t k = 0; k < 8; k++) {
+    for (uint32_t k = 0; k < 9; k++) {
         uint64_t v = 0;
         int r = bpf_map__lookup_elem(m, &k, sizeof(k), &v, sizeof(v), 0);
         if (r)
