@@ -532,6 +532,11 @@ static long elem_delete(struct tool_file *f, const void *key)
 
 static long elem_next_key(struct tool_file *f, const void *key, void *next)
 {
+    /* the kernel's hash maps give their first key for a key they do not
+     * hold (bpftrace starts its walks at such a key); the library goes on
+     * from that key's bucket */
+    if (key && is_hash(f->map_type) && !bpfg_map_lookup_elem(f->map, key))
+        key = NULL;
     if (f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
         return bpfg_map_get_next_key(f->map, key, next);
     /* the kernel's array order */

@@ -6,8 +6,14 @@ with a semaphore it checks, usdtv:tock, plain functions probe_a/probe_b):
 - libbpf under `bpfgraft run`: usdt-tool attaches tick and tock with
   bpf_program__attach_usdt; every hit and argument value is exact, the
   tick semaphore is 1 in the victim while attached and 0 after, and the
-  victim fires no tick while it is 0."""
+  victim fires no tick while it is 0;
+- native: SEC("usdt") through target.attach on every engine, exact;
+- bpftrace's usdt: probes under the kernel and under `bpfgraft run` print
+  the same exact counts, sums and keyed maps."""
 import os
+import re
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -174,6 +180,54 @@ def native(srv, cl, args, engine):
     unload(cl, "native")
 
 
+def bpftrace_usdt(srv, args, v, runner):
+    """bpftrace's usdt: probes (under runner, or the kernel) during one
+    round of the victim: {map line: value}, the victim's ticks."""
+    script = (f"usdt:{v.path}:usdtv:tick {{ @ticks = count(); @x = sum(arg0); @name[str(arg2)] = count(); }} "
+              f"usdt:{v.path}:usdtv:tock {{ @tocks = count(); @v = sum(arg0); @c[arg1] = count(); }}")
+    tool = subprocess.Popen(runner + ["bpftrace", "-p", str(v.pid), "-e", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, ticks = time.monotonic() + 60, None
+    while time.monotonic() < deadline and tool.poll() is None and v.sem() != 1:
+        time.sleep(0.1)   # the semaphore says bpftrace's probes are in place
+    if v.sem() == 1:
+        ticks = v.run(N)
+    tool.send_signal(signal.SIGINT)
+    try:
+        out, err = tool.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(tool.pid, signal.SIGKILL)
+        out, err = tool.communicate()
+    maps = dict(m.groups() for m in re.finditer(r"^(@[\w\[\]-]+): (-?\d+)$", out, re.M))
+    return maps, ticks, err
+
+
+def bpftrace(srv, args):
+    if needs("root", "bpf-tracing") or not shutil.which("bpftrace"):
+        check(False, "bpftrace and kernel tracing are available")
+        return
+    want = {"@ticks": str(N), "@x": str(N * (N - 1) // 2), "@name[alpha]": str((N + 1) // 2),
+            "@name[beta]": str(N // 2), "@tocks": str(N), "@v": str(sum(x + 1000 for x in range(N))),
+            "@c[-5]": str(N)}
+    got = {}
+    for side in ("kernel", "bpfgraft run"):
+        v = Victim(args.test_bin)
+        try:
+            if side == "kernel":
+                got[side] = bpftrace_usdt(srv, args, v, [])
+            else:
+                srv.cli("attach", v.pid)
+                got[side] = bpftrace_usdt(srv, args, v, [srv.cli_bin, "--socket", srv.socket, "run", "--"])
+            maps, ticks, err = got[side]
+            check_eq(ticks, N, f"bpftrace {side}: the victim fired every tick while bpftrace ran")
+            check(maps == want, f"bpftrace {side}: usdt counts, sums and keyed maps are exact",
+                  f"got {maps!r}, want {want!r}; stderr: {err[-600:]}")
+            check_eq(v.sem(), 0, f"bpftrace {side}: the semaphore is 0 after bpftrace ended")
+        finally:
+            v.close()
+    check_eq(got["bpfgraft run"][0], got["kernel"][0], "bpftrace: bpfgraft's maps equal the kernel's")
+
+
 def main():
     args = parse_probe_args("--test-bin")
     with Server(args) as srv:
@@ -182,6 +236,7 @@ def main():
             cookies(srv, cl, args, engine)
             native(srv, cl, args, engine)
         tool_mode(srv, args)
+        bpftrace(srv, args)
         check(srv.alive(), "the server survived")
 
 
