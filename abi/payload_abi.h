@@ -159,6 +159,10 @@ struct bpfg_hook_slot {
     uint64_t misses;  /* runs skipped: recursion, thread table or shadow stack full */
     uint64_t dropped; /* uretprobe frames left by an exception or longjmp
                        * (their programs did not run) */
+    /* bpf_get_attach_cookie of the program at the same index; written
+     * before the program pointer is published */
+    uint64_t entry_cookies[BPFG_HOOK_MAX_PROGS];
+    uint64_t ret_cookies[BPFG_HOOK_MAX_PROGS];
 };
 
 /* uretprobes: per-thread shadow stacks of replaced return addresses, in a
@@ -407,6 +411,8 @@ struct bpfg_pmsg_hook {
     uint32_t flags;  /* BPFG_HOOK_F_*; was padding (0) */
     uint64_t site;   /* probed address */
     uint64_t resume; /* where displaced instructions continue */
+    uint64_t cookie; /* bpf_get_attach_cookie of this attachment (a shorter
+                      * message, from an older server: 0) */
 };
 
 /* Trap probes: the site is a one-byte int3 (the server found no provably
@@ -720,7 +726,8 @@ struct bpfg_tool_attach {
     int32_t pid;   /* perf_event_open's pid; -1: every process in scope */
     uint32_t tp_id;
     uint64_t offset;
-    uint64_t ref_ctr_offset;
+    uint64_t ref_ctr_offset; /* uprobes: file offset of a USDT semaphore (0: none) */
+    uint64_t cookie;         /* BPF_LINK_CREATE's perf_event.bpf_cookie */
     /* char name[]; NUL-terminated */
 };
 

@@ -52,10 +52,11 @@ static const char usage_text[] =
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
-    "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp]\n"
+    "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp] [--cookie N]\n"
     "                                  attach an object's uprobe programs to a process\n"
     "                                  (no OBJ: the process joins bpfgraft; running tools reach it)\n"
     "                                  (--target: for programs whose section names no function)\n"
+    "                                  (--cookie: what bpf_get_attach_cookie returns there)\n"
     "  start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]\n"
     "                                  run CMD with the programs attached before its main()\n"
     "  run [--attach PID[,PID]] [--engine E] -- TOOL [ARGS]\n"
@@ -879,18 +880,26 @@ static int cmd_map(struct args *a)
 static int cmd_attach(struct args *a)
 {
     uint64_t pid;
-    const char *target = NULL, *engine = NULL;
+    const char *target = NULL, *engine = NULL, *cookie_arg = NULL;
+    uint64_t cookie = 0;
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("attach: --target needs BINARY:FUNCTION");
     if (take_opt(a, "--engine", &engine) < 0)
         return usage_error("attach: --engine needs llvm, x86 or interp");
+    if (take_opt(a, "--cookie", &cookie_arg) < 0 || (cookie_arg && !parse_u64(cookie_arg, &cookie)))
+        return usage_error("attach: --cookie needs an unsigned 64-bit number");
     int rc0 = check_no_flags(a, "attach");
     if (rc0)
         return rc0;
     if (a->n < 1 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E]");
+        return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E] [--cookie N]");
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "target.attach", (a->n > 2 ? 3 : a->n > 1 ? 2 : 1) + (target ? 1 : 0) + (engine ? 1 : 0));
+    int positional = a->n > 2 ? 3 : a->n > 1 ? 2 : 1;
+    cli_begin(&g_conn, &out, "target.attach", positional + !!target + !!engine + !!cookie_arg);
+    if (cookie_arg) {
+        pack_key(&out.pk, "cookie");
+        msgpack_pack_uint64(&out.pk, cookie);
+    }
     if (target) {
         pack_key(&out.pk, "target");
         bpfg_pack_cstr(&out.pk, target);

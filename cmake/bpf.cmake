@@ -26,6 +26,12 @@ if(NOT TARGET bpfgraft_vmlinux_h)
   add_custom_target(bpfgraft_vmlinux_h DEPENDS ${BPFGRAFT_VMLINUX_H})
 endif()
 
+# <asm/...> headers (usdt.bpf.h's <linux/errno.h>) live in the multiarch
+# folder, which clang -target bpf does not search.
+if(CMAKE_LIBRARY_ARCHITECTURE)
+  set(BPFGRAFT_BPF_ARCH_INCLUDE -idirafter /usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
+endif()
+
 function(bpfgraft_bpf_object target source)
   get_filename_component(src ${source} ABSOLUTE)
   get_filename_component(fname ${src} NAME)
@@ -36,6 +42,7 @@ function(bpfgraft_bpf_object target source)
     COMMAND ${CMAKE_COMMAND} -E make_directory ${BPFGRAFT_BPF_OUT_DIR}
     COMMAND ${BPFGRAFT_CLANG} -O2 -g -target bpf -D__TARGET_ARCH_x86
             -I${BPFGRAFT_BPF_GEN_DIR} -Wall -Werror -Wno-unused-function
+            ${BPFGRAFT_BPF_ARCH_INCLUDE}
             -c ${src} -o ${out}
     DEPENDS ${src} ${BPFGRAFT_VMLINUX_H}
     IMPLICIT_DEPENDS C ${src}

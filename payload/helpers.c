@@ -634,10 +634,12 @@ H(h_map_iter)
     return cursor + 1;
 }
 
+/* The cookie of the attachment (hook slot entry) running the program;
+ * syscall tracepoints have none: 0. */
 H(h_get_attach_cookie)
 {
-    UNUSED5;
-    return 0;
+    (void)r1, (void)r2, (void)r3, (void)r4, (void)r5;
+    return ((const struct bpfg_exec *)user)->cookie;
 }
 
 /* bpf_get_stack(ctx, buf, size, flags): user stacks only, walked with

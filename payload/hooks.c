@@ -230,14 +230,17 @@ static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, st
     ex->tail_count = 0;
     ex->signal = 0;
     ex->nrb = 0;
+    ex->cookie = 0;
 }
 
-static void run_list(uint64_t *list, struct bpfg_exec *ex)
+static void run_list(uint64_t *list, const uint64_t *cookies, struct bpfg_exec *ex)
 {
     for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
         struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
-        if (p)
+        if (p) {
+            ex->cookie = cookies[i]; /* written before list[i] was published */
             helpers_run_hot(p, ex);
+        }
     }
 }
 
@@ -294,7 +297,7 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
     struct bpfg_exec ex;
     exec_init(&ex, regs, h, true);
     if (has_entry)
-        run_list(h->entry_progs, &ex);
+        run_list(h->entry_progs, h->entry_cookies, &ex);
     ex.override &= !mid; /* mid-function: no call to return from */
     if (has_ret && !ex.override) {
         uint64_t slot = regs->sp;
@@ -363,7 +366,7 @@ uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
         struct bpfg_hook_slot *h = &bpfg_hooks[e.hook_index];
         struct bpfg_exec ex;
         exec_init(&ex, regs, h, false);
-        run_list(h->ret_progs, &ex);
+        run_list(h->ret_progs, h->ret_cookies, &ex);
         thread_leave(t);
         helpers_send_signal(&ex);
     }
@@ -383,7 +386,8 @@ uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint6
 
 /* ---- table management (payload thread only) ---- */
 
-int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen)
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, uint64_t cookie, char *err,
+              size_t errlen)
 {
     if (index >= BPFG_MAX_HOOKS) {
         snprintf(err, errlen, "hook index %u out of range (max %u)", index, BPFG_MAX_HOOKS);
@@ -404,6 +408,7 @@ int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint
         return -EBUSY;
     }
     uint64_t *list = kind == BPFG_HOOK_UPROBE ? h->entry_progs : h->ret_progs;
+    uint64_t *cookies = kind == BPFG_HOOK_UPROBE ? h->entry_cookies : h->ret_cookies;
     int free_at = -1;
     for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
         if (list[i] == (uint64_t)(uintptr_t)p) {
@@ -421,6 +426,7 @@ int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint
         __atomic_store_n(&h->site, site, __ATOMIC_RELEASE);
         __atomic_store_n(&h->resume, resume, __ATOMIC_RELEASE);
     }
+    __atomic_store_n(&cookies[free_at], cookie, __ATOMIC_RELAXED); /* published by the store below */
     __atomic_store_n(&list[free_at], (uint64_t)(uintptr_t)p, __ATOMIC_SEQ_CST);
     return 0;
 }

@@ -361,16 +361,16 @@ static bool inert;
 
 static int do_hook(const uint8_t *body, size_t len)
 {
-    struct bpfg_pmsg_hook h;
-    if (len < sizeof(h))
+    struct bpfg_pmsg_hook h = {0};
+    if (len < offsetof(struct bpfg_pmsg_hook, cookie))
         return fail(-EBADMSG, "HOOK message too short");
-    memcpy(&h, body, sizeof(h));
+    memcpy(&h, body, len < sizeof(h) ? len : sizeof(h));
     struct prog *p = payload_prog_by_id(h.prog_id);
     if (!p)
         return fail(-ENOENT, "program %u is not loaded", h.prog_id);
     if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
         return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
-    int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, errbuf, sizeof(errbuf));
+    int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, h.cookie, errbuf, sizeof(errbuf));
     inert &= r != 0;
     if (r || !(h.flags & BPFG_HOOK_F_TRAP))
         return r;

@@ -42,6 +42,7 @@ struct bpfg_exec {
     uint32_t tail_count;
     int32_t signal;     /* bpf_send_signal*: sent once the run is over */
     bool signal_thread; /* to this thread only (else the process) */
+    uint64_t cookie;    /* bpf_get_attach_cookie: the running attachment's */
     uint32_t nrb;
     struct {
         void *data;
@@ -115,7 +116,8 @@ extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume);
 void bpfg_uprobe_miss(uint64_t *word);
 uint64_t bpfg_handler_stack(uint64_t sp);
-int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, char *err, size_t errlen);
+int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, uint64_t cookie, char *err,
+              size_t errlen);
 void hooks_remove(uint32_t index);
 void hooks_remove_all(void);
 bool hooks_use_prog(const struct prog *p);

@@ -280,10 +280,15 @@ static long bpf_btf_load(const union bpf_attr *at)
 /* TOOL_ATTACH; returns the link id or the server's errno (with its
  * message on the tool's stderr). */
 static long attach(const struct tool_file *prog, uint32_t kind, int32_t pid, uint32_t tp_id, uint64_t offset,
-                   uint64_t ref_ctr, const char *name)
+                   uint64_t ref_ctr, uint64_t cookie, const char *name)
 {
-    struct bpfg_tool_attach req = {
-        .prog_id = prog->id, .kind = kind, .pid = pid, .tp_id = tp_id, .offset = offset, .ref_ctr_offset = ref_ctr};
+    struct bpfg_tool_attach req = {.prog_id = prog->id,
+                                   .kind = kind,
+                                   .pid = pid,
+                                   .tp_id = tp_id,
+                                   .offset = offset,
+                                   .ref_ctr_offset = ref_ctr,
+                                   .cookie = cookie};
     struct reply rep;
     uint32_t id = 0;
     int err = chan_call(BPFG_TOOL_ATTACH, &req, sizeof(req), name, strlen(name) + 1, &rep);
@@ -295,14 +300,14 @@ static long attach(const struct tool_file *prog, uint32_t kind, int32_t pid, uin
     return err ? err : (long)id;
 }
 
-long attach_perf(const struct tool_file *prog, const struct tool_file *ev)
+long attach_perf(const struct tool_file *prog, const struct tool_file *ev, uint64_t cookie)
 {
     if (ev->kind == TK_UPROBE)
         return attach(prog, ev->retprobe ? BPFG_TOOL_URETPROBE : BPFG_TOOL_UPROBE, ev->pid, 0, ev->offset,
-                      ev->ref_ctr_offset, ev->path ? ev->path : "");
+                      ev->ref_ctr_offset, cookie, ev->path ? ev->path : "");
     if (ev->kind == TK_TIMER)
-        return attach(prog, BPFG_TOOL_TIMER, -1, 0, ev->offset, 0, "");
-    return attach(prog, BPFG_TOOL_TRACEPOINT, ev->pid, ev->tp_id, 0, 0, "");
+        return attach(prog, BPFG_TOOL_TIMER, -1, 0, ev->offset, 0, cookie, "");
+    return attach(prog, BPFG_TOOL_TRACEPOINT, ev->pid, ev->tp_id, 0, 0, cookie, "");
 }
 
 static long new_link(uint32_t link_id, uint32_t type, const struct tool_file *prog, struct tool_file *perf)
@@ -341,7 +346,7 @@ static long bpf_link_create(const union bpf_attr *at)
         file_put(ev);
         goto out;
     }
-    r = attach_perf(prog, ev);
+    r = attach_perf(prog, ev, at->link_create.perf_event.bpf_cookie);
     if (r < 0) {
         file_put(ev);
         goto out;
@@ -365,7 +370,7 @@ static long bpf_raw_tp_open(const union bpf_attr *at)
     struct tool_file *prog = get_kind((int)at->raw_tracepoint.prog_fd, TK_PROG);
     if (!prog)
         return -EBADF;
-    long r = attach(prog, BPFG_TOOL_RAW_TRACEPOINT, -1, 0, 0, 0, name);
+    long r = attach(prog, BPFG_TOOL_RAW_TRACEPOINT, -1, 0, 0, 0, 0, name);
     if (r >= 0)
         r = new_link((uint32_t)r, BPF_LINK_TYPE_RAW_TRACEPOINT, prog, NULL);
     file_put(prog);

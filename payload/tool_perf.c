@@ -136,7 +136,7 @@ bool do_ioctl(const uint64_t a[6], long *ret)
         else if (f->attached)
             r = -EEXIST;
         else
-            r = attach_perf(prog, f);
+            r = attach_perf(prog, f, 0);
         if (r >= 0) {
             f->link_id = (uint32_t)r; /* this perf fd owns the link */
             f->attached = true;

@@ -71,7 +71,7 @@ void chan_release(uint16_t type, uint32_t kind, uint32_t id);
 long do_bpf(const uint64_t a[6]);
 /* TOOL_ATTACH of prog to the uprobe or tracepoint event ev: the link id
  * or a negative errno. */
-long attach_perf(const struct tool_file *prog, const struct tool_file *ev);
+long attach_perf(const struct tool_file *prog, const struct tool_file *ev, uint64_t cookie);
 long mmap_array(struct tool_file *f, const uint64_t a[6]);
 long mmap_ringbuf(struct tool_file *f, const uint64_t a[6]);
 

@@ -25,6 +25,7 @@ PACKAGES=(
   bpftrace       # attach_tools: bpftrace's uprobe:BIN:FUNC+OFF under `bpfgraft run` gives the kernel's count (issue 22)
   gdb            # attach_unwind: gdb's bt through a uretprobe's trampoline
   openssh-server # cli_remote: bpfgraft --host ssh:// against an sshd the test starts on 127.0.0.1
+  systemtap-sdt-dev  # <sys/sdt.h>: the USDT victim of attach_usdt (probes with semaphores)
   # attach_unwind: a C++ victim on libc++ and LLVM's libunwind (headers below)
   "libc++1-${LLVM_VERSION}" "libc++abi1-${LLVM_VERSION}" "libc++abi-${LLVM_VERSION}-dev" "libunwind-${LLVM_VERSION}"
 )

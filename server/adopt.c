@@ -231,6 +231,8 @@ static void slot_progs(struct target_hook *h, const struct hello *hi, const stru
         if (!id)
             continue;
         h->prog_ids[h->nprogs] = id;
+        h->cookies[h->nprogs] =
+            k < BPFG_HOOK_MAX_PROGS ? slot->entry_cookies[k] : slot->ret_cookies[k - BPFG_HOOK_MAX_PROGS];
         h->kinds[h->nprogs++] = k < BPFG_HOOK_MAX_PROGS ? BPFG_HOOK_UPROBE : BPFG_HOOK_URETPROBE;
     }
 }

@@ -820,9 +820,10 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
             return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
                         engine_name);
     }
+    uint64_t cookie = !start && call->args[5] ? call->args[5]->via.u64 : 0;
     int code = start ? targets_start(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine, false,
                                      call->err, sizeof(call->err))
-                     : targets_attach(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine,
+                     : targets_attach(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine, cookie,
                                       call->err, sizeof(call->err));
     if (code)
         return code;
@@ -1031,12 +1032,14 @@ static const struct method methods[] = {
       {"object", P_REF, OPT},
       {"programs", P_ARRAY, OPT},
       {"target", P_STR, OPT},
-      {"engine", P_STR, OPT}},
+      {"engine", P_STR, OPT},
+      {"cookie", P_UINT, OPT}},
      "{pid, programs}",
      "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
      "process (no object: the process only joins bpfgraft, and running tools' links attach there); 'target' "
      "(\"binary:function[+off]\") serves programs whose section names none; 'engine' "
-     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed.",
+     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed; "
+     "'cookie' is what bpf_get_attach_cookie returns in these attachments (default 0).",
      1},
     {"target.start",
      m_target_start,

@@ -154,9 +154,29 @@ static int parse_uprobe(const char *sec, const char *spec, bool ret, struct bpfg
     return 0;
 }
 
+/* usdt[/BINARY:PROVIDER:NAME] (libbpf's form): an entry program at every
+ * site of that probe; target_func holds "PROVIDER:NAME". */
+static int parse_usdt(const char *sec, const char *spec, struct bpfg_obj_prog *p)
+{
+    const char *last = strrchr(spec, ':');
+    const char *mid = last && last > spec ? memrchr(spec, ':', (size_t)(last - spec)) : NULL;
+    if (*spec && (!mid || mid == spec || mid + 1 == last || !last[1]))
+        return unsupported(p, "section '%s': expected usdt/BINARY:PROVIDER:NAME", sec);
+    p->kind = BPFG_ATTACH_UPROBE;
+    p->usdt = true;
+    if (!*spec)
+        return 0; /* bare SEC("usdt"): target given at attach */
+    p->target_binary = strndup(spec, (size_t)(mid - spec));
+    p->target_func = strdup(mid + 1);
+    return p->target_binary && p->target_func ? 0 : -ENOMEM;
+}
+
 int bpfg_obj_parse_section(const char *sec, struct bpfg_obj_prog *p)
 {
     const char *rest;
+
+    if (sec_is(sec, "usdt", &rest))
+        return parse_usdt(sec, rest, p);
 
     if (sec_is(sec, "uprobe", &rest))
         return parse_uprobe(sec, rest, false, p);

@@ -125,6 +125,12 @@ struct bpfg_obj_prog {
     char *license;
     struct bpf_insn *insns; /* NULL when unsupported */
     size_t insn_cnt;
+    /* with target_file_offset: file offset in target_binary of a USDT
+     * semaphore counted while attached (0: none) */
+    uint64_t ref_ctr_offset;
+    /* SEC("usdt..."): target_func is "PROVIDER:NAME", attached at each of
+     * its sites */
+    bool usdt;
 };
 
 struct bpfg_obj {

@@ -48,6 +48,7 @@ static const struct {
     {BPF_FUNC_ringbuf_query, "ringbuf_query"},
     {BPF_FUNC_snprintf, "snprintf"},
     {BPF_FUNC_get_func_ip, "get_func_ip"},
+    {BPF_FUNC_get_attach_cookie, "get_attach_cookie"},
     {BPF_FUNC_send_signal, "send_signal"},
     {BPF_FUNC_send_signal_thread, "send_signal_thread"},
     {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns"},

@@ -16,6 +16,7 @@
 struct mapping {
     uint64_t start, end, offset;
     uint64_t inode;
+    bool writable; /* private and writable: where the process's own data is */
     char path[512];
 };
 
@@ -26,6 +27,11 @@ struct mapping_search {
     struct mapping *out;
     size_t max, n;
 };
+
+static bool private_writable(const struct bpfg_procfs_map *pm)
+{
+    return pm->perms[1] == 'w' && pm->perms[3] == 'p';
+}
 
 static int collect_mapping(const struct bpfg_procfs_map *pm, void *arg)
 {
@@ -43,7 +49,7 @@ static int collect_mapping(const struct bpfg_procfs_map *pm, void *arg)
     }
     if (match) {
         struct mapping *m = &ms->out[ms->n++];
-        *m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, ""};
+        *m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, private_writable(pm), ""};
         snprintf(m->path, sizeof(m->path), "%s", pm->path);
     }
     return 0;
@@ -208,7 +214,8 @@ out:
     return r;
 }
 
-int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen)
+static int resolve_offset_in(pid_t pid, const char *binary, uint64_t file_off, bool writable, uint64_t *addr, char *err,
+                             size_t errlen)
 {
     struct mapping maps[64];
     size_t nmaps = 0;
@@ -223,14 +230,26 @@ int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, ui
         return -ENOENT;
     }
     for (size_t i = 0; i < nmaps; i++) {
+        if (writable && !maps[i].writable)
+            continue;
         if (file_off >= maps[i].offset && file_off < maps[i].offset + (maps[i].end - maps[i].start)) {
             *addr = maps[i].start + (file_off - maps[i].offset);
             return 0;
         }
     }
-    snprintf(err, errlen, "offset 0x%llx of %s is not mapped in process %d", (unsigned long long)file_off, binary,
-             (int)pid);
+    snprintf(err, errlen, "offset 0x%llx of %s is not mapped%s in process %d", (unsigned long long)file_off, binary,
+             writable ? " writable" : "", (int)pid);
     return -ENOENT;
+}
+
+int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen)
+{
+    return resolve_offset_in(pid, binary, file_off, false, addr, err, errlen);
+}
+
+int sym_resolve_data_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen)
+{
+    return resolve_offset_in(pid, binary, file_off, true, addr, err, errlen);
 }
 
 bool sym_maps_binary(pid_t pid, const char *binary)
@@ -251,7 +270,7 @@ static int mapping_of(const struct bpfg_procfs_map *pm, void *arg)
     struct addr_search *as = arg;
     if (as->addr < pm->start || as->addr >= pm->end || pm->path[0] != '/')
         return 0;
-    as->m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, ""};
+    as->m = (struct mapping){pm->start, pm->end, pm->offset, pm->inode, private_writable(pm), ""};
     snprintf(as->m.path, sizeof(as->m.path), "%s", pm->path);
     return 1;
 }

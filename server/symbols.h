@@ -22,6 +22,9 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
  * matched by inode) in pid, as perf_event_open uprobes name places.
  * -ESRCH: no process; -ENOENT: not mapped there (message in err). */
 int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
+/* The same in a private writable mapping only (the process's copy of its
+ * data, where a USDT semaphore is counted), as the kernel's ref_ctr. */
+int sym_resolve_data_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
 /* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym)
  * that contains runtime address addr in pid: [*lo, *hi). -ENOENT when

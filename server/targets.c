@@ -42,6 +42,7 @@
 #include "targets.h"
 #include "tool.h"
 #include "unwind.h"
+#include "usdt.h"
 #include "ustack.h"
 #include "pmsg.h"
 #include "progcompile.h"
@@ -875,7 +876,7 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
 /* HOOK for one program of slot h (planned, stub placed); a trap probe's
  * reply says where the payload keeps the target's SIGTRAP action. */
 static int send_hook(struct server *s, struct target *t, const struct target_hook *h, uint32_t kind, uint32_t prog_id,
-                     char *err, size_t errlen)
+                     uint64_t cookie, char *err, size_t errlen)
 {
     struct bpfg_pmsg_hook body = {
         .hook_index = h->index,
@@ -884,6 +885,7 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
         .flags = h->plan.trap ? BPFG_HOOK_F_TRAP : 0,
         .site = h->plan.func,
         .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+        .cookie = cookie,
     };
     struct bpfg_pmsg_hook_reply rep = {0};
     size_t got = 0;
@@ -984,10 +986,44 @@ static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, 
     return 0;
 }
 
+/* Where one attachment goes: the address, its cookie, and the USDT
+ * semaphore it counts in (0: none). */
+struct hook_site {
+    uint64_t func, cookie, sem;
+};
+
+/* The sites one program of an attach goes to: one, or a USDT probe's. */
+struct prog_sites {
+    struct hook_site one;
+    struct hook_site *list; /* &one or malloc'd */
+    size_t n;
+};
+
+/* The attachment counts in its USDT semaphore while it lasts, as with the
+ * kernel's ref_ctr. A failure is logged: the probe still works, only the
+ * code the semaphore guards stays off. Returns what to release later. */
+static uint64_t sem_take(const struct target *t, uint64_t sem)
+{
+    char err[256];
+    if (!sem)
+        return 0;
+    if (usdt_sem_add(t->pid, sem, 1, err, sizeof(err)) == 0)
+        return sem;
+    srv_log(SRV_WARN, "target %d: %s", (int)t->pid, err);
+    return 0;
+}
+
+static void sem_release(const struct target *t, uint64_t sem)
+{
+    char err[256];
+    if (sem && usdt_sem_add(t->pid, sem, -1, err, sizeof(err)) != 0)
+        srv_log(SRV_WARN, "target %d: %s", (int)t->pid, err);
+}
+
 /* A program joining a site that is already patched: the payload adds it
  * to the slot; nothing in the process changes. */
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
-                     char *err, size_t errlen)
+                     const struct hook_site *site, char *err, size_t errlen)
 {
     for (uint32_t i = 0; i < h->nprogs; i++)
         if (h->prog_ids[i] == p->id)
@@ -998,10 +1034,12 @@ static int join_hook(struct server *s, struct target *t, struct target_hook *h, 
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
     int r = kind == BPFG_HOOK_URETPROBE ? prepare_uretprobe(s, t, h->plan.func, err, errlen) : 0;
     if (!r)
-        r = send_hook(s, t, h, kind, p->id, err, errlen);
+        r = send_hook(s, t, h, kind, p->id, site->cookie, err, errlen);
     if (r)
         return r;
     h->prog_ids[h->nprogs] = p->id;
+    h->cookies[h->nprogs] = site->cookie;
+    h->sems[h->nprogs] = sem_take(t, site->sem);
     h->kinds[h->nprogs++] = kind;
     return 0;
 }
@@ -1025,13 +1063,14 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
-static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, uint64_t func, char *err,
-                        size_t errlen)
+static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
+                        char *err, size_t errlen)
 {
     uint32_t kind = p->prog->kind == BPFG_ATTACH_URETPROBE ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE;
+    uint64_t func = site->func;
     for (size_t i = 0; i < TARGET_MAX_HOOKS; i++)
         if (t->hooks[i].used && t->hooks[i].plan.func == func)
-            return join_hook(s, t, &t->hooks[i], p, kind, err, errlen);
+            return join_hook(s, t, &t->hooks[i], p, kind, site, err, errlen);
     int idx = find_free_hook(t);
     if (idx < 0)
         return srv_efail(err, errlen, -ENOSPC, "process %d has %d hooks already", (int)t->pid, TARGET_MAX_HOOKS);
@@ -1085,7 +1124,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                 h->plan.trap ? "trap probe" : "short jmp (hop)", why);
 
     /* The payload activates the slot before any thread can reach it. */
-    r = send_hook(s, t, h, kind, p->id, err, errlen);
+    r = send_hook(s, t, h, kind, p->id, site->cookie, err, errlen);
     if (r)
         goto free_stub;
 
@@ -1103,6 +1142,8 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     }
     h->used = true;
     h->prog_ids[0] = p->id;
+    h->cookies[0] = site->cookie;
+    h->sems[0] = sem_take(t, site->sem);
     h->kinds[0] = kind;
     h->nprogs = 1;
     t->nhooks++;
@@ -1121,6 +1162,31 @@ free_stub:
         bpfg_resume_process(&st, NULL);
     }
     return r;
+}
+
+/* "binary:provider:name": binary up to the second-last ':' */
+static void split_usdt_target(const char *spec, char *binary, size_t blen, char *probe, size_t plen)
+{
+    const char *last = strrchr(spec, ':');
+    const char *mid = last && last > spec ? memrchr(spec, ':', (size_t)(last - spec)) : NULL;
+    snprintf(binary, blen, "%.*s", mid ? (int)(mid - spec) : 0, spec);
+    snprintf(probe, plen, "%s", mid ? mid + 1 : spec);
+}
+
+/* Every site of one program of an attach, logged; stops at the first
+ * failure (the sites already hooked stay, as with several programs). */
+static int install_sites(struct server *s, struct target *t, const struct reg_prog *p, const struct prog_sites *ps,
+                         char *err, size_t errlen)
+{
+    for (size_t k = 0; k < ps->n; k++) {
+        int r = install_hook(s, t, p, &ps->list[k], err, errlen);
+        if (r)
+            return r;
+        srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)t->pid,
+                p->id, p->prog->name, (unsigned long long)ps->list[k].func, targets_engine_name(prog_engine(t, p->id)),
+                (unsigned long long)t->last_stop_ns / 1000);
+    }
+    return 0;
 }
 
 static void split_target(const char *spec, char *binary, size_t blen, char *func, size_t flen, uint64_t *off)
@@ -1170,8 +1236,87 @@ static int refuse_unrunnable(pid_t pid, const char *what, char *err, size_t errl
 /* Set while targets_start attaches: the tool decision waits for it. */
 static bool start_pending;
 
+static void prog_sites_free(struct prog_sites *ps, size_t n)
+{
+    for (size_t i = 0; ps && i < n; i++)
+        if (ps[i].list != &ps[i].one)
+            free(ps[i].list);
+    free(ps);
+}
+
+static struct reg_map *object_map(struct server *s, const struct reg_object *o, const char *name)
+{
+    for (size_t k = 0; k < o->map_cnt && k < o->obj->map_cnt; k++) {
+        struct reg_map *m = registry_map(&s->reg, o->map_ids[k]);
+        if (m && m->map && o->obj->maps[k].name && strcmp(o->obj->maps[k].name, name) == 0)
+            return m; /* the object's names are whole; the registry's are cut at 15 */
+    }
+    return NULL;
+}
+
+/* The spec's id in __bpf_usdt_specs (an array): the first slot holding
+ * the same spec, else the first empty one, written. Equal sites share an
+ * id; an empty slot and a spec of zeros are the same thing. */
+static int usdt_spec_id(struct reg_map *specs, const struct usdt_spec *spec, uint32_t *id)
+{
+    struct bpfg_map_info info;
+    bpfg_map_get_info(specs->map, &info);
+    if (info.type != BPF_MAP_TYPE_ARRAY || info.key_size != 4 || info.value_size != sizeof(*spec))
+        return -EINVAL;
+    struct usdt_spec have, zero = {0};
+    for (uint32_t k = 0; k < info.max_entries; k++) {
+        if (bpfg_map_lookup_copy(specs->map, &k, &have))
+            return -EIO;
+        if (memcmp(&have, spec, sizeof(have)) == 0) {
+            *id = k;
+            return 0;
+        }
+        if (memcmp(&have, &zero, sizeof(have)) == 0) {
+            *id = k;
+            return bpfg_map_update_copy(specs->map, &k, spec, BPF_ANY);
+        }
+    }
+    return -ENOSPC;
+}
+
+/* A SEC("usdt") program: every site of its probe, its spec stored in the
+ * object's __bpf_usdt_specs as libbpf does (also the ip-to-id map that
+ * kernels without cookies use); each site's cookie is its spec id, the
+ * attach's cookie is the spec's usdt_cookie (bpf_usdt_cookie). */
+static int usdt_prog_sites(struct server *s, pid_t pid, const struct reg_prog *p, const char *binary, const char *probe,
+                           uint64_t cookie, struct prog_sites *ps, char *err, size_t errlen)
+{
+    struct reg_object *o = registry_object(&s->reg, p->obj_id);
+    struct reg_map *specs = o ? object_map(s, o, "__bpf_usdt_specs") : NULL;
+    struct reg_map *ips = o ? object_map(s, o, "__bpf_usdt_ip_to_spec_id") : NULL;
+    if (!specs)
+        return srv_efail(err, errlen, -EINVAL, "no __bpf_usdt_specs map (include <bpf/usdt.bpf.h>)");
+    struct usdt_site *us = NULL;
+    size_t n = 0;
+    int r = usdt_sites(pid, binary, probe, &us, &n, err, errlen);
+    if (r)
+        return r;
+    ps->list = calloc(n, sizeof(*ps->list));
+    if (!ps->list) {
+        free(us);
+        return srv_efail(err, errlen, -ENOMEM, "out of memory");
+    }
+    ps->n = n;
+    for (size_t i = 0; i < n && !r; i++) {
+        uint32_t id = 0;
+        us[i].spec.usdt_cookie = cookie;
+        if ((r = usdt_spec_id(specs, &us[i].spec, &id)) != 0)
+            srv_efail(err, errlen, r, "cannot store the spec of %s in __bpf_usdt_specs: %s", probe, strerror(-r));
+        else if (ips)
+            bpfg_map_update_copy(ips->map, &us[i].addr, &id, BPF_ANY); /* full: cookies still work */
+        ps->list[i] = (struct hook_site){us[i].addr, id, us[i].sem};
+    }
+    free(us);
+    return r;
+}
+
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
-                   const char *target_spec, int engine, char *err, size_t errlen)
+                   const char *target_spec, int engine, uint64_t cookie, char *err, size_t errlen)
 {
     if (engine == TARGET_ENGINE_DEFAULT)
         engine = default_engine;
@@ -1184,13 +1329,15 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
-    uint64_t *addrs = calloc(nprogs + 1, sizeof(uint64_t));
-    if (!addrs)
+    struct prog_sites *sites = calloc(nprogs + 1, sizeof(*sites));
+    if (!sites)
         return srv_efail(err, errlen, BPFG_RPC_E_INTERNAL, "out of memory");
     int code = 0;
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         const struct bpfg_obj_prog *op = p->prog;
+        sites[i].list = &sites[i].one;
+        sites[i].n = 1;
         if (syscalls_is_kind(op->kind)) {
             code = syscalls_check(op, err, errlen);
             continue;
@@ -1203,9 +1350,13 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         }
         char binary[512], func[256];
         uint64_t off = op->target_offset;
+        sites[i].one.cookie = cookie;
         if (op->target_file_offset) {
             char why[256];
-            r = sym_resolve_file_offset(pid, op->target_binary, off, &addrs[i], why, sizeof(why));
+            r = sym_resolve_file_offset(pid, op->target_binary, off, &sites[i].one.func, why, sizeof(why));
+            if (!r && op->ref_ctr_offset)
+                r = sym_resolve_data_offset(pid, op->target_binary, op->ref_ctr_offset, &sites[i].one.sem, why,
+                                            sizeof(why));
             if (r)
                 code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
                                  "program '%s': %s", op->name, why);
@@ -1214,29 +1365,39 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         if (op->target_func) {
             snprintf(binary, sizeof(binary), "%s", op->target_binary ? op->target_binary : "");
             snprintf(func, sizeof(func), "%s", op->target_func);
+        } else if (target_spec && target_spec[0] && op->usdt) {
+            split_usdt_target(target_spec, binary, sizeof(binary), func, sizeof(func));
         } else if (target_spec && target_spec[0]) {
             split_target(target_spec, binary, sizeof(binary), func, sizeof(func), &off);
         } else {
             code = srv_efail(err, errlen, BPFG_RPC_E_INVALID_PARAMS,
-                             "program '%s' (section '%s') names no function: give a target \"binary:function\"",
-                             op->name, op->section);
+                             "program '%s' (section '%s') names no %s: give a target \"%s\"", op->name, op->section,
+                             op->usdt ? "probe" : "function", op->usdt ? "binary:provider:name" : "binary:function");
             break;
         }
         char why[256];
-        r = sym_resolve(pid, binary, func, off, &addrs[i], why, sizeof(why));
+        if (op->usdt) {
+            sites[i].list = NULL; /* freed as a list from here */
+            r = usdt_prog_sites(s, pid, p, binary, func, cookie, &sites[i], why, sizeof(why));
+            if (r)
+                code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET,
+                                 "program '%s': %s", op->name, why);
+            continue;
+        }
+        r = sym_resolve(pid, binary, func, off, &sites[i].one.func, why, sizeof(why));
         if (r)
             code = srv_efail(err, errlen, r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : BPFG_RPC_E_TARGET, "program '%s': %s",
                              op->name, why);
     }
     if (code) {
-        free(addrs);
+        prog_sites_free(sites, nprogs);
         return code;
     }
 
     struct target *t = targets_find(&s->targets, pid);
     bool fresh = !t;
     if (!t && (r = inject(s, pid, uid, &t, err, errlen))) {
-        free(addrs);
+        prog_sites_free(sites, nprogs);
         return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
     }
     for (size_t i = 0; i < nprogs && !code; i++) {
@@ -1244,14 +1405,10 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
         if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
-                                                 : install_hook(s, t, p, addrs[i], err, errlen)))
+                                                 : install_sites(s, t, p, &sites[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
-        else
-            srv_log(SRV_INFO, "target %d: program %u '%s' attached at 0x%llx on %s (threads stopped %llu us)", (int)pid,
-                    p->id, p->prog->name, (unsigned long long)addrs[i], targets_engine_name(prog_engine(t, p->id)),
-                    (unsigned long long)t->last_stop_ns / 1000);
     }
-    free(addrs);
+    prog_sites_free(sites, nprogs);
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
         targets_detach(s, pid, 0, 0, ignored, sizeof(ignored));
@@ -1290,7 +1447,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
     /* Stopped at its entry point and traced by us: attaching adopts that
      * thread, and the hooks are in place before any code of main runs. */
     start_pending = true;
-    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, err, errlen);
+    int code = targets_attach(s, pid, peer_uid, peer_pid, prog_ids, nprogs, target_spec, engine, 0, err, errlen);
     start_pending = false;
     struct target *t = code ? NULL : targets_find(&s->targets, pid);
     if (t && tool) {
@@ -1337,7 +1494,7 @@ int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint
 int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
 {
     start_pending = true;
-    int code = targets_attach(s, pid, 0, 0, NULL, 0, NULL, TARGET_ENGINE_DEFAULT, err, errlen);
+    int code = targets_attach(s, pid, 0, 0, NULL, 0, NULL, TARGET_ENGINE_DEFAULT, 0, err, errlen);
     start_pending = false;
     struct target *t = code ? NULL : targets_find(&s->targets, pid);
     if (t) {
@@ -1372,6 +1529,8 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         struct target_hook *h = &t->hooks[i];
         if (!h->used)
             continue;
+        for (uint32_t k = 0; k < h->nprogs; k++)
+            sem_release(t, h->sems[k]);
         struct bpfg_pmsg_unhook un = {h->index};
         payload_call(s, t, BPFG_PMSG_UNHOOK, &un, sizeof(un), -1, ierr, sizeof(ierr));
     }
@@ -1734,7 +1893,9 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
             uint64_t dropped = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, dropped)) : 0;
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
                 bool ret = h->kinds[k] == BPFG_HOOK_URETPROBE;
-                msgpack_pack_map(pk, ret ? 6 : 5);
+                msgpack_pack_map(pk, ret ? 7 : 6);
+                bpfg_pack_cstr(pk, "cookie");
+                msgpack_pack_uint64(pk, h->cookies[k]);
                 bpfg_pack_cstr(pk, "misses");
                 msgpack_pack_uint64(pk, misses);
                 if (ret) {
@@ -1790,11 +1951,16 @@ void targets_destroy(struct server *s, bool detach)
 static int shrink_hook(struct server *s, struct target *t, struct target_hook *h, const uint32_t *ids, size_t n)
 {
     uint32_t keep_ids[TARGET_HOOK_PROGS], keep_kinds[TARGET_HOOK_PROGS];
+    uint64_t keep_cookies[TARGET_HOOK_PROGS], keep_sems[TARGET_HOOK_PROGS];
     uint32_t nkeep = 0;
     for (uint32_t k = 0; k < h->nprogs; k++)
         if (!id_in(ids, n, h->prog_ids[k])) {
             keep_ids[nkeep] = h->prog_ids[k];
+            keep_cookies[nkeep] = h->cookies[k];
+            keep_sems[nkeep] = h->sems[k];
             keep_kinds[nkeep++] = h->kinds[k];
+        } else {
+            sem_release(t, h->sems[k]);
         }
     if (nkeep == h->nprogs)
         return 0;
@@ -1825,13 +1991,17 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             .prog_id = keep_ids[k],
             .site = h->plan.func,
             .resume = h->plan.stub_addr + BPFG_HOOK_RESUME_OFF,
+            .cookie = keep_cookies[k],
         };
         if (payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), -1, ierr, sizeof(ierr)) != 0) {
             srv_log(SRV_WARN, "target %d: re-adding program %u at 0x%llx: %s", (int)t->pid, keep_ids[k],
                     (unsigned long long)h->plan.func, ierr);
+            sem_release(t, keep_sems[k]);
             continue;
         }
         h->prog_ids[h->nprogs] = keep_ids[k];
+        h->cookies[h->nprogs] = keep_cookies[k];
+        h->sems[h->nprogs] = keep_sems[k];
         h->kinds[h->nprogs++] = keep_kinds[k];
     }
     if (h->nprogs == 0 && nkeep == 0) {

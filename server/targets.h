@@ -23,7 +23,9 @@ struct target_hook {
     uint32_t index; /* payload hook slot */
     uint32_t nprogs;
     uint32_t prog_ids[TARGET_HOOK_PROGS];
-    uint32_t kinds[TARGET_HOOK_PROGS]; /* enum bpfg_hook_kind */
+    uint32_t kinds[TARGET_HOOK_PROGS];   /* enum bpfg_hook_kind */
+    uint64_t cookies[TARGET_HOOK_PROGS]; /* bpf_get_attach_cookie of each */
+    uint64_t sems[TARGET_HOOK_PROGS];    /* the USDT semaphore each counts in (0: none) */
     struct bpfg_hook_plan plan;
     size_t stub_size; /* bytes allocated at plan.stub_addr; kept after the hook is
                                 * removed (!used) until the slot is reused or the payload goes */
@@ -131,9 +133,10 @@ void targets_save(struct server *s, const struct target *t);
  * section names no target. On failure returns an RPC error code with err
  * set; on success fills nothing else (target_list shows the result).
  * engine: enum bpfg_engine or TARGET_ENGINE_DEFAULT, for programs not yet
- * loaded in that process (a loaded one keeps the engine it got). */
+ * loaded in that process (a loaded one keeps the engine it got). cookie:
+ * what bpf_get_attach_cookie returns in these attachments. */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
-                   const char *target_spec, int engine, char *err, size_t errlen);
+                   const char *target_spec, int engine, uint64_t cookie, char *err, size_t errlen);
 /* Runs program prog_id in t's payload thread every period_ns (a tool's
  * cpu-clock perf event: bpftrace's interval:). 0 or a negative errno. */
 int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint64_t period_ns, int engine, char *err,

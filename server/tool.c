@@ -578,7 +578,7 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
     if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
         return 0;
     applying = true;
-    int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, err, errlen);
+    int code = targets_attach(s, t->pid, 0, 0, &l->prog_id, 1, NULL, tl->engine, l->cookie, err, errlen);
     applying = false;
     if (code)
         return rpc_to_errno(code);
@@ -601,7 +601,7 @@ static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct 
     unsigned uid = 0;
     if (bpfg_procfs_status(tl->pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u", &uid) != 1)
         return srv_efail(err, errlen, -ESRCH, "the tool's process %d is gone", (int)tl->pid);
-    int code = targets_attach(s, pid, uid, tl->pid, NULL, 0, NULL, tl->engine, err, errlen);
+    int code = targets_attach(s, pid, uid, tl->pid, NULL, 0, NULL, tl->engine, 0, err, errlen);
     if (code)
         return code == BPFG_RPC_E_PERMISSION ? -EACCES : code == BPFG_RPC_E_NOT_FOUND ? -ESRCH : rpc_to_errno(code);
     if (!(*out = targets_find(&s->targets, pid)))
@@ -813,6 +813,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     r = clone_prog(op, kind, binary, a.offset, syscall, &copy);
     if (r)
         return srv_efail(err, errlen, r, "out of memory");
+    copy.ref_ctr_offset = binary ? a.ref_ctr_offset : 0;
     if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
         char *name_copy = copy.name;
         copy.name = NULL;
@@ -845,6 +846,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     l->kind = kind;
     l->pid = a.pid > 0 ? a.pid : -1;
     l->offset = a.offset;
+    l->cookie = a.cookie;
     if (before_exec) {
         if ((r = execwatch_add(s, binary, err, errlen)) != 0) {
             link_free(l);

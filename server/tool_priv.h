@@ -22,7 +22,8 @@ struct tool_link {
     pid_t pid;    /* > 0: that process; -1: every one in scope */
     char *binary; /* uprobes */
     uint64_t offset;
-    pid_t *in; /* processes it is attached in now */
+    uint64_t cookie; /* bpf_get_attach_cookie in its attachments */
+    pid_t *in;       /* processes it is attached in now */
     size_t nin;
     bool watching; /* pid -1 on binary: new processes of it are caught (execwatch.c) */
 };

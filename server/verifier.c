@@ -1526,8 +1526,9 @@ static int do_alu(struct vctx *v, const struct bpf_insn *in)
                           rtype_names[ptr.type]);
         if (ptr.type == CONST_MAP || ptr.type == PTR_FUNC)
             return reject(v, "R%d pointer arithmetic on %s prohibited", ptrreg, rtype_names[ptr.type]);
-        if (ptr.type == PTR_CTX && !reg_is_const(&sc))
-            return reject(v, "R%d variable ctx access prohibited (pointer arithmetic with an unknown scalar)", ptrreg);
+        /* ctx plus a variable offset is allowed, as in the kernel (usdt.bpf.h
+         * reads a register at a spec's offset with bpf_probe_read_kernel);
+         * check_mem and ctx arguments refuse it */
         if (reg_is_const(&sc)) {
             int64_t c = (int64_t)sc.var.value;
             if (op == BPF_SUB)
@@ -1628,6 +1629,7 @@ static const struct proto protos[] = {
     {BPF_FUNC_ringbuf_query, "ringbuf_query", RET_INT, {A_MAP, A_ANY}, 0},
     {BPF_FUNC_snprintf, "snprintf", RET_INT, {A_OUT_MEM_OR_NULL, A_SIZE0, A_CONST_STR, A_MEM_OR_NULL, A_SIZE0}, 2},
     {BPF_FUNC_get_func_ip, "get_func_ip", RET_INT, {A_CTX}, 0},
+    {BPF_FUNC_get_attach_cookie, "get_attach_cookie", RET_INT, {A_CTX}, 0},
     {BPF_FUNC_send_signal, "send_signal", RET_INT, {A_ANY}, 0},
     {BPF_FUNC_send_signal_thread, "send_signal_thread", RET_INT, {A_ANY}, 0},
     {BPF_FUNC_ktime_get_coarse_ns, "ktime_get_coarse_ns", RET_INT, {0}, 0},

@@ -18,6 +18,7 @@ extern const struct bench_suite bench_suite_vm __attribute__((weak));
 extern const struct bench_suite bench_suite_maps __attribute__((weak));
 extern const struct bench_suite bench_suite_rpc __attribute__((weak));
 extern const struct bench_suite bench_suite_uprobe __attribute__((weak));
+extern const struct bench_suite bench_suite_usdt __attribute__((weak));
 extern const struct bench_suite bench_suite_jit __attribute__((weak));
 extern const struct bench_suite bench_suite_verifier __attribute__((weak));
 extern const struct bench_suite bench_suite_syscall __attribute__((weak));
@@ -27,8 +28,8 @@ extern const struct bench_suite bench_suite_restart __attribute__((weak));
 static const struct bench_suite *suites(size_t i)
 {
     const struct bench_suite *all[] = {
-        &bench_suite_vm,       &bench_suite_maps,    &bench_suite_rpc,  &bench_suite_uprobe,  &bench_suite_jit,
-        &bench_suite_verifier, &bench_suite_syscall, &bench_suite_tool, &bench_suite_restart,
+        &bench_suite_vm,  &bench_suite_maps,     &bench_suite_rpc,     &bench_suite_uprobe, &bench_suite_usdt,
+        &bench_suite_jit, &bench_suite_verifier, &bench_suite_syscall, &bench_suite_tool,   &bench_suite_restart,
     };
     return i < sizeof(all) / sizeof(all[0]) ? all[i] : (const void *)-1;
 }

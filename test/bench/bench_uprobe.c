@@ -31,7 +31,9 @@ struct victim {
     FILE *in;         /* commands */
     FILE *out;        /* answers */
     const char *func; /* "short": bench_short (a hop's site), "mid": bench_mid+3 (a hop inside a leaf), "tight":
-                       * bench_tight (a trap's), "deepD": bench_deep_target D frames deep, NULL: bench_target */
+                       * bench_tight (a trap's), "deepD": bench_deep_target D frames deep, "usdt": the USDT
+                       * probe bpfgraft_bench:hit, NULL: bench_target */
+    const char *bin;
 };
 
 static int victim_start(struct victim *v, const char *bin, int threads)
@@ -51,6 +53,7 @@ static int victim_start(struct victim *v, const char *bin, int threads)
             execl(bin, bin, (char *)NULL);
         _exit(127);
     }
+    v->bin = bin;
     v->in = fdopen(cmd, "w");
     v->out = fdopen(answer, "r");
     char line[64];
@@ -111,8 +114,11 @@ static long rss_kb(pid_t pid)
 /* Where a probe goes in victim v, as target.attach names it. */
 static const char *victim_target(const struct victim *v)
 {
+    static char usdt[PATH_MAX + 32];
     if (!v->func)
         return ":bench_target";
+    if (strcmp(v->func, "usdt") == 0)
+        return snprintf(usdt, sizeof(usdt), "%s:bpfgraft_bench:hit", v->bin), usdt;
     if (strncmp(v->func, "deep", 4) == 0)
         return ":bench_deep_target";
     return strcmp(v->func, "short") == 0 ? ":bench_short"
@@ -137,9 +143,20 @@ static struct bpf_link *attach_bench_target(struct bpf_program *prog, void *arg)
     return bpf_program__attach_uprobe_opts(prog, site->pid, site->victim_bin, 0, &uo);
 }
 
+static struct bpf_link *attach_usdt_hit(struct bpf_program *prog, void *arg)
+{
+    const struct probe_site *site = arg;
+    return bpf_program__attach_usdt(prog, site->pid, site->victim_bin, "bpfgraft_bench", "hit", NULL);
+}
+
 static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name, bool ret,
                        long n, double *ns)
 {
+    if (v->func && strcmp(v->func, "usdt") == 0) {
+        struct probe_site site = {v->pid, victim_bin, false, NULL};
+        struct bench_timed_calls t = {run_calls, v, n};
+        return bench_kernel_cost(obj_path, prog_name, attach_usdt_hit, &site, "usdt", "bpfgraft_bench:hit", &t, ns);
+    }
     struct probe_site site = {v->pid, victim_bin, ret, victim_target(v) + 1};
     struct bench_timed_calls t = {run_calls, v, n};
     return bench_kernel_cost(obj_path, prog_name, attach_bench_target, &site, "uprobe", site.func, &t, ns);
@@ -220,7 +237,8 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
                         long *rss_attached)
 {
     struct bpfg_rpc_msg resp;
-    int err = rpc_simple(r, "target.attach", (uint32_t)v->pid, "count_entry", engine, victim_target(v), &resp);
+    const char *prog = v->func && strcmp(v->func, "usdt") == 0 ? "count_usdt" : "count_entry";
+    int err = rpc_simple(r, "target.attach", (uint32_t)v->pid, prog, engine, victim_target(v), &resp);
     if (err)
         return err;
     bpfg_rpc_msg_release(&resp);
@@ -413,4 +431,56 @@ const struct bench_suite bench_suite_uprobe = {
     "uprobe",
     "uprobe/uretprobe cost per hit: bpfgraft vs kernel, attach latency, stop time, RSS",
     run,
+};
+
+/* bpfgraft-bench usdt: a USDT probe hit (usdt.bpf.h programs: empty, and
+ * a counter reading the argument), bpfgraft vs the kernel's USDT uprobe
+ * (libbpf's bpf_program__attach_usdt) in the same process. */
+static int run_usdt(struct bench_ctx *ctx)
+{
+    /* a USDT nop mid-function gets a trap probe today: fewer calls */
+    long n = bench_quick(ctx) ? 2000 : 100000, kn = bench_quick(ctx) ? 2000 : 50000;
+    char victim_bin[PATH_MAX], obj[PATH_MAX], server_bin[PATH_MAX];
+    struct victim v = {0};
+    struct server srv = {.pid = -1};
+    struct rconn r = {0};
+    double base, k_empty, k_cnt, g_cnt;
+    struct graft_result g_empty;
+    long rss = 0;
+    int err = bench_find_files(sizeof(victim_bin), victim_bin, "bpfgraft-bench-victim", obj, "bench_uprobe.bpf.o",
+                               server_bin, "bpfgraftd", NULL);
+    if (err) {
+        fprintf(stderr, "bench usdt: victim, object or bpfgraftd not built\n");
+        return err;
+    }
+    if ((err = victim_start(&v, victim_bin, 0)))
+        goto out;
+    v.func = "usdt";
+    libbpf_set_print(NULL);
+    if ((err = victim_per_call(&v, n, &base)) ||
+        (err = kernel_cost(&v, victim_bin, obj, "empty_usdt", false, kn, &k_empty)) ||
+        (err = kernel_cost(&v, victim_bin, obj, "count_usdt", false, kn, &k_cnt)) ||
+        (err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) ||
+        (err = bench_load_object(&r, obj, "bench")) || (err = graft_cost(&r, &v, "empty_usdt", "llvm", n, &g_empty)) ||
+        (err = counter_cost(&r, &v, "llvm", n, &g_cnt, &rss)))
+        goto out;
+    bench_report(ctx, "USDT site, no probe", "native", base, "ns/hit", NULL, 0);
+    bench_report(ctx, "USDT empty", "kernel", k_empty - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "USDT arg + map counter", "kernel", k_cnt - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "USDT empty", "bpfgraft llvm", g_empty.per_call - base, "ns/hit", "kernel", k_empty - base);
+    bench_report(ctx, "USDT arg + map counter", "bpfgraft llvm", g_cnt - base, "ns/hit", "kernel", k_cnt - base);
+    bench_note(ctx, "goal (issue 14): >= 100x cheaper than the kernel's USDT uprobe; a C victim's "
+                    "STAP_PROBE1 in a loop, best of 3 runs; map counter checked exact");
+out:
+    if (r.c)
+        rclose(&r);
+    server_stop(&srv);
+    victim_stop(&v);
+    return err;
+}
+
+const struct bench_suite bench_suite_usdt = {
+    "usdt",
+    "USDT probe cost per hit: bpfgraft vs the kernel's USDT uprobe",
+    run_usdt,
 };

@@ -10,6 +10,8 @@
  *   deepD N    call bench_deep_target() N times from D frames deep (main,
  *              libc's start and _start included); built without frame
  *              pointers, as Debian's binaries are
+ *   usdt N     fire the USDT probe bpfgraft_bench:hit(i) N times (no
+ *              semaphore), print the elapsed ns
  *   quit
  * With "--threads N" it first starts N threads that sleep, to measure how
  * long attaching stops a process with many threads; with "--busy N", N
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sdt.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -159,6 +162,11 @@ int main(int argc, char **argv)
                 sum += fn(i);
             unsigned long long t1 = now_ns();
             printf("%llu %ld\n", t1 - t0, sum);
+        } else if (sscanf(line, "usdt %ld", &n) == 1) {
+            unsigned long long t0 = now_ns();
+            for (long i = 0; i < n; i++)
+                STAP_PROBE1(bpfgraft_bench, hit, i);
+            printf("%llu 0\n", now_ns() - t0);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }

@@ -380,11 +380,18 @@ Test(objload, section_parsing)
         {"kprobe/do_sys_open", BPFG_ATTACH_UNSUPPORTED, NULL, NULL, NULL, 0},
         {"fentry/x", BPFG_ATTACH_UNSUPPORTED, NULL, NULL, NULL, 0},
         {"uprobes/x:y", BPFG_ATTACH_UNSUPPORTED, NULL, NULL, NULL, 0},
+        {"usdt", BPFG_ATTACH_UPROBE, NULL, NULL, NULL, 0},
+        {"usdt//usr/bin/python3.11:python:function__entry", BPFG_ATTACH_UPROBE, "/usr/bin/python3.11",
+         "python:function__entry", NULL, 0},
+        {"usdt//usr/bin/x:prov", BPFG_ATTACH_UNSUPPORTED, NULL, NULL, NULL, 0},
+        {"usdt//usr/bin/x::name", BPFG_ATTACH_UNSUPPORTED, NULL, NULL, NULL, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct bpfg_obj_prog p = {0};
         cr_assert_eq(bpfg_obj_parse_section(cases[i].sec, &p), 0);
         cr_expect_eq(p.kind, cases[i].kind, "%s: kind %d", cases[i].sec, p.kind);
+        cr_expect_eq(p.usdt, strncmp(cases[i].sec, "usdt", 4) == 0 && cases[i].kind != BPFG_ATTACH_UNSUPPORTED, "%s",
+                     cases[i].sec);
         if (p.kind == BPFG_ATTACH_UNSUPPORTED) {
             cr_expect(p.error && strstr(p.error, cases[i].sec), "%s: error '%s'", cases[i].sec,
                       p.error ? p.error : "(null)");

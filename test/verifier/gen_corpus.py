@@ -283,6 +283,14 @@ acc("helper_probe_read_user", "mov %r3, %r1\nldxdw %r3, [%r3+112]\nmov %r1, %r10
     about="the helper initialises the stack it writes")
 acc("helper_probe_read_user_str", "ldxdw %r3, [%r1+112]\nmov %r1, %r10\nadd %r1, -64\nmov %r2, 64\ncall 114\nexit")
 acc("helper_probe_read_kernel", "ldxdw %r3, [%r1+112]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, 8\ncall 113\nexit")
+acc("helper_probe_read_ctx_var", """ldxdw %r3, [%r1+112]
+and %r3, 120
+add %r3, %r1
+mov %r1, %r10
+add %r1, -8
+mov %r2, 8
+call 113
+exit""", about="usdt.bpf.h: a register of pt_regs at a variable offset, read with probe_read_kernel")
 acc("helper_probe_read_var_size", """ldxdw %r3, [%r1+112]
 ldxdw %r2, [%r1+104]
 and %r2, 31

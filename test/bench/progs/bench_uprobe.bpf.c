@@ -3,6 +3,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -55,4 +56,22 @@ SEC("uprobe")
 int stackid_entry(struct pt_regs *ctx)
 {
     return bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) < 0;
+}
+
+/* bpfgraft-bench usdt: the victim's bpfgraft_bench:hit(i) */
+SEC("usdt")
+int empty_usdt(struct pt_regs *ctx)
+{
+    return 0;
+}
+
+/* a counter of hits whose argument reads back (usdt.bpf.h's spec walk) */
+SEC("usdt")
+int BPF_USDT(count_usdt, long i)
+{
+    u32 key = 0;
+    u64 *v = bpf_map_lookup_elem(&hits, &key);
+    if (v && i >= 0)
+        __sync_fetch_and_add(v, 1);
+    return 0;
 }

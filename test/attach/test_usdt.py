@@ -1,0 +1,245 @@
+"""USDT and attach cookies (issue 14), against usdt-victim (probes usdtv:tick
+with a semaphore it checks, usdtv:tock, plain functions probe_a/probe_b):
+- cookies: one uprobe program attached at probe_a with cookie 7 and at
+  probe_b with cookie 9 counts each site under its own cookie, exactly, on
+  every engine;
+- libbpf under `bpfgraft run`: usdt-tool attaches tick and tock with
+  bpf_program__attach_usdt; every hit and argument value is exact, the
+  tick semaphore is 1 in the victim while attached and 0 after, and the
+  victim fires no tick while it is 0;
+- native: SEC("usdt") through target.attach on every engine, exact;
+- bpftrace's usdt: probes under the kernel and under `bpfgraft run` print
+  the same exact counts, sums and keyed maps."""
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, needs, parse_probe_args, report  # noqa: E402
+
+N = 500
+MASK = (1 << 64) - 1
+
+
+class Victim:
+    def __init__(self, test_bin):
+        self.path = os.path.abspath(os.path.join(test_bin, "usdt-victim"))
+        self.p = subprocess.Popen([self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        check_eq(self.p.stdout.readline().strip(), "ready", "usdt-victim is ready")
+        self.pid = self.p.pid
+
+    def ask(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def run(self, n):
+        """The ticks the victim fired (its semaphore said yes)."""
+        return int(self.ask(f"run {n}").split()[1])
+
+    def sem(self):
+        return int(self.ask("sem").split()[1])
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def wait_gone(cl, pid):
+    deadline = time.monotonic() + 5
+    while any(t["pid"] == pid for t in cl.call("target.list")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def unload(cl, name):
+    for o in cl.call("object.list"):
+        if o["name"] == name:
+            cl.call("object.unload", id=o["id"])
+
+
+def want_results(n, usdt_cookie=0):
+    """results[] of usdt.bpf.c after n ticks and n tocks."""
+    return [n, n * (n - 1) // 2, 3 * n * (n - 1) // 2, (n + 1) // 2, n, sum(x + 1000 for x in range(n)),
+            (-5 * n) & MASK, 0, n * usdt_cookie]
+
+
+def cookies(srv, cl, args, engine):
+    cl.call("object.load", path=os.path.abspath(args.obj), name="cookies")
+    v = Victim(args.test_bin)
+    try:
+        cl.call("target.attach", pid=v.pid, object="cookies", programs=["count_cookie"], target=":probe_a",
+                engine=engine, cookie=7)
+        rc, _, err = srv.cli("attach", v.pid, "cookies", "count_cookie", "--target", ":probe_b", "--engine", engine,
+                             "--cookie", str((1 << 63) | 9))
+        check_eq((rc, err), (0, ""), f"{engine}: bpfgraft attach --cookie")
+        hooks = [h for t in cl.call("target.list") if t["pid"] == v.pid for h in t["hooks"]]
+        check_eq(sorted(h["cookie"] for h in hooks), [7, (1 << 63) | 9], f"{engine}: target.list shows both cookies")
+        v.run(N)
+        got = [struct.unpack("<Q", cl.call("map.lookup", map="by_cookie", key=struct.pack("<I", k))["value"])[0]
+               for k in range(16)]
+        want = [0] * 16
+        want[7], want[9] = N, 2 * N
+        check_eq(got, want, f"{engine}: one program at two sites counts under each site's cookie")
+    finally:
+        v.close()
+    wait_gone(cl, v.pid)
+    unload(cl, "cookies")
+
+
+class Tool:
+    """usdt-tool on the victim, under the kernel (runner None) or bpfgraft."""
+
+    def __init__(self, args, v, runner=None):
+        argv = [os.path.join(args.test_bin, "usdt-tool"), os.path.abspath(args.obj), str(v.pid), v.path]
+        self.p = subprocess.Popen((runner or []) + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.ready = self.p.stdout.readline().strip() == "attached"
+
+    def ask(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def results(self):
+        words = self.ask("dump").split()
+        return [int(w) for w in words[1:]] if words[:1] == ["results"] else words
+
+    def close(self):
+        try:
+            out, err = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+        return self.p.returncode, err
+
+
+def libbpf_usdt(args, v, what, runner=None):
+    """usdt-tool's round on victim v: semaphore and exact results."""
+    check_eq((v.sem(), v.run(N)), (0, 0), f"{what}: no tick fires before the tool (semaphore 0)")
+    tool = Tool(args, v, runner)
+    if not check(tool.ready, f"{what}: usdt-tool attached tick and tock"):
+        print(tool.close())
+        return
+    check_eq(v.sem(), 1, f"{what}: the tick semaphore is 1 in the victim while attached")
+    check_eq(v.run(N), N, f"{what}: the victim fired every tick")
+    check_eq(tool.results(), want_results(N), f"{what}: hits and argument values are exact")
+    check_eq(tool.ask("detach"), "detached", f"{what}: the tool detached")
+    check_eq(v.sem(), 0, f"{what}: the semaphore is 0 again after detach")
+    check_eq(v.run(N), 0, f"{what}: no tick after detach")
+    check_eq(tool.results(), want_results(N), f"{what}: nothing counted after detach")
+    rc, err = tool.close()
+    check_eq(rc, 0, f"{what}: usdt-tool exits 0", )
+    if rc:
+        print(err)
+
+
+def tool_mode(srv, args):
+    v = Victim(args.test_bin)
+    try:
+        if not needs("root", "bpf-tracing"):
+            libbpf_usdt(args, v, "kernel")
+        rc, _, err = srv.cli("attach", v.pid)
+        check_eq((rc, err), (0, ""), "the victim joins bpfgraft")
+        runner = [srv.cli_bin, "--socket", srv.socket, "run", "--"]
+        libbpf_usdt(args, v, "bpfgraft run", runner)
+        check_eq(v.sem(), 0, "the semaphore stays 0 after the tool ended")
+        tool = Tool(args, v, runner)
+        check(tool.ready and v.sem() == 1, "bpfgraft run: a second tool attaches, semaphore 1")
+        check_eq(tool.close()[0], 0, "bpfgraft run: the tool ends without detaching")
+        check_eq(v.sem(), 0, "bpfgraft run: its end put the semaphore back to 0")
+    finally:
+        v.close()
+
+
+def native(srv, cl, args, engine):
+    """SEC("usdt") through target.attach: the server reads the notes."""
+    cl.call("object.load", path=os.path.abspath(args.obj), name="native")
+    v = Victim(args.test_bin)
+    try:
+        check_eq((v.sem(), v.run(N)), (0, 0), f"native {engine}: no tick before the attach")
+        cl.call("target.attach", pid=v.pid, object="native", programs=["tick"], target=f"{v.path}:usdtv:tick",
+                engine=engine, cookie=5)
+        rc, _, err = srv.cli("attach", v.pid, "native", "tock", "--target", f"{v.path}:usdtv:tock", "--engine", engine)
+        check_eq((rc, err), (0, ""), f"native {engine}: bpfgraft attach of a usdt program")
+        check_eq(v.sem(), 1, f"native {engine}: the tick semaphore is 1 while attached")
+        check_eq(v.run(N), N, f"native {engine}: the victim fired every tick")
+        got = [struct.unpack("<Q", cl.call("map.lookup", map="results", key=struct.pack("<I", k))["value"])[0]
+               for k in range(9)]
+        check_eq(got, want_results(N, 5), f"native {engine}: hits, argument values and bpf_usdt_cookie are exact")
+        cl.call("target.detach", pid=v.pid)
+        check_eq((v.sem(), v.run(N)), (0, 0), f"native {engine}: semaphore 0 and no tick after detach")
+    finally:
+        v.close()
+    wait_gone(cl, v.pid)
+    unload(cl, "native")
+
+
+def bpftrace_usdt(srv, args, v, runner):
+    """bpftrace's usdt: probes (under runner, or the kernel) during one
+    round of the victim: {map line: value}, the victim's ticks."""
+    script = (f"usdt:{v.path}:usdtv:tick {{ @ticks = count(); @x = sum(arg0); @name[str(arg2)] = count(); }} "
+              f"usdt:{v.path}:usdtv:tock {{ @tocks = count(); @v = sum(arg0); @c[arg1] = count(); }}")
+    tool = subprocess.Popen(runner + ["bpftrace", "-p", str(v.pid), "-e", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, ticks = time.monotonic() + 60, None
+    while time.monotonic() < deadline and tool.poll() is None and v.sem() != 1:
+        time.sleep(0.1)   # the semaphore says bpftrace's probes are in place
+    if v.sem() == 1:
+        ticks = v.run(N)
+    tool.send_signal(signal.SIGINT)
+    try:
+        out, err = tool.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(tool.pid, signal.SIGKILL)
+        out, err = tool.communicate()
+    maps = dict(m.groups() for m in re.finditer(r"^(@[\w\[\]-]+): (-?\d+)$", out, re.M))
+    return maps, ticks, err
+
+
+def bpftrace(srv, args):
+    if needs("root", "bpf-tracing") or not shutil.which("bpftrace"):
+        check(False, "bpftrace and kernel tracing are available")
+        return
+    want = {"@ticks": str(N), "@x": str(N * (N - 1) // 2), "@name[alpha]": str((N + 1) // 2),
+            "@name[beta]": str(N // 2), "@tocks": str(N), "@v": str(sum(x + 1000 for x in range(N))),
+            "@c[-5]": str(N)}
+    got = {}
+    for side in ("kernel", "bpfgraft run"):
+        v = Victim(args.test_bin)
+        try:
+            if side == "kernel":
+                got[side] = bpftrace_usdt(srv, args, v, [])
+            else:
+                srv.cli("attach", v.pid)
+                got[side] = bpftrace_usdt(srv, args, v, [srv.cli_bin, "--socket", srv.socket, "run", "--"])
+            maps, ticks, err = got[side]
+            check_eq(ticks, N, f"bpftrace {side}: the victim fired every tick while bpftrace ran")
+            check(maps == want, f"bpftrace {side}: usdt counts, sums and keyed maps are exact",
+                  f"got {maps!r}, want {want!r}; stderr: {err[-600:]}")
+            check_eq(v.sem(), 0, f"bpftrace {side}: the semaphore is 0 after bpftrace ended")
+        finally:
+            v.close()
+    check_eq(got["bpfgraft run"][0], got["kernel"][0], "bpftrace: bpfgraft's maps equal the kernel's")
+
+
+def main():
+    args = parse_probe_args("--test-bin")
+    with Server(args) as srv:
+        cl = srv.client()
+        for engine in ("interp", "x86", "llvm"):
+            cookies(srv, cl, args, engine)
+            native(srv, cl, args, engine)
+        tool_mode(srv, args)
+        bpftrace(srv, args)
+        check(srv.alive(), "the server survived")
+
+
+if __name__ == "__main__":
+    main()
+    raise SystemExit(report())
