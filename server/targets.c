@@ -902,7 +902,7 @@ static bool rearm_hook(struct server *s, struct target *t, const struct target_h
 {
     char err[BPFG_ERRLEN];
     for (uint32_t k = 0; k < h->nprogs; k++) {
-        if (send_hook(s, t, h, h->kinds[k], h->prog_ids[k], err, sizeof(err)) != 0) {
+        if (send_hook(s, t, h, h->kinds[k], h->prog_ids[k], h->cookies[k], err, sizeof(err)) != 0) {
             srv_log(SRV_WARN, "target %d: program %u at 0x%llx stays off: %s", (int)t->pid, h->prog_ids[k],
                     (unsigned long long)h->plan.func, err);
             return false;
