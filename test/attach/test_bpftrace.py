@@ -224,10 +224,11 @@ def dash_c(prefix, args):
         shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
         script = ('BEGIN { printf("start\\n"); } '
                   f'uprobe:{vic}:probe_me {{ @ = count(); }} '
-                  'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ { @w = count(); } '
+                  'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ '
+                  '{ @w = count(); @bytes = sum(args->count); } '
                   'END { printf("end\\n"); }')
         argv = ["bpftrace", "-e", script, "-c", f"{vic} 300 1 exit"]
-        want = {"@": 300, "@w": 1}   # the command's one write: "done\n"
+        want = {"@": 300, "@w": 1, "@bytes": 5}   # the command's one write: "done\n"
         for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
             r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
             got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
