@@ -125,6 +125,7 @@ struct bpfg_map {
     uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
     uint32_t value_stride;       /* ROUND8(value_size) */
     uint32_t key_stride;         /* ROUND8(key_size) */
+    _Atomic uint64_t walk_hint;  /* hash: 1 << 32 | hash of the key get_next_key gave last */
     struct bpfg_map_inner inner; /* map-in-map template */
     uint8_t *locks;
     uint8_t *aux;

@@ -630,6 +630,13 @@ static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *val
     return e ? 0 : -ENOENT;
 }
 
+/* Copies e's key out as get_next_key's answer and remembers its hash. */
+static void give_key(struct bpfg_map *m, struct helem *e, void *next)
+{
+    memcpy(next, ekey(e), m->key_size);
+    atomic_store_explicit(&m->walk_hint, 1ull << 32 | e->hash, memory_order_relaxed);
+}
+
 /* First element of the first non-empty bucket at or after b. */
 static int first_from(struct bpfg_map *m, uint32_t b, void *next)
 {
@@ -643,7 +650,7 @@ static int first_from(struct bpfg_map *m, uint32_t b, void *next)
         uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_relaxed);
         bool ok = !(i & NULLS_BIT) && i < m->n_elems;
         if (ok)
-            memcpy(next, ekey(E(m, i)), m->key_size);
+            give_key(m, E(m, i), next);
         map_unlock(m, s);
         if (ok)
             return 0;
@@ -662,15 +669,18 @@ static int hash_get_next_key(struct bpfg_map *m, const void *key, void *next)
     _Atomic uint32_t *link;
     struct helem *e = find_locked(m, key, hash, &link);
     if (!e) {
-        /* Gone: continue at the start of its bucket instead of restarting
-         * the whole walk (the kernel restarts), so iteration terminates. */
+        /* A key not in the map starts over at the first key, as the kernel
+         * does (bpftrace walks from a key it made sure is absent). The key
+         * this handle gave last, deleted since, continues at the start of
+         * its bucket instead, so a walk under churn terminates. */
         map_unlock(m, s);
-        return first_from(m, b, next);
+        bool walked = atomic_load_explicit(&m->walk_hint, memory_order_relaxed) == (1ull << 32 | hash);
+        return first_from(m, walked ? b : 0, next);
     }
     uint32_t i = atomic_load_explicit(&e->next, memory_order_relaxed);
     bool ok = !(i & NULLS_BIT) && i < m->n_elems;
     if (ok)
-        memcpy(next, ekey(E(m, i)), m->key_size);
+        give_key(m, E(m, i), next);
     map_unlock(m, s);
     return ok ? 0 : first_from(m, b + 1, next);
 }

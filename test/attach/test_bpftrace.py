@@ -201,6 +201,17 @@ def timers(prefix):
         check("tock" in r.stdout.splitlines() and m is not None and 5 <= int(m.group(1)) <= 40,
               f"interval: under {who}: ticks counted (~10 in 200 ms), printf and exit() from a timer",
               r.stdout[-300:] + r.stderr[-300:])
+    # @n++ is a hash map update: under bpfgraft it takes the map's lock on
+    # the tool's payload thread (no glibc thread there: while the lock was
+    # glibc's the update failed, @n never reached 5 and bpftrace ran on)
+    script = 'interval:ms:20 { @n++; if (@n == 5) { printf("five\\n"); exit(); } }'
+    for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
+        r = subprocess.run(pre + ["bpftrace", "-e", script], capture_output=True, text=True, timeout=60)
+        m = re.search(r"^@n: (\d+)$", r.stdout, re.M)
+        # ticks due before bpftrace has detached the timer still count
+        check(r.returncode == 0 and "five" in r.stdout.splitlines() and m is not None and int(m.group(1)) >= 5,
+              f"interval: under {who}: a hash map updated from a timer, exit() when it reaches 5",
+              r.stdout[-300:] + r.stderr[-300:])
     r = subprocess.run(prefix + ["bpftrace", "-e", "profile:hz:99 { @ = count(); }"], capture_output=True, text=True,
                        timeout=60)
     check(r.returncode != 0 and "needs the kernel's timer interrupts" in r.stderr,
@@ -224,10 +235,11 @@ def dash_c(prefix, args):
         shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
         script = ('BEGIN { printf("start\\n"); } '
                   f'uprobe:{vic}:probe_me {{ @ = count(); }} '
-                  'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ { @w = count(); } '
+                  'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ '
+                  '{ @w = count(); @bytes = sum(args->count); } '
                   'END { printf("end\\n"); }')
         argv = ["bpftrace", "-e", script, "-c", f"{vic} 300 1 exit"]
-        want = {"@": 300, "@w": 1}   # the command's one write: "done\n"
+        want = {"@": 300, "@w": 1, "@bytes": 5}   # the command's one write: "done\n"
         for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
             r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
             got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
