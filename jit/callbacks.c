@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define I(c, d, s, o, i) {.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)}
+#define I(c, d, s, o, i)                                                    \
+    {                                                                       \
+        .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) \
+    }
 #define MOV_X(d, s) I(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 0, 0)
 #define MOV_K(d, k) I(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, k)
 #define ADD_K(d, k) I(BPF_ALU64 | BPF_ADD | BPF_K, d, 0, 0, k)
@@ -22,8 +25,8 @@
  * across a local call by every engine). */
 static const struct bpf_insn loop_stub[] = {
     I(BPF_ALU | BPF_MOV | BPF_X, 1, 1, 0, 0), /* nr_loops is a u32 */
-    JMP_K(BPF_JNE, 4, 0, 13),                  /* flags -> -EINVAL */
-    JMP_K(BPF_JGT, 1, 1 << 23, 14),            /* > BPF_MAX_LOOPS -> -E2BIG */
+    JMP_K(BPF_JNE, 4, 0, 13),                 /* flags -> -EINVAL */
+    JMP_K(BPF_JGT, 1, 1 << 23, 14),           /* > BPF_MAX_LOOPS -> -E2BIG */
     MOV_X(6, 1),
     MOV_K(7, 0),
     MOV_X(8, 3),

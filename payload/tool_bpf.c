@@ -336,7 +336,8 @@ static long bpf_link_create(const union bpf_attr *at)
         goto out;
     }
     struct tool_file *ev = tool_fdt_get((int)at->link_create.target_fd);
-    if (!ev || (ev->kind != TK_UPROBE && ev->kind != TK_TRACEPOINT && ev->kind != TK_PERF_RING && ev->kind != TK_TIMER)) {
+    if (!ev ||
+        (ev->kind != TK_UPROBE && ev->kind != TK_TRACEPOINT && ev->kind != TK_PERF_RING && ev->kind != TK_TIMER)) {
         file_put(ev);
         r = -EBADF; /* libbpf's perf-link probe counts on EBADF */
         goto out;
@@ -851,7 +852,8 @@ long do_bpf(const uint64_t a[6])
     case BPF_MAP_UPDATE_BATCH:
     case BPF_MAP_DELETE_BATCH: return bpf_map_batch(cmd, &at, uattr);
     case BPF_OBJ_GET_INFO_BY_FD: return bpf_obj_info(&at, uattr, (uint32_t)a[2]);
-    case BPF_PROG_BIND_MAP: return 0; /* the server keeps what a program uses */
+    case BPF_PROG_BIND_MAP:
+        return 0; /* the server keeps what a program uses */
     /* The kernel's own BTF (vmlinux, modules) is what tools read to know
      * kernel types (bpftrace: tracepoint arguments); read-only queries go
      * to the kernel as they are. */

@@ -1505,8 +1505,7 @@ int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
     if (!code && r)
         code = srv_efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
     if (!code)
-        srv_log(SRV_INFO, "target %d: caught at exec, attached for the tools before its first instruction",
-                (int)pid);
+        srv_log(SRV_INFO, "target %d: caught at exec, attached for the tools before its first instruction", (int)pid);
     return code;
 }
 

@@ -594,8 +594,7 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
 /* A tool's -p PID of a process not yet managed: attached on the spot, as
  * under the kernel perf_event_open needs nothing prepared, if the tool's
  * user may ptrace it (else EACCES, the kernel's answer). */
-static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct target **out, char *err,
-                           size_t errlen)
+static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct target **out, char *err, size_t errlen)
 {
     char text[64];
     unsigned uid = 0;

@@ -1575,11 +1575,11 @@ enum arg {
     A_SIZE,            /* ARG_CONST_SIZE */
     A_SIZE0,           /* ARG_CONST_SIZE_OR_ZERO */
     A_CTX,
-    A_ALLOC_SIZE,  /* ARG_CONST_ALLOC_SIZE_OR_ZERO */
-    A_RINGBUF_REL, /* ARG_PTR_TO_ALLOC_MEM | OBJ_RELEASE */
-    A_CONST_STR,   /* ARG_PTR_TO_CONST_STR */
-    A_LONG_OUT,    /* ARG_PTR_TO_LONG: 8 bytes the helper writes */
-    A_FUNC,        /* ARG_PTR_TO_FUNC: a callback */
+    A_ALLOC_SIZE,    /* ARG_CONST_ALLOC_SIZE_OR_ZERO */
+    A_RINGBUF_REL,   /* ARG_PTR_TO_ALLOC_MEM | OBJ_RELEASE */
+    A_CONST_STR,     /* ARG_PTR_TO_CONST_STR */
+    A_LONG_OUT,      /* ARG_PTR_TO_LONG: 8 bytes the helper writes */
+    A_FUNC,          /* ARG_PTR_TO_FUNC: a callback */
     A_STACK_OR_NULL, /* ARG_PTR_TO_STACK_OR_NULL: a callback's context */
     A_SPIN_LOCK,     /* ARG_PTR_TO_SPIN_LOCK */
 };
@@ -1985,8 +1985,10 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
     if (p->id == BPF_FUNC_get_func_ip && v->env->kind != BPFG_VERIFY_UPROBE && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ip#%d", p->id);
     if (p->id == BPF_FUNC_get_func_arg && v->env->kind != BPFG_VERIFY_UPROBE)
-        return reject(v, "program of this type cannot use helper bpf_get_func_arg#%d (uprobes only: arguments are "
-                         "in registers at a function's entry)", p->id);
+        return reject(v,
+                      "program of this type cannot use helper bpf_get_func_arg#%d (uprobes only: arguments are "
+                      "in registers at a function's entry)",
+                      p->id);
     if (p->id == BPF_FUNC_get_func_ret && v->env->kind != BPFG_VERIFY_URETPROBE)
         return reject(v, "program of this type cannot use helper bpf_get_func_ret#%d (uretprobes only)", p->id);
     if (p->id == BPF_FUNC_tail_call && in_callback(v))
@@ -2747,7 +2749,7 @@ static uint32_t ctx_size_of(enum bpfg_verify_kind k)
     case BPFG_VERIFY_URETPROBE: return 168; /* struct pt_regs */
     case BPFG_VERIFY_SYSCALL_ENTER: return 16 + 6 * 8;
     case BPFG_VERIFY_SYSCALL_EXIT: return 24;
-    case BPFG_VERIFY_RAW_TP: return 16; /* u64 args[2] */
+    case BPFG_VERIFY_RAW_TP: return 16;           /* u64 args[2] */
     case BPFG_VERIFY_PERF_EVENT: return 168 + 16; /* pt_regs, sample_period, addr */
     }
     return 0;

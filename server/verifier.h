@@ -45,7 +45,7 @@ struct bpfg_verify_map {
     uint32_t flags;   /* BPF_F_RDONLY_PROG for .rodata/.kconfig */
     const void *data; /* read-only maps: the frozen value (may be NULL) */
     size_t data_size;
-    uint32_t inner; /* map-in-map: 1 + index in maps[] of its inner map template
+    uint32_t inner;     /* map-in-map: 1 + index in maps[] of its inner map template
                      * (entries past map_cnt, which lddw cannot name); 0 = none */
     uint32_t spin_lock; /* 1 + offset of the value's struct bpf_spin_lock (BTF); 0 = none */
 };

@@ -101,9 +101,8 @@ static int server_stops(const char *sock, uint64_t *count, uint64_t *longest_us)
     const msgpack_object *st = bpfg_obj_map_get(&resp.params, "stops");
     const msgpack_object *c = st ? bpfg_obj_map_get(st, "count") : NULL;
     const msgpack_object *l = st ? bpfg_obj_map_get(st, "longest_us") : NULL;
-    err = c && l && c->type == MSGPACK_OBJECT_POSITIVE_INTEGER && l->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-              ? 0
-              : -EBADMSG;
+    err = c && l && c->type == MSGPACK_OBJECT_POSITIVE_INTEGER && l->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? 0
+                                                                                                             : -EBADMSG;
     if (!err) {
         *count = c->via.u64;
         *longest_us = l->via.u64;

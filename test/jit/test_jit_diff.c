@@ -700,12 +700,12 @@ Test(jit_diff, bpf_loop_runs_callbacks)
         const char *nr, *flags;
         int64_t want;
     } cases[] = {
-        {"10", "0", 7 * 1000 + 21},            /* stopped by the callback after index 6 */
-        {"4", "0", 4 * 1000 + 6},              /* ran to the end: 0+1+2+3 */
-        {"0", "0", 0},                         /* no iteration */
-        {"0x100000003", "0", 3 * 1000 + 3},    /* only the low 32 bits count */
-        {"1", "1", -EINVAL * 1000},            /* flags */
-        {"8388609", "0", -E2BIG * 1000},       /* > BPF_MAX_LOOPS */
+        {"10", "0", 7 * 1000 + 21},         /* stopped by the callback after index 6 */
+        {"4", "0", 4 * 1000 + 6},           /* ran to the end: 0+1+2+3 */
+        {"0", "0", 0},                      /* no iteration */
+        {"0x100000003", "0", 3 * 1000 + 3}, /* only the low 32 bits count */
+        {"1", "1", -EINVAL * 1000},         /* flags */
+        {"8388609", "0", -E2BIG * 1000},    /* > BPF_MAX_LOOPS */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[1024];
