@@ -49,12 +49,21 @@ struct create_ctx {
     const struct reg_restore *restore; /* NULL: a new object */
 };
 
+/* A saved map name against an object's: the registry keeps the kernel's
+ * BPF_OBJ_NAME_LEN - 1 characters (libbpf's "__bpf_usdt_specs" is kept as
+ * "__bpf_usdt_spec"). */
+static bool same_map_name(const char *saved, const char *name)
+{
+    return strcmp(saved, name) == 0 ||
+           (strlen(saved) == BPF_OBJ_NAME_LEN - 1 && !strncmp(saved, name, BPF_OBJ_NAME_LEN - 1));
+}
+
 /* A map of a restored object: its region file, data and all. */
 static int reopen_map(struct create_ctx *ctx, const char *name, struct bpfg_map **map)
 {
     const struct reg_restore *rs = ctx->restore;
     for (size_t i = 0; i < rs->nmaps; i++) {
-        if (strcmp(rs->map_names[i], name) != 0)
+        if (!same_map_name(rs->map_names[i], name))
             continue;
         char file[16];
         snprintf(file, sizeof(file), "%u", rs->map_ids[i]);
@@ -213,7 +222,7 @@ int registry_load(struct registry *r, const char *path, const void *data, size_t
 static uint32_t restored_map_id(const struct reg_restore *rs, const char *name)
 {
     for (size_t i = 0; i < rs->nmaps; i++)
-        if (strcmp(rs->map_names[i], name) == 0)
+        if (same_map_name(rs->map_names[i], name))
             return rs->map_ids[i];
     return 0;
 }
