@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -205,6 +206,13 @@ int map_repair(struct bpfg_map *m);
 int map_inner_template_check(const struct bpfg_map_spec *s);
 
 uint32_t map_current_cpu(const struct bpfg_map *m);
+
+/* Element pools of LPM tries and stack maps (writers hold the map's lock):
+ * a free list through each element's u32 at byte next_off (t_free) and a
+ * bump index (t_bump) in the region state. NIL when the pool is empty or
+ * the list is damaged (the map is then marked for repair). */
+uint32_t map_pool_alloc(struct bpfg_map *m, size_t next_off);
+void map_pool_free(struct bpfg_map *m, uint32_t i, size_t next_off);
 void map_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Ring internals shared by RINGBUF and PERF_EVENT_ARRAY. */

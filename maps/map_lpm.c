@@ -181,28 +181,13 @@ static void trie_unlock(struct bpfg_map *m)
 
 static uint32_t node_alloc(struct bpfg_map *m)
 {
-    uint32_t i = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
-    if (i != NIL) {
-        if (i >= m->n_elems) {
-            atomic_store(&m->st->needs_repair, 1);
-            return NIL;
-        }
-        atomic_store_explicit(&m->st->t_free, N(m, i)->free_next, memory_order_relaxed);
-        return i;
-    }
-    uint32_t b = atomic_load_explicit(&m->st->t_bump, memory_order_relaxed);
-    if (b >= m->n_elems)
-        return NIL;
-    atomic_store_explicit(&m->st->t_bump, b + 1, memory_order_relaxed);
-    return b;
+    return map_pool_alloc(m, offsetof(struct tnode, free_next));
 }
 
 static void node_free(struct bpfg_map *m, uint32_t i)
 {
-    struct tnode *n = N(m, i);
-    atomic_store_explicit(&n->state, TN_FREE, memory_order_relaxed);
-    n->free_next = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
-    atomic_store_explicit(&m->st->t_free, i, memory_order_relaxed);
+    atomic_store_explicit(&N(m, i)->state, TN_FREE, memory_order_relaxed);
+    map_pool_free(m, i, offsetof(struct tnode, free_next));
 }
 
 /* Room for one more entry: the kernel's trie_check_add_elem. */

@@ -86,26 +86,12 @@ static uint32_t bucket_elem(struct bpfg_map *m, uint32_t id, memory_order mo)
 
 static uint32_t elem_alloc(struct bpfg_map *m)
 {
-    uint32_t i = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
-    if (i != NIL) {
-        if (i >= m->n_elems) {
-            atomic_store(&m->st->needs_repair, 1);
-            return NIL;
-        }
-        atomic_store_explicit(&m->st->t_free, E(m, i)->free_next, memory_order_relaxed);
-        return i;
-    }
-    uint32_t b = atomic_load_explicit(&m->st->t_bump, memory_order_relaxed);
-    if (b >= m->n_elems)
-        return NIL;
-    atomic_store_explicit(&m->st->t_bump, b + 1, memory_order_relaxed);
-    return b;
+    return map_pool_alloc(m, offsetof(struct selem, free_next));
 }
 
 static void elem_free(struct bpfg_map *m, uint32_t i)
 {
-    E(m, i)->free_next = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
-    atomic_store_explicit(&m->st->t_free, i, memory_order_release);
+    map_pool_free(m, i, offsetof(struct selem, free_next));
 }
 
 static bool same_stack(struct bpfg_map *m, uint32_t e, uint32_t hash, const uint64_t *ips, uint32_t nr, bool fast)

@@ -748,6 +748,35 @@ int bpfg_map_get_next_key(struct bpfg_map *m, const void *key, void *next)
     return m->ops->get_next_key ? m->ops->get_next_key(m, key, next) : -EINVAL;
 }
 
+static uint32_t *pool_next(struct bpfg_map *m, uint32_t i, size_t next_off)
+{
+    return (uint32_t *)(m->data + (uint64_t)i * m->elem_size + next_off);
+}
+
+uint32_t map_pool_alloc(struct bpfg_map *m, size_t next_off)
+{
+    uint32_t i = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
+    if (i != NIL) {
+        if (i >= m->n_elems) {
+            atomic_store(&m->st->needs_repair, 1);
+            return NIL;
+        }
+        atomic_store_explicit(&m->st->t_free, *pool_next(m, i, next_off), memory_order_relaxed);
+        return i;
+    }
+    uint32_t b = atomic_load_explicit(&m->st->t_bump, memory_order_relaxed);
+    if (b >= m->n_elems)
+        return NIL;
+    atomic_store_explicit(&m->st->t_bump, b + 1, memory_order_relaxed);
+    return b;
+}
+
+void map_pool_free(struct bpfg_map *m, uint32_t i, size_t next_off)
+{
+    *pool_next(m, i, next_off) = atomic_load_explicit(&m->st->t_free, memory_order_relaxed);
+    atomic_store_explicit(&m->st->t_free, i, memory_order_release);
+}
+
 int bpfg_map_elem_at(struct bpfg_map *m, uint64_t *cursor, void **key, void **value, uint32_t *index)
 {
     if (!m->ops->elem_at)
