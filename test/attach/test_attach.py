@@ -332,11 +332,21 @@ def main():
                         kids = f.read().split()
                     child = int(kids[0]) if kids else None
                     time.sleep(0.02)
-                zero_counts(cl)
-                time.sleep(0.3)
-                both = counts(cl)[0]
-                check(child is not None and both > 400,
-                      f"{ending}: parent and fork both run the probe ({both} calls in 0.3 s)")
+                # each alone, the other stopped: counts, not a rate, say who runs it
+                alone = {}
+                for who, stop in (("fork", fv.pid), ("parent", child)):
+                    if stop is None:
+                        break
+                    os.kill(stop, signal.SIGSTOP)
+                    try:
+                        time.sleep(0.05)
+                        zero_counts(cl)
+                        time.sleep(0.3)
+                        alone[who] = counts(cl)[0]
+                    finally:
+                        os.kill(stop, signal.SIGCONT)
+                check(child is not None and alone.get("fork", 0) > 0 and alone.get("parent", 0) > 0,
+                      f"{ending}: parent and fork both run the probe (each alone: {alone})")
                 if ending == "detach":
                     cl.call("target.detach", pid=fv.pid)
                 else:
