@@ -7,11 +7,10 @@ import os
 import struct
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, parse_probe_args, report  # noqa: E402
+from harness import Server, check, check_eq, end_victim, parse_probe_args, report  # noqa: E402
 
 N = 1000
 NAMES = ["calls", "alpha names", "argument sum", "return sum", "bpf_loop results", "array elements visited",
@@ -42,14 +41,7 @@ def run(cl, args, engine):
         check_eq([u64(cl, "arr", k) for k in range(4)], [N * (k + 1) for k in range(4)],
                  f"{engine}: the array callback wrote every value in place")
     finally:
-        v.kill()
-        v.wait()
-    deadline = time.monotonic() + 5
-    while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for o in cl.call("object.list"):
-        if o["name"] == "callbacks":
-            cl.call("object.unload", id=o["id"])
+        end_victim(cl, v, "callbacks")
 
 
 def run_spinlock(cl, args, engine, n=20000, threads=4):
@@ -67,14 +59,7 @@ def run_spinlock(cl, args, engine, n=20000, threads=4):
         check_eq((a, b), (n * threads, 2 * n * threads), f"{engine}: counters under bpf_spin_lock are exact")
         check_eq(lock, 0, f"{engine}: the lock is free after the run")
     finally:
-        v.kill()
-        v.wait()
-    deadline = time.monotonic() + 5
-    while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for o in cl.call("object.list"):
-        if o["name"] == "spinlock":
-            cl.call("object.unload", id=o["id"])
+        end_victim(cl, v, "spinlock")
 
 
 def main():

@@ -7,11 +7,10 @@ import os
 import struct
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, parse_probe_args, report  # noqa: E402
+from harness import Server, check, check_eq, end_victim, parse_probe_args, report  # noqa: E402
 
 N = 1000
 
@@ -63,17 +62,7 @@ def main():
                     rc, out, err = srv.cli("map", "dump", "seen")
                     check(rc != 0 and "no keys" in err, "map dump of a bloom filter says it has no keys", err)
             finally:
-                v.kill()
-                v.wait()
-            deadline = time.monotonic() + 5
-            while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for o in cl.call("object.list"):
-                if o["name"] == "maptypes":
-                    try:
-                        cl.call("object.unload", id=o["id"])
-                    except BpfgraftError:
-                        pass
+                end_victim(cl, v, "maptypes")
         check(srv.alive(), "the server survived")
 
 

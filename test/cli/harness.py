@@ -166,6 +166,19 @@ def zero_counts(cl, keys=4):
         cl.call("map.update", map="counts", key=struct.pack("<I", k), value=b"\0" * 8)
 
 
+def end_victim(cl, v, object_name):
+    """Kills victim process v, waits (5 s at most) until the server no longer
+    lists it, then unloads the object named object_name."""
+    v.kill()
+    v.wait()
+    deadline = time.monotonic() + 5
+    while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for o in cl.call("object.list"):
+        if o["name"] == object_name:
+            cl.call("object.unload", id=o["id"])
+
+
 class CtlFields:
     """A victim's control page: little-endian int64 fields named by the
     subclass's FIELDS, in self.mm; "go" starts the workload, "active"
