@@ -1071,6 +1071,21 @@ static void mark_loaded(struct reg *dst, int size, bool sx)
     sync_bounds(dst);
 }
 
+/* bpf_for_each_map_elem's key: read-only, key_size bytes. */
+static int check_map_key(struct vctx *v, int regno, const struct reg *r, int off, int size, bool write)
+{
+    uint32_t ks = v->env->maps[r->map].key_size;
+    int64_t lo = 0, hi = 0;
+    if (write)
+        return reject(v, "R%d: the map key bpf_for_each_map_elem gives is read-only", regno);
+    int err = var_range(v, regno, r, off, size, &lo, &hi);
+    if (err)
+        return err;
+    if (lo < 0 || hi > ks)
+        return reject(v, "invalid access to map key, key_size=%u off=%" PRId64 " size=%d", ks, lo, size);
+    return 0;
+}
+
 /* Does [lo, hi) of a map value overlap its bpf_spin_lock? */
 static bool touches_spin_lock(const struct bpfg_verify_map *m, int64_t lo, int64_t hi)
 {
@@ -1150,17 +1165,10 @@ static int check_mem(struct vctx *v, int regno, int off, int size, bool write, s
         return 0;
     }
     case PTR_MAP_KEY: {
-        if (write)
-            return reject(v, "R%d: the map key bpf_for_each_map_elem gives is read-only", regno);
-        int err = var_range(v, regno, r, off, size, &lo, &hi);
-        if (err)
-            return err;
-        if (lo < 0 || hi > v->env->maps[r->map].key_size)
-            return reject(v, "invalid access to map key, key_size=%u off=%" PRId64 " size=%d",
-                          v->env->maps[r->map].key_size, lo, size);
-        if (dst)
+        int err = check_map_key(v, regno, r, off, size, write);
+        if (!err && dst)
             mark_loaded(dst, size, sx);
-        return 0;
+        return err;
     }
     default: return reject(v, "R%d invalid mem access '%s'", regno, rtype_names[r->type]);
     }
@@ -1757,17 +1765,7 @@ static int check_helper_mem(struct vctx *v, int regno, uint64_t size_max, bool w
             return reject(v, "invalid access to memory, mem_size=%u off=%" PRId64 " size=%d", r->mem_size, lo, size);
         return 0;
     }
-    case PTR_MAP_KEY: {
-        uint32_t ks = v->env->maps[r->map].key_size;
-        if (write)
-            return reject(v, "R%d: the map key bpf_for_each_map_elem gives is read-only", regno);
-        int err = var_range(v, regno, r, 0, size, &lo, &hi);
-        if (err)
-            return err;
-        if (lo < 0 || hi > ks)
-            return reject(v, "invalid access to map key, key_size=%u off=%" PRId64 " size=%d", ks, lo, size);
-        return 0;
-    }
+    case PTR_MAP_KEY: return check_map_key(v, regno, r, 0, size, write);
     case NOT_INIT: return reject(v, "R%d !read_ok", regno);
     default: return reject(v, "R%d type=%s expected=fp, map_value, ringbuf_mem", regno, rtype_names[r->type]);
     }
