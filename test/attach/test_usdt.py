@@ -21,7 +21,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, needs, parse_probe_args, report  # noqa: E402
+from harness import (Server, check, check_eq, needs, parse_probe_args, report, start_bpftrace,  # noqa: E402
+                     wait_bpftrace_attached)
 
 N = 500
 MASK = (1 << 64) - 1
@@ -185,19 +186,20 @@ def bpftrace_usdt(srv, args, v, runner):
     round of the victim: {map line: value}, the victim's ticks."""
     script = (f"usdt:{v.path}:usdtv:tick {{ @ticks = count(); @x = sum(arg0); @name[str(arg2)] = count(); }} "
               f"usdt:{v.path}:usdtv:tock {{ @tocks = count(); @v = sum(arg0); @c[arg1] = count(); }}")
-    tool = subprocess.Popen(runner + ["bpftrace", "-p", str(v.pid), "-e", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline, ticks = time.monotonic() + 60, None
-    while time.monotonic() < deadline and tool.poll() is None and v.sem() != 1:
-        time.sleep(0.1)   # the semaphore says bpftrace's probes are in place
-    if v.sem() == 1:
-        ticks = v.run(N)
+    tool = start_bpftrace(runner + ["bpftrace", "-p", str(v.pid), "-e", script])
+    attached, early_err = wait_bpftrace_attached(tool, 60)
+    deadline = time.monotonic() + 30
+    while attached and time.monotonic() < deadline and tool.poll() is None and v.sem() != 1:
+        time.sleep(0.1)   # under bpfgraft, the semaphore is set as the site is placed
+    ticks = v.run(N) if attached and v.sem() == 1 else None
     tool.send_signal(signal.SIGINT)
     try:
         out, err = tool.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(tool.pid, signal.SIGKILL)
         out, err = tool.communicate()
+        err += "\n(test: bpftrace did not end within 30 s of SIGINT; killed)"
+    err = early_err + err + f"\n(test: every probe attached: {attached})"
     maps = dict(m.groups() for m in re.finditer(r"^(@[\w\[\]-]+): (-?\d+)$", out, re.M))
     return maps, ticks, err
 

@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -123,6 +124,32 @@ def finish(p, timeout):
     except subprocess.TimeoutExpired:
         p.kill()
         return p.communicate()
+
+
+BPFTRACE_ATTACHED = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+
+
+def start_bpftrace(argv):
+    """bpftrace (argv may start with a runner such as `bpfgraft run --`) in a
+    session of its own, told to say on stderr when every probe is attached
+    (bpftrace's own runtime-test hook)."""
+    env = dict(os.environ, **{BPFTRACE_ATTACHED: "1"})
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def wait_bpftrace_attached(tool, deadline_s):
+    """(attached, stderr read so far) once bpftrace said every probe is
+    attached. Its "Attaching N probes" line and a USDT semaphore come
+    before the programs are bound to the probes, so neither will do."""
+    end, seen = time.monotonic() + deadline_s, ""
+    while time.monotonic() < end and tool.poll() is None:
+        if select.select([tool.stderr], [], [], 0.2)[0]:
+            line = tool.stderr.readline()
+            if line.strip() == BPFTRACE_ATTACHED:
+                return True, seen
+            seen += line
+    return False, seen
 
 
 def text_matches_file(pid, in_root=False):
