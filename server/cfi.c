@@ -549,6 +549,49 @@ int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen)
     return r;
 }
 
+/* ---- function extents ---- */
+
+/* The FDEs of e's .eh_frame: what the loaded code is described by. */
+static int eh_frame_fdes(Elf *e, struct fde_list *l)
+{
+    size_t shstrndx;
+    struct sec eh;
+    if (elf_getshdrstrndx(e, &shstrndx) || !section_named(e, shstrndx, ".eh_frame", &eh))
+        return -ENOENT;
+    return collect_fdes(&eh, 0, l);
+}
+
+/* Whether f is a better answer than *best for the query: the FDE holding
+ * vaddr, the one ending last at or before it, the first starting at or
+ * after it. FDEs at 0 describe code the linker dropped. */
+static bool fde_better(const struct fde *f, const struct fde *best, uint64_t vaddr, enum cfi_fde_query q)
+{
+    if (!f->start)
+        return false;
+    switch (q) {
+    case CFI_FDE_AT: return vaddr >= f->start && vaddr < f->end;
+    case CFI_FDE_BEFORE: return f->end <= vaddr && (!best || f->end > best->end);
+    case CFI_FDE_NEXT: return f->start >= vaddr && (!best || f->start < best->start);
+    }
+    return false;
+}
+
+int cfi_fde_extent(Elf *e, uint64_t vaddr, enum cfi_fde_query q, uint64_t *lo, uint64_t *hi)
+{
+    struct fde_list l = {0};
+    int r = eh_frame_fdes(e, &l);
+    const struct fde *best = NULL;
+    for (size_t i = 0; !r && i < l.n; i++)
+        if (fde_better(&l.v[i], best, vaddr, q))
+            best = &l.v[i];
+    if (!r && !best)
+        r = -ENOENT;
+    if (!r)
+        *lo = best->start, *hi = best->end;
+    free(l.v);
+    return r;
+}
+
 void cfi_rows_free(struct cfi_rows *r)
 {
     free(r->rows);

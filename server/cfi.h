@@ -8,7 +8,9 @@
 #ifndef BPFGRAFT_SERVER_CFI_H
 #define BPFGRAFT_SERVER_CFI_H
 
+#include <libelf.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "payload_abi.h"
 
@@ -25,5 +27,18 @@ struct cfi_rows {
 int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen);
 
 void cfi_rows_free(struct cfi_rows *r);
+
+/* Function extents where symbols are stripped: compilers give every
+ * function (and each cold part) one FDE, so an FDE of .eh_frame bounds one
+ * function. */
+enum cfi_fde_query {
+    CFI_FDE_AT,     /* the FDE covering vaddr */
+    CFI_FDE_BEFORE, /* the FDE ending last at or before vaddr */
+    CFI_FDE_NEXT,   /* the FDE starting first at or after vaddr */
+};
+
+/* [*lo, *hi) of the FDE answering q for file virtual address vaddr in e.
+ * -ENOENT when there is none (or no .eh_frame), -ENOMEM. */
+int cfi_fde_extent(Elf *e, uint64_t vaddr, enum cfi_fde_query q, uint64_t *lo, uint64_t *hi);
 
 #endif

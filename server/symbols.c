@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfi.h"
 #include "procfs.h"
 #include "symbols.h"
 
@@ -275,10 +276,9 @@ static int mapping_of(const struct bpfg_procfs_map *pm, void *arg)
     return 1;
 }
 
-/* The sized function symbol covering vaddr, the global one first. */
-/* The sized function containing vaddr, or (before) the one ending last at
- * or before vaddr. */
-static int elf_function_near(Elf *e, uint64_t vaddr, bool before, uint64_t *lo, uint64_t *hi)
+/* The sized function symbol containing vaddr, or (before) the one ending
+ * last at or before vaddr. */
+static int symtab_function_near(Elf *e, uint64_t vaddr, bool before, uint64_t *lo, uint64_t *hi)
 {
     Elf_Scn *scn = NULL;
     uint64_t best_end = 0;
@@ -305,6 +305,38 @@ static int elf_function_near(Elf *e, uint64_t vaddr, bool before, uint64_t *lo, 
     return best_end ? 0 : -ENOENT;
 }
 
+/* Whether vaddr is in a .plt* section: one FDE covers all its stubs,
+ * which are entered at addresses only the GOT holds. */
+static bool in_plt_section(Elf *e, uint64_t vaddr)
+{
+    size_t shstrndx;
+    Elf_Scn *scn = NULL;
+    if (elf_getshdrstrndx(e, &shstrndx))
+        return true;
+    while ((scn = elf_nextscn(e, scn))) {
+        GElf_Shdr sh;
+        const char *name;
+        if (gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_ALLOC) && vaddr >= sh.sh_addr &&
+            vaddr - sh.sh_addr < sh.sh_size)
+            return !(name = elf_strptr(e, shstrndx, sh.sh_name)) || strncmp(name, ".plt", 4) == 0;
+    }
+    return true;
+}
+
+/* The function containing vaddr, or (before) the one ending last at or
+ * before it: by its sized symbol, else (stripped code) by its FDE, as
+ * perf and the kernel's sframe unwinder bound functions. */
+static int elf_function_near(Elf *e, uint64_t vaddr, bool before, uint64_t *lo, uint64_t *hi)
+{
+    int r = symtab_function_near(e, vaddr, before, lo, hi);
+    uint64_t flo, fhi;
+    if ((r == 0 && !before) || cfi_fde_extent(e, vaddr, before ? CFI_FDE_BEFORE : CFI_FDE_AT, &flo, &fhi) != 0 ||
+        in_plt_section(e, flo) || (r == 0 && fhi <= *hi))
+        return r;
+    *lo = flo, *hi = fhi;
+    return 0;
+}
+
 /* The virtual address of file offset off through the PT_LOAD headers. */
 static int offset_to_vaddr(Elf *e, uint64_t off, uint64_t *vaddr)
 {
@@ -322,8 +354,8 @@ static int offset_to_vaddr(Elf *e, uint64_t off, uint64_t *vaddr)
     return -ENOENT;
 }
 
-/* The lowest symbol (of any type but section and file) or allocated
- * section that starts at vaddr or after it. */
+/* The lowest symbol (of any type but section and file), allocated
+ * section or FDE that starts at vaddr or after it. */
 static int elf_next_start(Elf *e, uint64_t vaddr, uint64_t *next)
 {
     uint64_t best = UINT64_MAX;
@@ -347,6 +379,9 @@ static int elf_next_start(Elf *e, uint64_t vaddr, uint64_t *next)
                 best = sym.st_value;
         }
     }
+    uint64_t flo, fhi;
+    if (!cfi_fde_extent(e, vaddr, CFI_FDE_NEXT, &flo, &fhi) && flo < best)
+        best = flo;
     if (best == UINT64_MAX)
         return -ENOENT;
     *next = best;

@@ -26,18 +26,19 @@ int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, ui
  * data, where a USDT semaphore is counted), as the kernel's ref_ctr. */
 int sym_resolve_data_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
-/* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym)
- * that contains runtime address addr in pid: [*lo, *hi). -ENOENT when
- * addr is in no file mapping or no sized symbol covers it. */
+/* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym;
+ * where none covers it, an FDE of .eh_frame outside the PLT) that contains
+ * runtime address addr in pid: [*lo, *hi). -ENOENT when addr is in no
+ * file mapping or neither covers it. */
 int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
-/* The sized function of the file mapped at addr that ends last at or
- * before addr: [*lo, *hi). -ENOENT when there is none. */
+/* The function (sized symbol or FDE, as above) of the file mapped at addr
+ * that ends last at or before addr: [*lo, *hi). -ENOENT when there is none. */
 int sym_function_before(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
 /* The runtime address of the first symbol (any type but section and
- * file) or allocated section that starts at runtime address addr or after
- * it, in the file mapped at addr. -ENOENT when there is none. */
+ * file), allocated section or FDE that starts at runtime address addr or
+ * after it, in the file mapped at addr. -ENOENT when there is none. */
 int sym_next_start(pid_t pid, uint64_t addr, uint64_t *next);
 
 /* Whether pid maps binary (an absolute path, matched by inode). */

@@ -26,6 +26,14 @@ int redhop_fn(int a, int n);
 int inner_fn(int n);
 int back_fn(void);
 
+/* Compiled C, so .eh_frame has its FDE: in the stripped copy that FDE is
+ * the only record of its extent. Global, so no IPA clone renames it. */
+__attribute__((noinline)) long c_fn(long i)
+{
+    __asm__ volatile("" ::: "memory");
+    return i * 3 + 1;
+}
+
 #define LOOPS 3 /* iterations of loop_fn / off_fn per call */
 
 struct control {
@@ -33,7 +41,7 @@ struct control {
     atomic_long loop_calls, three_calls, off_iterations, raw_calls, jt_calls, dispatch_calls;
     atomic_long bad_results;
     atomic_long two_calls, edge_calls, tight_calls;
-    atomic_long redzone_calls, redhop_calls, inner_calls, back_calls;
+    atomic_long redzone_calls, redhop_calls, inner_calls, back_calls, c_calls;
 };
 
 static struct control *ctl;
@@ -54,6 +62,7 @@ static void one_round(long i)
     bad += redhop_fn((int)i & 0xff, LOOPS) != ((int)i & 0xff) * LOOPS;
     bad += inner_fn(LOOPS) != 1;
     bad += back_fn() != 0;
+    bad += c_fn(i) != i * 3 + 1;
     atomic_fetch_add(&ctl->loop_calls, 1);
     atomic_fetch_add(&ctl->three_calls, 1);
     atomic_fetch_add(&ctl->off_iterations, LOOPS);
@@ -67,6 +76,7 @@ static void one_round(long i)
     atomic_fetch_add(&ctl->redhop_calls, 1);
     atomic_fetch_add(&ctl->inner_calls, 1);
     atomic_fetch_add(&ctl->back_calls, 1);
+    atomic_fetch_add(&ctl->c_calls, 1);
     if (bad)
         atomic_fetch_add(&ctl->bad_results, bad);
 }

@@ -5,8 +5,9 @@ targets of another function's jump table; short jmps displacing two
 instructions, to padding before the function or to dead bytes inside it,
 jmps and short jmps inside leaf functions whose red zone is live, and
 traps where neither is safe (a branch target 1 byte in, no padding around
-the function). Each is probed while 4 threads call it; the program's
-count must equal the victim's own exactly, the victim's results stay
+the function), and a compiled function of a stripped copy by raw
+address (bounded by its .eh_frame FDE: a jmp). Each is probed while 4
+threads call it; the program's count must equal the victim's own exactly, the victim's results stay
 right, target.list names the mechanism chosen (`uprobe` for a 5-byte jmp,
 `uprobe (short jmp)` where a 2-byte jmp to unreachable bytes is provably
 safe, `uprobe (trap)` elsewhere), a short jmp changes exactly its 2 bytes
@@ -25,7 +26,7 @@ from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_arg
 
 FIELDS = ["go", "active", "loop_calls", "three_calls", "off_iterations", "raw_calls", "jt_calls", "dispatch_calls",
           "bad_results", "two_calls", "edge_calls", "tight_calls", "redzone_calls", "redhop_calls", "inner_calls",
-          "back_calls"]
+          "back_calls", "c_calls"]
 
 
 class Victim(CtlFields):
@@ -192,6 +193,14 @@ def main():
             except Exception as e:   # noqa: BLE001 - BpfgraftError
                 check("instruction boundary" in str(e), "raw_fn+1 (mid-instruction) is refused", str(e))
             check_eq(text_matches_file(v.pid), [], "refused attach: text unchanged")
+        finally:
+            v.stop()
+        # stripped: no symbol bounds c_fn any more, its FDE does: a jmp
+        raw = symbol_vaddr(binary, "c_fn")
+        v = Victim(binary + "-stripped", srv.dir, 4)
+        try:
+            run_case(cl, v, "stripped compiled function by raw address (bounded by its FDE)", f":0x{raw:x}",
+                     ["add_entry", "add_return"], ["c_calls"], [0, 1], [JMP, "uretprobe"])
         finally:
             v.stop()
     sys.exit(report())

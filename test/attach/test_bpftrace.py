@@ -6,8 +6,8 @@ prints under the kernel.
 
 Probed: bt_loop (entry: a short jmp, its loop label 2 bytes in),
 bt_short's return (3 bytes: a short jmp), bt_loop+2 (the loop label) by
-FUNC+OFF and, in a stripped copy, by raw address (no symbol to analyse:
-a trap). Debian 12's bpftrace 0.17 is built without
+FUNC+OFF and, in a stripped copy, by raw address (no symbol and, being
+asm without CFI, no FDE to analyse: a trap). Debian 12's bpftrace 0.17 is built without
 its disassembler ("bfd: no" in `bpftrace --info`): it refuses any
 FUNC+OFF with OFF != 0 itself, before a perf_event_open, under the
 kernel too ("Can't check if uprobe is in proper place"), with or without
