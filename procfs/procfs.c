@@ -105,6 +105,19 @@ int bpfg_procfs_status_int(pid_t pid, pid_t tid, const char *name, int *value)
     return sscanf(text, "%d", value) == 1 ? 0 : -ENODATA;
 }
 
+int bpfg_procfs_uids(pid_t pid, uid_t *real, uid_t *effective, uid_t *saved)
+{
+    char text[64];
+    unsigned r = 0, e = 0, s = 0;
+    int err = bpfg_procfs_status(pid, 0, "Uid", text, sizeof(text));
+    if (err)
+        return err;
+    if (sscanf(text, "%u %u %u", &r, &e, &s) != 3)
+        return -ENODATA;
+    *real = r, *effective = e, *saved = s;
+    return 0;
+}
+
 int bpfg_procfs_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
 {
     char path[80], buf[1024];

@@ -41,6 +41,9 @@ int bpfg_procfs_status_file(const char *path, const char *name, char *value, siz
  * field or when it does not start with a number. */
 int bpfg_procfs_status_int(pid_t pid, pid_t tid, const char *name, int *value);
 
+/* The real, effective and saved uids of the Uid field. */
+int bpfg_procfs_uids(pid_t pid, uid_t *real, uid_t *effective, uid_t *saved);
+
 /* From /proc/PID/stat, or thread tid's (tid > 0): the state letter (R, S,
  * D, T, t, Z...) and the kernel's task flags (PF_KTHREAD...; flags may be
  * NULL). -EIO if it does not parse. */

@@ -295,9 +295,8 @@ static bool has_cap_sys_ptrace(pid_t pid)
 /* The peer may attach if it could ptrace the process itself. */
 static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *target_uid, char *err, size_t errlen)
 {
-    char text[64];
-    unsigned r = 0, e = 0, sv = 0;
-    if (bpfg_procfs_status(pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u %u %u", &r, &e, &sv) != 3)
+    uid_t r, e, sv;
+    if (bpfg_procfs_uids(pid, &r, &e, &sv) != 0)
         return srv_efail(err, errlen, -ESRCH, "no process with pid %d", (int)pid);
     *target_uid = r;
     if (peer_uid == 0 || has_cap_sys_ptrace(peer_pid))
@@ -305,7 +304,7 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
     if (r == peer_uid && e == peer_uid && sv == peer_uid)
         return 0;
     return srv_efail(err, errlen, -EPERM, "permission denied: uid %u may not trace process %d (uid %u)",
-                     (unsigned)peer_uid, (int)pid, r);
+                     (unsigned)peer_uid, (int)pid, (unsigned)r);
 }
 
 /* ---- lifecycle ---- */

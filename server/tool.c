@@ -596,9 +596,8 @@ static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, st
  * user may ptrace it (else EACCES, the kernel's answer). */
 static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct target **out, char *err, size_t errlen)
 {
-    char text[64];
-    unsigned uid = 0;
-    if (bpfg_procfs_status(tl->pid, 0, "Uid", text, sizeof(text)) != 0 || sscanf(text, "%u", &uid) != 1)
+    uid_t uid, euid, suid;
+    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0)
         return srv_efail(err, errlen, -ESRCH, "the tool's process %d is gone", (int)tl->pid);
     int code = targets_attach(s, pid, uid, tl->pid, NULL, 0, NULL, tl->engine, 0, err, errlen);
     if (code)
