@@ -754,5 +754,6 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         do
             orphan_wait(p);
         while (open_session(p, true) != 0);
+        syscall_reconnected();
     }
 }

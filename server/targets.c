@@ -920,12 +920,12 @@ size_t targets_rearm(struct server *s, struct target *t)
         if (h->used && h->nprogs && !rearm_hook(s, t, h, &armed))
             off++;
     }
-    if (armed)
+    size_t sys = syscalls_rearm(s, t);
+    if (armed + sys)
         t->inert = false;
-    srv_log(armed ? SRV_INFO : SRV_WARN, "target %d: was inert; %zu programs run again%s%s", (int)t->pid, armed,
-            off ? ", some were refused" : "",
-            syscalls_count(t) ? "; its syscall programs stay off (detach and attach again)" : "");
-    return armed;
+    srv_log(armed + sys ? SRV_INFO : SRV_WARN, "target %d: was inert; %zu programs run again (%zu at syscalls)%s",
+            (int)t->pid, armed + sys, sys, off ? ", some were refused" : "");
+    return armed + sys;
 }
 
 /* A thread that blocks SIGTRAP would be killed by the kernel at a trap

@@ -13,6 +13,11 @@
            `shutdown --detach` detaches everything
   takeover bpfgraftd --takeover three times while targets count and a
            client connects every 20 ms: always served, counters exact
+  stress   --kills / 2 SIGKILLs at random instants of attaching and detaching
+           a 4-thread process calling the probed function in a tight loop
+           (payload, stubs, patches, Syscall User Dispatch): it never dies
+  syscalls syscall programs: counted exactly across kill -9 + restart (also
+           while no server runs), re-armed after the payload went inert
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -57,7 +62,7 @@ class Daemon:
              "--state-dir", self.state, "--cache-dir", os.path.join(self.dir, "jit")] + self.extra + list(extra),
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
         log.close()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # its start (LLVM, objects reloaded) took 15 s at load 16 on 2 cores
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bpfgraftd exited with {self.proc.returncode}: {self.log()[-2000:]}")
@@ -121,6 +126,13 @@ class Victim:
 
     def alive(self):
         return self.proc.poll() is None
+
+    def death(self):
+        """How the process ended, for a failure message."""
+        rc = self.proc.poll()
+        if rc is None:
+            return "still runs"
+        return f"died of {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"
 
     def kill(self):
         if self.proc.poll() is None:
@@ -553,7 +565,7 @@ def part_loop(a, d):
                 # thread restores itself, injector/remote.c) must not kill it
                 failures += 1
                 check(False, f"loop: kill {i + 1} during {kind}: the process attached or detached survives",
-                      "it died (server killed inside a ptrace stop)")
+                      f"it {churn.death()} (server killed inside a ptrace stop)")
                 churn = Victim(a, d.dir, 40 + i)
                 churn.go(True)
             alive = all(v.alive() for v in victims) and sysv.poll() is None
@@ -604,6 +616,144 @@ def part_loop(a, d):
         sysv.kill()
         sysv.wait()
         sysv_out.close()
+        d.stop(signal.SIGTERM)
+
+
+def timed_cli(d, argvs):
+    """Runs the CLI commands in turn in a child shell (one process to
+    interrupt), each whatever the last one answered; returns the Popen."""
+    bpfgraft = os.path.join(d.a.bin_dir, "bpfgraft")
+    script = "; ".join(" ".join([bpfgraft, "--socket", d.socket] + [str(x) for x in argv]) for argv in argvs)
+    with open(os.path.join(d.dir, "cli.log"), "a") as log:
+        return subprocess.Popen(["sh", "-c", script], stdout=log, stderr=log)
+
+
+def part_stress(a, d):
+    """SIGKILL of the server at random instants of attaching (payload,
+    uprobe stubs and patches, Syscall User Dispatch on every thread) and
+    detaching a 4-thread process that calls the probed function in a tight
+    loop: it never dies, keeps running, and ends with its text equal to
+    its files."""
+    d.start()
+    for obj in (a.obj, a.syscount):
+        rc, _, err = d.cli("load", obj)
+        check_eq(rc, 0, f"stress: load {os.path.basename(obj)} ({err.strip()})")
+    v = Victim(a, d.dir, 60, threads=4)
+    attach = [["attach", v.pid, "syscount"], ["attach", v.pid, "count", "add_entry", "add_return", "--target",
+                                                 ":probed_add"]]
+    rng = random.Random(os.environ.get("BPFGRAFT_RESTART_SEED", "13"))
+    try:
+        v.go(True)
+        timed_cli(d, attach).wait(timeout=120)  # compiles the programs
+        span = 0.2
+        for argvs in ([["detach", v.pid]], attach):  # how long each takes now
+            t0 = time.monotonic()
+            timed_cli(d, argvs).wait(timeout=120)
+            span = max(span, (time.monotonic() - t0) * 1.2)
+        bad = []
+        for i in range(max(1, a.kills // 2)):
+            what = "detach" if i % 2 == 0 else "attach"  # the commands answer "exists" / "not_found" if need be
+            p = timed_cli(d, [["detach", v.pid]] if what == "detach" else attach)
+            delay = rng.uniform(0, span)
+            time.sleep(delay)
+            d.stop(signal.SIGKILL)
+            p.wait(timeout=60)
+            if not v.alive():
+                bad.append(f"kill {i + 1}, {delay * 1000:.0f} ms into the {what}: the process {v.death()}")
+                break
+            d.start()
+            calls = v.get(CTL_CALLS)
+            time.sleep(0.1)
+            if v.get(CTL_CALLS) <= calls:
+                bad.append(f"kill {i + 1}, {delay * 1000:.0f} ms into the {what}: its threads stopped calling")
+        check_eq(bad, [], f"stress: {a.kills // 2} SIGKILLs during attach and detach: the process lives and runs")
+        if v.alive():
+            wait_listed(d, [v.pid])  # adopted, unless the last kill came before the payload ran
+            d.cli("detach", v.pid)
+            check_eq(text_matches_file(v.pid), [], "stress: its text equals its files at the end")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+class SysVictim:
+    """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
+    getppid() calls (printed "burst 1000" after them)."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d.dir, "sysv-bursts.out")
+        self.out = open(self.path, "w")
+        self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "sys-victim"), "/etc/hostname"], stdout=self.out,
+                                     preexec_fn=harness._die_with_parent)
+        self.pid = self.proc.pid
+
+    def burst(self):
+        """Makes 1000 getppid() calls; True once they are done."""
+        n = read_text(self.path).count("burst 1000")
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if read_text(self.path).count("burst 1000") > n:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+
+
+def getppid_count(d):
+    """syscount's count of getppid (x86-64 110) so far; 0 before the first."""
+    try:
+        with d.client() as cl:
+            r = cl.call("map.lookup", map="counts", key=struct.pack("<I", 110))
+        return struct.unpack("<Q", r["value"])[0]
+    except Exception as e:  # no such key yet
+        if "not_found" in str(e) or "ENOENT" in str(e) or "no such" in str(e).lower():
+            return 0
+        raise
+
+
+def part_syscalls(a, d):
+    """Syscall programs across restarts: counting goes on exactly through a
+    kill -9 and restart (also while no server runs); a payload that went
+    inert gets them back from a server with its record."""
+    d.start(["--orphan-grace", "0.5"])
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"syscalls: load syscount ({err.strip()})")
+    v = SysVictim(d)
+    try:
+        time.sleep(0.1)
+        rc, _, err = d.cli("attach", v.pid, "syscount")
+        check_eq(rc, 0, f"syscalls: attach syscount ({err.strip()})")
+        c0 = getppid_count(d)
+        check(v.burst() and getppid_count(d) == c0 + 1000, "syscalls: a burst of 1000 getppid() counted exactly")
+        d.stop(signal.SIGKILL)
+        check(v.burst(), "syscalls: the process makes its calls with no server")
+        d.start(["--orphan-grace", "0.5"])
+        wait_listed(d, [v.pid])
+        check(v.burst(), "syscalls: and after the restart")
+        got = getppid_count(d)
+        check_eq(got - c0, 3000, "syscalls: kill -9 + restart: every call counted, also with no server, none twice")
+        d.stop(signal.SIGKILL)
+        time.sleep(1.5)  # past the grace period: inert, its syscall programs removed
+        check(v.burst(), "syscalls: the inert process makes its calls")
+        d.start(["--orphan-grace", "0.5"])
+        t = wait_listed(d, [v.pid]).get(v.pid, {})
+        c1 = getppid_count(d)
+        check(c1 - got < 1000, "syscalls: while inert its calls were not counted", f"{c1 - got}")
+        check(t.get("state") == "attached" and t.get("syscall_programs", 0) == 1,
+              "syscalls: adopted with its record: re-armed, its syscall program listed", f"{t}")
+        check(v.burst() and getppid_count(d) == c1 + 1000, "syscalls: re-armed: a burst of 1000 counted exactly",
+              f"{c1} -> {getppid_count(d)}")
+        rc, _, err = d.cli("detach", v.pid)
+        check_eq(rc, 0, f"syscalls: detach ({err.strip()})")
+        check(v.proc.poll() is None and v.burst(), "syscalls: the process runs on after detach")
+        check_eq(text_matches_file(v.pid), [], "syscalls: its text equals its files")
+    finally:
+        v.stop()
         d.stop(signal.SIGTERM)
 
 
@@ -664,7 +814,7 @@ def main():
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
-             "takeover": part_takeover}
+             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
