@@ -325,6 +325,8 @@ def part_takeover(a, d):
         for i in range(3):
             time.sleep(0.3)
             old = d.proc
+            quiet = d.client()  # accepted by the old daemon; its request comes after the handover
+            quiet.call("server.status")
             d.starts += 1
             log = open(os.path.join(d.dir, f"bpfgraftd.{d.starts}.log"), "wb")
             d.proc = subprocess.Popen(
@@ -338,6 +340,13 @@ def part_takeover(a, d):
                 check(False, f"takeover {i + 1}: the old daemon exits")
                 old.kill()
             check_eq(old.returncode, 0, f"takeover {i + 1}: the old daemon exits cleanly")
+            try:
+                quiet.call("server.status")
+                quiet_ok = "answered"
+            except Exception as e:  # reset, closed: the handover dropped it
+                quiet_ok = repr(e)
+            quiet.close()
+            check_eq(quiet_ok, "answered", f"takeover {i + 1}: a connection the old daemon accepted is served on")
             check(d.proc.poll() is None, f"takeover {i + 1}: the new daemon runs", d.log()[-2000:])
             listed = wait_listed(d, [v.pid for v in victims])
             check(all(len(listed.get(v.pid, {}).get("hooks", [])) == 3 for v in victims),
