@@ -690,12 +690,24 @@ static void go_inert(struct bpfg_payload_params *p)
     __atomic_store_n(&p->state, BPFG_PAYLOAD_INERT, __ATOMIC_RELEASE);
 }
 
+/* Sleeps ms, running timer programs (interval:) as they fall due unless
+ * inert: they tick on without a server, like the hooks. */
+static void orphan_sleep(int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    for (uint64_t now = now_ms(); now < end; now = now_ms()) {
+        int wait = inert ? (int)(end - now) : timer_wait_ms((int)(end - now));
+        struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000};
+        rt_sys2(SYS_nanosleep, (long)&ts, 0);
+        if (!inert)
+            timer_run_due();
+    }
+}
+
 /* Without a server: trace lines and syscall sites have nowhere to go. */
 static void orphan_wait(struct bpfg_payload_params *p)
 {
-    uint32_t every = p->reconnect_ms ? p->reconnect_ms : 100;
-    struct timespec ts = {every / 1000, (long)(every % 1000) * 1000000};
-    rt_sys2(SYS_nanosleep, (long)&ts, 0);
+    orphan_sleep(p->reconnect_ms ? (int)p->reconnect_ms : 100);
     struct trace_line line;
     while (trace_ring_pop(&line))
         ;

@@ -1184,6 +1184,24 @@ void tools_destroy(struct server *s)
 
 /* ---- restarts: tools adopted again ---- */
 
+/* Binary-wide links (pid -1) and those waiting for a pid's exec of their
+ * binary catch processes at exec again (the previous server's fanotify
+ * mark went with it; processes started meanwhile were not caught). */
+static void watch_again(struct server *s, struct tool *tl)
+{
+    for (size_t i = 0; i < tl->nlinks; i++) {
+        struct tool_link *l = tl->links[i];
+        char err[512];
+        if (!l->binary || (l->pid > 0 && sym_maps_binary(l->pid, l->binary)))
+            continue;
+        if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
+            l->watching = true;
+        else
+            srv_log(SRV_WARN, "tool %d: link %u: processes starting %s are not caught any more: %s", (int)tl->pid,
+                    l->id, l->binary, err);
+    }
+}
+
 static void restore_one(struct server *s, const char *name)
 {
     char *buf = NULL, why[512] = "";
@@ -1208,6 +1226,7 @@ static void restore_one(struct server *s, const char *name)
     tools = tl;
     srv_log(SRV_INFO, "tool %d (%s): restored (object %u, %zu links); waiting for its process", (int)tl->pid, tl->name,
             tl->obj_id, tl->nlinks);
+    watch_again(s, tl);
 }
 
 void tools_restore(struct server *s)
