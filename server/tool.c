@@ -572,8 +572,10 @@ static int link_record(struct tool_link *l, pid_t pid, char *err, size_t errlen)
 static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, struct target *t, char *err,
                       size_t errlen)
 {
-    /* a tool is in no one's scope but its own, by pid (bpftrace's BEGIN) */
-    if ((l->pid > 0 && t->pid != l->pid) || (tool_of_pid(t->pid) && l->pid != tl->pid) || link_has(l, t->pid))
+    /* a tool is in no one's scope but its own, by pid (bpftrace's BEGIN);
+     * a payload of another ABI takes nothing */
+    if ((l->pid > 0 && t->pid != l->pid) || (tool_of_pid(t->pid) && l->pid != tl->pid) || link_has(l, t->pid) ||
+        t->foreign_abi)
         return 0;
     if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
         return 0;

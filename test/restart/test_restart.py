@@ -18,6 +18,8 @@
            (payload, stubs, patches, Syscall User Dispatch): it never dies
   syscalls syscall programs: counted exactly across kill -9 + restart (also
            while no server runs), re-armed after the payload went inert
+  abi      a payload of another ABI (simulated): listed as other-abi-N, attach
+           refused, detach restores its code
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -766,6 +768,54 @@ def part_syscalls(a, d):
         d.stop(signal.SIGTERM)
 
 
+OTHER_ABI_PAYLOAD = r"""
+import ctypes, os, socket, struct, sys
+lib = ctypes.CDLL(sys.argv[2])
+addr = ctypes.cast(lib.lib_probed_mul, ctypes.c_void_p).value
+with open("/proc/self/mem", "r+b", buffering=0) as m:  # the jmp a payload of another version placed
+    m.seek(addr)
+    m.write(b"\xe9\x00\x00\x00\x00")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\0bpfgraft-payload:" + sys.argv[1])
+hello = struct.pack("<IIQQQQQII", os.getpid(), 99, 7, 0x10000, 0, 0, 0, 0, 1)  # pid, ABI 99, token, base, ...
+s.sendall(struct.pack("<IHHIi", 16 + len(hello), 1, 1, 0, 0) + hello)  # HELLO, BPFG_HELLO_F_RECONNECT
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def part_abi(a, d):
+    """A payload of another ABI version reconnecting (simulated: a process
+    with a patched function saying HELLO with ABI 99): listed with a state
+    that says so, attaches refused, detach restores its code."""
+    d.start()
+    lib = os.path.join(a.test_bin, "libattachvictim.so")
+    p = subprocess.Popen([sys.executable, "-c", OTHER_ABI_PAYLOAD, d.socket, lib], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, preexec_fn=harness._die_with_parent)
+    try:
+        check_eq(p.stdout.readline().strip(), "ready", "abi: the process patched its code and said HELLO")
+        check(text_matches_file(p.pid) != [], "abi: its text differs from its file")
+        t = wait_listed(d, [p.pid]).get(p.pid, {})
+        check_eq(t.get("state"), "other-abi-99", "abi: listed with state other-abi-99")
+        rc, out, _ = d.cli("ps")
+        row = next((l.split() for l in out.splitlines() if l.split()[:1] == [str(p.pid)]), [])
+        check(rc == 0 and row[-1:] == ["other-abi-99"], "abi: bpfgraft ps shows the state", out)
+        rc, _, err = d.cli("load", a.obj)
+        check_eq(rc, 0, f"abi: load ({err.strip()})")
+        rc, _, err = d.cli("attach", p.pid, "count", "add_entry", "--target", f"{lib}:lib_probed_mul")
+        check(rc != 0 and "ABI 99" in err, "abi: an attach is refused, naming the ABI", err)
+        rc, _, err = d.cli("detach", p.pid)
+        check_eq(rc, 0, f"abi: detach ({err.strip()})")
+        check_eq(text_matches_file(p.pid), [], "abi: after detach its text equals its file")
+        check(p.poll() is None, "abi: the process runs on")
+        with d.client() as cl:
+            check(all(x["pid"] != p.pid for x in cl.call("target.list")), "abi: no longer listed")
+    finally:
+        p.kill()
+        p.wait()
+        d.stop(signal.SIGTERM)
+
+
 def part_orphan(a, d):
     d.start(["--orphan-grace", "0.5"])
     d.cli("load", a.obj)
@@ -823,7 +873,7 @@ def main():
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
-             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls}
+             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
