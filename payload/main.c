@@ -476,7 +476,11 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
     }
     case BPFG_PMSG_UNMAP: return do_unmap(body, len);
     case BPFG_PMSG_PING: return 0;
-    case BPFG_PMSG_SYSCALL_HOOK:
+    case BPFG_PMSG_SYSCALL_HOOK: {
+        int r = syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
+        inert &= r != 0; /* re-armed (server/syscalls.c, syscalls_rearm): may go inert again */
+        return r;
+    }
     case BPFG_PMSG_SYSCALL_OFF:
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:

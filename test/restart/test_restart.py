@@ -17,7 +17,7 @@
            a 4-thread process calling the probed function in a tight loop
            (payload, stubs, patches, Syscall User Dispatch): it never dies
   syscalls syscall programs: counted exactly across kill -9 + restart (also
-           while no server runs), re-armed after the payload went inert
+           while no server runs), re-armed after the payload went inert (twice)
   abi      a payload of another ABI (simulated): listed as other-abi-N, attach
            refused, detach restores its code
   orphan   a payload whose server stays away past --orphan-grace goes inert
@@ -727,14 +727,32 @@ def getppid_count(d):
         raise
 
 
+def inert_and_rearmed(d, v, c, what):
+    """kill -9, past the grace period (v's payload inert: its syscall
+    programs dropped), a burst not counted, a restart re-arms it, a burst
+    counted exactly. Returns the count."""
+    d.stop(signal.SIGKILL)
+    time.sleep(1.5)
+    check(v.burst(), f"syscalls: {what}: the inert process makes its calls")
+    d.start()
+    t = wait_listed(d, [v.pid]).get(v.pid, {})
+    got = getppid_count(d)
+    check_eq(got - c, 0, f"syscalls: {what}: while inert its calls were not counted")
+    check(t.get("state") == "attached" and t.get("syscall_programs", 0) == 1,
+          f"syscalls: {what}: adopted with its record: re-armed, its syscall program listed", f"{t}")
+    check(v.burst() and getppid_count(d) == got + 1000, f"syscalls: {what}: re-armed: a burst of 1000 counted exactly",
+          f"{got} -> {getppid_count(d)}")
+    return got + 1000
+
+
 def part_syscalls(a, d):
     """Syscall programs across restarts: counting goes on exactly through a
     kill -9 and restart (also while no server runs); a payload that went
-    inert gets them back from a server with its record."""
-    d.start(["--orphan-grace", "0.5"])
+    inert gets them back from a server with its record, twice."""
+    d.start(["--orphan-grace", "120"])  # the first victim never goes inert, however slow a restart
     rc, _, err = d.cli("load", a.syscount)
     check_eq(rc, 0, f"syscalls: load syscount ({err.strip()})")
-    v = SysVictim(d)
+    v, w = SysVictim(d), None
     try:
         time.sleep(0.1)
         rc, _, err = d.cli("attach", v.pid, "syscount")
@@ -743,28 +761,29 @@ def part_syscalls(a, d):
         check(v.burst() and getppid_count(d) == c0 + 1000, "syscalls: a burst of 1000 getppid() counted exactly")
         d.stop(signal.SIGKILL)
         check(v.burst(), "syscalls: the process makes its calls with no server")
-        d.start(["--orphan-grace", "0.5"])
+        d.start()
         wait_listed(d, [v.pid])
         check(v.burst(), "syscalls: and after the restart")
         got = getppid_count(d)
         check_eq(got - c0, 3000, "syscalls: kill -9 + restart: every call counted, also with no server, none twice")
-        d.stop(signal.SIGKILL)
-        time.sleep(1.5)  # past the grace period: inert, its syscall programs removed
-        check(v.burst(), "syscalls: the inert process makes its calls")
-        d.start(["--orphan-grace", "0.5"])
-        t = wait_listed(d, [v.pid]).get(v.pid, {})
-        c1 = getppid_count(d)
-        check(c1 - got < 1000, "syscalls: while inert its calls were not counted", f"{c1 - got}")
-        check(t.get("state") == "attached" and t.get("syscall_programs", 0) == 1,
-              "syscalls: adopted with its record: re-armed, its syscall program listed", f"{t}")
-        check(v.burst() and getppid_count(d) == c1 + 1000, "syscalls: re-armed: a burst of 1000 counted exactly",
-              f"{c1} -> {getppid_count(d)}")
-        rc, _, err = d.cli("detach", v.pid)
-        check_eq(rc, 0, f"syscalls: detach ({err.strip()})")
-        check(v.proc.poll() is None and v.burst(), "syscalls: the process runs on after detach")
-        check_eq(text_matches_file(v.pid), [], "syscalls: its text equals its files")
+        d.stop(signal.SIGTERM)
+        d.extra = ["--orphan-grace", "0.5"]  # given to the payloads of the attaches from now on
+        d.start()
+        w = SysVictim(d)
+        time.sleep(0.1)
+        rc, _, err = d.cli("attach", w.pid, "syscount")
+        check_eq(rc, 0, f"syscalls: attach syscount to a second process ({err.strip()})")
+        got = inert_and_rearmed(d, w, getppid_count(d), "inert once")
+        inert_and_rearmed(d, w, got, "inert again")
+        for x in (v, w):
+            rc, _, err = d.cli("detach", x.pid)
+            check_eq(rc, 0, f"syscalls: detach {x.pid} ({err.strip()})")
+            check(x.proc.poll() is None and x.burst(), f"syscalls: {x.pid} runs on after detach")
+            check_eq(text_matches_file(x.pid), [], f"syscalls: {x.pid}: its text equals its files")
     finally:
-        v.stop()
+        for x in (v, w):
+            if x:
+                x.stop()
         d.stop(signal.SIGTERM)
 
 
