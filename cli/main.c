@@ -1304,10 +1304,12 @@ static void target_row(const msgpack_object *t)
         sbuf_duration(&since, (now > at ? now - at : 0) * 1000);
     sbuf_duration(&stopped, stop);
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
+    /* a state other than attached (inert, other-abi-N) says more than how the hooks are placed */
+    const char *state = obj_str(t, "state"), *placed = sum.kinds.len ? sum.kinds.s : "-";
     printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-7llu %-9s %-9s 0x%-12llx %s\n", obj_str(t, "pid"), obj_str(t, "comm"),
            sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
            (unsigned long long)sum.dropped, since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
-           sum.kinds.len ? sum.kinds.s : "-");
+           strcmp(state, "attached") && strcmp(state, "-") ? state : placed);
     sbuf_free(&sum.engines);
     sbuf_free(&sum.kinds);
     sbuf_free(&since);

@@ -476,7 +476,11 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
     }
     case BPFG_PMSG_UNMAP: return do_unmap(body, len);
     case BPFG_PMSG_PING: return 0;
-    case BPFG_PMSG_SYSCALL_HOOK:
+    case BPFG_PMSG_SYSCALL_HOOK: {
+        int r = syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
+        inert &= r != 0; /* re-armed (server/syscalls.c, syscalls_rearm): may go inert again */
+        return r;
+    }
     case BPFG_PMSG_SYSCALL_OFF:
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:
@@ -690,12 +694,24 @@ static void go_inert(struct bpfg_payload_params *p)
     __atomic_store_n(&p->state, BPFG_PAYLOAD_INERT, __ATOMIC_RELEASE);
 }
 
+/* Sleeps ms, running timer programs (interval:) as they fall due unless
+ * inert: they tick on without a server, like the hooks. */
+static void orphan_sleep(int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    for (uint64_t now = now_ms(); now < end; now = now_ms()) {
+        int wait = inert ? (int)(end - now) : timer_wait_ms((int)(end - now));
+        struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000};
+        rt_sys2(SYS_nanosleep, (long)&ts, 0);
+        if (!inert)
+            timer_run_due();
+    }
+}
+
 /* Without a server: trace lines and syscall sites have nowhere to go. */
 static void orphan_wait(struct bpfg_payload_params *p)
 {
-    uint32_t every = p->reconnect_ms ? p->reconnect_ms : 100;
-    struct timespec ts = {every / 1000, (long)(every % 1000) * 1000000};
-    rt_sys2(SYS_nanosleep, (long)&ts, 0);
+    orphan_sleep(p->reconnect_ms ? (int)p->reconnect_ms : 100);
     struct trace_line line;
     while (trace_ring_pop(&line))
         ;
@@ -754,5 +770,6 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
         do
             orphan_wait(p);
         while (open_session(p, true) != 0);
+        syscall_reconnected();
     }
 }

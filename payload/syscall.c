@@ -858,6 +858,21 @@ static bool list_empty(const uint64_t *list)
     return true;
 }
 
+/* Whether any syscall program or tool mode needs dispatch. */
+static bool syscall_any_use(void)
+{
+    bool none = !__atomic_load_n(&raw_has, __ATOMIC_SEQ_CST);
+    for (int n = 0; n < BPFG_SYS_MAX_NR && none; n++)
+        none = !__atomic_load_n(&nr_has[n], __ATOMIC_SEQ_CST);
+    return !none || __atomic_load_n(&tool_on, __ATOMIC_SEQ_CST);
+}
+
+void syscall_reconnected(void)
+{
+    if (syscall_any_use())
+        __atomic_store_n(&bpfg_sys_selector, SUD_BLOCK, __ATOMIC_SEQ_CST);
+}
+
 /* SYSCALL_UNHOOK: one program leaves every list it is in; the handlers
  * that may still run it are waited for, as for SYSCALL_OFF. */
 int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
@@ -895,10 +910,7 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "program %u is not attached to a syscall", u.prog_id);
         return -ENOENT;
     }
-    bool none = !__atomic_load_n(&raw_has, __ATOMIC_SEQ_CST);
-    for (int n = 0; n < BPFG_SYS_MAX_NR && none; n++)
-        none = !__atomic_load_n(&nr_has[n], __ATOMIC_SEQ_CST);
-    if (none && !__atomic_load_n(&tool_on, __ATOMIC_SEQ_CST)) {
+    if (!syscall_any_use()) {
         /* nothing to run: syscalls pass without a signal (the server puts
          * rewritten sites back); the next SYSCALL_HOOK blocks again */
         __atomic_store_n(&bpfg_sys_selector, SUD_ALLOW, __ATOMIC_SEQ_CST);

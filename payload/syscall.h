@@ -28,6 +28,11 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen);
  * server (BPFG_PMSG_SYS_SITES); each is returned once. */
 size_t syscall_take_sites(uint64_t *out, size_t max);
 
+/* A server adopted us: dispatch is blocking again if anything needs it
+ * (a server killed while turning dispatch on leaves it allowing:
+ * server/syscalls.c, set_dispatch). */
+void syscall_reconnected(void);
+
 /* Drops every syscall program (the caller waits for a grace period). */
 void syscall_remove_all(void);
 bool syscall_use_prog(const struct prog *p);

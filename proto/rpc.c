@@ -491,6 +491,11 @@ size_t bpfg_rpc_pending(const struct bpfg_rpc_conn *conn)
     return conn->pending;
 }
 
+bool bpfg_rpc_at_rest(const struct bpfg_rpc_conn *conn)
+{
+    return !conn->in_len && !conn->nfds && !conn->out_head;
+}
+
 static ssize_t send_chunk(int sock, struct out_chunk *c)
 {
     struct iovec iov = {c->data + c->off, c->len - c->off};

@@ -112,6 +112,10 @@ int bpfg_rpc_queue(struct bpfg_rpc_conn *conn, struct bpfg_rpc_out *out, int fd)
  * would block with bytes left, or a negative errno. */
 int bpfg_rpc_flush(struct bpfg_rpc_conn *conn);
 size_t bpfg_rpc_pending(const struct bpfg_rpc_conn *conn);
+/* True when nothing of a message is buffered either way (no partial
+ * request read, no fd received, nothing to send): the socket alone holds
+ * the connection's state, so another process may take it over. */
+bool bpfg_rpc_at_rest(const struct bpfg_rpc_conn *conn);
 
 /* Packing helpers. */
 void bpfg_pack_cstr(msgpack_packer *pk, const char *s);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "adopt.h"
+#include "injector.h"
 #include "log.h"
 #include "pmsg.h"
 #include "procfs.h"
@@ -25,6 +26,17 @@
 
 #define HELLO_MAX (64u << 10)
 #define HELLO_TIMEOUT_MS 1000
+#define MAX_RELEASED 64
+#define PATCH_MAX 16 /* the longest run of bytes a patch changes */
+
+static const char other_abi[] = "another payload ABI version";
+
+/* Payloads of another ABI detached already: their reconnects are closed. */
+static struct {
+    pid_t pid;
+    uint64_t base;
+} released[MAX_RELEASED];
+static size_t nreleased;
 
 struct hello {
     struct bpfg_pmsg_hdr h;
@@ -49,7 +61,7 @@ static const char *read_hello(int fd, struct hello *hi)
         return "short HELLO";
     memcpy(&hi->ext.base, hi->body, sizeof(hi->ext.base));
     if (hi->ext.base.abi_version != BPFG_PAYLOAD_ABI_VERSION)
-        return "another payload ABI version";
+        return other_abi;
     if (!(hi->h.flags & BPFG_HELLO_F_RECONNECT))
         return "not a reconnect (nobody is waiting for this payload)";
     if (len < sizeof(hi->ext) + sizeof(hi->a))
@@ -296,6 +308,37 @@ static int build_target(struct server *s, struct target *t, const struct hello *
     return err;
 }
 
+static bool was_released(pid_t pid, uint64_t base)
+{
+    for (size_t i = 0; i < nreleased; i++)
+        if (released[i].pid == pid && released[i].base == base)
+            return true;
+    return false;
+}
+
+/* A payload of another ABI: its HELLO's first fields (pid, version,
+ * token, load base) are all that is read; nothing is ever sent to it. */
+static void adopt_other_abi(struct server *s, int fd, pid_t pid, const struct hello *hi)
+{
+    struct target *t = was_released(pid, hi->ext.base.load_base) ? NULL : calloc(1, sizeof(*t));
+    if (!t) {
+        close(fd);
+        return;
+    }
+    t->pid = pid;
+    t->uid = uid_of(pid);
+    t->sock = fd;
+    t->pidfd = -1;
+    t->foreign_abi = hi->ext.base.abi_version;
+    t->inj.base = hi->ext.base.load_base;
+    snprintf(t->adopted, sizeof(t->adopted), "other-abi");
+    srv_log(SRV_WARN,
+            "target %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: listed, not adopted; "
+            "detach it to restore its code",
+            (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, BPFG_PAYLOAD_ABI_VERSION);
+    targets_add(s, t, "adopted");
+}
+
 static void adopt_one(struct server *s, int fd)
 {
     struct ucred cred;
@@ -306,6 +349,11 @@ static void adopt_one(struct server *s, int fd)
         why = "no peer credentials";
     else if (!(why = read_hello(fd, &hi)) && targets_find(&s->targets, cred.pid))
         why = "the process is attached already";
+    else if (why == other_abi && !targets_find(&s->targets, cred.pid)) {
+        adopt_other_abi(s, fd, cred.pid, &hi);
+        free(hi.body);
+        return;
+    }
     struct target *t = why ? NULL : calloc(1, sizeof(*t));
     int err = 0;
     if (t) {
@@ -345,4 +393,83 @@ void adopt_accept(struct server *s)
             return;
         adopt_one(s, fd);
     }
+}
+
+struct text_scan {
+    struct bpfg_stopped *st;
+    unsigned restored, busy;
+    int err;
+};
+
+static bool patch_opcode(uint8_t b)
+{
+    return b == 0xe9 || b == 0xeb || b == 0xcc;
+}
+
+/* Restores the run [i, j) of a mapping at start if it looks like a patch
+ * and no thread is inside it (past its first byte). */
+static void restore_run(struct text_scan *ts, uint64_t start, const uint8_t *mem, const uint8_t *file, size_t i,
+                        size_t j)
+{
+    if (j - i > PATCH_MAX || !patch_opcode(mem[i]) || patch_opcode(file[i]))
+        return;
+    if (bpfg_any_thread_in(ts->st, start + i + 1, start + j, NULL)) {
+        ts->busy++;
+        return;
+    }
+    int r = bpfg_mem_write(ts->st, start + i, file + i, j - i);
+    if (r)
+        ts->err = r;
+    else
+        ts->restored++;
+}
+
+static int restore_mapping(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct text_scan *ts = arg;
+    if (m->perms[2] != 'x' || m->path[0] != '/' || !strncmp(m->path, "/memfd:", 7))
+        return 0;
+    size_t len = m->end - m->start;
+    uint8_t *mem = malloc(len), *file = malloc(len);
+    int r = mem && file ? bpfg_mem_read(ts->st, m->start, mem, len) : -ENOMEM;
+    if (!r)
+        r = file_bytes(ts->st->pid, m->start, file, len);
+    for (size_t i = 0; !r && i < len;) {
+        if (mem[i] == file[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < len && j - i <= PATCH_MAX && mem[j] != file[j])
+            j++;
+        restore_run(ts, m->start, mem, file, i, j);
+        i = j;
+    }
+    free(mem);
+    free(file);
+    return 0; /* a mapping that cannot be read (a file shorter than it) is left as is */
+}
+
+int adopt_restore_text(pid_t pid, char *err, size_t errlen)
+{
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    int r = bpfg_stop_process(pid, &st, ierr);
+    if (r)
+        return snprintf(err, errlen, "%s", ierr), r;
+    struct text_scan ts = {.st = &st};
+    r = bpfg_procfs_maps(pid, restore_mapping, &ts);
+    bpfg_resume_process(&st, NULL);
+    if (r < 0 || ts.err)
+        return snprintf(err, errlen, "restoring the code of process %d: %s", (int)pid, strerror(-(r < 0 ? r : ts.err))),
+               r < 0 ? r : ts.err;
+    if (ts.busy)
+        srv_log(SRV_WARN, "target %d: %u patch(es) left: a thread was inside them", (int)pid, ts.busy);
+    return (int)ts.restored;
+}
+
+void adopt_release(const struct target *t)
+{
+    if (nreleased < MAX_RELEASED)
+        released[nreleased++] = (typeof(released[0])){t->pid, t->inj.base};
 }

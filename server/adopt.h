@@ -6,9 +6,26 @@
 #ifndef BPFGRAFT_SERVER_ADOPT_H
 #define BPFGRAFT_SERVER_ADOPT_H
 
-struct server;
+#include <stddef.h>
+#include <sys/types.h>
 
-/* The payload socket is readable: adopts every payload waiting there. */
+struct server;
+struct target;
+
+/* The payload socket is readable: adopts every payload waiting there. A
+ * payload of another ABI becomes a target with foreign_abi set: listed,
+ * never sent anything, refused for attaches; detach restores its
+ * patches (adopt_restore_text) and leaves it, threadless work aside, as is. */
 void adopt_accept(struct server *s);
+
+/* Puts back the file's bytes wherever a stopped pid's executable file
+ * mappings differ from their files by a patch (a run of at most 16 bytes
+ * starting with a jmp, short jmp or int3 where the file has none) and no
+ * thread is inside it. Returns how many, or a negative errno with err. */
+int adopt_restore_text(pid_t pid, char *err, size_t errlen);
+
+/* A target of another ABI was detached: its payload's reconnects are
+ * closed from now on (it keeps trying). */
+void adopt_release(const struct target *t);
 
 #endif

@@ -294,6 +294,8 @@ int main(int argc, char **argv)
     }
     struct server s;
     int err = server_init(&s, &cfg);
+    if (takeover)
+        free(tk.clients), tk.clients = NULL, tk.nclients = 0; /* their fds are the server's now */
     if (err) {
         if (!daemon_mode)
             fprintf(stderr, "bpfgraftd: cannot start on %s: %s\n", cfg.socket_path, strerror(-err));

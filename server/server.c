@@ -146,6 +146,8 @@ static int open_audit(struct server *s)
     return r;
 }
 
+static void add_handed_clients(struct server *s);
+
 int server_init(struct server *s, const struct srv_config *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -225,6 +227,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
         srv_log(SRV_ERROR, "event loop setup: %s", strerror(-err));
         goto fail;
     }
+    add_handed_clients(s);
     srv_log(SRV_INFO, "bpfgraftd %s listening on %s (mode %04o), pid %d", SRV_VERSION, s->cfg.socket_path,
             (unsigned)s->cfg.socket_mode, (int)getpid());
     return 0;
@@ -293,6 +296,46 @@ static void peer_groups(int fd, struct srv_client *c)
         srv_log(SRV_DEBUG, "client %u: SO_PEERGROUPS: %s", c->id, strerror(errno));
 }
 
+/* A connected client on fd (taken: closed on failure); NULL if refused. */
+static struct srv_client *add_client(struct server *s, int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        srv_log(SRV_WARN, "SO_PEERCRED: %s; refusing client", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (s->nclients >= s->cfg.max_clients) {
+        srv_log(SRV_WARN, "refusing client pid %d: %zu clients connected", (int)cred.pid, s->nclients);
+        close(fd);
+        return NULL;
+    }
+    struct srv_client *c = calloc(1, sizeof(*c));
+    struct bpfg_rpc_conn *conn = c ? bpfg_rpc_conn_new(fd, s->cfg.max_msg) : NULL;
+    if (!conn || epoll_add(s->epfd, fd, EPOLLIN | EPOLLRDHUP, c) != 0) {
+        srv_log(SRV_WARN, "refusing client pid %d: out of resources", (int)cred.pid);
+        if (conn)
+            bpfg_rpc_conn_free(conn); /* closes fd */
+        else
+            close(fd);
+        free(c);
+        return NULL;
+    }
+    c->magic = CLIENT_MAGIC;
+    c->conn = conn;
+    c->id = s->next_client_id++;
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->gid = cred.gid;
+    peer_groups(fd, c);
+    c->next = s->clients;
+    s->clients = c;
+    s->nclients++;
+    srv_log(SRV_INFO, "client %u connected (pid %d uid %u)", c->id, (int)c->pid, (unsigned)c->uid);
+    return c;
+}
+
 static void accept_clients(struct server *s)
 {
     for (;;) {
@@ -302,41 +345,29 @@ static void accept_clients(struct server *s)
                 srv_log(SRV_WARN, "accept: %s", strerror(errno));
             return;
         }
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-            srv_log(SRV_WARN, "SO_PEERCRED: %s; refusing client", strerror(errno));
-            close(fd);
-            continue;
-        }
-        if (s->nclients >= s->cfg.max_clients) {
-            srv_log(SRV_WARN, "refusing client pid %d: %zu clients connected", (int)cred.pid, s->nclients);
-            close(fd);
-            continue;
-        }
-        struct srv_client *c = calloc(1, sizeof(*c));
-        struct bpfg_rpc_conn *conn = c ? bpfg_rpc_conn_new(fd, s->cfg.max_msg) : NULL;
-        if (!conn || epoll_add(s->epfd, fd, EPOLLIN | EPOLLRDHUP, c) != 0) {
-            srv_log(SRV_WARN, "refusing client pid %d: out of resources", (int)cred.pid);
-            if (conn)
-                bpfg_rpc_conn_free(conn); /* closes fd */
-            else
-                close(fd);
-            free(c);
-            continue;
-        }
-        c->magic = CLIENT_MAGIC;
-        c->conn = conn;
-        c->id = s->next_client_id++;
-        c->pid = cred.pid;
-        c->uid = cred.uid;
-        c->gid = cred.gid;
-        peer_groups(fd, c);
-        c->next = s->clients;
-        s->clients = c;
-        s->nclients++;
-        srv_log(SRV_INFO, "client %u connected (pid %d uid %u)", c->id, (int)c->pid, (unsigned)c->uid);
+        add_client(s, fd);
     }
+}
+
+/* --takeover: the clients the old daemon handed over (takeover.h), served
+ * on as if they had connected to us; what they sent meanwhile waits in
+ * their sockets. */
+static void add_handed_clients(struct server *s)
+{
+    const struct takeover *tk = s->cfg.takeover;
+    for (size_t i = 0; tk && i < tk->nclients; i++) {
+        const struct takeover_client *h = &tk->clients[i];
+        struct srv_client *c = add_client(s, h->fd);
+        if (!c)
+            continue;
+        c->topics = h->topics;
+        c->remote = h->remote;
+        memcpy(c->remote_via, h->remote_via, sizeof(c->remote_via));
+        memcpy(c->remote_addr, h->remote_addr, sizeof(c->remote_addr));
+        c->remote_via[sizeof(c->remote_via) - 1] = c->remote_addr[sizeof(c->remote_addr) - 1] = 0;
+    }
+    if (tk && tk->nclients)
+        srv_log(SRV_INFO, "%zu client(s) handed over by pid %d", tk->nclients, (int)tk->old_pid);
 }
 
 static void update_out_interest(struct server *s, struct srv_client *c)
@@ -539,7 +570,8 @@ static void flush_clients(struct server *s)
 }
 
 /* SIGUSR2 from a --takeover daemon (takeover.h), which holds our
- * listening sockets: accept no more, let the clients we have finish. */
+ * listening sockets: accept no more; the clients we have go to it
+ * (handover_progress). */
 static void hand_over(struct server *s, const struct signalfd_siginfo *si)
 {
     if (si->ssi_uid != 0 && si->ssi_uid != getuid()) {
@@ -550,7 +582,54 @@ static void hand_over(struct server *s, const struct signalfd_siginfo *si)
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->targets.listen_fd, NULL);
     s->handover_ms = server_now_ms() + TAKEOVER_DRAIN_MS;
-    s->stop = !s->clients;
+    s->handover_pid = (pid_t)si->ssi_pid;
+}
+
+/* Nothing of a request read, nothing to send: the socket is all there is. */
+static bool client_at_rest(const struct srv_client *c)
+{
+    return !c->closing && bpfg_rpc_at_rest(c->conn);
+}
+
+static void send_handed_clients(struct server *s)
+{
+    size_t n = s->nclients, k = 0;
+    int *fds = calloc(n + 1, sizeof(*fds));
+    struct takeover_client *what = calloc(n + 1, sizeof(*what));
+    for (struct srv_client *c = s->clients; c && fds && what; c = c->next) {
+        if (!client_at_rest(c))
+            continue;
+        fds[k] = bpfg_rpc_conn_fd(c->conn);
+        what[k] = (struct takeover_client){.fd = -1, .topics = c->topics, .remote = c->remote};
+        memcpy(what[k].remote_via, c->remote_via, sizeof(what[k].remote_via));
+        memcpy(what[k].remote_addr, c->remote_addr, sizeof(what[k].remote_addr));
+        k++;
+    }
+    char err[256] = "out of memory";
+    int r = !fds || !what ? -ENOMEM
+            : k           ? takeover_send_clients(s->cfg.socket_path, s->handover_pid, fds, what, k, err)
+                          : 0;
+    if (r)
+        srv_log(SRV_WARN, "handing %zu client(s) over: %s; they are closed", k, err);
+    else if (n)
+        srv_log(SRV_INFO, "%zu client(s) handed over to pid %d, %zu closed busy", k, (int)s->handover_pid, n - k);
+    free(fds);
+    free(what);
+}
+
+/* Taken over: once no client is in the middle of a request or an answer
+ * (or at the deadline) the clients at rest go to the new daemon, still
+ * connected; the rest are closed; then we stop. */
+static void handover_progress(struct server *s)
+{
+    if (!s->handover_ms || s->stop)
+        return;
+    bool late = server_now_ms() >= s->handover_ms;
+    for (struct srv_client *c = s->clients; c && !late; c = c->next)
+        if (!client_at_rest(c))
+            return;
+    send_handed_clients(s);
+    s->stop = true;
 }
 
 /* SIGHUP: the access file again; a bad one keeps the roles in force. */
@@ -614,8 +693,6 @@ int server_run(struct server *s)
                     tools_tick(s);
                     ticked = true;
                 }
-                if (s->handover_ms && (!s->clients || server_now_ms() >= s->handover_ms))
-                    s->stop = true;
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {
                 tools_readable(s, tag);
             } else if (*(uint32_t *)tag == EXECWATCH_MAGIC) {
@@ -644,6 +721,7 @@ int server_run(struct server *s)
         }
         if (ticked) /* after the batch: it may free clients evs still names */
             flush_clients(s);
+        handover_progress(s);
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;

@@ -84,7 +84,8 @@ struct server {
     struct audit audit;   /* the audit log of state-changing calls */
     int state_fd;         /* STATE_DIR/restart (state.h) */
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
-    uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): stop once clients are gone or at this time; 0: no */
+    uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): hand clients over once at rest or at this time; 0: no */
+    pid_t handover_pid;   /* the daemon taking over */
 };
 
 /* Takes the single-instance lock, creates the socket and the loop. Returns

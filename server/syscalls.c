@@ -22,6 +22,7 @@
 #define RESTORE_TRIES 100
 #define STUB_PAGE 4096
 #define MAX_STUB_PAGES 64
+#define MAX_SYS_PROGS 64 /* program ids kept for re-arming */
 #define MAX_SITES (MAX_STUB_PAGES * (STUB_PAGE / BPFG_SYS_STUB_SIZE))
 #define BRANCH_WINDOW 65536 /* bytes each side scanned for branches into a site */
 #define REACH (1ll << 31)
@@ -51,7 +52,13 @@ struct sys_state {
     size_t refused;
     struct stub_page pages[MAX_STUB_PAGES];
     size_t npages;
+    /* not in records of servers before re-arming (SYS_STATE_V1) */
+    uint32_t prog_ids[MAX_SYS_PROGS]; /* the syscall programs, for syscalls_rearm */
+    size_t nids;
 };
+
+/* A record's struct ends here; the sites follow, then nids program ids. */
+#define SYS_STATE_V1 offsetof(struct sys_state, prog_ids)
 
 static bool rewrite_sites = true;
 
@@ -93,8 +100,8 @@ void syscalls_forget(struct target *t)
 }
 
 /* The state of t's syscall hooks as bytes (state.c: a restarted server
- * imports them): the struct, then its rewritten sites. *buf is NULL and
- * *len 0 when t has none. */
+ * imports them): the struct up to SYS_STATE_V1, its rewritten sites, its
+ * program ids. *buf is NULL and *len 0 when t has none. */
 int syscalls_export(const struct target *t, void **buf, size_t *len)
 {
     struct sys_state *x = state_of(t, false);
@@ -102,28 +109,33 @@ int syscalls_export(const struct target *t, void **buf, size_t *len)
     *len = 0;
     if (!x)
         return 0;
-    size_t n = sizeof(*x) + x->nsites * sizeof(*x->sites);
-    uint8_t *b = malloc(n);
+    size_t sites = x->nsites * sizeof(*x->sites), ids = x->nids * sizeof(x->prog_ids[0]);
+    uint8_t *b = malloc(SYS_STATE_V1 + sites + ids);
     if (!b)
         return -ENOMEM;
-    memcpy(b, x, sizeof(*x));
-    if (x->nsites)
-        memcpy(b + sizeof(*x), x->sites, x->nsites * sizeof(*x->sites));
+    memcpy(b, x, SYS_STATE_V1);
+    if (sites)
+        memcpy(b + SYS_STATE_V1, x->sites, sites);
+    memcpy(b + SYS_STATE_V1 + sites, x->prog_ids, ids);
     *buf = b;
-    *len = n;
+    *len = SYS_STATE_V1 + sites + ids;
     return 0;
 }
 
 int syscalls_import(struct target *t, const void *buf, size_t len)
 {
-    struct sys_state in;
+    struct sys_state in = {0};
     if (!len)
         return 0;
-    if (len < sizeof(in))
+    if (len < SYS_STATE_V1)
         return -EBADMSG;
-    memcpy(&in, buf, sizeof(in));
-    if (len != sizeof(in) + in.nsites * sizeof(*in.sites))
+    memcpy(&in, buf, SYS_STATE_V1);
+    size_t site_bytes = in.nsites * sizeof(*in.sites);
+    size_t id_bytes = in.nsites > MAX_SITES || len < SYS_STATE_V1 + site_bytes ? 1 : len - SYS_STATE_V1 - site_bytes;
+    if (id_bytes % sizeof(in.prog_ids[0]) || id_bytes > sizeof(in.prog_ids))
         return -EBADMSG;
+    in.nids = id_bytes / sizeof(in.prog_ids[0]); /* 0 in a record of an older server: not re-armed */
+    memcpy(in.prog_ids, (const uint8_t *)buf + SYS_STATE_V1 + site_bytes, id_bytes);
     struct sys_state *x = state_of(t, true);
     struct sys_site *sites = in.nsites ? malloc(in.nsites * sizeof(*sites)) : NULL;
     if (!x || (in.nsites && !sites)) {
@@ -131,7 +143,7 @@ int syscalls_import(struct target *t, const void *buf, size_t len)
         return -ENOMEM;
     }
     if (in.nsites)
-        memcpy(sites, (const uint8_t *)buf + sizeof(in), in.nsites * sizeof(*sites));
+        memcpy(sites, (const uint8_t *)buf + SYS_STATE_V1, in.nsites * sizeof(*sites));
     struct sys_state *next = x->next;
     free(x->sites);
     *x = in;
@@ -220,8 +232,8 @@ static pid_t payload_tid(const struct bpfg_stopped *st, const struct target *t)
 /* prctl(PR_SET_SYSCALL_USER_DISPATCH, ...) on every stopped thread but
  * the payload's. Turning it on also unblocks SIGSYS in the thread (a
  * dispatch while SIGSYS is blocked kills the process). */
-static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on,
-                        const struct bpfg_pmsg_syscall_reply *rep, char *err, size_t errlen)
+static int dispatch_threads(struct bpfg_stopped *st, const struct target *t, bool on,
+                            const struct bpfg_pmsg_syscall_reply *rep, char *err, size_t errlen)
 {
     pid_t skip = payload_tid(st, t);
     char ierr[BPFG_ERRLEN];
@@ -250,6 +262,33 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
     return 0;
 }
 
+/* dispatch_threads with the selector at ALLOW until every thread is put
+ * back: a thread whose dispatch is on returns from its prctl into the
+ * injector's rescue path, whose rt_sigprocmask (outside the exempt region)
+ * would raise SIGSYS with every signal blocked, killing the process, if
+ * the server died there. Killed meanwhile, the selector stays ALLOW (the
+ * programs miss syscalls, nothing dies) until the payload reconnects and
+ * blocks again (payload/syscall.c, syscall_reconnected). */
+static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on,
+                        const struct bpfg_pmsg_syscall_reply *rep, char *err, size_t errlen)
+{
+    uint8_t sel = 0, allow = 0;
+    int r = on ? bpfg_mem_read(st, rep->selector, &sel, 1) : 0;
+    if (!r && sel != allow)
+        r = bpfg_mem_write(st, rep->selector, &allow, 1);
+    if (r) {
+        snprintf(err, errlen, "cannot set the dispatch selector: %s", strerror(-r));
+        return r;
+    }
+    r = dispatch_threads(st, t, on, rep, err, errlen);
+    int w = sel != allow ? bpfg_mem_write(st, rep->selector, &sel, 1) : 0;
+    if (w && !r) {
+        snprintf(err, errlen, "cannot set the dispatch selector back: %s", strerror(-w));
+        r = w;
+    }
+    return r;
+}
+
 int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
 {
     const struct bpfg_obj_prog *op = p->prog;
@@ -274,6 +313,8 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
         return -EPROTO;
     }
     x->nprogs++;
+    if (x->nids < MAX_SYS_PROGS)
+        x->prog_ids[x->nids++] = p->id;
     /* an older payload's reply ends before fast_entry: no rewriting */
     x->fast_entry = got >= sizeof(rep) && rewrite_sites ? rep.fast_entry : 0;
     x->selector = rep.selector;
@@ -328,6 +369,35 @@ int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg
     return r;
 }
 
+static void forget_id(struct sys_state *x, uint32_t prog_id)
+{
+    for (size_t i = 0; i < x->nids; i++)
+        if (x->prog_ids[i] == prog_id) {
+            x->prog_ids[i] = x->prog_ids[--x->nids];
+            return;
+        }
+}
+
+size_t syscalls_rearm(struct server *s, struct target *t)
+{
+    struct sys_state *x = state_of(t, false);
+    if (!x || !x->nids)
+        return 0;
+    uint32_t ids[MAX_SYS_PROGS];
+    size_t n = x->nids, armed = 0;
+    memcpy(ids, x->prog_ids, n * sizeof(ids[0]));
+    x->nids = x->nprogs = 0; /* syscalls_attach counts them again */
+    for (size_t i = 0; i < n; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, ids[i]);
+        char err[BPFG_ERRLEN] = "its object is gone";
+        if (p && syscalls_attach(s, t, p, err, sizeof(err)) == 0)
+            armed++;
+        else
+            srv_log(SRV_WARN, "target %d: syscall program %u stays off: %s", (int)t->pid, ids[i], err);
+    }
+    return armed;
+}
+
 void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id)
 {
     struct sys_state *x = state_of(t, false);
@@ -338,6 +408,7 @@ void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id)
     size_t got = 0;
     if (targets_payload_call(s, t, BPFG_PMSG_SYSCALL_UNHOOK, &u, sizeof(u), NULL, 0, &got, err, sizeof(err)) != 0)
         return; /* not one of its syscall programs */
+    forget_id(x, prog_id);
     if (--x->nprogs)
         return;
     /* The last one: the payload's selector now lets every syscall through

@@ -35,6 +35,9 @@ int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg
  * last one gone rewritten sites are put back, dispatch stays on with the
  * payload letting every syscall through. */
 void syscalls_remove_prog(struct server *s, struct target *t, uint32_t prog_id);
+/* An inert payload adopted with its record (targets_rearm): its syscall
+ * programs (dropped when it went inert) attached again; how many. */
+size_t syscalls_rearm(struct server *s, struct target *t);
 
 /* Validates a program of a syscall kind before anything is touched: an
  * RPC error code with err set, or 0. */

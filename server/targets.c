@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "log.h"
 #include "procfs.h"
 #include "progcheck.h"
@@ -644,8 +645,10 @@ void targets_add(struct server *s, struct target *t, const char *event)
     t->next = s->targets.list;
     s->targets.list = t;
     s->targets.count++;
-    send_pidns(s, t);
-    state_save_target(s, t);
+    if (!t->foreign_abi) { /* another ABI: nothing is sent to it, no record */
+        send_pidns(s, t);
+        state_save_target(s, t);
+    }
     announce(s, pid, event);
 }
 
@@ -919,12 +922,12 @@ size_t targets_rearm(struct server *s, struct target *t)
         if (h->used && h->nprogs && !rearm_hook(s, t, h, &armed))
             off++;
     }
-    if (armed)
+    size_t sys = syscalls_rearm(s, t);
+    if (armed + sys)
         t->inert = false;
-    srv_log(armed ? SRV_INFO : SRV_WARN, "target %d: was inert; %zu programs run again%s%s", (int)t->pid, armed,
-            off ? ", some were refused" : "",
-            syscalls_count(t) ? "; its syscall programs stay off (detach and attach again)" : "");
-    return armed;
+    srv_log(armed + sys ? SRV_INFO : SRV_WARN, "target %d: was inert; %zu programs run again (%zu at syscalls)%s",
+            (int)t->pid, armed + sys, sys, off ? ", some were refused" : "");
+    return armed + sys;
 }
 
 /* A thread that blocks SIGTRAP would be killed by the kernel at a trap
@@ -1325,6 +1328,11 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
         return r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_NOT_FOUND;
     if ((r = refuse_unrunnable(pid, "attach", err, errlen)))
         return r;
+    const struct target *other = targets_find(&s->targets, pid);
+    if (other && other->foreign_abi)
+        return srv_efail(err, errlen, BPFG_RPC_E_BUSY,
+                         "process %d carries a payload of ABI %u (this server speaks %u): detach it first", (int)pid,
+                         other->foreign_abi, BPFG_PAYLOAD_ABI_VERSION);
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
@@ -1726,6 +1734,14 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     int stopped = peer_pid ? refuse_unrunnable(pid, "detach", err, errlen) : 0;
     if (stopped)
         return stopped;
+    if (t->foreign_abi) { /* its hooks are unknown: its patches, from the files */
+        int n = adopt_restore_text(pid, err, errlen);
+        if (n < 0)
+            return BPFG_RPC_E_TARGET;
+        srv_log(SRV_INFO, "target %d: %d patch(es) of its payload of ABI %u restored; the payload stays mapped",
+                (int)pid, n, t->foreign_abi);
+        adopt_release(t);
+    }
 
     detach_forks(s, t, true);
     bool keep_payload = false;
@@ -1866,8 +1882,12 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         msgpack_pack_map(pk, 11);
         bpfg_pack_cstr(pk, "pid");
         msgpack_pack_int(pk, t->pid);
-        bpfg_pack_cstr(pk, "state"); /* inert: orphaned past the grace period, programs do not run */
-        bpfg_pack_cstr(pk, t->inert ? "inert" : "attached");
+        /* inert: orphaned past the grace period, programs do not run;
+         * other-abi-N: a payload of ABI N, listed, only detach works */
+        char other[32];
+        snprintf(other, sizeof(other), "other-abi-%u", t->foreign_abi);
+        bpfg_pack_cstr(pk, "state");
+        bpfg_pack_cstr(pk, t->foreign_abi ? other : t->inert ? "inert" : "attached");
         bpfg_pack_cstr(pk, "adopted"); /* "" attached by this server, "record", "inventory" (restarts) */
         bpfg_pack_cstr(pk, t->adopted);
         bpfg_pack_cstr(pk, "comm");

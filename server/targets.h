@@ -77,6 +77,7 @@ struct target {
      * payload had gone inert (its programs no longer run). */
     char adopted[12];
     bool inert;
+    uint32_t foreign_abi; /* a payload of another ABI (adopt.c): listed, only detach restores its bytes */
     /* attached only because a tool named it (-p PID): detached when no
      * tool wants it any more, unless someone attached it on their own */
     bool for_tools;

@@ -572,8 +572,10 @@ static int link_record(struct tool_link *l, pid_t pid, char *err, size_t errlen)
 static int link_apply(struct server *s, struct tool *tl, struct tool_link *l, struct target *t, char *err,
                       size_t errlen)
 {
-    /* a tool is in no one's scope but its own, by pid (bpftrace's BEGIN) */
-    if ((l->pid > 0 && t->pid != l->pid) || (tool_of_pid(t->pid) && l->pid != tl->pid) || link_has(l, t->pid))
+    /* a tool is in no one's scope but its own, by pid (bpftrace's BEGIN);
+     * a payload of another ABI takes nothing */
+    if ((l->pid > 0 && t->pid != l->pid) || (tool_of_pid(t->pid) && l->pid != tl->pid) || link_has(l, t->pid) ||
+        t->foreign_abi)
         return 0;
     if (l->pid <= 0 && l->binary && !sym_maps_binary(t->pid, l->binary))
         return 0;
@@ -1183,6 +1185,24 @@ void tools_destroy(struct server *s)
 
 /* ---- restarts: tools adopted again ---- */
 
+/* Binary-wide links (pid -1) and those waiting for a pid's exec of their
+ * binary catch processes at exec again (the previous server's fanotify
+ * mark went with it; processes started meanwhile were not caught). */
+static void watch_again(struct server *s, struct tool *tl)
+{
+    for (size_t i = 0; i < tl->nlinks; i++) {
+        struct tool_link *l = tl->links[i];
+        char err[512];
+        if (!l->binary || (l->pid > 0 && sym_maps_binary(l->pid, l->binary)))
+            continue;
+        if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
+            l->watching = true;
+        else
+            srv_log(SRV_WARN, "tool %d: link %u: processes starting %s are not caught any more: %s", (int)tl->pid,
+                    l->id, l->binary, err);
+    }
+}
+
 static void restore_one(struct server *s, const char *name)
 {
     char *buf = NULL, why[512] = "";
@@ -1207,6 +1227,7 @@ static void restore_one(struct server *s, const char *name)
     tools = tl;
     srv_log(SRV_INFO, "tool %d (%s): restored (object %u, %zu links); waiting for its process", (int)tl->pid, tl->name,
             tl->obj_id, tl->nlinks);
+    watch_again(s, tl);
 }
 
 void tools_restore(struct server *s)

@@ -13,6 +13,13 @@
            `shutdown --detach` detaches everything
   takeover bpfgraftd --takeover three times while targets count and a
            client connects every 20 ms: always served, counters exact
+  stress   --kills / 2 SIGKILLs at random instants of attaching and detaching
+           a 4-thread process calling the probed function in a tight loop
+           (payload, stubs, patches, Syscall User Dispatch): it never dies
+  syscalls syscall programs: counted exactly across kill -9 + restart (also
+           while no server runs), re-armed after the payload went inert (twice)
+  abi      a payload of another ABI (simulated): listed as other-abi-N, attach
+           refused, detach restores its code
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -57,7 +64,7 @@ class Daemon:
              "--state-dir", self.state, "--cache-dir", os.path.join(self.dir, "jit")] + self.extra + list(extra),
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
         log.close()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # its start (LLVM, objects reloaded) took 15 s at load 16 on 2 cores
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bpfgraftd exited with {self.proc.returncode}: {self.log()[-2000:]}")
@@ -121,6 +128,13 @@ class Victim:
 
     def alive(self):
         return self.proc.poll() is None
+
+    def death(self):
+        """How the process ended, for a failure message."""
+        rc = self.proc.poll()
+        if rc is None:
+            return "still runs"
+        return f"died of {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"
 
     def kill(self):
         if self.proc.poll() is None:
@@ -313,6 +327,8 @@ def part_takeover(a, d):
         for i in range(3):
             time.sleep(0.3)
             old = d.proc
+            quiet = d.client()  # accepted by the old daemon; its request comes after the handover
+            quiet.call("server.status")
             d.starts += 1
             log = open(os.path.join(d.dir, f"bpfgraftd.{d.starts}.log"), "wb")
             d.proc = subprocess.Popen(
@@ -326,6 +342,13 @@ def part_takeover(a, d):
                 check(False, f"takeover {i + 1}: the old daemon exits")
                 old.kill()
             check_eq(old.returncode, 0, f"takeover {i + 1}: the old daemon exits cleanly")
+            try:
+                quiet.call("server.status")
+                quiet_ok = "answered"
+            except Exception as e:  # reset, closed: the handover dropped it
+                quiet_ok = repr(e)
+            quiet.close()
+            check_eq(quiet_ok, "answered", f"takeover {i + 1}: a connection the old daemon accepted is served on")
             check(d.proc.poll() is None, f"takeover {i + 1}: the new daemon runs", d.log()[-2000:])
             listed = wait_listed(d, [v.pid for v in victims])
             check(all(len(listed.get(v.pid, {}).get("hooks", [])) == 3 for v in victims),
@@ -553,7 +576,7 @@ def part_loop(a, d):
                 # thread restores itself, injector/remote.c) must not kill it
                 failures += 1
                 check(False, f"loop: kill {i + 1} during {kind}: the process attached or detached survives",
-                      "it died (server killed inside a ptrace stop)")
+                      f"it {churn.death()} (server killed inside a ptrace stop)")
                 churn = Victim(a, d.dir, 40 + i)
                 churn.go(True)
             alive = all(v.alive() for v in victims) and sysv.poll() is None
@@ -604,6 +627,211 @@ def part_loop(a, d):
         sysv.kill()
         sysv.wait()
         sysv_out.close()
+        d.stop(signal.SIGTERM)
+
+
+def timed_cli(d, argvs):
+    """Runs the CLI commands in turn in a child shell (one process to
+    interrupt), each whatever the last one answered; returns the Popen."""
+    bpfgraft = os.path.join(d.a.bin_dir, "bpfgraft")
+    script = "; ".join(" ".join([bpfgraft, "--socket", d.socket] + [str(x) for x in argv]) for argv in argvs)
+    with open(os.path.join(d.dir, "cli.log"), "a") as log:
+        return subprocess.Popen(["sh", "-c", script], stdout=log, stderr=log)
+
+
+def part_stress(a, d):
+    """SIGKILL of the server at random instants of attaching (payload,
+    uprobe stubs and patches, Syscall User Dispatch on every thread) and
+    detaching a 4-thread process that calls the probed function in a tight
+    loop: it never dies, keeps running, and ends with its text equal to
+    its files."""
+    d.start()
+    for obj in (a.obj, a.syscount):
+        rc, _, err = d.cli("load", obj)
+        check_eq(rc, 0, f"stress: load {os.path.basename(obj)} ({err.strip()})")
+    v = Victim(a, d.dir, 60, threads=4)
+    attach = [["attach", v.pid, "syscount"], ["attach", v.pid, "count", "add_entry", "add_return", "--target",
+                                                 ":probed_add"]]
+    rng = random.Random(os.environ.get("BPFGRAFT_RESTART_SEED", "13"))
+    try:
+        v.go(True)
+        timed_cli(d, attach).wait(timeout=120)  # compiles the programs
+        span = 0.2
+        for argvs in ([["detach", v.pid]], attach):  # how long each takes now
+            t0 = time.monotonic()
+            timed_cli(d, argvs).wait(timeout=120)
+            span = max(span, (time.monotonic() - t0) * 1.2)
+        bad = []
+        for i in range(max(1, a.kills // 2)):
+            what = "detach" if i % 2 == 0 else "attach"  # the commands answer "exists" / "not_found" if need be
+            p = timed_cli(d, [["detach", v.pid]] if what == "detach" else attach)
+            delay = rng.uniform(0, span)
+            time.sleep(delay)
+            d.stop(signal.SIGKILL)
+            p.wait(timeout=60)
+            if not v.alive():
+                bad.append(f"kill {i + 1}, {delay * 1000:.0f} ms into the {what}: the process {v.death()}")
+                break
+            d.start()
+            calls = v.get(CTL_CALLS)
+            time.sleep(0.1)
+            if v.get(CTL_CALLS) <= calls:
+                bad.append(f"kill {i + 1}, {delay * 1000:.0f} ms into the {what}: its threads stopped calling")
+        check_eq(bad, [], f"stress: {a.kills // 2} SIGKILLs during attach and detach: the process lives and runs")
+        if v.alive():
+            wait_listed(d, [v.pid])  # adopted, unless the last kill came before the payload ran
+            d.cli("detach", v.pid)
+            check_eq(text_matches_file(v.pid), [], "stress: its text equals its files at the end")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+class SysVictim:
+    """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
+    getppid() calls (printed "burst 1000" after them)."""
+
+    def __init__(self, d):
+        self.path = os.path.join(d.dir, "sysv-bursts.out")
+        self.out = open(self.path, "w")
+        self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "sys-victim"), "/etc/hostname"], stdout=self.out,
+                                     preexec_fn=harness._die_with_parent)
+        self.pid = self.proc.pid
+
+    def burst(self):
+        """Makes 1000 getppid() calls; True once they are done."""
+        n = read_text(self.path).count("burst 1000")
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if read_text(self.path).count("burst 1000") > n:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+
+
+def getppid_count(d):
+    """syscount's count of getppid (x86-64 110) so far; 0 before the first."""
+    try:
+        with d.client() as cl:
+            r = cl.call("map.lookup", map="counts", key=struct.pack("<I", 110))
+        return struct.unpack("<Q", r["value"])[0]
+    except Exception as e:  # no such key yet
+        if "not_found" in str(e) or "ENOENT" in str(e) or "no such" in str(e).lower():
+            return 0
+        raise
+
+
+def inert_and_rearmed(d, v, c, what):
+    """kill -9, past the grace period (v's payload inert: its syscall
+    programs dropped), a burst not counted, a restart re-arms it, a burst
+    counted exactly. Returns the count."""
+    d.stop(signal.SIGKILL)
+    time.sleep(1.5)
+    check(v.burst(), f"syscalls: {what}: the inert process makes its calls")
+    d.start()
+    t = wait_listed(d, [v.pid]).get(v.pid, {})
+    got = getppid_count(d)
+    check_eq(got - c, 0, f"syscalls: {what}: while inert its calls were not counted")
+    check(t.get("state") == "attached" and t.get("syscall_programs", 0) == 1,
+          f"syscalls: {what}: adopted with its record: re-armed, its syscall program listed", f"{t}")
+    check(v.burst() and getppid_count(d) == got + 1000, f"syscalls: {what}: re-armed: a burst of 1000 counted exactly",
+          f"{got} -> {getppid_count(d)}")
+    return got + 1000
+
+
+def part_syscalls(a, d):
+    """Syscall programs across restarts: counting goes on exactly through a
+    kill -9 and restart (also while no server runs); a payload that went
+    inert gets them back from a server with its record, twice."""
+    d.start(["--orphan-grace", "120"])  # the first victim never goes inert, however slow a restart
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"syscalls: load syscount ({err.strip()})")
+    v, w = SysVictim(d), None
+    try:
+        time.sleep(0.1)
+        rc, _, err = d.cli("attach", v.pid, "syscount")
+        check_eq(rc, 0, f"syscalls: attach syscount ({err.strip()})")
+        c0 = getppid_count(d)
+        check(v.burst() and getppid_count(d) == c0 + 1000, "syscalls: a burst of 1000 getppid() counted exactly")
+        d.stop(signal.SIGKILL)
+        check(v.burst(), "syscalls: the process makes its calls with no server")
+        d.start()
+        wait_listed(d, [v.pid])
+        check(v.burst(), "syscalls: and after the restart")
+        got = getppid_count(d)
+        check_eq(got - c0, 3000, "syscalls: kill -9 + restart: every call counted, also with no server, none twice")
+        d.stop(signal.SIGTERM)
+        d.extra = ["--orphan-grace", "0.5"]  # given to the payloads of the attaches from now on
+        d.start()
+        w = SysVictim(d)
+        time.sleep(0.1)
+        rc, _, err = d.cli("attach", w.pid, "syscount")
+        check_eq(rc, 0, f"syscalls: attach syscount to a second process ({err.strip()})")
+        got = inert_and_rearmed(d, w, getppid_count(d), "inert once")
+        inert_and_rearmed(d, w, got, "inert again")
+        for x in (v, w):
+            rc, _, err = d.cli("detach", x.pid)
+            check_eq(rc, 0, f"syscalls: detach {x.pid} ({err.strip()})")
+            check(x.proc.poll() is None and x.burst(), f"syscalls: {x.pid} runs on after detach")
+            check_eq(text_matches_file(x.pid), [], f"syscalls: {x.pid}: its text equals its files")
+    finally:
+        for x in (v, w):
+            if x:
+                x.stop()
+        d.stop(signal.SIGTERM)
+
+
+OTHER_ABI_PAYLOAD = r"""
+import ctypes, os, socket, struct, sys
+lib = ctypes.CDLL(sys.argv[2])
+addr = ctypes.cast(lib.lib_probed_mul, ctypes.c_void_p).value
+with open("/proc/self/mem", "r+b", buffering=0) as m:  # the jmp a payload of another version placed
+    m.seek(addr)
+    m.write(b"\xe9\x00\x00\x00\x00")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\0bpfgraft-payload:" + sys.argv[1])
+hello = struct.pack("<IIQQQQQII", os.getpid(), 99, 7, 0x10000, 0, 0, 0, 0, 1)  # pid, ABI 99, token, base, ...
+s.sendall(struct.pack("<IHHIi", 16 + len(hello), 1, 1, 0, 0) + hello)  # HELLO, BPFG_HELLO_F_RECONNECT
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def part_abi(a, d):
+    """A payload of another ABI version reconnecting (simulated: a process
+    with a patched function saying HELLO with ABI 99): listed with a state
+    that says so, attaches refused, detach restores its code."""
+    d.start()
+    lib = os.path.join(a.test_bin, "libattachvictim.so")
+    p = subprocess.Popen([sys.executable, "-c", OTHER_ABI_PAYLOAD, d.socket, lib], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, preexec_fn=harness._die_with_parent)
+    try:
+        check_eq(p.stdout.readline().strip(), "ready", "abi: the process patched its code and said HELLO")
+        check(text_matches_file(p.pid) != [], "abi: its text differs from its file")
+        t = wait_listed(d, [p.pid]).get(p.pid, {})
+        check_eq(t.get("state"), "other-abi-99", "abi: listed with state other-abi-99")
+        rc, out, _ = d.cli("ps")
+        row = next((l.split() for l in out.splitlines() if l.split()[:1] == [str(p.pid)]), [])
+        check(rc == 0 and row[-1:] == ["other-abi-99"], "abi: bpfgraft ps shows the state", out)
+        rc, _, err = d.cli("load", a.obj)
+        check_eq(rc, 0, f"abi: load ({err.strip()})")
+        rc, _, err = d.cli("attach", p.pid, "count", "add_entry", "--target", f"{lib}:lib_probed_mul")
+        check(rc != 0 and "ABI 99" in err, "abi: an attach is refused, naming the ABI", err)
+        rc, _, err = d.cli("detach", p.pid)
+        check_eq(rc, 0, f"abi: detach ({err.strip()})")
+        check_eq(text_matches_file(p.pid), [], "abi: after detach its text equals its file")
+        check(p.poll() is None, "abi: the process runs on")
+        with d.client() as cl:
+            check(all(x["pid"] != p.pid for x in cl.call("target.list")), "abi: no longer listed")
+    finally:
+        p.kill()
+        p.wait()
         d.stop(signal.SIGTERM)
 
 
@@ -664,7 +892,7 @@ def main():
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
-             "takeover": part_takeover}
+             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
