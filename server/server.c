@@ -388,7 +388,7 @@ static void accept_tls_clients(struct server *s)
             return;
         if (r) {
             srv_log(SRV_WARN, "TLS: %s", err);
-            if (r != -ENOMEM)
+            if (r != -ECONNABORTED)
                 return;
             continue;
         }

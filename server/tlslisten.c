@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -135,10 +136,16 @@ int tlsl_accept(struct tls_listener *l, int *fd, struct bpfg_tls **tls, char *pe
         return r;
     }
     name_peer(&sa, peer, peer_len);
+    int one = 1; /* small requests and answers: no Nagle delay behind them */
+    if (setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+        snprintf(err, errlen, "%s: TCP_NODELAY: %s", peer, strerror(errno));
+        close(s);
+        return -ECONNABORTED;
+    }
     *tls = bpfg_tls_accept(l->ctx, s, err, errlen);
     if (!*tls) {
         close(s);
-        return -ENOMEM;
+        return -ECONNABORTED;
     }
     *fd = s;
     return 0;

@@ -24,7 +24,8 @@ int tlsl_open(struct tls_listener *l, const char *url, const char *cert, const c
 int tlsl_reload(struct tls_listener *l, char *err, size_t errlen);
 /* One pending connection: its nonblocking socket (caller owns it), its
  * session (handshake on the first reads) and "ADDR:PORT" of the peer.
- * -EAGAIN when none is waiting. */
+ * -EAGAIN when none is waiting, -ECONNABORTED when this one could not be
+ * taken (closed; try the next), another negative errno when accept fails. */
 int tlsl_accept(struct tls_listener *l, int *fd, struct bpfg_tls **tls, char *peer, size_t peer_len, char *err,
                 size_t errlen);
 void tlsl_close(struct tls_listener *l);

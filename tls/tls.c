@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -194,6 +195,17 @@ static long tls_send(void *ctx, const void *buf, size_t len)
     return n > 0 ? n : io_fail(t, n, false);
 }
 
+/* After a refusal: what the peer sent meanwhile (its first request) is
+ * read away, so closing sends a FIN behind our alert instead of a reset
+ * that could destroy the alert before the peer reads why. */
+static void drain(SSL *ssl)
+{
+    char buf[4096];
+    int fd = SSL_get_fd(ssl);
+    for (int i = 0; fd >= 0 && i < 16 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 static void tls_free(void *ctx)
 {
     struct bpfg_tls *t = ctx;
@@ -201,6 +213,8 @@ static void tls_free(void *ctx)
         return;
     if (SSL_is_init_finished(t->ssl) && !t->err[0])
         SSL_shutdown(t->ssl); /* close_notify once; never waits for the peer's */
+    else if (t->err[0])
+        drain(t->ssl);
     SSL_free(t->ssl);
     ERR_clear_error();
     free(t);
