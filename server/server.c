@@ -28,6 +28,7 @@
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
+#define TLS_HANDSHAKE_MS 10000 /* a TCP peer gets this long to prove who it is */
 
 /* epoll data: small tags for the fixed fds, client pointers otherwise. */
 #define TAG_LISTEN ((void *)1)
@@ -399,6 +400,7 @@ static void accept_tls_clients(struct server *s)
         }
         bpfg_rpc_conn_set_io(c->conn, &bpfg_tls_io, tls);
         c->tls = tls;
+        c->tls_deadline_ms = server_now_ms() + TLS_HANDSHAKE_MS;
         c->remote = true;
         snprintf(c->remote_via, sizeof(c->remote_via), "tls");
         snprintf(c->remote_addr, sizeof(c->remote_addr), "%s", peer);
@@ -618,6 +620,21 @@ static void flush_clients(struct server *s)
     }
 }
 
+/* TLS clients still without a finished handshake at their deadline hold
+ * a client slot for nothing: anyone can open a TCP connection. */
+static void drop_slow_handshakes(struct server *s)
+{
+    uint64_t now = server_now_ms();
+    for (struct srv_client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->tls || c->tls_known || now < c->tls_deadline_ms || bpfg_tls_ready(c->tls))
+            continue;
+        srv_log(SRV_WARN, "client %u: no TLS handshake from %s within %d s; closing", c->id, c->remote_addr,
+                TLS_HANDSHAKE_MS / 1000);
+        client_free(s, c);
+    }
+}
+
 /* SIGUSR2 from a --takeover daemon (takeover.h), which holds our
  * listening sockets: accept no more, let the clients we have finish. */
 static void hand_over(struct server *s, const struct signalfd_siginfo *si)
@@ -739,8 +756,10 @@ int server_run(struct server *s)
                 }
             }
         }
-        if (ticked) /* after the batch: it may free clients evs still names */
+        if (ticked) { /* after the batch: it may free clients evs still names */
             flush_clients(s);
+            drop_slow_handshakes(s);
+        }
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;

@@ -67,7 +67,8 @@ struct srv_client {
     /* a TLS client (--listen): uid, gid and pid are 0, the certificate
      * names the peer for roles and the audit log once the handshake is done */
     struct bpfg_tls *tls;
-    bool tls_known; /* subject and sans read */
+    uint64_t tls_deadline_ms; /* dropped if the handshake is not done by then */
+    bool tls_known;           /* subject and sans read */
     char subject[256];
     char sans[512]; /* "DNS:x\nIP:y" */
     bool closing;   /* flush what is queued, then close */

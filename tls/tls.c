@@ -275,6 +275,11 @@ static int put_subject(X509 *cert, char *subject, size_t len)
     return n >= 0 ? 0 : -EINVAL;
 }
 
+bool bpfg_tls_ready(const struct bpfg_tls *t)
+{
+    return SSL_is_init_finished(t->ssl);
+}
+
 int bpfg_tls_peer(const struct bpfg_tls *t, char *subject, size_t subject_len, char *sans, size_t sans_len)
 {
     if (!SSL_is_init_finished(t->ssl))

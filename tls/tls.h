@@ -34,6 +34,9 @@ struct bpfg_tls *bpfg_tls_connect(bpfg_tls_ctx *ctx, int fd, const char *host, c
  * blocking, and frees the session. */
 extern const struct bpfg_rpc_io bpfg_tls_io;
 
+/* Whether the handshake is done. */
+bool bpfg_tls_ready(const struct bpfg_tls *t);
+
 /* The peer's certificate after the handshake: its subject as an RFC 2253
  * string ("CN=alice,O=ops") and its subject alternative names as
  * "DNS:host", "IP:127.0.0.1", "email:a@b", "URI:spiffe://..", separated

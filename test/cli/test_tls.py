@@ -2,7 +2,8 @@
 """bpfgraftd --listen tcp://127.0.0.1:PORT: mutual TLS 1.3 with a test CA
 the `openssl` CLI makes here. A client certificate of the CA is served
 (CLI and Python client); none, one of another CA, an expired one and a
-TLS 1.2 client are refused, each named in the server log. Roles by
+TLS 1.2 client are refused, each named in the server log; a peer that
+never shakes hands is closed after 10 s. Roles by
 certificate subject and SAN (access file) are allowed and denied; the audit
 line of a state-changing call names the subject and the remote address,
 reads get none. SIGHUP rereads the certificate files (a bad one keeps the
@@ -140,6 +141,21 @@ def check_refusals(srv, pki, port):
     got, res = raw_status(port, client_ctx(pki, "alice"))
     check(got == "ok" and res[2] is None and res[3].get("version"),
           "the same raw client with a valid certificate gets server.status", repr(res))
+
+
+def check_silent_peer(srv, port):
+    """A TCP peer that never starts a handshake is closed after 10 s, logged."""
+    start = len(srv.log_text())
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        t0 = time.monotonic()
+        try:
+            data = s.recv(1)
+        except OSError as e:
+            data = str(e)
+        waited = time.monotonic() - t0
+    check(data == b"" and 9 <= waited < 25, "a peer without a handshake is closed after 10 s",
+          f"recv gave {data!r} after {waited:.1f} s")
+    check("no TLS handshake" in srv.log_text()[start:], "the server log says why it closed the silent peer")
 
 
 def tls_client(port, pki, name):
@@ -286,6 +302,7 @@ def main():
             with srv.client() as local:
                 local.call("object.load", path=args.obj)
             check_refusals(srv, pki, port)
+            check_silent_peer(srv, port)
             check_roles(srv, pki, port, args)
             check_audit(srv, pki, port, args)
             check_cli(srv, pki, port)
