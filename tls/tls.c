@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,35 @@ struct bpfg_tls {
     SSL *ssl;
     char err[200];
 };
+
+/* OpenSSL writes with write(2): a peer that is gone must not kill a
+ * client that keeps SIGPIPE's default action (the CLI). SIGPIPE is
+ * blocked around each call and one it raised is taken away. */
+struct pipe_guard {
+    sigset_t old;
+    bool was_pending;
+};
+
+static void guard_begin(struct pipe_guard *g)
+{
+    sigset_t pipe, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &g->old);
+}
+
+static void guard_end(const struct pipe_guard *g)
+{
+    sigset_t pipe, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        struct timespec now = {0, 0};
+        sigtimedwait(&pipe, NULL, &now);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
 
 /* OpenSSL's oldest queued reason (else what), into err; clears the queue. */
 static void take_error(char *err, size_t errlen, const char *what)
@@ -142,7 +173,11 @@ struct bpfg_tls *bpfg_tls_connect(bpfg_tls_ctx *ctx, int fd, const char *host, c
         tls_free(t);
         return NULL;
     }
-    if (SSL_connect(t->ssl) == 1)
+    struct pipe_guard g;
+    guard_begin(&g);
+    int ok = SSL_connect(t->ssl) == 1;
+    guard_end(&g);
+    if (ok)
         return t;
     long v = SSL_get_verify_result(t->ssl);
     if (v != X509_V_OK)
@@ -180,19 +215,27 @@ static long io_fail(struct bpfg_tls *t, int ret, bool reading)
 static long tls_recv(void *ctx, void *buf, size_t len)
 {
     struct bpfg_tls *t = ctx;
+    struct pipe_guard g;
     ERR_clear_error();
+    guard_begin(&g); /* a read may answer with an alert or key update */
     errno = 0;
     int n = SSL_read(t->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    return n > 0 ? n : io_fail(t, n, true);
+    long r = n > 0 ? n : io_fail(t, n, true);
+    guard_end(&g);
+    return r;
 }
 
 static long tls_send(void *ctx, const void *buf, size_t len)
 {
     struct bpfg_tls *t = ctx;
+    struct pipe_guard g;
     ERR_clear_error();
+    guard_begin(&g);
     errno = 0;
     int n = SSL_write(t->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    return n > 0 ? n : io_fail(t, n, false);
+    long r = n > 0 ? n : io_fail(t, n, false);
+    guard_end(&g);
+    return r;
 }
 
 /* After a refusal: what the peer sent meanwhile (its first request) is
@@ -211,10 +254,13 @@ static void tls_free(void *ctx)
     struct bpfg_tls *t = ctx;
     if (!t)
         return;
+    struct pipe_guard g;
+    guard_begin(&g);
     if (SSL_is_init_finished(t->ssl) && !t->err[0])
         SSL_shutdown(t->ssl); /* close_notify once; never waits for the peer's */
     else if (t->err[0])
         drain(t->ssl);
+    guard_end(&g);
     SSL_free(t->ssl);
     ERR_clear_error();
     free(t);

@@ -18,6 +18,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import Server, check, check_eq, parse_args, report
@@ -245,6 +246,34 @@ def check_cli(srv, pki, port):
           "the CLI refuses a server whose certificate its CA did not sign", r.stderr)
 
 
+def check_vanishing_server(srv, pki):
+    """A server that hangs up right after the handshake: the CLI says so and
+    exits 1 (its writes to the dead connection must not kill it by SIGPIPE)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.path("server.crt"), pki.path("server.key"))
+    ctx.load_verify_locations(pki.path("ca.crt"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+
+    def serve():
+        with lsock:
+            conn, _ = lsock.accept()
+            with ctx.wrap_socket(conn, server_side=True):
+                pass   # handshake done: hang up at once
+
+    th = threading.Thread(target=serve)
+    th.start()
+    f = pki.files("alice")
+    r = subprocess.run([srv.cli_bin, "--host", f"tcps://127.0.0.1:{port}", "--tls-cert", f["tls_cert"],
+                        "--tls-key", f["tls_key"], "--tls-ca", f["tls_ca"], "map", "list"],
+                       capture_output=True, text=True, timeout=30)
+    th.join()
+    check(r.returncode == 1 and "bpfgraft:" in r.stderr,
+          "a server gone after the handshake: the CLI exits 1 saying so (no SIGPIPE death)",
+          f"rc {r.returncode}: {r.stderr}")
+
+
 def server_subject(port, pki):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with client_ctx(pki, "alice").wrap_socket(raw, server_hostname="127.0.0.1") as s:
@@ -306,6 +335,7 @@ def main():
             check_roles(srv, pki, port, args)
             check_audit(srv, pki, port, args)
             check_cli(srv, pki, port)
+            check_vanishing_server(srv, pki)
             check_reload(srv, pki, port)
             check(srv.alive(), "the server outlived every refused client")
         check_bad_starts(args, pki)
