@@ -6,7 +6,8 @@ TLS 1.2 client are refused, each named in the server log; a peer that
 never shakes hands is closed after 10 s. Roles by
 certificate subject and SAN (access file) are allowed and denied; the audit
 line of a state-changing call names the subject and the remote address,
-reads get none. SIGHUP rereads the certificate files (a bad one keeps the
+reads get none; an operate certificate attaches and detaches a process
+while another TLS connection streams the target events; map.fd is refused. SIGHUP rereads the certificate files (a bad one keeps the
 old); --listen without the files, or the files without --listen, refuse to
 start."""
 import json
@@ -17,6 +18,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -220,6 +222,35 @@ def check_audit(srv, pki, port, args):
         check("uid" not in who, "a TLS peer has no uid in the audit line", repr(who))
 
 
+def check_attach_and_events(srv, pki, port):
+    """alice (operate) attaches a process over TLS (her role decides: there
+    is no uid to check ptrace rights against) while another TLS connection
+    streams the target events; map.fd is refused (no fd crosses TCP)."""
+    from bpfgraft_client import BpfgraftError
+    victim = subprocess.Popen([sys.executable, "-c",
+                               "import time\nwhile True:\n    bytearray(100000)\n    time.sleep(0.01)\n"])
+    try:
+        with tls_client(port, pki, "bob") as watcher, tls_client(port, pki, "alice") as cl:
+            watcher.call("events.subscribe", topics=["target"])
+            cl.call("target.attach", pid=victim.pid, object="cli_maps", programs=["count_call"],
+                    target="libc.so.6:malloc")
+            check([t["pid"] for t in cl.call("target.list")] == [victim.pid], "alice attached a process over TLS")
+            cl.call("target.detach", pid=victim.pid)
+            states = []
+            while "detached" not in states:
+                msg = watcher.recv_message()   # the client's 20 s timeout ends a missing event
+                states += [e.get("state") for e in msg[2] if msg[0] == 2 and e.get("pid") == victim.pid]
+            check("attached" in states, "events over TLS: the attach and the detach", repr(states))
+            try:
+                cl.map_fd("counts")
+                check(False, "map.fd over TLS is refused")
+            except BpfgraftError as e:
+                check(e.name == "unsupported" and "(tls)" in e.message, "map.fd over TLS is refused", str(e))
+    finally:
+        victim.kill()
+        victim.wait()
+
+
 def check_cli(srv, pki, port):
     url = f"tcps://127.0.0.1:{port}"
     f = pki.files("alice")
@@ -334,6 +365,7 @@ def main():
             check_silent_peer(srv, port)
             check_roles(srv, pki, port, args)
             check_audit(srv, pki, port, args)
+            check_attach_and_events(srv, pki, port)
             check_cli(srv, pki, port)
             check_vanishing_server(srv, pki)
             check_reload(srv, pki, port)
