@@ -9,12 +9,41 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-void cli_init(struct cli_conn *c, const char *path, const char *host)
+void cli_init(struct cli_conn *c, const char *path, const char *host, const struct cli_tls_files *tls)
 {
     memset(c, 0, sizeof(*c));
     c->path = host ? host : path;
     c->host = host;
+    if (tls)
+        c->tls = *tls;
     c->next_id = 1;
+}
+
+/* c->rpc on fd; on failure says why and returns -errno (fd stays the caller's). */
+static int new_rpc(struct cli_conn *c, int fd)
+{
+    c->rpc = bpfg_rpc_conn_new(fd, 0);
+    if (c->rpc)
+        return 0;
+    int r = -errno;
+    fprintf(stderr, "bpfgraft: %s\n", strerror(errno));
+    return r;
+}
+
+static int connect_tls(struct cli_conn *c, const struct cli_host *h)
+{
+    struct bpfg_tls *session;
+    int fd = transport_tls_open(h, &c->tls, &c->tls_ctx, &session);
+    if (fd < 0)
+        return fd;
+    int r = new_rpc(c, fd);
+    if (r) {
+        bpfg_tls_io.free(session);
+        close(fd);
+        return r;
+    }
+    bpfg_rpc_conn_set_io(c->rpc, &bpfg_tls_io, session);
+    return 0;
 }
 
 static int connect_remote(struct cli_conn *c)
@@ -26,13 +55,13 @@ static int connect_remote(struct cli_conn *c)
         fprintf(stderr, "bpfgraft: %s\n", err);
         return fd;
     }
+    if (h.tls)
+        return connect_tls(c, &h);
     fd = transport_ssh_open(&h, &c->ssh);
     if (fd < 0)
         return fd;
-    c->rpc = bpfg_rpc_conn_new(fd, 0);
-    if (!c->rpc) {
-        int r = -errno;
-        fprintf(stderr, "bpfgraft: %s\n", strerror(errno));
+    int r = new_rpc(c, fd);
+    if (r) {
         close(fd);
         transport_ssh_close(c->ssh);
         c->ssh = 0;
@@ -83,6 +112,8 @@ void cli_close(struct cli_conn *c)
 {
     bpfg_rpc_conn_free(c->rpc);
     c->rpc = NULL;
+    bpfg_tls_ctx_free(c->tls_ctx); /* after its session */
+    c->tls_ctx = NULL;
     if (c->ssh > 0)
         transport_ssh_close(c->ssh);
     c->ssh = 0;

@@ -7,14 +7,17 @@
 #include <sys/types.h>
 
 #include "rpc.h"
+#include "transport.h"
 
 #define BPFGRAFT_DEFAULT_SOCKET "/run/bpfgraft/control.sock"
 
 struct cli_conn {
     struct bpfg_rpc_conn *rpc;
-    const char *path; /* the socket, or the --host URL */
-    const char *host; /* --host URL (transport.h); NULL: the local socket */
-    pid_t ssh;        /* the ssh process of a remote connection, or 0 */
+    const char *path;         /* the socket, or the --host URL */
+    const char *host;         /* --host URL (transport.h); NULL: the local socket */
+    pid_t ssh;                /* the ssh process of a remote connection, or 0 */
+    struct cli_tls_files tls; /* tcps:// hosts */
+    bpfg_tls_ctx *tls_ctx;    /* of a tcps:// connection (its session belongs to rpc) */
     uint32_t next_id;
 };
 
@@ -24,8 +27,9 @@ struct cli_error {
     char message[1024];
 };
 
-/* host: a --host URL (checked by transport_parse) or NULL for path. */
-void cli_init(struct cli_conn *c, const char *path, const char *host);
+/* host: a --host URL (checked by transport_parse) or NULL for path; tls:
+ * the files of a tcps:// host (copied; NULL: none). */
+void cli_init(struct cli_conn *c, const char *path, const char *host, const struct cli_tls_files *tls);
 /* Connects (cli_call does it on first use); on failure prints why, naming
  * the socket, and returns -errno. */
 int cli_connect(struct cli_conn *c);

@@ -42,7 +42,8 @@ struct args {
 };
 
 static const char usage_text[] =
-    "usage: bpfgraft [--socket PATH | --host ssh://[USER@]HOST[:PORT][/SOCKET]] [--json] COMMAND [ARGS]\n"
+    "usage: bpfgraft [--socket PATH | --host ssh://[USER@]HOST[:PORT][/SOCKET] | --host tcps://HOST:PORT]\n"
+    "                [--json] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  status                          server version, uptime and counts\n"
@@ -86,7 +87,11 @@ static const char usage_text[] =
     "  --socket PATH   control socket (default $BPFGRAFT_SOCKET or " BPFGRAFT_DEFAULT_SOCKET ")\n"
     "  --host URL      a remote bpfgraftd (default $BPFGRAFT_HOST): ssh://[USER@]HOST[:PORT][/SOCKET]\n"
     "                  runs `bpfgraft [--socket SOCKET] dial-stdio` there with ssh\n"
-    "                  (or $BPFGRAFT_SSH_COMMAND, e.g. \"ssh -F FILE\")\n"
+    "                  (or $BPFGRAFT_SSH_COMMAND, e.g. \"ssh -F FILE\"); tcps://HOST:PORT is\n"
+    "                  mutual TLS 1.3 to a bpfgraftd --listen, with the three files below\n"
+    "  --tls-cert FILE  this client's certificate (PEM; default $BPFGRAFT_TLS_CERT)\n"
+    "  --tls-key FILE   its private key (PEM; default $BPFGRAFT_TLS_KEY)\n"
+    "  --tls-ca FILE    the CA the server's certificate must be signed by ($BPFGRAFT_TLS_CA)\n"
     "  --json          machine-readable output\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -1641,6 +1646,28 @@ static const struct command {
     {"audit", cmd_audit},
 };
 
+/* --tls-cert, --tls-key, --tls-ca FILE (or =FILE) at argv[*i]: 1 taken,
+ * 0 not one of them, -1 without its file. */
+static int tls_option(int argc, char **argv, int *i, struct cli_tls_files *tls)
+{
+    static const char *const names[] = {"--tls-cert", "--tls-key", "--tls-ca"};
+    const char **slots[] = {&tls->cert, &tls->key, &tls->ca};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = strlen(names[k]);
+        if (strncmp(argv[*i], names[k], n) != 0 || (argv[*i][n] && argv[*i][n] != '='))
+            continue;
+        if (argv[*i][n] == '=') {
+            *slots[k] = argv[*i] + n + 1;
+            return 1;
+        }
+        if (*i + 1 >= argc)
+            return -1;
+        *slots[k] = argv[++*i];
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *socket_path = getenv("BPFGRAFT_SOCKET");
@@ -1649,6 +1676,7 @@ int main(int argc, char **argv)
     const char *host = getenv("BPFGRAFT_HOST");
     if (host && !*host)
         host = NULL;
+    struct cli_tls_files tls = {getenv("BPFGRAFT_TLS_CERT"), getenv("BPFGRAFT_TLS_KEY"), getenv("BPFGRAFT_TLS_CA")};
 
     /* Global options may appear anywhere before "--". */
     struct args a = {.v = calloc((size_t)argc + 1, sizeof(char *))};
@@ -1690,11 +1718,18 @@ int main(int argc, char **argv)
             if (strcmp(s, "--host") == 0 || strncmp(s, "--host=", 7) == 0) {
                 if (s[6] == 0 && i + 1 >= argc) {
                     free(a.v);
-                    return usage_error("--host needs ssh://[USER@]HOST[:PORT][/SOCKET]");
+                    return usage_error("--host needs ssh://[USER@]HOST[:PORT][/SOCKET] or tcps://HOST:PORT");
                 }
                 host = s[6] ? s + 7 : argv[++i];
                 continue;
             }
+            int t = tls_option(argc, argv, &i, &tls);
+            if (t < 0) {
+                free(a.v);
+                return usage_error("%s needs a file", s);
+            }
+            if (t)
+                continue;
         }
         a.v[a.n++] = argv[i];
     }
@@ -1727,7 +1762,7 @@ int main(int argc, char **argv)
     struct args rest = {.v = a.v + 1, .n = a.n - 1, .flag_end = a.flag_end - 1};
 
     /* The first call connects: usage errors come out without a server. */
-    cli_init(&g_conn, socket_path, host);
+    cli_init(&g_conn, socket_path, host, &tls);
     int rc = cmd->run(&rest);
     cli_close(&g_conn);
     free(a.v);

@@ -4,6 +4,9 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,10 +19,11 @@
 #include <unistd.h>
 
 #define SSH_PREFIX "ssh://"
+#define TLS_PREFIX "tcps://"
 
 static int parse_fail(char *err, size_t errlen, const char *url, const char *why)
 {
-    snprintf(err, errlen, "bad --host %s: %s (want ssh://[user@]host[:port][/socket])", url, why);
+    snprintf(err, errlen, "bad --host %s: %s (want ssh://[user@]host[:port][/socket] or tcps://host:port)", url, why);
     return -EINVAL;
 }
 
@@ -63,9 +67,24 @@ static int parse_hostport(const char *s, size_t n, struct cli_host *h, char *err
     return 0;
 }
 
+/* tcps://host:port: no user, no path, a port always. */
+static int parse_tls(const char *url, struct cli_host *h, char *err, size_t errlen)
+{
+    const char *s = url + strlen(TLS_PREFIX);
+    h->tls = true;
+    if (strpbrk(s, "@/"))
+        return parse_fail(err, errlen, url, "tcps:// takes no user and no socket path");
+    int r = parse_hostport(s, strlen(s), h, err, errlen, url);
+    if (!r && !h->port[0])
+        return parse_fail(err, errlen, url, "tcps:// needs a port");
+    return r;
+}
+
 int transport_parse(const char *url, struct cli_host *h, char *err, size_t errlen)
 {
     memset(h, 0, sizeof(*h));
+    if (strncmp(url, TLS_PREFIX, strlen(TLS_PREFIX)) == 0)
+        return parse_tls(url, h, err, errlen);
     if (strncmp(url, SSH_PREFIX, strlen(SSH_PREFIX)) != 0)
         return parse_fail(err, errlen, url, "unknown scheme");
     const char *s = url + strlen(SSH_PREFIX);
@@ -160,6 +179,60 @@ int transport_ssh_open(const struct cli_host *h, pid_t *child)
     close(sv[1]);
     *child = pid;
     return sv[0];
+}
+
+static int dial_tcp(const struct cli_host *h)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    int g = getaddrinfo(h->host, h->port, &hints, &ai);
+    if (g) {
+        fprintf(stderr, "bpfgraft: %s: %s\n", h->host, gai_strerror(g));
+        return -EHOSTUNREACH;
+    }
+    int r = -EHOSTUNREACH;
+    for (const struct addrinfo *a = ai; a; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        int one = 1; /* a request waits for its answer: no Nagle delay */
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0) {
+            freeaddrinfo(ai);
+            return fd;
+        }
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    freeaddrinfo(ai);
+    fprintf(stderr, "bpfgraft: cannot connect to %s port %s: %s\n", h->host, h->port, strerror(-r));
+    return r;
+}
+
+int transport_tls_open(const struct cli_host *h, const struct cli_tls_files *f, bpfg_tls_ctx **ctx,
+                       struct bpfg_tls **session)
+{
+    char err[512];
+    if (!f->cert || !f->key || !f->ca) {
+        fprintf(stderr, "bpfgraft: tcps:// needs --tls-cert, --tls-key and --tls-ca (or $BPFGRAFT_TLS_CERT, "
+                        "$BPFGRAFT_TLS_KEY, $BPFGRAFT_TLS_CA)\n");
+        return -EINVAL;
+    }
+    *ctx = bpfg_tls_client_ctx(f->cert, f->key, f->ca, err, sizeof(err));
+    if (!*ctx) {
+        fprintf(stderr, "bpfgraft: %s\n", err);
+        return -EINVAL;
+    }
+    int fd = dial_tcp(h);
+    *session = fd >= 0 ? bpfg_tls_connect(*ctx, fd, h->host, err, sizeof(err)) : NULL;
+    if (fd >= 0 && !*session) {
+        fprintf(stderr, "bpfgraft: %s port %s: %s\n", h->host, h->port, err);
+        close(fd);
+        fd = -ECONNREFUSED;
+    }
+    if (fd < 0) {
+        bpfg_tls_ctx_free(*ctx);
+        *ctx = NULL;
+    }
+    return fd;
 }
 
 void transport_ssh_close(pid_t child)

@@ -1,13 +1,19 @@
 /* Remote bpfgraftd: `--host ssh://[user@]host[:port][/socket]` runs the
  * system's ssh client with `bpfgraft [--socket S] dial-stdio` on the host;
- * dial-stdio bridges its stdio to that host's control socket. */
+ * dial-stdio bridges its stdio to that host's control socket.
+ * `--host tcps://host:port` is mutual TLS 1.3 to a bpfgraftd --listen
+ * (tls/tls.h) with the --tls-cert, --tls-key and --tls-ca files. */
 #ifndef BPFGRAFT_CLI_TRANSPORT_H
 #define BPFGRAFT_CLI_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "tls.h"
+
 struct cli_host {
+    bool tls; /* tcps:// (else ssh://) */
     char user[64];
     char host[256];
     char port[8];
@@ -21,6 +27,19 @@ int transport_parse(const char *url, struct cli_host *h, char *err, size_t errle
  * with its stdin and stdout on one end of a socketpair. Returns the other
  * end, *child the ssh process; or a negative errno (printed). */
 int transport_ssh_open(const struct cli_host *h, pid_t *child);
+
+/* The client's certificate, key and the CA the server's certificate must
+ * be signed by (PEM files). */
+struct cli_tls_files {
+    const char *cert, *key, *ca;
+};
+
+/* Connects to a tcps:// host and shakes hands (the server's certificate
+ * must name the host). Returns the socket with *session to route it
+ * through (bpfg_tls_io) and *ctx to free after it, or a negative errno
+ * (printed). */
+int transport_tls_open(const struct cli_host *h, const struct cli_tls_files *f, bpfg_tls_ctx **ctx,
+                       struct bpfg_tls **session);
 
 /* Reaps the ssh process once its socket is closed: it ends when the remote
  * side sees EOF; killed after a few seconds. */

@@ -34,6 +34,8 @@ struct bpfg_rpc_conn {
     struct out_chunk *out_head;
     struct out_chunk *out_tail;
     size_t pending;
+    const struct bpfg_rpc_io *io; /* NULL: the socket itself */
+    void *io_ctx;
     char err[192];
 };
 
@@ -198,10 +200,18 @@ void bpfg_rpc_conn_free(struct bpfg_rpc_conn *conn)
         free(c);
         c = next;
     }
+    if (conn->io && conn->io->free)
+        conn->io->free(conn->io_ctx);
     if (conn->fd >= 0)
         close(conn->fd);
     free(conn->in);
     free(conn);
+}
+
+void bpfg_rpc_conn_set_io(struct bpfg_rpc_conn *conn, const struct bpfg_rpc_io *io, void *ctx)
+{
+    conn->io = io;
+    conn->io_ctx = ctx;
 }
 
 int bpfg_rpc_conn_fd(const struct bpfg_rpc_conn *conn)
@@ -238,17 +248,42 @@ static void keep_fds(struct bpfg_rpc_conn *conn, struct msghdr *mh)
     }
 }
 
+static int grow_input(struct bpfg_rpc_conn *conn)
+{
+    if (conn->in_cap - conn->in_len >= READ_CHUNK)
+        return 0;
+    size_t cap = conn->in_cap ? conn->in_cap * 2 : READ_CHUNK * 2;
+    uint8_t *in = realloc(conn->in, cap);
+    if (!in)
+        return -ENOMEM;
+    conn->in = in;
+    conn->in_cap = cap;
+    return 0;
+}
+
+/* One read through conn->io (a TLS record or less: READ_CHUNK holds a
+ * whole one, so nothing stays buffered out of epoll's sight). */
+static int fill_io(struct bpfg_rpc_conn *conn)
+{
+    long n = conn->io->recv(conn->io_ctx, conn->in + conn->in_len, conn->in_cap - conn->in_len);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0)
+        return (int)n;
+    if (n == 0)
+        conn->eof = true;
+    conn->in_len += (size_t)n;
+    return 0;
+}
+
 /* One recvmsg into the input buffer. 0 ok / would block, -errno on error. */
 static int fill(struct bpfg_rpc_conn *conn)
 {
-    if (conn->in_cap - conn->in_len < READ_CHUNK) {
-        size_t cap = conn->in_cap ? conn->in_cap * 2 : READ_CHUNK * 2;
-        uint8_t *in = realloc(conn->in, cap);
-        if (!in)
-            return -ENOMEM;
-        conn->in = in;
-        conn->in_cap = cap;
-    }
+    int err = grow_input(conn);
+    if (err)
+        return err;
+    if (conn->io)
+        return fill_io(conn);
     union {
         char buf[CMSG_SPACE(MAX_FDS_PER_RECV * sizeof(int))];
         struct cmsghdr align;
@@ -335,7 +370,8 @@ int bpfg_rpc_recv(struct bpfg_rpc_conn *conn, struct bpfg_rpc_msg *msg, bool rea
     if (read && !conn->eof) {
         int err = fill(conn);
         if (err) {
-            set_err(conn, "read: %s", strerror(-err));
+            const char *why = conn->io ? conn->io->why(conn->io_ctx) : "";
+            set_err(conn, "read: %s", *why ? why : strerror(-err));
             return err;
         }
     }
@@ -467,6 +503,10 @@ int bpfg_rpc_queue(struct bpfg_rpc_conn *conn, struct bpfg_rpc_out *out, int fd)
     if (!c)
         return -ENOMEM;
     c->fd = -1;
+    if (fd >= 0 && conn->io) {
+        free(c);
+        return -EOPNOTSUPP;
+    }
     if (fd >= 0) {
         c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (c->fd < 0) {
@@ -516,11 +556,23 @@ static ssize_t send_chunk(int sock, struct out_chunk *c)
     return sendmsg(sock, &mh, MSG_NOSIGNAL);
 }
 
+/* Like sendmsg: bytes written, or -1 with errno. */
+static ssize_t send_some(struct bpfg_rpc_conn *conn, struct out_chunk *c)
+{
+    if (!conn->io)
+        return send_chunk(conn->fd, c);
+    long n = conn->io->send(conn->io_ctx, c->data + c->off, c->len - c->off);
+    if (n >= 0)
+        return n;
+    errno = (int)-n;
+    return -1;
+}
+
 int bpfg_rpc_flush(struct bpfg_rpc_conn *conn)
 {
     while (conn->out_head) {
         struct out_chunk *c = conn->out_head;
-        ssize_t n = send_chunk(conn->fd, c);
+        ssize_t n = send_some(conn, c);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

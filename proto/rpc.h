@@ -68,6 +68,21 @@ struct bpfg_rpc_msg {
 
 /* Takes ownership of fd (a connected stream socket). max_msg 0 = default. */
 struct bpfg_rpc_conn *bpfg_rpc_conn_new(int fd, size_t max_msg);
+
+/* A byte stream other than the socket itself (TLS): recv and send return
+ * bytes moved, 0 at end of stream (recv), -EAGAIN when they would block,
+ * or a negative errno; why says what the last failure was ("" if none:
+ * the errno says it); free releases ctx when the connection is freed
+ * (before fd is closed). Such connections pass no fds (bpfg_rpc_queue
+ * with an fd gives -EOPNOTSUPP). */
+struct bpfg_rpc_io {
+    long (*recv)(void *ctx, void *buf, size_t len);
+    long (*send)(void *ctx, const void *buf, size_t len);
+    const char *(*why)(const void *ctx);
+    void (*free)(void *ctx);
+};
+/* Routes the connection's bytes through io (which keeps ctx until freed). */
+void bpfg_rpc_conn_set_io(struct bpfg_rpc_conn *conn, const struct bpfg_rpc_io *io, void *ctx);
 void bpfg_rpc_conn_free(struct bpfg_rpc_conn *conn);
 int bpfg_rpc_conn_fd(const struct bpfg_rpc_conn *conn);
 

@@ -10,8 +10,8 @@ _bpfgraft_ask()
     local sock=() i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        --socket | --host) sock+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
-        --socket=* | --host=*) sock+=("${COMP_WORDS[i]}") ;;
+        --socket | --host | --tls-cert | --tls-key | --tls-ca) sock+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+        --socket=* | --host=* | --tls-*=*) sock+=("${COMP_WORDS[i]}") ;;
         esac
     done
     # shellcheck disable=SC2086  # WHAT is "map list", two words
@@ -38,8 +38,8 @@ _bpfgraft()
     local words=() i dashdash=0
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        --socket | --host) ((i++)) ;;
-        --socket=* | --host=* | --json | -j) ;;
+        --socket | --host | --tls-cert | --tls-key | --tls-ca) ((i++)) ;;
+        --socket=* | --host=* | --tls-*=* | --json | -j) ;;
         --) dashdash=$i; words+=(--) ;;
         *) words+=("${COMP_WORDS[i]}") ;;
         esac
@@ -56,14 +56,14 @@ _bpfgraft()
         return
     fi
     case $prev in
-    --socket | -o | --cache-dir) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+    --socket | -o | --cache-dir | --tls-cert | --tls-key | --tls-ca) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
     --engine) mapfile -t COMPREPLY < <(compgen -W "llvm x86 interp" -- "$cur"); return ;;
     --topic) mapfile -t COMPREPLY < <(compgen -W "trace ringbuf target" -- "$cur"); return ;;
     --target | --name | -O) return ;;
     --attach) mapfile -t COMPREPLY < <(compgen -W "$(_bpfgraft_pids)" -- "$cur"); return ;;
     esac
     if ((${#words[@]} == 0)); then
-        mapfile -t COMPREPLY < <(compgen -W "$commands --socket --host --json --help" -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W "$commands --socket --host --tls-cert --tls-key --tls-ca --json --help" -- "$cur")
         return
     fi
 

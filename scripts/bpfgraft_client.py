@@ -16,6 +16,10 @@ A remote server: Client(host="ssh://[user@]host[:port][/socket]") (or
 $BPFGRAFT_HOST) runs `bpfgraft [--socket SOCKET] dial-stdio` there through
 ssh ($BPFGRAFT_SSH_COMMAND, e.g. "ssh -F FILE", replaces "ssh"), as the
 bpfgraft CLI's --host does. map_fd() is refused remotely (unsupported).
+Client(host="tcps://host:port", tls_cert=, tls_key=, tls_ca=) (default
+$BPFGRAFT_TLS_CERT, $BPFGRAFT_TLS_KEY, $BPFGRAFT_TLS_CA) is mutual TLS 1.3
+to a `bpfgraftd --listen`, as the CLI's --host tcps:// with --tls-cert,
+--tls-key and --tls-ca.
 """
 import collections
 import itertools
@@ -23,6 +27,7 @@ import os
 import re
 import shlex
 import socket
+import ssl
 import subprocess
 
 import msgpack
@@ -67,14 +72,45 @@ def ssh_command(url):
     return argv + ["--", host.strip("[]"), remote]
 
 
+_TLS_URL = re.compile(r"tcps://(\[[^\]/]+\]|[^:/\[@]+):(\d{1,5})$")
+
+
+def tls_connect(url, cert, key, ca, timeout=None):
+    """A TLS 1.3 socket to bpfgraftd --listen at tcps://host:port, this
+    client's certificate presented, the server's checked against ca."""
+    m = _TLS_URL.match(url)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ValueError(f"bad host {url!r}: want tcps://host:port")
+    if not (cert and key and ca):
+        raise ValueError("tcps:// needs tls_cert, tls_key and tls_ca "
+                         "($BPFGRAFT_TLS_CERT, $BPFGRAFT_TLS_KEY, $BPFGRAFT_TLS_CA)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca)
+    host = m.group(1).strip("[]")
+    raw = socket.create_connection((host, int(m.group(2))), timeout=timeout)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=host)
+    except OSError:
+        raw.close()
+        raise
+
+
 class Client:
     """One connection; requests are answered in order. Not thread-safe:
     use one Client per thread."""
 
-    def __init__(self, path=None, timeout=None, host=None):
+    def __init__(self, path=None, timeout=None, host=None, tls_cert=None, tls_key=None, tls_ca=None):
         host = host or (None if path else os.environ.get("BPFGRAFT_HOST"))
         self.ssh = None
-        if host:
+        self.tls = bool(host and host.startswith("tcps://"))
+        if self.tls:
+            self.path = host
+            env = os.environ.get
+            self.sock = tls_connect(host, tls_cert or env("BPFGRAFT_TLS_CERT"), tls_key or env("BPFGRAFT_TLS_KEY"),
+                                    tls_ca or env("BPFGRAFT_TLS_CA"), timeout)
+        elif host:
             self.path = host
             self.sock, self.ssh = self._ssh(host)
         else:
@@ -131,8 +167,11 @@ class Client:
     # -- wire --------------------------------------------------------------
 
     def _fill(self):
-        data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 16)
-        self._fds.extend(fds)
+        if self.tls:   # no fds cross TLS
+            data = self.sock.recv(65536)
+        else:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 16)
+            self._fds.extend(fds)
         if not data:
             raise ConnectionError(f"{self.path} closed the connection")
         self._unpacker.feed(data)

@@ -71,12 +71,32 @@ static int parse_number(const char *s, unsigned *v)
     return 0;
 }
 
-/* user:NAME, uid:N, group:NAME, gid:N */
+/* subject:DN, san:TYPE:VALUE (a TLS peer's certificate) */
+static int parse_cert_principal(const char *s, struct access_rule *rule, const char **why)
+{
+    bool san = strncmp(s, "san:", 4) == 0;
+    const char *v = s + (san ? 4 : 8);
+    static const char *const san_kinds[] = {"DNS:", "IP:", "email:", "URI:"};
+    bool kind_ok = !san;
+    for (size_t i = 0; san && i < sizeof(san_kinds) / sizeof(san_kinds[0]); i++)
+        kind_ok |= strncmp(v, san_kinds[i], strlen(san_kinds[i])) == 0 && v[strlen(san_kinds[i])];
+    *why = san ? "want san:DNS:NAME, san:IP:ADDR, san:email:ADDR or san:URI:URI" : "empty subject";
+    if (!*v || !kind_ok)
+        return -EINVAL;
+    rule->kind = san ? ACCESS_SAN : ACCESS_SUBJECT;
+    rule->name = strdup(v);
+    return rule->name ? 0 : -ENOMEM;
+}
+
+/* user:NAME, uid:N, group:NAME, gid:N, subject:DN, san:TYPE:VALUE */
 static int parse_principal(const char *s, struct access_rule *rule, const char **why)
 {
     char buf[4096];
+    rule->name = NULL;
+    if (strncmp(s, "subject:", 8) == 0 || strncmp(s, "san:", 4) == 0)
+        return parse_cert_principal(s, rule, why);
     if (strncmp(s, "uid:", 4) == 0 || strncmp(s, "gid:", 4) == 0) {
-        rule->group = s[0] == 'g';
+        rule->kind = s[0] == 'g' ? ACCESS_GID : ACCESS_UID;
         *why = "not a number";
         return parse_number(s + 4, &rule->id);
     }
@@ -85,7 +105,7 @@ static int parse_principal(const char *s, struct access_rule *rule, const char *
         *why = "no such user";
         if (getpwnam_r(s + 5, &pw, buf, sizeof(buf), &res) || !res)
             return -ENOENT;
-        rule->group = false;
+        rule->kind = ACCESS_UID;
         rule->id = res->pw_uid;
         return 0;
     }
@@ -94,11 +114,11 @@ static int parse_principal(const char *s, struct access_rule *rule, const char *
         *why = "no such group";
         if (getgrnam_r(s + 6, &gr, buf, sizeof(buf), &res) || !res)
             return -ENOENT;
-        rule->group = true;
+        rule->kind = ACCESS_GID;
         rule->id = res->gr_gid;
         return 0;
     }
-    *why = "unknown principal (user:NAME, uid:N, group:NAME, gid:N)";
+    *why = "unknown principal (user:NAME, uid:N, group:NAME, gid:N, subject:DN, san:TYPE:VALUE)";
     return -EINVAL;
 }
 
@@ -130,8 +150,8 @@ static int parse_line(struct access *a, char *line, const char *path, int lineno
     while ((tok = strtok_r(NULL, " \t\r\n", &save))) {
         const char *why = "";
         int r = parse_principal(tok, &rule, &why);
-        if (!r)
-            r = add_rule(a, &rule);
+        if (!r && (r = add_rule(a, &rule)))
+            free(rule.name);
         if (r) {
             snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, tok, r == -ENOMEM ? strerror(ENOMEM) : why);
             return r;
@@ -187,6 +207,8 @@ int access_load(struct access *a, const char *path, char *err, size_t errlen)
 
 void access_free(struct access *a)
 {
+    for (size_t i = 0; i < a->nrules; i++)
+        free(a->rules[i].name);
     free(a->rules);
     memset(a, 0, sizeof(*a));
 }
@@ -201,14 +223,38 @@ static bool in_groups(const struct access_peer *p, unsigned gid)
     return false;
 }
 
+/* Whether list (lines separated by '\n') holds name as a whole line. */
+static bool in_lines(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    while (list && *list) {
+        if (strncmp(list, name, n) == 0 && (list[n] == '\n' || !list[n]))
+            return true;
+        list = strchr(list, '\n');
+        list = list ? list + 1 : NULL;
+    }
+    return false;
+}
+
+static bool rule_matches(const struct access_rule *r, const struct access_peer *p)
+{
+    switch (r->kind) {
+    case ACCESS_UID: return !p->cert && p->uid == r->id;
+    case ACCESS_GID: return !p->cert && in_groups(p, r->id);
+    case ACCESS_SUBJECT: return p->cert && p->subject && strcmp(p->subject, r->name) == 0;
+    case ACCESS_SAN: return p->cert && in_lines(p->sans, r->name);
+    }
+    return false;
+}
+
 enum access_role access_role_of(const struct access *a, const struct access_peer *p)
 {
-    if (!a->enabled || p->uid == 0)
+    if (!a->enabled || (!p->cert && p->uid == 0))
         return ACCESS_ADMIN;
     enum access_role best = ACCESS_NONE;
     for (size_t i = 0; i < a->nrules; i++) {
         const struct access_rule *r = &a->rules[i];
-        bool match = r->group ? in_groups(p, r->id) : p->uid == r->id;
+        bool match = rule_matches(r, p);
         if (match && r->role > best)
             best = r->role;
     }
@@ -221,7 +267,12 @@ int access_check(const struct access *a, const struct access_peer *p, const char
     enum access_role have = access_role_of(a, p);
     if (have >= need)
         return 0;
-    snprintf(err, errlen, "%s needs role %s; uid %u has %s", method, access_role_name(need), (unsigned)p->uid,
+    char who[300];
+    if (p->cert)
+        snprintf(who, sizeof(who), "certificate \"%s\"", p->subject ? p->subject : "");
+    else
+        snprintf(who, sizeof(who), "uid %u", (unsigned)p->uid);
+    snprintf(err, errlen, "%s needs role %s; %s has %s", method, access_role_name(need), who,
              have == ACCESS_NONE ? "no role" : access_role_name(have));
     return BPFG_RPC_E_FORBIDDEN;
 }

@@ -14,9 +14,12 @@
 /* Ordered: each role may do everything the ones below it may. */
 enum access_role { ACCESS_NONE, ACCESS_READ, ACCESS_OPERATE, ACCESS_ADMIN };
 
+enum access_principal { ACCESS_UID, ACCESS_GID, ACCESS_SUBJECT, ACCESS_SAN };
+
 struct access_rule {
-    bool group; /* id is a gid (else a uid) */
-    unsigned id;
+    enum access_principal kind;
+    unsigned id; /* ACCESS_UID, ACCESS_GID */
+    char *name;  /* ACCESS_SUBJECT: an RFC 2253 subject; ACCESS_SAN: "DNS:host" etc. (owned) */
     enum access_role role;
 };
 
@@ -26,12 +29,16 @@ struct access {
     size_t nrules;
 };
 
-/* The unix identity of a peer (SO_PEERCRED, SO_PEERGROUPS). */
+/* The unix identity of a peer (SO_PEERCRED, SO_PEERGROUPS), or for a TLS
+ * peer (cert) its certificate's subject and SANs (tls.h, bpfg_tls_peer). */
 struct access_peer {
     uid_t uid;
     gid_t gid;
     const gid_t *groups;
     size_t ngroups;
+    bool cert;
+    const char *subject;
+    const char *sans; /* '\n'-separated */
 };
 
 /* Reads path into *a (replaced only on success). path NULL: the default
@@ -40,7 +47,8 @@ struct access_peer {
 int access_load(struct access *a, const char *path, char *err, size_t errlen);
 void access_free(struct access *a);
 
-/* The highest role the file grants the peer; uid 0 is always admin. */
+/* The highest role the file grants the peer; a local uid 0 is always
+ * admin, and without a file every peer is (TLS peers: the CA is the gate). */
 enum access_role access_role_of(const struct access *a, const struct access_peer *p);
 /* The role a method needs (unknown methods: admin). */
 enum access_role access_method_role(const char *method, size_t len);

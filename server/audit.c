@@ -156,7 +156,12 @@ static void put_time(struct line *l, uint64_t ms)
 
 static void put_who(struct line *l, const struct audit_who *who)
 {
-    putf(l, ", \"who\": {\"uid\": %u, \"pid\": %d", (unsigned)who->uid, (int)who->pid);
+    if (who->subject) {
+        put(l, ", \"who\": {\"subject\": ", 21);
+        put_json_str(l, who->subject, strlen(who->subject));
+    } else {
+        putf(l, ", \"who\": {\"uid\": %u, \"pid\": %d", (unsigned)who->uid, (int)who->pid);
+    }
     if (who->remote) {
         put(l, ", \"remote\": ", 12);
         put_json_str(l, who->remote, strlen(who->remote));

@@ -21,7 +21,8 @@ struct audit {
 struct audit_who {
     uid_t uid;
     pid_t pid;
-    const char *remote; /* "ssh 10.0.0.1:5000" or NULL for a local peer */
+    const char *remote;  /* "ssh 10.0.0.1:5000", "tls 10.0.0.1:5000" or NULL for a local peer */
+    const char *subject; /* a TLS peer's certificate subject (then no uid and pid), else NULL */
 };
 
 /* Opens (creating, 0600, and its directory 0700) path for appending.

@@ -50,6 +50,11 @@ static void usage(FILE *f)
             "      --audit-log FILE    one JSON line per state-changing call, also to syslog (default\n"
             "                          " AUDIT_DEFAULT_FILE " for the default socket, else\n"
             "                          STATE_DIR/audit.log)\n"
+            "      --listen tcp://ADDR:PORT  also serve TLS 1.3 clients with a certificate signed by\n"
+            "                          --tls-client-ca (no plaintext TCP); needs the next three\n"
+            "      --tls-cert FILE     the server's certificate (PEM, chain); reread on SIGHUP\n"
+            "      --tls-key FILE      its private key (PEM); reread on SIGHUP\n"
+            "      --tls-client-ca FILE  the CA clients' certificates must be signed by; reread on SIGHUP\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
             "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
@@ -162,6 +167,10 @@ int main(int argc, char **argv)
         {"takeover", no_argument, NULL, 'T'},
         {"access", required_argument, NULL, 'A'},
         {"audit-log", required_argument, NULL, 'L'},
+        {"listen", required_argument, NULL, 'N'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-client-ca", required_argument, NULL, 'U'},
         {0},
     };
     struct srv_config cfg = {
@@ -213,6 +222,10 @@ int main(int argc, char **argv)
         case 'T': takeover = true; break;
         case 'A': cfg.access_path = optarg; break;
         case 'L': cfg.audit_path = optarg; break;
+        case 'N': cfg.listen_url = optarg; break;
+        case 'C': cfg.tls_cert = optarg; break;
+        case 'K': cfg.tls_key = optarg; break;
+        case 'U': cfg.tls_client_ca = optarg; break;
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);
@@ -247,6 +260,10 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "bpfgraftd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (!cfg.listen_url && (cfg.tls_cert || cfg.tls_key || cfg.tls_client_ca)) {
+        fprintf(stderr, "bpfgraftd: --tls-cert, --tls-key and --tls-client-ca go with --listen tcp://ADDR:PORT\n");
         return 2;
     }
     if (cfg.socket_path[0] != '/') {

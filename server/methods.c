@@ -1189,7 +1189,8 @@ static int audit_call(struct srv_call *call, const char *method, const msgpack_o
 {
     char remote[sizeof(call->c->remote_via) + sizeof(call->c->remote_addr) + 2];
     snprintf(remote, sizeof(remote), "%s %s", call->c->remote_via, call->c->remote_addr);
-    struct audit_who who = {call->c->uid, call->c->pid, call->c->remote ? remote : NULL};
+    struct audit_who who = {call->c->uid, call->c->pid, call->c->remote ? remote : NULL,
+                            call->c->tls ? call->c->subject : NULL};
     int r = audit_write(&call->s->audit, &who, method, params, t, code, call->err);
     if (!r)
         return code;
@@ -1247,7 +1248,7 @@ void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_
                             (int)(msg->method_len > 64 ? 64 : msg->method_len), msg->method);
         return;
     }
-    struct access_peer peer = {c->uid, c->gid, c->groups, c->ngroups};
+    struct access_peer peer = {c->uid, c->gid, c->groups, c->ngroups, c->tls != NULL, c->subject, c->sans};
     bool audited = access_method_audited(m->name);
     struct audit_target target;
     if (audited)

@@ -28,12 +28,14 @@
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
+#define TLS_HANDSHAKE_MS 10000 /* a TCP peer gets this long to prove who it is */
 
 /* epoll data: small tags for the fixed fds, client pointers otherwise. */
 #define TAG_LISTEN ((void *)1)
 #define TAG_SIGNAL ((void *)2)
 #define TAG_TIMER ((void *)3)
 #define TAG_PAYLOAD ((void *)4) /* the payload socket: reconnecting payloads (adopt.c) */
+#define TAG_TLS ((void *)5)     /* --listen: TLS clients */
 
 uint64_t server_now_ms(void)
 {
@@ -148,6 +150,22 @@ static int open_audit(struct server *s)
 
 static void add_handed_clients(struct server *s);
 
+/* --listen: mutual TLS on TCP beside the unix socket. */
+static int open_tls(struct server *s)
+{
+    char err[512];
+    if (!s->cfg.listen_url)
+        return 0;
+    int r =
+        tlsl_open(&s->tls, s->cfg.listen_url, s->cfg.tls_cert, s->cfg.tls_key, s->cfg.tls_client_ca, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "%s", err);
+    else
+        srv_log(SRV_INFO, "listening on %s (TLS 1.3, client certificates of %s)", s->cfg.listen_url,
+                s->cfg.tls_client_ca);
+    return r;
+}
+
 int server_init(struct server *s, const struct srv_config *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -168,7 +186,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
         s->cfg.socket_mode = 0600;
     if (!s->cfg.max_clients)
         s->cfg.max_clients = 256;
-    s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = -1;
+    s->epfd = s->listen_fd = s->signal_fd = s->timer_fd = s->lock_fd = s->tls.fd = -1;
     s->targets.listen_fd = -1;
     s->state_fd = -1;
     s->audit.fd = -1;
@@ -190,6 +208,8 @@ int server_init(struct server *s, const struct srv_config *cfg)
         err = take_lock(s);
     if (!err)
         err = listen_socket(s);
+    if (!err)
+        err = open_tls(s);
     if (err)
         goto fail;
     err = targets_init(&s->targets, s->cfg.socket_path, s->cfg.payload_path ? s->cfg.payload_path : "",
@@ -222,7 +242,8 @@ int server_init(struct server *s, const struct srv_config *cfg)
         (err = epoll_add(s->epfd, s->listen_fd, EPOLLIN, TAG_LISTEN)) ||
         (err = epoll_add(s->epfd, s->signal_fd, EPOLLIN, TAG_SIGNAL)) ||
         (err = epoll_add(s->epfd, s->timer_fd, EPOLLIN, TAG_TIMER)) ||
-        (err = epoll_add(s->epfd, s->targets.listen_fd, EPOLLIN, TAG_PAYLOAD))) {
+        (err = epoll_add(s->epfd, s->targets.listen_fd, EPOLLIN, TAG_PAYLOAD)) ||
+        (s->tls.fd >= 0 && (err = epoll_add(s->epfd, s->tls.fd, EPOLLIN, TAG_TLS)))) {
         err = err ? err : -errno;
         srv_log(SRV_ERROR, "event loop setup: %s", strerror(-err));
         goto fail;
@@ -245,7 +266,10 @@ static void client_free(struct server *s, struct srv_client *c)
         *pp = c->next;
     s->nclients--;
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, bpfg_rpc_conn_fd(c->conn), NULL);
-    srv_log(SRV_INFO, "client %u (pid %d uid %u) disconnected", c->id, (int)c->pid, (unsigned)c->uid);
+    if (c->tls)
+        srv_log(SRV_INFO, "client %u (TLS %s) disconnected", c->id, c->remote_addr);
+    else
+        srv_log(SRV_INFO, "client %u (pid %d uid %u) disconnected", c->id, (int)c->pid, (unsigned)c->uid);
     bpfg_rpc_conn_free(c->conn);
     free(c);
 }
@@ -262,6 +286,7 @@ void server_destroy(struct server *s)
     registry_destroy(&s->reg);
     access_free(&s->access);
     audit_close(&s->audit);
+    tlsl_close(&s->tls);
     if (s->detach_on_stop)
         state_clear(s);
     state_close(s);
@@ -296,25 +321,19 @@ static void peer_groups(int fd, struct srv_client *c)
         srv_log(SRV_DEBUG, "client %u: SO_PEERGROUPS: %s", c->id, strerror(errno));
 }
 
-/* A connected client on fd (taken: closed on failure); NULL if refused. */
-static struct srv_client *add_client(struct server *s, int fd)
+/* A client on fd (owned: closed when refused); who names it in logs.
+ * NULL when refused (logged). */
+static struct srv_client *add_client(struct server *s, int fd, const char *who)
 {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        srv_log(SRV_WARN, "SO_PEERCRED: %s; refusing client", strerror(errno));
-        close(fd);
-        return NULL;
-    }
     if (s->nclients >= s->cfg.max_clients) {
-        srv_log(SRV_WARN, "refusing client pid %d: %zu clients connected", (int)cred.pid, s->nclients);
+        srv_log(SRV_WARN, "refusing client %s: %zu clients connected", who, s->nclients);
         close(fd);
         return NULL;
     }
     struct srv_client *c = calloc(1, sizeof(*c));
     struct bpfg_rpc_conn *conn = c ? bpfg_rpc_conn_new(fd, s->cfg.max_msg) : NULL;
     if (!conn || epoll_add(s->epfd, fd, EPOLLIN | EPOLLRDHUP, c) != 0) {
-        srv_log(SRV_WARN, "refusing client pid %d: out of resources", (int)cred.pid);
+        srv_log(SRV_WARN, "refusing client %s: out of resources", who);
         if (conn)
             bpfg_rpc_conn_free(conn); /* closes fd */
         else
@@ -325,13 +344,31 @@ static struct srv_client *add_client(struct server *s, int fd)
     c->magic = CLIENT_MAGIC;
     c->conn = conn;
     c->id = s->next_client_id++;
+    c->next = s->clients;
+    s->clients = c;
+    s->nclients++;
+    return c;
+}
+
+/* A unix-socket client on fd, named by its credentials (SO_PEERCRED). */
+static struct srv_client *add_unix_client(struct server *s, int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        srv_log(SRV_WARN, "SO_PEERCRED: %s; refusing client", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    char who[32];
+    snprintf(who, sizeof(who), "pid %d", (int)cred.pid);
+    struct srv_client *c = add_client(s, fd, who);
+    if (!c)
+        return NULL;
     c->pid = cred.pid;
     c->uid = cred.uid;
     c->gid = cred.gid;
     peer_groups(fd, c);
-    c->next = s->clients;
-    s->clients = c;
-    s->nclients++;
     srv_log(SRV_INFO, "client %u connected (pid %d uid %u)", c->id, (int)c->pid, (unsigned)c->uid);
     return c;
 }
@@ -345,7 +382,7 @@ static void accept_clients(struct server *s)
                 srv_log(SRV_WARN, "accept: %s", strerror(errno));
             return;
         }
-        add_client(s, fd);
+        add_unix_client(s, fd);
     }
 }
 
@@ -357,7 +394,7 @@ static void add_handed_clients(struct server *s)
     const struct takeover *tk = s->cfg.takeover;
     for (size_t i = 0; tk && i < tk->nclients; i++) {
         const struct takeover_client *h = &tk->clients[i];
-        struct srv_client *c = add_client(s, h->fd);
+        struct srv_client *c = add_unix_client(s, h->fd);
         if (!c)
             continue;
         c->topics = h->topics;
@@ -368,6 +405,51 @@ static void add_handed_clients(struct server *s)
     }
     if (tk && tk->nclients)
         srv_log(SRV_INFO, "%zu client(s) handed over by pid %d", tk->nclients, (int)tk->old_pid);
+}
+
+
+/* TLS clients: remote peers (no fd passing) named by their certificate,
+ * known once the handshake is done (tls_identify). */
+static void accept_tls_clients(struct server *s)
+{
+    for (;;) {
+        char peer[80], err[256];
+        struct bpfg_tls *tls;
+        int fd;
+        int r = tlsl_accept(&s->tls, &fd, &tls, peer, sizeof(peer), err, sizeof(err));
+        if (r == -EAGAIN)
+            return;
+        if (r) {
+            srv_log(SRV_WARN, "TLS: %s", err);
+            if (r != -ECONNABORTED)
+                return;
+            continue;
+        }
+        struct srv_client *c = add_client(s, fd, peer);
+        if (!c) {
+            bpfg_tls_io.free(tls);
+            continue;
+        }
+        bpfg_rpc_conn_set_io(c->conn, &bpfg_tls_io, tls);
+        c->tls = tls;
+        c->tls_deadline_ms = server_now_ms() + TLS_HANDSHAKE_MS;
+        c->remote = true;
+        snprintf(c->remote_via, sizeof(c->remote_via), "tls");
+        snprintf(c->remote_addr, sizeof(c->remote_addr), "%s", peer);
+        srv_log(SRV_INFO, "client %u connected (TLS from %s)", c->id, peer);
+    }
+}
+
+/* The peer's certificate, read once its first request arrives (the
+ * handshake is done by then). */
+static void tls_identify(struct srv_client *c)
+{
+    if (!c->tls || c->tls_known)
+        return;
+    c->tls_known = true;
+    if (bpfg_tls_peer(c->tls, c->subject, sizeof(c->subject), c->sans, sizeof(c->sans)) != 0)
+        c->subject[0] = c->sans[0] = 0;
+    srv_log(SRV_INFO, "client %u: TLS from %s: subject \"%s\"", c->id, c->remote_addr, c->subject);
 }
 
 static void update_out_interest(struct server *s, struct srv_client *c)
@@ -460,6 +542,7 @@ static bool client_readable(struct server *s, struct srv_client *c)
         } else {
             struct bpfg_rpc_out out;
             int fd;
+            tls_identify(c);
             bpfg_rpc_out_init(&out);
             methods_dispatch(s, c, &msg, &out, &fd);
             queue_out(c, &out, fd);
@@ -569,6 +652,21 @@ static void flush_clients(struct server *s)
     }
 }
 
+/* TLS clients still without a finished handshake at their deadline hold
+ * a client slot for nothing: anyone can open a TCP connection. */
+static void drop_slow_handshakes(struct server *s)
+{
+    uint64_t now = server_now_ms();
+    for (struct srv_client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->tls || c->tls_known || now < c->tls_deadline_ms || bpfg_tls_ready(c->tls))
+            continue;
+        srv_log(SRV_WARN, "client %u: no TLS handshake from %s within %d s; closing", c->id, c->remote_addr,
+                TLS_HANDSHAKE_MS / 1000);
+        client_free(s, c);
+    }
+}
+
 /* SIGUSR2 from a --takeover daemon (takeover.h), which holds our
  * listening sockets: accept no more; the clients we have go to it
  * (handover_progress). */
@@ -581,6 +679,8 @@ static void hand_over(struct server *s, const struct signalfd_siginfo *si)
     srv_log(SRV_INFO, "taken over by pid %u: handing over; targets stay attached", (unsigned)si->ssi_pid);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->targets.listen_fd, NULL);
+    if (s->tls.fd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->tls.fd, NULL);
     s->handover_ms = server_now_ms() + TAKEOVER_DRAIN_MS;
     s->handover_pid = (pid_t)si->ssi_pid;
 }
@@ -597,8 +697,8 @@ static void send_handed_clients(struct server *s)
     int *fds = calloc(n + 1, sizeof(*fds));
     struct takeover_client *what = calloc(n + 1, sizeof(*what));
     for (struct srv_client *c = s->clients; c && fds && what; c = c->next) {
-        if (!client_at_rest(c))
-            continue;
+        if (!client_at_rest(c) || c->tls)
+            continue; /* busy, or TLS: its session state cannot move */
         fds[k] = bpfg_rpc_conn_fd(c->conn);
         what[k] = (struct takeover_client){.fd = -1, .topics = c->topics, .remote = c->remote};
         memcpy(what[k].remote_via, c->remote_via, sizeof(what[k].remote_via));
@@ -632,6 +732,18 @@ static void handover_progress(struct server *s)
     s->stop = true;
 }
 
+/* SIGHUP: the TLS certificate files again; bad ones keep those in force. */
+static void reload_tls(struct server *s)
+{
+    char err[512];
+    if (s->tls.fd < 0)
+        return;
+    if (tlsl_reload(&s->tls, err, sizeof(err)))
+        srv_log(SRV_ERROR, "SIGHUP: TLS certificates not reloaded, the old ones stay: %s", err);
+    else
+        srv_log(SRV_INFO, "SIGHUP: TLS certificates reloaded");
+}
+
 /* SIGHUP: the access file again; a bad one keeps the roles in force. */
 static void reload_access(struct server *s)
 {
@@ -654,6 +766,7 @@ static void handle_signal(struct server *s)
         }
         if (si.ssi_signo == SIGHUP) {
             reload_access(s);
+            reload_tls(s);
             continue;
         }
         srv_log(SRV_INFO, "%s received: shutting down; targets stay attached for the next server",
@@ -681,6 +794,8 @@ int server_run(struct server *s)
                 continue;
             if (tag == TAG_LISTEN) {
                 accept_clients(s);
+            } else if (tag == TAG_TLS) {
+                accept_tls_clients(s);
             } else if (tag == TAG_PAYLOAD) {
                 adopt_accept(s);
             } else if (tag == TAG_SIGNAL) {
@@ -719,8 +834,10 @@ int server_run(struct server *s)
                 }
             }
         }
-        if (ticked) /* after the batch: it may free clients evs still names */
+        if (ticked) { /* after the batch: it may free clients evs still names */
             flush_clients(s);
+            drop_slow_handshakes(s);
+        }
         handover_progress(s);
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);

@@ -13,6 +13,7 @@
 #include "rpc.h"
 #include "takeover.h"
 #include "targets.h"
+#include "tlslisten.h"
 
 #define SRV_VERSION "0.1.0"
 #define SRV_API_LEVEL 1
@@ -41,6 +42,8 @@ struct srv_config {
     const char *access_path;         /* --access: roles (access.h); NULL: the default file if present */
     const char *audit_path;          /* --audit-log; NULL: AUDIT_DEFAULT_FILE for the default socket, else
                                         STATE_DIR/audit.log */
+    const char *listen_url;          /* --listen tcp://ADDR:PORT: mutual TLS (tlslisten.h); NULL: none */
+    const char *tls_cert, *tls_key, *tls_client_ca;
 };
 
 #define CLIENT_MAGIC 0x434c4e54u
@@ -61,8 +64,15 @@ struct srv_client {
     bool remote;
     char remote_via[16];
     char remote_addr[80];
-    bool closing;  /* flush what is queued, then close */
-    bool want_out; /* EPOLLOUT registered */
+    /* a TLS client (--listen): uid, gid and pid are 0, the certificate
+     * names the peer for roles and the audit log once the handshake is done */
+    struct bpfg_tls *tls;
+    uint64_t tls_deadline_ms; /* dropped if the handshake is not done by then */
+    bool tls_known;           /* subject and sans read */
+    char subject[256];
+    char sans[512]; /* "DNS:x\nIP:y" */
+    bool closing;   /* flush what is queued, then close */
+    bool want_out;  /* EPOLLOUT registered */
 };
 
 struct server {
@@ -73,6 +83,7 @@ struct server {
     int signal_fd;
     int timer_fd;
     int lock_fd;
+    struct tls_listener tls; /* --listen; fd -1 without */
     bool stop;
     uint64_t start_ms;
     struct srv_client *clients;

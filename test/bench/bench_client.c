@@ -20,6 +20,7 @@
 int rconnect(const char *path, struct rconn *r)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memset(r, 0, sizeof(*r));
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -39,23 +40,44 @@ int rconnect(const char *path, struct rconn *r)
     return 0;
 }
 
-int rconnect_ssh(const char *url, struct rconn *r)
+/* tcps://: the connection's bytes through a TLS session. */
+static int connect_tls(const struct cli_host *h, const struct cli_tls_files *tls, struct rconn *r)
+{
+    struct bpfg_tls *session;
+    int fd = transport_tls_open(h, tls, &r->tls_ctx, &session);
+    if (fd < 0)
+        return fd;
+    if (!(r->c = bpfg_rpc_conn_new(fd, 0))) {
+        int err = -errno;
+        bpfg_tls_io.free(session);
+        close(fd);
+        rclose(r);
+        return err;
+    }
+    bpfg_rpc_conn_set_io(r->c, &bpfg_tls_io, session);
+    r->next_id = 1;
+    return 0;
+}
+
+int rconnect_remote(const char *url, const struct cli_tls_files *tls, struct rconn *r)
 {
     struct cli_host h;
     char err[512];
+    memset(r, 0, sizeof(*r));
     int fd = transport_parse(url, &h, err, sizeof(err));
     if (fd < 0) {
         fprintf(stderr, "bench: %s\n", err);
         return fd;
     }
+    if (h.tls)
+        return connect_tls(&h, tls, r);
     if ((fd = transport_ssh_open(&h, &r->ssh)) < 0)
         return fd;
     r->c = bpfg_rpc_conn_new(fd, 0);
     if (!r->c) {
         int err2 = -errno;
         close(fd);
-        transport_ssh_close(r->ssh);
-        r->ssh = 0;
+        rclose(r);
         return err2;
     }
     r->next_id = 1;
@@ -66,6 +88,8 @@ void rclose(struct rconn *r)
 {
     bpfg_rpc_conn_free(r->c);
     r->c = NULL;
+    bpfg_tls_ctx_free(r->tls_ctx); /* after its session */
+    r->tls_ctx = NULL;
     if (r->ssh > 0)
         transport_ssh_close(r->ssh);
     r->ssh = 0;
@@ -134,7 +158,10 @@ int server_start(struct server *s, const char *bin)
         }
         char cache[160];
         snprintf(cache, sizeof(cache), "%s/jitcache", s->dir);
-        execl(bin, bin, "--socket", s->sock, "--foreground", "--cache-dir", cache, "--state-dir", s->dir, (char *)NULL);
+        const char *argv[32] = {bin, "--socket", s->sock, "--foreground", "--cache-dir", cache, "--state-dir", s->dir};
+        for (size_t i = 0, n = 8; s->extra && s->extra[i] && n < 31; i++)
+            argv[n++] = s->extra[i];
+        execv(bin, (char **)argv);
         _exit(127);
     }
     /* Wait until it accepts connections. */

@@ -9,16 +9,19 @@
 #include <sys/types.h>
 
 #include "rpc.h"
+#include "transport.h"
 
 struct rconn {
     struct bpfg_rpc_conn *c;
     uint32_t next_id;
-    pid_t ssh; /* rconnect_ssh's ssh process, or 0 */
+    pid_t ssh;             /* rconnect_remote's ssh process, or 0 */
+    bpfg_tls_ctx *tls_ctx; /* rconnect_remote's TLS context, or NULL */
 };
 
 int rconnect(const char *path, struct rconn *r);
-/* Through ssh to a --host URL (cli/transport.h), as bpfgraft --host. */
-int rconnect_ssh(const char *url, struct rconn *r);
+/* To a --host URL (cli/transport.h), as bpfgraft --host: through ssh, or
+ * TLS with the files tls names (tcps://). */
+int rconnect_remote(const char *url, const struct cli_tls_files *tls, struct rconn *r);
 void rclose(struct rconn *r);
 /* Starts [0, id, method, [{...nparams...}]]: the caller packs the pairs. */
 void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32_t nparams);
@@ -36,6 +39,7 @@ struct server {
     pid_t pid;
     char dir[64];
     char sock[128];
+    const char *const *extra; /* more arguments of bpfgraftd (NULL-terminated), or NULL */
 };
 
 /* Starts bin (bpfgraftd) on a socket in a new temporary directory. */

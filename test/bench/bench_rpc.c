@@ -1,7 +1,10 @@
 /* bpfgraft-bench rpc: map.lookup round trips through bpfgraftd's control
  * socket, from one client and from 8 concurrent clients (one connection
  * per thread), against the kernel's bpf(BPF_MAP_LOOKUP_ELEM) on a kernel
- * hash map of the same shape.
+ * hash map of the same shape; and the same round trip over the remote
+ * transports in the same run, beside the unix socket's: mutual TLS
+ * (bpfgraftd --listen, certificates of a throwaway CA) and ssh (an sshd
+ * the suite starts on 127.0.0.1, or BPFGRAFT_BENCH_SSH's host).
  *
  * Starts its own bpfgraftd (found next to this binary) on a socket in a
  * temporary directory and loads cli_maps.bpf.o (built by test/cli) for a
@@ -27,6 +30,7 @@
 
 #include "bench.h"
 #include "bench_client.h"
+#include "bench_remote.h"
 
 #define NKEYS 1024
 #define NTHREADS 8
@@ -96,7 +100,8 @@ static uint64_t expect(uint32_t key)
 struct worker {
     pthread_t th;
     const char *sock;
-    const char *ssh_url; /* set: through ssh to sock (bpfgraft --host) */
+    const char *url;                 /* set: a --host URL instead of sock (bpfgraft --host) */
+    const struct cli_tls_files *tls; /* its files when it is tcps:// */
     uint64_t map_id;
     int kernel_fd; /* >= 0: kernel syscall lookups instead of RPC */
     uint32_t iters, seed;
@@ -109,7 +114,7 @@ static void *worker_run(void *arg)
 {
     struct worker *w = arg;
     struct rconn r = {0};
-    if (w->kernel_fd < 0 && (w->err = w->ssh_url ? rconnect_ssh(w->ssh_url, &r) : rconnect(w->sock, &r)) != 0) {
+    if (w->kernel_fd < 0 && (w->err = w->url ? rconnect_remote(w->url, w->tls, &r) : rconnect(w->sock, &r)) != 0) {
         pthread_barrier_wait(w->start);
         return NULL;
     }
@@ -176,30 +181,57 @@ static int run_workers(int n, const char *sock, uint64_t map_id, int kernel_fd, 
     return err;
 }
 
-/* The round trip through ssh (bpfgraft --host) when BPFGRAFT_BENCH_SSH
- * names a host running sshd on this machine (ssh://[USER@]127.0.0.1[:PORT];
- * BPFGRAFT_SSH_COMMAND as for the CLI): beside the unix socket's. */
-static void ssh_round_trip(struct bench_ctx *ctx, const char *sock, uint64_t map_id, uint32_t iters, double unix_ns)
+/* One client's round trip through url (bpfgraft --host), reported beside
+ * the unix socket's. */
+static void remote_round_trip(struct bench_ctx *ctx, const char *url, const struct cli_tls_files *tls,
+                              const char *variant, uint64_t map_id, uint32_t iters, double unix_ns)
 {
-    const char *host = getenv("BPFGRAFT_BENCH_SSH");
-    char url[512];
-    if (!host || !*host) {
-        bench_note(ctx, "over ssh: not measured (set BPFGRAFT_BENCH_SSH=ssh://[USER@]127.0.0.1[:PORT])");
-        return;
-    }
-    snprintf(url, sizeof(url), "%s%s", host, sock);
-    struct worker w = {.ssh_url = url, .map_id = map_id, .kernel_fd = -1, .iters = iters};
+    struct worker w = {.url = url, .tls = tls, .map_id = map_id, .kernel_fd = -1, .iters = iters};
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, 1);
     w.start = &start;
     worker_run(&w);
     pthread_barrier_destroy(&start);
     if (w.err) {
-        bench_note(ctx, "over ssh: failed (%s)", strerror(-w.err));
+        bench_note(ctx, "%s: failed (%s)", variant, strerror(-w.err));
         return;
     }
-    bench_report(ctx, "map.lookup round trip", "1 client over ssh", (double)w.ns / iters, "ns/op",
-                 "the unix socket, 1 client", unix_ns);
+    bench_report(ctx, "map.lookup round trip", variant, (double)w.ns / iters, "ns/op", "the unix socket, 1 client",
+                 unix_ns);
+}
+
+/* ssh: BPFGRAFT_BENCH_SSH's host (ssh://[USER@]127.0.0.1[:PORT], with
+ * BPFGRAFT_SSH_COMMAND as for the CLI), else an sshd of our own. */
+static void ssh_round_trip(struct bench_ctx *ctx, struct bench_remote *rem, const char *bin, const char *sock,
+                           uint64_t map_id, uint32_t iters, double unix_ns)
+{
+    const char *host = getenv("BPFGRAFT_BENCH_SSH");
+    char url[512], own[64], err[256], bindir[PATH_MAX];
+    if (!host || !*host) {
+        snprintf(bindir, sizeof(bindir), "%s", bin);
+        if (bench_remote_sshd(rem, dirname(bindir), err, sizeof(err))) {
+            bench_note(ctx, "over ssh: not measured (%s; or set BPFGRAFT_BENCH_SSH=ssh://[USER@]127.0.0.1[:PORT])",
+                       err);
+            return;
+        }
+        snprintf(own, sizeof(own), "ssh://root@127.0.0.1:%d", rem->ssh_port);
+        host = own;
+    }
+    snprintf(url, sizeof(url), "%s%s", host, sock);
+    remote_round_trip(ctx, url, NULL, "1 client over ssh", map_id, iters, unix_ns);
+}
+
+/* TLS: bpfgraftd --listen with the throwaway CA's certificates. */
+static void tls_round_trip(struct bench_ctx *ctx, const struct bench_remote *rem, int port, uint64_t map_id,
+                           uint32_t iters, double unix_ns)
+{
+    char url[64];
+    if (port <= 0) {
+        bench_note(ctx, "over TLS: not measured (no test certificates: the openssl CLI is needed)");
+        return;
+    }
+    snprintf(url, sizeof(url), "tcps://127.0.0.1:%d", port);
+    remote_round_trip(ctx, url, &rem->files, "1 client over TLS", map_id, iters, unix_ns);
 }
 
 static int run(struct bench_ctx *ctx)
@@ -234,8 +266,16 @@ static int run(struct bench_ctx *ctx)
         }
     }
 
-    struct server srv = {.pid = -1};
+    /* One server for every transport: the TLS listener beside the socket. */
+    struct bench_remote rem;
+    const char *listen_args[9];
+    char listen_url[64];
+    int tls_port = bench_remote_pki(&rem) == 0 ? bench_free_port() : -1;
+    struct server srv = {.pid = -1, .extra = tls_port > 0 ? listen_args : NULL};
+    if (tls_port > 0)
+        bench_remote_listen_args(&rem, tls_port, listen_url, sizeof(listen_url), listen_args);
     if ((err = server_start(&srv, bin))) {
+        bench_remote_end(&rem);
         close(kfd);
         return err;
     }
@@ -261,13 +301,15 @@ static int run(struct bench_ctx *ctx)
                  1e9 / k1);
     bench_report(ctx, "map.lookup throughput", "1 client", rpc1, "ops/s", "kernel syscall, 1 thread", k1);
     bench_report(ctx, "map.lookup throughput", "8 clients", rpc8, "ops/s", "kernel syscall, 8 threads", k8);
-    ssh_round_trip(ctx, srv.sock, map_id, quick ? 200 : 5000, 1e9 / rpc1);
+    tls_round_trip(ctx, &rem, tls_port, map_id, quick ? 200 : 5000, 1e9 / rpc1);
+    ssh_round_trip(ctx, &rem, bin, srv.sock, map_id, quick ? 200 : 5000, 1e9 / rpc1);
     bench_note(ctx,
                "u32->u64 hash, %d keys; one unix socket connection per client; "
                "every answer checked; %ld CPUs",
                NKEYS, sysconf(_SC_NPROCESSORS_ONLN));
 out:
     server_stop(&srv);
+    bench_remote_end(&rem);
     close(kfd);
     return err;
 }

@@ -215,3 +215,91 @@ Test(rpc, fd_passing_with_error_and_result)
     close(memfd);
     cr_expect_str_eq(bpfg_rpc_error_name(BPFG_RPC_E_NOT_FOUND), "not_found");
 }
+
+/* An io that scrambles every byte on the wire (as TLS would change them)
+ * and can be told to fail: the connection's messages must go through it. */
+struct xor_io {
+    int fd;
+    bool fail;
+    int freed;
+};
+
+static long xor_recv(void *ctx, void *buf, size_t len)
+{
+    struct xor_io *x = ctx;
+    if (x->fail)
+        return -ECONNABORTED;
+    ssize_t n = read(x->fd, buf, len);
+    if (n < 0)
+        return errno == EAGAIN ? -EAGAIN : -errno;
+    for (ssize_t i = 0; i < n; i++)
+        ((unsigned char *)buf)[i] ^= 0x5a;
+    return n;
+}
+
+static long xor_send(void *ctx, const void *buf, size_t len)
+{
+    struct xor_io *x = ctx;
+    unsigned char tmp[8192];
+    len = len < sizeof(tmp) ? len : sizeof(tmp);
+    for (size_t i = 0; i < len; i++)
+        tmp[i] = ((const unsigned char *)buf)[i] ^ 0x5a;
+    ssize_t n = write(x->fd, tmp, len);
+    return n < 0 ? -errno : n;
+}
+
+static const char *xor_why(const void *ctx)
+{
+    return ((const struct xor_io *)ctx)->fail ? "scrambler: told to fail" : "";
+}
+
+static void xor_free(void *ctx)
+{
+    ((struct xor_io *)ctx)->freed++;
+}
+
+static const struct bpfg_rpc_io xor_ops = {xor_recv, xor_send, xor_why, xor_free};
+
+/* A notification "event" from c, whose io must refuse to pass an fd with it. */
+static void send_event_without_fd(struct bpfg_rpc_conn *c)
+{
+    struct bpfg_rpc_out out;
+    bpfg_rpc_out_init(&out);
+    bpfg_rpc_begin_notification(&out, "event");
+    msgpack_pack_array(&out.pk, 0);
+    int fd = memfd_create("rpc-io", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_expect_eq(bpfg_rpc_queue(c, &out, fd), -EOPNOTSUPP, "an io connection passes no fds");
+    close(fd);
+    cr_assert_eq(bpfg_rpc_queue(c, &out, -1), 0);
+    bpfg_rpc_out_destroy(&out);
+    cr_assert_eq(bpfg_rpc_flush(c), 0);
+}
+
+Test(rpc, io_stream_carries_messages_refuses_fds_and_says_why)
+{
+    struct xor_io xa = {.fd = bpfg_rpc_conn_fd(a)}, xb = {.fd = bpfg_rpc_conn_fd(b)};
+    bpfg_rpc_conn_set_io(a, &xor_ops, &xa);
+    bpfg_rpc_conn_set_io(b, &xor_ops, &xb);
+
+    send_event_without_fd(a);
+
+    /* on the socket itself the bytes are scrambled: only the io reads them */
+    struct bpfg_rpc_msg msg;
+    cr_assert_eq(bpfg_rpc_recv(b, &msg, true), 1, "%s", bpfg_rpc_conn_error(b));
+    cr_expect_eq(msg.kind, BPFG_RPC_NOTIFICATION);
+    cr_expect_eq(msg.method_len, 5);
+    cr_expect_eq(memcmp(msg.method, "event", 5), 0);
+    bpfg_rpc_msg_release(&msg);
+
+    xb.fail = true;
+    cr_expect_eq(bpfg_rpc_recv(b, &msg, true), -ECONNABORTED);
+    bpfg_rpc_msg_release(&msg);
+    cr_expect(strstr(bpfg_rpc_conn_error(b), "scrambler: told to fail"), "%s", bpfg_rpc_conn_error(b));
+
+    bpfg_rpc_conn_free(a); /* here: teardown would free them after xa and xb are gone */
+    bpfg_rpc_conn_free(b);
+    a = b = NULL;
+    cr_expect_eq(xa.freed, 1, "the io is freed with its connection");
+    cr_expect_eq(xb.freed, 1);
+}
