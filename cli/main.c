@@ -46,7 +46,9 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  status                          server version, uptime and counts\n"
-    "  load OBJ [--name N]             load a BPF object file (an executable: as run)\n"
+    "  load OBJ [--name N] [--kernel=auto|never|always]\n"
+    "                                  load a BPF object file (an executable: as run); kprobes, kernel\n"
+    "                                  tracepoints and kernel-only helpers run in the kernel (auto)\n"
     "  unload ID                       unload an object with its programs and maps\n"
     "  prog list | show PROG | dump PROG\n"
     "  map list | show MAP | dump MAP\n"
@@ -367,11 +369,13 @@ static int read_file(const char *path, char **buf, size_t *len)
     return 0;
 }
 
+static const char *g_kernel_mode; /* load --kernel=auto|never|always, NULL: the server's default */
+
 static int load_call(const char *path, const char *data, size_t len, const char *name, struct bpfg_rpc_msg *resp,
                      struct cli_error *e)
 {
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "object.load", name ? 2 : 1);
+    cli_begin(&g_conn, &out, "object.load", 1 + (name != NULL) + (g_kernel_mode != NULL));
     if (path) {
         pack_key(&out.pk, "path");
         bpfg_pack_cstr(&out.pk, path);
@@ -382,6 +386,10 @@ static int load_call(const char *path, const char *data, size_t len, const char 
     if (name) {
         pack_key(&out.pk, "name");
         bpfg_pack_cstr(&out.pk, name);
+    }
+    if (g_kernel_mode) {
+        pack_key(&out.pk, "kernel");
+        bpfg_pack_cstr(&out.pk, g_kernel_mode);
     }
     return cli_call(&g_conn, &out, resp, e);
 }
@@ -396,11 +404,13 @@ static int cmd_load(struct args *a)
     const char *name = NULL;
     if (take_opt(a, "--name", &name) < 0)
         return usage_error("load: --name needs a value");
+    if (take_opt(a, "--kernel", &g_kernel_mode) < 0)
+        return usage_error("load: --kernel needs auto, never or always");
     int rc = check_no_flags(a, "load");
     if (rc)
         return rc;
     if (a->n != 1)
-        return usage_error("usage: bpfgraft load OBJ [--name N]");
+        return usage_error("usage: bpfgraft load OBJ [--name N] [--kernel=auto|never|always]");
 
     /* The server resolves paths in its own cwd: send an absolute one. */
     char abs[PATH_MAX];
@@ -465,13 +475,13 @@ static int cmd_unload(struct args *a)
 
 static void prog_header(void)
 {
-    printf("%-4s %-20s %-18s %-6s %-6s %s\n", "ID", "NAME", "KIND", "OBJECT", "INSNS", "TARGET");
+    printf("%-4s %-20s %-18s %-9s %-6s %-6s %s\n", "ID", "NAME", "KIND", "RUNS", "OBJECT", "INSNS", "TARGET");
 }
 
 static void prog_row(const msgpack_object *p)
 {
-    printf("%-4s %-20s %-18s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
-           obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
+    printf("%-4s %-20s %-18s %-9s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
+           obj_str(p, "runs"), obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
 }
 
 static int cmd_prog(struct args *a)

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "log.h"
 #include "registry.h"
 
@@ -163,6 +164,7 @@ static void free_object(struct reg_object *o)
 {
     if (!o)
         return;
+    kernel_obj_free(o->kernel);
     bpfg_obj_free(o->obj);
     free(o->name);
     free(o->path);
@@ -272,7 +274,7 @@ int registry_load_as(struct registry *r, const char *path, const void *data, siz
                      const struct reg_restore *restore, struct reg_object **out, char *err, size_t errlen)
 {
     struct create_ctx ctx = {.err = err, .errlen = errlen, .dirfd = r->map_dirfd, .restore = restore};
-    struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx};
+    struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx, .kernel = r->kernel_mode};
     struct bpfg_obj *obj;
     int ret = 0;
 

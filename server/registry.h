@@ -13,6 +13,8 @@
 #include "maps.h"
 #include "objload.h"
 
+struct kernel_obj;
+
 struct reg_map {
     uint32_t id;
     uint32_t obj_id;
@@ -38,6 +40,8 @@ struct reg_object {
     uint32_t *prog_ids;
     size_t prog_cnt;
     size_t map_cap, prog_cap; /* registry_new_object: room in obj->maps/progs */
+    /* owned: its programs and maps in the kernel (kernel.h), or NULL */
+    struct kernel_obj *kernel;
 };
 
 struct registry {
@@ -53,6 +57,8 @@ struct registry {
     uint32_t force_id;   /* != 0: the next new object, map or program built
                           * piece by piece takes this id, and a map reopens
                           * its region file (a tool restored after a restart) */
+    /* registry_load: where programs userspace cannot run go */
+    enum bpfg_kernel_mode kernel_mode;
 };
 
 /* An object loaded again after a restart (state.c): its ids, and its maps'
