@@ -53,6 +53,7 @@ static const char usage_text[] =
     "  prog list | show PROG | dump PROG\n"
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
+    "  map adopt /sys/fs/bpf/PATH --name N   a pinned kernel map, for objects loaded later\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
     "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp] [--cookie N]\n"
     "                                  attach an object's uprobe programs to a process\n"
@@ -833,11 +834,28 @@ static int map_op(const char *sub, struct map_meta *m, struct args *a, uint64_t 
     return 0;
 }
 
+/* map adopt /sys/fs/bpf/PATH --name N: a pinned kernel map */
+static int map_adopt(struct args *a)
+{
+    const char *name = NULL;
+    if (take_opt(a, "--name", &name) <= 0 || a->n != 2)
+        return usage_error("usage: bpfgraft map adopt /sys/fs/bpf/PATH --name N");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "map.adopt", 2);
+    pack_key(&out.pk, "path");
+    bpfg_pack_cstr(&out.pk, a->v[1]);
+    pack_key(&out.pk, "name");
+    bpfg_pack_cstr(&out.pk, name);
+    return call_print(&out);
+}
+
 static int cmd_map(struct args *a)
 {
     if (a->n < 1)
-        return usage_error("usage: bpfgraft map list|show|dump|lookup|update|delete|pop ...");
+        return usage_error("usage: bpfgraft map list|show|dump|lookup|update|delete|pop|adopt ...");
     const char *sub = a->v[0];
+    if (strcmp(sub, "adopt") == 0)
+        return map_adopt(a);
     uint64_t flags = 0;
     bool noexist = take_flag(a, "--noexist"), exist = take_flag(a, "--exist");
     if (noexist && exist)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "progcheck.h"
@@ -136,9 +137,11 @@ static int kernel_print(enum libbpf_print_level level, const char *fmt, va_list 
 }
 
 /* Only the kernel programs load; arrays become BPF_F_MMAPABLE so targets
- * and the server map them. */
-static void select_parts(struct bpf_object *bo, const struct bpfg_obj *obj)
+ * and the server map them; maps that are kernel maps already (adopted)
+ * are reused. */
+static int select_parts(const struct registry *r, struct bpf_object *bo, const struct reg_object *o)
 {
+    const struct bpfg_obj *obj = o->obj;
     struct bpf_program *bp;
     bpf_object__for_each_program(bp, bo)
     {
@@ -150,34 +153,39 @@ static void select_parts(struct bpf_object *bo, const struct bpfg_obj *obj)
     }
     for (size_t i = 0; i < obj->map_cnt; i++) {
         struct bpf_map *bm = bpf_object__find_map_by_name(bo, obj->maps[i].name);
-        if (bm && bpf_map__type(bm) == BPF_MAP_TYPE_ARRAY)
+        struct reg_map *m = registry_map(r, o->map_ids[i]);
+        if (bm && m && bpfg_map_is_kernel(m->map)) {
+            int e = bpf_map__reuse_fd(bm, bpfg_map_fd(m->map));
+            if (e)
+                return e;
+        } else if (bm && bpf_map__type(bm) == BPF_MAP_TYPE_ARRAY) {
             bpf_map__set_map_flags(bm, bpf_map__map_flags(bm) | BPF_F_MMAPABLE);
+        }
     }
+    return 0;
 }
 
-static struct bpf_object *kernel_open_load(const struct reg_object *o, const void *data, size_t len, char *err,
-                                           size_t errlen)
+static struct bpf_object *kernel_open_load(const struct registry *r, const struct reg_object *o, const void *data,
+                                           size_t len, char *err, size_t errlen)
 {
     char log[KLOG_CAP] = "";
     LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = o->name);
     klog = log;
     libbpf_print_fn_t prev = libbpf_set_print(kernel_print);
     struct bpf_object *bo = o->path ? bpf_object__open_file(o->path, &oo) : bpf_object__open_mem(data, len, &oo);
-    int r = bo ? 0 : -errno;
-    if (bo) {
-        select_parts(bo, o->obj);
-        r = bpf_object__load(bo);
-    }
+    int e = bo ? 0 : -errno;
+    if (bo && !(e = select_parts(r, bo, o)))
+        e = bpf_object__load(bo);
     libbpf_set_print(prev);
     klog = NULL;
-    if (r) {
+    if (e) {
         size_t n = strlen(log);
         while (n && log[n - 1] == '\n')
             log[--n] = 0;
-        snprintf(err, errlen, "kernel: cannot load the kernel programs of '%s': %s%s%s", o->name, strerror(-r),
+        snprintf(err, errlen, "kernel: cannot load the kernel programs of '%s': %s%s%s", o->name, strerror(-e),
                  n ? ": " : "", log);
         bpf_object__close(bo);
-        errno = -r;
+        errno = -e;
         return NULL;
     }
     return bo;
@@ -265,7 +273,7 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
     struct kernel_obj *k = calloc(1, sizeof(*k));
     if (!k)
         return -ENOMEM;
-    k->bo = kernel_open_load(o, data, len, err, errlen);
+    k->bo = kernel_open_load(r, o, data, len, err, errlen);
     if (!k->bo) {
         int e = errno ? -errno : -EINVAL;
         free(k);
@@ -280,5 +288,50 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
     }
     o->kernel = k;
     srv_log(SRV_INFO, "object %u '%s': %zu kernel programs attached", o->id, o->name, k->nlinks);
+    return 0;
+}
+
+int kernel_adopt_map(struct registry *r, const char *path, const char *name, struct reg_map **out, char *err,
+                     size_t errlen)
+{
+    struct bpf_map_info info;
+    uint32_t len = sizeof(info);
+    struct reg_map *m;
+    if (registry_map_by_name(r, name, &m) != -ENOENT) {
+        snprintf(err, errlen, "a map named '%s' exists already", name);
+        return -EEXIST;
+    }
+    int fd = bpf_obj_get(path);
+    memset(&info, 0, sizeof(info));
+    if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, fd < 0 ? strerror(e) : "not a BPF map");
+        if (fd >= 0)
+            close(fd);
+        return fd < 0 ? -e : -EINVAL;
+    }
+    struct bpfg_map_spec spec = {.type = info.type,
+                                 .key_size = info.key_size,
+                                 .value_size = info.value_size,
+                                 .max_entries = info.max_entries,
+                                 .map_flags = info.map_flags,
+                                 .name = name};
+    struct reg_object *o;
+    int e = registry_new_object(r, name, 1, 0, &o);
+    if (!e) {
+        r->adopt_fd = fd;
+        e = registry_add_map(r, o, &spec, BPFG_MAP_USER, &m, err, errlen);
+        r->adopt_fd = -1;
+        if (e)
+            registry_unload(r, o->id);
+    }
+    close(fd);
+    if (e)
+        return e;
+    m->adopted = true;
+    o->path = strdup(path);
+    srv_log(SRV_INFO, "map '%s' adopted from %s (kernel map id %u, %s)", name, path, info.id,
+            bpfg_map_type_name(info.type));
+    *out = m;
     return 0;
 }

@@ -24,6 +24,12 @@ int kernel_mode_parse(const char *s, enum bpfg_kernel_mode *mode);
 int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode mode, const void *data, size_t len,
                 char *err, size_t errlen);
 
+/* map.adopt: the kernel map pinned at path (bpffs) becomes object and
+ * map `name`; objects loaded later that define a map of that name (same
+ * type, key, value and size) use it. 0 or a negative errno, err set. */
+int kernel_adopt_map(struct registry *r, const char *path, const char *name, struct reg_map **out, char *err,
+                     size_t errlen);
+
 /* Links detached, programs and maps closed (the kernel frees them once
  * no target holds a map fd). NULL is fine. */
 void kernel_obj_free(struct kernel_obj *k);

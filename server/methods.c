@@ -764,6 +764,26 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static int m_map_adopt(struct srv_call *call, msgpack_packer *pk)
+{
+    char path[4096], name[BPFG_MAP_NAME_LEN], why[512];
+    struct reg_map *m;
+    int err = arg_string(call, 0, path, sizeof(path));
+    if (!err)
+        err = arg_string(call, 1, name, sizeof(name));
+    if (err)
+        return err;
+    err = kernel_adopt_map(&call->s->reg, path, name, &m, why, sizeof(why));
+    if (err)
+        return fail(call,
+                    err == -ENOENT   ? BPFG_RPC_E_NOT_FOUND
+                    : err == -EEXIST ? BPFG_RPC_E_INVALID_PARAMS
+                                     : BPFG_RPC_E_UNSUPPORTED,
+                    "%s", why);
+    pack_map_entry(pk, m);
+    return 0;
+}
+
 /* The programs to attach: the listed ones (ids or names within the
  * object), or every uprobe/uretprobe program of the object. */
 static int attach_programs(struct srv_call *call, struct reg_object **obj_out, uint32_t *ids, size_t *n)
@@ -1035,6 +1055,13 @@ static const struct method methods[] = {
      {{"map", P_REF, REQ}, {"max", P_UINT, OPT}},
      "{entries: [{key, value | values}], truncated}",
      "Every element of a keyed map.",
+     1},
+    {"map.adopt",
+     m_map_adopt,
+     {{"path", P_STR, REQ}, {"name", P_STR, REQ}},
+     "map",
+     "Adopts the kernel map pinned at path (bpffs) as map and object `name`; objects loaded later that define "
+     "a map of that name use it.",
      1},
     {"map.pop", m_map_pop, {{"map", P_REF, REQ}}, "{value}", "Pops a queue or stack.", 1},
     {"map.push",

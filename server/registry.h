@@ -7,6 +7,7 @@
 #ifndef BPFGRAFT_SERVER_REGISTRY_H
 #define BPFGRAFT_SERVER_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,7 @@ struct reg_map {
     enum bpfg_map_kind kind;
     uint32_t btf_key_type_id, btf_value_type_id;
     struct bpfg_map *map; /* owned */
+    bool adopted;         /* map.adopt: a pinned kernel map, which objects loaded later use by name */
 };
 
 struct reg_prog {
@@ -59,6 +61,7 @@ struct registry {
                           * its region file (a tool restored after a restart) */
     /* registry_load: where programs userspace cannot run go */
     enum bpfg_kernel_mode kernel_mode;
+    int adopt_fd; /* >= 0: the next registry_add_map takes this kernel map (map.adopt) */
 };
 
 /* An object loaded again after a restart (state.c): its ids, and its maps'

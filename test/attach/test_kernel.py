@@ -80,6 +80,50 @@ def check_modes(srv, args):
     srv.cli("unload", never[0]["object"] if never else 0)
 
 
+def pinned_counts(pin):
+    """The u64 values of a pinned array, by bpftool (no BTF: byte lists)."""
+    r = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", pin], capture_output=True, text=True)
+    le = lambda b: int.from_bytes(bytes(int(x, 16) for x in b), "little")   # noqa: E731
+    got = {le(e["key"]): le(e["value"]) for e in json.loads(r.stdout or "[]")}
+    return [got.get(i) for i in range(3)]
+
+
+def check_adopt(srv, args, port):
+    """A pinned kernel array adopted as `counts`: connlat loaded after it
+    counts into that very map (read back through the pin)."""
+    pin = f"/sys/fs/bpf/bpfg_test_kernel_{os.getpid()}"
+    r = subprocess.run(["bpftool", "map", "create", pin, "type", "array", "key", "4", "value", "8", "entries", "3",
+                        "name", "counts", "flags", "1024"], capture_output=True, text=True)
+    check_eq(r.returncode, 0, f"bpftool pins a kernel array ({r.stderr.strip()})")
+    try:
+        rc, _, err = srv.cli("map", "adopt", "/sys/fs/bpf/bpfg_no_such_pin", "--name", "counts")
+        check(rc != 0 and "No such file" in err, "adopting a missing pin fails naming it", err)
+        rc, _, err = srv.cli("map", "adopt", pin, "--name", "counts")
+        check_eq(rc, 0, f"map adopt {pin} --name counts ({err.strip()})")
+        rc, _, err = srv.cli("load", "--name", "adopter", args.obj)
+        check_eq(rc, 0, f"connlat loads with the adopted counts map ({err.strip()})")
+        victim = subprocess.Popen([os.path.join(args.bin_dir, "connlat-victim"), str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            victim.stdout.readline()
+            rc, _, err = srv.cli("attach", victim.pid, "adopter")
+            check_eq(rc, 0, f"attach ({err.strip()})")
+            check_eq(connects(victim, 20), ["done", "20", "failed", "0"], "20 connects")
+            check_eq(pinned_counts(pin)[:2], [20, 20], "both sides counted into the pinned map")
+            srv.cli("detach", victim.pid)
+        finally:
+            victim.kill()
+            victim.wait()
+    finally:
+        rc, objs, _ = srv.cli_json("prog", "list")
+        for obj in {p["object"] for p in objs or [] if p["name"] == "connect_enter"}:
+            srv.cli("unload", obj)
+        rc, maps, _ = srv.cli_json("map", "list")
+        for obj in {m["object"] for m in maps or [] if m["name"] == "counts"}:
+            srv.cli("unload", obj)
+        os.unlink(pin)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -125,6 +169,12 @@ def main():
         check_eq(rc, 0, f"unload ({err.strip()})")
         left = [i for i in kernel_progs("tcp_connect_enter") if i in kids]
         check_eq(left, [], "the kernel program and its link are gone after unload")
+        ls = listener()
+        try:
+            check_adopt(srv, args, ls.getsockname()[1])
+        finally:
+            ls.close()
+        check_eq(kernel_progs("tcp_connect_enter"), [], "no kernel program of the test is left")
     return report()
 
 
