@@ -47,11 +47,14 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  status                          server version, uptime and counts\n"
-    "  load OBJ [--name N]             load a BPF object file (an executable: as run)\n"
+    "  load OBJ [--name N] [--kernel=auto|never|always]\n"
+    "                                  load a BPF object file (an executable: as run); kprobes, kernel\n"
+    "                                  tracepoints and kernel-only helpers run in the kernel (auto)\n"
     "  unload ID                       unload an object with its programs and maps\n"
     "  prog list | show PROG | dump PROG\n"
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
+    "  map adopt /sys/fs/bpf/PATH --name N   a pinned kernel map, for objects loaded later\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
     "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp] [--cookie N]\n"
     "                                  attach an object's uprobe programs to a process\n"
@@ -372,11 +375,13 @@ static int read_file(const char *path, char **buf, size_t *len)
     return 0;
 }
 
+static const char *g_kernel_mode; /* load --kernel=auto|never|always, NULL: the server's default */
+
 static int load_call(const char *path, const char *data, size_t len, const char *name, struct bpfg_rpc_msg *resp,
                      struct cli_error *e)
 {
     struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, "object.load", name ? 2 : 1);
+    cli_begin(&g_conn, &out, "object.load", 1 + (name != NULL) + (g_kernel_mode != NULL));
     if (path) {
         pack_key(&out.pk, "path");
         bpfg_pack_cstr(&out.pk, path);
@@ -387,6 +392,10 @@ static int load_call(const char *path, const char *data, size_t len, const char 
     if (name) {
         pack_key(&out.pk, "name");
         bpfg_pack_cstr(&out.pk, name);
+    }
+    if (g_kernel_mode) {
+        pack_key(&out.pk, "kernel");
+        bpfg_pack_cstr(&out.pk, g_kernel_mode);
     }
     return cli_call(&g_conn, &out, resp, e);
 }
@@ -401,11 +410,13 @@ static int cmd_load(struct args *a)
     const char *name = NULL;
     if (take_opt(a, "--name", &name) < 0)
         return usage_error("load: --name needs a value");
+    if (take_opt(a, "--kernel", &g_kernel_mode) < 0)
+        return usage_error("load: --kernel needs auto, never or always");
     int rc = check_no_flags(a, "load");
     if (rc)
         return rc;
     if (a->n != 1)
-        return usage_error("usage: bpfgraft load OBJ [--name N]");
+        return usage_error("usage: bpfgraft load OBJ [--name N] [--kernel=auto|never|always]");
 
     /* The server resolves paths in its own cwd: send an absolute one. */
     char abs[PATH_MAX];
@@ -470,13 +481,13 @@ static int cmd_unload(struct args *a)
 
 static void prog_header(void)
 {
-    printf("%-4s %-20s %-18s %-6s %-6s %s\n", "ID", "NAME", "KIND", "OBJECT", "INSNS", "TARGET");
+    printf("%-4s %-20s %-18s %-9s %-6s %-6s %s\n", "ID", "NAME", "KIND", "RUNS", "OBJECT", "INSNS", "TARGET");
 }
 
 static void prog_row(const msgpack_object *p)
 {
-    printf("%-4s %-20s %-18s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
-           obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
+    printf("%-4s %-20s %-18s %-9s %-6s %-6s %s\n", obj_str(p, "id"), obj_str(p, "name"), obj_str(p, "kind"),
+           obj_str(p, "runs"), obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
 }
 
 static int cmd_prog(struct args *a)
@@ -828,11 +839,28 @@ static int map_op(const char *sub, struct map_meta *m, struct args *a, uint64_t 
     return 0;
 }
 
+/* map adopt /sys/fs/bpf/PATH --name N: a pinned kernel map */
+static int map_adopt(struct args *a)
+{
+    const char *name = NULL;
+    if (take_opt(a, "--name", &name) <= 0 || a->n != 2)
+        return usage_error("usage: bpfgraft map adopt /sys/fs/bpf/PATH --name N");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "map.adopt", 2);
+    pack_key(&out.pk, "path");
+    bpfg_pack_cstr(&out.pk, a->v[1]);
+    pack_key(&out.pk, "name");
+    bpfg_pack_cstr(&out.pk, name);
+    return call_print(&out);
+}
+
 static int cmd_map(struct args *a)
 {
     if (a->n < 1)
-        return usage_error("usage: bpfgraft map list|show|dump|lookup|update|delete|pop ...");
+        return usage_error("usage: bpfgraft map list|show|dump|lookup|update|delete|pop|adopt ...");
     const char *sub = a->v[0];
+    if (strcmp(sub, "adopt") == 0)
+        return map_adopt(a);
     uint64_t flags = 0;
     bool noexist = take_flag(a, "--noexist"), exist = take_flag(a, "--exist");
     if (noexist && exist)

@@ -137,6 +137,10 @@ struct bpfg_map {
     uint32_t n_rings;
     void **ring_bases; /* one double mapping per ring */
     size_t ring_map_len;
+    /* a kernel map (map_kernel.c): fd is a bpf map fd; hdr and st are a
+     * private copy, data the lookup slots or the mmapped array values */
+    bool kernel;
+    _Atomic uint32_t kslot_next;
 };
 
 /* Geometry of a region, computed from the parameters alone; the validator
@@ -201,6 +205,8 @@ uint32_t map_tid(void);
 uint64_t payload_local_pid_tid(void);
 #endif
 int map_repair(struct bpfg_map *m);
+/* A handle on a kernel bpf map fd (map_kernel.c); takes ownership of fd. */
+int map_open_kernel(int fd, struct bpfg_map **out);
 /* Map-in-map creation: the inner template is a known map type, not itself
  * a map-in-map (nesting is one level, as in the kernel). */
 int map_inner_template_check(const struct bpfg_map_spec *s);

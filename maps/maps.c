@@ -447,6 +447,9 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out)
         map_set_error("region: dup fd %d: %s", fd, strerror(errno));
         return -errno;
     }
+    struct stat st;
+    if (fstat(dfd, &st) == 0 && !S_ISREG(st.st_mode)) /* regions are memfds or files */
+        return map_open_kernel(dfd, out);
     return attach(dfd, out);
 }
 
@@ -813,7 +816,7 @@ void *bpfg_map_value_area(struct bpfg_map *m, size_t *size, uint64_t *file_off)
         return NULL;
     if (size)
         *size = (size_t)m->value_stride * m->max_entries;
-    if (file_off)
-        *file_off = (uint64_t)(m->data - m->base);
+    if (file_off) /* a kernel array's values start its fd */
+        *file_off = m->kernel ? 0 : (uint64_t)(m->data - m->base);
     return m->data;
 }

@@ -22,6 +22,7 @@
 #define BPFGRAFT_MAPS_H
 
 #include <linux/bpf.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,13 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out);
 const char *bpfg_map_last_error(void);
 
 void bpfg_map_close(struct bpfg_map *map); /* NULL is fine */
+
+/* bpfg_map_open_fd also takes a kernel bpf map fd (not a regular file):
+ * BPF_F_MMAPABLE arrays are mapped and used in place, HASH and LRU_HASH
+ * go through bpf() (a lookup returns a copy in one of 64 slots of the
+ * handle: writes through it do not reach the kernel), other types are
+ * refused with -EOPNOTSUPP. Whether map is such a handle: */
+bool bpfg_map_is_kernel(const struct bpfg_map *map);
 
 /* The handle's own fd (owned by the handle; dup it to keep it). */
 int bpfg_map_fd(const struct bpfg_map *map);

@@ -84,7 +84,7 @@ _bpfgraft()
         fi
         ;;
     map)
-        if ((n == 1)); then list="list show dump lookup update delete pop"
+        if ((n == 1)); then list="list show dump lookup update delete pop adopt"
         elif ((n == 2)) && [[ ${words[1]} != list ]]; then list=$(_bpfgraft_ask "map list" name)
         elif [[ ${words[1]} == update ]]; then list="--noexist --exist"
         fi

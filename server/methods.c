@@ -14,6 +14,7 @@
 #include "access.h"
 #include "asm.h"
 #include "injector.h"
+#include "kernel.h"
 #include "log.h"
 #include "methods.h"
 #include "progcheck.h"
@@ -98,8 +99,10 @@ static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
     struct bpfg_map_info info;
     bpfg_map_get_info(m->map, &info);
     bool percpu = info.value_copy_size != info.value_size;
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     kv_u64(pk, "id", m->id);
+    bpfg_pack_cstr(pk, "kernel"); /* a kernel map (object.load kernel) */
+    bpfg_map_is_kernel(m->map) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
     kv_str(pk, "name", m->name);
     kv_str(pk, "type", bpfg_map_type_name(info.type));
     kv_u64(pk, "key_size", info.key_size);
@@ -121,12 +124,13 @@ static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
                  (unsigned long long)op->target_offset);
     else if (op->syscall)
         snprintf(target, sizeof(target), "%s", op->syscall);
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     kv_u64(pk, "id", p->id);
     kv_str(pk, "name", op->name);
     kv_u64(pk, "object", p->obj_id);
     kv_str(pk, "section", op->section);
-    kv_str(pk, "kind", bpfg_attach_kind_name(op->kind));
+    kv_str(pk, "kind", op->kernel && op->kind == BPFG_ATTACH_UNSUPPORTED ? "kernel" : bpfg_attach_kind_name(op->kind));
+    kv_str(pk, "runs", op->kernel ? "kernel" : op->kind == BPFG_ATTACH_UNSUPPORTED ? "nowhere" : "userspace");
     kv_str(pk, "target", target);
     kv_u64(pk, "insns", op->insn_cnt);
     kv_str(pk, "license", op->license ? op->license : "");
@@ -298,11 +302,19 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
     }
     if (call->args[2] && (err = arg_string(call, 2, name, sizeof(name))))
         return err;
+    enum bpfg_kernel_mode mode = BPFG_KERNEL_AUTO;
+    char mode_name[16];
+    if (call->args[3] &&
+        ((err = arg_string(call, 3, mode_name, sizeof(mode_name))) || kernel_mode_parse(mode_name, &mode) != 0))
+        return err ? err
+                   : fail(call, BPFG_RPC_E_INVALID_PARAMS, "kernel '%s': expected auto, never or always", mode_name);
 
     struct reg_object *o;
-    char why[2048];
+    char why[4096];
+    call->s->reg.kernel_mode = mode;
     err = registry_load(&call->s->reg, has_path ? path : NULL, data, len, call->args[2] ? name : NULL, &o, why,
                         sizeof(why));
+    call->s->reg.kernel_mode = BPFG_KERNEL_NEVER;
     if (err) {
         srv_log(SRV_WARN, "client %u: object.load failed: %s", call->c->id, why);
         if (err == -ENOMEM)
@@ -310,6 +322,12 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
         if (has_path && (err == -ENOENT || err == -EACCES))
             return fail(call, BPFG_RPC_E_NOT_FOUND, "%s: %s", path, why);
         return fail(call, BPFG_RPC_E_BAD_OBJECT, "%s", why);
+    }
+    err = kernel_load(&call->s->reg, o, mode, data, len, why, sizeof(why));
+    if (err) {
+        srv_log(SRV_WARN, "client %u: object '%s': %s", call->c->id, o->name, why);
+        registry_unload(&call->s->reg, o->id);
+        return fail(call, err == -ENOMEM ? BPFG_RPC_E_INTERNAL : BPFG_RPC_E_BAD_OBJECT, "%s", why);
     }
     err = progcheck_object(&call->s->reg, o, why, sizeof(why));
     if (err) {
@@ -746,6 +764,26 @@ static int m_map_fd(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static int m_map_adopt(struct srv_call *call, msgpack_packer *pk)
+{
+    char path[4096], name[BPFG_MAP_NAME_LEN], why[512];
+    struct reg_map *m;
+    int err = arg_string(call, 0, path, sizeof(path));
+    if (!err)
+        err = arg_string(call, 1, name, sizeof(name));
+    if (err)
+        return err;
+    err = kernel_adopt_map(&call->s->reg, path, name, &m, why, sizeof(why));
+    if (err)
+        return fail(call,
+                    err == -ENOENT   ? BPFG_RPC_E_NOT_FOUND
+                    : err == -EEXIST ? BPFG_RPC_E_INVALID_PARAMS
+                                     : BPFG_RPC_E_UNSUPPORTED,
+                    "%s", why);
+    pack_map_entry(pk, m);
+    return 0;
+}
+
 /* The programs to attach: the listed ones (ids or names within the
  * object), or every uprobe/uretprobe program of the object. */
 static int attach_programs(struct srv_call *call, struct reg_object **obj_out, uint32_t *ids, size_t *n)
@@ -783,12 +821,16 @@ static int attach_programs(struct srv_call *call, struct reg_object **obj_out, u
                         p = registry_prog(&call->s->reg, o->prog_ids[k]);
             if (!p || p->obj_id != o->id)
                 return fail(call, BPFG_RPC_E_NOT_FOUND, "program %u of the list is not in object '%s'", i, o->name);
+            if (p->prog->kernel)
+                return fail(call, BPFG_RPC_E_UNSUPPORTED,
+                            "program '%s' runs in the kernel, attached there at load (object.load kernel)",
+                            p->prog->name);
             ids[(*n)++] = p->id;
         }
     } else {
         for (size_t k = 0; k < o->prog_cnt && *n < 64; k++) {
             enum bpfg_attach_kind kind = o->obj->progs[k].kind;
-            if (kind != BPFG_ATTACH_UNSUPPORTED) /* uprobes and syscall tracepoints */
+            if (kind != BPFG_ATTACH_UNSUPPORTED && !o->obj->progs[k].kernel) /* uprobes and syscall tracepoints */
                 ids[(*n)++] = o->prog_ids[k];
         }
         if (!*n)
@@ -977,9 +1019,10 @@ static const struct method methods[] = {
      1},
     {"object.load",
      m_object_load,
-     {{"path", P_STR, OPT}, {"data", P_BIN, OPT}, {"name", P_STR, OPT}},
+     {{"path", P_STR, OPT}, {"data", P_BIN, OPT}, {"name", P_STR, OPT}, {"kernel", P_STR, OPT}},
      "object",
-     "Loads a BPF ELF object from an absolute path or bytes; creates its maps, checks its programs.",
+     "Loads a BPF ELF object from an absolute path or bytes; creates its maps, checks its programs. "
+     "kernel: auto (default; programs userspace cannot run go to the kernel), never, always.",
      1},
     {"object.list", m_object_list, {{0}}, "[object]", "Lists loaded objects with their programs and maps.", 1},
     {"object.unload", m_object_unload, {{"id", P_UINT, REQ}}, "true", "Removes an object, its programs and maps.", 1},
@@ -1012,6 +1055,13 @@ static const struct method methods[] = {
      {{"map", P_REF, REQ}, {"max", P_UINT, OPT}},
      "{entries: [{key, value | values}], truncated}",
      "Every element of a keyed map.",
+     1},
+    {"map.adopt",
+     m_map_adopt,
+     {{"path", P_STR, REQ}, {"name", P_STR, REQ}},
+     "map",
+     "Adopts the kernel map pinned at path (bpffs) as map and object `name`; objects loaded later that define "
+     "a map of that name use it.",
      1},
     {"map.pop", m_map_pop, {{"map", P_REF, REQ}}, "{value}", "Pops a queue or stack.", 1},
     {"map.push",

@@ -977,7 +977,7 @@ static int collect(struct bpfg_obj *obj, struct bpf_object *bo, struct bpfg_emu 
     bpf_object__for_each_program(bp, bo)
     {
         struct bpfg_obj_prog *p = &obj->progs[i++];
-        if (p->kind == BPFG_ATTACH_UNSUPPORTED)
+        if (p->kind == BPFG_ATTACH_UNSUPPORTED || p->kernel)
             continue;
         const struct bpfg_emu_prog *ep = bpfg_emu_prog_by_fd(emu, bpf_program__fd(bp));
         if (!ep) {
@@ -1020,6 +1020,18 @@ nomem:
     return -ENOMEM;
 }
 
+/* Whether a program goes to the kernel under mode: its error (why
+ * userspace cannot run it) is then dropped. */
+static bool mark_kernel(struct bpfg_obj_prog *p, enum bpfg_kernel_mode mode)
+{
+    if (mode == BPFG_KERNEL_NEVER || (mode == BPFG_KERNEL_AUTO && p->kind != BPFG_ATTACH_UNSUPPORTED))
+        return false;
+    p->kernel = true;
+    free(p->error);
+    p->error = NULL;
+    return true;
+}
+
 /* The libbpf part, under the emulation. Returns 0 or -errno with err set. */
 static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len, const struct bpfg_obj_opts *opts,
                             char *err, size_t errlen)
@@ -1050,7 +1062,7 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len, c
         goto out;
     }
 
-    size_t n = 0, usable = 0;
+    size_t n = 0, usable = 0, kernel = 0;
     bpf_object__for_each_program(bp, bo) n++;
     obj->progs = calloc(n ? n : 1, sizeof(*obj->progs));
     if (!obj->progs) {
@@ -1069,7 +1081,9 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len, c
             set_err(err, errlen, "out of memory");
             goto out;
         }
-        if (p->kind == BPFG_ATTACH_UNSUPPORTED) {
+        if (mark_kernel(p, opts ? opts->kernel : BPFG_KERNEL_NEVER))
+            kernel++;
+        if (p->kind == BPFG_ATTACH_UNSUPPORTED || p->kernel) {
             bpf_program__set_autoload(bp, false);
             if (!first_error)
                 first_error = p->error;
@@ -1077,7 +1091,7 @@ static int load_with_libbpf(struct bpfg_obj *obj, const void *buf, size_t len, c
             usable++;
         }
     }
-    if (!usable) {
+    if (!usable && !kernel) {
         r = -EOPNOTSUPP;
         if (first_error)
             set_err(err, errlen, "no program can run in userspace: %s", first_error);

@@ -24,8 +24,9 @@
  *    relative), CO-RE offsets patched in.
  *  - programs whose section cannot run in userspace (kprobe/, xdp, fentry/,
  *    other tracepoints, unknown sections) are not loaded: they are listed
- *    with kind BPFG_ATTACH_UNSUPPORTED and `error` naming the section. The
- *    load fails only if no program is usable.
+ *    with kind BPFG_ATTACH_UNSUPPORTED and `error` naming the section, or
+ *    with opts->kernel marked `kernel` (the server loads them into the
+ *    kernel). The load fails only if no program is usable either way.
  *  - the object's BTF (after libbpf's fix-ups), for printing keys/values.
  *
  * Legacy `maps` section (struct bpf_map_def) objects: libbpf 1.x dropped
@@ -131,6 +132,10 @@ struct bpfg_obj_prog {
     /* SEC("usdt..."): target_func is "PROVIDER:NAME", attached at each of
      * its sites */
     bool usdt;
+    /* runs in the kernel (bpfg_obj_opts.kernel; the server may set it for
+     * a program calling a helper only the kernel has): not loaded here,
+     * insns NULL unless it was */
+    bool kernel;
 };
 
 struct bpfg_obj {
@@ -148,6 +153,10 @@ struct bpfg_obj_opts {
     bpfg_create_map_fn create_map; /* default: bpfg_obj_default_create_map */
     void *user;
     const char *btf_custom_path; /* kernel BTF override (tests); default vmlinux */
+    /* Programs userspace cannot run: NEVER lists them unsupported (the
+     * default); AUTO marks them kernel (an object may then have no
+     * userspace program); ALWAYS marks every program kernel. */
+    enum bpfg_kernel_mode { BPFG_KERNEL_NEVER, BPFG_KERNEL_AUTO, BPFG_KERNEL_ALWAYS } kernel;
 };
 
 struct bpfg_obj *bpfg_obj_open_mem(const void *buf, size_t len, const struct bpfg_obj_opts *opts, char *err,

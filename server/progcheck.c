@@ -102,8 +102,8 @@ int progcheck_object(const struct registry *r, const struct reg_object *o, char 
     }
     for (size_t i = 0; i < o->obj->prog_cnt && !ret; i++) {
         const struct bpfg_obj_prog *p = &o->obj->progs[i];
-        if (!p->insns)
-            continue; /* unsupported section: listed with its reason, never attachable */
+        if (!p->insns || p->kernel)
+            continue; /* unsupported section or a kernel program (the kernel's verifier checks it) */
         struct bpfg_verify_env env;
         struct bpfg_verify_map *maps;
         int e = bpfg_verify_env_for_prog(o->obj, p, &env, &maps);

@@ -6,8 +6,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "log.h"
 #include "registry.h"
 
@@ -19,6 +22,7 @@ void registry_init(struct registry *r)
     for (int i = 0; i < 3; i++)
         r->next_id[i] = 1;
     r->map_dirfd = -1;
+    r->adopt_fd = -1;
 }
 
 static int push(void ***arr, size_t *n, void *item)
@@ -47,6 +51,7 @@ struct create_ctx {
     size_t errlen;
     int dirfd;                         /* registry.map_dirfd */
     const struct reg_restore *restore; /* NULL: a new object */
+    const struct registry *reg;        /* its adopted maps */
 };
 
 /* A saved map name against an object's: the registry keeps the kernel's
@@ -105,6 +110,31 @@ static int new_map(struct create_ctx *ctx, const struct bpfg_map_spec *spec, str
     return 0;
 }
 
+/* A map of the object named like an adopted kernel map: a handle on that
+ * map (1), after checking the definitions match; 0 when none is adopted. */
+static int adopted_map(struct create_ctx *ctx, const struct bpfg_map_def *def, struct bpfg_map **map)
+{
+    for (size_t i = 0; def->kind == BPFG_MAP_USER && i < ctx->reg->nmaps; i++) {
+        const struct reg_map *a = ctx->reg->maps[i];
+        struct bpfg_map_info in;
+        if (!a->adopted || !same_map_name(a->name, def->name))
+            continue;
+        bpfg_map_get_info(a->map, &in);
+        if (in.type != def->type || in.key_size != def->key_size || in.value_size != def->value_size ||
+            in.max_entries != def->max_entries) {
+            snprintf(ctx->err, ctx->errlen,
+                     "map '%s': the adopted kernel map of that name is a %s of %u/%u-byte keys/values and %u "
+                     "entries; the object defines a %s of %u/%u and %u",
+                     def->name, bpfg_map_type_name(in.type), in.key_size, in.value_size, in.max_entries,
+                     bpfg_map_type_name(def->type), def->key_size, def->value_size, def->max_entries);
+            return -EINVAL;
+        }
+        int err = bpfg_map_open_fd(bpfg_map_fd(a->map), map);
+        return err ? err : 1;
+    }
+    return 0;
+}
+
 static int create_map(void *user, const struct bpfg_map_def *def)
 {
     struct create_ctx *ctx = user;
@@ -127,7 +157,13 @@ static int create_map(void *user, const struct bpfg_map_def *def)
             spec.map_flags |= BPF_F_RDONLY_PROG;
     }
     struct bpfg_map *map;
-    int err = ctx->restore ? reopen_map(ctx, def->name, &map) : new_map(ctx, &spec, &map);
+    int err = ctx->restore ? 0 : adopted_map(ctx, def, &map);
+    if (err < 0)
+        return err;
+    if (!err)
+        err = ctx->restore ? reopen_map(ctx, def->name, &map) : new_map(ctx, &spec, &map);
+    else
+        err = 0;
     if (err) {
         if (!ctx->restore)
             snprintf(ctx->err, ctx->errlen, "map '%s': %s", def->name, bpfg_map_last_error());
@@ -163,6 +199,7 @@ static void free_object(struct reg_object *o)
 {
     if (!o)
         return;
+    kernel_obj_free(o->kernel);
     bpfg_obj_free(o->obj);
     free(o->name);
     free(o->path);
@@ -181,7 +218,10 @@ static struct bpfg_map *take_handle(struct create_ctx *ctx, int fd)
     for (size_t i = 0; i < ctx->n; i++) {
         if (!ctx->handles[i] || fstat(bpfg_map_fd(ctx->handles[i]), &have) != 0)
             continue;
-        if (have.st_ino == want.st_ino && have.st_dev == want.st_dev) {
+        /* kernel maps share one anonymous inode: the same open file, then */
+        bool same = S_ISREG(want.st_mode) ||
+                    syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, fd, bpfg_map_fd(ctx->handles[i])) == 0;
+        if (same && have.st_ino == want.st_ino && have.st_dev == want.st_dev) {
             struct bpfg_map *m = ctx->handles[i];
             ctx->handles[i] = NULL;
             return m;
@@ -271,8 +311,8 @@ static void name_map_file(const struct registry *r, const struct reg_map *m)
 int registry_load_as(struct registry *r, const char *path, const void *data, size_t len, const char *name,
                      const struct reg_restore *restore, struct reg_object **out, char *err, size_t errlen)
 {
-    struct create_ctx ctx = {.err = err, .errlen = errlen, .dirfd = r->map_dirfd, .restore = restore};
-    struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx};
+    struct create_ctx ctx = {.err = err, .errlen = errlen, .dirfd = r->map_dirfd, .restore = restore, .reg = r};
+    struct bpfg_obj_opts opts = {.name = name, .create_map = create_map, .user = &ctx, .kernel = r->kernel_mode};
     struct bpfg_obj *obj;
     int ret = 0;
 
@@ -442,6 +482,8 @@ int registry_new_object(struct registry *r, const char *name, size_t max_maps, s
 static int tool_region(struct registry *r, const struct bpfg_map_spec *spec, uint32_t id, struct bpfg_map **map)
 {
     char file[16], tmp[48];
+    if (r->adopt_fd >= 0)
+        return bpfg_map_open_fd(r->adopt_fd, map);
     if (r->map_dirfd < 0)
         return bpfg_map_create(spec, map);
     snprintf(file, sizeof(file), "%u", id);

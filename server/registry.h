@@ -7,11 +7,14 @@
 #ifndef BPFGRAFT_SERVER_REGISTRY_H
 #define BPFGRAFT_SERVER_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "maps.h"
 #include "objload.h"
+
+struct kernel_obj;
 
 struct reg_map {
     uint32_t id;
@@ -20,6 +23,7 @@ struct reg_map {
     enum bpfg_map_kind kind;
     uint32_t btf_key_type_id, btf_value_type_id;
     struct bpfg_map *map; /* owned */
+    bool adopted;         /* map.adopt: a pinned kernel map, which objects loaded later use by name */
 };
 
 struct reg_prog {
@@ -38,6 +42,8 @@ struct reg_object {
     uint32_t *prog_ids;
     size_t prog_cnt;
     size_t map_cap, prog_cap; /* registry_new_object: room in obj->maps/progs */
+    /* owned: its programs and maps in the kernel (kernel.h), or NULL */
+    struct kernel_obj *kernel;
 };
 
 struct registry {
@@ -53,6 +59,9 @@ struct registry {
     uint32_t force_id;   /* != 0: the next new object, map or program built
                           * piece by piece takes this id, and a map reopens
                           * its region file (a tool restored after a restart) */
+    /* registry_load: where programs userspace cannot run go */
+    enum bpfg_kernel_mode kernel_mode;
+    int adopt_fd; /* >= 0: the next registry_add_map takes this kernel map (map.adopt) */
 };
 
 /* An object loaded again after a restart (state.c): its ids, and its maps'

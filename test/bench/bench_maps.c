@@ -54,6 +54,20 @@ static int kmap_create(uint32_t type, uint32_t ks, uint32_t vs, uint32_t n)
     return fd < 0 ? -errno : fd;
 }
 
+/* A BPF_F_MMAPABLE kernel array: what bpfgraft makes of arrays that kernel
+ * programs share with userspace ones. */
+static int kmap_create_mmapable(uint32_t vs, uint32_t n)
+{
+    union bpf_attr a = {0};
+    a.map_type = BPF_MAP_TYPE_ARRAY;
+    a.key_size = 4;
+    a.value_size = vs;
+    a.max_entries = n;
+    a.map_flags = BPF_F_MMAPABLE;
+    int fd = (int)sys_bpf(BPF_MAP_CREATE, &a);
+    return fd < 0 ? -errno : fd;
+}
+
 static int kmap_update(int fd, const void *k, const void *v)
 {
     union bpf_attr a = {0};
@@ -320,6 +334,73 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
     return 0;
 }
 
+/* ---- kernel maps shared with userspace programs ---- */
+
+/* What a program in a target does with a kernel map (maps/map_kernel.c,
+ * the code the payload runs, here in the bench process): an mmapable
+ * array's lookup vs the same lookup in our array; a hash's lookup and
+ * update through bpf() vs the kernel's program doing them. */
+static int bench_kernel_array(struct bench_ctx *ctx, uint64_t ops)
+{
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 1024};
+    struct bpfg_map *ours, *shared;
+    int kfd = kmap_create_mmapable(8, 1024);
+    if (kfd < 0) {
+        bench_note(ctx, "kernel mmapable array unavailable (%s); shared-map figures skipped", strerror(-kfd));
+        return 0;
+    }
+    int err = bpfg_map_create(&s, &ours);
+    if (!err && (err = bpfg_map_open_fd(kfd, &shared)))
+        bpfg_map_close(ours);
+    close(kfd);
+    if (err)
+        return err;
+    ours_ns_per_op(shared, OP_LOOKUP, 1023, ops / 8, 1); /* warm up */
+    double k = ours_ns_per_op(shared, OP_LOOKUP, 1023, ops, 1);
+    double o = ours_ns_per_op(ours, OP_LOOKUP, 1023, ops, 1);
+    bench_report(ctx, "kernel array (mmapped) lookup", "1024 from target", k, "ns/op", "bpfgraft array", o);
+    bpfg_map_close(shared);
+    bpfg_map_close(ours);
+    return 0;
+}
+
+static int bench_kernel_hash(struct bench_ctx *ctx, uint64_t ops)
+{
+    int kfd = kmap_create(BPF_MAP_TYPE_HASH, 4, 8, 1024), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+    struct bpfg_map *shared = NULL;
+    int err = kfd < 0 || ctl < 0 ? (kfd < 0 ? kfd : ctl) : bpfg_map_open_fd(kfd, &shared);
+    uint64_t v = 1;
+    for (uint32_t k = 0; !err && k < 1024; k++)
+        kmap_update(kfd, &k, &v);
+    static const struct {
+        enum op op;
+        const char *name;
+    } list[] = {{OP_LOOKUP, "kernel hash lookup via bpf()"}, {OP_UPDATE, "kernel hash update via bpf()"}};
+    for (size_t i = 0; !err && i < 2; i++) {
+        int prog = kprog_load(list[i].op, kfd, ctl, 1023);
+        double mine = ours_ns_per_op(shared, list[i].op, 1023, ops, 1);
+        double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, 1) : -1;
+        bench_report(ctx, list[i].name, "1024 from target", mine, "ns/op", kern > 0 ? "kernel prog" : NULL, kern);
+        if (prog >= 0)
+            close(prog);
+    }
+    if (err)
+        bench_note(ctx, "kernel hash unavailable (%s); shared-map figures skipped", strerror(-err));
+    bpfg_map_close(shared);
+    if (kfd >= 0)
+        close(kfd);
+    if (ctl >= 0)
+        close(ctl);
+    return 0;
+}
+
+static int bench_shared(struct bench_ctx *ctx)
+{
+    bench_note(ctx, "kernel maps from a target: maps/map_kernel.c (the payload's code) run in this process");
+    int err = bench_kernel_array(ctx, bench_quick(ctx) ? 64 * 1024 : 4 * 1024 * 1024);
+    return err ? err : bench_kernel_hash(ctx, bench_quick(ctx) ? 4 * 1024 : 256 * 1024);
+}
+
 /* ---- bloom filter and LPM trie: lookups of present keys ---- */
 
 static int fill_both(struct bpfg_map *m, int kfd, uint32_t type, uint32_t entries)
@@ -488,6 +569,8 @@ static int run(struct bench_ctx *ctx)
     if ((err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, 1024, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, big, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) || (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
+        return err;
+    if ((err = bench_shared(ctx)))
         return err;
     bench_note(ctx, "bloom: peeks of pushed u32 values (5 hashes); lpm_trie: /32 lookups under /24 prefixes");
     if ((err = bench_set(ctx, BPF_MAP_TYPE_BLOOM_FILTER, 1024, "bloom")) ||
