@@ -223,6 +223,76 @@ Test(maps_hash, semantics_and_capacity)
     bpfg_map_close(m);
 }
 
+/* Count slots spread over the stripes' credits (after deletes) are found
+ * by inserts of any stripe: capacity stays exactly max_entries. */
+static int fill_from(struct bpfg_map *m, uint32_t first, uint32_t n)
+{
+    uint64_t v = 1;
+    int ok = 0;
+    for (uint32_t k = first; k < first + n; k++)
+        ok += bpfg_map_update_elem(m, &k, &v, BPF_NOEXIST) == 0;
+    return ok;
+}
+
+Test(maps_hash, capacity_exact_when_slots_sit_in_stripes)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 1024, 0);
+    for (uint32_t round = 0; round < 4; round++) {
+        uint32_t base = round * 100000;
+        cr_assert_eq(fill_from(m, base, 1030), 1024, "round %u: exactly max_entries inserts succeed", round);
+        uint32_t k = base + 1029;
+        uint64_t v = 1;
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_ANY), -E2BIG, "round %u", round);
+        /* Delete a stripe-skewed subset, then all: credits pile up unevenly. */
+        for (k = base; k < base + 1024; k += 3)
+            cr_assert_eq(bpfg_map_delete_elem(m, &k), 0);
+        for (k = base; k < base + 1024; k++)
+            if ((k - base) % 3)
+                cr_assert_eq(bpfg_map_delete_elem(m, &k), 0);
+    }
+    bpfg_map_close(m);
+}
+
+struct filler {
+    struct bpfg_map *m;
+    uint32_t first;
+    int ok;
+};
+
+static void *fill_thread(void *arg)
+{
+    struct filler *f = arg;
+    f->ok = fill_from(f->m, f->first, 1024);
+    return NULL;
+}
+
+Test(maps_hash, two_writers_fill_to_capacity)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 1024, 0);
+    for (int round = 0; round < 20; round++) {
+        struct filler f[2] = {{m, 0, 0}, {m, 1u << 20, 0}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, fill_thread, &f[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        int live = f[0].ok + f[1].ok;
+        cr_assert_leq(live, 1024, "round %d: %d live", round, live);
+        /* Whatever a racing writer missed is still there for the taking. */
+        cr_assert_eq(live + fill_from(m, 2u << 20, 1024), 1024, "round %d", round);
+        uint32_t k, nk;
+        int n = 0;
+        for (int err = bpfg_map_get_next_key(m, NULL, &nk); !err; err = bpfg_map_get_next_key(m, &k, &nk)) {
+            k = nk;
+            n++;
+        }
+        cr_assert_eq(n, 1024, "round %d: iteration sees every element", round);
+        for (int err = bpfg_map_get_next_key(m, NULL, &nk); !err; err = bpfg_map_get_next_key(m, NULL, &nk))
+            cr_assert_eq(bpfg_map_delete_elem(m, &nk), 0);
+    }
+    bpfg_map_close(m);
+}
+
 Test(maps_hash, percpu)
 {
     pin_cpu0();
