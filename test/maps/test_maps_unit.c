@@ -293,6 +293,31 @@ Test(maps_hash, two_writers_fill_to_capacity)
     bpfg_map_close(m);
 }
 
+/* Inserts that take an intermediate node (sibling /24 prefixes) and fill
+ * the trie to max_entries run no repair pass: nobody died. (A used-up
+ * spare node once read as a pool short of nodes: a whole-trie repair on
+ * the next update, quadratic fills.) */
+Test(maps_lpm, fill_to_capacity_without_repairs)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_LPM_TRIE, 8, 8, 4096, BPF_F_NO_PREALLOC);
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < 4096; k++) {
+        uint32_t key[2] = {24, __builtin_bswap32(k << 8)};
+        cr_assert_eq(bpfg_map_update_copy(m, key, &v, BPF_NOEXIST), 0, "prefix %u", k);
+    }
+    uint32_t more[2] = {24, __builtin_bswap32(4096u << 8)};
+    cr_assert_eq(bpfg_map_update_copy(m, more, &v, BPF_ANY), -ENOSPC);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    cr_assert_eq(info.repairs, 0, "nobody died, nothing to repair (%u repairs)", info.repairs);
+    for (uint32_t k = 0; k < 4096; k += 97) {
+        uint32_t addr[2] = {32, __builtin_bswap32(k << 8 | 0x5a)};
+        uint64_t *p = bpfg_map_lookup_elem(m, addr);
+        cr_assert(p && *p == 1, "address in prefix %u found", k);
+    }
+    bpfg_map_close(m);
+}
+
 Test(maps_hash, percpu)
 {
     pin_cpu0();
