@@ -16,11 +16,12 @@
 #endif
 
 #define REGION_MAGIC 0x50414d4746504221ull /* "!BPFGMAP" little-endian */
-#define REGION_VERSION 3u
+#define REGION_VERSION 4u
 #define REGION_PAGE 4096u
 #define HDR_SIZE REGION_PAGE
 #define LOCK_STRIDE 64u   /* one lock per cache line (struct map_lock) */
 #define FREE_HEAD_OFF 48u /* hash: the stripe's free-list head */
+#define CREDIT_OFF 56u    /* hash: count slots the stripe holds (see map_hash.c) */
 #define MAX_LOCK_STRIPES 64u
 #define NIL 0xffffffffu
 #define NULLS_BIT 0x80000000u
@@ -65,7 +66,7 @@ struct region_hdr {
 struct region_state {
     _Atomic uint32_t frozen;
     _Atomic uint32_t needs_repair; /* an owner died: run repair */
-    _Atomic uint32_t count;        /* hash: live elements */
+    _Atomic uint32_t count;        /* LPM_TRIE: live entries (hash maps: h_count) */
     _Atomic uint32_t repairs;      /* statistics: repairs done */
     /* LPM_TRIE (writers under lock 0): */
     _Atomic uint32_t t_seq;   /* odd while a writer changes the trie */
@@ -85,6 +86,8 @@ struct region_state {
     char pad4[56];
     _Atomic uint32_t rb_lock; /* ringbuf: reserving thread's tid, 0 = free */
     char pad5[60];
+    _Atomic uint32_t h_count; /* hash: live elements + slots held by stripes; its own line */
+    char pad6[60];
 };
 
 /* Per-ring control of ring types. RINGBUF: the kernel's consumer page and

@@ -16,6 +16,11 @@
  * linked (or unlinked but not freed) and a live count off by one. The
  * repair pass (run by whoever next takes a lock the dead writer held) walks
  * every chain, cuts anything malformed, recounts and rebuilds the free list.
+ *
+ * Two writers on different stripes share no written cache line: each stripe
+ * owns whole lines of the bucket array (16 consecutive buckets), its free
+ * list and a credit of count slots in its lock's line, and the map-wide
+ * count (h_count, its own line) is touched only to move slots in batches.
  */
 #include <stdlib.h>
 
@@ -253,9 +258,17 @@ static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t h
     return NULL;
 }
 
+/* Bucket b's stripe: runs of up to 16 buckets (a cache line of the bucket
+ * array) share one, so writers of different stripes never write one line. */
+static inline uint32_t stripe_of_bucket(const struct bpfg_map *m, uint32_t b)
+{
+    uint32_t spread = (uint32_t)(__builtin_ctz(m->n_buckets) - __builtin_ctz(m->n_locks));
+    return (b >> (spread < 4 ? spread : 4)) & (m->n_locks - 1);
+}
+
 static uint32_t stripe_of(struct bpfg_map *m, uint32_t hash)
 {
-    return hash & (m->n_buckets - 1) & (m->n_locks - 1);
+    return stripe_of_bucket(m, hash & (m->n_buckets - 1));
 }
 
 static uint32_t idx_of(struct bpfg_map *m, struct helem *e)
@@ -331,12 +344,85 @@ static void free_rebuild(struct bpfg_map *m, const uint64_t *live)
     }
 }
 
+/* Count slots: h_count = live elements + the slots stripes hold as
+ * credit. A writer holding stripe s spends and refills s's credit (a line
+ * it already owns) and moves slots to or from h_count COUNT_BATCH at a
+ * time, so two writers do not bounce one counter's line on every insert
+ * and delete (perf: that counter was the hottest instruction of both). */
+#define COUNT_BATCH 16u
+
+static inline _Atomic uint32_t *credit(struct bpfg_map *m, uint32_t s)
+{
+    return (_Atomic uint32_t *)(m->locks + (uint64_t)s * LOCK_STRIDE + CREDIT_OFF);
+}
+
+/* Takes up to `want` slots from h_count: how many it got. */
+static uint32_t count_take(struct bpfg_map *m, uint32_t want)
+{
+    uint32_t c = atomic_load_explicit(&m->st->h_count, memory_order_relaxed), got;
+    do {
+        if (c >= m->max_entries)
+            return 0;
+        got = m->max_entries - c < want ? m->max_entries - c : want;
+    } while (!atomic_compare_exchange_weak(&m->st->h_count, &c, c + got));
+    return got;
+}
+
+/* One slot from stripe s's credit; stripe s held. */
+static bool credit_spend(struct bpfg_map *m, uint32_t s)
+{
+    _Atomic uint32_t *cr = credit(m, s);
+    uint32_t c = atomic_load_explicit(cr, memory_order_relaxed);
+    while (c && !atomic_compare_exchange_weak(cr, &c, c - 1))
+        ;
+    return c != 0;
+}
+
+/* One slot for an insert under stripe s: its credit, a batch from h_count,
+ * else every other stripe's credit (taken whole, lock-free). A few rounds:
+ * slots another writer has taken from h_count but not yet put in its
+ * credit are in nobody's sight for a moment. */
+static bool slot_take(struct bpfg_map *m, uint32_t s)
+{
+    if (credit_spend(m, s))
+        return true;
+    uint32_t got = 0;
+    for (int round = 0; !got && round < 3; round++) {
+        if (round)
+            __builtin_ia32_pause();
+        got = count_take(m, COUNT_BATCH);
+        for (uint32_t k = 1; !got && k < m->n_locks; k++)
+            got = atomic_exchange(credit(m, (s + k) & (m->n_locks - 1)), 0);
+    }
+    if (!got)
+        return false;
+    atomic_fetch_add(credit(m, s), got - 1);
+    return true;
+}
+
+/* A deleted element's slot to stripe s's credit, a batch back to h_count
+ * when the credit grows large; stripe s held. */
+static void slot_give(struct bpfg_map *m, uint32_t s)
+{
+    uint32_t c = atomic_fetch_add(credit(m, s), 1) + 1;
+    if (c > 2 * COUNT_BATCH && atomic_compare_exchange_strong(credit(m, s), &c, c - COUNT_BATCH))
+        atomic_fetch_sub(&m->st->h_count, COUNT_BATCH);
+}
+
+/* Every slot back to h_count, which counts `live`; every stripe held. */
+static void slots_reset(struct bpfg_map *m, uint32_t live)
+{
+    for (uint32_t s = 0; s < m->n_locks; s++)
+        atomic_store(credit(m, s), 0);
+    atomic_store(&m->st->h_count, live);
+}
+
 static void hash_init(struct bpfg_map *m)
 {
     for (uint32_t b = 0; b < m->n_buckets; b++)
         atomic_store(bucket(m, b), NULLS_BIT | b);
     free_rebuild(m, NULL);
-    atomic_store(&m->st->count, 0);
+    slots_reset(m, 0);
 }
 
 /* Writes key and value into a free element. Other CPUs' slots of a per-CPU
@@ -381,12 +467,17 @@ static bool unlink_idx(struct bpfg_map *m, uint32_t b, uint32_t i)
     return false;
 }
 
-/* Frees an unlinked element; stripe s (its bucket's) is held. */
-static void release_elem(struct bpfg_map *m, uint32_t s, uint32_t i)
+/* Frees an unlinked element; stripe s (its bucket's) is held. Its count
+ * slot goes to s's credit, or straight back to h_count (an eviction, whose
+ * slot the evicting insert takes from there). */
+static void release_elem(struct bpfg_map *m, uint32_t s, uint32_t i, bool to_count)
 {
     if (m->lru)
         atomic_store_explicit(lru_live(m, i), 0, memory_order_relaxed);
-    atomic_fetch_sub(&m->st->count, 1);
+    if (to_count)
+        atomic_fetch_sub(&m->st->h_count, 1);
+    else
+        slot_give(m, s);
     free_push(m, s, i);
 }
 
@@ -431,12 +522,12 @@ static int lru_evict(struct bpfg_map *m, uint32_t held)
                 return -E2BIG;
         }
         uint32_t b = E(m, best)->hash & (m->n_buckets - 1);
-        uint32_t s = b & (m->n_locks - 1);
+        uint32_t s = stripe_of_bucket(m, b);
         if (s != held && map_trylock(m, s))
             continue;
         bool ok = atomic_load(lru_live(m, best)) && unlink_idx(m, b, best);
         if (ok)
-            release_elem(m, s, best);
+            release_elem(m, s, best, true);
         if (s != held)
             map_unlock(m, s);
         if (ok)
@@ -448,19 +539,14 @@ static int lru_evict(struct bpfg_map *m, uint32_t held)
 /* Reserves room for one more live element (evicting for LRU maps). */
 static int reserve_count(struct bpfg_map *m, uint32_t held)
 {
-    for (;;) {
-        uint32_t c = atomic_load(&m->st->count);
-        if (c < m->max_entries) {
-            if (atomic_compare_exchange_weak(&m->st->count, &c, c + 1))
-                return 0;
-            continue;
-        }
+    while (!slot_take(m, held)) {
         if (!m->lru)
             return -E2BIG;
         int err = lru_evict(m, held);
         if (err)
             return err;
     }
+    return 0;
 }
 
 static int hash_update_once(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
@@ -505,7 +591,7 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
             atomic_store(&m->st->needs_repair, 1);
             goto out;
         }
-        atomic_fetch_sub(&m->st->count, 1);
+        slot_give(m, s);
         atomic_store(&m->st->needs_repair, 1);
         err = -E2BIG;
         goto out;
@@ -552,7 +638,7 @@ static int hash_delete(struct bpfg_map *m, const void *key)
     struct helem *e = find_locked(m, key, hash, &link);
     if (e) {
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e));
+        release_elem(m, s, idx_of(m, e), false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -624,7 +710,7 @@ static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *val
     if (e) {
         memcpy(value, eval(m, e), copy_size(m));
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e));
+        release_elem(m, s, idx_of(m, e), false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -643,7 +729,7 @@ static int first_from(struct bpfg_map *m, uint32_t b, void *next)
     for (; b < m->n_buckets; b++) {
         if (atomic_load_explicit(bucket(m, b), memory_order_relaxed) & NULLS_BIT)
             continue; /* cheap skip of empty buckets without the lock */
-        uint32_t s = b & (m->n_locks - 1);
+        uint32_t s = stripe_of_bucket(m, b);
         int err = map_lock_checked(m, s);
         if (err)
             return err;
@@ -743,7 +829,7 @@ static int hash_repair(struct bpfg_map *m)
             atomic_store(&e->gen, g + 1);
     }
     free_rebuild(m, seen);
-    atomic_store(&m->st->count, count);
+    slots_reset(m, count);
     free(seen);
     return 0;
 }

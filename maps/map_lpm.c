@@ -314,7 +314,10 @@ static int lpm_update_once(struct bpfg_map *m, const void *key, const void *valu
     if (err)
         return err;
     uint32_t nn = node_alloc(m), spare = node_alloc(m);
-    if (nn == NIL || spare == NIL) {
+    /* Decided before the insert, which may use up the spare (NIL then too):
+     * only a pool short of nodes means leaks to repair. */
+    bool short_of_nodes = nn == NIL || spare == NIL;
+    if (short_of_nodes) {
         err = -ENOMEM; /* nodes leaked by a dead writer: the caller repairs */
     } else {
         fill_node(m, nn, key, value);
@@ -324,7 +327,7 @@ static int lpm_update_once(struct bpfg_map *m, const void *key, const void *valu
     }
     if (spare != NIL)
         node_free(m, spare);
-    if (nn == NIL || spare == NIL)
+    if (short_of_nodes)
         atomic_store(&m->st->needs_repair, 1);
     trie_unlock(m);
     return err;

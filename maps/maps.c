@@ -19,6 +19,7 @@ _Static_assert(sizeof(struct region_hdr) <= STATE_OFF, "header overlaps state");
 _Static_assert(STATE_OFF + sizeof(struct region_state) <= HDR_SIZE, "state too big");
 /* Offsets documented in FORMAT.md. */
 _Static_assert(STATE_OFF + offsetof(struct region_state, rb_lock) == 832, "rb_lock moved");
+_Static_assert(STATE_OFF + offsetof(struct region_state, h_count) == 896, "hash count moved");
 _Static_assert(offsetof(struct perf_ctl, lock) == 192, "perf ring lock moved");
 _Static_assert(offsetof(struct region_hdr, inner) == 152, "inner map template moved");
 _Static_assert(STATE_OFF + offsetof(struct region_state, t_seq) == 528, "trie state moved");

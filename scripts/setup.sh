@@ -23,6 +23,7 @@ PACKAGES=(
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
   bpftrace       # attach_tools: bpftrace's uprobe:BIN:FUNC+OFF under `bpfgraft run` gives the kernel's count (issue 22)
+  python3-matplotlib  # scripts/benchplot.py: the README's chart of a bpfgraft-bench --json report (issue 20)
   gdb            # attach_unwind: gdb's bt through a uretprobe's trampoline
   openssh-server # cli_remote: bpfgraft --host ssh:// against an sshd the test starts on 127.0.0.1
   libssl-dev openssl  # bpfgraftd --listen / --host tcps://: mutual TLS 1.3 (OpenSSL); cli_tls makes its CA with the openssl CLI

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -116,6 +118,40 @@ void bench_note(struct bench_ctx *ctx, const char *fmt, ...)
     }
 }
 
+/* "model name" of /proc/cpuinfo, or "unknown cpu". */
+static void cpu_model(char *out, size_t len)
+{
+    snprintf(out, len, "unknown cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            snprintf(out, len, "%s", colon + 2);
+            out[strcspn(out, "\n")] = 0;
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* JSON: the machine the run measured, so a chart of it can name it. */
+static void json_machine(void)
+{
+    char cpu[128];
+    struct utsname u;
+    cpu_model(cpu, sizeof(cpu));
+    if (uname(&u) < 0)
+        snprintf(u.release, sizeof(u.release), "unknown");
+    printf("\n  \"machine\": {\"cpu\": ");
+    json_string(cpu);
+    printf(", \"cpus\": %ld, \"kernel\": ", sysconf(_SC_NPROCESSORS_ONLN));
+    json_string(u.release);
+    printf(", \"time\": %lld}", (long long)time(NULL));
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bpfgraft-bench [--json] [--quick] SUITE...|all|--list\nsuites:\n");
@@ -191,8 +227,11 @@ int main(int argc, char **argv)
 
     int failed = 0;
     bool first_suite = true;
-    if (ctx.json)
+    if (ctx.json) {
         printf("{");
+        json_machine();
+        first_suite = false;
+    }
     for (size_t i = 0; i < nchosen; i++)
         failed |= run_suite(&ctx, chosen[i], &first_suite) != 0;
     if (ctx.json)

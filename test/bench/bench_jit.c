@@ -228,6 +228,7 @@ struct jit_case {
     uint64_t (*native)(uint8_t *, size_t);
     void (*init)(uint8_t *);
     bool uses_map;
+    uint64_t (*native_loop)(uint8_t *, size_t); /* native the way the program does it, or NULL */
 };
 
 /* One compile of c into code, as bpfg_x86jit_compile. */
@@ -265,6 +266,29 @@ static int compile_image(jit_compile_fn compile, const void *opts, const char *l
     }
     *us = (double)(bench_now_ns() - t0) / reps / 1e3;
     return bpfg_x86jit_map_exec(code, img);
+}
+
+/* Where native calls glibc, the JITs also against C doing the same work
+ * the same way (c->native_loop: byte and word loops). */
+static int report_same_way(struct bench_ctx *ctx, const struct jit_case *c, uint8_t *mem, uint64_t min_ns,
+                           uint64_t native_r, double native_ns, double jit_ns, double llvm_ns)
+{
+    if (!c->native_loop)
+        return 0;
+    uint64_t loop_r;
+    if (c->init)
+        c->init(mem);
+    double loop_ns = time_native_fn(c->native_loop, mem, min_ns, &loop_r);
+    if (loop_r != native_r) {
+        fprintf(stderr, "bench jit: %s: native-loop result %llu differs from native %llu\n", c->name,
+                (unsigned long long)loop_r, (unsigned long long)native_r);
+        return -EDOM;
+    }
+    bench_report(ctx, c->name, "native-loop", loop_ns, "ns/run", "native", native_ns);
+    if (llvm_ns > 0)
+        bench_report(ctx, c->name, "llvmjit", llvm_ns, "ns/run", "native-loop", loop_ns);
+    bench_report(ctx, c->name, "x86jit", jit_ns, "ns/run", "native-loop", loop_ns);
+    return 0;
 }
 
 static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct jit_case *c, uint8_t *mem)
@@ -386,6 +410,13 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
 
     bench_report(ctx, c->name, "native", native_ns, "ns/run", NULL, 0);
 #ifdef BPFGRAFT_HAVE_LLVM
+    ret = report_same_way(ctx, c, mem, min_ns, native_r, native_ns, jit_ns, llvm_ns);
+#else
+    ret = report_same_way(ctx, c, mem, min_ns, native_r, native_ns, jit_ns, -1);
+#endif
+    if (ret)
+        goto out;
+#ifdef BPFGRAFT_HAVE_LLVM
     bench_report(ctx, c->name, "llvmjit", llvm_ns, "ns/run", "native", native_ns);
     if (kernel_ns >= 0)
         bench_report(ctx, c->name, "llvmjit", llvm_ns, "ns/run", "kernel-jit", kernel_ns);
@@ -434,10 +465,11 @@ static int bench_jit_run(struct bench_ctx *ctx)
             fprintf(stderr, "bench jit: %s: %s\n", cases[i].name, err);
             goto out;
         }
-        jc[ncases++] = (struct jit_case){cases[i].name, assembled[i], n, cases[i].native, cases[i].init, false};
+        jc[ncases++] = (struct jit_case){cases[i].name, assembled[i],        n, cases[i].native, cases[i].init,
+                                         false,         cases[i].native_loop};
     }
-    jc[ncases++] =
-        (struct jit_case){"map_loop_4k", map_prog, sizeof(map_prog) / sizeof(map_prog[0]), map_native, NULL, true};
+    jc[ncases++] = (struct jit_case){"map_loop_4k", map_prog, sizeof(map_prog) / sizeof(map_prog[0]), map_native, NULL,
+                                     true,          NULL};
 
     k.mem_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_mem", 4, MEM_SIZE, 1, NULL);
     k.array_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_array", 4, 8, MAP_ENTRIES, NULL);
@@ -448,6 +480,7 @@ static int bench_jit_run(struct bench_ctx *ctx)
     }
     bench_note(ctx, "x86jit: bpfgraft's x86-64 JIT; kernel-jit: BPF_PROG_TEST_RUN (XDP, memory in an "
                     "array map value); interp: unchecked interpreter; native: gcc -O2; "
+                    "native-loop: gcc -O2 doing the work the program's way (byte/word loops, no glibc SIMD); "
                     "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT); "
                     "llvmjit: the LLVM JIT's flat blob (O2, array lookups inlined), llvmjit-compile: "
                     "validation + IR + O2 + codegen + link");

@@ -1,6 +1,7 @@
 /* bpfgraft-bench maps: lookup/update/delete on array and hash maps (1k and
  * 1M entries, one and two threads), bloom filter peeks and LPM trie
- * lookups (1k and 64k entries) and ring buffer throughput, each beside the
+ * lookups (1k and 64k entries) and ring buffer throughput (one and two
+ * producers, one consumer), each beside the
  * kernel doing the same operations from a BPF program.
  *
  * Kernel side: a socket-filter program built from raw instructions does 64
@@ -496,55 +497,92 @@ static void *rb_consumer(void *arg)
     return NULL;
 }
 
-static int bench_ringbuf(struct bench_ctx *ctx)
+#define RB_SIZE (1u << 22)
+
+struct rbp {
+    struct bpfg_map *m;
+    uint64_t events;
+};
+
+static void *rb_producer(void *arg)
 {
-    const uint32_t size = 1u << 22;
-    uint64_t events = bench_quick(ctx) ? 200000 : 20000000;
-    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_RINGBUF, .max_entries = size, .name = "rb"};
+    struct rbp *p = arg;
+    uint8_t rec[64] = {1};
+    for (uint64_t sent = 0; sent < p->events;) {
+        if (bpfg_ringbuf_output(p->m, rec, sizeof(rec), BPF_RB_NO_WAKEUP) == 0)
+            sent++;
+        else
+            __builtin_ia32_pause();
+    }
+    return NULL;
+}
+
+/* Our ring: `producers` threads each output `events` records while one
+ * consumer thread reads; events/s = records consumed / wall time. */
+static int ours_ringbuf(uint64_t events, int producers, double *ev_s)
+{
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_RINGBUF, .max_entries = RB_SIZE, .name = "rb"};
     struct bpfg_map *m;
     int err = bpfg_map_create(&s, &m);
     if (err)
         return err;
     struct rbc c = {.m = m};
-    pthread_t th;
-    uint8_t rec[64] = {1};
-    pthread_create(&th, NULL, rb_consumer, &c);
-    uint64_t t0 = bench_now_ns(), sent = 0;
-    while (sent < events) {
-        if (bpfg_ringbuf_output(m, rec, sizeof(rec), BPF_RB_NO_WAKEUP) == 0)
-            sent++;
-        else
-            __builtin_ia32_pause();
-    }
+    struct rbp p = {m, events};
+    pthread_t cons, prod[2];
+    uint64_t t0 = bench_now_ns();
+    pthread_create(&cons, NULL, rb_consumer, &c);
+    for (int i = 0; i < producers; i++)
+        pthread_create(&prod[i], NULL, rb_producer, &p);
+    for (int i = 0; i < producers; i++)
+        pthread_join(prod[i], NULL);
     atomic_store(&c.stop, 1);
-    pthread_join(th, NULL);
-    double ours = (double)c.got / ((double)(bench_now_ns() - t0) / 1e9);
+    pthread_join(cons, NULL);
+    *ev_s = (double)c.got / ((double)(bench_now_ns() - t0) / 1e9);
     bpfg_map_close(m);
+    return 0;
+}
 
-    /* Kernel: a BPF program outputs, our view consumer reads the kernel's
-     * mmapped ring (same layout); events/s = records consumed / time. */
-    double kern = -1;
-    int kfd = kmap_create(BPF_MAP_TYPE_RINGBUF, 0, 0, size), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+/* Kernel: `producers` threads run a BPF program that outputs (test_run),
+ * our view consumer reads the kernel's mmapped ring (same layout). Records
+ * dropped when the ring is full are not counted. -1 if unavailable. */
+static double kernel_ringbuf_run(struct bench_ctx *ctx, int kfd, int prog, uint64_t events, int producers)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    double ev_s = -1;
+    void *cons = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_SHARED, kfd, 0);
+    uint8_t *prod = mmap(NULL, (size_t)pg + 2 * RB_SIZE, PROT_READ, MAP_SHARED, kfd, pg);
+    if (cons != MAP_FAILED && prod != MAP_FAILED) {
+        struct rbc kc = {.view = {cons, (const unsigned long *)prod, prod + pg, RB_SIZE}};
+        struct kthr t[2];
+        pthread_t th, kth[2];
+        uint64_t k0 = bench_now_ns();
+        pthread_create(&th, NULL, rb_consumer, &kc);
+        for (int i = 0; i < producers; i++) {
+            t[i] = (struct kthr){prog, (uint32_t)(events / UNROLL), 0};
+            pthread_create(&kth[i], NULL, kthread, &t[i]);
+        }
+        for (int i = 0; i < producers; i++)
+            pthread_join(kth[i], NULL);
+        atomic_store(&kc.stop, 1);
+        pthread_join(th, NULL);
+        ev_s = (double)kc.got / ((double)(bench_now_ns() - k0) / 1e9);
+        bench_note(ctx, "kernel ringbuf %dp: %llu of %llu records consumed (rest dropped when full)", producers,
+                   (unsigned long long)kc.got, (unsigned long long)events * (uint64_t)producers);
+    }
+    if (cons != MAP_FAILED)
+        munmap(cons, (size_t)pg);
+    if (prod != MAP_FAILED)
+        munmap(prod, (size_t)pg + 2 * RB_SIZE);
+    return ev_s;
+}
+
+static double kernel_ringbuf(struct bench_ctx *ctx, uint64_t events, int producers)
+{
+    double ev_s = -1;
+    int kfd = kmap_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RB_SIZE), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
     int prog = kfd >= 0 && ctl >= 0 ? kprog_load(OP_RBOUT, kfd, ctl, 0) : -1;
     if (prog >= 0) {
-        long pg = sysconf(_SC_PAGESIZE);
-        void *cons = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_SHARED, kfd, 0);
-        uint8_t *prod = mmap(NULL, (size_t)pg + 2 * size, PROT_READ, MAP_SHARED, kfd, pg);
-        if (cons != MAP_FAILED && prod != MAP_FAILED) {
-            struct rbc kc = {.view = {cons, (const unsigned long *)prod, prod + pg, size}};
-            pthread_create(&th, NULL, rb_consumer, &kc);
-            uint64_t k0 = bench_now_ns();
-            ktest_run(prog, (uint32_t)(events / UNROLL));
-            atomic_store(&kc.stop, 1);
-            pthread_join(th, NULL);
-            kern = (double)kc.got / ((double)(bench_now_ns() - k0) / 1e9);
-            bench_note(ctx, "kernel ringbuf: %llu of %llu records consumed (rest dropped when full)",
-                       (unsigned long long)kc.got, (unsigned long long)events);
-        }
-        if (cons != MAP_FAILED)
-            munmap(cons, (size_t)pg);
-        if (prod != MAP_FAILED)
-            munmap(prod, (size_t)pg + 2 * size);
+        ev_s = kernel_ringbuf_run(ctx, kfd, prog, events, producers);
         close(prog);
     } else {
         bench_note(ctx, "kernel ringbuf program unavailable (%s)", strerror(prog < 0 ? -prog : EINVAL));
@@ -553,7 +591,24 @@ static int bench_ringbuf(struct bench_ctx *ctx)
         close(kfd);
     if (ctl >= 0)
         close(ctl);
-    bench_report(ctx, "ringbuf output 64B", "1p/1c", ours / 1e6, "Mev/s", kern > 0 ? "kernel" : NULL, kern / 1e6);
+    return ev_s;
+}
+
+/* 64-byte records, one consumer, one and two producers (each producing
+ * `events` records), ours and the kernel's in turn. */
+static int bench_ringbuf(struct bench_ctx *ctx)
+{
+    uint64_t events = bench_quick(ctx) ? 200000 : 20000000;
+    for (int producers = 1; producers <= 2; producers++) {
+        double ours, kern;
+        int err = ours_ringbuf(events, producers, &ours);
+        if (err)
+            return err;
+        kern = kernel_ringbuf(ctx, events, producers);
+        char variant[16];
+        snprintf(variant, sizeof(variant), "%dp/1c", producers);
+        bench_report(ctx, "ringbuf output 64B", variant, ours / 1e6, "Mev/s", kern > 0 ? "kernel" : NULL, kern / 1e6);
+    }
     return 0;
 }
 
