@@ -32,33 +32,18 @@ static uint64_t lookup(pid_t pid, const char *path, const char *name)
 
 /* ---- Go ---- */
 
-struct containing {
-    uint64_t addr;
-    char path[PATH_MAX];
-};
-
-static int find_containing(const struct bpfg_procfs_map *m, void *arg)
-{
-    struct containing *c = arg;
-    if (c->addr < m->start || c->addr >= m->end)
-        return 0;
-    snprintf(c->path, sizeof(c->path), "%s", m->path);
-    return 1;
-}
-
 int unwind_check_function(pid_t pid, uint64_t func, char *err, size_t errlen)
 {
-    struct containing c = {.addr = func};
-    if (bpfg_procfs_maps(pid, find_containing, &c) != 1 || c.path[0] != '/')
-        return 0;
-    uint64_t lo = lookup(pid, c.path, "runtime.text"), hi = lookup(pid, c.path, "runtime.etext");
-    if (!lo || func < lo || func >= hi)
-        return 0;
+    uint64_t lo = 0, hi = 0;
+    int r = sym_go_text(pid, func, &lo, &hi);
+    if (r == -ENOENT || (!r && (func < lo || func >= hi)))
+        return 0; /* not Go code (C of a cgo binary included) */
     snprintf(err, errlen,
-             "uretprobe at 0x%llx in process %d refused: it is Go code, whose stack walker (the garbage "
-             "collector, panics, runtime.Callers) cannot be told about a replaced return address and would "
-             "abort the process; use a uprobe there",
-             (unsigned long long)func, (int)pid);
+             "uretprobe at 0x%llx in process %d refused: it is Go code%s, whose stack walker (the garbage "
+             "collector, stack growth, panics, runtime.Callers) cannot be told about a replaced return address "
+             "and would abort the process; use a uprobe there",
+             (unsigned long long)func, (int)pid,
+             r ? " (a Go binary whose .gopclntab this bpfgraft does not read: all of it is taken as Go code)" : "");
     return -EOPNOTSUPP;
 }
 
