@@ -5,20 +5,21 @@ per M, its SA_ONSTACK signal handlers and async preemption), built
 plain and stripped (-ldflags=-s -w: the function found through
 .gopclntab). Goroutines over many OS threads call main.probed from deep
 recursion that grows and copies their stacks while the probe runs, with
-the GC at GOGC=1 and checkmarks on. Checked: the uretprobe refused up
-front naming why (and the process untouched), the uprobe's exact count,
-Go's nine argument registers as pt_regs (each call's, and their sum),
-a hash map keyed by pid_tgid exact for goroutines locked to threads,
-getppid/openat/close tracepoint counts equal to `strace -c -f` over the
-same round, detach leaving the text equal to the files, the process's
-normal exit.
+the GC at GOGC=1 and checkmarks on. Checked: the uretprobe and syscall
+tracepoints refused up front naming why (and the process untouched), the
+uprobe's exact count, Go's nine argument registers as pt_regs (each
+call's, and their sum), a hash map keyed by pid_tgid exact for
+goroutines locked to threads, detach leaving the text equal to the
+files, the process's normal exit, and `bpfgraft start` of each.
 
 Rust: rustc -O std threads: uprobe and uretprobe exact, the same hash
-map, tracepoints against strace.
+map, getppid/openat/close tracepoint counts equal to `strace -c -f`'s
+over a round.
 
-`bpfgraft run` with Debian's libbpf-tools: opensnoop against both,
-funclatency against Rust (exact), and against Go refused with a message
-naming Go and the process unharmed."""
+`bpfgraft run` with Debian's libbpf-tools: opensnoop against both (its
+tracepoints refused in the Go process, which runs on), funclatency
+against Rust (exact) and against Go (its uretprobe refused, naming Go,
+the process unharmed)."""
 import os
 import re
 import signal
@@ -200,6 +201,22 @@ def test_go(srv, cl, path, name):
         check_eq(v.quit(), 0, f"{name}: the process exits normally")
 
 
+def test_go_start(srv, cl, path, name):
+    """bpfgraft start: the uprobe in place before the Go runtime starts."""
+    zero_counts(cl, SLOTS)
+    clear_threads(cl)
+    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "start", "--target", ":main.probed", "go", "go_entry", "--",
+                        path, str(GOROUTINES), str(CALLS), "once"], capture_output=True, text=True, timeout=120,
+                       env=GO_ENV)
+    f = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+    n = GOROUTINES * CALLS
+    check(r.returncode == 0 and f.get("calls") == str(n), f"{name}: bpfgraft start runs it to its end",
+          (r.stdout + r.stderr)[-400:])
+    c = counts(cl, SLOTS)
+    check_eq((c[ENTRIES], c[WRONG], c[ARGSUM]), (n, 0, int(f.get("sum", -1))),
+             f"{name} under bpfgraft start: every call counted, its arguments as passed")
+
+
 def test_rust(srv, cl, path):
     threads = 4
     v = Victim([path, str(threads), str(CALLS)])
@@ -296,6 +313,7 @@ def main():
         for name in ("go-victim-pure", "go-victim-stripped"):
             if os.path.exists(bins[name]):
                 test_go(srv, cl, bins[name], name)
+                test_go_start(srv, cl, bins[name], name)
             else:
                 skip(f"{name}: no Go toolchain at build time (scripts/setup.sh installs golang-go)")
         rust = bins["rust-victim"] if os.path.exists(bins["rust-victim"]) else ""
