@@ -586,7 +586,7 @@ int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
     return function_query(pid, addr, go_text_fn, lo, hi);
 }
 
-bool sym_runs_go(pid_t pid)
+bool sym_exe_has_section(pid_t pid, const char *name)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
@@ -598,9 +598,9 @@ bool sym_runs_go(pid_t pid)
     }
     Elf *e = elf_begin(fd, ELF_C_READ, NULL);
     GElf_Shdr sh;
-    bool go = e && elf_kind(e) == ELF_K_ELF && section_named(e, ".gopclntab", &sh);
+    bool found = e && elf_kind(e) == ELF_K_ELF && section_named(e, name, &sh);
     if (e)
         elf_end(e);
     close(fd);
-    return go;
+    return found;
 }

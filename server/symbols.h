@@ -41,8 +41,9 @@ int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
  * does not hold together. */
 int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
-/* Whether pid's executable is a Go program (it has a .gopclntab). */
-bool sym_runs_go(pid_t pid);
+/* Whether pid's executable has the section named name (".gopclntab": it
+ * is a Go program). */
+bool sym_exe_has_section(pid_t pid, const char *name);
 
 /* The function (sized symbol or FDE, as above) of the file mapped at addr
  * that ends last at or before addr: [*lo, *hi). -ENOENT when there is none. */

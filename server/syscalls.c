@@ -254,7 +254,7 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
 int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
 {
     const struct bpfg_obj_prog *op = p->prog;
-    if (sym_runs_go(t->pid)) {
+    if (sym_exe_has_section(t->pid, ".gopclntab")) {
         /* Go's handlers run on their own signal stack (SA_ONSTACK) and end
          * in rt_sigreturn, which SUD turns into a second SIGSYS: it would
          * start at the top of the handler stack the first is still on. */

@@ -188,36 +188,11 @@ static bool has_r_next(pid_t pid)
     return lookup(pid, "libc.so.6", "_dl_find_object") != 0;
 }
 
-/* Whether pid's executable has the named section. */
-static bool exe_has_section(pid_t pid, const char *name)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || elf_version(EV_CURRENT) == EV_NONE) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    bool found = false;
-    size_t shstrndx;
-    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
-    for (Elf_Scn *scn = NULL; e && elf_getshdrstrndx(e, &shstrndx) == 0 && !found && (scn = elf_nextscn(e, scn));) {
-        GElf_Shdr sh;
-        const char *n = gelf_getshdr(scn, &sh) ? elf_strptr(e, shstrndx, sh.sh_name) : NULL;
-        found = n && strcmp(n, name) == 0;
-    }
-    if (e)
-        elf_end(e);
-    close(fd);
-    return found;
-}
-
 /* C++ exceptions with no unwinder in sight: a static, stripped executable
  * whose libgcc cannot be found to register with. */
 static int check_hidden_unwinder(pid_t pid, const struct bpfg_pmsg_unwind *m, char *err, size_t errlen)
 {
-    if (m->gcc[0] || m->llvm[0] || m->libunwind[0] || !exe_has_section(pid, ".gcc_except_table"))
+    if (m->gcc[0] || m->llvm[0] || m->libunwind[0] || !sym_exe_has_section(pid, ".gcc_except_table"))
         return 0;
     snprintf(err, errlen,
              "uretprobes in process %d refused: its executable catches exceptions (.gcc_except_table) but carries "
