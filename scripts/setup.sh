@@ -19,7 +19,8 @@ PACKAGES=(
   strace procps
   musl-tools     # musl-gcc: musl-linked dynamic and static victims (issue 16: maps, hooks, start outside glibc)
   clang-format   # the house style (.clang-format); ctest format_check
-  golang-go      # a cgo victim: probes on goroutine stacks
+  golang-go      # Go victims: probes on goroutine stacks (cgo), attach_go (pure Go, stripped)
+  rustc          # attach_go: a Rust victim (rustc -O, std threads)
   man-db         # the install test renders the man pages (man -l); cpack's Depends need dpkg-dev (build-essential)
   libbpf-tools   # `bpfgraft run` is tested with its opensnoop, syscount, funclatency, bashreadline
   bpftrace       # attach_tools: bpftrace's uprobe:BIN:FUNC+OFF under `bpfgraft run` gives the kernel's count (issue 22)

@@ -149,6 +149,129 @@ static int vaddr_to_offset(Elf *e, uint64_t vaddr, uint64_t *off)
     return -ENOENT;
 }
 
+/* ---- Go: .gopclntab, the function table every Go binary keeps for its
+ * runtime (also when stripped with -ldflags=-s -w): names and extents of
+ * its Go functions. Layout of Go 1.18 and later (runtime/symtab.go). ---- */
+
+#define GOPCLN_GO118 0xfffffff0u
+#define GOPCLN_GO120 0xfffffff1u
+#define GOPCLN_HEADER 72 /* magic, 2 pads, minLC, ptrSize, 8 words */
+
+struct gopcln {
+    const uint8_t *p;
+    size_t size;
+    uint64_t text;      /* runtime.text: function entries are offsets from it */
+    uint64_t nfunc;     /* functab has nfunc + 1 entries: the last is the end */
+    uint64_t funcnames; /* offsets into p */
+    uint64_t functab;
+};
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static Elf_Scn *section_named(Elf *e, const char *name, GElf_Shdr *sh)
+{
+    size_t shstrndx;
+    if (elf_getshdrstrndx(e, &shstrndx) != 0)
+        return NULL;
+    Elf_Scn *scn = NULL;
+    const char *n;
+    while ((scn = elf_nextscn(e, scn)))
+        if (gelf_getshdr(scn, sh) && (n = elf_strptr(e, shstrndx, sh->sh_name)) && strcmp(n, name) == 0)
+            return scn;
+    return NULL;
+}
+
+/* The file's table: -ENOENT when it has none (not Go), -ENOTSUP for a
+ * table of another Go version, -ENOEXEC for one that does not hold. */
+static int gopcln_open(Elf *e, struct gopcln *g)
+{
+    GElf_Shdr sh;
+    Elf_Scn *scn = section_named(e, ".gopclntab", &sh);
+    Elf_Data *d = scn ? elf_getdata(scn, NULL) : NULL;
+    if (!d || !d->d_buf)
+        return -ENOENT;
+    const uint8_t *p = d->d_buf;
+    if (d->d_size < GOPCLN_HEADER || (le32(p) != GOPCLN_GO118 && le32(p) != GOPCLN_GO120) || p[7] != 8)
+        return -ENOTSUP;
+    *g = (struct gopcln){p, d->d_size, le64(p + 24), le64(p + 8), le64(p + 32), le64(p + 64)};
+    if (!g->text && section_named(e, ".text", &sh)) /* PIE: set by a relocation */
+        g->text = sh.sh_addr;
+    if (g->funcnames >= g->size || g->functab >= g->size || (g->size - g->functab) / 8 <= g->nfunc)
+        return -ENOEXEC;
+    return 0;
+}
+
+static uint64_t gopcln_entry(const struct gopcln *g, uint64_t i)
+{
+    return g->text + le32(g->p + g->functab + 8 * i);
+}
+
+/* Function i's name, or NULL where the table does not hold one. */
+static const char *gopcln_name(const struct gopcln *g, uint64_t i)
+{
+    uint64_t func = g->functab + le32(g->p + g->functab + 8 * i + 4);
+    if (func + 8 > g->size)
+        return NULL;
+    uint64_t name = g->funcnames + (uint64_t)(int64_t)(int32_t)le32(g->p + func + 4);
+    return name < g->size && memchr(g->p + name, 0, g->size - name) ? (const char *)g->p + name : NULL;
+}
+
+static int gopcln_lookup(Elf *e, const char *name, uint64_t *vaddr)
+{
+    struct gopcln g;
+    if (gopcln_open(e, &g))
+        return -ENOENT;
+    for (uint64_t i = 0; i < g.nfunc; i++) {
+        const char *n = gopcln_name(&g, i);
+        if (n && strcmp(n, name) == 0) {
+            *vaddr = gopcln_entry(&g, i);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* The Go function containing vaddr: from its entry to the next one's
+ * (its padding included, int3s the linker puts there). */
+static int gopcln_function_at(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+{
+    struct gopcln g;
+    if (gopcln_open(e, &g) || !g.nfunc || vaddr < gopcln_entry(&g, 0) || vaddr >= gopcln_entry(&g, g.nfunc))
+        return -ENOENT;
+    uint64_t a = 0, b = g.nfunc; /* entry(a) <= vaddr < entry(b) */
+    while (b - a > 1) {
+        uint64_t m = a + (b - a) / 2;
+        *(gopcln_entry(&g, m) <= vaddr ? &a : &b) = m;
+    }
+    *lo = gopcln_entry(&g, a), *hi = gopcln_entry(&g, b);
+    return 0;
+}
+
+static int go_text_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
+{
+    struct gopcln g;
+    int r = gopcln_open(e, &g);
+    (void)vaddr;
+    if (r)
+        return r;
+    if (!g.nfunc)
+        return -ENOENT;
+    *lo = gopcln_entry(&g, 0), *hi = gopcln_entry(&g, g.nfunc);
+    return 0;
+}
+
 int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset, uint64_t *addr, char *err,
                 size_t errlen)
 {
@@ -186,7 +309,7 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
     base_name(func, name, sizeof(name));
     if (strncmp(name, "0x", 2) == 0 && (vaddr = strtoull(name, &end, 16), *end == 0)) {
         /* a raw address for stripped binaries */
-    } else if (elf_lookup(e, name, &vaddr) != 0) {
+    } else if (elf_lookup(e, name, &vaddr) != 0 && gopcln_lookup(e, name, &vaddr) != 0) {
         snprintf(err, errlen, "no function '%s' in %s", name, maps[0].path);
         r = -ENOENT;
         goto out;
@@ -421,7 +544,7 @@ static int next_start_fn(Elf *e, uint64_t vaddr, uint64_t *next, uint64_t *unuse
 
 static int function_at_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
 {
-    return elf_function_near(e, vaddr, false, lo, hi);
+    return elf_function_near(e, vaddr, false, lo, hi) == 0 ? 0 : gopcln_function_at(e, vaddr, lo, hi);
 }
 
 static int function_before_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
@@ -456,4 +579,28 @@ int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
 int sym_function_before(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
 {
     return function_query(pid, addr, function_before_fn, lo, hi);
+}
+
+int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
+{
+    return function_query(pid, addr, go_text_fn, lo, hi);
+}
+
+bool sym_exe_has_section(pid_t pid, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || elf_version(EV_CURRENT) == EV_NONE) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    GElf_Shdr sh;
+    bool found = e && elf_kind(e) == ELF_K_ELF && section_named(e, name, &sh);
+    if (e)
+        elf_end(e);
+    close(fd);
+    return found;
 }

@@ -1,8 +1,9 @@
 /* Resolving uprobe targets ("binary:function+offset") to addresses in a
  * running process, with libelf: .symtab and .dynsym, versioned names
  * ("malloc@GLIBC_2.2.5" or plain "malloc"), PIE and non-PIE executables
- * and shared libraries, and raw addresses ("0x4011d6") for stripped
- * binaries. */
+ * and shared libraries, raw addresses ("0x4011d6") for stripped
+ * binaries, and Go functions by name through .gopclntab (Go 1.18 and
+ * later, also in binaries stripped with -ldflags=-s -w). */
 #ifndef BPFGRAFT_SERVER_SYMBOLS_H
 #define BPFGRAFT_SERVER_SYMBOLS_H
 
@@ -27,10 +28,22 @@ int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, ui
 int sym_resolve_data_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
 /* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym;
- * where none covers it, an FDE of .eh_frame outside the PLT) that contains
+ * where none covers it, an FDE of .eh_frame outside the PLT; else a Go
+ * function of .gopclntab, up to the next one's entry) that contains
  * runtime address addr in pid: [*lo, *hi). -ENOENT when addr is in no
- * file mapping or neither covers it. */
+ * file mapping or none of them covers it. */
 int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
+
+/* The Go code of the file mapped at runtime address addr, from its
+ * .gopclntab: [*lo, *hi) from its first Go function to the end of its
+ * last. -ENOENT: not a Go file (or addr in no file); -ENOTSUP: a Go table
+ * of a version not read here (before Go 1.18); -ENOEXEC: a table that
+ * does not hold together. */
+int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
+
+/* Whether pid's executable has the section named name (".gopclntab": it
+ * is a Go program). */
+bool sym_exe_has_section(pid_t pid, const char *name);
 
 /* The function (sized symbol or FDE, as above) of the file mapped at addr
  * that ends last at or before addr: [*lo, *hi). -ENOENT when there is none. */

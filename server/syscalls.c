@@ -13,6 +13,7 @@
 #include "procfs.h"
 #include "server.h"
 #include "syscall_names.h"
+#include "symbols.h"
 #include "syscalls.h"
 #include "targets.h"
 
@@ -292,6 +293,16 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
 int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
 {
     const struct bpfg_obj_prog *op = p->prog;
+    if (sym_exe_has_section(t->pid, ".gopclntab")) {
+        /* Go's handlers run on their own signal stack (SA_ONSTACK) and end
+         * in rt_sigreturn, which SUD turns into a second SIGSYS: it would
+         * start at the top of the handler stack the first is still on. */
+        snprintf(err, errlen,
+                 "syscall tracepoints in process %d refused: it is a Go program, whose signal handlers (on their "
+                 "own signal stack) would re-enter the SIGSYS handler and crash it; use uprobes there",
+                 (int)t->pid);
+        return -EOPNOTSUPP;
+    }
     struct sys_state *x = state_of(t, true);
     if (!x) {
         snprintf(err, errlen, "out of memory");

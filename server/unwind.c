@@ -32,33 +32,18 @@ static uint64_t lookup(pid_t pid, const char *path, const char *name)
 
 /* ---- Go ---- */
 
-struct containing {
-    uint64_t addr;
-    char path[PATH_MAX];
-};
-
-static int find_containing(const struct bpfg_procfs_map *m, void *arg)
-{
-    struct containing *c = arg;
-    if (c->addr < m->start || c->addr >= m->end)
-        return 0;
-    snprintf(c->path, sizeof(c->path), "%s", m->path);
-    return 1;
-}
-
 int unwind_check_function(pid_t pid, uint64_t func, char *err, size_t errlen)
 {
-    struct containing c = {.addr = func};
-    if (bpfg_procfs_maps(pid, find_containing, &c) != 1 || c.path[0] != '/')
-        return 0;
-    uint64_t lo = lookup(pid, c.path, "runtime.text"), hi = lookup(pid, c.path, "runtime.etext");
-    if (!lo || func < lo || func >= hi)
-        return 0;
+    uint64_t lo = 0, hi = 0;
+    int r = sym_go_text(pid, func, &lo, &hi);
+    if (r == -ENOENT || (!r && (func < lo || func >= hi)))
+        return 0; /* not Go code (C of a cgo binary included) */
     snprintf(err, errlen,
-             "uretprobe at 0x%llx in process %d refused: it is Go code, whose stack walker (the garbage "
-             "collector, panics, runtime.Callers) cannot be told about a replaced return address and would "
-             "abort the process; use a uprobe there",
-             (unsigned long long)func, (int)pid);
+             "uretprobe at 0x%llx in process %d refused: it is Go code%s, whose stack walker (the garbage "
+             "collector, stack growth, panics, runtime.Callers) cannot be told about a replaced return address "
+             "and would abort the process; use a uprobe there",
+             (unsigned long long)func, (int)pid,
+             r ? " (a Go binary whose .gopclntab this bpfgraft does not read: all of it is taken as Go code)" : "");
     return -EOPNOTSUPP;
 }
 
@@ -203,36 +188,11 @@ static bool has_r_next(pid_t pid)
     return lookup(pid, "libc.so.6", "_dl_find_object") != 0;
 }
 
-/* Whether pid's executable has the named section. */
-static bool exe_has_section(pid_t pid, const char *name)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || elf_version(EV_CURRENT) == EV_NONE) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    bool found = false;
-    size_t shstrndx;
-    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
-    for (Elf_Scn *scn = NULL; e && elf_getshdrstrndx(e, &shstrndx) == 0 && !found && (scn = elf_nextscn(e, scn));) {
-        GElf_Shdr sh;
-        const char *n = gelf_getshdr(scn, &sh) ? elf_strptr(e, shstrndx, sh.sh_name) : NULL;
-        found = n && strcmp(n, name) == 0;
-    }
-    if (e)
-        elf_end(e);
-    close(fd);
-    return found;
-}
-
 /* C++ exceptions with no unwinder in sight: a static, stripped executable
  * whose libgcc cannot be found to register with. */
 static int check_hidden_unwinder(pid_t pid, const struct bpfg_pmsg_unwind *m, char *err, size_t errlen)
 {
-    if (m->gcc[0] || m->llvm[0] || m->libunwind[0] || !exe_has_section(pid, ".gcc_except_table"))
+    if (m->gcc[0] || m->llvm[0] || m->libunwind[0] || !sym_exe_has_section(pid, ".gcc_except_table"))
         return 0;
     snprintf(err, errlen,
              "uretprobes in process %d refused: its executable catches exceptions (.gcc_except_table) but carries "
