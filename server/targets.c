@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "binwide.h"
 #include "log.h"
 #include "procfs.h"
 #include "progcheck.h"
@@ -338,6 +339,7 @@ static void target_free(struct server *s, struct target *t)
     free(t->progs_sent);
     free(t->progs_engine);
     tools_target_gone(s, t);
+    binwide_target_gone(t);
     syscalls_forget(t);
     if (t->gdb_file) {
         char path[PATH_MAX];
@@ -1418,6 +1420,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (!code && !start_pending) {
         /* a process attached by itself joins the scope of running tools */
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     return code;
 }
@@ -1461,6 +1464,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
         }
     } else if (t) {
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     r = bpfg_release_started(pid);
     if (!code && r)
@@ -1500,6 +1504,7 @@ int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
     if (t) {
         t->for_tools = true;
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     int r = bpfg_release_started(pid);
     if (!code && r)

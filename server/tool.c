@@ -1298,6 +1298,16 @@ void tools_tick(struct server *s)
     }
 }
 
+bool tools_has_pid(pid_t pid)
+{
+    return tool_of_pid(pid) != NULL;
+}
+
+void tools_release_targets(struct server *s)
+{
+    release_tool_targets(s);
+}
+
 void tools_pack_list(struct server *s, msgpack_packer *pk)
 {
     size_t n = 0;
