@@ -283,10 +283,29 @@ H(h_get_prandom_u32)
 
 /* ---- memory ---- */
 
-/* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel does */
+/* Whether [src, src + len) lies in the run's context (registers or
+ * tracepoint record): memory the payload itself filled, always readable. */
+static bool within(const void *area, uint64_t size, uint64_t src, uint64_t len)
+{
+    uint64_t lo = (uint64_t)(uintptr_t)area;
+    return lo && src >= lo && len <= size && src - lo <= size - len;
+}
+
+static bool in_ctx(const struct bpfg_exec *ex, uint64_t src, uint64_t len)
+{
+    return within(ex->regs, sizeof(*ex->regs), src, len) || within(ex->ctx, ex->ctx_len, src, len);
+}
+
+/* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel
+ * does. Reads of the context (usdt.bpf.h's register arguments) are plain
+ * copies; others go through process_vm_readv, which cannot fault. */
 H(h_probe_read)
 {
-    (void)r4, (void)r5, (void)user;
+    (void)r4, (void)r5;
+    if (user && in_ctx(user, r3, (uint32_t)r2)) {
+        memcpy((void *)r1, (const void *)r3, (uint32_t)r2);
+        return 0;
+    }
     long r = rt_safe_read((void *)r1, (const void *)r3, (uint32_t)r2);
     if (r)
         memset((void *)r1, 0, (uint32_t)r2);

@@ -9,6 +9,9 @@
 #define BPFGRAFT_SERVER_CFI_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <libelf.h>
 
 #include "payload_abi.h"
 
@@ -25,5 +28,9 @@ struct cfi_rows {
 int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen);
 
 void cfi_rows_free(struct cfi_rows *r);
+
+/* The bounds [lo, hi) of the FDE covering file address vaddr: a function's
+ * extent in a file without symbols for it. 0, -ENOENT or -ENOMEM. */
+int cfi_function_at(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfi.h"
 #include "procfs.h"
 #include "symbols.h"
 
@@ -384,9 +385,11 @@ static int next_start_fn(Elf *e, uint64_t vaddr, uint64_t *next, uint64_t *unuse
     return elf_next_start(e, vaddr, next);
 }
 
+/* A symbol's bounds, else (a stripped file) its FDE's in .eh_frame. */
 static int function_at_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
 {
-    return elf_function_near(e, vaddr, false, lo, hi);
+    int r = elf_function_near(e, vaddr, false, lo, hi);
+    return r ? cfi_function_at(e, vaddr, lo, hi) : 0;
 }
 
 static int function_before_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)

@@ -26,9 +26,10 @@ int sym_resolve_file_offset(pid_t pid, const char *binary, uint64_t file_off, ui
  * data, where a USDT semaphore is counted), as the kernel's ref_ctr. */
 int sym_resolve_data_offset(pid_t pid, const char *binary, uint64_t file_off, uint64_t *addr, char *err, size_t errlen);
 
-/* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym)
- * that contains runtime address addr in pid: [*lo, *hi). -ENOENT when
- * addr is in no file mapping or no sized symbol covers it. */
+/* The function (an STT_FUNC symbol with a size, of .symtab or .dynsym;
+ * in a file without one there, the .eh_frame FDE) that contains runtime
+ * address addr in pid: [*lo, *hi). -ENOENT when addr is in no file
+ * mapping or neither covers it. */
 int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
 /* The sized function of the file mapped at addr that ends last at or
