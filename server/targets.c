@@ -1027,10 +1027,11 @@ static void sem_release(const struct target *t, uint64_t sem)
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
                      const struct hook_site *site, char *err, size_t errlen)
 {
-    for (uint32_t i = 0; i < h->nprogs; i++)
-        if (h->prog_ids[i] == p->id)
-            return srv_efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
-                             (unsigned long long)h->plan.func, (int)t->pid);
+    for (uint32_t i = 0; i < h->nprogs; i++) /* with another cookie it runs twice, as two kernel links */
+        if (h->prog_ids[i] == p->id && h->cookies[i] == site->cookie)
+            return srv_efail(err, errlen, -EEXIST,
+                             "program %u is already attached at 0x%llx in process %d with cookie %llu", p->id,
+                             (unsigned long long)h->plan.func, (int)t->pid, (unsigned long long)site->cookie);
     if (h->nprogs == TARGET_HOOK_PROGS)
         return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
