@@ -304,6 +304,18 @@ static const struct sym *sym_at(const struct symfile *f, uint64_t vaddr)
     return !s->size || vaddr < s->addr + s->size ? s : NULL;
 }
 
+/* libstdc++'s demangler (C ABI): a malloc'd name, or NULL. */
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+/* name as a C++ programmer reads it (_ZN3foo3barEv: foo::bar()); others as
+ * they are. *owned is what to free. */
+static const char *readable(const char *name, char **owned)
+{
+    int status = -1;
+    *owned = name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
+    return *owned && status == 0 ? *owned : name;
+}
+
 void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len)
 {
     uint64_t look = ret && addr ? addr - 1 : addr;
@@ -314,8 +326,11 @@ void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len)
     }
     prepare(z, m);
     const struct sym *s = m->have_bias ? sym_at(m->file, look - m->bias) : NULL;
-    if (s)
-        snprintf(out, len, "%s+0x%llx (%s)", s->name, (unsigned long long)(addr - m->bias - s->addr), m->file->path);
-    else
+    if (s) {
+        char *owned;
+        snprintf(out, len, "%s+0x%llx (%s)", readable(s->name, &owned), (unsigned long long)(addr - m->bias - s->addr),
+                 m->file->path);
+        free(owned);
+    } else
         snprintf(out, len, "0x%llx (%s)", (unsigned long long)addr, m->file->path);
 }

@@ -157,19 +157,20 @@ def test_stackid(cl, srv, victim):
 
 def check_dump(srv, cl, sid, stack, what):
     """map.dump and `bpfgraft map dump` name the frames function+offset
-    (file), from the ELF symbols of the process that has the map."""
+    (file), from the ELF symbols of the process that has the map, C++
+    names demangled."""
     entry = [e for e in cl.call("map.dump", map="stacks")["entries"]
              if int.from_bytes(e["key"], "little") == sid]
     frames = entry[0].get("frames", []) if entry else []
-    check(len(frames) == min(len(stack), 32) and frames[0].startswith("_ZN8ustack_b4leafEi+0x0 (")
-          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("_ZN8ustack_a4fiveEi+0x")
+    check(len(frames) == min(len(stack), 32) and frames[0].startswith("ustack_b::leaf(int)+0x0 (")
+          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("ustack_a::five(int)+0x")
           and any(f.startswith("main+0x") for f in frames),
           f"{what}: map.dump's frames are symbolized (client)", repr(frames))
     rc, out, err = srv.cli("map", "dump", "stacks")
-    check(rc == 0 and f"frames: {len(frames)}" in out and "\n    _ZN8ustack_a5threeEi+0x" in out,
+    check(rc == 0 and f"frames: {len(frames)}" in out and "\n    ustack_a::three(int)+0x" in out,
           f"{what}: bpfgraft map dump prints them", out[-2000:] + err)
     rc, out, err = srv.cli("map", "dump", "stacks", json_out=True)
-    check(rc == 0 and '"frames": ["_ZN8ustack_b4leafEi+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
+    check(rc == 0 and '"frames": ["ustack_b::leaf(int)+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
 
 
 def test_signal(cl, victim, gdb_path):
@@ -314,6 +315,36 @@ def test_memleak(srv, cl, bin_dir, bpf_dir):
         finish(v.proc, 10)
 
 
+def test_stackcount(srv, cl, bin_dir, bpf_dir):
+    """samples/stackcount on malloc of memleak-victim: its stacks are
+    counted apart, leaky_alloc's (main -> leaky_alloc -> malloc) among them
+    with the calls made while attached; balanced_alloc's calloc is not
+    malloc, so no stack of it."""
+    what = "stackcount sample"
+    rc, _, err = srv.cli("load", os.path.join(bpf_dir, "stackcount.bpf.o"))
+    check_eq(rc, 0, f"{what}: loaded ({err.strip()})")
+    v = Victim([os.path.join(bin_dir, "memleak-victim")])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        rc, _, err = srv.cli("attach", v.pid, "stackcount", "--target", "libc.so.6:malloc")
+        check_eq(rc, 0, f"{what}: attached at malloc ({err.strip()})")
+        script = os.path.join(HERE, "..", "..", "samples", "stackcount", "stackcount.py")
+        r = subprocess.run([sys.executable, script, "--socket", srv.socket, "--interval", "1", "--count", "1"],
+                           capture_output=True, text=True, timeout=60)
+        blocks = re.findall(r"((?:^  \S.*\n)+)^    (\d+)$", r.stdout, re.M)
+        stacks = {tuple(f.strip().split("+")[0] for f in b[0].splitlines()): int(b[1]) for b in blocks}
+        leaky = [n for fr, n in stacks.items()   # malloc is __libc_malloc's alias
+                 if len(fr) > 2 and fr[0].endswith("malloc") and fr[1] == "leaky_alloc" and "main" in fr]
+        check(len(leaky) == 1 and leaky[0] >= 10, f"{what}: main -> leaky_alloc -> malloc counted, once a round",
+              r.stdout[-2000:] + r.stderr)
+        check(not any("balanced_alloc" in fr for fr in stacks), f"{what}: no stack of balanced_alloc (calloc)",
+              r.stdout[-2000:])
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        v.proc.kill()
+        finish(v.proc, 10)
+
+
 PY_LOOP = """
 import sys
 def g(*a, **k):
@@ -358,6 +389,7 @@ def main():
         test_dlopen(cl, args.victim)
         test_bpftrace(srv, args.victim)
         test_memleak(srv, cl, args.bin_dir, os.path.dirname(os.path.abspath(args.obj)))
+        test_stackcount(srv, cl, args.bin_dir, os.path.dirname(os.path.abspath(args.obj)))
         test_python(cl, args.gdb)
     sys.exit(report())
 
