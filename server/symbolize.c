@@ -129,8 +129,7 @@ static void read_minidebuginfo(Elf *e, struct symfile *f)
     }
 }
 
-/* /usr/lib/debug/.build-id/xx/yyyy.debug of e's build id, if installed. */
-static void read_debug_file(Elf *e, struct symfile *f)
+size_t symz_build_id(Elf *e, uint8_t *id, size_t max)
 {
     Elf_Scn *scn = NULL;
     while ((scn = elf_nextscn(e, scn))) {
@@ -143,23 +142,34 @@ static void read_debug_file(Elf *e, struct symfile *f)
         while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
             if (nh.n_type != NT_GNU_BUILD_ID || nh.n_descsz < 2)
                 continue;
-            const uint8_t *id = (const uint8_t *)d->d_buf + desc_off;
-            char path[256];
-            int len = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%02x/", id[0]);
-            for (size_t i = 1; i < nh.n_descsz && len < 200; i++)
-                len += snprintf(path + len, sizeof(path) - (size_t)len, "%02x", id[i]);
-            snprintf(path + len, sizeof(path) - (size_t)len, ".debug");
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            Elf *de = fd < 0 ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
-            if (de) {
-                read_symtab(de, SHT_SYMTAB, f);
-                elf_end(de);
-            }
-            if (fd >= 0)
-                close(fd);
-            return;
+            size_t n = nh.n_descsz < max ? nh.n_descsz : max;
+            memcpy(id, (const uint8_t *)d->d_buf + desc_off, n);
+            return n;
         }
     }
+    return 0;
+}
+
+/* /usr/lib/debug/.build-id/xx/yyyy.debug of e's build id, if installed. */
+static void read_debug_file(Elf *e, struct symfile *f)
+{
+    uint8_t id[64];
+    size_t n = symz_build_id(e, id, sizeof(id));
+    if (!n)
+        return;
+    char path[256];
+    int len = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%02x/", id[0]);
+    for (size_t i = 1; i < n && len < 200; i++)
+        len += snprintf(path + len, sizeof(path) - (size_t)len, "%02x", id[i]);
+    snprintf(path + len, sizeof(path) - (size_t)len, ".debug");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    Elf *de = fd < 0 ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    if (de) {
+        read_symtab(de, SHT_SYMTAB, f);
+        elf_end(de);
+    }
+    if (fd >= 0)
+        close(fd);
 }
 
 static int sym_order(const void *a, const void *b)

@@ -26,6 +26,10 @@ bool symz_knows(const struct symz *z, uint64_t addr);
  * is the one of addr - 1: a call at a function's end). */
 void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len);
 
+/* e's GNU build id (NT_GNU_BUILD_ID) into id: its length (at most max),
+ * 0 without one. */
+size_t symz_build_id(Elf *e, uint8_t *id, size_t max);
+
 /* runtime address - ELF vaddr for the executable mapping of e at start,
  * file offset off. */
 bool symz_mapping_bias(Elf *e, uint64_t start, uint64_t off, uint64_t *bias);

@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -125,6 +126,55 @@ def test_chain(cl, victim, gdb_path):
         stack = take_stack(cl, v.pid, LEAF, what)
         ours = compare_with_gdb(gdb_path, v, stack, what) if stack else None
         check(ours is not None and "main" in ours, f"{what}: the stack reaches main", repr(ours))
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
+def build_id(path):
+    """The GNU build id of the ELF file at path, as bytes."""
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    return bytes.fromhex(m.group(1)) if m else b""
+
+
+def file_offset(pid, addr):
+    """(file, offset in it) of addr in pid's mappings."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if lo <= addr < hi and len(parts) > 5:
+                return parts[5], addr - lo + int(parts[2], 16)
+    return None, None
+
+
+def test_build_id(cl, victim):
+    """bpf_get_stack(BPF_F_USER_BUILD_ID) at the same point: the frames of
+    bpf_get_stack as (build id of the file, offset in it), as the kernel's
+    struct bpf_stack_build_id (status 1); build ids as readelf reads them."""
+    what = "BPF_F_USER_BUILD_ID"
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        stack = take_stack(cl, v.pid, LEAF, what, detach=False)
+        cl.call("map.update", map="buildid", key=b"\0" * 4, value=b"\0" * (8 + 32 * 16))
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_buildid"], target=LEAF)
+        raw, deadline = b"\0" * 8, time.monotonic() + 20
+        while time.monotonic() < deadline and not int.from_bytes(raw[:8], "little"):
+            raw = cl.call("map.lookup", map="buildid", key=b"\0" * 4)["value"]
+            time.sleep(0.05)
+        cl.call("target.detach", pid=v.pid)   # the value is rewritten at every hit: read it at rest
+        raw = cl.call("map.lookup", map="buildid", key=b"\0" * 4)["value"]
+        n = int.from_bytes(raw[:8], "little")
+        got = [struct.unpack_from("<i20sQ", raw, 8 + 32 * i) for i in range(n)]
+        want = []
+        for addr in stack[:n]:
+            path, off = file_offset(v.pid, addr)
+            want.append((1, build_id(path).ljust(20, b"\0"), off) if path else (2, b"\0" * 20, addr))
+        check(n == min(len(stack), 16) and n >= 5, f"{what}: as many frames as bpf_get_stack's", f"{n} {len(stack)}")
+        check_eq([(s, b.hex(), hex(o)) for s, b, o in got], [(s, b.hex(), hex(o)) for s, b, o in want],
+                 f"{what}: each frame is its file's build id and offset")
     finally:
         rc, out = v.end()
     check_eq(rc, 0, f"{what}: the process exits normally")
@@ -385,6 +435,7 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
         test_stackid(cl, srv, args.victim)
+        test_build_id(cl, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
         test_bpftrace(srv, args.victim)
