@@ -547,10 +547,12 @@ static int tool_path(pid_t tool, const char *name, char *out, size_t outlen)
         rest = name + 18;
     if (rest)
         snprintf(in, sizeof(in), "/proc/%d/%s", (int)tool, rest);
+    else if (name[0] != '/') /* as the kernel: from the caller's working directory */
+        snprintf(in, sizeof(in), "/proc/%d/cwd/%s", (int)tool, name);
     else
         snprintf(in, sizeof(in), "%s", name);
     struct stat st;
-    if (name[0] != '/' || outlen < PATH_MAX || stat(in, &st) != 0)
+    if (!name[0] || outlen < PATH_MAX || stat(in, &st) != 0)
         return -ENOENT;
     if (!realpath(in, out))
         return -errno;
