@@ -39,19 +39,10 @@ def print_stacks(c, top):
 
 
 def main():
-    ap = printer_cli.parser(__doc__)
-    ap.add_argument("--interval", type=float, default=5, help="seconds between reports (default 5)")
-    ap.add_argument("--count", type=int, default=0, help="reports to print, 0 for no end (default)")
+    ap = printer_cli.periodic_parser(__doc__)
     ap.add_argument("--top", type=int, default=0, help="only the N most frequent stacks (default: all)")
     a = ap.parse_args()
-
-    def body(c):
-        n = 0
-        while not a.count or n < a.count:
-            time.sleep(a.interval)
-            print_stacks(c, a.top)
-            n += 1
-    return printer_cli.run("stackcount", a.socket, body)
+    return printer_cli.run_periodic("stackcount", a, lambda c: print_stacks(c, a.top))
 
 
 if __name__ == "__main__":
