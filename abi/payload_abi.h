@@ -760,8 +760,8 @@ struct bpfg_tool_release {
  * When a walk meets a pc in no module, the payload sends USTACK_STALE
  * once per table; the server then sends fresh tables (dlopen). */
 #define BPFG_USTACK_MAGIC 0x6b63617473756662ull /* "bfustack" */
-#define BPFG_USTACK_VERSION 1
-#define BPFG_USTACK_BLOCK_SHIFT 8 /* 256-byte blocks of code per index entry */
+#define BPFG_USTACK_VERSION 2                   /* 2: modules carry their build id (BPF_F_USER_BUILD_ID) */
+#define BPFG_USTACK_BLOCK_SHIFT 8               /* 256-byte blocks of code per index entry */
 
 struct bpfg_ustack_hdr {
     uint64_t magic;
@@ -780,6 +780,9 @@ struct bpfg_ustack_mod {
     uint32_t first_row, nrows;
     uint32_t first_index, npages; /* the module's block index entries */
     uint32_t first_page;          /* vaddr >> BPFG_USTACK_BLOCK_SHIFT of its first row */
+    uint32_t build_id_len;        /* bytes of build_id; 0: the file has none */
+    uint64_t file_off;            /* file offset of start (a build-id frame's offset) */
+    uint8_t build_id[20];         /* NT_GNU_BUILD_ID, as the kernel's bpf_stack_build_id */
     uint32_t pad;
 };
 

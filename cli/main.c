@@ -59,6 +59,9 @@ static const char usage_text[] =
     "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp] [--cookie N]\n"
     "                                  attach an object's uprobe programs to a process\n"
     "                                  (no OBJ: the process joins bpfgraft; running tools reach it)\n"
+    "  attach --path BINARY OBJ [PROG...] [--target ...] [--engine E] [--cookie N]\n"
+    "                                  the same in every process running or mapping BINARY, now and\n"
+    "                                  started later (caught at exec), until detach --path BINARY\n"
     "                                  (--target: for programs whose section names no function)\n"
     "                                  (--cookie: what bpf_get_attach_cookie returns there)\n"
     "  start [--target BIN:FUNC] [--engine E] OBJ [PROG...] -- CMD [ARGS]\n"
@@ -67,7 +70,7 @@ static const char usage_text[] =
     "                                  run an unmodified libbpf tool with its BPF side in bpfgraft:\n"
     "                                  its programs attach to processes bpfgraft manages\n"
     "  tools                           running tools and where their programs are attached\n"
-    "  detach PID\n"
+    "  detach PID | detach --path BINARY\n"
     "  shutdown [--detach]             stop bpfgraftd: targets stay attached for the next server,\n"
     "                                  or (--detach) every target is detached and the state forgotten\n"
     "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
@@ -912,8 +915,8 @@ static int cmd_map(struct args *a)
 
 static int cmd_attach(struct args *a)
 {
-    uint64_t pid;
-    const char *target = NULL, *engine = NULL, *cookie_arg = NULL;
+    uint64_t pid = 0;
+    const char *target = NULL, *engine = NULL, *cookie_arg = NULL, *path = NULL;
     uint64_t cookie = 0;
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("attach: --target needs BINARY:FUNCTION");
@@ -921,14 +924,19 @@ static int cmd_attach(struct args *a)
         return usage_error("attach: --engine needs llvm, x86 or interp");
     if (take_opt(a, "--cookie", &cookie_arg) < 0 || (cookie_arg && !parse_u64(cookie_arg, &cookie)))
         return usage_error("attach: --cookie needs an unsigned 64-bit number");
+    if (take_opt(a, "--path", &path) < 0)
+        return usage_error("attach: --path needs the absolute path of a binary");
     int rc0 = check_no_flags(a, "attach");
     if (rc0)
         return rc0;
-    if (a->n < 1 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E] [--cookie N]");
+    int first = path ? 0 : 1; /* where OBJ is */
+    if (path ? a->n < 1 : a->n < 1 || !parse_u64(a->v[0], &pid))
+        return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E] [--cookie N]\n"
+                           "       bpfgraft attach --path BINARY OBJ [PROG...] [--target BIN:FUNC] [--engine E] "
+                           "[--cookie N]");
     struct bpfg_rpc_out out;
-    int positional = a->n > 2 ? 3 : a->n > 1 ? 2 : 1;
-    cli_begin(&g_conn, &out, "target.attach", positional + !!target + !!engine + !!cookie_arg);
+    cli_begin(&g_conn, &out, path ? "scope.attach" : "target.attach",
+              1 + (a->n > first) + (a->n > first + 1) + !!target + !!engine + !!cookie_arg);
     if (cookie_arg) {
         pack_key(&out.pk, "cookie");
         msgpack_pack_uint64(&out.pk, cookie);
@@ -941,16 +949,19 @@ static int cmd_attach(struct args *a)
         pack_key(&out.pk, "engine");
         bpfg_pack_cstr(&out.pk, engine);
     }
-    pack_key(&out.pk, "pid");
-    msgpack_pack_uint64(&out.pk, pid);
-    if (a->n > 1) {
+    pack_key(&out.pk, path ? "path" : "pid");
+    if (path)
+        bpfg_pack_cstr(&out.pk, path);
+    else
+        msgpack_pack_uint64(&out.pk, pid);
+    if (a->n > first) {
         pack_key(&out.pk, "object");
-        pack_ref(&out.pk, a->v[1]);
+        pack_ref(&out.pk, a->v[first]);
     }
-    if (a->n > 2) {
+    if (a->n > first + 1) {
         pack_key(&out.pk, "programs");
-        msgpack_pack_array(&out.pk, (uint32_t)(a->n - 2));
-        for (int i = 2; i < a->n; i++)
+        msgpack_pack_array(&out.pk, (uint32_t)(a->n - first - 1));
+        for (int i = first + 1; i < a->n; i++)
             pack_ref(&out.pk, a->v[i]);
     }
     return call_print(&out);
@@ -1222,8 +1233,21 @@ static int cmd_compile(struct args *a)
 static int cmd_detach(struct args *a)
 {
     uint64_t pid;
-    if (a->n != 1 || !parse_u64(a->v[0], &pid))
-        return usage_error("usage: bpfgraft detach PID");
+    const char *path = NULL;
+    if (take_opt(a, "--path", &path) < 0)
+        return usage_error("detach: --path needs the binary given to attach --path");
+    int rc0 = check_no_flags(a, "detach");
+    if (rc0)
+        return rc0;
+    if (path && a->n == 0) {
+        struct bpfg_rpc_out out;
+        cli_begin(&g_conn, &out, "scope.detach", 1);
+        pack_key(&out.pk, "path");
+        bpfg_pack_cstr(&out.pk, path);
+        return call_print(&out);
+    }
+    if (path || a->n != 1 || !parse_u64(a->v[0], &pid))
+        return usage_error("usage: bpfgraft detach PID | detach --path BINARY");
     return simple_uint("target.detach", "pid", pid);
 }
 

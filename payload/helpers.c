@@ -283,10 +283,29 @@ H(h_get_prandom_u32)
 
 /* ---- memory ---- */
 
-/* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel does */
+/* Whether [src, src + len) lies in the run's context (registers or
+ * tracepoint record): memory the payload itself filled, always readable. */
+static bool within(const void *area, uint64_t size, uint64_t src, uint64_t len)
+{
+    uint64_t lo = (uint64_t)(uintptr_t)area;
+    return lo && src >= lo && len <= size && src - lo <= size - len;
+}
+
+static bool in_ctx(const struct bpfg_exec *ex, uint64_t src, uint64_t len)
+{
+    return within(ex->regs, sizeof(*ex->regs), src, len) || within(ex->ctx, ex->ctx_len, src, len);
+}
+
+/* bpf_probe_read*(dst, size, src): zero dst on failure, as the kernel
+ * does. Reads of the context (usdt.bpf.h's register arguments) are plain
+ * copies; others go through process_vm_readv, which cannot fault. */
 H(h_probe_read)
 {
-    (void)r4, (void)r5, (void)user;
+    (void)r4, (void)r5;
+    if (user && in_ctx(user, r3, (uint32_t)r2)) {
+        memcpy((void *)r1, (const void *)r3, (uint32_t)r2);
+        return 0;
+    }
     long r = rt_safe_read((void *)r1, (const void *)r3, (uint32_t)r2);
     if (r)
         memset((void *)r1, 0, (uint32_t)r2);
@@ -642,11 +661,32 @@ H(h_get_attach_cookie)
     return ((const struct bpfg_exec *)user)->cookie;
 }
 
+/* BPF_F_USER_BUILD_ID: the n return addresses at buf as the kernel's
+ * bpf_stack_build_id entries, written from the last (entry i, 4 words at
+ * word 4i, never reaches the addresses j < i still to be read). */
+static void build_id_frames(uint64_t *buf, uint32_t n)
+{
+    for (uint32_t i = n; i-- > 0;) {
+        uint64_t ip = buf[i], off = 0;
+        struct bpf_stack_build_id e;
+        memset(&e, 0, sizeof(e));
+        if (ustack_build_id(ip, e.build_id, &off)) {
+            e.status = BPF_STACK_BUILD_ID_VALID;
+            e.offset = off;
+        } else {
+            e.status = BPF_STACK_BUILD_ID_IP;
+            e.ip = ip;
+        }
+        memcpy((uint8_t *)buf + (size_t)i * sizeof(e), &e, sizeof(e));
+    }
+}
+
 /* bpf_get_stack(ctx, buf, size, flags): user stacks only, walked with
  * the CFI tables the server sent (ustack.c; frame pointers where a pc
  * has no CFI or before the tables arrive). Return addresses a uretprobe
  * replaced are reported as they were. Kernel stacks (no
- * BPF_F_USER_STACK) are empty here. */
+ * BPF_F_USER_STACK) are empty here. With BPF_F_USER_BUILD_ID: build-id
+ * frames, file offsets where the tables know the file's build id. */
 H(h_get_stack)
 {
     (void)r1, (void)r5;
@@ -654,14 +694,17 @@ H(h_get_stack)
     uint64_t *buf = (uint64_t *)r2;
     uint32_t size = (uint32_t)r3;
     uint64_t flags = r4;
-    if (size % 8 || (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
-        (flags & BPF_F_USER_BUILD_ID))
+    uint32_t elem = flags & BPF_F_USER_BUILD_ID ? sizeof(struct bpf_stack_build_id) : 8;
+    if (size % elem || (flags & ~(BPF_F_SKIP_FIELD_MASK | BPF_F_USER_STACK | BPF_F_USER_BUILD_ID)) ||
+        ((flags & BPF_F_USER_BUILD_ID) && !(flags & BPF_F_USER_STACK)))
         return neg(-EINVAL);
     uint32_t n = 0;
     if ((flags & BPF_F_USER_STACK) && ex->regs)
-        n = ustack_walk(ex->regs, ex->entry, buf, size / 8, (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK));
-    memset(buf + n, 0, size - n * 8);
-    return (uint64_t)n * 8;
+        n = ustack_walk(ex->regs, ex->entry, buf, size / elem, (uint32_t)(flags & BPF_F_SKIP_FIELD_MASK));
+    if (elem != 8)
+        build_id_frames(buf, n);
+    memset((uint8_t *)buf + (size_t)n * elem, 0, size - n * elem);
+    return (uint64_t)n * elem;
 }
 
 /* bpf_get_stackid(ctx, map, flags): the kernel's: the user stack (up to

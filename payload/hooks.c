@@ -411,8 +411,8 @@ int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint
     uint64_t *cookies = kind == BPFG_HOOK_UPROBE ? h->entry_cookies : h->ret_cookies;
     int free_at = -1;
     for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
-        if (list[i] == (uint64_t)(uintptr_t)p) {
-            snprintf(err, errlen, "program %u is already attached to hook %u", p->id, index);
+        if (list[i] == (uint64_t)(uintptr_t)p && cookies[i] == cookie) { /* another cookie: another link */
+            snprintf(err, errlen, "program %u is already attached to hook %u with that cookie", p->id, index);
             return -EEXIST;
         }
         if (!list[i] && free_at < 0)

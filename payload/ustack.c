@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -279,4 +280,17 @@ uint32_t ustack_walk(const struct bpfg_pt_regs *regs, bool entry, uint64_t *ips,
             break;
     }
     return n;
+}
+
+bool ustack_build_id(uint64_t ip, uint8_t id[20], uint64_t *offset)
+{
+    const struct bpfg_ustack_hdr *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+    struct walk w = {.t = t, .mods = t ? (const void *)(t + 1) : NULL};
+    const struct bpfg_ustack_mod *m = t ? find_mod(&w, ip) : NULL;
+    if (!m || !m->build_id_len)
+        return false;
+    memset(id, 0, 20);
+    memcpy(id, m->build_id, m->build_id_len < 20 ? m->build_id_len : 20);
+    *offset = ip - m->start + m->file_off;
+    return true;
 }

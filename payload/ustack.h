@@ -27,4 +27,8 @@ void ustack_release(void);
  * allocates; makes a syscall only to read a stack the tables do not know. */
 uint32_t ustack_walk(const struct bpfg_pt_regs *regs, bool entry, uint64_t *ips, uint32_t max, uint32_t skip);
 
+/* BPF_F_USER_BUILD_ID: the build id of the file mapped at ip and ip's
+ * offset in that file; false where the tables know no file with one. */
+bool ustack_build_id(uint64_t ip, uint8_t id[20], uint64_t *offset);
+
 #endif

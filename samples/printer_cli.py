@@ -11,6 +11,7 @@ import argparse
 import itertools
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from bpfgraft_client import BpfgraftError, Client  # noqa: E402
@@ -21,6 +22,27 @@ def parser(doc):
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--socket", help="control socket (default $BPFGRAFT_SOCKET or the default)")
     return ap
+
+
+def periodic_parser(doc):
+    """parser(doc) with --interval and --count, for a printer that reports
+    every interval seconds."""
+    ap = parser(doc)
+    ap.add_argument("--interval", type=float, default=5, help="seconds between reports (default 5)")
+    ap.add_argument("--count", type=int, default=0, help="reports to print, 0 for no end (default)")
+    return ap
+
+
+def run_periodic(name, a, report):
+    """run() calling report(client) every a.interval seconds, a.count
+    times (0: until interrupted)."""
+    def body(c):
+        n = 0
+        while not a.count or n < a.count:
+            time.sleep(a.interval)
+            report(c)
+            n += 1
+    return run(name, a.socket, body)
 
 
 def run(name, socket, body):

@@ -29,7 +29,8 @@ static const struct {
     {"map.update", ACCESS_OPERATE},    {"map.delete", ACCESS_OPERATE},    {"map.pop", ACCESS_OPERATE},
     {"map.push", ACCESS_OPERATE},      {"map.fd", ACCESS_OPERATE}, /* the region is writable */
     {"target.attach", ACCESS_OPERATE}, {"target.start", ACCESS_OPERATE},  {"target.detach", ACCESS_OPERATE},
-    {"tool.start", ACCESS_OPERATE},
+    {"tool.start", ACCESS_OPERATE},    {"scope.attach", ACCESS_OPERATE},  {"scope.detach", ACCESS_OPERATE},
+    {"scope.list", ACCESS_READ},
 };
 
 bool access_method_audited(const char *method)

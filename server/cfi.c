@@ -519,6 +519,17 @@ static bool section_named(Elf *e, size_t shstrndx, const char *want, struct sec 
     return false;
 }
 
+/* The FDEs of .eh_frame, then .debug_frame; dbg must outlive l. */
+static int collect_elf_fdes(Elf *e, size_t shstrndx, struct sec *eh, struct sec *dbg, struct fde_list *l)
+{
+    bool have_eh = section_named(e, shstrndx, ".eh_frame", eh),
+         have_dbg = section_named(e, shstrndx, ".debug_frame", dbg);
+    int r = have_eh ? collect_fdes(eh, 0, l) : 0;
+    if (!r && have_dbg)
+        r = collect_fdes(dbg, 1, l);
+    return r;
+}
+
 int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen)
 {
     elf_version(EV_CURRENT);
@@ -532,11 +543,7 @@ int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen)
     }
     struct sec eh, dbg;
     struct fde_list l = {0};
-    bool have_eh = section_named(e, shstrndx, ".eh_frame", &eh),
-         have_dbg = section_named(e, shstrndx, ".debug_frame", &dbg);
-    int r = have_eh ? collect_fdes(&eh, 0, &l) : 0;
-    if (!r && have_dbg)
-        r = collect_fdes(&dbg, 1, &l);
+    int r = collect_elf_fdes(e, shstrndx, &eh, &dbg, &l);
     size_t first = out->n;
     if (!r)
         r = rows_of_fdes(&l, out);

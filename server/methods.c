@@ -13,6 +13,7 @@
 
 #include "access.h"
 #include "asm.h"
+#include "binwide.h"
 #include "injector.h"
 #include "kernel.h"
 #include "log.h"
@@ -353,6 +354,8 @@ static int m_object_unload(struct srv_call *call, msgpack_packer *pk)
 {
     uint64_t id = call->args[0]->via.u64;
     struct reg_object *o = id <= UINT32_MAX ? registry_object(&call->s->reg, (uint32_t)id) : NULL;
+    if (o && binwide_uses_object(o->id))
+        return fail(call, BPFG_RPC_E_BUSY, "object %u has a binary-wide attachment: detach --path first", o->id);
     /* programs running in a process keep their object: detach first */
     for (struct target *t = call->s->targets.list; o && t; t = t->next)
         for (size_t h = 0; h < TARGET_MAX_HOOKS; h++)
@@ -840,6 +843,24 @@ static int attach_programs(struct srv_call *call, struct reg_object **obj_out, u
     return 0;
 }
 
+/* The 'target' (args[3]) and 'engine' (args[4]) of the attach methods. */
+static int attach_options(struct srv_call *call, char *target, size_t target_len, int *engine)
+{
+    char engine_name[16];
+    int err;
+    if (call->args[3] && (err = arg_string(call, 3, target, target_len)))
+        return err;
+    *engine = TARGET_ENGINE_DEFAULT;
+    if (call->args[4]) {
+        if ((err = arg_string(call, 4, engine_name, sizeof(engine_name))))
+            return err;
+        if ((*engine = targets_engine_parse(engine_name)) < 0)
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
+                        engine_name);
+    }
+    return 0;
+}
+
 static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start)
 {
     uint64_t pid = call->args[0]->via.u64;
@@ -851,17 +872,10 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
     int err = attach_programs(call, &o, ids, &n);
     if (err)
         return err;
-    char target[512] = "", engine_name[16];
-    if (call->args[3] && (err = arg_string(call, 3, target, sizeof(target))))
+    char target[512] = "";
+    int engine;
+    if ((err = attach_options(call, target, sizeof(target), &engine)))
         return err;
-    int engine = TARGET_ENGINE_DEFAULT;
-    if (call->args[4]) {
-        if ((err = arg_string(call, 4, engine_name, sizeof(engine_name))))
-            return err;
-        if ((engine = targets_engine_parse(engine_name)) < 0)
-            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
-                        engine_name);
-    }
     uint64_t cookie = !start && call->args[5] ? call->args[5]->via.u64 : 0;
     int code = start ? targets_start(call->s, (pid_t)pid, call->c->uid, call->c->pid, ids, n, target, engine, false,
                                      call->err, sizeof(call->err))
@@ -881,6 +895,56 @@ static int attach_or_start(struct srv_call *call, msgpack_packer *pk, bool start
 static int m_target_attach(struct srv_call *call, msgpack_packer *pk)
 {
     return attach_or_start(call, pk, false);
+}
+
+/* scope.attach: args as target.attach's, a path for the pid. */
+static int m_scope_attach(struct srv_call *call, msgpack_packer *pk)
+{
+    char path[PATH_MAX], target[512] = "";
+    struct reg_object *o;
+    uint32_t ids[64];
+    size_t n = 0, nproc = 0;
+    int engine, err;
+    if ((err = arg_string(call, 0, path, sizeof(path))) ||
+        (err = attach_options(call, target, sizeof(target), &engine)))
+        return err;
+    if (!call->args[1])
+        return fail(call, BPFG_RPC_E_INVALID_PARAMS, "scope.attach needs an object");
+    if ((err = attach_programs(call, &o, ids, &n)))
+        return err;
+    struct binwide_req req = {path, call->c->uid, call->c->pid, ids,
+                              n,    target,       engine,       call->args[5] ? call->args[5]->via.u64 : 0};
+    int code = binwide_attach(call->s, &req, &nproc, call->err, sizeof(call->err));
+    if (code)
+        return code;
+    msgpack_pack_map(pk, 3);
+    bpfg_pack_cstr(pk, "path");
+    bpfg_pack_cstr(pk, path);
+    kv_u64(pk, "programs", n);
+    kv_u64(pk, "processes", nproc);
+    return 0;
+}
+
+static int m_scope_detach(struct srv_call *call, msgpack_packer *pk)
+{
+    char path[PATH_MAX];
+    size_t nproc = 0;
+    int err = arg_string(call, 0, path, sizeof(path));
+    if (err)
+        return err;
+    int code = binwide_detach(call->s, path, call->c->uid, &nproc, call->err, sizeof(call->err));
+    if (code)
+        return code;
+    msgpack_pack_map(pk, 1);
+    kv_u64(pk, "processes", nproc);
+    return 0;
+}
+
+static int m_scope_list(struct srv_call *call, msgpack_packer *pk)
+{
+    (void)call;
+    binwide_pack_list(pk);
+    return 0;
 }
 
 static int m_target_start(struct srv_call *call, msgpack_packer *pk)
@@ -1101,6 +1165,30 @@ static const struct method methods[] = {
      "{pid, programs}",
      "`bpfgraft start`: pid is the caller's child, stopped by SIGSTOP just before execve; "
      "the programs are attached at its entry point, before main, then it runs.",
+     1},
+    {"scope.attach",
+     m_scope_attach,
+     {{"path", P_STR, REQ},
+      {"object", P_REF, REQ},
+      {"programs", P_ARRAY, OPT},
+      {"target", P_STR, OPT},
+      {"engine", P_STR, OPT},
+      {"cookie", P_UINT, OPT}},
+     "{path, programs, processes}",
+     "Binary-wide: attaches as target.attach in every process mapping the file at 'path' now and in every "
+     "process that execs it later (caught before its first instruction), until scope.detach.",
+     1},
+    {"scope.detach",
+     m_scope_detach,
+     {{"path", P_STR, REQ}},
+     "{processes}",
+     "Ends a binary-wide attachment: its programs leave every process; processes it brought in are detached.",
+     1},
+    {"scope.list",
+     m_scope_list,
+     {{0}},
+     "[{path, object, programs, processes}]",
+     "Binary-wide attachments and the processes they are in.",
      1},
     {"target.detach", m_target_detach, {{"pid", P_UINT, REQ}}, "true", "Detaches from a process.", 1},
     {"target.list", m_target_list, {{0}}, "[target]", "Lists attached processes.", 1},

@@ -25,6 +25,7 @@
 #include "state.h"
 #include "tool.h"
 #include "execwatch.h"
+#include "binwide.h"
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
@@ -282,6 +283,7 @@ void server_destroy(struct server *s)
      * removed, payload gone. */
     tools_destroy(s);
     execwatch_destroy(s);
+    binwide_destroy();
     targets_destroy(s, s->detach_on_stop);
     registry_destroy(&s->reg);
     access_free(&s->access);

@@ -129,8 +129,7 @@ static void read_minidebuginfo(Elf *e, struct symfile *f)
     }
 }
 
-/* /usr/lib/debug/.build-id/xx/yyyy.debug of e's build id, if installed. */
-static void read_debug_file(Elf *e, struct symfile *f)
+size_t symz_build_id(Elf *e, uint8_t *id, size_t max)
 {
     Elf_Scn *scn = NULL;
     while ((scn = elf_nextscn(e, scn))) {
@@ -143,23 +142,34 @@ static void read_debug_file(Elf *e, struct symfile *f)
         while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
             if (nh.n_type != NT_GNU_BUILD_ID || nh.n_descsz < 2)
                 continue;
-            const uint8_t *id = (const uint8_t *)d->d_buf + desc_off;
-            char path[256];
-            int len = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%02x/", id[0]);
-            for (size_t i = 1; i < nh.n_descsz && len < 200; i++)
-                len += snprintf(path + len, sizeof(path) - (size_t)len, "%02x", id[i]);
-            snprintf(path + len, sizeof(path) - (size_t)len, ".debug");
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            Elf *de = fd < 0 ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
-            if (de) {
-                read_symtab(de, SHT_SYMTAB, f);
-                elf_end(de);
-            }
-            if (fd >= 0)
-                close(fd);
-            return;
+            size_t n = nh.n_descsz < max ? nh.n_descsz : max;
+            memcpy(id, (const uint8_t *)d->d_buf + desc_off, n);
+            return n;
         }
     }
+    return 0;
+}
+
+/* /usr/lib/debug/.build-id/xx/yyyy.debug of e's build id, if installed. */
+static void read_debug_file(Elf *e, struct symfile *f)
+{
+    uint8_t id[64];
+    size_t n = symz_build_id(e, id, sizeof(id));
+    if (!n)
+        return;
+    char path[256];
+    int len = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%02x/", id[0]);
+    for (size_t i = 1; i < n && len < 200; i++)
+        len += snprintf(path + len, sizeof(path) - (size_t)len, "%02x", id[i]);
+    snprintf(path + len, sizeof(path) - (size_t)len, ".debug");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    Elf *de = fd < 0 ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    if (de) {
+        read_symtab(de, SHT_SYMTAB, f);
+        elf_end(de);
+    }
+    if (fd >= 0)
+        close(fd);
 }
 
 static int sym_order(const void *a, const void *b)
@@ -304,6 +314,18 @@ static const struct sym *sym_at(const struct symfile *f, uint64_t vaddr)
     return !s->size || vaddr < s->addr + s->size ? s : NULL;
 }
 
+/* libstdc++'s demangler (C ABI): a malloc'd name, or NULL. */
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+/* name as a C++ programmer reads it (_ZN3foo3barEv: foo::bar()); others as
+ * they are. *owned is what to free. */
+static const char *readable(const char *name, char **owned)
+{
+    int status = -1;
+    *owned = name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
+    return *owned && status == 0 ? *owned : name;
+}
+
 void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len)
 {
     uint64_t look = ret && addr ? addr - 1 : addr;
@@ -314,8 +336,11 @@ void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len)
     }
     prepare(z, m);
     const struct sym *s = m->have_bias ? sym_at(m->file, look - m->bias) : NULL;
-    if (s)
-        snprintf(out, len, "%s+0x%llx (%s)", s->name, (unsigned long long)(addr - m->bias - s->addr), m->file->path);
-    else
+    if (s) {
+        char *owned;
+        snprintf(out, len, "%s+0x%llx (%s)", readable(s->name, &owned), (unsigned long long)(addr - m->bias - s->addr),
+                 m->file->path);
+        free(owned);
+    } else
         snprintf(out, len, "0x%llx (%s)", (unsigned long long)addr, m->file->path);
 }

@@ -21,10 +21,14 @@ void symz_close(struct symz *z); /* NULL is fine */
 /* Whether addr is in one of the process's executable file mappings. */
 bool symz_knows(const struct symz *z, uint64_t addr);
 
-/* addr as "function+0xoff (file)", "0xaddr (file)" without a symbol, or
+/* addr as "function+0xoff (file)" (C++ names demangled), "0xaddr (file)" without a symbol, or
  * "0xaddr" outside any file. ret: addr is a return address (the function
  * is the one of addr - 1: a call at a function's end). */
 void symz_frame(struct symz *z, uint64_t addr, bool ret, char *out, size_t len);
+
+/* e's GNU build id (NT_GNU_BUILD_ID) into id: its length (at most max),
+ * 0 without one. */
+size_t symz_build_id(Elf *e, uint8_t *id, size_t max);
 
 /* runtime address - ELF vaddr for the executable mapping of e at start,
  * file offset off. */

@@ -542,6 +542,7 @@ static int next_start_fn(Elf *e, uint64_t vaddr, uint64_t *next, uint64_t *unuse
     return elf_next_start(e, vaddr, next);
 }
 
+/* A symbol's bounds, else its FDE's (elf_function_near), else a Go function's. */
 static int function_at_fn(Elf *e, uint64_t vaddr, uint64_t *lo, uint64_t *hi)
 {
     return elf_function_near(e, vaddr, false, lo, hi) == 0 ? 0 : gopcln_function_at(e, vaddr, lo, hi);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "adopt.h"
+#include "binwide.h"
 #include "log.h"
 #include "procfs.h"
 #include "progcheck.h"
@@ -338,6 +339,7 @@ static void target_free(struct server *s, struct target *t)
     free(t->progs_sent);
     free(t->progs_engine);
     tools_target_gone(s, t);
+    binwide_target_gone(t);
     syscalls_forget(t);
     if (t->gdb_file) {
         char path[PATH_MAX];
@@ -1027,10 +1029,11 @@ static void sem_release(const struct target *t, uint64_t sem)
 static int join_hook(struct server *s, struct target *t, struct target_hook *h, const struct reg_prog *p, uint32_t kind,
                      const struct hook_site *site, char *err, size_t errlen)
 {
-    for (uint32_t i = 0; i < h->nprogs; i++)
-        if (h->prog_ids[i] == p->id)
-            return srv_efail(err, errlen, -EEXIST, "program %u is already attached at 0x%llx in process %d", p->id,
-                             (unsigned long long)h->plan.func, (int)t->pid);
+    for (uint32_t i = 0; i < h->nprogs; i++) /* with another cookie it runs twice, as two kernel links */
+        if (h->prog_ids[i] == p->id && h->cookies[i] == site->cookie)
+            return srv_efail(err, errlen, -EEXIST,
+                             "program %u is already attached at 0x%llx in process %d with cookie %llu", p->id,
+                             (unsigned long long)h->plan.func, (int)t->pid, (unsigned long long)site->cookie);
     if (h->nprogs == TARGET_HOOK_PROGS)
         return srv_efail(err, errlen, -ENOSPC, "0x%llx in process %d has %d programs already",
                          (unsigned long long)h->plan.func, (int)t->pid, TARGET_HOOK_PROGS);
@@ -1425,6 +1428,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (!code && !start_pending) {
         /* a process attached by itself joins the scope of running tools */
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     return code;
 }
@@ -1468,6 +1472,7 @@ int targets_start(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, c
         }
     } else if (t) {
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     r = bpfg_release_started(pid);
     if (!code && r)
@@ -1507,6 +1512,7 @@ int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
     if (t) {
         t->for_tools = true;
         tools_target_added(s, t);
+        binwide_target_added(s, t);
     }
     int r = bpfg_release_started(pid);
     if (!code && r)

@@ -547,10 +547,12 @@ static int tool_path(pid_t tool, const char *name, char *out, size_t outlen)
         rest = name + 18;
     if (rest)
         snprintf(in, sizeof(in), "/proc/%d/%s", (int)tool, rest);
+    else if (name[0] != '/') /* as the kernel: from the caller's working directory */
+        snprintf(in, sizeof(in), "/proc/%d/cwd/%s", (int)tool, name);
     else
         snprintf(in, sizeof(in), "%s", name);
     struct stat st;
-    if (name[0] != '/' || outlen < PATH_MAX || stat(in, &st) != 0)
+    if (!name[0] || outlen < PATH_MAX || stat(in, &st) != 0)
         return -ENOENT;
     if (!realpath(in, out))
         return -errno;
@@ -1316,6 +1318,16 @@ void tools_tick(struct server *s)
                 (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
         tool_end(s, tl);
     }
+}
+
+bool tools_has_pid(pid_t pid)
+{
+    return tool_of_pid(pid) != NULL;
+}
+
+void tools_release_targets(struct server *s)
+{
+    release_tool_targets(s);
 }
 
 void tools_pack_list(struct server *s, msgpack_packer *pk)

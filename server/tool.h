@@ -55,6 +55,11 @@ void tools_restore(struct server *s);
 void tools_adopted(struct server *s, struct target *t);
 /* Timer: a restored tool whose process has not come back ends. */
 void tools_tick(struct server *s);
+/* Whether pid is a running tool (in no one's scope but its own). */
+bool tools_has_pid(pid_t pid);
+/* Detaches processes attached for tools or scopes (for_tools) that nothing
+ * runs in and no tool wants any more. */
+void tools_release_targets(struct server *s);
 /* tool.list: [{pid, object, links: [{id, kind, target, pid, attached: [pid]}]}] */
 void tools_pack_list(struct server *s, msgpack_packer *pk);
 

@@ -56,6 +56,9 @@ static void file_rows(struct builder *b, const struct bpfg_procfs_map *m, struct
     elf_version(EV_CURRENT);
     Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     bool ok = e && symz_mapping_bias(e, m->start, m->offset, &mod->bias);
+    mod->file_off = m->offset;
+    if (ok)
+        mod->build_id_len = (uint32_t)symz_build_id(e, mod->build_id, sizeof(mod->build_id));
     if (e)
         elf_end(e);
     size_t first = b->rows.n;

@@ -43,19 +43,10 @@ def print_top(c, top):
 
 
 def main():
-    ap = printer_cli.parser(__doc__)
-    ap.add_argument("--interval", type=float, default=5, help="seconds between reports (default 5)")
-    ap.add_argument("--count", type=int, default=0, help="reports to print, 0 for no end (default)")
+    ap = printer_cli.periodic_parser(__doc__)
     ap.add_argument("--top", type=int, default=10, help="stacks per report (default 10)")
     a = ap.parse_args()
-
-    def body(c):
-        n = 0
-        while not a.count or n < a.count:
-            time.sleep(a.interval)
-            print_top(c, a.top)
-            n += 1
-    return printer_cli.run("memleak", a.socket, body)
+    return printer_cli.run_periodic("memleak", a, lambda c: print_top(c, a.top))
 
 
 if __name__ == "__main__":

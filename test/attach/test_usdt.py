@@ -1,8 +1,8 @@
 """USDT and attach cookies (issue 14), against usdt-victim (probes usdtv:tick
 with a semaphore it checks, usdtv:tock, plain functions probe_a/probe_b):
-- cookies: one uprobe program attached at probe_a with cookie 7 and at
-  probe_b with cookie 9 counts each site under its own cookie, exactly, on
-  every engine;
+- cookies: one uprobe program attached at probe_a with cookies 7 and 11
+  and at probe_b with cookie 9 counts each attachment under its own
+  cookie, exactly, on every engine (the same cookie twice: exists);
 - libbpf under `bpfgraft run`: usdt-tool attaches tick and tock with
   bpf_program__attach_usdt; every hit and argument value is exact, the
   tick semaphore is 1 in the victim while attached and 0 after, and the
@@ -79,14 +79,20 @@ def cookies(srv, cl, args, engine):
         rc, _, err = srv.cli("attach", v.pid, "cookies", "count_cookie", "--target", ":probe_b", "--engine", engine,
                              "--cookie", str((1 << 63) | 9))
         check_eq((rc, err), (0, ""), f"{engine}: bpfgraft attach --cookie")
+        rc, _, err = srv.cli("attach", v.pid, "cookies", "count_cookie", "--target", ":probe_a", "--engine", engine,
+                             "--cookie", "11")
+        check_eq((rc, err), (0, ""), f"{engine}: the same program at probe_a again, with another cookie")
+        rc, _, err = srv.cli("attach", v.pid, "cookies", "count_cookie", "--target", ":probe_a", "--cookie", "7")
+        check(rc != 0 and "(exists)" in err, f"{engine}: and again with the same cookie: refused (exists)", err)
         hooks = [h for t in cl.call("target.list") if t["pid"] == v.pid for h in t["hooks"]]
-        check_eq(sorted(h["cookie"] for h in hooks), [7, (1 << 63) | 9], f"{engine}: target.list shows both cookies")
+        check_eq(sorted(h["cookie"] for h in hooks), [7, 11, (1 << 63) | 9],
+                 f"{engine}: target.list shows the three cookies")
         v.run(N)
         got = [struct.unpack("<Q", cl.call("map.lookup", map="by_cookie", key=struct.pack("<I", k))["value"])[0]
                for k in range(16)]
         want = [0] * 16
-        want[7], want[9] = N, 2 * N
-        check_eq(got, want, f"{engine}: one program at two sites counts under each site's cookie")
+        want[7], want[9], want[11] = N, 2 * N, N
+        check_eq(got, want, f"{engine}: one program at two sites, twice at one, counts under each attachment's cookie")
     finally:
         v.close()
     wait_gone(cl, v.pid)

@@ -438,7 +438,6 @@ const struct bench_suite bench_suite_uprobe = {
  * (libbpf's bpf_program__attach_usdt) in the same process. */
 static int run_usdt(struct bench_ctx *ctx)
 {
-    /* a USDT nop mid-function gets a trap probe today: fewer calls */
     long n = bench_quick(ctx) ? 2000 : 100000, kn = bench_quick(ctx) ? 2000 : 50000;
     char victim_bin[PATH_MAX], obj[PATH_MAX], server_bin[PATH_MAX];
     struct victim v = {0};

@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -130,6 +131,55 @@ def test_chain(cl, victim, gdb_path):
     check_eq(rc, 0, f"{what}: the process exits normally")
 
 
+def build_id(path):
+    """The GNU build id of the ELF file at path, as bytes."""
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    return bytes.fromhex(m.group(1)) if m else b""
+
+
+def file_offset(pid, addr):
+    """(file, offset in it) of addr in pid's mappings."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if lo <= addr < hi and len(parts) > 5:
+                return parts[5], addr - lo + int(parts[2], 16)
+    return None, None
+
+
+def test_build_id(cl, victim):
+    """bpf_get_stack(BPF_F_USER_BUILD_ID) at the same point: the frames of
+    bpf_get_stack as (build id of the file, offset in it), as the kernel's
+    struct bpf_stack_build_id (status 1); build ids as readelf reads them."""
+    what = "BPF_F_USER_BUILD_ID"
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        stack = take_stack(cl, v.pid, LEAF, what, detach=False)
+        cl.call("map.update", map="buildid", key=b"\0" * 4, value=b"\0" * (8 + 32 * 16))
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_buildid"], target=LEAF)
+        raw, deadline = b"\0" * 8, time.monotonic() + 20
+        while time.monotonic() < deadline and not int.from_bytes(raw[:8], "little"):
+            raw = cl.call("map.lookup", map="buildid", key=b"\0" * 4)["value"]
+            time.sleep(0.05)
+        cl.call("target.detach", pid=v.pid)   # the value is rewritten at every hit: read it at rest
+        raw = cl.call("map.lookup", map="buildid", key=b"\0" * 4)["value"]
+        n = int.from_bytes(raw[:8], "little")
+        got = [struct.unpack_from("<i20sQ", raw, 8 + 32 * i) for i in range(n)]
+        want = []
+        for addr in stack[:n]:
+            path, off = file_offset(v.pid, addr)
+            want.append((1, build_id(path).ljust(20, b"\0"), off) if path else (2, b"\0" * 20, addr))
+        check(n == min(len(stack), 16) and n >= 5, f"{what}: as many frames as bpf_get_stack's", f"{n} {len(stack)}")
+        check_eq([(s, b.hex(), hex(o)) for s, b, o in got], [(s, b.hex(), hex(o)) for s, b, o in want],
+                 f"{what}: each frame is its file's build id and offset")
+    finally:
+        rc, out = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+
+
 def test_stackid(cl, srv, victim):
     """bpf_get_stackid at the same function: the stack map holds the stack
     bpf_get_stack reports (its first 32 frames), under the id, readable
@@ -157,19 +207,20 @@ def test_stackid(cl, srv, victim):
 
 def check_dump(srv, cl, sid, stack, what):
     """map.dump and `bpfgraft map dump` name the frames function+offset
-    (file), from the ELF symbols of the process that has the map."""
+    (file), from the ELF symbols of the process that has the map, C++
+    names demangled."""
     entry = [e for e in cl.call("map.dump", map="stacks")["entries"]
              if int.from_bytes(e["key"], "little") == sid]
     frames = entry[0].get("frames", []) if entry else []
-    check(len(frames) == min(len(stack), 32) and frames[0].startswith("_ZN8ustack_b4leafEi+0x0 (")
-          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("_ZN8ustack_a4fiveEi+0x")
+    check(len(frames) == min(len(stack), 32) and frames[0].startswith("ustack_b::leaf(int)+0x0 (")
+          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("ustack_a::five(int)+0x")
           and any(f.startswith("main+0x") for f in frames),
           f"{what}: map.dump's frames are symbolized (client)", repr(frames))
     rc, out, err = srv.cli("map", "dump", "stacks")
-    check(rc == 0 and f"frames: {len(frames)}" in out and "\n    _ZN8ustack_a5threeEi+0x" in out,
+    check(rc == 0 and f"frames: {len(frames)}" in out and "\n    ustack_a::three(int)+0x" in out,
           f"{what}: bpfgraft map dump prints them", out[-2000:] + err)
     rc, out, err = srv.cli("map", "dump", "stacks", json_out=True)
-    check(rc == 0 and '"frames": ["_ZN8ustack_b4leafEi+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
+    check(rc == 0 and '"frames": ["ustack_b::leaf(int)+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
 
 
 def test_signal(cl, victim, gdb_path):
@@ -314,6 +365,36 @@ def test_memleak(srv, cl, bin_dir, bpf_dir):
         finish(v.proc, 10)
 
 
+def test_stackcount(srv, cl, bin_dir, bpf_dir):
+    """samples/stackcount on malloc of memleak-victim: its stacks are
+    counted apart, leaky_alloc's (main -> leaky_alloc -> malloc) among them
+    with the calls made while attached; balanced_alloc's calloc is not
+    malloc, so no stack of it."""
+    what = "stackcount sample"
+    rc, _, err = srv.cli("load", os.path.join(bpf_dir, "stackcount.bpf.o"))
+    check_eq(rc, 0, f"{what}: loaded ({err.strip()})")
+    v = Victim([os.path.join(bin_dir, "memleak-victim")])
+    try:
+        check(v.ready, f"{what}: victim ready")
+        rc, _, err = srv.cli("attach", v.pid, "stackcount", "--target", "libc.so.6:malloc")
+        check_eq(rc, 0, f"{what}: attached at malloc ({err.strip()})")
+        script = os.path.join(HERE, "..", "..", "samples", "stackcount", "stackcount.py")
+        r = subprocess.run([sys.executable, script, "--socket", srv.socket, "--interval", "1", "--count", "1"],
+                           capture_output=True, text=True, timeout=60)
+        blocks = re.findall(r"((?:^  \S.*\n)+)^    (\d+)$", r.stdout, re.M)
+        stacks = {tuple(f.strip().split("+")[0] for f in b[0].splitlines()): int(b[1]) for b in blocks}
+        leaky = [n for fr, n in stacks.items()   # malloc is __libc_malloc's alias
+                 if len(fr) > 2 and fr[0].endswith("malloc") and fr[1] == "leaky_alloc" and "main" in fr]
+        check(len(leaky) == 1 and leaky[0] >= 10, f"{what}: main -> leaky_alloc -> malloc counted, once a round",
+              r.stdout[-2000:] + r.stderr)
+        check(not any("balanced_alloc" in fr for fr in stacks), f"{what}: no stack of balanced_alloc (calloc)",
+              r.stdout[-2000:])
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        v.proc.kill()
+        finish(v.proc, 10)
+
+
 PY_LOOP = """
 import sys
 def g(*a, **k):
@@ -354,10 +435,12 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
         test_stackid(cl, srv, args.victim)
+        test_build_id(cl, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
         test_bpftrace(srv, args.victim)
         test_memleak(srv, cl, args.bin_dir, os.path.dirname(os.path.abspath(args.obj)))
+        test_stackcount(srv, cl, args.bin_dir, os.path.dirname(os.path.abspath(args.obj)))
         test_python(cl, args.gdb)
     sys.exit(report())
 

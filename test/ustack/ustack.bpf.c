@@ -51,3 +51,29 @@ int BPF_KPROBE(take_stackid)
         *v = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
     return 0;
 }
+
+/* bpf_get_stack(BPF_F_USER_BUILD_ID) at the same function: up to 16
+ * struct bpf_stack_build_id in "buildid" (slot 0: how many). */
+struct buildid_frames {
+    u64 n;
+    struct bpf_stack_build_id f[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct buildid_frames);
+} buildid SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(take_buildid)
+{
+    u32 k = 0;
+    struct buildid_frames *s = bpf_map_lookup_elem(&buildid, &k);
+    if (!s)
+        return 0;
+    long r = bpf_get_stack(ctx, s->f, sizeof(s->f), BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
+    s->n = r > 0 ? (u64)r / sizeof(s->f[0]) : 0;
+    return 0;
+}
