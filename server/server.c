@@ -409,7 +409,6 @@ static void add_handed_clients(struct server *s)
         srv_log(SRV_INFO, "%zu client(s) handed over by pid %d", tk->nclients, (int)tk->old_pid);
 }
 
-
 /* TLS clients: remote peers (no fd passing) named by their certificate,
  * known once the handshake is done (tls_identify). */
 static void accept_tls_clients(struct server *s)
