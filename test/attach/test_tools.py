@@ -514,7 +514,7 @@ def main():
         tool = None
         try:
             time.sleep(0.5)
-            rc, _, err = srv.cli("attach", pid)
+            rc, _, err = srv.cli_attach(pid)
             check_eq(rc, 0, f"bashreadline: the shell joins bpfgraft ({err.strip()})")
             tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/bashreadline"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

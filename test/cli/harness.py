@@ -295,6 +295,17 @@ class Server:
                            timeout=timeout, env=env)
         return r.returncode, r.stdout, r.stderr
 
+    def cli_attach(self, pid, *argv, deadline_s=30):
+        """`bpfgraft attach pid ...`, again while the answer is bpfgraft's
+        "try again later" (a thread in uninterruptible sleep: a process
+        still paging itself in on a loaded machine): (rc, stdout, stderr)."""
+        end = time.monotonic() + deadline_s
+        while True:
+            rc, out, err = self.cli("attach", pid, *argv)
+            if rc == 0 or "try again later" not in err or time.monotonic() > end:
+                return rc, out, err
+            time.sleep(0.2)
+
     def cli_json(self, *argv):
         """Runs with --json; returns (rc, parsed stdout or None, stderr)."""
         rc, out, err = self.cli(*argv, json_out=True)
