@@ -41,7 +41,29 @@ NOT_RUN = {
     "probe.uretprobe_order": "probes /bin/bash:echo_builtin in every bash of the machine",
 }
 # cases that pass under the kernel and fail under bpfgraft: why
-KNOWN = {}
+TRACED = ("usdt with -c CMD: bpftrace ptrace-stops its child to read its USDT probes and attaches them for its pid "
+          "while it still traces it; bpfgraft cannot ptrace a traced process (\"already traced by pid N (bpftrace)\")")
+SYSWIDE = ("a system-wide syscall tracepoint (pid -1): under bpfgraft it reaches the processes bpfgraft manages, and "
+           "the test's process (AFTER, or bpftrace's -c child, which bpftrace traces system-wide) is not one")
+KNOWN = {
+    'usdt."usdt addr arguments"': TRACED,
+    'usdt."usdt addr+index arguments"': TRACED,
+    'usdt."usdt constant arguments"': TRACED,
+    'usdt."usdt reg arguments"': TRACED,
+    'usdt."usdt duplicated markers"': TRACED,
+    'usdt."usdt probes - all probes by wildcard and file with child"': TRACED,
+    'usdt."usdt probes - attach to fully specified probe of child"': TRACED,
+    'usdt."usdt probes - attach to probe by wildcard and file with child"': TRACED,
+    'usdt."usdt probes - attach to probe with probe builtin and args by file with child"': TRACED,
+    'usdt."usdt probes - attach to probes by wildcard file with child"': TRACED,
+    'usdt."usdt probes - file based semaphore activation"': (
+        "two cases share this name: with --usdt-file-activation it passes; without it (the kernel raising the "
+        "semaphore of a running process for a pid -1 probe) the probe never fires within 5 s: not found yet"),
+    "probe.tracepoint": SYSWIDE,
+    "probe.tracepoint_short_name": SYSWIDE,
+    "probe.tracepoint_order": SYSWIDE,
+    "probe.tracepoint_expansion": SYSWIDE,
+}
 RESULT = re.compile(r"^\[\s*(OK|FAILED|TIMEOUT|SKIP)\s*\] (\S+\.\S.*?)(?: \((.*)\))?$")
 
 
@@ -125,7 +147,9 @@ def write_report(path, kernel, graft):
     ran = [r for r in rows if r[1] != "SKIP"]   # the engine's skips and NOT_RUN
     lines = [f"cases: {len(rows)}; run under the kernel: {len(ran)}; pass under the kernel: "
              f"{sum(r[1] == 'OK' for r in rows)}; pass under bpfgraft: {sum(r[2] == 'OK' for r in rows)}; "
-             f"pass under the kernel and fail under bpfgraft: {sum(r[1] == 'OK' and r[2] != 'OK' for r in rows)}",
+             f"pass under the kernel and fail under bpfgraft: "
+             f"{sum(r[1] == 'OK' and r[2] != 'OK' and r[0] not in NOT_APPLICABLE for r in rows)} "
+             f"(and {sum(r[0] in NOT_APPLICABLE for r in rows)} not applicable)",
              "", "| case | kernel | bpfgraft | verdict |", "| --- | --- | --- | --- |"]
     lines += [f"| {n} | {k} | {g} | {v} |" for n, k, g, v in rows]
     text = "\n".join(lines) + "\n"
