@@ -71,6 +71,9 @@ static const struct wanted wanted[] = {
     {"arch_prctl", SYS_arch_prctl, {0x1003, 0, 0, 0, 0, 0}, false},
     {"prctl", SYS_prctl, {59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1, 0, 0, 0, 0}, false},
     {"rt_sigaction", SYS_rt_sigaction, {SIGSYS, 0, 0, 8, 0, 0}, false},
+    /* map fds: regions or kernel maps (fstat), kernel hashes (bpf, BPF_MAP_LOOKUP_ELEM) */
+    {"fstat", SYS_fstat, {3, 0, 0, 0, 0, 0}, false},
+    {"bpf", SYS_bpf, {1, 0, 144, 0, 0, 0}, false},
 };
 
 /* Runs one classic BPF seccomp program on d. The kernel checked it when it

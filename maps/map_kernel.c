@@ -118,11 +118,7 @@ static int kheader(struct bpfg_map *m, const struct bpf_map_info *info)
     m->hdr = (struct region_hdr *)m->base;
     m->st = (struct region_state *)(m->base + STATE_OFF);
     m->data = m->base + HDR_SIZE;
-    m->hdr->map_type = info->type;
-    m->hdr->key_size = info->key_size;
-    m->hdr->value_size = info->value_size;
-    m->hdr->max_entries = info->max_entries;
-    m->hdr->map_flags = info->map_flags;
+    /* what get_info reports; the rest of the geometry is the handle's */
     m->hdr->nr_cpus = 1;
     m->hdr->btf_key_type_id = info->btf_key_type_id;
     m->hdr->btf_value_type_id = info->btf_value_type_id;
@@ -185,18 +181,18 @@ int map_open_kernel(int fd, struct bpfg_map **out)
         close(fd);
         return -ENOMEM;
     }
-    m->fd = fd;
-    m->kernel = true;
-    m->type = info.type;
-    m->key_size = info.key_size;
-    m->value_size = info.value_size;
-    m->max_entries = info.max_entries;
-    m->map_flags = info.map_flags;
-    m->nr_cpus = 1;
-    m->value_stride = ROUND8(info.value_size);
-    m->key_stride = ROUND8(info.key_size);
-    m->elem_size = m->value_stride;
-    m->n_elems = info.max_entries;
+    *m = (struct bpfg_map){.fd = fd,
+                           .kernel = true,
+                           .type = info.type,
+                           .key_size = info.key_size,
+                           .value_size = info.value_size,
+                           .max_entries = info.max_entries,
+                           .map_flags = info.map_flags,
+                           .nr_cpus = 1,
+                           .n_elems = info.max_entries,
+                           .elem_size = ROUND8(info.value_size),
+                           .value_stride = ROUND8(info.value_size),
+                           .key_stride = ROUND8(info.key_size)};
     err = kheader(m, &info);
     if (!err)
         err = kernel_ops(m);
