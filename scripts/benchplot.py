@@ -51,13 +51,15 @@ def row_label(r):
 def draw_suite(ax, name, rows):
     rows = list(reversed(rows))  # first result on top
     labels = [row_label(r) for r in rows]
-    ratios = [r.get("ratio", 0) or 0 for r in rows]
+    # from the figures, not the report's 4-decimal "ratio" (0.0000 for tiny ones)
+    ratios = [r["value"] / r["baseline_value"] if r.get("baseline_value", 0) > 0 else 0 for r in rows]
     colors = []
     for r, ratio in zip(rows, ratios):
         better = ratio >= 1 if RATE_HINT in r["unit"] else ratio <= 1
         colors.append("#bbbbbb" if not ratio else "#2e7d32" if better else "#c62828")
     ys = range(len(rows))
-    ax.barh(ys, [x if x else 0 for x in ratios], color=colors, height=0.7)
+    # bars from 1 (the baseline) to the ratio: right is more, left is less
+    ax.barh(ys, [x - 1 if x else 0 for x in ratios], left=1, color=colors, height=0.7)
     ax.set_yticks(list(ys))
     ax.set_yticklabels([lab for lab, _ in labels], fontsize=7)
     ax.set_xscale("log")
@@ -67,7 +69,7 @@ def draw_suite(ax, name, rows):
     ax.set_xlim(lo, hi)
     ax.axvline(1.0, color="black", linewidth=0.8)
     for y, ratio, (_, text) in zip(ys, ratios, labels):
-        x = ratio if ratio else lo
+        x = max(ratio, 1.0) if ratio else lo  # right of the bar and of the baseline line
         tag = f"  {ratio:.3g}x  {text}" if ratio else f"  {text} (no baseline)"
         ax.text(x, y, tag, va="center", fontsize=6)
     ax.set_title(f"{name}: bpfgraft / baseline (log scale)", fontsize=9, loc="left")
@@ -85,9 +87,13 @@ def machine_line(machine):
 
 def plot(machine, suites, out):
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, small
-    heights = [0.6 + 0.22 * max(1, len(rows)) for _, rows, _ in suites]
-    fig, axes = plt.subplots(len(suites), 1, figsize=(11, sum(heights) + 0.6),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    heights = [0.2 + 0.2 * max(1, len(rows)) for _, rows, _ in suites]  # inches of each panel
+    gap, top, bottom = 0.9, 0.8, 0.4  # inches between panels, above and below
+    total = sum(heights) + gap * (len(suites) - 1) + top + bottom
+    fig, axes = plt.subplots(len(suites), 1, figsize=(12, total), squeeze=False,
+                             gridspec_kw={"height_ratios": heights,
+                                          "hspace": gap / (sum(heights) / len(suites))})
+    fig.subplots_adjust(left=0.25, right=0.98, top=1 - top / total, bottom=bottom / total)
     for ax, (name, rows, _) in zip(axes[:, 0], suites):
         if rows:
             draw_suite(ax, name, rows)
@@ -96,8 +102,7 @@ def plot(machine, suites, out):
             ax.set_title(f"{name}: no results (suite failed or skipped)", fontsize=9, loc="left")
     fig.suptitle(f"bpfgraft-bench: {machine_line(machine)}\n"
                  "green: better than the baseline, red: worse (times: ratio < 1 is faster; rates: > 1)",
-                 fontsize=9)
-    fig.tight_layout()
+                 fontsize=9, y=1 - 0.1 / total, va="top")
     fig.savefig(out, format="svg")
     plt.close(fig)
 
