@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
@@ -167,7 +168,13 @@ def main():
         obj = next((p["object"] for p in progs or [] if p["name"] == "tcp_connect_enter"), None)
         rc, _, err = srv.cli("unload", obj)
         check_eq(rc, 0, f"unload ({err.strip()})")
+        # the kernel frees a program once its last reference goes, after an
+        # RCU grace period: give it a few seconds, not forever
+        end = time.monotonic() + 10
         left = [i for i in kernel_progs("tcp_connect_enter") if i in kids]
+        while left and time.monotonic() < end:
+            time.sleep(0.2)
+            left = [i for i in kernel_progs("tcp_connect_enter") if i in kids]
         check_eq(left, [], "the kernel program and its link are gone after unload")
         ls = listener()
         try:
