@@ -40,6 +40,18 @@ def kernel_progs(name):
     return [p["id"] for p in json.loads(r.stdout or "[]") if p.get("name") in (name, name[:15])]
 
 
+def kernel_progs_left(name, among=None):
+    """kernel_progs(name) (those among ids, if given) still there 10 s
+    after their unload at the latest: the kernel frees a program once its
+    last reference is gone, after an RCU grace period."""
+    end = time.monotonic() + 10
+    while True:
+        left = [i for i in kernel_progs(name) if among is None or i in among]
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.2)
+
+
 def counts(srv):
     rc, doc, err = srv.cli_json("map", "dump", "counts")
     got = {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
@@ -168,20 +180,14 @@ def main():
         obj = next((p["object"] for p in progs or [] if p["name"] == "tcp_connect_enter"), None)
         rc, _, err = srv.cli("unload", obj)
         check_eq(rc, 0, f"unload ({err.strip()})")
-        # the kernel frees a program once its last reference goes, after an
-        # RCU grace period: give it a few seconds, not forever
-        end = time.monotonic() + 10
-        left = [i for i in kernel_progs("tcp_connect_enter") if i in kids]
-        while left and time.monotonic() < end:
-            time.sleep(0.2)
-            left = [i for i in kernel_progs("tcp_connect_enter") if i in kids]
-        check_eq(left, [], "the kernel program and its link are gone after unload")
+        check_eq(kernel_progs_left("tcp_connect_enter", kids), [],
+                 "the kernel program and its link are gone after unload")
         ls = listener()
         try:
             check_adopt(srv, args, ls.getsockname()[1])
         finally:
             ls.close()
-        check_eq(kernel_progs("tcp_connect_enter"), [], "no kernel program of the test is left")
+        check_eq(kernel_progs_left("tcp_connect_enter"), [], "no kernel program of the test is left")
     return report()
 
 
