@@ -28,7 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report, require  # noqa: E402
+from harness import Server, check, check_eq, interrupt_bpftrace, report, require  # noqa: E402
 
 CALLS, N = 1000, 7   # bt_loop(N) and bt_short() CALLS times: bt_loop+2 runs CALLS * N times
 
@@ -99,14 +99,13 @@ def bpftrace(prefix, args, victim, ready):
     if attached:
         placed = ready()
         iterations = victim.run() if placed else None
-    if tool.poll() is None:
-        tool.send_signal(signal.SIGINT)   # bpftrace prints its maps and exits
+    interrupt_bpftrace(tool)   # bpftrace prints its maps and exits
     try:
-        out, err = tool.communicate(timeout=30)
+        out, err = tool.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(tool.pid, signal.SIGKILL)
         out, err = tool.communicate()
-        err += "\n(test: bpftrace did not end after SIGINT within 30 s; killed)"
+        err += "\n(test: bpftrace did not end within 30 s of SIGINTs sent while it polled; killed)"
     if not attached or not placed:
         err += f"\n(test: attaching line seen: {attached}, probe in place: {placed})"
     maps = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", out, re.M)}

@@ -21,8 +21,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import (Server, check, check_eq, needs, parse_probe_args, report, start_bpftrace,  # noqa: E402
-                     wait_bpftrace_attached)
+from harness import (Server, check, check_eq, interrupt_bpftrace, needs, parse_probe_args, report,  # noqa: E402
+                     start_bpftrace, wait_bpftrace_attached)
 
 N = 500
 MASK = (1 << 64) - 1
@@ -198,13 +198,13 @@ def bpftrace_usdt(srv, args, v, runner):
     while attached and time.monotonic() < deadline and tool.poll() is None and v.sem() != 1:
         time.sleep(0.1)   # under bpfgraft, the semaphore is set as the site is placed
     ticks = v.run(N) if attached and v.sem() == 1 else None
-    tool.send_signal(signal.SIGINT)
+    interrupt_bpftrace(tool)
     try:
-        out, err = tool.communicate(timeout=30)
+        out, err = tool.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(tool.pid, signal.SIGKILL)
         out, err = tool.communicate()
-        err += "\n(test: bpftrace did not end within 30 s of SIGINT; killed)"
+        err += "\n(test: bpftrace did not end within 30 s of SIGINTs sent while it polled; killed)"
     err = early_err + err + f"\n(test: every probe attached: {attached})"
     maps = dict(m.groups() for m in re.finditer(r"^(@[\w\[\]-]+): (-?\d+)$", out, re.M))
     return maps, ticks, err

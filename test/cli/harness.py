@@ -152,6 +152,48 @@ def wait_bpftrace_attached(tool, deadline_s):
     return False, seen
 
 
+def _bpftrace_pids(session):
+    """The bpftrace processes of session (a tool started by start_bpftrace)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if comm == "bpftrace" and int(rest[3]) == session:
+            pids.append(int(d))
+    return pids
+
+
+def _polling(pid):
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "do_epoll_wait"
+    except OSError:
+        return False
+
+
+def interrupt_bpftrace(tool, deadline_s=30):
+    """SIGINT to bpftrace, as Ctrl-C, once it waits in its event loop:
+    bpftrace 0.17 notices a SIGINT only when it interrupts that loop's
+    epoll_wait (one arriving before, or between two waits, is lost and it
+    runs on), so it is sent while bpftrace sits in epoll_wait, and again
+    while it still does. Returns when tool ended or at the deadline."""
+    start = time.monotonic()
+    sent_at = 0.0
+    while tool.poll() is None and time.monotonic() < start + deadline_s:
+        for pid in _bpftrace_pids(tool.pid):
+            if _polling(pid) and time.monotonic() - sent_at > 1:
+                os.kill(pid, signal.SIGINT)
+                sent_at = time.monotonic()
+        if not sent_at and time.monotonic() > start + 10:
+            tool.send_signal(signal.SIGINT)   # never seen polling: as before
+            sent_at = time.monotonic()
+        time.sleep(0.02)
+
+
 def text_matches_file(pid, in_root=False):
     """Every executable file mapping of pid equals the file's bytes (with
     in_root, the file as the process sees it: through /proc/PID/root)."""
