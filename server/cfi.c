@@ -558,14 +558,14 @@ int cfi_rows_from_elf(int fd, struct cfi_rows *out, char *err, size_t errlen)
 
 /* ---- function extents ---- */
 
-/* The FDEs of e's .eh_frame: what the loaded code is described by. */
-static int eh_frame_fdes(Elf *e, struct fde_list *l)
+/* The FDEs of e's .eh_frame: what the loaded code is described by; eh
+ * must outlive l (its FDEs point at it). */
+static int eh_frame_fdes(Elf *e, struct sec *eh, struct fde_list *l)
 {
     size_t shstrndx;
-    struct sec eh;
-    if (elf_getshdrstrndx(e, &shstrndx) || !section_named(e, shstrndx, ".eh_frame", &eh))
+    if (elf_getshdrstrndx(e, &shstrndx) || !section_named(e, shstrndx, ".eh_frame", eh))
         return -ENOENT;
-    return collect_fdes(&eh, 0, l);
+    return collect_fdes(eh, 0, l);
 }
 
 /* Whether f is a better answer than *best for the query: the FDE holding
@@ -585,8 +585,9 @@ static bool fde_better(const struct fde *f, const struct fde *best, uint64_t vad
 
 int cfi_fde_extent(Elf *e, uint64_t vaddr, enum cfi_fde_query q, uint64_t *lo, uint64_t *hi)
 {
+    struct sec eh;
     struct fde_list l = {0};
-    int r = eh_frame_fdes(e, &l);
+    int r = eh_frame_fdes(e, &eh, &l);
     const struct fde *best = NULL;
     for (size_t i = 0; !r && i < l.n; i++)
         if (fde_better(&l.v[i], best, vaddr, q))
