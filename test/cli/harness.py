@@ -317,11 +317,7 @@ class Server:
             crashed = self.proc.poll() is not None
             if not crashed:
                 self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                finish(self.proc, 10)
             if crashed or _failed:
                 print("---- bpfgraftd log (tail) ----\n" + self.log_text()[-4000:])
         self.log.close()

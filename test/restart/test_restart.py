@@ -445,11 +445,7 @@ class RunTool:
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            harness.finish(self.proc, 10)
         self.out.close()
         self.err.close()
 
