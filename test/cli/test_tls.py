@@ -278,6 +278,18 @@ def start_in_cgroup(path):
     return p
 
 
+def wait_uid(pid, uid, timeout=20):
+    """Whether every uid of pid became uid (after its setuid) in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            uids = next(l for l in f if l.startswith("Uid:")).split()[1:4]
+        if uids == [str(uid)] * 3:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def erin_outcomes(port, pki, pid):
     with tls_client(port, pki, "erin") as cl:
         got = outcome(cl, "target.attach", pid=pid, object="cli_maps", programs=["count_call"],
@@ -305,8 +317,8 @@ def check_restricted_operate(srv, pki, port, args):
                                        f"os.setuid({TARGET_UID})\n" + LOOP]))
         procs.append(start_in_cgroup(os.path.join(top, "inner")))
         procs.append(subprocess.Popen([sys.executable, "-c", LOOP]))
-        time.sleep(0.3)
         by_uid, by_cgroup, outsider = (p.pid for p in procs)
+        check(wait_uid(by_uid, TARGET_UID), f"the victim took uid {TARGET_UID}")
         check_eq(erin_outcomes(port, pki, by_uid), ("ok", ""), "erin attaches and detaches a process of her uid")
         check_eq(erin_outcomes(port, pki, by_cgroup), ("ok", ""),
                  "erin attaches and detaches a process below her cgroup")
