@@ -9,7 +9,7 @@ line of a state-changing call names the subject and the remote address,
 reads get none; an operate certificate attaches and detaches a process
 while another TLS connection streams the target events; map.fd is refused;
 an operate line with targets: (a uid, a cgroup) reaches those processes
-only. SIGHUP rereads the certificate files (a bad one keeps the
+only; --takeover carries the TCP listener over. SIGHUP rereads the certificate files (a bad one keeps the
 old); --listen without the files, or the files without --listen, refuse to
 start."""
 import json
@@ -413,6 +413,44 @@ def server_subject(port, pki):
             return dict(x[0] for x in s.getpeercert()["subject"]).get("commonName")
 
 
+def tcp_listen_inode(port):
+    """The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+                return int(fields[9])
+    return None
+
+
+def holds_socket(pid, inode):
+    fd_dir = f"/proc/{pid}/fd"
+    return any(os.readlink(os.path.join(fd_dir, n)) == f"socket:[{inode}]" for n in os.listdir(fd_dir))
+
+
+def check_takeover(srv, pki, port, extra):
+    """bpfgraftd --takeover carries the TLS listener over: the new daemon
+    serves on the very socket the old one listened on (so connections in
+    its backlog are not refused), and TLS clients are served after."""
+    inode = tcp_listen_inode(port)
+    check(inode is not None and holds_socket(srv.proc.pid, inode), "the old daemon listens on the TCP port")
+    start = len(srv.log_text())
+    new = subprocess.Popen([srv.bpfgraftd, "--socket", srv.socket, "--foreground", "--cache-dir",
+                            os.path.join(srv.dir, "jitcache"), "--state-dir", srv.dir, "--takeover"] + extra,
+                           stdout=srv.log, stderr=subprocess.STDOUT)
+    old, srv.proc = srv.proc, new   # the harness stops the new one
+    try:
+        check_eq(old.wait(timeout=30), 0, "the old daemon exits after the takeover")
+    except subprocess.TimeoutExpired:
+        check(False, "the old daemon exits after the takeover", srv.log_text()[start:])
+    check(wait_log(srv, "on the socket taken over", start, timeout=30),
+          "the new daemon says it listens on the socket taken over", srv.log_text()[start:])
+    check(new.poll() is None and holds_socket(new.pid, inode) and tcp_listen_inode(port) == inode,
+          "the new daemon holds the old daemon's TCP listener (same socket inode)")
+    with tls_client(port, pki, "alice") as cl:
+        check_eq(cl.call("server.status")["pid"], new.pid, "a TLS client is served by the new daemon")
+
+
 def check_reload(srv, pki, port):
     """SIGHUP: a new server certificate at the same paths is served to new
     connections while an open one goes on; a bad file keeps the old one."""
@@ -471,6 +509,7 @@ def main():
             check_restricted_operate(srv, pki, port, args)
             check_cli(srv, pki, port)
             check_vanishing_server(srv, pki)
+            check_takeover(srv, pki, port, extra)
             check_reload(srv, pki, port)
             check(srv.alive(), "the server outlived every refused client")
         check_bad_starts(args, pki)
