@@ -605,7 +605,16 @@ struct bpfg_pmsg_exec {
  * bpfg_sys_fast_entry keeps every register but rax, rcx and r11 (like the
  * kernel: rcx = site+7, r11 = rflags), and rflags itself. Detach writes the
  * original 5 bytes back; stubs stay mapped (a thread may still return
- * into one from a blocking syscall). */
+ * into one from a blocking syscall).
+ *
+ * The second form is glibc's syscall(): the number already in rax,
+ * `mov 0x8(%rsp),%r9` (BPFG_SYS_SITE_R9_LOAD) + `syscall`. Its stub runs
+ * the displaced load first, then as above without the `mov $nr,%eax`:
+ *     stub:  mov 0x8(%rsp),%r9 ; lea -128(%rsp),%rsp ; call *[rip+16] ...
+ * Such a site can bring any number: for a bpfg_sys_slow_only one the
+ * entry code goes back to the site's own `syscall` (site+5) with the
+ * target's registers, where Syscall User Dispatch traps it. */
+#define BPFG_SYS_SITE_R9_LOAD "\x4c\x8b\x4c\x24\x08"
 #define BPFG_SYS_STUB_SIZE 48
 #define BPFG_SYS_STUB_RET_OFF 16 /* the call's return address in the stub */
 #define BPFG_SYS_STUB_SITE_OFF 40

@@ -64,6 +64,8 @@
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
 
+#include "fault.h"
+#include "ksig.h"
 #include "payload.h"
 #include "rt/rt.h"
 #include "syscall.h"
@@ -75,17 +77,8 @@
 #define SUD_BLOCK 1 /* SYSCALL_DISPATCH_FILTER_BLOCK */
 #define STUBS 32
 #define STUB_SIZE 128
-#define SA_RESTORER_ 0x04000000
 #define SIGSYS_BIT (1ull << (SIGSYS - 1))
 #define UNBLOCKABLE ((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)))
-
-/* The kernel's struct sigaction (rt_sigaction with sigsetsize 8). */
-struct ksigaction {
-    uint64_t handler;
-    uint64_t flags;
-    uint64_t restorer;
-    uint64_t mask;
-};
 
 /* Read by syscall_entry.S. */
 uint64_t bpfg_sys_exempt_base, bpfg_sys_exempt_len;
@@ -332,8 +325,11 @@ static long emulate_sigprocmask(ucontext_t *uc, const uint64_t a[6])
 static long emulate_sigaction(const uint64_t a[6])
 {
     struct ksigaction act;
+    long ret;
     if (a[3] != 8)
         return raw6(SYS_rt_sigaction, a);
+    if (fault_sigaction(a, &ret))
+        return ret;
     if (a[0] == SIGSYS) {
         struct ksigaction old = app_action;
         if (a[1] && rt_safe_read(&act, (const void *)a[1], sizeof(act)))
@@ -438,7 +434,8 @@ static void note_site(uint64_t ret, long nr)
         uint32_t imm;
         bool ok = rt_safe_read(code, (const void *)(uintptr_t)site, sizeof(code)) == 0;
         memcpy(&imm, code + 1, 4);
-        ok = ok && code[0] == 0xb8 && imm == (uint32_t)nr && code[5] == 0x0f && code[6] == 0x05;
+        ok = ok && code[5] == 0x0f && code[6] == 0x05 &&
+             ((code[0] == 0xb8 && imm == (uint32_t)nr) || memcmp(code, BPFG_SYS_SITE_R9_LOAD, 5) == 0);
         __atomic_store_n(&site_state[idx], ok ? SITE_CANDIDATE : SITE_DONE, __ATOMIC_RELEASE);
         return;
     }
@@ -469,11 +466,14 @@ static void forget_sites(void)
 /* Called by bpfg_sys_fast_entry (syscall_entry.S) on the thread's
  * handler stack, not in a signal handler. The entry code makes the
  * syscall itself, on the target's stack with the thread's own signal
- * mask, so signals, restarts and blocking behave as at the site. Only
- * numbers outside bpfg_sys_slow_only reach it. Returns FAST_DONE when the
- * call is not to be made (its result in r->ax), with FAST_EXIT when the
- * sys_exit programs want the result (bpfg_sys_fast_exit). */
-enum { FAST_DONE = 1, FAST_EXIT = 2 }; /* syscall_entry.S: F_DONE, F_EXIT */
+ * mask, so signals, restarts and blocking behave as at the site. Returns
+ * FAST_DONE when the call is not to be made (its result in r->ax), with
+ * FAST_EXIT when the sys_exit programs want the result
+ * (bpfg_sys_fast_exit); FAST_SLOW for a bpfg_sys_slow_only number, which
+ * only a site taking its number in rax can bring (glibc's syscall()): the
+ * entry code then makes the call at the site's own `syscall`, which
+ * Syscall User Dispatch sends to the signal path. */
+enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* syscall_entry.S: F_DONE, F_EXIT, F_SLOW */
 
 static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
 {
@@ -491,6 +491,8 @@ long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 {
     struct call c;
     fast_call_init(&c, r);
+    if (bpfg_sys_slow_only(c.nr))
+        return FAST_SLOW;
     if (!*fast_live)
         return 0;
     long exit = want_exit(c.nr) ? FAST_EXIT : 0;
@@ -829,6 +831,11 @@ int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t
         rt_sys1(SYS_close, chan);
         return r;
     }
+    /* the tool's bpf() sites get rewritten too: its map calls then reach
+     * tool.c without a SIGSYS (the server ignores the sites if it does not
+     * rewrite: bpfgraftd --syscall-rewrite=off) */
+    if (fast_setup() == 0)
+        __atomic_store_n(&fast_on, 1, __ATOMIC_RELEASE);
     rep.exempt_base = bpfg_sys_exempt_base;
     rep.exempt_len = bpfg_sys_exempt_len;
     rep.selector = (uint64_t)(uintptr_t)&bpfg_sys_selector;
@@ -936,6 +943,7 @@ int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_
     __atomic_store_n(&fast_on, 0, __ATOMIC_SEQ_CST);
     forget_sites();
     syscall_remove_all();
+    fault_uninstall();
     if (!hooks_quiesce(5000)) {
         snprintf(err, errlen, "a syscall program is still running on some thread; retry");
         return -EBUSY;

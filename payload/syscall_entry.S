@@ -106,6 +106,7 @@ bpfg_sys_clone_stubs_end:
  * side is -mgeneral-regs-only: no vector state is touched. */
 #define F_DONE 1        /* bpfg_sys_fast_enter: the result is in regs->ax */
 #define F_EXIT 2        /* ... and sys_exit programs want the result */
+#define F_SLOW 4        /* ... make it at the site's own syscall (the signal path) */
 
 /* On the handler stack (SWITCH_STACK): the syscall's pt_regs fields. */
 .macro SYS_REGS
@@ -143,6 +144,8 @@ bpfg_sys_fast_entry:
     mov %rbx, %rax
     mov RBX(%rsp), %rbx
     mov %rax, %rsp                      /* rsp = T from here on */
+    test $F_SLOW, %r11b
+    jnz 6f
     test $F_DONE, %r11b
     jnz 2f
 3:  mov S_RAX(%rsp), %rax               /* the call, with the target's arguments */
@@ -169,8 +172,18 @@ bpfg_sys_fast_entry:
     mov S_FLAGS(%rsp), %r11
     RESTORE_SCRATCH
     ret                                 /* into the stub, which goes on at site + 7 */
-1:  xor %r11d, %r11d                    /* no handler stack: the call unobserved */
+1:  mov S_WORD(%rsp), %rax              /* no handler stack; rax = stub + 16 */
+    cmpb $0xb8, -11(%rax)               /* a `mov $nr,%eax` stub: never a slow number */
+    jne 6f
+    xor %r11d, %r11d                    /* else the call unobserved */
     jmp 3b
+6:  mov S_WORD(%rsp), %rax              /* the call at the site's `syscall` (site + 5), */
+    mov 24(%rax), %rax                  /* with the target's registers and stack: */
+    add $5, %rax                        /* Syscall User Dispatch traps it there */
+    mov %rax, S_RCX(%rsp)               /* (syscall clobbers rcx anyway) */
+    RESTORE_SCRATCH
+    lea 8+128(%rsp), %rsp               /* the return address, the red zone skip */
+    jmp *%rcx
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
 
 /* bpfg_sigsys_entry(sig, si, uc): our SIGSYS handler (entry.h,

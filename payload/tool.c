@@ -33,6 +33,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
+#include "fault.h"
 #include "payload.h"
 #include "rt/rt.h"
 #include "tool_priv.h"
@@ -44,16 +45,20 @@ volatile uint8_t tool_on;
 
 /* ---- small helpers ---- */
 
-/* The tool's pointers are read and written fault-safe (process_vm_*v:
- * EFAULT, never a crash). Only the tool's own threads come here (Syscall
- * User Dispatch is per thread and not inherited by fork), so its pid is
- * known once: a syscall less per copy than rt_safe_read. */
+/* The tool's pointers are read and written fault-safe: by fault.c's copy
+ * (no syscall; EFAULT, never a crash), else by process_vm_*v. Only the
+ * tool's own threads come here (Syscall User Dispatch is per thread and
+ * not inherited by fork), so its pid is known once: a syscall less per
+ * copy than rt_safe_read. */
 static long self_pid;
 
 static long ucopy(void *local, const void *remote, size_t len, long nr)
 {
     if (!len)
         return 0;
+    long f = nr == SYS_process_vm_readv ? fault_copy(local, remote, len) : fault_copy((void *)remote, local, len);
+    if (f != -ENOSYS)
+        return f;
     struct iovec l = {local, len}, r = {(void *)remote, len};
     long pid = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
     if (!pid)
@@ -304,6 +309,9 @@ int tool_start(const struct bpfg_pmsg_tool_mode *tm, int chan_fd, char *err, siz
     perf_set_pmu(tm);
     chan_open(chan_fd);
     __atomic_store_n(&self_pid, rt_sys0(SYS_getpid), __ATOMIC_RELAXED);
+    int r = fault_install();
+    if (r)
+        say("no fault handler (%s): the tool's map calls copy through process_vm_readv", strerror(-r));
     __atomic_store_n(&tool_on, 1, __ATOMIC_RELEASE);
     return 0;
 }

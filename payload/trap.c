@@ -26,22 +26,14 @@
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
 
+#include "ksig.h"
 #include "payload.h"
 #include "rt/rt.h"
 #include "trap.h"
 
 #define TRAP_SLOTS 1024 /* > BPFG_MAX_HOOKS: open addressing stays short */
-#define SA_RESTORER_ 0x04000000
 #define SIGTRAP_BIT (1ull << (SIGTRAP - 1))
 #define SI_KERNEL_ 0x80 /* si_code of an int3 */
-
-/* The kernel's struct sigaction (rt_sigaction with sigsetsize 8). */
-struct ksigaction {
-    uint64_t handler;
-    uint64_t flags;
-    uint64_t restorer;
-    uint64_t mask;
-};
 
 struct trap_site {
     uint64_t addr; /* 0: free; published after index */

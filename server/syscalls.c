@@ -12,6 +12,7 @@
 #include "log.h"
 #include "procfs.h"
 #include "server.h"
+#include "state.h"
 #include "syscall_names.h"
 #include "symbols.h"
 #include "syscalls.h"
@@ -364,6 +365,8 @@ int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg
     }
     x->handler = true;
     x->selector = rep->selector;
+    if (!x->fast_entry && rewrite_sites) /* a payload before tool-mode rewriting replies 0 */
+        x->fast_entry = rep->fast_entry;
     if (x->sud_on)
         return 0;
     struct bpfg_stopped st;
@@ -566,16 +569,17 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
     return 0;
 }
 
-static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, uint32_t nr, uint64_t entry)
+/* code: the site's first 7 bytes, one of the two forms (payload_abi.h). */
+static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, const uint8_t *code, uint64_t entry)
 {
     static const uint8_t head[] = {0x48, 0x8d, 0x64, 0x24, 0x80};          /* lea -0x80(%rsp),%rsp */
     static const uint8_t tail[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0}; /* lea 0x80(%rsp),%rsp */
     int32_t rel;
     memset(b, 0xcc, BPFG_SYS_STUB_SIZE);
-    memcpy(b, head, 5);
-    b[5] = 0xb8; /* mov $nr,%eax */
-    memcpy(b + 6, &nr, 4);
-    b[10] = 0xff, b[11] = 0x15; /* call *16(%rip) */
+    bool nr_in_rax = code[0] != 0xb8;
+    memcpy(b, nr_in_rax ? code : head, 5);     /* the displaced load first: it reads above rsp */
+    memcpy(b + 5, nr_in_rax ? head : code, 5); /* or the site's own mov $nr,%eax */
+    b[10] = 0xff, b[11] = 0x15;                /* call *16(%rip) */
     rel = 32 - BPFG_SYS_STUB_RET_OFF;
     memcpy(b + 12, &rel, 4);
     memcpy(b + BPFG_SYS_STUB_RET_OFF, tail, 8);
@@ -586,24 +590,16 @@ static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, uint32_t nr, ui
     memcpy(b + BPFG_SYS_STUB_SITE_OFF, &site, 8);
 }
 
-/* Checks and rewrites one site in the stopped process. */
-static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload, uint64_t site, char *why)
+/* A site checked and recorded, its stub built, not yet written. */
+struct planned_site {
+    uint64_t site, stub;
+    uint8_t sb[BPFG_SYS_STUB_SIZE];
+};
+
+static int check_branches(struct bpfg_stopped *st, const struct exec_map *m, uint64_t site, char *why)
 {
-    struct exec_map m;
-    uint8_t code[7];
-    uint32_t nr;
-    for (size_t i = 0; i < x->nsites; i++)
-        if (x->sites[i].addr == site)
-            return 0;
-    if (!file_code_mapping(pid, site, 7, &m))
-        return snprintf(why, BPFG_ERRLEN, "not in a file-backed executable mapping"), -EPERM;
-    if (bpfg_mem_read(st, site, code, sizeof(code)) != 0)
-        return snprintf(why, BPFG_ERRLEN, "unreadable"), -EFAULT;
-    memcpy(&nr, code + 1, 4);
-    if (code[0] != 0xb8 || code[5] != 0x0f || code[6] != 0x05 || bpfg_sys_slow_only(nr))
-        return snprintf(why, BPFG_ERRLEN, "not a `mov $nr,%%eax; syscall` of a plain syscall"), -EINVAL;
-    uint64_t lo = site > m.start + BRANCH_WINDOW ? site - BRANCH_WINDOW : m.start;
-    uint64_t hi = site + 7 + BRANCH_WINDOW < m.end ? site + 7 + BRANCH_WINDOW : m.end;
+    uint64_t lo = site > m->start + BRANCH_WINDOW ? site - BRANCH_WINDOW : m->start;
+    uint64_t hi = site + 7 + BRANCH_WINDOW < m->end ? site + 7 + BRANCH_WINDOW : m->end;
     uint8_t *buf = malloc(hi - lo);
     if (!buf)
         return snprintf(why, BPFG_ERRLEN, "out of memory"), -ENOMEM;
@@ -614,8 +610,45 @@ static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, 
         return snprintf(why, BPFG_ERRLEN, "cannot read the code around it"), r;
     if (branch)
         return snprintf(why, BPFG_ERRLEN, "a branch nearby may land inside it"), -EINVAL;
-    if (bpfg_any_thread_in(st, site + 1, site + 5, NULL))
+    return 0;
+}
+
+/* Checks one site of the stopped process, and whether its 7 bytes are one
+ * of the two forms (payload_abi.h). */
+static int check_site(struct bpfg_stopped *st, pid_t pid, uint64_t site, uint8_t code[7], char *why)
+{
+    struct exec_map m;
+    uint32_t nr;
+    if (!file_code_mapping(pid, site, 7, &m))
+        return snprintf(why, BPFG_ERRLEN, "not in a file-backed executable mapping"), -EPERM;
+    if (bpfg_mem_read(st, site, code, 7) != 0)
+        return snprintf(why, BPFG_ERRLEN, "unreadable"), -EFAULT;
+    memcpy(&nr, code + 1, 4);
+    bool imm = code[0] == 0xb8 && !bpfg_sys_slow_only(nr), r9 = memcmp(code, BPFG_SYS_SITE_R9_LOAD, 5) == 0;
+    if (code[5] != 0x0f || code[6] != 0x05 || !(imm || r9))
+        return snprintf(why, BPFG_ERRLEN, "not a `mov $nr,%%eax; syscall` of a plain syscall nor glibc's syscall()"),
+               -EINVAL;
+    int r = check_branches(st, &m, site, why);
+    if (!r && bpfg_any_thread_in(st, site + 1, site + 5, NULL))
         return snprintf(why, BPFG_ERRLEN, "a thread is inside it"), -EBUSY;
+    return r;
+}
+
+/* Checks one site, gives it a stub and records it (x->sites) before any
+ * byte is written: a server killed between the record and the write
+ * leaves a record whose restore writes the original bytes over
+ * themselves, never a patched site no record knows. 1 if it is already
+ * rewritten. */
+static int plan_site(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload, uint64_t site,
+                     struct planned_site *p, char *why)
+{
+    uint8_t code[7];
+    for (size_t i = 0; i < x->nsites; i++)
+        if (x->sites[i].addr == site)
+            return 1;
+    int r = check_site(st, pid, site, code, why);
+    if (r)
+        return r;
     if (x->nsites == x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 64;
         struct sys_site *n = realloc(x->sites, cap * sizeof(*n));
@@ -624,50 +657,97 @@ static int rewrite_one(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, 
         x->sites = n;
         x->cap = cap;
     }
-    uint64_t stub;
-    if ((r = stub_for(st, x, payload, site, &stub, why)))
+    if ((r = stub_for(st, x, payload, site, &p->stub, why)))
         return r;
-    uint8_t sb[BPFG_SYS_STUB_SIZE], jmp[5];
-    build_stub(sb, stub, site, nr, x->fast_entry);
-    int32_t rel = (int32_t)(int64_t)(stub - (site + 5));
-    jmp[0] = 0xe9;
-    memcpy(jmp + 1, &rel, 4);
-    /* the stub first; the process is stopped, so the order is not seen */
-    if ((r = bpfg_mem_write(st, stub, sb, sizeof(sb))) || (r = bpfg_mem_write(st, site, jmp, sizeof(jmp))))
-        return snprintf(why, BPFG_ERRLEN, "writing: %s", strerror(-r)), r;
-    x->sites[x->nsites].addr = site;
-    memcpy(x->sites[x->nsites].orig, code, 5);
-    memcpy(x->sites[x->nsites].jmp, jmp, 5);
-    x->nsites++;
+    p->site = site;
+    build_stub(p->sb, p->stub, site, code, x->fast_entry);
+    struct sys_site *rec = &x->sites[x->nsites++];
+    int32_t rel = (int32_t)(int64_t)(p->stub - (site + 5));
+    rec->addr = site;
+    memcpy(rec->orig, code, 5);
+    rec->jmp[0] = 0xe9;
+    memcpy(rec->jmp + 1, &rel, 4);
     return 0;
 }
 
-static void rewrite(struct target *t, struct sys_state *x, const uint64_t *sites, size_t n)
+static struct sys_site *site_record(struct sys_state *x, uint64_t site)
+{
+    for (size_t i = 0; i < x->nsites; i++)
+        if (x->sites[i].addr == site)
+            return &x->sites[i];
+    return NULL;
+}
+
+/* Writes a planned site: the stub first (the process is stopped, so the
+ * order is not seen); on failure its record goes. */
+static int patch_site(struct bpfg_stopped *st, struct sys_state *x, const struct planned_site *p, char *why)
+{
+    struct sys_site *rec = site_record(x, p->site);
+    int r = bpfg_mem_write(st, p->stub, p->sb, sizeof(p->sb));
+    if (!r)
+        r = bpfg_mem_write(st, p->site, rec->jmp, sizeof(rec->jmp));
+    if (!r)
+        return 0;
+    if (bpfg_mem_write(st, p->site, rec->orig, sizeof(rec->orig)) == 0) /* a partial write undone */
+        *rec = x->sites[--x->nsites];
+    return snprintf(why, BPFG_ERRLEN, "writing: %s", strerror(-r)), r;
+}
+
+static void log_site(const struct target *t, const struct sys_state *x, uint64_t site, int r, const char *why)
+{
+    if (r) {
+        srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx stays on the signal path: %s", (int)t->pid,
+                (unsigned long long)site, why);
+        return;
+    }
+    const struct sys_site *rec = site_record((struct sys_state *)x, site);
+    uint32_t nr;
+    memcpy(&nr, rec->orig + 1, 4);
+    if (rec->orig[0] == 0xb8)
+        srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx (nr %u) rewritten", (int)t->pid, (unsigned long long)site,
+                nr);
+    else
+        srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx (number in rax) rewritten", (int)t->pid,
+                (unsigned long long)site);
+}
+
+/* Plans every site, saves the target's record with them, then writes. */
+static size_t rewrite_stopped(struct server *s, struct target *t, struct bpfg_stopped *st, struct sys_state *x,
+                              const uint64_t *sites, size_t n)
+{
+    char why[BPFG_ERRLEN];
+    struct planned_site *plan = calloc(n, sizeof(*plan));
+    size_t planned = 0, done = 0;
+    pid_t payload = payload_tid(st, t);
+    for (size_t i = 0; plan && i < n && x->nsites < MAX_SITES; i++) {
+        int r = plan_site(st, x, t->pid, payload, sites[i], &plan[planned], why);
+        if (r < 0) {
+            x->refused++;
+            log_site(t, x, sites[i], r, why);
+        }
+        planned += r == 0;
+    }
+    if (planned)
+        state_save_target(s, t);
+    for (size_t i = 0; i < planned; i++) {
+        int r = patch_site(st, x, &plan[i], why);
+        x->refused += r != 0;
+        done += r == 0;
+        log_site(t, x, plan[i].site, r, why);
+    }
+    free(plan);
+    return done;
+}
+
+static void rewrite(struct server *s, struct target *t, struct sys_state *x, const uint64_t *sites, size_t n)
 {
     struct bpfg_stopped st;
-    char ierr[BPFG_ERRLEN], why[BPFG_ERRLEN];
+    char ierr[BPFG_ERRLEN];
     if (bpfg_stop_process(t->pid, &st, ierr) != 0) {
         srv_log(SRV_WARN, "target %d: cannot stop it to rewrite syscall sites: %s", (int)t->pid, ierr);
         return;
     }
-    size_t done = 0;
-    pid_t payload = payload_tid(&st, t);
-    for (size_t i = 0; i < n; i++) {
-        if (x->nsites >= MAX_SITES)
-            break;
-        int r = rewrite_one(&st, x, t->pid, payload, sites[i], why);
-        if (r) {
-            x->refused++;
-            srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx stays on the signal path: %s", (int)t->pid,
-                    (unsigned long long)sites[i], why);
-        } else {
-            done++;
-            uint32_t nr;
-            memcpy(&nr, x->sites[x->nsites - 1].orig + 1, 4);
-            srv_log(SRV_DEBUG, "target %d: syscall site 0x%llx (nr %u) rewritten", (int)t->pid,
-                    (unsigned long long)sites[i], nr);
-        }
-    }
+    size_t done = rewrite_stopped(s, t, &st, x, sites, n);
     uint64_t ns = 0;
     bpfg_resume_process(&st, &ns);
     srv_log(SRV_DEBUG, "target %d: %zu of %zu syscall sites rewritten (threads stopped %llu us)", (int)t->pid, done, n,
@@ -797,7 +877,7 @@ void syscalls_async(struct server *s, struct target *t, const struct bpfg_pmsg_h
         if (!sites)
             return;
         memcpy(sites, body, n * sizeof(*sites)); /* body may be unaligned */
-        rewrite(t, x, sites, n);
+        rewrite(s, t, x, sites, n);
         free(sites);
         return;
     }

@@ -147,6 +147,21 @@ def hooks_of(srv, pid):
     return None
 
 
+def faults_section(srv, args):
+    """A tool's map calls are served in it with fault-guarded copies: bad
+    pointers give EFAULT, the tool's own SIGSEGV handler sees its faults,
+    and a tool that crashes dies of SIGSEGV (tool_faults.c), as under the
+    kernel."""
+    prog = os.path.join(args.test_bin, "tool-faults")
+    rc, out, err = run_tool(srv, [prog])
+    print(out, err[-300:])
+    check_eq(rc, 0, "tool-faults: every check passed under bpfgraft run")
+    check(out.count("ok ") == 9 and "0 failed" in out, "tool-faults: nine checks printed ok", out)
+    rc, out, err = run_tool(srv, [prog, "crash"])
+    check_eq(rc, 128 + signal.SIGSEGV, "a crashing tool dies of SIGSEGV under bpfgraft run, as without it")
+    check(srv.alive(), "bpfgraftd outlived the crashing tool")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -396,6 +411,7 @@ def main():
             rc, doc, _ = srv.cli_json("tools")
             check(rc == 0 and doc == [], "and serves requests afterwards", repr(doc))
 
+            faults_section(srv, args)
             pid_probe_section(srv, args, victim_bin, marker)
             binary_wide_section(srv, args)
 
