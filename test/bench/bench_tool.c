@@ -1,9 +1,10 @@
 /* bpfgraft-bench tool: a libbpf tool's own bpf() calls (maps created,
  * programs loaded, map elements read and written by the tool) served by
  * bpfgraft (`bpfgraft run`) against the kernel, with the same probe
- * binary (tool_probe.c) run both ways in one go. Under bpfgraft every bpf()
- * of the tool traps (Syscall User Dispatch); map element commands are then
- * served inside the tool on the shared region, the others by bpfgraftd. */
+ * binary (tool_probe.c) run both ways in one go. Under bpfgraft a bpf()
+ * site of the tool traps once (Syscall User Dispatch) and is rewritten
+ * into a jump to the payload; map element commands are then served inside
+ * the tool on the shared region, the others by bpfgraftd. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -91,8 +92,9 @@ static int run(struct bench_ctx *ctx)
         bench_report(ctx, names[i], "kernel", kernel[i], unit, NULL, 0);
         bench_report(ctx, names[i], "bpfgraft run", ours[i], unit, "kernel", kernel[i]);
     }
-    bench_note(ctx, "tool: element commands trap (SIGSYS) and run in the tool on the map region; "
-                    "create/load go to bpfgraftd over a socket and are verified there");
+    bench_note(ctx, "tool: element commands run in the tool on the map region, reached through its rewritten "
+                    "syscall() site (the first call of a site traps once); create/load go to bpfgraftd over a "
+                    "socket and are verified there");
     return 0;
 }
 
