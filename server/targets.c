@@ -877,8 +877,8 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
                : r;
 }
 
-/* HOOK for one program of slot h (planned, stub placed); a trap probe's
- * reply says where the payload keeps the target's SIGTRAP action. */
+/* HOOK for one program of slot h (planned, stub placed); the reply says
+ * where the payload keeps the target's SIGTRAP action. */
 static int send_hook(struct server *s, struct target *t, const struct target_hook *h, uint32_t kind, uint32_t prog_id,
                      uint64_t cookie, char *err, size_t errlen)
 {
@@ -894,8 +894,11 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
     struct bpfg_pmsg_hook_reply rep = {0};
     size_t got = 0;
     int r = targets_payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), &rep, sizeof(rep), &got, err, errlen);
-    if (!r && h->plan.trap && got >= sizeof(rep) && rep.trap_saved_action)
+    bool known = t->trap_action != 0;
+    if (!r && got >= sizeof(rep) && rep.trap_saved_action) /* any hook: the patch's int3 (bpfg_text_poke) */
         t->trap_action = rep.trap_saved_action;
+    if (!known && t->trap_action) /* recorded before the patch: put back at unload after a crash too */
+        state_save_target(s, t);
     else if (!r && h->plan.trap)
         r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
     return r;
@@ -1068,6 +1071,12 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
+/* Where the payload keeps the patch journal (bpfg_text_poke). */
+static uint64_t journal_of(const struct target *t)
+{
+    return t->inj.params ? t->inj.params + offsetof(struct bpfg_payload_params, journal) : 0;
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
                         char *err, size_t errlen)
 {
@@ -1139,7 +1148,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                      err, errlen);
     if (r)
         goto unhook;
-    r = bpfg_hook_patch(&st, &h->plan);
+    r = bpfg_hook_patch(&st, &h->plan, journal_of(t));
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         srv_efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
@@ -1532,7 +1541,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         return srv_efail(err, errlen, r, "%s", ierr);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
-        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan)))
+        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan, journal_of(t))))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
     }
@@ -1590,7 +1599,7 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
         srv_log(SRV_INFO, "target %d: restored %u return addresses replaced by uretprobes", (int)t->pid, fixed);
 }
 
-/* Trap probes installed the payload's SIGTRAP handler: the target's own
+/* The first HOOK installed the payload's SIGTRAP handler: the target's own
  * action goes back before the payload's memory does (in a stop where no
  * thread has a SIGTRAP pending: nothing_in_payload). */
 static void restore_trap_action(struct bpfg_stopped *st, struct target *t)
@@ -1720,7 +1729,7 @@ static void detach_forks(struct server *s, struct target *t, bool every)
             bool gone = !h->used && h->stub_size; /* removed, still remembered */
             if (!((every && h->used) || gone) || !bpfg_hook_in_place(&st, &h->plan))
                 continue; /* not our bytes there (it exec'd, or never had them) */
-            if (bpfg_hook_unpatch(&st, &h->plan) == 0)
+            if (bpfg_hook_unpatch(&st, &h->plan, journal_of(t)) == 0)
                 restored++;
         }
         bpfg_resume_process(&st, NULL);
@@ -1996,7 +2005,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
             return r;
         }
-        if ((r = bpfg_hook_unpatch(&st, &h->plan)))
+        if ((r = bpfg_hook_unpatch(&st, &h->plan, journal_of(t))))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
         bpfg_resume_process(&st, &t->last_stop_ns);

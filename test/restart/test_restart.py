@@ -20,6 +20,10 @@
            while no server runs), re-armed after the payload went inert (twice)
   abi      a payload of another ABI (simulated): listed as other-abi-N, attach
            refused, detach restores its code
+  patching SIGKILL at every write of the int3-first code patch (a jmp
+           crossing a page, attach and detach) under 4 calling threads:
+           the target lives, the patch is finished, counts exact, detach
+           restores the file's bytes
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -42,7 +46,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 from harness import check, check_eq, report, text_matches_file  # noqa: E402
 
-CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB = 0, 8, 16, 24
+CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB, CTL_BAD = 0, 8, 16, 24, 32
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -683,6 +687,100 @@ def part_stress(a, d):
         d.stop(signal.SIGTERM)
 
 
+PATCH_STEPS = 6  # bpfg_text_poke on a page-crossing jmp: journal, int3, tail x2, first byte, journal cleared
+
+
+def symbol_addr(pid, exe, name):
+    """Runtime address of name (a symbol of the PIE exe) in process pid."""
+    out = subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True, check=True).stdout
+    vaddr = next(int(l.split()[0], 16) for l in out.splitlines() if l.split()[-1] == name)
+    with open(f"/proc/{pid}/maps") as f:
+        base = next(int(l.split("-")[0], 16) for l in f if l.split()[5:] == [os.path.realpath(exe)]
+                    and int(l.split()[2], 16) == 0)
+    return base + vaddr
+
+
+def mem_byte(pid, addr):
+    with open(f"/proc/{pid}/mem", "rb") as m:
+        m.seek(addr)
+        return m.read(1)[0]
+
+
+def patch_killed(a, d, v, k, site):
+    """One server, killed by its own test hook after write k of the patch
+    protocol (attach: 1..6, detach: 7..12); what the dead window leaves."""
+    os.environ["BPFGRAFT_TEST_PATCH_STOP"] = str(k)
+    try:
+        d.start()
+    finally:
+        del os.environ["BPFGRAFT_TEST_PATCH_STOP"]
+    rc, _, err = d.cli("attach", v.pid, "count", "add_entry", "--target", ":crossing_add")
+    if k > PATCH_STEPS:
+        check_eq(rc, 0, f"patching {k}: attach ({err.strip()})")
+        d.cli("detach", v.pid)
+    try:
+        d.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    died = d.proc.returncode
+    d.proc = None
+    check_eq(died, -signal.SIGKILL, f"patching {k}: the server killed itself at the step")
+    first = mem_byte(v.pid, site)
+    step = (k - 1) % PATCH_STEPS + 1
+    if 2 <= step <= 4:
+        check_eq(first, 0xcc, f"patching {k}: the site starts with the protocol's int3 while no server runs")
+    calls = v.get(CTL_CALLS)
+    time.sleep(0.3)  # 4 threads meet the half-written site
+    check(v.alive() and v.get(CTL_CALLS) > calls, f"patching {k}: the target runs on through the dead window",
+          v.death())
+
+
+def part_patching(a, d):
+    """kill -9 of the server at every write of the int3-first protocol
+    (BPFGRAFT_TEST_PATCH_STOP) on a jmp that crosses a page, attaching and
+    detaching, under 4 threads calling the function: the target never
+    dies, the restarted server finishes the patch, counts after
+    re-adoption are exact, and detach restores the file's bytes."""
+    exe = os.path.join(a.test_bin, "patch-victim")
+    v = Victim(a, d.dir, 70, threads=4, exe="patch-victim")
+    try:
+        site = symbol_addr(v.pid, exe, "crossing_add")
+        check_eq(site // 4096 != (site + 4) // 4096, True, "patching: the jmp site crosses a page boundary")
+        d.start()
+        rc, _, err = d.cli("load", a.obj)
+        check_eq(rc, 0, f"patching: load ({err.strip()})")
+        d.stop(signal.SIGTERM)
+        v.go(True)
+        for k in range(1, 2 * PATCH_STEPS + 1):
+            patch_killed(a, d, v, k, site)
+            d.start()
+            listed = wait_listed(d, [v.pid])
+            check(v.pid in listed, f"patching {k}: re-adopted", f"{listed}")
+            hooks = len(listed.get(v.pid, {}).get("hooks", []))
+            check_eq(v.get(CTL_BAD), 0, f"patching {k}: crossing_add always returned the right sum")
+            if k <= PATCH_STEPS:  # killed attaching: the jmp finished, the hook counts
+                check_eq(hooks, 1, f"patching {k}: re-adopted with its hook, the patch finished")
+                v.go(False)
+                c0, calls0 = counts(d)[0], v.get(CTL_CALLS)
+                v.go(True)
+                time.sleep(0.3)
+                v.go(False)
+                c1, calls1 = counts(d)[0], v.get(CTL_CALLS)
+                v.go(True)
+                check(calls1 > calls0 and c1 - c0 == calls1 - calls0, f"patching {k}: counts exact after re-adoption",
+                      f"map {c0} -> {c1}, calls {calls0} -> {calls1}")
+            else:  # killed detaching: the file's bytes are back; detach again ends it
+                check_eq(text_matches_file(v.pid), [], f"patching {k}: the restore was finished at adoption")
+            rc, _, err = d.cli("detach", v.pid)
+            check_eq(rc, 0, f"patching {k}: detach ({err.strip()})")
+            check_eq(text_matches_file(v.pid), [], f"patching {k}: detach restored the file's bytes")
+            check(v.alive(), f"patching {k}: the target lives", v.death())
+            d.stop(signal.SIGTERM)
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
 class SysVictim:
     """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
     getppid() calls (printed "burst 1000" after them)."""
@@ -888,7 +986,8 @@ def main():
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
-             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi}
+             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
+             "patching": part_patching}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
