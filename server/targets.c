@@ -561,6 +561,18 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Payloads an earlier attach left after their first connection failed
+ * (injector.h): removed, so that this attach maps the only one. */
+static void remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
+{
+    unsigned removed = 0;
+    char ierr[BPFG_ERRLEN];
+    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &removed, ierr) != 0)
+        srv_log(SRV_WARN, "target %d: looking for payloads left by failed attaches: %s", (int)st->pid, ierr);
+    else if (removed)
+        srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid, removed);
+}
+
 static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
 {
     struct target *t = calloc(1, sizeof(*t));
@@ -598,6 +610,8 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     char warn[BPFG_ERRLEN];
     r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
     if (!r)
+        remove_failed_payloads(s, &st);
+    if (!r)
         r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
@@ -608,11 +622,15 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         srv_log(SRV_WARN, "%s", warn);
     r = accept_payload(t, token, listen_fd, err, errlen);
     if (r) {
-        /* The payload may still come up later: it finds nobody and exits;
-         * its memory stays mapped (harmless) rather than risk unmapping code
-         * a thread may be running. */
+        /* A payload whose thread is gone goes now; one still coming up
+         * connects later (adopted then) or fails and goes at the next
+         * attach: no code a thread may be running is unmapped. */
         if (t->sock >= 0)
             close(t->sock);
+        if (bpfg_stop_process(pid, &st, ierr) == 0) {
+            remove_failed_payloads(s, &st);
+            bpfg_resume_process(&st, NULL);
+        }
         free(t);
         return r;
     }

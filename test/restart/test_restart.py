@@ -24,6 +24,8 @@
            crossing a page, attach and detach) under 4 calling threads:
            the target lives, the patch is finished, counts exact, detach
            restores the file's bytes
+  failed   a payload whose first connection failed stays mapped; the next
+           attach removes it and maps the only payload
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -781,6 +783,43 @@ def part_patching(a, d):
         d.stop(signal.SIGTERM)
 
 
+def payload_images(pid):
+    """Start addresses of the payload images pid maps."""
+    with open(f"/proc/{pid}/maps") as f:
+        return [l.split("-")[0] for l in f if "/memfd:bpfgraft-payload" in l and l.split()[2] == "00000000"]
+
+
+def part_failed(a, d):
+    """A payload whose first connection failed (bpfgraft-inject with a
+    socket nobody listens on) stays mapped; the next attach removes it and
+    maps the only payload, which counts exactly; detach leaves none."""
+    d.start()
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"failed: load ({err.strip()})")
+    v = Victim(a, d.dir, 80)
+    try:
+        threads = len(os.listdir(f"/proc/{v.pid}/task"))
+        payload = os.path.join(a.bin_dir, "..", "lib", "bpfgraft-payload.so")
+        r = subprocess.run([a.inject, str(v.pid), "--payload", payload, "--socket", f"@bpfgraft-nobody-{os.getpid()}"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0 and "payload state 3" in r.stdout, "failed: the payload's first connection fails",
+              r.stdout + r.stderr)
+        deadline = time.monotonic() + 5
+        while len(os.listdir(f"/proc/{v.pid}/task")) > threads and time.monotonic() < deadline:
+            time.sleep(0.02)  # its thread ends
+        check_eq(len(payload_images(v.pid)), 1, "failed: its payload stays mapped")
+        attach_counting(d, a, v)
+        check_eq(len(payload_images(v.pid)), 1, "failed: the attach maps one payload, not a second beside it")
+        check("1 payload(s) whose first connection had failed" in d.log(), "failed: the server says it removed it")
+        v.go(True)
+        time.sleep(0.2)
+        check_exact(d, [v], "failed")
+        detach_all(d, [v], "failed")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
 class SysVictim:
     """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
     getppid() calls (printed "burst 1000" after them)."""
@@ -981,13 +1020,14 @@ def main():
     ap.add_argument("--scripts", required=True)
     ap.add_argument("--only", default="")
     ap.add_argument("--kills", type=int, default=50)
+    ap.add_argument("--inject", default="", help="bpfgraft-inject (part failed)")
     ap.add_argument("--syscount", required=True, help="samples' syscount.bpf.o (raw syscall tracepoint)")
     ap.add_argument("--opensnoop", required=True, help="skel-opensnoop (the tool under bpfgraft run in the loop)")
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
-             "patching": part_patching}
+             "patching": part_patching, "failed": part_failed}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
