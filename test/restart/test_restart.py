@@ -26,6 +26,10 @@
            restores the file's bytes
   failed   a payload whose first connection failed stays mapped; the next
            attach removes it and maps the only payload
+  timers   a `bpfgraft run` tool's timer (bpftrace interval:) ticks on
+           while no server runs (kill -9, restart)
+  execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
+           + restart: a process started after it is counted exactly
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -35,6 +39,7 @@ import argparse
 import mmap
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -820,6 +825,86 @@ def part_failed(a, d):
         d.stop(signal.SIGTERM)
 
 
+def wait_output(tool, what, timeout):
+    """True once a line of the tool's stdout starts with what."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tool.proc.poll() is None:
+        if any(l.startswith(what) for l in tool.lines()):
+            return True
+        time.sleep(0.05)
+    return any(l.startswith(what) for l in tool.lines())
+
+
+def printed_count(tool, name):
+    m = re.search(rf"^@{name}: (\d+)$", read_text(tool.out_path), re.M)
+    return int(m.group(1)) if m else None
+
+
+def part_timers(a, d):
+    """A timer program of a `bpfgraft run` tool (bpftrace's interval:)
+    ticks on while no server runs (kill -9, a new server 3 s later): over
+    the 4.5 s run it counts the ticks of a timer that never stopped (one
+    that stopped while the server was away would count at most a third)."""
+    if not shutil.which("bpftrace"):
+        harness.skip("timers: bpftrace is not installed")
+        return
+    d.start()
+    tool = RunTool(d, ["bpftrace", "-e", "interval:ms:50 { @ticks = count(); } interval:ms:4500 { exit(); }"],
+                   "bpftrace")
+    try:
+        check(wait_output(tool, "Attaching", 60), "timers: bpftrace started under bpfgraft", tool.stderr()[-500:])
+        time.sleep(0.5)
+        d.stop(signal.SIGKILL)
+        time.sleep(3)
+        d.start()
+        harness.finish(tool.proc, 60)
+        check_eq(tool.proc.returncode, 0, "timers: bpftrace exits by its own timer (exit() from interval:)")
+        n = printed_count(tool, "ticks")
+        check(n is not None and n >= 54, f"timers: ticks counted while no server ran ({n} of ~90)",
+              read_text(tool.out_path)[-500:])
+    finally:
+        tool.stop()
+        d.stop(signal.SIGTERM)
+
+
+def part_execwatch(a, d):
+    """An exec watch of a `bpfgraft run` tool (a pid -1 uprobe on a binary)
+    across kill -9 + restart: a process of that binary started after the
+    restart is caught at exec and every call it makes is counted."""
+    if not shutil.which("bpftrace"):
+        harness.skip("execwatch: bpftrace is not installed")
+        return
+    exe = os.path.join(a.test_bin, "attach-victim-pie")
+    d.start()
+    tool = RunTool(d, ["bpftrace", "-e", f"uprobe:{exe}:probed_add {{ @calls = count(); }}"], "bpftrace")
+    v = None
+    try:
+        check(wait_output(tool, "Attaching", 60), "execwatch: bpftrace attached", tool.stderr()[-500:])
+        pid = tool.pid(d)
+        d.stop(signal.SIGKILL)
+        d.start()
+        got = wait_tools_running(d, [pid], timeout=30)
+        check_eq(got.get(pid), "running", "execwatch: the tool is adopted by the new server")
+        # one thread: bpftrace's count() is a per-cpu map whose `+= 1` is not
+        # atomic, and under bpfgraft two threads may share a cpu's slot
+        v = Victim(a, d.dir, 90, threads=1)  # started after the restart
+        v.go(True)
+        time.sleep(0.5)
+        v.go(False)
+        calls = v.get(CTL_CALLS)
+        harness.interrupt_bpftrace(tool.proc)
+        harness.finish(tool.proc, 30)
+        n = printed_count(tool, "calls")
+        check(calls > 0 and n == calls, "execwatch: a process started after the restart caught at exec, "
+              "every call counted", f"bpftrace counted {n}, the process made {calls}")
+        check(v.alive(), "execwatch: the process lives", v.death())
+    finally:
+        if v:
+            v.kill()
+        tool.stop()
+        d.stop(signal.SIGTERM)
+
+
 class SysVictim:
     """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
     getppid() calls (printed "burst 1000" after them)."""
@@ -1027,7 +1112,8 @@ def main():
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
-             "patching": part_patching, "failed": part_failed}
+             "patching": part_patching, "failed": part_failed, "timers": part_timers,
+             "execwatch": part_execwatch}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
