@@ -30,6 +30,8 @@
            while no server runs (kill -9, restart)
   execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
            + restart: a process started after it is counted exactly
+  layout   map regions of layout 3 at restart: arrays converted with their
+           data, an object with a hash map refused naming both versions
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -905,6 +907,45 @@ def part_execwatch(a, d):
         d.stop(signal.SIGTERM)
 
 
+def set_layout(d, version):
+    """Writes version into the header of every map region file (+8)."""
+    mdir = os.path.join(d.state, "restart", "maps")
+    for name in os.listdir(mdir):
+        with open(os.path.join(mdir, name), "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<I", version))
+    return sorted(os.listdir(mdir))
+
+
+def part_layout(a, d):
+    """Map regions of layout 3 (before the contended-hash stripes) found
+    by a layout-4 server at restart: an object whose maps are all arrays
+    is restored with its data (the regions converted); one with a hash map
+    is refused, the log naming both versions, and its regions are kept."""
+    spin = os.path.join(os.path.dirname(a.obj), "spinlock.bpf.o")
+    d.start()
+    for obj in (spin, a.obj):
+        rc, _, err = d.cli("load", obj)
+        check_eq(rc, 0, f"layout: load {os.path.basename(obj)} ({err.strip()})")
+    value = struct.pack("<QQQ", 7, 0, 9)
+    with d.client() as cl:
+        cl.call("map.update", map="locked", key=struct.pack("<I", 0), value=value)
+    d.stop(signal.SIGTERM)
+    files = set_layout(d, 3)
+    d.start()
+    log = d.log()
+    with d.client() as cl:
+        names = [o["name"] for o in cl.call("object.list")]
+        check_eq(names, ["spinlock"], "layout: the object of arrays only is restored, the one with a hash is not")
+        got = cl.call("map.lookup", map="locked", key=struct.pack("<I", 0))["value"] if names else b""
+    check_eq(got, value, "layout: the converted array keeps its data")
+    check("layout version 3, this build reads 4" in log, "layout: the refusal names both layout versions",
+          log[-1500:])
+    check_eq(sorted(os.listdir(os.path.join(d.state, "restart", "maps"))), files,
+             "layout: no region file is removed (the refused object's data is kept)")
+    d.stop(signal.SIGTERM)
+
+
 class SysVictim:
     """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
     getppid() calls (printed "burst 1000" after them)."""
@@ -1113,7 +1154,7 @@ def main():
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
-             "execwatch": part_execwatch}
+             "execwatch": part_execwatch, "layout": part_layout}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
