@@ -35,7 +35,7 @@
 /* ==== 1. loading and startup ==== */
 
 #define BPFG_PAYLOAD_MAGIC 0x47465042u /* "BPFG" */
-#define BPFG_PAYLOAD_ABI_VERSION 2
+#define BPFG_PAYLOAD_ABI_VERSION 3
 
 /* Symbols the injector looks up in the payload's .dynsym. */
 #define BPFG_PAYLOAD_SYM_PARAMS "bpfg_payload_params"      /* struct bpfg_payload_params */
@@ -64,6 +64,34 @@ enum bpfg_payload_state {
                                  * only resume, programs do not run; reconnecting */
 };
 
+/* The patch journal: a code patch of more than one byte is written
+ * int3-first (as the kernel's text_poke_bp): an int3 over its first byte,
+ * then the rest, then the first byte. Before the first write the server
+ * records each write here (site, bytes before and after, where a thread
+ * that meets the int3 continues) and sets step; after the last it sets
+ * step back to 0. A thread that meets one of these int3s while step is
+ * not 0 continues at resume (the hook's stub: as if the jmp were whole).
+ * A server that finds step not 0 in a payload it adopts (its predecessor
+ * was killed mid-patch) writes every entry's bytes to the end, the same
+ * way. step counts the protocol's writes done (for the logs). */
+#define BPFG_JOURNAL_WRITES 2 /* a hop: its slot and its site */
+#define BPFG_JOURNAL_BYTES 16
+
+struct bpfg_patch_write {
+    uint64_t site;
+    uint64_t resume; /* where a thread at the int3 continues */
+    uint32_t len;
+    uint32_t pad;
+    uint8_t before[BPFG_JOURNAL_BYTES];
+    uint8_t after[BPFG_JOURNAL_BYTES];
+};
+
+struct bpfg_patch_journal {
+    volatile uint32_t step; /* 0: no patch under way */
+    uint32_t nwrites;
+    struct bpfg_patch_write w[BPFG_JOURNAL_WRITES];
+};
+
 struct bpfg_payload_params {
     uint32_t magic;     /* BPFG_PAYLOAD_MAGIC */
     uint32_t version;   /* BPFG_PAYLOAD_ABI_VERSION */
@@ -88,6 +116,10 @@ struct bpfg_payload_params {
      * a server that adopted it re-arms it (no longer inert). */
     uint32_t reconnect_ms;
     uint32_t orphan_grace_ms;
+    /* Version 3, written by the server (through /proc/PID/mem, every
+     * thread stopped), read by the payload's SIGTRAP handler and by a
+     * restarted server: the code patch under way (below). */
+    struct bpfg_patch_journal journal;
 };
 
 /* Handlers never run on the target's stack (it may be an 8 KiB signal
@@ -370,6 +402,7 @@ struct bpfg_hello_adopt {
     uint64_t params;    /* address of struct bpfg_payload_params (its sizes, stacks) */
     uint64_t orphan_ms; /* how long the payload has been without a server */
     uint32_t nmaps, nprogs;
+    uint64_t trap_saved_action; /* as in struct bpfg_pmsg_hook_reply; 0: SIGTRAP not taken (ABI 3) */
 };
 
 struct bpfg_hello_map {

@@ -391,15 +391,19 @@ int bpfg_hook_build(struct bpfg_hook_plan *plan, uint64_t stub_addr, uint32_t ho
     return 0;
 }
 
-int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan, uint64_t journal)
 {
-    int r = plan->hop ? bpfg_mem_write(st, plan->slot, plan->slot_patch, BPFG_HOP_SLOT_LEN) : 0;
-    return r ? r : bpfg_mem_write(st, plan->site, plan->patch, plan->patch_len);
+    struct bpfg_text_write w[2] = {
+        {plan->slot, plan->stub_addr, BPFG_HOP_SLOT_LEN, plan->slot_orig, plan->slot_patch},
+        {plan->site, plan->stub_addr, plan->patch_len, plan->orig, plan->patch},
+    };
+    return plan->hop ? bpfg_text_poke(st, journal, w, 2) : bpfg_text_poke(st, journal, &w[1], 1);
 }
 
-int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan, uint64_t journal)
 {
-    int r = bpfg_mem_write(st, plan->site, plan->orig, plan->patch_len);
+    struct bpfg_text_write site = {plan->site, plan->stub_addr, plan->patch_len, plan->patch, plan->orig};
+    int r = bpfg_text_poke(st, journal, &site, 1);
     if (r || !plan->hop)
         return r;
     for (size_t i = 0; i < st->nthreads; i++) {
@@ -412,7 +416,8 @@ int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan
             return -errno; /* the slot keeps its jmp: the thread still gets to the stub */
         t->regs = regs;
     }
-    return bpfg_mem_write(st, plan->slot, plan->slot_orig, BPFG_HOP_SLOT_LEN);
+    struct bpfg_text_write slot = {plan->slot, plan->stub_addr, BPFG_HOP_SLOT_LEN, plan->slot_patch, plan->slot_orig};
+    return bpfg_text_poke(st, journal, &slot, 1);
 }
 
 bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan)

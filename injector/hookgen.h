@@ -75,9 +75,35 @@ struct bpfg_stopped;
  * puts the original ones back (the site first; a thread stopped between a
  * hop's two jmps, at the slot, resumes at the site instead, where nothing
  * of the original instruction has run yet), or says whether the planned
- * ones are in place. 0 or -errno. */
-int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
-int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
+ * ones are in place. Writes of more than a byte go through
+ * bpfg_text_poke with journal (0: plain writes, for a process without
+ * our payload). 0 or -errno. */
+int bpfg_hook_patch(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan, uint64_t journal);
+int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan, uint64_t journal);
+
+/* ---- crash-consistent code writes (textpoke.c) ---- */
+
+struct bpfg_text_write {
+    uint64_t site;
+    uint64_t resume; /* where a thread meeting the int3 meanwhile continues */
+    size_t len;      /* at most BPFG_JOURNAL_BYTES */
+    const uint8_t *before, *after;
+};
+
+/* Writes n (at most BPFG_JOURNAL_WRITES) code patches into the stopped
+ * process int3-first (the kernel's text_poke_bp: an int3 over the first
+ * byte, the rest page by page, then the first byte), recorded first in
+ * the payload's patch journal at address journal (abi/payload_abi.h), so
+ * a server killed at any step leaves no torn instruction and its
+ * successor can finish. Without a journal, or for one-byte writes, plain
+ * writes. 0 or -errno. */
+int bpfg_text_poke(const struct bpfg_stopped *st, uint64_t journal, const struct bpfg_text_write *w, size_t n);
+
+/* Finishes the patch a killed server left in the journal at address
+ * journal: every write of it made to the end. *step: the step it was
+ * left at (0: none was under way, nothing done). -EBADMSG when the code
+ * holds bytes the journal does not explain (nothing written). */
+int bpfg_text_poke_finish(const struct bpfg_stopped *st, uint64_t journal, uint32_t *step);
 bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_plan *plan);
 
 /* ---- whole-binary branch analysis (sitescan.c) ----

@@ -158,6 +158,13 @@ int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *st
  * thread has exited (-EBUSY while some thread executes inside it). */
 int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err);
 
+/* Unmaps every payload (of the image at payload_path's layout) the
+ * stopped process maps that never served a server and whose thread is
+ * gone (its first connection failed, or its thread never started): a
+ * later attach then maps one payload, not a second beside it. *removed:
+ * how many. 0 or -errno. */
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, char *err);
+
 /* Allocates len bytes of executable memory within +-2 GiB of near. */
 int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, uint64_t *addr, char *err);
 int bpfg_remote_free(struct bpfg_stopped *st, uint64_t addr, size_t len, char *err);

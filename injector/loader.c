@@ -589,3 +589,73 @@ int bpfg_remote_free(struct bpfg_stopped *st, uint64_t addr, size_t len, char *e
         return r;
     return remote(st, SYS_munmap, addr, PAGE_UP(len), 0, 0, 0, 0, &ignored, "munmap", err);
 }
+
+/* ---- payloads whose first connection failed ---- */
+
+#define STALE_MAX 8
+
+struct payload_images {
+    uint64_t base[STALE_MAX];
+    size_t n;
+};
+
+static int payload_image(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct payload_images *pi = arg;
+    if (m->offset == 0 && strstr(m->path, "/memfd:bpfgraft-payload") == m->path && pi->n < STALE_MAX)
+        pi->base[pi->n++] = m->start;
+    return 0;
+}
+
+static bool thread_stopped(const struct bpfg_stopped *st, int32_t tid)
+{
+    for (size_t i = 0; i < st->nthreads; i++)
+        if (st->threads[i].tid == tid)
+            return true;
+    return false;
+}
+
+/* The payload at base if it never served a server and its thread is gone:
+ * its parameters read up to the fields every ABI version has. */
+static bool failed_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params, struct bpfg_injected *inj)
+{
+    struct bpfg_payload_params p;
+    if (bpfg_mem_read(st, base + sym_params, &p, offsetof(struct bpfg_payload_params, error)) != 0 ||
+        p.magic != BPFG_PAYLOAD_MAGIC || p.load_base != base)
+        return false;
+    if ((p.state != BPFG_PAYLOAD_FAILED && p.state != BPFG_PAYLOAD_LOADED) ||
+        (p.payload_tid > 0 && thread_stopped(st, p.payload_tid)))
+        return false;
+    *inj = (struct bpfg_injected){.base = base,
+                                  .size = p.load_size,
+                                  .stack_base = p.stack_base,
+                                  .stack_size = p.stack_size,
+                                  .hstacks_base = p.handler_stacks,
+                                  .hstacks_size = p.handler_stacks_size,
+                                  .params = base + sym_params};
+    return true;
+}
+
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, char *err)
+{
+    uint8_t *img = NULL;
+    size_t len = 0;
+    struct elf_view v;
+    struct payload_images pi = {0};
+    *removed = 0;
+    int r = read_whole(payload_path, &img, &len, err);
+    if (r)
+        return r;
+    uint64_t sym_params = elf_open(&v, img, len) == 0 ? elf_symbol(&v, BPFG_PAYLOAD_SYM_PARAMS) : 0;
+    free(img);
+    if (!sym_params)
+        return bpfg_inj_fail(err, -ENOEXEC, "%s is not a bpfgraft payload (symbols missing)", payload_path);
+    if ((r = bpfg_procfs_maps(st->pid, payload_image, &pi)) < 0)
+        return bpfg_inj_fail(err, r, "reading the mappings of process %d: %s", (int)st->pid, strerror(-r));
+    for (size_t i = 0; i < pi.n; i++) {
+        struct bpfg_injected inj;
+        if (failed_payload(st, pi.base[i], sym_params, &inj) && bpfg_unload_payload(st, &inj, err) == 0)
+            ++*removed;
+    }
+    return 0;
+}

@@ -16,7 +16,7 @@
 #endif
 
 #define REGION_MAGIC 0x50414d4746504221ull /* "!BPFGMAP" little-endian */
-#define REGION_VERSION 4u
+#define REGION_VERSION ((uint32_t)BPFG_MAP_LAYOUT_VERSION)
 #define REGION_PAGE 4096u
 #define HDR_SIZE REGION_PAGE
 #define LOCK_STRIDE 64u   /* one lock per cache line (struct map_lock) */

@@ -441,6 +441,47 @@ fail:
     return err;
 }
 
+#ifndef BPFG_FREESTANDING
+static bool hash_family(uint32_t type)
+{
+    return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
+           type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+int bpfg_map_file_layout(int fd)
+{
+    struct region_hdr h;
+    ssize_t n = pread(fd, &h, sizeof(h), 0);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == sizeof(h) && h.magic == REGION_MAGIC ? (int)h.version : 0;
+}
+
+int bpfg_map_upgrade_fd(int fd, bool apply)
+{
+    struct region_hdr h;
+    struct layout lo = {0};
+    if (read_hdr(fd, &h) != 0 || h.magic != REGION_MAGIC || h.version == REGION_VERSION)
+        return 0;
+    if (h.version != 3 || hash_family(h.map_type)) {
+        map_set_error("region: layout version %u, this build reads %u%s", h.version, REGION_VERSION,
+                      h.version == 3 ? " (a hash map's region of layout 3, before the per-stripe counts, is not "
+                                       "converted)"
+                                     : "");
+        return -EPROTONOSUPPORT;
+    }
+    h.version = REGION_VERSION;
+    int err = validate_hdr(fd, &h, &lo);
+    if (err || !apply)
+        return err;
+    if (pwrite(fd, &h.version, sizeof(h.version), offsetof(struct region_hdr, version)) != sizeof(h.version)) {
+        map_set_error("region: writing the layout version: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+#endif
+
 int bpfg_map_open_fd(int fd, struct bpfg_map **out)
 {
     int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -370,13 +370,17 @@ static int do_hook(const uint8_t *body, size_t len)
         return fail(-ENOENT, "program %u is not loaded", h.prog_id);
     if (h.kind == BPFG_HOOK_URETPROBE && !__atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE))
         return fail(-EPROTO, "uretprobe before UNWIND: the return trampolines are not set up");
-    int r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, h.cookie, errbuf, sizeof(errbuf));
-    inert &= r != 0;
-    if (r || !(h.flags & BPFG_HOOK_F_TRAP))
-        return r;
+    /* every patch's int3 may meet a thread if the server dies mid-patch */
     struct bpfg_pmsg_hook_reply rep = {0};
-    r = trap_add(h.hook_index, h.site, &rep.trap_saved_action, errbuf, sizeof(errbuf));
-    if (r) {
+    int r = trap_install(&rep.trap_saved_action, errbuf, sizeof(errbuf));
+    if (r)
+        return r;
+    r = hooks_add(h.hook_index, h.kind, p, h.site, h.resume, h.cookie, errbuf, sizeof(errbuf));
+    inert &= r != 0;
+    if (r)
+        return r;
+    if ((h.flags & BPFG_HOOK_F_TRAP) &&
+        (r = trap_add(h.hook_index, h.site, &rep.trap_saved_action, errbuf, sizeof(errbuf)))) {
         hooks_remove(h.hook_index);
         return r;
     }
@@ -578,7 +582,8 @@ static uint64_t orphan_since; /* now_ms() when the server was lost; 0: connected
  * as this payload holds them. Returns the bytes written after `at`. */
 static size_t pack_inventory(struct bpfg_payload_params *p, uint8_t *at)
 {
-    struct bpfg_hello_adopt a = {.params = (uint64_t)(uintptr_t)p, .orphan_ms = now_ms() - orphan_since};
+    struct bpfg_hello_adopt a = {
+        .params = (uint64_t)(uintptr_t)p, .orphan_ms = now_ms() - orphan_since, .trap_saved_action = trap_saved()};
     uint8_t *w = at + sizeof(a);
     for (int i = 0; i < MAX_MAPS; i++) {
         if (!maps[i].map)

@@ -110,6 +110,8 @@ uint64_t trace_ring_take_dropped(void);
 /* hooks.c */
 void hooks_init(void); /* payload thread, before the first hook */
 extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
+/* main.c: the injector's parameters; trap.c reads the patch journal */
+extern struct bpfg_payload_params bpfg_payload_params __attribute__((visibility("default")));
 extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 /* The uprobe handlers the entry code calls (start.S), also called by the
  * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */

@@ -94,6 +94,31 @@ static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, uint64_t site,
     r->flags = (uint64_t)g[REG_EFL], r->sp = (uint64_t)g[REG_RSP];
 }
 
+/* The int3 of a code patch under way (abi/payload_abi.h, the patch
+ * journal, which the server writes while every thread is stopped): where
+ * the thread continues, as if the patch were whole; 0 if site is none. */
+static uint64_t journal_resume(uint64_t site)
+{
+    const struct bpfg_patch_journal *j = &bpfg_payload_params.journal;
+    if (!__atomic_load_n(&j->step, __ATOMIC_ACQUIRE))
+        return 0;
+    for (uint32_t i = 0; i < j->nwrites && i < BPFG_JOURNAL_WRITES; i++)
+        if (j->w[i].site == site && j->w[i].len > 1)
+            return j->w[i].resume;
+    return 0;
+}
+
+/* The int3 at site was replaced since it trapped (a patch finished while
+ * the thread's SIGTRAP was pending: a stop hands the signal back to the
+ * kernel): run what is there now, as the kernel's uprobes do. Not an
+ * `int $3` (cd 03), whose trap address is its second byte. The bytes were
+ * just executed, so they are mapped. */
+static bool int3_gone(uint64_t site)
+{
+    const volatile uint8_t *b = (const volatile uint8_t *)(uintptr_t)site;
+    return b[0] != 0xcc && !(b[0] == 0x03 && b[-1] == 0xcd);
+}
+
 /* Run by bpfg_trap_entry; on_hstack: on the thread's handler stack (else
  * it has none and the hit is a miss). */
 void bpfg_trap_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
@@ -101,6 +126,13 @@ void bpfg_trap_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
     greg_t *g = ((ucontext_t *)ucv)->uc_mcontext.gregs;
     uint64_t site = (uint64_t)g[REG_RIP] - 1;
     int index = si->si_code == SI_KERNEL_ ? trap_find(site) : -1;
+    uint64_t patched = index < 0 && si->si_code == SI_KERNEL_ ? journal_resume(site) : 0;
+    if (patched || (index < 0 && si->si_code == SI_KERNEL_ && int3_gone(site)))
+        patched = patched ? patched : site;
+    if (patched) {
+        g[REG_RIP] = (greg_t)patched;
+        return;
+    }
     if (index < 0) {
         chain(sig, si, ucv);
         return;
@@ -143,8 +175,14 @@ static void unblock_in_handlers(void)
     }
 }
 
-static int install(char *err, size_t errlen)
+uint64_t trap_saved(void)
 {
+    return installed ? (uint64_t)(uintptr_t)&app_action : 0;
+}
+
+int trap_install(uint64_t *saved, char *err, size_t errlen)
+{
+    *saved = (uint64_t)(uintptr_t)&app_action;
     if (installed)
         return 0;
     /* empty sa_mask and SA_NODEFER: the handler runs with the thread's
@@ -169,10 +207,9 @@ static int install(char *err, size_t errlen)
 
 int trap_add(uint32_t index, uint64_t site, uint64_t *saved, char *err, size_t errlen)
 {
-    int r = install(err, errlen);
+    int r = trap_install(saved, err, errlen);
     if (r)
         return r;
-    *saved = (uint64_t)(uintptr_t)&app_action;
     for (uint32_t i = 0, h = trap_hash(site); i < TRAP_SLOTS; i++) {
         struct trap_site *t = &traps[(h + i) % TRAP_SLOTS];
         uint64_t a = t->addr;

@@ -11,6 +11,14 @@
  * address of the target's own SIGTRAP action kept aside (kernel struct
  * sigaction), which the server puts back before unloading the payload.
  * 0 or -errno with err set. */
+/* The SIGTRAP handler installed (once), also for the int3s of a code
+ * patch under way (the patch journal): before any hook's patch. *saved
+ * as for trap_add. 0 or -errno with err set. */
+int trap_install(uint64_t *saved, char *err, size_t errlen);
+
+/* Where the target's own SIGTRAP action is kept, 0 before trap_install. */
+uint64_t trap_saved(void);
+
 int trap_add(uint32_t index, uint64_t site, uint64_t *saved, char *err, size_t errlen);
 
 #endif

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "adopt.h"
+#include "hookgen.h"
 #include "injector.h"
 #include "log.h"
 #include "pmsg.h"
@@ -285,6 +287,33 @@ static uid_t uid_of(pid_t pid)
     return (uid_t)uid;
 }
 
+/* A patch its last server was killed in the middle of (the journal in the
+ * payload's parameters says so): finished, every thread stopped, before
+ * the hooks are read (a hook the record lacks is rebuilt from where
+ * memory differs from the file). */
+static void finish_patch(struct target *t)
+{
+    uint64_t journal = t->inj.params + offsetof(struct bpfg_payload_params, journal);
+    uint32_t step = 0;
+    if (read_mem(t->pid, journal, &step, sizeof(step)) != 0 || step == 0)
+        return;
+    struct bpfg_stopped st;
+    char ierr[BPFG_ERRLEN];
+    int err = bpfg_stop_process(t->pid, &st, ierr);
+    if (err) {
+        srv_log(SRV_WARN, "target %d: a code patch left at step %u is not finished: %s", (int)t->pid, step, ierr);
+        return; /* its int3 still sends threads on: the next adoption tries again */
+    }
+    err = bpfg_text_poke_finish(&st, journal, &step);
+    bpfg_resume_process(&st, NULL);
+    if (err)
+        srv_log(SRV_ERROR, "target %d: the code patch left at step %u cannot be finished: %s", (int)t->pid, step,
+                err == -EBADMSG ? "its bytes are not those the journal names" : strerror(-err));
+    else if (step)
+        srv_log(SRV_INFO, "target %d: finished the code patch its last server was killed in (at step %u)", (int)t->pid,
+                step);
+}
+
 static int build_target(struct server *s, struct target *t, const struct hello *hi)
 {
     t->thread_table = hi->ext.thread_table;
@@ -296,6 +325,7 @@ static int build_target(struct server *s, struct target *t, const struct hello *
     int err = fill_injected(t, hi);
     if (err)
         return err;
+    finish_patch(t);
     err = state_load_target(s, t, t->token);
     snprintf(t->adopted, sizeof(t->adopted), "%s", err ? "inventory" : "record");
     if (err && err != -ENOENT)
@@ -303,6 +333,8 @@ static int build_target(struct server *s, struct target *t, const struct hello *
                 strerror(-err));
     if (err)
         memset(t->hooks, 0, sizeof(t->hooks)), t->nhooks = 0;
+    if (!t->trap_action) /* a record written before the first HOOK's reply, or none */
+        t->trap_action = hi->a.trap_saved_action;
     if ((err = take_inventory(t, hi)) == 0)
         err = merge_hooks(t, hi);
     return err;

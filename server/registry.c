@@ -77,7 +77,9 @@ static int reopen_map(struct create_ctx *ctx, const char *name, struct bpfg_map 
             snprintf(ctx->err, ctx->errlen, "map '%s': region %u: %s", name, rs->map_ids[i], strerror(errno));
             return -errno;
         }
-        int err = bpfg_map_open_fd(fd, map);
+        int err = bpfg_map_upgrade_fd(fd, true); /* a region of an older build's layout */
+        if (!err)
+            err = bpfg_map_open_fd(fd, map);
         close(fd);
         if (err)
             snprintf(ctx->err, ctx->errlen, "map '%s': region %u: %s", name, rs->map_ids[i], bpfg_map_last_error());
@@ -491,7 +493,9 @@ static int tool_region(struct registry *r, const struct bpfg_map_spec *spec, uin
         int fd = openat(r->map_dirfd, file, O_RDWR | O_CLOEXEC);
         if (fd < 0)
             return -errno;
-        int err = bpfg_map_open_fd(fd, map);
+        int err = bpfg_map_upgrade_fd(fd, true); /* a region of an older build's layout */
+        if (!err)
+            err = bpfg_map_open_fd(fd, map);
         close(fd);
         return err;
     }
@@ -531,7 +535,8 @@ int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg
             e = -errno;
             bpfg_map_close(map);
         }
-        snprintf(err, errlen, "map '%s': %s", name, e == -EINVAL ? bpfg_map_last_error() : strerror(-e));
+        snprintf(err, errlen, "map '%s': %s", name,
+                 e == -EINVAL || e == -EPROTONOSUPPORT ? bpfg_map_last_error() : strerror(-e));
         free(m);
         free(name);
         return e;

@@ -224,6 +224,12 @@ int server_init(struct server *s, const struct srv_config *cfg)
     }
     targets_set_cache_dir(&s->targets, s->cfg.cache_dir, s->cfg.jit_archive);
     s->targets.orphan_grace_ms = s->cfg.orphan_grace_ms;
+    /* before the state: a restored tool puts its exec marks in the loop */
+    if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        err = -errno;
+        srv_log(SRV_ERROR, "event loop setup: %s", strerror(errno));
+        goto fail;
+    }
     if ((err = state_init(s)) || (err = open_audit(s)))
         goto fail;
 
@@ -235,8 +241,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     sigaddset(&mask, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
         (s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
-        (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0 ||
-        (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
         err = -errno;
         srv_log(SRV_ERROR, "event loop setup: %s", strerror(errno));
         goto fail;

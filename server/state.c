@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maps.h"
 #include "registry.h"
 #include "server.h"
 #include "state.h"
@@ -199,6 +201,26 @@ static int parse_meta(char *text, struct meta *m)
     return err;
 }
 
+/* Every region of the object is of this layout or can be converted (maps
+ * of layout 3 but hash ones): else it is not restored, and none of its
+ * regions is converted (so none is pruned: another layout's are kept). */
+static int check_layouts(struct server *s, const struct meta *m, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < m->rs.nmaps; i++) {
+        char file[16];
+        snprintf(file, sizeof(file), "%u", m->rs.map_ids[i]);
+        int fd = openat(s->reg.map_dirfd, file, O_RDONLY | O_CLOEXEC);
+        int err = fd >= 0 ? bpfg_map_upgrade_fd(fd, false) : 0; /* a missing one: the load says so */
+        if (fd >= 0)
+            close(fd);
+        if (err) {
+            snprintf(why, whylen, "map '%s': region %s: %s", m->rs.map_names[i], file, bpfg_map_last_error());
+            return err;
+        }
+    }
+    return 0;
+}
+
 /* Loads objects/ID.o again with the ids and maps of objects/ID.meta. */
 static int restore_object(struct server *s, int dir, uint32_t id)
 {
@@ -210,6 +232,8 @@ static int restore_object(struct server *s, int dir, uint32_t id)
     if (!err)
         err = parse_meta(text, &m);
     snprintf(name, sizeof(name), "%u.o", id);
+    if (!err)
+        err = check_layouts(s, &m, why, sizeof(why));
     if (!err)
         err = read_file(dir, name, &data, &len);
     struct reg_object *o = NULL;
@@ -248,8 +272,23 @@ static int restore_objects(struct server *s)
     return 0;
 }
 
+/* A region of another layout version no restored object owns (its object
+ * was refused: a hash map of layout 3): its data is kept, not pruned. */
+static bool foreign_layout(DIR *d, const char *name)
+{
+    int fd = openat(dirfd(d), name, O_RDONLY | O_CLOEXEC);
+    int version = fd >= 0 ? bpfg_map_file_layout(fd) : 0;
+    if (fd >= 0)
+        close(fd);
+    if (version > 0 && version != BPFG_MAP_LAYOUT_VERSION)
+        srv_log(SRV_WARN, "map region %s (layout version %d, this build reads %d) kept in the state directory", name,
+                version, BPFG_MAP_LAYOUT_VERSION);
+    return version > 0 && version != BPFG_MAP_LAYOUT_VERSION;
+}
+
 /* Region files no restored object owns (a server killed during a load,
- * or the object could not be restored) are removed. */
+ * or the object could not be restored) are removed, but for those of
+ * another layout version. */
 static void prune_maps(struct server *s)
 {
     int dir = sub_fd(s, "maps");
@@ -264,7 +303,8 @@ static void prune_maps(struct server *s)
         char extra;
         if (de->d_name[0] == '.')
             continue;
-        if (sscanf(de->d_name, "%u%c", &id, &extra) == 1 && registry_map(&s->reg, id))
+        if (sscanf(de->d_name, "%u%c", &id, &extra) == 1 &&
+            (registry_map(&s->reg, id) || foreign_layout(d, de->d_name)))
             continue;
         unlinkat(dirfd(d), de->d_name, 0);
     }

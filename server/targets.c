@@ -561,6 +561,18 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Payloads an earlier attach left after their first connection failed
+ * (injector.h): removed, so that this attach maps the only one. */
+static void remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
+{
+    unsigned removed = 0;
+    char ierr[BPFG_ERRLEN];
+    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &removed, ierr) != 0)
+        srv_log(SRV_WARN, "target %d: looking for payloads left by failed attaches: %s", (int)st->pid, ierr);
+    else if (removed)
+        srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid, removed);
+}
+
 static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
 {
     struct target *t = calloc(1, sizeof(*t));
@@ -598,6 +610,8 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     char warn[BPFG_ERRLEN];
     r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
     if (!r)
+        remove_failed_payloads(s, &st);
+    if (!r)
         r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
@@ -608,11 +622,15 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
         srv_log(SRV_WARN, "%s", warn);
     r = accept_payload(t, token, listen_fd, err, errlen);
     if (r) {
-        /* The payload may still come up later: it finds nobody and exits;
-         * its memory stays mapped (harmless) rather than risk unmapping code
-         * a thread may be running. */
+        /* A payload whose thread is gone goes now; one still coming up
+         * connects later (adopted then) or fails and goes at the next
+         * attach: no code a thread may be running is unmapped. */
         if (t->sock >= 0)
             close(t->sock);
+        if (bpfg_stop_process(pid, &st, ierr) == 0) {
+            remove_failed_payloads(s, &st);
+            bpfg_resume_process(&st, NULL);
+        }
         free(t);
         return r;
     }
@@ -877,8 +895,8 @@ static int stop_outside(pid_t pid, struct bpfg_stopped *st, uint64_t lo, uint64_
                : r;
 }
 
-/* HOOK for one program of slot h (planned, stub placed); a trap probe's
- * reply says where the payload keeps the target's SIGTRAP action. */
+/* HOOK for one program of slot h (planned, stub placed); the reply says
+ * where the payload keeps the target's SIGTRAP action. */
 static int send_hook(struct server *s, struct target *t, const struct target_hook *h, uint32_t kind, uint32_t prog_id,
                      uint64_t cookie, char *err, size_t errlen)
 {
@@ -894,8 +912,11 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
     struct bpfg_pmsg_hook_reply rep = {0};
     size_t got = 0;
     int r = targets_payload_call(s, t, BPFG_PMSG_HOOK, &body, sizeof(body), &rep, sizeof(rep), &got, err, errlen);
-    if (!r && h->plan.trap && got >= sizeof(rep) && rep.trap_saved_action)
+    bool known = t->trap_action != 0;
+    if (!r && got >= sizeof(rep) && rep.trap_saved_action) /* any hook: the patch's int3 (bpfg_text_poke) */
         t->trap_action = rep.trap_saved_action;
+    if (!known && t->trap_action) /* recorded before the patch: put back at unload after a crash too */
+        state_save_target(s, t);
     else if (!r && h->plan.trap)
         r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
     return r;
@@ -1068,6 +1089,12 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
+/* Where the payload keeps the patch journal (bpfg_text_poke). */
+static uint64_t journal_of(const struct target *t)
+{
+    return t->inj.params ? t->inj.params + offsetof(struct bpfg_payload_params, journal) : 0;
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
                         char *err, size_t errlen)
 {
@@ -1139,7 +1166,7 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
                      err, errlen);
     if (r)
         goto unhook;
-    r = bpfg_hook_patch(&st, &h->plan);
+    r = bpfg_hook_patch(&st, &h->plan, journal_of(t));
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r) {
         srv_efail(err, errlen, r, "patching 0x%llx: %s", (unsigned long long)h->plan.site, strerror(-r));
@@ -1532,7 +1559,7 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
         return srv_efail(err, errlen, r, "%s", ierr);
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
         struct target_hook *h = &t->hooks[i];
-        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan)))
+        if (h->used && (r = bpfg_hook_unpatch(&st, &h->plan, journal_of(t))))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
     }
@@ -1590,7 +1617,7 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
         srv_log(SRV_INFO, "target %d: restored %u return addresses replaced by uretprobes", (int)t->pid, fixed);
 }
 
-/* Trap probes installed the payload's SIGTRAP handler: the target's own
+/* The first HOOK installed the payload's SIGTRAP handler: the target's own
  * action goes back before the payload's memory does (in a stop where no
  * thread has a SIGTRAP pending: nothing_in_payload). */
 static void restore_trap_action(struct bpfg_stopped *st, struct target *t)
@@ -1720,7 +1747,7 @@ static void detach_forks(struct server *s, struct target *t, bool every)
             bool gone = !h->used && h->stub_size; /* removed, still remembered */
             if (!((every && h->used) || gone) || !bpfg_hook_in_place(&st, &h->plan))
                 continue; /* not our bytes there (it exec'd, or never had them) */
-            if (bpfg_hook_unpatch(&st, &h->plan) == 0)
+            if (bpfg_hook_unpatch(&st, &h->plan, journal_of(t)) == 0)
                 restored++;
         }
         bpfg_resume_process(&st, NULL);
@@ -1996,7 +2023,7 @@ static int shrink_hook(struct server *s, struct target *t, struct target_hook *h
             srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
             return r;
         }
-        if ((r = bpfg_hook_unpatch(&st, &h->plan)))
+        if ((r = bpfg_hook_unpatch(&st, &h->plan, journal_of(t))))
             srv_log(SRV_ERROR, "target %d: cannot restore 0x%llx: %s", (int)t->pid, (unsigned long long)h->plan.site,
                     strerror(-r));
         bpfg_resume_process(&st, &t->last_stop_ns);

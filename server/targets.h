@@ -70,7 +70,7 @@ struct target {
     bool pidns;                /* runs in another pid namespace: the payload gets our ids */
     uint64_t pidns_hash;       /* of the last thread list sent */
     uint64_t pidns_sent_ms;
-    uint64_t trap_action; /* trap probes: the target's SIGTRAP action in the payload (payload_abi.h), 0 none */
+    uint64_t trap_action; /* the target's SIGTRAP action in the payload (payload_abi.h; any hook), 0 none */
     uint64_t token;       /* of the attach: the payload says it again when it reconnects */
     /* Restarts (adopt.c): how a restarted server took the target over
      * ("" attached by this server, "record", "inventory"), and whether the

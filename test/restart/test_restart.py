@@ -20,6 +20,18 @@
            while no server runs), re-armed after the payload went inert (twice)
   abi      a payload of another ABI (simulated): listed as other-abi-N, attach
            refused, detach restores its code
+  patching SIGKILL at every write of the int3-first code patch (a jmp
+           crossing a page, attach and detach) under 4 calling threads:
+           the target lives, the patch is finished, counts exact, detach
+           restores the file's bytes
+  failed   a payload whose first connection failed stays mapped; the next
+           attach removes it and maps the only payload
+  timers   a `bpfgraft run` tool's timer (bpftrace interval:) ticks on
+           while no server runs (kill -9, restart)
+  execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
+           + restart: a process started after it is counted exactly
+  layout   map regions of layout 3 at restart: arrays converted with their
+           data, an object with a hash map refused naming both versions
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -29,6 +41,7 @@ import argparse
 import mmap
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -42,7 +55,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 from harness import check, check_eq, report, text_matches_file  # noqa: E402
 
-CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB = 0, 8, 16, 24
+CTL_GO, CTL_ACTIVE, CTL_CALLS, CTL_LIB, CTL_BAD = 0, 8, 16, 24, 32
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -683,6 +696,256 @@ def part_stress(a, d):
         d.stop(signal.SIGTERM)
 
 
+PATCH_STEPS = 6  # bpfg_text_poke on a page-crossing jmp: journal, int3, tail x2, first byte, journal cleared
+
+
+def symbol_addr(pid, exe, name):
+    """Runtime address of name (a symbol of the PIE exe) in process pid."""
+    out = subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True, check=True).stdout
+    vaddr = next(int(l.split()[0], 16) for l in out.splitlines() if l.split()[-1] == name)
+    with open(f"/proc/{pid}/maps") as f:
+        base = next(int(l.split("-")[0], 16) for l in f if l.split()[5:] == [os.path.realpath(exe)]
+                    and int(l.split()[2], 16) == 0)
+    return base + vaddr
+
+
+def mem_byte(pid, addr):
+    with open(f"/proc/{pid}/mem", "rb") as m:
+        m.seek(addr)
+        return m.read(1)[0]
+
+
+def patch_killed(a, d, v, k, site):
+    """One server, killed by its own test hook after write k of the patch
+    protocol (attach: 1..6, detach: 7..12); what the dead window leaves."""
+    os.environ["BPFGRAFT_TEST_PATCH_STOP"] = str(k)
+    try:
+        d.start()
+    finally:
+        del os.environ["BPFGRAFT_TEST_PATCH_STOP"]
+    rc, _, err = d.cli("attach", v.pid, "count", "add_entry", "--target", ":crossing_add")
+    if k > PATCH_STEPS:
+        check_eq(rc, 0, f"patching {k}: attach ({err.strip()})")
+        d.cli("detach", v.pid)
+    try:
+        d.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    died = d.proc.returncode
+    d.proc = None
+    check_eq(died, -signal.SIGKILL, f"patching {k}: the server killed itself at the step")
+    first = mem_byte(v.pid, site)
+    step = (k - 1) % PATCH_STEPS + 1
+    if 2 <= step <= 4:
+        check_eq(first, 0xcc, f"patching {k}: the site starts with the protocol's int3 while no server runs")
+    calls = v.get(CTL_CALLS)
+    time.sleep(0.3)  # 4 threads meet the half-written site
+    check(v.alive() and v.get(CTL_CALLS) > calls, f"patching {k}: the target runs on through the dead window",
+          v.death())
+
+
+def part_patching(a, d):
+    """kill -9 of the server at every write of the int3-first protocol
+    (BPFGRAFT_TEST_PATCH_STOP) on a jmp that crosses a page, attaching and
+    detaching, under 4 threads calling the function: the target never
+    dies, the restarted server finishes the patch, counts after
+    re-adoption are exact, and detach restores the file's bytes."""
+    exe = os.path.join(a.test_bin, "patch-victim")
+    v = Victim(a, d.dir, 70, threads=4, exe="patch-victim")
+    try:
+        site = symbol_addr(v.pid, exe, "crossing_add")
+        check_eq(site // 4096 != (site + 4) // 4096, True, "patching: the jmp site crosses a page boundary")
+        d.start()
+        rc, _, err = d.cli("load", a.obj)
+        check_eq(rc, 0, f"patching: load ({err.strip()})")
+        d.stop(signal.SIGTERM)
+        v.go(True)
+        for k in range(1, 2 * PATCH_STEPS + 1):
+            patch_killed(a, d, v, k, site)
+            d.start()
+            listed = wait_listed(d, [v.pid])
+            check(v.pid in listed, f"patching {k}: re-adopted", f"{listed}")
+            hooks = len(listed.get(v.pid, {}).get("hooks", []))
+            check_eq(v.get(CTL_BAD), 0, f"patching {k}: crossing_add always returned the right sum")
+            if k <= PATCH_STEPS:  # killed attaching: the jmp finished, the hook counts
+                check_eq(hooks, 1, f"patching {k}: re-adopted with its hook, the patch finished")
+                v.go(False)
+                c0, calls0 = counts(d)[0], v.get(CTL_CALLS)
+                v.go(True)
+                time.sleep(0.3)
+                v.go(False)
+                c1, calls1 = counts(d)[0], v.get(CTL_CALLS)
+                v.go(True)
+                check(calls1 > calls0 and c1 - c0 == calls1 - calls0, f"patching {k}: counts exact after re-adoption",
+                      f"map {c0} -> {c1}, calls {calls0} -> {calls1}")
+            else:  # killed detaching: the file's bytes are back; detach again ends it
+                check_eq(text_matches_file(v.pid), [], f"patching {k}: the restore was finished at adoption")
+            rc, _, err = d.cli("detach", v.pid)
+            check_eq(rc, 0, f"patching {k}: detach ({err.strip()})")
+            check_eq(text_matches_file(v.pid), [], f"patching {k}: detach restored the file's bytes")
+            check(v.alive(), f"patching {k}: the target lives", v.death())
+            d.stop(signal.SIGTERM)
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+def payload_images(pid):
+    """Start addresses of the payload images pid maps."""
+    with open(f"/proc/{pid}/maps") as f:
+        return [l.split("-")[0] for l in f if "/memfd:bpfgraft-payload" in l and l.split()[2] == "00000000"]
+
+
+def part_failed(a, d):
+    """A payload whose first connection failed (bpfgraft-inject with a
+    socket nobody listens on) stays mapped; the next attach removes it and
+    maps the only payload, which counts exactly; detach leaves none."""
+    d.start()
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"failed: load ({err.strip()})")
+    v = Victim(a, d.dir, 80)
+    try:
+        threads = len(os.listdir(f"/proc/{v.pid}/task"))
+        payload = os.path.join(a.bin_dir, "..", "lib", "bpfgraft-payload.so")
+        r = subprocess.run([a.inject, str(v.pid), "--payload", payload, "--socket", f"@bpfgraft-nobody-{os.getpid()}"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0 and "payload state 3" in r.stdout, "failed: the payload's first connection fails",
+              r.stdout + r.stderr)
+        deadline = time.monotonic() + 5
+        while len(os.listdir(f"/proc/{v.pid}/task")) > threads and time.monotonic() < deadline:
+            time.sleep(0.02)  # its thread ends
+        check_eq(len(payload_images(v.pid)), 1, "failed: its payload stays mapped")
+        attach_counting(d, a, v)
+        check_eq(len(payload_images(v.pid)), 1, "failed: the attach maps one payload, not a second beside it")
+        check("1 payload(s) whose first connection had failed" in d.log(), "failed: the server says it removed it")
+        v.go(True)
+        time.sleep(0.2)
+        check_exact(d, [v], "failed")
+        detach_all(d, [v], "failed")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+def wait_output(tool, what, timeout):
+    """True once a line of the tool's stdout starts with what."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tool.proc.poll() is None:
+        if any(l.startswith(what) for l in tool.lines()):
+            return True
+        time.sleep(0.05)
+    return any(l.startswith(what) for l in tool.lines())
+
+
+def printed_count(tool, name):
+    m = re.search(rf"^@{name}: (\d+)$", read_text(tool.out_path), re.M)
+    return int(m.group(1)) if m else None
+
+
+def part_timers(a, d):
+    """A timer program of a `bpfgraft run` tool (bpftrace's interval:)
+    ticks on while no server runs (kill -9, a new server 3 s later): over
+    the 4.5 s run it counts the ticks of a timer that never stopped (one
+    that stopped while the server was away would count at most a third)."""
+    if not shutil.which("bpftrace"):
+        harness.skip("timers: bpftrace is not installed")
+        return
+    d.start()
+    tool = RunTool(d, ["bpftrace", "-e", "interval:ms:50 { @ticks = count(); } interval:ms:4500 { exit(); }"],
+                   "bpftrace")
+    try:
+        check(wait_output(tool, "Attaching", 60), "timers: bpftrace started under bpfgraft", tool.stderr()[-500:])
+        time.sleep(0.5)
+        d.stop(signal.SIGKILL)
+        time.sleep(3)
+        d.start()
+        harness.finish(tool.proc, 60)
+        check_eq(tool.proc.returncode, 0, "timers: bpftrace exits by its own timer (exit() from interval:)")
+        n = printed_count(tool, "ticks")
+        check(n is not None and n >= 54, f"timers: ticks counted while no server ran ({n} of ~90)",
+              read_text(tool.out_path)[-500:])
+    finally:
+        tool.stop()
+        d.stop(signal.SIGTERM)
+
+
+def part_execwatch(a, d):
+    """An exec watch of a `bpfgraft run` tool (a pid -1 uprobe on a binary)
+    across kill -9 + restart: a process of that binary started after the
+    restart is caught at exec and every call it makes is counted."""
+    if not shutil.which("bpftrace"):
+        harness.skip("execwatch: bpftrace is not installed")
+        return
+    exe = os.path.join(a.test_bin, "attach-victim-pie")
+    d.start()
+    tool = RunTool(d, ["bpftrace", "-e", f"uprobe:{exe}:probed_add {{ @calls = count(); }}"], "bpftrace")
+    v = None
+    try:
+        check(wait_output(tool, "Attaching", 60), "execwatch: bpftrace attached", tool.stderr()[-500:])
+        pid = tool.pid(d)
+        d.stop(signal.SIGKILL)
+        d.start()
+        got = wait_tools_running(d, [pid], timeout=30)
+        check_eq(got.get(pid), "running", "execwatch: the tool is adopted by the new server")
+        # one thread: bpftrace's count() is a per-cpu map whose `+= 1` is not
+        # atomic, and under bpfgraft two threads may share a cpu's slot
+        v = Victim(a, d.dir, 90, threads=1)  # started after the restart
+        v.go(True)
+        time.sleep(0.5)
+        v.go(False)
+        calls = v.get(CTL_CALLS)
+        harness.interrupt_bpftrace(tool.proc)
+        harness.finish(tool.proc, 30)
+        n = printed_count(tool, "calls")
+        check(calls > 0 and n == calls, "execwatch: a process started after the restart caught at exec, "
+              "every call counted", f"bpftrace counted {n}, the process made {calls}")
+        check(v.alive(), "execwatch: the process lives", v.death())
+    finally:
+        if v:
+            v.kill()
+        tool.stop()
+        d.stop(signal.SIGTERM)
+
+
+def set_layout(d, version):
+    """Writes version into the header of every map region file (+8)."""
+    mdir = os.path.join(d.state, "restart", "maps")
+    for name in os.listdir(mdir):
+        with open(os.path.join(mdir, name), "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<I", version))
+    return sorted(os.listdir(mdir))
+
+
+def part_layout(a, d):
+    """Map regions of layout 3 (before the contended-hash stripes) found
+    by a layout-4 server at restart: an object whose maps are all arrays
+    is restored with its data (the regions converted); one with a hash map
+    is refused, the log naming both versions, and its regions are kept."""
+    spin = os.path.join(os.path.dirname(a.obj), "spinlock.bpf.o")
+    d.start()
+    for obj in (spin, a.obj):
+        rc, _, err = d.cli("load", obj)
+        check_eq(rc, 0, f"layout: load {os.path.basename(obj)} ({err.strip()})")
+    value = struct.pack("<QQQ", 7, 0, 9)
+    with d.client() as cl:
+        cl.call("map.update", map="locked", key=struct.pack("<I", 0), value=value)
+    d.stop(signal.SIGTERM)
+    files = set_layout(d, 3)
+    d.start()
+    log = d.log()
+    with d.client() as cl:
+        names = [o["name"] for o in cl.call("object.list")]
+        check_eq(names, ["spinlock"], "layout: the object of arrays only is restored, the one with a hash is not")
+        got = cl.call("map.lookup", map="locked", key=struct.pack("<I", 0))["value"] if names else b""
+    check_eq(got, value, "layout: the converted array keeps its data")
+    check("layout version 3, this build reads 4" in log, "layout: the refusal names both layout versions",
+          log[-1500:])
+    check_eq(sorted(os.listdir(os.path.join(d.state, "restart", "maps"))), files,
+             "layout: no region file is removed (the refused object's data is kept)")
+    d.stop(signal.SIGTERM)
+
+
 class SysVictim:
     """sys-victim: opens a file every 20 ms; SIGUSR2 makes exactly 1000
     getppid() calls (printed "burst 1000" after them)."""
@@ -883,12 +1146,15 @@ def main():
     ap.add_argument("--scripts", required=True)
     ap.add_argument("--only", default="")
     ap.add_argument("--kills", type=int, default=50)
+    ap.add_argument("--inject", default="", help="bpfgraft-inject (part failed)")
     ap.add_argument("--syscount", required=True, help="samples' syscount.bpf.o (raw syscall tracepoint)")
     ap.add_argument("--opensnoop", required=True, help="skel-opensnoop (the tool under bpfgraft run in the loop)")
     a = ap.parse_args()
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
-             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi}
+             "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
+             "patching": part_patching, "failed": part_failed, "timers": part_timers,
+             "execwatch": part_execwatch, "layout": part_layout}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
