@@ -76,7 +76,7 @@ int exp_http_listen(const char *addr, char *err, size_t errlen)
 
 void exp_http_bound(int fd, char *buf, size_t len)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t sl = sizeof(ss);
     char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)

@@ -22,7 +22,7 @@ struct ksym {
 };
 
 struct exp_label_cache {
-    struct comm_entry *comms;
+    struct comm_entry comms[COMM_CACHE];
     size_t ncomms;
     struct ksym *syms; /* sorted by address; loaded on first use */
     size_t nsyms;
@@ -31,12 +31,7 @@ struct exp_label_cache {
 
 struct exp_label_cache *exp_label_cache_new(void)
 {
-    struct exp_label_cache *c = calloc(1, sizeof(*c));
-    if (c && !(c->comms = calloc(COMM_CACHE, sizeof(*c->comms)))) {
-        free(c);
-        return NULL;
-    }
-    return c;
+    return calloc(1, sizeof(struct exp_label_cache));
 }
 
 void exp_label_cache_free(struct exp_label_cache *c)
@@ -46,7 +41,6 @@ void exp_label_cache_free(struct exp_label_cache *c)
     for (size_t i = 0; i < c->nsyms; i++)
         free(c->syms[i].name);
     free(c->syms);
-    free(c->comms);
     free(c);
 }
 
@@ -178,35 +172,43 @@ static int cmp_ksym(const void *a, const void *b)
     return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static int add_ksym(struct exp_label_cache *c, size_t *cap, uint64_t addr, const char *name)
+/* One /proc/kallsyms line's address and name; false for others. */
+static bool ksym_line(const char *line, unsigned long long *addr, char *name)
 {
-    if (c->nsyms == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 4096;
-        struct ksym *grown = realloc(c->syms, ncap * sizeof(*grown));
-        if (!grown)
-            return -ENOMEM;
-        c->syms = grown;
-        *cap = ncap;
-    }
-    if (!(c->syms[c->nsyms].name = strdup(name)))
-        return -ENOMEM;
-    c->syms[c->nsyms++].addr = addr;
-    return 0;
+    char type;
+    return sscanf(line, "%llx %c %255s", addr, &type, name) == 3 && *addr;
 }
 
+/* Reads the symbols into syms (NULL: only counts them); how many. */
+static size_t read_kallsyms(FILE *f, struct ksym *syms, size_t max)
+{
+    char line[512], name[256];
+    unsigned long long addr;
+    size_t n = 0;
+    rewind(f);
+    while (fgets(line, sizeof(line), f) && (!syms || n < max)) {
+        if (!ksym_line(line, &addr, name))
+            continue;
+        if (syms && !(syms[n].name = strdup(name)))
+            break;
+        if (syms)
+            syms[n].addr = addr;
+        n++;
+    }
+    return n;
+}
+
+/* Loads /proc/kallsyms once: counted, then read (no symbols without root). */
 static void load_kallsyms(struct exp_label_cache *c)
 {
     c->syms_loaded = true;
     FILE *f = fopen("/proc/kallsyms", "r");
     if (!f)
         return;
-    char line[512], name[256], type;
-    unsigned long long addr;
-    size_t cap = 0;
-    while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "%llx %c %255s", &addr, &type, name) == 3 && addr && add_ksym(c, &cap, addr, name))
-            break;
-    }
+    size_t n = read_kallsyms(f, NULL, 0);
+    c->syms = n ? calloc(n, sizeof(*c->syms)) : NULL;
+    if (c->syms)
+        c->nsyms = read_kallsyms(f, c->syms, n);
     fclose(f);
     qsort(c->syms, c->nsyms, sizeof(*c->syms), cmp_ksym);
 }

@@ -143,7 +143,8 @@ static void render(void *ctx, struct sbuf *body)
         ex->last_err[0] = 0;
     }
     exp_runtime_write(&s, body);
-    exp_tables_write(ex->tables, &ex->conn, s.maps, ex->own.object, body);
+    if (s.maps) /* else bpfgraft_up 0 says why they are missing */
+        exp_tables_write(ex->tables, &ex->conn, s.maps, ex->own.object, body);
     const msgpack_object *got[4] = {s.status, s.progs, s.targets, s.maps};
     for (int i = 0; i < 4; i++) {
         if (got[i])

@@ -1,6 +1,8 @@
 /* Runtime metrics from bpfgraftd's list calls (see runtime.h). */
 #include "runtime.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,8 +95,14 @@ static bool number_of(const msgpack_object *o, const char *field, double *v)
 
 static void add_labels(struct sbuf *sb, const msgpack_object *o, const char *const *fields)
 {
-    for (; fields && *fields; fields++)
-        prom_label(sb, *fields, obj_str(o, *fields));
+    char hex[24];
+    uint64_t addr;
+    for (; fields && *fields; fields++) {
+        bool is_addr = !strcmp(*fields, "address") && obj_u64(o, *fields, &addr);
+        if (is_addr) /* code addresses read as the maps and disassembly show them */
+            snprintf(hex, sizeof(hex), "0x%" PRIx64, addr);
+        prom_label(sb, *fields, is_addr ? hex : obj_str(o, *fields));
+    }
 }
 
 static void write_sample(struct sbuf *out, const struct field_metric *m, const char *labels, const msgpack_object *o,

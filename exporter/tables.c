@@ -177,18 +177,12 @@ static bool entry_value(const msgpack_object *e, uint64_t *v)
     return true;
 }
 
-static int push_row(struct rows *rows, char *labels, int64_t bucket, uint64_t value)
+/* Room for n rows (one per dumped entry). */
+static int rows_init(struct rows *rows, size_t n)
 {
-    if (rows->n == rows->cap) {
-        size_t cap = rows->cap ? rows->cap * 2 : 64;
-        struct row *grown = realloc(rows->v, cap * sizeof(*grown));
-        if (!grown)
-            return -ENOMEM;
-        rows->v = grown;
-        rows->cap = cap;
-    }
-    rows->v[rows->n++] = (struct row){labels, bucket, value};
-    return 0;
+    rows->v = n ? calloc(n, sizeof(*rows->v)) : NULL;
+    rows->cap = rows->v ? n : 0;
+    return n && !rows->v ? -ENOMEM : 0;
 }
 
 /* The bucket label's text as a number. */
@@ -251,11 +245,12 @@ static void dump_rows(struct exp_tables *t, struct table_read *r, const msgpack_
             continue;
         }
         char *copy = strdup(labels.s ? labels.s : "");
-        if (!copy || push_row(rows, copy, bucket, value)) {
+        if (!copy || rows->n == rows->cap) {
             free(copy);
             sbuf_puts(&r->err, "out of memory");
             break;
         }
+        rows->v[rows->n++] = (struct row){copy, bucket, value};
     }
     sbuf_free(&labels);
 }
@@ -383,7 +378,11 @@ static void read_table(struct exp_tables *t, struct table_read *r, struct cli_co
         sbuf_printf(&r->err, "map.dump %s: %s", r->m->table, why);
         return;
     }
-    dump_rows(t, r, obj_get(&resp.params, "entries"), rows);
+    const msgpack_object *entries = obj_get(&resp.params, "entries");
+    if (rows_init(rows, entries && entries->type == MSGPACK_OBJECT_ARRAY ? entries->via.array.size : 0))
+        sbuf_puts(&r->err, "out of memory");
+    else
+        dump_rows(t, r, entries, rows);
     bpfg_rpc_msg_release(&resp);
     qsort(rows->v, rows->n, sizeof(*rows->v), cmp_row);
 }

@@ -218,7 +218,7 @@ def runtime_checks(prom, instance, exp_text, victim_pid, deadline):
     check(re.search(rf'bpfgraft_program_info\{{id="\d+",name="count_malloc",object="\d+",kind="uprobe",'
                     rf'runs="userspace"\}} 1\n', exp_text), "bpfgraft_program_info of count_malloc")
     check(re.search(rf'bpfgraft_hook_misses_total\{{pid="{victim_pid}",comm="malloc-victim",prog="\d+",'
-                    rf'address="\d+",kind="uprobe"\}} \d+\n', exp_text), "bpfgraft_hook_misses_total of its hook")
+                    rf'address="0x[0-9a-f]+",kind="uprobe"\}} \d+\n', exp_text), "bpfgraft_hook_misses_total of its hook")
 
 
 def promtool_check(text, what):

@@ -66,13 +66,15 @@ class KeptManifest:
 
 def installed_files(a):
     """The files every install must hold, relative to the prefix."""
-    files = [f"{a.bindir}/{b}" for b in ("bpfgraft", "bpfgraftd", "bpfgraft-bench", "bpfgraft-conformance")]
+    files = [f"{a.bindir}/{b}" for b in ("bpfgraft", "bpfgraftd", "bpfgraft-exporter", "bpfgraft-bench",
+                                         "bpfgraft-conformance")]
     if os.path.exists(os.path.join(a.build_dir, "bin", "bpfgraft-compile")):
         files.append(f"{a.bindir}/bpfgraft-compile")
     return files + [
         f"{a.pkglibdir}/bpfgraft-payload.so",
         f"{a.libexecdir}/malloc-victim",
         f"{a.datadir}/samples/malloc.bpf.o",
+        f"{a.datadir}/samples/malloc.yaml",
         f"{a.mandir}/man8/bpfgraft.8",
         f"{a.mandir}/man8/bpfgraftd.8",
         "share/bash-completion/completions/bpfgraft",
@@ -202,7 +204,7 @@ def inner(a):
 
 # ---- --only deb ------------------------------------------------------------------
 
-DEB_DEPENDS = ("libbpf1", "libelf1", "libmsgpackc2", "libunwind8", "libzydis4.0", "python3-msgpack")
+DEB_DEPENDS = ("libbpf1", "libelf1", "libmsgpackc2", "libunwind8", "libyaml-0-2", "libzydis4.0", "python3-msgpack")
 
 
 def deb(a):
