@@ -12,6 +12,8 @@
 #include "config.h"
 #include "labels.h"
 #include "prom.h"
+#include "rpc.h"
+#include "runtime.h"
 
 static char g_path[64];
 
@@ -213,4 +215,126 @@ Test(prom, shortest_floats_and_escaping)
     prom_family(&sb, "m_total", "counter", "two\nlines \\ here");
     cr_assert_str_eq(sb.s, "# HELP m_total two\\nlines \\\\ here\n# TYPE m_total counter\n");
     sbuf_free(&sb);
+}
+
+/* The runtime's answers as msgpack objects, with or without the
+ * statistics fields (run_cnt, hits, entries, lost, stats_enabled). */
+struct answers {
+    msgpack_sbuffer buf[4];
+    msgpack_unpacked un[4];
+};
+
+static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    bpfg_pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    bpfg_pack_cstr(pk, k);
+    bpfg_pack_cstr(pk, v);
+}
+
+static void pack_answers(msgpack_packer pk[4], bool stats)
+{
+    msgpack_pack_map(&pk[0], stats ? 2 : 1); /* server.status */
+    pack_kv_u64(&pk[0], "programs", 1);
+    if (stats) {
+        bpfg_pack_cstr(&pk[0], "stats_enabled");
+        msgpack_pack_true(&pk[0]);
+    }
+    msgpack_pack_array(&pk[1], 1); /* prog.list */
+    msgpack_pack_map(&pk[1], stats ? 4 : 2);
+    pack_kv_u64(&pk[1], "id", 7);
+    pack_kv_str(&pk[1], "name", "count");
+    if (stats) {
+        pack_kv_u64(&pk[1], "run_cnt", 42);
+        pack_kv_u64(&pk[1], "run_time_ns", 1500000000);
+    }
+    msgpack_pack_array(&pk[2], 1); /* target.list */
+    msgpack_pack_map(&pk[2], 3);
+    pack_kv_u64(&pk[2], "pid", 99);
+    pack_kv_str(&pk[2], "comm", "app");
+    bpfg_pack_cstr(&pk[2], "hooks");
+    msgpack_pack_array(&pk[2], 1);
+    msgpack_pack_map(&pk[2], stats ? 5 : 4);
+    pack_kv_u64(&pk[2], "prog", 7);
+    pack_kv_u64(&pk[2], "address", 0x401000);
+    pack_kv_str(&pk[2], "kind", "uprobe");
+    pack_kv_u64(&pk[2], "misses", 2);
+    if (stats)
+        pack_kv_u64(&pk[2], "hits", 40);
+    msgpack_pack_array(&pk[3], 1); /* map.list */
+    msgpack_pack_map(&pk[3], stats ? 6 : 4);
+    pack_kv_u64(&pk[3], "id", 3);
+    pack_kv_str(&pk[3], "name", "events");
+    pack_kv_str(&pk[3], "type", "ringbuf");
+    pack_kv_u64(&pk[3], "max_entries", 4096);
+    if (stats) {
+        pack_kv_u64(&pk[3], "entries", 0);
+        pack_kv_u64(&pk[3], "lost", 5);
+    }
+}
+
+static void runtime_text(bool stats, struct sbuf *out)
+{
+    struct answers a;
+    msgpack_packer pk[4];
+    for (int i = 0; i < 4; i++) {
+        msgpack_sbuffer_init(&a.buf[i]);
+        msgpack_packer_init(&pk[i], &a.buf[i], msgpack_sbuffer_write);
+    }
+    pack_answers(pk, stats);
+    const msgpack_object *o[4];
+    for (int i = 0; i < 4; i++) {
+        msgpack_unpacked_init(&a.un[i]);
+        cr_assert_eq(msgpack_unpack_next(&a.un[i], a.buf[i].data, a.buf[i].size, NULL), MSGPACK_UNPACK_SUCCESS);
+        o[i] = &a.un[i].data;
+    }
+    struct exp_runtime_state s = {o[0], o[1], o[2], o[3]};
+    exp_runtime_write(&s, out);
+    for (int i = 0; i < 4; i++) {
+        msgpack_unpacked_destroy(&a.un[i]);
+        msgpack_sbuffer_destroy(&a.buf[i]);
+    }
+}
+
+static const char *const stats_lines[] = {
+    "bpfgraft_stats_enabled 1\n",
+    "bpfgraft_program_runs_total{id=\"7\",name=\"count\"} 42\n",
+    "bpfgraft_program_run_seconds_total{id=\"7\",name=\"count\"} 1.5\n",
+    "bpfgraft_hook_hits_total{pid=\"99\",comm=\"app\",prog=\"7\",address=\"0x401000\",kind=\"uprobe\"} 40\n",
+    "bpfgraft_map_entries{id=\"3\",name=\"events\",type=\"ringbuf\"} 0\n",
+    "bpfgraft_map_lost_total{id=\"3\",name=\"events\",type=\"ringbuf\"} 5\n",
+};
+
+Test(runtime, statistics_when_the_server_returns_them)
+{
+    struct sbuf with = {0}, without = {0};
+    runtime_text(true, &with);
+    runtime_text(false, &without);
+    for (size_t i = 0; i < sizeof(stats_lines) / sizeof(stats_lines[0]); i++) {
+        cr_assert(strstr(with.s, stats_lines[i]), "missing %s in:\n%s", stats_lines[i], with.s);
+        char family[96];
+        snprintf(family, sizeof(family), "# TYPE %.*s ", (int)strcspn(stats_lines[i], "{ "), stats_lines[i]);
+        cr_assert_null(strstr(without.s, family), "%s without the field:\n%s", family, without.s);
+    }
+    const char *misses =
+        "bpfgraft_hook_misses_total{pid=\"99\",comm=\"app\",prog=\"7\",address=\"0x401000\",kind=\"uprobe\"} 2\n";
+    cr_assert(strstr(with.s, misses) && strstr(without.s, misses), "%s", without.s);
+    cr_assert(strstr(without.s, "bpfgraft_map_max_entries{id=\"3\",name=\"events\",type=\"ringbuf\"} 4096\n"));
+    cr_assert(strstr(without.s, "bpfgraft_up 1\n"));
+    sbuf_free(&with);
+    sbuf_free(&without);
+}
+
+Test(runtime, server_away)
+{
+    struct sbuf out = {0};
+    struct exp_runtime_state s = {0};
+    exp_runtime_write(&s, &out);
+    cr_assert(strstr(out.s, "bpfgraft_up 0\n"), "%s", out.s);
+    cr_assert_null(strstr(out.s, "bpfgraft_programs"), "%s", out.s);
+    sbuf_free(&out);
 }
