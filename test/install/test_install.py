@@ -77,6 +77,7 @@ def installed_files(a):
         f"{a.datadir}/samples/malloc.yaml",
         f"{a.mandir}/man8/bpfgraft.8",
         f"{a.mandir}/man8/bpfgraftd.8",
+        f"{a.mandir}/man8/bpfgraft-exporter.8",
         "share/bash-completion/completions/bpfgraft",
         "lib/systemd/system/bpfgraftd.service",
     ]
@@ -194,7 +195,7 @@ def inner(a):
                        capture_output=True, text=True, timeout=300)
     check(r.returncode == 0 and "uprobe" in r.stdout, "bpfgraft-bench --quick vm verifier rpc uprobe from the install",
           r.stderr[-2000:])
-    for page in ("bpfgraft", "bpfgraftd"):
+    for page in ("bpfgraft", "bpfgraftd", "bpfgraft-exporter"):
         r = subprocess.run(["man", "--warnings", "-l", os.path.join(root, a.mandir, "man8", page + ".8")],
                            capture_output=True, text=True, timeout=60, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"})
         check(r.returncode == 0 and not r.stderr and "SYNOPSIS" in r.stdout, f"man -l {page}.8 renders cleanly",
