@@ -154,3 +154,23 @@ int bpfg_procfs_comm(pid_t pid, char *buf, size_t len)
     chomp(buf);
     return r;
 }
+
+int bpfg_procfs_cgroup2(pid_t pid, char *buf, size_t len)
+{
+    char path[80], line[4096];
+    proc_path(path, sizeof(path), pid, 0, "cgroup");
+    buf[0] = 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    int r = -ENODATA;
+    while (r == -ENODATA && fgets(line, sizeof(line), f))
+        if (strncmp(line, "0::", 3) == 0) {
+            chomp(line);
+            r = strlen(line + 3) < len ? 0 : -ENAMETOOLONG;
+            if (!r)
+                strcpy(buf, line + 3);
+        }
+    fclose(f);
+    return r;
+}

@@ -54,4 +54,8 @@ int bpfg_procfs_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
  * cannot be read (the process is gone). */
 int bpfg_procfs_comm(pid_t pid, char *buf, size_t len);
 
+/* The process's cgroup v2 path (the "0::" line of /proc/PID/cgroup, e.g.
+ * "/system.slice/app.service"); -ENODATA without a v2 hierarchy. */
+int bpfg_procfs_cgroup2(pid_t pid, char *buf, size_t len);
+
 #endif

@@ -3,12 +3,14 @@
 #include "access.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "procfs.h"
 #include "rpc.h"
 
 static const char *const role_names[] = {
@@ -72,6 +74,16 @@ static int parse_number(const char *s, unsigned *v)
     return 0;
 }
 
+static int resolve_user(const char *name, unsigned *uid)
+{
+    char buf[4096];
+    struct passwd pw, *res = NULL;
+    if (getpwnam_r(name, &pw, buf, sizeof(buf), &res) || !res)
+        return -ENOENT;
+    *uid = res->pw_uid;
+    return 0;
+}
+
 /* subject:DN, san:TYPE:VALUE (a TLS peer's certificate) */
 static int parse_cert_principal(const char *s, struct access_rule *rule, const char **why)
 {
@@ -102,13 +114,9 @@ static int parse_principal(const char *s, struct access_rule *rule, const char *
         return parse_number(s + 4, &rule->id);
     }
     if (strncmp(s, "user:", 5) == 0) {
-        struct passwd pw, *res = NULL;
         *why = "no such user";
-        if (getpwnam_r(s + 5, &pw, buf, sizeof(buf), &res) || !res)
-            return -ENOENT;
         rule->kind = ACCESS_UID;
-        rule->id = res->pw_uid;
-        return 0;
+        return resolve_user(s + 5, &rule->id);
     }
     if (strncmp(s, "group:", 6) == 0) {
         struct group gr, *res = NULL;
@@ -133,7 +141,86 @@ static int add_rule(struct access *a, const struct access_rule *r)
     return 0;
 }
 
-/* One line: ROLE PRINCIPAL... (# starts a comment). */
+static int add_target_uid(struct access_targets *t, unsigned uid)
+{
+    unsigned *n = realloc(t->uids, (t->nuids + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    t->uids = n;
+    t->uids[t->nuids++] = uid;
+    return 0;
+}
+
+static int add_target_cgroup(struct access_targets *t, const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    char **n = realloc(t->cgroups, (t->ncgroups + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    t->cgroups = n;
+    return (t->cgroups[t->ncgroups] = strndup(path, len)) ? (t->ncgroups++, 0) : -ENOMEM;
+}
+
+/* targets:user:NAME, targets:uid:N, targets:cgroup:/PATH */
+static int parse_target(const char *s, struct access_targets *t, const char **why)
+{
+    unsigned uid;
+    if (strncmp(s, "uid:", 4) == 0) {
+        *why = "not a number";
+        return parse_number(s + 4, &uid) ?: add_target_uid(t, uid);
+    }
+    if (strncmp(s, "user:", 5) == 0) {
+        *why = "no such user";
+        return resolve_user(s + 5, &uid) ?: add_target_uid(t, uid);
+    }
+    *why = "want targets:user:NAME, targets:uid:N or targets:cgroup:/PATH (cgroup v2)";
+    if (strncmp(s, "cgroup:/", 8) == 0)
+        return add_target_cgroup(t, s + 7);
+    return -EINVAL;
+}
+
+static void free_targets(struct access_targets *t)
+{
+    for (size_t i = 0; i < t->ncgroups; i++)
+        free(t->cgroups[i]);
+    free(t->cgroups);
+    free(t->uids);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Gives the rules from index first the line's targets (none: any process). */
+static int bind_targets(struct access *a, size_t first, struct access_targets *t)
+{
+    int idx = -1;
+    if (t->nuids || t->ncgroups) {
+        struct access_targets *n = realloc(a->targets, (a->ntargets + 1) * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        a->targets = n;
+        a->targets[a->ntargets] = *t;
+        memset(t, 0, sizeof(*t));
+        idx = (int)a->ntargets++;
+    }
+    for (size_t i = first; i < a->nrules; i++)
+        a->rules[i].targets = idx;
+    return 0;
+}
+
+/* One token of a line: a principal (a new rule) or a targets: restriction. */
+static int parse_token(struct access *a, const char *tok, struct access_rule *rule, struct access_targets *t,
+                       const char **why)
+{
+    if (strncmp(tok, "targets:", 8) == 0)
+        return parse_target(tok + 8, t, why);
+    int r = parse_principal(tok, rule, why);
+    if (!r && (r = add_rule(a, rule)))
+        free(rule->name);
+    return r;
+}
+
+/* One line: ROLE PRINCIPAL... [targets:...] (# starts a comment). */
 static int parse_line(struct access *a, char *line, const char *path, int lineno, char *err, size_t errlen)
 {
     char *hash = strchr(line, '#'), *save = NULL;
@@ -147,23 +234,26 @@ static int parse_line(struct access *a, char *line, const char *path, int lineno
         snprintf(err, errlen, "%s:%d: unknown role '%s' (read, operate, admin)", path, lineno, tok);
         return -EINVAL;
     }
-    int n = 0;
-    while ((tok = strtok_r(NULL, " \t\r\n", &save))) {
+    size_t first = a->nrules;
+    struct access_targets t = {0};
+    int r = 0;
+    while (!r && (tok = strtok_r(NULL, " \t\r\n", &save))) {
         const char *why = "";
-        int r = parse_principal(tok, &rule, &why);
-        if (!r && (r = add_rule(a, &rule)))
-            free(rule.name);
-        if (r) {
+        if ((r = parse_token(a, tok, &rule, &t, &why)))
             snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, tok, r == -ENOMEM ? strerror(ENOMEM) : why);
-            return r;
-        }
-        n++;
     }
-    if (!n) {
+    if (!r && a->nrules == first) {
         snprintf(err, errlen, "%s:%d: role %s names nobody", path, lineno, access_role_name(rule.role));
-        return -EINVAL;
+        r = -EINVAL;
     }
-    return 0;
+    if (!r && (t.nuids || t.ncgroups) && rule.role != ACCESS_OPERATE) {
+        snprintf(err, errlen, "%s:%d: targets: restricts operate lines only", path, lineno);
+        r = -EINVAL;
+    }
+    if (!r)
+        r = bind_targets(a, first, &t);
+    free_targets(&t);
+    return r;
 }
 
 static int parse_file(struct access *a, FILE *f, const char *path, char *err, size_t errlen)
@@ -211,6 +301,9 @@ void access_free(struct access *a)
     for (size_t i = 0; i < a->nrules; i++)
         free(a->rules[i].name);
     free(a->rules);
+    for (size_t i = 0; i < a->ntargets; i++)
+        free_targets(&a->targets[i]);
+    free(a->targets);
     memset(a, 0, sizeof(*a));
 }
 
@@ -262,6 +355,14 @@ enum access_role access_role_of(const struct access *a, const struct access_peer
     return best;
 }
 
+static void describe_peer(const struct access_peer *p, char *who, size_t len)
+{
+    if (p->cert)
+        snprintf(who, len, "certificate \"%s\"", p->subject ? p->subject : "");
+    else
+        snprintf(who, len, "uid %u", (unsigned)p->uid);
+}
+
 int access_check(const struct access *a, const struct access_peer *p, const char *method, char *err, size_t errlen)
 {
     enum access_role need = access_method_role(method, strlen(method));
@@ -269,11 +370,100 @@ int access_check(const struct access *a, const struct access_peer *p, const char
     if (have >= need)
         return 0;
     char who[300];
-    if (p->cert)
-        snprintf(who, sizeof(who), "certificate \"%s\"", p->subject ? p->subject : "");
-    else
-        snprintf(who, sizeof(who), "uid %u", (unsigned)p->uid);
+    describe_peer(p, who, sizeof(who));
     snprintf(err, errlen, "%s needs role %s; %s has %s", method, access_role_name(need), who,
              have == ACCESS_NONE ? "no role" : access_role_name(have));
+    return BPFG_RPC_E_FORBIDDEN;
+}
+
+bool access_unrestricted(const struct access *a, const struct access_peer *p)
+{
+    if (!a->enabled || (!p->cert && p->uid == 0))
+        return true;
+    for (size_t i = 0; i < a->nrules; i++) {
+        const struct access_rule *r = &a->rules[i];
+        if (rule_matches(r, p) && (r->role == ACCESS_ADMIN || (r->role == ACCESS_OPERATE && r->targets < 0)))
+            return true;
+    }
+    return false;
+}
+
+struct process_id {
+    uid_t uids[3]; /* real, effective, saved */
+    char cgroup[4096];
+};
+
+static bool uid_listed(const struct access_targets *t, uid_t uid)
+{
+    for (size_t i = 0; i < t->nuids; i++)
+        if (t->uids[i] == uid)
+            return true;
+    return false;
+}
+
+static bool cgroup_below(const char *path, const char *top)
+{
+    size_t n = strlen(top);
+    return strcmp(top, "/") == 0 || (strncmp(path, top, n) == 0 && (path[n] == '/' || !path[n]));
+}
+
+static bool targets_reach(const struct access_targets *t, const struct process_id *id)
+{
+    if (uid_listed(t, id->uids[0]) && uid_listed(t, id->uids[1]) && uid_listed(t, id->uids[2]))
+        return true;
+    for (size_t i = 0; id->cgroup[0] && i < t->ncgroups; i++)
+        if (cgroup_below(id->cgroup, t->cgroups[i]))
+            return true;
+    return false;
+}
+
+static bool is_process_method(const char *method)
+{
+    static const char *const names[] = {"target.attach", "target.start", "target.detach", "tool.start"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(method, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static int forbid_scope(const struct access_peer *p, const char *method, char *err, size_t errlen)
+{
+    char who[300];
+    describe_peer(p, who, sizeof(who));
+    snprintf(err, errlen,
+             "%s reaches every process mapping the binary; %s may operate only on the processes its "
+             "access file line's targets: name",
+             method, who);
+    return BPFG_RPC_E_FORBIDDEN;
+}
+
+int access_check_process(const struct access *a, const struct access_peer *p, const char *method, int64_t pid,
+                         char *err, size_t errlen)
+{
+    bool scope = strcmp(method, "scope.attach") == 0 || strcmp(method, "scope.detach") == 0;
+    if ((!scope && (!is_process_method(method) || pid < 0)) || access_unrestricted(a, p))
+        return 0;
+    if (scope)
+        return forbid_scope(p, method, err, errlen);
+    struct process_id id;
+    int r = bpfg_procfs_uids((pid_t)pid, &id.uids[0], &id.uids[1], &id.uids[2]);
+    if (r == -ENOENT || r == -ESRCH)
+        return 0;
+    if (r || bpfg_procfs_cgroup2((pid_t)pid, id.cgroup, sizeof(id.cgroup)))
+        id.cgroup[0] = 0;
+    for (size_t i = 0; !r && i < a->nrules; i++) {
+        const struct access_rule *rule = &a->rules[i];
+        if (rule->role == ACCESS_OPERATE && rule->targets >= 0 && rule_matches(rule, p) &&
+            targets_reach(&a->targets[rule->targets], &id))
+            return 0;
+    }
+    char who[300], uid[16] = "?";
+    describe_peer(p, who, sizeof(who));
+    if (!r)
+        snprintf(uid, sizeof(uid), "%u", (unsigned)id.uids[0]);
+    snprintf(err, errlen,
+             "%s on process %" PRId64 " (uid %s, cgroup %s): outside the processes %s may operate on "
+             "(its access file line's targets:)",
+             method, pid, uid, id.cgroup[0] ? id.cgroup : "?", who);
     return BPFG_RPC_E_FORBIDDEN;
 }

@@ -4,7 +4,6 @@
 #include "audit.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,111 +14,76 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "growbuf.h"
 #include "rpc.h"
 
 #define AUDIT_BIN_SHOWN 64         /* bytes of a bin parameter written as hex */
 #define AUDIT_READ_MAX (64u << 20) /* the newest 64 MiB of the file are searched */
 
-struct line {
-    char *s;
-    size_t len, cap;
-    bool oom;
-};
-
-static void put(struct line *l, const char *s, size_t n)
+static void put_json_str(struct growbuf *l, const char *s, size_t n)
 {
-    if (l->oom)
-        return;
-    if (l->len + n + 1 > l->cap) {
-        size_t cap = (l->len + n + 1) * 2;
-        char *p = realloc(l->s, cap);
-        if (!p) {
-            l->oom = true;
-            return;
-        }
-        l->s = p;
-        l->cap = cap;
-    }
-    memcpy(l->s + l->len, s, n);
-    l->len += n;
-    l->s[l->len] = 0;
-}
-
-static void putf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct line *l, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    put(l, buf, n < 0 ? 0 : (size_t)n >= sizeof(buf) ? sizeof(buf) - 1 : (size_t)n);
-}
-
-static void put_json_str(struct line *l, const char *s, size_t n)
-{
-    put(l, "\"", 1);
+    growbuf_put(l, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\')
-            putf(l, "\\%c", c);
+            growbuf_putf(l, "\\%c", c);
         else if (c < 0x20 || c == 0x7f)
-            putf(l, "\\u%04x", c);
+            growbuf_putf(l, "\\u%04x", c);
         else
-            put(l, (const char *)&c, 1);
+            growbuf_put(l, (const char *)&c, 1);
     }
-    put(l, "\"", 1);
+    growbuf_put(l, "\"", 1);
 }
 
 /* A parameter as JSON: bin as hex (object bytes: their size only). */
-static void put_value(struct line *l, const msgpack_object *o, int depth)
+static void put_value(struct growbuf *l, const msgpack_object *o, int depth)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: put(l, "null", 4); break;
-    case MSGPACK_OBJECT_BOOLEAN: put(l, o->via.boolean ? "true" : "false", o->via.boolean ? 4 : 5); break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: putf(l, "%" PRIu64, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: putf(l, "%" PRId64, o->via.i64); break;
+    case MSGPACK_OBJECT_NIL: growbuf_put(l, "null", 4); break;
+    case MSGPACK_OBJECT_BOOLEAN: growbuf_put(l, o->via.boolean ? "true" : "false", o->via.boolean ? 4 : 5); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: growbuf_putf(l, "%" PRIu64, o->via.u64); break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: growbuf_putf(l, "%" PRId64, o->via.i64); break;
     case MSGPACK_OBJECT_STR: put_json_str(l, o->via.str.ptr, o->via.str.size); break;
     case MSGPACK_OBJECT_BIN:
         if (o->via.bin.size > AUDIT_BIN_SHOWN) {
-            putf(l, "\"<%u bytes>\"", o->via.bin.size);
+            growbuf_putf(l, "\"<%u bytes>\"", o->via.bin.size);
             break;
         }
-        put(l, "\"hex:", 5);
+        growbuf_put(l, "\"hex:", 5);
         for (uint32_t i = 0; i < o->via.bin.size; i++)
-            putf(l, "%02x", (unsigned char)o->via.bin.ptr[i]);
-        put(l, "\"", 1);
+            growbuf_putf(l, "%02x", (unsigned char)o->via.bin.ptr[i]);
+        growbuf_put(l, "\"", 1);
         break;
     case MSGPACK_OBJECT_ARRAY:
-        put(l, "[", 1);
+        growbuf_put(l, "[", 1);
         for (uint32_t i = 0; i < o->via.array.size && depth < 4; i++) {
             if (i)
-                put(l, ", ", 2);
+                growbuf_put(l, ", ", 2);
             put_value(l, &o->via.array.ptr[i], depth + 1);
         }
-        put(l, "]", 1);
+        growbuf_put(l, "]", 1);
         break;
-    default: put(l, "\"?\"", 3); break;
+    default: growbuf_put(l, "\"?\"", 3); break;
     }
 }
 
 /* The named arguments: params is [] or [{name: value}]. */
-static void put_params(struct line *l, const msgpack_object *params)
+static void put_params(struct growbuf *l, const msgpack_object *params)
 {
-    put(l, "{", 1);
+    growbuf_put(l, "{", 1);
     const msgpack_object *m =
         params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size == 1 ? &params->via.array.ptr[0] : NULL;
     for (uint32_t i = 0; m && m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++) {
         const msgpack_object_kv *kv = &m->via.map.ptr[i];
         if (kv->key.type != MSGPACK_OBJECT_STR)
             continue;
-        if (l->len && l->s[l->len - 1] != '{')
-            put(l, ", ", 2);
+        if (l->len && l->p[l->len - 1] != '{')
+            growbuf_put(l, ", ", 2);
         put_json_str(l, kv->key.via.str.ptr, kv->key.via.str.size);
-        put(l, ": ", 2);
+        growbuf_put(l, ": ", 2);
         put_value(l, &kv->val, 0);
     }
-    put(l, "}", 1);
+    growbuf_put(l, "}", 1);
 }
 
 void audit_target_of(const msgpack_object *params, struct audit_target *t)
@@ -144,29 +108,29 @@ void audit_target_of(const msgpack_object *params, struct audit_target *t)
     t->comm[strcspn(t->comm, "\n")] = 0;
 }
 
-static void put_time(struct line *l, uint64_t ms)
+static void put_time(struct growbuf *l, uint64_t ms)
 {
     time_t sec = (time_t)(ms / 1000);
     struct tm tm;
     char buf[32];
     gmtime_r(&sec, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    putf(l, "{\"time\": \"%s.%03uZ\", \"time_ms\": %" PRIu64, buf, (unsigned)(ms % 1000), ms);
+    growbuf_putf(l, "{\"time\": \"%s.%03uZ\", \"time_ms\": %" PRIu64, buf, (unsigned)(ms % 1000), ms);
 }
 
-static void put_who(struct line *l, const struct audit_who *who)
+static void put_who(struct growbuf *l, const struct audit_who *who)
 {
     if (who->subject) {
-        put(l, ", \"who\": {\"subject\": ", 21);
+        growbuf_put(l, ", \"who\": {\"subject\": ", 21);
         put_json_str(l, who->subject, strlen(who->subject));
     } else {
-        putf(l, ", \"who\": {\"uid\": %u, \"pid\": %d", (unsigned)who->uid, (int)who->pid);
+        growbuf_putf(l, ", \"who\": {\"uid\": %u, \"pid\": %d", (unsigned)who->uid, (int)who->pid);
     }
     if (who->remote) {
-        put(l, ", \"remote\": ", 12);
+        growbuf_put(l, ", \"remote\": ", 12);
         put_json_str(l, who->remote, strlen(who->remote));
     }
-    put(l, "}", 1);
+    growbuf_put(l, "}", 1);
 }
 
 static int append(struct audit *a, const char *s, size_t len)
@@ -182,27 +146,27 @@ int audit_write(struct audit *a, const struct audit_who *who, const char *method
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct line l = {0};
+    struct growbuf l = {0};
     put_time(&l, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
     put_who(&l, who);
-    putf(&l, ", \"method\": \"%s\", \"params\": ", method);
+    growbuf_putf(&l, ", \"method\": \"%s\", \"params\": ", method);
     put_params(&l, params);
     if (t->pid >= 0) {
-        putf(&l, ", \"target\": {\"pid\": %" PRId64 ", \"comm\": ", t->pid);
+        growbuf_putf(&l, ", \"target\": {\"pid\": %" PRId64 ", \"comm\": ", t->pid);
         put_json_str(&l, t->comm, strlen(t->comm));
-        put(&l, "}", 1);
+        growbuf_put(&l, "}", 1);
     }
-    put(&l, ", \"result\": ", 12);
+    growbuf_put(&l, ", \"result\": ", 12);
     put_json_str(&l, code ? bpfg_rpc_error_name(code) : "ok", strlen(code ? bpfg_rpc_error_name(code) : "ok"));
     if (code) {
-        put(&l, ", \"error\": ", 11);
+        growbuf_put(&l, ", \"error\": ", 11);
         put_json_str(&l, message, strlen(message));
     }
-    put(&l, "}\n", 2);
-    int r = l.oom ? -ENOMEM : a->fd < 0 ? -EBADF : append(a, l.s, l.len);
-    if (!l.oom)
-        syslog(LOG_AUTHPRIV | LOG_NOTICE, "%.*s", (int)l.len - 1, l.s);
-    free(l.s);
+    growbuf_put(&l, "}\n", 2);
+    int r = l.err ? l.err : a->fd < 0 ? -EBADF : append(a, l.p, l.len);
+    if (!l.err)
+        syslog(LOG_AUTHPRIV | LOG_NOTICE, "%.*s", (int)l.len - 1, l.p);
+    growbuf_free(&l);
     return r;
 }
 

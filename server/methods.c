@@ -282,6 +282,11 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
+static struct access_peer peer_of(const struct srv_client *c)
+{
+    return (struct access_peer){c->uid, c->gid, c->groups, c->ngroups, c->tls != NULL, c->subject, c->sans};
+}
+
 static int m_object_load(struct srv_call *call, msgpack_packer *pk)
 {
     char path[4096], name[64];
@@ -309,6 +314,14 @@ static int m_object_load(struct srv_call *call, msgpack_packer *pk)
         ((err = arg_string(call, 3, mode_name, sizeof(mode_name))) || kernel_mode_parse(mode_name, &mode) != 0))
         return err ? err
                    : fail(call, BPFG_RPC_E_INVALID_PARAMS, "kernel '%s': expected auto, never or always", mode_name);
+    struct access_peer peer = peer_of(call->c);
+    if (!access_unrestricted(&call->s->access, &peer)) { /* kernel programs see every process */
+        if (mode == BPFG_KERNEL_ALWAYS)
+            return fail(call, BPFG_RPC_E_FORBIDDEN,
+                        "kernel=always: an operate role restricted by targets: loads "
+                        "no kernel program");
+        mode = BPFG_KERNEL_NEVER;
+    }
 
     struct reg_object *o;
     char why[4096];
@@ -1386,12 +1399,13 @@ void methods_dispatch(struct server *s, struct srv_client *c, const struct bpfg_
                             (int)(msg->method_len > 64 ? 64 : msg->method_len), msg->method);
         return;
     }
-    struct access_peer peer = {c->uid, c->gid, c->groups, c->ngroups, c->tls != NULL, c->subject, c->sans};
+    struct access_peer peer = peer_of(c);
     bool audited = access_method_audited(m->name);
     struct audit_target target;
-    if (audited)
-        audit_target_of(&msg->params, &target);
+    audit_target_of(&msg->params, &target);
     int code = access_check(&s->access, &peer, m->name, call.err, sizeof(call.err));
+    if (!code)
+        code = access_check_process(&s->access, &peer, m->name, target.pid, call.err, sizeof(call.err));
     if (!code)
         code = bind_args(m, &msg->params, &call);
     if (!code) {

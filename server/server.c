@@ -155,15 +155,18 @@ static void add_handed_clients(struct server *s);
 static int open_tls(struct server *s)
 {
     char err[512];
-    if (!s->cfg.listen_url)
-        return 0;
-    int r =
-        tlsl_open(&s->tls, s->cfg.listen_url, s->cfg.tls_cert, s->cfg.tls_key, s->cfg.tls_client_ca, err, sizeof(err));
+    int taken = s->cfg.takeover ? s->cfg.takeover->tcp_fd : -1; /* ours now, as its other sockets */
+    int r = 0;
+    if (s->cfg.listen_url)
+        r = tlsl_open(&s->tls, s->cfg.listen_url, s->cfg.tls_cert, s->cfg.tls_key, s->cfg.tls_client_ca, &taken, err,
+                      sizeof(err));
     if (r)
         srv_log(SRV_ERROR, "%s", err);
-    else
-        srv_log(SRV_INFO, "listening on %s (TLS 1.3, client certificates of %s)", s->cfg.listen_url,
-                s->cfg.tls_client_ca);
+    else if (s->cfg.listen_url)
+        srv_log(SRV_INFO, "listening on %s (TLS 1.3, client certificates of %s)%s", s->cfg.listen_url,
+                s->cfg.tls_client_ca, s->cfg.takeover && taken < 0 ? " on the socket taken over" : "");
+    if (taken >= 0)
+        close(taken);
     return r;
 }
 

@@ -306,15 +306,20 @@ void state_close(struct server *s)
     s->reg.map_dirfd = s->state_fd = -1;
 }
 
+static DIR *open_sub(struct server *s, const char *sub)
+{
+    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
+    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
+    if (!d && dir >= 0)
+        close(dir);
+    return d;
+}
+
 static void clear_dir(struct server *s, const char *name)
 {
-    int dir = sub_fd(s, name);
-    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
-    if (!d) {
-        if (dir >= 0)
-            close(dir);
+    DIR *d = open_sub(s, name);
+    if (!d)
         return;
-    }
     for (struct dirent *de; (de = readdir(d));)
         if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
             unlinkat(dirfd(d), de->d_name, 0);
@@ -363,13 +368,9 @@ void state_remove(struct server *s, const char *sub, const char *name)
 
 void state_each(struct server *s, const char *sub, void (*fn)(struct server *s, const char *name))
 {
-    int dir = s->state_fd < 0 ? -1 : sub_fd(s, sub);
-    DIR *d = dir >= 0 ? fdopendir(dir) : NULL;
-    if (!d) {
-        if (dir >= 0)
-            close(dir);
+    DIR *d = open_sub(s, sub);
+    if (!d)
         return;
-    }
     for (struct dirent *de; (de = readdir(d));)
         if (de->d_name[0] != '.')
             fn(s, de->d_name);

@@ -60,7 +60,32 @@ static int listens_on(int fd, const char *name)
     return strnlen(a.sun_path, plen) == strlen(name) && strncmp(a.sun_path, name, plen) == 0;
 }
 
-/* Copies the old daemon's two listening sockets (pidfd_getfd). */
+/* 1 if fd is a listening TCP socket (the TLS listener), 0 if not. */
+static int listens_tcp(int fd)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof(a);
+    int on = 0;
+    socklen_t olen = sizeof(on);
+    return getsockname(fd, (struct sockaddr *)&a, &len) == 0 && (a.ss_family == AF_INET || a.ss_family == AF_INET6) &&
+           getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on;
+}
+
+/* Keeps fd if it is one of the listening sockets still missing. */
+static void sort_socket(int fd, const char *socket_path, const char *payload_name, struct takeover *out)
+{
+    if (out->control_fd < 0 && listens_on(fd, socket_path))
+        out->control_fd = fd;
+    else if (out->payload_fd < 0 && listens_on(fd, payload_name))
+        out->payload_fd = fd;
+    else if (out->tcp_fd < 0 && listens_tcp(fd))
+        out->tcp_fd = fd;
+    else
+        close(fd);
+}
+
+/* Copies the old daemon's listening sockets (pidfd_getfd): control and
+ * payload, and its TLS listener if it has one. */
 static int take_sockets(int pidfd, const char *socket_path, const char *payload_name, struct takeover *out, char *err)
 {
     char dir[64];
@@ -69,19 +94,13 @@ static int take_sockets(int pidfd, const char *socket_path, const char *payload_
     if (!d)
         return fail(err, -errno, "cannot list %s: %s", dir, strerror(errno));
     struct dirent *de;
-    while ((de = readdir(d)) && (out->control_fd < 0 || out->payload_fd < 0)) {
+    while ((de = readdir(d))) {
         int n = atoi(de->d_name);
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
         int fd = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
-        if (fd < 0)
-            continue;
-        if (out->control_fd < 0 && listens_on(fd, socket_path))
-            out->control_fd = fd;
-        else if (out->payload_fd < 0 && listens_on(fd, payload_name))
-            out->payload_fd = fd;
-        else
-            close(fd);
+        if (fd >= 0)
+            sort_socket(fd, socket_path, payload_name, out);
     }
     closedir(d);
     if (out->control_fd >= 0 && out->payload_fd >= 0)
@@ -196,18 +215,20 @@ void takeover_release(struct takeover *t)
         close(t->control_fd);
     if (t->payload_fd >= 0)
         close(t->payload_fd);
+    if (t->tcp_fd >= 0)
+        close(t->tcp_fd);
     for (size_t i = 0; i < t->nclients; i++)
         if (t->clients[i].fd >= 0)
             close(t->clients[i].fd);
     free(t->clients);
     t->clients = NULL;
     t->nclients = 0;
-    t->control_fd = t->payload_fd = -1;
+    t->control_fd = t->payload_fd = t->tcp_fd = -1;
 }
 
 int takeover_run(const char *socket_path, const char *payload_name, struct takeover *out, char *err)
 {
-    *out = (struct takeover){.control_fd = -1, .payload_fd = -1};
+    *out = (struct takeover){.control_fd = -1, .payload_fd = -1, .tcp_fd = -1};
     int r = lock_owner(socket_path, &out->old_pid, err);
     if (r)
         return r;

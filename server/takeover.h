@@ -30,6 +30,7 @@ struct takeover {
     pid_t old_pid;
     int control_fd;                  /* the control socket, listening */
     int payload_fd;                  /* the payload socket (targets.h), listening */
+    int tcp_fd;                      /* its TLS listener (--listen); -1: none */
     struct takeover_client *clients; /* handed over, connected */
     size_t nclients;
 };

@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,7 +59,19 @@ static int bind_first(const struct addrinfo *ai, char *err, size_t errlen, const
     return r;
 }
 
-static int listen_tcp(const char *url, char *err, size_t errlen)
+/* Whether fd is bound to ai's address (family, address and port). */
+static bool bound_to(int fd, const struct addrinfo *ai)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof(a);
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0 || len != ai->ai_addrlen)
+        return false;
+    return memcmp(&a, ai->ai_addr, len) == 0;
+}
+
+/* A listening socket on url: *inherited (then taken: set to -1) if it is
+ * bound to one of url's addresses, else a new one. */
+static int listen_tcp(const char *url, int *inherited, char *err, size_t errlen)
 {
     char host[256], port[16];
     int r = split_url(url, host, sizeof(host), port, sizeof(port), err, errlen);
@@ -70,13 +83,18 @@ static int listen_tcp(const char *url, char *err, size_t errlen)
         snprintf(err, errlen, "--listen %s: %s", url, gai_strerror(g));
         return -EINVAL;
     }
-    r = bind_first(ai, err, errlen, url);
+    r = -1;
+    for (const struct addrinfo *i = ai; *inherited >= 0 && i && r < 0; i = i->ai_next)
+        if (bound_to(*inherited, i))
+            r = *inherited, *inherited = -1;
+    if (r < 0)
+        r = bind_first(ai, err, errlen, url);
     freeaddrinfo(ai);
     return r;
 }
 
 int tlsl_open(struct tls_listener *l, const char *url, const char *cert, const char *key, const char *client_ca,
-              char *err, size_t errlen)
+              int *inherited, char *err, size_t errlen)
 {
     memset(l, 0, sizeof(*l));
     l->fd = -1;
@@ -86,7 +104,7 @@ int tlsl_open(struct tls_listener *l, const char *url, const char *cert, const c
     }
     l->cert = cert, l->key = key, l->client_ca = client_ca;
     snprintf(l->addr, sizeof(l->addr), "%s", url);
-    int fd = listen_tcp(url, err, errlen);
+    int fd = listen_tcp(url, inherited, err, errlen);
     if (fd < 0)
         return fd;
     l->fd = fd;

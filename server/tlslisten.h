@@ -15,10 +15,13 @@ struct tls_listener {
     char addr[128]; /* as given, for logs */
 };
 
-/* Checks the files and listens on url (tcp://HOST:PORT, tcp://[V6]:PORT).
- * Returns 0 or a negative errno with the reason in err. */
+/* Checks the files and listens on url (tcp://HOST:PORT, tcp://[V6]:PORT):
+ * on *inherited (a listening socket of the daemon taken over; then set to
+ * -1, l owns it) if it is bound to url's address, so connections waiting
+ * in its backlog are served, else on a new socket. Returns 0 or a
+ * negative errno with the reason in err. */
 int tlsl_open(struct tls_listener *l, const char *url, const char *cert, const char *key, const char *client_ca,
-              char *err, size_t errlen);
+              int *inherited, char *err, size_t errlen);
 /* Reads the certificate files again; the old ones stay on failure.
  * Connections made before keep their session. */
 int tlsl_reload(struct tls_listener *l, char *err, size_t errlen);

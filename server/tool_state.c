@@ -15,6 +15,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include "growbuf.h"
 #include "registry.h"
 #include "server.h"
 #include "tool.h"
@@ -26,66 +27,42 @@
 
 /* ---- writing ---- */
 
-struct wbuf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void put(struct wbuf *w, const void *data, size_t n)
+static void put_u32(struct growbuf *w, uint32_t v)
 {
-    if (w->err)
-        return;
-    if (w->len + n > w->cap) {
-        size_t cap = (w->cap ? w->cap * 2 : 4096) + n;
-        char *grown = realloc(w->p, cap);
-        if (!grown) {
-            w->err = -ENOMEM;
-            return;
-        }
-        w->p = grown;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, data, n);
-    w->len += n;
+    growbuf_put(w, &v, sizeof(v));
 }
 
-static void put_u32(struct wbuf *w, uint32_t v)
+static void put_u64(struct growbuf *w, uint64_t v)
 {
-    put(w, &v, sizeof(v));
+    growbuf_put(w, &v, sizeof(v));
 }
 
-static void put_u64(struct wbuf *w, uint64_t v)
-{
-    put(w, &v, sizeof(v));
-}
-
-static void put_blob(struct wbuf *w, const void *data, size_t n)
+static void put_blob(struct growbuf *w, const void *data, size_t n)
 {
     put_u32(w, data ? (uint32_t)n : TREC_NULL);
     if (data)
-        put(w, data, n);
+        growbuf_put(w, data, n);
 }
 
-static void put_str(struct wbuf *w, const char *s)
+static void put_str(struct growbuf *w, const char *s)
 {
     put_blob(w, s, s ? strlen(s) : 0);
 }
 
-static void pack_map(struct wbuf *w, uint32_t id, const struct bpfg_obj_map *m)
+static void pack_map(struct growbuf *w, uint32_t id, const struct bpfg_obj_map *m)
 {
     uint32_t f[] = {id,          (uint32_t)m->kind,  m->type,
                     m->key_size, m->value_size,      m->max_entries,
                     m->flags,    m->btf_key_type_id, m->btf_value_type_id};
-    put(w, f, sizeof(f));
+    growbuf_put(w, f, sizeof(f));
     put_u64(w, m->map_extra);
     put_str(w, m->name);
 }
 
-static void pack_prog(struct wbuf *w, uint32_t id, const struct bpfg_obj_prog *p)
+static void pack_prog(struct growbuf *w, uint32_t id, const struct bpfg_obj_prog *p)
 {
     uint32_t f[] = {id, (uint32_t)p->kind, p->prog_type, p->expected_attach_type, p->target_file_offset};
-    put(w, f, sizeof(f));
+    growbuf_put(w, f, sizeof(f));
     put_u64(w, p->target_offset);
     put_str(w, p->name);
     put_str(w, p->section);
@@ -96,13 +73,13 @@ static void pack_prog(struct wbuf *w, uint32_t id, const struct bpfg_obj_prog *p
     put_blob(w, p->insns, p->insn_cnt * sizeof(struct bpf_insn));
 }
 
-static void pack_links(struct wbuf *w, const struct tool *tl)
+static void pack_links(struct growbuf *w, const struct tool *tl)
 {
     put_u32(w, (uint32_t)tl->nlinks);
     for (size_t i = 0; i < tl->nlinks; i++) {
         const struct tool_link *l = tl->links[i];
         uint32_t f[] = {l->id, l->prog_id, (uint32_t)l->kind, (uint32_t)l->pid};
-        put(w, f, sizeof(f));
+        growbuf_put(w, f, sizeof(f));
         put_u64(w, l->offset);
         put_str(w, l->binary);
     }
@@ -111,10 +88,10 @@ static void pack_links(struct wbuf *w, const struct tool *tl)
 int tool_record_pack(struct server *s, const struct tool *tl, char **buf, size_t *len)
 {
     const struct reg_object *o = registry_object(&s->reg, tl->obj_id);
-    struct wbuf w = {0};
+    struct growbuf w = {0};
     uint32_t head[] = {TREC_MAGIC, TREC_VERSION,     (uint32_t)tl->pid, (uint32_t)tl->engine,
                        tl->obj_id, tl->next_link_id, tl->obj_btf_id};
-    put(&w, head, sizeof(head));
+    growbuf_put(&w, head, sizeof(head));
     put_u64(&w, tl->token);
     put_str(&w, tl->name);
     put_u32(&w, (uint32_t)tl->nbtfs);
@@ -130,8 +107,9 @@ int tool_record_pack(struct server *s, const struct tool *tl, char **buf, size_t
         pack_prog(&w, o->prog_ids[i], &o->obj->progs[i]);
     pack_links(&w, tl);
     if (w.err) {
-        free(w.p);
-        return w.err;
+        int err = w.err;
+        growbuf_free(&w);
+        return err;
     }
     *buf = w.p;
     *len = w.len;

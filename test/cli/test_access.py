@@ -89,6 +89,14 @@ def check_bad_file(srv_bin, d):
                        capture_output=True, text=True, timeout=30)
     check(r.returncode != 0 and "bad.conf:2: unknown role 'superuser'" in r.stdout + r.stderr,
           "a bad access file: the server refuses to start, naming file, line and role", r.stdout + r.stderr)
+    for text, want in (("read uid:60001 targets:uid:5\n", "bad.conf:1: targets: restricts operate lines only"),
+                       ("operate uid:60002 targets:cgroup:rel\n", "bad.conf:1: 'targets:cgroup:rel': want targets:"),
+                       ("operate targets:uid:7\n", "bad.conf:1: role operate names nobody")):
+        write_conf(bad, text)
+        r = subprocess.run([srv_bin, "--foreground", "--access", bad, "--socket", os.path.join(d, "x.sock")],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0 and want in r.stdout + r.stderr, f"a bad targets: line refused: {want}",
+              r.stdout + r.stderr)
 
 
 def main():

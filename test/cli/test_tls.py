@@ -7,7 +7,9 @@ never shakes hands is closed after 10 s. Roles by
 certificate subject and SAN (access file) are allowed and denied; the audit
 line of a state-changing call names the subject and the remote address,
 reads get none; an operate certificate attaches and detaches a process
-while another TLS connection streams the target events; map.fd is refused. SIGHUP rereads the certificate files (a bad one keeps the
+while another TLS connection streams the target events; map.fd is refused;
+an operate line with targets: (a uid, a cgroup) reaches those processes
+only; --takeover carries the TCP listener over. SIGHUP rereads the certificate files (a bad one keeps the
 old); --listen without the files, or the files without --listen, refuse to
 start."""
 import json
@@ -75,6 +77,7 @@ def make_pki():
     pki.cert("bob", "/O=ops/CN=bob", "DNS:bob.example")           # read by SAN
     pki.cert("dave", "/O=ops/CN=dave", "email:dave@example.org")  # admin by SAN
     pki.cert("carol", "/O=ops/CN=carol", "DNS:carol.example")     # named by no rule
+    pki.cert("erin", "/O=ops/CN=erin", "DNS:erin.example")        # operate on some processes only
     pki.cert("expired", "/O=ops/CN=alice", "DNS:alice.example", days=-1)
     pki.cert("stranger", "/O=ops/CN=alice", "DNS:alice.example", ca="other")
     return pki
@@ -84,7 +87,10 @@ ACCESS = """# roles of TLS peers
 operate subject:CN=alice,O=ops
 read    san:DNS:bob.example
 admin   san:email:dave@example.org
+operate subject:CN=erin,O=ops targets:uid:{uid} targets:cgroup:/{cgroup}
 """
+TARGET_UID = 60011
+LOOP = "import time\nwhile True:\n    bytearray(100000)\n    time.sleep(0.01)\n"
 
 
 def free_port():
@@ -251,6 +257,102 @@ def check_attach_and_events(srv, pki, port):
         victim.wait()
 
 
+def test_cgroup_name():
+    return f"bpfgraft-tls-{os.getpid()}"
+
+
+def cgroup2_root():
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if fstype == "cgroup2":
+                return mnt
+    return None
+
+
+def start_in_cgroup(path):
+    """A root process moved into the cgroup v2 directory path."""
+    p = subprocess.Popen([sys.executable, "-c", LOOP])
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(p.pid))
+    return p
+
+
+def wait_uid(pid, uid, timeout=20):
+    """Whether every uid of pid became uid (after its setuid) in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            uids = next(l for l in f if l.startswith("Uid:")).split()[1:4]
+        if uids == [str(uid)] * 3:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def erin_outcomes(port, pki, pid):
+    with tls_client(port, pki, "erin") as cl:
+        got = outcome(cl, "target.attach", pid=pid, object="cli_maps", programs=["count_call"],
+                      target="libc.so.6:malloc")
+        if got[0] == "ok":
+            got = outcome(cl, "target.detach", pid=pid)
+        return got
+
+
+def check_restricted_operate(srv, pki, port, args):
+    """erin's operate line names targets: a uid and a cgroup: she attaches
+    and detaches a process of that uid and one in that cgroup (below it),
+    and is refused another root process, binary-wide scopes, tool.start on
+    it, and kernel programs."""
+    root = cgroup2_root()
+    check(root is not None, "a cgroup v2 hierarchy is mounted", open("/proc/mounts").read())
+    if root is None:
+        return
+    top = os.path.join(root, test_cgroup_name())
+    os.mkdir(top)
+    os.mkdir(os.path.join(top, "inner"))
+    procs = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-c", f"import os\nos.setgid({TARGET_UID})\n"
+                                       f"os.setuid({TARGET_UID})\n" + LOOP]))
+        procs.append(start_in_cgroup(os.path.join(top, "inner")))
+        procs.append(subprocess.Popen([sys.executable, "-c", LOOP]))
+        by_uid, by_cgroup, outsider = (p.pid for p in procs)
+        check(wait_uid(by_uid, TARGET_UID), f"the victim took uid {TARGET_UID}")
+        check_eq(erin_outcomes(port, pki, by_uid), ("ok", ""), "erin attaches and detaches a process of her uid")
+        check_eq(erin_outcomes(port, pki, by_cgroup), ("ok", ""),
+                 "erin attaches and detaches a process below her cgroup")
+        got, msg = erin_outcomes(port, pki, outsider)
+        check(got == "forbidden" and f"process {outsider} (uid 0" in msg and "CN=erin" in msg,
+              "erin is refused a process outside her targets, naming it", f"{got}: {msg}")
+        with tls_client(port, pki, "erin") as cl:
+            got, msg = outcome(cl, "target.detach", pid=outsider)
+            check(got == "forbidden", "erin cannot detach a process outside her targets", f"{got}: {msg}")
+            got, msg = outcome(cl, "tool.start", pid=outsider)
+            check(got == "forbidden", "erin cannot start a tool's process outside her targets", f"{got}: {msg}")
+            got, msg = outcome(cl, "scope.attach", path=sys.executable, object="cli_maps")
+            check(got == "forbidden" and "every process mapping the binary" in msg,
+                  "erin is refused a binary-wide scope", f"{got}: {msg}")
+            got, msg = outcome(cl, "object.load", path=args.obj, name="erin_obj", kernel="always")
+            check(got == "forbidden" and "kernel" in msg, "erin is refused kernel=always", f"{got}: {msg}")
+        with tls_client(port, pki, "alice") as cl:
+            got = outcome(cl, "target.attach", pid=outsider, object="cli_maps", programs=["count_call"],
+                          target="libc.so.6:malloc")
+            check_eq(got, ("ok", ""), "alice's unrestricted operate line reaches the same process")
+            cl.call("target.detach", pid=outsider)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for d in (os.path.join(top, "inner"), top):
+            for _ in range(50):   # the cgroup is busy until its last process is reaped
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
 def check_cli(srv, pki, port):
     url = f"tcps://127.0.0.1:{port}"
     f = pki.files("alice")
@@ -311,6 +413,44 @@ def server_subject(port, pki):
             return dict(x[0] for x in s.getpeercert()["subject"]).get("commonName")
 
 
+def tcp_listen_inode(port):
+    """The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+                return int(fields[9])
+    return None
+
+
+def holds_socket(pid, inode):
+    fd_dir = f"/proc/{pid}/fd"
+    return any(os.readlink(os.path.join(fd_dir, n)) == f"socket:[{inode}]" for n in os.listdir(fd_dir))
+
+
+def check_takeover(srv, pki, port, extra):
+    """bpfgraftd --takeover carries the TLS listener over: the new daemon
+    serves on the very socket the old one listened on (so connections in
+    its backlog are not refused), and TLS clients are served after."""
+    inode = tcp_listen_inode(port)
+    check(inode is not None and holds_socket(srv.proc.pid, inode), "the old daemon listens on the TCP port")
+    start = len(srv.log_text())
+    new = subprocess.Popen([srv.bpfgraftd, "--socket", srv.socket, "--foreground", "--cache-dir",
+                            os.path.join(srv.dir, "jitcache"), "--state-dir", srv.dir, "--takeover"] + extra,
+                           stdout=srv.log, stderr=subprocess.STDOUT)
+    old, srv.proc = srv.proc, new   # the harness stops the new one
+    try:
+        check_eq(old.wait(timeout=30), 0, "the old daemon exits after the takeover")
+    except subprocess.TimeoutExpired:
+        check(False, "the old daemon exits after the takeover", srv.log_text()[start:])
+    check(wait_log(srv, "on the socket taken over", start, timeout=30),
+          "the new daemon says it listens on the socket taken over", srv.log_text()[start:])
+    check(new.poll() is None and holds_socket(new.pid, inode) and tcp_listen_inode(port) == inode,
+          "the new daemon holds the old daemon's TCP listener (same socket inode)")
+    with tls_client(port, pki, "alice") as cl:
+        check_eq(cl.call("server.status")["pid"], new.pid, "a TLS client is served by the new daemon")
+
+
 def check_reload(srv, pki, port):
     """SIGHUP: a new server certificate at the same paths is served to new
     connections while an open one goes on; a bad file keeps the old one."""
@@ -352,7 +492,7 @@ def main():
     pki = make_pki()
     try:
         with open(pki.path("access.conf"), "w") as f:
-            f.write(ACCESS)
+            f.write(ACCESS.format(uid=TARGET_UID, cgroup=test_cgroup_name()))
         port = free_port()
         extra = ["--listen", f"tcp://127.0.0.1:{port}", "--tls-cert", pki.path("server.crt"),
                  "--tls-key", pki.path("server.key"), "--tls-client-ca", pki.path("ca.crt"),
@@ -366,8 +506,10 @@ def main():
             check_roles(srv, pki, port, args)
             check_audit(srv, pki, port, args)
             check_attach_and_events(srv, pki, port)
+            check_restricted_operate(srv, pki, port, args)
             check_cli(srv, pki, port)
             check_vanishing_server(srv, pki)
+            check_takeover(srv, pki, port, extra)
             check_reload(srv, pki, port)
             check(srv.alive(), "the server outlived every refused client")
         check_bad_starts(args, pki)
