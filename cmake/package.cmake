@@ -32,7 +32,7 @@ install(CODE "
   string(REPLACE \"/usr/local/bin/bpfgraftd\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/bpfgraftd\" text \"\${text}\")
   file(WRITE \"\${unit}\" \"\${text}\")")
 
-install(FILES doc/man/bpfgraft.8 doc/man/bpfgraftd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES doc/man/bpfgraft.8 doc/man/bpfgraftd.8 doc/man/bpfgraft-exporter.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES scripts/bpfgraft-completion.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
   RENAME bpfgraft)
 install(FILES README.md LICENSE proto/PROTOCOL.md maps/FORMAT.md DESTINATION ${CMAKE_INSTALL_DOCDIR})

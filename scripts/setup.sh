@@ -28,6 +28,8 @@ PACKAGES=(
   gdb            # attach_unwind: gdb's bt through a uretprobe's trampoline
   openssh-server # cli_remote: bpfgraft --host ssh:// against an sshd the test starts on 127.0.0.1
   libssl-dev openssl  # bpfgraftd --listen / --host tcps://: mutual TLS 1.3 (OpenSSL); cli_tls makes its CA with the openssl CLI
+  libyaml-dev    # bpfgraft-exporter: its config is ebpf_exporter's YAML (libyaml's parser keeps each node's line for errors)
+  prometheus     # exporter_prometheus: a real Prometheus (and promtool) scrapes bpfgraft-exporter on 127.0.0.1
   systemtap-sdt-dev  # <sys/sdt.h>: the USDT victim of attach_usdt (probes with semaphores)
   # attach_unwind: a C++ victim on libc++ and LLVM's libunwind (headers below)
   "libc++1-${LLVM_VERSION}" "libc++abi1-${LLVM_VERSION}" "libc++abi-${LLVM_VERSION}-dev" "libunwind-${LLVM_VERSION}"

@@ -15,11 +15,13 @@ struct {
     __type(value, u64); /* entry timestamp */
 } starts SEC(".maps");
 
+/* Slots 0..MAX_SLOTS-1 count calls by log2(ns); slot MAX_SLOTS sums the
+ * nanoseconds (ebpf_exporter's histogram layout: the sum at bucket_max + 1). */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, MAX_SLOTS);
-    __type(key, u32);   /* log2(ns) */
-    __type(value, u64); /* count */
+    __uint(max_entries, MAX_SLOTS + 1);
+    __type(key, u32);   /* log2(ns), or MAX_SLOTS */
+    __type(value, u64); /* count, or total ns */
 } hist SEC(".maps");
 
 static __always_inline u32 log2l(u64 v)
@@ -54,5 +56,9 @@ int BPF_KRETPROBE(func_return)
     u64 *count = bpf_map_lookup_elem(&hist, &slot);
     if (count)
         __sync_fetch_and_add(count, 1);
+    slot = MAX_SLOTS;
+    u64 *sum = bpf_map_lookup_elem(&hist, &slot);
+    if (sum)
+        __sync_fetch_and_add(sum, delta);
     return 0;
 }

@@ -3,8 +3,9 @@
 
 usage: funclatency.py [--socket PATH] [--map NAME] [--interval S] [--count N]
 
-Reads the log2 histogram (array map `hist`, slot = floor(log2(ns))) the
-sample's uretprobe fills inside the target, every interval seconds.
+Reads the log2 histogram (array map `hist`, slot = floor(log2(ns)); slot
+32 holds the total ns) the sample's uretprobe fills inside the target,
+every interval seconds.
 """
 import os
 import struct
@@ -32,11 +33,16 @@ def print_log2_hist(counts, unit="nsecs"):
         print(f"{low:>10} -> {high:<10} : {counts[i]:<8} |{'*' * stars:<{width}}|")
 
 
+MAX_SLOTS = 32  # the sample's: slot MAX_SLOTS is the sum, not a bucket
+
+
 def read_hist(c, name):
     counts = []
     for e in c.call("map.dump", map=name)["entries"]:
         key = struct.unpack("<I", e["key"])[0]
         value = struct.unpack("<Q", e["value"])[0]
+        if key >= MAX_SLOTS:
+            continue
         while len(counts) <= key:
             counts.append(0)
         counts[key] = value

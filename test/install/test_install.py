@@ -66,15 +66,18 @@ class KeptManifest:
 
 def installed_files(a):
     """The files every install must hold, relative to the prefix."""
-    files = [f"{a.bindir}/{b}" for b in ("bpfgraft", "bpfgraftd", "bpfgraft-bench", "bpfgraft-conformance")]
+    files = [f"{a.bindir}/{b}" for b in ("bpfgraft", "bpfgraftd", "bpfgraft-exporter", "bpfgraft-bench",
+                                         "bpfgraft-conformance")]
     if os.path.exists(os.path.join(a.build_dir, "bin", "bpfgraft-compile")):
         files.append(f"{a.bindir}/bpfgraft-compile")
     return files + [
         f"{a.pkglibdir}/bpfgraft-payload.so",
         f"{a.libexecdir}/malloc-victim",
         f"{a.datadir}/samples/malloc.bpf.o",
+        f"{a.datadir}/samples/malloc.yaml",
         f"{a.mandir}/man8/bpfgraft.8",
         f"{a.mandir}/man8/bpfgraftd.8",
+        f"{a.mandir}/man8/bpfgraft-exporter.8",
         "share/bash-completion/completions/bpfgraft",
         "lib/systemd/system/bpfgraftd.service",
     ]
@@ -192,7 +195,7 @@ def inner(a):
                        capture_output=True, text=True, timeout=300)
     check(r.returncode == 0 and "uprobe" in r.stdout, "bpfgraft-bench --quick vm verifier rpc uprobe from the install",
           r.stderr[-2000:])
-    for page in ("bpfgraft", "bpfgraftd"):
+    for page in ("bpfgraft", "bpfgraftd", "bpfgraft-exporter"):
         r = subprocess.run(["man", "--warnings", "-l", os.path.join(root, a.mandir, "man8", page + ".8")],
                            capture_output=True, text=True, timeout=60, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"})
         check(r.returncode == 0 and not r.stderr and "SYNOPSIS" in r.stdout, f"man -l {page}.8 renders cleanly",
@@ -202,7 +205,7 @@ def inner(a):
 
 # ---- --only deb ------------------------------------------------------------------
 
-DEB_DEPENDS = ("libbpf1", "libelf1", "libmsgpackc2", "libunwind8", "libzydis4.0", "python3-msgpack")
+DEB_DEPENDS = ("libbpf1", "libelf1", "libmsgpackc2", "libunwind8", "libyaml-0-2", "libzydis4.0", "python3-msgpack")
 
 
 def deb(a):
