@@ -31,6 +31,8 @@
 
 struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
+_Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot");
 
 /* Shadow entries farther than this from the current stack pointer are not
  * on the same stack (e.g. a signal handler on an alternate stack) and are
@@ -256,6 +258,8 @@ static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
 {
     if (index >= BPFG_MAX_HOOKS)
         __builtin_trap(); /* a stub we did not make: nowhere to continue */
+    if (stats_on())
+        __atomic_fetch_add(&bpfg_stats.hook_hits[index], 1, __ATOMIC_RELAXED);
     struct bpfg_hook_slot *h = &bpfg_hooks[index];
     *resume = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
     if (!*resume)
