@@ -291,8 +291,10 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
         regs->sp += 128;
 
     bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
-    if (!has_entry && !has_ret)
+    if (!has_entry && !has_ret) {
+        miss(h, NULL); /* inert, or a thread that reached the site as it was unhooked */
         return 0;
+    }
     struct bpfg_thread_slot *t = stack_slot(regs);
     if (!thread_enter(t)) {
         miss(h, t);

@@ -7,6 +7,7 @@ its program could not reserve. The CLI's stats command, prog show, ps and
 map show print them."""
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -39,9 +40,9 @@ def run_window(v, seconds):
 
 def check_run_counts(srv, cl, v):
     """run_cnt exact over 4 threads, run_time_ns only while enabled."""
-    cl.call("target.attach", pid=v.pid, object="stats", programs=["count_entry", "by_tid"], target=":probed_add")
+    cl.call("target.attach", pid=v.pid, object="stats", programs=["add_entry", "add_tid"], target=":probed_add")
     calls = run_window(v, 0.2)
-    p = prog(cl, "count_entry")
+    p = prog(cl, "add_entry")
     check(calls and p["run_cnt"] == 0 and p["run_time_ns"] == 0,
           "stats off (the default): run_cnt and run_time_ns stay 0", f"{calls} calls, {p}")
     check_eq(cl.call("server.status")["stats_enabled"], False, "server.status: stats_enabled false by default")
@@ -50,17 +51,17 @@ def check_run_counts(srv, cl, v):
     check_eq(cl.call("server.status")["stats_enabled"], True, "server.status: stats_enabled true")
     zero_counts(cl)
     calls = run_window(v, 0.3)
-    p, c = prog(cl, "count_entry"), counts(cl)
+    p, c = prog(cl, "add_entry"), counts(cl)
     check(calls and p["run_cnt"] == calls == c[0],
           f"run_cnt equals the calls {THREADS} threads made while enabled", f"{calls} calls, counted {c[0]}, {p}")
     check(p["run_time_ns"] > 0, "run_time_ns grows while enabled", repr(p))
     check_eq(p["targets"], [{"pid": v.pid, "run_cnt": p["run_cnt"], "run_time_ns": p["run_time_ns"]}],
              "prog.show targets: the one process, its counters")
-    listed = [e for e in cl.call("prog.list") if e["name"] == "count_entry"]
+    listed = [e for e in cl.call("prog.list") if e["name"] == "add_entry"]
     check(listed and listed[0]["run_cnt"] == p["run_cnt"] and "targets" not in listed[0],
           "prog.list: the same run_cnt, no per-target list", repr(listed))
 
-    rc, out, _ = srv.cli("prog", "show", "count_entry")
+    rc, out, _ = srv.cli("prog", "show", "add_entry")
     want = f"run_time_ns {p['run_time_ns']} run_cnt {p['run_cnt']}"
     check(rc == 0 and want in out.splitlines() and f"  pid {v.pid} {want}" in out.splitlines()
           and "kind: uprobe" in out, "bpfgraft prog show: bpftool's run_time_ns/run_cnt line, per process", out)
@@ -75,24 +76,29 @@ def check_run_counts(srv, cl, v):
     rc, out, _ = srv.cli("stats", "status")
     check(rc == 0 and out.strip() == "stats disabled", "bpfgraft stats status: disabled", out)
     calls = run_window(v, 0.2)
-    q = prog(cl, "count_entry")
+    q = prog(cl, "add_entry")
     check(calls and q["run_cnt"] == p["run_cnt"] and q["run_time_ns"] == p["run_time_ns"],
           "disabled: run_cnt and run_time_ns frozen while the threads call on", f"{calls} calls, {p} then {q}")
     cl.call("target.detach", pid=v.pid)
 
 
+def ring_counts(cl):
+    """fill_ring's own count: [records submitted, reserves refused]."""
+    return [struct.unpack("<Q", cl.call("map.lookup", map="ring_counts", key=struct.pack("<I", k))["value"])[0]
+            for k in range(2)]
+
+
 def check_ring_lost(cl, v):
     """Every reserve the ring refused is one lost record."""
     cl.call("stats.set", enabled=True)
-    zero_counts(cl)
     cl.call("target.attach", pid=v.pid, object="stats", programs=["fill_ring"], target=":probed_add")
     calls = run_window(v, 0.3)
-    c, m = counts(cl), cl.call("map.show", map="small_rb")
-    check(calls and c[2] + c[3] == calls, "every call submitted a record or was refused one", f"{calls} calls, {c}")
-    check(m["lost"] == c[3] > 0, "map.show lost: exactly the reserves refused, the ring full",
-          f"lost {m.get('lost')}, refused {c[3]}")
+    c, m = ring_counts(cl), cl.call("map.show", map="small_rb")
+    check(calls and c[0] + c[1] == calls, "every call submitted a record or was refused one", f"{calls} calls, {c}")
+    check(m["lost"] == c[1] > 0, "map.show lost: exactly the reserves refused, the ring full",
+          f"lost {m.get('lost')}, refused {c[1]}")
     # the producer stops one record short of consumer_pos + size
-    check_eq(c[2], RING_BYTES // RECORD_BYTES - 1, "records submitted: what fits in a ring nobody reads")
+    check_eq(c[0], RING_BYTES // RECORD_BYTES - 1, "records submitted: what fits in a ring nobody reads")
     check_eq(prog(cl, "fill_ring")["run_cnt"], calls, "fill_ring: run_cnt equals the calls")
     cl.call("target.detach", pid=v.pid)
 
@@ -126,7 +132,7 @@ def check_hits(srv, cl, test_bin):
     try:
         time.sleep(0.2)
         cl.call("stats.set", enabled=False)
-        cl.call("target.attach", pid=rv.pid, object="stats", programs=["count_return"], target=":recurse")
+        cl.call("target.attach", pid=rv.pid, object="stats", programs=["add_return"], target=":recurse")
         time.sleep(0.2)
         check(stop_sleeping(rv), "the recursing victim stopped between calls")
         h0 = hook_of(cl, rv.pid)
