@@ -1,8 +1,9 @@
 /* The contract between the injector/server (outside the target) and the
- * payload (inside it): ABI version 2. See abi/README.md.
+ * payload (inside it): ABI version 3. See abi/README.md.
  * Version 2 (server restarts, server/README.md "Restarts"): the payload
  * outlives its server, reconnects and says HELLO again with
  * BPFG_HELLO_F_RECONNECT and its inventory; params gain the grace period.
+ * Version 3 (statistics, section 9): HELLO's extension gains stats_table.
  *
  * The payload is a freestanding, position-independent ELF shared object
  * (no libc, no TLS, no DT_NEEDED, only R_X86_64_RELATIVE relocations),
@@ -25,6 +26,7 @@
  *   6. rewritten syscall sites  the fast path (SYS_SITES)
  *   7. tool mode                `bpfgraft run -- TOOL` and its tool channel
  *   8. user stacks              CFI unwind tables for bpf_get_stack (USTACK)
+ *   9. statistics               run counts and times, hook hits (stats table)
  */
 #ifndef BPFGRAFT_PAYLOAD_ABI_H
 #define BPFGRAFT_PAYLOAD_ABI_H
@@ -366,7 +368,8 @@ struct bpfg_perf_event_ctx {
  *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
  *     uint64_t uretprobe_handler; unused by the server, diagnostics only
  *     uint64_t uret_trampolines;  address of the payload's word holding the
- *                                 return address of depth 0's trampoline */
+ *                                 return address of depth 0's trampoline
+ *     uint64_t stats_table;       address of struct bpfg_stats_table (9.) */
 struct bpfg_pmsg_hello {
     uint32_t pid;
     uint32_t abi_version;
@@ -386,6 +389,7 @@ struct bpfg_pmsg_hello_ext {
     uint32_t shadow_depth;
     uint64_t uretprobe_handler;
     uint64_t uret_trampolines;
+    uint64_t stats_table; /* version 3 */
 };
 
 /* HELLO of a payload that lost its server and connected to a new one
@@ -847,6 +851,34 @@ struct bpfg_ustack_row {
     int16_t rbp_off;  /* rbp saved at CFA + rbp_off when rbp_saved */
     uint8_t cfa_rule; /* enum bpfg_ustack_cfa */
     uint8_t rbp_saved;
+};
+
+/* ==== 9. statistics ====
+ *
+ * The payload's stats table (hello.stats_table) lives in its own memory;
+ * the server reads it with process_vm_readv and writes `enabled` with
+ * process_vm_writev, never stopping the target. While enabled is 0 a hit
+ * pays one load and one predictable branch on it; while it is not, every
+ * program run is timed (the vDSO's CLOCK_MONOTONIC around the run, tail
+ * calls included) and counted in the slot of the program, and every entry
+ * of a hook slot counts a hit, with atomic adds. Program slot i belongs to
+ * the payload's program table slot i: prog_id is written, counters zeroed,
+ * before the program can run; a slot whose prog_id is 0 is free. */
+#define BPFG_STATS_MAX_PROGS 256
+
+struct bpfg_prog_stats {
+    uint32_t prog_id; /* 0: free */
+    uint32_t pad;
+    uint64_t run_cnt;     /* runs while enabled (the kernel's run_cnt) */
+    uint64_t run_time_ns; /* their total time (the kernel's run_time_ns) */
+};
+
+struct bpfg_stats_table {
+    volatile uint32_t enabled;          /* the server's switch (kernel.bpf_stats_enabled) */
+    uint32_t max_progs;                 /* BPFG_STATS_MAX_PROGS */
+    uint64_t pad[7];                    /* counters off enabled's cache line */
+    uint64_t hook_hits[BPFG_MAX_HOOKS]; /* hook slot i entered, while enabled */
+    struct bpfg_prog_stats progs[BPFG_STATS_MAX_PROGS];
 };
 
 #endif

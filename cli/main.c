@@ -51,7 +51,7 @@ static const char usage_text[] =
     "                                  load a BPF object file (an executable: as run); kprobes, kernel\n"
     "                                  tracepoints and kernel-only helpers run in the kernel (auto)\n"
     "  unload ID                       unload an object with its programs and maps\n"
-    "  prog list | show PROG | dump PROG\n"
+    "  prog list | show PROG | dump PROG   (show: run_time_ns and run_cnt, summed and per process)\n"
     "  map list | show MAP | dump MAP\n"
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map adopt /sys/fs/bpf/PATH --name N   a pinned kernel map, for objects loaded later\n"
@@ -73,13 +73,16 @@ static const char usage_text[] =
     "  detach PID | detach --path BINARY\n"
     "  shutdown [--detach]             stop bpfgraftd: targets stay attached for the next server,\n"
     "                                  or (--detach) every target is detached and the state forgotten\n"
-    "  ps                              processes bpfgraft manages: hooks, programs, engine, misses,\n"
+    "  ps                              processes bpfgraft manages: hooks, programs, engine, hits (while\n"
+    "                                  stats are enabled), misses,\n"
     "                                  uretprobe frames dropped by exceptions, how long attached,\n"
     "                                  last stop, payload address, how the hooks are placed (jmp,\n"
     "                                  short jmp, trap)\n"
     "  trace                           print trace_printk lines until interrupted\n"
     "  events [--topic T]...           print events (trace, ringbuf, target)\n"
     "  api                             the server's methods and error codes\n"
+    "  stats enable|disable|status     program statistics (run_cnt, run_time_ns, hook hits), off by\n"
+    "                                  default, in every attached process\n"
     "  audit [--since TIME]            the audit log: one JSON line per state-changing call\n"
     "                                  (TIME: 30s, 10m, 2h, 7d ago, or unix seconds)\n"
     "  dial-stdio                      bridge stdin/stdout to the control socket (what --host runs\n"
@@ -493,6 +496,34 @@ static void prog_row(const msgpack_object *p)
            obj_str(p, "runs"), obj_str(p, "object"), obj_str(p, "insns"), obj_str(p, "target"));
 }
 
+/* bpftool's "run_time_ns N run_cnt N", for the sum and each process. */
+static void print_run_stats(const char *indent, const msgpack_object *o)
+{
+    printf("%srun_time_ns %s run_cnt %s\n", indent, obj_str(o, "run_time_ns"), obj_str(o, "run_cnt"));
+}
+
+static int prog_show(const char *ref)
+{
+    struct bpfg_rpc_msg resp;
+    int rc = call_ref("prog.show", "prog", ref, &resp);
+    if (rc)
+        return rc;
+    const msgpack_object *p = &resp.params, *targets = obj_get(p, "targets");
+    static const char *const stats_keys[] = {"run_cnt", "run_time_ns", "targets", NULL};
+    if (g_json) {
+        print_json(p);
+    } else {
+        text_print_obj_except(stdout, p, 0, stats_keys);
+        print_run_stats("", p);
+        for (uint32_t i = 0; targets && targets->type == MSGPACK_OBJECT_ARRAY && i < targets->via.array.size; i++) {
+            printf("  pid %s ", obj_str(&targets->via.array.ptr[i], "pid"));
+            print_run_stats("", &targets->via.array.ptr[i]);
+        }
+    }
+    bpfg_rpc_msg_release(&resp);
+    return 0;
+}
+
 static int cmd_prog(struct args *a)
 {
     if (a->n < 1)
@@ -509,7 +540,7 @@ static int cmd_prog(struct args *a)
     if (a->n != 2)
         return usage_error("usage: bpfgraft prog %s PROG", sub);
     if (strcmp(sub, "show") == 0)
-        return simple("prog.show", "prog", a->v[1]);
+        return prog_show(a->v[1]);
     if (strcmp(sub, "dump") == 0) {
         if ((rc = call_ref("prog.dump", "prog", a->v[1], &resp)))
             return rc;
@@ -1276,6 +1307,7 @@ static int cmd_shutdown(struct args *a)
 /* What a target's hooks (one per program at an address) add up to. */
 struct hook_sum {
     uint32_t places;     /* distinct addresses */
+    uint64_t hits;       /* counted per address, while stats are on */
     uint64_t misses;     /* counted per address */
     uint64_t dropped;    /* uretprobe frames left by exceptions, per address */
     struct sbuf engines; /* distinct, comma-separated */
@@ -1321,10 +1353,11 @@ static void sum_hooks(const msgpack_object *hooks, struct hook_sum *sum)
 {
     for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size; i++) {
         const msgpack_object *h = &hooks->via.array.ptr[i];
-        uint64_t addr = 0, misses = 0, dropped = 0;
+        uint64_t addr = 0, hits = 0, misses = 0, dropped = 0;
         obj_u64(h, "address", &addr);
         if (!seen_address(hooks, i, addr, NULL)) {
             sum->places++;
+            sum->hits += obj_u64(h, "hits", &hits) ? hits : 0;
             sum->misses += obj_u64(h, "misses", &misses) ? misses : 0;
         }
         if (obj_u64(h, "dropped", &dropped) && !seen_address(hooks, i, addr, "dropped"))
@@ -1343,8 +1376,8 @@ static uint64_t wall_ms(void)
 
 static void target_header(void)
 {
-    printf("%-8s %-16s %-5s %-5s %-12s %-6s %-7s %-9s %-9s %-14s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE",
-           "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD", "PLACED");
+    printf("%-8s %-16s %-5s %-5s %-12s %-8s %-6s %-7s %-9s %-9s %-14s %s\n", "PID", "COMM", "HOOKS", "PROGS", "ENGINE",
+           "HITS", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD", "PLACED");
 }
 
 static void target_row(const msgpack_object *t)
@@ -1363,9 +1396,10 @@ static void target_row(const msgpack_object *t)
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
     /* a state other than attached (inert, other-abi-N) says more than how the hooks are placed */
     const char *state = obj_str(t, "state"), *placed = sum.kinds.len ? sum.kinds.s : "-";
-    printf("%-8s %-16s %-5u %-5llu %-12s %-6llu %-7llu %-9s %-9s 0x%-12llx %s\n", obj_str(t, "pid"), obj_str(t, "comm"),
-           sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-", (unsigned long long)sum.misses,
-           (unsigned long long)sum.dropped, since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
+    printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s\n", obj_str(t, "pid"),
+           obj_str(t, "comm"), sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
+           (unsigned long long)sum.hits, (unsigned long long)sum.misses, (unsigned long long)sum.dropped,
+           since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
            strcmp(state, "attached") && strcmp(state, "-") ? state : placed);
     sbuf_free(&sum.engines);
     sbuf_free(&sum.kinds);
@@ -1672,6 +1706,34 @@ static int cmd_dial_stdio(struct args *a)
     return transport_bridge_stdio(bpfg_rpc_conn_fd(g_conn.rpc)) ? 1 : 0;
 }
 
+/* ---- stats -------------------------------------------------------------- */
+
+static int cmd_stats(struct args *a)
+{
+    const char *sub = a->n == 1 ? a->v[0] : "";
+    if (strcmp(sub, "status") == 0) {
+        struct bpfg_rpc_msg resp;
+        int rc = call_ref("server.status", NULL, NULL, &resp);
+        if (rc)
+            return rc;
+        const msgpack_object *on = obj_get(&resp.params, "stats_enabled");
+        bool enabled = on && on->type == MSGPACK_OBJECT_BOOLEAN && on->via.boolean;
+        if (g_json)
+            printf("{\"enabled\": %s}\n", enabled ? "true" : "false");
+        else
+            printf("stats %s\n", enabled ? "enabled" : "disabled");
+        bpfg_rpc_msg_release(&resp);
+        return 0;
+    }
+    if (strcmp(sub, "enable") && strcmp(sub, "disable"))
+        return usage_error("usage: bpfgraft stats enable|disable|status");
+    struct bpfg_rpc_out out;
+    cli_begin(&g_conn, &out, "stats.set", 1);
+    pack_key(&out.pk, "enabled");
+    strcmp(sub, "enable") == 0 ? msgpack_pack_true(&out.pk) : msgpack_pack_false(&out.pk);
+    return call_print(&out);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct command {
@@ -1696,6 +1758,7 @@ static const struct command {
     {"shutdown", cmd_shutdown},
     {"dial-stdio", cmd_dial_stdio},
     {"audit", cmd_audit},
+    {"stats", cmd_stats},
 };
 
 /* --tls-cert, --tls-key, --tls-ca FILE (or =FILE) at argv[*i]: 1 taken,

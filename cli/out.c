@@ -210,12 +210,28 @@ static bool is_scalar(const msgpack_object *o)
     return o->type != MSGPACK_OBJECT_MAP;
 }
 
+static bool key_in(const msgpack_object *key, const char *const *keys)
+{
+    for (size_t i = 0; keys && keys[i]; i++)
+        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen(keys[i]) &&
+            memcmp(key->via.str.ptr, keys[i], key->via.str.size) == 0)
+            return true;
+    return false;
+}
+
 void text_print_obj(FILE *f, const msgpack_object *o, int indent)
+{
+    text_print_obj_except(f, o, indent, NULL);
+}
+
+void text_print_obj_except(FILE *f, const msgpack_object *o, int indent, const char *const *skip)
 {
     struct sbuf sb = {0};
     if (o->type == MSGPACK_OBJECT_MAP) {
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (key_in(&kv->key, skip))
+                continue;
             sbuf_reset(&sb);
             text_inline_obj(&sb, &kv->key, false);
             fprintf(f, "%*s%s:", indent, "", sb.s);

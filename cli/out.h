@@ -36,6 +36,8 @@ void json_from_obj(struct sbuf *sb, const msgpack_object *o);
 
 /* Readable rendering of any result ("key: value" lines, nested indented). */
 void text_print_obj(FILE *f, const msgpack_object *o, int indent);
+/* The same, leaving out a map's keys listed in skip (NULL-terminated). */
+void text_print_obj_except(FILE *f, const msgpack_object *o, int indent, const char *const *skip);
 /* One scalar or short value on one line (JSON-like, str unquoted if bare). */
 void text_inline_obj(struct sbuf *sb, const msgpack_object *o, bool quote_str);
 

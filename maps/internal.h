@@ -66,7 +66,7 @@ struct region_hdr {
 struct region_state {
     _Atomic uint32_t frozen;
     _Atomic uint32_t needs_repair; /* an owner died: run repair */
-    _Atomic uint32_t count;        /* LPM_TRIE: live entries (hash maps: h_count) */
+    _Atomic uint32_t count;        /* LPM_TRIE: live entries (hash maps: h_count; bloom: pushes) */
     _Atomic uint32_t repairs;      /* statistics: repairs done */
     /* LPM_TRIE (writers under lock 0): */
     _Atomic uint32_t t_seq;   /* odd while a writer changes the trie */
@@ -83,7 +83,8 @@ struct region_state {
     char pad3[56];
     _Atomic uint32_t rb_waiters; /* ringbuf: consumers sleeping */
     _Atomic uint32_t rb_futex;   /* ringbuf: bumped on wakeup */
-    char pad4[56];
+    _Atomic uint64_t rb_lost;    /* ringbuf: records refused, the ring full */
+    char pad4[48];
     _Atomic uint32_t rb_lock; /* ringbuf: reserving thread's tid, 0 = free */
     char pad5[60];
     _Atomic uint32_t h_count; /* hash: live elements + slots held by stripes; its own line */
@@ -168,6 +169,7 @@ struct map_ops {
     int (*repair)(struct bpfg_map *m); /* all locks held */
     /* bpfg_map_elem_at: arrays leave *key NULL (the key is the index) */
     int (*elem_at)(struct bpfg_map *m, uint64_t *cursor, void **key, void **value);
+    uint64_t (*entries)(struct bpfg_map *m); /* in use; NULL: max_entries */
 };
 
 extern const struct map_ops array_ops, percpu_array_ops, prog_array_ops;

@@ -142,7 +142,13 @@ static int bloom_push(struct bpfg_map *m, const void *value, uint64_t flags)
         if (!(atomic_load_explicit(bloom_word(m, bit), memory_order_relaxed) & b))
             atomic_fetch_or_explicit(bloom_word(m, bit), b, memory_order_relaxed);
     }
+    atomic_fetch_add_explicit(&m->st->count, 1, memory_order_relaxed); /* entries: values pushed */
     return 0;
+}
+
+static uint64_t bloom_entries(struct bpfg_map *m)
+{
+    return atomic_load(&m->st->count);
 }
 
 /* Peek: value is the input. Pop is not a bloom filter operation. */
@@ -180,4 +186,5 @@ const struct map_ops bloom_ops = {
     .get_next_key = bloom_get_next_key,
     .push = bloom_push,
     .pop = bloom_pop,
+    .entries = bloom_entries,
 };

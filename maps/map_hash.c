@@ -834,10 +834,20 @@ static int hash_repair(struct bpfg_map *m)
     return 0;
 }
 
+/* Live elements: h_count less the slots the stripes hold (exact while no
+ * writer is between the two; never above max_entries). */
+static uint64_t hash_entries(struct bpfg_map *m)
+{
+    int64_t n = atomic_load(&m->st->h_count);
+    for (uint32_t s = 0; s < m->n_locks; s++)
+        n -= atomic_load(credit(m, s));
+    return n < 0 ? 0 : n > m->max_entries ? m->max_entries : (uint64_t)n;
+}
+
 #define HASH_OPS                                                                                                 \
     .check = hash_check, .layout = hash_layout, .init = hash_init, .lookup = hash_lookup, .update = hash_update, \
     .delete = hash_delete, .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete,         \
-    .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at
+    .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
 
 const struct map_ops hash_ops = {HASH_OPS};
 const struct map_ops percpu_hash_ops = {HASH_OPS};
@@ -865,4 +875,5 @@ const struct map_ops hash_of_maps_ops = {
     .lookup_and_delete = no_lookup_and_delete,
     .get_next_key = hash_get_next_key,
     .repair = hash_repair,
+    .entries = hash_entries,
 };

@@ -83,7 +83,22 @@ static int khash_next_key(struct bpfg_map *m, const void *key, void *next)
     return (int)kbpf(BPF_MAP_GET_NEXT_KEY, &a);
 }
 
+/* The kernel keeps no count we can read: walk the keys. */
+static uint64_t khash_entries(struct bpfg_map *m)
+{
+    uint8_t *keys = malloc(2 * (size_t)m->key_size);
+    uint64_t n = 0;
+    if (!keys)
+        return 0;
+    for (const void *prev = NULL; n < m->max_entries; prev = keys + (n & 1) * m->key_size, n++)
+        if (khash_next_key(m, prev, keys + ((n + 1) & 1) * m->key_size) != 0)
+            break;
+    free(keys);
+    return n;
+}
+
 static const struct map_ops khash_ops = {
+    .entries = khash_entries,
     .lookup = khash_lookup,
     .update = khash_update,
     .delete = khash_delete,

@@ -579,6 +579,11 @@ static int lpm_repair(struct bpfg_map *m)
     return 0;
 }
 
+static uint64_t lpm_entries(struct bpfg_map *m)
+{
+    return atomic_load(&m->st->count);
+}
+
 const struct map_ops lpm_trie_ops = {
     .check = lpm_check,
     .layout = lpm_layout,
@@ -590,4 +595,5 @@ const struct map_ops lpm_trie_ops = {
     .lookup_and_delete = no_lookup_and_delete,
     .get_next_key = lpm_get_next_key,
     .repair = lpm_repair,
+    .entries = lpm_entries,
 };

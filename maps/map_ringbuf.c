@@ -273,12 +273,21 @@ static struct ring_view *rb_of(struct bpfg_map *m)
     return m->type == BPF_MAP_TYPE_RINGBUF ? &m->rings[0] : NULL;
 }
 
+/* A record the ring had no room for (not one too large for any ring). */
+static void *rb_reserve_counted(struct bpfg_map *m, struct ring_view *r, uint64_t size)
+{
+    void *p = ring_reserve(m, r, size);
+    if (!p && size <= RB_MAX_RECORD && ROUND8(size + sizeof(struct rb_hdr)) <= r->mask + 1)
+        atomic_fetch_add_explicit(&m->st->rb_lost, 1, memory_order_relaxed);
+    return p;
+}
+
 void *bpfg_ringbuf_reserve(struct bpfg_map *m, uint64_t size, uint64_t flags)
 {
     struct ring_view *r = rb_of(m);
     if (!r || flags)
         return NULL;
-    return ring_reserve(m, r, size);
+    return rb_reserve_counted(m, r, size);
 }
 
 void bpfg_ringbuf_submit(struct bpfg_map *m, void *data, uint64_t flags)
@@ -302,7 +311,7 @@ int bpfg_ringbuf_output(struct bpfg_map *m, const void *data, uint64_t size, uin
         return -EINVAL;
     if (flags & ~(uint64_t)(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP))
         return -EINVAL;
-    void *p = ring_reserve(m, r, size);
+    void *p = rb_reserve_counted(m, r, size);
     if (!p)
         return -EAGAIN;
     memcpy(p, data, size);
@@ -425,6 +434,16 @@ int bpfg_ringbuf_wait(struct bpfg_map *m, int timeout_ms)
             return -EINTR;
         /* Woken, timed out or the word already moved: loop and re-check. */
     }
+}
+
+uint64_t bpfg_map_lost(const struct bpfg_map *m)
+{
+    if (m->type == BPF_MAP_TYPE_RINGBUF)
+        return atomic_load(&m->st->rb_lost);
+    uint64_t lost = 0;
+    for (uint32_t i = 0; m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && i < m->n_rings; i++)
+        lost += atomic_load(&m->rings[i].perf->lost);
+    return lost;
 }
 
 /* ---- PERF_EVENT_ARRAY ---- */

@@ -19,6 +19,7 @@ _Static_assert(sizeof(struct region_hdr) <= STATE_OFF, "header overlaps state");
 _Static_assert(STATE_OFF + sizeof(struct region_state) <= HDR_SIZE, "state too big");
 /* Offsets documented in FORMAT.md. */
 _Static_assert(STATE_OFF + offsetof(struct region_state, rb_lock) == 832, "rb_lock moved");
+_Static_assert(STATE_OFF + offsetof(struct region_state, rb_lost) == 776, "rb_lost moved");
 _Static_assert(STATE_OFF + offsetof(struct region_state, h_count) == 896, "hash count moved");
 _Static_assert(offsetof(struct perf_ctl, lock) == 192, "perf ring lock moved");
 _Static_assert(offsetof(struct region_hdr, inner) == 152, "inner map template moved");
@@ -833,6 +834,11 @@ int bpfg_map_elem_at(struct bpfg_map *m, uint64_t *cursor, void **key, void **va
         *key = index;
     }
     return err;
+}
+
+uint64_t bpfg_map_entries(const struct bpfg_map *m)
+{
+    return m->ops->entries ? m->ops->entries((struct bpfg_map *)m) : m->max_entries;
 }
 
 int bpfg_map_freeze(struct bpfg_map *m)

@@ -245,6 +245,17 @@ typedef void (*bpfg_perf_lost_fn)(void *ctx, int cpu, uint64_t lost);
 /* Consumes every ring; returns the number of samples delivered. */
 int bpfg_perf_consume(struct bpfg_map *map, bpfg_perf_sample_fn sample, bpfg_perf_lost_fn lost, void *ctx);
 
+/* ---- statistics (server side; no lock taken) ---- */
+
+/* Entries in use: hash maps (LRU, per-CPU, of maps) their live elements,
+ * LPM_TRIE its entries, BLOOM_FILTER the values pushed; every other type
+ * max_entries (arrays are always full). */
+uint64_t bpfg_map_entries(const struct bpfg_map *map);
+/* Records dropped because the buffer was full: RINGBUF reserves and
+ * outputs refused for want of room, PERF_EVENT_ARRAY outputs refused
+ * (every ring's); 0 for other types. */
+uint64_t bpfg_map_lost(const struct bpfg_map *map);
+
 /* Test hook: runs the owner-death repair of the map now (takes every lock).
  * Returns 0 or a negative errno. */
 int bpfg_map_check_repair(struct bpfg_map *map);

@@ -31,6 +31,8 @@
 
 struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
+_Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot");
 
 /* Shadow entries farther than this from the current stack pointer are not
  * on the same stack (e.g. a signal handler on an alternate stack) and are
@@ -256,6 +258,8 @@ static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
 {
     if (index >= BPFG_MAX_HOOKS)
         __builtin_trap(); /* a stub we did not make: nowhere to continue */
+    if (stats_on())
+        __atomic_fetch_add(&bpfg_stats.hook_hits[index], 1, __ATOMIC_RELAXED);
     struct bpfg_hook_slot *h = &bpfg_hooks[index];
     *resume = __atomic_load_n(&h->resume, __ATOMIC_ACQUIRE);
     if (!*resume)
@@ -287,8 +291,10 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
         regs->sp += 128;
 
     bool has_entry = any_prog(h->entry_progs), has_ret = any_prog(h->ret_progs);
-    if (!has_entry && !has_ret)
+    if (!has_entry && !has_ret) {
+        miss(h, NULL); /* inert, or a thread that reached the site as it was unhooked */
         return 0;
+    }
     struct bpfg_thread_slot *t = stack_slot(regs);
     if (!thread_enter(t)) {
         miss(h, t);

@@ -315,6 +315,10 @@ static int do_prog(const uint8_t *body, size_t len, const struct bpfg_pmsg_prog_
     }
     if (pc && (err = map_code(p, pc, fd)))
         goto out;
+    p->stats = &bpfg_stats.progs[slot];
+    p->stats->run_cnt = 0;
+    p->stats->run_time_ns = 0;
+    __atomic_store_n(&p->stats->prog_id, p->id, __ATOMIC_RELEASE);
     __atomic_store_n(&progs[slot], p, __ATOMIC_RELEASE);
     return 0;
 out:
@@ -407,6 +411,7 @@ static int do_unmap(const uint8_t *body, size_t len)
             return fail(-EBUSY, "program %u is still attached to a hook", u.prog_id);
         timer_forget_prog(u.prog_id);
         __atomic_store_n(&progs[slot], NULL, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&bpfg_stats.progs[slot].prog_id, 0, __ATOMIC_RELEASE);
         /* a tail call may be about to run it: free after a grace period,
          * or never if some handler does not finish */
         if (hooks_quiesce(QUIESCE_MS))
@@ -630,6 +635,7 @@ static int send_hello(struct bpfg_payload_params *p, bool reconnect)
         .shadow_depth = BPFG_SHADOW_DEPTH,
         .uretprobe_handler = (uint64_t)(uintptr_t)bpfg_uretprobe_handler,
         .uret_trampolines = (uint64_t)(uintptr_t)&unwind_ret0,
+        .stats_table = (uint64_t)(uintptr_t)&bpfg_stats,
     };
     if (!reconnect)
         return send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello));

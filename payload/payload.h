@@ -25,7 +25,8 @@ struct prog {
     bpfg_x86jit_fn code;    /* native code (PROG_CODE); NULL: the interpreter */
     void *code_map;         /* its r-x mapping of the server's memfd */
     size_t code_map_len;
-    uint32_t engine; /* enum bpfg_engine */
+    uint32_t engine;               /* enum bpfg_engine */
+    struct bpfg_prog_stats *stats; /* its slot of bpfg_stats (payload_abi.h section 9) */
 };
 
 /* One program run on a target thread; helpers receive it as their user
@@ -76,9 +77,17 @@ void helpers_run(struct prog *p, struct bpfg_exec *ex);
  * releases the reservations, returns the next program or NULL. */
 struct prog *helpers_run_end(struct bpfg_exec *ex);
 
-/* helpers_run() for the hook handlers' hot path: inlined, the common end
- * (no reservation kept, no tail call) costs two loads. */
-static inline __attribute__((always_inline)) void helpers_run_hot(struct prog *p, struct bpfg_exec *ex)
+/* hooks.c: the statistics table (payload_abi.h section 9), which the
+ * server reads and switches. */
+extern struct bpfg_stats_table bpfg_stats;
+static inline __attribute__((always_inline)) bool stats_on(void)
+{
+    return __builtin_expect(bpfg_stats.enabled != 0, 0);
+}
+
+/* A program and the programs it tail-calls, inlined: the common end (no
+ * reservation kept, no tail call) costs two loads. */
+static inline __attribute__((always_inline)) void helpers_run_body(struct prog *p, struct bpfg_exec *ex)
 {
     ex->tail_count = 0;
     do {
@@ -97,6 +106,19 @@ static inline __attribute__((always_inline)) void helpers_run_hot(struct prog *p
             return;
         p = helpers_run_end(ex);
     } while (p);
+}
+
+/* helpers_run_body counted and timed in p's statistics (stats on). */
+void helpers_run_timed(struct prog *p, struct bpfg_exec *ex);
+
+/* helpers_run() for the hook handlers' hot path: with statistics off, one
+ * predictable branch more than the run itself. */
+static inline __attribute__((always_inline)) void helpers_run_hot(struct prog *p, struct bpfg_exec *ex)
+{
+    if (stats_on())
+        helpers_run_timed(p, ex);
+    else
+        helpers_run_body(p, ex);
 }
 
 /* trace ring (helpers.c): producers on any thread, one consumer */

@@ -34,7 +34,7 @@ _bpfgraft_pids()
 _bpfgraft()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="status load unload prog map attach start run tools compile detach ps trace events api audit dial-stdio"
+    local commands="status load unload prog map attach start run tools compile detach ps trace events api audit stats dial-stdio"
     local words=() i dashdash=0
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
@@ -105,6 +105,7 @@ _bpfgraft()
     run) list="--attach --engine --" ;;
     detach) ((n == 1)) && list=$(_bpfgraft_ask ps pid) ;;
     events) list="--topic" ;;
+    stats) ((n == 1)) && list="enable disable status" ;;
     esac
     mapfile -t COMPREPLY < <(compgen -W "$list" -- "$cur")
 }

@@ -320,6 +320,7 @@ static int build_target(struct server *s, struct target *t, const struct hello *
     t->max_threads = hi->ext.max_threads;
     t->shadow_depth = hi->ext.shadow_depth;
     t->uret_trampolines = hi->ext.uret_trampolines;
+    t->stats_table = hi->ext.stats_table;
     t->hook_table = hi->ext.base.max_hooks >= TARGET_MAX_HOOKS ? hi->ext.base.hook_table : 0;
     t->inert = hi->h.flags & BPFG_HELLO_F_INERT;
     int err = fill_injected(t, hi);

@@ -122,6 +122,19 @@ static bool kernel_uses_map(struct bpf_object *bo, uint32_t map_id)
     return false;
 }
 
+int kernel_prog_stats(const struct kernel_obj *k, const char *name, uint64_t *run_cnt, uint64_t *run_time_ns)
+{
+    struct bpf_program *bp = k ? bpf_object__find_program_by_name(k->bo, name) : NULL;
+    struct bpf_prog_info info;
+    uint32_t len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (!bp || bpf_program__fd(bp) < 0 || bpf_obj_get_info_by_fd(bpf_program__fd(bp), &info, &len) != 0)
+        return -ENOENT;
+    *run_cnt = info.run_cnt;
+    *run_time_ns = info.run_time_ns;
+    return 0;
+}
+
 /* ---- the libbpf load against the kernel ---- */
 
 static __thread char *klog;

@@ -8,6 +8,7 @@
 #define BPFGRAFT_SERVER_KERNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "registry.h"
 
@@ -29,6 +30,10 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
  * type, key, value and size) use it. 0 or a negative errno, err set. */
 int kernel_adopt_map(struct registry *r, const char *path, const char *name, struct reg_map **out, char *err,
                      size_t errlen);
+
+/* The kernel's run_cnt and run_time_ns (bpf_prog_info) of k's program
+ * named name: 0, or -ENOENT when k has no such program loaded. */
+int kernel_prog_stats(const struct kernel_obj *k, const char *name, uint64_t *run_cnt, uint64_t *run_time_ns);
 
 /* Links detached, programs and maps closed (the kernel frees them once
  * no target holds a map fd). NULL is fine. */

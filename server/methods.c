@@ -100,7 +100,8 @@ static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
     struct bpfg_map_info info;
     bpfg_map_get_info(m->map, &info);
     bool percpu = info.value_copy_size != info.value_size;
-    msgpack_pack_map(pk, 12);
+    bool ring = info.type == BPF_MAP_TYPE_RINGBUF || info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+    msgpack_pack_map(pk, ring ? 14 : 13);
     kv_u64(pk, "id", m->id);
     bpfg_pack_cstr(pk, "kernel"); /* a kernel map (object.load kernel) */
     bpfg_map_is_kernel(m->map) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
@@ -114,9 +115,25 @@ static void pack_map_entry(msgpack_packer *pk, const struct reg_map *m)
     kv_u64(pk, "btf_key_type_id", m->btf_key_type_id);
     kv_u64(pk, "btf_value_type_id", m->btf_value_type_id);
     kv_u64(pk, "percpu_slots", percpu ? info.nr_cpus : 0);
+    kv_u64(pk, "entries", bpfg_map_entries(m->map));
+    if (ring) /* records dropped, the buffer full */
+        kv_u64(pk, "lost", bpfg_map_lost(m->map));
 }
 
-static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
+/* run_cnt, run_time_ns: the kernel's for a kernel program, else the sum
+ * over every target (stats.c). */
+static void prog_run_stats(struct server *s, const struct reg_prog *p, struct stats_run *run)
+{
+    const struct reg_object *o = registry_object(&s->reg, p->obj_id);
+    *run = (struct stats_run){0, 0};
+    if (p->prog->kernel)
+        kernel_prog_stats(o ? o->kernel : NULL, p->prog->name, &run->run_cnt, &run->run_time_ns);
+    else
+        stats_prog_total(s, p->id, run);
+}
+
+/* show: with the per-target counters ("targets") */
+static void pack_prog_entry(msgpack_packer *pk, struct server *s, const struct reg_prog *p, bool show)
 {
     const struct bpfg_obj_prog *op = p->prog;
     char target[512] = "";
@@ -125,7 +142,9 @@ static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
                  (unsigned long long)op->target_offset);
     else if (op->syscall)
         snprintf(target, sizeof(target), "%s", op->syscall);
-    msgpack_pack_map(pk, 10);
+    struct stats_run run;
+    prog_run_stats(s, p, &run);
+    msgpack_pack_map(pk, show ? 13 : 12);
     kv_u64(pk, "id", p->id);
     kv_str(pk, "name", op->name);
     kv_u64(pk, "object", p->obj_id);
@@ -136,9 +155,15 @@ static void pack_prog_entry(msgpack_packer *pk, const struct reg_prog *p)
     kv_u64(pk, "insns", op->insn_cnt);
     kv_str(pk, "license", op->license ? op->license : "");
     kv_str(pk, "error", op->error);
+    kv_u64(pk, "run_cnt", run.run_cnt);
+    kv_u64(pk, "run_time_ns", run.run_time_ns);
+    if (show) {
+        bpfg_pack_cstr(pk, "targets");
+        stats_pack_prog_targets(s, p->id, pk);
+    }
 }
 
-static void pack_object_entry(msgpack_packer *pk, const struct server *s, const struct reg_object *o)
+static void pack_object_entry(msgpack_packer *pk, struct server *s, const struct reg_object *o)
 {
     msgpack_pack_map(pk, 5);
     kv_u64(pk, "id", o->id);
@@ -147,7 +172,7 @@ static void pack_object_entry(msgpack_packer *pk, const struct server *s, const 
     bpfg_pack_cstr(pk, "programs");
     msgpack_pack_array(pk, o->prog_cnt);
     for (size_t i = 0; i < o->prog_cnt; i++)
-        pack_prog_entry(pk, registry_prog(&s->reg, o->prog_ids[i]));
+        pack_prog_entry(pk, s, registry_prog(&s->reg, o->prog_ids[i]), false);
     bpfg_pack_cstr(pk, "maps");
     msgpack_pack_array(pk, o->map_cnt);
     for (size_t i = 0; i < o->map_cnt; i++)
@@ -263,7 +288,7 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
     struct server *s = call->s;
     struct bpfg_stop_tally stops;
     bpfg_stop_tally(&stops);
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
     kv_str(pk, "version", SRV_VERSION);
     kv_u64(pk, "pid", (uint64_t)getpid());
     kv_u64(pk, "uptime_ms", server_now_ms() - s->start_ms);
@@ -273,6 +298,8 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
     kv_u64(pk, "maps", s->reg.nmaps);
     kv_u64(pk, "targets", s->targets.count);
     kv_u64(pk, "clients", s->nclients);
+    bpfg_pack_cstr(pk, "stats_enabled");
+    s->stats.enabled ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
     /* every ptrace stop of a target's threads this server made */
     bpfg_pack_cstr(pk, "stops");
     msgpack_pack_map(pk, 3);
@@ -285,6 +312,16 @@ static int m_server_status(struct srv_call *call, msgpack_packer *pk)
 static struct access_peer peer_of(const struct srv_client *c)
 {
     return (struct access_peer){c->uid, c->gid, c->groups, c->ngroups, c->tls != NULL, c->subject, c->sans};
+}
+
+/* stats.set: program run counts and times, hook hits, in every target */
+static int m_stats_set(struct srv_call *call, msgpack_packer *pk)
+{
+    stats_set(call->s, call->args[0]->via.boolean);
+    msgpack_pack_map(pk, 1);
+    bpfg_pack_cstr(pk, "enabled");
+    call->s->stats.enabled ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    return 0;
 }
 
 static int m_object_load(struct srv_call *call, msgpack_packer *pk)
@@ -409,7 +446,7 @@ static int m_prog_list(struct srv_call *call, msgpack_packer *pk)
     const struct registry *r = &call->s->reg;
     msgpack_pack_array(pk, r->nprogs);
     for (size_t i = 0; i < r->nprogs; i++)
-        pack_prog_entry(pk, r->progs[i]);
+        pack_prog_entry(pk, call->s, r->progs[i], false);
     return 0;
 }
 
@@ -419,7 +456,7 @@ static int m_prog_show(struct srv_call *call, msgpack_packer *pk)
     int err = arg_prog(call, 0, &p);
     if (err)
         return err;
-    pack_prog_entry(pk, p);
+    pack_prog_entry(pk, call->s, p, true);
     return 0;
 }
 
@@ -1083,8 +1120,8 @@ static const struct method methods[] = {
     {"server.status",
      m_server_status,
      {{0}},
-     "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients, stops: {count, longest_us, "
-     "total_us}}",
+     "{version, pid, uptime_ms, socket, objects, programs, maps, targets, clients, stats_enabled, stops: {count, "
+     "longest_us, total_us}}",
      "Server health and counts.",
      1},
     {"server.shutdown",
@@ -1093,6 +1130,13 @@ static const struct method methods[] = {
      "true",
      "Stops the server. detach: detach every target and forget loaded objects (a stop for good); "
      "otherwise targets stay attached and objects stay for the next server (a restart).",
+     1},
+    {"stats.set",
+     m_stats_set,
+     {{"enabled", P_BOOL, REQ}},
+     "{enabled}",
+     "Switches program statistics (run_cnt, run_time_ns, hook hits) in every target, now and attached later; "
+     "off by default, as the kernel's kernel.bpf_stats_enabled.",
      1},
     {"object.load",
      m_object_load,

@@ -194,6 +194,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     s->targets.listen_fd = -1;
     s->state_fd = -1;
     s->audit.fd = -1;
+    stats_init(&s->stats);
     s->start_ms = server_now_ms();
     s->next_client_id = 1;
     registry_init(&s->reg);
@@ -296,6 +297,7 @@ void server_destroy(struct server *s)
     registry_destroy(&s->reg);
     access_free(&s->access);
     audit_close(&s->audit);
+    stats_close(&s->stats);
     tlsl_close(&s->tls);
     if (s->detach_on_stop)
         state_clear(s);

@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "registry.h"
 #include "rpc.h"
+#include "stats.h"
 #include "takeover.h"
 #include "targets.h"
 #include "tlslisten.h"
@@ -93,6 +94,7 @@ struct server {
     struct targets targets;
     struct access access; /* roles; reread on SIGHUP */
     struct audit audit;   /* the audit log of state-changing calls */
+    struct stats stats;   /* stats.set: run counts and times, hook hits */
     int state_fd;         /* STATE_DIR/restart (state.h) */
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
     uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): hand clients over once at rest or at this time; 0: no */

@@ -420,6 +420,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                     t->max_threads = hello.max_threads;
                     t->shadow_depth = hello.shadow_depth;
                     t->uret_trampolines = hello.uret_trampolines;
+                    t->stats_table = hello.stats_table;
                 }
                 return 0;
             }
@@ -668,6 +669,8 @@ void targets_add(struct server *s, struct target *t, const char *event)
     if (!t->foreign_abi) { /* another ABI: nothing is sent to it, no record */
         send_pidns(s, t);
         state_save_target(s, t);
+        if (stats_push(s, t) != 0)
+            srv_log(SRV_WARN, "target %d: its statistics switch could not be set", (int)pid);
     }
     announce(s, pid, event);
 }
@@ -1942,11 +1945,14 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
             bool live = h->used && h->nprogs;
             uint64_t misses = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, misses)) : 0;
             uint64_t dropped = live ? hook_counter(t, h, offsetof(struct bpfg_hook_slot, dropped)) : 0;
+            uint64_t hits = live ? stats_hook_hits(t, h->index) : 0;
             for (uint32_t k = 0; h->used && k < h->nprogs; k++) {
                 bool ret = h->kinds[k] == BPFG_HOOK_URETPROBE;
-                msgpack_pack_map(pk, ret ? 7 : 6);
+                msgpack_pack_map(pk, ret ? 8 : 7);
                 bpfg_pack_cstr(pk, "cookie");
                 msgpack_pack_uint64(pk, h->cookies[k]);
+                bpfg_pack_cstr(pk, "hits"); /* entries while stats were on */
+                msgpack_pack_uint64(pk, hits);
                 bpfg_pack_cstr(pk, "misses");
                 msgpack_pack_uint64(pk, misses);
                 if (ret) {

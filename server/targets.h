@@ -63,6 +63,7 @@ struct target {
     uint64_t trace_lines;
     uint64_t thread_table; /* payload's uretprobe shadow stacks (payload_abi.h) */
     uint64_t hook_table;   /* payload's hook slots (payload_abi.h), for their miss counters */
+    uint64_t stats_table;  /* payload's stats table (payload_abi.h section 9; stats.h) */
     uint32_t max_threads, shadow_depth;
     uint64_t uret_trampolines; /* payload's word: depth 0's return trampoline (payload_abi.h) */
     uint64_t unwind_page;      /* the unwind page's rw page, once a uretprobe set it up */

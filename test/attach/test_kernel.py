@@ -166,8 +166,18 @@ def main():
             check_eq(counts(srv)[:2], [50, 50], "50 seen by the uprobe, 50 matched by the kernel program")
             check(counts(srv)[2] > 0, "the delays add up to more than 0 ns", repr(counts(srv)))
             check_eq(hist_total(srv), 50, "the kernel's histogram holds the 50")
+            check_eq(srv.cli("stats", "enable")[0], 0, "stats enable")
+            k0 = srv.cli_json("prog", "show", "tcp_connect_enter")[1] or {}
             check_eq(connects(victim, 30), ["done", "30", "failed", "0"], "30 more connects")
             check_eq(counts(srv)[:2], [80, 80], "80 on both sides")
+            k1 = srv.cli_json("prog", "show", "tcp_connect_enter")[1] or {}
+            u1 = srv.cli_json("prog", "show", "connect_enter")[1] or {}
+            check_eq(srv.cli("stats", "disable")[0], 0, "stats disable")
+            check(k1.get("run_cnt", 0) - k0.get("run_cnt", 0) >= 30 and
+                  k1.get("run_time_ns", 0) > k0.get("run_time_ns", 0),
+                  "stats: the kernel program's run_cnt and run_time_ns (bpf_prog_info) grew with the 30 connects "
+                  "(and any other of the machine's)", f"{k0} then {k1}")
+            check_eq(u1.get("run_cnt"), 30, "stats: the uprobe's run_cnt in the victim is the 30 connects")
             rc, _, err = srv.cli("detach", victim.pid)
             check_eq(rc, 0, f"detach ({err.strip()})")
             check_eq(connects(victim, 10), ["done", "10", "failed", "0"], "10 connects after detach")

@@ -256,6 +256,42 @@ static int counter_cost(struct rconn *r, struct victim *v, const char *engine, l
     return err ? err : derr;
 }
 
+static int stats_set(struct rconn *r, bool enabled)
+{
+    struct bpfg_rpc_out out;
+    struct bpfg_rpc_msg resp;
+    begin(r, &out, "stats.set", 1);
+    bpfg_pack_cstr(&out.pk, "enabled");
+    enabled ? msgpack_pack_true(&out.pk) : msgpack_pack_false(&out.pk);
+    int err = rcall(r, &out, &resp);
+    if (!err)
+        bpfg_rpc_msg_release(&resp);
+    return err;
+}
+
+/* Statistics (stats.set): the empty uprobe and the map counter (llvm)
+ * with stats off, then on (every run timed and counted), in one run. */
+static int stats_costs(struct bench_ctx *ctx, struct rconn *r, struct victim *v, long n, double base)
+{
+    struct graft_result up[2];
+    double cnt[2];
+    long rss = 0;
+    int err = 0;
+    for (int on = 0; on < 2 && !err; on++)
+        if (!(err = stats_set(r, on)) && !(err = graft_cost(r, v, "empty_entry", "llvm", n, &up[on])))
+            err = counter_cost(r, v, "llvm", n, &cnt[on], &rss);
+    int serr = stats_set(r, false);
+    if (err || serr)
+        return err ? err : serr;
+    bench_report(ctx, "uprobe empty, stats", "bpfgraft llvm, stats off", up[0].per_call - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "uprobe empty, stats", "bpfgraft llvm, stats on", up[1].per_call - base, "ns/hit", "stats off",
+                 up[0].per_call - base);
+    bench_report(ctx, "uprobe map counter, stats", "bpfgraft llvm, stats off", cnt[0] - base, "ns/hit", NULL, 0);
+    bench_report(ctx, "uprobe map counter, stats", "bpfgraft llvm, stats on", cnt[1] - base, "ns/hit", "stats off",
+                 cnt[0] - base);
+    return 0;
+}
+
 static void floor_handler(int sig, siginfo_t *si, void *uc)
 {
     (void)sig, (void)si, (void)uc; /* an int3 leaves rip after it: nothing to do */
@@ -362,6 +398,8 @@ static int run(struct bench_ctx *ctx)
         goto out;
     bench_report(ctx, "uprobe get_current_pid_tgid", "bpfgraft llvm", pid_hit.per_call - base, "ns/hit", "kernel",
                  k_pid - base);
+    if ((err = stats_costs(ctx, &r, &v, n, base)))
+        goto out;
     /* the fallbacks (issue 22): a short jmp to the padding after a 5-byte
      * function or inside a leaf, and a trap where neither fits; their cost
      * per hit beside the kernel's and the jmp's, and the trap's floor */

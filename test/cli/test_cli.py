@@ -20,7 +20,7 @@ def u64(n):
     return n.to_bytes(8, "little").hex()
 
 
-PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD",
+PS_HEADER = ["PID", "COMM", "HOOKS", "PROGS", "ENGINE", "HITS", "MISSES", "DROPPED", "ATTACHED", "LAST-STOP", "PAYLOAD",
              "PLACED"]
 DURATION = re.compile(r"^(\d+us|\d+\.\dms|\d+ms|\d+s|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)$")
 
@@ -49,13 +49,14 @@ def check_ps(srv, obj_id):
               "ps (text): a header and one row per process", out)
         if len(row) == len(PS_HEADER):
             check(row[:4] == [str(sleeper.pid), "sleep", "1", "2"] and row[4] == t["hooks"][0]["engine"]
-                  and row[5] == "0" and row[6] == "0",
-                  "ps (text): pid, comm, 1 hooked address, 2 programs, engine, misses, dropped", out)
-            check(DURATION.match(row[7]) and DURATION.match(row[8]) and row[7][-1] == "s" and row[7][-2:] != "us",
+                  and row[5] == "0" and row[6] == "0" and row[7] == "0",
+                  "ps (text): pid, comm, 1 hooked address, 2 programs, engine, hits (stats off), misses, dropped",
+                  out)
+            check(DURATION.match(row[8]) and DURATION.match(row[9]) and row[8][-1] == "s" and row[8][-2:] != "us",
                   "ps (text): attached for and last stop as durations (ms/s)", out)
-            check_eq(row[9], hex(t["payload"]), "ps (text): the payload address in hex")
+            check_eq(row[10], hex(t["payload"]), "ps (text): the payload address in hex")
             placed = {"uprobe": "jmp", "uprobe (short jmp)": "short", "uprobe (trap)": "trap"}[t["hooks"][0]["kind"]]
-            check_eq(row[10], placed, "ps (text): how the hooks are placed, as target.list's kind says")
+            check_eq(row[11], placed, "ps (text): how the hooks are placed, as target.list's kind says")
         rc, _, err = srv.cli("detach", sleeper.pid)
         check_eq(rc, 0, f"detach the sleep ({err.strip()})")
     finally:

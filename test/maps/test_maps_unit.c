@@ -918,3 +918,64 @@ Test(maps_region, invalid_specs)
     s = (struct bpfg_map_spec){.type = BPF_MAP_TYPE_HASH, .key_size = 600, .value_size = 4, .max_entries = 4};
     cr_assert_eq(bpfg_map_create(&s, &m), -E2BIG);
 }
+
+/* ---- statistics: entries in use, records lost ---- */
+
+Test(maps_stats, entries_in_use)
+{
+    struct bpfg_map *h = mk(BPF_MAP_TYPE_HASH, 4, 8, 64, 0);
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < 10; k++)
+        cr_assert_eq(bpfg_map_update_elem(h, &k, &v, BPF_ANY), 0);
+    for (uint32_t k = 0; k < 10; k += 3)
+        cr_assert_eq(bpfg_map_delete_elem(h, &k), 0);
+    cr_assert_eq(bpfg_map_entries(h), 6, "10 inserted, 4 deleted: %llu", (unsigned long long)bpfg_map_entries(h));
+    bpfg_map_close(h);
+
+    struct bpfg_map *a = mk(BPF_MAP_TYPE_ARRAY, 4, 8, 16, 0);
+    cr_assert_eq(bpfg_map_entries(a), 16, "an array is always full");
+    bpfg_map_close(a);
+
+    struct bpfg_map *t = mk(BPF_MAP_TYPE_LPM_TRIE, 8, 8, 16, BPF_F_NO_PREALLOC);
+    for (uint32_t k = 0; k < 5; k++) {
+        uint32_t key[2] = {24, __builtin_bswap32(k << 8)};
+        cr_assert_eq(bpfg_map_update_copy(t, key, &v, BPF_NOEXIST), 0);
+    }
+    cr_assert_eq(bpfg_map_entries(t), 5);
+    bpfg_map_close(t);
+
+    struct bpfg_map *b = mk(BPF_MAP_TYPE_BLOOM_FILTER, 0, 8, 100, 0);
+    for (uint64_t x = 0; x < 3; x++)
+        cr_assert_eq(bpfg_map_push_elem(b, &x, BPF_ANY), 0);
+    cr_assert_eq(bpfg_map_entries(b), 3, "a bloom filter: the values pushed");
+    bpfg_map_close(b);
+}
+
+Test(maps_stats, lost_when_the_buffer_is_full)
+{
+    struct bpfg_map *rb = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0);
+    int ok = 0;
+    while (bpfg_ringbuf_reserve(rb, 100, 0))
+        ok++;
+    cr_assert_eq(ok, 36, "112-byte records in a 4 KiB ring nobody reads");
+    uint8_t rec[100] = {0};
+    cr_assert_eq(bpfg_ringbuf_output(rb, rec, sizeof(rec), 0), -EAGAIN);
+    cr_assert_null(bpfg_ringbuf_reserve(rb, 5000, 0));
+    cr_assert_null(bpfg_ringbuf_reserve(rb, 8, 1));
+    cr_assert_eq(bpfg_map_lost(rb), 2, "the failed reserve and output; not a record too large or bad flags");
+    bpfg_map_close(rb);
+
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_PERF_EVENT_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 2, .map_extra = 4096};
+    struct bpfg_map *pa;
+    cr_assert_eq(bpfg_map_create(&s, &pa), 0, "%s", bpfg_map_last_error());
+    uint8_t big[248] = {1};
+    for (int cpu = 0; cpu < 2; cpu++)
+        for (int i = 0; i < 15 + cpu + 1; i++)
+            bpfg_perf_event_output(pa, (uint64_t)cpu, big, sizeof(big));
+    cr_assert_eq(bpfg_map_lost(pa), 3, "1 refused on ring 0, 2 on ring 1: every ring's");
+    bpfg_map_close(pa);
+    struct bpfg_map *h = mk(BPF_MAP_TYPE_HASH, 4, 4, 4, 0);
+    cr_assert_eq(bpfg_map_lost(h), 0, "no buffer, nothing lost");
+    bpfg_map_close(h);
+}
