@@ -579,9 +579,10 @@ static void serve_in(struct server *s, struct offload *of, struct target *t)
     if (!addr || !(grown = realloc(of->in, (of->nin + 1) * sizeof(pid_t))))
         return;
     of->in = grown;
-    if (hold_events(of) != 0) {
+    int r = hold_events(of);
+    if (r) {
         srv_log(SRV_WARN, "offload: tool %d's uprobe at %s+0x%llx: cannot hold its perf events: %s",
-                (int)of->ev[0].tool, of->ev[0].path, (unsigned long long)of->ev[0].offset, strerror(errno));
+                (int)of->ev[0].tool, of->ev[0].path, (unsigned long long)of->ev[0].offset, strerror(-r));
         return;
     }
     taking.pid = t->pid, taking.addr = addr, taking.file_byte = file_byte;
