@@ -570,13 +570,25 @@ static void release_events(struct offload *of)
     }
 }
 
+/* Whether t has a hook of bpfgraft's own whose patch covers addr (the
+ * kernel wrote its int3 over it: not ours to take). */
+static bool hooked_at(const struct target *t, uint64_t addr)
+{
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct bpfg_hook_plan *p = &t->hooks[i].plan;
+        if (t->hooks[i].used && addr >= p->site && addr < p->site + p->patch_len)
+            return true;
+    }
+    return false;
+}
+
 static void serve_in(struct server *s, struct offload *of, struct target *t)
 {
     uint8_t file_byte;
     uint64_t addr = breakpoint_in(t->pid, &of->ev[0], &file_byte);
     pid_t *grown;
     char err[512];
-    if (!addr || !(grown = realloc(of->in, (of->nin + 1) * sizeof(pid_t))))
+    if (!addr || hooked_at(t, addr) || !(grown = realloc(of->in, (of->nin + 1) * sizeof(pid_t))))
         return;
     of->in = grown;
     int r = hold_events(of);
