@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "offload.h"
 #include "progcheck.h"
 #include "server.h"
 #include "syscalls.h"
@@ -61,6 +62,8 @@ static void usage(FILE *f)
             "                          or interp; unavailable engines fall back (llvm, x86, interp)\n"
             "      --syscall-rewrite=off  keep syscall hooks on the signal path (Syscall User\n"
             "                          Dispatch only); default on: hot sites are rewritten\n"
+            "      --offload-kernel-uprobes  serve kernel uprobes that tools attach to managed\n"
+            "                          processes in those processes (server/README.md); off by default\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
 }
@@ -171,6 +174,7 @@ int main(int argc, char **argv)
         {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'},
         {"tls-client-ca", required_argument, NULL, 'U'},
+        {"offload-kernel-uprobes", no_argument, NULL, 'O'},
         {0},
     };
     struct srv_config cfg = {
@@ -226,6 +230,7 @@ int main(int argc, char **argv)
         case 'C': cfg.tls_cert = optarg; break;
         case 'K': cfg.tls_key = optarg; break;
         case 'U': cfg.tls_client_ca = optarg; break;
+        case 'O': offload_enable(true); break;
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);

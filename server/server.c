@@ -26,6 +26,7 @@
 #include "tool.h"
 #include "execwatch.h"
 #include "binwide.h"
+#include "offload.h"
 
 #define MAX_PENDING_OUT (64u << 20) /* a client this far behind is dropped */
 #define EVENT_TICK_MS 10
@@ -290,6 +291,7 @@ void server_destroy(struct server *s)
         client_free(s, s->clients);
     /* Leave every target as we found it: tools' programs out, hooks
      * removed, payload gone. */
+    offload_stop(s); /* kernel uprobes handed back first */
     tools_destroy(s);
     execwatch_destroy(s);
     binwide_destroy();
@@ -817,6 +819,7 @@ int server_run(struct server *s)
                     forward_records(s);
                     targets_tick(s);
                     tools_tick(s);
+                    offload_tick(s);
                     ticked = true;
                 }
             } else if (*(uint32_t *)tag == TOOL_MAGIC) {

@@ -29,6 +29,12 @@ struct image {
 
 static struct image cache[CACHED];
 static unsigned next_slot;
+/* sites_file_byte: a kernel uprobe's int3 images show as the file's byte */
+static struct {
+    pid_t pid;
+    uint64_t addr;
+    uint8_t byte;
+} file_byte;
 
 struct file_maps {
     uint64_t addr, inode;
@@ -86,6 +92,8 @@ static int image_read(pid_t pid, const struct file_maps *f, struct image *im)
         if (m->perms[2] == 'x' && im->nexec < MAX_EXEC)
             im->exec[im->nexec++] = (struct bpfg_text_range){m->start, m->end};
     }
+    if (file_byte.pid == pid && file_byte.addr >= im->base && file_byte.addr < im->base + im->len)
+        im->bytes[file_byte.addr - im->base] = file_byte.byte;
     struct bpfg_text_image ti = {im->base, im->bytes, im->len, im->exec, im->nexec};
     return bpfg_branch_index_build(&ti, &im->ix);
 }
@@ -107,6 +115,13 @@ static struct image *image_at(pid_t pid, uint64_t addr)
         return NULL;
     }
     return im;
+}
+
+void sites_file_byte(pid_t pid, uint64_t addr, uint8_t byte)
+{
+    file_byte.pid = pid, file_byte.addr = addr, file_byte.byte = byte;
+    if (pid)
+        sites_forget(pid);
 }
 
 void sites_forget(pid_t pid)

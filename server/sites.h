@@ -27,4 +27,9 @@ int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struc
 /* Frees the cached images and branch indexes of pid's files (0: all). */
 void sites_forget(pid_t pid);
 
+/* Images of pid read from now on show byte at addr instead of what is in
+ * memory (the int3 of a kernel uprobe the offload replaces, offload.h);
+ * pid 0 ends that. */
+void sites_file_byte(pid_t pid, uint64_t addr, uint8_t byte);
+
 #endif

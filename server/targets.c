@@ -35,6 +35,7 @@
 #include "adopt.h"
 #include "binwide.h"
 #include "log.h"
+#include "offload.h"
 #include "procfs.h"
 #include "progcheck.h"
 #include "server.h"
@@ -1137,8 +1138,11 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     while (have && bpfg_mem_read(&st, func, code, have) != 0)
         have /= 2; /* near the end of a mapping */
     char why[256] = "";
+    bool kernel_bp = offload_take_breakpoint(t->pid, func, code, have); /* the jmp must replace its int3 */
     r = have ? sites_plan(t->pid, func, code, have, &h->plan, why, sizeof(why), ierr)
              : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+    if (!r && kernel_bp && (h->plan.trap || h->plan.site != func))
+        r = -EINVAL, snprintf(ierr, sizeof(ierr), "the hook would not replace the kernel uprobe's breakpoint");
     if (!r && h->plan.trap)
         r = refuse_trap_blocked(t, &st, ierr);
     uint64_t stub = 0;
