@@ -4,6 +4,7 @@ bpf_get_stack(BPF_F_USER_STACK) at a function of code built -O2
 garbage) gives the functions gdb's bt gives at that point; through a
 signal handler, the stack goes on through the kernel's signal frame to the
 interrupted code; in python3, the stack at PyObject_Call reaches main."""
+import json
 import os
 import re
 import select
@@ -223,6 +224,62 @@ def check_dump(srv, cl, sid, stack, what):
     check(rc == 0 and '"frames": ["ustack_b::leaf(int)+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
 
 
+def subscribed(srv, clients):
+    """Whether the server has this many clients (with the one asking)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rc, st, _ = srv.cli_json("status")
+        if st and st["clients"] >= clients:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def check_event_frames(frames, what):
+    check(len(frames) >= len(CHAIN) and frames[0].startswith("ustack_b::leaf(int)+0x0 (")
+          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("ustack_a::five(int)+0x")
+          and any(f.startswith("main+0x") for f in frames), what, repr(frames))
+
+
+def test_events(srv, victim):
+    """Ring buffer records whose BTF type has a user_stack_id member (a
+    bpf_get_stackid id): `bpfgraft events`, --json and the Python client
+    give that stack symbolized with the record."""
+    what = "events"
+    cli = [srv.cli_bin, "--socket", srv.socket]
+    readers = [subprocess.Popen(cli + extra + ["events", "--topic", "ringbuf"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for extra in ([], ["--json"])]
+    py = srv.client()
+    py.call("events.subscribe", topics=["ringbuf"])
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready and subscribed(srv, 5), f"{what}: victim ready, three readers subscribed")
+        py.call("target.attach", pid=v.pid, object="ustack", programs=["emit_stack_event"], target=LEAF)
+        ev = next(e for e in py.events(["ringbuf"]) if e.get("topic") == "ringbuf")
+        sid = int.from_bytes(ev["data"][4:8], "little", signed=True)
+        frames = ev.get("stacks", {}).get("user_stack_id", [])
+        check(sid >= 0, f"{what}: the record holds a stack id ({sid})")
+        check_event_frames(frames, f"{what}: the Python client's record has its stack symbolized")
+        time.sleep(1)  # the CLI readers get the same records
+        py.call("target.detach", pid=v.pid)
+    finally:
+        v.end()
+        outs = []
+        for p in readers:
+            p.send_signal(signal.SIGINT)
+            outs.append(finish(p, 10)[0] or "")
+        py.close()
+    text, js = outs
+    check(re.search(r"^ringbuf: map=\d+ cpu=-1 data=.*\n  user_stack_id: frames: \d+\n    ustack_b::leaf\(int\)\+0x0 \(",
+                    text, re.M) is not None and "\n    ustack_a::three(int)+0x" in text,
+          f"{what}: bpfgraft events prints the frames under the record", text[-2000:])
+    docs = [json.loads(line) for line in js.splitlines() if line.startswith("{")]
+    with_stacks = [d for d in docs if d.get("stacks", {}).get("user_stack_id")]
+    check(len(with_stacks) >= 1, f"{what}: --json records carry stacks", js[-2000:])
+    if with_stacks:
+        check_event_frames(with_stacks[0]["stacks"]["user_stack_id"], f"{what}: --json's frames are symbolized")
+
+
 def test_signal(cl, victim, gdb_path):
     what = "through a signal frame"
     v = Victim([victim, "signal"])
@@ -435,6 +492,7 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
         test_stackid(cl, srv, args.victim)
+        test_events(srv, args.victim)
         test_build_id(cl, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
