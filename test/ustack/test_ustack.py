@@ -280,6 +280,71 @@ def test_events(srv, victim):
         check_event_frames(with_stacks[0]["stacks"]["user_stack_id"], f"{what}: --json's frames are symbolized")
 
 
+def rust_symbols(path):
+    """The Rust names (legacy _ZN, v0 _R) of path's symbol table."""
+    out = subprocess.run(["nm", path], capture_output=True, text=True).stdout
+    return sorted({w[-1] for w in (line.split() for line in out.splitlines()) if w and w[-1][:2] in ("_R", "_Z")})
+
+
+def cxxfilt(names):
+    """binutils' c++filt --format=rust of names, in rustc-demangle's
+    alternate form as bpfgraft prints it: no crate hashes ([..]), no legacy
+    hash (::h<16 hex>), integer consts without their type (4: usize)."""
+    out = subprocess.run(["c++filt", "--format=rust"], input="\n".join(names) + "\n", capture_output=True,
+                         text=True).stdout.splitlines()
+    out = [re.sub(r"::h[0-9a-f]{16}$", "", re.sub(r"\[[0-9a-f]+\]", "", n)) for n in out]
+    return [re.sub(r"(\d+|true|false|'.'): (?:[iu](?:8|16|32|64|128|size)|bool|char)\b", r"\1", n) for n in out]
+
+
+def rust_stack(cl, path, what):
+    """The symbolized stack map.dump gives at rust_leaf in a victim of path."""
+    v = Victim([path])
+    frames = []
+    try:
+        check(v.ready, f"{what}: victim ready")
+        cl.call("map.update", map="stackid", key=b"\0" * 4, value=(-1).to_bytes(8, "little", signed=True))
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_stackid"], target=":rust_leaf")
+        sid, deadline = -1, time.monotonic() + 20
+        while sid < 0 and time.monotonic() < deadline:
+            sid = int.from_bytes(cl.call("map.lookup", map="stackid", key=b"\0" * 4)["value"], "little", signed=True)
+            time.sleep(0.05)
+        entry = [e for e in cl.call("map.dump", map="stacks")["entries"] if int.from_bytes(e["key"], "little") == sid]
+        frames = entry[0].get("frames", []) if entry else []
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        rc, _ = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+    return frames
+
+
+def test_rust(cl, rust, demangle_filter):
+    """Rust frames demangled as rustc-demangle prints them without hashes:
+    every Rust symbol of a legacy (rustc's default) and a v0 build, beside
+    binutils' c++filt; and the stack at rust_leaf through a generic
+    function and a method, from map.dump."""
+    if not rust or not shutil.which("c++filt"):
+        skip("rust: no rustc at build time or no c++filt (binutils)")
+        return
+    chains = {"legacy": ["rust_leaf", "ustack_rust::inner", "ustack_rust::Walker::step", "ustack_rust::outer",
+                         "ustack_rust::main"],
+              "v0": ["rust_leaf", "ustack_rust::inner::<u32>", "<ustack_rust::Walker>::step", "ustack_rust::outer",
+                     "ustack_rust::main"]}
+    for path in rust.split(","):
+        kind = "v0" if path.endswith("-v0") else "legacy"
+        what = f"rust {kind}"
+        syms = rust_symbols(path)
+        ours = subprocess.run([demangle_filter], input="\n".join(syms) + "\n", capture_output=True,
+                              text=True).stdout.splitlines()
+        theirs = cxxfilt(syms)
+        diff = [(n, o, t) for n, o, t in zip(syms, ours, theirs) if o != t]
+        check(len(syms) > 100 and len(ours) == len(syms) and not diff,
+              f"{what}: its {len(syms)} Rust symbols demangled as c++filt does", repr(diff[:5]))
+        names = [f.split("+0x")[0] for f in rust_stack(cl, path, what)]
+        check_eq(names[:len(chains[kind])], chains[kind], f"{what}: the stack's frames demangled, leaf to main")
+        check(not any(re.search(r"::h[0-9a-f]{16}$|^_R|^_ZN", n) for n in names),
+              f"{what}: no frame keeps a hash or a mangled name", repr(names))
+
+
 def test_signal(cl, victim, gdb_path):
     what = "through a signal frame"
     v = Victim([victim, "signal"])
@@ -483,7 +548,7 @@ def test_python(cl, gdb_path):
 
 
 def main():
-    args = parse_probe_args("--victim", "--gdb")
+    args = parse_probe_args("--victim", "--gdb", optional=("--rust", "--demangle-filter"))
     if not args.gdb:
         skip("gdb is not installed (scripts/setup.sh installs it): no reference stacks")
         sys.exit(report())
@@ -493,6 +558,7 @@ def main():
         test_chain(cl, args.victim, args.gdb)
         test_stackid(cl, srv, args.victim)
         test_events(srv, args.victim)
+        test_rust(cl, args.rust, args.demangle_filter)
         test_build_id(cl, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)
