@@ -1467,6 +1467,23 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* A record's symbolized stacks ("stacks": {field: [frames]}), one frame a
+ * line under the field's name, as map dump prints a stack map's. */
+static void print_record_stacks(struct sbuf *sb, const msgpack_object *stacks)
+{
+    for (uint32_t i = 0; stacks->type == MSGPACK_OBJECT_MAP && i < stacks->via.map.size; i++) {
+        const msgpack_object_kv *kv = &stacks->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_ARRAY)
+            continue;
+        sbuf_printf(sb, "\n  %.*s: frames: %u", (int)kv->key.via.str.size, kv->key.via.str.ptr, kv->val.via.array.size);
+        for (uint32_t k = 0; k < kv->val.via.array.size; k++) {
+            const msgpack_object *f = &kv->val.via.array.ptr[k];
+            if (f->type == MSGPACK_OBJECT_STR)
+                sbuf_printf(sb, "\n    %.*s", (int)f->via.str.size, f->via.str.ptr);
+        }
+    }
+}
+
 static void print_event(const msgpack_object *ev, bool trace_only)
 {
     struct sbuf sb = {0};
@@ -1481,13 +1498,16 @@ static void print_event(const msgpack_object *ev, bool trace_only)
         sbuf_printf(&sb, "%s:", obj_str(ev, "topic"));
         for (uint32_t i = 0; ev->type == MSGPACK_OBJECT_MAP && i < ev->via.map.size; i++) {
             const msgpack_object_kv *kv = &ev->via.map.ptr[i];
-            if (bpfg_obj_str_eq(&kv->key, "topic"))
+            if (bpfg_obj_str_eq(&kv->key, "topic") || bpfg_obj_str_eq(&kv->key, "stacks"))
                 continue;
             sbuf_putc(&sb, ' ');
             text_inline_obj(&sb, &kv->key, false);
             sbuf_putc(&sb, '=');
             text_inline_obj(&sb, &kv->val, kv->val.type == MSGPACK_OBJECT_STR);
         }
+        const msgpack_object *stacks = obj_get(ev, "stacks");
+        if (stacks)
+            print_record_stacks(&sb, stacks);
     }
     while (sb.len && sb.s[sb.len - 1] == '\n') /* trace lines may end in \n */
         sb.s[--sb.len] = 0;

@@ -152,15 +152,58 @@ static int stackid_once(struct bpfg_map *m, uint32_t id, uint32_t hash, const ui
     return r;
 }
 
+/* Ids of stacks stored lately, by a digest of a few of their words, so a
+ * stack seen again gets its id without jhash2 over every frame (most
+ * probes see few distinct stacks). An entry is one word, digest tag << 32
+ * | id, and a hit counts only when the id's element holds these very
+ * frames: their jhash2 is then the element's, so the id is the one the
+ * kernel's way gives. A stale or racing entry is a miss, never a wrong id. */
+#define MEMO_BITS 9
+static uint64_t stack_memo[1u << MEMO_BITS];
+
+static uint64_t stack_digest(const struct bpfg_map *m, const uint64_t *ips, uint32_t nr)
+{
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    uint64_t d = ((uint64_t)(uintptr_t)m ^ nr) * k;
+    d = (d ^ ips[0]) * k;
+    d = (d ^ ips[nr / 2]) * k;
+    d = (d ^ ips[nr - 1]) * k;
+    return d ^ (d >> 31);
+}
+
+static uint64_t *memo_slot(uint64_t digest)
+{
+    return &stack_memo[digest & ((1u << MEMO_BITS) - 1)];
+}
+
+/* The id memoized for ips, or -1. */
+static int memo_find(struct bpfg_map *m, uint64_t digest, const uint64_t *ips, uint32_t nr)
+{
+    uint64_t v = __atomic_load_n(memo_slot(digest), __ATOMIC_RELAXED);
+    uint32_t id = (uint32_t)v;
+    if (!v || v >> 32 != digest >> 32 || id >= m->n_buckets)
+        return -1;
+    uint32_t e = bucket_elem(m, id, memory_order_acquire);
+    if (e == NIL || (E(m, e)->hash & (m->n_buckets - 1)) != id || !same_stack(m, e, E(m, e)->hash, ips, nr, false))
+        return -1;
+    return (int)id;
+}
+
 int bpfg_map_stackid(struct bpfg_map *m, const uint64_t *ips, uint32_t nr, uint64_t flags)
 {
     if (m->type != BPF_MAP_TYPE_STACK_TRACE || nr > m->value_size / 8)
         return -EINVAL;
+    uint64_t digest = nr ? stack_digest(m, ips, nr) : 0;
+    int r = nr ? memo_find(m, digest, ips, nr) : -1;
+    if (r >= 0)
+        return r;
     uint32_t hash = map_jhash2((const uint8_t *)ips, nr * 2, 0);
     uint32_t id = hash & (m->n_buckets - 1);
-    int r = stackid_once(m, id, hash, ips, nr, flags);
+    r = stackid_once(m, id, hash, ips, nr, flags);
     if (r == -ENOMEM && map_probe_dead_owners(m)) /* elements a dead writer leaked */
         r = stackid_once(m, id, hash, ips, nr, flags);
+    if (r >= 0 && nr)
+        __atomic_store_n(memo_slot(digest), (digest >> 32) << 32 | (uint32_t)r, __ATOMIC_RELAXED);
     return r;
 }
 

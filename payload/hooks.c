@@ -390,6 +390,11 @@ uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint6
     return depth < t->depth && t->stack[depth].slot == slot ? t->stack[depth].ret : value;
 }
 
+uint64_t hooks_trampolines(void)
+{
+    return __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
+}
+
 /* ---- table management (payload thread only) ---- */
 
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, uint64_t cookie, char *err,

@@ -153,5 +153,9 @@ bool hooks_quiesce(int timeout_ms);
  * (from the shadow stack of the thread regs belong to; on its handler
  * stack). */
 uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint64_t value);
+/* The first return trampoline's address (0: none yet): a walker calls
+ * hooks_real_return only for values within BPFG_SHADOW_DEPTH trampolines
+ * of it. */
+uint64_t hooks_trampolines(void);
 
 #endif

@@ -35,10 +35,22 @@ struct walk {
     const struct bpfg_ustack_row *rows;
     const uint32_t *index;
     uint64_t lo, hi;  /* the rw range of the last read */
+    uint64_t ret0;    /* hooks_trampolines() */
     uint64_t last_pc; /* the last lookup's pc and result */
     const struct bpfg_ustack_row *last_row;
-    bool last_no_cfi;
+    const struct bpfg_ustack_mod *last_mod;
 };
+
+/* Row lookups cached by pc for every walk and thread: an entry is one
+ * word, (module index + 1) << PC_CACHE_ROW_BITS | row index in the
+ * module, stored and loaded whole (racing stores never mix two lookups)
+ * and checked against the current tables before use: its module holds
+ * the pc and its row is the last at or below it, so an entry of older
+ * tables or of another pc is a miss, never a wrong row. Saves the two
+ * binary searches of every frame that is not a recursion's. */
+#define PC_CACHE_BITS 10
+#define PC_CACHE_ROW_BITS 40
+static uint64_t pc_cache[1u << PC_CACHE_BITS];
 
 /* ---- tables ---- */
 
@@ -135,6 +147,9 @@ static const struct bpfg_ustack_row *last_row_at(const struct bpfg_ustack_row *b
 
 static const struct bpfg_ustack_mod *find_mod(const struct walk *w, uint64_t pc)
 {
+    const struct bpfg_ustack_mod *last = w->last_mod; /* callers are mostly in the callee's module */
+    if (last && last->start <= pc && pc < last->end)
+        return last;
     if (!w->t->nmods)
         return NULL;
     const struct bpfg_ustack_mod *m = last_mod_at(w->mods, w->t->nmods, pc);
@@ -153,6 +168,58 @@ static const struct bpfg_ustack_row *find_row(const struct walk *w, const struct
     uint32_t hi = k + 1 < m->npages ? ix[k + 1] + 1 : m->nrows;
     const struct bpfg_ustack_row *r = last_row_at(w->rows + m->first_row + lo, hi - lo, (uint32_t)vaddr);
     return r->pc <= vaddr ? r : NULL;
+}
+
+static uint64_t *pc_cache_slot(uint64_t pc)
+{
+    return &pc_cache[(pc * 0x9e3779b97f4a7c15ull) >> (64 - PC_CACHE_BITS)];
+}
+
+/* pc's cached row and its module, or NULL on a miss. */
+static const struct bpfg_ustack_row *cached_row(const struct walk *w, uint64_t pc, const struct bpfg_ustack_mod **mp)
+{
+    uint64_t e = __atomic_load_n(pc_cache_slot(pc), __ATOMIC_RELAXED);
+    uint64_t mi = (e >> PC_CACHE_ROW_BITS) - 1, ri = e & ((1ull << PC_CACHE_ROW_BITS) - 1);
+    if (!e || mi >= w->t->nmods)
+        return NULL;
+    const struct bpfg_ustack_mod *m = &w->mods[mi];
+    uint64_t vaddr = pc - m->bias;
+    if (pc < m->start || pc >= m->end || ri >= m->nrows || vaddr > UINT32_MAX)
+        return NULL;
+    const struct bpfg_ustack_row *r = w->rows + m->first_row + ri;
+    if (r->pc > vaddr || (ri + 1 < m->nrows && r[1].pc <= vaddr))
+        return NULL;
+    *mp = m;
+    return r;
+}
+
+static void cache_row(const struct walk *w, uint64_t pc, const struct bpfg_ustack_mod *m,
+                      const struct bpfg_ustack_row *r)
+{
+    uint64_t mi = (uint64_t)(m - w->mods), ri = (uint64_t)(r - (w->rows + m->first_row));
+    if (mi + 1 < (1ull << (64 - PC_CACHE_ROW_BITS)) && ri < (1ull << PC_CACHE_ROW_BITS))
+        __atomic_store_n(pc_cache_slot(pc), (mi + 1) << PC_CACHE_ROW_BITS | ri, __ATOMIC_RELAXED);
+}
+
+/* pc's row (NULL: none) and module; false when no module holds pc. */
+static bool lookup(struct walk *w, uint64_t pc, const struct bpfg_ustack_row **row)
+{
+    if (pc == w->last_pc) { /* recursion */
+        *row = w->last_row;
+        return true;
+    }
+    const struct bpfg_ustack_mod *m = NULL;
+    const struct bpfg_ustack_row *r = cached_row(w, pc, &m);
+    if (!r) {
+        if (!(m = find_mod(w, pc)))
+            return false;
+        if ((r = find_row(w, m, pc)))
+            cache_row(w, pc, m, r);
+    }
+    w->last_pc = pc;
+    w->last_row = *row = r;
+    w->last_mod = m;
+    return true;
 }
 
 static bool find_range(struct walk *w, uint64_t addr)
@@ -219,22 +286,10 @@ static uint64_t row_cfa(const struct bpfg_ustack_row *row, const struct frame *f
 static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, struct frame *f)
 {
     const struct bpfg_ustack_row *row = NULL;
-    bool no_cfi = true; /* the pc's module has no CFI at all */
     uint64_t pc = f->exact ? f->pc : f->pc - 1;
-    if (w->t && pc == w->last_pc) { /* recursion */
-        row = w->last_row;
-        no_cfi = w->last_no_cfi;
-    } else if (w->t) {
-        const struct bpfg_ustack_mod *m = find_mod(w, pc);
-        if (!m) { /* code mapped since the tables were made */
-            __atomic_store_n(&stale_seen, (const void *)w->t, __ATOMIC_RELAXED);
-            return false;
-        }
-        row = find_row(w, m, pc);
-        no_cfi = m->nrows == 0;
-        w->last_pc = pc;
-        w->last_row = row;
-        w->last_no_cfi = no_cfi;
+    if (w->t && !lookup(w, pc, &row)) { /* code mapped since the tables were made */
+        __atomic_store_n(&stale_seen, (const void *)w->t, __ATOMIC_RELAXED);
+        return false;
     }
     uint8_t rule = row ? row->cfa_rule : BPFG_USTACK_CFA_NONE;
     if (rule == BPFG_USTACK_CFA_END)
@@ -248,7 +303,7 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
         cfa = f->sp + 8; /* a function's first instruction: [sp] is the return address */
     else if (!f->bp || !read_word(w, f->bp, &bp)) {
         /* an anonymous mapping the tables knew may be a library now */
-        if (w->t && no_cfi)
+        if (w->t && w->last_mod && !w->last_mod->nrows)
             __atomic_store_n(&stale_seen, (const void *)w->t, __ATOMIC_RELAXED);
         return false;
     } else
@@ -258,13 +313,15 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
         return false;
     if (row && row->rbp_saved && !read_word(w, cfa + (int64_t)row->rbp_off, &bp))
         return false;
-    *f = (struct frame){hooks_real_return(regs, cfa - 8, ra), cfa, bp, false};
+    if (w->ret0 && ra - w->ret0 < (uint64_t)BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
+        ra = hooks_real_return(regs, cfa - 8, ra);
+    *f = (struct frame){ra, cfa, bp, false};
     return true;
 }
 
 uint32_t ustack_walk(const struct bpfg_pt_regs *regs, bool entry, uint64_t *ips, uint32_t max, uint32_t skip)
 {
-    struct walk w = {.t = __atomic_load_n(&table, __ATOMIC_ACQUIRE)};
+    struct walk w = {.t = __atomic_load_n(&table, __ATOMIC_ACQUIRE), .ret0 = hooks_trampolines()};
     if (w.t) {
         w.mods = (const void *)(w.t + 1);
         w.ranges = (const void *)(w.mods + w.t->nmods);

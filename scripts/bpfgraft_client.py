@@ -229,7 +229,8 @@ class Client:
 
     def events(self, topics=None):
         """Subscribes (all topics by default) and yields each event dict:
-        {"topic": "trace", "pid": .., "line": ..}, {"topic": "ringbuf", ..}, ..."""
+        {"topic": "trace", "pid": .., "line": ..}, {"topic": "ringbuf", ..}, ...
+        (records with stack id fields add "stacks": {field: [frames]})."""
         self.call("events.subscribe", **({"topics": list(topics)} if topics else {}))
         while True:
             msg = self._notes.popleft() if self._notes else self.recv_message()

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "methods.h"
 #include "progcheck.h"
+#include "stacksyms.h"
 #include "state.h"
 #include "symbolize.h"
 #include "tool.h"
@@ -623,54 +624,11 @@ static int m_map_delete(struct srv_call *call, msgpack_packer *pk)
     return 0;
 }
 
-/* Stack maps: their addresses symbolized in the processes that have the
- * map (the first whose mappings hold an address names it). */
-#define STACK_SYM_PROCS 8
-
-struct stack_syms {
-    struct symz *z[STACK_SYM_PROCS];
-    size_t n;
-};
-
-static void stack_syms_open(struct server *s, uint32_t map_id, struct stack_syms *ss)
-{
-    ss->n = 0;
-    for (struct target *t = s->targets.list; t && ss->n < STACK_SYM_PROCS; t = t->next)
-        for (size_t i = 0; i < t->nmaps_sent; i++)
-            if (t->maps_sent[i] == map_id && symz_open(t->pid, &ss->z[ss->n]) == 0) {
-                ss->n++;
-                break;
-            }
-}
-
-static void stack_syms_close(struct stack_syms *ss)
-{
-    for (size_t i = 0; i < ss->n; i++)
-        symz_close(ss->z[i]);
-    ss->n = 0;
-}
-
 /* "frames": one "function+0xoff (file)" per address of the stack. */
 static void pack_frames(msgpack_packer *pk, struct stack_syms *ss, const uint8_t *value, uint32_t size)
 {
-    uint32_t n = 0;
-    while (n < size / 8 && ((const uint64_t *)(const void *)value)[n])
-        n++;
     bpfg_pack_cstr(pk, "frames");
-    msgpack_pack_array(pk, n);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t a;
-        memcpy(&a, value + 8 * i, 8);
-        struct symz *z = ss->n ? ss->z[0] : NULL;
-        for (size_t k = 1; k < ss->n && !symz_knows(z, a); k++)
-            z = ss->z[k];
-        char text[512];
-        if (z)
-            symz_frame(z, a, i > 0, text, sizeof(text));
-        else
-            snprintf(text, sizeof(text), "0x%llx", (unsigned long long)a);
-        bpfg_pack_cstr(pk, text);
-    }
+    stack_syms_pack(pk, ss, value, size);
 }
 
 static int m_map_dump(struct srv_call *call, msgpack_packer *pk)

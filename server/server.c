@@ -21,6 +21,7 @@
 #include "log.h"
 #include "methods.h"
 #include "server.h"
+#include "stacksyms.h"
 #include "adopt.h"
 #include "state.h"
 #include "tool.h"
@@ -596,12 +597,14 @@ struct record_event {
     int cpu;
     const void *data;
     size_t size;
+    struct record_stacks *stacks; /* the record's stack ids, symbolized */
 };
 
 static void pack_record(msgpack_packer *pk, void *arg)
 {
     const struct record_event *ev = arg;
-    msgpack_pack_map(pk, 4);
+    bool stacks = record_stacks_count(ev->stacks, ev->size) > 0;
+    msgpack_pack_map(pk, stacks ? 5 : 4);
     bpfg_pack_cstr(pk, "topic");
     bpfg_pack_cstr(pk, "ringbuf");
     bpfg_pack_cstr(pk, "map");
@@ -610,17 +613,20 @@ static void pack_record(msgpack_packer *pk, void *arg)
     msgpack_pack_int(pk, ev->cpu);
     bpfg_pack_cstr(pk, "data");
     bpfg_pack_bin(pk, ev->data, ev->size);
+    if (stacks)
+        record_stacks_pack(ev->stacks, pk, ev->data, ev->size);
 }
 
 struct forward_ctx {
     struct server *s;
     uint32_t map_id;
+    struct record_stacks *stacks;
 };
 
 static int forward_ringbuf(void *ctx, void *data, size_t size)
 {
     struct forward_ctx *f = ctx;
-    struct record_event ev = {f->map_id, -1, data, size};
+    struct record_event ev = {f->map_id, -1, data, size, f->stacks};
     server_broadcast(f->s, SRV_TOPIC_RINGBUF, pack_record, &ev);
     return 0;
 }
@@ -628,7 +634,7 @@ static int forward_ringbuf(void *ctx, void *data, size_t size)
 static void forward_perf(void *ctx, int cpu, void *data, uint32_t size)
 {
     struct forward_ctx *f = ctx;
-    struct record_event ev = {f->map_id, cpu, data, size};
+    struct record_event ev = {f->map_id, cpu, data, size, f->stacks};
     server_broadcast(f->s, SRV_TOPIC_RINGBUF, pack_record, &ev);
 }
 
@@ -644,12 +650,15 @@ static void forward_records(struct server *s)
     for (size_t i = 0; i < s->reg.nmaps; i++) {
         struct reg_map *m = s->reg.maps[i];
         struct bpfg_map_info info;
-        struct forward_ctx f = {s, m->id};
         bpfg_map_get_info(m->map, &info);
+        if (info.type != BPF_MAP_TYPE_RINGBUF && info.type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+            continue;
+        struct forward_ctx f = {s, m->id, record_stacks_open(s, m->id)};
         if (info.type == BPF_MAP_TYPE_RINGBUF)
             bpfg_ringbuf_consume(m->map, forward_ringbuf, &f);
-        else if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+        else
             bpfg_perf_consume(m->map, forward_perf, NULL, &f);
+        record_stacks_close(f.stacks);
     }
 }
 

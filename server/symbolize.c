@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "demangle.h"
 #include "procfs.h"
 
 #define MAX_MINIDEBUG (64u << 20)
@@ -317,11 +318,18 @@ static const struct sym *sym_at(const struct symfile *f, uint64_t vaddr)
 /* libstdc++'s demangler (C ABI): a malloc'd name, or NULL. */
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
-/* name as a C++ programmer reads it (_ZN3foo3barEv: foo::bar()); others as
+/* name as a C++ or Rust programmer reads it (_ZN3foo3barEv: foo::bar();
+ * _ZN4core3fmt5write17h0123456789abcdefE: core::fmt::write); others as
  * they are. *owned is what to free. */
 static const char *readable(const char *name, char **owned)
 {
     int status = -1;
+    enum { RUST_NAME_MAX = 1024 };
+    if (name[0] == '_' && (name[1] == 'R' || name[1] == 'Z') && (*owned = malloc(RUST_NAME_MAX))) {
+        if (rust_demangle(name, *owned, RUST_NAME_MAX))
+            return *owned;
+        free(*owned);
+    }
     *owned = name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
     return *owned && status == 0 ? *owned : name;
 }

@@ -131,8 +131,9 @@ static int elf_lookup(Elf *e, const char *name, uint64_t *vaddr)
     return found ? 0 : -ENOENT;
 }
 
-/* File offset of a virtual address, through the PT_LOAD headers. */
-static int vaddr_to_offset(Elf *e, uint64_t vaddr, uint64_t *off)
+/* File offset of a virtual address, through the PT_LOAD headers; *seg:
+ * the file offset its segment's mapping starts at (page-aligned). */
+static int vaddr_to_offset(Elf *e, uint64_t vaddr, uint64_t *off, uint64_t *seg)
 {
     size_t n;
     if (elf_getphdrnum(e, &n) != 0)
@@ -143,6 +144,7 @@ static int vaddr_to_offset(Elf *e, uint64_t vaddr, uint64_t *off)
             continue;
         if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz) {
             *off = vaddr - ph.p_vaddr + ph.p_offset;
+            *seg = ph.p_offset & ~(uint64_t)4095;
             return 0;
         }
     }
@@ -315,20 +317,25 @@ int sym_resolve(pid_t pid, const char *binary, const char *func, uint64_t offset
         goto out;
     }
     vaddr += offset;
-    uint64_t file_off;
-    if (vaddr_to_offset(e, vaddr, &file_off) != 0) {
+    uint64_t file_off, seg_off;
+    if (vaddr_to_offset(e, vaddr, &file_off, &seg_off) != 0) {
         snprintf(err, errlen, "address 0x%llx is outside the segments of %s", (unsigned long long)vaddr, maps[0].path);
         r = -ENOENT;
         goto out;
     }
+    /* lld lays segments out with vaddr != offset, and the page holding the
+     * end of one segment and the start of the next is mapped by both: the
+     * mapping of vaddr's own segment first (the other one's copy of the
+     * bytes is not the code that runs), else any holding the offset (a
+     * mapping the kernel merged with the one before) */
     r = -ENOENT;
-    for (size_t i = 0; i < nmaps; i++) {
-        if (file_off >= maps[i].offset && file_off < maps[i].offset + (maps[i].end - maps[i].start)) {
-            *addr = maps[i].start + (file_off - maps[i].offset);
-            r = 0;
-            break;
-        }
-    }
+    for (int pass = 0; pass < 2 && r; pass++)
+        for (size_t i = 0; i < nmaps && r; i++)
+            if (file_off >= maps[i].offset && file_off < maps[i].offset + (maps[i].end - maps[i].start) &&
+                (pass || maps[i].offset >= seg_off)) {
+                *addr = maps[i].start + (file_off - maps[i].offset);
+                r = 0;
+            }
     if (r)
         snprintf(err, errlen, "'%s' of %s is not mapped in process %d", name, maps[0].path, (int)pid);
 out:

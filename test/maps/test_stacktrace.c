@@ -95,6 +95,28 @@ Test(stacktrace, enomem_and_delete)
     bpfg_map_close(m);
 }
 
+/* A stack seen again gets its id from the memo of recent ids (keyed by
+ * its first, middle and last frames) only when the id holds these very
+ * frames: one that differs elsewhere, or an id deleted since, is looked
+ * up the kernel's way. */
+Test(stacktrace, memo_checks_every_frame)
+{
+    struct bpfg_map *m = stack_map_create(1, DEPTH);
+    uint64_t a[DEPTH], b[DEPTH];
+    stack_fill(a, DEPTH, 1);
+    memcpy(b, a, sizeof(b));
+    b[1] ^= 0x10; /* not a frame the memo's digest reads */
+    cr_assert_eq(bpfg_map_stackid(m, a, DEPTH, 0), 0);
+    cr_assert_eq(bpfg_map_stackid(m, a, DEPTH, 0), 0, "memoized");
+    cr_assert_eq(bpfg_map_stackid(m, b, DEPTH, 0), -EEXIST, "same digest, another stack");
+    uint32_t key = 0;
+    cr_assert_eq(bpfg_map_delete_elem(m, &key), 0);
+    cr_assert_eq(bpfg_map_stackid(m, b, DEPTH, 0), 0, "the id is free again");
+    expect_stack(m, 0, b, DEPTH);
+    cr_assert_eq(bpfg_map_stackid(m, a, DEPTH, 0), -EEXIST, "a's memo names an id holding b now");
+    bpfg_map_close(m);
+}
+
 /* ---- against the kernel ---- */
 
 Test(stacktrace_kernel, create_errors)

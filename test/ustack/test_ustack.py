@@ -4,6 +4,7 @@ bpf_get_stack(BPF_F_USER_STACK) at a function of code built -O2
 garbage) gives the functions gdb's bt gives at that point; through a
 signal handler, the stack goes on through the kernel's signal frame to the
 interrupted code; in python3, the stack at PyObject_Call reaches main."""
+import json
 import os
 import re
 import select
@@ -223,6 +224,127 @@ def check_dump(srv, cl, sid, stack, what):
     check(rc == 0 and '"frames": ["ustack_b::leaf(int)+0x0 (' in out, f"{what}: and --json", out[-2000:] + err)
 
 
+def subscribed(srv, clients):
+    """Whether the server has this many clients (with the one asking)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rc, st, _ = srv.cli_json("status")
+        if st and st["clients"] >= clients:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def check_event_frames(frames, what):
+    check(len(frames) >= len(CHAIN) and frames[0].startswith("ustack_b::leaf(int)+0x0 (")
+          and frames[0].endswith("/libustack_b.so)") and frames[1].startswith("ustack_a::five(int)+0x")
+          and any(f.startswith("main+0x") for f in frames), what, repr(frames))
+
+
+def test_events(srv, victim):
+    """Ring buffer records whose BTF type has a user_stack_id member (a
+    bpf_get_stackid id): `bpfgraft events`, --json and the Python client
+    give that stack symbolized with the record."""
+    what = "events"
+    cli = [srv.cli_bin, "--socket", srv.socket]
+    readers = [subprocess.Popen(cli + extra + ["events", "--topic", "ringbuf"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for extra in ([], ["--json"])]
+    py = srv.client()
+    py.call("events.subscribe", topics=["ringbuf"])
+    v = Victim([victim, "chain"])
+    try:
+        check(v.ready and subscribed(srv, 5), f"{what}: victim ready, three readers subscribed")
+        py.call("target.attach", pid=v.pid, object="ustack", programs=["emit_stack_event"], target=LEAF)
+        ev = next(e for e in py.events(["ringbuf"]) if e.get("topic") == "ringbuf")
+        sid = int.from_bytes(ev["data"][4:8], "little", signed=True)
+        frames = ev.get("stacks", {}).get("user_stack_id", [])
+        check(sid >= 0, f"{what}: the record holds a stack id ({sid})")
+        check_event_frames(frames, f"{what}: the Python client's record has its stack symbolized")
+        time.sleep(1)  # the CLI readers get the same records
+        py.call("target.detach", pid=v.pid)
+    finally:
+        v.end()
+        outs = []
+        for p in readers:
+            p.send_signal(signal.SIGINT)
+            outs.append(finish(p, 10)[0] or "")
+        py.close()
+    text, js = outs
+    check(re.search(r"^ringbuf: map=\d+ cpu=-1 data=.*\n  user_stack_id: frames: \d+\n    ustack_b::leaf\(int\)\+0x0 \(",
+                    text, re.M) is not None and "\n    ustack_a::three(int)+0x" in text,
+          f"{what}: bpfgraft events prints the frames under the record", text[-2000:])
+    docs = [json.loads(line) for line in js.splitlines() if line.startswith("{")]
+    with_stacks = [d for d in docs if d.get("stacks", {}).get("user_stack_id")]
+    check(len(with_stacks) >= 1, f"{what}: --json records carry stacks", js[-2000:])
+    if with_stacks:
+        check_event_frames(with_stacks[0]["stacks"]["user_stack_id"], f"{what}: --json's frames are symbolized")
+
+
+def rust_symbols(path):
+    """The Rust names (legacy _ZN, v0 _R) of path's symbol table."""
+    out = subprocess.run(["nm", path], capture_output=True, text=True).stdout
+    return sorted({w[-1] for w in (line.split() for line in out.splitlines()) if w and w[-1][:2] in ("_R", "_Z")})
+
+
+def cxxfilt(names):
+    """binutils' c++filt --format=rust of names, in rustc-demangle's
+    alternate form as bpfgraft prints it: no crate hashes ([..]), no legacy
+    hash (::h<16 hex>), integer consts without their type (4: usize)."""
+    out = subprocess.run(["c++filt", "--format=rust"], input="\n".join(names) + "\n", capture_output=True,
+                         text=True).stdout.splitlines()
+    out = [re.sub(r"::h[0-9a-f]{16}$", "", re.sub(r"\[[0-9a-f]+\]", "", n)) for n in out]
+    return [re.sub(r"(\d+|true|false|'.'): (?:[iu](?:8|16|32|64|128|size)|bool|char)\b", r"\1", n) for n in out]
+
+
+def rust_stack(cl, path, what):
+    """The symbolized stack map.dump gives at rust_leaf in a victim of path."""
+    v = Victim([path])
+    frames = []
+    try:
+        check(v.ready, f"{what}: victim ready")
+        cl.call("map.update", map="stackid", key=b"\0" * 4, value=(-1).to_bytes(8, "little", signed=True))
+        cl.call("target.attach", pid=v.pid, object="ustack", programs=["take_stackid"], target=":rust_leaf")
+        sid, deadline = -1, time.monotonic() + 20
+        while sid < 0 and time.monotonic() < deadline:
+            sid = int.from_bytes(cl.call("map.lookup", map="stackid", key=b"\0" * 4)["value"], "little", signed=True)
+            time.sleep(0.05)
+        entry = [e for e in cl.call("map.dump", map="stacks")["entries"] if int.from_bytes(e["key"], "little") == sid]
+        frames = entry[0].get("frames", []) if entry else []
+        cl.call("target.detach", pid=v.pid)
+    finally:
+        rc, _ = v.end()
+    check_eq(rc, 0, f"{what}: the process exits normally")
+    return frames
+
+
+def test_rust(cl, rust, demangle_filter):
+    """Rust frames demangled as rustc-demangle prints them without hashes:
+    every Rust symbol of a legacy (rustc's default) and a v0 build, beside
+    binutils' c++filt; and the stack at rust_leaf through a generic
+    function and a method, from map.dump."""
+    if not rust or not shutil.which("c++filt"):
+        skip("rust: no rustc at build time or no c++filt (binutils)")
+        return
+    chains = {"legacy": ["rust_leaf", "ustack_rust::inner", "ustack_rust::Walker::step", "ustack_rust::outer",
+                         "ustack_rust::main"],
+              "v0": ["rust_leaf", "ustack_rust::inner::<u32>", "<ustack_rust::Walker>::step", "ustack_rust::outer",
+                     "ustack_rust::main"]}
+    for path in rust.split(","):
+        kind = "v0" if path.endswith("-v0") else "legacy"
+        what = f"rust {kind}"
+        syms = rust_symbols(path)
+        ours = subprocess.run([demangle_filter], input="\n".join(syms) + "\n", capture_output=True,
+                              text=True).stdout.splitlines()
+        theirs = cxxfilt(syms)
+        diff = [(n, o, t) for n, o, t in zip(syms, ours, theirs) if o != t]
+        check(len(syms) > 100 and len(ours) == len(syms) and not diff,
+              f"{what}: its {len(syms)} Rust symbols demangled as c++filt does", repr(diff[:5]))
+        names = [f.split("+0x")[0] for f in rust_stack(cl, path, what)]
+        check_eq(names[:len(chains[kind])], chains[kind], f"{what}: the stack's frames demangled, leaf to main")
+        check(not any(re.search(r"::h[0-9a-f]{16}$|^_R|^_ZN", n) for n in names),
+              f"{what}: no frame keeps a hash or a mangled name", repr(names))
+
+
 def test_signal(cl, victim, gdb_path):
     what = "through a signal frame"
     v = Victim([victim, "signal"])
@@ -426,7 +548,7 @@ def test_python(cl, gdb_path):
 
 
 def main():
-    args = parse_probe_args("--victim", "--gdb")
+    args = parse_probe_args("--victim", "--gdb", optional=("--rust", "--demangle-filter"))
     if not args.gdb:
         skip("gdb is not installed (scripts/setup.sh installs it): no reference stacks")
         sys.exit(report())
@@ -435,6 +557,8 @@ def main():
         cl.call("object.load", path=os.path.abspath(args.obj), name="ustack")
         test_chain(cl, args.victim, args.gdb)
         test_stackid(cl, srv, args.victim)
+        test_events(srv, args.victim)
+        test_rust(cl, args.rust, args.demangle_filter)
         test_build_id(cl, args.victim)
         test_signal(cl, args.victim, args.gdb)
         test_dlopen(cl, args.victim)

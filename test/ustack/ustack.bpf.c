@@ -77,3 +77,39 @@ int BPF_KPROBE(take_buildid)
     s->n = r > 0 ? (u64)r / sizeof(s->f[0]) : 0;
     return 0;
 }
+
+/* Ring buffer records naming their stack by id: `bpfgraft events` adds
+ * the stack of user_stack_id symbolized (server/stacksyms.c's rule: a
+ * struct of the record's size in the object's BTF with a member named
+ * *stack_id). The first EVENTS calls only: the victim calls in a loop. */
+#define EVENTS 4
+
+struct stack_event {
+    u32 pid;
+    s32 user_stack_id;
+    u64 seq;
+};
+
+const struct stack_event *unused_stack_event __attribute__((unused)); /* the type in BTF */
+u64 events_sent;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 4096 * 4);
+} stack_events SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(emit_stack_event)
+{
+    u64 seq = __sync_fetch_and_add(&events_sent, 1);
+    if (seq >= EVENTS)
+        return 0;
+    struct stack_event *e = bpf_ringbuf_reserve(&stack_events, sizeof(*e), 0);
+    if (!e)
+        return 0;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    e->seq = seq;
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
