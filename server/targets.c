@@ -309,6 +309,12 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
                      (unsigned)peer_uid, (int)pid, (unsigned)r);
 }
 
+int targets_may_trace(pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen)
+{
+    uid_t uid;
+    return check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
+}
+
 /* ---- lifecycle ---- */
 
 static const char *state_dir(const struct server *s)
@@ -1068,6 +1074,37 @@ static void prefer_payload_thread(struct bpfg_stopped *st, const struct target *
     }
 }
 
+/* The bytes a hook displaces from its site. */
+static uint64_t hook_cover(const struct bpfg_hook_plan *p)
+{
+    return p->trap ? 1 : p->hop ? p->insn_len : p->patch_len;
+}
+
+/* Another hook's patch must not cover the new site, nor the new patch
+ * another site: a site inside a patch is refused, a patch that would
+ * cover another site becomes a trap. */
+static int refuse_overlap(const struct target *t, struct bpfg_hook_plan *plan, const uint8_t *code, size_t have,
+                          char *ierr)
+{
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct bpfg_hook_plan *o = &t->hooks[i].plan;
+        if (!t->hooks[i].used || o == plan || o->site <= plan->site || o->site >= plan->site + hook_cover(plan))
+            continue;
+        int r = bpfg_hook_plan_trap(plan->func, code, have, plan, ierr);
+        if (r)
+            return r;
+    }
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct bpfg_hook_plan *o = &t->hooks[i].plan;
+        if (t->hooks[i].used && o != plan && plan->site > o->site && plan->site < o->site + hook_cover(o)) {
+            snprintf(ierr, BPFG_ERRLEN, "0x%llx lies in the bytes the probe at 0x%llx displaces",
+                     (unsigned long long)plan->site, (unsigned long long)o->site);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
                         char *err, size_t errlen)
 {
@@ -1109,6 +1146,8 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     char why[256] = "";
     r = have ? sites_plan(t->pid, func, code, have, &h->plan, why, sizeof(why), ierr)
              : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+    if (!r)
+        r = refuse_overlap(t, &h->plan, code, have, ierr);
     if (!r && h->plan.trap)
         r = refuse_trap_blocked(t, &st, ierr);
     uint64_t stub = 0;

@@ -34,6 +34,7 @@
 #include "targets.h"
 #include "tool.h"
 #include "tool_priv.h"
+#include "tracerwait.h"
 #include "verifier.h"
 
 #define TOOL_MAX_INSNS 1000000
@@ -614,7 +615,22 @@ static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct 
     return 0;
 }
 
-static bool wanted_by_tools(pid_t pid)
+/* A tool's -p PID of a process another tracer holds (bpftrace -c CMD with
+ * usdt probes stops its child at exec while it attaches): the link waits
+ * until that tracer lets go (tracerwait.c), if the tool's user may trace
+ * the process. */
+static int wait_for_tracer(struct server *s, struct tool *tl, pid_t pid, char *err, size_t errlen)
+{
+    uid_t uid, euid, suid;
+    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0)
+        return srv_efail(err, errlen, -ESRCH, "the tool's process %d is gone", (int)tl->pid);
+    int r = targets_may_trace(pid, uid, tl->pid, err, errlen);
+    if (r)
+        return r == -EPERM ? -EACCES : r;
+    return tracerwait_add(s, pid, tl->pid, err, errlen);
+}
+
+bool tools_want_pid(pid_t pid)
 {
     for (struct tool *tl = tools; tl; tl = tl->next)
         for (size_t i = 0; !tl->dead && i < tl->nlinks; i++)
@@ -629,7 +645,7 @@ static void release_tool_targets(struct server *s)
 {
     for (struct target *t = s->targets.list, *next; t; t = next) {
         next = t->next;
-        if (!t->for_tools || wanted_by_tools(t->pid) || t->nhooks || syscalls_count(t))
+        if (!t->for_tools || tools_want_pid(t->pid) || t->nhooks || syscalls_count(t))
             continue;
         pid_t pid = t->pid;
         char why[256];
@@ -807,8 +823,11 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     /* a pid that has not exec'd the binary yet (bpftrace -c CMD): caught
      * when it does, as the kernel's uprobe fires once it runs there */
     bool before_exec = a.pid > 0 && binary && !sym_maps_binary(a.pid, binary);
-    int r = 0;
-    if (a.pid > 0 && !only && !before_exec && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
+    bool held = a.pid > 0 && !only && !before_exec && tracerwait_holder(a.pid);
+    int r = held ? wait_for_tracer(s, tl, a.pid, err, errlen) : 0;
+    if (r)
+        return r;
+    if (a.pid > 0 && !only && !before_exec && !held && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
         return r;
 
     struct bpfg_obj_prog copy;
@@ -855,6 +874,8 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
             return r;
         }
         l->watching = true;
+    } else if (held) {
+        /* attached when its tracer lets go (tracerwait_tick) */
     } else if (kind == BPFG_ATTACH_TIMER) {
         if ((r = targets_add_timer(s, only, l->prog_id, a.offset, tl->engine, err, errlen)) != 0 ||
             (r = link_record(l, only->pid, err, errlen)) != 0) {
@@ -1176,6 +1197,7 @@ void tools_destroy(struct server *s)
         else if (!tl->dead)
             tool_release(s, tl);
     tools_reap(s);
+    tracerwait_destroy(s);
     free(tp_names);
     tp_names = NULL;
     ntp_names = 0;
@@ -1308,6 +1330,7 @@ void tools_adopted(struct server *s, struct target *t)
 
 void tools_tick(struct server *s)
 {
+    tracerwait_tick(s);
     uint64_t now = server_now_ms();
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
