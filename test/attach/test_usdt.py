@@ -262,6 +262,25 @@ def bpftrace_child(srv, args):
     check_eq(cl.call("target.list"), [], "bpftrace -c: no target is left after bpftrace ended")
 
 
+def bpftrace_list(srv, args):
+    """bpftrace -l lists a binary's uprobes and usdt probes under bpfgraft
+    run as under the kernel (it reads the ELF file and tracefs itself)."""
+    if needs("root", "bpf-tracing") or not shutil.which("bpftrace"):
+        check(False, "bpftrace and kernel tracing are available")
+        return
+    path = os.path.join(args.test_bin, "usdt-victim")
+    for kind, want in (("usdt", [f"usdt:{path}:usdtv:{n}" for n in ("tick", "tock", "first", "second")]),
+                       ("uprobe", [f"uprobe:{path}:{n}" for n in ("probe_a", "probe_b", "main")])):
+        got = {}
+        for side, runner in (("kernel", []), ("bpfgraft run", [srv.cli_bin, "--socket", srv.socket, "run", "--"])):
+            r = subprocess.run(runner + ["bpftrace", "-l", f"{kind}:{path}:*"], capture_output=True, text=True,
+                               timeout=120)
+            got[side] = sorted(r.stdout.split())
+            check(all(w in got[side] for w in want), f"bpftrace -l {kind} {side}: lists the victim's probes",
+                  f"got {got[side]!r}; stderr: {r.stderr[-300:]}")
+        check_eq(got["bpfgraft run"], got["kernel"], f"bpftrace -l {kind}: bpfgraft run lists what the kernel does")
+
+
 def main():
     args = parse_probe_args("--test-bin")
     with Server(args) as srv:
@@ -272,6 +291,7 @@ def main():
         tool_mode(srv, args)
         bpftrace(srv, args)
         bpftrace_child(srv, args)
+        bpftrace_list(srv, args)
         check(srv.alive(), "the server survived")
 
 
