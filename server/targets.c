@@ -1726,6 +1726,13 @@ static bool maps_payload_at(pid_t pid, uint64_t base)
     return bpfg_procfs_maps(pid, payload_mapping_at, &base) == 1;
 }
 
+static int exe_of(pid_t pid, struct stat *st)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    return stat(path, st) == 0 ? 0 : -errno;
+}
+
 /* Processes forked from t after its hooks were placed run copies of them
  * (their programs follow forks, as pid_tgid does). When hooks leave t
  * (every: all of them, at detach and exit; else the removed ones, after a
@@ -1739,13 +1746,19 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         any = (every && t->hooks[i].used) || (!t->hooks[i].used && t->hooks[i].stub_size);
     if (!any)
         return;
+    struct stat exe;
+    if (exe_of(t->pid, &exe) != 0)
+        return;
     DIR *d = opendir("/proc");
     if (!d)
         return;
     for (struct dirent *de; (de = readdir(d));) {
         pid_t pid = (pid_t)atoi(de->d_name);
-        if (pid <= 0 || pid == t->pid || pid == getpid() || targets_find(&s->targets, pid) ||
-            !maps_payload_at(pid, t->inj.base))
+        struct stat other;
+        /* a fork runs t's executable (an exec drops the payload): one stat
+         * rules out the other processes, not a read of their maps each */
+        if (pid <= 0 || pid == t->pid || pid == getpid() || exe_of(pid, &other) != 0 || other.st_ino != exe.st_ino ||
+            other.st_dev != exe.st_dev || targets_find(&s->targets, pid) || !maps_payload_at(pid, t->inj.base))
             continue;
         struct bpfg_stopped st;
         char ierr[BPFG_ERRLEN];

@@ -656,9 +656,40 @@ static void release_tool_targets(struct server *s)
     }
 }
 
+#define REACH_SYNC_MS 1000 /* in the tool's request: a few processes are all attached when it returns */
+#define REACH_TICK_MS 20   /* then on each tick, the server's other work going on in between */
+
+/* The next process of link l's reach, attached for the tool if it still
+ * runs the binary and bpfgraft does not manage it meanwhile. */
+static void reach_next(struct server *s, struct tool *tl, struct tool_link *l)
+{
+    char err[512];
+    struct target *t;
+    pid_t pid = l->reach[--l->nreach];
+    if (targets_find(&s->targets, pid) || tool_of_pid(pid) || !sym_maps_binary(pid, l->binary))
+        return;
+    if (attach_for_tool(s, tl, pid, &t, err, sizeof(err)) != 0 || link_apply(s, tl, l, t, err, sizeof(err)) != 0)
+        srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)pid, err);
+}
+
+/* Attaches processes of l's reach until `until` (at least one). True
+ * when the time ran out. */
+static bool reach_until(struct server *s, struct tool *tl, struct tool_link *l, uint64_t until)
+{
+    while (l->nreach) {
+        reach_next(s, tl, l);
+        if (server_now_ms() >= until)
+            return true;
+    }
+    return false;
+}
+
 /* pid -1 on a binary, as under the kernel: every process running it now
- * (attached for the tool where bpfgraft does not manage it yet) and every
- * one started later (execwatch.c). */
+ * (attached for the tool where bpfgraft does not manage it yet: for up to
+ * REACH_SYNC_MS in the request, the rest a few each tick, as each attach
+ * stops and injects a process and hundreds at once kept the server from
+ * answering anyone for minutes) and every one started later
+ * (execwatch.c). */
 static void link_reach_binary(struct server *s, struct tool *tl, struct tool_link *l)
 {
     char err[512];
@@ -672,14 +703,31 @@ static void link_reach_binary(struct server *s, struct tool *tl, struct tool_lin
         return;
     for (struct dirent *de; (de = readdir(d));) {
         pid_t pid = (pid_t)atoi(de->d_name);
-        struct target *t;
         if (pid <= 0 || pid == getpid() || pid == tl->pid || tool_of_pid(pid) || targets_find(&s->targets, pid) ||
             !sym_maps_binary(pid, l->binary))
             continue;
-        if (attach_for_tool(s, tl, pid, &t, err, sizeof(err)) != 0 || link_apply(s, tl, l, t, err, sizeof(err)) != 0)
-            srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)pid, err);
+        pid_t *grown = realloc(l->reach, (l->nreach + 1) * sizeof(pid_t));
+        if (!grown) {
+            srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: out of memory", (int)tl->pid, l->id,
+                    (int)pid);
+            continue;
+        }
+        l->reach = grown;
+        l->reach[l->nreach++] = pid;
     }
     closedir(d);
+    if (reach_until(s, tl, l, server_now_ms() + REACH_SYNC_MS))
+        srv_log(SRV_INFO, "tool %d: link %u: %zu more process(es) running %s attached in the background", (int)tl->pid,
+                l->id, l->nreach, l->binary);
+}
+
+static void reach_some(struct server *s)
+{
+    uint64_t until = server_now_ms() + REACH_TICK_MS;
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; !tl->dead && !tl->pending && i < tl->nlinks; i++)
+            if (reach_until(s, tl, tl->links[i], until))
+                return;
 }
 
 static void link_remove(struct server *s, struct tool_link *l)
@@ -687,6 +735,7 @@ static void link_remove(struct server *s, struct tool_link *l)
     if (l->watching)
         execwatch_remove(s, l->binary);
     l->watching = false;
+    l->nreach = 0;
     for (size_t i = 0; i < l->nin; i++) {
         struct target *t = targets_find(&s->targets, l->in[i]);
         if (t)
@@ -701,6 +750,7 @@ static void link_free(struct tool_link *l)
         return;
     free(l->binary);
     free(l->in);
+    free(l->reach);
     free(l);
 }
 
@@ -1331,6 +1381,7 @@ void tools_adopted(struct server *s, struct target *t)
 void tools_tick(struct server *s)
 {
     tracerwait_tick(s);
+    reach_some(s);
     uint64_t now = server_now_ms();
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
