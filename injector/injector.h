@@ -62,6 +62,26 @@ int bpfg_release_started(pid_t pid);
 int bpfg_exec_seize(pid_t pid, char *err);
 int bpfg_exec_to_entry(pid_t pid, char *err);
 
+/* A process another tracer holds in the stop at the end of its execve
+ * (bpftrace -c CMD stops its child there while it attaches, then
+ * detaches): none of its program has run. bpfg_park_exec checks that and
+ * writes at its first instruction (the dynamic loader's entry, or a static
+ * program's), through /proc/PID/mem, a loop of pause(): once the tracer
+ * lets go it sleeps there, running nothing. -EAGAIN: not in that stop
+ * (nothing written). bpfg_unpark_to_entry, once no one else traces it,
+ * traces it, puts the bytes and registers back as the exec left them and
+ * runs it to its entry point as bpfg_exec_to_entry does (on failure it is
+ * detached, its bytes restored). bpfg_park_undo puts the bytes back while
+ * the tracer still holds it in that stop (-EBUSY if it left it). */
+#define BPFG_PARK_LEN 9
+struct bpfg_park {
+    uint64_t pc;
+    uint8_t saved[BPFG_PARK_LEN];
+};
+int bpfg_park_exec(pid_t pid, struct bpfg_park *pk, char *err);
+int bpfg_unpark_to_entry(pid_t pid, const struct bpfg_park *pk, char *err);
+int bpfg_park_undo(pid_t pid, const struct bpfg_park *pk);
+
 /* Restores every thread's registers and signal mask as found, re-delivers
  * signals that arrived during the stop and detaches. Returns how long the
  * threads were stopped in *stopped_ns (may be NULL). */

@@ -432,9 +432,7 @@ int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site)
     return 0;
 }
 
-/* Waits for a stop of tid; signals on the way are re-delivered. Returns the
- * wait status of the stop that is not a plain signal, or -errno. */
-static int wait_event(pid_t tid, int want_sig)
+int bpfg_inj_wait_event(pid_t tid, int want_sig)
 {
     for (;;) {
         int status;
@@ -455,19 +453,19 @@ static int wait_event(pid_t tid, int want_sig)
     }
 }
 
-static uint64_t auxv_entry(pid_t pid)
+uint64_t bpfg_inj_auxv(pid_t pid, uint64_t type)
 {
     char path[64];
-    uint64_t pair[2], entry = 0;
+    uint64_t pair[2], value = 0;
     snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     while (read(fd, pair, sizeof(pair)) == sizeof(pair) && pair[0] != 0)
-        if (pair[0] == 9 /* AT_ENTRY */)
-            entry = pair[1];
+        if (pair[0] == type)
+            value = pair[1];
     close(fd);
-    return entry;
+    return value;
 }
 
 int bpfg_start_to_entry(pid_t pid, char *err)
@@ -493,9 +491,8 @@ int bpfg_exec_seize(pid_t pid, char *err)
 
 int bpfg_exec_to_entry(pid_t pid, char *err)
 {
-    int r = 0;
     for (;;) {
-        int status = wait_event(pid, -1);
+        int status = bpfg_inj_wait_event(pid, -1);
         if (status < 0) {
             return bpfg_inj_fail(err, status, "process %d exited before running its program", (int)pid);
         }
@@ -507,7 +504,13 @@ int bpfg_exec_to_entry(pid_t pid, char *err)
         bool quiet = (status >> 16) == PTRACE_EVENT_STOP || sig == SIGSTOP || sig == SIGCONT;
         ptrace(PTRACE_CONT, pid, NULL, (void *)(long)(quiet ? 0 : sig));
     }
-    uint64_t entry = auxv_entry(pid);
+    return bpfg_inj_run_to_entry(pid, err);
+}
+
+int bpfg_inj_run_to_entry(pid_t pid, char *err)
+{
+    int r = 0;
+    uint64_t entry = bpfg_inj_auxv(pid, AT_ENTRY);
     if (!entry) {
         r = bpfg_inj_fail(err, -ENOEXEC, "process %d: no AT_ENTRY in its auxiliary vector", (int)pid);
         goto fail;
@@ -524,7 +527,7 @@ int bpfg_exec_to_entry(pid_t pid, char *err)
         goto fail;
     }
     for (;;) {
-        int status = wait_event(pid, SIGTRAP);
+        int status = bpfg_inj_wait_event(pid, SIGTRAP);
         if (status < 0) {
             return bpfg_inj_fail(err, status, "process %d exited before its entry point", (int)pid);
         }

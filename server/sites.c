@@ -217,6 +217,24 @@ static bool hop_ok(pid_t pid, const struct image *im, uint64_t lo, uint64_t hi, 
     return false;
 }
 
+/* <sys/sdt.h> marks each USDT site with a lone nop, where another probe
+ * may go later: a jmp or hop never displaces one past its first
+ * instruction (the later probe would land inside the patch). */
+static bool covers_marker(const struct image *im, uint64_t lo, uint64_t hi, const struct bpfg_hook_plan *plan,
+                          char *why, size_t whylen)
+{
+    uint64_t end = plan->site + (plan->hop ? plan->insn_len : plan->patch_len);
+    for (uint64_t a = plan->site + 1; a < end && a < hi; a++)
+        if (*image_bytes(im, a) == 0x90 && bpfg_insn_boundary(image_bytes(im, lo), (size_t)(hi - lo), lo, a)) {
+            snprintf(why, whylen,
+                     "its bytes hold a lone nop at 0x%llx (a USDT site's marker, where another probe "
+                     "may go)",
+                     (unsigned long long)a);
+            return true;
+        }
+    return false;
+}
+
 int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struct bpfg_hook_plan *plan, char *why,
                size_t whylen, char *err)
 {
@@ -231,9 +249,11 @@ int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struc
         return -EINVAL;
     }
     /* inside a function a leaf's red zone may be live: the stub steps over it */
-    char hwhy[BPFG_ERRLEN];
-    if (jmp_ok(im, known, lo, hi, addr, code, have, plan, why, whylen) ||
-        (im && hop_ok(pid, im, lo, hi, addr, code, have, plan, hwhy, sizeof(hwhy)))) {
+    char hwhy[BPFG_ERRLEN] = "";
+    if ((jmp_ok(im, known, lo, hi, addr, code, have, plan, why, whylen) &&
+         !covers_marker(im, lo, hi, plan, why, whylen)) ||
+        (im && hop_ok(pid, im, lo, hi, addr, code, have, plan, hwhy, sizeof(hwhy)) &&
+         !covers_marker(im, lo, hi, plan, hwhy, sizeof(hwhy)))) {
         plan->mid = addr != lo;
         return 0;
     }

@@ -310,6 +310,12 @@ static int check_permission(pid_t pid, uid_t peer_uid, pid_t peer_pid, uid_t *ta
                      (unsigned)peer_uid, (int)pid, (unsigned)r);
 }
 
+int targets_may_trace(pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen)
+{
+    uid_t uid;
+    return check_permission(pid, peer_uid, peer_pid, &uid, err, errlen);
+}
+
 /* ---- lifecycle ---- */
 
 static const char *state_dir(const struct server *s)
@@ -1099,6 +1105,37 @@ static uint64_t journal_of(const struct target *t)
     return t->inj.params ? t->inj.params + offsetof(struct bpfg_payload_params, journal) : 0;
 }
 
+/* The bytes a hook displaces from its site. */
+static uint64_t hook_cover(const struct bpfg_hook_plan *p)
+{
+    return p->trap ? 1 : p->hop ? p->insn_len : p->patch_len;
+}
+
+/* Another hook's patch must not cover the new site, nor the new patch
+ * another site: a site inside a patch is refused, a patch that would
+ * cover another site becomes a trap. */
+static int refuse_overlap(const struct target *t, struct bpfg_hook_plan *plan, const uint8_t *code, size_t have,
+                          char *ierr)
+{
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct bpfg_hook_plan *o = &t->hooks[i].plan;
+        if (!t->hooks[i].used || o == plan || o->site <= plan->site || o->site >= plan->site + hook_cover(plan))
+            continue;
+        int r = bpfg_hook_plan_trap(plan->func, code, have, plan, ierr);
+        if (r)
+            return r;
+    }
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct bpfg_hook_plan *o = &t->hooks[i].plan;
+        if (t->hooks[i].used && o != plan && plan->site > o->site && plan->site < o->site + hook_cover(o)) {
+            snprintf(ierr, BPFG_ERRLEN, "0x%llx lies in the bytes the probe at 0x%llx displaces",
+                     (unsigned long long)plan->site, (unsigned long long)o->site);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int install_hook(struct server *s, struct target *t, const struct reg_prog *p, const struct hook_site *site,
                         char *err, size_t errlen)
 {
@@ -1141,6 +1178,8 @@ static int install_hook(struct server *s, struct target *t, const struct reg_pro
     bool kernel_bp = offload_take_breakpoint(t->pid, func, code, have); /* the jmp must replace its int3 */
     r = have ? sites_plan(t->pid, func, code, have, &h->plan, why, sizeof(why), ierr)
              : (snprintf(ierr, sizeof(ierr), "cannot read code at 0x%llx", (unsigned long long)func), -EFAULT);
+    if (!r)
+        r = refuse_overlap(t, &h->plan, code, have, ierr);
     if (!r && kernel_bp && (h->plan.trap || h->plan.site != func))
         r = -EINVAL, snprintf(ierr, sizeof(ierr), "the hook would not replace the kernel uprobe's breakpoint");
     if (!r && h->plan.trap)
@@ -1721,6 +1760,13 @@ static bool maps_payload_at(pid_t pid, uint64_t base)
     return bpfg_procfs_maps(pid, payload_mapping_at, &base) == 1;
 }
 
+static int exe_of(pid_t pid, struct stat *st)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    return stat(path, st) == 0 ? 0 : -errno;
+}
+
 /* Processes forked from t after its hooks were placed run copies of them
  * (their programs follow forks, as pid_tgid does). When hooks leave t
  * (every: all of them, at detach and exit; else the removed ones, after a
@@ -1734,13 +1780,19 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         any = (every && t->hooks[i].used) || (!t->hooks[i].used && t->hooks[i].stub_size);
     if (!any)
         return;
+    struct stat exe;
+    if (exe_of(t->pid, &exe) != 0)
+        return;
     DIR *d = opendir("/proc");
     if (!d)
         return;
     for (struct dirent *de; (de = readdir(d));) {
         pid_t pid = (pid_t)atoi(de->d_name);
-        if (pid <= 0 || pid == t->pid || pid == getpid() || targets_find(&s->targets, pid) ||
-            !maps_payload_at(pid, t->inj.base))
+        struct stat other;
+        /* a fork runs t's executable (an exec drops the payload): one stat
+         * rules out the other processes, not a read of their maps each */
+        if (pid <= 0 || pid == t->pid || pid == getpid() || exe_of(pid, &other) != 0 || other.st_ino != exe.st_ino ||
+            other.st_dev != exe.st_dev || targets_find(&s->targets, pid) || !maps_payload_at(pid, t->inj.base))
             continue;
         struct bpfg_stopped st;
         char ierr[BPFG_ERRLEN];

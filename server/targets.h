@@ -139,6 +139,9 @@ void targets_save(struct server *s, const struct target *t);
  * what bpf_get_attach_cookie returns in these attachments. */
 int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, const uint32_t *prog_ids, size_t nprogs,
                    const char *target_spec, int engine, uint64_t cookie, char *err, size_t errlen);
+/* 0 if peer_uid (of process peer_pid) may trace pid, as targets_attach
+ * checks; else -EPERM or -ESRCH with err set. */
+int targets_may_trace(pid_t pid, uid_t peer_uid, pid_t peer_pid, char *err, size_t errlen);
 /* Runs program prog_id in t's payload thread every period_ns (a tool's
  * cpu-clock perf event: bpftrace's interval:). 0 or a negative errno. */
 int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint64_t period_ns, int engine, char *err,

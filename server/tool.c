@@ -34,6 +34,7 @@
 #include "targets.h"
 #include "tool.h"
 #include "tool_priv.h"
+#include "tracerwait.h"
 #include "verifier.h"
 
 #define TOOL_MAX_INSNS 1000000
@@ -614,7 +615,22 @@ static int attach_for_tool(struct server *s, struct tool *tl, pid_t pid, struct 
     return 0;
 }
 
-static bool wanted_by_tools(pid_t pid)
+/* A tool's -p PID of a process another tracer holds (bpftrace -c CMD with
+ * usdt probes stops its child at exec while it attaches): the link waits
+ * until that tracer lets go (tracerwait.c), if the tool's user may trace
+ * the process. */
+static int wait_for_tracer(struct server *s, struct tool *tl, pid_t pid, char *err, size_t errlen)
+{
+    uid_t uid, euid, suid;
+    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0)
+        return srv_efail(err, errlen, -ESRCH, "the tool's process %d is gone", (int)tl->pid);
+    int r = targets_may_trace(pid, uid, tl->pid, err, errlen);
+    if (r)
+        return r == -EPERM ? -EACCES : r;
+    return tracerwait_add(s, pid, tl->pid, err, errlen);
+}
+
+bool tools_want_pid(pid_t pid)
 {
     for (struct tool *tl = tools; tl; tl = tl->next)
         for (size_t i = 0; !tl->dead && i < tl->nlinks; i++)
@@ -629,7 +645,7 @@ static void release_tool_targets(struct server *s)
 {
     for (struct target *t = s->targets.list, *next; t; t = next) {
         next = t->next;
-        if (!t->for_tools || wanted_by_tools(t->pid) || t->nhooks || syscalls_count(t))
+        if (!t->for_tools || tools_want_pid(t->pid) || t->nhooks || syscalls_count(t))
             continue;
         pid_t pid = t->pid;
         char why[256];
@@ -640,9 +656,40 @@ static void release_tool_targets(struct server *s)
     }
 }
 
+#define REACH_SYNC_MS 1000 /* in the tool's request: a few processes are all attached when it returns */
+#define REACH_TICK_MS 20   /* then on each tick, the server's other work going on in between */
+
+/* The next process of link l's reach, attached for the tool if it still
+ * runs the binary and bpfgraft does not manage it meanwhile. */
+static void reach_next(struct server *s, struct tool *tl, struct tool_link *l)
+{
+    char err[512];
+    struct target *t;
+    pid_t pid = l->reach[--l->nreach];
+    if (targets_find(&s->targets, pid) || tool_of_pid(pid) || !sym_maps_binary(pid, l->binary))
+        return;
+    if (attach_for_tool(s, tl, pid, &t, err, sizeof(err)) != 0 || link_apply(s, tl, l, t, err, sizeof(err)) != 0)
+        srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)pid, err);
+}
+
+/* Attaches processes of l's reach until `until` (at least one). True
+ * when the time ran out. */
+static bool reach_until(struct server *s, struct tool *tl, struct tool_link *l, uint64_t until)
+{
+    while (l->nreach) {
+        reach_next(s, tl, l);
+        if (server_now_ms() >= until)
+            return true;
+    }
+    return false;
+}
+
 /* pid -1 on a binary, as under the kernel: every process running it now
- * (attached for the tool where bpfgraft does not manage it yet) and every
- * one started later (execwatch.c). */
+ * (attached for the tool where bpfgraft does not manage it yet: for up to
+ * REACH_SYNC_MS in the request, the rest a few each tick, as each attach
+ * stops and injects a process and hundreds at once kept the server from
+ * answering anyone for minutes) and every one started later
+ * (execwatch.c). */
 static void link_reach_binary(struct server *s, struct tool *tl, struct tool_link *l)
 {
     char err[512];
@@ -656,14 +703,31 @@ static void link_reach_binary(struct server *s, struct tool *tl, struct tool_lin
         return;
     for (struct dirent *de; (de = readdir(d));) {
         pid_t pid = (pid_t)atoi(de->d_name);
-        struct target *t;
         if (pid <= 0 || pid == getpid() || pid == tl->pid || tool_of_pid(pid) || targets_find(&s->targets, pid) ||
             !sym_maps_binary(pid, l->binary))
             continue;
-        if (attach_for_tool(s, tl, pid, &t, err, sizeof(err)) != 0 || link_apply(s, tl, l, t, err, sizeof(err)) != 0)
-            srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: %s", (int)tl->pid, l->id, (int)pid, err);
+        pid_t *grown = realloc(l->reach, (l->nreach + 1) * sizeof(pid_t));
+        if (!grown) {
+            srv_log(SRV_WARN, "tool %d: link %u not attached in process %d: out of memory", (int)tl->pid, l->id,
+                    (int)pid);
+            continue;
+        }
+        l->reach = grown;
+        l->reach[l->nreach++] = pid;
     }
     closedir(d);
+    if (reach_until(s, tl, l, server_now_ms() + REACH_SYNC_MS))
+        srv_log(SRV_INFO, "tool %d: link %u: %zu more process(es) running %s attached in the background", (int)tl->pid,
+                l->id, l->nreach, l->binary);
+}
+
+static void reach_some(struct server *s)
+{
+    uint64_t until = server_now_ms() + REACH_TICK_MS;
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; !tl->dead && !tl->pending && i < tl->nlinks; i++)
+            if (reach_until(s, tl, tl->links[i], until))
+                return;
 }
 
 static void link_remove(struct server *s, struct tool_link *l)
@@ -671,6 +735,7 @@ static void link_remove(struct server *s, struct tool_link *l)
     if (l->watching)
         execwatch_remove(s, l->binary);
     l->watching = false;
+    l->nreach = 0;
     for (size_t i = 0; i < l->nin; i++) {
         struct target *t = targets_find(&s->targets, l->in[i]);
         if (t)
@@ -685,6 +750,7 @@ static void link_free(struct tool_link *l)
         return;
     free(l->binary);
     free(l->in);
+    free(l->reach);
     free(l);
 }
 
@@ -807,8 +873,11 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     /* a pid that has not exec'd the binary yet (bpftrace -c CMD): caught
      * when it does, as the kernel's uprobe fires once it runs there */
     bool before_exec = a.pid > 0 && binary && !sym_maps_binary(a.pid, binary);
-    int r = 0;
-    if (a.pid > 0 && !only && !before_exec && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
+    bool held = a.pid > 0 && !only && !before_exec && tracerwait_holder(a.pid);
+    int r = held ? wait_for_tracer(s, tl, a.pid, err, errlen) : 0;
+    if (r)
+        return r;
+    if (a.pid > 0 && !only && !before_exec && !held && (r = attach_for_tool(s, tl, a.pid, &only, err, errlen)) != 0)
         return r;
 
     struct bpfg_obj_prog copy;
@@ -855,6 +924,8 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
             return r;
         }
         l->watching = true;
+    } else if (held) {
+        /* attached when its tracer lets go (tracerwait_tick) */
     } else if (kind == BPFG_ATTACH_TIMER) {
         if ((r = targets_add_timer(s, only, l->prog_id, a.offset, tl->engine, err, errlen)) != 0 ||
             (r = link_record(l, only->pid, err, errlen)) != 0) {
@@ -1176,6 +1247,7 @@ void tools_destroy(struct server *s)
         else if (!tl->dead)
             tool_release(s, tl);
     tools_reap(s);
+    tracerwait_destroy(s);
     free(tp_names);
     tp_names = NULL;
     ntp_names = 0;
@@ -1308,6 +1380,8 @@ void tools_adopted(struct server *s, struct target *t)
 
 void tools_tick(struct server *s)
 {
+    tracerwait_tick(s);
+    reach_some(s);
     uint64_t now = server_now_ms();
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)

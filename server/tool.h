@@ -57,6 +57,8 @@ void tools_adopted(struct server *s, struct target *t);
 void tools_tick(struct server *s);
 /* Whether pid is a running tool (in no one's scope but its own). */
 bool tools_has_pid(pid_t pid);
+/* Whether a running tool has a link for pid or attached in it. */
+bool tools_want_pid(pid_t pid);
 /* Detaches processes attached for tools or scopes (for_tools) that nothing
  * runs in and no tool wants any more. */
 void tools_release_targets(struct server *s);

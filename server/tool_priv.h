@@ -26,6 +26,8 @@ struct tool_link {
     pid_t *in;       /* processes it is attached in now */
     size_t nin;
     bool watching; /* pid -1 on binary: new processes of it are caught (execwatch.c) */
+    pid_t *reach;  /* pid -1 on binary: processes running it still to attach (a few each tick) */
+    size_t nreach;
 };
 
 struct tool_btf {

@@ -236,6 +236,51 @@ def bpftrace(srv, args):
     check_eq(got["bpfgraft run"][0], got["kernel"][0], "bpftrace: bpfgraft's maps equal the kernel's")
 
 
+def bpftrace_child(srv, args):
+    """bpftrace -c CMD with usdt probes: bpftrace stops its child at the end
+    of its execve, attaches, then lets it go; the kernel's probes are in
+    place before its first instruction, and so are bpfgraft's (the child
+    is parked there until bpftrace lets go): every hit from its start is
+    counted, at adjacent sites too, and the child runs to its end."""
+    if needs("root", "bpf-tracing") or not shutil.which("bpftrace"):
+        check(False, "bpftrace and kernel tracing are available")
+        return
+    path = os.path.join(args.test_bin, "usdt-victim")
+    script = (f"usdt:{path}:usdtv:first {{ @first = count(); @a = sum(arg0); }} "
+              f"usdt:{path}:usdtv:second {{ @second = count(); @b = sum(arg0); }}")
+    want = {"@first": "3", "@a": "3", "@second": "3", "@b": "6"}
+    for side, runner in (("kernel", []), ("bpfgraft run", [srv.cli_bin, "--socket", srv.socket, "run", "--"])):
+        r = subprocess.run(runner + ["bpftrace", "-e", script, "-c", f"{path} --start"], capture_output=True,
+                           text=True, timeout=120)
+        maps = dict(m.groups() for m in re.finditer(r"^(@\w+): (-?\d+)$", r.stdout, re.M))
+        check(maps == want, f"bpftrace -c {side}: the child's usdt hits from its start are all counted",
+              f"got {maps!r}, want {want!r}; stderr: {r.stderr[-600:]}")
+        check("started" in r.stdout.split(), f"bpftrace -c {side}: the child ran to its end", r.stdout[-300:])
+    cl, deadline = srv.client(), time.monotonic() + 10
+    while cl.call("target.list") and time.monotonic() < deadline:
+        time.sleep(0.1)   # the tool's own target goes once its payload connection closes
+    check_eq(cl.call("target.list"), [], "bpftrace -c: no target is left after bpftrace ended")
+
+
+def bpftrace_list(srv, args):
+    """bpftrace -l lists a binary's uprobes and usdt probes under bpfgraft
+    run as under the kernel (it reads the ELF file and tracefs itself)."""
+    if needs("root", "bpf-tracing") or not shutil.which("bpftrace"):
+        check(False, "bpftrace and kernel tracing are available")
+        return
+    path = os.path.join(args.test_bin, "usdt-victim")
+    for kind, want in (("usdt", [f"usdt:{path}:usdtv:{n}" for n in ("tick", "tock", "first", "second")]),
+                       ("uprobe", [f"uprobe:{path}:{n}" for n in ("probe_a", "probe_b", "main")])):
+        got = {}
+        for side, runner in (("kernel", []), ("bpfgraft run", [srv.cli_bin, "--socket", srv.socket, "run", "--"])):
+            r = subprocess.run(runner + ["bpftrace", "-l", f"{kind}:{path}:*"], capture_output=True, text=True,
+                               timeout=120)
+            got[side] = sorted(r.stdout.split())
+            check(all(w in got[side] for w in want), f"bpftrace -l {kind} {side}: lists the victim's probes",
+                  f"got {got[side]!r}; stderr: {r.stderr[-300:]}")
+        check_eq(got["bpfgraft run"], got["kernel"], f"bpftrace -l {kind}: bpfgraft run lists what the kernel does")
+
+
 def main():
     args = parse_probe_args("--test-bin")
     with Server(args) as srv:
@@ -245,6 +290,8 @@ def main():
             native(srv, cl, args, engine)
         tool_mode(srv, args)
         bpftrace(srv, args)
+        bpftrace_child(srv, args)
+        bpftrace_list(srv, args)
         check(srv.alive(), "the server survived")
 
 

@@ -5,7 +5,10 @@
  *           (name "alpha" for even x, "beta" for odd), usdtv:tock(x + 1000, -5)
  *           (its semaphore not checked) always; prints "done TICKS" (the ticks it fired)
  *   sem     prints the semaphore of usdtv:tick ("sem V")
- * and exits at end of input. */
+ * and exits at end of input. With --start it fires usdtv:first(1) and
+ * usdtv:second(2) three times each as it starts (adjacent sites: nothing
+ * between their nops), prints "started" and exits: only probes in place
+ * before main see them (bpftrace -c). */
 #define _SDT_HAS_SEMAPHORES 1
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,9 @@
 __extension__ unsigned short usdtv_tick_semaphore __attribute__((unused)) __attribute__((section(".probes")));
 /* tock fires whatever its semaphore says */
 __extension__ unsigned short usdtv_tock_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+/* --start: fired unconditionally, as tock */
+__extension__ unsigned short usdtv_first_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+__extension__ unsigned short usdtv_second_semaphore __attribute__((unused)) __attribute__((section(".probes")));
 
 volatile unsigned long sink;
 
@@ -48,9 +54,22 @@ static unsigned long run(unsigned long n)
     return ticks;
 }
 
-int main(void)
+static void start_probes(void)
+{
+    for (int i = 0; i < 3; i++) {
+        STAP_PROBE1(usdtv, first, 1);
+        STAP_PROBE1(usdtv, second, 2);
+    }
+}
+
+int main(int argc, char **argv)
 {
     char line[64];
+    if (argc > 1 && strcmp(argv[1], "--start") == 0) {
+        start_probes();
+        printf("started\n");
+        return 0;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("ready\n");
     while (fgets(line, sizeof(line), stdin)) {

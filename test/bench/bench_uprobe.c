@@ -32,11 +32,14 @@ struct victim {
     FILE *out;        /* answers */
     const char *func; /* "short": bench_short (a hop's site), "mid": bench_mid+3 (a hop inside a leaf), "tight":
                        * bench_tight (a trap's), "deepD": bench_deep_target D frames deep, "usdt": the USDT
-                       * probe bpfgraft_bench:hit, NULL: bench_target */
+                       * probe usdt (default bpfgraft_bench:hit), NULL: bench_target */
     const char *bin;
+    const char *usdt; /* "PROVIDER:NAME" of func "usdt"; NULL: bpfgraft_bench:hit */
 };
 
-static int victim_start(struct victim *v, const char *bin, int threads)
+/* Starts argv[0] (argv NULL-terminated) as victim v: commands on its stdin,
+ * answers on its stdout, "ready" first. */
+static int victim_spawn(struct victim *v, char *const argv[])
 {
     int cmd, answer;
     v->pid = bench_fork_victim(&cmd, &answer);
@@ -45,15 +48,10 @@ static int victim_start(struct victim *v, const char *bin, int threads)
     if (v->pid == 0) {
         dup2(cmd, 0);
         dup2(answer, 1);
-        char n[16];
-        snprintf(n, sizeof(n), "%d", threads < 0 ? -threads : threads);
-        if (threads)
-            execl(bin, bin, threads < 0 ? "--busy" : "--threads", n, (char *)NULL);
-        else
-            execl(bin, bin, (char *)NULL);
+        execv(argv[0], argv);
         _exit(127);
     }
-    v->bin = bin;
+    v->bin = argv[0];
     v->in = fdopen(cmd, "w");
     v->out = fdopen(answer, "r");
     char line[64];
@@ -61,6 +59,45 @@ static int victim_start(struct victim *v, const char *bin, int threads)
         return -EIO;
     setvbuf(v->in, NULL, _IOLBF, 0);
     return 0;
+}
+
+static int victim_start(struct victim *v, const char *bin, int threads)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%d", threads < 0 ? -threads : threads);
+    char *argv[] = {(char *)bin, threads < 0 ? "--busy" : "--threads", n, NULL};
+    if (!threads)
+        argv[1] = NULL;
+    return victim_spawn(v, argv);
+}
+
+/* Debian's python3.11 as a victim: "usdt N" calls an empty Python function
+ * N times and answers the ns they took; its returns fire the USDT probe
+ * python:function__return once each (Python 3.11 fires
+ * function__entry only where a generator or coroutine resumes). */
+#define PYTHON_BIN "/usr/bin/python3.11"
+static int python_victim_start(struct victim *v)
+{
+    /* bytes in and out: a text stream's decoder is Python code (codecs.py),
+     * whose returns would fire the probe too */
+    static const char script[] = "import sys, time\n"
+                                 "def f():\n"
+                                 "    pass\n"
+                                 "out = sys.stdout.buffer\n"
+                                 "out.write(b'ready\\n'); out.flush()\n"
+                                 "while True:\n"
+                                 "    w = sys.stdin.buffer.readline().split()\n"
+                                 "    if not w or w[0] == b'quit':\n"
+                                 "        break\n"
+                                 "    n = int(w[1])\n"
+                                 "    t0 = time.perf_counter_ns()\n"
+                                 "    for _ in range(n):\n"
+                                 "        f()\n"
+                                 "    out.write(b'%d\\n' % (time.perf_counter_ns() - t0)); out.flush()\n";
+    char *argv[] = {PYTHON_BIN, "-c", (char *)script, NULL};
+    v->func = "usdt";
+    v->usdt = "python:function__return";
+    return victim_spawn(v, argv);
 }
 
 static void victim_stop(struct victim *v)
@@ -118,7 +155,7 @@ static const char *victim_target(const struct victim *v)
     if (!v->func)
         return ":bench_target";
     if (strcmp(v->func, "usdt") == 0)
-        return snprintf(usdt, sizeof(usdt), "%s:bpfgraft_bench:hit", v->bin), usdt;
+        return snprintf(usdt, sizeof(usdt), "%s:%s", v->bin, v->usdt ? v->usdt : "bpfgraft_bench:hit"), usdt;
     if (strncmp(v->func, "deep", 4) == 0)
         return ":bench_deep_target";
     return strcmp(v->func, "short") == 0 ? ":bench_short"
@@ -133,7 +170,7 @@ struct probe_site {
     pid_t pid;
     const char *victim_bin;
     bool ret;
-    const char *func;
+    const char *func; /* a uprobe's function, or a USDT probe's "PROVIDER:NAME" */
 };
 
 static struct bpf_link *attach_bench_target(struct bpf_program *prog, void *arg)
@@ -146,16 +183,19 @@ static struct bpf_link *attach_bench_target(struct bpf_program *prog, void *arg)
 static struct bpf_link *attach_usdt_hit(struct bpf_program *prog, void *arg)
 {
     const struct probe_site *site = arg;
-    return bpf_program__attach_usdt(prog, site->pid, site->victim_bin, "bpfgraft_bench", "hit", NULL);
+    char provider[64];
+    const char *colon = strchr(site->func, ':');
+    snprintf(provider, sizeof(provider), "%.*s", colon ? (int)(colon - site->func) : 0, site->func);
+    return bpf_program__attach_usdt(prog, site->pid, site->victim_bin, provider, colon ? colon + 1 : "", NULL);
 }
 
 static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj_path, const char *prog_name, bool ret,
                        long n, double *ns)
 {
     if (v->func && strcmp(v->func, "usdt") == 0) {
-        struct probe_site site = {v->pid, victim_bin, false, NULL};
+        struct probe_site site = {v->pid, victim_bin, false, v->usdt ? v->usdt : "bpfgraft_bench:hit"};
         struct bench_timed_calls t = {run_calls, v, n};
-        return bench_kernel_cost(obj_path, prog_name, attach_usdt_hit, &site, "usdt", "bpfgraft_bench:hit", &t, ns);
+        return bench_kernel_cost(obj_path, prog_name, attach_usdt_hit, &site, "usdt", site.func, &t, ns);
     }
     struct probe_site site = {v->pid, victim_bin, ret, victim_target(v) + 1};
     struct bench_timed_calls t = {run_calls, v, n};
@@ -557,6 +597,36 @@ const struct bench_suite bench_suite_uprobe = {
     run,
 };
 
+/* The same probes on python3.11's python:function__return (a Python
+ * function's return) in one python3 process, bpfgraft vs the kernel. */
+static int python_costs(struct bench_ctx *ctx, struct rconn *r, const char *obj, long n, long kn)
+{
+    struct victim v = {0};
+    double base, k_empty, k_cnt, g_cnt;
+    struct graft_result g_empty;
+    long rss = 0;
+    if (access(PYTHON_BIN, X_OK) != 0) {
+        bench_note(ctx, "python3 rows: no %s", PYTHON_BIN);
+        return 0;
+    }
+    int err;
+    if (!(err = python_victim_start(&v)) && !(err = victim_per_call(&v, n, &base)) &&
+        !(err = kernel_cost(&v, PYTHON_BIN, obj, "empty_usdt", false, kn, &k_empty)) &&
+        !(err = kernel_cost(&v, PYTHON_BIN, obj, "count_usdt", false, kn, &k_cnt)) &&
+        !(err = graft_cost(r, &v, "empty_usdt", "llvm", n, &g_empty)) &&
+        !(err = counter_cost(r, &v, "llvm", n, &g_cnt, &rss))) {
+        bench_report(ctx, "python3 call, no probe", "native", base, "ns/call", NULL, 0);
+        bench_report(ctx, "python3 function__return empty", "bpfgraft llvm", g_empty.per_call - base, "ns/hit",
+                     "kernel", k_empty - base);
+        bench_report(ctx, "python3 function__return arg + map counter", "bpfgraft llvm", g_cnt - base, "ns/hit",
+                     "kernel", k_cnt - base);
+        bench_note(ctx, "python3: Debian's python3.11 calling an empty function in a loop; its function__return "
+                        "(with a semaphore) fires once a call, function__entry only where a generator resumes");
+    }
+    victim_stop(&v);
+    return err;
+}
+
 /* bpfgraft-bench usdt: a USDT probe hit (usdt.bpf.h programs: empty, and
  * a counter reading the argument), bpfgraft vs the kernel's USDT uprobe
  * (libbpf's bpf_program__attach_usdt) in the same process. */
@@ -594,6 +664,8 @@ static int run_usdt(struct bench_ctx *ctx)
     bench_report(ctx, "USDT arg + map counter", "bpfgraft llvm", g_cnt - base, "ns/hit", "kernel", k_cnt - base);
     bench_note(ctx, "goal (issue 14): >= 100x cheaper than the kernel's USDT uprobe; a C victim's "
                     "STAP_PROBE1 in a loop, best of 3 runs; map counter checked exact");
+    victim_stop(&v);
+    err = python_costs(ctx, &r, obj, n, kn);
 out:
     if (r.c)
         rclose(&r);
