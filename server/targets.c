@@ -927,7 +927,7 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
         t->trap_action = rep.trap_saved_action;
     if (!known && t->trap_action) /* recorded before the patch: put back at unload after a crash too */
         state_save_target(s, t);
-    else if (!r && h->plan.trap)
+    if (!r && h->plan.trap && !t->trap_action)
         r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
     return r;
 }
