@@ -311,6 +311,20 @@ static int check_histogram(struct parse *p, yaml_node_t *n, struct exp_metric *m
                     (long long)m->bucket_max, (long long)m->bucket_min);
     if (m->bucket_max - m->bucket_min > 4096)
         return fail(p, n, "histogram '%s' has more than 4096 buckets", m->name);
+    for (size_t i = 0; i + 1 < m->nlabels; i++) {
+        if (!strcmp(m->labels[i].name, "le"))
+            return fail(p, n, "histogram '%s': label 'le' is the buckets' own", m->name);
+    }
+    return 0;
+}
+
+/* Each metric once: a second family of a name is no Prometheus text. */
+static int check_unique(struct parse *p, yaml_node_t *n, const struct exp_config *c, const struct exp_metric *m)
+{
+    for (const struct exp_metric *o = c->metrics; o < m; o++) {
+        if (!strcmp(o->name, m->name))
+            return fail(p, n, "metric '%s' is defined twice (first on line %d)", m->name, o->line);
+    }
     return 0;
 }
 
@@ -342,7 +356,7 @@ static int parse_metrics_of(struct parse *p, yaml_node_t *n, enum exp_metric_kin
         struct exp_metric *m = &c->metrics[c->nmetrics++];
         *m = (struct exp_metric){.kind = kind, .bucket_multiplier = 1, .line = line_of(mn)};
         if ((r = each_pair(p, mn, kind == EXP_HISTOGRAM ? "a histogram" : "a counter", metric_pair, m)) ||
-            (r = check_metric(p, mn, m)))
+            (r = check_metric(p, mn, m)) || (r = check_unique(p, mn, c, m)))
             return r;
     }
     return 0;

@@ -102,6 +102,14 @@ Test(config, errors_name_the_line)
                  "      labels: [{name: bucket, size: 4, decoders: [{name: uint}]}]\n",
                  3, "bucket_max (0) must be above bucket_min (0)");
     expect_error("programs:\n  - name: x\n", 1, "unknown key 'programs'");
+    expect_error(
+        "metrics:\n  counters:\n    - {name: a, help: h, table: t}\n  histograms:\n"
+        "    - {name: a, help: h, table: t, bucket_max: 2, labels: [{name: b, size: 4, decoders: [{name: uint}]}]}\n",
+        5, "metric 'a' is defined twice (first on line 3)");
+    expect_error("metrics:\n  histograms:\n    - name: h\n      help: h\n      table: t\n      bucket_max: 2\n"
+                 "      labels:\n        - {name: le, size: 4, decoders: [{name: uint}]}\n"
+                 "        - {name: bucket, size: 4, decoders: [{name: uint}]}\n",
+                 3, "label 'le' is the buckets' own");
 }
 
 static struct exp_label uint_label(const char *name, uint32_t size, struct exp_decoder *d, size_t nd)
