@@ -1781,8 +1781,7 @@ static void detach_forks(struct server *s, struct target *t, bool every)
     if (!any)
         return;
     struct stat exe;
-    if (exe_of(t->pid, &exe) != 0)
-        return;
+    bool by_exe = exe_of(t->pid, &exe) == 0; /* t may have exited: then every process is looked at */
     DIR *d = opendir("/proc");
     if (!d)
         return;
@@ -1791,8 +1790,9 @@ static void detach_forks(struct server *s, struct target *t, bool every)
         struct stat other;
         /* a fork runs t's executable (an exec drops the payload): one stat
          * rules out the other processes, not a read of their maps each */
-        if (pid <= 0 || pid == t->pid || pid == getpid() || exe_of(pid, &other) != 0 || other.st_ino != exe.st_ino ||
-            other.st_dev != exe.st_dev || targets_find(&s->targets, pid) || !maps_payload_at(pid, t->inj.base))
+        if (pid <= 0 || pid == t->pid || pid == getpid() ||
+            (by_exe && (exe_of(pid, &other) != 0 || other.st_ino != exe.st_ino || other.st_dev != exe.st_dev)) ||
+            targets_find(&s->targets, pid) || !maps_payload_at(pid, t->inj.base))
             continue;
         struct bpfg_stopped st;
         char ierr[BPFG_ERRLEN];
