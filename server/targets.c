@@ -925,10 +925,10 @@ static int send_hook(struct server *s, struct target *t, const struct target_hoo
     bool known = t->trap_action != 0;
     if (!r && got >= sizeof(rep) && rep.trap_saved_action) /* any hook: the patch's int3 (bpfg_text_poke) */
         t->trap_action = rep.trap_saved_action;
+    else if (!r && h->plan.trap)
+        r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
     if (!known && t->trap_action) /* recorded before the patch: put back at unload after a crash too */
         state_save_target(s, t);
-    if (!r && h->plan.trap && !t->trap_action)
-        r = srv_efail(err, errlen, -EPROTO, "the payload of process %d does not take trap probes", (int)t->pid);
     return r;
 }
 
