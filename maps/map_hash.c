@@ -305,13 +305,20 @@ static uint32_t free_pop_one(struct bpfg_map *m, uint32_t s)
     return i;
 }
 
+/* A writer holding a stripe lock always has an element to take unless some
+ * leaked (n_elems = max_entries + one in flight per stripe), but one pass
+ * over the stacks can miss it while other writers move the few free ones
+ * between stripes: only a pool found empty pass after pass is exhausted. */
+#define FREE_POP_PASSES 64
+
 static uint32_t free_pop(struct bpfg_map *m, uint32_t s)
 {
-    for (uint32_t k = 0; k < m->n_locks; k++) {
-        uint32_t i = free_pop_one(m, (s + k) & (m->n_locks - 1));
-        if (i != NIL)
-            return i;
-    }
+    for (uint32_t pass = 0; pass < FREE_POP_PASSES; pass++)
+        for (uint32_t k = 0; k < m->n_locks; k++) {
+            uint32_t i = free_pop_one(m, (s + k) & (m->n_locks - 1));
+            if (i != NIL)
+                return i;
+        }
     return NIL;
 }
 
