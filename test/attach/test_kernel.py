@@ -7,31 +7,13 @@ unload."""
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report, require  # noqa: E402
-
-
-def listener():
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1024)
-
-    def accept_all():
-        while True:
-            try:
-                c, _ = ls.accept()
-                c.close()
-            except OSError:
-                return
-    threading.Thread(target=accept_all, daemon=True).start()
-    return ls
+from harness import Server, check, check_eq, report, require, tcp_listener  # noqa: E402
 
 
 def kernel_progs(name):
@@ -154,7 +136,7 @@ def main():
         check(len(kids) >= 1, "the raw tracepoint is a kernel program", repr(kids))
         check_modes(srv, args)
 
-        ls = listener()
+        ls = tcp_listener()
         port = ls.getsockname()[1]
         victim = subprocess.Popen([os.path.join(args.bin_dir, "connlat-victim"), str(port)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
@@ -192,7 +174,7 @@ def main():
         check_eq(rc, 0, f"unload ({err.strip()})")
         check_eq(kernel_progs_left("tcp_connect_enter", kids), [],
                  "the kernel program and its link are gone after unload")
-        ls = listener()
+        ls = tcp_listener()
         try:
             check_adopt(srv, args, ls.getsockname()[1])
         finally:

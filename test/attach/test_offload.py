@@ -9,34 +9,16 @@ prints every line."""
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (Server, check, check_eq, finish, interrupt_bpftrace, report, require, skip,  # noqa: E402
-                     start_bpftrace, wait_bpftrace_attached)
+                     start_bpftrace, tcp_listener, wait_bpftrace_attached)
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
-
-
-def listener():
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1024)
-
-    def accept_all():
-        while True:
-            try:
-                c, _ = ls.accept()
-                c.close()
-            except OSError:
-                return
-    threading.Thread(target=accept_all, daemon=True).start()
-    return ls
 
 
 def connects(victim, n):
@@ -115,7 +97,7 @@ def check_stays(srv, victim):
 
 
 def with_victim(args, srv_args, body):
-    ls = listener()
+    ls = tcp_listener()
     victim = subprocess.Popen([os.path.join(args.bin_dir, "connlat-victim"), str(ls.getsockname()[1])],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

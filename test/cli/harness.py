@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -267,6 +268,24 @@ class CtlFields:
         while self.get("active") != 0 and time.monotonic() < deadline:
             time.sleep(0.0005)
         return self.get("active") == 0
+
+
+def tcp_listener():
+    """A socket on 127.0.0.1 (any port) whose connections are accepted and
+    closed by a daemon thread: a peer for a workload of connect()s."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1024)
+
+    def accept_all():
+        while True:
+            try:
+                c, _ = ls.accept()
+                c.close()
+            except OSError:
+                return
+    threading.Thread(target=accept_all, daemon=True).start()
+    return ls
 
 
 class Server:
