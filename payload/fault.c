@@ -44,10 +44,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
     }
     if (a.flags & SA_RESETHAND)
         app_actions[i] = (struct ksigaction){0};
-    if (a.flags & SA_SIGINFO)
-        ((void (*)(int, siginfo_t *, void *))(uintptr_t)a.handler)(sig, si, uc);
-    else
-        ((void (*)(int))(uintptr_t)a.handler)(sig);
+    ksig_call(&a, sig, si, uc);
 }
 
 static void fault_handler(int sig, siginfo_t *si, void *ucv)

@@ -4,6 +4,7 @@
 #ifndef BPFG_PAYLOAD_KSIG_H
 #define BPFG_PAYLOAD_KSIG_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #define SA_RESTORER_ 0x04000000
@@ -14,5 +15,15 @@ struct ksigaction {
     uint64_t restorer;
     uint64_t mask;
 };
+
+/* Calls the target's own handler a (neither SIG_DFL nor SIG_IGN) as the
+ * kernel would have: with siginfo and context if it asked for them. */
+static inline void ksig_call(const struct ksigaction *a, int sig, siginfo_t *si, void *uc)
+{
+    if (a->flags & SA_SIGINFO)
+        ((void (*)(int, siginfo_t *, void *))(uintptr_t)a->handler)(sig, si, uc);
+    else
+        ((void (*)(int))(uintptr_t)a->handler)(sig);
+}
 
 #endif

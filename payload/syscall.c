@@ -564,10 +564,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
         rt_sys2(SYS_kill, rt_sys0(SYS_getpid), SIGSYS);
         return;
     }
-    if (a.flags & SA_SIGINFO)
-        ((void (*)(int, siginfo_t *, void *))(uintptr_t)a.handler)(sig, si, uc);
-    else
-        ((void (*)(int))(uintptr_t)a.handler)(sig);
+    ksig_call(&a, sig, si, uc);
 }
 
 /* Run by bpfg_sigsys_entry (syscall_entry.S) on the thread's handler stack. */

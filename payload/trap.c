@@ -77,10 +77,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
         rt_sys3(SYS_tgkill, rt_sys0(SYS_getpid), rt_sys0(SYS_gettid), SIGTRAP);
         return;
     }
-    if (a.flags & SA_SIGINFO)
-        ((void (*)(int, siginfo_t *, void *))(uintptr_t)a.handler)(sig, si, uc);
-    else
-        ((void (*)(int))(uintptr_t)a.handler)(sig);
+    ksig_call(&a, sig, si, uc);
 }
 
 static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, uint64_t site, int index)

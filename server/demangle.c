@@ -239,20 +239,32 @@ static bool path(struct v0 *v, bool in_value);
 static bool type(struct v0 *v);
 static bool constant(struct v0 *v);
 
-/* B <base-62-number>: parse what it points at with fn, then come back. */
-static bool backref(struct v0 *v, bool (*fn)(struct v0 *, bool), bool arg)
+/* B <base-62-number> (the B read): moves to what it points at, strictly
+ * backwards and within the depth bound; *back is where to come back to. */
+static bool backref_enter(struct v0 *v, size_t *back)
 {
     size_t at = v->pos - 1;
     uint64_t to;
     if (!base62(v, &to) || to >= at || v->depth >= MAX_DEPTH)
         return false;
-    size_t back = v->pos;
+    *back = v->pos;
     v->pos = (size_t)to;
     v->depth++;
-    bool ok = fn(v, arg);
+    return true;
+}
+
+static bool backref_leave(struct v0 *v, size_t back, bool ok)
+{
     v->depth--;
     v->pos = back;
     return ok;
+}
+
+/* B <base-62-number>: parse what it points at with fn, then come back. */
+static bool backref(struct v0 *v, bool (*fn)(struct v0 *, bool), bool arg)
+{
+    size_t back;
+    return backref_enter(v, &back) && backref_leave(v, back, fn(v, arg));
 }
 
 static bool type_fn(struct v0 *v, bool unused)
@@ -483,18 +495,9 @@ static bool dyn_trait_path(struct v0 *v, bool *open)
         return generic_args(v);
     }
     if (peek(v) == 'B') {
+        size_t back;
         v->pos++;
-        size_t at = v->pos - 1;
-        uint64_t to;
-        if (!base62(v, &to) || to >= at || v->depth >= MAX_DEPTH)
-            return false;
-        size_t back = v->pos;
-        v->pos = (size_t)to;
-        v->depth++;
-        bool ok = dyn_trait_path(v, open);
-        v->depth--;
-        v->pos = back;
-        return ok;
+        return backref_enter(v, &back) && backref_leave(v, back, dyn_trait_path(v, open));
     }
     return path(v, false);
 }

@@ -304,6 +304,21 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
     return 0;
 }
 
+int kernel_add_map(struct registry *r, struct reg_object *o, int fd, const struct bpf_map_info *info, const char *name,
+                   struct reg_map **out, char *err, size_t errlen)
+{
+    struct bpfg_map_spec spec = {.type = info->type,
+                                 .key_size = info->key_size,
+                                 .value_size = info->value_size,
+                                 .max_entries = info->max_entries,
+                                 .map_flags = info->map_flags,
+                                 .name = name};
+    r->adopt_fd = fd;
+    int e = registry_add_map(r, o, &spec, BPFG_MAP_USER, out, err, errlen);
+    r->adopt_fd = -1;
+    return e;
+}
+
 int kernel_adopt_map(struct registry *r, const char *path, const char *name, struct reg_map **out, char *err,
                      size_t errlen)
 {
@@ -323,21 +338,10 @@ int kernel_adopt_map(struct registry *r, const char *path, const char *name, str
             close(fd);
         return fd < 0 ? -e : -EINVAL;
     }
-    struct bpfg_map_spec spec = {.type = info.type,
-                                 .key_size = info.key_size,
-                                 .value_size = info.value_size,
-                                 .max_entries = info.max_entries,
-                                 .map_flags = info.map_flags,
-                                 .name = name};
     struct reg_object *o;
     int e = registry_new_object(r, name, 1, 0, &o);
-    if (!e) {
-        r->adopt_fd = fd;
-        e = registry_add_map(r, o, &spec, BPFG_MAP_USER, &m, err, errlen);
-        r->adopt_fd = -1;
-        if (e)
-            registry_unload(r, o->id);
-    }
+    if (!e && (e = kernel_add_map(r, o, fd, &info, name, &m, err, errlen)))
+        registry_unload(r, o->id);
     close(fd);
     if (e)
         return e;

@@ -31,6 +31,12 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
 int kernel_adopt_map(struct registry *r, const char *path, const char *name, struct reg_map **out, char *err,
                      size_t errlen);
 
+/* The kernel map fd (described by info) as map `name` of o, through the
+ * registry's adopt_fd. The caller keeps fd. 0 or a negative errno, err set. */
+struct bpf_map_info;
+int kernel_add_map(struct registry *r, struct reg_object *o, int fd, const struct bpf_map_info *info, const char *name,
+                   struct reg_map **out, char *err, size_t errlen);
+
 /* The kernel's run_cnt and run_time_ns (bpf_prog_info) of k's program
  * named name: 0, or -ENOENT when k has no such program loaded. */
 int kernel_prog_stats(const struct kernel_obj *k, const char *name, uint64_t *run_cnt, uint64_t *run_time_ns);

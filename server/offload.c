@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "log.h"
 #include "procfs.h"
 #include "progcheck.h"
@@ -386,19 +387,11 @@ static int add_maps(struct registry *reg, struct reg_object *o, const uint32_t *
         int r = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
         char name[BPFG_MAP_NAME_LEN];
         snprintf(name, sizeof(name), "%s", info.name[0] ? info.name : "kmap");
-        struct bpfg_map_spec spec = {.type = info.type,
-                                     .key_size = info.key_size,
-                                     .value_size = info.value_size,
-                                     .max_entries = info.max_entries,
-                                     .map_flags = info.map_flags,
-                                     .name = name};
         struct reg_map *m;
-        reg->adopt_fd = fd;
         if (!r)
-            r = registry_add_map(reg, o, &spec, BPFG_MAP_USER, &m, err, errlen);
+            r = kernel_add_map(reg, o, fd, &info, name, &m, err, errlen);
         else
             srv_efail(err, errlen, r, "map %u: %s", ids[i], strerror(-r));
-        reg->adopt_fd = -1;
         close(fd);
         if (r)
             return r;

@@ -228,20 +228,29 @@ static int rpc_simple(struct rconn *r, const char *method, uint32_t pid, const c
     return rcall(r, &out, resp);
 }
 
-static int last_stop_us(struct rconn *r, uint64_t *us)
+/* target.list's first target in *t (NULL: none); the caller releases resp. */
+static int first_target(struct rconn *r, struct bpfg_rpc_msg *resp, const msgpack_object **t)
 {
     struct bpfg_rpc_out out;
-    struct bpfg_rpc_msg resp;
     bpfg_rpc_out_init(&out);
     bpfg_rpc_begin_request(&out, r->next_id++, "target.list");
     msgpack_pack_array(&out.pk, 0);
-    int err = rcall(r, &out, &resp);
+    int err = rcall(r, &out, resp);
     if (err)
         return err;
-    err = -ENOENT;
-    if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size > 0 &&
-        bpfg_obj_u64(bpfg_obj_map_get(&resp.params.via.array.ptr[0], "last_stop_us"), us) == 0)
-        err = 0;
+    *t = resp->params.type == MSGPACK_OBJECT_ARRAY && resp->params.via.array.size > 0 ? &resp->params.via.array.ptr[0]
+                                                                                      : NULL;
+    return 0;
+}
+
+static int last_stop_us(struct rconn *r, uint64_t *us)
+{
+    struct bpfg_rpc_msg resp;
+    const msgpack_object *t;
+    int err = first_target(r, &resp, &t);
+    if (err)
+        return err;
+    err = t && bpfg_obj_u64(bpfg_obj_map_get(t, "last_stop_us"), us) == 0 ? 0 : -ENOENT;
     bpfg_rpc_msg_release(&resp);
     return err;
 }
@@ -276,17 +285,12 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, const
 /* How many hooks the server's first target has. */
 static int hooks_in_target(struct rconn *r, size_t *n)
 {
-    struct bpfg_rpc_out out;
     struct bpfg_rpc_msg resp;
-    bpfg_rpc_out_init(&out);
-    bpfg_rpc_begin_request(&out, r->next_id++, "target.list");
-    msgpack_pack_array(&out.pk, 0);
-    int err = rcall(r, &out, &resp);
+    const msgpack_object *t;
+    int err = first_target(r, &resp, &t);
     if (err)
         return err;
-    const msgpack_object *hooks = resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size > 0
-                                      ? bpfg_obj_map_get(&resp.params.via.array.ptr[0], "hooks")
-                                      : NULL;
+    const msgpack_object *hooks = t ? bpfg_obj_map_get(t, "hooks") : NULL;
     *n = hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0;
     bpfg_rpc_msg_release(&resp);
     return 0;
