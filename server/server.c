@@ -283,7 +283,15 @@ static void client_free(struct server *s, struct srv_client *c)
     else
         srv_log(SRV_INFO, "client %u (pid %d uid %u) disconnected", c->id, (int)c->pid, (unsigned)c->uid);
     bpfg_rpc_conn_free(c->conn);
+    server_forget_events(s, c);
     free(c);
+}
+
+void server_forget_events(struct server *s, const void *tag)
+{
+    for (int k = 0; k < s->batch_len; k++)
+        if (s->batch[k].data.ptr == tag)
+            s->batch[k].data.ptr = NULL;
 }
 
 void server_destroy(struct server *s)
@@ -810,6 +818,8 @@ int server_run(struct server *s)
             return -errno;
         }
         bool ticked = false;
+        s->batch = evs;
+        s->batch_len = n;
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (!tag)
@@ -836,11 +846,7 @@ int server_run(struct server *s)
             } else if (*(uint32_t *)tag == EXECWATCH_MAGIC) {
                 execwatch_readable(s);
             } else if (*(uint32_t *)tag == TARGET_MAGIC) {
-                struct target *t = (struct target *)tag;
-                if (!targets_readable(s, t))
-                    for (int k = i + 1; k < n; k++)
-                        if (evs[k].data.ptr == tag)
-                            evs[k].data.ptr = NULL;
+                targets_readable(s, (struct target *)tag);
             } else {
                 struct srv_client *c = tag;
                 bool keep = true;
@@ -848,15 +854,11 @@ int server_run(struct server *s)
                     keep = client_readable(s, c);
                 else if (evs[i].events & EPOLLOUT)
                     keep = client_flush(s, c);
-                if (!keep) {
+                if (!keep)
                     client_free(s, c);
-                    /* later events in this batch may name the freed client */
-                    for (int k = i + 1; k < n; k++)
-                        if (evs[k].data.ptr == c)
-                            evs[k].data.ptr = NULL;
-                }
             }
         }
+        s->batch_len = 0;
         if (ticked) { /* after the batch: it may free clients evs still names */
             flush_clients(s);
             drop_slow_handshakes(s);

@@ -99,6 +99,10 @@ struct server {
     bool detach_on_stop;  /* server.shutdown detach: detach all, forget the state */
     uint64_t handover_ms; /* SIGUSR2 (a --takeover daemon): hand clients over once at rest or at this time; 0: no */
     pid_t handover_pid;   /* the daemon taking over */
+    /* The epoll batch being handled: an object freed while it runs (a
+     * target a client's detach frees) must not be met by a later event. */
+    struct epoll_event *batch;
+    int batch_len;
 };
 
 /* Takes the single-instance lock, creates the socket and the loop. Returns
@@ -109,6 +113,9 @@ int server_run(struct server *s);
 void server_destroy(struct server *s);
 
 uint64_t server_now_ms(void);
+/* Forgets tag's events in the batch being handled: call when freeing an
+ * object registered with epoll under tag. */
+void server_forget_events(struct server *s, const void *tag);
 /* Sends an event notification to every client subscribed to topic; the
  * caller packs the event map with pack(). */
 void server_broadcast(struct server *s, unsigned topic, void (*pack)(msgpack_packer *pk, void *arg), void *arg);

@@ -341,6 +341,7 @@ static void target_free(struct server *s, struct target *t)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->pidfd, NULL);
         close(t->pidfd);
     }
+    server_forget_events(s, t); /* a client's detach may free t mid-batch */
     free(t->maps_sent);
     free(t->map_addrs);
     free(t->progs_sent);

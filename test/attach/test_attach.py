@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,6 +142,42 @@ def engines_of(cl, pid):
     return None
 
 
+def detach_meets_death(srv, args, error):
+    """A client's detach and the target's death in one event batch: the
+    server, stopped, gets the request, then the process dies; resumed, it
+    handles the detach (which frees the target) before the target's own
+    hang-up events, which must no longer name it."""
+    for round_ in range(3):
+        cl = srv.client()
+        v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
+        try:
+            attach(cl, v.pid, ["add_entry"], ":probed_add")
+            replies = []
+
+            def detach():
+                try:
+                    replies.append(cl.call("target.detach", pid=v.pid))
+                except error as e:
+                    replies.append(e.name)
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                caller = threading.Thread(target=detach)
+                caller.start()
+                time.sleep(0.2)  # the request is in the socket
+                os.kill(v.pid, signal.SIGKILL)
+                v.proc.wait()
+                time.sleep(0.1)  # the payload's socket and pidfd report it
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            caller.join(30)
+            check(not caller.is_alive() and len(replies) == 1,
+                  f"detach meeting death {round_}: the detach is answered", repr(replies))
+            check(srv.alive(), f"detach meeting death {round_}: bpfgraftd lives")
+            check_eq(srv.client().call("target.list"), [], f"detach meeting death {round_}: nothing listed")
+        finally:
+            v.stop()
+
+
 def main():
     args = parse_probe_args("--test-bin")
     from bpfgraft_client import BpfgraftError
@@ -210,6 +247,8 @@ def main():
             check(v.alive(), "engine selection: victim alive")
         finally:
             v.stop()
+
+        detach_meets_death(srv, args, BpfgraftError)
 
         cache = os.path.join(srv.dir, "jitcache")
         entries = [f for f in os.listdir(cache) if f.endswith(".jit")] if os.path.isdir(cache) else []
