@@ -235,6 +235,7 @@ int server_init(struct server *s, const struct srv_config *cfg)
     }
     if ((err = state_init(s)) || (err = open_audit(s)))
         goto fail;
+    stats_restore(s); /* before any target is adopted: each gets the switch */
 
     sigset_t mask;
     sigemptyset(&mask);

@@ -24,7 +24,7 @@
 #define REC_MAGIC 0x43455247u /* "GREC" */
 #define REC_VERSION 1
 
-static const char *const subdirs[] = {"objects", "maps", "targets", "tools"};
+static const char *const subdirs[] = {"objects", "maps", "targets", "tools", "settings"};
 
 static int mkdir_at(int dirfd, const char *name)
 {

@@ -17,6 +17,7 @@
 #include "payload_abi.h"
 #include "rpc.h"
 #include "server.h"
+#include "state.h"
 
 void stats_init(struct stats *st)
 {
@@ -67,9 +68,33 @@ static void kernel_stats(struct stats *st, bool enabled)
                 strerror(errno));
 }
 
+/* The switch outlives the server (STATE_DIR/restart/settings/stats): a
+ * restarted one counts as its predecessor did. */
+static void stats_save(struct server *s)
+{
+    int err = state_write(s, "settings", "stats", s->stats.enabled ? "1\n" : "0\n", 2);
+    if (err && err != -EBADF)
+        srv_log(SRV_WARN, "stats: the switch is not kept for a restart: %s", strerror(-err));
+}
+
+void stats_restore(struct server *s)
+{
+    char *buf;
+    size_t len;
+    if (state_read(s, "settings", "stats", &buf, &len) != 0)
+        return;
+    if (len > 0 && buf[0] == '1') {
+        s->stats.enabled = true;
+        kernel_stats(&s->stats, true);
+        srv_log(SRV_INFO, "stats enabled, as the previous server left them");
+    }
+    free(buf);
+}
+
 void stats_set(struct server *s, bool enabled)
 {
     s->stats.enabled = enabled;
+    stats_save(s);
     kernel_stats(&s->stats, enabled);
     for (struct target *t = s->targets.list; t; t = t->next) {
         int err = stats_push(s, t);

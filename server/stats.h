@@ -25,6 +25,8 @@ void stats_close(struct stats *st);
  * while the server holds them on). Targets that fail to take it are
  * logged; it applies to them when they are next added. */
 void stats_set(struct server *s, bool enabled);
+/* At start, after the state directory: the switch a previous server left. */
+void stats_restore(struct server *s);
 /* Gives t the server's switch (targets_add: attaches and adoptions). 0 or
  * a negative errno. */
 int stats_push(const struct server *s, const struct target *t);

@@ -237,6 +237,8 @@ def part_crash(a, d):
         for v in victims:
             attach_counting(d, a, v)
             v.go(True)
+        rc, _, err = d.cli("stats", "enable")
+        check_eq(rc, 0, f"crash: stats enable ({err.strip()})")
         time.sleep(0.3)
         d.stop(signal.SIGKILL)
         before = sum(v.get(CTL_CALLS) for v in victims)
@@ -249,6 +251,13 @@ def part_crash(a, d):
             check(t is not None and len(t["hooks"]) == 3, f"crash: {v.pid} re-adopted with its 3 hooks",
                   f"{t}")
         check_exact(d, victims, "crash")
+        rc, out, _ = d.cli("stats", "status")
+        check(rc == 0 and out.strip() == "stats enabled", "crash: the restarted server keeps stats enabled", out)
+        with d.client() as cl:
+            runs = [cl.call("prog.show", prog="add_entry")["run_cnt"]]
+            time.sleep(0.2)
+            runs.append(cl.call("prog.show", prog="add_entry")["run_cnt"])
+        check(runs[1] > runs[0], "crash: run_cnt grows after the restart (the payloads' switch is on)", repr(runs))
         rc, out, err = d.cli("map", "dump", "counts")
         check(rc == 0 and "key" in out, "crash: map dump works after the restart", err)
         # a new attach to the same function joins its hook
@@ -269,11 +278,14 @@ def part_graceful(a, d):
         for v in victims:
             attach_counting(d, a, v)
             v.go(True)
+        d.cli("stats", "enable")
         for i in range(3):
             d.stop(signal.SIGTERM)
             d.start()
             wait_listed(d, [v.pid for v in victims])
             check_exact(d, victims, f"SIGTERM + start {i + 1}")
+        rc, out, _ = d.cli("stats", "status")
+        check(rc == 0 and out.strip() == "stats enabled", "SIGTERM + start: stats stay enabled", out)
         rc, _, _ = d.cli("shutdown")
         check_eq(rc, 0, "bpfgraft shutdown")
         d.proc.wait(timeout=20)
@@ -290,6 +302,7 @@ def part_graceful(a, d):
         d.start()
         with d.client() as cl:
             check_eq(cl.call("target.list"), [], "after shutdown --detach a new server has no target")
+            check_eq(cl.call("server.status")["stats_enabled"], False, "... stats off (the state is forgotten)")
             check_eq(cl.call("object.list"), [], "... and no object")
     finally:
         for v in victims:
