@@ -296,18 +296,12 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
 static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen);
 
 /* The program is in the payload's lists: the first one rewrites every
- * site, and a failure takes it out again. Go's rt_sigreturn (the end of
- * each of its signal handlers) is not rewritten: reached from a handler
- * that interrupted a probe, its stub would start at the top of the
- * handler stack the probe is still on; its own programs are refused. */
-static int go_attach(struct server *s, struct target *t, struct sys_state *x, uint32_t prog_id, int nr, char *err,
+ * site, and a failure takes it out again. */
+static int go_attach(struct server *s, struct target *t, struct sys_state *x, uint32_t prog_id, char *err,
                      size_t errlen)
 {
     int r = 0;
-    if (nr == SYS_rt_sigreturn) {
-        snprintf(err, errlen, "its rt_sigreturn is left unhooked (payload/README.md, \"Go and Rust targets\")");
-        r = -EOPNOTSUPP;
-    } else if (!x->fast_entry) {
+    if (!x->fast_entry) {
         snprintf(err, errlen, "the payload of process %d cannot rewrite syscall sites (too old)", (int)t->pid);
         r = -EOPNOTSUPP;
     } else if (!x->nsites) {
@@ -366,7 +360,7 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     x->fast_entry = got >= sizeof(rep) && rewrite_sites ? rep.fast_entry : 0;
     x->selector = rep.selector;
     if (go)
-        return go_attach(s, t, x, p->id, h.nr, err, errlen);
+        return go_attach(s, t, x, p->id, err, errlen);
     if (x->sud_on)
         return 0;
     struct bpfg_stopped st;
@@ -973,14 +967,10 @@ static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, 
     *plan = r ? NULL : calloc(ng ? ng : 1, sizeof(**plan));
     if (!r && !*plan)
         r = -ENOMEM, snprintf(err, errlen, "out of memory");
-    size_t k = 0;
-    for (size_t i = 0; !r && i < ng; i++) {
-        if (gs[i].nr == SYS_rt_sigreturn)
-            continue; /* Go's signal handlers' restorer: go_attach */
-        if ((r = plan_go_site(st, x, payload, &gs[i], &(*plan)[k++], why)))
+    for (size_t i = 0; !r && i < ng; i++)
+        if ((r = plan_go_site(st, x, payload, &gs[i], &(*plan)[i], why)))
             snprintf(err, errlen, "the syscall site at 0x%llx cannot be rewritten: %s",
                      (unsigned long long)gs[i].syscall, why);
-    }
     free(gs);
     if (r) {
         x->nsites = before; /* nothing was written: the records and stub slots go */
@@ -990,7 +980,7 @@ static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, 
         *plan = NULL;
         return r;
     }
-    *n = k;
+    *n = ng;
     return 0;
 }
 
