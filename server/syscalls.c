@@ -845,6 +845,8 @@ static int go_function(void *arg, const char *name, uint64_t lo, uint64_t hi)
     struct go_scan *g = arg;
     char why[BPFG_ERRLEN] = "";
     size_t len = (size_t)(hi - lo), found = 0;
+    if (!len)
+        return 0;
     uint8_t *code = len <= GO_FUNC_MAX ? malloc(len) : NULL;
     int r = !code ? -ENOMEM : bpfg_mem_read(g->st, lo, code, len);
     if (r)

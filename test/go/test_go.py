@@ -20,12 +20,13 @@ Rust: rustc -O std threads: uprobe and uretprobe exact, the same hash
 map, getppid/openat/close tracepoint counts equal to `strace -c -f`'s
 over a round.
 
+cgo (test/stacks' victim, glibc mapped): syscall tracepoints refused,
+naming the library whose syscalls would be missed without dispatch.
+
 `bpfgraft run` with Debian's libbpf-tools: opensnoop against both (one
 line for each open), funclatency against Rust (exact) and against Go
 (its uretprobe refused, naming Go, the process unharmed)."""
 import os
-import re
-import signal
 import struct
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import (Server, check, check_eq, counts, finish, parse_probe_args, report, skip,  # noqa: E402
+from harness import (Server, Strace, check, check_eq, counts, finish, parse_probe_args, report, skip,  # noqa: E402
                      text_matches_file, zero_counts)
 
 GOROUTINES, CALLS = 8, 300
@@ -89,23 +90,6 @@ def clear_threads(cl):
 
 def attached(cl, pid):
     return any(t["pid"] == pid for t in cl.call("target.list"))
-
-
-class Strace:
-    """strace -c -f -p PID around a round: its per-syscall call counts."""
-
-    def __init__(self, tids, tmp):
-        self.path = os.path.join(tmp, f"strace-{tids[0]}.txt")
-        self.p = subprocess.Popen(["strace", "-c", "-f", "-o", self.path] + [f"-p{t}" for t in tids],
-                                  stderr=subprocess.PIPE, text=True)
-        self.attached = all("attached" in self.p.stderr.readline() for _ in tids)
-
-    def counts(self):
-        self.p.send_signal(signal.SIGINT)
-        finish(self.p, 30)
-        with open(self.path) as f:
-            return {m.group(2): int(m.group(1)) for m in
-                    (re.match(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", l) for l in f) if m}
 
 
 def go_syscalls(srv, cl, v, name):
@@ -201,6 +185,37 @@ def test_go(srv, cl, path, name):
               f"{name}: after detach it runs on and nothing counts")
     finally:
         check_eq(v.quit(), 0, f"{name}: the process exits normally")
+
+
+def test_cgo_refused(srv, cl, path):
+    """A cgo process (test/stacks' victim: glibc mapped) gets no syscall
+    tracepoints: libc's syscalls would be missed without dispatch."""
+    from bpfgraft_client import BpfgraftError
+    p = subprocess.Popen([path, "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if not check(p.stdout.readline().strip() == "ready", "cgo: started"):
+            return
+        try:
+            cl.call("target.attach", pid=p.pid, object="go", programs=["go_getppid"])
+            refused = ""
+        except BpfgraftError as e:
+            refused = str(e)
+        check("syscall tracepoints in Go process" in refused and "cgo" in refused and ".so" in refused,
+              "cgo: syscall tracepoints refused, naming the library whose syscalls would be missed",
+              refused or "attached")
+        check(not any(t["pid"] == p.pid and t.get("syscall_programs") for t in cl.call("target.list")),
+              "cgo: after the refusal no syscall program is in the process")
+        if attached(cl, p.pid):
+            cl.call("target.detach", pid=p.pid)
+        check_eq(text_matches_file(p.pid), [], "cgo: after the refusal and detach the text equals the file")
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        check(p.stdout.readline().startswith("calls=80 "), "cgo: the process runs on")
+        p.stdin.write("end\n")
+        p.stdin.flush()
+    finally:
+        finish(p, 30)
+    check_eq(p.returncode, 0, "cgo: the process exits normally")
 
 
 def test_go_start(srv, cl, path, name):
@@ -312,6 +327,9 @@ def main():
                 test_go_start(srv, cl, bins[name], name)
             else:
                 skip(f"{name}: no Go toolchain at build time (scripts/setup.sh installs golang-go)")
+        cgo = os.path.join(os.path.abspath(args.test_bin), "go-victim")   # test/stacks'
+        if os.path.exists(cgo):
+            test_cgo_refused(srv, cl, cgo)
         rust = bins["rust-victim"] if os.path.exists(bins["rust-victim"]) else ""
         if rust:
             test_rust(srv, cl, rust)
