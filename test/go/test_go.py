@@ -105,6 +105,7 @@ def go_syscalls(srv, cl, v, name):
         f = exact_round(cl, v, f"{name} (syscalls, round {k + 1})", GOROUTINES, False, traced if k == 0 else None)
         check_eq(counts(cl, SLOTS)[GETPPID_EXIT], int(f.get("calls", -1)),
                  f"{name} (syscalls, round {k + 1}): the sys_exit tracepoint of getppid counted each call")
+        check_eq(int(f.get("moved", -1)), GOROUTINES, f"{name} (syscalls, round {k + 1}): every goroutine's stack moved")
 
 
 def refuse_uretprobe(cl, v, target, name, attached_before=False):
@@ -219,10 +220,12 @@ def test_cgo_refused(srv, cl, path):
 
 
 def test_go_start(srv, cl, path, name):
-    """bpfgraft start: the uprobe in place before the Go runtime starts."""
+    """bpfgraft start: the uprobe and a syscall tracepoint (every site
+    rewritten) in place before the Go runtime starts."""
     zero_counts(cl, SLOTS)
     clear_threads(cl)
-    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "start", "--target", ":main.probed", "go", "go_entry", "--",
+    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "start", "--target", ":main.probed", "go", "go_entry",
+                        "go_getppid", "--",
                         path, str(GOROUTINES), str(CALLS), "once"], capture_output=True, text=True, timeout=120,
                        env=GO_ENV)
     f = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
@@ -230,8 +233,8 @@ def test_go_start(srv, cl, path, name):
     check(r.returncode == 0 and f.get("calls") == str(n), f"{name}: bpfgraft start runs it to its end",
           (r.stdout + r.stderr)[-400:])
     c = counts(cl, SLOTS)
-    check_eq((c[ENTRIES], c[WRONG], c[ARGSUM]), (n, 0, int(f.get("sum", -1))),
-             f"{name} under bpfgraft start: every call counted, its arguments as passed")
+    check_eq((c[ENTRIES], c[WRONG], c[ARGSUM], c[GETPPID]), (n, 0, int(f.get("sum", -1)), n),
+             f"{name} under bpfgraft start: every call and getppid() counted, the arguments as passed")
 
 
 def test_rust(srv, cl, path):
