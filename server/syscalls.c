@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <time.h>
 #include <unistd.h>
@@ -832,7 +833,6 @@ static void rewrite(struct server *s, struct target *t, struct sys_state *x, con
 #define GO_BUSY_TRIES 20
 
 struct go_scan {
-    struct bpfg_stopped *st;
     pid_t pid;
     struct bpfg_sys_site_plan *sites;
     size_t n;
@@ -848,7 +848,8 @@ static int go_function(void *arg, const char *name, uint64_t lo, uint64_t hi)
     if (!len)
         return 0;
     uint8_t *code = len <= GO_FUNC_MAX ? malloc(len) : NULL;
-    int r = !code ? -ENOMEM : bpfg_mem_read(g->st, lo, code, len);
+    struct iovec local = {code, len}, remote = {(void *)(uintptr_t)lo, len};
+    int r = !code ? -ENOMEM : process_vm_readv(g->pid, &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
     if (r)
         snprintf(why, sizeof(why), "cannot read its %zu bytes: %s", len, strerror(-r));
     else
@@ -889,10 +890,10 @@ static int exec_mapping(const struct bpfg_procfs_map *m, void *arg)
     return -EOPNOTSUPP;
 }
 
-/* Every syscall site of the stopped Go process, planned: *out (caller
- * frees), *n of them. */
-static int go_scan_sites(struct bpfg_stopped *st, pid_t pid, struct bpfg_sys_site_plan **out, size_t *n, char *err,
-                         size_t errlen)
+/* Every syscall site of the Go process, planned: *out (caller frees), *n
+ * of them. Its code does not change while it runs (no JIT; the server
+ * makes its own patches one at a time): no stop needed. */
+static int go_scan_sites(pid_t pid, struct bpfg_sys_site_plan **out, size_t *n, char *err, size_t errlen)
 {
     struct exe_maps e = {.err = err, .errlen = errlen};
     char link[64];
@@ -904,7 +905,7 @@ static int go_scan_sites(struct bpfg_stopped *st, pid_t pid, struct bpfg_sys_sit
     int r = bpfg_procfs_maps(pid, exec_mapping, &e);
     if (r)
         return r < 0 && r != -EOPNOTSUPP ? (snprintf(err, errlen, "reading its mappings: %s", strerror(-r)), r) : r;
-    struct go_scan g = {st, pid, calloc(GO_SITES_MAX, sizeof(*g.sites)), 0, err, errlen};
+    struct go_scan g = {pid, calloc(GO_SITES_MAX, sizeof(*g.sites)), 0, err, errlen};
     if (!g.sites)
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     r = e.text ? sym_go_functions(pid, e.text, go_function, &g) : -ENOENT;
@@ -956,51 +957,41 @@ static int plan_go_site(struct bpfg_stopped *st, struct sys_state *x, pid_t payl
     return 0;
 }
 
-/* Plans every site of the stopped process; none written if one fails. */
-static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pid_t payload,
-                       struct planned_site **plan, size_t *n, char *err, size_t errlen)
+/* Plans the ng sites gs of the stopped process (plan: ng entries); none
+ * is recorded if one fails. */
+static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t payload, const struct bpfg_sys_site_plan *gs,
+                       size_t ng, struct planned_site *plan, char *err, size_t errlen)
 {
-    struct bpfg_sys_site_plan *gs = NULL;
-    size_t ng = 0, before = x->nsites, npages = x->npages, used[MAX_STUB_PAGES];
+    size_t before = x->nsites, npages = x->npages, used[MAX_STUB_PAGES];
     char why[BPFG_ERRLEN];
+    int r = 0;
     for (size_t i = 0; i < npages; i++)
         used[i] = x->pages[i].used;
-    int r = go_scan_sites(st, pid, &gs, &ng, err, errlen);
-    *plan = r ? NULL : calloc(ng ? ng : 1, sizeof(**plan));
-    if (!r && !*plan)
-        r = -ENOMEM, snprintf(err, errlen, "out of memory");
     for (size_t i = 0; !r && i < ng; i++)
-        if ((r = plan_go_site(st, x, payload, &gs[i], &(*plan)[i], why)))
+        if ((r = plan_go_site(st, x, payload, &gs[i], &plan[i], why)))
             snprintf(err, errlen, "the syscall site at 0x%llx cannot be rewritten: %s",
                      (unsigned long long)gs[i].syscall, why);
-    free(gs);
     if (r) {
         x->nsites = before; /* nothing was written: the records and stub slots go */
         for (size_t i = 0; i < x->npages; i++)
             x->pages[i].used = i < npages ? used[i] : 0;
-        free(*plan);
-        *plan = NULL;
-        return r;
     }
-    *n = ng;
-    return 0;
+    return r;
 }
 
-/* Rewrites every syscall site of the Go process t (none rewritten yet). */
-static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen)
+/* Writes the planned sites gs with the process stopped; a thread inside
+ * one's displaced bytes makes it try again a little later. */
+static int go_write_all(struct server *s, struct target *t, struct sys_state *x, const struct bpfg_sys_site_plan *gs,
+                        size_t n, struct planned_site *plan, char *err, size_t errlen)
 {
     for (int tries = 0;; tries++) {
         struct bpfg_stopped st;
-        struct planned_site *plan;
-        size_t n = 0;
         char ierr[BPFG_ERRLEN];
         int r = bpfg_stop_process(t->pid, &st, ierr);
         if (r)
             return snprintf(err, errlen, "%s", ierr), r;
-        err[0] = 0;
-        r = go_plan_all(&st, x, t->pid, payload_tid(&st, t), &plan, &n, err, errlen);
+        r = go_plan_all(&st, x, payload_tid(&st, t), gs, n, plan, err, errlen);
         size_t done = r ? 0 : write_planned(s, t, &st, x, plan, n);
-        free(plan);
         uint64_t ns = 0;
         bpfg_resume_process(&st, &ns);
         if (r == -EBUSY && tries < GO_BUSY_TRIES) {
@@ -1016,6 +1007,23 @@ static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, c
                     (int)t->pid, n, (unsigned long long)ns / 1000);
         return r;
     }
+}
+
+/* Rewrites every syscall site of the Go process t (none rewritten yet). */
+static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen)
+{
+    struct bpfg_sys_site_plan *gs = NULL;
+    size_t n = 0;
+    err[0] = 0;
+    int r = go_scan_sites(t->pid, &gs, &n, err, errlen);
+    struct planned_site *plan = r ? NULL : calloc(n ? n : 1, sizeof(*plan));
+    if (!r && !plan)
+        r = -ENOMEM, snprintf(err, errlen, "out of memory");
+    if (!r)
+        r = go_write_all(s, t, x, gs, n, plan, err, errlen);
+    free(plan);
+    free(gs);
+    return r;
 }
 
 /* Puts the original bytes back (process stopped). The stubs stay mapped:
