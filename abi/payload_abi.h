@@ -592,6 +592,9 @@ struct bpfg_pmsg_syscall_hook {
 /* The server will rewrite syscall sites: the payload reports candidates
  * (BPFG_PMSG_SYS_SITES, section 6). */
 #define BPFG_SYS_F_REWRITE 1u
+/* A pure Go process (section 6, "without dispatch"): no SIGSYS handler,
+ * no dispatch; the server rewrites every syscall site of the binary. */
+#define BPFG_SYS_F_NO_DISPATCH 2u
 
 struct bpfg_pmsg_syscall_reply {
     uint64_t exempt_base, exempt_len; /* the prctl's offset and length */
@@ -650,7 +653,21 @@ struct bpfg_pmsg_exec {
  *     stub:  mov 0x8(%rsp),%r9 ; lea -128(%rsp),%rsp ; call *[rip+16] ...
  * Such a site can bring any number: for a bpfg_sys_slow_only one the
  * entry code goes back to the site's own `syscall` (site+5) with the
- * target's registers, where Syscall User Dispatch traps it. */
+ * target's registers, where Syscall User Dispatch traps it.
+ *
+ * Without dispatch (BPFG_SYS_F_NO_DISPATCH: pure Go processes, whose
+ * signal handlers SUD cannot live with), the server finds every `syscall`
+ * of the binary's code and rewrites each one up front; a site it cannot
+ * rewrite refuses the attach. The stub always has the second shape, its
+ * first 5 bytes being `mov $nr,%eax` (for `mov $nr,%eax` or `mov
+ * $nr,%rax` before the syscall), the 5 bytes of instructions displaced by
+ * the jmp, or a 5-byte nop when a pre-stub (one more 48-byte slot: the
+ * displaced instructions, then jmp stub) runs them; `site` in the stub is
+ * the syscall's address - 5 wherever the jmp is. rt_sigreturn, clone,
+ * clone3, fork and vfork depend on the stack they are made on: the
+ * payload runs their sys_enter programs, then the entry code makes the
+ * call at the site's own `syscall` (no sys_exit programs); the other
+ * bpfg_sys_slow_only numbers are served like any other. */
 #define BPFG_SYS_SITE_R9_LOAD "\x4c\x8b\x4c\x24\x08"
 #define BPFG_SYS_STUB_SIZE 48
 #define BPFG_SYS_STUB_RET_OFF 16 /* the call's return address in the stub */

@@ -1,4 +1,5 @@
 /* Hook planning and stub generation with the Zydis decoder. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -428,4 +429,92 @@ bool bpfg_hook_in_place(const struct bpfg_stopped *st, const struct bpfg_hook_pl
         return false;
     return !plan->hop || (bpfg_mem_read(st, plan->slot, now, BPFG_HOP_SLOT_LEN) == 0 &&
                           memcmp(now, plan->slot_patch, BPFG_HOP_SLOT_LEN) == 0);
+}
+
+/* ---- syscall sites of code without Syscall User Dispatch (Go) ---- */
+
+#define SYS_BACK 8 /* instructions remembered before a syscall */
+
+/* `mov $imm32,%eax` (b8) or `mov $imm32,%rax` (48 c7 c0) of a number >= 0. */
+static bool sets_number(const uint8_t *p, size_t len, int64_t *nr)
+{
+    int32_t imm;
+    if (len == 5 && p[0] == 0xb8)
+        memcpy(&imm, p + 1, 4);
+    else if (len == 7 && p[0] == 0x48 && p[1] == 0xc7 && p[2] == 0xc0)
+        memcpy(&imm, p + 3, 4);
+    else
+        return false;
+    *nr = imm;
+    return imm >= 0;
+}
+
+/* An instruction that runs the same from a stub: no relative operand, no
+ * control transfer, no trap. */
+static bool movable(const ZydisDecodedInstruction *insn, const ZydisDecodedOperand *ops)
+{
+    return !(insn->attributes & ZYDIS_ATTRIB_IS_RELATIVE) && !is_rip_relative_mem(insn, ops) && !transfers(insn);
+}
+
+/* The plan of the syscall at off, given the offsets and movability of the
+ * instructions decoded before it (back[0] the nearest). */
+static int plan_sys_site(const uint8_t *code, uint64_t lo, size_t off, const size_t *back, const bool *mov,
+                         size_t nback, struct bpfg_sys_site_plan *p, char *why, size_t whylen)
+{
+    memset(p, 0, sizeof(*p));
+    p->syscall = lo + off;
+    p->nr = -1;
+    if (nback && sets_number(code + back[0], off - back[0], &p->nr)) {
+        p->patch = lo + back[0];
+        return 0;
+    }
+    size_t k = 0;
+    while (k < nback && off - back[k] < BPFG_HOP_SLOT_LEN && mov[k])
+        k++;
+    if (k < nback && off - back[k] < BPFG_HOP_SLOT_LEN + 16 && mov[k] && off - back[k] >= BPFG_HOP_SLOT_LEN) {
+        p->patch = lo + back[k];
+        p->ndisplaced = off - back[k];
+        memcpy(p->displaced, code + back[k], p->ndisplaced);
+        return 0;
+    }
+    snprintf(why, whylen, "the syscall at 0x%llx has no 5 bytes of movable instructions before it",
+             (unsigned long long)p->syscall);
+    return -EINVAL;
+}
+
+int bpfg_sys_sites_scan(const uint8_t *code, size_t len, uint64_t lo, struct bpfg_sys_site_plan *out, size_t max,
+                        size_t *n, char *why, size_t whylen)
+{
+    ZydisDecoder dec;
+    ZydisDecodedInstruction insn;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+    size_t back[SYS_BACK], nback = 0;
+    bool mov[SYS_BACK];
+    *n = 0;
+    if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+        return snprintf(why, whylen, "cannot initialise the x86 decoder"), -EINVAL;
+    for (size_t off = 0; off < len; off += insn.length) {
+        if (!decode(&dec, code + off, len - off, &insn, ops)) {
+            /* bytes that do not decode: refused only if a syscall may hide there */
+            if (!memmem(code + off, len - off, "\x0f\x05", 2))
+                return 0;
+            return snprintf(why, whylen, "the code at 0x%llx does not decode, and a syscall may follow",
+                            (unsigned long long)(lo + off)),
+                   -EINVAL;
+        }
+        if (insn.mnemonic == ZYDIS_MNEMONIC_SYSCALL) {
+            if (*n == max)
+                return snprintf(why, whylen, "more than %zu syscall sites", max), -ENOSPC;
+            int r = plan_sys_site(code, lo, off, back, mov, nback, &out[*n], why, whylen);
+            if (r)
+                return r;
+            ++*n;
+        }
+        memmove(back + 1, back, (SYS_BACK - 1) * sizeof(back[0]));
+        memmove(mov + 1, mov, (SYS_BACK - 1) * sizeof(mov[0]));
+        back[0] = off;
+        mov[0] = movable(&insn, ops);
+        nback += nback < SYS_BACK;
+    }
+    return 0;
 }

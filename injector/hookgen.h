@@ -179,4 +179,29 @@ size_t bpfg_dead_runs(const struct bpfg_branch_index *ix, const uint8_t *code, u
  * trap at mid-instruction is refused instead. */
 bool bpfg_insn_boundary(const uint8_t *code, size_t len, uint64_t lo, uint64_t addr);
 
+/* ---- syscall sites of code without Syscall User Dispatch (hookgen.c) ----
+ *
+ * Every `syscall` instruction of a function, and how a 5-byte jmp at patch
+ * takes it over without touching the syscall itself: either the
+ * instruction before it sets the number (`mov $nr,%eax` or `mov
+ * $nr,%rax`; nr >= 0, nothing displaced: the stub sets it again), or the
+ * number is in rax already and the whole instructions before it that
+ * cover at least 5 bytes (displaced, no relative operand, no control
+ * transfer) run from the stub first (nr -1). The caller proves nothing
+ * branches into (patch, syscall + 2). */
+struct bpfg_sys_site_plan {
+    uint64_t patch;   /* the jmp's address */
+    uint64_t syscall; /* the syscall instruction: patch + the bytes the stub stands for */
+    int64_t nr;       /* set by the instruction at patch, or -1 */
+    uint8_t displaced[BPFG_HOP_SLOT_LEN + 15];
+    size_t ndisplaced; /* nr -1: the bytes at patch the stub runs */
+};
+
+/* Decodes the function [lo, lo + len) (code: its bytes) from lo and plans
+ * each syscall in it into out (at most max; *n of them). -EINVAL with why
+ * naming the address when one cannot be planned, or when bytes that do
+ * not decode may hide one; -ENOSPC past max. */
+int bpfg_sys_sites_scan(const uint8_t *code, size_t len, uint64_t lo, struct bpfg_sys_site_plan *out, size_t max,
+                        size_t *n, char *why, size_t whylen);
+
 #endif

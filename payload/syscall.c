@@ -24,6 +24,12 @@
  * our memory and does run the programs through rewritten sites, with its
  * own tid, as the kernel's tracepoint would (the signal path misses them).
  *
+ * Without dispatch (BPFG_SYS_F_NO_DISPATCH, pure Go processes: README.md,
+ * "Go and Rust targets"): no SIGSYS handler, no SUD; the server rewrites
+ * every site of the binary up front and the fast path is the only one.
+ * The numbers that need the stack they are made on (site_bound) then run
+ * their sys_enter programs here and are made at the site's own syscall.
+ *
  * Why the special cases:
  *  - SUD is per thread and not inherited: clone/clone3 of a thread
  *    returns through a stub whose child turns SUD on before running any
@@ -96,6 +102,7 @@ static volatile uint8_t raw_has;                  /* bit per raw list */
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
 static bool installed;
+static volatile uint8_t no_dispatch; /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
 static int notify_fd = -1;
 static uint64_t misses, dispatched;
 
@@ -487,14 +494,23 @@ static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
     r->r11 = r->flags;
 }
 
+/* Without dispatch: the numbers whose call depends on the stack it is
+ * made on (a signal frame, a child's stack) are made at the site. */
+static bool site_bound(long nr)
+{
+    return nr == SYS_rt_sigreturn || nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
+}
+
 long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 {
     struct call c;
     fast_call_init(&c, r);
-    if (bpfg_sys_slow_only(c.nr))
+    bool nodisp = __atomic_load_n(&no_dispatch, __ATOMIC_RELAXED);
+    if (nodisp ? !*fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
         return FAST_SLOW;
     if (!*fast_live)
         return 0;
+    long slow = nodisp && site_bound(c.nr) ? FAST_SLOW : 0;
     long exit = want_exit(c.nr) ? FAST_EXIT : 0;
     int64_t ret;
     if (want_enter(c.nr)) {
@@ -504,9 +520,11 @@ long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
         if (run_enter(&c, &ret)) {
             r->ax = (uint64_t)ret;
-            return FAST_DONE | exit;
+            return FAST_DONE | (slow ? 0 : exit);
         }
     }
+    if (slow)
+        return slow;
     long served;
     if (__builtin_expect(__atomic_load_n(&tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
         r->ax = (uint64_t)served;
@@ -718,6 +736,20 @@ static int add_prog(uint64_t *list, struct prog *p, char *err, size_t errlen)
     return 0;
 }
 
+/* The SIGSYS handler, or (nodisp) none: one or the other for the
+ * payload's life. */
+static int hook_mode(bool nodisp, char *err, size_t errlen)
+{
+    if (nodisp ? installed : __atomic_load_n(&no_dispatch, __ATOMIC_RELAXED)) {
+        snprintf(err, errlen, "syscall hooks %s dispatch are in place already", nodisp ? "with" : "without");
+        return -EBUSY;
+    }
+    if (!nodisp)
+        return install(err, errlen);
+    __atomic_store_n(&no_dispatch, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
 static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
 {
     struct bpfg_pmsg_syscall_hook h;
@@ -736,7 +768,7 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
         snprintf(err, errlen, "bad syscall hook (kind %u, nr %d)", h.kind, h.nr);
         return -EINVAL;
     }
-    int r = install(err, errlen);
+    int r = hook_mode(h.flags & BPFG_SYS_F_NO_DISPATCH, err, errlen);
     if (r)
         return r;
     if (per_nr) {

@@ -263,3 +263,13 @@ int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struc
     }
     return bpfg_hook_plan_trap(addr, code, have, plan, err);
 }
+
+bool sites_unentered(pid_t pid, uint64_t addr, size_t len, uint64_t lo, uint64_t hi, char *why, size_t whylen)
+{
+    const struct image *im = image_at(pid, addr);
+    if (!im) {
+        snprintf(why, whylen, "the file's code cannot be read for analysis");
+        return false;
+    }
+    return bpfg_bytes_unentered(&im->ix, addr, len, lo, hi, why, whylen);
+}

@@ -5,6 +5,7 @@
 #ifndef BPFGRAFT_SERVER_SITES_H
 #define BPFGRAFT_SERVER_SITES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,6 +24,11 @@
  * run out of line. */
 int sites_plan(pid_t pid, uint64_t addr, const uint8_t *code, size_t have, struct bpfg_hook_plan *plan, char *why,
                size_t whylen, char *err);
+
+/* Whether nothing in the branch index of the file mapped at addr enters
+ * (addr, addr + len), which lies in the function [lo, hi) whose indirect
+ * jmps its own jump tables explain (bpfg_bytes_unentered); else why not. */
+bool sites_unentered(pid_t pid, uint64_t addr, size_t len, uint64_t lo, uint64_t hi, char *why, size_t whylen);
 
 /* Frees the cached images and branch indexes of pid's files (0: all). */
 void sites_forget(pid_t pid);

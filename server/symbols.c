@@ -594,6 +594,33 @@ int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi)
     return function_query(pid, addr, go_text_fn, lo, hi);
 }
 
+struct go_walk {
+    sym_go_fn *fn;
+    void *arg;
+};
+
+/* with_elf_at's a: the walk; b: the bias, set before the call. */
+static int go_functions_fn(Elf *e, uint64_t vaddr, uint64_t *a, uint64_t *b)
+{
+    const struct go_walk *w = (const struct go_walk *)(uintptr_t)*a;
+    struct gopcln g;
+    int r = gopcln_open(e, &g);
+    (void)vaddr;
+    for (uint64_t i = 0; !r && i < g.nfunc; i++) {
+        const char *name = gopcln_name(&g, i);
+        r = w->fn(w->arg, name ? name : "?", gopcln_entry(&g, i) + *b, gopcln_entry(&g, i + 1) + *b);
+    }
+    return r;
+}
+
+int sym_go_functions(pid_t pid, uint64_t addr, sym_go_fn *fn, void *arg)
+{
+    struct go_walk w = {fn, arg};
+    uint64_t a = (uint64_t)(uintptr_t)&w, lo, hi, bias = 0;
+    int r = with_elf_at(pid, addr, go_text_fn, &lo, &hi, &bias); /* first the bias */
+    return r ? r : with_elf_at(pid, addr, go_functions_fn, &a, &bias, &bias);
+}
+
 bool sym_exe_has_section(pid_t pid, const char *name)
 {
     char path[64];

@@ -41,6 +41,13 @@ int sym_function_at(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
  * does not hold together. */
 int sym_go_text(pid_t pid, uint64_t addr, uint64_t *lo, uint64_t *hi);
 
+/* Calls fn for each Go function of the file mapped at addr, in address
+ * order, with its name and runtime extent [lo, hi) (up to the next one's
+ * entry); a non-zero return ends the walk and is returned. -ENOENT etc.
+ * as sym_go_text. */
+typedef int sym_go_fn(void *arg, const char *name, uint64_t lo, uint64_t hi);
+int sym_go_functions(pid_t pid, uint64_t addr, sym_go_fn *fn, void *arg);
+
 /* Whether pid's executable has the section named name (".gopclntab": it
  * is a Go program). */
 bool sym_exe_has_section(pid_t pid, const char *name);

@@ -6,14 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "procfs.h"
 #include "server.h"
 #include "state.h"
 #include "syscall_names.h"
+#include "sites.h"
 #include "symbols.h"
 #include "syscalls.h"
 #include "targets.h"
@@ -291,16 +294,40 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
     return r;
 }
 
+static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen);
+
+/* The program is in the payload's lists: the first one rewrites every
+ * site, and a failure takes it out again. */
+static int go_attach(struct server *s, struct target *t, struct sys_state *x, uint32_t prog_id, char *err,
+                     size_t errlen)
+{
+    int r = 0;
+    if (!x->fast_entry) {
+        snprintf(err, errlen, "the payload of process %d cannot rewrite syscall sites (too old)", (int)t->pid);
+        r = -EOPNOTSUPP;
+    } else if (!x->nsites) {
+        r = go_rewrite(s, t, x, err, errlen);
+    }
+    if (r) {
+        char e0[BPFG_ERRLEN];
+        snprintf(e0, sizeof(e0), "%s", err);
+        syscalls_remove_prog(s, t, prog_id);
+        snprintf(err, errlen, "syscall tracepoints in Go process %d refused: %s", (int)t->pid, e0);
+    }
+    return r;
+}
+
 int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
 {
     const struct bpfg_obj_prog *op = p->prog;
-    if (sym_exe_has_section(t->pid, ".gopclntab")) {
-        /* Go's handlers run on their own signal stack (SA_ONSTACK) and end
-         * in rt_sigreturn, which SUD turns into a second SIGSYS: it would
-         * start at the top of the handler stack the first is still on. */
+    /* Go's handlers run on their own signal stack (SA_ONSTACK) and end in
+     * rt_sigreturn, which SUD turns into a second SIGSYS: its sites are
+     * all rewritten instead (go_rewrite) */
+    bool go = sym_exe_has_section(t->pid, ".gopclntab");
+    if (go && !rewrite_sites) {
         snprintf(err, errlen,
-                 "syscall tracepoints in process %d refused: it is a Go program, whose signal handlers (on their "
-                 "own signal stack) would re-enter the SIGSYS handler and crash it; use uprobes there",
+                 "syscall tracepoints in process %d refused: it is a Go program, whose syscall sites must be "
+                 "rewritten (bpfgraftd runs with --syscall-rewrite=off)",
                  (int)t->pid);
         return -EOPNOTSUPP;
     }
@@ -309,8 +336,11 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    struct bpfg_pmsg_syscall_hook h = {
-        .prog_id = p->id, .kind = payload_kind(op), .nr = -1, .flags = rewrite_sites ? BPFG_SYS_F_REWRITE : 0};
+    struct bpfg_pmsg_syscall_hook h = {.prog_id = p->id,
+                                       .kind = payload_kind(op),
+                                       .nr = -1,
+                                       .flags = (rewrite_sites ? BPFG_SYS_F_REWRITE : 0) |
+                                                (go ? BPFG_SYS_F_NO_DISPATCH : 0)};
     if (op->kind == BPFG_ATTACH_SYSCALL_ENTER || op->kind == BPFG_ATTACH_SYSCALL_EXIT)
         h.nr = syscalls_nr(op->syscall);
     struct bpfg_pmsg_syscall_reply rep;
@@ -330,6 +360,8 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     /* an older payload's reply ends before fast_entry: no rewriting */
     x->fast_entry = got >= sizeof(rep) && rewrite_sites ? rep.fast_entry : 0;
     x->selector = rep.selector;
+    if (go)
+        return go_attach(s, t, x, p->id, err, errlen);
     if (x->sud_on)
         return 0;
     struct bpfg_stopped st;
@@ -569,14 +601,15 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
     return 0;
 }
 
-/* code: the site's first 7 bytes, one of the two forms (payload_abi.h). */
-static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, const uint8_t *code, uint64_t entry)
+/* code: the site's first 7 bytes, one of the two forms (payload_abi.h);
+ * load_first: the second shape whatever the first byte (Go sites). */
+static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, const uint8_t *code, uint64_t entry, bool load_first)
 {
     static const uint8_t head[] = {0x48, 0x8d, 0x64, 0x24, 0x80};          /* lea -0x80(%rsp),%rsp */
     static const uint8_t tail[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0}; /* lea 0x80(%rsp),%rsp */
     int32_t rel;
     memset(b, 0xcc, BPFG_SYS_STUB_SIZE);
-    bool nr_in_rax = code[0] != 0xb8;
+    bool nr_in_rax = code[0] != 0xb8 || load_first;
     memcpy(b, nr_in_rax ? code : head, 5);     /* the displaced load first: it reads above rsp */
     memcpy(b + 5, nr_in_rax ? head : code, 5); /* or the site's own mov $nr,%eax */
     b[10] = 0xff, b[11] = 0x15;                /* call *16(%rip) */
@@ -594,6 +627,8 @@ static void build_stub(uint8_t *b, uint64_t stub, uint64_t site, const uint8_t *
 struct planned_site {
     uint64_t site, stub;
     uint8_t sb[BPFG_SYS_STUB_SIZE];
+    uint64_t pre; /* a Go site's pre-stub (its displaced instructions), 0: none */
+    uint8_t pb[BPFG_SYS_STUB_SIZE];
 };
 
 static int check_branches(struct bpfg_stopped *st, const struct exec_map *m, uint64_t site, char *why)
@@ -634,6 +669,31 @@ static int check_site(struct bpfg_stopped *st, pid_t pid, uint64_t site, uint8_t
     return r;
 }
 
+/* Room for one more record in x->sites. */
+static int reserve_site(struct sys_state *x, char *why)
+{
+    if (x->nsites < x->cap)
+        return 0;
+    size_t cap = x->cap ? 2 * x->cap : 64;
+    struct sys_site *n = realloc(x->sites, cap * sizeof(*n));
+    if (!n)
+        return snprintf(why, BPFG_ERRLEN, "out of memory"), -ENOMEM;
+    x->sites = n;
+    x->cap = cap;
+    return 0;
+}
+
+/* The record of a site whose first 5 bytes (orig) become a jmp to dest. */
+static void record_site(struct sys_state *x, uint64_t site, const uint8_t *orig, uint64_t dest)
+{
+    struct sys_site *rec = &x->sites[x->nsites++];
+    int32_t rel = (int32_t)(int64_t)(dest - (site + 5));
+    rec->addr = site;
+    memcpy(rec->orig, orig, 5);
+    rec->jmp[0] = 0xe9;
+    memcpy(rec->jmp + 1, &rel, 4);
+}
+
 /* Checks one site, gives it a stub and records it (x->sites) before any
  * byte is written: a server killed between the record and the write
  * leaves a record whose restore writes the original bytes over
@@ -647,26 +707,16 @@ static int plan_site(struct bpfg_stopped *st, struct sys_state *x, pid_t pid, pi
         if (x->sites[i].addr == site)
             return 1;
     int r = check_site(st, pid, site, code, why);
+    if (!r)
+        r = reserve_site(x, why);
+    if (!r)
+        r = stub_for(st, x, payload, site, &p->stub, why);
     if (r)
         return r;
-    if (x->nsites == x->cap) {
-        size_t cap = x->cap ? 2 * x->cap : 64;
-        struct sys_site *n = realloc(x->sites, cap * sizeof(*n));
-        if (!n)
-            return snprintf(why, BPFG_ERRLEN, "out of memory"), -ENOMEM;
-        x->sites = n;
-        x->cap = cap;
-    }
-    if ((r = stub_for(st, x, payload, site, &p->stub, why)))
-        return r;
     p->site = site;
-    build_stub(p->sb, p->stub, site, code, x->fast_entry);
-    struct sys_site *rec = &x->sites[x->nsites++];
-    int32_t rel = (int32_t)(int64_t)(p->stub - (site + 5));
-    rec->addr = site;
-    memcpy(rec->orig, code, 5);
-    rec->jmp[0] = 0xe9;
-    memcpy(rec->jmp + 1, &rel, 4);
+    p->pre = 0;
+    build_stub(p->sb, p->stub, site, code, x->fast_entry, false);
+    record_site(x, site, code, p->stub);
     return 0;
 }
 
@@ -683,7 +733,9 @@ static struct sys_site *site_record(struct sys_state *x, uint64_t site)
 static int patch_site(struct bpfg_stopped *st, struct sys_state *x, const struct planned_site *p, char *why)
 {
     struct sys_site *rec = site_record(x, p->site);
-    int r = bpfg_mem_write(st, p->stub, p->sb, sizeof(p->sb));
+    int r = p->pre ? bpfg_mem_write(st, p->pre, p->pb, sizeof(p->pb)) : 0;
+    if (!r)
+        r = bpfg_mem_write(st, p->stub, p->sb, sizeof(p->sb));
     if (!r)
         r = bpfg_mem_write(st, p->site, rec->jmp, sizeof(rec->jmp));
     if (!r)
@@ -711,13 +763,31 @@ static void log_site(const struct target *t, const struct sys_state *x, uint64_t
                 (unsigned long long)site);
 }
 
+/* Saves the target's record with the planned sites, then writes them:
+ * how many were written. */
+static size_t write_planned(struct server *s, struct target *t, struct bpfg_stopped *st, struct sys_state *x,
+                            const struct planned_site *plan, size_t planned)
+{
+    char why[BPFG_ERRLEN];
+    size_t done = 0;
+    if (planned)
+        state_save_target(s, t);
+    for (size_t i = 0; i < planned; i++) {
+        int r = patch_site(st, x, &plan[i], why);
+        x->refused += r != 0;
+        done += r == 0;
+        log_site(t, x, plan[i].site, r, why);
+    }
+    return done;
+}
+
 /* Plans every site, saves the target's record with them, then writes. */
 static size_t rewrite_stopped(struct server *s, struct target *t, struct bpfg_stopped *st, struct sys_state *x,
                               const uint64_t *sites, size_t n)
 {
     char why[BPFG_ERRLEN];
     struct planned_site *plan = calloc(n, sizeof(*plan));
-    size_t planned = 0, done = 0;
+    size_t planned = 0, done;
     pid_t payload = payload_tid(st, t);
     for (size_t i = 0; plan && i < n && x->nsites < MAX_SITES; i++) {
         int r = plan_site(st, x, t->pid, payload, sites[i], &plan[planned], why);
@@ -727,14 +797,7 @@ static size_t rewrite_stopped(struct server *s, struct target *t, struct bpfg_st
         }
         planned += r == 0;
     }
-    if (planned)
-        state_save_target(s, t);
-    for (size_t i = 0; i < planned; i++) {
-        int r = patch_site(st, x, &plan[i], why);
-        x->refused += r != 0;
-        done += r == 0;
-        log_site(t, x, plan[i].site, r, why);
-    }
+    done = write_planned(s, t, st, x, plan, planned);
     free(plan);
     return done;
 }
@@ -752,6 +815,215 @@ static void rewrite(struct server *s, struct target *t, struct sys_state *x, con
     bpfg_resume_process(&st, &ns);
     srv_log(SRV_DEBUG, "target %d: %zu of %zu syscall sites rewritten (threads stopped %llu us)", (int)t->pid, done, n,
             (unsigned long long)ns / 1000);
+}
+
+/* ---- Go: every site rewritten up front, no dispatch ----
+ *
+ * A pure Go binary makes its syscalls from a few assembly functions of its
+ * own text (no libc, no code made at run time; vDSO calls are not
+ * syscalls), so all of them are found by decoding its functions
+ * (.gopclntab's extents) and rewritten before the first program runs;
+ * Syscall User Dispatch, whose SIGSYS Go's SA_ONSTACK handlers cannot live
+ * with, stays off. Any code that could make a syscall unseen (a site that
+ * cannot be rewritten, bytes that do not decode, another executable file
+ * mapped: cgo's libc) refuses the attach, naming it. */
+
+#define GO_SITES_MAX 4096
+#define GO_FUNC_MAX (1u << 20)
+#define GO_BUSY_TRIES 20
+
+struct go_scan {
+    pid_t pid;
+    struct bpfg_sys_site_plan *sites;
+    size_t n;
+    char *err;
+    size_t errlen;
+};
+
+static int go_function(void *arg, const char *name, uint64_t lo, uint64_t hi)
+{
+    struct go_scan *g = arg;
+    char why[BPFG_ERRLEN] = "";
+    size_t len = (size_t)(hi - lo), found = 0;
+    if (!len)
+        return 0;
+    uint8_t *code = len <= GO_FUNC_MAX ? malloc(len) : NULL;
+    struct iovec local = {code, len}, remote = {(void *)(uintptr_t)lo, len};
+    int r = !code ? -ENOMEM : process_vm_readv(g->pid, &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
+    if (r)
+        snprintf(why, sizeof(why), "cannot read its %zu bytes: %s", len, strerror(-r));
+    else
+        r = bpfg_sys_sites_scan(code, len, lo, g->sites + g->n, GO_SITES_MAX - g->n, &found, why, sizeof(why));
+    for (size_t i = 0; !r && i < found; i++) {
+        const struct bpfg_sys_site_plan *p = &g->sites[g->n + i];
+        if (!sites_unentered(g->pid, p->patch, (size_t)(p->syscall + 2 - p->patch), lo, hi, why, sizeof(why)))
+            r = -EINVAL;
+    }
+    free(code);
+    g->n += found;
+    if (r)
+        snprintf(g->err, g->errlen, "a syscall site of Go function %s (0x%llx) cannot be rewritten: %s", name,
+                 (unsigned long long)lo, why);
+    return r;
+}
+
+struct exe_maps {
+    char exe[512];
+    uint64_t text; /* an executable mapping of it */
+    char *err;
+    size_t errlen;
+};
+
+/* Executable mappings: the program's own, else anonymous ones (our stubs)
+ * and the vDSO; any other file (cgo's libc) has syscalls we would miss. */
+static int exec_mapping(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct exe_maps *e = arg;
+    if (m->perms[2] != 'x' || !m->path[0] || m->path[0] == '[' || strncmp(m->path, "/memfd:", 7) == 0)
+        return 0;
+    if (strcmp(m->path, e->exe) == 0) {
+        e->text = e->text ? e->text : m->start;
+        return 0;
+    }
+    snprintf(e->err, e->errlen,
+             "it maps %s, whose syscalls would be missed (cgo): syscall tracepoints need a pure Go program", m->path);
+    return -EOPNOTSUPP;
+}
+
+/* Every syscall site of the Go process, planned: *out (caller frees), *n
+ * of them. Its code does not change while it runs (no JIT; the server
+ * makes its own patches one at a time): no stop needed. */
+static int go_scan_sites(pid_t pid, struct bpfg_sys_site_plan **out, size_t *n, char *err, size_t errlen)
+{
+    struct exe_maps e = {.err = err, .errlen = errlen};
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    ssize_t l = readlink(link, e.exe, sizeof(e.exe) - 1);
+    if (l < 0)
+        return snprintf(err, errlen, "%s: %s", link, strerror(errno)), -errno;
+    e.exe[l] = 0;
+    int r = bpfg_procfs_maps(pid, exec_mapping, &e);
+    if (r)
+        return r < 0 && r != -EOPNOTSUPP ? (snprintf(err, errlen, "reading its mappings: %s", strerror(-r)), r) : r;
+    struct go_scan g = {pid, calloc(GO_SITES_MAX, sizeof(*g.sites)), 0, err, errlen};
+    if (!g.sites)
+        return snprintf(err, errlen, "out of memory"), -ENOMEM;
+    r = e.text ? sym_go_functions(pid, e.text, go_function, &g) : -ENOENT;
+    if (r && !err[0])
+        snprintf(err, errlen, "its Go functions cannot be read from .gopclntab: %s", strerror(-r));
+    if (r) {
+        free(g.sites);
+        return r < 0 ? r : -EINVAL;
+    }
+    *out = g.sites;
+    *n = g.n;
+    return 0;
+}
+
+/* The stub (and pre-stub) of one Go site, recorded like plan_site's. */
+static int plan_go_site(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
+                        const struct bpfg_sys_site_plan *gp, struct planned_site *p, char *why)
+{
+    static const uint8_t nop5[5] = {0x0f, 0x1f, 0x44, 0x00, 0x00};
+    uint8_t code[7] = {0xb8, 0, 0, 0, 0, 0x0f, 0x05}, orig[5];
+    if (bpfg_mem_read(st, gp->patch, orig, sizeof(orig)) != 0)
+        return snprintf(why, BPFG_ERRLEN, "unreadable"), -EFAULT;
+    if (bpfg_any_thread_in(st, gp->patch + 1, gp->syscall, NULL))
+        return snprintf(why, BPFG_ERRLEN, "a thread is inside it"), -EBUSY;
+    int r = reserve_site(x, why);
+    if (!r)
+        r = stub_for(st, x, payload, gp->patch, &p->stub, why);
+    p->pre = 0;
+    if (!r && gp->nr < 0 && gp->ndisplaced != 5)
+        r = stub_for(st, x, payload, gp->patch, &p->pre, why);
+    if (r)
+        return r;
+    if (p->pre && !reaches(p->pre + gp->ndisplaced + 5, p->stub))
+        return snprintf(why, BPFG_ERRLEN, "its two stubs are out of each other's reach"), -ERANGE;
+    if (gp->nr >= 0)
+        memcpy(code + 1, &(uint32_t){(uint32_t)gp->nr}, 4);
+    else
+        memcpy(code, p->pre ? nop5 : gp->displaced, 5);
+    if (p->pre) {
+        int32_t rel = (int32_t)(int64_t)(p->stub - (p->pre + gp->ndisplaced + 5));
+        memset(p->pb, 0xcc, sizeof(p->pb));
+        memcpy(p->pb, gp->displaced, gp->ndisplaced);
+        p->pb[gp->ndisplaced] = 0xe9;
+        memcpy(p->pb + gp->ndisplaced + 1, &rel, 4);
+    }
+    p->site = gp->patch;
+    build_stub(p->sb, p->stub, gp->syscall - 5, code, x->fast_entry, true);
+    record_site(x, gp->patch, orig, p->pre ? p->pre : p->stub);
+    return 0;
+}
+
+/* Plans the ng sites gs of the stopped process (plan: ng entries); none
+ * is recorded if one fails. */
+static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t payload, const struct bpfg_sys_site_plan *gs,
+                       size_t ng, struct planned_site *plan, char *err, size_t errlen)
+{
+    size_t before = x->nsites, npages = x->npages, used[MAX_STUB_PAGES];
+    char why[BPFG_ERRLEN];
+    int r = 0;
+    for (size_t i = 0; i < npages; i++)
+        used[i] = x->pages[i].used;
+    for (size_t i = 0; !r && i < ng; i++)
+        if ((r = plan_go_site(st, x, payload, &gs[i], &plan[i], why)))
+            snprintf(err, errlen, "the syscall site at 0x%llx cannot be rewritten: %s",
+                     (unsigned long long)gs[i].syscall, why);
+    if (r) {
+        x->nsites = before; /* nothing was written: the records and stub slots go */
+        for (size_t i = 0; i < x->npages; i++)
+            x->pages[i].used = i < npages ? used[i] : 0;
+    }
+    return r;
+}
+
+/* Writes the planned sites gs with the process stopped; a thread inside
+ * one's displaced bytes makes it try again a little later. */
+static int go_write_all(struct server *s, struct target *t, struct sys_state *x, const struct bpfg_sys_site_plan *gs,
+                        size_t n, struct planned_site *plan, char *err, size_t errlen)
+{
+    for (int tries = 0;; tries++) {
+        struct bpfg_stopped st;
+        char ierr[BPFG_ERRLEN];
+        int r = bpfg_stop_process(t->pid, &st, ierr);
+        if (r)
+            return snprintf(err, errlen, "%s", ierr), r;
+        r = go_plan_all(&st, x, payload_tid(&st, t), gs, n, plan, err, errlen);
+        size_t done = r ? 0 : write_planned(s, t, &st, x, plan, n);
+        uint64_t ns = 0;
+        bpfg_resume_process(&st, &ns);
+        if (r == -EBUSY && tries < GO_BUSY_TRIES) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            continue;
+        }
+        if (!r && done < n)
+            r = -EIO, snprintf(err, errlen, "%zu of %zu syscall sites could not be written", n - done, n);
+        if (!r)
+            srv_log(SRV_INFO,
+                    "target %d: Go program: its %zu syscall sites rewritten, no dispatch (threads stopped %llu us)",
+                    (int)t->pid, n, (unsigned long long)ns / 1000);
+        return r;
+    }
+}
+
+/* Rewrites every syscall site of the Go process t (none rewritten yet). */
+static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen)
+{
+    struct bpfg_sys_site_plan *gs = NULL;
+    size_t n = 0;
+    err[0] = 0;
+    int r = go_scan_sites(t->pid, &gs, &n, err, errlen);
+    struct planned_site *plan = r ? NULL : calloc(n ? n : 1, sizeof(*plan));
+    if (!r && !plan)
+        r = -ENOMEM, snprintf(err, errlen, "out of memory");
+    if (!r)
+        r = go_write_all(s, t, x, gs, n, plan, err, errlen);
+    free(plan);
+    free(gs);
+    return r;
 }
 
 /* Puts the original bytes back (process stopped). The stubs stay mapped:

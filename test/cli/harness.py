@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -193,6 +194,23 @@ def interrupt_bpftrace(tool, deadline_s=30):
             tool.send_signal(signal.SIGINT)   # never seen polling: as before
             sent_at = time.monotonic()
         time.sleep(0.02)
+
+
+class Strace:
+    """strace -c -f -p TID... around some work: its per-syscall call counts."""
+
+    def __init__(self, tids, tmp):
+        self.path = os.path.join(tmp, f"strace-{tids[0]}.txt")
+        self.p = subprocess.Popen(["strace", "-c", "-f", "-o", self.path] + [f"-p{t}" for t in tids],
+                                  stderr=subprocess.PIPE, text=True)
+        self.attached = all("attached" in self.p.stderr.readline() for _ in tids)
+
+    def counts(self):
+        self.p.send_signal(signal.SIGINT)
+        finish(self.p, 30)
+        with open(self.path) as f:
+            return {m.group(2): int(m.group(1)) for m in
+                    (re.match(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", l) for l in f) if m}
 
 
 def text_matches_file(pid, in_root=False):

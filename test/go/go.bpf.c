@@ -19,7 +19,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define GO_PARM9(x) ((x)->r11)
 
 /* 0: entries, 1: returns, 2: wrong arguments or map errors, 3: getppid(),
- * 4: openat(), 5: close(), 6: sum of the arguments seen */
+ * 4: openat(), 5: close(), 6: sum of the arguments seen, 7: getppid()
+ * returns (sys_exit) */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 8);
@@ -109,5 +110,15 @@ SEC("tracepoint/syscalls/sys_enter_close")
 int go_close(void *ctx)
 {
     add(5, 1);
+    return 0;
+}
+
+/* getppid() cannot fail: a result that is not a pid is wrong */
+SEC("tracepoint/syscalls/sys_exit_getppid")
+int go_getppid_exit(struct trace_event_raw_sys_exit *ctx)
+{
+    if (ctx->ret <= 1)
+        add(2, 1);
+    add(7, 1);
     return 0;
 }

@@ -5,24 +5,28 @@ per M, its SA_ONSTACK signal handlers and async preemption), built
 plain and stripped (-ldflags=-s -w: the function found through
 .gopclntab). Goroutines over many OS threads call main.probed from deep
 recursion that grows and copies their stacks while the probe runs, with
-the GC at GOGC=1 and checkmarks on. Checked: the uretprobe and syscall
-tracepoints refused up front naming why (and the process untouched), the
-uprobe's exact count, Go's nine argument registers as pt_regs (each
-call's, and their sum), a hash map keyed by pid_tgid exact for
-goroutines locked to threads, detach leaving the text equal to the
-files, the process's normal exit, and `bpfgraft start` of each.
+the GC at GOGC=1 and checkmarks on. Checked: the uretprobe refused up
+front naming why (and the process untouched), the uprobe's exact count,
+Go's nine argument registers as pt_regs (each call's, and their sum), a
+hash map keyed by pid_tgid exact for goroutines locked to threads;
+syscall tracepoints (every syscall site of the binary rewritten, no
+Syscall User Dispatch): getppid/openat/close sys_enter and getppid
+sys_exit counts exact and equal to `strace -c -f`'s over a round, over
+rounds with the GC, preemption and stack growth going on; detach
+leaving the text equal to the files, the process's normal exit, and
+`bpfgraft start` of each.
 
 Rust: rustc -O std threads: uprobe and uretprobe exact, the same hash
 map, getppid/openat/close tracepoint counts equal to `strace -c -f`'s
 over a round.
 
-`bpfgraft run` with Debian's libbpf-tools: opensnoop against both (its
-tracepoints refused in the Go process, which runs on), funclatency
-against Rust (exact) and against Go (its uretprobe refused, naming Go,
-the process unharmed)."""
+cgo (test/stacks' victim, glibc mapped): syscall tracepoints refused,
+naming the library whose syscalls would be missed without dispatch.
+
+`bpfgraft run` with Debian's libbpf-tools: opensnoop against both (one
+line for each open), funclatency against Rust (exact) and against Go
+(its uretprobe refused, naming Go, the process unharmed)."""
 import os
-import re
-import signal
 import struct
 import subprocess
 import sys
@@ -30,12 +34,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import (Server, check, check_eq, counts, finish, parse_probe_args, report, skip,  # noqa: E402
+from harness import (Server, Strace, check, check_eq, counts, finish, parse_probe_args, report, skip,  # noqa: E402
                      text_matches_file, zero_counts)
 
 GOROUTINES, CALLS = 8, 300
-SLOTS = 7   # go.bpf.c: counts
-ENTRIES, RETURNS, WRONG, GETPPID, OPENAT, CLOSE, ARGSUM = range(SLOTS)
+SLOTS = 8   # go.bpf.c: counts
+ENTRIES, RETURNS, WRONG, GETPPID, OPENAT, CLOSE, ARGSUM, GETPPID_EXIT = range(SLOTS)
+SYSCALL_PROGS = ["go_getppid", "go_openat", "go_close", "go_getppid_exit"]
 GO_ENV = dict(os.environ, GODEBUG="clobberfree=1,gccheckmark=1", GOGC="1")
 TOOLS = "/usr/sbin"
 
@@ -87,39 +92,20 @@ def attached(cl, pid):
     return any(t["pid"] == pid for t in cl.call("target.list"))
 
 
-class Strace:
-    """strace -c -f -p PID around a round: its per-syscall call counts."""
-
-    def __init__(self, tids, tmp):
-        self.path = os.path.join(tmp, f"strace-{tids[0]}.txt")
-        self.p = subprocess.Popen(["strace", "-c", "-f", "-o", self.path] + [f"-p{t}" for t in tids],
-                                  stderr=subprocess.PIPE, text=True)
-        self.attached = all("attached" in self.p.stderr.readline() for _ in tids)
-
-    def counts(self):
-        self.p.send_signal(signal.SIGINT)
-        finish(self.p, 30)
-        with open(self.path) as f:
-            return {m.group(2): int(m.group(1)) for m in
-                    (re.match(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", l) for l in f) if m}
-
-
-def tasks(pid):
-    return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-
-
-def refuse_syscalls(cl, v, name):
-    """Syscall tracepoints in a Go process are refused, naming why."""
-    from bpfgraft_client import BpfgraftError
-    try:
-        cl.call("target.attach", pid=v.pid, object="go", programs=["go_getppid"])
-        refused = ""
-    except BpfgraftError as e:
-        refused = str(e)
-    check("Go program" in refused and "syscall tracepoints" in refused,
-          f"{name}: syscall tracepoints in a Go process are refused, naming why", refused or "attached")
-    check(not any(t["pid"] == v.pid and t.get("syscall_programs") for t in cl.call("target.list")),
-          f"{name}: after the refusal no syscall program is in the process")
+def go_syscalls(srv, cl, v, name):
+    """Syscall tracepoints in a Go process: its sites rewritten, counts
+    exact and equal to strace's, over three rounds."""
+    traced = strace_round(srv, v, name)
+    cl.call("target.attach", pid=v.pid, object="go", programs=SYSCALL_PROGS)
+    t = [t for t in cl.call("target.list") if t["pid"] == v.pid][0]
+    check(t.get("syscall_programs") == len(SYSCALL_PROGS) and t.get("syscall_sites", 0) > 0,
+          f"{name}: syscall tracepoints attached, the binary's syscall sites rewritten",
+          f"{t.get('syscall_programs')} programs, {t.get('syscall_sites')} sites")
+    for k in range(3):
+        f = exact_round(cl, v, f"{name} (syscalls, round {k + 1})", GOROUTINES, False, traced if k == 0 else None)
+        check_eq(counts(cl, SLOTS)[GETPPID_EXIT], int(f.get("calls", -1)),
+                 f"{name} (syscalls, round {k + 1}): the sys_exit tracepoint of getppid counted each call")
+        check_eq(int(f.get("moved", -1)), GOROUTINES, f"{name} (syscalls, round {k + 1}): every goroutine's stack moved")
 
 
 def refuse_uretprobe(cl, v, target, name, attached_before=False):
@@ -140,8 +126,9 @@ def refuse_uretprobe(cl, v, target, name, attached_before=False):
 
 
 def strace_round(srv, v, name):
-    """One round, unattached, under strace -c -f: its syscall counts."""
-    st = Strace(tasks(v.pid), srv.dir)
+    """One round, unattached, under strace -c -f: its syscall counts (-p
+    of the process attaches each of its threads)."""
+    st = Strace([v.pid], srv.dir)
     check(st.attached, f"{name}: strace -f attached to the process's threads")
     v.round()
     return st.counts()
@@ -189,8 +176,8 @@ def test_go(srv, cl, path, name):
         for k in range(2):
             exact_round(cl, v, f"{name} (round {k + 2})", GOROUTINES, False, syscalls=False)
         refuse_uretprobe(cl, v, ":main.probed", f"{name} attached", attached_before=True)
-        refuse_syscalls(cl, v, name)
-        check_eq(int(v.round().get("calls", -1)), GOROUTINES * CALLS, f"{name}: the process runs on after the refusals")
+        check_eq(int(v.round().get("calls", -1)), GOROUTINES * CALLS, f"{name}: the process runs on after the refusal")
+        go_syscalls(srv, cl, v, name)
         cl.call("target.detach", pid=v.pid)
         check_eq(text_matches_file(v.pid), [], f"{name}: after detach the text equals the file")
         zero_counts(cl, SLOTS)
@@ -201,11 +188,44 @@ def test_go(srv, cl, path, name):
         check_eq(v.quit(), 0, f"{name}: the process exits normally")
 
 
+def test_cgo_refused(srv, cl, path):
+    """A cgo process (test/stacks' victim: glibc mapped) gets no syscall
+    tracepoints: libc's syscalls would be missed without dispatch."""
+    from bpfgraft_client import BpfgraftError
+    p = subprocess.Popen([path, "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if not check(p.stdout.readline().strip() == "ready", "cgo: started"):
+            return
+        try:
+            cl.call("target.attach", pid=p.pid, object="go", programs=["go_getppid"])
+            refused = ""
+        except BpfgraftError as e:
+            refused = str(e)
+        check("syscall tracepoints in Go process" in refused and "cgo" in refused and ".so" in refused,
+              "cgo: syscall tracepoints refused, naming the library whose syscalls would be missed",
+              refused or "attached")
+        check(not any(t["pid"] == p.pid and t.get("syscall_programs") for t in cl.call("target.list")),
+              "cgo: after the refusal no syscall program is in the process")
+        if attached(cl, p.pid):
+            cl.call("target.detach", pid=p.pid)
+        check_eq(text_matches_file(p.pid), [], "cgo: after the refusal and detach the text equals the file")
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        check(p.stdout.readline().startswith("calls=80 "), "cgo: the process runs on")
+        p.stdin.write("end\n")
+        p.stdin.flush()
+    finally:
+        finish(p, 30)
+    check_eq(p.returncode, 0, "cgo: the process exits normally")
+
+
 def test_go_start(srv, cl, path, name):
-    """bpfgraft start: the uprobe in place before the Go runtime starts."""
+    """bpfgraft start: the uprobe and a syscall tracepoint (every site
+    rewritten) in place before the Go runtime starts."""
     zero_counts(cl, SLOTS)
     clear_threads(cl)
-    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "start", "--target", ":main.probed", "go", "go_entry", "--",
+    r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "start", "--target", ":main.probed", "go", "go_entry",
+                        "go_getppid", "--",
                         path, str(GOROUTINES), str(CALLS), "once"], capture_output=True, text=True, timeout=120,
                        env=GO_ENV)
     f = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
@@ -213,8 +233,8 @@ def test_go_start(srv, cl, path, name):
     check(r.returncode == 0 and f.get("calls") == str(n), f"{name}: bpfgraft start runs it to its end",
           (r.stdout + r.stderr)[-400:])
     c = counts(cl, SLOTS)
-    check_eq((c[ENTRIES], c[WRONG], c[ARGSUM]), (n, 0, int(f.get("sum", -1))),
-             f"{name} under bpfgraft start: every call counted, its arguments as passed")
+    check_eq((c[ENTRIES], c[WRONG], c[ARGSUM], c[GETPPID]), (n, 0, int(f.get("sum", -1)), n),
+             f"{name} under bpfgraft start: every call and getppid() counted, the arguments as passed")
 
 
 def test_rust(srv, cl, path):
@@ -276,15 +296,9 @@ def test_tools(srv, cl, go_path, rust_path):
             f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/opensnoop", "-p", str(v.pid), "-d", "4"],
                                        f"opensnoop {name}")
             lines = [l for l in out.splitlines() if "/dev/null" in l and l.split()[0] == str(v.pid)]
-            if name == "rust":
-                check(rc == 0 and len(lines) == int(f.get("calls", -1)) == 100,
-                      "opensnoop under bpfgraft run: one line for each of the rust victim's 100 opens",
-                      f"rc {rc}, {len(lines)} lines")
-            else:   # its tracepoints are refused in a Go process: nothing seen, the process unharmed
-                check(not lines and int(f.get("calls", -1)) == 100 and
-                      f"syscall tracepoints in process {v.pid} refused: it is a Go program" in srv.log_text(),
-                      "opensnoop under bpfgraft run: its tracepoints refused in the Go process (logged), which runs on",
-                      f"rc {rc}, {len(lines)} lines")
+            check(rc == 0 and len(lines) == int(f.get("calls", -1)) == 100,
+                  f"opensnoop under bpfgraft run: one line for each of the {name} victim's 100 opens",
+                  f"rc {rc}, {len(lines)} lines")
             if name == "rust":
                 f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/funclatency", "-p", str(v.pid), "-d", "4",
                                                         ":probed"], "funclatency rust")
@@ -316,6 +330,9 @@ def main():
                 test_go_start(srv, cl, bins[name], name)
             else:
                 skip(f"{name}: no Go toolchain at build time (scripts/setup.sh installs golang-go)")
+        cgo = os.path.join(os.path.abspath(args.test_bin), "go-victim")   # test/stacks'
+        if os.path.exists(cgo):
+            test_cgo_refused(srv, cl, cgo)
         rust = bins["rust-victim"] if os.path.exists(bins["rust-victim"]) else ""
         if rust:
             test_rust(srv, cl, rust)

@@ -241,3 +241,65 @@ Test(hookgen, dead_runs)
     const uint8_t indirect[] = {0xff, 0xe0, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xc3};
     cr_expect_eq(dead_runs(indirect, sizeof(indirect), r, 4), 0);
 }
+
+/* ---- syscall sites without dispatch (Go's forms, bytes from go1.19) ---- */
+
+static struct bpfg_sys_site_plan sys[8];
+static size_t nsys;
+
+Test(syscall_sites, number_set_right_before)
+{
+    /* runtime.getpid: mov $0x27,%eax; syscall; mov %rax,0x8(%rsp); ret,
+     * then runtime.settls's mov $0x9e,%rax; syscall; int3 padding */
+    const uint8_t code[] = {0xb8, 0x27, 0,    0,    0,    0x0f, 0x05, 0x48, 0x89, 0x44, 0x24, 0x08,
+                            0xc3, 0x48, 0xc7, 0xc0, 0x9e, 0,    0,    0,    0x0f, 0x05, 0xcc, 0xcc};
+    cr_assert_eq(bpfg_sys_sites_scan(code, sizeof(code), FUNC, sys, 8, &nsys, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(nsys, 2);
+    cr_expect_eq(sys[0].patch, FUNC);
+    cr_expect_eq(sys[0].syscall, FUNC + 5);
+    cr_expect_eq(sys[0].nr, 0x27);
+    cr_expect_eq(sys[1].patch, FUNC + 13, "the 7-byte mov $nr,%%rax is the patch");
+    cr_expect_eq(sys[1].syscall, FUNC + 20);
+    cr_expect_eq(sys[1].nr, 0x9e);
+}
+
+Test(syscall_sites, number_in_rax_displaced)
+{
+    /* runtime/internal/syscall.Syscall6: mov %rsi,%r10; mov %rdi,%rdx;
+     * mov %rcx,%rsi; mov %rbx,%rdi; syscall; then rawSyscallNoError's
+     * mov 0x8(%rsp),%rax; syscall */
+    const uint8_t code[] = {0x49, 0x89, 0xf2, 0x48, 0x89, 0xfa, 0x48, 0x89, 0xce, 0x48, 0x89, 0xdf,
+                            0x0f, 0x05, 0xc3, 0x48, 0x8b, 0x44, 0x24, 0x08, 0x0f, 0x05, 0xc3};
+    cr_assert_eq(bpfg_sys_sites_scan(code, sizeof(code), FUNC, sys, 8, &nsys, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(nsys, 2);
+    cr_expect_eq(sys[0].nr, -1);
+    cr_expect_eq(sys[0].patch, FUNC + 6, "two 3-byte movs: the fewest whole instructions of 5 bytes or more");
+    cr_expect_eq(sys[0].ndisplaced, 6);
+    cr_expect_eq(memcmp(sys[0].displaced, code + 6, 6), 0);
+    cr_expect_eq(sys[1].patch, FUNC + 15);
+    cr_expect_eq(sys[1].ndisplaced, 5);
+    cr_expect_eq(sys[1].syscall, FUNC + 20);
+}
+
+Test(syscall_sites, refused)
+{
+    /* a jmp right before the syscall cannot run from a stub */
+    const uint8_t jmp[] = {0x90, 0x90, 0x90, 0xeb, 0x00, 0x0f, 0x05, 0xc3};
+    cr_expect_eq(bpfg_sys_sites_scan(jmp, sizeof(jmp), FUNC, sys, 8, &nsys, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "0x7f0000100005") != NULL, "names the syscall: %s", err);
+    /* nor a rip-relative load */
+    const uint8_t rip[] = {0x48, 0x8b, 0x05, 0x10, 0, 0, 0, 0x0f, 0x05};
+    cr_expect_eq(bpfg_sys_sites_scan(rip, sizeof(rip), FUNC, sys, 8, &nsys, err, sizeof(err)), -EINVAL);
+    /* fewer than 5 bytes of code before it */
+    const uint8_t short_[] = {0x48, 0x89, 0xdf, 0x0f, 0x05};
+    cr_expect_eq(bpfg_sys_sites_scan(short_, sizeof(short_), FUNC, sys, 8, &nsys, err, sizeof(err)), -EINVAL);
+    /* bytes that do not decode (push %es is not in 64-bit mode), a syscall's
+     * bytes after them */
+    const uint8_t bad[] = {0xb8, 1, 0, 0, 0, 0x0f, 0x05, 0x06, 0x0f, 0x05};
+    cr_expect_eq(bpfg_sys_sites_scan(bad, sizeof(bad), FUNC, sys, 8, &nsys, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "does not decode") != NULL, "%s", err);
+    /* ... and none after them: nothing to miss */
+    const uint8_t tail[] = {0xb8, 1, 0, 0, 0, 0x0f, 0x05, 0x06};
+    cr_expect_eq(bpfg_sys_sites_scan(tail, sizeof(tail), FUNC, sys, 8, &nsys, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(nsys, 1);
+}

@@ -1,7 +1,8 @@
 """musl targets (issue 16) against a real bpfgraftd, in a musl-gcc dynamic
 and a static executable: a uprobe and a uretprobe with exact counts over
 threads, a hash map keyed by pid_tgid (the maps' own locks; pid and tid
-read without glibc's TCB), a getppid() syscall tracepoint exact through
+read without glibc's TCB), a getppid() syscall tracepoint exact (and
+equal to `strace -c -f`'s count over an unattached round) through
 Syscall User Dispatch and then through the rewritten site, detach leaving
 the text equal to the files, and `bpfgraft start` of the same program.
 
@@ -27,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 sys.path.insert(0, os.path.join(HERE, "..", "attach"))
-from harness import (Server, check, check_eq, counts, parse_probe_args, report, skip,  # noqa: E402
+from harness import (Server, Strace, check, check_eq, counts, parse_probe_args, report, skip,  # noqa: E402
                      text_matches_file, zero_counts)
 from test_syscalls import Victim as SysVictim  # noqa: E402
 
@@ -107,7 +108,9 @@ def check_helpers(cl, v, name, t0, t1):
           f"{name}: bpf_probe_read_user of [sp] gives a return address into the executable", hex(ret))
 
 
-def exact_round(cl, v, what):
+def exact_round(cl, v, what, traced=None):
+    """One round, every count exact; the getppid() tracepoint's equal to
+    traced's (strace's over an unattached round) when given."""
     zero_counts(cl)
     before = per_thread(cl, v.pid)
     check(v.run_round(), f"{what}: the round ran, every musl_add result right")
@@ -115,6 +118,8 @@ def exact_round(cl, v, what):
     n = THREADS * CALLS
     c = counts(cl)
     check_eq(c, [n, n, 0, n], f"{what}: entries, returns, map errors, getppid() exactly {n}")
+    if traced is not None:
+        check_eq(c[3], traced.get("getppid", -1), f"{what}: the getppid() tracepoint count equals strace -c -f's")
     new = {tid: cnt - before.get(tid, 0) for tid, cnt in per_thread(cl, v.pid).items() if cnt != before.get(tid, 0)}
     check(len(new) == THREADS and all(x == CALLS for x in new.values()),
           f"{what}: the hash map counted {CALLS} calls for each of the {THREADS} threads, keyed by pid_tgid",
@@ -126,10 +131,13 @@ def test_binary(srv, cl, args, name, static):
     try:
         if not check(v.wait_for("ready"), f"{name}: started"):
             return
+        st = Strace([v.pid], srv.dir)
+        check(st.attached and v.run_round(), f"{name}: a round under strace -c -f, unattached")
+        traced = st.counts()
         cl.call("target.attach", pid=v.pid, object="musl", programs=PROGS + ["musl_helpers"], target=":musl_add")
         check(True, f"{name}: uprobe, uretprobe (hash map) and syscall tracepoint attached")
         t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        exact_round(cl, v, f"{name} (SUD)")
+        exact_round(cl, v, f"{name} (SUD)", traced)
         check_helpers(cl, v, name, t0, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not syscall_sites(cl, v.pid):
@@ -144,7 +152,7 @@ def test_binary(srv, cl, args, name, static):
             why = re.findall(rf"target {v.pid}: syscall site \S+ stays on the signal path: .*", srv.log_text())
             check(sites or why, f"{name}: the getppid() site is rewritten, or the log says why not",
                   f"{sites!r} {why!r}")
-        exact_round(cl, v, f"{name} ({'rewritten site' if sites else 'second round'})")
+        exact_round(cl, v, f"{name} ({'rewritten site' if sites else 'second round'})", traced)
         cl.call("target.detach", pid=v.pid)
         check_eq(text_matches_file(v.pid), [], f"{name}: after detach the text equals the files")
         before = counts(cl)
