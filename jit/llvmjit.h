@@ -16,8 +16,10 @@
  * How: the program is validated and its lddw pseudo forms resolved by the
  * interpreter's loader, translated to IR (one LLVM function per eBPF
  * function, registers as allocas promoted by SROA, one basic block per jump
- * target), optimised with the new pass manager (default<O2>), emitted as a
- * PIC relocatable object in memory and linked here into one blob: only
+ * target), optimised with the new pass manager (a lean pipeline at levels
+ * 1-2, see llvmjit.c; default<O3> at 3), emitted by a target machine
+ * reused across compiles as a PIC relocatable object in memory and linked
+ * here into one blob: only
  * PC-relative relocations inside the object are accepted, so the blob
  * references nothing outside itself. LLVM never runs in the target.
  *
@@ -65,7 +67,7 @@ struct bpfg_llvmjit_opts {
     bpfg_llvmjit_map_info_fn map_info; /* NULL: no lookup inlining */
     void *map_info_user;
     const uint64_t *helper_addr; /* BPFG_MAX_HELPERS target addresses (0 = via table) or NULL */
-    int opt_level;               /* 0..3; 0 means the default, 2 */
+    int opt_level;               /* 0..3; 0 means the default, 2; 3: LLVM's full O3 (slower compile) */
     /* Map references (lddw map fd/idx/value forms) read their value from a
      * slot in the blob instead of being immediates, so one compilation
      * serves every target: bpfg_llvmjit_blob_bind() fills the slots. For

@@ -482,8 +482,8 @@ static int bench_jit_run(struct bench_ctx *ctx)
                     "array map value); interp: unchecked interpreter; native: gcc -O2; "
                     "native-loop: gcc -O2 doing the work the program's way (byte/word loops, no glibc SIMD); "
                     "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT); "
-                    "llvmjit: the LLVM JIT's flat blob (O2, array lookups inlined), llvmjit-compile: "
-                    "validation + IR + O2 + codegen + link");
+                    "llvmjit: the LLVM JIT's flat blob (its lean O2 pipeline, array lookups inlined), llvmjit-compile: "
+                    "validation + IR + optimisation + codegen + link");
     for (size_t i = 0; i < ncases && !ret; i++)
         ret = run_case(ctx, &k, &jc[i], mem);
 out:
