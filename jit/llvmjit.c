@@ -495,18 +495,13 @@ static LLVMValueRef table_slot(struct lj *j, LLVMValueRef id)
 /* bpf_map_lookup_elem on a known ARRAY: r0 = key < max ? base + key * stride : 0 */
 static bool inline_lookup(struct lj *j, uint32_t id)
 {
-    struct bpfg_llvmjit_map_info mi;
-    if (id != BPF_FUNC_map_lookup_elem || !j->opts->map_info || !j->known[BPF_REG_1] ||
-        (j->opts->jit.has_unwind && j->opts->jit.unwind_id == id))
-        return false;
-    memset(&mi, 0, sizeof(mi));
-    if (j->opts->map_info(j->opts->map_info_user, j->kval[BPF_REG_1], &mi) || mi.type != BPF_MAP_TYPE_ARRAY ||
-        mi.key_size != 4 || !mi.value_base)
+    struct bpfg_jit_map_info mi;
+    if (!j->known[BPF_REG_1] || !bpfg_jit_inline_array(&j->opts->jit, id, j->kval[BPF_REG_1], &mi))
         return false;
     int32_t kpc = j->kpc[BPF_REG_1];
     if (j->opts->relocatable_maps && kpc < 0)
         return false;
-    uint64_t stride = mi.value_stride ? mi.value_stride : ((uint64_t)mi.value_size + 7) & ~7ull;
+    uint64_t stride = mi.value_stride;
     LLVMBuilderRef B = j->B;
     LLVMValueRef kp = LLVMBuildIntToPtr(B, get_reg(j, BPF_REG_2), LLVMPointerType(j->i32, 0), "");
     LLVMValueRef key = LLVMBuildLoad2(B, j->i32, kp, "key");
@@ -1275,9 +1270,9 @@ int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn
             return ret;
         }
         if (r->kind == BPFG_LLVMJIT_RELOC_ARRAY_BASE) {
-            struct bpfg_llvmjit_map_info mi;
+            struct bpfg_jit_map_info mi;
             memset(&mi, 0, sizeof(mi));
-            if (!opts->map_info || opts->map_info(opts->map_info_user, v, &mi) || !mi.value_base) {
+            if (!opts->jit.map_info || opts->jit.map_info(opts->jit.map_info_user, v, &mi) || !mi.value_base) {
                 snprintf(err, errlen, "instruction %u: the inlined array map has no known value address", r->insn);
                 return -ESTALE;
             }
@@ -1365,14 +1360,14 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
         h_bytes(&h, &opts->jit.unwind_id, sizeof(opts->jit.unwind_id));
     if (opts->helper_addr)
         h_bytes(&h, opts->helper_addr, BPFG_MAX_HELPERS * sizeof(uint64_t));
-    if (opts->map_info) {
+    if (opts->jit.map_info) {
         for (size_t pc = 0; pc + 1 < n; pc++) {
             if (!is_lddw(&r[pc]))
                 continue;
             uint64_t v = (uint64_t)(uint32_t)r[pc].imm | (uint64_t)(uint32_t)r[pc + 1].imm << 32;
-            struct bpfg_llvmjit_map_info mi;
+            struct bpfg_jit_map_info mi;
             memset(&mi, 0, sizeof(mi));
-            if (!opts->map_info(opts->map_info_user, v, &mi)) {
+            if (!opts->jit.map_info(opts->jit.map_info_user, v, &mi)) {
                 if (opts->relocatable_maps)
                     mi.value_base = mi.value_base != 0; /* the address is a slot, known or not */
                 h_bytes(&h, &mi, sizeof(mi));

@@ -47,13 +47,13 @@ static int resolve(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint
     return 0;
 }
 
-static int describe(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+static int describe(void *user, uint64_t value, struct bpfg_jit_map_info *info)
 {
     (void)user;
     if (value != (uintptr_t)&map_a && value != (uintptr_t)&map_b)
         return -ENOENT;
     struct fake_map *m = (struct fake_map *)(uintptr_t)value;
-    *info = (struct bpfg_llvmjit_map_info){
+    *info = (struct bpfg_jit_map_info){
         .type = BPF_MAP_TYPE_ARRAY,
         .key_size = 4,
         .value_size = 8,
@@ -136,7 +136,7 @@ Test(llvmjit, array_lookup_is_inlined_and_matches_the_helper)
     struct bpfg_llvmjit_stats st;
     char err[256];
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     cr_assert_eq(bpfg_llvmjit_compile(prog, PROG_LEN, &o, &code, &st, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(st.inlined_lookups, 1);
 
@@ -204,7 +204,7 @@ Test(llvmjit, relocatable_blob_rebinds_to_other_maps)
     struct bpfg_llvmjit_stats st;
     char err[256];
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     o.relocatable_maps = true;
     cr_assert_eq(bpfg_llvmjit_compile_blob(prog, PROG_LEN, &o, &blob, &st, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(st.inlined_lookups, 1);
@@ -249,10 +249,10 @@ Test(llvmjit, key_follows_code_changing_options)
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(memcmp(k0, k1, 16), "per_run_user changes the code");
     o.jit.per_run_user = false;
-    o.map_info = describe;
+    o.jit.map_info = describe;
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(memcmp(k0, k1, 16), "an inlinable map changes the code");
-    o.map_info = NULL;
+    o.jit.map_info = NULL;
     bpfg_x86jit_allow_helper(&o.jit, 6);
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(!memcmp(k0, k1, 16), "allowed helpers do not change the code");
@@ -303,7 +303,7 @@ Test(jitcache, hit_after_miss_and_damaged_entries_recompile, .init = mk_tmp, .fi
     cr_assert_not_null(c, "%s", strerror(errno));
     struct bpfg_llvmjit_opts o;
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     o.relocatable_maps = true;
     struct bpfg_llvmjit_blob b1, b2;
     bool hit = true;
@@ -357,7 +357,7 @@ Test(jitcache, archive_round_trip, .init = mk_tmp, .fini = rm_tmp)
     uint8_t keys[2][16];
     for (int i = 0; i < 2; i++) {
         struct bpfg_llvmjit_blob b;
-        o.map_info = i ? describe : NULL;
+        o.jit.map_info = i ? describe : NULL;
         cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, keys[i], err, sizeof(err)), 0);
         cr_assert_eq(bpfg_llvmjit_compile_blob(prog, PROG_LEN, &o, &b, NULL, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(bpfg_jitarchive_add(a, i ? "obj/inlined" : "obj/plain", keys[i], &b), 0);
@@ -371,7 +371,7 @@ Test(jitcache, archive_round_trip, .init = mk_tmp, .fini = rm_tmp)
     for (int i = 0; i < 2; i++) {
         struct bpfg_llvmjit_blob b;
         bool hit = false;
-        o.map_info = i ? describe : NULL;
+        o.jit.map_info = i ? describe : NULL;
         o.jit.resolver_user = &map_b;
         cr_assert_eq(bpfg_jitcache_compile(c, prog, PROG_LEN, &o, &b, &hit, err, sizeof(err)), 0, "%s", err);
         cr_expect(hit, "entry %d was not imported", i);
