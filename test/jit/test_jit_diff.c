@@ -926,7 +926,7 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
 
 struct fake_array {
     uint32_t max_entries, value_size;
-    uint8_t values[ARR_BYTES];
+    _Alignas(8) uint8_t values[ARR_BYTES]; /* atomics need aligned values */
 };
 
 static struct fake_array arr[2] = {{ARR_A_ENTRIES, 8, {0}}, {ARR_B_ENTRIES, 12, {0}}};
@@ -941,8 +941,7 @@ static uint64_t helper_array_lookup(uint64_t map, uint64_t key, uint64_t r3, uin
 {
     (void)r3, (void)r4, (void)r5, (void)user;
     struct fake_array *m = (struct fake_array *)(uintptr_t)map;
-    uint32_t k;
-    memcpy(&k, (void *)(uintptr_t)key, 4);
+    uint32_t k = *(const uint32_t *)(uintptr_t)key; /* the programs' keys: aligned stack slots */
     array_calls++;
     return k < m->max_entries ? (uintptr_t)&m->values[k * arr_stride(m)] : 0;
 }
@@ -987,20 +986,13 @@ static int arr_describe(void *user, uint64_t value, struct bpfg_jit_map_info *in
  * *inlined: every lookup's r1 is a lddw value both JITs must inline. */
 static size_t array_prog(int which, struct bpf_insn *p, bool *inlined)
 {
-    /* 0: v = A[key]; if (!v) return -1; *v += x; return *v */
+    /* 0: v = A[key]; if (!v) return -1; atomically *v += x; return *v */
     const struct bpf_insn update[] = {
-        KEY_FROM_CTX,
-        MAP_A(1),
-        CALL_HELPER(1),
-        JMP_IMM(BPF_JEQ, 0, 0, 6),
-        LDX(BPF_DW, 1, 0, 0),
-        LDX(BPF_W, 3, 9, 4),
-        ALU64_REG(BPF_ADD, 1, 3),
-        STX(BPF_DW, 0, 1, 0),
-        MOV64_REG(0, 1),
-        EXIT(),
-        MOV64_IMM(0, -1),
-        EXIT(),
+        KEY_FROM_CTX,         MAP_A(1),
+        CALL_HELPER(1),       JMP_IMM(BPF_JEQ, 0, 0, 4),
+        LDX(BPF_W, 3, 9, 4),  ATOMIC(BPF_DW, BPF_ADD, 0, 3, 0),
+        LDX(BPF_DW, 0, 0, 0), EXIT(),
+        MOV64_IMM(0, -1),     EXIT(),
     };
     /* 1: the map depends on x & 1, both lddw reach one call: a jump target */
     const struct bpf_insn join[] = {
