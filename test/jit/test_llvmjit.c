@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,60 @@ Test(llvmjit, direct_helper_calls)
     cr_expect_eq(r0, 207);
     cr_expect_eq(lookups, 1);
     bpfg_x86jit_code_free(&code);
+}
+
+/* Compiles share pooled target machines: threads compiling at once (more
+ * than the pool keeps, at two codegen levels) all get the code a lone
+ * compile gives. */
+struct compile_job {
+    int opt_level;
+    const struct bpfg_x86jit_code *want;
+    int mismatches;
+};
+
+static void *compile_thread(void *arg)
+{
+    struct compile_job *job = arg;
+    for (int i = 0; i < 6; i++) {
+        struct bpfg_llvmjit_opts o;
+        struct bpfg_x86jit_code code;
+        char err[256];
+        base_opts(&o, &map_a);
+        o.jit.map_info = describe;
+        o.opt_level = job->opt_level;
+        if (bpfg_llvmjit_compile(prog, PROG_LEN, &o, &code, NULL, err, sizeof(err)) || code.len != job->want->len ||
+            memcmp(code.buf, job->want->buf, code.len))
+            job->mismatches++;
+        bpfg_x86jit_code_free(&code);
+    }
+    return NULL;
+}
+
+Test(llvmjit, concurrent_compiles_give_the_same_code)
+{
+    struct bpfg_x86jit_code want[2];
+    struct compile_job jobs[6];
+    pthread_t th[6];
+    char err[256];
+    for (int l = 0; l < 2; l++) {
+        struct bpfg_llvmjit_opts o;
+        base_opts(&o, &map_a);
+        o.jit.map_info = describe;
+        o.opt_level = l + 1;
+        cr_assert_eq(bpfg_llvmjit_compile(prog, PROG_LEN, &o, &want[l], NULL, err, sizeof(err)), 0, "%s", err);
+    }
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (struct compile_job){i % 2 + 1, &want[i % 2], 0};
+        cr_assert_eq(pthread_create(&th[i], NULL, compile_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect_eq(jobs[i].mismatches, 0, "thread %d: %d compiles differ or failed", i, jobs[i].mismatches);
+    }
+    reset_maps();
+    cr_expect_eq(run_code(&want[1], 3), 108);
+    bpfg_x86jit_code_free(&want[0]);
+    bpfg_x86jit_code_free(&want[1]);
 }
 
 /* One compilation, two targets: slots rebound from map_a to map_b. */
