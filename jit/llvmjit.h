@@ -16,17 +16,15 @@
  * How: the program is validated and its lddw pseudo forms resolved by the
  * interpreter's loader, translated to IR (one LLVM function per eBPF
  * function, registers as allocas promoted by SROA, one basic block per jump
- * target), optimised with the new pass manager (default<O2>), emitted as a
- * PIC relocatable object in memory and linked here into one blob: only
+ * target), optimised with the new pass manager (a lean pipeline at levels
+ * 1-2, see llvmjit.c; default<O3> at 3), emitted by a target machine
+ * reused across compiles as a PIC relocatable object in memory and linked
+ * here into one blob: only
  * PC-relative relocations inside the object are accepted, so the blob
  * references nothing outside itself. LLVM never runs in the target.
  *
  * Target-specific speed-ups, all optional:
- *  - map_info: for a lddw value the server knows as an ARRAY map (or global
- *    data) mapped at a known address in the target, bpf_map_lookup_elem
- *    (helper 1) with that map in r1 is inlined as a bounds check plus an
- *    address computation. The map must be described by the same value the
- *    run-time helper receives as r1.
+ *  - jit.map_info: array lookups inlined, as in the x86 JIT (x86jit.h).
  *  - helper_addr: helpers whose address in the target is known are called
  *    directly instead of through the table (no NULL check, no table load).
  * Map and global-data addresses are lddw immediates, hence IR constants.
@@ -46,26 +44,10 @@
 
 #include "x86jit.h"
 
-/* What the server knows about a map, for lookup inlining. */
-struct bpfg_llvmjit_map_info {
-    uint32_t type;     /* BPF_MAP_TYPE_*: only ARRAY is inlined */
-    uint32_t key_size; /* must be 4 */
-    uint32_t value_size;
-    uint32_t max_entries;
-    uint64_t value_base;   /* target address of element 0's value; 0 = unknown */
-    uint64_t value_stride; /* bytes between values; 0 = value_size rounded up to 8 */
-};
-
-/* Describes the map whose lddw value is `value` (the resolver's result):
- * 0 and *info, or a negative errno (-ENOENT: not a map / unknown). */
-typedef int (*bpfg_llvmjit_map_info_fn)(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info);
-
 struct bpfg_llvmjit_opts {
-    struct bpfg_x86jit_opts jit;       /* resolver, allowed helpers, unwind, per_run_user */
-    bpfg_llvmjit_map_info_fn map_info; /* NULL: no lookup inlining */
-    void *map_info_user;
+    struct bpfg_x86jit_opts jit; /* resolver, map_info, allowed helpers, unwind, per_run_user */
     const uint64_t *helper_addr; /* BPFG_MAX_HELPERS target addresses (0 = via table) or NULL */
-    int opt_level;               /* 0..3; 0 means the default, 2 */
+    int opt_level;               /* 0..3; 0 means the default, 2; 3: LLVM's full O3 (slower compile) */
     /* Map references (lddw map fd/idx/value forms) read their value from a
      * slot in the blob instead of being immediates, so one compilation
      * serves every target: bpfg_llvmjit_blob_bind() fills the slots. For
@@ -75,7 +57,7 @@ struct bpfg_llvmjit_opts {
 
 enum bpfg_llvmjit_reloc_kind {
     BPFG_LLVMJIT_RELOC_LDDW = 0,       /* the resolver's value of the lddw */
-    BPFG_LLVMJIT_RELOC_ARRAY_BASE = 1, /* map_info's value_base of that map */
+    BPFG_LLVMJIT_RELOC_ARRAY_BASE = 1, /* jit.map_info's value_base of that map */
 };
 
 /* An 8-byte little-endian slot of a relocatable blob. */
@@ -111,7 +93,7 @@ void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob);
 
 /* Binds a relocatable blob to a target: every slot gets the value
  * opts->jit.resolver gives for its lddw in insns (the original program),
- * or map_info's value_base of that map. -ESTALE when an inlined array's
+ * or jit.map_info's value_base of that map. -ESTALE when an inlined array's
  * address is unknown now. Call before copying the code to the target. */
 int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn *insns, size_t n,
                            const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen);

@@ -68,6 +68,11 @@ struct jit {
     const struct bpfg_x86jit_opts *opts;
     uint32_t *funcs; /* instructions referenced as functions (callx targets) */
     size_t nfuncs;
+    /* lookup inlining (opts->map_info): r1's value where a lddw set it
+     * and no jump target, call or write to r1 came after */
+    uint8_t *leader; /* per instruction: reached other than by falling through */
+    bool r1_known;
+    uint64_t r1_val;
 };
 
 /* ---- byte emission ------------------------------------------------------ */
@@ -591,8 +596,44 @@ static void emit_helper_call_r11(struct jit *j, size_t pc)
     ins_rr(j, 0, 0xff, 2, R10); /* call r10 */
 }
 
+bool bpfg_jit_inline_array(const struct bpfg_x86jit_opts *opts, uint32_t helper_id, uint64_t r1,
+                           struct bpfg_jit_map_info *mi)
+{
+    memset(mi, 0, sizeof(*mi));
+    if (helper_id != BPF_FUNC_map_lookup_elem || !opts->map_info || (opts->has_unwind && opts->unwind_id == helper_id))
+        return false;
+    if (opts->map_info(opts->map_info_user, r1, mi) || mi->type != BPF_MAP_TYPE_ARRAY || mi->key_size != 4 ||
+        !mi->value_base)
+        return false;
+    if (!mi->value_stride)
+        mi->value_stride = ((uint64_t)mi->value_size + 7) & ~7ull;
+    return true;
+}
+
+/* bpf_map_lookup_elem on an ARRAY at a known address, as the helper:
+ * r0 = key < max_entries ? value_base + key * stride : 0. */
+static bool inline_lookup(struct jit *j, uint32_t id)
+{
+    struct bpfg_jit_map_info mi;
+    if (!j->r1_known || !bpfg_jit_inline_array(j->opts, id, j->r1_val, &mi) || mi.value_stride > INT32_MAX)
+        return false;
+    uint64_t stride = mi.value_stride;
+    ins_rm(j, 0, 0x8b, R10, reg_map[BPF_REG_2], 0); /* mov r10d, [r2]: the key */
+    mov_ri(j, 0, RAX, 0);
+    ins_ri(j, 0, 7, R10, (int32_t)mi.max_entries); /* cmp r10d, max_entries */
+    size_t out = jcc8(j, CC_AE);
+    ins_rr(j, F_W, 0x69, R10, R10); /* imul r10, r10, stride */
+    emit4(j, (uint32_t)stride);
+    mov_ri64(j, RAX, mi.value_base);
+    ins_rr(j, F_W, 0x01, R10, RAX); /* add rax, r10 */
+    here8(j, out);
+    return true;
+}
+
 static void emit_helper_call(struct jit *j, uint32_t id, size_t pc)
 {
+    if (inline_lookup(j, id))
+        return;
     for (size_t i = 0; i < 5; i++)
         push(j, arg_regs[i]);
     ins_ri(j, F_W, 5, RSP, 8); /* keep rsp 16-aligned */
@@ -890,6 +931,55 @@ static int collect_funcs(struct jit *j, const struct bpf_insn *orig, size_t n)
     return 0;
 }
 
+/* Lookup inlining needs r1's value at a call: known from a lddw up to the
+ * next instruction reached by a jump or a call (marked here) or the next
+ * write to r1 (track_r1). */
+static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
+{
+    if (!j->opts->map_info)
+        return 0;
+    j->leader = calloc(n, 1);
+    if (!j->leader)
+        return -ENOMEM;
+    for (size_t pc = 0; pc < n; pc++) {
+        const struct bpf_insn *in = &orig[pc];
+        uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
+        bool jmp = cls == BPF_JMP || cls == BPF_JMP32;
+        if (in->code == (BPF_LD | BPF_IMM | BPF_DW)) {
+            if (in->src_reg == BPF_PSEUDO_FUNC)
+                j->leader[pc + 1 + in->imm] = 1;
+            pc++;
+        } else if (jmp && op == BPF_CALL && in->src_reg == BPF_PSEUDO_CALL) {
+            j->leader[pc + 1 + in->imm] = 1;
+        } else if (jmp && op == BPF_JA) {
+            j->leader[pc + 1 + (cls == BPF_JMP32 ? in->imm : in->off)] = 1;
+        } else if (jmp && op != BPF_CALL && op != BPF_EXIT) {
+            j->leader[pc + 1 + in->off] = 1;
+        }
+    }
+    return 0;
+}
+
+/* After instruction in: whether r1 still holds the value a lddw gave it. */
+static void track_r1(struct jit *j, const struct bpf_insn *in)
+{
+    uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
+    bool writes = in->dst_reg == BPF_REG_1;
+    if (cls == BPF_LD && writes) {
+        j->r1_known = true;
+        j->r1_val = (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32;
+        return;
+    }
+    if (cls == BPF_STX && BPF_MODE(in->code) == BPF_ATOMIC)
+        writes = in->src_reg == BPF_REG_1; /* the fetch forms write src */
+    else if (cls == BPF_JMP || cls == BPF_JMP32)
+        writes = op == BPF_CALL; /* a bpf-to-bpf callee's r1 comes back */
+    else if (cls == BPF_ST || cls == BPF_STX)
+        writes = false;
+    if (writes)
+        j->r1_known = false;
+}
+
 int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg_x86jit_opts *opts,
                         struct bpfg_x86jit_code *out, char *err, size_t errlen)
 {
@@ -914,7 +1004,7 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
     j.cap = n * 16 + 512;
     j.buf = malloc(j.cap);
     j.labels = malloc((n + NLBL_EXTRA) * sizeof(*j.labels));
-    if (!j.buf || !j.labels || collect_funcs(&j, orig, n)) {
+    if (!j.buf || !j.labels || collect_funcs(&j, orig, n) || mark_leaders(&j, orig, n)) {
         ret = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -923,6 +1013,8 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
     for (size_t pc = 0; pc < n && !ret; pc++) {
         const struct bpf_insn *in = &insns[pc];
         j.labels[pc] = (uint32_t)j.len;
+        if (j.leader && j.leader[pc])
+            j.r1_known = false;
         switch (BPF_CLASS(in->code)) {
         case BPF_ALU:
         case BPF_ALU64: ret = emit_alu(&j, in); break;
@@ -948,6 +1040,7 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         }
         if (ret)
             snprintf(err, errlen, "instruction %zu: opcode 0x%02x not supported by the x86 JIT", pc, in->code);
+        track_r1(&j, in);
     }
     if (ret)
         goto out;
@@ -969,6 +1062,7 @@ out:
     free(j.labels);
     free(j.fix);
     free(j.funcs);
+    free(j.leader);
     bpfg_vm_free(vm);
     return ret;
 }

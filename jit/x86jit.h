@@ -73,9 +73,31 @@ struct bpfg_x86jit_result {
 typedef struct bpfg_x86jit_result (*bpfg_x86jit_fn)(void *ctx, size_t len, const struct bpfg_x86jit_helper *table,
                                                     void *run_user);
 
+/* What the server knows about a map, for lookup inlining. */
+struct bpfg_jit_map_info {
+    uint32_t type;     /* BPF_MAP_TYPE_*: only ARRAY is inlined */
+    uint32_t key_size; /* must be 4 */
+    uint32_t value_size;
+    uint32_t max_entries;
+    uint64_t value_base;   /* target address of element 0's value; 0 = unknown */
+    uint64_t value_stride; /* bytes between values; 0 = value_size rounded up to 8 */
+};
+
+/* Describes the map whose lddw value is `value` (the resolver's result):
+ * 0 and *info, or a negative errno (-ENOENT: not a map / unknown). */
+typedef int (*bpfg_jit_map_info_fn)(void *user, uint64_t value, struct bpfg_jit_map_info *info);
+
 struct bpfg_x86jit_opts {
     bpfg_ld64_resolver resolver; /* lddw pseudo forms (maps); NULL: refuse them */
     void *resolver_user;
+    /* Lookup inlining: for a lddw value described as an ARRAY map (or
+     * global data) whose values sit at a known address in the target,
+     * bpf_map_lookup_elem (helper 1) with that map in r1 becomes a bounds
+     * check plus an address computation, no call. The map must be
+     * described by the same value the run-time helper receives as r1.
+     * NULL: every lookup calls the helper. */
+    bpfg_jit_map_info_fn map_info;
+    void *map_info_user;
     /* Bitmap of the helper ids the run-time table will provide: calls to
      * other ids are refused at compile time, as the interpreter does. */
     uint64_t helpers[BPFG_MAX_HELPERS / 64];
@@ -103,6 +125,12 @@ int bpfg_x86jit_validate(const struct bpf_insn *insns, size_t n, const struct bp
 int bpfg_x86jit_compile(const struct bpf_insn *insns, size_t n, const struct bpfg_x86jit_opts *opts,
                         struct bpfg_x86jit_code *out, char *err, size_t errlen);
 void bpfg_x86jit_code_free(struct bpfg_x86jit_code *code);
+
+/* Whether a call of helper_id with r1 = r1 is a lookup both JITs inline
+ * (opts->map_info describes r1 as an ARRAY at a known address): true and
+ * *mi with value_stride filled in. */
+bool bpfg_jit_inline_array(const struct bpfg_x86jit_opts *opts, uint32_t helper_id, uint64_t r1,
+                           struct bpfg_jit_map_info *mi);
 
 static inline void bpfg_x86jit_allow_helper(struct bpfg_x86jit_opts *opts, uint32_t id)
 {

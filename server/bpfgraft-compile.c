@@ -34,7 +34,7 @@ static int resolve_placeholder(void *user, uint8_t src_reg, int32_t imm0, int32_
     return 0;
 }
 
-static int describe_placeholder(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+static int describe_placeholder(void *user, uint64_t value, struct bpfg_jit_map_info *info)
 {
     const struct bpfg_obj *obj = user;
     uint64_t idx = (value >> 32) & 0xffff;
@@ -45,7 +45,7 @@ static int describe_placeholder(void *user, uint64_t value, struct bpfg_llvmjit_
      * arrays with 4-byte keys, whose values every payload reports */
     if (m->type != BPF_MAP_TYPE_ARRAY || m->key_size != 4)
         return -ENOENT;
-    *info = (struct bpfg_llvmjit_map_info){
+    *info = (struct bpfg_jit_map_info){
         .type = m->type,
         .key_size = m->key_size,
         .value_size = m->value_size,
@@ -124,8 +124,8 @@ int main(int argc, char **argv)
     bpfg_jitcache_server_opts(&opts);
     opts.jit.resolver = resolve_placeholder;
     opts.jit.resolver_user = obj;
-    opts.map_info = describe_placeholder;
-    opts.map_info_user = obj;
+    opts.jit.map_info = describe_placeholder;
+    opts.jit.map_info_user = obj;
     opts.opt_level = opt_level;
 
     int status = 0;

@@ -51,7 +51,6 @@ static int resolve_for_target(void *user, uint8_t src_reg, int32_t imm0, int32_t
 /* Compiles op for t with the engine asked for, or the next one down
  * (reasons logged). Returns the engine that made *code, or
  * BPFG_ENGINE_INTERP with nothing in *code. */
-#ifdef BPFGRAFT_HAVE_LLVM
 /* Lookup inlining: an ARRAY map whose values this target's payload maps
  * contiguously (value_area known) becomes loads from that address. */
 struct map_info_ctx {
@@ -59,7 +58,7 @@ struct map_info_ctx {
     const struct target *t;
 };
 
-static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+static int map_info_for_target(void *user, uint64_t value, struct bpfg_jit_map_info *info)
 {
     const struct map_info_ctx *mc = user;
     for (size_t i = 0; i < mc->t->nmaps_sent; i++) {
@@ -73,7 +72,7 @@ static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_m
         bpfg_map_get_info(m->map, &mi);
         if (mi.type != BPF_MAP_TYPE_ARRAY || mi.key_size != 4)
             return -ENOENT;
-        *info = (struct bpfg_llvmjit_map_info){
+        *info = (struct bpfg_jit_map_info){
             .type = mi.type,
             .key_size = mi.key_size,
             .value_size = mi.value_size,
@@ -85,6 +84,7 @@ static int map_info_for_target(void *user, uint64_t value, struct bpfg_llvmjit_m
     return -ENOENT;
 }
 
+#ifdef BPFGRAFT_HAVE_LLVM
 /* The on-disk cache, opened at the first LLVM compile (so a server that
  * never attaches creates nothing). NULL: compile without it. */
 static struct bpfg_jitcache *jitcache(struct server *s)
@@ -117,8 +117,8 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
     bpfg_jitcache_server_opts(&lo);
     lo.jit.resolver = resolve_for_target;
     lo.jit.resolver_user = &rc;
-    lo.map_info = map_info_for_target;
-    lo.map_info_user = &mc;
+    lo.jit.map_info = map_info_for_target;
+    lo.jit.map_info_user = &mc;
     struct bpfg_llvmjit_blob blob = {0};
     char why[512];
     bool hit = false;
@@ -159,9 +159,12 @@ int progcompile_for_target(struct server *s, const struct target *t, const struc
     if (engine != BPFG_ENGINE_X86)
         return BPFG_ENGINE_INTERP;
     struct resolve_ctx rc = {t, o};
+    struct map_info_ctx mc = {s, t};
     struct bpfg_x86jit_opts opts = {
         .resolver = resolve_for_target,
         .resolver_user = &rc,
+        .map_info = map_info_for_target,
+        .map_info_user = &mc,
         .has_unwind = true,
         .unwind_id = BPF_FUNC_tail_call,
         .per_run_user = true,

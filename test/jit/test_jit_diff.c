@@ -913,3 +913,309 @@ Test(jit_diff, kernel_accepted_programs_match, .timeout = 120)
     cr_log_info("kernel accepted %zu of %zu generated programs", accepted, count);
     cr_assert_geq(accepted, count / 10, "the kernel accepted only %zu of %zu", accepted, count);
 }
+
+/* ---- inlined array lookups ------------------------------------------------
+ * bpf_map_lookup_elem on arrays whose values' address the JITs are told
+ * (opts.map_info): the interpreter's helper call = the x86 JIT calling it =
+ * the x86 JIT inlined = the LLVM JIT inlined (= the kernel, on real array
+ * maps). Map A has 8-byte values, map B 12-byte ones (a 16-byte stride). */
+
+#define ARR_A_ENTRIES 16
+#define ARR_B_ENTRIES 5
+#define ARR_BYTES (ARR_A_ENTRIES * 8)
+
+struct fake_array {
+    uint32_t max_entries, value_size;
+    _Alignas(8) uint8_t values[ARR_BYTES]; /* atomics need aligned values */
+};
+
+static struct fake_array arr[2] = {{ARR_A_ENTRIES, 8, {0}}, {ARR_B_ENTRIES, 12, {0}}};
+static int array_calls; /* of the real helper */
+
+static uint32_t arr_stride(const struct fake_array *m)
+{
+    return (m->value_size + 7) & ~7u;
+}
+
+static uint64_t helper_array_lookup(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5, void *user)
+{
+    (void)r3, (void)r4, (void)r5, (void)user;
+    struct fake_array *m = (struct fake_array *)(uintptr_t)map;
+    uint32_t k = *(const uint32_t *)(uintptr_t)key; /* the programs' keys: aligned stack slots */
+    array_calls++;
+    return k < m->max_entries ? (uintptr_t)&m->values[k * arr_stride(m)] : 0;
+}
+
+static const struct bpfg_x86jit_helper array_table[BPFG_MAX_HELPERS] = {
+    [BPF_FUNC_map_lookup_elem] = {helper_array_lookup, NULL},
+};
+
+/* the programs' lddw imm: fds of kernel maps, or 1 and 2 without the kernel */
+static int arr_fd[2] = {1, 2};
+
+static int arr_resolve(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    (void)user, (void)imm1;
+    if (src_reg != BPF_PSEUDO_MAP_FD || (imm0 != arr_fd[0] && imm0 != arr_fd[1]))
+        return -EINVAL;
+    *value = (uintptr_t)&arr[imm0 == arr_fd[1]];
+    return 0;
+}
+
+static int arr_describe(void *user, uint64_t value, struct bpfg_jit_map_info *info)
+{
+    (void)user;
+    if (value != (uintptr_t)&arr[0] && value != (uintptr_t)&arr[1])
+        return -ENOENT;
+    const struct fake_array *m = (const struct fake_array *)(uintptr_t)value;
+    *info = (struct bpfg_jit_map_info){
+        .type = BPF_MAP_TYPE_ARRAY,
+        .key_size = 4,
+        .value_size = m->value_size,
+        .max_entries = m->max_entries,
+        .value_base = (uintptr_t)m->values,
+    };
+    return 0;
+}
+
+#define MAP_A(d) LD_IMM64_RAW(d, BPF_PSEUDO_MAP_FD, arr_fd[0], 0)
+#define MAP_B(d) LD_IMM64_RAW(d, BPF_PSEUDO_MAP_FD, arr_fd[1], 0)
+#define KEY_FROM_CTX LDX(BPF_W, 3, 9, 0), STX(BPF_W, 10, 3, -4), MOV64_REG(2, 10), ALU64_IMM(BPF_ADD, 2, -4)
+
+/* Program `which` (r9 = ctx: u32 key at 0, u32 x at 4) into p; its length.
+ * *inlined: every lookup's r1 is a lddw value both JITs must inline. */
+static size_t array_prog(int which, struct bpf_insn *p, bool *inlined)
+{
+    /* 0: v = A[key]; if (!v) return -1; atomically *v += x; return *v */
+    const struct bpf_insn update[] = {
+        KEY_FROM_CTX,         MAP_A(1),
+        CALL_HELPER(1),       JMP_IMM(BPF_JEQ, 0, 0, 4),
+        LDX(BPF_W, 3, 9, 4),  ATOMIC(BPF_DW, BPF_ADD, 0, 3, 0),
+        LDX(BPF_DW, 0, 0, 0), EXIT(),
+        MOV64_IMM(0, -1),     EXIT(),
+    };
+    /* 1: the map depends on x & 1, both lddw reach one call: a jump target */
+    const struct bpf_insn join[] = {
+        KEY_FROM_CTX,   LDX(BPF_W, 4, 9, 4),       ALU64_IMM(BPF_AND, 4, 1),
+        MAP_A(1),       JMP_IMM(BPF_JEQ, 4, 0, 2), MAP_B(1),
+        CALL_HELPER(1), JMP_IMM(BPF_JEQ, 0, 0, 2), LDX(BPF_DW, 0, 0, 0),
+        EXIT(),         MOV64_IMM(0, -1),          EXIT(),
+    };
+    /* 2: r1 = A by lddw, then overwritten with B from r6 */
+    const struct bpf_insn moved[] = {
+        KEY_FROM_CTX,
+        MAP_B(6),
+        MAP_A(1),
+        MOV64_REG(1, 6),
+        CALL_HELPER(1),
+        JMP_IMM(BPF_JEQ, 0, 0, 4),
+        LDX(BPF_W, 3, 0, 8),
+        LDX(BPF_DW, 0, 0, 0),
+        ALU64_REG(BPF_ADD, 0, 3),
+        EXIT(),
+        MOV64_IMM(0, -1),
+        EXIT(),
+    };
+    /* 3: for (i = 0; i < 20; i++) if ((v = A[i])) { *v += i; sum += *v } */
+    const struct bpf_insn loop[] = {
+        MOV64_IMM(6, 0),
+        MOV64_IMM(7, 0),
+        STX(BPF_W, 10, 6, -4),
+        MOV64_REG(2, 10),
+        ALU64_IMM(BPF_ADD, 2, -4),
+        MAP_A(1),
+        CALL_HELPER(1),
+        JMP_IMM(BPF_JEQ, 0, 0, 4),
+        LDX(BPF_DW, 1, 0, 0),
+        ALU64_REG(BPF_ADD, 1, 6),
+        STX(BPF_DW, 0, 1, 0),
+        ALU64_REG(BPF_ADD, 7, 1),
+        ALU64_IMM(BPF_ADD, 6, 1),
+        JMP_IMM(BPF_JLT, 6, 20, -13),
+        MOV64_REG(0, 7),
+        EXIT(),
+    };
+    static const size_t lens[] = {sizeof(update), sizeof(join), sizeof(moved), sizeof(loop)};
+    const struct bpf_insn *progs[] = {update, join, moved, loop};
+    memcpy(p, progs[which], lens[which]);
+    *inlined = which == 0 || which == 3;
+    return lens[which] / sizeof(*p);
+}
+
+#define NARRAY_PROGS 4
+
+struct arr_outcome {
+    int err;
+    uint64_t r0;
+    uint8_t values[2][ARR_BYTES];
+    int calls;
+};
+
+static void arr_reset(void)
+{
+    for (int m = 0; m < 2; m++)
+        for (size_t i = 0; i < ARR_BYTES; i++)
+            arr[m].values[i] = (uint8_t)(i * 37 + 11 + m);
+    array_calls = 0;
+}
+
+static void arr_record(struct arr_outcome *o)
+{
+    for (int m = 0; m < 2; m++)
+        memcpy(o->values[m], arr[m].values, ARR_BYTES);
+    o->calls = array_calls;
+}
+
+static void arr_interp(const struct bpf_insn *p, size_t n, uint8_t *ctx, struct arr_outcome *o)
+{
+    struct bpfg_vm *vm = bpfg_vm_new();
+    cr_assert_not_null(vm);
+    bpfg_vm_register_helper(vm, BPF_FUNC_map_lookup_elem, "", helper_array_lookup, NULL);
+    bpfg_vm_set_ld64_resolver(vm, arr_resolve, NULL);
+    bpfg_vm_set_checked(vm, false); /* map values are outside the regions it checks */
+    cr_assert_eq(bpfg_vm_load(vm, p, n), 0, "%s", bpfg_vm_error(vm));
+    arr_reset();
+    o->r0 = 0;
+    o->err = bpfg_vm_exec(vm, ctx, CTX_LEN, &o->r0);
+    arr_record(o);
+    bpfg_vm_free(vm);
+}
+
+/* engine 0: x86 calling the helper, 1: x86 inlined, 2: LLVM inlined */
+static void arr_jit(int engine, const struct bpf_insn *p, size_t n, uint8_t *ctx, struct arr_outcome *o)
+{
+    struct bpfg_x86jit_opts opts = {.resolver = arr_resolve, .map_info = engine ? arr_describe : NULL};
+    struct bpfg_x86jit_code code;
+    struct bpfg_x86jit_image img;
+    char err[256];
+    bpfg_x86jit_allow_helper(&opts, BPF_FUNC_map_lookup_elem);
+    int ret = bpfg_x86jit_compile(p, n, &opts, &code, err, sizeof(err));
+#ifdef BPFGRAFT_HAVE_LLVM
+    if (engine == 2) {
+        struct bpfg_llvmjit_opts lopts = {.jit = opts};
+        bpfg_x86jit_code_free(&code);
+        ret = bpfg_llvmjit_compile(p, n, &lopts, &code, NULL, err, sizeof(err));
+    }
+#endif
+    cr_assert_eq(ret, 0, "engine %d: %s", engine, err);
+    cr_assert_eq(bpfg_x86jit_map_exec(&code, &img), 0);
+    bpfg_x86jit_code_free(&code);
+    arr_reset();
+    o->err = bpfg_x86jit_run(&img, ctx, CTX_LEN, array_table, NULL, &o->r0, NULL);
+    arr_record(o);
+    bpfg_x86jit_unmap(&img);
+}
+
+static bool arr_same(const struct arr_outcome *a, const struct arr_outcome *b)
+{
+    return a->err == b->err && a->r0 == b->r0 && !memcmp(a->values, b->values, sizeof(a->values));
+}
+
+static const uint32_t arr_keys[] = {0, 1, 4, 5, 15, 16, 17, 0x80000000u, 0xffffffffu};
+
+/* Every program with every key and x in {0, 1}, on every engine; kernel
+ * (optional) compares with BPF_PROG_TEST_RUN. Returns the runs compared. */
+static size_t arr_compare_all(void (*kernel)(const struct bpf_insn *, size_t, uint8_t *, const struct arr_outcome *))
+{
+    size_t runs = 0;
+#ifdef BPFGRAFT_HAVE_LLVM
+    int engines = 3;
+#else
+    int engines = 2;
+#endif
+    for (int which = 0; which < NARRAY_PROGS; which++) {
+        struct bpf_insn p[64];
+        bool inlined;
+        p[0] = MOV64_REG(9, 1);
+        size_t n = array_prog(which, p + 1, &inlined) + 1;
+        for (size_t k = 0; k < sizeof(arr_keys) / sizeof(arr_keys[0]) * 2; k++) {
+            uint8_t ctx[CTX_LEN] = {0};
+            uint32_t key = arr_keys[k / 2], x = (uint32_t)(k % 2) * 0x1001;
+            memcpy(ctx, &key, 4);
+            memcpy(ctx + 4, &x, 4);
+            struct arr_outcome want, got;
+            arr_interp(p, n, ctx, &want);
+            cr_assert_eq(want.err, 0);
+            for (int e = 0; e < engines; e++) {
+                arr_jit(e, p, n, ctx, &got);
+                if (!arr_same(&got, &want))
+                    dump(p, n);
+                cr_assert(arr_same(&got, &want), "program %d key 0x%x x %u: engine %d r0 0x%llx, interp 0x%llx%s",
+                          which, key, x, e, (unsigned long long)got.r0, (unsigned long long)want.r0,
+                          memcmp(got.values, want.values, sizeof(want.values)) ? ", maps differ" : "");
+                if (e && inlined)
+                    cr_assert_eq(got.calls, 0, "program %d: engine %d called the helper", which, e);
+            }
+            if (kernel)
+                kernel(p, n, ctx, &want);
+            runs++;
+        }
+    }
+    return runs;
+}
+
+Test(jit_diff, inlined_array_lookups_match_interpreter)
+{
+    size_t runs = arr_compare_all(NULL);
+    cr_assert_eq(runs, NARRAY_PROGS * sizeof(arr_keys) / sizeof(arr_keys[0]) * 2);
+}
+
+/* ---- the same against the kernel, on real array maps ---- */
+
+static int kmap[2] = {-1, -1};
+
+static void arr_kernel_fill(void)
+{
+    arr_reset();
+    for (int m = 0; m < 2; m++)
+        for (uint32_t i = 0; i < arr[m].max_entries; i++)
+            cr_assert_eq(bpf_map_update_elem(kmap[m], &i, &arr[m].values[i * arr_stride(&arr[m])], BPF_ANY), 0,
+                         "map update: %s", strerror(errno));
+}
+
+static void arr_kernel_check_maps(const struct arr_outcome *want)
+{
+    uint8_t v[16];
+    for (int m = 0; m < 2; m++)
+        for (uint32_t i = 0; i < arr[m].max_entries; i++) {
+            cr_assert_eq(bpf_map_lookup_elem(kmap[m], &i, v), 0, "map lookup: %s", strerror(errno));
+            cr_assert(!memcmp(v, &want->values[m][i * arr_stride(&arr[m])], arr[m].value_size),
+                      "map %d element %u: the kernel's differs", m, i);
+        }
+}
+
+/* p without its first instruction (mov r9, r1) behind the XDP prologue. */
+static void arr_kernel_run(const struct bpf_insn *p, size_t n, uint8_t *ctx, const struct arr_outcome *want)
+{
+    static char log[65536];
+    struct bpf_insn prog[80];
+    size_t pro = kernel_prologue(prog);
+    memcpy(prog + pro, p + 1, (n - 1) * sizeof(*p));
+    arr_kernel_fill();
+    LIBBPF_OPTS(bpf_prog_load_opts, lopts, .log_buf = log, .log_size = sizeof(log), .log_level = 1);
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, NULL, "GPL", prog, pro + n - 1, &lopts);
+    cr_assert_geq(fd, 0, "the kernel refused an array program: %s\n%s", strerror(errno), log);
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .data_in = ctx, .data_size_in = CTX_LEN, .repeat = 1);
+    int err = bpf_prog_test_run_opts(fd, &topts);
+    close(fd);
+    cr_assert_eq(err, 0, "test_run: %s", strerror(errno));
+    cr_assert_eq(topts.retval, (uint32_t)want->r0, "kernel r0 0x%x, interp 0x%llx", topts.retval,
+                 (unsigned long long)want->r0);
+    arr_kernel_check_maps(want);
+}
+
+Test(jit_diff, kernel_array_lookups_match)
+{
+    test_needs("bpf-test-run");
+    for (int m = 0; m < 2; m++) {
+        kmap[m] = bpf_map_create(BPF_MAP_TYPE_ARRAY, NULL, 4, arr[m].value_size, arr[m].max_entries, NULL);
+        cr_assert_geq(kmap[m], 0, "array map: %s", strerror(errno));
+        arr_fd[m] = kmap[m];
+    }
+    size_t runs = arr_compare_all(arr_kernel_run);
+    for (int m = 0; m < 2; m++) {
+        close(kmap[m]);
+        arr_fd[m] = m + 1;
+    }
+    cr_assert_eq(runs, NARRAY_PROGS * sizeof(arr_keys) / sizeof(arr_keys[0]) * 2);
+}

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +48,13 @@ static int resolve(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint
     return 0;
 }
 
-static int describe(void *user, uint64_t value, struct bpfg_llvmjit_map_info *info)
+static int describe(void *user, uint64_t value, struct bpfg_jit_map_info *info)
 {
     (void)user;
     if (value != (uintptr_t)&map_a && value != (uintptr_t)&map_b)
         return -ENOENT;
     struct fake_map *m = (struct fake_map *)(uintptr_t)value;
-    *info = (struct bpfg_llvmjit_map_info){
+    *info = (struct bpfg_jit_map_info){
         .type = BPF_MAP_TYPE_ARRAY,
         .key_size = 4,
         .value_size = 8,
@@ -136,7 +137,7 @@ Test(llvmjit, array_lookup_is_inlined_and_matches_the_helper)
     struct bpfg_llvmjit_stats st;
     char err[256];
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     cr_assert_eq(bpfg_llvmjit_compile(prog, PROG_LEN, &o, &code, &st, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(st.inlined_lookups, 1);
 
@@ -196,6 +197,60 @@ Test(llvmjit, direct_helper_calls)
     bpfg_x86jit_code_free(&code);
 }
 
+/* Compiles share pooled target machines: threads compiling at once (more
+ * than the pool keeps, at two codegen levels) all get the code a lone
+ * compile gives. */
+struct compile_job {
+    int opt_level;
+    const struct bpfg_x86jit_code *want;
+    int mismatches;
+};
+
+static void *compile_thread(void *arg)
+{
+    struct compile_job *job = arg;
+    for (int i = 0; i < 6; i++) {
+        struct bpfg_llvmjit_opts o;
+        struct bpfg_x86jit_code code;
+        char err[256];
+        base_opts(&o, &map_a);
+        o.jit.map_info = describe;
+        o.opt_level = job->opt_level;
+        if (bpfg_llvmjit_compile(prog, PROG_LEN, &o, &code, NULL, err, sizeof(err)) || code.len != job->want->len ||
+            memcmp(code.buf, job->want->buf, code.len))
+            job->mismatches++;
+        bpfg_x86jit_code_free(&code);
+    }
+    return NULL;
+}
+
+Test(llvmjit, concurrent_compiles_give_the_same_code)
+{
+    struct bpfg_x86jit_code want[2];
+    struct compile_job jobs[6];
+    pthread_t th[6];
+    char err[256];
+    for (int l = 0; l < 2; l++) {
+        struct bpfg_llvmjit_opts o;
+        base_opts(&o, &map_a);
+        o.jit.map_info = describe;
+        o.opt_level = l + 1;
+        cr_assert_eq(bpfg_llvmjit_compile(prog, PROG_LEN, &o, &want[l], NULL, err, sizeof(err)), 0, "%s", err);
+    }
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (struct compile_job){i % 2 + 1, &want[i % 2], 0};
+        cr_assert_eq(pthread_create(&th[i], NULL, compile_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect_eq(jobs[i].mismatches, 0, "thread %d: %d compiles differ or failed", i, jobs[i].mismatches);
+    }
+    reset_maps();
+    cr_expect_eq(run_code(&want[1], 3), 108);
+    bpfg_x86jit_code_free(&want[0]);
+    bpfg_x86jit_code_free(&want[1]);
+}
+
 /* One compilation, two targets: slots rebound from map_a to map_b. */
 Test(llvmjit, relocatable_blob_rebinds_to_other_maps)
 {
@@ -204,7 +259,7 @@ Test(llvmjit, relocatable_blob_rebinds_to_other_maps)
     struct bpfg_llvmjit_stats st;
     char err[256];
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     o.relocatable_maps = true;
     cr_assert_eq(bpfg_llvmjit_compile_blob(prog, PROG_LEN, &o, &blob, &st, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(st.inlined_lookups, 1);
@@ -249,10 +304,10 @@ Test(llvmjit, key_follows_code_changing_options)
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(memcmp(k0, k1, 16), "per_run_user changes the code");
     o.jit.per_run_user = false;
-    o.map_info = describe;
+    o.jit.map_info = describe;
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(memcmp(k0, k1, 16), "an inlinable map changes the code");
-    o.map_info = NULL;
+    o.jit.map_info = NULL;
     bpfg_x86jit_allow_helper(&o.jit, 6);
     cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, k1, err, sizeof(err)), 0);
     cr_expect(!memcmp(k0, k1, 16), "allowed helpers do not change the code");
@@ -303,7 +358,7 @@ Test(jitcache, hit_after_miss_and_damaged_entries_recompile, .init = mk_tmp, .fi
     cr_assert_not_null(c, "%s", strerror(errno));
     struct bpfg_llvmjit_opts o;
     base_opts(&o, &map_a);
-    o.map_info = describe;
+    o.jit.map_info = describe;
     o.relocatable_maps = true;
     struct bpfg_llvmjit_blob b1, b2;
     bool hit = true;
@@ -357,7 +412,7 @@ Test(jitcache, archive_round_trip, .init = mk_tmp, .fini = rm_tmp)
     uint8_t keys[2][16];
     for (int i = 0; i < 2; i++) {
         struct bpfg_llvmjit_blob b;
-        o.map_info = i ? describe : NULL;
+        o.jit.map_info = i ? describe : NULL;
         cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, keys[i], err, sizeof(err)), 0);
         cr_assert_eq(bpfg_llvmjit_compile_blob(prog, PROG_LEN, &o, &b, NULL, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(bpfg_jitarchive_add(a, i ? "obj/inlined" : "obj/plain", keys[i], &b), 0);
@@ -371,7 +426,7 @@ Test(jitcache, archive_round_trip, .init = mk_tmp, .fini = rm_tmp)
     for (int i = 0; i < 2; i++) {
         struct bpfg_llvmjit_blob b;
         bool hit = false;
-        o.map_info = i ? describe : NULL;
+        o.jit.map_info = i ? describe : NULL;
         o.jit.resolver_user = &map_b;
         cr_assert_eq(bpfg_jitcache_compile(c, prog, PROG_LEN, &o, &b, &hit, err, sizeof(err)), 0, "%s", err);
         cr_expect(hit, "entry %d was not imported", i);
