@@ -464,11 +464,12 @@ int bpfg_map_upgrade_fd(int fd, bool apply)
     struct layout lo = {0};
     if (read_hdr(fd, &h) != 0 || h.magic != REGION_MAGIC || h.version == REGION_VERSION)
         return 0;
-    if (h.version != 3 || hash_family(h.map_type)) {
+    bool older = h.version == 3 || h.version == 4;
+    if (!older || hash_family(h.map_type)) {
         map_set_error("region: layout version %u, this build reads %u%s", h.version, REGION_VERSION,
-                      h.version == 3 ? " (a hash map's region of layout 3, before the per-stripe counts, is not "
-                                       "converted)"
-                                     : "");
+                      older ? " (a hash map's region of an older layout, before the stripes' spare elements, is "
+                              "not converted)"
+                            : "");
         return -EPROTONOSUPPORT;
     }
     h.version = REGION_VERSION;

@@ -96,10 +96,11 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out);
 
 /* Brings a region file kept from an older build (a restarted server's
  * state directory) to this build's layout before bpfg_map_open_fd:
- * layout 3 of every type but the hash family (hash, per-CPU hash, LRU,
- * hash of maps: their counts and stripes changed in layout 4) is the same
- * region, so its header's version is rewritten once the layout recomputed
- * for this version equals it (apply false: only whether it can be). 0
+ * layouts 3 and 4 of every type but the hash family (hash, per-CPU hash,
+ * LRU, hash of maps: their counts and stripes changed in layout 4, their
+ * stripes' spare elements in layout 5) are the same region, so its
+ * header's version is rewritten once the layout recomputed for this
+ * version equals it (apply false: only whether it can be). 0
  * (also when current or not a region: bpfg_map_open_fd says what is
  * wrong), or -EPROTONOSUPPORT with bpfg_map_last_error() naming both
  * versions; the region is then left untouched. Not in the payload. */
@@ -108,7 +109,7 @@ int bpfg_map_upgrade_fd(int fd, bool apply);
 /* The layout version of the region file fd (this build's:
  * BPFG_MAP_LAYOUT_VERSION), 0 if it is not a region, or -errno. Not in
  * the payload. */
-#define BPFG_MAP_LAYOUT_VERSION 4
+#define BPFG_MAP_LAYOUT_VERSION 5
 int bpfg_map_file_layout(int fd);
 
 /* Human-readable reason for the last failure of create/open in this thread. */
