@@ -87,6 +87,12 @@ int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);
  * unsealed region only from a linked file that neither group nor others
  * may write. */
 int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out);
+/* The same in fd, an empty file the caller made (bpfgraftd's spare files,
+ * made ahead so that a create makes no inode; the same rules as
+ * create_in's files), which is sized and filled here; -EINVAL if it is not
+ * an empty regular file. fd is duplicated: the caller keeps it. Not in
+ * the payload. */
+int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out);
 
 /* Validates and maps a region received from elsewhere. The fd is duplicated:
  * the caller keeps ownership of its fd. A corrupt, truncated or foreign
