@@ -747,7 +747,7 @@ struct bpfg_pmsg_tool_mode {
 #define BPFG_TOOL_ATTACH 67     /* bpfg_tool_attach + name -> bpfg_tool_id_reply (link id) */
 #define BPFG_TOOL_DETACH 68     /* bpfg_tool_release (kind LINK) -> empty */
 #define BPFG_TOOL_TP_ID 69      /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
-#define BPFG_TOOL_RELEASE 70    /* bpfg_tool_release: the tool closed its last fd of it */
+#define BPFG_TOOL_RELEASE 70    /* bpfg_tool_release: a no-op, sent by older payloads only */
 
 struct bpfg_tool_id_reply {
     uint32_t id;

@@ -20,6 +20,7 @@
 #define REGION_PAGE 4096u
 #define HDR_SIZE REGION_PAGE
 #define LOCK_STRIDE 64u   /* one lock per cache line (struct map_lock) */
+#define SPARE_OFF 40u     /* hash: the stripe's spare element + 1 (0 = none) */
 #define FREE_HEAD_OFF 48u /* hash: the stripe's free-list head */
 #define CREDIT_OFF 56u    /* hash: count slots the stripe holds (see map_hash.c) */
 #define MAX_LOCK_STRIPES 64u

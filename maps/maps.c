@@ -380,8 +380,10 @@ static int attach_rings(struct bpfg_map *m, const struct layout *lo)
 }
 
 /* Validates the region behind fd and builds a handle. Takes ownership of fd
- * (closed on failure too). */
-static int attach(int fd, struct bpfg_map **out)
+ * (closed on failure too) and of `mapped` (mapped_len bytes of fd from
+ * offset 0, or NULL): the handle's mapping when it has that length, else
+ * unmapped. */
+static int attach_mapped(int fd, uint8_t *mapped, size_t mapped_len, struct bpfg_map **out)
 {
     struct region_hdr h;
     struct layout lo = {0}; /* set by validate_hdr; gcc cannot tell once it is inlined here */
@@ -418,7 +420,12 @@ static int attach(int fd, struct bpfg_map **out)
     m->base_len = m->type == BPF_MAP_TYPE_RINGBUF            ? lo.aux_off
                   : m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? lo.data_off
                                                              : lo.region_size;
-    m->base = mmap(NULL, m->base_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+    if (mapped && mapped_len == m->base_len) { /* a creator's: no second mapping */
+        m->base = mapped;
+        mapped = NULL;
+    } else {
+        m->base = mmap(NULL, m->base_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+    }
     if (m->base == MAP_FAILED) {
         m->base = NULL;
         err = -errno;
@@ -433,13 +440,22 @@ static int attach(int fd, struct bpfg_map **out)
     m->lru = lo.lru_off ? m->base + lo.lru_off : NULL;
     if (ring && (err = attach_rings(m, &lo)))
         goto fail;
+    if (mapped)
+        munmap(mapped, mapped_len);
     *out = m;
     return 0;
 fail:
+    if (mapped)
+        munmap(mapped, mapped_len);
     if (fd >= 0)
         close(fd);
     bpfg_map_close(m);
     return err;
+}
+
+static int attach(int fd, struct bpfg_map **out)
+{
+    return attach_mapped(fd, NULL, 0, out);
 }
 
 #ifndef BPFG_FREESTANDING
@@ -464,11 +480,12 @@ int bpfg_map_upgrade_fd(int fd, bool apply)
     struct layout lo = {0};
     if (read_hdr(fd, &h) != 0 || h.magic != REGION_MAGIC || h.version == REGION_VERSION)
         return 0;
-    if (h.version != 3 || hash_family(h.map_type)) {
+    bool older = h.version == 3 || h.version == 4;
+    if (!older || hash_family(h.map_type)) {
         map_set_error("region: layout version %u, this build reads %u%s", h.version, REGION_VERSION,
-                      h.version == 3 ? " (a hash map's region of layout 3, before the per-stripe counts, is not "
-                                       "converted)"
-                                     : "");
+                      older ? " (a hash map's region of an older layout, before the stripes' spare elements, is "
+                              "not converted)"
+                            : "");
         return -EPROTONOSUPPORT;
     }
     h.version = REGION_VERSION;
@@ -496,19 +513,21 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out)
     return attach(dfd, out);
 }
 
-/* The region's file: a memfd sealed against resizing, or (dirfd >= 0) a
+/* The region's file: a memfd sealed against resizing, (dirfd >= 0) a
  * new file `name` in that directory, mode 0600 (it cannot be sealed:
- * bpfg_map_create_in). Returns the fd or a negative errno. */
-static int region_file(int dirfd, const char *name, const char *mname, off_t size)
+ * bpfg_map_create_in), or (given >= 0) a duplicate of the caller's empty
+ * file (bpfg_map_create_fd). Returns the fd or a negative errno. */
+static int region_file(int given, int dirfd, const char *name, const char *mname, off_t size)
 {
-    int fd = dirfd >= 0 ? openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
-                        : memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = given >= 0   ? fcntl(given, F_DUPFD_CLOEXEC, 0)
+             : dirfd >= 0 ? openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+                          : memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
-        map_set_error("create: %s: %s", dirfd >= 0 ? "openat" : "memfd_create", strerror(errno));
+        map_set_error("create: %s: %s", given >= 0 ? "dup" : dirfd >= 0 ? "openat" : "memfd_create", strerror(errno));
         return -errno;
     }
     if (ftruncate(fd, size) < 0 ||
-        (dirfd < 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)) {
+        (given < 0 && dirfd < 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)) {
         int err = -errno;
         map_set_error("create: size/seal the region: %s", strerror(errno));
         close(fd);
@@ -519,21 +538,37 @@ static int region_file(int dirfd, const char *name, const char *mname, off_t siz
     return fd;
 }
 
-static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const char *fname, struct bpfg_map **out);
+static int create_region(const struct bpfg_map_spec *spec_in, int given, int dirfd, const char *fname,
+                         struct bpfg_map **out);
 
 int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out)
 {
-    return create_region(spec, -1, NULL, out);
+    return create_region(spec, -1, -1, NULL, out);
 }
 
 int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out)
 {
     if (dirfd < 0 || !name)
         return -EINVAL;
-    return create_region(spec, dirfd, name, out);
+    return create_region(spec, -1, dirfd, name, out);
 }
 
-static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const char *fname, struct bpfg_map **out)
+#ifndef BPFG_FREESTANDING
+int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0) {
+        map_set_error("create: fd %d is not an empty regular file", fd);
+        return -EINVAL;
+    }
+    return create_region(spec, fd, -1, NULL, out);
+}
+#endif
+
+/* The region in the caller's file `given`, a new file dirfd/fname, or
+ * (both -1) a sealed memfd. */
+static int create_region(const struct bpfg_map_spec *spec_in, int given, int dirfd, const char *fname,
+                         struct bpfg_map **out)
 {
     if (!spec_in || !out)
         return -EINVAL;
@@ -562,7 +597,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const c
 
     char mname[32 + BPFG_MAP_NAME_LEN];
     snprintf(mname, sizeof(mname), "bpfg-map:%.15s", spec.name ? spec.name : "");
-    int fd = region_file(dirfd, fname, mname, (off_t)lo.region_size);
+    int fd = region_file(given, dirfd, fname, mname, (off_t)lo.region_size);
     if (fd < 0)
         return fd;
     uint8_t *p = mmap(NULL, lo.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -635,8 +670,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int dirfd, const c
     /* Magic last: a half-initialised region is never accepted. */
     atomic_thread_fence(memory_order_release);
     h->magic = REGION_MAGIC;
-    munmap(p, lo.region_size);
-    return attach(fd, out);
+    return attach_mapped(fd, p, lo.region_size, out);
 fail:
     if (p != MAP_FAILED)
         munmap(p, lo.region_size);

@@ -87,6 +87,12 @@ int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out);
  * unsealed region only from a linked file that neither group nor others
  * may write. */
 int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out);
+/* The same in fd, an empty file the caller made (bpfgraftd's spare files,
+ * made ahead so that a create makes no inode; the same rules as
+ * create_in's files), which is sized and filled here; -EINVAL if it is not
+ * an empty regular file. fd is duplicated: the caller keeps it. Not in
+ * the payload. */
+int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out);
 
 /* Validates and maps a region received from elsewhere. The fd is duplicated:
  * the caller keeps ownership of its fd. A corrupt, truncated or foreign
@@ -96,10 +102,11 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out);
 
 /* Brings a region file kept from an older build (a restarted server's
  * state directory) to this build's layout before bpfg_map_open_fd:
- * layout 3 of every type but the hash family (hash, per-CPU hash, LRU,
- * hash of maps: their counts and stripes changed in layout 4) is the same
- * region, so its header's version is rewritten once the layout recomputed
- * for this version equals it (apply false: only whether it can be). 0
+ * layouts 3 and 4 of every type but the hash family (hash, per-CPU hash,
+ * LRU, hash of maps: their counts and stripes changed in layout 4, their
+ * stripes' spare elements in layout 5) are the same region, so its
+ * header's version is rewritten once the layout recomputed for this
+ * version equals it (apply false: only whether it can be). 0
  * (also when current or not a region: bpfg_map_open_fd says what is
  * wrong), or -EPROTONOSUPPORT with bpfg_map_last_error() naming both
  * versions; the region is then left untouched. Not in the payload. */
@@ -108,7 +115,7 @@ int bpfg_map_upgrade_fd(int fd, bool apply);
 /* The layout version of the region file fd (this build's:
  * BPFG_MAP_LAYOUT_VERSION), 0 if it is not a region, or -errno. Not in
  * the payload. */
-#define BPFG_MAP_LAYOUT_VERSION 4
+#define BPFG_MAP_LAYOUT_VERSION 5
 int bpfg_map_file_layout(int fd);
 
 /* Human-readable reason for the last failure of create/open in this thread. */

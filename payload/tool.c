@@ -123,16 +123,17 @@ static void file_destroy(struct tool_file *f)
     rings = f->rings;
     f->rings = NULL;
     tool_fdt_unlock();
+    /* Maps, programs and BTF stay the server's until the tool exits: no
+     * RELEASE (a round trip that doubled a map's create and close). */
     switch (f->kind) {
     case TK_MAP:
-        chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_MAP, f->id);
         for (uint32_t i = 0; rings && i < f->max_entries; i++)
             file_put(rings[i]);
         free(rings);
         bpfg_map_close(f->map);
         break;
-    case TK_PROG: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, f->id); break;
-    case TK_BTF: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, f->id); break;
+    case TK_PROG:
+    case TK_BTF: break;
     case TK_LINK:
         chan_release(BPFG_TOOL_DETACH, BPFG_TOOL_OBJ_LINK, f->id);
         if (f->perf) {

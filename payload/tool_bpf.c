@@ -82,8 +82,6 @@ static long bpf_map_create(const union bpf_attr *at)
     if (!err && (err = bpfg_map_open_fd(rep.fd, &f->map)) != 0)
         say("map '%s': %s", req.name, bpfg_map_last_error());
     if (err) {
-        if (id)
-            chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_MAP, id);
         free(f);
         reply_free(&rep);
         return err;
@@ -226,10 +224,8 @@ static long bpf_prog_load(const union bpf_attr *at)
     if (err)
         return err;
     struct tool_file *f = file_new(TK_PROG);
-    if (!f) {
-        chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, id);
+    if (!f)
         return -ENOMEM;
-    }
     f->id = id;
     f->prog_type = at->prog_type;
     f->attach_type = at->expected_attach_type;
@@ -266,10 +262,8 @@ static long bpf_btf_load(const union bpf_attr *at)
     if (err)
         return err;
     struct tool_file *f = file_new(TK_BTF);
-    if (!f) {
-        chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, id);
+    if (!f)
         return -ENOMEM;
-    }
     f->id = id;
     f->btf_size = size;
     return file_placeholder(f, "bpfgraft-btf", true);

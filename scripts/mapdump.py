@@ -17,7 +17,7 @@ import struct
 import sys
 
 MAGIC = 0x50414D4746504221
-VERSION = 4
+VERSION = 5
 HDR = struct.Struct("<QIIIIIIIIQIIII16sQQIIQQQQQII")
 FIELDS = ("magic version hdr_size map_type key_size value_size max_entries map_flags "
           "nr_cpus map_extra btf_key_type_id btf_value_type_id hash_seed page_size name "

@@ -22,6 +22,7 @@ void registry_init(struct registry *r)
     for (int i = 0; i < 3; i++)
         r->next_id[i] = 1;
     r->map_dirfd = -1;
+    r->spare_dirfd = -1;
     r->adopt_fd = -1;
 }
 
@@ -478,12 +479,82 @@ int registry_new_object(struct registry *r, const char *name, size_t max_maps, s
     return 0;
 }
 
+/* ---- spare files ---- */
+
+static void spare_name(uint32_t seq, char *name, size_t len)
+{
+    snprintf(name, len, "%d.%u", (int)getpid(), seq);
+}
+
+bool registry_spares_low(const struct registry *r)
+{
+    return r->map_dirfd >= 0 && r->spare_dirfd >= 0 && r->nspares < REG_SPARES && !r->spares_failed;
+}
+
+int registry_make_spare(struct registry *r)
+{
+    char name[48];
+    if (!registry_spares_low(r))
+        return 0;
+    uint32_t seq = r->spare_seq++;
+    spare_name(seq, name, sizeof(name));
+    int fd = openat(r->spare_dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r->spares_failed = true;
+        return -errno;
+    }
+    r->spares[r->nspares++] = (struct reg_spare){fd, seq};
+    return 0;
+}
+
+int registry_take_spare(struct registry *r, char *name, size_t len)
+{
+    if (!r->nspares)
+        return -1;
+    struct reg_spare sp = r->spares[0];
+    memmove(&r->spares[0], &r->spares[1], --r->nspares * sizeof(r->spares[0]));
+    spare_name(sp.seq, name, len);
+    return sp.fd;
+}
+
+static void spares_remove(struct registry *r)
+{
+    char name[48];
+    while (r->nspares) {
+        int fd = registry_take_spare(r, name, sizeof(name));
+        unlinkat(r->spare_dirfd, name, 0);
+        close(fd);
+    }
+}
+
+/* A new region file `file`: a spare renamed, else made (tmp then renamed). */
+static int new_region_file(struct registry *r, const struct bpfg_map_spec *spec, const char *file, uint32_t id,
+                           struct bpfg_map **map)
+{
+    char tmp[48];
+    int fd = registry_take_spare(r, tmp, sizeof(tmp)), dir = fd >= 0 ? r->spare_dirfd : r->map_dirfd, err;
+    if (fd >= 0) {
+        err = bpfg_map_create_fd(spec, fd, map);
+        close(fd);
+    } else {
+        snprintf(tmp, sizeof(tmp), "new.%d.%u", (int)getpid(), id);
+        err = bpfg_map_create_in(spec, dir, tmp, map);
+    }
+    if (!err && renameat(dir, tmp, r->map_dirfd, file) != 0) {
+        err = -errno;
+        bpfg_map_close(*map);
+    }
+    if (err)
+        unlinkat(dir, tmp, 0);
+    return err;
+}
+
 /* The region of a map of a built object: the file `id` in the state
  * directory (a restarted server reopens it, r->force_id set: restoring),
  * or a memfd. */
 static int tool_region(struct registry *r, const struct bpfg_map_spec *spec, uint32_t id, struct bpfg_map **map)
 {
-    char file[16], tmp[48];
+    char file[16];
     if (r->adopt_fd >= 0)
         return bpfg_map_open_fd(r->adopt_fd, map);
     if (r->map_dirfd < 0)
@@ -499,14 +570,7 @@ static int tool_region(struct registry *r, const struct bpfg_map_spec *spec, uin
         close(fd);
         return err;
     }
-    snprintf(tmp, sizeof(tmp), "new.%d.%u", (int)getpid(), id);
-    int err = bpfg_map_create_in(spec, r->map_dirfd, tmp, map);
-    if (!err && renameat(r->map_dirfd, tmp, r->map_dirfd, file) != 0) {
-        err = -errno;
-        unlinkat(r->map_dirfd, tmp, 0);
-        bpfg_map_close(*map);
-    }
-    return err;
+    return new_region_file(r, spec, file, id, map);
 }
 
 int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg_map_spec *spec,
@@ -639,12 +703,16 @@ static int unload(struct registry *r, uint32_t obj_id, bool remove_files)
 void registry_destroy(struct registry *r)
 {
     /* the region files stay: a restarted server reopens them */
+    spares_remove(r);
     while (r->nobjects)
         unload(r, r->objects[r->nobjects - 1]->id, false);
     free(r->objects);
     free(r->maps);
     free(r->progs);
+    int map_dirfd = r->map_dirfd, spare_dirfd = r->spare_dirfd; /* state.c's */
     memset(r, 0, sizeof(*r));
+    r->map_dirfd = map_dirfd;
+    r->spare_dirfd = spare_dirfd;
 }
 
 struct reg_object *registry_object(const struct registry *r, uint32_t id)

@@ -46,6 +46,8 @@ struct reg_object {
     struct kernel_obj *kernel;
 };
 
+#define REG_SPARES 64 /* a tool's start: libbpf's probes and its maps, a region and a record each */
+
 struct registry {
     struct reg_object **objects;
     size_t nobjects;
@@ -62,6 +64,17 @@ struct registry {
     /* registry_load: where programs userspace cannot run go */
     enum bpfg_kernel_mode kernel_mode;
     int adopt_fd; /* >= 0: the next registry_add_map takes this kernel map (map.adopt) */
+    /* Empty files "PID.N" in spare_dirfd (state.c; -1: none), made while
+     * the server is idle: a new region (renamed into map_dirfd) or a
+     * tool's record (state_write) takes one instead of making an inode
+     * (most of a tool's BPF_MAP_CREATE on a disk-backed state directory). */
+    int spare_dirfd;
+    struct reg_spare {
+        int fd;
+        uint32_t seq; /* N of its name */
+    } spares[REG_SPARES];
+    uint32_t nspares, spare_seq;
+    bool spares_failed; /* one could not be made: no more tries */
 };
 
 /* An object loaded again after a restart (state.c): its ids, and its maps'
@@ -76,7 +89,16 @@ struct reg_restore {
 };
 
 void registry_init(struct registry *r);
-void registry_destroy(struct registry *r);
+void registry_destroy(struct registry *r); /* removes its spare files */
+
+/* Whether the spare files want topping up (both dirfds set, fewer than
+ * REG_SPARES, none failed), and one more made: 0 or a negative errno
+ * (then no more are tried). */
+bool registry_spares_low(const struct registry *r);
+int registry_make_spare(struct registry *r);
+/* The oldest spare file: its fd (the caller's now) and its name in
+ * spare_dirfd, or -1 when there is none. */
+int registry_take_spare(struct registry *r, char *name, size_t len);
 
 /* Loads an object from a path or bytes, creating its maps. On failure
  * returns a negative errno and writes the reason into err. */

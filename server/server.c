@@ -811,12 +811,19 @@ int server_run(struct server *s)
     struct epoll_event evs[64];
     while (!s->stop) {
         tools_reap(s); /* tools that ended in the previous batch */
-        int n = epoll_wait(s->epfd, evs, 64, -1);
+        bool spares_low = registry_spares_low(&s->reg);
+        int n = epoll_wait(s->epfd, evs, 64, spares_low ? 0 : -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             srv_log(SRV_ERROR, "epoll_wait: %s", strerror(errno));
             return -errno;
+        }
+        if (n == 0 && spares_low) { /* idle: one more spare region file */
+            int err = registry_make_spare(&s->reg);
+            if (err)
+                srv_log(SRV_WARN, "spare region files: %s; maps are created without them", strerror(-err));
+            continue;
         }
         bool ticked = false;
         s->batch = evs;

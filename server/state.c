@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #define REC_MAGIC 0x43455247u /* "GREC" */
 #define REC_VERSION 1
 
-static const char *const subdirs[] = {"objects", "maps", "targets", "tools", "settings"};
+static const char *const subdirs[] = {"objects", "maps", "targets", "tools", "settings", "spares"};
 
 static int mkdir_at(int dirfd, const char *name)
 {
@@ -33,14 +34,9 @@ static int mkdir_at(int dirfd, const char *name)
     return 0;
 }
 
-/* Writes len bytes of buf to dir/name through a temporary file. */
-static int write_file(int dirfd, const char *name, const void *const *parts, const size_t *lens, size_t nparts)
+/* Writes the parts to fd and closes it. */
+static int write_parts(int fd, const void *const *parts, const size_t *lens, size_t nparts)
 {
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
-    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
     int err = 0;
     for (size_t i = 0; i < nparts && !err; i++) {
         const char *p = parts[i];
@@ -54,6 +50,18 @@ static int write_file(int dirfd, const char *name, const void *const *parts, con
     }
     if (close(fd) != 0 && !err)
         err = -errno;
+    return err;
+}
+
+/* Writes the parts to dir/name through a temporary file. */
+static int write_file(int dirfd, const char *name, const void *const *parts, const size_t *lens, size_t nparts)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int err = write_parts(fd, parts, lens, nparts);
     if (!err && renameat(dirfd, tmp, dirfd, name) != 0)
         err = -errno;
     if (err)
@@ -311,6 +319,24 @@ static void prune_maps(struct server *s)
     closedir(d);
 }
 
+static DIR *open_sub(struct server *s, const char *sub);
+
+/* Spare region files "PID.N" of servers gone (killed: a stopped one
+ * removes its own) are removed; a live one's (a takeover) are its. */
+static void prune_spares(struct server *s)
+{
+    DIR *d = open_sub(s, "spares");
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d));) {
+        int pid;
+        if (de->d_name[0] != '.' &&
+            (sscanf(de->d_name, "%d.", &pid) != 1 || pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH)))
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 int state_init(struct server *s)
 {
     const char *base = s->cfg.state_dir;
@@ -327,6 +353,8 @@ int state_init(struct server *s)
         err = mkdir_at(s->state_fd, subdirs[i]);
     if (!err && (s->reg.map_dirfd = sub_fd(s, "maps")) < 0)
         err = -errno;
+    if (!err && (s->reg.spare_dirfd = sub_fd(s, "spares")) < 0)
+        err = -errno;
     if (err) {
         srv_log(SRV_ERROR, "state directory %s/%s: %s", base, STATE_SUBDIR, strerror(-err));
         return err;
@@ -334,6 +362,7 @@ int state_init(struct server *s)
     restore_objects(s);
     tools_restore(s); /* their maps too, before the unowned ones go */
     prune_maps(s);
+    prune_spares(s);
     return 0;
 }
 
@@ -341,9 +370,11 @@ void state_close(struct server *s)
 {
     if (s->reg.map_dirfd >= 0)
         close(s->reg.map_dirfd);
+    if (s->reg.spare_dirfd >= 0)
+        close(s->reg.spare_dirfd);
     if (s->state_fd >= 0)
         close(s->state_fd);
-    s->reg.map_dirfd = s->state_fd = -1;
+    s->reg.map_dirfd = s->reg.spare_dirfd = s->state_fd = -1;
 }
 
 static DIR *open_sub(struct server *s, const char *sub)
@@ -382,7 +413,17 @@ int state_write(struct server *s, const char *sub, const char *name, const void 
     if (dir < 0)
         return s->state_fd < 0 ? -EBADF : -errno;
     const void *parts[] = {buf};
-    int err = write_file(dir, name, parts, &len, 1);
+    char spare[48];
+    int fd = registry_take_spare(&s->reg, spare, sizeof(spare)), err;
+    if (fd < 0) {
+        err = write_file(dir, name, parts, &len, 1);
+    } else { /* a record on a request's path: no inode made */
+        err = write_parts(fd, parts, &len, 1);
+        if (!err && renameat(s->reg.spare_dirfd, spare, dir, name) != 0)
+            err = -errno;
+        if (err)
+            unlinkat(s->reg.spare_dirfd, spare, 0);
+    }
     close(dir);
     return err;
 }

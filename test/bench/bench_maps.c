@@ -27,7 +27,7 @@
 #define UNROLL 64
 #define KEYMUL 0x9E3779B1u
 
-enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT, OP_PEEK, OP_LPM };
+enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT, OP_PEEK, OP_LPM, OP_INLINE };
 
 /* LPM trie keys: the /24 prefix k << 8, looked up with address k.0x5a */
 static inline uint32_t lpm_addr(uint32_t k)
@@ -216,11 +216,41 @@ struct othr {
     double ns;
 };
 
+/* An array lookup as the LLVM JIT inlines it (jit/llvmjit.c): a bounds
+ * check and an address computation on the values' base, no call. */
+struct inl_array {
+    uint8_t *base;
+    uint32_t max_entries, stride;
+};
+
+static inline void *inl_lookup(const struct inl_array *a, uint32_t k)
+{
+    return k < a->max_entries ? a->base + (uint64_t)k * a->stride : NULL;
+}
+
+/* OP_INLINE's loop: no per-op dispatch, as in the JITed program. */
+static void inline_lookups(struct othr *t)
+{
+    struct bpfg_map_info info;
+    uint32_t zero = 0, base = t->base;
+    bpfg_map_get_info(t->m, &info);
+    struct inl_array inl = {bpfg_map_lookup_elem(t->m, &zero), info.max_entries, (info.value_size + 7) & ~7u};
+    for (uint64_t done = 0; done < t->ops; done += UNROLL, base += UNROLL)
+        for (uint32_t i = 0; i < UNROLL; i++)
+            bench_keep(inl_lookup(&inl, ((base + i) * KEYMUL) & t->mask));
+}
+
 static void *othread(void *arg)
 {
     struct othr *t = arg;
     uint64_t v = 1;
     uint32_t base = t->base;
+    if (t->op == OP_INLINE) {
+        uint64_t t0 = bench_now_ns();
+        inline_lookups(t);
+        t->ns = (double)(bench_now_ns() - t0);
+        return NULL;
+    }
     uint64_t t0 = bench_now_ns();
     for (uint64_t done = 0; done < t->ops; done += UNROLL, base += UNROLL) {
         for (uint32_t i = 0; i < UNROLL; i++) {
@@ -301,26 +331,31 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
         if (kfd >= 0 && type == BPF_MAP_TYPE_HASH)
             kmap_update(kfd, &k, &v);
     }
-    struct {
-        enum op op;
+    /* arrays: "lookup" is what the LLVM JIT runs (inlined), "lookup call"
+     * the helper the interpreter and other engines call */
+    bool array = type == BPF_MAP_TYPE_ARRAY;
+    const struct {
+        enum op ours, kern;
         const char *name;
+        bool run;
     } ops_list[] = {
-        {OP_LOOKUP, "lookup"},
-        {OP_UPDATE, "update"},
-        {OP_DELINS, "delete+insert"},
+        {array ? OP_INLINE : OP_LOOKUP, OP_LOOKUP, "lookup", true},
+        {OP_LOOKUP, OP_LOOKUP, "lookup call", array},
+        {OP_UPDATE, OP_UPDATE, "update", true},
+        {OP_DELINS, OP_DELINS, "delete+insert", !array}, /* arrays have no delete */
     };
-    for (size_t o = 0; o < 3; o++) {
-        if (ops_list[o].op == OP_DELINS && type == BPF_MAP_TYPE_ARRAY)
-            continue; /* arrays have no delete */
-        int prog = kfd >= 0 && ctl >= 0 ? kprog_load(ops_list[o].op, kfd, ctl, entries - 1) : -1;
+    for (size_t o = 0; o < sizeof(ops_list) / sizeof(ops_list[0]); o++) {
+        if (!ops_list[o].run)
+            continue;
+        int prog = kfd >= 0 && ctl >= 0 ? kprog_load(ops_list[o].kern, kfd, ctl, entries - 1) : -1;
         if (kfd >= 0 && ctl >= 0 && prog < 0)
             bench_note(ctx, "kernel program load failed: %s", strerror(-prog));
         for (int threads = 1; threads <= 2; threads++) {
             char name[64], variant[32];
             snprintf(name, sizeof(name), "%s %s", label, ops_list[o].name);
             snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
-            ours_ns_per_op(m, ops_list[o].op, entries - 1, ops / 8, threads); /* warm up */
-            double ours = ours_ns_per_op(m, ops_list[o].op, entries - 1, ops, threads);
+            ours_ns_per_op(m, ops_list[o].ours, entries - 1, ops / 8, threads); /* warm up */
+            double ours = ours_ns_per_op(m, ops_list[o].ours, entries - 1, ops, threads);
             double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
             bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
         }
@@ -619,6 +654,8 @@ static int run(struct bench_ctx *ctx)
                "BPF_PROG_TEST_RUN with repeat; ns/op = duration/%d (prologue amortised)",
                UNROLL, UNROLL);
     bench_note(ctx, "keys ((base+i)*0x9E3779B1) & (entries-1) on both sides; 2thr = wall time per thread");
+    bench_note(ctx, "array lookup: inlined as the LLVM JIT emits it (bounds check, address); "
+                    "array lookup call: bpfg_map_lookup_elem, the helper other engines call");
     uint32_t big = bench_quick(ctx) ? 1u << 16 : 1u << 20;
     int err;
     if ((err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, 1024, "array")) ||

@@ -89,8 +89,8 @@ def main():
                 with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as m:
                     magic, version, hdr_size, typ, ks, vs, maxe = struct.unpack_from("<QIIIIII", m, 0)
                     mname = m[64:80].split(b"\0")[0].decode()
-                check(magic == REGION_MAGIC and version == 4 and hdr_size == 4096,
-                      f"map.fd {name}: region magic, version 4", f"{magic:#x} {version} {hdr_size}")
+                check(magic == REGION_MAGIC and version == 5 and hdr_size == 4096,
+                      f"map.fd {name}: region magic, version 5", f"{magic:#x} {version} {hdr_size}")
                 check((typ, ks, vs, maxe, mname) == (mtype, info["key_size"], info["value_size"],
                                                      info["max_entries"], name),
                       f"map.fd {name}: header type/sizes/name match map.show",

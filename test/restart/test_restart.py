@@ -932,7 +932,7 @@ def set_layout(d, version):
 
 def part_layout(a, d):
     """Map regions of layout 3 (before the contended-hash stripes) found
-    by a layout-4 server at restart: an object whose maps are all arrays
+    by a layout-5 server at restart: an object whose maps are all arrays
     is restored with its data (the regions converted); one with a hash map
     is refused, the log naming both versions, and its regions are kept."""
     spin = os.path.join(os.path.dirname(a.obj), "spinlock.bpf.o")
@@ -952,7 +952,7 @@ def part_layout(a, d):
         check_eq(names, ["spinlock"], "layout: the object of arrays only is restored, the one with a hash is not")
         got = cl.call("map.lookup", map="locked", key=struct.pack("<I", 0))["value"] if names else b""
     check_eq(got, value, "layout: the converted array keeps its data")
-    check("layout version 3, this build reads 4" in log, "layout: the refusal names both layout versions",
+    check("layout version 3, this build reads 5" in log, "layout: the refusal names both layout versions",
           log[-1500:])
     check_eq(sorted(os.listdir(os.path.join(d.state, "restart", "maps"))), files,
              "layout: no region file is removed (the refused object's data is kept)")
