@@ -109,6 +109,8 @@ struct tool_file *file_new(uint8_t kind)
     f->refs = 1;
     f->kind = kind;
     f->evfd = -1;
+    f->kfd = -1;
+    f->kevent = -1;
     f->cpu = -1;
     f->pid = -1;
     return f;
@@ -130,6 +132,8 @@ static void file_destroy(struct tool_file *f)
             file_put(rings[i]);
         free(rings);
         bpfg_map_close(f->map);
+        if (f->kfd >= 0)
+            rt_sys1(SYS_close, f->kfd);
         break;
     case TK_PROG: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, f->id); break;
     case TK_BTF: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, f->id); break;
@@ -148,6 +152,10 @@ static void file_destroy(struct tool_file *f)
     case TK_PERF_RING:
         if (f->ring_map)
             rt_sys2(SYS_munmap, (long)f->ring_map, (long)f->ring_len);
+        if (f->kring_map)
+            rt_sys2(SYS_munmap, (long)f->kring_map, (long)f->kring_len);
+        if (f->kevent >= 0)
+            rt_sys1(SYS_close, f->kevent);
         break;
     }
     if (f->evfd >= 0)

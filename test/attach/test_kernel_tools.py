@@ -1,0 +1,174 @@
+"""`bpfgraft run` tools with kernel parts: Debian's execsnoop (its
+sys_enter_execve program reads the parent pid through bpf_get_current_task,
+a kernel-only helper; its sys_exit_execve program runs at the return of
+execve, in the new image) prints the same lines under bpfgraft as under
+the kernel for the same known commands started by a bpfgraft-managed
+shell. The programs are listed as running in the kernel, and they leave
+the kernel when the tool ends."""
+import argparse
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+from harness import Server, check, check_eq, finish, report, require  # noqa: E402
+
+EXECSNOOP = "/usr/sbin/execsnoop"
+TRACEFS = "/sys/kernel/tracing"
+PROGS = ("tracepoint__syscalls__sys_enter_execve", "tracepoint__syscalls__sys_exit_execve")
+
+
+class Tool:
+    """A tool whose stdout is a pty (line-buffered), read line by line."""
+
+    def __init__(self, argv):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        self.buf = b""
+        self.lines = []
+
+    def poll(self, secs):
+        end = time.monotonic() + secs
+        while time.monotonic() < end and select.select([self.master], [], [], 0.05)[0]:
+            try:
+                self.buf += os.read(self.master, 65536)
+            except OSError:
+                break
+        *done, self.buf = self.buf.split(b"\n")
+        self.lines += [l.decode(errors="replace").rstrip("\r") for l in done]
+
+    def wait_line(self, needle, secs):
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            self.poll(0.1)
+            if any(needle in l for l in self.lines):
+                return True
+        return False
+
+    def stop(self):
+        self.proc.send_signal(2)
+        _, err = finish(self.proc, 20)
+        self.poll(0.2)
+        os.close(self.master)
+        return err
+
+
+def shell_run(shell, args):
+    """Runs args in the background of shell; the child's pid."""
+    shell.stdin.write(f"{args} >/dev/null & echo pid $!; wait\n")
+    shell.stdin.flush()
+    line = shell.stdout.readline().split()
+    return int(line[1]) if len(line) == 2 and line[0] == "pid" else 0
+
+
+def session(tool, shell, tag, n):
+    """Waits until tool sees the shell's execs, then runs n known commands:
+    their lines, pids and ppids made names (CHILD, SHELL), the tag removed."""
+    ready = False
+    for i in range(100):
+        shell_run(shell, f"/bin/true {tag}-warmup-{i}")
+        if tool.wait_line(f"{tag}-warmup-{i}", 0.3):
+            ready = True
+            break
+    check(ready, f"{tag}: execsnoop prints the shell's commands")
+    pids = [shell_run(shell, f"/bin/echo {tag}-cmd-{i} a 'b c'") for i in range(n)]
+    for i in range(n):
+        tool.wait_line(f"{tag}-cmd-{i} ", 5)
+    out = []
+    for line in tool.lines:
+        if f"{tag}-cmd-" not in line:
+            continue
+        f = line.split(None, 4)
+        if len(f) < 5:
+            out.append(line)
+            continue
+        f[1] = "CHILD" if int(f[1]) in pids else f[1]
+        f[2] = "SHELL" if int(f[2]) == shell.pid else f[2]
+        out.append(" ".join(f).replace(tag, "TAG"))
+    return out
+
+
+def kernel_progs():
+    r = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, text=True)
+    return [p["id"] for p in json.loads(r.stdout or "[]") if p.get("name", "") in [n[:15] for n in PROGS] + list(PROGS)]
+
+
+def execsnoop_runs(srv):
+    """Where the running tool's execsnoop programs run (names cut to 15
+    characters by bpf(): both are "tracepoint__sys"; feature probes left out)."""
+    rc, tools, _ = srv.cli_json("tools")
+    objs = [t["object"] for t in tools or []]
+    rc, progs, _ = srv.cli_json("prog", "list")
+    return sorted(p["runs"] for p in progs or [] if p["object"] in objs and p["name"] == PROGS[0][:15])
+
+
+def wait_kernel_progs(srv, want):
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        runs = execsnoop_runs(srv)
+        if len(runs) == want:
+            return runs
+        time.sleep(0.2)
+    return runs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    args = ap.parse_args()
+    require("root", "bpf-tracing", "btf", "tracefs")
+    if not os.access(EXECSNOOP, os.X_OK):
+        subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    check(os.access(EXECSNOOP, os.X_OK), "libbpf-tools' execsnoop is installed")
+    mounted_here = not os.path.exists(os.path.join(TRACEFS, "events"))
+    if mounted_here:
+        subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACEFS], check=True)
+    n = 5
+    with Server(args) as srv:
+        shell = subprocess.Popen(["/bin/bash", "--norc", "--noprofile"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            rc, _, err = srv.cli("attach", shell.pid)
+            check_eq(rc, 0, f"the shell joins bpfgraft ({err.strip()})")
+
+            tool = Tool([srv.cli_bin, "--socket", srv.socket, "run", "--", EXECSNOOP])
+            runs = wait_kernel_progs(srv, 2)
+            check_eq(runs, ["kernel", "kernel"], "prog list: both execsnoop programs run in the kernel")
+            ours = session(tool, shell, f"bpfg{os.getpid()}", n)
+            err = tool.stop()
+            print("\n".join(tool.lines[:3] + ours), err[-800:])
+            check(tool.lines and tool.lines[0].split()[:5] == ["PCOMM", "PID", "PPID", "RET", "ARGS"],
+                  "execsnoop under bpfgraft: its own header", repr(tool.lines[:1]))
+            check_eq(execsnoop_runs(srv), [], "the tool ended: its programs are gone")
+            end = time.monotonic() + 10
+            while kernel_progs() and time.monotonic() < end:
+                time.sleep(0.2)
+            check_eq(kernel_progs(), [], "and the kernel has none of them left")
+
+            tool = Tool([EXECSNOOP])
+            theirs = session(tool, shell, f"kern{os.getpid()}", n)
+            tool.stop()
+            print("\n".join(theirs))
+            check_eq(len(theirs), n, f"under the kernel: one line per command ({n})")
+            check_eq(ours, theirs, "execsnoop prints the same lines under bpfgraft as under the kernel")
+            check(all(l.split()[:4] == ["echo", "CHILD", "SHELL", "0"] for l in ours),
+                  "each line has the command's comm, its pid, the shell as parent and ret 0", repr(ours[:2]))
+            check(shell.poll() is None, "the shell still runs")
+        finally:
+            shell.kill()
+            shell.wait()
+            if mounted_here:
+                subprocess.run(["umount", TRACEFS])
+    return report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
