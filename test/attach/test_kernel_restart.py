@@ -9,14 +9,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-import harness  # noqa: E402
 from harness import Server, check, check_eq, report, require, tcp_listener  # noqa: E402
 
 PIN_ROOT = "/sys/fs/bpf/bpfgraft"
@@ -45,22 +43,6 @@ def connects(victim, n):
     victim.stdin.write(f"{n}\n")
     victim.stdin.flush()
     return victim.stdout.readline().split()
-
-
-def start_again(srv):
-    """A new bpfgraftd on the same socket and state directory."""
-    srv.proc = subprocess.Popen(
-        [srv.bpfgraftd, "--socket", srv.socket, "--foreground", "--cache-dir", os.path.join(srv.dir, "jitcache"),
-         "--state-dir", srv.dir], stdout=srv.log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
-    end = time.monotonic() + 15
-    while time.monotonic() < end and srv.proc.poll() is None:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(srv.socket)
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def wait_adopted(srv, pid):
@@ -112,7 +94,7 @@ def main():
             check_eq(pinned_counts(os.path.join(pin, "map_counts")), [35, 35],
                      "both sides counted them into the pinned map (35)")
 
-            check(start_again(srv), "bpfgraftd starts again on the same state directory")
+            srv.start_again()  # raises if it does not answer
             check(wait_adopted(srv, victim.pid), "the victim is adopted again")
             check_eq(runs(srv), {"connect_enter": "userspace", "tcp_connect_enter": "kernel"},
                      "prog list after the restart: the raw tracepoint runs in the kernel again")
@@ -145,7 +127,7 @@ def main():
                 time.sleep(0.2)
             check_eq(sorted(set(before) & set(kernel_progs("tcp_connect_enter"))), [],
                      "and the kernel program ended with the server")
-            check(start_again(srv), "bpfgraftd starts again")
+            srv.start_again()
         finally:
             victim.kill()
             victim.wait()
