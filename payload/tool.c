@@ -134,6 +134,10 @@ static void file_destroy(struct tool_file *f)
         bpfg_map_close(f->map);
         if (f->kfd >= 0)
             rt_sys1(SYS_close, f->kfd);
+        if (f->krb_cons)
+            rt_sys2(SYS_munmap, (long)f->krb_cons, PAGE);
+        if (f->krb_prod)
+            rt_sys2(SYS_munmap, (long)f->krb_prod, (long)(PAGE + 2 * (uint64_t)f->max_entries));
         break;
     case TK_PROG: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_PROG, f->id); break;
     case TK_BTF: chan_release(BPFG_TOOL_RELEASE, BPFG_TOOL_OBJ_BTF, f->id); break;

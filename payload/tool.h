@@ -97,6 +97,7 @@ struct tool_file {
     struct tool_file **rings;               /* PERF_EVENT_ARRAY: the tool's perf ring per index */
     const unsigned long *rb_cons, *rb_prod; /* RINGBUF positions */
     int kfd;                                /* a kernel map now (a kernel program uses it), -1 none */
+    void *krb_cons, *krb_prod;              /* RINGBUF kfd's pages: what kernel programs write */
     void *mapped;                           /* the tool's last mmap of it, to move onto kfd */
     uint64_t mapped_len, mapped_off;
     long mapped_prot, mapped_flags;

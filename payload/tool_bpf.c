@@ -443,7 +443,8 @@ static bool kernel_route(int cmd, union bpf_attr *at, void *uattr, uint64_t size
     if (!tool_fdt_peek(fd))
         return false;
     struct tool_file *f = tool_fdt_get(fd);
-    bool ours = f && f->kind == TK_MAP && f->kfd >= 0 && f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+    bool ours = f && f->kind == TK_MAP && f->kfd >= 0 && f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY &&
+                f->map_type != BPF_MAP_TYPE_RINGBUF;
     if (ours)
         *ret = kernel_map_cmd(f, cmd, batch, at, uattr, size);
     file_put(f);

@@ -123,6 +123,8 @@ static bool ring_has_data(struct tool_file *f)
             tool_perf_flush_lost(&f->ring);
         return tool_perf_pending(&f->ring);
     }
+    if (f->krb_cons)
+        kernel_ring_drain(f);
     return f->rb_prod && __atomic_load_n(f->rb_prod, __ATOMIC_ACQUIRE) != __atomic_load_n(f->rb_cons, __ATOMIC_ACQUIRE);
 }
 

@@ -101,11 +101,52 @@ static void move_mapping(struct tool_file *f)
         say("map '%.16s': its mapping cannot move to the kernel map (%ld): the tool reads stale values", f->name, r);
 }
 
+/* ---- a kernel RINGBUF: its records moved into our region ----
+ * The kernel takes no records from a process (BPF_MAP_TYPE_USER_RINGBUF
+ * is the other way: a process produces, kernel programs drain), so the
+ * tool keeps reading our region, which userspace programs write, and
+ * what the kernel programs write is moved in at each wait. */
+
+static long map_kernel_ring(struct tool_file *f)
+{
+    uint64_t size = f->max_entries;
+    long cons = rt_sys6(SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, f->kfd, 0);
+    if (rt_is_err(cons))
+        return cons;
+    long prod = rt_sys6(SYS_mmap, 0, (long)(PAGE + 2 * size), PROT_READ, MAP_SHARED, f->kfd, PAGE);
+    if (rt_is_err(prod)) {
+        rt_sys2(SYS_munmap, cons, PAGE);
+        return prod;
+    }
+    tool_fdt_lock();
+    f->krb_cons = (void *)cons;
+    f->krb_prod = (void *)prod;
+    tool_fdt_unlock();
+    return 0;
+}
+
+static int to_region(void *ctx, void *data, size_t size)
+{
+    bpfg_ringbuf_output(ctx, data, size, 0); /* full: lost, as in a full kernel ring */
+    return 0;
+}
+
+void kernel_ring_drain(struct tool_file *f)
+{
+    struct bpfg_ringbuf_view v = {.consumer_pos = f->krb_cons,
+                                  .producer_pos = f->krb_prod,
+                                  .data = (uint8_t *)f->krb_prod + PAGE,
+                                  .size = f->max_entries};
+    bpfg_ringbuf_consume_view(&v, to_region, f->map);
+}
+
 /* f becomes the kernel map fd: its mapping moves there, its perf slots
- * get kernel events. */
+ * get kernel events, a ring buffer's records are moved to ours. */
 static void become_kernel(struct tool_file *f, int fd)
 {
     f->kfd = fd;
+    if (f->map_type == BPF_MAP_TYPE_RINGBUF && map_kernel_ring(f))
+        say("map '%.16s': the kernel ring buffer cannot be mapped: the kernel programs' records are lost", f->name);
     move_mapping(f);
     for (uint32_t i = 0; f->rings && i < f->max_entries; i++)
         if (f->rings[i] && kernel_perf_slot(f, f->rings[i], i))

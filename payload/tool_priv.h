@@ -86,6 +86,8 @@ long kernel_map_cmd(struct tool_file *f, int cmd, bool batch, union bpf_attr *at
 /* Slot idx of kernel perf array f gets perf ring ring's kernel event. */
 long kernel_perf_slot(struct tool_file *f, struct tool_file *ring, uint32_t idx);
 void kernel_perf_clear(struct tool_file *f, uint32_t idx);
+/* Table lock held. Kernel RINGBUF f: its records into f's region. */
+void kernel_ring_drain(struct tool_file *f);
 
 /* ---- tool_perf.c: perf events ---- */
 

@@ -137,7 +137,7 @@ static int copy_values(struct bpfg_map *from, int to, const struct bpfg_map_info
 
 static bool copies(uint32_t type)
 {
-    return type != BPF_MAP_TYPE_PERF_EVENT_ARRAY && type != BPF_MAP_TYPE_CGROUP_ARRAY;
+    return type != BPF_MAP_TYPE_PERF_EVENT_ARRAY && type != BPF_MAP_TYPE_CGROUP_ARRAY && type != BPF_MAP_TYPE_RINGBUF;
 }
 
 /* The registry's handle becomes one on the kernel map where the maps

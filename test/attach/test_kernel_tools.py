@@ -4,7 +4,9 @@ a kernel-only helper; its sys_exit_execve program runs at the return of
 execve, in the new image) prints the same lines under bpfgraft as under
 the kernel for the same known commands started by a bpfgraft-managed
 shell. The programs are listed as running in the kernel, and they leave
-the kernel when the tool ends."""
+the kernel when the tool ends. A ring buffer written by a uprobe in a
+managed process (userspace) and by a kernel program (a tracepoint calling
+bpf_get_current_task) reaches the tool whole, as under the kernel."""
 import argparse
 import json
 import os
@@ -17,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, require  # noqa: E402
+from harness import Server, check, check_eq, finish, report, require, tcp_listener  # noqa: E402
 
 EXECSNOOP = "/usr/sbin/execsnoop"
 TRACEFS = "/sys/kernel/tracing"
@@ -119,9 +121,58 @@ def wait_kernel_progs(srv, want):
     return runs
 
 
+def ringmix_counts(tool, want):
+    """The tool's "user U kernel K bad B" once both sides reached want (or 10 s)."""
+    end = time.monotonic() + 10
+    while True:
+        tool.stdin.write("count\n")
+        tool.stdin.flush()
+        line = tool.stdout.readline().strip()
+        if line == f"user {want} kernel {want} bad 0" or time.monotonic() > end:
+            return line
+        time.sleep(0.2)
+
+
+def check_ringmix(srv, args):
+    ls = tcp_listener()
+    victim = subprocess.Popen([os.path.join(args.bin_dir, "connlat-victim"), str(ls.getsockname()[1])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tool_argv = [os.path.join(args.test_bin, "ringmix-tool"), args.ringmix_obj, str(victim.pid)]
+    try:
+        check_eq(victim.stdout.readline().strip(), "ready", "the connecting victim is ready")
+        rc, _, err = srv.cli("attach", victim.pid)
+        check_eq(rc, 0, f"the victim joins bpfgraft ({err.strip()})")
+        runs = {("bpfgraft run", 25): [srv.cli_bin, "--socket", srv.socket, "run", "--"] + tool_argv,
+                ("the kernel", 15): tool_argv}
+        for (name, n), argv in runs.items():
+            tool = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+            check_eq(tool.stdout.readline().strip(), "attached", f"ringmix-tool under {name} attached")
+            if name == "bpfgraft run":
+                rc, progs, _ = srv.cli_json("prog", "list")
+                where = sorted((p["name"], p["runs"]) for p in progs or [] if p["name"] in ("user_side", "kernel_side"))
+                check_eq(where, [("kernel_side", "kernel"), ("user_side", "userspace"), ("user_side", "userspace")],
+                         "the uprobe runs in the victim, the tracepoint in the kernel (loaded and attached copies)")
+            connects = f"{n}\n"
+            victim.stdin.write(connects)
+            victim.stdin.flush()
+            check_eq(victim.stdout.readline().split(), ["done", str(n), "failed", "0"], f"{n} connects")
+            got = ringmix_counts(tool, n)
+            _, err = finish(tool, 20)  # end of input: it exits
+            if got != f"user {n} kernel {n} bad 0":
+                print(err[-600:])
+            check_eq(got, f"user {n} kernel {n} bad 0", f"under {name}: the ring buffer brought {n} records from each side")
+    finally:
+        victim.kill()
+        victim.wait()
+        ls.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--test-bin", required=True)
+    ap.add_argument("--ringmix-obj", required=True)
     args = ap.parse_args()
     require("root", "bpf-tracing", "btf", "tracefs")
     if not os.access(EXECSNOOP, os.X_OK):
@@ -162,6 +213,7 @@ def main():
             check(all(l.split()[:4] == ["echo", "CHILD", "SHELL", "0"] for l in ours),
                   "each line has the command's comm, its pid, the shell as parent and ret 0", repr(ours[:2]))
             check(shell.poll() is None, "the shell still runs")
+            check_ringmix(srv, args)
         finally:
             shell.kill()
             shell.wait()
