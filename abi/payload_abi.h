@@ -748,10 +748,18 @@ struct bpfg_pmsg_tool_mode {
 #define BPFG_TOOL_DETACH 68     /* bpfg_tool_release (kind LINK) -> empty */
 #define BPFG_TOOL_TP_ID 69      /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
 #define BPFG_TOOL_RELEASE 70    /* bpfg_tool_release: a no-op, sent by older payloads only */
+/* Kernel parts (server/README.md, "Kernel programs of run tools"): a
+ * PROG_LOAD or ATTACH reply with BPFG_TOOL_F_KERNEL_MAPS says some of the
+ * tool's maps became kernel maps; the payload then asks which, and for
+ * each its kernel fd, and serves them through the kernel from then on. */
+#define BPFG_TOOL_KERNEL_MAPS 86 /* no body -> uint32_t ids[] of the tool's maps that are kernel maps */
+#define BPFG_TOOL_MAP_FD 87      /* bpfg_tool_release (kind MAP) -> bpfg_tool_id_reply + the kernel map fd */
+
+#define BPFG_TOOL_F_KERNEL_MAPS 1u /* bpfg_tool_id_reply.flags */
 
 struct bpfg_tool_id_reply {
     uint32_t id;
-    uint32_t pad;
+    uint32_t flags; /* BPFG_TOOL_F_* */
 };
 
 struct bpfg_tool_map_create {

@@ -109,6 +109,8 @@ struct tool_file *file_new(uint8_t kind)
     f->refs = 1;
     f->kind = kind;
     f->evfd = -1;
+    f->kfd = -1;
+    f->kevent = -1;
     f->cpu = -1;
     f->pid = -1;
     return f;
@@ -131,6 +133,12 @@ static void file_destroy(struct tool_file *f)
             file_put(rings[i]);
         free(rings);
         bpfg_map_close(f->map);
+        if (f->kfd >= 0)
+            rt_sys1(SYS_close, f->kfd);
+        if (f->krb_cons)
+            rt_sys2(SYS_munmap, (long)f->krb_cons, PAGE);
+        if (f->krb_prod)
+            rt_sys2(SYS_munmap, (long)f->krb_prod, (long)(PAGE + 2 * (uint64_t)f->max_entries));
         break;
     case TK_PROG:
     case TK_BTF: break;
@@ -149,6 +157,10 @@ static void file_destroy(struct tool_file *f)
     case TK_PERF_RING:
         if (f->ring_map)
             rt_sys2(SYS_munmap, (long)f->ring_map, (long)f->ring_len);
+        if (f->kring_map)
+            rt_sys2(SYS_munmap, (long)f->kring_map, (long)f->kring_len);
+        if (f->kevent >= 0)
+            rt_sys1(SYS_close, f->kevent);
         break;
     }
     if (f->evfd >= 0)

@@ -53,6 +53,10 @@ int tool_perf_ring_init(struct tool_perf_ring *r, void *base, uint64_t len, uint
  * -ENOSPC when it did not fit (counted lost). */
 int tool_perf_write_sample(struct tool_perf_ring *r, const void *raw, uint32_t size);
 
+/* Moves the records of src, a ring the kernel writes (a perf event's
+ * mmap), into dst: samples as they are, lost counts added to dst's. */
+void tool_perf_copy(struct tool_perf_ring *dst, struct tool_perf_ring *src);
+
 /* Writes the pending PERF_RECORD_LOST, if any and if it fits. True when
  * nothing is pending any more. */
 bool tool_perf_flush_lost(struct tool_perf_ring *r);
@@ -92,6 +96,11 @@ struct tool_file {
     char name[16];
     struct tool_file **rings;               /* PERF_EVENT_ARRAY: the tool's perf ring per index */
     const unsigned long *rb_cons, *rb_prod; /* RINGBUF positions */
+    int kfd;                                /* a kernel map now (a kernel program uses it), -1 none */
+    void *krb_cons, *krb_prod;              /* RINGBUF kfd's pages: what kernel programs write */
+    void *mapped;                           /* the tool's last mmap of it, to move onto kfd */
+    uint64_t mapped_len, mapped_off;
+    long mapped_prot, mapped_flags;
 
     /* TK_PROG */
     uint32_t prog_type, attach_type, insn_cnt;
@@ -116,6 +125,10 @@ struct tool_file {
     struct tool_perf_ring ring; /* TK_PERF_RING */
     void *ring_map;             /* our own mapping of the ring memfd */
     size_t ring_len;
+    int kevent;                  /* in a kernel PERF_EVENT_ARRAY: the kernel's event, -1 none */
+    struct tool_perf_ring kring; /* its ring, which tool_perf_copy empties into ring */
+    void *kring_map;
+    size_t kring_len;
 };
 
 #define TOOL_MAX_FDS 4096

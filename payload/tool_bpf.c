@@ -38,6 +38,19 @@ static void xbuf_free(struct xbuf *b)
 
 /* ---- bpf(): objects created by the server ---- */
 
+/* A PROG_LOAD or ATTACH that made maps the kernel's says so (a failed one
+ * may have made some before failing). */
+static void sync_kernel_maps(const struct reply *rep)
+{
+    struct bpfg_tool_id_reply idr = {0};
+    if (!rep->body)
+        return; /* no server */
+    if (!rep->status && rep->len >= sizeof(idr))
+        memcpy(&idr, rep->body, sizeof(idr));
+    if (rep->status || (idr.flags & BPFG_TOOL_F_KERNEL_MAPS))
+        kernel_maps_sync();
+}
+
 static long bpf_map_create(const union bpf_attr *at)
 {
     struct bpfg_tool_map_create req;
@@ -209,6 +222,7 @@ static long bpf_prog_load(const union bpf_attr *at)
     uint32_t id = 0;
     if (!err) {
         err = chan_call(BPFG_TOOL_PROG_LOAD, &req, sizeof(req), insns, (size_t)cnt * sizeof(*insns), &rep);
+        sync_kernel_maps(&rep);
         if (err) {
             copy_log(at->log_buf, at->log_size, &rep);
         } else {
@@ -286,6 +300,7 @@ static long attach(const struct tool_file *prog, uint32_t kind, int32_t pid, uin
     struct reply rep;
     uint32_t id = 0;
     int err = chan_call(BPFG_TOOL_ATTACH, &req, sizeof(req), name, strlen(name) + 1, &rep);
+    sync_kernel_maps(&rep);
     if (err)
         say("%s", reply_text(&rep));
     else if ((err = reply_id(&rep, &id)) != 0)
@@ -394,6 +409,42 @@ static long bpf_link_detach(const union bpf_attr *at)
 
 /* ---- bpf(): map elements, on the region ---- */
 
+static bool map_cmd(int cmd)
+{
+    switch (cmd) {
+    case BPF_MAP_LOOKUP_ELEM:
+    case BPF_MAP_UPDATE_ELEM:
+    case BPF_MAP_DELETE_ELEM:
+    case BPF_MAP_GET_NEXT_KEY:
+    case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+    case BPF_MAP_FREEZE:
+    case BPF_MAP_LOOKUP_BATCH:
+    case BPF_MAP_LOOKUP_AND_DELETE_BATCH:
+    case BPF_MAP_UPDATE_BATCH:
+    case BPF_MAP_DELETE_BATCH: return true;
+    default: return false;
+    }
+}
+
+/* Commands on a map that became the kernel's go to the kernel (but a perf
+ * array's slots, whose rings are ours: perf_array_update). True with the
+ * result in *ret when so. */
+static bool kernel_route(int cmd, union bpf_attr *at, void *uattr, uint64_t size, long *ret)
+{
+    bool batch = cmd == BPF_MAP_LOOKUP_BATCH || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH || cmd == BPF_MAP_UPDATE_BATCH ||
+                 cmd == BPF_MAP_DELETE_BATCH;
+    int fd = (int)(batch ? at->batch.map_fd : at->map_fd);
+    if (!tool_fdt_peek(fd))
+        return false;
+    struct tool_file *f = tool_fdt_get(fd);
+    bool ours = f && f->kind == TK_MAP && f->kfd >= 0 && f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY &&
+                f->map_type != BPF_MAP_TYPE_RINGBUF;
+    if (ours)
+        *ret = kernel_map_cmd(f, cmd, batch, at, uattr, size);
+    file_put(f);
+    return ours;
+}
+
 static bool is_hash(uint32_t t)
 {
     return t == BPF_MAP_TYPE_HASH || t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_HASH ||
@@ -444,6 +495,11 @@ static long perf_array_update(struct tool_file *f, const void *key, const void *
         file_put(ring);
         return -EINVAL;
     }
+    long r = f->kfd >= 0 ? kernel_perf_slot(f, ring, idx) : 0;
+    if (r) {
+        file_put(ring);
+        return r;
+    }
     tool_fdt_lock();
     struct tool_file *old = f->rings[idx];
     f->rings[idx] = ring; /* our reference moves into the slot */
@@ -458,6 +514,8 @@ static long perf_array_delete(struct tool_file *f, const void *key)
     memcpy(&idx, key, 4);
     if (idx >= f->max_entries)
         return -E2BIG;
+    if (f->kfd >= 0)
+        kernel_perf_clear(f, idx);
     tool_fdt_lock();
     struct tool_file *old = f->rings[idx];
     f->rings[idx] = NULL;
@@ -828,6 +886,9 @@ long do_bpf(const uint64_t a[6])
         size = sizeof(at);
     if (uread(&at, uattr, size))
         return -EFAULT;
+    long kr;
+    if (map_cmd(cmd) && kernel_route(cmd, &at, uattr, size, &kr))
+        return kr;
     switch (cmd) {
     case BPF_MAP_CREATE: return bpf_map_create(&at);
     case BPF_PROG_LOAD: return bpf_prog_load(&at);
@@ -874,7 +935,17 @@ long mmap_array(struct tool_file *f, const uint64_t a[6])
     bpfg_map_get_info(f->map, &info);
     if (info.frozen && (a[2] & PROT_WRITE) && (a[3] & MAP_SHARED))
         return -EPERM;
-    return rt_sys6(SYS_mmap, (long)a[0], (long)len, (long)a[2], (long)a[3], (long)a[4], (long)(file_off + off));
+    long r = f->kfd >= 0
+                 ? rt_sys6(SYS_mmap, (long)a[0], (long)len, (long)a[2], (long)a[3], f->kfd, (long)off)
+                 : rt_sys6(SYS_mmap, (long)a[0], (long)len, (long)a[2], (long)a[3], (long)a[4], (long)(file_off + off));
+    if (!rt_is_err(r) && (a[3] & MAP_SHARED)) { /* moved onto the kernel map if it becomes one */
+        f->mapped = (void *)r;
+        f->mapped_len = len;
+        f->mapped_off = off;
+        f->mapped_prot = (long)a[2];
+        f->mapped_flags = (long)a[3];
+    }
+    return r;
 }
 
 /* RINGBUF, kernel view: consumer page, producer page, data, data again.

@@ -103,6 +103,40 @@ int tool_perf_write_sample(struct tool_perf_ring *r, const void *raw, uint32_t s
     return 0;
 }
 
+/* A kernel ring's bytes at pos, n of them, wrapping. */
+static void ring_get(const struct tool_perf_ring *r, uint64_t pos, void *dst, size_t n)
+{
+    uint64_t off = pos & (r->size - 1);
+    size_t first = n < r->size - off ? n : (size_t)(r->size - off);
+    memcpy(dst, r->data + off, first);
+    if (n > first)
+        memcpy((uint8_t *)dst + first, r->data, n - first);
+}
+
+void tool_perf_copy(struct tool_perf_ring *dst, struct tool_perf_ring *src)
+{
+    static uint8_t raw[0x10000]; /* one record; callers hold the fd table lock */
+    uint64_t tail = src->page->data_tail, head = __atomic_load_n(&src->page->data_head, __ATOMIC_ACQUIRE);
+    while (head - tail >= sizeof(struct perf_event_header)) {
+        struct sample_hdr h;
+        ring_get(src, tail, &h.h, sizeof(h.h));
+        if (h.h.size < sizeof(h.h) || h.h.size > head - tail)
+            break;
+        if (h.h.type == PERF_RECORD_SAMPLE && h.h.size >= sizeof(h)) {
+            ring_get(src, tail, &h, sizeof(h));
+            uint32_t n = h.raw_size <= h.h.size - sizeof(h) ? h.raw_size : (uint32_t)(h.h.size - sizeof(h));
+            ring_get(src, tail + sizeof(h), raw, n);
+            tool_perf_write_sample(dst, raw, n);
+        } else if (h.h.type == PERF_RECORD_LOST && h.h.size >= sizeof(struct lost_rec)) {
+            struct lost_rec l;
+            ring_get(src, tail, &l, sizeof(l));
+            dst->lost += l.lost;
+        }
+        tail += h.h.size;
+    }
+    __atomic_store_n(&src->page->data_tail, tail, __ATOMIC_RELEASE);
+}
+
 bool tool_perf_pending(const struct tool_perf_ring *r)
 {
     if (!r->page)

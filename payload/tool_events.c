@@ -91,6 +91,17 @@ static void bridge_lost(void *ctx, int cpu, uint64_t lost)
         r->ring.lost += lost;
 }
 
+/* A kernel perf array (tool_kernel.c): each slot's kernel ring into the
+ * tool's. */
+static void bridge_kernel(struct tool_file *m)
+{
+    for (uint32_t i = 0; i < m->max_entries; i++) {
+        struct tool_file *r = m->rings[i];
+        if (r && r->kring.page && r->ring.page)
+            tool_perf_copy(&r->ring, &r->kring);
+    }
+}
+
 /* Moves the records of the PERF_EVENT_ARRAY maps into the tool's perf
  * rings (table lock held: rings and maps stay while we write). A map none
  * of whose slots has a mapped ring keeps its records. */
@@ -98,7 +109,9 @@ static void bridge(void)
 {
     for (uint32_t i = 0; i < MAX_PERF_MAPS; i++) {
         struct tool_file *m = perf_maps[i];
-        if (m && m->rings && ring_for(m, 0))
+        if (m && m->rings && m->kfd >= 0)
+            bridge_kernel(m);
+        else if (m && m->rings && ring_for(m, 0))
             bpfg_perf_consume(m->map, bridge_sample, bridge_lost, m);
     }
 }
@@ -110,6 +123,8 @@ static bool ring_has_data(struct tool_file *f)
             tool_perf_flush_lost(&f->ring);
         return tool_perf_pending(&f->ring);
     }
+    if (f->krb_cons)
+        kernel_ring_drain(f);
     return f->rb_prod && __atomic_load_n(f->rb_prod, __ATOMIC_ACQUIRE) != __atomic_load_n(f->rb_cons, __ATOMIC_ACQUIRE);
 }
 

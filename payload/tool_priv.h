@@ -75,6 +75,20 @@ long attach_perf(const struct tool_file *prog, const struct tool_file *ev, uint6
 long mmap_array(struct tool_file *f, const uint64_t a[6]);
 long mmap_ringbuf(struct tool_file *f, const uint64_t a[6]);
 
+/* ---- tool_kernel.c: maps that became kernel maps ---- */
+
+/* Asks the server which of the tool's maps are kernel maps now and moves
+ * each onto its kernel fd (after a PROG_LOAD or ATTACH that said so). */
+void kernel_maps_sync(void);
+/* bpf() command cmd (map element, or batch) on kernel map f: at goes to
+ * the kernel with f's kernel fd. */
+long kernel_map_cmd(struct tool_file *f, int cmd, bool batch, union bpf_attr *at, void *uattr, uint64_t size);
+/* Slot idx of kernel perf array f gets perf ring ring's kernel event. */
+long kernel_perf_slot(struct tool_file *f, struct tool_file *ring, uint32_t idx);
+void kernel_perf_clear(struct tool_file *f, uint32_t idx);
+/* Table lock held. Kernel RINGBUF f: its records into f's region. */
+void kernel_ring_drain(struct tool_file *f);
+
 /* ---- tool_perf.c: perf events ---- */
 
 /* TOOL_MODE: the PMU types perf_event_open recognises. */

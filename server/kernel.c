@@ -4,23 +4,33 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "progcheck.h"
 
 #define KLOG_CAP 4096
+#define BPFFS "/sys/fs/bpf"
+#define PIN_ROOT BPFFS "/bpfgraft"
 
 struct kernel_obj {
-    struct bpf_object *bo;
+    struct bpf_object *bo; /* NULL: re-adopted from its pins by a restarted server */
     struct bpf_link **links;
     size_t nlinks;
+    char *pin_dir; /* its pins (links, programs, maps), NULL: none */
 };
 
 int kernel_mode_parse(const char *s, enum bpfg_kernel_mode *mode)
@@ -39,10 +49,14 @@ void kernel_obj_free(struct kernel_obj *k)
 {
     if (!k)
         return;
-    for (size_t i = 0; i < k->nlinks; i++)
+    for (size_t i = 0; i < k->nlinks; i++) {
+        if (k->pin_dir) /* pinned: it stays attached for the next server */
+            bpf_link__disconnect(k->links[i]);
         bpf_link__destroy(k->links[i]);
+    }
     free(k->links);
     bpf_object__close(k->bo);
+    free(k->pin_dir);
     free(k);
 }
 
@@ -122,14 +136,36 @@ static bool kernel_uses_map(struct bpf_object *bo, uint32_t map_id)
     return false;
 }
 
+/* The pin of kind ("prog", "link", "map") name in dir: KIND_NAME, dots
+ * made '_' (bpffs refuses names with dots: "connlat.rodata"). */
+static void pin_path(char *out, size_t len, const char *dir, const char *kind, const char *name)
+{
+    int n = snprintf(out, len, "%.3000s/%s_", dir, kind);
+    for (char *p = out + n; *name && p + 1 < out + len; p++, name++) {
+        *p = *name == '.' ? '_' : *name;
+        p[1] = 0;
+    }
+}
+
+static int pinned_prog(const struct kernel_obj *k, const char *name)
+{
+    char path[PATH_MAX];
+    pin_path(path, sizeof(path), k->pin_dir, "prog", name);
+    return bpf_obj_get(path);
+}
+
 int kernel_prog_stats(const struct kernel_obj *k, const char *name, uint64_t *run_cnt, uint64_t *run_time_ns)
 {
-    struct bpf_program *bp = k ? bpf_object__find_program_by_name(k->bo, name) : NULL;
+    struct bpf_program *bp = k && k->bo ? bpf_object__find_program_by_name(k->bo, name) : NULL;
+    int fd = bp ? bpf_program__fd(bp) : k && k->pin_dir ? pinned_prog(k, name) : -1;
     struct bpf_prog_info info;
     uint32_t len = sizeof(info);
     memset(&info, 0, sizeof(info));
-    if (!bp || bpf_program__fd(bp) < 0 || bpf_obj_get_info_by_fd(bpf_program__fd(bp), &info, &len) != 0)
-        return -ENOENT;
+    int r = fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? 0 : -ENOENT;
+    if (!bp && fd >= 0)
+        close(fd);
+    if (r)
+        return r;
     *run_cnt = info.run_cnt;
     *run_time_ns = info.run_time_ns;
     return 0;
@@ -276,6 +312,173 @@ static int share_maps(struct registry *r, struct reg_object *o, struct bpf_objec
     return 0;
 }
 
+/* ---- pins: the kernel part outlives the server (server/README.md) ---- */
+
+/* PIN_ROOT/DEV-INO/OBJ, DEV-INO naming the state directory's maps: servers
+ * with state directories of their own never meet, a restarted one finds
+ * its pins again. -ENOENT without a state directory (nothing outlives). */
+static int pin_dir_of(const struct registry *r, uint32_t obj_id, char *out, size_t outlen)
+{
+    struct stat st;
+    if (r->map_dirfd < 0 || fstat(r->map_dirfd, &st) != 0)
+        return -ENOENT;
+    snprintf(out, outlen, "%s/%llx-%llx/%u", PIN_ROOT, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+             obj_id);
+    return 0;
+}
+
+static int ensure_bpffs(void)
+{
+    struct statfs sf;
+    if (statfs(BPFFS, &sf) == 0 && sf.f_type == BPF_FS_MAGIC)
+        return 0;
+    if ((mkdir(BPFFS, 0700) != 0 && errno != EEXIST) || mount("bpf", BPFFS, "bpf", 0, "mode=0700") != 0)
+        return -errno;
+    srv_log(SRV_INFO, "no bpffs was mounted: mounted one at %s for the pins of kernel programs", BPFFS);
+    return 0;
+}
+
+/* mkdir -p of dir (below BPFFS), each 0700. */
+static int make_dirs(char *dir)
+{
+    for (char *p = dir + strlen(BPFFS) + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c != 0)
+            continue;
+        *p = 0;
+        int e = mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
+        *p = c;
+        if (e || !c)
+            return e;
+    }
+}
+
+/* Its files, then dir and its parents up to PIN_ROOT while empty. */
+static void remove_pins(char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    if (d)
+        closedir(d);
+    for (char *slash; strcmp(dir, BPFFS) != 0 && rmdir(dir) == 0 && (slash = strrchr(dir, '/'));)
+        *slash = 0;
+}
+
+static int pin_one(int fd, const char *dir, const char *kind, const char *name)
+{
+    char path[PATH_MAX];
+    pin_path(path, sizeof(path), dir, kind, name);
+    int e = bpf_obj_pin(fd, path);
+    if (e)
+        srv_log(SRV_WARN, "pinning %s: %s", path, strerror(-e));
+    return e;
+}
+
+/* Programs and links, and the maps the kernel programs use. */
+static int pin_parts(const struct kernel_obj *k, const char *dir)
+{
+    struct bpf_program *bp;
+    struct bpf_map *bm;
+    int e = 0;
+    bpf_object__for_each_program(bp, k->bo) if (!e && bpf_program__fd(bp) >= 0) e =
+        pin_one(bpf_program__fd(bp), dir, "prog", bpf_program__name(bp));
+    for (size_t i = 0; !e && i < k->nlinks; i++) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", i);
+        e = pin_one(bpf_link__fd(k->links[i]), dir, "link", n);
+    }
+    bpf_object__for_each_map(bm, k->bo)
+    {
+        struct bpf_map_info info;
+        uint32_t len = sizeof(info);
+        memset(&info, 0, sizeof(info));
+        if (!e && bpf_map__fd(bm) >= 0 && bpf_obj_get_info_by_fd(bpf_map__fd(bm), &info, &len) == 0 &&
+            kernel_uses_map(k->bo, info.id))
+            e = pin_one(bpf_map__fd(bm), dir, "map", bpf_map__name(bm));
+    }
+    return e;
+}
+
+static void kernel_pin(const struct registry *r, const struct reg_object *o, struct kernel_obj *k)
+{
+    char dir[PATH_MAX];
+    if (pin_dir_of(r, o->id, dir, sizeof(dir)) != 0)
+        return;
+    remove_pins(dir); /* a server killed before it recorded the object left them */
+    int e = ensure_bpffs();
+    if (!e && !(e = make_dirs(dir)) && !(e = pin_parts(k, dir)) && !(k->pin_dir = strdup(dir)))
+        e = -ENOMEM;
+    if (e) {
+        srv_log(SRV_WARN, "object '%s': its kernel part is not pinned (%s): it ends with this server", o->name,
+                strerror(-e));
+        remove_pins(dir);
+        return;
+    }
+    srv_log(SRV_INFO, "object %u '%s': kernel programs, links and maps pinned in %s", o->id, o->name, dir);
+}
+
+void kernel_unpin(struct kernel_obj *k)
+{
+    if (!k || !k->pin_dir)
+        return;
+    remove_pins(k->pin_dir);
+    free(k->pin_dir);
+    k->pin_dir = NULL;
+}
+
+void kernel_unpin_all(struct registry *r)
+{
+    for (size_t i = 0; i < r->nobjects; i++)
+        kernel_unpin(r->objects[i]->kernel);
+}
+
+/* The pinned maps of o replace its restored regions. */
+static size_t readopt_maps(struct registry *r, struct reg_object *o, const char *dir)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->obj->map_cnt; i++) {
+        char path[PATH_MAX], err[256];
+        pin_path(path, sizeof(path), dir, "map", o->obj->maps[i].name);
+        int fd = bpf_obj_get(path);
+        struct reg_map *m = registry_map(r, o->map_ids[i]);
+        if (fd < 0 || !m)
+            continue;
+        if (take_kernel_map(o, m, fd, false, err, sizeof(err)) == 0 && bpfg_map_is_kernel(m->map))
+            n++;
+        close(fd);
+    }
+    return n;
+}
+
+int kernel_restore(struct registry *r, struct reg_object *o)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    if (pin_dir_of(r, o->id, dir, sizeof(dir)) != 0 || stat(dir, &st) != 0)
+        return 0;
+    struct kernel_obj *k = calloc(1, sizeof(*k));
+    if (!k || !(k->pin_dir = strdup(dir))) {
+        free(k);
+        return -ENOMEM;
+    }
+    size_t nprogs = 0;
+    for (size_t i = 0; i < o->obj->prog_cnt; i++) {
+        int fd = pinned_prog(k, o->obj->progs[i].name);
+        if (fd >= 0) {
+            close(fd);
+            o->obj->progs[i].kernel = true;
+            nprogs++;
+        }
+    }
+    size_t nmaps = readopt_maps(r, o, dir);
+    o->kernel = k;
+    srv_log(SRV_INFO, "object %u '%s': %zu kernel programs (attached all along) and %zu kernel maps re-adopted from %s",
+            o->id, o->name, nprogs, nmaps, dir);
+    return 0;
+}
+
 int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode mode, const void *data, size_t len,
                 char *err, size_t errlen)
 {
@@ -301,6 +504,7 @@ int kernel_load(struct registry *r, struct reg_object *o, enum bpfg_kernel_mode 
     }
     o->kernel = k;
     srv_log(SRV_INFO, "object %u '%s': %zu kernel programs attached", o->id, o->name, k->nlinks);
+    kernel_pin(r, o, k);
     return 0;
 }
 

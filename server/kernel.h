@@ -42,7 +42,20 @@ int kernel_add_map(struct registry *r, struct reg_object *o, int fd, const struc
 int kernel_prog_stats(const struct kernel_obj *k, const char *name, uint64_t *run_cnt, uint64_t *run_time_ns);
 
 /* Links detached, programs and maps closed (the kernel frees them once
- * no target holds a map fd). NULL is fine. */
+ * no target holds a map fd). Pinned ones stay as they are, for the next
+ * server. NULL is fine. */
 void kernel_obj_free(struct kernel_obj *k);
+
+/* Restarts: kernel_load pins an object's kernel programs, links and the
+ * kernel maps they use under /sys/fs/bpf/bpfgraft/ (mounting bpffs if
+ * none is), when the server has a state directory, so they outlive it.
+ * kernel_restore, for an object the state directory restored, takes
+ * them back: its pinned programs are the kernel's again (prog list) and
+ * its pinned maps replace the restored regions (0 when it has no pins,
+ * or -ENOMEM). kernel_unpin removes k's pins (unload; NULL is fine),
+ * kernel_unpin_all every object's (shutdown --detach). */
+int kernel_restore(struct registry *r, struct reg_object *o);
+void kernel_unpin(struct kernel_obj *k);
+void kernel_unpin_all(struct registry *r);
 
 #endif

@@ -399,7 +399,10 @@ static int add_maps(struct registry *reg, struct reg_object *o, const uint32_t *
     return 0;
 }
 
-static int add_prog(struct registry *reg, struct reg_object *o, struct kprog *kp, const struct kevent *e, uint32_t *id)
+/* forced: the program id to take (one a killed server's copy runs under
+ * in a process: offload_readopt), 0 a new one. */
+static int add_prog(struct registry *reg, struct reg_object *o, struct kprog *kp, const struct kevent *e,
+                    uint32_t forced, uint32_t *id)
 {
     struct bpfg_obj_prog p;
     char section[600];
@@ -417,7 +420,9 @@ static int add_prog(struct registry *reg, struct reg_object *o, struct kprog *kp
     p.license = strdup("GPL"); /* the kernel accepted it with its helpers */
     p.target_binary = strdup(e->path);
     struct reg_prog *rp = NULL;
+    reg->force_id = forced;
     int r = p.name && p.section && p.license && p.target_binary ? registry_add_prog(reg, o, &p, &rp) : -ENOMEM;
+    reg->force_id = 0;
     if (r) {
         free(p.name), free(p.section), free(p.license), free(p.target_binary);
         return r;
@@ -428,7 +433,7 @@ static int add_prog(struct registry *reg, struct reg_object *o, struct kprog *kp
 }
 
 static int make_object(struct server *s, struct offload *of, struct kprog *kp, const uint32_t *ids, uint32_t nids,
-                       char *err, size_t errlen)
+                       const uint32_t *forced, char *err, size_t errlen)
 {
     char name[96];
     snprintf(name, sizeof(name), "offload:%d:0x%llx", (int)of->ev[0].tool, (unsigned long long)of->ev[0].offset);
@@ -438,7 +443,7 @@ static int make_object(struct server *s, struct offload *of, struct kprog *kp, c
         return srv_efail(err, errlen, r, "out of memory");
     r = add_maps(&s->reg, o, ids, nids, err, errlen);
     for (size_t i = 0; !r && i < of->nev; i++)
-        if ((r = add_prog(&s->reg, o, &kp[i], &of->ev[i], &of->prog_ids[i])) != 0)
+        if ((r = add_prog(&s->reg, o, &kp[i], &of->ev[i], forced[i], &of->prog_ids[i])) != 0)
             srv_efail(err, errlen, r, "out of memory");
     if (!r)
         r = progcheck_object(&s->reg, o, err, errlen);
@@ -451,7 +456,7 @@ static int make_object(struct server *s, struct offload *of, struct kprog *kp, c
 
 /* One object per offload: the programs of its events over the maps they
  * use (kernel maps, the same ones). */
-static int build(struct server *s, struct offload *of, char *err, size_t errlen)
+static int build(struct server *s, struct offload *of, const uint32_t *forced, char *err, size_t errlen)
 {
     struct kprog kp[MAX_EVENTS];
     uint32_t ids[MAX_MAPS], nids = 0;
@@ -461,7 +466,7 @@ static int build(struct server *s, struct offload *of, char *err, size_t errlen)
         if ((r = portable_prog(of->ev[i].prog_id, &kp[i], err, errlen)) == 0)
             r = union_maps(&kp[i], ids, &nids, err, errlen);
     if (!r)
-        r = make_object(s, of, kp, ids, nids, err, errlen);
+        r = make_object(s, of, kp, ids, nids, forced, err, errlen);
     for (size_t i = 0; i < MAX_EVENTS; i++)
         free(kp[i].insns);
     return r;
@@ -732,22 +737,116 @@ static void forget_gone(struct server *s, struct offload *of)
     of->nin = k;
 }
 
+/* ---- offloads a killed server left running ---- */
+
+/* Whether prog id is of's or unknown (a killed server's). */
+static bool left_over(struct server *s, const struct offload *of, uint32_t id)
+{
+    for (size_t i = 0; of->obj_id && i < of->nev; i++)
+        if (of->prog_ids[i] == id)
+            return true;
+    return !registry_prog(&s->reg, id);
+}
+
+/* The hook at of's address in t whose programs the registry does not know
+ * (or of's took their ids over), as many as of's events: the copy a
+ * killed server left serving the tool's uprobe there (its jmp, not the
+ * kernel's int3). NULL: none. */
+static const struct target_hook *stale_hook(struct server *s, const struct offload *of, const struct target *t)
+{
+    struct where w = {&of->ev[0], 0};
+    if (bpfg_procfs_maps(t->pid, find_mapping, &w) != 1)
+        return NULL;
+    for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
+        const struct target_hook *h = &t->hooks[i];
+        if (!h->used || h->plan.func != w.addr)
+            continue;
+        bool stale = h->nprogs == of->nev;
+        for (uint32_t k = 0; stale && k < h->nprogs; k++)
+            stale = left_over(s, of, h->prog_ids[k]);
+        return stale ? h : NULL;
+    }
+    return NULL;
+}
+
+/* The program id of h that serves event e (by kind), 0 none. */
+static uint32_t stale_id(const struct target_hook *h, const struct kevent *e)
+{
+    for (uint32_t k = 0; k < h->nprogs; k++)
+        if (h->kinds[k] == (e->ret ? BPFG_HOOK_URETPROBE : BPFG_HOOK_UPROBE))
+            return h->prog_ids[k];
+    return 0;
+}
+
+/* The ids the killed server's copies run under, for of's programs to take
+ * (0 each: none found, or the id is taken meanwhile). */
+static void readopt_ids(struct server *s, const struct offload *of, uint32_t *forced)
+{
+    for (struct target *t = s->targets.list; t; t = t->next) {
+        const struct target_hook *h = stale_hook(s, of, t);
+        for (size_t i = 0; h && i < of->nev; i++) {
+            uint32_t id = stale_id(h, &of->ev[i]);
+            forced[i] = id && !registry_prog(&s->reg, id) ? id : 0;
+        }
+        if (h)
+            return;
+    }
+}
+
+/* A killed server's copy in t: served on as ours when its programs are
+ * of's (their ids taken over: nothing changes in t), else its hook goes
+ * and the kernel's int3 comes back (the next scan offloads it anew).
+ * False when t has none. */
+static bool readopt_in(struct server *s, struct offload *of, struct target *t)
+{
+    const struct target_hook *h = stale_hook(s, of, t);
+    pid_t *grown;
+    if (!h || hold_events(of) != 0 || !(grown = realloc(of->in, (of->nin + 1) * sizeof(pid_t))))
+        return h != NULL;
+    of->in = grown;
+    bool same = true;
+    for (size_t i = 0; i < of->nev; i++)
+        same = same && stale_id(h, &of->ev[i]) == of->prog_ids[i];
+    if (same) {
+        of->in[of->nin++] = t->pid;
+        srv_log(SRV_INFO,
+                "offload: tool %d's uprobe at %s+0x%llx: the copy a killed server left in process %d is "
+                "served on (programs %u%s)",
+                (int)of->ev[0].tool, of->ev[0].path, (unsigned long long)of->ev[0].offset, (int)t->pid, of->prog_ids[0],
+                of->nev > 1 ? " and more" : "");
+        return true;
+    }
+    uint32_t ids[TARGET_HOOK_PROGS];
+    size_t n = h->nprogs;
+    memcpy(ids, h->prog_ids, n * sizeof(ids[0]));
+    if (targets_remove_progs(s, t, ids, n, NULL, 0) == 0)
+        restore_breakpoint(of, t->pid);
+    srv_log(SRV_INFO,
+            "offload: tool %d's uprobe at %s+0x%llx: the copy a killed server left in process %d is "
+            "handed back to the kernel",
+            (int)of->ev[0].tool, of->ev[0].path, (unsigned long long)of->ev[0].offset, (int)t->pid);
+    return true;
+}
+
 static void serve(struct server *s, struct offload *of, bool just_stable)
 {
     char err[512] = "";
+    uint32_t forced[MAX_EVENTS] = {0};
     if (of->ambiguous || of->refused) {
         if (of->ambiguous && just_stable)
             say_refused(of, "another uprobe of the same kind or of another tool is at that address");
         return;
     }
-    if (!of->obj_id && build(s, of, err, sizeof(err)) != 0) {
+    if (!of->obj_id)
+        readopt_ids(s, of, forced);
+    if (!of->obj_id && build(s, of, forced, err, sizeof(err)) != 0) {
         of->refused = true;
         say_refused(of, err);
         return;
     }
     forget_gone(s, of);
     for (struct target *t = s->targets.list; t; t = t->next)
-        if (wants_offload(of, t))
+        if (wants_offload(of, t) && !readopt_in(s, of, t))
             serve_in(s, of, t);
 }
 

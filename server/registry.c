@@ -695,6 +695,8 @@ static int unload(struct registry *r, uint32_t obj_id, bool remove_files)
         remove_at((void **)r->progs, &r->nprogs, i);
     }
     remove_at((void **)r->objects, &r->nobjects, oi);
+    if (remove_files) /* unloaded for good, not a server stop */
+        kernel_unpin(o->kernel);
     srv_log(SRV_INFO, "object %u '%s' unloaded", o->id, o->name);
     free_object(o);
     return 0;

@@ -26,6 +26,7 @@
 #include "state.h"
 #include "tool.h"
 #include "execwatch.h"
+#include "kernel.h"
 #include "binwide.h"
 #include "offload.h"
 
@@ -306,6 +307,8 @@ void server_destroy(struct server *s)
     execwatch_destroy(s);
     binwide_destroy();
     targets_destroy(s, s->detach_on_stop);
+    if (s->detach_on_stop)
+        kernel_unpin_all(&s->reg); /* kernel programs end with the objects */
     registry_destroy(&s->reg);
     access_free(&s->access);
     audit_close(&s->audit);

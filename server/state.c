@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "log.h"
 #include "maps.h"
 #include "registry.h"
@@ -249,6 +250,8 @@ static int restore_object(struct server *s, int dir, uint32_t id)
         err = registry_load_as(&s->reg, NULL, data, len, m.name, &m.rs, &o, why, sizeof(why));
     if (!err && strcmp(m.path, "-") != 0 && !(o->path = strdup(m.path)))
         err = -ENOMEM;
+    if (!err)
+        err = kernel_restore(&s->reg, o); /* its pinned kernel part */
     if (err)
         srv_log(SRV_ERROR, "object %u of the previous server cannot be restored: %s", id,
                 why[0] ? why : strerror(-err));

@@ -33,6 +33,7 @@
 #include "state.h"
 #include "targets.h"
 #include "tool.h"
+#include "tool_kernel.h"
 #include "tool_priv.h"
 #include "tracerwait.h"
 #include "verifier.h"
@@ -50,8 +51,9 @@ struct tp_name {
 static struct tool *tools;
 static struct tp_name *tp_names; /* ids TP_ID made up */
 static size_t ntp_names;
-static bool applying;    /* attaching a link: no recursion through targets_attach */
-static bool release_due; /* a tool ended: release_tool_targets at the next tools_reap */
+static bool applying;            /* attaching a link: no recursion through targets_attach */
+static bool release_due;         /* a tool ended: release_tool_targets at the next tools_reap */
+static bool kernel_maps_changed; /* the request being served made maps the kernel's */
 
 static struct tool *tool_of_pid(pid_t pid)
 {
@@ -167,6 +169,8 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     }
     struct reg_map *m;
     int r = registry_add_map(&s->reg, o, &spec, kind, &m, err, errlen);
+    if (!r && spec.type != c.map_type && (r = tool_kernel_note_type(o->id, m->id, c.map_type)) != 0)
+        srv_efail(err, errlen, r, "out of memory");
     if (r)
         return r;
     if (c.btf_id && !o->obj->btf) {
@@ -247,8 +251,8 @@ static void sanitize_dead_code(struct bpf_insn *insns, size_t n, const uint8_t *
 
 /* Verifies p against o's maps; sanitize: then turn its dead code off (the
  * copy that runs: verifying it again would find unreachable code). */
-static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *p, bool sanitize, char *err,
-                  size_t errlen)
+static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *p, bool sanitize,
+                  int32_t *kernel_helper, char *err, size_t errlen)
 {
     refresh_rodata(s, o);
     struct bpfg_verify_env env;
@@ -272,6 +276,8 @@ static int verify(struct server *s, struct reg_object *o, struct bpfg_obj_prog *
     e = env.reached ? bpfg_verify(p->insns, p->insn_cnt, &env, res) : -ENOMEM;
     if (!e && sanitize)
         sanitize_dead_code(p->insns, p->insn_cnt, env.reached);
+    if (kernel_helper)
+        *kernel_helper = res->kernel_helper;
     free(env.reached);
     if (e == -ENOMEM)
         srv_efail(err, errlen, e, "out of memory");
@@ -379,9 +385,18 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
         srv_efail(err, errlen, r, "out of memory");
     if (!r)
         r = translate_insns(o, p.insns, p.insn_cnt, err, errlen);
+    int kfd = -1;
     if (!r && kind != BPFG_ATTACH_UNSUPPORTED) {
-        r = verify(s, o, &p, false, err, errlen);
-        if (r == -EACCES && kind != BPFG_ATTACH_UPROBE) {
+        int32_t khelper = 0;
+        r = verify(s, o, &p, false, &khelper, err, errlen);
+        if (r == -EACCES && khelper) {
+            /* a helper only the kernel has, on a path the program takes */
+            srv_log(SRV_INFO, "tool %d: program '%s' calls kernel helper %d: it runs in the kernel", (int)tl->pid, name,
+                    khelper);
+            kfd = tool_kernel_load(s, o, tl->pid, &p, &kernel_maps_changed, err, errlen);
+            r = kfd < 0 ? kfd : 0;
+            p.kernel = kfd >= 0;
+        } else if (r == -EACCES && kind != BPFG_ATTACH_UPROBE) {
             /* Which tracepoint a (raw) tracepoint program reads is known only
              * at attach, where it is verified again against that context: a
              * program for a kernel tracepoint then fails with that reason,
@@ -394,6 +409,8 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     if (!r && (r = registry_add_prog(&s->reg, o, &p, &rp)) != 0)
         srv_efail(err, errlen, r, r == -E2BIG ? "at most %d programs per tool" : "out of memory", TOOL_MAX_PROGS);
     if (r) {
+        if (kfd >= 0)
+            close(kfd);
         free(p.name);
         free(p.section);
         free(p.license);
@@ -401,6 +418,8 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
         free(p.insns);
         return r;
     }
+    if (kfd >= 0 && (r = tool_kernel_keep_prog(o->id, rp->id, kfd)) != 0)
+        return srv_efail(err, errlen, r, "out of memory");
     *id = rp->id;
     srv_log(SRV_DEBUG, "tool %d: program %u '%s' (%s, %u insns)", (int)tl->pid, rp->id, name,
             prog_type_name(pl.prog_type), pl.insn_cnt);
@@ -803,6 +822,73 @@ static int clone_prog(const struct bpfg_obj_prog *src, enum bpfg_attach_kind kin
     return r;
 }
 
+/* ---- links of kernel programs (tool_kernel.h) ---- */
+
+/* Where only the kernel can run a program: a kernel tracepoint, and the
+ * exit of execve (a successful one returns into a new image, where no
+ * payload is). */
+static bool kernel_only_attach(const struct bpfg_tool_attach *a, const char *name, char *tp, size_t tplen)
+{
+    if (a->kind == BPFG_TOOL_RAW_TRACEPOINT)
+        return strcmp(name, "sys_enter") != 0 && strcmp(name, "sys_exit") != 0;
+    if (a->kind != BPFG_TOOL_TRACEPOINT)
+        return false;
+    if (tp_name_of(a->tp_id, tp, tplen) != 0)
+        return a->tp_id < TP_SYNTH_BASE; /* not a syscall's: a kernel tracepoint */
+    return !strcmp(tp, "syscalls/sys_exit_execve") || !strcmp(tp, "syscalls/sys_exit_execveat");
+}
+
+/* The program goes to the kernel now (its maps made the kernel's). */
+static int load_in_kernel(struct server *s, struct tool *tl, struct reg_object *o, const struct reg_prog *lp, char *err,
+                          size_t errlen)
+{
+    int fd = tool_kernel_load(s, o, tl->pid, lp->prog, &kernel_maps_changed, err, errlen);
+    if (fd < 0)
+        return fd;
+    int r = tool_kernel_keep_prog(o->id, lp->id, fd);
+    if (r)
+        return srv_efail(err, errlen, r, "out of memory");
+    for (size_t i = 0; i < o->prog_cnt; i++)
+        if (o->prog_ids[i] == lp->id)
+            o->obj->progs[i].kernel = true; /* prog list: RUNS kernel */
+    return 0;
+}
+
+/* 1 when the attachment is userspace's; else the kernel attaches it:
+ * 0 (link id in *id) or a negative errno. */
+static int attach_kernel(struct server *s, struct tool *tl, struct reg_object *o, const struct reg_prog *lp,
+                         const struct bpfg_tool_attach *a, const char *name, uint32_t *id, char *err, size_t errlen)
+{
+    char tp[96] = "", path[PATH_MAX];
+    bool kernel_prog = tool_kernel_has_prog(lp->id);
+    if (!kernel_only_attach(a, name, tp, sizeof(tp)) && !kernel_prog)
+        return 1;
+    if (!tp[0])
+        snprintf(tp, sizeof(tp), "tracepoint id %u", a->tp_id);
+    struct tool_kernel_attach ka = {
+        .kind = a->kind,
+        .pid = a->pid,
+        .name = a->kind == BPFG_TOOL_RAW_TRACEPOINT ? name : tp,
+        .tp_id = a->tp_id < TP_SYNTH_BASE ? a->tp_id : 0,
+        .offset = a->offset,
+        .ref_ctr = a->ref_ctr_offset,
+        .cookie = a->cookie,
+        .probe_type = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/type", ""),
+        .retprobe_bit = read_sysfs_u32("/sys/bus/event_source/devices/uprobe/format/retprobe", "config:")};
+    if (a->kind == BPFG_TOOL_UPROBE || a->kind == BPFG_TOOL_URETPROBE) {
+        if (tool_path(tl->pid, name, path, sizeof(path)) != 0)
+            return srv_efail(err, errlen, -ENOENT, "uprobe: no file '%s'", name);
+        ka.name = path;
+    } else if (a->kind == BPFG_TOOL_TIMER) {
+        return srv_efail(err, errlen, -EOPNOTSUPP, "program '%s' runs in the kernel: bpfgraft has no kernel timers",
+                         lp->prog->name);
+    }
+    int r = kernel_prog ? 0 : load_in_kernel(s, tl, o, lp, err, errlen);
+    if (!r && !(r = tool_kernel_attach(o->id, lp->id, tl->next_link_id + 1, &ka, err, errlen)))
+        *id = ++tl->next_link_id;
+    return r;
+}
+
 static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, char *err,
                      size_t errlen)
 {
@@ -818,6 +904,9 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     const struct bpfg_obj_prog *op = lp->prog;
     if (op->kind == BPFG_ATTACH_UNSUPPORTED)
         return srv_efail(err, errlen, -EINVAL, "program '%s' of type %u cannot be attached", op->name, op->prog_type);
+    int kr = attach_kernel(s, tl, o, lp, &a, name, id, err, errlen);
+    if (kr <= 0)
+        return kr;
 
     enum bpfg_attach_kind kind;
     char syscall[64] = "", tpname[96] = "", path[PATH_MAX];
@@ -885,7 +974,7 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
     if (r)
         return srv_efail(err, errlen, r, "out of memory");
     copy.ref_ctr_offset = binary ? a.ref_ctr_offset : 0;
-    if ((r = verify(s, o, &copy, true, err, errlen)) != 0) {
+    if ((r = verify(s, o, &copy, true, NULL, err, errlen)) != 0) {
         char *name_copy = copy.name;
         copy.name = NULL;
         free(name_copy);
@@ -972,6 +1061,8 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
         tl->nlinks--;
         return 0;
     }
+    if (tool_kernel_detach(tl->obj_id, rel.id) == 0)
+        return 0;
     return srv_efail(err, errlen, -ENOENT, "DETACH: no link %u", rel.id);
 }
 
@@ -999,12 +1090,41 @@ static void tool_forget(struct server *s, const struct tool *tl)
 
 /* ---- requests ---- */
 
+/* KERNEL_MAPS and MAP_FD: the payload learns which of the tool's maps are
+ * kernel maps now, and gets their fds. True when h was one of them. */
+static bool serve_kernel_maps(struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
+{
+    struct bpfg_tool_release q;
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    int r;
+    if (h->type == BPFG_TOOL_KERNEL_MAPS) {
+        r = tool_kernel_map_ids(tl->obj_id, &ids, &n);
+        r = r ? chan_reply(tl, h->seq, r, "out of memory", 14, -1) : chan_reply(tl, h->seq, 0, ids, n * 4, -1);
+    } else if (h->type == BPFG_TOOL_MAP_FD && len >= sizeof(q)) {
+        memcpy(&q, body, sizeof(q));
+        struct bpfg_tool_id_reply rep = {.id = q.id};
+        int fd = tool_kernel_map_fd(tl->obj_id, q.id);
+        r = fd < 0 ? chan_reply(tl, h->seq, fd, "not a kernel map", 17, -1)
+                   : chan_reply(tl, h->seq, 0, &rep, sizeof(rep), fd);
+    } else {
+        return false;
+    }
+    free(ids);
+    if (r)
+        srv_log(SRV_WARN, "tool %d: reply: %s", (int)tl->pid, strerror(-r));
+    return true;
+}
+
 static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
 {
     char err[2048] = "";
     struct bpfg_tool_id_reply rep = {0};
     int fd = -1, r;
     bool with_id = true;
+    if (serve_kernel_maps(tl, h, body, len))
+        return;
+    kernel_maps_changed = false;
     switch (h->type) {
     case BPFG_TOOL_MAP_CREATE: r = do_map_create(s, tl, body, len, &rep.id, &fd, err, sizeof(err)); break;
     case BPFG_TOOL_PROG_LOAD: r = do_prog_load(s, tl, body, len, &rep.id, err, sizeof(err)); break;
@@ -1035,6 +1155,7 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
         release_tool_targets(s); /* also a process attached for an attach that then failed */
     if (!r && h->type != BPFG_TOOL_TP_ID && h->type != BPFG_TOOL_RELEASE)
         tool_save(s, tl); /* before the reply: what the tool holds, a restart knows */
+    rep.flags = kernel_maps_changed ? BPFG_TOOL_F_KERNEL_MAPS : 0; /* also after a failure: the maps stay */
     if (r) {
         srv_log(SRV_DEBUG, "tool %d: request %u failed: %s", (int)tl->pid, h->type, err);
         r = chan_reply(tl, h->seq, r, err, strlen(err) + 1, -1);
@@ -1190,6 +1311,7 @@ static void tool_end(struct server *s, struct tool *tl)
         for (struct target *t = s->targets.list; t; t = t->next)
             if (t->pid != tl->pid)
                 targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+    tool_kernel_forget(tl->obj_id);
     if (o && tl->pending) {
         retire_ids(&retired_progs, &nretired_progs, o->prog_ids, o->prog_cnt);
         retire_ids(&retired_maps, &nretired_maps, o->map_ids, o->map_cnt);

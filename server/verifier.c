@@ -1963,9 +1963,11 @@ static int do_helper_call(struct vctx *v, const struct bpf_insn *in)
 {
     const struct proto *p = find_proto(in->imm);
     size_t nnames = sizeof(kernel_helper_names) / sizeof(kernel_helper_names[0]);
-    if (!p && in->imm > 0 && (size_t)in->imm < nnames && kernel_helper_names[in->imm])
+    if (!p && in->imm > 0 && (size_t)in->imm < nnames && kernel_helper_names[in->imm]) {
+        v->res->kernel_helper = in->imm;
         return reject(v, "invalid func unknown#%d (bpf_%s: a kernel helper bpfgraft does not provide in userspace)",
                       in->imm, kernel_helper_names[in->imm]);
+    }
     if (!p)
         return reject(v, "invalid func unknown#%d", in->imm);
     if (p->id == BPF_FUNC_probe_write_user && !v->env->allow_probe_write_user)

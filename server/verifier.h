@@ -71,7 +71,8 @@ struct bpfg_verify_result {
     uint32_t peak_pending;    /* deepest stack of branches still to explore */
     uint32_t stack_depth;     /* largest combined stack of a call chain, bytes */
     uint64_t time_ns;
-    int kernel_verdict; /* kernel_check: 0 accepted, negative errno, 1 not asked */
+    int kernel_verdict;    /* kernel_check: 0 accepted, negative errno, 1 not asked */
+    int32_t kernel_helper; /* rejected at a reachable call of this helper, which only the kernel has; 0 else */
 };
 
 /* Verifies n instructions. Returns 0 when the program is safe, otherwise

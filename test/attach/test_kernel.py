@@ -7,6 +7,7 @@ unload."""
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -127,6 +128,8 @@ def main():
     require("root", "bpf-tracing")
 
     with Server(args) as srv:
+        st = os.stat(os.path.join(srv.dir, "restart", "maps"))
+        pins = f"/sys/fs/bpf/bpfgraft/{st.st_dev:x}-{st.st_ino:x}"  # server/README.md, "Pins"
         rc, out, err = srv.cli("load", args.obj)
         check_eq(rc, 0, f"load connlat, one object with both sides ({err.strip()})")
         runs, kernel = listing(srv)
@@ -180,6 +183,8 @@ def main():
         finally:
             ls.close()
         check_eq(kernel_progs_left("tcp_connect_enter"), [], "no kernel program of the test is left")
+        check(not os.path.exists(pins), "and no pin")
+    shutil.rmtree(pins, ignore_errors=True)  # a failure midway leaves them for a restart that never comes
     return report()
 
 

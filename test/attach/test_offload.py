@@ -84,6 +84,41 @@ def check_counted(srv, victim):
     check("@n: 117" in out, "bpftrace counted every connect once (10 + 100 + 7)", out + err)
 
 
+def offload_progs(srv):
+    """Ids of the server's programs: only the offload's in these tests."""
+    rc, progs, _ = srv.cli_json("prog", "list")
+    return sorted(p["id"] for p in progs or [])
+
+
+def check_restart(srv, victim):
+    """A kill -9 of bpfgraftd while offloaded: the copy in the victim counts
+    on alone, the next bpfgraftd serves it on under the same program ids,
+    and its stop hands the uprobe back: every connect counted once."""
+    tool = bpftrace(victim, "@n++;")
+    check_eq(connects(victim, 10), ["done", "10", "failed", "0"], "10 connects under the kernel's uprobe")
+    check(wait_for(lambda: hooks_of(srv, victim.pid) == 1, 20), "the uprobe is served in the victim",
+          srv.log_text()[-2000:])
+    ids = offload_progs(srv)
+    check_eq(connects(victim, 100), ["done", "100", "failed", "0"], "100 connects while offloaded")
+    srv.proc.kill()
+    srv.proc.wait()
+    now, file_byte = connect_byte(victim.pid)
+    check(now not in (0xcc, file_byte), f"bpfgraftd killed (-9): the hook stays in the victim (0x{now or 0:02x})")
+    check_eq(connects(victim, 20), ["done", "20", "failed", "0"], "20 connects while no bpfgraftd runs")
+    srv.start_again()
+    check(wait_for(lambda: offload_progs(srv) == ids and "served on" in srv.log_text(), 20),
+          f"the next bpfgraftd serves the copy on under its program ids {ids}", srv.log_text()[-2000:])
+    check_eq(hooks_of(srv, victim.pid), 1, "still one hook in the victim")
+    check_eq(connects(victim, 30), ["done", "30", "failed", "0"], "30 connects after the restart")
+    srv.proc.terminate()
+    finish(srv.proc, 20)
+    check_eq(connect_byte(victim.pid)[0], 0xcc, "bpfgraftd stopped: the kernel's int3 is back")
+    check_eq(connects(victim, 7), ["done", "7", "failed", "0"], "7 connects after the hand-back")
+    interrupt_bpftrace(tool)
+    out, err = finish(tool, 30)
+    check("@n: 167" in out, "bpftrace counted every connect once (10 + 100 + 20 + 30 + 7)", out + err)
+
+
 def check_stays(srv, victim):
     tool = bpftrace(victim, 'printf("c\\n");')
     check(wait_for(lambda: "stays in the kernel" in srv.log_text(), 20), "a perf-buffer program stays in the kernel",
@@ -123,6 +158,7 @@ def main():
         return report()
     with_victim(args, ["--offload-kernel-uprobes"], lambda srv, v: check_counted(srv, v))
     with_victim(args, ["--offload-kernel-uprobes"], lambda srv, v: check_stays(srv, v))
+    with_victim(args, ["--offload-kernel-uprobes"], lambda srv, v: check_restart(srv, v))
     return report()
 
 

@@ -320,6 +320,11 @@ class Server:
         self.socket = os.path.join(self.dir, "control.sock")
         self.log_path = os.path.join(self.dir, "bpfgraftd.log")
         self.log = open(self.log_path, "wb")
+        return self.start_again()
+
+    def start_again(self):
+        """Starts bpfgraftd (again, after the last one was killed) on the
+        same socket and state directory; self once it answers."""
         self.proc = subprocess.Popen(
             [self.bpfgraftd, "--socket", self.socket, "--foreground",
              "--cache-dir", os.path.join(self.dir, "jitcache"), "--state-dir", self.dir] + self.extra_args,
