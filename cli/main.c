@@ -1148,8 +1148,9 @@ static void hint_if_no_targets(void)
         return;
     if (resp.params.type == MSGPACK_OBJECT_ARRAY && resp.params.via.array.size == 0 && !g_json)
         fputs("bpfgraft: no process is attached to bpfgraft yet: a probe the tool opens for a PID attaches that "
-              "process; system-wide probes and syscall tracepoints reach the processes bpfgraft manages "
-              "(bpfgraft attach PID, bpfgraft start, or run --attach PID)\n",
+              "process; uprobes with pid -1 reach every process of their file, and system-wide syscall tracepoints the "
+              "processes bpfgraft manages (bpfgraft attach PID, bpfgraft start, or run --attach PID) and those "
+              "started later\n",
               stderr);
     bpfg_rpc_msg_release(&resp);
 }

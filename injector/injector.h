@@ -61,6 +61,14 @@ int bpfg_release_started(pid_t pid);
  * it to its entry point as above (on failure it is detached). */
 int bpfg_exec_seize(pid_t pid, char *err);
 int bpfg_exec_to_entry(pid_t pid, char *err);
+/* While bpfg_exec_to_entry (and bpfg_start_to_entry) wait for the exec,
+ * hook(arg) is called every few ms (NULL: a blocking wait): the exec may
+ * itself wait for the caller, which holds a fanotify exec permission mark
+ * (the file opened by that exec, its interpreter, a script's). With a
+ * hook, a process that has not completed an exec within BPFG_EXEC_WAIT_MS
+ * (the exec failed after the open and it runs on) is let go, -ETIMEDOUT. */
+#define BPFG_EXEC_WAIT_MS 5000
+void bpfg_set_exec_wait_hook(void (*hook)(void *arg), void *arg);
 
 /* A process another tracer holds in the stop at the end of its execve
  * (bpftrace -c CMD stops its child there while it attaches, then

@@ -432,25 +432,77 @@ int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site)
     return 0;
 }
 
+/* What a waitpid status means to bpfg_inj_wait_event: the status to
+ * return, 0 to wait on (an ordinary signal is delivered), or -ECHILD. */
+static int event_of(pid_t tid, int status, int want_sig)
+{
+    if (WIFEXITED(status) || WIFSIGNALED(status))
+        return -ECHILD;
+    if (!WIFSTOPPED(status))
+        return 0;
+    int sig = WSTOPSIG(status);
+    if ((status >> 16) != 0 || sig == want_sig)
+        return status;
+    ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig);
+    return 0;
+}
+
 int bpfg_inj_wait_event(pid_t tid, int want_sig)
 {
     for (;;) {
-        int status;
+        int status, r;
         if (waitpid(tid, &status, __WALL) < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
-        if (WIFEXITED(status) || WIFSIGNALED(status))
-            return -ECHILD;
-        if (!WIFSTOPPED(status))
-            continue;
-        int sig = WSTOPSIG(status);
-        if ((status >> 16) != 0 || sig == want_sig)
-            return status;
-        /* an ordinary signal: deliver it and keep going */
-        ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig);
+        if ((r = event_of(tid, status, want_sig)) != 0)
+            return r;
     }
+}
+
+static void (*exec_wait_hook)(void *arg);
+static void *exec_wait_arg;
+
+void bpfg_set_exec_wait_hook(void (*hook)(void *arg), void *arg)
+{
+    exec_wait_hook = hook;
+    exec_wait_arg = arg;
+}
+
+/* bpfg_inj_wait_event for the stops before an exec completes: with a hook
+ * the wait polls, calling it meanwhile (the exec may wait for the hook's
+ * owner: a fanotify permission event), and gives up after
+ * BPFG_EXEC_WAIT_MS (-ETIMEDOUT: the exec failed and the process runs on). */
+static int wait_exec_event(pid_t pid)
+{
+    if (!exec_wait_hook)
+        return bpfg_inj_wait_event(pid, -1);
+    uint64_t deadline = now_ns() + BPFG_EXEC_WAIT_MS * 1000000ull;
+    for (;;) {
+        int status, r;
+        pid_t got = waitpid(pid, &status, __WALL | WNOHANG);
+        if (got < 0 && errno != EINTR)
+            return -errno;
+        if (got > 0 && (r = event_of(pid, status, -1)) != 0)
+            return r;
+        if (got == 0 && now_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (got == 0)
+            exec_wait_hook(exec_wait_arg);
+    }
+}
+
+/* A seized process that is running: stopped and let go. */
+static void let_go(pid_t pid)
+{
+    if (ptrace(PTRACE_INTERRUPT, pid, NULL, NULL) == 0)
+        for (int status; waitpid(pid, &status, __WALL) == pid && WIFSTOPPED(status);) {
+            if ((status >> 16) == PTRACE_EVENT_STOP || (status >> 16) == PTRACE_EVENT_EXEC)
+                break;
+            ptrace(PTRACE_CONT, pid, NULL, (void *)(long)WSTOPSIG(status));
+        }
+    ptrace(PTRACE_DETACH, pid, NULL, NULL);
 }
 
 uint64_t bpfg_inj_auxv(pid_t pid, uint64_t type)
@@ -492,7 +544,12 @@ int bpfg_exec_seize(pid_t pid, char *err)
 int bpfg_exec_to_entry(pid_t pid, char *err)
 {
     for (;;) {
-        int status = bpfg_inj_wait_event(pid, -1);
+        int status = wait_exec_event(pid);
+        if (status == -ETIMEDOUT) {
+            let_go(pid);
+            return bpfg_inj_fail(err, status, "process %d did not complete an exec within %d ms: let go", (int)pid,
+                                 BPFG_EXEC_WAIT_MS);
+        }
         if (status < 0) {
             return bpfg_inj_fail(err, status, "process %d exited before running its program", (int)pid);
         }

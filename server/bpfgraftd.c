@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "execwatch.h"
 #include "log.h"
 #include "offload.h"
 #include "progcheck.h"
@@ -64,6 +65,9 @@ static void usage(FILE *f)
             "                          Dispatch only); default on: hot sites are rewritten\n"
             "      --offload-kernel-uprobes  serve kernel uprobes that tools attach to managed\n"
             "                          processes in those processes (server/README.md); off by default\n"
+            "      --catch-new-processes=off  tools' system-wide syscall tracepoints reach only\n"
+            "                          managed processes; default on: also every process started\n"
+            "                          later in bpfgraftd's mount namespace, caught at exec\n"
             "  -h, --help\n",
             SRV_DEFAULT_SOCKET);
 }
@@ -175,6 +179,7 @@ int main(int argc, char **argv)
         {"tls-key", required_argument, NULL, 'K'},
         {"tls-client-ca", required_argument, NULL, 'U'},
         {"offload-kernel-uprobes", no_argument, NULL, 'O'},
+        {"catch-new-processes", required_argument, NULL, 'W'},
         {0},
     };
     struct srv_config cfg = {
@@ -231,6 +236,13 @@ int main(int argc, char **argv)
         case 'K': cfg.tls_key = optarg; break;
         case 'U': cfg.tls_client_ca = optarg; break;
         case 'O': offload_enable(true); break;
+        case 'W':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+                fprintf(stderr, "bpfgraftd: --catch-new-processes takes 'on' or 'off'\n");
+                return 2;
+            }
+            execwatch_set_catch_all(!strcmp(optarg, "on"));
+            break;
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);

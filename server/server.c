@@ -849,6 +849,7 @@ int server_run(struct server *s)
                     forward_records(s);
                     targets_tick(s);
                     tools_tick(s);
+                    execwatch_tick(s);
                     offload_tick(s);
                     ticked = true;
                 }

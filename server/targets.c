@@ -1588,11 +1588,17 @@ int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
         tools_target_added(s, t);
         binwide_target_added(s, t);
     }
-    int r = bpfg_release_started(pid);
-    if (!code && r)
+    /* it, before it runs, if nothing could attach there after all (a Go
+     * program's syscalls) */
+    tools_release_targets(s);
+    bool kept = !code && targets_find(&s->targets, pid);
+    int r = bpfg_release_started(pid); /* fails if the detach let it go already */
+    if (kept && r)
         code = srv_efail(err, errlen, BPFG_RPC_E_TARGET, "releasing process %d: %s", (int)pid, strerror(-r));
-    if (!code)
+    if (kept && !code)
         srv_log(SRV_INFO, "target %d: caught at exec, attached for the tools before its first instruction", (int)pid);
+    else if (!code)
+        srv_log(SRV_INFO, "process %d: caught at exec, nothing could attach there: let go", (int)pid);
     return code;
 }
 
@@ -1897,15 +1903,27 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     return 0;
 }
 
+/* The process went away for the server: its record and its target. */
+static void target_gone(struct server *s, struct target *t, const char *state)
+{
+    state_forget_target(s, t->pid);
+    announce(s, t->pid, state);
+    target_free(s, t);
+}
+
+void targets_forget_exec(struct server *s, struct target *t)
+{
+    srv_log(SRV_INFO, "target %d: exec'd a new program: its payload went with the old one", (int)t->pid);
+    target_gone(s, t, "exited");
+}
+
 bool targets_readable(struct server *s, struct target *t)
 {
     struct pollfd exited = {t->pidfd, POLLIN, 0};
     if (t->pidfd >= 0 && poll(&exited, 1, 0) == 1) {
         srv_log(SRV_INFO, "target %d: exited", (int)t->pid);
         detach_forks(s, t, true); /* the attachment ends with the process */
-        state_forget_target(s, t->pid);
-        announce(s, t->pid, "exited");
-        target_free(s, t);
+        target_gone(s, t, "exited");
         return false;
     }
     for (;;) {
@@ -1916,9 +1934,7 @@ bool targets_readable(struct server *s, struct target *t)
             return true;
         if (n <= 0) {
             srv_log(SRV_INFO, "target %d: payload connection closed: process exited", (int)t->pid);
-            state_forget_target(s, t->pid);
-            announce(s, t->pid, "exited");
-            target_free(s, t);
+            target_gone(s, t, "exited");
             return false;
         }
         if (n < (ssize_t)sizeof(h))

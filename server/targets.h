@@ -151,6 +151,9 @@ int targets_add_timer(struct server *s, struct target *t, uint32_t prog_id, uint
  * (it leaves with the last tool that wants it) and lets it go. 0 or an
  * RPC error code with a message. */
 int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen);
+/* Target t exec'd a new program (execwatch.c saw the exec complete): its
+ * payload went with the old image; t is forgotten as if it had exited. */
+void targets_forget_exec(struct server *s, struct target *t);
 /* `bpfgraft start`: pid is a child of the peer that stopped itself just
  * before execve. Runs it to its entry point, attaches the programs there
  * (before main), then lets it go. Returns an RPC error code or 0. */

@@ -740,6 +740,30 @@ static void link_reach_binary(struct server *s, struct tool *tl, struct tool_lin
                 l->id, l->nreach, l->binary);
 }
 
+static bool is_syscall_kind(enum bpfg_attach_kind kind)
+{
+    return kind == BPFG_ATTACH_SYSCALL_ENTER || kind == BPFG_ATTACH_SYSCALL_EXIT ||
+           kind == BPFG_ATTACH_RAW_SYSCALL_ENTER || kind == BPFG_ATTACH_RAW_SYSCALL_EXIT;
+}
+
+/* A system-wide syscall tracepoint (pid -1) of a root tool, as under the
+ * kernel: also every process started after it (execwatch_add_all); the
+ * processes running before it are not attached (server/README.md, "Tools
+ * and new processes"). A tool of another user, which the kernel would
+ * refuse a system-wide tracepoint, reaches the managed processes only. */
+static void link_watch_all(struct server *s, struct tool *tl, struct tool_link *l)
+{
+    uid_t uid = 1, euid = 1, suid = 1;
+    char err[512];
+    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0 || euid != 0)
+        srv_log(SRV_INFO, "tool %d: link %u: not root: reaches the processes bpfgraft manages only", (int)tl->pid,
+                l->id);
+    else if (execwatch_add_all(s, err, sizeof(err)) == 0)
+        l->watching = true;
+    else
+        srv_log(SRV_WARN, "tool %d: link %u: processes started later are not caught: %s", (int)tl->pid, l->id, err);
+}
+
 static void reach_some(struct server *s)
 {
     uint64_t until = server_now_ms() + REACH_TICK_MS;
@@ -751,8 +775,10 @@ static void reach_some(struct server *s)
 
 static void link_remove(struct server *s, struct tool_link *l)
 {
-    if (l->watching)
+    if (l->watching && l->binary)
         execwatch_remove(s, l->binary);
+    else if (l->watching)
+        execwatch_remove_all(s);
     l->watching = false;
     l->nreach = 0;
     for (size_t i = 0; i < l->nin; i++) {
@@ -1036,6 +1062,8 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
         }
         if (binary)
             link_reach_binary(s, tl, l);
+        else if (is_syscall_kind(kind))
+            link_watch_all(s, tl, l);
     }
     tl->links[tl->nlinks++] = l;
     *id = l->id;
@@ -1381,14 +1409,16 @@ void tools_destroy(struct server *s)
 
 /* ---- restarts: tools adopted again ---- */
 
-/* Binary-wide links (pid -1) and those waiting for a pid's exec of their
- * binary catch processes at exec again (the previous server's fanotify
+/* Binary-wide links (pid -1), system-wide syscall links and those waiting
+ * for a pid's exec of their binary catch processes at exec again (the previous server's fanotify
  * mark went with it; processes started meanwhile were not caught). */
 static void watch_again(struct server *s, struct tool *tl)
 {
     for (size_t i = 0; i < tl->nlinks; i++) {
         struct tool_link *l = tl->links[i];
         char err[512];
+        if (!l->binary && l->pid <= 0 && is_syscall_kind(l->kind))
+            link_watch_all(s, tl, l);
         if (!l->binary || (l->pid > 0 && sym_maps_binary(l->pid, l->binary)))
             continue;
         if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)

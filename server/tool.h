@@ -13,7 +13,8 @@
  * it (and caught at exec if it has not exec'd the probed binary yet: bpftrace
  * -c); pid -1 means every managed process that is not itself a tool and,
  * for a uprobe, every process mapping the binary, now (attached for the
- * tool) and later (execwatch.h); a process attached afterwards
+ * tool) and later (execwatch.h), for a syscall tracepoint of a root tool,
+ * every process started later (execwatch_add_all); a process attached afterwards
  * (`bpfgraft attach PID`) gets the running tools' links. Processes
  * attached for tools are detached when no tool wants them any more. When the tool exits its programs leave every process; the
  * processes keep running with whatever else is attached to them. */

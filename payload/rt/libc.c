@@ -511,25 +511,34 @@ long rt_safe_write(void *dst, const void *src, size_t len)
     return r == (long)len ? 0 : -EFAULT;
 }
 
+#define STR_BOUNCE 256 /* bytes read at a time: dst past the NUL stays as it was */
+
 long rt_safe_read_str(char *dst, const void *src, size_t size)
 {
     if (!size)
         return -EINVAL;
     size_t done = 0;
     long pid = rt_sys0(SYS_getpid);
-    /* page by page: process_vm_readv stops at the first unreadable page */
+    char bounce[STR_BOUNCE];
+    /* within a page at a time: process_vm_readv stops at the first
+     * unreadable page; through a bounce buffer, as the kernel writes
+     * nothing of dst past the string */
     while (done < size) {
         uintptr_t at = (uintptr_t)src + done;
         size_t chunk = 4096 - (at & 4095);
         if (chunk > size - done)
             chunk = size - done;
-        struct iovec local = {dst + done, chunk}, remote = {(void *)at, chunk};
+        if (chunk > STR_BOUNCE)
+            chunk = STR_BOUNCE;
+        struct iovec local = {bounce, chunk}, remote = {(void *)at, chunk};
         long r = rt_sys6(SYS_process_vm_readv, pid, (long)&local, 1, (long)&remote, 1, 0);
         if (r != (long)chunk)
             return -EFAULT;
-        const char *nul = memchr(dst + done, 0, chunk);
+        const char *nul = memchr(bounce, 0, chunk);
+        size_t n = nul ? (size_t)(nul - bounce) + 1 : chunk;
+        memcpy(dst + done, bounce, n);
         if (nul)
-            return (long)(nul - dst) + 1;
+            return (long)(done + n);
         done += chunk;
     }
     dst[size - 1] = 0;

@@ -307,9 +307,13 @@ def tcp_listener():
 
 
 class Server:
-    def __init__(self, args, extra_args=()):
+    def __init__(self, args, extra_args=(), catch_new=False):
         self.args = args
-        self.extra_args = list(extra_args)
+        # tests run side by side on one machine: a server catching every new
+        # process (a tool's system-wide syscall tracepoint) would inject into
+        # the other tests' processes; catch_new=True only in a mount
+        # namespace of the test's own (unshare -m: the marks are per mount)
+        self.extra_args = list(extra_args) + ([] if catch_new else ["--catch-new-processes=off"])
         self.bpfgraftd = os.path.join(args.bin_dir, "bpfgraftd")
         self.cli_bin = os.path.join(args.bin_dir, "bpfgraft")
         self.dir = None

@@ -63,7 +63,8 @@ class Daemon:
     """bpfgraftd on one socket and state directory, restartable."""
 
     def __init__(self, a, d, extra=()):
-        self.a, self.dir, self.extra = a, d, list(extra)
+        # no catching of every new process (harness.Server says why)
+        self.a, self.dir, self.extra = a, d, list(extra) + ["--catch-new-processes=off"]
         self.socket = os.path.join(d, "control.sock")
         self.state = os.path.join(d, "state")
         self.proc = None
@@ -359,7 +360,7 @@ def part_takeover(a, d):
             log = open(os.path.join(d.dir, f"bpfgraftd.{d.starts}.log"), "wb")
             d.proc = subprocess.Popen(
                 [os.path.join(a.bin_dir, "bpfgraftd"), "--socket", d.socket, "--foreground", "--state-dir", d.state,
-                 "--cache-dir", os.path.join(d.dir, "jit"), "--takeover"],
+                 "--cache-dir", os.path.join(d.dir, "jit"), "--takeover", "--catch-new-processes=off"],
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=harness._die_with_parent)
             log.close()
             try:
