@@ -45,6 +45,30 @@
 #define BPFG_PAYLOAD_SYM_UPROBE "bpfg_uprobe_entry"        /* common uprobe entry (asm) */
 #define BPFG_PAYLOAD_SYM_URETPROBE "bpfg_uretprobe_return" /* return trampoline (asm) */
 
+/* The injector's rescue code (injector/remote.c): `syscall`, then at
+ * offset BPFG_RESCUE_RESTORE the path that puts the thread back from a
+ * frame on its stack. The payload carries a copy in its text: inside the
+ * exempt region of Syscall User Dispatch, so a thread whose dispatch is on
+ * runs injected syscalls there and never raises SIGSYS with every signal
+ * blocked (fatal), whatever its selector says or becomes. The bytes, for
+ * an initializer: `{BPFG_RESCUE_CODE}`. */
+#define BPFG_RESCUE_CODE                                                        \
+    0x0f, 0x05,                             /* syscall */                       \
+        0xb8, 0x0e, 0x00, 0x00, 0x00,       /* mov $14,%eax (rt_sigprocmask) */ \
+        0xbf, 0x02, 0x00, 0x00, 0x00,       /* mov $2,%edi (SIG_SETMASK) */     \
+        0x48, 0x89, 0xe6,                   /* mov %rsp,%rsi */                 \
+        0x31, 0xd2,                         /* xor %edx,%edx */                 \
+        0x41, 0xba, 0x08, 0x00, 0x00, 0x00, /* mov $8,%r10d */                  \
+        0x0f, 0x05,                         /* syscall */                       \
+        0x48, 0x8d, 0x64, 0x24, 0x08,       /* lea 8(%rsp),%rsp */              \
+        0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, /* pop r15 r14 r13 */               \
+        0x41, 0x5c, 0x5d, 0x5b,             /* pop r12 rbp rbx */               \
+        0x41, 0x5b, 0x41, 0x5a, 0x41, 0x59, /* pop r11 r10 r9 */                \
+        0x41, 0x58, 0x58, 0x59, 0x5a,       /* pop r8 rax rcx rdx */            \
+        0x5e, 0x5f, 0x9d,                   /* pop rsi rdi; popfq */            \
+        0xc2, 0x80, 0x00                    /* ret $128 */
+#define BPFG_RESCUE_RESTORE 2
+
 /* Symbols of the target's glibc; pthread_mutex_* are not called (the maps
  * have their own locks): non-zero means "glibc, its TCB at %fs". */
 struct bpfg_libc_imports {

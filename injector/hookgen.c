@@ -413,7 +413,7 @@ int bpfg_hook_unpatch(struct bpfg_stopped *st, const struct bpfg_hook_plan *plan
             continue;
         struct user_regs_struct regs = t->regs;
         regs.rip = plan->site;
-        if (ptrace(PTRACE_SETREGS, t->tid, NULL, &regs) != 0)
+        if (bpfg_inj_ptrace(PTRACE_SETREGS, t->tid, NULL, &regs) != 0)
             return -errno; /* the slot keeps its jmp: the thread still gets to the stub */
         t->regs = regs;
     }

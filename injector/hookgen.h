@@ -96,7 +96,7 @@ struct bpfg_text_write {
  * the payload's patch journal at address journal (abi/payload_abi.h), so
  * a server killed at any step leaves no torn instruction and its
  * successor can finish. Without a journal, or for one-byte writes, plain
- * writes. 0 or -errno. */
+ * writes (one each: whole only within a page). 0 or -errno. */
 int bpfg_text_poke(const struct bpfg_stopped *st, uint64_t journal, const struct bpfg_text_write *w, size_t n);
 
 /* Finishes the patch a killed server left in the journal at address

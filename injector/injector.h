@@ -39,6 +39,8 @@ struct bpfg_stopped {
     uint64_t stop_ns;      /* when the first thread was stopped */
     uint64_t rescue;       /* the rescue code in the vDSO's tail (remote.c), 0 if none */
     uint64_t syscall_site; /* else: text the rescue code is written over for each call */
+    uint64_t exempt_lo;    /* a Syscall User Dispatch exempt region seen (remote.c) */
+    uint64_t exempt_code;  /* the rescue code's copy in it, 0 if none */
 };
 
 /* Seizes and stops every thread, re-scanning /proc/PID/task until no new

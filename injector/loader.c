@@ -514,6 +514,9 @@ int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj
     int64_t ignored;
     if (bpfg_any_thread_in(st, inj->base, inj->base + inj->size, &tid))
         return bpfg_inj_fail(err, -EBUSY, "thread %d is executing payload code", (int)tid);
+    if (bpfg_inj_dispatch_in(st, inj->base, inj->base + inj->size, &tid))
+        return bpfg_inj_fail(err, -EBUSY, "thread %d has Syscall User Dispatch on, pointing into the payload",
+                             (int)tid);
     int r = keep_syscall_site_outside(st, inj->base, inj->base + inj->size, err);
     if (!r)
         r = remote(st, SYS_munmap, inj->base, inj->size, 0, 0, 0, 0, &ignored, "munmap", err);

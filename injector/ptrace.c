@@ -38,6 +38,31 @@ int bpfg_inj_fail(char *err, int code, const char *fmt, ...)
     return code;
 }
 
+void bpfg_inj_test_stop(struct bpfg_test_stop *s)
+{
+    if (s->at < 0) {
+        const char *v = getenv(s->env);
+        s->at = v && *v ? strtol(v, NULL, 10) : 0;
+    }
+    if (s->at > 0 && ++s->done == s->at)
+        kill(getpid(), SIGKILL);
+}
+
+void bpfg_inj_test_step(void)
+{
+    static struct bpfg_test_stop ptrace_stop = {"BPFGRAFT_TEST_PTRACE_STOP", -1, 0};
+    bpfg_inj_test_stop(&ptrace_stop);
+}
+
+long bpfg_inj_ptrace(int req, pid_t tid, void *addr, void *data)
+{
+    long r = ptrace((enum __ptrace_request)req, tid, addr, data);
+    int e = errno;
+    bpfg_inj_test_step();
+    errno = e;
+    return r;
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -176,7 +201,7 @@ static bool ours_already(pid_t pid, pid_t tid)
  * cost a scheduler slice per thread). 1 seized, 0 gone, -errno. */
 static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
 {
-    if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) != 0) {
+    if (bpfg_inj_ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) != 0) {
         if (errno == ESRCH)
             return 0;
         if (errno == EPERM && ours_already(st->pid, tid)) {
@@ -211,7 +236,7 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
         return bpfg_inj_fail(err, -ENOMEM, "out of memory");
     }
     st->threads = grown;
-    if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
+    if (bpfg_inj_ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
         int e = errno;
         ptrace(PTRACE_DETACH, tid, NULL, NULL);
         return e == ESRCH ? 0 : bpfg_inj_fail(err, -e, "PTRACE_INTERRUPT of thread %d: %s", (int)tid, strerror(e));
@@ -362,7 +387,7 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
             continue; /* stays stopped under bpfg_start_to_entry's trace */
         /* Registers were only changed on threads that ran remote code and
          * were restored there; PTRACE_DETACH re-delivers a held signal. */
-        if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
+        if (bpfg_inj_ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
             ret = -errno;
     }
     uint64_t ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
@@ -391,6 +416,7 @@ int bpfg_mem_read(const struct bpfg_stopped *st, uint64_t addr, void *buf, size_
 int bpfg_mem_write(const struct bpfg_stopped *st, uint64_t addr, const void *buf, size_t len)
 {
     ssize_t n = pwrite(st->mem_fd, buf, len, (off_t)addr);
+    bpfg_inj_test_step();
     if (n == (ssize_t)len)
         return 0;
     return n < 0 ? -errno : -EFAULT;

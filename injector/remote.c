@@ -33,32 +33,19 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "injector.h"
 #include "internal.h"
+#include "payload_abi.h"
 #include "procfs.h"
 
 /* syscall; restore: rt_sigprocmask(SIG_SETMASK, rsp, NULL, 8);
  * lea 8(%rsp),%rsp; pop r15..rdi (struct rescue_frame's order); popfq;
  * ret $128 (back over the red zone to the thread's rsp). */
-static const uint8_t rescue_code[] = {
-    0x0f, 0x05,                                     /* syscall */
-    0xb8, 0x0e, 0x00, 0x00, 0x00,                   /* mov $14,%eax */
-    0xbf, 0x02, 0x00, 0x00, 0x00,                   /* mov $2,%edi */
-    0x48, 0x89, 0xe6,                               /* mov %rsp,%rsi */
-    0x31, 0xd2,                                     /* xor %edx,%edx */
-    0x41, 0xba, 0x08, 0x00, 0x00, 0x00,             /* mov $8,%r10d */
-    0x0f, 0x05,                                     /* syscall */
-    0x48, 0x8d, 0x64, 0x24, 0x08,                   /* lea 8(%rsp),%rsp */
-    0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, /* pop r15 r14 r13 r12 */
-    0x5d, 0x5b,                                     /* pop rbp rbx */
-    0x41, 0x5b, 0x41, 0x5a, 0x41, 0x59, 0x41, 0x58, /* pop r11 r10 r9 r8 */
-    0x58, 0x59, 0x5a, 0x5e, 0x5f,                   /* pop rax rcx rdx rsi rdi */
-    0x9d,                                           /* popfq */
-    0xc2, 0x80, 0x00,                               /* ret $128 */
-};
-#define RESCUE_RESTORE 2 /* the restore path, after the first syscall */
-#define RESCUE_SLOT 64   /* room taken at the end of the vDSO */
+static const uint8_t rescue_code[] = {BPFG_RESCUE_CODE};
+#define RESCUE_RESTORE BPFG_RESCUE_RESTORE
+#define RESCUE_SLOT 64 /* room taken at the end of the vDSO */
 #define RED_ZONE 128
 
 /* On the thread's stack, ending where its red zone begins. */
@@ -160,6 +147,75 @@ static int find_syscall_site(struct bpfg_stopped *st, char *err)
     return st->syscall_site ? 0 : bpfg_inj_fail(err, -ENOEXEC, "process %d has no executable mapping", (int)st->pid);
 }
 
+#define PTRACE_GET_SUD_CONFIG 0x4211 /* PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, Linux 6.6 */
+
+struct sud_config {
+    uint64_t mode, selector, offset, len;
+};
+
+bool bpfg_inj_dispatch_in(const struct bpfg_stopped *st, uint64_t lo, uint64_t hi, pid_t *tid)
+{
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct sud_config c;
+        pid_t t = st->threads[i].tid;
+        if (ptrace(PTRACE_GET_SUD_CONFIG, t, (void *)sizeof(c), &c) != 0 || c.mode == 0)
+            continue;
+        if ((c.selector >= lo && c.selector < hi) || (c.offset < hi && c.offset + c.len > lo)) {
+            *tid = t;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The payload's copy of the rescue code in [lo, lo + len), 0 if none (a
+ * payload's image is ~1 MiB: larger regions, another program's, are not
+ * read past 16 MiB). */
+static uint64_t find_rescue_copy(const struct bpfg_stopped *st, uint64_t lo, uint64_t len)
+{
+    uint8_t buf[16384];
+    len = len < (16u << 20) ? len : (16u << 20);
+    for (uint64_t off = 0; off + sizeof(rescue_code) <= len;) {
+        size_t want = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+        ssize_t got = pread(st->mem_fd, buf, want, (off_t)(lo + off));
+        if (got < (ssize_t)sizeof(rescue_code)) { /* an unreadable page: on to the next */
+            off = (off + 4096) & ~4095ull;
+            continue;
+        }
+        const uint8_t *hit = memmem(buf, (size_t)got, rescue_code, sizeof(rescue_code));
+        if (hit)
+            return lo + off + (uint64_t)(hit - buf);
+        off += (uint64_t)got - sizeof(rescue_code) + 1;
+    }
+    return 0;
+}
+
+/* Where a thread whose Syscall User Dispatch is on runs injected code: the
+ * copy of the rescue code in its exempt region (the payload's image), so
+ * no syscall of it raises SIGSYS, which with every signal blocked kills the
+ * process, should we die. 0 in *code when dispatch is off (or the kernel
+ * cannot say: the server then keeps the selector at ALLOW); -EPERM when
+ * there is no copy and the selector blocks. */
+static int exempt_code(struct bpfg_stopped *st, pid_t tid, uint64_t *code, char *err)
+{
+    struct sud_config c;
+    *code = 0;
+    if (ptrace(PTRACE_GET_SUD_CONFIG, tid, (void *)sizeof(c), &c) != 0 || c.mode == 0)
+        return 0;
+    if (c.offset != st->exempt_lo || !st->exempt_code) {
+        st->exempt_lo = c.offset;
+        st->exempt_code = find_rescue_copy(st, c.offset, c.len);
+    }
+    *code = st->exempt_code;
+    uint8_t selector = 1;
+    if (*code || (c.selector && bpfg_mem_read(st, c.selector, &selector, 1) == 0 && selector == 0))
+        return 0;
+    return bpfg_inj_fail(err, -EPERM,
+                         "thread %d has Syscall User Dispatch on, blocking, and no bpfgraft rescue code in its "
+                         "exempt region 0x%llx: an injected syscall would raise SIGSYS",
+                         (int)tid, (unsigned long long)c.offset);
+}
+
 static bool fault_signal(int sig)
 {
     return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE;
@@ -187,6 +243,11 @@ static int wait_syscall_exit(struct bpfg_stopped *st, struct bpfg_thread *t, cha
                 return bpfg_inj_fail(err, -errno, "syscall stop of thread %d: %s", (int)t->tid, strerror(errno));
             if (info.op == PTRACE_SYSCALL_INFO_EXIT)
                 return 0;
+        } else if (event == 0 && sig == SIGSYS) { /* forced: dispatch or seccomp took the syscall */
+            return bpfg_inj_fail(err, -EPERM,
+                                 "the injected syscall raised SIGSYS in thread %d "
+                                 "(Syscall User Dispatch or a seccomp filter)",
+                                 (int)t->tid);
         } else if (event == 0 && fault_signal(sig)) {
             struct user_regs_struct bad;
             ptrace(PTRACE_GETREGS, t->tid, NULL, &bad);
@@ -195,7 +256,7 @@ static int wait_syscall_exit(struct bpfg_stopped *st, struct bpfg_thread *t, cha
                    !t->pending_sig) {
             t->pending_sig = sig; /* cannot be blocked: held for the resume */
         }
-        if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) != 0)
+        if (bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) != 0)
             return bpfg_inj_fail(err, -errno, "resuming thread %d: %s", (int)t->tid, strerror(errno));
     }
 }
@@ -216,8 +277,8 @@ static int requeued_signal(struct bpfg_thread *t)
  * it in the rescue path, which sets the same mask), then registers. */
 static int put_back(struct bpfg_thread *t, const struct user_regs_struct *back, char *err)
 {
-    if (ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0 ||
-        ptrace(PTRACE_SETREGS, t->tid, NULL, back) != 0)
+    if (bpfg_inj_ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(t->sigmask), &t->sigmask) != 0 ||
+        bpfg_inj_ptrace(PTRACE_SETREGS, t->tid, NULL, (void *)back) != 0)
         return bpfg_inj_fail(err, -errno, "restoring thread %d: %s", (int)t->tid, strerror(errno));
     return 0;
 }
@@ -243,9 +304,9 @@ static int run_rescued(struct bpfg_stopped *st, size_t index, uint64_t code, str
     uint64_t all = ~0ull;
     /* registers before the mask: a tracer dying in between leaves a thread
      * that runs the syscall and restores itself, mask included */
-    if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
-        ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
-        ptrace(PTRACE_SYSCALL, t->tid, NULL, (void *)(long)requeued_signal(t)) != 0) {
+    if (bpfg_inj_ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
+        bpfg_inj_ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
+        bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, (void *)(long)requeued_signal(t)) != 0) {
         r = bpfg_inj_fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
     } else if (!(r = wait_syscall_exit(st, t, err)) && ptrace(PTRACE_GETREGS, t->tid, NULL, out) != 0) {
         r = bpfg_inj_fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));
@@ -263,18 +324,22 @@ static int run_with_rescue(struct bpfg_stopped *st, size_t index, struct user_re
 {
     if (index >= st->nthreads)
         return bpfg_inj_fail(err, -EINVAL, "no stopped thread %zu", index);
-    int r = find_syscall_site(st, err);
+    uint64_t exempt;
+    int r = exempt_code(st, st->threads[index].tid, &exempt, err);
+    if (!r && !exempt)
+        r = find_syscall_site(st, err);
     if (r)
         return r;
-    uint64_t code = st->rescue ? st->rescue : st->syscall_site;
+    bool in_text = !exempt && !st->rescue;
+    uint64_t code = exempt ? exempt : st->rescue ? st->rescue : st->syscall_site;
     uint8_t saved[sizeof(rescue_code)];
-    if (!st->rescue && ((r = bpfg_mem_read(st, code, saved, sizeof(saved))) ||
-                        (r = bpfg_mem_write(st, code, rescue_code, sizeof(rescue_code)))))
+    if (in_text && ((r = bpfg_mem_read(st, code, saved, sizeof(saved))) ||
+                    (r = bpfg_mem_write(st, code, rescue_code, sizeof(rescue_code)))))
         return bpfg_inj_fail(err, r, "writing code at 0x%llx: %s", (unsigned long long)code, strerror(-r));
     if (!regs->rip)
         regs->rip = code;
     r = run_rescued(st, index, code, regs, out, err);
-    int w = st->rescue ? 0 : bpfg_mem_write(st, code, saved, sizeof(saved));
+    int w = in_text ? bpfg_mem_write(st, code, saved, sizeof(saved)) : 0;
     if (!r && w)
         r = bpfg_inj_fail(err, w, "restoring the code at 0x%llx: %s", (unsigned long long)code, strerror(-w));
     return r;

@@ -12,31 +12,24 @@
  * payload's SIGTRAP handler resolves from the journal. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "hookgen.h"
 #include "injector.h"
+#include "internal.h"
 #include "payload_abi.h"
 
 #define PAGE_SIZE_ 4096u
 #define INT3 0xcc
 
 /* BPFGRAFT_TEST_PATCH_STOP=N: the process kills itself (SIGKILL) right
- * after the Nth protocol write it makes, for tests of a server killed at
- * every step. Counted over the process's life. */
+ * after the Nth code write it makes here (a protocol step or a plain
+ * write), for tests of a server killed at every step. Counted over the
+ * process's life. */
 static void test_stop_point(void)
 {
-    static long stop_at = -1;
-    static long done;
-    if (stop_at < 0) {
-        const char *v = getenv("BPFGRAFT_TEST_PATCH_STOP");
-        stop_at = v && *v ? strtol(v, NULL, 10) : 0;
-    }
-    if (stop_at > 0 && ++done == stop_at)
-        kill(getpid(), SIGKILL);
+    static struct bpfg_test_stop patch_stop = {"BPFGRAFT_TEST_PATCH_STOP", -1, 0};
+    bpfg_inj_test_stop(&patch_stop);
 }
 
 static int set_step(const struct bpfg_stopped *st, uint64_t journal, uint32_t step)
@@ -93,7 +86,8 @@ int bpfg_text_poke(const struct bpfg_stopped *st, uint64_t journal, const struct
     int r = 0;
     if (!journaled(journal, w, n)) { /* one byte each: every write is whole */
         for (size_t i = 0; !r && i < n; i++)
-            r = bpfg_mem_write(st, w[i].site, w[i].after, w[i].len);
+            if (!(r = bpfg_mem_write(st, w[i].site, w[i].after, w[i].len)))
+                test_stop_point();
         return r;
     }
     struct bpfg_patch_journal j = {.step = 0, .nwrites = (uint32_t)n};

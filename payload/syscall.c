@@ -92,6 +92,12 @@ volatile uint8_t bpfg_sys_selector;
 uint64_t bpfg_sys_clone_ret[2 * STUBS];
 extern char bpfg_sys_restorer[], bpfg_sys_sigreturn[], bpfg_sys_clone_stubs[];
 
+/* The injector's rescue code, in the exempt region: injected syscalls of
+ * threads whose dispatch is on run here (injector/remote.c finds it by its
+ * bytes), never raising SIGSYS with every signal blocked. */
+__attribute__((used, section(".text.bpfg_rescue"), aligned(16))) static const uint8_t rescue_copy[] = {
+    BPFG_RESCUE_CODE};
+
 /* Program lists: payload-internal struct prog pointers, published with
  * release stores by the payload thread, cleared before a grace period. */
 static uint64_t sys_enter[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hookgen.h"
 #include "log.h"
 #include "procfs.h"
 #include "server.h"
@@ -26,6 +27,7 @@
 #define PR_SUD_ON 1
 #define RESTORE_TRIES 100
 #define STUB_PAGE 4096
+#define TEXT_PAGE 4096
 #define MAX_STUB_PAGES 64
 #define MAX_SYS_PROGS 64 /* program ids kept for re-arming */
 #define MAX_SITES (MAX_STUB_PAGES * (STUB_PAGE / BPFG_SYS_STUB_SIZE))
@@ -540,6 +542,31 @@ static bool reaches(uint64_t from, uint64_t to)
     return d > -REACH + 4096 && d < REACH - 4096;
 }
 
+/* A stub page near site, mapped by a remote mmap on threads[0]: the
+ * payload's thread has no dispatch. Another thread has (the injector runs
+ * its syscalls in the exempt region when the kernel says where that is,
+ * Linux 6.6): syscalls are allowed while it runs (every thread is stopped;
+ * a server killed meanwhile leaves them allowed, uncounted, until the
+ * payload reconnects). */
+static int alloc_stub_page(struct bpfg_stopped *st, struct sys_state *x, bool payload_thread, uint64_t site,
+                           uint64_t *addr, char *ierr)
+{
+    if (payload_thread)
+        return bpfg_remote_alloc_near(st, site, STUB_PAGE, addr, ierr);
+    uint8_t allow = 0, block = 1;
+    int r = bpfg_mem_write(st, x->selector, &allow, 1);
+    if (r)
+        return r;
+    r = bpfg_remote_alloc_near(st, site, STUB_PAGE, addr, ierr);
+    int w = bpfg_mem_write(st, x->selector, &block, 1);
+    if (w && !r) {
+        snprintf(ierr, BPFG_ERRLEN, "cannot turn dispatch back on: %s", strerror(-w));
+        bpfg_remote_free(st, *addr, STUB_PAGE, NULL);
+        r = w;
+    }
+    return r;
+}
+
 /* A stub slot within reach of site (allocating a page near it if needed). */
 static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload, uint64_t site, uint64_t *stub,
                     char *ierr)
@@ -554,15 +581,11 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
         snprintf(ierr, BPFG_ERRLEN, "%d stub pages in use", MAX_STUB_PAGES);
         return -ENOSPC;
     }
-    /* The remote mmap runs on a target thread outside the exempt region:
-     * with dispatch on it would raise SIGSYS with every signal blocked,
-     * which kills the process. Allow syscalls while it runs (every thread
-     * is stopped, none sees the switch flip). */
     /* The remote syscall runs on threads[0]. A target thread may be held
      * in the delivery of a SIGSYS of dispatch: running code on it would
      * turn that signal into a plain SIGSYS when it is re-delivered (its
      * siginfo is lost) and the syscall would be lost with it. The payload
-     * thread never gets one: run it there. */
+     * thread never gets one, and has no dispatch: run it there. */
     size_t pt = st->nthreads;
     for (size_t i = 0; i < st->nthreads; i++)
         if (st->threads[i].tid == payload)
@@ -577,17 +600,7 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
         st->threads[pt] = t0;
     }
     uint64_t addr;
-    uint8_t allow = 0, block = 1;
-    int r = bpfg_mem_write(st, x->selector, &allow, 1);
-    if (!r) {
-        r = bpfg_remote_alloc_near(st, site, STUB_PAGE, &addr, ierr);
-        int w = bpfg_mem_write(st, x->selector, &block, 1);
-        if (w && !r) {
-            snprintf(ierr, BPFG_ERRLEN, "cannot turn dispatch back on: %s", strerror(-w));
-            bpfg_remote_free(st, addr, STUB_PAGE, NULL);
-            r = w;
-        }
-    }
+    int r = alloc_stub_page(st, x, pt < st->nthreads, site, &addr, ierr);
     if (pt < st->nthreads) {
         st->threads[pt] = st->threads[0];
         st->threads[0] = t0;
@@ -658,6 +671,10 @@ static int check_site(struct bpfg_stopped *st, pid_t pid, uint64_t site, uint8_t
         return snprintf(why, BPFG_ERRLEN, "not in a file-backed executable mapping"), -EPERM;
     if (bpfg_mem_read(st, site, code, 7) != 0)
         return snprintf(why, BPFG_ERRLEN, "unreadable"), -EFAULT;
+    /* a page-crossing jmp is two writes, which a killed server could tear
+     * (the threads then run half a jmp); within a page it is one */
+    if (site / TEXT_PAGE != (site + 4) / TEXT_PAGE)
+        return snprintf(why, BPFG_ERRLEN, "its jmp would cross a page boundary"), -EINVAL;
     memcpy(&nr, code + 1, 4);
     bool imm = code[0] == 0xb8 && !bpfg_sys_slow_only(nr), r9 = memcmp(code, BPFG_SYS_SITE_R9_LOAD, 5) == 0;
     if (code[5] != 0x0f || code[6] != 0x05 || !(imm || r9))
@@ -729,15 +746,20 @@ static struct sys_site *site_record(struct sys_state *x, uint64_t site)
 }
 
 /* Writes a planned site: the stub first (the process is stopped, so the
- * order is not seen); on failure its record goes. */
+ * order is not seen), then the jmp, one write within a page (check_site):
+ * a server killed at any instant leaves the site whole, old or new. On
+ * failure its record goes. */
 static int patch_site(struct bpfg_stopped *st, struct sys_state *x, const struct planned_site *p, char *why)
 {
     struct sys_site *rec = site_record(x, p->site);
+    uint64_t entry = p->pre ? p->pre : p->stub; /* where the site's jmp goes */
+    struct bpfg_text_write w[2] = {{p->stub, 0, sizeof(p->sb), p->sb, p->sb},
+                                   {p->site, entry, sizeof(rec->jmp), rec->orig, rec->jmp}};
     int r = p->pre ? bpfg_mem_write(st, p->pre, p->pb, sizeof(p->pb)) : 0;
     if (!r)
-        r = bpfg_mem_write(st, p->stub, p->sb, sizeof(p->sb));
+        r = bpfg_text_poke(st, 0, &w[0], 1);
     if (!r)
-        r = bpfg_mem_write(st, p->site, rec->jmp, sizeof(rec->jmp));
+        r = bpfg_text_poke(st, 0, &w[1], 1);
     if (!r)
         return 0;
     if (bpfg_mem_write(st, p->site, rec->orig, sizeof(rec->orig)) == 0) /* a partial write undone */
@@ -1037,7 +1059,8 @@ static void restore_sites(struct bpfg_stopped *st, struct sys_state *x, pid_t pi
          * there): only our own jmp is put back */
         if (bpfg_mem_read(st, x->sites[i].addr, now, 5) != 0 || memcmp(now, x->sites[i].jmp, 5) != 0)
             continue;
-        if (bpfg_mem_write(st, x->sites[i].addr, x->sites[i].orig, 5) != 0)
+        struct bpfg_text_write w = {x->sites[i].addr, 0, 5, x->sites[i].jmp, x->sites[i].orig};
+        if (bpfg_text_poke(st, 0, &w, 1) != 0)
             bad++;
     }
     if (bad)
@@ -1048,51 +1071,29 @@ static void restore_sites(struct bpfg_stopped *st, struct sys_state *x, pid_t pi
     x->nsites = 0;
 }
 
-void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
+/* Dispatch off in every thread (off where it was off is a no-op). */
+static void dispatch_off(struct target *t, struct sys_state *x)
 {
-    struct sys_state *x = state_of(t, false);
-    if (!x || !x->handler)
-        return;
-    /* the handler and its stubs may still be on some thread's stack */
-    *keep_payload = true;
-    x->fast_entry = 0; /* sites reported from now on are ignored */
     char err[256], ierr[BPFG_ERRLEN];
     struct bpfg_stopped st;
-    /* first, while dispatch is still on: the restored sites raise SIGSYS
-     * again until it goes off */
-    if (x->nsites) {
-        if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
-            restore_sites(&st, x, t->pid);
-            bpfg_resume_process(&st, NULL);
-        } else {
-            srv_log(SRV_WARN, "target %d: cannot stop it to restore syscall sites: %s", (int)t->pid, ierr);
-        }
-    }
-    struct bpfg_pmsg_syscall_off_reply rep;
-    memset(&rep, 0, sizeof(rep));
-    size_t got = 0;
-    int r = targets_payload_call(s, t, BPFG_PMSG_SYSCALL_OFF, NULL, 0, &rep, sizeof(rep), &got, err, sizeof(err));
-    if (r) {
-        srv_log(SRV_WARN, "target %d: turning syscall hooks off: %s", (int)t->pid, err);
+    if (bpfg_stop_process(t->pid, &st, ierr) != 0) {
+        srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
         return;
     }
-    srv_log(SRV_INFO, "target %d: syscall hooks off (%llu syscalls dispatched, %llu ran without programs: nested)",
-            (int)t->pid, (unsigned long long)rep.dispatched, (unsigned long long)rep.misses);
-    if (x->sud_on) {
-        if ((r = bpfg_stop_process(t->pid, &st, ierr)) != 0) {
-            srv_log(SRV_WARN, "target %d: %s", (int)t->pid, ierr);
-            return;
-        }
-        if (set_dispatch(&st, t, false, NULL, err, sizeof(err)) != 0)
-            srv_log(SRV_WARN, "target %d: turning dispatch off: %s", (int)t->pid, err);
-        bpfg_resume_process(&st, NULL);
+    if (set_dispatch(&st, t, false, NULL, err, sizeof(err)) != 0)
+        srv_log(SRV_WARN, "target %d: turning dispatch off: %s", (int)t->pid, err);
+    bpfg_resume_process(&st, NULL);
+    if (x)
         x->sud_on = false;
-    }
-    if (!rep.saved_action)
-        return;
-    /* A SIGSYS raised by dispatch before it went off may still wait for
-     * delivery in a thread (it was re-delivered on resume): our handler
-     * must take it. Restore the action in a stop with none pending. */
+}
+
+/* A SIGSYS raised by dispatch before it went off may still wait for
+ * delivery in a thread (it was re-delivered on resume): our handler must
+ * take it. Restores the action in a stop with none pending. */
+static void restore_sigsys_action(struct target *t, struct sys_state *x, uint64_t action)
+{
+    char ierr[BPFG_ERRLEN];
+    struct bpfg_stopped st;
     for (int tries = 0; tries < RESTORE_TRIES; tries++) {
         if (bpfg_stop_process(t->pid, &st, ierr) != 0)
             return;
@@ -1100,14 +1101,15 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
         for (size_t i = 0; i < st.nthreads; i++)
             pending |= st.threads[i].pending_sig == SIGSYS;
         if (!pending) {
-            uint64_t args[6] = {SIGSYS, rep.saved_action, 0, 8, 0, 0};
+            uint64_t args[6] = {SIGSYS, action, 0, 8, 0, 0};
             int64_t ret = 0;
-            r = bpfg_remote_syscall_on(&st, 0, SYS_rt_sigaction, args, &ret, ierr);
+            int r = bpfg_remote_syscall_on(&st, 0, SYS_rt_sigaction, args, &ret, ierr);
             bpfg_resume_process(&st, NULL);
             if (r || ret < 0)
                 srv_log(SRV_WARN, "target %d: restoring the SIGSYS action: %s", (int)t->pid,
                         r ? ierr : strerror((int)-ret));
-            x->handler = false;
+            if (x)
+                x->handler = false;
             return;
         }
         bpfg_resume_process(&st, NULL);
@@ -1115,6 +1117,45 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
         nanosleep(&ms, NULL);
     }
     srv_log(SRV_WARN, "target %d: SIGSYS keeps arriving; the payload's handler stays installed", (int)t->pid);
+}
+
+/* Also for a payload whose syscall hooks the record lacks (a server killed
+ * while adding them): the payload says whether its handler is installed. */
+void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
+{
+    struct sys_state *x = state_of(t, false);
+    bool known = x && x->handler;
+    *keep_payload |= known; /* the handler and its stubs may still be on some thread's stack */
+    char err[256], ierr[BPFG_ERRLEN];
+    struct bpfg_stopped st;
+    /* first, while dispatch is still on: the restored sites raise SIGSYS
+     * again until it goes off */
+    if (known && x->nsites) {
+        if (bpfg_stop_process(t->pid, &st, ierr) == 0) {
+            restore_sites(&st, x, t->pid);
+            bpfg_resume_process(&st, NULL);
+        } else {
+            srv_log(SRV_WARN, "target %d: cannot stop it to restore syscall sites: %s", (int)t->pid, ierr);
+        }
+    }
+    if (known)
+        x->fast_entry = 0; /* sites reported from now on are ignored */
+    struct bpfg_pmsg_syscall_off_reply rep;
+    memset(&rep, 0, sizeof(rep));
+    size_t got = 0;
+    int r = targets_payload_call(s, t, BPFG_PMSG_SYSCALL_OFF, NULL, 0, &rep, sizeof(rep), &got, err, sizeof(err));
+    if (r && known)
+        srv_log(SRV_WARN, "target %d: turning syscall hooks off: %s", (int)t->pid, err);
+    if (r || (!known && !rep.saved_action))
+        return;
+    *keep_payload = true;
+    srv_log(SRV_INFO, "target %d: syscall hooks off (%llu syscalls dispatched, %llu ran without programs: nested)%s",
+            (int)t->pid, (unsigned long long)rep.dispatched, (unsigned long long)rep.misses,
+            known ? "" : "; its record did not have them (a server was killed adding them)");
+    if (!known || x->sud_on)
+        dispatch_off(t, x);
+    if (rep.saved_action)
+        restore_sigsys_action(t, x, rep.saved_action);
 }
 
 struct exec_event {

@@ -32,6 +32,12 @@
            + restart: a process started after it is counted exactly
   layout   map regions of layout 3 at restart: arrays converted with their
            data, an object with a hash map refused naming both versions
+  attachsteps SIGKILL of the tracer after each ptrace request and memory
+           write of attaching (every step of the injection, every third of
+           the server's part): the process lives and runs; detached, attached
+  syssites SIGKILL after each write of rewriting syscall sites (stub, jmp)
+           and of restoring them, under threads making syscalls: the
+           process lives, getppid() bursts counted exactly, detach restores
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -1060,6 +1066,189 @@ def part_syscalls(a, d):
         d.stop(signal.SIGTERM)
 
 
+def calls_on(v, timeout=2):
+    """True once v's threads make calls again (within timeout)."""
+    c = v.get(CTL_CALLS)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if v.get(CTL_CALLS) > c:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def inject_killed(a, v, k):
+    """bpfgraft-inject killed after its kth ptrace request or memory write
+    into v: 1 if it was, 0 if it finished first, with v checked."""
+    payload = os.path.join(a.bin_dir, "..", "lib", "bpfgraft-payload.so")
+    env = dict(os.environ, BPFGRAFT_TEST_PTRACE_STOP=str(k))
+    r = subprocess.run([a.inject, str(v.pid), "--payload", payload, "--socket", f"@bpfgraft-nobody-{os.getpid()}"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    v.go(True)
+    ok = v.alive() and calls_on(v) and v.get(CTL_BAD) == 0
+    if not ok:
+        check(False, f"attachsteps: injector killed at step {k}: the target lives and runs",
+              f"it {v.death()}, bad results {v.get(CTL_BAD)}")
+    return (r.returncode == -signal.SIGKILL, ok)
+
+
+def attach_killed(a, d, v, k):
+    """A server killed after its kth ptrace request or memory write, while
+    attaching syscount and a uprobe/uretprobe pair to v; False once the
+    attach finished before step k."""
+    os.environ["BPFGRAFT_TEST_PTRACE_STOP"] = str(k)
+    try:
+        d.start()
+    finally:
+        del os.environ["BPFGRAFT_TEST_PTRACE_STOP"]
+    d.cli("attach", v.pid, "syscount")
+    d.cli("attach", v.pid, "count", "add_entry", "add_return", "--target", ":probed_add")
+    killed = wait_died(d, timeout=1) == -signal.SIGKILL
+    v.go(True)
+    ok = v.alive() and calls_on(v) and v.get(CTL_BAD) == 0
+    check(ok, f"attachsteps: server killed at step {k} of the attach: the target lives and runs",
+          f"it {v.death()}, bad results {v.get(CTL_BAD)}")
+    return killed
+
+
+def part_attachsteps(a, d):
+    """kill -9 of the tracer after each of its ptrace requests and memory
+    writes (BPFGRAFT_TEST_PTRACE_STOP) while attaching to a 4-thread process
+    calling the probed function: every step of the payload's injection
+    (bpfgraft-inject, the injector the server runs), every third step of the
+    server's attach after it (stops, Syscall User Dispatch on each thread,
+    stub pages, patches; offset by the seed), the process alternately
+    calling and sleeping. The process lives and runs on; a new server
+    detaches it leaving the files' bytes, and attaches again."""
+    v, k, steps = Victim(a, d.dir, 90, threads=4), 1, 0
+    try:
+        while True:  # every injection step: 20 leftover payloads per process at most
+            if k % 20 == 0:
+                v.kill()
+                v = Victim(a, d.dir, 90 + k, threads=4)
+            v.go(k % 2 == 0)
+            killed, ok = inject_killed(a, v, k)
+            if not ok:
+                v.kill()
+                v = Victim(a, d.dir, 90 + k, threads=4)
+            if not killed:
+                break
+            steps, k = steps + 1, k + 1
+        check(steps > 100, f"attachsteps: the injector was killed at each of its {steps} steps")
+        v.kill()
+        d.start()
+        for obj in (a.obj, a.syscount):
+            rc, _, err = d.cli("load", obj)
+            check_eq(rc, 0, f"attachsteps: load {os.path.basename(obj)} ({err.strip()})")
+        d.stop(signal.SIGTERM)
+        k = steps + 1 + int(os.environ.get("BPFGRAFT_RESTART_SEED", "13")) % 3
+        for i in range(1000):
+            v = Victim(a, d.dir, 200 + i, threads=4)
+            v.go(i % 2 == 0)
+            if not attach_killed(a, d, v, k):
+                break
+            if i % 4 == 0:  # what a dead server left: adopted, detached, attached again
+                d.start()
+                wait_listed(d, [v.pid], timeout=3)
+                rc, _, err = d.cli("detach", v.pid)
+                check(rc == 0 or "not attached" in err, f"attachsteps {k}: detach ({err.strip()})")
+                check_eq(text_matches_file(v.pid), [], f"attachsteps {k}: detach left the files' bytes")
+                rc, _, err = d.cli("attach", v.pid, "syscount")
+                check_eq(rc, 0, f"attachsteps {k}: attached again ({err.strip()})")
+                check(v.alive() and calls_on(v), f"attachsteps {k}: the process runs on", v.death())
+                d.stop(signal.SIGTERM)
+            v.kill()
+            k += 3
+        check(i > 20, f"attachsteps: the server was killed at {i} steps of the attach after the injection")
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+SYSSITE_WRITES = 6  # syscall-site rewrites killed after each of the first 6 writes (stub, jmp, stub, jmp, ...)
+
+
+def start_killed_at(d, k, extra=()):
+    """A server that SIGKILLs itself after its kth code write."""
+    os.environ["BPFGRAFT_TEST_PATCH_STOP"] = str(k)
+    try:
+        d.start(extra)
+    finally:
+        del os.environ["BPFGRAFT_TEST_PATCH_STOP"]
+
+
+def wait_died(d, timeout=10):
+    """The server's exit status once it is gone (None if it still runs)."""
+    try:
+        d.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    rc = d.proc.poll()
+    if rc is None:
+        d.stop(signal.SIGKILL)
+    d.proc = None
+    return rc
+
+
+def syssite_killed(a, d, k):
+    """Server killed after write k of rewriting the syscall sites of a
+    3-thread sys-victim (its threads open a file every 20 ms, its main loop
+    makes the bursts): the process lives, every getppid() is counted once,
+    detach restores the files' bytes. Returns the process, left attached."""
+    start_killed_at(d, k)
+    v = SysVictim(d)
+    time.sleep(0.1)
+    for _ in range(2):
+        os.kill(v.pid, signal.SIGUSR1)  # threads making syscalls while the sites are written
+    c0 = getppid_count(d)  # earlier processes' calls
+    rc, _, err = d.cli("attach", v.pid, "syscount")
+    check_eq(rc, 0, f"syssites {k}: attach syscount ({err.strip()})")
+    bursts = sum(v.burst() for _ in range(3))  # its sites are reported and rewritten: the kth write kills
+    died = wait_died(d)
+    check_eq(died, -signal.SIGKILL, f"syssites {k}: the server killed itself at the write")
+    bursts += v.burst()  # no server: the half-rewritten sites run
+    check(v.proc.poll() is None and bursts == 4, f"syssites {k}: the process lives and makes its calls",
+          f"rc {v.proc.poll()}, {bursts} bursts")
+    d.start()
+    listed = wait_listed(d, [v.pid])
+    bursts += v.burst()
+    check(v.pid in listed, f"syssites {k}: re-adopted", f"{sorted(listed)}")
+    check_eq(getppid_count(d) - c0, 1000 * bursts, f"syssites {k}: every getppid() counted exactly once")
+    opens = [l for l in read_text(v.path).splitlines() if "/etc/hostname" in l]
+    check(opens and all(l.split()[2] == "0" for l in opens), f"syssites {k}: every open succeeded", f"{opens[-3:]}")
+    return v
+
+
+def part_syssites(a, d):
+    """kill -9 of the server after each write of a syscall-site rewrite
+    (stub, then the jmp, one write within a page) and of its restore at
+    detach, under threads making syscalls: the process lives, counts stay
+    exact, detach leaves the files' bytes."""
+    d.start()
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"syssites: load syscount ({err.strip()})")
+    d.stop(signal.SIGTERM)
+    for k in range(1, SYSSITE_WRITES + 1):
+        v = syssite_killed(a, d, k)
+        try:
+            j = k - (SYSSITE_WRITES - 2)  # two sites whole by write 4: restores killed after write 1, 2
+            if j > 0:  # finished by the next detach
+                d.stop(signal.SIGTERM)
+                start_killed_at(d, j)
+                d.cli("detach", v.pid)
+                check_eq(wait_died(d), -signal.SIGKILL, f"syssites {k}: killed at restore write {j} at detach")
+                check(v.burst(), f"syssites {k}: the process runs on after a detach killed halfway")
+                d.start()
+                wait_listed(d, [v.pid])
+            rc, _, err = d.cli("detach", v.pid)
+            check_eq(rc, 0, f"syssites {k}: detach ({err.strip()})")
+            check_eq(text_matches_file(v.pid), [], f"syssites {k}: detach restored the files' bytes")
+            check(v.proc.poll() is None and v.burst(), f"syssites {k}: it runs on after detach")
+        finally:
+            v.stop()
+            d.stop(signal.SIGTERM)
+
+
 OTHER_ABI_PAYLOAD = r"""
 import ctypes, os, socket, struct, sys
 lib = ctypes.CDLL(sys.argv[2])
@@ -1168,7 +1357,8 @@ def main():
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
-             "execwatch": part_execwatch, "layout": part_layout}
+             "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
+             "attachsteps": part_attachsteps}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
