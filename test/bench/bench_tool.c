@@ -94,7 +94,7 @@ static int run(struct bench_ctx *ctx)
     }
     bench_note(ctx, "tool: element commands run in the tool on the map region, reached through its rewritten "
                     "syscall() site (the first call of a site traps once); create/load go to bpfgraftd over a "
-                    "socket and are verified there");
+                    "socket and are verified there; create/load: median of 50 calls, each with its close");
     return 0;
 }
 

@@ -3,7 +3,8 @@
  * suite, bench_tool.c) it measures bpfgraft serving them. Prints one line:
  *   create_us=.. prog_load_us=.. array_lookup_ns=.. array_update_ns=..
  *   hash_lookup_ns=.. hash_update_ns=.. get_next_key_ns=..
- * Raw bpf() syscalls, as libbpf makes them. argv[1]: iterations. */
+ * Raw bpf() syscalls, as libbpf makes them. argv[1]: iterations. Map
+ * create and program load: the median of 50 calls, each with its close. */
 #define _GNU_SOURCE
 #include <linux/bpf.h>
 #include <stdint.h>
@@ -80,30 +81,50 @@ static double time_elem_ops(int cmd, int fd, uint32_t mask, long n, uint64_t *va
     return per_op(t0, n);
 }
 
+#define CREATES 50
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median us of CREATES calls of make() and the close of what it made: a
+ * mean would be the machine's scheduling outliers (ms on a loaded one) as
+ * much as the call. -1 if a call failed. */
+static double median_create_close_us(int (*make)(void))
+{
+    uint64_t ns[CREATES];
+    for (int i = 0; i < CREATES; i++) {
+        uint64_t t0 = now_ns();
+        int fd = make();
+        if (fd < 0)
+            return -1;
+        close(fd);
+        ns[i] = now_ns() - t0;
+    }
+    qsort(ns, CREATES, sizeof(ns[0]), cmp_u64);
+    return (double)ns[CREATES / 2] / 1000;
+}
+
+static int array_create(void)
+{
+    return map_create(BPF_MAP_TYPE_ARRAY, 1024);
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 200000;
-    int creates = 50;
-    uint64_t t0 = now_ns();
-    for (int i = 0; i < creates; i++) {
-        int fd = map_create(BPF_MAP_TYPE_ARRAY, 1024);
-        if (fd < 0) {
-            perror("BPF_MAP_CREATE");
-            return 1;
-        }
-        close(fd);
+    double create_us = median_create_close_us(array_create);
+    if (create_us < 0) {
+        perror("BPF_MAP_CREATE");
+        return 1;
     }
-    double create_us = per_op(t0, creates) / 1000;
-    t0 = now_ns();
-    for (int i = 0; i < creates; i++) {
-        int fd = prog_load();
-        if (fd < 0) {
-            perror("BPF_PROG_LOAD");
-            return 1;
-        }
-        close(fd);
+    double load_us = median_create_close_us(prog_load);
+    if (load_us < 0) {
+        perror("BPF_PROG_LOAD");
+        return 1;
     }
-    double load_us = per_op(t0, creates) / 1000;
 
     int arr = map_create(BPF_MAP_TYPE_ARRAY, 1024), hash = map_create(BPF_MAP_TYPE_HASH, 4096);
     if (arr < 0 || hash < 0) {
@@ -117,7 +138,7 @@ int main(int argc, char **argv)
     double al = time_elem_ops(BPF_MAP_LOOKUP_ELEM, arr, 1023, n, &v, &bad);
     double hu = time_elem_ops(BPF_MAP_UPDATE_ELEM, hash, 4095, n, &v, &bad);
     double hl = time_elem_ops(BPF_MAP_LOOKUP_ELEM, hash, 4095, n, &v, &bad);
-    t0 = now_ns();
+    uint64_t t0 = now_ns();
     long walked = 0;
     for (long i = 0; i < n;) {
         int r = elem(BPF_MAP_GET_NEXT_KEY, hash, walked ? &k : NULL, &next);
