@@ -676,6 +676,7 @@ static bool release_tool_targets(struct server *s, uint64_t until)
 #define REACH_SYNC_MS 1000 /* in the tool's request: a few processes are all attached when it returns */
 #define REACH_TICK_MS 20   /* then on each tick, the server's other work going on in between */
 #define RETIRE_TICK_MS 20  /* an ended tool's programs leaving processes, on each tick */
+#define DETACH_SYNC_MS 200 /* in a tool's link close: a few processes are done when it returns */
 
 /* The next process of link l's reach, attached for the tool if it still
  * runs the binary and bpfgraft does not manage it meanwhile. */
@@ -796,15 +797,74 @@ static void link_unwatch(struct server *s, struct tool_link *l)
     l->nreach = 0;
 }
 
-static void link_remove(struct server *s, struct tool_link *l)
+/* What an ended tool (or a closed link) leaves to the tick, RETIRE_TICK_MS
+ * at a time, in order: its programs leave each process (prog_id), its maps
+ * leave each process (prog_id 0), its object is unloaded (pid 0); then the
+ * processes attached for it are released. Done at once, hundreds of
+ * processes kept the server from answering anyone for half a minute. */
+struct retire_step {
+    pid_t pid;
+    uint32_t prog_id;
+    uint32_t obj_id;
+};
+static struct retire_step *steps;
+static size_t nsteps, steps_done;
+
+static void step_add(pid_t pid, uint32_t prog_id, uint32_t obj_id)
+{
+    struct retire_step *grown = realloc(steps, (nsteps + 1) * sizeof(*grown));
+    if (!grown) {
+        srv_log(SRV_ERROR, "out of memory: program %u of an ended tool stays in process %d", prog_id, (int)pid);
+        return;
+    }
+    steps = grown;
+    steps[nsteps++] = (struct retire_step){pid, prog_id, obj_id};
+}
+
+static void step_run(struct server *s, const struct retire_step *st)
+{
+    struct reg_object *o = registry_object(&s->reg, st->obj_id);
+    struct target *t = st->pid ? targets_find(&s->targets, st->pid) : NULL;
+    if (!st->pid && o)
+        registry_unload(&s->reg, st->obj_id);
+    else if (t && st->prog_id)
+        targets_remove_progs(s, t, &st->prog_id, 1, NULL, 0);
+    else if (t && o)
+        targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+}
+
+/* Runs steps until `until` (at least one); true when time ran out. */
+static bool steps_run(struct server *s, uint64_t until)
+{
+    while (steps_done < nsteps) {
+        struct retire_step st = steps[steps_done++];
+        step_run(s, &st);
+        if (server_now_ms() >= until && steps_done < nsteps)
+            return true;
+    }
+    nsteps = steps_done = 0;
+    return false;
+}
+
+/* A link the tool closed: its program leaves the processes it is in, for
+ * up to DETACH_SYNC_MS in the request (a few processes: gone when the
+ * tool's close returns, as under the kernel), the rest as retire steps. */
+static void link_remove(struct server *s, struct tool_link *l, uint32_t obj_id)
 {
     link_unwatch(s, l);
-    for (size_t i = 0; i < l->nin; i++) {
-        struct target *t = targets_find(&s->targets, l->in[i]);
+    uint64_t until = server_now_ms() + DETACH_SYNC_MS;
+    size_t k = 0;
+    while (k < l->nin) {
+        struct target *t = targets_find(&s->targets, l->in[k++]);
         if (t)
             targets_remove_progs(s, t, &l->prog_id, 1, NULL, 0);
+        if (server_now_ms() >= until)
+            break;
     }
+    for (; k < l->nin; k++)
+        step_add(l->in[k], l->prog_id, obj_id);
     l->nin = 0;
+    release_due = true;
 }
 
 static void link_free(struct tool_link *l)
@@ -1031,7 +1091,7 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
         struct tool_link *l = tl->links[i];
         if (l->id != rel.id)
             continue;
-        link_remove(s, l);
+        link_remove(s, l, tl->obj_id);
         link_free(l);
         memmove(&tl->links[i], &tl->links[i + 1], (tl->nlinks - i - 1) * sizeof(*tl->links));
         tl->nlinks--;
@@ -1245,55 +1305,6 @@ static void retire_ids(uint32_t **list, size_t *n, const uint32_t *ids, size_t c
     memcpy(grown + *n, ids, cnt * sizeof(uint32_t));
     *list = grown;
     *n += cnt;
-}
-
-/* What an ended tool leaves to the tick, RETIRE_TICK_MS at a time, in
- * order: its programs leave each process (prog_id), its maps leave each
- * process (prog_id 0), its object is unloaded (pid 0); then the processes
- * attached for it are released. Done in the tool's end, hundreds of
- * processes kept the server from answering anyone for half a minute. */
-struct retire_step {
-    pid_t pid;
-    uint32_t prog_id;
-    uint32_t obj_id;
-};
-static struct retire_step *steps;
-static size_t nsteps, steps_done;
-
-static void step_add(pid_t pid, uint32_t prog_id, uint32_t obj_id)
-{
-    struct retire_step *grown = realloc(steps, (nsteps + 1) * sizeof(*grown));
-    if (!grown) {
-        srv_log(SRV_ERROR, "out of memory: program %u of an ended tool stays in process %d", prog_id, (int)pid);
-        return;
-    }
-    steps = grown;
-    steps[nsteps++] = (struct retire_step){pid, prog_id, obj_id};
-}
-
-static void step_run(struct server *s, const struct retire_step *st)
-{
-    struct reg_object *o = registry_object(&s->reg, st->obj_id);
-    struct target *t = st->pid ? targets_find(&s->targets, st->pid) : NULL;
-    if (!st->pid && o)
-        registry_unload(&s->reg, st->obj_id);
-    else if (t && st->prog_id)
-        targets_remove_progs(s, t, &st->prog_id, 1, NULL, 0);
-    else if (t && o)
-        targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
-}
-
-/* Runs steps until `until` (at least one); true when time ran out. */
-static bool steps_run(struct server *s, uint64_t until)
-{
-    while (steps_done < nsteps) {
-        struct retire_step st = steps[steps_done++];
-        step_run(s, &st);
-        if (server_now_ms() >= until && steps_done < nsteps)
-            return true;
-    }
-    nsteps = steps_done = 0;
-    return false;
 }
 
 static void tool_end(struct server *s, struct tool *tl)

@@ -11,7 +11,8 @@ bpftrace under `bpfgraft run` counts `getppid()` per pid, and
   payload thread) and run on.
 A uprobe with pid -1 on a library catches a process started later that
 maps it (counted exactly from its first call), and lets one that does not
-go without a payload.
+go without a payload. When a tool with a pid -1 uprobe in 50 processes
+ends, they are all detached while the server answers other requests.
 The test runs in a mount namespace of its own (unshare -m), so the server
 catches its processes and none of the rest of the machine."""
 import argparse
@@ -24,10 +25,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))   # bpfgraft_client, for srv.client()
 from harness import Server, check, check_eq, interrupt_bpftrace, report, require  # noqa: E402
 
 TRACEFS = "/sys/kernel/tracing"
@@ -146,17 +149,17 @@ def traced(srv, other_ns):
 
 
 class LibVictim:
-    """attach-victim-pie with a private copy of its library (LD_LIBRARY_PATH
+    """A copy of attach-victim-pie with a private copy of its library (LD_LIBRARY_PATH
     over its RUNPATH): one thread calls lib_probed_mul() while go is set,
     counting its calls in the control file."""
     GO, ACTIVE, LIB_CALLS = 0, 8, 24
 
-    def __init__(self, test_bin, libdir, ctl_path):
+    def __init__(self, exe, libdir, ctl_path):
         with open(ctl_path, "wb") as f:
             f.write(bytes(4096))
         self.ctl_file = open(ctl_path, "r+b")
         self.ctl = mmap.mmap(self.ctl_file.fileno(), 4096)
-        self.proc = subprocess.Popen([os.path.join(test_bin, "attach-victim-pie"), ctl_path, "1"],
+        self.proc = subprocess.Popen([exe, ctl_path, "1"],
                                      env=dict(os.environ, LD_LIBRARY_PATH=libdir))
         self.pid = self.proc.pid
 
@@ -191,11 +194,15 @@ def library(srv, test_bin):
     tmp = tempfile.mkdtemp(prefix="syswide-lib-")
     lib = os.path.join(tmp, "libattachvictim.so")
     shutil.copy2(os.path.join(test_bin, "libattachvictim.so"), lib)
+    # a copy of the executable too: other tests' pid -1 probes on theirs
+    # (restart_execwatch) must not catch it first
+    exe = os.path.join(tmp, "lib-victim")
+    shutil.copy2(os.path.join(test_bin, "attach-victim-pie"), exe)
     tool = start_tool(srv, f"uprobe:{lib}:lib_probed_mul {{ @[pid] = count(); }}")
     v, other = None, None
     try:
         check(wait_attached(tool, 60) and wait_linked(srv, 30), "bpftrace attached its uprobe on the library")
-        v = LibVictim(test_bin, tmp, os.path.join(tmp, "ctl"))
+        v = LibVictim(exe, tmp, os.path.join(tmp, "ctl"))
         other = subprocess.Popen(["sleep", "60"])
         made = v.run(2000)
         check(made >= 2000 and v.proc.poll() is None, "the victim started after the tool ran", str(made))
@@ -213,6 +220,72 @@ def library(srv, test_bin):
             elif p and p.poll() is None:
                 p.kill()
                 p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tool_reach(srv):
+    """Processes the running tools' links are attached in (tool.list)."""
+    rc, doc, _ = srv.cli_json("tools")
+    return {p for t in doc or [] for link in t.get("links", []) for p in link.get("attached", [])}
+
+
+def targets(srv):
+    rc, doc, _ = srv.cli_json("ps")
+    return {t.get("pid") for t in doc or []}
+
+
+def mass_release(srv, test_bin, n=50):
+    """A tool's uprobe with pid -1 on a binary n processes run (a private
+    copy): when the tool ends, its program leaves them and they are
+    detached in slices from the server's tick, the server answering other
+    requests in between (done in the tool's end, 150 processes kept it
+    from answering for ~30 s)."""
+    tmp = tempfile.mkdtemp(prefix="syswide-mass-")
+    vic = os.path.join(tmp, "mass-victim")
+    shutil.copy2(os.path.join(test_bin, "callbacks-victim"), vic)
+    procs = [subprocess.Popen([vic, "1", "1"], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    tool = None
+    try:
+        check(all(p.stdout.readline().strip() == "ready" for p in procs), f"{n} processes of the binary run")
+        tool = start_tool(srv, f"uprobe:{vic}:probe_me {{ @ = count(); }}")
+        check(wait_attached(tool, 60), "bpftrace attached its uprobe")
+        pids = {p.pid for p in procs}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not pids <= tool_reach(srv):
+            time.sleep(0.2)
+        check(pids <= tool_reach(srv), f"the probe is in all {n}")
+        answers, done = [], threading.Event()
+
+        def ask():   # server.status every 20 ms, timed, from the tool's end on
+            with srv.client(timeout=120) as cl:
+                while not done.is_set():
+                    t0 = time.monotonic()
+                    cl.call("server.status")
+                    answers.append(time.monotonic() - t0)
+                    time.sleep(0.02)
+        asker = threading.Thread(target=ask)
+        start = time.monotonic()
+        asker.start()
+        end_tool(tool)
+        while pids & targets(srv) and time.monotonic() - start < 240:
+            time.sleep(0.05)
+        took = time.monotonic() - start
+        done.set()
+        asker.join()
+        longest = max(answers, default=took)
+        check(not pids & targets(srv), f"all {n} processes are detached after the tool ends",
+              f"{took:.1f} s")
+        print(f"# detaching {n} processes took {took:.1f} s; the longest server.status answer meanwhile {longest:.2f} s")
+        check(longest < max(0.25, took / 3), "the server answered other requests meanwhile (the longest answer well "
+              "under the whole release)", f"longest {longest:.2f} s of {took:.1f} s")
+        check(all(p.poll() is None for p in procs), "and they run on")
+    finally:
+        if tool:
+            kill_tool(tool)
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -234,6 +307,7 @@ def main():
     with Server(args, catch_new=True) as srv:
         traced(srv, other_ns)
         library(srv, args.test_bin)
+        mass_release(srv, args.test_bin)
     sys.exit(report())
 
 
