@@ -12,12 +12,14 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -560,10 +562,40 @@ int bpfg_start_to_entry(pid_t pid, char *err)
     return bpfg_exec_to_entry(pid, err);
 }
 
+static sigjmp_buf seize_jmp;
+
+static void seize_timeout(int sig)
+{
+    (void)sig;
+    siglongjmp(seize_jmp, 1);
+}
+
+/* PTRACE_SEIZE waits for the process's cred_guard_mutex, which an execve
+ * holds from its interpreter's open (ld.so, a script's) to its end: a
+ * process stopped in a permission event of that open, waiting for us,
+ * would wait forever. So the seize gives up after BPFG_SEIZE_WAIT_MS (the
+ * interrupted ptrace() has changed nothing: the kernel would restart it). */
 int bpfg_exec_seize(pid_t pid, char *err)
 {
-    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)) != 0)
-        return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+    struct sigaction sa = {.sa_handler = seize_timeout}, old;
+    struct itimerval wait = {.it_value = {0, BPFG_SEIZE_WAIT_MS * 1000}}, off = {{0, 0}, {0, 0}};
+    volatile int r = -EDEADLK, e = 0;
+    if (sigaction(SIGALRM, &sa, &old) != 0)
+        return bpfg_inj_fail(err, -errno, "SIGALRM: %s", strerror(errno));
+    if (sigsetjmp(seize_jmp, 1) == 0) {
+        setitimer(ITIMER_REAL, &wait, NULL);
+        r = ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD));
+        e = errno;
+    }
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    if (r == -EDEADLK)
+        return bpfg_inj_fail(err, -EDEADLK,
+                             "process %d is inside an exec that holds its credentials lock "
+                             "(an interpreter's open): not traced",
+                             (int)pid);
+    if (r != 0)
+        return bpfg_inj_fail(err, -e, "cannot trace process %d: %s", (int)pid, strerror(e));
     return 0;
 }
 

@@ -192,6 +192,14 @@ void binwide_target_added(struct server *s, struct target *t)
     }
 }
 
+bool binwide_wants(pid_t pid)
+{
+    for (struct scope *b = scopes; b; b = b->next)
+        if (sym_maps_binary(pid, b->path))
+            return true;
+    return false;
+}
+
 void binwide_target_gone(const struct target *t)
 {
     for (struct scope *b = scopes; b; b = b->next)

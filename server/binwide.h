@@ -39,6 +39,8 @@ int binwide_detach(struct server *s, const char *path, uid_t uid, size_t *nproc,
 /* A process became managed (or got programs): binary-wide scopes whose file
  * it maps attach there (failures are logged). */
 void binwide_target_added(struct server *s, struct target *t);
+/* Whether a process caught at exec maps a scope's file. */
+bool binwide_wants(pid_t pid);
 /* A target is going away: scopes forget it. */
 void binwide_target_gone(const struct target *t);
 /* Whether a scope holds programs of object obj_id (it cannot be unloaded). */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "binwide.h"
 #include "injector.h"
 #include "log.h"
 #include "procfs.h"
@@ -357,6 +358,10 @@ static void catch_one(struct server *s, pid_t pid)
     struct target *old = targets_find(&s->targets, pid);
     if (old)
         targets_forget_exec(s, old);
+    if (!tools_want_new(pid) && !binwide_wants(pid)) {
+        bpfg_release_started(pid); /* maps no probed library: let go, nothing injected */
+        return;
+    }
     if (targets_attach_caught(s, pid, err, sizeof(err)) != 0)
         srv_log(SRV_WARN, "process %d, caught at exec: %s", (int)pid, err);
 }

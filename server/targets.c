@@ -1588,9 +1588,11 @@ int targets_attach_caught(struct server *s, pid_t pid, char *err, size_t errlen)
         tools_target_added(s, t);
         binwide_target_added(s, t);
     }
-    /* it, before it runs, if nothing could attach there after all (a Go
-     * program's syscalls) */
-    tools_release_targets(s);
+    /* detached before it runs if nothing could attach there after all (a
+     * Go program's syscalls) */
+    char why[256];
+    if (t && !t->nhooks && !syscalls_count(t) && !tools_want_pid(pid) && targets_detach(s, pid, 0, 0, why, sizeof(why)))
+        srv_log(SRV_WARN, "process %d, caught at exec: detach failed: %s", (int)pid, why);
     bool kept = !code && targets_find(&s->targets, pid);
     int r = bpfg_release_started(pid); /* fails if the detach let it go already */
     if (kept && r)

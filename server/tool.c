@@ -649,6 +649,19 @@ static int wait_for_tracer(struct server *s, struct tool *tl, pid_t pid, char *e
     return tracerwait_add(s, pid, tl->pid, err, errlen);
 }
 
+bool tools_want_new(pid_t pid)
+{
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; !tl->dead && i < tl->nlinks; i++) {
+            const struct tool_link *l = tl->links[i];
+            if (l->pid == pid || (l->pid <= 0 && l->watching_all && !l->binary))
+                return true;
+            if (l->pid <= 0 && l->binary && sym_maps_binary(pid, l->binary))
+                return true;
+        }
+    return false;
+}
+
 bool tools_want_pid(pid_t pid)
 {
     for (struct tool *tl = tools; tl; tl = tl->next)
@@ -659,8 +672,9 @@ bool tools_want_pid(pid_t pid)
 }
 
 /* Processes attached only for tools are detached once no tool wants them
- * and nothing else runs in them. */
-static void release_tool_targets(struct server *s)
+ * and nothing else runs in them, until `until` (ms; at least one). True
+ * when time ran out before every one was seen. */
+static bool release_tool_targets(struct server *s, uint64_t until)
 {
     for (struct target *t = s->targets.list, *next; t; t = next) {
         next = t->next;
@@ -672,11 +686,16 @@ static void release_tool_targets(struct server *s)
             srv_log(SRV_WARN, "process %d, attached for tools: detach failed: %s", (int)pid, why);
         else
             srv_log(SRV_INFO, "process %d: detached, no tool wants it any more", (int)pid);
+        if (server_now_ms() >= until)
+            return true;
     }
+    return false;
 }
 
 #define REACH_SYNC_MS 1000 /* in the tool's request: a few processes are all attached when it returns */
 #define REACH_TICK_MS 20   /* then on each tick, the server's other work going on in between */
+#define RETIRE_TICK_MS 20  /* an ended tool's programs leaving processes, on each tick */
+#define DETACH_SYNC_MS 200 /* in a tool's link close: a few processes are done when it returns */
 
 /* The next process of link l's reach, attached for the tool if it still
  * runs the binary and bpfgraft does not manage it meanwhile. */
@@ -703,6 +722,41 @@ static bool reach_until(struct server *s, struct tool *tl, struct tool_link *l, 
     return false;
 }
 
+static bool is_syscall_kind(enum bpfg_attach_kind kind)
+{
+    return kind == BPFG_ATTACH_SYSCALL_ENTER || kind == BPFG_ATTACH_SYSCALL_EXIT ||
+           kind == BPFG_ATTACH_RAW_SYSCALL_ENTER || kind == BPFG_ATTACH_RAW_SYSCALL_EXIT;
+}
+
+/* A shared library by its name (NAME.so, NAME.so.N): processes map it, a
+ * probe on it cannot wait for its exec. */
+static bool is_library(const char *path)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *so = strstr(base, ".so");
+    return so && (so[3] == 0 || so[3] == '.');
+}
+
+/* A system-wide syscall tracepoint or library uprobe (pid -1) of a root
+ * tool, as under the kernel: also every process started after it
+ * (execwatch_add_all; a library's: those that map it at their entry
+ * point, tools_want_new); syscall tracepoints do not attach the
+ * processes running before them (server/README.md, "Tools and new
+ * processes"). A tool of another user, which the kernel would refuse a
+ * system-wide tracepoint, reaches the managed processes only. */
+static void link_watch_all(struct server *s, struct tool *tl, struct tool_link *l)
+{
+    uid_t uid = 1, euid = 1, suid = 1;
+    char err[512];
+    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0 || euid != 0)
+        srv_log(SRV_INFO, "tool %d: link %u: not root: reaches the processes bpfgraft manages only", (int)tl->pid,
+                l->id);
+    else if (execwatch_add_all(s, err, sizeof(err)) == 0)
+        l->watching_all = true;
+    else
+        srv_log(SRV_WARN, "tool %d: link %u: processes started later are not caught: %s", (int)tl->pid, l->id, err);
+}
+
 /* pid -1 on a binary, as under the kernel: every process running it now
  * (attached for the tool where bpfgraft does not manage it yet: for up to
  * REACH_SYNC_MS in the request, the rest a few each tick, as each attach
@@ -712,7 +766,9 @@ static bool reach_until(struct server *s, struct tool *tl, struct tool_link *l, 
 static void link_reach_binary(struct server *s, struct tool *tl, struct tool_link *l)
 {
     char err[512];
-    if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
+    if (is_library(l->binary))
+        link_watch_all(s, tl, l);
+    else if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
         l->watching = true;
     else
         srv_log(SRV_WARN, "tool %d: link %u: processes starting %s later are not caught: %s", (int)tl->pid, l->id,
@@ -740,30 +796,6 @@ static void link_reach_binary(struct server *s, struct tool *tl, struct tool_lin
                 l->id, l->nreach, l->binary);
 }
 
-static bool is_syscall_kind(enum bpfg_attach_kind kind)
-{
-    return kind == BPFG_ATTACH_SYSCALL_ENTER || kind == BPFG_ATTACH_SYSCALL_EXIT ||
-           kind == BPFG_ATTACH_RAW_SYSCALL_ENTER || kind == BPFG_ATTACH_RAW_SYSCALL_EXIT;
-}
-
-/* A system-wide syscall tracepoint (pid -1) of a root tool, as under the
- * kernel: also every process started after it (execwatch_add_all); the
- * processes running before it are not attached (server/README.md, "Tools
- * and new processes"). A tool of another user, which the kernel would
- * refuse a system-wide tracepoint, reaches the managed processes only. */
-static void link_watch_all(struct server *s, struct tool *tl, struct tool_link *l)
-{
-    uid_t uid = 1, euid = 1, suid = 1;
-    char err[512];
-    if (bpfg_procfs_uids(tl->pid, &uid, &euid, &suid) != 0 || euid != 0)
-        srv_log(SRV_INFO, "tool %d: link %u: not root: reaches the processes bpfgraft manages only", (int)tl->pid,
-                l->id);
-    else if (execwatch_add_all(s, err, sizeof(err)) == 0)
-        l->watching = true;
-    else
-        srv_log(SRV_WARN, "tool %d: link %u: processes started later are not caught: %s", (int)tl->pid, l->id, err);
-}
-
 static void reach_some(struct server *s)
 {
     uint64_t until = server_now_ms() + REACH_TICK_MS;
@@ -773,20 +805,85 @@ static void reach_some(struct server *s)
                 return;
 }
 
-static void link_remove(struct server *s, struct tool_link *l)
+/* l catches no more processes. */
+static void link_unwatch(struct server *s, struct tool_link *l)
 {
-    if (l->watching && l->binary)
+    if (l->watching)
         execwatch_remove(s, l->binary);
-    else if (l->watching)
+    if (l->watching_all)
         execwatch_remove_all(s);
-    l->watching = false;
+    l->watching = l->watching_all = false;
     l->nreach = 0;
-    for (size_t i = 0; i < l->nin; i++) {
-        struct target *t = targets_find(&s->targets, l->in[i]);
+}
+
+/* What an ended tool (or a closed link) leaves to the tick, RETIRE_TICK_MS
+ * at a time, in order: its programs leave each process (prog_id), its maps
+ * leave each process (prog_id 0), its object is unloaded (pid 0); then the
+ * processes attached for it are released. Done at once, hundreds of
+ * processes kept the server from answering anyone for half a minute. */
+struct retire_step {
+    pid_t pid;
+    uint32_t prog_id;
+    uint32_t obj_id;
+};
+static struct retire_step *steps;
+static size_t nsteps, steps_done;
+
+static void step_add(pid_t pid, uint32_t prog_id, uint32_t obj_id)
+{
+    struct retire_step *grown = realloc(steps, (nsteps + 1) * sizeof(*grown));
+    if (!grown) {
+        srv_log(SRV_ERROR, "out of memory: program %u of an ended tool stays in process %d", prog_id, (int)pid);
+        return;
+    }
+    steps = grown;
+    steps[nsteps++] = (struct retire_step){pid, prog_id, obj_id};
+}
+
+static void step_run(struct server *s, const struct retire_step *st)
+{
+    struct reg_object *o = registry_object(&s->reg, st->obj_id);
+    struct target *t = st->pid ? targets_find(&s->targets, st->pid) : NULL;
+    if (!st->pid && o)
+        registry_unload(&s->reg, st->obj_id);
+    else if (t && st->prog_id)
+        targets_remove_progs(s, t, &st->prog_id, 1, NULL, 0);
+    else if (t && o)
+        targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+}
+
+/* Runs steps until `until` (at least one); true when time ran out. */
+static bool steps_run(struct server *s, uint64_t until)
+{
+    while (steps_done < nsteps) {
+        struct retire_step st = steps[steps_done++];
+        step_run(s, &st);
+        if (server_now_ms() >= until && steps_done < nsteps)
+            return true;
+    }
+    nsteps = steps_done = 0;
+    return false;
+}
+
+/* A link the tool closed: its program leaves the processes it is in, for
+ * up to DETACH_SYNC_MS in the request (a few processes: gone when the
+ * tool's close returns, as under the kernel), the rest as retire steps. */
+static void link_remove(struct server *s, struct tool_link *l, uint32_t obj_id)
+{
+    link_unwatch(s, l);
+    uint64_t until = server_now_ms() + DETACH_SYNC_MS;
+    size_t k = 0;
+    while (k < l->nin) {
+        struct target *t = targets_find(&s->targets, l->in[k++]);
         if (t)
             targets_remove_progs(s, t, &l->prog_id, 1, NULL, 0);
+        if (server_now_ms() >= until)
+            break;
     }
+    for (; k < l->nin; k++)
+        step_add(l->in[k], l->prog_id, obj_id);
     l->nin = 0;
+    release_due = true;
 }
 
 static void link_free(struct tool_link *l)
@@ -1083,7 +1180,7 @@ static int do_detach(struct server *s, struct tool *tl, const uint8_t *body, siz
         struct tool_link *l = tl->links[i];
         if (l->id != rel.id)
             continue;
-        link_remove(s, l);
+        link_remove(s, l, tl->obj_id);
         link_free(l);
         memmove(&tl->links[i], &tl->links[i + 1], (tl->nlinks - i - 1) * sizeof(*tl->links));
         tl->nlinks--;
@@ -1179,8 +1276,10 @@ static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr 
         break;
     default: r = srv_efail(err, sizeof(err), -EOPNOTSUPP, "unknown tool request %u", h->type); break;
     }
-    if (h->type == BPFG_TOOL_ATTACH || h->type == BPFG_TOOL_DETACH)
-        release_tool_targets(s); /* also a process attached for an attach that then failed */
+    /* also a process attached for an attach that then failed */
+    if ((h->type == BPFG_TOOL_ATTACH || h->type == BPFG_TOOL_DETACH) &&
+        release_tool_targets(s, server_now_ms() + RETIRE_TICK_MS))
+        release_due = true;
     if (!r && h->type != BPFG_TOOL_TP_ID && h->type != BPFG_TOOL_RELEASE)
         tool_save(s, tl); /* before the reply: what the tool holds, a restart knows */
     rep.flags = kernel_maps_changed ? BPFG_TOOL_F_KERNEL_MAPS : 0; /* also after a failure: the maps stay */
@@ -1332,24 +1431,30 @@ static void retire_ids(uint32_t **list, size_t *n, const uint32_t *ids, size_t c
 static void tool_end(struct server *s, struct tool *tl)
 {
     struct reg_object *o = registry_object(&s->reg, tl->obj_id);
-    /* programs out of every process, then the tool's maps there */
-    for (size_t i = 0; i < tl->nlinks; i++)
-        link_remove(s, tl->links[i]);
+    size_t first = nsteps;
+    for (size_t i = 0; i < tl->nlinks; i++) {
+        struct tool_link *l = tl->links[i];
+        link_unwatch(s, l);
+        for (size_t k = 0; k < l->nin; k++)
+            step_add(l->in[k], l->prog_id, tl->obj_id);
+        l->nin = 0;
+    }
     if (o)
         for (struct target *t = s->targets.list; t; t = t->next)
             if (t->pid != tl->pid)
-                targets_remove_progs(s, t, NULL, 0, o->map_ids, o->map_cnt);
+                step_add(t->pid, 0, o->id);
     tool_kernel_forget(tl->obj_id);
     if (o && tl->pending) {
         retire_ids(&retired_progs, &nretired_progs, o->prog_ids, o->prog_cnt);
         retire_ids(&retired_maps, &nretired_maps, o->map_ids, o->map_cnt);
     }
     if (o)
-        registry_unload(&s->reg, o->id);
+        step_add(0, 0, o->id);
     tool_release(s, tl);
     tool_forget(s, tl);
-    srv_log(SRV_INFO, "tool %d: ended; its programs left every process", (int)tl->pid);
-    release_due = true; /* at tools_reap: tool_end may run inside a target's teardown */
+    srv_log(SRV_INFO, "tool %d: ended; its programs leave every process (%zu steps, in the background)", (int)tl->pid,
+            nsteps - first);
+    release_due = true; /* after the steps, on the tick: tool_end may run inside a target's teardown */
 }
 
 void tools_target_gone(struct server *s, struct target *t)
@@ -1372,10 +1477,7 @@ void tools_target_gone(struct server *s, struct target *t)
 
 void tools_reap(struct server *s)
 {
-    if (release_due) {
-        release_due = false;
-        release_tool_targets(s);
-    }
+    (void)s;
     for (struct tool **pp = &tools; *pp;) {
         struct tool *tl = *pp;
         if (!tl->dead) {
@@ -1396,6 +1498,10 @@ void tools_destroy(struct server *s)
             tool_end(s, tl);
         else if (!tl->dead)
             tool_release(s, tl);
+    steps_run(s, UINT64_MAX); /* stopping: what the ended tools left, at once */
+    free(steps);
+    steps = NULL;
+    nsteps = steps_done = 0;
     tools_reap(s);
     tracerwait_destroy(s);
     free(tp_names);
@@ -1417,8 +1523,10 @@ static void watch_again(struct server *s, struct tool *tl)
     for (size_t i = 0; i < tl->nlinks; i++) {
         struct tool_link *l = tl->links[i];
         char err[512];
-        if (!l->binary && l->pid <= 0 && is_syscall_kind(l->kind))
+        if (l->pid <= 0 && (l->binary ? is_library(l->binary) : is_syscall_kind(l->kind))) {
             link_watch_all(s, tl, l);
+            continue;
+        }
         if (!l->binary || (l->pid > 0 && sym_maps_binary(l->pid, l->binary)))
             continue;
         if (execwatch_add(s, l->binary, err, sizeof(err)) == 0)
@@ -1530,10 +1638,19 @@ void tools_adopted(struct server *s, struct target *t)
     tools_target_added(s, t);
 }
 
+/* Ended tools' steps, then the release of the processes they leave. */
+static void retire_some(struct server *s)
+{
+    uint64_t until = server_now_ms() + RETIRE_TICK_MS;
+    if (!steps_run(s, until) && release_due)
+        release_due = release_tool_targets(s, until);
+}
+
 void tools_tick(struct server *s)
 {
     tracerwait_tick(s);
     reach_some(s);
+    retire_some(s);
     uint64_t now = server_now_ms();
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
@@ -1553,7 +1670,7 @@ bool tools_has_pid(pid_t pid)
 
 void tools_release_targets(struct server *s)
 {
-    release_tool_targets(s);
+    release_tool_targets(s, UINT64_MAX);
 }
 
 void tools_pack_list(struct server *s, msgpack_packer *pk)

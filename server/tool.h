@@ -13,8 +13,9 @@
  * it (and caught at exec if it has not exec'd the probed binary yet: bpftrace
  * -c); pid -1 means every managed process that is not itself a tool and,
  * for a uprobe, every process mapping the binary, now (attached for the
- * tool) and later (execwatch.h), for a syscall tracepoint of a root tool,
- * every process started later (execwatch_add_all); a process attached afterwards
+ * tool) and later (execwatch.h; a library's: every new process is caught and
+ * those that map it at their entry point kept), for a syscall tracepoint of
+ * a root tool, every process started later (execwatch_add_all); a process attached afterwards
  * (`bpfgraft attach PID`) gets the running tools' links. Processes
  * attached for tools are detached when no tool wants them any more. When the tool exits its programs leave every process; the
  * processes keep running with whatever else is attached to them. */
@@ -58,6 +59,10 @@ void tools_adopted(struct server *s, struct target *t);
 void tools_tick(struct server *s);
 /* Whether pid is a running tool (in no one's scope but its own). */
 bool tools_has_pid(pid_t pid);
+/* Whether a process caught at exec (stopped at its entry point) is in a
+ * running tool's scope: a link for its pid, a system-wide syscall link,
+ * or a pid -1 uprobe on a file it maps. */
+bool tools_want_new(pid_t pid);
 /* Whether a running tool has a link for pid or attached in it. */
 bool tools_want_pid(pid_t pid);
 /* Detaches processes attached for tools or scopes (for_tools) that nothing

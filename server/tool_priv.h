@@ -25,8 +25,9 @@ struct tool_link {
     uint64_t cookie; /* bpf_get_attach_cookie in its attachments */
     pid_t *in;       /* processes it is attached in now */
     size_t nin;
-    bool watching; /* pid -1 on binary: new processes of it are caught (execwatch.c) */
-    pid_t *reach;  /* pid -1 on binary: processes running it still to attach (a few each tick) */
+    bool watching;     /* pid -1 on binary: new processes of it are caught (execwatch.c) */
+    bool watching_all; /* pid -1 syscalls or library: every new process is caught (execwatch_add_all) */
+    pid_t *reach;      /* pid -1 on binary: processes running it still to attach (a few each tick) */
     size_t nreach;
 };
 
