@@ -70,7 +70,7 @@
     pop %rsi
     pop %rdx
     pop %rcx
-    cmpb $0, rt_lahf(%rip)
+    cmpb $0, bpfg_entry_lahf(%rip)
     je .Le8_\@
     movzwl 8(%rsp), %eax
     test $0x04, %ah             /* DF (bit 10) set: the slow way */

@@ -533,10 +533,8 @@ H(h_send_signal_thread)
     return request_signal(user, r1, true);
 }
 
-void helpers_send_signal(const struct bpfg_exec *ex)
+void helpers_deliver_signal(const struct bpfg_exec *ex)
 {
-    if (!ex->signal)
-        return;
     long pid = rt_sys0(SYS_getpid), tid = rt_sys0(SYS_gettid);
     uint64_t mask = 0;
     /* The kernel's process-wide signal goes to the current thread unless

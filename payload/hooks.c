@@ -40,21 +40,23 @@ _Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot
 #define SAME_STACK_WINDOW (256ull << 20)
 #define THREAD_PROBES 64
 
-/* Set once by hooks_init, before any hook is active. */
-static bool use_membarrier;
+bool hooks_use_membarrier;
 
 /* How handlers find their thread's key (thread_key). */
 enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 }; /* 0: always correct; entry.h: T_KEY_* */
 /* read by the entry code too (entry.h: T_KEY_*) */
 uint8_t bpfg_key_method __attribute__((visibility("hidden")));
-/* The handler stacks' reservation (payload_abi.h); 0: none, every hit a miss. */
-static uint64_t hstacks;
+/* rt_lahf, copied beside bpfg_key_method for the entry code's flags
+ * restore (entry.h: RESTORE_SCRATCH): one data page fewer on a hit */
+uint8_t bpfg_entry_lahf __attribute__((visibility("hidden")));
+uint64_t hooks_hstacks;
 
 void hooks_init(void)
 {
     /* rdfsbase first, although a load of glibc's fs:0 (the TCB's self
      * pointer) is ~1 ns cheaper: a thread whose fs base is still 0 gets key
      * 0 (a miss) instead of a fault. */
+    bpfg_entry_lahf = rt_lahf;
     if (rt_hwcap2 & 2) /* HWCAP2_FSGSBASE */
         bpfg_key_method = KEY_RDFSBASE;
     else if (rt_params->libc.pthread_mutex_lock)
@@ -62,11 +64,11 @@ void hooks_init(void)
     else
         bpfg_key_method = KEY_SYSCALL;
     if (rt_params->handler_stacks_size >= BPFG_HANDLER_STACKS_SIZE)
-        hstacks = rt_params->handler_stacks;
+        hooks_hstacks = rt_params->handler_stacks;
     long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (rt_is_err(r) || !(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
         return;
-    use_membarrier = !rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0));
+    hooks_use_membarrier = !rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0));
 }
 
 /* ---- thread slots ---- */
@@ -123,33 +125,10 @@ static inline __attribute__((always_inline)) struct bpfg_thread_slot *thread_slo
     return thread_slot_slow(self);
 }
 
-/* Enters handler context; false if this thread is already inside one (a
- * hooked function called from a helper or a signal handler). */
-static inline __attribute__((always_inline)) bool thread_enter(struct bpfg_thread_slot *t)
-{
-    uint32_t seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
-    if (seq & 1)
-        return false;
-    if (use_membarrier) {
-        /* hooks_quiesce's membarrier orders this store before our loads */
-        __atomic_store_n(&t->seq, seq + 1, __ATOMIC_RELAXED);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    } else {
-        /* a locked add: the seq store is ordered before the program loads */
-        __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
-    }
-    return true;
-}
-
-static void thread_leave(struct bpfg_thread_slot *t)
-{
-    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
-}
-
 /* Drops entries of frames that are gone (left by an exception or longjmp,
  * their programs never run): their slot is at or below sp, on the same
  * stack. */
-static void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
+static PAYLOAD_HOT void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
 {
     while (t->depth) {
         const struct bpfg_shadow_entry *e = &t->stack[t->depth - 1];
@@ -162,7 +141,7 @@ static void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool incl
     }
 }
 
-static void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
+static PAYLOAD_HOT void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
 {
     __atomic_fetch_add(&h->misses, 1, __ATOMIC_RELAXED);
     if (t)
@@ -204,10 +183,10 @@ _Static_assert(HSTACK_NESTED == 0x10000, "entry.h: HSTACK_NESTED");
 uint64_t bpfg_handler_stack(uint64_t sp)
 {
     struct bpfg_thread_slot *t = thread_slot();
-    if (!t || !hstacks)
+    if (!t || !hooks_hstacks)
         return 0;
     size_t i = (size_t)(t - bpfg_threads);
-    uint64_t lo = hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
+    uint64_t lo = hooks_hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
     if (sp - lo < BPFG_HANDLER_STACK_SIZE)
         return sp & ~15ull;
     if (!__atomic_load_n(&bpfg_hstack_top[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
@@ -216,33 +195,7 @@ uint64_t bpfg_handler_stack(uint64_t sp)
     return *(volatile uint64_t *)(uintptr_t)(top - 8) ? top - HSTACK_NESTED : top;
 }
 
-/* The slot of the thread running on the handler stack that p is on: the
- * entry code checked its owner, no second lookup. */
-static inline struct bpfg_thread_slot *stack_slot(const void *p)
-{
-    return &bpfg_threads[((uint64_t)(uintptr_t)p - hstacks) / BPFG_HANDLER_STACK_STRIDE];
-}
-
-/* Sets every field but rb[] (only read below nrb), one store each: a
- * {...} initialiser or a memset becomes a rep stos, which cost more than
- * the rest of an empty program's run. */
-static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, struct bpfg_hook_slot *h, bool entry)
-{
-    ex->regs = regs;
-    ex->ctx = NULL;
-    ex->ctx_len = 0;
-    ex->hook = h;
-    ex->entry = entry;
-    ex->override = false;
-    ex->override_rc = 0;
-    ex->tail_next = NULL;
-    ex->tail_count = 0;
-    ex->signal = 0;
-    ex->nrb = 0;
-    ex->cookie = 0;
-}
-
-static void run_list(uint64_t *list, const uint64_t *cookies, struct bpfg_exec *ex)
+static PAYLOAD_HOT void run_list(uint64_t *list, const uint64_t *cookies, struct bpfg_exec *ex)
 {
     for (int i = 0; i < BPFG_HOOK_MAX_PROGS; i++) {
         struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
@@ -261,7 +214,7 @@ static inline bool any_prog(const uint64_t *list)
             __atomic_load_n(&list[2], __ATOMIC_ACQUIRE) | __atomic_load_n(&list[3], __ATOMIC_ACQUIRE)) != 0;
 }
 
-static struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
+static PAYLOAD_HOT struct bpfg_hook_slot *hook_resume(uint64_t index, uint64_t *resume)
 {
     if (index >= BPFG_MAX_HOOKS)
         __builtin_trap(); /* a stub we did not make: nowhere to continue */
@@ -286,7 +239,7 @@ void bpfg_uprobe_miss(uint64_t *word)
  * return to the caller with regs->ax (bpf_override_return), 0 to continue
  * at the resume address, which it stores in *resume (on the target's
  * stack, read by the entry code's jmp). */
-long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
+PAYLOAD_HOT long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
 {
     /* a stub inside a function stepped over the red zone (payload_abi.h) */
     bool mid = regs->orig_ax & BPFG_HOOK_INDEX_MID;
@@ -302,13 +255,13 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
         miss(h, NULL); /* inert, or a thread that reached the site as it was unhooked */
         return 0;
     }
-    struct bpfg_thread_slot *t = stack_slot(regs);
-    if (!thread_enter(t)) {
+    struct bpfg_thread_slot *t = hooks_stack_slot(regs);
+    if (!hooks_thread_enter(t)) {
         miss(h, t);
         return 0;
     }
     struct bpfg_exec ex;
-    exec_init(&ex, regs, h, true);
+    hooks_exec_init(&ex, regs, h, true);
     if (has_entry)
         run_list(h->entry_progs, h->entry_cookies, &ex);
     ex.override &= !mid; /* mid-function: no call to return from */
@@ -334,7 +287,7 @@ long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
             miss(h, t);
         }
     }
-    thread_leave(t);
+    hooks_thread_leave(t);
     helpers_send_signal(&ex);
     if (ex.override) {
         regs->ax = ex.override_rc;
@@ -365,22 +318,22 @@ void bpfg_uretprobe_lost(uint64_t *slot)
 }
 
 /* Called by bpfg_uretprobe_return; returns the original return address. */
-uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
+PAYLOAD_HOT uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
 {
     uint64_t slot = regs->sp - 8;
-    struct bpfg_thread_slot *t = stack_slot(regs);
+    struct bpfg_thread_slot *t = hooks_stack_slot(regs);
     shadow_drop_below(t, slot, false);
     if (!t->depth || t->stack[t->depth - 1].slot != slot)
         fatal_no_entry(slot);
     struct bpfg_shadow_entry e = t->stack[t->depth - 1];
     __atomic_store_n(&t->depth, t->depth - 1, __ATOMIC_RELEASE);
     regs->ip = e.ret;
-    if (e.hook_index < BPFG_MAX_HOOKS && thread_enter(t)) {
+    if (e.hook_index < BPFG_MAX_HOOKS && hooks_thread_enter(t)) {
         struct bpfg_hook_slot *h = &bpfg_hooks[e.hook_index];
         struct bpfg_exec ex;
-        exec_init(&ex, regs, h, false);
+        hooks_exec_init(&ex, regs, h, false);
         run_list(h->ret_progs, h->ret_cookies, &ex);
-        thread_leave(t);
+        hooks_thread_leave(t);
         helpers_send_signal(&ex);
     }
     return e.ret;
@@ -390,9 +343,9 @@ uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint6
 {
     uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
     if (!ret0 || value < ret0 || value - ret0 >= BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY ||
-        (value - ret0) % BPFG_UNWIND_ENTRY || (uint64_t)(uintptr_t)regs - hstacks >= BPFG_HANDLER_STACKS_SIZE)
+        (value - ret0) % BPFG_UNWIND_ENTRY || (uint64_t)(uintptr_t)regs - hooks_hstacks >= BPFG_HANDLER_STACKS_SIZE)
         return value;
-    const struct bpfg_thread_slot *t = stack_slot(regs);
+    const struct bpfg_thread_slot *t = hooks_stack_slot(regs);
     uint32_t depth = (uint32_t)((value - ret0) / BPFG_UNWIND_ENTRY);
     return depth < t->depth && t->stack[depth].slot == slot ? t->stack[depth].ret : value;
 }
@@ -482,7 +435,7 @@ bool hooks_quiesce(int timeout_ms)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     /* A full barrier on every thread: a handler either already shows an
      * odd seq below, or loads the program pointers after our clearing. */
-    if (use_membarrier && rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)))
+    if (hooks_use_membarrier && rt_is_err(rt_sys3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)))
         __builtin_trap(); /* registered, so it cannot fail; never guess */
     for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
         snap[i] = __atomic_load_n(&bpfg_threads[i].seq, __ATOMIC_SEQ_CST);

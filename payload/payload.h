@@ -29,6 +29,12 @@ struct prog {
     struct bpfg_prog_stats *stats; /* its slot of bpfg_stats (payload_abi.h section 9) */
 };
 
+/* The code of the probe and syscall hot paths, kept together (the linker
+ * groups .text.hot first): a thread coming back from a syscall has lost
+ * its TLB entries where the kernel has page-table isolation without PCID,
+ * and each page it touches then costs a walk. */
+#define PAYLOAD_HOT __attribute__((section(".text.hot")))
+
 /* One program run on a target thread; helpers receive it as their user
  * pointer through bpfg_vm_exec_ctx(). */
 struct bpfg_exec {
@@ -67,8 +73,14 @@ int helpers_set_pidns(const void *body, size_t len, char *err, size_t errlen);
 /* A thread id as the kernel's helpers give it (initial pid namespace). */
 uint32_t helpers_host_tid(uint32_t tid);
 /* Sends the signal a program asked for with bpf_send_signal(_thread), if
- * any; called after the thread left the handler's critical section. */
-void helpers_send_signal(const struct bpfg_exec *ex);
+ * any; called after the thread left the handler's critical section. The
+ * test is inline: nearly every run asks for none. */
+void helpers_deliver_signal(const struct bpfg_exec *ex);
+static inline __attribute__((always_inline)) void helpers_send_signal(const struct bpfg_exec *ex)
+{
+    if (__builtin_expect(ex->signal != 0, 0))
+        helpers_deliver_signal(ex);
+}
 /* The helper table native code receives (indexed by helper id). */
 extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 /* Runs a program and the programs it tail-calls. */
@@ -135,6 +147,61 @@ extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 /* main.c: the injector's parameters; trap.c reads the patch journal */
 extern struct bpfg_payload_params bpfg_payload_params __attribute__((visibility("default")));
 extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+/* Set once by hooks_init, before any hook is active: the handler stacks'
+ * reservation (0: none, every hit a miss) and whether grace periods use
+ * membarrier (handlers then need no locked instruction). */
+extern uint64_t hooks_hstacks;
+extern bool hooks_use_membarrier;
+
+/* The slot of the thread running on the handler stack that p is on: the
+ * entry code checked its owner, no second lookup. */
+static inline __attribute__((always_inline)) struct bpfg_thread_slot *hooks_stack_slot(const void *p)
+{
+    return &bpfg_threads[((uint64_t)(uintptr_t)p - hooks_hstacks) / BPFG_HANDLER_STACK_STRIDE];
+}
+
+/* Enters handler context; false if this thread is already inside one (a
+ * hooked function called from a helper or a signal handler). */
+static inline __attribute__((always_inline)) bool hooks_thread_enter(struct bpfg_thread_slot *t)
+{
+    uint32_t seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+    if (seq & 1)
+        return false;
+    if (hooks_use_membarrier) {
+        /* hooks_quiesce's membarrier orders this store before our loads */
+        __atomic_store_n(&t->seq, seq + 1, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    } else {
+        /* a locked add: the seq store is ordered before the program loads */
+        __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    }
+    return true;
+}
+
+static inline __attribute__((always_inline)) void hooks_thread_leave(struct bpfg_thread_slot *t)
+{
+    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Sets every field of a run but rb[] (only read below nrb), one store
+ * each: a {...} initialiser or a memset becomes a rep stos, which cost
+ * more than the rest of an empty program's run. */
+static inline __attribute__((always_inline)) void hooks_exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs,
+                                                                  struct bpfg_hook_slot *h, bool entry)
+{
+    ex->regs = regs;
+    ex->ctx = NULL;
+    ex->ctx_len = 0;
+    ex->hook = h;
+    ex->entry = entry;
+    ex->override = false;
+    ex->override_rc = 0;
+    ex->tail_next = NULL;
+    ex->tail_count = 0;
+    ex->signal = 0;
+    ex->nrb = 0;
+    ex->cookie = 0;
+}
 /* The uprobe handlers the entry code calls (start.S), also called by the
  * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */
 long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume);

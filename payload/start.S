@@ -29,6 +29,8 @@ bpfg_payload_start:
     jmp 3b
     .size bpfg_payload_start, . - bpfg_payload_start
 
+    .section .text.hot,"ax",@progbits   /* payload.h: PAYLOAD_HOT */
+
 /* From a stub: [rsp] = hook index, [rsp+8] = the function's return
  * address. The handler runs on the thread's handler stack; the target's
  * stack holds only SAVE_SCRATCH's words (entry.h). */

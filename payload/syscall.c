@@ -19,7 +19,7 @@
  * target's stack with the thread's own mask, so signals, restarts and
  * blocking behave as at the site. The numbers that need the handler's special cases below are never rewritten
  * (bpfg_sys_slow_only). A fork child inherits the rewritten text but runs
- * unhooked, like on the signal path: fast_live is on a MADV_WIPEONFORK
+ * unhooked, like on the signal path: hot.fast_live is on a MADV_WIPEONFORK
  * page. A vfork child (or clone with CLONE_VM and no CLONE_THREAD) shares
  * our memory and does run the programs through rewritten sites, with its
  * own tid, as the kernel's tracepoint would (the signal path misses them).
@@ -103,8 +103,16 @@ __attribute__((used, section(".text.bpfg_rescue"), aligned(16))) static const ui
 static uint64_t sys_enter[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
 static uint64_t sys_exit[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
 static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS]; /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
-static volatile uint8_t nr_has[BPFG_SYS_MAX_NR];  /* 1: enter, 2: exit programs for this nr */
-static volatile uint8_t raw_has;                  /* bit per raw list */
+/* What every hooked syscall reads first, on one page (payload.h,
+ * PAYLOAD_HOT: each page touched after a syscall may cost a TLB walk). */
+static struct {
+    /* One byte on a MADV_WIPEONFORK page: 1 in this process, 0 in a fork
+     * child, which runs unhooked (it has no Syscall User Dispatch either)
+     * but inherits the rewritten text. */
+    volatile uint8_t *fast_live;
+    volatile uint8_t raw_has;                 /* bit per raw list */
+    volatile uint8_t nr_has[BPFG_SYS_MAX_NR]; /* 1: enter, 2: exit programs for this nr */
+} hot __attribute__((aligned(1024)));
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
 static bool installed;
@@ -115,45 +123,6 @@ static uint64_t misses, dispatched;
 void syscall_set_socket(int fd)
 {
     notify_fd = fd;
-}
-
-/* ---- thread slots (shared with hooks.c: the grace periods of
- * hooks_quiesce cover syscall programs too) ---- */
-
-static uint64_t thread_key(void)
-{
-    uint64_t k;
-    if (rt_hwcap2 & 2) { /* HWCAP2_FSGSBASE */
-        __asm__ volatile("rdfsbase %0" : "=r"(k));
-        return k;
-    }
-    if (rt_params->libc.pthread_mutex_lock) {
-        __asm__ volatile("mov %%fs:0, %0" : "=r"(k));
-        return k;
-    }
-    long r = rt_sys2(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, (long)&k);
-    return rt_is_err(r) ? 0 : k;
-}
-
-static struct bpfg_thread_slot *thread_slot(void)
-{
-    uint64_t self = thread_key();
-    if (!self)
-        return NULL;
-    uint32_t h = (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40);
-    for (uint32_t i = 0; i < 64; i++) {
-        struct bpfg_thread_slot *t = &bpfg_threads[(h + i) % BPFG_MAX_THREADS];
-        uint64_t o = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
-        if (o == self)
-            return t;
-        if (o == 0) {
-            uint64_t expected = 0;
-            if (__atomic_compare_exchange_n(&t->owner, &expected, self, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
-                expected == self)
-                return t;
-        }
-    }
-    return NULL;
 }
 
 /* ---- the syscall itself, from payload text ---- */
@@ -202,6 +171,10 @@ struct call {
     uint64_t args[6];
     struct bpfg_pt_regs *regs; /* kernel layout, for raw tracepoints and bpf_get_stack */
     int32_t tid;
+    /* the thread's slot (hooks.c; its grace periods cover syscall
+     * programs too), found from the handler stack the call runs on; NULL
+     * off it: the programs miss */
+    struct bpfg_thread_slot *slot;
 };
 
 static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, long nr)
@@ -215,92 +188,95 @@ static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, long nr)
     r->flags = (uint64_t)g[REG_EFL], r->sp = (uint64_t)g[REG_RSP], r->ss = 0x2b;
 }
 
-static void run_list(const uint64_t *list, struct bpfg_exec *ex)
+static PAYLOAD_HOT void run_list(const uint64_t *list, struct bpfg_exec *ex)
 {
     for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
         struct prog *p = (struct prog *)(uintptr_t)__atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
         if (p)
-            helpers_run(p, ex);
+            helpers_run_hot(p, ex);
     }
-}
-
-/* Clears everything but rb[] (read only below nrb): a {...} initialiser
- * would clear rb[] with a rep stos on every syscall. */
-static inline void exec_init(struct bpfg_exec *ex, struct bpfg_pt_regs *regs, bool entry)
-{
-    memset(ex, 0, offsetof(struct bpfg_exec, rb));
-    ex->regs = regs;
-    ex->entry = entry;
 }
 
 static bool want_enter(long nr)
 {
-    uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
-    return (raw & 5) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (nr_has[nr] & 1));
+    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
+    return (raw & 5) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (hot.nr_has[nr] & 1));
 }
 
 static bool want_exit(long nr)
 {
-    uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
-    return (raw & 10) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (nr_has[nr] & 2));
+    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
+    return (raw & 10) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (hot.nr_has[nr] & 2));
 }
 
 /* Runs the sys_enter programs. Returns true (with *rc) when one of them
  * called bpf_override_return: the syscall must not run. */
-static bool run_enter(struct call *c, int64_t *rc)
+/* Enters the thread's handler context for c; false (a miss) when the
+ * call runs off the handler stack or inside another handler. */
+static PAYLOAD_HOT bool call_enter(const struct call *c)
 {
-    struct bpfg_thread_slot *t = thread_slot();
-    if (!t || (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)) {
-        __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+    if (c->slot && hooks_thread_enter(c->slot))
+        return true;
+    __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+/* The record lists run only when they hold a program (the test is one
+ * byte): every list a load and a branch per slot otherwise. */
+static PAYLOAD_HOT bool run_enter(struct call *c, int64_t *rc)
+{
+    if (!call_enter(c))
         return false;
-    }
-    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
-    struct tp_enter rec;
+    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
     struct bpfg_exec ex;
-    exec_init(&ex, c->regs, true);
-    if (((unsigned long)c->nr < BPFG_SYS_MAX_NR && (nr_has[c->nr] & 1)) || (raw_has & 1)) {
-        memset(&rec, 0, sizeof(rec));
-        rec.common_pid = c->tid;
-        rec.nr = c->nr;
-        memcpy(rec.args, c->args, sizeof(rec.args));
+    hooks_exec_init(&ex, c->regs, NULL, true);
+    if (((unsigned long)c->nr < BPFG_SYS_MAX_NR && (hot.nr_has[c->nr] & 1)) || (raw & 1)) {
+        struct tp_enter rec; /* field by field: an initialiser is a rep stos */
+        rec.common_type = 0, rec.common_flags = 0, rec.common_preempt_count = 0;
+        rec.common_pid = c->tid, rec.nr = c->nr;
+        rec.args[0] = c->args[0], rec.args[1] = c->args[1], rec.args[2] = c->args[2];
+        rec.args[3] = c->args[3], rec.args[4] = c->args[4], rec.args[5] = c->args[5];
         ex.ctx = &rec;
         ex.ctx_len = sizeof(rec);
         if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
             run_list(sys_enter[c->nr], &ex);
-        run_list(raw_lists[0], &ex);
+        if (raw & 1)
+            run_list(raw_lists[0], &ex);
     }
-    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)c->nr};
-    ex.ctx = rawtp;
-    ex.ctx_len = sizeof(rawtp);
-    run_list(raw_lists[2], &ex);
-    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+    if (raw & 4) {
+        uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)c->nr};
+        ex.ctx = rawtp;
+        ex.ctx_len = sizeof(rawtp);
+        run_list(raw_lists[2], &ex);
+    }
+    hooks_thread_leave(c->slot);
     helpers_send_signal(&ex); /* delivered now (our handler runs with the target's mask): before the syscall */
     *rc = (int64_t)ex.override_rc;
     return ex.override;
 }
 
-static void run_exit(struct call *c, int64_t ret)
+static PAYLOAD_HOT void run_exit(struct call *c, int64_t ret)
 {
-    struct bpfg_thread_slot *t = thread_slot();
-    if (!t || (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) & 1)) {
-        __atomic_fetch_add(&misses, 1, __ATOMIC_RELAXED);
+    if (!call_enter(c))
         return;
-    }
-    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
     struct tp_exit rec = {.common_pid = c->tid, .nr = c->nr, .ret = ret};
     c->regs->ax = (uint64_t)ret;
     struct bpfg_exec ex;
-    exec_init(&ex, c->regs, false);
+    hooks_exec_init(&ex, c->regs, NULL, false);
     ex.ctx = &rec;
     ex.ctx_len = sizeof(rec);
     if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
         run_list(sys_exit[c->nr], &ex);
-    run_list(raw_lists[1], &ex);
-    uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)ret};
-    ex.ctx = rawtp;
-    ex.ctx_len = sizeof(rawtp);
-    run_list(raw_lists[3], &ex);
-    __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+    if (raw & 2)
+        run_list(raw_lists[1], &ex);
+    if (raw & 8) {
+        uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)ret};
+        ex.ctx = rawtp;
+        ex.ctx_len = sizeof(rawtp);
+        run_list(raw_lists[3], &ex);
+    }
+    hooks_thread_leave(c->slot);
     helpers_send_signal(&ex);
 }
 
@@ -419,10 +395,6 @@ enum { SITE_NEW = 0, SITE_CANDIDATE = 1, SITE_DONE = 2 };
 static uint64_t site_key[SITES];
 static uint8_t site_state[SITES];
 static volatile uint8_t fast_on; /* report sites (BPFG_SYS_F_REWRITE) */
-/* One byte on a MADV_WIPEONFORK page: 1 in this process, 0 in a fork
- * child, which runs unhooked (it has no Syscall User Dispatch either) but
- * inherits the rewritten text. */
-static volatile uint8_t *fast_live;
 extern char bpfg_sys_fast_entry[];
 extern char bpfg_sigsys_entry[];
 
@@ -495,6 +467,7 @@ static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
     c->args[3] = r->r10, c->args[4] = r->r8, c->args[5] = r->r9;
     c->regs = r;
     c->tid = 0;
+    c->slot = hooks_stack_slot(r); /* the entry code switched to the thread's handler stack */
     /* what the kernel's pt_regs has after `syscall` */
     r->cx = r->ip;
     r->r11 = r->flags;
@@ -507,22 +480,22 @@ static bool site_bound(long nr)
     return nr == SYS_rt_sigreturn || nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
 }
 
-long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
+PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 {
     struct call c;
     fast_call_init(&c, r);
     bool nodisp = __atomic_load_n(&no_dispatch, __ATOMIC_RELAXED);
-    if (nodisp ? !*fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
+    if (nodisp ? !*hot.fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
         return FAST_SLOW;
-    if (!*fast_live)
+    if (!*hot.fast_live)
         return 0;
     long slow = nodisp && site_bound(c.nr) ? FAST_SLOW : 0;
     long exit = want_exit(c.nr) ? FAST_EXIT : 0;
     int64_t ret;
     if (want_enter(c.nr)) {
-        uint8_t raw = __atomic_load_n(&raw_has, __ATOMIC_RELAXED);
+        uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
         /* only the record formats carry the tid: raw tracepoints skip gettid */
-        if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (nr_has[c.nr] & 3)))
+        if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (hot.nr_has[c.nr] & 3)))
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
         if (run_enter(&c, &ret)) {
             r->ax = (uint64_t)ret;
@@ -540,7 +513,7 @@ long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 }
 
 /* After the call, on the handler stack again: the sys_exit programs. */
-void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
+PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
 {
     struct call c;
     fast_call_init(&c, r);
@@ -559,7 +532,7 @@ void bpfg_sys_fast_miss(uint64_t *word)
 
 static int fast_setup(void)
 {
-    if (fast_live)
+    if (hot.fast_live)
         return 0;
     long a = rt_sys6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (rt_is_err(a))
@@ -570,7 +543,7 @@ static int fast_setup(void)
         return (int)r;
     }
     *(volatile uint8_t *)a = 1;
-    __atomic_store_n(&fast_live, (volatile uint8_t *)a, __ATOMIC_RELEASE);
+    __atomic_store_n(&hot.fast_live, (volatile uint8_t *)a, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -592,7 +565,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
 }
 
 /* Run by bpfg_sigsys_entry (syscall_entry.S) on the thread's handler stack. */
-void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv)
+void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
 {
     if (si->si_code != SYS_USER_DISPATCH_CODE) {
         chain(sig, si, ucv);
@@ -603,6 +576,7 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv)
     struct bpfg_pt_regs regs;
     struct call c;
     c.regs = &regs;
+    c.slot = on_hstack ? hooks_stack_slot(&regs) : NULL;
     c.nr = si->si_syscall;
     c.args[0] = (uint64_t)g[REG_RDI], c.args[1] = (uint64_t)g[REG_RSI], c.args[2] = (uint64_t)g[REG_RDX];
     c.args[3] = (uint64_t)g[REG_R10], c.args[4] = (uint64_t)g[REG_R8], c.args[5] = (uint64_t)g[REG_R9];
@@ -781,14 +755,14 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
         uint64_t *list = h.kind == BPFG_SYS_ENTER ? sys_enter[h.nr] : sys_exit[h.nr];
         if ((r = add_prog(list, p, err, errlen)))
             return r;
-        __atomic_fetch_or(&nr_has[h.nr], h.kind == BPFG_SYS_ENTER ? 1 : 2, __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(&hot.nr_has[h.nr], h.kind == BPFG_SYS_ENTER ? 1 : 2, __ATOMIC_SEQ_CST);
     } else {
         static const int idx[] = {
             [BPFG_SYS_RAW_ENTER] = 0, [BPFG_SYS_RAW_EXIT] = 1, [BPFG_SYS_RAWTP_ENTER] = 2, [BPFG_SYS_RAWTP_EXIT] = 3};
         static const uint8_t bit[] = {1, 2, 4, 8};
         if ((r = add_prog(raw_lists[idx[h.kind]], p, err, errlen)))
             return r;
-        __atomic_fetch_or(&raw_has, bit[idx[h.kind]], __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(&hot.raw_has, bit[idx[h.kind]], __ATOMIC_SEQ_CST);
     }
     /* dispatch again, if the last program's removal let syscalls through */
     __atomic_store_n(&bpfg_sys_selector, SUD_BLOCK, __ATOMIC_SEQ_CST);
@@ -808,9 +782,9 @@ static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, ui
 
 void syscall_remove_all(void)
 {
-    __atomic_store_n(&raw_has, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hot.raw_has, 0, __ATOMIC_SEQ_CST);
     for (int n = 0; n < BPFG_SYS_MAX_NR; n++) {
-        __atomic_store_n(&nr_has[n], 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&hot.nr_has[n], 0, __ATOMIC_SEQ_CST);
         for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
             __atomic_store_n(&sys_enter[n][i], 0, __ATOMIC_SEQ_CST);
             __atomic_store_n(&sys_exit[n][i], 0, __ATOMIC_SEQ_CST);
@@ -903,9 +877,9 @@ static bool list_empty(const uint64_t *list)
 /* Whether any syscall program or tool mode needs dispatch. */
 static bool syscall_any_use(void)
 {
-    bool none = !__atomic_load_n(&raw_has, __ATOMIC_SEQ_CST);
+    bool none = !__atomic_load_n(&hot.raw_has, __ATOMIC_SEQ_CST);
     for (int n = 0; n < BPFG_SYS_MAX_NR && none; n++)
-        none = !__atomic_load_n(&nr_has[n], __ATOMIC_SEQ_CST);
+        none = !__atomic_load_n(&hot.nr_has[n], __ATOMIC_SEQ_CST);
     return !none || __atomic_load_n(&tool_on, __ATOMIC_SEQ_CST);
 }
 
@@ -938,7 +912,7 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
             continue;
         found = true;
         uint8_t has = (uint8_t)((list_empty(sys_enter[n]) ? 0 : 1) | (list_empty(sys_exit[n]) ? 0 : 2));
-        __atomic_store_n(&nr_has[n], has, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&hot.nr_has[n], has, __ATOMIC_SEQ_CST);
     }
     static const uint8_t bit[] = {1, 2, 4, 8};
     for (int k = 0; k < 4; k++) {
@@ -946,7 +920,7 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
             continue;
         found = true;
         if (list_empty(raw_lists[k]))
-            __atomic_fetch_and(&raw_has, (uint8_t)~bit[k], __ATOMIC_SEQ_CST);
+            __atomic_fetch_and(&hot.raw_has, (uint8_t)~bit[k], __ATOMIC_SEQ_CST);
     }
     if (!found) {
         snprintf(err, errlen, "program %u is not attached to a syscall", u.prog_id);

@@ -124,6 +124,7 @@ bpfg_sys_clone_stubs_end:
     .hidden bpfg_sys_fast_enter
     .hidden bpfg_sys_fast_exit
     .hidden bpfg_sys_fast_miss
+    .section .text.hot,"ax",@progbits   /* payload.h: PAYLOAD_HOT */
     .globl bpfg_sys_fast_entry
     .hidden bpfg_sys_fast_entry
     .type bpfg_sys_fast_entry, @function
@@ -186,6 +187,7 @@ bpfg_sys_fast_entry:
     lea 8+128(%rsp), %rsp               /* the return address, the red zone skip */
     jmp *%rcx
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
+    .text
 
 /* bpfg_sigsys_entry(sig, si, uc): our SIGSYS handler (entry.h,
  * SIGNAL_ENTRY). A thread without a handler stack runs

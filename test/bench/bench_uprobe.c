@@ -443,6 +443,64 @@ static int trap_floor(long n, double *ns)
     return sigaction(SIGTRAP, &old, NULL) != 0 ? -errno : 0;
 }
 
+/* Native replicas of the control flow of a jmp hook and of a uretprobe,
+ * without any of the work between (no stack switch, no pt_regs, no
+ * program): what the hardware charges for the shape alone.
+ *  floor_site: the site's jmp to the stub, whose push and indirect jmp
+ *    reach an entry that saves and restores the flags and four registers
+ *    as SAVE_SCRATCH/RESTORE_SCRATCH do (sahf, not popfq), then jmps to
+ *    the resume code, which runs the displaced instruction and jmps back.
+ *  floor_swap: a function whose return address is replaced by a
+ *    trampoline's that jmps to the original (the return mispredicts);
+ *    floor_keep does the same work and returns normally. */
+long floor_plain(long x);
+long floor_site(long x);
+long floor_swap(long x);
+long floor_keep(long x);
+void *floor_entry_ptr, *floor_back_ptr, *floor_saved_ret;
+__asm__(".text\n"
+        "floor_plain: mov %rdi, %rax\n add $1, %rax\n ret\n"
+        "floor_site: jmp floor_stub\n"
+        "floor_after: ret\n"
+        "floor_stub: push $7\n jmp *floor_entry_ptr(%rip)\n"
+        "floor_resume: mov %rdi, %rax\n add $1, %rax\n jmp *floor_back_ptr(%rip)\n"
+        "floor_entry: pushfq\n push %rax\n push %rcx\n push %rdx\n push %rsi\n"
+        "    lea floor_resume(%rip), %rax\n mov %rax, 40(%rsp)\n"
+        "    pop %rsi\n pop %rdx\n pop %rcx\n movzwl 8(%rsp), %eax\n shr $3, %ah\n and $1, %ah\n"
+        "    xchg %al, %ah\n add $0x7f, %al\n sahf\n pop %rax\n lea 8(%rsp), %rsp\n"
+        "    lea 8(%rsp), %rsp\n jmp *-8(%rsp)\n"
+        "floor_swap: mov (%rsp), %rax\n mov %rax, floor_saved_ret(%rip)\n lea floor_tramp(%rip), %rax\n"
+        "    mov %rax, (%rsp)\n mov %rdi, %rax\n ret\n"
+        "floor_tramp: push floor_saved_ret(%rip)\n lea 8(%rsp), %rsp\n jmp *-8(%rsp)\n"
+        "floor_keep: mov (%rsp), %rax\n mov %rax, floor_saved_ret(%rip)\n lea floor_tramp(%rip), %rax\n"
+        "    mov %rdi, %rax\n ret\n");
+extern char floor_entry[], floor_after[];
+
+/* ns per call of f, best of 3 runs of n. */
+static double floor_per_call(long (*f)(long), long n)
+{
+    long (*volatile call)(long) = f;
+    double best = 1e18;
+    for (int k = 0; k < 3; k++) {
+        uint64_t t0 = bench_now_ns();
+        for (long i = 0; i < n; i++)
+            bench_keep(call(i));
+        double per = (double)(bench_now_ns() - t0) / (double)n;
+        best = per < best ? per : best;
+    }
+    return best;
+}
+
+/* The shapes' added ns per call: *site over a plain call, *swap over
+ * floor_keep. */
+static void shape_floors(long n, double *site, double *swap)
+{
+    floor_entry_ptr = floor_entry;
+    floor_back_ptr = floor_after;
+    *site = floor_per_call(floor_site, n) - floor_per_call(floor_plain, n);
+    *swap = floor_per_call(floor_swap, n) - floor_per_call(floor_keep, n);
+}
+
 /* bpf_get_stackid(BPF_F_USER_STACK) at bench_deep_target, 8 and 32 frames
  * deep in a victim without frame pointers: bpfgraft (CFI) beside the
  * kernel (frame pointers, so it sees fewer frames) on the same uprobe. */
@@ -554,6 +612,12 @@ static int run(struct bench_ctx *ctx)
                  k_off - base);
     bench_report(ctx, "uprobe empty", "int3 + empty SIGTRAP handler (the trap's floor)", floor_ns, "ns/hit", "kernel",
                  k_up - base);
+    double site_floor, swap_floor;
+    shape_floors(n, &site_floor, &swap_floor);
+    bench_report(ctx, "uprobe empty", "native replica of the jmp hook's control flow (its floor)", site_floor, "ns/hit",
+                 "bpfgraft llvm", up[2].per_call - base);
+    bench_report(ctx, "uretprobe empty", "native return-address swap alone (its floor beyond the entry's)", swap_floor,
+                 "ns/hit", "bpfgraft llvm", ret[2].per_call - base);
     if ((err = stackid_costs(ctx, &r, &v, victim_bin, obj, n, kn)))
         goto out;
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);
