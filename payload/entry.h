@@ -39,7 +39,6 @@
 #define T_KEY_RDFSBASE 1                /* bpfg_key_method values */
 #define T_KEY_FS0 2
 #define HSTACK_SIZE 0x20000             /* BPFG_HANDLER_STACK_SIZE */
-#define HSTACK_NESTED 0x10000           /* hooks.c: where an entry starts below one in use */
 
 /* The words the entry code keeps on the target's stack (T = rsp after
  * SAVE_SCRATCH): four registers the stack lookup uses, the flags, the word
@@ -89,9 +88,6 @@
 
 /* rsp = T. Switches to the thread's handler stack with a kernel-layout
  * struct pt_regs at rsp (ip and orig_ax left to the caller) and rbx = T;
- * the word above the pt_regs is 1 until SWITCH_BACK (at the stack's top:
- * an entry from another stack, a signal handler's on its sigaltstack that
- * interrupted this one, starts HSTACK_NESTED lower instead);
  * the thread's slot and stack found inline (hooks.c: thread_slot) when it
  * has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
  * and continues at `none` with rsp = T and every register as at entry but
@@ -122,12 +118,8 @@
     lea -1(%rax), %rcx                  /* already on it (nested): below sp */
     sub %rsp, %rcx
     cmp $HSTACK_SIZE, %rcx
-    jb .Le4_\@
-    cmpq $0, -8(%rax)                   /* the top's entry is in use: a signal */
-    je .Le6_\@                          /* handler on its own stack interrupted it */
-    sub $HSTACK_NESTED, %rax
-    jmp .Le6_\@
-.Le4_\@:  mov %rsp, %rax
+    jae .Le6_\@
+    mov %rsp, %rax
     and $-16, %rax
     jmp .Le6_\@
 .Le5_\@:  push %rdi                           /* the slow path: a C call */
@@ -157,7 +149,6 @@
     jz \none
 .Le6_\@:  mov %rsp, %rcx
     lea -(PTREGS+8)(%rax), %rsp         /* 16-aligned for the call */
-    movq $1, PTREGS(%rsp)               /* in use (the top's marker word) */
     mov %rbx, RBX(%rsp)
     mov %rcx, %rbx
     mov %r15, R15(%rsp)
@@ -192,7 +183,6 @@
  * registers the call may have clobbered reloaded from the pt_regs (r12-r15
  * and rbp are callee-saved), rax rcx rdx rsi and the flags still at T. */
 .macro SWITCH_BACK
-    movq $0, PTREGS(%rsp)
     mov R11(%rsp), %r11
     mov R10(%rsp), %r10
     mov R9(%rsp), %r9
@@ -237,8 +227,7 @@
     mov %r12d, %edi
     mov %r13, %rsi
     mov %r14, %rdx
-    call \handler                     /* its return address: the in-use marker */
-    movq $0, -8(%rsp)
+    call \handler
     mov %rbx, %rsp
     pop %r14
     pop %r13

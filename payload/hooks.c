@@ -173,13 +173,7 @@ static __attribute__((noinline)) bool hstack_prepare(size_t i, uint64_t lo)
 /* The stack pointer the handler is to run on (16-aligned), or 0 if the
  * thread has none (a miss). A thread already on its handler stack (a
  * signal handler that interrupted a handler reached a probe) goes on
- * below sp; one whose stack's top is in use (the marker word the entry
- * code keeps below the top is set: a signal handler on its own stack,
- * as all of Go's are, interrupted an entry and reached another) starts
- * HSTACK_NESTED below the top. */
-#define HSTACK_NESTED (BPFG_HANDLER_STACK_SIZE / 2)
-_Static_assert(HSTACK_NESTED == 0x10000, "entry.h: HSTACK_NESTED");
-
+ * below sp. */
 uint64_t bpfg_handler_stack(uint64_t sp)
 {
     struct bpfg_thread_slot *t = thread_slot();
@@ -191,8 +185,7 @@ uint64_t bpfg_handler_stack(uint64_t sp)
         return sp & ~15ull;
     if (!__atomic_load_n(&bpfg_hstack_top[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
         return 0;
-    uint64_t top = lo + BPFG_HANDLER_STACK_SIZE;
-    return *(volatile uint64_t *)(uintptr_t)(top - 8) ? top - HSTACK_NESTED : top;
+    return lo + BPFG_HANDLER_STACK_SIZE;
 }
 
 static PAYLOAD_HOT void run_list(uint64_t *list, const uint64_t *cookies, struct bpfg_exec *ex)

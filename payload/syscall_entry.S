@@ -138,7 +138,6 @@ bpfg_sys_fast_entry:
     mov %rax, %r11                      /* F_* (r11 is ours until the end) */
     mov RAX(%rsp), %rcx
     mov %rcx, S_RCX(%rbx)               /* the result, with F_DONE (S_RAX keeps the number) */
-    movq $0, PTREGS(%rsp)               /* the stack is free (SWITCH_BACK) */
     mov R10(%rsp), %r10                 /* SWITCH_BACK but for r11 */
     mov R9(%rsp), %r9
     mov R8(%rsp), %r8

@@ -299,12 +299,18 @@ static int set_dispatch(struct bpfg_stopped *st, const struct target *t, bool on
 static int go_rewrite(struct server *s, struct target *t, struct sys_state *x, char *err, size_t errlen);
 
 /* The program is in the payload's lists: the first one rewrites every
- * site, and a failure takes it out again. */
-static int go_attach(struct server *s, struct target *t, struct sys_state *x, uint32_t prog_id, char *err,
+ * site, and a failure takes it out again. Go's rt_sigreturn (the end of
+ * each of its signal handlers) is not rewritten: reached from a handler
+ * that interrupted a probe, its stub would start at the top of the
+ * handler stack the probe is still on; its own programs are refused. */
+static int go_attach(struct server *s, struct target *t, struct sys_state *x, uint32_t prog_id, int nr, char *err,
                      size_t errlen)
 {
     int r = 0;
-    if (!x->fast_entry) {
+    if (nr == SYS_rt_sigreturn) {
+        snprintf(err, errlen, "its rt_sigreturn is left unhooked (payload/README.md, \"Go and Rust targets\")");
+        r = -EOPNOTSUPP;
+    } else if (!x->fast_entry) {
         snprintf(err, errlen, "the payload of process %d cannot rewrite syscall sites (too old)", (int)t->pid);
         r = -EOPNOTSUPP;
     } else if (!x->nsites) {
@@ -363,7 +369,7 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
     x->fast_entry = got >= sizeof(rep) && rewrite_sites ? rep.fast_entry : 0;
     x->selector = rep.selector;
     if (go)
-        return go_attach(s, t, x, p->id, err, errlen);
+        return go_attach(s, t, x, p->id, h.nr, err, errlen);
     if (x->sud_on)
         return 0;
     struct bpfg_stopped st;
@@ -982,17 +988,21 @@ static int plan_go_site(struct bpfg_stopped *st, struct sys_state *x, pid_t payl
 /* Plans the ng sites gs of the stopped process (plan: ng entries); none
  * is recorded if one fails. */
 static int go_plan_all(struct bpfg_stopped *st, struct sys_state *x, pid_t payload, const struct bpfg_sys_site_plan *gs,
-                       size_t ng, struct planned_site *plan, char *err, size_t errlen)
+                       size_t ng, struct planned_site *plan, size_t *planned, char *err, size_t errlen)
 {
     size_t before = x->nsites, npages = x->npages, used[MAX_STUB_PAGES];
     char why[BPFG_ERRLEN];
     int r = 0;
     for (size_t i = 0; i < npages; i++)
         used[i] = x->pages[i].used;
-    for (size_t i = 0; !r && i < ng; i++)
-        if ((r = plan_go_site(st, x, payload, &gs[i], &plan[i], why)))
+    *planned = 0;
+    for (size_t i = 0; !r && i < ng; i++) {
+        if (gs[i].nr == SYS_rt_sigreturn)
+            continue; /* go_attach */
+        if ((r = plan_go_site(st, x, payload, &gs[i], &plan[(*planned)++], why)))
             snprintf(err, errlen, "the syscall site at 0x%llx cannot be rewritten: %s",
                      (unsigned long long)gs[i].syscall, why);
+    }
     if (r) {
         x->nsites = before; /* nothing was written: the records and stub slots go */
         for (size_t i = 0; i < x->npages; i++)
@@ -1012,8 +1022,9 @@ static int go_write_all(struct server *s, struct target *t, struct sys_state *x,
         int r = bpfg_stop_process(t->pid, &st, ierr);
         if (r)
             return snprintf(err, errlen, "%s", ierr), r;
-        r = go_plan_all(&st, x, payload_tid(&st, t), gs, n, plan, err, errlen);
-        size_t done = r ? 0 : write_planned(s, t, &st, x, plan, n);
+        size_t planned = 0;
+        r = go_plan_all(&st, x, payload_tid(&st, t), gs, n, plan, &planned, err, errlen);
+        size_t done = r ? 0 : write_planned(s, t, &st, x, plan, planned);
         uint64_t ns = 0;
         bpfg_resume_process(&st, &ns);
         if (r == -EBUSY && tries < GO_BUSY_TRIES) {
@@ -1021,12 +1032,13 @@ static int go_write_all(struct server *s, struct target *t, struct sys_state *x,
             nanosleep(&ms, NULL);
             continue;
         }
-        if (!r && done < n)
-            r = -EIO, snprintf(err, errlen, "%zu of %zu syscall sites could not be written", n - done, n);
+        if (!r && done < planned)
+            r = -EIO, snprintf(err, errlen, "%zu of %zu syscall sites could not be written", planned - done, planned);
         if (!r)
             srv_log(SRV_INFO,
-                    "target %d: Go program: its %zu syscall sites rewritten, no dispatch (threads stopped %llu us)",
-                    (int)t->pid, n, (unsigned long long)ns / 1000);
+                    "target %d: Go program: %zu of its %zu syscall sites rewritten (not rt_sigreturn), no dispatch "
+                    "(threads stopped %llu us)",
+                    (int)t->pid, done, n, (unsigned long long)ns / 1000);
         return r;
     }
 }
