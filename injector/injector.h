@@ -66,7 +66,7 @@ int bpfg_exec_to_entry(pid_t pid, char *err);
 /* bpfg_exec_seize of a process whose exec holds its credentials lock (the
  * permission event is its interpreter's open) gives up after this long:
  * -EDEADLK (it uses SIGALRM meanwhile). */
-#define BPFG_SEIZE_WAIT_MS 50
+#define BPFG_SEIZE_WAIT_MS 200
 /* While bpfg_exec_to_entry (and bpfg_start_to_entry) wait for the exec,
  * hook(arg) is called every few ms (NULL: a blocking wait): the exec may
  * itself wait for the caller, which holds a fanotify exec permission mark

@@ -548,9 +548,16 @@ uint64_t bpfg_inj_auxv(pid_t pid, uint64_t type)
     return value;
 }
 
+static int seize_for_exec(pid_t pid, char *err)
+{
+    if (ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)) != 0)
+        return bpfg_inj_fail(err, -errno, "cannot trace process %d: %s", (int)pid, strerror(errno));
+    return 0;
+}
+
 int bpfg_start_to_entry(pid_t pid, char *err)
 {
-    int r = bpfg_exec_seize(pid, err);
+    int r = seize_for_exec(pid, err); /* stopped before its execve: no exec holds its lock */
     if (r)
         return r;
     /* It stopped itself before execve: wake it up; we see the exec. */
@@ -579,23 +586,27 @@ int bpfg_exec_seize(pid_t pid, char *err)
 {
     struct sigaction sa = {.sa_handler = seize_timeout}, old;
     struct itimerval wait = {.it_value = {0, BPFG_SEIZE_WAIT_MS * 1000}}, off = {{0, 0}, {0, 0}};
-    volatile int r = -EDEADLK, e = 0;
+    volatile int r = -EDEADLK;
+    char ierr[BPFG_ERRLEN] = "";
     if (sigaction(SIGALRM, &sa, &old) != 0)
         return bpfg_inj_fail(err, -errno, "SIGALRM: %s", strerror(errno));
     if (sigsetjmp(seize_jmp, 1) == 0) {
         setitimer(ITIMER_REAL, &wait, NULL);
-        r = ptrace(PTRACE_SEIZE, pid, NULL, (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD));
-        e = errno;
+        r = seize_for_exec(pid, ierr);
     }
     setitimer(ITIMER_REAL, &off, NULL);
     sigaction(SIGALRM, &old, NULL);
+    /* the timer may also fire as a seize that took returns (a loaded
+     * machine): whether it took is the process's tracer */
+    if (r == -EDEADLK && tracer_of(pid) == getpid())
+        r = 0;
     if (r == -EDEADLK)
         return bpfg_inj_fail(err, -EDEADLK,
                              "process %d is inside an exec that holds its credentials lock "
                              "(an interpreter's open): not traced",
                              (int)pid);
     if (r != 0)
-        return bpfg_inj_fail(err, -e, "cannot trace process %d: %s", (int)pid, strerror(e));
+        return bpfg_inj_fail(err, r, "%s", ierr);
     return 0;
 }
 

@@ -96,6 +96,15 @@ static const char *default_payload(char *buf, size_t len)
     return buf;
 }
 
+/* An on|off option's value: 1, 0, or -1 (said on stderr). */
+static int on_off(const char *option, const char *arg)
+{
+    if (!strcmp(arg, "on") || !strcmp(arg, "off"))
+        return !strcmp(arg, "on");
+    fprintf(stderr, "bpfgraftd: --%s takes 'on' or 'off'\n", option);
+    return -1;
+}
+
 /* Classic double fork; the parent returns only once the child is serving,
  * so `bpfgraftd --daemon && bpfgraft status` works. */
 static int daemonize(int *ready_fd)
@@ -236,13 +245,13 @@ int main(int argc, char **argv)
         case 'K': cfg.tls_key = optarg; break;
         case 'U': cfg.tls_client_ca = optarg; break;
         case 'O': offload_enable(true); break;
-        case 'W':
-            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
-                fprintf(stderr, "bpfgraftd: --catch-new-processes takes 'on' or 'off'\n");
+        case 'W': {
+            int on = on_off("catch-new-processes", optarg);
+            if (on < 0)
                 return 2;
-            }
-            execwatch_set_catch_all(!strcmp(optarg, "on"));
+            execwatch_set_catch_all(on);
             break;
+        }
         case 'V': {
             struct progcheck_options po;
             progcheck_get_options(&po);
@@ -254,13 +263,13 @@ int main(int argc, char **argv)
             progcheck_set_options(&po);
             break;
         }
-        case 'R':
-            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
-                fprintf(stderr, "bpfgraftd: --syscall-rewrite takes 'on' or 'off'\n");
+        case 'R': {
+            int on = on_off("syscall-rewrite", optarg);
+            if (on < 0)
                 return 2;
-            }
-            syscalls_set_rewrite(!strcmp(optarg, "on"));
+            syscalls_set_rewrite(on);
             break;
+        }
         case 'E': {
             int engine = targets_engine_parse(optarg);
             if (engine < 0) {

@@ -61,19 +61,21 @@ struct {
 static struct pystack empty_stack;
 static struct fstat empty_stat;
 
-static struct pystack *stack_of(u32 tid)
+/* map[key], made from init if missing. */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
 {
-    struct pystack *st = bpf_map_lookup_elem(&stacks, &tid);
-    if (st)
-        return st;
-    bpf_map_update_elem(&stacks, &tid, &empty_stack, BPF_NOEXIST);
-    return bpf_map_lookup_elem(&stacks, &tid);
+    void *v = bpf_map_lookup_elem(map, key);
+    if (v)
+        return v;
+    bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+    return bpf_map_lookup_elem(map, key);
 }
 
 SEC("usdt//usr/bin/python3.11:python:function__entry")
 int BPF_USDT(py_entry, const char *file, const char *func, int line)
 {
-    struct pystack *st = stack_of((u32)bpf_get_current_pid_tgid());
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct pystack *st = lookup_or_init(&stacks, &tid, &empty_stack);
     if (!st)
         return 0;
     u32 d = st->depth;
@@ -90,11 +92,7 @@ static struct fstat *stat_of(const char *file, const char *func)
     struct fkey key = {};
     bpf_probe_read_user_str(key.file, sizeof(key.file), file);
     bpf_probe_read_user_str(key.func, sizeof(key.func), func);
-    struct fstat *fs = bpf_map_lookup_elem(&calls, &key);
-    if (fs)
-        return fs;
-    bpf_map_update_elem(&calls, &key, &empty_stat, BPF_NOEXIST);
-    return bpf_map_lookup_elem(&calls, &key);
+    return lookup_or_init(&calls, &key, &empty_stat);
 }
 
 SEC("usdt//usr/bin/python3.11:python:function__return")
