@@ -21,6 +21,7 @@
 #include "internal.h"
 
 _Static_assert(sizeof(struct map_lock) <= FREE_HEAD_OFF, "lock overlaps the free-list head");
+_Static_assert(sizeof(struct map_lock) <= SPARE_OFF, "lock overlaps the stripe's spare element");
 
 #define LOCK_WAITERS 0x80000000u
 #define LOCK_TID_MASK 0x3fffffffu /* tids are below 2^22 (PID_MAX_LIMIT) */
@@ -51,6 +52,7 @@ static inline struct map_lock *lock_at(struct bpfg_map *m, uint32_t i)
 struct proc_self {
     _Atomic uint32_t tgid; /* 0: not computed */
     uint64_t start, pidns;
+    bool proc_ours; /* /proc/TGID is us: /proc is our pid namespace's */
 };
 static struct proc_self proc_self;
 
@@ -104,8 +106,12 @@ static const struct proc_self *proc_self_for(uint32_t tgid)
     if (__builtin_expect(atomic_load_explicit(&proc_self.tgid, memory_order_acquire) == tgid, 1))
         return &proc_self;
     char state;
-    uint64_t start = 0;
+    uint64_t start = 0, by_pid = 0;
     read_stat(0, &start, &state); /* 0 when /proc is missing: only the tgid is compared */
+    /* In a pid namespace without a /proc of its own (unshare --pid
+     * --fork), /proc/PID names the host's PID: another process, whose
+     * start time made a live owner look like a reused pid's. */
+    proc_self.proc_ours = start && read_stat(tgid, &by_pid, &state) == 0 && by_pid == start;
     proc_self.start = start;
     proc_self.pidns = own_pidns();
     atomic_store_explicit(&proc_self.tgid, tgid, memory_order_release);
@@ -172,7 +178,7 @@ static bool owner_gone(struct map_lock *l, uint32_t tid, const struct proc_self 
         return true;
     char state;
     uint64_t now_start;
-    if (!start || read_stat(tgid, &now_start, &state) < 0)
+    if (!start || !me->proc_ours || read_stat(tgid, &now_start, &state) < 0)
         return false;
     /* a reused pid (another start time), or a killed process's leader that
      * its parent has not reaped yet */
