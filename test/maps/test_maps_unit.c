@@ -893,6 +893,12 @@ Test(maps_region, corrupt_state_is_survived_and_repaired)
         bpfg_map_delete_elem(m, &k);
     }
     cr_assert_eq(bpfg_map_check_repair(m), 0);
+    /* Keys the loop could not delete through the corrupt chains survive
+     * the repair as live entries (which ones depends on the hash seed):
+     * empty the map through its own key walk first. */
+    uint32_t cur;
+    while (bpfg_map_get_next_key(m, NULL, &cur) == 0)
+        cr_assert_eq(bpfg_map_delete_elem(m, &cur), 0, "survivor %u deleted", cur);
     int n = 0;
     for (k = 0; k < 64; k++)
         n += bpfg_map_update_elem(m, &k, &v, BPF_ANY) == 0;
