@@ -111,12 +111,12 @@ static struct {
      * but inherits the rewritten text. */
     volatile uint8_t *fast_live;
     volatile uint8_t raw_has;                 /* bit per raw list */
+    volatile uint8_t no_dispatch;             /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
     volatile uint8_t nr_has[BPFG_SYS_MAX_NR]; /* 1: enter, 2: exit programs for this nr */
 } hot __attribute__((aligned(1024)));
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
 static bool installed;
-static volatile uint8_t no_dispatch; /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
 static int notify_fd = -1;
 static uint64_t misses, dispatched;
 
@@ -484,7 +484,7 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 {
     struct call c;
     fast_call_init(&c, r);
-    bool nodisp = __atomic_load_n(&no_dispatch, __ATOMIC_RELAXED);
+    bool nodisp = __atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED);
     if (nodisp ? !*hot.fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
         return FAST_SLOW;
     if (!*hot.fast_live)
@@ -720,13 +720,13 @@ static int add_prog(uint64_t *list, struct prog *p, char *err, size_t errlen)
  * payload's life. */
 static int hook_mode(bool nodisp, char *err, size_t errlen)
 {
-    if (nodisp ? installed : __atomic_load_n(&no_dispatch, __ATOMIC_RELAXED)) {
+    if (nodisp ? installed : __atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED)) {
         snprintf(err, errlen, "syscall hooks %s dispatch are in place already", nodisp ? "with" : "without");
         return -EBUSY;
     }
     if (!nodisp)
         return install(err, errlen);
-    __atomic_store_n(&no_dispatch, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&hot.no_dispatch, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
