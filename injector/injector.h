@@ -24,10 +24,8 @@ struct bpfg_thread {
     pid_t tid;
     struct user_regs_struct regs; /* as found */
     uint64_t sigmask;             /* as found */
-    int pending_sig;              /* signal that arrived while stopping; re-delivered on resume */
     bool adopted;                 /* already traced and stopped by us: left so on resume */
     bool stopping;                /* seized and interrupted, stop not yet waited for */
-    bool in_delivery;             /* still stopped in pending_sig's delivery (not resumed since) */
 };
 
 /* Every thread of a process, ptrace-stopped. */
@@ -139,6 +137,12 @@ int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, stru
 
 /* True if some thread's instruction pointer lies in [start, end). */
 bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t end, pid_t *tid);
+
+/* True if some thread has sig queued, not yet delivered (its own or the
+ * process's pending set); tid gets it. A signal a thread was stopped in
+ * the delivery of is delivered before it counts as stopped: its handler
+ * frame is set up, the thread at the handler's entry. */
+bool bpfg_any_signal_queued(const struct bpfg_stopped *st, int sig, pid_t *tid);
 
 /* An address range [lo, hi). */
 struct bpfg_range {

@@ -177,16 +177,15 @@ static int wait_stopped(pid_t pid, struct bpfg_thread *t)
             return 0;
         if (!WIFSTOPPED(status))
             continue;
-        int sig = WSTOPSIG(status);
         if ((status >> 16) == PTRACE_EVENT_STOP)
             return 1; /* our interrupt (or a group stop) */
         /* A signal arrived first: the thread is stopped in its delivery.
-         * Keep it to re-deliver at resume; the interrupt stays pending. */
-        if (!t->pending_sig) {
-            t->pending_sig = sig;
-            t->in_delivery = true;
-        }
-        return 1;
+         * Held here, it would be lost should we die (the kernel resumes a
+         * thread in a signal-delivery-stop without its signal), so it is
+         * delivered now; the interrupt still pending stops the thread
+         * again at its handler's first instruction. */
+        if (bpfg_inj_ptrace(PTRACE_CONT, t->tid, NULL, (void *)(long)WSTOPSIG(status)) != 0 && errno != ESRCH)
+            return -errno;
     }
 }
 
@@ -388,8 +387,8 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
         if (t->adopted)
             continue; /* stays stopped under bpfg_start_to_entry's trace */
         /* Registers were only changed on threads that ran remote code and
-         * were restored there; PTRACE_DETACH re-delivers a held signal. */
-        if (bpfg_inj_ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->pending_sig) != 0 && errno != ESRCH)
+         * were restored there; no signal is held (wait_stopped). */
+        if (bpfg_inj_ptrace(PTRACE_DETACH, t->tid, NULL, NULL) != 0 && errno != ESRCH)
             ret = -errno;
     }
     uint64_t ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
@@ -431,6 +430,30 @@ bool bpfg_any_thread_in(const struct bpfg_stopped *st, uint64_t start, uint64_t 
         if (ip >= start && ip < end) {
             if (tid)
                 *tid = st->threads[i].tid;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether sig is in the hex signal set of status field name of thread tid
+ * (true when unreadable: a caller waits rather than guess). */
+static bool in_pending_set(pid_t pid, pid_t tid, const char *name, int sig)
+{
+    char value[32];
+    if (bpfg_procfs_status(pid, tid, name, value, sizeof(value)) != 0)
+        return true;
+    unsigned long long set = strtoull(value, NULL, 16);
+    return (set >> (sig - 1)) & 1;
+}
+
+bool bpfg_any_signal_queued(const struct bpfg_stopped *st, int sig, pid_t *tid)
+{
+    for (size_t i = 0; i < st->nthreads; i++) {
+        pid_t t = st->threads[i].tid;
+        if (in_pending_set(st->pid, t, "SigPnd", sig) || in_pending_set(st->pid, t, "ShdPnd", sig)) {
+            if (tid)
+                *tid = t;
             return true;
         }
     }

@@ -252,25 +252,15 @@ static int wait_syscall_exit(struct bpfg_stopped *st, struct bpfg_thread *t, cha
             struct user_regs_struct bad;
             ptrace(PTRACE_GETREGS, t->tid, NULL, &bad);
             return bpfg_inj_fail(err, -EFAULT, "injected code faulted with signal %d at 0x%llx", sig, bad.rip);
-        } else if (event == 0 && sig != SIGSTOP && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU &&
-                   !t->pending_sig) {
-            t->pending_sig = sig; /* cannot be blocked: held for the resume */
         }
-        if (bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) != 0)
+        /* Any other signal goes on at once (none is held here: it would
+         * be lost should we die): every one is blocked, so the kernel
+         * queues it again; SIGSTOP starts a group stop, which a resumed
+         * thread leaves for now and re-enters when detached. */
+        int on = event == 0 && sig != (SIGTRAP | 0x80) ? sig : 0;
+        if (bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, (void *)(long)on) != 0)
             return bpfg_inj_fail(err, -errno, "resuming thread %d: %s", (int)t->tid, strerror(errno));
     }
-}
-
-/* The signal to resume t with: the one it stopped in the delivery of,
- * which the kernel queues again since all signals are blocked now. */
-static int requeued_signal(struct bpfg_thread *t)
-{
-    int sig = t->pending_sig;
-    if (!t->in_delivery || sig == SIGSTOP || sig == SIGKILL)
-        return 0;
-    t->in_delivery = false;
-    t->pending_sig = 0;
-    return sig;
 }
 
 /* Puts t back: signal mask first (a tracer dying between the two leaves
@@ -306,7 +296,7 @@ static int run_rescued(struct bpfg_stopped *st, size_t index, uint64_t code, str
      * that runs the syscall and restores itself, mask included */
     if (bpfg_inj_ptrace(PTRACE_SETREGS, t->tid, NULL, regs) != 0 ||
         bpfg_inj_ptrace(PTRACE_SETSIGMASK, t->tid, (void *)sizeof(all), &all) != 0 ||
-        bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, (void *)(long)requeued_signal(t)) != 0) {
+        bpfg_inj_ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) != 0) {
         r = bpfg_inj_fail(err, -errno, "running code in thread %d: %s", (int)t->tid, strerror(errno));
     } else if (!(r = wait_syscall_exit(st, t, err)) && ptrace(PTRACE_GETREGS, t->tid, NULL, out) != 0) {
         r = bpfg_inj_fail(err, -errno, "reading registers of thread %d: %s", (int)t->tid, strerror(errno));

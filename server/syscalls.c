@@ -587,19 +587,12 @@ static int stub_for(struct bpfg_stopped *st, struct sys_state *x, pid_t payload,
         snprintf(ierr, BPFG_ERRLEN, "%d stub pages in use", MAX_STUB_PAGES);
         return -ENOSPC;
     }
-    /* The remote syscall runs on threads[0]. A target thread may be held
-     * in the delivery of a SIGSYS of dispatch: running code on it would
-     * turn that signal into a plain SIGSYS when it is re-delivered (its
-     * siginfo is lost) and the syscall would be lost with it. The payload
-     * thread never gets one, and has no dispatch: run it there. */
+    /* The remote syscall runs on threads[0]. The payload thread has no
+     * dispatch, so the selector stays blocking: run it there. */
     size_t pt = st->nthreads;
     for (size_t i = 0; i < st->nthreads; i++)
         if (st->threads[i].tid == payload)
             pt = i;
-    if (pt == st->nthreads && st->threads[0].pending_sig == SIGSYS) {
-        snprintf(ierr, BPFG_ERRLEN, "no thread free to allocate a stub page");
-        return -EAGAIN;
-    }
     struct bpfg_thread t0 = st->threads[0];
     if (pt < st->nthreads) {
         st->threads[0] = st->threads[pt];
@@ -1109,10 +1102,7 @@ static void restore_sigsys_action(struct target *t, struct sys_state *x, uint64_
     for (int tries = 0; tries < RESTORE_TRIES; tries++) {
         if (bpfg_stop_process(t->pid, &st, ierr) != 0)
             return;
-        bool pending = false;
-        for (size_t i = 0; i < st.nthreads; i++)
-            pending |= st.threads[i].pending_sig == SIGSYS;
-        if (!pending) {
+        if (!bpfg_any_signal_queued(&st, SIGSYS, NULL)) {
             uint64_t args[6] = {SIGSYS, action, 0, 8, 0, 0};
             int64_t ret = 0;
             int r = bpfg_remote_syscall_on(&st, 0, SYS_rt_sigaction, args, &ret, ierr);

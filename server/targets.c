@@ -1720,11 +1720,8 @@ static bool nothing_in_payload(struct bpfg_stopped *st, void *ctx, pid_t *busy)
     restore_return_addresses(st, u->t);
     if (in_trampolines(st, u->t, busy))
         return false;
-    for (size_t i = 0; u->t->trap_action && i < st->nthreads; i++)
-        if (st->threads[i].pending_sig == SIGTRAP) { /* a trap taken before its byte went back */
-            *busy = st->threads[i].tid;
-            return false;
-        }
+    if (u->t->trap_action && bpfg_any_signal_queued(st, SIGTRAP, busy)) /* a trap taken before its byte went back */
+        return false;
     if (bpfg_any_thread_in(st, u->ranges[0].lo, u->ranges[0].hi, busy))
         return false;
     for (int i = 0; i < TARGET_MAX_HOOKS; i++) {
