@@ -19,10 +19,11 @@
  * A thread stopped inside an interrupted syscall is put back already
  * restarted (ip on its `syscall`, rax its number), as the kernel does for
  * a thread that no signal handler interrupts: neither the rescue path nor
- * a syscall-exit stop goes through the kernel's restart step. A signal
- * that stopped a thread is queued again in the kernel before it runs
- * injected code (it is resumed with the signal while all are blocked), so
- * the tracer never holds a signal that its death would lose.
+ * a syscall-exit stop goes through the kernel's restart step. No thread
+ * is ever held in a signal's delivery (ptrace.c delivers it before the
+ * thread counts as stopped; one met while injected code runs goes on,
+ * queued again since all are blocked), so the tracer never holds a
+ * signal that its death would lose.
  */
 #define _GNU_SOURCE
 #include <elf.h>

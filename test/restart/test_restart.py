@@ -38,6 +38,9 @@
   syssites SIGKILL after each write of rewriting syscall sites (stub, jmp)
            and of restoring them, under threads making syscalls: the
            process lives, getppid() bursts counted exactly, detach restores
+  signals  SIGKILL at every 13th ptrace step of attaching syscount to a
+           process receiving queued real-time signals, writing to a pipe and
+           calling getppid() through dispatch: no signal, byte or call lost
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -976,6 +979,9 @@ class SysVictim:
         self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "sys-victim"), "/etc/hostname"], stdout=self.out,
                                      preexec_fn=harness._die_with_parent)
         self.pid = self.proc.pid
+        deadline = time.monotonic() + 10  # its SIGUSR1/2 handlers are in once it says so (a loaded machine)
+        while "ready" not in read_text(self.path) and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.01)
 
     def burst(self):
         """Makes 1000 getppid() calls; True once they are done."""
@@ -1249,6 +1255,86 @@ def part_syssites(a, d):
             d.stop(signal.SIGTERM)
 
 
+class SignalVictim:
+    """signal-victim: real-time signals queued by a sender process, writes
+    of one byte to a pipe and getppid() calls from two threads, all counted
+    by the process itself (signal_victim.c)."""
+
+    def __init__(self, d):
+        self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "signal-victim")], stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=harness._die_with_parent)
+        self.pid = self.proc.pid
+        self.ready = self.proc.stdout.readline().startswith("ready")
+
+    def report(self):
+        """The counts once its sender stopped and every signal and byte had
+        time to arrive: a dict, or {} if it died."""
+        if self.proc.poll() is not None:
+            return {}
+        os.kill(self.pid, signal.SIGUSR2)
+        line = self.proc.stdout.readline()  # up to 20 s: a lost signal or byte is waited for first
+        return dict(kv.split("=") for kv in line.split()[1:]) if line.startswith("report") else {}
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+def signals_killed(a, d, k):
+    """A server killed after its kth ptrace request or memory write while
+    attaching syscount to a signal-victim (then rewriting the syscall sites
+    the payload reports): True if it was killed. The process lives, and no
+    signal, syscall or written byte went missing."""
+    os.environ["BPFGRAFT_TEST_PTRACE_STOP"] = str(k)
+    try:
+        d.start()
+    finally:
+        del os.environ["BPFGRAFT_TEST_PTRACE_STOP"]
+    v = SignalVictim(d)
+    try:
+        check(v.ready, f"signals {k}: the process started")
+        d.cli("attach", v.pid, "syscount")
+        killed = wait_died(d, timeout=3) == -signal.SIGKILL
+        time.sleep(0.2)  # it runs on with no server
+        d.start()
+        rc, _, err = d.cli("detach", v.pid)
+        check(rc == 0 or "not attached" in err, f"signals {k}: detach ({err.strip()})")
+        r = v.report()
+        check(r and r["sent"] == r["received"] and int(r["sent"]) > 0,
+              f"signals {k}: the process lives, every queued signal was delivered", f"{r}")
+        check(r and r["written"] == r["read"] and r["badwrite"] == "0",
+              f"signals {k}: every write(2) wrote its byte", f"{r}")
+        check(r and r["badppid"] == "0", f"signals {k}: no getppid() skipped", f"{r}")
+        check_eq(text_matches_file(v.pid), [], f"signals {k}: detach left the files' bytes")
+        return killed
+    finally:
+        v.stop()
+        d.stop(signal.SIGTERM)
+
+
+SIGNAL_STEP = 13  # ptrace steps between two kills: every stop of the attach and the rewrite is met
+
+
+def part_signals(a, d):
+    """kill -9 of the server at every SIGNAL_STEPth ptrace request or memory
+    write of attaching syscount (payload, Syscall User Dispatch on every
+    thread, stub pages, site rewrites) to a process receiving a stream of
+    queued real-time signals and making write(2)/getppid() calls through
+    dispatch: a thread stopped in a signal's delivery must not lose it
+    when the tracer dies (injector/README.md, "Surviving the tracer")."""
+    d.start()
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"signals: load syscount ({err.strip()})")
+    d.stop(signal.SIGTERM)
+    kills = 0
+    for i in range(a.kills):
+        if not signals_killed(a, d, 1 + i * SIGNAL_STEP):
+            break
+        kills += 1
+    check(kills >= 20, f"signals: the server was killed at {kills} steps of the attach")
+
+
 OTHER_ABI_PAYLOAD = r"""
 import ctypes, os, socket, struct, sys
 lib = ctypes.CDLL(sys.argv[2])
@@ -1358,7 +1444,7 @@ def main():
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
-             "attachsteps": part_attachsteps}
+             "attachsteps": part_attachsteps, "signals": part_signals}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
