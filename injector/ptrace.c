@@ -196,6 +196,22 @@ static bool ours_already(pid_t pid, pid_t tid)
     return bpfg_procfs_status_int(pid, tid, "TracerPid", &tracer) == 0 && tracer == getpid();
 }
 
+/* BPFGRAFT_TEST_SEIZE_WAIT_US=N (tests only): N us between seizing a
+ * thread and interrupting it, where a signal reaching it stops it in its
+ * delivery: a tracer's death then must not lose it (restart_signals). */
+static void test_seize_wait(void)
+{
+    static long us = -1;
+    if (us < 0) {
+        const char *v = getenv("BPFGRAFT_TEST_SEIZE_WAIT_US");
+        us = v && *v ? strtol(v, NULL, 10) : 0;
+    }
+    if (us > 0) {
+        struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Seizes one thread and asks it to stop; the stop itself is waited for
  * by wait_seized, so that all threads of a pass stop in parallel (a busy
  * thread stops only when it next runs: waiting for each in turn would
@@ -237,6 +253,7 @@ static int seize_thread(struct bpfg_stopped *st, pid_t tid, char *err)
         return bpfg_inj_fail(err, -ENOMEM, "out of memory");
     }
     st->threads = grown;
+    test_seize_wait();
     if (bpfg_inj_ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) != 0) {
         int e = errno;
         ptrace(PTRACE_DETACH, tid, NULL, NULL);

@@ -1286,11 +1286,13 @@ def signals_killed(a, d, k):
     attaching syscount to a signal-victim (then rewriting the syscall sites
     the payload reports): True if it was killed. The process lives, and no
     signal, syscall or written byte went missing."""
-    os.environ["BPFGRAFT_TEST_PTRACE_STOP"] = str(k)
+    # 1 ms between seizing and interrupting each thread: signals arriving
+    # meanwhile stop it in their delivery (about 20 of the sender's)
+    os.environ.update(BPFGRAFT_TEST_PTRACE_STOP=str(k), BPFGRAFT_TEST_SEIZE_WAIT_US="1000")
     try:
         d.start()
     finally:
-        del os.environ["BPFGRAFT_TEST_PTRACE_STOP"]
+        del os.environ["BPFGRAFT_TEST_PTRACE_STOP"], os.environ["BPFGRAFT_TEST_SEIZE_WAIT_US"]
     v = SignalVictim(d)
     try:
         check(v.ready, f"signals {k}: the process started")
