@@ -89,8 +89,9 @@ static int repoint_stub(const struct bpfg_stopped *st, const struct target_hook 
 }
 
 /* Every hook stub of t that still enters the replaced payload now enters
- * t's. Returns how many were re-pointed, or a negative errno. */
-static int repoint_all(struct target *t)
+ * t's; once all do, the record says so (later adoptions stop nothing).
+ * Returns how many were re-pointed, or a negative errno. */
+static int repoint_all(struct server *s, struct target *t)
 {
     struct bpfg_stopped st;
     char ierr[BPFG_ERRLEN];
@@ -110,7 +111,11 @@ static int repoint_all(struct target *t)
         moved += r;
     }
     bpfg_resume_process(&st, &t->last_stop_ns);
-    return r < 0 ? r : moved;
+    if (r < 0)
+        return r;
+    t->replaced_entry = 0;
+    state_save_target(s, t);
+    return moved;
 }
 
 static void record_free(struct target *rec)
@@ -202,7 +207,7 @@ int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const str
     r = inject_new(s, rec, &t);
     if (!r) {
         close(fd); /* the old payload keeps its hooks until it goes inert; nothing enters it now */
-        int moved = repoint_all(t);
+        int moved = repoint_all(s, t);
         srv_log(SRV_INFO,
                 "target %d: its payload of ABI %u (at 0x%llx) replaced by re-injection: payload ABI %u at 0x%llx, "
                 "%zu hooks (%d re-pointed), %zu programs, %zu maps; the old payload stays mapped",
@@ -215,10 +220,9 @@ int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const str
 
 void reinject_finish(struct server *s, struct target *t)
 {
-    (void)s;
     if (!t->replaced_entry)
         return;
-    int moved = repoint_all(t);
+    int moved = repoint_all(s, t);
     if (moved > 0)
         srv_log(SRV_INFO, "target %d: finished the re-injection its last server was killed in (%d hooks re-pointed)",
                 (int)t->pid, moved);

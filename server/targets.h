@@ -80,8 +80,8 @@ struct target {
     bool inert;
     uint32_t foreign_abi; /* a payload of another ABI (adopt.c): listed, only detach restores its bytes */
     /* Re-injection (reinject.c): the other-ABI payload this one replaced
-     * (its base; its uprobe entry, which the hooks' stubs are re-pointed
-     * from); on the old payload's record, the new payload's token while a
+     * (its base; its uprobe entry while hooks' stubs may still enter it);
+     * on the old payload's record, the new payload's token while a
      * re-injection is under way; no record is written while held. */
     uint64_t replaced_base, replaced_entry, reinject_token;
     bool record_held;

@@ -1362,6 +1362,32 @@ def detach_reinjected(d, v, what, images=1):
     check(v.alive() and v.get(CTL_CALLS) > calls, f"{what}: the process runs on", v.death())
 
 
+def syscall_record_listed(a, d):
+    """A record with a syscall program is not re-injected (not done yet):
+    listed as other-abi as before, detach restores its code."""
+    start_old_abi(a, d)
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"reinject: load syscount ({err.strip()})")
+    v = Victim(a, d.dir, 60)
+    try:
+        v.go(True)
+        rc, _, err = d.cli("attach", v.pid, "syscount")
+        check_eq(rc, 0, f"reinject: attach syscount by the ABI-2 server ({err.strip()})")
+        d.stop(signal.SIGKILL)
+        d.start()
+        t = wait_listed(d, [v.pid]).get(v.pid, {})
+        check_eq(t.get("state"), "other-abi-2", "reinject: a record with a syscall program: listed as other-abi")
+        check("syscall programs, which are not re-injected" in d.log(), "reinject: the log says why",
+              d.log()[-2000:])
+        rc, _, err = d.cli("detach", v.pid)
+        check_eq(rc, 0, f"reinject: detach the other-abi target ({err.strip()})")
+        check_eq(text_matches_file(v.pid), [], "reinject: its text equals its files")
+        check(v.alive() and calls_on(v), "reinject: it runs on", v.death())
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
 REINJECT_STEPS = 5  # pending record, payload whole, new record, 2 stubs re-pointed (2 sites)
 
 
@@ -1404,12 +1430,16 @@ def part_reinject(a, d):
             t = wait_listed(d, [v.pid]).get(v.pid, {})
             check(t.get("adopted") == ("reinjected" if k < 3 else "record") and len(t.get("hooks", [])) == 3,
                   f"reinject {k}: re-injected, or adopted from the new record, with its 3 hooks", f"{t}")
+            if k in (3, 4):  # killed before a stub was re-pointed: done at this adoption
+                check("finished the re-injection" in d.log(), f"reinject {k}: the stubs left are re-pointed now",
+                      d.log()[-2000:])
             time.sleep(0.2)
             exact_since(d, v, c0, f"reinject {k}")
             detach_reinjected(d, v, f"reinject {k}", images=2 if k == 2 else 1)
             d.stop(signal.SIGTERM)
         finally:
             v.kill()
+    syscall_record_listed(a, d)  # last: its object has a map named counts too
 
 
 def part_orphan(a, d):
