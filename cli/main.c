@@ -1397,11 +1397,13 @@ static void target_row(const msgpack_object *t)
     uint64_t progs = (hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0) + sys;
     /* a state other than attached (inert, other-abi-N) says more than how the hooks are placed */
     const char *state = obj_str(t, "state"), *placed = sum.kinds.len ? sum.kinds.s : "-";
-    printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s\n", obj_str(t, "pid"),
+    /* a payload of another ABI replaced by this server's (server/README.md, "Versions") */
+    bool reinjected = !strcmp(obj_str(t, "adopted"), "reinjected");
+    printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s%s\n", obj_str(t, "pid"),
            obj_str(t, "comm"), sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
            (unsigned long long)sum.hits, (unsigned long long)sum.misses, (unsigned long long)sum.dropped,
            since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
-           strcmp(state, "attached") && strcmp(state, "-") ? state : placed);
+           strcmp(state, "attached") && strcmp(state, "-") ? state : placed, reinjected ? " (reinjected)" : "");
     sbuf_free(&sum.engines);
     sbuf_free(&sum.kinds);
     sbuf_free(&since);

@@ -615,13 +615,21 @@ static size_t pack_inventory(struct bpfg_payload_params *p, uint8_t *at)
     return (size_t)(w - at);
 }
 
+/* The ABI the HELLO names: a test build (payload-abi-prev, test/restart)
+ * says an older one to play a payload a previous server left. */
+#ifdef BPFG_PAYLOAD_ABI_OVERRIDE
+#define HELLO_ABI BPFG_PAYLOAD_ABI_OVERRIDE
+#else
+#define HELLO_ABI BPFG_PAYLOAD_ABI_VERSION
+#endif
+
 static int send_hello(struct bpfg_payload_params *p, bool reconnect)
 {
     struct bpfg_pmsg_hello_ext hello = {
         .base =
             {
                 .pid = (uint32_t)rt_sys0(SYS_getpid),
-                .abi_version = BPFG_PAYLOAD_ABI_VERSION,
+                .abi_version = HELLO_ABI,
                 .token = p->token,
                 .load_base = p->load_base,
                 .uprobe_entry = (uint64_t)(uintptr_t)bpfg_uprobe_entry,

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pmsg.h"
 #include "procfs.h"
+#include "reinject.h"
 #include "server.h"
 #include "state.h"
 #include "targets.h"
@@ -62,7 +63,7 @@ static const char *read_hello(int fd, struct hello *hi)
     if (len < sizeof(hi->ext.base))
         return "short HELLO";
     memcpy(&hi->ext.base, hi->body, sizeof(hi->ext.base));
-    if (hi->ext.base.abi_version != BPFG_PAYLOAD_ABI_VERSION)
+    if (hi->ext.base.abi_version != adopt_payload_abi())
         return other_abi;
     if (!(hi->h.flags & BPFG_HELLO_F_RECONNECT))
         return "not a reconnect (nobody is waiting for this payload)";
@@ -368,8 +369,22 @@ static void adopt_other_abi(struct server *s, int fd, pid_t pid, const struct he
     srv_log(SRV_WARN,
             "target %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: listed, not adopted; "
             "detach it to restore its code",
-            (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, BPFG_PAYLOAD_ABI_VERSION);
+            (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, adopt_payload_abi());
     targets_add(s, t, "adopted");
+}
+
+/* A payload of another ABI: replaced by re-injection when its record is
+ * here, else listed; closed when it was released, or replaced already. */
+static void adopt_foreign(struct server *s, int fd, pid_t pid, const struct hello *hi)
+{
+    const struct target *t = targets_find(&s->targets, pid);
+    if (t && t->replaced_base != hi->ext.base.load_base)
+        srv_log(SRV_WARN, "refused a payload reconnecting from pid %d: %s; the process is attached already", (int)pid,
+                other_abi);
+    if (t)
+        close(fd);
+    else if (reinject_other_abi(s, fd, pid, uid_of(pid), &hi->ext.base) != 0)
+        adopt_other_abi(s, fd, pid, hi);
 }
 
 static void adopt_one(struct server *s, int fd)
@@ -380,13 +395,14 @@ static void adopt_one(struct server *s, int fd)
     const char *why = NULL;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
         why = "no peer credentials";
-    else if (!(why = read_hello(fd, &hi)) && targets_find(&s->targets, cred.pid))
-        why = "the process is attached already";
-    else if (why == other_abi && !targets_find(&s->targets, cred.pid)) {
-        adopt_other_abi(s, fd, cred.pid, &hi);
+    else if ((why = read_hello(fd, &hi)) == other_abi ||
+             (!why && reinject_leftover(s, fd, cred.pid, hi.ext.base.token))) {
+        if (why == other_abi)
+            adopt_foreign(s, fd, cred.pid, &hi);
         free(hi.body);
         return;
-    }
+    } else if (!why && targets_find(&s->targets, cred.pid))
+        why = "the process is attached already";
     struct target *t = why ? NULL : calloc(1, sizeof(*t));
     int err = 0;
     if (t) {
@@ -411,6 +427,7 @@ static void adopt_one(struct server *s, int fd)
                 (int)t->pid, hi.ext.base.abi_version, t->adopted, t->nhooks, t->nprogs_sent, t->nmaps_sent,
                 t->inert ? "; inert: " : "", t->inert ? "its programs stopped after the grace period" : "");
         targets_add(s, t, "adopted");
+        reinject_finish(s, t);
         if (t->inert && !strcmp(t->adopted, "record") && targets_rearm(s, t))
             targets_save(s, t);
         tools_adopted(s, t);
@@ -504,5 +521,15 @@ int adopt_restore_text(pid_t pid, char *err, size_t errlen)
 void adopt_release(const struct target *t)
 {
     if (nreleased < MAX_RELEASED)
-        released[nreleased++] = (typeof(released[0])){t->pid, t->inj.base};
+        released[nreleased++] = (typeof(released[0])){t->pid, t->replaced_base ? t->replaced_base : t->inj.base};
+}
+
+uint32_t adopt_payload_abi(void)
+{
+    static uint32_t abi;
+    if (!abi) {
+        const char *v = getenv("BPFGRAFT_TEST_PAYLOAD_ABI");
+        abi = v && atoi(v) > 0 ? (uint32_t)atoi(v) : BPFG_PAYLOAD_ABI_VERSION;
+    }
+    return abi;
 }

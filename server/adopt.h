@@ -7,6 +7,7 @@
 #define BPFGRAFT_SERVER_ADOPT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct server;
@@ -24,7 +25,14 @@ void adopt_accept(struct server *s);
  * thread is inside it. Returns how many, or a negative errno with err. */
 int adopt_restore_text(pid_t pid, char *err, size_t errlen);
 
-/* A target of another ABI was detached: its payload's reconnects are
+/* The payload ABI this server speaks: BPFG_PAYLOAD_ABI_VERSION, or
+ * BPFGRAFT_TEST_PAYLOAD_ABI (tests only: with --payload naming the test
+ * build payload-abi-prev, a server of an older ABI, whose payloads the
+ * next server re-injects). */
+uint32_t adopt_payload_abi(void);
+
+/* A target of another ABI, or one that replaced such a payload, was
+ * detached: its payload's reconnects are
  * closed from now on (it keeps trying). */
 void adopt_release(const struct target *t);
 

@@ -475,6 +475,8 @@ void state_save_target(struct server *s, const struct target *t)
     char name[16];
     void *sys = NULL;
     size_t sys_len = 0;
+    if (t->record_held)
+        return;
     int dir = sub_fd(s, "targets");
     int err = dir < 0 ? -errno : syscalls_export(t, &sys, &sys_len);
     struct rec_hdr h = {REC_MAGIC, REC_VERSION, sizeof(*t), (uint32_t)sys_len, t->token, t->nmaps_sent, t->nprogs_sent};
@@ -548,29 +550,58 @@ static int apply_record(struct target *t, const char *buf, size_t len)
         t->gdb_file = rec->gdb_file;
         t->pidns = rec->pidns;
         t->trap_action = rec->trap_action;
+        t->replaced_base = rec->replaced_base;
+        t->replaced_entry = rec->replaced_entry;
+        t->reinject_token = rec->reinject_token;
     }
     free(rec);
     return err;
 }
 
-int state_load_target(struct server *s, struct target *t, uint64_t token)
+/* The record of pid, whole and of this server's layout, into *buf. */
+static int read_record(struct server *s, pid_t pid, char **buf)
 {
-    char name[16], *buf = NULL;
+    char name[16];
     size_t len = 0;
     int dir = sub_fd(s, "targets");
-    snprintf(name, sizeof(name), "%d", (int)t->pid);
-    int err = dir < 0 ? -errno : read_file(dir, name, &buf, &len);
+    snprintf(name, sizeof(name), "%d", (int)pid);
+    int err = dir < 0 ? -errno : read_file(dir, name, buf, &len);
     if (dir >= 0)
         close(dir);
     if (err)
         return err == -ENOENT ? -ENOENT : err;
+    const struct rec_hdr *h = (const void *)*buf;
+    if (len < sizeof(*h) + sizeof(struct target) || h->magic != REC_MAGIC || h->version != REC_VERSION ||
+        h->target_size != sizeof(struct target)) {
+        free(*buf);
+        *buf = NULL;
+        return -ENOENT; /* another layout */
+    }
+    return (int)len;
+}
+
+int state_load_target(struct server *s, struct target *t, uint64_t token)
+{
+    char *buf = NULL;
+    int len = read_record(s, t->pid, &buf);
+    if (len < 0)
+        return len;
     const struct rec_hdr *h = (const void *)buf;
     const struct target *rec = (const void *)(buf + sizeof(*h));
-    if (len < sizeof(*h) + sizeof(*rec) || h->magic != REC_MAGIC || h->version != REC_VERSION ||
-        h->target_size != sizeof(*t) || h->token != token || rec->inj.base != t->inj.base)
-        err = -ENOENT; /* another layout, or an earlier process with this pid */
-    else
-        err = apply_record(t, buf, len);
+    int err = h->token != token || rec->inj.base != t->inj.base ? -ENOENT /* an earlier process with this pid */
+                                                                : apply_record(t, buf, (size_t)len);
     free(buf);
     return err;
+}
+
+void state_reinjection(struct server *s, pid_t pid, uint64_t *replaced_base, uint64_t *reinject_token)
+{
+    char *buf = NULL;
+    *replaced_base = *reinject_token = 0;
+    if (read_record(s, pid, &buf) < 0)
+        return;
+    const struct target *rec = (const void *)(buf + sizeof(struct rec_hdr));
+    *replaced_base = rec->replaced_base;
+    *reinject_token = rec->reinject_token;
+    free(buf);
 }

@@ -50,5 +50,8 @@ void state_forget_target(struct server *s, pid_t pid);
  * when one exists for this payload (same load address and token).
  * Returns 0, -ENOENT (no usable record) or another negative errno. */
 int state_load_target(struct server *s, struct target *t, uint64_t token);
+/* What pid's record says of a re-injection (reinject.c): the base of the
+ * payload it replaced, the token of one under way (0: none). */
+void state_reinjection(struct server *s, pid_t pid, uint64_t *replaced_base, uint64_t *reinject_token);
 
 #endif

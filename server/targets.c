@@ -409,7 +409,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                 why = "truncated HELLO";
             else if (hello.base.token != token)
                 why = "wrong token";
-            else if (hello.base.abi_version != BPFG_PAYLOAD_ABI_VERSION)
+            else if (hello.base.abi_version != adopt_payload_abi())
                 why = "another payload ABI version";
             if (!why) {
                 /* skip what a newer payload appended beyond what we know */
@@ -582,7 +582,9 @@ static void remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
         srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid, removed);
 }
 
-static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, char *err, size_t errlen)
+/* token: a re-injection's (reinject.c), whose record is held until it is
+ * whole; 0: a new one. */
+static int inject(struct server *s, pid_t pid, uid_t uid, uint64_t token, struct target **out, char *err, size_t errlen)
 {
     struct target *t = calloc(1, sizeof(*t));
     if (!t)
@@ -591,9 +593,9 @@ static int inject(struct server *s, pid_t pid, uid_t uid, struct target **out, c
     t->uid = uid;
     t->sock = -1;
     t->pidfd = -1;
+    t->record_held = token != 0;
 
-    uint64_t token;
-    if (getrandom(&token, sizeof(token), 0) != sizeof(token)) {
+    if (!token && getrandom(&token, sizeof(token), 0) != sizeof(token)) {
         free(t);
         return srv_efail(err, errlen, -EIO, "getrandom: %s", strerror(errno));
     }
@@ -1009,6 +1011,8 @@ static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, 
     unwind_gdb_path(state_dir(s), t->pid, path, sizeof(path));
     struct bpfg_pmsg_unwind m;
     r = unwind_describe(t->pid, have_dir ? path : NULL, &m, err, errlen);
+    if (t->unwind_page || t->replaced_base) /* its own: a replaced payload's frames return through the other one */
+        m.page = t->unwind_page;
     uint64_t page = 0;
     size_t got = 0;
     if (!r)
@@ -1019,6 +1023,69 @@ static int prepare_uretprobe(struct server *s, struct target *t, uint64_t func, 
         t->unwind_page = page;
     if (m.r_debug)
         write_gdb_file(s, t, path);
+    return 0;
+}
+
+/* One hook of a record into the new payload's slot of the same index:
+ * its programs (a uretprobe's unwind page first). */
+static int resend_hook(struct server *s, struct target *t, const struct target_hook *h, char *err, size_t errlen)
+{
+    bool unwound = false;
+    for (uint32_t k = 0; k < h->nprogs; k++) {
+        int r = 0;
+        if (h->kinds[k] == BPFG_HOOK_URETPROBE && !unwound)
+            r = prepare_uretprobe(s, t, h->plan.func, err, errlen), unwound = true;
+        if (!r)
+            r = send_hook(s, t, h, h->kinds[k], h->prog_ids[k], h->cookies[k], err, errlen);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* The record's programs (each with its object's maps, on the engine it
+ * ran on) and the maps it held besides. */
+static int resend_progs(struct server *s, struct target *t, const struct target *rec, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < rec->nprogs_sent; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, rec->progs_sent[i]);
+        struct reg_object *o = p ? registry_object(&s->reg, p->obj_id) : NULL;
+        if (!o)
+            return srv_efail(err, errlen, -ENOENT, "program %u of its record is not loaded", rec->progs_sent[i]);
+        int r = send_object_maps(s, t, o, err, errlen);
+        if (!r)
+            r = send_prog(s, t, o, p, rec->progs_engine[i], err, errlen);
+        if (r)
+            return r;
+    }
+    for (size_t i = 0; i < rec->nmaps_sent; i++) {
+        int r = send_map(s, t, rec->maps_sent[i], err, errlen);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int targets_reinject(struct server *s, const struct target *rec, uint64_t token, struct target **out, char *err,
+                     size_t errlen)
+{
+    struct target *t = NULL;
+    int r = inject(s, rec->pid, rec->uid, token, &t, err, errlen);
+    *out = t;
+    if (r)
+        return r;
+    t->replaced_base = rec->inj.base;
+    t->replaced_entry = rec->inj.uprobe_entry;
+    r = resend_progs(s, t, rec, err, errlen);
+    for (size_t i = 0; i < TARGET_MAX_HOOKS && !r; i++)
+        if (rec->hooks[i].used)
+            r = resend_hook(s, t, &rec->hooks[i], err, errlen);
+    if (r)
+        return r;
+    memcpy(t->hooks, rec->hooks, sizeof(t->hooks));
+    t->nhooks = rec->nhooks;
+    t->next_hook = rec->next_hook;
+    t->attached_at_ms = rec->attached_at_ms;
     return 0;
 }
 
@@ -1409,7 +1476,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     if (other && other->foreign_abi)
         return srv_efail(err, errlen, BPFG_RPC_E_BUSY,
                          "process %d carries a payload of ABI %u (this server speaks %u): detach it first", (int)pid,
-                         other->foreign_abi, BPFG_PAYLOAD_ABI_VERSION);
+                         other->foreign_abi, adopt_payload_abi());
 
     /* Validate every program and resolve every address before touching the
      * process, so a bad request changes nothing. */
@@ -1480,7 +1547,7 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
 
     struct target *t = targets_find(&s->targets, pid);
     bool fresh = !t;
-    if (!t && (r = inject(s, pid, uid, &t, err, errlen))) {
+    if (!t && (r = inject(s, pid, uid, 0, &t, err, errlen))) {
         prog_sites_free(sites, nprogs);
         return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
     }
@@ -1840,6 +1907,8 @@ int targets_detach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
                 (int)pid, n, t->foreign_abi);
         adopt_release(t);
     }
+    if (t->replaced_base) /* re-injected: the payload it replaced stays mapped */
+        adopt_release(t);
 
     detach_forks(s, t, true);
     bool keep_payload = false;
@@ -1996,7 +2065,7 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         snprintf(other, sizeof(other), "other-abi-%u", t->foreign_abi);
         bpfg_pack_cstr(pk, "state");
         bpfg_pack_cstr(pk, t->foreign_abi ? other : t->inert ? "inert" : "attached");
-        bpfg_pack_cstr(pk, "adopted"); /* "" attached by this server, "record", "inventory" (restarts) */
+        bpfg_pack_cstr(pk, "adopted"); /* "" attached by this server, "record", "inventory", "reinjected" (restarts) */
         bpfg_pack_cstr(pk, t->adopted);
         bpfg_pack_cstr(pk, "comm");
         pack_comm(pk, t->pid);

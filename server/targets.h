@@ -79,6 +79,12 @@ struct target {
     char adopted[12];
     bool inert;
     uint32_t foreign_abi; /* a payload of another ABI (adopt.c): listed, only detach restores its bytes */
+    /* Re-injection (reinject.c): the other-ABI payload this one replaced
+     * (its base; its uprobe entry while hooks' stubs may still enter it);
+     * on the old payload's record, the new payload's token while a
+     * re-injection is under way; no record is written while held. */
+    uint64_t replaced_base, replaced_entry, reinject_token;
+    bool record_held;
     /* attached only because a tool named it (-p PID): detached when no
      * tool wants it any more, unless someone attached it on their own */
     bool for_tools;
@@ -127,6 +133,15 @@ void targets_add(struct server *s, struct target *t, const char *event);
  * programs stay off (detach and attach again). Returns how
  * many programs run again; t->inert is cleared once one does. */
 size_t targets_rearm(struct server *s, struct target *t);
+/* Re-injection (reinject.c): a payload of this server's ABI injected into
+ * rec's process, given rec's programs, maps and hook slots (same indexes,
+ * same stubs: nothing enters it until they are re-pointed), token its
+ * token, replaced_base and replaced_entry rec's (a uretprobe gets an
+ * unwind page of its own: the old payload's frames return through its
+ * page); its record is held. *out: the new target, listed (NULL if
+ * none). 0 or a negative errno with err. */
+int targets_reinject(struct server *s, const struct target *rec, uint64_t token, struct target **out, char *err,
+                     size_t errlen);
 /* Saves t's record for restarts (state.c). */
 void targets_save(struct server *s, const struct target *t);
 

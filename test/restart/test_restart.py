@@ -41,6 +41,9 @@
   signals  SIGKILL at every 13th ptrace step of attaching syscount to a
            process receiving queued real-time signals, writing to a pipe and
            calling getppid() through dispatch: no signal, byte or call lost
+  reinject a payload of an older ABI (simulated) whose record the state
+           directory holds is replaced by re-injection: counts exact over
+           the whole run, also with the server killed at each step of it
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -1385,6 +1388,148 @@ def part_abi(a, d):
         d.stop(signal.SIGTERM)
 
 
+def start_old_abi(a, d):
+    """A server of payload ABI 2, as a previous version (simulated: this
+    server told to speak ABI 2, injecting the payload built to say ABI 2)."""
+    os.environ["BPFGRAFT_TEST_PAYLOAD_ABI"] = "2"
+    try:
+        d.start(["--payload", os.path.join(a.test_bin, "bpfgraft-payload-abi2.so")])
+    finally:
+        del os.environ["BPFGRAFT_TEST_PAYLOAD_ABI"]
+
+
+def start_reinject_killed(d, k):
+    """A server that SIGKILLs itself after step k of a re-injection."""
+    os.environ["BPFGRAFT_TEST_REINJECT_STOP"] = str(k)
+    try:
+        d.start()
+    finally:
+        del os.environ["BPFGRAFT_TEST_REINJECT_STOP"]
+
+
+def old_abi_victim(a, d, n):
+    """A 4-thread process counted (uprobe, uretprobe, uprobe in a library)
+    by a server of payload ABI 2 that is then killed, counting on; with
+    the map's counts before it started."""
+    start_old_abi(a, d)
+    c0 = counts(d)
+    v = Victim(a, d.dir, n, threads=4)
+    attach_counting(d, a, v)
+    v.go(True)
+    time.sleep(0.2)
+    d.stop(signal.SIGKILL)
+    time.sleep(0.2)
+    return v, c0
+
+
+def exact_since(d, v, c0, what):
+    """With v's workload stopped, the map grew by v's own counts since c0."""
+    v.go(False)
+    c = counts(d)
+    calls, lib = v.get(CTL_CALLS), v.get(CTL_LIB)
+    check(calls > 0 and c[0] - c0[0] == calls and c[1] - c0[1] == calls and c[3] - c0[3] == lib,
+          f"{what}: counts exact over the whole run", f"map {c0} -> {c}, {calls} calls, {lib} lib calls")
+    v.go(True)
+
+
+def reinjected(d, v, what):
+    """v listed as re-injected with its 3 hooks; the old payload still mapped."""
+    t = wait_listed(d, [v.pid]).get(v.pid, {})
+    check(t.get("adopted") == "reinjected" and t.get("state") == "attached" and len(t.get("hooks", [])) == 3,
+          f"{what}: listed as re-injected, attached, with its 3 hooks", f"{t}")
+    check_eq(len(payload_images(v.pid)), 2, f"{what}: two payloads mapped (the old one stays)")
+
+
+def detach_reinjected(d, v, what, images=1):
+    """detach: the text equals its files, the old payload stays (and the
+    one a re-injection killed halfway left)."""
+    detach_all(d, [v], what, keeps_payload=[v.pid])
+    check_eq(len(payload_images(v.pid)), images, f"{what}: the payload(s) left before it stay mapped, no other")
+    calls = v.get(CTL_CALLS)
+    time.sleep(0.1)
+    check(v.alive() and v.get(CTL_CALLS) > calls, f"{what}: the process runs on", v.death())
+
+
+def syscall_record_listed(a, d):
+    """A record with a syscall program is not re-injected (not done yet):
+    listed as other-abi as before, detach restores its code."""
+    start_old_abi(a, d)
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"reinject: load syscount ({err.strip()})")
+    v = Victim(a, d.dir, 60)
+    try:
+        v.go(True)
+        rc, _, err = d.cli("attach", v.pid, "syscount")
+        check_eq(rc, 0, f"reinject: attach syscount by the ABI-2 server ({err.strip()})")
+        d.stop(signal.SIGKILL)
+        d.start()
+        t = wait_listed(d, [v.pid]).get(v.pid, {})
+        check_eq(t.get("state"), "other-abi-2", "reinject: a record with a syscall program: listed as other-abi")
+        check("syscall programs, which are not re-injected" in d.log(), "reinject: the log says why",
+              d.log()[-2000:])
+        rc, _, err = d.cli("detach", v.pid)
+        check_eq(rc, 0, f"reinject: detach the other-abi target ({err.strip()})")
+        check_eq(text_matches_file(v.pid), [], "reinject: its text equals its files")
+        check(v.alive() and calls_on(v), "reinject: it runs on", v.death())
+    finally:
+        v.kill()
+        d.stop(signal.SIGTERM)
+
+
+REINJECT_STEPS = 5  # pending record, payload whole, new record, 2 stubs re-pointed (2 sites)
+
+
+def part_reinject(a, d):
+    """A payload of an older ABI, with the record its server left, is
+    replaced by re-injection: same hooks (uprobe, uretprobe), same programs
+    and map regions, counts exact over the whole run; the server killed
+    after each step of the re-injection, the next one finishes it."""
+    start_old_abi(a, d)
+    rc, _, err = d.cli("load", a.obj)
+    check_eq(rc, 0, f"reinject: load ({err.strip()})")
+    d.stop(signal.SIGTERM)
+    v, c0 = old_abi_victim(a, d, 40)
+    try:
+        d.start()
+        reinjected(d, v, "reinject")
+        check("replaced by re-injection" in d.log(), "reinject: the log says it re-injected", d.log()[-2000:])
+        rc, out, _ = d.cli("ps")
+        check(rc == 0 and "(reinjected)" in out, "reinject: bpfgraft ps says it re-injected", out)
+        time.sleep(0.3)
+        exact_since(d, v, c0, "reinject")
+        d.stop(signal.SIGKILL)  # the new payload is adopted as any other
+        time.sleep(0.2)
+        d.start()
+        t = wait_listed(d, [v.pid]).get(v.pid, {})
+        check_eq(t.get("adopted"), "record", "reinject: after the next restart adopted from its record")
+        exact_since(d, v, c0, "reinject after a restart")
+        detach_reinjected(d, v, "reinject")
+        d.stop(signal.SIGTERM)
+    finally:
+        v.kill()
+    for k in range(1, REINJECT_STEPS + 1):
+        v, c0 = old_abi_victim(a, d, 50 + k)
+        try:
+            start_reinject_killed(d, k)
+            check_eq(wait_died(d), -signal.SIGKILL, f"reinject {k}: the server killed itself at step {k}")
+            time.sleep(0.2)
+            check(v.alive() and v.get(CTL_BAD) == 0, f"reinject {k}: the process lives", v.death())
+            d.start()
+            t = wait_listed(d, [v.pid]).get(v.pid, {})
+            check(t.get("adopted") == ("reinjected" if k < 3 else "record") and len(t.get("hooks", [])) == 3,
+                  f"reinject {k}: re-injected, or adopted from the new record, with its 3 hooks", f"{t}")
+            if k in (3, 4):  # killed before a stub was re-pointed: done at this adoption
+                check("finished the re-injection" in d.log(), f"reinject {k}: the stubs left are re-pointed now",
+                      d.log()[-2000:])
+            time.sleep(0.2)
+            exact_since(d, v, c0, f"reinject {k}")
+            detach_reinjected(d, v, f"reinject {k}", images=2 if k == 2 else 1)
+            d.stop(signal.SIGTERM)
+        finally:
+            v.kill()
+    syscall_record_listed(a, d)  # last: its object has a map named counts too
+
+
 def part_orphan(a, d):
     d.start(["--orphan-grace", "0.5"])
     d.cli("load", a.obj)
@@ -1446,7 +1591,8 @@ def main():
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
-             "attachsteps": part_attachsteps, "signals": part_signals}
+             "attachsteps": part_attachsteps, "signals": part_signals,
+             "reinject": part_reinject}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
