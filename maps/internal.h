@@ -129,6 +129,7 @@ struct bpfg_map {
     const struct map_ops *ops;
     uint32_t type, key_size, value_size, max_entries, map_flags, nr_cpus;
     uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
+    uint32_t layout;             /* the region's layout version: its rules (hash: spares from 5) */
     uint32_t value_stride;       /* ROUND8(value_size) */
     uint32_t key_stride;         /* ROUND8(key_size) */
     _Atomic uint64_t walk_hint;  /* hash: 1 << 32 | hash of the key get_next_key gave last */
@@ -178,6 +179,14 @@ extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
 extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_maps_ops;
 extern const struct map_ops stack_trace_ops;
+
+/* Region layout versions a handle serves: the hash family also keeps
+ * layout 4 (no stripe spares, FORMAT.md "Validation"), the rest only
+ * this build's. */
+#define HASH_OLDEST_SERVED 4u
+bool map_hash_family(uint32_t type);
+/* The hash family's geometry at a served layout version. */
+void map_hash_layout_at(const struct bpfg_map_spec *s, uint32_t version, struct layout *lo);
 
 /* The kernel's jhash2 over words u32 words (map_bloom.c). */
 uint32_t map_jhash2(const uint8_t *k, uint32_t words, uint32_t initval);
