@@ -703,7 +703,7 @@ static int hash_delete(struct bpfg_map *m, const void *key)
     return e ? 0 : -ENOENT;
 }
 
-static void *hash_lookup(struct bpfg_map *m, const void *key)
+static void *hash_lookup_cpu(struct bpfg_map *m, const void *key, uint32_t cpu)
 {
     uint32_t hash = hash_key(m, key), g;
     bool busy = false;
@@ -721,8 +721,12 @@ static void *hash_lookup(struct bpfg_map *m, const void *key)
         return NULL;
     if (m->lru)
         lru_touch(m, idx_of(m, e));
-    uint8_t *v = eval(m, e);
-    return type_percpu(m->type) ? v + (uint64_t)map_current_cpu(m) * m->value_stride : v;
+    return eval(m, e) + (uint64_t)cpu * m->value_stride;
+}
+
+static void *hash_lookup(struct bpfg_map *m, const void *key)
+{
+    return hash_lookup_cpu(m, key, type_percpu(m->type) ? map_current_cpu(m) : 0);
 }
 
 static uint32_t copy_size(struct bpfg_map *m)
@@ -909,9 +913,9 @@ static uint64_t hash_entries(struct bpfg_map *m)
     .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
 
 const struct map_ops hash_ops = {HASH_OPS};
-const struct map_ops percpu_hash_ops = {HASH_OPS};
+const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
 const struct map_ops lru_hash_ops = {HASH_OPS};
-const struct map_ops lru_percpu_hash_ops = {HASH_OPS};
+const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
 
 /* HASH_OF_MAPS: values are inner map ids. The kernel's bpf(2) has no
  * lookup-and-delete for it. */

@@ -776,6 +776,21 @@ void *bpfg_map_lookup_elem(struct bpfg_map *m, const void *key)
     return m->ops->lookup ? m->ops->lookup(m, key) : NULL;
 }
 
+void *bpfg_map_lookup_elem_run(struct bpfg_map *m, const void *key, struct bpfg_map_run *run)
+{
+    if (!m->ops->lookup_cpu)
+        return m->ops->lookup ? m->ops->lookup(m, key) : NULL;
+    uint32_t slot = map_slot_claim(m, run);
+    return m->ops->lookup_cpu(m, key, slot != NIL ? slot : map_current_cpu(m));
+}
+
+void bpfg_map_run_release(struct bpfg_map_run *run)
+{
+    for (uint32_t i = 0; i < run->n; i++)
+        map_slot_release(run->claim[i].map, run->claim[i].slot);
+    run->n = 0;
+}
+
 int bpfg_map_update_elem(struct bpfg_map *m, const void *key, const void *value, uint64_t flags)
 {
     if (m->map_flags & BPF_F_RDONLY_PROG)

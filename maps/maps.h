@@ -170,6 +170,24 @@ int bpfg_map_update_elem(struct bpfg_map *map, const void *key, const void *valu
 int bpfg_map_delete_elem(struct bpfg_map *map, const void *key);
 /* Queue/stack push; BLOOM_FILTER: adds value (flags must be BPF_ANY). */
 int bpfg_map_push_elem(struct bpfg_map *map, const void *value, uint64_t flags);
+
+/* A program run's per-CPU slots (FORMAT.md "Per-CPU slots"). In the
+ * kernel nothing else runs on a CPU during a program, so "lookup; *v += 1"
+ * on this CPU's slot is safe; in userspace two threads share a CPU. A
+ * lookup through bpfg_map_lookup_elem_run claims a slot of a per-CPU map
+ * (the current CPU's, else a free one) for this run alone, recorded in
+ * *run, until bpfg_map_run_release(run). Set run->n = 0 before the run;
+ * other map types cost one branch more than bpfg_map_lookup_elem. */
+#define BPFG_RUN_CLAIMS 8
+struct bpfg_map_run {
+    uint32_t n; /* claims held */
+    struct {
+        struct bpfg_map *map;
+        uint32_t slot;
+    } claim[BPFG_RUN_CLAIMS];
+};
+void *bpfg_map_lookup_elem_run(struct bpfg_map *map, const void *key, struct bpfg_map_run *run);
+void bpfg_map_run_release(struct bpfg_map_run *run);
 int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
 /* Queue/stack: copies the next value out. BLOOM_FILTER: value is the input;
  * 0 if it may be in the set, -ENOENT if it is certainly not. */
