@@ -62,6 +62,11 @@ struct region_hdr {
     struct bpfg_map_inner inner; /* map-in-map: inner map template (offset 152) */
 };
 
+/* Per-CPU maps: a claim word per slot (modulo CLAIM_LINES), a cache line
+ * each, in the header page after the state (map_lock.c). */
+#define CLAIM_OFF 1024u
+#define CLAIM_LINES 48u
+
 /* Mutable state, in the header page at STATE_OFF. */
 #define STATE_OFF 512u
 struct region_state {
@@ -91,6 +96,9 @@ struct region_state {
     _Atomic uint32_t h_count; /* hash: live elements + slots held by stripes; its own line */
     char pad6[60];
 };
+
+_Static_assert(STATE_OFF + sizeof(struct region_state) <= CLAIM_OFF, "state overlaps the slot claims");
+_Static_assert(CLAIM_OFF + CLAIM_LINES * LOCK_STRIDE <= HDR_SIZE, "slot claims beyond the header page");
 
 /* Per-ring control of ring types. RINGBUF: the kernel's consumer page and
  * producer page. PERF_EVENT_ARRAY: one page per ring holding both. */
@@ -129,6 +137,7 @@ struct bpfg_map {
     const struct map_ops *ops;
     uint32_t type, key_size, value_size, max_entries, map_flags, nr_cpus;
     uint32_t n_elems, elem_size, n_buckets, n_locks, hash_seed;
+    uint32_t layout;             /* the region's layout version: its rules (hash: spares from 5) */
     uint32_t value_stride;       /* ROUND8(value_size) */
     uint32_t key_stride;         /* ROUND8(key_size) */
     _Atomic uint64_t walk_hint;  /* hash: 1 << 32 | hash of the key get_next_key gave last */
@@ -160,6 +169,7 @@ struct map_ops {
     void (*layout)(const struct bpfg_map_spec *spec, struct layout *lo);
     void (*init)(struct bpfg_map *m); /* fresh region */
     void *(*lookup)(struct bpfg_map *m, const void *key);
+    void *(*lookup_cpu)(struct bpfg_map *m, const void *key, uint32_t cpu); /* per-CPU types: slot cpu */
     int (*update)(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
     int (*delete)(struct bpfg_map *m, const void *key);
     int (*lookup_copy)(struct bpfg_map *m, const void *key, void *value);
@@ -178,6 +188,14 @@ extern const struct map_ops hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_ops;
 extern const struct map_ops bloom_ops, lpm_trie_ops, array_of_maps_ops, hash_of_maps_ops;
 extern const struct map_ops stack_trace_ops;
+
+/* Region layout versions a handle serves: the hash family also keeps
+ * layout 4 (no stripe spares, FORMAT.md "Validation"), the rest only
+ * this build's. */
+#define HASH_OLDEST_SERVED 4u
+bool map_hash_family(uint32_t type);
+/* The hash family's geometry at a served layout version. */
+void map_hash_layout_at(const struct bpfg_map_spec *s, uint32_t version, struct layout *lo);
 
 /* The kernel's jhash2 over words u32 words (map_bloom.c). */
 uint32_t map_jhash2(const uint8_t *k, uint32_t words, uint32_t initval);
@@ -218,6 +236,12 @@ int map_open_kernel(int fd, struct bpfg_map **out);
 int map_inner_template_check(const struct bpfg_map_spec *s);
 
 uint32_t map_current_cpu(const struct bpfg_map *m);
+/* Per-CPU maps: a slot claimed for a program's run (map_lock.c, FORMAT.md
+ * "Per-CPU slots"): this thread's claim if *run has one on m, else a new
+ * one recorded in *run; NIL when none could be taken without risking a
+ * deadlock (the caller then uses the current CPU's slot unclaimed). */
+uint32_t map_slot_claim(struct bpfg_map *m, struct bpfg_map_run *run);
+void map_slot_release(struct bpfg_map *m, uint32_t slot);
 
 /* Element pools of LPM tries and stack maps (writers hold the map's lock):
  * a free list through each element's u32 at byte next_off (t_free) and a

@@ -73,13 +73,18 @@ static void *array_lookup(struct bpfg_map *m, const void *key)
     return elem_at(m, i);
 }
 
-static void *percpu_array_lookup(struct bpfg_map *m, const void *key)
+static void *percpu_array_lookup_cpu(struct bpfg_map *m, const void *key, uint32_t cpu)
 {
     uint32_t i;
     memcpy(&i, key, 4);
     if (i >= m->max_entries)
         return NULL;
-    return elem_at(m, i) + (uint64_t)map_current_cpu(m) * m->value_stride;
+    return elem_at(m, i) + (uint64_t)cpu * m->value_stride;
+}
+
+static void *percpu_array_lookup(struct bpfg_map *m, const void *key)
+{
+    return percpu_array_lookup_cpu(m, key, map_current_cpu(m));
 }
 
 static int check_update(struct bpfg_map *m, const void *key, uint64_t flags, uint32_t *idx)
@@ -260,6 +265,7 @@ const struct map_ops percpu_array_ops = {
     .check = array_check,
     .layout = array_layout,
     .lookup = percpu_array_lookup,
+    .lookup_cpu = percpu_array_lookup_cpu,
     .elem_at = array_elem_at,
     .update = percpu_array_update,
     .delete = array_delete,

@@ -79,7 +79,13 @@ static int hash_check(const struct bpfg_map_spec *s)
     return 0;
 }
 
-static void hash_layout(const struct bpfg_map_spec *s, struct layout *lo)
+bool map_hash_family(uint32_t t)
+{
+    return t == BPF_MAP_TYPE_HASH || t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_HASH ||
+           t == BPF_MAP_TYPE_LRU_PERCPU_HASH || t == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+void map_hash_layout_at(const struct bpfg_map_spec *s, uint32_t version, struct layout *lo)
 {
     lo->n_buckets = roundup_pow2(s->max_entries);
     lo->n_locks = lo->n_buckets < MAX_LOCK_STRIPES ? lo->n_buckets : MAX_LOCK_STRIPES;
@@ -89,8 +95,9 @@ static void hash_layout(const struct bpfg_map_spec *s, struct layout *lo)
     /* Two elements per stripe beyond max_entries: its spare (a replace's
      * next element) and one in flight (a replace builds the new element
      * before freeing the old one; a deleted one is freed after its count
-     * slot), so a replace never fails with E2BIG on a full map. */
-    lo->n_elems = s->max_entries + 2 * lo->n_locks;
+     * slot), so a replace never fails with E2BIG on a full map. Layout 4
+     * has no spares: one in flight per stripe. */
+    lo->n_elems = s->max_entries + (version >= 5 ? 2 : 1) * lo->n_locks;
     uint64_t end = lo->aux_off + lo->aux_size;
     if (type_lru(s->type)) {
         lo->lru_off = ROUNDUP(end, 64);
@@ -101,6 +108,11 @@ static void hash_layout(const struct bpfg_map_spec *s, struct layout *lo)
     lo->data_off = ROUNDUP(end, 64);
     lo->data_size = (uint64_t)lo->n_elems * lo->elem_size;
     lo->region_size = ROUNDUP(lo->data_off + lo->data_size, REGION_PAGE);
+}
+
+static void hash_layout(const struct bpfg_map_spec *s, struct layout *lo)
+{
+    map_hash_layout_at(s, REGION_VERSION, lo);
 }
 
 static inline struct helem *E(struct bpfg_map *m, uint32_t i)
@@ -345,9 +357,19 @@ static inline _Atomic uint32_t *spare(struct bpfg_map *m, uint32_t s)
     return (_Atomic uint32_t *)(m->locks + (uint64_t)s * LOCK_STRIDE + SPARE_OFF);
 }
 
+/* Layout 4's writers (payloads of an older build) know no spares: they
+ * would put a spare on a free list in a repair while a new writer uses
+ * it, so on such a region every writer replaces with free-list elements. */
+static inline bool has_spares(const struct bpfg_map *m)
+{
+    return m->layout >= 5;
+}
+
 /* The spare element of stripe s (held) for a replace, else a free one. */
 static uint32_t replace_take(struct bpfg_map *m, uint32_t s)
 {
+    if (!has_spares(m))
+        return free_pop(m, s);
     uint32_t sp = atomic_load_explicit(spare(m, s), memory_order_relaxed);
     if (sp && sp <= m->n_elems)
         return sp - 1;
@@ -364,7 +386,8 @@ static void free_rebuild(struct bpfg_map *m, const uint64_t *live)
     uint32_t per = (m->n_elems + m->n_locks - 1) / m->n_locks;
     for (uint32_t s = 0; s < m->n_locks; s++) {
         uint32_t top = NIL;
-        atomic_store_explicit(spare(m, s), 0, memory_order_relaxed);
+        if (has_spares(m))
+            atomic_store_explicit(spare(m, s), 0, memory_order_relaxed);
         uint64_t lo = (uint64_t)s * per, hi = lo + per < m->n_elems ? lo + per : m->n_elems;
         for (uint64_t i = hi; i-- > lo;) {
             if (live && (live[i / 64] >> (i % 64) & 1))
@@ -643,7 +666,10 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         uint32_t oi = idx_of(m, old);
         if (m->lru)
             atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
-        atomic_store_explicit(spare(m, s), oi + 1, memory_order_relaxed);
+        if (has_spares(m))
+            atomic_store_explicit(spare(m, s), oi + 1, memory_order_relaxed);
+        else
+            free_push(m, s, oi);
     } else {
         atomic_store_explicit(&e->next, atomic_load_explicit(bucket(m, b), memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(bucket(m, b), i, memory_order_release);
@@ -677,7 +703,7 @@ static int hash_delete(struct bpfg_map *m, const void *key)
     return e ? 0 : -ENOENT;
 }
 
-static void *hash_lookup(struct bpfg_map *m, const void *key)
+static void *hash_lookup_cpu(struct bpfg_map *m, const void *key, uint32_t cpu)
 {
     uint32_t hash = hash_key(m, key), g;
     bool busy = false;
@@ -695,8 +721,12 @@ static void *hash_lookup(struct bpfg_map *m, const void *key)
         return NULL;
     if (m->lru)
         lru_touch(m, idx_of(m, e));
-    uint8_t *v = eval(m, e);
-    return type_percpu(m->type) ? v + (uint64_t)map_current_cpu(m) * m->value_stride : v;
+    return eval(m, e) + (uint64_t)cpu * m->value_stride;
+}
+
+static void *hash_lookup(struct bpfg_map *m, const void *key)
+{
+    return hash_lookup_cpu(m, key, type_percpu(m->type) ? map_current_cpu(m) : 0);
 }
 
 static uint32_t copy_size(struct bpfg_map *m)
@@ -883,9 +913,9 @@ static uint64_t hash_entries(struct bpfg_map *m)
     .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
 
 const struct map_ops hash_ops = {HASH_OPS};
-const struct map_ops percpu_hash_ops = {HASH_OPS};
+const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
 const struct map_ops lru_hash_ops = {HASH_OPS};
-const struct map_ops lru_percpu_hash_ops = {HASH_OPS};
+const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
 
 /* HASH_OF_MAPS: values are inner map ids. The kernel's bpf(2) has no
  * lookup-and-delete for it. */

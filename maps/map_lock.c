@@ -312,3 +312,78 @@ bool map_probe_dead_owners(struct bpfg_map *m)
         return false;
     return map_repair(m) == 0;
 }
+
+/* ---- per-CPU slots claimed for a program's run ---- */
+
+/* A claim word per slot (slot % CLAIM_LINES), one cache line each in the
+ * header page: the holder's tgid << 32 | tid, 0 = free. */
+static inline _Atomic uint64_t *slot_word(struct bpfg_map *m, uint32_t slot)
+{
+    return (_Atomic uint64_t *)(m->base + CLAIM_OFF + (uint64_t)(slot % CLAIM_LINES) * LOCK_STRIDE);
+}
+
+#define SLOT_SHARED 0x80000000u /* held by this thread through another handle */
+#define CLAIM_SPINS 64          /* rounds between yields and owner checks */
+#define CLAIM_ROUNDS_HOLDING 64 /* a thread holding claims waits no longer */
+
+/* The slot *run holds on m, or NIL. */
+static uint32_t claim_held(const struct bpfg_map *m, const struct bpfg_map_run *run)
+{
+    for (uint32_t i = 0; i < run->n; i++)
+        if (run->claim[i].map == m)
+            return run->claim[i].slot;
+    return NIL;
+}
+
+/* One pass over the slots from the current CPU's: a free one taken (or,
+ * with take_dead, one whose holder is gone), one this thread holds already
+ * (| SLOT_SHARED), or NIL. */
+static uint32_t claim_pass(struct bpfg_map *m, uint64_t ids, bool take_dead)
+{
+    uint32_t first = map_current_cpu(m), n = m->nr_cpus < CLAIM_LINES ? m->nr_cpus : CLAIM_LINES;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t s = (first + k) % m->nr_cpus;
+        _Atomic uint64_t *w = slot_word(m, s);
+        uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
+        if (cur == ids)
+            return s | SLOT_SHARED;
+        if (cur && !(take_dead && ids_dead((uint32_t)(cur >> 32), (uint32_t)cur)))
+            continue;
+        if (atomic_compare_exchange_strong_explicit(w, &cur, ids, memory_order_acquire, memory_order_relaxed))
+            return s;
+    }
+    return NIL;
+}
+
+uint32_t map_slot_claim(struct bpfg_map *m, struct bpfg_map_run *run)
+{
+    uint32_t s = claim_held(m, run);
+    if (s != NIL)
+        return s;
+    if (run->n >= BPFG_RUN_CLAIMS)
+        return NIL;
+    uint64_t ids = self_ids();
+    for (uint32_t round = 1;; round++) {
+        s = claim_pass(m, ids, round % CLAIM_SPINS == 0);
+        if (s != NIL)
+            break;
+        /* Holding claims while waiting for another could close a cycle
+         * with a thread waiting for ours: give up after a while. */
+        if (run->n && round >= CLAIM_ROUNDS_HOLDING)
+            return NIL;
+        if (round % CLAIM_SPINS == 0)
+            sys4(SYS_sched_yield, 0, 0, 0, 0);
+        else
+            __builtin_ia32_pause();
+    }
+    if (s & SLOT_SHARED)
+        return s & ~SLOT_SHARED; /* the other handle's record releases it */
+    run->claim[run->n].map = m;
+    run->claim[run->n++].slot = s;
+    return s;
+}
+
+void map_slot_release(struct bpfg_map *m, uint32_t slot)
+{
+    atomic_store_explicit(slot_word(m, slot), 0, memory_order_release);
+}

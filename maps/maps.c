@@ -212,6 +212,23 @@ static void spec_from_hdr(const struct region_hdr *h, struct bpfg_map_spec *s)
     s->inner = h->inner;
 }
 
+/* Whether this build serves a region of layout `version` of `type` with
+ * that layout's rules. */
+static bool layout_served(uint32_t type, uint32_t version)
+{
+    return version == REGION_VERSION ||
+           (map_hash_family(type) && version >= HASH_OLDEST_SERVED && version < REGION_VERSION);
+}
+
+/* The geometry of a region of layout `version` (one layout_served). */
+static void layout_at(const struct map_ops *ops, const struct bpfg_map_spec *spec, uint32_t version, struct layout *lo)
+{
+    if (map_hash_family(spec->type))
+        map_hash_layout_at(spec, version, lo);
+    else
+        ops->layout(spec, lo);
+}
+
 #define CHECK_FIELD(f)                                                                                    \
     do {                                                                                                  \
         if ((uint64_t)h->f != (uint64_t)lo.f) {                                                           \
@@ -238,7 +255,7 @@ static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
         map_set_error("region: bad magic, not a bpfgraft map");
         return -EBADMSG;
     }
-    if (h->version != REGION_VERSION) {
+    if (!layout_served(h->map_type, h->version)) {
         map_set_error("region: layout version %u, this build reads %u", h->version, REGION_VERSION);
         return -EPROTONOSUPPORT;
     }
@@ -264,7 +281,7 @@ static int validate_hdr(int fd, const struct region_hdr *h, struct layout *out)
         return -EBADMSG;
     }
     struct layout lo = {0};
-    ops->layout(&spec, &lo);
+    layout_at(ops, &spec, h->version, &lo);
     CHECK_FIELD(region_size);
     CHECK_FIELD(locks_off);
     CHECK_FIELD(n_locks);
@@ -412,6 +429,7 @@ static int attach_mapped(int fd, uint8_t *mapped, size_t mapped_len, struct bpfg
     m->n_buckets = lo.n_buckets;
     m->n_locks = lo.n_locks;
     m->hash_seed = h.hash_seed;
+    m->layout = h.version;
     m->value_stride = ROUND8(h.value_size);
     m->key_stride = ROUND8(h.key_size);
     m->inner = h.inner;
@@ -459,12 +477,6 @@ static int attach(int fd, struct bpfg_map **out)
 }
 
 #ifndef BPFG_FREESTANDING
-static bool hash_family(uint32_t type)
-{
-    return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
-           type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_HASH_OF_MAPS;
-}
-
 int bpfg_map_file_layout(int fd)
 {
     struct region_hdr h;
@@ -478,13 +490,12 @@ int bpfg_map_upgrade_fd(int fd, bool apply)
 {
     struct region_hdr h;
     struct layout lo = {0};
-    if (read_hdr(fd, &h) != 0 || h.magic != REGION_MAGIC || h.version == REGION_VERSION)
-        return 0;
+    if (read_hdr(fd, &h) != 0 || h.magic != REGION_MAGIC || layout_served(h.map_type, h.version))
+        return 0; /* a hash region of layout 4 is served as it is: its old writers may live on */
     bool older = h.version == 3 || h.version == 4;
-    if (!older || hash_family(h.map_type)) {
+    if (!older || map_hash_family(h.map_type)) {
         map_set_error("region: layout version %u, this build reads %u%s", h.version, REGION_VERSION,
-                      older ? " (a hash map's region of an older layout, before the stripes' spare elements, is "
-                              "not converted)"
+                      older ? " (a hash map's region of layout 3, before the per-stripe counts, is not converted)"
                             : "");
         return -EPROTONOSUPPORT;
     }
@@ -538,19 +549,19 @@ static int region_file(int given, int dirfd, const char *name, const char *mname
     return fd;
 }
 
-static int create_region(const struct bpfg_map_spec *spec_in, int given, int dirfd, const char *fname,
+static int create_region(const struct bpfg_map_spec *spec_in, uint32_t version, int given, int dirfd, const char *fname,
                          struct bpfg_map **out);
 
 int bpfg_map_create(const struct bpfg_map_spec *spec, struct bpfg_map **out)
 {
-    return create_region(spec, -1, -1, NULL, out);
+    return create_region(spec, REGION_VERSION, -1, -1, NULL, out);
 }
 
 int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *name, struct bpfg_map **out)
 {
     if (dirfd < 0 || !name)
         return -EINVAL;
-    return create_region(spec, -1, dirfd, name, out);
+    return create_region(spec, REGION_VERSION, -1, dirfd, name, out);
 }
 
 #ifndef BPFG_FREESTANDING
@@ -561,13 +572,22 @@ int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map
         map_set_error("create: fd %d is not an empty regular file", fd);
         return -EINVAL;
     }
-    return create_region(spec, fd, -1, NULL, out);
+    return create_region(spec, REGION_VERSION, fd, -1, NULL, out);
+}
+
+int bpfg_map_create_layout(const struct bpfg_map_spec *spec, uint32_t version, struct bpfg_map **out)
+{
+    if (!spec || !layout_served(spec->type, version)) {
+        map_set_error("create: layout version %u is not served for this map type", version);
+        return -EPROTONOSUPPORT;
+    }
+    return create_region(spec, version, -1, -1, NULL, out);
 }
 #endif
 
-/* The region in the caller's file `given`, a new file dirfd/fname, or
- * (both -1) a sealed memfd. */
-static int create_region(const struct bpfg_map_spec *spec_in, int given, int dirfd, const char *fname,
+/* The region of layout `version` in the caller's file `given`, a new
+ * file dirfd/fname, or (both -1) a sealed memfd. */
+static int create_region(const struct bpfg_map_spec *spec_in, uint32_t version, int given, int dirfd, const char *fname,
                          struct bpfg_map **out)
 {
     if (!spec_in || !out)
@@ -593,7 +613,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int given, int dir
         return err;
     }
     struct layout lo = {0};
-    ops->layout(&spec, &lo);
+    layout_at(ops, &spec, version, &lo);
 
     char mname[32 + BPFG_MAP_NAME_LEN];
     snprintf(mname, sizeof(mname), "bpfg-map:%.15s", spec.name ? spec.name : "");
@@ -607,7 +627,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int given, int dir
         goto fail;
     }
     struct region_hdr *h = (struct region_hdr *)p;
-    h->version = REGION_VERSION;
+    h->version = version;
     h->hdr_size = HDR_SIZE;
     h->map_type = spec.type;
     h->key_size = spec.key_size;
@@ -657,6 +677,7 @@ static int create_region(const struct bpfg_map_spec *spec_in, int given, int dir
         .n_buckets = lo.n_buckets,
         .n_locks = lo.n_locks,
         .hash_seed = h->hash_seed,
+        .layout = version,
         .value_stride = ROUND8(spec.value_size),
         .key_stride = ROUND8(spec.key_size),
         .inner = spec.inner,
@@ -753,6 +774,21 @@ void bpfg_map_get_info(const struct bpfg_map *m, struct bpfg_map_info *info)
 void *bpfg_map_lookup_elem(struct bpfg_map *m, const void *key)
 {
     return m->ops->lookup ? m->ops->lookup(m, key) : NULL;
+}
+
+void *bpfg_map_lookup_elem_run(struct bpfg_map *m, const void *key, struct bpfg_map_run *run)
+{
+    if (!m->ops->lookup_cpu)
+        return m->ops->lookup ? m->ops->lookup(m, key) : NULL;
+    uint32_t slot = map_slot_claim(m, run);
+    return m->ops->lookup_cpu(m, key, slot != NIL ? slot : map_current_cpu(m));
+}
+
+void bpfg_map_run_release(struct bpfg_map_run *run)
+{
+    for (uint32_t i = 0; i < run->n; i++)
+        map_slot_release(run->claim[i].map, run->claim[i].slot);
+    run->n = 0;
 }
 
 int bpfg_map_update_elem(struct bpfg_map *m, const void *key, const void *value, uint64_t flags)

@@ -106,10 +106,13 @@ int bpfg_map_open_fd(int fd, struct bpfg_map **out);
  * LRU, hash of maps: their counts and stripes changed in layout 4, their
  * stripes' spare elements in layout 5) are the same region, so its
  * header's version is rewritten once the layout recomputed for this
- * version equals it (apply false: only whether it can be). 0
- * (also when current or not a region: bpfg_map_open_fd says what is
- * wrong), or -EPROTONOSUPPORT with bpfg_map_last_error() naming both
- * versions; the region is then left untouched. Not in the payload. */
+ * version equals it (apply false: only whether it can be). A hash-family
+ * region of layout 4 is left as it is: bpfg_map_open_fd serves it with
+ * layout 4's rules (no stripe spares), which its older writers, payloads
+ * still running in targets, share. 0 (also when current or not a region:
+ * bpfg_map_open_fd says what is wrong), or -EPROTONOSUPPORT with
+ * bpfg_map_last_error() naming both versions (a hash region of layout 3);
+ * the region is then left untouched. Not in the payload. */
 int bpfg_map_upgrade_fd(int fd, bool apply);
 
 /* The layout version of the region file fd (this build's:
@@ -117,6 +120,11 @@ int bpfg_map_upgrade_fd(int fd, bool apply);
  * the payload. */
 #define BPFG_MAP_LAYOUT_VERSION 5
 int bpfg_map_file_layout(int fd);
+
+/* Tests: creates a region of an older layout this build still serves
+ * (4, hash family), exactly as an older build wrote it, as
+ * bpfg_map_create does; -EPROTONOSUPPORT for another. Not in the payload. */
+int bpfg_map_create_layout(const struct bpfg_map_spec *spec, uint32_t version, struct bpfg_map **out);
 
 /* Human-readable reason for the last failure of create/open in this thread. */
 const char *bpfg_map_last_error(void);
@@ -162,6 +170,24 @@ int bpfg_map_update_elem(struct bpfg_map *map, const void *key, const void *valu
 int bpfg_map_delete_elem(struct bpfg_map *map, const void *key);
 /* Queue/stack push; BLOOM_FILTER: adds value (flags must be BPF_ANY). */
 int bpfg_map_push_elem(struct bpfg_map *map, const void *value, uint64_t flags);
+
+/* A program run's per-CPU slots (FORMAT.md "Per-CPU slots"). In the
+ * kernel nothing else runs on a CPU during a program, so "lookup; *v += 1"
+ * on this CPU's slot is safe; in userspace two threads share a CPU. A
+ * lookup through bpfg_map_lookup_elem_run claims a slot of a per-CPU map
+ * (the current CPU's, else a free one) for this run alone, recorded in
+ * *run, until bpfg_map_run_release(run). Set run->n = 0 before the run;
+ * other map types cost one branch more than bpfg_map_lookup_elem. */
+#define BPFG_RUN_CLAIMS 8
+struct bpfg_map_run {
+    uint32_t n; /* claims held */
+    struct {
+        struct bpfg_map *map;
+        uint32_t slot;
+    } claim[BPFG_RUN_CLAIMS];
+};
+void *bpfg_map_lookup_elem_run(struct bpfg_map *map, const void *key, struct bpfg_map_run *run);
+void bpfg_map_run_release(struct bpfg_map_run *run);
 int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
 /* Queue/stack: copies the next value out. BLOOM_FILTER: value is the input;
  * 0 if it may be in the set, -ENOENT if it is certainly not. */

@@ -31,9 +31,10 @@ static inline uint64_t neg(int e)
 
 H(h_map_lookup_elem)
 {
-    (void)r3, (void)r4, (void)r5, (void)user;
+    (void)r3, (void)r4, (void)r5;
     struct bpfg_map *m = (struct bpfg_map *)r1;
-    void *v = bpfg_map_lookup_elem(m, (const void *)r2);
+    struct bpfg_exec *ex = user;
+    void *v = bpfg_map_lookup_elem_run(m, (const void *)r2, &ex->cpus);
     if (v && bpfg_map_type_is_outer(bpfg_map_type(m))) {
         /* map-in-map: the slot holds the inner map's id; the program gets
          * this payload's handle on it (NULL if the server did not send it) */
@@ -738,6 +739,7 @@ struct prog *helpers_run_end(struct bpfg_exec *ex)
     /* a reservation the program kept would block the ring forever */
     while (ex->nrb)
         ringbuf_release(ex, ex->rb[ex->nrb - 1].data, 0, true);
+    bpfg_map_run_release(&ex->cpus);
     return ex->tail_next;
 }
 

@@ -55,6 +55,7 @@ struct bpfg_exec {
         void *data;
         struct bpfg_map *map;
     } rb[MAX_RB_RESERVED];
+    struct bpfg_map_run cpus; /* per-CPU map slots this run claimed (cpus.n set) */
 };
 
 /* main.c: loaded programs and maps, owned by the payload thread. The
@@ -85,8 +86,8 @@ static inline __attribute__((always_inline)) void helpers_send_signal(const stru
 extern struct bpfg_x86jit_helper helpers_table[BPFG_MAX_HELPERS];
 /* Runs a program and the programs it tail-calls. */
 void helpers_run(struct prog *p, struct bpfg_exec *ex);
-/* Ends a run that left ring buffer reservations or a tail call behind:
- * releases the reservations, returns the next program or NULL. */
+/* Ends a run that left ring buffer reservations, per-CPU slot claims or
+ * a tail call behind: releases them, returns the next program or NULL. */
 struct prog *helpers_run_end(struct bpfg_exec *ex);
 
 /* hooks.c: the statistics table (payload_abi.h section 9), which the
@@ -114,7 +115,7 @@ static inline __attribute__((always_inline)) void helpers_run_body(struct prog *
             uint64_t ret;
             bpfg_vm_exec_ctx(p->vm, ctx, ctx_len, ex, &ret);
         }
-        if (__builtin_expect(!ex->nrb && !ex->tail_next, 1))
+        if (__builtin_expect(!ex->nrb && !ex->tail_next && !ex->cpus.n, 1))
             return;
         p = helpers_run_end(ex);
     } while (p);
@@ -201,6 +202,7 @@ static inline __attribute__((always_inline)) void hooks_exec_init(struct bpfg_ex
     ex->signal = 0;
     ex->nrb = 0;
     ex->cookie = 0;
+    ex->cpus.n = 0;
 }
 /* The uprobe handlers the entry code calls (start.S), also called by the
  * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */

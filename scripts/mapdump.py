@@ -25,6 +25,7 @@ FIELDS = ("magic version hdr_size map_type key_size value_size max_entries map_f
           "lru_off n_elems n_buckets").split()
 TYPES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash",
          11: "lpm_trie", 12: "array_of_maps", 13: "hash_of_maps"}
+HASH_FAMILY = (1, 5, 9, 10, 13)
 NIL = 0xffffffff
 TRIE_STATE = 528  # t_seq, t_root (FORMAT.md, mutable state)
 TNODE_HDR = 32    # child[2], prefixlen, state, stamp, free_next, pad
@@ -46,7 +47,8 @@ def parse_header(buf):
     h = dict(zip(FIELDS, HDR.unpack_from(buf, 0)))
     if h["magic"] != MAGIC:
         raise RegionError("bad magic: not a bpfgraft map region")
-    if h["version"] != VERSION:
+    # a hash-family region of layout 4 (no stripe spares) reads as layout 5
+    if h["version"] != VERSION and not (h["version"] == 4 and h["map_type"] in HASH_FAMILY):
         raise RegionError("layout version %d, this script reads %d" % (h["version"], VERSION))
     if h["region_size"] > len(buf):
         raise RegionError("truncated region: header says %d bytes, have %d" % (h["region_size"], len(buf)))

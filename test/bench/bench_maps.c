@@ -27,7 +27,9 @@
 #define UNROLL 64
 #define KEYMUL 0x9E3779B1u
 
-enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT, OP_PEEK, OP_LPM, OP_INLINE };
+/* OP_PCPU_ADD: a per-CPU counter's "lookup; *v += 1", one run per op (ours:
+ * the slot claimed); OP_PCPU_RAW: the same unclaimed (before claims). */
+enum op { OP_LOOKUP, OP_UPDATE, OP_DELINS, OP_RBOUT, OP_PEEK, OP_LPM, OP_INLINE, OP_PCPU_ADD, OP_PCPU_RAW };
 
 /* LPM trie keys: the /24 prefix k << 8, looked up with address k.0x5a */
 static inline uint32_t lpm_addr(uint32_t k)
@@ -147,6 +149,12 @@ static int kprog_load(enum op op, int map_fd, int ctl_fd, uint32_t mask)
         emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, op == OP_LPM ? -8 : -4));
         if (op == OP_LOOKUP || op == OP_LPM) {
             emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+        } else if (op == OP_PCPU_ADD) {
+            emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_lookup_elem));
+            emit(p, INSN(BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 3, 0));
+            emit(p, INSN(BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_1, BPF_REG_0, 0, 0));
+            emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, 1));
+            emit(p, INSN(BPF_STX | BPF_DW | BPF_MEM, BPF_REG_0, BPF_REG_1, 0, 0));
         } else if (op == OP_PEEK) {
             emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_peek_elem));
         } else {
@@ -261,6 +269,14 @@ static void *othread(void *arg)
                 bench_keep(p);
                 break;
             }
+            case OP_PCPU_ADD: {
+                struct bpfg_map_run run = {.n = 0};
+                uint64_t *c = bpfg_map_lookup_elem_run(t->m, &k, &run);
+                *(volatile uint64_t *)c += 1;
+                bpfg_map_run_release(&run);
+                break;
+            }
+            case OP_PCPU_RAW: *(volatile uint64_t *)bpfg_map_lookup_elem(t->m, &k) += 1; break;
             case OP_UPDATE: bpfg_map_update_elem(t->m, &k, &v, BPF_ANY); break;
             case OP_PEEK: bench_keep((void *)(uintptr_t)bpfg_map_peek_elem(t->m, &k)); break;
             case OP_LPM: {
@@ -362,6 +378,47 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
         if (prog >= 0)
             close(prog);
     }
+    if (kfd >= 0)
+        close(kfd);
+    if (ctl >= 0)
+        close(ctl);
+    bpfg_map_close(m);
+    return 0;
+}
+
+/* Per-CPU counters (maps/FORMAT.md "Per-CPU slots"): each op is a run
+ * whose slot is claimed, and the same unclaimed (what a run cost before
+ * claims, losing increments when threads share a CPU). */
+static int bench_percpu(struct bench_ctx *ctx)
+{
+    uint64_t ops = bench_quick(ctx) ? 64 * 1024 : 4 * 1024 * 1024;
+    const uint32_t entries = 1024;
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_PERCPU_ARRAY, .key_size = 4, .value_size = 8, .max_entries = entries, .name = "bench"};
+    struct bpfg_map *m;
+    int err = bpfg_map_create(&s, &m);
+    if (err)
+        return err;
+    int kfd = kmap_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, entries), ctl = kmap_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1);
+    int prog = kfd >= 0 && ctl >= 0 ? kprog_load(OP_PCPU_ADD, kfd, ctl, entries - 1) : -1;
+    if (prog < 0)
+        bench_note(ctx, "kernel per-CPU program unavailable (%s)", strerror(prog < 0 ? -prog : EINVAL));
+    bench_note(ctx, "percpu lookup+add: one run per op, slot claimed; unclaimed: the bare lookup (racy)");
+    const struct {
+        enum op op;
+        const char *name;
+    } list[] = {{OP_PCPU_ADD, "percpu_array lookup+add"}, {OP_PCPU_RAW, "percpu_array lookup+add unclaimed"}};
+    for (size_t o = 0; o < sizeof(list) / sizeof(list[0]); o++)
+        for (int threads = 1; threads <= 2; threads++) {
+            char variant[32];
+            snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
+            ours_ns_per_op(m, list[o].op, entries - 1, ops / 8, threads); /* warm up */
+            double ours = ours_ns_per_op(m, list[o].op, entries - 1, ops, threads);
+            double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
+            bench_report(ctx, list[o].name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
+        }
+    if (prog >= 0)
+        close(prog);
     if (kfd >= 0)
         close(kfd);
     if (ctl >= 0)
@@ -662,7 +719,7 @@ static int run(struct bench_ctx *ctx)
         (err = bench_kv(ctx, BPF_MAP_TYPE_ARRAY, big, "array")) ||
         (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, 1024, "hash")) || (err = bench_kv(ctx, BPF_MAP_TYPE_HASH, big, "hash")))
         return err;
-    if ((err = bench_shared(ctx)))
+    if ((err = bench_percpu(ctx)) || (err = bench_shared(ctx)))
         return err;
     bench_note(ctx, "bloom: peeks of pushed u32 values (5 hashes); lpm_trie: /32 lookups under /24 prefixes");
     if ((err = bench_set(ctx, BPF_MAP_TYPE_BLOOM_FILTER, 1024, "bloom")) ||

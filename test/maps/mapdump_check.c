@@ -77,14 +77,15 @@ int main(int argc, char **argv)
 {
     if (argc != 2)
         return fail("usage: mapdump_check mapdump.py");
-    struct bpfg_map *arr, *hash, *pc;
+    struct bpfg_map *arr, *hash, *pc, *old4;
     struct bpfg_map_spec sa = {
         .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 12, .max_entries = 8, .name = "arr"};
     struct bpfg_map_spec sh = {
         .type = BPF_MAP_TYPE_HASH, .key_size = 6, .value_size = 10, .max_entries = 50, .name = "hash"};
     struct bpfg_map_spec sp = {
         .type = BPF_MAP_TYPE_PERCPU_HASH, .key_size = 4, .value_size = 4, .max_entries = 10, .name = "pc"};
-    if (bpfg_map_create(&sa, &arr) || bpfg_map_create(&sh, &hash) || bpfg_map_create(&sp, &pc))
+    if (bpfg_map_create(&sa, &arr) || bpfg_map_create(&sh, &hash) || bpfg_map_create(&sp, &pc) ||
+        bpfg_map_create_layout(&sh, 4, &old4)) /* an older server's hash region */
         return fail(bpfg_map_last_error());
     for (uint32_t i = 0; i < 8; i++) {
         uint8_t v[12];
@@ -97,9 +98,11 @@ int main(int argc, char **argv)
         for (int j = 0; j < 10; j++)
             v[j] = (uint8_t)(i + j * 7);
         bpfg_map_update_elem(hash, k, v, BPF_NOEXIST);
+        bpfg_map_update_elem(old4, k, v, BPF_NOEXIST);
     }
     uint8_t k[6] = {5, 1, 2, 3, 4, 15};
     bpfg_map_delete_elem(hash, k); /* 36 left */
+    bpfg_map_delete_elem(old4, k);
     for (uint32_t i = 0; i < 4; i++) {
         uint32_t v = 1000 + i;
         bpfg_map_update_elem(pc, &i, &v, BPF_ANY);
@@ -113,6 +116,8 @@ int main(int argc, char **argv)
         return fail("hash through /proc/PID/fd");
     if ((n = check(argv[1], pc, false)) != 4)
         return fail("percpu hash");
+    if ((n = check(argv[1], old4, false)) != 36)
+        return fail("hash of layout 4");
     struct bpfg_map *lpm;
     struct bpfg_map_spec sl = {.type = BPF_MAP_TYPE_LPM_TRIE,
                                .key_size = 8,
@@ -134,7 +139,8 @@ int main(int argc, char **argv)
     bpfg_map_close(arr);
     bpfg_map_close(hash);
     bpfg_map_close(pc);
+    bpfg_map_close(old4);
     bpfg_map_close(lpm);
-    printf("mapdump_check: array 8, hash 36, percpu hash 4, lpm trie 19 elements match\n");
+    printf("mapdump_check: array 8, hash 36 (and of layout 4), percpu hash 4, lpm trie 19 elements match\n");
     return 0;
 }

@@ -1,0 +1,164 @@
+/* Per-CPU maps under threads sharing CPUs: a run's "lookup; *v += 1" on
+ * the slot bpfg_map_lookup_elem_run claimed loses no increment (FORMAT.md
+ * "Per-CPU slots"); a claim whose holder died is taken over. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "maps.h"
+
+#define THREADS 4
+#define INCREMENTS 1000000u
+#define KEYS 4
+
+static struct bpfg_map *mk(uint32_t type, uint32_t nr_cpus)
+{
+    struct bpfg_map_spec s = {
+        .type = type, .key_size = 4, .value_size = 8, .max_entries = KEYS, .nr_cpus = nr_cpus, .name = "pcpu"};
+    struct bpfg_map *m = NULL;
+    cr_assert_eq(bpfg_map_create(&s, &m), 0, "%s", bpfg_map_last_error());
+    uint64_t zero[64] = {0};
+    cr_assert_leq(nr_cpus, 64);
+    for (uint32_t k = 0; k < KEYS; k++)
+        cr_assert_eq(bpfg_map_update_copy(m, &k, zero, BPF_ANY), 0);
+    return m;
+}
+
+struct incr {
+    struct bpfg_map *a, *b; /* b: a second map the same run touches, or NULL */
+    uint32_t seed;
+};
+
+/* A program's non-atomic add, as a JIT emits it: load, add, store. */
+static void add_one(uint64_t *v)
+{
+    uint64_t x = __atomic_load_n(v, __ATOMIC_RELAXED);
+    __atomic_store_n(v, x + 1, __ATOMIC_RELAXED);
+}
+
+static void *increment(void *arg)
+{
+    struct incr *t = arg;
+    for (uint32_t i = 0; i < INCREMENTS; i++) {
+        struct bpfg_map_run run = {.n = 0};
+        uint32_t k = (t->seed + i) % KEYS;
+        uint64_t *v = bpfg_map_lookup_elem_run(t->a, &k, &run);
+        add_one(v);
+        if (t->b) {
+            add_one(bpfg_map_lookup_elem_run(t->b, &k, &run));
+            add_one(bpfg_map_lookup_elem_run(t->a, &k, &run)); /* the run's slot again */
+        }
+        bpfg_map_run_release(&run);
+    }
+    return NULL;
+}
+
+/* Every key's slots summed over the CPUs, then over the keys. */
+static uint64_t total(struct bpfg_map *m, uint32_t nr_cpus)
+{
+    uint64_t sum = 0, v[64];
+    for (uint32_t k = 0; k < KEYS; k++) {
+        cr_assert_eq(bpfg_map_lookup_copy(m, &k, v), 0);
+        for (uint32_t c = 0; c < nr_cpus; c++)
+            sum += v[c];
+    }
+    return sum;
+}
+
+static void run_threads(struct bpfg_map *a, struct bpfg_map *b)
+{
+    pthread_t th[THREADS];
+    struct incr t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        t[i] = (struct incr){a, b, (uint32_t)i};
+        cr_assert_eq(pthread_create(&th[i], NULL, increment, &t[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+}
+
+static void exact_sum(uint32_t type, uint32_t nr_cpus)
+{
+    struct bpfg_map *m = mk(type, nr_cpus);
+    run_threads(m, NULL);
+    cr_assert_eq(total(m, nr_cpus), (uint64_t)THREADS * INCREMENTS, "lost %llu increments",
+                 (unsigned long long)((uint64_t)THREADS * INCREMENTS - total(m, nr_cpus)));
+    bpfg_map_close(m);
+}
+
+Test(maps_percpu, array_sum_exact)
+{
+    exact_sum(BPF_MAP_TYPE_PERCPU_ARRAY, bpfg_possible_cpus());
+}
+
+Test(maps_percpu, hash_sum_exact)
+{
+    exact_sum(BPF_MAP_TYPE_PERCPU_HASH, bpfg_possible_cpus());
+}
+
+Test(maps_percpu, lru_hash_sum_exact)
+{
+    exact_sum(BPF_MAP_TYPE_LRU_PERCPU_HASH, bpfg_possible_cpus());
+}
+
+/* More threads than slots: one slot for four threads. */
+Test(maps_percpu, one_slot_sum_exact)
+{
+    exact_sum(BPF_MAP_TYPE_PERCPU_ARRAY, 1);
+}
+
+/* Runs touching two per-CPU maps (one of them twice) keep both exact. */
+Test(maps_percpu, two_maps_in_a_run)
+{
+    uint32_t cpus = bpfg_possible_cpus();
+    struct bpfg_map *a = mk(BPF_MAP_TYPE_PERCPU_ARRAY, cpus), *b = mk(BPF_MAP_TYPE_PERCPU_HASH, cpus);
+    run_threads(a, b);
+    cr_assert_eq(total(a, cpus), 2ull * THREADS * INCREMENTS);
+    cr_assert_eq(total(b, cpus), (uint64_t)THREADS * INCREMENTS);
+    bpfg_map_close(a);
+    bpfg_map_close(b);
+}
+
+/* Claims one slot of m in a run never released (its thread dies in it). */
+static void *claim_and_die(void *arg)
+{
+    uint32_t k = 0;
+    struct bpfg_map_run run = {.n = 0};
+    return bpfg_map_lookup_elem_run(arg, &k, &run) && run.n == 1 ? arg : NULL;
+}
+
+/* Threads of a process that died in their runs, holding every slot, do
+ * not block the next run for good. */
+Test(maps_percpu, dead_holders_taken_over)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_PERCPU_ARRAY, 2);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int held = 0;
+        for (int i = 0; i < 2; i++) {
+            pthread_t th;
+            void *ok = NULL;
+            if (pthread_create(&th, NULL, claim_and_die, m) == 0 && pthread_join(th, &ok) == 0 && ok)
+                held++;
+        }
+        _exit(held == 2 ? 0 : 3);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %#x", st);
+    uint32_t k = 0;
+    struct bpfg_map_run run = {.n = 0};
+    uint64_t *v = bpfg_map_lookup_elem_run(m, &k, &run);
+    cr_assert_not_null(v);
+    cr_assert_eq(run.n, 1, "a slot claimed");
+    add_one(v);
+    bpfg_map_run_release(&run);
+    cr_assert_eq(total(m, 2), 1);
+    bpfg_map_close(m);
+}
