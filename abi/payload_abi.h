@@ -254,7 +254,7 @@ struct bpfg_thread_slot {
     uint32_t seq;   /* odd while a handler runs on the thread */
     uint32_t depth; /* live entries in stack[] */
     uint64_t misses;
-    uint64_t listed; /* in the unwind page's slots[] (payload-internal) */
+    uint64_t listed; /* payload-internal: bit 0 in the unwind page's slots[], bit 1 handler stack writable */
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
 };
 

@@ -1,8 +1,9 @@
 # Checks that the payload is loadable by the injector: no NEEDED entries,
 # no TLS segment, only R_X86_64_RELATIVE relocations, and the four entry
-# symbols (and nothing else) exported. Run: cmake -DPAYLOAD=... -P this.
+# symbols (and nothing else) exported; and that its hot data (payload.h,
+# PAYLOAD_HOT_DATA) lies within one page. Run: cmake -DPAYLOAD=... -P this.
 find_program(READELF readelf REQUIRED)
-execute_process(COMMAND ${READELF} -W --dynamic --program-headers --relocs --dyn-syms ${PAYLOAD}
+execute_process(COMMAND ${READELF} -W --dynamic --program-headers --relocs --dyn-syms --section-headers ${PAYLOAD}
                 OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "readelf failed on ${PAYLOAD}")
@@ -30,4 +31,12 @@ list(LENGTH globals nglobals)
 if(NOT nglobals EQUAL 4)
   message(FATAL_ERROR "payload exports ${nglobals} symbols, expected 4: ${globals}")
 endif()
-message(STATUS "payload ${PAYLOAD}: freestanding, ${nglobals} exports")
+# [Nr] Name Type Address Off Size: the hot data section within one page.
+if(NOT out MATCHES "bpfg_hot +PROGBITS +([0-9a-f]+) +[0-9a-f]+ +([0-9a-f]+)")
+  message(FATAL_ERROR "payload has no bpfg_hot section")
+endif()
+math(EXPR hot_end "(0x${CMAKE_MATCH_1} % 4096) + 0x${CMAKE_MATCH_2}")
+if(hot_end GREATER 4096)
+  message(FATAL_ERROR "payload's bpfg_hot section (0x${CMAKE_MATCH_1}, 0x${CMAKE_MATCH_2} bytes) crosses a page")
+endif()
+message(STATUS "payload ${PAYLOAD}: freestanding, ${nglobals} exports, hot data in one page")

@@ -34,11 +34,15 @@
 
 /* Facts of hooks.c the entry code reads directly (hooks.c asserts them). */
 #define T_SLOT_SIZE 800                 /* sizeof(struct bpfg_thread_slot) */
+#define T_LISTED 24                     /* offsetof(struct bpfg_thread_slot, listed) */
+#define T_HSTACK_READY 2                /* its bit: the slot's handler stack is writable */
 #define T_SLOTS_MASK 1023               /* BPFG_MAX_THREADS - 1 */
 #define T_HASH 0x9e3779b97f4a7c15       /* thread_hash(): (key * T_HASH) >> 40 */
 #define T_KEY_RDFSBASE 1                /* bpfg_key_method values */
 #define T_KEY_FS0 2
 #define HSTACK_SIZE 0x20000             /* BPFG_HANDLER_STACK_SIZE */
+#define HSTACK_STRIDE 0x21000           /* BPFG_HANDLER_STACK_STRIDE */
+#define HSTACK_GUARD 0x1000             /* BPFG_HANDLER_STACK_GUARD */
 
 /* The words the entry code keeps on the target's stack (T = rsp after
  * SAVE_SCRATCH): four registers the stack lookup uses, the flags, the word
@@ -111,10 +115,11 @@
     lea bpfg_threads(%rip), %rsi
     cmp %rcx, (%rsi,%rdx)               /* the slot's owner */
     jne .Le5_\@
-    lea bpfg_hstack_top(%rip), %rsi
-    mov (%rsi,%rax,8), %rax
-    test %rax, %rax                     /* 0: not made writable yet */
+    testb $T_HSTACK_READY, T_LISTED(%rsi,%rdx) /* same cache line: no table of stack tops */
     jz .Le5_\@
+    imul $HSTACK_STRIDE, %rax, %rax     /* the slot's stack top */
+    add hooks_hstacks(%rip), %rax
+    add $(HSTACK_GUARD + HSTACK_SIZE), %rax
     lea -1(%rax), %rcx                  /* already on it (nested): below sp */
     sub %rsp, %rcx
     cmp $HSTACK_SIZE, %rcx

@@ -18,6 +18,7 @@
  * lies below the current stack pointer, and dropped (counted per hook). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <linux/membarrier.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,16 +41,16 @@ _Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot
 #define SAME_STACK_WINDOW (256ull << 20)
 #define THREAD_PROBES 64
 
-bool hooks_use_membarrier;
+PAYLOAD_HOT_DATA bool hooks_use_membarrier;
 
 /* How handlers find their thread's key (thread_key). */
 enum { KEY_SYSCALL, KEY_RDFSBASE, KEY_FS0 }; /* 0: always correct; entry.h: T_KEY_* */
 /* read by the entry code too (entry.h: T_KEY_*) */
-uint8_t bpfg_key_method __attribute__((visibility("hidden")));
+PAYLOAD_HOT_DATA uint8_t bpfg_key_method __attribute__((visibility("hidden")));
 /* rt_lahf, copied beside bpfg_key_method for the entry code's flags
  * restore (entry.h: RESTORE_SCRATCH): one data page fewer on a hit */
-uint8_t bpfg_entry_lahf __attribute__((visibility("hidden")));
-uint64_t hooks_hstacks;
+PAYLOAD_HOT_DATA uint8_t bpfg_entry_lahf __attribute__((visibility("hidden")));
+PAYLOAD_HOT_DATA uint64_t hooks_hstacks;
 
 void hooks_init(void)
 {
@@ -155,18 +156,25 @@ static PAYLOAD_HOT void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *
  * calls bpfg_handler_stack on the target's stack, so that and what it
  * calls keep small frames (payload/README.md: the stack budget). */
 _Static_assert(sizeof(struct bpfg_thread_slot) == 800, "entry.h: T_SLOT_SIZE");
+_Static_assert(offsetof(struct bpfg_thread_slot, listed) == 24, "entry.h: T_LISTED");
 _Static_assert(BPFG_MAX_THREADS == 1024, "entry.h: T_SLOTS_MASK");
 _Static_assert(BPFG_HANDLER_STACK_SIZE == 0x20000, "entry.h: HSTACK_SIZE");
+_Static_assert(BPFG_HANDLER_STACK_STRIDE == 0x21000 && BPFG_HANDLER_STACK_GUARD == 0x1000, "entry.h: HSTACK_*");
 
-/* Slot i's stack top once it is writable, else 0 (read by the entry code). */
-uint64_t bpfg_hstack_top[BPFG_MAX_THREADS] __attribute__((visibility("hidden")));
+/* Bits of a slot's `listed` word (payload_abi.h). The stack's bit sits
+ * beside the owner the entry code checks: one cache line and one page
+ * (a TLB walk after every syscall where the kernel has page-table
+ * isolation without PCID) fewer than a table of stack tops. Both bits are
+ * set by the slot's own thread only. */
+#define LISTED_UNWIND 1ull
+#define LISTED_HSTACK 2ull /* entry.h: T_HSTACK_READY */
 
-static __attribute__((noinline)) bool hstack_prepare(size_t i, uint64_t lo)
+static __attribute__((noinline)) bool hstack_prepare(struct bpfg_thread_slot *t, uint64_t lo)
 {
     long r = rt_sys3(SYS_mprotect, (long)lo, BPFG_HANDLER_STACK_SIZE, PROT_READ | PROT_WRITE);
     if (rt_is_err(r))
         return false;
-    __atomic_store_n(&bpfg_hstack_top[i], lo + BPFG_HANDLER_STACK_SIZE, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->listed, t->listed | LISTED_HSTACK, __ATOMIC_RELEASE);
     return true;
 }
 
@@ -183,7 +191,7 @@ uint64_t bpfg_handler_stack(uint64_t sp)
     uint64_t lo = hooks_hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
     if (sp - lo < BPFG_HANDLER_STACK_SIZE)
         return sp & ~15ull;
-    if (!__atomic_load_n(&bpfg_hstack_top[i], __ATOMIC_ACQUIRE) && !hstack_prepare(i, lo))
+    if (!(__atomic_load_n(&t->listed, __ATOMIC_ACQUIRE) & LISTED_HSTACK) && !hstack_prepare(t, lo))
         return 0;
     return lo + BPFG_HANDLER_STACK_SIZE;
 }
@@ -262,8 +270,8 @@ PAYLOAD_HOT long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume
         uint64_t slot = regs->sp;
         shadow_drop_below(t, slot, true);
         uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
-        if (__builtin_expect(!t->listed, 0)) {
-            t->listed = 1; /* the unwinders' search visits this thread now */
+        if (__builtin_expect(!(t->listed & LISTED_UNWIND), 0)) {
+            t->listed |= LISTED_UNWIND; /* the unwinders' search visits this thread now */
             unwind_note_slot((uint32_t)(t - bpfg_threads));
         }
         if (t->depth < BPFG_SHADOW_DEPTH && ret0) {

@@ -34,6 +34,10 @@ struct prog {
  * its TLB entries where the kernel has page-table isolation without PCID,
  * and each page it touches then costs a walk. */
 #define PAYLOAD_HOT __attribute__((section(".text.hot")))
+/* The flags and tables every probe hit and hooked syscall reads, for the
+ * same reason: the linker gathers this section of every file into one
+ * output section, which check-freestanding.cmake checks fits one page. */
+#define PAYLOAD_HOT_DATA __attribute__((section("bpfg_hot")))
 
 /* One program run on a target thread; helpers receive it as their user
  * pointer through bpfg_vm_exec_ctx(). */

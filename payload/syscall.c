@@ -102,18 +102,19 @@ __attribute__((used, section(".text.bpfg_rescue"), aligned(16))) static const ui
  * release stores by the payload thread, cleared before a grace period. */
 static uint64_t sys_enter[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
 static uint64_t sys_exit[BPFG_SYS_MAX_NR][BPFG_SYS_MAX_PROGS];
-static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS]; /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
-/* What every hooked syscall reads first, on one page (payload.h,
- * PAYLOAD_HOT: each page touched after a syscall may cost a TLB walk). */
-static struct {
+PAYLOAD_HOT_DATA static uint64_t raw_lists[4][BPFG_SYS_MAX_PROGS]; /* RAW_ENTER, RAW_EXIT, RAWTP_ENTER, RAWTP_EXIT */
+/* What every hooked syscall reads first, on the hot data page (payload.h,
+ * PAYLOAD_HOT_DATA: each page touched after a syscall may cost a TLB walk). */
+PAYLOAD_HOT_DATA static struct {
     /* One byte on a MADV_WIPEONFORK page: 1 in this process, 0 in a fork
      * child, which runs unhooked (it has no Syscall User Dispatch either)
      * but inherits the rewritten text. */
     volatile uint8_t *fast_live;
     volatile uint8_t raw_has;                 /* bit per raw list */
     volatile uint8_t no_dispatch;             /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
+    volatile uint8_t tool_on;                 /* tool.c's tool_on, copied once tool mode is on */
     volatile uint8_t nr_has[BPFG_SYS_MAX_NR]; /* 1: enter, 2: exit programs for this nr */
-} hot __attribute__((aligned(1024)));
+} hot __attribute__((aligned(64)));
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
 static bool installed;
@@ -505,7 +506,7 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
     if (slow)
         return slow;
     long served;
-    if (__builtin_expect(__atomic_load_n(&tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
+    if (__builtin_expect(__atomic_load_n(&hot.tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
         r->ax = (uint64_t)served;
         return FAST_DONE | exit;
     }
@@ -840,6 +841,7 @@ int syscall_tool_mode(const uint8_t *body, size_t len, int fd, char *err, size_t
         rt_sys1(SYS_close, chan);
         return r;
     }
+    __atomic_store_n(&hot.tool_on, 1, __ATOMIC_RELEASE);
     /* the tool's bpf() sites get rewritten too: its map calls then reach
      * tool.c without a SIGSYS (the server ignores the sites if it does not
      * rewrite: bpfgraftd --syscall-rewrite=off) */

@@ -379,7 +379,7 @@ static void point_at_threads(void)
     __atomic_store_n(&d->threads, (uint64_t)(uintptr_t)bpfg_threads, __ATOMIC_RELEASE);
     __atomic_store_n(&data, d, __ATOMIC_SEQ_CST);
     for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
-        if (__atomic_load_n(&bpfg_threads[i].listed, __ATOMIC_SEQ_CST))
+        if (__atomic_load_n(&bpfg_threads[i].listed, __ATOMIC_SEQ_CST) & 1) /* bit 0: listed (hooks.c) */
             unwind_note_slot(i);
 }
 

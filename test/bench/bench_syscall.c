@@ -103,38 +103,120 @@ static int run_calls(void *victim, long n, double *per_call)
     return 0;
 }
 
-/* ns per getppid() (best of 3 runs of n). */
-static int victim_per_call(struct victim *v, long n, double *ns)
+/* Calls per timed run: about 0.5 ms of getppid() where the kernel has
+ * page-table isolation, shorter than a time slice. */
+#define RUN_CALLS 500
+#define MIN_RUNS 20
+#define MAX_RUNS 2000
+
+/* How many runs of RUN_CALLS stand for n calls. */
+static long runs_for(long n)
 {
-    struct bench_timed_calls t = {run_calls, v, n};
-    return bench_best_of_3(&t, ns);
+    long calls = n < 0 ? -n : n;
+    long runs = calls / RUN_CALLS > MIN_RUNS ? calls / RUN_CALLS : MIN_RUNS;
+    return runs < MAX_RUNS ? runs : MAX_RUNS;
+}
+
+/* One row: what the hook (the kernel program, SUD) adds per call and the
+ * least ns per call without it. Runs with and without it are made in
+ * pairs, one right after the other, and the added cost is
+ * the median of the pairs' differences: two minima taken minutes apart on
+ * a shared machine differ by more than a hook costs, while a pair sees
+ * the same machine, and the median ignores the pairs a preemption hit. */
+struct pair {
+    double added, base;
+};
+
+struct pairs {
+    long n;
+    double base;
+    double diff[MAX_RUNS];
+};
+
+static void pairs_add(struct pairs *ps, double with, double without)
+{
+    if (ps->n < MAX_RUNS)
+        ps->diff[ps->n++] = with - without;
+    ps->base = ps->n == 1 || without < ps->base ? without : ps->base;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static struct pair pairs_result(struct pairs *ps)
+{
+    qsort(ps->diff, (size_t)ps->n, sizeof(ps->diff[0]), cmp_double);
+    return (struct pair){ps->n ? ps->diff[ps->n / 2] : 0, ps->base};
+}
+
+static struct pairs pairs_buf; /* one row at a time */
+
+/* runs_for(n) pairs: a run of m calls in `with`, then one in `without`. */
+static int paired_cost(struct victim *with, long m, struct victim *without, long m0, long n, struct pair *p)
+{
+    pairs_buf.n = 0;
+    int err = 0;
+    for (long i = runs_for(n); i > 0 && !err; i--) {
+        double h, b;
+        if (!(err = run_calls(with, m, &h)) && !(err = run_calls(without, m0, &b)))
+            pairs_add(&pairs_buf, h, b);
+    }
+    *p = pairs_result(&pairs_buf);
+    return err;
+}
+
+static int sud_switch(struct victim *v, long what)
+{
+    uint64_t r = 1;
+    if (write(v->to, &what, sizeof(what)) != sizeof(what) || read(v->from, &r, sizeof(r)) != sizeof(r))
+        return -EIO;
+    return r ? -EOPNOTSUPP : 0;
 }
 
 /* The kernel's cost of Syscall User Dispatch being on (no signal, no
  * program): every syscall takes the kernel's slow work path. */
-static int sud_tax(struct victim *v, long n, double *ns)
+static int sud_tax(struct victim *v, struct victim *ref, long n, struct pair *p)
 {
-    long on = SUD_ON, off = SUD_OFF;
-    uint64_t r1 = 1, r2 = 1;
-    if (write(v->to, &on, sizeof(on)) != sizeof(on) || read(v->from, &r1, sizeof(r1)) != sizeof(r1))
-        return -EIO;
-    int err = r1 ? -EOPNOTSUPP : victim_per_call(v, n, ns);
-    if (write(v->to, &off, sizeof(off)) != sizeof(off) || read(v->from, &r2, sizeof(r2)) != sizeof(r2))
-        return -EIO;
-    return err ? err : r2 ? -EIO : 0;
+    int err = sud_switch(v, SUD_ON);
+    if (!err)
+        err = paired_cost(v, RUN_CALLS, ref, RUN_CALLS, n, p);
+    int off = sud_switch(v, SUD_OFF);
+    return err ? err : off == -EOPNOTSUPP ? -EIO : off;
 }
 
-static struct bpf_link *attach_sys_enter(struct bpf_program *prog, void *arg)
+/* The kernel program prog_name on sys_enter: it runs for every process,
+ * so each pair is a run of v with it attached, then one of ref with it
+ * detached (a switch between the two victims, as for bpfgraft's rows). */
+static int kernel_cost(struct victim *v, struct victim *ref, const char *obj_path, const char *prog_name, long n,
+                       struct pair *p)
 {
-    (void)arg;
-    return bpf_program__attach(prog);
-}
-
-static int kernel_cost(struct victim *v, const char *obj_path, const char *prog_name, long n, double *ns)
-{
-    struct bench_timed_calls t = {run_calls, v, n};
-    return bench_kernel_cost(obj_path, prog_name, attach_sys_enter, NULL, "syscall", "raw tracepoint sys_enter", &t,
-                             ns);
+    struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
+    if (!obj)
+        return -errno;
+    int err = bpf_object__load(obj);
+    struct bpf_program *prog = err ? NULL : bpf_object__find_program_by_name(obj, prog_name);
+    err = err ? err : prog ? 0 : -ENOENT;
+    pairs_buf.n = 0;
+    for (long i = runs_for(n); i > 0 && !err; i--) {
+        double h, b;
+        struct bpf_link *link = bpf_program__attach(prog);
+        if (!link) {
+            err = -errno;
+            break;
+        }
+        err = run_calls(v, RUN_CALLS, &h);
+        bpf_link__destroy(link);
+        if (!err && !(err = run_calls(ref, RUN_CALLS, &b)))
+            pairs_add(&pairs_buf, h, b);
+    }
+    *p = pairs_result(&pairs_buf);
+    if (err)
+        fprintf(stderr, "bench syscall: kernel %s on raw tracepoint sys_enter: %s\n", prog_name, strerror(-err));
+    bpf_object__close(obj);
+    return err;
 }
 
 static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *prog)
@@ -154,8 +236,10 @@ static int rpc(struct rconn *r, const char *method, uint32_t pid, const char *pr
 }
 
 /* n > 0: through glibc's getppid(), whose site is rewritten after a
- * warm-up (the fast path); n < 0: syscall(SYS_getppid), SIGSYS every time. */
-static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long n, double *ns, bool count)
+ * warm-up (the fast path); n < 0: syscall(SYS_getppid), SIGSYS every time.
+ * ref makes the same calls unhooked, in turn with v's. */
+static int graft_cost(struct rconn *r, struct victim *v, struct victim *ref, const char *prog, long n, struct pair *p,
+                      bool count)
 {
     int err = rpc(r, "target.attach", (uint32_t)v->pid, prog);
     if (err)
@@ -163,73 +247,92 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, long 
     if (n > 0) {
         double ignored;
         struct timespec settle = {0, 300000000}; /* the payload reports every 50 ms */
-        if ((err = victim_per_call(v, 100, &ignored)))
+        if ((err = run_calls(v, 100, &ignored)))
             return err;
         nanosleep(&settle, NULL);
     }
-    uint64_t hits = 0, want = (uint64_t)(3 * (n < 0 ? -n : n));
-    if (count && !(err = bench_map_counter(r, "hits", NULL, true)) && !(err = victim_per_call(v, n, ns)) &&
+    long m = n < 0 ? -RUN_CALLS : RUN_CALLS;
+    uint64_t hits = 0, want = (uint64_t)runs_for(n) * RUN_CALLS;
+    if (count && !(err = bench_map_counter(r, "hits", NULL, true)) && !(err = paired_cost(v, m, ref, m, n, p)) &&
         !(err = bench_map_counter(r, "hits", &hits, false)) && hits != want) {
         fprintf(stderr, "bench syscall: the map counted %llu getppid() for %llu calls\n", (unsigned long long)hits,
                 (unsigned long long)want);
         err = -EDOM;
     } else if (!count) {
-        err = victim_per_call(v, n, ns);
+        err = paired_cost(v, m, ref, m, n, p);
     }
     int derr = rpc(r, "target.detach", (uint32_t)v->pid, NULL);
     return err ? err : derr;
+}
+
+/* A row: what p's hook adds per syscall, beside the kernel's k. */
+static void report_added(struct bench_ctx *ctx, const char *row, const char *who, double added, const struct pair *k)
+{
+    bench_report(ctx, row, who, added, "ns/syscall", k ? "kernel" : NULL, k ? k->added : 0);
+}
+
+/* sys: syscall(SYS_getppid) against getppid(), both unhooked. */
+static void report(struct bench_ctx *ctx, long runs, const struct pair *sys, const struct pair *tax,
+                   const struct pair *k, const struct pair *g, const struct pair *f)
+{
+    bench_report(ctx, "getppid, unhooked", "native", sys->base, "ns/call", NULL, 0);
+    bench_report(ctx, "syscall(SYS_getppid), unhooked", "native", sys->base + sys->added, "ns/call", NULL, 0);
+    report_added(ctx, "sys_enter empty", "kernel", k[0].added, NULL);
+    report_added(ctx, "sys_enter counter", "kernel", k[1].added, NULL);
+    report_added(ctx, "sys_enter empty", "bpfgraft SUD", g[0].added, &k[0]);
+    report_added(ctx, "sys_enter counter", "bpfgraft SUD", g[1].added, &k[1]);
+    report_added(ctx, "sys_enter empty", "bpfgraft rewritten", f[0].added, &k[0]);
+    report_added(ctx, "sys_enter counter", "bpfgraft rewritten", f[1].added, &k[1]);
+    report_added(ctx, "SUD on, no signal (kernel work path)", "kernel", tax->added, NULL);
+    report_added(ctx, "sys_enter counter, beyond SUD's cost", "bpfgraft rewritten", f[1].added - tax->added, &k[1]);
+    bench_note(ctx,
+               "added cost = median over %ld pairs of runs of %d calls, one with the hook and one "
+               "without right after it, of their ns/call "
+               "difference (without: a second victim that is never hooked; for the kernel's rows the "
+               "program is detached during its runs); bpfgraft "
+               "SUD: syscall(SYS_getppid), a site that cannot be rewritten (a SIGSYS per syscall); bpfgraft "
+               "rewritten: glibc getppid(), whose `mov $nr,%%eax; syscall` site the server rewrote after a "
+               "warm-up (jmp to a stub, no signal); counters checked exact; goal (issue): <= 20 ns/syscall; "
+               "'beyond SUD's cost' subtracts what the kernel "
+               "charges every syscall of a thread with Syscall User Dispatch on (the safety net), measured "
+               "with an exempt region covering all of user space",
+               runs, RUN_CALLS);
 }
 
 static int run(struct bench_ctx *ctx)
 {
     long n = bench_quick(ctx) ? 20000 : 1000000, gn = bench_quick(ctx) ? 5000 : 200000;
     char obj[PATH_MAX], server_bin[PATH_MAX];
-    struct victim v = {0};
+    struct victim v = {0}, ref = {0};
     struct server srv = {.pid = -1};
     struct rconn r = {0};
-    double base = 0, base_sys = 0, tax = 0, k_empty = 0, k_cnt = 0, g_empty = 0, g_cnt = 0, f_empty = 0, f_cnt = 0;
+    struct pair sys, tax, k[2], g[2], f[2];
     int err;
 
     if ((err = bench_find_files(sizeof(obj), obj, "bench_syscall.bpf.o", server_bin, "bpfgraftd", NULL))) {
         fprintf(stderr, "bench syscall: object or bpfgraftd not built\n");
         return err;
     }
-    if ((err = victim_start(&v)) || (err = victim_per_call(&v, n, &base)) ||
-        (err = victim_per_call(&v, -n, &base_sys)) || (err = sud_tax(&v, n, &tax)))
+    if ((err = victim_start(&v)) || (err = victim_start(&ref)) ||
+        (err = paired_cost(&ref, -RUN_CALLS, &ref, RUN_CALLS, n, &sys)) || (err = sud_tax(&v, &ref, n, &tax)))
         goto out;
     libbpf_set_print(NULL);
-    if ((err = kernel_cost(&v, obj, "empty_enter", n, &k_empty)) ||
-        (err = kernel_cost(&v, obj, "count_enter", n, &k_cnt)))
+    if ((err = kernel_cost(&v, &ref, obj, "empty_enter", n, &k[0])) ||
+        (err = kernel_cost(&v, &ref, obj, "count_enter", n, &k[1])))
         goto out;
     if ((err = server_start(&srv, server_bin)) || (err = rconnect(srv.sock, &r)) ||
         (err = bench_load_object(&r, obj, "bench_syscall")) ||
-        (err = graft_cost(&r, &v, "empty_enter", -gn, &g_empty, false)) ||
-        (err = graft_cost(&r, &v, "count_enter", -gn, &g_cnt, true)) ||
-        (err = graft_cost(&r, &v, "empty_enter", n, &f_empty, false)) ||
-        (err = graft_cost(&r, &v, "count_enter", n, &f_cnt, true)))
+        (err = graft_cost(&r, &v, &ref, "empty_enter", -gn, &g[0], false)) ||
+        (err = graft_cost(&r, &v, &ref, "count_enter", -gn, &g[1], true)) ||
+        (err = graft_cost(&r, &v, &ref, "empty_enter", n, &f[0], false)) ||
+        (err = graft_cost(&r, &v, &ref, "count_enter", n, &f[1], true)))
         goto out;
-    bench_report(ctx, "getppid, unhooked", "native", base, "ns/call", NULL, 0);
-    bench_report(ctx, "syscall(SYS_getppid), unhooked", "native", base_sys, "ns/call", NULL, 0);
-    bench_report(ctx, "sys_enter empty", "kernel", k_empty - base, "ns/syscall", NULL, 0);
-    bench_report(ctx, "sys_enter counter", "kernel", k_cnt - base, "ns/syscall", NULL, 0);
-    bench_report(ctx, "sys_enter empty", "bpfgraft SUD", g_empty - base_sys, "ns/syscall", "kernel", k_empty - base);
-    bench_report(ctx, "sys_enter counter", "bpfgraft SUD", g_cnt - base_sys, "ns/syscall", "kernel", k_cnt - base);
-    bench_report(ctx, "sys_enter empty", "bpfgraft rewritten", f_empty - base, "ns/syscall", "kernel", k_empty - base);
-    bench_report(ctx, "sys_enter counter", "bpfgraft rewritten", f_cnt - base, "ns/syscall", "kernel", k_cnt - base);
-    bench_report(ctx, "SUD on, no signal (kernel work path)", "kernel", tax - base, "ns/syscall", NULL, 0);
-    bench_report(ctx, "sys_enter counter, beyond SUD's cost", "bpfgraft rewritten", f_cnt - tax, "ns/syscall", "kernel",
-                 k_cnt - base);
-    bench_note(ctx, "added cost = hooked ns/call - unhooked ns/call of the same loop, best of 3 runs; bpfgraft "
-                    "SUD: syscall(SYS_getppid), a site that cannot be rewritten (a SIGSYS per syscall); bpfgraft "
-                    "rewritten: glibc getppid(), whose `mov $nr,%%eax; syscall` site the server rewrote after a "
-                    "warm-up (jmp to a stub, no signal); counters checked exact; goal (issue): <= 20 ns/syscall; "
-                    "'beyond SUD's cost' subtracts what the kernel "
-                    "charges every syscall of a thread with Syscall User Dispatch on (the safety net), measured "
-                    "with an exempt region covering all of user space");
+    report(ctx, runs_for(n), &sys, &tax, k, g, f);
 out:
     if (r.c)
         rclose(&r);
     server_stop(&srv);
+    victim_stop(&ref);
     victim_stop(&v);
     return err;
 }

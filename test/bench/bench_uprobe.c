@@ -129,8 +129,8 @@ static int run_calls(void *victim, long n, double *per_call)
 /* ns per call of bench_target over n calls (best of 3 runs). */
 static int victim_per_call(struct victim *v, long n, double *ns)
 {
-    struct bench_timed_calls t = {run_calls, v, n};
-    return bench_best_of_3(&t, ns);
+    struct bench_timed_calls t = {run_calls, v, n, 0};
+    return bench_best_run(&t, ns);
 }
 
 static long rss_kb(pid_t pid)
@@ -194,11 +194,11 @@ static int kernel_cost(struct victim *v, const char *victim_bin, const char *obj
 {
     if (v->func && strcmp(v->func, "usdt") == 0) {
         struct probe_site site = {v->pid, victim_bin, false, v->usdt ? v->usdt : "bpfgraft_bench:hit"};
-        struct bench_timed_calls t = {run_calls, v, n};
+        struct bench_timed_calls t = {run_calls, v, n, 0};
         return bench_kernel_cost(obj_path, prog_name, attach_usdt_hit, &site, "usdt", site.func, &t, ns);
     }
     struct probe_site site = {v->pid, victim_bin, ret, victim_target(v) + 1};
-    struct bench_timed_calls t = {run_calls, v, n};
+    struct bench_timed_calls t = {run_calls, v, n, 0};
     return bench_kernel_cost(obj_path, prog_name, attach_bench_target, &site, "uprobe", site.func, &t, ns);
 }
 

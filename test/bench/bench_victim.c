@@ -44,10 +44,10 @@ void bench_end_victim(pid_t pid, int wait_ms)
     }
 }
 
-int bench_best_of_3(const struct bench_timed_calls *t, double *per_call)
+int bench_best_run(const struct bench_timed_calls *t, double *per_call)
 {
     double best = 1e300;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < (t->runs > 0 ? t->runs : 3); r++) {
         double per;
         int err = t->run(t->victim, t->n, &per);
         if (err)
@@ -72,7 +72,7 @@ int bench_kernel_cost(const char *obj_path, const char *prog_name, bench_attach_
         err = err ? err : -errno;
         fprintf(stderr, "bench %s: kernel %s on %s: %s\n", suite, prog_name, where, strerror(-err));
     } else {
-        err = bench_best_of_3(t, per_call);
+        err = bench_best_run(t, per_call);
     }
     bpf_link__destroy(link);
     bpf_object__close(obj);

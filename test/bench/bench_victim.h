@@ -1,5 +1,5 @@
 /* What the suites that time a victim process (syscall, uprobe) share:
- * forking it with a pipe each way and ending it, the best of 3 timed runs,
+ * forking it with a pipe each way and ending it, the best of several timed runs,
  * and the kernel baseline (a libbpf program attached while the victim runs). */
 #ifndef BPFGRAFT_BENCH_VICTIM_H
 #define BPFGRAFT_BENCH_VICTIM_H
@@ -23,21 +23,24 @@ void bench_end_victim(pid_t pid, int wait_ms);
  * negative errno. */
 typedef int (*bench_run_calls_fn)(void *victim, long n, double *per_call);
 
-/* What a suite times: n calls in victim, a run at a time with run. */
+/* What a suite times: runs runs (0: 3) of n calls each in victim, a run at
+ * a time with run. Many short runs find some that no other task
+ * interrupted on a loaded machine, where a few long ones find none. */
 struct bench_timed_calls {
     bench_run_calls_fn run;
     void *victim;
     long n;
+    int runs;
 };
 
-/* The best (least) ns per call of 3 runs: 0 or the first run's error. */
-int bench_best_of_3(const struct bench_timed_calls *t, double *per_call);
+/* The best (least) ns per call of t's runs: 0 or the first run's error. */
+int bench_best_run(const struct bench_timed_calls *t, double *per_call);
 
 /* Attaches a kernel program: attach(prog, arg), NULL and errno on failure. */
 typedef struct bpf_link *(*bench_attach_fn)(struct bpf_program *prog, void *arg);
 
 /* Loads obj_path into the kernel, attaches its program prog_name with
- * attach(prog, attach_arg) and times t while it is attached (best of 3).
+ * attach(prog, attach_arg) and times t while it is attached (best run).
  * A failure to load or attach is printed as
  * "bench SUITE: kernel PROG on WHERE: error". */
 int bench_kernel_cost(const char *obj_path, const char *prog_name, bench_attach_fn attach, void *attach_arg,
