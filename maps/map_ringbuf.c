@@ -136,6 +136,21 @@ static void ring_unlock(_Atomic uint32_t *lock)
     atomic_store_explicit(lock, 0, memory_order_release);
 }
 
+/* Whether len bytes past prod are still the consumer's. consumer_pos only
+ * grows, so a cached value is a safe lower bound; re-reading it only when
+ * short of space keeps its cache line quiet. A prod read without the lock
+ * may be older than the cache: then room is assumed (the locked check
+ * decides). */
+static bool no_room(struct ring_view *r, unsigned long prod, uint64_t len)
+{
+    unsigned long cons = atomic_load_explicit(&r->cons_cache, memory_order_relaxed);
+    if (cons > prod || prod + len - cons <= r->mask)
+        return false;
+    cons = atomic_load_explicit(r->cons, memory_order_acquire);
+    atomic_store_explicit(&r->cons_cache, cons, memory_order_relaxed);
+    return cons <= prod && prod + len - cons > r->mask;
+}
+
 void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
 {
     (void)m;
@@ -145,18 +160,15 @@ void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
     if (len > r->mask + 1)
         return NULL;
     uint32_t tid = map_tid();
-    /* consumer_pos only grows, so a cached value is a safe lower bound;
-     * re-reading it only when short of space keeps its cache line quiet. */
-    unsigned long cons = atomic_load_explicit(&r->cons_cache, memory_order_relaxed);
+    /* A full ring is refused before the lock: producers retrying on it
+     * leave the lock's line to the one that gets room. */
+    if (no_room(r, atomic_load_explicit(r->prod, memory_order_acquire), len))
+        return NULL;
     ring_lock(r->lock, tid);
     unsigned long prod = atomic_load_explicit(r->prod, memory_order_relaxed);
-    if (prod + len - cons > r->mask) {
-        cons = atomic_load_explicit(r->cons, memory_order_acquire);
-        atomic_store_explicit(&r->cons_cache, cons, memory_order_relaxed);
-        if (prod + len - cons > r->mask) {
-            ring_unlock(r->lock);
-            return NULL;
-        }
+    if (no_room(r, prod, len)) {
+        ring_unlock(r->lock);
+        return NULL;
     }
     struct rb_hdr *h = (struct rb_hdr *)(r->data + (prod & r->mask));
     atomic_store_explicit(&h->len, (uint32_t)size | BPF_RINGBUF_BUSY_BIT, memory_order_relaxed);

@@ -54,6 +54,24 @@ static int write_parts(int fd, const void *const *parts, const size_t *lens, siz
     return err;
 }
 
+/* Moves fromdir/from to todir/to, replacing what is there at once. Over
+ * an existing file it swaps the two (RENAME_EXCHANGE) and unlinks the old
+ * one: ext4 answers a rename over an existing file by starting the new
+ * file's writeback (auto_da_alloc), 0.1-3 ms a record on a request's path
+ * against ~20 us. A kill at any moment still leaves the old or the new
+ * version; after a power loss the new one may be empty (no record was
+ * ever fsynced: that writeback was started, never waited for). */
+static int replace_at(int fromdir, const char *from, int todir, const char *to)
+{
+    if (renameat2(fromdir, from, todir, to, RENAME_EXCHANGE) == 0) {
+        unlinkat(fromdir, from, 0); /* now the old version */
+        return 0;
+    }
+    if (errno != ENOENT && errno != EINVAL) /* EINVAL: no exchange on this file system */
+        return -errno;
+    return renameat(fromdir, from, todir, to) != 0 ? -errno : 0;
+}
+
 /* Writes the parts to dir/name through a temporary file. */
 static int write_file(int dirfd, const char *name, const void *const *parts, const size_t *lens, size_t nparts)
 {
@@ -63,8 +81,8 @@ static int write_file(int dirfd, const char *name, const void *const *parts, con
     if (fd < 0)
         return -errno;
     int err = write_parts(fd, parts, lens, nparts);
-    if (!err && renameat(dirfd, tmp, dirfd, name) != 0)
-        err = -errno;
+    if (!err)
+        err = replace_at(dirfd, tmp, dirfd, name);
     if (err)
         unlinkat(dirfd, tmp, 0);
     return err;
@@ -422,8 +440,8 @@ int state_write(struct server *s, const char *sub, const char *name, const void 
         err = write_file(dir, name, parts, &len, 1);
     } else { /* a record on a request's path: no inode made */
         err = write_parts(fd, parts, &len, 1);
-        if (!err && renameat(s->reg.spare_dirfd, spare, dir, name) != 0)
-            err = -errno;
+        if (!err)
+            err = replace_at(s->reg.spare_dirfd, spare, dir, name);
         if (err)
             unlinkat(s->reg.spare_dirfd, spare, 0);
     }

@@ -615,6 +615,37 @@ Test(maps_ringbuf, reserve_lock_of_dead_thread_is_taken_over)
     bpfg_map_close(m);
 }
 
+/* A full ring refuses a record without its reserve lock: a producer
+ * retrying on it does not wait for (nor bounce the line of) the producer
+ * holding it. Room made by the consumer is seen again. */
+Test(maps_ringbuf, full_ring_refuses_without_the_lock)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
+    uint64_t v = 3;
+    int fit = 0;
+    while (bpfg_ringbuf_output(m, &v, 8, 0) == 0)
+        fit++;
+    cr_assert_eq(fit, 8192 / 16 - 1, "16-byte records fill all but the last (a ring holds size - 1 bytes)");
+    void *hdr;
+    _Atomic uint32_t *lock = rb_lock_word(m, &hdr);
+    atomic_store(lock, (uint32_t)getpid()); /* a live owner: this test's main thread */
+    struct out_arg a = {m, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, output_thread, &a), 0);
+    for (int i = 0; i < 200 && !atomic_load(&a.done); i++)
+        usleep(10 * 1000);
+    int done = atomic_load(&a.done);
+    atomic_store(lock, 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(done, -1, "refused at once, not after the lock's owner let go");
+    cr_assert_eq(bpfg_map_lost(m), 2, "the refusals are counted");
+    struct collect c = {0};
+    cr_assert_eq(bpfg_ringbuf_consume(m, collect_cb, &c), fit);
+    cr_assert_eq(bpfg_ringbuf_output(m, &v, 8, 0), 0, "room again once consumed");
+    munmap(hdr, 4096);
+    bpfg_map_close(m);
+}
+
 struct perf_seen {
     int samples[8];
     uint64_t lost[8];
