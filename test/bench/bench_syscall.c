@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,24 @@ static __attribute__((noreturn)) void victim_serve(int cmd, int answer)
     _exit(0);
 }
 
+/* Both victims run on the last CPU this process may use: with each on a
+ * CPU of its own, a pair's runs would compare two CPUs, and the rows
+ * moved by 4x between runs of the suite with where the scheduler put
+ * them. */
+static int pin_to_one_cpu(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set))
+        return -errno;
+    int last = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            last = c;
+    CPU_ZERO(&set);
+    CPU_SET(last, &set);
+    return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
 /* A forked child running victim_serve. */
 static int victim_start(struct victim *v)
 {
@@ -75,8 +94,11 @@ static int victim_start(struct victim *v)
     v->pid = bench_fork_victim(&cmd, &answer);
     if (v->pid < 0)
         return v->pid;
-    if (v->pid == 0)
+    if (v->pid == 0) {
+        if (pin_to_one_cpu())
+            _exit(126);
         victim_serve(cmd, answer);
+    }
     v->to = cmd;
     v->from = answer;
     return 0;
