@@ -573,6 +573,18 @@ static uint64_t seed(void)
     return s ? s : 1;
 }
 
+/* A random program (r9 = ctx first) in prog[0..g->n] and its memory;
+ * false when the generator gave up on this one. */
+static bool random_program(struct gen *g, struct bpf_insn *prog, uint8_t *mem)
+{
+    if (!gen_program(g, false))
+        return false;
+    prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
+    memcpy(prog + 1, g->p, g->n * sizeof(*prog));
+    fill(g, mem);
+    return true;
+}
+
 Test(jit_diff, random_programs_match_interpreter)
 {
     static struct gen g;
@@ -588,11 +600,8 @@ Test(jit_diff, random_programs_match_interpreter)
     g.rng = seed();
 
     for (size_t i = 0; i < count; i++) {
-        if (!gen_program(&g, false))
+        if (!random_program(&g, prog, mem))
             continue;
-        prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
-        memcpy(prog + 1, g.p, g.n * sizeof(*prog));
-        fill(&g, mem);
         run_interp(prog, g.n + 1, mem, &a);
         run_jit(prog, g.n + 1, mem, &b);
         if (a.err != b.err || a.r0 != b.r0 || memcmp(a.mem, b.mem, CTX_LEN)) {
@@ -698,11 +707,8 @@ Test(jit_diff, llvm_pipelines_match_interpreter)
     struct bpf_insn prog[MAX_PROG + 1];
     size_t count = env_count("BPFG_JIT_DIFF_LEVELS", 100), ran = 0;
     for (size_t i = 0; ran < 2 * count && i < 20 * count; i++) {
-        if (!gen_program(&g, false))
+        if (!random_program(&g, prog, mem))
             continue;
-        prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
-        memcpy(prog + 1, g.p, g.n * sizeof(*prog));
-        fill(&g, mem);
         run_interp(prog, g.n + 1, mem, &a);
         llvm_level = ran % 2 ? 3 : 1;
         CHECK_LLVM(prog, g.n + 1, mem, &a, "program", i);
