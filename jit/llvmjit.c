@@ -28,6 +28,7 @@
 
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -71,6 +72,7 @@ struct lj {
     LLVMBasicBlockRef *bb; /* per pc */
     uint8_t *reach;        /* per pc */
     bool terminated;
+    bool memory_loop; /* a loop loads or stores: worth unrolling */
     bool known[11];
     uint64_t kval[11];
     int32_t kpc[11];             /* relocatable: the lddw a known value came from, or -1 */
@@ -103,6 +105,20 @@ static int init_status;
 static char host_triple[128], host_cpu[128], *host_features;
 static char version_text[32];
 
+/* SimplifyCFG turns if-then diamonds into selects up to this cost (LLVM's
+ * default 4). x86 lowers them to cmov chains that serialise a loop on
+ * data-dependent values, where the branches gcc keeps are predicted:
+ * log2_1k_ints ran 1.22x native with the default, 0.77x with 1 (one
+ * speculated instruction: min/max and the like stay branch-free). A
+ * process-wide LLVM option, set once; the option exists in LLVM 10-18. */
+static void set_llvm_options(void)
+{
+#if LLVM_VERSION_MAJOR >= 10 && LLVM_VERSION_MAJOR <= 18
+    const char *const args[] = {"bpfgraft", "-two-entry-phi-node-folding-threshold=1"};
+    LLVMParseCommandLineOptions(2, args, NULL);
+#endif
+}
+
 static void llvm_init(void)
 {
     if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
@@ -120,6 +136,7 @@ static void llvm_init(void)
     if (!host_features)
         init_status = -ENOMEM;
     snprintf(version_text, sizeof(version_text), "LLVM %s", LLVM_VERSION_STRING);
+    set_llvm_options();
 }
 
 static LLVMTargetMachineRef make_tm(int opt, char *err, size_t errlen)
@@ -179,14 +196,32 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * code gains from, at a fraction of default<O2>'s time (compile time is
  * attach latency). Inline the entry's call, promote the register allocas,
  * fold, hoist loop invariants, remove redundant loads, unroll small loops
- * (memcpy_4k's word loop: 2.4x faster). Left out: the loop rewriters
- * (rotation, induction variables, vectorisers), the interprocedural passes
- * (one module, internal functions) and the repeated cleanups: bpfgraft-bench
- * jit measured them at 3-5 ms a program for run times no better on its
- * programs, and the induction-variable rewrite made prime_sieve 2.2x slower
- * on AMD EPYC. Level 3 is LLVM's default<O3>. */
-static const char lean_pipeline[] = "cgscc(inline),function(sroa,early-cse,instcombine,simplifycfg,"
-                                    "loop-mssa(licm),gvn,instcombine,simplifycfg,loop-unroll<O2>)";
+ * of constant trip count that touch memory (memcpy_4k's word loop: 2.4x
+ * faster). Left out: the loop rewriters (rotation, induction variables,
+ * vectorisers), the interprocedural passes (one module, internal
+ * functions) and the repeated cleanups: bpfgraft-bench jit measured them
+ * at 3-5 ms a program for run times no better on its programs, and the
+ * induction-variable rewrite made prime_sieve 2.2x slower on AMD EPYC.
+ * Unrolling is the dearest pass left (callgrind: 45% of a compile's
+ * instructions, most of them in codegen of the unrolled body): a loop of
+ * register arithmetic gains nothing from it (sum_loop_10k: 31.6 M
+ * instructions to compile unrolled, 7.3 M not, same run time), nor does
+ * runtime unrolling of the programs' length-bound loops, so level 2 unrolls
+ * only programs with a loop that loads or stores, without runtime
+ * unrolling and peeling, and level 1 never. A single-function program is
+ * inlined by the cheap always-inline pass instead of the CGSCC inliner
+ * (no call graph). Level 3 is LLVM's default<O3>. */
+#define LEAN_CLEANUP "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm),gvn,instcombine,simplifycfg"
+#define LEAN_UNROLL ",loop-unroll<O2;no-runtime;no-peeling>"
+
+static const char *lean_pipeline(bool one_function, bool unroll)
+{
+    static const char *const p[2][2] = {
+        {"cgscc(inline)," LEAN_CLEANUP ")", "cgscc(inline)," LEAN_CLEANUP LEAN_UNROLL ")"},
+        {"always-inline," LEAN_CLEANUP ")", "always-inline," LEAN_CLEANUP LEAN_UNROLL ")"},
+    };
+    return p[one_function][unroll];
+}
 
 /* ---- IR helpers -------------------------------------------------------- */
 
@@ -876,6 +911,8 @@ static int build_module(struct lj *j)
         j->fns[f] = LLVMAddFunction(j->M, name, j->sub_ty);
         LLVMSetLinkage(j->fns[f], LLVMInternalLinkage);
         fn_attrs(j, j->fns[f]);
+        if (j->nfuncs == 1) /* called once, by the entry: see lean_pipeline */
+            add_fn_attr(j, j->fns[f], "alwaysinline", NULL);
     }
     emit_entry(j, entry);
     for (size_t f = 0; f < j->nfuncs; f++) {
@@ -884,6 +921,29 @@ static int build_module(struct lj *j)
             return ret;
     }
     return 0;
+}
+
+static bool is_memory_access(const struct bpf_insn *in)
+{
+    uint8_t cls = BPF_CLASS(in->code);
+    return cls == BPF_LDX || cls == BPF_ST || cls == BPF_STX;
+}
+
+/* Whether a backward jump at pc to target closes a loop that loads or
+ * stores (the loop is taken as the instructions between them). */
+static bool loop_touches_memory(const struct bpf_insn *insns, size_t target, size_t pc)
+{
+    for (size_t i = target; i <= pc; i++)
+        if (is_memory_access(&insns[i]))
+            return true;
+    return false;
+}
+
+static void note_jump(struct lj *j, const struct bpf_insn *orig, size_t pc, size_t target)
+{
+    j->leader[target] = 1;
+    if (target <= pc && !j->memory_loop)
+        j->memory_loop = loop_touches_memory(orig, target, pc);
 }
 
 /* Function entries and jump targets, from the original instructions (the
@@ -908,11 +968,11 @@ static int analyse(struct lj *j, const struct bpf_insn *orig)
             callx_ok[pc + 1 + in->imm] = 1;
         }
         if (is_ja(in)) {
-            j->leader[ja_target(in, pc)] = 1;
+            note_jump(j, orig, pc, ja_target(in, pc));
             if (pc + 1 < n)
                 j->leader[pc + 1] = 1;
         } else if (is_cond_jump(in)) {
-            j->leader[pc + 1 + in->off] = 1;
+            note_jump(j, orig, pc, (size_t)((int64_t)pc + 1 + in->off));
             j->leader[pc + 1] = 1;
         } else if (in->code == (BPF_JMP | BPF_EXIT) && pc + 1 < n) {
             j->leader[pc + 1] = 1;
@@ -1201,7 +1261,8 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     j.stats->ir_ms = t1 - t0;
 
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef perr = LLVMRunPasses(j.M, opt >= 3 ? "default<O3>" : lean_pipeline, tm, pbo);
+    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(j.nfuncs == 1, opt == 2 && j.memory_loop);
+    LLVMErrorRef perr = LLVMRunPasses(j.M, pipeline, tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
     if (perr) {
         char *m = LLVMGetErrorMessage(perr);
@@ -1331,7 +1392,7 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
         return ret;
     const struct bpf_insn *r = bpfg_vm_insns(vm);
     struct hash128 h = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
-    h_bytes(&h, "bpfgraft-llvmjit-1", 18);
+    h_bytes(&h, "bpfgraft-llvmjit-2", 18); /* -2: the per-program pipelines */
     h_bytes(&h, version_text, strlen(version_text));
     h_bytes(&h, host_cpu, strlen(host_cpu));
     if (host_features)

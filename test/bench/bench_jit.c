@@ -26,6 +26,9 @@
 #endif
 
 #include "programs.h"
+#ifdef BENCH_HAVE_UBPF
+#include <ubpf.h> /* third_party/ubpf: a peer JIT on the same bytecode */
+#endif
 
 #define MAP_ENTRIES 64
 #define MAP_ITERS 4096
@@ -229,6 +232,109 @@ struct jit_case {
     bool uses_map;
     uint64_t (*native_loop)(uint8_t *, size_t); /* native the way the program does it, or NULL */
 };
+
+#ifdef BENCH_HAVE_UBPF
+/* ---- the peer: uBPF's x86-64 JIT on the same bytecode ---------------------- */
+
+#define PEER_ROUNDS 6
+
+static uint64_t ubpf_lookup(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+    return helper_lookup(map, key, r3, r4, r5, NULL);
+}
+
+static int run_ubpf(void *subject, uint8_t *mem, size_t len, uint64_t *result)
+{
+    *result = (*(ubpf_jit_fn *)subject)(mem, len);
+    return 0;
+}
+
+/* uBPF has no map references: map_loop's lddw becomes the map's address,
+ * as our resolver makes it, and its lookups a helper call (uBPF inlines
+ * none). NULL, with the reason on stderr, if uBPF refuses the program. */
+static struct ubpf_vm *ubpf_prepare(const struct jit_case *c, ubpf_jit_fn *fn)
+{
+    struct bpf_insn *p = malloc(c->n * sizeof(*p));
+    struct ubpf_vm *vm = ubpf_create();
+    char *err = NULL;
+    if (!p || !vm)
+        goto fail;
+    memcpy(p, c->insns, c->n * sizeof(*p));
+    for (size_t i = 0; i + 1 < c->n; i++)
+        if (p[i].code == (BPF_LD | BPF_IMM | BPF_DW) && p[i].src_reg == BPF_PSEUDO_MAP_FD) {
+            p[i].src_reg = 0;
+            p[i].imm = (int32_t)(uint32_t)(uintptr_t)&array_map;
+            p[i + 1].imm = (int32_t)(uint32_t)((uintptr_t)&array_map >> 32);
+        }
+    ubpf_register(vm, BPF_FUNC_map_lookup_elem, "map_lookup_elem", ubpf_lookup);
+    if (ubpf_load(vm, p, (uint32_t)(c->n * sizeof(*p)), &err) || !(*fn = ubpf_compile(vm, &err)))
+        goto fail;
+    free(p);
+    return vm;
+fail:
+    fprintf(stderr, "bench jit: %s: ubpf: %s\n", c->name, err ? err : "out of memory");
+    free(err);
+    free(p);
+    if (vm)
+        ubpf_destroy(vm);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The peer row: medians of PEER_ROUNDS interleaved rounds of native, our
+ * engines (llvm may be NULL) and uBPF; uBPF against native, our best
+ * engine against native and against uBPF. */
+static int report_peer(struct bench_ctx *ctx, const struct jit_case *c, const struct jit_subject *x86,
+                       const struct jit_subject *llvm, uint8_t *mem, uint64_t min_ns)
+{
+    ubpf_jit_fn fn = NULL;
+    struct ubpf_vm *vm = ubpf_prepare(c, &fn);
+    if (!vm)
+        return 0; /* reported: the row is missing, the suite goes on */
+    double t[4][PEER_ROUNDS];
+    uint64_t r[4] = {0};
+    uint64_t (*volatile native)(uint8_t *, size_t) = c->native;
+    int ret = 0;
+    for (int k = 0; k < PEER_ROUNDS && !ret; k++) {
+        if (c->init)
+            c->init(mem);
+        bench_time_runs(bench_run_native, (void *)&native, mem, MEM_SIZE, 16, min_ns, &r[0], &t[0][k]);
+        ret = bench_time_runs(run_jit, (void *)x86, mem, MEM_SIZE, 16, min_ns, &r[1], &t[1][k]);
+        if (!ret && llvm)
+            ret = bench_time_runs(run_jit, (void *)llvm, mem, MEM_SIZE, 16, min_ns, &r[2], &t[2][k]);
+        if (!ret)
+            ret = bench_time_runs(run_ubpf, &fn, mem, MEM_SIZE, 16, min_ns, &r[3], &t[3][k]);
+    }
+    ubpf_destroy(vm);
+    if (ret)
+        return ret;
+    if (!c->uses_map && r[3] != r[0]) {
+        fprintf(stderr, "bench jit: %s: ubpf result %llu differs from native %llu\n", c->name, (unsigned long long)r[3],
+                (unsigned long long)r[0]);
+        return -EDOM;
+    }
+    double native_ns = median(t[0], PEER_ROUNDS), x86_ns = median(t[1], PEER_ROUNDS);
+    double llvm_ns = llvm ? median(t[2], PEER_ROUNDS) : -1, peer_ns = median(t[3], PEER_ROUNDS);
+    bool llvm_best = llvm && llvm_ns < x86_ns;
+    const char *best = llvm_best ? "best (llvmjit)" : "best (x86jit)";
+    double best_ns = llvm_best ? llvm_ns : x86_ns;
+    bench_report(ctx, c->name, "peer ubpf-jit", peer_ns, "ns/run", "native", native_ns);
+    bench_report(ctx, c->name, best, best_ns, "ns/run", "native", native_ns);
+    bench_report(ctx, c->name, best, best_ns, "ns/run", "peer ubpf-jit", peer_ns);
+    return 0;
+}
+#endif
 
 /* One compile of c into code, as bpfg_x86jit_compile. */
 typedef int (*jit_compile_fn)(const struct jit_case *c, const void *opts, struct bpfg_x86jit_code *code, char *err,
@@ -434,6 +540,15 @@ static int run_case(struct bench_ctx *ctx, const struct kernel *k, const struct 
     else
         bench_report(ctx, c->name, "llvmjit-compile", llvm_compile_us, "us", "x86jit-compile", compile_us);
 #endif
+#ifdef BENCH_HAVE_UBPF
+    struct jit_subject x86_subject = {&img, table};
+#ifdef BPFGRAFT_HAVE_LLVM
+    struct jit_subject llvm_subject = {&limg, table};
+    ret = report_peer(ctx, c, &x86_subject, &llvm_subject, mem, min_ns / PEER_ROUNDS);
+#else
+    ret = report_peer(ctx, c, &x86_subject, NULL, mem, min_ns / PEER_ROUNDS);
+#endif
+#endif
 out:
 #ifdef BPFGRAFT_HAVE_LLVM
     bpfg_x86jit_unmap(&limg);
@@ -483,7 +598,14 @@ static int bench_jit_run(struct bench_ctx *ctx)
              "native-loop: gcc -O2 doing the work the program's way (byte/word loops, no glibc SIMD); "
              "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT); "
              "llvmjit: the LLVM JIT's flat blob (its lean O2 pipeline, array lookups inlined), llvmjit-compile: "
-             "validation + IR + optimisation + codegen + link");
+             "validation + IR + optimisation + codegen + link"
+#ifdef BENCH_HAVE_UBPF
+             "; peer ubpf-jit: uBPF's x86-64 JIT (third_party/ubpf) on the same bytecode, best (ENGINE): the faster "
+             "of ours, both medians of 6 interleaved rounds; uBPF has no maps: map_loop's lddw is the map's address "
+             "and its lookups helper calls (retpolined, as uBPF builds by default), not inlined; bpftime's llvmbpf "
+             "is not a peer here: it needs LLVM 15+ (Debian 12 has 14)"
+#endif
+    );
     for (size_t i = 0; i < ncases && !ret; i++)
         ret = run_case(ctx, &k, &jc[i], mem);
 out:

@@ -490,10 +490,11 @@ static void dump(const struct bpf_insn *p, size_t n);
  * is mapped read+execute at an address the compiler never saw (twice, at
  * two addresses, when both_maps: both must behave the same). */
 static size_t llvm_compared;
+static int llvm_level; /* opt_level of the LLVM compiles: 0, the default */
 
 static void run_llvm_blob(const struct bpf_insn *p, size_t n, const uint8_t *mem, struct outcome *o, bool both_maps)
 {
-    struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = unwind_id}};
+    struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = unwind_id}, .opt_level = llvm_level};
     struct bpfg_x86jit_code code;
     char err[256];
     for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
@@ -572,6 +573,18 @@ static uint64_t seed(void)
     return s ? s : 1;
 }
 
+/* A random program (r9 = ctx first) in prog[0..g->n] and its memory;
+ * false when the generator gave up on this one. */
+static bool random_program(struct gen *g, struct bpf_insn *prog, uint8_t *mem)
+{
+    if (!gen_program(g, false))
+        return false;
+    prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
+    memcpy(prog + 1, g->p, g->n * sizeof(*prog));
+    fill(g, mem);
+    return true;
+}
+
 Test(jit_diff, random_programs_match_interpreter)
 {
     static struct gen g;
@@ -587,11 +600,8 @@ Test(jit_diff, random_programs_match_interpreter)
     g.rng = seed();
 
     for (size_t i = 0; i < count; i++) {
-        if (!gen_program(&g, false))
+        if (!random_program(&g, prog, mem))
             continue;
-        prog[0] = MOV64_REG(BPF_REG_9, BPF_REG_1);
-        memcpy(prog + 1, g.p, g.n * sizeof(*prog));
-        fill(&g, mem);
         run_interp(prog, g.n + 1, mem, &a);
         run_jit(prog, g.n + 1, mem, &b);
         if (a.err != b.err || a.r0 != b.r0 || memcmp(a.mem, b.mem, CTX_LEN)) {
@@ -619,6 +629,96 @@ Test(jit_diff, random_programs_match_interpreter)
     cr_assert_geq(llvm_ran, llvm_count * 8 / 10);
 #endif
 }
+
+#ifdef BPFGRAFT_HAVE_LLVM
+/* The LLVM JIT's pipelines by program shape and level: loops over memory
+ * (unrolled at level 2, not at 1), loops of registers only (never
+ * unrolled), data-dependent if-then diamonds (kept as branches), local
+ * calls (the CGSCC inliner) and single functions (always-inline). */
+static const struct bpf_insn shape_memory_loop[] = {
+    MOV64_IMM(3, 0),          LDX(BPF_DW, 4, 1, 0), /* loop: */
+    ALU64_REG(BPF_ADD, 4, 3), STX(BPF_DW, 1, 4, 8),        ALU64_REG(BPF_ADD, 0, 4),
+    ALU64_IMM(BPF_ADD, 3, 1), JMP_IMM(BPF_JLT, 3, 37, -6), EXIT(),
+};
+static const struct bpf_insn shape_register_loop[] = {
+    MOV64_IMM(0, 0), MOV64_IMM(1, 0), ALU64_REG(BPF_ADD, 0, 1), ALU64_IMM(BPF_ADD, 1, 1), JMP_IMM(BPF_JLT, 1, 1000, -3),
+    EXIT(),
+};
+static const struct bpf_insn shape_diamonds[] = {
+    MOV64_IMM(0, 0),
+    MOV64_IMM(6, 0),
+    LDX(BPF_DW, 3, 1, 0), /* loop: r3 = the word at ctx + r6 */
+    ALU64_REG(BPF_ADD, 3, 6),
+    MOV64_IMM(4, 0),
+    MOV64_REG(5, 3),
+    ALU64_IMM(BPF_RSH, 5, 32),
+    JMP_IMM(BPF_JEQ, 5, 0, 2),
+    ALU64_IMM(BPF_ADD, 4, 32),
+    MOV64_REG(3, 5),
+    MOV64_REG(5, 3),
+    ALU64_IMM(BPF_RSH, 5, 16),
+    JMP_IMM(BPF_JEQ, 5, 0, 2),
+    ALU64_IMM(BPF_ADD, 4, 16),
+    MOV64_REG(3, 5),
+    ALU64_REG(BPF_ADD, 0, 4),
+    ALU64_IMM(BPF_ADD, 6, 1),
+    ALU64_IMM(BPF_ADD, 1, 1),
+    JMP_IMM(BPF_JLT, 6, 200, -17),
+    EXIT(),
+};
+static const struct bpf_insn shape_local_call[] = {
+    MOV64_IMM(6, 5),
+    MOV64_REG(1, 6),
+    CALL_LOCAL(3),
+    ALU64_IMM(BPF_ADD, 6, -1),
+    JMP_IMM(BPF_JNE, 6, 0, -4),
+    EXIT(),
+    ALU64_IMM(BPF_ADD, 1, 2),
+    ALU64_REG(BPF_MUL, 1, 1),
+    ALU64_REG(BPF_ADD, 0, 1),
+    EXIT(),
+};
+
+Test(jit_diff, llvm_pipelines_match_interpreter)
+{
+    static const struct {
+        const char *name;
+        const struct bpf_insn *p;
+        size_t n;
+    } shapes[] = {
+        {"memory loop", shape_memory_loop, sizeof(shape_memory_loop) / sizeof(shape_memory_loop[0])},
+        {"register loop", shape_register_loop, sizeof(shape_register_loop) / sizeof(shape_register_loop[0])},
+        {"diamonds", shape_diamonds, sizeof(shape_diamonds) / sizeof(shape_diamonds[0])},
+        {"local call", shape_local_call, sizeof(shape_local_call) / sizeof(shape_local_call[0])},
+    };
+    static struct gen g;
+    uint8_t mem[CTX_LEN];
+    struct outcome a;
+    g.rng = seed();
+    for (llvm_level = 1; llvm_level <= 3; llvm_level++) {
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            fill(&g, mem);
+            run_interp(shapes[s].p, shapes[s].n, mem, &a);
+            cr_assert_eq(a.err, 0, "%s: %d", shapes[s].name, a.err);
+            CHECK_LLVM(shapes[s].p, shapes[s].n, mem, &a, shapes[s].name, (size_t)llvm_level);
+        }
+    }
+    /* random programs (their loops, jumps and calls) at the levels other than the default */
+    struct bpf_insn prog[MAX_PROG + 1];
+    size_t count = env_count("BPFG_JIT_DIFF_LEVELS", 100), ran = 0;
+    for (size_t i = 0; ran < 2 * count && i < 20 * count; i++) {
+        if (!random_program(&g, prog, mem))
+            continue;
+        run_interp(prog, g.n + 1, mem, &a);
+        llvm_level = ran % 2 ? 3 : 1;
+        CHECK_LLVM(prog, g.n + 1, mem, &a, "program", i);
+        ran++;
+    }
+    llvm_level = 0;
+    cr_assert_eq(ran, 2 * count);
+    printf("jit_diff: %zu random programs identical on the LLVM JIT at levels 1 and 3\n", ran);
+}
+#endif
 
 /* Run-time errors: call depth, bad callx targets, misaligned atomics. */
 Test(jit_diff, run_errors_match_interpreter)
