@@ -25,6 +25,9 @@
 
 #define REC_MAGIC 0x43455247u /* "GREC" */
 #define REC_VERSION 1
+/* struct target's size in the oldest build whose records this one reads:
+ * the fields up to the re-injection ones (targets.h) */
+#define REC_OLDEST_TARGET_SIZE offsetof(struct target, replaced_base)
 
 static const char *const subdirs[] = {"objects", "maps", "targets", "tools", "settings", "spares"};
 
@@ -549,7 +552,15 @@ static int apply_record(struct target *t, const char *buf, size_t len)
     const char *p = buf + sizeof(struct rec_hdr), *end = buf + len;
     const struct rec_hdr *h = (const void *)buf;
     int err = 0;
-    struct target *rec = take(&p, end, sizeof(*rec), &err);
+    struct target *rec = take(&p, end, h->target_size, &err);
+    if (rec && h->target_size < sizeof(*rec)) { /* an older build's: new fields zero */
+        struct target *full = realloc(rec, sizeof(*rec));
+        if (full)
+            memset((char *)full + h->target_size, 0, sizeof(*full) - h->target_size);
+        else
+            free(rec), err = -ENOMEM;
+        rec = full;
+    }
     t->maps_sent = take(&p, end, h->nmaps * sizeof(*t->maps_sent), &err);
     t->map_addrs = take(&p, end, h->nmaps * sizeof(*t->map_addrs), &err);
     t->progs_sent = take(&p, end, h->nprogs * sizeof(*t->progs_sent), &err);
@@ -589,8 +600,9 @@ static int read_record(struct server *s, pid_t pid, char **buf)
     if (err)
         return err == -ENOENT ? -ENOENT : err;
     const struct rec_hdr *h = (const void *)*buf;
-    if (len < sizeof(*h) + sizeof(struct target) || h->magic != REC_MAGIC || h->version != REC_VERSION ||
-        h->target_size != sizeof(struct target)) {
+    if (len < sizeof(*h) || h->magic != REC_MAGIC || h->version != REC_VERSION ||
+        h->target_size < REC_OLDEST_TARGET_SIZE || h->target_size > sizeof(struct target) ||
+        len < sizeof(*h) + h->target_size) {
         free(*buf);
         *buf = NULL;
         return -ENOENT; /* another layout */
@@ -618,8 +630,11 @@ void state_reinjection(struct server *s, pid_t pid, uint64_t *replaced_base, uin
     *replaced_base = *reinject_token = 0;
     if (read_record(s, pid, &buf) < 0)
         return;
-    const struct target *rec = (const void *)(buf + sizeof(struct rec_hdr));
-    *replaced_base = rec->replaced_base;
-    *reinject_token = rec->reinject_token;
+    const struct rec_hdr *h = (const void *)buf;
+    const struct target *rec = (const void *)(buf + sizeof(*h));
+    if (h->target_size == sizeof(*rec)) { /* an older build's record has no re-injection */
+        *replaced_base = rec->replaced_base;
+        *reinject_token = rec->reinject_token;
+    }
     free(buf);
 }

@@ -79,18 +79,21 @@ struct target {
     char adopted[12];
     bool inert;
     uint32_t foreign_abi; /* a payload of another ABI (adopt.c): listed, only detach restores its bytes */
-    /* Re-injection (reinject.c): the other-ABI payload this one replaced
-     * (its base; its uprobe entry while hooks' stubs may still enter it);
-     * on the old payload's record, the new payload's token while a
-     * re-injection is under way; no record is written while held. */
-    uint64_t replaced_base, replaced_entry, reinject_token;
-    bool record_held;
     /* attached only because a tool named it (-p PID): detached when no
      * tool wants it any more, unless someone attached it on their own */
     bool for_tools;
     bool ustack;        /* the payload has user-stack tables (ustack.h) */
     bool ustack_stale;  /* it asked for fresh ones */
     uint64_t ustack_ms; /* when they were last made */
+    /* A record (state.c) is this struct's bytes: append new fields here,
+     * after every older one, so an older build's record is a prefix that
+     * a newer server reads with the new fields zero. */
+    /* Re-injection (reinject.c): the other-ABI payload this one replaced
+     * (its base; its uprobe entry while hooks' stubs may still enter it);
+     * on the old payload's record, the new payload's token while a
+     * re-injection is under way; no record is written while held. */
+    uint64_t replaced_base, replaced_entry, reinject_token;
+    bool record_held;
 };
 
 struct targets {
