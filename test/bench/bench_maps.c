@@ -329,6 +329,29 @@ static double kernel_ns_per_op(int prog, uint64_t ops, int threads)
     return worst / UNROLL;
 }
 
+/* One row: our op on m (warmed up first) beside the kernel program prog
+ * (none if < 0), entries keys, threads threads. */
+static void report_op(struct bench_ctx *ctx, struct bpfg_map *m, enum op op, int prog, const char *name,
+                      uint32_t entries, uint64_t ops, int threads)
+{
+    char variant[32];
+    snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
+    ours_ns_per_op(m, op, entries - 1, ops / 8, threads); /* warm up */
+    double ours = ours_ns_per_op(m, op, entries - 1, ops, threads);
+    double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
+    bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
+}
+
+/* Closes what a suite opened (each fd if >= 0) and its map. */
+static void close_suite(int prog, int kfd, int ctl, struct bpfg_map *m)
+{
+    int fds[] = {prog, kfd, ctl};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    bpfg_map_close(m);
+}
+
 static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, const char *label)
 {
     uint64_t ops = bench_quick(ctx) ? 64 * 1024 : 4 * 1024 * 1024;
@@ -367,22 +390,14 @@ static int bench_kv(struct bench_ctx *ctx, uint32_t type, uint32_t entries, cons
         if (kfd >= 0 && ctl >= 0 && prog < 0)
             bench_note(ctx, "kernel program load failed: %s", strerror(-prog));
         for (int threads = 1; threads <= 2; threads++) {
-            char name[64], variant[32];
+            char name[64];
             snprintf(name, sizeof(name), "%s %s", label, ops_list[o].name);
-            snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
-            ours_ns_per_op(m, ops_list[o].ours, entries - 1, ops / 8, threads); /* warm up */
-            double ours = ours_ns_per_op(m, ops_list[o].ours, entries - 1, ops, threads);
-            double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
-            bench_report(ctx, name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
+            report_op(ctx, m, ops_list[o].ours, prog, name, entries, ops, threads);
         }
         if (prog >= 0)
             close(prog);
     }
-    if (kfd >= 0)
-        close(kfd);
-    if (ctl >= 0)
-        close(ctl);
-    bpfg_map_close(m);
+    close_suite(-1, kfd, ctl, m);
     return 0;
 }
 
@@ -409,21 +424,9 @@ static int bench_percpu(struct bench_ctx *ctx)
         const char *name;
     } list[] = {{OP_PCPU_ADD, "percpu_array lookup+add"}, {OP_PCPU_RAW, "percpu_array lookup+add unclaimed"}};
     for (size_t o = 0; o < sizeof(list) / sizeof(list[0]); o++)
-        for (int threads = 1; threads <= 2; threads++) {
-            char variant[32];
-            snprintf(variant, sizeof(variant), "%u %dthr", entries, threads);
-            ours_ns_per_op(m, list[o].op, entries - 1, ops / 8, threads); /* warm up */
-            double ours = ours_ns_per_op(m, list[o].op, entries - 1, ops, threads);
-            double kern = prog >= 0 ? kernel_ns_per_op(prog, ops, threads) : -1;
-            bench_report(ctx, list[o].name, variant, ours, "ns/op", kern > 0 ? "kernel" : NULL, kern);
-        }
-    if (prog >= 0)
-        close(prog);
-    if (kfd >= 0)
-        close(kfd);
-    if (ctl >= 0)
-        close(ctl);
-    bpfg_map_close(m);
+        for (int threads = 1; threads <= 2; threads++)
+            report_op(ctx, m, list[o].op, prog, list[o].name, entries, ops, threads);
+    close_suite(prog, kfd, ctl, m);
     return 0;
 }
 
