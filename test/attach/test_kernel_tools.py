@@ -133,6 +133,21 @@ def ringmix_counts(tool, want):
         time.sleep(0.2)
 
 
+def wait_unhooked(srv, pid, deadline_s=10):
+    """Waits until an ended tool's hooks have left pid (in the background,
+    after the tool exits): a kernel uprobe registered on a function while
+    bpfgraft's patch is still there is lost for that process when the
+    patch is taken out (the kernel's int3 is written over)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        _, ps, _ = srv.cli_json("ps")
+        hooks = [h for t in ps or [] if t["pid"] == pid for h in t["hooks"]]
+        if not hooks or time.monotonic() > end:
+            check_eq(hooks, [], "the ended tool's hooks left the victim")
+            return
+        time.sleep(0.05)
+
+
 def check_ringmix(srv, args):
     ls = tcp_listener()
     victim = subprocess.Popen([os.path.join(args.bin_dir, "connlat-victim"), str(ls.getsockname()[1])],
@@ -159,6 +174,8 @@ def check_ringmix(srv, args):
             check_eq(victim.stdout.readline().split(), ["done", str(n), "failed", "0"], f"{n} connects")
             got = ringmix_counts(tool, n)
             _, err = finish(tool, 20)  # end of input: it exits
+            if name == "bpfgraft run":
+                wait_unhooked(srv, victim.pid)
             if got != f"user {n} kernel {n} bad 0":
                 print(err[-600:])
             check_eq(got, f"user {n} kernel {n} bad 0", f"under {name}: the ring buffer brought {n} records from each side")
