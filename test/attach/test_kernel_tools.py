@@ -19,7 +19,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, require, tcp_listener  # noqa: E402
+from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
+                     tcp_listener)
 
 EXECSNOOP = "/usr/sbin/execsnoop"
 TRACEFS = "/sys/kernel/tracing"
@@ -192,9 +193,7 @@ def main():
     ap.add_argument("--ringmix-obj", required=True)
     args = ap.parse_args()
     require("root", "bpf-tracing", "btf", "tracefs")
-    if not os.access(EXECSNOOP, os.X_OK):
-        subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    ensure_libbpf_tools(os.path.basename(EXECSNOOP))
     check(os.access(EXECSNOOP, os.X_OK), "libbpf-tools' execsnoop is installed")
     mounted_here = not os.path.exists(os.path.join(TRACEFS, "events"))
     if mounted_here:

@@ -17,18 +17,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report, require, text_matches_file  # noqa: E402
+from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
+                     text_matches_file)
 
 TOOLS = "/usr/sbin"
 TRACEFS = "/sys/kernel/tracing"
-
-
-def ensure_libbpf_tools():
-    if all(os.access(os.path.join(TOOLS, t), os.X_OK) for t in ("opensnoop", "syscount", "funclatency", "bashreadline")):
-        return True
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True, text=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    return r.returncode == 0
 
 
 def run_tool(srv, argv, timeout=60):
@@ -171,7 +164,7 @@ def main():
     # side by side with the kernel: the same tools under kernel BPF (the
     # tools' CO-RE needs the kernel's BTF under bpfgraft too)
     require("root", "bpf-tracing", "btf", "tracefs")
-    check(ensure_libbpf_tools(), "libbpf-tools is installed (apt)")
+    check(ensure_libbpf_tools("opensnoop", "syscount", "funclatency", "bashreadline"), "libbpf-tools is installed (apt)")
     victim_bin = os.path.abspath(os.path.join(args.test_bin, "tool-victim"))
     marker = f"/nonexistent/bpfgraft-tool-marker-{os.getpid()}"
     mounted_here = False

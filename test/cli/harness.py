@@ -288,6 +288,17 @@ class CtlFields:
         return self.get("active") == 0
 
 
+def ensure_libbpf_tools(*tools):
+    """Installs Debian's libbpf-tools (apt) unless each of tools (names in
+    /usr/sbin) is there already: whether the install succeeded or was not
+    needed."""
+    if all(os.access(os.path.join("/usr/sbin", t), os.X_OK) for t in tools):
+        return True
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True, text=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    return r.returncode == 0
+
+
 def tcp_listener():
     """A socket on 127.0.0.1 (any port) whose connections are accepted and
     closed by a daemon thread: a peer for a workload of connect()s."""
