@@ -120,10 +120,7 @@ static int fill_injected(struct target *t, const struct hello *hi)
 /* Maps and programs as the payload holds them. */
 static int take_inventory(struct target *t, const struct hello *hi)
 {
-    free(t->maps_sent);
-    free(t->map_addrs);
-    free(t->progs_sent);
-    free(t->progs_engine);
+    targets_free_sent(t);
     t->maps_sent = calloc(hi->a.nmaps + 1, sizeof(*t->maps_sent));
     t->map_addrs = calloc(hi->a.nmaps + 1, sizeof(*t->map_addrs));
     t->progs_sent = calloc(hi->a.nprogs + 1, sizeof(*t->progs_sent));
@@ -418,7 +415,7 @@ static void adopt_one(struct server *s, int fd)
                 : !t ? "out of memory"
                      : strerror(-err));
         if (t) {
-            free(t->maps_sent), free(t->map_addrs), free(t->progs_sent), free(t->progs_engine);
+            targets_free_sent(t);
             free(t);
         }
         close(fd);

@@ -120,10 +120,7 @@ static int repoint_all(struct server *s, struct target *t)
 
 static void record_free(struct target *rec)
 {
-    free(rec->maps_sent);
-    free(rec->map_addrs);
-    free(rec->progs_sent);
-    free(rec->progs_engine);
+    targets_free_sent(rec);
     syscalls_forget(rec);
     free(rec);
 }

@@ -323,6 +323,14 @@ static const char *state_dir(const struct server *s)
     return s->cfg.state_dir;
 }
 
+void targets_free_sent(struct target *t)
+{
+    free(t->maps_sent);
+    free(t->map_addrs);
+    free(t->progs_sent);
+    free(t->progs_engine);
+}
+
 static void target_free(struct server *s, struct target *t)
 {
     struct target **pp = &s->targets.list;
@@ -342,10 +350,7 @@ static void target_free(struct server *s, struct target *t)
         close(t->pidfd);
     }
     server_forget_events(s, t); /* a client's detach may free t mid-batch */
-    free(t->maps_sent);
-    free(t->map_addrs);
-    free(t->progs_sent);
-    free(t->progs_engine);
+    targets_free_sent(t);
     tools_target_gone(s, t);
     binwide_target_gone(t);
     syscalls_forget(t);

@@ -145,6 +145,8 @@ size_t targets_rearm(struct server *s, struct target *t);
  * none). 0 or a negative errno with err. */
 int targets_reinject(struct server *s, const struct target *rec, uint64_t token, struct target **out, char *err,
                      size_t errlen);
+/* Frees t's tables of the maps and programs sent to its payload (not t). */
+void targets_free_sent(struct target *t);
 /* Saves t's record for restarts (state.c). */
 void targets_save(struct server *s, const struct target *t);
 
