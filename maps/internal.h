@@ -238,8 +238,9 @@ int map_inner_template_check(const struct bpfg_map_spec *s);
 uint32_t map_current_cpu(const struct bpfg_map *m);
 /* Per-CPU maps: a slot claimed for a program's run (map_lock.c, FORMAT.md
  * "Per-CPU slots"): this thread's claim if *run has one on m, else a new
- * one recorded in *run; NIL when none could be taken without risking a
- * deadlock (the caller then uses the current CPU's slot unclaimed). */
+ * one recorded in *run; NIL when every slot is held by threads that wait
+ * themselves, a possible cycle (the caller then uses the current CPU's
+ * slot unclaimed). */
 uint32_t map_slot_claim(struct bpfg_map *m, struct bpfg_map_run *run);
 void map_slot_release(struct bpfg_map *m, uint32_t slot);
 

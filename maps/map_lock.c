@@ -322,9 +322,10 @@ static inline _Atomic uint64_t *slot_word(struct bpfg_map *m, uint32_t slot)
     return (_Atomic uint64_t *)(m->base + CLAIM_OFF + (uint64_t)(slot % CLAIM_LINES) * LOCK_STRIDE);
 }
 
-#define SLOT_SHARED 0x80000000u /* held by this thread through another handle */
-#define CLAIM_SPINS 64          /* rounds between yields and owner checks */
-#define CLAIM_ROUNDS_HOLDING 64 /* a thread holding claims waits no longer */
+#define SLOT_SHARED 0x80000000u     /* held by this thread through another handle */
+#define CLAIM_WAITING 0x80000000ull /* in a held word: its holder waits for another claim */
+#define CLAIM_SPINS 64              /* rounds between yields and owner checks */
+#define CLAIM_ROUNDS_HOLDING 64     /* then a thread holding claims says it waits */
 
 /* The slot *run holds on m, or NIL. */
 static uint32_t claim_held(const struct bpfg_map *m, const struct bpfg_map_run *run)
@@ -335,24 +336,73 @@ static uint32_t claim_held(const struct bpfg_map *m, const struct bpfg_map_run *
     return NIL;
 }
 
+static uint32_t claim_slots(const struct bpfg_map *m)
+{
+    return m->nr_cpus < CLAIM_LINES ? m->nr_cpus : CLAIM_LINES;
+}
+
 /* One pass over the slots from the current CPU's: a free one taken (or,
  * with take_dead, one whose holder is gone), one this thread holds already
  * (| SLOT_SHARED), or NIL. */
 static uint32_t claim_pass(struct bpfg_map *m, uint64_t ids, bool take_dead)
 {
-    uint32_t first = map_current_cpu(m), n = m->nr_cpus < CLAIM_LINES ? m->nr_cpus : CLAIM_LINES;
+    uint32_t first = map_current_cpu(m), n = claim_slots(m);
     for (uint32_t k = 0; k < n; k++) {
         uint32_t s = (first + k) % m->nr_cpus;
         _Atomic uint64_t *w = slot_word(m, s);
         uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
-        if (cur == ids)
+        if ((cur & ~CLAIM_WAITING) == ids)
             return s | SLOT_SHARED;
-        if (cur && !(take_dead && ids_dead((uint32_t)(cur >> 32), (uint32_t)cur)))
+        if (cur && !(take_dead && ids_dead((uint32_t)(cur >> 32), (uint32_t)(cur & ~CLAIM_WAITING))))
             continue;
         if (atomic_compare_exchange_strong_explicit(w, &cur, ids, memory_order_acquire, memory_order_relaxed))
             return s;
     }
     return NIL;
+}
+
+/* Marks (or unmarks) the words *run holds: their holder waits. */
+static void claims_mark_waiting(const struct bpfg_map_run *run, uint64_t ids, bool waiting)
+{
+    for (uint32_t i = 0; i < run->n; i++)
+        atomic_store_explicit(slot_word(run->claim[i].map, run->claim[i].slot), waiting ? ids | CLAIM_WAITING : ids,
+                              memory_order_relaxed);
+}
+
+/* Every slot of m held by a thread that itself waits for a claim: the only
+ * state a cycle of waiters can be in (a holder not waiting ends its run and
+ * frees its slot). */
+static bool claim_holders_all_wait(struct bpfg_map *m)
+{
+    for (uint32_t s = 0; s < claim_slots(m); s++)
+        if (!(atomic_load_explicit(slot_word(m, s), memory_order_relaxed) & CLAIM_WAITING))
+            return false;
+    return true;
+}
+
+/* Waits for a slot of m; NIL when waiting could close a cycle. */
+static uint32_t claim_wait(struct bpfg_map *m, struct bpfg_map_run *run, uint64_t ids)
+{
+    bool marked = false;
+    uint32_t s;
+    for (uint32_t round = 1;; round++) {
+        s = claim_pass(m, ids, round % CLAIM_SPINS == 0);
+        if (s != NIL)
+            break;
+        if (run->n && round >= CLAIM_ROUNDS_HOLDING) {
+            if (!marked)
+                claims_mark_waiting(run, ids, marked = true);
+            else if (claim_holders_all_wait(m))
+                break;
+        }
+        if (round % CLAIM_SPINS == 0)
+            sys4(SYS_sched_yield, 0, 0, 0, 0);
+        else
+            __builtin_ia32_pause();
+    }
+    if (marked)
+        claims_mark_waiting(run, ids, false);
+    return s;
 }
 
 uint32_t map_slot_claim(struct bpfg_map *m, struct bpfg_map_run *run)
@@ -363,21 +413,9 @@ uint32_t map_slot_claim(struct bpfg_map *m, struct bpfg_map_run *run)
     if (run->n >= BPFG_RUN_CLAIMS)
         return NIL;
     uint64_t ids = self_ids();
-    for (uint32_t round = 1;; round++) {
-        s = claim_pass(m, ids, round % CLAIM_SPINS == 0);
-        if (s != NIL)
-            break;
-        /* Holding claims while waiting for another could close a cycle
-         * with a thread waiting for ours: give up after a while. */
-        if (run->n && round >= CLAIM_ROUNDS_HOLDING)
-            return NIL;
-        if (round % CLAIM_SPINS == 0)
-            sys4(SYS_sched_yield, 0, 0, 0, 0);
-        else
-            __builtin_ia32_pause();
-    }
-    if (s & SLOT_SHARED)
-        return s & ~SLOT_SHARED; /* the other handle's record releases it */
+    s = claim_wait(m, run, ids);
+    if (s == NIL || (s & SLOT_SHARED))
+        return s == NIL ? NIL : s & ~SLOT_SHARED; /* the other handle's record releases it */
     run->claim[run->n].map = m;
     run->claim[run->n++].slot = s;
     return s;

@@ -124,6 +124,42 @@ Test(maps_percpu, two_maps_in_a_run)
     bpfg_map_close(b);
 }
 
+struct crossed {
+    struct bpfg_map *first, *second;
+};
+
+/* Runs taking two one-slot maps in the order given. */
+static void *crossed_runs(void *arg)
+{
+    struct crossed *c = arg;
+    for (uint32_t i = 0; i < INCREMENTS / 10; i++) {
+        struct bpfg_map_run run = {.n = 0};
+        uint32_t k = i % KEYS;
+        add_one(bpfg_map_lookup_elem_run(c->first, &k, &run));
+        add_one(bpfg_map_lookup_elem_run(c->second, &k, &run));
+        bpfg_map_run_release(&run);
+    }
+    return NULL;
+}
+
+/* Two threads taking the same two maps in opposite orders (a possible
+ * cycle of claims): both finish, each map counted at most once a run. */
+Test(maps_percpu, opposite_orders_finish)
+{
+    struct bpfg_map *a = mk(BPF_MAP_TYPE_PERCPU_ARRAY, 1), *b = mk(BPF_MAP_TYPE_PERCPU_HASH, 1);
+    struct crossed c[2] = {{a, b}, {b, a}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, crossed_runs, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_join(th[i], NULL), 0);
+    cr_assert_leq(total(a, 1), 2ull * INCREMENTS / 10);
+    cr_assert_gt(total(a, 1), 0);
+    cr_assert_leq(total(b, 1), 2ull * INCREMENTS / 10);
+    bpfg_map_close(a);
+    bpfg_map_close(b);
+}
+
 /* Claims one slot of m in a run never released (its thread dies in it). */
 static void *claim_and_die(void *arg)
 {
