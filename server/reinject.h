@@ -21,8 +21,9 @@ struct bpfg_pmsg_hello;
  * `adopted` "reinjected"), or had been (the record is its successor's,
  * which reconnects on its own: fd closed); else fd is left and a negative
  * errno returned:
- * -ENOENT (no record for it), -EOPNOTSUPP (the record has what is not
- * re-injected: syscall programs), another (logged). */
+ * -ENOENT (no record for it), -EOPNOTSUPP (what is not re-injected: a
+ * `bpfgraft run` tool's payload, a Go process's syscall hooks, a record
+ * without its syscall program ids), another (logged). */
 int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const struct bpfg_pmsg_hello *hello);
 
 /* An adopted target whose record says it replaced another payload: hook
