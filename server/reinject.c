@@ -5,7 +5,10 @@
  * the new payload gets the programs, maps and slots; its record is
  * written; only then are the stubs re-pointed, each by one write within
  * its page, so every stub enters a live payload of either ABI, and a
- * server killed halfway has the rest re-pointed at the next adoption. */
+ * server killed halfway has the rest re-pointed at the next adoption.
+ * Syscall hooks move in the same stop (syscalls.c: dispatch, the SIGSYS
+ * action, the sites' stubs), in an order each of whose states counts
+ * every syscall once. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>

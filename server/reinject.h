@@ -3,8 +3,9 @@
  * server left for it, a payload of this server's ABI is injected beside
  * it with the record's programs, maps (the same regions: counting goes on
  * in the same memory) and hook slots, and each hook's stub is re-pointed
- * from the old payload's entry to the new one's. The old payload stays
- * mapped (frames in flight may return through it). */
+ * from the old payload's entry to the new one's; syscall hooks (dispatch
+ * in each thread, the SIGSYS action, rewritten sites) move to it too. The
+ * old payload stays mapped (frames in flight may return through it). */
 #ifndef BPFGRAFT_SERVER_REINJECT_H
 #define BPFGRAFT_SERVER_REINJECT_H
 
