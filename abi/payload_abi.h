@@ -642,6 +642,31 @@ struct bpfg_pmsg_syscall_off_reply {
     uint64_t dispatched;   /* SIGSYS taken */
 };
 
+/* SYSCALL_TAKEOVER (re-injection, server/README.md "Re-injection"): this
+ * payload is to replace the syscall hooks of the payload whose image is
+ * [old_base, +old_len) and dispatch selector old_selector. Sent before its
+ * first SYSCALL_HOOK: the handler is made ready but not installed (the
+ * process's SIGSYS action, the old payload's handler, is kept as the one
+ * chained to); from then on a dispatched syscall made from the old
+ * image's code (a thread that was in its handler or fast entry) is made
+ * as it is, without programs (the old payload runs them), and one made
+ * from this payload's own code (a thread whose dispatch is still the old
+ * payload's: one its clone stub started) first moves the thread's dispatch
+ * to this payload (the old selector allows while it does). The server
+ * installs the action at reply.action itself, with every thread stopped
+ * (rt_sigaction(SIGSYS, action, NULL, 8)), and moves each thread's
+ * dispatch to reply.sys. Sent again (old_len 0 or not), it changes
+ * nothing and replies the same. */
+#define BPFG_PMSG_SYSCALL_TAKEOVER 104 /* struct bpfg_pmsg_syscall_takeover; reply: ..._takeover_reply */
+struct bpfg_pmsg_syscall_takeover {
+    uint64_t old_base, old_len, old_selector;
+};
+struct bpfg_pmsg_syscall_takeover_reply {
+    struct bpfg_pmsg_syscall_reply sys; /* this payload's region, selector, fast entry */
+    uint64_t action;                    /* the kernel struct sigaction to install for SIGSYS */
+    uint64_t old_base, old_len;         /* the old image, as first sent */
+};
+
 struct bpfg_pmsg_exec {
     uint32_t pid, tid;
     /* char path[]; NUL-terminated, may be truncated */

@@ -1398,12 +1398,14 @@ static void target_row(const msgpack_object *t)
     /* a state other than attached (inert, other-abi-N) says more than how the hooks are placed */
     const char *state = obj_str(t, "state"), *placed = sum.kinds.len ? sum.kinds.s : "-";
     /* a payload of another ABI replaced by this server's (server/README.md, "Versions") */
-    bool reinjected = !strcmp(obj_str(t, "adopted"), "reinjected");
-    printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s%s\n", obj_str(t, "pid"),
+    const char *adopted = obj_str(t, "adopted"); /* also a tool's payload left as it is */
+    bool reinjected = !strcmp(adopted, "reinjected") || !strcmp(adopted, "tool-as-is");
+    printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s%s%s%s\n", obj_str(t, "pid"),
            obj_str(t, "comm"), sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
            (unsigned long long)sum.hits, (unsigned long long)sum.misses, (unsigned long long)sum.dropped,
            since.len ? since.s : "-", stopped.s, (unsigned long long)payload,
-           strcmp(state, "attached") && strcmp(state, "-") ? state : placed, reinjected ? " (reinjected)" : "");
+           strcmp(state, "attached") && strcmp(state, "-") ? state : placed, reinjected ? " (" : "",
+           reinjected ? adopted : "", reinjected ? ")" : "");
     sbuf_free(&sum.engines);
     sbuf_free(&sum.kinds);
     sbuf_free(&since);

@@ -42,6 +42,13 @@ bool bpfg_rescue_in_text(const struct bpfg_stopped *st, uint64_t lo, uint64_t hi
  * it, Linux 6.6) has its selector or exempt region in [lo, hi): unmapping
  * that range would make its next syscall fatal (SIGSEGV). *tid: which. */
 bool bpfg_inj_dispatch_in(const struct bpfg_stopped *st, uint64_t lo, uint64_t hi, pid_t *tid);
+/* The first thread whose Syscall User Dispatch is off (in a process with
+ * syscall hooks: a payload's thread), else 0: code outside every exempt
+ * region, a new payload's own, makes its syscalls there. */
+size_t bpfg_inj_undispatched(const struct bpfg_stopped *st);
+/* bpfg_remote_run on thread index. */
+int bpfg_inj_run_on(struct bpfg_stopped *st, size_t index, struct user_regs_struct *regs, struct user_regs_struct *out,
+                    char *err);
 
 /* Waits for a stop of tid; signals on the way are re-delivered. Returns the
  * wait status of the stop that is not a plain signal (or is want_sig), or

@@ -438,8 +438,12 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
 
     /* Start the payload thread: bpfg_payload_start does the clone; the
      * child inherits the all-blocked signal mask set for injected code, the
-     * caller jumps to the rescue path (r12, set by bpfg_remote_run). */
-    struct user_regs_struct regs = st->threads[0].regs, after;
+     * caller jumps to the rescue path (r12, set by bpfg_remote_run). The
+     * clone is made from the new image, exempt from no thread's dispatch:
+     * on a thread without (another payload's, in a process with syscall
+     * hooks), else it raises SIGSYS with every signal blocked. */
+    size_t on = bpfg_inj_undispatched(st);
+    struct user_regs_struct regs = st->threads[on].regs, after;
     regs.rip = base + sym_start;
     regs.rax = SYS_clone;
     regs.rdi = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
@@ -448,7 +452,7 @@ int bpfg_inject_payload(struct bpfg_stopped *st, const struct bpfg_inject_opts *
     regs.r10 = 0;
     regs.r8 = 0;
     regs.r13 = out->params;
-    if ((r = bpfg_remote_run(st, &regs, &after, err)))
+    if ((r = bpfg_inj_run_on(st, on, &regs, &after, err)))
         goto undo;
     if ((int64_t)after.rax < 0) {
         r = bpfg_inj_fail(err, (int)after.rax, "clone in process %d failed: %s", (int)st->pid,

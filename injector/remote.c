@@ -366,6 +366,22 @@ int bpfg_remote_run(struct bpfg_stopped *st, struct user_regs_struct *regs, stru
     return run_with_rescue(st, 0, regs, out, err);
 }
 
+int bpfg_inj_run_on(struct bpfg_stopped *st, size_t index, struct user_regs_struct *regs, struct user_regs_struct *out,
+                    char *err)
+{
+    return run_with_rescue(st, index, regs, out, err);
+}
+
+size_t bpfg_inj_undispatched(const struct bpfg_stopped *st)
+{
+    for (size_t i = 0; i < st->nthreads; i++) {
+        struct sud_config c;
+        if (ptrace(PTRACE_GET_SUD_CONFIG, st->threads[i].tid, (void *)sizeof(c), &c) != 0 || c.mode == 0)
+            return i;
+    }
+    return 0;
+}
+
 bool bpfg_rescue_in_text(const struct bpfg_stopped *st, uint64_t lo, uint64_t hi)
 {
     return !st->rescue && st->syscall_site && st->syscall_site + sizeof(rescue_code) > lo && st->syscall_site < hi;

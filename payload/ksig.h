@@ -6,6 +6,9 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+
+#include "rt/rt.h"
 
 #define SA_RESTORER_ 0x04000000
 
@@ -24,6 +27,23 @@ static inline void ksig_call(const struct ksigaction *a, int sig, siginfo_t *si,
         ((void (*)(int, siginfo_t *, void *))(uintptr_t)a->handler)(sig, si, uc);
     else
         ((void (*)(int))(uintptr_t)a->handler)(sig);
+}
+
+/* Handlers installed before ours may block sig while they run (a
+ * synchronous signal reached in one would then kill the process): sig
+ * leaves every handler's mask. */
+static inline void ksig_unblock_in_handlers(int sig)
+{
+    const uint64_t bit = 1ull << (sig - 1);
+    for (int n = 1; n <= 64; n++) {
+        struct ksigaction a;
+        if (n == sig || n == SIGKILL || n == SIGSTOP || rt_is_err(rt_sys4(SYS_rt_sigaction, n, 0, (long)&a, 8)))
+            continue;
+        if (a.handler > 1 && (a.mask & bit)) {
+            a.mask &= ~bit;
+            rt_sys4(SYS_rt_sigaction, n, (long)&a, 0, 8);
+        }
+    }
 }
 
 #endif

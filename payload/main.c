@@ -491,6 +491,7 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         return r;
     }
     case BPFG_PMSG_SYSCALL_OFF:
+    case BPFG_PMSG_SYSCALL_TAKEOVER:
         return syscall_msg(h->type, body, len, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);
     case BPFG_PMSG_TOOL_MODE:
         return syscall_tool_mode(body, len, fd, errbuf, sizeof(errbuf), okbody, sizeof(okbody), &okbody_len);

@@ -114,6 +114,9 @@ PAYLOAD_HOT_DATA static struct {
     volatile uint8_t no_dispatch;             /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
     volatile uint8_t tool_on;                 /* tool.c's tool_on, copied once tool mode is on */
     volatile uint8_t nr_has[BPFG_SYS_MAX_NR]; /* 1: enter, 2: exit programs for this nr */
+    /* The image of the payload this one replaced (SYSCALL_TAKEOVER): the
+     * syscalls its code makes are its own, made without programs. */
+    uint64_t old_lo, old_hi;
 } hot __attribute__((aligned(64)));
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
@@ -565,6 +568,29 @@ static void chain(int sig, siginfo_t *si, void *uc)
     ksig_call(&a, sig, si, uc);
 }
 
+/* The replaced payload's selector (SYSCALL_TAKEOVER), and who uses it. */
+static volatile uint8_t *old_selector;
+static uint8_t heal_lock;
+
+/* One of our own syscalls was dispatched: the thread's dispatch is still
+ * the replaced payload's (one its clone stub turned on). It becomes ours:
+ * the prctl passes while the old selector allows (other threads still on
+ * it pass unseen meanwhile; one at a time). */
+static void heal_dispatch(void)
+{
+    volatile uint8_t *sel = old_selector;
+    if (!sel)
+        return;
+    while (__atomic_exchange_n(&heal_lock, 1, __ATOMIC_ACQUIRE))
+        __builtin_ia32_pause();
+    uint8_t was = *sel;
+    *sel = SUD_ALLOW;
+    rt_sys6(SYS_prctl, PR_SET_SUD, 1 /* PR_SYS_DISPATCH_ON */, (long)bpfg_sys_exempt_base, (long)bpfg_sys_exempt_len,
+            (long)&bpfg_sys_selector, 0);
+    *sel = was;
+    __atomic_store_n(&heal_lock, 0, __ATOMIC_RELEASE);
+}
+
 /* Run by bpfg_sigsys_entry (syscall_entry.S) on the thread's handler stack. */
 void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
 {
@@ -583,12 +609,19 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
     c.args[3] = (uint64_t)g[REG_R10], c.args[4] = (uint64_t)g[REG_R8], c.args[5] = (uint64_t)g[REG_R9];
     __atomic_fetch_add(&dispatched, 1, __ATOMIC_RELAXED);
 
-    bool enter = want_enter(c.nr), exit = want_exit(c.nr);
+    /* from the replaced payload's code: it runs the programs itself; from
+     * ours: a thread on its dispatch, made as it is once moved to ours */
+    uint64_t rip = (uint64_t)g[REG_RIP];
+    bool self = rip - bpfg_sys_exempt_base < bpfg_sys_exempt_len;
+    if (self)
+        heal_dispatch();
+    bool own = !self && rip - hot.old_lo >= hot.old_hi - hot.old_lo;
+    bool enter = own && want_enter(c.nr), exit = own && want_exit(c.nr);
     if (enter || exit) {
         c.tid = (int32_t)rt_sys0(SYS_gettid);
         regs_from_uc(&regs, g, c.nr);
     }
-    if (__atomic_load_n(&fast_on, __ATOMIC_RELAXED) && !bpfg_sys_slow_only(c.nr))
+    if (own && __atomic_load_n(&fast_on, __ATOMIC_RELAXED) && !bpfg_sys_slow_only(c.nr))
         note_site((uint64_t)g[REG_RIP], c.nr);
     int64_t ret = 0;
     if (enter && run_enter(&c, &ret))
@@ -650,7 +683,7 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
     }
 done:
     /* re-read: the programs may have gone while the syscall blocked */
-    if (want_exit(c.nr)) {
+    if (own && want_exit(c.nr)) {
         if (!enter) {
             c.tid = (int32_t)rt_sys0(SYS_gettid);
             regs_from_uc(&regs, g, c.nr);
@@ -662,11 +695,13 @@ done:
 
 /* ---- payload thread ---- */
 
-static int install(char *err, size_t errlen)
+static struct ksigaction own_action; /* the SIGSYS action this payload installs */
+
+/* The handler ready: own_action built, the current action kept as the
+ * one chained to; with set, own_action installed. */
+static int prepare(bool set, char *err, size_t errlen)
 {
-    if (installed)
-        return 0;
-    struct ksigaction act = {
+    own_action = (struct ksigaction){
         .handler = (uint64_t)(uintptr_t)bpfg_sigsys_entry,
         .flags = SA_SIGINFO | SA_NODEFER | SA_RESTORER_,
         .restorer = (uint64_t)(uintptr_t)bpfg_sys_restorer,
@@ -676,26 +711,20 @@ static int install(char *err, size_t errlen)
     bpfg_sys_exempt_base = rt_params->load_base;
     bpfg_sys_exempt_len = rt_params->load_size;
     __atomic_store_n(&bpfg_sys_selector, SUD_BLOCK, __ATOMIC_RELEASE);
-    long r = rt_sys4(SYS_rt_sigaction, SIGSYS, (long)&act, (long)&old, 8);
+    long r = rt_sys4(SYS_rt_sigaction, SIGSYS, set ? (long)&own_action : 0, (long)&old, 8);
     if (rt_is_err(r)) {
         snprintf(err, errlen, "installing the SIGSYS handler: %s", strerror((int)-r));
         return (int)r;
     }
     app_action = old;
     installed = true;
-    /* Handlers installed before us may block SIGSYS while they run: their
-     * rt_sigreturn alone would then kill the process. */
-    for (int sig = 1; sig <= 64; sig++) {
-        struct ksigaction a;
-        if (sig == SIGSYS || sig == SIGKILL || sig == SIGSTOP ||
-            rt_is_err(rt_sys4(SYS_rt_sigaction, sig, 0, (long)&a, 8)))
-            continue;
-        if (a.handler > 1 && (a.mask & SIGSYS_BIT)) {
-            a.mask &= ~SIGSYS_BIT;
-            rt_sys4(SYS_rt_sigaction, sig, (long)&a, 0, 8);
-        }
-    }
+    ksig_unblock_in_handlers(SIGSYS); /* their rt_sigreturn alone would kill the process */
     return 0;
+}
+
+static int install(char *err, size_t errlen)
+{
+    return installed ? 0 : prepare(true, err, errlen);
 }
 
 static int add_prog(uint64_t *list, struct prog *p, char *err, size_t errlen)
@@ -942,11 +971,54 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
     return 0;
 }
 
+/* SYSCALL_TAKEOVER (payload_abi.h): ready to replace another payload's
+ * handler, which the server installs; again: the same reply. */
+static int takeover(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
+{
+    struct bpfg_pmsg_syscall_takeover tk;
+    if (len < sizeof(tk)) {
+        snprintf(err, errlen, "SYSCALL_TAKEOVER message too short");
+        return -EBADMSG;
+    }
+    memcpy(&tk, body, sizeof(tk));
+    if (__atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED)) {
+        snprintf(err, errlen, "syscall hooks without dispatch are in place already");
+        return -EBUSY;
+    }
+    if (!installed && !tk.old_len) {
+        snprintf(err, errlen, "SYSCALL_TAKEOVER names no payload to replace");
+        return -EINVAL;
+    }
+    if (!installed) {
+        hot.old_lo = tk.old_base;
+        hot.old_hi = tk.old_base + tk.old_len;
+        old_selector = (volatile uint8_t *)(uintptr_t)tk.old_selector;
+    }
+    int r = installed ? 0 : prepare(false, err, errlen);
+    if (r)
+        return r;
+    bool fast = fast_setup() == 0;
+    struct bpfg_pmsg_syscall_takeover_reply rep = {
+        .sys = {.exempt_base = bpfg_sys_exempt_base,
+                .exempt_len = bpfg_sys_exempt_len,
+                .selector = (uint64_t)(uintptr_t)&bpfg_sys_selector,
+                .fast_entry = fast ? (uint64_t)(uintptr_t)bpfg_sys_fast_entry : 0},
+        .action = (uint64_t)(uintptr_t)&own_action,
+        .old_base = hot.old_lo,
+        .old_len = hot.old_hi - hot.old_lo,
+    };
+    memcpy(out, &rep, sizeof(rep));
+    *outlen = sizeof(rep);
+    return 0;
+}
+
 int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t outsize,
                 size_t *outlen)
 {
-    if (outsize < 32)
+    if (outsize < sizeof(struct bpfg_pmsg_syscall_takeover_reply))
         return -EINVAL;
+    if (type == BPFG_PMSG_SYSCALL_TAKEOVER)
+        return takeover(body, len, err, errlen, out, outlen);
     if (type == BPFG_PMSG_SYSCALL_HOOK)
         return do_hook(body, len, err, errlen, out, outlen);
     /* SYSCALL_OFF */

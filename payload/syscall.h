@@ -13,7 +13,7 @@
 /* The payload's connection, for EXEC notices sent from target threads. */
 void syscall_set_socket(int fd);
 
-/* SYSCALL_HOOK / SYSCALL_OFF (payload thread). A successful call fills
+/* SYSCALL_HOOK / SYSCALL_OFF / SYSCALL_TAKEOVER (payload thread). A successful call fills
  * out (at most outsize bytes) with the reply body and *outlen. */
 int syscall_msg(uint16_t type, const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t outsize,
                 size_t *outlen);

@@ -32,7 +32,6 @@
 #include "trap.h"
 
 #define TRAP_SLOTS 1024 /* > BPFG_MAX_HOOKS: open addressing stays short */
-#define SIGTRAP_BIT (1ull << (SIGTRAP - 1))
 #define SI_KERNEL_ 0x80 /* si_code of an int3 */
 
 struct trap_site {
@@ -155,23 +154,6 @@ void bpfg_trap_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
 
 /* ---- payload thread ---- */
 
-/* Handlers installed before us may block SIGTRAP while they run: a trap
- * reached in one would then kill the process (the kernel resets the
- * action of a blocked synchronous signal). */
-static void unblock_in_handlers(void)
-{
-    for (int sig = 1; sig <= 64; sig++) {
-        struct ksigaction a;
-        if (sig == SIGTRAP || sig == SIGKILL || sig == SIGSTOP ||
-            rt_is_err(rt_sys4(SYS_rt_sigaction, sig, 0, (long)&a, 8)))
-            continue;
-        if (a.handler > 1 && (a.mask & SIGTRAP_BIT)) {
-            a.mask &= ~SIGTRAP_BIT;
-            rt_sys4(SYS_rt_sigaction, sig, (long)&a, 0, 8);
-        }
-    }
-}
-
 uint64_t trap_saved(void)
 {
     return installed ? (uint64_t)(uintptr_t)&app_action : 0;
@@ -198,7 +180,7 @@ int trap_install(uint64_t *saved, char *err, size_t errlen)
     }
     app_action = old;
     installed = true;
-    unblock_in_handlers();
+    ksig_unblock_in_handlers(SIGTRAP); /* a trap reached in one would kill the process */
     return 0;
 }
 

@@ -362,7 +362,7 @@ static void adopt_other_abi(struct server *s, int fd, pid_t pid, const struct he
     t->pidfd = -1;
     t->foreign_abi = hi->ext.base.abi_version;
     t->inj.base = hi->ext.base.load_base;
-    snprintf(t->adopted, sizeof(t->adopted), "other-abi");
+    snprintf(t->adopted, sizeof(t->adopted), tools_has_pid(pid) ? "tool-as-is" : "other-abi");
     srv_log(SRV_WARN,
             "target %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: listed, not adopted; "
             "detach it to restore its code",

@@ -5,7 +5,10 @@
  * the new payload gets the programs, maps and slots; its record is
  * written; only then are the stubs re-pointed, each by one write within
  * its page, so every stub enters a live payload of either ABI, and a
- * server killed halfway has the rest re-pointed at the next adoption. */
+ * server killed halfway has the rest re-pointed at the next adoption.
+ * Syscall hooks move in the same stop (syscalls.c: dispatch, the SIGSYS
+ * action, the sites' stubs), in an order each of whose states counts
+ * every syscall once. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 #include "state.h"
 #include "syscalls.h"
 #include "targets.h"
+#include "tool.h"
 
 #define PAGE 4096u
 #define MAX_LEFTOVERS 64
@@ -88,34 +92,51 @@ static int repoint_stub(const struct bpfg_stopped *st, const struct target_hook 
     return 1;
 }
 
-/* Every hook stub of t that still enters the replaced payload now enters
- * t's; once all do, the record says so (later adoptions stop nothing).
+/* The uprobe hooks' stubs still entering the replaced payload enter t's.
  * Returns how many were re-pointed, or a negative errno. */
-static int repoint_all(struct server *s, struct target *t)
+static int repoint_hooks(struct bpfg_stopped *st, struct target *t)
 {
-    struct bpfg_stopped st;
-    char ierr[BPFG_ERRLEN];
-    int r = bpfg_stop_process(t->pid, &st, ierr), moved = 0;
-    if (r) {
-        srv_log(SRV_WARN, "target %d: cannot stop it to re-point its hooks: %s", (int)t->pid, ierr);
-        return r;
-    }
+    int moved = 0;
     for (size_t i = 0; i < TARGET_MAX_HOOKS; i++) {
         const struct target_hook *h = &t->hooks[i];
-        r = h->used ? repoint_stub(&st, h, t->replaced_entry, t->inj.uprobe_entry) : 0;
+        int r = h->used ? repoint_stub(st, h, t->replaced_entry, t->inj.uprobe_entry) : 0;
         if (r < 0) {
             srv_log(SRV_ERROR, "target %d: the stub of the hook at 0x%llx cannot be re-pointed: %s", (int)t->pid,
                     (unsigned long long)h->plan.func, r == -EBADMSG ? "it enters neither payload" : strerror(-r));
-            break;
+            return r;
         }
         moved += r;
     }
+    return moved;
+}
+
+/* Every thread, the SIGSYS action and every hook stub of t that still
+ * belong to the replaced payload now t's; once all do, the record says so
+ * (later adoptions stop nothing). Returns how many uprobe stubs were
+ * re-pointed, or a negative errno. */
+static int repoint_all(struct server *s, struct target *t)
+{
+    struct bpfg_stopped st;
+    struct syscalls_takeover tk;
+    char err[BPFG_ERRLEN];
+    int r = syscalls_takeover_begin(s, t, &tk, err, sizeof(err));
+    if (r)
+        srv_log(SRV_WARN, "target %d: its payload cannot take its syscall hooks over: %s", (int)t->pid, err);
+    else if ((r = bpfg_stop_process(t->pid, &st, err)))
+        srv_log(SRV_WARN, "target %d: cannot stop it to re-point its hooks: %s", (int)t->pid, err);
+    if (r)
+        return r;
+    r = syscalls_takeover_stopped(&st, t, &tk, test_step, err, sizeof(err));
+    if (r)
+        srv_log(SRV_ERROR, "target %d: its syscall hooks cannot be moved to its payload: %s", (int)t->pid, err);
+    else
+        r = repoint_hooks(&st, t);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (r < 0)
         return r;
     t->replaced_entry = 0;
     state_save_target(s, t);
-    return moved;
+    return r;
 }
 
 static void record_free(struct target *rec)
@@ -138,9 +159,16 @@ static int load_record(struct server *s, pid_t pid, uid_t uid, const struct bpfg
     rec->inj.base = hello->load_base;
     rec->token = hello->token; /* the record is written again, naming the re-injection */
     int err = state_load_target(s, rec, hello->token);
-    if (!err && (syscalls_count(rec) || syscalls_sites(rec))) {
-        srv_log(SRV_WARN, "target %d: its payload of ABI %u has syscall programs, which are not re-injected", (int)pid,
-                hello->abi_version);
+    if (!err && tools_has_pid(pid)) {
+        srv_log(SRV_WARN,
+                "tool %d: its payload of ABI %u is a `bpfgraft run` tool's, which is not re-injected: left as it is "
+                "(its hooks and maps go on, its bpf() calls that need a server are not served)",
+                (int)pid, hello->abi_version);
+        err = -EOPNOTSUPP;
+    }
+    const char *why = err ? NULL : syscalls_not_reinjectable(rec);
+    if (why) {
+        srv_log(SRV_WARN, "target %d: its payload of ABI %u is not re-injected: %s", (int)pid, hello->abi_version, why);
         err = -EOPNOTSUPP;
     }
     if (err)
@@ -155,8 +183,10 @@ static int load_record(struct server *s, pid_t pid, uid_t uid, const struct bpfg
 static void undo(struct server *s, struct target *rec, struct target *t)
 {
     char err[BPFG_ERRLEN];
-    if (t)
-        t->replaced_base = 0; /* the old payload is not released: listed as other-abi */
+    if (t) {
+        t->replaced_base = 0;      /* the old payload is not released: listed as other-abi */
+        syscalls_keep_dispatch(t); /* its threads, action and sites stay the old payload's */
+    }
     if (t && targets_detach(s, rec->pid, 0, 0, err, sizeof(err)) != 0)
         srv_log(SRV_WARN, "target %d: the new payload of a failed re-injection stays: %s", (int)rec->pid, err);
     rec->reinject_token = 0;
@@ -207,9 +237,12 @@ int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const str
         int moved = repoint_all(s, t);
         srv_log(SRV_INFO,
                 "target %d: its payload of ABI %u (at 0x%llx) replaced by re-injection: payload ABI %u at 0x%llx, "
-                "%zu hooks (%d re-pointed), %zu programs, %zu maps; the old payload stays mapped",
+                "%zu hooks (%d re-pointed%s), %zu syscall programs (%zu sites), %zu programs, %zu maps; the old "
+                "payload stays mapped",
                 (int)pid, hello->abi_version, (unsigned long long)rec->inj.base, adopt_payload_abi(),
-                (unsigned long long)t->inj.base, t->nhooks, moved, t->nprogs_sent, t->nmaps_sent);
+                (unsigned long long)t->inj.base, t->nhooks, moved < 0 ? 0 : moved,
+                moved < 0 ? ", the rest at the next adoption" : "", syscalls_count(t), syscalls_sites(t),
+                t->nprogs_sent, t->nmaps_sent);
     }
     record_free(rec);
     return r;
@@ -220,9 +253,11 @@ void reinject_finish(struct server *s, struct target *t)
     if (!t->replaced_entry)
         return;
     int moved = repoint_all(s, t);
-    if (moved > 0)
-        srv_log(SRV_INFO, "target %d: finished the re-injection its last server was killed in (%d hooks re-pointed)",
-                (int)t->pid, moved);
+    if (moved >= 0)
+        srv_log(SRV_INFO,
+                "target %d: finished the re-injection its last server was killed in (%d hooks re-pointed, %zu "
+                "syscall programs)",
+                (int)t->pid, moved, syscalls_count(t));
 }
 
 bool reinject_leftover(struct server *s, int fd, pid_t pid, uint64_t token)

@@ -3,8 +3,9 @@
  * server left for it, a payload of this server's ABI is injected beside
  * it with the record's programs, maps (the same regions: counting goes on
  * in the same memory) and hook slots, and each hook's stub is re-pointed
- * from the old payload's entry to the new one's. The old payload stays
- * mapped (frames in flight may return through it). */
+ * from the old payload's entry to the new one's; syscall hooks (dispatch
+ * in each thread, the SIGSYS action, rewritten sites) move to it too. The
+ * old payload stays mapped (frames in flight may return through it). */
 #ifndef BPFGRAFT_SERVER_REINJECT_H
 #define BPFGRAFT_SERVER_REINJECT_H
 
@@ -21,8 +22,9 @@ struct bpfg_pmsg_hello;
  * `adopted` "reinjected"), or had been (the record is its successor's,
  * which reconnects on its own: fd closed); else fd is left and a negative
  * errno returned:
- * -ENOENT (no record for it), -EOPNOTSUPP (the record has what is not
- * re-injected: syscall programs), another (logged). */
+ * -ENOENT (no record for it), -EOPNOTSUPP (what is not re-injected: a
+ * `bpfgraft run` tool's payload, a Go process's syscall hooks, a record
+ * without its syscall program ids), another (logged). */
 int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const struct bpfg_pmsg_hello *hello);
 
 /* An adopted target whose record says it replaced another payload: hook

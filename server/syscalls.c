@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <stddef.h>
@@ -62,6 +63,7 @@ struct sys_state {
     /* not in records of servers before re-arming (SYS_STATE_V1) */
     uint32_t prog_ids[MAX_SYS_PROGS]; /* the syscall programs, for syscalls_rearm */
     size_t nids;
+    bool keep; /* not in records: a failed re-injection's payload, whose detach leaves dispatch alone */
 };
 
 /* A record's struct ends here; the sites follow, then nids program ids. */
@@ -325,9 +327,22 @@ static int go_attach(struct server *s, struct target *t, struct sys_state *x, ui
     return r;
 }
 
-int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
+/* The SYSCALL_HOOK message of program p (go: without dispatch). */
+static struct bpfg_pmsg_syscall_hook hook_msg(const struct reg_prog *p, bool go)
 {
     const struct bpfg_obj_prog *op = p->prog;
+    struct bpfg_pmsg_syscall_hook h = {.prog_id = p->id,
+                                       .kind = payload_kind(op),
+                                       .nr = -1,
+                                       .flags = (rewrite_sites ? BPFG_SYS_F_REWRITE : 0) |
+                                                (go ? BPFG_SYS_F_NO_DISPATCH : 0)};
+    if (op->kind == BPFG_ATTACH_SYSCALL_ENTER || op->kind == BPFG_ATTACH_SYSCALL_EXIT)
+        h.nr = syscalls_nr(op->syscall);
+    return h;
+}
+
+int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p, char *err, size_t errlen)
+{
     /* Go's handlers run on their own signal stack (SA_ONSTACK) and end in
      * rt_sigreturn, which SUD turns into a second SIGSYS: its sites are
      * all rewritten instead (go_rewrite) */
@@ -344,13 +359,7 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    struct bpfg_pmsg_syscall_hook h = {.prog_id = p->id,
-                                       .kind = payload_kind(op),
-                                       .nr = -1,
-                                       .flags = (rewrite_sites ? BPFG_SYS_F_REWRITE : 0) |
-                                                (go ? BPFG_SYS_F_NO_DISPATCH : 0)};
-    if (op->kind == BPFG_ATTACH_SYSCALL_ENTER || op->kind == BPFG_ATTACH_SYSCALL_EXIT)
-        h.nr = syscalls_nr(op->syscall);
+    struct bpfg_pmsg_syscall_hook h = hook_msg(p, go);
     struct bpfg_pmsg_syscall_reply rep;
     memset(&rep, 0, sizeof(rep));
     size_t got = 0;
@@ -1128,6 +1137,14 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
     struct sys_state *x = state_of(t, false);
     bool known = x && x->handler;
     *keep_payload |= known; /* the handler and its stubs may still be on some thread's stack */
+    if (x && x->keep) {     /* the threads and sites are still the replaced payload's */
+        *keep_payload = true;
+        size_t got = 0;
+        char e[256];
+        if (targets_payload_call(s, t, BPFG_PMSG_SYSCALL_OFF, NULL, 0, NULL, 0, &got, e, sizeof(e)) != 0)
+            srv_log(SRV_WARN, "target %d: turning its syscall hooks off: %s", (int)t->pid, e);
+        return;
+    }
     char err[256], ierr[BPFG_ERRLEN];
     struct bpfg_stopped st;
     /* first, while dispatch is still on: the restored sites raise SIGSYS
@@ -1158,6 +1175,200 @@ void syscalls_detach(struct server *s, struct target *t, bool *keep_payload)
         dispatch_off(t, x);
     if (rep.saved_action)
         restore_sigsys_action(t, x, rep.saved_action);
+}
+
+/* ---- re-injection (reinject.c, server/README.md "Re-injection") ---- */
+
+#define PTRACE_SET_SUD_CONFIG 0x4210 /* PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG, Linux 6.6 */
+#define PTRACE_GET_SUD_CONFIG 0x4211
+
+struct sud_config {
+    uint64_t mode, selector, offset, len;
+};
+
+/* SYSCALL_TAKEOVER (m all 0: asked again). */
+static int takeover_call(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_takeover *m,
+                         struct syscalls_takeover *tk, char *err, size_t errlen)
+{
+    size_t got = 0;
+    memset(tk, 0, sizeof(*tk));
+    int r = targets_payload_call(s, t, BPFG_PMSG_SYSCALL_TAKEOVER, m, sizeof(*m), &tk->rep, sizeof(tk->rep), &got, err,
+                                 errlen);
+    if (!r && got < sizeof(tk->rep))
+        r = -EPROTO, snprintf(err, errlen, "short SYSCALL_TAKEOVER reply");
+    tk->needed = !r;
+    return r;
+}
+
+/* rec's state for t, the selector and fast entry t's payload's. */
+static int copy_state(struct target *t, const struct sys_state *old, const struct bpfg_pmsg_syscall_reply *rep)
+{
+    struct sys_state *x = state_of(t, true);
+    struct sys_site *sites = old->nsites ? malloc(old->nsites * sizeof(*sites)) : NULL;
+    if (!x || (old->nsites && !sites)) {
+        free(sites);
+        return -ENOMEM;
+    }
+    if (old->nsites)
+        memcpy(sites, old->sites, old->nsites * sizeof(*sites));
+    struct sys_state *next = x->next;
+    free(x->sites);
+    *x = *old;
+    x->next = next;
+    x->t = t;
+    x->sites = sites;
+    x->cap = old->nsites;
+    x->handler = true;
+    x->selector = rep->selector;
+    x->fast_entry = old->fast_entry ? rep->fast_entry : 0;
+    return 0;
+}
+
+const char *syscalls_not_reinjectable(const struct target *rec)
+{
+    const struct sys_state *old = state_of(rec, false);
+    if (!old || (!old->nprogs && !old->nsites))
+        return NULL;
+    if (old->nids != old->nprogs)
+        return "its record does not name all its syscall programs (written by a server before re-arming)";
+    if (!old->sud_on)
+        return "its syscall hooks run without dispatch (a Go process), which is not re-injected";
+    return NULL;
+}
+
+int syscalls_reinject(struct server *s, struct target *t, const struct target *rec, char *err, size_t errlen)
+{
+    const struct sys_state *old = state_of(rec, false);
+    if (!old || (!old->nprogs && !old->nsites))
+        return 0;
+    const char *why = syscalls_not_reinjectable(rec);
+    if (why)
+        return snprintf(err, errlen, "%s", why), -EOPNOTSUPP;
+    struct syscalls_takeover tk;
+    struct bpfg_pmsg_syscall_takeover m = {rec->inj.base, rec->inj.size, old->selector};
+    int r = takeover_call(s, t, &m, &tk, err, errlen);
+    for (size_t i = 0; i < old->nids && !r; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, old->prog_ids[i]);
+        struct bpfg_pmsg_syscall_hook h = p ? hook_msg(p, false) : (struct bpfg_pmsg_syscall_hook){0};
+        struct bpfg_pmsg_syscall_reply rep;
+        size_t got = 0;
+        r = p ? targets_payload_call(s, t, BPFG_PMSG_SYSCALL_HOOK, &h, sizeof(h), &rep, sizeof(rep), &got, err, errlen)
+              : (snprintf(err, errlen, "syscall program %u of its record is not loaded", old->prog_ids[i]), -ENOENT);
+        if (!r && got == sizeof(rep))
+            tk.rep.sys.fast_entry = rep.fast_entry;
+    }
+    if (!r && (r = copy_state(t, old, &tk.rep.sys)))
+        snprintf(err, errlen, "out of memory");
+    return r;
+}
+
+void syscalls_keep_dispatch(struct target *t)
+{
+    struct sys_state *x = state_of(t, true);
+    if (x)
+        x->keep = true;
+}
+
+int syscalls_takeover_begin(struct server *s, struct target *t, struct syscalls_takeover *tk, char *err, size_t errlen)
+{
+    struct sys_state *x = state_of(t, false);
+    memset(tk, 0, sizeof(*tk));
+    if (!x || !x->sud_on)
+        return 0;
+    struct bpfg_pmsg_syscall_takeover again = {0};
+    return takeover_call(s, t, &again, tk, err, errlen);
+}
+
+/* In the replaced payload's image. */
+static bool in_old(const struct syscalls_takeover *tk, uint64_t ip)
+{
+    return ip - tk->rep.old_base < tk->rep.old_len;
+}
+
+/* Each thread whose dispatch is on gets t's selector and the region
+ * [lo, lo + len), each by one ptrace request. */
+static int move_threads(const struct bpfg_stopped *st, const struct syscalls_takeover *tk, uint64_t lo, uint64_t len,
+                        void (*step)(void), char *err, size_t errlen)
+{
+    for (size_t i = 0; i < st->nthreads; i++) {
+        pid_t tid = st->threads[i].tid;
+        struct sud_config c;
+        if (ptrace(PTRACE_GET_SUD_CONFIG, tid, (void *)sizeof(c), &c) != 0)
+            return snprintf(err, errlen, "thread %d: reading its dispatch: %s", (int)tid, strerror(errno)), -errno;
+        if (!c.mode || (c.selector == tk->rep.sys.selector && c.offset == lo && c.len == len))
+            continue;
+        struct sud_config now = {c.mode, tk->rep.sys.selector, lo, len};
+        if (ptrace(PTRACE_SET_SUD_CONFIG, tid, (void *)sizeof(now), &now) != 0)
+            return snprintf(err, errlen, "thread %d: setting its dispatch: %s", (int)tid, strerror(errno)), -errno;
+        step();
+    }
+    return 0;
+}
+
+/* The process's SIGSYS action becomes the payload's handler (a remote
+ * rt_sigaction on its own thread, which has no dispatch). */
+static int move_action(struct bpfg_stopped *st, const struct target *t, const struct syscalls_takeover *tk, char *err,
+                       size_t errlen)
+{
+    pid_t payload = payload_tid(st, t);
+    size_t at = 0;
+    for (size_t i = 0; i < st->nthreads; i++)
+        if (st->threads[i].tid == payload)
+            at = i;
+    uint64_t args[6] = {SIGSYS, tk->rep.action, 0, 8, 0, 0};
+    int64_t ret = 0;
+    char ierr[BPFG_ERRLEN];
+    int r = bpfg_remote_syscall_on(st, at, SYS_rt_sigaction, args, &ret, ierr);
+    if (r || ret < 0)
+        return snprintf(err, errlen, "installing its SIGSYS handler: %s", r ? ierr : strerror((int)-ret)),
+               r ? r : (int)ret;
+    return 0;
+}
+
+/* Each stub slot whose entry word names the other payload's code now
+ * names t's fast entry: one 8-byte write within the stub. */
+static int move_stubs(struct bpfg_stopped *st, const struct sys_state *x, const struct syscalls_takeover *tk,
+                      void (*step)(void), char *err, size_t errlen)
+{
+    for (size_t p = 0; p < x->npages && x->fast_entry; p++)
+        for (size_t off = 0; off + BPFG_SYS_STUB_SIZE <= x->pages[p].used; off += BPFG_SYS_STUB_SIZE) {
+            uint64_t at = x->pages[p].addr + off + 32, entry; /* build_stub's entry word */
+            int r = bpfg_mem_read(st, at, &entry, sizeof(entry));
+            if (!r && in_old(tk, entry))
+                r = bpfg_mem_write(st, at, &x->fast_entry, sizeof(x->fast_entry));
+            if (r)
+                return snprintf(err, errlen, "re-pointing the stub at 0x%llx: %s", (unsigned long long)at - 32,
+                                strerror(-r)),
+                       r;
+            if (in_old(tk, entry))
+                step();
+        }
+    return 0;
+}
+
+/* Widened: each thread's region covers both images (a thread in either
+ * payload's code is exempt whichever handler the action names), then
+ * the action and the stubs move, then each region is t's image alone
+ * (the old payload's code, where a thread may still return, has its
+ * syscalls made without programs by t's handler: SYSCALL_TAKEOVER). A
+ * kill between any two writes leaves a state where every thread's
+ * syscalls are counted once. */
+int syscalls_takeover_stopped(struct bpfg_stopped *st, struct target *t, const struct syscalls_takeover *tk,
+                              void (*step)(void), char *err, size_t errlen)
+{
+    struct sys_state *x = state_of(t, false);
+    if (!tk->needed || !x)
+        return 0;
+    const struct bpfg_pmsg_syscall_reply *own = &tk->rep.sys;
+    uint64_t lo = own->exempt_base < tk->rep.old_base ? own->exempt_base : tk->rep.old_base;
+    uint64_t hi = own->exempt_base + own->exempt_len, old_hi = tk->rep.old_base + tk->rep.old_len;
+    hi = hi > old_hi ? hi : old_hi;
+    int r = move_threads(st, tk, lo, hi - lo, step, err, errlen);
+    if (!r && !(r = move_action(st, t, tk, err, errlen)))
+        step();
+    if (!r)
+        r = move_stubs(st, x, tk, step, err, errlen);
+    return r ? r : move_threads(st, tk, own->exempt_base, own->exempt_len, step, err, errlen);
 }
 
 struct exec_event {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "injector.h"
 #include "objload.h"
 #include "payload_abi.h"
 
@@ -63,6 +64,28 @@ void syscalls_set_rewrite(bool on);
 /* targets.c: a request to t's payload and its reply (body into out). */
 int targets_payload_call(struct server *s, struct target *t, uint16_t type, const void *body, size_t len, void *out,
                          size_t outlen, size_t *outgot, char *err, size_t errlen);
+
+/* Re-injection (reinject.c): t's payload replaces rec's: SYSCALL_TAKEOVER
+ * naming rec's image, rec's syscall programs hooked again, rec's sites
+ * and stub pages t's (nothing enters t's payload yet). 0, or -EOPNOTSUPP (why in err: a
+ * record without its program ids, a Go process) or another -errno. */
+int syscalls_reinject(struct server *s, struct target *t, const struct target *rec, char *err, size_t errlen);
+/* Why rec's syscall hooks cannot be re-injected, or NULL. */
+const char *syscalls_not_reinjectable(const struct target *rec);
+/* A re-injection failed before t's record: its detach leaves dispatch,
+ * the SIGSYS action and the sites to the replaced payload. */
+void syscalls_keep_dispatch(struct target *t);
+/* Moving the threads, the SIGSYS action and the sites' stubs of a
+ * re-injected target to its payload: begin (payload thread running: asks
+ * it again for its handler), then stopped, with every thread stopped
+ * (step after each write). */
+struct syscalls_takeover {
+    bool needed;
+    struct bpfg_pmsg_syscall_takeover_reply rep;
+};
+int syscalls_takeover_begin(struct server *s, struct target *t, struct syscalls_takeover *tk, char *err, size_t errlen);
+int syscalls_takeover_stopped(struct bpfg_stopped *st, struct target *t, const struct syscalls_takeover *tk,
+                              void (*step)(void), char *err, size_t errlen);
 
 /* Restarts (state.c): t's syscall state as bytes, and back. */
 int syscalls_export(const struct target *t, void **buf, size_t *len);

@@ -1082,6 +1082,8 @@ int targets_reinject(struct server *s, const struct target *rec, uint64_t token,
     t->replaced_base = rec->inj.base;
     t->replaced_entry = rec->inj.uprobe_entry;
     r = resend_progs(s, t, rec, err, errlen);
+    if (!r)
+        r = syscalls_reinject(s, t, rec, err, errlen);
     for (size_t i = 0; i < TARGET_MAX_HOOKS && !r; i++)
         if (rec->hooks[i].used)
             r = resend_hook(s, t, &rec->hooks[i], err, errlen);

@@ -1655,10 +1655,17 @@ void tools_tick(struct server *s)
     for (struct tool *tl = tools; tl; tl = tl->next) {
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
             continue;
-        srv_log(SRV_WARN,
-                "tool %d (%s): its process did not come back within %d ms (it exited while no server "
-                "ran): it ends",
-                (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
+        const struct target *t = targets_find(&s->targets, tl->pid);
+        if (t && t->foreign_abi) /* reinject.c: a tool's payload is left as it is */
+            srv_log(SRV_WARN,
+                    "tool %d (%s): its payload speaks payload ABI %u, left as it is (not re-injected): it is not "
+                    "served; its links in other processes end",
+                    (int)tl->pid, tl->name, t->foreign_abi);
+        else
+            srv_log(SRV_WARN,
+                    "tool %d (%s): its process did not come back within %d ms (it exited while no server "
+                    "ran): it ends",
+                    (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
         tool_end(s, tl);
     }
 }

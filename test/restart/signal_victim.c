@@ -4,8 +4,10 @@
  * write one byte at a time to a pipe a third one drains, and call getppid()
  * through syscall() (with Syscall User Dispatch on, each call is a SIGSYS:
  * a skipped one returns its own number). SIGUSR2 stops it all and prints
- * "report sent=S received=R written=W read=B badppid=P badwrite=E";
- * it then sleeps until killed. */
+ * "report sent=S received=R written=W read=B badppid=P badwrite=E
+ * calls=C" (C: writer iterations, each one write(2) and one getppid());
+ * it then sleeps until killed. With the argument "hold" the writers start
+ * at SIGUSR1 (a program attached meanwhile sees every call). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -23,8 +25,8 @@
 #define WRITERS 2
 #define DRAIN_MS 10000
 
-static atomic_long received, written, nread, badppid, badwrite;
-static atomic_bool stop_writers;
+static atomic_long received, written, nread, badppid, badwrite, calls;
+static atomic_bool stop_writers, hold;
 static volatile sig_atomic_t want_report, sender_stop;
 static int pipefd[2];
 static pid_t parent;
@@ -33,6 +35,12 @@ static void on_rt(int sig, siginfo_t *si, void *uc)
 {
     (void)sig, (void)si, (void)uc;
     atomic_fetch_add(&received, 1);
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_store(&hold, false);
 }
 
 static void on_usr2(int sig)
@@ -74,7 +82,10 @@ static void run_sender(pid_t to, int out)
 static void *writer(void *arg)
 {
     (void)arg;
+    while (atomic_load(&hold))
+        sleep_us(1000);
     while (!atomic_load(&stop_writers)) {
+        atomic_fetch_add(&calls, 1);
         long r = syscall(SYS_write, pipefd[1], "x", 1);
         if (r == 1)
             atomic_fetch_add(&written, 1);
@@ -116,9 +127,11 @@ static long stop_sender(pid_t sender, int in)
     return sent;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     parent = getppid();
+    atomic_store(&hold, argc > 1 && strcmp(argv[1], "hold") == 0);
+    signal(SIGUSR1, on_usr1);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_rt;
@@ -147,8 +160,9 @@ int main(void)
     for (int i = 0; i < WRITERS; i++)
         pthread_join(w[i], NULL);
     wait_for(&nread, atomic_load(&written));
-    printf("report sent=%ld received=%ld written=%ld read=%ld badppid=%ld badwrite=%ld\n", sent, atomic_load(&received),
-           atomic_load(&written), atomic_load(&nread), atomic_load(&badppid), atomic_load(&badwrite));
+    printf("report sent=%ld received=%ld written=%ld read=%ld badppid=%ld badwrite=%ld calls=%ld\n", sent,
+           atomic_load(&received), atomic_load(&written), atomic_load(&nread), atomic_load(&badppid),
+           atomic_load(&badwrite), atomic_load(&calls));
     for (;;)
         pause();
 }

@@ -1005,9 +1005,14 @@ class SysVictim:
 
 def getppid_count(d):
     """syscount's count of getppid (x86-64 110) so far; 0 before the first."""
+    return syscall_count(d, 110)
+
+
+def syscall_count(d, nr):
+    """syscount's count of syscall nr so far; 0 before the first."""
     try:
         with d.client() as cl:
-            r = cl.call("map.lookup", map="counts", key=struct.pack("<I", 110))
+            r = cl.call("map.lookup", map="counts", key=struct.pack("<I", nr))
         return struct.unpack("<Q", r["value"])[0]
     except Exception as e:  # no such key yet
         if "not_found" in str(e) or "ENOENT" in str(e) or "no such" in str(e).lower():
@@ -1263,9 +1268,9 @@ class SignalVictim:
     of one byte to a pipe and getppid() calls from two threads, all counted
     by the process itself (signal_victim.c)."""
 
-    def __init__(self, d):
-        self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "signal-victim")], stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=harness._die_with_parent)
+    def __init__(self, d, *argv):
+        self.proc = subprocess.Popen([os.path.join(d.a.test_bin, "signal-victim"), *argv], stdout=subprocess.PIPE,
+                                     text=True, preexec_fn=harness._die_with_parent)
         self.pid = self.proc.pid
         self.ready = self.proc.stdout.readline().startswith("ready")
 
@@ -1450,29 +1455,30 @@ def detach_reinjected(d, v, what, images=1):
     check(v.alive() and v.get(CTL_CALLS) > calls, f"{what}: the process runs on", v.death())
 
 
-def syscall_record_listed(a, d):
-    """A record with a syscall program is not re-injected (not done yet):
-    listed as other-abi as before, detach restores its code."""
+def tool_left_as_is(a, d):
+    """A `bpfgraft run` tool's payload of an older ABI is not re-injected:
+    listed as left as it is (state other-abi-2, adopted tool-as-is, said in
+    the log and by bpfgraft ps); the tool runs on with its local maps, its
+    requests that need a server are not served."""
     start_old_abi(a, d)
-    rc, _, err = d.cli("load", a.syscount)
-    check_eq(rc, 0, f"reinject: load syscount ({err.strip()})")
-    v = Victim(a, d.dir, 60)
+    bt = RunTool(d, [sys.executable, os.path.join(HERE, "bpf_tool.py")], "python3")
     try:
-        v.go(True)
-        rc, _, err = d.cli("attach", v.pid, "syscount")
-        check_eq(rc, 0, f"reinject: attach syscount by the ABI-2 server ({err.strip()})")
+        check_eq(bt.ask("create"), "create OK", "reinject: the ABI-2 server serves the tool's MAP_CREATE")
+        check_eq(bt.ask("update 7"), "update OK 7", "reinject: the tool updates its map")
+        pid = bt.pid(d)
         d.stop(signal.SIGKILL)
         d.start()
-        t = wait_listed(d, [v.pid]).get(v.pid, {})
-        check_eq(t.get("state"), "other-abi-2", "reinject: a record with a syscall program: listed as other-abi")
-        check("syscall programs, which are not re-injected" in d.log(), "reinject: the log says why",
+        t = wait_listed(d, [pid]).get(pid, {})
+        check(t.get("state") == "other-abi-2" and t.get("adopted") == "tool-as-is",
+              "reinject: the tool's payload listed as left as it is", f"{t}")
+        check("`bpfgraft run` tool's, which is not re-injected" in d.log(), "reinject: the log says why",
               d.log()[-2000:])
-        rc, _, err = d.cli("detach", v.pid)
-        check_eq(rc, 0, f"reinject: detach the other-abi target ({err.strip()})")
-        check_eq(text_matches_file(v.pid), [], "reinject: its text equals its files")
-        check(v.alive() and calls_on(v), "reinject: it runs on", v.death())
+        rc, out, _ = d.cli("ps")
+        check(rc == 0 and "(tool-as-is)" in out, "reinject: bpfgraft ps says it", out)
+        check_eq(bt.ask("lookup"), "lookup OK 7", "reinject: the tool runs on with its map")
+        check_eq(bt.ask("create"), "create ERR 107", "reinject: a request that needs a server is not served")
     finally:
-        v.kill()
+        bt.stop()
         d.stop(signal.SIGTERM)
 
 
@@ -1527,7 +1533,122 @@ def part_reinject(a, d):
             d.stop(signal.SIGTERM)
         finally:
             v.kill()
-    syscall_record_listed(a, d)  # last: its object has a map named counts too
+    tool_left_as_is(a, d)
+
+
+def sys_counts(d):
+    """syscount's counts of write (1) and getppid (110)."""
+    return syscall_count(d, 1), syscall_count(d, 110)
+
+
+def old_abi_sys_victim(a, d):
+    """A 4-thread signal-victim whose syscalls syscount counts (writes and
+    getppid() through rewritten sites, the real-time signals' rt_sigreturn
+    through dispatch), attached by a server of payload ABI 2 that is then
+    killed; with the counts before its writers started."""
+    start_old_abi(a, d)
+    v = SignalVictim(d, "hold")
+    c0 = sys_counts(d)
+    rc, _, err = d.cli("attach", v.pid, "syscount")
+    check_eq(rc, 0, f"reinjectsys: attach syscount by the ABI-2 server ({err.strip()})")
+    os.kill(v.pid, signal.SIGUSR1)  # its writers start: every call is counted
+    time.sleep(0.3)  # the sites they call through are rewritten
+    d.stop(signal.SIGKILL)
+    time.sleep(0.2)
+    return v, c0
+
+
+def sys_reinjected(d, v, what, adopted=("reinjected",)):
+    """v listed with its syscall program and rewritten sites."""
+    t = wait_listed(d, [v.pid]).get(v.pid, {})
+    check(t.get("adopted") in adopted and t.get("state") == "attached" and t.get("syscall_programs") == 1
+          and t.get("syscall_sites", 0) > 0,
+          f"{what}: listed ({'/'.join(adopted)}), attached, its syscall program and rewritten sites", f"{t}")
+
+
+def sys_exact_detach(d, v, c0, what, images):
+    """Its workload stopped: every signal delivered, every byte written
+    arrived, the counts exact over the whole run; detach leaves the files'
+    bytes, the payloads mapped before and no other; it runs on."""
+    r = v.report()
+    w, g = sys_counts(d)
+    check(r and r["sent"] == r["received"] and int(r["sent"]) > 0, f"{what}: the process lives, every signal came",
+          f"{r}")
+    check(r and r["written"] == r["read"] and r["badwrite"] == "0" and r["badppid"] == "0" and int(r["calls"]) > 0
+          and r["calls"] == r["written"], f"{what}: every write(2) and getppid() made once", f"{r}")
+    calls = int(r.get("calls", -1))
+    check(w - c0[0] == calls + 1 and g - c0[1] == calls, f"{what}: counts exact over the whole run",
+          f"write {c0[0]} -> {w}, getppid {c0[1]} -> {g}, {calls} calls (and the report's write)")
+    rc, _, err = d.cli("detach", v.pid)
+    check_eq(rc, 0, f"{what}: detach ({err.strip()})")
+    check_eq(text_matches_file(v.pid), [], f"{what}: detach left the files' bytes")
+    check_eq(len(payload_images(v.pid)), images, f"{what}: the payloads stay mapped (a handler may be on a stack)")
+    check(v.proc.poll() is None, f"{what}: it runs on after detach")
+
+
+REINJECT_SYS_STEPS = 8  # pending record, payload whole, new record, 4 threads, SIGSYS action; then the stubs
+
+
+def reinject_sys_killed(a, d, k):
+    """The new server killed after step k of re-injecting the syscall
+    hooks; the next one finishes. False once k is past the last step."""
+    v, c0 = old_abi_sys_victim(a, d)
+    try:
+        start_reinject_killed(d, k)
+        if wait_died(d, timeout=5) != -signal.SIGKILL:  # done in fewer steps: it was stopped
+            check(k > REINJECT_SYS_STEPS, f"reinjectsys {k}: the server killed itself at step {k}", d.log()[-2000:])
+            d.start()
+            sys_reinjected(d, v, f"reinjectsys {k} (not killed)", adopted=("record",))
+            sys_exact_detach(d, v, c0, f"reinjectsys {k} (not killed)", images=2)
+            return False
+        time.sleep(0.2)
+        check(v.proc.poll() is None, f"reinjectsys {k}: the process lives")
+        d.start()
+        sys_reinjected(d, v, f"reinjectsys {k}", adopted=("reinjected",) if k < 3 else ("record",))
+        if k >= 3:
+            check("finished the re-injection" in d.log(), f"reinjectsys {k}: the rest is done at this adoption",
+                  d.log()[-2000:])
+        time.sleep(0.2)
+        sys_exact_detach(d, v, c0, f"reinjectsys {k}", images=3 if k == 2 else 2)
+        return True
+    finally:
+        v.stop()
+        d.stop(signal.SIGTERM)
+
+
+def part_reinjectsys(a, d):
+    """A payload of an older ABI with syscall hooks (dispatch in 4 threads,
+    rewritten sites), with the record its server left, is replaced by
+    re-injection: its threads, SIGSYS action and sites' stubs move to the
+    new payload; counts exact, every syscall made once, no signal lost;
+    the same with the new server killed after each step."""
+    start_old_abi(a, d)
+    rc, _, err = d.cli("load", a.syscount)
+    check_eq(rc, 0, f"reinjectsys: load syscount ({err.strip()})")
+    d.stop(signal.SIGTERM)
+    v, c0 = old_abi_sys_victim(a, d)
+    try:
+        d.start()
+        sys_reinjected(d, v, "reinjectsys")
+        check("replaced by re-injection" in d.log() and "1 syscall programs" in d.log(),
+              "reinjectsys: the log says it re-injected its syscall program", d.log()[-2000:])
+        rc, out, _ = d.cli("ps")
+        check(rc == 0 and "(reinjected)" in out, "reinjectsys: bpfgraft ps says it re-injected", out)
+        check_eq(len(payload_images(v.pid)), 2, "reinjectsys: two payloads mapped (the old one stays)")
+        time.sleep(0.3)
+        d.stop(signal.SIGKILL)  # the new payload is adopted as any other
+        time.sleep(0.2)
+        d.start()
+        sys_reinjected(d, v, "reinjectsys after a restart", adopted=("record",))
+        time.sleep(0.2)
+        sys_exact_detach(d, v, c0, "reinjectsys", images=2)
+        d.stop(signal.SIGTERM)
+    finally:
+        v.stop()
+    k = 1
+    while k < 40 and reinject_sys_killed(a, d, k):
+        k += 1
+    check(k > REINJECT_SYS_STEPS, f"reinjectsys: killed at each of {k - 1} steps, each finished by the next server")
 
 
 def part_orphan(a, d):
@@ -1592,7 +1713,7 @@ def main():
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
              "attachsteps": part_attachsteps, "signals": part_signals,
-             "reinject": part_reinject}
+             "reinject": part_reinject, "reinjectsys": part_reinjectsys}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
