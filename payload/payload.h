@@ -208,11 +208,19 @@ static inline __attribute__((always_inline)) void hooks_exec_init(struct bpfg_ex
     ex->cookie = 0;
     ex->cpus.n = 0;
 }
-/* The uprobe handlers the entry code calls (start.S), also called by the
- * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */
+/* The uprobe handler the trap probes' SIGTRAP handler (trap.c) calls with
+ * regs on the handler stack; the entry code (start.S) calls
+ * bpfg_uprobe_hit, the same with the hook's word and the thread's slot. */
 long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume);
+long bpfg_uprobe_hit(struct bpfg_pt_regs *regs, uint64_t *resume, uint64_t word, struct bpfg_thread_slot *t);
 void bpfg_uprobe_miss(uint64_t *word);
-uint64_t bpfg_handler_stack(uint64_t sp);
+/* The handler stack's sp (0: none) and the thread's slot, in rax and rdx
+ * for the entry code (entry.h: SWITCH_STACK). */
+struct hooks_hstack {
+    uint64_t sp;
+    struct bpfg_thread_slot *slot;
+};
+struct hooks_hstack bpfg_handler_stack(uint64_t sp);
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, uint64_t cookie, char *err,
               size_t errlen);
 void hooks_remove(uint32_t index);
