@@ -32,7 +32,9 @@
 
 struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
-struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
+/* Right after the hot data (payload.h, PAYLOAD_HOT_STATS): its enabled
+ * word, which every hit and program run reads, on the hot page. */
+PAYLOAD_HOT_STATS struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
 _Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot");
 
 /* Shadow entries farther than this from the current stack pointer are not
