@@ -1304,10 +1304,13 @@ def signals_killed(a, d, k):
     v = SignalVictim(d)
     try:
         check(v.ready, f"signals {k}: the process started")
+        threads = len(os.listdir(f"/proc/{v.pid}/task"))
         d.cli("attach", v.pid, "syscount")
         killed = wait_died(d, timeout=3) == -signal.SIGKILL
         time.sleep(0.2)  # it runs on with no server
         d.start()
+        if len(os.listdir(f"/proc/{v.pid}/task")) > threads:  # a payload thread: it reconnects (every 100 ms)
+            wait_listed(d, [v.pid], timeout=5)
         rc, _, err = d.cli("detach", v.pid)
         check(rc == 0 or "not attached" in err, f"signals {k}: detach ({err.strip()})")
         r = v.report()
