@@ -273,6 +273,7 @@ def tool_round(srv, cl, v, argv, what):
     while not hooked(cl, v.pid) and tool.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1)   # the tool attaches its programs one by one
+    # (its -d counts from its start: long enough for a round on a loaded machine)
     f = v.round()
     out, err = finish(tool, 60)
     print(f"---- {what} ----\n{out[-1200:]}{err[-600:]}")
@@ -293,14 +294,14 @@ def test_tools(srv, cl, go_path, rust_path):
         v = Victim([path, "2", "50"], env)
         try:
             cl.call("target.attach", pid=v.pid)
-            f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/opensnoop", "-p", str(v.pid), "-d", "4"],
+            f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/opensnoop", "-p", str(v.pid), "-d", "8"],
                                        f"opensnoop {name}")
             lines = [l for l in out.splitlines() if "/dev/null" in l and l.split()[0] == str(v.pid)]
             check(rc == 0 and len(lines) == int(f.get("calls", -1)) == 100,
                   f"opensnoop under bpfgraft run: one line for each of the {name} victim's 100 opens",
                   f"rc {rc}, {len(lines)} lines")
             if name == "rust":
-                f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/funclatency", "-p", str(v.pid), "-d", "4",
+                f, rc, out, _ = tool_round(srv, cl, v, [f"{TOOLS}/funclatency", "-p", str(v.pid), "-d", "8",
                                                         ":probed"], "funclatency rust")
                 check(rc == 0 and histogram_total(out) == int(f.get("calls", -1)) == 100,
                       "funclatency under bpfgraft run: the Rust function's 100 calls in its histogram",
