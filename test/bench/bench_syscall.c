@@ -210,8 +210,8 @@ static int paired_cost(struct victim *with, long m, struct victim *without, long
  * VM). A rewritten site's hook touches 11 pages the unhooked call does not
  * (payload/README.md, "Where a hooked syscall's time goes"), some of them
  * near each other and read in parallel, so the walks cost less than
- * this chase's; but a single page already costs more than the issue's
- * goal of 20 ns. */
+ * this chase's; but a counter hook touches at least two (its stub, the
+ * map value), already more than the issue's goal of 20 ns. */
 #define WALK_STRIDE ((2ul << 20) + 4096)
 #define WALK_PAGES 8
 
