@@ -754,7 +754,8 @@ static inline int bpfg_sys_slow_only(long nr)
  * Syscall User Dispatch on in every thread. From then on the handler, on
  * the tool's own threads, serves:
  *   bpf()            map commands locally on the mapped map regions
- *                    (the map fd IS the map's memfd); MAP_CREATE, PROG_LOAD,
+ *                    (the map fd IS the map's memfd); MAP_CREATE in a map
+ *                    ticket (below) or via the tool channel; PROG_LOAD,
  *                    BTF_LOAD, LINK_CREATE, RAW_TRACEPOINT_OPEN via the
  *                    tool channel; feature probes and info queries locally.
  *   perf_event_open  SW_BPF_OUTPUT: a local perf ring (memfd, kernel perf
@@ -803,6 +804,25 @@ struct bpfg_pmsg_tool_mode {
  * each its kernel fd, and serves them through the kernel from then on. */
 #define BPFG_TOOL_KERNEL_MAPS 86 /* no body -> uint32_t ids[] of the tool's maps that are kernel maps */
 #define BPFG_TOOL_MAP_FD 87      /* bpfg_tool_release (kind MAP) -> bpfg_tool_id_reply + the kernel map fd */
+/* Map tickets (server/README.md, "Map tickets of run tools"): the server
+ * hands out map ids ahead of need, each with its empty region file (its
+ * fds ride the reply in order); the payload lays a map out in one itself
+ * and says so with MAP_MADE, which has no reply (a later reply on the
+ * channel says it was taken). Unanswered MAP_MADEs are sent again on a
+ * new server's channel; one for a map the server has is a no-op. */
+#define BPFG_TOOL_MAP_TICKETS 106 /* uint32_t wanted -> bpfg_tool_tickets + count fds */
+#define BPFG_TOOL_MAP_MADE 107    /* bpfg_tool_map_made, no reply */
+#define BPFG_TOOL_TICKETS_MAX 8
+
+struct bpfg_tool_tickets {
+    uint32_t count; /* <= BPFG_TOOL_TICKETS_MAX; 0: none left for this tool */
+    uint32_t ids[BPFG_TOOL_TICKETS_MAX];
+};
+
+struct bpfg_tool_map_made {
+    uint32_t id;     /* a ticket's; the map's shape is its region's header */
+    uint32_t btf_id; /* from BTF_LOAD, 0 none */
+};
 
 #define BPFG_TOOL_F_KERNEL_MAPS 1u /* bpfg_tool_id_reply.flags */
 

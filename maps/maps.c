@@ -564,7 +564,6 @@ int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *
     return create_region(spec, REGION_VERSION, -1, dirfd, name, out);
 }
 
-#ifndef BPFG_FREESTANDING
 int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out)
 {
     struct stat st;
@@ -575,6 +574,7 @@ int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map
     return create_region(spec, REGION_VERSION, fd, -1, NULL, out);
 }
 
+#ifndef BPFG_FREESTANDING
 int bpfg_map_create_layout(const struct bpfg_map_spec *spec, uint32_t version, struct bpfg_map **out)
 {
     if (!spec || !layout_served(spec->type, version)) {

@@ -90,8 +90,8 @@ int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *
 /* The same in fd, an empty file the caller made (bpfgraftd's spare files,
  * made ahead so that a create makes no inode; the same rules as
  * create_in's files), which is sized and filled here; -EINVAL if it is not
- * an empty regular file. fd is duplicated: the caller keeps it. Not in
- * the payload. */
+ * an empty regular file. fd is duplicated: the caller keeps it. The
+ * payload of a `bpfgraft run` tool lays maps out in its map tickets so. */
 int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out);
 
 /* Validates and maps a region received from elsewhere. The fd is duplicated:

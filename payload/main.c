@@ -671,6 +671,7 @@ static void serve(struct bpfg_payload_params *p)
         timer_run_due();
         drain_trace();
         report_sites();
+        tool_reap();
         if (ustack_take_stale())
             send_msg(BPFG_PMSG_USTACK_STALE, 0, 0, 0, NULL, 0);
         if (r == 0 || r == -EINTR)

@@ -116,7 +116,21 @@ struct tool_file *file_new(uint8_t kind)
     return f;
 }
 
-/* The last reference is gone: tell the server, free what we hold. */
+static struct tool_file *reap_list; /* closed maps whose regions are still mapped */
+
+void tool_reap(void)
+{
+    struct tool_file *f = __atomic_exchange_n(&reap_list, NULL, __ATOMIC_ACQUIRE);
+    while (f) {
+        struct tool_file *next = f->reap_next;
+        bpfg_map_close(f->map);
+        free(f);
+        f = next;
+    }
+}
+
+/* The last reference is gone: tell the server, free what we hold (a
+ * map's region and f itself later, tool_reap). */
 static void file_destroy(struct tool_file *f)
 {
     struct tool_file **rings = NULL;
@@ -132,7 +146,6 @@ static void file_destroy(struct tool_file *f)
         for (uint32_t i = 0; rings && i < f->max_entries; i++)
             file_put(rings[i]);
         free(rings);
-        bpfg_map_close(f->map);
         if (f->kfd >= 0)
             rt_sys1(SYS_close, f->kfd);
         if (f->krb_cons)
@@ -165,7 +178,13 @@ static void file_destroy(struct tool_file *f)
     }
     if (f->evfd >= 0)
         rt_sys1(SYS_close, f->evfd);
-    free(f);
+    if (f->kind != TK_MAP || !f->map) {
+        free(f);
+        return;
+    }
+    f->reap_next = __atomic_load_n(&reap_list, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&reap_list, &f->reap_next, f, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
 }
 
 void file_put(struct tool_file *f)

@@ -51,6 +51,97 @@ static void sync_kernel_maps(const struct reply *rep)
         kernel_maps_sync();
 }
 
+/* The tool's fd for map (id), made as at asked: fd, or a negative errno
+ * with map and fd released. */
+static long map_install(const union bpf_attr *at, uint32_t id, uint32_t btf_id, int fd, struct bpfg_map *map)
+{
+    struct tool_file *f = file_new(TK_MAP);
+    if (!f) {
+        bpfg_map_close(map);
+        rt_sys1(SYS_close, fd);
+        return -ENOMEM;
+    }
+    f->map = map;
+    struct bpfg_map_info info;
+    bpfg_map_get_info(f->map, &info);
+    f->id = id;
+    f->map_type = at->map_type;
+    f->key_size = at->key_size;
+    f->value_size = at->value_size;
+    f->max_entries = info.max_entries;
+    f->map_flags = at->map_flags;
+    f->map_extra = at->map_extra;
+    f->btf_id = btf_id;
+    f->btf_key_type_id = at->btf_key_type_id;
+    f->btf_value_type_id = at->btf_value_type_id;
+    f->value_copy = info.value_copy_size;
+    memcpy(f->name, at->map_name, sizeof(f->name));
+    f->name[sizeof(f->name) - 1] = 0;
+    if (info.type == BPF_MAP_TYPE_RINGBUF) {
+        struct bpfg_ringbuf_view v;
+        if (bpfg_ringbuf_get_view(f->map, &v) == 0) {
+            f->rb_cons = v.consumer_pos;
+            f->rb_prod = v.producer_pos;
+        }
+    }
+    if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
+        f->rings = calloc(f->max_entries ? f->max_entries : 1, sizeof(*f->rings));
+        tool_fdt_lock();
+        bool listed = f->rings && events_add_perf_map(f);
+        tool_fdt_unlock();
+        if (!listed) {
+            file_put(f); /* releases the map */
+            rt_sys1(SYS_close, fd);
+            return -ENOMEM;
+        }
+    }
+    return file_install(fd, f);
+}
+
+/* Maps the payload lays out itself in a ticket: those the server takes
+ * as they are (not libbpf's global data "X.rodata" etc., whose kind the
+ * server decides, nor the types it changes or completes). */
+static bool ticket_fits(const union bpf_attr *at)
+{
+    return !bpfg_map_type_is_outer(at->map_type) && at->map_type != BPF_MAP_TYPE_CGROUP_ARRAY &&
+           at->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY && !memchr(at->map_name, '.', sizeof(at->map_name));
+}
+
+/* MAP_CREATE in a ticket, no round trip: the fd, or -EAGAIN for the
+ * server's way (no ticket, or a map the library refuses: the server then
+ * says why). */
+static long map_create_ticket(const union bpf_attr *at, uint32_t btf_id)
+{
+    uint32_t id;
+    int fd;
+    if (!ticket_fits(at) || ticket_take(&id, &fd) != 0)
+        return -EAGAIN;
+    char name[sizeof(at->map_name)];
+    memcpy(name, at->map_name, sizeof(name));
+    name[sizeof(name) - 1] = 0;
+    struct bpfg_map_spec spec = {.type = at->map_type,
+                                 .key_size = at->key_size,
+                                 .value_size = at->value_size,
+                                 .max_entries = at->max_entries,
+                                 .map_flags = at->map_flags,
+                                 .map_extra = at->map_extra,
+                                 .name = name,
+                                 .btf_key_type_id = at->btf_key_type_id,
+                                 .btf_value_type_id = at->btf_value_type_id};
+    struct bpfg_map *map;
+    if (bpfg_map_create_fd(&spec, fd, &map) != 0) {
+        ticket_return(id, fd);
+        return -EAGAIN;
+    }
+    struct bpfg_tool_map_made made = {.id = id, .btf_id = btf_id};
+    if (chan_map_made(&made) != 0) {
+        bpfg_map_close(map);
+        ticket_return(id, fd);
+        return -EAGAIN;
+    }
+    return map_install(at, id, btf_id, fd, map);
+}
+
 static long bpf_map_create(const union bpf_attr *at)
 {
     struct bpfg_tool_map_create req;
@@ -79,6 +170,9 @@ static long bpf_map_create(const union bpf_attr *at)
         req.inner_map_id = in->id;
         file_put(in);
     }
+    long made = map_create_ticket(at, req.btf_id);
+    if (made != -EAGAIN)
+        return made;
     struct reply rep;
     uint32_t id = 0;
     int err = chan_call(BPFG_TOOL_MAP_CREATE, &req, sizeof(req), NULL, 0, &rep);
@@ -89,53 +183,17 @@ static long bpf_map_create(const union bpf_attr *at)
         err = reply_id(&rep, &id);
     if (!err && rep.fd < 0)
         err = -EPROTO;
-    struct tool_file *f = err ? NULL : file_new(TK_MAP);
-    if (!err && !f)
-        err = -ENOMEM;
-    if (!err && (err = bpfg_map_open_fd(rep.fd, &f->map)) != 0)
+    struct bpfg_map *map = NULL;
+    if (!err && (err = bpfg_map_open_fd(rep.fd, &map)) != 0)
         say("map '%s': %s", req.name, bpfg_map_last_error());
     if (err) {
-        free(f);
         reply_free(&rep);
         return err;
     }
     int fd = rep.fd;
     rep.fd = -1;
     reply_free(&rep);
-
-    struct bpfg_map_info info;
-    bpfg_map_get_info(f->map, &info);
-    f->id = id;
-    f->map_type = at->map_type;
-    f->key_size = at->key_size;
-    f->value_size = at->value_size;
-    f->max_entries = info.max_entries;
-    f->map_flags = at->map_flags;
-    f->map_extra = at->map_extra;
-    f->btf_id = req.btf_id;
-    f->btf_key_type_id = at->btf_key_type_id;
-    f->btf_value_type_id = at->btf_value_type_id;
-    f->value_copy = info.value_copy_size;
-    memcpy(f->name, req.name, sizeof(f->name));
-    if (info.type == BPF_MAP_TYPE_RINGBUF) {
-        struct bpfg_ringbuf_view v;
-        if (bpfg_ringbuf_get_view(f->map, &v) == 0) {
-            f->rb_cons = v.consumer_pos;
-            f->rb_prod = v.producer_pos;
-        }
-    }
-    if (info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
-        f->rings = calloc(f->max_entries ? f->max_entries : 1, sizeof(*f->rings));
-        tool_fdt_lock();
-        bool listed = f->rings && events_add_perf_map(f);
-        tool_fdt_unlock();
-        if (!listed) {
-            file_put(f); /* releases the map */
-            rt_sys1(SYS_close, fd);
-            return -ENOMEM;
-        }
-    }
-    return file_install(fd, f);
+    return map_install(at, id, req.btf_id, fd, map);
 }
 
 static bool gpl_compatible(const char *l)

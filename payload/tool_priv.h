@@ -17,6 +17,7 @@
 #endif
 
 struct bpfg_pmsg_tool_mode;
+struct bpfg_tool_map_made;
 
 /* The do_* functions serve one syscall with arguments a[]. Those that
  * return bool follow tool_syscall: true with the result in *ret, false
@@ -49,7 +50,9 @@ struct reply {
     int status;
     char *body; /* NUL-terminated; NULL after a transport failure */
     size_t len;
-    int fd; /* attached fd (close-on-exec), -1 none */
+    int fd;      /* attached fd (close-on-exec), -1 none */
+    int more[7]; /* the others, when several came (MAP_TICKETS: BPFG_TOOL_TICKETS_MAX) */
+    int nmore;
 };
 
 /* TOOL_MODE: the channel is fd from now on. */
@@ -65,6 +68,15 @@ int reply_id(const struct reply *r, uint32_t *id);
 int chan_call(uint16_t type, const void *b1, size_t l1, const void *b2, size_t l2, struct reply *rep);
 /* RELEASE / DETACH of object id (0: none); a failure is not reported. */
 void chan_release(uint16_t type, uint32_t kind, uint32_t id);
+/* MAP_MADE: sent without waiting (and again to a new server until a
+ * reply shows it was taken). 0, -ENOSPC with too many unanswered, or the
+ * send's -errno (no server). */
+int chan_map_made(const struct bpfg_tool_map_made *m);
+/* A map ticket (payload_abi.h): its id and its empty region file's fd,
+ * the caller's; -EAGAIN when the server gives none (MAP_CREATE then). */
+int ticket_take(uint32_t *id, int *fd);
+/* A ticket not used after all: emptied and kept (or closed). */
+void ticket_return(uint32_t id, int fd);
 
 /* ---- tool_bpf.c: bpf() and the mmap of map fds ---- */
 

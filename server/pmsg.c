@@ -21,20 +21,28 @@ static uint64_t mono_ms(void)
 
 int pmsg_write(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, int fd, int timeout_ms)
 {
+    return pmsg_write_fds(sock, h, body, len, &fd, fd >= 0, timeout_ms);
+}
+
+int pmsg_write_fds(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, const int *fds, size_t nfds,
+                   int timeout_ms)
+{
     struct iovec iov[2] = {{(void *)h, sizeof(*h)}, {(void *)body, len}};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * PMSG_MAX_FDS)];
         struct cmsghdr align;
     } ctrl;
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    if (fd >= 0) {
+    if (nfds > PMSG_MAX_FDS)
+        return -EINVAL;
+    if (nfds) {
         mh.msg_control = ctrl.buf;
-        mh.msg_controllen = sizeof(ctrl.buf);
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
     }
     size_t total = sizeof(*h) + len, sent = 0;
     while (sent < total) {

@@ -15,6 +15,10 @@
  * waiting at most timeout_ms for room each time the socket is full.
  * 0 or a negative errno (-ETIMEDOUT). */
 int pmsg_write(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, int fd, int timeout_ms);
+/* The same with nfds (<= PMSG_MAX_FDS) fds attached, in order. */
+#define PMSG_MAX_FDS 8
+int pmsg_write_fds(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, const int *fds, size_t nfds,
+                   int timeout_ms);
 
 /* Reads exactly len bytes within timeout_ms; -EPIPE at end of stream. */
 int pmsg_read_full(int sock, void *buf, size_t len, int timeout_ms);

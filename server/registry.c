@@ -527,19 +527,30 @@ static void spares_remove(struct registry *r)
     }
 }
 
+/* An empty region file for map id: a spare, else a new one in
+ * map_dirfd; its name goes to tmp, its directory to *dir. fd or -errno. */
+static int empty_region_file(struct registry *r, uint32_t id, char *tmp, size_t len, int *dir)
+{
+    int fd = registry_take_spare(r, tmp, len);
+    *dir = r->spare_dirfd;
+    if (fd >= 0)
+        return fd;
+    snprintf(tmp, len, "new.%d.%u", (int)getpid(), id);
+    *dir = r->map_dirfd;
+    fd = openat(*dir, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    return fd < 0 ? -errno : fd;
+}
+
 /* A new region file `file`: a spare renamed, else made (tmp then renamed). */
 static int new_region_file(struct registry *r, const struct bpfg_map_spec *spec, const char *file, uint32_t id,
                            struct bpfg_map **map)
 {
     char tmp[48];
-    int fd = registry_take_spare(r, tmp, sizeof(tmp)), dir = fd >= 0 ? r->spare_dirfd : r->map_dirfd, err;
-    if (fd >= 0) {
-        err = bpfg_map_create_fd(spec, fd, map);
-        close(fd);
-    } else {
-        snprintf(tmp, sizeof(tmp), "new.%d.%u", (int)getpid(), id);
-        err = bpfg_map_create_in(spec, dir, tmp, map);
-    }
+    int dir, fd = empty_region_file(r, id, tmp, sizeof(tmp), &dir);
+    if (fd < 0)
+        return fd;
+    int err = bpfg_map_create_fd(spec, fd, map);
+    close(fd);
     if (!err && renameat(dir, tmp, r->map_dirfd, file) != 0) {
         err = -errno;
         bpfg_map_close(*map);
@@ -547,6 +558,35 @@ static int new_region_file(struct registry *r, const struct bpfg_map_spec *spec,
     if (err)
         unlinkat(dir, tmp, 0);
     return err;
+}
+
+int registry_map_ticket(struct registry *r, uint32_t forced, uint32_t *id)
+{
+    char file[16], tmp[48];
+    if (r->map_dirfd < 0)
+        return -EOPNOTSUPP; /* memfd regions: nothing a tool could lay out for a restart to find */
+    *id = take_id(r, ID_MAP, forced);
+    snprintf(file, sizeof(file), "%u", *id);
+    if (forced) {
+        int fd = openat(r->map_dirfd, file, O_RDWR | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+    }
+    int dir, fd = empty_region_file(r, *id, tmp, sizeof(tmp), &dir);
+    if (fd >= 0 && renameat(dir, tmp, r->map_dirfd, file) != 0) {
+        int err = -errno;
+        unlinkat(dir, tmp, 0);
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+void registry_drop_ticket(struct registry *r, uint32_t id)
+{
+    char file[16];
+    snprintf(file, sizeof(file), "%u", id);
+    if (r->map_dirfd >= 0 && !registry_map(r, id))
+        unlinkat(r->map_dirfd, file, 0);
 }
 
 /* The region of a map of a built object: the file `id` in the state

@@ -63,7 +63,7 @@ struct registry {
                           * its region file (a tool restored after a restart) */
     /* registry_load: where programs userspace cannot run go */
     enum bpfg_kernel_mode kernel_mode;
-    int adopt_fd; /* >= 0: the next registry_add_map takes this kernel map (map.adopt) */
+    int adopt_fd; /* >= 0: the next registry_add_map takes this kernel map (map.adopt) or ticket region */
     /* Empty files "PID.N" in spare_dirfd (state.c; -1: none), made while
      * the server is idle: a new region (renamed into map_dirfd) or a
      * tool's record (state_write) takes one instead of making an inode
@@ -119,6 +119,14 @@ struct reg_prog *registry_prog(const struct registry *r, uint32_t id);
 int registry_new_object(struct registry *r, const char *name, size_t max_maps, size_t max_progs,
                         struct reg_object **out);
 /* Creates a map in o from spec; -E2BIG when o is full. */
+/* A map ticket of a `bpfgraft run` tool: a map id taken now and its
+ * region file, empty, which the tool lays a map out in (then
+ * registry_add_map with force_id and adopt_fd). The file's fd or -errno
+ * (-EOPNOTSUPP without a state directory). forced: a restored ticket's
+ * id, its file reopened. */
+int registry_map_ticket(struct registry *r, uint32_t forced, uint32_t *id);
+/* The file of a ticket never used (no map of that id): removed. */
+void registry_drop_ticket(struct registry *r, uint32_t id);
 int registry_add_map(struct registry *r, struct reg_object *o, const struct bpfg_map_spec *spec,
                      enum bpfg_map_kind kind, struct reg_map **out, char *err, size_t errlen);
 /* Adds a program to o, taking ownership of prog's strings and insns (prog

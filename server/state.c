@@ -336,7 +336,7 @@ static void prune_maps(struct server *s)
         if (de->d_name[0] == '.')
             continue;
         if (sscanf(de->d_name, "%u%c", &id, &extra) == 1 &&
-            (registry_map(&s->reg, id) || foreign_layout(d, de->d_name)))
+            (registry_map(&s->reg, id) || tools_hold_ticket(id) || foreign_layout(d, de->d_name)))
             continue;
         unlinkat(dirfd(d), de->d_name, 0);
     }

@@ -116,13 +116,11 @@ static const struct tool_btf *btf_by_id(const struct tool *tl, uint32_t id)
     return NULL;
 }
 
-static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, int *fd,
-                         char *err, size_t errlen)
+/* The map c describes, made (or, s->reg.adopt_fd set, taken from that
+ * region) in the tool's object. */
+static int map_create(struct server *s, struct tool *tl, struct bpfg_tool_map_create c, uint32_t *id, int *fd,
+                      char *err, size_t errlen)
 {
-    struct bpfg_tool_map_create c;
-    if (len < sizeof(c))
-        return srv_efail(err, errlen, -EINVAL, "MAP_CREATE: short request");
-    memcpy(&c, body, sizeof(c));
     char name[17];
     memcpy(name, c.name, 16);
     name[16] = 0;
@@ -187,6 +185,145 @@ static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body,
     *fd = bpfg_map_fd(m->map);
     srv_log(SRV_DEBUG, "tool %d: map %u '%s' (%s)", (int)tl->pid, m->id, name, bpfg_map_type_name(c.map_type));
     return 0;
+}
+
+static int do_map_create(struct server *s, struct tool *tl, const uint8_t *body, size_t len, uint32_t *id, int *fd,
+                         char *err, size_t errlen)
+{
+    struct bpfg_tool_map_create c;
+    if (len < sizeof(c))
+        return srv_efail(err, errlen, -EINVAL, "MAP_CREATE: short request");
+    memcpy(&c, body, sizeof(c));
+    return map_create(s, tl, c, id, fd, err, errlen);
+}
+
+/* ---- map tickets (server/README.md, "Map tickets of run tools") ---- */
+
+static int ticket_add(struct tool *tl, uint32_t id)
+{
+    uint32_t *grown = realloc(tl->tickets, (tl->ntickets + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    tl->tickets = grown;
+    tl->tickets[tl->ntickets++] = id;
+    return 0;
+}
+
+/* Whether id was a ticket of tl (it is not any more). */
+static bool ticket_take(struct tool *tl, uint32_t id)
+{
+    for (size_t i = 0; i < tl->ntickets; i++)
+        if (tl->tickets[i] == id) {
+            tl->tickets[i] = tl->tickets[--tl->ntickets];
+            return true;
+        }
+    return false;
+}
+
+int tool_ticket_restore(struct server *s, struct tool *tl, uint32_t id)
+{
+    uint32_t got;
+    int fd = registry_map_ticket(&s->reg, id, &got);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return ticket_add(tl, id);
+}
+
+bool tools_hold_ticket(uint32_t id)
+{
+    for (struct tool *tl = tools; tl; tl = tl->next)
+        for (size_t i = 0; i < tl->ntickets; i++)
+            if (tl->tickets[i] == id)
+                return true;
+    return false;
+}
+
+static void tickets_drop(struct server *s, struct tool *tl)
+{
+    for (size_t i = 0; i < tl->ntickets; i++)
+        registry_drop_ticket(&s->reg, tl->tickets[i]);
+    tl->ntickets = 0;
+}
+
+/* MAP_TICKETS: up to the wanted count (and the object's room for maps),
+ * their files' fds in fds[]. */
+static int do_map_tickets(struct server *s, struct tool *tl, const uint8_t *body, size_t len,
+                          struct bpfg_tool_tickets *t, int *fds, char *err, size_t errlen)
+{
+    uint32_t want;
+    const struct reg_object *o = registry_object(&s->reg, tl->obj_id);
+    if (len < sizeof(want) || !o)
+        return srv_efail(err, errlen, -EINVAL, "MAP_TICKETS: %s", o ? "short request" : "the tool's object is gone");
+    memcpy(&want, body, sizeof(want));
+    size_t room = TOOL_MAX_MAPS - o->map_cnt > tl->ntickets ? TOOL_MAX_MAPS - o->map_cnt - tl->ntickets : 0;
+    want = want < BPFG_TOOL_TICKETS_MAX ? want : BPFG_TOOL_TICKETS_MAX;
+    want = want < room ? want : (uint32_t)room;
+    int r = 0;
+    for (t->count = 0; t->count < want && !r; t->count++) {
+        int fd = registry_map_ticket(&s->reg, 0, &t->ids[t->count]);
+        if (fd < 0 || (r = ticket_add(tl, t->ids[t->count])) != 0) {
+            r = fd < 0 ? fd : r;
+            if (fd >= 0)
+                close(fd);
+            registry_drop_ticket(&s->reg, t->ids[t->count]);
+            break;
+        }
+        fds[t->count] = fd;
+    }
+    if (!t->count)
+        return srv_efail(err, errlen, r ? r : -ENOSPC, "no map tickets: %s",
+                         r ? strerror(-r) : "the tool has its most maps");
+    return 0;
+}
+
+/* MAP_MADE (no reply): the ticket's region joins the tool's object as
+ * its header describes it. Again for a map it has (a new server): nothing. */
+static int do_map_made(struct server *s, struct tool *tl, const uint8_t *body, size_t len, char *err, size_t errlen)
+{
+    struct bpfg_tool_map_made mm;
+    if (len < sizeof(mm))
+        return srv_efail(err, errlen, -EINVAL, "MAP_MADE: short request");
+    memcpy(&mm, body, sizeof(mm));
+    const struct reg_map *have = registry_map(&s->reg, mm.id);
+    if (have && have->obj_id == tl->obj_id)
+        return 1; /* nothing new to record */
+    if (!ticket_take(tl, mm.id))
+        return srv_efail(err, errlen, -ENOENT, "MAP_MADE: %u is not a map ticket of this tool", mm.id);
+    char file[16];
+    snprintf(file, sizeof(file), "%u", mm.id);
+    int fd = openat(s->reg.map_dirfd, file, O_RDWR | O_CLOEXEC), r;
+    struct bpfg_map *map = NULL;
+    if (fd < 0 || (r = bpfg_map_open_fd(fd, &map)) != 0) {
+        r = fd < 0 ? -errno : r;
+        srv_efail(err, errlen, r, "map %u: %s", mm.id, fd < 0 ? strerror(-r) : bpfg_map_last_error());
+    } else {
+        struct bpfg_map_info in;
+        bpfg_map_get_info(map, &in);
+        bpfg_map_close(map);
+        struct bpfg_tool_map_create c = {.map_type = in.type,
+                                         .key_size = in.key_size,
+                                         .value_size = in.value_size,
+                                         .max_entries = in.max_entries,
+                                         .map_flags = in.map_flags,
+                                         .btf_id = mm.btf_id,
+                                         .btf_key_type_id = in.btf_key_type_id,
+                                         .btf_value_type_id = in.btf_value_type_id,
+                                         .map_extra = in.map_extra};
+        memcpy(c.name, in.name, sizeof(c.name));
+        uint32_t id;
+        int ignored;
+        s->reg.force_id = mm.id;
+        s->reg.adopt_fd = fd;
+        r = map_create(s, tl, c, &id, &ignored, err, errlen);
+        s->reg.force_id = 0;
+        s->reg.adopt_fd = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (r)
+        registry_drop_ticket(&s->reg, mm.id);
+    return r;
 }
 
 /* Frozen read-only global data is known to the verifier, as in the kernel
@@ -1241,13 +1378,43 @@ static bool serve_kernel_maps(struct tool *tl, const struct bpfg_pmsg_hdr *h, co
     return true;
 }
 
+/* MAP_TICKETS and MAP_MADE. True when h was one of them. */
+static bool serve_tickets(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body,
+                          size_t len)
+{
+    char err[256] = "";
+    int r;
+    if (h->type == BPFG_TOOL_MAP_MADE) {
+        if ((r = do_map_made(s, tl, body, len, err, sizeof(err))) < 0)
+            srv_log(SRV_WARN, "tool %d: %s", (int)tl->pid, err);
+        if (r == 0)
+            tool_save(s, tl);
+        return true;
+    }
+    if (h->type != BPFG_TOOL_MAP_TICKETS)
+        return false;
+    struct bpfg_tool_tickets t = {0};
+    int fds[BPFG_TOOL_TICKETS_MAX];
+    if ((r = do_map_tickets(s, tl, body, len, &t, fds, err, sizeof(err))) == 0)
+        tool_save(s, tl); /* before the reply: a restart knows the tickets */
+    size_t blen = r ? strlen(err) + 1 : sizeof(t);
+    struct bpfg_pmsg_hdr rh = {
+        .len = (uint32_t)(sizeof(rh) + blen), .type = BPFG_PMSG_REPLY, .seq = h->seq, .status = r};
+    int w = pmsg_write_fds(tl->chan, &rh, r ? (const void *)err : &t, blen, fds, r ? 0 : t.count, CHAN_TIMEOUT_MS);
+    for (uint32_t i = 0; !r && i < t.count; i++)
+        close(fds[i]);
+    if (w)
+        srv_log(SRV_WARN, "tool %d: reply: %s", (int)tl->pid, strerror(-w));
+    return true;
+}
+
 static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
 {
     char err[2048] = "";
     struct bpfg_tool_id_reply rep = {0};
     int fd = -1, r;
     bool with_id = true;
-    if (serve_kernel_maps(tl, h, body, len))
+    if (serve_kernel_maps(tl, h, body, len) || serve_tickets(s, tl, h, body, len))
         return;
     kernel_maps_changed = false;
     switch (h->type) {
@@ -1402,6 +1569,9 @@ static void tool_release(struct server *s, struct tool *tl)
     free(tl->btfs);
     tl->btfs = NULL;
     tl->nbtfs = 0;
+    free(tl->tickets);
+    tl->tickets = NULL;
+    tl->ntickets = 0;
     if (tl->chan >= 0) {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, tl->chan, NULL);
         close(tl->chan);
@@ -1450,6 +1620,7 @@ static void tool_end(struct server *s, struct tool *tl)
     }
     if (o)
         step_add(0, 0, o->id);
+    tickets_drop(s, tl);
     tool_release(s, tl);
     tool_forget(s, tl);
     srv_log(SRV_INFO, "tool %d: ended; its programs leave every process (%zu steps, in the background)", (int)tl->pid,

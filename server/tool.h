@@ -70,5 +70,7 @@ bool tools_want_pid(pid_t pid);
 void tools_release_targets(struct server *s);
 /* tool.list: [{pid, object, links: [{id, kind, target, pid, attached: [pid]}]}] */
 void tools_pack_list(struct server *s, msgpack_packer *pk);
+/* Whether map id is a ticket a tool holds (its region file is kept). */
+bool tools_hold_ticket(uint32_t id);
 
 #endif

@@ -55,7 +55,14 @@ struct tool {
     uint32_t next_link_id;
     struct tool_btf *btfs;
     size_t nbtfs;
+    uint32_t *tickets; /* map ids handed out, their regions not made yet (MAP_TICKETS) */
+    size_t ntickets;
 };
+
+/* ---- tool.c ---- */
+
+/* A restored ticket (its file reopened): kept for the tool. 0 or -errno. */
+int tool_ticket_restore(struct server *s, struct tool *tl, uint32_t id);
 
 /* ---- tool_state.c ---- */
 

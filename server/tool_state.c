@@ -16,13 +16,14 @@
 #include <linux/bpf.h>
 
 #include "growbuf.h"
+#include "log.h"
 #include "registry.h"
 #include "server.h"
 #include "tool.h"
 #include "tool_priv.h"
 
 #define TREC_MAGIC 0x4c4f4f54u /* "TOOL" */
-#define TREC_VERSION 1
+#define TREC_VERSION 2         /* 2: map tickets at the end */
 #define TREC_NULL 0xffffffffu
 
 /* ---- writing ---- */
@@ -106,6 +107,9 @@ int tool_record_pack(struct server *s, const struct tool *tl, char **buf, size_t
     for (size_t i = 0; o && i < o->prog_cnt; i++)
         pack_prog(&w, o->prog_ids[i], &o->obj->progs[i]);
     pack_links(&w, tl);
+    put_u32(&w, (uint32_t)tl->ntickets);
+    for (size_t i = 0; i < tl->ntickets; i++)
+        put_u32(&w, tl->tickets[i]);
     if (w.err) {
         int err = w.err;
         growbuf_free(&w);
@@ -266,6 +270,21 @@ static void unpack_links(struct rbuf *r, struct tool *tl)
     }
 }
 
+/* Map tickets (version 2): ids kept for the tool, their files reopened. A
+ * lost one is only logged: the tool's MAP_MADE of it is refused. */
+static void unpack_tickets(struct server *s, struct rbuf *r, struct tool *tl)
+{
+    uint32_t n = get_u32(r);
+    if (!r->err && n > TOOL_MAX_MAPS)
+        r->err = -EBADMSG;
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        uint32_t id = get_u32(r);
+        int err = r->err ? 0 : tool_ticket_restore(s, tl, id);
+        if (err)
+            srv_log(SRV_WARN, "tool %d: map ticket %u: %s", (int)tl->pid, id, strerror(-err));
+    }
+}
+
 /* The object's BTF (map dump's types) from the tool's BTF it named. */
 static void object_btf(struct tool *tl, struct reg_object *o)
 {
@@ -306,7 +325,7 @@ int tool_record_unpack(struct server *s, const char *buf, size_t len, struct too
     struct rbuf r = {buf, buf + len, 0};
     uint32_t head[7];
     get(&r, head, sizeof(head));
-    if (r.err || head[0] != TREC_MAGIC || head[1] != TREC_VERSION)
+    if (r.err || head[0] != TREC_MAGIC || head[1] < 1 || head[1] > TREC_VERSION)
         return snprintf(why, whylen, "not a tool record of this version"), -EBADMSG;
     struct tool *tl = calloc(1, sizeof(*tl));
     if (!tl)
@@ -328,6 +347,8 @@ int tool_record_unpack(struct server *s, const char *buf, size_t len, struct too
         unpack_object(s, &r, tl, why, whylen);
     if (!r.err)
         unpack_links(&r, tl);
+    if (!r.err && head[1] >= 2)
+        unpack_tickets(s, &r, tl);
     if (r.err && !why[0])
         snprintf(why, whylen, "%s", r.err == -EBADMSG ? "a truncated or corrupt record" : strerror(-r.err));
     *out = tl; /* the caller frees what was built on failure too */

@@ -450,30 +450,34 @@ int rt_send_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static void take_fds(struct msghdr *mh, int *fd)
+/* The descriptors of mh into fds[*got..max) (got NULL: one, into *fds if
+ * it is < 0); the rest are closed. */
+static void take_fds(struct msghdr *mh, int *fds, int max, int *got)
 {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         int nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         for (int i = 0; i < nfd; i++) {
-            int got;
-            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (fd && *fd < 0)
-                *fd = got;
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (got && *got < max)
+                fds[(*got)++] = fd;
+            else if (!got && fds && *fds < 0)
+                *fds = fd;
             else
-                rt_sys1(SYS_close, got);
+                rt_sys1(SYS_close, fd);
         }
     }
 }
 
-int rt_recv_all(int sock, void *buf, size_t len, int *fd)
+int rt_recv_fds(int sock, void *buf, size_t len, int *fds, int max, int *got)
 {
     uint8_t *b = buf;
     while (len) {
         union {
             struct cmsghdr c;
-            char buf[CMSG_SPACE(sizeof(int) * 4)];
+            char buf[CMSG_SPACE(sizeof(int) * RT_RECV_FDS_MAX)];
         } cm;
         struct iovec iov = {b, len};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
@@ -484,11 +488,16 @@ int rt_recv_all(int sock, void *buf, size_t len, int *fd)
             return (int)n;
         if (n == 0)
             return -ECONNRESET;
-        take_fds(&mh, fd);
+        take_fds(&mh, fds, max, got);
         b += n;
         len -= (size_t)n;
     }
     return 0;
+}
+
+int rt_recv_all(int sock, void *buf, size_t len, int *fd)
+{
+    return rt_recv_fds(sock, buf, len, fd, 1, NULL);
 }
 
 /* ---- fault-safe memory access ---- */

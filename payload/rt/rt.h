@@ -102,6 +102,10 @@ RT_HIDDEN int rt_send_all(int fd, const void *buf, size_t len);
  * stream). A descriptor passed with them (SCM_RIGHTS) goes to *fd when fd
  * is given and *fd < 0; any other is closed. 0 or -errno. */
 RT_HIDDEN int rt_recv_all(int sock, void *buf, size_t len, int *fd);
+/* The same with up to max descriptors appended to fds[*got..] (the rest
+ * closed; got NULL: as rt_recv_all). */
+#define RT_RECV_FDS_MAX 8
+RT_HIDDEN int rt_recv_fds(int sock, void *buf, size_t len, int *fds, int max, int *got);
 
 /* Fault-safe copies through process_vm_readv/writev on our own pid: a bad
  * address gives -EFAULT, never a signal. */

@@ -4,7 +4,8 @@
  * binary (tool_probe.c) run both ways in one go. Under bpfgraft a bpf()
  * site of the tool traps once (Syscall User Dispatch) and is rewritten
  * into a jump to the payload; map element commands are then served inside
- * the tool on the shared region, the others by bpfgraftd. */
+ * the tool on the shared region, maps are made there in map tickets
+ * (server/README.md), the others are served by bpfgraftd. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -93,8 +94,9 @@ static int run(struct bench_ctx *ctx)
         bench_report(ctx, names[i], "bpfgraft run", ours[i], unit, "kernel", kernel[i]);
     }
     bench_note(ctx, "tool: element commands run in the tool on the map region, reached through its rewritten "
-                    "syscall() site (the first call of a site traps once); create/load go to bpfgraftd over a "
-                    "socket and are verified there; create/load: median of 50 calls, each with its close");
+                    "syscall() site (the first call of a site traps once); maps are laid out in the tool in a map "
+                    "ticket (one round trip to bpfgraftd per 8 tickets), programs go to bpfgraftd over a socket "
+                    "and are verified there; create/load: median of 50 calls, each with its close");
     return 0;
 }
 

@@ -28,6 +28,8 @@
            attach removes it and maps the only payload
   timers   a `bpfgraft run` tool's timer (bpftrace interval:) ticks on
            while no server runs (kill -9, restart)
+  tickets  maps a `bpfgraft run` tool lays out in its map tickets: listed by
+           the id the tool sees, kept across kill -9, files gone at its end
   execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
            + restart: a process started after it is counted exactly
   layout   map regions of layout 3 at restart: arrays converted with their
@@ -895,6 +897,70 @@ def part_timers(a, d):
         d.stop(signal.SIGTERM)
 
 
+def listed_maps(d, ids, timeout=5):
+    """The ids among ids map.list shows, waiting up to timeout for all
+    (a map made in a ticket is registered after the tool's call returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with d.client() as cl:
+            got = {m["id"] for m in cl.call("map.list")} & set(ids)
+        if got == set(ids) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.02)
+
+
+def tool_map_id(bt, what):
+    """Creates a map in bpf_tool; its id as the tool sees it."""
+    check_eq(bt.ask("create"), "create OK", f"tickets: {what}: the tool creates a map")
+    r = bt.ask("id") or ""
+    check(r.startswith("id ") and r[3:].isdigit(), f"tickets: {what}: the tool reads its map's id", r)
+    return int(r[3:]) if r[3:].isdigit() else -1
+
+
+def state_map_files(d):
+    return set(os.listdir(os.path.join(d.state, "restart", "maps")))
+
+
+def part_tickets(a, d):
+    """Maps a `bpfgraft run` tool makes in its map tickets (no round trip):
+    listed by the server with the id the tool sees, across kill -9 (also
+    one made just before it) with their data; a create with no server
+    fails with ENOTCONN as without tickets; when the tool ends, no region
+    file of it (maps or unused tickets) stays in the state directory."""
+    d.start()
+    before = state_map_files(d)
+    bt = RunTool(d, [sys.executable, os.path.join(HERE, "bpf_tool.py")], "python3")
+    try:
+        ids = [tool_map_id(bt, "first map")]
+        check_eq(bt.ask("update 41"), "update OK 41", "tickets: the first map written by the tool")
+        ids += [tool_map_id(bt, f"map {i + 2}") for i in range(9)]  # past one batch of tickets
+        check_eq(len(set(ids)), len(ids), f"tickets: ten maps, ten ids {ids}")
+        check_eq(listed_maps(d, ids), set(ids), "tickets: map.list lists every map by the tool's id")
+        check_eq(map_u64(d, ids[0], 0), 41, "tickets: the server reads what the tool wrote")
+        pid = bt.pid(d)
+        ids.append(tool_map_id(bt, "map made just before kill -9"))
+        d.stop(signal.SIGKILL)
+        check_eq(bt.ask("create"), "create ERR 107", "tickets: with no server a create fails with ENOTCONN")
+        d.start()
+        got = wait_tools_running(d, [pid], timeout=30)
+        check_eq(got.get(pid), "running", "tickets: the tool is adopted by the new server")
+        ids.append(tool_map_id(bt, "map made after the restart"))
+        listed = listed_maps(d, ids)
+        check(listed == set(ids), "tickets: after kill -9 every map is listed by its id",
+              f"missing {sorted(set(ids) - listed)}; {d.log()[-1500:]}")
+        check_eq(map_u64(d, ids[0], 0), 41, "tickets: the first map kept its data across the restart")
+        check_eq(bt.ask("lookup"), "lookup OK 41", "tickets: the tool reads it too")
+        bt.proc.stdin.close()  # bpf_tool.py ends at the end of its input
+        bt.proc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while state_map_files(d) != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_eq(state_map_files(d) - before, set(), "tickets: the ended tool left no region file")
+    finally:
+        bt.stop()
+        d.stop(signal.SIGTERM)
+
+
 def part_execwatch(a, d):
     """An exec watch of a `bpfgraft run` tool (a pid -1 uprobe on a binary)
     across kill -9 + restart: a process of that binary started after the
@@ -1716,7 +1782,7 @@ def main():
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
              "attachsteps": part_attachsteps, "signals": part_signals,
-             "reinject": part_reinject, "reinjectsys": part_reinjectsys}
+             "reinject": part_reinject, "reinjectsys": part_reinjectsys, "tickets": part_tickets}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
