@@ -75,13 +75,12 @@
     pop %rcx
     cmpb $0, bpfg_entry_lahf(%rip)
     je .Le8_\@
-    testb $0x04, 9(%rsp)        /* DF (bit 10) set: the slow way */
+    movzbl 9(%rsp), %eax        /* flags bits 8-15 */
+    test $0x04, %al             /* DF (bit 10) set: the slow way */
     jnz .Le8_\@
-    movzbl 8(%rsp), %eax        /* SF ZF AF PF CF, */
-    shl $8, %eax                /* in ah for sahf (no ah read-modify-write) */
-    testb $0x08, 9(%rsp)        /* OF (bit 11) */
-    setnz %al
-    add $0x7f, %al              /* OF = (al == 1) */
+    and $0x08, %eax             /* OF (bit 11) */
+    add $0x78, %al              /* OF = (al == 0x08): 8 + 120 overflows */
+    mov 8(%rsp), %ah            /* SF ZF AF PF CF, for sahf */
     sahf
     jmp .Le9_\@
 .Le8_\@:  push 8(%rsp)
