@@ -760,14 +760,24 @@ static int hook_mode(bool nodisp, char *err, size_t errlen)
     return 0;
 }
 
+/* A message's fixed body into dst: false, or true with err set when the
+ * body is shorter (the caller returns -EBADMSG). */
+static bool take_body(void *dst, size_t want, const uint8_t *body, size_t len, const char *what, char *err,
+                      size_t errlen)
+{
+    if (len < want) {
+        snprintf(err, errlen, "%s message too short", what);
+        return true;
+    }
+    memcpy(dst, body, want);
+    return false;
+}
+
 static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
 {
     struct bpfg_pmsg_syscall_hook h;
-    if (len < sizeof(h)) {
-        snprintf(err, errlen, "SYSCALL_HOOK message too short");
+    if (take_body(&h, sizeof(h), body, len, "SYSCALL_HOOK", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&h, body, sizeof(h));
     struct prog *p = payload_prog_by_id(h.prog_id);
     if (!p) {
         snprintf(err, errlen, "program %u is not loaded", h.prog_id);
@@ -925,11 +935,8 @@ void syscall_reconnected(void)
 int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
 {
     struct bpfg_pmsg_syscall_unhook u;
-    if (len < sizeof(u)) {
-        snprintf(err, errlen, "SYSCALL_UNHOOK message too short");
+    if (take_body(&u, sizeof(u), body, len, "SYSCALL_UNHOOK", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&u, body, sizeof(u));
     struct prog *p = payload_prog_by_id(u.prog_id);
     if (!p) {
         snprintf(err, errlen, "program %u is not loaded", u.prog_id);
@@ -976,11 +983,8 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
 static int takeover(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
 {
     struct bpfg_pmsg_syscall_takeover tk;
-    if (len < sizeof(tk)) {
-        snprintf(err, errlen, "SYSCALL_TAKEOVER message too short");
+    if (take_body(&tk, sizeof(tk), body, len, "SYSCALL_TAKEOVER", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&tk, body, sizeof(tk));
     if (__atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED)) {
         snprintf(err, errlen, "syscall hooks without dispatch are in place already");
         return -EBUSY;
