@@ -768,41 +768,23 @@ static void emit_callx(struct jit *j, const struct bpf_insn *in, size_t pc)
 
 /* ---- jumps ---------------------------------------------------------------- */
 
-static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
+static bool is_cond_jump(const struct bpf_insn *in)
+{
+    uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
+    return (cls == BPF_JMP || cls == BPF_JMP32) && op != BPF_JA && op != BPF_CALL && op != BPF_EXIT && op <= BPF_JSLE;
+}
+
+/* The compare of conditional jump in, then a jcc to label (the inverse
+ * condition with invert). */
+static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert, uint32_t label)
 {
     static const int cc_of[16] = {
         [BPF_JEQ >> 4] = CC_E,  [BPF_JGT >> 4] = CC_A,  [BPF_JGE >> 4] = CC_AE,  [BPF_JSET >> 4] = CC_NE,
         [BPF_JNE >> 4] = CC_NE, [BPF_JSGT >> 4] = CC_G, [BPF_JSGE >> 4] = CC_GE, [BPF_JLT >> 4] = CC_B,
         [BPF_JLE >> 4] = CC_BE, [BPF_JSLT >> 4] = CC_L, [BPF_JSLE >> 4] = CC_LE,
     };
-    bool is32 = BPF_CLASS(in->code) == BPF_JMP32;
-    unsigned w = is32 ? 0 : F_W;
+    unsigned w = BPF_CLASS(in->code) == BPF_JMP32 ? 0 : F_W;
     uint8_t op = BPF_OP(in->code);
-
-    switch (op) {
-    case BPF_JA: jmp_label(j, (uint32_t)((int64_t)pc + 1 + (is32 ? in->imm : in->off))); return 0;
-    case BPF_EXIT: emit1(j, 0xc3); return 0;
-    case BPF_CALL:
-        if (BPF_SRC(in->code) == BPF_X)
-            emit_callx(j, in, pc);
-        else if (in->src_reg == BPF_PSEUDO_CALL)
-            emit_local_call(j, (int64_t)pc + 1 + in->imm, pc);
-        else
-            emit_helper_call(j, (uint32_t)in->imm, pc);
-        return 0;
-    case BPF_JEQ:
-    case BPF_JGT:
-    case BPF_JGE:
-    case BPF_JSET:
-    case BPF_JNE:
-    case BPF_JSGT:
-    case BPF_JSGE:
-    case BPF_JLT:
-    case BPF_JLE:
-    case BPF_JSLT:
-    case BPF_JSLE: break;
-    default: return -EINVAL;
-    }
     int dst = reg_map[in->dst_reg];
     if (BPF_SRC(in->code) == BPF_X) {
         ins_rr(j, w, op == BPF_JSET ? 0x85 : 0x39, reg_map[in->src_reg], dst);
@@ -814,7 +796,45 @@ static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
     } else {
         ins_ri(j, w, 7, dst, in->imm);
     }
-    jcc_label(j, cc_of[op >> 4], (uint32_t)((int64_t)pc + 1 + in->off));
+    jcc_label(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label); /* x86 cc ^ 1 is its inverse */
+}
+
+/* A jump back to a loop's exit test ("L: if c goto X; ...; goto L") gets
+ * the test itself, inverted: "if !c goto L+1; goto X". The loop then
+ * runs one taken branch per iteration instead of a jmp and the test. */
+static void emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32_t off)
+{
+    size_t target = (size_t)((int64_t)pc + 1 + off);
+    const struct bpf_insn *t = &insns[target];
+    size_t exit = (size_t)((int64_t)target + 1 + t->off);
+    if (off >= 0 || !is_cond_jump(t)) {
+        if (target != pc + 1) /* ja +0 is a nop */
+            jmp_label(j, (uint32_t)target);
+        return;
+    }
+    emit_cond_jump(j, t, true, (uint32_t)(target + 1));
+    if (exit != pc + 1) /* the exit is often the next instruction */
+        jmp_label(j, (uint32_t)exit);
+}
+
+static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
+{
+    bool is32 = BPF_CLASS(in->code) == BPF_JMP32;
+    switch (BPF_OP(in->code)) {
+    case BPF_JA: emit_ja(j, in - pc, pc, is32 ? in->imm : in->off); return 0;
+    case BPF_EXIT: emit1(j, 0xc3); return 0;
+    case BPF_CALL:
+        if (BPF_SRC(in->code) == BPF_X)
+            emit_callx(j, in, pc);
+        else if (in->src_reg == BPF_PSEUDO_CALL)
+            emit_local_call(j, (int64_t)pc + 1 + in->imm, pc);
+        else
+            emit_helper_call(j, (uint32_t)in->imm, pc);
+        return 0;
+    }
+    if (!is_cond_jump(in))
+        return -EINVAL;
+    emit_cond_jump(j, in, false, (uint32_t)((int64_t)pc + 1 + in->off));
     return 0;
 }
 
@@ -931,13 +951,11 @@ static int collect_funcs(struct jit *j, const struct bpf_insn *orig, size_t n)
     return 0;
 }
 
-/* Lookup inlining needs r1's value at a call: known from a lddw up to the
- * next instruction reached by a jump or a call (marked here) or the next
- * write to r1 (track_r1). */
+/* Instructions reached by a jump or a call. Lookup inlining needs r1's
+ * value at a call: known from a lddw up to the next such instruction or
+ * the next write to r1 (track_r1); a fused pair (fuse_lea) never spans one. */
 static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
 {
-    if (!j->opts->map_info)
-        return 0;
     j->leader = calloc(n, 1);
     if (!j->leader)
         return -ENOMEM;
@@ -980,6 +998,69 @@ static void track_r1(struct jit *j, const struct bpf_insn *in)
         j->r1_known = false;
 }
 
+/* lea dst, [base + index]: rsp is no eBPF register, so never the index. */
+static void lea_bi(struct jit *j, int dst, int base, int index)
+{
+    if ((base & 7) == RBP && (index & 7) != RBP) { /* rbp/r13 as base need a disp8 */
+        int t = base;
+        base = index;
+        index = t;
+    }
+    int mod = (base & 7) == RBP ? 1 : 0;
+    emit1(j, (uint8_t)(0x48 | (dst & 8 ? 4 : 0) | (index & 8 ? 2 : 0) | (base & 8 ? 1 : 0)));
+    emit1(j, 0x8d);
+    emit1(j, (uint8_t)(mod << 6 | (dst & 7) << 3 | RSP));
+    emit1(j, (uint8_t)((index & 7) << 3 | (base & 7)));
+    if (mod)
+        emit1(j, 0);
+}
+
+/* "dst = src; dst += x" (address arithmetic: clang emits it before most
+ * memory accesses) as one lea when no jump lands between the two: one
+ * instruction, no dependency on the copy. Whether it did. */
+static bool fuse_lea(struct jit *j, const struct bpf_insn *in, size_t pc)
+{
+    if (in->code != (BPF_ALU64 | BPF_MOV | BPF_X) || in->off != 0 || pc + 1 >= j->n || j->leader[pc + 1])
+        return false;
+    const struct bpf_insn *add = in + 1;
+    int dst = reg_map[in->dst_reg], src = reg_map[in->src_reg];
+    if (add->dst_reg != in->dst_reg || add->off != 0)
+        return false;
+    if (add->code == (BPF_ALU64 | BPF_ADD | BPF_K))
+        ins_rm(j, F_W, 0x8d, dst, src, add->imm);
+    else if (add->code == (BPF_ALU64 | BPF_ADD | BPF_X))
+        lea_bi(j, dst, src, add->src_reg == in->dst_reg ? src : reg_map[add->src_reg]);
+    else
+        return false;
+    return true;
+}
+
+/* One instruction (lddw: two, *pc advanced past the second). */
+static int emit_insn(struct jit *j, const struct bpf_insn *in, size_t *pc)
+{
+    switch (BPF_CLASS(in->code)) {
+    case BPF_ALU:
+    case BPF_ALU64: return emit_alu(j, in);
+    case BPF_JMP:
+    case BPF_JMP32: return emit_jmp(j, in, *pc);
+    case BPF_LD:
+        if (in->code != (BPF_LD | BPF_IMM | BPF_DW))
+            return -EINVAL;
+        mov_ri64(j, reg_map[in->dst_reg], (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32);
+        j->labels[++*pc] = (uint32_t)j->len;
+        return 0;
+    case BPF_LDX: emit_ldx(j, in); return 0;
+    case BPF_ST: emit_st(j, in); return 0;
+    case BPF_STX:
+        if (BPF_MODE(in->code) == BPF_ATOMIC)
+            emit_atomic(j, in, *pc);
+        else
+            emit_stx(j, in);
+        return 0;
+    default: return -EINVAL;
+    }
+}
+
 int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg_x86jit_opts *opts,
                         struct bpfg_x86jit_code *out, char *err, size_t errlen)
 {
@@ -1015,28 +1096,12 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         j.labels[pc] = (uint32_t)j.len;
         if (j.leader && j.leader[pc])
             j.r1_known = false;
-        switch (BPF_CLASS(in->code)) {
-        case BPF_ALU:
-        case BPF_ALU64: ret = emit_alu(&j, in); break;
-        case BPF_JMP:
-        case BPF_JMP32: ret = emit_jmp(&j, in, pc); break;
-        case BPF_LD:
-            if (in->code != (BPF_LD | BPF_IMM | BPF_DW)) {
-                ret = -EINVAL;
-                break;
-            }
-            mov_ri64(&j, reg_map[in->dst_reg], (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32);
+        if (fuse_lea(&j, in, pc)) {
+            track_r1(&j, in);
             j.labels[++pc] = (uint32_t)j.len;
-            break;
-        case BPF_LDX: emit_ldx(&j, in); break;
-        case BPF_ST: emit_st(&j, in); break;
-        case BPF_STX:
-            if (BPF_MODE(in->code) == BPF_ATOMIC)
-                emit_atomic(&j, in, pc);
-            else
-                emit_stx(&j, in);
-            break;
-        default: ret = -EINVAL; break;
+            in++;
+        } else {
+            ret = emit_insn(&j, in, &pc);
         }
         if (ret)
             snprintf(err, errlen, "instruction %zu: opcode 0x%02x not supported by the x86 JIT", pc, in->code);

@@ -1,7 +1,8 @@
 # Checks that the payload is loadable by the injector: no NEEDED entries,
 # no TLS segment, only R_X86_64_RELATIVE relocations, and the four entry
 # symbols (and nothing else) exported; and that its hot data (payload.h,
-# PAYLOAD_HOT_DATA) lies within one page. Run: cmake -DPAYLOAD=... -P this.
+# PAYLOAD_HOT_DATA, and the stats table's first line) and a hooked
+# syscall's hot code each lie within one page. Run: cmake -DPAYLOAD=... -P this.
 find_program(READELF readelf REQUIRED)
 execute_process(COMMAND ${READELF} -W --dynamic --program-headers --relocs --dyn-syms --section-headers ${PAYLOAD}
                 OUTPUT_VARIABLE out RESULT_VARIABLE rc)
@@ -31,12 +32,36 @@ list(LENGTH globals nglobals)
 if(NOT nglobals EQUAL 4)
   message(FATAL_ERROR "payload exports ${nglobals} symbols, expected 4: ${globals}")
 endif()
-# [Nr] Name Type Address Off Size: the hot data section within one page.
+# Fails unless [first, end) lies within one page.
+function(check_one_page what first end)
+  math(EXPR pages "(${end} - 1) / 4096 - ${first} / 4096")
+  if(NOT pages EQUAL 0)
+    message(FATAL_ERROR "payload's ${what} (${first} to ${end}) is not within one page")
+  endif()
+endfunction()
+# [Nr] Name Type Address Off Size: the hot data section within one page,
 if(NOT out MATCHES "bpfg_hot +PROGBITS +([0-9a-f]+) +[0-9a-f]+ +([0-9a-f]+)")
   message(FATAL_ERROR "payload has no bpfg_hot section")
 endif()
-math(EXPR hot_end "(0x${CMAKE_MATCH_1} % 4096) + 0x${CMAKE_MATCH_2}")
-if(hot_end GREATER 4096)
-  message(FATAL_ERROR "payload's bpfg_hot section (0x${CMAKE_MATCH_1}, 0x${CMAKE_MATCH_2} bytes) crosses a page")
+set(hot_start 0x${CMAKE_MATCH_1})
+math(EXPR hot_end "${hot_start} + 0x${CMAKE_MATCH_2}")
+check_one_page("bpfg_hot section" ${hot_start} ${hot_end})
+# with the stats table's first cache line (its enabled word).
+if(NOT out MATCHES "bpfg_hot_stats +PROGBITS +([0-9a-f]+) ")
+  message(FATAL_ERROR "payload has no bpfg_hot_stats section")
 endif()
+math(EXPR stats_line_end "0x${CMAKE_MATCH_1} + 64")
+check_one_page("hot data and stats switch" ${hot_start} ${stats_line_end})
+# The hot code of a hooked syscall within one page (syscall.c aligns its
+# start): from bpfg_sys_fast_enter to the end of bpfg_sys_fast_entry.
+execute_process(COMMAND ${READELF} -W --syms ${PAYLOAD} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+if(NOT syms MATCHES " ([0-9a-f]+) +[0-9]+ FUNC +[A-Z]+ +[A-Z]+ +[0-9]+ bpfg_sys_fast_enter\n")
+  message(FATAL_ERROR "payload has no symbol bpfg_sys_fast_enter")
+endif()
+set(enter 0x${CMAKE_MATCH_1})
+if(NOT syms MATCHES " ([0-9a-f]+) +([0-9]+) FUNC +[A-Z]+ +[A-Z]+ +[0-9]+ bpfg_sys_fast_entry\n")
+  message(FATAL_ERROR "payload has no symbol bpfg_sys_fast_entry")
+endif()
+math(EXPR sys_hot_end "0x${CMAKE_MATCH_1} + ${CMAKE_MATCH_2}")
+check_one_page("syscall hot code" ${enter} ${sys_hot_end})
 message(STATUS "payload ${PAYLOAD}: freestanding, ${nglobals} exports, hot data in one page")

@@ -75,12 +75,12 @@
     pop %rcx
     cmpb $0, bpfg_entry_lahf(%rip)
     je .Le8_\@
-    movzwl 8(%rsp), %eax
-    test $0x04, %ah             /* DF (bit 10) set: the slow way */
+    testb $0x04, 9(%rsp)        /* DF (bit 10) set: the slow way */
     jnz .Le8_\@
-    shr $3, %ah                 /* OF: bit 11 -> bit 0 */
-    and $1, %ah
-    xchg %al, %ah               /* al = OF, ah = SF ZF AF PF CF */
+    movzbl 8(%rsp), %eax        /* SF ZF AF PF CF, */
+    shl $8, %eax                /* in ah for sahf (no ah read-modify-write) */
+    testb $0x08, 9(%rsp)        /* OF (bit 11) */
+    setnz %al
     add $0x7f, %al              /* OF = (al == 1) */
     sahf
     jmp .Le9_\@
@@ -91,9 +91,10 @@
 .endm
 
 /* rsp = T. Switches to the thread's handler stack with a kernel-layout
- * struct pt_regs at rsp (ip and orig_ax left to the caller) and rbx = T;
- * the thread's slot and stack found inline (hooks.c: thread_slot) when it
- * has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
+ * struct pt_regs at rsp (ip and orig_ax left to the caller), rbx = T and
+ * rdx = the thread's slot (the handler needs no lookup of its own: a
+ * division by the stacks' stride); slot and stack found inline (hooks.c:
+ * thread_slot) when the thread has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
  * and continues at `none` with rsp = T and every register as at entry but
  * those SAVE_SCRATCH saved. */
 .macro SWITCH_STACK none, miss
@@ -113,9 +114,10 @@
     and $T_SLOTS_MASK, %eax
     imul $T_SLOT_SIZE, %rax, %rdx
     lea bpfg_threads(%rip), %rsi
-    cmp %rcx, (%rsi,%rdx)               /* the slot's owner */
+    add %rsi, %rdx                      /* the slot, kept for the handler */
+    cmp %rcx, (%rdx)                    /* its owner */
     jne .Le5_\@
-    testb $T_HSTACK_READY, T_LISTED(%rsi,%rdx) /* same cache line: no table of stack tops */
+    testb $T_HSTACK_READY, T_LISTED(%rdx) /* same cache line: no table of stack tops */
     jz .Le5_\@
     imul $HSTACK_STRIDE, %rax, %rax     /* the slot's stack top */
     add hooks_hstacks(%rip), %rax

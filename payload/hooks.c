@@ -32,7 +32,9 @@
 
 struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
-struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
+/* Right after the hot data (payload.h, PAYLOAD_HOT_STATS): its enabled
+ * word, which every hit and program run reads, on the hot page. */
+PAYLOAD_HOT_STATS struct bpfg_stats_table bpfg_stats = {.max_progs = BPFG_STATS_MAX_PROGS};
 _Static_assert(BPFG_STATS_MAX_PROGS == MAX_PROGS, "a stats slot per program slot");
 
 /* Shadow entries farther than this from the current stack pointer are not
@@ -126,20 +128,35 @@ static inline __attribute__((always_inline)) struct bpfg_thread_slot *thread_slo
     return thread_slot_slow(self);
 }
 
-/* Drops entries of frames that are gone (left by an exception or longjmp,
- * their programs never run): their slot is at or below sp, on the same
- * stack. */
-static PAYLOAD_HOT void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
+/* Whether the top entry of t's shadow stack is a frame that is gone (left
+ * by an exception or longjmp, its programs never run): its slot is at or
+ * below sp, on the same stack. */
+static inline __attribute__((always_inline)) bool shadow_top_gone(const struct bpfg_thread_slot *t, uint64_t sp,
+                                                                  bool inclusive)
 {
-    while (t->depth) {
+    if (!t->depth)
+        return false;
+    const struct bpfg_shadow_entry *e = &t->stack[t->depth - 1];
+    bool gone = inclusive ? e->slot <= sp : e->slot < sp;
+    return gone && sp - e->slot <= SAME_STACK_WINDOW;
+}
+
+static __attribute__((noinline)) void shadow_drop_gone(struct bpfg_thread_slot *t, uint64_t sp, bool inclusive)
+{
+    while (shadow_top_gone(t, sp, inclusive)) {
         const struct bpfg_shadow_entry *e = &t->stack[t->depth - 1];
-        bool gone = inclusive ? e->slot <= sp : e->slot < sp;
-        if (!gone || sp - e->slot > SAME_STACK_WINDOW)
-            break;
         if (e->hook_index < BPFG_MAX_HOOKS)
             __atomic_fetch_add(&bpfg_hooks[e->hook_index].dropped, 1, __ATOMIC_RELAXED);
         t->depth--;
     }
+}
+
+/* Drops the gone entries; the test inline, as nearly no hit has any. */
+static inline __attribute__((always_inline)) void shadow_drop_below(struct bpfg_thread_slot *t, uint64_t sp,
+                                                                    bool inclusive)
+{
+    if (__builtin_expect(shadow_top_gone(t, sp, inclusive), 0))
+        shadow_drop_gone(t, sp, inclusive);
 }
 
 static PAYLOAD_HOT void miss(struct bpfg_hook_slot *h, struct bpfg_thread_slot *t)
@@ -179,21 +196,21 @@ static __attribute__((noinline)) bool hstack_prepare(struct bpfg_thread_slot *t,
 }
 
 /* The stack pointer the handler is to run on (16-aligned), or 0 if the
- * thread has none (a miss). A thread already on its handler stack (a
- * signal handler that interrupted a handler reached a probe) goes on
- * below sp. */
-uint64_t bpfg_handler_stack(uint64_t sp)
+ * thread has none (a miss), and the thread's slot. A thread already on its
+ * handler stack (a signal handler that interrupted a handler reached a
+ * probe) goes on below sp. */
+struct hooks_hstack bpfg_handler_stack(uint64_t sp)
 {
     struct bpfg_thread_slot *t = thread_slot();
     if (!t || !hooks_hstacks)
-        return 0;
+        return (struct hooks_hstack){0, t};
     size_t i = (size_t)(t - bpfg_threads);
     uint64_t lo = hooks_hstacks + i * BPFG_HANDLER_STACK_STRIDE + BPFG_HANDLER_STACK_GUARD;
     if (sp - lo < BPFG_HANDLER_STACK_SIZE)
-        return sp & ~15ull;
+        return (struct hooks_hstack){sp & ~15ull, t};
     if (!(__atomic_load_n(&t->listed, __ATOMIC_ACQUIRE) & LISTED_HSTACK) && !hstack_prepare(t, lo))
-        return 0;
-    return lo + BPFG_HANDLER_STACK_SIZE;
+        return (struct hooks_hstack){0, t};
+    return (struct hooks_hstack){lo + BPFG_HANDLER_STACK_SIZE, t};
 }
 
 static PAYLOAD_HOT void run_list(uint64_t *list, const uint64_t *cookies, struct bpfg_exec *ex)
@@ -236,15 +253,18 @@ void bpfg_uprobe_miss(uint64_t *word)
     miss(hook_resume(*word & ~(uint64_t)BPFG_HOOK_INDEX_MID, word), NULL);
 }
 
-/* Called by bpfg_uprobe_entry on the thread's handler stack. Returns 1 to
- * return to the caller with regs->ax (bpf_override_return), 0 to continue
- * at the resume address, which it stores in *resume (on the target's
- * stack, read by the entry code's jmp). */
-PAYLOAD_HOT long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
+/* Called by bpfg_uprobe_entry on the thread's handler stack with the
+ * word its stub pushed (the hook index) and the thread's slot in
+ * registers: read back from regs, each would wait for a store to
+ * forward, and the slot for a division, before any hook data could load.
+ * Returns 1 to return to the caller with regs->ax (bpf_override_return),
+ * 0 to continue at the resume address, which it stores in *resume (on the
+ * target's stack, read by the entry code's jmp). */
+PAYLOAD_HOT long bpfg_uprobe_hit(struct bpfg_pt_regs *regs, uint64_t *resume, uint64_t word, struct bpfg_thread_slot *t)
 {
     /* a stub inside a function stepped over the red zone (payload_abi.h) */
-    bool mid = regs->orig_ax & BPFG_HOOK_INDEX_MID;
-    uint64_t index = regs->orig_ax & ~(uint64_t)BPFG_HOOK_INDEX_MID;
+    bool mid = word & BPFG_HOOK_INDEX_MID;
+    uint64_t index = word & ~(uint64_t)BPFG_HOOK_INDEX_MID;
     struct bpfg_hook_slot *h = hook_resume(index, resume);
     regs->ip = h->site;
     regs->orig_ax = index;
@@ -256,7 +276,6 @@ PAYLOAD_HOT long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume
         miss(h, NULL); /* inert, or a thread that reached the site as it was unhooked */
         return 0;
     }
-    struct bpfg_thread_slot *t = hooks_stack_slot(regs);
     if (!hooks_thread_enter(t)) {
         miss(h, t);
         return 0;
@@ -297,6 +316,11 @@ PAYLOAD_HOT long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume
     return 0;
 }
 
+long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume)
+{
+    return bpfg_uprobe_hit(regs, resume, regs->orig_ax, hooks_stack_slot(regs));
+}
+
 static void fatal_no_entry(uint64_t sp) __attribute__((noreturn, cold));
 
 static void fatal_no_entry(uint64_t sp)
@@ -318,11 +342,11 @@ void bpfg_uretprobe_lost(uint64_t *slot)
     fatal_no_entry((uint64_t)(uintptr_t)slot);
 }
 
-/* Called by bpfg_uretprobe_return; returns the original return address. */
-PAYLOAD_HOT uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs)
+/* Called by bpfg_uretprobe_return with the thread's slot; returns the
+ * original return address. */
+PAYLOAD_HOT uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs, struct bpfg_thread_slot *t)
 {
     uint64_t slot = regs->sp - 8;
-    struct bpfg_thread_slot *t = hooks_stack_slot(regs);
     shadow_drop_below(t, slot, false);
     if (!t->depth || t->stack[t->depth - 1].slot != slot)
         fatal_no_entry(slot);

@@ -30,7 +30,7 @@
 EXPORT struct bpfg_payload_params bpfg_payload_params;
 
 extern char bpfg_uprobe_entry[], bpfg_uretprobe_return[];
-uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs);
+uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs, struct bpfg_thread_slot *t);
 
 #define POLL_MS 50
 #define QUIESCE_MS 5000

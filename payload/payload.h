@@ -38,6 +38,10 @@ struct prog {
  * same reason: the linker gathers this section of every file into one
  * output section, which check-freestanding.cmake checks fits one page. */
 #define PAYLOAD_HOT_DATA __attribute__((section("bpfg_hot")))
+/* The stats table (10 KiB), in a section of its own that the linker puts
+ * right after bpfg_hot: its first cache line, the enabled word, is on
+ * the hot page too (checked with bpfg_hot). */
+#define PAYLOAD_HOT_STATS __attribute__((section("bpfg_hot_stats"), aligned(64)))
 
 /* One program run on a target thread; helpers receive it as their user
  * pointer through bpfg_vm_exec_ctx(). */
@@ -151,7 +155,9 @@ void hooks_init(void); /* payload thread, before the first hook */
 extern struct bpfg_hook_slot bpfg_hooks[BPFG_MAX_HOOKS];
 /* main.c: the injector's parameters; trap.c reads the patch journal */
 extern struct bpfg_payload_params bpfg_payload_params __attribute__((visibility("default")));
-extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+/* hidden: an extern of default visibility is reached through the GOT,
+ * one more page (a TLB walk after each syscall) on the syscall hot path */
+extern struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS] __attribute__((visibility("hidden")));
 /* Set once by hooks_init, before any hook is active: the handler stacks'
  * reservation (0: none, every hit a miss) and whether grace periods use
  * membarrier (handlers then need no locked instruction). */
@@ -198,6 +204,7 @@ static inline __attribute__((always_inline)) void hooks_exec_init(struct bpfg_ex
     ex->ctx = NULL;
     ex->ctx_len = 0;
     ex->hook = h;
+    __asm__("" : "+r"(entry)); /* else entry and override merge into a constant read from .rodata */
     ex->entry = entry;
     ex->override = false;
     ex->override_rc = 0;
@@ -208,11 +215,19 @@ static inline __attribute__((always_inline)) void hooks_exec_init(struct bpfg_ex
     ex->cookie = 0;
     ex->cpus.n = 0;
 }
-/* The uprobe handlers the entry code calls (start.S), also called by the
- * trap probes' SIGTRAP handler (trap.c) with regs on the handler stack. */
+/* The uprobe handler the trap probes' SIGTRAP handler (trap.c) calls with
+ * regs on the handler stack; the entry code (start.S) calls
+ * bpfg_uprobe_hit, the same with the hook's word and the thread's slot. */
 long bpfg_uprobe_handler(struct bpfg_pt_regs *regs, uint64_t *resume);
+long bpfg_uprobe_hit(struct bpfg_pt_regs *regs, uint64_t *resume, uint64_t word, struct bpfg_thread_slot *t);
 void bpfg_uprobe_miss(uint64_t *word);
-uint64_t bpfg_handler_stack(uint64_t sp);
+/* The handler stack's sp (0: none) and the thread's slot, in rax and rdx
+ * for the entry code (entry.h: SWITCH_STACK). */
+struct hooks_hstack {
+    uint64_t sp;
+    struct bpfg_thread_slot *slot;
+};
+struct hooks_hstack bpfg_handler_stack(uint64_t sp);
 int hooks_add(uint32_t index, uint32_t kind, struct prog *p, uint64_t site, uint64_t resume, uint64_t cookie, char *err,
               size_t errlen);
 void hooks_remove(uint32_t index);

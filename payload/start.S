@@ -42,11 +42,12 @@ bpfg_payload_start:
 bpfg_uprobe_entry:
     SAVE_SCRATCH
     SWITCH_STACK 2f, bpfg_uprobe_miss
-    mov S_WORD(%rbx), %rax
-    mov %rax, ORIG_AX(%rsp)
+    mov %rdx, %rcx              /* the thread's slot */
+    mov S_WORD(%rbx), %rdx      /* the hook's word, also in a register */
+    mov %rdx, ORIG_AX(%rsp)
     mov %rsp, %rdi
     lea S_WORD(%rbx), %rsi
-    call bpfg_uprobe_handler
+    call bpfg_uprobe_hit
     mov RAX(%rsp), %rcx         /* bpf_override_return's value */
     mov %rcx, S_RAX(%rbx)
     mov %rax, %rcx              /* the verdict: SWITCH_BACK uses rax */
@@ -76,6 +77,7 @@ bpfg_uretprobe_return:
     SWITCH_STACK 2f, bpfg_uretprobe_lost
     movq $-1, ORIG_AX(%rsp)
     mov %rsp, %rdi
+    mov %rdx, %rsi              /* the thread's slot */
     call bpfg_uretprobe_handler
     mov %rax, S_WORD(%rbx)
     SWITCH_BACK

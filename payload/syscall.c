@@ -192,6 +192,11 @@ static void regs_from_uc(struct bpfg_pt_regs *r, const greg_t *g, long nr)
     r->flags = (uint64_t)g[REG_EFL], r->sp = (uint64_t)g[REG_RSP], r->ss = 0x2b;
 }
 
+/* The hot code of a hooked syscall (this file's, then syscall_entry.S's,
+ * the next in link order) starts a page, so that it is one page, one TLB
+ * walk after each syscall (payload-freestanding checks it). */
+__asm__(".pushsection .text.hot,\"ax\",@progbits\n.balign 4096\n.popsection");
+
 static PAYLOAD_HOT void run_list(const uint64_t *list, struct bpfg_exec *ex)
 {
     for (int i = 0; i < BPFG_SYS_MAX_PROGS; i++) {
@@ -211,6 +216,15 @@ static bool want_exit(long nr)
 {
     uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
     return (raw & 10) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (hot.nr_has[nr] & 2));
+}
+
+/* Whether nr's programs include a record format (tracepoint/syscalls/ or
+ * raw_syscalls/), whose common_pid needs the tid: a gettid, one more
+ * kernel entry, that raw tracepoints do without. */
+static bool want_tid(long nr)
+{
+    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
+    return (raw & 3) || ((unsigned long)nr < BPFG_SYS_MAX_NR && (hot.nr_has[nr] & 3));
 }
 
 /* Runs the sys_enter programs. Returns true (with *rc) when one of them
@@ -376,7 +390,7 @@ static void notify_exec(const struct call *c)
     if (n <= 0)
         n = 1;
     m.e.pid = (uint32_t)rt_sys0(SYS_getpid);
-    m.e.tid = (uint32_t)c->tid;
+    m.e.tid = (uint32_t)(c->tid ? c->tid : rt_sys0(SYS_gettid)); /* 0 unless a record program wanted it */
     m.h.type = BPFG_PMSG_EXEC;
     m.h.len = (uint32_t)(sizeof(m.h) + sizeof(m.e) + (size_t)n);
     /* one send of a small message: it is not interleaved with the payload
@@ -497,9 +511,7 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
     long exit = want_exit(c.nr) ? FAST_EXIT : 0;
     int64_t ret;
     if (want_enter(c.nr)) {
-        uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
-        /* only the record formats carry the tid: raw tracepoints skip gettid */
-        if ((raw & 3) || ((unsigned long)c.nr < BPFG_SYS_MAX_NR && (hot.nr_has[c.nr] & 3)))
+        if (want_tid(c.nr))
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
         if (run_enter(&c, &ret)) {
             r->ax = (uint64_t)ret;
@@ -523,7 +535,8 @@ PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
     fast_call_init(&c, r);
     if (!want_exit(c.nr)) /* re-read: the programs may have gone while the syscall blocked */
         return;
-    c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
+    if (want_tid(c.nr))
+        c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
     run_exit(&c, ret);
 }
 
@@ -617,8 +630,9 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
         heal_dispatch();
     bool own = !self && rip - hot.old_lo >= hot.old_hi - hot.old_lo;
     bool enter = own && want_enter(c.nr), exit = own && want_exit(c.nr);
+    c.tid = 0;
     if (enter || exit) {
-        c.tid = (int32_t)rt_sys0(SYS_gettid);
+        c.tid = want_tid(c.nr) ? (int32_t)rt_sys0(SYS_gettid) : 0;
         regs_from_uc(&regs, g, c.nr);
     }
     if (own && __atomic_load_n(&fast_on, __ATOMIC_RELAXED) && !bpfg_sys_slow_only(c.nr))
@@ -685,7 +699,7 @@ done:
     /* re-read: the programs may have gone while the syscall blocked */
     if (own && want_exit(c.nr)) {
         if (!enter) {
-            c.tid = (int32_t)rt_sys0(SYS_gettid);
+            c.tid = want_tid(c.nr) ? (int32_t)rt_sys0(SYS_gettid) : 0;
             regs_from_uc(&regs, g, c.nr);
         }
         run_exit(&c, ret);

@@ -28,7 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, interrupt_bpftrace, report, require  # noqa: E402
+from harness import Server, check, check_eq, interrupt_bpftrace, report, require, tracefs  # noqa: E402
 
 CALLS, N = 1000, 7   # bt_loop(N) and bt_short() CALLS times: bt_loop+2 runs CALLS * N times
 
@@ -224,32 +224,30 @@ def dash_c(prefix, args):
     the kernel's BTF: output and maps equal to the kernel's. A private copy
     of the binary: no other process is concerned."""
     tmp = tempfile.mkdtemp(prefix="bt-c-")
-    tracefs = "/sys/kernel/tracing"
-    mounted_here = False
     try:
-        if not os.path.exists(os.path.join(tracefs, "events")):
-            mounted_here = subprocess.run(["mount", "-t", "tracefs", "nodev", tracefs]).returncode == 0
-            check(mounted_here, f"tracefs is mounted on {tracefs} for the syscall tracepoint")
-        vic = os.path.join(tmp, "c-victim")
-        shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
-        script = ('BEGIN { printf("start\\n"); } '
-                  f'uprobe:{vic}:probe_me {{ @ = count(); }} '
-                  'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ '
-                  '{ @w = count(); @bytes = sum(args->count); } '
-                  'END { printf("end\\n"); }')
-        argv = ["bpftrace", "-e", script, "-c", f"{vic} 300 1 exit"]
-        want = {"@": 300, "@w": 1, "@bytes": 5}   # the command's one write: "done\n"
-        for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
-            r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
-            got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
-            lines = [l for l in r.stdout.splitlines() if l in ("start", "done", "end")]
-            check(got == want and lines == ["start", "done", "end"],
-                  f"bpftrace -c CMD under {who}: BEGIN, every call of the command, args->count, END",
-                  f"{got!r} {lines!r} {r.stderr[-400:]}")
+        with tracefs():
+            dash_c_runs(prefix, args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if mounted_here:
-            subprocess.run(["umount", tracefs])
+
+
+def dash_c_runs(prefix, args, tmp):
+    vic = os.path.join(tmp, "c-victim")
+    shutil.copy2(os.path.join(args.test_bin, "callbacks-victim"), vic)
+    script = ('BEGIN { printf("start\\n"); } '
+              f'uprobe:{vic}:probe_me {{ @ = count(); }} '
+              'tracepoint:syscalls:sys_enter_write /pid == cpid && args->count == 5/ '
+              '{ @w = count(); @bytes = sum(args->count); } '
+              'END { printf("end\\n"); }')
+    argv = ["bpftrace", "-e", script, "-c", f"{vic} 300 1 exit"]
+    want = {"@": 300, "@w": 1, "@bytes": 5}   # the command's one write: "done\n"
+    for who, pre in (("the kernel", []), ("bpfgraft", prefix)):
+        r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=120)
+        got = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\w*): (\d+)$", r.stdout, re.M)}
+        lines = [l for l in r.stdout.splitlines() if l in ("start", "done", "end")]
+        check(got == want and lines == ["start", "done", "end"],
+              f"bpftrace -c CMD under {who}: BEGIN, every call of the command, args->count, END",
+              f"{got!r} {lines!r} {r.stderr[-400:]}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import pty
-import re
 import select
 import subprocess
 import sys
@@ -20,10 +19,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
-                     tcp_listener)
+                     tcp_listener, tracefs)
 
 EXECSNOOP = "/usr/sbin/execsnoop"
-TRACEFS = "/sys/kernel/tracing"
 PROGS = ("tracepoint__syscalls__sys_enter_execve", "tracepoint__syscalls__sys_exit_execve")
 
 
@@ -186,18 +184,9 @@ def check_ringmix(srv, args):
         ls.close()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--test-bin", required=True)
-    ap.add_argument("--ringmix-obj", required=True)
-    args = ap.parse_args()
-    require("root", "bpf-tracing", "btf", "tracefs")
-    ensure_libbpf_tools(os.path.basename(EXECSNOOP))
-    check(os.access(EXECSNOOP, os.X_OK), "libbpf-tools' execsnoop is installed")
-    mounted_here = not os.path.exists(os.path.join(TRACEFS, "events"))
-    if mounted_here:
-        subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACEFS], check=True)
+def execsnoop_both_sides(args):
+    """execsnoop under bpfgraft then under the kernel, same commands; then the
+    ring buffer fed from both sides."""
     n = 5
     with Server(args) as srv:
         shell = subprocess.Popen(["/bin/bash", "--norc", "--noprofile"], stdin=subprocess.PIPE,
@@ -233,8 +222,19 @@ def main():
         finally:
             shell.kill()
             shell.wait()
-            if mounted_here:
-                subprocess.run(["umount", TRACEFS])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--test-bin", required=True)
+    ap.add_argument("--ringmix-obj", required=True)
+    args = ap.parse_args()
+    require("root", "bpf-tracing", "btf", "tracefs")
+    ensure_libbpf_tools(os.path.basename(EXECSNOOP))
+    check(os.access(EXECSNOOP, os.X_OK), "libbpf-tools' execsnoop is installed")
+    with tracefs():
+        execsnoop_both_sides(args)
     return report()
 
 

@@ -4,6 +4,7 @@ against bpfgraft-managed processes; the same tools under the kernel for
 the same workload, side by side (tracefs mounted for that and unmounted
 again if this test mounted it)."""
 import argparse
+import contextlib
 import os
 import pty
 import re
@@ -18,10 +19,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
-                     text_matches_file)
+                     text_matches_file, tracefs)
 
 TOOLS = "/usr/sbin"
-TRACEFS = "/sys/kernel/tracing"
 
 
 def run_tool(srv, argv, timeout=60):
@@ -33,10 +33,6 @@ def run_tool(srv, argv, timeout=60):
 def run_kernel(argv, timeout=60):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
-
-
-def tracefs_mounted():
-    return os.path.exists(os.path.join(TRACEFS, "events"))
 
 
 def victim_alive(p):
@@ -167,7 +163,7 @@ def main():
     check(ensure_libbpf_tools("opensnoop", "syscount", "funclatency", "bashreadline"), "libbpf-tools is installed (apt)")
     victim_bin = os.path.abspath(os.path.join(args.test_bin, "tool-victim"))
     marker = f"/nonexistent/bpfgraft-tool-marker-{os.getpid()}"
-    mounted_here = False
+    kernel_side = contextlib.ExitStack()   # tracefs, from the kernel's first run
 
     with Server(args) as srv:
         victim = subprocess.Popen([victim_bin, marker])
@@ -195,9 +191,7 @@ def main():
             check(rc == 0 and doc == [], "tool.list is empty once the tool exited", repr(doc))
 
             # the same tool under the kernel, same workload
-            if not tracefs_mounted():
-                mounted_here = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS]).returncode == 0
-                check(mounted_here, f"tracefs is mounted on {TRACEFS} for the kernel's run")
+            kernel_side.enter_context(tracefs())
             rc, kout, kerr = run_kernel([f"{TOOLS}/opensnoop", "-p", str(victim.pid), "-d", "2"])
             check_eq(opensnoop_rc, rc, "opensnoop: the same exit status under bpfgraft as under the kernel")
             klines = [l for l in kout.splitlines() if marker in l]
@@ -512,8 +506,7 @@ def main():
         finally:
             victim.kill()
             victim.wait()
-            if mounted_here:
-                subprocess.run(["umount", TRACEFS])
+            kernel_side.close()
 
         # ---- bashreadline: uretprobe on readline in every attached bash, perf buffer ----
         pid, fd = pty.fork()

@@ -25,6 +25,7 @@
 #include "bench.h"
 #include "bench_client.h"
 #include "bench_victim.h"
+#include "payload_abi.h"
 
 struct victim {
     pid_t pid;
@@ -511,6 +512,92 @@ static void shape_floors(long n, double *site, double *swap)
     *swap = floor_per_call(floor_swap, n) - floor_per_call(floor_keep, n);
 }
 
+/* ---- the payload's entry code in native replicas (bench_uprobe_replica.S) ---- */
+
+long replica_switch(long x);
+long replica_call(long x);
+long replica_prog(long x);
+long replica_ret(long x);
+extern char replica_prog_resume[], replica_empty_prog[];
+/* What entry.h reads, as payload/hooks.c defines them in the payload: the
+ * bench's one thread gets its slot and a handler stack of its own. */
+uint8_t bpfg_key_method, bpfg_entry_lahf;
+uint64_t hooks_hstacks;
+struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
+static _Alignas(16) char replica_stack[16384];
+static long (*volatile replica_prog_code)(void *, size_t, void *, void *);
+
+struct hooks_hstack {
+    uint64_t sp;
+    void *slot;
+};
+
+/* entry.h's slow path: never taken once replica_setup ran */
+struct hooks_hstack bpfg_handler_stack(uint64_t sp);
+struct hooks_hstack bpfg_handler_stack(uint64_t sp)
+{
+    (void)sp;
+    abort();
+}
+
+void replica_miss(uint64_t *word);
+void replica_miss(uint64_t *word)
+{
+    (void)word;
+    abort();
+}
+
+/* As bpfg_uprobe_hit's run of one JIT program, without the hook table,
+ * the thread's handler context or the run's state. */
+long replica_handler_prog(void *regs, uint64_t *resume, uint64_t word, void *slot);
+long replica_handler_prog(void *regs, uint64_t *resume, uint64_t word, void *slot)
+{
+    (void)word, (void)slot;
+    *resume = (uint64_t)(uintptr_t)replica_prog_resume;
+    replica_prog_code(regs, sizeof(struct bpfg_pt_regs), NULL, NULL);
+    return 0;
+}
+
+/* The slot entry.h finds for this thread by %fs:0 (glibc's TCB) and a
+ * stack top within replica_stack. */
+static void replica_setup(void)
+{
+    uint64_t self;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(self));
+    uint32_t i = (uint32_t)((self * 0x9e3779b97f4a7c15ull) >> 40) % BPFG_MAX_THREADS;
+    unsigned a, b, c = 0, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000001u));
+    bpfg_entry_lahf = c & 1; /* lahf/sahf in long mode */
+    bpfg_key_method = 2;     /* entry.h: T_KEY_FS0 */
+    bpfg_threads[i].owner = self;
+    bpfg_threads[i].listed = 2; /* entry.h: T_HSTACK_READY */
+    hooks_hstacks = (uint64_t)(uintptr_t)(replica_stack + sizeof(replica_stack)) -
+                    (uint64_t)i * BPFG_HANDLER_STACK_STRIDE - BPFG_HANDLER_STACK_GUARD - BPFG_HANDLER_STACK_SIZE;
+    replica_prog_code = (long (*)(void *, size_t, void *, void *))(void *)replica_empty_prog;
+}
+
+/* One row per replica: ns per call over a plain call (the return's over
+ * floor_keep), beside the probe's own figure. */
+static void replica_rows(struct bench_ctx *ctx, long n, double up, double ret)
+{
+    static const struct {
+        long (*f)(long);
+        const char *row, *what;
+    } rows[] = {
+        {replica_switch, "uprobe empty", "native replica: + slot by %fs:0, stack switch, pt_regs"},
+        {replica_call, "uprobe empty", "native replica: + call of an empty handler"},
+        {replica_prog, "uprobe empty", "native replica: + an empty program through a pointer"},
+        {replica_ret, "uretprobe empty", "native replica: return swap + the entry code at the return"},
+    };
+    replica_setup();
+    double plain = floor_per_call(floor_plain, n), keep = floor_per_call(floor_keep, n);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        bool is_ret = rows[i].f == replica_ret;
+        double ns = floor_per_call(rows[i].f, n) - (is_ret ? keep : plain);
+        bench_report(ctx, rows[i].row, rows[i].what, ns, "ns/hit", "bpfgraft llvm", is_ret ? ret : up);
+    }
+}
+
 /* bpf_get_stackid(BPF_F_USER_STACK) at bench_deep_target, 8 and 32 frames
  * deep in a victim without frame pointers: bpfgraft (CFI) beside the
  * kernel (frame pointers, so it sees fewer frames) on the same uprobe. */
@@ -628,6 +715,7 @@ static int run(struct bench_ctx *ctx)
                  "bpfgraft llvm", up[2].per_call - base);
     bench_report(ctx, "uretprobe empty", "native return-address swap alone (its floor beyond the entry's)", swap_floor,
                  "ns/hit", "bpfgraft llvm", ret[2].per_call - base);
+    replica_rows(ctx, n, up[2].per_call - base, ret[2].per_call - base);
     if ((err = stackid_costs(ctx, &r, &v, victim_bin, obj, n, kn)))
         goto out;
     bench_report(ctx, "attach latency (interp)", "bpfgraft", up[0].attach_ms, "ms", NULL, 0);

@@ -11,7 +11,9 @@ report() exits 77 (ctest: skipped) when something was skipped and nothing
 failed: a test that could not check everything never passes.
 """
 import argparse
+import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -297,6 +299,68 @@ def ensure_libbpf_tools(*tools):
     r = subprocess.run(["apt-get", "install", "-y", "-q", "libbpf-tools"], capture_output=True, text=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     return r.returncode == 0
+
+
+TRACEFS = "/sys/kernel/tracing"
+_TRACEFS_USERS = "/run/bpfgraft-tests-tracefs"   # a lock file: "mounted" flag, then user pids
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+@contextlib.contextmanager
+def _tracefs_users():
+    """The users file, locked: (fd, mounted-by-tests, live user pids). A
+    file unlinked by its last user while we waited for it is taken again."""
+    while True:
+        fd = os.open(_TRACEFS_USERS, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)
+    try:
+        words = os.pread(fd, 4096, 0).split()
+        mounted = bool(words) and words[0] == b"mounted"
+        users = [int(w) for w in words[1:] if w.isdigit() and _pid_alive(int(w))]
+        yield fd, mounted, users
+    finally:
+        os.close(fd)
+
+
+def _tracefs_write(fd, mounted, users):
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, " ".join(["mounted" if mounted else "found", *map(str, users)]).encode(), 0)
+
+
+@contextlib.contextmanager
+def tracefs():
+    """tracefs on /sys/kernel/tracing for the block (a kernel-side run of a
+    tool needs it): mounted here if absent, unmounted when the last test
+    process using it leaves, never under another test running beside this
+    one. Raises when it cannot be mounted."""
+    with _tracefs_users() as (fd, mounted, users):
+        if not os.path.exists(os.path.join(TRACEFS, "events")):
+            subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+            mounted = True
+        _tracefs_write(fd, mounted, users + [os.getpid()])
+    try:
+        yield TRACEFS
+    finally:
+        with _tracefs_users() as (fd, mounted, users):
+            users = [u for u in users if u != os.getpid()]
+            if users:
+                _tracefs_write(fd, mounted, users)
+            else:
+                if mounted:
+                    subprocess.run(["umount", TRACEFS], check=False)
+                os.unlink(_TRACEFS_USERS)
 
 
 def tcp_listener():

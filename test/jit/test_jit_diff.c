@@ -321,6 +321,64 @@ static void gen_loop(struct gen *g)
         g->bad_target[pc] = true;
 }
 
+/* "L: if done(counter) goto X; body; step; goto L; X:" (the x86 JIT puts
+ * the test, inverted, on the back-edge), with every exit test form:
+ * counting down to 0, or up until a bit is set (jset). */
+static void gen_while(struct gen *g)
+{
+    static const struct {
+        uint8_t op;
+        int32_t imm;
+    } down[] = {{BPF_JEQ, 0}, {BPF_JSLE, 0}, {BPF_JLE, 0}, {BPF_JLT, 1}, {BPF_JSLT, 1}};
+    int counter = 6 + (int)below(g, 3);
+    bool up = below(g, 4) == 0;
+    uint8_t cls = below(g, 2) ? BPF_JMP : BPF_JMP32;
+    put(g, MOV64_IMM(counter, up ? 1 + (int)below(g, 7) : (int)below(g, 6)));
+    size_t test = g->n, k = below(g, 5);
+    put(g, up ? INSN(cls | BPF_K | BPF_JSET, counter, 0, 0, 8)
+              : INSN(cls | BPF_K | down[k].op, counter, 0, 0, down[k].imm));
+    for (size_t i = 0, len = 1 + below(g, 5); i < len; i++)
+        gen_straight(g, counter);
+    put(g, ALU64_IMM(BPF_ADD, counter, up ? 1 : -1));
+    if (below(g, 2))
+        put(g, JA((int16_t)(test - (g->n + 1))));
+    else
+        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(test - (g->n + 1))));
+    if (g->n <= MAX_PROG)
+        g->p[test].off = (int16_t)(g->n - (test + 1));
+    for (size_t pc = test; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
+        g->bad_target[pc] = true;
+}
+
+/* "dst = src; dst += x", which the x86 JIT emits as one lea: with a data
+ * register or an immediate, the source register itself as x, and (not in
+ * kernel programs) a stack or context address used at once. */
+static void gen_addr(struct gen *g, int avoid)
+{
+    int dst = dst_reg(g, avoid), src = data_reg(g);
+    if (!g->kernel && below(g, 3) == 0) {
+        bool stack = below(g, 2);
+        int slot = (int)below(g, SLOTS);
+        for (size_t pc = g->n + 1; pc < g->n + 4 && pc < MAX_PROG; pc++)
+            g->bad_target[pc] = true; /* a jump past the mov would use a random address */
+        put(g, MOV64_REG(dst, stack ? BPF_REG_10 : BPF_REG_9));
+        put(g, ALU64_IMM(BPF_ADD, dst, stack ? -8 * (slot + 1) : 8 * slot));
+        if (below(g, 2)) {
+            put(g, STX(BPF_DW, dst, src == dst ? (dst + 1) % 9 : src, 0));
+            put(g, MOV64_IMM(dst, (int32_t)below(g, 100))); /* no address left in a register */
+        } else {
+            put(g, LDX(BPF_DW, dst, dst, 0));
+        }
+        return;
+    }
+    put(g, MOV64_REG(dst, src));
+    switch (below(g, 3)) {
+    case 0: put(g, ALU64_IMM(BPF_ADD, dst, imm32(g))); break;
+    case 1: put(g, ALU64_REG(BPF_ADD, dst, dst)); break;
+    default: put(g, ALU64_REG(BPF_ADD, dst, data_reg(g))); break;
+    }
+}
+
 static void gen_call(struct gen *g)
 {
     switch (below(g, 5)) {
@@ -394,9 +452,13 @@ static bool gen_program(struct gen *g, bool kernel)
             gen_straight(g, -1);
         else if (r < 16)
             gen_cond_jump(g);
-        else if (r < 18)
+        else if (r < 17)
             gen_loop(g);
-        else if (!kernel)
+        else if (r < 18)
+            gen_while(g);
+        else if (r < 19 || kernel)
+            gen_addr(g, -1);
+        else
             gen_call(g);
     }
     size_t epilogue = g->n;

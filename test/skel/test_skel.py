@@ -19,7 +19,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
-from harness import check, finish, needs, report, skip  # noqa: E402
+from harness import TRACEFS, check, finish, needs, report, skip, tracefs  # noqa: E402
 
 # What each part needs of the machine (test/facts/facts.h); without it the
 # part is skipped, with the reason.
@@ -146,7 +146,7 @@ def test_malloc(a):
 
 def tracefs_mounted():
     with open("/proc/self/mounts") as f:
-        return any(l.split()[1] == "/sys/kernel/tracing" and l.split()[2] == "tracefs" for l in f)
+        return any(l.split()[1] == TRACEFS and l.split()[2] == "tracefs" for l in f)
 
 
 def opener(paths):
@@ -179,47 +179,12 @@ def snoop_rows(out):
 
 def test_opensnoop(a):
     tool = os.path.join(a.bin_dir, "skel-opensnoop")
-    mounted = False
+    absent = not tracefs_mounted()
     pids, fds = [], []
     tmp = tempfile.mkdtemp(prefix="skel-opensnoop-")
     try:
-        if not tracefs_mounted():
-            subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
-            mounted = True
-        tag = uuid.uuid4().hex
-        exist = os.path.join(tmp, f"exists-{tag}")
-        missing = os.path.join(tmp, f"missing-{tag}")
-        other = os.path.join(tmp, f"decoy-{tag}")
-        with open(exist, "w") as f:
-            f.write("x")
-        with open(other, "w") as f:
-            f.write("x")
-
-        for flags, name in (([], "all opens"), (["-x"], "failed only")):
-            target, tw = opener([exist, missing])
-            decoy, dw = opener([other])
-            pids += [target, decoy]
-            fds += [tw, dw]
-            p, _ = start_tool([tool, "-p", str(target), "-d", "2", *flags])
-            for w in (tw, dw):
-                os.write(w, b"g")
-            for pid in (target, decoy):
-                os.waitpid(pid, 0)
-            pids.clear()
-            out, err = finish(p, 15)
-            rows = snoop_rows(out)
-            check(p.returncode == 0, f"opensnoop ({name}): -d 2 ends the run with status 0", err)
-            if not flags:
-                check(rows.get(exist) and rows[exist][0][0] == target and rows[exist][0][2] >= 0
-                      and rows[exist][0][3] == 0,
-                      "opensnoop: the existing file's line has the pid, an fd and ERR 0", out)
-            else:
-                check(exist not in rows, "opensnoop -x: the successful open is left out", out)
-            check(rows.get(missing) and rows[missing][0][0] == target and rows[missing][0][2] == -1
-                  and rows[missing][0][3] == 2,
-                  f"opensnoop ({name}): the missing file's line has FD -1 ERR 2 (ENOENT)", out)
-            check(other not in rows and all(r[0] == target for v in rows.values() for r in v),
-                  f"opensnoop ({name}): -p leaves the other process out", out)
+        with tracefs():
+            snoop_runs(tool, tmp, pids, fds)
     finally:
         for pid in pids:
             reap(pid)
@@ -231,10 +196,46 @@ def test_opensnoop(a):
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)
-        if mounted:
-            subprocess.run(["umount", "/sys/kernel/tracing"], check=False)
-    if mounted:
+    if absent and not os.path.exists("/run/bpfgraft-tests-tracefs"):   # no other test uses it now
         check(not tracefs_mounted(), "opensnoop: the tracefs mount made for the test is gone")
+
+
+def snoop_runs(tool, tmp, pids, fds):
+    """opensnoop -p of a child opening two files, a decoy beside it."""
+    tag = uuid.uuid4().hex
+    exist = os.path.join(tmp, f"exists-{tag}")
+    missing = os.path.join(tmp, f"missing-{tag}")
+    other = os.path.join(tmp, f"decoy-{tag}")
+    with open(exist, "w") as f:
+        f.write("x")
+    with open(other, "w") as f:
+        f.write("x")
+
+    for flags, name in (([], "all opens"), (["-x"], "failed only")):
+        target, tw = opener([exist, missing])
+        decoy, dw = opener([other])
+        pids += [target, decoy]
+        fds += [tw, dw]
+        p, _ = start_tool([tool, "-p", str(target), "-d", "2", *flags])
+        for w in (tw, dw):
+            os.write(w, b"g")
+        for pid in (target, decoy):
+            os.waitpid(pid, 0)
+        pids.clear()
+        out, err = finish(p, 15)
+        rows = snoop_rows(out)
+        check(p.returncode == 0, f"opensnoop ({name}): -d 2 ends the run with status 0", err)
+        if not flags:
+            check(rows.get(exist) and rows[exist][0][0] == target and rows[exist][0][2] >= 0
+                  and rows[exist][0][3] == 0,
+                  "opensnoop: the existing file's line has the pid, an fd and ERR 0", out)
+        else:
+            check(exist not in rows, "opensnoop -x: the successful open is left out", out)
+        check(rows.get(missing) and rows[missing][0][0] == target and rows[missing][0][2] == -1
+              and rows[missing][0][3] == 2,
+              f"opensnoop ({name}): the missing file's line has FD -1 ERR 2 (ENOENT)", out)
+        check(other not in rows and all(r[0] == target for v in rows.values() for r in v),
+              f"opensnoop ({name}): -p leaves the other process out", out)
 
 
 def spawn_bash():
