@@ -114,9 +114,6 @@ PAYLOAD_HOT_DATA static struct {
     volatile uint8_t no_dispatch;             /* BPFG_SYS_F_NO_DISPATCH: rewritten sites only (Go) */
     volatile uint8_t tool_on;                 /* tool.c's tool_on, copied once tool mode is on */
     volatile uint8_t nr_has[BPFG_SYS_MAX_NR]; /* 1: enter, 2: exit programs for this nr */
-    /* The image of the payload this one replaced (SYSCALL_TAKEOVER): the
-     * syscalls its code makes are its own, made without programs. */
-    uint64_t old_lo, old_hi;
 } hot __attribute__((aligned(64)));
 
 static struct ksigaction app_action; /* the target's SIGSYS action, chained to */
@@ -581,7 +578,11 @@ static void chain(int sig, siginfo_t *si, void *uc)
     ksig_call(&a, sig, si, uc);
 }
 
-/* The replaced payload's selector (SYSCALL_TAKEOVER), and who uses it. */
+/* The image and selector of the payload this one replaced (SYSCALL_TAKEOVER;
+ * read on the signal path only, off the hot page), and who uses the latter. */
+static struct {
+    uint64_t lo, hi;
+} old_image;
 static volatile uint8_t *old_selector;
 static uint8_t heal_lock;
 
@@ -604,6 +605,21 @@ static void heal_dispatch(void)
     __atomic_store_n(&heal_lock, 0, __ATOMIC_RELEASE);
 }
 
+/* Whether a dispatched syscall made at rip is the target's (its programs
+ * run): after a re-injection (SYSCALL_TAKEOVER) one made from the
+ * replaced payload's code is that payload's (it runs them), one made from
+ * ours reveals a thread still on its dispatch (moved to ours, then made
+ * as it is). */
+static bool own_syscall(uint64_t rip)
+{
+    if (!old_image.hi) /* no re-injection */
+        return true;
+    bool self = rip - bpfg_sys_exempt_base < bpfg_sys_exempt_len;
+    if (self)
+        heal_dispatch();
+    return !self && rip - old_image.lo >= old_image.hi - old_image.lo;
+}
+
 /* Run by bpfg_sigsys_entry (syscall_entry.S) on the thread's handler stack. */
 void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
 {
@@ -622,13 +638,7 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
     c.args[3] = (uint64_t)g[REG_R10], c.args[4] = (uint64_t)g[REG_R8], c.args[5] = (uint64_t)g[REG_R9];
     __atomic_fetch_add(&dispatched, 1, __ATOMIC_RELAXED);
 
-    /* from the replaced payload's code: it runs the programs itself; from
-     * ours: a thread on its dispatch, made as it is once moved to ours */
-    uint64_t rip = (uint64_t)g[REG_RIP];
-    bool self = rip - bpfg_sys_exempt_base < bpfg_sys_exempt_len;
-    if (self)
-        heal_dispatch();
-    bool own = !self && rip - hot.old_lo >= hot.old_hi - hot.old_lo;
+    bool own = own_syscall((uint64_t)g[REG_RIP]);
     bool enter = own && want_enter(c.nr), exit = own && want_exit(c.nr);
     c.tid = 0;
     if (enter || exit) {
@@ -774,14 +784,24 @@ static int hook_mode(bool nodisp, char *err, size_t errlen)
     return 0;
 }
 
+/* A message's fixed body into dst: false, or true with err set when the
+ * body is shorter (the caller returns -EBADMSG). */
+static bool take_body(void *dst, size_t want, const uint8_t *body, size_t len, const char *what, char *err,
+                      size_t errlen)
+{
+    if (len < want) {
+        snprintf(err, errlen, "%s message too short", what);
+        return true;
+    }
+    memcpy(dst, body, want);
+    return false;
+}
+
 static int do_hook(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
 {
     struct bpfg_pmsg_syscall_hook h;
-    if (len < sizeof(h)) {
-        snprintf(err, errlen, "SYSCALL_HOOK message too short");
+    if (take_body(&h, sizeof(h), body, len, "SYSCALL_HOOK", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&h, body, sizeof(h));
     struct prog *p = payload_prog_by_id(h.prog_id);
     if (!p) {
         snprintf(err, errlen, "program %u is not loaded", h.prog_id);
@@ -939,11 +959,8 @@ void syscall_reconnected(void)
 int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
 {
     struct bpfg_pmsg_syscall_unhook u;
-    if (len < sizeof(u)) {
-        snprintf(err, errlen, "SYSCALL_UNHOOK message too short");
+    if (take_body(&u, sizeof(u), body, len, "SYSCALL_UNHOOK", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&u, body, sizeof(u));
     struct prog *p = payload_prog_by_id(u.prog_id);
     if (!p) {
         snprintf(err, errlen, "program %u is not loaded", u.prog_id);
@@ -990,11 +1007,8 @@ int syscall_unhook(const uint8_t *body, size_t len, char *err, size_t errlen)
 static int takeover(const uint8_t *body, size_t len, char *err, size_t errlen, uint8_t *out, size_t *outlen)
 {
     struct bpfg_pmsg_syscall_takeover tk;
-    if (len < sizeof(tk)) {
-        snprintf(err, errlen, "SYSCALL_TAKEOVER message too short");
+    if (take_body(&tk, sizeof(tk), body, len, "SYSCALL_TAKEOVER", err, errlen))
         return -EBADMSG;
-    }
-    memcpy(&tk, body, sizeof(tk));
     if (__atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED)) {
         snprintf(err, errlen, "syscall hooks without dispatch are in place already");
         return -EBUSY;
@@ -1004,8 +1018,8 @@ static int takeover(const uint8_t *body, size_t len, char *err, size_t errlen, u
         return -EINVAL;
     }
     if (!installed) {
-        hot.old_lo = tk.old_base;
-        hot.old_hi = tk.old_base + tk.old_len;
+        old_image.lo = tk.old_base;
+        old_image.hi = tk.old_base + tk.old_len;
         old_selector = (volatile uint8_t *)(uintptr_t)tk.old_selector;
     }
     int r = installed ? 0 : prepare(false, err, errlen);
@@ -1018,8 +1032,8 @@ static int takeover(const uint8_t *body, size_t len, char *err, size_t errlen, u
                 .selector = (uint64_t)(uintptr_t)&bpfg_sys_selector,
                 .fast_entry = fast ? (uint64_t)(uintptr_t)bpfg_sys_fast_entry : 0},
         .action = (uint64_t)(uintptr_t)&own_action,
-        .old_base = hot.old_lo,
-        .old_len = hot.old_hi - hot.old_lo,
+        .old_base = old_image.lo,
+        .old_len = old_image.hi - old_image.lo,
     };
     memcpy(out, &rep, sizeof(rep));
     *outlen = sizeof(rep);

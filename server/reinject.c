@@ -237,12 +237,12 @@ int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const str
         int moved = repoint_all(s, t);
         srv_log(SRV_INFO,
                 "target %d: its payload of ABI %u (at 0x%llx) replaced by re-injection: payload ABI %u at 0x%llx, "
-                "%zu hooks (%d re-pointed%s), %zu syscall programs (%zu sites), %zu programs, %zu maps; the old "
-                "payload stays mapped",
+                "%zu hooks (%d re-pointed%s), %zu syscall programs (%zu sites), %zu programs, %zu maps, threads "
+                "stopped %llu us; the old payload stays mapped",
                 (int)pid, hello->abi_version, (unsigned long long)rec->inj.base, adopt_payload_abi(),
                 (unsigned long long)t->inj.base, t->nhooks, moved < 0 ? 0 : moved,
                 moved < 0 ? ", the rest at the next adoption" : "", syscalls_count(t), syscalls_sites(t),
-                t->nprogs_sent, t->nmaps_sent);
+                t->nprogs_sent, t->nmaps_sent, (unsigned long long)t->last_stop_ns / 1000);
     }
     record_free(rec);
     return r;
