@@ -951,11 +951,13 @@ static int collect_funcs(struct jit *j, const struct bpf_insn *orig, size_t n)
     return 0;
 }
 
-/* Instructions reached by a jump or a call. Lookup inlining needs r1's
- * value at a call: known from a lddw up to the next such instruction or
- * the next write to r1 (track_r1); a fused pair (fuse_lea) never spans one. */
+/* Lookup inlining needs r1's value at a call: known from a lddw up to the
+ * next instruction reached by a jump or a call (marked here) or the next
+ * write to r1 (track_r1). */
 static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
 {
+    if (!j->opts->map_info)
+        return 0;
     j->leader = calloc(n, 1);
     if (!j->leader)
         return -ENOMEM;
@@ -996,43 +998,6 @@ static void track_r1(struct jit *j, const struct bpf_insn *in)
         writes = false;
     if (writes)
         j->r1_known = false;
-}
-
-/* lea dst, [base + index]: rsp is no eBPF register, so never the index. */
-static void lea_bi(struct jit *j, int dst, int base, int index)
-{
-    if ((base & 7) == RBP && (index & 7) != RBP) { /* rbp/r13 as base need a disp8 */
-        int t = base;
-        base = index;
-        index = t;
-    }
-    int mod = (base & 7) == RBP ? 1 : 0;
-    emit1(j, (uint8_t)(0x48 | (dst & 8 ? 4 : 0) | (index & 8 ? 2 : 0) | (base & 8 ? 1 : 0)));
-    emit1(j, 0x8d);
-    emit1(j, (uint8_t)(mod << 6 | (dst & 7) << 3 | RSP));
-    emit1(j, (uint8_t)((index & 7) << 3 | (base & 7)));
-    if (mod)
-        emit1(j, 0);
-}
-
-/* "dst = src; dst += x" (address arithmetic: clang emits it before most
- * memory accesses) as one lea when no jump lands between the two: one
- * instruction, no dependency on the copy. Whether it did. */
-static bool fuse_lea(struct jit *j, const struct bpf_insn *in, size_t pc)
-{
-    if (in->code != (BPF_ALU64 | BPF_MOV | BPF_X) || in->off != 0 || pc + 1 >= j->n || j->leader[pc + 1])
-        return false;
-    const struct bpf_insn *add = in + 1;
-    int dst = reg_map[in->dst_reg], src = reg_map[in->src_reg];
-    if (add->dst_reg != in->dst_reg || add->off != 0)
-        return false;
-    if (add->code == (BPF_ALU64 | BPF_ADD | BPF_K))
-        ins_rm(j, F_W, 0x8d, dst, src, add->imm);
-    else if (add->code == (BPF_ALU64 | BPF_ADD | BPF_X))
-        lea_bi(j, dst, src, add->src_reg == in->dst_reg ? src : reg_map[add->src_reg]);
-    else
-        return false;
-    return true;
 }
 
 /* One instruction (lddw: two, *pc advanced past the second). */
@@ -1096,13 +1061,7 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         j.labels[pc] = (uint32_t)j.len;
         if (j.leader && j.leader[pc])
             j.r1_known = false;
-        if (fuse_lea(&j, in, pc)) {
-            track_r1(&j, in);
-            j.labels[++pc] = (uint32_t)j.len;
-            in++;
-        } else {
-            ret = emit_insn(&j, in, &pc);
-        }
+        ret = emit_insn(&j, in, &pc);
         if (ret)
             snprintf(err, errlen, "instruction %zu: opcode 0x%02x not supported by the x86 JIT", pc, in->code);
         track_r1(&j, in);

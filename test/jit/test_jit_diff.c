@@ -350,9 +350,9 @@ static void gen_while(struct gen *g)
         g->bad_target[pc] = true;
 }
 
-/* "dst = src; dst += x", which the x86 JIT emits as one lea: with a data
- * register or an immediate, the source register itself as x, and (not in
- * kernel programs) a stack or context address used at once. */
+/* "dst = src; dst += x", clang's address arithmetic: with a data register
+ * or an immediate, the source register itself as x, and (not in kernel
+ * programs) a stack or context address used at once. */
 static void gen_addr(struct gen *g, int avoid)
 {
     int dst = dst_reg(g, avoid), src = data_reg(g);
