@@ -396,6 +396,17 @@ static void count_stop(uint64_t ns)
         tally.longest_ns = ns;
 }
 
+/* A thread that died while stopped (a SIGKILL wakes a ptrace-stopped
+ * thread) is a zombie until its tracer waits for it, and until then its
+ * process's parent cannot reap the process: reaped now, or, still dying,
+ * by bpfg_reap_abandoned. */
+static void reap_dead(pid_t tid)
+{
+    int status;
+    if (waitpid(tid, &status, __WALL | WNOHANG) == 0 && nabandoned < MAX_ABANDONED)
+        abandoned[nabandoned++] = tid;
+}
+
 int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
 {
     int ret = 0;
@@ -405,7 +416,11 @@ int bpfg_resume_process(struct bpfg_stopped *st, uint64_t *stopped_ns)
             continue; /* stays stopped under bpfg_start_to_entry's trace */
         /* Registers were only changed on threads that ran remote code and
          * were restored there; no signal is held (wait_stopped). */
-        if (bpfg_inj_ptrace(PTRACE_DETACH, t->tid, NULL, NULL) != 0 && errno != ESRCH)
+        if (bpfg_inj_ptrace(PTRACE_DETACH, t->tid, NULL, NULL) == 0)
+            continue;
+        if (errno == ESRCH)
+            reap_dead(t->tid);
+        else
             ret = -errno;
     }
     uint64_t ns = st->stop_ns ? now_ns() - st->stop_ns : 0;
@@ -717,5 +732,10 @@ fail:
 
 int bpfg_release_started(pid_t pid)
 {
-    return ptrace(PTRACE_DETACH, pid, NULL, NULL) == 0 ? 0 : -errno;
+    if (ptrace(PTRACE_DETACH, pid, NULL, NULL) == 0)
+        return 0;
+    int r = -errno;
+    if (r == -ESRCH)
+        reap_dead(pid); /* killed while held at its entry */
+    return r;
 }
