@@ -1288,8 +1288,7 @@ void syscalls_keep_dispatch(struct target *t)
 
 struct image_walk {
     uint64_t base, end;
-    const char *path;
-    char first[256];
+    char first[256]; /* the file mapped at base */
 };
 
 /* The mappings of one file from base on, each at its offset from base. */
