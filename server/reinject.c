@@ -7,8 +7,9 @@
  * its page, so every stub enters a live payload of either ABI, and a
  * server killed halfway has the rest re-pointed at the next adoption.
  * Syscall hooks move in the same stop (syscalls.c: dispatch, the SIGSYS
- * action, the sites' stubs), in an order each of whose states counts
- * every syscall once. */
+ * action, the sites' stubs; a pure Go process has no dispatch and no
+ * action, only stubs), in an order each of whose states counts every
+ * syscall once. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>

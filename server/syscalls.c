@@ -1224,6 +1224,13 @@ static int copy_state(struct target *t, const struct sys_state *old, const struc
     return 0;
 }
 
+/* A pure Go process: its syscall hooks have no dispatch, every site of
+ * its binary rewritten up front (syscalls_attach). */
+static bool is_go(const struct target *t)
+{
+    return sym_exe_has_section(t->pid, ".gopclntab");
+}
+
 const char *syscalls_not_reinjectable(const struct target *rec)
 {
     const struct sys_state *old = state_of(rec, false);
@@ -1231,8 +1238,9 @@ const char *syscalls_not_reinjectable(const struct target *rec)
         return NULL;
     if (old->nids != old->nprogs)
         return "its record does not name all its syscall programs (written by a server before re-arming)";
-    if (!old->sud_on)
-        return "its syscall hooks run without dispatch (a Go process), which is not re-injected";
+    if (!old->sud_on && !is_go(rec))
+        return "its syscall hooks run without dispatch in a process that is not pure Go (a server was killed "
+               "turning it on)";
     return NULL;
 }
 
@@ -1244,19 +1252,28 @@ int syscalls_reinject(struct server *s, struct target *t, const struct target *r
     const char *why = syscalls_not_reinjectable(rec);
     if (why)
         return snprintf(err, errlen, "%s", why), -EOPNOTSUPP;
+    /* Go (no dispatch): no handler to take over, the programs hooked as
+     * syscalls_attach does; the stubs move in syscalls_takeover_stopped */
+    bool go = !old->sud_on;
     struct syscalls_takeover tk;
     struct bpfg_pmsg_syscall_takeover m = {rec->inj.base, rec->inj.size, old->selector};
-    int r = takeover_call(s, t, &m, &tk, err, errlen);
+    memset(&tk, 0, sizeof(tk));
+    int r = go ? 0 : takeover_call(s, t, &m, &tk, err, errlen);
     for (size_t i = 0; i < old->nids && !r; i++) {
         struct reg_prog *p = registry_prog(&s->reg, old->prog_ids[i]);
-        struct bpfg_pmsg_syscall_hook h = p ? hook_msg(p, false) : (struct bpfg_pmsg_syscall_hook){0};
+        struct bpfg_pmsg_syscall_hook h = p ? hook_msg(p, go) : (struct bpfg_pmsg_syscall_hook){0};
         struct bpfg_pmsg_syscall_reply rep;
         size_t got = 0;
+        h.flags |= go ? BPFG_SYS_F_REWRITE : 0; /* its sites are rewritten whatever --syscall-rewrite says */
         r = p ? targets_payload_call(s, t, BPFG_PMSG_SYSCALL_HOOK, &h, sizeof(h), &rep, sizeof(rep), &got, err, errlen)
               : (snprintf(err, errlen, "syscall program %u of its record is not loaded", old->prog_ids[i]), -ENOENT);
-        if (!r && got == sizeof(rep))
+        if (!r && got == sizeof(rep) && go)
+            tk.rep.sys = rep;
+        else if (!r && got == sizeof(rep))
             tk.rep.sys.fast_entry = rep.fast_entry;
     }
+    if (!r && go && old->nsites && !tk.rep.sys.fast_entry)
+        r = -EPROTO, snprintf(err, errlen, "its payload has no fast entry for the Go process's rewritten sites");
     if (!r && (r = copy_state(t, old, &tk.rep.sys)))
         snprintf(err, errlen, "out of memory");
     return r;
@@ -1269,10 +1286,54 @@ void syscalls_keep_dispatch(struct target *t)
         x->keep = true;
 }
 
+struct image_walk {
+    uint64_t base, end;
+    char first[256]; /* the file mapped at base */
+};
+
+/* The mappings of one file from base on, each at its offset from base. */
+static int image_part(const struct bpfg_procfs_map *m, void *arg)
+{
+    struct image_walk *w = arg;
+    if (m->end <= w->base)
+        return 0;
+    if (!w->end && m->start == w->base && !m->offset) {
+        snprintf(w->first, sizeof(w->first), "%s", m->path);
+        w->end = m->end;
+        return 0;
+    }
+    if (!w->end || m->start != w->end || m->offset != m->start - w->base || strcmp(m->path, w->first))
+        return 1;
+    w->end = m->end;
+    return 0;
+}
+
+/* A Go process's takeover (no dispatch): the stubs alone move, from the
+ * replaced payload's image (where the old payload is mapped for good:
+ * its extent from /proc/PID/maps) to t's fast entry. */
+static int go_takeover(const struct target *t, const struct sys_state *x, struct syscalls_takeover *tk, char *err,
+                       size_t errlen)
+{
+    struct image_walk w = {.base = t->replaced_base};
+    int r = bpfg_procfs_maps(t->pid, image_part, &w);
+    if (r < 0)
+        return snprintf(err, errlen, "reading its mappings: %s", strerror(-r)), r;
+    if (!w.end)
+        return snprintf(err, errlen, "the replaced payload at 0x%llx is not mapped", (unsigned long long)w.base),
+               -ENOENT;
+    tk->needed = true;
+    tk->rep.sys.fast_entry = x->fast_entry;
+    tk->rep.old_base = w.base;
+    tk->rep.old_len = w.end - w.base;
+    return 0;
+}
+
 int syscalls_takeover_begin(struct server *s, struct target *t, struct syscalls_takeover *tk, char *err, size_t errlen)
 {
     struct sys_state *x = state_of(t, false);
     memset(tk, 0, sizeof(*tk));
+    if (x && !x->sud_on && x->nsites && x->fast_entry && t->replaced_base)
+        return go_takeover(t, x, tk, err, errlen);
     if (!x || !x->sud_on)
         return 0;
     struct bpfg_pmsg_syscall_takeover again = {0};
@@ -1359,6 +1420,8 @@ int syscalls_takeover_stopped(struct bpfg_stopped *st, struct target *t, const s
     struct sys_state *x = state_of(t, false);
     if (!tk->needed || !x)
         return 0;
+    if (!x->sud_on) /* Go: no dispatch, no action; the stubs alone */
+        return move_stubs(st, x, tk, step, err, errlen);
     const struct bpfg_pmsg_syscall_reply *own = &tk->rep.sys;
     uint64_t lo = own->exempt_base < tk->rep.old_base ? own->exempt_base : tk->rep.old_base;
     uint64_t hi = own->exempt_base + own->exempt_len, old_hi = tk->rep.old_base + tk->rep.old_len;

@@ -66,9 +66,10 @@ int targets_payload_call(struct server *s, struct target *t, uint16_t type, cons
                          size_t outlen, size_t *outgot, char *err, size_t errlen);
 
 /* Re-injection (reinject.c): t's payload replaces rec's: SYSCALL_TAKEOVER
- * naming rec's image, rec's syscall programs hooked again, rec's sites
- * and stub pages t's (nothing enters t's payload yet). 0, or -EOPNOTSUPP (why in err: a
- * record without its program ids, a Go process) or another -errno. */
+ * naming rec's image (not for a pure Go process: no dispatch, no
+ * handler), rec's syscall programs hooked again, rec's sites and stub
+ * pages t's (nothing enters t's payload yet). 0, or -EOPNOTSUPP (why in
+ * err: a record without its program ids) or another -errno. */
 int syscalls_reinject(struct server *s, struct target *t, const struct target *rec, char *err, size_t errlen);
 /* Why rec's syscall hooks cannot be re-injected, or NULL. */
 const char *syscalls_not_reinjectable(const struct target *rec);
@@ -77,8 +78,9 @@ const char *syscalls_not_reinjectable(const struct target *rec);
 void syscalls_keep_dispatch(struct target *t);
 /* Moving the threads, the SIGSYS action and the sites' stubs of a
  * re-injected target to its payload: begin (payload thread running: asks
- * it again for its handler), then stopped, with every thread stopped
- * (step after each write). */
+ * it again for its handler; a Go process: the replaced image's extent
+ * from its mappings), then stopped, with every thread stopped (step after
+ * each write; a Go process has its stubs alone moved). */
 struct syscalls_takeover {
     bool needed;
     struct bpfg_pmsg_syscall_takeover_reply rep;

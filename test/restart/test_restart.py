@@ -46,6 +46,10 @@
   reinject a payload of an older ABI (simulated) whose record the state
            directory holds is replaced by re-injection: counts exact over
            the whole run, also with the server killed at each step of it
+  reinjectgo a pure Go process's syscall hooks (every site rewritten, no
+           dispatch) under a server of an older ABI are re-injected: its
+           getppid() calls counted exactly over the whole run, also with
+           the server killed after each step of it; detach leaves its text
   orphan   a payload whose server stays away past --orphan-grace goes inert
            (programs stop, the process runs on); a server with its record
            re-arms it (counting exactly again); a fresh server with an
@@ -1720,6 +1724,221 @@ def part_reinjectsys(a, d):
     check(k > REINJECT_SYS_STEPS, f"reinjectsys: killed at each of {k - 1} steps, each finished by the next server")
 
 
+class GoSysVictim:
+    """go-sys-victim: goroutines calling getppid() and main.probed(),
+    counting their calls (go_sys_victim.go)."""
+
+    def __init__(self, a):
+        self.proc = subprocess.Popen([os.path.join(a.test_bin, "go-sys-victim"), "4"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=harness._die_with_parent)
+        self.pid = self.proc.pid
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+
+    def ask(self, line):
+        """Its answer to a command line ("" once it died)."""
+        if self.proc.poll() is not None:
+            return ""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def calls(self):
+        """Its getppid() (and probed()) calls so far, its goroutines
+        stopped (-1: dead)."""
+        r = self.ask("report")
+        return int(r.split("=")[1]) if r.startswith("report calls=") else -1
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+GO_MAPS = {}  # "syscount", "count": the id of each object's map "counts" (the name is in both)
+
+
+def go_load(a, d):
+    """syscount and count loaded, their maps' ids noted."""
+    for obj, name in ((a.syscount, "syscount"), (a.obj, "count")):
+        rc, _, err = d.cli("load", obj)
+        check_eq(rc, 0, f"reinjectgo: load {name} ({err.strip()})")
+        with d.client() as cl:
+            ids = [m["id"] for m in cl.call("map.list") if m["name"] == "counts" and m["id"] not in GO_MAPS.values()]
+        GO_MAPS[name] = ids[0] if ids else -1
+
+
+def go_counts(d):
+    """(getppid() calls syscount counted, main.probed() entries add_entry counted)."""
+    out = []
+    with d.client() as cl:
+        for name, key in (("syscount", 110), ("count", 0)):
+            try:
+                r = cl.call("map.lookup", map=GO_MAPS[name], key=struct.pack("<I", key))
+                out.append(struct.unpack("<Q", r["value"])[0])
+            except Exception as e:  # syscount's hash has no key before the first call
+                if "not_found" not in str(e) and "ENOENT" not in str(e):
+                    raise
+                out.append(0)
+    return tuple(out)
+
+
+def old_abi_go_victim(a, d):
+    """A Go process whose syscalls syscount counts (every site of its
+    binary rewritten, no dispatch) and whose main.probed a uprobe counts,
+    attached by a server of payload ABI 2 that is then killed while its
+    goroutines run; with the counts before they started."""
+    start_old_abi(a, d)
+    v = GoSysVictim(a)
+    check(v.ready, "reinjectgo: the Go victim started")
+    c0 = go_counts(d)
+    rc, _, err = d.cli("attach", v.pid, "syscount")
+    check_eq(rc, 0, f"reinjectgo: attach syscount to the Go process by the ABI-2 server ({err.strip()})")
+    rc, _, err = d.cli("attach", v.pid, "count", "add_entry", "--target", ":main.probed")
+    check_eq(rc, 0, f"reinjectgo: attach a uprobe on main.probed by the ABI-2 server ({err.strip()})")
+    check_eq(v.ask("go"), "going", "reinjectgo: its goroutines start")
+    time.sleep(0.3)
+    d.stop(signal.SIGKILL)
+    time.sleep(0.2)
+    return v, c0
+
+
+def go_reinjected(d, v, what, adopted=("reinjected",)):
+    """v listed with its syscall program, rewritten sites and uprobe."""
+    t = wait_listed(d, [v.pid]).get(v.pid, {})
+    check(t.get("adopted") in adopted and t.get("state") == "attached" and t.get("syscall_programs") == 1
+          and t.get("syscall_sites", 0) > 0 and len(t.get("hooks", [])) == 1,
+          f"{what}: listed ({'/'.join(adopted)}), attached, its syscall program, rewritten sites and uprobe", f"{t}")
+
+
+def go_runs_in_new_payload(d, v, what):
+    """A burst of calls runs syscount and add_entry in the payload the
+    server serves (run_cnt: read from its stats table) at least once per
+    call: the stubs enter the new payload, not the replaced one (which
+    would count them just as well)."""
+    rc, _, err = d.cli("stats", "enable")
+    check_eq(rc, 0, f"{what}: stats enable ({err.strip()})")
+    with d.client() as cl:
+        def runs():
+            return [cl.call("prog.show", prog=p)["run_cnt"] for p in ("sys_enter", "add_entry")]
+        c0, r0 = v.calls(), runs()
+        v.ask("go")
+        time.sleep(0.3)
+        c1, r1 = v.calls(), runs()
+    check(c1 > c0 and r1[0] - r0[0] >= c1 - c0 and r1[1] - r0[1] == c1 - c0,
+          f"{what}: its syscalls and probe run the new payload's programs",
+          f"calls {c0} -> {c1}, run_cnt sys_enter {r0[0]} -> {r1[0]}, add_entry {r0[1]} -> {r1[1]}")
+    d.cli("stats", "disable")
+    v.ask("go")
+
+
+def go_exact_detach(d, v, c0, what, images):
+    """Its goroutines stopped: every getppid() and main.probed() call
+    counted once over the whole run; detach leaves the file's bytes, the
+    payloads mapped before and no other; it runs on."""
+    calls = v.calls()
+    got = go_counts(d)
+    check(calls > 0 and got[0] - c0[0] == calls and got[1] - c0[1] == calls,
+          f"{what}: getppid() and main.probed() counted exactly over the whole run",
+          f"getppid {c0[0]} -> {got[0]}, probed {c0[1]} -> {got[1]}, the process made {calls} of each")
+    rc, _, err = d.cli("detach", v.pid)
+    check_eq(rc, 0, f"{what}: detach ({err.strip()})")
+    check_eq(text_matches_file(v.pid), [], f"{what}: detach left the Go text equal to its file")
+    check_eq(len(payload_images(v.pid)), images, f"{what}: the payloads mapped before stay, no other")
+    going = v.ask("go")
+    time.sleep(0.2)
+    check(going == "going" and v.calls() > calls, f"{what}: it runs on after detach")
+
+
+def reinject_go_killed(a, d, k):
+    """The new server killed after step k (1-3: the pending record, the new
+    payload whole, its record) of re-injecting the Go process's hooks; the
+    next one finishes."""
+    v, c0 = old_abi_go_victim(a, d)
+    try:
+        start_reinject_killed(d, k)
+        check_eq(wait_died(d), -signal.SIGKILL, f"reinjectgo {k}: the server killed itself at step {k}")
+        time.sleep(0.2)
+        check(v.proc.poll() is None, f"reinjectgo {k}: the process lives")
+        d.start()
+        go_reinjected(d, v, f"reinjectgo {k}", adopted=("reinjected",) if k < 3 else ("record",))
+        if k == 3:
+            check("finished the re-injection" in d.log(), f"reinjectgo {k}: the stubs are re-pointed at this adoption",
+                  d.log()[-2000:])
+        time.sleep(0.2)
+        go_exact_detach(d, v, c0, f"reinjectgo {k}", images=3 if k == 2 else 2)
+    finally:
+        v.stop()
+        d.stop(signal.SIGTERM)
+
+
+def reinject_go_stub_by_stub(a, d, stubs):
+    """Killed after the new record (step 3), then each next server killed
+    after re-pointing one stub (the syscall sites', then the uprobe's):
+    `stubs` servers die, one stub each; the one after finds them all done
+    and lives on."""
+    v, c0 = old_abi_go_victim(a, d)
+    try:
+        start_reinject_killed(d, 3)
+        check_eq(wait_died(d), -signal.SIGKILL, "reinjectgo stubs: the server killed itself after the new record")
+        died = 0
+        while died <= stubs:
+            start_reinject_killed(d, 1)
+            if wait_died(d) != -signal.SIGKILL:
+                break
+            died += 1
+            check(v.proc.poll() is None, f"reinjectgo stubs: the process lives after {died} stubs")
+        check_eq(died, stubs, "reinjectgo stubs: a server killed after each stub's write, the next one going on")
+        d.start()
+        go_reinjected(d, v, "reinjectgo stubs", adopted=("record",))
+        go_runs_in_new_payload(d, v, "reinjectgo stubs")
+        go_exact_detach(d, v, c0, "reinjectgo stubs", images=2)
+    finally:
+        v.stop()
+        d.stop(signal.SIGTERM)
+
+
+def part_reinjectgo(a, d):
+    """A pure Go process's syscall hooks (every syscall site of its binary
+    rewritten up front, no Syscall User Dispatch) and uprobe, under a
+    server of an older ABI, with the record it left, are re-injected: the
+    new payload gets syscount and the uprobe's program, every stub enters
+    it; getppid() and main.probed() counted exactly over the whole run
+    (equal to the process's own count); the same with the new server
+    killed after each step (3, then one per stub), the next server
+    finishing; detach leaves the Go text equal to its file."""
+    if not os.path.exists(os.path.join(a.test_bin, "go-sys-victim")):
+        harness.skip("reinjectgo: no go-sys-victim (golang-go not installed when built)")
+        return
+    start_old_abi(a, d)
+    go_load(a, d)
+    d.stop(signal.SIGTERM)
+    v, c0 = old_abi_go_victim(a, d)
+    try:
+        d.start()
+        go_reinjected(d, v, "reinjectgo")
+        log = d.log()
+        m = re.search(r"replaced by re-injection: .* 1 hooks \(1 re-pointed\), 1 syscall programs \((\d+) sites\)", log)
+        check(m is not None and int(m.group(1)) > 0, "reinjectgo: the log says it re-injected its hook and syscall "
+              "program", log[-2000:])
+        sites = int(m.group(1)) if m else 0
+        rc, out, _ = d.cli("ps")
+        check(rc == 0 and "(reinjected)" in out, "reinjectgo: bpfgraft ps says it re-injected", out)
+        check_eq(len(payload_images(v.pid)), 2, "reinjectgo: two payloads mapped (the old one stays)")
+        go_runs_in_new_payload(d, v, "reinjectgo")
+        d.stop(signal.SIGKILL)  # the new payload is adopted as any other
+        time.sleep(0.2)
+        d.start()
+        go_reinjected(d, v, "reinjectgo after a restart", adopted=("record",))
+        check("finished the re-injection" not in d.log(), "reinjectgo: nothing left to finish after a restart")
+        time.sleep(0.2)
+        go_exact_detach(d, v, c0, "reinjectgo", images=2)
+        d.stop(signal.SIGTERM)
+    finally:
+        v.stop()
+    for k in (1, 2, 3):
+        reinject_go_killed(a, d, k)
+    reinject_go_stub_by_stub(a, d, sites + 1)
+
+
 def part_orphan(a, d):
     d.start(["--orphan-grace", "0.5"])
     d.cli("load", a.obj)
@@ -1782,7 +2001,8 @@ def main():
              "patching": part_patching, "failed": part_failed, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
              "attachsteps": part_attachsteps, "signals": part_signals,
-             "reinject": part_reinject, "reinjectsys": part_reinjectsys, "tickets": part_tickets}
+             "reinject": part_reinject, "reinjectsys": part_reinjectsys, "tickets": part_tickets,
+             "reinjectgo": part_reinjectgo}
     for name, fn in parts.items():
         if a.only and name not in a.only.split(","):
             continue
