@@ -1558,8 +1558,8 @@ def tool_adopted_old_abi(a, d):
     of ABI 2 SIGKILLed, this server started) is adopted: this server speaks
     ABI 2's tool channel (listing, log and ps say so); the process it
     probes is re-injected and its count goes on exactly over the whole run;
-    a MAP_CREATE and a new attach from the tool work; its detach leaves the
-    process's text equal to its files."""
+    a MAP_CREATE and a new attach from the tool work, also after the next
+    restart; its detach leaves the process's text equal to its files."""
     exe = os.path.join(a.test_bin, "attach-victim-pie")
     lib = os.path.join(a.test_bin, "libattachvictim.so")
     start_old_abi(a, d)
@@ -1599,6 +1599,14 @@ def tool_adopted_old_abi(a, d):
         v.go(True)
         time.sleep(0.3)
         tool_counts_exact(bt, v, "tool abi 2 after a new attach", lib0)
+        d.stop(signal.SIGKILL)  # the next server adopts the same tool again
+        time.sleep(0.2)
+        d.start()
+        t = wait_listed(d, [pid, v.pid]).get(pid, {})
+        check(t.get("adopted") == "tool-abi-2" and wait_tools_running(d, [pid]).get(pid) == "running",
+              "tool abi 2: the next server adopts the tool again", f"{t}")
+        time.sleep(0.3)
+        tool_counts_exact(bt, v, "tool abi 2 after the next restart", lib0)
         v.go(False)
         check_eq(bt.ask("detach"), "detach OK", "tool abi 2: the tool closes its links")
         deadline = time.monotonic() + 10
