@@ -433,6 +433,12 @@ struct bpfg_hello_adopt {
     uint64_t trap_saved_action; /* as in struct bpfg_pmsg_hook_reply; 0: SIGTRAP not taken (ABI 3) */
 };
 
+/* ABI 2's HELLO: struct bpfg_pmsg_hello_ext without stats_table, and (on a
+ * reconnect) struct bpfg_hello_adopt without trap_saved_action; the map
+ * and program entries are the same. A server converts it by these sizes. */
+#define BPFG_HELLO_EXT_SIZE_V2 offsetof(struct bpfg_pmsg_hello_ext, stats_table)
+#define BPFG_HELLO_ADOPT_SIZE_V2 offsetof(struct bpfg_hello_adopt, trap_saved_action)
+
 struct bpfg_hello_map {
     uint32_t map_id, pad;
     uint64_t handle, value_area, value_size; /* as in struct bpfg_pmsg_map_reply */
@@ -798,6 +804,11 @@ struct bpfg_pmsg_tool_mode {
 #define BPFG_TOOL_DETACH 68     /* bpfg_tool_release (kind LINK) -> empty */
 #define BPFG_TOOL_TP_ID 69      /* "CATEGORY/NAME" -> bpfg_tool_id_reply (tracepoint id) */
 #define BPFG_TOOL_RELEASE 70    /* bpfg_tool_release: a no-op, sent by older payloads only */
+/* Requests 64-70 are the whole tool channel of payload ABI 2 (with
+ * BPFG_PMSG_TOOL_CHAN; bpfg_tool_id_reply.flags was padding, always 0):
+ * a server serves a tool whose payload is of ABI 2 those only (the ones
+ * below are refused, MAP_MADE ignored), and never makes its maps kernel
+ * maps (server/README.md, "`bpfgraft run` tools of another ABI"). */
 /* Kernel parts (server/README.md, "Kernel programs of run tools"): a
  * PROG_LOAD or ATTACH reply with BPFG_TOOL_F_KERNEL_MAPS says some of the
  * tool's maps became kernel maps; the payload then asks which, and for

@@ -1398,8 +1398,9 @@ static void target_row(const msgpack_object *t)
     /* a state other than attached (inert, other-abi-N) says more than how the hooks are placed */
     const char *state = obj_str(t, "state"), *placed = sum.kinds.len ? sum.kinds.s : "-";
     /* a payload of another ABI replaced by this server's (server/README.md, "Versions") */
-    const char *adopted = obj_str(t, "adopted"); /* also a tool's payload left as it is */
-    bool reinjected = !strcmp(adopted, "reinjected") || !strcmp(adopted, "tool-as-is");
+    /* also a run tool's payload of another ABI: served (tool-abi-N) or left as it is (tool-as-is) */
+    const char *adopted = obj_str(t, "adopted");
+    bool reinjected = !strcmp(adopted, "reinjected") || !strncmp(adopted, "tool-", 5);
     printf("%-8s %-16s %-5u %-5llu %-12s %-8llu %-6llu %-7llu %-9s %-9s 0x%-12llx %s%s%s%s\n", obj_str(t, "pid"),
            obj_str(t, "comm"), sum.places, (unsigned long long)progs, sum.engines.len ? sum.engines.s : "-",
            (unsigned long long)sum.hits, (unsigned long long)sum.misses, (unsigned long long)sum.dropped,

@@ -584,13 +584,29 @@ static uint64_t now_ms(void)
 
 static uint64_t orphan_since; /* now_ms() when the server was lost; 0: connected */
 
+/* The ABI the HELLO names: a test build (payload-abi-prev, test/restart)
+ * says an older one to play a payload a previous server left, and lays
+ * its HELLO out as that ABI did (abi/payload_abi.h, BPFG_HELLO_*_V2). */
+#ifdef BPFG_PAYLOAD_ABI_OVERRIDE
+#define HELLO_ABI BPFG_PAYLOAD_ABI_OVERRIDE
+#else
+#define HELLO_ABI BPFG_PAYLOAD_ABI_VERSION
+#endif
+#if HELLO_ABI == 2
+#define HELLO_EXT_SIZE BPFG_HELLO_EXT_SIZE_V2
+#define HELLO_ADOPT_SIZE BPFG_HELLO_ADOPT_SIZE_V2
+#else
+#define HELLO_EXT_SIZE sizeof(struct bpfg_pmsg_hello_ext)
+#define HELLO_ADOPT_SIZE sizeof(struct bpfg_hello_adopt)
+#endif
+
 /* The HELLO body's inventory (BPFG_HELLO_F_RECONNECT): maps and programs
  * as this payload holds them. Returns the bytes written after `at`. */
 static size_t pack_inventory(struct bpfg_payload_params *p, uint8_t *at)
 {
     struct bpfg_hello_adopt a = {
         .params = (uint64_t)(uintptr_t)p, .orphan_ms = now_ms() - orphan_since, .trap_saved_action = trap_saved()};
-    uint8_t *w = at + sizeof(a);
+    uint8_t *w = at + HELLO_ADOPT_SIZE;
     for (int i = 0; i < MAX_MAPS; i++) {
         if (!maps[i].map)
             continue;
@@ -612,17 +628,9 @@ static size_t pack_inventory(struct bpfg_payload_params *p, uint8_t *at)
         w += sizeof(hp);
         a.nprogs++;
     }
-    memcpy(at, &a, sizeof(a));
+    memcpy(at, &a, HELLO_ADOPT_SIZE);
     return (size_t)(w - at);
 }
-
-/* The ABI the HELLO names: a test build (payload-abi-prev, test/restart)
- * says an older one to play a payload a previous server left. */
-#ifdef BPFG_PAYLOAD_ABI_OVERRIDE
-#define HELLO_ABI BPFG_PAYLOAD_ABI_OVERRIDE
-#else
-#define HELLO_ABI BPFG_PAYLOAD_ABI_VERSION
-#endif
 
 static int send_hello(struct bpfg_payload_params *p, bool reconnect)
 {
@@ -647,14 +655,14 @@ static int send_hello(struct bpfg_payload_params *p, bool reconnect)
         .stats_table = (uint64_t)(uintptr_t)&bpfg_stats,
     };
     if (!reconnect)
-        return send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, sizeof(hello));
+        return send_msg(BPFG_PMSG_HELLO, 0, 0, 0, &hello, HELLO_EXT_SIZE);
     size_t cap = sizeof(hello) + sizeof(struct bpfg_hello_adopt) + MAX_MAPS * sizeof(struct bpfg_hello_map) +
                  MAX_PROGS * sizeof(struct bpfg_hello_prog);
     uint8_t *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
-    memcpy(buf, &hello, sizeof(hello));
-    size_t len = sizeof(hello) + pack_inventory(p, buf + sizeof(hello));
+    memcpy(buf, &hello, HELLO_EXT_SIZE);
+    size_t len = HELLO_EXT_SIZE + pack_inventory(p, buf + HELLO_EXT_SIZE);
     uint16_t flags = BPFG_HELLO_F_RECONNECT | (inert ? BPFG_HELLO_F_INERT : 0);
     int r = send_msg(BPFG_PMSG_HELLO, flags, 0, 0, buf, len);
     free(buf);

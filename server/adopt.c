@@ -67,14 +67,17 @@ static const char *read_hello(int fd, struct hello *hi)
         return other_abi;
     if (!(hi->h.flags & BPFG_HELLO_F_RECONNECT))
         return "not a reconnect (nobody is waiting for this payload)";
-    if (len < sizeof(hi->ext) + sizeof(hi->a))
+    /* ABI 2's HELLO lacks the last field of each struct: read as zero */
+    bool v2 = hi->ext.base.abi_version == 2;
+    size_t ext = v2 ? BPFG_HELLO_EXT_SIZE_V2 : sizeof(hi->ext), adopt = v2 ? BPFG_HELLO_ADOPT_SIZE_V2 : sizeof(hi->a);
+    if (len < ext + adopt)
         return "HELLO without inventory";
-    memcpy(&hi->ext, hi->body, sizeof(hi->ext));
-    memcpy(&hi->a, hi->body + sizeof(hi->ext), sizeof(hi->a));
-    size_t want = sizeof(hi->ext) + sizeof(hi->a) + hi->a.nmaps * sizeof(*hi->maps) + hi->a.nprogs * sizeof(*hi->progs);
+    memcpy(&hi->ext, hi->body, ext);
+    memcpy(&hi->a, hi->body + ext, adopt);
+    size_t want = ext + adopt + hi->a.nmaps * sizeof(*hi->maps) + hi->a.nprogs * sizeof(*hi->progs);
     if (hi->a.nmaps > 4096 || hi->a.nprogs > 4096 || len != want)
         return "inventory does not fill the HELLO";
-    hi->maps = (const void *)(hi->body + sizeof(hi->ext) + sizeof(hi->a));
+    hi->maps = (const void *)(hi->body + ext + adopt);
     hi->progs = (const void *)(hi->maps + hi->a.nmaps);
     return NULL;
 }
@@ -348,7 +351,9 @@ static bool was_released(pid_t pid, uint64_t base)
 }
 
 /* A payload of another ABI: its HELLO's first fields (pid, version,
- * token, load base) are all that is read; nothing is ever sent to it. */
+ * token, load base; the same in every ABI) are all that is read. Nothing
+ * is sent to it, but to a `bpfgraft run` tool's of an ABI whose tool
+ * channel this server speaks: a new channel (tools_adopted). */
 static void adopt_other_abi(struct server *s, int fd, pid_t pid, const struct hello *hi)
 {
     struct target *t = was_released(pid, hi->ext.base.load_base) ? NULL : calloc(1, sizeof(*t));
@@ -362,16 +367,34 @@ static void adopt_other_abi(struct server *s, int fd, pid_t pid, const struct he
     t->pidfd = -1;
     t->foreign_abi = hi->ext.base.abi_version;
     t->inj.base = hi->ext.base.load_base;
-    snprintf(t->adopted, sizeof(t->adopted), tools_has_pid(pid) ? "tool-as-is" : "other-abi");
-    srv_log(SRV_WARN,
-            "target %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: listed, not adopted; "
-            "detach it to restore its code",
-            (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, adopt_payload_abi());
+    t->token = hi->ext.base.token;
+    bool tool = tools_has_pid(pid), served = tool && tools_speak_abi(t->foreign_abi);
+    if (served)
+        snprintf(t->adopted, sizeof(t->adopted), "tool-abi-%u", t->foreign_abi % 100);
+    else
+        snprintf(t->adopted, sizeof(t->adopted), tool ? "tool-as-is" : "other-abi");
+    if (served)
+        srv_log(SRV_INFO,
+                "tool %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: adopted as a `bpfgraft run` "
+                "tool (this server speaks the tool channel of payload ABIs %u to %u): its bpf() calls are served "
+                "over a new tool channel; nothing else is sent to it",
+                (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, adopt_payload_abi(), TOOLS_OLDEST_ABI,
+                adopt_payload_abi());
+    else
+        srv_log(SRV_WARN,
+                "target %d: its payload (at 0x%llx) speaks payload ABI %u, this server %u: listed, not adopted%s; "
+                "detach it to restore its code",
+                (int)pid, (unsigned long long)t->inj.base, t->foreign_abi, adopt_payload_abi(),
+                tool ? " (a `bpfgraft run` tool's, whose tool channel this server does not speak)" : "");
     targets_add(s, t, "adopted");
+    if (served)
+        tools_adopted(s, t);
 }
 
-/* A payload of another ABI: replaced by re-injection when its record is
- * here, else listed; closed when it was released, or replaced already. */
+/* A payload of another ABI: a tool's is adopted as it is (its fd table
+ * and map handles live in it: not re-injected); another is replaced by
+ * re-injection when its record is here, else listed; closed when it was
+ * released, or replaced already. */
 static void adopt_foreign(struct server *s, int fd, pid_t pid, const struct hello *hi)
 {
     const struct target *t = targets_find(&s->targets, pid);
@@ -380,7 +403,7 @@ static void adopt_foreign(struct server *s, int fd, pid_t pid, const struct hell
                 other_abi);
     if (t)
         close(fd);
-    else if (reinject_other_abi(s, fd, pid, uid_of(pid), &hi->ext.base) != 0)
+    else if (tools_has_pid(pid) || reinject_other_abi(s, fd, pid, uid_of(pid), &hi->ext.base) != 0)
         adopt_other_abi(s, fd, pid, hi);
 }
 
@@ -513,6 +536,11 @@ int adopt_restore_text(pid_t pid, char *err, size_t errlen)
     if (ts.busy)
         srv_log(SRV_WARN, "target %d: %u patch(es) left: a thread was inside them", (int)pid, ts.busy);
     return (int)ts.restored;
+}
+
+bool adopt_tool_served(const struct target *t)
+{
+    return t->foreign_abi && !strncmp(t->adopted, "tool-abi-", 9);
 }
 
 void adopt_release(const struct target *t)

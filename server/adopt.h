@@ -6,6 +6,7 @@
 #ifndef BPFGRAFT_SERVER_ADOPT_H
 #define BPFGRAFT_SERVER_ADOPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,6 +31,10 @@ int adopt_restore_text(pid_t pid, char *err, size_t errlen);
  * build payload-abi-prev, a server of an older ABI, whose payloads the
  * next server re-injects). */
 uint32_t adopt_payload_abi(void);
+
+/* Whether t, a payload of another ABI, is a `bpfgraft run` tool's whose
+ * tool channel this server serves (listed attached, adopted tool-abi-N). */
+bool adopt_tool_served(const struct target *t);
 
 /* A target of another ABI, or one that replaced such a payload, was
  * detached: its payload's reconnects are

@@ -160,13 +160,6 @@ static int load_record(struct server *s, pid_t pid, uid_t uid, const struct bpfg
     rec->inj.base = hello->load_base;
     rec->token = hello->token; /* the record is written again, naming the re-injection */
     int err = state_load_target(s, rec, hello->token);
-    if (!err && tools_has_pid(pid)) {
-        srv_log(SRV_WARN,
-                "tool %d: its payload of ABI %u is a `bpfgraft run` tool's, which is not re-injected: left as it is "
-                "(its hooks and maps go on, its bpf() calls that need a server are not served)",
-                (int)pid, hello->abi_version);
-        err = -EOPNOTSUPP;
-    }
     const char *why = err ? NULL : syscalls_not_reinjectable(rec);
     if (why) {
         srv_log(SRV_WARN, "target %d: its payload of ABI %u is not re-injected: %s", (int)pid, hello->abi_version, why);
@@ -244,6 +237,7 @@ int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const str
                 (unsigned long long)t->inj.base, t->nhooks, moved < 0 ? 0 : moved,
                 moved < 0 ? ", the rest at the next adoption" : "", syscalls_count(t), syscalls_sites(t),
                 t->nprogs_sent, t->nmaps_sent, (unsigned long long)t->last_stop_ns / 1000);
+        tools_adopted(s, t); /* it is in the tools' links whose programs it runs */
     }
     record_free(rec);
     return r;

@@ -23,8 +23,9 @@ struct bpfg_pmsg_hello;
  * which reconnects on its own: fd closed); else fd is left and a negative
  * errno returned:
  * -ENOENT (no record for it), -EOPNOTSUPP (what is not re-injected: a
- * `bpfgraft run` tool's payload, a Go process's syscall hooks, a record
- * without its syscall program ids), another (logged). */
+ * Go process's syscall hooks, a record without its syscall program ids),
+ * another (logged). A `bpfgraft run` tool's payload is never passed here
+ * (adopt.c adopts it as it is). */
 int reinject_other_abi(struct server *s, int fd, pid_t pid, uid_t uid, const struct bpfg_pmsg_hello *hello);
 
 /* An adopted target whose record says it replaced another payload: hook

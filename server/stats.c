@@ -45,6 +45,8 @@ static int target_mem(const struct target *t, uint64_t addr, void *buf, size_t l
 
 int stats_push(const struct server *s, const struct target *t)
 {
+    if (!t->stats_table && !t->foreign_abi)
+        return 0; /* a payload of ABI 2 (HELLO without stats_table): none to switch */
     uint32_t on = s->stats.enabled;
     return target_mem(t, t->stats_table + offsetof(struct bpfg_stats_table, enabled), &on, sizeof(on), true);
 }

@@ -428,12 +428,12 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
                 t->inj.uprobe_entry = hello.base.uprobe_entry;
                 t->inj.uretprobe_return = hello.base.uretprobe_return;
                 t->hook_table = hello.base.max_hooks >= TARGET_MAX_HOOKS ? hello.base.hook_table : 0;
-                if (body >= sizeof(hello)) {
+                if (body >= BPFG_HELLO_EXT_SIZE_V2) { /* ABI 2's HELLO has no stats_table */
                     t->thread_table = hello.thread_table;
                     t->max_threads = hello.max_threads;
                     t->shadow_depth = hello.shadow_depth;
                     t->uret_trampolines = hello.uret_trampolines;
-                    t->stats_table = hello.stats_table;
+                    t->stats_table = body >= sizeof(hello) ? hello.stats_table : 0;
                 }
                 return 0;
             }
@@ -1081,6 +1081,7 @@ int targets_reinject(struct server *s, const struct target *rec, uint64_t token,
         return r;
     t->replaced_base = rec->inj.base;
     t->replaced_entry = rec->inj.uprobe_entry;
+    t->for_tools = rec->for_tools; /* it leaves with the last tool that wants it, as before */
     r = resend_progs(s, t, rec, err, errlen);
     if (!r)
         r = syscalls_reinject(s, t, rec, err, errlen);
@@ -2071,8 +2072,11 @@ void targets_pack_list(struct server *s, msgpack_packer *pk)
         char other[32];
         snprintf(other, sizeof(other), "other-abi-%u", t->foreign_abi);
         bpfg_pack_cstr(pk, "state");
-        bpfg_pack_cstr(pk, t->foreign_abi ? other : t->inert ? "inert" : "attached");
-        bpfg_pack_cstr(pk, "adopted"); /* "" attached by this server, "record", "inventory", "reinjected" (restarts) */
+        bpfg_pack_cstr(pk, t->foreign_abi && !adopt_tool_served(t) ? other : t->inert ? "inert" : "attached");
+        /* "" attached by this server, "record", "inventory", "reinjected",
+         * "tool-abi-N" (a run tool's payload of ABI N, served), "tool-as-is",
+         * "other-abi" (restarts) */
+        bpfg_pack_cstr(pk, "adopted");
         bpfg_pack_cstr(pk, t->adopted);
         bpfg_pack_cstr(pk, "comm");
         pack_comm(pk, t->pid);

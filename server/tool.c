@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include "adopt.h"
 #include "execwatch.h"
 #include "log.h"
 #include "maps.h"
@@ -61,6 +62,27 @@ static struct tool *tool_of_pid(pid_t pid)
         if (!tl->dead && tl->pid == pid)
             return tl;
     return NULL;
+}
+
+/* The payload ABI of tl's process: its tool channel's requests and
+ * replies are that ABI's (abi/payload_abi.h section 7). */
+static uint32_t tool_abi(const struct tool *tl)
+{
+    return tl->abi ? tl->abi : adopt_payload_abi();
+}
+
+/* A program or link only the kernel can run makes maps kernel maps, which
+ * a payload of ABI 2 cannot be told (its replies have no flags). */
+static int refuse_kernel(const struct tool *tl, const char *what, char *err, size_t errlen)
+{
+    if (tool_abi(tl) >= 3)
+        return 0;
+    size_t n = strlen(err);
+    snprintf(err + n, errlen - n,
+             "%s%s: only the kernel can run it, and the tool's payload speaks payload ABI %u, "
+             "which has no kernel maps",
+             n ? "; " : "", what, tool_abi(tl));
+    return -EOPNOTSUPP;
 }
 
 static uint32_t read_sysfs_u32(const char *path, const char *prefix)
@@ -526,7 +548,9 @@ static int do_prog_load(struct server *s, struct tool *tl, const uint8_t *body, 
     if (!r && kind != BPFG_ATTACH_UNSUPPORTED) {
         int32_t khelper = 0;
         r = verify(s, o, &p, false, &khelper, err, errlen);
-        if (r == -EACCES && khelper) {
+        if (r == -EACCES && khelper && tool_abi(tl) < 3) {
+            r = refuse_kernel(tl, "the program calls a kernel helper", err, errlen);
+        } else if (r == -EACCES && khelper) {
             /* a helper only the kernel has, on a path the program takes */
             srv_log(SRV_INFO, "tool %d: program '%s' calls kernel helper %d: it runs in the kernel", (int)tl->pid, name,
                     khelper);
@@ -1123,6 +1147,10 @@ static int attach_kernel(struct server *s, struct tool *tl, struct reg_object *o
     bool kernel_prog = tool_kernel_has_prog(lp->id);
     if (!kernel_only_attach(a, name, tp, sizeof(tp)) && !kernel_prog)
         return 1;
+    err[0] = 0;
+    int r = refuse_kernel(tl, "the attachment", err, errlen);
+    if (r)
+        return r;
     if (!tp[0])
         snprintf(tp, sizeof(tp), "tracepoint id %u", a->tp_id);
     struct tool_kernel_attach ka = {
@@ -1143,7 +1171,7 @@ static int attach_kernel(struct server *s, struct tool *tl, struct reg_object *o
         return srv_efail(err, errlen, -EOPNOTSUPP, "program '%s' runs in the kernel: bpfgraft has no kernel timers",
                          lp->prog->name);
     }
-    int r = kernel_prog ? 0 : load_in_kernel(s, tl, o, lp, err, errlen);
+    r = kernel_prog ? 0 : load_in_kernel(s, tl, o, lp, err, errlen);
     if (!r && !(r = tool_kernel_attach(o->id, lp->id, tl->next_link_id + 1, &ka, err, errlen)))
         *id = ++tl->next_link_id;
     return r;
@@ -1205,6 +1233,11 @@ static int do_attach(struct server *s, struct tool *tl, const uint8_t *body, siz
                              name);
         break;
     case BPFG_TOOL_TIMER:
+        if (tl->abi) /* nothing but the tool channel goes to its payload */
+            return srv_efail(err, errlen, -EOPNOTSUPP,
+                             "a timer runs in the tool's own payload, which speaks payload ABI %u: this server "
+                             "sends it nothing but tool channel replies",
+                             tl->abi);
         want_type = BPF_PROG_TYPE_PERF_EVENT;
         kind = BPFG_ATTACH_TIMER;
         a.pid = tl->pid; /* it runs in the tool, on its payload thread */
@@ -1408,13 +1441,29 @@ static bool serve_tickets(struct server *s, struct tool *tl, const struct bpfg_p
     return true;
 }
 
+/* A tool whose payload is of ABI 2 sends requests 64-70 only: a later
+ * one is refused (MAP_MADE, which has no reply, ignored), as a server of
+ * ABI 2 would. True when h was one. */
+static bool refuse_newer(struct tool *tl, const struct bpfg_pmsg_hdr *h)
+{
+    if (tool_abi(tl) >= 3 || (h->type >= BPFG_TOOL_MAP_CREATE && h->type <= BPFG_TOOL_RELEASE))
+        return false;
+    char err[160];
+    snprintf(err, sizeof(err), "request %u is not one of payload ABI %u's tool channel", h->type, tool_abi(tl));
+    srv_log(SRV_DEBUG, "tool %d: %s", (int)tl->pid, err);
+    int r = h->type == BPFG_TOOL_MAP_MADE ? 0 : chan_reply(tl, h->seq, -EOPNOTSUPP, err, strlen(err) + 1, -1);
+    if (r)
+        srv_log(SRV_WARN, "tool %d: reply: %s", (int)tl->pid, strerror(-r));
+    return true;
+}
+
 static void serve(struct server *s, struct tool *tl, const struct bpfg_pmsg_hdr *h, const uint8_t *body, size_t len)
 {
     char err[2048] = "";
     struct bpfg_tool_id_reply rep = {0};
     int fd = -1, r;
     bool with_id = true;
-    if (serve_kernel_maps(tl, h, body, len) || serve_tickets(s, tl, h, body, len))
+    if (refuse_newer(tl, h) || serve_kernel_maps(tl, h, body, len) || serve_tickets(s, tl, h, body, len))
         return;
     kernel_maps_changed = false;
     switch (h->type) {
@@ -1794,6 +1843,7 @@ void tools_adopted(struct server *s, struct target *t)
 {
     struct tool *tl = tool_of_pid(t->pid);
     if (tl) {
+        tl->abi = t->foreign_abi; /* adopt.c: only an ABI whose tool channel we speak */
         if (tl->pending)
             tool_readopt(s, tl, t);
         return;
@@ -1827,11 +1877,11 @@ void tools_tick(struct server *s)
         if (tl->dead || !tl->pending || now - tl->pending_ms < TOOL_ADOPT_WAIT_MS)
             continue;
         const struct target *t = targets_find(&s->targets, tl->pid);
-        if (t && t->foreign_abi) /* reinject.c: a tool's payload is left as it is */
+        if (t && t->foreign_abi) /* adopt.c: an ABI whose tool channel we do not speak */
             srv_log(SRV_WARN,
-                    "tool %d (%s): its payload speaks payload ABI %u, left as it is (not re-injected): it is not "
-                    "served; its links in other processes end",
-                    (int)tl->pid, tl->name, t->foreign_abi);
+                    "tool %d (%s): its payload speaks payload ABI %u, whose tool channel this server does not speak "
+                    "(it speaks payload ABIs %u to %u): refused, left as it is; its links in other processes end",
+                    (int)tl->pid, tl->name, t->foreign_abi, TOOLS_OLDEST_ABI, adopt_payload_abi());
         else
             srv_log(SRV_WARN,
                     "tool %d (%s): its process did not come back within %d ms (it exited while no server "
@@ -1839,6 +1889,11 @@ void tools_tick(struct server *s)
                     (int)tl->pid, tl->name, TOOL_ADOPT_WAIT_MS);
         tool_end(s, tl);
     }
+}
+
+bool tools_speak_abi(uint32_t abi)
+{
+    return abi >= TOOLS_OLDEST_ABI && abi <= adopt_payload_abi();
 }
 
 bool tools_has_pid(pid_t pid)

@@ -57,6 +57,11 @@ void tools_restore(struct server *s);
 void tools_adopted(struct server *s, struct target *t);
 /* Timer: a restored tool whose process has not come back ends. */
 void tools_tick(struct server *s);
+/* The oldest payload ABI whose tool channel this server speaks (ABI 2:
+ * requests 64-70, abi/payload_abi.h section 7): a restarted server adopts
+ * a tool whose payload is of an ABI from it to its own (adopt.c). */
+#define TOOLS_OLDEST_ABI 2u
+bool tools_speak_abi(uint32_t abi);
 /* Whether pid is a running tool (in no one's scope but its own). */
 bool tools_has_pid(pid_t pid);
 /* Whether a process caught at exec (stopped at its entry point) is in a

@@ -47,6 +47,7 @@ struct tool {
     bool pending;        /* restored from its record, its process not adopted yet */
     uint64_t pending_ms; /* since when (monotonic) */
     uint64_t token;      /* of the tool process's payload (its record matches it) */
+    uint32_t abi;        /* its payload's ABI when not this server's (adopted: adopt.c), else 0 */
     uint32_t obj_btf_id; /* the BTF that types the object's maps, 0 none */
     uint32_t obj_id;
     char name[64];

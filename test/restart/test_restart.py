@@ -1528,30 +1528,104 @@ def detach_reinjected(d, v, what, images=1):
     check(v.alive() and v.get(CTL_CALLS) > calls, f"{what}: the process runs on", v.death())
 
 
-def tool_left_as_is(a, d):
-    """A `bpfgraft run` tool's payload of an older ABI is not re-injected:
-    listed as left as it is (state other-abi-2, adopted tool-as-is, said in
-    the log and by bpfgraft ps); the tool runs on with its local maps, its
-    requests that need a server are not served."""
+def file_offset(binary, name):
+    """The file offset of symbol name in binary (a uprobe's offset)."""
+    out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
+    vaddr = next(int(w[0], 16) for w in (l.split() for l in out.splitlines()) if len(w) == 3 and w[2] == name)
+    out = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True, check=True).stdout
+    for w in (l.split() for l in out.splitlines()):
+        if w[:1] == ["LOAD"]:
+            off, va, filesz = int(w[1], 16), int(w[2], 16), int(w[4], 16)
+            if va <= vaddr < va + filesz:
+                return vaddr - va + off
+    raise LookupError(f"{name} is in no LOAD segment of {binary}")
+
+
+def tool_counts_exact(bt, v, what, lib0=None):
+    """With v's workload stopped, the tool's first map counted every call
+    of probed_add, and its second (when lib0 is given) every call of
+    lib_probed_mul since lib0."""
+    v.go(False)
+    calls, lib = v.get(CTL_CALLS), v.get(CTL_LIB)
+    got = bt.ask("lookup 0")
+    check(calls > 0 and got == f"lookup OK {calls}", f"{what}: every probed_add call counted once",
+          f"the tool's map: {got}, the process made {calls} calls")
+    if lib0 is not None:
+        got = bt.ask("lookup 1")
+        check(lib > lib0 and got == f"lookup OK {lib - lib0}", f"{what}: every lib_probed_mul call counted once",
+              f"the tool's map: {got}, the process made {lib - lib0} calls")
+    v.go(True)
+
+
+def tool_adopted_old_abi(a, d):
+    """A `bpfgraft run` tool whose payload is of payload ABI 2 (its server
+    of ABI 2 SIGKILLed, this server started) is adopted: this server speaks
+    ABI 2's tool channel (listing, log and ps say so); the process it
+    probes is re-injected and its count goes on exactly over the whole run;
+    a MAP_CREATE and a new attach from the tool work, also after the next
+    restart; its detach leaves the process's text equal to its files."""
+    exe = os.path.join(a.test_bin, "attach-victim-pie")
+    lib = os.path.join(a.test_bin, "libattachvictim.so")
     start_old_abi(a, d)
+    v = Victim(a, d.dir, 70, threads=4)
     bt = RunTool(d, [sys.executable, os.path.join(HERE, "bpf_tool.py")], "python3")
     try:
-        check_eq(bt.ask("create"), "create OK", "reinject: the ABI-2 server serves the tool's MAP_CREATE")
-        check_eq(bt.ask("update 7"), "update OK 7", "reinject: the tool updates its map")
+        check_eq(bt.ask("create"), "create OK", "tool abi 2: the ABI-2 server serves the tool's MAP_CREATE")
+        check_eq(bt.ask("prog 0"), "prog OK", "tool abi 2: the ABI-2 server loads the tool's program")
+        got = bt.ask(f"attach {v.pid} {exe} {file_offset(exe, 'probed_add')}", timeout=60)
+        check(got == "attach OK", "tool abi 2: the ABI-2 server attaches it in another process",
+              f"{got}; {bt.stderr()[-500:]}")
         pid = bt.pid(d)
+        v.go(True)
+        time.sleep(0.3)
         d.stop(signal.SIGKILL)
+        time.sleep(0.3)  # counting goes on without a server
         d.start()
-        t = wait_listed(d, [pid]).get(pid, {})
-        check(t.get("state") == "other-abi-2" and t.get("adopted") == "tool-as-is",
-              "reinject: the tool's payload listed as left as it is", f"{t}")
-        check("`bpfgraft run` tool's, which is not re-injected" in d.log(), "reinject: the log says why",
+        got = wait_listed(d, [pid, v.pid])
+        t = got.get(pid, {})
+        check(t.get("state") == "attached" and t.get("adopted") == "tool-abi-2",
+              "tool abi 2: the tool's payload listed as adopted (state attached, adopted tool-abi-2)", f"{t}")
+        check_eq(got.get(v.pid, {}).get("adopted"), "reinjected", "tool abi 2: the probed process is re-injected")
+        check_eq(wait_tools_running(d, [pid]).get(pid), "running", "tool abi 2: tool.list says it runs")
+        check("adopted as a `bpfgraft run` tool" in d.log(), "tool abi 2: the log says it adopted the tool",
               d.log()[-2000:])
         rc, out, _ = d.cli("ps")
-        check(rc == 0 and "(tool-as-is)" in out, "reinject: bpfgraft ps says it", out)
-        check_eq(bt.ask("lookup"), "lookup OK 7", "reinject: the tool runs on with its map")
-        check_eq(bt.ask("create"), "create ERR 107", "reinject: a request that needs a server is not served")
+        check(rc == 0 and "(tool-abi-2)" in out, "tool abi 2: bpfgraft ps says it", out)
+        time.sleep(0.3)
+        tool_counts_exact(bt, v, "tool abi 2")
+        check_eq(bt.ask("create"), "create OK", "tool abi 2: after the restart a MAP_CREATE is served")
+        check_eq(bt.ask("prog 1"), "prog OK", "tool abi 2: after the restart a PROG_LOAD is served")
+        v.go(False)
+        lib0 = v.get(CTL_LIB)
+        got = bt.ask(f"attach {v.pid} {lib} {file_offset(lib, 'lib_probed_mul')}", timeout=60)
+        check(got == "attach OK", "tool abi 2: after the restart a new attach is served",
+              f"{got}; {bt.stderr()[-500:]}")
+        v.go(True)
+        time.sleep(0.3)
+        tool_counts_exact(bt, v, "tool abi 2 after a new attach", lib0)
+        d.stop(signal.SIGKILL)  # the next server adopts the same tool again
+        time.sleep(0.2)
+        d.start()
+        t = wait_listed(d, [pid, v.pid]).get(pid, {})
+        check(t.get("adopted") == "tool-abi-2" and wait_tools_running(d, [pid]).get(pid) == "running",
+              "tool abi 2: the next server adopts the tool again", f"{t}")
+        time.sleep(0.3)
+        tool_counts_exact(bt, v, "tool abi 2 after the next restart", lib0)
+        v.go(False)
+        check_eq(bt.ask("detach"), "detach OK", "tool abi 2: the tool closes its links")
+        deadline = time.monotonic() + 10
+        while text_matches_file(v.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the process attached for the tool leaves on the tick
+        check_eq(text_matches_file(v.pid), [], "tool abi 2: after the tool's detach the text equals its files")
+        check(v.alive(), "tool abi 2: the process lives", v.death())
+        bt.stop()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pid in wait_listed(d, []):
+            time.sleep(0.05)
+        check(pid not in wait_listed(d, []), "tool abi 2: the ended tool is no longer listed")
     finally:
         bt.stop()
+        v.kill()
         d.stop(signal.SIGTERM)
 
 
@@ -1606,7 +1680,7 @@ def part_reinject(a, d):
             d.stop(signal.SIGTERM)
         finally:
             v.kill()
-    tool_left_as_is(a, d)
+    tool_adopted_old_abi(a, d)
 
 
 def sys_counts(d):
