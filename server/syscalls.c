@@ -406,34 +406,64 @@ int syscalls_attach(struct server *s, struct target *t, const struct reg_prog *p
 static size_t rewrite_stopped(struct server *s, struct target *t, struct bpfg_stopped *st, struct sys_state *x,
                               const uint64_t *sites, size_t n);
 
-/* The site of glibc's syscall() (`mov 0x8(%rsp),%r9; syscall`) in the
- * stopped tool t: 0 when it has none (no glibc, another shape). */
-static uint64_t glibc_syscall_site(struct bpfg_stopped *st, pid_t pid)
+/* glibc functions whose syscall sites a libbpf tool makes hot, by their
+ * number (-1: syscall(), the number in rax; libbpf makes bpf() and
+ * perf_event_open() through it). */
+static const struct {
+    const char *fn;
+    int nr;
+} tool_hot[] = {
+    {"syscall", -1},
+    {"close", SYS_close},           /* each map, program and link fd the tool drops */
+    {"ioctl", SYS_ioctl},           /* perf events: enable, set BPF */
+    {"epoll_wait", SYS_epoll_wait}, /* ring and perf buffer polling */
+};
+
+#define TOOL_FN_BYTES 128
+
+/* The sites of function fn (one of the two forms, number nr) in the
+ * stopped tool, added to sites[*n] (up to max). */
+static void glibc_sites(struct bpfg_stopped *st, pid_t pid, const char *fn, int nr, uint64_t *sites, size_t *n,
+                        size_t max)
 {
-    uint64_t fn;
-    uint8_t code[64];
+    uint64_t at, lo, hi;
+    uint8_t code[TOOL_FN_BYTES];
     char why[BPFG_ERRLEN];
-    if (sym_resolve(pid, "libc.so.6", "syscall", 0, &fn, why, sizeof(why)) != 0 ||
-        bpfg_mem_read(st, fn, code, sizeof(code)) != 0)
-        return 0;
-    for (size_t i = 0; i + 7 <= sizeof(code); i++)
-        if (memcmp(code + i, BPFG_SYS_SITE_R9_LOAD, 5) == 0 && code[i + 5] == 0x0f && code[i + 6] == 0x05)
-            return fn + i;
-    return 0;
+    if (sym_resolve(pid, "libc.so.6", fn, 0, &at, why, sizeof(why)) != 0)
+        return;
+    size_t len = sizeof(code);
+    if (sym_function_at(pid, at, &lo, &hi) == 0 && hi > at && hi - at < len)
+        len = (size_t)(hi - at);
+    if (len < 7 || bpfg_mem_read(st, at, code, len) != 0)
+        return;
+    for (size_t i = 0; i + 7 <= len && *n < max; i++) {
+        uint32_t imm;
+        memcpy(&imm, code + i + 1, 4);
+        bool form = nr < 0 ? memcmp(code + i, BPFG_SYS_SITE_R9_LOAD, 5) == 0 : code[i] == 0xb8 && imm == (uint32_t)nr;
+        if (form && code[i + 5] == 0x0f && code[i + 6] == 0x05)
+            sites[(*n)++] = at + i;
+    }
 }
 
-/* A tool's bpf() and perf_event_open() go through glibc's syscall() (as
- * libbpf makes them): its site is rewritten now, in the stop that turns
- * dispatch on, so that no map call of the tool ever traps. Found by its
- * first SIGSYS it was reported up to the payload's 50 ms poll later and
- * rewritten in a stop of its own (~4 ms on the loaded bench VM): the first
- * 10-25 thousand map calls went through SIGSYS (bpfgraft-bench --quick
- * tool measured that). The tool's other sites are still found that way. */
-static void tool_early_site(struct server *s, struct target *t, struct sys_state *x, struct bpfg_stopped *st)
+/* A tool's hot syscall sites (tool_hot) are rewritten now, in the stop
+ * that turns dispatch on, so that none of those calls ever traps. Found by
+ * their first SIGSYS they were reported up to the payload's 50 ms poll
+ * later and rewritten in a stop of their own (~4 ms on the loaded bench
+ * VM): the first 10-25 thousand map calls went through SIGSYS
+ * (bpfgraft-bench --quick tool measured that), and so did every close of
+ * the bench's 50 map creates. The tool's other sites are still found that
+ * way. */
+static void tool_early_sites(struct server *s, struct target *t, struct sys_state *x, struct bpfg_stopped *st)
 {
-    uint64_t site = x->fast_entry ? glibc_syscall_site(st, t->pid) : 0;
-    if (site && rewrite_stopped(s, t, st, x, &site, 1) == 1)
-        srv_log(SRV_DEBUG, "tool %d: glibc's syscall() rewritten before the tool's first call", (int)t->pid);
+    uint64_t sites[16];
+    size_t n = 0;
+    if (!x->fast_entry)
+        return;
+    for (size_t i = 0; i < sizeof(tool_hot) / sizeof(tool_hot[0]); i++)
+        glibc_sites(st, t->pid, tool_hot[i].fn, tool_hot[i].nr, sites, &n, sizeof(sites) / sizeof(sites[0]));
+    size_t done = n ? rewrite_stopped(s, t, st, x, sites, n) : 0;
+    srv_log(SRV_DEBUG, "tool %d: %zu of %zu glibc syscall sites rewritten before the tool's first call", (int)t->pid,
+            done, n);
 }
 
 int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_reply *rep, char *err,
@@ -459,7 +489,7 @@ int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg
     }
     r = set_dispatch(&st, t, true, rep, err, errlen);
     if (!r)
-        tool_early_site(s, t, x, &st);
+        tool_early_sites(s, t, x, &st);
     bpfg_resume_process(&st, &t->last_stop_ns);
     if (!r)
         x->sud_on = true;
