@@ -459,11 +459,15 @@ static void tool_early_sites(struct server *s, struct target *t, struct sys_stat
     size_t n = 0;
     if (!x->fast_entry)
         return;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < sizeof(tool_hot) / sizeof(tool_hot[0]); i++)
         glibc_sites(st, t->pid, tool_hot[i].fn, tool_hot[i].nr, sites, &n, sizeof(sites) / sizeof(sites[0]));
     size_t done = n ? rewrite_stopped(s, t, st, x, sites, n) : 0;
-    srv_log(SRV_DEBUG, "tool %d: %zu of %zu glibc syscall sites rewritten before the tool's first call", (int)t->pid,
-            done, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    srv_log(SRV_DEBUG, "tool %d: %zu of %zu glibc syscall sites rewritten before the tool's first call (%ld us)",
+            (int)t->pid, done, n, us);
 }
 
 int syscalls_tool_dispatch(struct server *s, struct target *t, const struct bpfg_pmsg_syscall_reply *rep, char *err,
