@@ -23,6 +23,13 @@ struct xbuf {
     uint8_t stack[256] __attribute__((aligned(8)));
 };
 
+/* Not `= {0}`: zeroing the array cost more than the map operation of a
+ * small key or value. */
+static void xbuf_init(struct xbuf *b)
+{
+    b->p = NULL;
+}
+
 static void *xbuf_get(struct xbuf *b, size_t n)
 {
     b->p = n <= sizeof(b->stack) ? b->stack : calloc(1, n);
@@ -485,22 +492,16 @@ static bool map_cmd(int cmd)
 }
 
 /* Commands on a map that became the kernel's go to the kernel (but a perf
- * array's slots, whose rings are ours: perf_array_update). True with the
- * result in *ret when so. */
-static bool kernel_route(int cmd, union bpf_attr *at, void *uattr, uint64_t size, long *ret)
+ * array's slots, whose rings are ours: perf_array_update). */
+static bool kernel_owned(const struct tool_file *f)
 {
-    bool batch = cmd == BPF_MAP_LOOKUP_BATCH || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH || cmd == BPF_MAP_UPDATE_BATCH ||
-                 cmd == BPF_MAP_DELETE_BATCH;
-    int fd = (int)(batch ? at->batch.map_fd : at->map_fd);
-    if (!tool_fdt_peek(fd))
-        return false;
-    struct tool_file *f = tool_fdt_get(fd);
-    bool ours = f && f->kind == TK_MAP && f->kfd >= 0 && f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY &&
-                f->map_type != BPF_MAP_TYPE_RINGBUF;
-    if (ours)
-        *ret = kernel_map_cmd(f, cmd, batch, at, uattr, size);
-    file_put(f);
-    return ours;
+    return f->kfd >= 0 && f->map_type != BPF_MAP_TYPE_PERF_EVENT_ARRAY && f->map_type != BPF_MAP_TYPE_RINGBUF;
+}
+
+static bool batch_cmd(int cmd)
+{
+    return cmd == BPF_MAP_LOOKUP_BATCH || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH || cmd == BPF_MAP_UPDATE_BATCH ||
+           cmd == BPF_MAP_DELETE_BATCH;
 }
 
 static bool is_hash(uint32_t t)
@@ -665,13 +666,12 @@ static long elem_next_key(struct tool_file *f, const void *key, void *next)
     return 0;
 }
 
-static long bpf_map_elem(int cmd, const union bpf_attr *at)
+static long bpf_map_elem(struct tool_file *f, int cmd, const union bpf_attr *at)
 {
-    struct tool_file *f;
-    long r = map_arg((int)at->map_fd, &f);
-    if (r)
-        return r;
-    struct xbuf kb = {0}, vb = {0};
+    long r = 0;
+    struct xbuf kb, vb;
+    xbuf_init(&kb);
+    xbuf_init(&vb);
     void *key = NULL;
     uint64_t uval = at->value; /* next_key shares the slot */
     /* FREEZE has no key; GET_NEXT_KEY's NULL key asks for the first one */
@@ -726,7 +726,6 @@ static long bpf_map_elem(int cmd, const union bpf_attr *at)
 out:
     xbuf_free(&kb);
     xbuf_free(&vb);
-    file_put(f);
     return r;
 }
 
@@ -752,7 +751,8 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
     if (write_count(uattr, 0))
         return -EFAULT;
     uint32_t ks = f->key_size, vs = f->value_copy;
-    struct xbuf b = {0};
+    struct xbuf b;
+    xbuf_init(&b);
     uint8_t *prev = xbuf_get(&b, 2 * (size_t)ks + vs);
     if (!prev)
         return -ENOMEM;
@@ -802,28 +802,19 @@ static long lookup_batch(struct tool_file *f, const union bpf_attr *at, void *ua
     return r;
 }
 
-static long bpf_map_batch(int cmd, const union bpf_attr *at, void *uattr)
+static long bpf_map_batch(struct tool_file *f, int cmd, const union bpf_attr *at, void *uattr)
 {
-    struct tool_file *f;
-    long r = map_arg((int)at->batch.map_fd, &f);
-    if (r)
-        return r;
-    if (at->batch.flags || (at->batch.elem_flags & ~(uint64_t)BPF_F_LOCK && cmd != BPF_MAP_UPDATE_BATCH)) {
-        file_put(f);
+    long r = 0;
+    if (at->batch.flags || (at->batch.elem_flags & ~(uint64_t)BPF_F_LOCK && cmd != BPF_MAP_UPDATE_BATCH))
         return -EINVAL;
-    }
-    if (cmd == BPF_MAP_LOOKUP_BATCH || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
-        r = lookup_batch(f, at, uattr, cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH);
-        file_put(f);
-        return r;
-    }
+    if (cmd == BPF_MAP_LOOKUP_BATCH || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH)
+        return lookup_batch(f, at, uattr, cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH);
     uint32_t max = at->batch.count, cp = 0, ks = f->key_size, vs = f->value_copy;
-    struct xbuf b = {0};
+    struct xbuf b;
+    xbuf_init(&b);
     uint8_t *key = xbuf_get(&b, (size_t)ks + vs + 8);
-    if (!key) {
-        file_put(f);
+    if (!key)
         return -ENOMEM;
-    }
     uint8_t *val = key + ks;
     for (; !r && cp < max; cp++) {
         if (uread(key, (const uint8_t *)(uintptr_t)at->batch.keys + (uint64_t)cp * ks, ks)) {
@@ -843,6 +834,25 @@ static long bpf_map_batch(int cmd, const union bpf_attr *at, void *uattr)
     if (write_count(uattr, cp))
         r = -EFAULT;
     xbuf_free(&b);
+    return r;
+}
+
+/* Element and batch commands: the map's file is taken once (each take is
+ * the fd table's lock) and the command runs on the region, or on the
+ * kernel map it became. */
+static long bpf_map_cmd(int cmd, union bpf_attr *at, void *uattr, uint64_t size)
+{
+    bool batch = batch_cmd(cmd);
+    struct tool_file *f;
+    long r = map_arg((int)(batch ? at->batch.map_fd : at->map_fd), &f);
+    if (r)
+        return r;
+    if (kernel_owned(f))
+        r = kernel_map_cmd(f, cmd, batch, at, uattr, size);
+    else if (batch)
+        r = bpf_map_batch(f, cmd, at, uattr);
+    else
+        r = bpf_map_elem(f, cmd, at);
     file_put(f);
     return r;
 }
@@ -927,7 +937,6 @@ long do_bpf(const uint64_t a[6])
     void *uattr = (void *)(uintptr_t)a[1];
     uint64_t size = (uint32_t)a[2];
     union bpf_attr at;
-    memset(&at, 0, sizeof(at));
     if (size > PAGE)
         return -E2BIG;
     /* the kernel wants the part of attr it does not know to be zero */
@@ -942,11 +951,11 @@ long do_bpf(const uint64_t a[6])
     }
     if (size > sizeof(at))
         size = sizeof(at);
+    memset((uint8_t *)&at + size, 0, sizeof(at) - size); /* libbpf passes only the fields it sets */
     if (uread(&at, uattr, size))
         return -EFAULT;
-    long kr;
-    if (map_cmd(cmd) && kernel_route(cmd, &at, uattr, size, &kr))
-        return kr;
+    if (map_cmd(cmd))
+        return bpf_map_cmd(cmd, &at, uattr, size);
     switch (cmd) {
     case BPF_MAP_CREATE: return bpf_map_create(&at);
     case BPF_PROG_LOAD: return bpf_prog_load(&at);
@@ -954,16 +963,6 @@ long do_bpf(const uint64_t a[6])
     case BPF_LINK_CREATE: return bpf_link_create(&at);
     case BPF_RAW_TRACEPOINT_OPEN: return bpf_raw_tp_open(&at);
     case BPF_LINK_DETACH: return bpf_link_detach(&at);
-    case BPF_MAP_LOOKUP_ELEM:
-    case BPF_MAP_UPDATE_ELEM:
-    case BPF_MAP_DELETE_ELEM:
-    case BPF_MAP_GET_NEXT_KEY:
-    case BPF_MAP_LOOKUP_AND_DELETE_ELEM: return bpf_map_elem(cmd, &at);
-    case BPF_MAP_FREEZE: return bpf_map_elem(cmd, &at);
-    case BPF_MAP_LOOKUP_BATCH:
-    case BPF_MAP_LOOKUP_AND_DELETE_BATCH:
-    case BPF_MAP_UPDATE_BATCH:
-    case BPF_MAP_DELETE_BATCH: return bpf_map_batch(cmd, &at, uattr);
     case BPF_OBJ_GET_INFO_BY_FD: return bpf_obj_info(&at, uattr, (uint32_t)a[2]);
     case BPF_PROG_BIND_MAP:
         return 0; /* the server keeps what a program uses */

@@ -3,7 +3,8 @@
  * The tool's map calls are served inside it with plain copies that a
  * fault handler guards (payload/fault.c): a bad pointer must give EFAULT
  * as under the kernel, the tool's own handler must still see its own
- * faults, and `tool-faults crash` must die of SIGSEGV as without us. */
+ * faults, and `tool-faults crash` must die of SIGSEGV as without us.
+ * `tool-faults site` says whether glibc's syscall() is rewritten yet. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/bpf.h>
@@ -78,8 +79,27 @@ static int own_handler_runs(void)
     return bad;
 }
 
+/* "site": how glibc's syscall(), through which libbpf makes every bpf()
+ * call, reaches its `syscall` instruction as main starts, before any call
+ * of it: its own `mov 0x8(%rsp),%r9; syscall`, or a jmp where the mov was
+ * (the rewritten site, payload_abi.h). */
+static int site_state(void)
+{
+    static const uint8_t orig[7] = {0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x0f, 0x05};
+    const uint8_t *p = (const uint8_t *)(uintptr_t)&syscall;
+    for (int i = 0; i + 7 <= 64; i++) {
+        if (memcmp(p + i, orig, sizeof(orig)) == 0)
+            return puts("syscall() site: original"), 0;
+        if (p[i] == 0xe9 && p[i + 5] == 0x0f && p[i + 6] == 0x05)
+            return puts("syscall() site: rewritten"), 0;
+    }
+    return puts("syscall() site: not found"), 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "site") == 0)
+        return site_state();
     if (argc > 1 && strcmp(argv[1], "crash") == 0) {
         signal(SIGSEGV, SIG_DFL);
         fflush(stdout);

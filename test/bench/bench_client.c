@@ -139,7 +139,7 @@ void begin(struct rconn *r, struct bpfg_rpc_out *out, const char *method, uint32
 
 int server_start(struct server *s, const char *bin)
 {
-    snprintf(s->dir, sizeof(s->dir), "/tmp/bpfgraft-bench-XXXXXX");
+    snprintf(s->dir, sizeof(s->dir), "%s/bpfgraft-bench-XXXXXX", s->parent ? s->parent : "/tmp");
     if (!mkdtemp(s->dir))
         return -errno;
     snprintf(s->sock, sizeof(s->sock), "%s/control.sock", s->dir);

@@ -40,9 +40,11 @@ struct server {
     char dir[64];
     char sock[128];
     const char *const *extra; /* more arguments of bpfgraftd (NULL-terminated), or NULL */
+    const char *parent;       /* where the temporary directory is made (NULL: /tmp) */
 };
 
-/* Starts bin (bpfgraftd) on a socket in a new temporary directory. */
+/* Starts bin (bpfgraftd) on a socket in a new temporary directory, which
+ * is also its state directory. */
 int server_start(struct server *s, const char *bin);
 void server_stop(struct server *s);
 

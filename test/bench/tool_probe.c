@@ -3,10 +3,13 @@
  * suite, bench_tool.c) it measures bpfgraft serving them. Prints one line:
  *   create_us=.. prog_load_us=.. array_lookup_ns=.. array_update_ns=..
  *   hash_lookup_ns=.. hash_update_ns=.. get_next_key_ns=..
- * Raw bpf() syscalls, as libbpf makes them. argv[1]: iterations. Map
- * create and program load: the median of 50 calls, each with its close. */
+ * Raw bpf() syscalls, as libbpf makes them: through glibc's syscall(),
+ * with the attr size of the last field the command uses (libbpf 1.1's
+ * bpf.c: offsetofend). argv[1]: iterations. Map create and program load:
+ * the median of 50 calls, each with its close. */
 #define _GNU_SOURCE
 #include <linux/bpf.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static long sys_bpf(int cmd, union bpf_attr *a)
+#define offsetofend(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
+static long sys_bpf(int cmd, union bpf_attr *a, size_t size)
 {
-    return syscall(SYS_bpf, cmd, a, sizeof(*a));
+    return syscall(SYS_bpf, cmd, a, size);
 }
 
 static uint64_t now_ns(void)
@@ -29,24 +34,27 @@ static uint64_t now_ns(void)
 
 static int map_create(uint32_t type, uint32_t max)
 {
+    const size_t size = offsetofend(union bpf_attr, map_extra);
     union bpf_attr a;
-    memset(&a, 0, sizeof(a));
+    memset(&a, 0, size);
     a.map_type = type;
     a.key_size = 4;
     a.value_size = 8;
     a.max_entries = max;
     strcpy(a.map_name, "bench_tool");
-    return (int)sys_bpf(BPF_MAP_CREATE, &a);
+    return (int)sys_bpf(BPF_MAP_CREATE, &a, size);
 }
 
 static int elem(int cmd, int fd, uint32_t *key, void *value_or_next)
 {
+    const size_t size =
+        cmd == BPF_MAP_GET_NEXT_KEY ? offsetofend(union bpf_attr, next_key) : offsetofend(union bpf_attr, flags);
     union bpf_attr a;
-    memset(&a, 0, sizeof(a));
+    memset(&a, 0, size);
     a.map_fd = (uint32_t)fd;
     a.key = (uint64_t)(uintptr_t)key;
     a.value = (uint64_t)(uintptr_t)value_or_next; /* next_key shares the slot */
-    return (int)sys_bpf(cmd, &a);
+    return (int)sys_bpf(cmd, &a, size);
 }
 
 static int prog_load(void)
@@ -55,13 +63,14 @@ static int prog_load(void)
         {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 0},
         {.code = BPF_JMP | BPF_EXIT},
     };
+    const size_t size = offsetofend(union bpf_attr, fd_array);
     union bpf_attr a;
-    memset(&a, 0, sizeof(a));
+    memset(&a, 0, size);
     a.prog_type = BPF_PROG_TYPE_TRACEPOINT;
     a.insns = (uint64_t)(uintptr_t)insns;
     a.insn_cnt = 2;
     a.license = (uint64_t)(uintptr_t) "GPL";
-    return (int)sys_bpf(BPF_PROG_LOAD, &a);
+    return (int)sys_bpf(BPF_PROG_LOAD, &a, size);
 }
 
 static double per_op(uint64_t t0, long n)
