@@ -1319,6 +1319,9 @@ def part_syssites(a, d):
             if j > 0:  # finished by the next detach
                 d.stop(signal.SIGTERM)
                 start_killed_at(d, j)
+                # a server lists the process once its payload reconnects:
+                # a detach before that is answered "not attached"
+                wait_listed(d, [v.pid])
                 d.cli("detach", v.pid)
                 check_eq(wait_died(d), -signal.SIGKILL, f"syssites {k}: killed at restore write {j} at detach")
                 check(v.burst(), f"syssites {k}: the process runs on after a detach killed halfway")
