@@ -473,19 +473,29 @@ static void forget_sites(void)
  * only a site taking its number in rax can bring (glibc's syscall()): the
  * entry code then makes the call at the site's own `syscall`, which
  * Syscall User Dispatch sends to the signal path. */
-enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* syscall_entry.S: F_DONE, F_EXIT, F_SLOW */
+enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* entry.h: F_DONE, F_EXIT, F_SLOW */
 
-static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
+static PAYLOAD_HOT void fast_call_init(struct call *c, struct bpfg_pt_regs *r, struct bpfg_thread_slot *slot)
 {
     c->nr = (long)r->orig_ax;
     c->args[0] = r->di, c->args[1] = r->si, c->args[2] = r->dx;
     c->args[3] = r->r10, c->args[4] = r->r8, c->args[5] = r->r9;
-    c->regs = r;
+    c->regs = r; /* cx and r11 as `syscall` leaves them: the entry code's (entry.h, SYS_REGS) */
     c->tid = 0;
-    c->slot = hooks_stack_slot(r); /* the entry code switched to the thread's handler stack */
-    /* what the kernel's pt_regs has after `syscall` */
-    r->cx = r->ip;
-    r->r11 = r->flags;
+    c->slot = slot; /* the entry code's: the owner of the handler stack it switched to */
+}
+
+/* What nr's programs want, from one read of the flags (want_enter,
+ * want_exit and want_tid at once): FAST_W_* bits. The lists themselves
+ * are read inside the handler context; a flag read before is a hint. */
+enum { FAST_W_ENTER = 1, FAST_W_EXIT = 2, FAST_W_TID = 4 };
+
+static PAYLOAD_HOT unsigned fast_wants(long nr)
+{
+    unsigned raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
+    unsigned has = (unsigned long)nr < BPFG_SYS_MAX_NR ? hot.nr_has[nr] : 0;
+    return ((has & 1) || (raw & 5) ? FAST_W_ENTER : 0) | ((has & 2) || (raw & 10) ? FAST_W_EXIT : 0) |
+           ((has & 3) || (raw & 3) ? FAST_W_TID : 0);
 }
 
 /* Without dispatch: the numbers whose call depends on the stack it is
@@ -495,20 +505,25 @@ static bool site_bound(long nr)
     return nr == SYS_rt_sigreturn || nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
 }
 
-PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
+PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r, struct bpfg_thread_slot *slot)
 {
-    struct call c;
-    fast_call_init(&c, r);
+    long nr = (long)r->orig_ax;
     bool nodisp = __atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED);
-    if (nodisp ? !*hot.fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
+    if (nodisp ? !*hot.fast_live && site_bound(nr) : bpfg_sys_slow_only(nr))
         return FAST_SLOW;
     if (!*hot.fast_live)
         return 0;
-    long slow = nodisp && site_bound(c.nr) ? FAST_SLOW : 0;
-    long exit = want_exit(c.nr) ? FAST_EXIT : 0;
+    long slow = nodisp && site_bound(nr) ? FAST_SLOW : 0;
+    unsigned w = fast_wants(nr);
+    long exit = w & FAST_W_EXIT ? FAST_EXIT : 0;
+    bool tool = __builtin_expect(__atomic_load_n(&hot.tool_on, __ATOMIC_RELAXED), 0);
+    if (!(w & FAST_W_ENTER) && !tool)
+        return slow ? slow : exit;
+    struct call c;
+    fast_call_init(&c, r, slot);
     int64_t ret;
-    if (want_enter(c.nr)) {
-        if (want_tid(c.nr))
+    if (w & FAST_W_ENTER) {
+        if (w & FAST_W_TID)
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
         if (run_enter(&c, &ret)) {
             r->ax = (uint64_t)ret;
@@ -518,7 +533,7 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
     if (slow)
         return slow;
     long served;
-    if (__builtin_expect(__atomic_load_n(&hot.tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
+    if (tool && tool_syscall(c.nr, c.args, &served)) {
         r->ax = (uint64_t)served;
         return FAST_DONE | exit;
     }
@@ -526,13 +541,14 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 }
 
 /* After the call, on the handler stack again: the sys_exit programs. */
-PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
+PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret, struct bpfg_thread_slot *slot)
 {
     struct call c;
-    fast_call_init(&c, r);
-    if (!want_exit(c.nr)) /* re-read: the programs may have gone while the syscall blocked */
+    fast_call_init(&c, r, slot);
+    unsigned w = fast_wants(c.nr);
+    if (!(w & FAST_W_EXIT)) /* re-read: the programs may have gone while the syscall blocked */
         return;
-    if (want_tid(c.nr))
+    if (w & FAST_W_TID)
         c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
     run_exit(&c, ret);
 }
