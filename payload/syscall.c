@@ -228,7 +228,7 @@ static bool want_tid(long nr)
  * called bpf_override_return: the syscall must not run. */
 /* Enters the thread's handler context for c; false (a miss) when the
  * call runs off the handler stack or inside another handler. */
-static PAYLOAD_HOT bool call_enter(const struct call *c)
+static inline __attribute__((always_inline)) bool call_enter(const struct call *c)
 {
     if (c->slot && hooks_thread_enter(c->slot))
         return true;
@@ -238,7 +238,7 @@ static PAYLOAD_HOT bool call_enter(const struct call *c)
 
 /* The record lists run only when they hold a program (the test is one
  * byte): every list a load and a branch per slot otherwise. */
-static PAYLOAD_HOT bool run_enter(struct call *c, int64_t *rc)
+static inline __attribute__((always_inline)) bool run_enter(struct call *c, int64_t *rc)
 {
     if (!call_enter(c))
         return false;
@@ -475,7 +475,8 @@ static void forget_sites(void)
  * Syscall User Dispatch sends to the signal path. */
 enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* entry.h: F_DONE, F_EXIT, F_SLOW */
 
-static PAYLOAD_HOT void fast_call_init(struct call *c, struct bpfg_pt_regs *r, struct bpfg_thread_slot *slot)
+static inline __attribute__((always_inline)) void fast_call_init(struct call *c, struct bpfg_pt_regs *r,
+                                                                 struct bpfg_thread_slot *slot)
 {
     c->nr = (long)r->orig_ax;
     c->args[0] = r->di, c->args[1] = r->si, c->args[2] = r->dx;
@@ -490,7 +491,7 @@ static PAYLOAD_HOT void fast_call_init(struct call *c, struct bpfg_pt_regs *r, s
  * are read inside the handler context; a flag read before is a hint. */
 enum { FAST_W_ENTER = 1, FAST_W_EXIT = 2, FAST_W_TID = 4 };
 
-static PAYLOAD_HOT unsigned fast_wants(long nr)
+static inline __attribute__((always_inline)) unsigned fast_wants(long nr)
 {
     unsigned raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
     unsigned has = (unsigned long)nr < BPFG_SYS_MAX_NR ? hot.nr_has[nr] : 0;
