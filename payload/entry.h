@@ -93,10 +93,12 @@
  * struct pt_regs at rsp (ip and orig_ax left to the caller), rbx = T and
  * rdx = the thread's slot (the handler needs no lookup of its own: a
  * division by the stacks' stride); slot and stack found inline (hooks.c:
- * thread_slot) when the thread has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
+ * thread_slot) when the thread has both, else by bpfg_handler_stack. sys=1
+ * (a syscall's entry): ax, cx, ip and sp are left to SYS_REGS, r11 is the
+ * flags (as after `syscall`). Without one, calls miss(&T[S_WORD])
  * and continues at `none` with rsp = T and every register as at entry but
  * those SAVE_SCRATCH saved. */
-.macro SWITCH_STACK none, miss
+.macro SWITCH_STACK none, miss, sys=0
     movzbl bpfg_key_method(%rip), %eax
     cmp $T_KEY_RDFSBASE, %al
     jne .Le1_\@
@@ -162,7 +164,6 @@
     mov %r13, R13(%rsp)
     mov %r12, R12(%rsp)
     mov %rbp, RBP(%rsp)
-    mov %r11, R11(%rsp)
     mov %r10, R10(%rsp)
     mov %r9, R9(%rsp)
     mov %r8, R8(%rsp)
@@ -171,15 +172,20 @@
     mov %rax, RSI(%rsp)
     mov S_RDX(%rbx), %rax
     mov %rax, RDX(%rsp)
+    mov S_FLAGS(%rbx), %rax
+    mov %rax, EFLAGS(%rsp)
+    .if \sys                           /* SYS_REGS stores the rest */
+    mov %rax, R11(%rsp)                 /* r11 = rflags, as after `syscall` */
+    .else
+    mov %r11, R11(%rsp)
     mov S_RCX(%rbx), %rax
     mov %rax, RCX(%rsp)
     mov S_RAX(%rbx), %rax
     mov %rax, RAX(%rsp)
-    mov S_FLAGS(%rbx), %rax
-    mov %rax, EFLAGS(%rsp)
     lea S_SP(%rbx), %rax
     mov %rax, RSP(%rsp)
     movq $0, RIP(%rsp)
+    .endif
     movq $0x33, CS(%rsp)
     movq $0x2b, SS(%rsp)
     cld
@@ -218,13 +224,12 @@
 #define F_EXIT 2        /* ... and sys_exit programs want the result */
 #define F_SLOW 4        /* ... make it at the site's own syscall (the signal path) */
 
-/* On the handler stack (SWITCH_STACK): the syscall's pt_regs fields. */
+/* On the handler stack (SWITCH_STACK with sys=1): the syscall's pt_regs
+ * fields. */
 .macro SYS_REGS
     mov S_RAX(%rbx), %rax
     mov %rax, ORIG_AX(%rsp)
     movq $-38, RAX(%rsp)                /* -ENOSYS, as the kernel has it */
-    mov S_FLAGS(%rbx), %rax
-    mov %rax, R11(%rsp)                 /* r11 = rflags, as after `syscall` */
     mov S_WORD(%rbx), %rax              /* return address: stub + 16 */
     mov 24(%rax), %rax                  /* stub + 40: the site */
     add $7, %rax
@@ -236,7 +241,7 @@
 
 .macro SYS_FAST_ENTRY enter, exit, miss
     SAVE_SCRATCH
-    SWITCH_STACK 1f, \miss
+    SWITCH_STACK 1f, \miss, 1
     SYS_REGS
     mov %rsp, %rdi
     mov %rdx, %rsi                      /* the thread's slot */
@@ -274,7 +279,7 @@
 4:  test $F_SLOW, %r11b
     jz 2b
     jmp 6f
-7:  SWITCH_STACK 5b, \miss
+7:  SWITCH_STACK 5b, \miss, 1
     SYS_REGS
     mov %rsp, %rdi
     mov S_RCX(%rbx), %rsi
