@@ -93,10 +93,12 @@
  * struct pt_regs at rsp (ip and orig_ax left to the caller), rbx = T and
  * rdx = the thread's slot (the handler needs no lookup of its own: a
  * division by the stacks' stride); slot and stack found inline (hooks.c:
- * thread_slot) when the thread has both, else by bpfg_handler_stack. Without one, calls miss(&T[S_WORD])
+ * thread_slot) when the thread has both, else by bpfg_handler_stack. sys=1
+ * (a syscall's entry): ax, cx, ip and sp are left to SYS_REGS, r11 is the
+ * flags (as after `syscall`). Without one, calls miss(&T[S_WORD])
  * and continues at `none` with rsp = T and every register as at entry but
  * those SAVE_SCRATCH saved. */
-.macro SWITCH_STACK none, miss
+.macro SWITCH_STACK none, miss, sys=0
     movzbl bpfg_key_method(%rip), %eax
     cmp $T_KEY_RDFSBASE, %al
     jne .Le1_\@
@@ -162,7 +164,6 @@
     mov %r13, R13(%rsp)
     mov %r12, R12(%rsp)
     mov %rbp, RBP(%rsp)
-    mov %r11, R11(%rsp)
     mov %r10, R10(%rsp)
     mov %r9, R9(%rsp)
     mov %r8, R8(%rsp)
@@ -171,15 +172,20 @@
     mov %rax, RSI(%rsp)
     mov S_RDX(%rbx), %rax
     mov %rax, RDX(%rsp)
+    mov S_FLAGS(%rbx), %rax
+    mov %rax, EFLAGS(%rsp)
+    .if \sys                           /* SYS_REGS stores the rest */
+    mov %rax, R11(%rsp)                 /* r11 = rflags, as after `syscall` */
+    .else
+    mov %r11, R11(%rsp)
     mov S_RCX(%rbx), %rax
     mov %rax, RCX(%rsp)
     mov S_RAX(%rbx), %rax
     mov %rax, RAX(%rsp)
-    mov S_FLAGS(%rbx), %rax
-    mov %rax, EFLAGS(%rsp)
     lea S_SP(%rbx), %rax
     mov %rax, RSP(%rsp)
     movq $0, RIP(%rsp)
+    .endif
     movq $0x33, CS(%rsp)
     movq $0x2b, SS(%rsp)
     cld
@@ -197,6 +203,101 @@
     mov %rbx, %rax
     mov RBX(%rsp), %rbx
     mov %rax, %rsp
+.endm
+
+/* A rewritten syscall site's entry (syscall_entry.S: bpfg_sys_fast_entry),
+ * called from the site's stub (payload_abi.h section 6) with rax = the
+ * syscall number, the arguments in rdi, rsi, rdx, r10, r8, r9 and the
+ * stub's return address on the stack (128 bytes below the target's red
+ * zone). The programs run on the thread's handler stack with a
+ * kernel-layout pt_regs (ip = site + 7, sp = the target's rsp at the
+ * site, cx and r11 as `syscall` leaves them); the syscall itself runs
+ * here, on the target's stack, so that a signal arriving while it blocks
+ * is handled where the target expects. Every register but rax (the
+ * result), rcx (= site + 7) and r11 (= rflags) is kept, like `syscall`
+ * does. enter(regs, slot) returns F_* (below); exit(regs, result, slot)
+ * runs the sys_exit programs; miss(&T[S_WORD]) counts a thread without a
+ * handler stack. The C side is -mgeneral-regs-only: no vector state is
+ * touched. In a macro so that the bench's native replica
+ * (test/bench/bench_syscall_replica.S) runs this very code. */
+#define F_DONE 1        /* enter: the result is in regs->ax */
+#define F_EXIT 2        /* ... and sys_exit programs want the result */
+#define F_SLOW 4        /* ... make it at the site's own syscall (the signal path) */
+
+/* On the handler stack (SWITCH_STACK with sys=1): the syscall's pt_regs
+ * fields. */
+.macro SYS_REGS
+    mov S_RAX(%rbx), %rax
+    mov %rax, ORIG_AX(%rsp)
+    movq $-38, RAX(%rsp)                /* -ENOSYS, as the kernel has it */
+    mov S_WORD(%rbx), %rax              /* return address: stub + 16 */
+    mov 24(%rax), %rax                  /* stub + 40: the site */
+    add $7, %rax
+    mov %rax, RIP(%rsp)
+    mov %rax, RCX(%rsp)                 /* rcx = the next ip, as after `syscall` */
+    lea S_SP+128(%rbx), %rax            /* the target's rsp at the site */
+    mov %rax, RSP(%rsp)
+.endm
+
+.macro SYS_FAST_ENTRY enter, exit, miss
+    SAVE_SCRATCH
+    SWITCH_STACK 1f, \miss, 1
+    SYS_REGS
+    mov %rsp, %rdi
+    mov %rdx, %rsi                      /* the thread's slot */
+    call \enter
+    mov %rax, %r11                      /* F_* (r11 is ours until the end) */
+    mov RAX(%rsp), %rcx
+    mov %rcx, S_RCX(%rbx)               /* the result, with F_DONE (S_RAX keeps the number) */
+    mov R10(%rsp), %r10                 /* SWITCH_BACK but for r11 */
+    mov R9(%rsp), %r9
+    mov R8(%rsp), %r8
+    mov RDI(%rsp), %rdi
+    mov %rbx, %rax
+    mov RBX(%rsp), %rbx
+    mov %rax, %rsp                      /* rsp = T from here on */
+    test $(F_SLOW | F_DONE), %r11b
+    jnz 4f
+3:  mov S_RAX(%rsp), %rax               /* the call, with the target's arguments */
+    mov S_RSI(%rsp), %rsi
+    mov S_RDX(%rsp), %rdx
+    push %r11
+    syscall
+    pop %r11
+    mov %rax, S_RCX(%rsp)
+2:  test $F_EXIT, %r11b
+    jnz 7f
+5:  mov S_RCX(%rsp), %rax               /* rax = result, rcx = site + 7, r11 = rflags */
+    mov %rax, S_RAX(%rsp)
+    mov S_WORD(%rsp), %rax
+    mov 24(%rax), %rax
+    add $7, %rax
+    mov %rax, S_RCX(%rsp)
+    mov S_FLAGS(%rsp), %r11
+    RESTORE_SCRATCH
+    ret                                 /* into the stub, which goes on at site + 7 */
+4:  test $F_SLOW, %r11b
+    jz 2b
+    jmp 6f
+7:  SWITCH_STACK 5b, \miss, 1
+    SYS_REGS
+    mov %rsp, %rdi
+    mov S_RCX(%rbx), %rsi
+    call \exit                          /* rdx: the thread's slot */
+    SWITCH_BACK
+    jmp 5b
+1:  mov S_WORD(%rsp), %rax              /* no handler stack; rax = stub + 16 */
+    cmpb $0xb8, -11(%rax)               /* a `mov $nr,%eax` stub: never a slow number */
+    jne 6f
+    xor %r11d, %r11d                    /* else the call unobserved */
+    jmp 3b
+6:  mov S_WORD(%rsp), %rax              /* the call at the site's `syscall` (site + 5), */
+    mov 24(%rax), %rax                  /* with the target's registers and stack: */
+    add $5, %rax                        /* Syscall User Dispatch traps it there */
+    mov %rax, S_RCX(%rsp)               /* (syscall clobbers rcx anyway) */
+    RESTORE_SCRATCH
+    lea 8+128(%rsp), %rsp               /* the return address, the red zone skip */
+    jmp *%rcx
 .endm
 
 /* A signal handler's entry, name(sig, si, uc): the kernel's signal frame

@@ -228,7 +228,7 @@ static bool want_tid(long nr)
  * called bpf_override_return: the syscall must not run. */
 /* Enters the thread's handler context for c; false (a miss) when the
  * call runs off the handler stack or inside another handler. */
-static PAYLOAD_HOT bool call_enter(const struct call *c)
+static inline __attribute__((always_inline)) bool call_enter(const struct call *c)
 {
     if (c->slot && hooks_thread_enter(c->slot))
         return true;
@@ -236,16 +236,37 @@ static PAYLOAD_HOT bool call_enter(const struct call *c)
     return false;
 }
 
-/* The record lists run only when they hold a program (the test is one
- * byte): every list a load and a branch per slot otherwise. */
-static PAYLOAD_HOT bool run_enter(struct call *c, int64_t *rc)
+/* What nr's programs want, from one read of the flags (want_enter,
+ * want_exit and want_tid at once): SYS_W_* bits. The lists themselves are
+ * read inside the handler context; a flag read before is a hint. */
+enum {
+    SYS_W_ENTER_NR = 1,    /* sys_enter[nr] (record format) */
+    SYS_W_ENTER_RAW = 2,   /* raw_lists[0] (record format) */
+    SYS_W_ENTER_RAWTP = 4, /* raw_lists[2] (raw tracepoint: regs, nr) */
+    SYS_W_EXIT = 8,
+    SYS_W_TID = 16, /* a record format: common_pid */
+    SYS_W_REC = SYS_W_ENTER_NR | SYS_W_ENTER_RAW,
+    SYS_W_ENTER = SYS_W_REC | SYS_W_ENTER_RAWTP,
+};
+
+static inline __attribute__((always_inline)) unsigned sys_wants(long nr)
+{
+    unsigned raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
+    unsigned has = (unsigned long)nr < BPFG_SYS_MAX_NR ? hot.nr_has[nr] : 0;
+    return (has & 1 ? SYS_W_ENTER_NR : 0) | (raw & 1 ? SYS_W_ENTER_RAW : 0) | (raw & 4 ? SYS_W_ENTER_RAWTP : 0) |
+           ((has & 2) || (raw & 10) ? SYS_W_EXIT : 0) | ((has & 3) || (raw & 3) ? SYS_W_TID : 0);
+}
+
+/* The lists of w (sys_wants) run, each only when its bit says it holds
+ * a program (the test is one byte): every list a load and a branch per
+ * slot otherwise. c->args is read only for a record format. */
+static inline __attribute__((always_inline)) bool run_enter(struct call *c, unsigned w, int64_t *rc)
 {
     if (!call_enter(c))
         return false;
-    uint8_t raw = __atomic_load_n(&hot.raw_has, __ATOMIC_RELAXED);
     struct bpfg_exec ex;
     hooks_exec_init(&ex, c->regs, NULL, true);
-    if (((unsigned long)c->nr < BPFG_SYS_MAX_NR && (hot.nr_has[c->nr] & 1)) || (raw & 1)) {
+    if (w & SYS_W_REC) {
         struct tp_enter rec; /* field by field: an initialiser is a rep stos */
         rec.common_type = 0, rec.common_flags = 0, rec.common_preempt_count = 0;
         rec.common_pid = c->tid, rec.nr = c->nr;
@@ -253,12 +274,12 @@ static PAYLOAD_HOT bool run_enter(struct call *c, int64_t *rc)
         rec.args[3] = c->args[3], rec.args[4] = c->args[4], rec.args[5] = c->args[5];
         ex.ctx = &rec;
         ex.ctx_len = sizeof(rec);
-        if ((unsigned long)c->nr < BPFG_SYS_MAX_NR)
+        if (w & SYS_W_ENTER_NR) /* set only for nr < BPFG_SYS_MAX_NR */
             run_list(sys_enter[c->nr], &ex);
-        if (raw & 1)
+        if (w & SYS_W_ENTER_RAW)
             run_list(raw_lists[0], &ex);
     }
-    if (raw & 4) {
+    if (w & SYS_W_ENTER_RAWTP) {
         uint64_t rawtp[2] = {(uint64_t)(uintptr_t)c->regs, (uint64_t)c->nr};
         ex.ctx = rawtp;
         ex.ctx_len = sizeof(rawtp);
@@ -473,19 +494,21 @@ static void forget_sites(void)
  * only a site taking its number in rax can bring (glibc's syscall()): the
  * entry code then makes the call at the site's own `syscall`, which
  * Syscall User Dispatch sends to the signal path. */
-enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* syscall_entry.S: F_DONE, F_EXIT, F_SLOW */
+enum { FAST_DONE = 1, FAST_EXIT = 2, FAST_SLOW = 4 }; /* entry.h: F_DONE, F_EXIT, F_SLOW */
 
-static void fast_call_init(struct call *c, struct bpfg_pt_regs *r)
+/* args: copy the arguments (a record format or tool mode reads them;
+ * a raw tracepoint has the pt_regs). */
+static inline __attribute__((always_inline)) void fast_call_init(struct call *c, struct bpfg_pt_regs *r,
+                                                                 struct bpfg_thread_slot *slot, bool args)
 {
     c->nr = (long)r->orig_ax;
-    c->args[0] = r->di, c->args[1] = r->si, c->args[2] = r->dx;
-    c->args[3] = r->r10, c->args[4] = r->r8, c->args[5] = r->r9;
-    c->regs = r;
+    if (args) {
+        c->args[0] = r->di, c->args[1] = r->si, c->args[2] = r->dx;
+        c->args[3] = r->r10, c->args[4] = r->r8, c->args[5] = r->r9;
+    }
+    c->regs = r; /* cx and r11 as `syscall` leaves them: the entry code's (entry.h, SYS_REGS) */
     c->tid = 0;
-    c->slot = hooks_stack_slot(r); /* the entry code switched to the thread's handler stack */
-    /* what the kernel's pt_regs has after `syscall` */
-    r->cx = r->ip;
-    r->r11 = r->flags;
+    c->slot = slot; /* the entry code's: the owner of the handler stack it switched to */
 }
 
 /* Without dispatch: the numbers whose call depends on the stack it is
@@ -495,22 +518,27 @@ static bool site_bound(long nr)
     return nr == SYS_rt_sigreturn || nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
 }
 
-PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
+PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r, struct bpfg_thread_slot *slot)
 {
-    struct call c;
-    fast_call_init(&c, r);
+    long nr = (long)r->orig_ax;
     bool nodisp = __atomic_load_n(&hot.no_dispatch, __ATOMIC_RELAXED);
-    if (nodisp ? !*hot.fast_live && site_bound(c.nr) : bpfg_sys_slow_only(c.nr))
+    if (nodisp ? !*hot.fast_live && site_bound(nr) : bpfg_sys_slow_only(nr))
         return FAST_SLOW;
     if (!*hot.fast_live)
         return 0;
-    long slow = nodisp && site_bound(c.nr) ? FAST_SLOW : 0;
-    long exit = want_exit(c.nr) ? FAST_EXIT : 0;
+    long slow = nodisp && site_bound(nr) ? FAST_SLOW : 0;
+    unsigned w = sys_wants(nr);
+    long exit = w & SYS_W_EXIT ? FAST_EXIT : 0;
+    bool tool = __builtin_expect(__atomic_load_n(&hot.tool_on, __ATOMIC_RELAXED), 0);
+    if (!(w & SYS_W_ENTER) && !tool)
+        return slow ? slow : exit;
+    struct call c;
+    fast_call_init(&c, r, slot, (w & SYS_W_REC) || tool);
     int64_t ret;
-    if (want_enter(c.nr)) {
-        if (want_tid(c.nr))
+    if (w & SYS_W_ENTER) {
+        if (w & SYS_W_TID)
             c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
-        if (run_enter(&c, &ret)) {
+        if (run_enter(&c, w, &ret)) {
             r->ax = (uint64_t)ret;
             return FAST_DONE | (slow ? 0 : exit);
         }
@@ -518,7 +546,7 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
     if (slow)
         return slow;
     long served;
-    if (__builtin_expect(__atomic_load_n(&hot.tool_on, __ATOMIC_RELAXED), 0) && tool_syscall(c.nr, c.args, &served)) {
+    if (tool && tool_syscall(c.nr, c.args, &served)) {
         r->ax = (uint64_t)served;
         return FAST_DONE | exit;
     }
@@ -526,13 +554,14 @@ PAYLOAD_HOT long bpfg_sys_fast_enter(struct bpfg_pt_regs *r)
 }
 
 /* After the call, on the handler stack again: the sys_exit programs. */
-PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret)
+PAYLOAD_HOT void bpfg_sys_fast_exit(struct bpfg_pt_regs *r, long ret, struct bpfg_thread_slot *slot)
 {
     struct call c;
-    fast_call_init(&c, r);
-    if (!want_exit(c.nr)) /* re-read: the programs may have gone while the syscall blocked */
+    fast_call_init(&c, r, slot, true);
+    unsigned w = sys_wants(c.nr);
+    if (!(w & SYS_W_EXIT)) /* re-read: the programs may have gone while the syscall blocked */
         return;
-    if (want_tid(c.nr))
+    if (w & SYS_W_TID)
         c.tid = (int32_t)helpers_host_tid((uint32_t)rt_sys0(SYS_gettid));
     run_exit(&c, ret);
 }
@@ -648,7 +677,7 @@ void bpfg_sigsys_handler(int sig, siginfo_t *si, void *ucv, int on_hstack)
     if (own && __atomic_load_n(&fast_on, __ATOMIC_RELAXED) && !bpfg_sys_slow_only(c.nr))
         note_site((uint64_t)g[REG_RIP], c.nr);
     int64_t ret = 0;
-    if (enter && run_enter(&c, &ret))
+    if (enter && run_enter(&c, sys_wants(c.nr), &ret))
         goto done;
 
     switch (c.nr) {

@@ -94,33 +94,8 @@ bpfg_sys_clone_stubs:
 bpfg_sys_clone_stubs_end:
 
 
-/* bpfg_sys_fast_entry: called from a rewritten site's stub (payload_abi.h) with
- * rax = the syscall number, the arguments in rdi, rsi, rdx, r10, r8, r9
- * and the stub's return address on the stack (128 bytes below the
- * target's red zone). The programs run on the thread's handler stack with
- * a kernel-layout pt_regs (ip = site + 7, sp = the target's rsp at the
- * site, as the kernel's would be); the syscall itself runs here, on the
- * target's stack, so that a signal arriving while it blocks is handled
- * where the target expects. Every register but rax (the result), rcx
- * (= site + 7) and r11 (= rflags) is kept, like `syscall` does. The C
- * side is -mgeneral-regs-only: no vector state is touched. */
-#define F_DONE 1        /* bpfg_sys_fast_enter: the result is in regs->ax */
-#define F_EXIT 2        /* ... and sys_exit programs want the result */
-#define F_SLOW 4        /* ... make it at the site's own syscall (the signal path) */
-
-/* On the handler stack (SWITCH_STACK): the syscall's pt_regs fields. */
-.macro SYS_REGS
-    mov S_RAX(%rbx), %rax
-    mov %rax, ORIG_AX(%rsp)
-    movq $-38, RAX(%rsp)                /* -ENOSYS, as the kernel has it */
-    mov S_WORD(%rbx), %rax              /* return address: stub + 16 */
-    mov 24(%rax), %rax                  /* stub + 40: the site */
-    add $7, %rax
-    mov %rax, RIP(%rsp)
-    lea S_SP+128(%rbx), %rax            /* the target's rsp at the site */
-    mov %rax, RSP(%rsp)
-.endm
-
+/* bpfg_sys_fast_entry: entry.h's SYS_FAST_ENTRY with this file's
+ * handlers (the bench's native replica runs the same macro). */
     .hidden bpfg_sys_fast_enter
     .hidden bpfg_sys_fast_exit
     .hidden bpfg_sys_fast_miss
@@ -130,61 +105,7 @@ bpfg_sys_clone_stubs_end:
     .type bpfg_sys_fast_entry, @function
     .balign 16
 bpfg_sys_fast_entry:
-    SAVE_SCRATCH
-    SWITCH_STACK 1f, bpfg_sys_fast_miss
-    SYS_REGS
-    mov %rsp, %rdi
-    call bpfg_sys_fast_enter
-    mov %rax, %r11                      /* F_* (r11 is ours until the end) */
-    mov RAX(%rsp), %rcx
-    mov %rcx, S_RCX(%rbx)               /* the result, with F_DONE (S_RAX keeps the number) */
-    mov R10(%rsp), %r10                 /* SWITCH_BACK but for r11 */
-    mov R9(%rsp), %r9
-    mov R8(%rsp), %r8
-    mov RDI(%rsp), %rdi
-    mov %rbx, %rax
-    mov RBX(%rsp), %rbx
-    mov %rax, %rsp                      /* rsp = T from here on */
-    test $F_SLOW, %r11b
-    jnz 6f
-    test $F_DONE, %r11b
-    jnz 2f
-3:  mov S_RAX(%rsp), %rax               /* the call, with the target's arguments */
-    mov S_RSI(%rsp), %rsi
-    mov S_RDX(%rsp), %rdx
-    push %r11
-    syscall
-    pop %r11
-    mov %rax, S_RCX(%rsp)
-2:  test $F_EXIT, %r11b
-    jz 5f
-    SWITCH_STACK 5f, bpfg_sys_fast_miss
-    SYS_REGS
-    mov %rsp, %rdi
-    mov S_RCX(%rbx), %rsi
-    call bpfg_sys_fast_exit
-    SWITCH_BACK
-5:  mov S_RCX(%rsp), %rax               /* rax = result, rcx = site + 7, r11 = rflags */
-    mov %rax, S_RAX(%rsp)
-    mov S_WORD(%rsp), %rax
-    mov 24(%rax), %rax
-    add $7, %rax
-    mov %rax, S_RCX(%rsp)
-    mov S_FLAGS(%rsp), %r11
-    RESTORE_SCRATCH
-    ret                                 /* into the stub, which goes on at site + 7 */
-1:  mov S_WORD(%rsp), %rax              /* no handler stack; rax = stub + 16 */
-    cmpb $0xb8, -11(%rax)               /* a `mov $nr,%eax` stub: never a slow number */
-    jne 6f
-    xor %r11d, %r11d                    /* else the call unobserved */
-    jmp 3b
-6:  mov S_WORD(%rsp), %rax              /* the call at the site's `syscall` (site + 5), */
-    mov 24(%rax), %rax                  /* with the target's registers and stack: */
-    add $5, %rax                        /* Syscall User Dispatch traps it there */
-    mov %rax, S_RCX(%rsp)               /* (syscall clobbers rcx anyway) */
-    RESTORE_SCRATCH
-    lea 8+128(%rsp), %rsp               /* the return address, the red zone skip */
-    jmp *%rcx
+    SYS_FAST_ENTRY bpfg_sys_fast_enter, bpfg_sys_fast_exit, bpfg_sys_fast_miss
     .size bpfg_sys_fast_entry, . - bpfg_sys_fast_entry
     .text
 

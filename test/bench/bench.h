@@ -69,4 +69,9 @@ static inline int bench_run_native(void *subject, uint8_t *mem, size_t len, uint
 /* Keeps the compiler from optimising a computed value away. */
 #define bench_keep(v) __asm__ volatile("" : : "r"(v) : "memory")
 
+/* bench_uprobe.c: this thread's slot and handler stack in the table the
+ * payload's entry code (payload/entry.h) reads, for the native replicas of
+ * the uprobe and syscall suites (key_method 1: rdfsbase, 2: %fs:0). */
+void replica_setup(uint8_t key_method);
+
 #endif

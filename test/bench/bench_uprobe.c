@@ -561,8 +561,9 @@ long replica_handler_prog(void *regs, uint64_t *resume, uint64_t word, void *slo
 
 /* The slot entry.h finds for this thread by its key (glibc's TCB: the fs
  * base, which %fs:0 holds too) and a stack top within replica_stack; key
- * method as payload/hooks.c picks it (1: rdfsbase, 2: %fs:0). */
-static void replica_setup(uint8_t key_method)
+ * method as payload/hooks.c picks it (1: rdfsbase, 2: %fs:0). The
+ * syscall suite's replicas use it too (bench.h). */
+void replica_setup(uint8_t key_method)
 {
     uint64_t self;
     __asm__ volatile("mov %%fs:0, %0" : "=r"(self));
