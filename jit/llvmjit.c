@@ -68,7 +68,11 @@ struct lj {
     /* the function being emitted */
     LLVMValueRef fn, io, fp, depth, table, run_user;
     LLVMValueRef regs[10];
-    LLVMValueRef call_io;  /* caller side of bpf-to-bpf calls */
+    LLVMValueRef call_io; /* caller side of bpf-to-bpf calls */
+    /* a one-function program is emitted into the entry itself: its
+     * returns branch to `done`, the entry's epilogue, status in done_st */
+    LLVMBasicBlockRef done;
+    LLVMValueRef done_st;
     LLVMBasicBlockRef *bb; /* per pc */
     uint8_t *reach;        /* per pc */
     bool terminated;
@@ -208,19 +212,18 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * instructions to compile unrolled, 7.3 M not, same run time), nor does
  * runtime unrolling of the programs' length-bound loops, so level 2 unrolls
  * only programs with a loop that loads or stores, without runtime
- * unrolling and peeling, and level 1 never. A single-function program is
- * inlined by the cheap always-inline pass instead of the CGSCC inliner
- * (no call graph). Level 3 is LLVM's default<O3>. */
+ * unrolling and peeling, and level 1 never. A single-function program needs
+ * no inliner: it is emitted into the entry (emit_entry). Level 3 is LLVM's default<O3>. */
 #define LEAN_CLEANUP "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm),gvn,instcombine,simplifycfg"
 #define LEAN_UNROLL ",loop-unroll<O2;no-runtime;no-peeling>"
 
-static const char *lean_pipeline(bool one_function, bool unroll)
+static const char *lean_pipeline(bool fused, bool unroll)
 {
     static const char *const p[2][2] = {
         {"cgscc(inline)," LEAN_CLEANUP ")", "cgscc(inline)," LEAN_CLEANUP LEAN_UNROLL ")"},
-        {"always-inline," LEAN_CLEANUP ")", "always-inline," LEAN_CLEANUP LEAN_UNROLL ")"},
+        {LEAN_CLEANUP ")", LEAN_CLEANUP LEAN_UNROLL ")"},
     };
-    return p[one_function][unroll];
+    return p[fused][unroll];
 }
 
 /* ---- IR helpers -------------------------------------------------------- */
@@ -309,13 +312,25 @@ static LLVMBasicBlockRef new_bb(struct lj *j, const char *name)
     return LLVMAppendBasicBlockInContext(j->C, j->fn, name);
 }
 
+/* Returns status from the eBPF function being emitted. */
+static void emit_ret(struct lj *j, LLVMValueRef status)
+{
+    if (!j->done) {
+        LLVMBuildRet(j->B, status);
+        return;
+    }
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(j->B);
+    LLVMAddIncoming(j->done_st, &status, &here, 1);
+    LLVMBuildBr(j->B, j->done);
+}
+
 /* Branches to a block returning `status` when cond holds. */
 static void ret_if(struct lj *j, LLVMValueRef cond, LLVMValueRef status)
 {
     LLVMBasicBlockRef out = new_bb(j, "stop"), cont = new_bb(j, "");
     LLVMBuildCondBr(j->B, cond, out, cont);
     LLVMPositionBuilderAtEnd(j->B, out);
-    LLVMBuildRet(j->B, status);
+    emit_ret(j, status);
     LLVMPositionBuilderAtEnd(j->B, cont);
 }
 
@@ -614,7 +629,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
         LLVMBuildBr(B, done);
     }
     LLVMPositionBuilderAtEnd(B, bad);
-    LLVMBuildRet(B, fault_word(j, pc, EINVAL));
+    emit_ret(j, fault_word(j, pc, EINVAL));
 
     /* a helper id */
     LLVMPositionBuilderAtEnd(B, as_helper);
@@ -635,7 +650,7 @@ static void emit_exit(struct lj *j)
         LLVMValueRef idx = c64(j, (uint64_t)r);
         LLVMBuildStore(j->B, get_reg(j, r), LLVMBuildGEP2(j->B, j->i64, j->io, &idx, 1, ""));
     }
-    LLVMBuildRet(j->B, c64(j, 0));
+    emit_ret(j, c64(j, 0));
 }
 
 /* ---- jumps ---------------------------------------------------------------- */
@@ -738,15 +753,17 @@ static int emit_function(struct lj *j, size_t f)
     int ret = mark_reachable(j, entry);
     if (ret)
         return ret;
-    j->fn = j->fns[f];
-    j->io = LLVMGetParam(j->fn, 0);
-    j->fp = LLVMGetParam(j->fn, 1);
-    j->depth = LLVMGetParam(j->fn, 2);
-    j->table = LLVMGetParam(j->fn, 3);
-    j->run_user = LLVMGetParam(j->fn, 4);
-
-    LLVMBasicBlockRef start = new_bb(j, "start");
-    LLVMPositionBuilderAtEnd(B, start);
+    if (!j->done) { /* its own LLVM function; fused: emit_entry set these */
+        j->fn = j->fns[f];
+        j->io = LLVMGetParam(j->fn, 0);
+        j->fp = LLVMGetParam(j->fn, 1);
+        j->depth = LLVMGetParam(j->fn, 2);
+        j->table = LLVMGetParam(j->fn, 3);
+        j->run_user = LLVMGetParam(j->fn, 4);
+        LLVMPositionBuilderAtEnd(B, new_bb(j, "start"));
+    }
+    /* the register allocas stay in the function's first block: SROA
+     * promotes only those */
     for (int r = 0; r < 10; r++)
         j->regs[r] = LLVMBuildAlloca(B, j->i64, "");
     j->call_io = LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "call_io");
@@ -849,8 +866,25 @@ static void fn_attrs(struct lj *j, LLVMValueRef fn)
     add_fn_attr(j, fn, "no-jump-tables", "true");
 }
 
-/* The exported entry: stack, registers, status -> {r0, fault}. */
-static void emit_entry(struct lj *j, LLVMValueRef entry)
+/* The entry's end: status st, r0 in io[0] -> {r0, fault}. */
+static void emit_entry_result(struct lj *j, LLVMValueRef st, LLVMValueRef io)
+{
+    LLVMBuilderRef B = j->B;
+    LLVMValueRef r0 = LLVMBuildLoad2(B, j->i64, io, "");
+    r0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, 0), ""), r0, c64(j, 0), "");
+    LLVMValueRef fault =
+        LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""), c64(j, 0), st, "");
+    LLVMTypeRef rty = LLVMGetReturnType(j->entry_ty);
+    LLVMValueRef res = LLVMGetUndef(rty);
+    res = LLVMBuildInsertValue(B, res, r0, 0, "");
+    res = LLVMBuildInsertValue(B, res, fault, 1, "");
+    LLVMBuildRet(B, res);
+}
+
+/* The exported entry: stack, registers, then the call of function 0 and
+ * its result; or, fused (one function, no calls), function 0's body in
+ * place of the call, so no inliner has to copy it (8% of a compile). */
+static int emit_entry(struct lj *j, LLVMValueRef entry, bool fused)
 {
     LLVMBuilderRef B = j->B;
     LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(j->C, entry, "entry"));
@@ -872,16 +906,40 @@ static void emit_entry(struct lj *j, LLVMValueRef entry)
     LLVMValueRef args[5] = {
         io, LLVMBuildGEP2(B, j->i8, base, &top, 1, "fp"), c64(j, 0), LLVMGetParam(entry, 2), LLVMGetParam(entry, 3),
     };
-    LLVMValueRef st = LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, "");
-    LLVMValueRef r0 = LLVMBuildLoad2(B, j->i64, io, "");
-    r0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, 0), ""), r0, c64(j, 0), "");
-    LLVMValueRef fault =
-        LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""), c64(j, 0), st, "");
-    LLVMTypeRef rty = LLVMGetReturnType(j->entry_ty);
-    LLVMValueRef res = LLVMGetUndef(rty);
-    res = LLVMBuildInsertValue(B, res, r0, 0, "");
-    res = LLVMBuildInsertValue(B, res, fault, 1, "");
-    LLVMBuildRet(B, res);
+    if (!fused) {
+        emit_entry_result(j, LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, ""), io);
+        return 0;
+    }
+    j->fn = entry;
+    j->io = args[0];
+    j->fp = args[1];
+    j->depth = args[2];
+    j->table = args[3];
+    j->run_user = args[4];
+    LLVMBasicBlockRef body = LLVMGetInsertBlock(B);
+    j->done = LLVMAppendBasicBlockInContext(j->C, entry, "done");
+    LLVMPositionBuilderAtEnd(B, j->done);
+    j->done_st = LLVMBuildPhi(B, j->i64, "status");
+    LLVMPositionBuilderAtEnd(B, body);
+    int ret = emit_function(j, 0);
+    if (ret)
+        return ret;
+    LLVMMoveBasicBlockAfter(j->done, LLVMGetLastBasicBlock(entry));
+    LLVMPositionBuilderAtEnd(B, j->done);
+    emit_entry_result(j, j->done_st, io);
+    return 0;
+}
+
+/* Whether function 0 is all: no other function, and nothing calls it
+ * (a recursive program, a callx through a function reference). */
+static bool fusable(const struct lj *j)
+{
+    if (j->nfuncs != 1 || j->ncallx_funcs)
+        return false;
+    for (size_t pc = 0; pc < j->n; pc++)
+        if (j->insns[pc].code == (BPF_JMP | BPF_CALL) && j->insns[pc].src_reg == BPF_PSEUDO_CALL)
+            return false;
+    return true;
 }
 
 static int build_module(struct lj *j)
@@ -905,22 +963,20 @@ static int build_module(struct lj *j)
     /* the entry first: it lands at offset 0 of .text */
     LLVMValueRef entry = LLVMAddFunction(j->M, ENTRY_NAME, j->entry_ty);
     fn_attrs(j, entry);
-    for (size_t f = 0; f < j->nfuncs; f++) {
+    bool fused = fusable(j);
+    for (size_t f = 0; f < j->nfuncs && !fused; f++) {
         char name[32];
         snprintf(name, sizeof(name), "bpf_func_%u", j->funcs[f]);
         j->fns[f] = LLVMAddFunction(j->M, name, j->sub_ty);
         LLVMSetLinkage(j->fns[f], LLVMInternalLinkage);
         fn_attrs(j, j->fns[f]);
-        if (j->nfuncs == 1) /* called once, by the entry: see lean_pipeline */
-            add_fn_attr(j, j->fns[f], "alwaysinline", NULL);
     }
-    emit_entry(j, entry);
-    for (size_t f = 0; f < j->nfuncs; f++) {
-        int ret = emit_function(j, f);
-        if (ret)
-            return ret;
-    }
-    return 0;
+    int ret = emit_entry(j, entry, fused);
+    if (ret || fused)
+        return ret;
+    for (size_t f = 0; f < j->nfuncs && !ret; f++)
+        ret = emit_function(j, f);
+    return ret;
 }
 
 static bool is_memory_access(const struct bpf_insn *in)
@@ -1261,7 +1317,7 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     j.stats->ir_ms = t1 - t0;
 
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
-    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(j.nfuncs == 1, opt == 2 && j.memory_loop);
+    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(fusable(&j), opt == 2 && j.memory_loop);
     LLVMErrorRef perr = LLVMRunPasses(j.M, pipeline, tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
     if (perr) {
