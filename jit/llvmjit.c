@@ -762,11 +762,17 @@ static int emit_function(struct lj *j, size_t f)
         j->run_user = LLVMGetParam(j->fn, 4);
         LLVMPositionBuilderAtEnd(B, new_bb(j, "start"));
     }
-    /* the register allocas stay in the function's first block: SROA
-     * promotes only those */
+    /* The register allocas stay in the function's first block (SROA
+     * promotes only those); fused, at its head, where the inliner put
+     * them: SROA's phi order follows, and LSR's choice of induction
+     * variable with it (strcmp_4k's loop got two adds for an inc). */
+    LLVMBasicBlockRef first = LLVMGetInsertBlock(B);
+    if (j->done)
+        LLVMPositionBuilderBefore(B, LLVMGetFirstInstruction(first));
     for (int r = 0; r < 10; r++)
         j->regs[r] = LLVMBuildAlloca(B, j->i64, "");
     j->call_io = LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "call_io");
+    LLVMPositionBuilderAtEnd(B, first);
     j->call_io = LLVMBuildBitCast(B, j->call_io, j->i64p, "");
     for (int r = 0; r < 10; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
