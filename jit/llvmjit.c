@@ -70,9 +70,10 @@ struct lj {
     LLVMValueRef regs[10];
     LLVMValueRef call_io; /* caller side of bpf-to-bpf calls */
     /* a one-function program is emitted into the entry itself: its
-     * returns branch to `done`, the entry's epilogue, status in done_st */
+     * returns branch to `done`, the entry's epilogue, status and r0 in
+     * the phis done_st, done_r0; its registers start from init (no io) */
     LLVMBasicBlockRef done;
-    LLVMValueRef done_st;
+    LLVMValueRef done_st, done_r0, init[10];
     LLVMBasicBlockRef *bb; /* per pc */
     uint8_t *reach;        /* per pc */
     bool terminated;
@@ -312,15 +313,18 @@ static LLVMBasicBlockRef new_bb(struct lj *j, const char *name)
     return LLVMAppendBasicBlockInContext(j->C, j->fn, name);
 }
 
-/* Returns status from the eBPF function being emitted. */
-static void emit_ret(struct lj *j, LLVMValueRef status)
+/* Returns status from the eBPF function being emitted (r0: fused, the
+ * program's result; NULL for 0). */
+static void emit_ret(struct lj *j, LLVMValueRef status, LLVMValueRef r0)
 {
     if (!j->done) {
         LLVMBuildRet(j->B, status);
         return;
     }
     LLVMBasicBlockRef here = LLVMGetInsertBlock(j->B);
+    LLVMValueRef r0v = r0 ? r0 : c64(j, 0);
     LLVMAddIncoming(j->done_st, &status, &here, 1);
+    LLVMAddIncoming(j->done_r0, &r0v, &here, 1);
     LLVMBuildBr(j->B, j->done);
 }
 
@@ -330,7 +334,7 @@ static void ret_if(struct lj *j, LLVMValueRef cond, LLVMValueRef status)
     LLVMBasicBlockRef out = new_bb(j, "stop"), cont = new_bb(j, "");
     LLVMBuildCondBr(j->B, cond, out, cont);
     LLVMPositionBuilderAtEnd(j->B, out);
-    emit_ret(j, status);
+    emit_ret(j, status, NULL);
     LLVMPositionBuilderAtEnd(j->B, cont);
 }
 
@@ -629,7 +633,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
         LLVMBuildBr(B, done);
     }
     LLVMPositionBuilderAtEnd(B, bad);
-    emit_ret(j, fault_word(j, pc, EINVAL));
+    emit_ret(j, fault_word(j, pc, EINVAL), NULL);
 
     /* a helper id */
     LLVMPositionBuilderAtEnd(B, as_helper);
@@ -646,11 +650,15 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
 
 static void emit_exit(struct lj *j)
 {
+    if (j->done) { /* fused: nobody reads r1..r5 */
+        emit_ret(j, c64(j, 0), get_reg(j, 0));
+        return;
+    }
     for (int r = 0; r <= 5; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
         LLVMBuildStore(j->B, get_reg(j, r), LLVMBuildGEP2(j->B, j->i64, j->io, &idx, 1, ""));
     }
-    emit_ret(j, c64(j, 0));
+    emit_ret(j, c64(j, 0), NULL);
 }
 
 /* ---- jumps ---------------------------------------------------------------- */
@@ -776,7 +784,9 @@ static int emit_function(struct lj *j, size_t f)
     j->call_io = LLVMBuildBitCast(B, j->call_io, j->i64p, "");
     for (int r = 0; r < 10; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
-        LLVMBuildStore(B, LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), ""), j->regs[r]);
+        LLVMValueRef v =
+            j->done ? j->init[r] : LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), "");
+        LLVMBuildStore(B, v, j->regs[r]);
     }
     for (size_t pc = 0; pc < j->n; pc++)
         j->bb[pc] = j->reach[pc] && (j->leader[pc] || pc == entry) ? new_bb(j, "") : NULL;
@@ -872,11 +882,10 @@ static void fn_attrs(struct lj *j, LLVMValueRef fn)
     add_fn_attr(j, fn, "no-jump-tables", "true");
 }
 
-/* The entry's end: status st, r0 in io[0] -> {r0, fault}. */
-static void emit_entry_result(struct lj *j, LLVMValueRef st, LLVMValueRef io)
+/* The entry's end: status st, r0 -> {r0, fault}. */
+static void emit_entry_result(struct lj *j, LLVMValueRef st, LLVMValueRef r0)
 {
     LLVMBuilderRef B = j->B;
-    LLVMValueRef r0 = LLVMBuildLoad2(B, j->i64, io, "");
     r0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, 0), ""), r0, c64(j, 0), "");
     LLVMValueRef fault =
         LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""), c64(j, 0), st, "");
@@ -896,16 +905,17 @@ static int emit_entry(struct lj *j, LLVMValueRef entry, bool fused)
     LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(j->C, entry, "entry"));
     LLVMValueRef stack = LLVMBuildAlloca(B, LLVMArrayType(j->i8, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH), "stack");
     LLVMSetAlignment(stack, 16);
-    LLVMValueRef io = LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "io");
-    io = LLVMBuildBitCast(B, io, j->i64p, "");
-    for (int r = 0; r < 10; r++) {
-        LLVMValueRef v = c64(j, 0);
-        if (r == 1)
-            v = LLVMBuildPtrToInt(B, LLVMGetParam(entry, 0), j->i64, "");
-        else if (r == 2)
-            v = LLVMGetParam(entry, 1);
-        LLVMValueRef idx = c64(j, (uint64_t)r);
-        LLVMBuildStore(B, v, LLVMBuildGEP2(B, j->i64, io, &idx, 1, ""));
+    LLVMValueRef io = NULL;
+    for (int r = 0; r < 10; r++)
+        j->init[r] = r == 1   ? LLVMBuildPtrToInt(B, LLVMGetParam(entry, 0), j->i64, "")
+                     : r == 2 ? LLVMGetParam(entry, 1)
+                              : c64(j, 0);
+    if (!fused) { /* r0..r9 in, r0..r5 out */
+        io = LLVMBuildBitCast(B, LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "io"), j->i64p, "");
+        for (int r = 0; r < 10; r++) {
+            LLVMValueRef idx = c64(j, (uint64_t)r);
+            LLVMBuildStore(B, j->init[r], LLVMBuildGEP2(B, j->i64, io, &idx, 1, ""));
+        }
     }
     LLVMValueRef top = c64(j, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH);
     LLVMValueRef base = LLVMBuildBitCast(B, stack, j->i8p, "");
@@ -913,7 +923,8 @@ static int emit_entry(struct lj *j, LLVMValueRef entry, bool fused)
         io, LLVMBuildGEP2(B, j->i8, base, &top, 1, "fp"), c64(j, 0), LLVMGetParam(entry, 2), LLVMGetParam(entry, 3),
     };
     if (!fused) {
-        emit_entry_result(j, LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, ""), io);
+        LLVMValueRef st = LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, "");
+        emit_entry_result(j, st, LLVMBuildLoad2(B, j->i64, io, ""));
         return 0;
     }
     j->fn = entry;
@@ -926,13 +937,14 @@ static int emit_entry(struct lj *j, LLVMValueRef entry, bool fused)
     j->done = LLVMAppendBasicBlockInContext(j->C, entry, "done");
     LLVMPositionBuilderAtEnd(B, j->done);
     j->done_st = LLVMBuildPhi(B, j->i64, "status");
+    j->done_r0 = LLVMBuildPhi(B, j->i64, "r0");
     LLVMPositionBuilderAtEnd(B, body);
     int ret = emit_function(j, 0);
     if (ret)
         return ret;
     LLVMMoveBasicBlockAfter(j->done, LLVMGetLastBasicBlock(entry));
     LLVMPositionBuilderAtEnd(B, j->done);
-    emit_entry_result(j, j->done_st, io);
+    emit_entry_result(j, j->done_st, j->done_r0);
     return 0;
 }
 
