@@ -13,7 +13,9 @@
  * a fault word; a caller returns any non-zero status at once, which
  * unwinds every frame. The exported entry allocates the 8 x 512 stack,
  * calls the function of instruction 0 and turns the status into the
- * {r0, fault} pair of x86jit.h. Function bodies are the instructions
+ * {r0, fault} pair of x86jit.h. A program of one function that nothing
+ * calls is emitted into the entry instead (emit_entry: fused), its
+ * returns branching to the entry's epilogue. Function bodies are the instructions
  * reachable from their entry, so code shared by two functions is simply
  * duplicated.
  */
