@@ -13,7 +13,9 @@
  * a fault word; a caller returns any non-zero status at once, which
  * unwinds every frame. The exported entry allocates the 8 x 512 stack,
  * calls the function of instruction 0 and turns the status into the
- * {r0, fault} pair of x86jit.h. Function bodies are the instructions
+ * {r0, fault} pair of x86jit.h. A program of one function that nothing
+ * calls is emitted into the entry instead (emit_entry: fused), its
+ * returns branching to the entry's epilogue. Function bodies are the instructions
  * reachable from their entry, so code shared by two functions is simply
  * duplicated.
  */
@@ -68,7 +70,12 @@ struct lj {
     /* the function being emitted */
     LLVMValueRef fn, io, fp, depth, table, run_user;
     LLVMValueRef regs[10];
-    LLVMValueRef call_io;  /* caller side of bpf-to-bpf calls */
+    LLVMValueRef call_io; /* caller side of bpf-to-bpf calls */
+    /* a one-function program is emitted into the entry itself: its
+     * returns branch to `done`, the entry's epilogue, status and r0 in
+     * the phis done_st, done_r0; its registers start from init (no io) */
+    LLVMBasicBlockRef done;
+    LLVMValueRef done_st, done_r0, init[10];
     LLVMBasicBlockRef *bb; /* per pc */
     uint8_t *reach;        /* per pc */
     bool terminated;
@@ -105,17 +112,41 @@ static int init_status;
 static char host_triple[128], host_cpu[128], *host_features;
 static char version_text[32];
 
-/* SimplifyCFG turns if-then diamonds into selects up to this cost (LLVM's
+/* Process-wide LLVM options, set once (an unknown option would exit the
+ * process, hence the version checks).
+ *
+ * SimplifyCFG turns if-then diamonds into selects up to this cost (LLVM's
  * default 4). x86 lowers them to cmov chains that serialise a loop on
  * data-dependent values, where the branches gcc keeps are predicted:
  * log2_1k_ints ran 1.22x native with the default, 0.77x with 1 (one
- * speculated instruction: min/max and the like stay branch-free). A
- * process-wide LLVM option, set once; the option exists in LLVM 10-18. */
+ * speculated instruction: min/max and the like stay branch-free); the
+ * option exists in LLVM 10-18.
+ *
+ * Codegen passes with nothing to do on this JIT's IR, left out of the
+ * pipeline every compile builds (scheduling a pass is itself a cost: half
+ * of an empty program's codegen is building the pass manager): constant
+ * hoisting (x86 immediates are cheap), memcmp merging and sqrt inlining
+ * (no libcalls), reduction expansion (no vector reductions: no
+ * vectoriser), AVX-512 mask domain reassignment, the post-RA scheduler
+ * (off on x86 anyway). Checked on LLVM 14 only: the 7 bpfgraft-bench jit
+ * programs compile to the same bytes, 0.25-0.35 M instructions fewer
+ * per compile (callgrind). */
 static void set_llvm_options(void)
 {
 #if LLVM_VERSION_MAJOR >= 10 && LLVM_VERSION_MAJOR <= 18
-    const char *const args[] = {"bpfgraft", "-two-entry-phi-node-folding-threshold=1"};
-    LLVMParseCommandLineOptions(2, args, NULL);
+    const char *const args[] = {
+        "bpfgraft",
+        "-two-entry-phi-node-folding-threshold=1",
+#if LLVM_VERSION_MAJOR == 14
+        "-disable-constant-hoisting",
+        "-disable-mergeicmps",
+        "-disable-partial-libcall-inlining",
+        "-disable-expand-reductions",
+        "-disable-x86-domain-reassignment",
+        "-disable-post-ra",
+#endif
+    };
+    LLVMParseCommandLineOptions((int)(sizeof(args) / sizeof(args[0])), args, NULL);
 #endif
 }
 
@@ -208,19 +239,18 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * instructions to compile unrolled, 7.3 M not, same run time), nor does
  * runtime unrolling of the programs' length-bound loops, so level 2 unrolls
  * only programs with a loop that loads or stores, without runtime
- * unrolling and peeling, and level 1 never. A single-function program is
- * inlined by the cheap always-inline pass instead of the CGSCC inliner
- * (no call graph). Level 3 is LLVM's default<O3>. */
+ * unrolling and peeling, and level 1 never. A single-function program needs
+ * no inliner: it is emitted into the entry (emit_entry). Level 3 is LLVM's default<O3>. */
 #define LEAN_CLEANUP "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm),gvn,instcombine,simplifycfg"
 #define LEAN_UNROLL ",loop-unroll<O2;no-runtime;no-peeling>"
 
-static const char *lean_pipeline(bool one_function, bool unroll)
+static const char *lean_pipeline(bool fused, bool unroll)
 {
     static const char *const p[2][2] = {
         {"cgscc(inline)," LEAN_CLEANUP ")", "cgscc(inline)," LEAN_CLEANUP LEAN_UNROLL ")"},
-        {"always-inline," LEAN_CLEANUP ")", "always-inline," LEAN_CLEANUP LEAN_UNROLL ")"},
+        {LEAN_CLEANUP ")", LEAN_CLEANUP LEAN_UNROLL ")"},
     };
-    return p[one_function][unroll];
+    return p[fused][unroll];
 }
 
 /* ---- IR helpers -------------------------------------------------------- */
@@ -309,13 +339,28 @@ static LLVMBasicBlockRef new_bb(struct lj *j, const char *name)
     return LLVMAppendBasicBlockInContext(j->C, j->fn, name);
 }
 
+/* Returns status from the eBPF function being emitted (r0: fused, the
+ * program's result; NULL for 0). */
+static void emit_ret(struct lj *j, LLVMValueRef status, LLVMValueRef r0)
+{
+    if (!j->done) {
+        LLVMBuildRet(j->B, status);
+        return;
+    }
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(j->B);
+    LLVMValueRef r0v = r0 ? r0 : c64(j, 0);
+    LLVMAddIncoming(j->done_st, &status, &here, 1);
+    LLVMAddIncoming(j->done_r0, &r0v, &here, 1);
+    LLVMBuildBr(j->B, j->done);
+}
+
 /* Branches to a block returning `status` when cond holds. */
 static void ret_if(struct lj *j, LLVMValueRef cond, LLVMValueRef status)
 {
     LLVMBasicBlockRef out = new_bb(j, "stop"), cont = new_bb(j, "");
     LLVMBuildCondBr(j->B, cond, out, cont);
     LLVMPositionBuilderAtEnd(j->B, out);
-    LLVMBuildRet(j->B, status);
+    emit_ret(j, status, NULL);
     LLVMPositionBuilderAtEnd(j->B, cont);
 }
 
@@ -614,7 +659,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
         LLVMBuildBr(B, done);
     }
     LLVMPositionBuilderAtEnd(B, bad);
-    LLVMBuildRet(B, fault_word(j, pc, EINVAL));
+    emit_ret(j, fault_word(j, pc, EINVAL), NULL);
 
     /* a helper id */
     LLVMPositionBuilderAtEnd(B, as_helper);
@@ -631,11 +676,15 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
 
 static void emit_exit(struct lj *j)
 {
+    if (j->done) { /* fused: nobody reads r1..r5 */
+        emit_ret(j, c64(j, 0), get_reg(j, 0));
+        return;
+    }
     for (int r = 0; r <= 5; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
         LLVMBuildStore(j->B, get_reg(j, r), LLVMBuildGEP2(j->B, j->i64, j->io, &idx, 1, ""));
     }
-    LLVMBuildRet(j->B, c64(j, 0));
+    emit_ret(j, c64(j, 0), NULL);
 }
 
 /* ---- jumps ---------------------------------------------------------------- */
@@ -738,22 +787,32 @@ static int emit_function(struct lj *j, size_t f)
     int ret = mark_reachable(j, entry);
     if (ret)
         return ret;
-    j->fn = j->fns[f];
-    j->io = LLVMGetParam(j->fn, 0);
-    j->fp = LLVMGetParam(j->fn, 1);
-    j->depth = LLVMGetParam(j->fn, 2);
-    j->table = LLVMGetParam(j->fn, 3);
-    j->run_user = LLVMGetParam(j->fn, 4);
-
-    LLVMBasicBlockRef start = new_bb(j, "start");
-    LLVMPositionBuilderAtEnd(B, start);
+    if (!j->done) { /* its own LLVM function; fused: emit_entry set these */
+        j->fn = j->fns[f];
+        j->io = LLVMGetParam(j->fn, 0);
+        j->fp = LLVMGetParam(j->fn, 1);
+        j->depth = LLVMGetParam(j->fn, 2);
+        j->table = LLVMGetParam(j->fn, 3);
+        j->run_user = LLVMGetParam(j->fn, 4);
+        LLVMPositionBuilderAtEnd(B, new_bb(j, "start"));
+    }
+    /* The register allocas stay in the function's first block (SROA
+     * promotes only those); fused, at its head, where the inliner put
+     * them: SROA's phi order follows, and LSR's choice of induction
+     * variable with it (strcmp_4k's loop got two adds for an inc). */
+    LLVMBasicBlockRef first = LLVMGetInsertBlock(B);
+    if (j->done)
+        LLVMPositionBuilderBefore(B, LLVMGetFirstInstruction(first));
     for (int r = 0; r < 10; r++)
         j->regs[r] = LLVMBuildAlloca(B, j->i64, "");
     j->call_io = LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "call_io");
+    LLVMPositionBuilderAtEnd(B, first);
     j->call_io = LLVMBuildBitCast(B, j->call_io, j->i64p, "");
     for (int r = 0; r < 10; r++) {
         LLVMValueRef idx = c64(j, (uint64_t)r);
-        LLVMBuildStore(B, LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), ""), j->regs[r]);
+        LLVMValueRef v =
+            j->done ? j->init[r] : LLVMBuildLoad2(B, j->i64, LLVMBuildGEP2(B, j->i64, j->io, &idx, 1, ""), "");
+        LLVMBuildStore(B, v, j->regs[r]);
     }
     for (size_t pc = 0; pc < j->n; pc++)
         j->bb[pc] = j->reach[pc] && (j->leader[pc] || pc == entry) ? new_bb(j, "") : NULL;
@@ -849,31 +908,10 @@ static void fn_attrs(struct lj *j, LLVMValueRef fn)
     add_fn_attr(j, fn, "no-jump-tables", "true");
 }
 
-/* The exported entry: stack, registers, status -> {r0, fault}. */
-static void emit_entry(struct lj *j, LLVMValueRef entry)
+/* The entry's end: status st, r0 -> {r0, fault}. */
+static void emit_entry_result(struct lj *j, LLVMValueRef st, LLVMValueRef r0)
 {
     LLVMBuilderRef B = j->B;
-    LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(j->C, entry, "entry"));
-    LLVMValueRef stack = LLVMBuildAlloca(B, LLVMArrayType(j->i8, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH), "stack");
-    LLVMSetAlignment(stack, 16);
-    LLVMValueRef io = LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "io");
-    io = LLVMBuildBitCast(B, io, j->i64p, "");
-    for (int r = 0; r < 10; r++) {
-        LLVMValueRef v = c64(j, 0);
-        if (r == 1)
-            v = LLVMBuildPtrToInt(B, LLVMGetParam(entry, 0), j->i64, "");
-        else if (r == 2)
-            v = LLVMGetParam(entry, 1);
-        LLVMValueRef idx = c64(j, (uint64_t)r);
-        LLVMBuildStore(B, v, LLVMBuildGEP2(B, j->i64, io, &idx, 1, ""));
-    }
-    LLVMValueRef top = c64(j, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH);
-    LLVMValueRef base = LLVMBuildBitCast(B, stack, j->i8p, "");
-    LLVMValueRef args[5] = {
-        io, LLVMBuildGEP2(B, j->i8, base, &top, 1, "fp"), c64(j, 0), LLVMGetParam(entry, 2), LLVMGetParam(entry, 3),
-    };
-    LLVMValueRef st = LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, "");
-    LLVMValueRef r0 = LLVMBuildLoad2(B, j->i64, io, "");
     r0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, 0), ""), r0, c64(j, 0), "");
     LLVMValueRef fault =
         LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, st, c64(j, STATUS_UNWIND), ""), c64(j, 0), st, "");
@@ -882,6 +920,70 @@ static void emit_entry(struct lj *j, LLVMValueRef entry)
     res = LLVMBuildInsertValue(B, res, r0, 0, "");
     res = LLVMBuildInsertValue(B, res, fault, 1, "");
     LLVMBuildRet(B, res);
+}
+
+/* The exported entry: stack, registers, then the call of function 0 and
+ * its result; or, fused (one function, no calls), function 0's body in
+ * place of the call, so no inliner has to copy it (8% of a compile). */
+static int emit_entry(struct lj *j, LLVMValueRef entry, bool fused)
+{
+    LLVMBuilderRef B = j->B;
+    LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(j->C, entry, "entry"));
+    LLVMValueRef stack = LLVMBuildAlloca(B, LLVMArrayType(j->i8, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH), "stack");
+    LLVMSetAlignment(stack, 16);
+    LLVMValueRef io = NULL;
+    for (int r = 0; r < 10; r++)
+        j->init[r] = r == 1   ? LLVMBuildPtrToInt(B, LLVMGetParam(entry, 0), j->i64, "")
+                     : r == 2 ? LLVMGetParam(entry, 1)
+                              : c64(j, 0);
+    if (!fused) { /* r0..r9 in, r0..r5 out */
+        io = LLVMBuildBitCast(B, LLVMBuildAlloca(B, LLVMArrayType(j->i64, 10), "io"), j->i64p, "");
+        for (int r = 0; r < 10; r++) {
+            LLVMValueRef idx = c64(j, (uint64_t)r);
+            LLVMBuildStore(B, j->init[r], LLVMBuildGEP2(B, j->i64, io, &idx, 1, ""));
+        }
+    }
+    LLVMValueRef top = c64(j, EBPF_STACK_SIZE * EBPF_MAX_CALL_DEPTH);
+    LLVMValueRef base = LLVMBuildBitCast(B, stack, j->i8p, "");
+    LLVMValueRef args[5] = {
+        io, LLVMBuildGEP2(B, j->i8, base, &top, 1, "fp"), c64(j, 0), LLVMGetParam(entry, 2), LLVMGetParam(entry, 3),
+    };
+    if (!fused) {
+        LLVMValueRef st = LLVMBuildCall2(B, j->sub_ty, j->fns[0], args, 5, "");
+        emit_entry_result(j, st, LLVMBuildLoad2(B, j->i64, io, ""));
+        return 0;
+    }
+    j->fn = entry;
+    j->io = args[0];
+    j->fp = args[1];
+    j->depth = args[2];
+    j->table = args[3];
+    j->run_user = args[4];
+    LLVMBasicBlockRef body = LLVMGetInsertBlock(B);
+    j->done = LLVMAppendBasicBlockInContext(j->C, entry, "done");
+    LLVMPositionBuilderAtEnd(B, j->done);
+    j->done_st = LLVMBuildPhi(B, j->i64, "status");
+    j->done_r0 = LLVMBuildPhi(B, j->i64, "r0");
+    LLVMPositionBuilderAtEnd(B, body);
+    int ret = emit_function(j, 0);
+    if (ret)
+        return ret;
+    LLVMMoveBasicBlockAfter(j->done, LLVMGetLastBasicBlock(entry));
+    LLVMPositionBuilderAtEnd(B, j->done);
+    emit_entry_result(j, j->done_st, j->done_r0);
+    return 0;
+}
+
+/* Whether function 0 is all: no other function, and nothing calls it
+ * (a recursive program, a callx through a function reference). */
+static bool fusable(const struct lj *j)
+{
+    if (j->nfuncs != 1 || j->ncallx_funcs)
+        return false;
+    for (size_t pc = 0; pc < j->n; pc++)
+        if (j->insns[pc].code == (BPF_JMP | BPF_CALL) && j->insns[pc].src_reg == BPF_PSEUDO_CALL)
+            return false;
+    return true;
 }
 
 static int build_module(struct lj *j)
@@ -905,22 +1007,20 @@ static int build_module(struct lj *j)
     /* the entry first: it lands at offset 0 of .text */
     LLVMValueRef entry = LLVMAddFunction(j->M, ENTRY_NAME, j->entry_ty);
     fn_attrs(j, entry);
-    for (size_t f = 0; f < j->nfuncs; f++) {
+    bool fused = fusable(j);
+    for (size_t f = 0; f < j->nfuncs && !fused; f++) {
         char name[32];
         snprintf(name, sizeof(name), "bpf_func_%u", j->funcs[f]);
         j->fns[f] = LLVMAddFunction(j->M, name, j->sub_ty);
         LLVMSetLinkage(j->fns[f], LLVMInternalLinkage);
         fn_attrs(j, j->fns[f]);
-        if (j->nfuncs == 1) /* called once, by the entry: see lean_pipeline */
-            add_fn_attr(j, j->fns[f], "alwaysinline", NULL);
     }
-    emit_entry(j, entry);
-    for (size_t f = 0; f < j->nfuncs; f++) {
-        int ret = emit_function(j, f);
-        if (ret)
-            return ret;
-    }
-    return 0;
+    int ret = emit_entry(j, entry, fused);
+    if (ret || fused)
+        return ret;
+    for (size_t f = 0; f < j->nfuncs && !ret; f++)
+        ret = emit_function(j, f);
+    return ret;
 }
 
 static bool is_memory_access(const struct bpf_insn *in)
@@ -1261,7 +1361,7 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     j.stats->ir_ms = t1 - t0;
 
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
-    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(j.nfuncs == 1, opt == 2 && j.memory_loop);
+    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(fusable(&j), opt == 2 && j.memory_loop);
     LLVMErrorRef perr = LLVMRunPasses(j.M, pipeline, tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
     if (perr) {
