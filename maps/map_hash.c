@@ -174,11 +174,11 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
-static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
+/* len is a constant where the fast lookup inlines it (4 or 8). */
+static inline __attribute__((always_inline)) uint32_t hash_bytes(uint32_t seed, const void *key, uint32_t len)
 {
     const uint8_t *p = key;
-    uint32_t len = m->key_size;
-    uint64_t h = m->hash_seed ^ ((uint64_t)len << 32);
+    uint64_t h = seed ^ ((uint64_t)len << 32);
     if (len == 4) {
         uint32_t v;
         memcpy(&v, p, 4);
@@ -199,9 +199,14 @@ static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
     return (uint32_t)mix64(h);
 }
 
-static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
+static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
 {
-    switch (m->key_size) {
+    return hash_bytes(m->hash_seed, key, m->key_size);
+}
+
+static inline __attribute__((always_inline)) bool key_eq_len(const uint8_t *a, const void *b, uint32_t len)
+{
+    switch (len) {
     case 4: {
         uint32_t x, y;
         memcpy(&x, a, 4);
@@ -214,8 +219,13 @@ static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void
         memcpy(&y, b, 8);
         return x == y;
     }
-    default: return memcmp(a, b, m->key_size) == 0;
+    default: return memcmp(a, b, len) == 0;
     }
+}
+
+static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
+{
+    return key_eq_len(a, b, m->key_size);
 }
 
 /* Lock-free search. Returns the element and its (even) generation, NULL if
@@ -729,6 +739,49 @@ static void *hash_lookup(struct bpfg_map *m, const void *key)
     return hash_lookup_cpu(m, key, type_percpu(m->type) ? map_current_cpu(m) : 0);
 }
 
+/* Chain elements the fast lookup walks before leaving it to find_rcu. */
+#define FAST_STEPS 8
+
+static __attribute__((noinline)) void *hash_lookup_slow(struct bpfg_map *m, const void *key)
+{
+    return hash_lookup_cpu(m, key, 0);
+}
+
+/* One pass of find_rcu's walk for a key of len bytes (a constant), inline,
+ * in a leaf that saves no register. Anything but a clean answer (a torn
+ * element, a foreign nulls marker, a long chain) goes to the general path,
+ * which retries and falls back to the lock. */
+static inline __attribute__((always_inline)) void *lookup_len(struct bpfg_map *m, const void *key, uint32_t len)
+{
+    uint32_t hash = hash_bytes(m->hash_seed, key, len), b = hash & (m->n_buckets - 1);
+    uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_acquire);
+    for (uint32_t steps = 0; !(i & NULLS_BIT) && i < m->n_elems && steps < FAST_STEPS; steps++) {
+        struct helem *e = E(m, i);
+        uint32_t g = atomic_load_explicit(&e->gen, memory_order_acquire);
+        if (e->hash == hash && !(g & 1) && key_eq_len(ekey(e), key, len)) {
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&e->gen, memory_order_relaxed) != g)
+                break;
+            return eval(m, e);
+        }
+        i = atomic_load_explicit(&e->next, memory_order_acquire);
+    }
+    if (i == (NULLS_BIT | b))
+        return NULL;
+    return hash_lookup_slow(m, key);
+}
+
+/* HASH and HASH_OF_MAPS (no per-CPU slot, no LRU stamp): keys of 4 and 8
+ * bytes take the fast walk. */
+static void *hash_lookup_plain(struct bpfg_map *m, const void *key)
+{
+    switch (m->key_size) {
+    case 4: return lookup_len(m, key, 4);
+    case 8: return lookup_len(m, key, 8);
+    default: return hash_lookup_cpu(m, key, 0);
+    }
+}
+
 static uint32_t copy_size(struct bpfg_map *m)
 {
     return type_percpu(m->type) ? m->value_stride * m->nr_cpus : m->value_size;
@@ -907,15 +960,15 @@ static uint64_t hash_entries(struct bpfg_map *m)
     return n < 0 ? 0 : n > m->max_entries ? m->max_entries : (uint64_t)n;
 }
 
-#define HASH_OPS                                                                                                 \
-    .check = hash_check, .layout = hash_layout, .init = hash_init, .lookup = hash_lookup, .update = hash_update, \
-    .delete = hash_delete, .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete,         \
-    .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
+#define HASH_OPS                                                                                                     \
+    .check = hash_check, .layout = hash_layout, .init = hash_init, .update = hash_update, .delete = hash_delete,     \
+    .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete, .get_next_key = hash_get_next_key, \
+    .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
 
-const struct map_ops hash_ops = {HASH_OPS};
-const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
-const struct map_ops lru_hash_ops = {HASH_OPS};
-const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
+const struct map_ops hash_ops = {HASH_OPS, .lookup = hash_lookup_plain};
+const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup = hash_lookup, .lookup_cpu = hash_lookup_cpu};
+const struct map_ops lru_hash_ops = {HASH_OPS, .lookup = hash_lookup};
+const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup = hash_lookup, .lookup_cpu = hash_lookup_cpu};
 
 /* HASH_OF_MAPS: values are inner map ids. The kernel's bpf(2) has no
  * lookup-and-delete for it. */
@@ -931,7 +984,7 @@ const struct map_ops hash_of_maps_ops = {
     .check = hash_check,
     .layout = hash_layout,
     .init = hash_init,
-    .lookup = hash_lookup, /* the value: u32 inner map id */
+    .lookup = hash_lookup_plain, /* the value: u32 inner map id */
     .update = hash_update,
     .delete = hash_delete,
     .lookup_copy = hash_lookup_copy,
