@@ -259,8 +259,10 @@ static struct helem *find_rcu(struct bpfg_map *m, const void *key, uint32_t hash
     return NULL;
 }
 
-/* Search under the stripe lock: *link is the word that points at the result. */
-static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out)
+/* Search under the stripe lock: *link is the word that points at the
+ * result, *idx its index (no division by the stride in writers). */
+static struct helem *find_locked_at(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out,
+                                    uint32_t *idx)
 {
     uint32_t b = hash & (m->n_buckets - 1);
     _Atomic uint32_t *link = bucket(m, b);
@@ -274,12 +276,26 @@ static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t h
         struct helem *e = E(m, i);
         if (e->hash == hash && key_eq(m, ekey(e), key)) {
             *link_out = link;
+            *idx = i;
             return e;
         }
         link = &e->next;
         i = atomic_load_explicit(link, memory_order_relaxed);
     }
     return NULL;
+}
+
+static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out)
+{
+    uint32_t idx;
+    return find_locked_at(m, key, hash, link_out, &idx);
+}
+
+/* Asks for a line a writer is about to write, in the exclusive state, so
+ * that its miss overlaps the lock's (PREFETCHW; a NOP on CPUs without it). */
+static inline void prefetch_w(const void *p)
+{
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
 }
 
 /* Bucket b's stripe: runs of up to 16 buckets (a cache line of the bucket
@@ -375,17 +391,40 @@ static inline bool has_spares(const struct bpfg_map *m)
     return m->layout >= 5;
 }
 
-/* The spare element of stripe s (held) for a replace, else a free one. */
-static uint32_t replace_take(struct bpfg_map *m, uint32_t s)
+/* The spare element of stripe s (held), else a free one. A replace leaves
+ * the element it replaced as the next spare; an insert empties the slot. */
+static uint32_t spare_take(struct bpfg_map *m, uint32_t s, bool insert)
 {
     if (!has_spares(m))
         return free_pop(m, s);
     uint32_t sp = atomic_load_explicit(spare(m, s), memory_order_relaxed);
-    if (sp && sp <= m->n_elems)
+    if (sp && sp <= m->n_elems) {
+        if (insert)
+            atomic_store_explicit(spare(m, s), 0, memory_order_relaxed);
         return sp - 1;
+    }
     if (sp)
         atomic_store(&m->st->needs_repair, 1); /* out of range: corrupt */
     return free_pop(m, s);
+}
+
+/* A freed element of stripe s (held): the spare when the stripe has none
+ * (a delete then insert takes no free-list compare-and-swap), else on the
+ * stripe's free list. */
+static void elem_free(struct bpfg_map *m, uint32_t s, uint32_t i)
+{
+    if (has_spares(m) && !atomic_load_explicit(spare(m, s), memory_order_relaxed))
+        atomic_store_explicit(spare(m, s), i + 1, memory_order_relaxed);
+    else
+        free_push(m, s, i);
+}
+
+/* The stripe's spare, which the writer holding it will fill. */
+static inline void prefetch_spare(struct bpfg_map *m, uint32_t s)
+{
+    uint32_t sp = has_spares(m) ? atomic_load_explicit(spare(m, s), memory_order_relaxed) : 0;
+    if (sp && sp <= m->n_elems)
+        prefetch_w(E(m, sp - 1));
 }
 
 /* Deals elements [0, n_elems) out to the stripes' stacks, a contiguous run
@@ -544,7 +583,7 @@ static void release_elem(struct bpfg_map *m, uint32_t s, uint32_t i, bool to_cou
         atomic_fetch_sub(&m->st->h_count, 1);
     else
         slot_give(m, s);
-    free_push(m, s, i);
+    elem_free(m, s, i);
 }
 
 static __thread uint64_t lru_rng;
@@ -620,12 +659,14 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
     if (flags > BPF_EXIST)
         return -EINVAL;
     uint32_t hash = hash_key(m, key);
-    uint32_t b = hash & (m->n_buckets - 1), s = stripe_of(m, hash);
+    uint32_t b = hash & (m->n_buckets - 1), s = stripe_of(m, hash), oi = NIL;
+    prefetch_w(bucket(m, b)); /* its miss overlaps the lock's */
     int err = map_lock_checked(m, s);
     if (err)
         return err;
+    prefetch_spare(m, s);
     _Atomic uint32_t *link = NULL;
-    struct helem *old = find_locked(m, key, hash, &link);
+    struct helem *old = find_locked_at(m, key, hash, &link, &oi);
     if (old && flags == BPF_NOEXIST) {
         err = -EEXIST;
         goto out;
@@ -644,12 +685,12 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         else
             memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
         if (m->lru)
-            lru_touch(m, idx_of(m, old));
+            lru_touch(m, oi);
         goto out;
     }
     if (!old && (err = reserve_count(m, s)))
         goto out;
-    uint32_t i = old ? replace_take(m, s) : free_pop(m, s);
+    uint32_t i = spare_take(m, s, !old);
     if (i == NIL) {
         if (old) {
             /* Pool exhausted by leaks a repair will reclaim: update in place. */
@@ -673,7 +714,6 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         /* Replace: one store swaps the new element in for the old. */
         atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(link, i, memory_order_release);
-        uint32_t oi = idx_of(m, old);
         if (m->lru)
             atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
         if (has_spares(m))
@@ -699,15 +739,16 @@ static int hash_update(struct bpfg_map *m, const void *key, const void *value, u
 
 static int hash_delete(struct bpfg_map *m, const void *key)
 {
-    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash), i = NIL;
+    prefetch_w(bucket(m, hash & (m->n_buckets - 1)));
     int err = map_lock_checked(m, s);
     if (err)
         return err;
     _Atomic uint32_t *link = NULL;
-    struct helem *e = find_locked(m, key, hash, &link);
+    struct helem *e = find_locked_at(m, key, hash, &link, &i);
     if (e) {
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e), false);
+        release_elem(m, s, i, false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -817,16 +858,16 @@ static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
 
 static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *value)
 {
-    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash), i = NIL;
     int err = map_lock_checked(m, s);
     if (err)
         return err;
     _Atomic uint32_t *link = NULL;
-    struct helem *e = find_locked(m, key, hash, &link);
+    struct helem *e = find_locked_at(m, key, hash, &link, &i);
     if (e) {
         memcpy(value, eval(m, e), copy_size(m));
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e), false);
+        release_elem(m, s, i, false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
