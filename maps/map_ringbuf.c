@@ -230,17 +230,18 @@ static bool producer_dead(const struct rb_hdr *h)
  * the next header, and reading it early would take it from its writer. */
 static void prefetch_records(const struct ring_view *r, unsigned long *pf, unsigned long cons, unsigned long end)
 {
-    unsigned long stop = end & ~(unsigned long)(CACHE_LINE - 1);
+    unsigned long stop = end & ~(unsigned long)(CACHE_LINE - 1), here = cons & ~(unsigned long)(CACHE_LINE - 1);
     if (stop > cons + CONS_PREFETCH)
         stop = cons + CONS_PREFETCH;
+    if (*pf < here) /* past a large record: nothing behind cons is read */
+        *pf = here;
     for (; *pf < stop; *pf += CACHE_LINE)
         __builtin_prefetch(r->data + (*pf & r->mask), 0, 3);
 }
 
 static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample_fn fn, void *ctx)
 {
-    unsigned long cons = atomic_load_explicit(r->cons, memory_order_acquire);
-    unsigned long pf = cons & ~(unsigned long)(CACHE_LINE - 1);
+    unsigned long cons = atomic_load_explicit(r->cons, memory_order_acquire), pf = 0;
     int n = 0;
     bool progress = true;
     while (progress) {

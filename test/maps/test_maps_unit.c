@@ -1167,3 +1167,49 @@ Test(maps_hash, delete_parks_the_element_as_the_stripes_spare)
     munmap(h.raw, h.len);
     bpfg_map_close(m);
 }
+
+/* The consumer asks for the lines ahead of the record it reads (up to
+ * producer_pos): records of mixed sizes, some larger than its window,
+ * wrapping an 8 KiB ring lap after lap, arrive whole and in order, a
+ * batch at a time and one record at a time. */
+struct sized {
+    uint64_t n, bad;
+    uint32_t want[64];
+};
+
+static int sized_cb(void *ctx, void *data, size_t size)
+{
+    struct sized *s = ctx;
+    const uint8_t *p = data;
+    uint32_t want = s->want[s->n % 64];
+    s->bad += size != want;
+    for (size_t i = 0; i < size && i < want; i++)
+        s->bad += p[i] != (uint8_t)(s->n + i);
+    s->n++;
+    return 0;
+}
+
+Test(maps_ringbuf, mixed_sizes_wrap_whole_and_in_order)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
+    struct sized *s = calloc(1, sizeof(*s));
+    static uint8_t rec[3000];
+    uint64_t sent = 0;
+    const uint32_t sizes[] = {1, 64, 3000, 56, 1500, 8, 2040, 200};
+    for (int round = 0; round < 200; round++) {
+        int batch = round % 3 + 1;
+        for (int i = 0; i < batch; i++, sent++) {
+            uint32_t size = sizes[(round + i) % 8];
+            s->want[sent % 64] = size;
+            for (uint32_t b = 0; b < size; b++)
+                rec[b] = (uint8_t)(sent + b);
+            cr_assert_eq(bpfg_ringbuf_output(m, rec, size, BPF_RB_NO_WAKEUP), 0, "record %llu",
+                         (unsigned long long)sent);
+        }
+        cr_assert_eq(bpfg_ringbuf_consume(m, sized_cb, s), batch);
+    }
+    cr_assert_eq(s->n, sent);
+    cr_assert_eq(s->bad, 0, "sizes and bytes as written");
+    free(s);
+    bpfg_map_close(m);
+}
