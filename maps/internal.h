@@ -253,8 +253,6 @@ void map_pool_free(struct bpfg_map *m, uint32_t i, size_t next_off);
 void map_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Ring internals shared by RINGBUF and PERF_EVENT_ARRAY. */
-void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size);
-void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags);
 int ring_consume(struct bpfg_map *m, struct ring_view *r, bpfg_ringbuf_sample_fn fn, void *ctx);
 
 #endif

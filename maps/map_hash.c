@@ -174,11 +174,11 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
-static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
+/* len is a constant where the fast lookup inlines it (4 or 8). */
+static inline __attribute__((always_inline)) uint32_t hash_bytes(uint32_t seed, const void *key, uint32_t len)
 {
     const uint8_t *p = key;
-    uint32_t len = m->key_size;
-    uint64_t h = m->hash_seed ^ ((uint64_t)len << 32);
+    uint64_t h = seed ^ ((uint64_t)len << 32);
     if (len == 4) {
         uint32_t v;
         memcpy(&v, p, 4);
@@ -199,9 +199,14 @@ static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
     return (uint32_t)mix64(h);
 }
 
-static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
+static inline uint32_t hash_key(const struct bpfg_map *m, const void *key)
 {
-    switch (m->key_size) {
+    return hash_bytes(m->hash_seed, key, m->key_size);
+}
+
+static inline __attribute__((always_inline)) bool key_eq_len(const uint8_t *a, const void *b, uint32_t len)
+{
+    switch (len) {
     case 4: {
         uint32_t x, y;
         memcpy(&x, a, 4);
@@ -214,8 +219,13 @@ static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void
         memcpy(&y, b, 8);
         return x == y;
     }
-    default: return memcmp(a, b, m->key_size) == 0;
+    default: return memcmp(a, b, len) == 0;
     }
+}
+
+static inline bool key_eq(const struct bpfg_map *m, const uint8_t *a, const void *b)
+{
+    return key_eq_len(a, b, m->key_size);
 }
 
 /* Lock-free search. Returns the element and its (even) generation, NULL if
@@ -249,8 +259,10 @@ static struct helem *find_rcu(struct bpfg_map *m, const void *key, uint32_t hash
     return NULL;
 }
 
-/* Search under the stripe lock: *link is the word that points at the result. */
-static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out)
+/* Search under the stripe lock: *link is the word that points at the
+ * result, *idx its index (no division by the stride in writers). */
+static struct helem *find_locked_at(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out,
+                                    uint32_t *idx)
 {
     uint32_t b = hash & (m->n_buckets - 1);
     _Atomic uint32_t *link = bucket(m, b);
@@ -264,12 +276,26 @@ static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t h
         struct helem *e = E(m, i);
         if (e->hash == hash && key_eq(m, ekey(e), key)) {
             *link_out = link;
+            *idx = i;
             return e;
         }
         link = &e->next;
         i = atomic_load_explicit(link, memory_order_relaxed);
     }
     return NULL;
+}
+
+static struct helem *find_locked(struct bpfg_map *m, const void *key, uint32_t hash, _Atomic uint32_t **link_out)
+{
+    uint32_t idx;
+    return find_locked_at(m, key, hash, link_out, &idx);
+}
+
+/* Asks for a line a writer is about to write, in the exclusive state, so
+ * that its miss overlaps the lock's (PREFETCHW; a NOP on CPUs without it). */
+static inline void prefetch_w(const void *p)
+{
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
 }
 
 /* Bucket b's stripe: runs of up to 16 buckets (a cache line of the bucket
@@ -365,17 +391,40 @@ static inline bool has_spares(const struct bpfg_map *m)
     return m->layout >= 5;
 }
 
-/* The spare element of stripe s (held) for a replace, else a free one. */
-static uint32_t replace_take(struct bpfg_map *m, uint32_t s)
+/* The spare element of stripe s (held), else a free one. A replace leaves
+ * the element it replaced as the next spare; an insert empties the slot. */
+static uint32_t spare_take(struct bpfg_map *m, uint32_t s, bool insert)
 {
     if (!has_spares(m))
         return free_pop(m, s);
     uint32_t sp = atomic_load_explicit(spare(m, s), memory_order_relaxed);
-    if (sp && sp <= m->n_elems)
+    if (sp && sp <= m->n_elems) {
+        if (insert)
+            atomic_store_explicit(spare(m, s), 0, memory_order_relaxed);
         return sp - 1;
+    }
     if (sp)
         atomic_store(&m->st->needs_repair, 1); /* out of range: corrupt */
     return free_pop(m, s);
+}
+
+/* A freed element of stripe s (held): the spare when the stripe has none
+ * (a delete then insert takes no free-list compare-and-swap), else on the
+ * stripe's free list. */
+static void elem_free(struct bpfg_map *m, uint32_t s, uint32_t i)
+{
+    if (has_spares(m) && !atomic_load_explicit(spare(m, s), memory_order_relaxed))
+        atomic_store_explicit(spare(m, s), i + 1, memory_order_relaxed);
+    else
+        free_push(m, s, i);
+}
+
+/* The stripe's spare, which the writer holding it will fill. */
+static inline void prefetch_spare(struct bpfg_map *m, uint32_t s)
+{
+    uint32_t sp = has_spares(m) ? atomic_load_explicit(spare(m, s), memory_order_relaxed) : 0;
+    if (sp && sp <= m->n_elems)
+        prefetch_w(E(m, sp - 1));
 }
 
 /* Deals elements [0, n_elems) out to the stripes' stacks, a contiguous run
@@ -534,7 +583,7 @@ static void release_elem(struct bpfg_map *m, uint32_t s, uint32_t i, bool to_cou
         atomic_fetch_sub(&m->st->h_count, 1);
     else
         slot_give(m, s);
-    free_push(m, s, i);
+    elem_free(m, s, i);
 }
 
 static __thread uint64_t lru_rng;
@@ -610,12 +659,14 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
     if (flags > BPF_EXIST)
         return -EINVAL;
     uint32_t hash = hash_key(m, key);
-    uint32_t b = hash & (m->n_buckets - 1), s = stripe_of(m, hash);
+    uint32_t b = hash & (m->n_buckets - 1), s = stripe_of(m, hash), oi = NIL;
+    prefetch_w(bucket(m, b)); /* its miss overlaps the lock's */
     int err = map_lock_checked(m, s);
     if (err)
         return err;
+    prefetch_spare(m, s);
     _Atomic uint32_t *link = NULL;
-    struct helem *old = find_locked(m, key, hash, &link);
+    struct helem *old = find_locked_at(m, key, hash, &link, &oi);
     if (old && flags == BPF_NOEXIST) {
         err = -EEXIST;
         goto out;
@@ -634,12 +685,12 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         else
             memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
         if (m->lru)
-            lru_touch(m, idx_of(m, old));
+            lru_touch(m, oi);
         goto out;
     }
     if (!old && (err = reserve_count(m, s)))
         goto out;
-    uint32_t i = old ? replace_take(m, s) : free_pop(m, s);
+    uint32_t i = spare_take(m, s, !old);
     if (i == NIL) {
         if (old) {
             /* Pool exhausted by leaks a repair will reclaim: update in place. */
@@ -663,7 +714,6 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         /* Replace: one store swaps the new element in for the old. */
         atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed), memory_order_relaxed);
         atomic_store_explicit(link, i, memory_order_release);
-        uint32_t oi = idx_of(m, old);
         if (m->lru)
             atomic_store_explicit(lru_live(m, oi), 0, memory_order_relaxed);
         if (has_spares(m))
@@ -689,15 +739,16 @@ static int hash_update(struct bpfg_map *m, const void *key, const void *value, u
 
 static int hash_delete(struct bpfg_map *m, const void *key)
 {
-    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash), i = NIL;
+    prefetch_w(bucket(m, hash & (m->n_buckets - 1)));
     int err = map_lock_checked(m, s);
     if (err)
         return err;
     _Atomic uint32_t *link = NULL;
-    struct helem *e = find_locked(m, key, hash, &link);
+    struct helem *e = find_locked_at(m, key, hash, &link, &i);
     if (e) {
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e), false);
+        release_elem(m, s, i, false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -727,6 +778,49 @@ static void *hash_lookup_cpu(struct bpfg_map *m, const void *key, uint32_t cpu)
 static void *hash_lookup(struct bpfg_map *m, const void *key)
 {
     return hash_lookup_cpu(m, key, type_percpu(m->type) ? map_current_cpu(m) : 0);
+}
+
+/* Chain elements the fast lookup walks before leaving it to find_rcu. */
+#define FAST_STEPS 8
+
+static __attribute__((noinline)) void *hash_lookup_slow(struct bpfg_map *m, const void *key)
+{
+    return hash_lookup_cpu(m, key, 0);
+}
+
+/* One pass of find_rcu's walk for a key of len bytes (a constant), inline,
+ * in a leaf that saves no register. Anything but a clean answer (a torn
+ * element, a foreign nulls marker, a long chain) goes to the general path,
+ * which retries and falls back to the lock. */
+static inline __attribute__((always_inline)) void *lookup_len(struct bpfg_map *m, const void *key, uint32_t len)
+{
+    uint32_t hash = hash_bytes(m->hash_seed, key, len), b = hash & (m->n_buckets - 1);
+    uint32_t i = atomic_load_explicit(bucket(m, b), memory_order_acquire);
+    for (uint32_t steps = 0; !(i & NULLS_BIT) && i < m->n_elems && steps < FAST_STEPS; steps++) {
+        struct helem *e = E(m, i);
+        uint32_t g = atomic_load_explicit(&e->gen, memory_order_acquire);
+        if (e->hash == hash && !(g & 1) && key_eq_len(ekey(e), key, len)) {
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&e->gen, memory_order_relaxed) != g)
+                break;
+            return eval(m, e);
+        }
+        i = atomic_load_explicit(&e->next, memory_order_acquire);
+    }
+    if (i == (NULLS_BIT | b))
+        return NULL;
+    return hash_lookup_slow(m, key);
+}
+
+/* HASH and HASH_OF_MAPS (no per-CPU slot, no LRU stamp): keys of 4 and 8
+ * bytes take the fast walk. */
+static void *hash_lookup_plain(struct bpfg_map *m, const void *key)
+{
+    switch (m->key_size) {
+    case 4: return lookup_len(m, key, 4);
+    case 8: return lookup_len(m, key, 8);
+    default: return hash_lookup_cpu(m, key, 0);
+    }
 }
 
 static uint32_t copy_size(struct bpfg_map *m)
@@ -764,16 +858,16 @@ static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
 
 static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *value)
 {
-    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash);
+    uint32_t hash = hash_key(m, key), s = stripe_of(m, hash), i = NIL;
     int err = map_lock_checked(m, s);
     if (err)
         return err;
     _Atomic uint32_t *link = NULL;
-    struct helem *e = find_locked(m, key, hash, &link);
+    struct helem *e = find_locked_at(m, key, hash, &link, &i);
     if (e) {
         memcpy(value, eval(m, e), copy_size(m));
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
-        release_elem(m, s, idx_of(m, e), false);
+        release_elem(m, s, i, false);
     }
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
@@ -907,15 +1001,15 @@ static uint64_t hash_entries(struct bpfg_map *m)
     return n < 0 ? 0 : n > m->max_entries ? m->max_entries : (uint64_t)n;
 }
 
-#define HASH_OPS                                                                                                 \
-    .check = hash_check, .layout = hash_layout, .init = hash_init, .lookup = hash_lookup, .update = hash_update, \
-    .delete = hash_delete, .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete,         \
-    .get_next_key = hash_get_next_key, .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
+#define HASH_OPS                                                                                                     \
+    .check = hash_check, .layout = hash_layout, .init = hash_init, .update = hash_update, .delete = hash_delete,     \
+    .lookup_copy = hash_lookup_copy, .lookup_and_delete = hash_lookup_and_delete, .get_next_key = hash_get_next_key, \
+    .repair = hash_repair, .elem_at = hash_elem_at, .entries = hash_entries
 
-const struct map_ops hash_ops = {HASH_OPS};
-const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
-const struct map_ops lru_hash_ops = {HASH_OPS};
-const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup_cpu = hash_lookup_cpu};
+const struct map_ops hash_ops = {HASH_OPS, .lookup = hash_lookup_plain};
+const struct map_ops percpu_hash_ops = {HASH_OPS, .lookup = hash_lookup, .lookup_cpu = hash_lookup_cpu};
+const struct map_ops lru_hash_ops = {HASH_OPS, .lookup = hash_lookup};
+const struct map_ops lru_percpu_hash_ops = {HASH_OPS, .lookup = hash_lookup, .lookup_cpu = hash_lookup_cpu};
 
 /* HASH_OF_MAPS: values are inner map ids. The kernel's bpf(2) has no
  * lookup-and-delete for it. */
@@ -931,7 +1025,7 @@ const struct map_ops hash_of_maps_ops = {
     .check = hash_check,
     .layout = hash_layout,
     .init = hash_init,
-    .lookup = hash_lookup, /* the value: u32 inner map id */
+    .lookup = hash_lookup_plain, /* the value: u32 inner map id */
     .update = hash_update,
     .delete = hash_delete,
     .lookup_copy = hash_lookup_copy,

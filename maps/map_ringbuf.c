@@ -26,6 +26,8 @@
 
 #define RB_MAX_RECORD (UINT32_MAX / 4)
 #define BUSY_SPINS 4 /* re-reads (~250 ns apart) of a BUSY header before checking its producer */
+#define CACHE_LINE 64u
+#define CONS_PREFETCH 1024u /* bytes a consumer asks for ahead of the record it reads */
 #define RB_FLAGS (BPF_F_NUMA_NODE)
 #define PERF_FLAGS (BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
 
@@ -106,11 +108,9 @@ static bool tid_dead(uint32_t tid)
     return tid && kill((pid_t)tid, 0) < 0 && errno == ESRCH;
 }
 
-static void ring_lock(_Atomic uint32_t *lock, uint32_t tid)
+static __attribute__((noinline)) void ring_lock_wait(_Atomic uint32_t *lock, uint32_t tid)
 {
-    uint32_t cur = 0;
-    if (atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire, memory_order_relaxed))
-        return;
+    uint32_t cur;
     for (;;) {
         for (int spin = 0; spin < LOCK_SPINS; spin++) {
             __builtin_ia32_pause();
@@ -131,7 +131,14 @@ static void ring_lock(_Atomic uint32_t *lock, uint32_t tid)
     }
 }
 
-static void ring_unlock(_Atomic uint32_t *lock)
+static inline void ring_lock(_Atomic uint32_t *lock, uint32_t tid)
+{
+    uint32_t cur = 0;
+    if (!atomic_compare_exchange_strong_explicit(lock, &cur, tid, memory_order_acquire, memory_order_relaxed))
+        ring_lock_wait(lock, tid);
+}
+
+static inline void ring_unlock(_Atomic uint32_t *lock)
 {
     atomic_store_explicit(lock, 0, memory_order_release);
 }
@@ -141,7 +148,7 @@ static void ring_unlock(_Atomic uint32_t *lock)
  * short of space keeps its cache line quiet. A prod read without the lock
  * may be older than the cache: then room is assumed (the locked check
  * decides). */
-static bool no_room(struct ring_view *r, unsigned long prod, uint64_t len)
+static inline bool no_room(struct ring_view *r, unsigned long prod, uint64_t len)
 {
     unsigned long cons = atomic_load_explicit(&r->cons_cache, memory_order_relaxed);
     if (cons > prod || prod + len - cons <= r->mask)
@@ -151,9 +158,8 @@ static bool no_room(struct ring_view *r, unsigned long prod, uint64_t len)
     return cons <= prod && prod + len - cons > r->mask;
 }
 
-void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
+static inline __attribute__((always_inline)) void *ring_reserve(struct ring_view *r, uint64_t size)
 {
-    (void)m;
     if (size > RB_MAX_RECORD)
         return NULL;
     uint64_t len = ROUND8(size + sizeof(struct rb_hdr));
@@ -181,7 +187,7 @@ void *ring_reserve(struct bpfg_map *m, struct ring_view *r, uint64_t size)
     return h + 1;
 }
 
-void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags)
+static inline void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags)
 {
     uint8_t *p = (uint8_t *)sample - sizeof(struct rb_hdr);
     if (p < r->data || p > r->data + r->mask) /* not a record of this ring */
@@ -219,15 +225,32 @@ static bool producer_dead(const struct rb_hdr *h)
     return tid_dead(h->pg_off);
 }
 
+/* Asks for the lines of [*pf, end) that lie below cons + CONS_PREFETCH,
+ * whole lines only: a line holding the producer position may still get
+ * the next header, and reading it early would take it from its writer. */
+static void prefetch_records(const struct ring_view *r, unsigned long *pf, unsigned long cons, unsigned long end)
+{
+    unsigned long stop = end & ~(unsigned long)(CACHE_LINE - 1), here = cons & ~(unsigned long)(CACHE_LINE - 1);
+    if (stop > cons + CONS_PREFETCH)
+        stop = cons + CONS_PREFETCH;
+    if (*pf < here) /* past a large record: nothing behind cons is read */
+        *pf = here;
+    for (; *pf < stop; *pf += CACHE_LINE)
+        __builtin_prefetch(r->data + (*pf & r->mask), 0, 3);
+}
+
 static int consume_ring(struct ring_view *r, bool reap_dead, bpfg_ringbuf_sample_fn fn, void *ctx)
 {
-    unsigned long cons = atomic_load_explicit(r->cons, memory_order_acquire);
+    unsigned long cons = atomic_load_explicit(r->cons, memory_order_acquire), pf = 0;
     int n = 0;
     bool progress = true;
     while (progress) {
         progress = false;
         unsigned long prod = atomic_load_explicit(r->prod, memory_order_acquire);
         while (cons < prod) {
+            /* Each header's position depends on the previous one's length:
+             * without this every record waits for its own miss. */
+            prefetch_records(r, &pf, cons, prod);
             struct rb_hdr *h = (struct rb_hdr *)(r->data + (cons & r->mask));
             uint32_t len = atomic_load_explicit(&h->len, memory_order_acquire);
             if (len & BPF_RINGBUF_BUSY_BIT) {
@@ -286,9 +309,10 @@ static struct ring_view *rb_of(struct bpfg_map *m)
 }
 
 /* A record the ring had no room for (not one too large for any ring). */
-static void *rb_reserve_counted(struct bpfg_map *m, struct ring_view *r, uint64_t size)
+static inline __attribute__((always_inline)) void *rb_reserve_counted(struct bpfg_map *m, struct ring_view *r,
+                                                                      uint64_t size)
 {
-    void *p = ring_reserve(m, r, size);
+    void *p = ring_reserve(r, size);
     if (!p && size <= RB_MAX_RECORD && ROUND8(size + sizeof(struct rb_hdr)) <= r->mask + 1)
         atomic_fetch_add_explicit(&m->st->rb_lost, 1, memory_order_relaxed);
     return p;
@@ -472,7 +496,7 @@ int bpfg_perf_event_output(struct bpfg_map *m, uint64_t flags, const void *data,
     if (idx >= m->n_rings)
         return -E2BIG;
     struct ring_view *r = &m->rings[idx];
-    void *p = ring_reserve(m, r, size);
+    void *p = ring_reserve(r, size);
     if (!p) {
         atomic_fetch_add(&r->perf->lost, 1);
         return -ENOSPC;

@@ -1016,3 +1016,200 @@ Test(maps_stats, lost_when_the_buffer_is_full)
     cr_assert_eq(bpfg_map_lost(h), 0, "no buffer, nothing lost");
     bpfg_map_close(h);
 }
+
+/* ---- hash internals seen through the region (FORMAT.md, HASH) ---- */
+
+struct hview {
+    uint8_t *raw, *locks, *data;
+    size_t len;
+    uint32_t *buckets;
+    uint32_t n_buckets, n_locks, n_elems, elem_size;
+};
+
+static void hview_open(struct bpfg_map *m, struct hview *h)
+{
+    int fd = bpfg_map_fd(m);
+    h->len = region_len(fd);
+    h->raw = mmap(NULL, h->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(h->raw, MAP_FAILED);
+    uint64_t locks_off, aux_off, data_off;
+    memcpy(&locks_off, h->raw + 88, 8);
+    memcpy(&h->n_locks, h->raw + 96, 4);
+    memcpy(&h->elem_size, h->raw + 100, 4);
+    memcpy(&aux_off, h->raw + 104, 8);
+    memcpy(&data_off, h->raw + 120, 8);
+    memcpy(&h->n_elems, h->raw + 144, 4);
+    memcpy(&h->n_buckets, h->raw + 148, 4);
+    h->locks = h->raw + locks_off;
+    h->buckets = (uint32_t *)(h->raw + aux_off);
+    h->data = h->raw + data_off;
+}
+
+static uint32_t *hview_next(struct hview *h, uint32_t i)
+{
+    return (uint32_t *)(h->data + (uint64_t)i * h->elem_size);
+}
+
+/* The element holding key (ks bytes) and its bucket, walking the chains. */
+static uint32_t hview_find(struct hview *h, const void *key, uint32_t ks, uint32_t *bucket)
+{
+    for (uint32_t b = 0; b < h->n_buckets; b++)
+        for (uint32_t i = h->buckets[b]; !(i & 0x80000000u); i = *hview_next(h, i))
+            if (memcmp(h->data + (uint64_t)i * h->elem_size + 16, key, ks) == 0) {
+                *bucket = b;
+                return i;
+            }
+    cr_assert_fail("key not linked");
+    return 0;
+}
+
+/* A stripe's spare element + 1 (lock line +40), 0 = none. */
+static uint32_t hview_spare(struct hview *h, uint32_t stripe)
+{
+    uint32_t sp;
+    memcpy(&sp, h->locks + (uint64_t)stripe * 64 + 40, 4);
+    return sp;
+}
+
+static uint32_t hview_stripe(struct hview *h, uint32_t b)
+{
+    uint32_t spread = (uint32_t)(__builtin_ctz(h->n_buckets) - __builtin_ctz(h->n_locks));
+    return (b >> (spread < 4 ? spread : 4)) & (h->n_locks - 1);
+}
+
+/* The lookup's fast walk (keys of 4 and 8 bytes) gives up after a few
+ * elements: a key deeper in its chain is still found (by the general
+ * walk), its value the one stored. */
+static void long_chain_lookup(uint32_t ks)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, ks, 8, 64, 0);
+    uint64_t key = 0;
+    for (uint64_t i = 0; i < 64; i++) {
+        uint64_t v = i * 3 + 1;
+        key = ks == 8 ? i | i << 40 : i;
+        cr_assert_eq(bpfg_map_update_elem(m, &key, &v, BPF_NOEXIST), 0);
+    }
+    struct hview h;
+    hview_open(m, &h);
+    uint64_t want = ks == 8 ? 5 | 5ull << 40 : 5;
+    uint32_t b, target = hview_find(&h, &want, ks, &b), chain[12], n = 0;
+    for (uint64_t i = 20; n < 11; i++) { /* 11 other elements in front of it */
+        uint64_t k = ks == 8 ? i | i << 40 : i;
+        uint32_t kb;
+        chain[n++] = hview_find(&h, &k, ks, &kb);
+    }
+    chain[n++] = target;
+    h.buckets[b] = chain[0];
+    for (uint32_t j = 0; j + 1 < n; j++)
+        *hview_next(&h, chain[j]) = chain[j + 1];
+    *hview_next(&h, target) = 0x80000000u | b;
+    uint64_t *p = bpfg_map_lookup_elem(m, &want);
+    cr_assert_not_null(p, "key %u bytes, 12th in its chain", ks);
+    cr_assert_eq(*p, 16, "its own value");
+    uint64_t out;
+    cr_assert_eq(bpfg_map_lookup_copy(m, &want, &out), 0);
+    cr_assert_eq(out, 16);
+    munmap(h.raw, h.len);
+    bpfg_map_close(m);
+}
+
+Test(maps_hash, lookup_finds_keys_deep_in_long_chains)
+{
+    long_chain_lookup(4);
+    long_chain_lookup(8);
+}
+
+/* A delete leaves its element as the stripe's spare when the stripe has
+ * none; the stripe's next insert takes it (no free-list operation), and
+ * capacity stays exact through delete/insert churn, without a repair. */
+Test(maps_hash, delete_parks_the_element_as_the_stripes_spare)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, 8, 1024, 0);
+    uint64_t v = 1;
+    for (uint32_t k = 0; k < 100; k++)
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_NOEXIST), 0);
+    struct hview h;
+    hview_open(m, &h);
+    uint32_t key = 7, b, idx = hview_find(&h, &key, 4, &b), s = hview_stripe(&h, b);
+    cr_assert_eq(hview_spare(&h, s), 0, "inserts alone leave no spare");
+    cr_assert_eq(bpfg_map_delete_elem(m, &key), 0);
+    cr_assert_eq(hview_spare(&h, s), idx + 1, "the deleted element is the spare");
+    bool taken = false;
+    for (uint32_t k = 5000; k < 100000 && !taken; k++) {
+        cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_NOEXIST), 0);
+        uint32_t kb, ki = hview_find(&h, &k, 4, &kb);
+        if (hview_stripe(&h, kb) != s) {
+            cr_assert_eq(bpfg_map_delete_elem(m, &k), 0);
+            continue;
+        }
+        cr_assert_eq(ki, idx, "an insert in the stripe takes its spare");
+        cr_assert_eq(hview_spare(&h, s), 0);
+        taken = true;
+    }
+    cr_assert(taken);
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    uint32_t repairs = info.repairs;
+    for (uint32_t round = 0; round < 20; round++)
+        for (uint32_t k = 0; k < 100; k++) {
+            uint32_t nk = k + (round + 1) * 200000;
+            bpfg_map_delete_elem(m, &k);
+            cr_assert_eq(bpfg_map_update_elem(m, &nk, &v, BPF_NOEXIST), 0);
+            cr_assert_eq(bpfg_map_delete_elem(m, &nk), 0);
+            cr_assert_eq(bpfg_map_update_elem(m, &k, &v, BPF_NOEXIST), 0);
+        }
+    uint32_t cur;
+    while (bpfg_map_get_next_key(m, NULL, &cur) == 0)
+        cr_assert_eq(bpfg_map_delete_elem(m, &cur), 0);
+    cr_assert_eq(fill_from(m, 1u << 24, 1100), 1024, "exactly max_entries after the churn");
+    bpfg_map_get_info(m, &info);
+    cr_assert_eq(info.repairs, repairs, "no element leaked, no repair");
+    munmap(h.raw, h.len);
+    bpfg_map_close(m);
+}
+
+/* The consumer asks for the lines ahead of the record it reads (up to
+ * producer_pos): records of mixed sizes, some larger than its window,
+ * wrapping an 8 KiB ring lap after lap, arrive whole and in order, a
+ * batch at a time and one record at a time. */
+struct sized {
+    uint64_t n, bad;
+    uint32_t want[64];
+};
+
+static int sized_cb(void *ctx, void *data, size_t size)
+{
+    struct sized *s = ctx;
+    const uint8_t *p = data;
+    uint32_t want = s->want[s->n % 64];
+    s->bad += size != want;
+    for (size_t i = 0; i < size && i < want; i++)
+        s->bad += p[i] != (uint8_t)(s->n + i);
+    s->n++;
+    return 0;
+}
+
+Test(maps_ringbuf, mixed_sizes_wrap_whole_and_in_order)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
+    struct sized *s = calloc(1, sizeof(*s));
+    static uint8_t rec[3000];
+    uint64_t sent = 0;
+    const uint32_t sizes[] = {1, 64, 3000, 56, 1500, 8, 2040, 200};
+    for (int round = 0; round < 200; round++) {
+        int batch = round % 3 + 1;
+        for (int i = 0; i < batch; i++, sent++) {
+            uint32_t size = sizes[(round + i) % 8];
+            s->want[sent % 64] = size;
+            for (uint32_t b = 0; b < size; b++)
+                rec[b] = (uint8_t)(sent + b);
+            cr_assert_eq(bpfg_ringbuf_output(m, rec, size, BPF_RB_NO_WAKEUP), 0, "record %llu",
+                         (unsigned long long)sent);
+        }
+        cr_assert_eq(bpfg_ringbuf_consume(m, sized_cb, s), batch);
+    }
+    cr_assert_eq(s->n, sent);
+    cr_assert_eq(s->bad, 0, "sizes and bytes as written");
+    free(s);
+    bpfg_map_close(m);
+}
