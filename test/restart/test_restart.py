@@ -936,7 +936,7 @@ def tickets_prepared(d, bt, ids):
     maps = os.path.join(d.state, "restart", "maps")
     sizes = {i: os.path.getsize(os.path.join(maps, str(i))) for i in ids}
     prepared = [n for n, i in enumerate(ids) if sizes[i] == PREPARED_SIZE]
-    check(len(prepared) >= 4, "tickets: most maps were made in prepared tickets", f"sizes {sizes}")
+    check(len(prepared) >= 2, "tickets: maps were made in prepared tickets", f"sizes {sizes}")
     n = prepared[-1] if prepared else 0
     check_eq(bt.ask(f"update 43 {n}"), "update OK 43", "tickets: a map of a prepared ticket written by the tool")
     check_eq(map_u64(d, ids[n], 0), 43, "tickets: the server reads a prepared ticket's map")
