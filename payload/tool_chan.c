@@ -272,7 +272,7 @@ static struct map_ticket tickets[BPFG_TOOL_TICKETS_MAX]; /* ascending ids */
 static uint32_t ntickets;
 static uint32_t inflight;    /* out of the pool, being prepared */
 static bool tickets_refused; /* chan lock; an older server, or none left for this tool */
-static bool wake_sent;       /* and has not yet found none left */
+static bool wake_sent;       /* wake_fd written; the payload thread has not yet found no raw ticket */
 
 /* Pool lock held. Into the pool, in id order. */
 static void pool_put(const struct map_ticket *t)
