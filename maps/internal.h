@@ -132,6 +132,7 @@ struct bpfg_map {
     int fd;
     uint8_t *base; /* main mapping */
     size_t base_len;
+    size_t map_len; /* the mapping's length when longer than base_len (a prepared ticket's), else 0 */
     struct region_hdr *hdr;
     struct region_state *st;
     const struct map_ops *ops;

@@ -354,7 +354,7 @@ void bpfg_map_close(struct bpfg_map *m)
     }
     free(m->rings);
     if (m->base)
-        munmap(m->base, m->base_len);
+        munmap(m->base, m->map_len ? m->map_len : m->base_len);
     if (m->fd >= 0)
         close(m->fd);
     free(m);
@@ -444,8 +444,10 @@ static int attach_mapped(int fd, uint8_t *mapped, size_t mapped_len, const struc
     m->base_len = m->type == BPF_MAP_TYPE_RINGBUF            ? lo.aux_off
                   : m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? lo.data_off
                                                              : lo.region_size;
-    if (mapped && mapped_len == m->base_len) { /* a creator's: no second mapping */
+    /* a creator's: no second mapping (a prepared ticket's may be longer) */
+    if (mapped && (mapped_len == m->base_len || (made && mapped_len > m->base_len))) {
         m->base = mapped;
+        m->map_len = mapped_len;
         mapped = NULL;
     } else {
         m->base = mmap(NULL, m->base_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
@@ -591,36 +593,126 @@ int bpfg_map_create_layout(const struct bpfg_map_spec *spec, uint32_t version, s
 }
 #endif
 
+/* Checks spec_in, fills in its defaults (*spec) and computes its layout. */
+static int create_plan(const struct bpfg_map_spec *spec_in, uint32_t version, struct bpfg_map_spec *spec,
+                       struct layout *lo, const struct map_ops **ops_out)
+{
+    if (!spec_in)
+        return -EINVAL;
+    *spec = *spec_in;
+    const struct map_ops *ops = ops_for(spec->type);
+    if (!ops) {
+        map_set_error("create: unsupported map type %u", spec->type);
+        return -EINVAL;
+    }
+    if (!spec->nr_cpus)
+        spec->nr_cpus = bpfg_possible_cpus();
+    if (spec->nr_cpus > MAX_CPUS)
+        return -EINVAL;
+    if (spec->map_flags & BPFG_F_GLOBAL_DATA)
+        spec->map_flags |= BPF_F_MMAPABLE;
+    if (spec->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && !spec->map_extra)
+        spec->map_extra = BPFG_PERF_RING_DEFAULT;
+    int err = ops->check(spec);
+    if (err) {
+        map_set_error("create: invalid %s parameters (key %u value %u entries %u flags %#x)",
+                      bpfg_map_type_name(spec->type), spec->key_size, spec->value_size, spec->max_entries,
+                      spec->map_flags);
+        return err;
+    }
+    memset(lo, 0, sizeof(*lo));
+    layout_at(ops, spec, version, lo);
+    *ops_out = ops;
+    return 0;
+}
+
+static void header_write(struct region_hdr *h, const struct bpfg_map_spec *spec, uint32_t version,
+                         const struct layout *lo, uint32_t seed)
+{
+    h->version = version;
+    h->hdr_size = HDR_SIZE;
+    h->map_type = spec->type;
+    h->key_size = spec->key_size;
+    h->value_size = spec->value_size;
+    h->max_entries = spec->max_entries;
+    h->map_flags = spec->map_flags;
+    h->nr_cpus = spec->nr_cpus;
+    h->map_extra = spec->map_extra;
+    h->btf_key_type_id = spec->btf_key_type_id;
+    h->btf_value_type_id = spec->btf_value_type_id;
+    h->hash_seed = spec->map_flags & BPF_F_ZERO_SEED ? 0 : seed;
+    h->page_size = REGION_PAGE;
+    if (spec->name)
+        strncpy(h->name, spec->name, BPFG_MAP_NAME_LEN - 1);
+    h->region_size = lo->region_size;
+    h->locks_off = lo->locks_off;
+    h->n_locks = lo->n_locks;
+    h->elem_size = lo->elem_size;
+    h->aux_off = lo->aux_off;
+    h->aux_size = lo->aux_size;
+    h->data_off = lo->data_off;
+    h->data_size = lo->data_size;
+    h->lru_off = lo->lru_off;
+    h->n_elems = lo->n_elems;
+    h->n_buckets = lo->n_buckets;
+    h->inner = spec->inner;
+    /* locks: all zero (free), as the fresh file is */
+}
+
+/* Lays the map out in p, the zeroed region's mapping: header, then the
+ * type's init on a temporary handle, magic last (a half-initialised region
+ * is never accepted). */
+static void region_write(uint8_t *p, const struct bpfg_map_spec *spec, const struct map_ops *ops, uint32_t version,
+                         const struct layout *lo, uint32_t seed)
+{
+    struct region_hdr *h = (struct region_hdr *)p;
+    header_write(h, spec, version, lo, seed);
+    struct bpfg_map tmp = {
+        .fd = -1,
+        .base = p,
+        .base_len = lo->region_size,
+        .hdr = h,
+        .st = (struct region_state *)(p + STATE_OFF),
+        .ops = ops,
+        .type = spec->type,
+        .key_size = spec->key_size,
+        .value_size = spec->value_size,
+        .max_entries = spec->max_entries,
+        .map_flags = spec->map_flags,
+        .nr_cpus = spec->nr_cpus,
+        .n_elems = lo->n_elems,
+        .elem_size = lo->elem_size,
+        .n_buckets = lo->n_buckets,
+        .n_locks = lo->n_locks,
+        .hash_seed = h->hash_seed,
+        .layout = version,
+        .value_stride = ROUND8(spec->value_size),
+        .key_stride = ROUND8(spec->key_size),
+        .inner = spec->inner,
+        .locks = p + lo->locks_off,
+        .aux = lo->aux_size ? p + lo->aux_off : NULL,
+        .data = p + lo->data_off,
+        .lru = lo->lru_off ? p + lo->lru_off : NULL,
+    };
+    if (ops->init)
+        ops->init(&tmp);
+    atomic_thread_fence(memory_order_release);
+    h->magic = REGION_MAGIC;
+}
+
 /* The region of layout `version` in the caller's file `given`, a new
  * file dirfd/fname, or (both -1) a sealed memfd. */
 static int create_region(const struct bpfg_map_spec *spec_in, uint32_t version, int given, int dirfd, const char *fname,
                          struct bpfg_map **out)
 {
-    if (!spec_in || !out)
+    struct bpfg_map_spec spec;
+    struct layout lo;
+    const struct map_ops *ops;
+    if (!out)
         return -EINVAL;
-    struct bpfg_map_spec spec = *spec_in;
-    const struct map_ops *ops = ops_for(spec.type);
-    if (!ops) {
-        map_set_error("create: unsupported map type %u", spec.type);
-        return -EINVAL;
-    }
-    if (!spec.nr_cpus)
-        spec.nr_cpus = bpfg_possible_cpus();
-    if (spec.nr_cpus > MAX_CPUS)
-        return -EINVAL;
-    if (spec.map_flags & BPFG_F_GLOBAL_DATA)
-        spec.map_flags |= BPF_F_MMAPABLE;
-    if (spec.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && !spec.map_extra)
-        spec.map_extra = BPFG_PERF_RING_DEFAULT;
-    int err = ops->check(&spec);
-    if (err) {
-        map_set_error("create: invalid %s parameters (key %u value %u entries %u flags %#x)",
-                      bpfg_map_type_name(spec.type), spec.key_size, spec.value_size, spec.max_entries, spec.map_flags);
+    int err = create_plan(spec_in, version, &spec, &lo, &ops);
+    if (err)
         return err;
-    }
-    struct layout lo = {0};
-    layout_at(ops, &spec, version, &lo);
-
     char mname[32 + BPFG_MAP_NAME_LEN];
     snprintf(mname, sizeof(mname), "bpfg-map:%.15s", spec.name ? spec.name : "");
     int fd = region_file(given, dirfd, fname, mname, (off_t)lo.region_size);
@@ -630,81 +722,41 @@ static int create_region(const struct bpfg_map_spec *spec_in, uint32_t version, 
     if (p == MAP_FAILED) {
         err = -errno;
         map_set_error("create: mmap: %s", strerror(errno));
-        goto fail;
+        close(fd);
+        if (dirfd >= 0)
+            unlinkat(dirfd, fname, 0);
+        return err;
     }
-    struct region_hdr *h = (struct region_hdr *)p;
-    h->version = version;
-    h->hdr_size = HDR_SIZE;
-    h->map_type = spec.type;
-    h->key_size = spec.key_size;
-    h->value_size = spec.value_size;
-    h->max_entries = spec.max_entries;
-    h->map_flags = spec.map_flags;
-    h->nr_cpus = spec.nr_cpus;
-    h->map_extra = spec.map_extra;
-    h->btf_key_type_id = spec.btf_key_type_id;
-    h->btf_value_type_id = spec.btf_value_type_id;
-    if (getrandom(&h->hash_seed, sizeof(h->hash_seed), GRND_NONBLOCK) != sizeof(h->hash_seed))
-        h->hash_seed = (uint32_t)(uintptr_t)p ^ (uint32_t)getpid();
-    if (spec.map_flags & BPF_F_ZERO_SEED)
-        h->hash_seed = 0;
-    h->page_size = REGION_PAGE;
-    if (spec.name)
-        strncpy(h->name, spec.name, BPFG_MAP_NAME_LEN - 1);
-    h->region_size = lo.region_size;
-    h->locks_off = lo.locks_off;
-    h->n_locks = lo.n_locks;
-    h->elem_size = lo.elem_size;
-    h->aux_off = lo.aux_off;
-    h->aux_size = lo.aux_size;
-    h->data_off = lo.data_off;
-    h->data_size = lo.data_size;
-    h->lru_off = lo.lru_off;
-    h->n_elems = lo.n_elems;
-    h->n_buckets = lo.n_buckets;
-    h->inner = spec.inner;
-    /* locks: all zero (free), as the fresh file is */
-    /* Type init runs on a temporary handle over the fresh mapping. */
-    struct bpfg_map tmp = {
-        .fd = -1,
-        .base = p,
-        .base_len = lo.region_size,
-        .hdr = h,
-        .st = (struct region_state *)(p + STATE_OFF),
-        .ops = ops,
-        .type = spec.type,
-        .key_size = spec.key_size,
-        .value_size = spec.value_size,
-        .max_entries = spec.max_entries,
-        .map_flags = spec.map_flags,
-        .nr_cpus = spec.nr_cpus,
-        .n_elems = lo.n_elems,
-        .elem_size = lo.elem_size,
-        .n_buckets = lo.n_buckets,
-        .n_locks = lo.n_locks,
-        .hash_seed = h->hash_seed,
-        .layout = version,
-        .value_stride = ROUND8(spec.value_size),
-        .key_stride = ROUND8(spec.key_size),
-        .inner = spec.inner,
-        .locks = p + lo.locks_off,
-        .aux = lo.aux_size ? p + lo.aux_off : NULL,
-        .data = p + lo.data_off,
-        .lru = lo.lru_off ? p + lo.lru_off : NULL,
-    };
-    if (ops->init)
-        ops->init(&tmp);
-    /* Magic last: a half-initialised region is never accepted. */
-    atomic_thread_fence(memory_order_release);
-    h->magic = REGION_MAGIC;
+    uint32_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+        seed = (uint32_t)(uintptr_t)p ^ (uint32_t)getpid();
+    region_write(p, &spec, ops, version, &lo, seed);
     return attach_mapped(fd, p, lo.region_size, &lo, out);
-fail:
-    if (p != MAP_FAILED)
-        munmap(p, lo.region_size);
-    close(fd);
-    if (dirfd >= 0)
-        unlinkat(dirfd, fname, 0);
-    return err;
+}
+
+int bpfg_map_create_mapped(const struct bpfg_map_spec *spec_in, int fd, void *mapped, size_t len, uint32_t seed,
+                           struct bpfg_map **out)
+{
+    struct bpfg_map_spec spec;
+    struct layout lo;
+    const struct map_ops *ops;
+    int err = fd < 0 || !mapped || !out ? -EINVAL : create_plan(spec_in, REGION_VERSION, &spec, &lo, &ops);
+    if (!err && lo.region_size > len) {
+        map_set_error("create: the region needs %llu bytes, the file has %zu", (unsigned long long)lo.region_size, len);
+        err = -E2BIG;
+    }
+    int own = err ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (!err && own < 0) {
+        err = -errno;
+        map_set_error("create: dup: %s", strerror(errno));
+    }
+    if (err) {
+        if (mapped)
+            munmap(mapped, len);
+        return err;
+    }
+    region_write(mapped, &spec, ops, REGION_VERSION, &lo, seed);
+    return attach_mapped(own, mapped, len, &lo, out);
 }
 
 int map_inner_template_check(const struct bpfg_map_spec *s)

@@ -93,6 +93,15 @@ int bpfg_map_create_in(const struct bpfg_map_spec *spec, int dirfd, const char *
  * an empty regular file. fd is duplicated: the caller keeps it. The
  * payload of a `bpfgraft run` tool lays maps out in its map tickets so. */
 int bpfg_map_create_fd(const struct bpfg_map_spec *spec, int fd, struct bpfg_map **out);
+/* The same in fd, a zero-filled file of len bytes (len >= the region:
+ * else -E2BIG) that the caller has mapped shared at `mapped`, len bytes
+ * from offset 0, made ahead of the call (a run tool's prepared map
+ * ticket): the file keeps its size (readers take the region's from its
+ * header, and accept a longer file), the mapping becomes the map's. The
+ * mapping is taken in every case (unmapped on failure); fd is duplicated.
+ * seed: the hash seed (ignored with BPF_F_ZERO_SEED). */
+int bpfg_map_create_mapped(const struct bpfg_map_spec *spec, int fd, void *mapped, size_t len, uint32_t seed,
+                           struct bpfg_map **out);
 
 /* Validates and maps a region received from elsewhere. The fd is duplicated:
  * the caller keeps ownership of its fd. A corrupt, truncated or foreign

@@ -674,15 +674,17 @@ static int send_hello(struct bpfg_payload_params *p, bool reconnect)
 static void serve(struct bpfg_payload_params *p)
 {
     for (;;) {
-        struct pollfd pfd = {.fd = sock, .events = POLLIN};
-        long r = rt_sys3(SYS_poll, (long)&pfd, 1, timer_wait_ms(POLL_MS));
+        struct pollfd pfd[2] = {{.fd = sock, .events = POLLIN}, {.fd = tool_wake_fd(), .events = POLLIN}};
+        long r = rt_sys3(SYS_poll, (long)pfd, 2, timer_wait_ms(POLL_MS));
+        if (pfd[1].revents & POLLIN)
+            tool_tickets_prepare();
         timer_run_due();
         drain_trace();
         report_sites();
         tool_reap();
         if (ustack_take_stale())
             send_msg(BPFG_PMSG_USTACK_STALE, 0, 0, 0, NULL, 0);
-        if (r == 0 || r == -EINTR)
+        if (r == 0 || r == -EINTR || (!rt_is_err(r) && !pfd[0].revents))
             continue;
         if (rt_is_err(r))
             return;

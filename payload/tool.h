@@ -36,6 +36,11 @@ bool tool_syscall(long nr, const uint64_t a[6], long *ret);
  * (a munmap costs ~30 us on the bench VM, more than the kernel's whole
  * close; the kernel too frees a map in a work item, not in close). */
 void tool_reap(void);
+/* The payload thread polls this eventfd (-1: none) and, when it is
+ * readable, calls tool_tickets_prepare: the tool's map tickets are made
+ * ready ahead of its BPF_MAP_CREATEs (tool_chan.c). */
+int tool_wake_fd(void);
+void tool_tickets_prepare(void);
 
 /* ---- tool_core.c: the tool's perf rings (kernel perf mmap layout) ---- */
 

@@ -119,9 +119,8 @@ static bool ticket_fits(const union bpf_attr *at)
  * says why). */
 static long map_create_ticket(const union bpf_attr *at, uint32_t btf_id)
 {
-    uint32_t id;
-    int fd;
-    if (!ticket_fits(at) || ticket_take(&id, &fd) != 0)
+    struct map_ticket t;
+    if (!ticket_fits(at) || ticket_take(&t) != 0)
         return -EAGAIN;
     char name[sizeof(at->map_name)];
     memcpy(name, at->map_name, sizeof(name));
@@ -136,17 +135,20 @@ static long map_create_ticket(const union bpf_attr *at, uint32_t btf_id)
                                  .btf_key_type_id = at->btf_key_type_id,
                                  .btf_value_type_id = at->btf_value_type_id};
     struct bpfg_map *map;
-    if (bpfg_map_create_fd(&spec, fd, &map) != 0) {
-        ticket_return(id, fd);
+    int err = t.base ? bpfg_map_create_mapped(&spec, t.fd, t.base, t.len, t.seed, &map) : -E2BIG;
+    if (err == -E2BIG) /* not prepared, or too big for it (its mapping is gone) */
+        err = t.base && rt_sys2(SYS_ftruncate, t.fd, 0) ? -EIO : bpfg_map_create_fd(&spec, t.fd, &map);
+    if (err) {
+        ticket_return(t.id, t.fd);
         return -EAGAIN;
     }
-    struct bpfg_tool_map_made made = {.id = id, .btf_id = btf_id};
+    struct bpfg_tool_map_made made = {.id = t.id, .btf_id = btf_id};
     if (chan_map_made(&made) != 0) {
         bpfg_map_close(map);
-        ticket_return(id, fd);
+        ticket_return(t.id, t.fd);
         return -EAGAIN;
     }
-    return map_install(at, id, btf_id, fd, map);
+    return map_install(at, t.id, btf_id, t.fd, map);
 }
 
 static long bpf_map_create(const union bpf_attr *at)

@@ -6,6 +6,9 @@
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -19,33 +22,49 @@ static int chan = -1;
 static bool chan_dead;
 static bool chan_said; /* the tool was told the server is gone */
 static uint32_t chan_seq;
-static uint32_t chan_word; /* futex mutex: 0 free, 1 locked, 2 contended */
+static uint32_t chan_word; /* mtx_lock */
+static int wake_fd = -1;   /* eventfd: the payload thread has map tickets to prepare */
 
 static void notes_resend(void);
 
-static void chan_lock(void)
+/* A futex mutex word: 0 free, 1 locked, 2 contended. */
+static void mtx_lock(uint32_t *w)
 {
     uint32_t c = 0;
-    if (__atomic_compare_exchange_n(&chan_word, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    if (__atomic_compare_exchange_n(w, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return;
     if (c != 2)
-        c = __atomic_exchange_n(&chan_word, 2, __ATOMIC_ACQUIRE);
+        c = __atomic_exchange_n(w, 2, __ATOMIC_ACQUIRE);
     while (c != 0) {
-        rt_sys4(SYS_futex, (long)&chan_word, FUTEX_WAIT_PRIVATE, 2, 0);
-        c = __atomic_exchange_n(&chan_word, 2, __ATOMIC_ACQUIRE);
+        rt_sys4(SYS_futex, (long)w, FUTEX_WAIT_PRIVATE, 2, 0);
+        c = __atomic_exchange_n(w, 2, __ATOMIC_ACQUIRE);
     }
+}
+
+static void mtx_unlock(uint32_t *w)
+{
+    if (__atomic_exchange_n(w, 0, __ATOMIC_RELEASE) == 2)
+        rt_sys3(SYS_futex, (long)w, FUTEX_WAKE_PRIVATE, 1);
+}
+
+static void chan_lock(void)
+{
+    mtx_lock(&chan_word);
 }
 
 static void chan_unlock(void)
 {
-    if (__atomic_exchange_n(&chan_word, 0, __ATOMIC_RELEASE) == 2)
-        rt_sys3(SYS_futex, (long)&chan_word, FUTEX_WAKE_PRIVATE, 1);
+    mtx_unlock(&chan_word);
 }
 
 void chan_open(int fd)
 {
     chan = fd;
     chan_dead = false;
+    if (wake_fd < 0) /* none: every ticket is laid out as it comes */
+        wake_fd = (int)rt_sys2(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0)
+        wake_fd = -1;
 }
 
 /* A new server adopted the tool: its channel replaces the lost one (a
@@ -246,30 +265,50 @@ _Static_assert(RT_RECV_FDS_MAX == BPFG_TOOL_TICKETS_MAX &&
                    sizeof(((struct reply *)0)->more) / sizeof(int) == BPFG_TOOL_TICKETS_MAX - 1,
                "a MAP_TICKETS reply's fds fit a reply");
 
-static struct {
-    uint32_t id;
-    int fd;
-} tickets[BPFG_TOOL_TICKETS_MAX];
+/* The pool has its own lock: the payload thread, which prepares tickets,
+ * must never wait for the channel (a tool's ATTACH waits for it). */
+static uint32_t pool_word;                               /* mtx_lock */
+static struct map_ticket tickets[BPFG_TOOL_TICKETS_MAX]; /* ascending ids */
 static uint32_t ntickets;
-static bool tickets_refused; /* an older server, or none left for this tool */
+static uint32_t inflight;    /* out of the pool, being prepared */
+static bool tickets_refused; /* chan lock; an older server, or none left for this tool */
+static bool wake_sent;       /* wake_fd written; the payload thread has not yet found no raw ticket */
 
-/* Lock held. A batch of tickets from the server into the pool. */
+/* Pool lock held. Into the pool, in id order. */
+static void pool_put(const struct map_ticket *t)
+{
+    uint32_t i = ntickets;
+    while (i && tickets[i - 1].id > t->id) {
+        tickets[i] = tickets[i - 1];
+        i--;
+    }
+    tickets[i] = *t;
+    ntickets++;
+}
+
+/* Chan lock held. A batch of tickets from the server into the pool. */
 static void tickets_fetch(void)
 {
     struct reply rep;
     struct bpfg_pmsg_hdr rh;
     struct bpfg_tool_tickets t;
-    uint32_t want = BPFG_TOOL_TICKETS_MAX;
+    mtx_lock(&pool_word);
+    uint32_t want = ntickets ? 0 : BPFG_TOOL_TICKETS_MAX - inflight;
+    mtx_unlock(&pool_word);
+    if (!want)
+        return; /* another thread has just fetched */
     reply_init(&rep);
     int err = call_locked(BPFG_TOOL_MAP_TICKETS, &want, sizeof(want), NULL, 0, &rep, &rh);
     if (!err && (rh.status || rep.len < sizeof(t)))
         err = -EPROTO;
     if (!err)
         memcpy(&t, rep.body, sizeof(t));
-    if (!err && (!t.count || t.count > BPFG_TOOL_TICKETS_MAX || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore))
+    if (!err && (!t.count || t.count > want || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore))
         err = -EPROTO;
+    mtx_lock(&pool_word);
     for (uint32_t i = 0; !err && i < t.count; i++)
-        tickets[ntickets++] = (typeof(tickets[0])){t.ids[i], i ? rep.more[i - 1] : rep.fd};
+        pool_put(&(struct map_ticket){.id = t.ids[i], .fd = i ? rep.more[i - 1] : rep.fd});
+    mtx_unlock(&pool_word);
     if (!err) {
         rep.fd = -1;
         rep.nmore = 0;
@@ -279,30 +318,117 @@ static void tickets_fetch(void)
     reply_free(&rep);
 }
 
-int ticket_take(uint32_t *id, int *fd)
+/* Pool lock held. Has the payload thread prepare the pool's raw tickets. */
+static void tickets_wake(void)
 {
-    chan_lock();
-    if (!ntickets && !tickets_refused && !chan_dead && chan >= 0)
-        tickets_fetch();
+    bool raw = false;
+    for (uint32_t i = 0; i < ntickets; i++)
+        raw |= !tickets[i].base;
+    if (!raw || wake_sent || wake_fd < 0)
+        return;
+    uint64_t one = 1;
+    wake_sent = rt_sys3(SYS_write, wake_fd, (long)&one, sizeof(one)) == sizeof(one);
+}
+
+int ticket_take(struct map_ticket *t)
+{
+    mtx_lock(&pool_word);
+    /* empty: a batch (fetching earlier, with some left for the payload
+     * thread to prepare the new ones meanwhile, made round trips of 300-550
+     * us under load more frequent: server/README.md) */
+    bool empty = !ntickets;
+    mtx_unlock(&pool_word);
+    if (empty) {
+        chan_lock();
+        if (!tickets_refused && !chan_dead && chan >= 0)
+            tickets_fetch();
+        chan_unlock();
+    }
+    mtx_lock(&pool_word);
     int err = ntickets ? 0 : -EAGAIN;
     if (!err) { /* the lowest id first, as the kernel counts */
-        *id = tickets[0].id;
-        *fd = tickets[0].fd;
+        *t = tickets[0];
         memmove(&tickets[0], &tickets[1], --ntickets * sizeof(tickets[0]));
+        tickets_wake();
     }
-    chan_unlock();
+    mtx_unlock(&pool_word);
     return err;
 }
 
 void ticket_return(uint32_t id, int fd)
 {
-    chan_lock();
-    if (ntickets < BPFG_TOOL_TICKETS_MAX && rt_sys2(SYS_ftruncate, fd, 0) == 0) {
-        tickets[ntickets].id = id;
-        tickets[ntickets++].fd = fd;
+    mtx_lock(&pool_word);
+    if (ntickets + inflight < BPFG_TOOL_TICKETS_MAX && rt_sys2(SYS_ftruncate, fd, 0) == 0) {
+        pool_put(&(struct map_ticket){.id = id, .fd = fd});
         fd = -1;
     }
-    chan_unlock();
+    mtx_unlock(&pool_word);
     if (fd >= 0)
         rt_sys1(SYS_close, fd); /* the server removes the unused file at the tool's end */
+}
+
+/* ---- tickets prepared ahead (server/README.md, "What a create costs") ---- */
+
+int tool_wake_fd(void)
+{
+    return wake_fd;
+}
+
+/* Sized, mapped, its header page faulted in and its hash seed drawn: a
+ * create then only writes the header. 0 or -errno (t left raw). */
+static int ticket_prepare(struct map_ticket *t)
+{
+    long r = rt_sys2(SYS_ftruncate, t->fd, TICKET_PREPARED_SIZE);
+    if (rt_is_err(r))
+        return (int)r;
+    long p = rt_sys6(SYS_mmap, 0, TICKET_PREPARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
+    if (rt_is_err(p)) {
+        rt_sys2(SYS_ftruncate, t->fd, 0);
+        return (int)p;
+    }
+    *(volatile uint64_t *)p = 0; /* the page allocated now, not in the create */
+    if (rt_sys3(SYS_getrandom, (long)&t->seed, sizeof(t->seed), GRND_NONBLOCK) != sizeof(t->seed))
+        t->seed = (uint32_t)p ^ (uint32_t)rt_sys0(SYS_getpid);
+    t->base = (void *)p;
+    t->len = TICKET_PREPARED_SIZE;
+    return 0;
+}
+
+/* Pool lock held. Takes a raw ticket out of the pool (false: none;
+ * then a later take wakes us again). */
+static bool raw_take(struct map_ticket *t)
+{
+    for (uint32_t i = ntickets; i--;) /* the highest first: the tool takes the lowest */
+        if (!tickets[i].base) {
+            *t = tickets[i];
+            memmove(&tickets[i], &tickets[i + 1], (--ntickets - i) * sizeof(tickets[0]));
+            inflight++;
+            return true;
+        }
+    wake_sent = false;
+    return false;
+}
+
+void tool_tickets_prepare(void)
+{
+    uint64_t n;
+    if (wake_fd < 0 || rt_sys3(SYS_read, wake_fd, (long)&n, sizeof(n)) != sizeof(n))
+        return;
+    for (;;) {
+        struct map_ticket t;
+        mtx_lock(&pool_word);
+        bool got = raw_take(&t);
+        mtx_unlock(&pool_word);
+        if (!got)
+            return;
+        int err = ticket_prepare(&t);
+        mtx_lock(&pool_word);
+        inflight--;
+        pool_put(&t); /* raw after a failure: taken and laid out as before */
+        if (err)
+            wake_sent = false;
+        mtx_unlock(&pool_word);
+        if (err)
+            return;
+    }
 }

@@ -72,9 +72,22 @@ void chan_release(uint16_t type, uint32_t kind, uint32_t id);
  * reply shows it was taken). 0, -ENOSPC with too many unanswered, or the
  * send's -errno (no server). */
 int chan_map_made(const struct bpfg_tool_map_made *m);
-/* A map ticket (payload_abi.h): its id and its empty region file's fd,
- * the caller's; -EAGAIN when the server gives none (MAP_CREATE then). */
-int ticket_take(uint32_t *id, int *fd);
+/* A map ticket (payload_abi.h): its id and its region file's fd; base
+ * NULL: the file is empty; else prepared by the payload thread: len bytes
+ * of zeros (sparse), mapped shared at base, and seed a hash seed. */
+struct map_ticket {
+    uint32_t id;
+    int fd;
+    void *base;
+    size_t len;
+    uint32_t seed;
+};
+/* A prepared ticket's size: a map whose region fits needs no ftruncate
+ * (the file stays this long: readers go by the header's region_size). */
+#define TICKET_PREPARED_SIZE (1ul << 20)
+/* The caller's ticket; -EAGAIN when the server gives none (MAP_CREATE
+ * then). */
+int ticket_take(struct map_ticket *t);
 /* A ticket not used after all: emptied and kept (or closed). */
 void ticket_return(uint32_t id, int fd);
 

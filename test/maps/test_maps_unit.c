@@ -1213,3 +1213,66 @@ Test(maps_ringbuf, mixed_sizes_wrap_whole_and_in_order)
     free(s);
     bpfg_map_close(m);
 }
+
+/* A file of len zeros mapped shared (a run tool's prepared map ticket). */
+static uint8_t *prepared_file(size_t len, int *fd, char *path)
+{
+    strcpy(path, "/dev/shm/bpfg-mapped-XXXXXX");
+    *fd = mkstemp(path);
+    cr_assert_geq(*fd, 0);
+    cr_assert_eq(ftruncate(*fd, (off_t)len), 0);
+    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    return p;
+}
+
+Test(create_mapped, lays_out_in_a_longer_file_and_others_read_it)
+{
+    const size_t len = 1 << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    char path[64];
+    int fd;
+    uint8_t *p = prepared_file(len, &fd, path);
+    struct bpfg_map_spec s = {
+        .type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 8, .max_entries = 64, .name = "m"};
+    struct bpfg_map *m = NULL, *o = NULL;
+    cr_assert_eq(bpfg_map_create_mapped(&s, fd, p, len, 0x1234u, &m), 0, "%s", bpfg_map_last_error());
+    uint32_t k = 7;
+    uint64_t v = 99;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, &v, 0), 0);
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    cr_assert_eq((size_t)st.st_size, len, "the file keeps its size");
+    cr_assert_eq(bpfg_map_open_fd(dup(fd), &o), 0, "a reader takes the longer file: %s", bpfg_map_last_error());
+    struct bpfg_map_info info;
+    bpfg_map_get_info(o, &info);
+    cr_assert_lt(info.region_size, len);
+    uint64_t *got = bpfg_map_lookup_elem(o, &k);
+    cr_assert(got && *got == 99);
+    bpfg_map_close(o);
+    size_t tail = (info.region_size + page - 1) / page * page;
+    unsigned char vec;
+    bpfg_map_close(m);
+    cr_assert_eq(mincore(p + tail, page, &vec), -1, "the whole prepared mapping goes at close");
+    cr_assert_eq(errno, ENOMEM);
+    close(fd);
+    unlink(path);
+}
+
+Test(create_mapped, too_big_for_the_file)
+{
+    const size_t len = 1 << 16;
+    char path[64];
+    int fd;
+    uint8_t *p = prepared_file(len, &fd, path);
+    struct bpfg_map_spec s = {.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 1 << 14};
+    struct bpfg_map *m = NULL;
+    cr_assert_eq(bpfg_map_create_mapped(&s, fd, p, len, 1, &m), -E2BIG);
+    cr_assert_null(m);
+    unsigned char vec[64]; /* len / 4 KiB */
+    cr_assert_eq(mincore(p, len, vec), -1, "the mapping is taken in every case");
+    uint8_t b = 1;
+    cr_assert_eq(pread(fd, &b, 1, 0), 1);
+    cr_assert_eq(b, 0, "the file is left as it was");
+    close(fd);
+    unlink(path);
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A minimal libbpf-free tool for test_restart.py, run under `bpfgraft run`.
 Each line on stdin is a command, answered by one line:
-"create": bpf(BPF_MAP_CREATE) of an array (1 entry, u64 value), "create OK"
-or "create ERR errno"; "update N" / "lookup [M]" use the first map created
-(lookup: the Mth), locally (no server); "id": the server's id of the last
+"create [E]": bpf(BPF_MAP_CREATE) of an array (E entries, default 1, u64
+value), "create OK" or "create ERR errno"; "update N [M]" / "lookup [M]" use
+the first map created (or the Mth), key 0, locally (no server); "id": the server's id of the last
 map created (its info); "prog M": bpf(BPF_PROG_LOAD) of a uprobe program
 adding 1 to map M's value (atomic), "prog OK"; "attach PID PATH OFFSET":
 perf_event_open of a uprobe at PATH's file OFFSET in process PID, the last
@@ -84,12 +84,13 @@ def main():
         if not w:
             continue
         if w[0] == "create":  # array, 4-byte key, 8-byte value, 1 entry
-            r, e = bpf(MAP_CREATE, struct.pack("<IIIII", 2, 4, 8, 1, 0))
+            r, e = bpf(MAP_CREATE, struct.pack("<IIIII", 2, 4, 8, int(w[1]) if len(w) > 1 else 1, 0))
             if r >= 0:
                 maps.append(r)
             print(f"create OK" if r >= 0 else f"create ERR {e}", flush=True)
         elif w[0] in ("update", "lookup"):
-            fd = maps[int(w[1]) if w[0] == "lookup" and len(w) > 1 else 0] if maps else -1
+            at = w[1 if w[0] == "lookup" else 2] if len(w) > (1 if w[0] == "lookup" else 2) else None
+            fd = maps[int(at) if at else 0] if maps else -1
             val.value = int(w[1]) if w[0] == "update" else 0
             attr = struct.pack("<IIQQQ", fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)
             r, e = bpf(MAP_UPDATE if w[0] == "update" else MAP_LOOKUP, attr)

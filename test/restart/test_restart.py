@@ -913,9 +913,9 @@ def listed_maps(d, ids, timeout=5):
         time.sleep(0.02)
 
 
-def tool_map_id(bt, what):
+def tool_map_id(bt, what, entries=1):
     """Creates a map in bpf_tool; its id as the tool sees it."""
-    check_eq(bt.ask("create"), "create OK", f"tickets: {what}: the tool creates a map")
+    check_eq(bt.ask(f"create {entries}"), "create OK", f"tickets: {what}: the tool creates a map")
     r = bt.ask("id") or ""
     check(r.startswith("id ") and r[3:].isdigit(), f"tickets: {what}: the tool reads its map's id", r)
     return int(r[3:]) if r[3:].isdigit() else -1
@@ -923,6 +923,29 @@ def tool_map_id(bt, what):
 
 def state_map_files(d):
     return set(os.listdir(os.path.join(d.state, "restart", "maps")))
+
+
+PREPARED_SIZE = 1 << 20  # payload tool_priv.h, TICKET_PREPARED_SIZE
+
+
+def tickets_prepared(d, bt, ids):
+    """Tickets the payload thread prepared ahead (sized, mapped): the maps
+    made in them keep the prepared size, the server and the tool share
+    their data; a map too big for one is laid out as before. Appends the
+    big map's id to ids."""
+    maps = os.path.join(d.state, "restart", "maps")
+    sizes = {i: os.path.getsize(os.path.join(maps, str(i))) for i in ids}
+    prepared = [n for n, i in enumerate(ids) if sizes[i] == PREPARED_SIZE]
+    check(len(prepared) >= 2, "tickets: maps were made in prepared tickets", f"sizes {sizes}")
+    n = prepared[-1] if prepared else 0
+    check_eq(bt.ask(f"update 43 {n}"), "update OK 43", "tickets: a map of a prepared ticket written by the tool")
+    check_eq(map_u64(d, ids[n], 0), 43, "tickets: the server reads a prepared ticket's map")
+    ids.append(tool_map_id(bt, "a map bigger than a prepared ticket", 1 << 18))  # 2 MiB of values
+    check_eq(listed_maps(d, ids), set(ids), "tickets: the big map is listed too")
+    size = os.path.getsize(os.path.join(maps, str(ids[-1])))
+    check(PREPARED_SIZE < size < PREPARED_SIZE * 3, "tickets: the big map's file is its region's size", size)
+    check_eq(bt.ask(f"update 44 {len(ids) - 1}"), "update OK 44", "tickets: the big map written by the tool")
+    check_eq(map_u64(d, ids[-1], 0), 44, "tickets: the server reads the big map")
 
 
 def part_tickets(a, d):
@@ -941,6 +964,7 @@ def part_tickets(a, d):
         check_eq(len(set(ids)), len(ids), f"tickets: ten maps, ten ids {ids}")
         check_eq(listed_maps(d, ids), set(ids), "tickets: map.list lists every map by the tool's id")
         check_eq(map_u64(d, ids[0], 0), 41, "tickets: the server reads what the tool wrote")
+        tickets_prepared(d, bt, ids)
         pid = bt.pid(d)
         ids.append(tool_map_id(bt, "map made just before kill -9"))
         d.stop(signal.SIGKILL)
