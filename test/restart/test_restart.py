@@ -922,7 +922,13 @@ def tool_map_id(bt, what, entries=1):
 
 
 def state_map_files(d):
-    return set(os.listdir(os.path.join(d.state, "restart", "maps")))
+    # Daemon.start returns once the socket accepts: the server may still be
+    # making its state directory (the kernel queues the connection)
+    maps = os.path.join(d.state, "restart", "maps")
+    deadline = time.monotonic() + 10
+    while not os.path.isdir(maps) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return set(os.listdir(maps))
 
 
 PREPARED_SIZE = 1 << 20  # payload tool_priv.h, TICKET_PREPARED_SIZE
