@@ -1738,12 +1738,14 @@ def old_abi_sys_victim(a, d):
     return v, c0
 
 
-def sys_reinjected(d, v, what, adopted=("reinjected",)):
-    """v listed with its syscall program and rewritten sites."""
+def sys_reinjected(d, v, what, adopted=("reinjected",), hooks=None):
+    """v listed with its syscall program and rewritten sites (and hooks
+    uprobes, unless None)."""
     t = wait_listed(d, [v.pid]).get(v.pid, {})
     check(t.get("adopted") in adopted and t.get("state") == "attached" and t.get("syscall_programs") == 1
-          and t.get("syscall_sites", 0) > 0,
-          f"{what}: listed ({'/'.join(adopted)}), attached, its syscall program and rewritten sites", f"{t}")
+          and t.get("syscall_sites", 0) > 0 and (hooks is None or len(t.get("hooks", [])) == hooks),
+          f"{what}: listed ({'/'.join(adopted)}), attached, its syscall program and rewritten sites"
+          + ("" if hooks is None else f" and {hooks} uprobe(s)"), f"{t}")
 
 
 def sys_exact_detach(d, v, c0, what, images):
@@ -1910,10 +1912,7 @@ def old_abi_go_victim(a, d):
 
 def go_reinjected(d, v, what, adopted=("reinjected",)):
     """v listed with its syscall program, rewritten sites and uprobe."""
-    t = wait_listed(d, [v.pid]).get(v.pid, {})
-    check(t.get("adopted") in adopted and t.get("state") == "attached" and t.get("syscall_programs") == 1
-          and t.get("syscall_sites", 0) > 0 and len(t.get("hooks", [])) == 1,
-          f"{what}: listed ({'/'.join(adopted)}), attached, its syscall program, rewritten sites and uprobe", f"{t}")
+    sys_reinjected(d, v, what, adopted, hooks=1)
 
 
 def go_runs_in_new_payload(d, v, what):
