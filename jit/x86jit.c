@@ -981,6 +981,17 @@ static int collect_funcs(struct jit *j, const struct bpf_insn *orig, size_t n)
     return 0;
 }
 
+/* A goto or conditional jump's offset (a 32-bit goto's is in imm): true
+ * and *off; false for calls, exits and anything else. */
+static bool jump_offset(const struct bpf_insn *in, int64_t *off)
+{
+    uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
+    if ((cls != BPF_JMP && cls != BPF_JMP32) || op == BPF_CALL || op == BPF_EXIT)
+        return false;
+    *off = op == BPF_JA && cls == BPF_JMP32 ? in->imm : in->off;
+    return true;
+}
+
 /* Lookup inlining needs r1's value at a call: known from a lddw up to the
  * next instruction reached by a jump or a call (marked here) or the next
  * write to r1 (track_r1). */
@@ -993,18 +1004,15 @@ static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
         return -ENOMEM;
     for (size_t pc = 0; pc < n; pc++) {
         const struct bpf_insn *in = &orig[pc];
-        uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
-        bool jmp = cls == BPF_JMP || cls == BPF_JMP32;
+        int64_t off;
         if (in->code == (BPF_LD | BPF_IMM | BPF_DW)) {
             if (in->src_reg == BPF_PSEUDO_FUNC)
                 j->leader[pc + 1 + in->imm] = 1;
             pc++;
-        } else if (jmp && op == BPF_CALL && in->src_reg == BPF_PSEUDO_CALL) {
+        } else if (in->code == (BPF_JMP | BPF_CALL) && in->src_reg == BPF_PSEUDO_CALL) {
             j->leader[pc + 1 + in->imm] = 1;
-        } else if (jmp && op == BPF_JA) {
-            j->leader[pc + 1 + (cls == BPF_JMP32 ? in->imm : in->off)] = 1;
-        } else if (jmp && op != BPF_CALL && op != BPF_EXIT) {
-            j->leader[pc + 1 + in->off] = 1;
+        } else if (jump_offset(in, &off)) {
+            j->leader[(int64_t)pc + 1 + off] = 1;
         }
     }
     return 0;
@@ -1019,18 +1027,15 @@ static int mark_loop_heads(struct jit *j, const struct bpf_insn *orig, size_t n)
         return -ENOMEM;
     for (size_t pc = 0; pc < n; pc++) {
         const struct bpf_insn *in = &orig[pc];
-        uint8_t cls = BPF_CLASS(in->code), op = BPF_OP(in->code);
+        int64_t off;
         if (in->code == (BPF_LD | BPF_IMM | BPF_DW)) {
             pc++;
             continue;
         }
-        if ((cls != BPF_JMP && cls != BPF_JMP32) || op == BPF_CALL || op == BPF_EXIT)
-            continue;
-        int64_t off = op == BPF_JA && cls == BPF_JMP32 ? in->imm : in->off;
-        if (off >= 0)
+        if (!jump_offset(in, &off) || off >= 0)
             continue;
         size_t t = (size_t)((int64_t)pc + 1 + off);
-        if (op == BPF_JA && is_cond_jump(&orig[t]))
+        if (BPF_OP(in->code) == BPF_JA && is_cond_jump(&orig[t]))
             t++;
         j->loop_head[t] = 1;
     }
