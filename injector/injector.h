@@ -200,8 +200,10 @@ int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj
  * stopped process maps that never served a server and whose thread is
  * gone (its first connection failed, or its thread never started): a
  * later attach then maps one payload, not a second beside it. *removed:
- * how many. 0 or -errno. */
-int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, char *err);
+ * how many; *live: payloads of this ABI whose thread runs (a server adopts
+ * them when they reconnect: no second one may go beside). 0 or -errno. */
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, unsigned *live,
+                                char *err);
 
 /* Allocates len bytes of executable memory within +-2 GiB of near. */
 int bpfg_remote_alloc_near(struct bpfg_stopped *st, uint64_t near, size_t len, uint64_t *addr, char *err);

@@ -643,13 +643,28 @@ static bool failed_payload(const struct bpfg_stopped *st, uint64_t base, uint64_
     return true;
 }
 
-int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, char *err)
+/* A payload of this ABI at base whose thread runs (started, serving,
+ * orphaned or inert): a server will adopt it when it reconnects. */
+static bool live_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params)
+{
+    struct bpfg_payload_params p;
+    if (bpfg_mem_read(st, base + sym_params, &p, offsetof(struct bpfg_payload_params, error)) != 0 ||
+        p.magic != BPFG_PAYLOAD_MAGIC || p.load_base != base || p.version != BPFG_PAYLOAD_ABI_VERSION)
+        return false;
+    bool running = p.state == BPFG_PAYLOAD_RUNNING || p.state == BPFG_PAYLOAD_CONNECTED ||
+                   p.state == BPFG_PAYLOAD_ORPHAN || p.state == BPFG_PAYLOAD_INERT;
+    return running && p.payload_tid > 0 && thread_stopped(st, p.payload_tid);
+}
+
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, unsigned *live,
+                                char *err)
 {
     uint8_t *img = NULL;
     size_t len = 0;
     struct elf_view v;
     struct payload_images pi = {0};
     *removed = 0;
+    *live = 0;
     int r = read_whole(payload_path, &img, &len, err);
     if (r)
         return r;
@@ -661,8 +676,11 @@ int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_pat
         return bpfg_inj_fail(err, r, "reading the mappings of process %d: %s", (int)st->pid, strerror(-r));
     for (size_t i = 0; i < pi.n; i++) {
         struct bpfg_injected inj;
-        if (failed_payload(st, pi.base[i], sym_params, &inj) && bpfg_unload_payload(st, &inj, err) == 0)
+        bool failed = failed_payload(st, pi.base[i], sym_params, &inj);
+        if (failed && bpfg_unload_payload(st, &inj, err) == 0)
             ++*removed;
+        else if (failed || live_payload(st, pi.base[i], sym_params))
+            ++*live; /* failed but not removable: a thread runs in it (one just started) */
     }
     return 0;
 }

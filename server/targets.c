@@ -385,10 +385,18 @@ static void announce(struct server *s, pid_t pid, const char *state)
     server_broadcast(s, SRV_TOPIC_TARGET, pack_target_event, &ev);
 }
 
+/* CONNECT_TIMEOUT_MS, or BPFGRAFT_TEST_CONNECT_TIMEOUT_MS (tests only: a
+ * payload that connects after its attach gave up). */
+static int connect_timeout_ms(void)
+{
+    const char *v = getenv("BPFGRAFT_TEST_CONNECT_TIMEOUT_MS");
+    return v && atoi(v) > 0 ? atoi(v) : CONNECT_TIMEOUT_MS;
+}
+
 /* Waits for the injected payload to connect and say HELLO. */
 static int accept_payload(struct target *t, uint64_t token, int listen_fd, char *err, size_t errlen)
 {
-    uint64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
+    uint64_t deadline = mono_ms() + connect_timeout_ms();
     for (;;) {
         uint32_t state = 0;
         char msg[128] = "";
@@ -447,9 +455,9 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
         uint64_t now = mono_ms();
         if (now >= deadline)
             return srv_efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
-                             (int)t->pid, CONNECT_TIMEOUT_MS, msg[0] ? ": " : "", msg);
+                             (int)t->pid, connect_timeout_ms(), msg[0] ? ": " : "", msg);
         struct pollfd p = {listen_fd, POLLIN, 0};
-        poll(&p, 1, 20);
+        poll(&p, 1, deadline - now < 20 ? (int)(deadline - now) : 20);
     }
 }
 
@@ -577,14 +585,15 @@ static uint64_t wall_ms(void)
 
 /* Payloads an earlier attach left after their first connection failed
  * (injector.h): removed, so that this attach maps the only one. */
-static void remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
+static unsigned remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
 {
-    unsigned removed = 0;
+    unsigned removed = 0, live = 0;
     char ierr[BPFG_ERRLEN];
-    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &removed, ierr) != 0)
+    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &removed, &live, ierr) != 0)
         srv_log(SRV_WARN, "target %d: looking for payloads left by failed attaches: %s", (int)st->pid, ierr);
     else if (removed)
         srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid, removed);
+    return live;
 }
 
 /* token: a re-injection's (reinject.c), whose record is held until it is
@@ -625,8 +634,17 @@ static int inject(struct server *s, pid_t pid, uid_t uid, uint64_t token, struct
     };
     char warn[BPFG_ERRLEN];
     r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
-    if (!r)
-        remove_failed_payloads(s, &st);
+    /* a payload of ours that no target owns (one that connected after its
+     * attach gave up, or a previous server's not yet reconnected) is
+     * adopted when it reconnects: a second one beside it would take its
+     * threads for the target's (dispatch on its thread, two handlers) */
+    if (!r && remove_failed_payloads(s, &st) && !t->record_held)
+        r = (snprintf(ierr, sizeof(ierr),
+                      "process %d carries a bpfgraft payload no server owns yet (a previous server's, or one "
+                      "that connected after its attach gave up): it is adopted when it reconnects; attach "
+                      "again in a moment",
+                      (int)pid),
+             -EBUSY);
     if (!r)
         r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
     bpfg_resume_process(&st, &t->last_stop_ns);
@@ -644,7 +662,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, uint64_t token, struct
         if (t->sock >= 0)
             close(t->sock);
         if (bpfg_stop_process(pid, &st, ierr) == 0) {
-            remove_failed_payloads(s, &st);
+            (void)remove_failed_payloads(s, &st);
             bpfg_resume_process(&st, NULL);
         }
         free(t);
