@@ -944,58 +944,96 @@ static int cmd_map(struct args *a)
 
 /* ---- targets ------------------------------------------------------------ */
 
+struct attach_req {
+    const char *target, *engine, *cookie_arg, *path;
+    uint64_t pid, cookie;
+    char **objargs; /* OBJ [PROG...] */
+    int nobjargs;
+};
+
+static void pack_attach(struct bpfg_rpc_out *out, const struct attach_req *q)
+{
+    cli_begin(&g_conn, out, q->path ? "scope.attach" : "target.attach",
+              1 + (q->nobjargs > 0) + (q->nobjargs > 1) + !!q->target + !!q->engine + !!q->cookie_arg);
+    if (q->cookie_arg) {
+        pack_key(&out->pk, "cookie");
+        msgpack_pack_uint64(&out->pk, q->cookie);
+    }
+    if (q->target) {
+        pack_key(&out->pk, "target");
+        bpfg_pack_cstr(&out->pk, q->target);
+    }
+    if (q->engine) {
+        pack_key(&out->pk, "engine");
+        bpfg_pack_cstr(&out->pk, q->engine);
+    }
+    pack_key(&out->pk, q->path ? "path" : "pid");
+    if (q->path)
+        bpfg_pack_cstr(&out->pk, q->path);
+    else
+        msgpack_pack_uint64(&out->pk, q->pid);
+    if (q->nobjargs > 0) {
+        pack_key(&out->pk, "object");
+        pack_ref(&out->pk, q->objargs[0]);
+    }
+    if (q->nobjargs > 1) {
+        pack_key(&out->pk, "programs");
+        msgpack_pack_array(&out->pk, (uint32_t)(q->nobjargs - 1));
+        for (int i = 1; i < q->nobjargs; i++)
+            pack_ref(&out->pk, q->objargs[i]);
+    }
+}
+
+#define ATTACH_BUSY_TRIES 50 /* 100 ms apart: a payload reconnects every 100 ms */
+
+/* Sends the attach; while the server answers busy (a payload of its own
+ * in the process has not connected yet) says why once and tries again. */
+static int attach_call(const struct attach_req *q)
+{
+    for (int tries = 0;; tries++) {
+        struct bpfg_rpc_out out;
+        struct bpfg_rpc_msg resp;
+        struct cli_error e;
+        pack_attach(&out, q);
+        int r = cli_call(&g_conn, &out, &resp, &e);
+        if (r < 0)
+            return 1;
+        if (r == 1 && e.code == BPFG_RPC_E_BUSY && tries < ATTACH_BUSY_TRIES) {
+            if (!tries)
+                fprintf(stderr, "bpfgraft: %s (retrying)\n", e.message);
+            usleep(100000);
+            continue;
+        }
+        if (r == 1)
+            return print_server_error(&e);
+        print_result(&resp.params);
+        bpfg_rpc_msg_release(&resp);
+        return 0;
+    }
+}
+
 static int cmd_attach(struct args *a)
 {
-    uint64_t pid = 0;
-    const char *target = NULL, *engine = NULL, *cookie_arg = NULL, *path = NULL;
-    uint64_t cookie = 0;
-    if (take_opt(a, "--target", &target) < 0)
+    struct attach_req q = {0};
+    if (take_opt(a, "--target", &q.target) < 0)
         return usage_error("attach: --target needs BINARY:FUNCTION");
-    if (take_opt(a, "--engine", &engine) < 0)
+    if (take_opt(a, "--engine", &q.engine) < 0)
         return usage_error("attach: --engine needs llvm, x86 or interp");
-    if (take_opt(a, "--cookie", &cookie_arg) < 0 || (cookie_arg && !parse_u64(cookie_arg, &cookie)))
+    if (take_opt(a, "--cookie", &q.cookie_arg) < 0 || (q.cookie_arg && !parse_u64(q.cookie_arg, &q.cookie)))
         return usage_error("attach: --cookie needs an unsigned 64-bit number");
-    if (take_opt(a, "--path", &path) < 0)
+    if (take_opt(a, "--path", &q.path) < 0)
         return usage_error("attach: --path needs the absolute path of a binary");
     int rc0 = check_no_flags(a, "attach");
     if (rc0)
         return rc0;
-    int first = path ? 0 : 1; /* where OBJ is */
-    if (path ? a->n < 1 : a->n < 1 || !parse_u64(a->v[0], &pid))
+    int first = q.path ? 0 : 1; /* where OBJ is */
+    if (q.path ? a->n < 1 : a->n < 1 || !parse_u64(a->v[0], &q.pid))
         return usage_error("usage: bpfgraft attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine E] [--cookie N]\n"
                            "       bpfgraft attach --path BINARY OBJ [PROG...] [--target BIN:FUNC] [--engine E] "
                            "[--cookie N]");
-    struct bpfg_rpc_out out;
-    cli_begin(&g_conn, &out, path ? "scope.attach" : "target.attach",
-              1 + (a->n > first) + (a->n > first + 1) + !!target + !!engine + !!cookie_arg);
-    if (cookie_arg) {
-        pack_key(&out.pk, "cookie");
-        msgpack_pack_uint64(&out.pk, cookie);
-    }
-    if (target) {
-        pack_key(&out.pk, "target");
-        bpfg_pack_cstr(&out.pk, target);
-    }
-    if (engine) {
-        pack_key(&out.pk, "engine");
-        bpfg_pack_cstr(&out.pk, engine);
-    }
-    pack_key(&out.pk, path ? "path" : "pid");
-    if (path)
-        bpfg_pack_cstr(&out.pk, path);
-    else
-        msgpack_pack_uint64(&out.pk, pid);
-    if (a->n > first) {
-        pack_key(&out.pk, "object");
-        pack_ref(&out.pk, a->v[first]);
-    }
-    if (a->n > first + 1) {
-        pack_key(&out.pk, "programs");
-        msgpack_pack_array(&out.pk, (uint32_t)(a->n - first - 1));
-        for (int i = first + 1; i < a->n; i++)
-            pack_ref(&out.pk, a->v[i]);
-    }
-    return call_print(&out);
+    q.objargs = a->v + first;
+    q.nobjargs = a->n - first;
+    return attach_call(&q);
 }
 
 /* Forks CMD stopped just before its execve (the server takes it from

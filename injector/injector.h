@@ -196,13 +196,20 @@ int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *st
  * thread has exited (-EBUSY while some thread executes inside it). */
 int bpfg_unload_payload(struct bpfg_stopped *st, const struct bpfg_injected *inj, char *err);
 
+/* What bpfg_remove_failed_payloads found in a process. */
+struct bpfg_payload_scan {
+    unsigned removed;      /* payloads unmapped: never served, thread gone */
+    unsigned live;         /* payloads of this ABI whose thread runs, or failed
+                       * ones a thread is still in */
+    char live_socket[108]; /* the server socket of the first live one */
+};
+
 /* Unmaps every payload (of the image at payload_path's layout) the
  * stopped process maps that never served a server and whose thread is
- * gone (its first connection failed, or its thread never started): a
- * later attach then maps one payload, not a second beside it. *removed:
- * how many; *live: payloads of this ABI whose thread runs (a server adopts
- * them when they reconnect: no second one may go beside). 0 or -errno. */
-int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, unsigned *live,
+ * gone (its first connection failed, or its thread never started), and
+ * counts the live ones: a server adopts those when they reconnect, so an
+ * attach must map no second payload beside them. 0 or -errno. */
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, struct bpfg_payload_scan *scan,
                                 char *err);
 
 /* Allocates len bytes of executable memory within +-2 GiB of near. */

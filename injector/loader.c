@@ -644,8 +644,9 @@ static bool failed_payload(const struct bpfg_stopped *st, uint64_t base, uint64_
 }
 
 /* A payload of this ABI at base whose thread runs (started, serving,
- * orphaned or inert): a server will adopt it when it reconnects. */
-static bool live_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params)
+ * orphaned or inert): a server will adopt it when it reconnects. Its
+ * server's socket into socket[108]. */
+static bool live_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params, char *socket)
 {
     struct bpfg_payload_params p;
     if (bpfg_mem_read(st, base + sym_params, &p, offsetof(struct bpfg_payload_params, error)) != 0 ||
@@ -653,18 +654,19 @@ static bool live_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t 
         return false;
     bool running = p.state == BPFG_PAYLOAD_RUNNING || p.state == BPFG_PAYLOAD_CONNECTED ||
                    p.state == BPFG_PAYLOAD_ORPHAN || p.state == BPFG_PAYLOAD_INERT;
+    memcpy(socket, p.server_socket, sizeof(p.server_socket));
+    socket[sizeof(p.server_socket) - 1] = 0;
     return running && p.payload_tid > 0 && thread_stopped(st, p.payload_tid);
 }
 
-int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, unsigned *removed, unsigned *live,
+int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, struct bpfg_payload_scan *scan,
                                 char *err)
 {
     uint8_t *img = NULL;
     size_t len = 0;
     struct elf_view v;
     struct payload_images pi = {0};
-    *removed = 0;
-    *live = 0;
+    memset(scan, 0, sizeof(*scan));
     int r = read_whole(payload_path, &img, &len, err);
     if (r)
         return r;
@@ -676,11 +678,14 @@ int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_pat
         return bpfg_inj_fail(err, r, "reading the mappings of process %d: %s", (int)st->pid, strerror(-r));
     for (size_t i = 0; i < pi.n; i++) {
         struct bpfg_injected inj;
+        char socket[sizeof(scan->live_socket)] = "";
         bool failed = failed_payload(st, pi.base[i], sym_params, &inj);
         if (failed && bpfg_unload_payload(st, &inj, err) == 0)
-            ++*removed;
-        else if (failed || live_payload(st, pi.base[i], sym_params))
-            ++*live; /* failed but not removable: a thread runs in it (one just started) */
+            scan->removed++;
+        else if (live_payload(st, pi.base[i], sym_params, socket) || failed) {
+            if (!scan->live++) /* failed but not removable: a thread just started in it */
+                memcpy(scan->live_socket, socket, sizeof(socket));
+        }
     }
     return 0;
 }

@@ -584,16 +584,31 @@ static uint64_t wall_ms(void)
 }
 
 /* Payloads an earlier attach left after their first connection failed
- * (injector.h): removed, so that this attach maps the only one. */
-static unsigned remove_failed_payloads(struct server *s, struct bpfg_stopped *st)
+ * (injector.h): removed, so that this attach maps the only one. 0, or
+ * -EBUSY/-EEXIST (err set) when the process carries a live payload no
+ * target here owns: a second one beside it would take its thread for the
+ * target's (dispatch turned on in it, two handlers) and kill the process. */
+static int remove_failed_payloads(struct server *s, struct bpfg_stopped *st, char *err, size_t errlen)
 {
-    unsigned removed = 0, live = 0;
+    struct bpfg_payload_scan scan;
     char ierr[BPFG_ERRLEN];
-    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &removed, &live, ierr) != 0)
+    if (bpfg_remove_failed_payloads(st, s->targets.payload_path, &scan, ierr) != 0) {
         srv_log(SRV_WARN, "target %d: looking for payloads left by failed attaches: %s", (int)st->pid, ierr);
-    else if (removed)
-        srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid, removed);
-    return live;
+        return 0;
+    }
+    if (scan.removed)
+        srv_log(SRV_INFO, "target %d: removed %u payload(s) whose first connection had failed", (int)st->pid,
+                scan.removed);
+    if (!scan.live)
+        return 0;
+    if (strcmp(scan.live_socket, s->targets.listen_name) != 0)
+        return srv_efail(err, errlen, -EEXIST,
+                         "process %d carries the payload of another bpfgraft server (socket %s): detach it there",
+                         (int)st->pid, scan.live_socket);
+    return srv_efail(err, errlen, -EBUSY,
+                     "process %d carries a payload of this server that has not connected yet (an attach that gave "
+                     "up waiting for it, or a previous server's): it is adopted when it connects; attach again",
+                     (int)st->pid);
 }
 
 /* token: a re-injection's (reinject.c), whose record is held until it is
@@ -634,17 +649,8 @@ static int inject(struct server *s, pid_t pid, uid_t uid, uint64_t token, struct
     };
     char warn[BPFG_ERRLEN];
     r = bpfg_seccomp_check(&st, warn, sizeof(warn), ierr);
-    /* a payload of ours that no target owns (one that connected after its
-     * attach gave up, or a previous server's not yet reconnected) is
-     * adopted when it reconnects: a second one beside it would take its
-     * threads for the target's (dispatch on its thread, two handlers) */
-    if (!r && remove_failed_payloads(s, &st) && !t->record_held)
-        r = (snprintf(ierr, sizeof(ierr),
-                      "process %d carries a bpfgraft payload no server owns yet (a previous server's, or one "
-                      "that connected after its attach gave up): it is adopted when it reconnects; attach "
-                      "again in a moment",
-                      (int)pid),
-             -EBUSY);
+    if (!r && (r = remove_failed_payloads(s, &st, ierr, sizeof(ierr))) && t->record_held)
+        r = 0; /* a re-injection: the payload it replaces is of another ABI */
     if (!r)
         r = bpfg_inject_payload(&st, &opts, &t->inj, ierr);
     bpfg_resume_process(&st, &t->last_stop_ns);
@@ -662,7 +668,7 @@ static int inject(struct server *s, pid_t pid, uid_t uid, uint64_t token, struct
         if (t->sock >= 0)
             close(t->sock);
         if (bpfg_stop_process(pid, &st, ierr) == 0) {
-            (void)remove_failed_payloads(s, &st);
+            (void)remove_failed_payloads(s, &st, ierr, sizeof(ierr));
             bpfg_resume_process(&st, NULL);
         }
         free(t);
@@ -1575,7 +1581,11 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
     bool fresh = !t;
     if (!t && (r = inject(s, pid, uid, 0, &t, err, errlen))) {
         prog_sites_free(sites, nprogs);
-        return r == -ESRCH ? BPFG_RPC_E_NOT_FOUND : r == -EPERM ? BPFG_RPC_E_PERMISSION : BPFG_RPC_E_TARGET;
+        return r == -ESRCH    ? BPFG_RPC_E_NOT_FOUND
+               : r == -EPERM  ? BPFG_RPC_E_PERMISSION
+               : r == -EBUSY  ? BPFG_RPC_E_BUSY
+               : r == -EEXIST ? BPFG_RPC_E_EXISTS
+                              : BPFG_RPC_E_TARGET;
     }
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);

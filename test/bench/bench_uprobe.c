@@ -338,12 +338,20 @@ static uint64_t kernel_counter(int map_fd)
 /* count_entry as a kernel uprobe of this process (the tool) over an
  * mmapable array: per hit under the kernel (*k), then served in the
  * victim by a bpfgraftd that offloads it (*o), the count checked exact. */
-static int offload_costs(struct victim *v, const char *obj_path, const char *server_bin, long n, long kn, double *k,
-                         double *o)
+/* In a victim of its own: the offloading server's payload stays in it
+ * when that server stops (no other server may attach there). */
+static int offload_costs(const char *victim_bin, const char *obj_path, const char *server_bin, long n, long kn,
+                         double *k, double *o)
 {
+    struct victim own = {0}, *v = &own;
+    int verr = victim_start(v, victim_bin, 0);
+    if (verr)
+        return verr;
     struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
-    if (!obj)
+    if (!obj) {
+        victim_stop(v);
         return -errno;
+    }
     struct bpf_map *hits = bpf_object__find_map_by_name(obj, "hits");
     int err = hits ? bpf_map__set_map_flags(hits, bpf_map__map_flags(hits) | BPF_F_MMAPABLE) : -ENOENT;
     struct bpf_program *prog =
@@ -367,6 +375,7 @@ static int offload_costs(struct victim *v, const char *obj_path, const char *ser
     server_stop(&srv); /* hands the uprobe back */
     bpf_link__destroy(link);
     bpf_object__close(obj);
+    victim_stop(v);
     return err;
 }
 
@@ -716,7 +725,7 @@ static int run(struct bench_ctx *ctx)
         bench_report(ctx, "uprobe map counter", fallbacks[f][1], fb_cnt - fb_base, "ns/hit", "kernel", k_cnt - base);
     }
     double floor_ns = 0, k_off = 0, off = 0;
-    if ((err = trap_floor(kn, &floor_ns)) || (err = offload_costs(&v, obj, server_bin, n, kn, &k_off, &off)))
+    if ((err = trap_floor(kn, &floor_ns)) || (err = offload_costs(victim_bin, obj, server_bin, n, kn, &k_off, &off)))
         goto out;
     bench_report(ctx, "uprobe map counter, a tool's kernel uprobe", "offloaded", off - base, "ns/hit", "kernel",
                  k_off - base);
