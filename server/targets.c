@@ -53,6 +53,7 @@
 #include "x86jit.h"
 
 #define CONNECT_TIMEOUT_MS 5000
+#define CONNECT_PATIENCE_MS 20000 /* in all, for a payload that is still coming up */
 #define REPLY_TIMEOUT_MS 5000
 #define PATCH_RETRIES 200
 
@@ -393,12 +394,28 @@ static int connect_timeout_ms(void)
     return v && atoi(v) > 0 ? atoi(v) : CONNECT_TIMEOUT_MS;
 }
 
+/* At the deadline, a payload still coming up (not failed: on a loaded
+ * machine its thread may not have run yet) gets up to CONNECT_PATIENCE_MS
+ * in all: an attach that gives up leaves a payload that connects later,
+ * and the attaches after it wait for its adoption. false: give up. */
+static bool wait_longer(const struct target *t, uint32_t state, uint64_t start, uint64_t *deadline)
+{
+    if (getenv("BPFGRAFT_TEST_CONNECT_TIMEOUT_MS") || *deadline >= start + CONNECT_PATIENCE_MS ||
+        (state != BPFG_PAYLOAD_LOADED && state != BPFG_PAYLOAD_RUNNING && state != BPFG_PAYLOAD_CONNECTED))
+        return false;
+    srv_log(SRV_WARN,
+            "target %d: its payload has not connected in %d ms (state %u; a loaded machine?): waiting up to %d ms",
+            (int)t->pid, (int)(*deadline - start), state, CONNECT_PATIENCE_MS);
+    *deadline = start + CONNECT_PATIENCE_MS;
+    return true;
+}
+
 /* Waits for the injected payload to connect and say HELLO. */
 static int accept_payload(struct target *t, uint64_t token, int listen_fd, char *err, size_t errlen)
 {
-    uint64_t deadline = mono_ms() + connect_timeout_ms();
+    uint64_t start = mono_ms(), deadline = start + connect_timeout_ms();
     for (;;) {
-        uint32_t state = 0;
+        uint32_t state = UINT32_MAX; /* unknown */
         char msg[128] = "";
         if (bpfg_payload_status(t->pid, &t->inj, &state, msg, sizeof(msg)) == 0 && state == BPFG_PAYLOAD_FAILED)
             return srv_efail(err, errlen, -EIO, "payload in process %d failed: %s", (int)t->pid, msg);
@@ -453,9 +470,9 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
         if (errno != EAGAIN && errno != EINTR)
             return srv_efail(err, errlen, -errno, "accepting the payload: %s", strerror(errno));
         uint64_t now = mono_ms();
-        if (now >= deadline)
+        if (now >= deadline && !wait_longer(t, state, start, &deadline))
             return srv_efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
-                             (int)t->pid, connect_timeout_ms(), msg[0] ? ": " : "", msg);
+                             (int)t->pid, (int)(deadline - start), msg[0] ? ": " : "", msg);
         struct pollfd p = {listen_fd, POLLIN, 0};
         poll(&p, 1, deadline - now < 20 ? (int)(deadline - now) : 20);
     }
