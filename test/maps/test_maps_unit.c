@@ -580,6 +580,59 @@ Test(maps_ringbuf, pages_populated_no_faults_in_ring)
     bpfg_map_close(m);
 }
 
+struct seq_out {
+    struct bpfg_map *m;
+    uint64_t n;
+};
+
+static void *seq_producer(void *arg)
+{
+    struct seq_out *o = arg;
+    for (uint64_t i = 0; i < o->n; i++) {
+        uint64_t rec[8];
+        for (int w = 0; w < 8; w++)
+            rec[w] = i;
+        while (bpfg_ringbuf_output(o->m, rec, sizeof(rec), BPF_RB_NO_WAKEUP) != 0)
+            sched_yield(); /* full: wait for the reader */
+    }
+    return NULL;
+}
+
+/* bpf_ringbuf_output's record is whole before producer_pos covers it: a
+ * reader walking up to producer_pos while a producer outputs never finds
+ * a BUSY header nor a half-written record (reserve then commit, the
+ * previous path, published producer_pos over a BUSY header first). */
+Test(maps_ringbuf, output_is_whole_when_published)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 1u << 16, 0);
+    struct bpfg_ringbuf_view v;
+    cr_assert_eq(bpfg_ringbuf_get_view(m, &v), 0);
+    struct seq_out o = {m, 200000};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, seq_producer, &o), 0);
+    uint64_t next = 0, busy = 0;
+    _Atomic unsigned long *cons = (_Atomic unsigned long *)v.consumer_pos;
+    const _Atomic unsigned long *prod = (const _Atomic unsigned long *)v.producer_pos;
+    while (next < o.n) {
+        unsigned long c = atomic_load(cons), p = atomic_load_explicit(prod, memory_order_acquire);
+        for (; c < p; c += 72) {
+            const uint32_t *h = (const uint32_t *)(v.data + (c & (v.size - 1)));
+            uint32_t len = __atomic_load_n(h, __ATOMIC_ACQUIRE);
+            busy += (len & BPF_RINGBUF_BUSY_BIT) != 0;
+            cr_assert_eq(len & ~BPF_RINGBUF_BUSY_BIT, 64u, "record at %lu: length %#x", c, len);
+            const uint64_t *rec = (const uint64_t *)(h + 2);
+            for (int w = 0; w < 8; w++)
+                cr_assert_eq(rec[w], next, "record %llu word %d: %llu", (unsigned long long)next, w,
+                             (unsigned long long)rec[w]);
+            next++;
+        }
+        atomic_store_explicit(cons, c, memory_order_release);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(busy, 0, "%llu BUSY records below producer_pos", (unsigned long long)busy);
+    bpfg_map_close(m);
+}
+
 Test(maps_ringbuf, dead_producer_record_is_skipped)
 {
     struct bpfg_map *m = mk(BPF_MAP_TYPE_RINGBUF, 0, 0, 8192, 0);
