@@ -5,7 +5,8 @@
  * owner's tid (ring_lock) they write the record header (length | BUSY,
  * producer tid) and advance producer_pos with a release store, exactly like
  * the kernel under its spinlock. Submit and discard clear BUSY with one
- * store, outside any lock. A producer killed while holding the lock (which
+ * store, outside any lock. Output (ring_output) writes the whole record,
+ * committed, before producer_pos, all under the lock. A producer killed while holding the lock (which
  * the next producer then takes over) leaves at most header bytes beyond
  * producer_pos, which no consumer reads. One killed between reserve and
  * submit leaves a BUSY record; the consumer sees that its tid is gone and
@@ -187,6 +188,47 @@ static inline __attribute__((always_inline)) void *ring_reserve(struct ring_view
     return h + 1;
 }
 
+/* bpf_ringbuf_output and bpf_perf_event_output: the header (committed),
+ * the data and then producer_pos, all under the reserve lock, so a
+ * consumer never finds the record BUSY nor reads its lines while they are
+ * written (reserve publishes producer_pos over a BUSY header first, which
+ * a consumer polling behind the producer reads, taking the line the data
+ * goes to next). A holder that dies leaves bytes beyond producer_pos only.
+ * Wakeups as ring_commit's; the exchange orders the record before the
+ * look at rb_waiters. 0, -ENOSPC (no room) or -E2BIG (fits no ring). */
+static inline __attribute__((always_inline)) int ring_output(struct bpfg_map *m, struct ring_view *r, const void *data,
+                                                             uint64_t size, uint64_t flags)
+{
+    uint64_t len = ROUND8(size + sizeof(struct rb_hdr));
+    if (size > RB_MAX_RECORD || len > r->mask + 1)
+        return -E2BIG;
+    uint32_t tid = map_tid();
+    if (no_room(r, atomic_load_explicit(r->prod, memory_order_acquire), len))
+        return -ENOSPC;
+    ring_lock(r->lock, tid);
+    unsigned long prod = atomic_load_explicit(r->prod, memory_order_relaxed);
+    if (no_room(r, prod, len)) {
+        ring_unlock(r->lock);
+        return -ENOSPC;
+    }
+    struct rb_hdr *h = (struct rb_hdr *)(r->data + (prod & r->mask));
+    atomic_store_explicit(&h->len, (uint32_t)size, memory_order_relaxed);
+    h->pg_off = tid;
+    memcpy(h + 1, data, size);
+    if (flags & BPF_RB_NO_WAKEUP)
+        atomic_store_explicit(r->prod, prod + len, memory_order_release);
+    else
+        atomic_exchange(r->prod, prod + len);
+    ring_unlock(r->lock);
+    __builtin_prefetch(r->data + ((prod + len + PREFETCH_AHEAD) & r->mask), 1);
+    if ((flags & BPF_RB_NO_WAKEUP) || !atomic_load(&m->st->rb_waiters))
+        return 0;
+    if ((flags & BPF_RB_FORCE_WAKEUP) ||
+        (atomic_load_explicit(r->cons, memory_order_acquire) & r->mask) == (prod & r->mask))
+        wake(m);
+    return 0;
+}
+
 static inline void ring_commit(struct bpfg_map *m, struct ring_view *r, void *sample, bool discard, uint64_t flags)
 {
     uint8_t *p = (uint8_t *)sample - sizeof(struct rb_hdr);
@@ -347,12 +389,10 @@ int bpfg_ringbuf_output(struct bpfg_map *m, const void *data, uint64_t size, uin
         return -EINVAL;
     if (flags & ~(uint64_t)(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP))
         return -EINVAL;
-    void *p = rb_reserve_counted(m, r, size);
-    if (!p)
-        return -EAGAIN;
-    memcpy(p, data, size);
-    ring_commit(m, r, p, false, flags);
-    return 0;
+    int err = ring_output(m, r, data, size, flags);
+    if (err == -ENOSPC)
+        atomic_fetch_add_explicit(&m->st->rb_lost, 1, memory_order_relaxed);
+    return err ? -EAGAIN : 0;
 }
 
 uint64_t bpfg_ringbuf_query(struct bpfg_map *m, uint64_t flags)
@@ -496,13 +536,10 @@ int bpfg_perf_event_output(struct bpfg_map *m, uint64_t flags, const void *data,
     if (idx >= m->n_rings)
         return -E2BIG;
     struct ring_view *r = &m->rings[idx];
-    void *p = ring_reserve(r, size);
-    if (!p) {
+    if (ring_output(m, r, data, size, 0)) {
         atomic_fetch_add(&r->perf->lost, 1);
         return -ENOSPC;
     }
-    memcpy(p, data, size);
-    ring_commit(m, r, p, false, 0);
     return 0;
 }
 

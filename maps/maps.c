@@ -325,15 +325,19 @@ static int read_hdr(int fd, struct region_hdr *h)
 /* ---- mapping ---- */
 
 /* Maps [file_off, file_off + head + size) followed by a second mapping of the
- * last `size` bytes, so records crossing the end of a ring read linearly. */
+ * last `size` bytes, so records crossing the end of a ring read linearly.
+ * Both are populated, as the kernel maps a ringbuf's pages at mmap: the
+ * first mapping of a new region allocates the ring's pages, and no
+ * producer or consumer takes a page fault in the ring afterwards (a
+ * first write of a memfd page costs ~2 us, 35 ns per 64-byte record). */
 static void *map_double(int fd, uint64_t file_off, size_t head, size_t size)
 {
+    const int flags = MAP_SHARED | MAP_FIXED | MAP_POPULATE;
     uint8_t *r = mmap(NULL, head + 2 * size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r == MAP_FAILED)
         return NULL;
-    if (mmap(r, head + size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)file_off) == MAP_FAILED ||
-        mmap(r + head + size, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)(file_off + head)) ==
-            MAP_FAILED) {
+    if (mmap(r, head + size, PROT_READ | PROT_WRITE, flags, fd, (off_t)file_off) == MAP_FAILED ||
+        mmap(r + head + size, size, PROT_READ | PROT_WRITE, flags, fd, (off_t)(file_off + head)) == MAP_FAILED) {
         int e = errno;
         munmap(r, head + 2 * size);
         errno = e;
