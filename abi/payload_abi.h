@@ -226,16 +226,17 @@ struct bpfg_hook_slot {
 /* uretprobes: per-thread shadow stacks of replaced return addresses, in a
  * table (hello.thread_table) keyed by the thread pointer (the fs base,
  * glibc's TCB). An entry says: the return address at stack address `slot`
- * was `ret` and now is the return trampoline of its depth: entry k of a
- * thread's stack[] is replaced by BPFG_UNWIND_RET(ret0, k), ret0 being
- * the word at hello.uret_trampolines (0 until the first uretprobe; the
- * unwind page, below).
+ * was `ret` and now is the return trampoline of its thread: every entry of
+ * thread slot i's stack[] is replaced by BPFG_UNWIND_RET(ret0, i), ret0
+ * being the word at hello.uret_trampolines (0 until the first uretprobe;
+ * the unwind page, below). (Unwind pages of version 1 had one trampoline
+ * per depth: entry k was BPFG_UNWIND_RET(ret0, k).)
  *
  * Detaching with uretprobes: after DETACH has been answered (the payload
  * thread is gone and no handler runs any more) and with the process
  * stopped, the server walks every slot with owner != 0 and, for its
  * entries from stack[depth-1] down to stack[0], writes `ret` back to
- * `slot` when the word at `slot` still equals entry k's trampoline, and
+ * `slot` when the word at `slot` still equals the entry's trampoline, and
  * only for the first (topmost) entry of a given slot address. Entries whose
  * word no longer holds the trampoline belong to frames skipped by longjmp
  * or exceptions and are ignored. A thread whose rip is inside the payload
@@ -254,7 +255,7 @@ struct bpfg_thread_slot {
     uint32_t seq;   /* odd while a handler runs on the thread */
     uint32_t depth; /* live entries in stack[] */
     uint64_t misses;
-    uint64_t listed; /* payload-internal: bit 0 in the unwind page's slots[], bit 1 handler stack writable */
+    uint64_t listed; /* payload-internal: bit 1 handler stack writable */
     struct bpfg_shadow_entry stack[BPFG_SHADOW_DEPTH];
 };
 
@@ -262,25 +263,29 @@ struct bpfg_thread_slot {
  * pages of a memfd named BPFG_UNWIND_NAME, mapped private, that outlive
  * the payload (the target's unwinders keep pointers into them once
  * registered). The first, rw-, is struct bpfg_unwind_data; the rest, r-x,
- * holds BPFG_SHADOW_DEPTH return trampolines of BPFG_UNWIND_ENTRY bytes
- * each and their unwind tables (one FDE each, whose return-address rule
- * searches the shadow stacks of the threads in slots[] for the entry of
- * that depth whose slot is the trampoline's sp - 8). A later payload of the same
- * layout (magic, version) adopts the page instead of mapping another. */
+ * holds BPFG_UNWIND_TRAMPS return trampolines of BPFG_UNWIND_ENTRY bytes,
+ * one per thread slot (so the return path needs no lookup of its thread),
+ * and their unwind tables (one FDE for them all, whose return-address
+ * rule reads the thread slot from the word at the trampoline's sp - 8 and
+ * searches that slot's shadow stack for the entry whose slot is sp - 8).
+ * A later payload of the same layout (magic, version) adopts the page
+ * instead of mapping another. */
 #define BPFG_UNWIND_NAME "bpfgraft-unwind"
 #define BPFG_UNWIND_MAGIC 0x646e776e75676662ull /* "bfgunwnd" */
-#define BPFG_UNWIND_VERSION 1
+#define BPFG_UNWIND_VERSION 2                   /* 1: a trampoline per shadow-stack depth */
 #define BPFG_UNWIND_ENTRY 16
+#define BPFG_UNWIND_TRAMPS BPFG_MAX_THREADS
+#define BPFG_UNWIND_V1_TRAMPS BPFG_SHADOW_DEPTH /* a version 1 page's */
 /* The r-x part (BPFG_UNWIND_TEXT bytes after the rw page): the trampolines
  * at 0, nongnu libunwind's table at _TABLE, the .eh_frame at _EH_FRAME, and
- * at _EH_FRAME_GCC the one given to libgcc, whose FDEs put the CFA 8 bytes
+ * at _EH_FRAME_GCC the one given to libgcc, whose FDE puts the CFA 8 bytes
  * higher and the caller's rsp at CFA - 8 (libgcc identifies a frame by its
  * CFA; a trampoline frame of size 0 would share its caller's). */
-#define BPFG_UNWIND_TEXT 0x3000
-#define BPFG_UNWIND_TABLE 0x200
-#define BPFG_UNWIND_EH_FRAME 0x1000
-#define BPFG_UNWIND_EH_FRAME_GCC 0x2000
-#define BPFG_UNWIND_RET(ret0, k) ((ret0) + (uint64_t)(k)*BPFG_UNWIND_ENTRY)
+#define BPFG_UNWIND_TEXT 0x6000
+#define BPFG_UNWIND_TABLE 0x4000
+#define BPFG_UNWIND_EH_FRAME 0x4400
+#define BPFG_UNWIND_EH_FRAME_GCC 0x5000
+#define BPFG_UNWIND_RET(ret0, i) ((ret0) + (uint64_t)(i)*BPFG_UNWIND_ENTRY)
 #define BPFG_UNWIND_GCC_MAX 4 /* libgcc unwinders registered with (libgcc_s, static copies) */
 #define BPFG_UNWIND_OTHER_MAX 2
 #define BPFG_UNWIND_PATH_MAX 128
@@ -291,8 +296,6 @@ struct bpfg_unwind_data {
     uint32_t page_size;
     uint64_t common;  /* where the trampolines jump: the payload's bpfg_uretprobe_return */
     uint64_t threads; /* the thread table the search reads (0: none, every search fails) */
-    uint32_t nslots;  /* slots[] published to the search */
-    uint32_t claimed; /* slots[] claimed by writers */
     uint64_t zero;    /* what a failed search yields: return address 0, end of stack */
     /* The registration functions each unwinder was given the tables with
      * (0: free), and the storage it keeps for them. */
@@ -309,7 +312,6 @@ struct bpfg_unwind_data {
     uint64_t gdb_node[6];
     uint64_t gdb_map[5];
     char gdb_path[BPFG_UNWIND_PATH_MAX];
-    uint16_t slots[BPFG_MAX_THREADS]; /* thread slots the search visits */
 };
 #define BPFG_UNWIND_GDB_R_MAP (offsetof(struct bpfg_unwind_data, gdb_node) + 8)
 
@@ -392,7 +394,7 @@ struct bpfg_perf_event_ctx {
  *     uint32_t shadow_depth;      BPFG_SHADOW_DEPTH
  *     uint64_t uretprobe_handler; unused by the server, diagnostics only
  *     uint64_t uret_trampolines;  address of the payload's word holding the
- *                                 return address of depth 0's trampoline
+ *                                 return address of thread slot 0's trampoline
  *     uint64_t stats_table;       address of struct bpfg_stats_table (9.) */
 struct bpfg_pmsg_hello {
     uint32_t pid;

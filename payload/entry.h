@@ -95,10 +95,33 @@
  * division by the stacks' stride); slot and stack found inline (hooks.c:
  * thread_slot) when the thread has both, else by bpfg_handler_stack. sys=1
  * (a syscall's entry): ax, cx, ip and sp are left to SYS_REGS, r11 is the
- * flags (as after `syscall`). Without one, calls miss(&T[S_WORD])
- * and continues at `none` with rsp = T and every register as at entry but
- * those SAVE_SCRATCH saved. */
-.macro SWITCH_STACK none, miss, sys=0
+ * flags (as after `syscall`). ret=1 (a uretprobe's return): S_WORD holds
+ * the slot index the thread's trampoline named, taken when the slot's
+ * owner is the thread (no hash; the key by %fs:0 in glibc processes, whose
+ * threads reaching a trampoline had a TCB when they entered:
+ * bpfg_ret_key_method), else the lookup as for any entry. Without one,
+ * calls miss(&T[S_WORD]) and continues at `none` with rsp = T and every
+ * register as at entry but those SAVE_SCRATCH saved. */
+.macro SWITCH_STACK none, miss, sys=0, ret=0
+    .if \ret
+    mov S_WORD(%rsp), %rax              /* the slot index */
+    cmp $T_SLOTS_MASK, %rax
+    ja .Le0_\@
+    imul $T_SLOT_SIZE, %rax, %rdx
+    lea bpfg_threads(%rip), %rsi
+    add %rsi, %rdx
+    movzbl bpfg_ret_key_method(%rip), %ecx
+    cmp $T_KEY_FS0, %cl
+    jne .Lr1_\@
+    mov %fs:0, %rcx
+    jmp .Lr2_\@
+.Lr1_\@:  cmp $T_KEY_RDFSBASE, %cl
+    jne .Le0_\@
+    rdfsbase %rcx
+.Lr2_\@:  cmp %rcx, (%rdx)                    /* the slot's owner is this thread */
+    je .Le3_\@
+.Le0_\@:
+    .endif
     movzbl bpfg_key_method(%rip), %eax
     cmp $T_KEY_RDFSBASE, %al
     jne .Le1_\@
@@ -118,7 +141,7 @@
     add %rsi, %rdx                      /* the slot, kept for the handler */
     cmp %rcx, (%rdx)                    /* its owner */
     jne .Le5_\@
-    testb $T_HSTACK_READY, T_LISTED(%rdx) /* same cache line: no table of stack tops */
+.Le3_\@:  testb $T_HSTACK_READY, T_LISTED(%rdx) /* same cache line: no table of stack tops */
     jz .Le5_\@
     imul $HSTACK_STRIDE, %rax, %rax     /* the slot's stack top */
     add hooks_hstacks(%rip), %rax

@@ -107,6 +107,11 @@ void helpers_init(void)
         tid_off = desc[2];
 }
 
+uint32_t helpers_tcb_tid_offset(void)
+{
+    return tid_off;
+}
+
 static inline uint64_t thread_pointer(void)
 {
     uint64_t tp;

@@ -11,9 +11,9 @@
  * nothing for it.
  *
  * uretprobes replace the return address on the stack with the return
- * trampoline of the entry's depth in the unwind page (unwind.h), whose
+ * trampoline of the thread's slot in the unwind page (unwind.h), whose
  * unwind tables lead the target's unwinders to the original kept in the
- * thread's shadow stack. Entries are ordered by stack address; frames
+ * thread's shadow stack, and which tells the return path the slot. Entries are ordered by stack address; frames
  * abandoned by longjmp or exceptions are recognised because their slot
  * lies below the current stack pointer, and dropped (counted per hook). */
 #define _GNU_SOURCE
@@ -52,6 +52,12 @@ PAYLOAD_HOT_DATA uint8_t bpfg_key_method __attribute__((visibility("hidden")));
 /* rt_lahf, copied beside bpfg_key_method for the entry code's flags
  * restore (entry.h: RESTORE_SCRATCH): one data page fewer on a hit */
 PAYLOAD_HOT_DATA uint8_t bpfg_entry_lahf __attribute__((visibility("hidden")));
+/* The key a uretprobe's return checks its trampoline's slot with (entry.h:
+ * SWITCH_STACK ret=1): glibc's %fs:0 (~0.5 ns against ~4.4 for rdfsbase
+ * on the Intel bench VM) where the process has glibc, as a thread that
+ * reached a trampoline entered its probe with a nonzero fs base; 0: the
+ * full lookup. */
+PAYLOAD_HOT_DATA uint8_t bpfg_ret_key_method __attribute__((visibility("hidden")));
 PAYLOAD_HOT_DATA uint64_t hooks_hstacks;
 
 void hooks_init(void)
@@ -66,6 +72,7 @@ void hooks_init(void)
         bpfg_key_method = KEY_FS0;
     else
         bpfg_key_method = KEY_SYSCALL;
+    bpfg_ret_key_method = rt_params->libc.pthread_mutex_lock ? KEY_FS0 : bpfg_key_method;
     if (rt_params->handler_stacks_size >= BPFG_HANDLER_STACKS_SIZE)
         hooks_hstacks = rt_params->handler_stacks;
     long r = rt_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -181,9 +188,9 @@ _Static_assert(BPFG_HANDLER_STACK_STRIDE == 0x21000 && BPFG_HANDLER_STACK_GUARD 
 /* Bits of a slot's `listed` word (payload_abi.h). The stack's bit sits
  * beside the owner the entry code checks: one cache line and one page
  * (a TLB walk after every syscall where the kernel has page-table
- * isolation without PCID) fewer than a table of stack tops. Both bits are
- * set by the slot's own thread only. */
-#define LISTED_UNWIND 1ull
+ * isolation without PCID) fewer than a table of stack tops. Set by the
+ * slot's own thread only. (Bit 0 listed the slot for the unwind page's
+ * search of version 1.) */
 #define LISTED_HSTACK 2ull /* entry.h: T_HSTACK_READY */
 
 static __attribute__((noinline)) bool hstack_prepare(struct bpfg_thread_slot *t, uint64_t lo)
@@ -297,10 +304,6 @@ PAYLOAD_HOT long bpfg_uprobe_hit(struct bpfg_pt_regs *regs, uint64_t *resume, ui
         uint64_t slot = regs->sp;
         shadow_drop_below(t, slot, true);
         uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
-        if (__builtin_expect(!(t->listed & LISTED_UNWIND), 0)) {
-            t->listed |= LISTED_UNWIND; /* the unwinders' search visits this thread now */
-            unwind_note_slot((uint32_t)(t - bpfg_threads));
-        }
         if (t->depth < BPFG_SHADOW_DEPTH && ret0) {
             uint32_t depth = t->depth;
             struct bpfg_shadow_entry *e = &t->stack[depth];
@@ -310,7 +313,7 @@ PAYLOAD_HOT long bpfg_uprobe_hit(struct bpfg_pt_regs *regs, uint64_t *resume, ui
             /* entry first: a server reading the table sees no trampoline
              * address without its entry */
             __atomic_store_n(&t->depth, depth + 1, __ATOMIC_RELEASE);
-            *(uint64_t *)slot = BPFG_UNWIND_RET(ret0, depth);
+            *(uint64_t *)slot = BPFG_UNWIND_RET(ret0, t - bpfg_threads); /* the thread's own */
         } else {
             miss(h, t);
         }
@@ -342,7 +345,9 @@ static void fatal_no_entry(uint64_t sp)
 }
 
 /* Called by bpfg_uretprobe_return when the thread has no handler stack,
- * which it had when the entry pushed the frame: cannot happen. */
+ * which it had when the entry pushed the frame: cannot happen (a thread
+ * returning through another thread's trampoline, a fiber moved between
+ * threads, is looked up as itself and meets no entry below). */
 void bpfg_uretprobe_lost(uint64_t *slot) __attribute__((noreturn));
 
 void bpfg_uretprobe_lost(uint64_t *slot)
@@ -375,12 +380,16 @@ PAYLOAD_HOT uint64_t bpfg_uretprobe_handler(struct bpfg_pt_regs *regs, struct bp
 uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint64_t value)
 {
     uint64_t ret0 = __atomic_load_n(&unwind_ret0, __ATOMIC_ACQUIRE);
-    if (!ret0 || value < ret0 || value - ret0 >= BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY ||
+    if (!ret0 || value < ret0 || value - ret0 >= BPFG_UNWIND_TRAMPS * BPFG_UNWIND_ENTRY ||
         (value - ret0) % BPFG_UNWIND_ENTRY || (uint64_t)(uintptr_t)regs - hooks_hstacks >= BPFG_HANDLER_STACKS_SIZE)
         return value;
     const struct bpfg_thread_slot *t = hooks_stack_slot(regs);
-    uint32_t depth = (uint32_t)((value - ret0) / BPFG_UNWIND_ENTRY);
-    return depth < t->depth && t->stack[depth].slot == slot ? t->stack[depth].ret : value;
+    if ((value - ret0) / BPFG_UNWIND_ENTRY != (uint64_t)(t - bpfg_threads))
+        return value; /* another thread's trampoline: not a frame of this thread's entries */
+    for (uint32_t k = t->depth; k-- > 0;)
+        if (t->stack[k].slot == slot)
+            return t->stack[k].ret;
+    return value;
 }
 
 uint64_t hooks_trampolines(void)

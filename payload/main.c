@@ -772,6 +772,21 @@ static int open_session(struct bpfg_payload_params *p, bool reconnect)
     return 0;
 }
 
+/* The thread's tid where glibc keeps it in the TCB. The payload thread
+ * calls glibc-using code of the target (the unwinders' registration
+ * functions), and glibc's rwlocks compare their writer field with that
+ * tid: with 0 there, an unlocked rwlock looks write-locked by this thread,
+ * so pthread_rwlock_wrlock fails with EDEADLK and the unlock after it
+ * flips the lock into write-locked for good (LLVM libunwind's FDE cache
+ * after an odd number of __unw_add_dynamic_fde calls: every later
+ * exception in the process hangs). */
+static void set_fake_tid(int32_t tid)
+{
+    uint32_t off = helpers_tcb_tid_offset();
+    if (off && off + sizeof(tid) <= sizeof(fake_tcb))
+        memcpy((char *)fake_tcb + off, &tid, sizeof(tid));
+}
+
 void bpfg_payload_main(struct bpfg_payload_params *p)
 {
     fake_tcb[0] = (uint64_t)(uintptr_t)fake_tcb;
@@ -786,6 +801,7 @@ void bpfg_payload_main(struct bpfg_payload_params *p)
     rt_init(p);
     hooks_init();
     helpers_init();
+    set_fake_tid(p->payload_tid);
     if (open_session(p, false) != 0)
         return;
     for (;;) {

@@ -73,6 +73,9 @@ struct bpfg_map *payload_map_by_id(uint32_t id);
 
 /* helpers.c */
 void helpers_init(void); /* once, at start (finds glibc's per-thread tid) */
+/* The offset of glibc's tid in a thread's TCB (struct pthread), 0 when
+ * unknown. */
+uint32_t helpers_tcb_tid_offset(void);
 /* tgid << 32 | tid in the process's own pid namespace (the maps' locks) */
 uint64_t payload_local_pid_tid(void);
 int helpers_register(struct bpfg_vm *vm);
@@ -242,7 +245,7 @@ bool hooks_quiesce(int timeout_ms);
  * stack). */
 uint64_t hooks_real_return(const struct bpfg_pt_regs *regs, uint64_t slot, uint64_t value);
 /* The first return trampoline's address (0: none yet): a walker calls
- * hooks_real_return only for values within BPFG_SHADOW_DEPTH trampolines
+ * hooks_real_return only for values within BPFG_UNWIND_TRAMPS trampolines
  * of it. */
 uint64_t hooks_trampolines(void);
 

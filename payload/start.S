@@ -66,15 +66,17 @@ bpfg_uprobe_entry:
     ret                     /* to the caller: the function is skipped */
     .size bpfg_uprobe_entry, . - bpfg_uprobe_entry
 
-/* A uretprobe'd function returned to a trampoline of the unwind page
- * (unwind.c), which pushed its depth and jumped here: that word is S_WORD,
- * which receives the original return address from the handler. */
+/* A uretprobe'd function returned to its thread's trampoline in the
+ * unwind page (unwind.c), which stored the thread's slot index over the
+ * return address it came by (at sp - 8) and jumped here: that word is
+ * S_WORD, which receives the original return address from the handler. */
     .globl bpfg_uretprobe_return
     .type bpfg_uretprobe_return, @function
     .balign 16
 bpfg_uretprobe_return:
+    lea -8(%rsp), %rsp      /* onto the slot index: as a push of it */
     SAVE_SCRATCH
-    SWITCH_STACK 2f, bpfg_uretprobe_lost
+    SWITCH_STACK 2f, bpfg_uretprobe_lost, 0, 1
     movq $-1, ORIG_AX(%rsp)
     mov %rsp, %rdi
     mov %rdx, %rsi              /* the thread's slot */

@@ -1,11 +1,13 @@
 /* The unwind page (unwind.h). A uretprobe replaces a return address with
- * the trampoline of the shadow-stack depth it used; the trampoline's FDE
- * tells an unwinder where the original is: a DWARF expression that, given
- * the CFA (the caller's sp), searches the entries of that depth in the
- * shadow stacks of every thread slot listed in the page for the one whose
- * slot is CFA - 8. The page is never unmapped: libgcc cannot forget a
- * registration without calling free(), which the payload thread (no glibc
- * TLS) must not, so the next payload adopts it instead. */
+ * the trampoline of its thread's slot, so the return path knows the slot
+ * without looking it up; one FDE covers every trampoline and tells an
+ * unwinder where the original is: a DWARF expression that, given the CFA
+ * (the caller's sp), reads the word at CFA - 8 (the trampoline's address,
+ * or the slot index the trampoline stored over it), and searches that
+ * slot's live shadow-stack entries for the one whose slot is CFA - 8. The
+ * page is never unmapped: libgcc cannot forget a registration without
+ * calling free(), which the payload thread (no glibc TLS) must not, so the
+ * next payload adopts it instead. */
 #define _GNU_SOURCE
 #include "unwind.h"
 
@@ -24,16 +26,18 @@ extern char bpfg_uretprobe_return[];
 #define PAGE 4096
 #define TEXT_SIZE BPFG_UNWIND_TEXT
 #define MAP_SIZE (PAGE + TEXT_SIZE)
-#define ENTRIES_SIZE (BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
-#define RA_OFF 1 /* the return address is entry + 1: an unwinder looks up ra - 1 */
+#define ENTRIES_SIZE (BPFG_UNWIND_TRAMPS * BPFG_UNWIND_ENTRY)
+#define RA_OFF 1       /* the return address is entry + 1: an unwinder looks up ra - 1 */
+#define TRAMPS_LOG2 10 /* the search's bounds checks are shifts: DWARF compares are signed */
 
 _Static_assert(sizeof(struct bpfg_unwind_data) <= PAGE, "the unwind data fits its page");
-_Static_assert(BPFG_SHADOW_DEPTH < 128, "push imm8 carries the depth");
+_Static_assert(BPFG_UNWIND_TRAMPS == 1u << TRAMPS_LOG2, "TRAMPS_LOG2");
+_Static_assert(BPFG_UNWIND_TRAMPS == BPFG_MAX_THREADS, "a trampoline per thread slot");
 
 uint64_t unwind_ret0 __attribute__((visibility("hidden")));
 static struct bpfg_unwind_data *data;
 static uint8_t *text;
-static uint64_t fde_addr[BPFG_SHADOW_DEPTH]; /* in the plain .eh_frame */
+static uint64_t fde_addr; /* the one FDE of the plain .eh_frame */
 
 /* The two flavours of the tables (payload_abi.h: BPFG_UNWIND_EH_FRAME_GCC). */
 enum flavour { PLAIN, GCC };
@@ -105,6 +109,7 @@ enum {
     OP_plus = 0x22,
     OP_plus_uconst = 0x23,
     OP_shl = 0x24,
+    OP_shr = 0x25,
     OP_bra = 0x28,
     OP_eq = 0x29,
     OP_lt = 0x2d,
@@ -127,16 +132,35 @@ static void op_addr(struct buf *b, const void *p)
     u64(b, (uint64_t)(uintptr_t)p);
 }
 
-/* [cfa key i] -> [cfa key i slot]: the thread slot slots[i] names. */
-static void emit_slot_of(struct buf *b)
+/* [cfa key] -> [cfa key t]: the thread slot named by the word at key,
+ * a trampoline's address or (once the trampoline ran its store) the slot
+ * index itself; a jump to *to_none when it names none. */
+static void emit_slot_of(struct buf *b, size_t *to_none)
 {
     u8(b, OP_dup);
-    u8(b, OP_lit1);
-    u8(b, OP_shl);
-    op_addr(b, data->slots);
-    u8(b, OP_plus);
-    u8(b, OP_deref_size);
-    u8(b, 2);
+    u8(b, OP_deref);
+    u8(b, OP_dup);
+    u8(b, OP_constu);
+    uleb(b, TRAMPS_LOG2);
+    u8(b, OP_shr);
+    u8(b, OP_bra);
+    put(b, &(int16_t){3}, 2); /* not an index: over the skip */
+    u8(b, OP_skip);
+    size_t to_index = b->n;
+    put(b, &(int16_t){0}, 2);
+    op_addr(b, (const void *)(uintptr_t)((uint64_t)(uintptr_t)text + RA_OFF));
+    u8(b, OP_minus);
+    u8(b, OP_constu);
+    uleb(b, 4); /* log2 BPFG_UNWIND_ENTRY */
+    u8(b, OP_shr);
+    patch16(b, to_index, b->n);
+    u8(b, OP_dup);
+    u8(b, OP_constu);
+    uleb(b, TRAMPS_LOG2);
+    u8(b, OP_shr);
+    u8(b, OP_bra);
+    *to_none = b->n;
+    put(b, &(int16_t){0}, 2);
     u8(b, OP_constu);
     uleb(b, sizeof(struct bpfg_thread_slot));
     u8(b, OP_mul);
@@ -146,46 +170,61 @@ static void emit_slot_of(struct buf *b)
 }
 
 /* The address of the original return address for a frame whose return
- * address is depth's trampoline: CFA on the stack in, the address out
- * (&data->zero when no entry matches: unwinders stop there). */
-static void emit_search(struct buf *b, uint32_t depth, enum flavour f)
+ * address is a trampoline: CFA on the stack in, the address out
+ * (&data->zero when no live entry matches: unwinders stop there). */
+static void emit_search(struct buf *b, enum flavour f)
 {
+    _Static_assert(BPFG_UNWIND_ENTRY == 16, "the index is (address - ret0) >> 4");
     /* The CFA stays below: libgcc's DW_OP_pick refuses to copy the
      * bottom entry (it asserts offset < depth - 1). */
     u8(b, OP_dup);
     u8(b, f == GCC ? OP_lit16 : OP_lit8);
     u8(b, OP_minus); /* key = sp - 8, the return address's slot */
-    u8(b, OP_lit0);  /* i */
-    size_t loop = b->n;
+    size_t to_none;
+    emit_slot_of(b, &to_none); /* [cfa key t] */
     u8(b, OP_dup);
-    op_addr(b, &data->nslots);
+    u8(b, OP_plus_uconst);
+    uleb(b, offsetof(struct bpfg_thread_slot, depth));
     u8(b, OP_deref_size);
     u8(b, 4);
+    u8(b, OP_constu);
+    uleb(b, sizeof(struct bpfg_shadow_entry));
+    u8(b, OP_mul);
+    u8(b, OP_pick);
+    u8(b, 1);
+    u8(b, OP_plus);
+    u8(b, OP_plus_uconst);
+    uleb(b, offsetof(struct bpfg_thread_slot, stack)); /* [cfa key t end] */
+    u8(b, OP_pick);
+    u8(b, 1);
+    u8(b, OP_plus_uconst);
+    uleb(b, offsetof(struct bpfg_thread_slot, stack)); /* [cfa key t end e] */
+    size_t loop = b->n;
+    u8(b, OP_dup);
+    u8(b, OP_pick);
+    u8(b, 2);
     u8(b, OP_lt);
     u8(b, OP_bra);
-    put(b, &(int16_t){3}, 2); /* i < nslots: over the skip */
+    put(b, &(int16_t){3}, 2); /* e < end: over the skip */
     u8(b, OP_skip);
-    size_t to_none = b->n;
+    size_t to_end = b->n;
     put(b, &(int16_t){0}, 2);
-    emit_slot_of(b);
-    u8(b, OP_plus_uconst);
-    uleb(b, offsetof(struct bpfg_thread_slot, stack) + depth * sizeof(struct bpfg_shadow_entry));
-    u8(b, OP_dup); /* [cfa key i e e] */
+    u8(b, OP_dup);
     u8(b, OP_plus_uconst);
     uleb(b, offsetof(struct bpfg_shadow_entry, slot));
     u8(b, OP_deref);
     u8(b, OP_pick);
-    u8(b, 3);
+    u8(b, 4);
     u8(b, OP_eq);
     u8(b, OP_bra);
     size_t to_found = b->n;
     put(b, &(int16_t){0}, 2);
-    u8(b, OP_drop);
     u8(b, OP_plus_uconst);
-    uleb(b, 1);
+    uleb(b, sizeof(struct bpfg_shadow_entry));
     u8(b, OP_skip);
     jump_back(b, loop);
     patch16(b, to_none, b->n);
+    patch16(b, to_end, b->n);
     op_addr(b, &data->zero);
     patch16(b, to_found, b->n); /* e is &e->ret (offset 0): the end */
     _Static_assert(offsetof(struct bpfg_shadow_entry, ret) == 0, "the search yields &entry->ret");
@@ -225,14 +264,14 @@ static void emit_cie(struct buf *b)
     patch_len(b, at);
 }
 
-/* The rules at the trampoline (sp = the caller's sp after its callee's
- * ret): CFA = sp (plain) or sp + 8 (libgcc), caller's rsp = sp, return
- * address found by the search; after the push, the CFA moves 8 up. */
-static void emit_rules(struct buf *b, uint32_t depth, enum flavour f)
+/* The rules throughout a trampoline (sp = the caller's sp after its
+ * callee's ret; the trampoline does not move it): CFA = sp (plain) or
+ * sp + 8 (libgcc), caller's rsp = sp, return address found by the search. */
+static void emit_rules(struct buf *b, enum flavour f)
 {
     uint8_t expr_bytes[160];
     struct buf expr = {expr_bytes, 0, sizeof(expr_bytes), false};
-    emit_search(&expr, depth, f);
+    emit_search(&expr, f);
     b->overflow |= expr.overflow;
     if (f == GCC) {
         u8(b, CFA_def_cfa_offset);
@@ -247,46 +286,45 @@ static void emit_rules(struct buf *b, uint32_t depth, enum flavour f)
     uleb(b, 16);
     uleb(b, expr.n);
     put(b, expr.p, expr.n);
-    u8(b, CFA_advance_loc | (RA_OFF + 2)); /* after the push */
-    u8(b, CFA_def_cfa_offset);
-    uleb(b, f == GCC ? 16 : 8);
 }
 
-static void emit_fde(struct buf *b, uint32_t depth, uint64_t pc, enum flavour f)
+static void emit_fde(struct buf *b, enum flavour f)
 {
     size_t at = b->n;
     if (f == PLAIN)
-        fde_addr[depth] = (uint64_t)(uintptr_t)(b->p + at);
+        fde_addr = (uint64_t)(uintptr_t)(b->p + at);
     u32(b, 0);
     u32(b, (uint32_t)(at + 4)); /* back to the CIE at offset 0 */
-    u64(b, pc);
-    u64(b, BPFG_UNWIND_ENTRY);
+    u64(b, (uint64_t)(uintptr_t)text);
+    u64(b, ENTRIES_SIZE);
     uleb(b, 0); /* no augmentation data */
-    emit_rules(b, depth, f);
+    emit_rules(b, f);
     align8(b);
     patch_len(b, at);
 }
 
-/* int3 (never run; it puts ra - 1 inside the entry), push $depth, jmp
- * *common(%rip), int3 padding. */
-static void emit_entry(uint8_t *e, uint32_t depth)
+/* int3 (never run; it puts ra - 1 inside the entry), movq $slot,-8(%rsp)
+ * (over the return address just used: the caller's red zone, dead since
+ * its call; sp stays, so one CFI row holds throughout), jmp *common(%rip). */
+static void emit_entry(uint8_t *e, uint32_t slot)
 {
-    memset(e, 0xcc, BPFG_UNWIND_ENTRY);
-    e[1] = 0x6a;
-    e[2] = (uint8_t)depth;
-    e[3] = 0xff;
-    e[4] = 0x25;
-    int32_t rel = (int32_t)((uint8_t *)&data->common - (e + 9));
-    memcpy(e + 5, &rel, 4);
+    static const uint8_t movq[] = {0x48, 0xc7, 0x44, 0x24, 0xf8};
+    e[0] = 0xcc;
+    memcpy(e + 1, movq, sizeof(movq));
+    memcpy(e + 6, &slot, 4);
+    e[10] = 0xff;
+    e[11] = 0x25;
+    int32_t rel = (int32_t)((uint8_t *)&data->common - (e + 16));
+    memcpy(e + 12, &rel, 4);
+    _Static_assert(BPFG_UNWIND_ENTRY == 16, "the entry's 16 bytes");
 }
 
 static bool build_eh_frame(enum flavour f)
 {
     size_t at = f == GCC ? BPFG_UNWIND_EH_FRAME_GCC : BPFG_UNWIND_EH_FRAME;
-    struct buf b = {text + at, 0, PAGE, false};
+    struct buf b = {text + at, 0, f == GCC ? BPFG_UNWIND_TEXT - at : BPFG_UNWIND_EH_FRAME_GCC - at, false};
     emit_cie(&b);
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
-        emit_fde(&b, d, (uint64_t)(uintptr_t)(text + d * BPFG_UNWIND_ENTRY), f);
+    emit_fde(&b, f);
     u32(&b, 0); /* the end of .eh_frame for __register_frame_info */
     return !b.overflow;
 }
@@ -295,17 +333,15 @@ static bool build_eh_frame(enum flavour f)
 static void build_search_table(void)
 {
     uint32_t *t = (uint32_t *)(void *)(text + BPFG_UNWIND_TABLE);
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++) {
-        t[2 * d] = d * BPFG_UNWIND_ENTRY;
-        t[2 * d + 1] = (uint32_t)(fde_addr[d] - (uint64_t)(uintptr_t)text);
-    }
+    t[0] = 0;
+    t[1] = (uint32_t)(fde_addr - (uint64_t)(uintptr_t)text);
 }
 
 static int build_text(void)
 {
-    _Static_assert(ENTRIES_SIZE <= BPFG_UNWIND_TABLE && BPFG_UNWIND_TABLE + BPFG_SHADOW_DEPTH * 8 <= PAGE, "layout");
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
-        emit_entry(text + d * BPFG_UNWIND_ENTRY, d);
+    _Static_assert(ENTRIES_SIZE <= BPFG_UNWIND_TABLE && BPFG_UNWIND_TABLE + 8 <= BPFG_UNWIND_EH_FRAME, "layout");
+    for (uint32_t i = 0; i < BPFG_UNWIND_TRAMPS; i++)
+        emit_entry(text + i * BPFG_UNWIND_ENTRY, i);
     if (!build_eh_frame(PLAIN) || !build_eh_frame(GCC))
         return -ENOSPC;
     build_search_table();
@@ -314,18 +350,13 @@ static int build_text(void)
 
 /* ---- the page ---- */
 
-/* The plain FDEs of a page a payload of this layout built. */
+/* The plain FDE of a page a payload of this layout built. */
 static void find_fdes(void)
 {
     const uint8_t *p = text + BPFG_UNWIND_EH_FRAME;
     uint32_t len;
     memcpy(&len, p, 4);
-    p += 4 + len; /* the CIE */
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++) {
-        fde_addr[d] = (uint64_t)(uintptr_t)p;
-        memcpy(&len, p, 4);
-        p += 4 + len;
-    }
+    fde_addr = (uint64_t)(uintptr_t)(p + 4 + len); /* after the CIE */
 }
 
 static bool adopt(uint64_t page)
@@ -365,37 +396,12 @@ static int map_page(char *err, size_t errlen)
     return 0;
 }
 
-/* Points the page's search at this payload's thread table, then lists
- * again the slots listed before (an adopted page's list was another
- * payload's); a slot listed meanwhile by its thread may appear twice,
- * which costs the search one more visit. */
+/* Points the page's trampolines and search at this payload (an adopted
+ * page's were another payload's). */
 static void point_at_threads(void)
 {
-    struct bpfg_unwind_data *d = data;
-    data = NULL;
-    __atomic_store_n(&d->nslots, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&d->claimed, 0, __ATOMIC_RELEASE);
-    d->common = (uint64_t)(uintptr_t)bpfg_uretprobe_return;
-    __atomic_store_n(&d->threads, (uint64_t)(uintptr_t)bpfg_threads, __ATOMIC_RELEASE);
-    __atomic_store_n(&data, d, __ATOMIC_SEQ_CST);
-    for (uint32_t i = 0; i < BPFG_MAX_THREADS; i++)
-        if (__atomic_load_n(&bpfg_threads[i].listed, __ATOMIC_SEQ_CST) & 1) /* bit 0: listed (hooks.c) */
-            unwind_note_slot(i);
-}
-
-void unwind_note_slot(uint32_t slot)
-{
-    struct bpfg_unwind_data *d = __atomic_load_n(&data, __ATOMIC_SEQ_CST);
-    if (!d)
-        return;
-    uint32_t n = __atomic_fetch_add(&d->claimed, 1, __ATOMIC_ACQ_REL);
-    if (n >= BPFG_MAX_THREADS)
-        return;
-    d->slots[n] = (uint16_t)slot;
-    /* publish in order: the search reads slots[0, nslots) */
-    while (__atomic_load_n(&d->nslots, __ATOMIC_ACQUIRE) != n)
-        __builtin_ia32_pause();
-    __atomic_store_n(&d->nslots, n + 1, __ATOMIC_RELEASE);
+    data->common = (uint64_t)(uintptr_t)bpfg_uretprobe_return;
+    __atomic_store_n(&data->threads, (uint64_t)(uintptr_t)bpfg_threads, __ATOMIC_RELEASE);
 }
 
 /* ---- registration ---- */
@@ -430,8 +436,7 @@ static void register_llvm(uint64_t fn)
     int k = free_place(data->llvm_with, BPFG_UNWIND_OTHER_MAX);
     if (!fn || k < 0 || registered_with(data->llvm_with, BPFG_UNWIND_OTHER_MAX, fn))
         return;
-    for (uint32_t d = 0; d < BPFG_SHADOW_DEPTH; d++)
-        ((void (*)(uint64_t))(uintptr_t)fn)(fde_addr[d]);
+    ((void (*)(uint64_t))(uintptr_t)fn)(fde_addr);
     data->llvm_with[k] = fn;
 }
 
@@ -447,7 +452,7 @@ static void register_libunwind(uint64_t fn)
     di[3] = (uint64_t)(uintptr_t)text + ENTRIES_SIZE; /* end_ip */
     di[5] = 2;                                        /* format: REMOTE_TABLE */
     di[8] = (uint64_t)(uintptr_t)text;                /* segbase */
-    di[9] = BPFG_SHADOW_DEPTH * 8 / sizeof(uint64_t); /* table_len, in words */
+    di[9] = 8 / sizeof(uint64_t);                     /* table_len, in words: one entry */
     di[10] = (uint64_t)(uintptr_t)(text + BPFG_UNWIND_TABLE);
     ((void (*)(void *))(uintptr_t)fn)(di);
     data->unw_with[k] = fn;

@@ -11,17 +11,13 @@
 
 #include "payload_abi.h"
 
-/* The return address of depth 0's trampoline (BPFG_UNWIND_RET gives the
- * others); 0 until unwind_setup succeeded. Read by the uprobe handler. */
+/* The return address of thread slot 0's trampoline (BPFG_UNWIND_RET gives
+ * the others); 0 until unwind_setup succeeded. Read by the uprobe handler. */
 extern uint64_t unwind_ret0;
 
 /* Payload thread, on BPFG_PMSG_UNWIND: adopts or maps the unwind page,
  * registers its tables with the unwinders named and links gdb's entry.
  * 0 and *page (its rw page), or a negative errno with err set. */
 int unwind_setup(const struct bpfg_pmsg_unwind *m, char *err, size_t errlen, uint64_t *page);
-
-/* A thread's slot is about to hold its first return trampoline: its shadow
- * stack joins the search. Any thread (on its handler stack). */
-void unwind_note_slot(uint32_t slot);
 
 #endif

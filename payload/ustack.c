@@ -313,7 +313,7 @@ static bool step(struct walk *w, const struct bpfg_pt_regs *regs, bool entry, st
         return false;
     if (row && row->rbp_saved && !read_word(w, cfa + (int64_t)row->rbp_off, &bp))
         return false;
-    if (w->ret0 && ra - w->ret0 < (uint64_t)BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
+    if (w->ret0 && ra - w->ret0 < (uint64_t)BPFG_UNWIND_TRAMPS * BPFG_UNWIND_ENTRY)
         ra = hooks_real_return(regs, cfa - 8, ra);
     *f = (struct frame){ra, cfa, bp, false};
     return true;

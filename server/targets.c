@@ -1751,14 +1751,28 @@ static int remove_hooks(struct server *s, struct target *t, char *err, size_t er
     return 0;
 }
 
+/* The unwind page's layout version (payload_abi.h): 1 had a trampoline
+ * per shadow-stack depth, 2 one per thread slot; an unreadable page is
+ * taken as this build's. */
+static uint32_t unwind_version(struct bpfg_stopped *st, const struct target *t)
+{
+    uint32_t v = 0;
+    if (!t->unwind_page ||
+        bpfg_mem_read(st, t->unwind_page + offsetof(struct bpfg_unwind_data, version), &v, sizeof(v)) != 0 || !v)
+        return BPFG_UNWIND_VERSION;
+    return v;
+}
+
 /* Return addresses replaced by uretprobes point at the unwind page's
  * trampolines: put the original ones back on every stack before the
  * payload goes (payload_abi.h: topmost entry per stack slot, only where
- * its depth's trampoline is still there; others belong to frames already
- * skipped by longjmp or an exception). gdb's entry for the page is
- * emptied (the page stays: unwinders keep pointers into it). */
+ * its trampoline, the thread slot's (the depth's in a version 1 page), is
+ * still there; others belong to frames already skipped by longjmp or an
+ * exception). gdb's entry for the page is emptied (the page stays:
+ * unwinders keep pointers into it). */
 static void restore_return_addresses(struct bpfg_stopped *st, const struct target *t)
 {
+    bool by_depth = unwind_version(st, t) == 1;
     uint64_t ret0 = 0, none = 0;
     if (t->unwind_page)
         bpfg_mem_write(st, t->unwind_page + BPFG_UNWIND_GDB_R_MAP, &none, sizeof(none));
@@ -1782,7 +1796,8 @@ static void restore_return_addresses(struct bpfg_stopped *st, const struct targe
             for (uint32_t j = k + 1; j < depth; j++)
                 seen |= ts.stack[j].slot == e->slot;
             uint64_t word;
-            if (seen || bpfg_mem_read(st, e->slot, &word, sizeof(word)) != 0 || word != BPFG_UNWIND_RET(ret0, k))
+            uint64_t tramp = BPFG_UNWIND_RET(ret0, by_depth ? k : i);
+            if (seen || bpfg_mem_read(st, e->slot, &word, sizeof(word)) != 0 || word != tramp)
                 continue;
             if (bpfg_mem_write(st, e->slot, &e->ret, sizeof(e->ret)) == 0)
                 fixed++;
@@ -1831,7 +1846,8 @@ static bool in_trampolines(struct bpfg_stopped *st, const struct target *t, pid_
     if (!t->uret_trampolines || bpfg_mem_read(st, t->uret_trampolines, &ret0, sizeof(ret0)) != 0 || !ret0)
         return false;
     uint64_t lo = ret0 - 1; /* a return address is one byte into its entry (payload_abi.h) */
-    return bpfg_any_thread_in(st, lo, lo + (uint64_t)BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY, busy);
+    uint64_t n = unwind_version(st, t) == 1 ? BPFG_UNWIND_V1_TRAMPS : BPFG_UNWIND_TRAMPS;
+    return bpfg_any_thread_in(st, lo, lo + n * BPFG_UNWIND_ENTRY, busy);
 }
 
 static bool nothing_in_payload(struct bpfg_stopped *st, void *ctx, pid_t *busy)

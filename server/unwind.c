@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 #include "symbols.h"
 
 #define PAGE 4096
-#define ENTRIES_SIZE (BPFG_SHADOW_DEPTH * BPFG_UNWIND_ENTRY)
+#define ENTRIES_SIZE (BPFG_UNWIND_TRAMPS * BPFG_UNWIND_ENTRY)
 #define MAX_OBJECTS 16
 
 static uint64_t lookup(pid_t pid, const char *path, const char *name)
@@ -238,8 +239,8 @@ struct gdb_image {
     uint64_t text, eh_addr;
     uint8_t eh_frame[PAGE];
     size_t eh_len;
-    Elf64_Sym syms[BPFG_SHADOW_DEPTH + 1];
-    char strtab[BPFG_SHADOW_DEPTH * 40 + 1];
+    Elf64_Sym syms[BPFG_UNWIND_TRAMPS + 1];
+    char strtab[BPFG_UNWIND_TRAMPS * 40 + 1];
     size_t strtab_len;
 };
 
@@ -251,7 +252,7 @@ enum { SH_TEXT = 1, SH_EH = 7, SH_SYMTAB = 17, SH_STRTAB = 25, SH_SHSTRTAB = 33 
 static int eh_frame_length(const uint8_t *p, size_t max, size_t *len)
 {
     size_t at = 0;
-    for (int n = 0; n <= BPFG_SHADOW_DEPTH + 1; n++) {
+    for (int n = 0; n <= 2; n++) { /* the CIE, the FDE, the terminator */
         uint32_t l;
         if (at + 4 > max)
             return -EBADMSG;
@@ -269,7 +270,7 @@ static int eh_frame_length(const uint8_t *p, size_t max, size_t *len)
 static void image_symbols(struct gdb_image *im)
 {
     im->strtab_len = 1;
-    for (int d = 0; d < BPFG_SHADOW_DEPTH; d++) {
+    for (int d = 0; d < BPFG_UNWIND_TRAMPS; d++) {
         Elf64_Sym *s = &im->syms[d + 1];
         s->st_name = (uint32_t)im->strtab_len;
         s->st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC);
@@ -324,7 +325,12 @@ int unwind_write_gdb_file(pid_t pid, uint64_t page, const char *path, char *err,
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     im->text = page + PAGE;
     im->eh_addr = im->text + BPFG_UNWIND_EH_FRAME;
-    int r = read_mem(pid, im->eh_addr, im->eh_frame, PAGE);
+    uint32_t version = 0;
+    int r = read_mem(pid, page + offsetof(struct bpfg_unwind_data, version), &version, sizeof(version));
+    if (!r && version != BPFG_UNWIND_VERSION)
+        r = -EPROTO; /* another layout (an older payload's page) */
+    if (!r)
+        r = read_mem(pid, im->eh_addr, im->eh_frame, PAGE);
     if (!r)
         r = eh_frame_length(im->eh_frame, PAGE, &im->eh_len);
     if (r) {

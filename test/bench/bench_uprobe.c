@@ -531,8 +531,9 @@ long replica_ret(long x);
 extern char replica_prog_resume[], replica_empty_prog[];
 /* What entry.h reads, as payload/hooks.c defines them in the payload: the
  * bench's one thread gets its slot and a handler stack of its own. */
-uint8_t bpfg_key_method, bpfg_entry_lahf;
+uint8_t bpfg_key_method, bpfg_entry_lahf, bpfg_ret_key_method;
 uint64_t hooks_hstacks;
+uint64_t replica_slot_index; /* what replica_ret's trampoline names */
 struct bpfg_thread_slot bpfg_threads[BPFG_MAX_THREADS];
 static _Alignas(16) char replica_stack[16384];
 static long (*volatile replica_prog_code)(void *, size_t, void *, void *);
@@ -581,6 +582,8 @@ void replica_setup(uint8_t key_method)
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000001u));
     bpfg_entry_lahf = c & 1; /* lahf/sahf in long mode */
     bpfg_key_method = key_method;
+    bpfg_ret_key_method = 2; /* %fs:0, as the payload takes it at a return in a glibc process */
+    replica_slot_index = i;
     bpfg_threads[i].owner = self;
     bpfg_threads[i].listed = 2; /* entry.h: T_HSTACK_READY */
     hooks_hstacks = (uint64_t)(uintptr_t)(replica_stack + sizeof(replica_stack)) -

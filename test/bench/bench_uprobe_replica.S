@@ -9,8 +9,11 @@
  *   replica_prog: the handler calls an empty program through a pointer,
  *     as a run calls JIT code (replica_handler_prog, bench_uprobe.c);
  *   replica_ret: a function whose return address is swapped for a
- *     trampoline (push; jmp *) reaching the same entry code, which
- *     continues at the original: a uretprobe's return without its work.
+ *     trampoline that, as the payload's per-thread-slot ones, leaves the
+ *     thread's slot index on the stack (push; jmp *) for the entry code of
+ *     a return (SWITCH_STACK ret=1: the slot from it, its owner checked),
+ *     which continues at the original: a uretprobe's return without its
+ *     work.
  * Each site is called as long f(long x) and returns x + 1. */
 #include "entry.h"
 
@@ -104,12 +107,12 @@ replica_ret:
     add $1, %rax
     ret
 replica_tramp:
-    push $0
+    push replica_slot_index(%rip)   /* the payload's: movq $slot,-8(%rsp), then lea -8(%rsp),%rsp */
     jmp *replica_ret_entry_ptr(%rip)
     .balign 16
 replica_ret_entry:
     SAVE_SCRATCH
-    SWITCH_STACK 2f, replica_miss
+    SWITCH_STACK 2f, replica_miss, 0, 1
     mov replica_saved_ret(%rip), %rcx
     mov %rcx, S_WORD(%rbx)
     SWITCH_BACK

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -636,6 +637,62 @@ Test(payload, uretprobe_recursion_longjmp_and_overflow)
     cr_assert_eq(counter(m, 2) - returns, 100 * 32);
     cr_assert_eq(counter(m, 1) - sum, 100 * (40 + 9) * 32 / 2);
     cr_assert_eq(fx.sh->wrong, 0);
+    detach_all();
+    bpfg_map_close(m);
+}
+
+/* A word of the victim's memory, read while it runs. */
+static uint64_t victim_word(uint64_t addr)
+{
+    uint64_t v = 0;
+    struct iovec local = {&v, sizeof(v)}, remote = {(void *)(uintptr_t)addr, sizeof(v)};
+    cr_assert_eq(process_vm_readv(fx.pid, &local, 1, &remote, 1, 0), (ssize_t)sizeof(v), "read 0x%llx: %s",
+                 (unsigned long long)addr, strerror(errno));
+    return v;
+}
+
+/* Every thread returns through the trampoline of its own thread slot
+ * (payload_abi.h: BPFG_UNWIND_RET), the return path taking the slot from
+ * it: rounds of 8 threads alive at once, the later rounds on the TCBs (so
+ * the thread slots and trampolines) glibc hands on from the first. */
+Test(payload, uretprobe_trampoline_per_thread_slot)
+{
+    attach_payload();
+    struct bpfg_map *m = send_counter_map(11);
+    load_return_counter(110, 11);
+    uint64_t resume = patch_site(fx.sh->ra_func);
+    send_hook(BPFG_HOOK_URETPROBE, 110, resume);
+    fx.sh->mode = VICTIM_SLOTS;
+    run_calls(VICTIM_SLOT_ROUNDS);
+    uint64_t per_round = (uint64_t)VICTIM_SLOT_THREADS * VICTIM_SLOT_CALLS;
+    cr_assert_eq(counter(m, 2), VICTIM_SLOT_ROUNDS * per_round, "the uretprobe counted every return");
+    cr_assert_eq(counter(m, 1), fx.sh->ra_sum, "the programs saw the values victim_ra returned");
+
+    uint64_t ret0 = victim_word(fx.hello.uret_trampolines);
+    cr_assert_neq(ret0, 0);
+    unsigned reused = 0;
+    for (int r = 0; r < VICTIM_SLOT_ROUNDS; r++) {
+        for (int k = 0; k < VICTIM_SLOT_THREADS; k++) {
+            const volatile struct victim_slot_rec *rec = &fx.sh->slots[r][k];
+            cr_assert_eq(rec->changed, 0, "round %d thread %d: one trampoline for all its calls", r, k);
+            uint64_t d = rec->ra - ret0;
+            cr_assert(d % BPFG_UNWIND_ENTRY == 0 && d / BPFG_UNWIND_ENTRY < BPFG_MAX_THREADS,
+                      "round %d thread %d returned through 0x%llx, no trampoline", r, k, (unsigned long long)rec->ra);
+            uint64_t slot = d / BPFG_UNWIND_ENTRY;
+            uint64_t owner = victim_word(fx.hello.thread_table + slot * sizeof(struct bpfg_thread_slot));
+            cr_assert_eq(owner, rec->tp, "round %d thread %d: trampoline %llu names thread slot %llu, its own", r, k,
+                         (unsigned long long)slot, (unsigned long long)slot);
+            for (int j = 0; j < k; j++)
+                cr_assert_neq(fx.sh->slots[r][j].ra, rec->ra, "round %d: threads %d and %d share a trampoline", r, j,
+                              k);
+            for (int j = 0; r > 0 && j < VICTIM_SLOT_THREADS; j++)
+                if (fx.sh->slots[0][j].tp == rec->tp) {
+                    cr_assert_eq(fx.sh->slots[0][j].ra, rec->ra, "a reused TCB keeps its slot's trampoline");
+                    reused++;
+                }
+        }
+    }
+    cr_assert_gt(reused, 0, "no later thread got a first-round TCB: the slot reuse was not exercised");
     detach_all();
     bpfg_map_close(m);
 }

@@ -18,6 +18,8 @@ int victim_add(int a, int b);
 /* Returns depth after depth + 1 nested calls; with jb != NULL the deepest
  * call longjmps to jb instead of returning. */
 int victim_rec(int depth, jmp_buf *jb);
+/* Returns its own return address (a uretprobe's trampoline when probed). */
+uint64_t victim_ra(void);
 
 __asm__(".text\n"
         ".globl victim_add\n"
@@ -47,11 +49,19 @@ __asm__(".text\n"
         "2:  xor %eax, %eax\n"
         "    pop %rbx\n"
         "    ret\n"
-        ".size victim_rec, . - victim_rec\n");
+        ".size victim_rec, . - victim_rec\n"
+        ".globl victim_ra\n"
+        ".type victim_ra, @function\n"
+        "victim_ra:\n"
+        "    .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n"
+        "    mov (%rsp), %rax\n"
+        "    ret\n"
+        ".size victim_ra, . - victim_ra\n");
 
 static struct victim_shared *sh;
 static int (*volatile add_fn)(int, int) = victim_add;
 static int (*volatile rec_fn)(int, jmp_buf *) = victim_rec;
+static uint64_t (*volatile ra_fn)(void) = victim_ra;
 
 static void record(int got, int want)
 {
@@ -88,6 +98,45 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* VICTIM_SLOTS: a round's threads are all alive while any calls, so
+ * each has a TCB, and a thread slot, of its own. */
+static pthread_barrier_t slot_barrier;
+
+static void *slot_worker(void *arg)
+{
+    volatile struct victim_slot_rec *rec = arg;
+    pthread_barrier_wait(&slot_barrier);
+    rec->tp = (uint64_t)pthread_self();
+    uint64_t sum = 0;
+    for (int i = 0; i < VICTIM_SLOT_CALLS; i++) {
+        uint64_t ra = ra_fn();
+        if (i == 0)
+            rec->ra = ra;
+        else if (ra != rec->ra)
+            rec->changed++;
+        sum += ra;
+    }
+    __atomic_fetch_add(&sh->ra_sum, sum, __ATOMIC_RELAXED);
+    pthread_barrier_wait(&slot_barrier);
+    return NULL;
+}
+
+static void slot_round(uint64_t round)
+{
+    pthread_t t[VICTIM_SLOT_THREADS];
+    int n = 0;
+    if (round < VICTIM_SLOT_ROUNDS && pthread_barrier_init(&slot_barrier, NULL, VICTIM_SLOT_THREADS) == 0) {
+        while (n < VICTIM_SLOT_THREADS && pthread_create(&t[n], NULL, slot_worker, (void *)&sh->slots[round][n]) == 0)
+            n++;
+        if (n < VICTIM_SLOT_THREADS)
+            exit(5); /* the others wait at the barrier for good */
+        for (int i = 0; i < n; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&slot_barrier);
+    }
+    __atomic_fetch_add(&sh->calls, 1, __ATOMIC_RELEASE);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
@@ -102,6 +151,7 @@ int main(int argc, char **argv)
         if (pthread_create(&t[i], NULL, worker, NULL) != 0)
             return 4;
     sh->rec_func = (uint64_t)(uintptr_t)victim_rec;
+    sh->ra_func = (uint64_t)(uintptr_t)victim_ra;
     sh->func = (uint64_t)(uintptr_t)victim_add;
     while (!sh->quit) {
         if (sh->mode == VICTIM_THREADS || sh->calls >= sh->target) {
@@ -112,6 +162,11 @@ int main(int argc, char **argv)
         switch (sh->mode) {
         case VICTIM_ADD: record(add_fn(a, 1), a + 1); break;
         case VICTIM_REC: record(rec_fn(depth, NULL), depth); break;
+        case VICTIM_SLOTS: {
+            static uint64_t rounds;
+            slot_round(rounds++);
+            break;
+        }
         case VICTIM_TIMED: {
             struct timespec t0, t1;
             int r = 0;
