@@ -321,9 +321,14 @@ static void gen_loop(struct gen *g)
         g->bad_target[pc] = true;
 }
 
-/* "L: if done(counter) goto X; body; step; goto L; X:" (the x86 JIT puts
- * the test, inverted, on the back-edge), with every exit test form:
- * counting down to 0, or up until a bit is set (jset). */
+/* "L: head; if done(counter) goto X; body; step; goto L; [dead;] X:" (the
+ * x86 JIT repeats the head and the test, inverted, on the back-edge when
+ * the head is at most 4 instructions and no lddw or atomic), with every
+ * exit test form: counting down to 0, or up until a bit is set (jset). The
+ * head is 0-5 straight-line instructions, sometimes ending with the step
+ * (the goto then follows the test at once); outside kernel programs the
+ * exit sometimes skips dead code after the goto (the repeated test's exit
+ * then needs its own jmp). */
 static void gen_while(struct gen *g)
 {
     static const struct {
@@ -331,22 +336,31 @@ static void gen_while(struct gen *g)
         int32_t imm;
     } down[] = {{BPF_JEQ, 0}, {BPF_JSLE, 0}, {BPF_JLE, 0}, {BPF_JLT, 1}, {BPF_JSLT, 1}};
     int counter = 6 + (int)below(g, 3);
-    bool up = below(g, 4) == 0;
+    bool up = below(g, 4) == 0, step_first = below(g, 3) == 0;
     uint8_t cls = below(g, 2) ? BPF_JMP : BPF_JMP32;
-    put(g, MOV64_IMM(counter, up ? 1 + (int)below(g, 7) : (int)below(g, 6)));
+    struct bpf_insn step = ALU64_IMM(BPF_ADD, counter, up ? 1 : -1);
+    put(g, MOV64_IMM(counter, up ? 1 + (int)below(g, 7) : (int)below(g, 6) + step_first));
+    size_t head = g->n;
+    for (size_t i = 0, len = below(g, 6); i < len; i++)
+        gen_straight(g, counter);
+    if (step_first)
+        put(g, step);
     size_t test = g->n, k = below(g, 5);
     put(g, up ? INSN(cls | BPF_K | BPF_JSET, counter, 0, 0, 8)
               : INSN(cls | BPF_K | down[k].op, counter, 0, 0, down[k].imm));
-    for (size_t i = 0, len = 1 + below(g, 5); i < len; i++)
+    for (size_t i = 0, len = step_first ? 0 : 1 + below(g, 5); i < len; i++)
         gen_straight(g, counter);
-    put(g, ALU64_IMM(BPF_ADD, counter, up ? 1 : -1));
+    if (!step_first)
+        put(g, step);
     if (below(g, 2))
-        put(g, JA((int16_t)(test - (g->n + 1))));
+        put(g, JA((int16_t)(head - (g->n + 1))));
     else
-        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(test - (g->n + 1))));
-    if (g->n <= MAX_PROG)
+        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(head - (g->n + 1))));
+    for (size_t i = 0, len = g->kernel ? 0 : below(g, 3); i < len; i++) /* the kernel refuses dead code */
+        gen_straight(g, -1);
+    if (test < g->n)
         g->p[test].off = (int16_t)(g->n - (test + 1));
-    for (size_t pc = test; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
+    for (size_t pc = head; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
         g->bad_target[pc] = true;
 }
 
