@@ -709,8 +709,9 @@ Test(jit_diff, random_programs_match_interpreter)
 #ifdef BPFGRAFT_HAVE_LLVM
 /* The LLVM JIT's pipelines by program shape and level: loops over memory
  * (unrolled at level 2, not at 1), loops of registers only (never
- * unrolled), data-dependent if-then diamonds (kept as branches), local
- * calls (the CGSCC inliner) and single functions (always-inline). */
+ * unrolled), loops a goto closes (rotated at levels 1 and 2: strcmp's
+ * shape, two exits), data-dependent if-then diamonds (kept as branches),
+ * local calls (the CGSCC inliner) and single functions (always-inline). */
 static const struct bpf_insn shape_memory_loop[] = {
     MOV64_IMM(3, 0),          LDX(BPF_DW, 4, 1, 0), /* loop: */
     ALU64_REG(BPF_ADD, 4, 3), STX(BPF_DW, 1, 4, 8),        ALU64_REG(BPF_ADD, 0, 4),
@@ -718,6 +719,27 @@ static const struct bpf_insn shape_memory_loop[] = {
 };
 static const struct bpf_insn shape_register_loop[] = {
     MOV64_IMM(0, 0), MOV64_IMM(1, 0), ALU64_REG(BPF_ADD, 0, 1), ALU64_IMM(BPF_ADD, 1, 1), JMP_IMM(BPF_JLT, 1, 1000, -3),
+    EXIT(),
+};
+/* r3 = r4 = ctx; loop: r5 = *r3, r6 = *r4, exits r5 != r6 (differ, 11)
+ * and r5 == 0 (end, 14: r0 = the string's length; a zero at 200) */
+static const struct bpf_insn shape_goto_loop[] = {
+    MOV64_REG(3, 1),
+    MOV64_REG(4, 1),
+    MOV64_IMM(0, 0),
+    ST_IMM(BPF_B, 1, 200, 0),
+    LDX(BPF_B, 5, 3, 0),
+    LDX(BPF_B, 6, 4, 0),
+    JMP_REG(BPF_JNE, 5, 6, 4),
+    JMP_IMM(BPF_JEQ, 5, 0, 6),
+    ALU64_IMM(BPF_ADD, 3, 1),
+    ALU64_IMM(BPF_ADD, 4, 1),
+    JA(-7),
+    MOV64_REG(0, 5),
+    ALU64_REG(BPF_SUB, 0, 6),
+    EXIT(),
+    MOV64_REG(0, 3),
+    ALU64_REG(BPF_SUB, 0, 1),
     EXIT(),
 };
 static const struct bpf_insn shape_diamonds[] = {
@@ -764,6 +786,7 @@ Test(jit_diff, llvm_pipelines_match_interpreter)
     } shapes[] = {
         {"memory loop", shape_memory_loop, sizeof(shape_memory_loop) / sizeof(shape_memory_loop[0])},
         {"register loop", shape_register_loop, sizeof(shape_register_loop) / sizeof(shape_register_loop[0])},
+        {"goto loop", shape_goto_loop, sizeof(shape_goto_loop) / sizeof(shape_goto_loop[0])},
         {"diamonds", shape_diamonds, sizeof(shape_diamonds) / sizeof(shape_diamonds[0])},
         {"local call", shape_local_call, sizeof(shape_local_call) / sizeof(shape_local_call[0])},
     };
