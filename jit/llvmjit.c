@@ -231,9 +231,10 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * of constant trip count that touch memory (memcpy_4k's word loop: 2.4x
  * faster), rotate loops a goto closes (the test at the top: strcmp_4k's
  * byte loop, three branches a byte to two, 2.06 -> 1.39 us; prime_sieve
- * 12.9 -> 10.9 us; 3.6% more instructions a compile for such programs,
- * none for the others). Left out: the other loop rewriters (induction variables,
- * vectorisers), the interprocedural passes (one module, internal
+ * 12.9 -> 10.9 us; 11-14% more instructions a compile for these two,
+ * none for programs without such a loop). Left out: the other loop
+ * rewriters (induction variables, vectorisers), the interprocedural
+ * passes (one module, internal
  * functions) and the repeated cleanups: bpfgraft-bench jit measured them
  * at 3-5 ms a program for run times no better on its programs, and the
  * induction-variable rewrite made prime_sieve 2.2x slower on AMD EPYC.
