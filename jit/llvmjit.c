@@ -80,6 +80,7 @@ struct lj {
     uint8_t *reach;        /* per pc */
     bool terminated;
     bool memory_loop; /* a loop loads or stores: worth unrolling */
+    bool goto_loop;   /* a goto closes a loop (its test at the top): rotate */
     bool known[11];
     uint64_t kval[11];
     int32_t kpc[11];             /* relocatable: the lddw a known value came from, or -1 */
@@ -228,8 +229,12 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * attach latency). Inline the entry's call, promote the register allocas,
  * fold, hoist loop invariants, remove redundant loads, unroll small loops
  * of constant trip count that touch memory (memcpy_4k's word loop: 2.4x
- * faster). Left out: the loop rewriters (rotation, induction variables,
- * vectorisers), the interprocedural passes (one module, internal
+ * faster), rotate loops a goto closes (the test at the top: strcmp_4k's
+ * byte loop, three branches a byte to two, 2.06 -> 1.39 us; prime_sieve
+ * 12.9 -> 10.9 us; 11-14% more instructions a compile for these two,
+ * none for programs without such a loop). Left out: the other loop
+ * rewriters (induction variables, vectorisers), the interprocedural
+ * passes (one module, internal
  * functions) and the repeated cleanups: bpfgraft-bench jit measured them
  * at 3-5 ms a program for run times no better on its programs, and the
  * induction-variable rewrite made prime_sieve 2.2x slower on AMD EPYC.
@@ -241,16 +246,21 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
  * only programs with a loop that loads or stores, without runtime
  * unrolling and peeling, and level 1 never. A single-function program needs
  * no inliner: it is emitted into the entry (emit_entry). Level 3 is LLVM's default<O3>. */
-#define LEAN_CLEANUP "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm),gvn,instcombine,simplifycfg"
+#define LEAN_INLINE "cgscc(inline),"
+#define LEAN_ROTATE "loop(loop-rotate),"
 #define LEAN_UNROLL ",loop-unroll<O2;no-runtime;no-peeling>"
+#define LEAN(inl, rot, unroll) \
+    inl "function(sroa,early-cse,instcombine,simplifycfg," rot "loop-mssa(licm),gvn,instcombine,simplifycfg" unroll ")"
 
-static const char *lean_pipeline(bool fused, bool unroll)
+static const char *lean_pipeline(bool fused, bool rotate, bool unroll)
 {
-    static const char *const p[2][2] = {
-        {"cgscc(inline)," LEAN_CLEANUP ")", "cgscc(inline)," LEAN_CLEANUP LEAN_UNROLL ")"},
-        {LEAN_CLEANUP ")", LEAN_CLEANUP LEAN_UNROLL ")"},
+    static const char *const p[2][2][2] = {
+        {{LEAN(LEAN_INLINE, "", ""), LEAN(LEAN_INLINE, "", LEAN_UNROLL)},
+         {LEAN(LEAN_INLINE, LEAN_ROTATE, ""), LEAN(LEAN_INLINE, LEAN_ROTATE, LEAN_UNROLL)}},
+        {{LEAN("", "", ""), LEAN("", "", LEAN_UNROLL)},
+         {LEAN("", LEAN_ROTATE, ""), LEAN("", LEAN_ROTATE, LEAN_UNROLL)}},
     };
-    return p[fused][unroll];
+    return p[fused][rotate][unroll];
 }
 
 /* ---- IR helpers -------------------------------------------------------- */
@@ -1069,6 +1079,7 @@ static int analyse(struct lj *j, const struct bpf_insn *orig)
         }
         if (is_ja(in)) {
             note_jump(j, orig, pc, ja_target(in, pc));
+            j->goto_loop |= ja_target(in, pc) <= pc;
             if (pc + 1 < n)
                 j->leader[pc + 1] = 1;
         } else if (is_cond_jump(in)) {
@@ -1361,7 +1372,8 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     j.stats->ir_ms = t1 - t0;
 
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
-    const char *pipeline = opt >= 3 ? "default<O3>" : lean_pipeline(fusable(&j), opt == 2 && j.memory_loop);
+    const char *pipeline =
+        opt >= 3 ? "default<O3>" : lean_pipeline(fusable(&j), j.goto_loop, opt == 2 && j.memory_loop);
     LLVMErrorRef perr = LLVMRunPasses(j.M, pipeline, tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
     if (perr) {
@@ -1492,7 +1504,7 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
         return ret;
     const struct bpf_insn *r = bpfg_vm_insns(vm);
     struct hash128 h = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
-    h_bytes(&h, "bpfgraft-llvmjit-2", 18); /* -2: the per-program pipelines */
+    h_bytes(&h, "bpfgraft-llvmjit-3", 18); /* -3: goto loops rotated */
     h_bytes(&h, version_text, strlen(version_text));
     h_bytes(&h, host_cpu, strlen(host_cpu));
     if (host_features)

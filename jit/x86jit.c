@@ -800,29 +800,72 @@ static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert
     jcc_label(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label); /* x86 cc ^ 1 is its inverse */
 }
 
-/* A jump back to a loop's exit test ("L: if c goto X; ...; goto L") gets
- * the test itself, inverted: "if !c goto L+1; goto X". The loop then
- * runs one taken branch per iteration instead of a jmp and the test. */
-static void emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32_t off)
+/* Straight-line code emit_ja may repeat: its machine code refers to no
+ * label (no lddw, jump, call, or atomic with its fault exit). */
+static bool is_repeatable(const struct bpf_insn *in)
+{
+    uint8_t cls = BPF_CLASS(in->code);
+    return cls == BPF_ALU || cls == BPF_ALU64 || cls == BPF_LDX || cls == BPF_ST ||
+           (cls == BPF_STX && BPF_MODE(in->code) == BPF_MEM);
+}
+
+/* The exit test of a loop head "L: s1..sk; if c goto X" (k <= ROTATE_MAX
+ * repeatable instructions) a goto at pc jumps back to, or SIZE_MAX. The
+ * head is emitted twice: a longer one would grow the code more than the
+ * jmp it saves is worth. */
+#define ROTATE_MAX 4
+static size_t rotated_test(const struct bpf_insn *insns, size_t target, size_t pc)
+{
+    for (size_t t = target; t < pc && t <= target + ROTATE_MAX; t++) {
+        if (is_cond_jump(&insns[t]))
+            return t;
+        if (!is_repeatable(&insns[t]))
+            return SIZE_MAX;
+    }
+    return SIZE_MAX;
+}
+
+static int emit_repeat(struct jit *j, const struct bpf_insn *in)
+{
+    switch (BPF_CLASS(in->code)) {
+    case BPF_LDX: emit_ldx(j, in); return 0;
+    case BPF_ST: emit_st(j, in); return 0;
+    case BPF_STX: emit_stx(j, in); return 0;
+    default: return emit_alu(j, in);
+    }
+}
+
+/* A goto back to a loop head "L: s1..sk; if c goto X; ..." (k may be 0)
+ * carries the head, its test inverted: "s1..sk; if !c goto test+1; goto
+ * X". The loop then runs one branch fewer per iteration: no jmp (strcmp's
+ * byte loop, k = 2: three branches a byte to two). */
+static int emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32_t off)
 {
     size_t target = (size_t)((int64_t)pc + 1 + off);
-    const struct bpf_insn *t = &insns[target];
-    size_t exit = (size_t)((int64_t)target + 1 + t->off);
-    if (off >= 0 || !is_cond_jump(t)) {
+    size_t test = off < 0 ? rotated_test(insns, target, pc) : SIZE_MAX;
+    if (test == SIZE_MAX) {
         if (target != pc + 1) /* ja +0 is a nop */
             jmp_label(j, (uint32_t)target);
-        return;
+        return 0;
     }
-    emit_cond_jump(j, t, true, (uint32_t)(target + 1));
+    for (size_t i = target; i < test; i++) {
+        int ret = emit_repeat(j, &insns[i]);
+        if (ret)
+            return ret;
+    }
+    const struct bpf_insn *t = &insns[test];
+    size_t exit = (size_t)((int64_t)test + 1 + t->off);
+    emit_cond_jump(j, t, true, (uint32_t)(test + 1));
     if (exit != pc + 1) /* the exit is often the next instruction */
         jmp_label(j, (uint32_t)exit);
+    return 0;
 }
 
 static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
 {
     bool is32 = BPF_CLASS(in->code) == BPF_JMP32;
     switch (BPF_OP(in->code)) {
-    case BPF_JA: emit_ja(j, in - pc, pc, is32 ? in->imm : in->off); return 0;
+    case BPF_JA: return emit_ja(j, in - pc, pc, is32 ? in->imm : in->off);
     case BPF_EXIT: emit1(j, 0xc3); return 0;
     case BPF_CALL:
         if (BPF_SRC(in->code) == BPF_X)
@@ -1018,8 +1061,8 @@ static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
     return 0;
 }
 
-/* Loop heads: targets of backward jumps; for a goto back to an exit test
- * (emit_ja carries the test), the instruction after the test. */
+/* Loop heads: targets of backward jumps; for a goto back to a head
+ * emit_ja carries (rotated_test), the instruction after its test. */
 static int mark_loop_heads(struct jit *j, const struct bpf_insn *orig, size_t n)
 {
     j->loop_head = calloc(n, 1);
@@ -1035,9 +1078,8 @@ static int mark_loop_heads(struct jit *j, const struct bpf_insn *orig, size_t n)
         if (!jump_offset(in, &off) || off >= 0)
             continue;
         size_t t = (size_t)((int64_t)pc + 1 + off);
-        if (BPF_OP(in->code) == BPF_JA && is_cond_jump(&orig[t]))
-            t++;
-        j->loop_head[t] = 1;
+        size_t test = BPF_OP(in->code) == BPF_JA ? rotated_test(orig, t, pc) : SIZE_MAX;
+        j->loop_head[test == SIZE_MAX ? t : test + 1] = 1;
     }
     return 0;
 }

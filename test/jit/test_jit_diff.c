@@ -321,9 +321,14 @@ static void gen_loop(struct gen *g)
         g->bad_target[pc] = true;
 }
 
-/* "L: if done(counter) goto X; body; step; goto L; X:" (the x86 JIT puts
- * the test, inverted, on the back-edge), with every exit test form:
- * counting down to 0, or up until a bit is set (jset). */
+/* "L: head; if done(counter) goto X; body; step; goto L; [dead;] X:" (the
+ * x86 JIT repeats the head and the test, inverted, on the back-edge when
+ * the head is at most 4 instructions and no lddw or atomic), with every
+ * exit test form: counting down to 0, or up until a bit is set (jset). The
+ * head is 0-5 straight-line instructions, sometimes ending with the step
+ * (the goto then follows the test at once); outside kernel programs the
+ * exit sometimes skips dead code after the goto (the repeated test's exit
+ * then needs its own jmp). */
 static void gen_while(struct gen *g)
 {
     static const struct {
@@ -331,22 +336,31 @@ static void gen_while(struct gen *g)
         int32_t imm;
     } down[] = {{BPF_JEQ, 0}, {BPF_JSLE, 0}, {BPF_JLE, 0}, {BPF_JLT, 1}, {BPF_JSLT, 1}};
     int counter = 6 + (int)below(g, 3);
-    bool up = below(g, 4) == 0;
+    bool up = below(g, 4) == 0, step_first = below(g, 3) == 0;
     uint8_t cls = below(g, 2) ? BPF_JMP : BPF_JMP32;
-    put(g, MOV64_IMM(counter, up ? 1 + (int)below(g, 7) : (int)below(g, 6)));
+    struct bpf_insn step = ALU64_IMM(BPF_ADD, counter, up ? 1 : -1);
+    put(g, MOV64_IMM(counter, up ? 1 + (int)below(g, 7) : (int)below(g, 6) + step_first));
+    size_t head = g->n;
+    for (size_t i = 0, len = below(g, 6); i < len; i++)
+        gen_straight(g, counter);
+    if (step_first)
+        put(g, step);
     size_t test = g->n, k = below(g, 5);
     put(g, up ? INSN(cls | BPF_K | BPF_JSET, counter, 0, 0, 8)
               : INSN(cls | BPF_K | down[k].op, counter, 0, 0, down[k].imm));
-    for (size_t i = 0, len = 1 + below(g, 5); i < len; i++)
+    for (size_t i = 0, len = step_first ? 0 : 1 + below(g, 5); i < len; i++)
         gen_straight(g, counter);
-    put(g, ALU64_IMM(BPF_ADD, counter, up ? 1 : -1));
+    if (!step_first)
+        put(g, step);
     if (below(g, 2))
-        put(g, JA((int16_t)(test - (g->n + 1))));
+        put(g, JA((int16_t)(head - (g->n + 1))));
     else
-        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(test - (g->n + 1))));
-    if (g->n <= MAX_PROG)
+        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(head - (g->n + 1))));
+    for (size_t i = 0, len = g->kernel ? 0 : below(g, 3); i < len; i++) /* the kernel refuses dead code */
+        gen_straight(g, -1);
+    if (test < g->n)
         g->p[test].off = (int16_t)(g->n - (test + 1));
-    for (size_t pc = test; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
+    for (size_t pc = head; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
         g->bad_target[pc] = true;
 }
 
@@ -695,8 +709,9 @@ Test(jit_diff, random_programs_match_interpreter)
 #ifdef BPFGRAFT_HAVE_LLVM
 /* The LLVM JIT's pipelines by program shape and level: loops over memory
  * (unrolled at level 2, not at 1), loops of registers only (never
- * unrolled), data-dependent if-then diamonds (kept as branches), local
- * calls (the CGSCC inliner) and single functions (always-inline). */
+ * unrolled), loops a goto closes (rotated at levels 1 and 2: strcmp's
+ * shape, two exits), data-dependent if-then diamonds (kept as branches),
+ * local calls (the CGSCC inliner) and single functions (always-inline). */
 static const struct bpf_insn shape_memory_loop[] = {
     MOV64_IMM(3, 0),          LDX(BPF_DW, 4, 1, 0), /* loop: */
     ALU64_REG(BPF_ADD, 4, 3), STX(BPF_DW, 1, 4, 8),        ALU64_REG(BPF_ADD, 0, 4),
@@ -704,6 +719,27 @@ static const struct bpf_insn shape_memory_loop[] = {
 };
 static const struct bpf_insn shape_register_loop[] = {
     MOV64_IMM(0, 0), MOV64_IMM(1, 0), ALU64_REG(BPF_ADD, 0, 1), ALU64_IMM(BPF_ADD, 1, 1), JMP_IMM(BPF_JLT, 1, 1000, -3),
+    EXIT(),
+};
+/* r3 = r4 = ctx; loop: r5 = *r3, r6 = *r4, exits r5 != r6 (differ, 11)
+ * and r5 == 0 (end, 14: r0 = the string's length; a zero at 200) */
+static const struct bpf_insn shape_goto_loop[] = {
+    MOV64_REG(3, 1),
+    MOV64_REG(4, 1),
+    MOV64_IMM(0, 0),
+    ST_IMM(BPF_B, 1, 200, 0),
+    LDX(BPF_B, 5, 3, 0),
+    LDX(BPF_B, 6, 4, 0),
+    JMP_REG(BPF_JNE, 5, 6, 4),
+    JMP_IMM(BPF_JEQ, 5, 0, 6),
+    ALU64_IMM(BPF_ADD, 3, 1),
+    ALU64_IMM(BPF_ADD, 4, 1),
+    JA(-7),
+    MOV64_REG(0, 5),
+    ALU64_REG(BPF_SUB, 0, 6),
+    EXIT(),
+    MOV64_REG(0, 3),
+    ALU64_REG(BPF_SUB, 0, 1),
     EXIT(),
 };
 static const struct bpf_insn shape_diamonds[] = {
@@ -750,6 +786,7 @@ Test(jit_diff, llvm_pipelines_match_interpreter)
     } shapes[] = {
         {"memory loop", shape_memory_loop, sizeof(shape_memory_loop) / sizeof(shape_memory_loop[0])},
         {"register loop", shape_register_loop, sizeof(shape_register_loop) / sizeof(shape_register_loop[0])},
+        {"goto loop", shape_goto_loop, sizeof(shape_goto_loop) / sizeof(shape_goto_loop[0])},
         {"diamonds", shape_diamonds, sizeof(shape_diamonds) / sizeof(shape_diamonds[0])},
         {"local call", shape_local_call, sizeof(shape_local_call) / sizeof(shape_local_call[0])},
     };
