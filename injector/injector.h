@@ -37,6 +37,7 @@ struct bpfg_stopped {
     uint64_t stop_ns;      /* when the first thread was stopped */
     uint64_t rescue;       /* the rescue code in the vDSO's tail (remote.c), 0 if none */
     uint64_t syscall_site; /* else: text the rescue code is written over for each call */
+    bool rescue_tried;     /* the vDSO was tried for it in this stop */
     uint64_t exempt_lo;    /* a Syscall User Dispatch exempt region seen (remote.c) */
     uint64_t exempt_code;  /* the rescue code's copy in it, 0 if none */
 };

@@ -34,6 +34,11 @@ long bpfg_inj_ptrace(int req, pid_t tid, void *addr, void *data);
  * outside [lo, hi), in *site; 0 there if it has none. 0 or -errno. */
 int bpfg_inj_code_site(pid_t pid, uint64_t lo, uint64_t hi, uint64_t *site);
 
+/* Places the rescue code in the vDSO's tail, once a stop: before any
+ * choice of a text site, which other threads may run once a dying tracer
+ * leaves the bytes changed (remote.c). */
+void bpfg_inj_place_rescue(struct bpfg_stopped *st);
+
 /* True if remote syscalls write their code over [lo, hi) of the text
  * (no room in the vDSO: remote.c). */
 bool bpfg_rescue_in_text(const struct bpfg_stopped *st, uint64_t lo, uint64_t hi);

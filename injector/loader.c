@@ -503,6 +503,10 @@ int bpfg_payload_status(pid_t pid, const struct bpfg_injected *inj, uint32_t *st
  * the range being freed): move the site to an executable mapping outside. */
 static int keep_syscall_site_outside(struct bpfg_stopped *st, uint64_t lo, uint64_t hi, char *err)
 {
+    /* the vDSO first: else the site chosen here (the executable's first
+     * bytes: .init, then the PLT) took the rescue code for every call, and
+     * a tracer killed meanwhile left it there for the threads to run */
+    bpfg_inj_place_rescue(st);
     if (st->rescue || (st->syscall_site && !bpfg_rescue_in_text(st, lo, hi)))
         return 0;
     int r = bpfg_inj_code_site(st->pid, lo, hi, &st->syscall_site);

@@ -134,13 +134,19 @@ static void place_in_vdso(struct bpfg_stopped *st)
         st->rescue = at;
 }
 
+void bpfg_inj_place_rescue(struct bpfg_stopped *st)
+{
+    if (!st->rescue && !st->rescue_tried) {
+        st->rescue_tried = true;
+        place_in_vdso(st);
+    }
+}
+
 /* An executable mapping's first bytes as the fallback site. */
 static int find_syscall_site(struct bpfg_stopped *st, char *err)
 {
+    bpfg_inj_place_rescue(st);
     if (st->rescue || st->syscall_site)
-        return 0;
-    place_in_vdso(st);
-    if (st->rescue)
         return 0;
     int r = bpfg_inj_code_site(st->pid, 0, 0, &st->syscall_site);
     if (r)

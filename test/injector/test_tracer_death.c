@@ -152,3 +152,38 @@ Test(tracer_death, target_survives_tracer_killed_anywhere, .timeout = 120)
     cr_expect_gt(sh->signals, 0, "its signals are delivered");
     cr_expect(!changed, "its files' text is unchanged");
 }
+
+/* A stop whose first remote call is an unload (an attach removing a failed
+ * payload) runs it from the rescue code in the vDSO's tail. It once chose
+ * the executable's first bytes (.init, then the PLT) for every call: a
+ * tracer killed meanwhile left the code there, and a thread calling
+ * through the PLT popped its stack into its registers (restart_loop). */
+Test(tracer_death, unload_first_runs_from_the_vdso, .timeout = 30)
+{
+    char page[] = "/tmp/bpfgraft-tracer-death-XXXXXX";
+    int fd = mkstemp(page);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    close(fd);
+    pid_t v = start_victim(page);
+    struct timespec settle = {0, 50000000};
+    nanosleep(&settle, NULL);
+    struct bpfg_stopped st;
+    char err[BPFG_ERRLEN];
+    int r = bpfg_stop_process(v, &st, err);
+    /* nothing is mapped there: the munmaps succeed and change nothing */
+    struct bpfg_injected inj = {
+        .base = 0x200000000000ull, .size = 4096, .stack_base = 0x200000010000ull, .stack_size = 4096};
+    int u = r ? r : bpfg_unload_payload(&st, &inj, err);
+    uint64_t rescue = st.rescue, site = st.syscall_site;
+    if (!r)
+        bpfg_resume_process(&st, NULL);
+    int changed = text_changed(v);
+    kill(v, SIGKILL);
+    waitpid(v, NULL, 0);
+    unlink(page);
+    cr_assert_eq(u, 0, "unload: %s", err);
+    cr_expect_neq(rescue, 0, "the rescue code is in the vDSO's tail");
+    cr_expect_eq(site, 0, "no text site was chosen for it");
+    cr_expect(!changed, "its files' text is unchanged");
+}
