@@ -9,7 +9,9 @@ program). Then the server goes on, the listing turns to llvm while the
 threads keep calling, the LLVM code is mapped beside the x86 code (kept
 until the program is unloaded), and the entry and return counts equal
 the victim's calls exactly, as they do with --engine llvm. A server
-killed and started again adopts the target with its programs on llvm."""
+killed and started again adopts the target with its programs on llvm,
+and one killed before it sent the llvm code does the swap after the
+restart, from the target's record."""
 import os
 import signal
 import sys
@@ -138,6 +140,39 @@ def main():
             cl.call("target.detach", pid=v.pid)
         finally:
             v.stop()
+
+        # a server killed (-9) while it owed the llvm code (stopped at the
+        # attach's reply): the one started again finds the debt in the
+        # target's record and does the swap; the counts stay exact
+        owed = False
+        for round_ in range(3):
+            v = Victim(victim, srv.dir, 4)
+            try:
+                zero_counts(cl)
+                calls0 = v.get("calls")
+                attach(cl, v.pid, PROGS, ":probed_add", "tiered")
+                os.kill(srv.proc.pid, signal.SIGSTOP)
+                owed = code_mappings(v.pid) == len(PROGS)
+                srv.proc.kill()
+                srv.proc.wait()
+                v.set("go", 1)  # on x86 code while no server runs
+                time.sleep(0.2)
+                srv.start_again()
+                cl = srv.client()
+                if owed:
+                    check_eq(wait_engines(cl, v.pid, ["llvm"], timeout=30), ["llvm"],
+                             "owed swap: the restarted server switches the programs to llvm")
+                    check_eq(code_mappings(v.pid), 2 * len(PROGS), "owed swap: llvm code beside the x86 code")
+                    time.sleep(0.2)
+                    exact(cl, v, calls0, "owed swap across the restart")
+                else:
+                    wait_engines(cl, v.pid, ["llvm"], timeout=30)
+                cl.call("target.detach", pid=v.pid)
+            finally:
+                v.stop()
+            if owed:
+                break
+        check(owed, "owed swap: a round killed the server before its swap")
     return report()
 
 
