@@ -123,6 +123,20 @@ def main():
         finally:
             v.stop()
 
+        # the CLI: `bpfgraft attach --engine tiered`, then `ps --json`
+        v = Victim(victim, srv.dir, 1)
+        try:
+            rc, out, err = srv.cli_attach(v.pid, "count", "add_entry", "--target", ":probed_add", "--engine", "tiered")
+            check(rc == 0, "cli: attach --engine tiered", out + err)
+            wait_engines(cl, v.pid, ["llvm"])
+            rc, ps, err = srv.cli_json("ps")
+            mine = [t for t in ps or [] if t["pid"] == v.pid]
+            check(rc == 0 and len(mine) == 1 and [h["engine"] for h in mine[0]["hooks"]] == ["llvm"],
+                  "cli: ps --json reports llvm once switched", repr(ps) + err)
+            cl.call("target.detach", pid=v.pid)
+        finally:
+            v.stop()
+
         # a server killed (-9) after the swap: the one started again adopts
         # the target with its programs on llvm, and they keep counting
         v = Victim(victim, srv.dir, 4)
