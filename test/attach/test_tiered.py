@@ -32,6 +32,16 @@ def code_mappings(pid):
         return sum(1 for line in f if "bpfgraft-code" in line)
 
 
+def drop_jit_cache(srv):
+    """Empties the server's compiled-code cache (its *.jit entries), so the
+    next swap waits for a real LLVM compile (ms), not a cache hit (us): the
+    test's SIGSTOP then lands before it."""
+    cache = os.path.join(srv.dir, "jitcache")
+    for name in os.listdir(cache) if os.path.isdir(cache) else []:
+        if name.endswith(".jit"):
+            os.unlink(os.path.join(cache, name))
+
+
 def wait_engines(cl, pid, want, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,6 +68,7 @@ def tiered_round(srv, cl, v):
     code alone was mapped then (the swap had not begun)."""
     zero_counts(cl)
     calls0 = v.get("calls")
+    drop_jit_cache(srv)
     attach(cl, v.pid, PROGS, ":probed_add", "tiered")
     os.kill(srv.proc.pid, signal.SIGSTOP)
     try:
@@ -167,6 +178,7 @@ def main():
             try:
                 zero_counts(cl)
                 calls0 = v.get("calls")
+                drop_jit_cache(srv)
                 attach(cl, v.pid, PROGS, ":probed_add", "tiered")
                 os.kill(srv.proc.pid, signal.SIGSTOP)
                 owed = code_mappings(v.pid) == len(PROGS)
