@@ -116,14 +116,14 @@ void targets_set_cache_dir(struct targets *t, const char *dir, const char *archi
 void targets_listen_name(const char *control_socket, char *buf, size_t len);
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd);
 
-/* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
+/* Engines ("llvm", "x86", "interp"; enum bpfg_engine; "tiered"). A requested engine
  * that cannot take a program falls back (llvm -> x86 -> interp) with the
  * reason logged. */
 #define TARGET_ENGINE_DEFAULT (-1) /* targets_attach: the server's default */
 /* "tiered": x86 code at the attach, LLVM's swapped in after it (tiering.h). */
 #define TARGET_ENGINE_TIERED 3
 /* progs_engine flag: runs x86 code, LLVM code owed (tiered; kept in the
- * handed-over state so that the next server does the swap). */
+ * target's record, so that a restarted server does the swap: adopt.c). */
 #define TARGET_ENGINE_LLVM_DUE 0x80
 int targets_engine_parse(const char *name); /* enum bpfg_engine, TIERED, or -EINVAL */
 const char *targets_engine_name(int engine);
