@@ -588,6 +588,22 @@ struct bpfg_pmsg_prog_code {
     /* struct bpfg_pmsg_prog prog; uint32_t map_ids[]; struct bpf_insn insns[]; */
 };
 
+/* BPFG_PMSG_PROG_SWAP (server -> payload): new native code for a loaded
+ * program, the code memfd attached as with PROG_CODE (same convention).
+ * The server's tiered engine sends it when its LLVM compile of a program
+ * that started on x86 code ends. The payload maps the code r-x and stores
+ * the entry pointer atomically: each run executes the old code or the new
+ * one whole; the old mapping is kept until the program is unloaded (a
+ * thread may still be in it). The payload's HELLO reports the new engine.
+ * Reply: empty; -ENOENT for an unknown program, -EINVAL for checked ones. */
+#define BPFG_PMSG_PROG_SWAP 140
+struct bpfg_pmsg_prog_swap {
+    uint32_t prog_id;
+    uint32_t engine; /* enum bpfg_engine, not INTERP */
+    uint32_t code_len;
+    uint32_t entry_off;
+};
+
 /* ==== 5. syscall hooks ====
  *
  * Programs of the syscall tracepoints run inside the target on Syscall

@@ -56,7 +56,7 @@ static const char usage_text[] =
     "  map lookup MAP KEY | delete MAP KEY | pop MAP\n"
     "  map adopt /sys/fs/bpf/PATH --name N   a pinned kernel map, for objects loaded later\n"
     "  map update MAP KEY VALUE [--noexist|--exist]\n"
-    "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp] [--cookie N]\n"
+    "  attach PID [OBJ [PROG...]] [--target BIN:FUNC] [--engine llvm|x86|interp|tiered] [--cookie N]\n"
     "                                  attach an object's uprobe programs to a process\n"
     "                                  (no OBJ: the process joins bpfgraft; running tools reach it)\n"
     "  attach --path BINARY OBJ [PROG...] [--target ...] [--engine E] [--cookie N]\n"
@@ -1018,7 +1018,7 @@ static int cmd_attach(struct args *a)
     if (take_opt(a, "--target", &q.target) < 0)
         return usage_error("attach: --target needs BINARY:FUNCTION");
     if (take_opt(a, "--engine", &q.engine) < 0)
-        return usage_error("attach: --engine needs llvm, x86 or interp");
+        return usage_error("attach: --engine needs llvm, x86, interp or tiered");
     if (take_opt(a, "--cookie", &q.cookie_arg) < 0 || (q.cookie_arg && !parse_u64(q.cookie_arg, &q.cookie)))
         return usage_error("attach: --cookie needs an unsigned 64-bit number");
     if (take_opt(a, "--path", &q.path) < 0)
@@ -1101,7 +1101,7 @@ static int cmd_start(struct args *a)
     if (take_opt(a, "--target", &target) < 0)
         return usage_error("start: --target needs BINARY:FUNCTION");
     if (take_opt(a, "--engine", &engine) < 0)
-        return usage_error("start: --engine needs llvm, x86 or interp");
+        return usage_error("start: --engine needs llvm, x86, interp or tiered");
     int rc0 = check_no_flags(a, "start");
     if (rc0)
         return rc0;
@@ -1240,7 +1240,7 @@ static int cmd_run(struct args *a)
         return EXIT_USAGE;
     const char *engine = NULL, *attach = NULL;
     if (take_opt(a, "--engine", &engine) < 0)
-        return usage_error("run: --engine needs llvm, x86 or interp");
+        return usage_error("run: --engine needs llvm, x86, interp or tiered");
     if (take_opt(a, "--attach", &attach) < 0)
         return usage_error("run: --attach needs PID[,PID...]");
     int rc0 = check_no_flags(a, "run");

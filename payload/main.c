@@ -166,6 +166,12 @@ static void prog_free(struct prog *p)
         return;
     if (p->code_map)
         rt_sys2(SYS_munmap, (long)p->code_map, (long)p->code_map_len);
+    while (p->code_old) {
+        struct code_old *o = p->code_old;
+        p->code_old = o->next;
+        rt_sys2(SYS_munmap, (long)o->map, (long)o->len);
+        free(o);
+    }
     bpfg_vm_free(p->vm);
     free(p->maps);
     free(p);
@@ -223,31 +229,76 @@ static int add_map_regions(struct bpfg_vm *vm, struct bpfg_map *m)
     return err;
 }
 
-/* Maps the server's code memfd r-x (never writable here: the server
- * sealed it) and points p at its entry. */
-static int map_code(struct prog *p, const struct bpfg_pmsg_prog_code *pc, int fd)
+/* Maps code_len bytes of the server's code memfd r-x (never writable
+ * here: the server sealed it). The mapping's address, or a negative errno
+ * with the reason set. */
+static long map_code_fd(const struct prog *p, uint32_t engine, uint32_t code_len, uint32_t entry_off, int fd)
 {
     struct stat st;
     if (fd < 0)
-        return fail(-EBADF, "program %u: PROG_CODE carries no code fd", p->id);
-    if (pc->engine == BPFG_ENGINE_INTERP || !pc->code_len || pc->entry_off >= pc->code_len)
-        return fail(-EINVAL, "program %u: bad code (engine %u, %u bytes, entry at %u)", p->id, pc->engine, pc->code_len,
-                    pc->entry_off);
+        return fail(-EBADF, "program %u: the message carries no code fd", p->id);
+    if (engine == BPFG_ENGINE_INTERP || !code_len || entry_off >= code_len)
+        return fail(-EINVAL, "program %u: bad code (engine %u, %u bytes, entry at %u)", p->id, engine, code_len,
+                    entry_off);
     if (p->flags & BPFG_PROG_F_CHECKED)
         return fail(-EINVAL, "program %u: checked mode needs the interpreter", p->id);
     long r = rt_sys2(SYS_fstat, fd, (long)&st);
     if (rt_is_err(r))
         return fail((int)r, "program %u: fstat of the code: %s", p->id, strerror((int)-r));
-    if ((uint64_t)st.st_size < pc->code_len)
+    if ((uint64_t)st.st_size < code_len)
         return fail(-EINVAL, "program %u: the code memfd has %lld bytes, not %u", p->id, (long long)st.st_size,
-                    pc->code_len);
-    long addr = rt_sys6(SYS_mmap, 0, (long)pc->code_len, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+                    code_len);
+    long addr = rt_sys6(SYS_mmap, 0, (long)code_len, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
     if (rt_is_err(addr))
         return fail((int)addr, "program %u: mapping its code r-x: %s", p->id, strerror((int)-addr));
+    return addr;
+}
+
+/* Points p at its code (PROG_CODE). */
+static int map_code(struct prog *p, const struct bpfg_pmsg_prog_code *pc, int fd)
+{
+    long addr = map_code_fd(p, pc->engine, pc->code_len, pc->entry_off, fd);
+    if (rt_is_err(addr))
+        return (int)addr;
     p->code_map = (void *)addr;
     p->code_map_len = pc->code_len;
     p->code = (bpfg_x86jit_fn)(uintptr_t)(addr + pc->entry_off);
     p->engine = pc->engine;
+    return 0;
+}
+
+/* PROG_SWAP: new code for a loaded program (tiering: x86, then LLVM).
+ * One pointer store switches it; a run loads p->code once (payload.h),
+ * so every run is wholly old code or wholly new, and hook slots, tail
+ * calls and timers keep the same struct prog. The old mapping stays until
+ * the program is freed (a thread may be inside it; no grace period is
+ * waited for here): the server swaps a program once, so that costs one
+ * x86 code mapping (a few pages) per tiered program. */
+static int do_prog_swap(const uint8_t *body, size_t len, int fd)
+{
+    struct bpfg_pmsg_prog_swap sw;
+    if (len < sizeof(sw))
+        return fail(-EBADMSG, "PROG_SWAP message too short");
+    memcpy(&sw, body, sizeof(sw));
+    struct prog *p = payload_prog_by_id(sw.prog_id);
+    if (!p)
+        return fail(-ENOENT, "program %u is not loaded", sw.prog_id);
+    struct code_old *old = NULL;
+    if (p->code_map && !(old = malloc(sizeof(*old))))
+        return fail(-ENOMEM, "out of memory");
+    long addr = map_code_fd(p, sw.engine, sw.code_len, sw.entry_off, fd);
+    if (rt_is_err(addr)) {
+        free(old);
+        return (int)addr;
+    }
+    if (old) {
+        *old = (struct code_old){p->code_map, p->code_map_len, p->code_old};
+        p->code_old = old;
+    }
+    p->code_map = (void *)addr;
+    p->code_map_len = sw.code_len;
+    __atomic_store_n(&p->code, (bpfg_x86jit_fn)(uintptr_t)(addr + sw.entry_off), __ATOMIC_RELEASE);
+    __atomic_store_n(&p->engine, sw.engine, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -472,6 +523,7 @@ static int handle(const struct bpfg_pmsg_hdr *h, const uint8_t *body, int fd, bo
         memcpy(&pc, body, sizeof(pc));
         return do_prog(body + sizeof(pc), len - sizeof(pc), &pc, fd);
     }
+    case BPFG_PMSG_PROG_SWAP: return do_prog_swap(body, len, fd);
     case BPFG_PMSG_HOOK: return do_hook(body, len);
     case BPFG_PMSG_UNHOOK: {
         struct bpfg_pmsg_unhook u;

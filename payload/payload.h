@@ -16,15 +16,23 @@
 #define MAX_TAIL_CALLS 33
 #define MAX_RB_RESERVED 8
 
+/* Code a PROG_SWAP replaced: a thread may still run it (main.c). */
+struct code_old {
+    void *map;
+    size_t len;
+    struct code_old *next;
+};
+
 struct prog {
     uint32_t id;
     uint32_t flags;
     struct bpfg_vm *vm;
     uint32_t nmaps;
     struct bpfg_map **maps; /* map_ids[] of the PROG message, resolved */
-    bpfg_x86jit_fn code;    /* native code (PROG_CODE); NULL: the interpreter */
+    bpfg_x86jit_fn code;    /* native code (PROG_CODE); NULL: the interpreter. Atomic: PROG_SWAP */
     void *code_map;         /* its r-x mapping of the server's memfd */
     size_t code_map_len;
+    struct code_old *code_old;     /* mappings PROG_SWAP replaced: unmapped with the program */
     uint32_t engine;               /* enum bpfg_engine */
     struct bpfg_prog_stats *stats; /* its slot of bpfg_stats (payload_abi.h section 9) */
 };
@@ -120,8 +128,10 @@ static inline __attribute__((always_inline)) void helpers_run_body(struct prog *
          * as in the interpreter */
         void *ctx = ex->ctx ? ex->ctx : (void *)ex->regs;
         size_t ctx_len = ex->ctx ? ex->ctx_len : sizeof(*ex->regs);
-        if (p->code) {
-            (void)p->code(ctx, ctx_len, helpers_table, ex);
+        /* one load: PROG_SWAP may replace the code during the run */
+        bpfg_x86jit_fn code = __atomic_load_n(&p->code, __ATOMIC_ACQUIRE);
+        if (code) {
+            (void)code(ctx, ctx_len, helpers_table, ex);
         } else {
             uint64_t ret;
             bpfg_vm_exec_ctx(p->vm, ctx, ctx_len, ex, &ret);

@@ -57,7 +57,7 @@ _bpfgraft()
     fi
     case $prev in
     --socket | -o | --cache-dir | --tls-cert | --tls-key | --tls-ca) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
-    --engine) mapfile -t COMPREPLY < <(compgen -W "llvm x86 interp" -- "$cur"); return ;;
+    --engine) mapfile -t COMPREPLY < <(compgen -W "llvm x86 interp tiered" -- "$cur"); return ;;
     --topic) mapfile -t COMPREPLY < <(compgen -W "trace ringbuf target" -- "$cur"); return ;;
     --target | --name | -O) return ;;
     --attach) mapfile -t COMPREPLY < <(compgen -W "$(_bpfgraft_pids)" -- "$cur"); return ;;

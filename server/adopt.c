@@ -144,6 +144,20 @@ static int take_inventory(struct target *t, const struct hello *hi)
     return 0;
 }
 
+/* Tiered programs whose LLVM code the last server still owed when it
+ * stopped (the payload's inventory knows no such flag): owed again if the
+ * payload still runs them on x86, so this server's loop does the swap. */
+static void keep_owed_llvm(struct target *t, const uint32_t *ids, const uint8_t *engines, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!(engines[i] & TARGET_ENGINE_LLVM_DUE))
+            continue;
+        for (size_t k = 0; k < t->nprogs_sent; k++)
+            if (t->progs_sent[k] == ids[i] && t->progs_engine[k] == BPFG_ENGINE_X86)
+                t->progs_engine[k] |= TARGET_ENGINE_LLVM_DUE;
+    }
+}
+
 struct file_at {
     uint64_t addr, start, end, off;
 };
@@ -337,8 +351,16 @@ static int build_target(struct server *s, struct target *t, const struct hello *
         memset(t->hooks, 0, sizeof(t->hooks)), t->nhooks = 0;
     if (!t->trap_action) /* a record written before the first HOOK's reply, or none */
         t->trap_action = hi->a.trap_saved_action;
+    uint32_t *rec_ids = t->progs_sent; /* the record's, for its owed LLVM code */
+    uint8_t *rec_engines = t->progs_engine;
+    size_t rec_n = t->nprogs_sent;
+    t->progs_sent = NULL, t->progs_engine = NULL, t->nprogs_sent = 0;
     if ((err = take_inventory(t, hi)) == 0)
         err = merge_hooks(t, hi);
+    if (!err)
+        keep_owed_llvm(t, rec_ids, rec_engines, rec_n);
+    free(rec_ids);
+    free(rec_engines);
     return err;
 }
 

@@ -2,7 +2,7 @@
  * map and serves the control socket.
  *
  *   bpfgraftd [--foreground | --daemon] [--socket PATH] [--socket-mode MODE]
- *             [--socket-group GROUP] [--log FILE] [--debug] [--engine llvm|x86|interp]
+ *             [--socket-group GROUP] [--log FILE] [--debug] [--engine llvm|x86|interp|tiered]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,8 +59,9 @@ static void usage(FILE *f)
             "      --tls-client-ca FILE  the CA clients' certificates must be signed by; reread on SIGHUP\n"
             "  -v, --debug             log every request error too\n"
             "      --verifier=kernel   also require the kernel's verifier to accept each program (root)\n"
-            "      --engine ENGINE     how programs run in targets by default: llvm (default), x86\n"
-            "                          or interp; unavailable engines fall back (llvm, x86, interp)\n"
+            "      --engine ENGINE     how programs run in targets by default: llvm (default), x86,\n"
+            "                          interp, or tiered (x86 at once, llvm swapped in after);\n"
+            "                          unavailable engines fall back (llvm, x86, interp)\n"
             "      --syscall-rewrite=off  keep syscall hooks on the signal path (Syscall User\n"
             "                          Dispatch only); default on: hot sites are rewritten\n"
             "      --offload-kernel-uprobes  serve kernel uprobes that tools attach to managed\n"
@@ -273,7 +274,7 @@ int main(int argc, char **argv)
         case 'E': {
             int engine = targets_engine_parse(optarg);
             if (engine < 0) {
-                fprintf(stderr, "bpfgraftd: --engine takes 'llvm', 'x86' or 'interp'\n");
+                fprintf(stderr, "bpfgraftd: --engine takes 'llvm', 'x86', 'interp' or 'tiered'\n");
                 return 2;
             }
             targets_set_default_engine(engine);

@@ -863,7 +863,7 @@ static int attach_options(struct srv_call *call, char *target, size_t target_len
         if ((err = arg_string(call, 4, engine_name, sizeof(engine_name))))
             return err;
         if ((*engine = targets_engine_parse(engine_name)) < 0)
-            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp, tiered)",
                         engine_name);
     }
     return 0;
@@ -973,7 +973,7 @@ static int m_tool_start(struct srv_call *call, msgpack_packer *pk)
         if ((err = arg_string(call, 1, engine_name, sizeof(engine_name))))
             return err;
         if ((engine = targets_engine_parse(engine_name)) < 0)
-            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp)",
+            return fail(call, BPFG_RPC_E_INVALID_PARAMS, "unknown engine '%s' (engines: llvm, x86, interp, tiered)",
                         engine_name);
     }
     int code = targets_start(call->s, (pid_t)pid, call->c->uid, call->c->pid, NULL, 0, NULL, engine, true, call->err,
@@ -1167,7 +1167,8 @@ static const struct method methods[] = {
      "Attaches an object's uprobe/uretprobe programs (all, or the listed ones) to a running "
      "process (no object: the process only joins bpfgraft, and running tools' links attach there); 'target' "
      "(\"binary:function[+off]\") serves programs whose section names none; 'engine' "
-     "(llvm, x86, interp; default: the server's) compiles them for the process, falling back as needed; "
+     "(llvm, x86, interp, tiered: x86 at once and llvm swapped in after the reply; default: the server's) "
+     "compiles them for the process, falling back as needed; "
      "'cookie' is what bpf_get_attach_cookie returns in these attachments (default 0).",
      1},
     {"target.start",

@@ -24,6 +24,7 @@
 #include "stacksyms.h"
 #include "adopt.h"
 #include "state.h"
+#include "tiering.h"
 #include "tool.h"
 #include "execwatch.h"
 #include "kernel.h"
@@ -815,7 +816,8 @@ int server_run(struct server *s)
     while (!s->stop) {
         tools_reap(s); /* tools that ended in the previous batch */
         bool spares_low = registry_spares_low(&s->reg);
-        int n = epoll_wait(s->epfd, evs, 64, spares_low ? 0 : -1);
+        bool tier_due = tiering_pending(s); /* LLVM code owed: compiled between batches */
+        int n = epoll_wait(s->epfd, evs, 64, spares_low || tier_due ? 0 : -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -876,6 +878,8 @@ int server_run(struct server *s)
             drop_slow_handshakes(s);
         }
         handover_progress(s);
+        if (tier_due)
+            tiering_step(s); /* after the batch: its replies are out */
     }
     srv_log(SRV_INFO, "stopped: %zu objects, %zu maps released", s->reg.nobjects, s->reg.nmaps);
     return 0;

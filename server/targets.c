@@ -70,6 +70,7 @@ static const char *const engine_names[] = {
     [BPFG_ENGINE_INTERP] = "interp",
     [BPFG_ENGINE_X86] = "x86",
     [BPFG_ENGINE_LLVM] = "llvm",
+    [TARGET_ENGINE_TIERED] = "tiered",
 };
 
 static int default_engine = BPFG_ENGINE_LLVM;
@@ -859,8 +860,10 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     hdr->flags = 0;
     memcpy(body + sizeof(*hdr), o->map_ids, o->map_cnt * sizeof(uint32_t));
     memcpy(body + sizeof(*hdr) + o->map_cnt * sizeof(uint32_t), op->insns, op->insn_cnt * sizeof(struct bpf_insn));
+    /* tiered: x86 now; the event loop owes the LLVM code (tiering.c) */
+    bool tiered = engine == TARGET_ENGINE_TIERED || (engine >= 0 && (engine & TARGET_ENGINE_LLVM_DUE));
     struct bpfg_x86jit_code code = {0};
-    int used = progcompile_for_target(s, t, o, p, engine, &code);
+    int used = progcompile_for_target(s, t, o, p, tiered ? BPFG_ENGINE_X86 : engine, &code);
     int r = -1;
     if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &code) != 0)
         used = BPFG_ENGINE_INTERP;
@@ -872,7 +875,8 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     free(body);
     if (r)
         return r;
-    t->progs_engine[t->nprogs_sent] = (uint8_t)used;
+    t->progs_engine[t->nprogs_sent] =
+        (uint8_t)(used | (tiered && used == BPFG_ENGINE_X86 ? TARGET_ENGINE_LLVM_DUE : 0));
     if ((r = add_id(&t->progs_sent, &t->nprogs_sent, p->id)))
         return srv_efail(err, errlen, r, "out of memory");
     if (!t->ustack && takes_stacks(op))
@@ -886,7 +890,7 @@ static int prog_engine(const struct target *t, uint32_t prog_id)
 {
     for (size_t i = 0; i < t->nprogs_sent; i++)
         if (t->progs_sent[i] == prog_id)
-            return t->progs_engine[i];
+            return t->progs_engine[i] & ~TARGET_ENGINE_LLVM_DUE;
     return BPFG_ENGINE_INTERP;
 }
 

@@ -53,7 +53,7 @@ struct target {
     struct target_map_addr *map_addrs; /* parallel to maps_sent */
     size_t nmaps_sent;
     uint32_t *progs_sent;
-    uint8_t *progs_engine; /* parallel to progs_sent: enum bpfg_engine it runs on */
+    uint8_t *progs_engine; /* parallel to progs_sent: enum bpfg_engine it runs on, | TARGET_ENGINE_LLVM_DUE */
     size_t nprogs_sent;
     struct target_hook hooks[TARGET_MAX_HOOKS];
     size_t nhooks;
@@ -116,11 +116,16 @@ void targets_set_cache_dir(struct targets *t, const char *dir, const char *archi
 void targets_listen_name(const char *control_socket, char *buf, size_t len);
 int targets_init(struct targets *t, const char *control_socket, const char *payload_path, int inherited_fd);
 
-/* Engines ("llvm", "x86", "interp"; enum bpfg_engine). A requested engine
+/* Engines ("llvm", "x86", "interp"; enum bpfg_engine; "tiered"). A requested engine
  * that cannot take a program falls back (llvm -> x86 -> interp) with the
  * reason logged. */
-#define TARGET_ENGINE_DEFAULT (-1)          /* targets_attach: the server's default */
-int targets_engine_parse(const char *name); /* enum bpfg_engine, or -EINVAL */
+#define TARGET_ENGINE_DEFAULT (-1) /* targets_attach: the server's default */
+/* "tiered": x86 code at the attach, LLVM's swapped in after it (tiering.h). */
+#define TARGET_ENGINE_TIERED 3
+/* progs_engine flag: runs x86 code, LLVM code owed (tiered; kept in the
+ * target's record, so that a restarted server does the swap: adopt.c). */
+#define TARGET_ENGINE_LLVM_DUE 0x80
+int targets_engine_parse(const char *name); /* enum bpfg_engine, TIERED, or -EINVAL */
 const char *targets_engine_name(int engine);
 /* The default for attaches that name no engine (bpfgraftd --engine); llvm
  * unless set. */
