@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "payload.h"
 #include "rt/rt.h"
@@ -286,6 +287,24 @@ static void pool_put(const struct map_ticket *t)
     ntickets++;
 }
 
+/* Batches grow while a tool creates maps quickly (a tight loop of creates
+ * otherwise waits for a round trip every 8: server/README.md, "What a
+ * create costs"); most tools make fewer than the first. */
+#define TICKETS_FIRST 8
+#define TICKETS_QUICK_NS 50000000ull   /* a batch used up within this: the next is twice as big */
+static uint32_t batch = TICKETS_FIRST; /* chan lock */
+static uint64_t batch_ns;              /* chan lock; when the last batch was asked for */
+
+/* Chan lock held. The size of the next batch. */
+static uint32_t batch_next(void)
+{
+    uint64_t now = rt_clock_ns(CLOCK_MONOTONIC);
+    bool quick = batch_ns && now - batch_ns < TICKETS_QUICK_NS;
+    batch = !quick ? TICKETS_FIRST : batch < BPFG_TOOL_TICKETS_MAX ? batch * 2 : batch;
+    batch_ns = now;
+    return batch;
+}
+
 /* Chan lock held. A batch of tickets from the server into the pool. */
 static void tickets_fetch(void)
 {
@@ -297,16 +316,19 @@ static void tickets_fetch(void)
     mtx_unlock(&pool_word);
     if (!want)
         return; /* another thread has just fetched */
+    uint32_t n = batch_next();
+    want = want < n ? want : n;
     reply_init(&rep);
     uint32_t ask = want | BPFG_TOOL_TICKETS_SIZED;
     int err = call_locked(BPFG_TOOL_MAP_TICKETS, &ask, sizeof(ask), NULL, 0, &rep, &rh);
-    if (!err && (rh.status || rep.len < sizeof(t)))
+    if (!err && (rh.status || rep.len < sizeof(t.count)))
         err = -EPROTO;
-    if (!err)
-        memcpy(&t, rep.body, sizeof(t));
+    if (!err) /* an older server's is shorter (8 ids) */
+        memcpy(&t, rep.body, rep.len < sizeof(t) ? rep.len : sizeof(t));
     bool sized = !err && (t.count & BPFG_TOOL_TICKETS_SIZED);
     t.count &= ~BPFG_TOOL_TICKETS_SIZED;
-    if (!err && (!t.count || t.count > want || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore))
+    if (!err && (!t.count || t.count > want || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore ||
+                 rep.len < sizeof(t.count) + t.count * sizeof(t.ids[0])))
         err = -EPROTO;
     mtx_lock(&pool_word);
     for (uint32_t i = 0; !err && i < t.count; i++)

@@ -50,8 +50,8 @@ struct reply {
     int status;
     char *body; /* NUL-terminated; NULL after a transport failure */
     size_t len;
-    int fd;      /* attached fd (close-on-exec), -1 none */
-    int more[7]; /* the others, when several came (MAP_TICKETS: BPFG_TOOL_TICKETS_MAX) */
+    int fd;       /* attached fd (close-on-exec), -1 none */
+    int more[31]; /* the others, when several came (MAP_TICKETS: BPFG_TOOL_TICKETS_MAX) */
     int nmore;
 };
 
