@@ -29,7 +29,8 @@
   timers   a `bpfgraft run` tool's timer (bpftrace interval:) ticks on
            while no server runs (kill -9, restart)
   tickets  maps a `bpfgraft run` tool lays out in its map tickets: listed by
-           the id the tool sees, kept across kill -9, files gone at its end
+           the id the tool sees, kept across kill -9, files gone at its end;
+           a burst of 40 creates in a row, each in a sized ticket and working
   execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
            + restart: a process started after it is counted exactly
   layout   map regions of layout 3 at restart: arrays converted with their
