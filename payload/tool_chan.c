@@ -123,7 +123,8 @@ void reply_free(struct reply *r)
     if (r->fd >= 0)
         rt_sys1(SYS_close, r->fd);
     for (int i = 0; i < r->nmore; i++)
-        rt_sys1(SYS_close, r->more[i]);
+        if (r->more[i] >= 0) /* -1: taken (MAP_TICKETS) */
+            rt_sys1(SYS_close, r->more[i]);
     r->body = NULL;
     r->fd = -1;
     r->nmore = 0;
@@ -331,15 +332,16 @@ static void tickets_fetch(void)
                  rep.len < sizeof(t.count) + t.count * sizeof(t.ids[0])))
         err = -EPROTO;
     mtx_lock(&pool_word);
-    for (uint32_t i = 0; !err && i < t.count; i++)
-        pool_put(&(struct map_ticket){.id = t.ids[i], .fd = i ? rep.more[i - 1] : rep.fd, .sized = sized});
-    mtx_unlock(&pool_word);
-    if (!err) {
-        rep.fd = -1;
-        rep.nmore = 0;
-    } else if (!chan_dead) {
-        tickets_refused = true; /* the server said no: MAP_CREATE then */
+    for (uint32_t i = 0; !err && i < t.count; i++) {
+        int *fd = i ? &rep.more[i - 1] : &rep.fd;
+        if (ntickets + inflight >= BPFG_TOOL_TICKETS_MAX)
+            continue; /* a ticket given back meanwhile took the room: reply_free closes this one */
+        pool_put(&(struct map_ticket){.id = t.ids[i], .fd = *fd, .sized = sized});
+        *fd = -1;
     }
+    mtx_unlock(&pool_word);
+    if (err && !chan_dead)
+        tickets_refused = true; /* the server said no: MAP_CREATE then */
     reply_free(&rep);
 }
 
