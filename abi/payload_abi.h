@@ -841,10 +841,17 @@ struct bpfg_pmsg_tool_mode {
  * new server's channel; one for a map the server has is a no-op. */
 #define BPFG_TOOL_MAP_TICKETS 106 /* uint32_t wanted -> bpfg_tool_tickets + count fds */
 #define BPFG_TOOL_MAP_MADE 107    /* bpfg_tool_map_made, no reply */
-#define BPFG_TOOL_TICKETS_MAX 8
+#define BPFG_TOOL_TICKETS_MAX 32  /* 8 before: a reply of an older server has room for 8 ids */
+/* In `wanted`: each file sized to BPFG_TOOL_TICKET_SIZE (sparse) with its
+ * first page written, so a create maps it without allocating; an older
+ * server caps `wanted` and gives empty files, which the payload sizes. In
+ * the reply's count: every file was sized so. */
+#define BPFG_TOOL_TICKETS_SIZED (1u << 31)
+#define BPFG_TOOL_TICKET_SIZE (1u << 20)
 
 struct bpfg_tool_tickets {
     uint32_t count; /* <= BPFG_TOOL_TICKETS_MAX; 0: none left for this tool */
+    /* count of them are sent (an older server: 8, its body 36 bytes) */
     uint32_t ids[BPFG_TOOL_TICKETS_MAX];
 };
 

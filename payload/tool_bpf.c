@@ -135,9 +135,11 @@ static long map_create_ticket(const union bpf_attr *at, uint32_t btf_id)
                                  .btf_key_type_id = at->btf_key_type_id,
                                  .btf_value_type_id = at->btf_value_type_id};
     struct bpfg_map *map;
-    int err = t.base ? bpfg_map_create_mapped(&spec, t.fd, t.base, t.len, t.seed, &map) : -E2BIG;
-    if (err == -E2BIG) /* not prepared, or too big for it (its mapping is gone) */
-        err = t.base && rt_sys2(SYS_ftruncate, t.fd, 0) ? -EIO : bpfg_map_create_fd(&spec, t.fd, &map);
+    /* not prepared yet: here (a file the server sized needs only the mmap) */
+    int err =
+        t.base || ticket_prepare(&t) == 0 ? bpfg_map_create_mapped(&spec, t.fd, t.base, t.len, t.seed, &map) : -E2BIG;
+    if (err == -E2BIG) /* too big for it (its mapping is gone), or not mapped: the file emptied */
+        err = rt_sys2(SYS_ftruncate, t.fd, 0) ? -EIO : bpfg_map_create_fd(&spec, t.fd, &map);
     if (err) {
         ticket_return(t.id, t.fd);
         return -EAGAIN;

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "payload.h"
 #include "rt/rt.h"
@@ -122,7 +123,8 @@ void reply_free(struct reply *r)
     if (r->fd >= 0)
         rt_sys1(SYS_close, r->fd);
     for (int i = 0; i < r->nmore; i++)
-        rt_sys1(SYS_close, r->more[i]);
+        if (r->more[i] >= 0) /* -1: taken (MAP_TICKETS) */
+            rt_sys1(SYS_close, r->more[i]);
     r->body = NULL;
     r->fd = -1;
     r->nmore = 0;
@@ -286,35 +288,60 @@ static void pool_put(const struct map_ticket *t)
     ntickets++;
 }
 
+/* Batches grow while a tool creates maps quickly (a tight loop of creates
+ * otherwise waits for a round trip every 8: server/README.md, "What a
+ * create costs"); most tools make fewer than the first. */
+#define TICKETS_FIRST 8
+#define TICKETS_QUICK_NS 50000000ull   /* a batch used up within this: the next is twice as big */
+static uint32_t batch = TICKETS_FIRST; /* chan lock */
+static uint64_t batch_ns;              /* chan lock; when the last batch was asked for */
+
+/* Chan lock held. The size of the next batch. */
+static uint32_t batch_next(void)
+{
+    uint64_t now = rt_clock_ns(CLOCK_MONOTONIC);
+    bool quick = batch_ns && now - batch_ns < TICKETS_QUICK_NS;
+    batch = !quick ? TICKETS_FIRST : batch < BPFG_TOOL_TICKETS_MAX ? batch * 2 : batch;
+    batch_ns = now;
+    return batch;
+}
+
 /* Chan lock held. A batch of tickets from the server into the pool. */
 static void tickets_fetch(void)
 {
     struct reply rep;
     struct bpfg_pmsg_hdr rh;
-    struct bpfg_tool_tickets t;
+    struct bpfg_tool_tickets t = {0};
     mtx_lock(&pool_word);
     uint32_t want = ntickets ? 0 : BPFG_TOOL_TICKETS_MAX - inflight;
     mtx_unlock(&pool_word);
     if (!want)
         return; /* another thread has just fetched */
+    uint32_t n = batch_next();
+    want = want < n ? want : n;
     reply_init(&rep);
-    int err = call_locked(BPFG_TOOL_MAP_TICKETS, &want, sizeof(want), NULL, 0, &rep, &rh);
-    if (!err && (rh.status || rep.len < sizeof(t)))
+    uint32_t ask = want | BPFG_TOOL_TICKETS_SIZED;
+    int err = call_locked(BPFG_TOOL_MAP_TICKETS, &ask, sizeof(ask), NULL, 0, &rep, &rh);
+    if (!err && (rh.status || rep.len < sizeof(t.count)))
         err = -EPROTO;
-    if (!err)
-        memcpy(&t, rep.body, sizeof(t));
-    if (!err && (!t.count || t.count > want || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore))
+    if (!err) /* an older server's is shorter (8 ids) */
+        memcpy(&t, rep.body, rep.len < sizeof(t) ? rep.len : sizeof(t));
+    bool sized = !err && (t.count & BPFG_TOOL_TICKETS_SIZED);
+    t.count &= ~BPFG_TOOL_TICKETS_SIZED;
+    if (!err && (!t.count || t.count > want || t.count != (uint32_t)(rep.fd >= 0) + rep.nmore ||
+                 rep.len < sizeof(t.count) + t.count * sizeof(t.ids[0])))
         err = -EPROTO;
     mtx_lock(&pool_word);
-    for (uint32_t i = 0; !err && i < t.count; i++)
-        pool_put(&(struct map_ticket){.id = t.ids[i], .fd = i ? rep.more[i - 1] : rep.fd});
-    mtx_unlock(&pool_word);
-    if (!err) {
-        rep.fd = -1;
-        rep.nmore = 0;
-    } else if (!chan_dead) {
-        tickets_refused = true; /* the server said no: MAP_CREATE then */
+    for (uint32_t i = 0; !err && i < t.count; i++) {
+        int *fd = i ? &rep.more[i - 1] : &rep.fd;
+        if (ntickets + inflight >= BPFG_TOOL_TICKETS_MAX)
+            continue; /* a ticket given back meanwhile took the room: reply_free closes this one */
+        pool_put(&(struct map_ticket){.id = t.ids[i], .fd = *fd, .sized = sized});
+        *fd = -1;
     }
+    mtx_unlock(&pool_word);
+    if (err && !chan_dead)
+        tickets_refused = true; /* the server said no: MAP_CREATE then */
     reply_free(&rep);
 }
 
@@ -376,14 +403,14 @@ int tool_wake_fd(void)
 
 /* Sized, mapped, its header page faulted in and its hash seed drawn: a
  * create then only writes the header. 0 or -errno (t left raw). */
-static int ticket_prepare(struct map_ticket *t)
+int ticket_prepare(struct map_ticket *t)
 {
-    long r = rt_sys2(SYS_ftruncate, t->fd, TICKET_PREPARED_SIZE);
+    long r = t->sized ? 0 : rt_sys2(SYS_ftruncate, t->fd, TICKET_PREPARED_SIZE); /* 0.8 us, even a no-op */
     if (rt_is_err(r))
         return (int)r;
     long p = rt_sys6(SYS_mmap, 0, TICKET_PREPARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
     if (rt_is_err(p)) {
-        rt_sys2(SYS_ftruncate, t->fd, 0);
+        t->sized = rt_sys2(SYS_ftruncate, t->fd, 0) != 0 && t->sized;
         return (int)p;
     }
     *(volatile uint64_t *)p = 0; /* the page allocated now, not in the create */

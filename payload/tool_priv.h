@@ -50,8 +50,8 @@ struct reply {
     int status;
     char *body; /* NUL-terminated; NULL after a transport failure */
     size_t len;
-    int fd;      /* attached fd (close-on-exec), -1 none */
-    int more[7]; /* the others, when several came (MAP_TICKETS: BPFG_TOOL_TICKETS_MAX) */
+    int fd;       /* attached fd (close-on-exec), -1 none */
+    int more[31]; /* the others, when several came (MAP_TICKETS: BPFG_TOOL_TICKETS_MAX) */
     int nmore;
 };
 
@@ -81,15 +81,21 @@ struct map_ticket {
     void *base;
     size_t len;
     uint32_t seed;
+    bool sized; /* raw, its file TICKET_PREPARED_SIZE long (the server's) */
 };
 /* A prepared ticket's size: a map whose region fits needs no ftruncate
- * (the file stays this long: readers go by the header's region_size). */
-#define TICKET_PREPARED_SIZE (1ul << 20)
+ * (the file stays this long: readers go by the header's region_size). The
+ * server sizes a ticket so (BPFG_TOOL_TICKETS_SIZED). */
+#define TICKET_PREPARED_SIZE ((size_t)BPFG_TOOL_TICKET_SIZE)
 /* The caller's ticket; -EAGAIN when the server gives none (MAP_CREATE
  * then). */
 int ticket_take(struct map_ticket *t);
 /* A ticket not used after all: emptied and kept (or closed). */
 void ticket_return(uint32_t id, int fd);
+/* Prepares a raw ticket in the caller (the payload thread has not come to
+ * it): sized (a no-op for one the server sized), mapped, its header page
+ * touched, its seed drawn. 0 or -errno (t left raw). */
+int ticket_prepare(struct map_ticket *t);
 
 /* ---- tool_bpf.c: bpf() and the mmap of map fds ---- */
 

@@ -16,7 +16,7 @@
  * 0 or a negative errno (-ETIMEDOUT). */
 int pmsg_write(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, int fd, int timeout_ms);
 /* The same with nfds (<= PMSG_MAX_FDS) fds attached, in order. */
-#define PMSG_MAX_FDS 8
+#define PMSG_MAX_FDS 32 /* a MAP_TICKETS reply's (BPFG_TOOL_TICKETS_MAX) */
 int pmsg_write_fds(int sock, const struct bpfg_pmsg_hdr *h, const void *body, size_t len, const int *fds, size_t nfds,
                    int timeout_ms);
 

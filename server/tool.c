@@ -268,6 +268,20 @@ static void tickets_drop(struct server *s, struct tool *tl)
     tl->ntickets = 0;
 }
 
+/* A ticket's file sized and its header page allocated now, in the server,
+ * not in the tool's create (server/README.md, "What a create costs"). A
+ * failure leaves it empty, or sparse: the payload then sizes it or
+ * allocates the page itself, as with an older server. */
+static bool ticket_size(int fd)
+{
+    static const uint8_t zero[4096];
+    if (ftruncate(fd, BPFG_TOOL_TICKET_SIZE) != 0)
+        return false;
+    if (pwrite(fd, zero, sizeof(zero), 0) != (ssize_t)sizeof(zero))
+        srv_log(SRV_DEBUG, "map ticket: the header page is left to the tool (%s)", strerror(errno));
+    return true;
+}
+
 /* MAP_TICKETS: up to the wanted count (and the object's room for maps),
  * their files' fds in fds[]. */
 static int do_map_tickets(struct server *s, struct tool *tl, const uint8_t *body, size_t len,
@@ -278,6 +292,8 @@ static int do_map_tickets(struct server *s, struct tool *tl, const uint8_t *body
     if (len < sizeof(want) || !o)
         return srv_efail(err, errlen, -EINVAL, "MAP_TICKETS: %s", o ? "short request" : "the tool's object is gone");
     memcpy(&want, body, sizeof(want));
+    bool sized = want & BPFG_TOOL_TICKETS_SIZED;
+    want &= ~BPFG_TOOL_TICKETS_SIZED;
     size_t room = TOOL_MAX_MAPS - o->map_cnt > tl->ntickets ? TOOL_MAX_MAPS - o->map_cnt - tl->ntickets : 0;
     want = want < BPFG_TOOL_TICKETS_MAX ? want : BPFG_TOOL_TICKETS_MAX;
     want = want < room ? want : (uint32_t)room;
@@ -291,11 +307,13 @@ static int do_map_tickets(struct server *s, struct tool *tl, const uint8_t *body
             registry_drop_ticket(&s->reg, t->ids[t->count]);
             break;
         }
+        sized = sized && ticket_size(fd);
         fds[t->count] = fd;
     }
     if (!t->count)
         return srv_efail(err, errlen, r ? r : -ENOSPC, "no map tickets: %s",
                          r ? strerror(-r) : "the tool has its most maps");
+    t->count |= sized ? BPFG_TOOL_TICKETS_SIZED : 0;
     return 0;
 }
 
@@ -1433,8 +1451,9 @@ static bool serve_tickets(struct server *s, struct tool *tl, const struct bpfg_p
     size_t blen = r ? strlen(err) + 1 : sizeof(t);
     struct bpfg_pmsg_hdr rh = {
         .len = (uint32_t)(sizeof(rh) + blen), .type = BPFG_PMSG_REPLY, .seq = h->seq, .status = r};
-    int w = pmsg_write_fds(tl->chan, &rh, r ? (const void *)err : &t, blen, fds, r ? 0 : t.count, CHAN_TIMEOUT_MS);
-    for (uint32_t i = 0; !r && i < t.count; i++)
+    uint32_t n = r ? 0 : t.count & ~BPFG_TOOL_TICKETS_SIZED;
+    int w = pmsg_write_fds(tl->chan, &rh, r ? (const void *)err : &t, blen, fds, n, CHAN_TIMEOUT_MS);
+    for (uint32_t i = 0; i < n; i++)
         close(fds[i]);
     if (w)
         srv_log(SRV_WARN, "tool %d: reply: %s", (int)tl->pid, strerror(-w));

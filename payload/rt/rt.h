@@ -104,7 +104,7 @@ RT_HIDDEN int rt_send_all(int fd, const void *buf, size_t len);
 RT_HIDDEN int rt_recv_all(int sock, void *buf, size_t len, int *fd);
 /* The same with up to max descriptors appended to fds[*got..] (the rest
  * closed; got NULL: as rt_recv_all). */
-#define RT_RECV_FDS_MAX 8
+#define RT_RECV_FDS_MAX 32 /* a MAP_TICKETS reply's (BPFG_TOOL_TICKETS_MAX) */
 RT_HIDDEN int rt_recv_fds(int sock, void *buf, size_t len, int *fds, int max, int *got);
 
 /* Fault-safe copies through process_vm_readv/writev on our own pid: a bad

@@ -123,7 +123,8 @@ static int run(struct bench_ctx *ctx)
     }
     bench_note(ctx, "tool: element commands run in the tool on the map region, reached through its rewritten "
                     "syscall() site (rewritten as the tool starts); maps are laid out in the tool in a map ticket "
-                    "(one round trip to bpfgraftd per 8 tickets) in bpfgraftd's state directory (a tmpfs, as "
+                    "(one round trip to bpfgraftd per batch of 8, 16 or 32 tickets, which it sizes) in bpfgraftd's "
+                    "state directory (a tmpfs, as "
                     "/run/bpfgraft, unless said), programs go to bpfgraftd over a socket and are verified there; "
                     "create/load: median of 50 calls, each with its close");
     return 0;

@@ -4,7 +4,9 @@ Each line on stdin is a command, answered by one line:
 "create [E]": bpf(BPF_MAP_CREATE) of an array (E entries, default 1, u64
 value), "create OK" or "create ERR errno"; "update N [M]" / "lookup [M]" use
 the first map created (or the Mth), key 0, locally (no server); "id": the server's id of the last
-map created (its info); "prog M": bpf(BPF_PROG_LOAD) of a uprobe program
+map created (its info); "burst N": N creates back to back, then each
+map's value set to 1000 + its place and read back, "burst OK ID..." (the
+servers' ids) or "burst ERR I errno"; "prog M": bpf(BPF_PROG_LOAD) of a uprobe program
 adding 1 to map M's value (atomic), "prog OK"; "attach PID PATH OFFSET":
 perf_event_open of a uprobe at PATH's file OFFSET in process PID, the last
 program attached with PERF_EVENT_IOC_SET_BPF, "attach OK"; "detach":
@@ -75,6 +77,33 @@ def uprobe_attach(prog_fd, pid, path, offset):
     return fd, 0
 
 
+def map_id(fd):
+    """The server's id of map fd (struct bpf_map_info: type, then id)."""
+    info = ctypes.create_string_buffer(80)
+    r, e = bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, 80, ctypes.addressof(info)))
+    return (struct.unpack_from("<I", info, 4)[0], 0) if r == 0 else (-1, e)
+
+
+def burst(maps, n):
+    """n array maps created with nothing between the calls (the attr built
+    once), then each one's key 0 written and read back; appended to maps."""
+    buf = ctypes.create_string_buffer(struct.pack("<IIIII", 2, 4, 8, 1, 0), 128)
+    fds = [libc.syscall(NR_BPF, MAP_CREATE, buf, 128) for _ in range(n)]
+    bad = [i for i, fd in enumerate(fds) if fd < 0]
+    maps += [fd for fd in fds if fd >= 0]
+    if bad:
+        return f"burst ERR {bad[0]} {ctypes.get_errno()}"
+    key, val = ctypes.c_uint32(0), ctypes.c_uint64(0)
+    for i, fd in enumerate(fds):
+        for cmd in (MAP_UPDATE, MAP_LOOKUP):
+            val.value = 1000 + i if cmd == MAP_UPDATE else 0
+            r, e = bpf(cmd, struct.pack("<IIQQQ", fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0))
+            if r != 0 or val.value != 1000 + i:
+                return f"burst ERR {i} {e if r else 0}"
+    ids = [map_id(fd)[0] for fd in fds]
+    return "burst OK " + " ".join(map(str, ids))
+
+
 def main():
     maps, progs, events = [], [], []
     key = ctypes.c_uint32(0)
@@ -95,10 +124,11 @@ def main():
             attr = struct.pack("<IIQQQ", fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)
             r, e = bpf(MAP_UPDATE if w[0] == "update" else MAP_LOOKUP, attr)
             print(f"{w[0]} OK {val.value}" if r == 0 else f"{w[0]} ERR {e}", flush=True)
-        elif w[0] == "id":  # struct bpf_map_info: type, then id
-            info = ctypes.create_string_buffer(80)
-            r, e = bpf(OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", maps[-1] if maps else -1, 80, ctypes.addressof(info)))
-            print(f"id {struct.unpack_from('<I', info, 4)[0]}" if r == 0 else f"id ERR {e}", flush=True)
+        elif w[0] == "id":
+            r, e = map_id(maps[-1] if maps else -1)
+            print(f"id {r}" if r >= 0 else f"id ERR {e}", flush=True)
+        elif w[0] == "burst":
+            print(burst(maps, int(w[1])), flush=True)
         elif w[0] == "prog":
             r, e = prog_load(maps[int(w[1])])
             if r >= 0:

@@ -29,7 +29,8 @@
   timers   a `bpfgraft run` tool's timer (bpftrace interval:) ticks on
            while no server runs (kill -9, restart)
   tickets  maps a `bpfgraft run` tool lays out in its map tickets: listed by
-           the id the tool sees, kept across kill -9, files gone at its end
+           the id the tool sees, kept across kill -9, files gone at its end;
+           a burst of 40 creates in a row, each in a sized ticket and working
   execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
            + restart: a process started after it is counted exactly
   layout   map regions of layout 3 at restart: arrays converted with their
@@ -988,6 +989,25 @@ def tickets_prepared(d, bt, ids):
     check_eq(map_u64(d, ids[-1], 0), 44, "tickets: the server reads the big map")
 
 
+def tickets_burst(d, bt, ids, n=40):
+    """A tight loop of creates (five batches of tickets, faster than the
+    payload thread prepares them): every one succeeds, in a ticket the server
+    sized (each map's file has the prepared size, also those the tool had to
+    map itself), with ascending ids; each map works in the tool and in the
+    server. Appends the maps' ids to ids."""
+    r = (bt.ask(f"burst {n}") or "").split()
+    check(r[:2] == ["burst", "OK"] and len(r) == n + 2, f"tickets: {n} creates in a row, each map written", r[:4])
+    got = [int(x) for x in r[2:] if x.isdigit()]
+    check(got == sorted(set(got)) and len(got) == n and got[0] > max(ids), "tickets: the burst's ids ascend", got)
+    check_eq(listed_maps(d, got), set(got), "tickets: every map of the burst is listed")
+    maps = os.path.join(d.state, "restart", "maps")
+    sizes = {i: os.path.getsize(os.path.join(maps, str(i))) for i in got}
+    check(all(v == PREPARED_SIZE for v in sizes.values()), "tickets: the burst's maps are in sized tickets", sizes)
+    vals = [map_u64(d, i, 0) for i in got]
+    check_eq(vals, [1000 + k for k in range(n)], "tickets: the server reads each map of the burst")
+    ids += got
+
+
 def part_tickets(a, d):
     """Maps a `bpfgraft run` tool makes in its map tickets (no round trip):
     listed by the server with the id the tool sees, across kill -9 (also
@@ -1005,6 +1025,7 @@ def part_tickets(a, d):
         check_eq(listed_maps(d, ids), set(ids), "tickets: map.list lists every map by the tool's id")
         check_eq(map_u64(d, ids[0], 0), 41, "tickets: the server reads what the tool wrote")
         tickets_prepared(d, bt, ids)
+        tickets_burst(d, bt, ids)
         pid = bt.pid(d)
         ids.append(tool_map_id(bt, "map made just before kill -9"))
         d.stop(signal.SIGKILL)
