@@ -292,16 +292,28 @@ static int graft_cost(struct rconn *r, struct victim *v, const char *prog, const
     return err ? err : derr;
 }
 
+/* The hooks array of the server's first target (NULL if none); resp
+ * holds it until released. */
+static int first_target_hooks(struct rconn *r, struct bpfg_rpc_msg *resp, const msgpack_object **hooks)
+{
+    const msgpack_object *t;
+    int err = first_target(r, resp, &t);
+    if (err)
+        return err;
+    const msgpack_object *h = t ? bpfg_obj_map_get(t, "hooks") : NULL;
+    *hooks = h && h->type == MSGPACK_OBJECT_ARRAY ? h : NULL;
+    return 0;
+}
+
 /* Whether every hook of the server's first target runs on engine. */
 static int hooks_on_engine(struct rconn *r, const char *engine, bool *all)
 {
     struct bpfg_rpc_msg resp;
-    const msgpack_object *t;
-    int err = first_target(r, &resp, &t);
+    const msgpack_object *hooks;
+    int err = first_target_hooks(r, &resp, &hooks);
     if (err)
         return err;
-    const msgpack_object *hooks = t ? bpfg_obj_map_get(t, "hooks") : NULL;
-    *all = hooks && hooks->type == MSGPACK_OBJECT_ARRAY && hooks->via.array.size > 0;
+    *all = hooks && hooks->via.array.size > 0;
     for (uint32_t i = 0; *all && i < hooks->via.array.size; i++)
         *all = bpfg_obj_str_eq(bpfg_obj_map_get(&hooks->via.array.ptr[i], "engine"), engine);
     bpfg_rpc_msg_release(&resp);
@@ -339,12 +351,11 @@ static int tiered_latency(struct rconn *r, struct victim *v, const char *prog, d
 static int hooks_in_target(struct rconn *r, size_t *n)
 {
     struct bpfg_rpc_msg resp;
-    const msgpack_object *t;
-    int err = first_target(r, &resp, &t);
+    const msgpack_object *hooks;
+    int err = first_target_hooks(r, &resp, &hooks);
     if (err)
         return err;
-    const msgpack_object *hooks = t ? bpfg_obj_map_get(t, "hooks") : NULL;
-    *n = hooks && hooks->type == MSGPACK_OBJECT_ARRAY ? hooks->via.array.size : 0;
+    *n = hooks ? hooks->via.array.size : 0;
     bpfg_rpc_msg_release(&resp);
     return 0;
 }
