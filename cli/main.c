@@ -949,6 +949,7 @@ struct attach_req {
     uint64_t pid, cookie;
     char **objargs; /* OBJ [PROG...] */
     int nobjargs;
+    bool quiet; /* no result printed */
 };
 
 static void pack_attach(struct bpfg_rpc_out *out, const struct attach_req *q)
@@ -1006,7 +1007,8 @@ static int attach_call(const struct attach_req *q)
         }
         if (r == 1)
             return print_server_error(&e);
-        print_result(&resp.params);
+        if (!q->quiet)
+            print_result(&resp.params);
         bpfg_rpc_msg_release(&resp);
         return 0;
     }
@@ -1163,13 +1165,8 @@ static int attach_list(const char *list)
             rc = usage_error("run: --attach takes PID[,PID...], not '%s'", tok);
             break;
         }
-        struct bpfg_rpc_out out;
-        cli_begin(&g_conn, &out, "target.attach", 1);
-        pack_key(&out.pk, "pid");
-        msgpack_pack_uint64(&out.pk, pid);
-        struct bpfg_rpc_msg resp;
-        if ((rc = call(&out, &resp)) == 0)
-            bpfg_rpc_msg_release(&resp);
+        struct attach_req q = {.pid = pid, .quiet = true};
+        rc = attach_call(&q);
     }
     free(copy);
     return rc;
