@@ -1656,6 +1656,8 @@ static size_t nretired_progs, nretired_maps;
 
 static void retire_ids(uint32_t **list, size_t *n, const uint32_t *ids, size_t cnt)
 {
+    if (!cnt) /* realloc to 0 bytes frees the list and returns NULL */
+        return;
     uint32_t *grown = realloc(*list, (*n + cnt) * sizeof(uint32_t));
     if (!grown) {
         srv_log(SRV_WARN, "out of memory: %zu ids of an ended tool stay where targets are not adopted yet", cnt);
