@@ -31,6 +31,8 @@
   tickets  maps a `bpfgraft run` tool lays out in its map tickets: listed by
            the id the tool sees, kept across kill -9, files gone at its end;
            a burst of 40 creates in a row, each in a sized ticket and working
+  toolsdown three tools (maps, no programs) end while no server runs: the
+           restarted server ends them after their wait and serves on
   execwatch a tool's exec watch (pid -1 uprobe on a binary) survives kill -9
            + restart: a process started after it is counted exactly
   layout   map regions of layout 3 at restart: arrays converted with their
@@ -1047,6 +1049,31 @@ def part_tickets(a, d):
         check_eq(state_map_files(d) - before, set(), "tickets: the ended tool left no region file")
     finally:
         bt.stop()
+        d.stop(signal.SIGTERM)
+
+
+def part_toolsdown(a, d):
+    """Three tools (maps, no programs) that end while no server runs: the
+    restarted server ends each once its wait runs out, and serves on. An
+    empty id list once made realloc free the retired list and keep the
+    pointer: the third ended tool killed bpfgraftd (a double free)."""
+    d.start()
+    tools = [RunTool(d, [sys.executable, os.path.join(HERE, "bpf_tool.py")], f"python3-{i}") for i in range(3)]
+    try:
+        for i, bt in enumerate(tools):
+            check_eq(bt.ask("create"), "create OK", f"toolsdown: tool {i + 1} creates a map")
+        d.stop(signal.SIGKILL)
+        for bt in tools:
+            bt.proc.stdin.close()  # bpf_tool.py ends at the end of its input
+            bt.proc.wait(timeout=20)
+        d.start()
+        time.sleep(4.5)  # past the 3 s a restored tool waits for its process
+        check(d.proc.poll() is None, "toolsdown: the server runs on after the three tools ended", d.log()[-1500:])
+        with d.client() as cl:
+            check_eq(cl.call("tool.list"), [], "toolsdown: tool.list is empty")
+    finally:
+        for bt in tools:
+            bt.stop()
         d.stop(signal.SIGTERM)
 
 
@@ -2159,7 +2186,7 @@ def main():
     sys.path.insert(0, a.scripts)
     parts = {"crash": part_crash, "graceful": part_graceful, "orphan": part_orphan, "loop": part_loop,
              "takeover": part_takeover, "stress": part_stress, "syscalls": part_syscalls, "abi": part_abi,
-             "patching": part_patching, "failed": part_failed, "timers": part_timers,
+             "patching": part_patching, "failed": part_failed, "toolsdown": part_toolsdown, "timers": part_timers,
              "execwatch": part_execwatch, "layout": part_layout, "syssites": part_syssites,
              "attachsteps": part_attachsteps, "signals": part_signals,
              "reinject": part_reinject, "reinjectsys": part_reinjectsys, "tickets": part_tickets,
