@@ -626,41 +626,41 @@ static bool thread_stopped(const struct bpfg_stopped *st, int32_t tid)
     return false;
 }
 
-/* The payload at base if it never served a server and its thread is gone:
- * its parameters read up to the fields every ABI version has. */
-static bool failed_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params, struct bpfg_injected *inj)
+/* The parameters of the payload image at base, read up to the fields
+ * every ABI version has; false if they are not a payload's. */
+static bool read_params(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params,
+                        struct bpfg_payload_params *p)
 {
-    struct bpfg_payload_params p;
-    if (bpfg_mem_read(st, base + sym_params, &p, offsetof(struct bpfg_payload_params, error)) != 0 ||
-        p.magic != BPFG_PAYLOAD_MAGIC || p.load_base != base)
+    return bpfg_mem_read(st, base + sym_params, p, offsetof(struct bpfg_payload_params, error)) == 0 &&
+           p->magic == BPFG_PAYLOAD_MAGIC && p->load_base == base;
+}
+
+/* The payload (parameters p, at params) if it never served a server and
+ * its thread is gone. */
+static bool failed_payload(const struct bpfg_stopped *st, const struct bpfg_payload_params *p, uint64_t params,
+                           struct bpfg_injected *inj)
+{
+    if ((p->state != BPFG_PAYLOAD_FAILED && p->state != BPFG_PAYLOAD_LOADED) ||
+        (p->payload_tid > 0 && thread_stopped(st, p->payload_tid)))
         return false;
-    if ((p.state != BPFG_PAYLOAD_FAILED && p.state != BPFG_PAYLOAD_LOADED) ||
-        (p.payload_tid > 0 && thread_stopped(st, p.payload_tid)))
-        return false;
-    *inj = (struct bpfg_injected){.base = base,
-                                  .size = p.load_size,
-                                  .stack_base = p.stack_base,
-                                  .stack_size = p.stack_size,
-                                  .hstacks_base = p.handler_stacks,
-                                  .hstacks_size = p.handler_stacks_size,
-                                  .params = base + sym_params};
+    *inj = (struct bpfg_injected){.base = p->load_base,
+                                  .size = p->load_size,
+                                  .stack_base = p->stack_base,
+                                  .stack_size = p->stack_size,
+                                  .hstacks_base = p->handler_stacks,
+                                  .hstacks_size = p->handler_stacks_size,
+                                  .params = params};
     return true;
 }
 
-/* A payload of this ABI at base whose thread runs (started, serving,
- * orphaned or inert): a server will adopt it when it reconnects. Its
- * server's socket into socket[108]. */
-static bool live_payload(const struct bpfg_stopped *st, uint64_t base, uint64_t sym_params, char *socket)
+/* A payload of this ABI whose thread runs (started, serving, orphaned or
+ * inert): a server will adopt it when it reconnects. */
+static bool live_payload(const struct bpfg_stopped *st, const struct bpfg_payload_params *p)
 {
-    struct bpfg_payload_params p;
-    if (bpfg_mem_read(st, base + sym_params, &p, offsetof(struct bpfg_payload_params, error)) != 0 ||
-        p.magic != BPFG_PAYLOAD_MAGIC || p.load_base != base || p.version != BPFG_PAYLOAD_ABI_VERSION)
-        return false;
-    bool running = p.state == BPFG_PAYLOAD_RUNNING || p.state == BPFG_PAYLOAD_CONNECTED ||
-                   p.state == BPFG_PAYLOAD_ORPHAN || p.state == BPFG_PAYLOAD_INERT;
-    memcpy(socket, p.server_socket, sizeof(p.server_socket));
-    socket[sizeof(p.server_socket) - 1] = 0;
-    return running && p.payload_tid > 0 && thread_stopped(st, p.payload_tid);
+    bool running = p->state == BPFG_PAYLOAD_RUNNING || p->state == BPFG_PAYLOAD_CONNECTED ||
+                   p->state == BPFG_PAYLOAD_ORPHAN || p->state == BPFG_PAYLOAD_INERT;
+    return p->version == BPFG_PAYLOAD_ABI_VERSION && running && p->payload_tid > 0 &&
+           thread_stopped(st, p->payload_tid);
 }
 
 int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_path, struct bpfg_payload_scan *scan,
@@ -681,15 +681,16 @@ int bpfg_remove_failed_payloads(struct bpfg_stopped *st, const char *payload_pat
     if ((r = bpfg_procfs_maps(st->pid, payload_image, &pi)) < 0)
         return bpfg_inj_fail(err, r, "reading the mappings of process %d: %s", (int)st->pid, strerror(-r));
     for (size_t i = 0; i < pi.n; i++) {
+        struct bpfg_payload_params p;
         struct bpfg_injected inj;
-        char socket[sizeof(scan->live_socket)] = "";
-        bool failed = failed_payload(st, pi.base[i], sym_params, &inj);
+        if (!read_params(st, pi.base[i], sym_params, &p))
+            continue;
+        bool failed = failed_payload(st, &p, pi.base[i] + sym_params, &inj);
         if (failed && bpfg_unload_payload(st, &inj, err) == 0)
             scan->removed++;
-        else if (live_payload(st, pi.base[i], sym_params, socket) || failed) {
-            if (!scan->live++) /* failed but not removable: a thread just started in it */
-                memcpy(scan->live_socket, socket, sizeof(socket));
-        }
+        else if ((failed || live_payload(st, &p)) && !scan->live++) /* failed: a thread just started in it */
+            snprintf(scan->live_socket, sizeof(scan->live_socket), "%.*s", (int)sizeof(p.server_socket) - 1,
+                     p.server_socket);
     }
     return 0;
 }
