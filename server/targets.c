@@ -387,34 +387,36 @@ static void announce(struct server *s, pid_t pid, const char *state)
     server_broadcast(s, SRV_TOPIC_TARGET, pack_target_event, &ev);
 }
 
-/* CONNECT_TIMEOUT_MS, or BPFGRAFT_TEST_CONNECT_TIMEOUT_MS (tests only: a
- * payload that connects after its attach gave up). */
-static int connect_timeout_ms(void)
+/* BPFGRAFT_TEST_CONNECT_TIMEOUT_MS (tests only: a payload that connects
+ * after its attach gave up), 0 if unset. */
+static int test_connect_timeout_ms(void)
 {
     const char *v = getenv("BPFGRAFT_TEST_CONNECT_TIMEOUT_MS");
-    return v && atoi(v) > 0 ? atoi(v) : CONNECT_TIMEOUT_MS;
+    return v && atoi(v) > 0 ? atoi(v) : 0;
 }
 
 /* At the deadline, a payload still coming up (not failed: on a loaded
- * machine its thread may not have run yet) gets up to CONNECT_PATIENCE_MS
- * in all: an attach that gives up leaves a payload that connects later,
- * and the attaches after it wait for its adoption. false: give up. */
-static bool wait_longer(const struct target *t, uint32_t state, uint64_t start, uint64_t *deadline)
+ * machine its thread may not have run yet) gets up to `patience` ms in
+ * all: an attach that gives up leaves a payload that connects later, and
+ * the attaches after it wait for its adoption. false: give up. */
+static bool wait_longer(const struct target *t, uint32_t state, uint64_t start, uint64_t patience, uint64_t *deadline)
 {
-    if (getenv("BPFGRAFT_TEST_CONNECT_TIMEOUT_MS") || *deadline >= start + CONNECT_PATIENCE_MS ||
+    if (*deadline >= start + patience ||
         (state != BPFG_PAYLOAD_LOADED && state != BPFG_PAYLOAD_RUNNING && state != BPFG_PAYLOAD_CONNECTED))
         return false;
     srv_log(SRV_WARN,
             "target %d: its payload has not connected in %d ms (state %u; a loaded machine?): waiting up to %d ms",
-            (int)t->pid, (int)(*deadline - start), state, CONNECT_PATIENCE_MS);
-    *deadline = start + CONNECT_PATIENCE_MS;
+            (int)t->pid, (int)(*deadline - start), state, (int)patience);
+    *deadline = start + patience;
     return true;
 }
 
 /* Waits for the injected payload to connect and say HELLO. */
 static int accept_payload(struct target *t, uint64_t token, int listen_fd, char *err, size_t errlen)
 {
-    uint64_t start = mono_ms(), deadline = start + connect_timeout_ms();
+    int test_ms = test_connect_timeout_ms(); /* tests: give up at once */
+    uint64_t start = mono_ms(), deadline = start + (test_ms ? (uint64_t)test_ms : CONNECT_TIMEOUT_MS);
+    uint64_t patience = test_ms ? 0 : CONNECT_PATIENCE_MS;
     for (;;) {
         uint32_t state = UINT32_MAX; /* unknown */
         char msg[128] = "";
@@ -471,7 +473,7 @@ static int accept_payload(struct target *t, uint64_t token, int listen_fd, char 
         if (errno != EAGAIN && errno != EINTR)
             return srv_efail(err, errlen, -errno, "accepting the payload: %s", strerror(errno));
         uint64_t now = mono_ms();
-        if (now >= deadline && !wait_longer(t, state, start, &deadline))
+        if (now >= deadline && !wait_longer(t, state, start, patience, &deadline))
             return srv_efail(err, errlen, -ETIMEDOUT, "the payload in process %d did not connect within %d ms%s%s",
                              (int)t->pid, (int)(deadline - start), msg[0] ? ": " : "", msg);
         struct pollfd p = {listen_fd, POLLIN, 0};

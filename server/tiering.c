@@ -15,10 +15,17 @@ static bool due(const struct target *t, size_t i)
     return t->sock >= 0 && !t->inert && (t->progs_engine[i] & TARGET_ENGINE_LLVM_DUE);
 }
 
+/* Stopping, or handing over: the state keeps the flags and the next
+ * server does the swaps. */
+static bool paused(const struct server *s)
+{
+    return s->stop || s->handover_ms;
+}
+
 bool tiering_pending(const struct server *s)
 {
-    if (s->stop || s->handover_ms)
-        return false; /* a handed-over state keeps the flag: the next server does it */
+    if (paused(s))
+        return false;
     for (const struct target *t = s->targets.list; t; t = t->next)
         for (size_t i = 0; i < t->nprogs_sent; i++)
             if (due(t, i))
@@ -78,7 +85,7 @@ static void tier_up(struct server *s, struct target *t, size_t i)
 
 void tiering_step(struct server *s)
 {
-    if (!tiering_pending(s))
+    if (paused(s)) /* the scan below finds what is due: no tiering_pending scan first */
         return;
     for (struct target *t = s->targets.list; t; t = t->next)
         for (size_t i = 0; i < t->nprogs_sent; i++)
