@@ -43,6 +43,20 @@ int bpfg_jitcache_compile(struct bpfg_jitcache *c, const struct bpf_insn *insns,
                           const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out, bool *hit, char *err,
                           size_t errlen);
 
+/* Batches (bpfg_llvmjit_compile_batch) under the key bpfg_llvmjit_batch_key
+ * of their programs' keys: one entry holds the shared blob and each
+ * program's entry and slots. A batch entry never answers a single lookup
+ * nor the other way round. Archives hold single programs only. */
+int bpfg_jitcache_get_batch(struct bpfg_jitcache *c, const uint8_t key[16], struct bpfg_llvmjit_batch *out);
+int bpfg_jitcache_put_batch(struct bpfg_jitcache *c, const uint8_t key[16], const struct bpfg_llvmjit_batch *batch);
+/* The batch through the cache, bound as bpfg_jitcache_compile binds. */
+int bpfg_jitcache_compile_batch(struct bpfg_jitcache *c, const struct bpfg_llvmjit_prog *progs, size_t n,
+                                const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_batch *out, bool *hit,
+                                char *err, size_t errlen);
+
+/* Whether an entry of that key is there (a cheap probe: not read). */
+bool bpfg_jitcache_contains(struct bpfg_jitcache *c, const uint8_t key[16]);
+
 /* The options the server compiles attached programs with, and so the ones
  * `bpfgraft-compile` must use for its archives to hit: the payload's
  * calling convention (per-run user pointer, tail_call as the unwind

@@ -30,6 +30,7 @@
 
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/Linker.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -85,6 +86,8 @@ struct lj {
     uint64_t kval[11];
     int32_t kpc[11];             /* relocatable: the lddw a known value came from, or -1 */
     const struct bpf_insn *orig; /* as given: which lddw are map references */
+    struct bpfg_vm *vm;          /* the validated program */
+    int prog;                    /* its index in a batch (names), -1 alone */
 };
 
 static int fail(struct lj *j, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -299,8 +302,11 @@ static bool is_map_ref(const struct bpf_insn *orig)
  * external linkage: the optimiser cannot assume the value. */
 static LLVMValueRef slot_load(struct lj *j, size_t pc, int kind, uint64_t init)
 {
-    char name[48];
-    snprintf(name, sizeof(name), "bpfg_slot_%zu_%d", pc, kind);
+    char name[64];
+    if (j->prog < 0)
+        snprintf(name, sizeof(name), "bpfg_slot_%zu_%d", pc, kind);
+    else
+        snprintf(name, sizeof(name), "bpfg_slot_%d_%zu_%d", j->prog, pc, kind);
     LLVMValueRef g = LLVMGetNamedGlobal(j->M, name);
     if (!g) {
         g = LLVMAddGlobal(j->M, j->i64, name);
@@ -1014,13 +1020,21 @@ static int build_module(struct lj *j)
     LLVMTypeRef e_args[4] = {j->i8p, j->i64, j->i8p, j->i8p};
     j->entry_ty = LLVMFunctionType(LLVMStructTypeInContext(C, res_fields, 2, false), e_args, 4, false);
 
-    /* the entry first: it lands at offset 0 of .text */
-    LLVMValueRef entry = LLVMAddFunction(j->M, ENTRY_NAME, j->entry_ty);
+    /* the entry first: it lands at offset 0 of .text; in a batch every
+     * name carries the program's index, so the modules link */
+    char name[48];
+    if (j->prog < 0)
+        snprintf(name, sizeof(name), "%s", ENTRY_NAME);
+    else
+        snprintf(name, sizeof(name), "%s_%d", ENTRY_NAME, j->prog);
+    LLVMValueRef entry = LLVMAddFunction(j->M, name, j->entry_ty);
     fn_attrs(j, entry);
     bool fused = fusable(j);
     for (size_t f = 0; f < j->nfuncs && !fused; f++) {
-        char name[32];
-        snprintf(name, sizeof(name), "bpf_func_%u", j->funcs[f]);
+        if (j->prog < 0)
+            snprintf(name, sizeof(name), "bpf_func_%u", j->funcs[f]);
+        else
+            snprintf(name, sizeof(name), "bpf_func_%d_%u", j->prog, j->funcs[f]);
         j->fns[f] = LLVMAddFunction(j->M, name, j->sub_ty);
         LLVMSetLinkage(j->fns[f], LLVMInternalLinkage);
         fn_attrs(j, j->fns[f]);
@@ -1126,7 +1140,99 @@ static bool is_slot_section(const char *name)
     return !strcmp(name, ".bpfg_slots");
 }
 
-static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob *out, char *err, size_t errlen)
+struct symtab {
+    const Elf64_Sym *syms;
+    size_t nsyms;
+    const char *strtab;
+    size_t strsize;
+    const uint64_t *base; /* per section: its offset in the blob, or UINT64_MAX */
+    size_t shnum;
+};
+
+static const char *sym_name(const struct symtab *st, size_t s)
+{
+    return st->syms[s].st_name < st->strsize ? st->strtab + st->syms[s].st_name : "";
+}
+
+/* The symbol's offset in the blob (before any jump in front), or -1. */
+static int64_t sym_offset(const struct symtab *st, size_t s)
+{
+    const Elf64_Sym *sym = &st->syms[s];
+    if (sym->st_shndx >= st->shnum || st->base[sym->st_shndx] == UINT64_MAX)
+        return -1;
+    return (int64_t)(st->base[sym->st_shndx] + sym->st_value);
+}
+
+static int64_t find_entry(const struct symtab *st, const char *name)
+{
+    int64_t entry = -1;
+    for (size_t s = 0; s < st->nsyms; s++)
+        if (!strcmp(sym_name(st, s), name) && sym_offset(st, s) >= 0)
+            entry = sym_offset(st, s);
+    return entry;
+}
+
+/* A batch: bpfg_entry_<i> of every program. */
+static int batch_entries(const struct symtab *st, struct bpfg_llvmjit_batch *b, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < b->nprogs; i++) {
+        char name[48];
+        snprintf(name, sizeof(name), "%s_%zu", ENTRY_NAME, i);
+        int64_t off = find_entry(st, name);
+        if (off < 0 || off > UINT32_MAX) {
+            snprintf(err, errlen, "object has no %s", name);
+            return -EINVAL;
+        }
+        b->entry_off[i] = (uint32_t)off;
+    }
+    return 0;
+}
+
+/* A slot's program (0 alone), instruction and kind from its name:
+ * bpfg_slot_<insn>_<kind>, in a batch bpfg_slot_<prog>_<insn>_<kind>. */
+static bool parse_slot(const char *name, bool batch, unsigned *prog, unsigned *insn, unsigned *kind)
+{
+    *prog = 0;
+    if (batch)
+        return sscanf(name, "bpfg_slot_%u_%u_%u", prog, insn, kind) == 3;
+    return sscanf(name, "bpfg_slot_%u_%u", insn, kind) == 2;
+}
+
+/* The relocatable slots into out->relocs; in a batch ordered by program
+ * (symbol order within one), batch->reloc_end[i] closing program i's. */
+static int collect_slots(const struct symtab *st, uint64_t shift, struct bpfg_llvmjit_blob *out,
+                         struct bpfg_llvmjit_batch *batch, char *err, size_t errlen)
+{
+    size_t nslots = 0, nprogs = batch ? batch->nprogs : 1;
+    for (size_t s = 0; s < st->nsyms; s++)
+        nslots += !strncmp(sym_name(st, s), "bpfg_slot_", 10);
+    if (!nslots)
+        return 0;
+    out->relocs = calloc(nslots, sizeof(*out->relocs));
+    if (!out->relocs)
+        return -ENOMEM;
+    for (size_t p = 0; p < nprogs; p++) {
+        for (size_t s = 0; s < st->nsyms; s++) {
+            unsigned prog, insn, kind;
+            if (!parse_slot(sym_name(st, s), batch, &prog, &insn, &kind) || prog != p)
+                continue;
+            int64_t off = sym_offset(st, s);
+            if (off < 0 || (uint64_t)off + shift > UINT32_MAX) {
+                snprintf(err, errlen, "slot %s outside the blob", sym_name(st, s));
+                return -EINVAL;
+            }
+            out->relocs[out->nrelocs++] = (struct bpfg_llvmjit_reloc){(uint32_t)((uint64_t)off + shift), insn, kind};
+        }
+        if (batch)
+            batch->reloc_end[p] = (uint32_t)out->nrelocs;
+    }
+    return 0;
+}
+
+/* Links the object into one blob: out, or batch->blob with every
+ * program's entry (batch NULL: one program, its entry at offset 0). */
+static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob *out, struct bpfg_llvmjit_batch *batch,
+                       char *err, size_t errlen)
 {
     const Elf64_Ehdr *eh = (const void *)obj;
     if (size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
@@ -1188,50 +1294,33 @@ static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob
         if (base[i] != UINT64_MAX)
             memcpy(buf + 16 + base[i], obj + sh[i].sh_offset, sh[i].sh_size);
 
-    /* the symbol table and the entry */
-    const Elf64_Sym *syms = NULL;
-    size_t nsyms = 0;
-    const char *strtab = NULL;
-    size_t strsize = 0;
+    /* the symbol table and the entries */
+    struct symtab st = {.base = base, .shnum = shnum};
     for (size_t i = 0; i < shnum; i++) {
         if (sh[i].sh_type == SHT_SYMTAB && sh[i].sh_link < shnum) {
-            syms = (const void *)(obj + sh[i].sh_offset);
-            nsyms = sh[i].sh_size / sizeof(Elf64_Sym);
-            strtab = (const char *)obj + sh[sh[i].sh_link].sh_offset;
-            strsize = sh[sh[i].sh_link].sh_size;
+            st.syms = (const void *)(obj + sh[i].sh_offset);
+            st.nsyms = sh[i].sh_size / sizeof(Elf64_Sym);
+            st.strtab = (const char *)obj + sh[sh[i].sh_link].sh_offset;
+            st.strsize = sh[sh[i].sh_link].sh_size;
         }
     }
-    int64_t entry = -1;
-    for (size_t s = 0; s < nsyms; s++)
-        if (syms[s].st_name < strsize && !strcmp(strtab + syms[s].st_name, ENTRY_NAME) && syms[s].st_shndx < shnum &&
-            base[syms[s].st_shndx] != UINT64_MAX)
-            entry = (int64_t)(base[syms[s].st_shndx] + syms[s].st_value);
+    const Elf64_Sym *syms = st.syms;
+    size_t nsyms = st.nsyms;
+    const char *strtab = st.strtab;
+    size_t strsize = st.strsize;
+    int64_t entry = batch ? 0 : find_entry(&st, ENTRY_NAME);
     if (entry < 0) {
         snprintf(err, errlen, "object has no %s", ENTRY_NAME);
         goto out;
     }
-    /* relocatable slots: bpfg_slot_<insn>_<kind> */
-    size_t nslots = 0;
-    for (size_t s = 0; s < nsyms; s++)
-        nslots += syms[s].st_name < strsize && !strncmp(strtab + syms[s].st_name, "bpfg_slot_", 10);
-    if (nslots) {
-        out->relocs = calloc(nslots, sizeof(*out->relocs));
-        if (!out->relocs) {
-            ret = -ENOMEM;
-            goto out;
-        }
-        for (size_t s = 0; s < nsyms; s++) {
-            unsigned insn, kind;
-            if (syms[s].st_name >= strsize || sscanf(strtab + syms[s].st_name, "bpfg_slot_%u_%u", &insn, &kind) != 2)
-                continue;
-            if (syms[s].st_shndx >= shnum || base[syms[s].st_shndx] == UINT64_MAX) {
-                snprintf(err, errlen, "slot %s outside the blob", strtab + syms[s].st_name);
-                goto out;
-            }
-            uint64_t off = base[syms[s].st_shndx] + syms[s].st_value + (entry == 0 ? 0 : 16);
-            out->relocs[out->nrelocs++] = (struct bpfg_llvmjit_reloc){(uint32_t)off, insn, kind};
-        }
-    }
+    if (batch && (ret = batch_entries(&st, batch, err, errlen)))
+        goto out;
+    /* a single program's code moves 16 bytes down when a jump goes in
+     * front of its entry (below) */
+    ret = collect_slots(&st, entry == 0 ? 0 : 16, out, batch, err, errlen);
+    if (ret)
+        goto out;
+    ret = -EINVAL;
 
     /* PC-relative relocations inside the blob only */
     for (size_t i = 0; i < shnum; i++) {
@@ -1317,6 +1406,83 @@ static void lj_free(struct lj *j)
     free(j->callx_funcs);
     free(j->bb);
     free(j->reach);
+    if (j->B)
+        LLVMDisposeBuilder(j->B);
+    if (j->M)
+        LLVMDisposeModule(j->M);
+    bpfg_vm_free(j->vm);
+}
+
+static int lj_init(char *err, size_t errlen)
+{
+    pthread_once(&init_once, llvm_init);
+    if (init_status && errlen)
+        snprintf(err, errlen, "LLVM native target unavailable");
+    return init_status;
+}
+
+/* Validates orig and translates it into j->M, a module of j->C of its own,
+ * optimised with the pipeline its own shape chooses (so programs of a
+ * batch are optimised exactly as alone). */
+static int build_prog(struct lj *j, const struct bpf_insn *orig, size_t n, LLVMTargetMachineRef tm, int opt)
+{
+    int ret = bpfg_x86jit_validate(orig, n, &j->opts->jit, &j->vm, j->err, j->errlen);
+    if (ret)
+        return ret;
+    j->insns = bpfg_vm_insns(j->vm);
+    j->orig = bpfg_vm_lowered_insns(j->vm) ? bpfg_vm_lowered_insns(j->vm) : orig; /* callback stubs appended */
+    j->n = bpfg_vm_insn_count(j->vm);
+
+    double t0 = now_ms();
+    j->M = LLVMModuleCreateWithNameInContext("bpf", j->C);
+    j->B = LLVMCreateBuilderInContext(j->C);
+    if (analyse(j, j->orig))
+        return fail(j, -ENOMEM, "out of memory");
+    ret = build_module(j);
+    if (ret)
+        return ret;
+    LLVMSetTarget(j->M, host_triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(j->M, td);
+    LLVMDisposeTargetData(td);
+    double t1 = now_ms();
+    j->stats->ir_ms += t1 - t0;
+
+    LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
+    const char *pipeline =
+        opt >= 3 ? "default<O3>" : lean_pipeline(fusable(j), j->goto_loop, opt == 2 && j->memory_loop);
+    LLVMErrorRef perr = LLVMRunPasses(j->M, pipeline, tm, pbo);
+    LLVMDisposePassBuilderOptions(pbo);
+    if (perr) {
+        char *m = LLVMGetErrorMessage(perr);
+        ret = fail(j, -EINVAL, "LLVM optimisation failed: %s", m);
+        LLVMDisposeErrorMessage(m);
+        return ret;
+    }
+    j->stats->opt_ms += now_ms() - t1;
+    return 0;
+}
+
+/* Codegen of M and the link into out (batch: every program's entry). */
+static int emit_and_link(LLVMTargetMachineRef tm, LLVMModuleRef M, struct bpfg_llvmjit_blob *out,
+                         struct bpfg_llvmjit_batch *batch, struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    LLVMMemoryBufferRef obj = NULL;
+    double t2 = now_ms();
+    if (getenv("BPFG_LLVMJIT_DUMP_IR")) /* debugging: the optimised IR on stderr */
+        LLVMDumpModule(M);
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &msg, &obj)) {
+        snprintf(err, errlen, "LLVM code generation failed: %s", msg ? msg : "?");
+        LLVMDisposeMessage(msg);
+        return -EINVAL;
+    }
+    double t3 = now_ms();
+    stats->codegen_ms += t3 - t2;
+    int ret = link_object((const uint8_t *)LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), out, batch, err, errlen);
+    stats->link_ms += now_ms() - t3;
+    LLVMDisposeMemoryBuffer(obj);
+    return ret;
 }
 
 int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struct bpfg_llvmjit_opts *opts,
@@ -1324,92 +1490,122 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
 {
     static const struct bpfg_llvmjit_opts no_opts;
     struct bpfg_llvmjit_stats dummy;
-    struct bpfg_vm *vm = NULL;
-    struct lj j = {.opts = opts ? opts : &no_opts, .stats = stats ? stats : &dummy, .err = err, .errlen = errlen};
-    LLVMTargetMachineRef tm = NULL;
-    LLVMMemoryBufferRef obj = NULL;
-    int ret;
+    struct lj j = {
+        .opts = opts ? opts : &no_opts, .stats = stats ? stats : &dummy, .err = err, .errlen = errlen, .prog = -1};
 
     memset(out, 0, sizeof(*out));
     memset(j.stats, 0, sizeof(*j.stats));
     if (errlen)
         err[0] = '\0';
-    pthread_once(&init_once, llvm_init);
-    if (init_status) {
-        snprintf(err, errlen, "LLVM native target unavailable");
-        return init_status;
-    }
-    ret = bpfg_x86jit_validate(orig, n, &j.opts->jit, &vm, err, errlen);
+    int ret = lj_init(err, errlen);
     if (ret)
         return ret;
-    j.insns = bpfg_vm_insns(vm);
-    j.orig = bpfg_vm_lowered_insns(vm) ? bpfg_vm_lowered_insns(vm) : orig; /* callback stubs appended */
-    j.n = bpfg_vm_insn_count(vm);
     int opt = j.opts->opt_level ? j.opts->opt_level : 2;
-
-    double t0 = now_ms();
+    LLVMTargetMachineRef tm = take_tm(opt, err, errlen);
+    if (!tm)
+        return -ENOSYS;
     j.C = LLVMContextCreate();
-    j.M = LLVMModuleCreateWithNameInContext("bpf", j.C);
-    j.B = LLVMCreateBuilderInContext(j.C);
-    ret = analyse(&j, j.orig);
-    if (ret) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    ret = build_module(&j);
-    if (ret)
-        goto out;
-    tm = take_tm(opt, err, errlen);
-    if (!tm) {
-        ret = -ENOSYS;
-        goto out;
-    }
-    LLVMSetTarget(j.M, host_triple);
-    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(j.M, td);
-    LLVMDisposeTargetData(td);
-    double t1 = now_ms();
-    j.stats->ir_ms = t1 - t0;
-
-    LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
-    const char *pipeline =
-        opt >= 3 ? "default<O3>" : lean_pipeline(fusable(&j), j.goto_loop, opt == 2 && j.memory_loop);
-    LLVMErrorRef perr = LLVMRunPasses(j.M, pipeline, tm, pbo);
-    LLVMDisposePassBuilderOptions(pbo);
-    if (perr) {
-        char *m = LLVMGetErrorMessage(perr);
-        snprintf(err, errlen, "LLVM optimisation failed: %s", m);
-        LLVMDisposeErrorMessage(m);
-        ret = -EINVAL;
-        goto out;
-    }
-    double t2 = now_ms();
-    j.stats->opt_ms = t2 - t1;
-
-    char *msg = NULL;
-    if (getenv("BPFG_LLVMJIT_DUMP_IR")) /* debugging: the optimised IR on stderr */
-        LLVMDumpModule(j.M);
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, j.M, LLVMObjectFile, &msg, &obj)) {
-        snprintf(err, errlen, "LLVM code generation failed: %s", msg ? msg : "?");
-        LLVMDisposeMessage(msg);
-        ret = -EINVAL;
-        goto out;
-    }
-    double t3 = now_ms();
-    j.stats->codegen_ms = t3 - t2;
-    ret = link_object((const uint8_t *)LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), out, err, errlen);
-    j.stats->link_ms = now_ms() - t3;
-out:
-    if (obj)
-        LLVMDisposeMemoryBuffer(obj);
-    if (tm)
-        give_tm(opt, tm);
-    LLVMDisposeBuilder(j.B);
-    LLVMDisposeModule(j.M);
-    LLVMContextDispose(j.C);
+    ret = build_prog(&j, orig, n, tm, opt);
+    if (!ret)
+        ret = emit_and_link(tm, j.M, out, NULL, j.stats, err, errlen);
+    give_tm(opt, tm);
     lj_free(&j);
-    bpfg_vm_free(vm);
+    LLVMContextDispose(j.C);
     return ret;
+}
+
+/* A link error is reported through the context; without a handler LLVM
+ * prints it and exits the process. */
+static void on_diagnostic(LLVMDiagnosticInfoRef di, void *user)
+{
+    bool *failed = user;
+    if (LLVMGetDiagInfoSeverity(di) == LLVMDSError)
+        *failed = true;
+}
+
+/* Program i of a batch into M (the first one becomes M). */
+static int add_to_batch(LLVMContextRef C, LLVMModuleRef *M, const struct bpfg_llvmjit_prog *prog, size_t i,
+                        const struct bpfg_llvmjit_opts *opts, LLVMTargetMachineRef tm, int opt,
+                        struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
+{
+    char why[512] = "";
+    struct lj j = {.opts = opts, .stats = stats, .err = why, .errlen = sizeof(why), .prog = (int)i, .C = C};
+    int ret = build_prog(&j, prog->insns, prog->n, tm, opt);
+    if (ret) {
+        snprintf(err, errlen, "program %zu of the batch: %s", i, why);
+        lj_free(&j);
+        return ret;
+    }
+    LLVMModuleRef m = j.M;
+    j.M = NULL;
+    lj_free(&j);
+    if (!*M)
+        *M = m;
+    else if (LLVMLinkModules2(*M, m)) /* takes m, linked or not */
+        return snprintf(err, errlen, "program %zu of the batch: LLVM could not link its module", i), -EINVAL;
+    return 0;
+}
+
+int bpfg_llvmjit_compile_batch(const struct bpfg_llvmjit_prog *progs, size_t nprogs,
+                               const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_batch *out,
+                               struct bpfg_llvmjit_stats *stats, char *err, size_t errlen)
+{
+    static const struct bpfg_llvmjit_opts no_opts;
+    struct bpfg_llvmjit_stats dummy;
+    if (!opts)
+        opts = &no_opts;
+    if (!stats)
+        stats = &dummy;
+    memset(out, 0, sizeof(*out));
+    memset(stats, 0, sizeof(*stats));
+    if (errlen)
+        err[0] = '\0';
+    int ret = lj_init(err, errlen);
+    if (ret)
+        return ret;
+    if (!nprogs || nprogs > BPFG_LLVMJIT_MAX_BATCH) {
+        snprintf(err, errlen, "a batch holds 1 to %d programs, not %zu", BPFG_LLVMJIT_MAX_BATCH, nprogs);
+        return -EINVAL;
+    }
+    out->entry_off = calloc(nprogs, sizeof(*out->entry_off));
+    out->reloc_end = calloc(nprogs, sizeof(*out->reloc_end));
+    out->nprogs = nprogs;
+    if (!out->entry_off || !out->reloc_end) {
+        bpfg_llvmjit_batch_free(out);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int opt = opts->opt_level ? opts->opt_level : 2;
+    LLVMTargetMachineRef tm = take_tm(opt, err, errlen);
+    if (!tm) {
+        bpfg_llvmjit_batch_free(out);
+        return -ENOSYS;
+    }
+    bool link_failed = false;
+    LLVMContextRef C = LLVMContextCreate();
+    LLVMContextSetDiagnosticHandler(C, on_diagnostic, &link_failed);
+    LLVMModuleRef M = NULL;
+    for (size_t i = 0; i < nprogs && !ret; i++)
+        ret = add_to_batch(C, &M, &progs[i], i, opts, tm, opt, stats, err, errlen);
+    if (!ret)
+        ret = emit_and_link(tm, M, &out->blob, out, stats, err, errlen);
+    give_tm(opt, tm);
+    if (M)
+        LLVMDisposeModule(M);
+    LLVMContextDispose(C);
+    if (ret)
+        bpfg_llvmjit_batch_free(out);
+    return ret;
+}
+
+void bpfg_llvmjit_batch_free(struct bpfg_llvmjit_batch *b)
+{
+    if (!b)
+        return;
+    bpfg_llvmjit_blob_free(&b->blob);
+    free(b->entry_off);
+    free(b->reloc_end);
+    memset(b, 0, sizeof(*b));
 }
 
 void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob)
@@ -1422,10 +1618,11 @@ void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob)
     blob->nrelocs = 0;
 }
 
-int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn *insns, size_t n,
-                           const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen)
+/* Binds blob's slots [from, to) to insns. */
+static int bind_slots(struct bpfg_llvmjit_blob *blob, size_t from, size_t to, const struct bpf_insn *insns, size_t n,
+                      const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < blob->nrelocs; i++) {
+    for (size_t i = from; i < to; i++) {
         const struct bpfg_llvmjit_reloc *r = &blob->relocs[i];
         if (r->insn + 1 >= n || !is_map_ref(&insns[r->insn]) || (size_t)r->offset + 8 > blob->code.len) {
             snprintf(err, errlen, "slot %zu does not match the program (instruction %u)", i, r->insn);
@@ -1460,6 +1657,30 @@ int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn
     return 0;
 }
 
+int bpfg_llvmjit_blob_bind(struct bpfg_llvmjit_blob *blob, const struct bpf_insn *insns, size_t n,
+                           const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen)
+{
+    return bind_slots(blob, 0, blob->nrelocs, insns, n, opts, err, errlen);
+}
+
+int bpfg_llvmjit_batch_bind(struct bpfg_llvmjit_batch *b, const struct bpfg_llvmjit_prog *progs,
+                            const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen)
+{
+    size_t from = 0;
+    for (size_t i = 0; i < b->nprogs; i++) {
+        size_t to = b->reloc_end[i];
+        if (to < from || to > b->blob.nrelocs) {
+            snprintf(err, errlen, "program %zu: slot range %zu..%zu out of order", i, from, to);
+            return -EINVAL;
+        }
+        int ret = bind_slots(&b->blob, from, to, progs[i].insns, progs[i].n, opts, err, errlen);
+        if (ret)
+            return ret;
+        from = to;
+    }
+    return 0;
+}
+
 /* ---- cache key ----------------------------------------------------------------- */
 
 /* Two 64-bit multiplicative lanes (FNV-1a, and one with another odd
@@ -1489,6 +1710,13 @@ static uint64_t mix(uint64_t x)
     x *= 0xc4ceb9fe1a85ec53ull;
     x ^= x >> 33;
     return x;
+}
+
+static void hash_final(const struct hash128 *h, uint8_t key[16])
+{
+    uint64_t a = mix(h->a ^ mix(h->b)), b = mix(h->b + 0x9e3779b97f4a7c15ull * a);
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
 }
 
 int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_llvmjit_opts *opts, uint8_t key[16],
@@ -1549,9 +1777,17 @@ int bpfg_llvmjit_key(const struct bpf_insn *insns, size_t n, const struct bpfg_l
             pc++;
         }
     }
-    uint64_t a = mix(h.a ^ mix(h.b)), b = mix(h.b + 0x9e3779b97f4a7c15ull * a);
-    memcpy(key, &a, 8);
-    memcpy(key + 8, &b, 8);
+    hash_final(&h, key);
     bpfg_vm_free(vm);
     return 0;
+}
+
+void bpfg_llvmjit_batch_key(const uint8_t (*keys)[16], size_t nprogs, uint8_t key[16])
+{
+    struct hash128 h = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+    h_bytes(&h, "bpfgraft-llvmjit-batch-1", 24);
+    uint64_t nn = nprogs;
+    h_bytes(&h, &nn, sizeof(nn));
+    h_bytes(&h, keys, nprogs * 16);
+    hash_final(&h, key);
 }

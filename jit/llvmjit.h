@@ -94,6 +94,47 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *insns, size_t n, const stru
                               size_t errlen);
 void bpfg_llvmjit_blob_free(struct bpfg_llvmjit_blob *blob);
 
+/* Several programs compiled together: one LLVM module, one codegen run,
+ * one blob (LLVM's codegen costs about 0.7 ms a module before it compiles
+ * anything, paid once here instead of once a program). Each program is
+ * validated, translated and optimised on its own, exactly as
+ * bpfg_llvmjit_compile_blob would (its own pipeline; every symbol named
+ * after its index, so functions and slots of two programs never meet),
+ * then the modules are linked and emitted together. The code of program i
+ * starts at entry_off[i] (same calling convention as a single blob); its
+ * slots are blob.relocs[i ? reloc_end[i - 1] : 0 .. reloc_end[i]). */
+#define BPFG_LLVMJIT_MAX_BATCH 256
+
+struct bpfg_llvmjit_prog {
+    const struct bpf_insn *insns;
+    size_t n;
+};
+
+struct bpfg_llvmjit_batch {
+    struct bpfg_llvmjit_blob blob;
+    uint32_t *entry_off; /* nprogs */
+    uint32_t *reloc_end; /* nprogs */
+    size_t nprogs;
+};
+
+/* Compiles nprogs (1..BPFG_LLVMJIT_MAX_BATCH) programs with one set of
+ * options into out (free with bpfg_llvmjit_batch_free). Fails whole when
+ * one program fails (err names its index). stats (may be NULL) sums the
+ * phases. Thread-safe. */
+int bpfg_llvmjit_compile_batch(const struct bpfg_llvmjit_prog *progs, size_t nprogs,
+                               const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_batch *out,
+                               struct bpfg_llvmjit_stats *stats, char *err, size_t errlen);
+void bpfg_llvmjit_batch_free(struct bpfg_llvmjit_batch *b);
+
+/* Binds every program's slots (bpfg_llvmjit_blob_bind, program i with
+ * progs[i]'s instructions). */
+int bpfg_llvmjit_batch_bind(struct bpfg_llvmjit_batch *b, const struct bpfg_llvmjit_prog *progs,
+                            const struct bpfg_llvmjit_opts *opts, char *err, size_t errlen);
+
+/* The cache key of a batch, from its programs' keys (bpfg_llvmjit_key,
+ * same options) in order: a batch entry never answers a single lookup. */
+void bpfg_llvmjit_batch_key(const uint8_t (*keys)[16], size_t nprogs, uint8_t key[16]);
+
 /* Binds a relocatable blob to a target: every slot gets the value
  * opts->jit.resolver gives for its lddw in insns (the original program),
  * or jit.map_info's value_base of that map. -ESTALE when an inlined array's

@@ -233,6 +233,18 @@ struct jit_case {
     uint64_t (*native_loop)(uint8_t *, size_t); /* native the way the program does it, or NULL */
 };
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 #ifdef BENCH_HAVE_UBPF
 /* ---- the peer: uBPF's x86-64 JIT on the same bytecode ---------------------- */
 
@@ -278,18 +290,6 @@ fail:
     if (vm)
         ubpf_destroy(vm);
     return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* The peer row: medians of PEER_ROUNDS interleaved rounds of native, our
@@ -560,6 +560,66 @@ out:
     return ret;
 }
 
+#ifdef BPFGRAFT_HAVE_LLVM
+/* Microseconds of one LLVM compile of every program together (batch) or
+ * of each alone (single[i]); 0 or a negative errno. */
+static int time_llvm_round(const struct jit_case *jc, const struct bpfg_llvmjit_prog *progs, size_t n,
+                           const struct bpfg_llvmjit_opts *o, double *batch_us, double *single_us)
+{
+    char err[256];
+    struct bpfg_llvmjit_batch b;
+    uint64_t t0 = bench_now_ns();
+    int ret = bpfg_llvmjit_compile_batch(progs, n, o, &b, NULL, err, sizeof(err));
+    *batch_us += (double)(bench_now_ns() - t0) / 1e3;
+    if (ret) {
+        fprintf(stderr, "bench jit: batch of %zu: %s\n", n, err);
+        return ret;
+    }
+    bpfg_llvmjit_batch_free(&b);
+    for (size_t i = 0; i < n; i++) {
+        struct bpfg_llvmjit_blob blob;
+        t0 = bench_now_ns();
+        ret = bpfg_llvmjit_compile_blob(jc[i].insns, jc[i].n, o, &blob, NULL, err, sizeof(err));
+        single_us[i] += (double)(bench_now_ns() - t0) / 1e3;
+        if (ret) {
+            fprintf(stderr, "bench jit: %s: llvm: %s\n", jc[i].name, err);
+            return ret;
+        }
+        bpfg_llvmjit_blob_free(&blob);
+    }
+    return 0;
+}
+
+/* The suite's programs compiled as one batch (one LLVM module, one codegen
+ * run), per program, against the same programs compiled alone in the
+ * same rounds (alternated, so the machine's load weighs on both): the
+ * baseline is the median over the programs of a single compile. */
+static int report_batch(struct bench_ctx *ctx, const struct jit_case *jc, size_t n)
+{
+    struct bpfg_llvmjit_opts o = {
+        .jit = {.resolver = resolve_map, .resolver_user = &array_map, .map_info = describe_map}};
+    bpfg_x86jit_allow_helper(&o.jit, BPF_FUNC_map_lookup_elem);
+    struct bpfg_llvmjit_prog progs[16];
+    double single_us[16] = {0}, batch_us = 0;
+    if (n > 16)
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        progs[i] = (struct bpfg_llvmjit_prog){jc[i].insns, jc[i].n};
+    int reps = bench_quick(ctx) ? 3 : 20, ret = 0;
+    for (int r = 0; r < reps && !ret; r++)
+        ret = time_llvm_round(jc, progs, n, &o, &batch_us, single_us);
+    if (ret)
+        return ret;
+    for (size_t i = 0; i < n; i++)
+        single_us[i] /= reps;
+    char name[48];
+    snprintf(name, sizeof(name), "batch_of_%zu", n);
+    bench_report(ctx, name, "llvmjit-compile-per-prog", batch_us / reps / (double)n, "us", "llvmjit-compile-median",
+                 median(single_us, n));
+    return 0;
+}
+#endif
+
 static int bench_jit_run(struct bench_ctx *ctx)
 {
     struct kernel k = {-1, -1};
@@ -598,7 +658,9 @@ static int bench_jit_run(struct bench_ctx *ctx)
              "native-loop: gcc -O2 doing the work the program's way (byte/word loops, no glibc SIMD); "
              "x86jit-compile: validation + translation, baseline the kernel's load (verifier + JIT); "
              "llvmjit: the LLVM JIT's flat blob (its lean O2 pipeline, array lookups inlined), llvmjit-compile: "
-             "validation + IR + optimisation + codegen + link"
+             "validation + IR + optimisation + codegen + link; batch_of_N llvmjit-compile-per-prog: the N programs "
+             "compiled together in one LLVM module (bpfg_llvmjit_compile_batch), per program, against the median "
+             "single compile of the same programs timed in the same alternated rounds"
 #ifdef BENCH_HAVE_UBPF
              "; peer ubpf-jit: uBPF's x86-64 JIT (third_party/ubpf) on the same bytecode, best (ENGINE): the faster "
              "of ours, both medians of 6 interleaved rounds; uBPF has no maps: map_loop's lddw is the map's address "
@@ -608,6 +670,10 @@ static int bench_jit_run(struct bench_ctx *ctx)
     );
     for (size_t i = 0; i < ncases && !ret; i++)
         ret = run_case(ctx, &k, &jc[i], mem);
+#ifdef BPFGRAFT_HAVE_LLVM
+    if (!ret)
+        ret = report_batch(ctx, jc, ncases);
+#endif
 out:
     if (k.mem_map >= 0)
         close(k.mem_map);

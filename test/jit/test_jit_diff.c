@@ -819,6 +819,118 @@ Test(jit_diff, llvm_pipelines_match_interpreter)
 }
 #endif
 
+#ifdef BPFGRAFT_HAVE_LLVM
+/* ---- batches: several programs in one LLVM module, one blob ---- */
+
+#define BATCH_MAX 8
+
+/* A batch's blob in a memfd, mapped r-x at an address the compiler never
+ * saw, as the server ships it: every program runs at its entry_off. */
+static void *map_batch(const struct bpfg_llvmjit_batch *b)
+{
+    int fd = memfd_create("bpfg-llvm-batch", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, b->blob.code.buf, b->blob.code.len), (ssize_t)b->blob.code.len);
+    void *at = mmap(NULL, b->blob.code.len, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+    cr_assert_neq(at, MAP_FAILED, "mmap: %s", strerror(errno));
+    close(fd);
+    return at;
+}
+
+static void run_batch_prog(const struct bpfg_llvmjit_batch *b, void *at, size_t i, const uint8_t *mem,
+                           struct outcome *o)
+{
+    struct bpfg_x86jit_image img = {at, b->blob.code.len, (bpfg_x86jit_fn)((uint8_t *)at + b->entry_off[i])};
+    memcpy(o->mem, mem, CTX_LEN);
+    o->r0 = 0;
+    o->err = bpfg_x86jit_run(&img, o->mem, CTX_LEN, table, NULL, &o->r0, NULL);
+}
+
+/* Compiles n programs as one batch and asserts every program's outcome
+ * is its single compile's and the interpreter's. */
+static void check_batch(const struct bpf_insn *const *p, const size_t *len, uint8_t (*mem)[CTX_LEN], size_t n,
+                        const char *what)
+{
+    struct bpfg_llvmjit_opts opts = {.jit = {.has_unwind = true, .unwind_id = unwind_id}, .opt_level = llvm_level};
+    for (uint32_t id = 0; id < BPFG_MAX_HELPERS; id++)
+        if (table[id].fn)
+            bpfg_x86jit_allow_helper(&opts.jit, id);
+    struct bpfg_llvmjit_prog progs[BATCH_MAX];
+    for (size_t i = 0; i < n; i++)
+        progs[i] = (struct bpfg_llvmjit_prog){p[i], len[i]};
+    struct bpfg_llvmjit_batch b;
+    char err[512];
+    cr_assert_eq(bpfg_llvmjit_compile_batch(progs, n, &opts, &b, NULL, err, sizeof(err)), 0, "%s: %s", what, err);
+    cr_assert_eq(b.nprogs, n);
+    void *at = map_batch(&b);
+    for (size_t i = 0; i < n; i++) {
+        struct outcome want, single, got;
+        run_interp(p[i], len[i], mem[i], &want);
+        run_llvm_blob(p[i], len[i], mem[i], &single, false);
+        run_batch_prog(&b, at, i, mem[i], &got);
+        if (got.err != single.err || got.r0 != single.r0 || memcmp(got.mem, single.mem, CTX_LEN) ||
+            got.err != want.err || got.r0 != want.r0 || memcmp(got.mem, want.mem, CTX_LEN)) {
+            dump(p[i], len[i]);
+            cr_assert_fail("%s, program %zu of %zu: interp err %d r0 0x%llx, single err %d r0 0x%llx, batch err %d "
+                           "r0 0x%llx",
+                           what, i, n, want.err, (unsigned long long)want.r0, single.err, (unsigned long long)single.r0,
+                           got.err, (unsigned long long)got.r0);
+        }
+    }
+    munmap(at, b.blob.code.len);
+    bpfg_llvmjit_batch_free(&b);
+}
+
+/* The pipeline shapes together (each keeps its own pipeline: unrolled,
+ * rotated, inlined or fused), two programs with local calls among them
+ * (their functions must not meet by name), at every level; then random
+ * programs (local calls, callx, loops, helpers, unwinds) in batches. */
+Test(jit_diff, llvm_batches_match_single_compiles)
+{
+    const struct bpf_insn *shapes[] = {shape_local_call, shape_memory_loop, shape_goto_loop,
+                                       shape_local_call, shape_diamonds,    shape_register_loop};
+    size_t lens[BATCH_MAX] = {sizeof(shape_local_call) / sizeof(shape_local_call[0]),
+                              sizeof(shape_memory_loop) / sizeof(shape_memory_loop[0]),
+                              sizeof(shape_goto_loop) / sizeof(shape_goto_loop[0]),
+                              sizeof(shape_local_call) / sizeof(shape_local_call[0]),
+                              sizeof(shape_diamonds) / sizeof(shape_diamonds[0]),
+                              sizeof(shape_register_loop) / sizeof(shape_register_loop[0])};
+    static struct gen g;
+    static uint8_t mem[BATCH_MAX][CTX_LEN];
+    static struct bpf_insn prog[BATCH_MAX][MAX_PROG + 1];
+    g.rng = seed() ^ 0xba7c4;
+    for (size_t i = 0; i < 6; i++)
+        fill(&g, mem[i]);
+    for (llvm_level = 0; llvm_level <= 3; llvm_level++)
+        check_batch(shapes, lens, mem, 6, "shapes");
+    llvm_level = 0;
+    /* one program alone is a batch too */
+    check_batch(shapes, lens, mem, 1, "a batch of one");
+
+    size_t count = env_count("BPFG_JIT_DIFF_BATCHES", 30), done = 0, progs = 0, calls = 0;
+    for (size_t tries = 0; done < count && tries < 20 * count; tries++) {
+        const struct bpf_insn *pp[BATCH_MAX];
+        size_t n = 2 + tries % (BATCH_MAX - 1), got = 0;
+        while (got < n) {
+            if (!random_program(&g, prog[got], mem[got]))
+                continue;
+            lens[got] = g.n + 1;
+            pp[got] = prog[got];
+            for (size_t pc = 0; pc < lens[got]; pc++)
+                calls += prog[got][pc].code == (BPF_JMP | BPF_CALL) && prog[got][pc].src_reg == BPF_PSEUDO_CALL;
+            got++;
+        }
+        check_batch(pp, lens, mem, n, "random batch");
+        done++;
+        progs += n;
+    }
+    cr_assert_eq(done, count);
+    cr_assert_gt(calls, 0, "no random program had a local call");
+    printf("jit_diff: %zu batches (%zu programs, %zu local calls) identical to single compiles and the interpreter\n",
+           done, progs, calls);
+}
+#endif
+
 /* Run-time errors: call depth, bad callx targets, misaligned atomics. */
 Test(jit_diff, run_errors_match_interpreter)
 {
@@ -1280,7 +1392,8 @@ static void arr_interp(const struct bpf_insn *p, size_t n, uint8_t *ctx, struct 
     bpfg_vm_free(vm);
 }
 
-/* engine 0: x86 calling the helper, 1: x86 inlined, 2: LLVM inlined */
+/* engine 0: x86 calling the helper, 1: x86 inlined, 2: LLVM inlined (3:
+ * the LLVM batch, arr_batch_run) */
 static void arr_jit(int engine, const struct bpf_insn *p, size_t n, uint8_t *ctx, struct arr_outcome *o)
 {
     struct bpfg_x86jit_opts opts = {.resolver = arr_resolve, .map_info = engine ? arr_describe : NULL};
@@ -1305,6 +1418,77 @@ static void arr_jit(int engine, const struct bpf_insn *p, size_t n, uint8_t *ctx
     bpfg_x86jit_unmap(&img);
 }
 
+#ifdef BPFGRAFT_HAVE_LLVM
+/* Engine 3: every array program in one relocatable LLVM batch, compiled
+ * against decoy maps of the same shape and then bound to the real ones
+ * (bpfg_llvmjit_batch_bind, as the server binds a cached batch to a
+ * target): a slot left unbound would update the decoys. */
+static struct fake_array decoy[2] = {{ARR_A_ENTRIES, 8, {0}}, {ARR_B_ENTRIES, 12, {0}}};
+static struct bpfg_llvmjit_batch arr_batch;
+static void *arr_batch_at;
+
+static int decoy_resolve(void *user, uint8_t src_reg, int32_t imm0, int32_t imm1, uint64_t *value)
+{
+    int ret = arr_resolve(user, src_reg, imm0, imm1, value);
+    if (!ret)
+        *value = (uintptr_t)&decoy[*value == (uintptr_t)&arr[1]];
+    return ret;
+}
+
+static int decoy_describe(void *user, uint64_t value, struct bpfg_jit_map_info *info)
+{
+    for (int m = 0; m < 2; m++)
+        if (value == (uintptr_t)&decoy[m] && !arr_describe(user, (uintptr_t)&arr[m], info)) {
+            info->value_base = (uintptr_t)decoy[m].values;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static void arr_batch_build(void)
+{
+    static struct bpf_insn p[NARRAY_PROGS][64];
+    struct bpfg_llvmjit_prog progs[NARRAY_PROGS];
+    struct bpfg_llvmjit_opts lopts = {.jit = {.resolver = decoy_resolve, .map_info = decoy_describe},
+                                      .relocatable_maps = true};
+    bpfg_x86jit_allow_helper(&lopts.jit, BPF_FUNC_map_lookup_elem);
+    for (int which = 0; which < NARRAY_PROGS; which++) {
+        bool inlined;
+        p[which][0] = MOV64_REG(9, 1);
+        progs[which] = (struct bpfg_llvmjit_prog){p[which], array_prog(which, p[which] + 1, &inlined) + 1};
+    }
+    char err[512];
+    cr_assert_eq(bpfg_llvmjit_compile_batch(progs, NARRAY_PROGS, &lopts, &arr_batch, NULL, err, sizeof(err)), 0, "%s",
+                 err);
+    for (int which = 0; which < NARRAY_PROGS; which++) /* every program references a map: slots of its own */
+        cr_assert_gt(arr_batch.reloc_end[which], which ? arr_batch.reloc_end[which - 1] : 0, "program %d", which);
+    lopts.jit.resolver = arr_resolve;
+    lopts.jit.map_info = arr_describe;
+    cr_assert_eq(bpfg_llvmjit_batch_bind(&arr_batch, progs, &lopts, err, sizeof(err)), 0, "%s", err);
+    arr_batch_at = map_batch(&arr_batch);
+}
+
+static void arr_batch_run(int which, uint8_t *ctx, struct arr_outcome *o)
+{
+    struct bpfg_x86jit_image img = {arr_batch_at, arr_batch.blob.code.len,
+                                    (bpfg_x86jit_fn)((uint8_t *)arr_batch_at + arr_batch.entry_off[which])};
+    arr_reset();
+    memset(decoy, 0, sizeof(decoy));
+    decoy[0].max_entries = ARR_A_ENTRIES, decoy[0].value_size = 8;
+    decoy[1].max_entries = ARR_B_ENTRIES, decoy[1].value_size = 12;
+    o->err = bpfg_x86jit_run(&img, ctx, CTX_LEN, array_table, NULL, &o->r0, NULL);
+    arr_record(o);
+    for (size_t i = 0; i < sizeof(decoy[0].values); i++)
+        cr_assert(!decoy[0].values[i] && !decoy[1].values[i], "program %d wrote a decoy map", which);
+}
+
+static void arr_batch_free(void)
+{
+    munmap(arr_batch_at, arr_batch.blob.code.len);
+    bpfg_llvmjit_batch_free(&arr_batch);
+}
+#endif
+
 static bool arr_same(const struct arr_outcome *a, const struct arr_outcome *b)
 {
     return a->err == b->err && a->r0 == b->r0 && !memcmp(a->values, b->values, sizeof(a->values));
@@ -1318,7 +1502,8 @@ static size_t arr_compare_all(void (*kernel)(const struct bpf_insn *, size_t, ui
 {
     size_t runs = 0;
 #ifdef BPFGRAFT_HAVE_LLVM
-    int engines = 3;
+    int engines = 4; /* 3: the LLVM batch */
+    arr_batch_build();
 #else
     int engines = 2;
 #endif
@@ -1336,7 +1521,12 @@ static size_t arr_compare_all(void (*kernel)(const struct bpf_insn *, size_t, ui
             arr_interp(p, n, ctx, &want);
             cr_assert_eq(want.err, 0);
             for (int e = 0; e < engines; e++) {
-                arr_jit(e, p, n, ctx, &got);
+#ifdef BPFGRAFT_HAVE_LLVM
+                if (e == 3)
+                    arr_batch_run(which, ctx, &got);
+                else
+#endif
+                    arr_jit(e, p, n, ctx, &got);
                 if (!arr_same(&got, &want))
                     dump(p, n);
                 cr_assert(arr_same(&got, &want), "program %d key 0x%x x %u: engine %d r0 0x%llx, interp 0x%llx%s",
@@ -1350,6 +1540,9 @@ static size_t arr_compare_all(void (*kernel)(const struct bpf_insn *, size_t, ui
             runs++;
         }
     }
+#ifdef BPFGRAFT_HAVE_LLVM
+    arr_batch_free();
+#endif
     return runs;
 }
 

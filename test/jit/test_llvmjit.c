@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -396,6 +397,101 @@ Test(jitcache, hit_after_miss_and_damaged_entries_recompile, .init = mk_tmp, .fi
     cr_expect_eq(b2.code.len, b1.code.len);
     bpfg_llvmjit_blob_free(&b2);
     bpfg_llvmjit_blob_free(&b1);
+    bpfg_jitcache_close(c);
+}
+
+/* Flips a byte of every entry's last 8 (a batch's table). */
+static void damage_tails(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    cr_assert_not_null(d);
+    while ((e = readdir(d))) {
+        char path[600];
+        if (!strstr(e->d_name, ".jit"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r+");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        cr_assert_eq(fseek(f, -3, SEEK_END), 0);
+        int c = fgetc(f);
+        cr_assert_eq(fseek(f, -3, SEEK_END), 0);
+        fputc(c ^ 0xff, f);
+        fclose(f);
+    }
+    closedir(d);
+}
+
+static uint64_t run_entry(const struct bpfg_llvmjit_batch *b, size_t i, uint32_t key)
+{
+    struct bpfg_x86jit_image img;
+    uint64_t r0;
+    cr_assert_eq(bpfg_x86jit_map_exec(&b->blob.code, &img), 0);
+    img.fn = (bpfg_x86jit_fn)((uint8_t *)img.addr + b->entry_off[i]);
+    int err = bpfg_x86jit_run(&img, &key, sizeof(key), table, NULL, &r0, NULL);
+    bpfg_x86jit_unmap(&img);
+    cr_assert_eq(err, 0, "run failed: %d", err);
+    return r0;
+}
+
+/* A batch of two (the map program, and r0 = ctx[0] * 3) through the
+ * cache: a miss stores one entry, the next compile (another target) hits
+ * and binds it there; a batch entry answers no single lookup, nor a batch
+ * of other programs; a damaged one is recompiled. */
+Test(jitcache, batch_hit_binds_per_target, .init = mk_tmp, .fini = rm_tmp)
+{
+    static const struct bpf_insn triple[] = {LDX(BPF_W, 0, 1, 0), ALU64_IMM(BPF_MUL, 0, 3), EXIT()};
+    const struct bpfg_llvmjit_prog progs[2] = {{triple, 3}, {prog, PROG_LEN}};
+    char err[256];
+    struct bpfg_jitcache *c = bpfg_jitcache_open(tmpdir);
+    cr_assert_not_null(c, "%s", strerror(errno));
+    struct bpfg_llvmjit_opts o;
+    base_opts(&o, &map_a);
+    o.jit.map_info = describe;
+    o.relocatable_maps = true;
+    struct bpfg_llvmjit_batch b1, b2;
+    bool hit = true;
+    cr_assert_eq(bpfg_jitcache_compile_batch(c, progs, 2, &o, &b1, &hit, err, sizeof(err)), 0, "%s", err);
+    cr_expect_not(hit);
+    cr_expect_eq(count_entries(tmpdir), 1);
+    cr_assert_eq(b1.nprogs, 2);
+    cr_expect_eq(b1.reloc_end[0], 0, "triple has no slots");
+    cr_expect_eq(b1.reloc_end[1], 2, "the lddw and the array's values");
+    o.jit.resolver_user = &map_b;
+    cr_assert_eq(bpfg_jitcache_compile_batch(c, progs, 2, &o, &b2, &hit, err, sizeof(err)), 0, "%s", err);
+    cr_expect(hit);
+    cr_expect_eq(count_entries(tmpdir), 1);
+    cr_expect_eq(b2.blob.code.len, b1.blob.code.len);
+    cr_expect(!memcmp(b2.entry_off, b1.entry_off, sizeof(uint32_t) * 2));
+    reset_maps();
+    cr_expect_eq(run_entry(&b2, 0, 7), 21);
+    cr_expect_eq(run_entry(&b2, 1, 2), 207);
+    cr_expect_eq(run_entry(&b1, 1, 2), 107);
+    cr_expect_eq(lookups, 0);
+
+    uint8_t key[16];
+    struct bpfg_llvmjit_blob single;
+    cr_assert_eq(bpfg_llvmjit_key(prog, PROG_LEN, &o, key, err, sizeof(err)), 0);
+    cr_expect_not(bpfg_jitcache_contains(c, key));
+    cr_expect_eq(bpfg_jitcache_get(c, key, &single), -ENOENT);
+    const struct bpfg_llvmjit_prog swapped[2] = {{prog, PROG_LEN}, {triple, 3}};
+    bpfg_llvmjit_batch_free(&b2);
+    cr_assert_eq(bpfg_jitcache_compile_batch(c, swapped, 2, &o, &b2, &hit, err, sizeof(err)), 0, "%s", err);
+    cr_expect_not(hit, "another order is another batch");
+    cr_expect_eq(count_entries(tmpdir), 2);
+    reset_maps();
+    cr_expect_eq(run_entry(&b2, 0, 2), 207);
+    cr_expect_eq(run_entry(&b2, 1, 5), 15);
+    bpfg_llvmjit_batch_free(&b2);
+
+    /* damage every entry's table end: misses, recompiled */
+    damage_tails(tmpdir);
+    cr_assert_eq(bpfg_jitcache_compile_batch(c, progs, 2, &o, &b2, &hit, err, sizeof(err)), 0, "%s", err);
+    cr_expect_not(hit, "a damaged batch entry is a miss");
+    reset_maps();
+    cr_expect_eq(run_entry(&b2, 1, 2), 207);
+    bpfg_llvmjit_batch_free(&b2);
+    bpfg_llvmjit_batch_free(&b1);
     bpfg_jitcache_close(c);
 }
 
