@@ -140,7 +140,103 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
             hit ? "from the cache" : "compiled");
     return 0;
 }
+
+/* Whether p's code is in the cache on its own (a single hit is cheaper
+ * than any compile, and an archive holds single programs). */
+static bool cached_alone(struct bpfg_jitcache *cache, const struct bpfg_obj_prog *op,
+                         const struct bpfg_llvmjit_opts *lo)
+{
+    uint8_t key[16];
+    char why[256];
+    return cache && bpfg_llvmjit_key(op->insns, op->insn_cnt, lo, key, why, sizeof(why)) == 0 &&
+           bpfg_jitcache_contains(cache, key);
+}
+
+/* The compiled batch into b: its code in a memfd. */
+static int batch_ship(const struct bpfg_llvmjit_batch *lb, const struct reg_prog *const *in, size_t n,
+                      struct progcompile_batch *b)
+{
+    b->prog_ids = malloc(n * sizeof(*b->prog_ids));
+    b->entry_off = malloc(n * sizeof(*b->entry_off));
+    if (!b->prog_ids || !b->entry_off)
+        return -ENOMEM;
+    int fd = progcompile_code_memfd(&lb->blob.code);
+    if (fd < 0)
+        return fd;
+    for (size_t i = 0; i < n; i++) {
+        b->prog_ids[i] = in[i]->id;
+        b->entry_off[i] = lb->entry_off[i];
+    }
+    b->fd = fd;
+    b->n = n;
+    b->code_len = (uint32_t)lb->blob.code.len;
+    return 0;
+}
+
+void progcompile_batch_llvm(struct server *s, const struct target *t, const struct reg_object *o,
+                            const struct reg_prog *const *progs, size_t n, struct progcompile_batch *b)
+{
+    *b = (struct progcompile_batch){.fd = -1};
+    struct resolve_ctx rc = {t, o};
+    struct map_info_ctx mc = {s, t};
+    struct bpfg_llvmjit_opts lo;
+    bpfg_jitcache_server_opts(&lo);
+    lo.jit.resolver = resolve_for_target;
+    lo.jit.resolver_user = &rc;
+    lo.jit.map_info = map_info_for_target;
+    lo.jit.map_info_user = &mc;
+    struct bpfg_jitcache *cache = jitcache(s);
+    struct bpfg_llvmjit_prog *lp = calloc(n ? n : 1, sizeof(*lp));
+    const struct reg_prog **in = calloc(n ? n : 1, sizeof(*in));
+    size_t k = 0;
+    for (size_t i = 0; lp && in && i < n && k < BPFG_LLVMJIT_MAX_BATCH; i++)
+        if (!cached_alone(cache, progs[i]->prog, &lo)) {
+            in[k] = progs[i];
+            lp[k++] = (struct bpfg_llvmjit_prog){progs[i]->prog->insns, progs[i]->prog->insn_cnt};
+        }
+    if (k >= 2) {
+        struct bpfg_llvmjit_batch lb;
+        char why[512];
+        bool hit = false;
+        int r = cache ? bpfg_jitcache_compile_batch(cache, lp, k, &lo, &lb, &hit, why, sizeof(why))
+                      : bpfg_llvmjit_compile_batch(lp, k, &lo, &lb, NULL, why, sizeof(why));
+        if (!r && !cache && (r = bpfg_llvmjit_batch_bind(&lb, lp, &lo, why, sizeof(why))))
+            bpfg_llvmjit_batch_free(&lb);
+        if (!r && (r = batch_ship(&lb, in, k, b)))
+            snprintf(why, sizeof(why), "%s", strerror(-r));
+        if (!r)
+            srv_log(SRV_DEBUG, "target %d: %zu programs of '%s': llvm code %s as one batch", (int)t->pid, k,
+                    o->name ? o->name : "?", hit ? "from the cache" : "compiled");
+        else
+            srv_log(SRV_INFO, "target %d: %zu programs of '%s' do not compile as one batch (%s): one by one",
+                    (int)t->pid, k, o->name ? o->name : "?", why);
+        if (r)
+            progcompile_batch_free(b);
+        bpfg_llvmjit_batch_free(&lb);
+    }
+    free(lp);
+    free(in);
+}
 #endif
+
+bool progcompile_batch_find(const struct progcompile_batch *b, uint32_t prog_id, uint32_t *entry_off)
+{
+    for (size_t i = 0; b && i < b->n; i++)
+        if (b->prog_ids[i] == prog_id) {
+            *entry_off = b->entry_off[i];
+            return true;
+        }
+    return false;
+}
+
+void progcompile_batch_free(struct progcompile_batch *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    free(b->prog_ids);
+    free(b->entry_off);
+    *b = (struct progcompile_batch){.fd = -1};
+}
 
 int progcompile_for_target(struct server *s, const struct target *t, const struct reg_object *o,
                            const struct reg_prog *p, int engine, struct bpfg_x86jit_code *code)

@@ -811,14 +811,24 @@ static int send_object_maps(struct server *s, struct target *t, const struct reg
     return 0;
 }
 
+/* Native code for send_prog: a memfd of code_len bytes (not taken), the
+ * program's entry at entry_off; or, fd < 0, code to put in one. */
+struct prog_code {
+    const struct bpfg_x86jit_code *code;
+    int fd;
+    uint32_t code_len, entry_off;
+};
+
 /* Sends a program with native code; 0, or a negative errno with the
  * reason logged (the caller falls back to the interpreter). */
 static int send_prog_code(struct server *s, struct target *t, const struct reg_prog *p, const char *prog_body,
-                          size_t prog_len, int engine, const struct bpfg_x86jit_code *code)
+                          size_t prog_len, int engine, const struct prog_code *c)
 {
-    struct bpfg_pmsg_prog_code pc = {.engine = (uint32_t)engine, .code_len = (uint32_t)code->len, .entry_off = 0};
+    struct bpfg_pmsg_prog_code pc = {.engine = (uint32_t)engine,
+                                     .code_len = c->fd >= 0 ? c->code_len : (uint32_t)c->code->len,
+                                     .entry_off = c->fd >= 0 ? c->entry_off : 0};
     char why[256] = "";
-    int r, fd = progcompile_code_memfd(code);
+    int r, fd = c->fd >= 0 ? c->fd : progcompile_code_memfd(c->code);
     char *body = fd >= 0 ? malloc(sizeof(pc) + prog_len) : NULL;
     if (fd < 0) {
         r = fd;
@@ -832,7 +842,7 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
         r = payload_call(s, t, BPFG_PMSG_PROG_CODE, body, sizeof(pc) + prog_len, fd, why, sizeof(why));
     }
     free(body);
-    if (fd >= 0)
+    if (fd >= 0 && fd != c->fd)
         close(fd);
     if (r)
         srv_log(SRV_WARN,
@@ -841,8 +851,10 @@ static int send_prog_code(struct server *s, struct target *t, const struct reg_p
     return r;
 }
 
-static int send_prog(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
-                     int engine, char *err, size_t errlen)
+/* batch (may be NULL): LLVM code compiled with other programs, used
+ * when p is among them and its engine is llvm. */
+static int send_prog_with(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
+                          int engine, const struct progcompile_batch *batch, char *err, size_t errlen)
 {
     if (id_in(t->progs_sent, t->nprogs_sent, p->id))
         return 0;
@@ -865,9 +877,17 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     /* tiered: x86 now; the event loop owes the LLVM code (tiering.c) */
     bool tiered = engine == TARGET_ENGINE_TIERED || (engine >= 0 && (engine & TARGET_ENGINE_LLVM_DUE));
     struct bpfg_x86jit_code code = {0};
-    int used = progcompile_for_target(s, t, o, p, tiered ? BPFG_ENGINE_X86 : engine, &code);
+    struct prog_code pc = {.code = &code, .fd = -1};
+    int used;
+    if (engine == BPFG_ENGINE_LLVM && progcompile_batch_find(batch, p->id, &pc.entry_off)) {
+        pc.fd = batch->fd;
+        pc.code_len = batch->code_len;
+        used = BPFG_ENGINE_LLVM;
+    } else {
+        used = progcompile_for_target(s, t, o, p, tiered ? BPFG_ENGINE_X86 : engine, &code);
+    }
     int r = -1;
-    if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &code) != 0)
+    if (used != BPFG_ENGINE_INTERP && send_prog_code(s, t, p, body, len, used, &pc) != 0)
         used = BPFG_ENGINE_INTERP;
     else if (used != BPFG_ENGINE_INTERP)
         r = 0;
@@ -886,6 +906,60 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
     srv_log(SRV_DEBUG, "target %d: program %u '%s' runs on %s", (int)t->pid, p->id, op->name,
             targets_engine_name(used));
     return 0;
+}
+
+static int send_prog(struct server *s, struct target *t, const struct reg_object *o, const struct reg_prog *p,
+                     int engine, char *err, size_t errlen)
+{
+    return send_prog_with(s, t, o, p, engine, NULL, err, errlen);
+}
+
+/* The programs of prog_ids with the LLVM engine, compiled per object as
+ * batches (progcompile_batch_llvm): each object's maps go to t first, the
+ * resolver needs their addresses. batches[i] for the object of
+ * prog_ids[i]'s first program, empty elsewhere. */
+static void attach_batches(struct server *s, struct target *t, const uint32_t *prog_ids, size_t nprogs, int engine,
+                           struct progcompile_batch *batches)
+{
+    for (size_t i = 0; i < nprogs; i++)
+        batches[i] = (struct progcompile_batch){.fd = -1};
+#ifdef BPFGRAFT_HAVE_LLVM
+    const struct reg_prog **group = calloc(nprogs ? nprogs : 1, sizeof(*group));
+    for (size_t i = 0; group && engine == BPFG_ENGINE_LLVM && i < nprogs; i++) {
+        struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
+        size_t k = 0;
+        bool first = p != NULL;
+        for (size_t j = 0; j < i && first; j++) {
+            struct reg_prog *q = registry_prog(&s->reg, prog_ids[j]);
+            first = !q || q->obj_id != p->obj_id;
+        }
+        for (size_t j = i; first && j < nprogs; j++) {
+            struct reg_prog *q = registry_prog(&s->reg, prog_ids[j]);
+            bool dup = false;
+            for (size_t d = 0; d < k && !dup; d++)
+                dup = group[d] == q;
+            if (q && q->obj_id == p->obj_id && !dup && !id_in(t->progs_sent, t->nprogs_sent, q->id))
+                group[k++] = q;
+        }
+        struct reg_object *o = k >= 2 ? registry_object(&s->reg, p->obj_id) : NULL;
+        char ignored[256];
+        if (o && send_object_maps(s, t, o, ignored, sizeof(ignored)) == 0)
+            progcompile_batch_llvm(s, t, o, group, k, &batches[i]);
+    }
+    free(group);
+#else
+    (void)s, (void)t, (void)prog_ids, (void)engine;
+#endif
+}
+
+/* The batch holding prog_id's code, or NULL. */
+static const struct progcompile_batch *batch_of(const struct progcompile_batch *batches, size_t n, uint32_t prog_id)
+{
+    uint32_t off;
+    for (size_t i = 0; i < n; i++)
+        if (progcompile_batch_find(&batches[i], prog_id, &off))
+            return &batches[i];
+    return NULL;
 }
 
 static int prog_engine(const struct target *t, uint32_t prog_id)
@@ -1099,17 +1173,34 @@ static int resend_hook(struct server *s, struct target *t, const struct target_h
  * ran on) and the maps it held besides. */
 static int resend_progs(struct server *s, struct target *t, const struct target *rec, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < rec->nprogs_sent; i++) {
+    /* the llvm programs batched as at their attach: the same batch key */
+    size_t nllvm = 0;
+    uint32_t *llvm_ids = calloc(rec->nprogs_sent + 1, sizeof(*llvm_ids));
+    struct progcompile_batch *batches = calloc(rec->nprogs_sent + 1, sizeof(*batches));
+    for (size_t i = 0; llvm_ids && batches && i < rec->nprogs_sent; i++)
+        if (rec->progs_engine[i] == BPFG_ENGINE_LLVM)
+            llvm_ids[nllvm++] = rec->progs_sent[i];
+    if (llvm_ids && batches)
+        attach_batches(s, t, llvm_ids, nllvm, BPFG_ENGINE_LLVM, batches);
+    int r = 0;
+    for (size_t i = 0; i < rec->nprogs_sent && !r; i++) {
         struct reg_prog *p = registry_prog(&s->reg, rec->progs_sent[i]);
         struct reg_object *o = p ? registry_object(&s->reg, p->obj_id) : NULL;
-        if (!o)
-            return srv_efail(err, errlen, -ENOENT, "program %u of its record is not loaded", rec->progs_sent[i]);
-        int r = send_object_maps(s, t, o, err, errlen);
+        if (!o) {
+            r = srv_efail(err, errlen, -ENOENT, "program %u of its record is not loaded", rec->progs_sent[i]);
+            break;
+        }
+        const struct progcompile_batch *b = batches ? batch_of(batches, nllvm, p->id) : NULL;
+        r = send_object_maps(s, t, o, err, errlen);
         if (!r)
-            r = send_prog(s, t, o, p, rec->progs_engine[i], err, errlen);
-        if (r)
-            return r;
+            r = send_prog_with(s, t, o, p, rec->progs_engine[i], b, err, errlen);
     }
+    for (size_t i = 0; batches && i < nllvm; i++)
+        progcompile_batch_free(&batches[i]);
+    free(batches);
+    free(llvm_ids);
+    if (r)
+        return r;
     for (size_t i = 0; i < rec->nmaps_sent; i++) {
         int r = send_map(s, t, rec->maps_sent[i], err, errlen);
         if (r)
@@ -1610,14 +1701,22 @@ int targets_attach(struct server *s, pid_t pid, uid_t peer_uid, pid_t peer_pid, 
                : r == -EEXIST ? BPFG_RPC_E_EXISTS
                               : BPFG_RPC_E_TARGET;
     }
+    /* programs of one object compiled together: one LLVM codegen run */
+    struct progcompile_batch *batches = calloc(nprogs ? nprogs : 1, sizeof(*batches));
+    if (batches)
+        attach_batches(s, t, prog_ids, nprogs, engine, batches);
     for (size_t i = 0; i < nprogs && !code; i++) {
         struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
         struct reg_object *o = registry_object(&s->reg, p->obj_id);
-        if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog(s, t, o, p, engine, err, errlen)) ||
+        const struct progcompile_batch *b = batches ? batch_of(batches, nprogs, p->id) : NULL;
+        if ((r = send_object_maps(s, t, o, err, errlen)) || (r = send_prog_with(s, t, o, p, engine, b, err, errlen)) ||
             (r = syscalls_is_kind(p->prog->kind) ? syscalls_attach(s, t, p, err, errlen)
                                                  : install_sites(s, t, p, &sites[i], err, errlen)))
             code = r == -EEXIST ? BPFG_RPC_E_EXISTS : BPFG_RPC_E_TARGET;
     }
+    for (size_t i = 0; batches && i < nprogs; i++)
+        progcompile_batch_free(&batches[i]);
+    free(batches);
     prog_sites_free(sites, nprogs);
     if (code && fresh && t->nhooks == 0 && syscalls_count(t) == 0) {
         char ignored[128];
