@@ -776,8 +776,11 @@ static int run(struct bench_ctx *ctx)
                "kernel figures: socket-filter BPF program, %d unrolled ops per run, "
                "BPF_PROG_TEST_RUN with repeat; ns/op = duration/%d (prologue amortised)",
                UNROLL, UNROLL);
-    bench_note(ctx, "keys ((base+i)*0x9E3779B1) & (entries-1) on both sides; ours: CPU time per thread "
-                    "(the kernel's test run leaves out the time it yields the CPU); 2thr: the slower thread");
+    bench_note(ctx,
+               "keys ((base+i)*0x9E3779B1) & (entries-1) on both sides, each run of %d taking base from a "
+               "cursor its threads share (the kernel's ctl[0]); ours: CPU time per thread "
+               "(the kernel's test run leaves out the time it yields the CPU); 2thr: the slower thread",
+               UNROLL);
     bench_note(ctx, "the kernel's verifier inlines its array lookups: its 'array lookup call' figure is "
                     "inline code, not a call");
     bench_note(ctx, "array lookup: inlined as the LLVM JIT emits it (bounds check, address); "
