@@ -9,7 +9,8 @@
  * stripe. Every change is published with one atomic store:
  *   insert:  fill a free element (gen odd while writing), link it at the
  *            head of the chain with one store;
- *   replace: fill a new element, swap it for the old one with one store;
+ *   replace: fill a new element, swap it for the old one with one store
+ *            (a plain map's 4- or 8-byte value: one store of the value);
  *   delete:  unlink with one store, then push the element on the free list.
  * A writer killed at any instruction therefore leaves every chain walkable;
  * the worst left over is an element taken from the free list but not
@@ -654,6 +655,57 @@ static int reserve_count(struct bpfg_map *m, uint32_t held)
     return 0;
 }
 
+static uint32_t copy_size(struct bpfg_map *m)
+{
+    return type_percpu(m->type) ? m->value_stride * m->nr_cpus : m->value_size;
+}
+
+/* Values a plain hash map replaces in place: 4 or 8 bytes (8-aligned in
+ * the element), which one store writes and one load reads whole. */
+static inline bool value_in_place(const struct bpfg_map *m)
+{
+    return !type_percpu(m->type) && !m->lru && (m->value_size == 8 || m->value_size == 4);
+}
+
+/* Replaces the value of the linked element old with one store, as a
+ * program's store through a looked-up pointer does: readers see the old
+ * value or the new, the element, its chain and the stripe's spare stay as
+ * they are. A replace by element (the spare filled, linked in with a
+ * store to the bucket's line) moved two more lines between two writers'
+ * CPUs (perf: the spare's fill, 7% of a two-thread update). */
+static bool replace_in_place(struct bpfg_map *m, struct helem *old, const void *value)
+{
+    if (!value_in_place(m))
+        return false;
+    uint8_t *v = eval(m, old);
+    if (m->value_size == 8) {
+        uint64_t x;
+        __builtin_memcpy(&x, value, 8);
+        atomic_store_explicit((_Atomic uint64_t *)v, x, memory_order_release);
+    } else {
+        uint32_t x;
+        __builtin_memcpy(&x, value, 4);
+        atomic_store_explicit((_Atomic uint32_t *)v, x, memory_order_release);
+    }
+    return true;
+}
+
+/* Copies e's value out; a value replaced in place with one load (a
+ * byte-wise copy could take part of each). */
+static void value_out(struct bpfg_map *m, struct helem *e, void *dst)
+{
+    const uint8_t *v = eval(m, e);
+    if (value_in_place(m) && m->value_size == 8) {
+        uint64_t x = atomic_load_explicit((_Atomic uint64_t *)v, memory_order_relaxed);
+        __builtin_memcpy(dst, &x, 8);
+    } else if (value_in_place(m)) {
+        uint32_t x = atomic_load_explicit((_Atomic uint32_t *)v, memory_order_relaxed);
+        __builtin_memcpy(dst, &x, 4);
+    } else {
+        memcpy(dst, v, copy_size(m));
+    }
+}
+
 static int hash_update_once(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
 {
     if (flags > BPF_EXIST)
@@ -688,6 +740,8 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
             lru_touch(m, oi);
         goto out;
     }
+    if (old && replace_in_place(m, old, value))
+        goto out;
     if (!old && (err = reserve_count(m, s)))
         goto out;
     uint32_t i = spare_take(m, s, !old);
@@ -823,11 +877,6 @@ static void *hash_lookup_plain(struct bpfg_map *m, const void *key)
     }
 }
 
-static uint32_t copy_size(struct bpfg_map *m)
-{
-    return type_percpu(m->type) ? m->value_stride * m->nr_cpus : m->value_size;
-}
-
 static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
 {
     uint32_t hash = hash_key(m, key), g;
@@ -838,7 +887,7 @@ static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
             return -ENOENT;
         if (!e)
             break;
-        memcpy(value, eval(m, e), copy_size(m));
+        value_out(m, e, value);
         atomic_thread_fence(memory_order_acquire);
         /* Same generation: the element was not recycled while we copied. */
         if (atomic_load_explicit(&e->gen, memory_order_relaxed) == g)
@@ -851,7 +900,7 @@ static int hash_lookup_copy(struct bpfg_map *m, const void *key, void *value)
         return err;
     struct helem *e = find_locked(m, key, hash, &link);
     if (e)
-        memcpy(value, eval(m, e), copy_size(m));
+        value_out(m, e, value);
     map_unlock(m, s);
     return e ? 0 : -ENOENT;
 }
@@ -865,7 +914,7 @@ static int hash_lookup_and_delete(struct bpfg_map *m, const void *key, void *val
     _Atomic uint32_t *link = NULL;
     struct helem *e = find_locked_at(m, key, hash, &link, &i);
     if (e) {
-        memcpy(value, eval(m, e), copy_size(m));
+        value_out(m, e, value);
         atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed), memory_order_release);
         release_elem(m, s, i, false);
     }

@@ -1273,6 +1273,178 @@ Test(maps_hash, delete_parks_the_element_as_the_stripes_spare)
     bpfg_map_close(m);
 }
 
+/* A plain hash map's 4- or 8-byte value is replaced in place: the element
+ * a reader holds is the key's still and shows the new value, and the
+ * stripe's spare is left as it was. Larger values and LRU maps replace by
+ * element (the pointer held keeps the old value). */
+static void replace_case(uint32_t type, uint32_t vs, bool in_place)
+{
+    struct bpfg_map *m = mk(type, 4, vs, 64, 0);
+    uint8_t v1[16], v2[16];
+    memset(v1, 0x11, sizeof(v1));
+    memset(v2, 0x22, sizeof(v2));
+    uint32_t k = 3;
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v1, BPF_NOEXIST), 0);
+    uint8_t *p = bpfg_map_lookup_elem(m, &k);
+    cr_assert_not_null(p);
+    struct hview h;
+    hview_open(m, &h);
+    uint32_t b, idx = hview_find(&h, &k, 4, &b), s = hview_stripe(&h, b), sp = hview_spare(&h, s);
+    cr_assert_eq(bpfg_map_update_elem(m, &k, v2, BPF_ANY), 0);
+    uint8_t *q = bpfg_map_lookup_elem(m, &k), out[16];
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), 0);
+    cr_assert_eq(memcmp(out, v2, vs), 0, "type %u, %u-byte value: the new value", type, vs);
+    if (in_place) {
+        cr_assert_eq(q, p, "type %u, %u-byte value: the same element", type, vs);
+        cr_assert_eq(memcmp(p, v2, vs), 0, "the pointer held shows the new value");
+        cr_assert_eq(hview_find(&h, &k, 4, &b), idx);
+        cr_assert_eq(hview_spare(&h, s), sp, "the stripe's spare untouched");
+    } else {
+        cr_assert_neq(q, p, "type %u, %u-byte value: a new element", type, vs);
+        cr_assert_eq(memcmp(p, v1, vs), 0, "the pointer held keeps the old value");
+        cr_assert_eq(hview_spare(&h, s), idx + 1, "the replaced element is the spare");
+    }
+    munmap(h.raw, h.len);
+    bpfg_map_close(m);
+}
+
+Test(maps_hash, small_values_replaced_in_place)
+{
+    replace_case(BPF_MAP_TYPE_HASH, 8, true);
+    replace_case(BPF_MAP_TYPE_HASH, 4, true);
+    replace_case(BPF_MAP_TYPE_HASH, 12, false);
+    replace_case(BPF_MAP_TYPE_LRU_HASH, 8, false);
+}
+
+/* Two threads delete and insert the same keys in the same order on a
+ * full map (each insert takes the count slot a delete gave, the spare or
+ * a free element): every update succeeds, and at the end every key is
+ * there once with one of the two threads' last values, the count is
+ * exactly max_entries (a further key is refused), nothing leaked (the
+ * map empties and fills to max_entries again) and no repair ran. */
+#define CHURN_KEYS 1024u
+#define CHURN_ROUNDS 200u
+
+struct churner {
+    struct bpfg_map *m;
+    uint32_t id, vs;
+    int bad_update, bad_delete;
+};
+
+static void churn_value(uint8_t *v, uint32_t vs, uint32_t id, uint32_t round, uint32_t k)
+{
+    uint32_t words[4] = {id, round, k, id ^ round ^ k};
+    memcpy(v, words, vs);
+}
+
+static void *churn_thread(void *arg)
+{
+    struct churner *c = arg;
+    uint8_t v[16];
+    for (uint32_t round = 0; round < CHURN_ROUNDS; round++)
+        for (uint32_t k = 0; k < CHURN_KEYS; k++) {
+            int d = bpfg_map_delete_elem(c->m, &k);
+            c->bad_delete += d != 0 && d != -ENOENT;
+            churn_value(v, c->vs, c->id, round, k);
+            c->bad_update += bpfg_map_update_elem(c->m, &k, v, BPF_ANY) != 0;
+        }
+    return NULL;
+}
+
+static void churn_case(uint32_t vs)
+{
+    struct bpfg_map *m = mk(BPF_MAP_TYPE_HASH, 4, vs, CHURN_KEYS, 0);
+    uint8_t v[16] = {0};
+    for (uint32_t k = 0; k < CHURN_KEYS; k++)
+        cr_assert_eq(bpfg_map_update_elem(m, &k, v, BPF_NOEXIST), 0);
+    struct churner c[2] = {{m, 1, vs, 0, 0}, {m, 2, vs, 0, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, churn_thread, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(c[i].bad_update + c[i].bad_delete, 0, "%u-byte values, thread %d: %d updates, %d deletes failed",
+                     vs, i, c[i].bad_update, c[i].bad_delete);
+    cr_assert_eq(bpfg_map_entries(m), CHURN_KEYS, "%u-byte values: count", vs);
+    for (uint32_t k = 0; k < CHURN_KEYS; k++) {
+        uint8_t out[16], want1[16], want2[16];
+        cr_assert_eq(bpfg_map_lookup_copy(m, &k, out), 0, "key %u", k);
+        churn_value(want1, vs, 1, CHURN_ROUNDS - 1, k);
+        churn_value(want2, vs, 2, CHURN_ROUNDS - 1, k);
+        cr_assert(memcmp(out, want1, vs) == 0 || memcmp(out, want2, vs) == 0, "key %u: a last value", k);
+    }
+    uint32_t extra = CHURN_KEYS;
+    cr_assert_eq(bpfg_map_update_elem(m, &extra, v, BPF_ANY), -E2BIG, "full at max_entries");
+    uint32_t cur;
+    while (bpfg_map_get_next_key(m, NULL, &cur) == 0)
+        cr_assert_eq(bpfg_map_delete_elem(m, &cur), 0);
+    cr_assert_eq(bpfg_map_entries(m), 0);
+    uint32_t filled = 0;
+    for (uint32_t k = 1u << 24; k < (1u << 24) + CHURN_KEYS + 16; k++)
+        filled += bpfg_map_update_elem(m, &k, v, BPF_NOEXIST) == 0;
+    cr_assert_eq(filled, CHURN_KEYS, "exactly max_entries after the churn");
+    struct bpfg_map_info info;
+    bpfg_map_get_info(m, &info);
+    cr_assert_eq(info.repairs, 0, "nobody died, no repair");
+    bpfg_map_close(m);
+}
+
+Test(maps_hash, two_threads_delete_insert_same_keys, .timeout = 120)
+{
+    churn_case(8);  /* replaces in place */
+    churn_case(16); /* replaces by element */
+}
+
+/* A writer replacing 8-byte values in place while readers copy them and
+ * read them through a held pointer: every value seen is whole (both
+ * halves from one update), the key is never missing. */
+struct tear_ctx {
+    struct bpfg_map *m;
+    _Atomic int stop;
+    uint64_t torn, missing, reads;
+};
+
+static void *tear_reader(void *arg)
+{
+    struct tear_ctx *t = arg;
+    uint32_t k = 5;
+    const volatile uint64_t *p = bpfg_map_lookup_elem(t->m, &k);
+    while (!atomic_load(&t->stop)) {
+        uint64_t v;
+        if (bpfg_map_lookup_copy(t->m, &k, &v) != 0) {
+            t->missing++;
+            continue;
+        }
+        uint64_t w = *p;
+        t->torn += (uint32_t)v != (uint32_t)(v >> 32) || (uint32_t)w != (uint32_t)(w >> 32);
+        t->reads++;
+    }
+    return NULL;
+}
+
+Test(maps_hash, in_place_values_read_whole)
+{
+    struct tear_ctx t = {.m = mk(BPF_MAP_TYPE_HASH, 4, 8, 64, 0)};
+    uint32_t k = 5;
+    uint64_t v = 0;
+    cr_assert_eq(bpfg_map_update_elem(t.m, &k, &v, BPF_NOEXIST), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, tear_reader, &t), 0);
+    for (uint32_t x = 1; x <= 300000; x++) {
+        v = (uint64_t)x << 32 | x;
+        cr_assert_eq(bpfg_map_update_elem(t.m, &k, &v, BPF_EXIST), 0);
+    }
+    atomic_store(&t.stop, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(t.missing, 0);
+    cr_assert_eq(t.torn, 0, "%lu torn of %lu reads", (unsigned long)t.torn, (unsigned long)t.reads);
+    uint64_t out;
+    cr_assert_eq(bpfg_map_lookup_copy(t.m, &k, &out), 0);
+    cr_assert_eq(out, 300000ull << 32 | 300000);
+    bpfg_map_close(t.m);
+}
+
 /* The consumer asks for the lines ahead of the record it reads (up to
  * producer_pos): records of mixed sizes, some larger than its window,
  * wrapping an 8 KiB ring lap after lap, arrive whole and in order, a
