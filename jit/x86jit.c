@@ -51,8 +51,9 @@ enum {
 };
 
 struct fixup {
-    uint32_t pos;   /* offset of a rel32 field */
+    uint32_t pos;   /* offset of a rel32 (or rel8) field */
     uint32_t label; /* instruction index, or n + LBL_* */
+    bool rel8;
 };
 
 enum { LBL_UNWIND, LBL_FAULT, NLBL_EXTRA };
@@ -258,7 +259,7 @@ static void pop(struct jit *j, int r)
 }
 
 /* rel32 jumps to labels, patched at the end */
-static void add_fixup(struct jit *j, uint32_t label)
+static void add_fixup_n(struct jit *j, uint32_t label, bool rel8)
 {
     if (j->nfix == j->capfix) {
         size_t cap = j->capfix ? j->capfix * 2 : 64;
@@ -270,8 +271,16 @@ static void add_fixup(struct jit *j, uint32_t label)
         j->fix = f;
         j->capfix = cap;
     }
-    j->fix[j->nfix++] = (struct fixup){(uint32_t)j->len, label};
-    emit4(j, 0);
+    j->fix[j->nfix++] = (struct fixup){(uint32_t)j->len, label, rel8};
+    if (rel8)
+        emit1(j, 0);
+    else
+        emit4(j, 0);
+}
+
+static void add_fixup(struct jit *j, uint32_t label)
+{
+    add_fixup_n(j, label, false);
 }
 
 /* A jump back to an instruction already emitted: rel8 when it reaches. */
@@ -287,21 +296,42 @@ static bool short_back(struct jit *j, uint8_t op, uint32_t label)
     return true;
 }
 
-static void jmp_label(struct jit *j, uint32_t label)
+/* near: a forward jump near_forward allows rel8 for */
+static void jmp_label_n(struct jit *j, uint32_t label, bool near)
 {
     if (short_back(j, 0xeb, label))
         return;
+    if (near) {
+        emit1(j, 0xeb);
+        add_fixup_n(j, label, true);
+        return;
+    }
     emit1(j, 0xe9);
+    add_fixup(j, label);
+}
+
+static void jmp_label(struct jit *j, uint32_t label)
+{
+    jmp_label_n(j, label, false);
+}
+
+static void jcc_label_n(struct jit *j, int cc, uint32_t label, bool near)
+{
+    if (short_back(j, (uint8_t)(0x70 + cc), label))
+        return;
+    if (near) {
+        emit1(j, (uint8_t)(0x70 + cc));
+        add_fixup_n(j, label, true);
+        return;
+    }
+    emit1(j, 0x0f);
+    emit1(j, (uint8_t)(0x80 + cc));
     add_fixup(j, label);
 }
 
 static void jcc_label(struct jit *j, int cc, uint32_t label)
 {
-    if (short_back(j, (uint8_t)(0x70 + cc), label))
-        return;
-    emit1(j, 0x0f);
-    emit1(j, (uint8_t)(0x80 + cc));
-    add_fixup(j, label);
+    jcc_label_n(j, cc, label, false);
 }
 
 /* short forward jumps inside one instruction's code */
@@ -855,7 +885,7 @@ static bool is_cond_jump(const struct bpf_insn *in)
 
 /* The compare of conditional jump in, then a jcc to label (the inverse
  * condition with invert). */
-static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert, uint32_t label)
+static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert, uint32_t label, bool near)
 {
     static const int cc_of[16] = {
         [BPF_JEQ >> 4] = CC_E,  [BPF_JGT >> 4] = CC_A,  [BPF_JGE >> 4] = CC_AE,  [BPF_JSET >> 4] = CC_NE,
@@ -878,7 +908,7 @@ static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert
     } else {
         ins_ri(j, w, 7, dst, in->imm);
     }
-    jcc_label(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label); /* x86 cc ^ 1 is its inverse */
+    jcc_label_n(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label, near); /* x86 cc ^ 1 is its inverse */
 }
 
 /* Straight-line code emit_ja may repeat: its machine code refers to no
@@ -927,6 +957,26 @@ static int emit_repeat(struct jit *j, const struct bpf_insn *in)
     }
 }
 
+/* Whether a jump at pc to target can be rel8, the code between known to
+ * be short: at most NEAR_MAX straight-line instructions, no division
+ * among them (each then at most 13 bytes of code, 104 in all), and no
+ * aligned loop head among them or at target (up to 63 bytes of nops). */
+#define NEAR_MAX 8
+static bool near_forward(const struct jit *j, size_t pc, size_t target)
+{
+    if (target <= pc || target - pc - 1 > NEAR_MAX)
+        return false;
+    for (size_t i = pc + 1; i <= target; i++) {
+        if (j->loop_head[i])
+            return false;
+        const struct bpf_insn *in = &j->insns[i];
+        bool alu = BPF_CLASS(in->code) == BPF_ALU || BPF_CLASS(in->code) == BPF_ALU64;
+        if (i < target && (!is_repeatable(in) || (alu && (BPF_OP(in->code) == BPF_DIV || BPF_OP(in->code) == BPF_MOD))))
+            return false;
+    }
+    return true;
+}
+
 /* A goto back to a loop head "L: s1..sk; if c goto X; ..." (k may be 0)
  * carries the head, its test inverted: "s1..sk; if !c goto test+1; goto
  * X". The loop then runs one branch fewer per iteration: no jmp (strcmp's
@@ -937,7 +987,7 @@ static int emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32
     size_t test = off < 0 ? rotated_test(insns, target, pc) : SIZE_MAX;
     if (test == SIZE_MAX) {
         if (target != next) /* ja +0 is a nop */
-            jmp_label(j, (uint32_t)target);
+            jmp_label_n(j, (uint32_t)target, next == pc + 1 && near_forward(j, pc, target));
         return 0;
     }
     j->zf_reg = -1;
@@ -949,7 +999,7 @@ static int emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32
     begin_insn(j, false);
     const struct bpf_insn *t = &insns[test];
     size_t exit = (size_t)((int64_t)test + 1 + t->off);
-    emit_cond_jump(j, t, true, (uint32_t)(test + 1));
+    emit_cond_jump(j, t, true, (uint32_t)(test + 1), false);
     if (exit != next) /* the exit is often the next instruction */
         jmp_label(j, (uint32_t)exit);
     return 0;
@@ -978,10 +1028,10 @@ static int emit_cond(struct jit *j, const struct bpf_insn *in, size_t pc)
     size_t target = (size_t)((int64_t)pc + 1 + in->off);
     size_t back = target > pc + 1 ? continue_goto(j, target) : SIZE_MAX;
     if (back == SIZE_MAX) {
-        emit_cond_jump(j, in, false, (uint32_t)target);
+        emit_cond_jump(j, in, false, (uint32_t)target, near_forward(j, pc, target));
         return 0;
     }
-    emit_cond_jump(j, in, true, (uint32_t)(pc + 1));
+    emit_cond_jump(j, in, true, (uint32_t)(pc + 1), false);
     j->zf_reg = -1;
     for (size_t i = target; i < back; i++) {
         int ret = emit_repeat(j, &j->insns[i]);
@@ -1316,10 +1366,21 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < j.nfix; i++) {
-        int32_t rel = (int32_t)((int64_t)j.labels[j.fix[i].label] - (int64_t)(j.fix[i].pos + 4));
-        memcpy(j.buf + j.fix[i].pos, &rel, 4);
+    for (size_t i = 0; i < j.nfix && !ret; i++) {
+        const struct fixup *f = &j.fix[i];
+        int64_t rel = (int64_t)j.labels[f->label] - (int64_t)(f->pos + (f->rel8 ? 1 : 4));
+        if (f->rel8 && !is_imm8(rel)) { /* near_forward's bound is wrong */
+            ret = -EFAULT;
+            snprintf(err, errlen, "internal error: a short jump does not reach instruction %u", f->label);
+        } else if (f->rel8) {
+            j.buf[f->pos] = (uint8_t)(int8_t)rel;
+        } else {
+            int32_t rel32 = (int32_t)rel;
+            memcpy(j.buf + f->pos, &rel32, 4);
+        }
     }
+    if (ret)
+        goto out;
     out->buf = j.buf;
     out->len = j.len;
     j.buf = NULL;
