@@ -24,6 +24,7 @@ struct flow {
     const struct bpf_insn *insns;
     size_t n;
     unsigned exit_use;
+    uint16_t *live_out; /* computed at the first group found: most programs have none */
 };
 
 /* Registers in reads; *def those it surely writes. */
@@ -87,35 +88,46 @@ static bool has_calls(const struct bpf_insn *insns, size_t n)
     return false;
 }
 
-/* live_out[pc]: the registers read after instruction pc before written. */
-static int liveness(const struct flow *f, uint16_t *live_out)
+/* f->live_out[pc]: the registers read after instruction pc before
+ * written. */
+static int liveness(struct flow *f)
 {
-    uint16_t *live_in = calloc(f->n, sizeof(*live_in));
-    uint8_t *start = calloc(f->n, 1);
-    if (!live_in || !start) {
-        free(live_in);
-        free(start);
+    struct node {
+        uint16_t use, def, in;
+        uint8_t nsucc; /* 3: the second half of a lddw */
+        size_t succ[2];
+    } *g = calloc(f->n, sizeof(*g));
+    uint16_t *live_out = calloc(f->n, sizeof(*live_out));
+    if (!g || !live_out) {
+        free(g);
+        free(live_out);
         return -ENOMEM;
     }
-    for (size_t pc = 0; pc < f->n; pc += f->insns[pc].code == LDDW ? 2 : 1)
-        start[pc] = 1;
+    for (size_t pc = 0; pc < f->n; pc++) {
+        unsigned def;
+        g[pc].use = (uint16_t)uses(f, &f->insns[pc], &def);
+        g[pc].def = (uint16_t)def;
+        g[pc].nsucc = (uint8_t)successors(f, pc, g[pc].succ);
+        if (f->insns[pc].code == LDDW && pc + 1 < f->n)
+            g[++pc].nsucc = 3;
+    }
     for (bool changed = true; changed;) {
         changed = false;
         for (size_t pc = f->n; pc-- > 0;) {
-            if (!start[pc])
+            struct node *v = &g[pc];
+            if (v->nsucc == 3)
                 continue;
-            size_t s[2];
-            unsigned out = 0, def, use = uses(f, &f->insns[pc], &def);
-            for (int i = 0, k = successors(f, pc, s); i < k; i++)
-                out |= live_in[s[i]];
-            unsigned in = use | (out & ~def);
-            changed |= in != live_in[pc] || out != live_out[pc];
-            live_in[pc] = (uint16_t)in;
+            unsigned out = 0;
+            for (int i = 0; i < v->nsucc; i++)
+                out |= g[v->succ[i]].in;
+            unsigned in = v->use | (out & ~(unsigned)v->def);
+            changed |= in != v->in;
+            v->in = (uint16_t)in;
             live_out[pc] = (uint16_t)out;
         }
     }
-    free(live_in);
-    free(start);
+    free(g);
+    f->live_out = live_out;
     return 0;
 }
 
@@ -130,11 +142,11 @@ static bool based_on(const struct bpf_insn *in, int d)
     }
 }
 
-/* The group starting with "d = s" at pc, if it folds: its last access,
- * or 0. */
-static size_t fold_group(const struct flow *f, const uint8_t *leader, const uint16_t *live_out, size_t pc,
-                         struct x86_fold *plan)
+/* The group starting with "d = s" at pc, if it folds: *last its last
+ * access, else 0. 0 or -ENOMEM. */
+static int fold_group(struct flow *f, const uint8_t *leader, size_t pc, struct x86_fold *plan, size_t *last_out)
 {
+    *last_out = 0;
     const struct bpf_insn *a = &f->insns[pc], *b = &f->insns[pc + 1];
     int d = a->dst_reg, s = a->src_reg;
     if (a->code != (BPF_ALU64 | BPF_MOV | BPF_X) || a->off || d == s || pc + 2 >= f->n || leader[pc + 1] ||
@@ -156,35 +168,38 @@ static size_t fold_group(const struct flow *f, const uint8_t *leader, const uint
     }
     if (!last)
         return 0;
+    if (!f->live_out && liveness(f))
+        return -ENOMEM;
     unsigned def;
     uses(f, &f->insns[last], &def);
-    if ((live_out[last] & bit(d)) && !(def & bit(d)))
+    if ((f->live_out[last] & bit(d)) && !(def & bit(d)))
         return 0;
     plan[pc].kind = plan[pc + 1].kind = FOLD_SKIP;
     for (size_t c = pc + 2; c <= last; c++)
         plan[c] = (struct x86_fold){FOLD_MEM, (uint8_t)s, (uint8_t)x, disp};
-    return last;
+    *last_out = last;
+    return 0;
 }
 
 int bpfg_x86_fold_plan(const struct bpf_insn *insns, size_t n, const uint8_t *leader, struct x86_fold **out)
 {
-    struct flow f = {insns, n, has_calls(insns, n) ? ALL_REGS : 1u};
-    uint16_t *live_out = calloc(n ? n : 1, sizeof(*live_out));
+    struct flow f = {insns, n, has_calls(insns, n) ? ALL_REGS : 1u, NULL};
     struct x86_fold *plan = calloc(n ? n : 1, sizeof(*plan));
-    int ret = live_out && plan ? liveness(&f, live_out) : -ENOMEM;
-    if (ret) {
-        free(live_out);
-        free(plan);
-        return ret;
-    }
-    for (size_t pc = 0; pc < n; pc++) {
-        size_t last = insns[pc].code == LDDW ? 0 : fold_group(&f, leader, live_out, pc, plan);
+    int ret = plan ? 0 : -ENOMEM;
+    for (size_t pc = 0; pc < n && !ret; pc++) {
+        size_t last = 0;
+        if (insns[pc].code != LDDW)
+            ret = fold_group(&f, leader, pc, plan, &last);
         if (last)
             pc = last;
         else if (insns[pc].code == LDDW)
             pc++;
     }
-    free(live_out);
+    free(f.live_out);
+    if (ret) {
+        free(plan);
+        return ret;
+    }
     *out = plan;
     return 0;
 }

@@ -391,8 +391,8 @@ static void gen_while(struct gen *g)
  * off] and leaves out the mov and add when d dies. 1-3 accesses, some
  * loading into s or x (a fold must not reach past them: the accesses after
  * would see the new value), the last sometimes into d; d is then either
- * dead or still read (d -= s: an offset, the same in every engine). No
- * address is left in a register. */
+ * dead or still read (d -= s: an offset, the same in every engine), at
+ * once or past a goto. No address is left in a register. */
 static void gen_fold_mem(struct gen *g, int avoid)
 {
     bool stack = below(g, 2), reg = below(g, 2), sub = below(g, 2), s_loaded = false, d_loaded = false;
@@ -449,9 +449,18 @@ static void gen_fold_mem(struct gen *g, int avoid)
             break;
         }
     }
-    if (sub && !s_loaded && !d_loaded)
+    if (sub && !s_loaded && !d_loaded) {
+        if (below(g, 2)) { /* d's read further on, past a write of another register and a goto */
+            int e;
+            do
+                e = dst_reg(g, avoid);
+            while (e == s || e == d);
+            put(g, MOV64_IMM(e, (int32_t)below(g, 100)));
+            put(g, JA(1));
+            put(g, MOV64_IMM(d, 7)); /* skipped */
+        }
         put(g, ALU64_REG(BPF_SUB, d, s));
-    else
+    } else
         put(g, MOV64_IMM(d, (int32_t)below(g, 100)));
     if (!fp)
         put(g, MOV64_IMM(s, (int32_t)below(g, 100)));
