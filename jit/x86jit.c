@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "x86fold.h"
 #include "x86jit.h"
 
 /* Must match jit/vm.c: lddw BPF_PSEUDO_FUNC yields FUNC_TAG | insn index. */
@@ -50,8 +51,9 @@ enum {
 };
 
 struct fixup {
-    uint32_t pos;   /* offset of a rel32 field */
+    uint32_t pos;   /* offset of a rel32 (or rel8) field */
     uint32_t label; /* instruction index, or n + LBL_* */
+    bool rel8;
 };
 
 enum { LBL_UNWIND, LBL_FAULT, NLBL_EXTRA };
@@ -74,6 +76,13 @@ struct jit {
     uint8_t *loop_head; /* per instruction: a backward jump's target, aligned */
     bool r1_known;
     uint64_t r1_val;
+    const struct bpf_insn *insns; /* resolved: fold[] and labels are indexed alike */
+    struct x86_fold *fold;
+    size_t done; /* labels[0, done) are set: jumps back to them can be short */
+    /* the x86 register whose value ZF describes (-1: none) after the last
+     * instruction (zf_reg) and at the start of this one (zf_in) */
+    int zf_reg, zf_in;
+    bool zf_w; /* set by a 64-bit operation */
 };
 
 /* ---- byte emission ------------------------------------------------------ */
@@ -121,13 +130,18 @@ static bool is_imm8(int64_t v)
     return v >= -128 && v <= 127;
 }
 
-static void prefix(struct jit *j, unsigned f, int reg, int rm)
+static void prefix_x(struct jit *j, unsigned f, int reg, int index, int rm)
 {
     if (f & F_66)
         emit1(j, 0x66);
-    uint8_t rex = 0x40 | (f & F_W ? 8 : 0) | (reg & 8 ? 4 : 0) | (rm & 8 ? 1 : 0);
+    uint8_t rex = 0x40 | (f & F_W ? 8 : 0) | (reg & 8 ? 4 : 0) | (index & 8 ? 2 : 0) | (rm & 8 ? 1 : 0);
     if (rex != 0x40 || (f & F_B)) /* a bare REX selects sil/dil/bpl over dh/bh/ch */
         emit1(j, rex);
+}
+
+static void prefix(struct jit *j, unsigned f, int reg, int rm)
+{
+    prefix_x(j, f, reg, 0, rm);
 }
 
 static void opcode(struct jit *j, uint32_t op)
@@ -160,6 +174,29 @@ static void ins_rm(struct jit *j, unsigned f, uint32_t op, int reg, int base, in
         emit1(j, (uint8_t)disp);
     else if (mod == 2)
         emit4(j, (uint32_t)disp);
+}
+
+/* A memory operand [base + index + disp] (index < 0: none). */
+struct maddr {
+    int base, index;
+    int32_t disp;
+};
+
+static void ins_mem(struct jit *j, unsigned f, uint32_t op, int reg, struct maddr a)
+{
+    if (a.index < 0) {
+        ins_rm(j, f, op, reg, a.base, a.disp);
+        return;
+    }
+    prefix_x(j, f, reg, a.index, a.base);
+    opcode(j, op);
+    int mod = (a.disp == 0 && (a.base & 7) != RBP) ? 0 : is_imm8(a.disp) ? 1 : 2;
+    emit1(j, (uint8_t)(mod << 6 | (reg & 7) << 3 | 4));
+    emit1(j, (uint8_t)((a.index & 7) << 3 | (a.base & 7))); /* SIB, scale 1 */
+    if (mod == 1)
+        emit1(j, (uint8_t)a.disp);
+    else if (mod == 2)
+        emit4(j, (uint32_t)a.disp);
 }
 
 /* group-1 ALU with an immediate: ext = 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp */
@@ -222,7 +259,7 @@ static void pop(struct jit *j, int r)
 }
 
 /* rel32 jumps to labels, patched at the end */
-static void add_fixup(struct jit *j, uint32_t label)
+static void add_fixup_n(struct jit *j, uint32_t label, bool rel8)
 {
     if (j->nfix == j->capfix) {
         size_t cap = j->capfix ? j->capfix * 2 : 64;
@@ -234,21 +271,67 @@ static void add_fixup(struct jit *j, uint32_t label)
         j->fix = f;
         j->capfix = cap;
     }
-    j->fix[j->nfix++] = (struct fixup){(uint32_t)j->len, label};
-    emit4(j, 0);
+    j->fix[j->nfix++] = (struct fixup){(uint32_t)j->len, label, rel8};
+    if (rel8)
+        emit1(j, 0);
+    else
+        emit4(j, 0);
+}
+
+static void add_fixup(struct jit *j, uint32_t label)
+{
+    add_fixup_n(j, label, false);
+}
+
+/* A jump back to an instruction already emitted: rel8 when it reaches. */
+static bool short_back(struct jit *j, uint8_t op, uint32_t label)
+{
+    if (label >= j->done || j->oom)
+        return false;
+    int64_t rel = (int64_t)j->labels[label] - (int64_t)(j->len + 2);
+    if (!is_imm8(rel))
+        return false;
+    emit1(j, op);
+    emit1(j, (uint8_t)rel);
+    return true;
+}
+
+/* near: a forward jump near_forward allows rel8 for */
+static void jmp_label_n(struct jit *j, uint32_t label, bool near)
+{
+    if (short_back(j, 0xeb, label))
+        return;
+    if (near) {
+        emit1(j, 0xeb);
+        add_fixup_n(j, label, true);
+        return;
+    }
+    emit1(j, 0xe9);
+    add_fixup(j, label);
 }
 
 static void jmp_label(struct jit *j, uint32_t label)
 {
-    emit1(j, 0xe9);
+    jmp_label_n(j, label, false);
+}
+
+static void jcc_label_n(struct jit *j, int cc, uint32_t label, bool near)
+{
+    if (short_back(j, (uint8_t)(0x70 + cc), label))
+        return;
+    if (near) {
+        emit1(j, (uint8_t)(0x70 + cc));
+        add_fixup_n(j, label, true);
+        return;
+    }
+    emit1(j, 0x0f);
+    emit1(j, (uint8_t)(0x80 + cc));
     add_fixup(j, label);
 }
 
 static void jcc_label(struct jit *j, int cc, uint32_t label)
 {
-    emit1(j, 0x0f);
-    emit1(j, (uint8_t)(0x80 + cc));
-    add_fixup(j, label);
+    jcc_label_n(j, cc, label, false);
 }
 
 /* short forward jumps inside one instruction's code */
@@ -290,6 +373,14 @@ static void fault_if(struct jit *j, int cc, int err, size_t pc)
 
 /* ---- ALU ------------------------------------------------------------------ */
 
+/* The flags now describe dst (ZF: whether it is 0), set by an operation
+ * of width w. */
+static void set_zf(struct jit *j, int dst, unsigned w)
+{
+    j->zf_reg = dst;
+    j->zf_w = w != 0;
+}
+
 static void emit_shift(struct jit *j, const struct bpf_insn *in, unsigned w, int ext)
 {
     int dst = reg_map[in->dst_reg];
@@ -298,6 +389,7 @@ static void emit_shift(struct jit *j, const struct bpf_insn *in, unsigned w, int
         if (cnt) {
             ins_rr(j, w, 0xc1, ext, dst);
             emit1(j, (uint8_t)cnt);
+            set_zf(j, dst, w); /* a count of 0 would leave the flags */
         } else if (!w) {
             mov_rr(j, 0, dst, dst); /* still zero-extends */
         }
@@ -438,6 +530,7 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
             ins_ri(j, w, simple[op].ext, dst, in->imm);
         else
             ins_rr(j, w, simple[op].rr, src, dst);
+        set_zf(j, dst, w);
         return 0;
     }
     case BPF_MUL:
@@ -457,7 +550,10 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
     case BPF_LSH: emit_shift(j, in, w, 4); return 0;
     case BPF_RSH: emit_shift(j, in, w, 5); return 0;
     case BPF_ARSH: emit_shift(j, in, w, 7); return 0;
-    case BPF_NEG: ins_rr(j, w, 0xf7, 3, dst); return 0;
+    case BPF_NEG:
+        ins_rr(j, w, 0xf7, 3, dst);
+        set_zf(j, dst, w);
+        return 0;
     case BPF_MOV:
         if (k) {
             mov_ri(j, w, dst, in->imm);
@@ -478,37 +574,48 @@ static int emit_alu(struct jit *j, const struct bpf_insn *in)
 
 /* ---- memory --------------------------------------------------------------- */
 
+/* The address of a load or store based on eBPF register base: [base +
+ * off], or the folded [s + x + imm + off] of its group (x86fold.h). */
+static struct maddr mem_addr(const struct jit *j, const struct bpf_insn *in, int base)
+{
+    const struct x86_fold *fo = &j->fold[in - j->insns];
+    if (fo->kind != FOLD_MEM)
+        return (struct maddr){reg_map[base], -1, in->off};
+    return (struct maddr){reg_map[fo->base], fo->index == FOLD_NOREG ? -1 : reg_map[fo->index], fo->disp + in->off};
+}
+
 static void emit_ldx(struct jit *j, const struct bpf_insn *in)
 {
-    int dst = reg_map[in->dst_reg], src = reg_map[in->src_reg];
+    int dst = reg_map[in->dst_reg];
+    struct maddr a = mem_addr(j, in, in->src_reg);
     bool sx = BPF_MODE(in->code) == BPF_MEMSX;
     switch (BPF_SIZE(in->code)) {
-    case BPF_B: ins_rm(j, sx ? F_W : 0, sx ? 0x0fbe : 0x0fb6, dst, src, in->off); break;
-    case BPF_H: ins_rm(j, sx ? F_W : 0, sx ? 0x0fbf : 0x0fb7, dst, src, in->off); break;
-    case BPF_W: ins_rm(j, sx ? F_W : 0, sx ? 0x63 : 0x8b, dst, src, in->off); break;
-    default: ins_rm(j, F_W, 0x8b, dst, src, in->off); break;
+    case BPF_B: ins_mem(j, sx ? F_W : 0, sx ? 0x0fbe : 0x0fb6, dst, a); break;
+    case BPF_H: ins_mem(j, sx ? F_W : 0, sx ? 0x0fbf : 0x0fb7, dst, a); break;
+    case BPF_W: ins_mem(j, sx ? F_W : 0, sx ? 0x63 : 0x8b, dst, a); break;
+    default: ins_mem(j, F_W, 0x8b, dst, a); break;
     }
 }
 
 static void emit_st(struct jit *j, const struct bpf_insn *in)
 {
-    int dst = reg_map[in->dst_reg];
+    struct maddr a = mem_addr(j, in, in->dst_reg);
     switch (BPF_SIZE(in->code)) {
     case BPF_B:
-        ins_rm(j, 0, 0xc6, 0, dst, in->off);
+        ins_mem(j, 0, 0xc6, 0, a);
         emit1(j, (uint8_t)in->imm);
         break;
     case BPF_H:
-        ins_rm(j, F_66, 0xc7, 0, dst, in->off);
+        ins_mem(j, F_66, 0xc7, 0, a);
         emit1(j, (uint8_t)in->imm);
         emit1(j, (uint8_t)(in->imm >> 8));
         break;
     case BPF_W:
-        ins_rm(j, 0, 0xc7, 0, dst, in->off);
+        ins_mem(j, 0, 0xc7, 0, a);
         emit4(j, (uint32_t)in->imm);
         break;
     default:
-        ins_rm(j, F_W, 0xc7, 0, dst, in->off);
+        ins_mem(j, F_W, 0xc7, 0, a);
         emit4(j, (uint32_t)in->imm);
         break;
     }
@@ -516,12 +623,13 @@ static void emit_st(struct jit *j, const struct bpf_insn *in)
 
 static void emit_stx(struct jit *j, const struct bpf_insn *in)
 {
-    int dst = reg_map[in->dst_reg], src = reg_map[in->src_reg];
+    int src = reg_map[in->src_reg];
+    struct maddr a = mem_addr(j, in, in->dst_reg);
     switch (BPF_SIZE(in->code)) {
-    case BPF_B: ins_rm(j, F_B, 0x88, src, dst, in->off); break;
-    case BPF_H: ins_rm(j, F_66, 0x89, src, dst, in->off); break;
-    case BPF_W: ins_rm(j, 0, 0x89, src, dst, in->off); break;
-    default: ins_rm(j, F_W, 0x89, src, dst, in->off); break;
+    case BPF_B: ins_mem(j, F_B, 0x88, src, a); break;
+    case BPF_H: ins_mem(j, F_66, 0x89, src, a); break;
+    case BPF_W: ins_mem(j, 0, 0x89, src, a); break;
+    default: ins_mem(j, F_W, 0x89, src, a); break;
     }
 }
 
@@ -777,7 +885,7 @@ static bool is_cond_jump(const struct bpf_insn *in)
 
 /* The compare of conditional jump in, then a jcc to label (the inverse
  * condition with invert). */
-static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert, uint32_t label)
+static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert, uint32_t label, bool near)
 {
     static const int cc_of[16] = {
         [BPF_JEQ >> 4] = CC_E,  [BPF_JGT >> 4] = CC_A,  [BPF_JGE >> 4] = CC_AE,  [BPF_JSET >> 4] = CC_NE,
@@ -792,12 +900,15 @@ static void emit_cond_jump(struct jit *j, const struct bpf_insn *in, bool invert
     } else if (op == BPF_JSET) {
         ins_rr(j, w, 0xf7, 0, dst);
         emit4(j, (uint32_t)in->imm);
+    } else if (in->imm == 0 && (op == BPF_JEQ || op == BPF_JNE) && j->zf_in == dst && (w || !j->zf_w)) {
+        /* the ALU operation just before left ZF for dst (a 32-bit jump
+         * needs a 32-bit operation's) */
     } else if (in->imm == 0) {
         ins_rr(j, w, 0x85, dst, dst); /* test sets the flags cmp 0 would */
     } else {
         ins_ri(j, w, 7, dst, in->imm);
     }
-    jcc_label(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label); /* x86 cc ^ 1 is its inverse */
+    jcc_label_n(j, cc_of[op >> 4] ^ (invert ? 1 : 0), label, near); /* x86 cc ^ 1 is its inverse */
 }
 
 /* Straight-line code emit_ja may repeat: its machine code refers to no
@@ -825,8 +936,19 @@ static size_t rotated_test(const struct bpf_insn *insns, size_t target, size_t p
     return SIZE_MAX;
 }
 
+/* Where instruction in starts, the flags the previous one left are
+ * valid unless a jump may land here. */
+static void begin_insn(struct jit *j, bool leader)
+{
+    j->zf_in = leader ? -1 : j->zf_reg;
+    j->zf_reg = -1;
+}
+
 static int emit_repeat(struct jit *j, const struct bpf_insn *in)
 {
+    begin_insn(j, false);
+    if (j->fold[in - j->insns].kind == FOLD_SKIP)
+        return 0;
     switch (BPF_CLASS(in->code)) {
     case BPF_LDX: emit_ldx(j, in); return 0;
     case BPF_ST: emit_st(j, in); return 0;
@@ -835,37 +957,98 @@ static int emit_repeat(struct jit *j, const struct bpf_insn *in)
     }
 }
 
+/* Whether a jump at pc to target can be rel8, the code between known to
+ * be short: at most NEAR_MAX straight-line instructions, no division
+ * among them (each then at most 13 bytes of code, 104 in all), and no
+ * aligned loop head among them or at target (up to 63 bytes of nops). */
+#define NEAR_MAX 8
+static bool near_forward(const struct jit *j, size_t pc, size_t target)
+{
+    if (target <= pc || target - pc - 1 > NEAR_MAX)
+        return false;
+    for (size_t i = pc + 1; i <= target; i++) {
+        if (j->loop_head[i])
+            return false;
+        const struct bpf_insn *in = &j->insns[i];
+        bool alu = BPF_CLASS(in->code) == BPF_ALU || BPF_CLASS(in->code) == BPF_ALU64;
+        if (i < target && (!is_repeatable(in) || (alu && (BPF_OP(in->code) == BPF_DIV || BPF_OP(in->code) == BPF_MOD))))
+            return false;
+    }
+    return true;
+}
+
 /* A goto back to a loop head "L: s1..sk; if c goto X; ..." (k may be 0)
  * carries the head, its test inverted: "s1..sk; if !c goto test+1; goto
  * X". The loop then runs one branch fewer per iteration: no jmp (strcmp's
  * byte loop, k = 2: three branches a byte to two). */
-static int emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32_t off)
+static int emit_ja(struct jit *j, const struct bpf_insn *insns, size_t pc, int32_t off, size_t next)
 {
     size_t target = (size_t)((int64_t)pc + 1 + off);
     size_t test = off < 0 ? rotated_test(insns, target, pc) : SIZE_MAX;
     if (test == SIZE_MAX) {
-        if (target != pc + 1) /* ja +0 is a nop */
-            jmp_label(j, (uint32_t)target);
+        if (target != next) /* ja +0 is a nop */
+            jmp_label_n(j, (uint32_t)target, next == pc + 1 && near_forward(j, pc, target));
         return 0;
     }
+    j->zf_reg = -1;
     for (size_t i = target; i < test; i++) {
         int ret = emit_repeat(j, &insns[i]);
         if (ret)
             return ret;
     }
+    begin_insn(j, false);
     const struct bpf_insn *t = &insns[test];
     size_t exit = (size_t)((int64_t)test + 1 + t->off);
-    emit_cond_jump(j, t, true, (uint32_t)(test + 1));
-    if (exit != pc + 1) /* the exit is often the next instruction */
+    emit_cond_jump(j, t, true, (uint32_t)(test + 1), false);
+    if (exit != next) /* the exit is often the next instruction */
         jmp_label(j, (uint32_t)exit);
     return 0;
+}
+
+/* The goto ending a loop's "continue" block "s1..sk; goto back" (k <=
+ * ROTATE_MAX repeatable instructions) at target, or SIZE_MAX. */
+static size_t continue_goto(const struct jit *j, size_t target)
+{
+    for (size_t t = target; t < j->n && t <= target + ROTATE_MAX; t++) {
+        const struct bpf_insn *in = &j->insns[t];
+        if (BPF_OP(in->code) == BPF_JA && (BPF_CLASS(in->code) == BPF_JMP || BPF_CLASS(in->code) == BPF_JMP32))
+            return (BPF_CLASS(in->code) == BPF_JMP32 ? in->imm : in->off) < 0 ? t : SIZE_MAX;
+        if (!is_repeatable(in))
+            return SIZE_MAX;
+    }
+    return SIZE_MAX;
+}
+
+/* A forward conditional jump to a continue block carries the block, its
+ * test inverted: "if !c goto pc+1; s1..sk; goto back" (the goto as
+ * emit_ja makes it). The loop's usual path then takes one branch, not
+ * two (prime_sieve's "if composite, next i"). */
+static int emit_cond(struct jit *j, const struct bpf_insn *in, size_t pc)
+{
+    size_t target = (size_t)((int64_t)pc + 1 + in->off);
+    size_t back = target > pc + 1 ? continue_goto(j, target) : SIZE_MAX;
+    if (back == SIZE_MAX) {
+        emit_cond_jump(j, in, false, (uint32_t)target, near_forward(j, pc, target));
+        return 0;
+    }
+    emit_cond_jump(j, in, true, (uint32_t)(pc + 1), false);
+    j->zf_reg = -1;
+    for (size_t i = target; i < back; i++) {
+        int ret = emit_repeat(j, &j->insns[i]);
+        if (ret)
+            return ret;
+    }
+    const struct bpf_insn *b = &j->insns[back];
+    int ret = emit_ja(j, j->insns, back, BPF_CLASS(b->code) == BPF_JMP32 ? b->imm : b->off, pc + 1);
+    j->zf_reg = -1; /* pc + 1 is reached by the jump */
+    return ret;
 }
 
 static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
 {
     bool is32 = BPF_CLASS(in->code) == BPF_JMP32;
     switch (BPF_OP(in->code)) {
-    case BPF_JA: return emit_ja(j, in - pc, pc, is32 ? in->imm : in->off);
+    case BPF_JA: return emit_ja(j, in - pc, pc, is32 ? in->imm : in->off, pc + 1);
     case BPF_EXIT: emit1(j, 0xc3); return 0;
     case BPF_CALL:
         if (BPF_SRC(in->code) == BPF_X)
@@ -878,8 +1061,7 @@ static int emit_jmp(struct jit *j, const struct bpf_insn *in, size_t pc)
     }
     if (!is_cond_jump(in))
         return -EINVAL;
-    emit_cond_jump(j, in, false, (uint32_t)((int64_t)pc + 1 + in->off));
-    return 0;
+    return emit_cond(j, in, pc);
 }
 
 /* A loop head starts a 64-byte block (multi-byte nops before it, the Intel
@@ -1040,8 +1222,6 @@ static bool jump_offset(const struct bpf_insn *in, int64_t *off)
  * write to r1 (track_r1). */
 static int mark_leaders(struct jit *j, const struct bpf_insn *orig, size_t n)
 {
-    if (!j->opts->map_info)
-        return 0;
     j->leader = calloc(n, 1);
     if (!j->leader)
         return -ENOMEM;
@@ -1117,6 +1297,7 @@ static int emit_insn(struct jit *j, const struct bpf_insn *in, size_t *pc)
             return -EINVAL;
         mov_ri64(j, reg_map[in->dst_reg], (uint64_t)(uint32_t)in->imm | (uint64_t)(uint32_t)in[1].imm << 32);
         j->labels[++*pc] = (uint32_t)j->len;
+        j->done = *pc + 1;
         return 0;
     case BPF_LDX: emit_ldx(j, in); return 0;
     case BPF_ST: emit_st(j, in); return 0;
@@ -1135,7 +1316,7 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
 {
     static const struct bpfg_x86jit_opts no_opts;
     struct bpfg_vm *vm = NULL;
-    struct jit j = {.n = n, .opts = opts ? opts : &no_opts};
+    struct jit j = {.n = n, .opts = opts ? opts : &no_opts, .zf_reg = -1};
     int ret;
 
     out->buf = NULL;
@@ -1154,8 +1335,9 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
     j.cap = n * 16 + 512;
     j.buf = malloc(j.cap);
     j.labels = malloc((n + NLBL_EXTRA) * sizeof(*j.labels));
+    j.insns = insns;
     if (!j.buf || !j.labels || collect_funcs(&j, orig, n) || mark_leaders(&j, orig, n) ||
-        mark_loop_heads(&j, orig, n)) {
+        mark_loop_heads(&j, orig, n) || bpfg_x86_fold_plan(insns, n, j.leader, &j.fold)) {
         ret = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -1166,9 +1348,12 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         if (j.loop_head[pc])
             align_loop(&j);
         j.labels[pc] = (uint32_t)j.len;
-        if (j.leader && j.leader[pc])
+        j.done = pc + 1;
+        if (j.leader[pc])
             j.r1_known = false;
-        ret = emit_insn(&j, in, &pc);
+        begin_insn(&j, j.leader[pc]);
+        if (j.fold[pc].kind != FOLD_SKIP)
+            ret = emit_insn(&j, in, &pc);
         if (ret)
             snprintf(err, errlen, "instruction %zu: opcode 0x%02x not supported by the x86 JIT", pc, in->code);
         track_r1(&j, in);
@@ -1181,10 +1366,21 @@ int bpfg_x86jit_compile(const struct bpf_insn *orig, size_t n, const struct bpfg
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < j.nfix; i++) {
-        int32_t rel = (int32_t)((int64_t)j.labels[j.fix[i].label] - (int64_t)(j.fix[i].pos + 4));
-        memcpy(j.buf + j.fix[i].pos, &rel, 4);
+    for (size_t i = 0; i < j.nfix && !ret; i++) {
+        const struct fixup *f = &j.fix[i];
+        int64_t rel = (int64_t)j.labels[f->label] - (int64_t)(f->pos + (f->rel8 ? 1 : 4));
+        if (f->rel8 && !is_imm8(rel)) { /* near_forward's bound is wrong */
+            ret = -EFAULT;
+            snprintf(err, errlen, "internal error: a short jump does not reach instruction %u", f->label);
+        } else if (f->rel8) {
+            j.buf[f->pos] = (uint8_t)(int8_t)rel;
+        } else {
+            int32_t rel32 = (int32_t)rel;
+            memcpy(j.buf + f->pos, &rel32, 4);
+        }
     }
+    if (ret)
+        goto out;
     out->buf = j.buf;
     out->len = j.len;
     j.buf = NULL;
@@ -1195,6 +1391,7 @@ out:
     free(j.funcs);
     free(j.leader);
     free(j.loop_head);
+    free(j.fold);
     bpfg_vm_free(vm);
     return ret;
 }

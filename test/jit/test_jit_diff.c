@@ -328,7 +328,9 @@ static void gen_loop(struct gen *g)
  * head is 0-5 straight-line instructions, sometimes ending with the step
  * (the goto then follows the test at once); outside kernel programs the
  * exit sometimes skips dead code after the goto (the repeated test's exit
- * then needs its own jmp). */
+ * then needs its own jmp). The body sometimes continues early: "if c goto
+ * C; ...; goto L; C: s1..sk; step; goto L" (the x86 JIT carries C's code
+ * into the jump, its test inverted, when k + 1 <= 4). */
 static void gen_while(struct gen *g)
 {
     static const struct {
@@ -348,20 +350,149 @@ static void gen_while(struct gen *g)
     size_t test = g->n, k = below(g, 5);
     put(g, up ? INSN(cls | BPF_K | BPF_JSET, counter, 0, 0, 8)
               : INSN(cls | BPF_K | down[k].op, counter, 0, 0, down[k].imm));
-    for (size_t i = 0, len = step_first ? 0 : 1 + below(g, 5); i < len; i++)
+    size_t cont = SIZE_MAX;
+    for (size_t i = 0, len = step_first ? 0 : 1 + below(g, 5); i < len; i++) {
+        if (cont == SIZE_MAX && below(g, 4) == 0) {
+            cont = g->n;
+            gen_cond_jump(g);
+            if (g->n == cont) /* the jump table is full */
+                cont = SIZE_MAX;
+            else
+                g->njumps--; /* its target is C */
+        }
         gen_straight(g, counter);
+    }
     if (!step_first)
         put(g, step);
-    if (below(g, 2))
-        put(g, JA((int16_t)(head - (g->n + 1))));
-    else
-        put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(head - (g->n + 1))));
+    for (int pass = 0; pass < 1 + (cont != SIZE_MAX); pass++) {
+        if (pass) { /* the continue block C */
+            if (BPF_OP(g->p[cont].code) == BPF_JA)
+                g->p[cont].code = BPF_JMP | BPF_JNE | BPF_K; /* not a goto: a test */
+            g->p[cont].off = (int16_t)(g->n - (cont + 1));
+            for (size_t i = 0, len = below(g, 5); i < len; i++)
+                gen_straight(g, counter);
+            put(g, step);
+        }
+        if (below(g, 2))
+            put(g, JA((int16_t)(head - (g->n + 1))));
+        else
+            put(g, INSN(BPF_JMP32 | BPF_JA, 0, 0, 0, (int32_t)(head - (g->n + 1))));
+    }
     for (size_t i = 0, len = g->kernel ? 0 : below(g, 3); i < len; i++) /* the kernel refuses dead code */
         gen_straight(g, -1);
     if (test < g->n)
         g->p[test].off = (int16_t)(g->n - (test + 1));
     for (size_t pc = head; pc < g->n && pc < MAX_PROG; pc++) /* entered past its counter's start */
         g->bad_target[pc] = true;
+}
+
+/* "d = s; d += x; loads and stores at [d + off]" with s a copy of r10 or
+ * r9 and x a register or an immediate: the x86 JIT addresses [s + x +
+ * off] and leaves out the mov and add when d dies. 1-3 accesses, some
+ * loading into s or x (a fold must not reach past them: the accesses after
+ * would see the new value), the last sometimes into d; d is then either
+ * dead or still read (d -= s: an offset, the same in every engine), at
+ * once or past a goto. No address is left in a register. */
+static void gen_fold_mem(struct gen *g, int avoid)
+{
+    bool stack = below(g, 2), reg = below(g, 2), sub = below(g, 2), s_loaded = false, d_loaded = false;
+    bool fp = stack && below(g, 3) == 0; /* s = r10 itself */
+    int s = fp ? BPF_REG_10 : dst_reg(g, avoid), d, x = -1;
+    do
+        d = dst_reg(g, avoid);
+    while (d == s);
+    if (reg)
+        do
+            x = dst_reg(g, avoid);
+        while (x == s || x == d);
+    int32_t xval = (int32_t)below(g, 601) - 300;
+    size_t first = g->n;
+    if (!fp)
+        put(g, MOV64_REG(s, stack ? BPF_REG_10 : BPF_REG_9));
+    if (reg)
+        put(g, MOV64_IMM(x, xval));
+    put(g, MOV64_REG(d, s));
+    put(g, reg ? ALU64_REG(BPF_ADD, d, x) : ALU64_IMM(BPF_ADD, d, xval));
+    for (size_t i = 0, k = 1 + below(g, 3); i < k; i++) {
+        uint8_t sz = sizes[below(g, 4)];
+        int bytes = size_bytes(sz);
+        int o = stack         ? (int)below(g, SLOTS * 8 - bytes + 1) - SLOTS * 8
+                : below(g, 4) ? (int)below(g, CTX_LEN - bytes + 1)
+                              : 0; /* [s + 0]: no displacement byte */
+        int16_t off = (int16_t)(o - xval);
+        int v;
+        switch (below(g, 3)) {
+        case 0:
+            int cand[3], nc = 0; /* d only by the last: the others address by it */
+            if (i + 1 == k)
+                cand[nc++] = d;
+            if (!fp)
+                cand[nc++] = s;
+            if (x >= 0)
+                cand[nc++] = x;
+            if (nc && below(g, 2)) {
+                v = cand[below(g, (uint32_t)nc)];
+            } else {
+                do
+                    v = dst_reg(g, avoid);
+                while (v == s || v == d || v == x);
+            }
+            s_loaded |= v == s, d_loaded |= v == d;
+            put(g, INSN(BPF_LDX | (sz == BPF_DW || below(g, 3) ? BPF_MEM : BPF_MEMSX) | sz, v, d, off, 0));
+            break;
+        case 1: put(g, ST_IMM(sz, d, off, imm32(g))); break;
+        default:
+            do
+                v = data_reg(g);
+            while (v == s || v == d);
+            put(g, STX(sz, d, v, off));
+            break;
+        }
+    }
+    if (sub && !s_loaded && !d_loaded) {
+        if (below(g, 2)) { /* d's read further on, past a write of another register and a goto */
+            int e;
+            do
+                e = dst_reg(g, avoid);
+            while (e == s || e == d);
+            put(g, MOV64_IMM(e, (int32_t)below(g, 100)));
+            put(g, JA(1));
+            put(g, MOV64_IMM(d, 7)); /* skipped */
+        }
+        put(g, ALU64_REG(BPF_SUB, d, s));
+    } else
+        put(g, MOV64_IMM(d, (int32_t)below(g, 100)));
+    if (!fp)
+        put(g, MOV64_IMM(s, (int32_t)below(g, 100)));
+    for (size_t pc = first + 1; pc < g->n && pc < MAX_PROG; pc++)
+        g->bad_target[pc] = true; /* a jump past the first mov would use a random address */
+}
+
+/* An ALU operation on dst, then "if dst ==/!= 0": the x86 JIT takes the
+ * operation's flags for the test (not after a 64-bit operation for a
+ * 32-bit test, nor after a shift by 0, which leaves them). Shift counts
+ * 0, 1, 31, 32 and 63; the jump's target sometimes another jump's. */
+static void gen_zero_test(struct gen *g, int avoid)
+{
+    static const uint8_t ops[] = {BPF_ADD, BPF_SUB, BPF_OR, BPF_AND, BPF_XOR, BPF_NEG, BPF_LSH, BPF_RSH, BPF_ARSH};
+    static const int32_t counts[] = {0, 1, 31, 32, 63};
+    uint8_t op = ops[below(g, sizeof(ops))];
+    uint8_t cls = below(g, 2) ? BPF_ALU64 : BPF_ALU;
+    int dst = dst_reg(g, avoid);
+    bool shift = op == BPF_LSH || op == BPF_RSH || op == BPF_ARSH;
+    int32_t imm = shift ? counts[below(g, 5)] & (cls == BPF_ALU64 ? 63 : 31) : imm32(g);
+    if (op == BPF_NEG)
+        put(g, INSN(cls | BPF_K | op, dst, 0, 0, 0));
+    else if (!shift && below(g, 2))
+        put(g, INSN(cls | BPF_X | op, dst, data_reg(g), 0, 0));
+    else
+        put(g, INSN(cls | BPF_K | op, dst, 0, 0, imm));
+    if (g->njumps == sizeof(g->jumps) / sizeof(g->jumps[0]))
+        return;
+    g->jumps[g->njumps].pc = g->n;
+    g->jumps[g->njumps].in_imm = false;
+    g->jumps[g->njumps++].target = g->n + 1 + below(g, 8);
+    put(g, INSN((below(g, 2) ? BPF_JMP : BPF_JMP32) | BPF_K | (below(g, 2) ? BPF_JEQ : BPF_JNE), dst, 0, 0, 0));
 }
 
 /* "dst = src; dst += x", clang's address arithmetic: with a data register
@@ -461,7 +592,7 @@ static bool gen_program(struct gen *g, bool kernel)
     gen_frame_init(g, true);
     size_t body = 10 + below(g, 40);
     while (g->n < body + SLOTS + 18) {
-        unsigned r = below(g, 20);
+        unsigned r = below(g, 22);
         if (r < 13)
             gen_straight(g, -1);
         else if (r < 16)
@@ -470,10 +601,14 @@ static bool gen_program(struct gen *g, bool kernel)
             gen_loop(g);
         else if (r < 18)
             gen_while(g);
-        else if (r < 19 || kernel)
+        else if (r < 19)
+            gen_zero_test(g, -1);
+        else if (r < 20 || kernel)
             gen_addr(g, -1);
-        else
+        else if (r < 21)
             gen_call(g);
+        else
+            gen_fold_mem(g, -1);
     }
     size_t epilogue = g->n;
     gen_fold(g);
