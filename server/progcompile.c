@@ -107,6 +107,17 @@ static struct bpfg_jitcache *jitcache(struct server *s)
     return ts->jitcache;
 }
 
+/* The server's LLVM options, map and symbol references resolved for the
+ * target (rc and mc must outlive lo's use). */
+static void target_llvm_opts(struct bpfg_llvmjit_opts *lo, struct resolve_ctx *rc, struct map_info_ctx *mc)
+{
+    bpfg_jitcache_server_opts(lo);
+    lo->jit.resolver = resolve_for_target;
+    lo->jit.resolver_user = rc;
+    lo->jit.map_info = map_info_for_target;
+    lo->jit.map_info_user = mc;
+}
+
 static int compile_llvm(struct server *s, const struct target *t, const struct reg_object *o, const struct reg_prog *p,
                         struct bpfg_x86jit_code *code)
 {
@@ -114,11 +125,7 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
     struct resolve_ctx rc = {t, o};
     struct map_info_ctx mc = {s, t};
     struct bpfg_llvmjit_opts lo;
-    bpfg_jitcache_server_opts(&lo);
-    lo.jit.resolver = resolve_for_target;
-    lo.jit.resolver_user = &rc;
-    lo.jit.map_info = map_info_for_target;
-    lo.jit.map_info_user = &mc;
+    target_llvm_opts(&lo, &rc, &mc);
     struct bpfg_llvmjit_blob blob = {0};
     char why[512];
     bool hit = false;
@@ -173,6 +180,32 @@ static int batch_ship(const struct bpfg_llvmjit_batch *lb, const struct reg_prog
     return 0;
 }
 
+/* The k programs lp (in: their records) compiled as one batch into b; a
+ * failure leaves b empty (they compile one by one), logged. */
+static void batch_compile(struct bpfg_jitcache *cache, const struct bpfg_llvmjit_prog *lp,
+                          const struct reg_prog *const *in, size_t k, const struct bpfg_llvmjit_opts *lo,
+                          struct progcompile_batch *b, const struct target *t, const struct reg_object *o)
+{
+    struct bpfg_llvmjit_batch lb;
+    char why[512];
+    bool hit = false;
+    int r = cache ? bpfg_jitcache_compile_batch(cache, lp, k, lo, &lb, &hit, why, sizeof(why))
+                  : bpfg_llvmjit_compile_batch(lp, k, lo, &lb, NULL, why, sizeof(why));
+    if (!r && !cache)
+        r = bpfg_llvmjit_batch_bind(&lb, lp, lo, why, sizeof(why));
+    if (!r && (r = batch_ship(&lb, in, k, b)))
+        snprintf(why, sizeof(why), "%s", strerror(-r));
+    if (!r)
+        srv_log(SRV_DEBUG, "target %d: %zu programs of '%s': llvm code %s as one batch", (int)t->pid, k,
+                o->name ? o->name : "?", hit ? "from the cache" : "compiled");
+    else
+        srv_log(SRV_INFO, "target %d: %zu programs of '%s' do not compile as one batch (%s): one by one", (int)t->pid,
+                k, o->name ? o->name : "?", why);
+    if (r)
+        progcompile_batch_free(b);
+    bpfg_llvmjit_batch_free(&lb);
+}
+
 void progcompile_batch_llvm(struct server *s, const struct target *t, const struct reg_object *o,
                             const struct reg_prog *const *progs, size_t n, struct progcompile_batch *b)
 {
@@ -180,11 +213,7 @@ void progcompile_batch_llvm(struct server *s, const struct target *t, const stru
     struct resolve_ctx rc = {t, o};
     struct map_info_ctx mc = {s, t};
     struct bpfg_llvmjit_opts lo;
-    bpfg_jitcache_server_opts(&lo);
-    lo.jit.resolver = resolve_for_target;
-    lo.jit.resolver_user = &rc;
-    lo.jit.map_info = map_info_for_target;
-    lo.jit.map_info_user = &mc;
+    target_llvm_opts(&lo, &rc, &mc);
     struct bpfg_jitcache *cache = jitcache(s);
     struct bpfg_llvmjit_prog *lp = calloc(n ? n : 1, sizeof(*lp));
     const struct reg_prog **in = calloc(n ? n : 1, sizeof(*in));
@@ -194,26 +223,8 @@ void progcompile_batch_llvm(struct server *s, const struct target *t, const stru
             in[k] = progs[i];
             lp[k++] = (struct bpfg_llvmjit_prog){progs[i]->prog->insns, progs[i]->prog->insn_cnt};
         }
-    if (k >= 2) {
-        struct bpfg_llvmjit_batch lb;
-        char why[512];
-        bool hit = false;
-        int r = cache ? bpfg_jitcache_compile_batch(cache, lp, k, &lo, &lb, &hit, why, sizeof(why))
-                      : bpfg_llvmjit_compile_batch(lp, k, &lo, &lb, NULL, why, sizeof(why));
-        if (!r && !cache && (r = bpfg_llvmjit_batch_bind(&lb, lp, &lo, why, sizeof(why))))
-            bpfg_llvmjit_batch_free(&lb);
-        if (!r && (r = batch_ship(&lb, in, k, b)))
-            snprintf(why, sizeof(why), "%s", strerror(-r));
-        if (!r)
-            srv_log(SRV_DEBUG, "target %d: %zu programs of '%s': llvm code %s as one batch", (int)t->pid, k,
-                    o->name ? o->name : "?", hit ? "from the cache" : "compiled");
-        else
-            srv_log(SRV_INFO, "target %d: %zu programs of '%s' do not compile as one batch (%s): one by one",
-                    (int)t->pid, k, o->name ? o->name : "?", why);
-        if (r)
-            progcompile_batch_free(b);
-        bpfg_llvmjit_batch_free(&lb);
-    }
+    if (k >= 2)
+        batch_compile(cache, lp, in, k, &lo, b, t, o);
     free(lp);
     free(in);
 }
