@@ -97,15 +97,30 @@ static void base_opts(struct bpfg_llvmjit_opts *o, struct fake_map *m)
     bpfg_x86jit_allow_helper(&o->jit, BPF_FUNC_map_lookup_elem);
 }
 
-static uint64_t run_code(const struct bpfg_x86jit_code *code, uint32_t key)
+/* Options of a compile with map references left to bind per target. */
+static void reloc_opts(struct bpfg_llvmjit_opts *o)
+{
+    base_opts(o, &map_a);
+    o->jit.map_info = describe;
+    o->relocatable_maps = true;
+}
+
+/* Runs the code's entry at entry_off with a 4-byte context. */
+static uint64_t run_code_at(const struct bpfg_x86jit_code *code, uint32_t entry_off, uint32_t key)
 {
     struct bpfg_x86jit_image img;
     uint64_t r0;
     cr_assert_eq(bpfg_x86jit_map_exec(code, &img), 0);
+    img.fn = (bpfg_x86jit_fn)((uint8_t *)img.addr + entry_off);
     int err = bpfg_x86jit_run(&img, &key, sizeof(key), table, NULL, &r0, NULL);
     bpfg_x86jit_unmap(&img);
     cr_assert_eq(err, 0, "run failed: %d", err);
     return r0;
+}
+
+static uint64_t run_code(const struct bpfg_x86jit_code *code, uint32_t key)
+{
+    return run_code_at(code, 0, key);
 }
 
 static uint64_t run_interp(struct fake_map *m, uint32_t key)
@@ -259,9 +274,7 @@ Test(llvmjit, relocatable_blob_rebinds_to_other_maps)
     struct bpfg_llvmjit_blob blob;
     struct bpfg_llvmjit_stats st;
     char err[256];
-    base_opts(&o, &map_a);
-    o.jit.map_info = describe;
-    o.relocatable_maps = true;
+    reloc_opts(&o);
     cr_assert_eq(bpfg_llvmjit_compile_blob(prog, PROG_LEN, &o, &blob, &st, err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(st.inlined_lookups, 1);
     cr_assert_eq(blob.nrelocs, 2, "slots: the lddw and the array's values");
@@ -358,9 +371,7 @@ Test(jitcache, hit_after_miss_and_damaged_entries_recompile, .init = mk_tmp, .fi
     struct bpfg_jitcache *c = bpfg_jitcache_open(dir);
     cr_assert_not_null(c, "%s", strerror(errno));
     struct bpfg_llvmjit_opts o;
-    base_opts(&o, &map_a);
-    o.jit.map_info = describe;
-    o.relocatable_maps = true;
+    reloc_opts(&o);
     struct bpfg_llvmjit_blob b1, b2;
     bool hit = true;
     cr_assert_eq(bpfg_jitcache_compile(c, prog, PROG_LEN, &o, &b1, &hit, err, sizeof(err)), 0, "%s", err);
@@ -424,14 +435,7 @@ static void damage_tails(const char *dir)
 
 static uint64_t run_entry(const struct bpfg_llvmjit_batch *b, size_t i, uint32_t key)
 {
-    struct bpfg_x86jit_image img;
-    uint64_t r0;
-    cr_assert_eq(bpfg_x86jit_map_exec(&b->blob.code, &img), 0);
-    img.fn = (bpfg_x86jit_fn)((uint8_t *)img.addr + b->entry_off[i]);
-    int err = bpfg_x86jit_run(&img, &key, sizeof(key), table, NULL, &r0, NULL);
-    bpfg_x86jit_unmap(&img);
-    cr_assert_eq(err, 0, "run failed: %d", err);
-    return r0;
+    return run_code_at(&b->blob.code, b->entry_off[i], key);
 }
 
 /* A batch of two (the map program, and r0 = ctx[0] * 3) through the
@@ -446,9 +450,7 @@ Test(jitcache, batch_hit_binds_per_target, .init = mk_tmp, .fini = rm_tmp)
     struct bpfg_jitcache *c = bpfg_jitcache_open(tmpdir);
     cr_assert_not_null(c, "%s", strerror(errno));
     struct bpfg_llvmjit_opts o;
-    base_opts(&o, &map_a);
-    o.jit.map_info = describe;
-    o.relocatable_maps = true;
+    reloc_opts(&o);
     struct bpfg_llvmjit_batch b1, b2;
     bool hit = true;
     cr_assert_eq(bpfg_jitcache_compile_batch(c, progs, 2, &o, &b1, &hit, err, sizeof(err)), 0, "%s", err);
