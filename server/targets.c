@@ -918,6 +918,30 @@ static int send_prog(struct server *s, struct target *t, const struct reg_object
  * batches (progcompile_batch_llvm): each object's maps go to t first, the
  * resolver needs their addresses. batches[i] for the object of
  * prog_ids[i]'s first program, empty elsewhere. */
+#ifdef BPFGRAFT_HAVE_LLVM
+/* The programs of ids[i]'s object among ids[i..n), each once and not yet
+ * sent to t, into group: their count, or 0 where an earlier id is of the
+ * same object (its group is made there). */
+static size_t object_group(struct server *s, const struct target *t, const uint32_t *ids, size_t n, size_t i,
+                           const struct reg_prog **group)
+{
+    struct reg_prog *p = registry_prog(&s->reg, ids[i]);
+    for (size_t j = 0; p && j < i; j++) {
+        struct reg_prog *q = registry_prog(&s->reg, ids[j]);
+        if (q && q->obj_id == p->obj_id)
+            return 0;
+    }
+    size_t k = 0;
+    for (size_t j = i; p && j < n; j++) {
+        struct reg_prog *q = registry_prog(&s->reg, ids[j]);
+        if (!q || q->obj_id != p->obj_id || id_in(t->progs_sent, t->nprogs_sent, q->id) || id_in(ids + i, j - i, q->id))
+            continue;
+        group[k++] = q;
+    }
+    return k;
+}
+#endif
+
 static void attach_batches(struct server *s, struct target *t, const uint32_t *prog_ids, size_t nprogs, int engine,
                            struct progcompile_batch *batches)
 {
@@ -926,22 +950,8 @@ static void attach_batches(struct server *s, struct target *t, const uint32_t *p
 #ifdef BPFGRAFT_HAVE_LLVM
     const struct reg_prog **group = calloc(nprogs ? nprogs : 1, sizeof(*group));
     for (size_t i = 0; group && engine == BPFG_ENGINE_LLVM && i < nprogs; i++) {
-        struct reg_prog *p = registry_prog(&s->reg, prog_ids[i]);
-        size_t k = 0;
-        bool first = p != NULL;
-        for (size_t j = 0; j < i && first; j++) {
-            struct reg_prog *q = registry_prog(&s->reg, prog_ids[j]);
-            first = !q || q->obj_id != p->obj_id;
-        }
-        for (size_t j = i; first && j < nprogs; j++) {
-            struct reg_prog *q = registry_prog(&s->reg, prog_ids[j]);
-            bool dup = false;
-            for (size_t d = 0; d < k && !dup; d++)
-                dup = group[d] == q;
-            if (q && q->obj_id == p->obj_id && !dup && !id_in(t->progs_sent, t->nprogs_sent, q->id))
-                group[k++] = q;
-        }
-        struct reg_object *o = k >= 2 ? registry_object(&s->reg, p->obj_id) : NULL;
+        size_t k = object_group(s, t, prog_ids, nprogs, i, group);
+        struct reg_object *o = k >= 2 ? registry_object(&s->reg, group[0]->obj_id) : NULL;
         char ignored[256];
         if (o && send_object_maps(s, t, o, ignored, sizeof(ignored)) == 0)
             progcompile_batch_llvm(s, t, o, group, k, &batches[i]);
