@@ -38,7 +38,8 @@ int bpfg_jitcache_put(struct bpfg_jitcache *c, const uint8_t key[16], const stru
 
 /* Compiles through the cache: a hit skips LLVM entirely. A relocatable
  * blob (opts->relocatable_maps) is bound to opts' resolver and map_info
- * before it is returned. *hit (may be NULL) says whether LLVM was spared. */
+ * before it is returned. *hit (may be NULL) says whether LLVM was spared.
+ * c may be NULL: no cache, the program is compiled (and bound). */
 int bpfg_jitcache_compile(struct bpfg_jitcache *c, const struct bpf_insn *insns, size_t n,
                           const struct bpfg_llvmjit_opts *opts, struct bpfg_llvmjit_blob *out, bool *hit, char *err,
                           size_t errlen);

@@ -130,10 +130,8 @@ static int compile_llvm(struct server *s, const struct target *t, const struct r
     char why[512];
     bool hit = false;
     struct bpfg_jitcache *cache = jitcache(s);
-    int r = cache ? bpfg_jitcache_compile(cache, op->insns, op->insn_cnt, &lo, &blob, &hit, why, sizeof(why))
-                  : bpfg_llvmjit_compile_blob(op->insns, op->insn_cnt, &lo, &blob, NULL, why, sizeof(why));
-    if (!r && !cache)
-        r = bpfg_llvmjit_blob_bind(&blob, op->insns, op->insn_cnt, &lo, why, sizeof(why));
+    /* without a cache (NULL) it compiles and binds all the same */
+    int r = bpfg_jitcache_compile(cache, op->insns, op->insn_cnt, &lo, &blob, &hit, why, sizeof(why));
     if (r) {
         bpfg_llvmjit_blob_free(&blob);
         srv_log(SRV_WARN, "target %d: program %u '%s': the llvm engine refused it (%s); using x86", (int)t->pid, p->id,
@@ -189,10 +187,7 @@ static void batch_compile(struct bpfg_jitcache *cache, const struct bpfg_llvmjit
     struct bpfg_llvmjit_batch lb;
     char why[512];
     bool hit = false;
-    int r = cache ? bpfg_jitcache_compile_batch(cache, lp, k, lo, &lb, &hit, why, sizeof(why))
-                  : bpfg_llvmjit_compile_batch(lp, k, lo, &lb, NULL, why, sizeof(why));
-    if (!r && !cache)
-        r = bpfg_llvmjit_batch_bind(&lb, lp, lo, why, sizeof(why));
+    int r = bpfg_jitcache_compile_batch(cache, lp, k, lo, &lb, &hit, why, sizeof(why));
     if (!r && (r = batch_ship(&lb, in, k, b)))
         snprintf(why, sizeof(why), "%s", strerror(-r));
     if (!r)
