@@ -1304,10 +1304,6 @@ static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob
             st.strsize = sh[sh[i].sh_link].sh_size;
         }
     }
-    const Elf64_Sym *syms = st.syms;
-    size_t nsyms = st.nsyms;
-    const char *strtab = st.strtab;
-    size_t strsize = st.strsize;
     int64_t entry = batch ? 0 : find_entry(&st, ENTRY_NAME);
     if (entry < 0) {
         snprintf(err, errlen, "object has no %s", ENTRY_NAME);
@@ -1335,12 +1331,12 @@ static int link_object(const uint8_t *obj, size_t size, struct bpfg_llvmjit_blob
         for (size_t r = 0; r < sh[i].sh_size / sizeof(*rel); r++) {
             uint32_t type = ELF64_R_TYPE(rel[r].r_info);
             size_t si = ELF64_R_SYM(rel[r].r_info);
-            if (si >= nsyms) {
+            if (si >= st.nsyms) {
                 snprintf(err, errlen, "relocation with bad symbol %zu", si);
                 goto out;
             }
-            const Elf64_Sym *sym = &syms[si];
-            const char *sname = sym->st_name < strsize ? strtab + sym->st_name : "?";
+            const Elf64_Sym *sym = &st.syms[si];
+            const char *sname = sym->st_name < st.strsize ? st.strtab + sym->st_name : "?";
             if (sym->st_shndx == SHN_UNDEF || sym->st_shndx >= shnum || base[sym->st_shndx] == UINT64_MAX) {
                 snprintf(err, errlen, "code references the external symbol '%s'", sname);
                 goto out;
@@ -1515,12 +1511,11 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
 }
 
 /* A link error is reported through the context; without a handler LLVM
- * prints it and exits the process. */
+ * prints it and exits the process. With this one LLVMLinkModules2 returns
+ * the failure, which add_to_batch reports. */
 static void on_diagnostic(LLVMDiagnosticInfoRef di, void *user)
 {
-    bool *failed = user;
-    if (LLVMGetDiagInfoSeverity(di) == LLVMDSError)
-        *failed = true;
+    (void)di, (void)user;
 }
 
 /* Program i of a batch into M (the first one becomes M). */
@@ -1581,9 +1576,8 @@ int bpfg_llvmjit_compile_batch(const struct bpfg_llvmjit_prog *progs, size_t npr
         bpfg_llvmjit_batch_free(out);
         return -ENOSYS;
     }
-    bool link_failed = false;
     LLVMContextRef C = LLVMContextCreate();
-    LLVMContextSetDiagnosticHandler(C, on_diagnostic, &link_failed);
+    LLVMContextSetDiagnosticHandler(C, on_diagnostic, NULL);
     LLVMModuleRef M = NULL;
     for (size_t i = 0; i < nprogs && !ret; i++)
         ret = add_to_batch(C, &M, &progs[i], i, opts, tm, opt, stats, err, errlen);
