@@ -272,7 +272,8 @@ _Static_assert(RT_RECV_FDS_MAX == BPFG_TOOL_TICKETS_MAX &&
 static uint32_t pool_word;                               /* mtx_lock */
 static struct map_ticket tickets[BPFG_TOOL_TICKETS_MAX]; /* ascending ids */
 static uint32_t ntickets;
-static uint32_t inflight;    /* out of the pool, being prepared */
+static uint32_t inflight;    /* out of the pool, being prepared (0 or 1: one payload thread) */
+static uint32_t inflight_id; /* that ticket's id */
 static bool tickets_refused; /* chan lock; an older server, or none left for this tool */
 static bool wake_sent;       /* wake_fd written; the payload thread has not yet found no raw ticket */
 
@@ -357,9 +358,35 @@ static void tickets_wake(void)
     wake_sent = rt_sys3(SYS_write, wake_fd, (long)&one, sizeof(one)) == sizeof(one);
 }
 
+/* Pool lock held. The payload thread prepares the next id (the lowest):
+ * taking a higher one now would hand ids out of order. */
+static bool next_inflight(void)
+{
+    return inflight && (!ntickets || inflight_id < tickets[0].id);
+}
+
+#define INFLIGHT_WAIT_NS 50000000ull /* a prepare is a few us; a stopped payload thread is not waited for long */
+
+/* Pool lock held, dropped while waiting. Waits for the next id's prepare. */
+static void inflight_wait(void)
+{
+    uint64_t until = 0;
+    while (next_inflight()) {
+        uint64_t now = rt_clock_ns(CLOCK_MONOTONIC);
+        if (!until)
+            until = now + INFLIGHT_WAIT_NS;
+        else if (now > until)
+            return; /* the map still works; only its id is out of order */
+        mtx_unlock(&pool_word);
+        rt_sys0(SYS_sched_yield);
+        mtx_lock(&pool_word);
+    }
+}
+
 int ticket_take(struct map_ticket *t)
 {
     mtx_lock(&pool_word);
+    inflight_wait();
     /* empty: a batch (fetching earlier, with some left for the payload
      * thread to prepare the new ones meanwhile, made round trips of 300-550
      * us under load more frequent: server/README.md) */
@@ -372,6 +399,7 @@ int ticket_take(struct map_ticket *t)
         chan_unlock();
     }
     mtx_lock(&pool_word);
+    inflight_wait();
     int err = ntickets ? 0 : -EAGAIN;
     if (!err) { /* the lowest id first, as the kernel counts */
         *t = tickets[0];
@@ -430,6 +458,7 @@ static bool raw_take(struct map_ticket *t)
             *t = tickets[i];
             memmove(&tickets[i], &tickets[i + 1], (--ntickets - i) * sizeof(tickets[0]));
             inflight++;
+            inflight_id = t->id;
             return true;
         }
     wake_sent = false;
