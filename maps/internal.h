@@ -171,7 +171,8 @@ struct map_ops {
     void (*init)(struct bpfg_map *m); /* fresh region */
     void *(*lookup)(struct bpfg_map *m, const void *key);
     void *(*lookup_cpu)(struct bpfg_map *m, const void *key, uint32_t cpu); /* per-CPU types: slot cpu */
-    int (*update)(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+    /* cpu: the slot a per-CPU map's update writes, or MAP_CPU_ALL / MAP_CPU_CURRENT */
+    int (*update)(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu);
     int (*delete)(struct bpfg_map *m, const void *key);
     int (*lookup_copy)(struct bpfg_map *m, const void *key, void *value);
     int (*lookup_and_delete)(struct bpfg_map *m, const void *key, void *value);
@@ -237,6 +238,14 @@ int map_open_kernel(int fd, struct bpfg_map **out);
 int map_inner_template_check(const struct bpfg_map_spec *s);
 
 uint32_t map_current_cpu(const struct bpfg_map *m);
+/* An update's cpu (map_ops.update): the syscall side writes every slot (a
+ * value per CPU, like the kernel); a program writes its run's claimed slot
+ * (the one its lookups read: the thread may have moved to another CPU
+ * since), or the current CPU's. */
+#define MAP_CPU_ALL 0xffffffffu
+#define MAP_CPU_CURRENT 0xfffffffeu
+/* The slot an update of cpu (not MAP_CPU_ALL) writes. */
+uint32_t map_update_slot(const struct bpfg_map *m, uint32_t cpu);
 /* Per-CPU maps: a slot claimed for a program's run (map_lock.c, FORMAT.md
  * "Per-CPU slots"): this thread's claim if *run has one on m, else a new
  * one recorded in *run; NIL when every slot is held by threads that wait

@@ -110,13 +110,13 @@ static void copy_value(void *dst, const void *src, uint32_t size)
     }
 }
 
-static int array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
     uint32_t i;
     int err = check_update(m, key, flags, &i);
     if (err)
         return err;
-    (void)all;
+    (void)cpu;
     uint32_t v4 = 0;
     uint64_t v8 = 0;
     /* The caller's value may be unaligned; bounce small ones. */
@@ -131,15 +131,15 @@ static int array_update(struct bpfg_map *m, const void *key, const void *value, 
     return 0;
 }
 
-static int percpu_array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int percpu_array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
     uint32_t i;
     int err = check_update(m, key, flags, &i);
     if (err)
         return err;
     uint8_t *e = elem_at(m, i);
-    if (!all) {
-        memcpy(e + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
+    if (cpu != MAP_CPU_ALL) {
+        memcpy(e + (uint64_t)map_update_slot(m, cpu) * m->value_stride, value, m->value_size);
         return 0;
     }
     /* Syscall side: one ROUND8(value_size) slot per CPU, like the kernel. */
@@ -199,10 +199,10 @@ static _Atomic uint32_t *prog_slot(struct bpfg_map *m, uint32_t i)
     return (_Atomic uint32_t *)(m->data + (uint64_t)i * 4);
 }
 
-static int prog_array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int prog_array_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
     uint32_t i, id;
-    if (!all || flags != BPF_ANY)
+    if (cpu != MAP_CPU_ALL || flags != BPF_ANY) /* the syscall side only */
         return -EINVAL;
     memcpy(&i, key, 4);
     memcpy(&id, value, 4);

@@ -533,7 +533,8 @@ static void hash_init(struct bpfg_map *m)
 
 /* Writes key and value into a free element. Other CPUs' slots of a per-CPU
  * element are zeroed when only the current CPU's value is given. */
-static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint32_t hash, const void *value, bool all)
+static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint32_t hash, const void *value,
+                      uint32_t cpu)
 {
     uint32_t g = atomic_load_explicit(&e->gen, memory_order_relaxed);
     atomic_store_explicit(&e->gen, g | 1, memory_order_relaxed);
@@ -543,13 +544,13 @@ static void fill_elem(struct bpfg_map *m, struct helem *e, const void *key, uint
     uint8_t *v = eval(m, e);
     if (!type_percpu(m->type)) {
         memcpy(v, value, m->value_size);
-    } else if (all) {
+    } else if (cpu == MAP_CPU_ALL) {
         for (uint32_t c = 0; c < m->nr_cpus; c++)
             memcpy(v + (uint64_t)c * m->value_stride, (const uint8_t *)value + (uint64_t)c * m->value_stride,
                    m->value_size);
     } else {
         memset(v, 0, (uint64_t)m->value_stride * m->nr_cpus);
-        memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
+        memcpy(v + (uint64_t)map_update_slot(m, cpu) * m->value_stride, value, m->value_size);
     }
     atomic_store_explicit(&e->gen, (g | 1) + 1, memory_order_release);
 }
@@ -706,7 +707,7 @@ static void value_out(struct bpfg_map *m, struct helem *e, void *dst)
     }
 }
 
-static int hash_update_once(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int hash_update_once(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
     if (flags > BPF_EXIST)
         return -EINVAL;
@@ -730,12 +731,12 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
     if (old && type_percpu(m->type)) {
         /* Per-CPU values are updated in place, as the kernel does. */
         uint8_t *v = eval(m, old);
-        if (all)
+        if (cpu == MAP_CPU_ALL)
             for (uint32_t c = 0; c < m->nr_cpus; c++)
                 memcpy(v + (uint64_t)c * m->value_stride, (const uint8_t *)value + (uint64_t)c * m->value_stride,
                        m->value_size);
         else
-            memcpy(v + (uint64_t)map_current_cpu(m) * m->value_stride, value, m->value_size);
+            memcpy(v + (uint64_t)map_update_slot(m, cpu) * m->value_stride, value, m->value_size);
         if (m->lru)
             lru_touch(m, oi);
         goto out;
@@ -758,7 +759,7 @@ static int hash_update_once(struct bpfg_map *m, const void *key, const void *val
         goto out;
     }
     struct helem *e = E(m, i);
-    fill_elem(m, e, key, hash, value, all);
+    fill_elem(m, e, key, hash, value, cpu);
     if (m->lru) {
         uint32_t now = (uint32_t)atomic_fetch_add_explicit(&m->st->clock_hand, 1, memory_order_relaxed) + 1;
         atomic_store_explicit(&lru_ent(m, i)->stamp, now, memory_order_relaxed);
@@ -783,11 +784,11 @@ out:
     return err;
 }
 
-static int hash_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int hash_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
-    int err = hash_update_once(m, key, value, flags, all);
+    int err = hash_update_once(m, key, value, flags, cpu);
     if (err == -E2BIG && map_probe_dead_owners(m))
-        err = hash_update_once(m, key, value, flags, all);
+        err = hash_update_once(m, key, value, flags, cpu);
     return err;
 }
 

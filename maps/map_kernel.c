@@ -52,9 +52,9 @@ static void *khash_lookup(struct bpfg_map *m, const void *key)
     return kelem(m, BPF_MAP_LOOKUP_ELEM, key, v, 0) ? NULL : v;
 }
 
-static int khash_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int khash_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
-    (void)all;
+    (void)cpu;
     return kelem(m, BPF_MAP_UPDATE_ELEM, key, (void *)value, flags);
 }
 

@@ -333,9 +333,9 @@ static int lpm_update_once(struct bpfg_map *m, const void *key, const void *valu
     return err;
 }
 
-static int lpm_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int lpm_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
-    (void)all;
+    (void)cpu;
     uint32_t plen;
     memcpy(&plen, key, 4);
     if (flags > BPF_EXIST || plen > max_plen(m))

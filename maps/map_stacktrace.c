@@ -216,9 +216,9 @@ static void *stack_lookup(struct bpfg_map *m, const void *key)
     return NULL; /* programs use bpf_get_stackid; the verifier refuses a lookup */
 }
 
-static int stack_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, bool all)
+static int stack_update(struct bpfg_map *m, const void *key, const void *value, uint64_t flags, uint32_t cpu)
 {
-    (void)m, (void)key, (void)value, (void)flags, (void)all;
+    (void)m, (void)key, (void)value, (void)flags, (void)cpu;
     return -EINVAL; /* the kernel's stack_map_update_elem */
 }
 

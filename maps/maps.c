@@ -127,6 +127,11 @@ uint32_t bpfg_possible_cpus(void)
     return n;
 }
 
+uint32_t map_update_slot(const struct bpfg_map *m, uint32_t cpu)
+{
+    return cpu == MAP_CPU_CURRENT ? map_current_cpu(m) : cpu;
+}
+
 uint32_t map_current_cpu(const struct bpfg_map *m)
 {
     int cpu = sched_getcpu(); /* rseq area read with glibc >= 2.35, no syscall */
@@ -857,7 +862,18 @@ int bpfg_map_update_elem(struct bpfg_map *m, const void *key, const void *value,
 {
     if (m->map_flags & BPF_F_RDONLY_PROG)
         return -EPERM;
-    return m->ops->update ? m->ops->update(m, key, value, flags, false) : -EINVAL;
+    return m->ops->update ? m->ops->update(m, key, value, flags, MAP_CPU_CURRENT) : -EINVAL;
+}
+
+int bpfg_map_update_elem_run(struct bpfg_map *m, const void *key, const void *value, uint64_t flags,
+                             struct bpfg_map_run *run)
+{
+    if (!m->ops->lookup_cpu)
+        return bpfg_map_update_elem(m, key, value, flags);
+    if (m->map_flags & BPF_F_RDONLY_PROG)
+        return -EPERM;
+    uint32_t slot = map_slot_claim(m, run);
+    return m->ops->update(m, key, value, flags, slot != NIL ? slot : MAP_CPU_CURRENT);
 }
 
 int bpfg_map_delete_elem(struct bpfg_map *m, const void *key)
@@ -902,7 +918,7 @@ int bpfg_map_update_copy(struct bpfg_map *m, const void *key, const void *value,
         return -EPERM;
     if (m->ops->push)
         return m->ops->push(m, value, flags);
-    return m->ops->update ? m->ops->update(m, key, value, flags, true) : -EOPNOTSUPP;
+    return m->ops->update ? m->ops->update(m, key, value, flags, MAP_CPU_ALL) : -EOPNOTSUPP;
 }
 
 int bpfg_map_delete_copy(struct bpfg_map *m, const void *key)

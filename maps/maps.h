@@ -196,6 +196,11 @@ struct bpfg_map_run {
     } claim[BPFG_RUN_CLAIMS];
 };
 void *bpfg_map_lookup_elem_run(struct bpfg_map *map, const void *key, struct bpfg_map_run *run);
+/* A program's update: a per-CPU map's value goes to the slot the run's
+ * lookups use (claimed if not yet), so "v = lookup; update(v + 1)" stays
+ * on one slot when the thread moves to another CPU between the two. */
+int bpfg_map_update_elem_run(struct bpfg_map *map, const void *key, const void *value, uint64_t flags,
+                             struct bpfg_map_run *run);
 void bpfg_map_run_release(struct bpfg_map_run *run);
 int bpfg_map_pop_elem(struct bpfg_map *map, void *value);
 /* Queue/stack: copies the next value out. BLOOM_FILTER: value is the input;

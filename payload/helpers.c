@@ -45,8 +45,9 @@ H(h_map_lookup_elem)
 }
 H(h_map_update_elem)
 {
-    (void)r5, (void)user;
-    return neg(bpfg_map_update_elem((struct bpfg_map *)r1, (const void *)r2, (const void *)r3, r4));
+    (void)r5;
+    struct bpfg_exec *ex = user;
+    return neg(bpfg_map_update_elem_run((struct bpfg_map *)r1, (const void *)r2, (const void *)r3, r4, &ex->cpus));
 }
 H(h_map_delete_elem)
 {

@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -197,4 +199,69 @@ Test(maps_percpu, dead_holders_taken_over)
     bpfg_map_run_release(&run);
     cr_assert_eq(total(m, 2), 1);
     bpfg_map_close(m);
+}
+
+/* Moves the calling thread onto cpu; false if it cannot run there. */
+static bool move_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        return false;
+    sched_yield();
+    return sched_getcpu() == cpu;
+}
+
+/* bpftrace's count(): "x = lookup(k); update(k, x + 1)", the thread moved
+ * to another CPU between the two. The update goes to the slot the lookup
+ * read (the run's claim), not to the new CPU's: else it overwrites that
+ * slot's count with this one's, and the sum counts it twice. */
+static void update_follows_the_claim(uint32_t type, bool missing)
+{
+    cpu_set_t old;
+    cr_assert_eq(sched_getaffinity(0, sizeof(old), &old), 0);
+    if (!CPU_ISSET(0, &old) || !CPU_ISSET(1, &old))
+        cr_skip_test("needs CPUs 0 and 1");
+    struct bpfg_map *m = mk(type, 2);
+    uint32_t k = 1;
+    uint64_t seed[2] = {5, 7}, v[64];
+    if (missing)
+        cr_assert_eq(bpfg_map_delete_copy(m, &k), 0);
+    else
+        cr_assert_eq(bpfg_map_update_copy(m, &k, seed, BPF_ANY), 0);
+    cr_assert(move_to(0), "on CPU 0");
+    struct bpfg_map_run run = {.n = 0};
+    uint64_t *p = bpfg_map_lookup_elem_run(m, &k, &run);
+    cr_assert_eq(run.n, 1, "the lookup claimed a slot");
+    cr_assert_eq(run.claim[0].slot, 0, "CPU 0's");
+    uint64_t x = p ? *p + 1 : 1;
+    cr_assert(move_to(1), "on CPU 1");
+    cr_assert_eq(bpfg_map_update_elem_run(m, &k, &x, BPF_ANY, &run), 0);
+    bpfg_map_run_release(&run);
+    cr_assert_eq(sched_setaffinity(0, sizeof(old), &old), 0);
+    cr_assert_eq(bpfg_map_lookup_copy(m, &k, v), 0);
+    cr_assert_eq(v[0], missing ? 1 : 6, "slot 0: %lu", (unsigned long)v[0]);
+    cr_assert_eq(v[1], missing ? 0 : 7, "slot 1 untouched: %lu", (unsigned long)v[1]);
+    bpfg_map_close(m);
+}
+
+Test(maps_percpu, array_update_follows_the_claim)
+{
+    update_follows_the_claim(BPF_MAP_TYPE_PERCPU_ARRAY, false);
+}
+
+Test(maps_percpu, hash_update_follows_the_claim)
+{
+    update_follows_the_claim(BPF_MAP_TYPE_PERCPU_HASH, false);
+}
+
+Test(maps_percpu, hash_new_element_follows_the_claim)
+{
+    update_follows_the_claim(BPF_MAP_TYPE_PERCPU_HASH, true);
+}
+
+Test(maps_percpu, lru_hash_update_follows_the_claim)
+{
+    update_follows_the_claim(BPF_MAP_TYPE_LRU_PERCPU_HASH, false);
 }
