@@ -1098,7 +1098,10 @@ def part_execwatch(a, d):
     if not shutil.which("bpftrace"):
         harness.skip("execwatch: bpftrace is not installed")
         return
-    exe = os.path.join(a.test_bin, "attach-victim-pie")
+    # a private copy (its RUNPATH finds the library): the watch catches
+    # every process exec'ing the binary, another test's victims too
+    exe = os.path.join(d.dir, "attach-victim-pie")
+    shutil.copy2(os.path.join(a.test_bin, "attach-victim-pie"), exe)
     d.start()
     tool = bpftrace_tool(d, f"uprobe:{exe}:probed_add {{ @calls = count(); }}")
     v = None
@@ -1111,7 +1114,7 @@ def part_execwatch(a, d):
         check_eq(got.get(pid), "running", "execwatch: the tool is adopted by the new server")
         # one thread: bpftrace's count() is a per-cpu map whose `+= 1` is not
         # atomic, and under bpfgraft two threads may share a cpu's slot
-        v = Victim(a, d.dir, 90, threads=1)  # started after the restart
+        v = Victim(a, d.dir, 90, threads=1, exe=exe)  # started after the restart
         v.go(True)
         time.sleep(0.5)
         harness.wait_until(lambda: v.get(CTL_CALLS) > 0)  # a loaded machine may not run it that soon
