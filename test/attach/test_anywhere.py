@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
-                     text_matches_file)
+                     text_matches_file, wait_threads)
 
 FIELDS = ["go", "active", "loop_calls", "three_calls", "off_iterations", "raw_calls", "jt_calls", "dispatch_calls",
           "bad_results", "two_calls", "edge_calls", "tight_calls", "redzone_calls", "redhop_calls", "inner_calls",
@@ -41,7 +41,7 @@ class Victim(CtlFields):
         self.binary = binary
         self.proc = subprocess.Popen([binary, self.ctl_path, str(threads)])
         self.pid = self.proc.pid
-        time.sleep(0.2)
+        wait_threads(self.pid, threads + 1)   # past its start: its threads made
 
     def stop(self):
         if self.proc.poll() is None:

@@ -17,7 +17,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (CtlFields, Server, check, check_eq, counts, parse_probe_args, report,  # noqa: E402
-                     text_matches_file, zero_counts)
+                     task_states, text_matches_file, wait_handler, wait_mapped, wait_stopped, wait_threads,
+                     wait_until, wait_zombie, zero_counts)
 
 CTL_FIELDS = ["go", "active", "calls", "lib_calls", "bad_results", "signals", "read_done", "usr2", "usr2_outside",
               "hold", "held"]
@@ -53,7 +54,8 @@ class Victim(CtlFields):
                 break
             except (OSError, ValueError):
                 time.sleep(0.02)
-        time.sleep(0.1)
+        # past its start (its library mapped, its handlers and threads made)
+        wait_threads(self.pid, threads + 1)
 
     def alive(self):
         return self.proc.poll() is None
@@ -78,7 +80,7 @@ def exact_round(cl, v, run_s=0.1, lib=True, ret=True, what=""):
     c0, l0, m0 = v.get("calls"), v.get("lib_calls"), counts(cl)
     v.set("go", 1)
     time.sleep(run_s)
-    deadline = time.monotonic() + 2   # a loaded machine may not run the threads that soon
+    deadline = time.monotonic() + 20   # a loaded machine may not run the threads that soon
     while v.get("calls") == c0 and time.monotonic() < deadline:
         time.sleep(0.005)
     ok &= v.quiesce()
@@ -114,6 +116,15 @@ def thread_states(pid):
     except OSError as e:
         out.append(f"  process {pid}: {e}")
     return "\n".join(out)
+
+
+def seccomp_mode(pid):
+    """pid's Seccomp: field (2: a filter installed), or -1."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("Seccomp:"))
+    except (OSError, StopIteration, ValueError):
+        return -1
 
 
 def attach(cl, pid, progs, target, engine=None):
@@ -265,7 +276,7 @@ def main():
             fds = sorted(int(x) for x in os.listdir(f"/proc/{v.pid}/fd"))
             with open(f"/proc/{v.pid}/fd/{fds[-1]}", "wb") as w:
                 w.write(b"x")
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20
             while v.get("read_done") == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             check_eq(v.get("read_done"), 1, "a target blocked in read() continues and reads the right byte")
@@ -306,6 +317,7 @@ def main():
             c0, s0 = v.get("calls") + v.get("lib_calls"), v.get("usr2")
             v.set("go", 1)
             time.sleep(0.1)
+            wait_until(lambda: v.get("calls") + v.get("lib_calls") > c0)  # a loaded machine runs them later
             ok &= v.quiesce()
             calls, sigs = v.get("calls") + v.get("lib_calls") - c0, v.get("usr2") - s0
             check(ok and calls > 0 and sigs == calls, "bpf_send_signal(_thread): one SIGUSR2 per probed call",
@@ -328,6 +340,7 @@ def main():
             c0, s0 = v.get("calls"), v.get("usr2")
             v.set("go", 1)
             time.sleep(0.05)
+            wait_until(lambda: v.get("calls") > c0)  # a loaded machine runs them later
             ok &= v.quiesce()
             check(ok and v.alive() and v.get("calls") > c0 and v.get("usr2") == s0 and v.get("bad_results") == 0,
                   "the handlers returned through the payload; the victim runs on without probes",
@@ -345,6 +358,8 @@ def main():
             zero_counts(cl)
             attach(cl, rv.pid, ["add_return"], ":recurse")
             time.sleep(0.5)
+            wait_until(lambda: any(h["misses"] for t in cl.call("target.list") if t["pid"] == rv.pid
+                                   for h in t["hooks"]), step=0.1)  # a loaded machine recurses later
             # the victim recurses on between the two reads: bracket the list
             before = counts(cl)[1]
             hooks = [h for t in cl.call("target.list") if t["pid"] == rv.pid for h in t["hooks"]]
@@ -365,10 +380,10 @@ def main():
             fv = subprocess.Popen([os.path.join(args.test_bin, "forkloop-victim")])
             child = None
             try:
-                time.sleep(0.2)
+                wait_handler(fv.pid, signal.SIGUSR1)  # SIGUSR1 before that would kill it
                 attach(cl, fv.pid, ["add_entry"], ":forkloop_work")
                 os.kill(fv.pid, signal.SIGUSR1)
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20
                 while child is None and time.monotonic() < deadline:
                     with open(f"/proc/{fv.pid}/task/{fv.pid}/children") as f:
                         kids = f.read().split()
@@ -381,10 +396,10 @@ def main():
                         break
                     os.kill(stop, signal.SIGSTOP)
                     try:
-                        time.sleep(0.05)
+                        wait_stopped(stop)
                         zero_counts(cl)
                         time.sleep(0.3)
-                        alone[who] = counts(cl)[0]
+                        alone[who] = wait_until(lambda: counts(cl)[0], step=0.05)  # a loaded machine: later
                     finally:
                         os.kill(stop, signal.SIGCONT)
                 check(child is not None and alone.get("fork", 0) > 0 and alone.get("parent", 0) > 0,
@@ -394,7 +409,7 @@ def main():
                 else:
                     fv.kill()
                     fv.wait()
-                    deadline = time.monotonic() + 3
+                    deadline = time.monotonic() + 20
                     while cl.call("target.list") and time.monotonic() < deadline:
                         time.sleep(0.05)
                     check_eq(cl.call("target.list"), [], "exit: the target's end is seen while its fork lives")
@@ -416,16 +431,16 @@ def main():
         # server, and the thread is let go once it wakes
         vv = subprocess.Popen([os.path.join(args.test_bin, "vfork-victim")])
         try:
-            time.sleep(0.2)
+            wait_handler(vv.pid, signal.SIGUSR1)  # SIGUSR1 before that would kill it
             os.kill(vv.pid, signal.SIGUSR1)
-            time.sleep(0.2)
+            wait_until(lambda: "D" in task_states(vv.pid), step=0.01)  # the parent waits for its vfork child
             e, took = refused_attach(cl, vv.pid, ":vfork_work",
                                      "attach while a thread waits for its vfork child fails")
             if e:
                 check("uninterruptible sleep" in e.message and "vfork" in e.message and took < 3.5,
                       f"attach while a thread waits for its vfork child: refused in {took:.1f} s, saying why", str(e))
             check_eq(cl.call("object.list")[0]["name"], "count", "and the server goes on serving")
-            deadline = time.monotonic() + 8   # the child exits; the server's tick lets the thread go
+            deadline = time.monotonic() + 30   # the child exits (4 s); the server's tick lets the thread go
             while time.monotonic() < deadline:
                 with open(f"/proc/{vv.pid}/status") as f:
                     status = dict(ln.split(":", 1) for ln in f if ":" in ln)
@@ -437,6 +452,7 @@ def main():
             zero_counts(cl)
             attach(cl, vv.pid, ["add_entry"], ":vfork_work")
             time.sleep(0.3)
+            wait_until(lambda: counts(cl)[0] > 50, step=0.05)  # a call a millisecond, slower on a loaded machine
             check(counts(cl)[0] > 50, f"then attach works and counts ({counts(cl)[0]})")
             cl.call("target.detach", pid=vv.pid)
         finally:
@@ -448,7 +464,7 @@ def main():
         for mode in ("kill-socket", "errno-tgkill", "errno-mount", "args", "kill-thread-clone"):
             sv = subprocess.Popen([os.path.join(args.test_bin, "seccomp-victim"), mode])
             try:
-                time.sleep(0.2)
+                wait_until(lambda: seccomp_mode(sv.pid) == 2)  # its filter installed
                 log_before = len(srv.log_text())
                 try:
                     attach(cl, sv.pid, ["add_entry"], ":sandboxed_work")
@@ -465,6 +481,7 @@ def main():
                     continue
                 zero_counts(cl)
                 time.sleep(0.2)
+                wait_until(lambda: counts(cl)[0] > 50, step=0.05)  # slower on a loaded machine
                 warned = "fails tgkill(2)" in srv.log_text()[log_before:]
                 check(refused is None and counts(cl)[0] > 50 and warned == (mode == "errno-tgkill"),
                       f"seccomp filter {mode}: attached, counts ({counts(cl)[0]}), "
@@ -493,6 +510,8 @@ def main():
                     refused = e
                 check(refused is None, f"{name}: a program using a hash map attaches", str(refused))
                 time.sleep(0.3)
+                wait_until(lambda: any(struct.unpack("<Q", e["value"])[0] >> 32 == sv.pid
+                                       for e in cl.call("map.dump", map="tids")["entries"]), step=0.05)
                 ids = [struct.unpack("<Q", e["value"])[0] for e in cl.call("map.dump", map="tids")["entries"]]
                 check(any(i >> 32 == sv.pid for i in ids), f"{name}: the hash map is updated from inside it", repr(ids))
                 cl.call("target.detach", pid=sv.pid)
@@ -514,6 +533,7 @@ def main():
             attach(cl, v.pid, ["add_tid"], ":probed_add")
             v.set("go", 1)
             time.sleep(0.3)
+            wait_until(lambda: len(cl.call("map.dump", map="tids")["entries"]) >= 3, step=0.05)  # every thread called
             v.quiesce()
             ids = [struct.unpack("<Q", e["value"])[0] for e in cl.call("map.dump", map="tids")["entries"]]
             host_tids = sorted(int(x) for x in os.listdir(f"/proc/{v.pid}/task"))
@@ -536,7 +556,7 @@ def main():
 
         # what cannot take a payload says what it is
         zombie = subprocess.Popen(["true"])
-        time.sleep(0.3)   # exited, not yet reaped
+        wait_zombie(zombie.pid)   # exited, not yet reaped
         for pid, name, words, what in ((2, "invalid_params", "kernel thread", "a kernel thread"),
                                        (srv.proc.pid, "invalid_params", "bpfgraftd itself", "the server itself"),
                                        (zombie.pid, "not_found", "zombie", "a zombie")):
@@ -552,7 +572,7 @@ def main():
         v = Victim(os.path.join(args.test_bin, "attach-victim-pie"), srv.dir, 2)
         try:
             os.kill(v.pid, signal.SIGSTOP)
-            time.sleep(0.1)
+            wait_stopped(v.pid)
             e, took = refused_attach(cl, v.pid, ":probed_add", "attach to a stopped process fails")
             if e:
                 check(e.name == "busy" and "kill -CONT" in e.message and took < 2,
@@ -562,7 +582,7 @@ def main():
             os.kill(v.pid, signal.SIGCONT)
             attach(cl, v.pid, ["add_entry"], ":probed_add")
             os.kill(v.pid, signal.SIGSTOP)
-            time.sleep(0.1)
+            wait_stopped(v.pid)
             try:
                 cl.call("target.detach", pid=v.pid)
                 check(False, "detach from a stopped process fails")
@@ -578,7 +598,7 @@ def main():
             v.stop()
 
         sleeper = subprocess.Popen(["sleep", "60"])
-        time.sleep(0.3)   # let it map libc before we trace it
+        wait_mapped(sleeper.pid, "libc.so.6")   # let it map libc before we trace it
         libc = ctypes.CDLL(None, use_errno=True)
         try:
             PTRACE_SEIZE = 0x4206
@@ -605,7 +625,7 @@ def main():
                   "unloading an object in use: busy, naming the process", str(e))
         v.proc.kill()
         v.proc.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while cl.call("target.list") and time.monotonic() < deadline:
             time.sleep(0.05)
         check_eq(cl.call("target.list"), [], "a target that exits is noticed and forgotten")

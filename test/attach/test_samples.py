@@ -13,7 +13,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, finish, report  # noqa: E402
+from harness import Server, check, check_eq, finish, report, wait_exe, wait_mapped, wait_until  # noqa: E402
 
 
 def malloc_counts(srv, pids, want, timeout=15.0):
@@ -26,6 +26,19 @@ def malloc_counts(srv, pids, want, timeout=15.0):
         if all(per_pid.get(p, 0) >= want for p in pids) or time.monotonic() > deadline:
             return doc, per_pid
         time.sleep(0.2)
+
+
+def wait_prompt(fd, prompt=b"$ ", timeout=30):
+    """What the shell on pty fd printed up to its prompt: readline prints
+    it, so readline runs (an attach before would see that call return)."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while prompt not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    return seen
 
 
 def main():
@@ -48,7 +61,8 @@ def main():
         victims = [subprocess.Popen([os.path.join(args.bin_dir, "malloc-victim")], stdout=subprocess.DEVNULL)
                    for _ in range(2)]
         try:
-            time.sleep(0.2)
+            for v in victims:
+                wait_mapped(v.pid, "libc.so.6")   # malloc's library: past the dynamic loader
             for v in victims:
                 rc, _, err = srv.cli("attach", v.pid, "malloc")
                 check_eq(rc, 0, f"malloc: attach to {v.pid} ({err.strip()})")
@@ -69,7 +83,9 @@ def main():
         ns_victim = subprocess.Popen(["unshare", "-n", os.path.join(args.bin_dir, "malloc-victim")],
                                      stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.4)   # unshare execs the victim in place: same pid
+            # unshare execs the victim in place: same pid
+            wait_exe(ns_victim.pid, os.path.join(args.bin_dir, "malloc-victim"))
+            wait_mapped(ns_victim.pid, "libc.so.6")
             other_ns = os.readlink(f"/proc/{ns_victim.pid}/ns/net") != os.readlink("/proc/self/ns/net")
             check(other_ns, "the victim runs in another network namespace")
             rc, _, err = srv.cli("attach", ns_victim.pid, "malloc")
@@ -120,15 +136,20 @@ def main():
         # funclatency: histogram like bcc
         v = subprocess.Popen([os.path.join(args.bin_dir, "funclatency-victim")], stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.2)
+            wait_mapped(v.pid, "libc.so.6")
             rc, _, err = srv.cli("attach", v.pid, "funclatency", "--target", ":work_unit")
             check_eq(rc, 0, f"funclatency: attach entry+return programs to work_unit ({err.strip()})")
             time.sleep(1.5)
-            r = subprocess.run([py, os.path.join(samples, "funclatency", "funclatency.py"), "--socket", srv.socket],
-                               capture_output=True, text=True, timeout=30)
+
+            def histogram():
+                r = subprocess.run([py, os.path.join(samples, "funclatency", "funclatency.py"), "--socket",
+                                    srv.socket], capture_output=True, text=True, timeout=30)
+                rows = [l for l in r.stdout.splitlines() if "->" in l]
+                return r, [l for l in rows if int(l.split(":")[1].split("|")[0]) > 0]
+            # the calls spread as they come: a loaded machine makes fewer in 1.5 s
+            wait_until(lambda: len(histogram()[1]) >= 3, timeout=20, step=0.2)
+            r, filled = histogram()
             print(r.stdout)
-            rows = [l for l in r.stdout.splitlines() if "->" in l]
-            filled = [l for l in rows if int(l.split(":")[1].split("|")[0]) > 0]
             check("nsecs" in r.stdout and "distribution" in r.stdout, "funclatency: bcc-style header")
             check(len(filled) >= 3, f"funclatency: calls spread over {len(filled)} log2 buckets (>= 3)")
             srv.cli("detach", v.pid)
@@ -152,7 +173,9 @@ def main():
             os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
         reader = None
         try:
-            time.sleep(0.5)
+            # its first readline runs: attached before it, the uretprobe would
+            # report "true first" instead of the line this test waits for
+            wait_prompt(fd)
             rc, _, err = srv.cli("attach", pid, "bashreadline")
             check_eq(rc, 0, f"bashreadline: attach a uretprobe to bash's readline ({err.strip()})")
             reader = subprocess.Popen([py, os.path.join(samples, "bashreadline", "bashreadline.py"),
@@ -202,15 +225,19 @@ def aot(args):
             srv.cli("load", os.path.join(args.bpf_dir, "malloc.bpf.o"))
             v = subprocess.Popen([os.path.join(args.bin_dir, "malloc-victim")], stdout=subprocess.DEVNULL)
             try:
-                time.sleep(0.2)
+                wait_mapped(v.pid, "libc.so.6")
                 rc, _, err = srv.cli("attach", v.pid, "malloc", "--engine", "llvm")
                 check_eq(rc, 0, f"aot: attach with the llvm engine ({err.strip()})")
-                time.sleep(0.3)
+                wait_until(lambda: "llvm code from the cache" in srv.log_text(), timeout=20, step=0.05)
                 log = srv.log_text()
                 check("imported 1 precompiled programs" in log, "aot: the server imported the archive")
                 check("llvm code from the cache" in log, "aot: the attach used the precompiled code, no LLVM run")
-                rc, doc, _ = srv.cli_json("map", "dump", "malloc_calls")
-                got = {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
+
+                def per_pid():
+                    rc, doc, _ = srv.cli_json("map", "dump", "malloc_calls")
+                    return {e["formatted"]["key"]: e["formatted"]["value"] for e in (doc or {}).get("entries", [])}
+                wait_until(lambda: per_pid().get(v.pid, 0) > 0, step=0.1)  # its 10 ms loop: later when loaded
+                got = per_pid()
                 check(got.get(v.pid, 0) > 0, "aot: the precompiled program counts")
                 srv.cli("detach", v.pid)
             finally:

@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
-from harness import Server, check, check_eq, report, text_matches_file  # noqa: E402
+from harness import Server, check, check_eq, report, text_matches_file, wait_until  # noqa: E402
 
 NR = {}
 with open("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") as f:
@@ -65,7 +65,7 @@ class Victim:
         with open(self.out_path) as f:
             return f.read()
 
-    def wait_for(self, what, timeout=10):
+    def wait_for(self, what, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if what in self.text():
@@ -97,6 +97,8 @@ def test_denyopen(srv, args, tmp):
         check_eq(rc, 0, f"denyopen: attach ({err.strip()})")
         mark = len(v.text())
         time.sleep(0.5)
+        # an open every 20 ms: a loaded machine makes fewer in 0.5 s
+        wait_until(lambda: f"main {denied} -1 13" in v.text()[mark:] and f"main {allowed} 0 0" in v.text()[mark:])
         after = v.text()[mark:]
         check(f"main {denied} -1 13" in after, "denyopen: opening the denied path fails with EACCES", after[-300:])
         check(f"main {allowed} 0 0" in after and f"main {denied} 0 0" not in after,
@@ -104,6 +106,7 @@ def test_denyopen(srv, args, tmp):
         srv.cli("detach", v.pid)
         mark = len(v.text())
         time.sleep(0.3)
+        wait_until(lambda: f"main {denied} 0 0" in v.text()[mark:])
         check(f"main {denied} 0 0" in v.text()[mark:], "denyopen: after detach the path opens again")
     finally:
         v.close()
@@ -186,6 +189,7 @@ def test_hooks(srv, args, tmp):
         c1 = counts(srv, "counts")
         mark = len(v.text())
         time.sleep(0.5)
+        wait_until(lambda: f"main {present} 0 0" in v.text()[mark:])  # it opens on (slower on a loaded machine)
         c2 = counts(srv, "counts")
         check(c1 == c2 and len(c1) > 0, "detach: the counts stop")
         check(f"main {present} 0 0" in v.text()[mark:] and v.p.poll() is None, "detach: the victim runs on")
@@ -241,7 +245,7 @@ def syscall_sites(srv, pid):
     return None
 
 
-def wait_after(v, mark, what, timeout=10):
+def wait_after(v, mark, what, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if what in v.text()[mark:]:
@@ -269,7 +273,7 @@ def test_fastpath(srv, args, tmp):
         # warm-up: the first getppid() goes through SIGSYS, which reports the site
         v.p.send_signal(signal.SIGUSR2)
         check(v.wait_for("burst 1000"), "fastpath: warm-up burst")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20   # reported by the SIGSYS, rewritten by the server after it
         while time.monotonic() < deadline and read_mem(v.pid, addr, 1) != b"\xe9":
             time.sleep(0.05)
         code = read_mem(v.pid, addr, 7)

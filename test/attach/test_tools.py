@@ -19,7 +19,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
-                     text_matches_file, tracefs)
+                     text_matches_file, tracefs, wait_exe, wait_handler, wait_mapped, wait_until)
 
 TOOLS = "/usr/sbin"
 
@@ -63,9 +63,8 @@ def pid_probe_section(srv, args, victim_bin, marker):
     gets EACCES, as from the kernel."""
     probe = [srv.cli_bin, "--socket", srv.socket, "run", "--", os.path.join(args.test_bin, "tool-pid-probe"),
              os.path.abspath(args.count_obj)]
-    lone = subprocess.Popen([victim_bin, marker + "-lone"])
+    lone = start_process([victim_bin, marker + "-lone"])
     try:
-        time.sleep(0.2)
         r = subprocess.run(probe + [str(lone.pid), victim_bin, "work_unit"], capture_output=True, text=True,
                            timeout=60)
         m = re.search(r"calls (\d+)", r.stdout)
@@ -136,6 +135,32 @@ def hooks_of(srv, pid):
     return None
 
 
+def sites_of(srv, pid):
+    """[pid's rewritten syscall sites] from ps ([] when not listed)."""
+    rc, doc, _ = srv.cli_json("ps")
+    return [t.get("syscall_sites") for t in doc or [] if t.get("pid") == pid]
+
+
+def wait_left(srv, pid, sites=False):
+    """Once an ended tool's programs (and with sites, its rewritten syscall
+    sites) left pid: the server retires an ended tool's programs in the
+    background, on its tick (server/tool.c, tool_end), so a check right
+    after the tool's exit races with it."""
+    wait_until(lambda: hooks_of(srv, pid) == [] and (not sites or sites_of(srv, pid) == [0]), timeout=20, step=0.1)
+
+
+def wait_no_tools(srv):
+    """Once tool.list is empty (the server sees a tool's end on its events)."""
+    wait_until(lambda: srv.cli_json("tools")[1] == [], timeout=20, step=0.1)
+
+
+def start_process(argv, lib="libc.so.6"):
+    """A process past its dynamic loader (lib mapped: an attach there needs it)."""
+    p = subprocess.Popen(argv)
+    wait_mapped(p.pid, lib)
+    return p
+
+
 def faults_section(srv, args):
     """A tool's map calls are served in it with fault-guarded copies: bad
     pointers give EFAULT, the tool's own SIGSEGV handler sees its faults,
@@ -181,9 +206,8 @@ def main():
     kernel_side = contextlib.ExitStack()   # tracefs, from the kernel's first run
 
     with Server(args) as srv:
-        victim = subprocess.Popen([victim_bin, marker])
+        victim = start_process([victim_bin, marker])
         try:
-            time.sleep(0.3)
             rc, _, err = srv.cli("attach", victim.pid)
             check_eq(rc, 0, f"attach without an object: the victim joins bpfgraft ({err.strip()})")
 
@@ -197,11 +221,13 @@ def main():
             check(all(l.split()[0] == str(victim.pid) and " 2 " in f" {l} " for l in lines[:5]),
                   "opensnoop: lines carry the victim's pid and ENOENT (2)", "\n".join(lines[:3]))
             check(victim_alive(victim), "the victim still runs after opensnoop")
+            wait_left(srv, victim.pid, sites=True)
             hooks = hooks_of(srv, victim.pid)
             check(hooks == [], "after opensnoop exits no program stays in the victim", repr(hooks))
             rc, doc, _ = srv.cli_json("ps")
             sites = [t.get("syscall_sites") for t in doc or [] if t.get("pid") == victim.pid]
             check(sites == [0], "and its rewritten syscall sites are back to the original code", repr(sites))
+            wait_no_tools(srv)
             rc, doc, _ = srv.cli_json("tools")
             check(rc == 0 and doc == [], "tool.list is empty once the tool exited", repr(doc))
 
@@ -244,17 +270,19 @@ def main():
             total = sum(int(l.split(":")[1].split("|")[0]) for l in rows)
             check("nsec" in out and "distribution" in out, "funclatency: its histogram header")
             check(total >= 40, f"funclatency: {total} calls of work_unit in 2 s (>= 40)")
+            wait_left(srv, victim.pid)
             check(hooks_of(srv, victim.pid) == [], "after funclatency the victim's code is restored (no hooks)")
 
             # ---- gethostlatency: uprobe + uretprobe on libc's getaddrinfo ----
-            resolver = subprocess.Popen([victim_bin, marker + "-gai", "localhost"])
+            resolver = start_process([victim_bin, marker + "-gai", "localhost"])
             try:
-                time.sleep(0.2)
                 srv.cli("attach", resolver.pid)
                 runs = []
                 for argv in ([srv.cli_bin, "--socket", srv.socket, "run", "--"], []):
                     tool = subprocess.Popen(argv + [f"{TOOLS}/gethostlatency", "-p", str(resolver.pid)],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    if argv:  # its 3 s start once its probes are in (a loaded machine starts it slowly)
+                        wait_until(lambda: hooks_of(srv, resolver.pid) or tool.poll() is not None, step=0.1)
                     time.sleep(3)
                     tool.send_signal(signal.SIGINT)
                     runs.append(finish(tool, 20))
@@ -267,6 +295,7 @@ def main():
                       err[-300:])
                 check(len(krows) >= 20 and out.splitlines()[:1] == kout.splitlines()[:1],
                       f"gethostlatency under the kernel: the same header, {len(krows)} calls")
+                wait_left(srv, resolver.pid)
                 check(hooks_of(srv, resolver.pid) == [], "after gethostlatency no hook stays in the resolver")
             finally:
                 srv.cli("detach", resolver.pid)
@@ -326,8 +355,7 @@ def main():
                         break
                     time.sleep(0.2)
                 check(rc == 0 and len(doc or []) == 2, "two tools run at once (tool.list)", repr(doc)[:300])
-                late = subprocess.Popen([victim_bin, marker2])
-                time.sleep(0.3)
+                late = start_process([victim_bin, marker2])
                 rc, _, err = srv.cli("attach", late.pid)
                 check_eq(rc, 0, f"bpfgraft attach adds a new process to the running tools' scope ({err.strip()})")
                 rc, doc, _ = srv.cli_json("tools")
@@ -361,12 +389,12 @@ def main():
                       f"tool {i + 1}: opens of the process attached after it started", err[-300:])
                 check(any(marker in l and marker2 not in l for l in out.splitlines()),
                       f"tool {i + 1}: and of the first process")
+            wait_left(srv, victim.pid)
             check(hooks_of(srv, victim.pid) == [], "both tools gone: nothing left in the victim")
 
             # ---- a pid bpfgraft does not manage: attached for the tool, as the kernel needs nothing ----
-            stranger = subprocess.Popen([victim_bin, marker + "-stranger"])
+            stranger = start_process([victim_bin, marker + "-stranger"])
             try:
-                time.sleep(0.2)
                 rc, out, err = run_tool(srv, [f"{TOOLS}/funclatency", "-p", str(stranger.pid), "-d", "1", ":work_unit"])
                 check(rc == 0 and "distribution" in out,
                       "funclatency -p PID of a process bpfgraft did not manage: attached on the spot", err[-300:])
@@ -433,9 +461,8 @@ def main():
             r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", "nope", "--", "/bin/true"],
                                capture_output=True, text=True)
             check(r.returncode == 2 and "--attach takes PID" in r.stderr, "run --attach with garbage: usage error")
-            fresh = subprocess.Popen([victim_bin, marker + "-fresh"])
+            fresh = start_process([victim_bin, marker + "-fresh"])
             try:
-                time.sleep(0.2)
                 r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", str(fresh.pid), "--",
                                     f"{TOOLS}/opensnoop", "-p", str(fresh.pid), "-d", "1"],
                                    capture_output=True, text=True, timeout=60)
@@ -450,7 +477,7 @@ def main():
             fl = subprocess.Popen([os.path.join(args.test_bin, "forkloop-victim")])
             fork_pid = None
             try:
-                time.sleep(0.2)
+                wait_handler(fl.pid, signal.SIGUSR1)  # SIGUSR1 before that would kill it
                 srv.cli("attach", fl.pid)
                 tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/funclatency",
                                          "-p", str(fl.pid), "-d", "2", ":forkloop_work"],
@@ -478,9 +505,8 @@ def main():
 
             # a tool's uprobes leave nothing behind: after it exits and the
             # process is detached, its executable mappings are those it had
-            plain = subprocess.Popen([victim_bin, marker + "-plain"])
+            plain = start_process([victim_bin, marker + "-plain"])
             try:
-                time.sleep(0.2)
                 before = exec_mappings(plain.pid)
                 r = subprocess.run([srv.cli_bin, "--socket", srv.socket, "run", "--attach", str(plain.pid), "--",
                                     f"{TOOLS}/funclatency", "-p", str(plain.pid), "-d", "1", ":work_unit"],
@@ -537,7 +563,7 @@ def main():
             os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
         tool = None
         try:
-            time.sleep(0.5)
+            wait_exe(pid, shutil.which("bash"))   # exec'd: attaching the forked Python would be lost at the exec
             rc, _, err = srv.cli_attach(pid)
             check_eq(rc, 0, f"bashreadline: the shell joins bpfgraft ({err.strip()})")
             tool = subprocess.Popen([srv.cli_bin, "--socket", srv.socket, "run", "--", f"{TOOLS}/bashreadline"],
@@ -556,6 +582,7 @@ def main():
             check("COMMAND" in out and "PID" in out, "bashreadline: its own header")
             check(any("echo hello-from-bashreadline" in l and str(pid) in l for l in out.splitlines()),
                   "bashreadline: the typed line with the shell's pid")
+            wait_left(srv, pid)
             check(hooks_of(srv, pid) == [], "bashreadline gone: the shell has no hook left")
             os.write(fd, b"echo still-alive\n")
             time.sleep(0.3)

@@ -53,7 +53,7 @@ class Victim:
 
 
 def wait_gone(cl, pid):
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while any(t["pid"] == pid for t in cl.call("target.list")) and time.monotonic() < deadline:
         time.sleep(0.05)
 

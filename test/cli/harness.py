@@ -268,6 +268,90 @@ def text_matches_file(pid, in_root=False):
     return mismatches
 
 
+def wait_until(cond, timeout=30, step=0.02):
+    """cond()'s value once it is true, or its last value at the timeout: a
+    check after something asynchronous (a tick, a thread, a process's
+    start or end) waits for it instead of a fixed time, returning as soon
+    as it holds (a loaded 2-CPU machine running ASan builds beside)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(step)
+
+
+def _threads(pid):
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def task_states(pid):
+    """The state letter of each of pid's threads (R, S, D, T, t, Z...)."""
+    out = []
+    for tid in _threads(pid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                out.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def wait_threads(pid, n, timeout=30):
+    """True once pid has n threads or more (a victim past its start: the
+    dynamic loader done, its handlers and threads made)."""
+    return bool(wait_until(lambda: len(_threads(pid)) >= n, timeout))
+
+
+def wait_stopped(pid, timeout=30):
+    """True once every thread of pid is stopped (SIGSTOP delivered)."""
+    return bool(wait_until(lambda: (lambda st: bool(st) and all(s in "Tt" for s in st))(task_states(pid)),
+                           timeout))
+
+
+def wait_zombie(pid, timeout=30):
+    """True once pid has exited and waits to be reaped."""
+    return bool(wait_until(lambda: task_states(pid)[:1] == ["Z"], timeout))
+
+
+def wait_handler(pid, sig, timeout=30):
+    """True once pid catches sig (its handler installed: sending it earlier
+    would kill a process still starting)."""
+    def caught():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                mask = next(int(l.split()[1], 16) for l in f if l.startswith("SigCgt:"))
+        except (OSError, StopIteration, ValueError):
+            return False
+        return bool(mask & (1 << (int(sig) - 1)))
+    return bool(wait_until(caught, timeout))
+
+
+def wait_mapped(pid, name, timeout=30):
+    """True once pid maps a file whose path contains name (a library the
+    dynamic loader maps before main: an attach to it needs it there)."""
+    def mapped():
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                return any(name in l for l in f)
+        except OSError:
+            return False
+    return bool(wait_until(mapped, timeout))
+
+
+def wait_exe(pid, path, timeout=30):
+    """True once pid runs path (a wrapper such as unshare exec'd it)."""
+    def runs():
+        try:
+            return os.path.realpath(os.readlink(f"/proc/{pid}/exe")) == os.path.realpath(path)
+        except OSError:
+            return False
+    return bool(wait_until(runs, timeout))
+
+
 def counts(cl, keys=4):
     """The first `keys` u64 slots of the test programs' array map "counts"."""
     out = []
@@ -284,11 +368,11 @@ def zero_counts(cl, keys=4):
 
 
 def end_victim(cl, v, object_name):
-    """Kills victim process v, waits (5 s at most) until the server no longer
+    """Kills victim process v, waits (20 s at most) until the server no longer
     lists it, then unloads the object named object_name."""
     v.kill()
     v.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while any(t["pid"] == v.pid for t in cl.call("target.list")) and time.monotonic() < deadline:
         time.sleep(0.05)
     for o in cl.call("object.list"):

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from harness import Server, check, check_eq, parse_args, report
+from harness import Server, check, check_eq, parse_args, report, wait_mapped
 
 
 def audit_lines(srv):
@@ -106,7 +106,7 @@ def main():
     with Server(args) as srv, srv.client() as c:
         victim = subprocess.Popen(["sleep", "60"])
         try:
-            time.sleep(0.2)
+            wait_mapped(victim.pid, "libc.so.6")   # past its dynamic loader: malloc's library is there
             reads(c, maps=False)
             want = changes(args, c, victim)
             reads(c, maps=False)

@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, check, check_eq, parse_args, report  # noqa: E402
+from harness import Server, check, check_eq, parse_args, report, wait_mapped  # noqa: E402
 
 
 def u32(n):
@@ -30,7 +30,7 @@ def check_ps(srv, obj_id):
     --json fields (attach time as wall-clock time)."""
     sleeper = subprocess.Popen(["sleep", "120"])
     try:
-        time.sleep(0.2)
+        wait_mapped(sleeper.pid, "libc.so.6")   # past its dynamic loader: malloc's library is there
         rc, _, err = srv.cli("attach", sleeper.pid, obj_id, "count_call", "count_cpu", "--target",
                              "libc.so.6:malloc")
         check_eq(rc, 0, f"attach two programs at libc's malloc in a sleep ({err.strip()})")
@@ -294,7 +294,7 @@ def main():
         for argv in (["events"], ["trace"], ["--json", "events", "--topic", "target"]):
             p = subprocess.Popen([cli_bin, "--socket", srv.socket] + argv,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20   # a CLI starting on a loaded machine
             subscribed = False
             while time.monotonic() < deadline and not subscribed:
                 rc, st, _ = srv.cli_json("status")

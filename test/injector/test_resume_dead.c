@@ -51,7 +51,7 @@ static pid_t start_threads(void)
         }
         sleeper(NULL);
     }
-    for (int i = 0; i < 2000 && tasks_of(pid) != THREADS + 1; i++)
+    for (int i = 0; i < 20000 && tasks_of(pid) != THREADS + 1; i++)
         usleep(1000);
     cr_assert_eq(tasks_of(pid), THREADS + 1, "the child's threads started");
     return pid;
@@ -80,5 +80,5 @@ Test(resume_dead, killed_while_stopped_is_reaped)
     cr_assert_eq(kill(pid, SIGKILL), 0);
     usleep(20000); /* the stopped threads wake to die */
     bpfg_resume_process(&st, NULL);
-    cr_assert(gone_within(pid, 3000), "the killed process was reaped: no thread left a zombie of ours");
+    cr_assert(gone_within(pid, 20000), "the killed process was reaped: no thread left a zombie of ours");
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -32,8 +33,32 @@ struct shared {
 
 static struct shared *sh;
 
+static int tasks_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Polls every ms for up to 20 s (a loaded machine runs the victim late)
+ * until its counters moved past c and s; whether they did. */
+static bool counters_move(uint64_t c, uint64_t s)
+{
+    for (int i = 0; i < 20000 && !(sh->counted > c && sh->slept > s); i++)
+        usleep(1000);
+    return sh->counted > c && sh->slept > s;
+}
+
 /* The victim, exec'd (its text is then exactly its files') with the
- * shared page in a file. */
+ * shared page in a file; returned once its 3 threads run (its SIGUSR1
+ * handler is in before they are made: a SIGUSR1 earlier would kill it). */
 static pid_t start_victim(const char *page)
 {
     char self[512], exe[600];
@@ -47,6 +72,9 @@ static pid_t start_victim(const char *page)
         execl(exe, exe, page, (char *)NULL);
         _exit(127);
     }
+    for (int i = 0; i < 20000 && tasks_of(v) < 3; i++)
+        usleep(1000);
+    cr_assert_eq(tasks_of(v), 3, "the victim started its threads");
     return v;
 }
 
@@ -138,12 +166,12 @@ Test(tracer_death, target_survives_tracer_killed_anywhere, .timeout = 120)
     }
     cr_assert(!died, "the victim survives every tracer killed at a random moment");
     uint64_t c = sh->counted, s = sh->slept;
-    nanosleep(&settle, NULL);
+    bool moving = counters_move(c, s);
     int changed = text_changed(v);
     kill(v, SIGKILL);
     waitpid(v, NULL, 0);
     unlink(page);
-    cr_expect(sh->counted > c && sh->slept > s, "its threads run on");
+    cr_expect(moving, "its threads run on");
     cr_expect_eq(sh->bad_sleep, 0,
                  "its syscalls return as without a tracer (nanosleep: 0 or EINTR): %llu bad, "
                  "last errno %llu",

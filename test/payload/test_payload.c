@@ -28,7 +28,7 @@
 #include "x86jit.h"
 
 #define HOOK_INDEX 7
-#define TIMEOUT_MS 10000
+#define TIMEOUT_MS 30000 /* a loaded 2-CPU machine running ASan builds beside */
 
 struct fixture {
     pid_t pid;
@@ -395,7 +395,8 @@ static void unload_and_check(void)
     struct bpfg_stopped st;
     char err[BPFG_ERRLEN] = "";
     int r = -EBUSY;
-    for (int tries = 0; tries < 100 && r == -EBUSY; tries++) {
+    /* EBUSY: a thread is still inside the payload; 1 s of tries was short under load */
+    for (uint64_t t0 = now_ms(); r == -EBUSY && now_ms() - t0 < TIMEOUT_MS;) {
         cr_assert_eq(bpfg_stop_process(fx.pid, &st, err), 0, "stop: %s", err);
         r = bpfg_unload_payload(&st, &fx.inj, err);
         if (!r && fx.stub)
