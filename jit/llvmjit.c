@@ -147,14 +147,14 @@ static char version_text[32];
  * programs compile to the same bytes, 0.25-0.35 M instructions fewer
  * per compile (callgrind).
  *
- * Also on LLVM 14 (jit/README.md, "Fixed costs and IR", 2026-12-06):
+ * Also on LLVM 14 (jit/README.md, "Fixed costs and the IR we emit"):
  * InstCombine stops after one iteration instead of running again to
  * confirm its fixpoint (upstream's default since LLVM 18); early
  * if-conversion is not scheduled (x86 never enables it); pre-RA tail
  * duplication and post-RA machine LICM are left out. With these the 7
  * programs at levels 1-3 and the 76 blobs of the project's BPF objects
  * compile to the same bytes (but one immediate in map_loop at level 3);
- * 2-5% fewer instructions a compile. */
+ * 2-5% fewer instructions a compile together. */
 static void set_llvm_options(void)
 {
 #if LLVM_VERSION_MAJOR >= 10 && LLVM_VERSION_MAJOR <= 18
