@@ -71,6 +71,17 @@ struct lj {
     /* the function being emitted */
     LLVMValueRef fn, io, fp, depth, table, run_user;
     LLVMValueRef regs[10];
+    /* Registers within one block, in a one-function program: the value
+     * each holds (NULL: not read or written yet in cur_bb) and which are
+     * not yet stored to their alloca. Reads reuse the value, writes are
+     * stored once, before the block's branch (flush): SROA then has a load
+     * per register and block at most, and a store per register written.
+     * Not in programs of several functions: the inliner weighs callees
+     * as emitted, and fewer loads and stores would change what it
+     * inlines (callbacks.bpf.o's probe_entry grew by 184 bytes). */
+    LLVMValueRef cur[10];
+    uint16_t dirty;
+    LLVMBasicBlockRef cur_bb;
     LLVMValueRef call_io; /* caller side of bpf-to-bpf calls */
     /* a one-function program is emitted into the entry itself: its
      * returns branch to `done`, the entry's epilogue, status and r0 in
@@ -134,7 +145,16 @@ static char version_text[32];
  * vectoriser), AVX-512 mask domain reassignment, the post-RA scheduler
  * (off on x86 anyway). Checked on LLVM 14 only: the 7 bpfgraft-bench jit
  * programs compile to the same bytes, 0.25-0.35 M instructions fewer
- * per compile (callgrind). */
+ * per compile (callgrind).
+ *
+ * Also on LLVM 14 (jit/README.md, "Fixed costs and the IR we emit"):
+ * InstCombine stops after one iteration instead of running again to
+ * confirm its fixpoint (upstream's default since LLVM 18); early
+ * if-conversion is not scheduled (x86 never enables it); pre-RA tail
+ * duplication and post-RA machine LICM are left out. With these the 7
+ * programs at levels 1-3 and the 76 blobs of the project's BPF objects
+ * compile to the same bytes (but one immediate in map_loop at level 3);
+ * 2-5% fewer instructions a compile together. */
 static void set_llvm_options(void)
 {
 #if LLVM_VERSION_MAJOR >= 10 && LLVM_VERSION_MAJOR <= 18
@@ -148,6 +168,10 @@ static void set_llvm_options(void)
         "-disable-expand-reductions",
         "-disable-x86-domain-reassignment",
         "-disable-post-ra",
+        "-instcombine-max-iterations=1",
+        "-disable-early-ifcvt",
+        "-disable-early-taildup",
+        "-disable-postra-machine-licm",
 #endif
     };
     LLVMParseCommandLineOptions((int)(sizeof(args) / sizeof(args[0])), args, NULL);
@@ -227,6 +251,44 @@ static void give_tm(int opt, LLVMTargetMachineRef tm)
         LLVMDisposeTargetMachine(tm);
 }
 
+/* LLVM contexts outlive compiles too (creating and disposing of one is
+ * 0.07-0.12 M instructions, 1% of a compile). A context keeps every
+ * type and constant a compile made, so it serves CTX_USES compiles and
+ * is then disposed of; a single compile's module is disposed of before
+ * its context goes back. */
+#define CTX_POOL 4
+#define CTX_USES 64
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static LLVMContextRef ctx_pool[CTX_POOL];
+static int ctx_uses[CTX_POOL], ctx_free;
+
+static LLVMContextRef take_ctx(int *uses)
+{
+    LLVMContextRef C = NULL;
+    *uses = 0;
+    pthread_mutex_lock(&ctx_lock);
+    if (ctx_free) {
+        ctx_free--;
+        C = ctx_pool[ctx_free];
+        *uses = ctx_uses[ctx_free];
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    return C ? C : LLVMContextCreate();
+}
+
+static void give_ctx(LLVMContextRef C, int uses)
+{
+    pthread_mutex_lock(&ctx_lock);
+    if (uses < CTX_USES && ctx_free < CTX_POOL) {
+        ctx_pool[ctx_free] = C;
+        ctx_uses[ctx_free++] = uses;
+        C = NULL;
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    if (C)
+        LLVMContextDispose(C);
+}
+
 /* The optimisation pipeline of levels 1 and 2: what the eBPF programs'
  * code gains from, at a fraction of default<O2>'s time (compile time is
  * attach latency). Inline the entry's call, promote the register allocas,
@@ -277,18 +339,52 @@ static LLVMValueRef c32(struct lj *j, uint32_t v)
     return LLVMConstInt(j->i32, v, false);
 }
 
+/* The register cache belongs to the block being emitted: another block
+ * starts empty (flush() ran before the branch that left the last one). */
+static void cache_sync(struct lj *j)
+{
+    LLVMBasicBlockRef bb = LLVMGetInsertBlock(j->B);
+    if (bb != j->cur_bb) {
+        memset(j->cur, 0, sizeof(j->cur));
+        j->dirty = 0;
+        j->cur_bb = bb;
+    }
+}
+
 static LLVMValueRef get_reg(struct lj *j, int r)
 {
     if (r == BPF_REG_10)
         return LLVMBuildPtrToInt(j->B, j->fp, j->i64, "r10");
-    return LLVMBuildLoad2(j->B, j->i64, j->regs[r], "");
+    if (!j->done)
+        return LLVMBuildLoad2(j->B, j->i64, j->regs[r], "");
+    cache_sync(j);
+    if (!j->cur[r])
+        j->cur[r] = LLVMBuildLoad2(j->B, j->i64, j->regs[r], "");
+    return j->cur[r];
 }
 
 static void set_reg(struct lj *j, int r, LLVMValueRef v)
 {
-    LLVMBuildStore(j->B, v, j->regs[r]);
     j->known[r] = false;
     j->kpc[r] = -1;
+    if (!j->done) {
+        LLVMBuildStore(j->B, v, j->regs[r]);
+        return;
+    }
+    cache_sync(j);
+    j->cur[r] = v;
+    j->dirty |= (uint16_t)(1u << r);
+}
+
+/* Stores the registers written in this block; call before any branch to
+ * a block that may read them (not before a return: nothing reads them). */
+static void flush(struct lj *j)
+{
+    cache_sync(j);
+    for (int r = 0; r < 10; r++)
+        if (j->dirty & (1u << r))
+            LLVMBuildStore(j->B, j->cur[r], j->regs[r]);
+    j->dirty = 0;
 }
 
 static bool is_map_ref(const struct bpf_insn *orig)
@@ -374,10 +470,12 @@ static void emit_ret(struct lj *j, LLVMValueRef status, LLVMValueRef r0)
 static void ret_if(struct lj *j, LLVMValueRef cond, LLVMValueRef status)
 {
     LLVMBasicBlockRef out = new_bb(j, "stop"), cont = new_bb(j, "");
+    cache_sync(j);
     LLVMBuildCondBr(j->B, cond, out, cont);
     LLVMPositionBuilderAtEnd(j->B, out);
     emit_ret(j, status, NULL);
     LLVMPositionBuilderAtEnd(j->B, cont);
+    j->cur_bb = cont; /* only reached from the block before: its values hold, unstored ones too */
 }
 
 static LLVMValueRef fault_word(struct lj *j, size_t pc, int err)
@@ -660,6 +758,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
     LLVMBasicBlockRef as_func = new_bb(j, "callx_func"), as_helper = new_bb(j, "callx_helper"),
                       done = new_bb(j, "callx_done");
     LLVMValueRef hi = LLVMBuildLShr(B, v, c64(j, 48), "");
+    flush(j);
     LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntEQ, hi, c64(j, FUNC_TAG_HI16), ""), as_func, as_helper);
 
     /* a function reference: only the program's known function entries */
@@ -672,6 +771,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
         LLVMAddCase(sw, c64(j, j->callx_funcs[i]), c);
         LLVMPositionBuilderAtEnd(B, c);
         emit_local_call(j, (size_t)j->func_of[j->callx_funcs[i]], pc);
+        flush(j);
         LLVMBuildBr(B, done);
     }
     LLVMPositionBuilderAtEnd(B, bad);
@@ -686,6 +786,7 @@ static void emit_callx(struct lj *j, const struct bpf_insn *in, size_t pc)
         LLVMValueRef is_unwind = LLVMBuildICmp(B, LLVMIntEQ, v, c64(j, j->opts->jit.unwind_id), "");
         ret_if(j, LLVMBuildAnd(B, is_unwind, LLVMBuildIsNull(B, r0, ""), ""), c64(j, STATUS_UNWIND));
     }
+    flush(j);
     LLVMBuildBr(B, done);
     LLVMPositionBuilderAtEnd(B, done);
 }
@@ -735,6 +836,7 @@ static void emit_cond_jump(struct lj *j, const struct bpf_insn *in, size_t pc)
         }
         cond = LLVMBuildICmp(B, p, a, b, "");
     }
+    flush(j);
     LLVMBuildCondBr(B, cond, j->bb[pc + 1 + in->off], j->bb[pc + 1]);
     j->terminated = true;
 }
@@ -841,8 +943,10 @@ static int emit_function(struct lj *j, size_t f)
             continue;
         const struct bpf_insn *in = &j->insns[pc];
         if (j->bb[pc]) {
-            if (!j->terminated)
+            if (!j->terminated) {
+                flush(j);
                 LLVMBuildBr(B, j->bb[pc]);
+            }
             LLVMPositionBuilderAtEnd(B, j->bb[pc]);
             j->terminated = false;
             memset(j->known, 0, sizeof(j->known));
@@ -873,6 +977,7 @@ static int emit_function(struct lj *j, size_t f)
         default: { /* BPF_JMP, BPF_JMP32 */
             uint8_t op = BPF_OP(in->code);
             if (op == BPF_JA) {
+                flush(j);
                 LLVMBuildBr(B, j->bb[ja_target(in, pc)]);
                 j->terminated = true;
             } else if (op == BPF_EXIT) {
@@ -1500,13 +1605,14 @@ int bpfg_llvmjit_compile_blob(const struct bpf_insn *orig, size_t n, const struc
     LLVMTargetMachineRef tm = take_tm(opt, err, errlen);
     if (!tm)
         return -ENOSYS;
-    j.C = LLVMContextCreate();
+    int uses;
+    j.C = take_ctx(&uses);
     ret = build_prog(&j, orig, n, tm, opt);
     if (!ret)
         ret = emit_and_link(tm, j.M, out, NULL, j.stats, err, errlen);
     give_tm(opt, tm);
     lj_free(&j);
-    LLVMContextDispose(j.C);
+    give_ctx(j.C, uses + 1);
     return ret;
 }
 
