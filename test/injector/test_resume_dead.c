@@ -4,7 +4,6 @@
  * (a `bpfgraft run` tool's CLI did). */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "injector.h"
+#include "tasks_util.h"
 
 #define THREADS 3
 
@@ -23,20 +23,6 @@ static void *sleeper(void *arg)
     for (;;)
         pause();
     return NULL;
-}
-
-static int tasks_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    int n = 0;
-    if (!d)
-        return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 static pid_t start_threads(void)

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "injector.h"
+#include "tasks_util.h"
 
 #define KILLS 200
 
@@ -32,20 +32,6 @@ struct shared {
 };
 
 static struct shared *sh;
-
-static int tasks_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    int n = 0;
-    if (!d)
-        return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* Polls every ms for up to 20 s (a loaded machine runs the victim late)
  * until its counters moved past c and s; whether they did. */
