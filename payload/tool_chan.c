@@ -272,8 +272,7 @@ _Static_assert(RT_RECV_FDS_MAX == BPFG_TOOL_TICKETS_MAX &&
 static uint32_t pool_word;                               /* mtx_lock */
 static struct map_ticket tickets[BPFG_TOOL_TICKETS_MAX]; /* ascending ids */
 static uint32_t ntickets;
-static uint32_t inflight;    /* out of the pool, being prepared (0 or 1: one payload thread) */
-static uint32_t inflight_id; /* that ticket's id */
+static uint32_t inflight_id; /* the ticket out of the pool being prepared (one payload thread), 0: none */
 static bool tickets_refused; /* chan lock; an older server, or none left for this tool */
 static bool wake_sent;       /* wake_fd written; the payload thread has not yet found no raw ticket */
 
@@ -314,7 +313,7 @@ static void tickets_fetch(void)
     struct bpfg_pmsg_hdr rh;
     struct bpfg_tool_tickets t = {0};
     mtx_lock(&pool_word);
-    uint32_t want = ntickets ? 0 : BPFG_TOOL_TICKETS_MAX - inflight;
+    uint32_t want = ntickets ? 0 : BPFG_TOOL_TICKETS_MAX - (inflight_id != 0);
     mtx_unlock(&pool_word);
     if (!want)
         return; /* another thread has just fetched */
@@ -335,7 +334,7 @@ static void tickets_fetch(void)
     mtx_lock(&pool_word);
     for (uint32_t i = 0; !err && i < t.count; i++) {
         int *fd = i ? &rep.more[i - 1] : &rep.fd;
-        if (ntickets + inflight >= BPFG_TOOL_TICKETS_MAX)
+        if (ntickets + (inflight_id != 0) >= BPFG_TOOL_TICKETS_MAX)
             continue; /* a ticket given back meanwhile took the room: reply_free closes this one */
         pool_put(&(struct map_ticket){.id = t.ids[i], .fd = *fd, .sized = sized});
         *fd = -1;
@@ -362,7 +361,7 @@ static void tickets_wake(void)
  * taking a higher one now would hand ids out of order. */
 static bool next_inflight(void)
 {
-    return inflight && (!ntickets || inflight_id < tickets[0].id);
+    return inflight_id && (!ntickets || inflight_id < tickets[0].id);
 }
 
 #define INFLIGHT_WAIT_NS 50000000ull /* a prepare is a few us; a stopped payload thread is not waited for long */
@@ -413,7 +412,7 @@ int ticket_take(struct map_ticket *t)
 void ticket_return(uint32_t id, int fd)
 {
     mtx_lock(&pool_word);
-    if (ntickets + inflight < BPFG_TOOL_TICKETS_MAX && rt_sys2(SYS_ftruncate, fd, 0) == 0) {
+    if (ntickets + (inflight_id != 0) < BPFG_TOOL_TICKETS_MAX && rt_sys2(SYS_ftruncate, fd, 0) == 0) {
         pool_put(&(struct map_ticket){.id = id, .fd = fd});
         fd = -1;
     }
@@ -457,7 +456,6 @@ static bool raw_take(struct map_ticket *t)
         if (!tickets[i].base) {
             *t = tickets[i];
             memmove(&tickets[i], &tickets[i + 1], (--ntickets - i) * sizeof(tickets[0]));
-            inflight++;
             inflight_id = t->id;
             return true;
         }
@@ -479,7 +477,7 @@ void tool_tickets_prepare(void)
             return;
         int err = ticket_prepare(&t);
         mtx_lock(&pool_word);
-        inflight--;
+        inflight_id = 0;
         pool_put(&t); /* raw after a failure: taken and laid out as before */
         if (err)
             wake_sent = false;
