@@ -868,10 +868,8 @@ int bpfg_map_update_elem(struct bpfg_map *m, const void *key, const void *value,
 int bpfg_map_update_elem_run(struct bpfg_map *m, const void *key, const void *value, uint64_t flags,
                              struct bpfg_map_run *run)
 {
-    if (!m->ops->lookup_cpu)
+    if (!m->ops->lookup_cpu || (m->map_flags & BPF_F_RDONLY_PROG))
         return bpfg_map_update_elem(m, key, value, flags);
-    if (m->map_flags & BPF_F_RDONLY_PROG)
-        return -EPERM;
     uint32_t slot = map_slot_claim(m, run);
     return m->ops->update(m, key, value, flags, slot != NIL ? slot : MAP_CPU_CURRENT);
 }
