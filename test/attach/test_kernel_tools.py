@@ -19,7 +19,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cli"))
 from harness import (Server, check, check_eq, ensure_libbpf_tools, finish, report, require,  # noqa: E402
-                     tcp_listener, tracefs)
+                     tcp_listener, tracefs, wait_until)
 
 EXECSNOOP = "/usr/sbin/execsnoop"
 PROGS = ("tracepoint__syscalls__sys_enter_execve", "tracepoint__syscalls__sys_exit_execve")
@@ -203,9 +203,7 @@ def execsnoop_both_sides(args):
             print("\n".join(tool.lines[:3] + ours), err[-800:])
             check(tool.lines and tool.lines[0].split()[:5] == ["PCOMM", "PID", "PPID", "RET", "ARGS"],
                   "execsnoop under bpfgraft: its own header", repr(tool.lines[:1]))
-            end = time.monotonic() + 20  # the server sees the tool's end on its own events
-            while execsnoop_runs(srv) and time.monotonic() < end:
-                time.sleep(0.2)
+            wait_until(lambda: not execsnoop_runs(srv), timeout=20, step=0.2)  # the server sees the tool end
             check_eq(execsnoop_runs(srv), [], "the tool ended: its programs are gone")
             end = time.monotonic() + 30
             while kernel_progs() and time.monotonic() < end:

@@ -1837,9 +1837,8 @@ def old_abi_sys_victim(a, d):
     rc, _, err = d.cli("attach", v.pid, "syscount")
     check_eq(rc, 0, f"reinjectsys: attach syscount by the ABI-2 server ({err.strip()})")
     os.kill(v.pid, signal.SIGUSR1)  # its writers start: every call is counted
-    deadline = time.monotonic() + 20  # the sites they call through are rewritten
-    while not wait_listed(d, [v.pid]).get(v.pid, {}).get("syscall_sites") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    harness.wait_until(lambda: wait_listed(d, [v.pid]).get(v.pid, {}).get("syscall_sites"), timeout=20,
+                       step=0.05)  # the sites they call through are rewritten
     d.stop(signal.SIGKILL)
     time.sleep(0.2)
     return v, c0
