@@ -217,32 +217,49 @@ static bool move_to(int cpu)
  * to another CPU between the two. The update goes to the slot the lookup
  * read (the run's claim), not to the new CPU's: else it overwrites that
  * slot's count with this one's, and the sum counts it twice. */
+/* Two CPUs this thread may run on whose slots differ in a map of two
+ * (slot = CPU % 2); asserts that there are. */
+static void two_cpus(const cpu_set_t *allowed, int cpu[2])
+{
+    cpu[0] = cpu[1] = -1;
+    for (int c = 0; c < CPU_SETSIZE && cpu[1] < 0; c++)
+        if (CPU_ISSET(c, allowed) && (cpu[0] < 0 || c % 2 != cpu[0] % 2))
+            cpu[cpu[0] < 0 ? 0 : 1] = c;
+    cr_assert(cpu[1] >= 0, "the test needs two CPUs (one odd, one even) to move between");
+}
+
+/* bpftrace's count(): "x = lookup(k); update(k, x + 1)", the thread moved
+ * to another CPU between the two. The update goes to the slot the lookup
+ * read (the run's claim), not to the new CPU's: else it overwrites that
+ * slot's count with this one's, and the sum counts it twice. */
 static void update_follows_the_claim(uint32_t type, bool missing)
 {
     cpu_set_t old;
+    int cpu[2];
     cr_assert_eq(sched_getaffinity(0, sizeof(old), &old), 0);
-    if (!CPU_ISSET(0, &old) || !CPU_ISSET(1, &old))
-        cr_skip_test("needs CPUs 0 and 1");
+    two_cpus(&old, cpu);
+    uint32_t from = (uint32_t)cpu[0] % 2, to = (uint32_t)cpu[1] % 2, k = 1;
     struct bpfg_map *m = mk(type, 2);
-    uint32_t k = 1;
-    uint64_t seed[2] = {5, 7}, v[64];
+    uint64_t seed[2], v[64];
+    seed[from] = 5;
+    seed[to] = 7;
     if (missing)
         cr_assert_eq(bpfg_map_delete_copy(m, &k), 0);
     else
         cr_assert_eq(bpfg_map_update_copy(m, &k, seed, BPF_ANY), 0);
-    cr_assert(move_to(0), "on CPU 0");
+    cr_assert(move_to(cpu[0]), "on CPU %d", cpu[0]);
     struct bpfg_map_run run = {.n = 0};
     uint64_t *p = bpfg_map_lookup_elem_run(m, &k, &run);
     cr_assert_eq(run.n, 1, "the lookup claimed a slot");
-    cr_assert_eq(run.claim[0].slot, 0, "CPU 0's");
+    cr_assert_eq(run.claim[0].slot, from, "CPU %d's", cpu[0]);
     uint64_t x = p ? *p + 1 : 1;
-    cr_assert(move_to(1), "on CPU 1");
+    cr_assert(move_to(cpu[1]), "on CPU %d", cpu[1]);
     cr_assert_eq(bpfg_map_update_elem_run(m, &k, &x, BPF_ANY, &run), 0);
     bpfg_map_run_release(&run);
     cr_assert_eq(sched_setaffinity(0, sizeof(old), &old), 0);
     cr_assert_eq(bpfg_map_lookup_copy(m, &k, v), 0);
-    cr_assert_eq(v[0], missing ? 1 : 6, "slot 0: %lu", (unsigned long)v[0]);
-    cr_assert_eq(v[1], missing ? 0 : 7, "slot 1 untouched: %lu", (unsigned long)v[1]);
+    cr_assert_eq(v[from], missing ? 1 : 6, "the lookup's slot: %lu", (unsigned long)v[from]);
+    cr_assert_eq(v[to], missing ? 0 : 7, "the other slot untouched: %lu", (unsigned long)v[to]);
     bpfg_map_close(m);
 }
 
